@@ -1,0 +1,59 @@
+# GuessLyfe chain backend. `make help` lists the targets.
+SHELL := /bin/bash
+PY := .venv/bin/python
+CONFIG ?= config/local.toml
+export GL_CONFIG := $(CONFIG)
+PYTEST_ARGS ?=
+
+.PHONY: help install services run test lint types contracts check-contracts deploy simulate migrate bench fuzz stop clean
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+install: ## install what is missing (.venv, npm tools, redis); idempotent
+	@scripts/bootstrap.sh
+
+services: install ## start PostgreSQL, Redis and anvil (1 s blocks)
+	@scripts/services.sh start
+
+run: install ## the whole local system: chain, db, redis, deploy, traffic, indexer, keeper, API + feed
+	@$(PY) -m scripts.run --config $(CONFIG)
+
+test: install ## the whole suite, as CI runs it
+	@scripts/services.sh start pg redis
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff + mypy --strict on the packages
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check core indexer keeper api || true
+	@$(PY) -m mypy
+
+types: install ## mypy --strict only
+	@$(PY) -m mypy
+
+contracts: install ## recompile contracts/ into abi/ and artifacts/
+	@node scripts/compile.js
+
+deploy: install ## deploy to the configured chain and write deployments/<chain_id>.json
+	@$(PY) -m scripts.deploy --config $(CONFIG)
+
+simulate: install ## wallets trading against the deployed contracts (Ctrl-C stops)
+	@$(PY) -m scripts.simulate --config $(CONFIG)
+
+migrate: install ## apply sql/ migrations to the configured database
+	@$(PY) -m indexer migrate --config $(CONFIG)
+
+bench: install ## benchmarks (figures go to docs/benchmarks.md)
+	@scripts/services.sh start pg redis
+	@$(PY) -m bench.all
+
+fuzz: install ## long property/fault runs (many more sequences and seeds than CI)
+	@scripts/services.sh start pg redis
+	@GL_FUZZ=1 $(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS) tests
+
+stop: ## stop everything `make run`/`make services` started
+	@-[ -f .data/run/stack.pid ] && kill $$(cat .data/run/stack.pid) 2>/dev/null; true
+	@scripts/services.sh stop
+
+clean: stop ## stop and delete local state (.data)
+	@rm -rf .data

@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+
+/// @title OpinionMarket
+/// @notice Binary YES/NO opinion markets collateralised in USDC, priced by a fixed-product market
+///         maker (Gnosis FPMM): every unit of collateral mints one YES and one NO share, the pool
+///         keeps `yesReserve * noReserve` from decreasing, and price_yes = noReserve / (yesReserve +
+///         noReserve). Positions are internal balances (no ERC-1155) to keep trades cheap.
+/// @dev Events are the indexer's whole input: each carries the post-state it changed.
+///      Rounding always favours the pool, so the market stays solvent: the collateral held for a
+///      market always equals the YES shares outstanding (pool + traders) = the NO shares outstanding.
+contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    bytes32 public constant RESOLVER_ROLE = keccak256("RESOLVER_ROLE");
+    bytes32 public constant FEE_COLLECTOR_ROLE = keccak256("FEE_COLLECTOR_ROLE");
+
+    uint8 public constant OUTCOME_NO = 0;
+    uint8 public constant OUTCOME_YES = 1;
+    uint8 public constant OUTCOME_INVALID = 2;
+
+    uint256 public constant BPS = 10_000;
+    uint256 public constant MIN_INITIAL_LIQUIDITY = 1e6; // 1 USDC
+    uint256 public constant MAX_QUESTION_BYTES = 1_000;
+    uint256 public constant MAX_CATEGORY_BYTES = 64;
+    uint256 private constant MAX_RESERVE = type(uint112).max;
+
+    error MarketNotFound(uint256 marketId);
+    error MarketClosed(uint256 marketId, uint256 endTime);
+    error MarketNotEnded(uint256 marketId, uint256 endTime);
+    error MarketAlreadyResolved(uint256 marketId);
+    error MarketNotResolved(uint256 marketId);
+    error InvalidOutcome(uint8 outcome);
+    error InvalidEndTime(uint256 endTime);
+    error LiquidityTooLow(uint256 amount, uint256 minimum);
+    error StringTooLong(uint256 length, uint256 maximum);
+    error ZeroAmount();
+    error DeadlineExpired(uint256 deadline);
+    error SlippageExceeded(uint256 amount, uint256 bound);
+    error InsufficientShares(uint256 requested, uint256 available);
+    error AmountTooLarge(uint256 amount);
+    error NotMarketCreator(uint256 marketId);
+    error LiquidityAlreadyWithdrawn(uint256 marketId);
+    error InvalidFeeConfig();
+
+    /// @dev Two slots. Slot 0 is read and written by every trade; slot 1 is read by every trade.
+    struct Market {
+        uint112 yesReserve;
+        uint112 noReserve;
+        uint32 endTime;
+        address creator;
+        bool resolved;
+        uint8 outcome;
+        bool liquidityWithdrawn;
+    }
+
+    /// @dev One slot per trader per market.
+    struct Position {
+        uint128 yes;
+        uint128 no;
+    }
+
+    event MarketCreated(
+        uint256 indexed marketId,
+        address indexed creator,
+        string question,
+        string category,
+        uint256 endTime,
+        uint256 initialLiquidity,
+        uint256 yesReserve,
+        uint256 noReserve
+    );
+
+    /// @param isBuy true for a buy (collateral in, shares out), false for a sell.
+    /// @param collateral for a buy the USDC paid including the fee; for a sell the USDC received after the fee.
+    /// @param shares outcome shares bought or sold.
+    /// @param fee whole trading fee in USDC; `creatorFee` of it accrues to the creator's dividend pool.
+    event Trade(
+        uint256 indexed marketId,
+        address indexed trader,
+        bool isBuy,
+        uint8 outcome,
+        uint256 collateral,
+        uint256 shares,
+        uint256 fee,
+        uint256 creatorFee,
+        uint256 yesReserve,
+        uint256 noReserve,
+        uint256 traderYes,
+        uint256 traderNo
+    );
+
+    event MarketResolved(uint256 indexed marketId, uint8 outcome, address indexed resolver);
+
+    event WinningsClaimed(
+        uint256 indexed marketId, address indexed holder, uint256 payout, uint256 yesBurned, uint256 noBurned
+    );
+
+    event LiquidityWithdrawn(uint256 indexed marketId, address indexed creator, uint256 payout);
+
+    /// @notice Market fees credited to `creator`'s dividend pool moved to the CreatorShares contract.
+    event CreatorFeesCollected(address indexed creator, address indexed collector, uint256 amount);
+
+    event ProtocolFeesWithdrawn(address indexed to, uint256 amount);
+
+    IERC20 public immutable usdc;
+    /// @notice Trading fee on every buy and sell, in basis points of the collateral.
+    uint256 public immutable feeBps;
+    /// @notice Part of the trading fee (in basis points of the fee) credited to the market creator's dividend pool.
+    uint256 public immutable creatorFeeShareBps;
+
+    uint256 public marketCount;
+    uint256 public protocolFees;
+    mapping(uint256 => Market) private markets;
+    mapping(uint256 => mapping(address => Position)) private positions;
+    /// @notice Market fees owed to each creator's dividend pool, not yet collected by CreatorShares.
+    mapping(address => uint256) public creatorFeesAccrued;
+
+    constructor(IERC20 usdc_, uint256 feeBps_, uint256 creatorFeeShareBps_, address admin) {
+        if (feeBps_ > 1_000 || creatorFeeShareBps_ > BPS) revert InvalidFeeConfig();
+        usdc = usdc_;
+        feeBps = feeBps_;
+        creatorFeeShareBps = creatorFeeShareBps_;
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    }
+
+    // ---------------------------------------------------------------- trading
+
+    /// @notice Opens a market funded by the caller: `initialLiquidity` USDC mints equal YES and NO
+    ///         reserves (price 0.5). The creator owns the pool's shares and withdraws their payout
+    ///         after resolution with `withdrawLiquidity`.
+    function createMarket(string calldata question, string calldata category, uint256 endTime, uint256 initialLiquidity)
+        external
+        whenNotPaused
+        nonReentrant
+        returns (uint256 marketId)
+    {
+        if (bytes(question).length > MAX_QUESTION_BYTES) revert StringTooLong(bytes(question).length, MAX_QUESTION_BYTES);
+        if (bytes(category).length > MAX_CATEGORY_BYTES) revert StringTooLong(bytes(category).length, MAX_CATEGORY_BYTES);
+        if (endTime <= block.timestamp || endTime > type(uint32).max) revert InvalidEndTime(endTime);
+        if (initialLiquidity < MIN_INITIAL_LIQUIDITY) revert LiquidityTooLow(initialLiquidity, MIN_INITIAL_LIQUIDITY);
+        if (initialLiquidity > MAX_RESERVE / 4) revert AmountTooLarge(initialLiquidity);
+
+        marketId = ++marketCount;
+        markets[marketId] = Market({
+            yesReserve: uint112(initialLiquidity),
+            noReserve: uint112(initialLiquidity),
+            endTime: uint32(endTime),
+            creator: msg.sender,
+            resolved: false,
+            outcome: 0,
+            liquidityWithdrawn: false
+        });
+        usdc.safeTransferFrom(msg.sender, address(this), initialLiquidity);
+        emit MarketCreated(
+            marketId, msg.sender, question, category, endTime, initialLiquidity, initialLiquidity, initialLiquidity
+        );
+    }
+
+    /// @notice Buys `outcome` shares with exactly `collateralIn` USDC (fee included).
+    /// @param minSharesOut slippage bound: reverts if fewer shares would come out.
+    function buy(uint256 marketId, uint8 outcome, uint256 collateralIn, uint256 minSharesOut, uint256 deadline)
+        external
+        whenNotPaused
+        nonReentrant
+        returns (uint256 sharesOut)
+    {
+        if (block.timestamp > deadline) revert DeadlineExpired(deadline);
+        if (outcome > OUTCOME_YES) revert InvalidOutcome(outcome);
+        if (collateralIn == 0) revert ZeroAmount();
+        Market storage m = _openMarket(marketId);
+
+        uint256 fee = (collateralIn * feeBps) / BPS;
+        uint256 net = collateralIn - fee;
+        uint256 yesR = m.yesReserve;
+        uint256 noR = m.noReserve;
+        if (yesR + noR + 2 * net > MAX_RESERVE) revert AmountTooLarge(collateralIn);
+        (yesR, noR, sharesOut) = buyOutcome(yesR, noR, outcome, net);
+        if (sharesOut < minSharesOut) revert SlippageExceeded(sharesOut, minSharesOut);
+
+        m.yesReserve = uint112(yesR);
+        m.noReserve = uint112(noR);
+        Position storage p = positions[marketId][msg.sender];
+        uint256 traderYes = p.yes;
+        uint256 traderNo = p.no;
+        if (outcome == OUTCOME_YES) traderYes += sharesOut;
+        else traderNo += sharesOut;
+        p.yes = uint128(traderYes);
+        p.no = uint128(traderNo);
+        uint256 creatorFee = _accrueFee(m.creator, fee);
+
+        usdc.safeTransferFrom(msg.sender, address(this), collateralIn);
+        emit Trade(
+            marketId, msg.sender, true, outcome, collateralIn, sharesOut, fee, creatorFee, yesR, noR, traderYes, traderNo
+        );
+    }
+
+    /// @notice Sells exactly `sharesIn` `outcome` shares back to the pool.
+    /// @param minCollateralOut slippage bound on the USDC received after the fee.
+    function sell(uint256 marketId, uint8 outcome, uint256 sharesIn, uint256 minCollateralOut, uint256 deadline)
+        external
+        whenNotPaused
+        nonReentrant
+        returns (uint256 collateralOut)
+    {
+        if (block.timestamp > deadline) revert DeadlineExpired(deadline);
+        if (outcome > OUTCOME_YES) revert InvalidOutcome(outcome);
+        if (sharesIn == 0) revert ZeroAmount();
+        Market storage m = _openMarket(marketId);
+
+        Position storage p = positions[marketId][msg.sender];
+        uint256 traderYes = p.yes;
+        uint256 traderNo = p.no;
+        uint256 held = outcome == OUTCOME_YES ? traderYes : traderNo;
+        if (sharesIn > held) revert InsufficientShares(sharesIn, held);
+
+        (uint256 yesR, uint256 noR, uint256 gross) = sellOutcome(m.yesReserve, m.noReserve, outcome, sharesIn);
+        uint256 fee = (gross * feeBps + BPS - 1) / BPS; // fee rounds up: the trader never receives a fraction too much
+        collateralOut = gross - fee;
+        if (collateralOut < minCollateralOut) revert SlippageExceeded(collateralOut, minCollateralOut);
+
+        m.yesReserve = uint112(yesR);
+        m.noReserve = uint112(noR);
+        if (outcome == OUTCOME_YES) traderYes -= sharesIn;
+        else traderNo -= sharesIn;
+        p.yes = uint128(traderYes);
+        p.no = uint128(traderNo);
+        uint256 creatorFee = _accrueFee(m.creator, fee);
+
+        if (collateralOut > 0) usdc.safeTransfer(msg.sender, collateralOut);
+        emit Trade(
+            marketId, msg.sender, false, outcome, collateralOut, sharesIn, fee, creatorFee, yesR, noR, traderYes, traderNo
+        );
+    }
+
+    // ---------------------------------------------------------------- resolution and claims
+
+    /// @notice Settles a market after its end time, once. INVALID pays half a unit per share on both sides.
+    function resolveMarket(uint256 marketId, uint8 outcome) external onlyRole(RESOLVER_ROLE) {
+        if (outcome > OUTCOME_INVALID) revert InvalidOutcome(outcome);
+        Market storage m = _market(marketId);
+        if (m.resolved) revert MarketAlreadyResolved(marketId);
+        if (block.timestamp < m.endTime) revert MarketNotEnded(marketId, m.endTime);
+        m.resolved = true;
+        m.outcome = outcome;
+        emit MarketResolved(marketId, outcome, msg.sender);
+    }
+
+    /// @notice Pays the caller's winning shares of a resolved market. Idempotent: a second call pays 0
+    ///         and emits nothing. Works while paused.
+    function claimWinnings(uint256 marketId) external nonReentrant returns (uint256 payout) {
+        Market storage m = _market(marketId);
+        if (!m.resolved) revert MarketNotResolved(marketId);
+        Position storage p = positions[marketId][msg.sender];
+        uint256 yes = p.yes;
+        uint256 no = p.no;
+        if (yes == 0 && no == 0) return 0;
+        payout = payoutFor(m.outcome, yes, no);
+        delete positions[marketId][msg.sender];
+        if (payout > 0) usdc.safeTransfer(msg.sender, payout);
+        emit WinningsClaimed(marketId, msg.sender, payout, yes, no);
+    }
+
+    /// @notice Pays the market creator the pool's own shares after resolution. Works while paused.
+    function withdrawLiquidity(uint256 marketId) external nonReentrant returns (uint256 payout) {
+        Market storage m = _market(marketId);
+        if (msg.sender != m.creator) revert NotMarketCreator(marketId);
+        if (!m.resolved) revert MarketNotResolved(marketId);
+        if (m.liquidityWithdrawn) revert LiquidityAlreadyWithdrawn(marketId);
+        m.liquidityWithdrawn = true;
+        payout = payoutFor(m.outcome, m.yesReserve, m.noReserve);
+        if (payout > 0) usdc.safeTransfer(msg.sender, payout);
+        emit LiquidityWithdrawn(marketId, msg.sender, payout);
+    }
+
+    /// @notice Moves `creator`'s accrued market fees to the caller (the CreatorShares contract) so they
+    ///         join that creator's dividend pool.
+    function collectCreatorFees(address creator) external onlyRole(FEE_COLLECTOR_ROLE) returns (uint256 amount) {
+        amount = creatorFeesAccrued[creator];
+        if (amount == 0) return 0;
+        creatorFeesAccrued[creator] = 0;
+        usdc.safeTransfer(msg.sender, amount);
+        emit CreatorFeesCollected(creator, msg.sender, amount);
+    }
+
+    function withdrawProtocolFees(address to) external onlyRole(DEFAULT_ADMIN_ROLE) returns (uint256 amount) {
+        amount = protocolFees;
+        protocolFees = 0;
+        if (amount > 0) usdc.safeTransfer(to, amount);
+        emit ProtocolFeesWithdrawn(to, amount);
+    }
+
+    function pause() external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _pause();
+    }
+
+    function unpause() external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _unpause();
+    }
+
+    // ---------------------------------------------------------------- views (for reconciliation and wallets)
+
+    function getMarket(uint256 marketId)
+        external
+        view
+        returns (
+            address creator,
+            uint256 endTime,
+            uint256 yesReserve,
+            uint256 noReserve,
+            bool resolved,
+            uint8 outcome,
+            bool liquidityWithdrawn
+        )
+    {
+        Market storage m = _market(marketId);
+        return (m.creator, m.endTime, m.yesReserve, m.noReserve, m.resolved, m.outcome, m.liquidityWithdrawn);
+    }
+
+    function positionOf(uint256 marketId, address holder) external view returns (uint256 yes, uint256 no) {
+        Position storage p = positions[marketId][holder];
+        return (p.yes, p.no);
+    }
+
+    /// @notice Prices scaled by 1e18; yes + no = 1e18 up to one unit of rounding.
+    function prices(uint256 marketId) external view returns (uint256 yesPrice, uint256 noPrice) {
+        Market storage m = _market(marketId);
+        uint256 total = uint256(m.yesReserve) + m.noReserve;
+        yesPrice = (uint256(m.noReserve) * 1e18) / total;
+        noPrice = (uint256(m.yesReserve) * 1e18) / total;
+    }
+
+    function quoteBuy(uint256 marketId, uint8 outcome, uint256 collateralIn) external view returns (uint256 sharesOut) {
+        if (outcome > OUTCOME_YES) revert InvalidOutcome(outcome);
+        Market storage m = _market(marketId);
+        uint256 net = collateralIn - (collateralIn * feeBps) / BPS;
+        (,, sharesOut) = buyOutcome(m.yesReserve, m.noReserve, outcome, net);
+    }
+
+    function quoteSell(uint256 marketId, uint8 outcome, uint256 sharesIn) external view returns (uint256 collateralOut) {
+        if (outcome > OUTCOME_YES) revert InvalidOutcome(outcome);
+        Market storage m = _market(marketId);
+        (,, uint256 gross) = sellOutcome(m.yesReserve, m.noReserve, outcome, sharesIn);
+        collateralOut = gross - (gross * feeBps + BPS - 1) / BPS;
+    }
+
+    // ---------------------------------------------------------------- pure AMM math
+
+    /// @notice FPMM buy: `net` collateral mints `net` of each outcome into the pool, then the pool pays
+    ///         out bought-outcome shares down to ceil(k / other reserve), so k never decreases.
+    function buyOutcome(uint256 yesR, uint256 noR, uint8 outcome, uint256 net)
+        public
+        pure
+        returns (uint256 newYes, uint256 newNo, uint256 sharesOut)
+    {
+        uint256 k = yesR * noR;
+        if (outcome == OUTCOME_YES) {
+            newNo = noR + net;
+            newYes = Math.ceilDiv(k, newNo);
+            sharesOut = yesR + net - newYes;
+        } else {
+            newYes = yesR + net;
+            newNo = Math.ceilDiv(k, newYes);
+            sharesOut = noR + net - newNo;
+        }
+    }
+
+    /// @notice FPMM sell of exactly `sharesIn`: the shares join the pool, then `gross` complete sets are
+    ///         burned for collateral, the largest `gross` with (Y + s - r)(N - r) >= Y N:
+    ///         r = (B - sqrt(B^2 - 4 s O)) / 2 with B = Y + N + s and O the other reserve. sqrt rounds
+    ///         up and the division down, so r never exceeds the exact root and k never decreases.
+    function sellOutcome(uint256 yesR, uint256 noR, uint8 outcome, uint256 sharesIn)
+        public
+        pure
+        returns (uint256 newYes, uint256 newNo, uint256 gross)
+    {
+        uint256 other = outcome == OUTCOME_YES ? noR : yesR;
+        uint256 b = yesR + noR + sharesIn;
+        uint256 root = Math.sqrt(b * b - 4 * sharesIn * other, Math.Rounding.Ceil);
+        gross = (b - root) / 2;
+        if (outcome == OUTCOME_YES) {
+            newYes = yesR + sharesIn - gross;
+            newNo = noR - gross;
+        } else {
+            newYes = yesR - gross;
+            newNo = noR + sharesIn - gross;
+        }
+    }
+
+    /// @notice Collateral paid for a position at resolution; INVALID pays half a unit per share, rounded down.
+    function payoutFor(uint8 outcome, uint256 yes, uint256 no) public pure returns (uint256) {
+        if (outcome == OUTCOME_YES) return yes;
+        if (outcome == OUTCOME_NO) return no;
+        return (yes + no) / 2;
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _market(uint256 marketId) private view returns (Market storage m) {
+        m = markets[marketId];
+        if (m.creator == address(0)) revert MarketNotFound(marketId);
+    }
+
+    function _openMarket(uint256 marketId) private view returns (Market storage m) {
+        m = _market(marketId);
+        if (m.resolved) revert MarketAlreadyResolved(marketId);
+        if (block.timestamp >= m.endTime) revert MarketClosed(marketId, m.endTime);
+    }
+
+    function _accrueFee(address creator, uint256 fee) private returns (uint256 creatorFee) {
+        if (fee == 0) return 0;
+        creatorFee = (fee * creatorFeeShareBps) / BPS;
+        if (creatorFee > 0) creatorFeesAccrued[creator] += creatorFee;
+        protocolFees += fee - creatorFee;
+    }
+}

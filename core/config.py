@@ -1,0 +1,175 @@
+"""One config file (TOML) per deployment, read once, validated at start.
+
+Each daemon declares a frozen dataclass per section it reads; `section()` builds it from the
+file plus environment overrides and rejects unknown keys and wrong types with an error that
+names the key. Environment overrides: ``GL_<SECTION>__<KEY>=value`` (lists comma-separated).
+
+Errors:  ConfigError (ValueError) — the message says which key, what was expected, what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+ENV_PREFIX = "GL_"
+
+
+class ConfigError(ValueError):
+    """A config file or key is missing or malformed."""
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Reads the TOML file and applies GL_SECTION__KEY overrides from the environment."""
+    env = os.environ if environ is None else environ
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found: pass --config FILE or create it") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        sec, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        raw.setdefault(sec, {})[key] = _EnvValue(value)
+    return raw
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _EnvValue:
+    text: str
+
+
+def section(config: Mapping[str, Any], name: str, cls: type[T]) -> T:
+    """Builds dataclass `cls` from config[name]; unknown keys and bad types raise ConfigError."""
+    raw = config.get(name, {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
+            f"valid keys in [{name}]: {', '.join(sorted(fields))}"
+        )
+    values: dict[str, Any] = {}
+    for key, f in fields.items():
+        if key in raw:
+            values[key] = _coerce(f"{name}.{key}", raw[key], hints[key])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {name}.{key}")
+    return cls(**values)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if isinstance(value, _EnvValue):
+        value = _from_env(key, value.text, hint)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(key, value, args[0])
+    if origin is tuple:
+        (item,) = typing.get_args(hint)[:1]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {type(value).__name__}")
+        return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _from_env(key: str, text: str, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        return [s.strip() for s in text.split(",") if s.strip()]
+    if hint is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} (from environment) must be true/false, got {text!r}")
+    if hint is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{key} (from environment) must be an integer, got {text!r}") from None
+    if hint is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{key} (from environment) must be a number, got {text!r}") from None
+    return text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    dsn: str
+    read_dsn: str = ""
+    pool_min: int = 1
+    pool_max: int = 10
+
+    def __repr__(self) -> str:  # DSNs may hold passwords
+        return "DatabaseSettings(dsn=<redacted>)"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: str = "redis://127.0.0.1:56379/0"
+
+    def __repr__(self) -> str:
+        return "RedisSettings(url=<redacted>)"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChainSettings:
+    chain_id: int
+    rpc_urls: tuple[str, ...]
+    name: str = ""
+    ws_url: str = ""
+    deployment: str = ""
+    finality_depth: int = 64
+    confirmations: int = 1
+
+    def __repr__(self) -> str:  # RPC URLs often embed API keys
+        return f"ChainSettings(name={self.name!r}, chain_id={self.chain_id}, rpc_urls=<{len(self.rpc_urls)} redacted>)"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServicesSettings:
+    pg_port: int = 55432
+    redis_port: int = 56379
+    anvil_port: int = 58545
+    api_port: int = 58080
+    feed_port: int = 58081
+    indexer_metrics_port: int = 59101
+    keeper_metrics_port: int = 59102
+    block_time: int = 1

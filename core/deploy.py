@@ -1,0 +1,139 @@
+"""Deploys USDC (mock on local chains), the price feed mock, OpinionMarket and CreatorShares, and
+grants roles. All transactions are signed locally and sent with consecutive nonces before any
+receipt is awaited (addresses are known from the nonces), so a deployment takes one block.
+
+Errors: DeployError — a transaction reverted or the node refused it; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.utils.address import get_create_address
+
+from core.contracts import CONTRACT_NAMES, abi_hash, load_artifact
+
+LOCAL_CHAIN_IDS = (31337, 1337)
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeployParams:
+    fee_bps: int = 200  # 2 % trading fee on opinion markets
+    creator_fee_share_bps: int = 5_000  # half of it to the market creator's dividend pool
+    curve_unit: int = 62_500  # share i costs i^2 / 16 USDC
+    protocol_fee_bps: int = 200
+    creator_fee_bps: int = 300
+    dividend_fee_bps: int = 500
+    lock_period: int = 3_600
+    usdc: str | None = None  # an existing USDC; None deploys MockUSDC (local chains only)
+    price_feed: str | None = None  # an existing AggregatorV3; None deploys MockPriceFeed on local chains
+
+
+def anvil_account(index: int) -> LocalAccount:
+    """The well-known anvil dev accounts (local chains only, never real funds)."""
+    Account.enable_unaudited_hdwallet_features()
+    acct: LocalAccount = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return acct
+
+
+def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dict[str, Any]]:
+    """The ordered list of transactions (pure given chain id and nonce); each names its purpose."""
+    chain_id = w3.eth.chain_id
+    local = chain_id in LOCAL_CHAIN_IDS
+    if params.usdc is None and not local:
+        raise DeployError(f"chain {chain_id} is not local: pass the real USDC address (--usdc)")
+    nonce = w3.eth.get_transaction_count(deployer, "pending")
+    steps: list[dict[str, Any]] = []
+
+    def create(name: str, *args: Any) -> str:
+        art = load_artifact(name)
+        contract = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+        address = get_create_address(deployer, nonce + len(steps))
+        data = contract.constructor(*args).build_transaction({"from": deployer, "gas": 0, "nonce": 0})["data"]
+        steps.append({"purpose": f"deploy {name}", "name": name, "to": None, "data": data, "address": address})
+        return str(address)
+
+    def call(purpose: str, name: str, address: str, fn: str, *args: Any) -> None:
+        contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(name)["abi"])
+        data = contract.functions[fn](*args).build_transaction({"from": deployer, "gas": 0, "nonce": 0})["data"]
+        steps.append({"purpose": purpose, "name": name, "to": address, "data": data, "address": address})
+
+    usdc = params.usdc or create("MockUSDC")
+    feed = params.price_feed or (create("MockPriceFeed", 8, "ETH / USD (mock)", 3_000 * 10**8) if local else None)
+    om = create("OpinionMarket", usdc, params.fee_bps, params.creator_fee_share_bps, deployer)
+    cs = create(
+        "CreatorShares", usdc, om, params.curve_unit, params.protocol_fee_bps, params.creator_fee_bps,
+        params.dividend_fee_bps, params.lock_period, deployer,
+    )
+    # Role ids are keccak256 of their names, as the contracts define them.
+    resolver = Web3.keccak(text="RESOLVER_ROLE")
+    collector = Web3.keccak(text="FEE_COLLECTOR_ROLE")
+    keeper_role = Web3.keccak(text="KEEPER_ROLE")
+    call("grant RESOLVER_ROLE to keeper", "OpinionMarket", om, "grantRole", resolver, keeper)
+    call("grant FEE_COLLECTOR_ROLE to CreatorShares", "OpinionMarket", om, "grantRole", collector, cs)
+    call("grant KEEPER_ROLE to keeper", "CreatorShares", cs, "grantRole", keeper_role, keeper)
+    for s in steps:
+        s["addresses"] = {"USDC": usdc, "MockPriceFeed": feed, "OpinionMarket": om, "CreatorShares": cs}
+    return steps
+
+
+def deploy(
+    w3: Web3, deployer: LocalAccount, keeper: str, params: DeployParams = DeployParams(), timeout: float = 60
+) -> dict[str, Any]:
+    """Sends the plan with pipelined nonces, waits for every receipt, returns the deployment record."""
+    steps = plan(w3, deployer.address, keeper, params)
+    chain_id = w3.eth.chain_id
+    nonce = w3.eth.get_transaction_count(deployer.address, "pending")
+    block = w3.eth.get_block("latest")
+    base_fee = int(block.get("baseFeePerGas", 0) or 0)
+    tip = 10**9 if chain_id in LOCAL_CHAIN_IDS else int(w3.eth.max_priority_fee)
+    hashes = []
+    for i, step in enumerate(steps):
+        tx: dict[str, Any] = {
+            "chainId": chain_id, "nonce": nonce + i, "data": step["data"], "value": 0,
+            "maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip,
+        }
+        if step["to"] is not None:
+            tx["to"] = Web3.to_checksum_address(step["to"])
+        # Fixed limits: later steps call contracts that are not mined yet, so they cannot be estimated.
+        tx["gas"] = 150_000 if step["to"] else 6_000_000
+        signed = deployer.sign_transaction(tx)
+        hashes.append(w3.eth.send_raw_transaction(signed.raw_transaction))
+    first_block = None
+    deadline = time.monotonic() + timeout
+    for step, h in zip(steps, hashes, strict=True):
+        receipt = w3.eth.wait_for_transaction_receipt(h, timeout=max(1.0, deadline - time.monotonic()))
+        if receipt["status"] != 1:
+            raise DeployError(f"{step['purpose']} reverted in tx {h.hex()}")
+        first_block = receipt["blockNumber"] if first_block is None else min(first_block, receipt["blockNumber"])
+    addresses = steps[0]["addresses"]
+    return {
+        "chain_id": chain_id,
+        "deploy_block": first_block,
+        "deployer": deployer.address,
+        "keeper": Web3.to_checksum_address(keeper),
+        "contracts": {k: v for k, v in addresses.items()},
+        "params": dataclasses.asdict(params),
+        "abi_hashes": {n: abi_hash(n) for n in CONTRACT_NAMES},
+    }
+
+
+def write_deployment(record: dict[str, Any], directory: str | Path = "deployments") -> Path:
+    path = Path(directory) / f"{record['chain_id']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,1 @@
+"""The indexer: tails OpinionMarket and CreatorShares events into PostgreSQL."""

@@ -1,0 +1,72 @@
+"""Numbered SQL migrations (sql/NNN_name.sql) applied in order, each once, under an advisory
+lock so concurrent starters (indexer, tests, a second instance) never race.
+
+Errors: MigrationError — a file failed; its transaction rolled back and later files did not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import asyncpg
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+MIGRATION_LOCK = 0x6C79_6665_6D69  # arbitrary constant shared by every process that migrates
+_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+def migration_files(directory: Path = SQL_DIR) -> list[tuple[int, Path]]:
+    files = []
+    for p in sorted(directory.glob("*.sql")):
+        m = _NAME.match(p.name)
+        if m is None:
+            raise MigrationError(f"{p.name}: migration files must be named NNN_lowercase_name.sql")
+        files.append((int(m.group(1)), p))
+    versions = [v for v, _ in files]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"duplicate migration numbers in {directory}")
+    return files
+
+
+async def apply_migrations(conn: asyncpg.Connection, directory: Path = SQL_DIR) -> list[str]:
+    """Applies pending migrations; returns the names applied."""
+    applied: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, path in migration_files(directory):
+            if version in done:
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name
+                    )
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"{path.name} failed: {exc}") from exc
+            applied.append(path.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied
+
+
+def apply_migrations_sync(dsn: str) -> list[str]:
+    async def run() -> list[str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
