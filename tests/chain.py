@@ -39,13 +39,16 @@ def rpc(url: str, method: str, params: list[Any] | None = None, timeout: float =
 
 
 class Anvil:
-    """A real anvil process on a free port. `block_time=None` means automine."""
+    """A real anvil process on a free port. `block_time=None` means automine; `chain_id` defaults to
+    anvil's local 31337 (anvil refuses a second --chain-id in `extra_args`)."""
 
-    def __init__(self, block_time: float | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, block_time: float | None = None, extra_args: tuple[str, ...] = (), chain_id: int = 31337
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        args = [anvil_binary(), "--port", str(self.port), "--chain-id", "31337", "--accounts", "20",
+        args = [anvil_binary(), "--port", str(self.port), "--chain-id", str(chain_id), "--accounts", "20",
                 "--balance", "1000000", "--silent", *extra_args]
         if block_time is not None:
             args += ["--block-time", str(block_time)]
