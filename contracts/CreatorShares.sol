@@ -78,6 +78,11 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         address indexed creator, uint256 amount, uint256 marketFees, uint256 supply, uint256 accPerShare, uint256 pool
     );
 
+    /// @notice Emitted once, at deployment, so an indexer prices shares from logs alone.
+    event CurveConfigured(
+        uint256 curveUnit, uint256 protocolFeeBps, uint256 creatorFeeBps, uint256 dividendFeeBps, uint256 lockPeriod
+    );
+
     event DividendsClaimed(address indexed creator, address indexed holder, uint256 amount);
     event CreatorFeesClaimed(address indexed creator, uint256 amount);
     event ProtocolFeesWithdrawn(address indexed to, uint256 amount);
@@ -116,6 +121,7 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         dividendFeeBps = dividendFeeBps_;
         lockPeriod = lockPeriod_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        emit CurveConfigured(curveUnit_, protocolFeeBps_, creatorFeeBps_, dividendFeeBps_, lockPeriod_);
     }
 
     // ---------------------------------------------------------------- trading

@@ -110,6 +110,9 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
 
     event ProtocolFeesWithdrawn(address indexed to, uint256 amount);
 
+    /// @notice Emitted once, at deployment, so an indexer knows the fee schedule from logs alone.
+    event FeesConfigured(address indexed usdc, uint256 feeBps, uint256 creatorFeeShareBps);
+
     IERC20 public immutable usdc;
     /// @notice Trading fee on every buy and sell, in basis points of the collateral.
     uint256 public immutable feeBps;
@@ -129,6 +132,7 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         feeBps = feeBps_;
         creatorFeeShareBps = creatorFeeShareBps_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        emit FeesConfigured(address(usdc_), feeBps_, creatorFeeShareBps_);
     }
 
     // ---------------------------------------------------------------- trading
