@@ -107,7 +107,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 def _from_env(key: str, text: str, hint: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
-        hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
         origin = typing.get_origin(hint)
     if origin is tuple:
         return [s.strip() for s in text.split(",") if s.strip()]

@@ -74,8 +74,15 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
     feed = params.price_feed or (create("MockPriceFeed", 8, "ETH / USD (mock)", 3_000 * 10**8) if local else None)
     om = create("OpinionMarket", usdc, params.fee_bps, params.creator_fee_share_bps, deployer)
     cs = create(
-        "CreatorShares", usdc, om, params.curve_unit, params.protocol_fee_bps, params.creator_fee_bps,
-        params.dividend_fee_bps, params.lock_period, deployer,
+        "CreatorShares",
+        usdc,
+        om,
+        params.curve_unit,
+        params.protocol_fee_bps,
+        params.creator_fee_bps,
+        params.dividend_fee_bps,
+        params.lock_period,
+        deployer,
     )
     # Role ids are keccak256 of their names, as the contracts define them.
     resolver = Web3.keccak(text="RESOLVER_ROLE")
@@ -102,8 +109,12 @@ def deploy(
     hashes = []
     for i, step in enumerate(steps):
         tx: dict[str, Any] = {
-            "chainId": chain_id, "nonce": nonce + i, "data": step["data"], "value": 0,
-            "maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip,
+            "chainId": chain_id,
+            "nonce": nonce + i,
+            "data": step["data"],
+            "value": 0,
+            "maxFeePerGas": 2 * base_fee + tip,
+            "maxPriorityFeePerGas": tip,
         }
         if step["to"] is not None:
             tx["to"] = Web3.to_checksum_address(step["to"])

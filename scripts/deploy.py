@@ -50,12 +50,15 @@ def main() -> int:
     w3 = Web3(Web3.HTTPProvider(args.rpc_url or chain.rpc_urls[0], request_kwargs={"timeout": 60}))
     chain_id = w3.eth.chain_id
     if chain_id != chain.chain_id:
-        print(f"error: the node reports chain id {chain_id}, config chain.chain_id is {chain.chain_id}", file=sys.stderr)
+        print(
+            f"error: the node reports chain id {chain_id}, config chain.chain_id is {chain.chain_id}", file=sys.stderr
+        )
         return 2
     local = chain_id in LOCAL_CHAIN_IDS
     if args.keystore:
         password = (
-            Path(args.password_file).read_text().strip() if args.password_file
+            Path(args.password_file).read_text().strip()
+            if args.password_file
             else os.environ.get("GL_DEPLOYER_PASSWORD") or getpass.getpass("keystore password: ")
         )
         deployer = Account.from_key(Account.decrypt(json.loads(Path(args.keystore).read_text()), password))

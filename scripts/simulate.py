@@ -153,7 +153,9 @@ class Simulator:
                 time.sleep(0.05)
 
     def _record_market(self, receipt: dict[str, Any]) -> None:
-        topic = "0x" + Web3.keccak(text="MarketCreated(uint256,address,string,string,uint256,uint256,uint256,uint256)").hex().removeprefix("0x")
+        topic = "0x" + Web3.keccak(
+            text="MarketCreated(uint256,address,string,string,uint256,uint256,uint256,uint256)"
+        ).hex().removeprefix("0x")
         for lg in receipt["logs"]:
             if lg["topics"][0] == topic:
                 market_id = int(lg["topics"][1], 16)
@@ -202,7 +204,9 @@ class Simulator:
         if roll < 0.50:
             m = rng.choice(open_markets)
             amount = rng.randint(1, 200) * USDC + rng.randint(0, USDC - 1)
-            return "buy", self._tx(wallet, self.om, self._enc(self.c_om, "buy", m, rng.randint(0, 1), amount, 0, deadline))
+            return "buy", self._tx(
+                wallet, self.om, self._enc(self.c_om, "buy", m, rng.randint(0, 1), amount, 0, deadline)
+            )
         if roll < 0.62:
             m = rng.choice(open_markets)
             (raw,) = self._eth_call([(self.om, self._enc(self.c_om, "positionOf", m, wallet))])
@@ -225,7 +229,9 @@ class Simulator:
                 )
             creator = rng.choice(self.creators) if self.creators else wallet
             n = rng.randint(1, 3)
-            return "buy_shares", self._tx(wallet, self.cs, self._enc(self.c_cs, "buyShares", creator, n, 2**255, deadline))
+            return "buy_shares", self._tx(
+                wallet, self.cs, self._enc(self.c_cs, "buyShares", creator, n, 2**255, deadline)
+            )
         if roll < 0.88 and self.creators:
             # Often locked (lock period) or last share: these revert on chain, on purpose.
             creator = rng.choice(self.creators)
@@ -245,7 +251,9 @@ class Simulator:
             c_feed = Web3().eth.contract(abi=load_abi("MockPriceFeed"))
             return "price_update", self._tx(self.admin, feed, self._enc(c_feed, "updateAnswer", answer))
         m = rng.choice(open_markets)
-        return "buy", self._tx(wallet, self.om, self._enc(self.c_om, "buy", m, rng.randint(0, 1), 5 * USDC, 0, deadline))
+        return "buy", self._tx(
+            wallet, self.om, self._enc(self.c_om, "buy", m, rng.randint(0, 1), 5 * USDC, 0, deadline)
+        )
 
     def resolve_ended(self, now: int) -> None:
         """Stand-in operator for runs without a keeper: resolves ended markets with a seeded outcome."""
@@ -254,7 +262,9 @@ class Simulator:
             if end <= now and m not in self.resolved:
                 self.resolved.add(m)
                 outcome = self.rng.choice((0, 1, 1, 2)) if self.rng.random() < 0.2 else self.rng.randint(0, 1)
-                txs.append(("resolve", self._tx(self.resolver, self.om, self._enc(self.c_om, "resolveMarket", m, outcome))))
+                txs.append(
+                    ("resolve", self._tx(self.resolver, self.om, self._enc(self.c_om, "resolveMarket", m, outcome)))
+                )
         self._send_and_wait(txs)
 
     def round(self) -> None:
@@ -319,8 +329,9 @@ def main() -> None:
         if stats.rounds % 10 == 0:
             log.info("simulation_progress", rounds=stats.rounds, succeeded=stats.succeeded, reverted=stats.reverted)
 
-    stats = simulate(chain.rpc_urls[0], deployment, args.seed, args.events, args.rate, args.wallets, args.resolve,
-                     on_round=report)
+    stats = simulate(
+        chain.rpc_urls[0], deployment, args.seed, args.events, args.rate, args.wallets, args.resolve, on_round=report
+    )
     log.info("simulation_finished", **dataclasses.asdict(stats))
 
 

@@ -48,8 +48,19 @@ class Anvil:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        args = [anvil_binary(), "--port", str(self.port), "--chain-id", str(chain_id), "--accounts", "20",
-                "--balance", "1000000", "--silent", *extra_args]
+        args = [
+            anvil_binary(),
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(chain_id),
+            "--accounts",
+            "20",
+            "--balance",
+            "1000000",
+            "--silent",
+            *extra_args,
+        ]
         if block_time is not None:
             args += ["--block-time", str(block_time)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -29,9 +29,27 @@ TEMPLATE_DB = "gl_test_template"
 
 def _psql(sql: str, db: str = "postgres") -> str:
     out = subprocess.run(
-        ["psql", "-X", "-q", "-tA", "-h", "127.0.0.1", "-p", str(SERVICES.pg_port), "-U", "guesslyfe", "-d", db,
-         "-v", "ON_ERROR_STOP=1", "-c", sql],
-        capture_output=True, text=True, check=False,
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-tA",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(SERVICES.pg_port),
+            "-U",
+            "guesslyfe",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if out.returncode != 0:
         raise RuntimeError(f"psql failed: {out.stderr.strip()}")
@@ -41,8 +59,9 @@ def _psql(sql: str, db: str = "postgres") -> str:
 @pytest.fixture(scope="session")
 def services() -> None:
     """Ensures PostgreSQL and Redis run (idempotent; make test already started them)."""
-    subprocess.run([str(ROOT / "scripts" / "services.sh"), "start", "pg", "redis"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(ROOT / "scripts" / "services.sh"), "start", "pg", "redis"], check=True, stdout=subprocess.DEVNULL
+    )
 
 
 @pytest.fixture(scope="session")
