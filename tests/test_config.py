@@ -1,0 +1,86 @@
+"""The shared config loader: TOML + env overrides, unknown keys and bad types named."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from core.config import ChainSettings, ConfigError, DatabaseSettings, load_config, section
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sample:
+    port: int
+    urls: tuple[str, ...] = ()
+    enabled: bool = False
+    name: str = "x"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+def test_section_builds_dataclass_from_toml(tmp_path: Path) -> None:
+    """Values of the right types land in the frozen dataclass; lists become tuples."""
+    cfg = load_config(write(tmp_path, '[s]\nport = 5\nurls = ["a", "b"]\nenabled = true\n'), environ={})
+    assert section(cfg, "s", Sample) == Sample(port=5, urls=("a", "b"), enabled=True)
+
+
+def test_unknown_key_is_named_with_valid_keys(tmp_path: Path) -> None:
+    """A typo in a key fails at start and the message names the key and lists the valid ones."""
+    cfg = load_config(write(tmp_path, "[s]\nport = 5\nprot = 6\n"), environ={})
+    with pytest.raises(ConfigError, match=r"s\.prot.*valid keys in \[s\]: enabled, name, port, urls"):
+        section(cfg, "s", Sample)
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    """A string where an integer belongs names the key and the value."""
+    cfg = load_config(write(tmp_path, '[s]\nport = "5"\n'), environ={})
+    with pytest.raises(ConfigError, match=r"s\.port must be an integer, got '5'"):
+        section(cfg, "s", Sample)
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    """A required key without a default is reported by name."""
+    cfg = load_config(write(tmp_path, "[s]\n"), environ={})
+    with pytest.raises(ConfigError, match=r"missing required key s\.port"):
+        section(cfg, "s", Sample)
+
+
+def test_env_overrides_file(tmp_path: Path) -> None:
+    """GL_SECTION__KEY overrides the file, with lists comma-separated and booleans spelled out."""
+    env = {"GL_S__PORT": "7", "GL_S__URLS": "http://a, http://b", "GL_S__ENABLED": "yes"}
+    cfg = load_config(write(tmp_path, "[s]\nport = 5\n"), environ=env)
+    assert section(cfg, "s", Sample) == Sample(port=7, urls=("http://a", "http://b"), enabled=True)
+
+
+def test_bad_env_value_is_named(tmp_path: Path) -> None:
+    """An environment override that is not a number says which key came from the environment."""
+    cfg = load_config(write(tmp_path, "[s]\nport = 5\n"), environ={"GL_S__PORT": "five"})
+    with pytest.raises(ConfigError, match=r"s\.port \(from environment\) must be an integer"):
+        section(cfg, "s", Sample)
+
+
+def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    """A missing file is an error that says how to pass one."""
+    with pytest.raises(ConfigError, match="--config"):
+        load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_secrets_stay_out_of_reprs() -> None:
+    """DSNs and RPC URLs (which carry passwords and API keys) never appear in a repr."""
+    db = DatabaseSettings(dsn="postgresql://u:hunter2@h/db")
+    chain = ChainSettings(chain_id=1, rpc_urls=("https://eth.example/v2/SECRETKEY",))
+    assert "hunter2" not in repr(db)
+    assert "SECRETKEY" not in repr(chain)
+
+
+def test_shipped_local_config_is_valid() -> None:
+    """config/local.toml parses and its shared sections validate."""
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "local.toml", environ={})
+    assert section(cfg, "chain", ChainSettings).chain_id == 31337
+    assert section(cfg, "database", DatabaseSettings).dsn.startswith("postgresql://")

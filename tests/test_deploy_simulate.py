@@ -1,0 +1,67 @@
+"""Deployment and the wallet-traffic simulator against a real anvil."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web3 import Web3
+
+from core.contracts import abi_hash, load_abi
+from core.deploy import DeployParams, anvil_account, deploy, plan, write_deployment
+from scripts.simulate import simulate
+from tests.chain import Anvil
+
+pytestmark = pytest.mark.anvil
+
+
+def test_deploy_grants_roles_and_records_everything(w3: Web3, deployment: dict[str, Any], tmp_path: Path) -> None:
+    """The deployment file names every contract, the deploy block and ABI hashes; roles are granted."""
+    path = write_deployment(deployment, tmp_path)
+    record = json.loads(path.read_text())
+    assert path.name == "31337.json"
+    assert set(record["contracts"]) == {"USDC", "MockPriceFeed", "OpinionMarket", "CreatorShares"}
+    assert record["abi_hashes"]["OpinionMarket"] == abi_hash("OpinionMarket")
+    assert record["deploy_block"] >= 1
+    om = w3.eth.contract(address=record["contracts"]["OpinionMarket"], abi=load_abi("OpinionMarket"))
+    cs = w3.eth.contract(address=record["contracts"]["CreatorShares"], abi=load_abi("CreatorShares"))
+    keeper = anvil_account(1).address
+    assert om.functions.hasRole(Web3.keccak(text="RESOLVER_ROLE"), keeper).call()
+    assert om.functions.hasRole(Web3.keccak(text="FEE_COLLECTOR_ROLE"), cs.address).call()
+    assert cs.functions.hasRole(Web3.keccak(text="KEEPER_ROLE"), keeper).call()
+    assert not om.functions.hasRole(Web3.keccak(text="RESOLVER_ROLE"), anvil_account(2).address).call()
+
+
+def test_plan_refuses_mock_usdc_off_local_chains() -> None:
+    """On a non-local chain id the deployer must name the real USDC: no mock money elsewhere."""
+    node = Anvil(chain_id=8453)
+    try:
+        w3 = Web3(Web3.HTTPProvider(node.url))
+        with pytest.raises(Exception, match="not local"):
+            plan(w3, anvil_account(0).address, anvil_account(1).address, DeployParams())
+    finally:
+        node.stop()
+
+
+def test_simulator_trades_directly_and_emits_events(chain: Anvil, w3: Web3, deployment: dict[str, Any]) -> None:
+    """A seeded run produces successful trades of several kinds, some on-chain reverts, and logs."""
+    start = w3.eth.block_number
+    stats = simulate(chain.url, deployment, seed=7, max_events=150, wallets=8, resolve=True)
+    assert stats.succeeded >= 150
+    assert {"create_market", "buy", "buy_shares"} <= set(stats.by_action)
+    logs = w3.eth.get_logs(
+        {
+            "fromBlock": start,
+            "toBlock": "latest",
+            "address": [deployment["contracts"]["OpinionMarket"], deployment["contracts"]["CreatorShares"]],
+        }
+    )
+    assert len(logs) >= stats.succeeded - stats.by_action.get("price_update", 0) - 8 * 3
+
+
+def test_deploy_twice_gives_independent_contracts(chain: Anvil, w3: Web3, deployment: dict[str, Any]) -> None:
+    """A second deployment on the same chain gets fresh addresses (nonces move on)."""
+    again = deploy(w3, anvil_account(0), anvil_account(1).address)
+    assert again["contracts"]["OpinionMarket"] != deployment["contracts"]["OpinionMarket"]
