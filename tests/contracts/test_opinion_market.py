@@ -1,0 +1,594 @@
+"""OpinionMarket on a real anvil: every external function's success path and every revert path,
+each revert asserted by its custom-error selector (computed from the ABI)."""
+
+from __future__ import annotations
+
+import pytest
+from web3 import Web3
+
+from tests.contracts import model
+from tests.contracts.conftest import DAY, MAX_UINT, USDC, Env
+
+pytestmark = pytest.mark.anvil
+
+OM = "OpinionMarket"
+YES, NO, INVALID = model.OUTCOME_YES, model.OUTCOME_NO, model.OUTCOME_INVALID
+RESOLVER_ROLE = Web3.keccak(text="RESOLVER_ROLE")
+FEE_COLLECTOR_ROLE = Web3.keccak(text="FEE_COLLECTOR_ROLE")
+
+
+def fee_bps(env: Env) -> int:
+    return int(env.om.functions.feeBps().call())
+
+
+def creator_share_bps(env: Env) -> int:
+    return int(env.om.functions.creatorFeeShareBps().call())
+
+
+# ---------------------------------------------------------------- createMarket
+
+
+def test_create_market_pulls_liquidity_and_emits_event(env: Env) -> None:
+    """createMarket takes exactly the initial liquidity, opens the market at price 0.5 and logs it."""
+    creator = env.traders[0]
+    before = env.balance(creator)
+    end = env.now() + DAY
+    fn = env.om.functions.createMarket("Will it rain?", "weather", end, 50 * USDC)
+    market_id, receipt = env.send_returning(fn, creator)
+    assert market_id == 1
+    assert env.balance(creator) == before - 50 * USDC
+    assert env.balance(env.om.address) == 50 * USDC
+    ev = env.event(receipt, env.om, "MarketCreated")
+    assert ev == {
+        "marketId": 1, "creator": creator, "question": "Will it rain?", "category": "weather", "endTime": end,
+        "initialLiquidity": 50 * USDC, "yesReserve": 50 * USDC, "noReserve": 50 * USDC,
+    }
+    assert env.om.functions.getMarket(1).call() == [creator, end, 50 * USDC, 50 * USDC, False, 0, False]
+    assert env.om.functions.prices(1).call() == [5 * 10**17, 5 * 10**17]
+    assert env.om.functions.marketCount().call() == 1
+
+
+def test_create_market_accepts_maximum_string_lengths(env: Env) -> None:
+    """A 1,000-byte question and a 64-byte category are accepted (the limits are inclusive)."""
+    fn = env.om.functions.createMarket("q" * 1_000, "c" * 64, env.now() + DAY, USDC)
+    env.send(fn, env.traders[0])
+    assert env.om.functions.marketCount().call() == 1
+
+
+def test_create_market_rejects_question_over_1000_bytes(env: Env) -> None:
+    """A 1,001-byte question reverts StringTooLong(1001, 1000)."""
+    fn = env.om.functions.createMarket("q" * 1_001, "c", env.now() + DAY, USDC)
+    assert env.reverts(fn, env.traders[0], OM, "StringTooLong") == (1_001, 1_000)
+
+
+def test_create_market_rejects_category_over_64_bytes(env: Env) -> None:
+    """A 65-byte category reverts StringTooLong(65, 64)."""
+    fn = env.om.functions.createMarket("q", "c" * 65, env.now() + DAY, USDC)
+    assert env.reverts(fn, env.traders[0], OM, "StringTooLong") == (65, 64)
+
+
+def test_create_market_rejects_end_time_not_in_future(env: Env) -> None:
+    """An end time equal to the block's timestamp reverts InvalidEndTime."""
+    ts = env.now() + 10
+    env.next_block_at(ts)
+    fn = env.om.functions.createMarket("q", "c", ts, USDC)
+    assert env.reverts(fn, env.traders[0], OM, "InvalidEndTime") == (ts,)
+
+
+def test_create_market_rejects_end_time_beyond_uint32(env: Env) -> None:
+    """An end time past 2^32 - 1 reverts InvalidEndTime (it is stored as uint32)."""
+    fn = env.om.functions.createMarket("q", "c", 2**32, USDC)
+    assert env.reverts(fn, env.traders[0], OM, "InvalidEndTime") == (2**32,)
+
+
+def test_create_market_rejects_liquidity_below_one_usdc(env: Env) -> None:
+    """Initial liquidity below 1 USDC reverts LiquidityTooLow."""
+    fn = env.om.functions.createMarket("q", "c", env.now() + DAY, USDC - 1)
+    assert env.reverts(fn, env.traders[0], OM, "LiquidityTooLow") == (USDC - 1, USDC)
+
+
+def test_create_market_rejects_liquidity_above_reserve_cap(env: Env) -> None:
+    """Initial liquidity above uint112.max / 4 reverts AmountTooLarge."""
+    too_much = (2**112 - 1) // 4 + 1
+    fn = env.om.functions.createMarket("q", "c", env.now() + DAY, too_much)
+    assert env.reverts(fn, env.traders[0], OM, "AmountTooLarge") == (too_much,)
+
+
+def test_create_market_without_allowance_reverts_in_token(env: Env) -> None:
+    """A creator who approved nothing is refused by the token (ERC20InsufficientAllowance)."""
+    fn = env.om.functions.createMarket("q", "c", env.now() + DAY, USDC)
+    env.reverts(fn, env.outsider, "MockUSDC", "ERC20InsufficientAllowance")
+
+
+# ---------------------------------------------------------------- buy
+
+
+def test_buy_charges_exactly_collateral_and_credits_quoted_shares(env: Env) -> None:
+    """buy takes exactly collateralIn, credits the quoted shares, splits the fee and logs the post-state."""
+    creator, trader = env.traders[:2]
+    m, _ = env.create_market(creator)
+    amount = 10 * USDC
+    quote = env.om.functions.quoteBuy(m, YES, amount).call()
+    before = env.balance(trader)
+    shares, receipt = env.send_returning(env.om.functions.buy(m, YES, amount, quote, env.deadline()), trader)
+    assert shares == quote
+    assert env.balance(trader) == before - amount
+    fee = model.buy_fee(amount, fee_bps(env))
+    creator_fee, protocol_fee = model.split_fee(fee, creator_share_bps(env))
+    yes, no, expected_shares = model.buy_outcome(100 * USDC, 100 * USDC, YES, amount - fee)
+    assert shares == expected_shares
+    assert env.om.functions.positionOf(m, trader).call() == [shares, 0]
+    assert env.om.functions.creatorFeesAccrued(creator).call() == creator_fee
+    assert env.om.functions.protocolFees().call() == protocol_fee
+    ev = env.event(receipt, env.om, "Trade")
+    assert ev == {
+        "marketId": m, "trader": trader, "isBuy": True, "outcome": YES, "collateral": amount, "shares": shares,
+        "fee": fee, "creatorFee": creator_fee, "yesReserve": yes, "noReserve": no, "traderYes": shares,
+        "traderNo": 0,
+    }
+    y_price, n_price = env.om.functions.prices(m).call()
+    assert y_price > 5 * 10**17 > n_price
+    assert abs(y_price + n_price - 10**18) <= 1
+
+
+def test_buy_no_side_moves_price_down(env: Env) -> None:
+    """Buying NO credits NO shares and lowers the YES price."""
+    m, _ = env.create_market(env.traders[0])
+    shares = env.buy(env.traders[1], m, NO, 10 * USDC)
+    assert env.om.functions.positionOf(m, env.traders[1]).call() == [0, shares]
+    y_price, _ = env.om.functions.prices(m).call()
+    assert y_price < 5 * 10**17
+
+
+def test_buy_rejects_expired_deadline(env: Env) -> None:
+    """A deadline before the block's timestamp reverts DeadlineExpired."""
+    m, _ = env.create_market(env.traders[0])
+    ts = env.now() + 5
+    env.next_block_at(ts)
+    fn = env.om.functions.buy(m, YES, USDC, 0, ts - 1)
+    assert env.reverts(fn, env.traders[1], OM, "DeadlineExpired") == (ts - 1,)
+
+
+def test_buy_rejects_outcome_other_than_yes_or_no(env: Env) -> None:
+    """Outcome 2 (INVALID) cannot be bought: InvalidOutcome."""
+    m, _ = env.create_market(env.traders[0])
+    fn = env.om.functions.buy(m, INVALID, USDC, 0, env.deadline())
+    assert env.reverts(fn, env.traders[1], OM, "InvalidOutcome") == (INVALID,)
+
+
+def test_buy_rejects_zero_collateral(env: Env) -> None:
+    """collateralIn = 0 reverts ZeroAmount."""
+    m, _ = env.create_market(env.traders[0])
+    env.reverts(env.om.functions.buy(m, YES, 0, 0, env.deadline()), env.traders[1], OM, "ZeroAmount")
+
+
+def test_buy_rejects_unknown_market(env: Env) -> None:
+    """A market id never created reverts MarketNotFound."""
+    fn = env.om.functions.buy(7, YES, USDC, 0, env.deadline())
+    assert env.reverts(fn, env.traders[1], OM, "MarketNotFound") == (7,)
+
+
+def test_buy_rejects_when_slippage_bound_not_met(env: Env) -> None:
+    """minSharesOut one above the quote reverts SlippageExceeded(quote, bound)."""
+    m, _ = env.create_market(env.traders[0])
+    quote = env.om.functions.quoteBuy(m, YES, USDC).call()
+    fn = env.om.functions.buy(m, YES, USDC, quote + 1, env.deadline())
+    assert env.reverts(fn, env.traders[1], OM, "SlippageExceeded") == (quote, quote + 1)
+
+
+def test_buy_rejects_amount_that_would_overflow_reserves(env: Env) -> None:
+    """A buy pushing yes + no reserves past uint112 reverts AmountTooLarge."""
+    m, _ = env.create_market(env.traders[0])
+    huge = 2**112
+    env.reverts(env.om.functions.buy(m, YES, huge, 0, env.deadline()), env.traders[1], OM, "AmountTooLarge")
+
+
+def test_buy_without_funds_reverts_in_token(env: Env) -> None:
+    """A trader without allowance is refused by the token and nothing changes."""
+    m, _ = env.create_market(env.traders[0])
+    env.reverts(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), env.outsider, "MockUSDC",
+                "ERC20InsufficientAllowance")
+    assert env.om.functions.positionOf(m, env.outsider).call() == [0, 0]
+
+
+def test_trading_open_until_one_second_before_end_time(env: Env) -> None:
+    """A buy in the block at endTime - 1 succeeds; at endTime buy and sell revert MarketClosed."""
+    m, end = env.create_market(env.traders[0])
+    trader = env.traders[1]
+    env.next_block_at(end - 1)
+    shares = env.buy(trader, m, YES, USDC)
+    env.next_block_at(end)
+    assert env.reverts(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), trader, OM, "MarketClosed") == (
+        m, end)
+    fn = env.om.functions.sell(m, YES, shares, 0, env.deadline())
+    assert env.reverts(fn, trader, OM, "MarketClosed") == (m, end)
+
+
+def test_buy_on_resolved_market_reverts_already_resolved(env: Env) -> None:
+    """After resolution a buy reverts MarketAlreadyResolved (checked before the end time)."""
+    m, end = env.create_market(env.traders[0])
+    env.resolve(m, YES, end)
+    fn = env.om.functions.buy(m, YES, USDC, 0, env.deadline())
+    assert env.reverts(fn, env.traders[1], OM, "MarketAlreadyResolved") == (m,)
+
+
+# ---------------------------------------------------------------- sell
+
+
+def test_sell_pays_quoted_collateral_with_fee_rounded_up(env: Env) -> None:
+    """sell pays exactly the quote (gross minus a fee rounded up) and burns the shares sold."""
+    creator, trader = env.traders[:2]
+    m, _ = env.create_market(creator)
+    shares = env.buy(trader, m, YES, 10 * USDC)
+    yes_r, no_r = env.om.functions.getMarket(m).call()[2:4]
+    accrued = env.om.functions.creatorFeesAccrued(creator).call()
+    protocol = env.om.functions.protocolFees().call()
+    sell_amount = shares // 2
+    quote = env.om.functions.quoteSell(m, YES, sell_amount).call()
+    before = env.balance(trader)
+    out, receipt = env.send_returning(env.om.functions.sell(m, YES, sell_amount, quote, env.deadline()), trader)
+    new_yes, new_no, gross = model.sell_outcome(yes_r, no_r, YES, sell_amount)
+    fee = model.sell_fee(gross, fee_bps(env))
+    creator_fee, protocol_fee = model.split_fee(fee, creator_share_bps(env))
+    assert out == quote == gross - fee
+    assert env.balance(trader) == before + out
+    assert env.om.functions.positionOf(m, trader).call() == [shares - sell_amount, 0]
+    assert env.om.functions.creatorFeesAccrued(creator).call() == accrued + creator_fee
+    assert env.om.functions.protocolFees().call() == protocol + protocol_fee
+    assert new_yes * new_no >= yes_r * no_r
+    ev = env.event(receipt, env.om, "Trade")
+    assert ev == {
+        "marketId": m, "trader": trader, "isBuy": False, "outcome": YES, "collateral": out,
+        "shares": sell_amount, "fee": fee, "creatorFee": creator_fee, "yesReserve": new_yes, "noReserve": new_no,
+        "traderYes": shares - sell_amount, "traderNo": 0,
+    }
+
+
+def test_sell_back_everything_returns_less_than_paid(env: Env) -> None:
+    """Buying then selling all shares back returns strictly less than was paid (two fees)."""
+    m, _ = env.create_market(env.traders[0])
+    trader = env.traders[1]
+    before = env.balance(trader)
+    shares = env.buy(trader, m, NO, 25 * USDC)
+    env.send(env.om.functions.sell(m, NO, shares, 0, env.deadline()), trader)
+    assert env.balance(trader) < before
+    assert env.om.functions.positionOf(m, trader).call() == [0, 0]
+
+
+def test_sell_rejects_more_than_held(env: Env) -> None:
+    """Selling one share more than held reverts InsufficientShares(requested, held)."""
+    m, _ = env.create_market(env.traders[0])
+    shares = env.buy(env.traders[1], m, YES, USDC)
+    fn = env.om.functions.sell(m, YES, shares + 1, 0, env.deadline())
+    assert env.reverts(fn, env.traders[1], OM, "InsufficientShares") == (shares + 1, shares)
+    fn = env.om.functions.sell(m, NO, 1, 0, env.deadline())
+    assert env.reverts(fn, env.traders[1], OM, "InsufficientShares") == (1, 0)
+
+
+def test_sell_rejects_zero_shares(env: Env) -> None:
+    """sharesIn = 0 reverts ZeroAmount."""
+    m, _ = env.create_market(env.traders[0])
+    env.reverts(env.om.functions.sell(m, YES, 0, 0, env.deadline()), env.traders[1], OM, "ZeroAmount")
+
+
+def test_sell_rejects_expired_deadline(env: Env) -> None:
+    """A deadline before the block's timestamp reverts DeadlineExpired."""
+    m, _ = env.create_market(env.traders[0])
+    shares = env.buy(env.traders[1], m, YES, USDC)
+    ts = env.now() + 5
+    env.next_block_at(ts)
+    fn = env.om.functions.sell(m, YES, shares, 0, ts - 1)
+    assert env.reverts(fn, env.traders[1], OM, "DeadlineExpired") == (ts - 1,)
+
+
+def test_sell_rejects_invalid_outcome(env: Env) -> None:
+    """Outcome 3 reverts InvalidOutcome."""
+    m, _ = env.create_market(env.traders[0])
+    fn = env.om.functions.sell(m, 3, 1, 0, env.deadline())
+    assert env.reverts(fn, env.traders[1], OM, "InvalidOutcome") == (3,)
+
+
+def test_sell_rejects_when_slippage_bound_not_met(env: Env) -> None:
+    """minCollateralOut above the quote reverts SlippageExceeded."""
+    m, _ = env.create_market(env.traders[0])
+    shares = env.buy(env.traders[1], m, YES, USDC)
+    quote = env.om.functions.quoteSell(m, YES, shares).call()
+    fn = env.om.functions.sell(m, YES, shares, quote + 1, env.deadline())
+    assert env.reverts(fn, env.traders[1], OM, "SlippageExceeded") == (quote, quote + 1)
+
+
+def test_sell_on_unknown_market_reverts_not_found(env: Env) -> None:
+    """A market id never created reverts MarketNotFound."""
+    fn = env.om.functions.sell(3, YES, 1, 0, env.deadline())
+    assert env.reverts(fn, env.traders[1], OM, "MarketNotFound") == (3,)
+
+
+# ---------------------------------------------------------------- resolveMarket
+
+
+def test_resolve_only_from_end_time_and_only_once(env: Env) -> None:
+    """At endTime - 1 resolve reverts MarketNotEnded; at endTime it succeeds; again: MarketAlreadyResolved."""
+    m, end = env.create_market(env.traders[0])
+    env.next_block_at(end - 1)
+    assert env.reverts(env.om.functions.resolveMarket(m, YES), env.keeper, OM, "MarketNotEnded") == (m, end)
+    env.next_block_at(end)
+    receipt = env.send(env.om.functions.resolveMarket(m, NO), env.keeper)
+    assert env.event(receipt, env.om, "MarketResolved") == {"marketId": m, "outcome": NO, "resolver": env.keeper}
+    assert env.om.functions.getMarket(m).call()[4:6] == [True, NO]
+    assert env.reverts(env.om.functions.resolveMarket(m, YES), env.keeper, OM, "MarketAlreadyResolved") == (m,)
+
+
+def test_resolve_requires_resolver_role(env: Env) -> None:
+    """An account without RESOLVER_ROLE (even the admin) gets AccessControlUnauthorizedAccount."""
+    m, end = env.create_market(env.traders[0])
+    env.next_block_at(end)
+    for who in (env.traders[0], env.admin):
+        args = env.reverts(env.om.functions.resolveMarket(m, YES), who, OM, "AccessControlUnauthorizedAccount")
+        assert args == (who, bytes(RESOLVER_ROLE))
+
+
+def test_admin_can_grant_resolver_role(env: Env) -> None:
+    """The admin grants RESOLVER_ROLE and the grantee can then resolve."""
+    m, end = env.create_market(env.traders[0])
+    env.send(env.om.functions.grantRole(RESOLVER_ROLE, env.traders[3]), env.admin)
+    env.next_block_at(end)
+    env.send(env.om.functions.resolveMarket(m, YES), env.traders[3])
+    assert env.om.functions.getMarket(m).call()[4] is True
+
+
+def test_resolve_rejects_outcome_above_invalid(env: Env) -> None:
+    """Outcome 3 reverts InvalidOutcome."""
+    m, end = env.create_market(env.traders[0])
+    env.next_block_at(end)
+    assert env.reverts(env.om.functions.resolveMarket(m, 3), env.keeper, OM, "InvalidOutcome") == (3,)
+
+
+def test_resolve_unknown_market_reverts_not_found(env: Env) -> None:
+    """Resolving a market id never created reverts MarketNotFound."""
+    assert env.reverts(env.om.functions.resolveMarket(9, YES), env.keeper, OM, "MarketNotFound") == (9,)
+
+
+# ---------------------------------------------------------------- claimWinnings and withdrawLiquidity
+
+
+def test_claim_winnings_pays_winning_side_once(env: Env) -> None:
+    """A YES holder gets one USDC unit per YES share; the second claim pays 0 and logs nothing."""
+    m, end = env.create_market(env.traders[0])
+    winner, loser = env.traders[1:3]
+    yes = env.buy(winner, m, YES, 10 * USDC)
+    no = env.buy(loser, m, NO, 10 * USDC)
+    env.resolve(m, YES, end)
+    before = env.balance(winner)
+    paid, receipt = env.send_returning(env.om.functions.claimWinnings(m), winner)
+    assert paid == yes
+    assert env.balance(winner) == before + yes
+    assert env.event(receipt, env.om, "WinningsClaimed") == {
+        "marketId": m, "holder": winner, "payout": yes, "yesBurned": yes, "noBurned": 0}
+    assert env.om.functions.positionOf(m, winner).call() == [0, 0]
+    again, receipt = env.send_returning(env.om.functions.claimWinnings(m), winner)
+    assert again == 0
+    assert env.events(receipt, env.om, "WinningsClaimed") == []
+    assert env.balance(winner) == before + yes
+    lost, receipt = env.send_returning(env.om.functions.claimWinnings(m), loser)
+    assert lost == 0
+    assert env.event(receipt, env.om, "WinningsClaimed")["noBurned"] == no
+
+
+def test_invalid_outcome_pays_half_per_share_rounded_down(env: Env) -> None:
+    """INVALID pays (yes + no) / 2 to every holder, the creator's pool included."""
+    creator, trader = env.traders[:2]
+    m, end = env.create_market(creator)
+    yes = env.buy(trader, m, YES, 7 * USDC)
+    no = env.buy(trader, m, NO, 3 * USDC + 1)
+    env.resolve(m, INVALID, end)
+    before = env.balance(trader)
+    paid, _ = env.send_returning(env.om.functions.claimWinnings(m), trader)
+    assert paid == (yes + no) // 2
+    assert env.balance(trader) == before + paid
+    yes_r, no_r = env.om.functions.getMarket(m).call()[2:4]
+    lp, _ = env.send_returning(env.om.functions.withdrawLiquidity(m), creator)
+    assert lp == (yes_r + no_r) // 2
+
+
+def test_claim_before_resolution_reverts_not_resolved(env: Env) -> None:
+    """claimWinnings on an open market reverts MarketNotResolved."""
+    m, _ = env.create_market(env.traders[0])
+    env.buy(env.traders[1], m, YES, USDC)
+    assert env.reverts(env.om.functions.claimWinnings(m), env.traders[1], OM, "MarketNotResolved") == (m,)
+
+
+def test_claim_unknown_market_reverts_not_found(env: Env) -> None:
+    """claimWinnings on a market id never created reverts MarketNotFound."""
+    assert env.reverts(env.om.functions.claimWinnings(4), env.traders[1], OM, "MarketNotFound") == (4,)
+
+
+def test_claim_without_position_pays_zero_silently(env: Env) -> None:
+    """A holder of nothing gets 0 and no event."""
+    m, end = env.create_market(env.traders[0])
+    env.resolve(m, YES, end)
+    paid, receipt = env.send_returning(env.om.functions.claimWinnings(m), env.traders[2])
+    assert paid == 0
+    assert env.events(receipt, env.om, "WinningsClaimed") == []
+
+
+def test_withdraw_liquidity_pays_pool_shares_to_creator_once(env: Env) -> None:
+    """The creator receives the pool's winning reserve once; a second call reverts LiquidityAlreadyWithdrawn."""
+    creator = env.traders[0]
+    m, end = env.create_market(creator)
+    env.buy(env.traders[1], m, YES, 30 * USDC)
+    env.resolve(m, NO, end)
+    _, no_r = env.om.functions.getMarket(m).call()[2:4]
+    before = env.balance(creator)
+    paid, receipt = env.send_returning(env.om.functions.withdrawLiquidity(m), creator)
+    assert paid == no_r
+    assert env.balance(creator) == before + no_r
+    assert env.event(receipt, env.om, "LiquidityWithdrawn") == {"marketId": m, "creator": creator, "payout": no_r}
+    assert env.om.functions.getMarket(m).call()[6] is True
+    args = env.reverts(env.om.functions.withdrawLiquidity(m), creator, OM, "LiquidityAlreadyWithdrawn")
+    assert args == (m,)
+
+
+def test_withdraw_liquidity_only_by_creator(env: Env) -> None:
+    """Anyone but the creator gets NotMarketCreator."""
+    m, end = env.create_market(env.traders[0])
+    env.resolve(m, YES, end)
+    assert env.reverts(env.om.functions.withdrawLiquidity(m), env.traders[1], OM, "NotMarketCreator") == (m,)
+
+
+def test_withdraw_liquidity_before_resolution_reverts(env: Env) -> None:
+    """withdrawLiquidity on an unresolved market reverts MarketNotResolved."""
+    m, _ = env.create_market(env.traders[0])
+    assert env.reverts(env.om.functions.withdrawLiquidity(m), env.traders[0], OM, "MarketNotResolved") == (m,)
+
+
+def test_withdraw_liquidity_unknown_market_reverts_not_found(env: Env) -> None:
+    """withdrawLiquidity on a market id never created reverts MarketNotFound."""
+    assert env.reverts(env.om.functions.withdrawLiquidity(5), env.traders[0], OM, "MarketNotFound") == (5,)
+
+
+def test_payouts_plus_pool_equal_collateral_after_resolution(env: Env) -> None:
+    """After YES, every claim plus the creator's withdrawal empties the market's collateral exactly."""
+    creator = env.traders[0]
+    m, end = env.create_market(creator)
+    for i, t in enumerate(env.traders[1:]):
+        env.buy(t, m, (i + 1) % 2, (i + 1) * 3 * USDC)
+    shares = env.om.functions.positionOf(m, env.traders[1]).call()[0]
+    env.send(env.om.functions.sell(m, YES, shares // 2, 0, env.deadline()), env.traders[1])
+    fees = env.om.functions.protocolFees().call() + env.om.functions.creatorFeesAccrued(creator).call()
+    env.resolve(m, YES, end)
+    for t in env.traders[1:]:
+        env.send(env.om.functions.claimWinnings(m), t)
+    env.send(env.om.functions.withdrawLiquidity(m), creator)
+    assert env.balance(env.om.address) == fees
+
+
+# ---------------------------------------------------------------- fees, roles, pause
+
+
+def test_collect_creator_fees_requires_fee_collector_role(env: Env) -> None:
+    """Only FEE_COLLECTOR_ROLE (granted to CreatorShares at deploy) may collect creator fees."""
+    fn = env.om.functions.collectCreatorFees(env.traders[0])
+    args = env.reverts(fn, env.admin, OM, "AccessControlUnauthorizedAccount")
+    assert args == (env.admin, bytes(FEE_COLLECTOR_ROLE))
+    assert env.om.functions.hasRole(FEE_COLLECTOR_ROLE, env.cs.address).call() is True
+
+
+def test_collect_creator_fees_moves_accrued_fees_to_collector(env: Env) -> None:
+    """A fee collector receives the creator's accrued fees once; a second call returns 0 with no event."""
+    creator, trader, collector = env.traders[0], env.traders[1], env.traders[3]
+    m, _ = env.create_market(creator)
+    env.buy(trader, m, YES, 10 * USDC)
+    accrued = env.om.functions.creatorFeesAccrued(creator).call()
+    assert accrued > 0
+    env.send(env.om.functions.grantRole(FEE_COLLECTOR_ROLE, collector), env.admin)
+    before = env.balance(collector)
+    amount, receipt = env.send_returning(env.om.functions.collectCreatorFees(creator), collector)
+    assert amount == accrued
+    assert env.balance(collector) == before + accrued
+    assert env.event(receipt, env.om, "CreatorFeesCollected") == {
+        "creator": creator, "collector": collector, "amount": accrued}
+    assert env.om.functions.creatorFeesAccrued(creator).call() == 0
+    again, receipt = env.send_returning(env.om.functions.collectCreatorFees(creator), collector)
+    assert again == 0
+    assert env.events(receipt, env.om, "CreatorFeesCollected") == []
+
+
+def test_withdraw_protocol_fees_admin_only_and_pays_all(env: Env) -> None:
+    """The admin withdraws all protocol fees to `to`; anyone else gets AccessControlUnauthorizedAccount."""
+    m, _ = env.create_market(env.traders[0])
+    env.buy(env.traders[1], m, YES, 10 * USDC)
+    fees = env.om.functions.protocolFees().call()
+    sink = env.outsider
+    env.reverts(env.om.functions.withdrawProtocolFees(sink), env.traders[1], OM, "AccessControlUnauthorizedAccount")
+    amount, receipt = env.send_returning(env.om.functions.withdrawProtocolFees(sink), env.admin)
+    assert amount == fees > 0
+    assert env.balance(sink) == fees
+    assert env.event(receipt, env.om, "ProtocolFeesWithdrawn") == {"to": sink, "amount": fees}
+    amount, receipt = env.send_returning(env.om.functions.withdrawProtocolFees(sink), env.admin)
+    assert amount == 0
+    assert env.event(receipt, env.om, "ProtocolFeesWithdrawn") == {"to": sink, "amount": 0}
+
+
+def test_pause_blocks_create_buy_sell_but_not_claims(env: Env) -> None:
+    """While paused: create, buy and sell revert EnforcedPause; resolve, claim and withdraw still work."""
+    creator, trader = env.traders[:2]
+    m, end = env.create_market(creator)
+    shares = env.buy(trader, m, YES, 5 * USDC)
+    env.send(env.om.functions.pause(), env.admin)
+    assert env.om.functions.paused().call() is True
+    env.reverts(env.om.functions.createMarket("q", "c", end, USDC), creator, OM, "EnforcedPause")
+    env.reverts(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), trader, OM, "EnforcedPause")
+    env.reverts(env.om.functions.sell(m, YES, shares, 0, env.deadline()), trader, OM, "EnforcedPause")
+    env.resolve(m, YES, end)
+    paid, _ = env.send_returning(env.om.functions.claimWinnings(m), trader)
+    assert paid == shares
+    env.send(env.om.functions.withdrawLiquidity(m), creator)
+    env.send(env.om.functions.unpause(), env.admin)
+    m2, _ = env.create_market(creator)
+    assert m2 == m + 1
+
+
+def test_pause_and_unpause_admin_only(env: Env) -> None:
+    """pause/unpause from a non-admin revert AccessControlUnauthorizedAccount; unpause when not paused
+    reverts ExpectedPause."""
+    env.reverts(env.om.functions.pause(), env.keeper, OM, "AccessControlUnauthorizedAccount")
+    env.reverts(env.om.functions.unpause(), env.keeper, OM, "AccessControlUnauthorizedAccount")
+    env.reverts(env.om.functions.unpause(), env.admin, OM, "ExpectedPause")
+    env.send(env.om.functions.pause(), env.admin)
+    env.reverts(env.om.functions.pause(), env.admin, OM, "EnforcedPause")
+
+
+# ---------------------------------------------------------------- views and pure math
+
+
+def test_views_revert_for_unknown_market(env: Env) -> None:
+    """getMarket, prices and quotes on a missing market revert MarketNotFound; bad outcomes InvalidOutcome."""
+    from web3.exceptions import ContractCustomError
+
+    from tests.contracts.conftest import error_selector
+
+    for fn, err in (
+        (env.om.functions.getMarket(1), "MarketNotFound"),
+        (env.om.functions.prices(1), "MarketNotFound"),
+        (env.om.functions.quoteBuy(1, YES, USDC), "MarketNotFound"),
+        (env.om.functions.quoteSell(1, NO, USDC), "MarketNotFound"),
+        (env.om.functions.quoteBuy(1, INVALID, USDC), "InvalidOutcome"),
+        (env.om.functions.quoteSell(1, INVALID, USDC), "InvalidOutcome"),
+    ):
+        with pytest.raises(ContractCustomError) as info:
+            fn.call()
+        assert str(info.value.data)[:10] == error_selector(OM, err)
+
+
+def test_pure_math_matches_reference_model(env: Env) -> None:
+    """buyOutcome, sellOutcome and payoutFor equal the Python reference on edge and typical inputs."""
+    cases = [(USDC, USDC, 1), (100 * USDC, 37 * USDC, 5 * USDC), (3, 7, 11), (2**100, 2**90, 2**95),
+             (10**12, 1, 10**6)]
+    for yes, no, amount in cases:
+        for outcome in (NO, YES):
+            assert tuple(env.om.functions.buyOutcome(yes, no, outcome, amount).call()) == model.buy_outcome(
+                yes, no, outcome, amount)
+            assert tuple(env.om.functions.sellOutcome(yes, no, outcome, amount).call()) == model.sell_outcome(
+                yes, no, outcome, amount)
+    for outcome in (NO, YES, INVALID):
+        assert env.om.functions.payoutFor(outcome, 5, 8).call() == model.payout(outcome, 5, 8)
+
+
+def test_constructor_rejects_fee_above_ten_percent(env: Env) -> None:
+    """Deploying with feeBps > 1000 or creatorFeeShareBps > 10000 reverts InvalidFeeConfig."""
+    from core.contracts import load_artifact
+
+    art = load_artifact(OM)
+    factory = env.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    for fee, share in ((1_001, 0), (200, 10_001)):
+        env.reverts(factory.constructor(env.usdc.address, fee, share, env.admin), env.admin, OM, "InvalidFeeConfig")
+    receipt = env.send(factory.constructor(env.usdc.address, 1_000, 10_000, env.admin), env.admin)
+    assert env.event(receipt, factory, "FeesConfigured") == {
+        "usdc": env.usdc.address, "feeBps": 1_000, "creatorFeeShareBps": 10_000}
+
+
+def test_max_allowance_is_not_spent(env: Env) -> None:
+    """The trader's max allowance stays max after a buy (OpenZeppelin skips the write; gas figures rely on it)."""
+    m, _ = env.create_market(env.traders[0])
+    env.buy(env.traders[1], m, YES, USDC)
+    assert env.usdc.functions.allowance(env.traders[1], env.om.address).call() == MAX_UINT
