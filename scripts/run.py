@@ -83,7 +83,7 @@ async def status_lines(pool: asyncpg.Pool, chain_id: int) -> list[str]:
         keeper = None
         if await conn.fetchval("SELECT to_regclass('keeper.txs') IS NOT NULL"):
             keeper = await conn.fetchrow(
-                "SELECT count(*) FILTER (WHERE status IN ('pending', 'sent')) AS pending,"
+                "SELECT count(*) FILTER (WHERE status IN ('pending', 'mined')) AS pending,"
                 " count(*) FILTER (WHERE status = 'confirmed') AS confirmed FROM keeper.txs"
             )
     lines = []
