@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_abi import decode
 from eth_utils import keccak
 from web3 import Web3
 from web3.contract import Contract
@@ -50,8 +51,6 @@ def error_selector(contract: str, name: str) -> str:
 
 
 def error_args(contract: str, name: str, data: str) -> tuple[Any, ...]:
-    from eth_abi import decode
-
     (entry,) = [e for e in load_abi(contract) if e["type"] == "error" and e["name"] == name]
     types = [i["type"] for i in entry["inputs"]]
     values = decode(types, bytes.fromhex(data[10:]))
@@ -75,16 +74,24 @@ class Env:
     # ------------------------------------------------------------ transactions
 
     def send(self, fn: Any, sender: str) -> Any:
-        """Sends `fn` from `sender`; asserts it succeeded and returns the receipt."""
+        """Sends `fn` from `sender` (fixed gas, no estimate); asserts it succeeded; returns the receipt."""
         tx_hash = fn.transact({"from": sender, "gas": 3_000_000})
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
         assert receipt["status"] == 1, f"{getattr(fn, 'fn_name', fn)} reverted"
         return receipt
 
     def send_returning(self, fn: Any, sender: str) -> tuple[Any, Any]:
-        """The function's return value (eth_call on the same state), then the mined receipt."""
-        value = fn.call({"from": sender})
-        return value, self.send(fn, sender)
+        """Sends `fn` like `send`; returns (the mined call's return value, read from its trace, receipt)."""
+        receipt = self.send(fn, sender)
+        output = self.trace(receipt["transactionHash"])["output"]
+        types = [o["type"] for o in fn.abi["outputs"]]
+        values = decode(types, bytes.fromhex(output[2:]))
+        return (values[0] if len(values) == 1 else values), receipt
+
+    def trace(self, tx_hash: bytes) -> dict[str, Any]:
+        trace: dict[str, Any] = self.node.call(
+            "debug_traceTransaction", "0x" + bytes(tx_hash).hex(), {"tracer": "callTracer"})
+        return trace
 
     def reverts(self, fn: Any, sender: str, contract: str, error: str) -> tuple[Any, ...]:
         """Asserts that `fn` sent from `sender` is mined and reverts with custom error `error`;
@@ -96,8 +103,7 @@ class Env:
         tx_hash = self.w3.eth.send_transaction(tx)
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
         assert receipt["status"] == 0, f"{getattr(fn, 'fn_name', fn)} succeeded, expected {error}"
-        trace = self.node.call("debug_traceTransaction", "0x" + bytes(tx_hash).hex(), {"tracer": "callTracer"})
-        data = trace.get("output", "0x")
+        data = self.trace(tx_hash).get("output", "0x")
         assert data[:10] == error_selector(contract, error), f"expected {error}, got revert data {data}"
         return error_args(contract, error, data)
 
