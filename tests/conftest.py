@@ -24,7 +24,10 @@ CONFIG = load_config(os.environ.get("GL_CONFIG", str(ROOT / "config" / "local.to
 SERVICES = section(CONFIG, "services", ServicesSettings)
 PG_ADMIN_DSN = f"postgresql://guesslyfe@127.0.0.1:{SERVICES.pg_port}/postgres"
 REDIS_URL = f"redis://127.0.0.1:{SERVICES.redis_port}"
-TEMPLATE_DB = "gl_test_template"
+# pytest-xdist workers (gw0, gw1, …) each get their own template database and Redis db number.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+WORKER_INDEX = int(WORKER.removeprefix("gw") or 0)
+TEMPLATE_DB = f"gl_test_template_{WORKER}"
 
 
 def _psql(sql: str, db: str = "postgres") -> str:
@@ -79,7 +82,7 @@ def template_db(services: None) -> str:
 @pytest.fixture
 def db_dsn(template_db: str) -> Iterator[str]:
     """A fresh migrated database for one test, dropped afterwards."""
-    name = f"gl_t_{uuid.uuid4().hex[:12]}"
+    name = f"gl_t_{WORKER}_{uuid.uuid4().hex[:10]}"
     _psql(f"CREATE DATABASE {name} TEMPLATE {template_db}")
     yield f"postgresql://guesslyfe@127.0.0.1:{SERVICES.pg_port}/{name}"
     _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -87,10 +90,10 @@ def db_dsn(template_db: str) -> Iterator[str]:
 
 @pytest.fixture
 def redis_url(services: None) -> Iterator[str]:
-    """A Redis database number of its own, flushed before and after the test."""
+    """A Redis database number per xdist worker, flushed before and after the test."""
     import redis
 
-    db = 1 + (hash(uuid.uuid4()) % 14)
+    db = 1 + WORKER_INDEX % 15
     url = f"{REDIS_URL}/{db}"
     client = redis.Redis.from_url(url)
     client.flushdb()
