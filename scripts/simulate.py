@@ -124,6 +124,13 @@ class Simulator:
     def _send_and_wait(self, txs: list[tuple[str, tuple[str, list[Any]]]]) -> None:
         if not txs:
             return
+        # Explicit nonces: anvil may serve a JSON-RPC batch concurrently, so node-assigned nonces race.
+        senders = sorted({t[1][0]["from"] for _, t in txs})
+        counts = self.rpc.batch([("eth_getTransactionCount", [a, "pending"]) for a in senders])
+        nonces = {a: int(n, 16) for a, n in zip(senders, counts, strict=True)}
+        for _, (_, params) in txs:
+            params[0]["nonce"] = hex(nonces[params[0]["from"]])
+            nonces[params[0]["from"]] += 1
         hashes = self.rpc.batch([t for _, t in txs])
         pending = []
         for (action, _), h in zip(txs, hashes, strict=True):
