@@ -1,0 +1,845 @@
+"""Pure fold of decoded events into derived state, notifications, outbox messages and undo data.
+
+    fold(snapshot, events, ctx) -> Changes
+
+`snapshot` holds the current rows of every key the events touch (store.load_snapshot reads them;
+for a MarketResolved it holds all positions of the market, for a DividendsDistributed all holdings
+of the creator, so notifications can be addressed). The fold never mutates the snapshot: a row is
+copied the first time the batch touches it.
+
+Rows are mutable slotted dataclasses, owned by one fold call: a frozen row would be rebuilt on
+every event (dataclasses.replace costs ~3 µs), which is a third of the per-event budget of a
+25k events/s backfill. Nothing outside this module ever sees a row being changed.
+
+Accounting (documented in sql/001_init.sql) is integer arithmetic only, rounding down:
+    buy:   cost_o += collateral; shares from the event's post-state
+    sell:  removed = cost_o * sold // shares_o_before; realized += proceeds - removed; cost_o -= removed
+    claim: realized += payout - (yes_cost + no_cost); costs and shares -> 0; claimed += payout
+
+Undo data: with `ctx.journal_above = F`, every row first changed in a block b > F within this
+batch records its pre-image (the row before block b, or None when it did not exist) once per
+(table, key, block). A rollback to ancestor A restores, per key, the pre-image of the lowest
+journal block above A (store.rollback); journal rows at or below finality are pruned.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from indexer.decode import (
+    CreatorFeesClaimed,
+    CreatorFeesCollected,
+    DividendsClaimed,
+    DividendsDistributed,
+    Event,
+    LiquidityWithdrawn,
+    MarketCreated,
+    MarketResolved,
+    Other,
+    SharesTraded,
+    Trade,
+    WinningsClaimed,
+)
+
+ACC_PRECISION = 10**18
+USDC_UNIT = 10**6
+OUTCOMES = {0: "no", 1: "yes", 2: "invalid"}
+
+
+# ---------------------------------------------------------------- rows (column order = SQL, minus chain_id)
+
+
+@dataclasses.dataclass(slots=True)
+class MarketRow:
+    market_id: int
+    creator: bytes
+    question: str
+    category: str
+    end_time: int
+    initial_liquidity: int
+    yes_reserve: int
+    no_reserve: int
+    resolved: bool
+    outcome: int | None
+    volume: int
+    fees: int
+    trade_count: int
+    liquidity_withdrawn: int | None
+    created_block: int
+    created_time: int
+    created_tx: bytes
+    resolved_block: int | None
+    resolved_time: int | None
+    last_trade_block: int | None
+    last_trade_time: int | None
+    question_bytes: bytes | None
+    category_bytes: bytes | None
+
+
+@dataclasses.dataclass(slots=True)
+class PositionRow:
+    market_id: int
+    holder: bytes
+    yes_shares: int = 0
+    no_shares: int = 0
+    yes_cost: int = 0
+    no_cost: int = 0
+    bought: int = 0
+    sold: int = 0
+    realized_pnl: int = 0
+    claimed: int = 0
+    trade_count: int = 0
+    updated_block: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class CreatorRow:
+    creator: bytes
+    supply: int = 0
+    acc_per_share: int = 0
+    pool: int = 0
+    market_fees_accrued: int = 0
+    creator_fees: int = 0
+    distributed_total: int = 0
+    distribution_count: int = 0
+    holder_count: int = 0
+    volume: int = 0
+    trade_count: int = 0
+    first_block: int = 0
+    updated_block: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class HoldingRow:
+    creator: bytes
+    holder: bytes
+    shares: int = 0
+    locked_until: int = 0
+    credited: int = 0
+    acc_paid: int = 0
+    claimed_total: int = 0
+    updated_block: int = 0
+
+
+Row = MarketRow | PositionRow | CreatorRow | HoldingRow
+
+# table name → (row class, number of key fields at the front of the row)
+TABLES: dict[str, tuple[type[Any], int]] = {
+    "markets": (MarketRow, 1),
+    "positions": (PositionRow, 2),
+    "creators": (CreatorRow, 1),
+    "share_holdings": (HoldingRow, 2),
+}
+# Column kinds for the undo codec and for converting database rows: int, bytes, str, bool, time.
+KINDS: dict[str, tuple[str, ...]] = {}
+for _name, (_cls, _) in TABLES.items():
+    _kinds = []
+    for _f in dataclasses.fields(_cls):
+        _t = str(_f.type)
+        if _f.name.endswith("_time"):
+            _kinds.append("time")
+        elif "bytes" in _t:
+            _kinds.append("bytes")
+        elif "bool" in _t:
+            _kinds.append("bool")
+        elif "str" in _t:
+            _kinds.append("str")
+        else:
+            _kinds.append("int")
+    KINDS[_name] = tuple(_kinds)
+
+
+def row_values(row: Row) -> tuple[Any, ...]:
+    return tuple(getattr(row, f) for f in row.__slots__)
+
+
+def row_key(table: str, row: Row) -> tuple[Any, ...]:
+    return row_values(row)[: TABLES[table][1]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Notification:
+    block_number: int
+    log_index: int
+    recipient: bytes
+    kind: str
+    title: str
+    message: str
+    market_id: int | None
+    creator: bytes | None
+    amount: int | None
+    block_time: int
+    block_hash: bytes
+    tx_hash: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """One outbox row (chain_id and seq are added by the store)."""
+
+    event: str
+    rooms: tuple[str, ...]
+    block_number: int | None
+    log_index: int | None
+    block_hash: bytes | None
+    payload: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Undo:
+    block_number: int
+    table: str
+    key: tuple[Any, ...]
+    pre: Row | None
+
+
+@dataclasses.dataclass(slots=True)
+class Snapshot:
+    """Current rows for the keys a batch touches, keyed like the tables' primary keys."""
+
+    markets: dict[int, MarketRow] = dataclasses.field(default_factory=dict)
+    positions: dict[tuple[int, bytes], PositionRow] = dataclasses.field(default_factory=dict)
+    creators: dict[bytes, CreatorRow] = dataclasses.field(default_factory=dict)
+    holdings: dict[tuple[bytes, bytes], HoldingRow] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Context:
+    chain_id: int
+    journal_above: int  # journal pre-images for blocks above this number (the finalized block)
+    outbox_from: int  # outbox messages only for events at or above this block
+
+
+@dataclasses.dataclass(slots=True)
+class Changes:
+    markets: dict[int, MarketRow]
+    positions: dict[tuple[int, bytes], PositionRow]
+    creators: dict[bytes, CreatorRow]
+    holdings: dict[tuple[bytes, bytes], HoldingRow]
+    notifications: list[Notification]
+    messages: list[Message]
+    undo: list[Undo]
+    config: dict[str, dict[str, str]]  # contract name → configuration from FeesConfigured/CurveConfigured
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Keys:
+    """The keys a batch of events reads: the store loads these rows into a Snapshot."""
+
+    markets: frozenset[int]
+    positions: frozenset[tuple[int, bytes]]
+    creators: frozenset[bytes]
+    holdings: frozenset[tuple[bytes, bytes]]
+    market_positions: frozenset[int]  # markets resolved in the batch: load all their positions
+    creator_holdings: frozenset[bytes]  # creators distributing in the batch: load all their holdings
+
+
+def keys_of(events: Iterable[Event]) -> Keys:
+    markets: set[int] = set()
+    positions: set[tuple[int, bytes]] = set()
+    creators: set[bytes] = set()
+    holdings: set[tuple[bytes, bytes]] = set()
+    market_positions: set[int] = set()
+    creator_holdings: set[bytes] = set()
+    for e in events:
+        t = type(e)
+        if t is Trade:
+            markets.add(e.market_id)  # type: ignore[union-attr]
+            positions.add((e.market_id, e.trader))  # type: ignore[union-attr]
+        elif t is SharesTraded:
+            creators.add(e.creator)  # type: ignore[union-attr]
+            holdings.add((e.creator, e.trader))  # type: ignore[union-attr]
+        elif t is MarketCreated:
+            markets.add(e.market_id)  # type: ignore[union-attr]
+            creators.add(e.creator)  # type: ignore[union-attr]
+        elif t is MarketResolved:
+            markets.add(e.market_id)  # type: ignore[union-attr]
+            market_positions.add(e.market_id)  # type: ignore[union-attr]
+        elif t is WinningsClaimed:
+            markets.add(e.market_id)  # type: ignore[union-attr]
+            positions.add((e.market_id, e.holder))  # type: ignore[union-attr]
+        elif t is LiquidityWithdrawn:
+            markets.add(e.market_id)  # type: ignore[union-attr]
+        elif t is CreatorFeesCollected or t is CreatorFeesClaimed:
+            creators.add(e.creator)  # type: ignore[union-attr]
+        elif t is DividendsDistributed:
+            creators.add(e.creator)  # type: ignore[union-attr]
+            creator_holdings.add(e.creator)  # type: ignore[union-attr]
+        elif t is DividendsClaimed:
+            creators.add(e.creator)  # type: ignore[union-attr]
+            holdings.add((e.creator, e.holder))  # type: ignore[union-attr]
+    return Keys(
+        frozenset(markets),
+        frozenset(positions),
+        frozenset(creators),
+        frozenset(holdings),
+        frozenset(market_positions),
+        frozenset(creator_holdings),
+    )
+
+
+# ---------------------------------------------------------------- formatting helpers (pure)
+
+
+def hexaddr(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def usdc(amount: int) -> str:
+    """Base units → decimal string with 6 decimals (exact)."""
+    sign = "-" if amount < 0 else ""
+    a = abs(amount)
+    return f"{sign}{a // USDC_UNIT}.{a % USDC_UNIT:06d}"
+
+
+def ratio6(num: int, den: int) -> str:
+    """num/den rounded down to 6 decimals, as a decimal string."""
+    if den <= 0:
+        return "0.000000"
+    return usdc(num * USDC_UNIT // den)
+
+
+def iso(ts: int) -> str:
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return ""
+
+
+def payout_for(outcome: int, yes: int, no: int) -> int:
+    if outcome == 1:
+        return yes
+    if outcome == 0:
+        return no
+    return (yes + no) // 2
+
+
+def event_id(chain_id: int, e: Any) -> dict[str, Any]:
+    return {
+        "chain_id": chain_id,
+        "block_number": e.block_number,
+        "log_index": e.log_index,
+        "block_hash": "0x" + e.block_hash.hex(),
+    }
+
+
+# ---------------------------------------------------------------- the fold
+
+
+class _Fold:
+    __slots__ = ("changes", "ctx", "seen", "snap")
+
+    def __init__(self, snapshot: Snapshot, ctx: Context) -> None:
+        self.snap = snapshot
+        self.ctx = ctx
+        self.changes = Changes({}, {}, {}, {}, [], [], [], {})
+        self.seen: set[tuple[str, Any, int]] = set()
+
+    # Each accessor returns the batch's own copy of a row, journaling its pre-image once per block.
+    def _journal(self, table: str, key: Any, block: int, current: Row | None) -> None:
+        if block > self.ctx.journal_above:
+            mark = (table, key, block)
+            if mark not in self.seen:
+                self.seen.add(mark)
+                k = key if isinstance(key, tuple) else (key,)
+                self.changes.undo.append(Undo(block, table, k, copy.copy(current) if current else None))
+
+    def market(self, market_id: int, block: int) -> MarketRow | None:
+        ch = self.changes.markets
+        row = ch.get(market_id)
+        if row is None:
+            base = self.snap.markets.get(market_id)
+            if base is None:
+                return None
+            row = ch[market_id] = copy.copy(base)
+        self._journal("markets", market_id, block, row)
+        return row
+
+    def position(self, key: tuple[int, bytes], block: int) -> PositionRow:
+        ch = self.changes.positions
+        row = ch.get(key)
+        if row is None:
+            base = self.snap.positions.get(key)
+            if base is None:
+                self._journal("positions", key, block, None)
+                row = ch[key] = PositionRow(key[0], key[1], updated_block=block)
+                return row
+            row = ch[key] = copy.copy(base)
+        self._journal("positions", key, block, row)
+        return row
+
+    def creator(self, creator: bytes, block: int) -> CreatorRow:
+        ch = self.changes.creators
+        row = ch.get(creator)
+        if row is None:
+            base = self.snap.creators.get(creator)
+            if base is None:
+                self._journal("creators", creator, block, None)
+                row = ch[creator] = CreatorRow(creator, first_block=block, updated_block=block)
+                return row
+            row = ch[creator] = copy.copy(base)
+        self._journal("creators", creator, block, row)
+        return row
+
+    def holding(self, key: tuple[bytes, bytes], block: int) -> HoldingRow:
+        ch = self.changes.holdings
+        row = ch.get(key)
+        if row is None:
+            base = self.snap.holdings.get(key)
+            if base is None:
+                self._journal("share_holdings", key, block, None)
+                row = ch[key] = HoldingRow(key[0], key[1], updated_block=block)
+                return row
+            row = ch[key] = copy.copy(base)
+        self._journal("share_holdings", key, block, row)
+        return row
+
+    def emit(self, e: Any, event: str, rooms: tuple[str, ...], payload: dict[str, Any]) -> None:
+        if e.block_number >= self.ctx.outbox_from:
+            payload = {
+                "id": event_id(self.ctx.chain_id, e),
+                "tx_hash": "0x" + e.tx_hash.hex(),
+                "block_time": e.block_time,
+                **payload,
+            }
+            self.changes.messages.append(Message(event, rooms, e.block_number, e.log_index, e.block_hash, payload))
+
+    def notify(
+        self,
+        e: Any,
+        recipient: bytes,
+        kind: str,
+        title: str,
+        message: str,
+        market_id: int | None,
+        creator: bytes | None,
+        amount: int | None,
+    ) -> None:
+        n = Notification(
+            e.block_number,
+            e.log_index,
+            recipient,
+            kind,
+            title,
+            message,
+            market_id,
+            creator,
+            amount,
+            e.block_time,
+            e.block_hash,
+            e.tx_hash,
+        )
+        self.changes.notifications.append(n)
+        self.emit(
+            e,
+            "notification",
+            (f"user:{hexaddr(recipient)}",),
+            {
+                "kind": kind,
+                "recipient": hexaddr(recipient),
+                "title": title,
+                "message": message,
+                "market_id": market_id,
+                "creator": hexaddr(creator) if creator else None,
+                "amount": str(amount) if amount is not None else None,
+                "amount_usdc": usdc(amount) if amount is not None else None,
+            },
+        )
+
+    # ------------------------------------------------------------ handlers
+
+    def market_created(self, e: MarketCreated) -> None:
+        b = e.block_number
+        self._journal(
+            "markets", e.market_id, b, self.changes.markets.get(e.market_id) or self.snap.markets.get(e.market_id)
+        )
+        row = MarketRow(
+            e.market_id,
+            e.creator,
+            e.question,
+            e.category,
+            e.end_time,
+            e.initial_liquidity,
+            e.yes_reserve,
+            e.no_reserve,
+            False,
+            None,
+            0,
+            0,
+            0,
+            None,
+            b,
+            e.block_time,
+            e.tx_hash,
+            None,
+            None,
+            None,
+            None,
+            e.question_bytes,
+            e.category_bytes,
+        )
+        self.changes.markets[e.market_id] = row
+        total = e.yes_reserve + e.no_reserve
+        self.emit(
+            e,
+            "market:created",
+            ("global:all", f"market:{e.market_id}", f"creator:{hexaddr(e.creator)}"),
+            {
+                "market_id": e.market_id,
+                "creator": hexaddr(e.creator),
+                "question": e.question,
+                "category": e.category,
+                "end_time": e.end_time,
+                "end_time_iso": iso(e.end_time),
+                "initial_liquidity": str(e.initial_liquidity),
+                "initial_liquidity_usdc": usdc(e.initial_liquidity),
+                "yes_reserve": str(e.yes_reserve),
+                "no_reserve": str(e.no_reserve),
+                "yes_price": ratio6(e.no_reserve, total),
+                "no_price": ratio6(e.yes_reserve, total),
+            },
+        )
+
+    def trade(self, e: Trade) -> None:
+        b = e.block_number
+        m = self.market(e.market_id, b)
+        if m is not None:
+            m.yes_reserve = e.yes_reserve
+            m.no_reserve = e.no_reserve
+            m.volume += e.collateral
+            m.fees += e.fee
+            m.trade_count += 1
+            m.last_trade_block = b
+            m.last_trade_time = e.block_time
+            if e.creator_fee:
+                c = self.creator(m.creator, b)
+                c.market_fees_accrued += e.creator_fee
+                c.updated_block = b
+        p = self.position((e.market_id, e.trader), b)
+        yes = e.outcome == 1
+        if e.is_buy:
+            p.bought += e.collateral
+            if yes:
+                p.yes_cost += e.collateral
+            else:
+                p.no_cost += e.collateral
+        else:
+            p.sold += e.collateral
+            before = (e.trader_yes if yes else e.trader_no) + e.shares
+            cost = p.yes_cost if yes else p.no_cost
+            removed = cost * e.shares // before if before else 0
+            p.realized_pnl += e.collateral - removed
+            if yes:
+                p.yes_cost -= removed
+            else:
+                p.no_cost -= removed
+        p.yes_shares = e.trader_yes
+        p.no_shares = e.trader_no
+        p.trade_count += 1
+        p.updated_block = b
+        total = e.yes_reserve + e.no_reserve
+        self.emit(
+            e,
+            "market:trade",
+            ("global:all", f"market:{e.market_id}", f"user:{hexaddr(e.trader)}"),
+            {
+                "market_id": e.market_id,
+                "trader": hexaddr(e.trader),
+                "side": "buy" if e.is_buy else "sell",
+                "outcome": "yes" if yes else "no",
+                "collateral": str(e.collateral),
+                "collateral_usdc": usdc(e.collateral),
+                "shares": str(e.shares),
+                "shares_usdc": usdc(e.shares),
+                "fee": str(e.fee),
+                "fee_usdc": usdc(e.fee),
+                "price": ratio6(e.collateral, e.shares),
+                "yes_reserve": str(e.yes_reserve),
+                "no_reserve": str(e.no_reserve),
+                "yes_price": ratio6(e.no_reserve, total),
+                "no_price": ratio6(e.yes_reserve, total),
+                "trader_yes": str(e.trader_yes),
+                "trader_no": str(e.trader_no),
+            },
+        )
+
+    def market_resolved(self, e: MarketResolved) -> None:
+        b = e.block_number
+        m = self.market(e.market_id, b)
+        if m is not None:
+            m.resolved = True
+            m.outcome = e.outcome
+            m.resolved_block = b
+            m.resolved_time = e.block_time
+        label = OUTCOMES.get(e.outcome, str(e.outcome))
+        self.emit(
+            e,
+            "market:resolved",
+            ("global:all", f"market:{e.market_id}"),
+            {
+                "market_id": e.market_id,
+                "outcome": label,
+                "resolver": hexaddr(e.resolver),
+            },
+        )
+        # Holders at resolution: the snapshot holds every position of this market.
+        holders: dict[bytes, PositionRow] = {}
+        for (mid, holder), row in self.snap.positions.items():
+            if mid == e.market_id:
+                holders[holder] = row
+        for (mid, holder), row in self.changes.positions.items():
+            if mid == e.market_id:
+                holders[holder] = row
+        for holder in sorted(holders):
+            row = holders[holder]
+            if row.yes_shares == 0 and row.no_shares == 0:
+                continue
+            payout = payout_for(e.outcome, row.yes_shares, row.no_shares)
+            if payout > 0:
+                self.notify(
+                    e,
+                    holder,
+                    "winnings_claimable",
+                    "Winnings to claim",
+                    f"Market #{e.market_id} resolved {label.upper()}: {usdc(payout)} USDC to claim",
+                    e.market_id,
+                    None,
+                    payout,
+                )
+            else:
+                self.notify(
+                    e,
+                    holder,
+                    "market_resolved",
+                    "Market resolved",
+                    f"Market #{e.market_id} resolved {label.upper()}",
+                    e.market_id,
+                    None,
+                    0,
+                )
+
+    def winnings_claimed(self, e: WinningsClaimed) -> None:
+        b = e.block_number
+        p = self.position((e.market_id, e.holder), b)
+        p.realized_pnl += e.payout - (p.yes_cost + p.no_cost)
+        p.yes_cost = p.no_cost = 0
+        p.yes_shares = p.no_shares = 0
+        p.claimed += e.payout
+        p.updated_block = b
+
+    def liquidity_withdrawn(self, e: LiquidityWithdrawn) -> None:
+        m = self.market(e.market_id, e.block_number)
+        if m is not None:
+            m.liquidity_withdrawn = e.payout
+
+    def creator_fees_collected(self, e: CreatorFeesCollected) -> None:
+        c = self.creator(e.creator, e.block_number)
+        c.market_fees_accrued -= e.amount
+        c.updated_block = e.block_number
+
+    def shares_traded(self, e: SharesTraded) -> None:
+        b = e.block_number
+        c = self.creator(e.creator, b)
+        h = self.holding((e.creator, e.trader), b)
+        was = h.shares > 0
+        c.supply = e.supply
+        c.pool = e.pool
+        c.acc_per_share = e.acc_per_share
+        c.creator_fees += e.creator_fee
+        c.volume += e.price
+        c.trade_count += 1
+        c.updated_block = b
+        h.shares = e.trader_shares
+        h.locked_until = e.locked_until
+        h.credited = e.trader_claimable
+        h.acc_paid = e.acc_per_share
+        h.updated_block = b
+        now = h.shares > 0
+        if was != now:
+            c.holder_count += 1 if now else -1
+        self.emit(
+            e,
+            "shares:trade",
+            ("global:all", f"creator:{hexaddr(e.creator)}", f"user:{hexaddr(e.trader)}"),
+            {
+                "creator": hexaddr(e.creator),
+                "trader": hexaddr(e.trader),
+                "side": "buy" if e.is_buy else "sell",
+                "shares": str(e.amount),
+                "price": str(e.price),
+                "price_usdc": usdc(e.price),
+                "protocol_fee": str(e.protocol_fee),
+                "creator_fee": str(e.creator_fee),
+                "dividend_fee": str(e.dividend_fee),
+                "total_usdc": usdc(
+                    e.price + e.protocol_fee + e.creator_fee + e.dividend_fee
+                    if e.is_buy
+                    else e.price - e.protocol_fee - e.creator_fee - e.dividend_fee
+                ),
+                "supply": str(e.supply),
+                "trader_shares": str(e.trader_shares),
+                "pool": str(e.pool),
+                "pool_usdc": usdc(e.pool),
+            },
+        )
+
+    def dividends_distributed(self, e: DividendsDistributed) -> None:
+        b = e.block_number
+        c = self.creator(e.creator, b)
+        acc_before = c.acc_per_share
+        c.acc_per_share = e.acc_per_share
+        c.pool = e.pool
+        c.supply = e.supply
+        c.distributed_total += e.amount
+        c.distribution_count += 1
+        c.updated_block = b
+        self.emit(
+            e,
+            "dividend:available",
+            (f"creator:{hexaddr(e.creator)}",),
+            {
+                "creator": hexaddr(e.creator),
+                "amount": str(e.amount),
+                "amount_usdc": usdc(e.amount),
+                "market_fees": str(e.market_fees),
+                "supply": str(e.supply),
+                "per_share": usdc((e.acc_per_share - acc_before) // 10**12),
+                "per_share_scaled": str(e.acc_per_share - acc_before),
+            },
+        )
+        holders: dict[bytes, HoldingRow] = {}
+        for (cr, holder), row in self.snap.holdings.items():
+            if cr == e.creator:
+                holders[holder] = row
+        for (cr, holder), row in self.changes.holdings.items():
+            if cr == e.creator:
+                holders[holder] = row
+        delta = e.acc_per_share - acc_before
+        for holder in sorted(holders):
+            row = holders[holder]
+            if row.shares <= 0:
+                continue
+            credit = row.shares * delta // ACC_PRECISION
+            self.notify(
+                e,
+                holder,
+                "dividends_distributed",
+                "Dividends available",
+                f"0x{e.creator.hex()} distributed dividends: {usdc(credit)} USDC to you",
+                None,
+                e.creator,
+                credit,
+            )
+
+    def dividends_claimed(self, e: DividendsClaimed) -> None:
+        b = e.block_number
+        c = self.creator(e.creator, b)
+        h = self.holding((e.creator, e.holder), b)
+        h.credited = 0
+        h.acc_paid = c.acc_per_share
+        h.claimed_total += e.amount
+        h.updated_block = b
+
+    def creator_fees_claimed(self, e: CreatorFeesClaimed) -> None:
+        c = self.creator(e.creator, e.block_number)
+        c.creator_fees -= e.amount
+        c.updated_block = e.block_number
+
+    def other(self, e: Other) -> None:
+        if e.event == "FeesConfigured":
+            self.changes.config["OpinionMarket"] = {
+                "usdc": str(e.args["usdc"]),
+                "fee_bps": e.args["feeBps"],
+                "creator_fee_share_bps": e.args["creatorFeeShareBps"],
+            }
+        elif e.event == "CurveConfigured":
+            self.changes.config["CreatorShares"] = {
+                "curve_unit": e.args["curveUnit"],
+                "protocol_fee_bps": e.args["protocolFeeBps"],
+                "creator_fee_bps": e.args["creatorFeeBps"],
+                "dividend_fee_bps": e.args["dividendFeeBps"],
+                "lock_period": e.args["lockPeriod"],
+            }
+
+
+_HANDLERS: dict[type[Any], Any] = {
+    MarketCreated: _Fold.market_created,
+    Trade: _Fold.trade,
+    MarketResolved: _Fold.market_resolved,
+    WinningsClaimed: _Fold.winnings_claimed,
+    LiquidityWithdrawn: _Fold.liquidity_withdrawn,
+    CreatorFeesCollected: _Fold.creator_fees_collected,
+    SharesTraded: _Fold.shares_traded,
+    DividendsDistributed: _Fold.dividends_distributed,
+    DividendsClaimed: _Fold.dividends_claimed,
+    CreatorFeesClaimed: _Fold.creator_fees_claimed,
+    Other: _Fold.other,
+}
+
+
+def fold(snapshot: Snapshot, events: Sequence[Event], ctx: Context) -> Changes:
+    """Applies events (in chain order) to the snapshot's rows; returns the changed rows and side data."""
+    f = _Fold(snapshot, ctx)
+    handlers = _HANDLERS
+    for e in events:
+        handlers[type(e)](f, e)
+    return f.changes
+
+
+# ---------------------------------------------------------------- undo: codec and restore plan (pure)
+
+
+def encode_values(values: Sequence[Any]) -> list[Any]:
+    """Row or key values → JSON-safe list (ints as decimal strings, bytes as 0x hex); see sql/003."""
+    out: list[Any] = []
+    for v in values:
+        if v is None or isinstance(v, bool | str):
+            out.append(v)
+        elif isinstance(v, int):
+            out.append(str(v))
+        elif isinstance(v, bytes):
+            out.append("0x" + v.hex())
+        else:
+            raise TypeError(f"cannot encode {type(v).__name__}")
+    return out
+
+
+def decode_values(table: str, values: Sequence[Any]) -> tuple[Any, ...]:
+    kinds = KINDS[table]
+    out: list[Any] = []
+    for kind, v in zip(kinds, values, strict=False):
+        if v is None:
+            out.append(None)
+        elif kind in ("int", "time"):
+            out.append(int(v))
+        elif kind == "bytes":
+            out.append(bytes.fromhex(v[2:]))
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+def row_from_values(table: str, values: Sequence[Any]) -> Row:
+    cls = TABLES[table][0]
+    row: Row = cls(*values)
+    return row
+
+
+def restore_plan(undo: Iterable[Undo], ancestor: int) -> dict[tuple[str, tuple[Any, ...]], Row | None]:
+    """Per (table, key): the row to restore when rolling back to `ancestor` (None = delete it).
+
+    For each key the pre-image of its lowest journal block above the ancestor is the row as it
+    was at the end of the ancestor's chain."""
+    plan: dict[tuple[str, tuple[Any, ...]], tuple[int, Row | None]] = {}
+    for u in undo:
+        if u.block_number <= ancestor:
+            continue
+        k = (u.table, u.key)
+        have = plan.get(k)
+        if have is None or u.block_number < have[0]:
+            plan[k] = (u.block_number, u.pre)
+    return {k: v[1] for k, v in plan.items()}

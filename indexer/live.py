@@ -1,0 +1,93 @@
+"""The chain tip: newHeads over a websocket (the `websockets` package) with a polling fallback,
+and logs of one block fetched by hash and cross-checked against its logsBloom.
+
+HeadWatcher keeps the latest announced headers (a small window by number) and wakes the indexer
+when one arrives. When the websocket is down it reconnects with backoff; the indexer's own
+poll (every `poll_interval`) keeps working meanwhile, so a dead socket only costs latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+
+import orjson
+import structlog
+import websockets
+
+from indexer.chain import BlockRef, bloom_may_contain
+from indexer.decode import Log
+from indexer.rpc import Rpc, parse_header
+
+log = structlog.get_logger("indexer.live")
+
+
+class HeadWatcher:
+    def __init__(self, ws_url: str, window: int = 256) -> None:
+        self.ws_url = ws_url
+        self.window = window
+        self.headers: dict[int, BlockRef] = {}
+        self.arrived: dict[bytes, float] = {}  # block hash → perf_counter when announced (latency metric)
+        self.latest: BlockRef | None = None
+        self.event = asyncio.Event()
+        self.connected = False
+
+    def take(self, number: int) -> BlockRef | None:
+        return self.headers.get(number)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                async with websockets.connect(self.ws_url, max_size=2**24, open_timeout=5, ping_interval=10) as ws:
+                    await ws.send(
+                        orjson.dumps(
+                            {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+                        ).decode()
+                    )
+                    answer = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+                    if "error" in answer:
+                        log.warning("newheads_unsupported", error=str(answer["error"])[:200])
+                        return
+                    self.connected = True
+                    delay = 0.5
+                    log.info("newheads_subscribed")
+                    async for raw in ws:
+                        msg = orjson.loads(raw)
+                        params = msg.get("params")
+                        if not params:
+                            continue
+                        h = parse_header(params["result"])
+                        self.arrived[h.hash] = time.perf_counter()
+                        self.headers[h.number] = h
+                        if self.latest is None or h.number >= self.latest.number or h.number < self.latest.number:
+                            self.latest = h
+                        for n in [n for n in self.headers if n < h.number - self.window]:
+                            del self.headers[n]
+                        if len(self.arrived) > self.window * 2:
+                            for k in list(self.arrived)[: self.window]:
+                                del self.arrived[k]
+                        self.event.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # network errors of any kind: reconnect
+                if self.connected:
+                    log.warning("newheads_disconnected", error=f"{type(exc).__name__}: {exc}"[:200])
+                self.connected = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def tip_logs(rpc: Rpc, header: BlockRef, addresses: Sequence[str], address_bytes: Sequence[bytes]) -> list[Log]:
+    """Our logs of one block, by hash. The bloom decides whether to ask at all; a bloom that says
+    "maybe" with no logs returned is checked against the receipts, never accepted silently."""
+    if not bloom_may_contain(header.bloom, address_bytes):
+        return []
+    logs = await rpc.get_logs_by_hash(header.hash, addresses)
+    if logs:
+        return logs
+    # False positives are possible (other contracts' topics), so read the receipts to be sure.
+    return await rpc.receipts_logs(header.hash, addresses)

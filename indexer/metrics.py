@@ -1,0 +1,104 @@
+"""Prometheus metrics of one indexer process (own registry: several indexers can live in a test).
+
+Few metrics, bounded labels: chain_id, RPC method (the handful we call) and outcome. Never an
+address or a hash as a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, chain_id: int, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        c = str(chain_id)
+        self._head = Gauge("indexer_head_block", "Latest block of the node", ["chain_id"], registry=r).labels(c)
+        self._indexed = Gauge(
+            "indexer_indexed_block", "Checkpoint: last block fully indexed", ["chain_id"], registry=r
+        ).labels(c)
+        self._safe = Gauge("indexer_safe_block", "The node's safe block", ["chain_id"], registry=r).labels(c)
+        self._finalized = Gauge(
+            "indexer_finalized_block", "Finalized block (tag or head - depth)", ["chain_id"], registry=r
+        ).labels(c)
+        self._lag = Gauge("indexer_lag_blocks", "head - indexed", ["chain_id"], registry=r).labels(c)
+        self._events = Counter("indexer_events_total", "Events written", ["chain_id"], registry=r).labels(c)
+        self._reorgs = Counter("indexer_reorgs_total", "Reorgs handled", ["chain_id"], registry=r).labels(c)
+        self._depth = Histogram(
+            "indexer_reorg_depth_blocks",
+            "Depth of handled reorgs",
+            ["chain_id"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        ).labels(c)
+        self._rollback = Histogram(
+            "indexer_rollback_seconds", "Time to roll back a reorg", ["chain_id"], buckets=_LATENCY, registry=r
+        ).labels(c)
+        self._rpc = Histogram(
+            "indexer_rpc_seconds", "JSON-RPC request latency", ["method", "outcome"], buckets=_LATENCY, registry=r
+        )
+        self._rpc_errors = Counter("indexer_rpc_errors_total", "Failed JSON-RPC requests", ["method"], registry=r)
+        self._span = Histogram(
+            "indexer_getlogs_span_blocks",
+            "Blocks per eth_getLogs range",
+            ["chain_id"],
+            buckets=(1, 10, 100, 1_000, 2_000, 10_000, 100_000),
+            registry=r,
+        ).labels(c)
+        self._batch = Histogram(
+            "indexer_batch_seconds", "Decode + fold + commit time per batch", ["chain_id"], buckets=_LATENCY, registry=r
+        ).labels(c)
+        self._head_latency = Histogram(
+            "indexer_head_latency_seconds",
+            "newHeads announcement to commit",
+            ["chain_id"],
+            buckets=_LATENCY,
+            registry=r,
+        ).labels(c)
+        self._failures = Counter(
+            "indexer_failures_total", "Failed loop iterations (retried)", ["chain_id"], registry=r
+        ).labels(c)
+        self.stalled = Gauge("indexer_stalled", "1 when the stall watchdog fired", ["chain_id"], registry=r).labels(c)
+        self.indexed = -1
+        self.head = 0
+
+    def set_heads(self, head: int, safe: int | None, finalized: int, indexed: int) -> None:
+        self.head = head
+        self._head.set(head)
+        if safe is not None:
+            self._safe.set(safe)
+        self._finalized.set(finalized)
+        if indexed >= 0:
+            self._lag.set(max(0, head - indexed))
+
+    def committed(self, indexed: int, events: int) -> None:
+        self.indexed = indexed
+        self._indexed.set(indexed)
+        self._lag.set(max(0, self.head - indexed))
+        self._events.inc(events)
+
+    def reorg(self, depth: int, seconds: float) -> None:
+        self._reorgs.inc()
+        self._depth.observe(depth)
+        self._rollback.observe(seconds)
+
+    def rpc(self, method: str, seconds: float, outcome: str) -> None:
+        if outcome == "ok":
+            self._rpc.labels(method, outcome).observe(seconds)
+        else:
+            self._rpc_errors.labels(method).inc()
+
+    def span(self, blocks: int) -> None:
+        self._span.observe(blocks)
+
+    def batch_seconds(self, seconds: float) -> None:
+        self._batch.observe(seconds)
+
+    def head_latency(self, seconds: float) -> None:
+        self._head_latency.observe(seconds)
+
+    def failure(self) -> None:
+        self._failures.inc()

@@ -1,0 +1,567 @@
+"""The indexer process: writer lock, startup verification, backfill pipeline, tip, reorgs, watchdog.
+
+    run(settings, stop) -> exit code
+
+Order of work per iteration: refresh the node's head/safe/finalized → if far behind, backfill
+ranges (several eth_getLogs in flight, committed strictly in order, one transaction each) → near
+the tip, block by block by hash, each header checked against the stored parent hash. Any
+disagreement walks back to the common ancestor (chain.find_ancestor) and rolls back in one
+transaction (store.rollback) before continuing.
+
+Exit codes: 0 clean stop · 1 unexpected error or too many consecutive failures ·
+2 configuration error · 3 ReorgTooDeep · 4 stall watchdog.
+
+Error handling: transient RPC errors and lost database connections are retried with backoff at the
+loop top; `max_failures` consecutive failures end the process (a supervisor restarts it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+
+from indexer import fold as F
+from indexer import store
+from indexer.chain import (
+    BlockRef,
+    ChainMismatch,
+    Cursor,
+    ReorgTooDeep,
+    SpanPolicy,
+    finalized_block,
+    find_ancestor,
+    next_span,
+    split_span,
+)
+from indexer.decode import DecodeError, EventDecoder, Log
+from indexer.live import HeadWatcher, tip_logs
+from indexer.metrics import Metrics
+from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, RpcError, TransientRpcError
+from indexer.settings import Settings
+
+log = structlog.get_logger("indexer")
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_REORG_TOO_DEEP, EXIT_STALLED = 0, 1, 2, 3, 4
+
+
+class Stalled(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fetched:
+    blocks: range
+    logs: list[Log]
+    headers: dict[int, BlockRef]
+
+
+@dataclasses.dataclass(slots=True)
+class Status:
+    """What /ready, the watchdog and the progress display read (updated by the loop only)."""
+
+    head: int = 0
+    safe: int | None = None
+    finalized: int = 0
+    indexed: int = -1
+    last_progress: float = dataclasses.field(default_factory=time.monotonic)
+    head_moved: float = dataclasses.field(default_factory=time.monotonic)
+    role: str = "starting"  # starting | standby | writer
+    events: int = 0
+
+
+DB_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    OSError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+
+class Indexer:
+    def __init__(
+        self,
+        settings: Settings,
+        rpc: Rpc,
+        metrics: Metrics,
+        status: Status,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self.s = settings
+        self.o = settings.options
+        self.chain_id = settings.chain.chain_id
+        self.rpc = rpc
+        self.m = metrics
+        self.status = status
+        self.on_commit = on_commit
+        dep = settings.deployment
+        self.addresses = [dep.opinion_market, dep.creator_shares]
+        self.address_bytes = [bytes.fromhex(a[2:]) for a in self.addresses]
+        self.decoder = EventDecoder({self.address_bytes[0]: "OpinionMarket", self.address_bytes[1]: "CreatorShares"})
+        self.policy = SpanPolicy(self.o.initial_span, self.o.max_span, self.o.target_events)
+        self.span = self.o.initial_span
+        self.heads = store.Heads(0, None, 0)
+        self.cursor: Cursor | None = None
+        self.floor = 0
+        self.watcher: HeadWatcher | None = None
+        self.progress: Any = None
+        self.last_finalized_announced = -1
+
+    # ------------------------------------------------------------ node view
+
+    async def refresh_heads(self) -> store.Heads:
+        if self.o.finality == "tag":
+            try:
+                latest, safe, fin = await self.rpc.batch(
+                    [
+                        ("eth_getBlockByNumber", ["latest", False]),
+                        ("eth_getBlockByNumber", ["safe", False]),
+                        ("eth_getBlockByNumber", ["finalized", False]),
+                    ]
+                )
+            except (FatalRpcError, RangeTooLarge):
+                latest, safe, fin = await self.rpc.call("eth_getBlockByNumber", ["latest", False]), None, None
+            head = int(latest["number"], 16)
+            safe_n = int(safe["number"], 16) if safe else None
+            fin_n = int(fin["number"], 16) if fin else None
+        else:
+            head, safe_n, fin_n = await self.rpc.block_number(), None, None
+        finalized = finalized_block(head, fin_n, self.s.chain.finality_depth)
+        if head > self.status.head:
+            self.status.head_moved = time.monotonic()
+        # A lagging node (head going backwards) is not a reorg: keep the highest finality seen.
+        finalized = max(finalized, self.heads.finalized)
+        self.heads = store.Heads(head, safe_n, finalized)
+        self.status.head, self.status.safe, self.status.finalized = head, safe_n, finalized
+        self.m.set_heads(head, safe_n, finalized, self.status.indexed)
+        return self.heads
+
+    # ------------------------------------------------------------ startup
+
+    async def start(self, conn: asyncpg.Connection) -> None:
+        dep = self.s.deployment
+        await store.ensure_contracts(
+            conn,
+            self.chain_id,
+            [
+                ("OpinionMarket", self.address_bytes[0], dep.deploy_block),
+                ("CreatorShares", self.address_bytes[1], dep.deploy_block),
+            ],
+        )
+        stored = await store.load_cursor(conn, self.chain_id)
+        if stored.cursor is None:
+            base_n = max(0, dep.deploy_block - 1)
+            base = await self.rpc.header(base_n)
+            if base is None:
+                raise TransientRpcError(f"node has no block {base_n} yet")
+            self.cursor = await store.init_cursor(conn, self.chain_id, base)
+            self.floor = 0
+        else:
+            self.cursor, self.floor = stored.cursor, stored.final_floor
+        self.status.indexed = self.cursor.number
+        await self.refresh_heads()
+        # A reorg that happened while we were down: compare every stored unfinalized hash.
+        await self.check_reorg(conn, reason="startup")
+        log.info(
+            "indexer_started",
+            chain_id=self.chain_id,
+            cursor=self.cursor.number,
+            head=self.heads.head,
+            finalized=self.heads.finalized,
+        )
+
+    # ------------------------------------------------------------ reorgs
+
+    async def check_reorg(self, conn: asyncpg.Connection, reason: str) -> bool:
+        """Compares stored hashes above the final floor with the node; rolls back if they differ."""
+        assert self.cursor is not None
+        stored = await store.stored_hashes(conn, self.chain_id, self.floor)
+        numbers = sorted(n for n in stored if n <= self.cursor.number)
+        canonical = {n: h.hash for n, h in (await self.rpc.headers(numbers)).items()}
+        ancestor = find_ancestor({n: stored[n] for n in numbers}, canonical, self.floor)
+        if ancestor is None:
+            return False
+        started = time.perf_counter()
+        old = self.cursor
+        result = await store.rollback(conn, self.chain_id, old, ancestor, self.heads)
+        self.cursor = Cursor(ancestor, stored[ancestor])
+        self.status.indexed = ancestor
+        elapsed = time.perf_counter() - started
+        self.m.reorg(result.depth, elapsed)
+        log.warning(
+            "reorg_detected",
+            reason=reason,
+            common_ancestor=ancestor,
+            old_head=old.number,
+            depth=result.depth,
+            removed_events=result.removed,
+            rollback_seconds=round(elapsed, 4),
+        )
+        self._committed(result.seq)
+        return True
+
+    # ------------------------------------------------------------ commit
+
+    def _committed(self, seq: int | None) -> None:
+        if seq is not None and self.on_commit is not None:
+            self.on_commit(seq)
+
+    async def commit(
+        self, conn: asyncpg.Connection, first: int, last: BlockRef, logs: Sequence[Log], headers: dict[int, BlockRef]
+    ) -> int:
+        """Decodes, folds and writes blocks first..last.number in one transaction; returns events written."""
+        assert self.cursor is not None
+        times = {n: h.time for n, h in headers.items()}
+        events = self.decoder.decode(logs, times)
+        keys = F.keys_of(events)
+        snap = await store.load_snapshot(conn, self.chain_id, keys)
+        outbox_from = 0 if self.o.outbox_max_lag == 0 else self.heads.head - self.o.outbox_max_lag
+        ctx = F.Context(self.chain_id, journal_above=min(self.heads.finalized, last.number), outbox_from=outbox_from)
+        changes = F.fold(snap, events, ctx)
+        counts: dict[int, int] = {}
+        for lg in logs:
+            counts[lg.block_number] = counts.get(lg.block_number, 0) + 1
+        keep = [
+            h
+            for n, h in sorted(headers.items())
+            if first <= n <= last.number and (n > self.heads.finalized or n in counts or n == last.number)
+        ]
+        extra: list[F.Message] = []
+        fin = min(self.heads.finalized, last.number)
+        near_tip = self.heads.head - last.number <= self.o.tip_blocks
+        if near_tip and fin > self.last_finalized_announced and self.last_finalized_announced >= 0:
+            extra.append(
+                F.Message(
+                    "chain:finalized",
+                    ("global:all",),
+                    None,
+                    None,
+                    None,
+                    {"chain_id": self.chain_id, "block_number": fin},
+                )
+            )
+        end = Cursor(last.number, last.hash)
+        batch = store.Batch(self.cursor, end, events, changes, keep, counts, self.heads, extra)
+        seq = await store.write_batch(conn, self.chain_id, batch)
+        self.last_finalized_announced = (
+            max(self.last_finalized_announced, fin) if self.last_finalized_announced >= 0 else fin
+        )
+        self.cursor = end
+        self.floor = max(self.floor, min(self.heads.finalized, last.number))
+        self.status.indexed = end.number
+        self.status.last_progress = time.monotonic()
+        self.status.events += len(events)
+        self.m.committed(end.number, len(events))
+        self._committed(seq)
+        return len(events)
+
+    # ------------------------------------------------------------ backfill
+
+    async def _fetch_logs(self, a: int, b: int) -> list[Log]:
+        """Logs of a..b, splitting the range when the provider refuses it (suggested span or half)."""
+        try:
+            logs = await self.rpc.get_logs(a, b, self.addresses)
+            self.m.span(b - a + 1)
+            return logs
+        except RangeTooLarge as exc:
+            size = b - a + 1
+            if size <= 1:
+                raise FatalRpcError(f"provider refuses a single block range: {exc}") from exc
+            self.span = split_span(min(self.span, size), exc.suggested_span)
+            step = max(1, min(self.span, (size + 1) // 2 if exc.suggested_span is None else self.span))
+            log.info("getlogs_range_reduced", from_block=a, to_block=b, new_span=step, error=str(exc)[:160])
+            out: list[Log] = []
+            for start in range(a, b + 1, step):
+                out.extend(await self._fetch_logs(start, min(b, start + step - 1)))
+            return out
+
+    async def _fetch(self, blocks: range) -> Fetched:
+        a, b = blocks.start, blocks.stop - 1
+        logs = await self._fetch_logs(a, b)
+        fin = self.heads.finalized
+        want = {a, b} | {lg.block_number for lg in logs} | {n for n in range(max(a, fin + 1), b + 1)}
+        headers = await self.rpc.headers(sorted(want))
+        missing = want - headers.keys()
+        if missing:
+            raise TransientRpcError(f"node has no header for {len(missing)} block(s) from {min(missing)}")
+        for lg in logs:
+            if headers[lg.block_number].hash != lg.block_hash:
+                raise ChainMismatch(f"log at block {lg.block_number} has a hash the header does not")
+        prev: BlockRef | None = None
+        for n in sorted(headers):
+            h = headers[n]
+            if prev is not None and n == prev.number + 1 and h.parent_hash != prev.hash:
+                raise ChainMismatch(f"block {n} does not link to block {prev.number}")
+            prev = h
+        self.span = next_span(self.span, len(logs), self.policy)
+        return Fetched(blocks, logs, headers)
+
+    async def _ranges(self, start: int, target: int) -> AsyncIterator[Fetched]:
+        """Fetches ranges start..target with up to `concurrency` in flight, yielding them in order."""
+        pending: deque[asyncio.Task[Fetched]] = deque()
+        nxt = start
+        try:
+            while True:
+                while len(pending) < self.o.concurrency and nxt <= target:
+                    r = range(nxt, min(target, nxt + self.span - 1) + 1)
+                    nxt = r.stop
+                    pending.append(asyncio.create_task(self._fetch(r)))
+                if not pending:
+                    return
+                yield await pending.popleft()
+        finally:
+            for t in pending:
+                t.cancel()
+            for t in pending:
+                with contextlib.suppress(BaseException):
+                    await t
+
+    async def backfill(self, conn: asyncpg.Connection, target: int, stop: asyncio.Event) -> None:
+        assert self.cursor is not None
+        started = time.perf_counter()
+        first = self.cursor.number
+        events = 0
+        self._progress_open(first, target)
+        try:
+            async for got in self._ranges(self.cursor.number + 1, target):
+                assert self.cursor is not None
+                a = got.blocks.start
+                if a != self.cursor.number + 1:
+                    raise ChainMismatch("range does not continue the checkpoint")
+                if got.headers[a].parent_hash != self.cursor.hash:
+                    raise ChainMismatch(f"block {a} does not link to the checkpoint block {self.cursor.number}")
+                t0 = time.perf_counter()
+                n = await self.commit(conn, a, got.headers[got.blocks.stop - 1], got.logs, got.headers)
+                events += n
+                self.m.batch_seconds(time.perf_counter() - t0)
+                self._progress_update(got.blocks.stop - got.blocks.start, n)
+                if not self.progress:
+                    log.info(
+                        "batch_committed",
+                        from_block=a,
+                        to_block=got.blocks.stop - 1,
+                        events=n,
+                        head=self.heads.head,
+                        span=self.span,
+                    )
+                if stop.is_set():
+                    break
+        finally:
+            self._progress_close()
+        elapsed = time.perf_counter() - started
+        assert self.cursor is not None
+        log.info(
+            "backfill_done",
+            from_block=first + 1,
+            to_block=self.cursor.number,
+            events=events,
+            seconds=round(elapsed, 3),
+            events_per_second=round(events / elapsed) if elapsed else None,
+        )
+
+    # ------------------------------------------------------------ tip
+
+    async def tip(self, conn: asyncpg.Connection, target: int) -> None:
+        """Block by block up to target: parent check, bloom, logs by hash."""
+        assert self.cursor is not None
+        while self.cursor.number < target:
+            n = self.cursor.number + 1
+            header = self.watcher.take(n) if self.watcher else None
+            if header is None or header.parent_hash != self.cursor.hash:
+                header = await self.rpc.header(n)
+            if header is None:
+                return  # the node (or the one we failed over to) does not have it yet: not a reorg
+            if header.parent_hash != self.cursor.hash:
+                if not await self.check_reorg(conn, reason="parent_mismatch"):
+                    raise TransientRpcError(
+                        f"block {n} parent differs from our block {n - 1} but the node agrees "
+                        "with our stored hashes: inconsistent node, retrying"
+                    )
+                continue
+            logs = await tip_logs(self.rpc, header, self.addresses, self.address_bytes)
+            for lg in logs:
+                if lg.block_hash != header.hash:
+                    raise ChainMismatch(f"log of block {n} carries another block hash")
+            await self.commit(conn, n, header, logs, {n: header})
+            if self.watcher is not None:
+                t = self.watcher.arrived.pop(header.hash, None)
+                if t is not None:
+                    self.m.head_latency(time.perf_counter() - t)
+
+    # ------------------------------------------------------------ progress display
+
+    def _progress_open(self, first: int, target: int) -> None:
+        mode = self.o.progress
+        import sys
+
+        if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+            from tqdm import tqdm
+
+            self.progress = tqdm(total=target - first, unit="blk", desc=f"chain {self.chain_id}", dynamic_ncols=True)
+            self._bar_started = time.perf_counter()
+
+    def _progress_update(self, blocks: int, events: int) -> None:
+        if self.progress:
+            self.progress.update(blocks)
+            el = max(1e-9, time.perf_counter() - self._bar_started)
+            self.progress.set_postfix(events=self.status.events, ev_s=f"{self.status.events / el:,.0f}")
+
+    def _progress_close(self) -> None:
+        if self.progress:
+            self.progress.close()
+            self.progress = None
+
+    # ------------------------------------------------------------ one iteration
+
+    async def step(self, conn: asyncpg.Connection, stop: asyncio.Event) -> bool:
+        """Does one unit of work; returns False when at the head (nothing to do)."""
+        assert self.cursor is not None
+        heads = await self.refresh_heads()
+        await store.update_heads(conn, self.chain_id, heads)
+        target = heads.head - max(0, self.s.chain.confirmations - 1)
+        if target < self.cursor.number:
+            # Our checkpoint is above the node's head: a lagging node, or a reorg to a shorter chain.
+            if await self.check_reorg(conn, reason="head_below_checkpoint"):
+                return True
+            self.status.last_progress = time.monotonic()
+            return False
+        if target == self.cursor.number:
+            self.status.last_progress = time.monotonic()
+            return False
+        try:
+            if target - self.cursor.number > self.o.tip_blocks:
+                await self.backfill(conn, target, stop)
+            else:
+                await self.tip(conn, target)
+        except ChainMismatch as exc:
+            log.info("chain_changed_while_fetching", error=str(exc))
+            await self.check_reorg(conn, reason="fetch_mismatch")
+        return True
+
+
+# ---------------------------------------------------------------- process wiring
+
+
+async def _wait(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+    if wake is not None:
+        wake.clear()
+
+
+async def acquire_writer(settings: Settings, stop: asyncio.Event, status: Status) -> asyncpg.Connection | None:
+    """Connects and takes the chain's writer lock, standing by until it is free (None if stopped)."""
+    key = store.WRITER_LOCK_BASE + settings.chain.chain_id
+    announced = False
+    while not stop.is_set():
+        conn = await asyncpg.connect(settings.database.dsn, timeout=10)
+        try:
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                status.role = "writer"
+                log.info("writer_lock_acquired", chain_id=settings.chain.chain_id)
+                return conn
+        except BaseException:
+            await conn.close()
+            raise
+        await conn.close()
+        if not announced:
+            status.role = "standby"
+            log.info("standby_waiting", chain_id=settings.chain.chain_id)
+            announced = True
+        await _wait(stop, settings.options.standby_poll)
+    return None
+
+
+async def run(
+    settings: Settings,
+    stop: asyncio.Event,
+    metrics: Metrics | None = None,
+    status: Status | None = None,
+    until_head: bool = False,
+    publish: Callable[[int], None] | None = None,
+) -> int:
+    """Runs until `stop` is set (or, with until_head, until caught up with the head); returns an exit code."""
+    metrics = metrics or Metrics(settings.chain.chain_id)
+    status = status or Status()
+    failures = 0
+    async with Rpc(settings.chain.rpc_urls, settings.options.request_timeout, metrics.rpc) as rpc:
+        indexer = Indexer(settings, rpc, metrics, status, publish)
+        watcher_task: asyncio.Task[None] | None = None
+        if settings.options.use_websocket and settings.chain.ws_url and not until_head:
+            indexer.watcher = HeadWatcher(settings.chain.ws_url)
+            watcher_task = asyncio.create_task(indexer.watcher.run(stop))
+        try:
+            while not stop.is_set():
+                conn: asyncpg.Connection | None = None
+                try:
+                    conn = await acquire_writer(settings, stop, status)
+                    if conn is None:
+                        break
+                    await indexer.start(conn)
+                    while not stop.is_set():
+                        busy = await indexer.step(conn, stop)
+                        failures = 0
+                        if not busy:
+                            if until_head:
+                                return EXIT_OK
+                            await _wait(
+                                stop, settings.options.poll_interval, indexer.watcher.event if indexer.watcher else None
+                            )
+                except ReorgTooDeep as exc:
+                    log.error("reorg_too_deep", error=str(exc), block_number=exc.block_number)
+                    return EXIT_REORG_TOO_DEEP
+                except (DecodeError, FatalRpcError) as exc:
+                    log.error("indexer_failed", error=f"{type(exc).__name__}: {exc}")
+                    return EXIT_ERROR
+                except (RpcError, store.StaleCursor, ChainMismatch, *DB_ERRORS) as exc:
+                    failures += 1
+                    metrics.failure()
+                    log.warning("iteration_failed", error=f"{type(exc).__name__}: {exc}"[:300], failures=failures)
+                    if failures >= settings.options.max_failures:
+                        log.error("too_many_failures", failures=failures)
+                        return EXIT_ERROR
+                    await _wait(stop, min(10.0, 0.2 * 2 ** min(failures, 6)))
+                finally:
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(conn.close(), 5)
+                    status.role = "starting"
+        finally:
+            if watcher_task is not None:
+                watcher_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await watcher_task
+    return EXIT_OK
+
+
+async def watchdog(settings: Settings, status: Status, stop: asyncio.Event, stalled: list[bool]) -> None:
+    """Chain head moving while the checkpoint does not, for stall_seconds → stop with EXIT_STALLED."""
+    limit = settings.options.stall_seconds
+    while not stop.is_set():
+        await _wait(stop, min(5.0, limit / 4))
+        if status.role != "writer":
+            continue
+        now = time.monotonic()
+        behind = status.head > status.indexed >= 0
+        if behind and now - status.last_progress > limit and status.head_moved > status.last_progress:
+            log.error(
+                "indexer_stalled", seconds=round(now - status.last_progress), head=status.head, indexed=status.indexed
+            )
+            stalled.append(True)
+            stop.set()
+            return

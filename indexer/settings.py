@@ -1,0 +1,116 @@
+"""Indexer settings: one frozen dataclass per config section, read once at start.
+
+[database], [redis], [chain] and [services] are shared sections (core.config); [indexer] is ours.
+Every key of [indexer] is documented in docs/indexer.md. Unknown keys are rejected and errors
+name the key (core.config.section).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from core.config import (
+    ChainSettings,
+    ConfigError,
+    DatabaseSettings,
+    RedisSettings,
+    ServicesSettings,
+    load_config,
+    section,
+)
+from core.contracts import ROOT, Deployment, load_deployment
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IndexerOptions:
+    """The [indexer] section."""
+
+    # HTTP port for /health, /ready, /metrics; 0 = [services].indexer_metrics_port; -1 = off.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    # eth_getLogs block ranges: first span, operator maximum, target events per response.
+    initial_span: int = 2_000
+    max_span: int = 100_000
+    target_events: int = 10_000
+    # getLogs ranges in flight while backfilling.
+    concurrency: int = 4
+    # Seconds per JSON-RPC request before it counts as failed (and the next URL is tried).
+    request_timeout: float = 10.0
+    # Polling interval when no websocket is available (and the websocket's safety poll).
+    poll_interval: float = 1.0
+    # Subscribe to newHeads over [chain].ws_url when set.
+    use_websocket: bool = True
+    # Finality source: "tag" = the node's `finalized`/`safe` blocks (fallback head - depth),
+    # "depth" = head - [chain].finality_depth always.
+    finality: str = "tag"
+    # Blocks behind the head below which the tip path (block by block, by hash) takes over.
+    tip_blocks: int = 8
+    # Outbox messages are written for events at most this many blocks behind the head (0 = always).
+    outbox_max_lag: int = 256
+    # /ready: lag at most this many blocks and progress within this many seconds.
+    ready_max_lag: int = 16
+    ready_max_idle: float = 30.0
+    # Stall watchdog: the chain head moved but the checkpoint did not for this long -> exit 4.
+    stall_seconds: float = 120.0
+    # Consecutive failed iterations (RPC or database) before the process exits non-zero.
+    max_failures: int = 30
+    # Progress display: "auto" (bar on a TTY), "bar", "log".
+    progress: str = "auto"
+    log_level: str = "info"
+    # Seconds between attempts to take the writer lock while standing by.
+    standby_poll: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    database: DatabaseSettings
+    redis: RedisSettings | None
+    chain: ChainSettings
+    options: IndexerOptions
+    deployment: Deployment
+    metrics_port: int
+
+    def __repr__(self) -> str:
+        return f"Settings(chain={self.chain!r}, options={self.options!r})"
+
+
+def build_settings(raw: Mapping[str, Any], base_dir: Path = ROOT) -> Settings:
+    """Validates the config mapping (from core.config.load_config) into Settings."""
+    options = section(raw, "indexer", IndexerOptions)
+    if options.finality not in ("tag", "depth"):
+        raise ConfigError(f"indexer.finality must be 'tag' or 'depth', got {options.finality!r}")
+    if options.progress not in ("auto", "bar", "log"):
+        raise ConfigError(f"indexer.progress must be 'auto', 'bar' or 'log', got {options.progress!r}")
+    for key in ("initial_span", "max_span", "target_events", "concurrency", "max_failures"):
+        if getattr(options, key) < 1:
+            raise ConfigError(f"indexer.{key} must be at least 1")
+    if options.request_timeout <= 0:
+        raise ConfigError("indexer.request_timeout must be positive")
+    chain = section(raw, "chain", ChainSettings)
+    if not chain.rpc_urls:
+        raise ConfigError("chain.rpc_urls must list at least one URL")
+    database = section(raw, "database", DatabaseSettings)
+    redis = section(raw, "redis", RedisSettings) if "redis" in raw else None
+    if redis is not None and not redis.url:
+        redis = None
+    services = section(raw, "services", ServicesSettings)
+    dep_path = Path(chain.deployment or f"deployments/{chain.chain_id}.json")
+    if not dep_path.is_absolute():
+        dep_path = base_dir / dep_path
+    try:
+        deployment = load_deployment(dep_path)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"chain.deployment: {exc}") from None
+    if deployment.chain_id != chain.chain_id:
+        raise ConfigError(
+            f"chain.deployment {dep_path} is for chain {deployment.chain_id}, chain.chain_id is {chain.chain_id}"
+        )
+    port = options.metrics_port if options.metrics_port != 0 else services.indexer_metrics_port
+    return Settings(database, redis, chain, options, deployment, port)
+
+
+def load_settings(path: str | Path) -> Settings:
+    return build_settings(load_config(path))

@@ -1,0 +1,620 @@
+"""PostgreSQL side of the indexer (asyncpg): snapshot reads, one transaction per batch, rollbacks.
+
+Every write path is ONE transaction holding: raw events (binary COPY), derived rows (delete the
+batch's keys + COPY), notifications, blocks, undo journal, outbox rows (after
+pg_advisory_xact_lock so seq order = commit order) + NOTIFY gl_outbox, chain head, checkpoint.
+The checkpoint row is locked FOR UPDATE and compared with the cursor the batch was built on, so a
+batch that is not the next one (a second writer, a replay) aborts instead of applying twice.
+
+Errors: StaleCursor — the stored checkpoint is not the batch's starting point; the caller reloads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+import orjson
+
+from indexer import fold as F
+from indexer.chain import BlockRef, Cursor
+from indexer.decode import (
+    CreatorFeesClaimed,
+    CreatorFeesCollected,
+    DividendsClaimed,
+    DividendsDistributed,
+    Event,
+    LiquidityWithdrawn,
+    MarketCreated,
+    MarketResolved,
+    Other,
+    SharesTraded,
+    Trade,
+    WinningsClaimed,
+)
+
+OUTBOX_LOCK = 0x676C_6F75_7462  # shared by every outbox writer: seq order = commit order
+WRITER_LOCK_BASE = 0x676C_6978_0000  # + chain_id: one indexer writer per chain
+HEADER = ("chain_id", "block_number", "log_index", "block_hash", "tx_hash", "block_time")
+
+
+class StaleCursor(RuntimeError):
+    pass
+
+
+@lru_cache(maxsize=65_536)
+def ts(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def seconds(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp())
+
+
+# ---------------------------------------------------------------- raw event tables
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventTable:
+    table: str
+    columns: tuple[str, ...]
+    getter: Callable[[Any], tuple[Any, ...]]
+
+
+def _event_table(cls: type[Any], table: str, extra: tuple[str, ...] = ()) -> EventTable:
+    fields = [f.name for f in dataclasses.fields(cls)]
+    body = tuple(fields[5:])
+    getter = operator.attrgetter(*fields)
+    return EventTable(table, HEADER + body + extra, getter)
+
+
+EVENT_TABLES: dict[type[Any], EventTable] = {
+    MarketCreated: _event_table(MarketCreated, "ev_market_created"),
+    Trade: _event_table(Trade, "ev_trade"),
+    MarketResolved: _event_table(MarketResolved, "ev_market_resolved"),
+    WinningsClaimed: _event_table(WinningsClaimed, "ev_winnings_claimed"),
+    LiquidityWithdrawn: _event_table(LiquidityWithdrawn, "ev_liquidity_withdrawn"),
+    CreatorFeesCollected: _event_table(CreatorFeesCollected, "ev_creator_fees_collected"),
+    SharesTraded: _event_table(SharesTraded, "ev_shares_traded"),
+    DividendsDistributed: _event_table(DividendsDistributed, "ev_dividends_distributed"),
+    DividendsClaimed: _event_table(DividendsClaimed, "ev_dividends_claimed"),
+    CreatorFeesClaimed: _event_table(CreatorFeesClaimed, "ev_creator_fees_claimed"),
+}
+OTHER_COLUMNS = (*HEADER, "address", "event", "args")
+EV_TABLES = (*(t.table for t in EVENT_TABLES.values()), "ev_other")
+DERIVED = ("markets", "positions", "creators", "share_holdings")
+
+
+def event_records(chain_id: int, events: Iterable[Event]) -> dict[str, list[tuple[Any, ...]]]:
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for e in events:
+        t = type(e)
+        if t is Other:
+            o: Other = e  # type: ignore[assignment]
+            out.setdefault("ev_other", []).append(
+                (
+                    chain_id,
+                    o.block_number,
+                    o.log_index,
+                    o.block_hash,
+                    o.tx_hash,
+                    ts(o.block_time),
+                    o.address,
+                    o.event,
+                    orjson.dumps(o.args).decode(),
+                )
+            )
+            continue
+        spec = EVENT_TABLES[t]
+        v = spec.getter(e)
+        out.setdefault(spec.table, []).append((chain_id, v[0], v[1], v[2], v[3], ts(v[4]), *v[5:]))
+    return out
+
+
+# ---------------------------------------------------------------- derived rows
+
+_COLUMNS: dict[str, tuple[str, ...]] = {t: tuple(f.name for f in dataclasses.fields(F.TABLES[t][0])) for t in DERIVED}
+_TIME_IDX: dict[str, tuple[int, ...]] = {t: tuple(i for i, k in enumerate(F.KINDS[t]) if k == "time") for t in DERIVED}
+_INT_IDX: dict[str, tuple[int, ...]] = {t: tuple(i for i, k in enumerate(F.KINDS[t]) if k == "int") for t in DERIVED}
+
+
+def derived_record(chain_id: int, table: str, row: F.Row) -> tuple[Any, ...]:
+    values = list(F.row_values(row))
+    for i in _TIME_IDX[table]:
+        if values[i] is not None:
+            values[i] = ts(values[i])
+    return (chain_id, *values)
+
+
+def row_from_record(table: str, rec: asyncpg.Record) -> F.Row:
+    values = list(rec)
+    for i in _TIME_IDX[table]:
+        values[i] = seconds(values[i])
+    for i in _INT_IDX[table]:
+        if values[i] is not None:
+            values[i] = int(values[i])
+    return F.row_from_values(table, values)
+
+
+def _select(table: str) -> str:
+    return f"SELECT {', '.join(_COLUMNS[table])} FROM idx.{table}"
+
+
+async def load_snapshot(conn: asyncpg.Connection, chain_id: int, keys: F.Keys) -> F.Snapshot:
+    snap = F.Snapshot()
+    if keys.markets:
+        for r in await conn.fetch(
+            _select("markets") + " WHERE chain_id = $1 AND market_id = ANY($2::bigint[])", chain_id, list(keys.markets)
+        ):
+            mrow: F.MarketRow = row_from_record("markets", r)  # type: ignore[assignment]
+            snap.markets[mrow.market_id] = mrow
+    creators = set(keys.creators) | {m.creator for m in snap.markets.values()}
+    if keys.positions:
+        mids, holders = zip(*keys.positions, strict=True)
+        for r in await conn.fetch(
+            _select("positions") + " p JOIN unnest($2::bigint[], $3::bytea[]) AS k(m, h)"
+            " ON p.market_id = k.m AND p.holder = k.h WHERE p.chain_id = $1",
+            chain_id,
+            list(mids),
+            list(holders),
+        ):
+            pos: F.PositionRow = row_from_record("positions", r)  # type: ignore[assignment]
+            snap.positions[(pos.market_id, pos.holder)] = pos
+    if keys.market_positions:
+        for r in await conn.fetch(
+            _select("positions") + " WHERE chain_id = $1 AND market_id = ANY($2::bigint[])",
+            chain_id,
+            list(keys.market_positions),
+        ):
+            pos = row_from_record("positions", r)  # type: ignore[assignment]
+            snap.positions[(pos.market_id, pos.holder)] = pos
+    if creators:
+        for r in await conn.fetch(
+            _select("creators") + " WHERE chain_id = $1 AND creator = ANY($2::bytea[])", chain_id, list(creators)
+        ):
+            c: F.CreatorRow = row_from_record("creators", r)  # type: ignore[assignment]
+            snap.creators[c.creator] = c
+    if keys.holdings:
+        cs, hs = zip(*keys.holdings, strict=True)
+        for r in await conn.fetch(
+            _select("share_holdings") + " p JOIN unnest($2::bytea[], $3::bytea[]) AS k(c, h)"
+            " ON p.creator = k.c AND p.holder = k.h WHERE p.chain_id = $1",
+            chain_id,
+            list(cs),
+            list(hs),
+        ):
+            h: F.HoldingRow = row_from_record("share_holdings", r)  # type: ignore[assignment]
+            snap.holdings[(h.creator, h.holder)] = h
+    if keys.creator_holdings:
+        for r in await conn.fetch(
+            _select("share_holdings") + " WHERE chain_id = $1 AND creator = ANY($2::bytea[])",
+            chain_id,
+            list(keys.creator_holdings),
+        ):
+            h = row_from_record("share_holdings", r)  # type: ignore[assignment]
+            snap.holdings[(h.creator, h.holder)] = h
+    return snap
+
+
+async def _delete_keys(conn: asyncpg.Connection, chain_id: int, table: str, keys: Sequence[tuple[Any, ...]]) -> None:
+    if not keys:
+        return
+    if table == "markets":
+        await conn.execute(
+            "DELETE FROM idx.markets WHERE chain_id = $1 AND market_id = ANY($2::bigint[])",
+            chain_id,
+            [k[0] for k in keys],
+        )
+    elif table == "creators":
+        await conn.execute(
+            "DELETE FROM idx.creators WHERE chain_id = $1 AND creator = ANY($2::bytea[])",
+            chain_id,
+            [k[0] for k in keys],
+        )
+    elif table == "positions":
+        await conn.execute(
+            "DELETE FROM idx.positions p USING unnest($2::bigint[], $3::bytea[]) AS k(m, h)"
+            " WHERE p.chain_id = $1 AND p.market_id = k.m AND p.holder = k.h",
+            chain_id,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+    else:
+        await conn.execute(
+            "DELETE FROM idx.share_holdings p USING unnest($2::bytea[], $3::bytea[]) AS k(c, h)"
+            " WHERE p.chain_id = $1 AND p.creator = k.c AND p.holder = k.h",
+            chain_id,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+
+
+async def _replace_rows(
+    conn: asyncpg.Connection, chain_id: int, table: str, keys: Sequence[tuple[Any, ...]], rows: Sequence[F.Row]
+) -> None:
+    await _delete_keys(conn, chain_id, table, keys)
+    if rows:
+        await conn.copy_records_to_table(
+            table,
+            schema_name="idx",
+            columns=("chain_id", *_COLUMNS[table]),
+            records=[derived_record(chain_id, table, r) for r in rows],
+        )
+
+
+# ---------------------------------------------------------------- batches
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Heads:
+    head: int
+    safe: int | None
+    finalized: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    start: Cursor  # the checkpoint the batch continues from
+    end: Cursor  # the new checkpoint
+    events: Sequence[Event]
+    changes: F.Changes
+    blocks: Sequence[BlockRef]  # headers to store (unfinalized window, blocks with events, the end block)
+    event_counts: dict[int, int]
+    heads: Heads
+    extra_messages: Sequence[F.Message] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stored:
+    cursor: Cursor | None
+    final_floor: int  # highest block treated as final (undo pruned at and below it)
+
+
+async def load_cursor(conn: asyncpg.Connection, chain_id: int) -> Stored:
+    r = await conn.fetchrow(
+        "SELECT block_number, block_hash, finalized_block FROM idx.checkpoints WHERE chain_id = $1", chain_id
+    )
+    if r is None:
+        return Stored(None, 0)
+    return Stored(Cursor(r["block_number"], bytes(r["block_hash"])), r["finalized_block"])
+
+
+async def _check_cursor(conn: asyncpg.Connection, chain_id: int, expected: Cursor | None) -> int:
+    r = await conn.fetchrow(
+        "SELECT block_number, block_hash, finalized_block FROM idx.checkpoints WHERE chain_id = $1 FOR UPDATE", chain_id
+    )
+    have = None if r is None else Cursor(r["block_number"], bytes(r["block_hash"]))
+    if have != expected:
+        raise StaleCursor(f"checkpoint is {have}, batch starts at {expected}")
+    return 0 if r is None else int(r["finalized_block"])
+
+
+async def init_cursor(conn: asyncpg.Connection, chain_id: int, base: BlockRef) -> Cursor:
+    """The first checkpoint: the block before the deployment (its header stored as the anchor)."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO idx.blocks (chain_id, block_number, block_hash, parent_hash, block_time) VALUES"
+            " ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            chain_id,
+            base.number,
+            base.hash,
+            base.parent_hash,
+            ts(base.time),
+        )
+        await conn.execute(
+            "INSERT INTO idx.checkpoints (chain_id, block_number, block_hash) VALUES ($1, $2, $3)"
+            " ON CONFLICT (chain_id) DO NOTHING",
+            chain_id,
+            base.number,
+            base.hash,
+        )
+    return Cursor(base.number, base.hash)
+
+
+async def ensure_contracts(
+    conn: asyncpg.Connection, chain_id: int, contracts: Sequence[tuple[str, bytes, int]]
+) -> None:
+    for name, address, deploy_block in contracts:
+        await conn.execute(
+            "INSERT INTO idx.contracts (chain_id, name, address, deploy_block) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (chain_id, name) DO NOTHING",
+            chain_id,
+            name,
+            address,
+            deploy_block,
+        )
+
+
+def _message_record(chain_id: int, m: F.Message) -> tuple[Any, ...]:
+    return (
+        chain_id,
+        m.event,
+        list(m.rooms),
+        m.block_number,
+        m.log_index,
+        m.block_hash,
+        orjson.dumps(m.payload).decode(),
+    )
+
+
+async def _write_outbox(conn: asyncpg.Connection, chain_id: int, messages: Sequence[F.Message]) -> int | None:
+    if not messages:
+        return None
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", OUTBOX_LOCK)
+    await conn.copy_records_to_table(
+        "outbox",
+        schema_name="idx",
+        columns=("chain_id", "event", "rooms", "block_number", "log_index", "block_hash", "payload"),
+        records=[_message_record(chain_id, m) for m in messages],
+    )
+    seq = int(await conn.fetchval("SELECT currval(pg_get_serial_sequence('idx.outbox', 'seq'))"))
+    await conn.execute("SELECT pg_notify('gl_outbox', $1)", f"{chain_id}:{seq}")
+    return seq
+
+
+async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> int | None:
+    """Commits one batch atomically; returns the highest outbox seq written (None if none)."""
+    ch = batch.changes
+    async with conn.transaction():
+        floor = await _check_cursor(conn, chain_id, batch.start)
+        for table, records in event_records(chain_id, batch.events).items():
+            cols = OTHER_COLUMNS if table == "ev_other" else EVENT_TABLES_BY_NAME[table].columns
+            await conn.copy_records_to_table(table, schema_name="idx", columns=cols, records=records)
+        for table, rows in (
+            ("markets", ch.markets),
+            ("positions", ch.positions),
+            ("creators", ch.creators),
+            ("share_holdings", ch.holdings),
+        ):
+            if rows:
+                values: list[F.Row] = list(rows.values())
+                await _replace_rows(conn, chain_id, table, [F.row_key(table, r) for r in values], values)
+        if ch.notifications:
+            await conn.copy_records_to_table(
+                "notifications",
+                schema_name="idx",
+                columns=(
+                    "chain_id",
+                    "block_number",
+                    "log_index",
+                    "recipient",
+                    "kind",
+                    "title",
+                    "message",
+                    "market_id",
+                    "creator",
+                    "amount",
+                    "block_time",
+                ),
+                records=[
+                    (
+                        chain_id,
+                        n.block_number,
+                        n.log_index,
+                        n.recipient,
+                        n.kind,
+                        n.title,
+                        n.message,
+                        n.market_id,
+                        n.creator,
+                        n.amount,
+                        ts(n.block_time),
+                    )
+                    for n in ch.notifications
+                ],
+            )
+        if ch.undo:
+            await conn.copy_records_to_table(
+                "undo",
+                schema_name="idx",
+                columns=("chain_id", "block_number", "tbl", "key", "pre"),
+                records=[
+                    (
+                        chain_id,
+                        u.block_number,
+                        u.table,
+                        orjson.dumps(F.encode_values(u.key)).decode(),
+                        None if u.pre is None else orjson.dumps(F.encode_values(F.row_values(u.pre))).decode(),
+                    )
+                    for u in _dedupe_undo(ch.undo)
+                ],
+            )
+        for name, cfg in ch.config.items():
+            await conn.execute(
+                "UPDATE idx.contracts SET config = config || $3::jsonb WHERE chain_id = $1 AND name = $2",
+                chain_id,
+                name,
+                orjson.dumps(cfg).decode(),
+            )
+        if batch.blocks:
+            await conn.execute(
+                "DELETE FROM idx.blocks WHERE chain_id = $1 AND block_number = ANY($2::bigint[])",
+                chain_id,
+                [b.number for b in batch.blocks],
+            )
+            await conn.copy_records_to_table(
+                "blocks",
+                schema_name="idx",
+                columns=("chain_id", "block_number", "block_hash", "parent_hash", "block_time", "event_count"),
+                records=[
+                    (chain_id, b.number, b.hash, b.parent_hash, ts(b.time), batch.event_counts.get(b.number, 0))
+                    for b in batch.blocks
+                ],
+            )
+        new_floor = max(floor, min(batch.heads.finalized, batch.end.number))
+        if new_floor > floor:
+            await conn.execute("DELETE FROM idx.undo WHERE chain_id = $1 AND block_number <= $2", chain_id, new_floor)
+            await conn.execute(
+                "DELETE FROM idx.blocks WHERE chain_id = $1 AND block_number < $2 AND event_count = 0",
+                chain_id,
+                new_floor,
+            )
+        seq = await _write_outbox(conn, chain_id, [*ch.messages, *batch.extra_messages])
+        await _set_heads(conn, chain_id, batch.heads)
+        await conn.execute(
+            "UPDATE idx.checkpoints SET block_number = $2, block_hash = $3, finalized_block = $4, updated_at = now()"
+            " WHERE chain_id = $1",
+            chain_id,
+            batch.end.number,
+            batch.end.hash,
+            new_floor,
+        )
+    return seq
+
+
+def _dedupe_undo(undo: Sequence[F.Undo]) -> list[F.Undo]:
+    seen: set[tuple[int, str, tuple[Any, ...]]] = set()
+    out = []
+    for u in undo:
+        k = (u.block_number, u.table, u.key)
+        if k not in seen:
+            seen.add(k)
+            out.append(u)
+    return out
+
+
+EVENT_TABLES_BY_NAME = {t.table: t for t in EVENT_TABLES.values()}
+
+
+async def _set_heads(conn: asyncpg.Connection, chain_id: int, heads: Heads) -> None:
+    await conn.execute(
+        "INSERT INTO idx.chain_heads (chain_id, head_block, safe_block, finalized_block, updated_at)"
+        " VALUES ($1, $2, $3, $4, now()) ON CONFLICT (chain_id) DO UPDATE SET head_block = EXCLUDED.head_block,"
+        " safe_block = EXCLUDED.safe_block, finalized_block = EXCLUDED.finalized_block, updated_at = now()",
+        chain_id,
+        heads.head,
+        heads.safe,
+        heads.finalized,
+    )
+
+
+async def update_heads(conn: asyncpg.Connection, chain_id: int, heads: Heads) -> None:
+    await _set_heads(conn, chain_id, heads)
+
+
+async def stored_hashes(conn: asyncpg.Connection, chain_id: int, above: int) -> dict[int, bytes]:
+    rows = await conn.fetch(
+        "SELECT block_number, block_hash FROM idx.blocks WHERE chain_id = $1 AND block_number >= $2", chain_id, above
+    )
+    return {r["block_number"]: bytes(r["block_hash"]) for r in rows}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RollbackResult:
+    removed: int
+    depth: int
+    seq: int | None
+
+
+async def rollback(
+    conn: asyncpg.Connection, chain_id: int, start: Cursor, ancestor: int, heads: Heads
+) -> RollbackResult:
+    """Removes everything above `ancestor` in one transaction and announces it (chain:reorg)."""
+    async with conn.transaction():
+        await _check_cursor(conn, chain_id, start)
+        anc = await conn.fetchrow(
+            "SELECT block_hash FROM idx.blocks WHERE chain_id = $1 AND block_number = $2", chain_id, ancestor
+        )
+        if anc is None:
+            raise StaleCursor(f"ancestor block {ancestor} is not stored")
+        undo_rows = await conn.fetch(
+            "SELECT block_number, tbl, key, pre FROM idx.undo WHERE chain_id = $1 AND block_number > $2",
+            chain_id,
+            ancestor,
+        )
+        undo = [
+            F.Undo(
+                r["block_number"],
+                r["tbl"],
+                F.decode_values(r["tbl"], orjson.loads(r["key"])),
+                None
+                if r["pre"] is None
+                else F.row_from_values(r["tbl"], F.decode_values(r["tbl"], orjson.loads(r["pre"]))),
+            )
+            for r in undo_rows
+        ]
+        plan = F.restore_plan(undo, ancestor)
+        for table in DERIVED:
+            keys = [k for (t, k) in plan if t == table]
+            rows = [r for (t, _), r in plan.items() if t == table and r is not None]
+            await _replace_rows(conn, chain_id, table, keys, rows)
+        await conn.execute("DELETE FROM idx.undo WHERE chain_id = $1 AND block_number > $2", chain_id, ancestor)
+        removed: list[tuple[int, int, bytes]] = []
+        for table in EV_TABLES:
+            for r in await conn.fetch(
+                f"DELETE FROM idx.{table} WHERE chain_id = $1 AND block_number > $2"
+                " RETURNING block_number, log_index, block_hash",
+                chain_id,
+                ancestor,
+            ):
+                removed.append((r["block_number"], r["log_index"], bytes(r["block_hash"])))
+        removed.sort()
+        await conn.execute(
+            "DELETE FROM idx.notifications WHERE chain_id = $1 AND block_number > $2", chain_id, ancestor
+        )
+        rooms = {"global:all"} | {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT DISTINCT unnest(rooms) FROM idx.outbox WHERE chain_id = $1 AND block_number > $2"
+                " AND event <> 'chain:reorg'",
+                chain_id,
+                ancestor,
+            )
+        }
+        await conn.execute("DELETE FROM idx.blocks WHERE chain_id = $1 AND block_number > $2", chain_id, ancestor)
+        depth = start.number - ancestor
+        await conn.execute(
+            "INSERT INTO idx.reorgs (chain_id, common_ancestor, old_head, depth, removed_events)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            chain_id,
+            ancestor,
+            start.number,
+            depth,
+            len(removed),
+        )
+        anc_hash = bytes(anc["block_hash"])
+        msg = F.Message(
+            "chain:reorg",
+            tuple(sorted(rooms)),
+            None,
+            None,
+            None,
+            {
+                "chain_id": chain_id,
+                "common_ancestor": {"block_number": ancestor, "block_hash": "0x" + anc_hash.hex()},
+                "old_head": start.number,
+                "depth": depth,
+                "removed": [[chain_id, b, li, "0x" + h.hex()] for b, li, h in removed],
+            },
+        )
+        seq = await _write_outbox(conn, chain_id, [msg])
+        await _set_heads(conn, chain_id, heads)
+        await conn.execute(
+            "UPDATE idx.checkpoints SET block_number = $2, block_hash = $3, updated_at = now() WHERE chain_id = $1",
+            chain_id,
+            ancestor,
+            anc_hash,
+        )
+    return RollbackResult(len(removed), depth, seq)
+
+
+async def reset_chain(conn: asyncpg.Connection, chain_id: int) -> None:
+    """Deletes everything the indexer wrote for a chain (re-index from scratch). The outbox is kept."""
+    async with conn.transaction():
+        for table in (
+            *EV_TABLES,
+            *DERIVED,
+            "notifications",
+            "blocks",
+            "undo",
+            "checkpoints",
+            "chain_heads",
+            "reorgs",
+            "contracts",
+        ):
+            await conn.execute(f"DELETE FROM idx.{table} WHERE chain_id = $1", chain_id)

@@ -1,0 +1,165 @@
+"""Fixtures and helpers for the indexer tests: a fresh anvil + deployment per test where the chain
+gets rewritten (reorgs), settings pointing at a per-test database, whole-table comparisons."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from web3 import Web3
+
+from core.deploy import DeployParams, anvil_account, deploy
+from indexer.service import run
+from indexer.settings import Settings, build_settings
+from tests.chain import Anvil
+from tests.conftest import SERVICES, _psql
+
+# Tables compared between an index and a fresh index of the canonical chain.
+COMPARED = (
+    "ev_market_created",
+    "ev_trade",
+    "ev_market_resolved",
+    "ev_winnings_claimed",
+    "ev_liquidity_withdrawn",
+    "ev_creator_fees_collected",
+    "ev_shares_traded",
+    "ev_dividends_distributed",
+    "ev_dividends_claimed",
+    "ev_creator_fees_claimed",
+    "ev_other",
+    "markets",
+    "positions",
+    "creators",
+    "share_holdings",
+    "notifications",
+)
+# Per-row bookkeeping columns that legitimately depend on when a row was last rewritten.
+ORDER = {
+    "markets": "market_id",
+    "positions": "market_id, holder",
+    "creators": "creator",
+    "share_holdings": "creator, holder",
+    "notifications": "block_number, log_index, recipient",
+}
+
+
+class Node:
+    """A fresh anvil with the contracts deployed."""
+
+    def __init__(self, block_time: float | None = None) -> None:
+        self.anvil = Anvil(block_time=block_time)
+        self.w3 = Web3(Web3.HTTPProvider(self.anvil.url, request_kwargs={"timeout": 30}))
+        self.deployment = deploy(self.w3, anvil_account(0), anvil_account(1).address, DeployParams())
+
+    @property
+    def url(self) -> str:
+        return self.anvil.url
+
+    def stop(self) -> None:
+        self.anvil.stop()
+
+
+@pytest.fixture
+def node() -> Iterator[Node]:
+    n = Node()
+    yield n
+    n.stop()
+
+
+def new_db(template: str) -> str:
+    name = f"gl_t_{uuid.uuid4().hex[:12]}"
+    _psql(f"CREATE DATABASE {name} TEMPLATE {template}")
+    return f"postgresql://guesslyfe@127.0.0.1:{SERVICES.pg_port}/{name}"
+
+
+@pytest.fixture
+def fresh_db(template_db: str) -> Iterator[Any]:
+    """A factory of extra fresh databases (for the 'fresh index' side of comparisons)."""
+    made: list[str] = []
+
+    def make() -> str:
+        dsn = new_db(template_db)
+        made.append(dsn)
+        return dsn
+
+    yield make
+    for dsn in made:
+        _psql(f"DROP DATABASE IF EXISTS {dsn.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+def make_settings(
+    rpc_urls: list[str] | str, deployment: dict[str, Any], dsn: str, tmp_path: Path, ws_url: str = "", **options: Any
+) -> Settings:
+    dep_path = tmp_path / f"deployment-{uuid.uuid4().hex[:6]}.json"
+    dep_path.write_text(json.dumps(deployment))
+    urls = [rpc_urls] if isinstance(rpc_urls, str) else rpc_urls
+    opts: dict[str, Any] = {
+        "metrics_port": -1,
+        "progress": "log",
+        "request_timeout": 5.0,
+        "use_websocket": bool(ws_url),
+    }
+    opts.update(options)
+    raw = {
+        "database": {"dsn": dsn},
+        "chain": {
+            "chain_id": deployment["chain_id"],
+            "rpc_urls": urls,
+            "ws_url": ws_url,
+            "deployment": str(dep_path),
+            "finality_depth": 64,
+        },
+        "indexer": opts,
+        "services": {},
+    }
+    return build_settings(raw)
+
+
+def index_to_head(settings: Settings) -> int:
+    """Runs the indexer until it has caught up with the node's head; returns the exit code."""
+    return asyncio.run(run(settings, asyncio.Event(), until_head=True))
+
+
+async def _dump(dsn: str, chain_id: int) -> dict[str, list[tuple[Any, ...]]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        for table in COMPARED:
+            order = ORDER.get(table, "block_number, log_index")
+            rows = await conn.fetch(f"SELECT * FROM idx.{table} WHERE chain_id = $1 ORDER BY {order}", chain_id)
+            out[table] = [tuple(r) for r in rows]
+        rows = await conn.fetch(
+            "SELECT block_number, block_hash, parent_hash, block_time, event_count FROM idx.blocks"
+            " WHERE chain_id = $1 AND event_count > 0 ORDER BY block_number",
+            chain_id,
+        )
+        out["blocks_with_events"] = [tuple(r) for r in rows]
+        return out
+    finally:
+        await conn.close()
+
+
+def dump(dsn: str, chain_id: int = 31337) -> dict[str, list[tuple[Any, ...]]]:
+    return asyncio.run(_dump(dsn, chain_id))
+
+
+def assert_same_index(got: dict[str, list[tuple[Any, ...]]], want: dict[str, list[tuple[Any, ...]]]) -> None:
+    for table in want:
+        assert got[table] == want[table], f"{table} differs from a fresh index of the canonical chain"
+
+
+def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
