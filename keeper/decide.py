@@ -1,0 +1,340 @@
+"""Pure decisions: state (+ now) → action. No I/O, no clock, no globals (STYLE principle 11).
+
+The jobs gather the state (indexer rows from PostgreSQL, contract state from eth_call, the
+ledger), call these functions, and act: record → sign → send → confirm.
+All amounts and fees are integers (wei / token base units).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Literal
+
+OUTCOME_NO, OUTCOME_YES, OUTCOME_INVALID = 0, 1, 2
+OUTCOMES = {"no": OUTCOME_NO, "yes": OUTCOME_YES, "invalid": OUTCOME_INVALID}
+OUTCOME_NAMES = {v: k for k, v in OUTCOMES.items()}
+Comparison = Literal["gt", "gte", "lt", "lte"]
+
+
+# ------------------------------------------------------------------------------------- fees
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fees:
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeePolicy:
+    max_fee_cap: int
+    priority_cap: int
+    min_priority: int
+    base_multiplier_pct: int = 200
+    bump_bps: int = 1_250
+
+
+def market_fees(next_base_fee: int, rewards: Sequence[int], policy: FeePolicy) -> Fees:
+    """EIP-1559 fees for the next block: tip = median of recent percentile rewards (bounded by the
+    policy), max fee = base fee * multiplier + tip, both capped."""
+    ordered = sorted(r for r in rewards if r >= 0)
+    tip = ordered[len(ordered) // 2] if ordered else policy.min_priority
+    tip = min(max(tip, policy.min_priority), policy.priority_cap)
+    max_fee = min(next_base_fee * policy.base_multiplier_pct // 100 + tip, policy.max_fee_cap)
+    return Fees(max_fee_per_gas=max(max_fee, tip), max_priority_fee_per_gas=tip)
+
+
+def bump(value: int, bump_bps: int) -> int:
+    """value raised by at least bump_bps/10000, rounded up, and by at least 1."""
+    return max(value + 1, -(-value * (10_000 + bump_bps) // 10_000))
+
+
+def replacement_fees(old: Fees, market: Fees, policy: FeePolicy) -> Fees | None:
+    """Fees for a replacement: ≥ bump on BOTH fields and at least the market; None when the cap
+    does not allow a valid replacement (nodes refuse a smaller bump)."""
+    tip = max(bump(old.max_priority_fee_per_gas, policy.bump_bps), market.max_priority_fee_per_gas)
+    max_fee = max(bump(old.max_fee_per_gas, policy.bump_bps), market.max_fee_per_gas)
+    if max_fee > policy.max_fee_cap:
+        return None
+    tip = min(tip, policy.priority_cap, max_fee)
+    if tip < bump(old.max_priority_fee_per_gas, policy.bump_bps):
+        return None
+    return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip)
+
+
+# ------------------------------------------------------------------------------- resolution
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedRule:
+    feed: bytes
+    comparison: Comparison
+    threshold: int
+    outcome_if_true: int = OUTCOME_YES
+    outcome_if_false: int = OUTCOME_NO
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedRound:
+    round_id: int
+    answer: int
+    updated_at: int  # unix seconds
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueEntry:
+    id: int
+    outcome: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MarketView:
+    market_id: int
+    end_time: int  # unix seconds, from the contract (getMarket)
+    resolved: bool  # from the contract (getMarket), never from the database alone
+    queued: QueueEntry | None = None
+    rule: FeedRule | None = None
+    feed_round: FeedRound | None = None  # the last round at or before end_time, if fetched
+    in_ledger: bool = False  # a live (not dropped) transaction exists for this market's job key
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Resolve:
+    market_id: int
+    outcome: int
+    source: Literal["queue", "feed"]
+    queue_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Skip:
+    key: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Overdue:
+    market_id: int
+    overdue_s: int
+    reason: str
+
+
+ResolutionAction = Resolve | Skip | Overdue
+
+
+def compare(answer: int, comparison: Comparison, threshold: int) -> bool:
+    if comparison == "gt":
+        return answer > threshold
+    if comparison == "gte":
+        return answer >= threshold
+    if comparison == "lt":
+        return answer < threshold
+    return answer <= threshold
+
+
+def feed_outcome(rule: FeedRule, rnd: FeedRound | None, end_time: int, max_staleness_s: int) -> int | None:
+    """The outcome a feed rule gives at end_time, or None when the feed cannot say (no round at or
+    before end time, or the round is older than the staleness bound): never a guess."""
+    if rnd is None or rnd.updated_at > end_time or end_time - rnd.updated_at > max_staleness_s:
+        return None
+    return rule.outcome_if_true if compare(rnd.answer, rule.comparison, rule.threshold) else rule.outcome_if_false
+
+
+def decide_resolution(m: MarketView, now: int, grace_s: int, max_staleness_s: int) -> ResolutionAction | None:
+    """Resolve from the operator queue first, then from a feed rule; report overdue markets past end +
+    grace that have no usable source; skip markets the contract already resolved."""
+    key = f"resolve:{m.market_id}"
+    if m.in_ledger or now < m.end_time:
+        return None
+    if m.resolved:
+        return Skip(key, "already_resolved")
+    if m.queued is not None:
+        return Resolve(m.market_id, m.queued.outcome, "queue", m.queued.id)
+    reason = "no_outcome_source"
+    if m.rule is not None:
+        outcome = feed_outcome(m.rule, m.feed_round, m.end_time, max_staleness_s)
+        if outcome is not None:
+            return Resolve(m.market_id, outcome, "feed")
+        reason = "feed_unusable"
+    if now >= m.end_time + grace_s:
+        return Overdue(m.market_id, now - m.end_time, reason)
+    return None
+
+
+# ----------------------------------------------------------------------------- distribution
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreatorView:
+    creator: bytes
+    pool: int  # undistributed pool held by CreatorShares (pendingPool)
+    market_fees: int  # accrued in OpinionMarket, collected by the distribution (pendingPool)
+    supply: int  # shares outstanding (supplyOf)
+    in_ledger: bool = False  # a live transaction exists for this creator and period
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Distribute:
+    creator: bytes
+    period: str
+    amount: int  # pool + market fees at decision time (the contract distributes what divides evenly)
+
+
+def distribution_key(creator: bytes, period: str) -> str:
+    return f"distribute:0x{creator.hex()}:{period}"
+
+
+def decide_distribution(c: CreatorView, period: str) -> Distribute | Skip | None:
+    """Once per period, only where holders exist and the pool is not empty."""
+    if c.in_ledger:
+        return None
+    key = distribution_key(c.creator, period)
+    if c.supply == 0:
+        return Skip(key, "no_holders")
+    if c.pool + c.market_fees == 0:
+        return Skip(key, "empty_pool")
+    return Distribute(c.creator, period, c.pool + c.market_fees)
+
+
+# ------------------------------------------------------------------------- tx tracking
+
+
+TxStatus = Literal["pending", "mined", "confirmed", "reverted", "dropped"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempt:
+    index: int
+    fees: Fees
+    sent_block: int | None  # None: recorded but never broadcast (crash before broadcast)
+    known: bool  # the node knows the hash (mempool or chain)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Receipt:
+    attempt: int
+    block_number: int
+    block_hash: bytes
+    success: bool
+    gas_used: int
+    effective_gas_price: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TxView:
+    status: TxStatus
+    nonce: int
+    gas_limit: int
+    value: int
+    attempts: tuple[Attempt, ...]
+    receipt: Receipt | None  # the receipt of any attempt, on the canonical chain
+    mined_block_hash: bytes | None  # what the ledger recorded when it saw it mined
+    mined_attempt: int | None
+    finalized: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChainView:
+    head: int
+    finalized: int
+    nonce_latest: int  # the sender's mined transaction count
+    balance: int
+    fees: Fees  # market fees for the next block
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MarkMined:
+    receipt: Receipt
+    confirmed: bool
+    finalized: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MarkFinalized:
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reorged:
+    rebroadcast_attempt: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dropped:
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rebroadcast:
+    attempt: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replace:
+    fees: Fees
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Wait:
+    reason: str
+
+
+TxAction = MarkMined | MarkFinalized | Reorged | Dropped | Rebroadcast | Replace | Wait
+
+
+def decide_tx(
+    tx: TxView, chain: ChainView, confirmations: int, replace_after: int, policy: FeePolicy
+) -> TxAction | None:
+    """What to do with one ledger transaction now. `confirmations` counts the mined block itself."""
+    latest = tx.attempts[-1]
+    r = tx.receipt
+    if r is not None:
+        confirmed = chain.head - r.block_number + 1 >= confirmations
+        final = r.block_number <= chain.finalized
+        if tx.status == "pending" or tx.mined_block_hash != r.block_hash:
+            return MarkMined(r, confirmed, final)
+        if tx.status == "mined" and confirmed:
+            return MarkMined(r, True, final)
+        if tx.status in ("confirmed", "reverted") and final and not tx.finalized:
+            return MarkFinalized()
+        return None
+    if tx.status in ("mined", "confirmed", "reverted"):
+        # it was mined and its receipt is gone: a reorg removed it
+        return Reorged(rebroadcast_attempt=latest.index if tx.mined_attempt is None else tx.mined_attempt)
+    if tx.status != "pending":
+        return None
+    if chain.nonce_latest > tx.nonce:
+        return Dropped("nonce_consumed_by_unrecorded_tx")
+    if latest.sent_block is None or not latest.known:
+        return Rebroadcast(latest.index)
+    if chain.head - latest.sent_block < replace_after:
+        return None
+    fees = replacement_fees(latest.fees, chain.fees, policy)
+    if fees is None:
+        return Wait("fee_cap_reached")
+    if chain.balance < tx.value + tx.gas_limit * fees.max_fee_per_gas:
+        return Wait("insufficient_funds_for_bump")
+    return Replace(fees)
+
+
+# ------------------------------------------------------------------------------- nonces
+
+
+def next_nonce(local_next: int | None, chain_pending: int, chain_latest: int, live_nonces: Sequence[int]) -> int:
+    """The next nonce to allocate. Never below a live (recorded, unmined) nonce + 1 or the local
+    counter while anything is live; with nothing live, the chain's count is the truth."""
+    live = [n for n in live_nonces if n >= chain_latest]
+    if not live:
+        return max(chain_pending, chain_latest)
+    floor = max(max(live) + 1, chain_pending, chain_latest)
+    return floor if local_next is None else max(local_next, floor)
+
+
+def nonce_gaps(chain_latest: int, live_nonces: Sequence[int]) -> list[int]:
+    """Nonces between the chain's count and our highest live nonce that no live transaction holds:
+    everything above a gap is stuck until it is filled."""
+    live = {n for n in live_nonces if n >= chain_latest}
+    if not live:
+        return []
+    return [n for n in range(chain_latest, max(live)) if n not in live]

@@ -1,0 +1,294 @@
+"""The keeper's scheduled work. Each job gathers state (indexer rows in PostgreSQL, then the
+contract state by eth_call — decision 7: the database finds work, the chain confirms it), calls
+the pure deciders in keeper.decide, simulates every transaction (eth_estimateGas) and hands the
+survivors to the transaction manager, which records them before broadcasting.
+
+Jobs: resolve (due markets), distribute (daily dividends), aggregate (agg.* tables), warm (Redis,
+through the API's own api.cache.warm), notify (ending-soon notifications), track (the tx manager).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import structlog
+
+from core.contracts import Deployment
+from keeper import decide, store
+from keeper.abi import decode_result, encode_call, error_name
+from keeper.decide import OUTCOME_NAMES
+from keeper.metrics import Metrics
+from keeper.rpc import Rpc, RpcError, hx, to_bytes, to_int
+from keeper.settings import Settings
+from keeper.tx import TxManager, TxRequest
+
+log = structlog.get_logger("keeper.jobs")
+
+
+@dataclasses.dataclass(slots=True)
+class Context:
+    settings: Settings
+    pool: asyncpg.Pool
+    rpc: Rpc
+    deployment: Deployment
+    metrics: Metrics
+    tx: TxManager
+    signer_address: str
+    epoch: Callable[[], int | None]
+    dry_run: bool = False
+    plan: Callable[[dict[str, Any]], None] = lambda _row: None
+
+    @property
+    def chain_id(self) -> int:
+        return self.settings.chain.chain_id
+
+
+async def chain_time(rpc: Rpc) -> int:
+    block = await rpc.call("eth_getBlockByNumber", "latest", False)
+    return to_int(block["timestamp"])
+
+
+async def _eth_calls(rpc: Rpc, calls: list[tuple[str, bytes]]) -> list[bytes | RpcError]:
+    results = await rpc.batch([("eth_call", [{"to": to, "data": hx(data)}, "latest"]) for to, data in calls])
+    return [r if isinstance(r, RpcError) else to_bytes(r) for r in results]
+
+
+# ------------------------------------------------------------------------------- resolve
+
+
+async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
+    """Resolves due markets from the operator queue or a price-feed rule; reports overdue ones."""
+    now = await chain_time(ctx.rpc) if now is None else now
+    om = ctx.deployment.opinion_market
+    async with ctx.pool.acquire() as conn:
+        rows = await conn.fetch(
+            """
+            WITH due AS (
+                SELECT market_id FROM idx.markets
+                 WHERE chain_id = $1 AND NOT resolved AND end_time <= to_timestamp($2)
+                UNION
+                SELECT market_id FROM keeper.resolution_queue WHERE chain_id = $1 AND status = 'queued'
+            )
+            SELECT d.market_id, q.id AS queue_id, q.outcome AS queue_outcome,
+                   r.feed, r.comparison, r.threshold, r.outcome_if_true, r.outcome_if_false,
+                   EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1 AND t.job_key = 'resolve:' || d.market_id
+                            AND t.status <> 'dropped') AS in_ledger
+              FROM due d
+              LEFT JOIN keeper.resolution_queue q
+                     ON q.chain_id = $1 AND q.market_id = d.market_id AND q.status = 'queued'
+              LEFT JOIN keeper.price_feed_rules r ON r.chain_id = $1 AND r.market_id = d.market_id
+             ORDER BY d.market_id
+            """,
+            ctx.chain_id, now,
+        )
+    rows = [r for r in rows if not r["in_ledger"]]
+    counts = {"candidates": len(rows), "sent": 0, "skipped": 0, "overdue": 0, "waiting": 0}
+    if not rows:
+        await _refresh_overdue(ctx, [])
+        return counts
+    results = await _eth_calls(ctx.rpc, [(om, encode_call("OpinionMarket", "getMarket", r["market_id"])) for r in rows])
+    views: list[decide.MarketView] = []
+    decisions: list[tuple[str, str, str, str, dict[str, Any]]] = []
+    skipped_queue: list[tuple[int, str]] = []
+    for r, res in zip(rows, results, strict=True):
+        if isinstance(res, RpcError):
+            reason = error_name(res.revert_data)
+            decisions.append(("resolve", f"resolve:{r['market_id']}", "skipped", reason, {}))
+            if r["queue_id"] is not None and reason == "MarketNotFound":
+                skipped_queue.append((r["queue_id"], reason))
+            continue
+        _creator, end_time, _y, _n, resolved, _outcome, _lw = decode_result("OpinionMarket", "getMarket", res)
+        rule = None
+        if r["feed"] is not None:
+            rule = decide.FeedRule(bytes(r["feed"]), r["comparison"], int(r["threshold"]), r["outcome_if_true"],
+                                   r["outcome_if_false"])
+        queued = None if r["queue_id"] is None else decide.QueueEntry(r["queue_id"], r["queue_outcome"])
+        views.append(decide.MarketView(r["market_id"], int(end_time), bool(resolved), queued, rule))
+    # feed rounds only where a rule will be evaluated
+    need_feed = [v for v in views if v.rule is not None and v.queued is None and not v.resolved and now >= v.end_time]
+    rounds = await _feed_rounds(ctx, need_feed)
+    views = [dataclasses.replace(v, feed_round=rounds.get(v.market_id)) for v in views]
+
+    k = ctx.settings.keeper
+    resolves: list[decide.Resolve] = []
+    overdue: list[decide.Overdue] = []
+    for v in views:
+        action = decide.decide_resolution(v, now, k.grace_period_s, k.feed_max_staleness_s)
+        if isinstance(action, decide.Resolve):
+            resolves.append(action)
+        elif isinstance(action, decide.Skip):
+            counts["skipped"] += 1
+            ctx.metrics.skipped_total.labels(job="resolve", reason=action.reason).inc()
+            if v.queued is not None:
+                skipped_queue.append((v.queued.id, action.reason))
+                decisions.append(("resolve", action.key, "skipped", action.reason, {"queue_id": v.queued.id}))
+        elif isinstance(action, decide.Overdue):
+            overdue.append(action)
+        else:
+            counts["waiting"] += 1
+    counts["overdue"] = len(overdue)
+    await _refresh_overdue(ctx, overdue)
+
+    reqs: list[TxRequest] = []
+    if resolves:
+        datas = [encode_call("OpinionMarket", "resolveMarket", a.market_id, a.outcome) for a in resolves]
+        sims = await ctx.tx.simulate_many([(bytes.fromhex(om[2:]), d, 0) for d in datas])
+        for a, data, sim in zip(resolves, datas, sims, strict=True):
+            key = f"resolve:{a.market_id}"
+            if not sim.ok:
+                counts["skipped"] += 1
+                ctx.metrics.skipped_total.labels(job="resolve", reason="simulation_reverted").inc()
+                decisions.append(("resolve", key, "skipped", f"simulation: {sim.reason}",
+                                  {"outcome": a.outcome, "source": a.source}))
+                if a.queue_id is not None and sim.reason == "MarketAlreadyResolved":
+                    skipped_queue.append((a.queue_id, "already_resolved"))
+                log.warning("resolve_simulation_failed", market_id=a.market_id, reason=sim.reason)
+                continue
+            reqs.append(TxRequest(job="resolve", job_key=key, to=bytes.fromhex(om[2:]), data=data,
+                                  gas_limit=sim.gas_limit, market_id=a.market_id, queue_id=a.queue_id))
+            plan = {"job": "resolve", "job_key": key, "market_id": a.market_id,
+                    "outcome": OUTCOME_NAMES[a.outcome], "source": a.source, "gas_limit": sim.gas_limit}
+            if ctx.dry_run:
+                ctx.plan(plan)
+                log.info("tx_planned", **plan)
+    if not ctx.dry_run:
+        await store.insert_decisions(ctx.pool, ctx.chain_id, ctx.epoch(), decisions)
+        await store.skip_queue_entries(ctx.pool, skipped_queue)
+        sent = await ctx.tx.submit(reqs)
+        counts["sent"] = len(sent)
+    else:
+        for d in decisions:
+            ctx.plan({"job": d[0], "job_key": d[1], "action": d[2], "reason": d[3]})
+    log.info("resolve_finished", **counts)
+    return counts
+
+
+async def _feed_rounds(ctx: Context, views: list[decide.MarketView]) -> dict[int, decide.FeedRound]:
+    """The last round of each rule's feed at or before the market's end time (walks back round ids)."""
+    out: dict[int, decide.FeedRound] = {}
+    k = ctx.settings.keeper
+    for v in views:
+        assert v.rule is not None
+        feed = hx(v.rule.feed)
+        try:
+            data = hx(encode_call("MockPriceFeed", "latestRoundData"))
+            raw = await ctx.rpc.call("eth_call", {"to": feed, "data": data}, "latest")
+        except RpcError as exc:
+            log.warning("feed_unreadable", market_id=v.market_id, reason=error_name(exc.revert_data))
+            continue
+        round_id, answer, _started, updated, _ans = decode_result("MockPriceFeed", "latestRoundData", to_bytes(raw))
+        steps = 0
+        while updated > v.end_time and round_id > 1 and steps < k.feed_max_rounds_back:
+            steps += 1
+            try:
+                raw = await ctx.rpc.call(
+                    "eth_call", {"to": feed, "data": hx(encode_call("MockPriceFeed", "getRoundData", round_id - 1))},
+                    "latest",
+                )
+            except RpcError:
+                break
+            round_id, answer, _started, updated, _ans = decode_result("MockPriceFeed", "getRoundData", to_bytes(raw))
+        if updated <= v.end_time:
+            out[v.market_id] = decide.FeedRound(int(round_id), int(answer), int(updated))
+    return out
+
+
+async def _refresh_overdue(ctx: Context, overdue: list[decide.Overdue]) -> None:
+    ctx.metrics.overdue.set(len(overdue))
+    for o in overdue:
+        log.warning("market_overdue", market_id=o.market_id, overdue_s=o.overdue_s, reason=o.reason)
+    if ctx.dry_run:
+        return
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        ids = [o.market_id for o in overdue]
+        await conn.execute(
+            "DELETE FROM keeper.overdue_markets WHERE chain_id = $1 AND NOT (market_id = ANY($2::bigint[]))",
+            ctx.chain_id, ids,
+        )
+        if overdue:
+            await conn.executemany(
+                """
+                INSERT INTO keeper.overdue_markets (chain_id, market_id, end_time, reason)
+                VALUES ($1, $2, now() - make_interval(secs => $3), $4)
+                ON CONFLICT (chain_id, market_id) DO UPDATE SET last_reported_at = now(), reason = EXCLUDED.reason
+                """,
+                [(ctx.chain_id, o.market_id, float(o.overdue_s), o.reason) for o in overdue],
+            )
+
+
+# ---------------------------------------------------------------------------- distribute
+
+
+def period_of(now: dt.datetime) -> str:
+    """The distribution period (a UTC day) a run at `now` belongs to."""
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%d")
+
+
+async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
+    """distributeDividends(creator) once per period for every creator with holders and a non-empty pool."""
+    period = period or period_of(dt.datetime.now(dt.UTC))
+    cs = ctx.deployment.creator_shares
+    async with ctx.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT creator FROM idx.creators WHERE chain_id = $1 AND supply > 0 AND pool + market_fees_accrued > 0"
+            " ORDER BY creator",
+            ctx.chain_id,
+        )
+        creators = [bytes(r["creator"]) for r in rows]
+        live = await store.live_job_keys(conn, ctx.chain_id, [decide.distribution_key(c, period) for c in creators])
+    creators = [c for c in creators if decide.distribution_key(c, period) not in live]
+    counts = {"candidates": len(creators), "sent": 0, "skipped": 0}
+    if not creators:
+        return counts
+    calls: list[tuple[str, bytes]] = []
+    for c in creators:
+        addr = "0x" + c.hex()
+        calls.append((cs, encode_call("CreatorShares", "pendingPool", addr)))
+        calls.append((cs, encode_call("CreatorShares", "supplyOf", addr)))
+    results = await _eth_calls(ctx.rpc, calls)
+    actions: list[decide.Distribute] = []
+    decisions: list[tuple[str, str, str, str, dict[str, Any]]] = []
+    for i, c in enumerate(creators):
+        pool_res, supply_res = results[2 * i], results[2 * i + 1]
+        if isinstance(pool_res, RpcError) or isinstance(supply_res, RpcError):
+            log.warning("creator_unreadable", creator="0x" + c.hex())
+            continue
+        pool, fees = decode_result("CreatorShares", "pendingPool", pool_res)
+        (supply,) = decode_result("CreatorShares", "supplyOf", supply_res)
+        action = decide.decide_distribution(decide.CreatorView(c, int(pool), int(fees), int(supply)), period)
+        if isinstance(action, decide.Distribute):
+            actions.append(action)
+        elif isinstance(action, decide.Skip):
+            counts["skipped"] += 1
+            ctx.metrics.skipped_total.labels(job="distribute", reason=action.reason).inc()
+            decisions.append(("distribute", action.key, "skipped", action.reason, {}))
+    to = bytes.fromhex(cs[2:])
+    datas = [encode_call("CreatorShares", "distributeDividends", "0x" + a.creator.hex()) for a in actions]
+    sims = await ctx.tx.simulate_many([(to, d, 0) for d in datas]) if datas else []
+    reqs = []
+    for a, data, sim in zip(actions, datas, sims, strict=True):
+        key = decide.distribution_key(a.creator, period)
+        if not sim.ok:
+            counts["skipped"] += 1
+            ctx.metrics.skipped_total.labels(job="distribute", reason="simulation_reverted").inc()
+            decisions.append(("distribute", key, "skipped", f"simulation: {sim.reason}", {}))
+            continue
+        reqs.append(TxRequest(job="distribute", job_key=key, to=to, data=data, gas_limit=sim.gas_limit,
+                              creator=a.creator))
+        if ctx.dry_run:
+            plan = {"job": "distribute", "job_key": key, "creator": "0x" + a.creator.hex(), "pending_wei": a.amount,
+                    "gas_limit": sim.gas_limit}
+            ctx.plan(plan)
+            log.info("tx_planned", **plan)
+    if ctx.dry_run:
+        for d in decisions:
+            ctx.plan({"job": d[0], "job_key": d[1], "action": d[2], "reason": d[3]})
+    else:
+        await store.insert_decisions(ctx.pool, ctx.chain_id, ctx.epoch(), decisions)
+        counts["sent"] = len(await ctx.tx.submit(reqs))
+    log.info("distribute_finished", period=period, **counts)
+    return counts

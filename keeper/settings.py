@@ -1,0 +1,135 @@
+"""The keeper's configuration: [keeper] plus the shared [chain], [database], [redis], [services]
+sections of one TOML file, read once at start (core.config.section rejects unknown keys by name).
+
+Errors: core.config.ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from core.config import (
+    ChainSettings,
+    ConfigError,
+    DatabaseSettings,
+    RedisSettings,
+    ServicesSettings,
+    load_config,
+    section,
+)
+
+LOCAL_CHAIN_IDS = (31337, 1337)
+MIN_BUMP_BPS = 1_250  # nodes refuse a replacement with less than +12.5 % on both fee fields
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeeperSettings:
+    # ---- signer (docs/keeper.md "Keys")
+    signer: str = "keystore"  # keystore | raw (raw needs local_dev_raw_key = true and a local chain)
+    keystore: str = ""  # path to a V3 JSON keystore (geth / ape accounts format)
+    password_file: str = ""  # file holding the keystore password; else the env var below
+    password_env: str = "GL_KEEPER_PASSWORD"
+    local_dev_raw_key: bool = False  # explicit opt-in for a raw private key, local chains only
+    raw_key_env: str = "GL_KEEPER_RAW_KEY"  # env var holding the raw key (hex)
+    dev_anvil_account: int = -1  # >= 0: use anvil's well-known dev account N (local chains only)
+    # ---- behaviour
+    dry_run: bool = False  # decide and simulate, send nothing, print the plan
+    http_host: str = "127.0.0.1"
+    http_port: int = 0  # 0 = [services].keeper_metrics_port; -1 = no HTTP server
+    # ---- schedules (seconds, or a 5-field cron in UTC)
+    resolve_interval_s: int = 300
+    distribute_cron: str = "0 0 * * *"
+    warm_interval_s: int = 900
+    aggregate_interval_s: int = 300
+    notify_interval_s: int = 60
+    track_interval_s: float = 2.0
+    leader_poll_s: float = 5.0
+    max_consecutive_failures: int = 5  # a job failing this many times in a row halts the daemon
+    # ---- resolution
+    grace_period_s: int = 3_600  # past end + grace with no outcome source → reported as overdue
+    feed_max_staleness_s: int = 3_600  # the feed round used must be at most this old at end time
+    feed_max_rounds_back: int = 64
+    # ---- transactions (all fee amounts in wei, integers)
+    confirmations: int = 0  # 0 = [chain].confirmations
+    replace_after_blocks: int = 3
+    bump_bps: int = 1_250  # >= 1250 (12.5 %)
+    max_fee_per_gas_cap: int = 500_000_000_000  # 500 gwei
+    max_priority_fee_cap: int = 5_000_000_000  # 5 gwei
+    min_priority_fee: int = 1_000_000_000  # 1 gwei
+    base_fee_multiplier_pct: int = 200  # max fee = base fee * this / 100 + tip
+    fee_history_blocks: int = 10
+    fee_percentile: int = 50
+    gas_margin_pct: int = 25  # gas limit = estimate * (100 + this) / 100
+    low_balance_wei: int = 100_000_000_000_000_000  # 0.1 ETH
+    max_in_flight: int = 5_000
+    record_batch: int = 250  # transactions recorded per PostgreSQL transaction
+    check_concurrency: int = 16  # eth_call checks/simulations in flight
+    # ---- aggregates and cache
+    warm_enabled: bool = True
+    api_base_url: str = ""  # "" = http://127.0.0.1:[services].api_port
+    leaderboard_size: int = 100
+    trending_size: int = 50
+
+    def __post_init__(self) -> None:
+        if self.signer not in ("keystore", "raw"):
+            raise ConfigError(f"keeper.signer must be 'keystore' or 'raw', got {self.signer!r}")
+        if self.bump_bps < MIN_BUMP_BPS:
+            raise ConfigError(f"keeper.bump_bps must be >= {MIN_BUMP_BPS} (12.5 %), got {self.bump_bps}")
+        if self.replace_after_blocks < 1:
+            raise ConfigError("keeper.replace_after_blocks must be >= 1")
+        if self.max_priority_fee_cap > self.max_fee_per_gas_cap:
+            raise ConfigError("keeper.max_priority_fee_cap must be <= keeper.max_fee_per_gas_cap")
+        if self.min_priority_fee > self.max_priority_fee_cap:
+            raise ConfigError("keeper.min_priority_fee must be <= keeper.max_priority_fee_cap")
+        if not 0 <= self.fee_percentile <= 100:
+            raise ConfigError("keeper.fee_percentile must be within 0..100")
+        if len(self.distribute_cron.split()) != 5:
+            raise ConfigError(f"keeper.distribute_cron must have 5 fields, got {self.distribute_cron!r}")
+        for name in ("resolve_interval_s", "warm_interval_s", "aggregate_interval_s", "notify_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"keeper.{name} must be > 0")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    keeper: KeeperSettings
+    chain: ChainSettings
+    database: DatabaseSettings
+    redis: RedisSettings
+    services: ServicesSettings
+    config_path: str = ""
+
+    @property
+    def confirmations(self) -> int:
+        return self.keeper.confirmations or max(1, self.chain.confirmations)
+
+    @property
+    def http_port(self) -> int:
+        return self.services.keeper_metrics_port if self.keeper.http_port == 0 else self.keeper.http_port
+
+    @property
+    def is_local_chain(self) -> bool:
+        return self.chain.chain_id in LOCAL_CHAIN_IDS
+
+
+def settings_from(config: dict[str, Any], config_path: str = "") -> Settings:
+    keeper = section(config, "keeper", KeeperSettings)
+    chain = section(config, "chain", ChainSettings)
+    if keeper.signer == "raw" and not keeper.local_dev_raw_key:
+        raise ConfigError("keeper.signer = 'raw' needs keeper.local_dev_raw_key = true (local development only)")
+    if keeper.signer == "raw" and chain.chain_id not in LOCAL_CHAIN_IDS:
+        raise ConfigError(f"keeper.signer = 'raw' is refused on chain {chain.chain_id}: use a keystore")
+    return Settings(
+        keeper=keeper,
+        chain=chain,
+        database=section(config, "database", DatabaseSettings),
+        redis=section(config, "redis", RedisSettings),
+        services=section(config, "services", ServicesSettings),
+        config_path=config_path,
+    )
+
+
+def load_settings(path: str | Path) -> Settings:
+    return settings_from(load_config(path), str(path))

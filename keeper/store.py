@@ -1,0 +1,333 @@
+"""The keeper's PostgreSQL ledger (schema keeper, sql/010_keeper.sql) and the indexer rows it reads.
+
+Every ledger write runs in a transaction that first checks the writer's fencing epoch against
+keeper.leaders (`FOR SHARE`, so a new leader's epoch bump waits for in-flight writes and every
+later write of the old leader fails with FencedError).
+
+Errors: FencedError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from keeper import KeeperError
+
+Conn = asyncpg.Connection | PoolConnectionProxy  # a plain connection or one acquired from a pool
+
+
+class FencedError(KeeperError):
+    """The fencing epoch moved on: this process is not the leader any more and must not write."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fence:
+    chain_id: int
+    epoch: int
+
+
+async def check_fence(conn: Conn, fence: Fence) -> None:
+    epoch = await conn.fetchval("SELECT epoch FROM keeper.leaders WHERE chain_id = $1 FOR SHARE", fence.chain_id)
+    if epoch != fence.epoch:
+        raise FencedError(f"fencing epoch is {epoch}, this process holds {fence.epoch}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AttemptRow:
+    id: int
+    attempt: int
+    tx_hash: bytes
+    raw_tx: bytes
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    sent_block: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TxRow:
+    id: int
+    job: str
+    job_key: str
+    nonce: int
+    gas_limit: int
+    value: int
+    status: str
+    queue_id: int | None
+    market_id: int | None
+    mined_tx_hash: bytes | None
+    mined_block: int | None
+    mined_block_hash: bytes | None
+    finalized: bool
+    attempts: tuple[AttemptRow, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewTx:
+    """A transaction ready to record: signed at `nonce` with `fees` by the caller."""
+
+    job: str
+    job_key: str
+    to: bytes
+    data: bytes
+    value: int
+    nonce: int
+    gas_limit: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    tx_hash: bytes
+    raw_tx: bytes
+    market_id: int | None = None
+    creator: bytes | None = None
+    queue_id: int | None = None
+
+
+async def live_job_keys(conn: Conn, chain_id: int, keys: Sequence[str]) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT job_key FROM keeper.txs WHERE chain_id = $1 AND job_key = ANY($2::text[]) AND status <> 'dropped'",
+        chain_id, list(keys),
+    )
+    return {r["job_key"] for r in rows}
+
+
+async def lock_queued(conn: Conn, ids: Sequence[int]) -> set[int]:
+    """Locks the still-queued entries among `ids` for this transaction (a cancel waits or loses)."""
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        "SELECT id FROM keeper.resolution_queue WHERE id = ANY($1::bigint[]) AND status = 'queued' FOR UPDATE",
+        list(ids),
+    )
+    return {r["id"] for r in rows}
+
+
+async def insert_txs(conn: Conn, fence: Fence, sender: bytes, txs: Sequence[NewTx]) -> dict[str, int]:
+    """Inserts transactions + their first attempt, marks queue entries sent; returns job_key → tx id."""
+    if not txs:
+        return {}
+    rows = await conn.fetch(
+        """
+        INSERT INTO keeper.txs (chain_id, job, job_key, sender, to_address, data, value, nonce, gas_limit,
+                                status, epoch, market_id, creator, queue_id)
+        SELECT $1, t.job, t.job_key, $2, t.to_address, t.data, t.value, t.nonce, t.gas_limit,
+               'pending', $3, t.market_id, t.creator, t.queue_id
+          FROM unnest($4::text[], $5::text[], $6::bytea[], $7::bytea[], $8::numeric[], $9::bigint[], $10::bigint[],
+                      $11::bigint[], $12::bytea[], $13::bigint[])
+               AS t(job, job_key, to_address, data, value, nonce, gas_limit, market_id, creator, queue_id)
+        RETURNING id, job_key
+        """,
+        fence.chain_id, sender, fence.epoch,
+        [t.job for t in txs], [t.job_key for t in txs], [t.to for t in txs], [t.data for t in txs],
+        [t.value for t in txs], [t.nonce for t in txs], [t.gas_limit for t in txs],
+        [t.market_id for t in txs], [t.creator for t in txs], [t.queue_id for t in txs],
+    )
+    ids = {r["job_key"]: r["id"] for r in rows}
+    await conn.execute(
+        """
+        INSERT INTO keeper.tx_attempts (tx_id, chain_id, attempt, tx_hash, raw_tx, max_fee_per_gas,
+                                        max_priority_fee_per_gas, epoch)
+        SELECT a.tx_id, $1, 0, a.tx_hash, a.raw_tx, a.max_fee, a.tip, $2
+          FROM unnest($3::bigint[], $4::bytea[], $5::bytea[], $6::numeric[], $7::numeric[])
+               AS a(tx_id, tx_hash, raw_tx, max_fee, tip)
+        """,
+        fence.chain_id, fence.epoch,
+        [ids[t.job_key] for t in txs], [t.tx_hash for t in txs], [t.raw_tx for t in txs],
+        [t.max_fee_per_gas for t in txs], [t.max_priority_fee_per_gas for t in txs],
+    )
+    queued = [(t.queue_id, ids[t.job_key]) for t in txs if t.queue_id is not None]
+    if queued:
+        await conn.execute(
+            """
+            UPDATE keeper.resolution_queue q SET status = 'sent', tx_id = u.tx_id, updated_at = now()
+              FROM unnest($1::bigint[], $2::bigint[]) AS u(id, tx_id) WHERE q.id = u.id
+            """,
+            [q for q, _ in queued], [i for _, i in queued],
+        )
+    await conn.execute(
+        """
+        INSERT INTO keeper.nonces (chain_id, sender, next_nonce, epoch) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (chain_id, sender) DO UPDATE
+           SET next_nonce = GREATEST(keeper.nonces.next_nonce, EXCLUDED.next_nonce), epoch = $4, updated_at = now()
+        """,
+        fence.chain_id, sender, max(t.nonce for t in txs) + 1, fence.epoch,
+    )
+    return ids
+
+
+async def insert_attempt(
+    pool: asyncpg.Pool, fence: Fence, tx_id: int, attempt: int, tx_hash: bytes, raw_tx: bytes, max_fee: int, tip: int
+) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        await check_fence(conn, fence)
+        return int(
+            await conn.fetchval(
+                """
+                INSERT INTO keeper.tx_attempts (tx_id, chain_id, attempt, tx_hash, raw_tx, max_fee_per_gas,
+                                                max_priority_fee_per_gas, epoch)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
+                """,
+                tx_id, fence.chain_id, attempt, tx_hash, raw_tx, max_fee, tip, fence.epoch,
+            )
+        )
+
+
+async def mark_broadcast(pool: asyncpg.Pool, fence: Fence, results: Sequence[tuple[int, int, str | None]]) -> None:
+    """(attempt id, head block, error or None) for each broadcast."""
+    if not results:
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        await check_fence(conn, fence)
+        await conn.execute(
+            """
+            UPDATE keeper.tx_attempts a
+               SET broadcast_at = now(), sent_block = u.block, broadcast_error = u.error
+              FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, block, error) WHERE a.id = u.id
+            """,
+            [r[0] for r in results], [r[1] for r in results], [r[2] for r in results],
+        )
+
+
+async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[TxRow]:
+    """Every transaction still to follow: not dropped and not finalized."""
+    async with pool.acquire() as conn:
+        txs = await conn.fetch(
+            """
+            SELECT id, job, job_key, nonce, gas_limit, value, status, queue_id, market_id, mined_tx_hash,
+                   mined_block, mined_block_hash, finalized
+              FROM keeper.txs
+             WHERE chain_id = $1 AND sender = $2 AND status <> 'dropped' AND NOT finalized
+             ORDER BY nonce
+            """,
+            chain_id, sender,
+        )
+        attempts = await conn.fetch(
+            """
+            SELECT a.id, a.tx_id, a.attempt, a.tx_hash, a.raw_tx, a.max_fee_per_gas, a.max_priority_fee_per_gas,
+                   a.sent_block
+              FROM keeper.tx_attempts a
+             WHERE a.tx_id = ANY($1::bigint[]) ORDER BY a.tx_id, a.attempt
+            """,
+            [t["id"] for t in txs],
+        )
+    by_tx: dict[int, list[AttemptRow]] = {}
+    for a in attempts:
+        by_tx.setdefault(a["tx_id"], []).append(
+            AttemptRow(a["id"], a["attempt"], bytes(a["tx_hash"]), bytes(a["raw_tx"]), int(a["max_fee_per_gas"]),
+                       int(a["max_priority_fee_per_gas"]), a["sent_block"])
+        )
+    return [
+        TxRow(
+            id=t["id"], job=t["job"], job_key=t["job_key"], nonce=t["nonce"], gas_limit=t["gas_limit"],
+            value=int(t["value"]), status=t["status"], queue_id=t["queue_id"], market_id=t["market_id"],
+            mined_tx_hash=None if t["mined_tx_hash"] is None else bytes(t["mined_tx_hash"]),
+            mined_block=t["mined_block"],
+            mined_block_hash=None if t["mined_block_hash"] is None else bytes(t["mined_block_hash"]),
+            finalized=t["finalized"], attempts=tuple(by_tx.get(t["id"], [])),
+        )
+        for t in txs
+    ]
+
+
+async def mark_mined(
+    pool: asyncpg.Pool, fence: Fence, tx: TxRow, tx_hash: bytes, block: int, block_hash: bytes, success: bool,
+    gas_used: int, effective_gas_price: int, confirmed: bool, finalized: bool,
+) -> None:
+    status = ("confirmed" if confirmed else "mined") if success else "reverted"
+    async with pool.acquire() as conn, conn.transaction():
+        await check_fence(conn, fence)
+        await conn.execute(
+            """
+            UPDATE keeper.txs
+               SET status = $2::text, mined_tx_hash = $3, mined_block = $4, mined_block_hash = $5,
+                   gas_used = $6::bigint, effective_gas_price = $7::numeric, fee_paid = $6::bigint * $7::numeric,
+                   finalized = $8,
+                   confirmed_at = CASE WHEN $2::text IN ('confirmed', 'reverted') THEN coalesce(confirmed_at, now()) END,
+                   error = CASE WHEN $2::text = 'reverted' THEN 'reverted on chain' END, updated_at = now()
+             WHERE id = $1
+            """,
+            tx.id, status, tx_hash, block, block_hash, gas_used, effective_gas_price, finalized,
+        )
+        if tx.queue_id is not None:
+            q_status = {"confirmed": "resolved", "reverted": "failed"}.get(status, "sent")
+            await conn.execute(
+                "UPDATE keeper.resolution_queue SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1",
+                tx.queue_id, q_status, None if success else "transaction reverted",
+            )
+
+
+async def mark_finalized(pool: asyncpg.Pool, fence: Fence, tx_id: int) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await check_fence(conn, fence)
+        await conn.execute("UPDATE keeper.txs SET finalized = true, updated_at = now() WHERE id = $1", tx_id)
+
+
+async def mark_reorged(pool: asyncpg.Pool, fence: Fence, tx: TxRow) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await check_fence(conn, fence)
+        await conn.execute(
+            """
+            UPDATE keeper.txs
+               SET status = 'pending', mined_tx_hash = NULL, mined_block = NULL, mined_block_hash = NULL,
+                   gas_used = NULL, effective_gas_price = NULL, fee_paid = NULL, confirmed_at = NULL, error = NULL,
+                   reorg_count = reorg_count + 1, updated_at = now()
+             WHERE id = $1
+            """,
+            tx.id,
+        )
+        if tx.queue_id is not None:
+            await conn.execute(
+                "UPDATE keeper.resolution_queue SET status = 'sent', updated_at = now() WHERE id = $1", tx.queue_id
+            )
+
+
+async def mark_dropped(pool: asyncpg.Pool, fence: Fence, tx: TxRow, reason: str) -> None:
+    """The nonce went to a transaction we never recorded: the job key is free to be planned again."""
+    async with pool.acquire() as conn, conn.transaction():
+        await check_fence(conn, fence)
+        await conn.execute(
+            "UPDATE keeper.txs SET status = 'dropped', error = $2, updated_at = now() WHERE id = $1", tx.id, reason
+        )
+        if tx.queue_id is not None:
+            await conn.execute(
+                "UPDATE keeper.resolution_queue SET status = 'queued', tx_id = NULL, updated_at = now()"
+                " WHERE id = $1 AND status = 'sent'",
+                tx.queue_id,
+            )
+
+
+async def insert_decisions(
+    pool: asyncpg.Pool, chain_id: int, epoch: int | None, rows: Sequence[tuple[str, str, str, str, dict[str, Any]]]
+) -> None:
+    """(job, job_key, action, reason, detail) rows: why nothing was sent."""
+    if not rows:
+        return
+    async with pool.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO keeper.decisions (chain_id, job, job_key, action, reason, detail, epoch)"
+            " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)",
+            [(chain_id, j, k, a, r, json.dumps(d), epoch) for j, k, a, r, d in rows],
+        )
+
+
+async def skip_queue_entries(pool: asyncpg.Pool, ids_reasons: Sequence[tuple[int, str]]) -> None:
+    if not ids_reasons:
+        return
+    async with pool.acquire() as conn:
+        await conn.executemany(
+            "UPDATE keeper.resolution_queue SET status = 'skipped', status_reason = $2, updated_at = now()"
+            " WHERE id = $1 AND status = 'queued'",
+            list(ids_reasons),
+        )
+
+
+async def stored_next_nonce(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> int | None:
+    async with pool.acquire() as conn:
+        v = await conn.fetchval(
+            "SELECT next_nonce FROM keeper.nonces WHERE chain_id = $1 AND sender = $2", chain_id, sender
+        )
+    return None if v is None else int(v)

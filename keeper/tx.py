@@ -1,0 +1,449 @@
+"""The transaction manager: simulate → record (PostgreSQL, fenced) → broadcast → track → confirm.
+
+- Nonces are allocated locally under a lock, many in flight at once (pipelined), and resynced
+  from the chain without ever moving below a recorded, unmined nonce (decide.next_nonce).
+- Fees are EIP-1559 from eth_feeHistory with caps (decide.market_fees); a transaction unmined for
+  `replace_after_blocks` is re-signed at the same nonce with ≥ bump_bps more on both fee fields,
+  recorded as a new attempt, then broadcast. No bump when the balance cannot pay for it.
+- A transaction is recorded (with its signed raw bytes and hash) BEFORE it is broadcast, so a
+  crash at any point leaves the ledger able to finish the job: after a restart `track` finds the
+  receipt, or rebroadcasts the recorded raw transaction.
+- A mined transaction whose receipt disappears (reorg) goes back to pending and its raw bytes are
+  rebroadcast; a gap below our pending nonces is filled with a zero-value self-transfer.
+
+Errors: TxError (not signable), store.FencedError (not leader), rpc.RpcError (node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+from eth_utils.address import to_checksum_address
+
+from keeper import KeeperError, decide, store
+from keeper.abi import error_name
+from keeper.decide import FeePolicy, Fees
+from keeper.keys import Signer
+from keeper.metrics import Metrics
+from keeper.rpc import Rpc, RpcError, hx, to_bytes, to_int
+from keeper.settings import Settings
+from keeper.store import Fence, FencedError, NewTx, TxRow
+
+log = structlog.get_logger("keeper.tx")
+CRASH_ENV = "KEEPER_CRASH_AT"  # test hook: SIGKILL this process at a named point (tests/keeper)
+
+
+class TxError(KeeperError):
+    pass
+
+
+def crash_point(name: str) -> None:
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TxRequest:
+    job: str  # resolve | distribute | fill
+    job_key: str
+    to: bytes
+    data: bytes
+    gas_limit: int
+    value: int = 0
+    market_id: int | None = None
+    creator: bytes | None = None
+    queue_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Simulation:
+    ok: bool
+    gas_limit: int
+    reason: str
+
+
+@dataclasses.dataclass(slots=True)
+class TrackSummary:
+    live: int = 0
+    mined: int = 0
+    confirmed: int = 0
+    reverted: int = 0
+    replaced: int = 0
+    rebroadcast: int = 0
+    reorged: int = 0
+    dropped: int = 0
+    gaps_filled: int = 0
+    waiting: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+class TxManager:
+    def __init__(
+        self, rpc: Rpc, pool: asyncpg.Pool, signer: Signer, settings: Settings,
+        fence: Callable[[], Fence | None], metrics: Metrics,
+    ) -> None:
+        self.rpc = rpc
+        self.pool = pool
+        self.signer = signer
+        self.settings = settings
+        self.chain_id = settings.chain.chain_id
+        self._fence = fence
+        self.metrics = metrics
+        k = settings.keeper
+        self.policy = FeePolicy(
+            max_fee_cap=k.max_fee_per_gas_cap, priority_cap=k.max_priority_fee_cap, min_priority=k.min_priority_fee,
+            base_multiplier_pct=k.base_fee_multiplier_pct, bump_bps=k.bump_bps,
+        )
+        self._lock = asyncio.Lock()
+        self._next: int | None = None
+        self._low_balance_logged = False
+
+    def fence(self) -> Fence:
+        f = self._fence()
+        if f is None:
+            raise FencedError("not the leader")
+        return f
+
+    # ------------------------------------------------------------------ chain reads
+
+    async def market_fees(self) -> Fees:
+        k = self.settings.keeper
+        hist = await self.rpc.call("eth_feeHistory", hex(k.fee_history_blocks), "latest", [k.fee_percentile])
+        next_base = to_int(hist["baseFeePerGas"][-1])
+        rewards = [to_int(r[0]) for r in hist.get("reward") or [] if r]
+        return decide.market_fees(next_base, rewards, self.policy)
+
+    async def simulate_many(self, reqs: Sequence[tuple[bytes, bytes, int]]) -> list[Simulation]:
+        """eth_estimateGas for each (to, data, value) from the signer: a revert is a failed simulation."""
+        calls = [
+            ("eth_estimateGas", [{"from": self.signer.address, "to": hx(to), "data": hx(data), "value": hex(value)}])
+            for to, data, value in reqs
+        ]
+        out = []
+        margin = 100 + self.settings.keeper.gas_margin_pct
+        for res in await self.rpc.batch(calls):
+            if isinstance(res, RpcError):
+                out.append(Simulation(False, 0, error_name(res.revert_data) if res.code != -1 else res.message))
+            else:
+                out.append(Simulation(True, to_int(res) * margin // 100, ""))
+        return out
+
+    async def _chain_nonces(self) -> tuple[int, int]:
+        latest, pending = await self.rpc.batch(
+            [("eth_getTransactionCount", [self.signer.address, "latest"]),
+             ("eth_getTransactionCount", [self.signer.address, "pending"])]
+        )
+        for r in (latest, pending):
+            if isinstance(r, RpcError):
+                raise r
+        return to_int(latest), to_int(pending)
+
+    async def resync_nonce(self, live: Sequence[TxRow] | None = None) -> int:
+        if live is None:
+            live = await store.load_live(self.pool, self.chain_id, self.signer.address_bytes)
+        latest, pending = await self._chain_nonces()
+        live_nonces = [t.nonce for t in live if t.status == "pending"]
+        local = self._next
+        if local is None:
+            local = await store.stored_next_nonce(self.pool, self.chain_id, self.signer.address_bytes)
+            if local is not None and not live_nonces:
+                local = None  # nothing live: the chain is the truth
+        self._next = decide.next_nonce(local, pending, latest, live_nonces)
+        self.metrics.nonce_gap.set(len(decide.nonce_gaps(latest, live_nonces)))
+        return self._next
+
+    # ------------------------------------------------------------------ submit
+
+    def _sign(self, req: TxRequest, nonce: int, fees: Fees) -> tuple[bytes, bytes]:
+        tx: dict[str, Any] = {
+            "type": 2, "chainId": self.chain_id, "nonce": nonce, "to": to_checksum_address(req.to), "value": req.value,
+            "data": "0x" + req.data.hex(), "gas": req.gas_limit, "maxFeePerGas": fees.max_fee_per_gas,
+            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+        }
+        return self.signer.sign(tx)
+
+    async def submit(self, reqs: Sequence[TxRequest]) -> list[str]:
+        """Records then broadcasts every request whose job key is not already live; returns the job
+        keys recorded. Requests are recorded in batches, each in one fenced transaction."""
+        if not reqs:
+            return []
+        fees = await self.market_fees()
+        recorded: list[str] = []
+        async with self._lock:
+            if self._next is None:
+                await self.resync_nonce()
+            step = max(1, self.settings.keeper.record_batch)
+            for start in range(0, len(reqs), step):
+                chunk = reqs[start : start + step]
+                fence = self.fence()
+                assert self._next is not None
+                nonce = self._next
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await store.check_fence(conn, fence)
+                    live = await store.live_job_keys(conn, self.chain_id, [r.job_key for r in chunk])
+                    queued = await store.lock_queued(conn, [r.queue_id for r in chunk if r.queue_id is not None])
+                    todo = [r for r in chunk if r.job_key not in live and (r.queue_id is None or r.queue_id in queued)]
+                    new: list[NewTx] = []
+                    for i, r in enumerate(todo):
+                        raw, h = self._sign(r, nonce + i, fees)
+                        new.append(NewTx(
+                            job=r.job, job_key=r.job_key, to=r.to, data=r.data, value=r.value, nonce=nonce + i,
+                            gas_limit=r.gas_limit, max_fee_per_gas=fees.max_fee_per_gas,
+                            max_priority_fee_per_gas=fees.max_priority_fee_per_gas, tx_hash=h, raw_tx=raw,
+                            market_id=r.market_id, creator=r.creator, queue_id=r.queue_id,
+                        ))
+                    ids = await store.insert_txs(conn, fence, self.signer.address_bytes, new)
+                self._next = nonce + len(new)
+                for t in new:
+                    log.info("tx_recorded", job=t.job, job_key=t.job_key, nonce=t.nonce, tx_hash=hx(t.tx_hash),
+                             max_fee_per_gas=t.max_fee_per_gas, max_priority_fee_per_gas=t.max_priority_fee_per_gas)
+                crash_point("after_record")
+                attempt_ids = await self._attempt_ids([ids[t.job_key] for t in new])
+                await self._broadcast([(attempt_ids[ids[t.job_key]], t.raw_tx, t.job_key) for t in new], fence)
+                recorded.extend(t.job_key for t in new)
+                self.metrics.pending.inc(len(new))
+        return recorded
+
+    async def _attempt_ids(self, tx_ids: list[int]) -> dict[int, int]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT tx_id, id FROM keeper.tx_attempts WHERE tx_id = ANY($1::bigint[]) AND attempt = 0", tx_ids
+            )
+        return {r["tx_id"]: r["id"] for r in rows}
+
+    async def _broadcast(self, items: Sequence[tuple[int, bytes, str]], fence: Fence) -> None:
+        """Sends recorded raw transactions (nonce order) and notes the head they were sent at."""
+        if not items:
+            return
+        calls = [("eth_sendRawTransaction", [hx(raw)]) for _, raw, _ in items] + [("eth_blockNumber", [])]
+        results = await self.rpc.batch(calls)
+        head_r = results[-1]
+        head = 0 if isinstance(head_r, RpcError) else to_int(head_r)
+        crash_point("after_broadcast")
+        marks: list[tuple[int, int, str | None]] = []
+        for (attempt_id, _, job_key), res in zip(items, results[:-1], strict=True):
+            err = None
+            if isinstance(res, RpcError):
+                msg = res.message.lower()
+                if "already known" in msg or "known transaction" in msg or "already imported" in msg:
+                    err = None
+                else:
+                    err = res.message[:200]
+                    if "insufficient funds" in msg:
+                        self.metrics.low_balance.set(1)
+                    log.warning("tx_broadcast_refused", job_key=job_key, error=err)
+            marks.append((attempt_id, head, err))
+        await store.mark_broadcast(self.pool, fence, marks)
+
+    # ------------------------------------------------------------------ track
+
+    async def track(self) -> TrackSummary:
+        """One pass over every live transaction: receipts, confirmations, reorgs, replacements."""
+        fence = self.fence()
+        summary = TrackSummary()
+        live = await store.load_live(self.pool, self.chain_id, self.signer.address_bytes)
+        summary.live = len(live)
+        # nonces first, receipts after: a tx mined in between is seen as mined, never as dropped
+        pre = await self.rpc.batch([
+            ("eth_blockNumber", []),
+            ("eth_getBlockByNumber", ["finalized", False]),
+            ("eth_getTransactionCount", [self.signer.address, "latest"]),
+            ("eth_getTransactionCount", [self.signer.address, "pending"]),
+            ("eth_getBalance", [self.signer.address, "latest"]),
+        ])
+        for r in (pre[0], pre[2], pre[3], pre[4]):
+            if isinstance(r, RpcError):
+                raise r
+        head, nonce_latest, balance = to_int(pre[0]), to_int(pre[2]), to_int(pre[4])
+        fin_block = pre[1]
+        finalized = (
+            max(0, head - self.settings.chain.finality_depth)
+            if isinstance(fin_block, RpcError) or not fin_block else to_int(fin_block["number"])
+        )
+        self._observe_balance(balance)
+        self.metrics.head.set(head)
+        if not live:
+            async with self._lock:
+                await self.resync_nonce(live)
+            self.metrics.pending.set(0)
+            return summary
+
+        hashes: list[tuple[TxRow, int, bytes]] = [(t, a.attempt, a.tx_hash) for t in live for a in t.attempts]
+        receipt_results = await self.rpc.batch([("eth_getTransactionReceipt", [hx(h)]) for _, _, h in hashes])
+        pending_latest = [t for t in live if t.status == "pending" and t.attempts]
+        known_results = await self.rpc.batch(
+            [("eth_getTransactionByHash", [hx(t.attempts[-1].tx_hash)]) for t in pending_latest]
+        )
+        receipts: dict[int, decide.Receipt] = {}
+        for (t, attempt, _), res in zip(hashes, receipt_results, strict=True):
+            if isinstance(res, RpcError) or not res:
+                continue
+            receipts[t.id] = decide.Receipt(
+                attempt=attempt, block_number=to_int(res["blockNumber"]), block_hash=to_bytes(res["blockHash"]),
+                success=to_int(res["status"]) == 1, gas_used=to_int(res["gasUsed"]),
+                effective_gas_price=to_int(res.get("effectiveGasPrice", "0x0")),
+            )
+        known = {t.id: not isinstance(r, RpcError) and r is not None for t, r in zip(pending_latest, known_results,
+                                                                                      strict=True)}
+        fees: Fees | None = None
+        if any(t.status == "pending" for t in live):
+            fees = await self.market_fees()
+        chain = decide.ChainView(head, finalized, nonce_latest, balance, fees or Fees(0, 0))
+        confirmations = self.settings.confirmations
+        replace_after = self.settings.keeper.replace_after_blocks
+        rebroadcasts: list[tuple[int, bytes, str]] = []
+        still_pending: list[int] = []
+        for t in live:
+            mined_attempt = next((a.attempt for a in t.attempts if a.tx_hash == t.mined_tx_hash), None)
+            view = decide.TxView(
+                status=t.status,  # type: ignore[arg-type]
+                nonce=t.nonce, gas_limit=t.gas_limit, value=t.value,
+                attempts=tuple(
+                    decide.Attempt(a.attempt, Fees(a.max_fee_per_gas, a.max_priority_fee_per_gas), a.sent_block,
+                                   known.get(t.id, True) if a is t.attempts[-1] else True)
+                    for a in t.attempts
+                ),
+                receipt=receipts.get(t.id), mined_block_hash=t.mined_block_hash, mined_attempt=mined_attempt,
+                finalized=t.finalized,
+            )
+            action = decide.decide_tx(view, chain, confirmations, replace_after, self.policy)
+            if action is None:
+                if t.status == "pending":
+                    still_pending.append(t.nonce)
+                continue
+            await self._apply(t, action, head, fence, summary, rebroadcasts, still_pending)
+        if rebroadcasts:
+            await self._broadcast(rebroadcasts, fence)
+        self.metrics.pending.set(len(still_pending))
+        async with self._lock:
+            await self.resync_nonce()
+        gaps = decide.nonce_gaps(nonce_latest, still_pending)
+        self.metrics.nonce_gap.set(len(gaps))
+        if gaps:
+            summary.gaps_filled = await self._fill_gaps(gaps, fence)
+        return summary
+
+    async def _apply(
+        self, t: TxRow, action: decide.TxAction, head: int, fence: Fence, summary: TrackSummary,
+        rebroadcasts: list[tuple[int, bytes, str]], still_pending: list[int],
+    ) -> None:
+        if isinstance(action, decide.MarkMined):
+            r = action.receipt
+            att = next(a for a in t.attempts if a.attempt == r.attempt)
+            await store.mark_mined(self.pool, fence, t, att.tx_hash, r.block_number, r.block_hash, r.success,
+                                   r.gas_used, r.effective_gas_price, action.confirmed, action.finalized)
+            outcome = "reverted" if not r.success else ("confirmed" if action.confirmed else "mined")
+            if t.status == "pending":
+                summary.mined += 1
+                log.info("tx_mined", job_key=t.job_key, nonce=t.nonce, tx_hash=hx(att.tx_hash),
+                         block_number=r.block_number, attempt=r.attempt, success=r.success)
+            if outcome in ("confirmed", "reverted"):
+                summary.confirmed += outcome == "confirmed"
+                summary.reverted += outcome == "reverted"
+                self.metrics.tx_total.labels(job=t.job, outcome=outcome).inc()
+                self.metrics.fees_paid.inc(r.gas_used * r.effective_gas_price)
+                log.info("tx_" + outcome, job_key=t.job_key, nonce=t.nonce, block_number=r.block_number,
+                         fee_paid_wei=r.gas_used * r.effective_gas_price)
+        elif isinstance(action, decide.MarkFinalized):
+            await store.mark_finalized(self.pool, fence, t.id)
+        elif isinstance(action, decide.Reorged):
+            await store.mark_reorged(self.pool, fence, t)
+            att = next(a for a in t.attempts if a.attempt == action.rebroadcast_attempt)
+            rebroadcasts.append((att.id, att.raw_tx, t.job_key))
+            summary.reorged += 1
+            still_pending.append(t.nonce)
+            self.metrics.reorged.inc()
+            log.warning("tx_reorged_out", job_key=t.job_key, nonce=t.nonce, tx_hash=hx(att.tx_hash),
+                        old_block=t.mined_block)
+        elif isinstance(action, decide.Dropped):
+            await store.mark_dropped(self.pool, fence, t, action.reason)
+            summary.dropped += 1
+            self.metrics.tx_total.labels(job=t.job, outcome="dropped").inc()
+            log.error("tx_dropped", job_key=t.job_key, nonce=t.nonce, reason=action.reason)
+        elif isinstance(action, decide.Rebroadcast):
+            att = next(a for a in t.attempts if a.attempt == action.attempt)
+            rebroadcasts.append((att.id, att.raw_tx, t.job_key))
+            summary.rebroadcast += 1
+            still_pending.append(t.nonce)
+            log.info("tx_rebroadcast", job_key=t.job_key, nonce=t.nonce, tx_hash=hx(att.tx_hash))
+        elif isinstance(action, decide.Replace):
+            still_pending.append(t.nonce)
+            await self._replace(t, action.fees, fence)
+            summary.replaced += 1
+        elif isinstance(action, decide.Wait):
+            still_pending.append(t.nonce)
+            summary.waiting[action.reason] = summary.waiting.get(action.reason, 0) + 1
+            log.warning("tx_stuck", job_key=t.job_key, nonce=t.nonce, reason=action.reason)
+
+    async def _replace(self, t: TxRow, fees: Fees, fence: Fence) -> None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT to_address, data FROM keeper.txs WHERE id = $1", t.id)
+        if row is None:
+            raise TxError(f"transaction {t.id} vanished from the ledger")
+        req = TxRequest(job=t.job, job_key=t.job_key, to=bytes(row["to_address"]), data=bytes(row["data"]),
+                        gas_limit=t.gas_limit, value=t.value)
+        raw, h = self._sign(req, t.nonce, fees)
+        attempt = t.attempts[-1].attempt + 1
+        attempt_id = await store.insert_attempt(self.pool, fence, t.id, attempt, h, raw, fees.max_fee_per_gas,
+                                                fees.max_priority_fee_per_gas)
+        old = t.attempts[-1]
+        log.info("tx_replaced", job_key=t.job_key, nonce=t.nonce, attempt=attempt, tx_hash=hx(h),
+                 max_fee_per_gas=fees.max_fee_per_gas, max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+                 old_max_fee_per_gas=old.max_fee_per_gas, old_max_priority_fee_per_gas=old.max_priority_fee_per_gas)
+        self.metrics.replaced.inc()
+        await self._broadcast([(attempt_id, raw, t.job_key)], fence)
+
+    async def _fill_gaps(self, gaps: Sequence[int], fence: Fence) -> int:
+        """Zero-value self-transfers at the missing nonces so the transactions above them can mine."""
+        fees = await self.market_fees()
+        me = self.signer.address_bytes
+        new: list[NewTx] = []
+        for n in gaps:
+            req = TxRequest(job="fill", job_key=f"fill:0x{me.hex()}:{n}", to=me, data=b"", gas_limit=21_000)
+            raw, h = self._sign(req, n, fees)
+            new.append(NewTx(job="fill", job_key=req.job_key, to=me, data=b"", value=0, nonce=n, gas_limit=21_000,
+                             max_fee_per_gas=fees.max_fee_per_gas,
+                             max_priority_fee_per_gas=fees.max_priority_fee_per_gas, tx_hash=h, raw_tx=raw))
+        async with self._lock, self.pool.acquire() as conn:
+            async with conn.transaction():
+                await store.check_fence(conn, fence)
+                live = await store.live_job_keys(conn, self.chain_id, [t.job_key for t in new])
+                new = [t for t in new if t.job_key not in live]
+                ids = await store.insert_txs(conn, fence, me, new)
+            attempt_ids = await self._attempt_ids(list(ids.values()))
+        for t in new:
+            log.warning("nonce_gap_filled", nonce=t.nonce, tx_hash=hx(t.tx_hash))
+        await self._broadcast([(attempt_ids[ids[t.job_key]], t.raw_tx, t.job_key) for t in new], fence)
+        return len(new)
+
+    def _observe_balance(self, balance: int) -> None:
+        self.metrics.balance.set(balance)
+        low = balance < self.settings.keeper.low_balance_wei
+        self.metrics.low_balance.set(1 if low else 0)
+        if low and not self._low_balance_logged:
+            log.warning("low_balance", address=self.signer.address, balance_wei=balance,
+                        threshold_wei=self.settings.keeper.low_balance_wei)
+        self._low_balance_logged = low
+
+    async def wait_idle(self, timeout_s: float, poll_s: float = 0.5) -> TrackSummary:
+        """Tracks until nothing is pending or mined-unconfirmed (used by `run --once`, tests, bench)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            summary = await self.track()
+            async with self.pool.acquire() as conn:
+                open_count = await conn.fetchval(
+                    "SELECT count(*) FROM keeper.txs WHERE chain_id = $1 AND sender = $2"
+                    " AND status IN ('pending', 'mined')",
+                    self.chain_id, self.signer.address_bytes,
+                )
+            if open_count == 0:
+                return summary
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{open_count} transactions still open after {timeout_s}s")
+            await asyncio.sleep(poll_s)

@@ -1,0 +1,267 @@
+"""Keeper test kit (helpers; fixtures are in conftest.py): real anvil (the session deployment, snapshot/revert per test), a fresh
+migrated PostgreSQL database per test, the keeper built in-process or run as a subprocess.
+
+The indexer's tables the keeper reads (idx.markets, idx.creators) are filled directly here — that
+is the schema contract between the two — while every contract state is real on anvil."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from eth_account import Account
+from web3 import Web3
+
+from core.config import ChainSettings, DatabaseSettings, RedisSettings, ServicesSettings
+from core.contracts import Deployment, load_deployment
+from core.deploy import anvil_account
+from keeper import jobs
+from keeper.abi import decode_result, encode_call
+from keeper.keys import Signer
+from keeper.leader import Leader
+from keeper.metrics import Metrics
+from keeper.rpc import Rpc
+from keeper.settings import KeeperSettings, Settings
+from keeper.tx import TxManager
+from tests.chain import ROOT, Anvil
+
+ADMIN = anvil_account(0)
+KEEPER = anvil_account(1)
+USDC = 10**6
+
+
+def keeper_section(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "signer": "raw", "local_dev_raw_key": True, "dev_anvil_account": 1, "http_port": -1,
+        "confirmations": 1, "replace_after_blocks": 2, "track_interval_s": 0.3, "leader_poll_s": 0.5,
+        "grace_period_s": 3600, "warm_enabled": False,
+    }
+    base.update(overrides)
+    return base
+
+
+def write_config(path: Path, rpc_url: str, dsn: str, deployment_path: Path, redis_url: str = "redis://127.0.0.1:56379/0",
+                 **keeper: Any) -> Path:
+    sections = {
+        "database": {"dsn": dsn},
+        "redis": {"url": redis_url},
+        "chain": {"name": "anvil", "chain_id": 31337, "rpc_urls": [rpc_url], "deployment": str(deployment_path),
+                  "confirmations": 1},
+        "keeper": keeper_section(**keeper),
+    }
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        for k, v in values.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def make_settings(rpc_url: str, dsn: str, deployment_path: Path, **keeper: Any) -> Settings:
+    return Settings(
+        keeper=KeeperSettings(**keeper_section(**keeper)),
+        chain=ChainSettings(chain_id=31337, rpc_urls=(rpc_url,), name="anvil", deployment=str(deployment_path),
+                            confirmations=1),
+        database=DatabaseSettings(dsn=dsn),
+        redis=RedisSettings(),
+        services=ServicesSettings(),
+    )
+
+
+# ------------------------------------------------------------------------- chain helpers
+
+
+class ChainOps:
+    """Sync web3 helpers for arranging contract state (admin = account 0)."""
+
+    def __init__(self, w3: Web3, anvil: Anvil, dep: Deployment) -> None:
+        self.w3, self.anvil, self.dep = w3, anvil, dep
+
+    def send(self, acct: Any, to: str, data: bytes, nonce: int | None = None, wait: bool = True) -> bytes:
+        base = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
+        tx = {
+            "type": 2, "chainId": 31337, "to": Web3.to_checksum_address(to), "data": data, "value": 0,
+            "nonce": self.w3.eth.get_transaction_count(acct.address, "pending") if nonce is None else nonce,
+            "gas": 1_000_000, "maxFeePerGas": 4 * base + 10**9, "maxPriorityFeePerGas": 10**9,
+        }
+        h = self.w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction)
+        if wait:
+            r = self.w3.eth.wait_for_transaction_receipt(h, timeout=30)
+            assert r["status"] == 1, f"tx to {to} reverted"
+        return bytes(h)
+
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def advance(self, seconds: int) -> None:
+        self.anvil.call("evm_increaseTime", hex(seconds))
+        self.anvil.mine(1)
+
+    def fund_usdc(self, acct: Any, amount: int) -> None:
+        self.send(ADMIN, self.dep.usdc, encode_call("MockUSDC", "mint", acct.address, amount))
+        self.send(acct, self.dep.usdc, encode_call("MockUSDC", "approve", self.dep.opinion_market, 2**255))
+        self.send(acct, self.dep.usdc, encode_call("MockUSDC", "approve", self.dep.creator_shares, 2**255))
+
+    def create_markets(self, n: int, end_time: int, liquidity: int = 10 * USDC) -> list[int]:
+        """n markets by the admin, sent with consecutive nonces, then awaited."""
+        self.fund_usdc(ADMIN, n * liquidity)
+        first = self.market_count() + 1
+        nonce = self.w3.eth.get_transaction_count(ADMIN.address, "pending")
+        hashes = [
+            self.send(ADMIN, self.dep.opinion_market,
+                      encode_call("OpinionMarket", "createMarket", f"Q{first + i}?", "test", end_time, liquidity),
+                      nonce=nonce + i, wait=False)
+            for i in range(n)
+        ]
+        for h in hashes:
+            assert self.w3.eth.wait_for_transaction_receipt(h, timeout=120)["status"] == 1
+        return list(range(first, first + n))
+
+    def market_count(self) -> int:
+        raw = self.w3.eth.call({"to": Web3.to_checksum_address(self.dep.opinion_market),
+                                "data": encode_call("OpinionMarket", "marketCount")})
+        return int.from_bytes(raw, "big")
+
+    def market(self, market_id: int) -> tuple[Any, ...]:
+        raw = self.w3.eth.call({"to": Web3.to_checksum_address(self.dep.opinion_market),
+                                "data": encode_call("OpinionMarket", "getMarket", market_id)})
+        return decode_result("OpinionMarket", "getMarket", bytes(raw))
+
+    def resolved_events(self, market_id: int | None = None) -> list[Any]:
+        topic = Web3.keccak(text="MarketResolved(uint256,uint8,address)")
+        topics: list[Any] = [topic]
+        if market_id is not None:
+            topics.append("0x" + market_id.to_bytes(32, "big").hex())
+        return list(self.w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest",
+                                          "address": Web3.to_checksum_address(self.dep.opinion_market),
+                                          "topics": topics}))
+
+    def keeper_nonce(self) -> int:
+        return int(self.w3.eth.get_transaction_count(KEEPER.address, "latest"))
+
+
+# ------------------------------------------------------------------------- db helpers
+
+
+async def insert_markets(dsn: str, market_ids: list[int], end_time: int, creator: bytes = b"\x01" * 20) -> None:
+    """What the indexer would have written for these markets (only the columns the keeper reads matter)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.executemany(
+            """
+            INSERT INTO idx.markets (chain_id, market_id, creator, question, category, end_time, initial_liquidity,
+                                     yes_reserve, no_reserve, created_block, created_time, created_tx)
+            VALUES (31337, $1, $2, 'Q?', 'test', to_timestamp($3), 10000000, 10000000, 10000000, 1, now(), '\\x00')
+            ON CONFLICT DO NOTHING
+            """,
+            [(m, creator, end_time) for m in market_ids],
+        )
+    finally:
+        await conn.close()
+
+
+async def queue(dsn: str, market_id: int, outcome: int, reason: str = "test", by: str = "tester") -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(
+            "INSERT INTO keeper.resolution_queue (chain_id, market_id, outcome, reason, requested_by)"
+            " VALUES (31337, $1, $2, $3, $4) RETURNING id", market_id, outcome, reason, by))
+    finally:
+        await conn.close()
+
+
+async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+# ------------------------------------------------------------------------- in-process keeper
+
+
+@dataclasses.dataclass
+class Harness:
+    settings: Settings
+    rpc: Rpc
+    pool: asyncpg.Pool
+    leader: Leader
+    tx: TxManager
+    ctx: jobs.Context
+    metrics: Metrics
+    plans: list[dict[str, Any]]
+
+
+@contextlib.asynccontextmanager
+async def harness(settings: Settings, lead: bool = True, dry_run: bool = False) -> AsyncIterator[Harness]:
+    metrics = Metrics()
+    plans: list[dict[str, Any]] = []
+    leader = Leader(settings.database.dsn, settings.chain.chain_id)
+    async with Rpc(settings.chain.rpc_urls) as rpc, asyncpg.create_pool(settings.database.dsn, min_size=1,
+                                                                         max_size=4) as pool:
+        if lead:
+            assert await leader.try_acquire() is not None
+        tx = TxManager(rpc, pool, Signer(KEEPER), settings, lambda: leader.fence, metrics)
+        ctx = jobs.Context(
+            settings=settings, pool=pool, rpc=rpc, deployment=load_deployment(settings.chain.deployment),
+            metrics=metrics, tx=tx, signer_address=KEEPER.address,
+            epoch=lambda: leader.fence.epoch if leader.fence else None, dry_run=dry_run, plan=plans.append,
+        )
+        try:
+            yield Harness(settings, rpc, pool, leader, tx, ctx, metrics, plans)
+        finally:
+            await leader.release()
+
+
+# ------------------------------------------------------------------------- subprocess keeper
+
+
+def keeper_cmd(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "keeper", *args, "--config", str(config)]
+
+
+def run_keeper(config: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+               ) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(keeper_cmd(config, *args), cwd=ROOT, env=full_env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@contextlib.contextmanager
+def keeper_process(config: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    proc = subprocess.Popen(keeper_cmd(config, *args), cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_until(predicate: Any, timeout: float = 60, poll: float = 0.3) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(poll)
+
+
+__all__ = ["ADMIN", "KEEPER", "USDC", "Account"]

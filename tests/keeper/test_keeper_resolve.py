@@ -1,0 +1,129 @@
+"""Resolution end to end on a real anvil and PostgreSQL: queue, price feed, overdue, re-checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from keeper import jobs
+from tests.keeper.kit import ADMIN, KEEPER, ChainOps, fetch, harness, insert_markets, make_settings, queue
+
+pytestmark = [pytest.mark.pg, pytest.mark.anvil]
+
+
+async def test_queued_resolution_is_sent_exactly_once(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:
+    """An operator-queued outcome is resolved once; later runs find it in the ledger and send nothing."""
+    end = ops.now() + 100
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    qid = await queue(db_dsn, m, 1, reason="obvious", by="alice")
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    async with harness(settings) as h:
+        assert (await jobs.resolve(h.ctx))["sent"] == 0  # not ended yet: nothing
+        ops.advance(200)
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        await h.tx.wait_idle(30, 0.1)
+        assert (await jobs.resolve(h.ctx))["sent"] == 0
+    _c, _e, _y, _n, resolved, outcome, _w = ops.market(m)
+    assert resolved and outcome == 1
+    assert len(ops.resolved_events(m)) == 1
+    txs = await fetch(db_dsn, "SELECT job_key, status, epoch, queue_id FROM keeper.txs")
+    assert [(t["job_key"], t["status"], t["queue_id"]) for t in txs] == [(f"resolve:{m}", "confirmed", qid)]
+    (q,) = await fetch(db_dsn, "SELECT status, requested_by, reason FROM keeper.resolution_queue")
+    assert (q["status"], q["requested_by"], q["reason"]) == ("resolved", "alice", "obvious")
+
+
+async def test_price_feed_rule_resolves_from_the_round_at_end_time(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """The answer in force at end time decides, not a later one; the market resolves once."""
+    feed = ops.dep.price_feed
+    assert feed is not None
+    from keeper.abi import encode_call
+
+    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_500 * 10**8))
+    end = ops.now() + 100
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    conn_rows = await fetch(
+        db_dsn,
+        "INSERT INTO keeper.price_feed_rules (chain_id, market_id, feed, comparison, threshold, created_by)"
+        " VALUES (31337, $1, $2, 'gte', $3, 'test') RETURNING market_id",
+        m, bytes.fromhex(feed[2:]), 3_400 * 10**8,
+    )
+    assert conn_rows
+    ops.advance(200)
+    # after end time the price falls below the threshold: must not change the outcome
+    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_000 * 10**8))
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    async with harness(settings) as h:
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        await h.tx.wait_idle(30, 0.1)
+        assert (await jobs.resolve(h.ctx))["sent"] == 0
+    _c, _e, _y, _n, resolved, outcome, _w = ops.market(m)
+    assert resolved and outcome == 1
+    assert len(ops.resolved_events(m)) == 1
+
+
+async def test_market_without_source_is_reported_overdue_never_guessed(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """Past end + grace with no queue entry and no rule: reported (table, metric), no transaction."""
+    end = ops.now() + 50
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    ops.advance(100)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, grace_period_s=10)
+    nonce = ops.keeper_nonce()
+    async with harness(settings) as h:
+        counts = await jobs.resolve(h.ctx)
+        assert counts["overdue"] == 1 and counts["sent"] == 0
+        assert h.metrics.overdue._value.get() == 1
+    assert ops.keeper_nonce() == nonce
+    rows = await fetch(db_dsn, "SELECT market_id, reason FROM keeper.overdue_markets")
+    assert [(r["market_id"], r["reason"]) for r in rows] == [(m, "no_outcome_source")]
+    assert await fetch(db_dsn, "SELECT 1 FROM keeper.txs") == []
+
+
+async def test_market_resolved_elsewhere_is_skipped_after_the_chain_check(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """The database says open, the contract says resolved: skip, record why, send nothing."""
+    end = ops.now() + 50
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    ops.advance(100)
+    from keeper.abi import encode_call
+
+    ops.send(KEEPER, ops.dep.opinion_market, encode_call("OpinionMarket", "resolveMarket", m, 0))
+    qid = await queue(db_dsn, m, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    nonce = ops.keeper_nonce()
+    async with harness(settings) as h:
+        counts = await jobs.resolve(h.ctx)
+    assert counts["sent"] == 0 and counts["skipped"] == 1
+    assert ops.keeper_nonce() == nonce
+    (q,) = await fetch(db_dsn, "SELECT id, status, status_reason FROM keeper.resolution_queue")
+    assert (q["id"], q["status"], q["status_reason"]) == (qid, "skipped", "already_resolved")
+    (d,) = await fetch(db_dsn, "SELECT job_key, action, reason FROM keeper.decisions")
+    assert (d["job_key"], d["action"], d["reason"]) == (f"resolve:{m}", "skipped", "already_resolved")
+
+
+async def test_dry_run_plans_and_sends_nothing(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:
+    """Dry run: the plan names the market and outcome; no ledger row, no transaction, no queue change."""
+    end = ops.now() + 50
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    await queue(db_dsn, m, 2)
+    ops.advance(100)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, dry_run=True)
+    nonce = ops.keeper_nonce()
+    async with harness(settings, lead=False, dry_run=True) as h:
+        await jobs.resolve(h.ctx)
+        plans = h.plans
+    assert [(p["market_id"], p["outcome"]) for p in plans] == [(m, "invalid")]
+    assert ops.keeper_nonce() == nonce
+    assert await fetch(db_dsn, "SELECT 1 FROM keeper.txs") == []
+    assert [r["status"] for r in await fetch(db_dsn, "SELECT status FROM keeper.resolution_queue")] == ["queued"]
+    assert not ops.market(m)[4]
