@@ -6,6 +6,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 interface ICreatorFeeSource {
     function collectCreatorFees(address creator) external returns (uint256);
@@ -17,8 +18,10 @@ interface ICreatorFeeSource {
 /// @dev Pricing comes from one reserve function, R(s) = unit * (s-1) s (2s-1) / 6 = unit * sum_{i<s} i^2,
 ///      so buying n shares at supply s costs R(s+n) - R(s) and selling returns R(s) - R(s-n): the
 ///      curve reserve always equals R(supply). The creator buys the first share (price 0) and the last
-///      share can never be sold. Dividends use accumulated-per-share accounting scaled by 1e18;
-///      every holder's credit rounds down, so claims never exceed what was distributed.
+///      share can never be sold. Dividends use accumulated-per-share accounting scaled by 1e18:
+///      each distribution reserves ceil(delta * supply / 1e18) from the pool and every holder's credit
+///      rounds down, so claims never exceed what was distributed, however many distributions pass
+///      between a holder's settlements.
 contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -72,7 +75,8 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         uint256 accPerShare
     );
 
-    /// @param amount credited to holders; `marketFees` of the pool came from OpinionMarket in this call.
+    /// @param amount reserved for holders (rounded up; holders' credits round down, so what they can claim
+    ///        never exceeds the sum of these amounts); `marketFees` of the pool came from OpinionMarket in this call.
     /// @param pool dust left undistributed (rounding), carried to the next distribution.
     event DividendsDistributed(
         address indexed creator, uint256 amount, uint256 marketFees, uint256 supply, uint256 accPerShare, uint256 pool
@@ -211,7 +215,10 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         uint256 marketFees = address(marketFeeSource) == address(0) ? 0 : marketFeeSource.collectCreatorFees(creator);
         uint256 pool = c.pool + marketFees;
         uint256 delta = (pool * ACC_PRECISION) / c.supply;
-        amount = (delta * c.supply) / ACC_PRECISION;
+        // Rounds up: holders' credits are floor(shares * accumulated delta / 1e18) over any number of
+        // distributions, which can exceed the sum of per-distribution floors by one unit each time.
+        // delta * supply <= pool * 1e18, so the rounded-up amount never exceeds the pool.
+        amount = Math.ceilDiv(delta * c.supply, ACC_PRECISION);
         if (amount == 0) revert NothingToDistribute(creator);
         uint256 acc = accPerShare[creator] + delta;
         accPerShare[creator] = acc;

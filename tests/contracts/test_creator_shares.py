@@ -249,7 +249,7 @@ def test_distribute_credits_holders_pro_rata_and_claim_pays_once(env: Env) -> No
     amount, receipt = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
     supply = 6
     delta = pool * model.ACC_PRECISION // supply
-    assert amount == delta * supply // model.ACC_PRECISION
+    assert amount == model.ceil_div(delta * supply, model.ACC_PRECISION)
     assert env.event(receipt, env.cs, "DividendsDistributed") == {
         "creator": creator, "amount": amount, "marketFees": 0, "supply": supply, "accPerShare": delta,
         "pool": pool - amount}
@@ -396,3 +396,24 @@ def test_constructor_rejects_zero_unit_and_fees_above_twenty_percent(env: Env) -
     receipt = env.send(factory.constructor(usdc, om, 7, 1_000, 500, 500, 60, admin), admin)
     assert env.event(receipt, factory, "CurveConfigured") == {
         "curveUnit": 7, "protocolFeeBps": 1_000, "creatorFeeBps": 500, "dividendFeeBps": 500, "lockPeriod": 60}
+
+
+def test_claims_never_exceed_distributions_across_rounding(env: Env) -> None:
+    """Two distributions whose per-share credit each rounds: what holders can claim stays within what
+    the DividendsDistributed events reserved (found by the property tests: floor-rounded `amount`
+    reserved 1 unit less than the holders could claim)."""
+    creator, a, trader = env.traders[:3]
+    env.buy_shares(creator, creator, 1)
+    env.buy_shares(a, creator, 2)  # supply 3; the pool holds the dividend fee, 15,625
+    end = env.now() + DAY
+    env.send(env.om.functions.createMarket("q", "c", end, USDC), creator)
+    distributed = 0
+    for _ in range(2):
+        env.send(env.om.functions.buy(1, 1, 100, 0, env.deadline()), trader)  # creator fee: exactly 1 unit
+        assert env.om.functions.creatorFeesAccrued(creator).call() == 1
+        amount, _ = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
+        distributed += amount
+    claimable = [env.cs.functions.claimableDividends(creator, h).call() for h in (creator, a)]
+    assert sum(claimable) <= distributed
+    claimed = sum(env.send_returning(env.cs.functions.claimDividends(creator), h)[0] for h in (creator, a))
+    assert claimed == sum(claimable) <= distributed

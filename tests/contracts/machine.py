@@ -1,0 +1,401 @@
+"""An executable model of OpinionMarket + CreatorShares + the USDC balances they move, in plain
+Python, for the stateful property tests.
+
+Each operation either returns what the contract call returns and applies its effects, or raises
+`Revert(contract, error)` naming the custom error the contract must revert with, leaving the model
+untouched. The checks follow the contracts' order (modifiers first). Pure: no chain, no clock; the
+caller passes the block timestamp.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections import defaultdict
+
+from tests.contracts import model as m
+
+MAX_RESERVE = 2**112 - 1
+MAX_SUPPLY = 2**32 - 1
+MIN_INITIAL_LIQUIDITY = 10**6
+
+
+class Revert(Exception):
+    def __init__(self, contract: str, error: str) -> None:
+        super().__init__(f"{contract}.{error}")
+        self.contract = contract
+        self.error = error
+
+
+@dataclasses.dataclass(slots=True)
+class Market:
+    creator: str
+    end: int
+    yes: int
+    no: int
+    collateral: int  # complete sets minted and not burned by sells (= YES outstanding = NO outstanding)
+    resolved: bool = False
+    outcome: int = 0
+    withdrawn: bool = False
+    paid: int = 0  # claims and liquidity withdrawal paid after resolution
+
+
+@dataclasses.dataclass(slots=True)
+class Holding:
+    shares: int = 0
+    locked_until: int = 0
+    credited: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class Params:
+    fee_bps: int
+    creator_share_bps: int
+    unit: int
+    protocol_bps: int
+    creator_bps: int
+    dividend_bps: int
+    lock: int
+
+
+@dataclasses.dataclass(slots=True)
+class System:
+    """Both contracts' state plus token balances, keyed by lower-case addresses."""
+
+    params: Params
+    om: str
+    cs: str
+    admin: str
+    resolvers: frozenset[str]
+    keepers: frozenset[str]
+    balances: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    # OpinionMarket
+    markets: dict[int, Market] = dataclasses.field(default_factory=dict)
+    # positions[(market_id, holder)][outcome]: index 0 = NO shares, 1 = YES shares (see `yes_no`)
+    positions: defaultdict[tuple[int, str], list[int]] = dataclasses.field(
+        default_factory=lambda: defaultdict(lambda: [0, 0]))
+    creator_fees_accrued: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    om_protocol_fees: int = 0
+    om_paused: bool = False
+    # CreatorShares
+    supply: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    pool: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    creator_fees: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    acc: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    holdings: defaultdict[tuple[str, str], Holding] = dataclasses.field(default_factory=lambda: defaultdict(Holding))
+    acc_paid: defaultdict[tuple[str, str], int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    cs_protocol_fees: int = 0
+    cs_paused: bool = False
+    distributed: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    dividends_claimed: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+
+    def yes_no(self, market_id: int, holder: str) -> tuple[int, int]:
+        """(yes, no) shares of `holder`, in positionOf's order."""
+        no, yes = self.positions[(market_id, holder)]
+        return yes, no
+
+    def clone(self) -> System:
+        return copy.deepcopy(self)
+
+    # ------------------------------------------------------------ token
+
+    def _pull(self, sender: str, to: str, amount: int) -> None:
+        if self.balances[sender] < amount:
+            raise Revert("MockUSDC", "ERC20InsufficientBalance")
+
+    def _move(self, frm: str, to: str, amount: int) -> None:
+        assert self.balances[frm] >= amount, "model: contract pays more than it holds"
+        self.balances[frm] -= amount
+        self.balances[to] += amount
+
+    # ------------------------------------------------------------ OpinionMarket
+
+    def _om_not_paused(self) -> None:
+        if self.om_paused:
+            raise Revert("OpinionMarket", "EnforcedPause")
+
+    def _market(self, market_id: int) -> Market:
+        market = self.markets.get(market_id)
+        if market is None:
+            raise Revert("OpinionMarket", "MarketNotFound")
+        return market
+
+    def _open_market(self, market_id: int, now: int) -> Market:
+        market = self._market(market_id)
+        if market.resolved:
+            raise Revert("OpinionMarket", "MarketAlreadyResolved")
+        if now >= market.end:
+            raise Revert("OpinionMarket", "MarketClosed")
+        return market
+
+    def _accrue(self, creator: str, fee: int) -> int:
+        creator_fee, protocol_fee = m.split_fee(fee, self.params.creator_share_bps)
+        self.creator_fees_accrued[creator] += creator_fee
+        self.om_protocol_fees += protocol_fee
+        return creator_fee
+
+    def create_market(self, sender: str, end: int, liquidity: int, now: int) -> int:
+        self._om_not_paused()
+        if end <= now or end > 2**32 - 1:
+            raise Revert("OpinionMarket", "InvalidEndTime")
+        if liquidity < MIN_INITIAL_LIQUIDITY:
+            raise Revert("OpinionMarket", "LiquidityTooLow")
+        if liquidity > MAX_RESERVE // 4:
+            raise Revert("OpinionMarket", "AmountTooLarge")
+        self._pull(sender, self.om, liquidity)
+        market_id = len(self.markets) + 1
+        self.markets[market_id] = Market(sender, end, liquidity, liquidity, liquidity)
+        self._move(sender, self.om, liquidity)
+        return market_id
+
+    def buy(self, sender: str, market_id: int, outcome: int, amount: int, min_out: int, deadline: int,
+            now: int) -> int:
+        self._om_not_paused()
+        if now > deadline:
+            raise Revert("OpinionMarket", "DeadlineExpired")
+        if outcome > m.OUTCOME_YES:
+            raise Revert("OpinionMarket", "InvalidOutcome")
+        if amount == 0:
+            raise Revert("OpinionMarket", "ZeroAmount")
+        market = self._open_market(market_id, now)
+        fee = m.buy_fee(amount, self.params.fee_bps)
+        net = amount - fee
+        if market.yes + market.no + 2 * net > MAX_RESERVE:
+            raise Revert("OpinionMarket", "AmountTooLarge")
+        yes, no, shares = m.buy_outcome(market.yes, market.no, outcome, net)
+        if shares < min_out:
+            raise Revert("OpinionMarket", "SlippageExceeded")
+        self._pull(sender, self.om, amount)
+        assert yes * no >= market.yes * market.no, "k decreased on buy"
+        market.yes, market.no = yes, no
+        market.collateral += net
+        self.positions[(market_id, sender)][outcome] += shares
+        self._accrue(market.creator, fee)
+        self._move(sender, self.om, amount)
+        return shares
+
+    def sell(self, sender: str, market_id: int, outcome: int, shares: int, min_out: int, deadline: int,
+             now: int) -> int:
+        self._om_not_paused()
+        if now > deadline:
+            raise Revert("OpinionMarket", "DeadlineExpired")
+        if outcome > m.OUTCOME_YES:
+            raise Revert("OpinionMarket", "InvalidOutcome")
+        if shares == 0:
+            raise Revert("OpinionMarket", "ZeroAmount")
+        market = self._open_market(market_id, now)
+        position = self.positions[(market_id, sender)]
+        if shares > position[outcome]:
+            raise Revert("OpinionMarket", "InsufficientShares")
+        yes, no, gross = m.sell_outcome(market.yes, market.no, outcome, shares)
+        fee = m.sell_fee(gross, self.params.fee_bps)
+        out = gross - fee
+        if out < min_out:
+            raise Revert("OpinionMarket", "SlippageExceeded")
+        assert yes * no >= market.yes * market.no, "k decreased on sell"
+        market.yes, market.no = yes, no
+        market.collateral -= gross
+        position[outcome] -= shares
+        self._accrue(market.creator, fee)
+        self._move(self.om, sender, out)
+        return out
+
+    def resolve(self, sender: str, market_id: int, outcome: int, now: int) -> None:
+        if sender not in self.resolvers:
+            raise Revert("OpinionMarket", "AccessControlUnauthorizedAccount")
+        if outcome > m.OUTCOME_INVALID:
+            raise Revert("OpinionMarket", "InvalidOutcome")
+        market = self._market(market_id)
+        if market.resolved:
+            raise Revert("OpinionMarket", "MarketAlreadyResolved")
+        if now < market.end:
+            raise Revert("OpinionMarket", "MarketNotEnded")
+        market.resolved, market.outcome = True, outcome
+
+    def claim_winnings(self, sender: str, market_id: int) -> int:
+        market = self._market(market_id)
+        if not market.resolved:
+            raise Revert("OpinionMarket", "MarketNotResolved")
+        yes, no = self.yes_no(market_id, sender)
+        if yes == 0 and no == 0:
+            return 0
+        payout = m.payout(market.outcome, yes, no)
+        self.positions[(market_id, sender)] = [0, 0]
+        market.paid += payout
+        self._move(self.om, sender, payout)
+        return payout
+
+    def withdraw_liquidity(self, sender: str, market_id: int) -> int:
+        market = self._market(market_id)
+        if sender != market.creator:
+            raise Revert("OpinionMarket", "NotMarketCreator")
+        if not market.resolved:
+            raise Revert("OpinionMarket", "MarketNotResolved")
+        if market.withdrawn:
+            raise Revert("OpinionMarket", "LiquidityAlreadyWithdrawn")
+        market.withdrawn = True
+        payout = m.payout(market.outcome, market.yes, market.no)
+        market.paid += payout
+        self._move(self.om, sender, payout)
+        return payout
+
+    def set_om_paused(self, sender: str, paused: bool) -> None:
+        if sender != self.admin:
+            raise Revert("OpinionMarket", "AccessControlUnauthorizedAccount")
+        if paused == self.om_paused:
+            raise Revert("OpinionMarket", "EnforcedPause" if paused else "ExpectedPause")
+        self.om_paused = paused
+
+    # ------------------------------------------------------------ CreatorShares
+
+    def _cs_not_paused(self) -> None:
+        if self.cs_paused:
+            raise Revert("CreatorShares", "EnforcedPause")
+
+    def _settled(self, creator: str, holder: str) -> tuple[Holding, int]:
+        """The holding as `_settle` returns it (a copy) and the accumulator mark to store."""
+        h = dataclasses.replace(self.holdings[(creator, holder)])
+        acc = self.acc[creator]
+        paid = self.acc_paid[(creator, holder)]
+        if paid != acc:
+            h.credited += h.shares * (acc - paid) // m.ACC_PRECISION
+        return h, acc
+
+    def _fees(self, price: int) -> tuple[int, int, int]:
+        p = self.params
+        return m.share_fees(price, p.protocol_bps, p.creator_bps, p.dividend_bps)
+
+    def buy_shares(self, sender: str, creator: str, amount: int, max_cost: int, deadline: int, now: int) -> int:
+        self._cs_not_paused()
+        if now > deadline:
+            raise Revert("CreatorShares", "DeadlineExpired")
+        if amount == 0:
+            raise Revert("CreatorShares", "ZeroAmount")
+        supply = self.supply[creator]
+        if supply == 0 and sender != creator:
+            raise Revert("CreatorShares", "CreatorMustBuyFirstShare")
+        new_supply = supply + amount
+        if new_supply > MAX_SUPPLY:
+            raise Revert("CreatorShares", "SupplyCapExceeded")
+        price = m.reserve_at(new_supply, self.params.unit) - m.reserve_at(supply, self.params.unit)
+        pf, cf, df = self._fees(price)
+        total = price + pf + cf + df
+        if total > max_cost:
+            raise Revert("CreatorShares", "SlippageExceeded")
+        self._pull(sender, self.cs, total)
+        h, acc = self._settled(creator, sender)
+        h.shares += amount
+        h.locked_until = now + self.params.lock
+        self.holdings[(creator, sender)] = h
+        self.acc_paid[(creator, sender)] = acc
+        self.supply[creator] = new_supply
+        self.pool[creator] += df
+        self.creator_fees[creator] += cf
+        self.cs_protocol_fees += pf
+        self._move(sender, self.cs, total)
+        return total
+
+    def sell_shares(self, sender: str, creator: str, amount: int, min_out: int, deadline: int, now: int) -> int:
+        self._cs_not_paused()
+        if now > deadline:
+            raise Revert("CreatorShares", "DeadlineExpired")
+        if amount == 0:
+            raise Revert("CreatorShares", "ZeroAmount")
+        supply = self.supply[creator]
+        h, acc = self._settled(creator, sender)
+        if amount > h.shares:
+            raise Revert("CreatorShares", "InsufficientShares")
+        if amount >= supply:
+            raise Revert("CreatorShares", "CannotSellLastShare")
+        if now < h.locked_until:
+            raise Revert("CreatorShares", "SharesLocked")
+        new_supply = supply - amount
+        price = m.reserve_at(supply, self.params.unit) - m.reserve_at(new_supply, self.params.unit)
+        pf, cf, df = self._fees(price)
+        proceeds = price - pf - cf - df
+        if proceeds < min_out:
+            raise Revert("CreatorShares", "SlippageExceeded")
+        h.shares -= amount
+        self.holdings[(creator, sender)] = h
+        self.acc_paid[(creator, sender)] = acc
+        self.supply[creator] = new_supply
+        self.pool[creator] += df
+        self.creator_fees[creator] += cf
+        self.cs_protocol_fees += pf
+        self._move(self.cs, sender, proceeds)
+        return proceeds
+
+    def distribute(self, sender: str, creator: str) -> int:
+        if sender not in self.keepers:
+            raise Revert("CreatorShares", "AccessControlUnauthorizedAccount")
+        supply = self.supply[creator]
+        if supply == 0:
+            raise Revert("CreatorShares", "NothingToDistribute")
+        market_fees = self.creator_fees_accrued[creator]
+        pool = self.pool[creator] + market_fees
+        delta = pool * m.ACC_PRECISION // supply
+        amount = m.ceil_div(delta * supply, m.ACC_PRECISION)  # rounded up: reserves what holders can claim
+        if amount == 0:
+            raise Revert("CreatorShares", "NothingToDistribute")
+        self.creator_fees_accrued[creator] = 0
+        self._move(self.om, self.cs, market_fees)
+        self.acc[creator] += delta
+        self.pool[creator] = pool - amount
+        self.distributed[creator] += amount
+        return amount
+
+    def claim_dividends(self, sender: str, creator: str) -> int:
+        h, acc = self._settled(creator, sender)
+        amount = h.credited
+        if amount == 0:
+            raise Revert("CreatorShares", "NothingToClaim")
+        h.credited = 0
+        self.holdings[(creator, sender)] = h
+        self.acc_paid[(creator, sender)] = acc
+        self.dividends_claimed[creator] += amount
+        self._move(self.cs, sender, amount)
+        return amount
+
+    def claim_creator_fees(self, sender: str) -> int:
+        amount = self.creator_fees[sender]
+        if amount == 0:
+            raise Revert("CreatorShares", "NothingToClaim")
+        self.creator_fees[sender] = 0
+        self._move(self.cs, sender, amount)
+        return amount
+
+    def set_cs_paused(self, sender: str, paused: bool) -> None:
+        if sender != self.admin:
+            raise Revert("CreatorShares", "AccessControlUnauthorizedAccount")
+        if paused == self.cs_paused:
+            raise Revert("CreatorShares", "EnforcedPause" if paused else "ExpectedPause")
+        self.cs_paused = paused
+
+    # ------------------------------------------------------------ derived quantities
+
+    def claimable(self, creator: str, holder: str) -> int:
+        h = self.holdings[(creator, holder)]
+        return h.credited + h.shares * (self.acc[creator] - self.acc_paid[(creator, holder)]) // m.ACC_PRECISION
+
+    def om_obligations(self, holders: list[str]) -> int:
+        """What OpinionMarket owes in the worst case: per market the largest total payout over the
+        outcomes still possible (traders' positions plus the creator's pool if not withdrawn), plus fees."""
+        total = self.om_protocol_fees + sum(self.creator_fees_accrued.values())
+        for market_id, market in self.markets.items():
+            outcomes = [market.outcome] if market.resolved else [m.OUTCOME_NO, m.OUTCOME_YES, m.OUTCOME_INVALID]
+            worst = 0
+            for outcome in outcomes:
+                owed = sum(m.payout(outcome, *self.yes_no(market_id, h)) for h in holders)
+                if not market.withdrawn:
+                    owed += m.payout(outcome, market.yes, market.no)
+                worst = max(worst, owed)
+            total += worst
+        return total
+
+    def cs_obligations(self, creators: list[str], holders: list[str]) -> int:
+        """Curve reserves + undistributed pools + every holder's claimable dividends + creator and protocol fees."""
+        total = self.cs_protocol_fees
+        for c in creators:
+            total += m.reserve_at(self.supply[c], self.params.unit) + self.pool[c] + self.creator_fees[c]
+            total += sum(self.claimable(c, h) for h in holders)
+        return total
