@@ -268,6 +268,7 @@ class Dropped:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rebroadcast:
     attempt: int
+    stuck_reason: str = ""  # set when a replacement was due but not possible (cap, funds)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -306,15 +307,16 @@ def decide_tx(
         return None
     if chain.nonce_latest > tx.nonce:
         return Dropped("nonce_consumed_by_unrecorded_tx")
-    if latest.sent_block is None or not latest.known:
-        return Rebroadcast(latest.index)
+    if latest.sent_block is None:
+        return Rebroadcast(latest.index)  # recorded, never sent (crash between record and broadcast)
     if chain.head - latest.sent_block < replace_after:
-        return None
+        return None if latest.known else Rebroadcast(latest.index)
     fees = replacement_fees(latest.fees, chain.fees, policy)
     if fees is None:
-        return Wait("fee_cap_reached")
+        return Wait("fee_cap_reached") if latest.known else Rebroadcast(latest.index, "fee_cap_reached")
     if chain.balance < tx.value + tx.gas_limit * fees.max_fee_per_gas:
-        return Wait("insufficient_funds_for_bump")
+        reason = "insufficient_funds_for_bump"
+        return Wait(reason) if latest.known else Rebroadcast(latest.index, reason)
     return Replace(fees)
 
 

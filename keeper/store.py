@@ -185,7 +185,7 @@ async def mark_broadcast(pool: asyncpg.Pool, fence: Fence, results: Sequence[tup
         await conn.execute(
             """
             UPDATE keeper.tx_attempts a
-               SET broadcast_at = now(), sent_block = u.block, broadcast_error = u.error
+               SET broadcast_at = now(), sent_block = coalesce(a.sent_block, u.block), broadcast_error = u.error
               FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, block, error) WHERE a.id = u.id
             """,
             [r[0] for r in results], [r[1] for r in results], [r[2] for r in results],
@@ -246,7 +246,8 @@ async def mark_mined(
                SET status = $2::text, mined_tx_hash = $3, mined_block = $4, mined_block_hash = $5,
                    gas_used = $6::bigint, effective_gas_price = $7::numeric, fee_paid = $6::bigint * $7::numeric,
                    finalized = $8,
-                   confirmed_at = CASE WHEN $2::text IN ('confirmed', 'reverted') THEN coalesce(confirmed_at, now()) END,
+                   confirmed_at = CASE WHEN $2::text IN ('confirmed', 'reverted')
+                                       THEN coalesce(confirmed_at, now()) END,
                    error = CASE WHEN $2::text = 'reverted' THEN 'reverted on chain' END, updated_at = now()
              WHERE id = $1
             """,

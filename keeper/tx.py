@@ -371,6 +371,9 @@ class TxManager:
             rebroadcasts.append((att.id, att.raw_tx, t.job_key))
             summary.rebroadcast += 1
             still_pending.append(t.nonce)
+            if action.stuck_reason:
+                summary.waiting[action.stuck_reason] = summary.waiting.get(action.stuck_reason, 0) + 1
+                log.warning("tx_stuck", job_key=t.job_key, nonce=t.nonce, reason=action.stuck_reason)
             log.info("tx_rebroadcast", job_key=t.job_key, nonce=t.nonce, tx_hash=hx(att.tx_hash))
         elif isinstance(action, decide.Replace):
             still_pending.append(t.nonce)

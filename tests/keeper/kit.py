@@ -1,5 +1,6 @@
-"""Keeper test kit (helpers; fixtures are in conftest.py): real anvil (the session deployment, snapshot/revert per test), a fresh
-migrated PostgreSQL database per test, the keeper built in-process or run as a subprocess.
+"""Keeper test kit (helpers; fixtures are in conftest.py): real anvil (the session deployment,
+snapshot/revert per test), a fresh migrated PostgreSQL database per test, the keeper built
+in-process or run as a subprocess.
 
 The indexer's tables the keeper reads (idx.markets, idx.creators) are filled directly here — that
 is the schema contract between the two — while every contract state is real on anvil."""

@@ -26,7 +26,8 @@ async def test_queued_resolution_is_sent_exactly_once(ops: ChainOps, db_dsn: str
         await h.tx.wait_idle(30, 0.1)
         assert (await jobs.resolve(h.ctx))["sent"] == 0
     _c, _e, _y, _n, resolved, outcome, _w = ops.market(m)
-    assert resolved and outcome == 1
+    assert resolved
+    assert outcome == 1
     assert len(ops.resolved_events(m)) == 1
     txs = await fetch(db_dsn, "SELECT job_key, status, epoch, queue_id FROM keeper.txs")
     assert [(t["job_key"], t["status"], t["queue_id"]) for t in txs] == [(f"resolve:{m}", "confirmed", qid)]
@@ -62,7 +63,8 @@ async def test_price_feed_rule_resolves_from_the_round_at_end_time(
         await h.tx.wait_idle(30, 0.1)
         assert (await jobs.resolve(h.ctx))["sent"] == 0
     _c, _e, _y, _n, resolved, outcome, _w = ops.market(m)
-    assert resolved and outcome == 1
+    assert resolved
+    assert outcome == 1
     assert len(ops.resolved_events(m)) == 1
 
 
@@ -78,7 +80,8 @@ async def test_market_without_source_is_reported_overdue_never_guessed(
     nonce = ops.keeper_nonce()
     async with harness(settings) as h:
         counts = await jobs.resolve(h.ctx)
-        assert counts["overdue"] == 1 and counts["sent"] == 0
+        assert counts["overdue"] == 1
+        assert counts["sent"] == 0
         assert h.metrics.overdue._value.get() == 1
     assert ops.keeper_nonce() == nonce
     rows = await fetch(db_dsn, "SELECT market_id, reason FROM keeper.overdue_markets")
@@ -102,7 +105,8 @@ async def test_market_resolved_elsewhere_is_skipped_after_the_chain_check(
     nonce = ops.keeper_nonce()
     async with harness(settings) as h:
         counts = await jobs.resolve(h.ctx)
-    assert counts["sent"] == 0 and counts["skipped"] == 1
+    assert counts["sent"] == 0
+    assert counts["skipped"] == 1
     assert ops.keeper_nonce() == nonce
     (q,) = await fetch(db_dsn, "SELECT id, status, status_reason FROM keeper.resolution_queue")
     assert (q["id"], q["status"], q["status_reason"]) == (qid, "skipped", "already_resolved")

@@ -1,0 +1,173 @@
+"""The transaction manager against a real anvil: fee spikes and stuck transactions, reorgs,
+nonce gaps, fencing of a stale leader."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keeper import jobs
+from keeper.leader import Leader
+from keeper.store import FencedError
+from keeper.tx import TxRequest
+from tests.chain import Anvil
+from tests.keeper.kit import ChainOps, fetch, harness, insert_markets, make_settings, queue
+
+pytestmark = [pytest.mark.pg, pytest.mark.anvil]
+GWEI = 10**9
+
+
+@contextlib.contextmanager
+def manual_mining(anvil: Anvil) -> Iterator[None]:
+    """Automine off; afterwards automine on and the base fee back where it was (evm_revert does not
+    reset anvil's next-block base fee)."""
+    base = anvil.call("eth_getBlockByNumber", "latest", False)["baseFeePerGas"]
+    anvil.call("evm_setAutomine", False)
+    try:
+        yield
+    finally:
+        anvil.call("evm_setAutomine", True)
+        anvil.call("anvil_setNextBlockBaseFeePerGas", base)
+
+
+async def due_markets(ops: ChainOps, dsn: str, n: int, outcome: int = 1) -> list[int]:
+    end = ops.now() + 30
+    ids = ops.create_markets(n, end)
+    await insert_markets(dsn, ids, end)
+    for m in ids:
+        await queue(dsn, m, outcome)
+    ops.advance(60)
+    return ids
+
+
+async def test_fee_spike_leaves_tx_stuck_then_replacements_follow_within_cap(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """A base-fee spike after signing strands the tx; after N blocks it is re-signed with ≥ 12.5 % more on
+    both fee fields (never above the cap) until it is mined, once."""
+    (m,) = await due_markets(ops, db_dsn, 1)
+    cap = 200 * GWEI
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, replace_after_blocks=2,
+                             max_fee_per_gas_cap=cap)
+    with manual_mining(ops.anvil):
+        async with harness(settings) as h:
+            assert (await jobs.resolve(h.ctx))["sent"] == 1
+            ops.anvil.call("anvil_setNextBlockBaseFeePerGas", hex(60 * GWEI))
+            for _ in range(12):
+                ops.anvil.mine(1)
+                await h.tx.track()
+                (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+                if t["status"] != "pending":
+                    break
+            ops.anvil.mine(1)
+            await h.tx.wait_idle(30, 0.1)
+    attempts = await fetch(db_dsn, "SELECT attempt, max_fee_per_gas, max_priority_fee_per_gas FROM keeper.tx_attempts"
+                                   " ORDER BY attempt")
+    assert len(attempts) >= 2
+    for old, new in zip(attempts, attempts[1:], strict=False):
+        assert new["max_fee_per_gas"] * 10_000 >= old["max_fee_per_gas"] * 11_250
+        assert new["max_priority_fee_per_gas"] * 10_000 >= old["max_priority_fee_per_gas"] * 11_250
+    assert all(a["max_fee_per_gas"] <= cap for a in attempts)
+    (t,) = await fetch(db_dsn, "SELECT status, mined_tx_hash FROM keeper.txs")
+    assert t["status"] == "confirmed"
+    assert ops.market(m)[4]
+    assert len(ops.resolved_events(m)) == 1
+
+
+async def test_fee_cap_below_base_fee_waits_without_bumping_past_the_cap(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """When the cap forbids a valid replacement the tx waits (metric/log) instead of spiralling."""
+    await due_markets(ops, db_dsn, 1)
+    cap = 3 * GWEI
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, replace_after_blocks=1,
+                             max_fee_per_gas_cap=cap, max_priority_fee_cap=GWEI)
+    with manual_mining(ops.anvil):
+        async with harness(settings) as h:
+            assert (await jobs.resolve(h.ctx))["sent"] == 1
+            ops.anvil.call("anvil_setNextBlockBaseFeePerGas", hex(50 * GWEI))
+            waited = 0
+            for _ in range(4):
+                ops.anvil.mine(1)
+                s = await h.tx.track()
+                waited += s.waiting.get("fee_cap_reached", 0)
+    attempts = await fetch(db_dsn, "SELECT max_fee_per_gas FROM keeper.tx_attempts")
+    assert all(a["max_fee_per_gas"] <= cap for a in attempts)
+    assert waited >= 1
+    (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+    assert t["status"] == "pending"
+
+
+async def test_mined_resolution_reorged_out_is_rebroadcast_and_lands(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """anvil_reorg drops the block holding the resolution: the ledger goes back to pending, the recorded raw
+    transaction is rebroadcast and mined again; the market ends resolved exactly once."""
+    (m,) = await due_markets(ops, db_dsn, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, confirmations=3)
+    async with harness(settings) as h:
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        await h.tx.track()
+        (t,) = await fetch(db_dsn, "SELECT status, mined_block FROM keeper.txs")
+        assert t["status"] == "mined"
+        depth = ops.anvil.head() - t["mined_block"] + 1
+        ops.anvil.call("anvil_reorg", depth, [])
+        assert not ops.market(m)[4] or len(ops.resolved_events(m)) == 1
+        summary = await h.tx.track()
+        assert summary.reorged == 1
+        ops.anvil.mine(3)
+        await h.tx.wait_idle(30, 0.1)
+    (t,) = await fetch(db_dsn, "SELECT status, reorg_count FROM keeper.txs")
+    assert (t["status"], t["reorg_count"]) == ("confirmed", 1)
+    assert ops.market(m)[4]
+    assert len(ops.resolved_events(m)) == 1
+
+
+async def test_nonce_gap_is_filled_with_a_self_transfer(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:
+    """A nonce lost below a pending tx is filled by a zero-value self-transfer; both then mine."""
+    (m,) = await due_markets(ops, db_dsn, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    base = ops.keeper_nonce()
+    async with harness(settings) as h:
+        await h.tx.resync_nonce()
+        h.tx._next = base + 1  # simulate a nonce allocated and lost (e.g. a crash of an older version)
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        await h.tx.track()
+        assert h.metrics.nonce_gap._value.get() == 1
+        await h.tx.wait_idle(30, 0.1)
+    rows = await fetch(db_dsn, "SELECT job, nonce, status FROM keeper.txs ORDER BY nonce")
+    assert [(r["job"], r["nonce"], r["status"]) for r in rows] == [
+        ("fill", base, "confirmed"), ("resolve", base + 1, "confirmed")
+    ]
+    assert ops.market(m)[4]
+
+
+async def test_stale_leader_is_fenced_and_sends_nothing(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:
+    """A leader that lost its lock without noticing cannot record, hence cannot broadcast: the new
+    leader's epoch rejects its ledger writes."""
+    (m,) = await due_markets(ops, db_dsn, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    nonce = ops.keeper_nonce()
+    async with harness(settings) as stale:
+        assert stale.leader._conn is not None
+        stale.leader._conn.terminate()  # the lock is gone; the process has not noticed (fence still set)
+        stale_fence = stale.leader.fence
+        stale.leader._conn = None
+        stale.leader.fence = stale_fence
+        other = Leader(db_dsn, 31337, holder="other")
+        fence = await other.try_acquire()
+        assert fence is not None
+        assert stale_fence is not None
+        assert fence.epoch == stale_fence.epoch + 1
+        data = bytes.fromhex("df55406e") + m.to_bytes(32, "big") + (1).to_bytes(32, "big")
+        with pytest.raises(FencedError):
+            await stale.tx.submit([TxRequest(job="resolve", job_key=f"resolve:{m}",
+                                             to=bytes.fromhex(ops.dep.opinion_market[2:]), data=data,
+                                             gas_limit=100_000, market_id=m)])
+        await other.release()
+    assert ops.keeper_nonce() == nonce
+    assert await fetch(db_dsn, "SELECT 1 FROM keeper.txs") == []
+    assert not ops.market(m)[4]
