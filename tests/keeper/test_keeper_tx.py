@@ -4,6 +4,7 @@ nonce gaps, fencing of a stale leader."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,7 +68,7 @@ async def test_fee_spike_leaves_tx_stuck_then_replacements_follow_within_cap(
     attempts = await fetch(db_dsn, "SELECT attempt, max_fee_per_gas, max_priority_fee_per_gas FROM keeper.tx_attempts"
                                    " ORDER BY attempt")
     assert len(attempts) >= 2
-    for old, new in zip(attempts, attempts[1:], strict=False):
+    for old, new in itertools.pairwise(attempts):
         assert new["max_fee_per_gas"] * 10_000 >= old["max_fee_per_gas"] * 11_250
         assert new["max_priority_fee_per_gas"] * 10_000 >= old["max_priority_fee_per_gas"] * 11_250
     assert all(a["max_fee_per_gas"] <= cap for a in attempts)

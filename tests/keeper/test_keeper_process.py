@@ -1,0 +1,111 @@
+"""The keeper as real processes: SIGKILL at the two dangerous points, two instances on one
+database, the key never in the output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.chain import free_port
+from tests.keeper.kit import KEEPER, ChainOps, fetch, insert_markets, keeper_process, queue, run_keeper, write_config
+
+pytestmark = [pytest.mark.pg, pytest.mark.anvil, pytest.mark.slow]
+KEY_HEX = KEEPER.key.hex().removeprefix("0x")
+
+
+def assert_no_key(*texts: str) -> None:
+    for t in texts:
+        assert KEY_HEX not in t.lower()
+
+
+def http_get(port: int, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        body: bytes = r.read()
+    return body
+
+
+def http_json(port: int, path: str) -> dict[str, object]:
+    out: dict[str, object] = json.loads(http_get(port, path))
+    return out
+
+
+async def due_queued(ops: ChainOps, dsn: str, n: int) -> list[int]:
+    end = ops.now() + 30
+    ids = ops.create_markets(n, end)
+    await insert_markets(dsn, ids, end)
+    for m in ids:
+        await queue(dsn, m, 0)
+    ops.advance(60)
+    return ids
+
+
+@pytest.mark.parametrize("crash_at", ["after_record", "after_broadcast"])
+async def test_sigkill_then_restart_resolves_exactly_once(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path, crash_at: str
+) -> None:
+    """SIGKILL between record and broadcast, or between broadcast and receipt: the restarted keeper
+    finishes from the ledger; one transaction, one MarketResolved, a consistent ledger."""
+    (m,) = await due_queued(ops, db_dsn, 1)
+    cfg = write_config(tmp_path / "keeper.toml", ops.anvil.url, db_dsn, deployment_path)
+    first = run_keeper(cfg, "run", "--once", "--jobs", "resolve", env={"KEEPER_CRASH_AT": crash_at})
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+    assert t["status"] == "pending"
+    broadcast = crash_at == "after_broadcast"
+    assert ops.market(m)[4] is broadcast  # automine: a broadcast resolution is already mined
+    second = run_keeper(cfg, "run", "--once", "--jobs", "resolve")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert ops.market(m)[4]
+    assert len(ops.resolved_events(m)) == 1
+    txs = await fetch(db_dsn, "SELECT job_key, status, nonce FROM keeper.txs")
+    assert [(r["job_key"], r["status"]) for r in txs] == [(f"resolve:{m}", "confirmed")]
+    attempts = await fetch(db_dsn, "SELECT count(*) AS n FROM keeper.tx_attempts")
+    assert attempts[0]["n"] == 1  # finished by rebroadcasting the recorded raw tx, not by a new one
+    (q,) = await fetch(db_dsn, "SELECT status FROM keeper.resolution_queue")
+    assert q["status"] == "resolved"
+    epochs = await fetch(db_dsn, "SELECT epoch FROM keeper.leaders")
+    assert epochs[0]["epoch"] == 2
+    assert_no_key(first.stdout, first.stderr, second.stdout, second.stderr)
+
+
+async def test_two_instances_one_signer(ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path) -> None:
+    """Two daemons on one database: one leads and signs, the other stands by; no job key or nonce twice."""
+    ids = await due_queued(ops, db_dsn, 4)
+    port_a, port_b = free_port(), free_port()
+    cfg_a = write_config(tmp_path / "a.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1,
+                         http_port=port_a)
+    cfg_b = write_config(tmp_path / "b.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1,
+                         http_port=port_b)
+    with keeper_process(cfg_a, "run") as a, keeper_process(cfg_b, "run") as b:
+        deadline = time.monotonic() + 60
+        while True:
+            rows = await fetch(db_dsn, "SELECT count(*) AS n FROM keeper.txs WHERE status = 'confirmed'")
+            if rows[0]["n"] >= len(ids):
+                break
+            assert time.monotonic() < deadline, "not resolved in time"
+            assert a.poll() is None
+            assert b.poll() is None
+            await asyncio.sleep(0.3)
+        roles = [await asyncio.to_thread(http_json, port, "/health") for port in (port_a, port_b)]
+        assert sorted(r["role"] for r in roles) == ["leader", "standby"]
+        assert b"keeper_is_leader" in await asyncio.to_thread(http_get, port_a, "/metrics")
+        await asyncio.sleep(1.5)  # a few more scheduler ticks on both
+        a.terminate()
+        b.terminate()
+        out_a, err_a = a.communicate(timeout=20)
+        out_b, err_b = b.communicate(timeout=20)
+    txs = await fetch(db_dsn, "SELECT job_key, nonce, epoch, status FROM keeper.txs ORDER BY nonce")
+    assert len(txs) == len(ids)
+    assert len({t["job_key"] for t in txs}) == len(ids)
+    assert len({t["epoch"] for t in txs}) == 1
+    for m in ids:
+        assert len(ops.resolved_events(m)) == 1
+    assert "leader_acquired" in (err_a + err_b)
+    assert (err_a + err_b).count("leader_acquired") == 1
+    assert_no_key(out_a, err_a, out_b, err_b)
