@@ -19,7 +19,7 @@ touched state is read back (one JSON-RPC batch) and must equal the model, and th
 
 A sequence ends with a full read of both contracts compared with the model.
 
-1,000 sequences by default (CI); GL_FUZZ=1 runs 20,000; GL_FUZZ_SEQUENCES=N and GL_FUZZ_SEED=S
+2,000 sequences by default (CI, about a minute); GL_FUZZ=1 runs 20,000; GL_FUZZ_SEQUENCES=N and GL_FUZZ_SEED=S
 override (a failure names its seed: rerun it alone with GL_FUZZ_SEED=S GL_FUZZ_SEQUENCES=1).
 """
 
@@ -29,6 +29,7 @@ import dataclasses
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,7 +44,7 @@ from tests.contracts.rpc import Codec, Rpc, words
 pytestmark = pytest.mark.anvil
 
 FUZZ = os.environ.get("GL_FUZZ") == "1"
-SEQUENCES = int(os.environ.get("GL_FUZZ_SEQUENCES", "20000" if FUZZ else "1000"))
+SEQUENCES = int(os.environ.get("GL_FUZZ_SEQUENCES", "20000" if FUZZ else "2000"))
 SEED = int(os.environ.get("GL_FUZZ_SEED", "20261129"))
 USDC = 10**6
 FUND = 10_000_000 * USDC
@@ -108,12 +109,26 @@ class Harness:
         latest = self.rpc.call("eth_getBlockByNumber", "latest", False)
         self.now = int(latest["timestamp"], 16) + 1
         self.log: list[str] = []
-        # Base state: two markets (one ending soon), two creators with their first share.
-        self.step(self.op_create(self.wallets[0], 100 * USDC, 2 * 86_400))
-        self.step(self.op_create(self.wallets[1], 10 * USDC, 2 * 3_600))
-        self.step(self.op_buy_shares(self.wallets[0], self.wallets[0], 1, MAX_UINT))
-        self.step(self.op_buy_shares(self.wallets[1], self.wallets[1], 1, MAX_UINT))
+        self.stats: Counter[tuple[str, str]] = Counter()  # (action, "ok" or the expected error)
+        # Base state: three markets (ending in 2 days, in 2 hours, and already ended but unresolved) with
+        # positions in each; two creators with holders and one distribution behind them; wallets[2] has
+        # no shares of its own.
+        w = self.wallets
+        self.step(self.op_create(w[0], 100 * USDC, 2 * 86_400))
+        self.step(self.op_create(w[1], 10 * USDC, 2 * 3_600))
+        self.step(self.op_create(w[2], 50 * USDC, 12))  # ends before the base snapshot
+        for market in (1, 2, 3):
+            self.step(self.op_buy(w[2], market, 1, 7 * USDC, 0, False))
+            self.step(self.op_buy(w[3], market, 0, 5 * USDC, 0, False))
+        self.step(self.op_buy_shares(w[0], w[0], 1, MAX_UINT))
+        self.step(self.op_buy_shares(w[1], w[1], 1, MAX_UINT))
+        self.step(self.op_buy_shares(w[2], w[0], 2, MAX_UINT))
+        self.step(self.op_buy_shares(w[3], w[0], 1, MAX_UINT))
+        self.step(self.op_buy_shares(w[3], w[1], 3, MAX_UINT))
+        self.step(self.op_distribute(self.keeper, w[0]))
+        assert self.now > self.state.markets[3].end
         self.full_check()
+        self.stats.clear()
         self.base_state, self.base_now = self.state.clone(), self.now
         self.snapshot = self.rpc.call("evm_snapshot")
 
@@ -133,7 +148,7 @@ class Harness:
 
     def op_create(self, sender: str, liquidity: int, duration: int) -> Op:
         end = self.now + duration
-        return Op(f"create(by={sender[:6]}, liq={liquidity}, end=+{duration})", sender, self.om,
+        return Op(f"createMarket(by={sender[:6]}, liq={liquidity}, end=+{duration})", sender, self.om,
                   OM.data("createMarket", "Will it happen?", "fuzz", end, liquidity),
                   lambda s, now: s.create_market(sender, end, liquidity, now))
 
@@ -205,6 +220,7 @@ class Harness:
             result = op.apply(self.state, self.now)
         except Revert as expected:
             self.expect_revert(tx, expected.error)
+            self.stats[(op.label.split("(")[0], expected.error)] += 1
             return None
         tx_hash = self.rpc.call("eth_sendTransaction", tx)
         self.rpc.call("evm_mine", self.now)
@@ -212,6 +228,7 @@ class Harness:
         if receipt is None or receipt["status"] != "0x1":
             raise AssertionError(f"model expected success ({result}), chain reverted: {self.diagnose(tx)}")
         self.log[-1] += f" -> {result}"
+        self.stats[(op.label.split("(")[0], "ok")] += 1
         self.now += 1
         self.check_touched(op)
         return result
@@ -368,6 +385,11 @@ def amount_usdc(rng: random.Random) -> int:
     return rng.randint(100 * USDC, 5_000 * USDC)  # far larger than the pools: extreme prices
 
 
+def pick(rng: random.Random, preferred: list[Any], fallback: Any, bias: float = 0.75) -> Any:
+    """One of `preferred` with probability `bias` (when there are any), else `fallback`."""
+    return rng.choice(preferred) if preferred and rng.random() < bias else fallback
+
+
 def random_step(h: Harness, rng: random.Random) -> None:
     s = h.state
     sender = rng.choice(h.wallets)
@@ -378,7 +400,7 @@ def random_step(h: Harness, rng: random.Random) -> None:
     kind = rng.choices(
         ["buy", "sell", "roundtrip", "create", "resolve", "claim", "withdraw", "buy_shares", "sell_shares",
          "distribute", "claim_dividends", "claim_creator_fees", "warp", "pause"],
-        [24, 14, 5, 4, 6, 6, 3, 14, 8, 6, 6, 2, 10, 2],
+        [20, 13, 5, 3, 7, 9, 4, 13, 9, 6, 6, 2, 11, 2],
     )[0]
     if kind == "buy":
         outcome = rng.choice([0, 1]) if rng.random() > 0.03 else 2
@@ -391,10 +413,11 @@ def random_step(h: Harness, rng: random.Random) -> None:
             min_out = quote + rng.choice([0, 1])  # exact bound passes, one more reverts
         h.step(h.op_buy(sender, market, outcome, amount, min_out, expired))
     elif kind == "sell":
-        outcome = rng.choice([0, 1])
-        held = s.positions[(market, sender)][outcome]
+        held = [(mid, o) for mid in market_ids for o in (0, 1) if s.positions[(mid, sender)][o]]
+        market, outcome = pick(rng, held, (market, rng.choice([0, 1])))
+        have = s.positions[(market, sender)][outcome]
         r = rng.random()
-        shares = 0 if r < 0.05 else held + 1 if r < 0.12 or held == 0 else rng.randint(1, held)
+        shares = 0 if r < 0.05 else have + 1 if r < 0.12 or have == 0 else rng.randint(1, have)
         h.step(h.op_sell(sender, market, outcome, shares, 0, expired))
     elif kind == "roundtrip":
         outcome = rng.choice([0, 1])
@@ -408,14 +431,19 @@ def random_step(h: Harness, rng: random.Random) -> None:
         duration = rng.randint(60, 4 * 3_600) if rng.random() > 0.05 else 0
         h.step(h.op_create(sender, liquidity, duration))
     elif kind == "resolve":
+        ended = [mid for mid, mk in s.markets.items() if not mk.resolved and mk.end <= h.now]
         who = h.keeper if rng.random() < 0.85 else sender
         outcome = rng.choices([0, 1, 2, 3], [40, 40, 17, 3])[0]
-        h.step(h.op_resolve(who, market, outcome))
+        h.step(h.op_resolve(who, pick(rng, ended, market), outcome))
     elif kind == "claim":
+        owed = [mid for mid, mk in s.markets.items() if mk.resolved and any(s.positions[(mid, sender)])]
+        market = pick(rng, owed, market)
         first = h.step(h.op_claim(sender, market))
-        if first and rng.random() < 0.5:
+        if first is not None and rng.random() < 0.5:
             assert h.step(h.op_claim(sender, market)) == 0, "second claimWinnings paid again"
     elif kind == "withdraw":
+        done = [mid for mid, mk in s.markets.items() if mk.resolved and not mk.withdrawn]
+        market = pick(rng, done, market)
         mk = s.markets.get(market)
         who = mk.creator if mk is not None and rng.random() < 0.8 else sender
         h.step(h.op_withdraw(who, market))
@@ -430,12 +458,14 @@ def random_step(h: Harness, rng: random.Random) -> None:
                 m.share_fees(price, s.params.protocol_bps, s.params.creator_bps, s.params.dividend_bps)) - 1)
         h.step(h.op_buy_shares(who, creator, amount, max_cost, expired))
     elif kind == "sell_shares":
+        creator = pick(rng, [c for c in h.creators if s.holdings[(c, sender)].shares], creator)
         held = s.holdings[(creator, sender)].shares
         amount = rng.randint(1, held) if held and rng.random() > 0.1 else held + rng.choice([0, 1])
         h.step(h.op_sell_shares(sender, creator, amount, 0, expired))
     elif kind == "distribute":
         h.step(h.op_distribute(h.keeper if rng.random() < 0.9 else sender, creator))
     elif kind == "claim_dividends":
+        creator = pick(rng, [c for c in h.creators if s.claimable(c, sender)], creator)
         if h.step(h.op_claim_dividends(sender, creator)):
             h.step(h.op_claim_dividends(sender, creator))  # the model says: NothingToClaim
     elif kind == "claim_creator_fees":
@@ -443,15 +473,16 @@ def random_step(h: Harness, rng: random.Random) -> None:
     elif kind == "warp":
         r = rng.random()
         ends = [mk.end for mk in s.markets.values() if not mk.resolved and mk.end >= h.now]
-        if r < 0.4:
+        if r < 0.35:
             h.now += rng.randint(1, 120)
-        elif r < 0.7:
+        elif r < 0.65:
             h.now += s.params.lock + rng.choice([-1, 0, 1])
         elif ends:
-            h.now = max(h.now, min(ends) + rng.choice([-1, 0, 1]))
+            h.now = max(h.now, rng.choice(ends) + rng.choice([-1, 0, 1]))
         h.log.append(f"warp to t={h.now}")
     else:
-        contract = rng.choice(["om", "cs"])
+        contract = pick(rng, [c for c, on in (("om", s.om_paused), ("cs", s.cs_paused)) if on],
+                        rng.choice(["om", "cs"]), 0.7)
         paused = not (s.om_paused if contract == "om" else s.cs_paused)
         h.step(h.op_pause(h.admin if rng.random() < 0.8 else sender, contract, paused))
 
@@ -490,4 +521,9 @@ def test_random_action_sequences_keep_invariants(harness: Harness) -> None:
             raise AssertionError(f"sequence seed {seed} failed: {exc}\n  {trail}") from exc
     elapsed = time.perf_counter() - started
     print(f"\n{SEQUENCES} sequences, {steps} steps in {elapsed:.1f} s ({SEQUENCES / elapsed:.1f} seq/s)")
+    for (action, outcome), n in sorted(harness.stats.items()):
+        print(f"  {action:18} {outcome:32} {n}")
     assert steps >= 5 * SEQUENCES
+    mined = {a for (a, outcome), n in harness.stats.items() if outcome == "ok" and n > 0}
+    assert mined >= {"createMarket", "buy", "sell", "resolve", "claimWinnings", "withdrawLiquidity", "buyShares",
+                     "sellShares", "distribute", "claimDividends", "claimCreatorFees", "pause", "unpause"}, mined
