@@ -1,0 +1,105 @@
+"""`python -m api --config FILE`: the read API (uvicorn) and the websocket feed in one process.
+
+With `api.workers > 1`, uvicorn forks workers; each runs its own outbox pump and feed server
+(the feed port is bound with SO_REUSEPORT, so the kernel spreads connections across workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+
+from api.app import create_app
+from api.settings import Settings, load_settings
+from core.config import ConfigError, load_config
+from core.logs import configure_logging
+
+log = structlog.get_logger("api")
+CONFIG_ENV = "GL_API_CONFIG_FILE"
+
+
+def _local_secret(path: str, chain_id: int) -> None:
+    """On a local chain, creates the JWT secret file with a random secret when it is missing."""
+    if not path or chain_id != 31337 or Path(path).exists() or os.environ.get("GL_API_JWT_SECRET"):
+        return
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(48))
+    log.info("jwt_secret_created", path=path)
+
+
+def settings_from(path: str) -> Settings:
+    config = load_config(path)
+    api = config.get("api", {})
+    chain = config.get("chain", {})
+    if isinstance(api, dict) and isinstance(chain, dict):
+        secret_file = api.get("jwt_secret_file", "")
+        if isinstance(secret_file, str) and isinstance(chain.get("chain_id"), int):
+            _local_secret(secret_file, chain["chain_id"])
+    return load_settings(config)
+
+
+def factory() -> Starlette:
+    """uvicorn --factory entry for multi-worker runs."""
+    configure_logging()
+    return create_app(settings_from(os.environ[CONFIG_ENV]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--config", default=os.environ.get("GL_CONFIG", "config/local.toml"))
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        settings = settings_from(args.config)
+    except ConfigError as exc:
+        log.error("config_invalid", error=str(exc))
+        return 2
+    a = settings.api
+    log.info(
+        "api_starting",
+        host=a.host,
+        port=a.port,
+        feed=f"ws://{a.feed_host}:{a.feed_port}",
+        workers=a.workers,
+        settings=repr(settings),
+    )
+    if a.workers > 1:
+        os.environ[CONFIG_ENV] = args.config
+        uvicorn.run(
+            "api.__main__:factory",
+            factory=True,
+            host=a.host,
+            port=a.port,
+            workers=a.workers,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            server_header=False,
+        )
+        return 0
+    config = uvicorn.Config(
+        create_app(settings),
+        host=a.host,
+        port=a.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""`create_app(settings)`: the Starlette application. Its lifespan owns the asyncpg pools (reads on
+the optional replica as the read-only `api` role; a small primary pool for the API's own tables
+and the outbox), the Redis client, the outbox pump and — unless told otherwise — the feed server.
+
+Request path (outermost first): Edge (security headers, size limit, rate limit, metrics, the
+seed's 500 body) → CORS → router → endpoint wrapper (validate → auth → cache → as_of + SQL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import auth
+from api.cache import Cache
+from api.context import Ctx, Endpoint, State, fetch_as_of
+from api.encode import JSONBody, dumps, loads
+from api.errors import (
+    ApiError,
+    FieldError,
+    api_error_handler,
+    error_body,
+    http_error_handler,
+)
+from api.feed import Hub
+from api.metrics import Metrics
+from api.outbox import Pump
+from api.params import parse
+from api.ratelimit import EXEMPT, RateLimiter
+from api.routes import ENDPOINTS, system
+from api.settings import Settings
+
+log = structlog.get_logger("api")
+
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; img-src 'self' data: https:; "
+        b"object-src 'none'; base-uri 'self'; frame-ancestors 'none'",
+    ),
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+@dataclasses.dataclass(slots=True)
+class Runtime:
+    """Filled by the lifespan; read by the middleware and the endpoint wrappers."""
+
+    settings: Settings
+    metrics: Metrics
+    serve_feed: bool
+    state: State | None = None
+
+
+class Edge:
+    """Pure ASGI middleware: security headers on every response, request size limit, rate limit
+    with RateLimit-* headers, request metrics, and the seed's body for unhandled errors."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.rt = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+        extra: list[tuple[bytes, bytes]] = list(SECURITY_HEADERS)
+        status_box = [500]
+        response_started = False
+
+        async def send_wrapped(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status_box[0] = message["status"]
+                message = dict(message)
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            headers = dict(scope["headers"])
+            principal = None
+            token = auth.bearer(headers.get(b"authorization", b"").decode("latin-1"))
+            if token is not None:
+                principal = auth.decode_token(self.rt.settings, token)
+            scope["gl_principal"] = principal
+            limit = self.rt.settings.api.max_body_bytes
+            length = headers.get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                await self._error(
+                    scope,
+                    send_wrapped,
+                    413,
+                    f"request body larger than {limit} bytes",
+                    [FieldError("body", f"at most {limit} bytes")],
+                )
+                return
+            state = self.rt.state
+            if (
+                state is not None
+                and scope["method"] != "OPTIONS"
+                and path not in EXEMPT
+                and not (principal is not None and principal.is_admin)
+            ):
+                client = scope.get("client")
+                ip = client[0] if client else "unknown"
+                if self.rt.settings.api.trust_forwarded_for and b"x-forwarded-for" in headers:
+                    ip = headers[b"x-forwarded-for"].decode("latin-1").split(",")[0].strip()[:64]
+                verdict = await state.limiter.check(ip, principal.address if principal else None)
+                if verdict is not None:
+                    extra.extend((k.lower().encode(), v.encode()) for k, v in verdict.headers().items())
+                    if not verdict.allowed:
+                        await self._error(
+                            scope,
+                            send_wrapped,
+                            429,
+                            "Too many requests",
+                            [
+                                FieldError(
+                                    "", f"limit {verdict.limit} per {verdict.window_s} s; retry in {verdict.reset_s} s"
+                                )
+                            ],
+                        )
+                        return
+            await self.app(scope, _limited(receive, limit), send_wrapped)
+        except Exception as exc:
+            log.error("request_failed", path=path, error=type(exc).__name__, exc_info=exc)
+            if not response_started:
+                await self._error(scope, send_wrapped, 500, "Internal server error", [])
+        finally:
+            route = scope.get("gl_route") or ("unmatched" if status_box[0] == 404 else "other")
+            self.rt.metrics.requests.labels(route, scope["method"], str(status_box[0])).inc()
+            self.rt.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+    @staticmethod
+    async def _error(scope: Scope, send: Send, status: int, message: str, errors: list[FieldError]) -> None:
+        body = dumps(error_body(status, message, errors, scope["path"]))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise ApiError(
+                    413, f"request body larger than {limit} bytes", [FieldError("body", f"at most {limit} bytes")]
+                )
+        return message
+
+    return wrapped
+
+
+def _route(ep: Endpoint, rt: Runtime) -> Route:
+    async def call(request: Request) -> Response:
+        request.scope["gl_route"] = ep.path
+        state = rt.state
+        if state is None:
+            raise ApiError(503, "starting up")
+        params = parse(ep.params, request.query_params.multi_items(), request.path_params)
+        user: auth.Principal | None = request.scope.get("gl_principal")
+        if ep.auth is not None:
+            if user is None:
+                raise ApiError(
+                    401,
+                    "Authentication required",
+                    [FieldError("Authorization", "send 'Bearer <token>' with a valid token from POST /v1/auth/verify")],
+                )
+            if ep.auth == "admin" and not user.is_admin:
+                raise ApiError(403, "Admin role required", [FieldError("Authorization", "token lacks the admin role")])
+        body: Any = None
+        if ep.body is not None:
+            ctype = request.headers.get("content-type", "").split(";")[0].strip()
+            if ctype != "application/json":
+                raise ApiError(
+                    415,
+                    "Content-Type must be application/json",
+                    [FieldError("Content-Type", "must be application/json")],
+                )
+            raw = await request.body()
+            try:
+                body = loads(raw) if raw else None
+            except ValueError:
+                raise ApiError(400, "Validation failed", [FieldError("body", "is not valid JSON")]) from None
+            if not isinstance(body, dict):
+                raise ApiError(400, "Validation failed", [FieldError("body", "must be a JSON object")])
+        key = field = None
+        cache_header = "bypass"
+        if ep.cache is not None:
+            key, field = ep.cache(params)
+            hit = await state.cache.get(key, field)
+            if hit is not None:
+                return JSONBody(hit, headers={"x-cache": "hit"})
+            cache_header = "miss"
+        generation = state.cache.generation
+        try:
+            async with state.read_pool.acquire() as conn:
+                as_of = await fetch_as_of(conn, state.settings.chain_id)
+                out = await ep.handler(Ctx(request, state, conn, params, user, body))
+        except asyncpg.QueryCanceledError:
+            raise ApiError(503, "query timed out; narrow the filters") from None
+        except (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, OSError):
+            raise ApiError(503, "database unavailable") from None
+        status = int(out.pop("__status__", 200))
+        out["as_of"] = as_of
+        data = dumps(out)
+        if key is not None and field is not None and status == 200:
+            await state.cache.set(key, field, data, generation)
+        return JSONBody(data, status_code=status, headers={"x-cache": cache_header})
+
+    return Route(ep.path, call, methods=[ep.method], name=f"{ep.method} {ep.path}")
+
+
+def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
+    metrics = Metrics()
+    rt = Runtime(settings, metrics, serve_feed)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        import asyncio
+
+        a = settings.api
+        server_settings = {"application_name": "gl-api", "statement_timeout": str(a.statement_timeout_ms)}
+        if a.db_role:
+            server_settings["role"] = a.db_role
+        read_pool = await asyncpg.create_pool(
+            settings.read_dsn,
+            min_size=a.pool_min,
+            max_size=a.pool_max,
+            server_settings={**server_settings, "default_transaction_read_only": "on"},
+        )
+        write_pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=3, server_settings=server_settings)
+        client = aioredis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=0.25,
+            socket_timeout=0.5,
+            retry_on_timeout=False,
+        )
+        cache = Cache(client, a.cache_prefix, settings.chain_id, a.cache_ttl_s, metrics, a.cache_enabled)
+        await cache.ping()
+        limiter = RateLimiter(
+            client, cache.ns, a.rate_limit_window_s, a.rate_limit_ip, a.rate_limit_user, metrics, a.rate_limit_enabled
+        )
+        pump = Pump(write_pool, settings.dsn, client, settings.chain_id, a.outbox_poll_s, metrics)
+        hub = Hub(
+            read_pool,
+            settings.chain_id,
+            metrics,
+            a.feed_queue_max,
+            a.feed_max_rooms,
+            a.feed_max_frame_bytes,
+            a.feed_heartbeat_s,
+            a.feed_replay_max,
+        )
+        await pump.start()
+        hub.head_seq = pump.last_seq
+
+        async def invalidate(rows: Any, safe: int | None, fin: int | None) -> None:
+            await cache.invalidate([(r["event"], r["rooms"]) for r in rows])
+
+        pump.sinks += [invalidate, hub.publish]
+        pump.broadcast_sinks.append(hub.broadcast)
+        rt.state = State(settings, metrics, read_pool, write_pool, cache, limiter, pump, hub)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(pump.run(stop), name="outbox-pump")]
+        if rt.serve_feed:
+            tasks.append(asyncio.create_task(hub.serve(a.feed_host, a.feed_port, stop), name="feed"))
+        log.info("api_started", chain_id=settings.chain_id, feed=rt.serve_feed)
+        try:
+            yield
+        finally:
+            stop.set()
+            for t in tasks:
+                try:
+                    async with asyncio.timeout(5):
+                        await t
+                except (TimeoutError, Exception) as exc:
+                    log.warning("task_stop_failed", task=t.get_name(), error=type(exc).__name__)
+                    t.cancel()
+            rt.state = None
+            await client.aclose()
+            await write_pool.close()
+            await read_pool.close()
+            log.info("api_stopped")
+
+    routes: list[Route] = [_route(ep, rt) for ep in ENDPOINTS]
+    routes += system.routes(rt)
+    middleware = [
+        Middleware(Edge, runtime=rt),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.api.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+            expose_headers=["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"],
+        ),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler},
+    )
+    app.state.runtime = rt
+    return app

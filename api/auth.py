@@ -1,0 +1,271 @@
+"""Sign-In with Ethereum (EIP-4361) → JWT with roles user / creator / admin.
+
+    POST /v1/auth/nonce   → a single-use nonce (PostgreSQL api.siwe_nonces, expires)
+    POST /v1/auth/verify  {message, signature} → parse the EIP-4361 message, check domain, chain
+                           id, nonce (consumed), times; recover the signer (EIP-191 personal_sign)
+                           and compare with the message's address → {token, roles, expiresAt}
+
+Roles: every signer is `user`; `creator` when the address created a market or has a share curve;
+`admin` when listed in api.admin_addresses. The message parser is ours (the `siwe` package is not
+installed here and pulls pydantic-based parsing we do not need); verification uses eth_account.
+
+Errors: SiweError(message) — turned into 401 with the reason by the route.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import secrets
+import time
+from typing import Any
+
+import asyncpg
+import jwt
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from api.settings import Settings
+
+ISSUER = "guesslyfe-api"
+
+
+class SiweError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Principal:
+    address: str  # lowercase 0x hex
+    roles: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SiweMessage:
+    domain: str
+    address: str
+    statement: str | None
+    uri: str
+    version: str
+    chain_id: int
+    nonce: str
+    issued_at: dt.datetime
+    expiration_time: dt.datetime | None
+    not_before: dt.datetime | None
+    request_id: str | None
+    resources: tuple[str, ...]
+
+
+_HEADER = re.compile(r"^(?P<domain>[^\s]+) wants you to sign in with your Ethereum account:$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_FIELDS = {
+    "URI": "uri",
+    "Version": "version",
+    "Chain ID": "chain_id",
+    "Nonce": "nonce",
+    "Issued At": "issued_at",
+    "Expiration Time": "expiration_time",
+    "Not Before": "not_before",
+    "Request ID": "request_id",
+}
+_ORDER = list(_FIELDS)
+
+
+def _time(value: str, name: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SiweError(f"{name} is not an RFC 3339 timestamp") from None
+    if t.tzinfo is None:
+        raise SiweError(f"{name} needs a time zone")
+    return t
+
+
+def parse_siwe(text: str) -> SiweMessage:
+    """Parses an EIP-4361 message (pure)."""
+    lines = text.split("\n")
+    if len(lines) < 8:
+        raise SiweError("not an EIP-4361 message")
+    header = _HEADER.match(lines[0])
+    if header is None:
+        raise SiweError("first line must be '<domain> wants you to sign in with your Ethereum account:'")
+    address = lines[1]
+    if not _ADDRESS.match(address):
+        raise SiweError("second line must be the 0x address")
+    if lines[2] != "":
+        raise SiweError("a blank line must follow the address")
+    i = 3
+    statement = None
+    if not lines[i].startswith("URI: "):
+        statement = lines[i]
+        if i + 1 >= len(lines) or lines[i + 1] != "":
+            raise SiweError("a blank line must follow the statement")
+        i += 2
+    values: dict[str, str] = {}
+    resources: list[str] = []
+    last = -1
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if line == "Resources:":
+            resources = [r[2:] for r in lines[i:] if r.startswith("- ")]
+            if len(resources) != len(lines[i:]):
+                raise SiweError("resources must be '- URI' lines")
+            break
+        key, sep, value = line.partition(": ")
+        if not sep or key not in _FIELDS:
+            raise SiweError(f"unexpected line {line[:40]!r}")
+        pos = _ORDER.index(key)
+        if pos <= last:
+            raise SiweError(f"field {key} out of order or repeated")
+        last = pos
+        values[_FIELDS[key]] = value
+    for need in ("uri", "version", "chain_id", "nonce", "issued_at"):
+        if need not in values:
+            raise SiweError(f"missing field {need}")
+    if values["version"] != "1":
+        raise SiweError("Version must be 1")
+    if not values["chain_id"].isdigit():
+        raise SiweError("Chain ID must be an integer")
+    if not re.fullmatch(r"[A-Za-z0-9]{8,64}", values["nonce"]):
+        raise SiweError("Nonce must be 8+ alphanumeric characters")
+    return SiweMessage(
+        domain=header["domain"],
+        address=address,
+        statement=statement,
+        uri=values["uri"],
+        version="1",
+        chain_id=int(values["chain_id"]),
+        nonce=values["nonce"],
+        issued_at=_time(values["issued_at"], "Issued At"),
+        expiration_time=_time(values["expiration_time"], "Expiration Time") if "expiration_time" in values else None,
+        not_before=_time(values["not_before"], "Not Before") if "not_before" in values else None,
+        request_id=values.get("request_id"),
+        resources=tuple(resources),
+    )
+
+
+def check_siwe(msg: SiweMessage, signature: str, settings: Settings, now: dt.datetime) -> str:
+    """Checks everything but the nonce; returns the signer's lowercase address (pure but for ecrecover)."""
+    if msg.domain != settings.api.siwe_domain:
+        raise SiweError(f"domain must be {settings.api.siwe_domain}")
+    if msg.chain_id != settings.chain_id:
+        raise SiweError(f"Chain ID must be {settings.chain_id}")
+    if msg.address != msg.address.lower() and msg.address != _checksum(msg.address):
+        raise SiweError("address checksum is wrong")
+    if msg.issued_at > now + dt.timedelta(minutes=5):
+        raise SiweError("Issued At is in the future")
+    if msg.expiration_time is not None and msg.expiration_time <= now:
+        raise SiweError("message expired")
+    if msg.not_before is not None and msg.not_before > now:
+        raise SiweError("message not yet valid")
+    if not re.fullmatch(r"0x[0-9a-fA-F]{130}", signature):
+        raise SiweError("signature must be 65 bytes of 0x hex")
+    return msg.address.lower()
+
+
+def recover_signer(text: str, signature: str) -> str:
+    try:
+        signer: str = Account.recover_message(encode_defunct(text=text), signature=signature)
+    except Exception as exc:  # eth_keys raises several types for bad signatures
+        raise SiweError("signature does not verify") from exc
+    return signer.lower()
+
+
+def _checksum(address: str) -> str:
+    from eth_utils.address import to_checksum_address
+
+    return str(to_checksum_address(address))
+
+
+# ------------------------------------------------------------------ nonces (PostgreSQL, single use)
+
+
+async def issue_nonce(pool: asyncpg.Pool, ttl_s: int) -> tuple[str, dt.datetime]:
+    nonce = secrets.token_hex(12)
+    async with pool.acquire() as conn:
+        expires = await conn.fetchval(
+            """WITH gc AS (DELETE FROM api.siwe_nonces WHERE expires_at < now())
+               INSERT INTO api.siwe_nonces (nonce, expires_at) VALUES ($1, now() + make_interval(secs => $2))
+               RETURNING expires_at""",
+            nonce,
+            ttl_s,
+        )
+    return nonce, expires
+
+
+async def consume_nonce(pool: asyncpg.Pool, nonce: str) -> bool:
+    async with pool.acquire() as conn:
+        row = await conn.fetchval(
+            "DELETE FROM api.siwe_nonces WHERE nonce = $1 AND expires_at >= now() RETURNING 1", nonce
+        )
+    return row is not None
+
+
+ROLES_SQL = """
+SELECT EXISTS (SELECT 1 FROM idx.markets WHERE chain_id = $1 AND creator = $2)
+    OR EXISTS (SELECT 1 FROM idx.creators WHERE chain_id = $1 AND creator = $2)
+"""
+
+
+async def roles_for(pool: asyncpg.Pool, settings: Settings, address: str) -> frozenset[str]:
+    roles = {"user"}
+    async with pool.acquire() as conn:
+        if await conn.fetchval(ROLES_SQL, settings.chain_id, bytes.fromhex(address[2:])):
+            roles.add("creator")
+    if address in settings.admins:
+        roles.add("admin")
+    return frozenset(roles)
+
+
+# ------------------------------------------------------------------ JWT
+
+
+def issue_token(settings: Settings, principal: Principal, now: float | None = None) -> tuple[str, int]:
+    iat = int(time.time() if now is None else now)
+    exp = iat + settings.api.jwt_ttl_s
+    claims: dict[str, Any] = {
+        "sub": principal.address,
+        "roles": sorted(principal.roles),
+        "iat": iat,
+        "exp": exp,
+        "iss": ISSUER,
+        "chain_id": settings.chain_id,
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256"), exp
+
+
+def decode_token(settings: Settings, token: str) -> Principal | None:
+    """The principal of a valid bearer token; None when invalid or expired."""
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=["HS256"],
+            issuer=ISSUER,
+            options={"require": ["sub", "exp", "iat", "iss"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    sub = claims.get("sub")
+    roles = claims.get("roles")
+    if not isinstance(sub, str) or not _ADDRESS.match(sub) or not isinstance(roles, list):
+        return None
+    if claims.get("chain_id") != settings.chain_id:
+        return None
+    return Principal(sub.lower(), frozenset(str(r) for r in roles if r in ("user", "creator", "admin")))
+
+
+def bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token.strip()

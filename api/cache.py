@@ -1,0 +1,236 @@
+"""Redis cache-aside with the seed's key convention, invalidated from the indexer's outbox.
+
+Keys (namespaced `{prefix}:{chain_id}:` so chains and deployments never collide):
+
+    market:{id}               market detail, price history, candles, holders (hash fields per variant)
+    market:{id}:trades        a market's trades pages
+    markets:list              every variant of the market list (one hash: one DEL drops them all)
+    markets:trending          trending markets
+    user:{address}            user summary, activity, holdings, dividends
+    user:{address}:positions  user positions
+    creator:{address}         creator detail, holders, trades, candles, dividends
+    creators:list             creator list
+    leaderboard:traders       trader leaderboards (every window and order)
+    leaderboard:creators      creator leaderboards
+    stats                     platform statistics
+
+Each key is a Redis hash whose fields are the request variants (a hash of the parameters), so
+invalidating a key drops every variant at once. An outbox row invalidates the keys of its rooms
+plus the global keys; `chain:reorg` drops the whole namespace. A TTL is only a safety net.
+
+Race: a request that read PostgreSQL before an invalidation must not write its stale answer
+after it — `set` is skipped when the process's invalidation generation moved meanwhile.
+
+Redis down: every call fails fast, counts as `error`, and the API answers from PostgreSQL;
+`api_redis_up` and /ready report it. Calls are retried after a short back-off.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from api.metrics import Metrics
+
+log = structlog.get_logger("api.cache")
+
+GLOBAL_KEYS = (
+    "markets:list",
+    "markets:trending",
+    "creators:list",
+    "leaderboard:traders",
+    "leaderboard:creators",
+    "stats",
+)
+MAX_VARIANTS = 1000
+_BACKOFF_S = 1.0
+
+
+def keys_for(event: str, rooms: Sequence[str]) -> set[str] | None:
+    """Seed keys an outbox row makes stale; None means everything (a reorg)."""
+    if event == "chain:reorg":
+        return None
+    if event == "chain:finalized":
+        return set()
+    keys = set(GLOBAL_KEYS)
+    for room in rooms:
+        kind, _, ident = room.partition(":")
+        if kind == "market":
+            keys.update((f"market:{ident}", f"market:{ident}:trades"))
+        elif kind == "user":
+            keys.update((f"user:{ident}", f"user:{ident}:positions"))
+        elif kind == "creator":
+            keys.add(f"creator:{ident}")
+    return keys
+
+
+class Cache:
+    def __init__(
+        self,
+        client: aioredis.Redis | None,
+        prefix: str,
+        chain_id: int,
+        ttl_s: int,
+        metrics: Metrics,
+        enabled: bool = True,
+    ) -> None:
+        self.client = client
+        self.ns = f"{prefix}:{chain_id}:"
+        self.ttl_s = ttl_s
+        self.metrics = metrics
+        self.enabled = enabled and client is not None
+        self.generation = 0
+        self.redis_ok = client is not None
+        self._retry_at = 0.0
+
+    def _available(self) -> bool:
+        return self.enabled and (self.redis_ok or time.monotonic() >= self._retry_at)
+
+    def _failed(self, op: str, exc: Exception) -> None:
+        if self.redis_ok:
+            log.warning("redis_unavailable", op=op, error=type(exc).__name__)
+        self.redis_ok = False
+        self._retry_at = time.monotonic() + _BACKOFF_S
+        self.metrics.redis_up.set(0)
+
+    def _ok(self) -> None:
+        if not self.redis_ok:
+            log.info("redis_recovered")
+        self.redis_ok = True
+        self.metrics.redis_up.set(1)
+
+    async def get(self, key: str, field: str) -> bytes | None:
+        if not self._available():
+            self.metrics.cache.labels("error").inc()
+            return None
+        assert self.client is not None
+        try:
+            value = await cast("Awaitable[bytes | None]", self.client.hget(self.ns + key, field))
+        except (RedisError, OSError) as exc:
+            self._failed("get", exc)
+            self.metrics.cache.labels("error").inc()
+            return None
+        self._ok()
+        self.metrics.cache.labels("hit" if value is not None else "miss").inc()
+        return value
+
+    async def set(self, key: str, field: str, value: bytes, generation: int) -> None:
+        """Stores a variant unless an invalidation ran since `generation` was read."""
+        if generation != self.generation or not self._available():
+            return
+        assert self.client is not None
+        full = self.ns + key
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hset(full, field, cast(Any, value))
+                pipe.expire(full, self.ttl_s, nx=True)
+                pipe.hlen(full)
+                _, _, count = await pipe.execute()
+            if generation != self.generation:  # invalidated while we were writing
+                await self.client.delete(full)
+            elif int(count) > MAX_VARIANTS:
+                await self.client.delete(full)
+        except (RedisError, OSError) as exc:
+            self._failed("set", exc)
+            return
+        self._ok()
+
+    async def invalidate(self, rows: Iterable[tuple[str, Sequence[str]]]) -> int:
+        """Deletes the keys made stale by outbox rows (event, rooms); returns how many keys."""
+        self.generation += 1
+        keys: set[str] = set()
+        everything = False
+        for event, rooms in rows:
+            k = keys_for(event, rooms)
+            if k is None:
+                everything = True
+                break
+            keys |= k
+        if not self.enabled or self.client is None:
+            return 0
+        try:
+            if everything:
+                n = await self.clear()
+            elif keys:
+                n = int(await self.client.delete(*(self.ns + k for k in sorted(keys))))
+            else:
+                n = 0
+        except (RedisError, OSError) as exc:
+            self._failed("invalidate", exc)
+            return 0
+        self._ok()
+        self.metrics.cache_invalidations.inc(n)
+        return n
+
+    async def clear(self) -> int:
+        """Drops every key of this namespace (after a reorg)."""
+        self.generation += 1
+        if self.client is None:
+            return 0
+        n = 0
+        async for batch in _scan_batches(self.client, self.ns + "*"):
+            n += int(await self.client.delete(*batch))
+        return n
+
+    async def ping(self) -> bool:
+        if self.client is None:
+            return False
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            self._failed("ping", exc)
+            return False
+        self._ok()
+        return True
+
+
+async def _scan_batches(client: aioredis.Redis, pattern: str) -> Any:
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=pattern, count=500):
+        batch.append(key)
+        if len(batch) >= 500:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+HOT_PATHS = (
+    "/v1/markets",
+    "/v1/markets?sort=volume24h:desc",
+    "/v1/markets/trending",
+    "/v1/creators",
+    "/v1/leaderboards/traders",
+    "/v1/leaderboards/creators",
+    "/v1/stats",
+)
+
+
+async def warm(
+    base_url: str, token: str | None = None, paths: Sequence[str] = HOT_PATHS, top_markets: int = 20
+) -> dict[str, int]:
+    """Fills the hot keys by requesting them from a running API (the keeper's cache-warming job
+    calls this every 15 minutes; pass an admin token to bypass rate limits). Returns path → status.
+
+    Going through the API keeps one code path for what is cached and how it is invalidated."""
+    import aiohttp
+    import orjson
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    out: dict[str, int] = {}
+    async with aiohttp.ClientSession(base_url=base_url.rstrip("/") + "/", headers=headers) as http:
+        for path in paths:
+            async with http.get(path.lstrip("/")) as resp:
+                out[path] = resp.status
+                body = await resp.read()
+            if path == "/v1/markets" and resp.status == 200:
+                for m in orjson.loads(body)["data"][:top_markets]:
+                    p = f"/v1/markets/{m['id']}"
+                    async with http.get(p.lstrip("/")) as r2:
+                        out[p] = r2.status
+    return out

@@ -1,0 +1,97 @@
+"""What a route handler receives (Ctx), what the app holds for its lifetime (State), and how an
+endpoint is declared (Endpoint): method, path, parameters, auth, cache key — from which the app
+builds its routes and api/openapi.py the OpenAPI document."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+import asyncpg
+from starlette.requests import Request
+
+from api.params import Param
+from api.settings import Settings
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    from api.auth import Principal
+    from api.cache import Cache
+    from api.feed import Hub
+    from api.metrics import Metrics
+    from api.outbox import Pump
+    from api.ratelimit import RateLimiter
+
+Record = asyncpg.Record
+if TYPE_CHECKING:
+    Conn = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+Auth = Literal["user", "admin"] | None
+
+
+@dataclasses.dataclass(slots=True)
+class State:
+    settings: Settings
+    metrics: Metrics
+    read_pool: asyncpg.Pool
+    write_pool: asyncpg.Pool
+    cache: Cache
+    limiter: RateLimiter
+    pump: Pump
+    hub: Hub
+
+
+@dataclasses.dataclass(slots=True)
+class Ctx:
+    request: Request
+    state: State
+    conn: Conn
+    params: dict[str, Any]
+    user: Principal | None
+    body: Any = None
+
+    @property
+    def chain_id(self) -> int:
+        return self.state.settings.chain_id
+
+
+Handler = Callable[[Ctx], Awaitable[dict[str, Any]]]
+CacheKey = Callable[[dict[str, Any]], tuple[str, str]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str  # OpenAPI template, e.g. /v1/markets/{id}
+    handler: Handler
+    summary: str
+    tag: str
+    params: tuple[Param, ...] = ()
+    auth: Auth = None
+    cache: CacheKey | None = None  # (seed key, variant) for cache-aside
+    body: dict[str, Any] | None = None  # JSON schema of the request body
+    response: dict[str, Any] | None = None  # JSON schema of `data`
+    paged: Literal["page", "cursor"] | None = None
+    description: str = ""
+
+
+AS_OF_SQL = """
+SELECT c.block_number, c.block_hash, h.head_block, h.safe_block, h.finalized_block
+  FROM (SELECT 1) one
+  LEFT JOIN idx.checkpoints c ON c.chain_id = $1
+  LEFT JOIN idx.chain_heads h ON h.chain_id = $1
+"""
+
+
+async def fetch_as_of(conn: Conn, chain_id: int) -> dict[str, Any]:
+    """How fresh an answer is: the last indexed block and the node's safe/finalized tags."""
+    r = await conn.fetchrow(AS_OF_SQL, chain_id)
+    assert r is not None
+    return {
+        "chain_id": chain_id,
+        "block_number": r["block_number"],
+        "block_hash": None if r["block_hash"] is None else "0x" + bytes(r["block_hash"]).hex(),
+        "safe_block": r["safe_block"],
+        "finalized_block": r["finalized_block"],
+    }

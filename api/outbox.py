@@ -1,0 +1,214 @@
+"""The outbox pump: follows idx.outbox in seq order and hands each new batch of rows to the cache
+(invalidation) and to the feed hub (fan-out), in that order — a client told about a trade finds
+the cache already cleared.
+
+Wake-ups: LISTEN gl_outbox on PostgreSQL, Redis pub/sub `gl:outbox:*` (the indexer publishes the
+max seq after each commit; this is also how other instances hear about it), and a poll every
+`outbox_poll_s` as a safety net. Whatever the wake-up, rows are read from the table by
+`seq > last` so nothing is skipped or repeated. Admin broadcasts (`system:maintenance`) arrive on
+Redis `gl:feed:broadcast:{chain_id}` and reach every instance.
+
+The pure part — turning a row into a feed message — is `encode_row`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from api.metrics import Metrics
+
+log = structlog.get_logger("api.outbox")
+
+OUTBOX_SQL = """
+SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS payload, created_at
+  FROM idx.outbox
+ WHERE chain_id = $1 AND seq > $2
+ ORDER BY seq
+ LIMIT $3
+"""
+HEADS_SQL = "SELECT safe_block, finalized_block FROM idx.chain_heads WHERE chain_id = $1"
+MAX_SEQ_SQL = "SELECT coalesce(max(seq), 0) FROM idx.outbox WHERE chain_id = $1"
+BATCH = 1000
+
+
+def finality(block_number: int | None, safe: int | None, finalized: int | None) -> str:
+    if block_number is None:
+        return "unsafe"
+    if finalized is not None and block_number <= finalized:
+        return "finalized"
+    if safe is not None and block_number <= safe:
+        return "safe"
+    return "unsafe"
+
+
+def encode_row(chain_id: int, row: asyncpg.Record | dict[str, Any], safe: int | None, finalized: int | None) -> bytes:
+    """One feed message (JSON bytes) for an outbox row — encoded once, sent to every recipient."""
+    bh = row["block_hash"]
+    created: dt.datetime = row["created_at"]
+    raw = row["payload"]
+    payload = orjson.Fragment(raw.encode() if isinstance(raw, str) else orjson.dumps(raw))
+    return orjson.dumps(
+        {
+            "type": "event",
+            "event": row["event"],
+            "seq": row["seq"],
+            "id": {
+                "chain_id": chain_id,
+                "block_number": row["block_number"],
+                "log_index": row["log_index"],
+                "block_hash": None if bh is None else "0x" + bytes(bh).hex(),
+            },
+            "finality": finality(row["block_number"], safe, finalized),
+            "rooms": list(row["rooms"]),
+            "data": payload,
+            "ts": created.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
+    )
+
+
+Sink = Callable[[Sequence[asyncpg.Record], int | None, int | None], Awaitable[None]]
+BroadcastSink = Callable[[bytes], None]
+
+
+class Pump:
+    def __init__(
+        self, pool: asyncpg.Pool, dsn: str, redis: aioredis.Redis | None, chain_id: int, poll_s: float, metrics: Metrics
+    ) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.redis = redis
+        self.chain_id = chain_id
+        self.poll_s = poll_s
+        self.metrics = metrics
+        self.last_seq = 0
+        self.sinks: list[Sink] = []
+        self.broadcast_sinks: list[BroadcastSink] = []
+        self._wake = asyncio.Event()
+        self.listening = False
+
+    @property
+    def broadcast_channel(self) -> str:
+        return f"gl:feed:broadcast:{self.chain_id}"
+
+    async def start(self) -> None:
+        async with self.pool.acquire() as conn:
+            self.last_seq = int(await conn.fetchval(MAX_SEQ_SQL, self.chain_id))
+        self.metrics.outbox_seq.set(self.last_seq)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._listen_pg(stop))
+            if self.redis is not None:
+                tg.create_task(self._listen_redis(stop))
+            tg.create_task(self._drain_loop(stop))
+
+    async def _drain_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.drain()
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("outbox_read_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_s):
+                    waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+                    try:
+                        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for w in waits:
+                            w.cancel()
+            self._wake.clear()
+
+    async def drain(self) -> int:
+        """Reads every row past last_seq and hands them to the sinks; returns how many."""
+        total = 0
+        while True:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(OUTBOX_SQL, self.chain_id, self.last_seq, BATCH)
+                heads = await conn.fetchrow(HEADS_SQL, self.chain_id) if rows else None
+            if not rows:
+                return total
+            safe = heads["safe_block"] if heads else None
+            fin = heads["finalized_block"] if heads else None
+            for sink in self.sinks:
+                await sink(rows, safe, fin)
+            self.last_seq = rows[-1]["seq"]
+            self.metrics.outbox_seq.set(self.last_seq)
+            total += len(rows)
+            if len(rows) < BATCH:
+                return total
+
+    async def _listen_pg(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.dsn, server_settings={"application_name": "gl-api-listen"})
+                await conn.add_listener("gl_outbox", lambda *_: self._wake.set())
+                self.listening = True
+                self._wake.set()  # catch up on whatever committed while we were not listening
+                while not stop.is_set() and not conn.is_closed():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(5):
+                            await stop.wait()
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("outbox_listen_failed", error=type(exc).__name__)
+            finally:
+                self.listening = False
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=2))
+            if not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        await stop.wait()
+
+    async def _listen_redis(self, stop: asyncio.Event) -> None:
+        assert self.redis is not None
+        while not stop.is_set():
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.psubscribe(f"gl:outbox:{self.chain_id}")
+                await pubsub.subscribe(self.broadcast_channel)
+                while not stop.is_set():
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is None:
+                        continue
+                    channel = msg["channel"].decode() if isinstance(msg["channel"], bytes) else msg["channel"]
+                    if channel == self.broadcast_channel:
+                        data = msg["data"] if isinstance(msg["data"], bytes) else str(msg["data"]).encode()
+                        for bsink in self.broadcast_sinks:
+                            bsink(data)
+                    else:
+                        self._wake.set()
+            except (RedisError, OSError) as exc:
+                log.warning("outbox_redis_failed", error=type(exc).__name__)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        await stop.wait()
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def publish_broadcast(self, data: bytes) -> bool:
+        """Sends an admin broadcast to every instance (Redis); False means only this one got it."""
+        if self.redis is not None:
+            try:
+                await self.redis.publish(self.broadcast_channel, data)
+                return True
+            except (RedisError, OSError):
+                pass
+        for bsink in self.broadcast_sinks:
+            bsink(data)
+        return False

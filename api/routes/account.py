@@ -1,0 +1,87 @@
+"""/v1/auth/*: Sign-In with Ethereum (nonce → verify → JWT) and the token's principal."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from api import auth
+from api.context import Ctx, Endpoint
+from api.encode import iso
+from api.errors import ApiError, FieldError, ValidationFailed
+
+VERIFY_BODY = {
+    "type": "object",
+    "required": ["message", "signature"],
+    "additionalProperties": False,
+    "properties": {"message": {"type": "string", "maxLength": 4000}, "signature": {"type": "string", "maxLength": 200}},
+}
+NONCE_BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
+
+
+async def nonce(ctx: Ctx) -> dict[str, Any]:
+    """A single-use nonce to put in the EIP-4361 message."""
+    if ctx.body:
+        raise ValidationFailed([FieldError(k[:64], "unknown field") for k in ctx.body])
+    s = ctx.state.settings
+    value, expires = await auth.issue_nonce(ctx.state.write_pool, s.api.siwe_nonce_ttl_s)
+    return {
+        "__status__": 201,
+        "data": {
+            "nonce": value,
+            "expiresAt": iso(expires),
+            "domain": s.api.siwe_domain,
+            "uri": s.api.siwe_uri,
+            "chainId": s.chain_id,
+            "version": "1",
+        },
+    }
+
+
+async def verify(ctx: Ctx) -> dict[str, Any]:
+    """Verifies a signed EIP-4361 message and returns a JWT with the signer's roles."""
+    body: dict[str, Any] = ctx.body
+    errors = [FieldError(k[:64], "unknown field") for k in body if k not in ("message", "signature")]
+    for k in ("message", "signature"):
+        if not isinstance(body.get(k), str) or not body[k]:
+            errors.append(FieldError(k, "is required (string)"))
+    if errors:
+        raise ValidationFailed(errors)
+    message, signature = body["message"], body["signature"]
+    if len(message) > 4000:
+        raise ValidationFailed([FieldError("message", "at most 4000 characters")])
+    settings = ctx.state.settings
+    try:
+        msg = auth.parse_siwe(message)
+        address = auth.check_siwe(msg, signature, settings, dt.datetime.now(dt.UTC))
+        signer = auth.recover_signer(message, signature)
+    except auth.SiweError as exc:
+        raise ApiError(401, "Sign-in failed", [FieldError("message", str(exc))]) from None
+    if signer != address:
+        raise ApiError(401, "Sign-in failed", [FieldError("signature", "was not made by the message's address")])
+    if not await auth.consume_nonce(ctx.state.write_pool, msg.nonce):
+        raise ApiError(401, "Sign-in failed", [FieldError("message", "nonce unknown, used or expired")])
+    roles = await auth.roles_for(ctx.state.read_pool, settings, address)
+    token, exp = auth.issue_token(settings, auth.Principal(address, roles))
+    return {
+        "data": {
+            "token": token,
+            "tokenType": "Bearer",
+            "address": address,
+            "roles": sorted(roles),
+            "expiresAt": iso(dt.datetime.fromtimestamp(exp, dt.UTC)),
+        }
+    }
+
+
+async def me(ctx: Ctx) -> dict[str, Any]:
+    """The signed-in principal."""
+    assert ctx.user is not None
+    return {"data": {"address": ctx.user.address, "roles": sorted(ctx.user.roles)}}
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/v1/auth/nonce", nonce, "Get a SIWE nonce", "auth", body=NONCE_BODY),
+    Endpoint("POST", "/v1/auth/verify", verify, "Sign in with Ethereum (EIP-4361)", "auth", body=VERIFY_BODY),
+    Endpoint("GET", "/v1/auth/me", me, "The signed-in principal", "auth", auth="user"),
+]

@@ -1,0 +1,240 @@
+"""/v1/admin/*: admin-only views of the indexer and keeper, and the `system:maintenance` broadcast."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+
+from api.context import Ctx, Endpoint
+from api.encode import hexs, iso
+from api.errors import FieldError, ValidationFailed
+from api.params import Param, page_params
+from api.routes.common import OUTCOMES, offset, page_meta
+
+INDEXER_SQL = """
+SELECT h.head_block, h.safe_block, h.finalized_block, h.updated_at AS head_updated_at,
+       c.block_number AS indexed_block, c.block_hash, c.updated_at AS indexed_at,
+       (SELECT max(seq) FROM idx.outbox WHERE chain_id = $1) AS outbox_seq,
+       (SELECT count(*) FROM idx.reorgs WHERE chain_id = $1) AS reorgs
+  FROM (SELECT 1) one
+  LEFT JOIN idx.chain_heads h ON h.chain_id = $1
+  LEFT JOIN idx.checkpoints c ON c.chain_id = $1
+"""
+
+
+async def indexer_status(ctx: Ctx) -> dict[str, Any]:
+    """Indexer progress, lag, finality, recent reorgs."""
+    r = await ctx.conn.fetchrow(INDEXER_SQL, ctx.chain_id)
+    assert r is not None
+    reorgs = await ctx.conn.fetch(
+        """SELECT common_ancestor, old_head, depth, removed_events, detected_at FROM idx.reorgs
+            WHERE chain_id = $1 ORDER BY id DESC LIMIT 10""",
+        ctx.chain_id,
+    )
+    lag = None if r["head_block"] is None or r["indexed_block"] is None else r["head_block"] - r["indexed_block"]
+    return {
+        "data": {
+            "headBlock": r["head_block"],
+            "safeBlock": r["safe_block"],
+            "finalizedBlock": r["finalized_block"],
+            "indexedBlock": r["indexed_block"],
+            "indexedHash": hexs(r["block_hash"]),
+            "lagBlocks": lag,
+            "headUpdatedAt": iso(r["head_updated_at"]),
+            "indexedAt": iso(r["indexed_at"]),
+            "outboxSeq": r["outbox_seq"],
+            "apiOutboxSeq": ctx.state.pump.last_seq,
+            "reorgs": r["reorgs"],
+            "recentReorgs": [
+                {
+                    "commonAncestor": x["common_ancestor"],
+                    "oldHead": x["old_head"],
+                    "depth": x["depth"],
+                    "removedEvents": x["removed_events"],
+                    "detectedAt": iso(x["detected_at"]),
+                }
+                for x in reorgs
+            ],
+            "feedConnections": len(ctx.state.hub.clients),
+        }
+    }
+
+
+QUEUE_STATUSES = ("queued", "sent", "resolved", "skipped", "failed", "cancelled")
+
+
+async def keeper_queue(ctx: Ctx) -> dict[str, Any]:
+    """The operator resolution queue (keeper.resolution_queue)."""
+    limit, off = offset(ctx)
+    st = ctx.params["status"]
+    rows = await ctx.conn.fetch(
+        """SELECT id, market_id, outcome, reason, requested_by, requested_at, status, status_reason, tx_id,
+                  cancelled_by, cancelled_at, updated_at
+             FROM keeper.resolution_queue WHERE chain_id = $1 AND ($2::text IS NULL OR status = $2)
+            ORDER BY id DESC LIMIT $3 OFFSET $4""",
+        ctx.chain_id,
+        st,
+        limit,
+        off,
+    )
+    total = await ctx.conn.fetchval(
+        "SELECT count(*) FROM keeper.resolution_queue WHERE chain_id = $1 AND ($2::text IS NULL OR status = $2)",
+        ctx.chain_id,
+        st,
+    )
+    data = [
+        {
+            "id": r["id"],
+            "marketId": r["market_id"],
+            "outcome": OUTCOMES[r["outcome"]],
+            "reason": r["reason"],
+            "requestedBy": r["requested_by"],
+            "requestedAt": iso(r["requested_at"]),
+            "status": r["status"],
+            "statusReason": r["status_reason"],
+            "txId": r["tx_id"],
+            "cancelledBy": r["cancelled_by"],
+            "cancelledAt": iso(r["cancelled_at"]),
+            "updatedAt": iso(r["updated_at"]),
+        }
+        for r in rows
+    ]
+    return {"data": data, "meta": page_meta(int(ctx.params["page"]), limit, int(total))}
+
+
+TX_STATUSES = ("pending", "mined", "confirmed", "reverted", "dropped")
+
+
+async def keeper_txs(ctx: Ctx) -> dict[str, Any]:
+    """The keeper's transactions (keeper.txs), newest first."""
+    limit, off = offset(ctx)
+    st, job = ctx.params["status"], ctx.params["job"]
+    where = "chain_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR job = $3)"
+    rows = await ctx.conn.fetch(
+        f"""SELECT id, job, job_key, sender, to_address, nonce, status, market_id, creator, mined_tx_hash, mined_block,
+                   gas_used, fee_paid, finalized, reorg_count, error, created_at, updated_at, confirmed_at
+              FROM keeper.txs WHERE {where} ORDER BY id DESC LIMIT $4 OFFSET $5""",
+        ctx.chain_id,
+        st,
+        job,
+        limit,
+        off,
+    )
+    total = await ctx.conn.fetchval(f"SELECT count(*) FROM keeper.txs WHERE {where}", ctx.chain_id, st, job)
+    data = [
+        {
+            "id": r["id"],
+            "job": r["job"],
+            "jobKey": r["job_key"],
+            "sender": hexs(r["sender"]),
+            "to": hexs(r["to_address"]),
+            "nonce": r["nonce"],
+            "status": r["status"],
+            "marketId": r["market_id"],
+            "creator": hexs(r["creator"]),
+            "txHash": hexs(r["mined_tx_hash"]),
+            "minedBlock": r["mined_block"],
+            "gasUsed": r["gas_used"],
+            "feePaidWei": None if r["fee_paid"] is None else str(int(r["fee_paid"])),
+            "finalized": r["finalized"],
+            "reorgs": r["reorg_count"],
+            "error": r["error"],
+            "createdAt": iso(r["created_at"]),
+            "updatedAt": iso(r["updated_at"]),
+            "confirmedAt": iso(r["confirmed_at"]),
+        }
+        for r in rows
+    ]
+    return {"data": data, "meta": page_meta(int(ctx.params["page"]), limit, int(total))}
+
+
+MAINTENANCE_BODY = {
+    "type": "object",
+    "required": ["message"],
+    "additionalProperties": False,
+    "properties": {
+        "message": {"type": "string", "minLength": 1, "maxLength": 500},
+        "startsAt": {"type": "string", "format": "date-time"},
+        "endsAt": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def _time(body: dict[str, Any], key: str, errors: list[FieldError]) -> str | None:
+    v = body.get(key)
+    if v is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+    except ValueError:
+        errors.append(FieldError(key, "must be an ISO 8601 timestamp"))
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return iso(t)
+
+
+async def maintenance(ctx: Ctx) -> dict[str, Any]:
+    """Broadcasts `system:maintenance` to every feed connection on every instance."""
+    body: dict[str, Any] = ctx.body
+    errors = [FieldError(k[:64], "unknown field") for k in body if k not in ("message", "startsAt", "endsAt")]
+    msg = body.get("message")
+    if not isinstance(msg, str) or not msg.strip() or len(msg) > 500:
+        errors.append(FieldError("message", "is required: 1..500 characters"))
+    starts, ends = _time(body, "startsAt", errors), _time(body, "endsAt", errors)
+    if errors:
+        raise ValidationFailed(errors)
+    assert ctx.user is not None
+    payload = {
+        "type": "event",
+        "event": "system:maintenance",
+        "seq": None,
+        "rooms": ["global:all"],
+        "data": {"message": msg, "startsAt": starts, "endsAt": ends, "by": ctx.user.address},
+        "ts": iso(dt.datetime.now(dt.UTC)),
+    }
+    everywhere = await ctx.state.pump.publish_broadcast(orjson.dumps(payload))
+    return {
+        "__status__": 202,
+        "data": {"broadcast": True, "allInstances": everywhere, "localConnections": len(ctx.state.hub.clients)},
+    }
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/v1/admin/indexer", indexer_status, "Indexer status", "admin", auth="admin"),
+    Endpoint(
+        "GET",
+        "/v1/admin/keeper/queue",
+        keeper_queue,
+        "Keeper resolution queue",
+        "admin",
+        (Param("status", "enum", choices=QUEUE_STATUSES), *page_params()),
+        auth="admin",
+        paged="page",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/admin/keeper/transactions",
+        keeper_txs,
+        "Keeper transactions",
+        "admin",
+        (
+            Param("status", "enum", choices=TX_STATUSES),
+            Param("job", "enum", choices=("resolve", "distribute", "fill")),
+            *page_params(),
+        ),
+        auth="admin",
+        paged="page",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/admin/maintenance",
+        maintenance,
+        "Broadcast system:maintenance on the feed",
+        "admin",
+        auth="admin",
+        body=MAINTENANCE_BODY,
+    ),
+]

@@ -1,0 +1,115 @@
+"""Shapes shared by the route families: the seed's pagination `meta`, cursor pages, market/trade JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from api.context import Ctx, Record
+from api.encode import hexs, iso, ratio, units
+from api.params import decode_cursor, encode_cursor, filters_hash
+
+WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
+
+
+def page_meta(page: int, limit: int, total: int) -> dict[str, Any]:
+    pages = (total + limit - 1) // limit
+    return {
+        "page": page,
+        "limit": limit,
+        "total": total,
+        "totalPages": pages,
+        "hasNext": page < pages,
+        "hasPrevious": page > 1,
+    }
+
+
+def offset(ctx: Ctx) -> tuple[int, int]:
+    p = ctx.params
+    return int(p["limit"]), (int(p["page"]) - 1) * int(p["limit"])
+
+
+def cursor_key(ctx: Ctx, arity: int = 2) -> list[Any] | None:
+    return decode_cursor(ctx.state.settings.cursor_secret, filters_hash(ctx.params), ctx.params["cursor"], arity)
+
+
+def cursor_page(
+    ctx: Ctx, rows: Sequence[Any], limit: int, key: Sequence[str] = ("block_number", "log_index")
+) -> tuple[Sequence[Any], dict[str, Any]]:
+    """Trims the probe row (queries fetch limit+1) and builds meta {limit, hasNext, nextCursor}."""
+    has_next = len(rows) > limit
+    rows = rows[:limit]
+    nxt = None
+    if has_next and rows:
+        last = rows[-1]
+        nxt = encode_cursor(ctx.state.settings.cursor_secret, filters_hash(ctx.params), [last[k] for k in key])
+    return rows, {"limit": limit, "hasNext": has_next, "nextCursor": nxt}
+
+
+def status_of(r: Record, now_ok: bool) -> str:
+    if r["resolved"]:
+        return "resolved"
+    return "active" if now_ok else "closed"
+
+
+OUTCOMES = {0: "no", 1: "yes", 2: "invalid"}
+
+
+def market_json(r: Record) -> dict[str, Any]:
+    y, n = int(r["yes_reserve"]), int(r["no_reserve"])
+    return {
+        "id": r["market_id"],
+        "question": r["question"],
+        "category": r["category"],
+        "creator": hexs(r["creator"]),
+        "status": "resolved" if r["resolved"] else ("active" if r["is_open"] else "closed"),
+        "outcome": OUTCOMES.get(r["outcome"]) if r["outcome"] is not None else None,
+        "endTime": iso(r["end_time"]),
+        "createdAt": iso(r["created_time"]),
+        "createdBlock": r["created_block"],
+        "createdTx": hexs(r["created_tx"]),
+        "resolvedAt": iso(r["resolved_time"]),
+        "resolvedBlock": r["resolved_block"],
+        "yesPrice": ratio(n, y + n),
+        "noPrice": ratio(y, y + n),
+        "yesReserve": units(y),
+        "noReserve": units(n),
+        "liquidity": units(2 * y * n // (y + n)) if y + n else "0.000000",
+        "initialLiquidity": units(r["initial_liquidity"]),
+        "volume": units(r["volume"]),
+        "volumeBase": str(int(r["volume"])),
+        "fees": units(r["fees"]),
+        "trades": r["trade_count"],
+        "lastTradeAt": iso(r["last_trade_time"]),
+        "liquidityWithdrawn": units(r["liquidity_withdrawn"]),
+    }
+
+
+def trade_json(r: Record) -> dict[str, Any]:
+    y, n = int(r["yes_reserve"]), int(r["no_reserve"])
+    return {
+        "blockNumber": r["block_number"],
+        "logIndex": r["log_index"],
+        "blockHash": hexs(r["block_hash"]),
+        "txHash": hexs(r["tx_hash"]),
+        "time": iso(r["block_time"]),
+        "marketId": r["market_id"],
+        "trader": hexs(r["trader"]),
+        "side": "buy" if r["is_buy"] else "sell",
+        "outcome": OUTCOMES[r["outcome"]],
+        "collateral": units(r["collateral"]),
+        "shares": units(r["shares"]),
+        "fee": units(r["fee"]),
+        "price": ratio(r["collateral"], r["shares"]),
+        "yesPriceAfter": ratio(n, y + n),
+    }
+
+
+MARKET_COLS = """m.market_id, m.creator, m.question, m.category, m.end_time, m.initial_liquidity, m.yes_reserve,
+       m.no_reserve, m.resolved, m.outcome, m.volume, m.fees, m.trade_count, m.liquidity_withdrawn,
+       m.created_block, m.created_time, m.created_tx, m.resolved_block, m.resolved_time, m.last_trade_time,
+       (m.end_time > now()) AS is_open"""
+
+TRADE_COLS = """t.block_number, t.log_index, t.block_hash, t.tx_hash, t.block_time, t.market_id, t.trader, t.is_buy,
+       t.outcome, t.collateral, t.shares, t.fee, t.yes_reserve, t.no_reserve"""

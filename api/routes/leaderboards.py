@@ -1,0 +1,193 @@
+"""/v1/leaderboards/traders and /v1/leaderboards/creators, and /v1/stats (the seed's business metrics).
+
+Trader PnL by window: `all` is realized + unrealized PnL from idx.positions at spot prices (the
+same rules as /users/{address}/positions); a time window uses the cash flow inside the window
+(sell proceeds + winnings claimed − buy cost), since average-cost PnL is not defined per window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.context import Ctx, Endpoint
+from api.encode import hexs, units
+from api.params import Param, filters_hash, page_params
+from api.routes.common import WINDOWS, offset, page_meta
+
+WINDOW = Param("window", "enum", choices=("24h", "7d", "30d", "all"), default="all")
+
+PNL_ALL_SQL = """
+WITH p AS (
+  SELECT p.holder,
+         p.realized_pnl + CASE
+           WHEN p.yes_shares = 0 AND p.no_shares = 0 THEN 0
+           WHEN m.resolved THEN (CASE m.outcome WHEN 1 THEN p.yes_shares WHEN 0 THEN p.no_shares
+                                  ELSE floor((p.yes_shares + p.no_shares) / 2) END) - p.yes_cost - p.no_cost
+           ELSE floor((p.yes_shares * m.no_reserve + p.no_shares * m.yes_reserve) / (m.yes_reserve + m.no_reserve))
+                - p.yes_cost - p.no_cost
+         END AS pnl,
+         p.bought + p.sold AS volume, p.trade_count
+    FROM idx.positions p JOIN idx.markets m ON m.chain_id = p.chain_id AND m.market_id = p.market_id
+   WHERE p.chain_id = $1
+)
+SELECT holder AS trader, sum(pnl) AS pnl, sum(volume) AS volume, sum(trade_count) AS trades, count(*) OVER () AS total
+  FROM p GROUP BY holder ORDER BY {order} LIMIT $2 OFFSET $3
+"""
+WINDOW_SQL = """
+WITH f AS (
+  SELECT trader, CASE WHEN is_buy THEN -collateral ELSE collateral END AS cash, collateral AS volume, 1 AS trades
+    FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= now() - $4::interval
+  UNION ALL
+  SELECT holder, payout, 0, 0 FROM idx.ev_winnings_claimed WHERE chain_id = $1 AND block_time >= now() - $4::interval
+)
+SELECT trader, sum(cash) AS pnl, sum(volume) AS volume, sum(trades) AS trades, count(*) OVER () AS total
+  FROM f GROUP BY trader HAVING sum(trades) > 0 ORDER BY {order} LIMIT $2 OFFSET $3
+"""
+TRADER_ORDER = {"pnl": "pnl DESC, trader", "volume": "volume DESC, trader"}
+
+
+async def traders(ctx: Ctx) -> dict[str, Any]:
+    """Traders ranked by PnL or volume over a window."""
+    limit, off = offset(ctx)
+    order = TRADER_ORDER[ctx.params["by"]]
+    w = ctx.params["window"]
+    if w == "all":
+        rows = await ctx.conn.fetch(PNL_ALL_SQL.format(order=order), ctx.chain_id, limit, off)
+    else:
+        rows = await ctx.conn.fetch(WINDOW_SQL.format(order=order), ctx.chain_id, limit, off, WINDOWS[w])
+    total = int(rows[0]["total"]) if rows else 0
+    data = [
+        {
+            "rank": off + i + 1,
+            "trader": hexs(r["trader"]),
+            "pnl": units(r["pnl"]),
+            "volume": units(r["volume"]),
+            "trades": int(r["trades"]),
+        }
+        for i, r in enumerate(rows)
+    ]
+    return {
+        "data": data,
+        "meta": {
+            **page_meta(int(ctx.params["page"]), limit, total),
+            "by": ctx.params["by"],
+            "window": w,
+            "pnl": "average-cost" if w == "all" else "cash-flow",
+        },
+    }
+
+
+CREATORS_ALL_SQL = """
+SELECT creator, holder_count AS holders, volume, trade_count AS trades, count(*) OVER () AS total
+  FROM idx.creators WHERE chain_id = $1 ORDER BY {order} LIMIT $2 OFFSET $3
+"""
+CREATORS_WINDOW_SQL = """
+SELECT s.creator, c.holder_count AS holders, sum(s.price) AS volume, count(*) AS trades, count(*) OVER () AS total
+  FROM idx.ev_shares_traded s JOIN idx.creators c ON c.chain_id = s.chain_id AND c.creator = s.creator
+ WHERE s.chain_id = $1 AND s.block_time >= now() - $4::interval
+ GROUP BY s.creator, c.holder_count ORDER BY {order} LIMIT $2 OFFSET $3
+"""
+CREATOR_ORDER = {"holders": "holders DESC, creator", "volume": "volume DESC, creator"}
+
+
+async def creators(ctx: Ctx) -> dict[str, Any]:
+    """Creators ranked by holders or share volume over a window."""
+    limit, off = offset(ctx)
+    order = CREATOR_ORDER[ctx.params["by"]]
+    w = ctx.params["window"]
+    if w == "all":
+        rows = await ctx.conn.fetch(CREATORS_ALL_SQL.format(order=order), ctx.chain_id, limit, off)
+    else:
+        rows = await ctx.conn.fetch(CREATORS_WINDOW_SQL.format(order=order), ctx.chain_id, limit, off, WINDOWS[w])
+    total = int(rows[0]["total"]) if rows else 0
+    data = [
+        {
+            "rank": off + i + 1,
+            "creator": hexs(r["creator"]),
+            "holders": r["holders"],
+            "volume": units(r["volume"]),
+            "trades": int(r["trades"]),
+        }
+        for i, r in enumerate(rows)
+    ]
+    return {
+        "data": data,
+        "meta": {**page_meta(int(ctx.params["page"]), limit, total), "by": ctx.params["by"], "window": w},
+    }
+
+
+STATS_SQL = """
+SELECT
+  (SELECT count(*) FROM idx.ev_market_created WHERE chain_id = $1 AND block_time >= $2) AS markets_created,
+  (SELECT count(*) FROM idx.ev_market_resolved WHERE chain_id = $1 AND block_time >= $2) AS markets_resolved,
+  (SELECT count(*) FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2) AS trades,
+  (SELECT coalesce(sum(collateral), 0) FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2) AS volume,
+  (SELECT coalesce(sum(fee), 0) FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2) AS fees,
+  (SELECT count(*) FROM idx.ev_shares_traded WHERE chain_id = $1 AND block_time >= $2) AS share_trades,
+  (SELECT coalesce(sum(price), 0) FROM idx.ev_shares_traded WHERE chain_id = $1 AND block_time >= $2) AS share_volume,
+  (SELECT coalesce(sum(amount), 0) FROM idx.ev_dividends_distributed WHERE chain_id = $1 AND block_time >= $2)
+      AS dividends_distributed,
+  (SELECT count(*) FROM (SELECT trader FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2
+                          UNION SELECT trader FROM idx.ev_shares_traded WHERE chain_id = $1 AND block_time >= $2) u)
+      AS active_users,
+  (SELECT count(*) FROM idx.markets WHERE chain_id = $1) AS markets_total,
+  (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND NOT resolved AND end_time > now()) AS markets_open,
+  (SELECT count(*) FROM idx.creators WHERE chain_id = $1) AS creators_total
+"""
+
+
+async def stats(ctx: Ctx) -> dict[str, Any]:
+    """Platform statistics over a window: markets created, trades, active users, volume."""
+    w = ctx.params["window"]
+    if w == "all":
+        since = await ctx.conn.fetchval("SELECT '-infinity'::timestamptz")
+    else:
+        since = await ctx.conn.fetchval("SELECT now() - $1::interval", WINDOWS[w])
+    r = await ctx.conn.fetchrow(STATS_SQL, ctx.chain_id, since)
+    assert r is not None
+    return {
+        "data": {
+            "window": w,
+            "marketsCreated": r["markets_created"],
+            "marketsResolved": r["markets_resolved"],
+            "trades": r["trades"],
+            "volume": units(r["volume"]),
+            "fees": units(r["fees"]),
+            "shareTrades": r["share_trades"],
+            "shareVolume": units(r["share_volume"]),
+            "dividendsDistributed": units(r["dividends_distributed"]),
+            "activeUsers": r["active_users"],
+            "marketsTotal": r["markets_total"],
+            "marketsOpen": r["markets_open"],
+            "creatorsTotal": r["creators_total"],
+        }
+    }
+
+
+def _v(p: dict[str, Any]) -> str:
+    return filters_hash(p, exclude=())
+
+
+ENDPOINTS = [
+    Endpoint(
+        "GET",
+        "/v1/leaderboards/traders",
+        traders,
+        "Trader leaderboard",
+        "leaderboards",
+        (Param("by", "enum", choices=("pnl", "volume"), default="pnl"), WINDOW, *page_params()),
+        cache=lambda p: ("leaderboard:traders", _v(p)),
+        paged="page",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/leaderboards/creators",
+        creators,
+        "Creator leaderboard",
+        "leaderboards",
+        (Param("by", "enum", choices=("holders", "volume"), default="holders"), WINDOW, *page_params()),
+        cache=lambda p: ("leaderboard:creators", _v(p)),
+        paged="page",
+    ),
+    Endpoint("GET", "/v1/stats", stats, "Platform statistics", "stats", (WINDOW,), cache=lambda p: ("stats", _v(p))),
+]

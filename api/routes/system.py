@@ -1,0 +1,113 @@
+"""/health (liveness), /ready (PostgreSQL reachable and the indexer within bounds; Redis state
+reported), /metrics (Prometheus), /openapi.json and /docs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from api.encode import JSONBody
+from api.errors import FieldError, error_response
+from api.openapi import render_docs, spec
+
+if TYPE_CHECKING:
+    from api.app import Runtime
+
+READY_SQL = """
+SELECT h.head_block, h.updated_at, c.block_number AS indexed_block, c.block_hash, h.safe_block, h.finalized_block,
+       now() AS now
+  FROM (SELECT 1) one
+  LEFT JOIN idx.chain_heads h ON h.chain_id = $1
+  LEFT JOIN idx.checkpoints c ON c.chain_id = $1
+"""
+
+
+def routes(rt: Runtime) -> list[Route]:
+    document: dict[str, Any] = spec(rt.settings)
+    docs_html = render_docs(document)
+
+    async def health(request: Request) -> Response:
+        request.scope["gl_route"] = "/health"
+        return JSONBody({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        request.scope["gl_route"] = "/ready"
+        state = rt.state
+        if state is None:
+            return error_response(503, "Not ready", request.url.path, [FieldError("app", "starting")])
+        a = rt.settings.api
+        problems: list[FieldError] = []
+        checks: dict[str, Any] = {}
+        try:
+            async with state.read_pool.acquire(timeout=2) as conn:
+                r = await conn.fetchrow(READY_SQL, rt.settings.chain_id, timeout=2)
+            assert r is not None
+            rt.metrics.db_up.set(1)
+            checks["database"] = "ok"
+        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            rt.metrics.db_up.set(0)
+            return error_response(
+                503, "Not ready", request.url.path, [FieldError("database", f"unreachable: {type(exc).__name__}")]
+            )
+        if r["indexed_block"] is None or r["head_block"] is None:
+            problems.append(FieldError("indexer", "no checkpoint or chain head yet"))
+        else:
+            lag = int(r["head_block"]) - int(r["indexed_block"])
+            age = (r["now"] - r["updated_at"]).total_seconds()
+            rt.metrics.indexer_lag.set(lag)
+            checks["indexer"] = {"lag_blocks": lag, "head_age_s": round(age, 3)}
+            if lag > a.ready_max_lag_blocks:
+                problems.append(FieldError("indexer", f"lags {lag} blocks (bound {a.ready_max_lag_blocks})"))
+            if age > a.ready_max_head_age_s:
+                problems.append(
+                    FieldError(
+                        "indexer", f"chain head not refreshed for {int(age)} s (bound {a.ready_max_head_age_s} s)"
+                    )
+                )
+        redis_ok = await state.cache.ping()
+        checks["redis"] = "ok" if redis_ok else "down (answering from PostgreSQL; no cache, no rate limits)"
+        checks["outbox"] = {"seq": state.pump.last_seq, "listening": state.pump.listening}
+        if problems:
+            return error_response(503, "Not ready", request.url.path, problems)
+        return JSONBody(
+            {
+                "status": "ready" if redis_ok else "degraded",
+                "checks": checks,
+                "as_of": {
+                    "chain_id": rt.settings.chain_id,
+                    "block_number": r["indexed_block"],
+                    "block_hash": None if r["block_hash"] is None else "0x" + bytes(r["block_hash"]).hex(),
+                    "safe_block": r["safe_block"],
+                    "finalized_block": r["finalized_block"],
+                },
+                "time": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+            }
+        )
+
+    async def metrics(request: Request) -> Response:
+        request.scope["gl_route"] = "/metrics"
+        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(request: Request) -> Response:
+        request.scope["gl_route"] = "/openapi.json"
+        return JSONBody(document)
+
+    async def docs(request: Request) -> Response:
+        request.scope["gl_route"] = "/docs"
+        return HTMLResponse(docs_html)
+
+    out = [
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    if rt.settings.api.docs_enabled:
+        out.append(Route("/docs", docs, methods=["GET"]))
+    return out

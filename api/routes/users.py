@@ -1,0 +1,545 @@
+"""/v1/users/{address}: summary, positions (average-cost PnL), trades, activity, creator-share
+holdings, dividends, notifications (+ read marks).
+
+PnL (base units, integers; see the comment above idx.positions):
+    cost basis   = yes_cost + no_cost (average cost of the shares still held)
+    value        = open: yes·p_yes + no·p_no at the pool's spot price, rounded down;
+                   resolved: the payout claimWinnings would pay (= claimable)
+    unrealized   = value − cost basis;  realized = idx.positions.realized_pnl;  total = both
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from api.context import Ctx, Endpoint, Record
+from api.encode import hexs, iso, ratio, units
+from api.errors import ApiError, FieldError, ValidationFailed
+from api.params import Param, cursor_params, filters_hash, page_params
+from api.routes.common import OUTCOMES, TRADE_COLS, cursor_key, cursor_page, offset, page_meta, trade_json
+
+ADDRESS = Param("address", "address", where="path", required=True, description="0x address (any case)")
+POSITION_STATUSES = ("open", "redeemable", "closed", "all")
+
+
+def payout_for(outcome: int, yes: int, no: int) -> int:
+    if outcome == 1:
+        return yes
+    if outcome == 0:
+        return no
+    return (yes + no) // 2
+
+
+def position_json(r: Record) -> dict[str, Any]:
+    ys, ns = int(r["yes_shares"]), int(r["no_shares"])
+    yc, nc = int(r["yes_cost"]), int(r["no_cost"])
+    yr, nr = int(r["yes_reserve"]), int(r["no_reserve"])
+    cost = yc + nc
+    held = ys > 0 or ns > 0
+    claimable = 0
+    if not held:
+        status, value = "closed", 0
+    elif r["resolved"]:
+        status = "redeemable"
+        value = claimable = payout_for(int(r["outcome"]), ys, ns)
+    else:
+        status = "open"
+        value = (ys * nr + ns * yr) // (yr + nr) if yr + nr else 0
+    unrealized = value - cost if held else 0
+    realized = int(r["realized_pnl"])
+    return {
+        "marketId": r["market_id"],
+        "question": r["question"],
+        "marketStatus": "resolved" if r["resolved"] else ("active" if r["is_open"] else "closed"),
+        "marketOutcome": OUTCOMES.get(r["outcome"]) if r["outcome"] is not None else None,
+        "status": status,
+        "yesShares": units(ys),
+        "noShares": units(ns),
+        "yesAveragePrice": ratio(yc, ys),
+        "noAveragePrice": ratio(nc, ns),
+        "costBasis": units(cost),
+        "currentValue": units(value),
+        "yesPrice": ratio(nr, yr + nr),
+        "realizedPnl": units(realized),
+        "unrealizedPnl": units(unrealized),
+        "totalPnl": units(realized + unrealized),
+        "claimable": units(claimable),
+        "claimed": units(r["claimed"]),
+        "bought": units(r["bought"]),
+        "sold": units(r["sold"]),
+        "trades": r["trade_count"],
+        "updatedBlock": r["updated_block"],
+        "_raw": (cost, value, realized, unrealized, claimable, int(r["bought"]) + int(r["sold"])),
+    }
+
+
+POSITION_COLS = """p.market_id, p.yes_shares, p.no_shares, p.yes_cost, p.no_cost, p.bought, p.sold, p.realized_pnl,
+       p.claimed, p.trade_count, p.updated_block, m.question, m.yes_reserve, m.no_reserve, m.resolved, m.outcome,
+       (m.end_time > now()) AS is_open"""
+STATUS_SQL = {
+    "open": "NOT m.resolved AND (p.yes_shares > 0 OR p.no_shares > 0)",
+    "redeemable": "m.resolved AND (p.yes_shares > 0 OR p.no_shares > 0)",
+    "closed": "p.yes_shares = 0 AND p.no_shares = 0",
+    "all": "true",
+}
+
+
+async def positions(ctx: Ctx) -> dict[str, Any]:
+    """A user's positions with average price, cost basis, realized/unrealized PnL and claimable payout."""
+    limit, off = offset(ctx)
+    cond = STATUS_SQL[ctx.params["status"]]
+    base = f"""FROM idx.positions p JOIN idx.markets m ON m.chain_id = p.chain_id AND m.market_id = p.market_id
+               WHERE p.chain_id = $1 AND p.holder = $2 AND {cond}"""
+    rows = await ctx.conn.fetch(
+        f"SELECT {POSITION_COLS} {base} ORDER BY p.updated_block DESC, p.market_id DESC LIMIT $3 OFFSET $4",
+        ctx.chain_id,
+        ctx.params["address"],
+        limit,
+        off,
+    )
+    total = await ctx.conn.fetchval(f"SELECT count(*) {base}", ctx.chain_id, ctx.params["address"])
+    data = [position_json(r) for r in rows]
+    for d in data:
+        d.pop("_raw")
+    return {"data": data, "meta": page_meta(int(ctx.params["page"]), limit, int(total))}
+
+
+SUMMARY_EXTRA_SQL = """
+SELECT
+  (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND creator = $2) AS markets_created,
+  (SELECT count(*) FROM idx.share_holdings WHERE chain_id = $1 AND holder = $2 AND shares > 0) AS holdings,
+  (SELECT coalesce(sum(h.credited + floor(h.shares * (c.acc_per_share - h.acc_paid) / 1e18)), 0)
+     FROM idx.share_holdings h JOIN idx.creators c ON c.chain_id = h.chain_id AND c.creator = h.creator
+    WHERE h.chain_id = $1 AND h.holder = $2) AS dividends_claimable,
+  (SELECT coalesce(sum(claimed_total), 0) FROM idx.share_holdings
+    WHERE chain_id = $1 AND holder = $2) AS dividends_claimed,
+  (SELECT count(*) FROM idx.ev_shares_traded WHERE chain_id = $1 AND trader = $2) AS share_trades,
+  (SELECT block_time FROM idx.ev_trade WHERE chain_id = $1 AND trader = $2
+    ORDER BY block_number, log_index LIMIT 1) AS first_trade,
+  (SELECT block_time FROM idx.ev_trade WHERE chain_id = $1 AND trader = $2
+    ORDER BY block_number DESC, log_index DESC LIMIT 1) AS last_trade,
+  EXISTS (SELECT 1 FROM idx.creators WHERE chain_id = $1 AND creator = $2) AS is_creator
+"""
+
+
+async def summary(ctx: Ctx) -> dict[str, Any]:
+    """Totals across a user's positions, shares and dividends."""
+    addr = ctx.params["address"]
+    rows = await ctx.conn.fetch(
+        f"""SELECT {POSITION_COLS} FROM idx.positions p
+              JOIN idx.markets m ON m.chain_id = p.chain_id AND m.market_id = p.market_id
+             WHERE p.chain_id = $1 AND p.holder = $2""",
+        ctx.chain_id,
+        addr,
+    )
+    extra = await ctx.conn.fetchrow(SUMMARY_EXTRA_SQL, ctx.chain_id, addr)
+    assert extra is not None
+    cost = value = realized = unrealized = claimable = volume = trades = 0
+    counts = {"open": 0, "redeemable": 0, "closed": 0}
+    for r in rows:
+        d = position_json(r)
+        c, v, rz, u, cl, vol = d["_raw"]
+        cost, value, realized, unrealized = cost + c, value + v, realized + rz, unrealized + u
+        claimable, volume, trades = claimable + cl, volume + vol, trades + int(r["trade_count"])
+        counts[d["status"]] += 1
+    return {
+        "data": {
+            "address": "0x" + addr.hex(),
+            "isCreator": extra["is_creator"],
+            "positions": counts,
+            "costBasis": units(cost),
+            "positionsValue": units(value),
+            "realizedPnl": units(realized),
+            "unrealizedPnl": units(unrealized),
+            "totalPnl": units(realized + unrealized),
+            "claimableWinnings": units(claimable),
+            "volume": units(volume),
+            "trades": trades,
+            "shareTrades": extra["share_trades"],
+            "marketsCreated": extra["markets_created"],
+            "shareHoldings": extra["holdings"],
+            "claimableDividends": units(extra["dividends_claimable"]),
+            "claimedDividends": units(extra["dividends_claimed"]),
+            "firstTradeAt": iso(extra["first_trade"]),
+            "lastTradeAt": iso(extra["last_trade"]),
+        }
+    }
+
+
+async def user_trades(ctx: Ctx) -> dict[str, Any]:
+    """A user's market trades, newest first, cursor-paginated."""
+    args: list[Any] = [ctx.chain_id, ctx.params["address"]]
+    clauses = ["t.chain_id = $1", "t.trader = $2"]
+    key = cursor_key(ctx)
+    if key is not None:
+        args += [int(key[0]), int(key[1])]
+        clauses.append("(t.block_number, t.log_index) < ($3, $4)")
+    if ctx.params["market"] is not None:
+        args.append(ctx.params["market"])
+        clauses.append(f"t.market_id = ${len(args)}")
+    limit = int(ctx.params["limit"])
+    args.append(limit + 1)
+    rows = await ctx.conn.fetch(
+        f"""SELECT {TRADE_COLS} FROM idx.ev_trade t WHERE {" AND ".join(clauses)}
+            ORDER BY t.block_number DESC, t.log_index DESC LIMIT ${len(args)}""",
+        *args,
+    )
+    page, meta = cursor_page(ctx, rows, limit)
+    return {"data": [trade_json(r) for r in page], "meta": meta}
+
+
+ACTIVITY_SQL = """
+SELECT * FROM (
+  (SELECT 'trade' AS kind, block_number, log_index, tx_hash, block_time, market_id, NULL::bytea AS creator,
+          is_buy, outcome, collateral AS amount, shares
+     FROM idx.ev_trade WHERE chain_id = $1 AND trader = $2 AND (block_number, log_index) < ($3, $4)
+    ORDER BY block_number DESC, log_index DESC LIMIT $5)
+  UNION ALL
+  (SELECT 'share_trade', block_number, log_index, tx_hash, block_time, NULL, creator, is_buy, NULL,
+          price + CASE WHEN is_buy THEN protocol_fee + creator_fee + dividend_fee
+                       ELSE -(protocol_fee + creator_fee + dividend_fee) END, amount
+     FROM idx.ev_shares_traded WHERE chain_id = $1 AND trader = $2 AND (block_number, log_index) < ($3, $4)
+    ORDER BY block_number DESC, log_index DESC LIMIT $5)
+  UNION ALL
+  (SELECT 'winnings_claimed', block_number, log_index, tx_hash, block_time, market_id, NULL, NULL, NULL, payout,
+          yes_burned + no_burned
+     FROM idx.ev_winnings_claimed WHERE chain_id = $1 AND holder = $2 AND (block_number, log_index) < ($3, $4)
+    ORDER BY block_number DESC, log_index DESC LIMIT $5)
+  UNION ALL
+  (SELECT 'dividends_claimed', block_number, log_index, tx_hash, block_time, NULL, creator, NULL, NULL, amount, NULL
+     FROM idx.ev_dividends_claimed WHERE chain_id = $1 AND holder = $2 AND (block_number, log_index) < ($3, $4)
+    ORDER BY block_number DESC, log_index DESC LIMIT $5)
+) u ORDER BY block_number DESC, log_index DESC LIMIT $5
+"""
+
+
+async def activity(ctx: Ctx) -> dict[str, Any]:
+    """Everything a user did on chain (trades, share trades, claims), newest first."""
+    key = cursor_key(ctx) or [2**62, 0]
+    limit = int(ctx.params["limit"])
+    rows = await ctx.conn.fetch(ACTIVITY_SQL, ctx.chain_id, ctx.params["address"], int(key[0]), int(key[1]), limit + 1)
+    page, meta = cursor_page(ctx, rows, limit)
+    data = []
+    for r in page:
+        item: dict[str, Any] = {
+            "kind": r["kind"],
+            "blockNumber": r["block_number"],
+            "logIndex": r["log_index"],
+            "txHash": hexs(r["tx_hash"]),
+            "time": iso(r["block_time"]),
+        }
+        if r["market_id"] is not None:
+            item["marketId"] = r["market_id"]
+        if r["creator"] is not None:
+            item["creator"] = hexs(r["creator"])
+        if r["is_buy"] is not None:
+            item["side"] = "buy" if r["is_buy"] else "sell"
+        if r["outcome"] is not None:
+            item["outcome"] = OUTCOMES[r["outcome"]]
+        item["amount"] = units(r["amount"])
+        if r["shares"] is not None:
+            item["shares"] = units(r["shares"]) if r["kind"] != "share_trade" else str(int(r["shares"]))
+        data.append(item)
+    return {"data": data, "meta": meta}
+
+
+def reserve_at(unit: int, s: int) -> int:
+    """CreatorShares.reserveAt: sum of i² · unit for i < s (pure, exact)."""
+    if s == 0:
+        return 0
+    return unit * (s - 1) * s * (2 * s - 1) // 6
+
+
+CURVE_UNIT_SQL = (
+    "SELECT (config ->> 'curve_unit')::numeric FROM idx.contracts WHERE chain_id = $1 AND name = 'CreatorShares'"
+)
+
+
+async def curve_unit(ctx: Ctx) -> int:
+    v = await ctx.conn.fetchval(CURVE_UNIT_SQL, ctx.chain_id)
+    return int(v or 0)
+
+
+HOLDINGS_SQL = """
+SELECT h.creator, h.shares, h.locked_until, h.claimed_total, c.supply, c.holder_count,
+       h.credited + floor(h.shares * (c.acc_per_share - h.acc_paid) / 1e18) AS claimable
+  FROM idx.share_holdings h JOIN idx.creators c ON c.chain_id = h.chain_id AND c.creator = h.creator
+ WHERE h.chain_id = $1 AND h.holder = $2 AND (h.shares > 0 OR $5)
+ ORDER BY h.shares DESC, h.creator LIMIT $3 OFFSET $4
+"""
+
+
+async def holdings(ctx: Ctx) -> dict[str, Any]:
+    """Creator shares a user holds, with their sell value on the curve and claimable dividends."""
+    unit = await curve_unit(ctx)
+    limit, off = offset(ctx)
+    rows = await ctx.conn.fetch(HOLDINGS_SQL, ctx.chain_id, ctx.params["address"], limit, off, False)
+    total = await ctx.conn.fetchval(
+        "SELECT count(*) FROM idx.share_holdings WHERE chain_id = $1 AND holder = $2 AND shares > 0",
+        ctx.chain_id,
+        ctx.params["address"],
+    )
+    data = []
+    for r in rows:
+        s, sh = int(r["supply"]), int(r["shares"])
+        data.append(
+            {
+                "creator": hexs(r["creator"]),
+                "shares": str(sh),
+                "supply": str(s),
+                "holders": r["holder_count"],
+                "lockedUntil": iso(dt.datetime.fromtimestamp(int(r["locked_until"]), dt.UTC))
+                if r["locked_until"]
+                else None,
+                "sharePrice": units(unit * s * s),
+                "value": units(reserve_at(unit, s) - reserve_at(unit, s - sh)),
+                "claimableDividends": units(r["claimable"]),
+                "claimedDividends": units(r["claimed_total"]),
+            }
+        )
+    return {"data": data, "meta": page_meta(int(ctx.params["page"]), limit, int(total))}
+
+
+async def dividends(ctx: Ctx) -> dict[str, Any]:
+    """Claimable dividends per creator and the history of claims (cursor-paginated)."""
+    rows = await ctx.conn.fetch(HOLDINGS_SQL, ctx.chain_id, ctx.params["address"], 1000, 0, True)
+    claimable = [{"creator": hexs(r["creator"]), "amount": units(r["claimable"])} for r in rows if r["claimable"] > 0]
+    key = cursor_key(ctx) or [2**62, 0]
+    limit = int(ctx.params["limit"])
+    claims = await ctx.conn.fetch(
+        """SELECT block_number, log_index, tx_hash, block_time, creator, amount FROM idx.ev_dividends_claimed
+            WHERE chain_id = $1 AND holder = $2 AND (block_number, log_index) < ($3, $4)
+            ORDER BY block_number DESC, log_index DESC LIMIT $5""",
+        ctx.chain_id,
+        ctx.params["address"],
+        int(key[0]),
+        int(key[1]),
+        limit + 1,
+    )
+    page, meta = cursor_page(ctx, claims, limit)
+    return {
+        "data": {
+            "totalClaimable": units(sum(int(r["claimable"]) for r in rows)),
+            "claimable": claimable,
+            "claimed": [
+                {
+                    "blockNumber": r["block_number"],
+                    "logIndex": r["log_index"],
+                    "txHash": hexs(r["tx_hash"]),
+                    "time": iso(r["block_time"]),
+                    "creator": hexs(r["creator"]),
+                    "amount": units(r["amount"]),
+                }
+                for r in page
+            ],
+        },
+        "meta": meta,
+    }
+
+
+def _own(ctx: Ctx) -> None:
+    user = ctx.user
+    assert user is not None
+    if user.address != "0x" + ctx.params["address"].hex() and not user.is_admin:
+        raise ApiError(
+            403, "Notifications belong to their recipient", [FieldError("address", "must be the signed-in address")]
+        )
+
+
+NOTIFICATIONS_SQL = """
+SELECT n.block_number, n.log_index, n.kind, n.title, n.message, n.market_id, n.creator, n.amount, n.block_time,
+       r.read_at
+  FROM idx.notifications n
+  LEFT JOIN api.notification_reads r
+    ON r.chain_id = n.chain_id AND r.recipient = n.recipient AND r.block_number = n.block_number
+   AND r.log_index = n.log_index AND r.kind = n.kind
+ WHERE n.chain_id = $1 AND n.recipient = $2 AND (NOT $5 OR r.read_at IS NULL)
+ ORDER BY n.block_number DESC, n.log_index DESC
+ LIMIT $3 OFFSET $4
+"""
+
+
+def notification_id(block_number: int, log_index: int, kind: str) -> str:
+    return f"{block_number}-{log_index}-{kind}"
+
+
+async def notifications(ctx: Ctx) -> dict[str, Any]:
+    """The signed-in user's notifications, newest first, with read marks."""
+    _own(ctx)
+    limit, off = offset(ctx)
+    unread = bool(ctx.params["unreadOnly"])
+    rows = await ctx.conn.fetch(NOTIFICATIONS_SQL, ctx.chain_id, ctx.params["address"], limit, off, unread)
+    total = await ctx.conn.fetchval(
+        """SELECT count(*) FROM idx.notifications n LEFT JOIN api.notification_reads r
+             ON r.chain_id = n.chain_id AND r.recipient = n.recipient AND r.block_number = n.block_number
+            AND r.log_index = n.log_index AND r.kind = n.kind
+            WHERE n.chain_id = $1 AND n.recipient = $2 AND (NOT $3 OR r.read_at IS NULL)""",
+        ctx.chain_id,
+        ctx.params["address"],
+        unread,
+    )
+    data = [
+        {
+            "id": notification_id(r["block_number"], r["log_index"], r["kind"]),
+            "kind": r["kind"],
+            "title": r["title"],
+            "message": r["message"],
+            "marketId": r["market_id"],
+            "creator": hexs(r["creator"]),
+            "amount": units(r["amount"]),
+            "time": iso(r["block_time"]),
+            "blockNumber": r["block_number"],
+            "read": r["read_at"] is not None,
+            "readAt": iso(r["read_at"]),
+        }
+        for r in rows
+    ]
+    return {"data": data, "meta": page_meta(int(ctx.params["page"]), limit, int(total))}
+
+
+READ_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "ids": {"type": "array", "maxItems": 500, "items": {"type": "string", "maxLength": 80}},
+        "all": {"type": "boolean"},
+    },
+}
+
+
+async def mark_read(ctx: Ctx) -> dict[str, Any]:
+    """Marks notifications read: {"ids": [...]} or {"all": true}."""
+    _own(ctx)
+    body: dict[str, Any] = ctx.body
+    unknown = sorted(set(body) - {"ids", "all"})
+    if unknown:
+        raise ValidationFailed([FieldError(k[:64], "unknown field") for k in unknown])
+    ids = body.get("ids")
+    every = body.get("all") is True
+    if body.get("all") not in (None, True, False):
+        raise ValidationFailed([FieldError("all", "must be a boolean")])
+    if not every and (not isinstance(ids, list) or not ids or len(ids) > 500):
+        raise ValidationFailed([FieldError("ids", "a list of 1..500 notification ids, or all: true")])
+    keys: list[tuple[int, int, str]] = []
+    for i, x in enumerate(ids or []):
+        parts = x.split("-", 2) if isinstance(x, str) else []
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or len(parts[0]) > 18:
+            raise ValidationFailed([FieldError(f"ids[{i}]", "must be BLOCK-LOGINDEX-KIND as in the list")])
+        keys.append((int(parts[0]), int(parts[1]), parts[2][:40]))
+    addr = ctx.params["address"]
+    async with ctx.state.write_pool.acquire() as w:
+        if every:
+            status = await w.execute(
+                """INSERT INTO api.notification_reads (chain_id, recipient, block_number, log_index, kind)
+                   SELECT chain_id, recipient, block_number, log_index, kind FROM idx.notifications
+                    WHERE chain_id = $1 AND recipient = $2 ON CONFLICT DO NOTHING""",
+                ctx.chain_id,
+                addr,
+            )
+        else:
+            status = await w.execute(
+                """INSERT INTO api.notification_reads (chain_id, recipient, block_number, log_index, kind)
+                   SELECT n.chain_id, n.recipient, n.block_number, n.log_index, n.kind
+                     FROM idx.notifications n
+                     JOIN unnest($3::bigint[], $4::int[], $5::text[]) AS k(b, l, kd)
+                       ON n.block_number = k.b AND n.log_index = k.l AND n.kind = k.kd
+                    WHERE n.chain_id = $1 AND n.recipient = $2 ON CONFLICT DO NOTHING""",
+                ctx.chain_id,
+                addr,
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [k[2] for k in keys],
+            )
+    return {"data": {"marked": int(status.split()[-1])}}
+
+
+def _v(p: dict[str, Any]) -> str:
+    return filters_hash(p, exclude=())
+
+
+def _u(p: dict[str, Any]) -> str:
+    return "0x" + bytes(p["address"]).hex()
+
+
+ENDPOINTS = [
+    Endpoint(
+        "GET",
+        "/v1/users/{address}",
+        summary,
+        "User summary",
+        "users",
+        (ADDRESS,),
+        cache=lambda p: (f"user:{_u(p)}", "summary"),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/users/{address}/positions",
+        positions,
+        "User positions with PnL",
+        "users",
+        (ADDRESS, Param("status", "enum", choices=POSITION_STATUSES, default="all"), *page_params()),
+        cache=lambda p: (f"user:{_u(p)}:positions", _v(p)),
+        paged="page",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/users/{address}/trades",
+        user_trades,
+        "User trades",
+        "users",
+        (ADDRESS, *cursor_params(), Param("market", "int", minimum=0, maximum=10**18)),
+        cache=lambda p: (f"user:{_u(p)}", "trades:" + _v(p)),
+        paged="cursor",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/users/{address}/activity",
+        activity,
+        "User activity (all kinds)",
+        "users",
+        (ADDRESS, *cursor_params()),
+        cache=lambda p: (f"user:{_u(p)}", "activity:" + _v(p)),
+        paged="cursor",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/users/{address}/holdings",
+        holdings,
+        "Creator-share holdings",
+        "users",
+        (ADDRESS, *page_params()),
+        cache=lambda p: (f"user:{_u(p)}", "holdings:" + _v(p)),
+        paged="page",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/users/{address}/dividends",
+        dividends,
+        "Dividends claimable and claimed",
+        "users",
+        (ADDRESS, *cursor_params()),
+        cache=lambda p: (f"user:{_u(p)}", "dividends:" + _v(p)),
+        paged="cursor",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/users/{address}/notifications",
+        notifications,
+        "Notifications (signed-in user)",
+        "users",
+        (ADDRESS, Param("unreadOnly", "bool", default=False), *page_params()),
+        auth="user",
+        paged="page",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/users/{address}/notifications/read",
+        mark_read,
+        "Mark notifications read",
+        "users",
+        (ADDRESS,),
+        auth="user",
+        body=READ_BODY,
+    ),
+]

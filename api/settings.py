@@ -1,0 +1,115 @@
+"""The API's settings: one frozen dataclass built from the [api] section (plus [database],
+[redis], [chain]) of the config file, validated at start; errors name the key.
+
+The JWT secret comes from the environment (``GL_API_JWT_SECRET``) or a file
+(``api.jwt_secret_file``), never from the TOML itself, and never appears in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from core.config import ChainSettings, ConfigError, DatabaseSettings, RedisSettings, section
+
+JWT_SECRET_ENV = "GL_API_JWT_SECRET"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiSection:
+    """Keys of the [api] table (every one documented in docs/api.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 58080
+    feed_host: str = "127.0.0.1"
+    feed_port: int = 58081
+    workers: int = 1
+    db_role: str = "api"  # SET ROLE on every pooled connection: the read-only role from sql/002
+    pool_min: int = 2
+    pool_max: int = 10
+    statement_timeout_ms: int = 5000
+    cache_enabled: bool = True
+    cache_ttl_s: int = 300
+    cache_prefix: str = "gl"
+    rate_limit_enabled: bool = True
+    rate_limit_window_s: int = 900
+    rate_limit_ip: int = 100
+    rate_limit_user: int = 1000
+    trust_forwarded_for: bool = False
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 65536
+    jwt_secret_file: str = ""
+    jwt_ttl_s: int = 86400
+    siwe_domain: str = "localhost"
+    siwe_uri: str = "http://localhost"
+    siwe_nonce_ttl_s: int = 600
+    admin_addresses: tuple[str, ...] = ()
+    ready_max_lag_blocks: int = 30
+    ready_max_head_age_s: int = 120
+    outbox_poll_s: float = 1.0
+    cursor_secret_file: str = ""
+    feed_queue_max: int = 1000
+    feed_max_rooms: int = 50
+    feed_max_frame_bytes: int = 4096
+    feed_heartbeat_s: float = 15.0
+    feed_replay_max: int = 10000
+    docs_enabled: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    chain_id: int
+    dsn: str
+    read_dsn: str
+    redis_url: str
+    api: ApiSection
+    jwt_secret: str = dataclasses.field(repr=False)
+    cursor_secret: bytes = dataclasses.field(repr=False)
+
+    def __repr__(self) -> str:  # DSNs and URLs may hold passwords
+        return f"Settings(chain_id={self.chain_id}, api={self.api!r}, dsn=<redacted>, jwt_secret=<redacted>)"
+
+    @property
+    def admins(self) -> frozenset[str]:
+        return frozenset(a.lower() for a in self.api.admin_addresses)
+
+
+def _secret(path: str, env: Mapping[str, str], env_name: str, key: str) -> str:
+    if env.get(env_name):
+        return env[env_name]
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    return ""
+
+
+def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Builds Settings from a loaded config (core.config.load_config)."""
+    env = os.environ if environ is None else environ
+    api = section(config, "api", ApiSection)
+    db = section(config, "database", DatabaseSettings)
+    redis = section(config, "redis", RedisSettings)
+    chain = section(config, "chain", ChainSettings)
+    for i, a in enumerate(api.admin_addresses):
+        if len(a) != 42 or not a.startswith("0x"):
+            raise ConfigError(f"api.admin_addresses[{i}] must be a 0x-prefixed 20-byte hex address, got {a!r}")
+    if api.rate_limit_window_s <= 0:
+        raise ConfigError("api.rate_limit_window_s must be positive")
+    jwt_secret = _secret(api.jwt_secret_file, env, JWT_SECRET_ENV, "api.jwt_secret_file")
+    if len(jwt_secret) < 32:
+        raise ConfigError(f"the JWT secret must be at least 32 characters: set {JWT_SECRET_ENV} or api.jwt_secret_file")
+    cursor = _secret(api.cursor_secret_file, env, "GL_API_CURSOR_SECRET", "api.cursor_secret_file") or jwt_secret
+    return Settings(
+        chain_id=chain.chain_id,
+        dsn=db.dsn,
+        read_dsn=db.read_dsn or db.dsn,
+        redis_url=redis.url,
+        api=api,
+        jwt_secret=jwt_secret,
+        cursor_secret=("cursor:" + cursor).encode(),
+    )
