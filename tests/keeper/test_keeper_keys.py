@@ -4,6 +4,7 @@ the key (and password) never in output — logs, reprs, exception texts."""
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,6 @@ def test_keystore_with_password_file_loads_and_never_shows_the_key(tmp_path: Pat
         assert KEY_HEX not in text.lower()
         assert PASSWORD not in text
     with pytest.raises(TypeError):
-        import pickle
-
         pickle.dumps(signer)
 
 

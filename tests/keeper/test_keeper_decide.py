@@ -1,0 +1,174 @@
+"""Property tests of the pure deciders (keeper/decide.py): no chain, no database, no clock."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keeper import decide
+from keeper.decide import (
+    Attempt,
+    ChainView,
+    CreatorView,
+    FeedRound,
+    FeedRule,
+    FeePolicy,
+    Fees,
+    MarketView,
+    QueueEntry,
+    Receipt,
+    TxView,
+)
+
+GWEI = 10**9
+wei = st.integers(min_value=0, max_value=10**15)
+policies = st.builds(
+    lambda cap, pcap_frac, minp_frac, mult: FeePolicy(
+        max_fee_cap=cap, priority_cap=max(1, cap * pcap_frac // 100),
+        min_priority=max(1, cap * pcap_frac // 100) * minp_frac // 100, base_multiplier_pct=mult,
+    ),
+    st.integers(min_value=GWEI, max_value=10**13), st.integers(1, 100), st.integers(0, 100), st.integers(100, 300),
+)
+fees = st.builds(lambda tip, extra: Fees(tip + extra, tip), st.integers(1, 10**12), st.integers(0, 10**12))
+
+
+@given(st.integers(min_value=0, max_value=10**30), st.integers(min_value=1_250, max_value=10_000))
+def test_bump_is_at_least_the_percentage_and_at_least_one(value: int, bps: int) -> None:
+    """bump(v) ≥ v·(1 + bps/10000) and > v, so a node never refuses it as underpriced."""
+    b = decide.bump(value, bps)
+    assert b * 10_000 >= value * (10_000 + bps)
+    assert b > value
+
+
+@given(st.integers(min_value=0, max_value=10**13), st.lists(wei, max_size=20), policies)
+def test_market_fees_respect_caps_and_tip_bounds(base: int, rewards: list[int], policy: FeePolicy) -> None:
+    """Market fees never exceed the caps and the tip never exceeds the max fee."""
+    f = decide.market_fees(base, rewards, policy)
+    assert f.max_priority_fee_per_gas <= policy.priority_cap
+    assert f.max_priority_fee_per_gas <= f.max_fee_per_gas
+    assert f.max_fee_per_gas <= max(policy.max_fee_cap, f.max_priority_fee_per_gas)
+
+
+@given(fees, fees, policies)
+def test_replacement_bumps_both_fields_by_12_5_percent_within_the_cap(old: Fees, market: Fees, p: FeePolicy) -> None:
+    """A replacement raises BOTH fields by ≥ 12.5 %, follows the market up, and never passes the cap; when
+    it cannot, there is no replacement at all."""
+    new = decide.replacement_fees(old, market, p)
+    if new is None:
+        return
+    assert new.max_fee_per_gas * 10_000 >= old.max_fee_per_gas * 11_250
+    assert new.max_priority_fee_per_gas * 10_000 >= old.max_priority_fee_per_gas * 11_250
+    assert new.max_fee_per_gas <= p.max_fee_cap
+    assert new.max_priority_fee_per_gas <= new.max_fee_per_gas
+    assert new.max_fee_per_gas >= market.max_fee_per_gas
+
+
+@given(st.one_of(st.none(), st.integers(0, 1000)), st.integers(0, 1000), st.integers(0, 1000),
+       st.lists(st.integers(0, 1000), max_size=10))
+def test_next_nonce_never_goes_below_a_live_nonce(local: int | None, pending: int, latest: int, live: list[int]) -> None:
+    """While transactions are live the allocated nonce is above all of them and never below the local
+    counter; it is never below what the chain has mined."""
+    n = decide.next_nonce(local, pending, latest, live)
+    live_above = [x for x in live if x >= latest]
+    assert n >= latest
+    if live_above:
+        assert n > max(live_above)
+        if local is not None:
+            assert n >= local
+
+
+@given(st.integers(0, 50), st.sets(st.integers(0, 80), max_size=20))
+def test_gaps_are_exactly_the_missing_nonces_below_the_highest_live(latest: int, live: set[int]) -> None:
+    gaps = decide.nonce_gaps(latest, sorted(live))
+    above = {n for n in live if n >= latest}
+    expected = [n for n in range(latest, max(above))] if above else []
+    assert gaps == [n for n in expected if n not in above]
+
+
+rules = st.builds(FeedRule, st.just(b"\x01" * 20), st.sampled_from(["gt", "gte", "lt", "lte"]),
+                  st.integers(-10**12, 10**12), st.sampled_from([0, 1, 2]), st.sampled_from([0, 1, 2]))
+rounds = st.one_of(st.none(), st.builds(FeedRound, st.integers(1, 100), st.integers(-10**12, 10**12),
+                                        st.integers(0, 10**6)))
+markets = st.builds(
+    MarketView, st.integers(1, 10**6), st.integers(0, 10**6), st.booleans(),
+    st.one_of(st.none(), st.builds(QueueEntry, st.integers(1, 100), st.sampled_from([0, 1, 2]))),
+    st.one_of(st.none(), rules), rounds, st.booleans(),
+)
+
+
+@given(markets, st.integers(0, 2 * 10**6), st.integers(0, 10**5), st.integers(0, 10**5))
+def test_resolution_decisions_never_guess(m: MarketView, now: int, grace: int, staleness: int) -> None:
+    """Never resolve before end time, twice, a resolved market, or from a feed round after end time or
+    staler than the bound; the queue wins over a feed; an outcome is always 0, 1 or 2."""
+    a = decide.decide_resolution(m, now, grace, staleness)
+    if m.in_ledger or now < m.end_time:
+        assert a is None
+        return
+    if m.resolved:
+        assert isinstance(a, decide.Skip)
+        return
+    if isinstance(a, decide.Resolve):
+        assert a.outcome in (0, 1, 2)
+        if m.queued is not None:
+            assert (a.source, a.outcome, a.queue_id) == ("queue", m.queued.outcome, m.queued.id)
+        else:
+            assert a.source == "feed"
+            assert m.rule is not None
+            assert m.feed_round is not None
+            assert m.feed_round.updated_at <= m.end_time
+            assert m.end_time - m.feed_round.updated_at <= staleness
+            truth = decide.compare(m.feed_round.answer, m.rule.comparison, m.rule.threshold)
+            assert a.outcome == (m.rule.outcome_if_true if truth else m.rule.outcome_if_false)
+    elif isinstance(a, decide.Overdue):
+        assert m.queued is None
+        assert now >= m.end_time + grace
+    else:
+        assert a is None
+        assert m.queued is None
+
+
+@given(st.binary(min_size=20, max_size=20), wei, wei, st.integers(0, 10**6), st.booleans())
+def test_distribution_only_with_holders_and_a_non_empty_pool(
+    creator: bytes, pool: int, fees_: int, supply: int, in_ledger: bool
+) -> None:
+    a = decide.decide_distribution(CreatorView(creator, pool, fees_, supply, in_ledger), "2026-11-29")
+    if isinstance(a, decide.Distribute):
+        assert not in_ledger
+        assert supply > 0
+        assert pool + fees_ > 0
+    elif in_ledger:
+        assert a is None
+
+
+chains = st.builds(ChainView, st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 100), wei, fees)
+
+
+@given(st.integers(0, 100), st.lists(st.tuples(fees, st.one_of(st.none(), st.integers(0, 1000)), st.booleans()),
+                                      min_size=1, max_size=4),
+       st.sampled_from(["pending", "mined", "confirmed", "reverted"]), st.booleans(), chains, policies,
+       st.integers(1, 10), st.integers(1, 10))
+def test_tx_decisions_are_safe(
+    nonce: int, atts: list[tuple[Fees, int | None, bool]], status: str, has_receipt: bool, chain: ChainView,
+    p: FeePolicy, confirmations: int, replace_after: int,
+) -> None:
+    """A tx is only called dropped when its nonce is consumed and no receipt exists; a replacement is
+    affordable, within the cap and a real bump; a lost receipt of a mined tx is a reorg."""
+    attempts = tuple(Attempt(i, f, sent, known) for i, (f, sent, known) in enumerate(atts))
+    receipt = Receipt(0, max(0, chain.head - 1), b"\x02" * 32, True, 21_000, GWEI) if has_receipt else None
+    mined_hash = None if status == "pending" else b"\x02" * 32
+    mined_attempt = None if status == "pending" else 0
+    tx = TxView(status, nonce, 100_000, 0, attempts, receipt, mined_hash, mined_attempt, False)  # type: ignore[arg-type]
+    a = decide.decide_tx(tx, chain, confirmations, replace_after, p)
+    if isinstance(a, decide.Dropped):
+        assert receipt is None
+        assert chain.nonce_latest > nonce
+    if isinstance(a, decide.Reorged):
+        assert receipt is None
+        assert status != "pending"
+    if isinstance(a, decide.Replace):
+        last = attempts[-1].fees
+        assert a.fees.max_fee_per_gas <= p.max_fee_cap
+        assert a.fees.max_fee_per_gas * 10_000 >= last.max_fee_per_gas * 11_250
+        assert chain.balance >= tx.gas_limit * a.fees.max_fee_per_gas
+    if receipt is None and status != "pending":
+        assert isinstance(a, decide.Reorged)
