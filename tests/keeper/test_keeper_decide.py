@@ -65,7 +65,9 @@ def test_replacement_bumps_both_fields_by_12_5_percent_within_the_cap(old: Fees,
 
 @given(st.one_of(st.none(), st.integers(0, 1000)), st.integers(0, 1000), st.integers(0, 1000),
        st.lists(st.integers(0, 1000), max_size=10))
-def test_next_nonce_never_goes_below_a_live_nonce(local: int | None, pending: int, latest: int, live: list[int]) -> None:
+def test_next_nonce_never_goes_below_a_live_nonce(
+    local: int | None, pending: int, latest: int, live: list[int]
+) -> None:
     """While transactions are live the allocated nonce is above all of them and never below the local
     counter; it is never below what the chain has mined."""
     n = decide.next_nonce(local, pending, latest, live)
