@@ -172,6 +172,9 @@ class Hub:
                 self._offer(c, (seq, data))
             self.head_seq = seq
             self.metrics.feed_messages.labels("event").inc(len(targets))
+            # one loop turn per event: writers drain between events, so a burst (a backfill's
+            # batch of rows) is paced by the clients that keep up, and only those that do not fill up
+            await asyncio.sleep(0)
 
     def broadcast(self, data: bytes) -> None:
         """Broadcast sink: an admin message (system:maintenance) to every connection, unsequenced."""
