@@ -37,15 +37,15 @@ async def running(settings: Settings) -> AsyncIterator[tuple[Any, Runtime, str]]
         yield app, rt, f"ws://127.0.0.1:{rt.state.hub.port}"
 
 
-async def recv(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
+async def recv(ws: ClientConnection, wait_s: float = 10) -> dict[str, Any]:
+    async with asyncio.timeout(wait_s):
         return json.loads(await ws.recv())  # type: ignore[no-any-return]
 
 
-async def recv_type(ws: ClientConnection, kind: str, timeout: float = 10) -> dict[str, Any]:
+async def recv_type(ws: ClientConnection, kind: str, wait_s: float = 10) -> dict[str, Any]:
     """Next message of `kind`, skipping heartbeats."""
     while True:
-        m = await recv(ws, timeout)
+        m = await recv(ws, wait_s)
         if m["type"] == kind:
             return m
         assert m["type"] == "heartbeat", m
@@ -181,7 +181,7 @@ async def test_slow_consumer_is_cut_off_while_others_keep_receiving(db_dsn: str,
             await conn.execute("SELECT pg_notify('gl_outbox', 'x')")
             count = 0
             while count < n:
-                m = await recv(fast, timeout=30)
+                m = await recv(fast, wait_s=30)
                 count += m["type"] == "event"
             assert count == n
             assert rt.metrics.feed_slow_disconnects._value.get() == 1  # type: ignore[attr-defined]
