@@ -288,14 +288,16 @@ class Daemon:
             add("warm", IntervalTrigger(seconds=k.warm_interval_s, timezone=dt.UTC))
         add("track", IntervalTrigger(seconds=k.track_interval_s, timezone=dt.UTC))
         sched.start()
-        lead = asyncio.create_task(self.lead())
+        # a dry run never takes the lock: bumping the epoch would fence the real leader
+        lead = None if self.dry_run else asyncio.create_task(self.lead())
         if self.dry_run:
             for name in ("resolve", "distribute"):
                 await self.run_job(name, table[name])
         await self.stop.wait()
         log.info("keeper_stopping", halted=self.halted)
         sched.shutdown(wait=False)
-        await lead
+        if lead is not None:
+            await lead
         running = [t for t in self._running if not t.done()]
         if running:  # running jobs finish their step before the lock is released
             await asyncio.wait(running, timeout=30)
