@@ -51,7 +51,9 @@ from keeper.store import FencedError
 from keeper.tx import TxManager
 
 log = structlog.get_logger("keeper")
-CRITICAL_JOBS = ("resolve", "distribute", "track")  # consecutive failures of these halt the daemon
+# Consecutive failures of these halt the daemon (pymaker/Silverback style). The tracker runs every few
+# seconds, so it gets a proportionally larger budget (a node blip must not kill the keeper).
+CRITICAL_JOBS = {"resolve": 1, "distribute": 1, "track": 30}
 DEFAULT_ONCE_JOBS = ("resolve", "distribute", "aggregate")
 
 
@@ -97,7 +99,8 @@ class Daemon:
             detail = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             self.failures[name] = self.failures.get(name, 0) + 1
             log.error("job_failed", job=name, error=detail["error"], consecutive=self.failures[name])
-            if name in CRITICAL_JOBS and self.failures[name] >= self.settings.keeper.max_consecutive_failures:
+            budget = CRITICAL_JOBS.get(name, 0) * self.settings.keeper.max_consecutive_failures
+            if budget and self.failures[name] >= budget:
                 self.halted = f"{name} failed {self.failures[name]} times in a row"
                 log.critical("keeper_halted", reason=self.halted)
                 self.stop.set()
@@ -165,6 +168,7 @@ class Daemon:
                         self.metrics.is_leader.set(1)
                         self.tx._next = None  # resync nonces from chain + ledger under the new epoch
                         await self.run_job("track", self.track)  # recovery: follow what the last leader left
+                        await self.catch_up()
                     else:
                         self.metrics.is_leader.set(0)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -172,6 +176,28 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.keeper.leader_poll_s):
                     await self.stop.wait()
+
+    async def catch_up(self) -> None:
+        """A distribution whose scheduled time passed while no leader ran (downtime, failover) runs now;
+        the period key keeps it to once per day."""
+        trigger = CronTrigger.from_crontab(self.settings.keeper.distribute_cron, timezone=dt.UTC)
+        now = dt.datetime.now(dt.UTC)
+        fire = trigger.get_next_fire_time(None, now - dt.timedelta(days=2))
+        last_due = None
+        while fire is not None and fire <= now:
+            last_due = fire
+            fire = trigger.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+        if last_due is None:
+            return
+        async with self.pool.acquire() as conn:
+            done = await conn.fetchval(
+                "SELECT true FROM keeper.job_runs WHERE chain_id = $1 AND job = 'distribute' AND outcome = 'ok'"
+                " AND started_at >= $2 LIMIT 1",
+                self.settings.chain.chain_id, last_due,
+            )
+        if not done:
+            log.info("distribution_catch_up", scheduled_at=last_due.isoformat())
+            await self.run_job("distribute", lambda: jobs.distribute(self.ctx))
 
     # -------------------------------------------------------------- http
 
@@ -217,6 +243,8 @@ class Daemon:
             self._ready_checks["rpc"] = True
         except Exception:
             self._ready_checks["rpc"] = False
+        failing = [j for j, n in self.failures.items() if n >= self.settings.keeper.max_consecutive_failures]
+        self._ready_checks["jobs"] = not failing
         return all(self._ready_checks.values()) and self.halted is None
 
     # -------------------------------------------------------------- main
