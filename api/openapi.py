@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document, built from the same Endpoint/Param declarations the app validates
+"""The OpenAPI 3.0 document, built from the same Endpoint/Param declarations the app validates
 with, and a self-contained HTML docs page rendered from it (no scripts, no CDN)."""
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ AS_OF = {
     "required": ["chain_id", "block_number", "block_hash", "safe_block", "finalized_block"],
     "properties": {
         "chain_id": {"type": "integer"},
-        "block_number": {"type": ["integer", "null"]},
-        "block_hash": {"type": ["string", "null"]},
-        "safe_block": {"type": ["integer", "null"]},
-        "finalized_block": {"type": ["integer", "null"]},
+        "block_number": {"type": "integer", "nullable": True},
+        "block_hash": {"type": "string", "nullable": True},
+        "safe_block": {"type": "integer", "nullable": True},
+        "finalized_block": {"type": "integer", "nullable": True},
     },
 }
 PAGE_META = {
@@ -57,7 +57,7 @@ CURSOR_META = {
     "properties": {
         "limit": {"type": "integer"},
         "hasNext": {"type": "boolean"},
-        "nextCursor": {"type": ["string", "null"]},
+        "nextCursor": {"type": "string", "nullable": True},
     },
 }
 MARKET = {
@@ -67,8 +67,8 @@ MARKET = {
         "question": {"type": "string"},
         "category": {"type": "string"},
         "creator": {"type": "string"},
-        "status": {"enum": ["active", "closed", "resolved"]},
-        "outcome": {"enum": ["yes", "no", "invalid", None]},
+        "status": {"type": "string", "enum": ["active", "closed", "resolved"]},
+        "outcome": {"type": "string", "nullable": True, "enum": ["yes", "no", "invalid", None]},
         "endTime": {"type": "string", "format": "date-time"},
         "yesPrice": {"type": "string"},
         "noPrice": {"type": "string"},
@@ -183,7 +183,7 @@ def spec(settings: Settings) -> dict[str, Any]:
             }
         }
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.0.3",
         "info": {
             "title": "GuessLyfe read API",
             "version": "1.0.0",
