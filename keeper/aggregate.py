@@ -19,11 +19,13 @@ SELECT m.chain_id, m.market_id, coalesce(s.volume, 0), coalesce(s.trades, 0), co
   LEFT JOIN LATERAL (
         SELECT sum(t.collateral) AS volume, count(*) AS trades, count(DISTINCT t.trader) AS traders
           FROM idx.ev_trade t
-         WHERE t.chain_id = m.chain_id AND t.market_id = m.market_id AND t.block_time > $2 - interval '24 hours'
+         WHERE t.chain_id = m.chain_id AND t.market_id = m.market_id
+           AND t.block_time > $2::timestamptz - interval '24 hours'
   ) s ON true
   LEFT JOIN LATERAL (
         SELECT t.yes_reserve, t.no_reserve FROM idx.ev_trade t
-         WHERE t.chain_id = m.chain_id AND t.market_id = m.market_id AND t.block_time <= $2 - interval '24 hours'
+         WHERE t.chain_id = m.chain_id AND t.market_id = m.market_id
+           AND t.block_time <= $2::timestamptz - interval '24 hours'
          ORDER BY t.block_number DESC, t.log_index DESC LIMIT 1
   ) p ON true
  WHERE m.chain_id = $1
@@ -45,18 +47,20 @@ SELECT $1, row_number() OVER (ORDER BY score DESC, market_id), market_id, score,
 
 TRADERS_SQL = """
 WITH w(name, since) AS (
-    VALUES ('24h', $2 - interval '24 hours'), ('7d', $2 - interval '7 days'), ('all', '-infinity'::timestamptz)
+    VALUES ('24h', $2::timestamptz - interval '24 hours'), ('7d', $2::timestamptz - interval '7 days'),
+           ('all', '-infinity'::timestamptz)
 ),
 flows AS (
     SELECT w.name, t.trader,
            sum(CASE WHEN t.is_buy THEN -t.collateral ELSE t.collateral END) AS pnl,
            sum(t.collateral) AS volume, count(*) AS trades, count(DISTINCT t.market_id) AS markets
-      FROM w JOIN idx.ev_trade t ON t.chain_id = $1 AND t.block_time > w.since AND t.block_time <= $2
+      FROM w JOIN idx.ev_trade t ON t.chain_id = $1 AND t.block_time > w.since AND t.block_time <= $2::timestamptz
      GROUP BY w.name, t.trader
 ),
 claims AS (
     SELECT w.name, c.holder AS trader, sum(c.payout) AS payout
-      FROM w JOIN idx.ev_winnings_claimed c ON c.chain_id = $1 AND c.block_time > w.since AND c.block_time <= $2
+      FROM w JOIN idx.ev_winnings_claimed c
+        ON c.chain_id = $1 AND c.block_time > w.since AND c.block_time <= $2::timestamptz
      GROUP BY w.name, c.holder
 ),
 combined AS (
@@ -74,11 +78,13 @@ SELECT $1, name, rank, trader, pnl, volume, trades, markets, $2 FROM ranked WHER
 
 CREATORS_SQL = """
 WITH w(name, since) AS (
-    VALUES ('24h', $2 - interval '24 hours'), ('7d', $2 - interval '7 days'), ('all', '-infinity'::timestamptz)
+    VALUES ('24h', $2::timestamptz - interval '24 hours'), ('7d', $2::timestamptz - interval '7 days'),
+           ('all', '-infinity'::timestamptz)
 ),
 vol AS (
     SELECT w.name, s.creator, sum(s.price) AS volume, count(*) AS trades
-      FROM w JOIN idx.ev_shares_traded s ON s.chain_id = $1 AND s.block_time > w.since AND s.block_time <= $2
+      FROM w JOIN idx.ev_shares_traded s
+        ON s.chain_id = $1 AND s.block_time > w.since AND s.block_time <= $2::timestamptz
      GROUP BY w.name, s.creator
 ),
 ranked AS (
