@@ -45,6 +45,7 @@ from keeper.decide import OUTCOME_NAMES, OUTCOMES
 from keeper.keys import KeyLoadError, load_signer
 from keeper.leader import Leader
 from keeper.metrics import Metrics
+from keeper.notify import emit_ending_soon
 from keeper.rpc import Rpc
 from keeper.settings import Settings, load_settings
 from keeper.store import FencedError
@@ -144,12 +145,20 @@ class Daemon:
         s = await self.tx.track()
         return {"live": s.live, "mined": s.mined, "replaced": s.replaced, "reorged": s.reorged}
 
+    async def notify(self) -> dict[str, int]:
+        if self.dry_run:
+            return {}
+        now = await jobs.chain_time(self.rpc)
+        return await emit_ending_soon(self.pool, self.settings.redis.url, self.settings.chain.chain_id, now,
+                                      self.settings.keeper.ending_soon_s)
+
     def job_table(self) -> dict[str, Callable[[], Awaitable[Any]]]:
         return {
             "resolve": lambda: jobs.resolve(self.ctx),
             "distribute": lambda: jobs.distribute(self.ctx),
             "aggregate": self.aggregate,
             "warm": self.warm,
+            "notify": self.notify,
             "track": self.track,
         }
 
@@ -312,6 +321,7 @@ class Daemon:
         add("resolve", IntervalTrigger(seconds=k.resolve_interval_s, timezone=dt.UTC))
         add("distribute", CronTrigger.from_crontab(k.distribute_cron, timezone=dt.UTC))
         add("aggregate", IntervalTrigger(seconds=k.aggregate_interval_s, timezone=dt.UTC))
+        add("notify", IntervalTrigger(seconds=k.notify_interval_s, timezone=dt.UTC))
         if k.warm_interval_s > 0 and k.warm_enabled:
             add("warm", IntervalTrigger(seconds=k.warm_interval_s, timezone=dt.UTC))
         add("track", IntervalTrigger(seconds=k.track_interval_s, timezone=dt.UTC))
@@ -496,7 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", parents=[common], help="the daemon")
     run.add_argument("--once", action="store_true", help="run the jobs once, follow the txs to the end, exit")
-    run.add_argument("--jobs", default=",".join(DEFAULT_ONCE_JOBS), help="jobs for --once (comma-separated)")
+    run.add_argument("--jobs", default=",".join(DEFAULT_ONCE_JOBS),
+                     help="jobs for --once: resolve,distribute,aggregate,warm,notify,track")
     run.add_argument("--dry-run", action="store_true", help="decide and simulate; send and record nothing")
     sub.add_parser("status", parents=[common], help="leader, ledger counts, overdue markets, last runs")
     txs = sub.add_parser("txs", parents=[common], help="recent ledger transactions (JSON lines)")
@@ -535,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "run":
             names = [n.strip() for n in args.jobs.split(",") if n.strip()]
-            unknown = [n for n in names if n not in ("resolve", "distribute", "aggregate", "warm", "track")]
+            unknown = [n for n in names if n not in ("resolve", "distribute", "aggregate", "warm", "notify", "track")]
             if unknown:
                 say(f"unknown job(s): {', '.join(unknown)}", err=True)
                 return 2

@@ -44,6 +44,7 @@ class KeeperSettings:
     warm_interval_s: int = 900
     aggregate_interval_s: int = 300
     notify_interval_s: int = 60
+    ending_soon_s: int = 3_600  # holders are told once when their market ends within this
     track_interval_s: float = 2.0
     leader_poll_s: float = 5.0
     max_consecutive_failures: int = 5  # a job failing this many times in a row halts the daemon
