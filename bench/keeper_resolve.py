@@ -67,7 +67,7 @@ async def wait_blocks(anvil: Anvil, n: int) -> None:
     raise TimeoutError("anvil stopped producing blocks")
 
 
-async def run(markets: int, serial: int) -> dict[str, Any]:
+async def run(markets: int, serial: int, profile: bool = False) -> dict[str, Any]:
     cfg = load_config(ROOT / "config" / "local.toml")
     services = section(cfg, "services", ServicesSettings)
     admin_dsn = f"postgresql://guesslyfe@127.0.0.1:{services.pg_port}/postgres"
@@ -129,8 +129,17 @@ async def run(markets: int, serial: int) -> dict[str, Any]:
             # ---- pipelined
             start_block = anvil.head()
             t0 = time.monotonic()
+            if profile:
+                import cProfile
+                import pstats
+
+                prof = cProfile.Profile()
+                prof.enable()
             counts = await jobs.resolve(ctx)
             t_sent = time.monotonic() - t0
+            if profile:
+                prof.disable()
+                pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
             await tx.wait_idle(timeout_s=600, poll_s=0.2)
             t_pipe = time.monotonic() - t0
             last_block = await conn.fetchval("SELECT max(mined_block) FROM keeper.txs")
@@ -177,8 +186,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--markets", type=int, default=1000)
     p.add_argument("--serial", type=int, default=30)
+    p.add_argument("--profile", action="store_true", help="cProfile the pipelined resolve run")
     args = p.parse_args()
-    r = asyncio.run(run(args.markets, args.serial))
+    r = asyncio.run(run(args.markets, args.serial, args.profile))
     print(json.dumps(r, indent=2))
     print(
         f"| {r['markets']} | {r['pipelined_s']} s | {r['pipelined_blocks']} | {r['serial_per_market_s']} s × "
