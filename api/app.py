@@ -291,6 +291,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             await cache.invalidate([(r["event"], r["rooms"]) for r in rows])
 
         pump.sinks += [invalidate, hub.publish]
+        pump.invalidators.append(cache.invalidate)
         pump.broadcast_sinks.append(hub.broadcast)
         rt.state = State(settings, metrics, read_pool, write_pool, cache, limiter, pump, hub)
         stop = asyncio.Event()

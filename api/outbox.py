@@ -38,6 +38,25 @@ SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS 
 """
 HEADS_SQL = "SELECT safe_block, finalized_block FROM idx.chain_heads WHERE chain_id = $1"
 MAX_SEQ_SQL = "SELECT coalesce(max(seq), 0) FROM idx.outbox WHERE chain_id = $1"
+CHECKPOINT_SQL = "SELECT block_number FROM idx.checkpoints WHERE chain_id = $1"
+# State changes the outbox does not announce (it carries the seed's events only): claims and
+# withdrawals still change positions, holdings and creators, so their keys are invalidated too.
+UNANNOUNCED_SQL = """
+SELECT 'winnings:claimed' AS event, ARRAY['market:' || market_id, 'user:0x' || encode(holder, 'hex')] AS rooms
+  FROM idx.ev_winnings_claimed WHERE chain_id = $1 AND block_number > $2 AND block_number <= $3
+UNION ALL
+SELECT 'dividends:claimed', ARRAY['creator:0x' || encode(creator, 'hex'), 'user:0x' || encode(holder, 'hex')]
+  FROM idx.ev_dividends_claimed WHERE chain_id = $1 AND block_number > $2 AND block_number <= $3
+UNION ALL
+SELECT 'liquidity:withdrawn', ARRAY['market:' || market_id, 'user:0x' || encode(creator, 'hex')]
+  FROM idx.ev_liquidity_withdrawn WHERE chain_id = $1 AND block_number > $2 AND block_number <= $3
+UNION ALL
+SELECT 'creator:fees', ARRAY['creator:0x' || encode(creator, 'hex')]
+  FROM idx.ev_creator_fees_collected WHERE chain_id = $1 AND block_number > $2 AND block_number <= $3
+UNION ALL
+SELECT 'creator:fees', ARRAY['creator:0x' || encode(creator, 'hex')]
+  FROM idx.ev_creator_fees_claimed WHERE chain_id = $1 AND block_number > $2 AND block_number <= $3
+"""
 BATCH = 1000
 
 
@@ -77,6 +96,7 @@ def encode_row(chain_id: int, row: asyncpg.Record | dict[str, Any], safe: int | 
 
 
 Sink = Callable[[Sequence[asyncpg.Record], int | None, int | None], Awaitable[None]]
+Invalidator = Callable[[list[tuple[str, Sequence[str]]]], Awaitable[int]]
 BroadcastSink = Callable[[bytes], None]
 
 
@@ -92,6 +112,8 @@ class Pump:
         self.metrics = metrics
         self.last_seq = 0
         self.sinks: list[Sink] = []
+        self.invalidators: list[Invalidator] = []
+        self.checkpoint: int | None = None
         self.broadcast_sinks: list[BroadcastSink] = []
         self._wake = asyncio.Event()
         self.listening = False
@@ -103,6 +125,7 @@ class Pump:
     async def start(self) -> None:
         async with self.pool.acquire() as conn:
             self.last_seq = int(await conn.fetchval(MAX_SEQ_SQL, self.chain_id))
+            self.checkpoint = await conn.fetchval(CHECKPOINT_SQL, self.chain_id)
         self.metrics.outbox_seq.set(self.last_seq)
 
     def wake(self) -> None:
@@ -133,6 +156,26 @@ class Pump:
 
     async def drain(self) -> int:
         """Reads every row past last_seq and hands them to the sinks; returns how many."""
+        total = await self._drain_outbox()
+        await self._unannounced()
+        return total
+
+    async def _unannounced(self) -> None:
+        """Invalidates keys of claims/withdrawals indexed since the last look (no outbox rows)."""
+        if not self.invalidators:
+            return
+        async with self.pool.acquire() as conn:
+            cp = await conn.fetchval(CHECKPOINT_SQL, self.chain_id)
+            if cp is None or cp == self.checkpoint:
+                return
+            lo = -1 if self.checkpoint is None or cp < self.checkpoint else self.checkpoint
+            rows = await conn.fetch(UNANNOUNCED_SQL, self.chain_id, lo, cp)
+        if rows:
+            for inv in self.invalidators:
+                await inv([(r["event"], r["rooms"]) for r in rows])
+        self.checkpoint = cp
+
+    async def _drain_outbox(self) -> int:
         total = 0
         while True:
             async with self.pool.acquire() as conn:

@@ -1,0 +1,216 @@
+"""Endpoints and feed on a database filled by the real indexer from a scripted scenario on anvil;
+positions and PnL are checked against values computed here from the contract's AMM rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from websockets.asyncio.client import connect
+
+from api.app import create_app
+from core.contracts import load_abi
+from indexer.service import run
+from tests.api.conftest import make_settings
+from tests.api.test_api_feed import recv_type, running, subscribe
+from tests.indexer.helpers import Node, index_to_head
+from tests.indexer.helpers import make_settings as indexer_settings
+
+pytestmark = [pytest.mark.anvil, pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
+U = 10**6
+FEE_BPS = 200  # DeployParams().fee_bps
+
+
+def buy(y: int, n: int, outcome: int, collateral: int) -> tuple[int, int, int]:
+    """OpinionMarket.buy: (new yes, new no, shares out)."""
+    net = collateral - collateral * FEE_BPS // 10_000
+    k = y * n
+    if outcome == 1:
+        nn = n + net
+        ny = -(-k // nn)
+        return ny, nn, y + net - ny
+    ny = y + net
+    nn = -(-k // ny)
+    return ny, nn, n + net - nn
+
+
+def sell(y: int, n: int, outcome: int, shares: int) -> tuple[int, int, int]:
+    """OpinionMarket.sell: (new yes, new no, collateral out after the fee, rounded up)."""
+    other = n if outcome == 1 else y
+    b = y + n + shares
+    d = b * b - 4 * shares * other
+    root = math.isqrt(d)
+    root += root * root < d
+    gross = (b - root) // 2
+    fee = (gross * FEE_BPS + 9_999) // 10_000
+    if outcome == 1:
+        return y + shares - gross, n - gross, gross - fee
+    return y - gross, n + shares - gross, gross - fee
+
+
+def units(x: int) -> str:
+    sign = "-" if x < 0 else ""
+    q, r = divmod(abs(x), U)
+    return f"{sign}{q}.{r:06d}"
+
+
+class Script:
+    def __init__(self, node: Node) -> None:
+        self.w3 = node.w3
+        c = node.deployment["contracts"]
+        self.om = self.w3.eth.contract(address=c["OpinionMarket"], abi=load_abi("OpinionMarket"))
+        self.usdc = self.w3.eth.contract(address=c["USDC"], abi=load_abi("MockUSDC"))
+        acc = self.w3.eth.accounts
+        self.keeper, self.creator, self.a, self.b = acc[1], acc[2], acc[3], acc[4]
+        for who in (self.creator, self.a, self.b):
+            self.tx(self.usdc.functions.mint(who, 1_000 * U), who)
+            self.tx(self.usdc.functions.approve(self.om.address, 2**256 - 1), who)
+
+    def tx(self, fn: Any, sender: str) -> Any:
+        h = fn.transact({"from": sender})
+        r = self.w3.eth.wait_for_transaction_receipt(h)
+        assert r.status == 1
+        return r
+
+    def create(self, question: str) -> int:
+        end = self.w3.eth.get_block("latest")["timestamp"] + 3600
+        self.tx(self.om.functions.createMarket(question, "test", end, 100 * U), self.creator)
+        return int(self.om.functions.marketCount().call())
+
+    def buy(self, who: str, market: int, outcome: int, collateral: int) -> Any:
+        return self.tx(self.om.functions.buy(market, outcome, collateral, 0, 2**40), who)
+
+    def sell(self, who: str, market: int, outcome: int, shares: int) -> Any:
+        return self.tx(self.om.functions.sell(market, outcome, shares, 0, 2**40), who)
+
+
+def caught_up(c: TestClient, dsn: str) -> None:
+    """Waits until the app's outbox pump has seen (and invalidated for) every outbox row."""
+    from tests.indexer.helpers import fetch
+
+    want = fetch(dsn, "SELECT coalesce(max(seq), 0) AS s FROM idx.outbox")[0]["s"]
+    cp = fetch(dsn, "SELECT block_number FROM idx.checkpoints")[0]["block_number"]
+    pump = c.app.state.runtime.state.pump  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 15
+    while (pump.last_seq < want or pump.checkpoint != cp) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def node() -> Iterator[Node]:
+    n = Node()
+    yield n
+    n.stop()
+
+
+def test_positions_and_pnl_from_indexed_scenario(node: Node, db_dsn: str, redis_url: str, tmp_path: Path) -> None:
+    """A buys YES twice, B buys NO, A sells half; resolved YES; A claims. Values computed by hand."""
+    s = Script(node)
+    m = s.create("Scripted market?")
+    y, n = 100 * U, 100 * U
+    y, n, a1 = buy(y, n, 1, 10 * U)
+    s.buy(s.a, m, 1, 10 * U)
+    y, n, a2 = buy(y, n, 1, 20 * U)
+    s.buy(s.a, m, 1, 20 * U)
+    y, n, b1 = buy(y, n, 0, 15 * U)
+    s.buy(s.b, m, 0, 15 * U)
+    sold = (a1 + a2) // 2
+    y, n, proceeds = sell(y, n, 1, sold)
+    s.sell(s.a, m, 1, sold)
+    # average cost: 30 USDC for a1 + a2 shares; selling `sold` removes cost * sold // shares
+    cost = 30 * U
+    removed = cost * sold // (a1 + a2)
+    a_cost, a_shares, a_realized = cost - removed, a1 + a2 - sold, proceeds - removed
+    value_open = a_shares * n // (y + n)
+    b_value = b1 * y // (y + n)
+
+    settings_ix = indexer_settings(node.url, node.deployment, db_dsn, tmp_path)
+    assert index_to_head(settings_ix) == 0
+    app_settings = make_settings(db_dsn, redis_url)
+    with TestClient(create_app(app_settings, serve_feed=False), raise_server_exceptions=False) as c:
+        pos = c.get(f"/v1/users/{s.a}/positions").json()["data"]
+        assert len(pos) == 1
+        p = pos[0]
+        assert p["status"] == "open"
+        assert p["yesShares"] == units(a_shares)
+        assert p["costBasis"] == units(a_cost)
+        assert p["realizedPnl"] == units(a_realized)
+        assert p["currentValue"] == units(value_open)
+        assert p["unrealizedPnl"] == units(value_open - a_cost)
+        assert p["totalPnl"] == units(a_realized + value_open - a_cost)
+        pb = c.get(f"/v1/users/{s.b}/positions").json()["data"][0]
+        assert (pb["noShares"], pb["costBasis"], pb["unrealizedPnl"]) == (
+            units(b1),
+            "15.000000",
+            units(b_value - 15 * U),
+        )
+        md = c.get(f"/v1/markets/{m}").json()
+        assert md["data"]["yesReserve"] == units(y)
+        assert md["data"]["noReserve"] == units(n)
+        assert md["data"]["volume"] == units(10 * U + 20 * U + 15 * U + proceeds)
+        assert md["data"]["trades"] == 4
+        assert md["as_of"]["block_number"] == node.anvil.head()
+        trades = c.get(f"/v1/markets/{m}/trades").json()["data"]
+        assert [t["side"] for t in trades] == ["sell", "buy", "buy", "buy"]
+        assert trades[0]["collateral"] == units(proceeds)
+
+    # resolve YES after the end time, then A claims its remaining YES shares (1 USDC each)
+    node.anvil.call("evm_increaseTime", 3700)
+    node.anvil.mine()
+    s.tx(s.om.functions.resolveMarket(m, 1), s.keeper)
+    with TestClient(create_app(app_settings, serve_feed=False), raise_server_exceptions=False) as c:
+        assert index_to_head(settings_ix) == 0
+        caught_up(c, db_dsn)
+        p = c.get(f"/v1/users/{s.a}/positions").json()["data"][0]
+        assert (p["status"], p["claimable"]) == ("redeemable", units(a_shares))
+        assert p["unrealizedPnl"] == units(a_shares - a_cost)
+        pb = c.get(f"/v1/users/{s.b}/positions").json()["data"][0]
+        assert (pb["claimable"], pb["totalPnl"]) == ("0.000000", "-15.000000")
+        s.tx(s.om.functions.claimWinnings(m), s.a)
+        assert index_to_head(settings_ix) == 0
+        caught_up(c, db_dsn)
+        p = c.get(f"/v1/users/{s.a}/positions").json()["data"][0]
+        assert p["status"] == "closed"
+        assert p["claimed"] == units(a_shares)
+        assert p["realizedPnl"] == units(a_realized + a_shares - a_cost)
+        summary = c.get(f"/v1/users/{s.a}").json()["data"]
+        assert summary["totalPnl"] == units(a_realized + a_shares - a_cost)
+        lb = c.get("/v1/leaderboards/traders").json()["data"]
+        assert lb[0]["trader"] == s.a.lower()
+
+
+async def test_trade_reaches_feed_subscriber_in_the_block_it_was_mined(
+    node: Node, db_dsn: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Live: indexer + feed running; a trade's message carries the block it was mined in."""
+    s = Script(node)
+    m = s.create("Live market?")
+    settings_ix = indexer_settings(node.url, node.deployment, db_dsn, tmp_path, poll_interval=0.1)
+    stop = asyncio.Event()
+    indexer = asyncio.create_task(run(settings_ix, stop))
+    try:
+        async with running(make_settings(db_dsn, redis_url)) as (_, rt, url):
+            async with connect(url) as ws:
+                await subscribe(ws, [f"market:{m}"])
+                t0 = time.monotonic()
+                receipt = await asyncio.to_thread(s.buy, s.a, m, 1, 5 * U)
+                msg = await recv_type(ws, "event", wait_s=30)
+                while msg["event"] == "market:created":  # the indexer may announce the market first
+                    msg = await recv_type(ws, "event", wait_s=30)
+                assert msg["event"] == "market:trade"
+                assert msg["id"]["block_number"] == receipt.blockNumber
+                assert msg["id"]["block_hash"] == "0x" + bytes(receipt.blockHash).hex()
+                assert msg["data"]["tx_hash"] == "0x" + bytes(receipt.transactionHash).hex()
+                assert msg["data"]["trader"] == s.a.lower()
+                assert msg["finality"] in ("unsafe", "safe", "finalized")
+                print(json.dumps({"feed_latency_s": time.monotonic() - t0}))
+    finally:
+        stop.set()
+        await asyncio.wait_for(indexer, 15)
