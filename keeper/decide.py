@@ -285,14 +285,16 @@ TxAction = MarkMined | MarkFinalized | Reorged | Dropped | Rebroadcast | Replace
 
 
 def decide_tx(
-    tx: TxView, chain: ChainView, confirmations: int, replace_after: int, policy: FeePolicy
+    tx: TxView, chain: ChainView, confirmations: int, replace_after: int, policy: FeePolicy,
+    confirm_at_finalized: bool = False,
 ) -> TxAction | None:
-    """What to do with one ledger transaction now. `confirmations` counts the mined block itself."""
+    """What to do with one ledger transaction now. `confirmations` counts the mined block itself; with
+    `confirm_at_finalized` a transaction is confirmed only once its block is finalized."""
     latest = tx.attempts[-1]
     r = tx.receipt
     if r is not None:
-        confirmed = chain.head - r.block_number + 1 >= confirmations
         final = r.block_number <= chain.finalized
+        confirmed = final if confirm_at_finalized else chain.head - r.block_number + 1 >= confirmations
         if tx.status == "pending" or tx.mined_block_hash != r.block_hash:
             return MarkMined(r, confirmed, final)
         if tx.status == "mined" and confirmed:

@@ -54,6 +54,7 @@ class KeeperSettings:
     feed_max_rounds_back: int = 64
     # ---- transactions (all fee amounts in wei, integers)
     confirmations: int = 0  # 0 = [chain].confirmations
+    confirm_at_finalized: bool = False  # true: "confirmed" only once the block is <= the node's finalized block
     replace_after_blocks: int = 3
     bump_bps: int = 1_250  # >= 1250 (12.5 %)
     max_fee_per_gas_cap: int = 500_000_000_000  # 500 gwei

@@ -312,7 +312,8 @@ class TxManager:
                 receipt=receipts.get(t.id), mined_block_hash=t.mined_block_hash, mined_attempt=mined_attempt,
                 finalized=t.finalized,
             )
-            action = decide.decide_tx(view, chain, confirmations, replace_after, self.policy)
+            action = decide.decide_tx(view, chain, confirmations, replace_after, self.policy,
+                                      self.settings.keeper.confirm_at_finalized)
             if action is None:
                 if t.status == "pending":
                     still_pending.append(t.nonce)

@@ -148,10 +148,10 @@ chains = st.builds(ChainView, st.integers(0, 1000), st.integers(0, 1000), st.int
 @given(st.integers(0, 100), st.lists(st.tuples(fees, st.one_of(st.none(), st.integers(0, 1000)), st.booleans()),
                                       min_size=1, max_size=4),
        st.sampled_from(["pending", "mined", "confirmed", "reverted"]), st.booleans(), chains, policies,
-       st.integers(1, 10), st.integers(1, 10))
+       st.integers(1, 10), st.integers(1, 10), st.booleans())
 def test_tx_decisions_are_safe(
     nonce: int, atts: list[tuple[Fees, int | None, bool]], status: str, has_receipt: bool, chain: ChainView,
-    p: FeePolicy, confirmations: int, replace_after: int,
+    p: FeePolicy, confirmations: int, replace_after: int, at_finalized: bool,
 ) -> None:
     """A tx is only called dropped when its nonce is consumed and no receipt exists; a replacement is
     affordable, within the cap and a real bump; a lost receipt of a mined tx is a reorg."""
@@ -160,7 +160,13 @@ def test_tx_decisions_are_safe(
     mined_hash = None if status == "pending" else b"\x02" * 32
     mined_attempt = None if status == "pending" else 0
     tx = TxView(status, nonce, 100_000, 0, attempts, receipt, mined_hash, mined_attempt, False)  # type: ignore[arg-type]
-    a = decide.decide_tx(tx, chain, confirmations, replace_after, p)
+    a = decide.decide_tx(tx, chain, confirmations, replace_after, p, at_finalized)
+    if isinstance(a, decide.MarkMined) and a.confirmed:
+        assert receipt is not None
+        if at_finalized:
+            assert receipt.block_number <= chain.finalized
+        else:
+            assert chain.head - receipt.block_number + 1 >= confirmations
     if isinstance(a, decide.Dropped):
         assert receipt is None
         assert chain.nonce_latest > nonce
