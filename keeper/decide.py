@@ -335,10 +335,12 @@ def next_nonce(local_next: int | None, chain_pending: int, chain_latest: int, li
     return floor if local_next is None else max(local_next, floor)
 
 
-def nonce_gaps(chain_latest: int, live_nonces: Sequence[int]) -> list[int]:
-    """Nonces between the chain's count and our highest live nonce that no live transaction holds:
-    everything above a gap is stuck until it is filled."""
+def nonce_gaps(chain_latest: int, live_nonces: Sequence[int], held_nonces: Sequence[int] = ()) -> list[int]:
+    """Nonces between the chain's count and our highest live (pending) nonce that no ledger transaction
+    holds: everything above a gap is stuck until it is filled. `held_nonces` are the nonces of every
+    other ledger row (e.g. one seen mined after `chain_latest` was read), which are never gaps."""
     live = {n for n in live_nonces if n >= chain_latest}
     if not live:
         return []
-    return [n for n in range(chain_latest, max(live)) if n not in live]
+    held = live | set(held_nonces)
+    return [n for n in range(chain_latest, max(live)) if n not in held]

@@ -324,7 +324,7 @@ class TxManager:
         self.metrics.pending.set(len(still_pending))
         async with self._lock:
             await self.resync_nonce()
-        gaps = decide.nonce_gaps(nonce_latest, still_pending)
+        gaps = decide.nonce_gaps(nonce_latest, still_pending, [t.nonce for t in live])
         self.metrics.nonce_gap.set(len(gaps))
         if gaps:
             summary.gaps_filled = await self._fill_gaps(gaps, fence)
