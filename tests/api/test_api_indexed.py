@@ -196,7 +196,7 @@ async def test_trade_reaches_feed_subscriber_in_the_block_it_was_mined(
     stop = asyncio.Event()
     indexer = asyncio.create_task(run(settings_ix, stop))
     try:
-        async with running(make_settings(db_dsn, redis_url)) as (_, rt, url):
+        async with running(make_settings(db_dsn, redis_url)) as (_, _rt, url):
             async with connect(url) as ws:
                 await subscribe(ws, [f"market:{m}"])
                 t0 = time.monotonic()
