@@ -73,12 +73,23 @@ class Daemon:
         self.leader = Leader(settings.database.dsn, settings.chain.chain_id)
         self._ready_checks: dict[str, bool] = {"db": False, "rpc": False}
         self._running: set[asyncio.Task[Any]] = set()
+        self._job_locks: dict[str, asyncio.Lock] = {}
 
     # -------------------------------------------------------------- jobs
 
     async def run_job(self, name: str, fn: Callable[[], Awaitable[Any]]) -> None:
+        """One run of a job, never overlapping another run of the same job (the scheduler's
+        max_instances=1 covers its own runs; this lock also covers the runs started on failover)."""
         if self.halted or (not self.dry_run and not self.leader.is_leader):
             return
+        lock = self._job_locks.setdefault(name, asyncio.Lock())
+        if lock.locked():
+            log.info("job_skipped_overlap", job=name)
+            return
+        async with lock:
+            await self._run_job(name, fn)
+
+    async def _run_job(self, name: str, fn: Callable[[], Awaitable[Any]]) -> None:
         started = dt.datetime.now(dt.UTC)
         detail: Any = {}
         task = asyncio.current_task()
@@ -99,7 +110,8 @@ class Daemon:
             outcome = "failed"
             detail = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             self.failures[name] = self.failures.get(name, 0) + 1
-            log.error("job_failed", job=name, error=detail["error"], consecutive=self.failures[name])
+            level = log.error if name in CRITICAL_JOBS else log.warning
+            level("job_failed", job=name, error=detail["error"], consecutive=self.failures[name])
             budget = CRITICAL_JOBS.get(name, 0) * self.settings.keeper.max_consecutive_failures
             if budget and self.failures[name] >= budget:
                 self.halted = f"{name} failed {self.failures[name]} times in a row"
@@ -178,6 +190,8 @@ class Daemon:
                         self.tx._next = None  # resync nonces from chain + ledger under the new epoch
                         await self.run_job("track", self.track)  # recovery: follow what the last leader left
                         await self.catch_up()
+                        # due work does not wait a whole interval after a restart or failover
+                        await self.run_job("resolve", lambda: jobs.resolve(self.ctx))
                     else:
                         self.metrics.is_leader.set(0)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
