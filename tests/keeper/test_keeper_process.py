@@ -109,3 +109,55 @@ async def test_two_instances_one_signer(ops: ChainOps, db_dsn: str, deployment_p
     assert "leader_acquired" in (err_a + err_b)
     assert (err_a + err_b).count("leader_acquired") == 1
     assert_no_key(out_a, err_a, out_b, err_b)
+
+
+async def test_standby_takes_over_a_killed_leader_and_finishes_its_transaction(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path
+) -> None:
+    """The leader is SIGKILLed right after recording a resolution; the hot standby takes the lock with a
+    new epoch, rebroadcasts the recorded transaction and confirms it: one tx, one MarketResolved."""
+    end = ops.now() + 30
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    port_a, port_b = free_port(), free_port()
+    cfg_a = write_config(tmp_path / "a.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1,
+                         http_port=port_a)
+    cfg_b = write_config(tmp_path / "b.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1,
+                         http_port=port_b)
+    with keeper_process(cfg_a, "run", env={"KEEPER_CRASH_AT": "after_record"}) as a:
+        await wait_role(port_a, "leader")
+        with keeper_process(cfg_b, "run"):
+            await wait_role(port_b, "standby")
+            await queue(db_dsn, m, 1)
+            ops.advance(60)
+            deadline = time.monotonic() + 60
+            while a.poll() is None:
+                assert time.monotonic() < deadline, "leader did not reach the crash point"
+                await asyncio.sleep(0.2)
+            assert a.returncode == -signal.SIGKILL
+            while True:
+                rows = await fetch(db_dsn, "SELECT status, epoch FROM keeper.txs")
+                if rows and rows[0]["status"] == "confirmed":
+                    break
+                assert time.monotonic() < deadline, f"standby did not finish: {rows}"
+                await asyncio.sleep(0.3)
+            assert (await asyncio.to_thread(http_json, port_b, "/health"))["role"] == "leader"
+    (t,) = await fetch(db_dsn, "SELECT status, epoch FROM keeper.txs")
+    assert t["epoch"] == 1  # recorded by the killed leader, finished by the new one
+    (leader,) = await fetch(db_dsn, "SELECT epoch FROM keeper.leaders")
+    assert leader["epoch"] == 2
+    assert len(ops.resolved_events(m)) == 1
+    (n,) = await fetch(db_dsn, "SELECT count(*) AS n FROM keeper.tx_attempts")
+    assert n["n"] == 1
+
+
+async def wait_role(port: int, role: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if (await asyncio.to_thread(http_json, port, "/health"))["role"] == role:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"no {role} on port {port}"
+        await asyncio.sleep(0.2)
