@@ -18,6 +18,10 @@ Each key is a Redis hash whose fields are the request variants (a hash of the pa
 invalidating a key drops every variant at once. An outbox row invalidates the keys of its rooms
 plus the global keys; `chain:reorg` drops the whole namespace. A TTL is only a safety net.
 
+Two levels: a small in-process LRU (L1) in front of Redis. Every API instance runs its own outbox
+pump, so each invalidates its own L1 at the same moment it deletes the Redis keys; an L1 entry
+also expires after `l1_ttl_s` in case the pump stalls. A hit in L1 costs no network round trip.
+
 Race: a request that read PostgreSQL before an invalidation must not write its stale answer
 after it — `set` is skipped when the process's invalidation generation moved meanwhile.
 
@@ -28,6 +32,7 @@ Redis down: every call fails fast, counts as `error`, and the API answers from P
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, cast
 
@@ -78,6 +83,8 @@ class Cache:
         ttl_s: int,
         metrics: Metrics,
         enabled: bool = True,
+        l1_max: int = 2048,
+        l1_ttl_s: float = 10.0,
     ) -> None:
         self.client = client
         self.ns = f"{prefix}:{chain_id}:"
@@ -87,6 +94,9 @@ class Cache:
         self.generation = 0
         self.redis_ok = client is not None
         self._retry_at = 0.0
+        self.l1: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
+        self.l1_max = l1_max
+        self.l1_ttl_s = l1_ttl_s
 
     def _available(self) -> bool:
         return self.enabled and (self.redis_ok or time.monotonic() >= self._retry_at)
@@ -104,11 +114,43 @@ class Cache:
         self.redis_ok = True
         self.metrics.redis_up.set(1)
 
+    def _l1_get(self, key: str, field: str) -> bytes | None:
+        entry = self.l1.get((key, field))
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self.l1[(key, field)]
+            return None
+        self.l1.move_to_end((key, field))
+        return entry[1]
+
+    def _l1_put(self, key: str, field: str, value: bytes) -> None:
+        if self.l1_max <= 0:
+            return
+        self.l1[(key, field)] = (time.monotonic() + self.l1_ttl_s, value)
+        self.l1.move_to_end((key, field))
+        while len(self.l1) > self.l1_max:
+            self.l1.popitem(last=False)
+
+    def _l1_drop(self, keys: set[str] | None) -> None:
+        if keys is None:
+            self.l1.clear()
+        else:
+            for k in [k for k in self.l1 if k[0] in keys]:
+                del self.l1[k]
+
     async def get(self, key: str, field: str) -> bytes | None:
+        if not self.enabled:
+            return None
+        local = self._l1_get(key, field)
+        if local is not None:
+            self.metrics.cache.labels("hit_local").inc()
+            return local
         if not self._available():
             self.metrics.cache.labels("error").inc()
             return None
         assert self.client is not None
+        before = self.generation
         try:
             value = await cast("Awaitable[bytes | None]", self.client.hget(self.ns + key, field))
         except (RedisError, OSError) as exc:
@@ -117,11 +159,16 @@ class Cache:
             return None
         self._ok()
         self.metrics.cache.labels("hit" if value is not None else "miss").inc()
+        if value is not None and before == self.generation:  # not invalidated while we waited
+            self._l1_put(key, field, value)
         return value
 
     async def set(self, key: str, field: str, value: bytes, generation: int) -> None:
         """Stores a variant unless an invalidation ran since `generation` was read."""
-        if generation != self.generation or not self._available():
+        if generation != self.generation:
+            return
+        self._l1_put(key, field, value)
+        if not self._available():
             return
         assert self.client is not None
         full = self.ns + key
@@ -151,6 +198,7 @@ class Cache:
                 everything = True
                 break
             keys |= k
+        self._l1_drop(None if everything else keys)
         if not self.enabled or self.client is None:
             return 0
         try:
@@ -170,6 +218,7 @@ class Cache:
     async def clear(self) -> int:
         """Drops every key of this namespace (after a reorg)."""
         self.generation += 1
+        self.l1.clear()
         if self.client is None:
             return 0
         n = 0

@@ -74,14 +74,12 @@ class RateLimiter:
         idx, reset = window(time.time(), self.window_s)
         key = f"{self.ns}rl:{ident}:{idx}"
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, self.window_s + 1, nx=True)
-                count, _ = await pipe.execute()
+            count = int(await self.client.incr(key))
+            if count == 1:  # first request of the window sets its expiry (one round trip otherwise)
+                await self.client.expire(key, self.window_s + 1)
         except (RedisError, OSError):
             self.metrics.redis_up.set(0)
             return None
-        count = int(count)
         allowed = count <= limit
         if not allowed:
             self.metrics.rate_limited.inc()
