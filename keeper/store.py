@@ -233,31 +233,56 @@ async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[Tx
     ]
 
 
-async def mark_mined(
-    pool: asyncpg.Pool, fence: Fence, tx: TxRow, tx_hash: bytes, block: int, block_hash: bytes, success: bool,
-    gas_used: int, effective_gas_price: int, confirmed: bool, finalized: bool,
-) -> None:
-    status = ("confirmed" if confirmed else "mined") if success else "reverted"
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mined:
+    """A receipt to record for a ledger transaction."""
+
+    tx: TxRow
+    tx_hash: bytes
+    block: int
+    block_hash: bytes
+    success: bool
+    gas_used: int
+    effective_gas_price: int
+    confirmed: bool
+    finalized: bool
+
+    @property
+    def status(self) -> str:
+        return ("confirmed" if self.confirmed else "mined") if self.success else "reverted"
+
+
+MARK_MINED_SQL = """
+UPDATE keeper.txs
+   SET status = $2::text, mined_tx_hash = $3, mined_block = $4, mined_block_hash = $5,
+       gas_used = $6::bigint, effective_gas_price = $7::numeric, fee_paid = $6::bigint * $7::numeric,
+       finalized = $8,
+       confirmed_at = CASE WHEN $2::text IN ('confirmed', 'reverted') THEN coalesce(confirmed_at, now()) END,
+       error = CASE WHEN $2::text = 'reverted' THEN 'reverted on chain' END, updated_at = now()
+ WHERE id = $1
+"""
+
+
+async def mark_mined(pool: asyncpg.Pool, fence: Fence, items: Sequence[Mined]) -> None:
+    """Records receipts (and the queue entries they settle) in one fenced transaction."""
+    if not items:
+        return
     async with pool.acquire() as conn, conn.transaction():
         await check_fence(conn, fence)
-        await conn.execute(
-            """
-            UPDATE keeper.txs
-               SET status = $2::text, mined_tx_hash = $3, mined_block = $4, mined_block_hash = $5,
-                   gas_used = $6::bigint, effective_gas_price = $7::numeric, fee_paid = $6::bigint * $7::numeric,
-                   finalized = $8,
-                   confirmed_at = CASE WHEN $2::text IN ('confirmed', 'reverted')
-                                       THEN coalesce(confirmed_at, now()) END,
-                   error = CASE WHEN $2::text = 'reverted' THEN 'reverted on chain' END, updated_at = now()
-             WHERE id = $1
-            """,
-            tx.id, status, tx_hash, block, block_hash, gas_used, effective_gas_price, finalized,
+        await conn.executemany(
+            MARK_MINED_SQL,
+            [(m.tx.id, m.status, m.tx_hash, m.block, m.block_hash, m.gas_used, m.effective_gas_price, m.finalized)
+             for m in items],
         )
-        if tx.queue_id is not None:
-            q_status = {"confirmed": "resolved", "reverted": "failed"}.get(status, "sent")
-            await conn.execute(
+        queue = [
+            (m.tx.queue_id, {"confirmed": "resolved", "reverted": "failed"}.get(m.status, "sent"),
+             None if m.success else "transaction reverted")
+            for m in items if m.tx.queue_id is not None
+        ]
+        if queue:
+            await conn.executemany(
                 "UPDATE keeper.resolution_queue SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1",
-                tx.queue_id, q_status, None if success else "transaction reverted",
+                queue,
             )
 
 

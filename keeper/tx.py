@@ -299,6 +299,7 @@ class TxManager:
         replace_after = self.settings.keeper.replace_after_blocks
         rebroadcasts: list[tuple[int, bytes, str]] = []
         still_pending: list[int] = []
+        mined: list[store.Mined] = []
         for t in live:
             mined_attempt = next((a.attempt for a in t.attempts if a.tx_hash == t.mined_tx_hash), None)
             view = decide.TxView(
@@ -318,7 +319,8 @@ class TxManager:
                 if t.status == "pending":
                     still_pending.append(t.nonce)
                 continue
-            await self._apply(t, action, head, fence, summary, rebroadcasts, still_pending)
+            await self._apply(t, action, head, fence, summary, rebroadcasts, still_pending, mined)
+        await store.mark_mined(self.pool, fence, mined)
         if rebroadcasts:
             await self._broadcast(rebroadcasts, fence)
         self.metrics.pending.set(len(still_pending))
@@ -332,13 +334,13 @@ class TxManager:
 
     async def _apply(
         self, t: TxRow, action: decide.TxAction, head: int, fence: Fence, summary: TrackSummary,
-        rebroadcasts: list[tuple[int, bytes, str]], still_pending: list[int],
+        rebroadcasts: list[tuple[int, bytes, str]], still_pending: list[int], mined: list[store.Mined],
     ) -> None:
         if isinstance(action, decide.MarkMined):
             r = action.receipt
             att = next(a for a in t.attempts if a.attempt == r.attempt)
-            await store.mark_mined(self.pool, fence, t, att.tx_hash, r.block_number, r.block_hash, r.success,
-                                   r.gas_used, r.effective_gas_price, action.confirmed, action.finalized)
+            mined.append(store.Mined(t, att.tx_hash, r.block_number, r.block_hash, r.success, r.gas_used,
+                                     r.effective_gas_price, action.confirmed, action.finalized))
             outcome = "reverted" if not r.success else ("confirmed" if action.confirmed else "mined")
             if t.status == "pending":
                 summary.mined += 1
