@@ -113,7 +113,8 @@ def test_alert_rules_parse_and_name_exported_metrics() -> None:
             alerts.append(rule["alert"])
             assert balanced(rule["expr"]), rule["alert"]
             assert rule["labels"]["severity"] in {"page", "warn", "info"}, rule["alert"]
-            assert rule["annotations"]["summary"] and rule["annotations"]["runbook"], rule["alert"]
+            assert rule["annotations"]["summary"], rule["alert"]
+            assert rule["annotations"]["runbook"], rule["alert"]
             names = metric_names(rule["expr"])
             assert names, f"{rule['alert']} names no metric"
             allowed = exported | EXTERNAL if group["name"] == "infrastructure" else exported
@@ -150,7 +151,8 @@ def test_dashboard_panels_name_exported_metrics() -> None:
     assert len(targets) >= 20
     for t in targets:
         names = metric_names(t["expr"])
-        assert names and names <= exported, f"{t['expr']}: not exported: {sorted(names - exported)}"
+        assert names, t["expr"]
+        assert names <= exported, f"{t['expr']}: not exported: {sorted(names - exported)}"
 
 
 def test_metric_name_extraction_ignores_labels_and_functions() -> None:
