@@ -85,8 +85,13 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
             """,
             ctx.chain_id, now,
         )
+    # a queue entry added while another transaction for the market is already live (a feed rule or an
+    # earlier entry) can never be sent: say so instead of leaving it queued forever
+    late = [(r["queue_id"], "already_in_ledger") for r in rows if r["in_ledger"] and r["queue_id"] is not None]
+    if late and not ctx.dry_run:
+        await store.skip_queue_entries(ctx.pool, late)
     rows = [r for r in rows if not r["in_ledger"]]
-    counts = {"candidates": len(rows), "sent": 0, "skipped": 0, "overdue": 0, "waiting": 0}
+    counts = {"candidates": len(rows), "sent": 0, "skipped": len(late), "overdue": 0, "waiting": 0}
     if not rows:
         await _refresh_overdue(ctx, [])
         return counts

@@ -131,3 +131,24 @@ async def test_dry_run_plans_and_sends_nothing(ops: ChainOps, db_dsn: str, deplo
     assert await fetch(db_dsn, "SELECT 1 FROM keeper.txs") == []
     assert [r["status"] for r in await fetch(db_dsn, "SELECT status FROM keeper.resolution_queue")] == ["queued"]
     assert not ops.market(m)[4]
+
+
+async def test_queue_entry_for_a_market_already_in_flight_is_skipped_not_sent(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """A second operator entry for a market whose resolution is already in the ledger is marked skipped."""
+    end = ops.now() + 30
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    await queue(db_dsn, m, 1)
+    ops.advance(60)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    async with harness(settings) as h:
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        await h.tx.wait_idle(30, 0.1)
+        late = await queue(db_dsn, m, 0, reason="changed my mind")
+        assert (await jobs.resolve(h.ctx))["sent"] == 0
+    rows = await fetch(db_dsn, "SELECT id, status, status_reason FROM keeper.resolution_queue ORDER BY id")
+    assert [(r["status"], r["status_reason"]) for r in rows] == [("resolved", None), ("skipped", "already_in_ledger")]
+    assert rows[1]["id"] == late
+    assert ops.market(m)[5] == 1
