@@ -161,3 +161,20 @@ async def wait_role(port: int, role: str) -> None:
             pass
         assert time.monotonic() < deadline, f"no {role} on port {port}"
         await asyncio.sleep(0.2)
+
+
+async def test_dry_run_cli_prints_the_plan_and_touches_nothing(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path
+) -> None:
+    """`run --once --dry-run` prints one JSON plan line per transaction; no lock, no ledger row, no tx."""
+    (m,) = await due_queued(ops, db_dsn, 1)
+    cfg = write_config(tmp_path / "keeper.toml", ops.anvil.url, db_dsn, deployment_path)
+    nonce = ops.keeper_nonce()
+    out = run_keeper(cfg, "run", "--once", "--dry-run", "--jobs", "resolve,distribute")
+    assert out.returncode == 0, out.stderr[-2000:]
+    plans = [json.loads(line)["plan"] for line in out.stdout.splitlines() if line.startswith('{"plan"')]
+    assert [(p["job"], p["market_id"], p["outcome"]) for p in plans] == [("resolve", m, "no")]
+    assert ops.keeper_nonce() == nonce
+    assert await fetch(db_dsn, "SELECT 1 FROM keeper.txs") == []
+    assert await fetch(db_dsn, "SELECT 1 FROM keeper.leaders") == []
+    assert_no_key(out.stdout, out.stderr)

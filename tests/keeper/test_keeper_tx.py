@@ -172,3 +172,26 @@ async def test_stale_leader_is_fenced_and_sends_nothing(ops: ChainOps, db_dsn: s
     assert ops.keeper_nonce() == nonce
     assert await fetch(db_dsn, "SELECT 1 FROM keeper.txs") == []
     assert not ops.market(m)[4]
+
+
+async def test_transaction_dropped_from_the_mempool_is_rebroadcast_and_mined(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """The node forgets a pending transaction (anvil_dropTransaction): the tracker sees it unknown and
+    rebroadcasts the recorded raw bytes; it is mined once."""
+    (m,) = await due_markets(ops, db_dsn, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, replace_after_blocks=50)
+    with manual_mining(ops.anvil):
+        async with harness(settings) as h:
+            assert (await jobs.resolve(h.ctx))["sent"] == 1
+            (a,) = await fetch(db_dsn, "SELECT tx_hash FROM keeper.tx_attempts")
+            ops.anvil.call("anvil_dropTransaction", "0x" + bytes(a["tx_hash"]).hex())
+            ops.anvil.mine(1)
+            assert not ops.market(m)[4]
+            summary = await h.tx.track()
+            assert summary.rebroadcast == 1
+            ops.anvil.mine(1)
+            await h.tx.wait_idle(30, 0.1)
+    (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+    assert t["status"] == "confirmed"
+    assert len(ops.resolved_events(m)) == 1
