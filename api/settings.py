@@ -57,6 +57,7 @@ class ApiSection:
     feed_heartbeat_s: float = 15.0
     feed_replay_max: int = 10000
     docs_enabled: bool = True
+    agg_max_age_s: int = 900  # keeper aggregates (agg.*) older than this are ignored (live SQL instead)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -6,9 +6,28 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
+
 from api.context import Ctx, Record
 from api.encode import hexs, iso, ratio, units
 from api.params import decode_cursor, encode_cursor, filters_hash
+
+AGG_FRESH_SQL = """
+SELECT refreshed_at FROM agg.refreshes
+ WHERE chain_id = $1 AND name = $2 AND refreshed_at > now() - make_interval(secs => $3)
+"""
+
+
+async def agg_fresh(ctx: Ctx, name: str) -> dt.datetime | None:
+    """When the keeper last refreshed agg.<name>, if recent enough to use; None → compute live."""
+    try:
+        t: dt.datetime | None = await ctx.conn.fetchval(
+            AGG_FRESH_SQL, ctx.chain_id, name, ctx.state.settings.api.agg_max_age_s
+        )
+    except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError):
+        return None
+    return t
+
 
 WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 

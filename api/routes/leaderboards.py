@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from api.context import Ctx, Endpoint
-from api.encode import hexs, units
+from api.encode import hexs, iso, units
 from api.params import Param, filters_hash, page_params
-from api.routes.common import WINDOWS, offset, page_meta
+from api.routes.common import WINDOWS, agg_fresh, offset, page_meta
 
 WINDOW = Param("window", "enum", choices=("24h", "7d", "30d", "all"), default="all")
 
@@ -43,6 +43,11 @@ WITH f AS (
 SELECT trader, sum(cash) AS pnl, sum(volume) AS volume, sum(trades) AS trades, count(*) OVER () AS total
   FROM f GROUP BY trader HAVING sum(trades) > 0 ORDER BY {order} LIMIT $2 OFFSET $3
 """
+AGG_TRADERS_SQL = """
+SELECT trader, pnl, volume, trades, count(*) OVER () AS total
+  FROM agg.leaderboard_traders WHERE chain_id = $1 AND "window" = $4
+ ORDER BY rank LIMIT $2 OFFSET $3
+"""
 TRADER_ORDER = {"pnl": "pnl DESC, trader", "volume": "volume DESC, trader"}
 
 
@@ -51,7 +56,12 @@ async def traders(ctx: Ctx) -> dict[str, Any]:
     limit, off = offset(ctx)
     order = TRADER_ORDER[ctx.params["by"]]
     w = ctx.params["window"]
-    if w == "all":
+    agg_at = None
+    if w in ("24h", "7d") and ctx.params["by"] == "pnl":
+        agg_at = await agg_fresh(ctx, "leaderboard_traders")
+    if agg_at is not None:  # the keeper's ranking (same cash-flow definition), top N only
+        rows = await ctx.conn.fetch(AGG_TRADERS_SQL, ctx.chain_id, limit, off, w)
+    elif w == "all":
         rows = await ctx.conn.fetch(PNL_ALL_SQL.format(order=order), ctx.chain_id, limit, off)
     else:
         rows = await ctx.conn.fetch(WINDOW_SQL.format(order=order), ctx.chain_id, limit, off, WINDOWS[w])
@@ -73,6 +83,8 @@ async def traders(ctx: Ctx) -> dict[str, Any]:
             "by": ctx.params["by"],
             "window": w,
             "pnl": "average-cost" if w == "all" else "cash-flow",
+            "source": "agg" if agg_at is not None else "live",
+            "refreshedAt": iso(agg_at),
         },
     }
 
@@ -87,6 +99,11 @@ SELECT s.creator, c.holder_count AS holders, sum(s.price) AS volume, count(*) AS
  WHERE s.chain_id = $1 AND s.block_time >= now() - $4::interval
  GROUP BY s.creator, c.holder_count ORDER BY {order} LIMIT $2 OFFSET $3
 """
+AGG_CREATORS_SQL = """
+SELECT creator, holder_count AS holders, volume, trades, count(*) OVER () AS total
+  FROM agg.leaderboard_creators WHERE chain_id = $1 AND "window" = $4
+ ORDER BY rank LIMIT $2 OFFSET $3
+"""
 CREATOR_ORDER = {"holders": "holders DESC, creator", "volume": "volume DESC, creator"}
 
 
@@ -95,7 +112,12 @@ async def creators(ctx: Ctx) -> dict[str, Any]:
     limit, off = offset(ctx)
     order = CREATOR_ORDER[ctx.params["by"]]
     w = ctx.params["window"]
-    if w == "all":
+    agg_at = None
+    if w in ("24h", "7d", "all") and ctx.params["by"] == "volume":
+        agg_at = await agg_fresh(ctx, "leaderboard_creators")
+    if agg_at is not None:
+        rows = await ctx.conn.fetch(AGG_CREATORS_SQL, ctx.chain_id, limit, off, w)
+    elif w == "all":
         rows = await ctx.conn.fetch(CREATORS_ALL_SQL.format(order=order), ctx.chain_id, limit, off)
     else:
         rows = await ctx.conn.fetch(CREATORS_WINDOW_SQL.format(order=order), ctx.chain_id, limit, off, WINDOWS[w])
@@ -112,7 +134,13 @@ async def creators(ctx: Ctx) -> dict[str, Any]:
     ]
     return {
         "data": data,
-        "meta": {**page_meta(int(ctx.params["page"]), limit, total), "by": ctx.params["by"], "window": w},
+        "meta": {
+            **page_meta(int(ctx.params["page"]), limit, total),
+            "by": ctx.params["by"],
+            "window": w,
+            "source": "agg" if agg_at is not None else "live",
+            "refreshedAt": iso(agg_at),
+        },
     }
 
 

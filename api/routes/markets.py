@@ -18,6 +18,7 @@ from api.params import Param, cursor_params, filters_hash, page_params
 from api.routes.common import (
     MARKET_COLS,
     TRADE_COLS,
+    agg_fresh,
     cursor_key,
     cursor_page,
     market_json,
@@ -133,7 +134,13 @@ async def list_markets(ctx: Ctx) -> dict[str, Any]:
     order = SORTS[field].format(d=direction.upper())
     limit, off = offset(ctx)
     stats_join = ""
-    if field in ("volume24h", "trades24h"):
+    sort_source = "live"
+    agg_at = await agg_fresh(ctx, "market_stats_24h") if field in ("volume24h", "trades24h") else None
+    if agg_at is not None:
+        sort_source = "agg"
+        order = order.replace("s.volume24h", "s.volume_24h").replace("s.trades24h", "s.trades_24h")
+        stats_join = """LEFT JOIN agg.market_stats_24h s ON s.chain_id = m.chain_id AND s.market_id = m.market_id"""
+    elif field in ("volume24h", "trades24h"):
         stats_join = """LEFT JOIN (SELECT market_id, sum(collateral) AS volume24h, count(*) AS trades24h
                                      FROM idx.ev_trade
                                     WHERE chain_id = $1 AND block_time >= now() - interval '24 hours'
@@ -145,7 +152,11 @@ async def list_markets(ctx: Ctx) -> dict[str, Any]:
     total = await ctx.conn.fetchval(f"SELECT count(*) FROM idx.markets m WHERE {where}", *args)
     stats = await _stats24(ctx, [r["market_id"] for r in rows])
     data = [_with24(market_json(r), stats.get(r["market_id"])) for r in rows]
-    return {"data": data, "meta": page_meta(int(ctx.params["page"]), limit, int(total))}
+    meta = page_meta(int(ctx.params["page"]), limit, int(total))
+    if field in ("volume24h", "trades24h"):
+        meta["sortSource"] = sort_source  # agg: ranked by the keeper's 24 h table (values shown are live)
+        meta["sortRefreshedAt"] = iso(agg_at)
+    return {"data": data, "meta": meta}
 
 
 MARKET_SQL = f"SELECT {MARKET_COLS} FROM idx.markets m WHERE m.chain_id = $1 AND m.market_id = $2"
@@ -487,11 +498,24 @@ SELECT {MARKET_COLS}, s.volume24h, s.trades24h
 """
 
 
+AGG_TRENDING_SQL = f"""
+SELECT {MARKET_COLS}, t.volume_24h AS volume24h, t.trades_24h AS trades24h, t.score
+  FROM agg.trending_markets t
+  JOIN idx.markets m ON m.chain_id = t.chain_id AND m.market_id = t.market_id
+ WHERE t.chain_id = $1 AND NOT m.resolved AND m.end_time > now()
+ ORDER BY t.rank
+ LIMIT $2
+"""
+
+
 async def trending(ctx: Ctx) -> dict[str, Any]:
-    """Open markets with the most distinct traders, then volume, over the last 24 hours."""
-    rows = await ctx.conn.fetch(TRENDING_SQL, ctx.chain_id, int(ctx.params["limit"]))
+    """Trending open markets: the keeper's ranking (agg.trending_markets) when fresh, else live —
+    most distinct traders, then volume, over the last 24 hours."""
+    agg_at = await agg_fresh(ctx, "trending_markets")
+    sql = AGG_TRENDING_SQL if agg_at is not None else TRENDING_SQL
+    rows = await ctx.conn.fetch(sql, ctx.chain_id, int(ctx.params["limit"]))
     data = [_with24(market_json(r), (int(r["volume24h"]), int(r["trades24h"]))) for r in rows]
-    return {"data": data}
+    return {"data": data, "meta": {"source": "agg" if agg_at is not None else "live", "refreshedAt": iso(agg_at)}}
 
 
 def _variant(p: dict[str, Any]) -> str:

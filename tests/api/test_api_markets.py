@@ -264,3 +264,42 @@ def test_holders_prices_trending_history(filled: TestClient) -> None:
     assert hist[0]["kind"] == "created"
     assert hist[0]["yesPrice"] == "0.500000"
     assert [x["blockNumber"] for x in hist[1:]] == [20, 21]
+
+
+def test_keeper_aggregates_used_when_fresh(filled: TestClient, db_dsn: str) -> None:
+    """Trending, the 24 h sort and the 24 h PnL leaderboard read agg.* when the keeper refreshed it
+    recently; stale aggregates are ignored in favour of live SQL."""
+    import asyncpg
+
+    async def agg(age: str) -> None:
+        conn = await asyncpg.connect(db_dsn)
+        await conn.execute("DELETE FROM agg.refreshes")
+        await conn.execute("DELETE FROM agg.trending_markets")
+        await conn.execute("DELETE FROM agg.market_stats_24h")
+        await conn.execute("DELETE FROM agg.leaderboard_traders")
+        for name in ("trending_markets", "market_stats_24h", "leaderboard_traders"):
+            await conn.execute("INSERT INTO agg.refreshes VALUES (31337, $1, now() - $2::text::interval, 1)", name, age)
+        await conn.execute("INSERT INTO agg.trending_markets VALUES (31337, 1, 1, 99, 5, 1, 1, now())")
+        for m, v in ((1, 1), (2, 500), (3, 7)):
+            await conn.execute("INSERT INTO agg.market_stats_24h VALUES (31337, $1, $2, 1, 1, 0, now())", m, v)
+        await conn.execute(
+            "INSERT INTO agg.leaderboard_traders VALUES (31337, '24h', 1, $1, -5, 9, 2, 1, now())",
+            bytes.fromhex("ee" * 20),
+        )
+        await conn.close()
+
+    asyncio.run(agg("1 minute"))
+    filled.app.state.runtime.state.cache.l1.clear()  # type: ignore[attr-defined]
+    r = filled.get("/v1/markets", params={"sort": "volume24h:desc"}).json()
+    assert [m["id"] for m in r["data"]] == [2, 3, 1]
+    assert r["meta"]["sortSource"] == "agg"
+    t = filled.get("/v1/markets/trending").json()
+    assert t["meta"]["source"] == "agg"
+    assert [m["id"] for m in t["data"]] == [1]
+    lb = filled.get("/v1/leaderboards/traders", params={"window": "24h"}).json()
+    assert lb["meta"]["source"] == "agg"
+    assert lb["data"][0]["trader"] == "0x" + "ee" * 20
+    assert lb["data"][0]["pnl"] == "-0.000005"
+    asyncio.run(agg("1 day"))
+    r = filled.get("/v1/markets", params={"sort": "volume24h:asc", "limit": 3}).json()
+    assert r["meta"]["sortSource"] == "live"
