@@ -284,7 +284,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)
-        async with Rpc(s.chain.rpc_urls) as rpc, asyncpg.create_pool(
+        async with Rpc(s.chain.rpc_urls, batch_size=s.keeper.rpc_batch_size) as rpc, asyncpg.create_pool(
             s.database.dsn, min_size=1, max_size=max(2, s.database.pool_max)
         ) as pool:
             self.rpc, self.pool = rpc, pool

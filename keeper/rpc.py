@@ -41,10 +41,13 @@ class RpcError(KeeperError):
 class Rpc:
     """One node; `urls[0]` is used, the others are failovers tried on transient errors."""
 
-    def __init__(self, urls: tuple[str, ...] | list[str], timeout_s: float = 30.0, retries: int = 3) -> None:
+    def __init__(
+        self, urls: tuple[str, ...] | list[str], timeout_s: float = 30.0, retries: int = 3, batch_size: int = 500
+    ) -> None:
         if not urls:
             raise ValueError("at least one RPC URL is needed")
         self._urls = list(urls)
+        self.batch_size = max(1, batch_size)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._retries = retries
         self._ids = itertools.count(1)
@@ -88,8 +91,10 @@ class Rpc:
             raise RpcError(method, int(e.get("code", 0)), str(e.get("message", "")), e.get("data"))
         return answer["result"]
 
-    async def batch(self, calls: list[tuple[str, list[Any]]], chunk: int = 500) -> list[Any]:
-        """Results in order; an element is an RpcError where that call failed."""
+    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Results in order; an element is an RpcError where that call failed. Sent in chunks of
+        `batch_size` (hosted providers cap JSON-RPC batch sizes)."""
+        chunk = self.batch_size
         out: list[Any] = []
         for start in range(0, len(calls), chunk):
             part = calls[start : start + chunk]

@@ -67,6 +67,7 @@ class KeeperSettings:
     low_balance_wei: int = 100_000_000_000_000_000  # 0.1 ETH
     max_in_flight: int = 5_000
     record_batch: int = 250  # transactions recorded per PostgreSQL transaction
+    rpc_batch_size: int = 200  # calls per JSON-RPC batch (hosted providers cap it; anvil takes 1000s)
     check_concurrency: int = 16  # eth_call checks/simulations in flight
     # ---- aggregates and cache
     warm_enabled: bool = True
