@@ -209,6 +209,7 @@ class Attempt:
     fees: Fees
     sent_block: int | None  # None: recorded but never broadcast (crash before broadcast)
     known: bool  # the node knows the hash (mempool or chain)
+    cancel: bool = False  # a zero-value self-transfer freeing the nonce (the call would now revert)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -293,6 +294,8 @@ def decide_tx(
     latest = tx.attempts[-1]
     r = tx.receipt
     if r is not None:
+        if any(a.cancel and a.index == r.attempt for a in tx.attempts):
+            return Dropped("cancelled: the call would revert")  # the job key is free; the job re-checks
         final = r.block_number <= chain.finalized
         confirmed = final if confirm_at_finalized else chain.head - r.block_number + 1 >= confirmations
         if tx.status == "pending" or tx.mined_block_hash != r.block_hash:

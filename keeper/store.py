@@ -47,6 +47,7 @@ class AttemptRow:
     max_fee_per_gas: int
     max_priority_fee_per_gas: int
     sent_block: int | None
+    is_cancel: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -160,7 +161,8 @@ async def insert_txs(conn: Conn, fence: Fence, sender: bytes, txs: Sequence[NewT
 
 
 async def insert_attempt(
-    pool: asyncpg.Pool, fence: Fence, tx_id: int, attempt: int, tx_hash: bytes, raw_tx: bytes, max_fee: int, tip: int
+    pool: asyncpg.Pool, fence: Fence, tx_id: int, attempt: int, tx_hash: bytes, raw_tx: bytes, max_fee: int, tip: int,
+    is_cancel: bool = False,
 ) -> int:
     async with pool.acquire() as conn, conn.transaction():
         await check_fence(conn, fence)
@@ -168,10 +170,10 @@ async def insert_attempt(
             await conn.fetchval(
                 """
                 INSERT INTO keeper.tx_attempts (tx_id, chain_id, attempt, tx_hash, raw_tx, max_fee_per_gas,
-                                                max_priority_fee_per_gas, epoch)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
+                                                max_priority_fee_per_gas, epoch, is_cancel)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id
                 """,
-                tx_id, fence.chain_id, attempt, tx_hash, raw_tx, max_fee, tip, fence.epoch,
+                tx_id, fence.chain_id, attempt, tx_hash, raw_tx, max_fee, tip, fence.epoch, is_cancel,
             )
         )
 
@@ -208,7 +210,7 @@ async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[Tx
         attempts = await conn.fetch(
             """
             SELECT a.id, a.tx_id, a.attempt, a.tx_hash, a.raw_tx, a.max_fee_per_gas, a.max_priority_fee_per_gas,
-                   a.sent_block
+                   a.sent_block, a.is_cancel
               FROM keeper.tx_attempts a
              WHERE a.tx_id = ANY($1::bigint[]) ORDER BY a.tx_id, a.attempt
             """,
@@ -218,7 +220,7 @@ async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[Tx
     for a in attempts:
         by_tx.setdefault(a["tx_id"], []).append(
             AttemptRow(a["id"], a["attempt"], bytes(a["tx_hash"]), bytes(a["raw_tx"]), int(a["max_fee_per_gas"]),
-                       int(a["max_priority_fee_per_gas"]), a["sent_block"])
+                       int(a["max_priority_fee_per_gas"]), a["sent_block"], a["is_cancel"])
         )
     return [
         TxRow(

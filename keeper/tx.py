@@ -307,7 +307,7 @@ class TxManager:
                 nonce=t.nonce, gas_limit=t.gas_limit, value=t.value,
                 attempts=tuple(
                     decide.Attempt(a.attempt, Fees(a.max_fee_per_gas, a.max_priority_fee_per_gas), a.sent_block,
-                                   known.get(t.id, True) if a is t.attempts[-1] else True)
+                                   known.get(t.id, True) if a is t.attempts[-1] else True, a.is_cancel)
                     for a in t.attempts
                 ),
                 receipt=receipts.get(t.id), mined_block_hash=t.mined_block_hash, mined_attempt=mined_attempt,
@@ -388,18 +388,32 @@ class TxManager:
             log.warning("tx_stuck", job_key=t.job_key, nonce=t.nonce, reason=action.reason)
 
     async def _replace(self, t: TxRow, fees: Fees, fence: Fence) -> None:
+        """A fee-bumped replacement, after re-checking the call (decision 7: every send is simulated).
+        If the call would now revert (someone else resolved the market meanwhile), the nonce is freed
+        with a zero-value self-transfer at the bumped fees instead of paying for a doomed call."""
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow("SELECT to_address, data FROM keeper.txs WHERE id = $1", t.id)
         if row is None:
             raise TxError(f"transaction {t.id} vanished from the ledger")
         req = TxRequest(job=t.job, job_key=t.job_key, to=bytes(row["to_address"]), data=bytes(row["data"]),
                         gas_limit=t.gas_limit, value=t.value)
+        cancel = False
+        if t.job != "fill" and not t.attempts[-1].is_cancel:
+            (sim,) = await self.simulate_many([(req.to, req.data, req.value)])
+            if not sim.ok:
+                cancel = True
+                log.warning("tx_cancelling", job_key=t.job_key, nonce=t.nonce, reason=sim.reason)
+        elif t.attempts[-1].is_cancel:
+            cancel = True
+        if cancel:
+            me = self.signer.address_bytes
+            req = TxRequest(job=t.job, job_key=t.job_key, to=me, data=b"", gas_limit=21_000)
         raw, h = self._sign(req, t.nonce, fees)
         attempt = t.attempts[-1].attempt + 1
         attempt_id = await store.insert_attempt(self.pool, fence, t.id, attempt, h, raw, fees.max_fee_per_gas,
-                                                fees.max_priority_fee_per_gas)
+                                                fees.max_priority_fee_per_gas, is_cancel=cancel)
         old = t.attempts[-1]
-        log.info("tx_replaced", job_key=t.job_key, nonce=t.nonce, attempt=attempt, tx_hash=hx(h),
+        log.info("tx_replaced", job_key=t.job_key, nonce=t.nonce, attempt=attempt, tx_hash=hx(h), cancel=cancel,
                  max_fee_per_gas=fees.max_fee_per_gas, max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
                  old_max_fee_per_gas=old.max_fee_per_gas, old_max_priority_fee_per_gas=old.max_priority_fee_per_gas)
         self.metrics.replaced.inc()

@@ -89,12 +89,13 @@ class ChainOps:
     def __init__(self, w3: Web3, anvil: Anvil, dep: Deployment) -> None:
         self.w3, self.anvil, self.dep = w3, anvil, dep
 
-    def send(self, acct: Any, to: str, data: bytes, nonce: int | None = None, wait: bool = True) -> bytes:
+    def send(self, acct: Any, to: str, data: bytes, nonce: int | None = None, wait: bool = True,
+             max_fee: int | None = None) -> bytes:
         base = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
         tx = {
             "type": 2, "chainId": 31337, "to": Web3.to_checksum_address(to), "data": data, "value": 0,
             "nonce": self.w3.eth.get_transaction_count(acct.address, "pending") if nonce is None else nonce,
-            "gas": 1_000_000, "maxFeePerGas": 4 * base + 10**9, "maxPriorityFeePerGas": 10**9,
+            "gas": 1_000_000, "maxFeePerGas": max_fee or 4 * base + 10**9, "maxPriorityFeePerGas": 10**9,
         }
         h = self.w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction)
         if wait:

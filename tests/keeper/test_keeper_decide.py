@@ -184,3 +184,12 @@ def test_tx_decisions_are_safe(
         assert chain.balance >= tx.gas_limit * a.fees.max_fee_per_gas
     if receipt is None and status != "pending":
         assert isinstance(a, decide.Reorged)
+
+
+def test_a_mined_cancellation_frees_the_job_key() -> None:
+    """A receipt for a cancel attempt (self-transfer) is reported as dropped, never as the job done."""
+    p = FeePolicy(max_fee_cap=100 * GWEI, priority_cap=2 * GWEI, min_priority=GWEI)
+    attempts = (Attempt(0, Fees(10 * GWEI, GWEI), 5, True), Attempt(1, Fees(12 * GWEI, 2 * GWEI), 8, True, True))
+    tx = TxView("pending", 3, 100_000, 0, attempts, Receipt(1, 9, b"\x01" * 32, True, 21_000, GWEI), None, None, False)
+    chain = ChainView(10, 0, 4, 10**18, Fees(10 * GWEI, GWEI))
+    assert isinstance(decide.decide_tx(tx, chain, 1, 3, p), decide.Dropped)

@@ -195,3 +195,45 @@ async def test_transaction_dropped_from_the_mempool_is_rebroadcast_and_mined(
     (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
     assert t["status"] == "confirmed"
     assert len(ops.resolved_events(m)) == 1
+
+
+async def test_stuck_resolution_resolved_elsewhere_is_cancelled_not_bumped(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """While our resolution is stuck another resolver settles the market: the replacement re-simulates,
+    sees MarketAlreadyResolved, and frees the nonce with a self-transfer instead of a doomed call; the
+    queue entry ends skipped after the next run's chain check."""
+    from web3 import Web3
+
+    from keeper.abi import encode_call
+    from tests.keeper.kit import ADMIN
+
+    (m,) = await due_markets(ops, db_dsn, 1)
+    ops.send(ADMIN, ops.dep.opinion_market,
+             encode_call("OpinionMarket", "grantRole", Web3.keccak(text="RESOLVER_ROLE"), ADMIN.address))
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, replace_after_blocks=1)
+    nonce = ops.keeper_nonce()
+    with manual_mining(ops.anvil):
+        async with harness(settings) as h:
+            assert (await jobs.resolve(h.ctx))["sent"] == 1
+            ops.anvil.call("anvil_setNextBlockBaseFeePerGas", hex(40 * GWEI))
+            ops.send(ADMIN, ops.dep.opinion_market, encode_call("OpinionMarket", "resolveMarket", m, 0), wait=False,
+                     max_fee=200 * GWEI)
+            ops.anvil.mine(1)
+            assert ops.market(m)[4:6] == (True, 0)
+            for _ in range(6):
+                ops.anvil.mine(1)
+                await h.tx.track()
+                (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+                if t["status"] == "dropped":
+                    break
+            assert (await jobs.resolve(h.ctx))["sent"] == 0
+    (t,) = await fetch(db_dsn, "SELECT status, error FROM keeper.txs")
+    assert t["status"] == "dropped"
+    assert "cancelled" in t["error"]
+    cancels = await fetch(db_dsn, "SELECT is_cancel FROM keeper.tx_attempts ORDER BY attempt")
+    assert cancels[-1]["is_cancel"]
+    assert ops.keeper_nonce() == nonce + 1  # the nonce was used by the self-transfer
+    assert len(ops.resolved_events(m)) == 1  # only the other resolver's
+    (q,) = await fetch(db_dsn, "SELECT status, status_reason FROM keeper.resolution_queue")
+    assert (q["status"], q["status_reason"]) == ("skipped", "already_resolved")
