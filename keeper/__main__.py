@@ -86,8 +86,10 @@ class Daemon:
         if lock.locked():
             log.info("job_skipped_overlap", job=name)
             return
+        epoch = self.leader.fence.epoch if self.leader.fence else None
         async with lock:
-            await self._run_job(name, fn)
+            with structlog.contextvars.bound_contextvars(job=name, epoch=epoch):
+                await self._run_job(name, fn)
 
     async def _run_job(self, name: str, fn: Callable[[], Awaitable[Any]]) -> None:
         started = dt.datetime.now(dt.UTC)
@@ -148,6 +150,12 @@ class Daemon:
         if self.dry_run:
             return {}
         counts = await refresh_aggregates(self.pool, self.settings.chain.chain_id, k.leaderboard_size, k.trending_size)
+        async with self.pool.acquire() as conn:  # bookkeeping rows are kept for keeper.history_days
+            for table, column in (("job_runs", "started_at"), ("decisions", "created_at")):
+                await conn.execute(
+                    f"DELETE FROM keeper.{table} WHERE chain_id = $1 AND {column} < now() - make_interval(days => $2)",
+                    self.settings.chain.chain_id, k.history_days,
+                )
         log.info("aggregates_refreshed", **counts)
         return counts
 

@@ -73,6 +73,7 @@ class KeeperSettings:
     warm_enabled: bool = True
     api_base_url: str = ""  # "" = http://127.0.0.1:[services].api_port
     leaderboard_size: int = 100
+    history_days: int = 30  # keeper.job_runs and keeper.decisions older than this are pruned (the ledger never is)
     trending_size: int = 50
 
     def __post_init__(self) -> None:
