@@ -522,9 +522,13 @@ async def cmd_rule(settings: Settings, a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --config is accepted before or after the command; the subcommands' copy must not overwrite a
+    # value given before the command with its default (argparse applies sub-parser defaults last)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=os.environ.get("GL_CONFIG", "config/local.toml"))
-    p = argparse.ArgumentParser(prog="python -m keeper", description=__doc__.split("\n\n")[0], parents=[common])
+    common.add_argument("--config", default=argparse.SUPPRESS, help="TOML config (default $GL_CONFIG or "
+                        "config/local.toml)")
+    p = argparse.ArgumentParser(prog="python -m keeper", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=os.environ.get("GL_CONFIG", "config/local.toml"))
     sub = p.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", parents=[common], help="the daemon")
     run.add_argument("--once", action="store_true", help="run the jobs once, follow the txs to the end, exit")
