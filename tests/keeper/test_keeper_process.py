@@ -45,6 +45,27 @@ async def due_queued(ops: ChainOps, dsn: str, n: int) -> list[int]:
     return ids
 
 
+async def test_sigkill_mid_pipeline_then_restart_resolves_each_market_once(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path
+) -> None:
+    """SIGKILL after the first of three record batches: the restart finishes the recorded batch from the
+    ledger and plans the rest; every market is resolved once, nonces are contiguous."""
+    ids = await due_queued(ops, db_dsn, 5)
+    cfg = write_config(tmp_path / "keeper.toml", ops.anvil.url, db_dsn, deployment_path, record_batch=2)
+    first = run_keeper(cfg, "run", "--once", "--jobs", "resolve", env={"KEEPER_CRASH_AT": "after_record"})
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    assert len(await fetch(db_dsn, "SELECT 1 FROM keeper.txs")) == 2
+    second = run_keeper(cfg, "run", "--once", "--jobs", "resolve")
+    assert second.returncode == 0, second.stderr[-2000:]
+    txs = await fetch(db_dsn, "SELECT job_key, nonce, status FROM keeper.txs ORDER BY nonce")
+    assert sorted(t["job_key"] for t in txs) == sorted(f"resolve:{m}" for m in ids)
+    assert all(t["status"] == "confirmed" for t in txs)
+    nonces = [t["nonce"] for t in txs]
+    assert nonces == list(range(nonces[0], nonces[0] + len(ids)))
+    for m in ids:
+        assert len(ops.resolved_events(m)) == 1
+
+
 @pytest.mark.parametrize("crash_at", ["after_record", "after_broadcast"])
 async def test_sigkill_then_restart_resolves_exactly_once(
     ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path, crash_at: str

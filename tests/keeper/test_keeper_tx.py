@@ -102,18 +102,20 @@ async def test_fee_cap_below_base_fee_waits_without_bumping_past_the_cap(
     assert t["status"] == "pending"
 
 
+@pytest.mark.parametrize(("confirmations", "status_before"), [(3, "mined"), (1, "confirmed")])
 async def test_mined_resolution_reorged_out_is_rebroadcast_and_lands(
-    ops: ChainOps, db_dsn: str, deployment_path: Path
+    ops: ChainOps, db_dsn: str, deployment_path: Path, confirmations: int, status_before: str
 ) -> None:
-    """anvil_reorg drops the block holding the resolution: the ledger goes back to pending, the recorded raw
-    transaction is rebroadcast and mined again; the market ends resolved exactly once."""
+    """anvil_reorg drops the block holding the resolution (before or after it counted as confirmed: it is
+    watched until finalized): the ledger goes back to pending, the recorded raw transaction is rebroadcast
+    and mined again; the market ends resolved exactly once."""
     (m,) = await due_markets(ops, db_dsn, 1)
-    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, confirmations=3)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, confirmations=confirmations)
     async with harness(settings) as h:
         assert (await jobs.resolve(h.ctx))["sent"] == 1
         await h.tx.track()
         (t,) = await fetch(db_dsn, "SELECT status, mined_block FROM keeper.txs")
-        assert t["status"] == "mined"
+        assert t["status"] == status_before
         depth = ops.anvil.head() - t["mined_block"] + 1
         ops.anvil.call("anvil_reorg", depth, [])
         assert not ops.market(m)[4] or len(ops.resolved_events(m)) == 1
