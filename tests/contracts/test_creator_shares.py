@@ -9,7 +9,7 @@ import pytest
 from web3 import Web3
 
 from tests.contracts import model
-from tests.contracts.conftest import DAY, MAX_UINT, USDC, Env
+from tests.contracts.kit import DAY, MAX_UINT, USDC, Env
 
 pytestmark = pytest.mark.anvil
 

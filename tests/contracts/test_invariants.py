@@ -41,7 +41,7 @@ from tests.contracts import model as m
 from tests.contracts.machine import Params, Revert, System
 from tests.contracts.rpc import Codec, Rpc, words
 
-pytestmark = pytest.mark.anvil
+pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
 FUZZ = os.environ.get("GL_FUZZ") == "1"
 SEQUENCES = int(os.environ.get("GL_FUZZ_SEQUENCES", "20000" if FUZZ else "2000"))

@@ -10,7 +10,7 @@ from web3 import Web3
 
 from core.contracts import load_artifact
 from tests.chain import Anvil
-from tests.contracts.conftest import USDC, Env, contracts_for, error_selector
+from tests.contracts.kit import USDC, Env, contracts_for, error_selector
 
 pytestmark = pytest.mark.anvil
 

@@ -7,7 +7,7 @@ import pytest
 from web3 import Web3
 
 from tests.contracts import model
-from tests.contracts.conftest import DAY, MAX_UINT, USDC, Env
+from tests.contracts.kit import DAY, MAX_UINT, USDC, Env
 
 pytestmark = pytest.mark.anvil
 
@@ -545,7 +545,7 @@ def test_views_revert_for_unknown_market(env: Env) -> None:
     """getMarket, prices and quotes on a missing market revert MarketNotFound; bad outcomes InvalidOutcome."""
     from web3.exceptions import ContractCustomError
 
-    from tests.contracts.conftest import error_selector
+    from tests.contracts.kit import error_selector
 
     for fn, err in (
         (env.om.functions.getMarket(1), "MarketNotFound"),
