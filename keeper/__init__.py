@@ -2,15 +2,17 @@
 
 Modules: settings (config) · keys (signer) · decide (pure decisions) · rpc (JSON-RPC client) ·
 abi (calldata) · store (PostgreSQL ledger) · leader (advisory lock + fencing epoch) ·
-tx (transaction manager) · jobs (scheduled work) · metrics · __main__ (CLI, scheduler, HTTP).
+tx (transaction manager) · jobs (resolve, distribute) · aggregate (agg.* tables) ·
+notify (ending-soon notifications) · metrics · __main__ (CLI, scheduler, HTTP). docs/keeper.md.
 
-Errors (each module defines its own, all subclass KeeperError):
+Errors (each module defines its own; core.config.ConfigError, a ValueError, names bad config keys):
     KeeperError
-    ├── ConfigError (core.config, a ValueError)   bad or unknown config key
-    ├── KeyLoadError                               keystore/password/raw key problem (never shows the key)
-    ├── RpcError                                   the node answered with an error or is unreachable
-    ├── FencedError                                this process is no longer the leader: stop writing
-    └── TxError                                    a transaction could not be built or signed
+    ├── keys.KeyLoadError     keystore/password/raw key problem (never shows the key or password)
+    ├── keys.TxSignError      a transaction dict eth_account refused to sign
+    ├── rpc.RpcError          the node answered with an error or is unreachable (`transient`)
+    ├── store.FencedError     this process is no longer the leader: stop writing (and so sending)
+    ├── tx.TxError            the ledger lost a row it was following
+    └── __main__.Halted       a money-moving job failed too many times in a row
 """
 
 
