@@ -524,6 +524,8 @@ def test_random_action_sequences_keep_invariants(harness: Harness) -> None:
     for (action, outcome), n in sorted(harness.stats.items()):
         print(f"  {action:18} {outcome:32} {n}")
     assert steps >= 5 * SEQUENCES
+    if SEQUENCES < 500:
+        return  # a short replay (GL_FUZZ_SEQUENCES) need not reach every action
     mined = {a for (a, outcome), n in harness.stats.items() if outcome == "ok" and n > 0}
     assert mined >= {"createMarket", "buy", "sell", "resolve", "claimWinnings", "withdrawLiquidity", "buyShares",
                      "sellShares", "distribute", "claimDividends", "claimCreatorFees", "pause", "unpause"}, mined
