@@ -11,8 +11,8 @@ Errors (each module defines its own; core.config.ConfigError, a ValueError, name
     ├── keys.TxSignError      a transaction dict eth_account refused to sign
     ├── rpc.RpcError          the node answered with an error or is unreachable (`transient`)
     ├── store.FencedError     this process is no longer the leader: stop writing (and so sending)
-    ├── tx.TxError            the ledger lost a row it was following
-    └── __main__.Halted       a money-moving job failed too many times in a row
+    └── tx.TxError            the ledger lost a row it was following
+A money-moving job failing `max_consecutive_failures` times in a row halts the daemon (exit 1).
 """
 
 

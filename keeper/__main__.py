@@ -39,7 +39,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from core.config import ConfigError
 from core.contracts import load_deployment
 from core.logs import configure_logging
-from keeper import KeeperError, jobs
+from keeper import jobs
 from keeper.aggregate import refresh_aggregates
 from keeper.decide import OUTCOME_NAMES, OUTCOMES
 from keeper.keys import KeyLoadError, load_signer
@@ -56,10 +56,6 @@ log = structlog.get_logger("keeper")
 # seconds, so it gets a proportionally larger budget (a node blip must not kill the keeper).
 CRITICAL_JOBS = {"resolve": 1, "distribute": 1, "track": 30}
 DEFAULT_ONCE_JOBS = ("resolve", "distribute", "aggregate")
-
-
-class Halted(KeeperError):
-    pass
 
 
 class Daemon:
