@@ -164,7 +164,9 @@ class ChainSettings:
             raise ConfigError("chain.rpc_urls is empty: list at least one URL or set GL_CHAIN__RPC_URLS=url1,url2")
         for url in self.rpc_urls:
             if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"chain.rpc_urls: {url.split('://')[0]}://… is not http(s); websocket goes in chain.ws_url")
+                raise ConfigError(
+                    f"chain.rpc_urls: {url.split('://')[0]}://… is not http(s); websocket goes in chain.ws_url"
+                )
 
     def __repr__(self) -> str:  # RPC URLs often embed API keys
         return f"ChainSettings(name={self.name!r}, chain_id={self.chain_id}, rpc_urls=<{len(self.rpc_urls)} redacted>)"

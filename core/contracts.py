@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 ROOT = Path(__file__).resolve().parent.parent
 ABI_DIR = ROOT / "abi"

@@ -16,6 +16,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.types import Nonce
 from web3.utils.address import get_create_address
 
 from core.contracts import CONTRACT_NAMES, abi_hash, load_artifact
@@ -54,20 +55,21 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
     local = chain_id in LOCAL_CHAIN_IDS
     if params.usdc is None and not local:
         raise DeployError(f"chain {chain_id} is not local: pass the real USDC address (--usdc)")
-    nonce = w3.eth.get_transaction_count(deployer, "pending")
+    sender = Web3.to_checksum_address(deployer)
+    nonce = int(w3.eth.get_transaction_count(sender, "pending"))
     steps: list[dict[str, Any]] = []
 
     def create(name: str, *args: Any) -> str:
         art = load_artifact(name)
         contract = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-        address = get_create_address(deployer, nonce + len(steps))
-        data = contract.constructor(*args).build_transaction({"from": deployer, "gas": 0, "nonce": 0})["data"]
+        address = get_create_address(sender, Nonce(nonce + len(steps)))
+        data = contract.constructor(*args).data_in_transaction
         steps.append({"purpose": f"deploy {name}", "name": name, "to": None, "data": data, "address": address})
         return str(address)
 
     def call(purpose: str, name: str, address: str, fn: str, *args: Any) -> None:
         contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(name)["abi"])
-        data = contract.functions[fn](*args).build_transaction({"from": deployer, "gas": 0, "nonce": 0})["data"]
+        data = contract.encode_abi(fn, args=list(args))
         steps.append({"purpose": purpose, "name": name, "to": address, "data": data, "address": address})
 
     usdc = params.usdc or create("MockUSDC")
