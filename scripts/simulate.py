@@ -124,19 +124,29 @@ class Simulator:
     def _send_and_wait(self, txs: list[tuple[str, tuple[str, list[Any]]]]) -> None:
         if not txs:
             return
-        # Explicit nonces: anvil may serve a JSON-RPC batch concurrently, so node-assigned nonces race.
+        # Explicit nonces, and a sender's k-th transaction goes out in the k-th batch: anvil may serve
+        # a batch concurrently, and in automine mode a transaction that arrives before its
+        # predecessor waits for a block that nothing else would trigger.
         senders = sorted({t[1][0]["from"] for _, t in txs})
         counts = self.rpc.batch([("eth_getTransactionCount", [a, "pending"]) for a in senders])
         nonces = {a: int(n, 16) for a, n in zip(senders, counts, strict=True)}
-        for _, (_, params) in txs:
-            params[0]["nonce"] = hex(nonces[params[0]["from"]])
-            nonces[params[0]["from"]] += 1
-        hashes = self.rpc.batch([t for _, t in txs])
+        waves: list[list[tuple[str, tuple[str, list[Any]]]]] = []
+        per_sender: dict[str, int] = {}
+        for action, (method, params) in txs:
+            sender = params[0]["from"]
+            params[0]["nonce"] = hex(nonces[sender])
+            nonces[sender] += 1
+            k = per_sender[sender] = per_sender.get(sender, -1) + 1
+            if k == len(waves):
+                waves.append([])
+            waves[k].append((action, (method, params)))
         pending = []
-        for (action, _), h in zip(txs, hashes, strict=True):
-            if isinstance(h, dict):
-                raise SimulationError(f"node refused a {action} transaction: {h['error']}")
-            pending.append((action, h))
+        for wave in waves:
+            hashes = self.rpc.batch([t for _, t in wave])
+            for (action, _), h in zip(wave, hashes, strict=True):
+                if isinstance(h, dict):
+                    raise SimulationError(f"node refused a {action} transaction: {h['error']}")
+                pending.append((action, h))
         self.stats.sent += len(pending)
         deadline = time.monotonic() + 120
         while pending:
