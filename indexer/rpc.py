@@ -106,6 +106,9 @@ _TOO_LARGE = (
     "result set too large",
 )
 _TRANSIENT = (
+    "block height is",  # anvil behind: "block height is 125 but requested was 130"
+    "out of range",
+    "missing trie node",
     "header not found",
     "unknown block",
     "timeout",
@@ -148,9 +151,13 @@ def classify(code: int | None, message: str) -> RpcError:
                 break
     if any(s in low for s in _TOO_LARGE):
         return RangeTooLarge(message, code, None)
-    if code in (-32005, 429, -32603, -32000, -32099) or any(s in low for s in _TRANSIENT):
-        return TransientRpcError(message, code)
-    return FatalRpcError(message, code)
+    if code == -32601 or "method not found" in low or "not supported" in low:
+        return FatalRpcError(message, code)
+    if code == -32602 and not any(s in low for s in _TRANSIENT):
+        return FatalRpcError(message, code)
+    # Everything else (including unknown wording) is retried: a node that is behind ("block height
+    # is 127 but requested was 130"), overloaded or mid-restart recovers; max_failures bounds it.
+    return TransientRpcError(message, code)
 
 
 # ---------------------------------------------------------------- hex → bytes/int (the boundary)

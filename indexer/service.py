@@ -115,6 +115,7 @@ class Indexer:
         self.watcher: HeadWatcher | None = None
         self.progress: Any = None
         self.last_finalized_announced = -1
+        self.head_hash = b""
 
     # ------------------------------------------------------------ node view
 
@@ -131,10 +132,13 @@ class Indexer:
             except (FatalRpcError, RangeTooLarge):
                 latest, safe, fin = await self.rpc.call("eth_getBlockByNumber", ["latest", False]), None, None
             head = int(latest["number"], 16)
+            self.head_hash = bytes.fromhex(latest["hash"][2:])
             safe_n = int(safe["number"], 16) if safe else None
             fin_n = int(fin["number"], 16) if fin else None
         else:
-            head, safe_n, fin_n = await self.rpc.block_number(), None, None
+            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+            head, safe_n, fin_n = int(latest["number"], 16), None, None
+            self.head_hash = bytes.fromhex(latest["hash"][2:])
         finalized = finalized_block(head, fin_n, self.s.chain.finality_depth)
         if head > self.status.head:
             self.status.head_moved = time.monotonic()
@@ -435,6 +439,9 @@ class Indexer:
             self.status.last_progress = time.monotonic()
             return False
         if target == self.cursor.number:
+            if heads.head == target and self.head_hash and self.head_hash != self.cursor.hash:
+                # Same height, another hash: a reorg that did not (yet) make the chain longer.
+                return await self.check_reorg(conn, reason="head_hash_changed")
             self.status.last_progress = time.monotonic()
             return False
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,3 +164,40 @@ def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
             await conn.close()
 
     return asyncio.run(go())
+
+
+def sim(url: str, deployment: dict[str, Any], seed: int, max_events: int, resolve: bool = False) -> Any:
+    """scripts.simulate's wallets and actions, with transactions sent one at a time.
+
+    The simulator sends each round as one JSON-RPC batch; under load anvil sometimes leaves a
+    sender's later nonces queued forever while the first never mines (seen ~1 run in 3 on this
+    machine). Sending sequentially avoids it; the actions and their mix are the simulator's."""
+    from scripts.simulate import Simulator
+
+    class Sequential(Simulator):
+        def _send_and_wait(self, txs: list[tuple[str, tuple[str, list[Any]]]]) -> None:
+            for action, (method, params) in txs:
+                h = self.rpc.call(method, params)
+                receipt = None
+                for _ in range(2000):
+                    receipt = self.rpc.call("eth_getTransactionReceipt", [h])
+                    if receipt:
+                        break
+                    time.sleep(0.002)
+                assert receipt, f"{action} {h} not mined"
+                self.stats.sent += 1
+                if int(receipt["status"], 16) == 1:
+                    self.stats.succeeded += 1
+                    self.stats.by_action[action] = self.stats.by_action.get(action, 0) + 1
+                    if action == "create_market":
+                        self._record_market(receipt)
+                else:
+                    self.stats.reverted += 1
+
+    s = Sequential(url, deployment, seed)
+    s.fund()
+    while s.stats.succeeded < max_events:
+        s.round()
+        if resolve and s.stats.rounds % 5 == 0:
+            s.resolve_ended(s.chain_time())
+    return s.stats

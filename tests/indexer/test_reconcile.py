@@ -10,8 +10,7 @@ import pytest
 from web3 import Web3
 
 from core.contracts import load_abi
-from scripts.simulate import simulate
-from tests.indexer.helpers import Node, dump, fetch, index_to_head, make_settings
+from tests.indexer.helpers import Node, dump, fetch, index_to_head, make_settings, sim
 
 pytestmark = [pytest.mark.anvil, pytest.mark.pg]
 
@@ -83,9 +82,9 @@ def distribute_all(node: Node) -> None:
 
 def test_simulated_traffic_reconciles_with_contract_views(node: Node, db_dsn: str, tmp_path: Path) -> None:
     """After simulated trading, resolutions, distributions and claims, every derived row equals the views."""
-    simulate(node.url, node.deployment, seed=7, max_events=150, resolve=True)
+    sim(node.url, node.deployment, seed=7, max_events=150, resolve=True)
     distribute_all(node)
-    simulate(node.url, node.deployment, seed=8, max_events=60, resolve=True)
+    sim(node.url, node.deployment, seed=8, max_events=60, resolve=True)
     settings = make_settings(node.url, node.deployment, db_dsn, tmp_path, initial_span=7, concurrency=3)
     assert index_to_head(settings) == 0
     counts = reconcile(node.w3, node.deployment, db_dsn)
@@ -103,7 +102,7 @@ def test_index_twice_in_pieces_equals_one_pass(node: Node, db_dsn: str, fresh_db
     """Indexing while traffic continues (several runs, tiny ranges) equals one pass over the final chain."""
     settings = make_settings(node.url, node.deployment, db_dsn, tmp_path, initial_span=3, max_span=5)
     for seed in (1, 2, 3):
-        simulate(node.url, node.deployment, seed=seed, max_events=40, resolve=True)
+        sim(node.url, node.deployment, seed=seed, max_events=40, resolve=True)
         assert index_to_head(settings) == 0
     other = fresh_db()
     assert index_to_head(make_settings(node.url, node.deployment, other, tmp_path)) == 0
