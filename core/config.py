@@ -177,8 +177,6 @@ class ServicesSettings:
     pg_port: int = 55432
     redis_port: int = 56379
     anvil_port: int = 58545
-    api_port: int = 58080
-    feed_port: int = 58081
     indexer_metrics_port: int = 59101
     keeper_metrics_port: int = 59102
     block_time: int = 1

@@ -134,8 +134,7 @@ class Daemon:
         and how it is invalidated has one definition."""
         from api.cache import warm
 
-        base = self.settings.keeper.api_base_url or f"http://127.0.0.1:{self.settings.services.api_port}"
-        statuses: dict[str, int] = await warm(base)
+        statuses: dict[str, int] = await warm(self.settings.keeper.api_base_url)
         bad = {p: s for p, s in statuses.items() if s >= 500}
         if bad:
             raise RuntimeError(f"warming got server errors: {bad}")

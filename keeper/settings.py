@@ -71,7 +71,7 @@ class KeeperSettings:
     check_concurrency: int = 16  # eth_call checks/simulations in flight
     # ---- aggregates and cache
     warm_enabled: bool = True
-    api_base_url: str = ""  # "" = http://127.0.0.1:[services].api_port
+    api_base_url: str = ""  # "" = http://127.0.0.1:[api].port (the API in the same config file)
     leaderboard_size: int = 100
     history_days: int = 30  # keeper.job_runs and keeper.decisions older than this are pruned (the ledger never is)
     trending_size: int = 50
@@ -125,6 +125,10 @@ def settings_from(config: dict[str, Any], config_path: str = "") -> Settings:
         raise ConfigError("keeper.signer = 'raw' needs keeper.local_dev_raw_key = true (local development only)")
     if keeper.signer == "raw" and chain.chain_id not in LOCAL_CHAIN_IDS:
         raise ConfigError(f"keeper.signer = 'raw' is refused on chain {chain.chain_id}: use a keystore")
+    if not keeper.api_base_url:
+        from api.settings import ApiSection  # the API's own section names its port: one source of truth
+
+        keeper = dataclasses.replace(keeper, api_base_url=f"http://127.0.0.1:{section(config, 'api', ApiSection).port}")
     return Settings(
         keeper=keeper,
         chain=chain,

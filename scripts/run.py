@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import requests
 
+from api.settings import ApiSection
 from core.config import ChainSettings, DatabaseSettings, ServicesSettings, load_config, section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,8 +120,11 @@ async def supervise(children: list[Child], dsn: str, chain_id: int, urls: list[s
             except (OSError, asyncpg.PostgresError) as exc:
                 lines = [f"status unavailable: {exc}"]
             running = ", ".join(f"{c.name}{'' if c.proc else ' (stopped)'}" for c in children)
-            sys.stdout.write("\x1b[H\x1b[2J" + "\n".join([*urls, "", *lines, "", f"processes: {running}",
-                                                            "Ctrl-C stops everything."]) + "\n")
+            sys.stdout.write(
+                "\x1b[H\x1b[2J"
+                + "\n".join([*urls, "", *lines, "", f"processes: {running}", "Ctrl-C stops everything."])
+                + "\n"
+            )
             sys.stdout.flush()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
@@ -139,6 +143,7 @@ def main() -> int:
     services = section(config, "services", ServicesSettings)
     chain = section(config, "chain", ChainSettings)
     db = section(config, "database", DatabaseSettings)
+    api = section(config, "api", ApiSection)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     (DATA / "run").mkdir(parents=True, exist_ok=True)
     (DATA / "run" / "stack.pid").write_text(str(os.getpid()))
@@ -156,19 +161,21 @@ def main() -> int:
         Child("indexer", [PY, "-m", "indexer", *cfg]),
         Child("keeper", [PY, "-m", "keeper", "run", *cfg]),
         Child("api", [PY, "-m", "api", *cfg]),
+        Child("operator", [PY, "-m", "scripts.operator", *cfg, "--seed", str(args.seed)]),
         Child("simulator", [PY, "-m", "scripts.simulate", *cfg, "--seed", str(args.seed), "--rate", str(args.rate)]),
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for c in children:
         c.proc = subprocess.Popen(c.argv, cwd=ROOT, env=env, stdout=c.log_path.open("ab"), stderr=subprocess.STDOUT)
 
+    dep_name = deployment.relative_to(ROOT)
     urls = [
-        f"API          http://127.0.0.1:{services.api_port}/v1/markets",
-        f"API docs     http://127.0.0.1:{services.api_port}/docs   (OpenAPI: /openapi.json)",
-        f"feed         ws://127.0.0.1:{services.feed_port}   (docs/feed.md)",
-        f"metrics      http://127.0.0.1:{services.api_port}/metrics  "
-        f"http://127.0.0.1:{services.indexer_metrics_port}/metrics  http://127.0.0.1:{services.keeper_metrics_port}/metrics",
-        f"chain        {chain.rpc_urls[0]} (anvil, chain id {chain.chain_id}, contracts in {deployment.relative_to(ROOT)})",
+        f"API          http://127.0.0.1:{api.port}/v1/markets",
+        f"API docs     http://127.0.0.1:{api.port}/docs   (OpenAPI: /openapi.json)",
+        f"feed         ws://127.0.0.1:{api.feed_port}   (docs/feed.md)",
+        f"metrics      http://127.0.0.1:{api.port}/metrics  http://127.0.0.1:{services.indexer_metrics_port}/metrics"
+        f"  http://127.0.0.1:{services.keeper_metrics_port}/metrics",
+        f"chain        {chain.rpc_urls[0]} (anvil, chain id {chain.chain_id}, contracts in {dep_name})",
         f"PostgreSQL   {db.dsn}   Redis redis://127.0.0.1:{services.redis_port}",
         f"logs         {LOG_DIR.relative_to(ROOT)}/",
     ]

@@ -87,8 +87,6 @@ def write_config(path: Path, anvil: Anvil, dsn: str, redis_url: str, deployment:
 [services]
 indexer_metrics_port = {ports["indexer"]}
 keeper_metrics_port = {ports["keeper"]}
-api_port = {ports["api"]}
-feed_port = {ports["feed"]}
 
 [database]
 dsn = "{dsn}"
