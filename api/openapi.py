@@ -157,7 +157,7 @@ def spec(settings: Settings) -> dict[str, Any]:
                 "}", ""
             ),
             "summary": ep.summary,
-            "description": (ep.handler.__doc__ or "").strip(),
+            "description": " ".join((ep.handler.__doc__ or "").split()),
             "tags": [ep.tag],
             "parameters": params,
             "responses": responses,
@@ -254,3 +254,49 @@ def render_docs(doc: dict[str, Any]) -> str:
                 parts.append(f"<p>Body: <code>{e(str(schema))}</code></p>")
     parts.append("</body></html>")
     return "".join(parts)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The endpoint reference for docs/api.md, generated from the document."""
+    out: list[str] = []
+    by_tag: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            by_tag.setdefault(op["tags"][0], []).append((method, path, op))
+    for tag, ops in by_tag.items():
+        out.append(f"### {tag}\n")
+        for method, path, op in ops:
+            auth = " — bearer token" + (" (admin)" if "/admin/" in path else "") if op.get("security") else ""
+            out.append(f"**`{method.upper()} {path}`**{auth} — {op['summary']}. {op.get('description', '')}".rstrip())
+            params = [p for p in op.get("parameters", []) if p["in"] == "query"]
+            if params:
+                cells = []
+                for p in params:
+                    s = p["schema"]
+                    kind = ", ".join(s["enum"]) if "enum" in s else s.get("pattern") or s.get("format") or s["type"]
+                    if "minimum" in s or "maximum" in s:
+                        kind += f" [{s.get('minimum', '')}..{s.get('maximum', '')}]"
+                    default = f", default {s['default']}" if "default" in s else ""
+                    req = " (required)" if p["required"] else ""
+                    cells.append(f"`{p['name']}`{req}: {kind}{default}")
+                out.append("\n  Query: " + "; ".join(cells))
+            if "requestBody" in op:
+                props = op["requestBody"]["content"]["application/json"]["schema"].get("properties", {})
+                out.append("\n  Body (JSON): " + (", ".join(f"`{k}`" for k in props) or "`{}`"))
+            out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from api.settings import ApiSection
+
+    _settings = Settings(chain_id=31337, dsn="", read_dsn="", redis_url="", api=ApiSection(), jwt_secret="x",
+                         cursor_secret=b"x")
+    if "--markdown" in sys.argv:
+        sys.stdout.write(markdown(spec(_settings)))
+    else:
+        import json
+
+        sys.stdout.write(json.dumps(spec(_settings), indent=1))

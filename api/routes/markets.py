@@ -69,11 +69,17 @@ LIST_PARAMS = (
     Param("endingAfter", "time"),
 )
 
-STATS24_SQL = """
-SELECT market_id, sum(collateral) AS volume24h, count(*) AS trades24h
-  FROM idx.ev_trade
- WHERE chain_id = $1 AND block_time >= now() - interval '24 hours' AND market_id = ANY($2::bigint[])
- GROUP BY market_id
+# The first block of the last 24 hours, found with one probe of the block_time index; per-market
+# windows then use the (market_id, block_number) index instead of scanning every recent trade.
+CUT_24H = """(SELECT coalesce((SELECT block_number FROM idx.ev_trade
+                        WHERE chain_id = $1 AND block_time >= now() - interval '24 hours'
+                        ORDER BY block_time LIMIT 1), 9223372036854775807))"""
+STATS24_SQL = f"""
+SELECT ids.market_id, s.volume24h, s.trades24h
+  FROM unnest($2::bigint[]) AS ids(market_id),
+       LATERAL (SELECT coalesce(sum(t.collateral), 0) AS volume24h, count(*) AS trades24h
+                  FROM idx.ev_trade t
+                 WHERE t.chain_id = $1 AND t.market_id = ids.market_id AND t.block_number >= {CUT_24H}) s
 """
 
 
@@ -160,10 +166,10 @@ async def list_markets(ctx: Ctx) -> dict[str, Any]:
 
 
 MARKET_SQL = f"SELECT {MARKET_COLS} FROM idx.markets m WHERE m.chain_id = $1 AND m.market_id = $2"
-PRICE_24H_AGO_SQL = """
+PRICE_24H_AGO_SQL = f"""
 SELECT coalesce(
   (SELECT no_reserve / (yes_reserve + no_reserve) FROM idx.ev_trade
-    WHERE chain_id = $1 AND market_id = $2 AND block_time < now() - interval '24 hours'
+    WHERE chain_id = $1 AND market_id = $2 AND block_number < {CUT_24H}
     ORDER BY block_number DESC, log_index DESC LIMIT 1),
   (SELECT no_reserve / (yes_reserve + no_reserve) FROM idx.ev_market_created
     WHERE chain_id = $1 AND market_id = $2 AND block_time < now() - interval '24 hours'))

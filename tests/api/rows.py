@@ -211,7 +211,7 @@ async def scenario(dsn: str) -> None:
         await trade(
             conn,
             1,
-            21,
+            15,
             1,
             trader=OTHER,
             collateral=20 * U,
