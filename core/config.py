@@ -132,10 +132,10 @@ def _from_env(key: str, text: str, hint: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DatabaseSettings:
-    dsn: str
-    read_dsn: str = ""
-    pool_min: int = 1
-    pool_max: int = 10
+    dsn: str  # postgresql://user:password@host:port/db (the indexer needs a writer role; the API reads)
+    read_dsn: str = ""  # optional read replica for the API's queries; "" = dsn
+    pool_min: int = 1  # connections kept open per process
+    pool_max: int = 10  # connections at most per process
 
     def __repr__(self) -> str:  # DSNs may hold passwords
         return "DatabaseSettings(dsn=<redacted>)"
@@ -143,7 +143,7 @@ class DatabaseSettings:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RedisSettings:
-    url: str = "redis://127.0.0.1:56379/0"
+    url: str = "redis://127.0.0.1:56379/0"  # redis://[:password@]host:port/db; rediss:// for TLS
 
     def __repr__(self) -> str:
         return "RedisSettings(url=<redacted>)"
@@ -151,13 +151,13 @@ class RedisSettings:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChainSettings:
-    chain_id: int
-    rpc_urls: tuple[str, ...]
-    name: str = ""
-    ws_url: str = ""
-    deployment: str = ""
-    finality_depth: int = 64
-    confirmations: int = 1
+    chain_id: int  # checked against the node's eth_chainId at start
+    rpc_urls: tuple[str, ...]  # HTTP(S) JSON-RPC URLs, tried in order (failover); set via GL_CHAIN__RPC_URLS
+    name: str = ""  # label for logs
+    ws_url: str = ""  # websocket URL for newHeads; "" = poll over HTTP
+    deployment: str = ""  # deployments/<chain_id>.json written by scripts/deploy; "" = that default path
+    finality_depth: int = 64  # blocks behind the head treated as final where the node has no `finalized` tag
+    confirmations: int = 1  # blocks on top before the keeper counts its transaction confirmed
 
     def __post_init__(self) -> None:
         if not self.rpc_urls:
@@ -174,9 +174,9 @@ class ChainSettings:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServicesSettings:
-    pg_port: int = 55432
-    redis_port: int = 56379
-    anvil_port: int = 58545
-    indexer_metrics_port: int = 59101
-    keeper_metrics_port: int = 59102
-    block_time: int = 1
+    pg_port: int = 55432  # local PostgreSQL cluster under .data/pg
+    redis_port: int = 56379  # local redis-server
+    anvil_port: int = 58545  # local anvil node
+    indexer_metrics_port: int = 59101  # indexer /health /ready /metrics when indexer.metrics_port = 0
+    keeper_metrics_port: int = 59102  # keeper /health /ready /metrics when keeper.http_port = 0
+    block_time: int = 1  # anvil block time in seconds
