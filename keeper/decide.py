@@ -178,7 +178,7 @@ class CreatorView:
 class Distribute:
     creator: bytes
     period: str
-    amount: int  # pool + market fees at decision time (the contract distributes what divides evenly)
+    amount: int  # pool + market fees at decision time (the contract credits holders all of it but rounding dust)
 
 
 def distribution_key(creator: bytes, period: str) -> str:
