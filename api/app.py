@@ -237,7 +237,8 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
         out["as_of"] = as_of
         data = dumps(out)
         if key is not None and field is not None and status == 200:
-            await state.cache.set(key, field, data, generation)
+            ttl = state.settings.api.aggregate_cache_ttl_s if ep.aggregate else None
+            await state.cache.set(key, field, data, generation, ttl)
         return JSONBody(data, status_code=status, headers={"x-cache": cache_header})
 
     return Route(ep.path, call, methods=[ep.method], name=f"{ep.method} {ep.path}")

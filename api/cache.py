@@ -10,9 +10,9 @@ Keys (namespaced `{prefix}:{chain_id}:` so chains and deployments never collide)
     user:{address}:positions  user positions
     creator:{address}         creator detail, holders, trades, candles, dividends
     creators:list             creator list
-    leaderboard:traders       trader leaderboards (every window and order)
-    leaderboard:creators      creator leaderboards
-    stats                     platform statistics
+    leaderboard:traders       trader leaderboards (every window and order)   } TTL only (60 s),
+    leaderboard:creators      creator leaderboards                           } not invalidated
+    stats                     platform statistics                            } per event
 
 Each key is a Redis hash whose fields are the request variants (a hash of the parameters), so
 invalidating a key drops every variant at once. An outbox row invalidates the keys of its rooms
@@ -44,14 +44,10 @@ from api.metrics import Metrics
 
 log = structlog.get_logger("api.cache")
 
-GLOBAL_KEYS = (
-    "markets:list",
-    "markets:trending",
-    "creators:list",
-    "leaderboard:traders",
-    "leaderboard:creators",
-    "stats",
-)
+GLOBAL_KEYS = ("markets:list", "markets:trending", "creators:list")
+# Whole-platform aggregates: recomputing them on every block would cost more than they are worth,
+# so they are not invalidated per event but live `aggregate_cache_ttl_s` (60 s) — documented.
+AGGREGATE_KEYS = ("leaderboard:traders", "leaderboard:creators", "stats")
 MAX_VARIANTS = 1000
 _BACKOFF_S = 1.0
 
@@ -163,7 +159,7 @@ class Cache:
             self._l1_put(key, field, value)
         return value
 
-    async def set(self, key: str, field: str, value: bytes, generation: int) -> None:
+    async def set(self, key: str, field: str, value: bytes, generation: int, ttl_s: int | None = None) -> None:
         """Stores a variant unless an invalidation ran since `generation` was read."""
         if generation != self.generation:
             return
@@ -175,7 +171,7 @@ class Cache:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hset(full, field, cast(Any, value))
-                pipe.expire(full, self.ttl_s, nx=True)
+                pipe.expire(full, ttl_s or self.ttl_s, nx=True)
                 pipe.hlen(full)
                 _, _, count = await pipe.execute()
             if generation != self.generation:  # invalidated while we were writing

@@ -73,6 +73,7 @@ class Endpoint:
     body: dict[str, Any] | None = None  # JSON schema of the request body
     response: dict[str, Any] | None = None  # JSON schema of `data`
     paged: Literal["page", "cursor"] | None = None
+    aggregate: bool = False  # cached with api.aggregate_cache_ttl_s, not invalidated per event
     description: str = ""
 
 

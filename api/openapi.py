@@ -292,8 +292,9 @@ if __name__ == "__main__":
 
     from api.settings import ApiSection
 
-    _settings = Settings(chain_id=31337, dsn="", read_dsn="", redis_url="", api=ApiSection(), jwt_secret="x",
-                         cursor_secret=b"x")
+    _settings = Settings(
+        chain_id=31337, dsn="", read_dsn="", redis_url="", api=ApiSection(), jwt_secret="x", cursor_secret=b"x"
+    )
     if "--markdown" in sys.argv:
         sys.stdout.write(markdown(spec(_settings)))
     else:

@@ -34,6 +34,7 @@ class ApiSection:
     cache_enabled: bool = True
     cache_ttl_s: int = 300
     cache_prefix: str = "gl"
+    aggregate_cache_ttl_s: int = 60  # stats and leaderboards: TTL only, not invalidated per event
     rate_limit_enabled: bool = True
     rate_limit_window_s: int = 900
     rate_limit_ip: int = 100

@@ -144,20 +144,38 @@ async def creators(ctx: Ctx) -> dict[str, Any]:
     }
 
 
+# One pass over each window's trades; `all` reads the derived per-market/per-creator totals instead.
 STATS_SQL = """
+WITH t AS (SELECT count(*) AS n, coalesce(sum(collateral), 0) AS volume, coalesce(sum(fee), 0) AS fees
+             FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2),
+     s AS (SELECT count(*) AS n, coalesce(sum(price), 0) AS volume
+             FROM idx.ev_shares_traded WHERE chain_id = $1 AND block_time >= $2)
 SELECT
   (SELECT count(*) FROM idx.ev_market_created WHERE chain_id = $1 AND block_time >= $2) AS markets_created,
   (SELECT count(*) FROM idx.ev_market_resolved WHERE chain_id = $1 AND block_time >= $2) AS markets_resolved,
-  (SELECT count(*) FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2) AS trades,
-  (SELECT coalesce(sum(collateral), 0) FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2) AS volume,
-  (SELECT coalesce(sum(fee), 0) FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2) AS fees,
-  (SELECT count(*) FROM idx.ev_shares_traded WHERE chain_id = $1 AND block_time >= $2) AS share_trades,
-  (SELECT coalesce(sum(price), 0) FROM idx.ev_shares_traded WHERE chain_id = $1 AND block_time >= $2) AS share_volume,
+  t.n AS trades, t.volume, t.fees, s.n AS share_trades, s.volume AS share_volume,
   (SELECT coalesce(sum(amount), 0) FROM idx.ev_dividends_distributed WHERE chain_id = $1 AND block_time >= $2)
       AS dividends_distributed,
   (SELECT count(*) FROM (SELECT trader FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2
                           UNION SELECT trader FROM idx.ev_shares_traded WHERE chain_id = $1 AND block_time >= $2) u)
       AS active_users,
+  (SELECT count(*) FROM idx.markets WHERE chain_id = $1) AS markets_total,
+  (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND NOT resolved AND end_time > now()) AS markets_open,
+  (SELECT count(*) FROM idx.creators WHERE chain_id = $1) AS creators_total
+  FROM t, s
+"""
+STATS_ALL_SQL = """
+SELECT
+  (SELECT count(*) FROM idx.markets WHERE chain_id = $1) AS markets_created,
+  (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND resolved) AS markets_resolved,
+  (SELECT coalesce(sum(trade_count), 0)::bigint FROM idx.markets WHERE chain_id = $1) AS trades,
+  (SELECT coalesce(sum(volume), 0) FROM idx.markets WHERE chain_id = $1) AS volume,
+  (SELECT coalesce(sum(fees), 0) FROM idx.markets WHERE chain_id = $1) AS fees,
+  (SELECT coalesce(sum(trade_count), 0)::bigint FROM idx.creators WHERE chain_id = $1) AS share_trades,
+  (SELECT coalesce(sum(volume), 0) FROM idx.creators WHERE chain_id = $1) AS share_volume,
+  (SELECT coalesce(sum(distributed_total), 0) FROM idx.creators WHERE chain_id = $1) AS dividends_distributed,
+  (SELECT count(*) FROM (SELECT holder FROM idx.positions WHERE chain_id = $1
+                         UNION SELECT holder FROM idx.share_holdings WHERE chain_id = $1) u) AS active_users,
   (SELECT count(*) FROM idx.markets WHERE chain_id = $1) AS markets_total,
   (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND NOT resolved AND end_time > now()) AS markets_open,
   (SELECT count(*) FROM idx.creators WHERE chain_id = $1) AS creators_total
@@ -168,10 +186,10 @@ async def stats(ctx: Ctx) -> dict[str, Any]:
     """Platform statistics over a window: markets created, trades, active users, volume."""
     w = ctx.params["window"]
     if w == "all":
-        since = await ctx.conn.fetchval("SELECT '-infinity'::timestamptz")
+        r = await ctx.conn.fetchrow(STATS_ALL_SQL, ctx.chain_id)
     else:
         since = await ctx.conn.fetchval("SELECT now() - $1::interval", WINDOWS[w])
-    r = await ctx.conn.fetchrow(STATS_SQL, ctx.chain_id, since)
+        r = await ctx.conn.fetchrow(STATS_SQL, ctx.chain_id, since)
     assert r is not None
     return {
         "data": {
@@ -205,6 +223,7 @@ ENDPOINTS = [
         "leaderboards",
         (Param("by", "enum", choices=("pnl", "volume"), default="pnl"), WINDOW, *page_params()),
         cache=lambda p: ("leaderboard:traders", _v(p)),
+        aggregate=True,
         paged="page",
     ),
     Endpoint(
@@ -215,7 +234,17 @@ ENDPOINTS = [
         "leaderboards",
         (Param("by", "enum", choices=("holders", "volume"), default="holders"), WINDOW, *page_params()),
         cache=lambda p: ("leaderboard:creators", _v(p)),
+        aggregate=True,
         paged="page",
     ),
-    Endpoint("GET", "/v1/stats", stats, "Platform statistics", "stats", (WINDOW,), cache=lambda p: ("stats", _v(p))),
+    Endpoint(
+        "GET",
+        "/v1/stats",
+        stats,
+        "Platform statistics",
+        "stats",
+        (WINDOW,),
+        cache=lambda p: ("stats", _v(p)),
+        aggregate=True,
+    ),
 ]

@@ -144,8 +144,11 @@ async def list_markets(ctx: Ctx) -> dict[str, Any]:
     agg_at = await agg_fresh(ctx, "market_stats_24h") if field in ("volume24h", "trades24h") else None
     if agg_at is not None:
         sort_source = "agg"
-        order = order.replace("s.volume24h", "s.volume_24h").replace("s.trades24h", "s.trades_24h")
-        stats_join = """LEFT JOIN agg.market_stats_24h s ON s.chain_id = m.chain_id AND s.market_id = m.market_id"""
+        # agg.market_stats_24h has a row for every market: an inner join lets the planner walk its
+        # (volume_24h, market_id) index (sql/021) for the top of the ranking
+        col = "volume_24h" if field == "volume24h" else "trades_24h"
+        order = f"s.{col} {direction.upper()}, s.market_id {direction.upper()}"
+        stats_join = """JOIN agg.market_stats_24h s ON s.chain_id = m.chain_id AND s.market_id = m.market_id"""
     elif field in ("volume24h", "trades24h"):
         stats_join = """LEFT JOIN (SELECT market_id, sum(collateral) AS volume24h, count(*) AS trades24h
                                      FROM idx.ev_trade
