@@ -284,6 +284,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             a.feed_max_frame_bytes,
             a.feed_heartbeat_s,
             a.feed_replay_max,
+            a.feed_buffer_max_bytes,
         )
         await pump.start()
         hub.head_seq = pump.last_seq

@@ -36,6 +36,7 @@ import orjson
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from api.metrics import Metrics
 from api.outbox import encode_row
@@ -66,6 +67,18 @@ def normalize_room(room: Any) -> str | None:
         return None
     kind, _, ident = room.partition(":")
     return f"{kind}:{ident.lower()}" if kind in ("user", "creator") else room
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented RFC 6455 text frame (server → client) — pure."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x81, n))
+    elif n < 65536:
+        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return header + payload
 
 
 def _msg(**fields: Any) -> bytes:
@@ -101,6 +114,7 @@ class Hub:
         max_frame: int = 4096,
         heartbeat_s: float = 15.0,
         replay_max: int = 10000,
+        buffer_max: int = 1 << 20,
     ) -> None:
         self.pool = pool
         self.chain_id = chain_id
@@ -110,12 +124,30 @@ class Hub:
         self.max_frame = max_frame
         self.heartbeat_s = heartbeat_s
         self.replay_max = replay_max
+        self.buffer_max = buffer_max
         self.head_seq = 0
         self.clients: set[Client] = set()
         self.rooms: dict[str, set[Client]] = {}
         self.server: Server | None = None
 
     # ---------------------------------------------------------------- fan-out (no await inside)
+
+    def _write_now(self, c: Client, seq: int, frame: bytes) -> bool:
+        """Fast path: a live connection with nothing queued gets the event's pre-built frame written
+        straight to its transport (encoded once for every recipient, no per-connection task
+        switch). Order holds: an empty queue means the writer has already written everything
+        earlier. A transport buffer above `buffer_max` means the client is not reading: cut it."""
+        if c.closed or c.replaying or not c.queue.empty() or seq <= c.last_seq:
+            return c.closed or seq <= c.last_seq
+        transport = c.ws.transport
+        if transport is None or transport.is_closing() or c.ws.protocol.state is not State.OPEN:
+            return False
+        if transport.get_write_buffer_size() > self.buffer_max:
+            self._cut(c)
+            return True
+        transport.write(frame)
+        c.last_seq = seq
+        return True
 
     def _offer(self, c: Client, item: Item) -> None:
         if c.closed:
@@ -168,8 +200,10 @@ class Hub:
                     members = self.rooms.get(room)
                     if members:
                         targets |= members
+            frame = text_frame(data)
             for c in targets:
-                self._offer(c, (seq, data))
+                if not self._write_now(c, seq, frame):
+                    self._offer(c, (seq, data))
             self.head_seq = seq
             self.metrics.feed_messages.labels("event").inc(len(targets))
             # one loop turn per event: writers drain between events, so a burst (a backfill's

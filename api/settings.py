@@ -53,6 +53,7 @@ class ApiSection:
     outbox_poll_s: float = 1.0
     cursor_secret_file: str = ""
     feed_queue_max: int = 1000
+    feed_buffer_max_bytes: int = 1 << 20  # unread bytes per connection before it is cut (4008)
     feed_max_rooms: int = 50
     feed_max_frame_bytes: int = 4096
     feed_heartbeat_s: float = 15.0

@@ -85,7 +85,8 @@ SELECT 31337, 1 + (i::bigint * 2654435761) % {MARKETS}, decode(lpad(to_hex(i % {
   FROM generate_series(1, {POSITIONS}) i
 ON CONFLICT DO NOTHING;
 INSERT INTO idx.checkpoints (chain_id, block_number, block_hash) VALUES (31337, 5500000, '\\x00');
-INSERT INTO idx.chain_heads (chain_id, head_block, safe_block, finalized_block) VALUES (31337, 5500000, 5499990, 5499900);
+INSERT INTO idx.chain_heads (chain_id, head_block, safe_block, finalized_block)
+    VALUES (31337, 5500000, 5499990, 5499900);
 """,
     ),
 ]
