@@ -102,7 +102,7 @@ port = {port}
 feed_port = {feed}
 rate_limit_enabled = false
 """)
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: ASYNC220
         [PY, "-m", "api", "--config", str(cfg), "--log-level", "warning"],
         env={**os.environ, "GL_API_JWT_SECRET": JWT},
         stdout=subprocess.DEVNULL,
