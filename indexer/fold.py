@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import operator
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -153,8 +154,14 @@ for _name, (_cls, _) in TABLES.items():
     KINDS[_name] = tuple(_kinds)
 
 
+_GETTERS: dict[type[Any], Any] = {
+    cls: operator.attrgetter(*(f.name for f in dataclasses.fields(cls))) for cls, _ in TABLES.values()
+}
+
+
 def row_values(row: Row) -> tuple[Any, ...]:
-    return tuple(getattr(row, f) for f in row.__slots__)
+    values: tuple[Any, ...] = _GETTERS[type(row)](row)
+    return values
 
 
 def row_key(table: str, row: Row) -> tuple[Any, ...]:
@@ -205,6 +212,8 @@ class Snapshot:
     positions: dict[tuple[int, bytes], PositionRow] = dataclasses.field(default_factory=dict)
     creators: dict[bytes, CreatorRow] = dataclasses.field(default_factory=dict)
     holdings: dict[tuple[bytes, bytes], HoldingRow] = dataclasses.field(default_factory=dict)
+    # Where the store found each row (PostgreSQL ctid), keyed by (table, key): opaque to the fold.
+    locators: dict[tuple[str, Any], Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -227,40 +227,32 @@ class Indexer:
         times = {n: h.time for n, h in headers.items()}
         events = self.decoder.decode(logs, times)
         keys = F.keys_of(events)
-        snap = await store.load_snapshot(conn, self.chain_id, keys)
-        outbox_from = 0 if self.o.outbox_max_lag == 0 else self.heads.head - self.o.outbox_max_lag
-        ctx = F.Context(self.chain_id, journal_above=min(self.heads.finalized, last.number), outbox_from=outbox_from)
-        changes = F.fold(snap, events, ctx)
-        counts: dict[int, int] = {}
-        for lg in logs:
-            counts[lg.block_number] = counts.get(lg.block_number, 0) + 1
-        keep = [
-            h
-            for n, h in sorted(headers.items())
-            if first <= n <= last.number and (n > self.heads.finalized or n in counts or n == last.number)
-        ]
-        extra: list[F.Message] = []
         fin = min(self.heads.finalized, last.number)
-        near_tip = self.heads.head - last.number <= self.o.tip_blocks
-        if near_tip and fin > self.last_finalized_announced and self.last_finalized_announced >= 0:
-            extra.append(
-                F.Message(
-                    "chain:finalized",
-                    ("global:all",),
-                    None,
-                    None,
-                    None,
-                    {"chain_id": self.chain_id, "block_number": fin},
-                )
-            )
-        end = Cursor(last.number, last.hash)
-        batch = store.Batch(self.cursor, end, events, changes, keep, counts, self.heads, extra)
-        seq = await store.write_batch(conn, self.chain_id, batch)
-        self.last_finalized_announced = (
-            max(self.last_finalized_announced, fin) if self.last_finalized_announced >= 0 else fin
-        )
+        # Snapshot read, fold and write in one transaction: the rows' locators (ctid) stay valid.
+        async with conn.transaction():
+            snap = await store.load_snapshot(conn, self.chain_id, keys)
+            outbox_from = 0 if self.o.outbox_max_lag == 0 else self.heads.head - self.o.outbox_max_lag
+            ctx = F.Context(self.chain_id, journal_above=fin, outbox_from=outbox_from)
+            changes = F.fold(snap, events, ctx)
+            counts: dict[int, int] = {}
+            for lg in logs:
+                counts[lg.block_number] = counts.get(lg.block_number, 0) + 1
+            keep = [
+                h
+                for n, h in sorted(headers.items())
+                if first <= n <= last.number and (n > self.heads.finalized or n in counts or n == last.number)
+            ]
+            extra: list[F.Message] = []
+            near_tip = self.heads.head - last.number <= self.o.tip_blocks
+            if near_tip and fin > self.last_finalized_announced >= 0:
+                payload = {"chain_id": self.chain_id, "block_number": fin}
+                extra.append(F.Message("chain:finalized", ("global:all",), None, None, None, payload))
+            end = Cursor(last.number, last.hash)
+            batch = store.Batch(self.cursor, end, events, changes, keep, counts, self.heads, extra, snap.locators)
+            seq = await store.write_batch(conn, self.chain_id, batch)
+        self.last_finalized_announced = max(self.last_finalized_announced, fin)
         self.cursor = end
-        self.floor = max(self.floor, min(self.heads.finalized, last.number))
+        self.floor = max(self.floor, fin)
         self.status.indexed = end.number
         self.status.last_progress = time.monotonic()
         self.status.events += len(events)
