@@ -85,7 +85,7 @@ def test_creator_list_detail_holders_trades_dividends(client: TestClient, db_dsn
     assert d["distributedDividends"] == "4.000000"
     assert d["holders"] == 3
     holders = client.get(f"/v1/creators/{creator}/holders").json()["data"]
-    assert [(x["holder"], x["shares"]) for x in holders][0] == ("0x" + TRADER.hex(), "2")
+    assert (holders[0]["holder"], holders[0]["shares"]) == ("0x" + TRADER.hex(), "2")
     claim = {x["holder"]: x["claimableDividends"] for x in holders}
     assert claim["0x" + TRADER.hex()] == "2.000100"  # credited 100 + 2 shares · 1e24 / 1e18 (1 USDC per share)
     assert claim["0x" + OTHER.hex()] == "0.000000"
