@@ -77,8 +77,10 @@ class Model:
         liq = self.rng.randint(10, 1000) * USDC
         self.markets[mid] = [liq, liq, creator, False]
         q = question or f"Will benchmark market {mid} resolve YES?"
-        data = abi_encode(["string", "string", "uint256", "uint256", "uint256", "uint256"],
-                          [q, category, self.now + 86400 * 30, liq, liq, liq])
+        data = abi_encode(
+            ["string", "string", "uint256", "uint256", "uint256", "uint256"],
+            [q, category, self.now + 86400 * 30, liq, liq, liq],
+        )
         return 0, record([T_CREATED, word(mid), addr_word(creator)], data)
 
     def trade(self) -> tuple[int, bytes]:
@@ -113,8 +115,20 @@ class Model:
                 pos[0] -= shares
             m[0] = max(1, m[0] + (shares if outcome == 1 else 0) - gross)
             m[1] = max(1, m[1] + (shares if outcome == 0 else 0) - gross)
-        data = b"".join((word(is_buy), word(outcome), word(collateral), word(shares), word(fee), word(fee // 2),
-                         word(m[0]), word(m[1]), word(pos[1]), word(pos[0])))
+        data = b"".join(
+            (
+                word(is_buy),
+                word(outcome),
+                word(collateral),
+                word(shares),
+                word(fee),
+                word(fee // 2),
+                word(m[0]),
+                word(m[1]),
+                word(pos[1]),
+                word(pos[0]),
+            )
+        )
         return 0, record([T_TRADE, word(mid), addr_word(trader)], data)
 
     def shares_traded(self) -> tuple[int, bytes]:
@@ -135,8 +149,22 @@ class Model:
         self.holdings[(creator, trader)] = held
         self.pool[creator] = self.pool.get(creator, 0) + df
         acc = self.acc.get(creator, 0)
-        data = b"".join((word(is_buy), word(amount), word(price), word(pf), word(cf), word(df), word(supply),
-                         word(held), word(0), word(self.now + 3600), word(self.pool[creator]), word(acc)))
+        data = b"".join(
+            (
+                word(is_buy),
+                word(amount),
+                word(price),
+                word(pf),
+                word(cf),
+                word(df),
+                word(supply),
+                word(held),
+                word(0),
+                word(self.now + 3600),
+                word(self.pool[creator]),
+                word(acc),
+            )
+        )
         return 1, record([T_SHARES, addr_word(creator), addr_word(trader)], data)
 
     def distribute(self) -> tuple[int, bytes] | None:
@@ -157,8 +185,9 @@ class Model:
         return 0, record([T_RESOLVED, word(mid), addr_word(self.creators[0])], word(self.rng.randint(0, 2)))
 
 
-def plan_events(n: int, seed: int = 1, markets: int = 200, traders: int = 2_000, creators: int = 50) -> Iterator[
-        tuple[int, bytes]]:
+def plan_events(
+    n: int, seed: int = 1, markets: int = 200, traders: int = 2_000, creators: int = 50
+) -> Iterator[tuple[int, bytes]]:
     """n encoded logs as (contract index 0 = OpinionMarket / 1 = CreatorShares, record)."""
     rng = random.Random(seed)
     model = Model(rng, [rng.randbytes(20) for _ in range(traders)], [rng.randbytes(20) for _ in range(creators)])
@@ -187,8 +216,9 @@ class Node:
 
     def call(self, method: str, *params: Any) -> Any:
         self.id += 1
-        r = self.session.post(self.url, json={"jsonrpc": "2.0", "id": self.id, "method": method,
-                                              "params": list(params)}, timeout=120)
+        r = self.session.post(
+            self.url, json={"jsonrpc": "2.0", "id": self.id, "method": method, "params": list(params)}, timeout=120
+        )
         answer = r.json()
         if "error" in answer:
             raise RuntimeError(f"{method}: {answer['error']}")
@@ -201,16 +231,19 @@ def install_replayer(node: Node, deployment: dict[str, Any]) -> None:
         node.call("anvil_setCode", deployment["contracts"][name], code)
 
 
-def send_records(node: Node, deployment: dict[str, Any], per_contract: list[list[bytes]], sender: str,
-                 mine: bool = True) -> None:
+def send_records(
+    node: Node, deployment: dict[str, Any], per_contract: list[list[bytes]], sender: str, mine: bool = True
+) -> None:
     """One transaction per non-empty record list (index 0 → OpinionMarket, 1 → CreatorShares)."""
     for idx, name in enumerate(("OpinionMarket", "CreatorShares")):
         recs = per_contract[idx]
         if recs:
             data = b"".join(recs)
             gas = 100_000 + 16 * len(data) + 12 * 375 * len(recs) + 8 * len(data)
-            node.call("eth_sendTransaction", {"from": sender, "to": deployment["contracts"][name],
-                                              "data": "0x" + data.hex(), "gas": hex(gas)})
+            node.call(
+                "eth_sendTransaction",
+                {"from": sender, "to": deployment["contracts"][name], "data": "0x" + data.hex(), "gas": hex(gas)},
+            )
     if mine:
         node.call("evm_mine")
 
@@ -224,8 +257,9 @@ class ChainStats:
     seconds: float
 
 
-def build_chain(url: str, deployment: dict[str, Any], events_total: int, per_block: int = 200, seed: int = 1,
-                empty_every: int = 0) -> ChainStats:
+def build_chain(
+    url: str, deployment: dict[str, Any], events_total: int, per_block: int = 200, seed: int = 1, empty_every: int = 0
+) -> ChainStats:
     """Replays `events_total` consistent events, `per_block` per block (automine off meanwhile)."""
     node = Node(url)
     install_replayer(node, deployment)

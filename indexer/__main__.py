@@ -94,7 +94,7 @@ def redis_publisher(settings: Settings) -> tuple[object | None, object]:
     return client, publish
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, until_head: bool = False) -> int:
     status = Status()
     metrics = Metrics(settings.chain.chain_id)
     stop = asyncio.Event()
@@ -111,7 +111,7 @@ async def serve(settings: Settings) -> int:
     stalled: list[bool] = []
     dog = asyncio.create_task(watchdog(settings, status, stop, stalled))
     try:
-        code = await run(settings, stop, metrics, status, publish=publish)  # type: ignore[arg-type]
+        code = await run(settings, stop, metrics, status, until_head=until_head, publish=publish)  # type: ignore[arg-type]
     finally:
         stop.set()
         dog.cancel()
@@ -156,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "reset"))
     parser.add_argument("--config", required=True, help="TOML config file (GL_<SECTION>__<KEY> env overrides)")
     parser.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    parser.add_argument(
+        "--exit-at-head",
+        action="store_true",
+        help="stop once caught up with the head (a rebuild or a one-shot backfill)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(reset(settings))
         if not args.no_migrate:
             asyncio.run(migrate(settings))
-        return asyncio.run(serve(settings))
+        return asyncio.run(serve(settings, until_head=args.exit_at_head))
     except KeyboardInterrupt:
         return EXIT_OK
     except Exception as exc:
