@@ -253,7 +253,11 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
         import asyncio
 
         a = settings.api
-        server_settings = {"application_name": "gl-api", "statement_timeout": str(a.statement_timeout_ms)}
+        server_settings = {
+            "application_name": "gl-api",
+            "statement_timeout": str(a.statement_timeout_ms),
+            "jit": "off",  # short OLTP queries: JIT compilation costs more than it saves
+        }
         if a.db_role:
             server_settings["role"] = a.db_role
         read_pool = await asyncpg.create_pool(

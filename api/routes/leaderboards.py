@@ -146,8 +146,8 @@ async def creators(ctx: Ctx) -> dict[str, Any]:
 
 # One pass over each window's trades; `all` reads the derived per-market/per-creator totals instead.
 STATS_SQL = """
-WITH t AS (SELECT count(*) AS n, coalesce(sum(collateral), 0) AS volume, coalesce(sum(fee), 0) AS fees
-             FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2),
+WITH w AS MATERIALIZED (SELECT trader, collateral, fee FROM idx.ev_trade WHERE chain_id = $1 AND block_number >= $3),
+     t AS (SELECT count(*) AS n, coalesce(sum(collateral), 0) AS volume, coalesce(sum(fee), 0) AS fees FROM w),
      s AS (SELECT count(*) AS n, coalesce(sum(price), 0) AS volume
              FROM idx.ev_shares_traded WHERE chain_id = $1 AND block_time >= $2)
 SELECT
@@ -156,13 +156,16 @@ SELECT
   t.n AS trades, t.volume, t.fees, s.n AS share_trades, s.volume AS share_volume,
   (SELECT coalesce(sum(amount), 0) FROM idx.ev_dividends_distributed WHERE chain_id = $1 AND block_time >= $2)
       AS dividends_distributed,
-  (SELECT count(*) FROM (SELECT trader FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2
+  (SELECT count(*) FROM (SELECT trader FROM w
                           UNION SELECT trader FROM idx.ev_shares_traded WHERE chain_id = $1 AND block_time >= $2) u)
       AS active_users,
   (SELECT count(*) FROM idx.markets WHERE chain_id = $1) AS markets_total,
   (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND NOT resolved AND end_time > now()) AS markets_open,
   (SELECT count(*) FROM idx.creators WHERE chain_id = $1) AS creators_total
   FROM t, s
+"""
+FIRST_BLOCK_SQL = """
+SELECT block_number FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2 ORDER BY block_time LIMIT 1
 """
 STATS_ALL_SQL = """
 SELECT
@@ -189,7 +192,9 @@ async def stats(ctx: Ctx) -> dict[str, Any]:
         r = await ctx.conn.fetchrow(STATS_ALL_SQL, ctx.chain_id)
     else:
         since = await ctx.conn.fetchval("SELECT now() - $1::interval", WINDOWS[w])
-        r = await ctx.conn.fetchrow(STATS_SQL, ctx.chain_id, since)
+        # the window's first trade block (one index probe): the trades are then a block range
+        cut = await ctx.conn.fetchval(FIRST_BLOCK_SQL, ctx.chain_id, since)
+        r = await ctx.conn.fetchrow(STATS_SQL, ctx.chain_id, since, 2**63 - 1 if cut is None else cut)
     assert r is not None
     return {
         "data": {
