@@ -224,3 +224,21 @@ def test_siwe_sign_in_roles_and_user_scoped_notifications(client: TestClient, db
         413,
         "body",
     )
+
+
+def test_cors_allow_list_and_docs_page(db_dsn: str, redis_url: str) -> None:
+    """CORS answers only configured origins; /docs is a self-contained page; /openapi.json is 3.0."""
+    settings = make_settings(db_dsn, redis_url, cors_origins=["https://app.example"])
+    with TestClient(create_app(settings, serve_feed=False), raise_server_exceptions=False) as c:
+        pre = {"Access-Control-Request-Method": "GET"}
+        ok = c.options("/v1/markets", headers={"Origin": "https://app.example", **pre})
+        assert ok.headers.get("access-control-allow-origin") == "https://app.example"
+        bad = c.options("/v1/markets", headers={"Origin": "https://evil.example", **pre})
+        assert "access-control-allow-origin" not in bad.headers
+        docs = c.get("/docs")
+        assert docs.status_code == 200
+        assert "<script" not in docs.text
+        assert "/v1/markets/{id}/candles" in docs.text
+        doc = c.get("/openapi.json").json()
+        assert doc["openapi"] == "3.0.3"
+        assert "/v1/users/{address}/positions" in doc["paths"]
