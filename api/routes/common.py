@@ -66,12 +66,6 @@ def cursor_page(
     return rows, {"limit": limit, "hasNext": has_next, "nextCursor": nxt}
 
 
-def status_of(r: Record, now_ok: bool) -> str:
-    if r["resolved"]:
-        return "resolved"
-    return "active" if now_ok else "closed"
-
-
 OUTCOMES = {0: "no", 1: "yes", 2: "invalid"}
 
 
