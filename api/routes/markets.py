@@ -7,6 +7,7 @@ aggregation job.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -157,8 +158,12 @@ async def list_markets(ctx: Ctx) -> dict[str, Any]:
     n = len(args)
     sql = f"""SELECT {MARKET_COLS} FROM idx.markets m {stats_join}
                WHERE {where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}"""
-    rows = await ctx.conn.fetch(sql, *args, limit, off)
-    total = await ctx.conn.fetchval(f"SELECT count(*) FROM idx.markets m WHERE {where}", *args)
+
+    async def count() -> int:  # the seed's meta.total, on a second connection, concurrently with the page
+        async with ctx.state.read_pool.acquire() as other:
+            return int(await other.fetchval(f"SELECT count(*) FROM idx.markets m WHERE {where}", *args))
+
+    rows, total = await asyncio.gather(ctx.conn.fetch(sql, *args, limit, off), count())
     stats = await _stats24(ctx, [r["market_id"] for r in rows])
     data = [_with24(market_json(r), stats.get(r["market_id"])) for r in rows]
     meta = page_meta(int(ctx.params["page"]), limit, int(total))
