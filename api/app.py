@@ -99,14 +99,21 @@ class Edge:
             await send(message)
 
         try:
-            headers = dict(scope["headers"])
+            authorization = length = forwarded = None
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    authorization = value
+                elif name == b"content-length":
+                    length = value
+                elif name == b"x-forwarded-for":
+                    forwarded = value
             principal = None
-            token = auth.bearer(headers.get(b"authorization", b"").decode("latin-1"))
-            if token is not None:
-                principal = auth.decode_token(self.rt.settings, token)
+            if authorization is not None:
+                token = auth.bearer(authorization.decode("latin-1"))
+                if token is not None:
+                    principal = auth.decode_token(self.rt.settings, token)
             scope["gl_principal"] = principal
             limit = self.rt.settings.api.max_body_bytes
-            length = headers.get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
                 await self._error(
                     scope,
@@ -125,8 +132,8 @@ class Edge:
             ):
                 client = scope.get("client")
                 ip = client[0] if client else "unknown"
-                if self.rt.settings.api.trust_forwarded_for and b"x-forwarded-for" in headers:
-                    ip = headers[b"x-forwarded-for"].decode("latin-1").split(",")[0].strip()[:64]
+                if self.rt.settings.api.trust_forwarded_for and forwarded is not None:
+                    ip = forwarded.decode("latin-1").split(",")[0].strip()[:64]
                 verdict = await state.limiter.check(ip, principal.address if principal else None)
                 if verdict is not None:
                     extra.extend((k.lower().encode(), v.encode()) for k, v in verdict.headers().items())
@@ -150,8 +157,7 @@ class Edge:
                 await self._error(scope, send_wrapped, 500, "Internal server error", [])
         finally:
             route = scope.get("gl_route") or ("unmatched" if status_box[0] == 404 else "other")
-            self.rt.metrics.requests.labels(route, scope["method"], str(status_box[0])).inc()
-            self.rt.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self.rt.metrics.observe_request(route, scope["method"], status_box[0], time.perf_counter() - started)
 
     @staticmethod
     async def _error(scope: Scope, send: Send, status: int, message: str, errors: list[FieldError]) -> None:

@@ -140,7 +140,7 @@ class Cache:
             return None
         local = self._l1_get(key, field)
         if local is not None:
-            self.metrics.cache.labels("hit_local").inc()
+            self.metrics.cache_hit_local.inc()
             return local
         if not self._available():
             self.metrics.cache.labels("error").inc()

@@ -3,6 +3,8 @@ build many apps). Labels are bounded: route templates, methods, status codes, fi
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -30,3 +32,16 @@ class Metrics:
             "feed_slow_consumer_disconnects_total", "connections closed because their queue was full", registry=r
         )
         self.feed_errors = Counter("feed_client_errors_total", "malformed or refused client frames", registry=r)
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.cache_hit_local = self.cache.labels("hit_local")
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One request: labelled children resolved once per (route, method, status) — labels() is
+        a lock and a dict lookup per call, a measurable share of a cached request."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
