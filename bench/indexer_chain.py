@@ -137,7 +137,7 @@ class Model:
         supply = self.supply.get(creator, 0)
         trader = creator if supply == 0 else rng.choice(self.traders)
         held = self.holdings.get((creator, trader), 0)
-        is_buy = supply == 0 or held == 0 or rng.random() < 0.65 or held >= supply - 1 and rng.random() < 0.5
+        is_buy = supply == 0 or held == 0 or rng.random() < 0.65 or (held >= supply - 1 and rng.random() < 0.5)
         if not is_buy and held >= supply:
             is_buy = True
         amount = rng.randint(1, 3) if is_buy else rng.randint(1, max(1, min(held, supply - 1)))

@@ -468,7 +468,11 @@ async def acquire_writer(settings: Settings, stop: asyncio.Event, status: Status
     key = store.WRITER_LOCK_BASE + settings.chain.chain_id
     announced = False
     while not stop.is_set():
-        conn = await asyncpg.connect(settings.database.dsn, timeout=10)
+        conn = await asyncpg.connect(
+            settings.database.dsn,
+            timeout=10,
+            server_settings={"application_name": f"gl-indexer-{settings.chain.chain_id}"},
+        )
         try:
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
                 status.role = "writer"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import asyncpg
 import pytest
 from web3 import Web3
 
+from core.contracts import load_abi
 from core.deploy import DeployParams, anvil_account, deploy
 from indexer.service import run
 from indexer.settings import Settings, build_settings
@@ -201,3 +203,99 @@ def sim(url: str, deployment: dict[str, Any], seed: int, max_events: int, resolv
         if resolve and s.stats.rounds % 5 == 0:
             s.resolve_ended(s.chain_time())
     return s.stats
+
+
+FAR = 2**40
+
+
+REORG_WALLETS = range(14, 20)  # not used by the simulator (its wallets are accounts 2..13)
+
+
+def open_market(node: Node) -> int:
+    """Funds the reorg wallets and creates a market that stays open for the whole test; returns its id."""
+    om = node.w3.eth.contract(address=node.deployment["contracts"]["OpinionMarket"], abi=load_abi("OpinionMarket"))
+    usdc = node.w3.eth.contract(address=node.deployment["contracts"]["USDC"], abi=load_abi("MockUSDC"))
+    for i in REORG_WALLETS:
+        w = node.w3.eth.accounts[i]
+        usdc.functions.mint(w, 10**15).transact({"from": w})
+        tx = usdc.functions.approve(om.address, 2**256 - 1).transact({"from": w})
+    node.w3.eth.wait_for_transaction_receipt(tx)
+    wallet = node.w3.eth.accounts[14]
+    end = node.w3.eth.get_block("latest")["timestamp"] + 30 * 86400
+    tx = om.functions.createMarket("reorg target?", "test", end, 5 * 10**6).transact({"from": wallet, "gas": 600_000})
+    node.w3.eth.wait_for_transaction_receipt(tx)
+    return int(om.functions.marketCount().call())
+
+
+def buy_request(node: Node, market_id: int, wallet: int, amount: int) -> dict[str, Any]:
+    om = node.w3.eth.contract(address=node.deployment["contracts"]["OpinionMarket"], abi=load_abi("OpinionMarket"))
+    data = om.encode_abi("buy", args=[market_id, amount % 2, amount, 0, FAR])
+    return {
+        "from": node.w3.eth.accounts[REORG_WALLETS[wallet % len(REORG_WALLETS)]],
+        "to": om.address,
+        "data": data,
+        "gas": hex(600_000),
+    }
+
+
+def reorg(node: Node, depth: int, txs: list[tuple[dict[str, Any], int]] | None = None) -> None:
+    node.anvil.call("anvil_reorg", depth, [[t, off] for t, off in txs or []])
+
+
+def write_toml(tmp: Path, urls: list[str], deployment: dict[str, Any], dsn: str, **indexer: Any) -> Path:
+    """A config file for running `python -m indexer` as a child process."""
+    dep = tmp / f"deployment-{uuid.uuid4().hex[:6]}.json"
+    dep.write_text(json.dumps(deployment))
+    opts = {"metrics_port": -1, "progress": "log", "use_websocket": False, **indexer}
+
+    def toml(v: Any) -> str:
+        return str(v).lower() if isinstance(v, bool) else json.dumps(v)
+
+    lines = [
+        "[database]",
+        f"dsn = {toml(dsn)}",
+        "[chain]",
+        f"chain_id = {deployment['chain_id']}",
+        f"rpc_urls = {toml(urls)}",
+        f"deployment = {toml(str(dep))}",
+        "finality_depth = 64",
+        "[indexer]",
+        *(f"{k} = {toml(v)}" for k, v in opts.items()),
+    ]
+    cfg = tmp / f"indexer-{uuid.uuid4().hex[:6]}.toml"
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+def start_indexer(cfg: Path, log: Path) -> Any:
+    import os
+    import subprocess
+
+    from tests.chain import ROOT
+
+    out = open(log, "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "indexer", "--config", str(cfg)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=out,
+        stderr=out,
+    )
+
+
+def wait_caught_up(dsn: str, url: str, timeout: float = 90) -> None:
+    """Until the checkpoint equals the node's latest block (number and hash)."""
+    from tests.chain import rpc
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = fetch(dsn, "SELECT block_number, block_hash FROM idx.checkpoints")
+        latest = rpc(url, "eth_getBlockByNumber", ["latest", False])
+        if (
+            rows
+            and rows[0]["block_number"] == int(latest["number"], 16)
+            and "0x" + bytes(rows[0]["block_hash"]).hex() == latest["hash"]
+        ):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the indexer did not catch up with the node")

@@ -12,48 +12,22 @@ from typing import Any
 
 import pytest
 
-from core.contracts import load_abi
 from indexer.service import EXIT_REORG_TOO_DEEP, run
 from indexer.settings import Settings
-from tests.indexer.helpers import Node, assert_same_index, dump, fetch, index_to_head, make_settings, sim
+from tests.indexer.helpers import (
+    Node,
+    assert_same_index,
+    buy_request,
+    dump,
+    fetch,
+    index_to_head,
+    make_settings,
+    open_market,
+    reorg,
+    sim,
+)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.pg]
-
-FAR = 2**40
-
-
-REORG_WALLETS = range(14, 20)  # not used by the simulator (its wallets are accounts 2..13)
-
-
-def open_market(node: Node) -> int:
-    """Funds the reorg wallets and creates a market that stays open for the whole test; returns its id."""
-    om = node.w3.eth.contract(address=node.deployment["contracts"]["OpinionMarket"], abi=load_abi("OpinionMarket"))
-    usdc = node.w3.eth.contract(address=node.deployment["contracts"]["USDC"], abi=load_abi("MockUSDC"))
-    for i in REORG_WALLETS:
-        w = node.w3.eth.accounts[i]
-        usdc.functions.mint(w, 10**15).transact({"from": w})
-        tx = usdc.functions.approve(om.address, 2**256 - 1).transact({"from": w})
-    node.w3.eth.wait_for_transaction_receipt(tx)
-    wallet = node.w3.eth.accounts[14]
-    end = node.w3.eth.get_block("latest")["timestamp"] + 30 * 86400
-    tx = om.functions.createMarket("reorg target?", "test", end, 5 * 10**6).transact({"from": wallet, "gas": 600_000})
-    node.w3.eth.wait_for_transaction_receipt(tx)
-    return int(om.functions.marketCount().call())
-
-
-def buy_request(node: Node, market_id: int, wallet: int, amount: int) -> dict[str, Any]:
-    om = node.w3.eth.contract(address=node.deployment["contracts"]["OpinionMarket"], abi=load_abi("OpinionMarket"))
-    data = om.encode_abi("buy", args=[market_id, amount % 2, amount, 0, FAR])
-    return {
-        "from": node.w3.eth.accounts[REORG_WALLETS[wallet % len(REORG_WALLETS)]],
-        "to": om.address,
-        "data": data,
-        "gas": hex(600_000),
-    }
-
-
-def reorg(node: Node, depth: int, txs: list[tuple[dict[str, Any], int]] | None = None) -> None:
-    node.anvil.call("anvil_reorg", depth, [[t, off] for t, off in txs or []])
 
 
 def fresh_index(node: Node, fresh_db: Any, tmp_path: Path) -> dict[str, list[tuple[Any, ...]]]:
