@@ -108,7 +108,8 @@ async def closed_loop(port: int, path: str, seconds: float, conns: int = 32) -> 
         writer.close()
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(conns)))
+    async with asyncio.timeout(seconds + 30):  # fail loudly rather than hang on a stuck server
+        await asyncio.gather(*(worker() for _ in range(conns)))
     return count / (time.perf_counter() - t0)
 
 
@@ -131,7 +132,8 @@ async def open_loop(port: int, path: str, rate: float, seconds: float, conns: in
             lat.append(time.perf_counter() - due)
         writer.close()
 
-    await asyncio.gather(*(worker(i) for i in range(conns)))
+    async with asyncio.timeout(seconds + 30):
+        await asyncio.gather(*(worker(i) for i in range(conns)))
     return lat
 
 
