@@ -61,6 +61,9 @@ class Fetched:
     blocks: range
     logs: list[Log]
     headers: dict[int, BlockRef]
+    events: list[Any]  # decoded while other batches commit (CPU overlapped with PostgreSQL's)
+    keys: F.Keys
+    raw: dict[str, bytes]  # COPY payloads of the raw event tables
 
 
 @dataclasses.dataclass(slots=True)
@@ -116,10 +119,29 @@ class Indexer:
         self.progress: Any = None
         self.last_finalized_announced = -1
         self.head_hash = b""
+        self.heads_read_at = 0.0
 
     # ------------------------------------------------------------ node view
 
+    def heads_from_watcher(self) -> store.Heads | None:
+        """The head announced over newHeads, when it is ahead of us and finality was read recently:
+        the tip then starts on the announcement without a round trip to the node."""
+        w = self.watcher
+        if w is None or w.latest is None or time.monotonic() - self.heads_read_at > 2.0:
+            return None
+        h = w.latest
+        if self.cursor is None or h.number != self.cursor.number + 1 or h.parent_hash != self.cursor.hash:
+            return None
+        if h.number > self.status.head:
+            self.status.head_moved = time.monotonic()
+        self.head_hash = h.hash
+        self.heads = store.Heads(h.number, self.heads.safe, self.heads.finalized)
+        self.status.head = h.number
+        self.m.set_heads(h.number, self.heads.safe, self.heads.finalized, self.status.indexed)
+        return self.heads
+
     async def refresh_heads(self) -> store.Heads:
+        self.heads_read_at = time.monotonic()
         if self.o.finality == "tag":
             try:
                 latest, safe, fin = await self.rpc.batch(
@@ -220,13 +242,21 @@ class Indexer:
             self.on_commit(seq)
 
     async def commit(
-        self, conn: asyncpg.Connection, first: int, last: BlockRef, logs: Sequence[Log], headers: dict[int, BlockRef]
+        self,
+        conn: asyncpg.Connection,
+        first: int,
+        last: BlockRef,
+        logs: Sequence[Log],
+        headers: dict[int, BlockRef],
+        prepared: Fetched | None = None,
     ) -> int:
         """Decodes, folds and writes blocks first..last.number in one transaction; returns events written."""
         assert self.cursor is not None
-        times = {n: h.time for n, h in headers.items()}
-        events = self.decoder.decode(logs, times)
-        keys = F.keys_of(events)
+        if prepared is not None:
+            events, keys, raw = prepared.events, prepared.keys, prepared.raw
+        else:
+            events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
+            keys, raw = F.keys_of(events), None
         fin = min(self.heads.finalized, last.number)
         # Snapshot read, fold and write in one transaction: the rows' locators (ctid) stay valid.
         async with conn.transaction():
@@ -248,7 +278,7 @@ class Indexer:
                 payload = {"chain_id": self.chain_id, "block_number": fin}
                 extra.append(F.Message("chain:finalized", ("global:all",), None, None, None, payload))
             end = Cursor(last.number, last.hash)
-            batch = store.Batch(self.cursor, end, events, changes, keep, counts, self.heads, extra, snap.locators)
+            batch = store.Batch(self.cursor, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw)
             seq = await store.write_batch(conn, self.chain_id, batch)
         self.last_finalized_announced = max(self.last_finalized_announced, fin)
         self.cursor = end
@@ -299,7 +329,10 @@ class Indexer:
                 raise ChainMismatch(f"block {n} does not link to block {prev.number}")
             prev = h
         self.span = next_span(self.span, len(logs), self.policy)
-        return Fetched(blocks, logs, headers)
+        events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
+        await asyncio.sleep(0)  # let the committing batch proceed between the CPU-heavy steps
+        raw = store.raw_payloads(self.chain_id, events)
+        return Fetched(blocks, logs, headers, events, F.keys_of(events), raw)
 
     async def _ranges(self, start: int, target: int) -> AsyncIterator[Fetched]:
         """Fetches ranges start..target with up to `concurrency` in flight, yielding them in order."""
@@ -336,7 +369,7 @@ class Indexer:
                 if got.headers[a].parent_hash != self.cursor.hash:
                     raise ChainMismatch(f"block {a} does not link to the checkpoint block {self.cursor.number}")
                 t0 = time.perf_counter()
-                n = await self.commit(conn, a, got.headers[got.blocks.stop - 1], got.logs, got.headers)
+                n = await self.commit(conn, a, got.headers[got.blocks.stop - 1], got.logs, got.headers, got)
                 events += n
                 self.m.batch_seconds(time.perf_counter() - t0)
                 self._progress_update(got.blocks.stop - got.blocks.start, n)
@@ -421,8 +454,7 @@ class Indexer:
     async def step(self, conn: asyncpg.Connection, stop: asyncio.Event) -> bool:
         """Does one unit of work; returns False when at the head (nothing to do)."""
         assert self.cursor is not None
-        heads = await self.refresh_heads()
-        await store.update_heads(conn, self.chain_id, heads)
+        heads = self.heads_from_watcher() or await self.refresh_heads()
         target = heads.head - max(0, self.s.chain.confirmations - 1)
         if target < self.cursor.number:
             # Our checkpoint is above the node's head: a lagging node, or a reorg to a shorter chain.
@@ -431,6 +463,7 @@ class Indexer:
             self.status.last_progress = time.monotonic()
             return False
         if target == self.cursor.number:
+            await store.update_heads(conn, self.chain_id, heads)  # idle: keep indexer_status fresh
             if heads.head == target and self.head_hash and self.head_hash != self.cursor.hash:
                 # Same height, another hash: a reorg that did not (yet) make the chain longer.
                 return await self.check_reorg(conn, reason="head_hash_changed")

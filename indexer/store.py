@@ -156,6 +156,11 @@ def event_records(chain_id: int, events: Iterable[Event]) -> dict[str, list[tupl
     return out
 
 
+def raw_payloads(chain_id: int, events: Iterable[Event]) -> dict[str, bytes]:
+    """COPY text payloads of the raw event tables (pure; the backfill prepares them while fetching)."""
+    return {table: copy_text_payload(records) for table, records in event_records(chain_id, events).items()}
+
+
 # ---------------------------------------------------------------- derived rows
 
 _COLUMNS: dict[str, tuple[str, ...]] = {t: tuple(f.name for f in dataclasses.fields(F.TABLES[t][0])) for t in DERIVED}
@@ -319,6 +324,7 @@ class Batch:
     heads: Heads
     extra_messages: Sequence[F.Message] = ()
     locators: dict[tuple[str, Any], Any] = dataclasses.field(default_factory=dict)  # from the Snapshot
+    raw: dict[str, bytes] | None = None  # raw_payloads(events), when prepared ahead (backfill)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -414,9 +420,12 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
     ch = batch.changes
     async with _transaction(conn):
         floor = await _check_cursor(conn, chain_id, batch.start)
-        for table, records in event_records(chain_id, batch.events).items():
+        payloads = batch.raw if batch.raw is not None else raw_payloads(chain_id, batch.events)
+        for table, data in payloads.items():
             cols = OTHER_COLUMNS if table == "ev_other" else EVENT_TABLES_BY_NAME[table].columns
-            await copy_text(conn, table, cols, records)
+            await conn.copy_to_table(
+                table, schema_name="idx", columns=list(cols), source=io.BytesIO(data), format="text"
+            )
         for table, rows in (
             ("markets", ch.markets),
             ("positions", ch.positions),
