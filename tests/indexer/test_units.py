@@ -1,0 +1,193 @@
+"""Pure parts: provider error classification (real wordings), range planning, the bloom check,
+decoding a recorded eth_getLogs answer, settings validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from eth_utils import keccak  # type: ignore[attr-defined]
+
+from core.config import ConfigError
+from indexer.chain import Cursor, SpanPolicy, bloom_bits, bloom_may_contain, next_span, plan_range, split_span
+from indexer.decode import EventDecoder, MarketCreated, Trade, text_of
+from indexer.rpc import FatalRpcError, RangeTooLarge, TransientRpcError, classify, parse_log
+from indexer.settings import build_settings
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "span"),
+    [
+        (
+            -32602,
+            "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no "
+            "limit on the response size, or you can request any block range with a cap of 10K logs in the "
+            "response. Based on your parameters, this block range should work: [0x11e0c1, 0x11e6f1]",
+            1585,
+        ),
+        (-32005, "query returned more than 10000 results. Try with this block range [0x1A2B, 0x1B00].", 214),
+        (-32614, "eth_getLogs is limited to a 10,000 range", 9999),
+        (-32602, "query exceeds max results 20000, retry with the range 100-200", 101),
+        (-32000, "Maximum allowed number of requested blocks is 2000", 1999),
+        (-32000, "please limit the query to at most 1000 blocks", 999),
+        (-32000, "block range greater than 2000 max", 1999),
+        (-32600, "block range is too wide", None),
+        (-32000, "block range too large", None),
+        (-32000, "backend response too large", None),
+    ],
+)
+def test_range_refusals_are_recognised_with_the_suggested_span(code: int, message: str, span: int | None) -> None:
+    """Every provider's wording becomes RangeTooLarge, with the span it suggests when it names one."""
+    err = classify(code, message)
+    assert isinstance(err, RangeTooLarge)
+    assert err.suggested_span == span
+
+
+def test_other_errors_are_transient_unless_clearly_permanent() -> None:
+    """Rate limits, lagging nodes and unknown wordings are retried; a missing method is fatal."""
+    assert isinstance(classify(429, "Too Many Requests"), TransientRpcError)
+    assert isinstance(classify(-32000, "header not found"), TransientRpcError)
+    assert isinstance(
+        classify(-32602, "BlockOutOfRangeError: block height is 125 but requested was 130"), TransientRpcError
+    )
+    assert isinstance(classify(-32601, "the method eth_getBlockReceipts does not exist"), FatalRpcError)
+
+
+def test_range_planning_adapts_to_density() -> None:
+    """Ranges never pass the target; spans shrink toward target events, grow when sparse, split on refusal."""
+    policy = SpanPolicy(initial=100, maximum=1000, target_events=1000)
+    assert plan_range(Cursor(10, b""), 50, 100) == range(11, 51)
+    assert plan_range(Cursor(50, b""), 50, 100) is None
+    assert next_span(100, 4000, policy) == 25
+    assert next_span(100, 10, policy) == 200
+    assert next_span(800, 0, policy) == 1000
+    assert split_span(100, None) == 50
+    assert split_span(100, 30) == 30
+
+
+def test_bloom_says_maybe_for_a_member_and_no_for_others() -> None:
+    """The 2048-bit logsBloom as the yellow paper defines it (three 11-bit indices of keccak)."""
+    bloom = bytearray(256)
+    member = bytes.fromhex("9fe46736679d2d9a65f0992f2272de9f3c7fa6e0")
+    for bit in bloom_bits(member):
+        bloom[255 - bit // 8] |= 1 << (bit % 8)
+    assert bloom_may_contain(bytes(bloom), [member])
+    assert not bloom_may_contain(bytes(bloom), [keccak(b"other")[:20]])
+    assert bloom_may_contain(b"", [member])  # no bloom: never skip a block
+
+
+def recorded_logs() -> list[dict[str, Any]]:
+    """An eth_getLogs answer recorded from anvil (MarketCreated + Trade), hex as the node sends it."""
+    om = "0x9fe46736679d2d9a65f0992f2272de9f3c7fa6e0"
+    bh = "0x" + "ab" * 32
+    return [
+        {
+            "address": om,
+            "blockHash": bh,
+            "blockNumber": "0x10",
+            "blockTimestamp": "0x6b0cb6f3",
+            "transactionHash": "0x" + "01" * 32,
+            "transactionIndex": "0x0",
+            "logIndex": "0x0",
+            "removed": False,
+            "topics": ["0x" + MARKET_CREATED.hex(), "0x" + "00" * 31 + "01", "0x" + "00" * 12 + "22" * 20],
+            "data": "0x"
+            + (
+                (192).to_bytes(32, "big")
+                + (256).to_bytes(32, "big")
+                + (1900000000).to_bytes(32, "big")
+                + (5_000_000).to_bytes(32, "big") * 3
+                + (3).to_bytes(32, "big")
+                + b"Q?\x00".ljust(32, b"\x00")
+                + (0).to_bytes(32, "big")
+            ).hex(),
+        },
+        {
+            "address": om,
+            "blockHash": bh,
+            "blockNumber": "0x10",
+            "blockTimestamp": "0x6b0cb6f3",
+            "transactionHash": "0x" + "02" * 32,
+            "transactionIndex": "0x1",
+            "logIndex": "0x1",
+            "removed": False,
+            "topics": ["0x" + TRADE.hex(), "0x" + "00" * 31 + "01", "0x" + "00" * 12 + "33" * 20],
+            "data": "0x"
+            + b"".join(
+                v.to_bytes(32, "big")
+                for v in (1, 1, 1_000_000, 1_470_000, 20_000, 10_000, 4_000_000, 5_980_000, 1_470_000, 0)
+            ).hex(),
+        },
+    ]
+
+
+from core.contracts import event_topic, events  # noqa: E402
+
+MARKET_CREATED = event_topic(events("OpinionMarket")["MarketCreated"])
+TRADE = event_topic(events("OpinionMarket")["Trade"])
+
+
+def test_recorded_getlogs_answer_decodes_to_golden_events() -> None:
+    """Hex → bytes/int at the boundary, then word slicing; strings via eth_abi with a lossless twin."""
+    logs = [parse_log(r) for r in recorded_logs()]
+    decoder = EventDecoder({bytes.fromhex("9fe46736679d2d9a65f0992f2272de9f3c7fa6e0"): "OpinionMarket"})
+    created, trade = decoder.decode(logs, {})
+    assert created == MarketCreated(
+        16,
+        0,
+        b"\xab" * 32,
+        b"\x01" * 32,
+        0x6B0CB6F3,
+        1,
+        b"\x22" * 20,
+        "Q?\ufffd",
+        "",
+        1_900_000_000,
+        5_000_000,
+        5_000_000,
+        5_000_000,
+        b"Q?\x00",
+        None,
+    )
+    assert trade == Trade(
+        16,
+        1,
+        b"\xab" * 32,
+        b"\x02" * 32,
+        0x6B0CB6F3,
+        1,
+        b"\x33" * 20,
+        True,
+        1,
+        1_000_000,
+        1_470_000,
+        20_000,
+        10_000,
+        4_000_000,
+        5_980_000,
+        1_470_000,
+        0,
+    )
+    assert text_of(b"\xff") == ("\ufffd", b"\xff")
+    assert text_of("ok ✓".encode()) == ("ok ✓", None)
+
+
+def test_settings_reject_unknown_keys_and_name_the_key(tmp_path: Any) -> None:
+    """Config errors name the key; an unknown [indexer] key is refused."""
+    dep = tmp_path / "d.json"
+    dep.write_text(
+        '{"chain_id": 31337, "deploy_block": 1, "contracts": {"OpinionMarket": "0x01", '
+        '"CreatorShares": "0x02", "USDC": "0x03"}}'
+    )
+    base = {
+        "database": {"dsn": "postgresql://x"},
+        "chain": {"chain_id": 31337, "rpc_urls": ["http://a"], "deployment": str(dep)},
+    }
+    assert build_settings({**base, "indexer": {"concurrency": 2}}).options.concurrency == 2
+    with pytest.raises(ConfigError, match=r"indexer\.concurency"):
+        build_settings({**base, "indexer": {"concurency": 2}})
+    with pytest.raises(ConfigError, match=r"indexer\.finality"):
+        build_settings({**base, "indexer": {"finality": "vibes"}})
+    with pytest.raises(ConfigError, match=r"indexer\.concurrency"):
+        build_settings({**base, "indexer": {"concurrency": "two"}})
+    assert "redacted" in repr(build_settings(base).chain)
