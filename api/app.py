@@ -208,16 +208,16 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
                 raise ApiError(403, "Admin role required", [FieldError("Authorization", "token lacks the admin role")])
         body: Any = None
         if ep.body is not None:
+            raw = await request.body()
             ctype = request.headers.get("content-type", "").split(";")[0].strip()
-            if ctype != "application/json":
+            if raw and ctype != "application/json":
                 raise ApiError(
                     415,
                     "Content-Type must be application/json",
                     [FieldError("Content-Type", "must be application/json")],
                 )
-            raw = await request.body()
             try:
-                body = loads(raw) if raw else None
+                body = loads(raw) if raw else {}  # no body = an empty object (e.g. POST /v1/auth/nonce)
             except ValueError:
                 raise ApiError(400, "Validation failed", [FieldError("body", "is not valid JSON")]) from None
             if not isinstance(body, dict):
