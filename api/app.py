@@ -284,7 +284,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
         limiter = RateLimiter(
             client, cache.ns, a.rate_limit_window_s, a.rate_limit_ip, a.rate_limit_user, metrics, a.rate_limit_enabled
         )
-        pump = Pump(write_pool, settings.dsn, client, settings.chain_id, a.outbox_poll_s, metrics)
+        pump = Pump(write_pool, settings.dsn, client, settings.chain_id, a.outbox_poll_s, metrics, cache.ns)
         hub = Hub(
             read_pool,
             settings.chain_id,

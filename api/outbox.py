@@ -6,7 +6,7 @@ Wake-ups: LISTEN gl_outbox on PostgreSQL, Redis pub/sub `gl:outbox:*` (the index
 max seq after each commit; this is also how other instances hear about it), and a poll every
 `outbox_poll_s` as a safety net. Whatever the wake-up, rows are read from the table by
 `seq > last` so nothing is skipped or repeated. Admin broadcasts (`system:maintenance`) arrive on
-Redis `gl:feed:broadcast:{chain_id}` and reach every instance.
+Redis `{cache_prefix}:{chain_id}:feed:broadcast` and reach every instance of the deployment.
 
 The pure part — turning a row into a feed message — is `encode_row`.
 """
@@ -102,8 +102,16 @@ BroadcastSink = Callable[[bytes], None]
 
 class Pump:
     def __init__(
-        self, pool: asyncpg.Pool, dsn: str, redis: aioredis.Redis | None, chain_id: int, poll_s: float, metrics: Metrics
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        redis: aioredis.Redis | None,
+        chain_id: int,
+        poll_s: float,
+        metrics: Metrics,
+        namespace: str = "gl:",
     ) -> None:
+        self.namespace = namespace
         self.pool = pool
         self.dsn = dsn
         self.redis = redis
@@ -120,7 +128,7 @@ class Pump:
 
     @property
     def broadcast_channel(self) -> str:
-        return f"gl:feed:broadcast:{self.chain_id}"
+        return f"{self.namespace}feed:broadcast"
 
     async def start(self) -> None:
         async with self.pool.acquire() as conn:

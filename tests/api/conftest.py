@@ -3,6 +3,7 @@ lifespan running, and rows written straight into idx.* (the schema is the contra
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,8 @@ def make_settings(db_dsn: str, redis_url: str, **api: Any) -> Settings:
         "siwe_uri": "https://app.example",
         "pool_min": 1,
         "pool_max": 4,
+        # per-test namespace: Redis pub/sub channels ignore the db number, parallel tests must not meet
+        "cache_prefix": f"t{uuid.uuid4().hex[:8]}",
     }
     section.update(api)
     config = {
