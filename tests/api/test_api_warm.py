@@ -25,7 +25,9 @@ async def test_warm_fills_the_hot_keys(db_dsn: str, redis_url: str) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+        for _ in range(500):  # uvicorn exposes no started event
+            if server.started:
+                break
             await asyncio.sleep(0.02)
         base = f"http://127.0.0.1:{port}"
         statuses = await warm(base)
