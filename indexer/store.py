@@ -410,9 +410,12 @@ async def _write_outbox(conn: asyncpg.Connection, chain_id: int, messages: Seque
         columns=("chain_id", "event", "rooms", "block_number", "log_index", "block_hash", "payload"),
         records=[_message_record(chain_id, m) for m in messages],
     )
-    seq = int(await conn.fetchval("SELECT currval(pg_get_serial_sequence('idx.outbox', 'seq'))"))
-    await conn.execute("SELECT pg_notify('gl_outbox', $1)", f"{chain_id}:{seq}")
-    return seq
+    seq = await conn.fetchval(  # the last seq and the NOTIFY in one round trip
+        "SELECT s FROM (SELECT currval(pg_get_serial_sequence('idx.outbox', 'seq')) AS s) q,"
+        " LATERAL pg_notify('gl_outbox', $1::text || ':' || q.s)",
+        str(chain_id),
+    )
+    return int(seq)
 
 
 async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> int | None:
@@ -499,19 +502,19 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
                 orjson.dumps(cfg).decode(),
             )
         if batch.blocks:
+            bs = batch.blocks
             await conn.execute(
-                "DELETE FROM idx.blocks WHERE chain_id = $1 AND block_number = ANY($2::bigint[])",
+                "INSERT INTO idx.blocks (chain_id, block_number, block_hash, parent_hash, block_time, event_count)"
+                " SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::timestamptz[], $6::int[])"
+                " ON CONFLICT (chain_id, block_number) DO UPDATE SET block_hash = EXCLUDED.block_hash,"
+                " parent_hash = EXCLUDED.parent_hash, block_time = EXCLUDED.block_time,"
+                " event_count = EXCLUDED.event_count",
                 chain_id,
-                [b.number for b in batch.blocks],
-            )
-            await conn.copy_records_to_table(
-                "blocks",
-                schema_name="idx",
-                columns=("chain_id", "block_number", "block_hash", "parent_hash", "block_time", "event_count"),
-                records=[
-                    (chain_id, b.number, b.hash, b.parent_hash, ts(b.time), batch.event_counts.get(b.number, 0))
-                    for b in batch.blocks
-                ],
+                [b.number for b in bs],
+                [b.hash for b in bs],
+                [b.parent_hash for b in bs],
+                [ts(b.time) for b in bs],
+                [batch.event_counts.get(b.number, 0) for b in bs],
             )
         new_floor = max(floor, min(batch.heads.finalized, batch.end.number))
         if new_floor > floor:
@@ -522,14 +525,20 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
                 new_floor,
             )
         seq = await _write_outbox(conn, chain_id, [*ch.messages, *batch.extra_messages])
-        await _set_heads(conn, chain_id, batch.heads)
-        await conn.execute(
-            "UPDATE idx.checkpoints SET block_number = $2, block_hash = $3, finalized_block = $4, updated_at = now()"
+        h = batch.heads
+        await conn.execute(  # chain head and checkpoint in one round trip
+            "WITH heads AS (INSERT INTO idx.chain_heads (chain_id, head_block, safe_block, finalized_block, updated_at)"
+            " VALUES ($1, $5, $6, $7, now()) ON CONFLICT (chain_id) DO UPDATE SET head_block = EXCLUDED.head_block,"
+            " safe_block = EXCLUDED.safe_block, finalized_block = EXCLUDED.finalized_block, updated_at = now())"
+            " UPDATE idx.checkpoints SET block_number = $2, block_hash = $3, finalized_block = $4, updated_at = now()"
             " WHERE chain_id = $1",
             chain_id,
             batch.end.number,
             batch.end.hash,
             new_floor,
+            h.head,
+            h.safe,
+            h.finalized,
         )
     return seq
 
