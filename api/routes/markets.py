@@ -322,7 +322,8 @@ WITH t AS (
   SELECT date_bin($3::interval, block_time, 'epoch') AS bucket, block_number, log_index,
          yes_reserve, no_reserve, collateral
     FROM idx.ev_trade
-   WHERE chain_id = $1 AND market_id = $2 AND block_time >= $4 AND block_time < $5
+   WHERE chain_id = $1 AND market_id = $2 AND block_number BETWEEN $6 AND $7
+     AND block_time >= $4 AND block_time < $5
 )
 SELECT bucket,
        (array_agg(yes_reserve ORDER BY block_number, log_index))[1] AS open_y,
@@ -335,8 +336,17 @@ SELECT bucket,
 """
 BEFORE_SQL = """
 SELECT yes_reserve, no_reserve FROM idx.ev_trade
- WHERE chain_id = $1 AND market_id = $2 AND block_time < $3
+ WHERE chain_id = $1 AND market_id = $2 AND block_number < $3
  ORDER BY block_number DESC, log_index DESC LIMIT 1
+"""
+# A time window as a block range, from two probes of the block_time index over every market's
+# trades: exact (block time never decreases with the block number) and lets the per-market
+# (market_id, block_number) index read only the window's rows instead of the market's whole history.
+BLOCK_RANGE_SQL = """
+SELECT coalesce((SELECT block_number FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2
+                  ORDER BY block_time LIMIT 1), 9223372036854775807) AS lo,
+       coalesce((SELECT block_number FROM idx.ev_trade WHERE chain_id = $1 AND block_time < $3
+                  ORDER BY block_time DESC LIMIT 1), -1) AS hi
 """
 
 _Q = Decimal("0.000001")
@@ -406,9 +416,13 @@ async def market_candles(ctx: Ctx) -> dict[str, Any]:
     start, end = candle_window(ctx, step)
     buckets = bucket_range(start, end, step)
     lo, hi = buckets[0], buckets[-1] + dt.timedelta(seconds=step)
-    rows = await ctx.conn.fetch(CANDLES_SQL, ctx.chain_id, ctx.params["id"], dt.timedelta(seconds=step), lo, hi)
+    blocks = await ctx.conn.fetchrow(BLOCK_RANGE_SQL, ctx.chain_id, lo, hi)
+    assert blocks is not None
+    rows = await ctx.conn.fetch(
+        CANDLES_SQL, ctx.chain_id, ctx.params["id"], dt.timedelta(seconds=step), lo, hi, blocks["lo"], blocks["hi"]
+    )
     opening: Decimal | None = None
-    before = await ctx.conn.fetchrow(BEFORE_SQL, ctx.chain_id, ctx.params["id"], lo)
+    before = await ctx.conn.fetchrow(BEFORE_SQL, ctx.chain_id, ctx.params["id"], blocks["lo"])
     if before is not None:
         opening = Decimal(int(before["no_reserve"])) / Decimal(int(before["yes_reserve"]) + int(before["no_reserve"]))
     else:
