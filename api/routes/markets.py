@@ -259,12 +259,14 @@ async def price_history(ctx: Ctx) -> dict[str, Any]:
     if key is not None:
         args += [int(key[0]), int(key[1])]
         clauses.append("(block_number, log_index) > ($3, $4)")
-    if p["from"] is not None:
-        args.append(p["from"])
-        clauses.append(f"block_time >= ${len(args)}")
-    if p["to"] is not None:
-        args.append(p["to"])
-        clauses.append(f"block_time < ${len(args)}")
+    if p["from"] is not None or p["to"] is not None:
+        far = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+        frm, to = p["from"] or dt.datetime(1970, 1, 1, tzinfo=dt.UTC), p["to"] or far
+        blocks = await ctx.conn.fetchrow(BLOCK_RANGE_SQL, ctx.chain_id, frm, to)
+        assert blocks is not None
+        args += [frm, to, blocks["lo"], blocks["hi"]]
+        n = len(args)
+        clauses.append(f"block_time >= ${n - 3} AND block_time < ${n - 2} AND block_number BETWEEN ${n - 1} AND ${n}")
     limit = int(p["limit"])
     args.append(limit + 1)
     rows = await ctx.conn.fetch(

@@ -264,6 +264,12 @@ def test_holders_prices_trending_history(filled: TestClient) -> None:
     assert hist[0]["kind"] == "created"
     assert hist[0]["yesPrice"] == "0.500000"
     assert [x["blockNumber"] for x in hist[1:]] == [15, 20]
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    recent = filled.get("/v1/markets/1/history", params={"from": since}).json()["data"]
+    assert [(x["kind"], x["blockNumber"]) for x in recent] == [("trade", 20)]
+    until = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).isoformat()
+    older = filled.get("/v1/markets/1/history", params={"to": until}).json()["data"]
+    assert [x["blockNumber"] for x in older] == [10, 15]
 
 
 def test_keeper_aggregates_used_when_fresh(filled: TestClient, db_dsn: str) -> None:
