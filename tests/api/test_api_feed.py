@@ -253,3 +253,30 @@ async def test_maintenance_broadcast_via_admin_endpoint(db_dsn: str, redis_url: 
             assert m["seq"] is None
             assert m["data"]["message"] == "upgrade at 02:00"
             assert m["data"]["endsAt"] == "2030-01-01T02:30:00Z"
+
+
+async def test_two_instances_deliver_the_same_stream_and_share_broadcasts(db_dsn: str, redis_url: str) -> None:
+    """Two API/feed instances on one database: both deliver the outbox with the same seqs, and an
+    admin broadcast posted to one reaches clients of the other through Redis pub/sub."""
+    conn = await asyncpg.connect(db_dsn)
+    one = make_settings(db_dsn, redis_url)
+    two = make_settings(db_dsn, redis_url, cache_prefix=one.api.cache_prefix)  # same deployment
+    async with running(one) as (app1, _rt1, url1), running(two) as (_app2, _rt2, url2):
+        async with connect(url1) as a, connect(url2) as b:
+            await subscribe(a, ["market:3"])
+            await subscribe(b, ["market:3"])
+            seq = await trade_row(conn, 3, 70)
+            assert (await recv_type(a, "event"))["seq"] == seq
+            assert (await recv_type(b, "event"))["seq"] == seq
+            token, _ = issue_token(one, Principal(ADMIN, frozenset({"user", "admin"})))
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app1), base_url="http://t") as http:
+                r = await http.post(
+                    "/v1/admin/maintenance",
+                    json={"message": "failover drill"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert r.status_code == 202
+            for ws in (a, b):
+                m = await recv_type(ws, "event")
+                assert (m["event"], m["data"]["message"]) == ("system:maintenance", "failover drill")
+    await conn.close()
