@@ -27,7 +27,8 @@ REDIS_URL = f"redis://127.0.0.1:{SERVICES.redis_port}"
 # pytest-xdist workers (gw0, gw1, …) each get their own template database and Redis db number.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 WORKER_INDEX = int(WORKER.removeprefix("gw") or 0)
-TEMPLATE_DB = f"gl_test_template_{WORKER}"
+# Unique per pytest process, so two suites run at once on one cluster never drop each other's template.
+TEMPLATE_DB = f"gl_test_template_{WORKER}_{os.getpid()}"
 
 
 def _psql(sql: str, db: str = "postgres") -> str:
@@ -68,7 +69,7 @@ def services() -> None:
 
 
 @pytest.fixture(scope="session")
-def template_db(services: None) -> str:
+def template_db(services: None) -> Iterator[str]:
     """A database with every migration applied, cloned by `db_dsn` for each test."""
     from indexer.migrate import apply_migrations_sync
 
@@ -76,7 +77,8 @@ def template_db(services: None) -> str:
     _psql(f"CREATE DATABASE {TEMPLATE_DB}")
     dsn = f"postgresql://guesslyfe@127.0.0.1:{SERVICES.pg_port}/{TEMPLATE_DB}"
     apply_migrations_sync(dsn)
-    return TEMPLATE_DB
+    yield TEMPLATE_DB
+    _psql(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
 
 
 @pytest.fixture
