@@ -348,14 +348,14 @@ def _own(ctx: Ctx) -> None:
 
 
 NOTIFICATIONS_SQL = """
-SELECT n.block_number, n.log_index, n.kind, n.title, n.message, n.market_id, n.creator, n.amount, n.block_time,
+SELECT n.block_number, n.log_index, n.kind, n.title, n.message, n.market_id, n.creator, n.amount, n.time,
        r.read_at
-  FROM idx.notifications n
+  FROM api.user_notifications n
   LEFT JOIN api.notification_reads r
     ON r.chain_id = n.chain_id AND r.recipient = n.recipient AND r.block_number = n.block_number
    AND r.log_index = n.log_index AND r.kind = n.kind
  WHERE n.chain_id = $1 AND n.recipient = $2 AND (NOT $5 OR r.read_at IS NULL)
- ORDER BY n.block_number DESC, n.log_index DESC
+ ORDER BY n.time DESC, n.block_number DESC, n.log_index DESC
  LIMIT $3 OFFSET $4
 """
 
@@ -371,7 +371,7 @@ async def notifications(ctx: Ctx) -> dict[str, Any]:
     unread = bool(ctx.params["unreadOnly"])
     rows = await ctx.conn.fetch(NOTIFICATIONS_SQL, ctx.chain_id, ctx.params["address"], limit, off, unread)
     total = await ctx.conn.fetchval(
-        """SELECT count(*) FROM idx.notifications n LEFT JOIN api.notification_reads r
+        """SELECT count(*) FROM api.user_notifications n LEFT JOIN api.notification_reads r
              ON r.chain_id = n.chain_id AND r.recipient = n.recipient AND r.block_number = n.block_number
             AND r.log_index = n.log_index AND r.kind = n.kind
             WHERE n.chain_id = $1 AND n.recipient = $2 AND (NOT $3 OR r.read_at IS NULL)""",
@@ -388,8 +388,8 @@ async def notifications(ctx: Ctx) -> dict[str, Any]:
             "marketId": r["market_id"],
             "creator": hexs(r["creator"]),
             "amount": units(r["amount"]),
-            "time": iso(r["block_time"]),
-            "blockNumber": r["block_number"],
+            "time": iso(r["time"]),
+            "blockNumber": r["block_number"] or None,  # keeper notifications (block 0) are not from an event
             "read": r["read_at"] is not None,
             "readAt": iso(r["read_at"]),
         }
@@ -432,7 +432,7 @@ async def mark_read(ctx: Ctx) -> dict[str, Any]:
         if every:
             status = await w.execute(
                 """INSERT INTO api.notification_reads (chain_id, recipient, block_number, log_index, kind)
-                   SELECT chain_id, recipient, block_number, log_index, kind FROM idx.notifications
+                   SELECT chain_id, recipient, block_number, log_index, kind FROM api.user_notifications
                     WHERE chain_id = $1 AND recipient = $2 ON CONFLICT DO NOTHING""",
                 ctx.chain_id,
                 addr,
@@ -441,7 +441,7 @@ async def mark_read(ctx: Ctx) -> dict[str, Any]:
             status = await w.execute(
                 """INSERT INTO api.notification_reads (chain_id, recipient, block_number, log_index, kind)
                    SELECT n.chain_id, n.recipient, n.block_number, n.log_index, n.kind
-                     FROM idx.notifications n
+                     FROM api.user_notifications n
                      JOIN unnest($3::bigint[], $4::int[], $5::text[]) AS k(b, l, kd)
                        ON n.block_number = k.b AND n.log_index = k.l AND n.kind = k.kd
                     WHERE n.chain_id = $1 AND n.recipient = $2 ON CONFLICT DO NOTHING""",
