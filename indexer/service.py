@@ -265,8 +265,8 @@ class Indexer:
             ctx = F.Context(self.chain_id, journal_above=fin, outbox_from=outbox_from)
             changes = F.fold(snap, events, ctx)
             counts: dict[int, int] = {}
-            for lg in logs:
-                counts[lg.block_number] = counts.get(lg.block_number, 0) + 1
+            for e in events:
+                counts[e.block_number] = counts.get(e.block_number, 0) + 1
             keep = [
                 h
                 for n, h in sorted(headers.items())
@@ -331,8 +331,9 @@ class Indexer:
         self.span = next_span(self.span, len(logs), self.policy)
         events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
         await asyncio.sleep(0)  # let the committing batch proceed between the CPU-heavy steps
+        del logs  # decoded: keep only the events while the range waits its turn (memory)
         raw = store.raw_payloads(self.chain_id, events)
-        return Fetched(blocks, logs, headers, events, F.keys_of(events), raw)
+        return Fetched(blocks, [], headers, events, F.keys_of(events), raw)
 
     async def _ranges(self, start: int, target: int) -> AsyncIterator[Fetched]:
         """Fetches ranges start..target with up to `concurrency` in flight, yielding them in order."""
