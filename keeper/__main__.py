@@ -125,8 +125,12 @@ class Daemon:
                     await conn.execute(
                         "INSERT INTO keeper.job_runs (chain_id, job, epoch, started_at, outcome, detail)"
                         " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
-                        self.settings.chain.chain_id, name, self.leader.fence.epoch if self.leader.fence else None,
-                        started, outcome, orjson.dumps(detail if isinstance(detail, dict) else {}).decode(),
+                        self.settings.chain.chain_id,
+                        name,
+                        self.leader.fence.epoch if self.leader.fence else None,
+                        started,
+                        outcome,
+                        orjson.dumps(detail if isinstance(detail, dict) else {}).decode(),
                     )
 
     async def warm(self) -> dict[str, int]:
@@ -149,7 +153,8 @@ class Daemon:
             for table, column in (("job_runs", "started_at"), ("decisions", "created_at")):
                 await conn.execute(
                     f"DELETE FROM keeper.{table} WHERE chain_id = $1 AND {column} < now() - make_interval(days => $2)",
-                    self.settings.chain.chain_id, k.history_days,
+                    self.settings.chain.chain_id,
+                    k.history_days,
                 )
         log.info("aggregates_refreshed", **counts)
         return counts
@@ -164,8 +169,9 @@ class Daemon:
         if self.dry_run:
             return {}
         now = await jobs.chain_time(self.rpc)
-        return await emit_ending_soon(self.pool, self.settings.redis.url, self.settings.chain.chain_id, now,
-                                      self.settings.keeper.ending_soon_s)
+        return await emit_ending_soon(
+            self.pool, self.settings.redis.url, self.settings.chain.chain_id, now, self.settings.keeper.ending_soon_s
+        )
 
     def job_table(self) -> dict[str, Callable[[], Awaitable[Any]]]:
         return {
@@ -219,7 +225,8 @@ class Daemon:
             done = await conn.fetchval(
                 "SELECT true FROM keeper.job_runs WHERE chain_id = $1 AND job = 'distribute' AND outcome = 'ok'"
                 " AND started_at >= $2 LIMIT 1",
-                self.settings.chain.chain_id, last_due,
+                self.settings.chain.chain_id,
+                last_due,
             )
         if not done:
             log.info("distribution_catch_up", scheduled_at=last_due.isoformat())
@@ -237,13 +244,19 @@ class Daemon:
 
         async def ready(_: web.Request) -> web.Response:
             ok = await self.check_ready()
-            body = {"ready": ok, "checks": self._ready_checks, "halted": self.halted,
-                    "role": "leader" if self.leader.is_leader else "standby", "dry_run": self.dry_run}
+            body = {
+                "ready": ok,
+                "checks": self._ready_checks,
+                "halted": self.halted,
+                "role": "leader" if self.leader.is_leader else "standby",
+                "dry_run": self.dry_run,
+            }
             return web.json_response(body, status=200 if ok else 503)
 
         async def metrics(_: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(self.metrics.registry),
-                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+            return web.Response(
+                body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
 
         app = web.Application()
         app.router.add_get("/health", health)
@@ -280,22 +293,31 @@ class Daemon:
         signer = load_signer(s)
         deployment = load_deployment(s.chain.deployment)
         if deployment.chain_id != s.chain.chain_id:
-            raise ConfigError(f"deployment {s.chain.deployment} is for chain {deployment.chain_id}, "
-                              f"chain.chain_id is {s.chain.chain_id}")
-        log.info("keeper_starting", chain_id=s.chain.chain_id, address=signer.address, dry_run=self.dry_run,
-                 once=once)
+            raise ConfigError(
+                f"deployment {s.chain.deployment} is for chain {deployment.chain_id}, "
+                f"chain.chain_id is {s.chain.chain_id}"
+            )
+        log.info("keeper_starting", chain_id=s.chain.chain_id, address=signer.address, dry_run=self.dry_run, once=once)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)
-        async with Rpc(s.chain.rpc_urls, batch_size=s.keeper.rpc_batch_size) as rpc, asyncpg.create_pool(
-            s.database.dsn, min_size=1, max_size=max(2, s.database.pool_max)
-        ) as pool:
+        async with (
+            Rpc(s.chain.rpc_urls, batch_size=s.keeper.rpc_batch_size) as rpc,
+            asyncpg.create_pool(s.database.dsn, min_size=1, max_size=max(2, s.database.pool_max)) as pool,
+        ):
             self.rpc, self.pool = rpc, pool
             self.tx = TxManager(rpc, pool, signer, s, lambda: self.leader.fence, self.metrics)
             self.ctx = jobs.Context(
-                settings=s, pool=pool, rpc=rpc, deployment=deployment, metrics=self.metrics, tx=self.tx,
-                signer_address=signer.address, epoch=lambda: self.leader.fence.epoch if self.leader.fence else None,
-                dry_run=self.dry_run, plan=plan_out,
+                settings=s,
+                pool=pool,
+                rpc=rpc,
+                deployment=deployment,
+                metrics=self.metrics,
+                tx=self.tx,
+                signer_address=signer.address,
+                epoch=lambda: self.leader.fence.epoch if self.leader.fence else None,
+                dry_run=self.dry_run,
+                plan=plan_out,
             )
             runner = None if once else await self.start_http()
             try:
@@ -388,13 +410,18 @@ async def cmd_resolve(settings: Settings, market_id: int, outcome: str, reason: 
             qid = await conn.fetchval(
                 "INSERT INTO keeper.resolution_queue (chain_id, market_id, outcome, reason, requested_by)"
                 " VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                settings.chain.chain_id, market_id, OUTCOMES[outcome], reason, _who(by),
+                settings.chain.chain_id,
+                market_id,
+                OUTCOMES[outcome],
+                reason,
+                _who(by),
             )
         except asyncpg.UniqueViolationError:
             existing = await conn.fetchrow(
                 "SELECT id, status FROM keeper.resolution_queue WHERE chain_id = $1 AND market_id = $2"
                 " AND status IN ('queued', 'sent')",
-                settings.chain.chain_id, market_id,
+                settings.chain.chain_id,
+                market_id,
             )
             what = "?" if existing is None else f"id {existing['id']}, {existing['status']}"
             say(f"market {market_id} already has an active queue entry ({what}); cancel it first", err=True)
@@ -406,8 +433,10 @@ async def cmd_resolve(settings: Settings, market_id: int, outcome: str, reason: 
         await conn.close()
     say(f"queued #{qid}: market {market_id} → {outcome} ({reason}) by {_who(by)}")
     if not known:
-        say(f"note: market {market_id} is not in idx.markets yet; the keeper checks the contract before sending",
-              err=True)
+        say(
+            f"note: market {market_id} is not in idx.markets yet; the keeper checks the contract before sending",
+            err=True,
+        )
     return 0
 
 
@@ -417,7 +446,9 @@ async def cmd_cancel(settings: Settings, queue_id: int, reason: str, by: str | N
         row = await conn.fetchrow(
             "UPDATE keeper.resolution_queue SET status = 'cancelled', cancelled_by = $2, cancelled_at = now(),"
             " cancel_reason = $3, updated_at = now() WHERE id = $1 AND status = 'queued' RETURNING market_id",
-            queue_id, _who(by), reason,
+            queue_id,
+            _who(by),
+            reason,
         )
         if row is None:
             status = await conn.fetchval("SELECT status FROM keeper.resolution_queue WHERE id = $1", queue_id)
@@ -435,7 +466,8 @@ async def cmd_queue(settings: Settings, all_rows: bool) -> int:
         rows = await conn.fetch(
             "SELECT id, market_id, outcome, status, reason, requested_by, requested_at, status_reason, tx_id,"
             " cancelled_by, cancel_reason FROM keeper.resolution_queue WHERE chain_id = $1"
-            + ("" if all_rows else " AND status IN ('queued', 'sent')") + " ORDER BY id",
+            + ("" if all_rows else " AND status IN ('queued', 'sent')")
+            + " ORDER BY id",
             settings.chain.chain_id,
         )
     finally:
@@ -456,7 +488,9 @@ async def cmd_txs(settings: Settings, limit: int, status: str | None) -> int:
              WHERE t.chain_id = $1 AND ($2::text IS NULL OR t.status = $2)
              GROUP BY t.id ORDER BY t.id DESC LIMIT $3
             """,
-            settings.chain.chain_id, status, limit,
+            settings.chain.chain_id,
+            status,
+            limit,
         )
     finally:
         await conn.close()
@@ -475,11 +509,13 @@ async def cmd_status(settings: Settings) -> int:
         )
         overdue = await conn.fetch(
             "SELECT market_id, end_time, reason, first_reported_at FROM keeper.overdue_markets WHERE chain_id = $1"
-            " ORDER BY end_time", cid,
+            " ORDER BY end_time",
+            cid,
         )
         runs = await conn.fetch(
             "SELECT DISTINCT ON (job) job, outcome, started_at, detail FROM keeper.job_runs WHERE chain_id = $1"
-            " ORDER BY job, started_at DESC", cid,
+            " ORDER BY job, started_at DESC",
+            cid,
         )
     finally:
         await conn.close()
@@ -507,8 +543,14 @@ async def cmd_rule(settings: Settings, a: argparse.Namespace) -> int:
                 threshold = EXCLUDED.threshold, outcome_if_true = EXCLUDED.outcome_if_true,
                 outcome_if_false = EXCLUDED.outcome_if_false, created_by = EXCLUDED.created_by, created_at = now()
             """,
-            settings.chain.chain_id, a.market_id, bytes.fromhex(a.feed.removeprefix("0x")), a.op, a.threshold,
-            OUTCOMES[a.if_true], OUTCOMES[a.if_false], _who(a.by),
+            settings.chain.chain_id,
+            a.market_id,
+            bytes.fromhex(a.feed.removeprefix("0x")),
+            a.op,
+            a.threshold,
+            OUTCOMES[a.if_true],
+            OUTCOMES[a.if_false],
+            _who(a.by),
         )
     finally:
         await conn.close()
@@ -520,15 +562,19 @@ def build_parser() -> argparse.ArgumentParser:
     # --config is accepted before or after the command; the subcommands' copy must not overwrite a
     # value given before the command with its default (argparse applies sub-parser defaults last)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS, help="TOML config (default $GL_CONFIG or "
-                        "config/local.toml)")
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, help="TOML config (default $GL_CONFIG or config/local.toml)"
+    )
     p = argparse.ArgumentParser(prog="python -m keeper", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=os.environ.get("GL_CONFIG", "config/local.toml"))
     sub = p.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", parents=[common], help="the daemon")
     run.add_argument("--once", action="store_true", help="run the jobs once, follow the txs to the end, exit")
-    run.add_argument("--jobs", default=",".join(DEFAULT_ONCE_JOBS),
-                     help="jobs for --once: resolve,distribute,aggregate,warm,notify,track")
+    run.add_argument(
+        "--jobs",
+        default=",".join(DEFAULT_ONCE_JOBS),
+        help="jobs for --once: resolve,distribute,aggregate,warm,notify,track",
+    )
     run.add_argument("--dry-run", action="store_true", help="decide and simulate; send and record nothing")
     sub.add_parser("status", parents=[common], help="leader, ledger counts, overdue markets, last runs")
     txs = sub.add_parser("txs", parents=[common], help="recent ledger transactions (JSON lines)")

@@ -286,7 +286,11 @@ TxAction = MarkMined | MarkFinalized | Reorged | Dropped | Rebroadcast | Replace
 
 
 def decide_tx(
-    tx: TxView, chain: ChainView, confirmations: int, replace_after: int, policy: FeePolicy,
+    tx: TxView,
+    chain: ChainView,
+    confirmations: int,
+    replace_after: int,
+    policy: FeePolicy,
     confirm_at_finalized: bool = False,
 ) -> TxAction | None:
     """What to do with one ledger transaction now. `confirmations` counts the mined block itself; with

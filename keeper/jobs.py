@@ -83,7 +83,8 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
               LEFT JOIN keeper.price_feed_rules r ON r.chain_id = $1 AND r.market_id = d.market_id
              ORDER BY d.market_id
             """,
-            ctx.chain_id, now,
+            ctx.chain_id,
+            now,
         )
     # a queue entry added while another transaction for the market is already live (a feed rule or an
     # earlier entry) can never be sent: say so instead of leaving it queued forever
@@ -109,8 +110,9 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
         _creator, end_time, _y, _n, resolved, _outcome, _lw = decode_result("OpinionMarket", "getMarket", res)
         rule = None
         if r["feed"] is not None:
-            rule = decide.FeedRule(bytes(r["feed"]), r["comparison"], int(r["threshold"]), r["outcome_if_true"],
-                                   r["outcome_if_false"])
+            rule = decide.FeedRule(
+                bytes(r["feed"]), r["comparison"], int(r["threshold"]), r["outcome_if_true"], r["outcome_if_false"]
+            )
         queued = None if r["queue_id"] is None else decide.QueueEntry(r["queue_id"], r["queue_outcome"])
         views.append(decide.MarketView(r["market_id"], int(end_time), bool(resolved), queued, rule))
     # feed rounds only where a rule will be evaluated
@@ -147,16 +149,32 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
             if not sim.ok:
                 counts["skipped"] += 1
                 ctx.metrics.skipped_total.labels(job="resolve", reason="simulation_reverted").inc()
-                decisions.append(("resolve", key, "skipped", f"simulation: {sim.reason}",
-                                  {"outcome": a.outcome, "source": a.source}))
+                decisions.append(
+                    ("resolve", key, "skipped", f"simulation: {sim.reason}", {"outcome": a.outcome, "source": a.source})
+                )
                 if a.queue_id is not None and sim.reason == "MarketAlreadyResolved":
                     skipped_queue.append((a.queue_id, "already_resolved"))
                 log.warning("resolve_simulation_failed", market_id=a.market_id, reason=sim.reason)
                 continue
-            reqs.append(TxRequest(job="resolve", job_key=key, to=bytes.fromhex(om[2:]), data=data,
-                                  gas_limit=sim.gas_limit, market_id=a.market_id, queue_id=a.queue_id))
-            plan = {"job": "resolve", "job_key": key, "market_id": a.market_id,
-                    "outcome": OUTCOME_NAMES[a.outcome], "source": a.source, "gas_limit": sim.gas_limit}
+            reqs.append(
+                TxRequest(
+                    job="resolve",
+                    job_key=key,
+                    to=bytes.fromhex(om[2:]),
+                    data=data,
+                    gas_limit=sim.gas_limit,
+                    market_id=a.market_id,
+                    queue_id=a.queue_id,
+                )
+            )
+            plan = {
+                "job": "resolve",
+                "job_key": key,
+                "market_id": a.market_id,
+                "outcome": OUTCOME_NAMES[a.outcome],
+                "source": a.source,
+                "gas_limit": sim.gas_limit,
+            }
             if ctx.dry_run:
                 ctx.plan(plan)
                 log.info("tx_planned", **plan)
@@ -191,7 +209,8 @@ async def _feed_rounds(ctx: Context, views: list[decide.MarketView]) -> dict[int
             steps += 1
             try:
                 raw = await ctx.rpc.call(
-                    "eth_call", {"to": feed, "data": hx(encode_call("MockPriceFeed", "getRoundData", round_id - 1))},
+                    "eth_call",
+                    {"to": feed, "data": hx(encode_call("MockPriceFeed", "getRoundData", round_id - 1))},
                     "latest",
                 )
             except RpcError:
@@ -212,7 +231,8 @@ async def _refresh_overdue(ctx: Context, overdue: list[decide.Overdue]) -> None:
         ids = [o.market_id for o in overdue]
         await conn.execute(
             "DELETE FROM keeper.overdue_markets WHERE chain_id = $1 AND NOT (market_id = ANY($2::bigint[]))",
-            ctx.chain_id, ids,
+            ctx.chain_id,
+            ids,
         )
         if overdue:
             await conn.executemany(
@@ -282,11 +302,17 @@ async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
             ctx.metrics.skipped_total.labels(job="distribute", reason="simulation_reverted").inc()
             decisions.append(("distribute", key, "skipped", f"simulation: {sim.reason}", {}))
             continue
-        reqs.append(TxRequest(job="distribute", job_key=key, to=to, data=data, gas_limit=sim.gas_limit,
-                              creator=a.creator))
+        reqs.append(
+            TxRequest(job="distribute", job_key=key, to=to, data=data, gas_limit=sim.gas_limit, creator=a.creator)
+        )
         if ctx.dry_run:
-            plan = {"job": "distribute", "job_key": key, "creator": "0x" + a.creator.hex(), "pending_wei": a.amount,
-                    "gas_limit": sim.gas_limit}
+            plan = {
+                "job": "distribute",
+                "job_key": key,
+                "creator": "0x" + a.creator.hex(),
+                "pending_wei": a.amount,
+                "gas_limit": sim.gas_limit,
+            }
             ctx.plan(plan)
             log.info("tx_planned", **plan)
     if ctx.dry_run:

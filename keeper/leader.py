@@ -54,7 +54,8 @@ class Leader:
                SET epoch = keeper.leaders.epoch + 1, holder = EXCLUDED.holder, acquired_at = now()
             RETURNING epoch
             """,
-            self.chain_id, self.holder,
+            self.chain_id,
+            self.holder,
         )
         self.fence = Fence(self.chain_id, int(epoch))
         log.info("leader_acquired", chain_id=self.chain_id, epoch=int(epoch), holder=self.holder)
@@ -66,9 +67,7 @@ class Leader:
             return False
         try:
             async with asyncio.timeout(5):
-                epoch = await self._conn.fetchval(
-                    "SELECT epoch FROM keeper.leaders WHERE chain_id = $1", self.chain_id
-                )
+                epoch = await self._conn.fetchval("SELECT epoch FROM keeper.leaders WHERE chain_id = $1", self.chain_id)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             epoch = None
         if epoch != self.fence.epoch:

@@ -13,21 +13,24 @@ class Metrics:
         self.registry = r
         self.jobs_total = Counter("keeper_jobs_total", "Job runs by outcome", ["job", "outcome"], registry=r)
         self.tx_total = Counter(
-            "keeper_tx_total", "Transactions by final outcome (confirmed, reverted, dropped)", ["job", "outcome"],
+            "keeper_tx_total",
+            "Transactions by final outcome (confirmed, reverted, dropped)",
+            ["job", "outcome"],
             registry=r,
         )
-        self.skipped_total = Counter("keeper_skipped_total", "Work not sent, by job and reason", ["job", "reason"],
-                                     registry=r)
+        self.skipped_total = Counter(
+            "keeper_skipped_total", "Work not sent, by job and reason", ["job", "reason"], registry=r
+        )
         self.pending = Gauge("keeper_pending_txs", "Recorded transactions not yet mined", registry=r)
         self.nonce_gap = Gauge("keeper_nonce_gap", "Missing nonces below our highest pending nonce", registry=r)
         self.balance = Gauge("keeper_balance_wei", "Signer balance in wei", registry=r)
-        self.low_balance = Gauge("keeper_low_balance", "1 when the balance is below keeper.low_balance_wei",
-                                 registry=r)
+        self.low_balance = Gauge("keeper_low_balance", "1 when the balance is below keeper.low_balance_wei", registry=r)
         self.fees_paid = Counter("keeper_fees_paid_wei_total", "Gas fees paid by mined transactions, wei", registry=r)
         self.replaced = Counter("keeper_tx_replaced_total", "Fee-bump replacements sent", registry=r)
         self.reorged = Counter("keeper_tx_reorged_total", "Mined transactions removed by a reorg", registry=r)
         self.overdue = Gauge("keeper_overdue_markets", "Markets past end + grace with no outcome source", registry=r)
         self.is_leader = Gauge("keeper_is_leader", "1 on the leader, 0 on a standby", registry=r)
         self.head = Gauge("keeper_head_block", "Chain head seen by the tracker", registry=r)
-        self.last_success = Gauge("keeper_job_last_success_timestamp", "Unix time of a job's last success", ["job"],
-                                  registry=r)
+        self.last_success = Gauge(
+            "keeper_job_last_success_timestamp", "Unix time of a job's last success", ["job"], registry=r
+        )

@@ -48,10 +48,17 @@ async def emit_ending_soon(
             for r in rows:
                 address = "0x" + bytes(r["recipient"]).hex()
                 message = {
-                    "event": "notification", "rooms": [f"user:{address}"],
-                    "payload": {"id": f"keeper:{r['id']}", "kind": r["kind"], "market_id": r["market_id"],
-                                "title": r["title"], "message": r["message"], "recipient": address,
-                                "created_at": r["created_at"].isoformat()},
+                    "event": "notification",
+                    "rooms": [f"user:{address}"],
+                    "payload": {
+                        "id": f"keeper:{r['id']}",
+                        "kind": r["kind"],
+                        "market_id": r["market_id"],
+                        "title": r["title"],
+                        "message": r["message"],
+                        "recipient": address,
+                        "created_at": r["created_at"].isoformat(),
+                    },
                 }
                 await client.publish(channel(chain_id), orjson.dumps(message))
                 published += 1

@@ -91,7 +91,8 @@ class NewTx:
 async def live_job_keys(conn: Conn, chain_id: int, keys: Sequence[str]) -> set[str]:
     rows = await conn.fetch(
         "SELECT job_key FROM keeper.txs WHERE chain_id = $1 AND job_key = ANY($2::text[]) AND status <> 'dropped'",
-        chain_id, list(keys),
+        chain_id,
+        list(keys),
     )
     return {r["job_key"] for r in rows}
 
@@ -122,10 +123,19 @@ async def insert_txs(conn: Conn, fence: Fence, sender: bytes, txs: Sequence[NewT
                AS t(job, job_key, to_address, data, value, nonce, gas_limit, market_id, creator, queue_id)
         RETURNING id, job_key
         """,
-        fence.chain_id, sender, fence.epoch,
-        [t.job for t in txs], [t.job_key for t in txs], [t.to for t in txs], [t.data for t in txs],
-        [t.value for t in txs], [t.nonce for t in txs], [t.gas_limit for t in txs],
-        [t.market_id for t in txs], [t.creator for t in txs], [t.queue_id for t in txs],
+        fence.chain_id,
+        sender,
+        fence.epoch,
+        [t.job for t in txs],
+        [t.job_key for t in txs],
+        [t.to for t in txs],
+        [t.data for t in txs],
+        [t.value for t in txs],
+        [t.nonce for t in txs],
+        [t.gas_limit for t in txs],
+        [t.market_id for t in txs],
+        [t.creator for t in txs],
+        [t.queue_id for t in txs],
     )
     ids = {r["job_key"]: r["id"] for r in rows}
     await conn.execute(
@@ -136,9 +146,13 @@ async def insert_txs(conn: Conn, fence: Fence, sender: bytes, txs: Sequence[NewT
           FROM unnest($3::bigint[], $4::bytea[], $5::bytea[], $6::numeric[], $7::numeric[])
                AS a(tx_id, tx_hash, raw_tx, max_fee, tip)
         """,
-        fence.chain_id, fence.epoch,
-        [ids[t.job_key] for t in txs], [t.tx_hash for t in txs], [t.raw_tx for t in txs],
-        [t.max_fee_per_gas for t in txs], [t.max_priority_fee_per_gas for t in txs],
+        fence.chain_id,
+        fence.epoch,
+        [ids[t.job_key] for t in txs],
+        [t.tx_hash for t in txs],
+        [t.raw_tx for t in txs],
+        [t.max_fee_per_gas for t in txs],
+        [t.max_priority_fee_per_gas for t in txs],
     )
     queued = [(t.queue_id, ids[t.job_key]) for t in txs if t.queue_id is not None]
     if queued:
@@ -147,7 +161,8 @@ async def insert_txs(conn: Conn, fence: Fence, sender: bytes, txs: Sequence[NewT
             UPDATE keeper.resolution_queue q SET status = 'sent', tx_id = u.tx_id, updated_at = now()
               FROM unnest($1::bigint[], $2::bigint[]) AS u(id, tx_id) WHERE q.id = u.id
             """,
-            [q for q, _ in queued], [i for _, i in queued],
+            [q for q, _ in queued],
+            [i for _, i in queued],
         )
     await conn.execute(
         """
@@ -155,13 +170,23 @@ async def insert_txs(conn: Conn, fence: Fence, sender: bytes, txs: Sequence[NewT
         ON CONFLICT (chain_id, sender) DO UPDATE
            SET next_nonce = GREATEST(keeper.nonces.next_nonce, EXCLUDED.next_nonce), epoch = $4, updated_at = now()
         """,
-        fence.chain_id, sender, max(t.nonce for t in txs) + 1, fence.epoch,
+        fence.chain_id,
+        sender,
+        max(t.nonce for t in txs) + 1,
+        fence.epoch,
     )
     return ids
 
 
 async def insert_attempt(
-    pool: asyncpg.Pool, fence: Fence, tx_id: int, attempt: int, tx_hash: bytes, raw_tx: bytes, max_fee: int, tip: int,
+    pool: asyncpg.Pool,
+    fence: Fence,
+    tx_id: int,
+    attempt: int,
+    tx_hash: bytes,
+    raw_tx: bytes,
+    max_fee: int,
+    tip: int,
     is_cancel: bool = False,
 ) -> int:
     async with pool.acquire() as conn, conn.transaction():
@@ -173,7 +198,15 @@ async def insert_attempt(
                                                 max_priority_fee_per_gas, epoch, is_cancel)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id
                 """,
-                tx_id, fence.chain_id, attempt, tx_hash, raw_tx, max_fee, tip, fence.epoch, is_cancel,
+                tx_id,
+                fence.chain_id,
+                attempt,
+                tx_hash,
+                raw_tx,
+                max_fee,
+                tip,
+                fence.epoch,
+                is_cancel,
             )
         )
 
@@ -190,7 +223,9 @@ async def mark_broadcast(pool: asyncpg.Pool, fence: Fence, results: Sequence[tup
                SET broadcast_at = now(), sent_block = coalesce(a.sent_block, u.block), broadcast_error = u.error
               FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, block, error) WHERE a.id = u.id
             """,
-            [r[0] for r in results], [r[1] for r in results], [r[2] for r in results],
+            [r[0] for r in results],
+            [r[1] for r in results],
+            [r[2] for r in results],
         )
 
 
@@ -205,7 +240,8 @@ async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[Tx
              WHERE chain_id = $1 AND sender = $2 AND status <> 'dropped' AND NOT finalized
              ORDER BY nonce
             """,
-            chain_id, sender,
+            chain_id,
+            sender,
         )
         attempts = await conn.fetch(
             """
@@ -219,17 +255,33 @@ async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[Tx
     by_tx: dict[int, list[AttemptRow]] = {}
     for a in attempts:
         by_tx.setdefault(a["tx_id"], []).append(
-            AttemptRow(a["id"], a["attempt"], bytes(a["tx_hash"]), bytes(a["raw_tx"]), int(a["max_fee_per_gas"]),
-                       int(a["max_priority_fee_per_gas"]), a["sent_block"], a["is_cancel"])
+            AttemptRow(
+                a["id"],
+                a["attempt"],
+                bytes(a["tx_hash"]),
+                bytes(a["raw_tx"]),
+                int(a["max_fee_per_gas"]),
+                int(a["max_priority_fee_per_gas"]),
+                a["sent_block"],
+                a["is_cancel"],
+            )
         )
     return [
         TxRow(
-            id=t["id"], job=t["job"], job_key=t["job_key"], nonce=t["nonce"], gas_limit=t["gas_limit"],
-            value=int(t["value"]), status=t["status"], queue_id=t["queue_id"], market_id=t["market_id"],
+            id=t["id"],
+            job=t["job"],
+            job_key=t["job_key"],
+            nonce=t["nonce"],
+            gas_limit=t["gas_limit"],
+            value=int(t["value"]),
+            status=t["status"],
+            queue_id=t["queue_id"],
+            market_id=t["market_id"],
             mined_tx_hash=None if t["mined_tx_hash"] is None else bytes(t["mined_tx_hash"]),
             mined_block=t["mined_block"],
             mined_block_hash=None if t["mined_block_hash"] is None else bytes(t["mined_block_hash"]),
-            finalized=t["finalized"], attempts=tuple(by_tx.get(t["id"], [])),
+            finalized=t["finalized"],
+            attempts=tuple(by_tx.get(t["id"], [])),
         )
         for t in txs
     ]
@@ -273,13 +325,19 @@ async def mark_mined(pool: asyncpg.Pool, fence: Fence, items: Sequence[Mined]) -
         await check_fence(conn, fence)
         await conn.executemany(
             MARK_MINED_SQL,
-            [(m.tx.id, m.status, m.tx_hash, m.block, m.block_hash, m.gas_used, m.effective_gas_price, m.finalized)
-             for m in items],
+            [
+                (m.tx.id, m.status, m.tx_hash, m.block, m.block_hash, m.gas_used, m.effective_gas_price, m.finalized)
+                for m in items
+            ],
         )
         queue = [
-            (m.tx.queue_id, {"confirmed": "resolved", "reverted": "failed"}.get(m.status, "sent"),
-             None if m.success else "transaction reverted")
-            for m in items if m.tx.queue_id is not None
+            (
+                m.tx.queue_id,
+                {"confirmed": "resolved", "reverted": "failed"}.get(m.status, "sent"),
+                None if m.success else "transaction reverted",
+            )
+            for m in items
+            if m.tx.queue_id is not None
         ]
         if queue:
             await conn.executemany(

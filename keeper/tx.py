@@ -85,8 +85,13 @@ class TrackSummary:
 
 class TxManager:
     def __init__(
-        self, rpc: Rpc, pool: asyncpg.Pool, signer: Signer, settings: Settings,
-        fence: Callable[[], Fence | None], metrics: Metrics,
+        self,
+        rpc: Rpc,
+        pool: asyncpg.Pool,
+        signer: Signer,
+        settings: Settings,
+        fence: Callable[[], Fence | None],
+        metrics: Metrics,
     ) -> None:
         self.rpc = rpc
         self.pool = pool
@@ -97,8 +102,11 @@ class TxManager:
         self.metrics = metrics
         k = settings.keeper
         self.policy = FeePolicy(
-            max_fee_cap=k.max_fee_per_gas_cap, priority_cap=k.max_priority_fee_cap, min_priority=k.min_priority_fee,
-            base_multiplier_pct=k.base_fee_multiplier_pct, bump_bps=k.bump_bps,
+            max_fee_cap=k.max_fee_per_gas_cap,
+            priority_cap=k.max_priority_fee_cap,
+            min_priority=k.min_priority_fee,
+            base_multiplier_pct=k.base_fee_multiplier_pct,
+            bump_bps=k.bump_bps,
         )
         self._lock = asyncio.Lock()
         self._next: int | None = None
@@ -136,8 +144,10 @@ class TxManager:
 
     async def _chain_nonces(self) -> tuple[int, int]:
         latest, pending = await self.rpc.batch(
-            [("eth_getTransactionCount", [self.signer.address, "latest"]),
-             ("eth_getTransactionCount", [self.signer.address, "pending"])]
+            [
+                ("eth_getTransactionCount", [self.signer.address, "latest"]),
+                ("eth_getTransactionCount", [self.signer.address, "pending"]),
+            ]
         )
         for r in (latest, pending):
             if isinstance(r, RpcError):
@@ -162,8 +172,14 @@ class TxManager:
 
     def _sign(self, req: TxRequest, nonce: int, fees: Fees) -> tuple[bytes, bytes]:
         tx: dict[str, Any] = {
-            "type": 2, "chainId": self.chain_id, "nonce": nonce, "to": to_checksum_address(req.to), "value": req.value,
-            "data": "0x" + req.data.hex(), "gas": req.gas_limit, "maxFeePerGas": fees.max_fee_per_gas,
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": nonce,
+            "to": to_checksum_address(req.to),
+            "value": req.value,
+            "data": "0x" + req.data.hex(),
+            "gas": req.gas_limit,
+            "maxFeePerGas": fees.max_fee_per_gas,
             "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
         }
         return self.signer.sign(tx)
@@ -192,17 +208,36 @@ class TxManager:
                     new: list[NewTx] = []
                     for i, r in enumerate(todo):
                         raw, h = self._sign(r, nonce + i, fees)
-                        new.append(NewTx(
-                            job=r.job, job_key=r.job_key, to=r.to, data=r.data, value=r.value, nonce=nonce + i,
-                            gas_limit=r.gas_limit, max_fee_per_gas=fees.max_fee_per_gas,
-                            max_priority_fee_per_gas=fees.max_priority_fee_per_gas, tx_hash=h, raw_tx=raw,
-                            market_id=r.market_id, creator=r.creator, queue_id=r.queue_id,
-                        ))
+                        new.append(
+                            NewTx(
+                                job=r.job,
+                                job_key=r.job_key,
+                                to=r.to,
+                                data=r.data,
+                                value=r.value,
+                                nonce=nonce + i,
+                                gas_limit=r.gas_limit,
+                                max_fee_per_gas=fees.max_fee_per_gas,
+                                max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+                                tx_hash=h,
+                                raw_tx=raw,
+                                market_id=r.market_id,
+                                creator=r.creator,
+                                queue_id=r.queue_id,
+                            )
+                        )
                     ids = await store.insert_txs(conn, fence, self.signer.address_bytes, new)
                 self._next = nonce + len(new)
                 for t in new:
-                    log.info("tx_recorded", job=t.job, job_key=t.job_key, nonce=t.nonce, tx_hash=hx(t.tx_hash),
-                             max_fee_per_gas=t.max_fee_per_gas, max_priority_fee_per_gas=t.max_priority_fee_per_gas)
+                    log.info(
+                        "tx_recorded",
+                        job=t.job,
+                        job_key=t.job_key,
+                        nonce=t.nonce,
+                        tx_hash=hx(t.tx_hash),
+                        max_fee_per_gas=t.max_fee_per_gas,
+                        max_priority_fee_per_gas=t.max_priority_fee_per_gas,
+                    )
                 crash_point("after_record")
                 attempt_ids = await self._attempt_ids([ids[t.job_key] for t in new])
                 await self._broadcast([(attempt_ids[ids[t.job_key]], t.raw_tx, t.job_key) for t in new], fence)
@@ -250,13 +285,15 @@ class TxManager:
         live = await store.load_live(self.pool, self.chain_id, self.signer.address_bytes)
         summary.live = len(live)
         # nonces first, receipts after: a tx mined in between is seen as mined, never as dropped
-        pre = await self.rpc.batch([
-            ("eth_blockNumber", []),
-            ("eth_getBlockByNumber", ["finalized", False]),
-            ("eth_getTransactionCount", [self.signer.address, "latest"]),
-            ("eth_getTransactionCount", [self.signer.address, "pending"]),
-            ("eth_getBalance", [self.signer.address, "latest"]),
-        ])
+        pre = await self.rpc.batch(
+            [
+                ("eth_blockNumber", []),
+                ("eth_getBlockByNumber", ["finalized", False]),
+                ("eth_getTransactionCount", [self.signer.address, "latest"]),
+                ("eth_getTransactionCount", [self.signer.address, "pending"]),
+                ("eth_getBalance", [self.signer.address, "latest"]),
+            ]
+        )
         for r in (pre[0], pre[2], pre[3], pre[4]):
             if isinstance(r, RpcError):
                 raise r
@@ -264,7 +301,8 @@ class TxManager:
         fin_block = pre[1]
         finalized = (
             max(0, head - self.settings.chain.finality_depth)
-            if isinstance(fin_block, RpcError) or not fin_block else to_int(fin_block["number"])
+            if isinstance(fin_block, RpcError) or not fin_block
+            else to_int(fin_block["number"])
         )
         self._observe_balance(balance)
         self.metrics.head.set(head)
@@ -285,12 +323,17 @@ class TxManager:
             if isinstance(res, RpcError) or not res:
                 continue
             receipts[t.id] = decide.Receipt(
-                attempt=attempt, block_number=to_int(res["blockNumber"]), block_hash=to_bytes(res["blockHash"]),
-                success=to_int(res["status"]) == 1, gas_used=to_int(res["gasUsed"]),
+                attempt=attempt,
+                block_number=to_int(res["blockNumber"]),
+                block_hash=to_bytes(res["blockHash"]),
+                success=to_int(res["status"]) == 1,
+                gas_used=to_int(res["gasUsed"]),
                 effective_gas_price=to_int(res.get("effectiveGasPrice", "0x0")),
             )
-        known = {t.id: not isinstance(r, RpcError) and r is not None for t, r in zip(pending_latest, known_results,
-                                                                                      strict=True)}
+        known = {
+            t.id: not isinstance(r, RpcError) and r is not None
+            for t, r in zip(pending_latest, known_results, strict=True)
+        }
         fees: Fees | None = None
         if any(t.status == "pending" for t in live):
             fees = await self.market_fees()
@@ -304,17 +347,27 @@ class TxManager:
             mined_attempt = next((a.attempt for a in t.attempts if a.tx_hash == t.mined_tx_hash), None)
             view = decide.TxView(
                 status=t.status,  # type: ignore[arg-type]
-                nonce=t.nonce, gas_limit=t.gas_limit, value=t.value,
+                nonce=t.nonce,
+                gas_limit=t.gas_limit,
+                value=t.value,
                 attempts=tuple(
-                    decide.Attempt(a.attempt, Fees(a.max_fee_per_gas, a.max_priority_fee_per_gas), a.sent_block,
-                                   known.get(t.id, True) if a is t.attempts[-1] else True, a.is_cancel)
+                    decide.Attempt(
+                        a.attempt,
+                        Fees(a.max_fee_per_gas, a.max_priority_fee_per_gas),
+                        a.sent_block,
+                        known.get(t.id, True) if a is t.attempts[-1] else True,
+                        a.is_cancel,
+                    )
                     for a in t.attempts
                 ),
-                receipt=receipts.get(t.id), mined_block_hash=t.mined_block_hash, mined_attempt=mined_attempt,
+                receipt=receipts.get(t.id),
+                mined_block_hash=t.mined_block_hash,
+                mined_attempt=mined_attempt,
                 finalized=t.finalized,
             )
-            action = decide.decide_tx(view, chain, confirmations, replace_after, self.policy,
-                                      self.settings.keeper.confirm_at_finalized)
+            action = decide.decide_tx(
+                view, chain, confirmations, replace_after, self.policy, self.settings.keeper.confirm_at_finalized
+            )
             if action is None:
                 if t.status == "pending":
                     still_pending.append(t.nonce)
@@ -333,26 +386,56 @@ class TxManager:
         return summary
 
     async def _apply(
-        self, t: TxRow, action: decide.TxAction, head: int, fence: Fence, summary: TrackSummary,
-        rebroadcasts: list[tuple[int, bytes, str]], still_pending: list[int], mined: list[store.Mined],
+        self,
+        t: TxRow,
+        action: decide.TxAction,
+        head: int,
+        fence: Fence,
+        summary: TrackSummary,
+        rebroadcasts: list[tuple[int, bytes, str]],
+        still_pending: list[int],
+        mined: list[store.Mined],
     ) -> None:
         if isinstance(action, decide.MarkMined):
             r = action.receipt
             att = next(a for a in t.attempts if a.attempt == r.attempt)
-            mined.append(store.Mined(t, att.tx_hash, r.block_number, r.block_hash, r.success, r.gas_used,
-                                     r.effective_gas_price, action.confirmed, action.finalized))
+            mined.append(
+                store.Mined(
+                    t,
+                    att.tx_hash,
+                    r.block_number,
+                    r.block_hash,
+                    r.success,
+                    r.gas_used,
+                    r.effective_gas_price,
+                    action.confirmed,
+                    action.finalized,
+                )
+            )
             outcome = "reverted" if not r.success else ("confirmed" if action.confirmed else "mined")
             if t.status == "pending":
                 summary.mined += 1
-                log.info("tx_mined", job_key=t.job_key, nonce=t.nonce, tx_hash=hx(att.tx_hash),
-                         block_number=r.block_number, attempt=r.attempt, success=r.success)
+                log.info(
+                    "tx_mined",
+                    job_key=t.job_key,
+                    nonce=t.nonce,
+                    tx_hash=hx(att.tx_hash),
+                    block_number=r.block_number,
+                    attempt=r.attempt,
+                    success=r.success,
+                )
             if outcome in ("confirmed", "reverted"):
                 summary.confirmed += outcome == "confirmed"
                 summary.reverted += outcome == "reverted"
                 self.metrics.tx_total.labels(job=t.job, outcome=outcome).inc()
                 self.metrics.fees_paid.inc(r.gas_used * r.effective_gas_price)
-                log.info("tx_" + outcome, job_key=t.job_key, nonce=t.nonce, block_number=r.block_number,
-                         fee_paid_wei=r.gas_used * r.effective_gas_price)
+                log.info(
+                    "tx_" + outcome,
+                    job_key=t.job_key,
+                    nonce=t.nonce,
+                    block_number=r.block_number,
+                    fee_paid_wei=r.gas_used * r.effective_gas_price,
+                )
         elif isinstance(action, decide.MarkFinalized):
             await store.mark_finalized(self.pool, fence, t.id)
         elif isinstance(action, decide.Reorged):
@@ -362,8 +445,9 @@ class TxManager:
             summary.reorged += 1
             still_pending.append(t.nonce)
             self.metrics.reorged.inc()
-            log.warning("tx_reorged_out", job_key=t.job_key, nonce=t.nonce, tx_hash=hx(att.tx_hash),
-                        old_block=t.mined_block)
+            log.warning(
+                "tx_reorged_out", job_key=t.job_key, nonce=t.nonce, tx_hash=hx(att.tx_hash), old_block=t.mined_block
+            )
         elif isinstance(action, decide.Dropped):
             await store.mark_dropped(self.pool, fence, t, action.reason)
             summary.dropped += 1
@@ -395,8 +479,14 @@ class TxManager:
             row = await conn.fetchrow("SELECT to_address, data FROM keeper.txs WHERE id = $1", t.id)
         if row is None:
             raise TxError(f"transaction {t.id} vanished from the ledger")
-        req = TxRequest(job=t.job, job_key=t.job_key, to=bytes(row["to_address"]), data=bytes(row["data"]),
-                        gas_limit=t.gas_limit, value=t.value)
+        req = TxRequest(
+            job=t.job,
+            job_key=t.job_key,
+            to=bytes(row["to_address"]),
+            data=bytes(row["data"]),
+            gas_limit=t.gas_limit,
+            value=t.value,
+        )
         cancel = False
         if t.job != "fill" and not t.attempts[-1].is_cancel:
             (sim,) = await self.simulate_many([(req.to, req.data, req.value)])
@@ -410,12 +500,30 @@ class TxManager:
             req = TxRequest(job=t.job, job_key=t.job_key, to=me, data=b"", gas_limit=21_000)
         raw, h = self._sign(req, t.nonce, fees)
         attempt = t.attempts[-1].attempt + 1
-        attempt_id = await store.insert_attempt(self.pool, fence, t.id, attempt, h, raw, fees.max_fee_per_gas,
-                                                fees.max_priority_fee_per_gas, is_cancel=cancel)
+        attempt_id = await store.insert_attempt(
+            self.pool,
+            fence,
+            t.id,
+            attempt,
+            h,
+            raw,
+            fees.max_fee_per_gas,
+            fees.max_priority_fee_per_gas,
+            is_cancel=cancel,
+        )
         old = t.attempts[-1]
-        log.info("tx_replaced", job_key=t.job_key, nonce=t.nonce, attempt=attempt, tx_hash=hx(h), cancel=cancel,
-                 max_fee_per_gas=fees.max_fee_per_gas, max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
-                 old_max_fee_per_gas=old.max_fee_per_gas, old_max_priority_fee_per_gas=old.max_priority_fee_per_gas)
+        log.info(
+            "tx_replaced",
+            job_key=t.job_key,
+            nonce=t.nonce,
+            attempt=attempt,
+            tx_hash=hx(h),
+            cancel=cancel,
+            max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+            old_max_fee_per_gas=old.max_fee_per_gas,
+            old_max_priority_fee_per_gas=old.max_priority_fee_per_gas,
+        )
         self.metrics.replaced.inc()
         await self._broadcast([(attempt_id, raw, t.job_key)], fence)
 
@@ -427,9 +535,21 @@ class TxManager:
         for n in gaps:
             req = TxRequest(job="fill", job_key=f"fill:0x{me.hex()}:{n}", to=me, data=b"", gas_limit=21_000)
             raw, h = self._sign(req, n, fees)
-            new.append(NewTx(job="fill", job_key=req.job_key, to=me, data=b"", value=0, nonce=n, gas_limit=21_000,
-                             max_fee_per_gas=fees.max_fee_per_gas,
-                             max_priority_fee_per_gas=fees.max_priority_fee_per_gas, tx_hash=h, raw_tx=raw))
+            new.append(
+                NewTx(
+                    job="fill",
+                    job_key=req.job_key,
+                    to=me,
+                    data=b"",
+                    value=0,
+                    nonce=n,
+                    gas_limit=21_000,
+                    max_fee_per_gas=fees.max_fee_per_gas,
+                    max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+                    tx_hash=h,
+                    raw_tx=raw,
+                )
+            )
         async with self._lock, self.pool.acquire() as conn:
             async with conn.transaction():
                 await store.check_fence(conn, fence)
@@ -447,8 +567,12 @@ class TxManager:
         low = balance < self.settings.keeper.low_balance_wei
         self.metrics.low_balance.set(1 if low else 0)
         if low and not self._low_balance_logged:
-            log.warning("low_balance", address=self.signer.address, balance_wei=balance,
-                        threshold_wei=self.settings.keeper.low_balance_wei)
+            log.warning(
+                "low_balance",
+                address=self.signer.address,
+                balance_wei=balance,
+                threshold_wei=self.settings.keeper.low_balance_wei,
+            )
         self._low_balance_logged = low
 
     async def wait_idle(self, timeout_s: float, poll_s: float = 0.5) -> TrackSummary:
@@ -460,7 +584,8 @@ class TxManager:
                 open_count = await conn.fetchval(
                     "SELECT count(*) FROM keeper.txs WHERE chain_id = $1 AND sender = $2"
                     " AND status IN ('pending', 'mined')",
-                    self.chain_id, self.signer.address_bytes,
+                    self.chain_id,
+                    self.signer.address_bytes,
                 )
             if open_count == 0:
                 return summary
