@@ -334,6 +334,9 @@ class TxManager:
             t.id: not isinstance(r, RpcError) and r is not None
             for t, r in zip(pending_latest, known_results, strict=True)
         }
+        # The head was read before the receipts: a receipt in block N proves the head is at least N
+        # (otherwise a block mined between the two reads would count as unconfirmed for one pass).
+        head = max([head, *(r.block_number for r in receipts.values())])
         fees: Fees | None = None
         if any(t.status == "pending" for t in live):
             fees = await self.market_fees()
