@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--per-block", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--target-events", type=int, default=5_000)
+    parser.add_argument("--target-events", type=int, default=10_000)
     parser.add_argument("--no-rebuild", action="store_true")
     args = parser.parse_args()
 
