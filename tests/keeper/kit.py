@@ -104,6 +104,9 @@ class ChainOps:
         return bytes(h)
 
     def now(self) -> int:
+        """The chain's clock. An empty block is mined first: after evm_revert the latest block can be
+        older than the time offset earlier tests added, and the next block takes the offset."""
+        self.anvil.mine(1)
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def advance(self, seconds: int) -> None:
