@@ -61,9 +61,9 @@ class Fetched:
     blocks: range
     logs: list[Log]
     headers: dict[int, BlockRef]
-    events: list[Any]  # decoded while other batches commit (CPU overlapped with PostgreSQL's)
-    keys: F.Keys
-    raw: dict[str, bytes]  # COPY payloads of the raw event tables
+    events: list[Any] | None = None  # decoded ahead (unused: see _fetch)
+    keys: F.Keys | None = None
+    raw: dict[str, bytes] | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -252,7 +252,7 @@ class Indexer:
     ) -> int:
         """Decodes, folds and writes blocks first..last.number in one transaction; returns events written."""
         assert self.cursor is not None
-        if prepared is not None:
+        if prepared is not None and prepared.events is not None and prepared.keys is not None:
             events, keys, raw = prepared.events, prepared.keys, prepared.raw
         else:
             events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
@@ -329,11 +329,9 @@ class Indexer:
                 raise ChainMismatch(f"block {n} does not link to block {prev.number}")
             prev = h
         self.span = next_span(self.span, len(logs), self.policy)
-        events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
-        await asyncio.sleep(0)  # let the committing batch proceed between the CPU-heavy steps
-        del logs  # decoded: keep only the events while the range waits its turn (memory)
-        raw = store.raw_payloads(self.chain_id, events)
-        return Fetched(blocks, [], headers, events, F.keys_of(events), raw)
+        # Decoding stays in the commit: done here, each range's decode is one long synchronous step that
+        # delays every round trip of the committing batch (measured: 7.3k -> 4.3k events/s).
+        return Fetched(blocks, logs, headers)
 
     async def _ranges(self, start: int, target: int) -> AsyncIterator[Fetched]:
         """Fetches ranges start..target with up to `concurrency` in flight, yielding them in order."""

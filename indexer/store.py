@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import io
 import operator
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -436,14 +437,7 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
             ("share_holdings", ch.holdings),
         ):
             if rows:
-                values: list[F.Row] = list(rows.values())
-                tids = [t for t in (batch.locators.get((table, F.row_key(table, r))) for r in values) if t is not None]
-                if tids:
-                    # Rows read in this same transaction: delete them by physical location (TID scan).
-                    await conn.execute(f"DELETE FROM idx.{table} WHERE ctid = ANY($1::tid[])", tids)
-                await copy_text(
-                    conn, table, ("chain_id", *_COLUMNS[table]), [derived_record(chain_id, table, r) for r in values]
-                )
+                await _write_derived(conn, chain_id, table, list(rows.values()), batch.locators)
         if ch.notifications:
             await conn.copy_records_to_table(
                 "notifications",
@@ -541,6 +535,42 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
             h.finalized,
         )
     return seq
+
+
+_STAGED: weakref.WeakKeyDictionary[asyncpg.Connection, set[str]] = weakref.WeakKeyDictionary()
+
+
+async def _write_derived(
+    conn: asyncpg.Connection, chain_id: int, table: str, rows: Sequence[F.Row], locators: dict[tuple[str, Any], Any]
+) -> None:
+    """New rows by COPY; rows read in this transaction by an UPDATE at their ctid. Their keys never
+    change, so with the tables' fillfactor the updates are HOT: no index maintenance at all."""
+    cols = ("chain_id", *_COLUMNS[table])
+    fresh: list[tuple[Any, ...]] = []
+    known: list[tuple[Any, ...]] = []
+    for r in rows:
+        tid = locators.get((table, F.row_key(table, r)))
+        rec = derived_record(chain_id, table, r)
+        if tid is None:
+            fresh.append(rec)
+        else:
+            known.append((f"({tid[0]},{tid[1]})", *rec))
+    if known:
+        staged = _STAGED.setdefault(conn, set())
+        if table not in staged:
+            await conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} (tid tid, LIKE idx.{table}) ON COMMIT DELETE ROWS"
+            )
+            staged.add(table)
+        data = copy_text_payload(known)
+        await conn.copy_to_table(f"stage_{table}", columns=["tid", *cols], source=io.BytesIO(data), format="text")
+        sets = ", ".join(f"{c} = s.{c}" for c in _COLUMNS[table])
+        await conn.execute(
+            f"UPDATE idx.{table} p SET {sets} FROM pg_temp.stage_{table} s"
+            f" WHERE p.ctid = ANY(ARRAY(SELECT tid FROM pg_temp.stage_{table})) AND p.ctid = s.tid"
+        )
+    if fresh:
+        await copy_text(conn, table, cols, fresh)
 
 
 def _transaction(conn: asyncpg.Connection) -> Any:
