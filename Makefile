@@ -47,9 +47,9 @@ bench: install ## benchmarks (figures go to docs/benchmarks.md)
 	@scripts/services.sh start pg redis
 	@$(PY) -m bench.all
 
-fuzz: install ## long property/fault runs (many more sequences and seeds than CI)
+fuzz: install ## long property and fault runs (GL_FUZZ=1: 20,000 contract sequences, 20 crash/fault seeds)
 	@scripts/services.sh start pg redis
-	@GL_FUZZ=1 $(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS) tests
+	@GL_FUZZ=1 $(PY) -m pytest $(PYTEST_ARGS) tests/contracts/test_invariants.py tests/indexer/test_property.py tests/indexer/test_crash.py
 
 stop: ## stop everything `make run`/`make services` started
 	@-[ -f .data/run/stack.pid ] && kill $$(cat .data/run/stack.pid) 2>/dev/null; true
