@@ -5,7 +5,7 @@ CONFIG ?= config/local.toml
 export GL_CONFIG := $(CONFIG)
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help install services run test lint types contracts check-contracts deploy simulate migrate bench fuzz stop clean
+.PHONY: help install services run test lint types contracts deploy simulate migrate bench fuzz stop clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
