@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 CONFIG ?= config/local.toml
 export GL_CONFIG := $(CONFIG)
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .PHONY: help install services run test lint types contracts deploy simulate migrate bench fuzz stop clean
 

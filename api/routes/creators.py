@@ -113,7 +113,7 @@ async def creator_holders(ctx: Ctx) -> dict[str, Any]:
     limit, off = offset(ctx)
     rows = await ctx.conn.fetch(
         """SELECT h.holder, h.shares, h.locked_until,
-                  h.credited + floor(h.shares * (c.acc_per_share - h.acc_paid) / 1e18) AS claimable
+                  h.credited + div(h.shares * (c.acc_per_share - h.acc_paid), 1000000000000000000) AS claimable
              FROM idx.share_holdings h JOIN idx.creators c ON c.chain_id = h.chain_id AND c.creator = h.creator
             WHERE h.chain_id = $1 AND h.creator = $2 AND h.shares > 0
             ORDER BY h.shares DESC, h.holder LIMIT $3 OFFSET $4""",

@@ -109,7 +109,7 @@ SUMMARY_EXTRA_SQL = """
 SELECT
   (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND creator = $2) AS markets_created,
   (SELECT count(*) FROM idx.share_holdings WHERE chain_id = $1 AND holder = $2 AND shares > 0) AS holdings,
-  (SELECT coalesce(sum(h.credited + floor(h.shares * (c.acc_per_share - h.acc_paid) / 1e18)), 0)
+  (SELECT coalesce(sum(h.credited + div(h.shares * (c.acc_per_share - h.acc_paid), 1000000000000000000)), 0)
      FROM idx.share_holdings h JOIN idx.creators c ON c.chain_id = h.chain_id AND c.creator = h.creator
     WHERE h.chain_id = $1 AND h.holder = $2) AS dividends_claimable,
   (SELECT coalesce(sum(claimed_total), 0) FROM idx.share_holdings
@@ -263,7 +263,7 @@ async def curve_unit(ctx: Ctx) -> int:
 
 HOLDINGS_SQL = """
 SELECT h.creator, h.shares, h.locked_until, h.claimed_total, c.supply, c.holder_count,
-       h.credited + floor(h.shares * (c.acc_per_share - h.acc_paid) / 1e18) AS claimable
+       h.credited + div(h.shares * (c.acc_per_share - h.acc_paid), 1000000000000000000) AS claimable
   FROM idx.share_holdings h JOIN idx.creators c ON c.chain_id = h.chain_id AND c.creator = h.creator
  WHERE h.chain_id = $1 AND h.holder = $2 AND (h.shares > 0 OR $5)
  ORDER BY h.shares DESC, h.creator LIMIT $3 OFFSET $4

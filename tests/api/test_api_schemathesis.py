@@ -22,7 +22,9 @@ from tests.api.conftest import ADMIN, make_settings
 from tests.api.rows import scenario
 from tests.conftest import SERVICES, _psql
 
-pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
+# One xdist worker runs the whole module (make test uses --dist loadgroup): the case count below
+# is collected in-process.
+pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow, pytest.mark.xdist_group("schemathesis")]
 
 
 def _many_more(self: Any) -> bool:
