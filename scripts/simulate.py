@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -346,8 +347,20 @@ def main() -> None:
         if stats.rounds % 10 == 0:
             log.info("simulation_progress", rounds=stats.rounds, succeeded=stats.succeeded, reverted=stats.reverted)
 
+    # Ctrl-C or SIGTERM (make stop) ends the run after the current round, without a traceback.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     stats = simulate(
-        chain.rpc_urls[0], deployment, args.seed, args.events, args.rate, args.wallets, args.resolve, on_round=report
+        chain.rpc_urls[0],
+        deployment,
+        args.seed,
+        args.events,
+        args.rate,
+        args.wallets,
+        args.resolve,
+        stop=stop,
+        on_round=report,
     )
     log.info("simulation_finished", **dataclasses.asdict(stats))
 
