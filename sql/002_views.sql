@@ -158,14 +158,17 @@ SELECT h.chain_id,
   LEFT JOIN idx.checkpoints c ON c.chain_id = h.chain_id;
 
 -- Read-only roles: analysts query the views; the API reads views and idx tables.
+-- Roles are cluster-wide while the migration lock is per database: two databases migrating at once
+-- (two chains, parallel test workers) may both try to create them, so a duplicate is not an error.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'analyst') THEN
-        CREATE ROLE analyst NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'api') THEN
-        CREATE ROLE api NOLOGIN;
-    END IF;
+    CREATE ROLE analyst NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $$;
+DO $$
+BEGIN
+    CREATE ROLE api NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
 
 GRANT USAGE ON SCHEMA public TO analyst, api;
