@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -368,43 +368,53 @@ class _Fold:
         self._journal("markets", market_id, block, row)
         return row
 
-    def position(self, key: tuple[int, bytes], block: int) -> PositionRow:
-        ch = self.changes.positions
-        row = ch.get(key)
+    def _row(
+        self, table: str, changes: dict[Any, Any], snap: dict[Any, Any], key: Any, block: int, new: Callable[[], Any]
+    ) -> Any:
+        """The row for `key` in this batch: changed already, copied from the snapshot, or created by
+        `new()`; the first touch in a batch journals its prior state (None for a new row)."""
+        row = changes.get(key)
         if row is None:
-            base = self.snap.positions.get(key)
+            base = snap.get(key)
             if base is None:
-                self._journal("positions", key, block, None)
-                row = ch[key] = PositionRow(key[0], key[1], updated_block=block)
+                self._journal(table, key, block, None)
+                row = changes[key] = new()
                 return row
-            row = ch[key] = copy.copy(base)
-        self._journal("positions", key, block, row)
+            row = changes[key] = copy.copy(base)
+        self._journal(table, key, block, row)
+        return row
+
+    def position(self, key: tuple[int, bytes], block: int) -> PositionRow:
+        row: PositionRow = self._row(
+            "positions",
+            self.changes.positions,
+            self.snap.positions,
+            key,
+            block,
+            lambda: PositionRow(key[0], key[1], updated_block=block),
+        )
         return row
 
     def creator(self, creator: bytes, block: int) -> CreatorRow:
-        ch = self.changes.creators
-        row = ch.get(creator)
-        if row is None:
-            base = self.snap.creators.get(creator)
-            if base is None:
-                self._journal("creators", creator, block, None)
-                row = ch[creator] = CreatorRow(creator, first_block=block, updated_block=block)
-                return row
-            row = ch[creator] = copy.copy(base)
-        self._journal("creators", creator, block, row)
+        row: CreatorRow = self._row(
+            "creators",
+            self.changes.creators,
+            self.snap.creators,
+            creator,
+            block,
+            lambda: CreatorRow(creator, first_block=block, updated_block=block),
+        )
         return row
 
     def holding(self, key: tuple[bytes, bytes], block: int) -> HoldingRow:
-        ch = self.changes.holdings
-        row = ch.get(key)
-        if row is None:
-            base = self.snap.holdings.get(key)
-            if base is None:
-                self._journal("share_holdings", key, block, None)
-                row = ch[key] = HoldingRow(key[0], key[1], updated_block=block)
-                return row
-            row = ch[key] = copy.copy(base)
-        self._journal("share_holdings", key, block, row)
+        row: HoldingRow = self._row(
+            "share_holdings",
+            self.changes.holdings,
+            self.snap.holdings,
+            key,
+            block,
+            lambda: HoldingRow(key[0], key[1], updated_block=block),
+        )
         return row
 
     def emit(self, e: Any, event: str, rooms: tuple[str, ...], payload: dict[str, Any]) -> None:
