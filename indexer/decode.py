@@ -27,7 +27,12 @@ class DecodeError(ValueError):
     pass
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+# Logs and events are built once per log on the backfill's hot path and never changed afterwards.
+# They are plain (not frozen) slotted dataclasses because a frozen one assigns every field through
+# object.__setattr__: 3.2 us against 0.34 us for a 17-field Trade (measured).
+
+
+@dataclasses.dataclass(slots=True)
 class Log:
     """One eth_getLogs entry with hex already converted (rpc.py does it, once)."""
 
@@ -44,7 +49,7 @@ class Log:
 # ---------------------------------------------------------------- events (header + ABI inputs)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class MarketCreated:
     block_number: int
     log_index: int
@@ -63,7 +68,7 @@ class MarketCreated:
     category_bytes: bytes | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Trade:
     block_number: int
     log_index: int
@@ -84,7 +89,7 @@ class Trade:
     trader_no: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class MarketResolved:
     block_number: int
     log_index: int
@@ -96,7 +101,7 @@ class MarketResolved:
     resolver: bytes
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class WinningsClaimed:
     block_number: int
     log_index: int
@@ -110,7 +115,7 @@ class WinningsClaimed:
     no_burned: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class LiquidityWithdrawn:
     block_number: int
     log_index: int
@@ -122,7 +127,7 @@ class LiquidityWithdrawn:
     payout: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class CreatorFeesCollected:
     block_number: int
     log_index: int
@@ -134,7 +139,7 @@ class CreatorFeesCollected:
     amount: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class SharesTraded:
     block_number: int
     log_index: int
@@ -157,7 +162,7 @@ class SharesTraded:
     acc_per_share: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class DividendsDistributed:
     block_number: int
     log_index: int
@@ -172,7 +177,7 @@ class DividendsDistributed:
     pool: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class DividendsClaimed:
     block_number: int
     log_index: int
@@ -184,7 +189,7 @@ class DividendsClaimed:
     amount: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class CreatorFeesClaimed:
     block_number: int
     log_index: int
@@ -195,7 +200,7 @@ class CreatorFeesClaimed:
     amount: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Other:
     """Any other event of our contracts (roles, pause, configuration): kept for audit in ev_other."""
 

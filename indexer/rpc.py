@@ -176,7 +176,7 @@ def parse_log(raw: dict[str, Any]) -> Log:
         bytes.fromhex(raw["transactionHash"][2:]),
         int(raw["logIndex"], 16),
         bytes.fromhex(raw["address"][2:]),
-        tuple(bytes.fromhex(t[2:]) for t in raw["topics"]),
+        tuple([bytes.fromhex(t[2:]) for t in raw["topics"]]),
         bytes.fromhex(raw["data"][2:]),
     )
 

@@ -187,15 +187,24 @@ def row_from_record(table: str, rec: asyncpg.Record, skip: int = 0) -> F.Row:
     return F.row_from_values(table, values)
 
 
+def _columns(table: str, prefix: str = "") -> str:
+    """The select list of a derived table. Integer columns come back as text: asyncpg turns numeric
+    into Decimal, and int(Decimal) costs about 1 us per value against 0.1 us for int(str)."""
+    ints = set(_INT_IDX[table])
+    return ", ".join(
+        f"{prefix}{c}::text AS {c}" if i in ints else f"{prefix}{c}" for i, c in enumerate(_COLUMNS[table])
+    )
+
+
 def _select(table: str) -> str:
-    return f"SELECT ctid, {', '.join(_COLUMNS[table])} FROM idx.{table}"
+    return f"SELECT ctid, {_columns(table)} FROM idx.{table}"
 
 
 def _lateral(table: str, first_type: str, first: str, second: str) -> str:
     """Rows for a list of two-column keys, one primary-key probe per key (a plain join of unnest()
     with the table is planned as a hash join over a scan of the whole table; OFFSET 0 keeps the
     subquery from being flattened, so each key is one index probe)."""
-    cols = ", ".join(f"p.{c}" for c in _COLUMNS[table])
+    cols = _columns(table, "p.")
     return (
         f"SELECT p.tid, {cols} FROM unnest($2::{first_type}[], $3::bytea[]) AS k(a, b) CROSS JOIN LATERAL"
         f" (SELECT x.ctid AS tid, x.* FROM idx.{table} x WHERE x.chain_id = $1 AND x.{first} = k.a"
