@@ -355,12 +355,16 @@ class Rpc:
         return out
 
     async def get_logs(self, from_block: int, to_block: int, addresses: Sequence[str]) -> list[Log]:
+        return [parse_log(r) for r in await self.get_logs_raw(from_block, to_block, addresses)]
+
+    async def get_logs_raw(self, from_block: int, to_block: int, addresses: Sequence[str]) -> list[dict[str, Any]]:
+        """The node's log objects, unparsed (the backfill parses them in its fetch process)."""
         raw = await self.call(
             "eth_getLogs", [{"fromBlock": hex(from_block), "toBlock": hex(to_block), "address": list(addresses)}]
         )
         if not isinstance(raw, list):
             raise TransientRpcError(f"eth_getLogs returned {type(raw).__name__}")
-        return [parse_log(r) for r in raw]
+        return raw
 
     async def get_logs_by_hash(self, block_hash: bytes, addresses: Sequence[str]) -> list[Log]:
         raw = await self.call("eth_getLogs", [{"blockHash": "0x" + block_hash.hex(), "address": list(addresses)}])

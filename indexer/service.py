@@ -38,10 +38,9 @@ from indexer.chain import (
     SpanPolicy,
     finalized_block,
     find_ancestor,
-    next_span,
-    split_span,
 )
 from indexer.decode import DecodeError, EventDecoder, Log
+from indexer.fetch import ChildConfig, FetchProcess, Prepared, RangeFetcher
 from indexer.live import HeadWatcher, tip_logs
 from indexer.metrics import Metrics
 from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, RpcError, TransientRpcError
@@ -49,23 +48,11 @@ from indexer.settings import Settings
 
 log = structlog.get_logger("indexer")
 
-PREPARE_SLICE = 256  # logs decoded and encoded between two yields to the event loop (a few ms)
-
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_REORG_TOO_DEEP, EXIT_STALLED = 0, 1, 2, 3, 4
 
 
 class Stalled(RuntimeError):
     pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Fetched:
-    blocks: range
-    logs: list[Log]
-    headers: dict[int, BlockRef]
-    events: list[Any] | None = None  # decoded ahead (see _fetch)
-    keys: F.Keys | None = None
-    raw: dict[str, bytes] | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -114,6 +101,13 @@ class Indexer:
         self.decoder = EventDecoder({self.address_bytes[0]: "OpinionMarket", self.address_bytes[1]: "CreatorShares"})
         self.policy = SpanPolicy(self.o.initial_span, self.o.max_span, self.o.target_events)
         self.span = self.o.initial_span
+        self.fetcher: RangeFetcher | FetchProcess
+        if self.o.fetch_process:
+            urls = tuple(settings.chain.rpc_urls)
+            cfg = ChildConfig(urls, self.o.request_timeout, self.chain_id, tuple(self.addresses), self.policy)
+            self.fetcher = FetchProcess(cfg, metrics.rpc, self._range_split)
+        else:
+            self.fetcher = RangeFetcher(rpc, self.chain_id, self.addresses, self.policy, self._range_split)
         self.heads = store.Heads(0, None, 0)
         self.cursor: Cursor | None = None
         self.floor = 0
@@ -259,15 +253,16 @@ class Indexer:
         last: BlockRef,
         logs: Sequence[Log],
         headers: dict[int, BlockRef],
-        prepared: Fetched | None = None,
+        prepared: Prepared | None = None,
     ) -> int:
         """Decodes, folds and writes blocks first..last.number in one transaction; returns events written."""
         assert self.cursor is not None
-        if prepared is not None and prepared.events is not None and prepared.keys is not None:
-            events, keys, raw = prepared.events, prepared.keys, prepared.raw
+        raw: dict[str, bytes] | None = None
+        if prepared is not None:
+            events, raw = prepared.events, prepared.raw
         else:
             events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
-            keys, raw = F.keys_of(events), None
+        keys = F.keys_of(events)
         fin = min(self.heads.finalized, last.number)
         # Snapshot read, fold and write in one transaction: the rows' locators (ctid) stay valid.
         async with conn.transaction():
@@ -324,72 +319,26 @@ class Indexer:
 
     # ------------------------------------------------------------ backfill
 
-    async def _fetch_logs(self, a: int, b: int) -> list[Log]:
-        """Logs of a..b, splitting the range when the provider refuses it (suggested span or half)."""
-        try:
-            logs = await self.rpc.get_logs(a, b, self.addresses)
-            self.m.span(b - a + 1)
-            return logs
-        except RangeTooLarge as exc:
-            size = b - a + 1
-            if size <= 1:
-                raise FatalRpcError(f"provider refuses a single block range: {exc}") from exc
-            self.span = split_span(min(self.span, size), exc.suggested_span)
-            step = max(1, min(self.span, (size + 1) // 2 if exc.suggested_span is None else self.span))
-            log.info("getlogs_range_reduced", from_block=a, to_block=b, new_span=step, error=str(exc)[:160])
-            out: list[Log] = []
-            for start in range(a, b + 1, step):
-                out.extend(await self._fetch_logs(start, min(b, start + step - 1)))
-            return out
+    def _range_split(self, **fields: Any) -> None:
+        log.info("getlogs_range_reduced", **fields)
 
-    async def _fetch(self, blocks: range) -> Fetched:
-        a, b = blocks.start, blocks.stop - 1
-        logs = await self._fetch_logs(a, b)
-        fin = self.heads.finalized
-        want = {a, b} | {lg.block_number for lg in logs} | {n for n in range(max(a, fin + 1), b + 1)}
-        headers = await self.rpc.headers(sorted(want))
-        missing = want - headers.keys()
-        if missing:
-            raise TransientRpcError(f"node has no header for {len(missing)} block(s) from {min(missing)}")
-        for lg in logs:
-            if headers[lg.block_number].hash != lg.block_hash:
-                raise ChainMismatch(f"log at block {lg.block_number} has a hash the header does not")
-        prev: BlockRef | None = None
-        for n in sorted(headers):
-            h = headers[n]
-            if prev is not None and n == prev.number + 1 and h.parent_hash != prev.hash:
-                raise ChainMismatch(f"block {n} does not link to block {prev.number}")
-            prev = h
-        self.span = next_span(self.span, len(logs), self.policy)
-        # Decode and encode the raw COPY payloads here, while the previous range is being written, in
-        # slices with a yield between them: one long synchronous step would hold back every round trip
-        # of the committing batch (measured when done in one piece: 7.3k -> 4.3k events/s).
-        times = {n: h.time for n, h in headers.items()}
-        events: list[Any] = []
-        raw: dict[str, list[bytes]] = {}
-        for i in range(0, len(logs), PREPARE_SLICE):
-            part = self.decoder.decode(logs[i : i + PREPARE_SLICE], times)
-            events.extend(part)
-            for table, data in store.raw_payloads(self.chain_id, part).items():
-                raw.setdefault(table, []).append(data)
-            await asyncio.sleep(0)
-        keys = F.keys_of(events)
-        # The logs are not kept: the decoded events and payloads are all the commit needs.
-        return Fetched(blocks, [], headers, events, keys, {t: b"".join(parts) for t, parts in raw.items()})
-
-    async def _ranges(self, start: int, target: int) -> AsyncIterator[Fetched]:
+    async def _ranges(self, start: int, target: int) -> AsyncIterator[Prepared]:
         """Fetches ranges start..target with up to `concurrency` in flight, yielding them in order."""
-        pending: deque[asyncio.Task[Fetched]] = deque()
+        pending: deque[asyncio.Task[Prepared]] = deque()
         nxt = start
         try:
             while True:
                 while len(pending) < self.o.concurrency and nxt <= target:
                     r = range(nxt, min(target, nxt + self.span - 1) + 1)
                     nxt = r.stop
-                    pending.append(asyncio.create_task(self._fetch(r)))
+                    pending.append(asyncio.create_task(self.fetcher.fetch(r, self.span, self.heads.finalized)))
                 if not pending:
                     return
-                yield await pending.popleft()
+                got = await pending.popleft()
+                self.span = got.span
+                for size in got.spans:
+                    self.m.span(size)
+                yield got
         finally:
             for t in pending:
                 t.cancel()
@@ -412,7 +361,7 @@ class Indexer:
                 if got.headers[a].parent_hash != self.cursor.hash:
                     raise ChainMismatch(f"block {a} does not link to the checkpoint block {self.cursor.number}")
                 t0 = time.perf_counter()
-                n = await self.commit(conn, a, got.headers[got.blocks.stop - 1], got.logs, got.headers, got)
+                n = await self.commit(conn, a, got.headers[got.blocks.stop - 1], (), got.headers, got)
                 events += n
                 self.m.batch_seconds(time.perf_counter() - t0)
                 await self.analyze_grown(conn)
@@ -629,6 +578,8 @@ async def run(
                 watcher_task.cancel()
                 with contextlib.suppress(BaseException):
                     await watcher_task
+            if isinstance(indexer.fetcher, FetchProcess):
+                await indexer.fetcher.close()
     return EXIT_OK
 
 

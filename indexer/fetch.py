@@ -1,0 +1,319 @@
+"""The backfill's fetch side: one block range → checked headers, decoded events, raw COPY payloads.
+
+    RangeFetcher(rpc, chain_id, addresses, policy).fetch(blocks, span, finalized) -> Prepared
+    FetchProcess(urls, timeout, chain_id, addresses, policy) — the same, in a child process
+
+Nothing here touches the database, so the work can run beside the commit. In one process the
+event loop interleaves it with the commit's round trips and each slice of parsing delays the next
+statement; in the child process (the default) the parent's loop only folds and writes, and the
+parsing runs on the other core.
+
+Errors: ChainMismatch (a log or header that does not link — the caller looks for a reorg),
+DecodeError (an ABI out of date: stop), RpcError subclasses (retried by the caller). The child
+returns them by kind and message and the parent raises the same classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import multiprocessing
+import operator
+import signal
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import structlog
+
+from indexer import store
+from indexer.chain import BlockRef, ChainMismatch, SpanPolicy, next_span, split_span
+from indexer.decode import (
+    CreatorFeesClaimed,
+    CreatorFeesCollected,
+    DecodeError,
+    DividendsClaimed,
+    DividendsDistributed,
+    Event,
+    EventDecoder,
+    LiquidityWithdrawn,
+    MarketCreated,
+    MarketResolved,
+    Other,
+    SharesTraded,
+    Trade,
+    WinningsClaimed,
+)
+from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, TransientRpcError, parse_log
+
+log = structlog.get_logger("indexer.fetch")
+
+
+@dataclasses.dataclass(slots=True)
+class Prepared:
+    """One fetched range, ready to fold and write."""
+
+    blocks: range
+    headers: dict[int, BlockRef]
+    events: list[Event]
+    raw: dict[str, bytes]  # COPY text payload per raw event table
+    span: int  # the span the next range should use (grown, shrunk or split by this one)
+    spans: list[int]  # sizes of the eth_getLogs calls made (a refused range is split)
+
+
+class RangeFetcher:
+    """eth_getLogs for a range (split while the provider refuses it), the headers the commit needs,
+    link checks, decoding and the raw COPY payloads."""
+
+    def __init__(
+        self, rpc: Rpc, chain_id: int, addresses: Sequence[str], policy: SpanPolicy, on_split: Callable[..., None]
+    ) -> None:
+        self.rpc = rpc
+        self.chain_id = chain_id
+        self.addresses = list(addresses)
+        address_bytes = [bytes.fromhex(a[2:]) for a in self.addresses]
+        self.decoder = EventDecoder({address_bytes[0]: "OpinionMarket", address_bytes[1]: "CreatorShares"})
+        self.policy = policy
+        self.on_split = on_split
+
+    async def _logs(self, a: int, b: int, span: int, spans: list[int]) -> tuple[list[dict[str, Any]], int]:
+        """Raw logs of a..b and the span to continue with."""
+        try:
+            logs = await self.rpc.get_logs_raw(a, b, self.addresses)
+            spans.append(b - a + 1)
+            return logs, span
+        except RangeTooLarge as exc:
+            size = b - a + 1
+            if size <= 1:
+                raise FatalRpcError(f"provider refuses a single block range: {exc}") from exc
+            span = split_span(min(span, size), exc.suggested_span)
+            step = max(1, min(span, (size + 1) // 2 if exc.suggested_span is None else span))
+            self.on_split(from_block=a, to_block=b, new_span=step, error=str(exc)[:160])
+            out: list[dict[str, Any]] = []
+            for start in range(a, b + 1, step):
+                part, span = await self._logs(start, min(b, start + step - 1), span, spans)
+                out.extend(part)
+            return out, span
+
+    async def fetch(self, blocks: range, span: int, finalized: int) -> Prepared:
+        a, b = blocks.start, blocks.stop - 1
+        spans: list[int] = []
+        raw_logs, span = await self._logs(a, b, span, spans)
+        try:
+            logs = [parse_log(r) for r in raw_logs]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise TransientRpcError(
+                f"eth_getLogs {a}..{b}: malformed log object from the node ({type(exc).__name__}: {exc})"
+            ) from None
+        del raw_logs
+        want = {a, b} | {lg.block_number for lg in logs} | set(range(max(a, finalized + 1), b + 1))
+        headers = await self.rpc.headers(sorted(want))
+        missing = want - headers.keys()
+        if missing:
+            raise TransientRpcError(f"node has no header for {len(missing)} block(s) from {min(missing)}")
+        for lg in logs:
+            if headers[lg.block_number].hash != lg.block_hash:
+                raise ChainMismatch(f"log at block {lg.block_number} has a hash the header does not")
+        prev: BlockRef | None = None
+        for n in sorted(headers):
+            h = headers[n]
+            if prev is not None and n == prev.number + 1 and h.parent_hash != prev.hash:
+                raise ChainMismatch(f"block {n} does not link to block {prev.number}")
+            prev = h
+        events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
+        raw = store.raw_payloads(self.chain_id, events)
+        return Prepared(blocks, headers, events, raw, next_span(span, len(logs), self.policy), spans)
+
+
+# ---------------------------------------------------------------- the child process
+
+# Events cross the pipe as (class index, field values): pickling slotted dataclasses goes through
+# __reduce_ex__ and costs several times more than a tuple.
+_CLASSES: tuple[type[Any], ...] = (
+    Trade,
+    SharesTraded,
+    MarketCreated,
+    MarketResolved,
+    WinningsClaimed,
+    LiquidityWithdrawn,
+    CreatorFeesCollected,
+    DividendsDistributed,
+    DividendsClaimed,
+    CreatorFeesClaimed,
+    Other,
+)
+_INDEX = {cls: i for i, cls in enumerate(_CLASSES)}
+_VALUES = {cls: operator.attrgetter(*(f.name for f in dataclasses.fields(cls))) for cls in _CLASSES}
+_ERRORS: dict[str, type[Exception]] = {
+    "ChainMismatch": ChainMismatch,
+    "DecodeError": DecodeError,
+    "FatalRpcError": FatalRpcError,
+    "TransientRpcError": TransientRpcError,
+    "RpcError": TransientRpcError,
+}
+
+
+def pack(p: Prepared) -> tuple[Any, ...]:
+    return (
+        (p.blocks.start, p.blocks.stop),
+        [(h.number, h.hash, h.parent_hash, h.time, h.bloom) for h in p.headers.values()],
+        [(_INDEX[type(e)], _VALUES[type(e)](e)) for e in p.events],
+        p.raw,
+        p.span,
+        p.spans,
+    )
+
+
+def unpack(data: tuple[Any, ...]) -> Prepared:
+    (start, stop), headers, events, raw, span, spans = data
+    classes = _CLASSES
+    return Prepared(
+        range(start, stop),
+        {h[0]: BlockRef(*h) for h in headers},
+        [classes[i](*values) for i, values in events],
+        raw,
+        span,
+        spans,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChildConfig:
+    urls: tuple[str, ...]
+    timeout: float
+    chain_id: int
+    addresses: tuple[str, ...]
+    policy: SpanPolicy
+
+
+def _child_main(conn: Connection, cfg: ChildConfig) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop (it closes the pipe)
+    with contextlib.suppress(EOFError, BrokenPipeError, KeyboardInterrupt):
+        asyncio.run(_child_loop(conn, cfg))
+
+
+async def _child_loop(conn: Connection, cfg: ChildConfig) -> None:
+    loop = asyncio.get_running_loop()
+    observed: list[tuple[str, float, str]] = []
+    splits: list[dict[str, Any]] = []
+    jobs: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            jobs.put_nowait(conn.recv())
+        except (EOFError, OSError):
+            jobs.put_nowait(None)
+            loop.remove_reader(conn.fileno())
+
+    loop.add_reader(conn.fileno(), readable)
+    async with Rpc(cfg.urls, cfg.timeout, lambda *o: observed.append(o)) as rpc:
+        fetcher = RangeFetcher(rpc, cfg.chain_id, cfg.addresses, cfg.policy, lambda **kw: splits.append(kw))
+
+        async def run(job_id: int, start: int, stop: int, span: int, finalized: int) -> None:
+            try:
+                p = await fetcher.fetch(range(start, stop), span, finalized)
+                reply: tuple[Any, ...] = ("ok", job_id, pack(p))
+            except Exception as exc:  # every failure goes back to the parent, which decides
+                reply = ("error", job_id, type(exc).__name__, str(exc))
+            reply = (*reply, observed[:], splits[:])
+            observed.clear()
+            splits.clear()
+            conn.send(reply)
+
+        tasks: set[asyncio.Task[None]] = set()
+        while (job := await jobs.get()) is not None:
+            t = asyncio.create_task(run(*job))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+        for t in tasks:
+            t.cancel()
+
+
+class FetchProcess:
+    """RangeFetcher in a child process; `fetch` may be awaited by several tasks at once.
+
+    The child is started on first use and again after it died (its pending fetches then fail with
+    TransientRpcError, which the indexer retries). It exits when the pipe closes, so it does not
+    outlive a parent that was killed."""
+
+    def __init__(
+        self, cfg: ChildConfig, observe: Callable[[str, float, str], None], on_split: Callable[..., None]
+    ) -> None:
+        self.cfg = cfg
+        self.observe = observe
+        self.on_split = on_split
+        self.proc: Any = None
+        self.conn: Connection | None = None
+        self.pending: dict[int, asyncio.Future[Prepared]] = {}
+        self.next_id = 0
+
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")  # no inherited event loop, sockets or locks
+        parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_child_main, args=(child, self.cfg), name="gl-indexer-fetch", daemon=True)
+        self.proc.start()
+        child.close()
+        self.conn = parent
+        asyncio.get_running_loop().add_reader(parent.fileno(), self._readable)
+        log.info("fetch_process_started", pid=self.proc.pid)
+
+    def _readable(self) -> None:
+        assert self.conn is not None
+        try:
+            reply = self.conn.recv()
+        except (EOFError, OSError):
+            self._lost("the fetch process exited")
+            return
+        status, job_id = reply[0], reply[1]
+        for o in reply[-2]:
+            self.observe(*o)
+        for s in reply[-1]:
+            self.on_split(**s)
+        fut = self.pending.pop(job_id, None)
+        if fut is None or fut.done():
+            return
+        if status == "ok":
+            fut.set_result(unpack(reply[2]))
+        else:
+            fut.set_exception(_ERRORS.get(reply[2], RuntimeError)(reply[3]))
+
+    def _lost(self, why: str, expected: bool = False) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(conn.fileno())
+            conn.close()
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(TransientRpcError(why))
+        self.pending.clear()
+        if not expected:
+            log.warning("fetch_process_lost", reason=why)
+
+    async def fetch(self, blocks: range, span: int, finalized: int) -> Prepared:
+        if self.conn is None:
+            self._start()
+        assert self.conn is not None
+        self.next_id += 1
+        job_id = self.next_id
+        fut: asyncio.Future[Prepared] = asyncio.get_running_loop().create_future()
+        self.pending[job_id] = fut
+        try:
+            self.conn.send((job_id, blocks.start, blocks.stop, span, finalized))
+        except OSError:
+            self._lost("the fetch process is gone")
+            raise TransientRpcError("the fetch process is gone") from None
+        try:
+            return await fut
+        finally:
+            self.pending.pop(job_id, None)
+
+    async def close(self) -> None:
+        self._lost("closed", expected=True)
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            proc.join(timeout=2)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=2)
