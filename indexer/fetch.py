@@ -249,6 +249,8 @@ class FetchProcess:
         self.next_id = 0
 
     def _start(self) -> None:
+        if self.proc is not None:  # a child that died: reap it
+            self.proc.join(timeout=1)
         ctx = multiprocessing.get_context("spawn")  # no inherited event loop, sockets or locks
         parent, child = ctx.Pipe()
         self.proc = ctx.Process(target=_child_main, args=(child, self.cfg), name="gl-indexer-fetch", daemon=True)

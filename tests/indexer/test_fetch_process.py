@@ -1,0 +1,88 @@
+"""The backfill's fetch process (indexer/fetch.py) against a real anvil: what crosses the pipe is
+what the in-process fetcher produces, errors keep their class, and a dead child is replaced."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from indexer.chain import SpanPolicy
+from indexer.fetch import ChildConfig, FetchProcess, Prepared, RangeFetcher
+from indexer.rpc import Rpc, TransientRpcError
+from tests.chain import free_port
+from tests.indexer.helpers import Node, sim
+
+pytestmark = [pytest.mark.anvil]
+
+POLICY = SpanPolicy(100, 10_000, 10_000)
+
+
+def addresses(node: Node) -> tuple[str, str]:
+    c = node.deployment["contracts"]
+    return c["OpinionMarket"], c["CreatorShares"]
+
+
+def config(node: Node, urls: tuple[str, ...] | None = None) -> ChildConfig:
+    return ChildConfig(urls or (node.url,), 5.0, node.deployment["chain_id"], addresses(node), POLICY)
+
+
+def head(node: Node) -> int:
+    return int(node.w3.eth.block_number)
+
+
+def as_comparable(p: Prepared) -> tuple[Any, ...]:
+    return (p.blocks, p.headers, p.events, p.raw, p.span, p.spans)
+
+
+def test_child_results_equal_the_in_process_fetcher(node: Node) -> None:
+    sim(node.url, node.deployment, seed=3, max_events=40, resolve=True)
+    blocks = range(1, head(node) + 1)
+
+    async def both() -> tuple[Prepared, Prepared]:
+        splits: list[dict[str, Any]] = []
+        async with Rpc([node.url], 5.0) as rpc:
+            local = await RangeFetcher(
+                rpc, node.deployment["chain_id"], addresses(node), POLICY, lambda **kw: splits.append(kw)
+            ).fetch(blocks, 100, 0)
+        observed: list[tuple[str, float, str]] = []
+        child = FetchProcess(config(node), lambda *o: observed.append(o), lambda **kw: splits.append(kw))
+        try:
+            remote = await child.fetch(blocks, 100, 0)
+        finally:
+            await child.close()
+        assert {o[0] for o in observed} >= {"eth_getLogs"}, "the child's RPC timings reach the parent's metrics"
+        return local, remote
+
+    local, remote = asyncio.run(both())
+    assert len(remote.events) >= 40
+    assert as_comparable(remote) == as_comparable(local)
+
+
+def test_errors_keep_their_class_and_a_killed_child_is_replaced(node: Node) -> None:
+    dead_url = f"http://127.0.0.1:{free_port()}"  # nothing listens: every request fails
+
+    async def scenario() -> None:
+        failing = FetchProcess(config(node, (dead_url,)), lambda *o: None, lambda **kw: None)
+        try:
+            with pytest.raises(TransientRpcError):
+                await failing.fetch(range(1, 3), 100, 0)
+        finally:
+            await failing.close()
+
+        child = FetchProcess(config(node), lambda *o: None, lambda **kw: None)
+        try:
+            first = await child.fetch(range(1, head(node) + 1), 100, 0)
+            pending = asyncio.create_task(child.fetch(range(1, head(node) + 1), 100, 0))
+            await asyncio.sleep(0)  # the job is sent; the child needs RPC round trips to answer it
+            child.proc.kill()
+            with pytest.raises(TransientRpcError):
+                await pending
+            again = await child.fetch(range(1, head(node) + 1), 100, 0)  # a new child
+            assert as_comparable(again) == as_comparable(first)
+        finally:
+            await child.close()
+
+    sim(node.url, node.deployment, seed=5, max_events=10)
+    asyncio.run(scenario())
