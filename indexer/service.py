@@ -351,6 +351,8 @@ class Indexer:
         started = time.perf_counter()
         first = self.cursor.number
         events = 0
+        waited = 0.0  # time spent waiting for the next fetched range (when the fetch side is the bottleneck)
+        t_wait = started
         self._progress_open(first, target)
         try:
             async for got in self._ranges(self.cursor.number + 1, target):
@@ -361,6 +363,7 @@ class Indexer:
                 if got.headers[a].parent_hash != self.cursor.hash:
                     raise ChainMismatch(f"block {a} does not link to the checkpoint block {self.cursor.number}")
                 t0 = time.perf_counter()
+                waited += t0 - t_wait
                 n = await self.commit(conn, a, got.headers[got.blocks.stop - 1], (), got.headers, got)
                 events += n
                 self.m.batch_seconds(time.perf_counter() - t0)
@@ -377,6 +380,7 @@ class Indexer:
                     )
                 if stop.is_set():
                     break
+                t_wait = time.perf_counter()
         finally:
             self._progress_close()
         elapsed = time.perf_counter() - started
@@ -388,6 +392,7 @@ class Indexer:
             events=events,
             seconds=round(elapsed, 3),
             events_per_second=round(events / elapsed) if elapsed else None,
+            fetch_wait_seconds=round(waited, 3),
         )
 
     # ------------------------------------------------------------ tip

@@ -97,6 +97,61 @@ async def copy_text(
         )
 
 
+# ---------------------------------------------------------------- small batches: one statement per table
+# At the tip a batch is a block or two: COPY costs two round trips (COPY, then the data) and the
+# staged UPDATE three, so statements that take each column as an array (one round trip, the
+# statement prepared once) are faster there. Measured on the tip path: 35 -> 20 round trips.
+
+SMALL_ROWS = 200  # rows per table up to which the array statements are used
+
+_TYPES: dict[str, dict[str, str]] = {}
+
+
+async def column_types(conn: asyncpg.Connection, table: str) -> dict[str, str]:
+    """Column name -> SQL type of idx.<table> (read from the catalog once per process)."""
+    types = _TYPES.get(table)
+    if types is None:
+        rows = await conn.fetch(
+            "SELECT attname, format_type(atttypid, atttypmod) AS t FROM pg_attribute"
+            " WHERE attrelid = ('idx.' || $1)::regclass AND attnum > 0 AND NOT attisdropped",
+            table,
+        )
+        types = _TYPES[table] = {r["attname"]: r["t"] for r in rows}
+    return types
+
+
+def _arrays(width: int, records: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Records (rows) -> one list per column."""
+    return [list(col) for col in zip(*records, strict=True)] if records else [[] for _ in range(width)]
+
+
+async def insert_arrays(
+    conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]
+) -> None:
+    types = await column_types(conn, table)
+    params = ", ".join(f"${i + 1}::{types[c]}[]" for i, c in enumerate(columns))
+    await conn.execute(
+        f"INSERT INTO idx.{table} ({', '.join(columns)}) SELECT * FROM unnest({params})",
+        *_arrays(len(columns), records),
+    )
+
+
+async def update_arrays(
+    conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]
+) -> None:
+    """Rows by ctid: each record is (tid, *values of columns)."""
+    types = await column_types(conn, table)
+    params = ", ".join(f"${i + 2}::{types[c]}[]" for i, c in enumerate(columns))
+    sets = ", ".join(f"{c} = u.{c}" for c in columns)
+    result = await conn.execute(
+        f"UPDATE idx.{table} p SET {sets} FROM unnest($1::tid[], {params}) AS u(tid, {', '.join(columns)})"
+        " WHERE p.ctid = ANY($1::tid[]) AND p.ctid = u.tid",
+        *_arrays(len(columns) + 1, records),
+    )
+    if result != f"UPDATE {len(records)}":
+        raise RuntimeError(f"{table}: {result} for {len(records)} rows located in this transaction")
+
+
 # ---------------------------------------------------------------- raw event tables
 
 
@@ -414,6 +469,28 @@ async def _write_outbox(conn: asyncpg.Connection, chain_id: int, messages: Seque
     if not messages:
         return None
     await conn.execute("SELECT pg_advisory_xact_lock($1)", OUTBOX_LOCK)
+    if len(messages) <= SMALL_ROWS:  # insert, last seq and NOTIFY in one round trip
+        records = [_message_record(chain_id, m) for m in messages]
+        rooms = [
+            "{" + ",".join('"' + r.replace("\\", "\\\\").replace('"', '\\"') + '"' for r in m.rooms) + "}"
+            for m in messages
+        ]
+        cols = _arrays(7, records)
+        seq = await conn.fetchval(
+            "WITH ins AS (INSERT INTO idx.outbox (chain_id, event, rooms, block_number, log_index, block_hash, payload)"
+            " SELECT c, e, r::text[], b, l, h, p::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[],"
+            " $4::bigint[], $5::int[], $6::bytea[], $7::text[]) AS u(c, e, r, b, l, h, p) RETURNING seq)"
+            " SELECT s FROM (SELECT max(seq) AS s FROM ins) q, LATERAL pg_notify('gl_outbox', $8::text || ':' || q.s)",
+            cols[0],
+            cols[1],
+            rooms,
+            cols[3],
+            cols[4],
+            cols[5],
+            cols[6],
+            str(chain_id),
+        )
+        return int(seq)
     await conn.copy_records_to_table(
         "outbox",
         schema_name="idx",
@@ -433,12 +510,17 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
     ch = batch.changes
     async with _transaction(conn):
         floor = await _check_cursor(conn, chain_id, batch.start)
-        payloads = batch.raw if batch.raw is not None else raw_payloads(chain_id, batch.events)
-        for table, data in payloads.items():
-            cols = OTHER_COLUMNS if table == "ev_other" else EVENT_TABLES_BY_NAME[table].columns
-            await conn.copy_to_table(
-                table, schema_name="idx", columns=list(cols), source=io.BytesIO(data), format="text"
-            )
+        if batch.raw is None and len(batch.events) <= SMALL_ROWS:
+            for table, records in event_records(chain_id, batch.events).items():
+                cols = OTHER_COLUMNS if table == "ev_other" else EVENT_TABLES_BY_NAME[table].columns
+                await insert_arrays(conn, table, cols, records)
+        else:
+            payloads = batch.raw if batch.raw is not None else raw_payloads(chain_id, batch.events)
+            for table, data in payloads.items():
+                cols = OTHER_COLUMNS if table == "ev_other" else EVENT_TABLES_BY_NAME[table].columns
+                await conn.copy_to_table(
+                    table, schema_name="idx", columns=list(cols), source=io.BytesIO(data), format="text"
+                )
         for table, rows in (
             ("markets", ch.markets),
             ("positions", ch.positions),
@@ -448,23 +530,11 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
             if rows:
                 await _write_derived(conn, chain_id, table, list(rows.values()), batch.locators)
         if ch.notifications:
-            await conn.copy_records_to_table(
+            await _write_records(
+                conn,
                 "notifications",
-                schema_name="idx",
-                columns=(
-                    "chain_id",
-                    "block_number",
-                    "log_index",
-                    "recipient",
-                    "kind",
-                    "title",
-                    "message",
-                    "market_id",
-                    "creator",
-                    "amount",
-                    "block_time",
-                ),
-                records=[
+                NOTIFICATION_COLUMNS,
+                [
                     (
                         chain_id,
                         n.block_number,
@@ -482,11 +552,11 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
                 ],
             )
         if ch.undo:
-            await conn.copy_records_to_table(
+            await _write_records(
+                conn,
                 "undo",
-                schema_name="idx",
-                columns=("chain_id", "block_number", "tbl", "key", "pre"),
-                records=[
+                ("chain_id", "block_number", "tbl", "key", "pre"),
+                [
                     (
                         chain_id,
                         u.block_number,
@@ -546,6 +616,30 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
     return seq
 
 
+NOTIFICATION_COLUMNS = (
+    "chain_id",
+    "block_number",
+    "log_index",
+    "recipient",
+    "kind",
+    "title",
+    "message",
+    "market_id",
+    "creator",
+    "amount",
+    "block_time",
+)
+
+
+async def _write_records(
+    conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]
+) -> None:
+    if len(records) <= SMALL_ROWS:
+        await insert_arrays(conn, table, columns, records)
+    else:
+        await conn.copy_records_to_table(table, schema_name="idx", columns=columns, records=records)
+
+
 _STAGED: weakref.WeakKeyDictionary[asyncpg.Connection, set[str]] = weakref.WeakKeyDictionary()
 
 
@@ -563,7 +657,13 @@ async def _write_derived(
         if tid is None:
             fresh.append(rec)
         else:
-            known.append((f"({tid[0]},{tid[1]})", *rec))
+            known.append((tid, *rec))
+    if len(rows) <= SMALL_ROWS:
+        if known:
+            await update_arrays(conn, table, cols, known)
+        if fresh:
+            await insert_arrays(conn, table, cols, fresh)
+        return
     if known:
         staged = _STAGED.setdefault(conn, set())
         if table not in staged:
@@ -571,7 +671,7 @@ async def _write_derived(
                 f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} (tid tid, LIKE idx.{table}) ON COMMIT DELETE ROWS"
             )
             staged.add(table)
-        data = copy_text_payload(known)
+        data = copy_text_payload([(f"({k[0][0]},{k[0][1]})", *k[1:]) for k in known])
         await conn.copy_to_table(f"stage_{table}", columns=["tid", *cols], source=io.BytesIO(data), format="text")
         sets = ", ".join(f"{c} = s.{c}" for c in _COLUMNS[table])
         await conn.execute(
