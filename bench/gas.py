@@ -175,12 +175,8 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
     rec.send(dist(creator_a), keeper, "distributeDividends", "share fees + market fees collected")
     rec.send(dist(creator_b), keeper, "distributeDividends", "market fees only (creator holds all shares)")
     for t in traders[:4]:
-        rec.send(
-            bs(creator_a, 1, MAX_UINT, deadline), t, "buyShares", "holder after a distribution (settles)"
-        )
-    rec.send(
-        dist(creator_a), keeper, "distributeDividends", "share fees only (market fees already collected)"
-    )
+        rec.send(bs(creator_a, 1, MAX_UINT, deadline), t, "buyShares", "holder after a distribution (settles)")
+    rec.send(dist(creator_a), keeper, "distributeDividends", "share fees only (market fees already collected)")
 
     warp(DeployParams().lock_period + 1)
     for t in traders[:2]:
@@ -191,16 +187,10 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
             "holder after a distribution (settles)",
         )
     for t in traders[:2]:
-        rec.send(
-            cs.functions.sellShares(creator_a, 1, 0, deadline), t, "sellShares", "repeat seller, settled"
-        )
+        rec.send(cs.functions.sellShares(creator_a, 1, 0, deadline), t, "sellShares", "repeat seller, settled")
     for t in traders[:4]:
-        rec.send(
-            cs.functions.claimDividends(creator_a), t, "claimDividends", "holder with credited dividends"
-        )
-    rec.send(
-        cs.functions.claimDividends(creator_b), creator_b, "claimDividends", "creator (settles, then pays)"
-    )
+        rec.send(cs.functions.claimDividends(creator_a), t, "claimDividends", "holder with credited dividends")
+    rec.send(cs.functions.claimDividends(creator_b), creator_b, "claimDividends", "creator (settles, then pays)")
 
     # -------- resolution and claims
     warp(86_400)
@@ -217,9 +207,7 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
     )
     rec.send(om.functions.withdrawLiquidity(market), creator_a, "withdrawLiquidity", "creator, YES market")
     rec.send(om.functions.withdrawLiquidity(3), creator_a, "withdrawLiquidity", "creator, INVALID market")
-    rec.send(
-        om.functions.claimWinnings(market), traders[0], "claimWinnings", "second claim (pays 0, no event)"
-    )
+    rec.send(om.functions.claimWinnings(market), traders[0], "claimWinnings", "second claim (pays 0, no event)")
     return rec
 
 
@@ -234,9 +222,7 @@ def table(rec: Recorder) -> str:
             continue
         target = TARGETS[op]
         mark = (
-            ""
-            if target is None
-            else (f"≤ {target // 1000}k ✓" if max(values) <= target else f"≤ {target // 1000}k ✗")
+            "" if target is None else (f"≤ {target // 1000}k ✓" if max(values) <= target else f"≤ {target // 1000}k ✗")
         )
         lines.append(
             f"| `{op}` | {min(values):,} | {int(statistics.median(values)):,} | {max(values):,} "

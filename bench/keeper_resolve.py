@@ -51,8 +51,17 @@ def send_all(w3: Web3, acct: Any, calls: list[tuple[str, bytes]], gas: int) -> N
     base = int(w3.eth.get_block("latest")["baseFeePerGas"])
     hashes = []
     for i, (to, data) in enumerate(calls):
-        tx = {"type": 2, "chainId": w3.eth.chain_id, "nonce": nonce + i, "to": Web3.to_checksum_address(to),
-              "data": data, "value": 0, "gas": gas, "maxFeePerGas": 4 * base + 10**9, "maxPriorityFeePerGas": 10**9}
+        tx = {
+            "type": 2,
+            "chainId": w3.eth.chain_id,
+            "nonce": nonce + i,
+            "to": Web3.to_checksum_address(to),
+            "data": data,
+            "value": 0,
+            "gas": gas,
+            "maxFeePerGas": 4 * base + 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        }
         hashes.append(w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction))
     for h in hashes:
         assert w3.eth.wait_for_transaction_receipt(h, timeout=300)["status"] == 1
@@ -90,11 +99,25 @@ async def run(markets: int, serial: int, profile: bool = False) -> dict[str, Any
         dep = load_deployment(dep_path)
         total = markets + serial
         end = int(w3.eth.get_block("latest")["timestamp"]) + 600
-        send_all(w3, admin, [(dep.usdc, encode_call("MockUSDC", "mint", admin.address, total * 10 * USDC)),
-                             (dep.usdc, encode_call("MockUSDC", "approve", dep.opinion_market, 2**255))], 200_000)
+        send_all(
+            w3,
+            admin,
+            [
+                (dep.usdc, encode_call("MockUSDC", "mint", admin.address, total * 10 * USDC)),
+                (dep.usdc, encode_call("MockUSDC", "approve", dep.opinion_market, 2**255)),
+            ],
+            200_000,
+        )
         t0 = time.monotonic()
-        send_all(w3, admin, [(dep.opinion_market, encode_call("OpinionMarket", "createMarket", f"Q{i}?", "bench",
-                                                              end, 10 * USDC)) for i in range(total)], 400_000)
+        send_all(
+            w3,
+            admin,
+            [
+                (dep.opinion_market, encode_call("OpinionMarket", "createMarket", f"Q{i}?", "bench", end, 10 * USDC))
+                for i in range(total)
+            ],
+            400_000,
+        )
         print(f"created {total} markets in {time.monotonic() - t0:.1f}s")
         ids = list(range(1, total + 1))
         pipelined_ids, serial_ids = ids[:markets], ids[markets:]
@@ -107,25 +130,36 @@ async def run(markets: int, serial: int, profile: bool = False) -> dict[str, Any
         )
         await conn.executemany(
             "INSERT INTO keeper.resolution_queue (chain_id, market_id, outcome, reason, requested_by)"
-            " VALUES (31337, $1, 1, 'bench', 'bench')", [(m,) for m in pipelined_ids],
+            " VALUES (31337, $1, 1, 'bench', 'bench')",
+            [(m,) for m in pipelined_ids],
         )
         anvil.call("evm_increaseTime", hex(1200))
         await wait_blocks(anvil, 2)
 
         settings = Settings(
-            keeper=KeeperSettings(signer="raw", local_dev_raw_key=True, dev_anvil_account=1, confirmations=1,
-                                  replace_after_blocks=5),
+            keeper=KeeperSettings(
+                signer="raw", local_dev_raw_key=True, dev_anvil_account=1, confirmations=1, replace_after_blocks=5
+            ),
             chain=ChainSettings(chain_id=31337, rpc_urls=(anvil.url,), deployment=str(dep_path)),
-            database=DatabaseSettings(dsn=dsn), redis=RedisSettings(), services=services,
+            database=DatabaseSettings(dsn=dsn),
+            redis=RedisSettings(),
+            services=services,
         )
         leader = Leader(dsn, 31337)
         metrics = Metrics()
         async with Rpc((anvil.url,)) as rpc, asyncpg.create_pool(dsn, min_size=1, max_size=4) as pool:
             assert await leader.try_acquire() is not None
             tx = TxManager(rpc, pool, Signer(keeper), settings, lambda: leader.fence, metrics)
-            ctx = jobs.Context(settings=settings, pool=pool, rpc=rpc, deployment=dep, metrics=metrics, tx=tx,
-                               signer_address=keeper.address,
-                               epoch=lambda: leader.fence.epoch if leader.fence else None)
+            ctx = jobs.Context(
+                settings=settings,
+                pool=pool,
+                rpc=rpc,
+                deployment=dep,
+                metrics=metrics,
+                tx=tx,
+                signer_address=keeper.address,
+                epoch=lambda: leader.fence.epoch if leader.fence else None,
+            )
             # ---- pipelined
             start_block = anvil.head()
             t0 = time.monotonic()
@@ -153,7 +187,8 @@ async def run(markets: int, serial: int, profile: bool = False) -> dict[str, Any
             for m in serial_ids:
                 await conn.execute(
                     "INSERT INTO keeper.resolution_queue (chain_id, market_id, outcome, reason, requested_by)"
-                    " VALUES (31337, $1, 1, 'bench', 'bench')", m,
+                    " VALUES (31337, $1, 1, 'bench', 'bench')",
+                    m,
                 )
                 assert (await jobs.resolve(ctx))["sent"] == 1
                 await tx.wait_idle(timeout_s=60, poll_s=0.2)

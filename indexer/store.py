@@ -590,19 +590,18 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
                 [batch.event_counts.get(b.number, 0) for b in bs],
             )
         new_floor = max(floor, min(batch.heads.finalized, batch.end.number))
-        if new_floor > floor:
-            await conn.execute("DELETE FROM idx.undo WHERE chain_id = $1 AND block_number <= $2", chain_id, new_floor)
-            await conn.execute(
-                "DELETE FROM idx.blocks WHERE chain_id = $1 AND block_number < $2 AND event_count = 0",
-                chain_id,
-                new_floor,
-            )
         seq = await _write_outbox(conn, chain_id, [*ch.messages, *batch.extra_messages])
         h = batch.heads
-        await conn.execute(  # chain head and checkpoint in one round trip
+        # One round trip: chain head, checkpoint and, when finality moved ($4 > $8), pruning the undo
+        # journal at and below it and the final blocks without events (the blocks above were written
+        # by the previous statement, so the DELETE sees them exactly as a separate statement would).
+        await conn.execute(
             "WITH heads AS (INSERT INTO idx.chain_heads (chain_id, head_block, safe_block, finalized_block, updated_at)"
             " VALUES ($1, $5, $6, $7, now()) ON CONFLICT (chain_id) DO UPDATE SET head_block = EXCLUDED.head_block,"
-            " safe_block = EXCLUDED.safe_block, finalized_block = EXCLUDED.finalized_block, updated_at = now())"
+            " safe_block = EXCLUDED.safe_block, finalized_block = EXCLUDED.finalized_block, updated_at = now()),"
+            " undo_pruned AS (DELETE FROM idx.undo WHERE chain_id = $1 AND block_number <= $4 AND $4 > $8),"
+            " blocks_pruned AS (DELETE FROM idx.blocks WHERE chain_id = $1 AND block_number < $4"
+            " AND event_count = 0 AND $4 > $8)"
             " UPDATE idx.checkpoints SET block_number = $2, block_hash = $3, finalized_block = $4, updated_at = now()"
             " WHERE chain_id = $1",
             chain_id,
@@ -612,6 +611,7 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
             h.head,
             h.safe,
             h.finalized,
+            floor,
         )
     return seq
 
