@@ -14,9 +14,9 @@ Prints one markdown table row per run; figures go to docs/benchmarks.md by hand.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -60,24 +60,61 @@ def write_config(tmp: Path, url: str, deployment: dict[str, object], dsn: str, *
     return cfg
 
 
-def run_indexer(cfg: Path, *args: str) -> tuple[float, int]:
-    """Runs the indexer CLI as a child; returns (seconds, exit code)."""
+def tree_rss(pid: int) -> dict[int, int]:
+    """Resident set size in bytes of a process and its descendants (Linux /proc), by pid."""
+    out: dict[int, int] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                out[p] = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+@dataclasses.dataclass
+class Run:
+    seconds: float
+    code: int
+    peak_sum: int = 0  # bytes: the writer and its fetch process together, sampled every 0.2 s
+    peak_each: dict[int, int] = dataclasses.field(default_factory=dict)
+
+
+def run_indexer(cfg: Path, *args: str) -> Run:
+    """Runs the indexer CLI as a child, sampling the RSS of its process tree."""
     started = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "indexer", *args, "--config", str(cfg)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
     )
-    return time.perf_counter() - started, proc.returncode
+    run = Run(0.0, 0)
+    while proc.poll() is None:
+        rss = tree_rss(proc.pid)
+        run.peak_sum = max(run.peak_sum, sum(rss.values()))
+        for p, r in rss.items():
+            run.peak_each[p] = max(run.peak_each.get(p, 0), r)
+        time.sleep(0.2)
+    run.seconds, run.code = time.perf_counter() - started, proc.returncode
+    return run
+
+
+def rss_text(run: Run) -> str:
+    each = " + ".join(f"{v / 2**20:.0f}" for v in sorted(run.peak_each.values(), reverse=True))
+    return f"peak RSS {run.peak_sum / 2**20:.0f} MB ({each} MB)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--per-block", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--target-events", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=3)
+    parser.add_argument("--target-events", type=int, default=8_000)
     parser.add_argument("--no-rebuild", action="store_true")
     args = parser.parse_args()
 
@@ -102,26 +139,23 @@ def main() -> None:
                 dsn,
                 concurrency=args.concurrency,
                 target_events=args.target_events,
-                initial_span=100,
+                initial_span=max(1, args.target_events // args.per_block),  # as an operator who knows the density
             )
-            seconds, code = run_indexer(cfg, "--exit-at-head")
-            rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            assert code == 0, f"indexer exited {code}"
+            run = run_indexer(cfg, "--exit-at-head")
+            assert run.code == 0, f"indexer exited {run.code}"
             total = chain.events + 4  # + the deployment's own events (roles, configuration)
             print(
-                f"| backfill | {chain.events:,} events, {chain.blocks:,} blocks | {seconds:.1f} s | "
-                f"{total / seconds:,.0f} events/s | peak RSS {rss_mb:.0f} MB |",
+                f"| backfill | {chain.events:,} events, {chain.blocks:,} blocks | {run.seconds:.1f} s | "
+                f"{total / run.seconds:,.0f} events/s | {rss_text(run)} |",
                 flush=True,
             )
             if not args.no_rebuild:
-                _, code = run_indexer(cfg, "reset")
-                assert code == 0
-                seconds, code = run_indexer(cfg, "--exit-at-head")
-                assert code == 0
-                rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                assert run_indexer(cfg, "reset").code == 0
+                run = run_indexer(cfg, "--exit-at-head")
+                assert run.code == 0
                 print(
-                    f"| rebuild (reset + re-index) | same chain | {seconds:.1f} s | {total / seconds:,.0f} events/s | "
-                    f"peak RSS {rss_mb:.0f} MB |",
+                    f"| rebuild (reset + re-index) | same chain | {run.seconds:.1f} s | "
+                    f"{total / run.seconds:,.0f} events/s | {rss_text(run)} |",
                     flush=True,
                 )
     finally:
