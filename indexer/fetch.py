@@ -18,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import multiprocessing
 import operator
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -48,6 +51,7 @@ from indexer.decode import (
 from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, TransientRpcError, parse_log
 
 log = structlog.get_logger("indexer.fetch")
+ROOT = Path(__file__).resolve().parent.parent  # the child runs `python -m indexer.fetch` from here
 
 
 @dataclasses.dataclass(slots=True)
@@ -187,9 +191,12 @@ class ChildConfig:
     policy: SpanPolicy
 
 
-def _child_main(conn: Connection, cfg: ChildConfig) -> None:
+def _child_main(fd: int) -> None:
+    """`python -m indexer.fetch FD`: the first message on the socket is the ChildConfig."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop (it closes the pipe)
+    conn = Connection(fd)
     with contextlib.suppress(EOFError, BrokenPipeError, KeyboardInterrupt):
+        cfg = conn.recv()
         asyncio.run(_child_loop(conn, cfg))
 
 
@@ -249,13 +256,20 @@ class FetchProcess:
         self.next_id = 0
 
     def _start(self) -> None:
+        # A fresh interpreter (no inherited event loop, sockets or locks) over a socket pair; not
+        # multiprocessing.Process, whose spawn method also starts a resource-tracker process (12 MB).
         if self.proc is not None:  # a child that died: reap it
-            self.proc.join(timeout=1)
-        ctx = multiprocessing.get_context("spawn")  # no inherited event loop, sockets or locks
-        parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_child_main, args=(child, self.cfg), name="gl-indexer-fetch", daemon=True)
-        self.proc.start()
-        child.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=1)
+        ours, theirs = socket.socketpair()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "indexer.fetch", str(theirs.fileno())],
+            cwd=ROOT,
+            pass_fds=[theirs.fileno()],
+        )
+        theirs.close()
+        parent = Connection(ours.detach())
+        parent.send(self.cfg)
         self.conn = parent
         asyncio.get_running_loop().add_reader(parent.fileno(), self._readable)
         log.info("fetch_process_started", pid=self.proc.pid)
@@ -315,7 +329,12 @@ class FetchProcess:
         self._lost("closed", expected=True)
         if self.proc is not None:
             proc, self.proc = self.proc, None
-            proc.join(timeout=2)
-            if proc.is_alive():
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.join(timeout=2)
+                proc.wait(timeout=2)
+
+
+if __name__ == "__main__":
+    _child_main(int(sys.argv[1]))

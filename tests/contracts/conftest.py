@@ -19,8 +19,9 @@ def env(chain: Anvil, w3: Web3, deployment: dict[str, Any]) -> Env:
     with 1M USDC each and max-approved to both contracts."""
     om, cs, usdc = contracts_for(w3, deployment)
     traders = tuple(anvil_account(i).address for i in range(2, 6))
-    e = Env(w3, chain, om, cs, usdc, anvil_account(0).address, anvil_account(1).address, traders,
-            anvil_account(9).address)
+    e = Env(
+        w3, chain, om, cs, usdc, anvil_account(0).address, anvil_account(1).address, traders, anvil_account(9).address
+    )
     for t in traders:
         e.send(usdc.functions.mint(t, FUND), t)
         e.send(usdc.functions.approve(om.address, MAX_UINT), t)

@@ -72,7 +72,8 @@ class Env:
 
     def trace(self, tx_hash: bytes) -> dict[str, Any]:
         trace: dict[str, Any] = self.node.call(
-            "debug_traceTransaction", "0x" + bytes(tx_hash).hex(), {"tracer": "callTracer"})
+            "debug_traceTransaction", "0x" + bytes(tx_hash).hex(), {"tracer": "callTracer"}
+        )
         return trace
 
     def reverts(self, fn: Any, sender: str, contract: str, error: str) -> tuple[Any, ...]:
@@ -146,5 +147,3 @@ def contracts_for(w3: Web3, record: dict[str, Any]) -> tuple[Contract, Contract,
     cs = w3.eth.contract(address=Web3.to_checksum_address(c["CreatorShares"]), abi=load_abi("CreatorShares"))
     usdc = w3.eth.contract(address=Web3.to_checksum_address(c["USDC"]), abi=load_abi("MockUSDC"))
     return om, cs, usdc
-
-

@@ -73,7 +73,8 @@ class System:
     markets: dict[int, Market] = dataclasses.field(default_factory=dict)
     # positions[(market_id, holder)][outcome]: index 0 = NO shares, 1 = YES shares (see `yes_no`)
     positions: defaultdict[tuple[int, str], list[int]] = dataclasses.field(
-        default_factory=lambda: defaultdict(lambda: [0, 0]))
+        default_factory=lambda: defaultdict(lambda: [0, 0])
+    )
     creator_fees_accrued: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     om_protocol_fees: int = 0
     om_paused: bool = False
@@ -148,8 +149,7 @@ class System:
         self._move(sender, self.om, liquidity)
         return market_id
 
-    def buy(self, sender: str, market_id: int, outcome: int, amount: int, min_out: int, deadline: int,
-            now: int) -> int:
+    def buy(self, sender: str, market_id: int, outcome: int, amount: int, min_out: int, deadline: int, now: int) -> int:
         self._om_not_paused()
         if now > deadline:
             raise Revert("OpinionMarket", "DeadlineExpired")
@@ -174,8 +174,9 @@ class System:
         self._move(sender, self.om, amount)
         return shares
 
-    def sell(self, sender: str, market_id: int, outcome: int, shares: int, min_out: int, deadline: int,
-             now: int) -> int:
+    def sell(
+        self, sender: str, market_id: int, outcome: int, shares: int, min_out: int, deadline: int, now: int
+    ) -> int:
         self._om_not_paused()
         if now > deadline:
             raise Revert("OpinionMarket", "DeadlineExpired")

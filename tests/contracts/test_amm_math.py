@@ -79,10 +79,8 @@ def pure_calls(anvil: Anvil, deployment: dict[str, Any]) -> Iterator[Any]:
 @pytest.mark.anvil
 @settings(max_examples=300, deadline=None)
 @given(yes=RESERVE, no=RESERVE, outcome=OUTCOME, amount=AMOUNT)
-def test_contract_amm_functions_equal_reference(pure_calls: Any, yes: int, no: int, outcome: int,
-                                                amount: int) -> None:
+def test_contract_amm_functions_equal_reference(pure_calls: Any, yes: int, no: int, outcome: int, amount: int) -> None:
     """buyOutcome, sellOutcome and payoutFor on chain equal the Python reference."""
     assert tuple(pure_calls("buyOutcome", yes, no, outcome, amount)) == model.buy_outcome(yes, no, outcome, amount)
-    assert tuple(pure_calls("sellOutcome", yes, no, outcome, amount)) == model.sell_outcome(
-        yes, no, outcome, amount)
+    assert tuple(pure_calls("sellOutcome", yes, no, outcome, amount)) == model.sell_outcome(yes, no, outcome, amount)
     assert pure_calls("payoutFor", 2, yes, no) == [model.payout(2, yes, no)]

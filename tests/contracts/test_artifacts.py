@@ -11,8 +11,14 @@ from tests.chain import ROOT
 
 def test_checked_in_abis_and_artifacts_match_a_fresh_compile(tmp_path: Path) -> None:
     """`node scripts/compile.js TMP` reproduces every abi/*.json and artifacts/*.json byte for byte."""
-    result = subprocess.run(["node", str(ROOT / "scripts" / "compile.js"), str(tmp_path)], cwd=ROOT,
-                            capture_output=True, text=True, check=False, timeout=300)
+    result = subprocess.run(
+        ["node", str(ROOT / "scripts" / "compile.js"), str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     for folder in ("abi", "artifacts"):
         fresh = sorted(p.name for p in (tmp_path / folder).iterdir())

@@ -28,8 +28,13 @@ class Params:
 
 def params(env: Env) -> Params:
     f = env.cs.functions
-    return Params(f.curveUnit().call(), f.protocolFeeBps().call(), f.creatorFeeBps().call(),
-                  f.dividendFeeBps().call(), f.lockPeriod().call())
+    return Params(
+        f.curveUnit().call(),
+        f.protocolFeeBps().call(),
+        f.creatorFeeBps().call(),
+        f.dividendFeeBps().call(),
+        f.lockPeriod().call(),
+    )
 
 
 def buy_fn(env: Env, creator: str, amount: int, max_cost: int = MAX_UINT, deadline: int | None = None) -> object:
@@ -86,9 +91,20 @@ def test_buy_shares_charges_exactly_returned_total_cost(env: Env) -> None:
     assert env.balance(env.cs.address) == model.reserve_at(4, p.unit) + pf + cf + df
     ev = env.event(receipt, env.cs, "SharesTraded")
     assert ev == {
-        "creator": creator, "trader": buyer, "isBuy": True, "amount": 3, "price": price, "protocolFee": pf,
-        "creatorFee": cf, "dividendFee": df, "supply": 4, "traderShares": 3, "traderClaimable": 0,
-        "lockedUntil": env.now() + p.lock, "pool": df, "accPerShare": 0,
+        "creator": creator,
+        "trader": buyer,
+        "isBuy": True,
+        "amount": 3,
+        "price": price,
+        "protocolFee": pf,
+        "creatorFee": cf,
+        "dividendFee": df,
+        "supply": 4,
+        "traderShares": 3,
+        "traderClaimable": 0,
+        "lockedUntil": env.now() + p.lock,
+        "pool": df,
+        "accPerShare": 0,
     }
 
 
@@ -218,8 +234,7 @@ def test_distribute_requires_keeper_role(env: Env) -> None:
     env.buy_shares(creator, creator, 1)
     env.buy_shares(env.traders[1], creator, 2)
     for who in (creator, env.admin):
-        args = env.reverts(env.cs.functions.distributeDividends(creator), who, CS,
-                           "AccessControlUnauthorizedAccount")
+        args = env.reverts(env.cs.functions.distributeDividends(creator), who, CS, "AccessControlUnauthorizedAccount")
         assert args == (who, bytes(KEEPER_ROLE))
 
 
@@ -251,8 +266,13 @@ def test_distribute_credits_holders_pro_rata_and_claim_pays_once(env: Env) -> No
     delta = pool * model.ACC_PRECISION // supply
     assert amount == model.ceil_div(delta * supply, model.ACC_PRECISION)
     assert env.event(receipt, env.cs, "DividendsDistributed") == {
-        "creator": creator, "amount": amount, "marketFees": 0, "supply": supply, "accPerShare": delta,
-        "pool": pool - amount}
+        "creator": creator,
+        "amount": amount,
+        "marketFees": 0,
+        "supply": supply,
+        "accPerShare": delta,
+        "pool": pool - amount,
+    }
     claimable = {h: env.cs.functions.claimableDividends(creator, h).call() for h in (creator, a, b)}
     assert claimable == {h: n * delta // model.ACC_PRECISION for h, n in ((creator, 1), (a, 2), (b, 3))}
     assert sum(claimable.values()) <= amount
@@ -279,7 +299,10 @@ def test_market_creator_fees_flow_into_dividend_pool(env: Env) -> None:
     amount, receipt = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
     assert amount == accrued  # one share: everything is distributable
     assert env.event(receipt, env.om, "CreatorFeesCollected") == {
-        "creator": creator, "collector": env.cs.address, "amount": accrued}
+        "creator": creator,
+        "collector": env.cs.address,
+        "amount": accrued,
+    }
     ev = env.event(receipt, env.cs, "DividendsDistributed")
     assert (ev["marketFees"], ev["amount"], ev["pool"]) == (accrued, accrued, 0)
     assert env.om.functions.creatorFeesAccrued(creator).call() == 0
@@ -395,7 +418,12 @@ def test_constructor_rejects_zero_unit_and_fees_above_twenty_percent(env: Env) -
         env.reverts(factory.constructor(usdc, om, unit, *fees, 60, admin), admin, CS, "InvalidFeeConfig")
     receipt = env.send(factory.constructor(usdc, om, 7, 1_000, 500, 500, 60, admin), admin)
     assert env.event(receipt, factory, "CurveConfigured") == {
-        "curveUnit": 7, "protocolFeeBps": 1_000, "creatorFeeBps": 500, "dividendFeeBps": 500, "lockPeriod": 60}
+        "curveUnit": 7,
+        "protocolFeeBps": 1_000,
+        "creatorFeeBps": 500,
+        "dividendFeeBps": 500,
+        "lockPeriod": 60,
+    }
 
 
 def test_claims_never_exceed_distributions_across_rounding(env: Env) -> None:

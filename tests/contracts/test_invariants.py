@@ -100,9 +100,20 @@ class Harness:
                     time.sleep(0.001)
         self.rpc.call("anvil_setAutomine", False)
         self.state = System(
-            Params(params.fee_bps, params.creator_fee_share_bps, params.curve_unit, params.protocol_fee_bps,
-                   params.creator_fee_bps, params.dividend_fee_bps, params.lock_period),
-            self.om, self.cs, self.admin, frozenset({self.keeper}), frozenset({self.keeper}),
+            Params(
+                params.fee_bps,
+                params.creator_fee_share_bps,
+                params.curve_unit,
+                params.protocol_fee_bps,
+                params.creator_fee_bps,
+                params.dividend_fee_bps,
+                params.lock_period,
+            ),
+            self.om,
+            self.cs,
+            self.admin,
+            frozenset({self.keeper}),
+            frozenset({self.keeper}),
         )
         for w in self.wallets:
             self.state.balances[w] = FUND
@@ -148,67 +159,128 @@ class Harness:
 
     def op_create(self, sender: str, liquidity: int, duration: int) -> Op:
         end = self.now + duration
-        return Op(f"createMarket(by={sender[:6]}, liq={liquidity}, end=+{duration})", sender, self.om,
-                  OM.data("createMarket", "Will it happen?", "fuzz", end, liquidity),
-                  lambda s, now: s.create_market(sender, end, liquidity, now))
+        return Op(
+            f"createMarket(by={sender[:6]}, liq={liquidity}, end=+{duration})",
+            sender,
+            self.om,
+            OM.data("createMarket", "Will it happen?", "fuzz", end, liquidity),
+            lambda s, now: s.create_market(sender, end, liquidity, now),
+        )
 
     def op_buy(self, sender: str, market: int, outcome: int, amount: int, min_out: int, expired: bool) -> Op:
         deadline = self.deadline(expired)
-        return Op(f"buy(by={sender[:6]}, m={market}, o={outcome}, amount={amount}, min={min_out}, dl={deadline})",
-                  sender, self.om, OM.data("buy", market, outcome, amount, min_out, deadline),
-                  lambda s, now: s.buy(sender, market, outcome, amount, min_out, deadline, now), market=market)
+        return Op(
+            f"buy(by={sender[:6]}, m={market}, o={outcome}, amount={amount}, min={min_out}, dl={deadline})",
+            sender,
+            self.om,
+            OM.data("buy", market, outcome, amount, min_out, deadline),
+            lambda s, now: s.buy(sender, market, outcome, amount, min_out, deadline, now),
+            market=market,
+        )
 
     def op_sell(self, sender: str, market: int, outcome: int, shares: int, min_out: int, expired: bool) -> Op:
         deadline = self.deadline(expired)
-        return Op(f"sell(by={sender[:6]}, m={market}, o={outcome}, shares={shares}, min={min_out}, dl={deadline})",
-                  sender, self.om, OM.data("sell", market, outcome, shares, min_out, deadline),
-                  lambda s, now: s.sell(sender, market, outcome, shares, min_out, deadline, now), market=market)
+        return Op(
+            f"sell(by={sender[:6]}, m={market}, o={outcome}, shares={shares}, min={min_out}, dl={deadline})",
+            sender,
+            self.om,
+            OM.data("sell", market, outcome, shares, min_out, deadline),
+            lambda s, now: s.sell(sender, market, outcome, shares, min_out, deadline, now),
+            market=market,
+        )
 
     def op_resolve(self, sender: str, market: int, outcome: int) -> Op:
-        return Op(f"resolve(by={sender[:6]}, m={market}, o={outcome})", sender, self.om,
-                  OM.data("resolveMarket", market, outcome),
-                  lambda s, now: s.resolve(sender, market, outcome, now), market=market)
+        return Op(
+            f"resolve(by={sender[:6]}, m={market}, o={outcome})",
+            sender,
+            self.om,
+            OM.data("resolveMarket", market, outcome),
+            lambda s, now: s.resolve(sender, market, outcome, now),
+            market=market,
+        )
 
     def op_claim(self, sender: str, market: int) -> Op:
-        return Op(f"claimWinnings(by={sender[:6]}, m={market})", sender, self.om, OM.data("claimWinnings", market),
-                  lambda s, now: s.claim_winnings(sender, market), market=market)
+        return Op(
+            f"claimWinnings(by={sender[:6]}, m={market})",
+            sender,
+            self.om,
+            OM.data("claimWinnings", market),
+            lambda s, now: s.claim_winnings(sender, market),
+            market=market,
+        )
 
     def op_withdraw(self, sender: str, market: int) -> Op:
-        return Op(f"withdrawLiquidity(by={sender[:6]}, m={market})", sender, self.om,
-                  OM.data("withdrawLiquidity", market), lambda s, now: s.withdraw_liquidity(sender, market),
-                  market=market)
+        return Op(
+            f"withdrawLiquidity(by={sender[:6]}, m={market})",
+            sender,
+            self.om,
+            OM.data("withdrawLiquidity", market),
+            lambda s, now: s.withdraw_liquidity(sender, market),
+            market=market,
+        )
 
     def op_buy_shares(self, sender: str, creator: str, amount: int, max_cost: int, expired: bool = False) -> Op:
         deadline = self.deadline(expired)
-        return Op(f"buyShares(by={sender[:6]}, c={creator[:6]}, n={amount}, max={max_cost}, dl={deadline})",
-                  sender, self.cs, CS.data("buyShares", creator, amount, max_cost, deadline),
-                  lambda s, now: s.buy_shares(sender, creator, amount, max_cost, deadline, now), creator=creator)
+        return Op(
+            f"buyShares(by={sender[:6]}, c={creator[:6]}, n={amount}, max={max_cost}, dl={deadline})",
+            sender,
+            self.cs,
+            CS.data("buyShares", creator, amount, max_cost, deadline),
+            lambda s, now: s.buy_shares(sender, creator, amount, max_cost, deadline, now),
+            creator=creator,
+        )
 
     def op_sell_shares(self, sender: str, creator: str, amount: int, min_out: int, expired: bool = False) -> Op:
         deadline = self.deadline(expired)
-        return Op(f"sellShares(by={sender[:6]}, c={creator[:6]}, n={amount}, min={min_out}, dl={deadline})",
-                  sender, self.cs, CS.data("sellShares", creator, amount, min_out, deadline),
-                  lambda s, now: s.sell_shares(sender, creator, amount, min_out, deadline, now), creator=creator)
+        return Op(
+            f"sellShares(by={sender[:6]}, c={creator[:6]}, n={amount}, min={min_out}, dl={deadline})",
+            sender,
+            self.cs,
+            CS.data("sellShares", creator, amount, min_out, deadline),
+            lambda s, now: s.sell_shares(sender, creator, amount, min_out, deadline, now),
+            creator=creator,
+        )
 
     def op_distribute(self, sender: str, creator: str) -> Op:
-        return Op(f"distribute(by={sender[:6]}, c={creator[:6]})", sender, self.cs,
-                  CS.data("distributeDividends", creator), lambda s, now: s.distribute(sender, creator),
-                  creator=creator)
+        return Op(
+            f"distribute(by={sender[:6]}, c={creator[:6]})",
+            sender,
+            self.cs,
+            CS.data("distributeDividends", creator),
+            lambda s, now: s.distribute(sender, creator),
+            creator=creator,
+        )
 
     def op_claim_dividends(self, sender: str, creator: str) -> Op:
-        return Op(f"claimDividends(by={sender[:6]}, c={creator[:6]})", sender, self.cs,
-                  CS.data("claimDividends", creator), lambda s, now: s.claim_dividends(sender, creator),
-                  creator=creator)
+        return Op(
+            f"claimDividends(by={sender[:6]}, c={creator[:6]})",
+            sender,
+            self.cs,
+            CS.data("claimDividends", creator),
+            lambda s, now: s.claim_dividends(sender, creator),
+            creator=creator,
+        )
 
     def op_claim_creator_fees(self, sender: str) -> Op:
-        return Op(f"claimCreatorFees(by={sender[:6]})", sender, self.cs, CS.data("claimCreatorFees"),
-                  lambda s, now: s.claim_creator_fees(sender), creator=sender)
+        return Op(
+            f"claimCreatorFees(by={sender[:6]})",
+            sender,
+            self.cs,
+            CS.data("claimCreatorFees"),
+            lambda s, now: s.claim_creator_fees(sender),
+            creator=sender,
+        )
 
     def op_pause(self, sender: str, contract: str, paused: bool) -> Op:
         codec, to = (OM, self.om) if contract == "om" else (CS, self.cs)
         setter = System.set_om_paused if contract == "om" else System.set_cs_paused
-        return Op(f"{'pause' if paused else 'unpause'}({contract}, by={sender[:6]})", sender, to,
-                  codec.data("pause" if paused else "unpause"), lambda s, now: setter(s, sender, paused))
+        return Op(
+            f"{'pause' if paused else 'unpause'}({contract}, by={sender[:6]})",
+            sender,
+            to,
+            codec.data("pause" if paused else "unpause"),
+            lambda s, now: setter(s, sender, paused),
+        )
 
     # ------------------------------------------------------------ execution
 
@@ -276,11 +348,18 @@ class Harness:
             assert tuple(pos) == s.yes_no(market, h), f"position of {h} in market {market}"
 
     def share_calls(self, creator: str, holders: list[str]) -> list[tuple[str, str]]:
-        calls = [(self.cs, CS.data("supplyOf", creator)), (self.cs, CS.data("pendingPool", creator)),
-                 (self.cs, CS.data("creatorFeesOf", creator)), (self.cs, CS.data("accPerShare", creator))]
+        calls = [
+            (self.cs, CS.data("supplyOf", creator)),
+            (self.cs, CS.data("pendingPool", creator)),
+            (self.cs, CS.data("creatorFeesOf", creator)),
+            (self.cs, CS.data("accPerShare", creator)),
+        ]
         for h in holders:
-            calls += [(self.cs, CS.data("sharesOf", creator, h)), (self.cs, CS.data("lockedUntil", creator, h)),
-                      (self.cs, CS.data("claimableDividends", creator, h))]
+            calls += [
+                (self.cs, CS.data("sharesOf", creator, h)),
+                (self.cs, CS.data("lockedUntil", creator, h)),
+                (self.cs, CS.data("claimableDividends", creator, h)),
+            ]
         return calls
 
     def check_shares(self, creator: str, holders: list[str], values: list[list[int]]) -> None:
@@ -294,7 +373,8 @@ class Harness:
             shares, locked, owed = (v[0] for v in values[4 + 3 * i : 7 + 3 * i])
             hold = s.holdings[(creator, h)]
             assert (shares, locked, owed) == (hold.shares, hold.locked_until, s.claimable(creator, h)), (
-                f"holding of {h} in {creator}")
+                f"holding of {h} in {creator}"
+            )
             claimable += owed
         if holders == self.wallets:
             outstanding = s.distributed[creator] - s.dividends_claimed[creator]
@@ -398,8 +478,22 @@ def random_step(h: Harness, rng: random.Random) -> None:
     creator = rng.choice(h.creators)
     expired = rng.random() < 0.04
     kind = rng.choices(
-        ["buy", "sell", "roundtrip", "create", "resolve", "claim", "withdraw", "buy_shares", "sell_shares",
-         "distribute", "claim_dividends", "claim_creator_fees", "warp", "pause"],
+        [
+            "buy",
+            "sell",
+            "roundtrip",
+            "create",
+            "resolve",
+            "claim",
+            "withdraw",
+            "buy_shares",
+            "sell_shares",
+            "distribute",
+            "claim_dividends",
+            "claim_creator_fees",
+            "warp",
+            "pause",
+        ],
         [20, 13, 5, 3, 7, 9, 4, 13, 9, 6, 6, 2, 11, 2],
     )[0]
     if kind == "buy":
@@ -454,8 +548,12 @@ def random_step(h: Harness, rng: random.Random) -> None:
         if rng.random() < 0.1:
             supply = s.supply[creator]
             price = m.reserve_at(supply + amount, s.params.unit) - m.reserve_at(supply, s.params.unit)
-            max_cost = max(0, price + sum(
-                m.share_fees(price, s.params.protocol_bps, s.params.creator_bps, s.params.dividend_bps)) - 1)
+            max_cost = max(
+                0,
+                price
+                + sum(m.share_fees(price, s.params.protocol_bps, s.params.creator_bps, s.params.dividend_bps))
+                - 1,
+            )
         h.step(h.op_buy_shares(who, creator, amount, max_cost, expired))
     elif kind == "sell_shares":
         creator = pick(rng, [c for c in h.creators if s.holdings[(c, sender)].shares], creator)
@@ -481,8 +579,9 @@ def random_step(h: Harness, rng: random.Random) -> None:
             h.now = max(h.now, rng.choice(ends) + rng.choice([-1, 0, 1]))
         h.log.append(f"warp to t={h.now}")
     else:
-        contract = pick(rng, [c for c, on in (("om", s.om_paused), ("cs", s.cs_paused)) if on],
-                        rng.choice(["om", "cs"]), 0.7)
+        contract = pick(
+            rng, [c for c, on in (("om", s.om_paused), ("cs", s.cs_paused)) if on], rng.choice(["om", "cs"]), 0.7
+        )
         paused = not (s.om_paused if contract == "om" else s.cs_paused)
         h.step(h.op_pause(h.admin if rng.random() < 0.8 else sender, contract, paused))
 
@@ -527,5 +626,18 @@ def test_random_action_sequences_keep_invariants(harness: Harness) -> None:
     if SEQUENCES < 500:
         return  # a short replay (GL_FUZZ_SEQUENCES) need not reach every action
     mined = {a for (a, outcome), n in harness.stats.items() if outcome == "ok" and n > 0}
-    assert mined >= {"createMarket", "buy", "sell", "resolve", "claimWinnings", "withdrawLiquidity", "buyShares",
-                     "sellShares", "distribute", "claimDividends", "claimCreatorFees", "pause", "unpause"}, mined
+    assert mined >= {
+        "createMarket",
+        "buy",
+        "sell",
+        "resolve",
+        "claimWinnings",
+        "withdrawLiquidity",
+        "buyShares",
+        "sellShares",
+        "distribute",
+        "claimDividends",
+        "claimCreatorFees",
+        "pause",
+        "unpause",
+    }, mined

@@ -40,8 +40,14 @@ def test_create_market_pulls_liquidity_and_emits_event(env: Env) -> None:
     assert env.balance(env.om.address) == 50 * USDC
     ev = env.event(receipt, env.om, "MarketCreated")
     assert ev == {
-        "marketId": 1, "creator": creator, "question": "Will it rain?", "category": "weather", "endTime": end,
-        "initialLiquidity": 50 * USDC, "yesReserve": 50 * USDC, "noReserve": 50 * USDC,
+        "marketId": 1,
+        "creator": creator,
+        "question": "Will it rain?",
+        "category": "weather",
+        "endTime": end,
+        "initialLiquidity": 50 * USDC,
+        "yesReserve": 50 * USDC,
+        "noReserve": 50 * USDC,
     }
     assert env.om.functions.getMarket(1).call() == [creator, end, 50 * USDC, 50 * USDC, False, 0, False]
     assert env.om.functions.prices(1).call() == [5 * 10**17, 5 * 10**17]
@@ -122,8 +128,17 @@ def test_buy_charges_exactly_collateral_and_credits_quoted_shares(env: Env) -> N
     assert env.om.functions.protocolFees().call() == protocol_fee
     ev = env.event(receipt, env.om, "Trade")
     assert ev == {
-        "marketId": m, "trader": trader, "isBuy": True, "outcome": YES, "collateral": amount, "shares": shares,
-        "fee": fee, "creatorFee": creator_fee, "yesReserve": yes, "noReserve": no, "traderYes": shares,
+        "marketId": m,
+        "trader": trader,
+        "isBuy": True,
+        "outcome": YES,
+        "collateral": amount,
+        "shares": shares,
+        "fee": fee,
+        "creatorFee": creator_fee,
+        "yesReserve": yes,
+        "noReserve": no,
+        "traderYes": shares,
         "traderNo": 0,
     }
     y_price, n_price = env.om.functions.prices(m).call()
@@ -186,8 +201,9 @@ def test_buy_rejects_amount_that_would_overflow_reserves(env: Env) -> None:
 def test_buy_without_funds_reverts_in_token(env: Env) -> None:
     """A trader without allowance is refused by the token and nothing changes."""
     m, _ = env.create_market(env.traders[0])
-    env.reverts(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), env.outsider, "MockUSDC",
-                "ERC20InsufficientAllowance")
+    env.reverts(
+        env.om.functions.buy(m, YES, USDC, 0, env.deadline()), env.outsider, "MockUSDC", "ERC20InsufficientAllowance"
+    )
     assert env.om.functions.positionOf(m, env.outsider).call() == [0, 0]
 
 
@@ -198,8 +214,7 @@ def test_trading_open_until_one_second_before_end_time(env: Env) -> None:
     env.next_block_at(end - 1)
     shares = env.buy(trader, m, YES, USDC)
     env.next_block_at(end)
-    assert env.reverts(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), trader, OM, "MarketClosed") == (
-        m, end)
+    assert env.reverts(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), trader, OM, "MarketClosed") == (m, end)
     fn = env.om.functions.sell(m, YES, shares, 0, env.deadline())
     assert env.reverts(fn, trader, OM, "MarketClosed") == (m, end)
 
@@ -238,9 +253,18 @@ def test_sell_pays_quoted_collateral_with_fee_rounded_up(env: Env) -> None:
     assert new_yes * new_no >= yes_r * no_r
     ev = env.event(receipt, env.om, "Trade")
     assert ev == {
-        "marketId": m, "trader": trader, "isBuy": False, "outcome": YES, "collateral": out,
-        "shares": sell_amount, "fee": fee, "creatorFee": creator_fee, "yesReserve": new_yes, "noReserve": new_no,
-        "traderYes": shares - sell_amount, "traderNo": 0,
+        "marketId": m,
+        "trader": trader,
+        "isBuy": False,
+        "outcome": YES,
+        "collateral": out,
+        "shares": sell_amount,
+        "fee": fee,
+        "creatorFee": creator_fee,
+        "yesReserve": new_yes,
+        "noReserve": new_no,
+        "traderYes": shares - sell_amount,
+        "traderNo": 0,
     }
 
 
@@ -363,7 +387,12 @@ def test_claim_winnings_pays_winning_side_once(env: Env) -> None:
     assert paid == yes
     assert env.balance(winner) == before + yes
     assert env.event(receipt, env.om, "WinningsClaimed") == {
-        "marketId": m, "holder": winner, "payout": yes, "yesBurned": yes, "noBurned": 0}
+        "marketId": m,
+        "holder": winner,
+        "payout": yes,
+        "yesBurned": yes,
+        "noBurned": 0,
+    }
     assert env.om.functions.positionOf(m, winner).call() == [0, 0]
     again, receipt = env.send_returning(env.om.functions.claimWinnings(m), winner)
     assert again == 0
@@ -486,7 +515,10 @@ def test_collect_creator_fees_moves_accrued_fees_to_collector(env: Env) -> None:
     assert amount == accrued
     assert env.balance(collector) == before + accrued
     assert env.event(receipt, env.om, "CreatorFeesCollected") == {
-        "creator": creator, "collector": collector, "amount": accrued}
+        "creator": creator,
+        "collector": collector,
+        "amount": accrued,
+    }
     assert env.om.functions.creatorFeesAccrued(creator).call() == 0
     again, receipt = env.send_returning(env.om.functions.collectCreatorFees(creator), collector)
     assert again == 0
@@ -562,14 +594,15 @@ def test_views_revert_for_unknown_market(env: Env) -> None:
 
 def test_pure_math_matches_reference_model(env: Env) -> None:
     """buyOutcome, sellOutcome and payoutFor equal the Python reference on edge and typical inputs."""
-    cases = [(USDC, USDC, 1), (100 * USDC, 37 * USDC, 5 * USDC), (3, 7, 11), (2**100, 2**90, 2**95),
-             (10**12, 1, 10**6)]
+    cases = [(USDC, USDC, 1), (100 * USDC, 37 * USDC, 5 * USDC), (3, 7, 11), (2**100, 2**90, 2**95), (10**12, 1, 10**6)]
     for yes, no, amount in cases:
         for outcome in (NO, YES):
             assert tuple(env.om.functions.buyOutcome(yes, no, outcome, amount).call()) == model.buy_outcome(
-                yes, no, outcome, amount)
+                yes, no, outcome, amount
+            )
             assert tuple(env.om.functions.sellOutcome(yes, no, outcome, amount).call()) == model.sell_outcome(
-                yes, no, outcome, amount)
+                yes, no, outcome, amount
+            )
     for outcome in (NO, YES, INVALID):
         assert env.om.functions.payoutFor(outcome, 5, 8).call() == model.payout(outcome, 5, 8)
 
@@ -584,7 +617,10 @@ def test_constructor_rejects_fee_above_ten_percent(env: Env) -> None:
         env.reverts(factory.constructor(env.usdc.address, fee, share, env.admin), env.admin, OM, "InvalidFeeConfig")
     receipt = env.send(factory.constructor(env.usdc.address, 1_000, 10_000, env.admin), env.admin)
     assert env.event(receipt, factory, "FeesConfigured") == {
-        "usdc": env.usdc.address, "feeBps": 1_000, "creatorFeeShareBps": 10_000}
+        "usdc": env.usdc.address,
+        "feeBps": 1_000,
+        "creatorFeeShareBps": 10_000,
+    }
 
 
 def test_max_allowance_is_not_spent(env: Env) -> None:

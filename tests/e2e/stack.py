@@ -43,8 +43,12 @@ class Stack:
 
     def cli(self, *args: str) -> str:
         out = subprocess.run(
-            [sys.executable, *args, "--config", str(self.config)], cwd=ROOT, capture_output=True, text=True,
-            timeout=60, check=False,
+            [sys.executable, *args, "--config", str(self.config)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert out.returncode == 0, f"{args} failed: {out.stdout}\n{out.stderr}"
         return out.stdout
@@ -145,8 +149,16 @@ def running_stack(tmp_path: Path, dsn: str, redis_url: str) -> Iterator[Stack]:
         write_config(config, anvil, dsn, redis_url, dep_path, ports)
         logs = tmp_path / "logs"
         logs.mkdir()
-        stack = Stack(anvil, w3, record, config, f"http://127.0.0.1:{ports['api']}", f"ws://127.0.0.1:{ports['feed']}",
-                      logs, procs)
+        stack = Stack(
+            anvil,
+            w3,
+            record,
+            config,
+            f"http://127.0.0.1:{ports['api']}",
+            f"ws://127.0.0.1:{ports['feed']}",
+            logs,
+            procs,
+        )
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GL_CONFIG": str(config)}
         for name, argv in (
             ("indexer", ["-m", "indexer", "--config", str(config)]),
@@ -154,7 +166,10 @@ def running_stack(tmp_path: Path, dsn: str, redis_url: str) -> Iterator[Stack]:
             ("api", ["-m", "api", "--config", str(config)]),
         ):
             procs[name] = subprocess.Popen(
-                [sys.executable, *argv], cwd=ROOT, env=env, stdout=(logs / f"{name}.log").open("wb"),
+                [sys.executable, *argv],
+                cwd=ROOT,
+                env=env,
+                stdout=(logs / f"{name}.log").open("wb"),
                 stderr=subprocess.STDOUT,
             )
         wait_until(lambda: requests.get(stack.api + "/health", timeout=2).status_code == 200, "API /health", 60, stack)

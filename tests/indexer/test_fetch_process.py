@@ -76,7 +76,7 @@ def test_errors_keep_their_class_and_a_killed_child_is_replaced(node: Node) -> N
             first = await child.fetch(range(1, head(node) + 1), 100, 0)
             pending = asyncio.create_task(child.fetch(range(1, head(node) + 1), 100, 0))
             await asyncio.sleep(0)  # the job is sent; the child needs RPC round trips to answer it
-            child.proc.kill()
+            child.proc.kill()  # SIGKILL: no goodbye on the socket
             with pytest.raises(TransientRpcError):
                 await pending
             again = await child.fetch(range(1, head(node) + 1), 100, 0)  # a new child

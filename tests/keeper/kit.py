@@ -42,21 +42,39 @@ USDC = 10**6
 
 def keeper_section(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "signer": "raw", "local_dev_raw_key": True, "dev_anvil_account": 1, "http_port": -1,
-        "confirmations": 1, "replace_after_blocks": 2, "track_interval_s": 0.3, "leader_poll_s": 0.5,
-        "grace_period_s": 3600, "warm_enabled": False,
+        "signer": "raw",
+        "local_dev_raw_key": True,
+        "dev_anvil_account": 1,
+        "http_port": -1,
+        "confirmations": 1,
+        "replace_after_blocks": 2,
+        "track_interval_s": 0.3,
+        "leader_poll_s": 0.5,
+        "grace_period_s": 3600,
+        "warm_enabled": False,
     }
     base.update(overrides)
     return base
 
 
-def write_config(path: Path, rpc_url: str, dsn: str, deployment_path: Path, redis_url: str = "redis://127.0.0.1:56379/0",
-                 **keeper: Any) -> Path:
+def write_config(
+    path: Path,
+    rpc_url: str,
+    dsn: str,
+    deployment_path: Path,
+    redis_url: str = "redis://127.0.0.1:56379/0",
+    **keeper: Any,
+) -> Path:
     sections = {
         "database": {"dsn": dsn},
         "redis": {"url": redis_url},
-        "chain": {"name": "anvil", "chain_id": 31337, "rpc_urls": [rpc_url], "deployment": str(deployment_path),
-                  "confirmations": 1},
+        "chain": {
+            "name": "anvil",
+            "chain_id": 31337,
+            "rpc_urls": [rpc_url],
+            "deployment": str(deployment_path),
+            "confirmations": 1,
+        },
         "keeper": keeper_section(**keeper),
     }
     lines = []
@@ -72,8 +90,9 @@ def write_config(path: Path, rpc_url: str, dsn: str, deployment_path: Path, redi
 def make_settings(rpc_url: str, dsn: str, deployment_path: Path, **keeper: Any) -> Settings:
     return Settings(
         keeper=KeeperSettings(**keeper_section(**keeper)),
-        chain=ChainSettings(chain_id=31337, rpc_urls=(rpc_url,), name="anvil", deployment=str(deployment_path),
-                            confirmations=1),
+        chain=ChainSettings(
+            chain_id=31337, rpc_urls=(rpc_url,), name="anvil", deployment=str(deployment_path), confirmations=1
+        ),
         database=DatabaseSettings(dsn=dsn),
         redis=RedisSettings(),
         services=ServicesSettings(),
@@ -89,13 +108,20 @@ class ChainOps:
     def __init__(self, w3: Web3, anvil: Anvil, dep: Deployment) -> None:
         self.w3, self.anvil, self.dep = w3, anvil, dep
 
-    def send(self, acct: Any, to: str, data: bytes, nonce: int | None = None, wait: bool = True,
-             max_fee: int | None = None) -> bytes:
+    def send(
+        self, acct: Any, to: str, data: bytes, nonce: int | None = None, wait: bool = True, max_fee: int | None = None
+    ) -> bytes:
         base = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
         tx = {
-            "type": 2, "chainId": 31337, "to": Web3.to_checksum_address(to), "data": data, "value": 0,
+            "type": 2,
+            "chainId": 31337,
+            "to": Web3.to_checksum_address(to),
+            "data": data,
+            "value": 0,
             "nonce": self.w3.eth.get_transaction_count(acct.address, "pending") if nonce is None else nonce,
-            "gas": 1_000_000, "maxFeePerGas": max_fee or 4 * base + 10**9, "maxPriorityFeePerGas": 10**9,
+            "gas": 1_000_000,
+            "maxFeePerGas": max_fee or 4 * base + 10**9,
+            "maxPriorityFeePerGas": 10**9,
         }
         h = self.w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction)
         if wait:
@@ -124,9 +150,13 @@ class ChainOps:
         first = self.market_count() + 1
         nonce = self.w3.eth.get_transaction_count(ADMIN.address, "pending")
         hashes = [
-            self.send(ADMIN, self.dep.opinion_market,
-                      encode_call("OpinionMarket", "createMarket", f"Q{first + i}?", "test", end_time, liquidity),
-                      nonce=nonce + i, wait=False)
+            self.send(
+                ADMIN,
+                self.dep.opinion_market,
+                encode_call("OpinionMarket", "createMarket", f"Q{first + i}?", "test", end_time, liquidity),
+                nonce=nonce + i,
+                wait=False,
+            )
             for i in range(n)
         ]
         for h in hashes:
@@ -134,13 +164,21 @@ class ChainOps:
         return list(range(first, first + n))
 
     def market_count(self) -> int:
-        raw = self.w3.eth.call({"to": Web3.to_checksum_address(self.dep.opinion_market),
-                                "data": encode_call("OpinionMarket", "marketCount")})
+        raw = self.w3.eth.call(
+            {
+                "to": Web3.to_checksum_address(self.dep.opinion_market),
+                "data": encode_call("OpinionMarket", "marketCount"),
+            }
+        )
         return int.from_bytes(raw, "big")
 
     def market(self, market_id: int) -> tuple[Any, ...]:
-        raw = self.w3.eth.call({"to": Web3.to_checksum_address(self.dep.opinion_market),
-                                "data": encode_call("OpinionMarket", "getMarket", market_id)})
+        raw = self.w3.eth.call(
+            {
+                "to": Web3.to_checksum_address(self.dep.opinion_market),
+                "data": encode_call("OpinionMarket", "getMarket", market_id),
+            }
+        )
         return decode_result("OpinionMarket", "getMarket", bytes(raw))
 
     def resolved_events(self, market_id: int | None = None) -> list[Any]:
@@ -148,9 +186,16 @@ class ChainOps:
         topics: list[Any] = [topic]
         if market_id is not None:
             topics.append("0x" + market_id.to_bytes(32, "big").hex())
-        return list(self.w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest",
-                                          "address": Web3.to_checksum_address(self.dep.opinion_market),
-                                          "topics": topics}))
+        return list(
+            self.w3.eth.get_logs(
+                {
+                    "fromBlock": 0,
+                    "toBlock": "latest",
+                    "address": Web3.to_checksum_address(self.dep.opinion_market),
+                    "topics": topics,
+                }
+            )
+        )
 
     def keeper_nonce(self) -> int:
         return int(self.w3.eth.get_transaction_count(KEEPER.address, "latest"))
@@ -179,9 +224,16 @@ async def insert_markets(dsn: str, market_ids: list[int], end_time: int, creator
 async def queue(dsn: str, market_id: int, outcome: int, reason: str = "test", by: str = "tester") -> int:
     conn = await asyncpg.connect(dsn)
     try:
-        return int(await conn.fetchval(
-            "INSERT INTO keeper.resolution_queue (chain_id, market_id, outcome, reason, requested_by)"
-            " VALUES (31337, $1, $2, $3, $4) RETURNING id", market_id, outcome, reason, by))
+        return int(
+            await conn.fetchval(
+                "INSERT INTO keeper.resolution_queue (chain_id, market_id, outcome, reason, requested_by)"
+                " VALUES (31337, $1, $2, $3, $4) RETURNING id",
+                market_id,
+                outcome,
+                reason,
+                by,
+            )
+        )
     finally:
         await conn.close()
 
@@ -214,15 +266,24 @@ async def harness(settings: Settings, lead: bool = True, dry_run: bool = False) 
     metrics = Metrics()
     plans: list[dict[str, Any]] = []
     leader = Leader(settings.database.dsn, settings.chain.chain_id)
-    async with Rpc(settings.chain.rpc_urls) as rpc, asyncpg.create_pool(settings.database.dsn, min_size=1,
-                                                                         max_size=4) as pool:
+    async with (
+        Rpc(settings.chain.rpc_urls) as rpc,
+        asyncpg.create_pool(settings.database.dsn, min_size=1, max_size=4) as pool,
+    ):
         if lead:
             assert await leader.try_acquire() is not None
         tx = TxManager(rpc, pool, Signer(KEEPER), settings, lambda: leader.fence, metrics)
         ctx = jobs.Context(
-            settings=settings, pool=pool, rpc=rpc, deployment=load_deployment(settings.chain.deployment),
-            metrics=metrics, tx=tx, signer_address=KEEPER.address,
-            epoch=lambda: leader.fence.epoch if leader.fence else None, dry_run=dry_run, plan=plans.append,
+            settings=settings,
+            pool=pool,
+            rpc=rpc,
+            deployment=load_deployment(settings.chain.deployment),
+            metrics=metrics,
+            tx=tx,
+            signer_address=KEEPER.address,
+            epoch=lambda: leader.fence.epoch if leader.fence else None,
+            dry_run=dry_run,
+            plan=plans.append,
         )
         try:
             yield Harness(settings, rpc, pool, leader, tx, ctx, metrics, plans)
@@ -237,18 +298,21 @@ def keeper_cmd(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "keeper", *args, "--config", str(config)]
 
 
-def run_keeper(config: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
-               ) -> subprocess.CompletedProcess[str]:
+def run_keeper(
+    config: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(keeper_cmd(config, *args), cwd=ROOT, env=full_env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        keeper_cmd(config, *args), cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @contextlib.contextmanager
 def keeper_process(config: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    proc = subprocess.Popen(keeper_cmd(config, *args), cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        keeper_cmd(config, *args), cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         yield proc
     finally:

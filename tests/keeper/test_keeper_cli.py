@@ -35,7 +35,8 @@ async def test_queue_resolve_cancel_and_status(
     assert await cmd_queue(settings, all_rows=True) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["market_id"], r["outcome"], r["status"], r["requested_by"]) for r in rows] == [
-        (m1, "yes", "cancelled", "carol"), (m2, "invalid", "queued", "dave")
+        (m1, "yes", "cancelled", "carol"),
+        (m2, "invalid", "queued", "dave"),
     ]
     assert rows[0]["cancelled_by"] == "erin"
     ops.advance(60)

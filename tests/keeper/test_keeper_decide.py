@@ -24,10 +24,15 @@ GWEI = 10**9
 wei = st.integers(min_value=0, max_value=10**15)
 policies = st.builds(
     lambda cap, pcap_frac, minp_frac, mult: FeePolicy(
-        max_fee_cap=cap, priority_cap=max(1, cap * pcap_frac // 100),
-        min_priority=max(1, cap * pcap_frac // 100) * minp_frac // 100, base_multiplier_pct=mult,
+        max_fee_cap=cap,
+        priority_cap=max(1, cap * pcap_frac // 100),
+        min_priority=max(1, cap * pcap_frac // 100) * minp_frac // 100,
+        base_multiplier_pct=mult,
     ),
-    st.integers(min_value=GWEI, max_value=10**13), st.integers(1, 100), st.integers(0, 100), st.integers(100, 300),
+    st.integers(min_value=GWEI, max_value=10**13),
+    st.integers(1, 100),
+    st.integers(0, 100),
+    st.integers(100, 300),
 )
 fees = st.builds(lambda tip, extra: Fees(tip + extra, tip), st.integers(1, 10**12), st.integers(0, 10**12))
 
@@ -63,8 +68,12 @@ def test_replacement_bumps_both_fields_by_12_5_percent_within_the_cap(old: Fees,
     assert new.max_fee_per_gas >= market.max_fee_per_gas
 
 
-@given(st.one_of(st.none(), st.integers(0, 1000)), st.integers(0, 1000), st.integers(0, 1000),
-       st.lists(st.integers(0, 1000), max_size=10))
+@given(
+    st.one_of(st.none(), st.integers(0, 1000)),
+    st.integers(0, 1000),
+    st.integers(0, 1000),
+    st.lists(st.integers(0, 1000), max_size=10),
+)
 def test_next_nonce_never_goes_below_a_live_nonce(
     local: int | None, pending: int, latest: int, live: list[int]
 ) -> None:
@@ -91,14 +100,26 @@ def test_gaps_are_exactly_the_missing_nonces_below_the_highest_live(
     assert gaps == [n for n in expected if n not in above and n not in held]
 
 
-rules = st.builds(FeedRule, st.just(b"\x01" * 20), st.sampled_from(["gt", "gte", "lt", "lte"]),
-                  st.integers(-10**12, 10**12), st.sampled_from([0, 1, 2]), st.sampled_from([0, 1, 2]))
-rounds = st.one_of(st.none(), st.builds(FeedRound, st.integers(1, 100), st.integers(-10**12, 10**12),
-                                        st.integers(0, 10**6)))
+rules = st.builds(
+    FeedRule,
+    st.just(b"\x01" * 20),
+    st.sampled_from(["gt", "gte", "lt", "lte"]),
+    st.integers(-(10**12), 10**12),
+    st.sampled_from([0, 1, 2]),
+    st.sampled_from([0, 1, 2]),
+)
+rounds = st.one_of(
+    st.none(), st.builds(FeedRound, st.integers(1, 100), st.integers(-(10**12), 10**12), st.integers(0, 10**6))
+)
 markets = st.builds(
-    MarketView, st.integers(1, 10**6), st.integers(0, 10**6), st.booleans(),
+    MarketView,
+    st.integers(1, 10**6),
+    st.integers(0, 10**6),
+    st.booleans(),
     st.one_of(st.none(), st.builds(QueueEntry, st.integers(1, 100), st.sampled_from([0, 1, 2]))),
-    st.one_of(st.none(), rules), rounds, st.booleans(),
+    st.one_of(st.none(), rules),
+    rounds,
+    st.booleans(),
 )
 
 
@@ -149,13 +170,27 @@ def test_distribution_only_with_holders_and_a_non_empty_pool(
 chains = st.builds(ChainView, st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 100), wei, fees)
 
 
-@given(st.integers(0, 100), st.lists(st.tuples(fees, st.one_of(st.none(), st.integers(0, 1000)), st.booleans()),
-                                      min_size=1, max_size=4),
-       st.sampled_from(["pending", "mined", "confirmed", "reverted"]), st.booleans(), chains, policies,
-       st.integers(1, 10), st.integers(1, 10), st.booleans())
+@given(
+    st.integers(0, 100),
+    st.lists(st.tuples(fees, st.one_of(st.none(), st.integers(0, 1000)), st.booleans()), min_size=1, max_size=4),
+    st.sampled_from(["pending", "mined", "confirmed", "reverted"]),
+    st.booleans(),
+    chains,
+    policies,
+    st.integers(1, 10),
+    st.integers(1, 10),
+    st.booleans(),
+)
 def test_tx_decisions_are_safe(
-    nonce: int, atts: list[tuple[Fees, int | None, bool]], status: str, has_receipt: bool, chain: ChainView,
-    p: FeePolicy, confirmations: int, replace_after: int, at_finalized: bool,
+    nonce: int,
+    atts: list[tuple[Fees, int | None, bool]],
+    status: str,
+    has_receipt: bool,
+    chain: ChainView,
+    p: FeePolicy,
+    confirmations: int,
+    replace_after: int,
+    at_finalized: bool,
 ) -> None:
     """A tx is only called dropped when its nonce is consumed and no receipt exists; a replacement is
     affordable, within the cap and a real bump; a lost receipt of a mined tx is a reorg."""

@@ -17,15 +17,22 @@ pytestmark = [pytest.mark.pg, pytest.mark.anvil]
 
 
 def buy_shares(ops: ChainOps, buyer: object, creator: str, amount: int) -> None:
-    ops.send(buyer, ops.dep.creator_shares,
-             encode_call("CreatorShares", "buyShares", creator, amount, 2**200, ops.now() + 3600))
+    ops.send(
+        buyer,
+        ops.dep.creator_shares,
+        encode_call("CreatorShares", "buyShares", creator, amount, 2**200, ops.now() + 3600),
+    )
 
 
 def pending_pool(ops: ChainOps, creator: str) -> int:
     from web3 import Web3
 
-    raw = ops.w3.eth.call({"to": Web3.to_checksum_address(ops.dep.creator_shares),
-                           "data": encode_call("CreatorShares", "pendingPool", creator)})
+    raw = ops.w3.eth.call(
+        {
+            "to": Web3.to_checksum_address(ops.dep.creator_shares),
+            "data": encode_call("CreatorShares", "pendingPool", creator),
+        }
+    )
     pool, fees = decode_result("CreatorShares", "pendingPool", bytes(raw))
     return int(pool) + int(fees)
 

@@ -26,8 +26,9 @@ def keystore(tmp_path: Path) -> Path:
 
 
 def config(tmp_path: Path, **keeper: object) -> dict[str, dict[str, object]]:
-    p = write_config(tmp_path / "k.toml", "http://127.0.0.1:1", "postgresql://x@127.0.0.1:1/x", tmp_path / "d.json",
-                     **keeper)
+    p = write_config(
+        tmp_path / "k.toml", "http://127.0.0.1:1", "postgresql://x@127.0.0.1:1/x", tmp_path / "d.json", **keeper
+    )
     return load_config(p, environ={})
 
 
@@ -35,8 +36,16 @@ def test_keystore_with_password_file_loads_and_never_shows_the_key(tmp_path: Pat
     """The signer exposes its address only: repr, str and the settings' repr hold no key or password."""
     pw = tmp_path / "pw"
     pw.write_text(PASSWORD + "\n")
-    s = settings_from(config(tmp_path, signer="keystore", local_dev_raw_key=False, dev_anvil_account=-1,
-                             keystore=str(keystore(tmp_path)), password_file=str(pw)))
+    s = settings_from(
+        config(
+            tmp_path,
+            signer="keystore",
+            local_dev_raw_key=False,
+            dev_anvil_account=-1,
+            keystore=str(keystore(tmp_path)),
+            password_file=str(pw),
+        )
+    )
     signer = load_signer(s, environ={})
     assert signer.address == KEEPER.address
     for text in (repr(signer), str(signer), repr(s)):
@@ -48,8 +57,11 @@ def test_keystore_with_password_file_loads_and_never_shows_the_key(tmp_path: Pat
 
 def test_wrong_password_error_names_the_file_not_the_secret(tmp_path: Path) -> None:
     """A wrong password fails with a message that contains neither the password nor the key."""
-    s = settings_from(config(tmp_path, signer="keystore", local_dev_raw_key=False, dev_anvil_account=-1,
-                             keystore=str(keystore(tmp_path))))
+    s = settings_from(
+        config(
+            tmp_path, signer="keystore", local_dev_raw_key=False, dev_anvil_account=-1, keystore=str(keystore(tmp_path))
+        )
+    )
     with pytest.raises(KeyLoadError) as err:
         load_signer(s, environ={"GL_KEEPER_PASSWORD": "wrong " + PASSWORD})
     assert "keeper.json" in str(err.value)
@@ -97,8 +109,16 @@ async def test_keeper_run_with_keystore_never_prints_key_or_password(
     await insert_markets(db_dsn, [m], end)
     await queue(db_dsn, m, 1)
     ops.advance(60)
-    cfg = write_config(tmp_path / "keeper.toml", ops.anvil.url, db_dsn, deployment_path, signer="keystore",
-                       local_dev_raw_key=False, dev_anvil_account=-1, keystore=str(keystore(tmp_path)))
+    cfg = write_config(
+        tmp_path / "keeper.toml",
+        ops.anvil.url,
+        db_dsn,
+        deployment_path,
+        signer="keystore",
+        local_dev_raw_key=False,
+        dev_anvil_account=-1,
+        keystore=str(keystore(tmp_path)),
+    )
     ok = run_keeper(cfg, "run", "--once", "--jobs", "resolve", env={"GL_KEEPER_PASSWORD": PASSWORD})
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert ops.market(m)[4]
@@ -108,6 +128,7 @@ async def test_keeper_run_with_keystore_never_prints_key_or_password(
     for text in (ok.stdout, ok.stderr, bad.stdout, bad.stderr):
         assert KEY_HEX not in text.lower()
         assert PASSWORD not in text
-    rows = await fetch(db_dsn, "SELECT detail::text AS d FROM keeper.job_runs UNION ALL"
-                               " SELECT coalesce(error, '') FROM keeper.txs")
+    rows = await fetch(
+        db_dsn, "SELECT detail::text AS d FROM keeper.job_runs UNION ALL SELECT coalesce(error, '') FROM keeper.txs"
+    )
     assert all(KEY_HEX not in r["d"].lower() for r in rows)

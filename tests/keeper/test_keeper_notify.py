@@ -26,12 +26,17 @@ async def test_holders_are_told_once_when_their_market_ends_soon(db_dsn: str, re
                 "INSERT INTO idx.markets (chain_id, market_id, creator, question, category, end_time,"
                 " initial_liquidity, yes_reserve, no_reserve, created_block, created_time, created_tx)"
                 " VALUES (31337, $1, $2, 'Will it rain?', 'c', to_timestamp($3), 1, 1, 1, 1, now(), '\\x00')",
-                mid, A, end,
+                mid,
+                A,
+                end,
             )
         for mid, holder, yes in ((1, A, 5), (1, B, 0), (2, A, 5)):
             await conn.execute(
                 "INSERT INTO idx.positions (chain_id, market_id, holder, yes_shares, updated_block)"
-                " VALUES (31337, $1, $2, $3, 1)", mid, holder, yes,
+                " VALUES (31337, $1, $2, $3, 1)",
+                mid,
+                holder,
+                yes,
             )
         sub = aioredis.Redis.from_url(redis_url)
         pubsub = sub.pubsub()

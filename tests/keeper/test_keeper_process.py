@@ -99,10 +99,12 @@ async def test_two_instances_one_signer(ops: ChainOps, db_dsn: str, deployment_p
     """Two daemons on one database: one leads and signs, the other stands by; no job key or nonce twice."""
     ids = await due_queued(ops, db_dsn, 4)
     port_a, port_b = free_port(), free_port()
-    cfg_a = write_config(tmp_path / "a.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1,
-                         http_port=port_a)
-    cfg_b = write_config(tmp_path / "b.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1,
-                         http_port=port_b)
+    cfg_a = write_config(
+        tmp_path / "a.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1, http_port=port_a
+    )
+    cfg_b = write_config(
+        tmp_path / "b.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1, http_port=port_b
+    )
     with keeper_process(cfg_a, "run") as a, keeper_process(cfg_b, "run") as b:
         deadline = time.monotonic() + 60
         while True:
@@ -141,10 +143,12 @@ async def test_standby_takes_over_a_killed_leader_and_finishes_its_transaction(
     (m,) = ops.create_markets(1, end)
     await insert_markets(db_dsn, [m], end)
     port_a, port_b = free_port(), free_port()
-    cfg_a = write_config(tmp_path / "a.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1,
-                         http_port=port_a)
-    cfg_b = write_config(tmp_path / "b.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1,
-                         http_port=port_b)
+    cfg_a = write_config(
+        tmp_path / "a.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1, http_port=port_a
+    )
+    cfg_b = write_config(
+        tmp_path / "b.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1, http_port=port_b
+    )
     with keeper_process(cfg_a, "run", env={"KEEPER_CRASH_AT": "after_record"}) as a:
         await wait_role(port_a, "leader")
         with keeper_process(cfg_b, "run"):

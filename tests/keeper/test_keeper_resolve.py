@@ -51,7 +51,9 @@ async def test_price_feed_rule_resolves_from_the_round_at_end_time(
         db_dsn,
         "INSERT INTO keeper.price_feed_rules (chain_id, market_id, feed, comparison, threshold, created_by)"
         " VALUES (31337, $1, $2, 'gte', $3, 'test') RETURNING market_id",
-        m, bytes.fromhex(feed[2:]), 3_400 * 10**8,
+        m,
+        bytes.fromhex(feed[2:]),
+        3_400 * 10**8,
     )
     assert conn_rows
     ops.advance(200)

@@ -51,8 +51,7 @@ async def test_fee_spike_leaves_tx_stuck_then_replacements_follow_within_cap(
     both fee fields (never above the cap) until it is mined, once."""
     (m,) = await due_markets(ops, db_dsn, 1)
     cap = 200 * GWEI
-    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, replace_after_blocks=2,
-                             max_fee_per_gas_cap=cap)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, replace_after_blocks=2, max_fee_per_gas_cap=cap)
     with manual_mining(ops.anvil):
         async with harness(settings) as h:
             assert (await jobs.resolve(h.ctx))["sent"] == 1
@@ -65,8 +64,9 @@ async def test_fee_spike_leaves_tx_stuck_then_replacements_follow_within_cap(
                     break
             ops.anvil.mine(1)
             await h.tx.wait_idle(30, 0.1)
-    attempts = await fetch(db_dsn, "SELECT attempt, max_fee_per_gas, max_priority_fee_per_gas FROM keeper.tx_attempts"
-                                   " ORDER BY attempt")
+    attempts = await fetch(
+        db_dsn, "SELECT attempt, max_fee_per_gas, max_priority_fee_per_gas FROM keeper.tx_attempts ORDER BY attempt"
+    )
     assert len(attempts) >= 2
     for old, new in itertools.pairwise(attempts):
         assert new["max_fee_per_gas"] * 10_000 >= old["max_fee_per_gas"] * 11_250
@@ -84,8 +84,14 @@ async def test_fee_cap_below_base_fee_waits_without_bumping_past_the_cap(
     """When the cap forbids a valid replacement the tx waits (metric/log) instead of spiralling."""
     await due_markets(ops, db_dsn, 1)
     cap = 3 * GWEI
-    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, replace_after_blocks=1,
-                             max_fee_per_gas_cap=cap, max_priority_fee_cap=GWEI)
+    settings = make_settings(
+        ops.anvil.url,
+        db_dsn,
+        deployment_path,
+        replace_after_blocks=1,
+        max_fee_per_gas_cap=cap,
+        max_priority_fee_cap=GWEI,
+    )
     with manual_mining(ops.anvil):
         async with harness(settings) as h:
             assert (await jobs.resolve(h.ctx))["sent"] == 1
@@ -143,7 +149,8 @@ async def test_nonce_gap_is_filled_with_a_self_transfer(ops: ChainOps, db_dsn: s
         await h.tx.wait_idle(30, 0.1)
     rows = await fetch(db_dsn, "SELECT job, nonce, status FROM keeper.txs ORDER BY nonce")
     assert [(r["job"], r["nonce"], r["status"]) for r in rows] == [
-        ("fill", base, "confirmed"), ("resolve", base + 1, "confirmed")
+        ("fill", base, "confirmed"),
+        ("resolve", base + 1, "confirmed"),
     ]
     assert ops.market(m)[4]
 
@@ -167,9 +174,18 @@ async def test_stale_leader_is_fenced_and_sends_nothing(ops: ChainOps, db_dsn: s
         assert fence.epoch == stale_fence.epoch + 1
         data = bytes.fromhex("df55406e") + m.to_bytes(32, "big") + (1).to_bytes(32, "big")
         with pytest.raises(FencedError):
-            await stale.tx.submit([TxRequest(job="resolve", job_key=f"resolve:{m}",
-                                             to=bytes.fromhex(ops.dep.opinion_market[2:]), data=data,
-                                             gas_limit=100_000, market_id=m)])
+            await stale.tx.submit(
+                [
+                    TxRequest(
+                        job="resolve",
+                        job_key=f"resolve:{m}",
+                        to=bytes.fromhex(ops.dep.opinion_market[2:]),
+                        data=data,
+                        gas_limit=100_000,
+                        market_id=m,
+                    )
+                ]
+            )
         await other.release()
     assert ops.keeper_nonce() == nonce
     assert await fetch(db_dsn, "SELECT 1 FROM keeper.txs") == []
@@ -211,16 +227,24 @@ async def test_stuck_resolution_resolved_elsewhere_is_cancelled_not_bumped(
     from tests.keeper.kit import ADMIN
 
     (m,) = await due_markets(ops, db_dsn, 1)
-    ops.send(ADMIN, ops.dep.opinion_market,
-             encode_call("OpinionMarket", "grantRole", Web3.keccak(text="RESOLVER_ROLE"), ADMIN.address))
+    ops.send(
+        ADMIN,
+        ops.dep.opinion_market,
+        encode_call("OpinionMarket", "grantRole", Web3.keccak(text="RESOLVER_ROLE"), ADMIN.address),
+    )
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path, replace_after_blocks=1)
     nonce = ops.keeper_nonce()
     with manual_mining(ops.anvil):
         async with harness(settings) as h:
             assert (await jobs.resolve(h.ctx))["sent"] == 1
             ops.anvil.call("anvil_setNextBlockBaseFeePerGas", hex(40 * GWEI))
-            ops.send(ADMIN, ops.dep.opinion_market, encode_call("OpinionMarket", "resolveMarket", m, 0), wait=False,
-                     max_fee=200 * GWEI)
+            ops.send(
+                ADMIN,
+                ops.dep.opinion_market,
+                encode_call("OpinionMarket", "resolveMarket", m, 0),
+                wait=False,
+                max_fee=200 * GWEI,
+            )
             ops.anvil.mine(1)
             assert ops.market(m)[4:6] == (True, 0)
             for _ in range(6):

@@ -30,8 +30,15 @@ async def test_warm_requests_the_apis_hot_paths(tmp_path: Path) -> None:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        daemon = Daemon(make_settings("http://127.0.0.1:1", "postgresql://x@127.0.0.1:1/x", tmp_path / "d.json",
-                                      api_base_url=f"http://127.0.0.1:{port}", warm_enabled=True))
+        daemon = Daemon(
+            make_settings(
+                "http://127.0.0.1:1",
+                "postgresql://x@127.0.0.1:1/x",
+                tmp_path / "d.json",
+                api_base_url=f"http://127.0.0.1:{port}",
+                warm_enabled=True,
+            )
+        )
         result = await daemon.warm()
         assert result["paths"] >= 7
         assert "/v1/markets/trending" in seen
