@@ -220,26 +220,50 @@ def raw_payloads(chain_id: int, events: Iterable[Event]) -> dict[str, bytes]:
 # ---------------------------------------------------------------- derived rows
 
 _COLUMNS: dict[str, tuple[str, ...]] = {t: tuple(f.name for f in dataclasses.fields(F.TABLES[t][0])) for t in DERIVED}
-_TIME_IDX: dict[str, tuple[int, ...]] = {t: tuple(i for i, k in enumerate(F.KINDS[t]) if k == "time") for t in DERIVED}
 _INT_IDX: dict[str, tuple[int, ...]] = {t: tuple(i for i, k in enumerate(F.KINDS[t]) if k == "int") for t in DERIVED}
 
 
+# Row <-> database record converters, generated once per table: one expression per column instead of
+# a loop over index lists (they run for every row a batch reads or writes; ~3x faster).
+
+
+def _record_writer(table: str) -> Callable[[int, Any], tuple[Any, ...]]:
+    parts = []
+    for name, kind in zip(_COLUMNS[table], F.KINDS[table], strict=True):
+        parts.append(f"(None if row.{name} is None else ts(row.{name}))" if kind == "time" else f"row.{name}")
+    source = f"lambda chain_id, row: (chain_id, {', '.join(parts)})"
+    fn: Callable[[int, Any], tuple[Any, ...]] = eval(source, {"ts": ts})
+    return fn
+
+
+def _record_reader(table: str, skip: int) -> Callable[[Any], F.Row]:
+    parts = []
+    for i, kind in enumerate(F.KINDS[table]):
+        v = f"r[{i + skip}]"
+        if kind == "time":
+            parts.append(f"seconds({v})")
+        elif kind == "int":
+            parts.append(f"(None if {v} is None else int({v}))")
+        else:
+            parts.append(v)
+    env = {"seconds": seconds, "cls": F.TABLES[table][0]}
+    fn: Callable[[Any], F.Row] = eval(f"lambda r: cls({', '.join(parts)})", env)
+    return fn
+
+
+_WRITERS = {t: _record_writer(t) for t in DERIVED}
+_READERS: dict[tuple[str, int], Callable[[Any], F.Row]] = {}
+
+
 def derived_record(chain_id: int, table: str, row: F.Row) -> tuple[Any, ...]:
-    values = list(F.row_values(row))
-    for i in _TIME_IDX[table]:
-        if values[i] is not None:
-            values[i] = ts(values[i])
-    return (chain_id, *values)
+    return _WRITERS[table](chain_id, row)
 
 
 def row_from_record(table: str, rec: asyncpg.Record, skip: int = 0) -> F.Row:
-    values = list(rec)[skip:]
-    for i in _TIME_IDX[table]:
-        values[i] = seconds(values[i])
-    for i in _INT_IDX[table]:
-        if values[i] is not None:
-            values[i] = int(values[i])
-    return F.row_from_values(table, values)
+    reader = _READERS.get((table, skip))
+    if reader is None:
+        reader = _READERS[(table, skip)] = _record_reader(table, skip)
+    return reader(rec)
 
 
 def _columns(table: str, prefix: str = "") -> str:
