@@ -3,6 +3,7 @@ nonce gaps, fencing of a stale leader."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 from collections.abc import Iterator
@@ -119,8 +120,13 @@ async def test_mined_resolution_reorged_out_is_rebroadcast_and_lands(
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path, confirmations=confirmations)
     async with harness(settings) as h:
         assert (await jobs.resolve(h.ctx))["sent"] == 1
-        await h.tx.track()
-        (t,) = await fetch(db_dsn, "SELECT status, mined_block FROM keeper.txs")
+        # anvil answers eth_sendRawTransaction before it mines the block: track until the ledger sees it
+        for _ in range(100):
+            await h.tx.track()
+            (t,) = await fetch(db_dsn, "SELECT status, mined_block FROM keeper.txs")
+            if t["status"] != "pending":
+                break
+            await asyncio.sleep(0.05)
         assert t["status"] == status_before
         depth = ops.anvil.head() - t["mined_block"] + 1
         ops.anvil.call("anvil_reorg", depth, [])
