@@ -245,11 +245,16 @@ class FetchProcess:
     outlive a parent that was killed."""
 
     def __init__(
-        self, cfg: ChildConfig, observe: Callable[[str, float, str], None], on_split: Callable[..., None]
+        self,
+        cfg: ChildConfig,
+        observe: Callable[[str, float, str], None],
+        on_split: Callable[..., None],
+        on_start: Callable[[], None] = lambda: None,
     ) -> None:
         self.cfg = cfg
         self.observe = observe
         self.on_split = on_split
+        self.on_start = on_start
         self.proc: Any = None
         self.conn: Connection | None = None
         self.pending: dict[int, asyncio.Future[Prepared]] = {}
@@ -273,6 +278,7 @@ class FetchProcess:
         self.conn = parent
         asyncio.get_running_loop().add_reader(parent.fileno(), self._readable)
         log.info("fetch_process_started", pid=self.proc.pid)
+        self.on_start()
 
     def _readable(self) -> None:
         assert self.conn is not None

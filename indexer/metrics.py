@@ -62,6 +62,18 @@ class Metrics:
             "indexer_failures_total", "Failed loop iterations (retried)", ["chain_id"], registry=r
         ).labels(c)
         self.stalled = Gauge("indexer_stalled", "1 when the stall watchdog fired", ["chain_id"], registry=r).labels(c)
+        self._fetch_wait = Counter(
+            "indexer_fetch_wait_seconds_total",
+            "Backfill time the writer spent waiting for the next fetched range (grows when fetching is the bottleneck)",
+            ["chain_id"],
+            registry=r,
+        ).labels(c)
+        self._fetch_restarts = Counter(
+            "indexer_fetch_process_starts_total",
+            "Fetch child processes started (more than 1: one died)",
+            ["chain_id"],
+            registry=r,
+        ).labels(c)
         self.indexed = -1
         self.head = 0
 
@@ -102,3 +114,9 @@ class Metrics:
 
     def failure(self) -> None:
         self._failures.inc()
+
+    def fetch_wait(self, seconds: float) -> None:
+        self._fetch_wait.inc(seconds)
+
+    def fetch_process_started(self) -> None:
+        self._fetch_restarts.inc()

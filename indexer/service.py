@@ -105,7 +105,7 @@ class Indexer:
         if self.o.fetch_process:
             urls = tuple(settings.chain.rpc_urls)
             cfg = ChildConfig(urls, self.o.request_timeout, self.chain_id, tuple(self.addresses), self.policy)
-            self.fetcher = FetchProcess(cfg, metrics.rpc, self._range_split)
+            self.fetcher = FetchProcess(cfg, metrics.rpc, self._range_split, metrics.fetch_process_started)
         else:
             self.fetcher = RangeFetcher(rpc, self.chain_id, self.addresses, self.policy, self._range_split)
         self.heads = store.Heads(0, None, 0)
@@ -364,6 +364,7 @@ class Indexer:
                     raise ChainMismatch(f"block {a} does not link to the checkpoint block {self.cursor.number}")
                 t0 = time.perf_counter()
                 waited += t0 - t_wait
+                self.m.fetch_wait(t0 - t_wait)
                 n = await self.commit(conn, a, got.headers[got.blocks.stop - 1], (), got.headers, got)
                 events += n
                 self.m.batch_seconds(time.perf_counter() - t0)

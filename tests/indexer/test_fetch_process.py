@@ -71,7 +71,8 @@ def test_errors_keep_their_class_and_a_killed_child_is_replaced(node: Node) -> N
         finally:
             await failing.close()
 
-        child = FetchProcess(config(node), lambda *o: None, lambda **kw: None)
+        starts: list[bool] = []
+        child = FetchProcess(config(node), lambda *o: None, lambda **kw: None, lambda: starts.append(True))
         try:
             first = await child.fetch(range(1, head(node) + 1), 100, 0)
             pending = asyncio.create_task(child.fetch(range(1, head(node) + 1), 100, 0))
@@ -81,6 +82,7 @@ def test_errors_keep_their_class_and_a_killed_child_is_replaced(node: Node) -> N
                 await pending
             again = await child.fetch(range(1, head(node) + 1), 100, 0)  # a new child
             assert as_comparable(again) == as_comparable(first)
+            assert len(starts) == 2  # what indexer_fetch_process_starts_total counts
         finally:
             await child.close()
 
