@@ -25,7 +25,7 @@ test: install ## the whole suite, as CI runs it
 
 lint: install ## ruff + mypy --strict on the packages
 	@.venv/bin/ruff check .
-	@.venv/bin/ruff format --check .
+	@.venv/bin/ruff format --check core indexer keeper api tests bench scripts
 	@$(PY) -m mypy
 
 types: install ## mypy --strict only
