@@ -263,45 +263,149 @@ class Indexer:
         else:
             events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
         keys = F.keys_of(events)
-        fin = min(self.heads.finalized, last.number)
         # Snapshot read, fold and write in one transaction: the rows' locators (ctid) stay valid.
         async with conn.transaction():
             snap = await store.load_snapshot(conn, self.chain_id, keys)
-            outbox_from = 0 if self.o.outbox_max_lag == 0 else self.heads.head - self.o.outbox_max_lag
-            ctx = F.Context(self.chain_id, journal_above=fin, outbox_from=outbox_from)
-            changes = F.fold(snap, events, ctx)
-            counts: dict[int, int] = {}
-            for e in events:
-                counts[e.block_number] = counts.get(e.block_number, 0) + 1
-            keep = [
-                h
-                for n, h in sorted(headers.items())
-                if first <= n <= last.number and (n > self.heads.finalized or n in counts or n == last.number)
-            ]
-            extra: list[F.Message] = []
-            near_tip = self.heads.head - last.number <= self.o.tip_blocks
-            if near_tip and fin > self.last_finalized_announced >= 0:
-                payload = {"chain_id": self.chain_id, "block_number": fin}
-                extra.append(F.Message("chain:finalized", ("global:all",), None, None, None, payload))
-            end = Cursor(last.number, last.hash)
-            batch = store.Batch(self.cursor, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw)
+            batch = self._build(self.cursor, first, last, events, headers, raw, snap, frozenset())
             seq = await store.write_batch(conn, self.chain_id, batch)
+        self._finish(batch, seq)
+        return len(events)
+
+    def _build(
+        self,
+        start: Cursor,
+        first: int,
+        last: BlockRef,
+        events: list[Any],
+        headers: dict[int, BlockRef],
+        raw: dict[str, bytes] | None,
+        snap: F.Snapshot,
+        upserts: frozenset[tuple[str, Any]],
+    ) -> store.Batch:
+        """Folds the events over the snapshot into the batch that continues `start` (pure but for reads of self)."""
+        fin = min(self.heads.finalized, last.number)
+        outbox_from = 0 if self.o.outbox_max_lag == 0 else self.heads.head - self.o.outbox_max_lag
+        ctx = F.Context(self.chain_id, journal_above=fin, outbox_from=outbox_from)
+        changes = F.fold(snap, events, ctx)
+        counts: dict[int, int] = {}
+        for e in events:
+            counts[e.block_number] = counts.get(e.block_number, 0) + 1
+        keep = [
+            h
+            for n, h in sorted(headers.items())
+            if first <= n <= last.number and (n > self.heads.finalized or n in counts or n == last.number)
+        ]
+        extra: list[F.Message] = []
+        near_tip = self.heads.head - last.number <= self.o.tip_blocks
+        if near_tip and fin > self.last_finalized_announced >= 0:
+            payload = {"chain_id": self.chain_id, "block_number": fin}
+            extra.append(F.Message("chain:finalized", ("global:all",), None, None, None, payload))
+        end = Cursor(last.number, last.hash)
+        return store.Batch(start, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw, upserts)
+
+    def _finish(self, batch: store.Batch, seq: int | None) -> None:
+        """Bookkeeping once a batch has committed."""
+        changes = batch.changes
         for table, rows in (
             ("markets", changes.markets),
             ("positions", changes.positions),
             ("creators", changes.creators),
             ("share_holdings", changes.holdings),
         ):
-            self.inserted[table] += sum(1 for r in rows.values() if (table, F.row_key(table, r)) not in snap.locators)
+            for r in rows.values():
+                key = (table, F.row_key(table, r))
+                if key not in batch.locators and key not in batch.upserts:
+                    self.inserted[table] += 1
+        fin = min(batch.heads.finalized, batch.end.number)
         self.last_finalized_announced = max(self.last_finalized_announced, fin)
-        self.cursor = end
+        self.cursor = batch.end
         self.floor = max(self.floor, fin)
-        self.status.indexed = end.number
+        self.status.indexed = batch.end.number
         self.status.last_progress = time.monotonic()
-        self.status.events += len(events)
-        self.m.committed(end.number, len(events))
+        self.status.events += len(batch.events)
+        self.m.committed(batch.end.number, len(batch.events))
         self._committed(seq)
-        return len(events)
+
+    async def _write(self, conn: asyncpg.Connection, batch: store.Batch) -> None:
+        started = time.perf_counter()
+        async with conn.transaction():
+            seq = await store.write_batch(conn, self.chain_id, batch)
+        self.m.batch_seconds(time.perf_counter() - started)
+        self._finish(batch, seq)
+        if not self.progress:
+            log.info(
+                "batch_committed",
+                from_block=batch.start.number + 1,
+                to_block=batch.end.number,
+                events=len(batch.events),
+                head=self.heads.head,
+                span=self.span,
+            )
+
+    async def _connect(self, role: str) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            self.s.database.dsn,
+            timeout=10,
+            server_settings={"application_name": f"gl-indexer-{self.chain_id}-{role}", "jit": "off"},
+        )
+
+    async def _prefetch(
+        self, reader: asyncpg.Connection, keys: F.Keys, overlay: F.Changes | None
+    ) -> tuple[F.Snapshot, frozenset[tuple[str, Any]]]:
+        """The snapshot of the next batch while the previous one is still being written.
+
+        Rows that batch changes come from its fold (`overlay`); every other row is read on a second
+        connection: no uncommitted batch touches it, so its committed value and its ctid are the
+        ones the next batch's write will find. Overlaid rows are written by key (upserts)."""
+        if overlay is None:
+            return await store.load_snapshot(reader, self.chain_id, keys), frozenset()
+        creators = set(keys.creators) | {overlay.markets[m].creator for m in keys.markets if m in overlay.markets}
+        db_keys = F.Keys(
+            frozenset(m for m in keys.markets if m not in overlay.markets),
+            frozenset(k for k in keys.positions if k not in overlay.positions),
+            frozenset(c for c in creators if c not in overlay.creators),
+            frozenset(k for k in keys.holdings if k not in overlay.holdings),
+            keys.market_positions,
+            keys.creator_holdings,
+        )
+        snap = await store.load_snapshot(reader, self.chain_id, db_keys)
+        upserts: set[tuple[str, Any]] = set()
+
+        def take(table: str, rows: dict[Any, Any], source: dict[Any, Any], wanted: Any) -> None:
+            for k in wanted:
+                if k in source:
+                    rows[k] = source[k]
+                    key = k if isinstance(k, tuple) else (k,)
+                    snap.locators.pop((table, key), None)
+                    upserts.add((table, key))
+
+        take("markets", snap.markets, overlay.markets, keys.markets)
+        take("positions", snap.positions, overlay.positions, keys.positions)
+        take(
+            "positions",
+            snap.positions,
+            overlay.positions,
+            [k for k in overlay.positions if k[0] in keys.market_positions],
+        )
+        wanted_creators = creators | {m.creator for m in snap.markets.values()}
+        take("creators", snap.creators, overlay.creators, wanted_creators)
+        take("share_holdings", snap.holdings, overlay.holdings, keys.holdings)
+        take(
+            "share_holdings",
+            snap.holdings,
+            overlay.holdings,
+            [k for k in overlay.holdings if k[0] in keys.creator_holdings],
+        )
+        missing = {m.creator for m in snap.markets.values()} - snap.creators.keys()
+        if missing:  # creators of markets read from the database that only the overlay had not
+            extra = await store.load_snapshot(
+                reader,
+                self.chain_id,
+                F.Keys(frozenset(), frozenset(), frozenset(missing), frozenset(), frozenset(), frozenset()),
+            )
+            snap.creators.update(extra.creators)
+            snap.locators.update(extra.locators)
+        return snap, frozenset(upserts)
 
     async def analyze_grown(self, conn: asyncpg.Connection) -> None:
         """ANALYZE a derived table once it has doubled since its last statistics (at least 10k rows).
@@ -347,42 +451,55 @@ class Indexer:
                     await t
 
     async def backfill(self, conn: asyncpg.Connection, target: int, stop: asyncio.Event) -> None:
+        """Ranges committed in order, pipelined: while batch N is written on `conn`, batch N+1's
+        snapshot is read on a second connection and folded (see _prefetch)."""
         assert self.cursor is not None
         started = time.perf_counter()
         first = self.cursor.number
         events = 0
         waited = 0.0  # time spent waiting for the next fetched range (when the fetch side is the bottleneck)
         t_wait = started
+        reader = await self._connect("reader")
+        writing: asyncio.Task[None] | None = None
+        written: store.Batch | None = None  # the batch `writing` commits
         self._progress_open(first, target)
         try:
             async for got in self._ranges(self.cursor.number + 1, target):
-                assert self.cursor is not None
+                end = written.end if written is not None else self.cursor
                 a = got.blocks.start
-                if a != self.cursor.number + 1:
+                if a != end.number + 1:
                     raise ChainMismatch("range does not continue the checkpoint")
-                if got.headers[a].parent_hash != self.cursor.hash:
-                    raise ChainMismatch(f"block {a} does not link to the checkpoint block {self.cursor.number}")
+                if got.headers[a].parent_hash != end.hash:
+                    raise ChainMismatch(f"block {a} does not link to the checkpoint block {end.number}")
                 t0 = time.perf_counter()
                 waited += t0 - t_wait
                 self.m.fetch_wait(t0 - t_wait)
-                n = await self.commit(conn, a, got.headers[got.blocks.stop - 1], (), got.headers, got)
+                snap, upserts = await self._prefetch(
+                    reader, F.keys_of(got.events), written.changes if written is not None else None
+                )
+                last = got.headers[got.blocks.stop - 1]
+                batch = self._build(end, a, last, got.events, got.headers, got.raw, snap, upserts)
+                if writing is not None:
+                    await writing
+                    await self.analyze_grown(conn)
+                writing = asyncio.create_task(self._write(conn, batch))
+                written = batch
+                n = len(got.events)
                 events += n
-                self.m.batch_seconds(time.perf_counter() - t0)
-                await self.analyze_grown(conn)
                 self._progress_update(got.blocks.stop - got.blocks.start, n)
-                if not self.progress:
-                    log.info(
-                        "batch_committed",
-                        from_block=a,
-                        to_block=got.blocks.stop - 1,
-                        events=n,
-                        head=self.heads.head,
-                        span=self.span,
-                    )
                 if stop.is_set():
                     break
                 t_wait = time.perf_counter()
+            if writing is not None:
+                await writing
         finally:
+            if writing is not None and not writing.done():
+                # Something failed while a batch was being written: let that write finish (it is valid
+                # work, and the checkpoint then says where to resume); its own error is the caller's.
+                with contextlib.suppress(Exception):
+                    await writing
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(reader.close(), 5)
             self._progress_close()
         elapsed = time.perf_counter() - started
         assert self.cursor is not None

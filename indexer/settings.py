@@ -35,9 +35,9 @@ class IndexerOptions:
     initial_span: int = 2_000
     max_span: int = 100_000
     target_events: int = 8_000
-    # getLogs ranges in flight while backfilling (with target_events, what bounds memory: 3 x 8,000
-    # events kept the writer and its fetch process under 250 MB together on a 1M-event backfill).
-    concurrency: int = 3
+    # getLogs ranges in flight while backfilling. With target_events it bounds memory: on a 1M-event
+    # backfill 2 x 8,000 events peaked at 255-260 MB for the writer and its fetch process together.
+    concurrency: int = 2
     # Fetch, parse and decode backfill ranges in a second process, so the writer's event loop only
     # folds and writes (1M-event backfill: 7.9k -> 12.8k events/s). false = in the indexer process.
     fetch_process: bool = True

@@ -152,6 +152,24 @@ async def update_arrays(
         raise RuntimeError(f"{table}: {result} for {len(records)} rows located in this transaction")
 
 
+async def upsert_arrays(
+    conn: asyncpg.Connection,
+    table: str,
+    columns: Sequence[str],
+    records: Sequence[Sequence[Any]],
+    key: Sequence[str],
+) -> None:
+    """Rows by primary key (one index probe each, whatever the statistics say)."""
+    types = await column_types(conn, table)
+    params = ", ".join(f"${i + 1}::{types[c]}[]" for i, c in enumerate(columns))
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+    await conn.execute(
+        f"INSERT INTO idx.{table} ({', '.join(columns)}) SELECT * FROM unnest({params})"
+        f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}",
+        *_arrays(len(columns), records),
+    )
+
+
 # ---------------------------------------------------------------- raw event tables
 
 
@@ -414,6 +432,9 @@ class Batch:
     extra_messages: Sequence[F.Message] = ()
     locators: dict[tuple[str, Any], Any] = dataclasses.field(default_factory=dict)  # from the Snapshot
     raw: dict[str, bytes] | None = None  # raw_payloads(events), when prepared ahead (backfill)
+    # (table, key) of rows taken from the batch written just before this one (pipelined backfill):
+    # they exist once that batch commits but their ctid is unknown, so they are upserted by key.
+    upserts: frozenset[tuple[str, Any]] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -552,7 +573,7 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
             ("share_holdings", ch.holdings),
         ):
             if rows:
-                await _write_derived(conn, chain_id, table, list(rows.values()), batch.locators)
+                await _write_derived(conn, chain_id, table, list(rows.values()), batch.locators, batch.upserts)
         if ch.notifications:
             await _write_records(
                 conn,
@@ -668,20 +689,31 @@ _STAGED: weakref.WeakKeyDictionary[asyncpg.Connection, set[str]] = weakref.WeakK
 
 
 async def _write_derived(
-    conn: asyncpg.Connection, chain_id: int, table: str, rows: Sequence[F.Row], locators: dict[tuple[str, Any], Any]
+    conn: asyncpg.Connection,
+    chain_id: int,
+    table: str,
+    rows: Sequence[F.Row],
+    locators: dict[tuple[str, Any], Any],
+    upserts: frozenset[tuple[str, Any]] = frozenset(),
 ) -> None:
     """New rows by COPY; rows read in this transaction by an UPDATE at their ctid. Their keys never
     change, so with the tables' fillfactor the updates are HOT: no index maintenance at all."""
     cols = ("chain_id", *_COLUMNS[table])
     fresh: list[tuple[Any, ...]] = []
     known: list[tuple[Any, ...]] = []
+    by_key: list[tuple[Any, ...]] = []
     for r in rows:
-        tid = locators.get((table, F.row_key(table, r)))
+        key = (table, F.row_key(table, r))
+        tid = locators.get(key)
         rec = derived_record(chain_id, table, r)
-        if tid is None:
-            fresh.append(rec)
-        else:
+        if tid is not None:
             known.append((tid, *rec))
+        elif key in upserts:
+            by_key.append(rec)
+        else:
+            fresh.append(rec)
+    if by_key:
+        await upsert_arrays(conn, table, cols, by_key, ("chain_id", *_COLUMNS[table][: F.TABLES[table][1]]))
     if len(rows) <= SMALL_ROWS:
         if known:
             await update_arrays(conn, table, cols, known)
