@@ -36,10 +36,12 @@ class IndexerOptions:
     max_span: int = 100_000
     target_events: int = 8_000
     # getLogs ranges in flight while backfilling. With target_events it bounds memory: on a 1M-event
-    # backfill 2 x 8,000 events peaked at 255-260 MB for the writer and its fetch process together.
+    # backfill 2 x 8,000 events peaked at 260-274 MB for the writer and its fetch process together,
+    # 3 x 6,000 at 245 MB (about 15 % slower).
     concurrency: int = 2
     # Fetch, parse and decode backfill ranges in a second process, so the writer's event loop only
-    # folds and writes (1M-event backfill: 7.9k -> 12.8k events/s). false = in the indexer process.
+    # folds and writes (1M-event backfill: 7.9k -> 12.8k events/s before pipelined commits). false = in
+    # the indexer process.
     fetch_process: bool = True
     # Seconds per JSON-RPC request before it counts as failed (and the next URL is tried).
     request_timeout: float = 10.0
