@@ -285,6 +285,9 @@ class Wait:
 TxAction = MarkMined | MarkFinalized | Reorged | Dropped | Rebroadcast | Replace | Wait
 
 
+DROP_GRACE_BLOCKS = 2  # blocks after our last send before "nonce used, no receipt" means dropped
+
+
 def decide_tx(
     tx: TxView,
     chain: ChainView,
@@ -315,6 +318,11 @@ def decide_tx(
     if tx.status != "pending":
         return None
     if chain.nonce_latest > tx.nonce:
+        # Our nonce was used and none of our attempts has a receipt. Nodes can show the new nonce
+        # before the receipt (seen on anvil under load; behind a load balancer, two nodes may
+        # disagree), so wait until the head is DROP_GRACE_BLOCKS past our last send.
+        if latest.sent_block is not None and chain.head - latest.sent_block < DROP_GRACE_BLOCKS:
+            return None
         return Dropped("nonce_consumed_by_unrecorded_tx")
     if latest.sent_block is None:
         return Rebroadcast(latest.index)  # recorded, never sent (crash between record and broadcast)

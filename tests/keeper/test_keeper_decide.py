@@ -209,6 +209,8 @@ def test_tx_decisions_are_safe(
     if isinstance(a, decide.Dropped):
         assert receipt is None
         assert chain.nonce_latest > nonce
+        sent = attempts[-1].sent_block
+        assert sent is None or chain.head - sent >= decide.DROP_GRACE_BLOCKS
     if isinstance(a, decide.Reorged):
         assert receipt is None
         assert status != "pending"
@@ -228,3 +230,15 @@ def test_a_mined_cancellation_frees_the_job_key() -> None:
     tx = TxView("pending", 3, 100_000, 0, attempts, Receipt(1, 9, b"\x01" * 32, True, 21_000, GWEI), None, None, False)
     chain = ChainView(10, 0, 4, 10**18, Fees(10 * GWEI, GWEI))
     assert isinstance(decide.decide_tx(tx, chain, 1, 3, p), decide.Dropped)
+
+
+def test_a_used_nonce_without_a_receipt_waits_before_dropping() -> None:
+    """The node may show the new nonce a moment before the receipt: dropped only DROP_GRACE_BLOCKS later."""
+    p = FeePolicy(max_fee_cap=100 * GWEI, priority_cap=2 * GWEI, min_priority=GWEI)
+    attempts = (Attempt(0, Fees(10 * GWEI, GWEI), 9, True),)
+    tx = TxView("pending", 3, 100_000, 0, attempts, None, None, None, False)
+    fees = Fees(10 * GWEI, GWEI)
+    just_sent = decide.decide_tx(tx, ChainView(10, 0, 4, 10**18, fees), 1, 3, p)
+    assert just_sent is None  # nothing to do yet
+    later = decide.decide_tx(tx, ChainView(9 + decide.DROP_GRACE_BLOCKS, 0, 4, 10**18, fees), 1, 3, p)
+    assert isinstance(later, decide.Dropped)
