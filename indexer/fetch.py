@@ -32,22 +32,7 @@ import structlog
 
 from indexer import store
 from indexer.chain import BlockRef, ChainMismatch, SpanPolicy, next_span, split_span
-from indexer.decode import (
-    CreatorFeesClaimed,
-    CreatorFeesCollected,
-    DecodeError,
-    DividendsClaimed,
-    DividendsDistributed,
-    Event,
-    EventDecoder,
-    LiquidityWithdrawn,
-    MarketCreated,
-    MarketResolved,
-    Other,
-    SharesTraded,
-    Trade,
-    WinningsClaimed,
-)
+from indexer.decode import TYPED, DecodeError, Event, EventDecoder, Other
 from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, TransientRpcError, parse_log
 
 log = structlog.get_logger("indexer.fetch")
@@ -134,19 +119,7 @@ class RangeFetcher:
 
 # Events cross the pipe as (class index, field values): pickling slotted dataclasses goes through
 # __reduce_ex__ and costs several times more than a tuple.
-_CLASSES: tuple[type[Any], ...] = (
-    Trade,
-    SharesTraded,
-    MarketCreated,
-    MarketResolved,
-    WinningsClaimed,
-    LiquidityWithdrawn,
-    CreatorFeesCollected,
-    DividendsDistributed,
-    DividendsClaimed,
-    CreatorFeesClaimed,
-    Other,
-)
+_CLASSES: tuple[type[Any], ...] = (*TYPED.values(), Other)
 _INDEX = {cls: i for i, cls in enumerate(_CLASSES)}
 _VALUES = {cls: operator.attrgetter(*(f.name for f in dataclasses.fields(cls))) for cls in _CLASSES}
 _ERRORS: dict[str, type[Exception]] = {

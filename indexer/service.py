@@ -253,20 +253,15 @@ class Indexer:
         last: BlockRef,
         logs: Sequence[Log],
         headers: dict[int, BlockRef],
-        prepared: Prepared | None = None,
     ) -> int:
-        """Decodes, folds and writes blocks first..last.number in one transaction; returns events written."""
+        """Decodes, folds and writes blocks first..last.number in one transaction (the tip; the backfill
+        pipelines the same _build/_write steps); returns events written."""
         assert self.cursor is not None
-        raw: dict[str, bytes] | None = None
-        if prepared is not None:
-            events, raw = prepared.events, prepared.raw
-        else:
-            events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
-        keys = F.keys_of(events)
+        events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
         # Snapshot read, fold and write in one transaction: the rows' locators (ctid) stay valid.
         async with conn.transaction():
-            snap = await store.load_snapshot(conn, self.chain_id, keys)
-            batch = self._build(self.cursor, first, last, events, headers, raw, snap, frozenset())
+            snap = await store.load_snapshot(conn, self.chain_id, F.keys_of(events))
+            batch = self._build(self.cursor, first, last, events, headers, None, snap, frozenset())
             seq = await store.write_batch(conn, self.chain_id, batch)
         self._finish(batch, seq)
         return len(events)
@@ -379,32 +374,23 @@ class Indexer:
                     snap.locators.pop((table, key), None)
                     upserts.add((table, key))
 
+        # Every overlay row the batch reads: its keys, plus all rows of a market being resolved or a
+        # creator distributing (load_snapshot read those from the database; the overlay's are newer).
         take("markets", snap.markets, overlay.markets, keys.markets)
-        take("positions", snap.positions, overlay.positions, keys.positions)
         take(
             "positions",
             snap.positions,
             overlay.positions,
-            [k for k in overlay.positions if k[0] in keys.market_positions],
+            [k for k in overlay.positions if k in keys.positions or k[0] in keys.market_positions],
         )
-        wanted_creators = creators | {m.creator for m in snap.markets.values()}
-        take("creators", snap.creators, overlay.creators, wanted_creators)
-        take("share_holdings", snap.holdings, overlay.holdings, keys.holdings)
+        # creators of every market in the snapshot: the overlay's, else read with db_keys / the markets
+        take("creators", snap.creators, overlay.creators, creators | {m.creator for m in snap.markets.values()})
         take(
             "share_holdings",
             snap.holdings,
             overlay.holdings,
-            [k for k in overlay.holdings if k[0] in keys.creator_holdings],
+            [k for k in overlay.holdings if k in keys.holdings or k[0] in keys.creator_holdings],
         )
-        missing = {m.creator for m in snap.markets.values()} - snap.creators.keys()
-        if missing:  # creators of markets read from the database that only the overlay had not
-            extra = await store.load_snapshot(
-                reader,
-                self.chain_id,
-                F.Keys(frozenset(), frozenset(), frozenset(missing), frozenset(), frozenset(), frozenset()),
-            )
-            snap.creators.update(extra.creators)
-            snap.locators.update(extra.locators)
         return snap, frozenset(upserts)
 
     async def analyze_grown(self, conn: asyncpg.Connection) -> None:
