@@ -27,6 +27,7 @@ from core.config import ConfigError
 from core.logs import configure_logging
 from indexer.metrics import Metrics
 from indexer.migrate import apply_migrations
+from indexer.runtime import tune_gc
 from indexer.service import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_STALLED, Status, run, watchdog
 from indexer.settings import Settings, load_settings
 from indexer.store import reset_chain
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("config_invalid", error=str(exc))
         return EXIT_CONFIG
     configure_logging(settings.options.log_level)
+    tune_gc()
     try:
         if args.command == "migrate":
             return asyncio.run(migrate(settings))

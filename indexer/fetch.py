@@ -34,6 +34,7 @@ from indexer import store
 from indexer.chain import BlockRef, ChainMismatch, SpanPolicy, next_span, split_span
 from indexer.decode import TYPED, DecodeError, Event, EventDecoder, Other
 from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, TransientRpcError, parse_log
+from indexer.runtime import tune_gc
 
 log = structlog.get_logger("indexer.fetch")
 ROOT = Path(__file__).resolve().parent.parent  # the child runs `python -m indexer.fetch` from here
@@ -170,6 +171,7 @@ def _child_main(fd: int) -> None:
     conn = Connection(fd)
     with contextlib.suppress(EOFError, BrokenPipeError, KeyboardInterrupt):
         cfg = conn.recv()
+        tune_gc()
         asyncio.run(_child_loop(conn, cfg))
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import operator
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -87,14 +86,22 @@ def copy_text_payload(records: Iterable[Sequence[Any]]) -> bytes:
     return "".join(["\t".join([fmt[type(v)](v) for v in r]) + "\n" for r in records]).encode()
 
 
+async def copy_payload(
+    conn: asyncpg.Connection, table: str, columns: Sequence[str], data: bytes, schema: str | None = "idx"
+) -> None:
+    """COPY a text payload. A memoryview, because asyncpg takes bytes for a file path, and wraps a
+    file-like source in a class made per call (a reference cycle holding the payload until the next
+    garbage collection) that reads it in 512 KB chunks on a thread pool."""
+    source: Any = memoryview(data)  # asyncpg documents buffers; its type stub does not list them
+    await conn.copy_to_table(table, schema_name=schema, columns=list(columns), source=source, format="text")
+
+
 async def copy_text(
     conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Iterable[Sequence[Any]]
 ) -> None:
     data = copy_text_payload(records)
     if data:
-        await conn.copy_to_table(
-            table, schema_name="idx", columns=list(columns), source=io.BytesIO(data), format="text"
-        )
+        await copy_payload(conn, table, columns, data)
 
 
 # ---------------------------------------------------------------- small batches: one statement per table
@@ -563,9 +570,7 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
             payloads = batch.raw if batch.raw is not None else raw_payloads(chain_id, batch.events)
             for table, data in payloads.items():
                 cols = OTHER_COLUMNS if table == "ev_other" else EVENT_TABLES_BY_NAME[table].columns
-                await conn.copy_to_table(
-                    table, schema_name="idx", columns=list(cols), source=io.BytesIO(data), format="text"
-                )
+                await copy_payload(conn, table, cols, data)
         for table, rows in (
             ("markets", ch.markets),
             ("positions", ch.positions),
@@ -728,7 +733,7 @@ async def _write_derived(
             )
             staged.add(table)
         data = copy_text_payload([(f"({k[0][0]},{k[0][1]})", *k[1:]) for k in known])
-        await conn.copy_to_table(f"stage_{table}", columns=["tid", *cols], source=io.BytesIO(data), format="text")
+        await copy_payload(conn, f"stage_{table}", ["tid", *cols], data, schema=None)
         sets = ", ".join(f"{c} = s.{c}" for c in _COLUMNS[table])
         await conn.execute(
             f"UPDATE idx.{table} p SET {sets} FROM pg_temp.stage_{table} s"
