@@ -61,6 +61,12 @@ class Metrics:
         self._failures = Counter(
             "indexer_failures_total", "Failed loop iterations (retried)", ["chain_id"], registry=r
         ).labels(c)
+        self.deferred_indexes = Gauge(
+            "indexer_deferred_indexes",
+            "Secondary indexes dropped for the initial sync and not yet built",
+            ["chain_id"],
+            registry=r,
+        ).labels(c)
         self.stalled = Gauge("indexer_stalled", "1 when the stall watchdog fired", ["chain_id"], registry=r).labels(c)
         self._fetch_wait = Counter(
             "indexer_fetch_wait_seconds_total",

@@ -119,6 +119,7 @@ class Indexer:
         # Rows inserted into each derived table since we last ran ANALYZE on it, and its size then.
         self.inserted = dict.fromkeys(store.DERIVED, 0)
         self.analyzed = dict.fromkeys(store.DERIVED, 0)
+        self.deferred: list[str] = []  # secondary indexes dropped for the initial sync (store.defer_indexes)
 
     # ------------------------------------------------------------ node view
 
@@ -199,6 +200,8 @@ class Indexer:
         else:
             self.cursor, self.floor = stored.cursor, stored.final_floor
         self.status.indexed = self.cursor.number
+        self.deferred = await store.deferred_indexes(conn)
+        self.m.deferred_indexes.set(len(self.deferred))
         await self.refresh_heads()
         # A reorg that happened while we were down: compare every stored unfinalized hash.
         await self.check_reorg(conn, reason="startup")
@@ -407,6 +410,48 @@ class Indexer:
                 self.inserted[table] = 0
                 log.debug("analyzed", table=table, rows=self.analyzed[table], seconds=time.perf_counter() - started)
 
+    # ------------------------------------------------------------ deferred indexes
+
+    async def defer_indexes(self, conn: asyncpg.Connection) -> None:
+        """Before an initial sync (nothing indexed yet): drop the readers' secondary indexes."""
+        assert self.cursor is not None
+        if self.deferred or not self.o.defer_indexes or self.cursor.number >= self.s.deployment.deploy_block:
+            return
+        others = await store.other_chains(conn, self.chain_id)
+        if others:
+            log.info("indexes_kept", reason="other chains share this database", chains=others)
+            return
+        self.deferred = await store.defer_indexes(conn, self.chain_id)
+        self.m.deferred_indexes.set(len(self.deferred))
+        log.info("indexes_deferred", indexes=self.deferred)
+
+    async def restore_indexes(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        """Builds the deferred indexes, one transaction each. A stop cancels the build in progress (it
+        rolls back; the next start builds it); the watchdog sees progress while a large one sorts."""
+        for name in list(self.deferred):
+            if stop.is_set():
+                return
+            started = time.perf_counter()
+            build = asyncio.ensure_future(store.restore_index(conn, name))
+            stopping = asyncio.ensure_future(stop.wait())
+            while not build.done():
+                await asyncio.wait((build, stopping), timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+                self.status.last_progress = time.monotonic()
+                if stop.is_set() and not build.done():
+                    stopping.cancel()
+                    build.cancel()
+                    with contextlib.suppress(BaseException):
+                        await build
+                    log.info("index_build_interrupted", index=name)
+                    return
+            stopping.cancel()
+            build.result()
+            self.deferred.remove(name)
+            self.m.deferred_indexes.set(len(self.deferred))
+            log.info(
+                "index_built", index=name, seconds=round(time.perf_counter() - started, 3), left=len(self.deferred)
+            )
+
     # ------------------------------------------------------------ backfill
 
     def _range_split(self, **fields: Any) -> None:
@@ -558,6 +603,8 @@ class Indexer:
         assert self.cursor is not None
         heads = self.heads_from_watcher() or await self.refresh_heads()
         target = heads.head - max(0, self.s.chain.confirmations - 1)
+        if self.deferred and target - self.cursor.number <= self.o.tip_blocks:
+            await self.restore_indexes(conn, stop)  # the initial sync is over
         if target < self.cursor.number:
             # Our checkpoint is above the node's head: a lagging node, or a reorg to a shorter chain.
             if await self.check_reorg(conn, reason="head_below_checkpoint"):
@@ -573,6 +620,7 @@ class Indexer:
             return False
         try:
             if target - self.cursor.number > self.o.tip_blocks:
+                await self.defer_indexes(conn)
                 await self.backfill(conn, target, stop)
             else:
                 await self.tip(conn, target)

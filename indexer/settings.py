@@ -43,6 +43,10 @@ class IndexerOptions:
     # folds and writes (1M-event backfill: 7.9k -> 12.8k events/s before pipelined commits). false = in
     # the indexer process.
     fetch_process: bool = True
+    # An initial sync (or a rebuild) drops the readers' secondary indexes of schema idx and builds them
+    # when it reaches the head: sorting once costs a fraction of maintaining them row by row (1M-event
+    # backfill: 20.3k -> 24.3k events/s before the builds). Never when other chains share the database.
+    defer_indexes: bool = True
     # Seconds per JSON-RPC request before it counts as failed (and the next URL is tried).
     request_timeout: float = 10.0
     # Polling interval when no websocket is available (and the websocket's safety poll).

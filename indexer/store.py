@@ -901,3 +901,55 @@ async def reset_chain(conn: asyncpg.Connection, chain_id: int) -> None:
             "contracts",
         ):
             await conn.execute(f"DELETE FROM idx.{table} WHERE chain_id = $1", chain_id)
+
+
+# ---------------------------------------------------------------- deferred secondary indexes
+
+# Non-unique indexes the writer itself reads through stay: rollback deletes notifications and outbox
+# rows by block. Every other non-unique index in schema idx serves readers only (API, analysts).
+KEPT_INDEXES = ("notifications_block", "outbox_chain_block")
+
+
+async def deferred_indexes(conn: asyncpg.Connection) -> list[str]:
+    return [r["name"] for r in await conn.fetch("SELECT name FROM idx.deferred_indexes ORDER BY name")]
+
+
+async def other_chains(conn: asyncpg.Connection, chain_id: int) -> list[int]:
+    """Chains other than this one indexed in the same database."""
+    return [
+        r["chain_id"] for r in await conn.fetch("SELECT chain_id FROM idx.checkpoints WHERE chain_id <> $1", chain_id)
+    ]
+
+
+async def defer_indexes(conn: asyncpg.Connection, chain_id: int) -> list[str]:
+    """Drops the readers' secondary indexes of schema idx, keeping their definitions, in one transaction."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "SELECT i.relname AS name, pg_get_indexdef(x.indexrelid) AS definition"
+            " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+            " WHERE i.relnamespace = 'idx'::regnamespace AND NOT x.indisunique AND NOT x.indisprimary"
+            " AND NOT (i.relname = ANY($1::text[])) ORDER BY i.relname",
+            list(KEPT_INDEXES),
+        )
+        for r in rows:
+            await conn.execute(
+                "INSERT INTO idx.deferred_indexes (name, definition, chain_id) VALUES ($1, $2, $3)",
+                r["name"],
+                r["definition"],
+                chain_id,
+            )
+            await conn.execute(f'DROP INDEX idx."{r["name"]}"')
+    return [r["name"] for r in rows]
+
+
+async def restore_index(conn: asyncpg.Connection, name: str, sort_memory: str = "256MB") -> bool:
+    """Builds one deferred index and forgets its definition, in one transaction (a crash leaves one of
+    the two). CREATE INDEX blocks writes to the table (only ours) while readers go on."""
+    async with conn.transaction():
+        definition = await conn.fetchval("SELECT definition FROM idx.deferred_indexes WHERE name = $1 FOR UPDATE", name)
+        if definition is None:
+            return False
+        await conn.execute(f"SET LOCAL maintenance_work_mem = '{sort_memory}'")
+        await conn.execute(definition.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1))
+        await conn.execute("DELETE FROM idx.deferred_indexes WHERE name = $1", name)
+    return True

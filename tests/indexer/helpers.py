@@ -299,3 +299,23 @@ def wait_caught_up(dsn: str, url: str, timeout: float = 90) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("the indexer did not catch up with the node")
+
+
+INDEX_DEFS = (
+    "SELECT i.relname AS name, pg_get_indexdef(x.indexrelid) AS definition, x.indexrelid::bigint AS oid"
+    " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE i.relnamespace = 'idx'::regnamespace"
+)
+
+
+def indexes(dsn: str) -> dict[str, tuple[str, int]]:
+    """Schema idx's indexes: name -> (definition, oid)."""
+    return {r["name"]: (r["definition"], r["oid"]) for r in fetch(dsn, INDEX_DEFS)}
+
+
+def index_definitions(dsn: str) -> dict[str, str]:
+    """Every index of schema idx, built or deferred (idx.deferred_indexes): name -> definition."""
+    defs = {name: d for name, (d, _) in indexes(dsn).items()}
+    for r in fetch(dsn, "SELECT name, definition FROM idx.deferred_indexes"):
+        assert r["name"] not in defs, f"{r['name']} is both built and deferred"
+        defs[r["name"]] = r["definition"]
+    return defs

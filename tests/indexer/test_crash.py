@@ -25,6 +25,7 @@ from tests.indexer.helpers import (
     buy_request,
     dump,
     fetch,
+    index_definitions,
     index_to_head,
     make_settings,
     open_market,
@@ -54,6 +55,7 @@ def test_seeded_simulation_with_kills_reorgs_and_rpc_faults(
 ) -> None:
     """Random interleavings of trades, reorgs, SIGKILLs and RPC faults end equal to a fresh index."""
     rng = random.Random(seed)
+    defs = index_definitions(db_dsn)
     sim(node.url, node.deployment, seed=seed, max_events=25)
     mid = open_market(node)
     proxy = FaultProxy(node.url, seed, hang_seconds=1.5)
@@ -103,6 +105,7 @@ def test_seeded_simulation_with_kills_reorgs_and_rpc_faults(
             proc.wait()
         proxy.stop()
     assert_same_index(dump(db_dsn), fresh_index(node, fresh_db, tmp_path))
+    assert index_definitions(db_dsn) == defs  # each index built or its definition kept, whenever killed
     # Nothing applied twice: every event appears once in the outbox per delivery of its block.
     dupes = fetch(
         db_dsn,

@@ -1,0 +1,58 @@
+"""An initial sync drops the readers' secondary indexes and builds them at the head (store.defer_indexes):
+every index comes back with its definition, a sync interrupted while they are deferred finishes the job,
+and a database shared with other chains keeps them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from indexer import store
+from tests.indexer.helpers import Node, fetch, index_definitions, index_to_head, indexes, make_settings, sim
+
+pytestmark = [pytest.mark.anvil, pytest.mark.pg]
+
+
+def test_initial_sync_rebuilds_every_deferred_index(node: Node, db_dsn: str, tmp_path: Path) -> None:
+    sim(node.url, node.deployment, seed=3, max_events=40, resolve=True)
+    before = indexes(db_dsn)
+    assert index_to_head(make_settings(node.url, node.deployment, db_dsn, tmp_path, initial_span=5)) == 0
+    after = indexes(db_dsn)
+    assert {n: d for n, (d, _) in after.items()} == {n: d for n, (d, _) in before.items()}
+    assert fetch(db_dsn, "SELECT * FROM idx.deferred_indexes") == []
+    rebuilt = {n for n in before if after[n][1] != before[n][1]}  # a new oid: dropped and built again
+    assert "ev_trade_trader" in rebuilt
+    assert "markets_question_trgm" in rebuilt
+    assert not rebuilt & {*store.KEPT_INDEXES, "ev_trade_pkey", "positions_pkey"}
+
+
+def test_sync_interrupted_while_deferred_builds_them_at_the_head(node: Node, db_dsn: str, tmp_path: Path) -> None:
+    """A run that stopped with indexes deferred (a crash mid-sync): the next one builds them."""
+    sim(node.url, node.deployment, seed=4, max_events=30)
+    defs = index_definitions(db_dsn)
+
+    async def defer() -> list[str]:
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            return await store.defer_indexes(conn, node.deployment["chain_id"])
+        finally:
+            await conn.close()
+
+    dropped = asyncio.run(defer())
+    assert "ev_trade_market" in dropped
+    assert index_definitions(db_dsn) == defs  # nothing lost: built or remembered
+    assert not set(dropped) & set(indexes(db_dsn))
+    assert index_to_head(make_settings(node.url, node.deployment, db_dsn, tmp_path, initial_span=5)) == 0
+    assert {n: d for n, (d, _) in indexes(db_dsn).items()} == defs
+    assert fetch(db_dsn, "SELECT * FROM idx.deferred_indexes") == []
+
+
+def test_other_chains_in_the_database_keep_the_indexes(node: Node, db_dsn: str, tmp_path: Path) -> None:
+    sim(node.url, node.deployment, seed=5, max_events=20)
+    fetch(db_dsn, "INSERT INTO idx.checkpoints (chain_id, block_number, block_hash) VALUES (8453, 0, '\\x00')")
+    before = indexes(db_dsn)
+    assert index_to_head(make_settings(node.url, node.deployment, db_dsn, tmp_path, initial_span=5)) == 0
+    assert indexes(db_dsn) == before  # same oids: never dropped
