@@ -44,7 +44,7 @@ def psql(sql: str) -> None:
 def write_config(tmp: Path, url: str, deployment: dict[str, object], dsn: str, **indexer: object) -> Path:
     dep = tmp / "deployment.json"
     dep.write_text(json.dumps(deployment))
-    opts = {"metrics_port": -1, "progress": "log", "use_websocket": False, "log_level": os.environ.get("GL_BENCH_LOG", "warning"), **indexer}
+    opts = {"metrics_port": -1, "progress": "log", "use_websocket": False, "log_level": "warning", **indexer}
     lines = [
         "[database]",
         f'dsn = "{dsn}"',

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import operator
 import signal
 import socket
 import subprocess
@@ -30,10 +29,10 @@ from typing import Any
 
 import structlog
 
-from indexer import store
 from indexer.chain import BlockRef, ChainMismatch, SpanPolicy, next_span, split_span
-from indexer.decode import TYPED, DecodeError, Event, EventDecoder, Other
-from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, TransientRpcError, parse_log
+from indexer.decode import DecodeError, Event
+from indexer.rawlogs import CLASSES, RawDecoder
+from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, TransientRpcError
 from indexer.runtime import tune_gc
 
 log = structlog.get_logger("indexer.fetch")
@@ -62,8 +61,7 @@ class RangeFetcher:
         self.rpc = rpc
         self.chain_id = chain_id
         self.addresses = list(addresses)
-        address_bytes = [bytes.fromhex(a[2:]) for a in self.addresses]
-        self.decoder = EventDecoder({address_bytes[0]: "OpinionMarket", address_bytes[1]: "CreatorShares"})
+        self.decoder = RawDecoder(chain_id, {self.addresses[0]: "OpinionMarket", self.addresses[1]: "CreatorShares"})
         self.policy = policy
         self.on_split = on_split
 
@@ -86,43 +84,51 @@ class RangeFetcher:
                 out.extend(part)
             return out, span
 
-    async def fetch(self, blocks: range, span: int, finalized: int) -> Prepared:
+    async def fetch_packed(self, blocks: range, span: int, finalized: int) -> tuple[Any, ...]:
+        """The range in the form that crosses the pipe (see unpack)."""
         a, b = blocks.start, blocks.stop - 1
         spans: list[int] = []
         raw_logs, span = await self._logs(a, b, span, spans)
         try:
-            logs = [parse_log(r) for r in raw_logs]
+            numbers = {int(r["blockNumber"], 16) for r in raw_logs}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise TransientRpcError(
-                f"eth_getLogs {a}..{b}: malformed log object from the node ({type(exc).__name__}: {exc})"
-            ) from None
-        del raw_logs
-        want = {a, b} | {lg.block_number for lg in logs} | set(range(max(a, finalized + 1), b + 1))
+            raise _malformed(a, b, exc) from None
+        want = {a, b} | numbers | set(range(max(a, finalized + 1), b + 1))
         headers = await self.rpc.headers(sorted(want))
         missing = want - headers.keys()
         if missing:
             raise TransientRpcError(f"node has no header for {len(missing)} block(s) from {min(missing)}")
-        for lg in logs:
-            if headers[lg.block_number].hash != lg.block_hash:
-                raise ChainMismatch(f"log at block {lg.block_number} has a hash the header does not")
         prev: BlockRef | None = None
         for n in sorted(headers):
             h = headers[n]
             if prev is not None and n == prev.number + 1 and h.parent_hash != prev.hash:
                 raise ChainMismatch(f"block {n} does not link to block {prev.number}")
             prev = h
-        events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
-        raw = store.raw_payloads(self.chain_id, events)
-        return Prepared(blocks, headers, events, raw, next_span(span, len(logs), self.policy), spans)
+        try:
+            events, raw = self.decoder.decode(raw_logs, headers)
+        except (DecodeError, ChainMismatch):
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise _malformed(a, b, exc) from None
+        return (
+            (blocks.start, blocks.stop),
+            [(h.number, h.hash, h.parent_hash, h.time, h.bloom) for h in headers.values()],
+            events,
+            raw,
+            next_span(span, len(raw_logs), self.policy),
+            spans,
+        )
+
+    async def fetch(self, blocks: range, span: int, finalized: int) -> Prepared:
+        return unpack(await self.fetch_packed(blocks, span, finalized))
+
+
+def _malformed(a: int, b: int, exc: Exception) -> TransientRpcError:
+    return TransientRpcError(f"eth_getLogs {a}..{b}: malformed log object from the node ({type(exc).__name__}: {exc})")
 
 
 # ---------------------------------------------------------------- the child process
 
-# Events cross the pipe as (class index, field values): pickling slotted dataclasses goes through
-# __reduce_ex__ and costs several times more than a tuple.
-_CLASSES: tuple[type[Any], ...] = (*TYPED.values(), Other)
-_INDEX = {cls: i for i, cls in enumerate(_CLASSES)}
-_VALUES = {cls: operator.attrgetter(*(f.name for f in dataclasses.fields(cls))) for cls in _CLASSES}
 _ERRORS: dict[str, type[Exception]] = {
     "ChainMismatch": ChainMismatch,
     "DecodeError": DecodeError,
@@ -132,20 +138,11 @@ _ERRORS: dict[str, type[Exception]] = {
 }
 
 
-def pack(p: Prepared) -> tuple[Any, ...]:
-    return (
-        (p.blocks.start, p.blocks.stop),
-        [(h.number, h.hash, h.parent_hash, h.time, h.bloom) for h in p.headers.values()],
-        [(_INDEX[type(e)], _VALUES[type(e)](e)) for e in p.events],
-        p.raw,
-        p.span,
-        p.spans,
-    )
-
-
 def unpack(data: tuple[Any, ...]) -> Prepared:
+    """Events cross the pipe as (class index, field values): pickling slotted dataclasses goes through
+    __reduce_ex__ and costs several times more than a tuple."""
     (start, stop), headers, events, raw, span, spans = data
-    classes = _CLASSES
+    classes = CLASSES
     return Prepared(
         range(start, stop),
         {h[0]: BlockRef(*h) for h in headers},
@@ -194,8 +191,8 @@ async def _child_loop(conn: Connection, cfg: ChildConfig) -> None:
 
         async def run(job_id: int, start: int, stop: int, span: int, finalized: int) -> None:
             try:
-                p = await fetcher.fetch(range(start, stop), span, finalized)
-                reply: tuple[Any, ...] = ("ok", job_id, pack(p))
+                packed = await fetcher.fetch_packed(range(start, stop), span, finalized)
+                reply: tuple[Any, ...] = ("ok", job_id, packed)
             except Exception as exc:  # every failure goes back to the parent, which decides
                 reply = ("error", job_id, type(exc).__name__, str(exc))
             reply = (*reply, observed[:], splits[:])
