@@ -171,8 +171,19 @@ def clone(row: _R) -> _R:
     return cast(_R, type(row)(*_GETTERS[type(row)](row)))
 
 
+def _key_getter(cls: type[Any], n: int) -> Callable[[Any], tuple[Any, ...]]:
+    names = [f.name for f in dataclasses.fields(cls)[:n]]
+    if n == 1:
+        one = operator.attrgetter(names[0])
+        return lambda row: (one(row),)
+    return operator.attrgetter(*names)
+
+
+_KEYS = {table: _key_getter(cls, n) for table, (cls, n) in TABLES.items()}
+
+
 def row_key(table: str, row: Row) -> tuple[Any, ...]:
-    return row_values(row)[: TABLES[table][1]]
+    return _KEYS[table](row)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -276,7 +276,35 @@ def _record_reader(table: str, skip: int) -> Callable[[Any], F.Row]:
     return fn
 
 
+def _line_writer(table: str) -> Callable[[str, Any], str]:
+    """Row -> its COPY text line (chain_id first), one generated expression per table: the backfill
+    writes every row a batch changes, and a type dispatch per value (copy_text_payload) costs more."""
+    fields = {f.name: str(f.type) for f in dataclasses.fields(F.TABLES[table][0])}
+    parts = []
+    for name, kind in zip(_COLUMNS[table], F.KINDS[table], strict=True):
+        v = f"row.{name}"
+        text = {
+            "int": f"str({v})",
+            "bool": f"('t' if {v} else 'f')",
+            "bytes": f"BYTEA + {v}.hex()",
+            "str": f"{v}.translate(ESC)",
+            "time": f"time_text(ts({v}))",
+        }[kind]
+        parts.append(f"(NULL if {v} is None else {text})" if "None" in fields[name] else text)
+    source = f"lambda chain, row: TAB.join((chain, {', '.join(parts)})) + NL"
+    env = {"ts": ts, "time_text": _time_text, "ESC": _ESCAPES, "BYTEA": "\\\\x", "NULL": "\\N", "TAB": "\t", "NL": "\n"}
+    fn: Callable[[str, Any], str] = eval(source, env)
+    return fn
+
+
 _WRITERS = {t: _record_writer(t) for t in DERIVED}
+_LINES = {t: _line_writer(t) for t in DERIVED}
+
+
+def derived_line(chain_id: int, table: str, row: F.Row) -> str:
+    return _LINES[table](str(chain_id), row)
+
+
 _READERS: dict[tuple[str, int], Callable[[Any], F.Row]] = {}
 
 
@@ -704,22 +732,29 @@ async def _write_derived(
     """New rows by COPY; rows read in this transaction by an UPDATE at their ctid. Their keys never
     change, so with the tables' fillfactor the updates are HOT: no index maintenance at all."""
     cols = ("chain_id", *_COLUMNS[table])
-    fresh: list[tuple[Any, ...]] = []
-    known: list[tuple[Any, ...]] = []
+    small = len(rows) <= SMALL_ROWS
+    record = _WRITERS[table]
+    line = _LINES[table]
+    chain = str(chain_id)
+    fresh: list[Any] = []  # records (small) or COPY lines
+    known: list[Any] = []  # (tid, *record) or "(block,offset)\t" + COPY line
     by_key: list[tuple[Any, ...]] = []
     for r in rows:
         key = (table, F.row_key(table, r))
         tid = locators.get(key)
-        rec = derived_record(chain_id, table, r)
-        if tid is not None:
-            known.append((tid, *rec))
-        elif key in upserts:
-            by_key.append(rec)
+        if tid is None and key in upserts:
+            by_key.append(record(chain_id, r))
+        elif small:
+            (fresh if tid is None else known).append(
+                record(chain_id, r) if tid is None else (tid, *record(chain_id, r))
+            )
+        elif tid is None:
+            fresh.append(line(chain, r))
         else:
-            fresh.append(rec)
+            known.append(f"({tid[0]},{tid[1]})\t" + line(chain, r))
     if by_key:
         await upsert_arrays(conn, table, cols, by_key, ("chain_id", *_COLUMNS[table][: F.TABLES[table][1]]))
-    if len(rows) <= SMALL_ROWS:
+    if small:
         if known:
             await update_arrays(conn, table, cols, known)
         if fresh:
@@ -732,15 +767,14 @@ async def _write_derived(
                 f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} (tid tid, LIKE idx.{table}) ON COMMIT DELETE ROWS"
             )
             staged.add(table)
-        data = copy_text_payload([(f"({k[0][0]},{k[0][1]})", *k[1:]) for k in known])
-        await copy_payload(conn, f"stage_{table}", ["tid", *cols], data, schema=None)
+        await copy_payload(conn, f"stage_{table}", ["tid", *cols], "".join(known).encode(), schema=None)
         sets = ", ".join(f"{c} = s.{c}" for c in _COLUMNS[table])
         await conn.execute(
             f"UPDATE idx.{table} p SET {sets} FROM pg_temp.stage_{table} s"
             f" WHERE p.ctid = ANY(ARRAY(SELECT tid FROM pg_temp.stage_{table})) AND p.ctid = s.tid"
         )
     if fresh:
-        await copy_text(conn, table, cols, fresh)
+        await copy_payload(conn, table, cols, "".join(fresh).encode())
 
 
 def _transaction(conn: asyncpg.Connection) -> Any:
