@@ -28,6 +28,7 @@ from web3 import Web3
 
 from bench.indexer_chain import build_chain
 from core.deploy import DeployParams, anvil_account, deploy
+from indexer.settings import IndexerOptions
 from tests.chain import ROOT, Anvil
 
 PG_PORT = 55432
@@ -113,8 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--per-block", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--target-events", type=int, default=8_000)
+    parser.add_argument("--concurrency", type=int, default=IndexerOptions.concurrency)
+    parser.add_argument("--target-events", type=int, default=IndexerOptions.target_events)
     parser.add_argument("--no-rebuild", action="store_true")
     args = parser.parse_args()
 
@@ -139,7 +140,6 @@ def main() -> None:
                 dsn,
                 concurrency=args.concurrency,
                 target_events=args.target_events,
-                initial_span=max(1, args.target_events // args.per_block),  # as an operator who knows the density
             )
             run = run_indexer(cfg, "--exit-at-head")
             assert run.code == 0, f"indexer exited {run.code}"

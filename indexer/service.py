@@ -461,15 +461,19 @@ class Indexer:
         """Fetches ranges start..target with up to `concurrency` in flight, yielding them in order."""
         pending: deque[asyncio.Task[Prepared]] = deque()
         nxt = start
+        # One range until a response has sized the span: a first span that is far too large (a dense
+        # chain, a node with no result cap) would otherwise arrive `concurrency` times at once.
+        width = 1
         try:
             while True:
-                while len(pending) < self.o.concurrency and nxt <= target:
+                while len(pending) < width and nxt <= target:
                     r = range(nxt, min(target, nxt + self.span - 1) + 1)
                     nxt = r.stop
                     pending.append(asyncio.create_task(self.fetcher.fetch(r, self.span, self.heads.finalized)))
                 if not pending:
                     return
                 got = await pending.popleft()
+                width = self.o.concurrency
                 self.span = got.span
                 for size in got.spans:
                     self.m.span(size)

@@ -32,12 +32,13 @@ class IndexerOptions:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     # eth_getLogs block ranges: first span, operator maximum, target events per response.
-    initial_span: int = 2_000
+    # The first range goes alone; the span doubles while responses are under a quarter of the target.
+    initial_span: int = 100
     max_span: int = 100_000
-    target_events: int = 8_000
+    target_events: int = 6_000
     # getLogs ranges in flight while backfilling. With target_events it bounds memory: on a 1M-event
-    # backfill 2 x 8,000 events peaked at 260-274 MB for the writer and its fetch process together,
-    # 3 x 6,000 at 245 MB (about 15 % slower).
+    # backfill 2 x 6,000 events peaked at 224-250 MB for the writer and its fetch process together,
+    # 2 x 8,000 at 260-274 MB.
     concurrency: int = 2
     # Fetch, parse and decode backfill ranges in a second process, so the writer's event loop only
     # folds and writes (1M-event backfill: 7.9k -> 12.8k events/s before pipelined commits). false = in
