@@ -114,8 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--per-block", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=IndexerOptions.concurrency)
-    parser.add_argument("--target-events", type=int, default=IndexerOptions.target_events)
+    parser.add_argument("--concurrency", type=int, default=IndexerOptions().concurrency)
+    parser.add_argument("--target-events", type=int, default=IndexerOptions().target_events)
     parser.add_argument("--no-rebuild", action="store_true")
     args = parser.parse_args()
 
