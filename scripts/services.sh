@@ -81,9 +81,10 @@ anvil_bin() { find "$ROOT/node_modules/@foundry-rs" -path '*/bin/anvil' -type f 
 start_anvil() {
   local p bt; p=$(port anvil_port); bt=$(port block_time)
   if alive "$DATA/run/anvil.pid"; then log "anvil already running on $p"; return; fi
-  # --state keeps the chain across restarts so `make run` resumes where it was.
+  # --state keeps the chain across restarts so `make run` resumes where it was; historical states stay
+  # in memory (the last 500), not in ~/.foundry/anvil/tmp, which anvil leaves behind when killed.
   nohup "$(anvil_bin)" --port "$p" --block-time "$bt" --chain-id 31337 --accounts 20 --balance 1000000 \
-    --state "$DATA/anvil-state.json" --state-interval 10 >"$DATA/log/anvil.log" 2>&1 &
+    --max-persisted-states 0 --state "$DATA/anvil-state.json" --state-interval 10 >"$DATA/log/anvil.log" 2>&1 &
   echo $! >"$DATA/run/anvil.pid"
   for _ in $(seq 100); do
     curl -s -H 'Content-Type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' "http://127.0.0.1:$p" >/dev/null && break

@@ -59,6 +59,11 @@ class Anvil:
             "--balance",
             "1000000",
             "--silent",
+            # Keep historical states in memory only (anvil keeps the last 500; reorgs here go 64 deep):
+            # by default older ones go to ~/.foundry/anvil/tmp, which a killed anvil never cleans up
+            # (the 1M-event bench chain left gigabytes per run there).
+            "--max-persisted-states",
+            "0",
             *extra_args,
         ]
         if block_time is not None:
