@@ -1,6 +1,6 @@
 """Backfill and rebuild benchmark: N consistent events on a fresh anvil, indexed from genesis.
 
-    .venv/bin/python -m bench.indexer_backfill [--events 1000000] [--per-block 200]
+    .venv/bin/python -m bench.indexer_backfill [--events 1000000] [--per-block 200] [--runs N]
 
 1. anvil (gas limit 1e9) + the real deployment; bench/indexer_chain.py replays N events through
    LogReplayer (anvil_setCode at the contract addresses), `per-block` events per block.
@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=IndexerOptions().concurrency)
     parser.add_argument("--target-events", type=int, default=IndexerOptions().target_events)
     parser.add_argument("--no-rebuild", action="store_true")
+    parser.add_argument("--runs", type=int, default=1, help="backfills of the same chain, each into a fresh database")
     args = parser.parse_args()
 
     node = Anvil(extra_args=("--gas-limit", "2000000000"))
@@ -130,34 +131,37 @@ def main() -> None:
             f"built in {chain.seconds:.1f} s",
             flush=True,
         )
-        psql(f"CREATE DATABASE {db}")
-        dsn = f"postgresql://guesslyfe@127.0.0.1:{PG_PORT}/{db}"
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = write_config(
-                Path(tmp),
-                node.url,
-                deployment,
-                dsn,
-                concurrency=args.concurrency,
-                target_events=args.target_events,
-            )
-            run = run_indexer(cfg, "--exit-at-head")
-            assert run.code == 0, f"indexer exited {run.code}"
-            total = chain.events + 4  # + the deployment's own events (roles, configuration)
-            print(
-                f"| backfill | {chain.events:,} events, {chain.blocks:,} blocks | {run.seconds:.1f} s | "
-                f"{total / run.seconds:,.0f} events/s | {rss_text(run)} |",
-                flush=True,
-            )
-            if not args.no_rebuild:
-                assert run_indexer(cfg, "reset").code == 0
+        total = chain.events + 4  # + the deployment's own events (roles, configuration)
+        for n in range(args.runs):
+            psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            psql(f"CREATE DATABASE {db}")
+            dsn = f"postgresql://guesslyfe@127.0.0.1:{PG_PORT}/{db}"
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = write_config(
+                    Path(tmp),
+                    node.url,
+                    deployment,
+                    dsn,
+                    concurrency=args.concurrency,
+                    target_events=args.target_events,
+                )
                 run = run_indexer(cfg, "--exit-at-head")
-                assert run.code == 0
+                assert run.code == 0, f"indexer exited {run.code}"
+                label = "backfill" if args.runs == 1 else f"backfill {n + 1}/{args.runs}"
                 print(
-                    f"| rebuild (reset + re-index) | same chain | {run.seconds:.1f} s | "
+                    f"| {label} | {chain.events:,} events, {chain.blocks:,} blocks | {run.seconds:.1f} s | "
                     f"{total / run.seconds:,.0f} events/s | {rss_text(run)} |",
                     flush=True,
                 )
+                if not args.no_rebuild and n == args.runs - 1:
+                    assert run_indexer(cfg, "reset").code == 0
+                    run = run_indexer(cfg, "--exit-at-head")
+                    assert run.code == 0
+                    print(
+                        f"| rebuild (reset + re-index) | same chain | {run.seconds:.1f} s | "
+                        f"{total / run.seconds:,.0f} events/s | {rss_text(run)} |",
+                        flush=True,
+                    )
     finally:
         node.stop()
         psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
