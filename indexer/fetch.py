@@ -160,6 +160,7 @@ class ChildConfig:
     chain_id: int
     addresses: tuple[str, ...]
     policy: SpanPolicy
+    max_logs_bytes: int = 32 << 20
 
 
 def _child_main(fd: int) -> None:
@@ -186,7 +187,7 @@ async def _child_loop(conn: Connection, cfg: ChildConfig) -> None:
             loop.remove_reader(conn.fileno())
 
     loop.add_reader(conn.fileno(), readable)
-    async with Rpc(cfg.urls, cfg.timeout, lambda *o: observed.append(o)) as rpc:
+    async with Rpc(cfg.urls, cfg.timeout, lambda *o: observed.append(o), cfg.max_logs_bytes) as rpc:
         fetcher = RangeFetcher(rpc, cfg.chain_id, cfg.addresses, cfg.policy, lambda **kw: splits.append(kw))
 
         async def run(job_id: int, start: int, stop: int, span: int, finalized: int) -> None:

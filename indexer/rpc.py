@@ -207,9 +207,16 @@ class _Url:
 class Rpc:
     """JSON-RPC client over several URLs. Use as an async context manager (owns the session)."""
 
-    def __init__(self, urls: Sequence[str], timeout: float = 10.0, observe: Observer | None = None) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        timeout: float = 10.0,
+        observe: Observer | None = None,
+        max_logs_bytes: int = 32 << 20,
+    ) -> None:
         if not urls:
             raise ValueError("at least one RPC URL")
+        self._max_logs_bytes = max_logs_bytes
         self._urls = [_Url(u) for u in urls]
         self._current = 0
         self._timeout = timeout
@@ -244,7 +251,22 @@ class Rpc:
         if len(self._urls) > 1:
             self._current = (self._urls.index(u) + 1) % len(self._urls)
 
-    async def _post(self, body: bytes, method: str) -> Any:
+    async def _body(self, resp: aiohttp.ClientResponse, method: str, limit: int | None) -> bytes:
+        """The response body; above `limit` bytes a RangeTooLarge (a node with no result cap, a sparse
+        stretch that turned dense): the range is split instead of parsed into gigabytes."""
+        if limit is None:
+            return await resp.read()
+        if resp.content_length is not None and resp.content_length > limit:
+            size = resp.content_length
+            raise RangeTooLarge(f"{method} response of {size} bytes exceeds {limit} ([indexer].max_response_mb)")
+        buf = bytearray()
+        async for chunk in resp.content.iter_chunked(1 << 20):
+            buf += chunk
+            if len(buf) > limit:
+                raise RangeTooLarge(f"{method} response exceeds {limit} bytes ([indexer].max_response_mb)")
+        return bytes(buf)
+
+    async def _post(self, body: bytes, method: str, limit: int | None = None) -> Any:
         assert self._session is not None, "use Rpc as an async context manager"
         attempts = len(self._urls)
         last: RpcError | None = None
@@ -256,8 +278,8 @@ class Rpc:
                     async with self._session.post(
                         u.url, data=body, headers={"Content-Type": "application/json"}
                     ) as resp:
-                        raw = await resp.read()
                         status = resp.status
+                        raw = await self._body(resp, method, limit if status < 400 else None)
                 if status == 429 or status >= 500:
                     raise TransientRpcError(f"HTTP {status} from node: {raw[:200]!r}", status)
                 if status >= 400:
@@ -287,10 +309,10 @@ class Rpc:
         assert last is not None
         raise last
 
-    async def call(self, method: str, params: list[Any]) -> Any:
+    async def call(self, method: str, params: list[Any], limit: int | None = None) -> Any:
         self._id += 1
         body = orjson.dumps({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
-        answer = await self._post(body, method)
+        answer = await self._post(body, method, limit)
         if not isinstance(answer, dict):
             raise TransientRpcError(f"{method}: unexpected answer {str(answer)[:200]}")
         err = answer.get("error")
@@ -360,7 +382,9 @@ class Rpc:
     async def get_logs_raw(self, from_block: int, to_block: int, addresses: Sequence[str]) -> list[dict[str, Any]]:
         """The node's log objects, unparsed (the backfill parses them in its fetch process)."""
         raw = await self.call(
-            "eth_getLogs", [{"fromBlock": hex(from_block), "toBlock": hex(to_block), "address": list(addresses)}]
+            "eth_getLogs",
+            [{"fromBlock": hex(from_block), "toBlock": hex(to_block), "address": list(addresses)}],
+            self._max_logs_bytes,
         )
         if not isinstance(raw, list):
             raise TransientRpcError(f"eth_getLogs returned {type(raw).__name__}")

@@ -104,7 +104,14 @@ class Indexer:
         self.fetcher: RangeFetcher | FetchProcess
         if self.o.fetch_process:
             urls = tuple(settings.chain.rpc_urls)
-            cfg = ChildConfig(urls, self.o.request_timeout, self.chain_id, tuple(self.addresses), self.policy)
+            cfg = ChildConfig(
+                urls,
+                self.o.request_timeout,
+                self.chain_id,
+                tuple(self.addresses),
+                self.policy,
+                self.o.max_response_mb << 20,
+            )
             self.fetcher = FetchProcess(cfg, metrics.rpc, self._range_split, metrics.fetch_process_started)
         else:
             self.fetcher = RangeFetcher(rpc, self.chain_id, self.addresses, self.policy, self._range_split)
@@ -692,7 +699,8 @@ async def run(
     metrics = metrics or Metrics(settings.chain.chain_id)
     status = status or Status()
     failures = 0
-    async with Rpc(settings.chain.rpc_urls, settings.options.request_timeout, metrics.rpc) as rpc:
+    max_logs = settings.options.max_response_mb << 20
+    async with Rpc(settings.chain.rpc_urls, settings.options.request_timeout, metrics.rpc, max_logs) as rpc:
         indexer = Indexer(settings, rpc, metrics, status, publish)
         watcher_task: asyncio.Task[None] | None = None
         if settings.options.use_websocket and settings.chain.ws_url and not until_head:

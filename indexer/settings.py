@@ -48,6 +48,9 @@ class IndexerOptions:
     # when it reaches the head: sorting once costs a fraction of maintaining them row by row (1M-event
     # backfill: 20.3k -> 24.3k events/s before the builds). Never when other chains share the database.
     defer_indexes: bool = True
+    # An eth_getLogs answer larger than this (MB) is refused and its range split, as a provider's "too
+    # many results" would be: a node without result caps could otherwise return gigabytes at once.
+    max_response_mb: int = 32
     # Seconds per JSON-RPC request before it counts as failed (and the next URL is tried).
     request_timeout: float = 10.0
     # Polling interval when no websocket is available (and the websocket's safety poll).
@@ -95,7 +98,7 @@ def build_settings(raw: Mapping[str, Any], base_dir: Path = ROOT) -> Settings:
         raise ConfigError(f"indexer.finality must be 'tag' or 'depth', got {options.finality!r}")
     if options.progress not in ("auto", "bar", "log"):
         raise ConfigError(f"indexer.progress must be 'auto', 'bar' or 'log', got {options.progress!r}")
-    for key in ("initial_span", "max_span", "target_events", "concurrency", "max_failures"):
+    for key in ("initial_span", "max_span", "target_events", "concurrency", "max_failures", "max_response_mb"):
         if getattr(options, key) < 1:
             raise ConfigError(f"indexer.{key} must be at least 1")
     if options.request_timeout <= 0:

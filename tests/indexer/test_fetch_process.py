@@ -88,3 +88,27 @@ def test_errors_keep_their_class_and_a_killed_child_is_replaced(node: Node) -> N
 
     sim(node.url, node.deployment, seed=5, max_events=10)
     asyncio.run(scenario())
+
+
+def test_an_oversized_getlogs_answer_is_split_not_parsed(node: Node) -> None:
+    """A node with no result cap: an answer above max_logs_bytes counts as "range too large"."""
+    sim(node.url, node.deployment, seed=4, max_events=40)
+    blocks = range(1, head(node) + 1)
+
+    async def fetch(limit: int) -> tuple[Prepared, list[dict[str, Any]]]:
+        splits: list[dict[str, Any]] = []
+        async with Rpc([node.url], 5.0, max_logs_bytes=limit) as rpc:
+            got = await RangeFetcher(
+                rpc, node.deployment["chain_id"], addresses(node), POLICY, lambda **kw: splits.append(kw)
+            ).fetch(blocks, len(blocks), 0)
+        return got, splits
+
+    whole, no_splits = asyncio.run(fetch(32 << 20))
+    capped, splits = asyncio.run(fetch(4_000))  # a few logs' worth of JSON
+    assert no_splits == []
+    assert splits
+    assert "exceeds 4000" in splits[0]["error"]
+    assert "max_response_mb" in splits[0]["error"]
+    assert len(capped.spans) > len(whole.spans) == 1
+    assert capped.events == whole.events
+    assert capped.raw == whole.raw
