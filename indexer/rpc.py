@@ -254,12 +254,12 @@ class Rpc:
     async def _body(self, resp: aiohttp.ClientResponse, method: str, limit: int | None) -> bytes:
         """The response body; above `limit` bytes a RangeTooLarge (a node with no result cap, a sparse
         stretch that turned dense): the range is split instead of parsed into gigabytes."""
-        if limit is None:
+        size = resp.content_length
+        if limit is None or (size is not None and size <= limit):
             return await resp.read()
-        if resp.content_length is not None and resp.content_length > limit:
-            size = resp.content_length
+        if size is not None:
             raise RangeTooLarge(f"{method} response of {size} bytes exceeds {limit} ([indexer].max_response_mb)")
-        buf = bytearray()
+        buf = bytearray()  # chunked transfer: count as it arrives
         async for chunk in resp.content.iter_chunked(1 << 20):
             buf += chunk
             if len(buf) > limit:
