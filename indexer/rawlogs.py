@@ -8,7 +8,7 @@ EventDecoder.decode → store.raw_payloads (property-tested), without the interm
 fixed-layout event gets a generated function that reads its words from the hex strings (int(s, 16)),
 and the COPY line reuses the node's hex for hashes and addresses instead of re-encoding bytes. The
 block's hash and time come from its header (checked against every log's blockHash), the tx hash is
-converted once per transaction. Per event about 3x cheaper than the three steps (1M-event backfill:
+converted once per transaction. 6.8 µs per event against 16.2 µs for the three steps (1M-event backfill:
 see docs/benchmarks.md). MarketCreated (dynamic strings) and the audit-only events take the generic
 path.
 
