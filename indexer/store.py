@@ -744,10 +744,10 @@ async def _write_derived(
         tid = locators.get(key)
         if tid is None and key in upserts:
             by_key.append(record(chain_id, r))
+        elif small and tid is None:
+            fresh.append(record(chain_id, r))
         elif small:
-            (fresh if tid is None else known).append(
-                record(chain_id, r) if tid is None else (tid, *record(chain_id, r))
-            )
+            known.append((tid, *record(chain_id, r)))
         elif tid is None:
             fresh.append(line(chain, r))
         else:
