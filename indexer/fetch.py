@@ -1,7 +1,7 @@
 """The backfill's fetch side: one block range → checked headers, decoded events, raw COPY payloads.
 
-    RangeFetcher(rpc, chain_id, addresses, policy).fetch(blocks, span, finalized) -> Prepared
-    FetchProcess(urls, timeout, chain_id, addresses, policy) — the same, in a child process
+    RangeFetcher(rpc, chain_id, addresses, policy, on_split).fetch(blocks, span, finalized) -> Prepared
+    FetchProcess(ChildConfig(...), observe, on_split).fetch(...) — the same, in a child process
 
 Nothing here touches the database, so the work can run beside the commit. In one process the
 event loop interleaves it with the commit's round trips and each slice of parsing delays the next
@@ -59,7 +59,6 @@ class RangeFetcher:
         self, rpc: Rpc, chain_id: int, addresses: Sequence[str], policy: SpanPolicy, on_split: Callable[..., None]
     ) -> None:
         self.rpc = rpc
-        self.chain_id = chain_id
         self.addresses = list(addresses)
         self.decoder = RawDecoder(chain_id, {self.addresses[0]: "OpinionMarket", self.addresses[1]: "CreatorShares"})
         self.policy = policy

@@ -252,6 +252,15 @@ class Changes:
     undo: list[Undo]
     config: dict[str, dict[str, str]]  # contract name → configuration from FeesConfigured/CurveConfigured
 
+    def derived(self) -> tuple[tuple[str, dict[Any, Any]], ...]:
+        """(table, rows by key) of the four derived tables."""
+        return (
+            ("markets", self.markets),
+            ("positions", self.positions),
+            ("creators", self.creators),
+            ("share_holdings", self.holdings),
+        )
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Keys:

@@ -376,9 +376,6 @@ class Rpc:
                     out[h.number] = h
         return out
 
-    async def get_logs(self, from_block: int, to_block: int, addresses: Sequence[str]) -> list[Log]:
-        return [parse_log(r) for r in await self.get_logs_raw(from_block, to_block, addresses)]
-
     async def get_logs_raw(self, from_block: int, to_block: int, addresses: Sequence[str]) -> list[dict[str, Any]]:
         """The node's log objects, unparsed (the backfill parses them in its fetch process)."""
         raw = await self.call(

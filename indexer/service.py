@@ -310,13 +310,7 @@ class Indexer:
 
     def _finish(self, batch: store.Batch, seq: int | None) -> None:
         """Bookkeeping once a batch has committed."""
-        changes = batch.changes
-        for table, rows in (
-            ("markets", changes.markets),
-            ("positions", changes.positions),
-            ("creators", changes.creators),
-            ("share_holdings", changes.holdings),
-        ):
+        for table, rows in batch.changes.derived():
             for r in rows.values():
                 key = (table, F.row_key(table, r))
                 if key not in batch.locators and key not in batch.upserts:
@@ -346,13 +340,6 @@ class Indexer:
                 head=self.heads.head,
                 span=self.span,
             )
-
-    async def _connect(self, role: str) -> asyncpg.Connection:
-        return await asyncpg.connect(
-            self.s.database.dsn,
-            timeout=10,
-            server_settings={"application_name": f"gl-indexer-{self.chain_id}-{role}", "jit": "off"},
-        )
 
     async def _prefetch(
         self, reader: asyncpg.Connection, keys: F.Keys, overlay: F.Changes | None
@@ -501,7 +488,7 @@ class Indexer:
         events = 0
         waited = 0.0  # time spent waiting for the next fetched range (when the fetch side is the bottleneck)
         t_wait = started
-        reader = await self._connect("reader")
+        reader = await connect(self.s, "reader")
         writing: asyncio.Task[None] | None = None
         written: store.Batch | None = None  # the batch `writing` commits
         self._progress_open(first, target)
@@ -657,19 +644,23 @@ async def _wait(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None 
         wake.clear()
 
 
+async def connect(settings: Settings, role: str = "") -> asyncpg.Connection:
+    """A connection of this chain's indexer (the writer's, or another `role` beside it)."""
+    name = f"gl-indexer-{settings.chain.chain_id}" + (f"-{role}" if role else "")
+    return await asyncpg.connect(
+        settings.database.dsn,
+        timeout=10,
+        # short key lookups and COPYs: compiling costs more than it saves
+        server_settings={"application_name": name, "jit": "off"},
+    )
+
+
 async def acquire_writer(settings: Settings, stop: asyncio.Event, status: Status) -> asyncpg.Connection | None:
     """Connects and takes the chain's writer lock, standing by until it is free (None if stopped)."""
     key = store.WRITER_LOCK_BASE + settings.chain.chain_id
     announced = False
     while not stop.is_set():
-        conn = await asyncpg.connect(
-            settings.database.dsn,
-            timeout=10,
-            server_settings={
-                "application_name": f"gl-indexer-{settings.chain.chain_id}",
-                "jit": "off",  # short key lookups and COPYs: compiling costs more than it saves
-            },
-        )
+        conn = await connect(settings)
         try:
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
                 status.role = "writer"

@@ -133,14 +133,21 @@ def _arrays(width: int, records: Sequence[Sequence[Any]]) -> list[list[Any]]:
 
 
 async def insert_arrays(
-    conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]
+    conn: asyncpg.Connection,
+    table: str,
+    columns: Sequence[str],
+    records: Sequence[Sequence[Any]],
+    upsert_key: Sequence[str] = (),
 ) -> None:
+    """Rows as one array per column; with `upsert_key`, rows that exist are updated by primary key
+    (one index probe each, whatever the statistics say)."""
     types = await column_types(conn, table)
     params = ", ".join(f"${i + 1}::{types[c]}[]" for i, c in enumerate(columns))
-    await conn.execute(
-        f"INSERT INTO idx.{table} ({', '.join(columns)}) SELECT * FROM unnest({params})",
-        *_arrays(len(columns), records),
-    )
+    sql = f"INSERT INTO idx.{table} ({', '.join(columns)}) SELECT * FROM unnest({params})"
+    if upsert_key:
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in upsert_key)
+        sql += f" ON CONFLICT ({', '.join(upsert_key)}) DO UPDATE SET {sets}"
+    await conn.execute(sql, *_arrays(len(columns), records))
 
 
 async def update_arrays(
@@ -157,24 +164,6 @@ async def update_arrays(
     )
     if result != f"UPDATE {len(records)}":
         raise RuntimeError(f"{table}: {result} for {len(records)} rows located in this transaction")
-
-
-async def upsert_arrays(
-    conn: asyncpg.Connection,
-    table: str,
-    columns: Sequence[str],
-    records: Sequence[Sequence[Any]],
-    key: Sequence[str],
-) -> None:
-    """Rows by primary key (one index probe each, whatever the statistics say)."""
-    types = await column_types(conn, table)
-    params = ", ".join(f"${i + 1}::{types[c]}[]" for i, c in enumerate(columns))
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
-    await conn.execute(
-        f"INSERT INTO idx.{table} ({', '.join(columns)}) SELECT * FROM unnest({params})"
-        f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}",
-        *_arrays(len(columns), records),
-    )
 
 
 # ---------------------------------------------------------------- raw event tables
@@ -599,12 +588,7 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
             for table, data in payloads.items():
                 cols = OTHER_COLUMNS if table == "ev_other" else EVENT_TABLES_BY_NAME[table].columns
                 await copy_payload(conn, table, cols, data)
-        for table, rows in (
-            ("markets", ch.markets),
-            ("positions", ch.positions),
-            ("creators", ch.creators),
-            ("share_holdings", ch.holdings),
-        ):
+        for table, rows in ch.derived():
             if rows:
                 await _write_derived(conn, chain_id, table, list(rows.values()), batch.locators, batch.upserts)
         if ch.notifications:
@@ -753,7 +737,7 @@ async def _write_derived(
         else:
             known.append(f"({tid[0]},{tid[1]})\t" + line(chain, r))
     if by_key:
-        await upsert_arrays(conn, table, cols, by_key, ("chain_id", *_COLUMNS[table][: F.TABLES[table][1]]))
+        await insert_arrays(conn, table, cols, by_key, ("chain_id", *_COLUMNS[table][: F.TABLES[table][1]]))
     if small:
         if known:
             await update_arrays(conn, table, cols, known)

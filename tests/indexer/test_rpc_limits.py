@@ -8,12 +8,14 @@ import pytest
 from aiohttp import web
 
 from indexer.rpc import RangeTooLarge, Rpc
-from tests.chain import free_port
+from tests.local_http import serving
 
 LOG = {"address": "0x" + "aa" * 20, "topics": [], "data": "0x" + "00" * 64, "blockNumber": "0x1"}
 
 
-async def serve(logs: int) -> tuple[web.AppRunner, str]:
+def node_app(logs: int) -> web.Application:
+    """A node that streams an eth_getLogs answer of `logs` logs (chunked, no Content-Length)."""
+
     async def handle(request: web.Request) -> web.StreamResponse:
         call = await request.json()
         resp = web.StreamResponse()
@@ -27,16 +29,11 @@ async def serve(logs: int) -> tuple[web.AppRunner, str]:
 
     app = web.Application()
     app.router.add_post("/", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
+    return app
 
 
 async def test_a_streamed_answer_over_the_cap_is_range_too_large() -> None:
-    runner, url = await serve(logs=200)  # ~40 KB
-    try:
+    async with serving(node_app(logs=200)) as url:  # ~40 KB
         async with Rpc([url], 5.0, max_logs_bytes=100_000) as rpc:
             assert len(await rpc.get_logs_raw(1, 2, ["0x" + "aa" * 20])) == 200
         async with Rpc([url], 5.0, max_logs_bytes=10_000) as rpc:
@@ -44,5 +41,3 @@ async def test_a_streamed_answer_over_the_cap_is_range_too_large() -> None:
                 await rpc.get_logs_raw(1, 2, ["0x" + "aa" * 20])
             # only the backfill's getLogs is capped; other calls read the whole answer
             assert len(await rpc.call("eth_getLogs", [{}])) == 200
-    finally:
-        await runner.cleanup()

@@ -8,8 +8,8 @@ import pytest
 from aiohttp import web
 
 from keeper.__main__ import Daemon
-from tests.chain import free_port
 from tests.keeper.kit import make_settings
+from tests.local_http import serving
 
 
 async def test_warm_requests_the_apis_hot_paths(tmp_path: Path) -> None:
@@ -25,17 +25,13 @@ async def test_warm_requests_the_apis_hot_paths(tmp_path: Path) -> None:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving(app) as url:
         daemon = Daemon(
             make_settings(
                 "http://127.0.0.1:1",
                 "postgresql://x@127.0.0.1:1/x",
                 tmp_path / "d.json",
-                api_base_url=f"http://127.0.0.1:{port}",
+                api_base_url=url,
                 warm_enabled=True,
             )
         )
@@ -47,5 +43,3 @@ async def test_warm_requests_the_apis_hot_paths(tmp_path: Path) -> None:
         status["code"] = 503
         with pytest.raises(RuntimeError, match="server errors"):
             await daemon.warm()
-    finally:
-        await runner.cleanup()
