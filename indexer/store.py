@@ -96,14 +96,6 @@ async def copy_payload(
     await conn.copy_to_table(table, schema_name=schema, columns=list(columns), source=source, format="text")
 
 
-async def copy_text(
-    conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Iterable[Sequence[Any]]
-) -> None:
-    data = copy_text_payload(records)
-    if data:
-        await copy_payload(conn, table, columns, data)
-
-
 # ---------------------------------------------------------------- small batches: one statement per table
 # At the tip a batch is a block or two: COPY costs two round trips (COPY, then the data) and the
 # staged UPDATE three, so statements that take each column as an array (one round trip, the
@@ -431,7 +423,8 @@ async def _replace_rows(
 ) -> None:
     await _delete_keys(conn, chain_id, table, keys)
     if rows:
-        await copy_text(conn, table, ("chain_id", *_COLUMNS[table]), [derived_record(chain_id, table, r) for r in rows])
+        lines = "".join(derived_line(chain_id, table, r) for r in rows)
+        await copy_payload(conn, table, ("chain_id", *_COLUMNS[table]), lines.encode())
 
 
 # ---------------------------------------------------------------- batches
