@@ -313,16 +313,43 @@ def _select(table: str) -> str:
     return f"SELECT ctid, {_columns(table)} FROM idx.{table}"
 
 
-def _lateral(table: str, first_type: str, first: str, second: str) -> str:
+def _lateral(table: str, first_is_int: bool, first: str, second: str) -> str:
     """Rows for a list of two-column keys, one primary-key probe per key (a plain join of unnest()
     with the table is planned as a hash join over a scan of the whole table; OFFSET 0 keeps the
-    subquery from being flattened, so each key is one index probe)."""
+    subquery from being flattened, so each key is one index probe).
+
+    The keys arrive packed (`packed_keys`): asyncpg encodes an array parameter with an ABC isinstance
+    check per element: 2.8 ms of the writer's CPU for 4,000 keys, against 0.9 ms for one text and one bytea."""
+    firsts = "string_to_array($2, ',')::bigint[]" if first_is_int else _addresses("$2")
     cols = _columns(table, "p.")
     return (
-        f"SELECT p.tid, {cols} FROM unnest($2::{first_type}[], $3::bytea[]) AS k(a, b) CROSS JOIN LATERAL"
+        f"SELECT p.tid, {cols} FROM unnest({firsts}, {_addresses('$3')}) AS k(a, b) CROSS JOIN LATERAL"
         f" (SELECT x.ctid AS tid, x.* FROM idx.{table} x WHERE x.chain_id = $1 AND x.{first} = k.a"
         f" AND x.{second} = k.b OFFSET 0) p"
     )
+
+
+def _addresses(param: str) -> str:
+    """bytea[] from a parameter holding 20-byte addresses back to back."""
+    return (
+        f"ARRAY(SELECT substring({param}::bytea FROM i FOR 20)"
+        f" FROM generate_series(1, length({param}::bytea), 20) AS i ORDER BY i)"
+    )
+
+
+def packed_addresses(addresses: Sequence[bytes]) -> bytes:
+    blob = b"".join(addresses)
+    if len(blob) != 20 * len(addresses):
+        raise ValueError("snapshot keys: every address must be 20 bytes")
+    return blob
+
+
+def packed_keys(keys: Iterable[tuple[Any, bytes]]) -> tuple[str | bytes, bytes]:
+    """(first column, second column) of two-column keys for `_lateral`: integers as comma-separated
+    text, addresses concatenated."""
+    firsts, seconds = zip(*keys, strict=True)
+    first: str | bytes = ",".join(map(str, firsts)) if isinstance(firsts[0], int) else packed_addresses(firsts)
+    return first, packed_addresses(seconds)
 
 
 async def load_snapshot(conn: asyncpg.Connection, chain_id: int, keys: F.Keys) -> F.Snapshot:
@@ -336,12 +363,8 @@ async def load_snapshot(conn: asyncpg.Connection, chain_id: int, keys: F.Keys) -
             snap.locators[("markets", (mrow.market_id,))] = r[0]
     creators = set(keys.creators) | {m.creator for m in snap.markets.values()}
     if keys.positions:
-        mids, holders = zip(*keys.positions, strict=True)
         for r in await conn.fetch(
-            _lateral("positions", "bigint", "market_id", "holder"),
-            chain_id,
-            list(mids),
-            list(holders),
+            _lateral("positions", True, "market_id", "holder"), chain_id, *packed_keys(keys.positions)
         ):
             pos: F.PositionRow = row_from_record("positions", r, 1)  # type: ignore[assignment]
             snap.positions[(pos.market_id, pos.holder)] = pos
@@ -363,12 +386,8 @@ async def load_snapshot(conn: asyncpg.Connection, chain_id: int, keys: F.Keys) -
             snap.creators[c.creator] = c
             snap.locators[("creators", (c.creator,))] = r[0]
     if keys.holdings:
-        cs, hs = zip(*keys.holdings, strict=True)
         for r in await conn.fetch(
-            _lateral("share_holdings", "bytea", "creator", "holder"),
-            chain_id,
-            list(cs),
-            list(hs),
+            _lateral("share_holdings", False, "creator", "holder"), chain_id, *packed_keys(keys.holdings)
         ):
             h: F.HoldingRow = row_from_record("share_holdings", r, 1)  # type: ignore[assignment]
             snap.holdings[(h.creator, h.holder)] = h

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry
 
 from indexer import store
+from indexer.metrics import Metrics
+from indexer.service import Indexer, Status
 from tests.indexer.helpers import Node, fetch, index_definitions, index_to_head, indexes, make_settings, sim
 
 pytestmark = [pytest.mark.anvil, pytest.mark.pg]
@@ -56,3 +59,44 @@ def test_other_chains_in_the_database_keep_the_indexes(node: Node, db_dsn: str, 
     before = indexes(db_dsn)
     assert index_to_head(make_settings(node.url, node.deployment, db_dsn, tmp_path, initial_span=5)) == 0
     assert indexes(db_dsn) == before  # same oids: never dropped
+
+
+def test_stop_while_building_leaves_the_rest_deferred(
+    node: Node, db_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while the indexes are built (two connections at once): the builds in flight are
+    cancelled or finish, every index is built or still remembered, and the next call builds the rest."""
+    sim(node.url, node.deployment, seed=6, max_events=30)
+    defs = index_definitions(db_dsn)
+    settings = make_settings(node.url, node.deployment, db_dsn, tmp_path)
+    stop = asyncio.Event()
+    real_restore = store.restore_index
+    built: list[str] = []
+
+    async def restore_then_stop(conn: asyncpg.Connection, name: str, sort_memory: str = "256MB") -> bool:
+        done = await real_restore(conn, name, sort_memory)
+        built.append(name)
+        stop.set()  # the operator's SIGTERM arrives after the first build
+        return done
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        monkeypatch.setattr(store, "restore_index", restore_then_stop)
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            indexer = Indexer(settings, None, Metrics(31337, CollectorRegistry()), Status())  # type: ignore[arg-type]
+            indexer.deferred = await store.defer_indexes(conn, node.deployment["chain_id"])
+            await indexer.restore_indexes(conn, stop)
+            left = list(indexer.deferred)
+            monkeypatch.setattr(store, "restore_index", real_restore)
+            await indexer.restore_indexes(conn, asyncio.Event())
+            return left, indexer.deferred
+        finally:
+            await conn.close()
+
+    left, after = asyncio.run(scenario())
+    assert 1 <= len(built) <= 2  # one build per connection at most was under way
+    assert left
+    assert not set(left) & set(built)
+    assert after == []
+    assert {n: d for n, (d, _) in indexes(db_dsn).items()} == defs
+    assert fetch(db_dsn, "SELECT * FROM idx.deferred_indexes") == []

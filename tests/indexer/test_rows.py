@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,3 +44,11 @@ def test_copy_line_equals_generic_encoding(case: tuple[str, Any]) -> None:
 def test_row_key_is_the_leading_fields(case: tuple[str, Any]) -> None:
     table, row = case
     assert F.row_key(table, row) == F.row_values(row)[: F.TABLES[table][1]]
+
+
+def test_snapshot_keys_are_packed_into_one_text_and_one_bytea() -> None:
+    a, b = b"\x01" * 20, b"\xfe" * 20
+    assert store.packed_keys([(7, a), (12, b)]) == ("7,12", a + b)
+    assert store.packed_keys([(a, b), (b, a)]) == (a + b, b + a)
+    with pytest.raises(ValueError, match="20 bytes"):
+        store.packed_keys([(7, a[:19])])
