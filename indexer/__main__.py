@@ -17,6 +17,7 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 import asyncpg
 import structlog
@@ -26,9 +27,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from core.config import ConfigError
 from core.logs import configure_logging
 from indexer.metrics import Metrics
-from indexer.migrate import apply_migrations
 from indexer.runtime import tune_gc
 from indexer.service import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_STALLED, Status, run, watchdog
+from indexer.service import migrate as apply_pending_migrations
 from indexer.settings import Settings, load_settings
 from indexer.store import reset_chain
 
@@ -69,7 +70,7 @@ def health_app(settings: Settings, status: Status, metrics: Metrics) -> web.Appl
     return app
 
 
-def redis_publisher(settings: Settings) -> tuple[object | None, object]:
+def redis_publisher(settings: Settings) -> tuple[object | None, Callable[[int], None]]:
     """Best-effort PUBLISH gl:outbox:{chain_id} <max seq> after each commit; never blocks the loop."""
     if settings.redis is None:
         return None, lambda seq: None
@@ -95,7 +96,7 @@ def redis_publisher(settings: Settings) -> tuple[object | None, object]:
     return client, publish
 
 
-async def serve(settings: Settings, until_head: bool = False) -> int:
+async def serve(settings: Settings, until_head: bool = False, migrate_first: bool = True) -> int:
     status = Status()
     metrics = Metrics(settings.chain.chain_id)
     stop = asyncio.Event()
@@ -112,7 +113,15 @@ async def serve(settings: Settings, until_head: bool = False) -> int:
     stalled: list[bool] = []
     dog = asyncio.create_task(watchdog(settings, status, stop, stalled))
     try:
-        code = await run(settings, stop, metrics, status, until_head=until_head, publish=publish)  # type: ignore[arg-type]
+        code = await run(
+            settings,
+            stop,
+            metrics,
+            status,
+            until_head=until_head,
+            publish=publish,
+            migrate_first=migrate_first,
+        )
     finally:
         stop.set()
         dog.cancel()
@@ -131,12 +140,7 @@ async def serve(settings: Settings, until_head: bool = False) -> int:
 
 
 async def migrate(settings: Settings) -> int:
-    conn = await asyncpg.connect(settings.database.dsn)
-    try:
-        applied = await apply_migrations(conn)
-    finally:
-        await conn.close()
-    log.info("migrations_applied", applied=applied)
+    await apply_pending_migrations(settings)
     return EXIT_OK
 
 
@@ -176,9 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(migrate(settings))
         if args.command == "reset":
             return asyncio.run(reset(settings))
-        if not args.no_migrate:
-            asyncio.run(migrate(settings))
-        return asyncio.run(serve(settings, until_head=args.exit_at_head))
+        return asyncio.run(serve(settings, until_head=args.exit_at_head, migrate_first=not args.no_migrate))
     except KeyboardInterrupt:
         return EXIT_OK
     except Exception as exc:

@@ -285,6 +285,11 @@ class FetchProcess:
         if not expected:
             log.warning("fetch_process_lost", reason=why)
 
+    def warm(self) -> None:
+        """Starts the child now rather than on the first fetch."""
+        if self.conn is None:
+            self._start()
+
     async def fetch(self, blocks: range, span: int, finalized: int) -> Prepared:
         if self.conn is None:
             self._start()

@@ -33,7 +33,7 @@ class IndexerOptions:
     metrics_host: str = "127.0.0.1"
     # eth_getLogs block ranges: first span, operator maximum, target events per response.
     # The first range goes alone; the span doubles while responses are under a quarter of the target.
-    initial_span: int = 100
+    initial_span: int = 25
     max_span: int = 100_000
     target_events: int = 6_000
     # getLogs ranges in flight while backfilling. With target_events it bounds memory: on a 1M-event
