@@ -319,21 +319,19 @@ def _lateral(table: str, first_is_int: bool, first: str, second: str) -> str:
     subquery from being flattened, so each key is one index probe).
 
     The keys arrive packed (`packed_keys`): asyncpg encodes an array parameter with an ABC isinstance
-    check per element: 2.8 ms of the writer's CPU for 4,000 keys, against 0.9 ms for one text and one bytea."""
-    firsts = "string_to_array($2, ',')::bigint[]" if first_is_int else _addresses("$2")
+    check per element: 2.8 ms of the writer's CPU for 4,000 keys, against 0.9 ms for one text and one
+    bytea. Key n's address is bytes 20n-19..20n of its parameter."""
+    if first_is_int:
+        keys = "unnest(string_to_array($2, ',')::bigint[]) WITH ORDINALITY AS k(a, n)"
+        a = "k.a"
+    else:
+        keys = "generate_series(1, length($3::bytea) / 20) AS k(n)"
+        a = "substring($2::bytea FROM k.n::int * 20 - 19 FOR 20)"
     cols = _columns(table, "p.")
     return (
-        f"SELECT p.tid, {cols} FROM unnest({firsts}, {_addresses('$3')}) AS k(a, b) CROSS JOIN LATERAL"
-        f" (SELECT x.ctid AS tid, x.* FROM idx.{table} x WHERE x.chain_id = $1 AND x.{first} = k.a"
-        f" AND x.{second} = k.b OFFSET 0) p"
-    )
-
-
-def _addresses(param: str) -> str:
-    """bytea[] from a parameter holding 20-byte addresses back to back."""
-    return (
-        f"ARRAY(SELECT substring({param}::bytea FROM i FOR 20)"
-        f" FROM generate_series(1, length({param}::bytea), 20) AS i ORDER BY i)"
+        f"SELECT p.tid, {cols} FROM {keys} CROSS JOIN LATERAL"
+        f" (SELECT x.ctid AS tid, x.* FROM idx.{table} x WHERE x.chain_id = $1 AND x.{first} = {a}"
+        f" AND x.{second} = substring($3::bytea FROM k.n::int * 20 - 19 FOR 20) OFFSET 0) p"
     )
 
 
