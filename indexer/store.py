@@ -732,12 +732,12 @@ async def _write_derived(
     chain = str(chain_id)
     fresh: list[Any] = []  # records (small) or COPY lines
     known: list[Any] = []  # (tid, *record) or "(block,offset)\t" + COPY line
-    by_key: list[tuple[Any, ...]] = []
+    by_key: list[Any] = []  # records (small) or COPY lines, upserted by primary key
     for r in rows:
         key = (table, F.row_key(table, r))
         tid = locators.get(key)
         if tid is None and key in upserts:
-            by_key.append(record(chain_id, r))
+            by_key.append(record(chain_id, r) if small else line(chain, r))
         elif small and tid is None:
             fresh.append(record(chain_id, r))
         elif small:
@@ -747,7 +747,18 @@ async def _write_derived(
         else:
             known.append(f"({tid[0]},{tid[1]})\t" + line(chain, r))
     if by_key:
-        await insert_arrays(conn, table, cols, by_key, ("chain_id", *_COLUMNS[table][: F.TABLES[table][1]]))
+        upsert_key = ("chain_id", *_COLUMNS[table][: F.TABLES[table][1]])
+        if small:
+            await insert_arrays(conn, table, cols, by_key, upsert_key)
+        else:
+            # COPY lines, not arrays: asyncpg encodes a numeric array element from an int in ~2 us.
+            stage = await _stage(conn, table, located=False)
+            await copy_payload(conn, stage, cols, "".join(by_key).encode(), schema=None)
+            sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in upsert_key)
+            await conn.execute(
+                f"INSERT INTO idx.{table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM pg_temp.{stage}"
+                f" ON CONFLICT ({', '.join(upsert_key)}) DO UPDATE SET {sets}"
+            )
     if small:
         if known:
             await update_arrays(conn, table, cols, known)
@@ -755,13 +766,7 @@ async def _write_derived(
             await insert_arrays(conn, table, cols, fresh)
         return
     if known:
-        staged = _STAGED.setdefault(conn, set())
-        if table not in staged:
-            await conn.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} (tid tid, LIKE idx.{table}) ON COMMIT DELETE ROWS"
-            )
-            staged.add(table)
-        await copy_payload(conn, f"stage_{table}", ["tid", *cols], "".join(known).encode(), schema=None)
+        await copy_payload(conn, await _stage(conn, table), ["tid", *cols], "".join(known).encode(), schema=None)
         sets = ", ".join(f"{c} = s.{c}" for c in _COLUMNS[table])
         await conn.execute(
             f"UPDATE idx.{table} p SET {sets} FROM pg_temp.stage_{table} s"
@@ -769,6 +774,18 @@ async def _write_derived(
         )
     if fresh:
         await copy_payload(conn, table, cols, "".join(fresh).encode())
+
+
+async def _stage(conn: asyncpg.Connection, table: str, located: bool = True) -> str:
+    """This connection's temporary staging table for `table`'s rows (emptied at each commit): with
+    a ctid column for rows updated where they were read, without one for rows upserted by key."""
+    name = f"stage_{table}" if located else f"stage_{table}_by_key"
+    staged = _STAGED.setdefault(conn, set())
+    if name not in staged:
+        tid = "tid tid, " if located else ""
+        await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({tid}LIKE idx.{table}) ON COMMIT DELETE ROWS")
+        staged.add(name)
+    return name
 
 
 def _transaction(conn: asyncpg.Connection) -> Any:

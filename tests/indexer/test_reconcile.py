@@ -10,6 +10,7 @@ import pytest
 from web3 import Web3
 
 from core.contracts import load_abi
+from indexer import store
 from tests.indexer.helpers import Node, dump, fetch, index_to_head, make_settings, sim
 
 pytestmark = [pytest.mark.anvil, pytest.mark.pg]
@@ -98,8 +99,15 @@ def test_simulated_traffic_reconciles_with_contract_views(node: Node, db_dsn: st
     assert cp == head
 
 
-def test_index_twice_in_pieces_equals_one_pass(node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path) -> None:
-    """Indexing while traffic continues (several runs, tiny ranges) equals one pass over the final chain."""
+@pytest.mark.parametrize("small_rows", [store.SMALL_ROWS, 0], ids=["as_configured", "bulk_paths_only"])
+def test_index_twice_in_pieces_equals_one_pass(
+    node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_rows: int
+) -> None:
+    """Indexing while traffic continues (several runs, tiny ranges) equals one pass over the final chain.
+    With small_rows 0 every write takes the backfill's bulk paths (COPY, staged updates at a ctid,
+    staged upserts of the rows the previous pipelined batch changed), which these small chains
+    would otherwise never reach."""
+    monkeypatch.setattr(store, "SMALL_ROWS", small_rows)
     settings = make_settings(node.url, node.deployment, db_dsn, tmp_path, initial_span=3, max_span=5)
     for seed in (1, 2, 3):
         sim(node.url, node.deployment, seed=seed, max_events=40, resolve=True)
