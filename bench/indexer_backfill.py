@@ -5,7 +5,8 @@
 1. anvil (gas limit 1e9) + the real deployment; bench/indexer_chain.py replays N events through
    LogReplayer (anvil_setCode at the contract addresses), `per-block` events per block.
 2. A fresh database; `python -m indexer --exit-at-head` as a child process: events/s end to end
-   (raw + derived + blocks + outbox + checkpoint committed) and the child's peak RSS.
+   (raw + derived + blocks + outbox + checkpoint committed), the child's peak RSS, and the CPU
+   seconds of the writer, its fetch process, PostgreSQL (the cluster `make services` runs) and anvil.
 3. Rebuild: `python -m indexer reset`, then the same run again (the chain is unchanged): time.
 
 Prints one markdown table row per run; figures go to docs/benchmarks.md by hand.
@@ -78,16 +79,44 @@ def tree_rss(pid: int) -> dict[int, int]:
     return out
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, reaped: bool = False) -> float:
+    """CPU seconds (user + system) of a live process; with `reaped`, plus its children that exited."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+    return ticks / TICKS
+
+
+def postgres_cpu() -> float | None:
+    """CPU seconds of the local PostgreSQL cluster so far (postmaster, exited backends, live ones);
+    None when it is not the cluster under .data/pg that `scripts/services.sh` starts."""
+    try:
+        postmaster = int((ROOT / ".data/pg/data/postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return cpu_seconds(postmaster, reaped=True) + sum(cpu_seconds(p) for p in tree_rss(postmaster) if p != postmaster)
+
+
 @dataclasses.dataclass
 class Run:
     seconds: float
     code: int
     peak_sum: int = 0  # bytes: the writer and its fetch process together, sampled every 0.2 s
     peak_each: dict[int, int] = dataclasses.field(default_factory=dict)
+    # CPU seconds: the writer, its fetch process (last sample, up to 0.2 s short), PostgreSQL, anvil
+    cpu: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
 
-def run_indexer(cfg: Path, *args: str) -> Run:
-    """Runs the indexer CLI as a child, sampling the RSS of its process tree."""
+def run_indexer(cfg: Path, *args: str, node_pid: int | None = None) -> Run:
+    """Runs the indexer CLI as a child, sampling the RSS and CPU time of its process tree."""
+    pg0 = postgres_cpu()
+    node0 = cpu_seconds(node_pid) if node_pid else None
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "indexer", *args, "--config", str(cfg)],
@@ -95,19 +124,41 @@ def run_indexer(cfg: Path, *args: str) -> Run:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     run = Run(0.0, 0)
-    while proc.poll() is None:
+    children: dict[int, float] = {}
+    while True:
         rss = tree_rss(proc.pid)
         run.peak_sum = max(run.peak_sum, sum(rss.values()))
         for p, r in rss.items():
             run.peak_each[p] = max(run.peak_each.get(p, 0), r)
+            if p != proc.pid:
+                children[p] = cpu_seconds(p)
+        # wait4, not Popen.poll: it also returns the child's CPU time (with the fetch process it reaped)
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
         time.sleep(0.2)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     run.seconds, run.code = time.perf_counter() - started, proc.returncode
+    fetch = sum(children.values())
+    run.cpu = {
+        "writer": usage.ru_utime + usage.ru_stime - fetch,
+        "fetch": fetch,
+        "postgres": None if pg0 is None else (postgres_cpu() or 0.0) - pg0,
+        "anvil": None if node0 is None or node_pid is None else cpu_seconds(node_pid) - node0,
+    }
     return run
 
 
 def rss_text(run: Run) -> str:
     each = " + ".join(f"{v / 2**20:.0f}" for v in sorted(run.peak_each.values(), reverse=True))
     return f"peak RSS {run.peak_sum / 2**20:.0f} MB ({each} MB)"
+
+
+def cpu_text(run: Run) -> str:
+    """CPU seconds per process: the same work costs up to ~25 % more of them when the (shared)
+    machine is busy, which is how a slow run is told from a slower indexer."""
+    parts = [f"{k} {v:.1f}" for k, v in run.cpu.items() if v is not None]
+    return "CPU s: " + ", ".join(parts) if parts else ""
 
 
 def main() -> None:
@@ -145,21 +196,21 @@ def main() -> None:
                     concurrency=args.concurrency,
                     target_events=args.target_events,
                 )
-                run = run_indexer(cfg, "--exit-at-head")
+                run = run_indexer(cfg, "--exit-at-head", node_pid=node.proc.pid)
                 assert run.code == 0, f"indexer exited {run.code}"
                 label = "backfill" if args.runs == 1 else f"backfill {n + 1}/{args.runs}"
                 print(
                     f"| {label} | {chain.events:,} events, {chain.blocks:,} blocks | {run.seconds:.1f} s | "
-                    f"{total / run.seconds:,.0f} events/s | {rss_text(run)} |",
+                    f"{total / run.seconds:,.0f} events/s | {rss_text(run)} | {cpu_text(run)} |",
                     flush=True,
                 )
                 if not args.no_rebuild and n == args.runs - 1:
                     assert run_indexer(cfg, "reset").code == 0
-                    run = run_indexer(cfg, "--exit-at-head")
+                    run = run_indexer(cfg, "--exit-at-head", node_pid=node.proc.pid)
                     assert run.code == 0
                     print(
                         f"| rebuild (reset + re-index) | same chain | {run.seconds:.1f} s | "
-                        f"{total / run.seconds:,.0f} events/s | {rss_text(run)} |",
+                        f"{total / run.seconds:,.0f} events/s | {rss_text(run)} | {cpu_text(run)} |",
                         flush=True,
                     )
     finally:
