@@ -37,8 +37,8 @@ class IndexerOptions:
     max_span: int = 100_000
     target_events: int = 6_000
     # getLogs ranges in flight while backfilling. With target_events it bounds memory: on a 1M-event
-    # backfill 2 x 6,000 events peaked at 224-250 MB for the writer and its fetch process together,
-    # 2 x 8,000 at 260-274 MB.
+    # backfill 2 x 6,000 events peaked at 212-220 MB for the writer and its fetch process together
+    # (224-250 MB when the first range was 100 blocks of 200 events), 2 x 8,000 at 260-274 MB.
     concurrency: int = 2
     # Fetch, parse and decode backfill ranges in a second process, so the writer's event loop only
     # folds and writes (1M-event backfill: 7.9k -> 12.8k events/s before pipelined commits). false = in
