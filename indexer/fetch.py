@@ -19,12 +19,10 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -34,9 +32,9 @@ from indexer.decode import DecodeError, Event
 from indexer.rawlogs import CLASSES, RawDecoder
 from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, TransientRpcError
 from indexer.runtime import tune_gc
+from indexer.spawn import Child, discard, spawn_fetch_child
 
 log = structlog.get_logger("indexer.fetch")
-ROOT = Path(__file__).resolve().parent.parent  # the child runs `python -m indexer.fetch` from here
 
 
 @dataclasses.dataclass(slots=True)
@@ -222,8 +220,10 @@ class FetchProcess:
         observe: Callable[[str, float, str], None],
         on_split: Callable[..., None],
         on_start: Callable[[], None] = lambda: None,
+        early: Child | None = None,
     ) -> None:
         self.cfg = cfg
+        self.early = early
         self.observe = observe
         self.on_split = on_split
         self.on_start = on_start
@@ -233,18 +233,16 @@ class FetchProcess:
         self.next_id = 0
 
     def _start(self) -> None:
-        # A fresh interpreter (no inherited event loop, sockets or locks) over a socket pair; not
-        # multiprocessing.Process, whose spawn method also starts a resource-tracker process (12 MB).
         if self.proc is not None:  # a child that died: reap it
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=1)
-        ours, theirs = socket.socketpair()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "indexer.fetch", str(theirs.fileno())],
-            cwd=ROOT,
-            pass_fds=[theirs.fileno()],
-        )
-        theirs.close()
+        # the one `python -m indexer` started before its imports, else a new one
+        early, self.early = self.early, None
+        if early is not None and early[0].poll() is None:
+            self.proc, ours = early
+        else:
+            discard(early)
+            self.proc, ours = spawn_fetch_child()
         parent = Connection(ours.detach())
         parent.send(self.cfg)
         self.conn = parent
@@ -309,6 +307,8 @@ class FetchProcess:
             self.pending.pop(job_id, None)
 
     async def close(self) -> None:
+        discard(self.early)
+        self.early = None
         self._lost("closed", expected=True)
         if self.proc is not None:
             proc, self.proc = self.proc, None

@@ -46,6 +46,7 @@ from indexer.metrics import Metrics
 from indexer.migrate import apply_migrations
 from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, RpcError, TransientRpcError
 from indexer.settings import Settings
+from indexer.spawn import Child, discard
 
 log = structlog.get_logger("indexer")
 
@@ -88,6 +89,7 @@ class Indexer:
         metrics: Metrics,
         status: Status,
         on_commit: Callable[[int], None] | None = None,
+        early_child: Child | None = None,
     ) -> None:
         self.s = settings
         self.o = settings.options
@@ -113,8 +115,11 @@ class Indexer:
                 self.policy,
                 self.o.max_response_mb << 20,
             )
-            self.fetcher = FetchProcess(cfg, metrics.rpc, self._range_split, metrics.fetch_process_started)
+            self.fetcher = FetchProcess(
+                cfg, metrics.rpc, self._range_split, metrics.fetch_process_started, early=early_child
+            )
         else:
+            discard(early_child)
             self.fetcher = RangeFetcher(rpc, self.chain_id, self.addresses, self.policy, self._range_split)
         self.heads = store.Heads(0, None, 0)
         self.cursor: Cursor | None = None
@@ -716,17 +721,19 @@ async def run(
     until_head: bool = False,
     publish: Callable[[int], None] | None = None,
     migrate_first: bool = False,
+    child: Child | None = None,
 ) -> int:
     """Runs until `stop` is set (or, with until_head, until caught up with the head); returns an exit code.
 
-    The fetch process starts first: its interpreter and imports (~0.6 s) overlap the migrations and
-    the wait for the writer lock (a hot standby thus keeps a warm one, ready when it takes over)."""
+    The fetch process starts first (or is `child`, started by `python -m indexer` before its
+    imports): its interpreter and imports (~0.6 s) overlap the writer's own, the migrations and the
+    wait for the writer lock (a hot standby thus keeps a warm one, ready when it takes over)."""
     metrics = metrics or Metrics(settings.chain.chain_id)
     status = status or Status()
     failures = 0
     max_logs = settings.options.max_response_mb << 20
     async with Rpc(settings.chain.rpc_urls, settings.options.request_timeout, metrics.rpc, max_logs) as rpc:
-        indexer = Indexer(settings, rpc, metrics, status, publish)
+        indexer = Indexer(settings, rpc, metrics, status, publish, early_child=child)
         watcher_task: asyncio.Task[None] | None = None
         if settings.options.use_websocket and settings.chain.ws_url and not until_head:
             indexer.watcher = HeadWatcher(settings.chain.ws_url)

@@ -1,0 +1,202 @@
+"""python -m indexer [run|migrate|reset] --config FILE  (launched by indexer/__main__.py)
+
+    run      (default) index the configured chain: backfill, then follow the tip
+    migrate  apply sql/ migrations and exit
+    reset    delete everything the indexer wrote for the chain (re-index from scratch)
+
+Shutdown order on SIGTERM/SIGINT: the stop event is set → the loop finishes (or abandons) the
+current fetch and commits nothing half-done → the websocket and RPC session close → the HTTP
+server stops → exit 0. Everything happens within a few seconds (the budget is 15 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from core.config import ConfigError
+from core.logs import configure_logging
+from indexer.metrics import Metrics
+from indexer.runtime import tune_gc
+from indexer.service import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_STALLED, Status, run, watchdog
+from indexer.service import migrate as apply_pending_migrations
+from indexer.settings import Settings, load_settings
+from indexer.spawn import Child, discard
+from indexer.store import reset_chain
+
+log = structlog.get_logger("indexer")
+
+
+def health_app(settings: Settings, status: Status, metrics: Metrics) -> web.Application:
+    """/health: the process runs. /ready: writer, lag within bound, progress recent (evaluated per request)."""
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "role": status.role})
+
+    async def ready(_: web.Request) -> web.Response:
+        lag = max(0, status.head - status.indexed) if status.indexed >= 0 else None
+        idle = time.monotonic() - status.last_progress
+        ok = (
+            status.role == "writer"
+            and lag is not None
+            and lag <= settings.options.ready_max_lag
+            and idle <= settings.options.ready_max_idle
+        )
+        body = {
+            "ready": ok,
+            "role": status.role,
+            "head": status.head,
+            "indexed": status.indexed,
+            "lag": lag,
+            "finalized": status.finalized,
+            "seconds_since_progress": round(idle, 1),
+        }
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def prom(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.add_routes([web.get("/health", health), web.get("/ready", ready), web.get("/metrics", prom)])
+    return app
+
+
+def redis_publisher(settings: Settings) -> tuple[object | None, Callable[[int], None]]:
+    """Best-effort PUBLISH gl:outbox:{chain_id} <max seq> after each commit; never blocks the loop."""
+    if settings.redis is None:
+        return None, lambda seq: None
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    channel = f"gl:outbox:{settings.chain.chain_id}"
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def send(seq: int) -> None:
+        try:
+            await asyncio.wait_for(client.publish(channel, str(seq)), 1.0)
+        except Exception as exc:  # best effort: the feed also wakes on NOTIFY gl_outbox and polls
+            log.debug("redis_publish_failed", error=str(exc)[:200])
+
+    def publish(seq: int) -> None:
+        if len(tasks) > 100:
+            return  # Redis is slow or down: drop notices, never queue without bound
+        t = asyncio.get_running_loop().create_task(send(seq))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+
+    return client, publish
+
+
+async def serve(
+    settings: Settings, until_head: bool = False, migrate_first: bool = True, child: Child | None = None
+) -> int:
+    status = Status()
+    metrics = Metrics(settings.chain.chain_id)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner: web.AppRunner | None = None
+    if settings.metrics_port >= 0:
+        runner = web.AppRunner(health_app(settings, status, metrics), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.options.metrics_host, settings.metrics_port)
+        await site.start()
+    client, publish = redis_publisher(settings)
+    stalled: list[bool] = []
+    dog = asyncio.create_task(watchdog(settings, status, stop, stalled))
+    try:
+        code = await run(
+            settings,
+            stop,
+            metrics,
+            status,
+            until_head=until_head,
+            publish=publish,
+            migrate_first=migrate_first,
+            child=child,
+        )
+    finally:
+        stop.set()
+        dog.cancel()
+        with contextlib.suppress(BaseException):
+            await dog
+        if runner is not None:
+            await runner.cleanup()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()  # type: ignore[attr-defined]
+    if stalled:
+        metrics.stalled.set(1)
+        return EXIT_STALLED
+    log.info("indexer_stopped", exit_code=code)
+    return code
+
+
+async def migrate(settings: Settings) -> int:
+    await apply_pending_migrations(settings)
+    return EXIT_OK
+
+
+async def reset(settings: Settings) -> int:
+    conn = await asyncpg.connect(settings.database.dsn)
+    try:
+        await reset_chain(conn, settings.chain.chain_id)
+    finally:
+        await conn.close()
+    log.info("chain_reset", chain_id=settings.chain.chain_id)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None, child: Child | None = None) -> int:
+    """`child`: a fetch process started before the imports (indexer/spawn.py); `run` adopts it,
+    every other way out closes it."""
+    try:
+        return _main(argv, child)
+    finally:
+        discard(child)
+
+
+def _main(argv: list[str] | None, child: Child | None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m indexer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "reset"))
+    parser.add_argument("--config", required=True, help="TOML config file (GL_<SECTION>__<KEY> env overrides)")
+    parser.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    parser.add_argument(
+        "--exit-at-head",
+        action="store_true",
+        help="stop once caught up with the head (a rebuild or a one-shot backfill)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        configure_logging()
+        log.error("config_invalid", error=str(exc))
+        return EXIT_CONFIG
+    configure_logging(settings.options.log_level)
+    tune_gc()
+    try:
+        if args.command == "migrate":
+            return asyncio.run(migrate(settings))
+        if args.command == "reset":
+            return asyncio.run(reset(settings))
+        return asyncio.run(
+            serve(settings, until_head=args.exit_at_head, migrate_first=not args.no_migrate, child=child)
+        )
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:
+        log.exception("indexer_crashed", error=f"{type(exc).__name__}: {exc}")
+        return EXIT_ERROR
