@@ -11,6 +11,7 @@ import pytest
 from indexer.chain import SpanPolicy
 from indexer.fetch import ChildConfig, FetchProcess, Prepared, RangeFetcher
 from indexer.rpc import Rpc, TransientRpcError
+from indexer.spawn import Child, discard, early_child, spawn_fetch_child
 from tests.chain import free_port
 from tests.indexer.helpers import Node, sim
 
@@ -112,3 +113,37 @@ def test_an_oversized_getlogs_answer_is_split_not_parsed(node: Node) -> None:
     assert len(capped.spans) > len(whole.spans) == 1
     assert capped.events == whole.events
     assert capped.raw == whole.raw
+
+
+def test_an_early_child_is_adopted_and_an_unused_one_exits(node: Node) -> None:
+    """`python -m indexer` starts the fetch process before its imports (indexer/spawn.py): the
+    FetchProcess adopts that one; a dead early child is replaced; one nobody adopts exits."""
+    sim(node.url, node.deployment, seed=5, max_events=10)
+    assert early_child(["migrate", "--config", "x.toml"]) is None
+    assert early_child(["--help"]) is None
+
+    unused = early_child(["--config", "x.toml"])
+    assert unused is not None
+    discard(unused)
+    assert unused[0].returncode is not None  # saw EOF on its socket and exited
+
+    async def adopt(early: Child) -> tuple[int, int]:
+        child = FetchProcess(config(node), lambda *o: None, lambda **kw: None, early=early)
+        try:
+            got = await child.fetch(range(1, head(node) + 1), 100, 0)
+            return child.proc.pid, len(got.events)
+        finally:
+            await child.close()
+
+    early = spawn_fetch_child()
+    pid, events = asyncio.run(adopt(early))
+    assert pid == early[0].pid
+    assert events >= 10
+    assert early[0].poll() is not None  # closed with the FetchProcess
+
+    dead = spawn_fetch_child()
+    dead[0].kill()
+    dead[0].wait()
+    pid, events = asyncio.run(adopt(dead))
+    assert pid != dead[0].pid
+    assert events >= 10
