@@ -1,4 +1,4 @@
-"""python -m indexer [run|migrate|reset] --config FILE  (launched by indexer/__main__.py)
+"""python -m indexer [run|migrate|reset] --config FILE
 
     run      (default) index the configured chain: backfill, then follow the tip
     migrate  apply sql/ migrations and exit
