@@ -30,6 +30,9 @@ def test_initial_sync_rebuilds_every_deferred_index(node: Node, db_dsn: str, tmp
     assert "ev_trade_trader" in rebuilt
     assert "markets_question_trgm" in rebuilt
     assert not rebuilt & {*store.KEPT_INDEXES, "ev_trade_pkey", "positions_pkey"}
+    # analyzed once the indexes are back (not while deferred): the readers' plans have statistics
+    analyzed = fetch(db_dsn, "SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = 'idx'")
+    assert {r["tablename"] for r in analyzed} >= set(store.DERIVED)
 
 
 def test_sync_interrupted_while_deferred_builds_them_at_the_head(node: Node, db_dsn: str, tmp_path: Path) -> None:
