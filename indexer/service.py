@@ -469,6 +469,8 @@ class Indexer:
                 self.inserted[table] = 0
         finally:
             stopping.cancel()
+            # each builder, not the gather: a gather that already failed (one builder raised) no
+            # longer cancels the other, which may still be using a connection
             for b in builders:
                 b.cancel()
             for b in builders:

@@ -137,9 +137,14 @@ async def insert_arrays(
     params = ", ".join(f"${i + 1}::{types[c]}[]" for i, c in enumerate(columns))
     sql = f"INSERT INTO idx.{table} ({', '.join(columns)}) SELECT * FROM unnest({params})"
     if upsert_key:
-        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in upsert_key)
-        sql += f" ON CONFLICT ({', '.join(upsert_key)}) DO UPDATE SET {sets}"
+        sql += _on_conflict_update(columns, upsert_key)
     await conn.execute(sql, *_arrays(len(columns), records))
+
+
+def _on_conflict_update(columns: Sequence[str], key: Sequence[str]) -> str:
+    """Rows that exist are updated by primary key (one index probe each)."""
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+    return f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}"
 
 
 async def update_arrays(
@@ -754,10 +759,9 @@ async def _write_derived(
             # COPY lines, not arrays: asyncpg encodes a numeric array element from an int in ~2 us.
             stage = await _stage(conn, table, located=False)
             await copy_payload(conn, stage, cols, "".join(by_key).encode(), schema=None)
-            sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in upsert_key)
             await conn.execute(
                 f"INSERT INTO idx.{table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM pg_temp.{stage}"
-                f" ON CONFLICT ({', '.join(upsert_key)}) DO UPDATE SET {sets}"
+                + _on_conflict_update(cols, upsert_key)
             )
     if small:
         if known:
