@@ -1,6 +1,7 @@
 """Backfill and rebuild benchmark: N consistent events on a fresh anvil, indexed from genesis.
 
     .venv/bin/python -m bench.indexer_backfill [--events 1000000] [--per-block 200] [--runs N]
+                                               [--windows 500000]
 
 1. anvil (gas limit 1e9) + the real deployment; bench/indexer_chain.py replays N events through
    LogReplayer (anvil_setCode at the contract addresses), `per-block` events per block.
@@ -8,6 +9,8 @@
    (raw + derived + blocks + outbox + checkpoint committed), the child's peak RSS, and the CPU
    seconds of the writer, its fetch process, PostgreSQL (the cluster `make services` runs) and anvil.
 3. Rebuild: `python -m indexer reset`, then the same run again (the chain is unchanged): time.
+4. With --windows W: events/s per W events committed (from the indexer's `batch_committed` log
+   lines), which shows whether the rate stays flat as the chain and the tables grow.
 
 Prints one markdown table row per run; figures go to docs/benchmarks.md by hand.
 """
@@ -21,8 +24,11 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from web3 import Web3
@@ -111,19 +117,70 @@ class Run:
     peak_each: dict[int, int] = dataclasses.field(default_factory=dict)
     # CPU seconds: the writer, its fetch process (last sample, up to 0.2 s short), PostgreSQL, anvil
     cpu: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    started_at: float = 0.0  # wall clock (time.time()) when the process was started
 
 
-def run_indexer(cfg: Path, *args: str, node_pid: int | None = None) -> Run:
-    """Runs the indexer CLI as a child, sampling the RSS and CPU time of its process tree."""
+def window_rates(commits: Sequence[tuple[float, int]], window: int) -> list[tuple[int, int, float, float]]:
+    """(first event, last event, seconds, events/s) per `window` events, from (time, events) of each
+    committed batch. Counting starts at the first commit (process start-up is in no window); a window
+    ends with the batch that completes it; the last one may be shorter."""
+    out: list[tuple[int, int, float, float]] = []
+    if not commits:
+        return out
+    start_t, done, mark = commits[0][0], 0, window
+    start_n = 0
+    for i, (t, n) in enumerate(commits[1:], 1):
+        done += n
+        if done >= mark or (i == len(commits) - 1 and done > start_n):
+            out.append((start_n + 1, done, t - start_t, (done - start_n) / (t - start_t) if t > start_t else 0.0))
+            start_t, start_n = t, done
+            mark = (done // window + 1) * window
+    return out
+
+
+def commit_log(into: list[tuple[float, int]]) -> Callable[[dict[str, object]], None]:
+    """A log-line callback for run_indexer that collects (time, events) of every committed batch."""
+
+    def take(line: dict[str, object]) -> None:
+        if line.get("event") == "batch_committed":
+            when = datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00")).timestamp()
+            into.append((when, int(str(line["events"]))))
+
+    return take
+
+
+def _read_logs(stream: Iterable[str], on_log: Callable[[dict[str, object]], None]) -> None:
+    for line in stream:
+        if line.startswith("{"):
+            try:
+                on_log(json.loads(line))
+                continue
+            except (ValueError, KeyError):
+                pass
+        sys.stderr.write(line)
+
+
+def run_indexer(
+    cfg: Path, *args: str, node_pid: int | None = None, on_log: Callable[[dict[str, object]], None] | None = None
+) -> Run:
+    """Runs the indexer CLI as a child, sampling the RSS and CPU time of its process tree. With
+    `on_log`, its JSON log lines (stderr) go there; other lines pass through."""
     pg0 = postgres_cpu()
     node0 = cpu_seconds(node_pid) if node_pid else None
     started = time.perf_counter()
+    run_started = time.time()
     proc = subprocess.Popen(
         [sys.executable, "-m", "indexer", *args, "--config", str(cfg)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE if on_log else None,
+        text=True,
     )
-    run = Run(0.0, 0)
+    reader = None
+    if on_log is not None:
+        reader = threading.Thread(target=_read_logs, args=(proc.stderr, on_log), daemon=True)
+        reader.start()
+    run = Run(0.0, 0, started_at=run_started)
     children: dict[int, float] = {}
     while True:
         rss = tree_rss(proc.pid)
@@ -138,6 +195,8 @@ def run_indexer(cfg: Path, *args: str, node_pid: int | None = None) -> Run:
             break
         time.sleep(0.2)
     proc.returncode = os.waitstatus_to_exitcode(status)
+    if reader is not None:
+        reader.join(5)
     run.seconds, run.code = time.perf_counter() - started, proc.returncode
     fetch = sum(children.values())
     run.cpu = {
@@ -169,6 +228,7 @@ def main() -> None:
     parser.add_argument("--target-events", type=int, default=IndexerOptions().target_events)
     parser.add_argument("--no-rebuild", action="store_true")
     parser.add_argument("--runs", type=int, default=1, help="backfills of the same chain, each into a fresh database")
+    parser.add_argument("--windows", type=int, default=0, help="also print events/s per this many events committed")
     args = parser.parse_args()
 
     node = Anvil(extra_args=("--gas-limit", "2000000000"))
@@ -195,8 +255,11 @@ def main() -> None:
                     dsn,
                     concurrency=args.concurrency,
                     target_events=args.target_events,
+                    **({"log_level": "info"} if args.windows else {}),
                 )
-                run = run_indexer(cfg, "--exit-at-head", node_pid=node.proc.pid)
+                commits: list[tuple[float, int]] = []
+                on_log = commit_log(commits) if args.windows else None
+                run = run_indexer(cfg, "--exit-at-head", node_pid=node.proc.pid, on_log=on_log)
                 assert run.code == 0, f"indexer exited {run.code}"
                 label = "backfill" if args.runs == 1 else f"backfill {n + 1}/{args.runs}"
                 print(
@@ -204,6 +267,14 @@ def main() -> None:
                     f"{total / run.seconds:,.0f} events/s | {rss_text(run)} | {cpu_text(run)} |",
                     flush=True,
                 )
+                if commits:
+                    print(
+                        f"|   start-up to the first commit | {commits[0][0] - run.started_at:.1f} s | "
+                        f"last commit to exit (index builds) | {run.started_at + run.seconds - commits[-1][0]:.1f} s |",
+                        flush=True,
+                    )
+                for first, last, seconds, rate in window_rates(commits, args.windows):
+                    print(f"|   events {first:,}..{last:,} | {seconds:.1f} s | {rate:,.0f} events/s |", flush=True)
                 if not args.no_rebuild and n == args.runs - 1:
                     assert run_indexer(cfg, "reset").code == 0
                     run = run_indexer(cfg, "--exit-at-head", node_pid=node.proc.pid)
