@@ -410,11 +410,14 @@ class Indexer:
             return
         for table, n in self.inserted.items():
             if n >= max(10_000, self.analyzed[table]):
-                started = time.perf_counter()
-                await conn.execute(f"ANALYZE idx.{table}")
-                self.analyzed[table] += n
-                self.inserted[table] = 0
-                log.debug("analyzed", table=table, rows=self.analyzed[table], seconds=time.perf_counter() - started)
+                await self._analyze(conn, table)
+
+    async def _analyze(self, conn: asyncpg.Connection, table: str) -> None:
+        started = time.perf_counter()
+        await conn.execute(f"ANALYZE idx.{table}")
+        self.analyzed[table] += self.inserted[table]
+        self.inserted[table] = 0
+        log.debug("analyzed", table=table, rows=self.analyzed[table], seconds=time.perf_counter() - started)
 
     # ------------------------------------------------------------ deferred indexes
 
@@ -464,9 +467,7 @@ class Indexer:
                     return
             everything.result()
             for table in store.DERIVED:  # statistics for the readers' plans over the new indexes
-                await conn.execute(f"ANALYZE idx.{table}")
-                self.analyzed[table] += self.inserted[table]
-                self.inserted[table] = 0
+                await self._analyze(conn, table)
         finally:
             stopping.cancel()
             # each builder, not the gather: a gather that already failed (one builder raised) no

@@ -770,11 +770,12 @@ async def _write_derived(
             await insert_arrays(conn, table, cols, fresh)
         return
     if known:
-        await copy_payload(conn, await _stage(conn, table), ["tid", *cols], "".join(known).encode(), schema=None)
+        stage = await _stage(conn, table)
+        await copy_payload(conn, stage, ["tid", *cols], "".join(known).encode(), schema=None)
         sets = ", ".join(f"{c} = s.{c}" for c in _COLUMNS[table])
         await conn.execute(
-            f"UPDATE idx.{table} p SET {sets} FROM pg_temp.stage_{table} s"
-            f" WHERE p.ctid = ANY(ARRAY(SELECT tid FROM pg_temp.stage_{table})) AND p.ctid = s.tid"
+            f"UPDATE idx.{table} p SET {sets} FROM pg_temp.{stage} s"
+            f" WHERE p.ctid = ANY(ARRAY(SELECT tid FROM pg_temp.{stage})) AND p.ctid = s.tid"
         )
     if fresh:
         await copy_payload(conn, table, cols, "".join(fresh).encode())
