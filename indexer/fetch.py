@@ -30,7 +30,7 @@ import structlog
 from indexer.chain import BlockRef, ChainMismatch, SpanPolicy, next_span, split_span
 from indexer.decode import DecodeError, Event
 from indexer.rawlogs import CLASSES, RawDecoder
-from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, TransientRpcError
+from indexer.rpc import FatalRpcError, RangeTooLarge, RawLog, Rpc, TransientRpcError
 from indexer.runtime import tune_gc
 from indexer.spawn import Child, discard, spawn_fetch_child
 
@@ -62,7 +62,7 @@ class RangeFetcher:
         self.policy = policy
         self.on_split = on_split
 
-    async def _logs(self, a: int, b: int, span: int, spans: list[int]) -> tuple[list[dict[str, Any]], int]:
+    async def _logs(self, a: int, b: int, span: int, spans: list[int]) -> tuple[list[RawLog], int]:
         """Raw logs of a..b and the span to continue with."""
         try:
             logs = await self.rpc.get_logs_raw(a, b, self.addresses)
@@ -75,7 +75,7 @@ class RangeFetcher:
             span = split_span(min(span, size), exc.suggested_span)
             step = max(1, min(span, (size + 1) // 2 if exc.suggested_span is None else span))
             self.on_split(from_block=a, to_block=b, new_span=step, error=str(exc)[:160])
-            out: list[dict[str, Any]] = []
+            out: list[RawLog] = []
             for start in range(a, b + 1, step):
                 part, span = await self._logs(start, min(b, start + step - 1), span, spans)
                 out.extend(part)
@@ -87,7 +87,7 @@ class RangeFetcher:
         spans: list[int] = []
         raw_logs, span = await self._logs(a, b, span, spans)
         try:
-            numbers = {int(r["blockNumber"], 16) for r in raw_logs}
+            numbers = {int(r.blockNumber, 16) for r in raw_logs}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _malformed(a, b, exc) from None
         want = {a, b} | numbers | set(range(max(a, finalized + 1), b + 1))

@@ -2,6 +2,7 @@
 
     RawDecoder(chain_id, {address: contract}).decode(raw_logs, headers) -> (events, payloads)
 
+raw_logs: rpc.RawLog objects (typed by msgspec as the JSON is parsed).
 events: [(class index in CLASSES, field values)] in log order, the form that crosses the pipe from
 the fetch process; payloads: COPY text per raw event table. Same results as rpc.parse_log →
 EventDecoder.decode → store.raw_payloads (property-tested), without the intermediate objects: each
@@ -13,7 +14,8 @@ see docs/benchmarks.md). MarketCreated (dynamic strings) and the audit-only even
 path.
 
 Errors: DecodeError (layout does not match abi/, the indexer stops), ChainMismatch (a log's block
-hash is not its header's), ValueError/KeyError/TypeError (malformed JSON: the caller retries).
+hash is not its header's), ValueError/TypeError (a malformed hex field: the caller retries; missing
+fields and wrong JSON types are caught earlier, when msgspec parses the answer into RawLog).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from core.contracts import event_topic, load_abi
 from indexer.chain import BlockRef, ChainMismatch
 from indexer.decode import TYPED, DecodeError, EventDecoder, MarketCreated, Other, snake
-from indexer.rpc import parse_log
+from indexer.rpc import RawLog, parse_log, raw_log_dict
 from indexer.store import EVENT_TABLES, raw_payloads, ts
 
 CLASSES: tuple[type[Any], ...] = (*TYPED.values(), Other)
@@ -119,7 +121,7 @@ class RawDecoder:
         self.slow = EventDecoder({bytes.fromhex(a[2:]): c for a, c in names.items()})
 
     def decode(
-        self, raw_logs: Sequence[dict[str, Any]], headers: dict[int, BlockRef]
+        self, raw_logs: Sequence[RawLog], headers: dict[int, BlockRef]
     ) -> tuple[list[tuple[int, tuple[Any, ...]]], dict[str, bytes]]:
         chain = self.chain
         fast = self.fast
@@ -129,35 +131,35 @@ class RawDecoder:
         blocks: dict[int, tuple[str, bytes, int, str, str, str]] = {}
         last_tx, tx_bytes, tx_text = "", b"", ""
         for r in raw_logs:
-            bn = int(r["blockNumber"], 16)
+            bn = int(r.blockNumber, 16)
             blk = blocks.get(bn)
             if blk is None:
                 h = headers[bn]
                 hx = "0x" + h.hash.hex()
                 blk = blocks[bn] = (hx, h.hash, h.time, f"{chain}\t{bn}\t", f"\t\\\\x{hx[2:]}", ts(h.time).isoformat())
             hx, hb, bt, head, bpart, btext = blk
-            bh = r["blockHash"]
+            bh = r.blockHash
             if bh != hx and bh.lower() != hx:
                 raise ChainMismatch(f"log at block {bn} has a hash the header does not")
-            th = r["transactionHash"]
+            th = r.transactionHash
             if th != last_tx:
                 tx_bytes = bytes.fromhex(th[2:])
                 if len(tx_bytes) != 32 or len(th) != 66:
                     raise ValueError(f"transactionHash {th[:80]!r} is not 32 bytes of hex")
                 last_tx, tx_text = th, f"\t\\\\x{th[2:]}\t"
-            li = int(r["logIndex"], 16)
-            topics = r["topics"]
-            spec = fast.get((r["address"], topics[0])) if topics else None
+            li = int(r.logIndex, 16)
+            topics = r.topics
+            spec = fast.get((r.address, topics[0])) if topics else None
             if spec is None:
-                spec = fast.get((r["address"].lower(), topics[0].lower())) if topics else None
+                spec = fast.get((r.address.lower(), topics[0].lower())) if topics else None
             if spec is None:
-                ev = self.slow.decode([parse_log(r)], {bn: bt})[0]
+                ev = self.slow.decode([parse_log(raw_log_dict(r))], {bn: bt})[0]
                 events.append((INDEX[type(ev)], VALUES[type(ev)](ev)))
                 slow.append(ev)
                 continue
             idx, table, body = spec
             try:
-                values, text = body(topics, r["data"])
+                values, text = body(topics, r.data)
             except DecodeError as exc:
                 raise DecodeError(f"block {bn} log {li}: {exc}") from None
             events.append((idx, (bn, li, hb, tx_bytes, bt, *values)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from eth_abi import encode as abi_encode  # type: ignore[attr-defined]
 from hypothesis import given, settings
@@ -14,7 +15,7 @@ from core.contracts import event_topic, load_abi
 from indexer.chain import BlockRef, ChainMismatch
 from indexer.decode import TYPED, DecodeError, EventDecoder
 from indexer.rawlogs import INDEX, VALUES, RawDecoder
-from indexer.rpc import parse_log
+from indexer.rpc import RawLog, parse_log
 from indexer.store import raw_payloads
 
 OM, CS = "0x" + "a1" * 20, "0x" + "b2" * 20
@@ -79,6 +80,11 @@ def answers(draw: Any) -> tuple[list[dict[str, Any]], dict[int, BlockRef]]:
     return logs, headers
 
 
+def typed(logs: list[dict[str, Any]]) -> list[RawLog]:
+    """Log dicts as the RPC client hands them over: parsed into RawLog (unknown keys dropped)."""
+    return msgspec.convert(logs, list[RawLog])
+
+
 def reference(logs: list[dict[str, Any]], headers: dict[int, BlockRef]) -> tuple[list[Any], dict[str, bytes]]:
     decoder = EventDecoder({bytes.fromhex(a[2:]): c for a, c in CONTRACTS.items()})
     events = decoder.decode([parse_log(r) for r in logs], {n: h.time for n, h in headers.items()})
@@ -90,7 +96,7 @@ def reference(logs: list[dict[str, Any]], headers: dict[int, BlockRef]) -> tuple
 def test_fused_decoding_equals_parse_decode_encode(answer: tuple[list[dict[str, Any]], dict[int, BlockRef]]) -> None:
     logs, headers = answer
     want_events, want_raw = reference(logs, headers)
-    got_events, got_raw = RawDecoder(CHAIN, CONTRACTS).decode(logs, headers)
+    got_events, got_raw = RawDecoder(CHAIN, CONTRACTS).decode(typed(logs), headers)
     assert got_events == want_events
     assert got_raw.keys() == want_raw.keys()
     for table in want_raw:  # same rows; the generic path's tables may come in another order
@@ -114,7 +120,7 @@ def trade_log() -> tuple[dict[str, Any], dict[int, BlockRef]]:
 
 def test_trade_row_is_exact() -> None:
     log, headers = trade_log()
-    [(_, values)], raw = RawDecoder(CHAIN, CONTRACTS).decode([log], headers)
+    [(_, values)], raw = RawDecoder(CHAIN, CONTRACTS).decode(typed([log]), headers)
     assert values[:7] == (7, 2, b"\x0c" * 32, b"\x11" * 32, 1_700_000_000, 5, b"\x33" * 20)
     line = raw["ev_trade"].decode()
     assert line.startswith(f"{CHAIN}\t7\t2\t\\\\x{'0c' * 32}\t\\\\x{'11' * 32}\t2023-11-14T22:13:20+00:00\t5\t")
@@ -134,7 +140,7 @@ def test_trade_row_is_exact() -> None:
 def test_bad_logs_are_rejected(change: dict[str, Any], error: type[Exception]) -> None:
     log, headers = trade_log()
     with pytest.raises(error):
-        RawDecoder(CHAIN, CONTRACTS).decode([{**log, **change}], headers)
+        RawDecoder(CHAIN, CONTRACTS).decode(typed([{**log, **change}]), headers)
 
 
 def test_upper_case_hex_is_accepted() -> None:
@@ -145,6 +151,6 @@ def test_upper_case_hex_is_accepted() -> None:
         "address": OM.upper().replace("0X", "0x"),
     }
     assert (
-        RawDecoder(CHAIN, CONTRACTS).decode([upper], headers)[0]
-        == RawDecoder(CHAIN, CONTRACTS).decode([log], headers)[0]
+        RawDecoder(CHAIN, CONTRACTS).decode(typed([upper]), headers)[0]
+        == RawDecoder(CHAIN, CONTRACTS).decode(typed([log]), headers)[0]
     )
