@@ -16,6 +16,13 @@ Accounting (documented in sql/001_init.sql) is integer arithmetic only, rounding
     sell:  removed = cost_o * sold // shares_o_before; realized += proceeds - removed; cost_o -= removed
     claim: realized += payout - (yes_cost + no_cost); costs and shares -> 0; claimed += payout
 
+Position deltas: a position that a batch below finality only buys into (no sell, no claim, its
+market not resolved in the batch) is folded without reading it (`Keys.blind`): its row in Changes
+starts from zero and so holds the batch's delta. A buy adds to costs, `bought` and `trade_count` and
+sets the shares and `updated_block` from the event, so `apply_delta(stored, delta)` (the store's
+upsert does the same in SQL) is the row a fold over the stored row gives. That skips the read for
+~70 % of the positions a long backfill touches.
+
 Undo data: with `ctx.journal_above = F`, every row first changed in a block b > F within this
 batch records its pre-image (the row before block b, or None when it did not exist) once per
 (table, key, block). A rollback to ancestor A restores, per key, the pre-image of the lowest
@@ -186,6 +193,39 @@ def row_key(table: str, row: Row) -> tuple[Any, ...]:
     return _KEYS[table](row)
 
 
+# Columns of a delta row that hold the new value, not an amount to add (see apply_delta).
+DELTA_SETS: dict[str, frozenset[str]] = {"positions": frozenset({"yes_shares", "no_shares", "updated_block"})}
+
+
+def apply_delta(base: PositionRow | None, delta: PositionRow) -> PositionRow:
+    """The position after a blind batch: `delta` (folded from zero) applied to the stored row."""
+    if base is None:
+        return clone(delta)
+    return PositionRow(
+        base.market_id,
+        base.holder,
+        delta.yes_shares,
+        delta.no_shares,
+        base.yes_cost + delta.yes_cost,
+        base.no_cost + delta.no_cost,
+        base.bought + delta.bought,
+        base.sold + delta.sold,
+        base.realized_pnl + delta.realized_pnl,
+        base.claimed + delta.claimed,
+        base.trade_count + delta.trade_count,
+        delta.updated_block,
+    )
+
+
+def with_deltas(
+    stored: dict[tuple[int, bytes], PositionRow], deltas: dict[tuple[int, bytes], PositionRow], committed: bool
+) -> dict[tuple[int, bytes], PositionRow]:
+    """Positions the previous batch folded blind (`deltas`), as the next batch must see them, from
+    rows read in one snapshot with the checkpoint: once that batch has committed (`committed`) a
+    stored row already includes its delta."""
+    return {k: stored[k] if committed and k in stored else apply_delta(stored.get(k), d) for k, d in deltas.items()}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Notification:
     block_number: int
@@ -232,6 +272,8 @@ class Snapshot:
     holdings: dict[tuple[bytes, bytes], HoldingRow] = dataclasses.field(default_factory=dict)
     # Where the store found each row (PostgreSQL ctid), keyed by (table, key): opaque to the fold.
     locators: dict[tuple[str, Any], Any] = dataclasses.field(default_factory=dict)
+    # Positions folded as deltas from zero (Keys.blind): not read, never journaled.
+    blind: frozenset[tuple[int, bytes]] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -272,20 +314,26 @@ class Keys:
     holdings: frozenset[tuple[bytes, bytes]]
     market_positions: frozenset[int]  # markets resolved in the batch: load all their positions
     creator_holdings: frozenset[bytes]  # creators distributing in the batch: load all their holdings
+    blind: frozenset[tuple[int, bytes]] = frozenset()  # positions only bought into: folded as deltas
 
 
-def keys_of(events: Iterable[Event]) -> Keys:
+def keys_of(events: Iterable[Event], blind: bool = False) -> Keys:
+    """The rows `events` read. With `blind` (a batch wholly at or below finality: nothing journaled),
+    positions that only receive buys move from `positions` to `blind`: they are not read."""
     markets: set[int] = set()
     positions: set[tuple[int, bytes]] = set()
     creators: set[bytes] = set()
     holdings: set[tuple[bytes, bytes]] = set()
     market_positions: set[int] = set()
     creator_holdings: set[bytes] = set()
+    stateful: set[tuple[int, bytes]] = set()  # positions whose current values a handler reads
     for e in events:
         t = type(e)
         if t is Trade:
             markets.add(e.market_id)  # type: ignore[union-attr]
             positions.add((e.market_id, e.trader))  # type: ignore[union-attr]
+            if not e.is_buy:  # type: ignore[union-attr]
+                stateful.add((e.market_id, e.trader))  # type: ignore[union-attr]
         elif t is SharesTraded:
             creators.add(e.creator)  # type: ignore[union-attr]
             holdings.add((e.creator, e.trader))  # type: ignore[union-attr]
@@ -298,6 +346,7 @@ def keys_of(events: Iterable[Event]) -> Keys:
         elif t is WinningsClaimed:
             markets.add(e.market_id)  # type: ignore[union-attr]
             positions.add((e.market_id, e.holder))  # type: ignore[union-attr]
+            stateful.add((e.market_id, e.holder))  # type: ignore[union-attr]
         elif t is LiquidityWithdrawn:
             markets.add(e.market_id)  # type: ignore[union-attr]
         elif t is CreatorFeesCollected or t is CreatorFeesClaimed:
@@ -308,13 +357,17 @@ def keys_of(events: Iterable[Event]) -> Keys:
         elif t is DividendsClaimed:
             creators.add(e.creator)  # type: ignore[union-attr]
             holdings.add((e.creator, e.holder))  # type: ignore[union-attr]
+    deltas = (
+        frozenset(k for k in positions if k not in stateful and k[0] not in market_positions) if blind else frozenset()
+    )
     return Keys(
         frozenset(markets),
-        frozenset(positions),
+        frozenset(positions - deltas),
         frozenset(creators),
         frozenset(holdings),
         frozenset(market_positions),
         frozenset(creator_holdings),
+        deltas,
     )
 
 
@@ -412,6 +465,13 @@ class _Fold:
         return row
 
     def position(self, key: tuple[int, bytes], block: int) -> PositionRow:
+        if key in self.snap.blind:  # a delta from zero, whatever is stored
+            if block > self.ctx.journal_above:
+                raise ValueError(f"position {key} folded blind in block {block}, above the journal floor")
+            delta = self.changes.positions.get(key)
+            if delta is None:
+                delta = self.changes.positions[key] = PositionRow(key[0], key[1], updated_block=block)
+            return delta
         row: PositionRow = self._row(
             "positions",
             self.changes.positions,

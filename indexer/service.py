@@ -312,10 +312,14 @@ class Indexer:
             payload = {"chain_id": self.chain_id, "block_number": fin}
             extra.append(F.Message("chain:finalized", ("global:all",), None, None, None, payload))
         end = Cursor(last.number, last.hash)
-        return store.Batch(start, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw, upserts)
+        return store.Batch(
+            start, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw, upserts, snap.blind
+        )
 
     def _finish(self, batch: store.Batch, seq: int | None) -> None:
         """Bookkeeping once a batch has committed."""
+        # Rows neither read nor overlaid were inserted; a delta row (batch.deltas) may have been either,
+        # and counts as inserted: at worst a table is analyzed a little early.
         for table, rows in batch.changes.derived():
             for r in rows.values():
                 key = (table, F.row_key(table, r))
@@ -348,26 +352,49 @@ class Indexer:
             )
 
     async def _prefetch(
-        self, reader: asyncpg.Connection, keys: F.Keys, overlay: F.Changes | None
+        self, reader: asyncpg.Connection, keys: F.Keys, written: store.Batch | None
     ) -> tuple[F.Snapshot, frozenset[tuple[str, Any]]]:
-        """The snapshot of the next batch while the previous one is still being written.
+        """The snapshot of the next batch while the previous one (`written`) is still being written.
 
-        Rows that batch changes come from its fold (`overlay`); every other row is read on a second
+        Rows that batch changes come from its fold (the overlay); every other row is read on a second
         connection: no uncommitted batch touches it, so its committed value and its ctid are the
-        ones the next batch's write will find. Overlaid rows are written by key (upserts)."""
-        if overlay is None:
-            return await store.load_snapshot(reader, self.chain_id, keys), frozenset()
+        ones the next batch's write will find. Overlaid rows are written by key (upserts).
+
+        A position the previous batch folded blind is only a delta there: it is read too, in one
+        REPEATABLE READ snapshot with the checkpoint, which says whether that batch had committed
+        (the row already includes the delta) or not (fold.apply_delta adds it)."""
+        if written is None:
+            snap = await store.load_snapshot(reader, self.chain_id, keys)
+            snap.blind = keys.blind
+            return snap, frozenset()
+        overlay = written.changes
+        deltas = written.deltas
         creators = set(keys.creators) | {overlay.markets[m].creator for m in keys.markets if m in overlay.markets}
         db_keys = F.Keys(
             frozenset(m for m in keys.markets if m not in overlay.markets),
-            frozenset(k for k in keys.positions if k not in overlay.positions),
+            frozenset(k for k in keys.positions if k not in overlay.positions or k in deltas),
             frozenset(c for c in creators if c not in overlay.creators),
             frozenset(k for k in keys.holdings if k not in overlay.holdings),
             keys.market_positions,
             keys.creator_holdings,
         )
-        snap = await store.load_snapshot(reader, self.chain_id, db_keys)
+        composed = [k for k in deltas if k in keys.positions or k[0] in keys.market_positions]
+        if composed:
+            async with reader.transaction(isolation="repeatable_read", readonly=True):
+                snap = await store.load_snapshot(reader, self.chain_id, db_keys)
+                seen = (await store.load_cursor(reader, self.chain_id)).cursor
+            committed = seen == written.end
+            if not committed and seen != written.start:
+                raise store.StaleCursor(f"checkpoint is {seen}, expected {written.start} or {written.end}")
+        else:
+            snap = await store.load_snapshot(reader, self.chain_id, db_keys)
+        snap.blind = keys.blind
         upserts: set[tuple[str, Any]] = set()
+        if composed:
+            snap.positions.update(F.with_deltas(snap.positions, {k: overlay.positions[k] for k in composed}, committed))
+            for k in composed:
+                snap.locators.pop(("positions", k), None)
+                upserts.add(("positions", k))
 
         def take(table: str, rows: dict[Any, Any], source: dict[Any, Any], wanted: Any) -> None:
             for k in wanted:
@@ -384,7 +411,11 @@ class Indexer:
             "positions",
             snap.positions,
             overlay.positions,
-            [k for k in overlay.positions if k in keys.positions or k[0] in keys.market_positions],
+            [
+                k
+                for k in overlay.positions
+                if (k in keys.positions or k[0] in keys.market_positions) and k not in deltas
+            ],
         )
         # creators of every market in the snapshot: the overlay's, else read with db_keys / the markets
         take("creators", snap.creators, overlay.creators, creators | {m.creator for m in snap.markets.values()})
@@ -540,10 +571,10 @@ class Indexer:
                 t0 = time.perf_counter()
                 waited += t0 - t_wait
                 self.m.fetch_wait(t0 - t_wait)
-                snap, upserts = await self._prefetch(
-                    reader, F.keys_of(got.events), written.changes if written is not None else None
-                )
                 last = got.headers[got.blocks.stop - 1]
+                # wholly at or below finality: nothing is journaled, so positions can be folded blind
+                keys = F.keys_of(got.events, blind=last.number <= self.heads.finalized)
+                snap, upserts = await self._prefetch(reader, keys, written)
                 batch = self._build(end, a, last, got.events, got.headers, got.raw, snap, upserts)
                 if writing is not None:
                     await writing

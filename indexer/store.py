@@ -130,20 +130,27 @@ async def insert_arrays(
     columns: Sequence[str],
     records: Sequence[Sequence[Any]],
     upsert_key: Sequence[str] = (),
+    deltas: bool = False,
 ) -> None:
     """Rows as one array per column; with `upsert_key`, rows that exist are updated by primary key
-    (one index probe each, whatever the statistics say)."""
+    (one index probe each, whatever the statistics say): replaced, or with `deltas` added to."""
     types = await column_types(conn, table)
     params = ", ".join(f"${i + 1}::{types[c]}[]" for i, c in enumerate(columns))
-    sql = f"INSERT INTO idx.{table} ({', '.join(columns)}) SELECT * FROM unnest({params})"
+    sql = f"INSERT INTO idx.{table} AS t ({', '.join(columns)}) SELECT * FROM unnest({params})"
     if upsert_key:
-        sql += _on_conflict_update(columns, upsert_key)
+        sql += _on_conflict_update(columns, upsert_key, F.DELTA_SETS[table] if deltas else None)
     await conn.execute(sql, *_arrays(len(columns), records))
 
 
-def _on_conflict_update(columns: Sequence[str], key: Sequence[str]) -> str:
-    """Rows that exist are updated by primary key (one index probe each)."""
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+def _on_conflict_update(columns: Sequence[str], key: Sequence[str], delta_sets: frozenset[str] | None = None) -> str:
+    """Rows that exist are updated by primary key (one index probe each). For delta rows
+    (fold.apply_delta) the columns in `delta_sets` take the new value and the others are added."""
+    if delta_sets is None:
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+    else:
+        sets = ", ".join(
+            f"{c} = EXCLUDED.{c}" if c in delta_sets else f"{c} = t.{c} + EXCLUDED.{c}" for c in columns if c not in key
+        )
     return f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}"
 
 
@@ -474,6 +481,8 @@ class Batch:
     # (table, key) of rows taken from the batch written just before this one (pipelined backfill):
     # they exist once that batch commits but their ctid is unknown, so they are upserted by key.
     upserts: frozenset[tuple[str, Any]] = frozenset()
+    # keys of positions folded blind (fold.Keys.blind): their rows are deltas, added by key
+    deltas: frozenset[tuple[int, bytes]] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -605,7 +614,8 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
                 await copy_payload(conn, table, cols, data)
         for table, rows in ch.derived():
             if rows:
-                await _write_derived(conn, chain_id, table, list(rows.values()), batch.locators, batch.upserts)
+                deltas = batch.deltas if table == "positions" else frozenset()
+                await _write_derived(conn, chain_id, table, list(rows.values()), batch.locators, batch.upserts, deltas)
         if ch.notifications:
             await _write_records(
                 conn,
@@ -727,9 +737,11 @@ async def _write_derived(
     rows: Sequence[F.Row],
     locators: dict[tuple[str, Any], Any],
     upserts: frozenset[tuple[str, Any]] = frozenset(),
+    deltas: frozenset[tuple[Any, ...]] = frozenset(),
 ) -> None:
     """New rows by COPY; rows read in this transaction by an UPDATE at their ctid. Their keys never
-    change, so with the tables' fillfactor the updates are HOT: no index maintenance at all."""
+    change, so with the tables' fillfactor the updates are HOT: no index maintenance at all. Rows
+    read in the batch before (`upserts`) are upserted by key, delta rows (`deltas`) added by key."""
     cols = ("chain_id", *_COLUMNS[table])
     small = len(rows) <= SMALL_ROWS
     record = _WRITERS[table]
@@ -738,8 +750,14 @@ async def _write_derived(
     fresh: list[Any] = []  # records (small) or COPY lines
     known: list[Any] = []  # (tid, *record) or "(block,offset)\t" + COPY line
     by_key: list[Any] = []  # records (small) or COPY lines, upserted by primary key
+    added: list[Any] = []  # delta records (small) or COPY lines, added to by primary key
+    upsert_key = ("chain_id", *_COLUMNS[table][: F.TABLES[table][1]])
     for r in rows:
-        key = (table, F.row_key(table, r))
+        rk = F.row_key(table, r)
+        if rk in deltas:
+            added.append(record(chain_id, r) if small else line(chain, r))
+            continue
+        key = (table, rk)
         tid = locators.get(key)
         if tid is None and key in upserts:
             by_key.append(record(chain_id, r) if small else line(chain, r))
@@ -751,17 +769,18 @@ async def _write_derived(
             fresh.append(line(chain, r))
         else:
             known.append(f"({tid[0]},{tid[1]})\t" + line(chain, r))
-    if by_key:
-        upsert_key = ("chain_id", *_COLUMNS[table][: F.TABLES[table][1]])
+    for staged, delta_sets in ((by_key, None), (added, F.DELTA_SETS.get(table))):
+        if not staged:
+            continue
         if small:
-            await insert_arrays(conn, table, cols, by_key, upsert_key)
+            await insert_arrays(conn, table, cols, staged, upsert_key, delta_sets is not None)
         else:
             # COPY lines, not arrays: asyncpg encodes a numeric array element from an int in ~2 us.
-            stage = await _stage(conn, table, located=False)
-            await copy_payload(conn, stage, cols, "".join(by_key).encode(), schema=None)
+            stage = await _stage(conn, table, "by_key" if delta_sets is None else "delta")
+            await copy_payload(conn, stage, cols, "".join(staged).encode(), schema=None)
             await conn.execute(
-                f"INSERT INTO idx.{table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM pg_temp.{stage}"
-                + _on_conflict_update(cols, upsert_key)
+                f"INSERT INTO idx.{table} AS t ({', '.join(cols)}) SELECT {', '.join(cols)} FROM pg_temp.{stage}"
+                + _on_conflict_update(cols, upsert_key, delta_sets)
             )
     if small:
         if known:
@@ -770,7 +789,7 @@ async def _write_derived(
             await insert_arrays(conn, table, cols, fresh)
         return
     if known:
-        stage = await _stage(conn, table)
+        stage = await _stage(conn, table, "located")
         await copy_payload(conn, stage, ["tid", *cols], "".join(known).encode(), schema=None)
         sets = ", ".join(f"{c} = s.{c}" for c in _COLUMNS[table])
         await conn.execute(
@@ -781,13 +800,14 @@ async def _write_derived(
         await copy_payload(conn, table, cols, "".join(fresh).encode())
 
 
-async def _stage(conn: asyncpg.Connection, table: str, located: bool = True) -> str:
+async def _stage(conn: asyncpg.Connection, table: str, kind: str) -> str:
     """This connection's temporary staging table for `table`'s rows (emptied at each commit): with
-    a ctid column for rows updated where they were read, without one for rows upserted by key."""
-    name = f"stage_{table}" if located else f"stage_{table}_by_key"
+    a ctid column for rows updated where they were read ("located"), without one for rows upserted
+    ("by_key") or added to ("delta") by key."""
+    name = f"stage_{table}" if kind == "located" else f"stage_{table}_{kind}"
     staged = _STAGED.setdefault(conn, set())
     if name not in staged:
-        tid = "tid tid, " if located else ""
+        tid = "tid tid, " if kind == "located" else ""
         await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({tid}LIKE idx.{table}) ON COMMIT DELETE ROWS")
         staged.add(name)
     return name

@@ -11,7 +11,17 @@ from web3 import Web3
 
 from core.contracts import load_abi
 from indexer import store
-from tests.indexer.helpers import Node, dump, fetch, index_to_head, make_settings, sim
+from tests.indexer.helpers import (
+    FAR,
+    REORG_WALLETS,
+    Node,
+    dump,
+    fetch,
+    index_to_head,
+    make_settings,
+    open_market,
+    sim,
+)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.pg]
 
@@ -114,6 +124,81 @@ def test_index_twice_in_pieces_equals_one_pass(
         assert index_to_head(settings) == 0
     other = fresh_db()
     assert index_to_head(make_settings(node.url, node.deployment, other, tmp_path)) == 0
+    got, want = dump(db_dsn), dump(other)
+    for table in want:
+        assert got[table] == want[table], table
+    reconcile(node.w3, node.deployment, db_dsn)
+
+
+@pytest.mark.parametrize(
+    ("small_rows", "first"),
+    [(store.SMALL_ROWS, "reader"), (0, "writer")],
+    ids=["array_writes-read_before_commit", "bulk_writes-read_after_commit"],
+)
+def test_blind_positions_equal_positions_read_first(
+    node: Node,
+    db_dsn: str,
+    fresh_db: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    small_rows: int,
+    first: str,
+) -> None:
+    """Below finality, positions only bought into are folded blind and added to by key; an index
+    built that way equals one that reads every position first. One block per batch, and wallets
+    that buy, buy again and then sell in consecutive blocks: the sell's batch reads a position the
+    batch still being written folded blind (its stored row plus that delta, or the row once that
+    batch has committed). A delay on one side decides which: `first` = "reader" holds each write
+    before its statements, "writer" holds each snapshot read."""
+    import asyncio
+
+    from indexer import fold as F
+
+    monkeypatch.setattr(store, "SMALL_ROWS", small_rows)
+    sim(node.url, node.deployment, seed=11, max_events=120, resolve=True)
+    market = open_market(node)
+    om = node.w3.eth.contract(address=node.deployment["contracts"]["OpinionMarket"], abi=load_abi("OpinionMarket"))
+    for w in REORG_WALLETS[:3]:
+        wallet = node.w3.eth.accounts[w]
+        for amount in (3 * 10**6, 2 * 10**6):
+            tx = om.functions.buy(market, 1, amount, 0, FAR).transact({"from": wallet, "gas": 600_000})
+            node.w3.eth.wait_for_transaction_receipt(tx)
+        shares = om.functions.positionOf(market, wallet).call()[0] // 2
+        tx = om.functions.sell(market, 1, shares, 0, FAR).transact({"from": wallet, "gas": 600_000})
+        node.w3.eth.wait_for_transaction_receipt(tx)
+    node.anvil.mine(70)  # all of it below anvil's finalized block (head - 64)
+    real_keys_of, real_with_deltas = F.keys_of, F.with_deltas
+    folded_blind: list[int] = []
+    committed: list[bool] = []
+
+    def keys_of(events: Any, blind: bool = False) -> F.Keys:
+        keys = real_keys_of(events, blind)
+        folded_blind.append(len(keys.blind))
+        return keys
+
+    def with_deltas(stored: Any, deltas: Any, was_committed: bool) -> Any:
+        committed.append(was_committed)
+        return real_with_deltas(stored, deltas, was_committed)
+
+    delayed = store.write_batch if first == "reader" else store.load_snapshot
+
+    async def after_a_while(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.05)
+        return await delayed(*args, **kwargs)
+
+    monkeypatch.setattr(F, "keys_of", keys_of)
+    monkeypatch.setattr(F, "with_deltas", with_deltas)
+    monkeypatch.setattr(store, delayed.__name__, after_a_while)
+    spans = {"initial_span": 1, "max_span": 1, "concurrency": 3}
+    assert index_to_head(make_settings(node.url, node.deployment, db_dsn, tmp_path, **spans)) == 0
+    assert sum(folded_blind) > 0
+    assert committed  # the sells' batches read positions the batch before folded blind
+    assert set(committed) == {first == "writer"}
+
+    monkeypatch.setattr(F, "keys_of", lambda events, blind=False: real_keys_of(events, False))
+    monkeypatch.setattr(store, delayed.__name__, delayed)
+    other = fresh_db()
+    assert index_to_head(make_settings(node.url, node.deployment, other, tmp_path, **spans)) == 0
     got, want = dump(db_dsn), dump(other)
     for table in want:
         assert got[table] == want[table], table

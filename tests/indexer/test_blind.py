@@ -1,0 +1,85 @@
+"""Positions folded blind (fold.Keys.blind: a batch below finality that only buys into them) equal
+positions folded over their stored rows, once fold.apply_delta adds the delta."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexer import fold as F
+from indexer.decode import Event, MarketResolved, Trade
+from tests.indexer.test_property import random_events
+
+NO_JOURNAL = F.Context(1, journal_above=10**9, outbox_from=0)
+
+
+def snapshot_for(keys: F.Keys, state: F.Changes, blind: bool) -> F.Snapshot:
+    """What store.load_snapshot reads for `keys` from a database holding `state`."""
+    wanted = keys.positions if blind else keys.positions | keys.blind
+    positions = {k: F.clone(r) for k, r in state.positions.items() if k in wanted or k[0] in keys.market_positions}
+    creators = {c: F.clone(r) for c, r in state.creators.items()}
+    holdings = {k: F.clone(r) for k, r in state.holdings.items()}
+    markets = {m: F.clone(r) for m, r in state.markets.items()}
+    return F.Snapshot(markets, positions, creators, holdings, blind=keys.blind if blind else frozenset())
+
+
+def chain(seed: int, blocks: range) -> list[Event]:
+    rng = random.Random(seed)
+    return [e for n in blocks for e in random_events(rng, n, rng.randbytes(32))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32), history=st.integers(0, 40), batch=st.integers(1, 30))
+def test_blind_fold_plus_stored_row_equals_fold_over_stored_row(seed: int, history: int, batch: int) -> None:
+    stored = F.fold(F.Snapshot(), chain(seed, range(1, history + 1)), NO_JOURNAL)
+    events = chain(seed + 1, range(history + 1, history + batch + 1))
+    keys = F.keys_of(events, blind=True)
+    want = F.fold(snapshot_for(keys, stored, blind=False), events, NO_JOURNAL)
+    got = F.fold(snapshot_for(keys, stored, blind=True), events, NO_JOURNAL)
+    assert got.positions.keys() == want.positions.keys()
+    for k, row in want.positions.items():
+        assert (
+            F.apply_delta(stored.positions.get(k), got.positions[k]) if k in keys.blind else got.positions[k]
+        ) == row
+    assert (got.markets, got.creators, got.holdings) == (want.markets, want.creators, want.holdings)
+    assert got.notifications == want.notifications
+    assert got.messages == want.messages
+
+
+def trade(block: int, trader: bytes, is_buy: bool) -> Trade:
+    h = (block, 0, b"\x01" * 32, b"\x02" * 32, 1_000 + block)
+    return Trade(*h, 1, trader, is_buy, 1, 10, 9, 1, 100, 100, 9, 0, 0)
+
+
+def test_only_buy_only_positions_are_blind() -> None:
+    a, b, c = b"\xaa" * 20, b"\xbb" * 20, b"\xcc" * 20
+    events: list[Event] = [trade(1, a, True), trade(1, b, True), trade(2, b, False), trade(2, c, True)]
+    assert F.keys_of(events, blind=True).blind == {(1, a), (1, c)}
+    assert F.keys_of(events, blind=True).positions == {(1, b)}
+    assert F.keys_of(events).blind == frozenset()  # only when the caller says the batch is final
+    resolved = [*events, MarketResolved(3, 0, b"\x01" * 32, b"\x02" * 32, 1_003, 1, 1, a)]
+    assert F.keys_of(resolved, blind=True).blind == frozenset()  # its holders are all read
+
+
+def test_a_blind_position_above_the_journal_floor_is_refused() -> None:
+    a = b"\xaa" * 20
+    keys = F.keys_of([trade(5, a, True)], blind=True)
+    snap = F.Snapshot(blind=keys.blind)
+    with pytest.raises(ValueError, match="above the journal floor"):
+        F.fold(snap, [trade(5, a, True)], F.Context(1, journal_above=4, outbox_from=0))
+
+
+def test_apply_delta_adds_amounts_and_takes_balances() -> None:
+    base = F.PositionRow(1, b"\xaa" * 20, 5, 6, 7, 8, 9, 10, -11, 12, 13, 14)
+    delta = F.PositionRow(1, b"\xaa" * 20, 50, 60, 70, 80, 90, 0, 0, 0, 2, 20)
+    got = F.apply_delta(base, delta)
+    assert dataclasses.astuple(got) == (1, b"\xaa" * 20, 50, 60, 77, 88, 99, 10, -11, 12, 15, 20)
+    assert F.apply_delta(None, delta) == delta
+    assert F.apply_delta(None, delta) is not delta
+    columns: Any = {f.name for f in dataclasses.fields(F.PositionRow)}
+    assert F.DELTA_SETS["positions"] <= columns
