@@ -1,7 +1,7 @@
 """Backfill and rebuild benchmark: N consistent events on a fresh anvil, indexed from genesis.
 
     .venv/bin/python -m bench.indexer_backfill [--events 1000000] [--per-block 200] [--runs N]
-                                               [--windows 500000]
+                                               [--windows 500000] [--against DIR]
 
 1. anvil (gas limit 1e9) + the real deployment; bench/indexer_chain.py replays N events through
    LogReplayer (anvil_setCode at the contract addresses), `per-block` events per block.
@@ -11,6 +11,10 @@
 3. Rebuild: `python -m indexer reset`, then the same run again (the chain is unchanged): time.
 4. With --windows W: events/s per W events committed (from the indexer's `batch_committed` log
    lines), which shows whether the rate stays flat as the chain and the tables grow.
+5. With --against DIR (another checkout: `git worktree add DIR REV`): every run backfills the same
+   chain with DIR's indexer, then with this one, and the summary compares their seconds per anvil
+   CPU second. anvil serves the same answers to both, so its CPU time says how busy the shared
+   machine was; alternating and normalizing is how a 5 % change is seen through ±25 % of noise.
 
 Prints one markdown table row per run; figures go to docs/benchmarks.md by hand.
 """
@@ -21,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,18 +166,22 @@ def _read_logs(stream: Iterable[str], on_log: Callable[[dict[str, object]], None
 
 
 def run_indexer(
-    cfg: Path, *args: str, node_pid: int | None = None, on_log: Callable[[dict[str, object]], None] | None = None
+    cfg: Path,
+    *args: str,
+    node_pid: int | None = None,
+    on_log: Callable[[dict[str, object]], None] | None = None,
+    root: Path = ROOT,
 ) -> Run:
-    """Runs the indexer CLI as a child, sampling the RSS and CPU time of its process tree. With
-    `on_log`, its JSON log lines (stderr) go there; other lines pass through."""
+    """Runs the indexer CLI (of the checkout at `root`) as a child, sampling the RSS and CPU time of
+    its process tree. With `on_log`, its JSON log lines (stderr) go there; other lines pass through."""
     pg0 = postgres_cpu()
     node0 = cpu_seconds(node_pid) if node_pid else None
     started = time.perf_counter()
     run_started = time.time()
     proc = subprocess.Popen(
         [sys.executable, "-m", "indexer", *args, "--config", str(cfg)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
         stderr=subprocess.PIPE if on_log else None,
         text=True,
     )
@@ -229,7 +238,14 @@ def main() -> None:
     parser.add_argument("--no-rebuild", action="store_true")
     parser.add_argument("--runs", type=int, default=1, help="backfills of the same chain, each into a fresh database")
     parser.add_argument("--windows", type=int, default=0, help="also print events/s per this many events committed")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout (git worktree add DIR REV): each run backfills with it, then with this one",
+    )
     args = parser.parse_args()
+    sides = [("base", args.against.resolve()), ("this", ROOT)] if args.against else [("", ROOT)]
+    per_anvil: dict[str, list[float]] = {name: [] for name, _ in sides}
 
     node = Anvil(extra_args=("--gas-limit", "2000000000"))
     db = f"gl_bench_{uuid.uuid4().hex[:8]}"
@@ -243,7 +259,7 @@ def main() -> None:
             flush=True,
         )
         total = chain.events + 4  # + the deployment's own events (roles, configuration)
-        for n in range(args.runs):
+        for n, (side, root) in ((n, side) for n in range(args.runs) for side in sides):
             psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
             psql(f"CREATE DATABASE {db}")
             dsn = f"postgresql://guesslyfe@127.0.0.1:{PG_PORT}/{db}"
@@ -259,9 +275,12 @@ def main() -> None:
                 )
                 commits: list[tuple[float, int]] = []
                 on_log = commit_log(commits) if args.windows else None
-                run = run_indexer(cfg, "--exit-at-head", node_pid=node.proc.pid, on_log=on_log)
+                run = run_indexer(cfg, "--exit-at-head", node_pid=node.proc.pid, on_log=on_log, root=root)
                 assert run.code == 0, f"indexer exited {run.code}"
                 label = "backfill" if args.runs == 1 else f"backfill {n + 1}/{args.runs}"
+                label = f"{label} {side}".strip()
+                if run.cpu.get("anvil"):
+                    per_anvil[side].append(run.seconds / run.cpu["anvil"])
                 print(
                     f"| {label} | {chain.events:,} events, {chain.blocks:,} blocks | {run.seconds:.1f} s | "
                     f"{total / run.seconds:,.0f} events/s | {rss_text(run)} | {cpu_text(run)} |",
@@ -275,7 +294,7 @@ def main() -> None:
                     )
                 for first, last, seconds, rate in window_rates(commits, args.windows):
                     print(f"|   events {first:,}..{last:,} | {seconds:.1f} s | {rate:,.0f} events/s |", flush=True)
-                if not args.no_rebuild and n == args.runs - 1:
+                if not args.no_rebuild and n == args.runs - 1 and side == sides[-1][0]:
                     assert run_indexer(cfg, "reset").code == 0
                     run = run_indexer(cfg, "--exit-at-head", node_pid=node.proc.pid)
                     assert run.code == 0
@@ -284,6 +303,13 @@ def main() -> None:
                         f"{total / run.seconds:,.0f} events/s | {rss_text(run)} | {cpu_text(run)} |",
                         flush=True,
                     )
+        if args.against and all(per_anvil.values()):
+            base, this = (statistics.mean(per_anvil[name]) for name, _ in sides)
+            print(
+                f"seconds per anvil CPU second (how busy the machine was): base {base:.2f}, this {this:.2f} "
+                f"({(this / base - 1) * 100:+.1f} %)",
+                flush=True,
+            )
     finally:
         node.stop()
         psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
