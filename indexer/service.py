@@ -74,6 +74,9 @@ class Status:
 DB_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A backend terminated mid-protocol can surface as "cannot switch to state N; another operation
+    # is in progress" (MagicStack/asyncpg#1069): the connection is gone, so reconnect like the others.
+    asyncpg.InternalClientError,
     ConnectionError,
     OSError,
     asyncpg.exceptions.AdminShutdownError,
@@ -312,8 +315,11 @@ class Indexer:
             payload = {"chain_id": self.chain_id, "block_number": fin}
             extra.append(F.Message("chain:finalized", ("global:all",), None, None, None, payload))
         end = Cursor(last.number, last.hash)
+        deltas = frozenset(
+            [*(("positions", k) for k in snap.blind), *(("share_holdings", k) for k in snap.blind_holdings)]
+        )
         return store.Batch(
-            start, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw, upserts, snap.blind
+            start, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw, upserts, deltas
         )
 
     def _finish(self, batch: store.Batch, seq: int | None) -> None:
@@ -360,26 +366,28 @@ class Indexer:
         connection: no uncommitted batch touches it, so its committed value and its ctid are the
         ones the next batch's write will find. Overlaid rows are written by key (upserts).
 
-        A position the previous batch folded blind is only a delta there: it is read too, in one
+        A row the previous batch folded blind is only a delta there: it is read too, in one
         REPEATABLE READ snapshot with the checkpoint, which says whether that batch had committed
         (the row already includes the delta) or not (fold.apply_delta adds it)."""
         if written is None:
             snap = await store.load_snapshot(reader, self.chain_id, keys)
-            snap.blind = keys.blind
+            snap.blind, snap.blind_holdings = keys.blind, keys.blind_holdings
             return snap, frozenset()
         overlay = written.changes
-        deltas = written.deltas
+        deltas = {k for t, k in written.deltas if t == "positions"}
+        holding_deltas = {k for t, k in written.deltas if t == "share_holdings"}
         creators = set(keys.creators) | {overlay.markets[m].creator for m in keys.markets if m in overlay.markets}
         db_keys = F.Keys(
             frozenset(m for m in keys.markets if m not in overlay.markets),
             frozenset(k for k in keys.positions if k not in overlay.positions or k in deltas),
             frozenset(c for c in creators if c not in overlay.creators),
-            frozenset(k for k in keys.holdings if k not in overlay.holdings),
+            frozenset(k for k in keys.holdings if k not in overlay.holdings or k in holding_deltas),
             keys.market_positions,
             keys.creator_holdings,
         )
         composed = [k for k in deltas if k in keys.positions or k[0] in keys.market_positions]
-        if composed:
+        composed_holdings = [k for k in holding_deltas if k in keys.holdings or k[0] in keys.creator_holdings]
+        if composed or composed_holdings:
             async with reader.transaction(isolation="repeatable_read", readonly=True):
                 snap = await store.load_snapshot(reader, self.chain_id, db_keys)
                 seen = (await store.load_cursor(reader, self.chain_id)).cursor
@@ -388,13 +396,18 @@ class Indexer:
                 raise store.StaleCursor(f"checkpoint is {seen}, expected {written.start} or {written.end}")
         else:
             snap = await store.load_snapshot(reader, self.chain_id, db_keys)
-        snap.blind = keys.blind
+        snap.blind, snap.blind_holdings = keys.blind, keys.blind_holdings
         upserts: set[tuple[str, Any]] = set()
-        if composed:
-            snap.positions.update(F.with_deltas(snap.positions, {k: overlay.positions[k] for k in composed}, committed))
-            for k in composed:
-                snap.locators.pop(("positions", k), None)
-                upserts.add(("positions", k))
+        blind_rows: tuple[tuple[str, dict[Any, Any], dict[Any, Any], list[Any]], ...] = (
+            ("positions", snap.positions, overlay.positions, composed),
+            ("share_holdings", snap.holdings, overlay.holdings, composed_holdings),
+        )
+        for table, rows, source, wanted in blind_rows:
+            if wanted:
+                rows.update(F.with_deltas(rows, {k: source[k] for k in wanted}, committed))
+                for k in wanted:
+                    snap.locators.pop((table, k), None)
+                    upserts.add((table, k))
 
         def take(table: str, rows: dict[Any, Any], source: dict[Any, Any], wanted: Any) -> None:
             for k in wanted:
@@ -423,7 +436,11 @@ class Indexer:
             "share_holdings",
             snap.holdings,
             overlay.holdings,
-            [k for k in overlay.holdings if k in keys.holdings or k[0] in keys.creator_holdings],
+            [
+                k
+                for k in overlay.holdings
+                if (k in keys.holdings or k[0] in keys.creator_holdings) and k not in holding_deltas
+            ],
         )
         return snap, frozenset(upserts)
 

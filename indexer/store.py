@@ -481,8 +481,8 @@ class Batch:
     # (table, key) of rows taken from the batch written just before this one (pipelined backfill):
     # they exist once that batch commits but their ctid is unknown, so they are upserted by key.
     upserts: frozenset[tuple[str, Any]] = frozenset()
-    # keys of positions folded blind (fold.Keys.blind): their rows are deltas, added by key
-    deltas: frozenset[tuple[int, bytes]] = frozenset()
+    # (table, key) of rows folded blind (fold.Keys.blind, blind_holdings): deltas, added by key
+    deltas: frozenset[tuple[str, Any]] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -614,8 +614,9 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
                 await copy_payload(conn, table, cols, data)
         for table, rows in ch.derived():
             if rows:
-                deltas = batch.deltas if table == "positions" else frozenset()
-                await _write_derived(conn, chain_id, table, list(rows.values()), batch.locators, batch.upserts, deltas)
+                await _write_derived(
+                    conn, chain_id, table, list(rows.values()), batch.locators, batch.upserts, batch.deltas
+                )
         if ch.notifications:
             await _write_records(
                 conn,
@@ -737,7 +738,7 @@ async def _write_derived(
     rows: Sequence[F.Row],
     locators: dict[tuple[str, Any], Any],
     upserts: frozenset[tuple[str, Any]] = frozenset(),
-    deltas: frozenset[tuple[Any, ...]] = frozenset(),
+    deltas: frozenset[tuple[str, Any]] = frozenset(),
 ) -> None:
     """New rows by COPY; rows read in this transaction by an UPDATE at their ctid. Their keys never
     change, so with the tables' fillfactor the updates are HOT: no index maintenance at all. Rows
@@ -753,11 +754,10 @@ async def _write_derived(
     added: list[Any] = []  # delta records (small) or COPY lines, added to by primary key
     upsert_key = ("chain_id", *_COLUMNS[table][: F.TABLES[table][1]])
     for r in rows:
-        rk = F.row_key(table, r)
-        if rk in deltas:
+        key = (table, F.row_key(table, r))
+        if key in deltas:
             added.append(record(chain_id, r) if small else line(chain, r))
             continue
-        key = (table, rk)
         tid = locators.get(key)
         if tid is None and key in upserts:
             by_key.append(record(chain_id, r) if small else line(chain, r))

@@ -1,5 +1,6 @@
-"""Positions folded blind (fold.Keys.blind: a batch below finality that only buys into them) equal
-positions folded over their stored rows, once fold.apply_delta adds the delta."""
+"""Rows folded blind (fold.Keys.blind / blind_holdings: positions a batch below finality only buys
+into, holdings it only trades) equal rows folded over their stored values, once fold.apply_delta adds
+the delta."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexer import fold as F
-from indexer.decode import Event, MarketResolved, Trade
+from indexer.decode import DividendsClaimed, DividendsDistributed, Event, MarketResolved, SharesTraded, Trade
 from tests.indexer.test_property import random_events
 
 NO_JOURNAL = F.Context(1, journal_above=10**9, outbox_from=0)
@@ -21,11 +22,16 @@ NO_JOURNAL = F.Context(1, journal_above=10**9, outbox_from=0)
 def snapshot_for(keys: F.Keys, state: F.Changes, blind: bool) -> F.Snapshot:
     """What store.load_snapshot reads for `keys` from a database holding `state`."""
     wanted = keys.positions if blind else keys.positions | keys.blind
+    wanted_holdings = keys.holdings if blind else keys.holdings | keys.blind_holdings
     positions = {k: F.clone(r) for k, r in state.positions.items() if k in wanted or k[0] in keys.market_positions}
+    holdings = {
+        k: F.clone(r) for k, r in state.holdings.items() if k in wanted_holdings or k[0] in keys.creator_holdings
+    }
     creators = {c: F.clone(r) for c, r in state.creators.items()}
-    holdings = {k: F.clone(r) for k, r in state.holdings.items()}
     markets = {m: F.clone(r) for m, r in state.markets.items()}
-    return F.Snapshot(markets, positions, creators, holdings, blind=keys.blind if blind else frozenset())
+    if not blind:
+        return F.Snapshot(markets, positions, creators, holdings)
+    return F.Snapshot(markets, positions, creators, holdings, blind=keys.blind, blind_holdings=keys.blind_holdings)
 
 
 def chain(seed: int, blocks: range) -> list[Event]:
@@ -46,7 +52,11 @@ def test_blind_fold_plus_stored_row_equals_fold_over_stored_row(seed: int, histo
         assert (
             F.apply_delta(stored.positions.get(k), got.positions[k]) if k in keys.blind else got.positions[k]
         ) == row
-    assert (got.markets, got.creators, got.holdings) == (want.markets, want.creators, want.holdings)
+    assert got.holdings.keys() == want.holdings.keys()
+    for k, h in want.holdings.items():
+        blind = k in keys.blind_holdings
+        assert (F.apply_delta(stored.holdings.get(k), got.holdings[k]) if blind else got.holdings[k]) == h
+    assert (got.markets, got.creators) == (want.markets, want.creators)
     assert got.notifications == want.notifications
     assert got.messages == want.messages
 
@@ -66,6 +76,22 @@ def test_only_buy_only_positions_are_blind() -> None:
     assert F.keys_of(resolved, blind=True).blind == frozenset()  # its holders are all read
 
 
+def shares(block: int, creator: bytes, trader: bytes, is_buy: bool) -> SharesTraded:
+    h = (block, 1, b"\x01" * 32, b"\x02" * 32, 1_000 + block)
+    return SharesTraded(*h, creator, trader, is_buy, 1, 10, 1, 1, 1, 5, 2 if is_buy else 0, 3, 4, 7, 8)
+
+
+def test_only_traded_holdings_are_blind() -> None:
+    c, d, a, b = b"\xc0" * 20, b"\xd0" * 20, b"\xaa" * 20, b"\xbb" * 20
+    events: list[Event] = [shares(1, c, a, True), shares(1, c, b, True), shares(2, c, b, False), shares(2, d, a, True)]
+    assert F.keys_of(events, blind=True).blind_holdings == {(c, a), (c, b), (d, a)}
+    claim = DividendsClaimed(3, 0, b"\x01" * 32, b"\x02" * 32, 1_003, c, a, 5)
+    assert F.keys_of([*events, claim], blind=True).blind_holdings == {(c, b), (d, a)}  # a claim reads the row
+    distribution = DividendsDistributed(3, 0, b"\x01" * 32, b"\x02" * 32, 1_003, c, 1, 2, 3, 4, 5)
+    assert F.keys_of([*events, distribution], blind=True).blind_holdings == {(d, a)}  # c's holders are all read
+    assert F.keys_of(events).blind_holdings == frozenset()
+
+
 def test_a_blind_position_above_the_journal_floor_is_refused() -> None:
     a = b"\xaa" * 20
     keys = F.keys_of([trade(5, a, True)], blind=True)
@@ -83,3 +109,11 @@ def test_apply_delta_adds_amounts_and_takes_balances() -> None:
     assert F.apply_delta(None, delta) is not delta
     columns: Any = {f.name for f in dataclasses.fields(F.PositionRow)}
     assert F.DELTA_SETS["positions"] <= columns
+
+
+def test_apply_delta_to_a_holding_sets_all_but_claimed_total() -> None:
+    base = F.HoldingRow(b"\xc0" * 20, b"\xaa" * 20, 5, 6, 7, 8, 9, 10)
+    delta = F.HoldingRow(b"\xc0" * 20, b"\xaa" * 20, 50, 60, 70, 80, 0, 20)
+    assert dataclasses.astuple(F.apply_delta(base, delta)) == (b"\xc0" * 20, b"\xaa" * 20, 50, 60, 70, 80, 9, 20)
+    columns: Any = {f.name for f in dataclasses.fields(F.HoldingRow)}
+    assert F.DELTA_SETS["share_holdings"] <= columns

@@ -144,12 +144,13 @@ def test_blind_positions_equal_positions_read_first(
     small_rows: int,
     first: str,
 ) -> None:
-    """Below finality, positions only bought into are folded blind and added to by key; an index
-    built that way equals one that reads every position first. One block per batch, and wallets
-    that buy, buy again and then sell in consecutive blocks: the sell's batch reads a position the
-    batch still being written folded blind (its stored row plus that delta, or the row once that
-    batch has committed). A delay on one side decides which: `first` = "reader" holds each write
-    before its statements, "writer" holds each snapshot read."""
+    """Below finality, positions only bought into and holdings only traded are folded blind and added
+    to by key; an index built that way equals one that reads every row first. One block per batch,
+    wallets that buy, buy again and then sell in consecutive blocks, and share buys followed by a
+    distribution: the sell's and the distribution's batches read rows the batch still being written
+    folded blind (the stored row plus that delta, or the row once that batch has committed). A delay
+    on one side decides which: `first` = "reader" holds each write before its statements, "writer"
+    holds each snapshot read."""
     import asyncio
 
     from indexer import fold as F
@@ -166,10 +167,28 @@ def test_blind_positions_equal_positions_read_first(
         shares = om.functions.positionOf(market, wallet).call()[0] // 2
         tx = om.functions.sell(market, 1, shares, 0, FAR).transact({"from": wallet, "gas": 600_000})
         node.w3.eth.wait_for_transaction_receipt(tx)
+    # holdings, twice: two share buys per wallet, then a distribution that reads all the creator's
+    # holders (the second round's buys then carry credited dividends over from the first)
+    cs = node.w3.eth.contract(address=node.deployment["contracts"]["CreatorShares"], abi=load_abi("CreatorShares"))
+    usdc = node.w3.eth.contract(address=node.deployment["contracts"]["USDC"], abi=load_abi("MockUSDC"))
+    creator = next(a for a in node.w3.eth.accounts[2:14] if cs.functions.supplyOf(a).call() > 0)
+    for w in REORG_WALLETS[:3]:
+        tx = usdc.functions.approve(cs.address, 2**256 - 1).transact({"from": node.w3.eth.accounts[w]})
+        node.w3.eth.wait_for_transaction_receipt(tx)
+    for _ in range(2):
+        for w in REORG_WALLETS[:3]:
+            for _ in range(2):
+                tx = cs.functions.buyShares(creator, 1, 2**255, FAR).transact(
+                    {"from": node.w3.eth.accounts[w], "gas": 600_000}
+                )
+                node.w3.eth.wait_for_transaction_receipt(tx)
+        tx = cs.functions.distributeDividends(creator).transact({"from": node.w3.eth.accounts[1], "gas": 600_000})
+        node.w3.eth.wait_for_transaction_receipt(tx)
     node.anvil.mine(70)  # all of it below anvil's finalized block (head - 64)
     real_keys_of, real_with_deltas = F.keys_of, F.with_deltas
     folded_blind: list[int] = []
     committed: list[bool] = []
+    tables: set[str] = set()
 
     def keys_of(events: Any, blind: bool = False) -> F.Keys:
         keys = real_keys_of(events, blind)
@@ -178,6 +197,7 @@ def test_blind_positions_equal_positions_read_first(
 
     def with_deltas(stored: Any, deltas: Any, was_committed: bool) -> Any:
         committed.append(was_committed)
+        tables.update(type(r).__name__ for r in deltas.values())
         return real_with_deltas(stored, deltas, was_committed)
 
     delayed = store.write_batch if first == "reader" else store.load_snapshot
@@ -192,7 +212,8 @@ def test_blind_positions_equal_positions_read_first(
     spans = {"initial_span": 1, "max_span": 1, "concurrency": 3}
     assert index_to_head(make_settings(node.url, node.deployment, db_dsn, tmp_path, **spans)) == 0
     assert sum(folded_blind) > 0
-    assert committed  # the sells' batches read positions the batch before folded blind
+    # the sells' and the distribution's batches read rows the batch before folded blind
+    assert tables == {"PositionRow", "HoldingRow"}
     assert set(committed) == {first == "writer"}
 
     monkeypatch.setattr(F, "keys_of", lambda events, blind=False: real_keys_of(events, False))
