@@ -23,8 +23,8 @@ claim, its creator not distributing in the batch) are folded without reading the
 adds to costs, `bought` and `trade_count` and sets the balances from the event's post-state; a
 share trade sets every holding column from the event but `claimed_total`. So `apply_delta(stored,
 delta)` (the store's upsert does the same in SQL, by `DELTA_SETS`) is the row a fold over the
-stored row gives. That skips the read for ~70 % of the positions and ~95 % of the holdings a long
-backfill touches.
+stored row gives. That skips the read of most positions (in the 1M benchmark, 618k of the position
+rows written were deltas) and holdings a long backfill touches.
 
 Undo data: with `ctx.journal_above = F`, every row first changed in a block b > F within this
 batch records its pre-image (the row before block b, or None when it did not exist) once per
