@@ -41,7 +41,6 @@ from indexer.chain import (
 )
 from indexer.decode import DecodeError, EventDecoder, Log
 from indexer.fetch import ChildConfig, FetchProcess, Prepared, RangeFetcher
-from indexer.keyfilter import KeyFilter
 from indexer.live import HeadWatcher, tip_logs
 from indexer.metrics import Metrics
 from indexer.migrate import apply_migrations
@@ -137,8 +136,6 @@ class Indexer:
         self.inserted = dict.fromkeys(store.DERIVED, 0)
         self.analyzed = dict.fromkeys(store.DERIVED, 0)
         self.deferred: list[str] = []  # secondary indexes dropped for the initial sync (store.defer_indexes)
-        # Keys of the blind tables that may exist, during a backfill (None: not loaded, every key may).
-        self.known: KeyFilter | None = None
 
     # ------------------------------------------------------------ node view
 
@@ -318,24 +315,9 @@ class Indexer:
             payload = {"chain_id": self.chain_id, "block_number": fin}
             extra.append(F.Message("chain:finalized", ("global:all",), None, None, None, payload))
         end = Cursor(last.number, last.hash)
-        # A blind row whose key was never written is the whole row (a delta from zero over nothing):
-        # it is inserted by COPY like any new row; the others are added to by key.
-        blind = [*(("positions", k) for k in snap.blind), *(("share_holdings", k) for k in snap.blind_holdings)]
-        known = self.known
-        if known is None:
-            deltas = frozenset(blind)
-        else:
-            deltas = frozenset(tk for tk in blind if known.may_exist(*tk))
-            # every key this batch may insert: blind ones judged new, and rows the reader did not find
-            for tk in blind:
-                if tk not in deltas:
-                    known.add(*tk)
-            for k in changes.positions:
-                if k not in snap.positions and k not in snap.blind:
-                    known.add("positions", k)
-            for h in changes.holdings:
-                if h not in snap.holdings and h not in snap.blind_holdings:
-                    known.add("share_holdings", h)
+        deltas = frozenset(
+            [*(("positions", k) for k in snap.blind), *(("share_holdings", k) for k in snap.blind_holdings)]
+        )
         return store.Batch(
             start, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw, upserts, deltas
         )
@@ -592,7 +574,6 @@ class Indexer:
         waited = 0.0  # time spent waiting for the next fetched range (when the fetch side is the bottleneck)
         t_wait = started
         reader = await connect(self.s, "reader")
-        self.known = await store.key_filter(conn, self.chain_id)
         writing: asyncio.Task[None] | None = None
         written: store.Batch | None = None  # the batch `writing` commits
         self._progress_open(first, target)

@@ -39,7 +39,6 @@ from indexer.decode import (
     Trade,
     WinningsClaimed,
 )
-from indexer.keyfilter import KeyFilter
 
 OUTBOX_LOCK = 0x676C_6F75_7462  # shared by every outbox writer: seq order = commit order
 WRITER_LOCK_BASE = 0x676C_6978_0000  # + chain_id: one indexer writer per chain
@@ -413,17 +412,6 @@ async def load_snapshot(conn: asyncpg.Connection, chain_id: int, keys: F.Keys) -
             snap.holdings[(h.creator, h.holder)] = h
             snap.locators[("share_holdings", (h.creator, h.holder))] = r[0]
     return snap
-
-
-async def key_filter(conn: asyncpg.Connection, chain_id: int) -> KeyFilter:
-    """The keys of the chain's positions and holdings, for a backfill's blind rows (keyfilter)."""
-    known = KeyFilter()
-    async with _transaction(conn):  # a server-side cursor lives in a transaction
-        for table, first, second in (("positions", "market_id", "holder"), ("share_holdings", "creator", "holder")):
-            sql = f"SELECT {first}, {second} FROM idx.{table} WHERE chain_id = $1"
-            async for r in conn.cursor(sql, chain_id, prefetch=10_000):
-                known.add(table, (r[0], r[1]))
-    return known
 
 
 async def _delete_keys(conn: asyncpg.Connection, chain_id: int, table: str, keys: Sequence[tuple[Any, ...]]) -> None:
