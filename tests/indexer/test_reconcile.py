@@ -167,6 +167,16 @@ def test_blind_positions_equal_positions_read_first(
         shares = om.functions.positionOf(market, wallet).call()[0] // 2
         tx = om.functions.sell(market, 1, shares, 0, FAR).transact({"from": wallet, "gas": 600_000})
         node.w3.eth.wait_for_transaction_receipt(tx)
+    # a position created by a buy and a sell in one block is not blind (the sell reads it); a buy in
+    # the next block is, and is added to by key
+    wallet = node.w3.eth.accounts[REORG_WALLETS[3]]
+    node.anvil.call("evm_setAutomine", False)
+    om.functions.buy(market, 0, 3 * 10**6, 0, FAR).transact({"from": wallet, "gas": 600_000})
+    om.functions.sell(market, 0, 1_000, 0, FAR).transact({"from": wallet, "gas": 600_000})
+    node.anvil.mine(1)
+    node.anvil.call("evm_setAutomine", True)
+    tx = om.functions.buy(market, 0, 10**6, 0, FAR).transact({"from": wallet, "gas": 600_000})
+    assert node.w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
     # holdings, twice: two share buys per wallet, then a distribution that reads all the creator's
     # holders (the second round's buys then carry credited dividends over from the first)
     cs = node.w3.eth.contract(address=node.deployment["contracts"]["CreatorShares"], abi=load_abi("CreatorShares"))
