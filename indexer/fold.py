@@ -461,11 +461,25 @@ class _Fold:
         return row
 
     def _row(
-        self, table: str, changes: dict[Any, Any], snap: dict[Any, Any], key: Any, block: int, new: Callable[[], Any]
+        self,
+        table: str,
+        changes: dict[Any, Any],
+        snap: dict[Any, Any],
+        key: Any,
+        block: int,
+        new: Callable[[], Any],
+        blind: frozenset[Any] = frozenset(),
     ) -> Any:
         """The row for `key` in this batch: changed already, copied from the snapshot, or created by
-        `new()`; the first touch in a batch journals its prior state (None for a new row)."""
+        `new()`; the first touch in a batch journals its prior state (None for a new row). A key in
+        `blind` is a delta from `new()`, whatever is stored, and is never journaled."""
         row = changes.get(key)
+        if key in blind:
+            if block > self.ctx.journal_above:
+                raise ValueError(f"{table} row {key} folded blind in block {block}, above the journal floor")
+            if row is None:
+                row = changes[key] = new()
+            return row
         if row is None:
             base = snap.get(key)
             if base is None:
@@ -477,13 +491,6 @@ class _Fold:
         return row
 
     def position(self, key: tuple[int, bytes], block: int) -> PositionRow:
-        if key in self.snap.blind:  # a delta from zero, whatever is stored
-            if block > self.ctx.journal_above:
-                raise ValueError(f"position {key} folded blind in block {block}, above the journal floor")
-            delta = self.changes.positions.get(key)
-            if delta is None:
-                delta = self.changes.positions[key] = PositionRow(key[0], key[1], updated_block=block)
-            return delta
         row: PositionRow = self._row(
             "positions",
             self.changes.positions,
@@ -491,6 +498,7 @@ class _Fold:
             key,
             block,
             lambda: PositionRow(key[0], key[1], updated_block=block),
+            self.snap.blind,
         )
         return row
 
@@ -506,13 +514,6 @@ class _Fold:
         return row
 
     def holding(self, key: tuple[bytes, bytes], block: int) -> HoldingRow:
-        if key in self.snap.blind_holdings:  # a delta from zero, whatever is stored
-            if block > self.ctx.journal_above:
-                raise ValueError(f"holding {key} folded blind in block {block}, above the journal floor")
-            delta = self.changes.holdings.get(key)
-            if delta is None:
-                delta = self.changes.holdings[key] = HoldingRow(key[0], key[1], updated_block=block)
-            return delta
         row: HoldingRow = self._row(
             "share_holdings",
             self.changes.holdings,
@@ -520,6 +521,7 @@ class _Fold:
             key,
             block,
             lambda: HoldingRow(key[0], key[1], updated_block=block),
+            self.snap.blind_holdings,
         )
         return row
 

@@ -342,10 +342,16 @@ class Rpc:
         assert last is not None
         raise last
 
-    async def call(self, method: str, params: list[Any], limit: int | None = None) -> Any:
+    async def _request(
+        self, method: str, params: list[Any], limit: int | None = None, decode: Callable[[bytes], Any] = orjson.loads
+    ) -> Any:
+        """One JSON-RPC request; the answer as `decode` parses it (not checked)."""
         self._id += 1
         body = orjson.dumps({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
-        answer = await self._post(body, method, limit)
+        return await self._post(body, method, limit, decode)
+
+    async def call(self, method: str, params: list[Any], limit: int | None = None) -> Any:
+        answer = await self._request(method, params, limit)
         if not isinstance(answer, dict):
             raise TransientRpcError(f"{method}: unexpected answer {str(answer)[:200]}")
         return self._result(method, answer.get("error"), answer)
@@ -416,11 +422,9 @@ class Rpc:
 
     async def get_logs_raw(self, from_block: int, to_block: int, addresses: Sequence[str]) -> list[RawLog]:
         """The node's log objects, fields still hex (the backfill decodes them in its fetch process)."""
-        self._id += 1
         params = [{"fromBlock": hex(from_block), "toBlock": hex(to_block), "address": list(addresses)}]
-        body = orjson.dumps({"jsonrpc": "2.0", "id": self._id, "method": "eth_getLogs", "params": params})
-        answer: _LogsAnswer | dict[str, Any] = await self._post(
-            body, "eth_getLogs", self._max_logs_bytes, _LOGS_ANSWER.decode
+        answer: _LogsAnswer | dict[str, Any] = await self._request(
+            "eth_getLogs", params, self._max_logs_bytes, _LOGS_ANSWER.decode
         )
         if isinstance(answer, dict):  # an HTTP 400 body, parsed by orjson
             raw = self._result("eth_getLogs", answer.get("error"), answer)

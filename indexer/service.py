@@ -370,9 +370,7 @@ class Indexer:
         REPEATABLE READ snapshot with the checkpoint, which says whether that batch had committed
         (the row already includes the delta) or not (fold.apply_delta adds it)."""
         if written is None:
-            snap = await store.load_snapshot(reader, self.chain_id, keys)
-            snap.blind, snap.blind_holdings = keys.blind, keys.blind_holdings
-            return snap, frozenset()
+            return await store.load_snapshot(reader, self.chain_id, keys), frozenset()
         overlay = written.changes
         deltas = {k for t, k in written.deltas if t == "positions"}
         holding_deltas = {k for t, k in written.deltas if t == "share_holdings"}
@@ -384,6 +382,8 @@ class Indexer:
             frozenset(k for k in keys.holdings if k not in overlay.holdings or k in holding_deltas),
             keys.market_positions,
             keys.creator_holdings,
+            keys.blind,
+            keys.blind_holdings,
         )
         composed = [k for k in deltas if k in keys.positions or k[0] in keys.market_positions]
         composed_holdings = [k for k in holding_deltas if k in keys.holdings or k[0] in keys.creator_holdings]
@@ -396,7 +396,6 @@ class Indexer:
                 raise store.StaleCursor(f"checkpoint is {seen}, expected {written.start} or {written.end}")
         else:
             snap = await store.load_snapshot(reader, self.chain_id, db_keys)
-        snap.blind, snap.blind_holdings = keys.blind, keys.blind_holdings
         upserts: set[tuple[str, Any]] = set()
         blind_rows: tuple[tuple[str, dict[Any, Any], dict[Any, Any], list[Any]], ...] = (
             ("positions", snap.positions, overlay.positions, composed),

@@ -363,7 +363,7 @@ def packed_keys(keys: Iterable[tuple[Any, bytes]]) -> tuple[str | bytes, bytes]:
 
 
 async def load_snapshot(conn: asyncpg.Connection, chain_id: int, keys: F.Keys) -> F.Snapshot:
-    snap = F.Snapshot()
+    snap = F.Snapshot(blind=keys.blind, blind_holdings=keys.blind_holdings)  # folded as deltas, not read
     if keys.markets:
         for r in await conn.fetch(
             _select("markets") + " WHERE chain_id = $1 AND market_id = ANY($2::bigint[])", chain_id, list(keys.markets)
