@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import os
+import random
 import socket
 import subprocess
 import time
@@ -15,10 +18,25 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Ports for the processes tests start come from a block per xdist worker below the kernel's
+# ephemeral range (32768+): a port the kernel hands out for bind(0) could be handed to the other
+# worker, or to an outgoing connection, before our process binds it.
+_PORTS_PER_WORKER = 2000
+_next_port = itertools.count(random.randrange(_PORTS_PER_WORKER))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = 20_000 + _PORTS_PER_WORKER * (int(worker) % 6 if worker.isdigit() else 0)
+    for _ in range(_PORTS_PER_WORKER):
+        port = base + next(_next_port) % _PORTS_PER_WORKER
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use (another run on this machine): the next one
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + _PORTS_PER_WORKER - 1}")
 
 
 def anvil_binary() -> str:

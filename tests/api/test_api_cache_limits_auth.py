@@ -12,6 +12,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from starlette.testclient import TestClient
 
+from api import ratelimit
 from api.app import create_app
 from api.auth import Principal, issue_token
 from tests.api.conftest import ADMIN, make_settings
@@ -98,8 +99,14 @@ def test_ready_fails_when_indexer_lags(client: TestClient, db_dsn: str) -> None:
     assert client.get("/health").status_code == 200
 
 
-def test_rate_limits_per_ip_per_user_admin_unlimited(db_dsn: str, redis_url: str) -> None:
+def test_rate_limits_per_ip_per_user_admin_unlimited(
+    db_dsn: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """100/15 min per IP (here 3), per user (here 5), admins unlimited; 429 in the seed's body."""
+    # the clock pinned mid-window: requests that straddled a 15-minute boundary would start a new count
+    pinned = (time.time() // 900 + 0.5) * 900
+    real_window = ratelimit.window
+    monkeypatch.setattr(ratelimit, "window", lambda now, window_s: real_window(pinned, window_s))
     asyncio.run(scenario(db_dsn))
     settings = make_settings(db_dsn, redis_url, rate_limit_ip=3, rate_limit_user=5)
     user, _ = issue_token(settings, Principal("0x" + "a1" * 20, frozenset({"user"})))

@@ -37,6 +37,19 @@ async def running(settings: Settings) -> AsyncIterator[tuple[Any, Runtime, str]]
         yield app, rt, f"ws://127.0.0.1:{rt.state.hub.port}"
 
 
+async def broadcast_listeners(rt: Runtime, n: int) -> None:
+    """Waits until `n` pumps subscribe to the broadcast channel: the pump subscribes in a background
+    task, and Redis drops a PUBLISH that comes before it."""
+    assert rt.state is not None
+    pump = rt.state.pump
+    assert pump.redis is not None
+    for _ in range(1500):  # 30 s
+        if (await pump.redis.pubsub_numsub(pump.broadcast_channel))[0][1] >= n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {n} pumps subscribed to {pump.broadcast_channel} after 30 s")
+
+
 async def recv(ws: ClientConnection, wait_s: float = 10) -> dict[str, Any]:
     async with asyncio.timeout(wait_s):
         return json.loads(await ws.recv())  # type: ignore[no-any-return]
@@ -232,9 +245,10 @@ async def test_malformed_frames_get_errors_and_connection_survives(db_dsn: str, 
 async def test_maintenance_broadcast_via_admin_endpoint(db_dsn: str, redis_url: str) -> None:
     """POST /v1/admin/maintenance (admin token) reaches every feed connection through Redis pub/sub."""
     settings = make_settings(db_dsn, redis_url)
-    async with running(settings) as (app, _rt, url):
+    async with running(settings) as (app, rt, url):
         async with connect(url) as ws:
             await subscribe(ws, ["market:1"])
+            await broadcast_listeners(rt, 1)
             token, _ = issue_token(settings, Principal(ADMIN, frozenset({"user", "admin"})))
             user_token, _ = issue_token(settings, Principal(USER, frozenset({"user"})))
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
@@ -261,7 +275,7 @@ async def test_two_instances_deliver_the_same_stream_and_share_broadcasts(db_dsn
     conn = await asyncpg.connect(db_dsn)
     one = make_settings(db_dsn, redis_url)
     two = make_settings(db_dsn, redis_url, cache_prefix=one.api.cache_prefix)  # same deployment
-    async with running(one) as (app1, _rt1, url1), running(two) as (_app2, _rt2, url2):
+    async with running(one) as (app1, rt1, url1), running(two) as (_app2, _rt2, url2):
         async with connect(url1) as a, connect(url2) as b:
             await subscribe(a, ["market:3"])
             await subscribe(b, ["market:3"])
@@ -269,6 +283,7 @@ async def test_two_instances_deliver_the_same_stream_and_share_broadcasts(db_dsn
             assert (await recv_type(a, "event"))["seq"] == seq
             assert (await recv_type(b, "event"))["seq"] == seq
             token, _ = issue_token(one, Principal(ADMIN, frozenset({"user", "admin"})))
+            await broadcast_listeners(rt1, 2)  # both instances' pumps share the channel
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app1), base_url="http://t") as http:
                 r = await http.post(
                     "/v1/admin/maintenance",

@@ -110,7 +110,9 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
             w.fund()
 
         # ---- a creator opens a market and their share curve; a trader buys shares
-        end_time = int(w3.eth.get_block("latest")["timestamp"]) + 40
+        # an hour: block times follow the wall clock, and a slow machine must not close the market
+        # before the trades below (it is ended on purpose with evm_increaseTime)
+        end_time = int(w3.eth.get_block("latest")["timestamp"]) + 3600
         receipt = creator.send(creator.om.functions.createMarket("Will e2e pass?", "tech", end_time, 100 * USDC))
         market_id = creator.om.events.MarketCreated().process_receipt(receipt, errors=DISCARD)[0].args.marketId
         creator.send(creator.cs.functions.buyShares(creator.address, 1, 0, deadline(w3)))
@@ -142,9 +144,15 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
             wait_until(
                 lambda: s.get(f"/v1/users/{lower(other.address)}/positions")["data"], "the doomed trade indexed", 30, s
             )
-            depth = w3.eth.block_number - before["blockNumber"] + 1
-            replacement = other.sign(other.om.functions.buy(market_id, 1, 7 * USDC, 0, deadline(w3)), removed_nonce)
-            s.anvil.call("anvil_reorg", depth, [["0x" + replacement.hex(), 0]])
+            # interval mining paused: a block mined between reading the height and the reorg would
+            # leave the doomed trade's block in place
+            s.anvil.call("evm_setIntervalMining", 0)
+            try:
+                depth = w3.eth.block_number - before["blockNumber"] + 1
+                replacement = other.sign(other.om.functions.buy(market_id, 1, 7 * USDC, 0, deadline(w3)), removed_nonce)
+                s.anvil.call("anvil_reorg", depth, [["0x" + replacement.hex(), 0]])
+            finally:
+                s.anvil.call("evm_setIntervalMining", 1)
             feed_messages(ws, lambda m: m.get("event") == "chain:reorg", 30)
 
         def other_position_matches_chain() -> bool:
@@ -156,7 +164,7 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
         wait_until(other_position_matches_chain, "API position equal to the chain after the reorg", 30, s)
 
         # ---- the market ends; an operator queues the outcome; the keeper resolves it once
-        s.anvil.call("evm_increaseTime", 60)
+        s.anvil.call("evm_increaseTime", 3700)
         s.anvil.call("evm_mine")
         s.cli("-m", "keeper", "resolve", str(market_id), "yes", "--reason", "e2e: the test passed")
         market = wait_until(

@@ -148,12 +148,14 @@ def test_blind_positions_equal_positions_read_first(
     to by key; an index built that way equals one that reads every row first. One block per batch,
     wallets that buy, buy again and then sell in consecutive blocks, and share buys followed by a
     distribution: the sell's and the distribution's batches read rows the batch still being written
-    folded blind (the stored row plus that delta, or the row once that batch has committed). A delay
-    on one side decides which: `first` = "reader" holds each write before its statements, "writer"
-    holds each snapshot read."""
+    folded blind (the stored row plus that delta, or the row once that batch has committed). The
+    order is forced, not left to timing: `first` = "reader" holds each backfill write until the next
+    batch's snapshot has been read, "writer" holds each snapshot read until the batch before it has
+    committed."""
     import asyncio
 
     from indexer import fold as F
+    from indexer.service import Indexer
 
     monkeypatch.setattr(store, "SMALL_ROWS", small_rows)
     sim(node.url, node.deployment, seed=11, max_events=120, resolve=True)
@@ -210,15 +212,47 @@ def test_blind_positions_equal_positions_read_first(
         tables.update(type(r).__name__ for r in deltas.values())
         return real_with_deltas(stored, deltas, was_committed)
 
-    delayed = store.write_batch if first == "reader" else store.load_snapshot
+    # Events by batch end block: "committed" is set once a batch has committed, "read" once the
+    # snapshot of the batch after it has been read. A wait that never ends fails after 60 s.
+    real_write, real_prefetch, real_finish, real_backfill = (
+        store.write_batch,
+        Indexer._prefetch,
+        Indexer._finish,
+        Indexer.backfill,
+    )
+    marks: dict[tuple[str, int], asyncio.Event] = {}
+    target = [0]
 
-    async def after_a_while(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(0.05)
-        return await delayed(*args, **kwargs)
+    def mark(what: str, block: int) -> asyncio.Event:
+        return marks.setdefault((what, block), asyncio.Event())
+
+    async def backfill(self: Indexer, conn: Any, to: int, stop: Any) -> None:
+        target[0] = to
+        await real_backfill(self, conn, to, stop)
+
+    async def prefetch(self: Indexer, reader: Any, keys: F.Keys, written: Any) -> Any:
+        if first == "writer" and written is not None:
+            await asyncio.wait_for(mark("committed", written.end.number).wait(), 60)
+        got = await real_prefetch(self, reader, keys, written)
+        if written is not None:
+            mark("read", written.end.number).set()
+        return got
+
+    async def write_batch(conn: Any, chain_id: int, batch: Any) -> Any:
+        if first == "reader" and batch.end.number < target[0]:  # a backfill batch with a successor
+            await asyncio.wait_for(mark("read", batch.end.number).wait(), 60)
+        return await real_write(conn, chain_id, batch)
+
+    def finish(self: Indexer, batch: Any, seq: Any) -> None:
+        real_finish(self, batch, seq)
+        mark("committed", batch.end.number).set()
 
     monkeypatch.setattr(F, "keys_of", keys_of)
     monkeypatch.setattr(F, "with_deltas", with_deltas)
-    monkeypatch.setattr(store, delayed.__name__, after_a_while)
+    monkeypatch.setattr(store, "write_batch", write_batch)
+    monkeypatch.setattr(Indexer, "_prefetch", prefetch)
+    monkeypatch.setattr(Indexer, "_finish", finish)
+    monkeypatch.setattr(Indexer, "backfill", backfill)
     spans = {"initial_span": 1, "max_span": 1, "concurrency": 3}
     assert index_to_head(make_settings(node.url, node.deployment, db_dsn, tmp_path, **spans)) == 0
     assert sum(folded_blind) > 0
@@ -227,7 +261,9 @@ def test_blind_positions_equal_positions_read_first(
     assert set(committed) == {first == "writer"}
 
     monkeypatch.setattr(F, "keys_of", lambda events, blind=False: real_keys_of(events, False))
-    monkeypatch.setattr(store, delayed.__name__, delayed)
+    for name, real in (("_prefetch", real_prefetch), ("_finish", real_finish), ("backfill", real_backfill)):
+        monkeypatch.setattr(Indexer, name, real)
+    monkeypatch.setattr(store, "write_batch", real_write)
     other = fresh_db()
     assert index_to_head(make_settings(node.url, node.deployment, other, tmp_path, **spans)) == 0
     got, want = dump(db_dsn), dump(other)

@@ -79,7 +79,10 @@ async def test_sigkill_then_restart_resolves_exactly_once(
     (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
     assert t["status"] == "pending"
     broadcast = crash_at == "after_broadcast"
-    assert ops.market(m)[4] is broadcast  # automine: a broadcast resolution is already mined
+    if broadcast:  # anvil answers eth_sendRawTransaction before its automine has mined the block
+        (a,) = await fetch(db_dsn, "SELECT tx_hash FROM keeper.tx_attempts")
+        ops.w3.eth.wait_for_transaction_receipt(bytes(a["tx_hash"]), timeout=30)
+    assert ops.market(m)[4] is broadcast
     second = run_keeper(cfg, "run", "--once", "--jobs", "resolve")
     assert second.returncode == 0, second.stderr[-2000:]
     assert ops.market(m)[4]
