@@ -571,7 +571,7 @@ async def _write_outbox(conn: asyncpg.Connection, chain_id: int, messages: Seque
         cols = _arrays(7, records)
         seq = await conn.fetchval(
             "WITH ins AS (INSERT INTO idx.outbox (chain_id, event, rooms, block_number, log_index, block_hash, payload)"
-            " SELECT c, e, r::text[], b, l, h, p::jsonb FROM unnest($1::bigint[], $2::text[], $3::text[],"
+            " SELECT c, e, r::text[], b, l, h, p::json FROM unnest($1::bigint[], $2::text[], $3::text[],"
             " $4::bigint[], $5::int[], $6::bytea[], $7::text[]) AS u(c, e, r, b, l, h, p) RETURNING seq)"
             " SELECT s FROM (SELECT max(seq) AS s FROM ins) q, LATERAL pg_notify('gl_outbox', $8::text || ':' || q.s)",
             cols[0],

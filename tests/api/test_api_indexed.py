@@ -99,9 +99,11 @@ def caught_up(c: TestClient, dsn: str) -> None:
     want = fetch(dsn, "SELECT coalesce(max(seq), 0) AS s FROM idx.outbox")[0]["s"]
     cp = fetch(dsn, "SELECT block_number FROM idx.checkpoints")[0]["block_number"]
     pump = c.app.state.runtime.state.pump  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while (pump.last_seq < want or pump.checkpoint != cp) and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert pump.last_seq >= want, "the outbox pump did not reach the last outbox row in 30 s"
+    assert pump.checkpoint == cp, "the outbox pump did not see the checkpoint in 30 s"
 
 
 @pytest.fixture

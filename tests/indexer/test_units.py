@@ -3,14 +3,18 @@ decoding a recorded eth_getLogs answer, settings validation."""
 
 from __future__ import annotations
 
+import decimal
 from typing import Any
 
 import pytest
 from eth_utils import keccak  # type: ignore[attr-defined]
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.config import ConfigError
 from indexer.chain import Cursor, SpanPolicy, bloom_bits, bloom_may_contain, next_span, plan_range, split_span
 from indexer.decode import EventDecoder, MarketCreated, Trade, text_of
+from indexer.fold import usdc
 from indexer.rpc import FatalRpcError, RangeTooLarge, TransientRpcError, classify, parse_log
 from indexer.settings import build_settings
 
@@ -191,3 +195,14 @@ def test_settings_reject_unknown_keys_and_name_the_key(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match=r"indexer\.concurrency"):
         build_settings({**base, "indexer": {"concurrency": "two"}})
     assert "redacted" in repr(build_settings(base).chain)
+
+
+@given(st.integers(min_value=-(2**256), max_value=2**256))
+def test_usdc_strings_are_exact_with_six_decimals(amount: int) -> None:
+    with decimal.localcontext() as ctx:
+        ctx.prec = 100
+        want = format(decimal.Decimal(amount).scaleb(-6), "f")
+    assert usdc(amount) == want
+    whole, fraction = usdc(amount).split(".")
+    assert len(fraction) == 6
+    assert whole.lstrip("-") == str(abs(amount) // 10**6)
