@@ -80,6 +80,12 @@ class Metrics:
             ["chain_id"],
             registry=r,
         ).labels(c)
+        self._outbox_pruned = Counter(
+            "indexer_outbox_pruned_total",
+            "Outbox rows deleted after outbox_retention_hours",
+            ["chain_id"],
+            registry=r,
+        ).labels(c)
         self.indexed = -1
         self.head = 0
 
@@ -126,3 +132,6 @@ class Metrics:
 
     def fetch_process_started(self) -> None:
         self._fetch_restarts.inc()
+
+    def outbox_pruned(self, rows: int) -> None:
+        self._outbox_pruned.inc(rows)

@@ -83,6 +83,8 @@ DB_ERRORS = (
     asyncpg.exceptions.CannotConnectNowError,
 )
 
+PRUNE_EVERY_S = 60.0  # between outbox retention passes when there is no backlog
+
 
 class Indexer:
     def __init__(
@@ -136,6 +138,7 @@ class Indexer:
         self.inserted = dict.fromkeys(store.DERIVED, 0)
         self.analyzed = dict.fromkeys(store.DERIVED, 0)
         self.deferred: list[str] = []  # secondary indexes dropped for the initial sync (store.defer_indexes)
+        self.next_prune = 0.0  # monotonic time of the next outbox retention pass
 
     # ------------------------------------------------------------ node view
 
@@ -655,6 +658,18 @@ class Indexer:
                 if t is not None:
                     self.m.head_latency(time.perf_counter() - t)
 
+    async def prune_outbox(self, conn: asyncpg.Connection) -> None:
+        """Outbox retention, while idle at the head: one bounded DELETE per pass, a pass a minute, or
+        on the next idle step while a backlog remains (after downtime, or when first enabled)."""
+        hours = self.o.outbox_retention_hours
+        if hours <= 0 or time.monotonic() < self.next_prune:
+            return
+        rows = await store.prune_outbox(conn, self.chain_id, hours)
+        self.next_prune = 0.0 if rows == store.PRUNE_ROWS else time.monotonic() + PRUNE_EVERY_S
+        if rows:
+            self.m.outbox_pruned(rows)
+            log.info("outbox_pruned", rows=rows, older_than_hours=hours)
+
     # ------------------------------------------------------------ progress display
 
     def _progress_open(self, first: int, target: int) -> None:
@@ -695,6 +710,7 @@ class Indexer:
             return False
         if target == self.cursor.number:
             await store.update_heads(conn, self.chain_id, heads)  # idle: keep indexer_status fresh
+            await self.prune_outbox(conn)
             if heads.head == target and self.head_hash and self.head_hash != self.cursor.hash:
                 # Same height, another hash: a reorg that did not (yet) make the chain longer.
                 return await self.check_reorg(conn, reason="head_hash_changed")

@@ -64,6 +64,10 @@ class IndexerOptions:
     tip_blocks: int = 8
     # Outbox messages are written for events at most this many blocks behind the head (0 = always).
     outbox_max_lag: int = 256
+    # Outbox rows older than this are deleted while the indexer is idle at the head (0 = kept forever).
+    # The feed replays at most feed_replay_max events to a reconnecting client; live, every event near
+    # the head has a row, so without a bound the table grows with the chain.
+    outbox_retention_hours: float = 72.0
     # /ready: lag at most this many blocks and progress within this many seconds.
     ready_max_lag: int = 16
     ready_max_idle: float = 30.0
@@ -103,6 +107,8 @@ def build_settings(raw: Mapping[str, Any], base_dir: Path = ROOT) -> Settings:
             raise ConfigError(f"indexer.{key} must be at least 1")
     if options.request_timeout <= 0:
         raise ConfigError("indexer.request_timeout must be positive")
+    if options.outbox_retention_hours < 0:
+        raise ConfigError("indexer.outbox_retention_hours must be 0 (keep forever) or positive")
     chain = section(raw, "chain", ChainSettings)
     if not chain.rpc_urls:
         raise ConfigError("chain.rpc_urls must list at least one URL")

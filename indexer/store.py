@@ -956,6 +956,23 @@ async def rollback(
     return RollbackResult(len(removed), depth, seq)
 
 
+PRUNE_ROWS = 10_000
+
+
+async def prune_outbox(conn: asyncpg.Connection, chain_id: int, older_than_hours: float) -> int:
+    """Deletes up to PRUNE_ROWS of the chain's oldest outbox rows created more than `older_than_hours`
+    ago (index outbox_chain_created: the scan stops at the first younger row); returns how many."""
+    status = await conn.execute(
+        "WITH doomed AS (SELECT seq FROM idx.outbox WHERE chain_id = $1"
+        " AND created_at < now() - make_interval(secs => $2) ORDER BY created_at LIMIT $3)"
+        " DELETE FROM idx.outbox o USING doomed d WHERE o.seq = d.seq",
+        chain_id,
+        older_than_hours * 3600.0,
+        PRUNE_ROWS,
+    )
+    return int(status.split()[-1])
+
+
 async def reset_chain(conn: asyncpg.Connection, chain_id: int) -> None:
     """Deletes everything the indexer wrote for a chain (re-index from scratch). The outbox is kept."""
     async with conn.transaction():

@@ -194,6 +194,8 @@ def test_settings_reject_unknown_keys_and_name_the_key(tmp_path: Any) -> None:
         build_settings({**base, "indexer": {"finality": "vibes"}})
     with pytest.raises(ConfigError, match=r"indexer\.concurrency"):
         build_settings({**base, "indexer": {"concurrency": "two"}})
+    with pytest.raises(ConfigError, match=r"indexer\.outbox_retention_hours must be 0 \(keep forever\) or positive"):
+        build_settings({**base, "indexer": {"outbox_retention_hours": -1}})
     assert "redacted" in repr(build_settings(base).chain)
 
 
