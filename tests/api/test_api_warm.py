@@ -25,10 +25,11 @@ async def test_warm_fills_the_hot_keys(db_dsn: str, redis_url: str) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     try:
-        for _ in range(500):  # uvicorn exposes no started event
-            if server.started:
+        for _ in range(1500):  # uvicorn exposes no started event; 30 s
+            if server.started or task.done():
                 break
             await asyncio.sleep(0.02)
+        assert server.started, "uvicorn did not start in 30 s"
         base = f"http://127.0.0.1:{port}"
         statuses = await warm(base)
         assert set(HOT_PATHS) <= set(statuses)
