@@ -88,7 +88,7 @@ class RangeFetcher:
         raw_logs, span = await self._logs(a, b, span, spans)
         try:
             numbers = {int(r.blockNumber, 16) for r in raw_logs}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except ValueError as exc:  # not hex (msgspec already checked that every field is a string)
             raise _malformed(a, b, exc) from None
         want = {a, b} | numbers | set(range(max(a, finalized + 1), b + 1))
         headers = await self.rpc.headers(sorted(want))

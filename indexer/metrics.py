@@ -6,6 +6,8 @@ address or a hash as a label.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -16,76 +18,57 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         c = str(chain_id)
-        self._head = Gauge("indexer_head_block", "Latest block of the node", ["chain_id"], registry=r).labels(c)
-        self._indexed = Gauge(
-            "indexer_indexed_block", "Checkpoint: last block fully indexed", ["chain_id"], registry=r
-        ).labels(c)
-        self._safe = Gauge("indexer_safe_block", "The node's safe block", ["chain_id"], registry=r).labels(c)
-        self._finalized = Gauge(
-            "indexer_finalized_block", "Finalized block (tag or head - depth)", ["chain_id"], registry=r
-        ).labels(c)
-        self._lag = Gauge("indexer_lag_blocks", "head - indexed", ["chain_id"], registry=r).labels(c)
-        self._events = Counter("indexer_events_total", "Events written", ["chain_id"], registry=r).labels(c)
-        self._reorgs = Counter("indexer_reorgs_total", "Reorgs handled", ["chain_id"], registry=r).labels(c)
-        self._depth = Histogram(
+
+        def per_chain(kind: Any, name: str, doc: str, **kw: Any) -> Any:
+            """One child of a metric labelled by chain_id only."""
+            return kind(name, doc, ["chain_id"], registry=r, **kw).labels(c)
+
+        self._head = per_chain(Gauge, "indexer_head_block", "Latest block of the node")
+        self._indexed = per_chain(Gauge, "indexer_indexed_block", "Checkpoint: last block fully indexed")
+        self._safe = per_chain(Gauge, "indexer_safe_block", "The node's safe block")
+        self._finalized = per_chain(Gauge, "indexer_finalized_block", "Finalized block (tag or head - depth)")
+        self._lag = per_chain(Gauge, "indexer_lag_blocks", "head - indexed")
+        self._events = per_chain(Counter, "indexer_events_total", "Events written")
+        self._reorgs = per_chain(Counter, "indexer_reorgs_total", "Reorgs handled")
+        self._depth = per_chain(
+            Histogram,
             "indexer_reorg_depth_blocks",
             "Depth of handled reorgs",
-            ["chain_id"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-            registry=r,
-        ).labels(c)
-        self._rollback = Histogram(
-            "indexer_rollback_seconds", "Time to roll back a reorg", ["chain_id"], buckets=_LATENCY, registry=r
-        ).labels(c)
+        )
+        self._rollback = per_chain(Histogram, "indexer_rollback_seconds", "Time to roll back a reorg", buckets=_LATENCY)
         self._rpc = Histogram(
             "indexer_rpc_seconds", "JSON-RPC request latency", ["method", "outcome"], buckets=_LATENCY, registry=r
         )
         self._rpc_errors = Counter("indexer_rpc_errors_total", "Failed JSON-RPC requests", ["method"], registry=r)
-        self._span = Histogram(
+        self._span = per_chain(
+            Histogram,
             "indexer_getlogs_span_blocks",
             "Blocks per eth_getLogs range",
-            ["chain_id"],
             buckets=(1, 10, 100, 1_000, 2_000, 10_000, 100_000),
-            registry=r,
-        ).labels(c)
-        self._batch = Histogram(
-            "indexer_batch_seconds", "Decode + fold + commit time per batch", ["chain_id"], buckets=_LATENCY, registry=r
-        ).labels(c)
-        self._head_latency = Histogram(
-            "indexer_head_latency_seconds",
-            "newHeads announcement to commit",
-            ["chain_id"],
-            buckets=_LATENCY,
-            registry=r,
-        ).labels(c)
-        self._failures = Counter(
-            "indexer_failures_total", "Failed loop iterations (retried)", ["chain_id"], registry=r
-        ).labels(c)
-        self.deferred_indexes = Gauge(
-            "indexer_deferred_indexes",
-            "Secondary indexes dropped for the initial sync and not yet built",
-            ["chain_id"],
-            registry=r,
-        ).labels(c)
-        self.stalled = Gauge("indexer_stalled", "1 when the stall watchdog fired", ["chain_id"], registry=r).labels(c)
-        self._fetch_wait = Counter(
+        )
+        self._batch = per_chain(
+            Histogram, "indexer_batch_seconds", "Decode + fold + commit time per batch", buckets=_LATENCY
+        )
+        self._head_latency = per_chain(
+            Histogram, "indexer_head_latency_seconds", "newHeads announcement to commit", buckets=_LATENCY
+        )
+        self._failures = per_chain(Counter, "indexer_failures_total", "Failed loop iterations (retried)")
+        self.deferred_indexes = per_chain(
+            Gauge, "indexer_deferred_indexes", "Secondary indexes dropped for the initial sync and not yet built"
+        )
+        self.stalled = per_chain(Gauge, "indexer_stalled", "1 when the stall watchdog fired")
+        self._fetch_wait = per_chain(
+            Counter,
             "indexer_fetch_wait_seconds_total",
             "Backfill time the writer spent waiting for the next fetched range (grows when fetching is the bottleneck)",
-            ["chain_id"],
-            registry=r,
-        ).labels(c)
-        self._fetch_restarts = Counter(
-            "indexer_fetch_process_starts_total",
-            "Fetch child processes started (more than 1: one died)",
-            ["chain_id"],
-            registry=r,
-        ).labels(c)
-        self._outbox_pruned = Counter(
-            "indexer_outbox_pruned_total",
-            "Outbox rows deleted after outbox_retention_hours",
-            ["chain_id"],
-            registry=r,
-        ).labels(c)
+        )
+        self._fetch_restarts = per_chain(
+            Counter, "indexer_fetch_process_starts_total", "Fetch child processes started (more than 1: one died)"
+        )
+        self._outbox_pruned = per_chain(
+            Counter, "indexer_outbox_pruned_total", "Outbox rows deleted after outbox_retention_hours"
+        )
         self.indexed = -1
         self.head = 0
 

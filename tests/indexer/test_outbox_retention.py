@@ -19,20 +19,15 @@ OTHER_CHAIN = 999
 
 
 def add_rows(dsn: str, chain_id: int, hours_ago: float, n: int) -> None:
-    async def go() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            for _ in range(n):
-                await conn.execute(
-                    "INSERT INTO idx.outbox (chain_id, event, rooms, payload, created_at)"
-                    " VALUES ($1, 'chain:finalized', '{global:all}', '{}', now() - make_interval(secs => $2))",
-                    chain_id,
-                    hours_ago * 3600.0,
-                )
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
+    fetch(
+        dsn,
+        "INSERT INTO idx.outbox (chain_id, event, rooms, payload, created_at)"
+        " SELECT $1, 'chain:finalized', '{global:all}', '{}', now() - make_interval(secs => $2)"
+        " FROM generate_series(1, $3)",
+        chain_id,
+        hours_ago * 3600.0,
+        n,
+    )
 
 
 def ages(dsn: str) -> list[tuple[int, bool]]:
