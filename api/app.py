@@ -19,6 +19,7 @@ import asyncpg
 import redis.asyncio as aioredis
 import structlog
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -175,6 +176,33 @@ class Edge:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class Cors(CORSMiddleware):
+    """Starlette's CORS with its refusals in the seed's error body (it answers plain text)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+            headers = Headers(scope=scope)
+            if "origin" in headers and "access-control-request-method" in headers:
+                response = self.preflight_response(request_headers=headers)
+                if response.status_code == 400:
+                    response = self._refusal(response, scope["path"])
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    @staticmethod
+    def _refusal(response: Response, path: str) -> Response:
+        text = bytes(response.body).decode()
+        failures = text.removeprefix("Disallowed CORS ").split(", ")
+        fields = {"origin": "Origin", "method": "Access-Control-Request-Method"}
+        errors = [
+            FieldError(fields.get(f, "Access-Control-Request-Headers"), f"{f} not allowed by the CORS policy")
+            for f in failures
+        ]
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("access-control-")}
+        return JSONBody(error_body(400, text, errors, path), status_code=400, headers=headers)
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
@@ -377,7 +405,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
     middleware = [
         Middleware(Edge, runtime=rt),
         Middleware(
-            CORSMiddleware,
+            Cors,
             allow_origins=list(settings.api.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
