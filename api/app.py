@@ -31,11 +31,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import auth, pages
 from api.cache import Cache
 from api.clientip import Network, client_ip, networks
-from api.context import Ctx, Endpoint, State, fetch_as_of
+from api.context import ChainParts, Ctx, Endpoint, State, fetch_as_of
 from api.encode import JSONBody, dumps, loads
 from api.errors import (
     ApiError,
     FieldError,
+    ValidationFailed,
     api_error_handler,
     error_body,
     http_error_handler,
@@ -228,13 +229,26 @@ def _limited(receive: Receive, limit: int) -> Receive:
     return wrapped
 
 
+def _chain(state: State, query: list[tuple[str, str]]) -> int | None:
+    """The request's ?chainId= (one of the served chains), or None for the default chain."""
+    values = [v for k, v in query if k == "chainId"]
+    if not values:
+        return None
+    served = state.settings.chains
+    if len(values) > 1 or not values[0].isdigit() or int(values[0]) not in served:
+        raise ValidationFailed([FieldError("chainId", f"one of {', '.join(map(str, served))}, given once")])
+    return int(values[0])
+
+
 def _route(ep: Endpoint, rt: Runtime) -> Route:
     async def call(request: Request) -> Response:
         request.scope["gl_route"] = ep.path
         state = rt.state
         if state is None:
             raise ApiError(503, "starting up")
-        params = parse(ep.params, request.query_params.multi_items(), request.path_params)
+        query = request.query_params.multi_items()
+        chain = _chain(state, query)
+        params = parse(ep.params, [(k, v) for k, v in query if k != "chainId"], request.path_params)
         user: auth.Principal | None = request.scope.get("gl_principal")
         if ep.auth is not None:
             if user is None:
@@ -263,13 +277,14 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
                 raise ApiError(400, "Validation failed", [FieldError("body", "must be a JSON object")])
         key = field = None
         cache_header = "bypass"
+        cache = state.chains[chain].cache if chain is not None else state.cache
         if ep.cache is not None:
             key, field = ep.cache(params)
-            hit = await state.cache.get(key, field)
+            hit = await cache.get(key, field)
             if hit is not None:
                 return JSONBody(hit, headers={"x-cache": "hit"})
             cache_header = "miss"
-        generation = state.cache.generation
+        generation = cache.generation
         pool = state.write_pool if ep.db == "write" else state.read_pool
         a = state.settings.api
         retry = {"Retry-After": str(a.retry_after_s)}
@@ -277,8 +292,9 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
             # One connection per request, waited for at most pool_acquire_timeout_s; the context
             # manager returns it on every exit, cancellation included.
             async with pool.acquire(timeout=a.pool_acquire_timeout_s) as conn:
-                as_of = await fetch_as_of(conn, state.settings.chain_id)
-                out = await ep.handler(Ctx(request, state, conn, params, user, body))
+                ctx = Ctx(request, state, conn, params, user, body, chain)
+                as_of = await fetch_as_of(conn, ctx.chain_id)
+                out = await ep.handler(ctx)
         except TimeoutError:
             state.metrics.pool_timeouts.labels(ep.db).inc()
             raise ApiError(
@@ -296,10 +312,36 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
         data = dumps(out)
         if key is not None and field is not None and status == 200:
             ttl = state.settings.api.aggregate_cache_ttl_s if ep.aggregate else None
-            await state.cache.set(key, field, data, generation, ttl)
+            await cache.set(key, field, data, generation, ttl)
         return JSONBody(data, status_code=status, headers={"x-cache": cache_header})
 
     return Route(ep.path, call, methods=[ep.method], name=f"{ep.method} {ep.path}")
+
+
+async def _chain_parts(
+    chain: int,
+    settings: Settings,
+    metrics: Metrics,
+    rt: Runtime,
+    write_pool: asyncpg.Pool,
+    feed_pool: asyncpg.Pool,
+    client: aioredis.Redis,
+) -> ChainParts:
+    """One served chain: its cache namespace, its outbox pump (cache invalidation, then its feed hub)."""
+    a = settings.api
+    cache = Cache(client, a.cache_prefix, chain, a.cache_ttl_s, metrics, a.cache_enabled)
+    pump = Pump(write_pool, settings.dsn, client, chain, a.outbox_poll_s, metrics, cache.ns)
+    hub = Hub(feed_pool, settings, metrics, rt.trusted_proxies, chain)
+    await pump.start()
+    hub.head_seq = pump.last_seq
+
+    async def invalidate(rows: Any, safe: int | None, fin: int | None) -> None:
+        await cache.invalidate([(r["event"], r["rooms"]) for r in rows])
+
+    pump.sinks += [invalidate, hub.publish]
+    pump.invalidators.append(cache.invalidate)
+    pump.broadcast_sinks.append(hub.broadcast)
+    return ChainParts(cache, pump, hub)
 
 
 async def _pool(
@@ -359,11 +401,14 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             retry_on_timeout=False,
         )
         stack.push_async_callback(client.aclose)
-        cache = Cache(client, a.cache_prefix, settings.chain_id, a.cache_ttl_s, metrics, a.cache_enabled)
-        await cache.ping()
+        chains = {
+            c: await _chain_parts(c, settings, metrics, rt, write_pool, feed_pool, client) for c in settings.chains
+        }
+        default = chains[settings.chain_id]
+        await default.cache.ping()
         limiter = RateLimiter(
             client,
-            cache.ns,
+            default.cache.ns,
             a.rate_limit_window_s,
             a.rate_limit_ip,
             a.rate_limit_user,
@@ -371,23 +416,18 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             a.rate_limit_enabled,
             a.signin_rate_limit,
         )
-        pump = Pump(write_pool, settings.dsn, client, settings.chain_id, a.outbox_poll_s, metrics, cache.ns)
-        hub = Hub(feed_pool, settings, metrics, rt.trusted_proxies)
-        await pump.start()
-        hub.head_seq = pump.last_seq
-
-        async def invalidate(rows: Any, safe: int | None, fin: int | None) -> None:
-            await cache.invalidate([(r["event"], r["rooms"]) for r in rows])
-
-        pump.sinks += [invalidate, hub.publish]
-        pump.invalidators.append(cache.invalidate)
-        pump.broadcast_sinks.append(hub.broadcast)
-        rt.state = State(settings, metrics, read_pool, write_pool, cache, limiter, pump, hub)
+        default.hub.share([p.hub for c, p in chains.items() if c != settings.chain_id])
+        for p in chains.values():  # admin broadcasts arrive on the default chain's channel, for every feed
+            if p is not default:
+                default.pump.broadcast_sinks.append(p.hub.broadcast)
+        rt.state = State(
+            settings, metrics, read_pool, write_pool, default.cache, limiter, default.pump, default.hub, chains
+        )
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(pump.run(stop), name="outbox-pump")]
+        tasks = [asyncio.create_task(p.pump.run(stop), name=f"outbox-pump-{c}") for c, p in chains.items()]
         if rt.serve_feed:
-            tasks.append(asyncio.create_task(hub.serve(a.feed_host, a.feed_port, stop), name="feed"))
-        log.info("api_started", chain_id=settings.chain_id, feed=rt.serve_feed)
+            tasks.append(asyncio.create_task(default.hub.serve(a.feed_host, a.feed_port, stop), name="feed"))
+        log.info("api_started", chain_id=settings.chain_id, chains=list(chains), feed=rt.serve_feed)
         try:
             yield
         finally:

@@ -160,8 +160,8 @@ def check_siwe(msg: SiweMessage, signature: str, settings: Settings, now: dt.dat
     """Checks everything but the nonce; returns the signer's lowercase address (pure but for ecrecover)."""
     if msg.domain != settings.api.siwe_domain:
         raise SiweError(f"domain must be {settings.api.siwe_domain}")
-    if msg.chain_id != settings.chain_id:
-        raise SiweError(f"Chain ID must be {settings.chain_id}")
+    if msg.chain_id not in settings.chains:
+        raise SiweError(f"Chain ID must be one of {', '.join(map(str, settings.chains))}")
     if msg.address != msg.address.lower() and msg.address != _checksum(msg.address):
         raise SiweError("address checksum is wrong")
     if msg.issued_at > now + dt.timedelta(minutes=5):
@@ -215,9 +215,10 @@ SELECT EXISTS (SELECT 1 FROM idx.markets WHERE chain_id = $1 AND creator = $2)
 """
 
 
-async def roles_for(conn: Conn, settings: Settings, address: str) -> frozenset[str]:
+async def roles_for(conn: Conn, settings: Settings, address: str, chain_id: int | None = None) -> frozenset[str]:
     roles = {"user"}
-    if await conn.fetchval(ROLES_SQL, settings.chain_id, bytes.fromhex(address[2:])):
+    chain = settings.chain_id if chain_id is None else chain_id
+    if await conn.fetchval(ROLES_SQL, chain, bytes.fromhex(address[2:])):
         roles.add("creator")
     if address in settings.admins:
         roles.add("admin")
@@ -258,7 +259,7 @@ def decode_token(settings: Settings, token: str) -> Principal | None:
     roles = claims.get("roles")
     if not isinstance(sub, str) or not _ADDRESS.match(sub) or not isinstance(roles, list):
         return None
-    if claims.get("chain_id") != settings.chain_id:
+    if claims.get("chain_id") not in settings.chains:
         return None
     address = sub.lower()
     # `admin` is decided by the current configuration on every request, never by the token: an

@@ -30,16 +30,26 @@ if TYPE_CHECKING:
 Auth = Literal["user", "admin"] | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChainParts:
+    """What the API keeps per served chain: its cache namespace, outbox pump and feed hub."""
+
+    cache: Cache
+    pump: Pump
+    hub: Hub
+
+
 @dataclasses.dataclass(slots=True)
 class State:
     settings: Settings
     metrics: Metrics
     read_pool: asyncpg.Pool
     write_pool: asyncpg.Pool
-    cache: Cache
+    cache: Cache  # the default chain's (settings.chain_id)
     limiter: RateLimiter
     pump: Pump
     hub: Hub
+    chains: dict[int, ChainParts] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)
@@ -50,10 +60,11 @@ class Ctx:
     params: dict[str, Any]
     user: Principal | None
     body: Any = None
+    chain: int | None = None  # the request's ?chainId=, validated; None = the default chain
 
     @property
     def chain_id(self) -> int:
-        return self.state.settings.chain_id
+        return self.state.settings.chain_id if self.chain is None else self.chain
 
 
 Handler = Callable[[Ctx], Awaitable[dict[str, Any]]]

@@ -39,6 +39,7 @@ import contextlib
 import datetime as dt
 import re
 import time
+import urllib.parse
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -172,12 +173,18 @@ class Client:
 
 class Hub:
     def __init__(
-        self, pool: asyncpg.Pool, settings: Settings, metrics: Metrics, trusted: tuple[Network, ...] = ()
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        metrics: Metrics,
+        trusted: tuple[Network, ...] = (),
+        chain_id: int | None = None,
     ) -> None:
         a = settings.api
         self.pool = pool
         self.settings = settings
-        self.chain_id = settings.chain_id
+        self.chain_id = settings.chain_id if chain_id is None else chain_id
+        self.hubs: dict[int, Hub] = {self.chain_id: self}  # the chains one server routes to (share())
         self.metrics = metrics
         self.trusted = trusted
         self.queue_max = a.feed_queue_max
@@ -298,8 +305,27 @@ class Hub:
         forwarded = request.headers.get("X-Forwarded-For") if request is not None else None
         return client_ip(peer, forwarded, self.trusted)
 
+    def share(self, others: Sequence[Hub]) -> None:
+        """Serves `others` (other chains) from this hub's server: ws://…/?chainId=N picks one; the
+        per-address connection count is one count across them."""
+        for h in others:
+            self.hubs[h.chain_id] = h
+            h.per_ip = self.per_ip
+            h.hubs = self.hubs
+
+    def route(self, path: str) -> Hub | None:
+        """The hub of the connection's ?chainId= (this one without it); None for a chain not served."""
+        values = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("chainId")
+        if not values:
+            return self
+        return self.hubs.get(int(values[0])) if values[0].isdigit() else None
+
     def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        """Handshake: refuses an address over its connection cap (429) before any state is kept."""
+        """Handshake: refuses an unknown chain (400) and an address over its connection cap (429)
+        before any state is kept."""
+        if self.route(request.path) is None:
+            served = ", ".join(str(c) for c in self.hubs)
+            return ws.respond(HTTPStatus.BAD_REQUEST, f"chainId must be one of {served}\n")
         ip = self._peer(ws, request)
         if self.per_ip.get(ip, 0) >= self.max_per_ip:
             self.metrics.feed_refused.labels("per_ip").inc()
@@ -311,6 +337,10 @@ class Hub:
         return None
 
     async def handler(self, ws: ServerConnection) -> None:
+        hub = self.route(ws.request.path) if ws.request is not None else self
+        await (hub or self).serve_connection(ws)
+
+    async def serve_connection(self, ws: ServerConnection) -> None:
         ip = self._peer(ws, ws.request)
         c = Client(ws, self.queue_max, ip, Bucket(self.frames_per_s, self.frame_burst, time.monotonic()))
         if ws.request is not None:
@@ -524,11 +554,15 @@ class Hub:
         ) as server:
             self.server = server
             log.info("feed_listening", host=host, port=port)
+            for h in self.hubs.values():
+                h.server = server
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._heartbeats(stop))
+                for h in self.hubs.values():
+                    tg.create_task(h._heartbeats(stop))
                 await stop.wait()
             server.close(close_connections=True)
-        self.server = None
+        for h in self.hubs.values():
+            h.server = None
 
     async def _heartbeats(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -24,7 +24,9 @@ class Metrics:
         self.redis_up = Gauge("api_redis_up", "1 when the last Redis call succeeded", registry=r)
         self.db_up = Gauge("api_db_up", "1 when the last readiness check reached PostgreSQL", registry=r)
         self.rate_limited = Counter("api_rate_limited_total", "requests answered 429", registry=r)
-        self.outbox_seq = Gauge("api_outbox_seq", "last outbox seq this process has seen", registry=r)
+        self.outbox_seq = Gauge(
+            "api_outbox_seq", "last outbox seq this process has seen", ["chain_id"], registry=r
+        )  # a few served chains
         self.indexer_lag = Gauge("api_indexer_lag_blocks", "chain head minus indexed block", registry=r)
         self.feed_connections = Gauge("feed_connections", "open feed connections", registry=r)
         self.feed_messages = Counter("feed_messages_total", "messages queued to feed clients", ["kind"], registry=r)

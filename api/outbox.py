@@ -151,7 +151,7 @@ class Pump:
         async with self.pool.acquire(timeout=ACQUIRE_S) as conn:
             self.last_seq = int(await conn.fetchval(MAX_SEQ_SQL, self.chain_id))
             self.checkpoint = await conn.fetchval(CHECKPOINT_SQL, self.chain_id)
-        self.metrics.outbox_seq.set(self.last_seq)
+        self.metrics.outbox_seq.labels(str(self.chain_id)).set(self.last_seq)
 
     def wake(self) -> None:
         self._wake.set()
@@ -213,7 +213,7 @@ class Pump:
             for sink in self.sinks:
                 await sink(rows, safe, fin)
             self.last_seq = rows[-1]["seq"]
-            self.metrics.outbox_seq.set(self.last_seq)
+            self.metrics.outbox_seq.labels(str(self.chain_id)).set(self.last_seq)
             total += len(rows)
             if len(rows) < BATCH:
                 return total

@@ -38,7 +38,9 @@ def routes(rt: Runtime) -> list[Route | Mount]:
 
     async def config(request: Request) -> Response:
         request.scope["gl_route"] = "/static/config.json"
-        return JSONBody({"feedUrl": feed_url(rt, request), "chainId": rt.settings.chain_id})
+        return JSONBody(
+            {"feedUrl": feed_url(rt, request), "chainId": rt.settings.chain_id, "chainIds": list(rt.settings.chains)}
+        )
 
     return [
         Route("/", index, methods=["GET"]),

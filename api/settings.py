@@ -25,6 +25,9 @@ class ApiSection:
 
     host: str = "127.0.0.1"
     port: int = 58080
+    # Chains this API and feed serve (one indexer per chain writes the same database); requests pick
+    # one with ?chainId= (feed: ws://…/?chainId=). Empty = only [chain].chain_id, the default.
+    chain_ids: tuple[int, ...] = ()
     feed_host: str = "127.0.0.1"
     feed_port: int = 58081
     workers: int = 1
@@ -90,6 +93,11 @@ class Settings:
         return f"Settings(chain_id={self.chain_id}, api={self.api!r}, dsn=<redacted>, jwt_secret=<redacted>)"
 
     @property
+    def chains(self) -> tuple[int, ...]:
+        """Every chain served; the first is the default ([chain].chain_id)."""
+        return (self.chain_id, *(c for c in self.api.chain_ids if c != self.chain_id))
+
+    @property
     def admins(self) -> frozenset[str]:
         return frozenset(a.lower() for a in self.api.admin_addresses)
 
@@ -121,6 +129,11 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
     for i, a in enumerate(api.admin_addresses):
         if len(a) != 42 or not a.startswith("0x"):
             raise ConfigError(f"api.admin_addresses[{i}] must be a 0x-prefixed 20-byte hex address, got {a!r}")
+    if api.chain_ids and chain.chain_id not in api.chain_ids:
+        raise ConfigError(
+            f"api.chain_ids must include chain.chain_id ({chain.chain_id}), the default chain; "
+            f"got {list(api.chain_ids)}"
+        )
     for i, net in enumerate(api.forwarded_allow_ips):
         try:
             ipaddress.ip_network(net, strict=False)

@@ -61,12 +61,13 @@ async def verify(ctx: Ctx) -> dict[str, Any]:
         raise ApiError(401, "Sign-in failed", [FieldError("signature", "was not made by the message's address")])
     if not await auth.consume_nonce(ctx.conn, msg.nonce):
         raise ApiError(401, "Sign-in failed", [FieldError("message", "nonce unknown, used or expired")])
-    return await _token_for(ctx, address)
+    return await _token_for(ctx, address, msg.chain_id)
 
 
-async def _token_for(ctx: Ctx, address: str) -> dict[str, Any]:
+async def _token_for(ctx: Ctx, address: str, chain_id: int) -> dict[str, Any]:
+    """A token for `address`; `creator` is decided on the chain it signed in for."""
     settings = ctx.state.settings
-    roles = await auth.roles_for(ctx.conn, settings, address)
+    roles = await auth.roles_for(ctx.conn, settings, address, chain_id)
     token, exp = auth.issue_token(settings, auth.Principal(address, roles))
     return {
         "data": {
@@ -84,7 +85,7 @@ async def refresh(ctx: Ctx) -> dict[str, Any]:
     if ctx.body:
         raise ValidationFailed([FieldError(k[:64], "unknown field") for k in ctx.body])
     assert ctx.user is not None
-    return await _token_for(ctx, ctx.user.address)
+    return await _token_for(ctx, ctx.user.address, ctx.chain_id)
 
 
 async def me(ctx: Ctx) -> dict[str, Any]:

@@ -28,6 +28,30 @@ SELECT h.head_block, h.updated_at, c.block_number AS indexed_block, c.block_hash
 """
 
 
+def _indexer_check(r: Any, max_lag: int, max_age: int) -> tuple[dict[str, Any] | None, list[str]]:
+    """One chain's indexer: its lag and head age, and what is wrong with them (pure)."""
+    if r["indexed_block"] is None or r["head_block"] is None:
+        return None, ["no checkpoint or chain head yet"]
+    lag = int(r["head_block"]) - int(r["indexed_block"])
+    age = (r["now"] - r["updated_at"]).total_seconds()
+    problems = []
+    if lag > max_lag:
+        problems.append(f"lags {lag} blocks (bound {max_lag})")
+    if age > max_age:
+        problems.append(f"chain head not refreshed for {int(age)} s (bound {max_age} s)")
+    return {"lag_blocks": lag, "head_age_s": round(age, 3)}, problems
+
+
+def _as_of(chain: int, r: Any) -> dict[str, Any]:
+    return {
+        "chain_id": chain,
+        "block_number": r["indexed_block"],
+        "block_hash": None if r["block_hash"] is None else "0x" + bytes(r["block_hash"]).hex(),
+        "safe_block": r["safe_block"],
+        "finalized_block": r["finalized_block"],
+    }
+
+
 def routes(rt: Runtime) -> list[Route]:
     document: dict[str, Any] = spec(rt.settings)
     docs_html = render_docs(document)
@@ -44,10 +68,11 @@ def routes(rt: Runtime) -> list[Route]:
         a = rt.settings.api
         problems: list[FieldError] = []
         checks: dict[str, Any] = {}
+        rows = {}
         try:
             async with state.read_pool.acquire(timeout=2) as conn:
-                r = await conn.fetchrow(READY_SQL, rt.settings.chain_id, timeout=2)
-            assert r is not None
+                for chain in rt.settings.chains:
+                    rows[chain] = await conn.fetchrow(READY_SQL, chain, timeout=2)
             rt.metrics.db_up.set(1)
             checks["database"] = "ok"
         except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
@@ -55,40 +80,31 @@ def routes(rt: Runtime) -> list[Route]:
             return error_response(
                 503, "Not ready", request.url.path, [FieldError("database", f"unreachable: {type(exc).__name__}")]
             )
-        if r["indexed_block"] is None or r["head_block"] is None:
-            problems.append(FieldError("indexer", "no checkpoint or chain head yet"))
-        else:
-            lag = int(r["head_block"]) - int(r["indexed_block"])
-            age = (r["now"] - r["updated_at"]).total_seconds()
-            rt.metrics.indexer_lag.set(lag)
-            checks["indexer"] = {"lag_blocks": lag, "head_age_s": round(age, 3)}
-            if lag > a.ready_max_lag_blocks:
-                problems.append(FieldError("indexer", f"lags {lag} blocks (bound {a.ready_max_lag_blocks})"))
-            if age > a.ready_max_head_age_s:
-                problems.append(
-                    FieldError(
-                        "indexer", f"chain head not refreshed for {int(age)} s (bound {a.ready_max_head_age_s} s)"
-                    )
-                )
+        per_chain = {}
+        for chain, r in rows.items():
+            assert r is not None
+            field = "indexer" if chain == rt.settings.chain_id else f"indexer:{chain}"
+            indexer, found = _indexer_check(r, a.ready_max_lag_blocks, a.ready_max_head_age_s)
+            problems += [FieldError(field, p) for p in found]
+            if chain == rt.settings.chain_id and indexer is not None:
+                rt.metrics.indexer_lag.set(indexer["lag_blocks"])
+            per_chain[chain] = {"indexer": indexer, "as_of": _as_of(chain, r)}
         redis_ok = await state.cache.ping()
         checks["redis"] = "ok" if redis_ok else "down (answering from PostgreSQL; no cache, no rate limits)"
         checks["outbox"] = {"seq": state.pump.last_seq, "listening": state.pump.listening}
         if problems:
             return error_response(503, "Not ready", request.url.path, problems)
-        return JSONBody(
-            {
-                "status": "ready" if redis_ok else "degraded",
-                "checks": checks,
-                "as_of": {
-                    "chain_id": rt.settings.chain_id,
-                    "block_number": r["indexed_block"],
-                    "block_hash": None if r["block_hash"] is None else "0x" + bytes(r["block_hash"]).hex(),
-                    "safe_block": r["safe_block"],
-                    "finalized_block": r["finalized_block"],
-                },
-                "time": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
-            }
-        )
+        default = per_chain.pop(rt.settings.chain_id)
+        checks["indexer"] = default["indexer"]
+        body: dict[str, Any] = {
+            "status": "ready" if redis_ok else "degraded",
+            "checks": checks,
+            "as_of": default["as_of"],
+            "time": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if per_chain:  # the other served chains, by chain id
+            body["chains"] = {str(c): v for c, v in per_chain.items()}
+        return JSONBody(body)
 
     async def metrics(request: Request) -> Response:
         request.scope["gl_route"] = "/metrics"
