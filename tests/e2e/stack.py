@@ -84,7 +84,16 @@ def wait_until(check: Callable[[], T | None], what: str, timeout: float = 60, st
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}{tail}")
 
 
-def write_config(path: Path, anvil: Anvil, dsn: str, redis_url: str, deployment: Path, ports: dict[str, int]) -> None:
+def write_config(
+    path: Path,
+    anvil: Anvil,
+    dsn: str,
+    redis_url: str,
+    deployment: Path,
+    ports: dict[str, int],
+    chain_id: int = 31337,
+    api_extra: str = "",
+) -> None:
     admin = anvil_account(0).address
     path.write_text(
         f"""
@@ -100,7 +109,7 @@ url = "{redis_url}"
 
 [chain]
 name = "anvil-e2e"
-chain_id = 31337
+chain_id = {chain_id}
 rpc_urls = ["{anvil.url}"]
 ws_url = "{anvil.ws_url}"
 deployment = "{deployment}"
@@ -132,6 +141,7 @@ siwe_domain = "localhost:3000"
 siwe_uri = "http://localhost:3000"
 rate_limit_ip = 100000
 feed_heartbeat_s = 5.0
+{api_extra}
 """
     )
 
