@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ChainSettings, ConfigError, DatabaseSettings, RedisSettings, section
+from core.warm import DEFAULT_API_PORT
 
 JWT_SECRET_ENV = "GL_API_JWT_SECRET"
 
@@ -23,7 +24,7 @@ class ApiSection:
     """Keys of the [api] table (every one documented in docs/api.md)."""
 
     host: str = "127.0.0.1"
-    port: int = 58080
+    port: int = DEFAULT_API_PORT  # core.warm: the keeper's warming job reads the same key
     feed_host: str = "127.0.0.1"
     feed_port: int = 58081
     workers: int = 1

@@ -30,7 +30,7 @@ from eth_utils.address import to_checksum_address
 from keeper import KeeperError, decide, store
 from keeper.abi import error_name
 from keeper.decide import FeePolicy, Fees
-from keeper.keys import Signer
+from keeper.keys import Signer, TxSignError
 from keeper.metrics import Metrics
 from keeper.rpc import Rpc, RpcError, hx, to_bytes, to_int
 from keeper.settings import Settings
@@ -206,8 +206,13 @@ class TxManager:
                     queued = await store.lock_queued(conn, [r.queue_id for r in chunk if r.queue_id is not None])
                     todo = [r for r in chunk if r.job_key not in live and (r.queue_id is None or r.queue_id in queued)]
                     new: list[NewTx] = []
-                    for i, r in enumerate(todo):
-                        raw, h = self._sign(r, nonce + i, fees)
+                    for r in todo:
+                        try:  # one request the signer refuses is skipped (its nonce goes to the next)
+                            raw, h = self._sign(r, nonce + len(new), fees)
+                        except TxSignError as exc:
+                            self.metrics.item_failures.labels(job=r.job, stage="sign").inc()
+                            log.error("item_failed", job=r.job, stage="sign", job_key=r.job_key, error=str(exc))
+                            continue
                         new.append(
                             NewTx(
                                 job=r.job,
@@ -215,7 +220,7 @@ class TxManager:
                                 to=r.to,
                                 data=r.data,
                                 value=r.value,
-                                nonce=nonce + i,
+                                nonce=nonce + len(new),
                                 gas_limit=r.gas_limit,
                                 max_fee_per_gas=fees.max_fee_per_gas,
                                 max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
@@ -226,6 +231,8 @@ class TxManager:
                                 queue_id=r.queue_id,
                             )
                         )
+                    if todo and not new:  # not one item: the signer itself is unusable (systemic)
+                        raise TxSignError(f"the signer refused all {len(todo)} transactions of a batch")
                     ids = await store.insert_txs(conn, fence, self.signer.address_bytes, new)
                 self._next = nonce + len(new)
                 for t in new:
