@@ -38,6 +38,7 @@ from keeper.store import Fence, FencedError, NewTx, TxRow
 
 log = structlog.get_logger("keeper.tx")
 CRASH_ENV = "KEEPER_CRASH_AT"  # test hook: SIGKILL this process at a named point (tests/keeper)
+CRASH_ONCE_ENV = "KEEPER_CRASH_ONCE"  # test hook: a marker file; crash only if it does not exist yet
 
 
 class TxError(KeeperError):
@@ -45,8 +46,15 @@ class TxError(KeeperError):
 
 
 def crash_point(name: str) -> None:
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(CRASH_ENV) != name:
+        return
+    marker = os.environ.get(CRASH_ONCE_ENV)
+    if marker:  # a restarted process (under a supervisor) runs on
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
