@@ -1,15 +1,24 @@
 """Time-based notifications the keeper emits (keeper.notifications) reach the user's list beside the
-indexer's event notifications, and can be marked read."""
+indexer's event notifications, can be marked read, and reach the feed through the outbox."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import asyncpg
+import pytest
 from eth_account import Account
 from starlette.testclient import TestClient
+from websockets.asyncio.client import connect
 
+from keeper.notify import emit_ending_soon
+from tests.api.conftest import make_settings
+from tests.api.rows import market
 from tests.api.test_api_cache_limits_auth import CHAIN, sign, siwe_message
+from tests.api.test_api_feed import recv_type, running, subscribe
+
+pytestmark = [pytest.mark.pg, pytest.mark.redis]
 
 
 def test_keeper_ending_soon_notification_listed_and_marked_read(client: TestClient, db_dsn: str) -> None:
@@ -54,3 +63,47 @@ def test_keeper_ending_soon_notification_listed_and_marked_read(client: TestClie
     assert marked["data"] == {"marked": 1}
     unread = client.get(path, params={"unreadOnly": "true"}, headers=auth).json()["data"]
     assert [n["id"] for n in unread] == ["70-1-market_resolved"]
+
+
+async def test_keeper_notification_reaches_the_owners_feed_room_and_resumes_after_an_api_restart(
+    db_dsn: str, redis_url: str
+) -> None:
+    """The keeper's ending-soon notification travels the outbox: a client in user:{address} receives
+    event `notification` with the HTTP API's camelCase item; one emitted while the API was down is
+    replayed after its restart to a client resuming with `since`."""
+    holder = bytes.fromhex("a7" * 20)
+    room = "user:0x" + holder.hex()
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    now = int(created.timestamp())
+    conn = await asyncpg.connect(db_dsn)
+    for mid, block in ((41, 21), (42, 22)):
+        await market(conn, mid, end=dt.timedelta(minutes=10 if mid == 41 else 90), block=block, created=created)
+        await conn.execute(
+            "INSERT INTO idx.positions (chain_id, market_id, holder, yes_shares, updated_block)"
+            " VALUES ($1, $2, $3, 5, 1)",
+            CHAIN,
+            mid,
+            holder,
+        )
+    pool = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
+    settings = make_settings(db_dsn, redis_url)
+    async with pool, running(settings) as (_, _rt, url):
+        async with connect(url) as ws:
+            await subscribe(ws, [room])
+            assert await emit_ending_soon(pool, CHAIN, now, 3_600) == {"stored": 1}
+            first = await recv_type(ws, "event")
+    assert first["event"] == "notification"
+    assert first["rooms"] == [room]
+    assert first["data"]["id"] == "0-41-market_ending_soon"
+    assert first["data"]["marketId"] == 41
+    assert first["data"]["recipient"] == "0x" + holder.hex()
+
+    pool = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
+    async with pool:  # the API is down: the notification waits in the outbox
+        assert await emit_ending_soon(pool, CHAIN, now + 3_600, 3_600) == {"stored": 1}
+    async with running(make_settings(db_dsn, redis_url)) as (_, _rt, url), connect(url) as ws:
+        await subscribe(ws, [room], since=first["seq"])
+        second = await recv_type(ws, "event")
+    assert second["seq"] > first["seq"]
+    assert (second["event"], second["data"]["id"]) == ("notification", "0-42-market_ending_soon")
+    await conn.close()
