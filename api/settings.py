@@ -24,7 +24,7 @@ class ApiSection:
     """Keys of the [api] table (every one documented in docs/api.md)."""
 
     host: str = "127.0.0.1"
-    port: int = DEFAULT_API_PORT  # core.warm: the keeper's warming job reads the same key
+    port: int = DEFAULT_API_PORT  # HTTP port; the keeper warms the cache through it (core.warm)
     feed_host: str = "127.0.0.1"
     feed_port: int = 58081
     workers: int = 1

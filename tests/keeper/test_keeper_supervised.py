@@ -5,6 +5,7 @@ daemon runs is handed to the daemon, which runs it under its lock."""
 from __future__ import annotations
 
 import asyncio
+import configparser
 import os
 import sys
 import time
@@ -120,3 +121,17 @@ async def test_run_once_while_the_daemon_leads_is_run_by_the_daemon(
     assert (req["job"], req["requested_by"], req["outcome"], req["epoch"]) == ("distribute", "ops-runbook", "ok", 1)
     (leader,) = await fetch(db_dsn, "SELECT epoch FROM keeper.leaders")
     assert leader["epoch"] == 1  # the one-off never took the lock from the daemon
+
+
+@pytest.mark.parametrize(("unit", "module"), [("indexer", "indexer"), ("keeper", "keeper run"), ("api", "api")])
+def test_systemd_units_restart_the_daemons_on_failure(unit: str, module: str) -> None:
+    """ops/systemd ships a unit per daemon: Restart=on-failure with a delay, a start limit, SIGTERM."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(ROOT / "ops" / "systemd" / f"guesslyfe-{unit}.service")
+    service = parser["Service"]
+    assert service["Restart"] == "on-failure"
+    assert service["RestartSec"]
+    assert service["KillSignal"] == "SIGTERM"
+    assert f"-m {module} --config " in service["ExecStart"]
+    assert int(parser["Unit"]["StartLimitBurst"]) > 1
