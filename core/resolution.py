@@ -108,6 +108,8 @@ def parse_text(value: Any, field: str, limit: int = MAX_REASON) -> str:
         raise RequestError(field, "is required: a non-blank text")
     if len(value) > limit:
         raise RequestError(field, f"must be at most {limit} characters, got {len(value)}")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise RequestError(field, "must not contain NUL (\\u0000) characters")
     return value.strip()
 
 

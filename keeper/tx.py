@@ -287,6 +287,8 @@ class TxManager:
                     err = res.message[:200]
                     if "insufficient funds" in msg:
                         self.metrics.low_balance.set(1)
+                    # recorded, so the tracker rebroadcasts or replaces it; the others in the batch went out
+                    self.metrics.item_failures.labels(job=job_key.split(":", 1)[0], stage="send").inc()
                     log.warning("tx_broadcast_refused", job_key=job_key, error=err)
             marks.append((attempt_id, head, err))
         await store.mark_broadcast(self.pool, fence, marks)

@@ -42,6 +42,8 @@ def test_request_fields_parse() -> None:
         R.parse_outcome("maybe")
     with pytest.raises(R.RequestError, match="non-blank"):
         R.parse_text("   ", "--reason")
+    with pytest.raises(R.RequestError, match="NUL"):
+        R.parse_text("a\x00b", "reason")
     with pytest.raises(R.RequestError, match="at most 500"):
         R.parse_text("x" * 501, "--reason")
     with pytest.raises(R.RequestError, match="20-byte"):
