@@ -152,34 +152,32 @@ class MarketFacts:
     resolved: bool
 
 
-def check_due(market_id: int, facts: MarketFacts | None, now: int, source: str) -> None:
+def check_due(market_id: int, facts: MarketFacts | None, now: int, source: str, field: str = "market_id") -> None:
     """A resolution may be queued for a market that exists, is past its end time and is unresolved."""
     if facts is None:
         raise RequestError(
-            "market_id",
+            field,
             f"market {market_id} does not exist ({source}); check the id (`GET /v1/markets/{{id}}`)",
             "not_found",
         )
     if facts.resolved:
-        raise RequestError(
-            "market_id", f"market {market_id} is already resolved ({source}); nothing to queue", "conflict"
-        )
+        raise RequestError(field, f"market {market_id} is already resolved ({source}); nothing to queue", "conflict")
     if now < facts.end_time:
         raise RequestError(
-            "market_id",
+            field,
             f"market {market_id} has not ended: it ends at unix {facts.end_time}, {facts.end_time - now} s from now"
             f" ({source}); queue its outcome after the end time",
             "conflict",
         )
 
 
-def check_bindable(market_id: int, facts: MarketFacts | None, source: str) -> None:
+def check_bindable(market_id: int, facts: MarketFacts | None, source: str, field: str = "market_id") -> None:
     """A price-feed rule may be bound to a market that exists and is not resolved (before or after its end)."""
     if facts is None:
-        raise RequestError("market_id", f"market {market_id} does not exist ({source}); check the id", "not_found")
+        raise RequestError(field, f"market {market_id} does not exist ({source}); check the id", "not_found")
     if facts.resolved:
         raise RequestError(
-            "market_id", f"market {market_id} is already resolved ({source}); a rule would never run", "conflict"
+            field, f"market {market_id} is already resolved ({source}); a rule would never run", "conflict"
         )
 
 

@@ -79,7 +79,7 @@ async def cmd_resolve(settings: Settings, market_id: Any, outcome: Any, reason: 
         why = R.parse_text(reason, "--reason")
         who = R.parse_text(_who(by), "--by", R.MAX_WHO)
         facts, now = await _chain_facts(settings, mid)
-        R.check_due(mid, facts, now, "on chain")
+        R.check_due(mid, facts, now, "on chain", "MARKET_ID")
     except R.ChainUnavailable as exc:
         say(f"refused: {exc.message}", err=True)
         return UNREACHABLE
@@ -131,7 +131,7 @@ async def cmd_rule(settings: Settings, a: argparse.Namespace) -> int:
         why = None if a.reason is None else R.parse_text(a.reason, "--reason")
         who = R.parse_text(_who(a.by), "--by", R.MAX_WHO)
         facts, _now = await _chain_facts(settings, rule.market_id)
-        R.check_bindable(rule.market_id, facts, "on chain")
+        R.check_bindable(rule.market_id, facts, "on chain", "MARKET_ID")
     except R.ChainUnavailable as exc:
         say(f"refused: {exc.message}", err=True)
         return UNREACHABLE

@@ -336,13 +336,18 @@ async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
     results = await _eth_calls(ctx.rpc, calls)
     actions: list[decide.Distribute] = []
     decisions: list[tuple[str, str, str, str, dict[str, Any]]] = []
+    failed: list[ItemFailure] = []
     for i, c in enumerate(creators):
         pool_res, supply_res = results[2 * i], results[2 * i + 1]
         if isinstance(pool_res, RpcError) or isinstance(supply_res, RpcError):
             log.warning("creator_unreadable", creator="0x" + c.hex())
             continue
-        pool, fees = decode_result("CreatorShares", "pendingPool", pool_res)
-        (supply,) = decode_result("CreatorShares", "supplyOf", supply_res)
+        try:
+            pool, fees = decode_result("CreatorShares", "pendingPool", pool_res)
+            (supply,) = decode_result("CreatorShares", "supplyOf", supply_res)
+        except Exception as exc:  # one unreadable creator is failed and skipped; the others go on
+            failed.append(ItemFailure("check", decide.distribution_key(c, period), None, _describe(exc)))
+            continue
         action = decide.decide_distribution(decide.CreatorView(c, int(pool), int(fees), int(supply)), period)
         if isinstance(action, decide.Distribute):
             actions.append(action)
@@ -352,6 +357,8 @@ async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
             decisions.append(("distribute", action.key, "skipped", action.reason, {}))
     to = bytes.fromhex(cs[2:])
     datas = [encode_call("CreatorShares", "distributeDividends", "0x" + a.creator.hex()) for a in actions]
+    counts["failed"] = len(failed)
+    await _record_failures(ctx, "distribute", failed)
     sims = await ctx.tx.simulate_many([(to, d, 0) for d in datas]) if datas else []
     reqs = []
     for a, data, sim in zip(actions, datas, sims, strict=True):

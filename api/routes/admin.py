@@ -240,7 +240,7 @@ async def queue_resolution(ctx: Ctx) -> dict[str, Any]:
         outcome = R.parse_outcome(body.get("outcome"))
         reason = R.parse_text(body.get("reason"), "reason")
         facts, now = await R.read_indexed_market(ctx.conn, ctx.chain_id, market_id)
-        R.check_due(market_id, facts, now, "in the index")
+        R.check_due(market_id, facts, now, "in the index", "marketId")
         async with ctx.state.write_pool.acquire(timeout=5) as w:
             q = await R.queue_resolution(w, ctx.chain_id, market_id, outcome, reason, _who(ctx))
             row = await w.fetchrow(ENTRY_SQL, q.id)
@@ -278,7 +278,7 @@ async def bind_rule(ctx: Ctx) -> dict[str, Any]:
         )
         reason = R.parse_text(body.get("reason"), "reason")
         facts, _now = await R.read_indexed_market(ctx.conn, ctx.chain_id, rule.market_id)
-        R.check_bindable(rule.market_id, facts, "in the index")
+        R.check_bindable(rule.market_id, facts, "in the index", "marketId")
         async with ctx.state.write_pool.acquire(timeout=5) as w:
             await R.bind_feed(w, ctx.chain_id, rule, reason, _who(ctx))
     except R.RequestError as exc:
