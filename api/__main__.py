@@ -11,6 +11,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 import structlog
 import uvicorn
@@ -76,29 +77,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     if a.workers > 1:
         os.environ[CONFIG_ENV] = args.config
-        uvicorn.run(
-            "api.__main__:factory",
-            factory=True,
-            host=a.host,
-            port=a.port,
-            workers=a.workers,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            server_header=False,
-        )
+        uvicorn.run("api.__main__:factory", factory=True, workers=a.workers, **server_options(settings))
         return 0
-    config = uvicorn.Config(
-        create_app(settings),
-        host=a.host,
-        port=a.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        server_header=False,
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(uvicorn.Config(create_app(settings), **server_options(settings))).run()
     return 0
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's settings. Its own proxy-header handling is off: it trusts loopback by default, so
+    any local client could pick its rate-limit key; the app applies api.forwarded_allow_ips itself.
+    SIGTERM: uvicorn stops accepting, gives in-flight requests `shutdown_timeout_s`, cancels the
+    rest, then the lifespan stops the feed and the pump (3 s) and closes the pools (bounded)."""
+    a = settings.api
+    return {
+        "host": a.host,
+        "port": a.port,
+        "log_level": "warning",
+        "access_log": False,
+        "lifespan": "on",
+        "server_header": False,
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": max(1, round(a.shutdown_timeout_s)),
+        "timeout_keep_alive": 5,
+    }
 
 
 if __name__ == "__main__":

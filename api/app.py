@@ -8,6 +8,7 @@ seed's 500 body) → CORS → router → endpoint wrapper (validate → auth →
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import time
@@ -18,6 +19,7 @@ import asyncpg
 import redis.asyncio as aioredis
 import structlog
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -28,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import auth
 from api.cache import Cache
+from api.clientip import Network, client_ip, networks
 from api.context import Ctx, Endpoint, State, fetch_as_of
 from api.encode import JSONBody, dumps, loads
 from api.errors import (
@@ -41,7 +44,7 @@ from api.feed import Hub
 from api.metrics import Metrics
 from api.outbox import Pump
 from api.params import parse
-from api.ratelimit import EXEMPT, RateLimiter
+from api.ratelimit import EXEMPT, SIGNIN, RateLimiter
 from api.routes import ENDPOINTS, system
 from api.settings import Settings
 
@@ -68,6 +71,7 @@ class Runtime:
     settings: Settings
     metrics: Metrics
     serve_feed: bool
+    trusted_proxies: tuple[Network, ...] = ()
     state: State | None = None
 
 
@@ -113,6 +117,13 @@ class Edge:
                 if token is not None:
                     principal = auth.decode_token(self.rt.settings, token)
             scope["gl_principal"] = principal
+            client = scope.get("client")
+            ip = client_ip(
+                client[0] if client else None,
+                None if forwarded is None else forwarded.decode("latin-1"),
+                self.rt.trusted_proxies,
+            )
+            scope["gl_client_ip"] = ip
             limit = self.rt.settings.api.max_body_bytes
             if length is not None and (not length.isdigit() or int(length) > limit):
                 await self._error(
@@ -124,17 +135,12 @@ class Edge:
                 )
                 return
             state = self.rt.state
-            if (
-                state is not None
-                and scope["method"] != "OPTIONS"
-                and path not in EXEMPT
-                and not (principal is not None and principal.is_admin)
-            ):
-                client = scope.get("client")
-                ip = client[0] if client else "unknown"
-                if self.rt.settings.api.trust_forwarded_for and forwarded is not None:
-                    ip = forwarded.decode("latin-1").split(",")[0].strip()[:64]
-                verdict = await state.limiter.check(ip, principal.address if principal else None)
+            if state is not None and scope["method"] != "OPTIONS" and path not in EXEMPT:
+                verdict = None
+                if path in SIGNIN:
+                    verdict = await state.limiter.check_signin(ip)
+                if (verdict is None or verdict.allowed) and not (principal is not None and principal.is_admin):
+                    verdict = await state.limiter.check(ip, principal.address if principal else None) or verdict
                 if verdict is not None:
                     extra.extend((k.lower().encode(), v.encode()) for k, v in verdict.headers().items())
                     if not verdict.allowed:
@@ -170,6 +176,33 @@ class Edge:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class Cors(CORSMiddleware):
+    """Starlette's CORS with its refusals in the seed's error body (it answers plain text)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+            headers = Headers(scope=scope)
+            if "origin" in headers and "access-control-request-method" in headers:
+                response = self.preflight_response(request_headers=headers)
+                if response.status_code == 400:
+                    response = self._refusal(response, scope["path"])
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    @staticmethod
+    def _refusal(response: Response, path: str) -> Response:
+        text = bytes(response.body).decode()
+        failures = text.removeprefix("Disallowed CORS ").split(", ")
+        fields = {"origin": "Origin", "method": "Access-Control-Request-Method"}
+        errors = [
+            FieldError(fields.get(f, "Access-Control-Request-Headers"), f"{f} not allowed by the CORS policy")
+            for f in failures
+        ]
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("access-control-")}
+        return JSONBody(error_body(400, text, errors, path), status_code=400, headers=headers)
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
@@ -231,14 +264,27 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
                 return JSONBody(hit, headers={"x-cache": "hit"})
             cache_header = "miss"
         generation = state.cache.generation
+        pool = state.write_pool if ep.db == "write" else state.read_pool
+        a = state.settings.api
+        retry = {"Retry-After": str(a.retry_after_s)}
         try:
-            async with state.read_pool.acquire() as conn:
+            # One connection per request, waited for at most pool_acquire_timeout_s; the context
+            # manager returns it on every exit, cancellation included.
+            async with pool.acquire(timeout=a.pool_acquire_timeout_s) as conn:
                 as_of = await fetch_as_of(conn, state.settings.chain_id)
                 out = await ep.handler(Ctx(request, state, conn, params, user, body))
+        except TimeoutError:
+            state.metrics.pool_timeouts.labels(ep.db).inc()
+            raise ApiError(
+                503,
+                "Service busy",
+                [FieldError("", f"no database connection free within {a.pool_acquire_timeout_s} s; retry shortly")],
+                retry,
+            ) from None
         except asyncpg.QueryCanceledError:
-            raise ApiError(503, "query timed out; narrow the filters") from None
-        except (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, OSError):
-            raise ApiError(503, "database unavailable") from None
+            raise ApiError(503, "query timed out; narrow the filters", headers=retry) from None
+        except (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError, OSError):
+            raise ApiError(503, "database unavailable", headers=retry) from None
         status = int(out.pop("__status__", 200))
         out["as_of"] = as_of
         data = dumps(out)
@@ -250,14 +296,36 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
     return Route(ep.path, call, methods=[ep.method], name=f"{ep.method} {ep.path}")
 
 
+async def _pool(
+    stack: contextlib.AsyncExitStack,
+    dsn: str,
+    min_size: int,
+    max_size: int,
+    server_settings: dict[str, str],
+    close_timeout_s: float,
+) -> asyncpg.Pool:
+    """A pool whose close is bounded: connections still checked out after close_timeout_s are
+    terminated rather than waited for."""
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, server_settings=server_settings)
+
+    async def close() -> None:
+        try:
+            async with asyncio.timeout(close_timeout_s / 2):
+                await pool.close()
+        except TimeoutError:
+            log.warning("pool_close_timed_out", terminated=pool.get_size() - pool.get_idle_size())
+            pool.terminate()
+
+    stack.push_async_callback(close)
+    return pool
+
+
 def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
     metrics = Metrics()
-    rt = Runtime(settings, metrics, serve_feed)
+    rt = Runtime(settings, metrics, serve_feed, networks(settings.api.forwarded_allow_ips))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        import asyncio
-
         a = settings.api
         server_settings = {
             "application_name": "gl-api",
@@ -266,36 +334,39 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
         }
         if a.db_role:
             server_settings["role"] = a.db_role
-        read_pool = await asyncpg.create_pool(
-            settings.read_dsn,
-            min_size=a.pool_min,
-            max_size=a.pool_max,
-            server_settings={**server_settings, "default_transaction_read_only": "on"},
-        )
-        write_pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=3, server_settings=server_settings)
+        read_only = {**server_settings, "default_transaction_read_only": "on"}
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            read_pool = await _pool(stack, settings.read_dsn, a.pool_min, a.pool_max, read_only, a.shutdown_timeout_s)
+            write_pool = await _pool(stack, settings.dsn, 1, a.write_pool_max, server_settings, a.shutdown_timeout_s)
+            # the feed's replays read pages on their own pool: a crowd of resuming feed clients
+            # never takes a connection from an HTTP request
+            feed_pool = await _pool(stack, settings.read_dsn, 0, a.feed_pool_max, read_only, a.shutdown_timeout_s)
+        except BaseException:
+            await stack.aclose()
+            raise
         client = aioredis.Redis.from_url(
             settings.redis_url,
             socket_connect_timeout=0.25,
             socket_timeout=0.5,
             retry_on_timeout=False,
         )
+        stack.push_async_callback(client.aclose)
         cache = Cache(client, a.cache_prefix, settings.chain_id, a.cache_ttl_s, metrics, a.cache_enabled)
         await cache.ping()
         limiter = RateLimiter(
-            client, cache.ns, a.rate_limit_window_s, a.rate_limit_ip, a.rate_limit_user, metrics, a.rate_limit_enabled
+            client,
+            cache.ns,
+            a.rate_limit_window_s,
+            a.rate_limit_ip,
+            a.rate_limit_user,
+            metrics,
+            a.rate_limit_enabled,
+            a.signin_rate_limit,
         )
         pump = Pump(write_pool, settings.dsn, client, settings.chain_id, a.outbox_poll_s, metrics, cache.ns)
-        hub = Hub(
-            read_pool,
-            settings.chain_id,
-            metrics,
-            a.feed_queue_max,
-            a.feed_max_rooms,
-            a.feed_max_frame_bytes,
-            a.feed_heartbeat_s,
-            a.feed_replay_max,
-            a.feed_buffer_max_bytes,
-        )
+        hub = Hub(feed_pool, settings, metrics, rt.trusted_proxies)
         await pump.start()
         hub.head_seq = pump.last_seq
 
@@ -314,18 +385,19 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
         try:
             yield
         finally:
+            # Shutdown order: uvicorn has stopped accepting and drained (or cancelled, after
+            # api.shutdown_timeout_s) in-flight requests; then the pump and the feed stop (3 s),
+            # then Redis and the pools close (each bounded by _pool's close timeout).
             stop.set()
             for t in tasks:
                 try:
-                    async with asyncio.timeout(5):
+                    async with asyncio.timeout(3):
                         await t
                 except (TimeoutError, Exception) as exc:
                     log.warning("task_stop_failed", task=t.get_name(), error=type(exc).__name__)
                     t.cancel()
             rt.state = None
-            await client.aclose()
-            await write_pool.close()
-            await read_pool.close()
+            await stack.aclose()
             log.info("api_stopped")
 
     routes: list[Route] = [_route(ep, rt) for ep in ENDPOINTS]
@@ -333,7 +405,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
     middleware = [
         Middleware(Edge, runtime=rt),
         Middleware(
-            CORSMiddleware,
+            Cors,
             allow_origins=list(settings.api.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],

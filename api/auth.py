@@ -6,8 +6,12 @@
                            and compare with the message's address → {token, roles, expiresAt}
 
 Roles: every signer is `user`; `creator` when the address created a market or has a share curve;
-`admin` when listed in api.admin_addresses. The message parser is ours (the `siwe` package is not
-installed here and pulls pydantic-based parsing we do not need); verification uses eth_account.
+`admin` when listed in api.admin_addresses — checked against the running configuration on every
+request, so removing an address revokes its admin tokens at once. Tokens live `api.jwt_ttl_s`
+(15 minutes by default); POST /v1/auth/refresh trades a valid token for a new one.
+
+The message parser is ours (the `siwe` package is not installed here and pulls pydantic-based
+parsing we do not need); verification uses eth_account.
 
 Errors: SiweError(message) — turned into 401 with the reason by the route.
 """
@@ -19,14 +23,16 @@ import datetime as dt
 import re
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import jwt
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from api.context import Conn
 
 ISSUER = "guesslyfe-api"
 
@@ -186,24 +192,20 @@ def _checksum(address: str) -> str:
 # ------------------------------------------------------------------ nonces (PostgreSQL, single use)
 
 
-async def issue_nonce(pool: asyncpg.Pool, ttl_s: int) -> tuple[str, dt.datetime]:
+async def issue_nonce(conn: Conn, ttl_s: int) -> tuple[str, dt.datetime]:
     nonce = secrets.token_hex(12)
-    async with pool.acquire() as conn:
-        expires = await conn.fetchval(
-            """WITH gc AS (DELETE FROM api.siwe_nonces WHERE expires_at < now())
-               INSERT INTO api.siwe_nonces (nonce, expires_at) VALUES ($1, now() + make_interval(secs => $2))
-               RETURNING expires_at""",
-            nonce,
-            ttl_s,
-        )
+    expires: dt.datetime = await conn.fetchval(
+        """WITH gc AS (DELETE FROM api.siwe_nonces WHERE expires_at < now())
+           INSERT INTO api.siwe_nonces (nonce, expires_at) VALUES ($1, now() + make_interval(secs => $2))
+           RETURNING expires_at""",
+        nonce,
+        ttl_s,
+    )
     return nonce, expires
 
 
-async def consume_nonce(pool: asyncpg.Pool, nonce: str) -> bool:
-    async with pool.acquire() as conn:
-        row = await conn.fetchval(
-            "DELETE FROM api.siwe_nonces WHERE nonce = $1 AND expires_at >= now() RETURNING 1", nonce
-        )
+async def consume_nonce(conn: Conn, nonce: str) -> bool:
+    row = await conn.fetchval("DELETE FROM api.siwe_nonces WHERE nonce = $1 AND expires_at >= now() RETURNING 1", nonce)
     return row is not None
 
 
@@ -213,11 +215,10 @@ SELECT EXISTS (SELECT 1 FROM idx.markets WHERE chain_id = $1 AND creator = $2)
 """
 
 
-async def roles_for(pool: asyncpg.Pool, settings: Settings, address: str) -> frozenset[str]:
+async def roles_for(conn: Conn, settings: Settings, address: str) -> frozenset[str]:
     roles = {"user"}
-    async with pool.acquire() as conn:
-        if await conn.fetchval(ROLES_SQL, settings.chain_id, bytes.fromhex(address[2:])):
-            roles.add("creator")
+    if await conn.fetchval(ROLES_SQL, settings.chain_id, bytes.fromhex(address[2:])):
+        roles.add("creator")
     if address in settings.admins:
         roles.add("admin")
     return frozenset(roles)
@@ -259,7 +260,13 @@ def decode_token(settings: Settings, token: str) -> Principal | None:
         return None
     if claims.get("chain_id") != settings.chain_id:
         return None
-    return Principal(sub.lower(), frozenset(str(r) for r in roles if r in ("user", "creator", "admin")))
+    address = sub.lower()
+    # `admin` is decided by the current configuration on every request, never by the token: an
+    # address removed from api.admin_addresses loses the role at once, whatever its token says.
+    kept = {str(r) for r in roles if r in ("user", "creator")}
+    if address in settings.admins:
+        kept.add("admin")
+    return Principal(address, frozenset(kept))
 
 
 def bearer(header: str | None) -> str | None:

@@ -75,6 +75,11 @@ class Endpoint:
     paged: Literal["page", "cursor"] | None = None
     aggregate: bool = False  # cached with api.aggregate_cache_ttl_s, not invalidated per event
     description: str = ""
+    # The one pool connection the handler gets (ctx.conn): "read" from the replica/read-only pool,
+    # "write" from the primary for handlers that write the API's own tables. A handler never
+    # acquires a second connection: a request holding one while waiting for another deadlocks the
+    # pool under concurrency.
+    db: Literal["read", "write"] = "read"
 
 
 AS_OF_SQL = """

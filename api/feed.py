@@ -2,11 +2,13 @@
 
 Protocol (docs/feed.md):
 
+    → {"op":"auth","token":"<JWT from POST /v1/auth/verify>"}          (or Authorization: Bearer at connect)
+    ← {"type":"authenticated","address":"0x…","expiresAt":"…"}
     → {"op":"subscribe","rooms":["market:7","user:0xab…"],"since":123}   since optional
     ← {"type":"subscribed","rooms":[…],"seq":HEAD}
-    ← {"type":"event","event":"market:trade","seq":124,"id":{chain_id,block_number,log_index,block_hash},
+    ← {"type":"event","event":"market:trade","seq":124,"id":{chainId,blockNumber,logIndex,blockHash},
        "finality":"unsafe|safe|finalized","rooms":[…],"data":{…},"ts":"…"}
-    ← {"type":"replayed","from":123,"to":HEAD}                           after a `since` replay
+    ← {"type":"replayed","seqFrom":123,"seqTo":HEAD,"events":N}          after a `since` replay
     → {"op":"unsubscribe","rooms":[…]}   ← {"type":"unsubscribed",…}
     → {"op":"ping"}                       ← {"type":"pong","seq":HEAD}
     ← {"type":"heartbeat","seq":HEAD,"ts":…}                             every feed_heartbeat_s
@@ -17,9 +19,17 @@ rooms. Resume: `since` on the connection's first subscribe replays every matchin
 seq > since, then continues live — the writer drops anything at or below the last seq it sent, and
 live rows arriving during the replay wait in a bounded list, so there is no gap and no duplicate.
 
+Privacy: on-chain events are public and reach anyone in their rooms; `notification` events (which
+the HTTP API guards with a token) reach only a connection signed in as the room's user.
+
 Memory: every connection has a bounded queue; when the fan-out finds it full the connection is
 closed with 4008 (slow consumer) and dropped from the rooms at once — one slow client never holds
 memory or delays the others. Messages are encoded once per event and shared by all recipients.
+A replay reads bounded pages on the feed's own pool and holds no connection while it waits for
+the client; a replaying client that takes no page for `feed_replay_stall_s` is closed with 4008.
+
+Abuse: at most `feed_max_connections_per_ip` connections per client address (HTTP 429 at the
+handshake), client frames limited per connection (token bucket; far beyond it, close 1008).
 """
 
 from __future__ import annotations
@@ -28,7 +38,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import re
+import time
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 
 import asyncpg
@@ -36,15 +48,22 @@ import orjson
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from api import auth
+from api.clientip import Network, client_ip
 from api.metrics import Metrics
 from api.outbox import encode_row
+from api.settings import Settings
 
 log = structlog.get_logger("api.feed")
 
 CLOSE_SLOW = 4008
+CLOSE_POLICY = 1008
 ALL_ROOMS_EVENTS = ("chain:reorg", "chain:finalized", "system:maintenance")
+PRIVATE_EVENTS = ("notification",)  # only to a connection signed in as the room's user
+PAGE_ACQUIRE_S = 2.0
 _ROOM = re.compile(r"^(global:all|market:(0|[1-9][0-9]{0,17})|(user|creator):0x[0-9a-fA-F]{40})$")
 
 REPLAY_SQL = """
@@ -59,6 +78,39 @@ MIN_SEQ_SQL = "SELECT min(seq) FROM idx.outbox WHERE chain_id = $1"
 HEADS_SQL = "SELECT safe_block, finalized_block FROM idx.chain_heads WHERE chain_id = $1"
 
 Item = tuple[int | None, bytes]
+
+
+def owner_rooms(event: str, rooms: Sequence[str]) -> list[str]:
+    """The user rooms a private event may reach ([] = none); public events return every room (pure)."""
+    if event in PRIVATE_EVENTS:
+        return [r for r in rooms if r.startswith("user:")]
+    return list(rooms)
+
+
+def may_receive(event: str, rooms: Sequence[str], address: str | None) -> bool:
+    """A private event reaches a connection only when it is signed in as one of the event's users."""
+    if event not in PRIVATE_EVENTS:
+        return True
+    return address is not None and f"user:{address}" in rooms
+
+
+class Bucket:
+    """A token bucket (pure but for the clock passed in)."""
+
+    __slots__ = ("burst", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.updated = now
+
+    def take(self, now: float) -> float:
+        """Takes one token; returns the balance (negative = over the limit by that much)."""
+        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= 1
+        return self.tokens
 
 
 def normalize_room(room: Any) -> str | None:
@@ -90,10 +142,25 @@ def _error(code: str, message: str) -> bytes:
 
 
 class Client:
-    __slots__ = ("closed", "last_seq", "pending", "queue", "replaying", "rooms", "started", "ws")
+    __slots__ = (
+        "address",
+        "bucket",
+        "closed",
+        "ip",
+        "last_seq",
+        "pending",
+        "queue",
+        "replaying",
+        "rooms",
+        "started",
+        "ws",
+    )
 
-    def __init__(self, ws: ServerConnection, queue_max: int) -> None:
+    def __init__(self, ws: ServerConnection, queue_max: int, ip: str, bucket: Bucket) -> None:
         self.ws = ws
+        self.ip = ip
+        self.bucket = bucket
+        self.address: str | None = None  # set by a valid token (header at connect or an auth frame)
         self.queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=queue_max)
         self.rooms: set[str] = set()
         self.last_seq = 0
@@ -105,29 +172,28 @@ class Client:
 
 class Hub:
     def __init__(
-        self,
-        pool: asyncpg.Pool,
-        chain_id: int,
-        metrics: Metrics,
-        queue_max: int = 1000,
-        max_rooms: int = 50,
-        max_frame: int = 4096,
-        heartbeat_s: float = 15.0,
-        replay_max: int = 10000,
-        buffer_max: int = 1 << 20,
+        self, pool: asyncpg.Pool, settings: Settings, metrics: Metrics, trusted: tuple[Network, ...] = ()
     ) -> None:
+        a = settings.api
         self.pool = pool
-        self.chain_id = chain_id
+        self.settings = settings
+        self.chain_id = settings.chain_id
         self.metrics = metrics
-        self.queue_max = queue_max
-        self.max_rooms = max_rooms
-        self.max_frame = max_frame
-        self.heartbeat_s = heartbeat_s
-        self.replay_max = replay_max
-        self.buffer_max = buffer_max
+        self.trusted = trusted
+        self.queue_max = a.feed_queue_max
+        self.max_rooms = a.feed_max_rooms
+        self.max_frame = a.feed_max_frame_bytes
+        self.heartbeat_s = a.feed_heartbeat_s
+        self.replay_max = a.feed_replay_max
+        self.buffer_max = a.feed_buffer_max_bytes
+        self.replay_stall_s = a.feed_replay_stall_s
+        self.max_per_ip = a.feed_max_connections_per_ip
+        self.frames_per_s = a.feed_frames_per_s
+        self.frame_burst = a.feed_frame_burst
         self.head_seq = 0
         self.clients: set[Client] = set()
         self.rooms: dict[str, set[Client]] = {}
+        self.per_ip: dict[str, int] = {}
         self.server: Server | None = None
 
     # ---------------------------------------------------------------- fan-out (no await inside)
@@ -192,14 +258,17 @@ class Hub:
         for row in rows:
             data = encode_row(self.chain_id, row, safe, finalized)
             seq = int(row["seq"])
-            if row["event"] in ALL_ROOMS_EVENTS:
+            event = row["event"]
+            if event in ALL_ROOMS_EVENTS:
                 targets: set[Client] | list[Client] = list(self.clients)
             else:
                 targets = set()
-                for room in row["rooms"]:
+                for room in owner_rooms(event, row["rooms"]):
                     members = self.rooms.get(room)
                     if members:
                         targets |= members
+                if event in PRIVATE_EVENTS:
+                    targets = {c for c in targets if may_receive(event, row["rooms"], c.address)}
             frame = text_frame(data)
             for c in targets:
                 if not self._write_now(c, seq, frame):
@@ -223,8 +292,32 @@ class Hub:
 
     # ---------------------------------------------------------------- connections
 
+    def _peer(self, ws: ServerConnection, request: Request | None) -> str:
+        remote = ws.remote_address
+        peer = str(remote[0]) if remote else None
+        forwarded = request.headers.get("X-Forwarded-For") if request is not None else None
+        return client_ip(peer, forwarded, self.trusted)
+
+    def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Handshake: refuses an address over its connection cap (429) before any state is kept."""
+        ip = self._peer(ws, request)
+        if self.per_ip.get(ip, 0) >= self.max_per_ip:
+            self.metrics.feed_refused.labels("per_ip").inc()
+            response = ws.respond(
+                HTTPStatus.TOO_MANY_REQUESTS, f"at most {self.max_per_ip} feed connections per client address\n"
+            )
+            response.headers["Retry-After"] = "10"
+            return response
+        return None
+
     async def handler(self, ws: ServerConnection) -> None:
-        c = Client(ws, self.queue_max)
+        ip = self._peer(ws, ws.request)
+        c = Client(ws, self.queue_max, ip, Bucket(self.frames_per_s, self.frame_burst, time.monotonic()))
+        if ws.request is not None:
+            token = auth.bearer(ws.request.headers.get("Authorization"))
+            principal = auth.decode_token(self.settings, token) if token else None
+            c.address = principal.address if principal else None
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         self.clients.add(c)
         self.metrics.feed_connections.set(len(self.clients))
         writer = asyncio.get_running_loop().create_task(self._writer(c))
@@ -232,12 +325,28 @@ class Hub:
             async for frame in ws:
                 if c.closed:
                     break
+                balance = c.bucket.take(time.monotonic())
+                if balance < -3 * self.frame_burst:
+                    self.metrics.feed_errors.inc()
+                    await self._close(c, CLOSE_POLICY, "too many frames")
+                    break
+                if balance < 0:
+                    self.metrics.feed_errors.inc()
+                    self._reply(
+                        c, _error("rate_limited", f"at most {self.frames_per_s:g} frames/s (burst {self.frame_burst})")
+                    )
+                    continue
                 await self._on_frame(c, frame)
         except ConnectionClosed:
             pass
         finally:
             c.closed = True
             self._forget(c)
+            left = self.per_ip.get(ip, 1) - 1
+            if left > 0:
+                self.per_ip[ip] = left
+            else:
+                self.per_ip.pop(ip, None)
             self.metrics.feed_connections.set(len(self.clients))
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -271,9 +380,11 @@ class Hub:
         op = msg.get("op")
         if op == "ping":
             return self._reply(c, _msg(type="pong", seq=self.head_seq))
+        if op == "auth":
+            return self._on_auth(c, msg)
         if op not in ("subscribe", "unsubscribe"):
             self.metrics.feed_errors.inc()
-            return self._reply(c, _error("unknown_op", "op must be subscribe, unsubscribe or ping"))
+            return self._reply(c, _error("unknown_op", "op must be auth, subscribe, unsubscribe or ping"))
         unknown = sorted(set(msg) - {"op", "rooms", "since"})
         if unknown:
             self.metrics.feed_errors.inc()
@@ -326,43 +437,73 @@ class Hub:
         await self._replay(c, since, target, sorted(c.rooms))
         return None
 
+    def _on_auth(self, c: Client, msg: dict[str, Any]) -> None:
+        token = msg.get("token")
+        unknown = sorted(set(msg) - {"op", "token"})
+        if unknown or not isinstance(token, str) or not token:
+            self.metrics.feed_errors.inc()
+            return self._reply(c, _error("bad_auth", 'send {"op":"auth","token":"<JWT>"}'))
+        principal = auth.decode_token(self.settings, token)
+        if principal is None:
+            self.metrics.feed_errors.inc()
+            return self._reply(
+                c, _error("auth_failed", "token invalid or expired: sign in again over HTTP (POST /v1/auth/verify)")
+            )
+        if c.address is not None and c.address != principal.address:
+            self.metrics.feed_errors.inc()
+            return self._reply(c, _error("auth_failed", "this connection is signed in as another address"))
+        c.address = principal.address
+        return self._reply(c, _msg(type="authenticated", address=principal.address))
+
     async def _replay(self, c: Client, since: int, target: int, rooms: list[str]) -> None:
         cursor = since
         sent = 0
         try:
-            async with self.pool.acquire() as conn:
-                oldest = await conn.fetchval(MIN_SEQ_SQL, self.chain_id)
-                if oldest is not None and since + 1 < oldest:
-                    self._reply(
-                        c, _error("since_too_old", f"the outbox starts at seq {oldest}; reload state over HTTP")
-                    )
-                    return
-                heads = await conn.fetchrow(HEADS_SQL, self.chain_id)
-                safe = heads["safe_block"] if heads else None
-                fin = heads["finalized_block"] if heads else None
-                while cursor < target and not c.closed:
+            oldest, heads = await self._replay_start()
+            if oldest is not None and since + 1 < oldest:
+                self._reply(c, _error("since_too_old", f"the outbox starts at seq {oldest}; reload state over HTTP"))
+                return
+            safe = heads["safe_block"] if heads else None
+            fin = heads["finalized_block"] if heads else None
+            while cursor < target and not c.closed:
+                # one page per connection checkout: no pool connection is held while the client reads
+                async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
                     rows = await conn.fetch(REPLAY_SQL, self.chain_id, cursor, target, rooms, list(ALL_ROOMS_EVENTS))
-                    if not rows:
-                        break
-                    for row in rows:
-                        if sent >= self.replay_max:
-                            self._reply(
-                                c,
-                                _error(
-                                    "since_too_old", f"more than {self.replay_max} events to replay; reload over HTTP"
-                                ),
-                            )
-                            return
-                        await c.queue.put((int(row["seq"]), encode_row(self.chain_id, row, safe, fin)))
-                        sent += 1
-                    cursor = int(rows[-1]["seq"])
+                if not rows:
+                    break
+                for row in rows:
+                    if sent >= self.replay_max:
+                        self._reply(
+                            c,
+                            _error("since_too_old", f"more than {self.replay_max} events to replay; reload over HTTP"),
+                        )
+                        return
+                    if not may_receive(row["event"], row["rooms"], c.address):
+                        continue
+                    try:
+                        async with asyncio.timeout(self.replay_stall_s):
+                            await c.queue.put((int(row["seq"]), encode_row(self.chain_id, row, safe, fin)))
+                    except TimeoutError:
+                        self._cut(c)
+                        return
+                    sent += 1
+                cursor = int(rows[-1]["seq"])
+        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("feed_replay_failed", error=type(exc).__name__)
+            self._reply(c, _error("replay_unavailable", "the replay could not be read; reconnect and retry"))
         finally:
             pending, c.pending = c.pending, []
             c.replaying = False
             if not c.closed:
-                self._reply(c, _msg(type="replayed", seq_from=since, seq_to=target, events=sent))
+                self._reply(c, _msg(type="replayed", seqFrom=since, seqTo=target, events=sent))
                 for item in pending:
                     self._offer(c, item)
+
+    async def _replay_start(self) -> tuple[int | None, asyncpg.Record | None]:
+        async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
+            oldest = await conn.fetchval(MIN_SEQ_SQL, self.chain_id)
+            heads = await conn.fetchrow(HEADS_SQL, self.chain_id)
+        return oldest, heads
 
     # ---------------------------------------------------------------- server
 
@@ -371,6 +512,7 @@ class Hub:
             self.handler,
             host,
             port,
+            process_request=self.process_request,
             max_size=self.max_frame,
             max_queue=16,
             ping_interval=self.heartbeat_s,

@@ -32,6 +32,13 @@ class Metrics:
             "feed_slow_consumer_disconnects_total", "connections closed because their queue was full", registry=r
         )
         self.feed_errors = Counter("feed_client_errors_total", "malformed or refused client frames", registry=r)
+        self.feed_refused = Counter(
+            "feed_connections_refused_total", "feed handshakes refused", ["reason"], registry=r
+        )  # per_ip
+        self.pool_timeouts = Counter(
+            "api_pool_acquire_timeouts_total", "requests answered 503: no pool connection in time", ["pool"], registry=r
+        )
+        self.pool_in_use = Gauge("api_pool_connections_in_use", "pool connections checked out", ["pool"], registry=r)
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.cache_hit_local = self.cache.labels("hit_local")
 

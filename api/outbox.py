@@ -58,6 +58,7 @@ SELECT 'creator:fees', ARRAY['creator:0x' || encode(creator, 'hex')]
   FROM idx.ev_creator_fees_claimed WHERE chain_id = $1 AND block_number > $2 AND block_number <= $3
 """
 BATCH = 1000
+ACQUIRE_S = 5.0  # the pump waits this long for a connection, then retries on its next wake-up
 
 
 def finality(block_number: int | None, safe: int | None, finalized: int | None) -> str:
@@ -70,22 +71,38 @@ def finality(block_number: int | None, safe: int | None, finalized: int | None) 
     return "unsafe"
 
 
+def camel(key: str) -> str:
+    """snake_case → camelCase, the HTTP API's casing (pure)."""
+    head, *rest = key.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def camelize(value: Any) -> Any:
+    """Every dict key in a JSON value camelCased (pure): the indexer's payloads are snake_case."""
+    if isinstance(value, dict):
+        return {camel(k): camelize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camelize(v) for v in value]
+    return value
+
+
 def encode_row(chain_id: int, row: asyncpg.Record | dict[str, Any], safe: int | None, finalized: int | None) -> bytes:
-    """One feed message (JSON bytes) for an outbox row — encoded once, sent to every recipient."""
+    """One feed message (JSON bytes) for an outbox row — encoded once, sent to every recipient,
+    in the HTTP API's casing."""
     bh = row["block_hash"]
     created: dt.datetime = row["created_at"]
     raw = row["payload"]
-    payload = orjson.Fragment(raw.encode() if isinstance(raw, str) else orjson.dumps(raw))
+    payload = camelize(orjson.loads(raw) if isinstance(raw, str | bytes) else raw)
     return orjson.dumps(
         {
             "type": "event",
             "event": row["event"],
             "seq": row["seq"],
             "id": {
-                "chain_id": chain_id,
-                "block_number": row["block_number"],
-                "log_index": row["log_index"],
-                "block_hash": None if bh is None else "0x" + bytes(bh).hex(),
+                "chainId": chain_id,
+                "blockNumber": row["block_number"],
+                "logIndex": row["log_index"],
+                "blockHash": None if bh is None else "0x" + bytes(bh).hex(),
             },
             "finality": finality(row["block_number"], safe, finalized),
             "rooms": list(row["rooms"]),
@@ -131,7 +148,7 @@ class Pump:
         return f"{self.namespace}feed:broadcast"
 
     async def start(self) -> None:
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire(timeout=ACQUIRE_S) as conn:
             self.last_seq = int(await conn.fetchval(MAX_SEQ_SQL, self.chain_id))
             self.checkpoint = await conn.fetchval(CHECKPOINT_SQL, self.chain_id)
         self.metrics.outbox_seq.set(self.last_seq)
@@ -150,7 +167,7 @@ class Pump:
         while not stop.is_set():
             try:
                 await self.drain()
-            except (asyncpg.PostgresError, OSError) as exc:
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
                 log.warning("outbox_read_failed", error=type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_s):
@@ -172,7 +189,7 @@ class Pump:
         """Invalidates keys of claims/withdrawals indexed since the last look (no outbox rows)."""
         if not self.invalidators:
             return
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire(timeout=ACQUIRE_S) as conn:
             cp = await conn.fetchval(CHECKPOINT_SQL, self.chain_id)
             if cp is None or cp == self.checkpoint:
                 return
@@ -186,7 +203,7 @@ class Pump:
     async def _drain_outbox(self) -> int:
         total = 0
         while True:
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire(timeout=ACQUIRE_S) as conn:
                 rows = await conn.fetch(OUTBOX_SQL, self.chain_id, self.last_seq, BATCH)
                 heads = await conn.fetchrow(HEADS_SQL, self.chain_id) if rows else None
             if not rows:

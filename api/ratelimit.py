@@ -1,6 +1,12 @@
 """Redis-backed rate limits from the seed: 100 requests / 15 min per IP, 1,000 / 15 min per
 authenticated user, admins unlimited. Fixed windows (INCR + EXPIRE in one round trip).
 
+One IP cannot multiply its budget with fresh wallets: a signed-in request counts against its user
+AND against its IP's signed-in bucket (also `rate_limit_user`), and sign-ins (nonce, verify,
+refresh) are limited per IP (`signin_rate_limit`). So per window one IP gets at most
+`rate_limit_ip` anonymous plus `rate_limit_user` signed-in requests, and `signin_rate_limit`
+sign-ins — whatever number of wallets it holds.
+
 Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 (seconds) and `RateLimit-Policy`; a 429 adds `Retry-After` and the seed's error body.
 Redis down → requests pass (fail open) and `api_redis_up` says so; /health, /ready, /metrics are
@@ -18,6 +24,7 @@ from redis.exceptions import RedisError
 from api.metrics import Metrics
 
 EXEMPT = ("/health", "/ready", "/metrics")
+SIGNIN = ("/v1/auth/nonce", "/v1/auth/verify", "/v1/auth/refresh")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,31 +63,47 @@ class RateLimiter:
         per_user: int,
         metrics: Metrics,
         enabled: bool = True,
+        per_ip_signin: int = 10,
     ) -> None:
         self.client = client
         self.ns = namespace
         self.window_s = window_s
         self.per_ip = per_ip
         self.per_user = per_user
+        self.per_ip_signin = per_ip_signin
         self.metrics = metrics
         self.enabled = enabled and client is not None
 
     async def check(self, ip: str, user: str | None) -> Verdict | None:
         """None = unlimited (disabled, or Redis unreachable)."""
+        if user:
+            return await self._count((f"u:{user}", self.per_user), (f"ipu:{ip}", self.per_user))
+        return await self._count((f"ip:{ip}", self.per_ip))
+
+    async def check_signin(self, ip: str) -> Verdict | None:
+        """The sign-in budget of an IP (nonce, verify, refresh), on top of check()."""
+        return await self._count((f"signin:{ip}", self.per_ip_signin))
+
+    async def _count(self, *buckets: tuple[str, int]) -> Verdict | None:
+        """Counts one request in every bucket (one round trip); the verdict of the tightest."""
         if not self.enabled or self.client is None:
             return None
-        limit = self.per_user if user else self.per_ip
-        ident = f"u:{user}" if user else f"ip:{ip}"
         idx, reset = window(time.time(), self.window_s)
-        key = f"{self.ns}rl:{ident}:{idx}"
         try:
-            count = int(await self.client.incr(key))
-            if count == 1:  # first request of the window sets its expiry (one round trip otherwise)
-                await self.client.expire(key, self.window_s + 1)
+            pipe = self.client.pipeline(transaction=False)
+            for ident, _ in buckets:
+                key = f"{self.ns}rl:{ident}:{idx}"
+                pipe.incr(key)
+                pipe.expire(key, self.window_s + 1)
+            replies = await pipe.execute()
         except (RedisError, OSError):
             self.metrics.redis_up.set(0)
             return None
-        allowed = count <= limit
-        if not allowed:
+        verdicts = [
+            Verdict(int(count) <= limit, limit, max(0, limit - int(count)), reset, self.window_s)
+            for (_, limit), count in zip(buckets, replies[::2], strict=True)
+        ]
+        worst = min(verdicts, key=lambda v: (v.allowed, v.remaining))
+        if not worst.allowed:
             self.metrics.rate_limited.inc()
-        return Verdict(allowed, limit, max(0, limit - count), reset, self.window_s)
+        return worst

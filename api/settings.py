@@ -8,6 +8,7 @@ The JWT secret comes from the environment (``GL_API_JWT_SECRET``) or a file
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,11 @@ class ApiSection:
     db_role: str = "api"  # SET ROLE on every pooled connection: the read-only role from sql/002
     pool_min: int = 2
     pool_max: int = 10
+    pool_acquire_timeout_s: float = 2.0  # a request waits this long for a connection, then 503 + Retry-After
+    write_pool_max: int = 3  # the primary: nonces, notification reads, the outbox pump
+    feed_pool_max: int = 3  # the feed's replays: never the HTTP pool
+    retry_after_s: int = 1  # Retry-After on a 503 for a busy pool or database
+    shutdown_timeout_s: float = 10.0  # SIGTERM: in-flight requests get this long, then are cancelled
     statement_timeout_ms: int = 5000
     cache_enabled: bool = True
     cache_ttl_s: int = 300
@@ -40,11 +46,13 @@ class ApiSection:
     rate_limit_window_s: int = 900
     rate_limit_ip: int = 100
     rate_limit_user: int = 1000
-    trust_forwarded_for: bool = False
+    # Proxies whose X-Forwarded-For is believed (IPs or CIDRs); empty = the peer is the client.
+    forwarded_allow_ips: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 65536
     jwt_secret_file: str = ""
-    jwt_ttl_s: int = 86400
+    jwt_ttl_s: int = 900  # access tokens are short-lived; renew with POST /v1/auth/refresh
+    signin_rate_limit: int = 10  # nonce + verify + refresh requests per IP per rate-limit window
     siwe_domain: str = "localhost"
     siwe_uri: str = "http://localhost"
     siwe_nonce_ttl_s: int = 600
@@ -59,6 +67,10 @@ class ApiSection:
     feed_max_frame_bytes: int = 4096
     feed_heartbeat_s: float = 15.0
     feed_replay_max: int = 10000
+    feed_replay_stall_s: float = 10.0  # a replaying client that takes no page for this long is cut (4008)
+    feed_max_connections_per_ip: int = 20
+    feed_frames_per_s: float = 5.0  # client frames per connection (token bucket) ...
+    feed_frame_burst: int = 20  # ... with this burst; beyond it frames are refused, 4x beyond it closes (1008)
     docs_enabled: bool = True
     agg_max_age_s: int = 900  # keeper aggregates (agg.*) older than this are ignored (live SQL instead)
 
@@ -95,6 +107,12 @@ def _secret(path: str, env: Mapping[str, str], env_name: str, key: str) -> str:
 def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Builds Settings from a loaded config (core.config.load_config)."""
     env = os.environ if environ is None else environ
+    raw_api = config.get("api")
+    if isinstance(raw_api, dict) and "trust_forwarded_for" in raw_api:
+        raise ConfigError(
+            "api.trust_forwarded_for was removed: list the proxies whose X-Forwarded-For to believe in "
+            "api.forwarded_allow_ips (IPs or CIDRs)"
+        )
     api = section(config, "api", ApiSection)
     db = section(config, "database", DatabaseSettings)
     redis = section(config, "redis", RedisSettings)
@@ -102,6 +120,18 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
     for i, a in enumerate(api.admin_addresses):
         if len(a) != 42 or not a.startswith("0x"):
             raise ConfigError(f"api.admin_addresses[{i}] must be a 0x-prefixed 20-byte hex address, got {a!r}")
+    for i, net in enumerate(api.forwarded_allow_ips):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"api.forwarded_allow_ips[{i}] must be an IP address or CIDR (e.g. 10.0.0.0/8), got {net!r}"
+            ) from None
+    for key in ("pool_acquire_timeout_s", "shutdown_timeout_s", "feed_replay_stall_s", "feed_frames_per_s"):
+        if getattr(api, key) <= 0:
+            raise ConfigError(f"api.{key} must be positive")
+    if api.jwt_ttl_s < 60 or api.jwt_ttl_s > 86400:
+        raise ConfigError(f"api.jwt_ttl_s must be between 60 and 86400 seconds, got {api.jwt_ttl_s}")
     if api.rate_limit_window_s <= 0:
         raise ConfigError("api.rate_limit_window_s must be positive")
     jwt_secret = _secret(api.jwt_secret_file, env, JWT_SECRET_ENV, "api.jwt_secret_file")

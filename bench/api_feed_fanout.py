@@ -60,7 +60,7 @@ async def client(port: int, n: int, events: int) -> None:
         while got < events:
             m = json.loads(await ws.recv())  # type: ignore[attr-defined]
             if m["type"] == "event":
-                lat.append(time.time() - m["data"]["sent_at"])
+                lat.append(time.time() - m["data"]["sentAt"])
                 got += 1
 
     await asyncio.gather(*(read(ws) for ws in conns))

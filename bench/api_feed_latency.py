@@ -148,7 +148,7 @@ rate_limit_enabled = false
                 t = time.time()
                 m = json.loads(frame)
                 if m.get("event") == "market:trade":
-                    b = m["id"]["block_number"]
+                    b = m["id"]["blockNumber"]
                     if b in heads:
                         lat.append(t - heads[b])
             trade_task.cancel()

@@ -24,7 +24,7 @@ async def nonce(ctx: Ctx) -> dict[str, Any]:
     if ctx.body:
         raise ValidationFailed([FieldError(k[:64], "unknown field") for k in ctx.body])
     s = ctx.state.settings
-    value, expires = await auth.issue_nonce(ctx.state.write_pool, s.api.siwe_nonce_ttl_s)
+    value, expires = await auth.issue_nonce(ctx.conn, s.api.siwe_nonce_ttl_s)
     return {
         "__status__": 201,
         "data": {
@@ -59,9 +59,14 @@ async def verify(ctx: Ctx) -> dict[str, Any]:
         raise ApiError(401, "Sign-in failed", [FieldError("message", str(exc))]) from None
     if signer != address:
         raise ApiError(401, "Sign-in failed", [FieldError("signature", "was not made by the message's address")])
-    if not await auth.consume_nonce(ctx.state.write_pool, msg.nonce):
+    if not await auth.consume_nonce(ctx.conn, msg.nonce):
         raise ApiError(401, "Sign-in failed", [FieldError("message", "nonce unknown, used or expired")])
-    roles = await auth.roles_for(ctx.state.read_pool, settings, address)
+    return await _token_for(ctx, address)
+
+
+async def _token_for(ctx: Ctx, address: str) -> dict[str, Any]:
+    settings = ctx.state.settings
+    roles = await auth.roles_for(ctx.conn, settings, address)
     token, exp = auth.issue_token(settings, auth.Principal(address, roles))
     return {
         "data": {
@@ -74,6 +79,14 @@ async def verify(ctx: Ctx) -> dict[str, Any]:
     }
 
 
+async def refresh(ctx: Ctx) -> dict[str, Any]:
+    """A new token for the signed-in principal (roles looked up again), before the old one expires."""
+    if ctx.body:
+        raise ValidationFailed([FieldError(k[:64], "unknown field") for k in ctx.body])
+    assert ctx.user is not None
+    return await _token_for(ctx, ctx.user.address)
+
+
 async def me(ctx: Ctx) -> dict[str, Any]:
     """The signed-in principal."""
     assert ctx.user is not None
@@ -81,7 +94,19 @@ async def me(ctx: Ctx) -> dict[str, Any]:
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/v1/auth/nonce", nonce, "Get a SIWE nonce", "auth", body=NONCE_BODY),
-    Endpoint("POST", "/v1/auth/verify", verify, "Sign in with Ethereum (EIP-4361)", "auth", body=VERIFY_BODY),
+    Endpoint("POST", "/v1/auth/nonce", nonce, "Get a SIWE nonce", "auth", body=NONCE_BODY, db="write"),
+    Endpoint(
+        "POST", "/v1/auth/verify", verify, "Sign in with Ethereum (EIP-4361)", "auth", body=VERIFY_BODY, db="write"
+    ),
+    Endpoint(
+        "POST",
+        "/v1/auth/refresh",
+        refresh,
+        "Renew a token before it expires",
+        "auth",
+        body=NONCE_BODY,
+        auth="user",
+        description="Send the current (unexpired) token; the answer is a new token with a fresh lifetime.",
+    ),
     Endpoint("GET", "/v1/auth/me", me, "The signed-in principal", "auth", auth="user"),
 ]

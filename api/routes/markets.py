@@ -7,7 +7,6 @@ aggregation job.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -159,11 +158,8 @@ async def list_markets(ctx: Ctx) -> dict[str, Any]:
     sql = f"""SELECT {MARKET_COLS} FROM idx.markets m {stats_join}
                WHERE {where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}"""
 
-    async def count() -> int:  # the seed's meta.total, on a second connection, concurrently with the page
-        async with ctx.state.read_pool.acquire() as other:
-            return int(await other.fetchval(f"SELECT count(*) FROM idx.markets m WHERE {where}", *args))
-
-    rows, total = await asyncio.gather(ctx.conn.fetch(sql, *args, limit, off), count())
+    rows = await ctx.conn.fetch(sql, *args, limit, off)
+    total = await ctx.conn.fetchval(f"SELECT count(*) FROM idx.markets m WHERE {where}", *args)  # the seed's meta.total
     stats = await _stats24(ctx, [r["market_id"] for r in rows])
     data = [_with24(market_json(r), stats.get(r["market_id"])) for r in rows]
     meta = page_meta(int(ctx.params["page"]), limit, int(total))

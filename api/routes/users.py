@@ -428,29 +428,28 @@ async def mark_read(ctx: Ctx) -> dict[str, Any]:
             raise ValidationFailed([FieldError(f"ids[{i}]", "must be BLOCK-LOGINDEX-KIND as in the list")])
         keys.append((int(parts[0]), int(parts[1]), parts[2][:40]))
     addr = ctx.params["address"]
-    async with ctx.state.write_pool.acquire() as w:
-        if every:
-            status = await w.execute(
-                """INSERT INTO api.notification_reads (chain_id, recipient, block_number, log_index, kind)
-                   SELECT chain_id, recipient, block_number, log_index, kind FROM api.user_notifications
-                    WHERE chain_id = $1 AND recipient = $2 ON CONFLICT DO NOTHING""",
-                ctx.chain_id,
-                addr,
-            )
-        else:
-            status = await w.execute(
-                """INSERT INTO api.notification_reads (chain_id, recipient, block_number, log_index, kind)
-                   SELECT n.chain_id, n.recipient, n.block_number, n.log_index, n.kind
-                     FROM api.user_notifications n
-                     JOIN unnest($3::bigint[], $4::int[], $5::text[]) AS k(b, l, kd)
-                       ON n.block_number = k.b AND n.log_index = k.l AND n.kind = k.kd
-                    WHERE n.chain_id = $1 AND n.recipient = $2 ON CONFLICT DO NOTHING""",
-                ctx.chain_id,
-                addr,
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [k[2] for k in keys],
-            )
+    if every:
+        status = await ctx.conn.execute(
+            """INSERT INTO api.notification_reads (chain_id, recipient, block_number, log_index, kind)
+               SELECT chain_id, recipient, block_number, log_index, kind FROM api.user_notifications
+                WHERE chain_id = $1 AND recipient = $2 ON CONFLICT DO NOTHING""",
+            ctx.chain_id,
+            addr,
+        )
+    else:
+        status = await ctx.conn.execute(
+            """INSERT INTO api.notification_reads (chain_id, recipient, block_number, log_index, kind)
+               SELECT n.chain_id, n.recipient, n.block_number, n.log_index, n.kind
+                 FROM api.user_notifications n
+                 JOIN unnest($3::bigint[], $4::int[], $5::text[]) AS k(b, l, kd)
+                   ON n.block_number = k.b AND n.log_index = k.l AND n.kind = k.kd
+                WHERE n.chain_id = $1 AND n.recipient = $2 ON CONFLICT DO NOTHING""",
+            ctx.chain_id,
+            addr,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+        )
     return {"data": {"marked": int(status.split()[-1])}}
 
 
@@ -541,5 +540,6 @@ ENDPOINTS = [
         (ADDRESS,),
         auth="user",
         body=READ_BODY,
+        db="write",
     ),
 ]

@@ -21,6 +21,7 @@ def make_settings(db_dsn: str, redis_url: str, **api: Any) -> Settings:
     section: dict[str, Any] = {
         "rate_limit_ip": 100_000,
         "rate_limit_user": 100_000,
+        "signin_rate_limit": 100_000,
         "outbox_poll_s": 0.2,
         "feed_port": 0,
         "admin_addresses": [ADMIN],

@@ -243,6 +243,9 @@ def test_cors_allow_list_and_docs_page(db_dsn: str, redis_url: str) -> None:
         assert ok.headers.get("access-control-allow-origin") == "https://app.example"
         bad = c.options("/v1/markets", headers={"Origin": "https://evil.example", **pre})
         assert "access-control-allow-origin" not in bad.headers
+        refused = assert_error(bad, 400, "Origin")  # the seed's body, not Starlette's plain text
+        assert refused["path"] == "/v1/markets"
+        assert refused["message"] == "Disallowed CORS origin"
         docs = c.get("/docs")
         assert docs.status_code == 200
         assert "<script" not in docs.text

@@ -96,7 +96,7 @@ async def test_subscribe_receives_trade_with_seq_id_and_finality(db_dsn: str, re
             m = await recv_type(a, "event")
             assert m["event"] == "market:trade"
             assert m["seq"] == s1
-            assert m["id"] == {"chain_id": CHAIN, "block_number": 95, "log_index": 3, "block_hash": "0x" + f"{95:064x}"}
+            assert m["id"] == {"chainId": CHAIN, "blockNumber": 95, "logIndex": 3, "blockHash": "0x" + f"{95:064x}"}
             assert m["finality"] == "unsafe"
             assert m["data"]["collateral"] == "12.500000"
             assert "market:1" in m["rooms"]
@@ -144,7 +144,7 @@ async def test_resume_since_has_no_gap_and_no_duplicate(db_dsn: str, redis_url: 
                 elif m["type"] == "event":
                     received.append(m["seq"])
             assert replayed is not None
-            assert replayed["seq_from"] == last_seen
+            assert replayed["seqFrom"] == last_seen
             assert received == expected + live  # in order, no gap, no duplicate
             await ws.send(json.dumps({"op": "ping"}))
             assert (await recv_type(ws, "pong"))["seq"] == live[-1]
@@ -170,8 +170,8 @@ async def test_reorg_retraction_reaches_every_connection(db_dsn: str, redis_url:
             r = await outbox(conn, "chain:reorg", ["global:all"], payload, 119)
             m = await recv_type(ws, "event")
             assert (m["event"], m["seq"]) == ("chain:reorg", r)
-            assert m["data"]["removed"][0]["block_number"] == 120
-            assert m["data"]["common_ancestor"] == 119
+            assert m["data"]["removed"][0]["blockNumber"] == 120
+            assert m["data"]["commonAncestor"] == 119
     await conn.close()
 
 

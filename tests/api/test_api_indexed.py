@@ -208,9 +208,9 @@ async def test_trade_reaches_feed_subscriber_in_the_block_it_was_mined(
                 while msg["event"] == "market:created":  # the indexer may announce the market first
                     msg = await recv_type(ws, "event", wait_s=30)
                 assert msg["event"] == "market:trade"
-                assert msg["id"]["block_number"] == receipt.blockNumber
-                assert msg["id"]["block_hash"] == "0x" + bytes(receipt.blockHash).hex()
-                assert msg["data"]["tx_hash"] == "0x" + bytes(receipt.transactionHash).hex()
+                assert msg["id"]["blockNumber"] == receipt.blockNumber
+                assert msg["id"]["blockHash"] == "0x" + bytes(receipt.blockHash).hex()
+                assert msg["data"]["txHash"] == "0x" + bytes(receipt.transactionHash).hex()
                 assert msg["data"]["trader"] == s.a.lower()
                 assert msg["finality"] in ("unsafe", "safe", "finalized")
                 print(json.dumps({"feed_latency_s": time.monotonic() - t0}))

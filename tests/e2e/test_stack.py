@@ -126,9 +126,9 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
             receipt = trader.send(trader.om.functions.buy(market_id, 1, 20 * USDC, 0, deadline(w3)))
             tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
             trade = trader.om.events.Trade().process_receipt(receipt, errors=DISCARD)[0].args
-            seen = feed_messages(ws, lambda m: m.get("event") == "market:trade" and m["data"]["tx_hash"] == tx_hash, 30)
+            seen = feed_messages(ws, lambda m: m.get("event") == "market:trade" and m["data"]["txHash"] == tx_hash, 30)
             msg = seen[-1]
-            assert msg["id"]["block_number"] == receipt["blockNumber"]
+            assert msg["id"]["blockNumber"] == receipt["blockNumber"]
             assert msg["data"]["shares"] == str(trade.shares)
             trades = wait_until(
                 lambda: [t for t in s.get(f"/v1/markets/{market_id}/trades")["data"] if t["txHash"] == tx_hash],

@@ -1,0 +1,42 @@
+"""Who the client is, for rate limits and connection caps — pure.
+
+Proxy headers are believed only from the proxies the operator names (`api.forwarded_allow_ips`).
+Then the client is the right-most `X-Forwarded-For` address that is not one of those proxies:
+everything left of it was written by the client and proves nothing. uvicorn's own proxy handling
+is switched off (it trusts loopback by default), so the HTTP API and the feed use this one rule.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(specs: Iterable[str]) -> tuple[Network, ...]:
+    """Parses IPs/CIDRs (validated by the settings) into networks."""
+    return tuple(ipaddress.ip_network(s.strip(), strict=False) for s in specs)
+
+
+def _trusted(host: str, trusted: tuple[Network, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return False
+    return any(addr in net for net in trusted)
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy and says otherwise."""
+    ip = peer or "unknown"
+    if not trusted or forwarded_for is None or not _trusted(ip, trusted):
+        return ip
+    for hop in reversed(forwarded_for.split(",")):
+        hop = hop.strip()
+        if not hop:
+            continue
+        if not _trusted(hop, trusted):
+            return hop[:64]
+        ip = hop
+    return ip  # every hop was a trusted proxy: the left-most of them
