@@ -241,9 +241,8 @@ async def queue_resolution(ctx: Ctx) -> dict[str, Any]:
         reason = R.parse_text(body.get("reason"), "reason")
         facts, now = await R.read_indexed_market(ctx.conn, ctx.chain_id, market_id)
         R.check_due(market_id, facts, now, "in the index", "marketId")
-        async with ctx.state.write_pool.acquire(timeout=5) as w:
-            q = await R.queue_resolution(w, ctx.chain_id, market_id, outcome, reason, _who(ctx))
-            row = await w.fetchrow(ENTRY_SQL, q.id)
+        q = await R.queue_resolution(ctx.conn, ctx.chain_id, market_id, outcome, reason, _who(ctx))
+        row = await ctx.conn.fetchrow(ENTRY_SQL, q.id)
     except R.RequestError as exc:
         raise _refuse(exc) from None
     return {"__status__": 201, "data": _queue_entry(row)}
@@ -255,9 +254,8 @@ async def cancel_resolution(ctx: Ctx) -> dict[str, Any]:
     _unknown(body, ("reason",))
     try:
         reason = R.parse_text(body.get("reason"), "reason")
-        async with ctx.state.write_pool.acquire(timeout=5) as w:
-            await R.cancel_resolution(w, ctx.chain_id, int(ctx.params["id"]), reason, _who(ctx))
-            row = await w.fetchrow(ENTRY_SQL, int(ctx.params["id"]))
+        await R.cancel_resolution(ctx.conn, ctx.chain_id, int(ctx.params["id"]), reason, _who(ctx))
+        row = await ctx.conn.fetchrow(ENTRY_SQL, int(ctx.params["id"]))
     except R.RequestError as exc:
         raise _refuse(exc) from None
     return {"data": _queue_entry(row)}
@@ -279,8 +277,7 @@ async def bind_rule(ctx: Ctx) -> dict[str, Any]:
         reason = R.parse_text(body.get("reason"), "reason")
         facts, _now = await R.read_indexed_market(ctx.conn, ctx.chain_id, rule.market_id)
         R.check_bindable(rule.market_id, facts, "in the index", "marketId")
-        async with ctx.state.write_pool.acquire(timeout=5) as w:
-            await R.bind_feed(w, ctx.chain_id, rule, reason, _who(ctx))
+        await R.bind_feed(ctx.conn, ctx.chain_id, rule, reason, _who(ctx))
     except R.RequestError as exc:
         raise _refuse(exc) from None
     return {
@@ -369,6 +366,7 @@ ENDPOINTS = [
         "admin",
         auth="admin",
         body=QUEUE_BODY,
+        db="write",  # one connection from the write pool: the market check and the insert
     ),
     Endpoint(
         "POST",
@@ -379,6 +377,7 @@ ENDPOINTS = [
         (Param("id", "int", where="path", required=True, minimum=1, maximum=2**63 - 1, description="queue id"),),
         auth="admin",
         body=CANCEL_BODY,
+        db="write",  # one connection from the write pool: the market check and the insert
     ),
     Endpoint(
         "PUT",
@@ -389,6 +388,7 @@ ENDPOINTS = [
         (Param("marketId", "int", where="path", required=True, minimum=0, maximum=2**63 - 1, description="market id"),),
         auth="admin",
         body=RULE_BODY,
+        db="write",  # one connection from the write pool: the market check and the insert
     ),
     Endpoint(
         "GET",

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 
 import asyncpg
 import pytest
 from eth_account import Account
 from starlette.testclient import TestClient
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
+from api.auth import Principal, issue_token
 from keeper.notify import emit_ending_soon
 from tests.api.conftest import make_settings
 from tests.api.rows import market
@@ -65,14 +67,16 @@ def test_keeper_ending_soon_notification_listed_and_marked_read(client: TestClie
     assert [n["id"] for n in unread] == ["70-1-market_resolved"]
 
 
-async def test_keeper_notification_reaches_the_owners_feed_room_and_resumes_after_an_api_restart(
+async def test_keeper_notification_reaches_the_signed_in_owner_only_and_resumes_after_an_api_restart(
     db_dsn: str, redis_url: str
 ) -> None:
-    """The keeper's ending-soon notification travels the outbox: a client in user:{address} receives
-    event `notification` with the HTTP API's camelCase item; one emitted while the API was down is
-    replayed after its restart to a client resuming with `since`."""
+    """The keeper's ending-soon notification travels the outbox: the owner signed in on the feed gets
+    event `notification` in user:{address} with the HTTP API's camelCase item, an anonymous client in
+    the same room does not; one emitted while the API was down is replayed after its restart to the
+    owner resuming with `since`."""
     holder = bytes.fromhex("a7" * 20)
-    room = "user:0x" + holder.hex()
+    address = "0x" + holder.hex()
+    room = "user:" + address
     created = dt.datetime.now(dt.UTC).replace(microsecond=0)
     now = int(created.timestamp())
     conn = await asyncpg.connect(db_dsn)
@@ -87,21 +91,33 @@ async def test_keeper_notification_reaches_the_owners_feed_room_and_resumes_afte
         )
     pool = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
     settings = make_settings(db_dsn, redis_url)
+    token, _ = issue_token(settings, Principal(address, frozenset({"user"})))
+
+    async def sign_in(ws: ClientConnection) -> None:
+        await ws.send(json.dumps({"op": "auth", "token": token}))
+        assert (await recv_type(ws, "authenticated"))["address"] == address
+
     async with pool, running(settings) as (_, _rt, url):
-        async with connect(url) as ws:
-            await subscribe(ws, [room])
+        async with connect(url) as owner, connect(url) as anonymous:
+            await sign_in(owner)
+            await subscribe(owner, [room])
+            await subscribe(anonymous, [room])
             assert await emit_ending_soon(pool, CHAIN, now, 3_600) == {"stored": 1}
-            first = await recv_type(ws, "event")
+            first = await recv_type(owner, "event")
+            await anonymous.send(json.dumps({"op": "ping"}))
+            pong = await recv_type(anonymous, "pong")  # no event arrived before the pong
+            assert pong["seq"] >= first["seq"]
     assert first["event"] == "notification"
     assert first["rooms"] == [room]
     assert first["data"]["id"] == "0-41-market_ending_soon"
     assert first["data"]["marketId"] == 41
-    assert first["data"]["recipient"] == "0x" + holder.hex()
+    assert first["data"]["recipient"] == address
 
     pool = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
     async with pool:  # the API is down: the notification waits in the outbox
         assert await emit_ending_soon(pool, CHAIN, now + 3_600, 3_600) == {"stored": 1}
     async with running(make_settings(db_dsn, redis_url)) as (_, _rt, url), connect(url) as ws:
+        await sign_in(ws)
         await subscribe(ws, [room], since=first["seq"])
         second = await recv_type(ws, "event")
     assert second["seq"] > first["seq"]
