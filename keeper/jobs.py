@@ -4,7 +4,8 @@ the pure deciders in keeper.decide, simulates every transaction (eth_estimateGas
 survivors to the transaction manager, which records them before broadcasting.
 
 Jobs: resolve (due markets), distribute (daily dividends), aggregate (agg.* tables), warm (Redis,
-through the API's own api.cache.warm), notify (ending-soon notifications), track (the tx manager).
+through the API itself, core.warm), notify (ending-soon notifications, via the outbox), track (the tx
+manager). One item that cannot be encoded, checked or simulated is marked failed and skipped (ItemFailure).
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
                 )
                 if a.queue_id is not None and sim.reason == "MarketAlreadyResolved":
                     skipped_queue.append((a.queue_id, "already_resolved"))
-                elif a.queue_id is not None:  # the contract refuses this entry: say so, do not retry forever
+                elif a.queue_id is not None and sim.refused:  # the contract says no: report, never retry forever
                     failed.append(ItemFailure("simulate", key, a.queue_id, f"simulation reverted: {sim.reason}"))
                 log.warning("resolve_simulation_failed", market_id=a.market_id, reason=sim.reason)
                 continue

@@ -75,6 +75,7 @@ class Simulation:
     ok: bool
     gas_limit: int
     reason: str
+    refused: bool = False  # the contract reverted with data (a definite "no", not a node or funds problem)
 
 
 @dataclasses.dataclass(slots=True)
@@ -145,7 +146,10 @@ class TxManager:
         margin = 100 + self.settings.keeper.gas_margin_pct
         for res in await self.rpc.batch(calls):
             if isinstance(res, RpcError):
-                out.append(Simulation(False, 0, error_name(res.revert_data) if res.code != -1 else res.message))
+                refused = res.code != -1 and res.revert_data is not None and len(res.revert_data) >= 4
+                out.append(
+                    Simulation(False, 0, error_name(res.revert_data) if res.code != -1 else res.message, refused)
+                )
             else:
                 out.append(Simulation(True, to_int(res) * margin // 100, ""))
         return out

@@ -9,10 +9,23 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from web3 import Web3
 
 from core import resolution as R
 from keeper import jobs
-from tests.keeper.kit import ChainOps, fetch, harness, insert_markets, make_settings, queue, run_keeper, write_config
+from keeper.abi import encode_call
+from tests.keeper.kit import (
+    ADMIN,
+    KEEPER,
+    ChainOps,
+    fetch,
+    harness,
+    insert_markets,
+    make_settings,
+    queue,
+    run_keeper,
+    write_config,
+)
 
 pytestmark = [pytest.mark.pg, pytest.mark.anvil]
 
@@ -180,3 +193,36 @@ async def test_poison_row_is_failed_and_skipped_while_the_good_one_resolves(
     assert ops.market(m)[4:6] == (True, 1)
     (d,) = await fetch(db_dsn, "SELECT job_key, reason FROM keeper.decisions WHERE action = 'failed'")
     assert d["job_key"] == "resolve:-5"
+
+
+async def test_entry_the_contract_refuses_in_simulation_is_failed_not_retried(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """A queued resolution whose simulation reverts with a contract error (here: the keeper lost its
+    resolver role) is marked failed with the decoded error and counted; nothing is sent or retried."""
+    end = ops.now() + 30
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    ops.advance(60)
+    qid = await queue(db_dsn, m, 1)
+    role = Web3.keccak(text="RESOLVER_ROLE")
+    assert (
+        ops.w3.eth.call(
+            {
+                "to": Web3.to_checksum_address(ops.dep.opinion_market),
+                "data": encode_call("OpinionMarket", "hasRole", role, KEEPER.address),
+            }
+        )[-1]
+        == 1
+    )
+    ops.send(ADMIN, ops.dep.opinion_market, encode_call("OpinionMarket", "revokeRole", role, KEEPER.address))
+    nonce = ops.keeper_nonce()
+    async with harness(make_settings(ops.anvil.url, db_dsn, deployment_path)) as h:
+        counts = await jobs.resolve(h.ctx)
+        assert (counts["sent"], counts["failed"]) == (0, 1)
+        assert h.metrics.item_failures.labels(job="resolve", stage="simulate")._value.get() == 1
+        assert (await jobs.resolve(h.ctx))["failed"] == 0  # not queued any more: not retried
+    assert ops.keeper_nonce() == nonce
+    (q,) = await fetch(db_dsn, "SELECT id, status, status_reason FROM keeper.resolution_queue")
+    assert (q["id"], q["status"]) == (qid, "failed")
+    assert q["status_reason"] == "simulate: simulation reverted: AccessControlUnauthorizedAccount"
