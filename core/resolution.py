@@ -251,6 +251,28 @@ async def read_market(
     raise ChainUnavailable(last)
 
 
+async def has_code(rpc_urls: tuple[str, ...] | list[str], address: bytes, timeout_s: float = 10.0) -> bool:
+    """True when a contract is deployed at `address` (a price feed must be one)."""
+    body = orjson.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_getCode", "params": ["0x" + address.hex(), "latest"]}
+    )
+    last = "no rpc_urls"
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout, headers={"Content-Type": "application/json"}) as http:
+        for url in rpc_urls:
+            try:
+                async with http.post(url, data=body) as resp:
+                    answer = orjson.loads(await resp.read())
+            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+                last = type(exc).__name__
+                continue
+            code = answer.get("result") if isinstance(answer, dict) else None
+            if isinstance(code, str):
+                return code not in ("0x", "0x0", "")
+            last = "no result"
+    raise ChainUnavailable(last)
+
+
 # ------------------------------------------------------------------ facts from the index (the API)
 
 INDEXED_MARKET_SQL = """

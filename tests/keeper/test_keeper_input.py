@@ -226,3 +226,28 @@ async def test_entry_the_contract_refuses_in_simulation_is_failed_not_retried(
     (q,) = await fetch(db_dsn, "SELECT id, status, status_reason FROM keeper.resolution_queue")
     assert (q["id"], q["status"]) == (qid, "failed")
     assert q["status_reason"] == "simulate: simulation reverted: AccessControlUnauthorizedAccount"
+
+
+def test_cli_rule_checks_the_market_and_the_feed_on_chain(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path
+) -> None:
+    """`keeper rule` refuses a feed address with no contract and an unknown market; a good rule is
+    recorded with who and why."""
+    feed = ops.dep.price_feed
+    assert feed is not None
+    (m,) = ops.create_markets(1, ops.now() + 10_000)
+    cfg = write_config(tmp_path / "k.toml", ops.anvil.url, db_dsn, deployment_path)
+    common = ("--op", "gte", "--threshold", "300000000000", "--reason", "ETH above $3,000", "--by", "dana")
+    nowhere = run_keeper(cfg, "rule", str(m), "--feed", "0x" + "12" * 20, *common)
+    assert nowhere.returncode == 2
+    assert "--feed: no contract at 0x1212" in nowhere.stderr
+    unknown = run_keeper(cfg, "rule", "999999", "--feed", feed, *common)
+    assert unknown.returncode == 2
+    assert "market 999999 does not exist" in unknown.stderr
+    assert asyncio.run(fetch(db_dsn, "SELECT 1 FROM keeper.price_feed_rules")) == []
+    ok = run_keeper(cfg, "rule", str(m), "--feed", feed, *common)
+    assert ok.returncode == 0, ok.stderr
+    (row,) = asyncio.run(
+        fetch(db_dsn, "SELECT market_id, comparison, threshold, created_by, reason FROM keeper.price_feed_rules")
+    )
+    assert tuple(row) == (m, "gte", 300_000_000_000, "dana", "ETH above $3,000")
