@@ -5,7 +5,7 @@ CONFIG ?= config/local.toml
 export GL_CONFIG := $(CONFIG)
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: help install services run test lint types contracts deploy simulate migrate bench fuzz stop clean
+.PHONY: help install services run test lint types contracts deploy simulate migrate bench fuzz screenshots stop clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ bench: install ## benchmarks (figures go to docs/benchmarks.md)
 fuzz: install ## long property and fault runs (GL_FUZZ=1: 20,000 contract sequences, 20 crash/fault seeds)
 	@scripts/services.sh start pg redis
 	@GL_FUZZ=1 $(PY) -m pytest $(PYTEST_ARGS) tests/contracts/test_invariants.py tests/indexer/test_property.py tests/indexer/test_crash.py
+
+screenshots: install ## the reference page in Chromium against a live local stack → docs/screenshots/*.png
+	@scripts/services.sh start pg redis
+	@GL_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -p no:cacheprovider -q tests/e2e/test_web.py
 
 stop: ## stop everything `make run`/`make services` started
 	@-[ -f .data/run/stack.pid ] && kill $$(cat .data/run/stack.pid) 2>/dev/null; true

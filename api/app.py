@@ -25,10 +25,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import auth
+from api import auth, pages
 from api.cache import Cache
 from api.clientip import Network, client_ip, networks
 from api.context import Ctx, Endpoint, State, fetch_as_of
@@ -44,18 +44,13 @@ from api.feed import Hub
 from api.metrics import Metrics
 from api.outbox import Pump
 from api.params import parse
-from api.ratelimit import EXEMPT, SIGNIN, RateLimiter
+from api.ratelimit import SIGNIN, RateLimiter, exempt
 from api.routes import ENDPOINTS, system
 from api.settings import Settings
 
 log = structlog.get_logger("api")
 
 SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; img-src 'self' data: https:; "
-        b"object-src 'none'; base-uri 'self'; frame-ancestors 'none'",
-    ),
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -73,6 +68,17 @@ class Runtime:
     serve_feed: bool
     trusted_proxies: tuple[Network, ...] = ()
     state: State | None = None
+    csp: tuple[bytes, bytes] = (b"content-security-policy", b"default-src 'none'")
+
+    def __post_init__(self) -> None:
+        # The reference page's script talks to the feed on its own port (or api.public_feed_url).
+        a = self.settings.api
+        feed = a.public_feed_url or f"ws://*:{a.feed_port} wss://*:{a.feed_port}"
+        policy = (
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; img-src 'self' data: https:; "
+            f"connect-src 'self' {feed}; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+        )
+        self.csp = (b"content-security-policy", policy.encode())
 
 
 class Edge:
@@ -89,7 +95,7 @@ class Edge:
             return
         started = time.perf_counter()
         path: str = scope["path"]
-        extra: list[tuple[bytes, bytes]] = list(SECURITY_HEADERS)
+        extra: list[tuple[bytes, bytes]] = [self.rt.csp, *SECURITY_HEADERS]
         status_box = [500]
         response_started = False
 
@@ -135,7 +141,7 @@ class Edge:
                 )
                 return
             state = self.rt.state
-            if state is not None and scope["method"] != "OPTIONS" and path not in EXEMPT:
+            if state is not None and scope["method"] != "OPTIONS" and not exempt(path):
                 verdict = None
                 if path in SIGNIN:
                     verdict = await state.limiter.check_signin(ip)
@@ -400,8 +406,10 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             await stack.aclose()
             log.info("api_stopped")
 
-    routes: list[Route] = [_route(ep, rt) for ep in ENDPOINTS]
+    routes: list[BaseRoute] = [_route(ep, rt) for ep in ENDPOINTS]
     routes += system.routes(rt)
+    if settings.api.web_enabled:
+        routes += pages.routes(rt)
     middleware = [
         Middleware(Edge, runtime=rt),
         Middleware(

@@ -23,7 +23,14 @@ from redis.exceptions import RedisError
 
 from api.metrics import Metrics
 
-EXEMPT = ("/health", "/ready", "/metrics")
+EXEMPT = ("/health", "/ready", "/metrics", "/")
+
+
+def exempt(path: str) -> bool:
+    """Probes, metrics and the reference page's static files are never counted."""
+    return path in EXEMPT or path.startswith("/static/")
+
+
 SIGNIN = ("/v1/auth/nonce", "/v1/auth/verify", "/v1/auth/refresh")
 
 

@@ -72,6 +72,8 @@ class ApiSection:
     feed_frames_per_s: float = 5.0  # client frames per connection (token bucket) ...
     feed_frame_burst: int = 20  # ... with this burst; beyond it frames are refused, 4x beyond it closes (1008)
     docs_enabled: bool = True
+    web_enabled: bool = True  # the reference page at / (api/static)
+    public_feed_url: str = ""  # the feed's address as browsers reach it; "" = ws://<page's host>:feed_port
     agg_max_age_s: int = 900  # keeper aggregates (agg.*) older than this are ignored (live SQL instead)
 
 

@@ -190,19 +190,38 @@ def _psql(sql: str) -> None:
     )
 
 
-def run() -> list[tuple[str, dict[str, float]]]:
+@contextlib.contextmanager
+def scenario_db(prefix: str) -> Iterator[str]:
+    """A migrated database holding tests.api.rows.scenario, dropped afterwards."""
     import asyncio as aio
 
     from indexer.migrate import apply_migrations_sync
     from tests.api.rows import scenario
 
-    name = f"gl_bench_http_{uuid.uuid4().hex[:6]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:6]}"
     _psql(f"CREATE DATABASE {name}")
-    dsn = f"{PG}/{name}"
-    results: list[tuple[str, dict[str, float]]] = []
     try:
+        dsn = f"{PG}/{name}"
         apply_migrations_sync(dsn)
         aio.run(scenario(dsn))
+        yield dsn
+    finally:
+        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def warm(base: str, paths: tuple[str, ...]) -> None:
+    """Requests each path until the API answers it from its cache."""
+    for path in paths:
+        for _ in range(2):
+            with urllib.request.urlopen(base + path) as r:
+                r.read()
+        with urllib.request.urlopen(base + path) as r:
+            assert r.headers["x-cache"] == "hit", f"cache not warm for {path}"
+
+
+def run() -> list[tuple[str, dict[str, float]]]:
+    results: list[tuple[str, dict[str, float]]] = []
+    with scenario_db("gl_bench_http") as dsn:
         hello_port = free_port()
         with process([PY, "-m", "bench.api_http", "--serve-hello", str(hello_port)]):
             wait_http(f"http://127.0.0.1:{hello_port}/")
@@ -213,18 +232,12 @@ def run() -> list[tuple[str, dict[str, float]]]:
             with process([PY, "-m", "api", "--config", cfg, "--log-level", "warning"], {"GL_API_JWT_SECRET": JWT}):
                 base = f"http://127.0.0.1:{port}"
                 wait_http(base + "/health")
-                for path in ("/v1/markets/1", "/v1/markets?limit=20"):
-                    with urllib.request.urlopen(base + path) as r:
-                        r.read()
-                    with urllib.request.urlopen(base + path) as r:
-                        assert r.headers["x-cache"] == "hit", "cache not warm"
+                warm(base, ("/v1/markets/1", "/v1/markets?limit=20"))
                 suffix = " + rate limiter" if limiter else ""
                 results.append((f"GET /v1/markets/1 (cached){suffix}", measure(port, "/v1/markets/1")))
                 if not limiter:
                     results.append(("GET /v1/markets?limit=20 (cached)", measure(port, "/v1/markets?limit=20")))
             os.unlink(cfg)
-    finally:
-        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     return results
 
 

@@ -21,9 +21,8 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-import uuid
 
-from bench.api_http import JWT, PG, _psql, api_config, process, wait_http
+from bench.api_http import JWT, api_config, process, scenario_db, wait_http, warm
 from tests.chain import free_port
 
 PY = sys.executable
@@ -94,18 +93,8 @@ def wrk(url: str, conns: int, seconds: int) -> dict[str, float]:
 
 
 def run(seconds: int) -> list[tuple[str, int, dict[str, float]]]:
-    import asyncio
-
-    from indexer.migrate import apply_migrations_sync
-    from tests.api.rows import scenario
-
-    name = f"gl_bench_wrk_{uuid.uuid4().hex[:6]}"
-    _psql(f"CREATE DATABASE {name}")
-    dsn = f"{PG}/{name}"
     rows: list[tuple[str, int, dict[str, float]]] = []
-    try:
-        apply_migrations_sync(dsn)
-        asyncio.run(scenario(dsn))
+    with scenario_db("gl_bench_wrk") as dsn:
         hello = free_port()
         with process([PY, "-m", "bench.api_wrk", "--serve-hello", str(hello)]):
             wait_http(f"http://127.0.0.1:{hello}/")
@@ -116,12 +105,7 @@ def run(seconds: int) -> list[tuple[str, int, dict[str, float]]]:
         with process([PY, "-m", "api", "--config", cfg, "--log-level", "warning"], {"GL_API_JWT_SECRET": JWT}):
             base = f"http://127.0.0.1:{port}"
             wait_http(base + "/health")
-            for path in ("/v1/markets/1", "/v1/markets?limit=20"):
-                for _ in range(2):
-                    with urllib.request.urlopen(base + path) as r:
-                        r.read()
-                with urllib.request.urlopen(base + path) as r:
-                    assert r.headers["x-cache"] == "hit", "cache not warm"
+            warm(base, ("/v1/markets/1", "/v1/markets?limit=20"))
             for path, label in (("/v1/markets/1", "detail"), ("/v1/markets?limit=20", "list")):
                 for c in (8, 32):
                     rows.append((f"GET {path} (cached {label})", c, wrk(base + path, c, seconds)))
@@ -135,14 +119,11 @@ def run(seconds: int) -> list[tuple[str, int, dict[str, float]]]:
         with process([PY, "-m", "api", "--config", cfg, "--log-level", "warning"], {"GL_API_JWT_SECRET": JWT}):
             base = f"http://127.0.0.1:{port}"
             wait_http(base + "/health")
-            rows.append(
-                ("GET /v1/markets?limit=20 (uncached, pool 10)", 256, wrk(base + "/v1/markets?limit=20", 256, seconds))
-            )
+            load = wrk(base + "/v1/markets?limit=20", 256, seconds)
+            rows.append(("GET /v1/markets?limit=20 (uncached, pool 10)", 256, load))
             with urllib.request.urlopen(base + "/v1/markets?limit=20", timeout=10) as r:
                 assert r.status == 200, "unhealthy after the load"
         os.unlink(cfg)
-    finally:
-        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     return rows
 
 

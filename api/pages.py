@@ -1,0 +1,47 @@
+"""The reference web page (api/static/): `/` serves index.html, `/static/*` its script and style,
+`/static/config.json` the feed's address. Static files only, no build step; the page itself uses
+nothing but the public API and the feed (docs/web.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from api.encode import JSONBody
+
+if TYPE_CHECKING:
+    from api.app import Runtime
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def feed_url(rt: Runtime, request: Request) -> str:
+    """api.public_feed_url, or the feed port on the host the browser used to reach the page."""
+    a = rt.settings.api
+    if a.public_feed_url:
+        return a.public_feed_url
+    scheme = "wss" if request.url.scheme == "https" else "ws"
+    host = request.url.hostname or "127.0.0.1"
+    port = rt.state.hub.port if rt.state is not None and rt.state.hub.port else a.feed_port
+    return f"{scheme}://{host}:{port}"
+
+
+def routes(rt: Runtime) -> list[Route | Mount]:
+    async def index(request: Request) -> Response:
+        request.scope["gl_route"] = "/"
+        return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
+
+    async def config(request: Request) -> Response:
+        request.scope["gl_route"] = "/static/config.json"
+        return JSONBody({"feedUrl": feed_url(rt, request), "chainId": rt.settings.chain_id})
+
+    return [
+        Route("/", index, methods=["GET"]),
+        Route("/static/config.json", config, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
