@@ -41,6 +41,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from api.metrics import Metrics
+from core import warm as _warm
 
 log = structlog.get_logger("api.cache")
 
@@ -245,37 +246,6 @@ async def _scan_batches(client: aioredis.Redis, pattern: str) -> Any:
         yield batch
 
 
-HOT_PATHS = (
-    "/v1/markets",
-    "/v1/markets?sort=volume24h:desc",
-    "/v1/markets/trending",
-    "/v1/creators",
-    "/v1/leaderboards/traders",
-    "/v1/leaderboards/creators",
-    "/v1/stats",
-)
-
-
-async def warm(
-    base_url: str, token: str | None = None, paths: Sequence[str] = HOT_PATHS, top_markets: int = 20
-) -> dict[str, int]:
-    """Fills the hot keys by requesting them from a running API (the keeper's cache-warming job
-    calls this every 15 minutes; pass an admin token to bypass rate limits). Returns path → status.
-
-    Going through the API keeps one code path for what is cached and how it is invalidated."""
-    import aiohttp
-    import orjson
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    out: dict[str, int] = {}
-    async with aiohttp.ClientSession(base_url=base_url.rstrip("/") + "/", headers=headers) as http:
-        for path in paths:
-            async with http.get(path.lstrip("/")) as resp:
-                out[path] = resp.status
-                body = await resp.read()
-            if path == "/v1/markets" and resp.status == 200:
-                for m in orjson.loads(body)["data"][:top_markets]:
-                    p = f"/v1/markets/{m['id']}"
-                    async with http.get(p.lstrip("/")) as r2:
-                        out[p] = r2.status
-    return out
+# Warming lives in core.warm (the keeper runs it, the API is what it warms); re-exported here.
+HOT_PATHS = _warm.HOT_PATHS
+warm = _warm.warm

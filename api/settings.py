@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ChainSettings, ConfigError, DatabaseSettings, RedisSettings, section
+from core.warm import DEFAULT_API_PORT
 
 JWT_SECRET_ENV = "GL_API_JWT_SECRET"
 
@@ -24,7 +25,7 @@ class ApiSection:
     """Keys of the [api] table (every one documented in docs/api.md)."""
 
     host: str = "127.0.0.1"
-    port: int = 58080
+    port: int = DEFAULT_API_PORT  # HTTP port; the keeper warms the cache through it (core.warm)
     # Chains this API and feed serve (one indexer per chain writes the same database); requests pick
     # one with ?chainId= (feed: ws://…/?chainId=). Empty = only [chain].chain_id, the default.
     chain_ids: tuple[int, ...] = ()

@@ -3,7 +3,9 @@
 Modules: settings (config) · keys (signer) · decide (pure decisions) · rpc (JSON-RPC client) ·
 abi (calldata) · store (PostgreSQL ledger) · leader (advisory lock + fencing epoch) ·
 tx (transaction manager) · jobs (resolve, distribute) · aggregate (agg.* tables) ·
-notify (ending-soon notifications) · metrics · __main__ (CLI, scheduler, HTTP). docs/keeper.md.
+notify (ending-soon notifications) · metrics · daemon (scheduler, leadership, HTTP) · cli (operator
+commands; `__main__` is only its entry). Shared with the API through core/ (resolution, warm,
+outbox, notifications); the keeper never imports the api package. docs/keeper.md.
 
 Errors (each module defines its own; core.config.ConfigError, a ValueError, names bad config keys):
     KeeperError
@@ -12,7 +14,9 @@ Errors (each module defines its own; core.config.ConfigError, a ValueError, name
     ├── rpc.RpcError          the node answered with an error or is unreachable (`transient`)
     ├── store.FencedError     this process is no longer the leader: stop writing (and so sending)
     └── tx.TxError            the ledger lost a row it was following
-A money-moving job failing `max_consecutive_failures` times in a row halts the daemon (exit 1).
+A job failing `max_consecutive_failures` times in a row with a systemic fault (database or every RPC
+URL unreachable, signer unusable) halts the daemon (exit 1) for its supervisor to restart; one bad
+item is marked failed and skipped, and other failures are retried on the next tick.
 """
 
 

@@ -4,7 +4,8 @@ the pure deciders in keeper.decide, simulates every transaction (eth_estimateGas
 survivors to the transaction manager, which records them before broadcasting.
 
 Jobs: resolve (due markets), distribute (daily dividends), aggregate (agg.* tables), warm (Redis,
-through the API's own api.cache.warm), notify (ending-soon notifications), track (the tx manager).
+through the API itself, core.warm), notify (ending-soon notifications, via the outbox), track (the tx
+manager). One item that cannot be encoded, checked or simulated is marked failed and skipped (ItemFailure).
 """
 
 from __future__ import annotations
@@ -57,6 +58,41 @@ async def _eth_calls(rpc: Rpc, calls: list[tuple[str, bytes]]) -> list[bytes | R
     return [r if isinstance(r, RpcError) else to_bytes(r) for r in results]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ItemFailure:
+    """One work item that could not be encoded, checked or simulated: marked failed, the job goes on."""
+
+    stage: str  # encode | check | simulate | sign (a fixed vocabulary: it is a metric label)
+    job_key: str
+    queue_id: int | None
+    error: str
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+async def _record_failures(ctx: Context, job: str, failed: list[ItemFailure]) -> None:
+    """Counts, logs and records each failed item (keeper.decisions action `failed`; its queue entry,
+    if any, becomes `failed` with the error so the operator sees it in `keeper queue --all`)."""
+    for f in failed:
+        ctx.metrics.item_failures.labels(job=job, stage=f.stage).inc()
+        log.error("item_failed", job=job, stage=f.stage, job_key=f.job_key, queue_id=f.queue_id, error=f.error)
+    if ctx.dry_run:
+        for f in failed:
+            ctx.plan({"job": job, "job_key": f.job_key, "action": "failed", "reason": f"{f.stage}: {f.error}"})
+        return
+    if not failed:
+        return
+    await store.insert_decisions(
+        ctx.pool,
+        ctx.chain_id,
+        ctx.epoch(),
+        [(job, f.job_key, "failed", f"{f.stage}: {f.error}", {"queue_id": f.queue_id}) for f in failed],
+    )
+    await store.fail_queue_entries(ctx.pool, [(f.queue_id, f"{f.stage}: {f.error}") for f in failed if f.queue_id])
+
+
 # ------------------------------------------------------------------------------- resolve
 
 
@@ -92,11 +128,20 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
     if late and not ctx.dry_run:
         await store.skip_queue_entries(ctx.pool, late)
     rows = [r for r in rows if not r["in_ledger"]]
-    counts = {"candidates": len(rows), "sent": 0, "skipped": len(late), "overdue": 0, "waiting": 0}
+    counts = {"candidates": len(rows), "sent": 0, "skipped": len(late), "failed": 0, "overdue": 0, "waiting": 0}
     if not rows:
         await _refresh_overdue(ctx, [])
         return counts
-    results = await _eth_calls(ctx.rpc, [(om, encode_call("OpinionMarket", "getMarket", r["market_id"])) for r in rows])
+    # one row that cannot be encoded or decoded is marked failed and skipped; the others go on
+    failed: list[ItemFailure] = []
+    checks: list[tuple[asyncpg.Record, bytes]] = []
+    for r in rows:
+        try:
+            checks.append((r, encode_call("OpinionMarket", "getMarket", r["market_id"])))
+        except Exception as exc:
+            failed.append(ItemFailure("encode", f"resolve:{r['market_id']}", r["queue_id"], _describe(exc)))
+    rows = [r for r, _ in checks]
+    results = await _eth_calls(ctx.rpc, [(om, data) for _, data in checks])
     views: list[decide.MarketView] = []
     decisions: list[tuple[str, str, str, str, dict[str, Any]]] = []
     skipped_queue: list[tuple[int, str]] = []
@@ -107,7 +152,11 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
             if r["queue_id"] is not None and reason == "MarketNotFound":
                 skipped_queue.append((r["queue_id"], reason))
             continue
-        _creator, end_time, _y, _n, resolved, _outcome, _lw = decode_result("OpinionMarket", "getMarket", res)
+        try:
+            _creator, end_time, _y, _n, resolved, _outcome, _lw = decode_result("OpinionMarket", "getMarket", res)
+        except Exception as exc:
+            failed.append(ItemFailure("check", f"resolve:{r['market_id']}", r["queue_id"], _describe(exc)))
+            continue
         rule = None
         if r["feed"] is not None:
             rule = decide.FeedRule(
@@ -141,8 +190,15 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
     await _refresh_overdue(ctx, overdue)
 
     reqs: list[TxRequest] = []
-    if resolves:
-        datas = [encode_call("OpinionMarket", "resolveMarket", a.market_id, a.outcome) for a in resolves]
+    encoded: list[tuple[decide.Resolve, bytes]] = []
+    for a in resolves:
+        try:
+            encoded.append((a, encode_call("OpinionMarket", "resolveMarket", a.market_id, a.outcome)))
+        except Exception as exc:
+            failed.append(ItemFailure("encode", f"resolve:{a.market_id}", a.queue_id, _describe(exc)))
+    if encoded:
+        resolves = [a for a, _ in encoded]
+        datas = [d for _, d in encoded]
         sims = await ctx.tx.simulate_many([(bytes.fromhex(om[2:]), d, 0) for d in datas])
         for a, data, sim in zip(resolves, datas, sims, strict=True):
             key = f"resolve:{a.market_id}"
@@ -154,6 +210,8 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
                 )
                 if a.queue_id is not None and sim.reason == "MarketAlreadyResolved":
                     skipped_queue.append((a.queue_id, "already_resolved"))
+                elif a.queue_id is not None and sim.refused:  # the contract says no: report, never retry forever
+                    failed.append(ItemFailure("simulate", key, a.queue_id, f"simulation reverted: {sim.reason}"))
                 log.warning("resolve_simulation_failed", market_id=a.market_id, reason=sim.reason)
                 continue
             reqs.append(
@@ -178,6 +236,8 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
             if ctx.dry_run:
                 ctx.plan(plan)
                 log.info("tx_planned", **plan)
+    counts["failed"] = len(failed)
+    await _record_failures(ctx, "resolve", failed)
     if not ctx.dry_run:
         await store.insert_decisions(ctx.pool, ctx.chain_id, ctx.epoch(), decisions)
         await store.skip_queue_entries(ctx.pool, skipped_queue)
@@ -277,13 +337,18 @@ async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
     results = await _eth_calls(ctx.rpc, calls)
     actions: list[decide.Distribute] = []
     decisions: list[tuple[str, str, str, str, dict[str, Any]]] = []
+    failed: list[ItemFailure] = []
     for i, c in enumerate(creators):
         pool_res, supply_res = results[2 * i], results[2 * i + 1]
         if isinstance(pool_res, RpcError) or isinstance(supply_res, RpcError):
             log.warning("creator_unreadable", creator="0x" + c.hex())
             continue
-        pool, fees = decode_result("CreatorShares", "pendingPool", pool_res)
-        (supply,) = decode_result("CreatorShares", "supplyOf", supply_res)
+        try:
+            pool, fees = decode_result("CreatorShares", "pendingPool", pool_res)
+            (supply,) = decode_result("CreatorShares", "supplyOf", supply_res)
+        except Exception as exc:  # one unreadable creator is failed and skipped; the others go on
+            failed.append(ItemFailure("check", decide.distribution_key(c, period), None, _describe(exc)))
+            continue
         action = decide.decide_distribution(decide.CreatorView(c, int(pool), int(fees), int(supply)), period)
         if isinstance(action, decide.Distribute):
             actions.append(action)
@@ -293,6 +358,8 @@ async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
             decisions.append(("distribute", action.key, "skipped", action.reason, {}))
     to = bytes.fromhex(cs[2:])
     datas = [encode_call("CreatorShares", "distributeDividends", "0x" + a.creator.hex()) for a in actions]
+    counts["failed"] = len(failed)
+    await _record_failures(ctx, "distribute", failed)
     sims = await ctx.tx.simulate_many([(to, d, 0) for d in datas]) if datas else []
     reqs = []
     for a, data, sim in zip(actions, datas, sims, strict=True):

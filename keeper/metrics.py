@@ -1,6 +1,6 @@
-"""Prometheus metrics of the keeper (few, bounded labels: job and outcome only; never an address
-or a hash). Gauges in wei are exported as floats by the Prometheus format itself; the ledger keeps
-exact integers."""
+"""Prometheus metrics of the keeper (few, bounded labels: job, outcome, reason, stage, fault — each a
+fixed vocabulary; never an address or a hash). Gauges in wei are exported as floats by the
+Prometheus format itself; the ledger keeps exact integers."""
 
 from __future__ import annotations
 
@@ -20,6 +20,18 @@ class Metrics:
         )
         self.skipped_total = Counter(
             "keeper_skipped_total", "Work not sent, by job and reason", ["job", "reason"], registry=r
+        )
+        self.item_failures = Counter(
+            "keeper_item_failures_total",
+            "Work items marked failed and skipped (the job went on), by job and stage (encode, check, simulate, sign)",
+            ["job", "stage"],
+            registry=r,
+        )
+        self.systemic_faults = Counter(
+            "keeper_systemic_faults_total",
+            "Job runs failed by a systemic fault (database_unreachable, rpc_unreachable, signer_unusable)",
+            ["fault"],
+            registry=r,
         )
         self.pending = Gauge("keeper_pending_txs", "Recorded transactions not yet mined", registry=r)
         self.nonce_gap = Gauge("keeper_nonce_gap", "Missing nonces below our highest pending nonce", registry=r)

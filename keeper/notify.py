@@ -1,17 +1,19 @@
 """Time-based notifications (the seed's "notification sending" job): holders of a position in a
-market that ends within `ending_soon_s` get one `market_ending_soon` notification, stored in
-keeper.notifications (idempotent by (kind, market, recipient)) and published on Redis
-`gl:keeper:notifications:{chain_id}` as the seed's `notification` event for the room
-`user:{address}`. Event-driven notifications (resolved, winnings, dividends) come from the
-indexer (idx.notifications + outbox), not from here."""
+market that ends within `ending_soon_s` get one `market_ending_soon` notification.
+
+Each is stored in keeper.notifications (idempotent by (kind, market, recipient)) AND written to the
+feed's outbox (idx.outbox: event `notification`, room `user:{lowercase address}`, the camelCase
+payload of core.notifications) in ONE PostgreSQL transaction — the path every other feed event
+takes, so it survives a restart of the API and a client resumes it with `since`. Event-driven
+notifications (resolved, winnings, dividends) come from the indexer the same way."""
 
 from __future__ import annotations
 
 import asyncpg
-import orjson
-import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
+
+from core.notifications import keeper_notification
+from core.outbox import write_outbox
 
 log = structlog.get_logger("keeper.notify")
 
@@ -30,42 +32,24 @@ RETURNING id, recipient, kind, market_id, title, message, created_at
 """
 
 
-def channel(chain_id: int) -> str:
-    return f"gl:keeper:notifications:{chain_id}"
-
-
-async def emit_ending_soon(
-    pool: asyncpg.Pool, redis_url: str | None, chain_id: int, now: int, ending_soon_s: int
-) -> dict[str, int]:
-    """Stores new ending-soon notifications, then publishes them (at-least-once: a row stored but not
-    published because Redis was down is still served from the table)."""
-    async with pool.acquire() as conn:
+async def emit_ending_soon(pool: asyncpg.Pool, chain_id: int, now: int, ending_soon_s: int) -> dict[str, int]:
+    """Stores new ending-soon notifications and their feed messages together (exactly once each)."""
+    async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(ENDING_SOON_SQL, chain_id, now, ending_soon_s)
-    published = 0
-    if rows and redis_url:
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            for r in rows:
-                address = "0x" + bytes(r["recipient"]).hex()
-                message = {
-                    "event": "notification",
-                    "rooms": [f"user:{address}"],
-                    "payload": {
-                        "id": f"keeper:{r['id']}",
-                        "kind": r["kind"],
-                        "market_id": r["market_id"],
-                        "title": r["title"],
-                        "message": r["message"],
-                        "recipient": address,
-                        "created_at": r["created_at"].isoformat(),
-                    },
-                }
-                await client.publish(channel(chain_id), orjson.dumps(message))
-                published += 1
-        except (RedisError, OSError) as exc:
-            log.warning("notification_publish_failed", error=type(exc).__name__, stored=len(rows))
-        finally:
-            await client.aclose()
+        seq = await write_outbox(
+            conn,
+            chain_id,
+            [
+                (
+                    "notification",
+                    ("user:0x" + bytes(r["recipient"]).hex(),),
+                    keeper_notification(
+                        bytes(r["recipient"]), r["kind"], r["market_id"], r["title"], r["message"], r["created_at"]
+                    ),
+                )
+                for r in rows
+            ],
+        )
     if rows:
-        log.info("notifications_emitted", kind="market_ending_soon", stored=len(rows), published=published)
-    return {"stored": len(rows), "published": published}
+        log.info("notifications_emitted", kind="market_ending_soon", stored=len(rows), outbox_seq=seq)
+    return {"stored": len(rows)}

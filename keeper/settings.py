@@ -19,6 +19,7 @@ from core.config import (
     load_config,
     section,
 )
+from core.warm import api_base_url
 
 LOCAL_CHAIN_IDS = (31337, 1337)
 MIN_BUMP_BPS = 1_250  # nodes refuse a replacement with less than +12.5 % on both fee fields
@@ -125,10 +126,8 @@ def settings_from(config: dict[str, Any], config_path: str = "") -> Settings:
         raise ConfigError("keeper.signer = 'raw' needs keeper.local_dev_raw_key = true (local development only)")
     if keeper.signer == "raw" and chain.chain_id not in LOCAL_CHAIN_IDS:
         raise ConfigError(f"keeper.signer = 'raw' is refused on chain {chain.chain_id}: use a keystore")
-    if not keeper.api_base_url:
-        from api.settings import ApiSection  # the API's own section names its port: one source of truth
-
-        keeper = dataclasses.replace(keeper, api_base_url=f"http://127.0.0.1:{section(config, 'api', ApiSection).port}")
+    if not keeper.api_base_url:  # the API's own [api].port, read through core.warm (no import of the api wing)
+        keeper = dataclasses.replace(keeper, api_base_url=api_base_url(config))
     return Settings(
         keeper=keeper,
         chain=chain,

@@ -411,6 +411,18 @@ async def skip_queue_entries(pool: asyncpg.Pool, ids_reasons: Sequence[tuple[int
         )
 
 
+async def fail_queue_entries(pool: asyncpg.Pool, ids_reasons: Sequence[tuple[int, str]]) -> None:
+    """Queue entries the keeper cannot act on (bad input, a refusing contract): `failed` with the error."""
+    if not ids_reasons:
+        return
+    async with pool.acquire() as conn:
+        await conn.executemany(
+            "UPDATE keeper.resolution_queue SET status = 'failed', status_reason = $2, updated_at = now()"
+            " WHERE id = $1 AND status = 'queued'",
+            [(i, r[:500]) for i, r in ids_reasons],
+        )
+
+
 async def stored_next_nonce(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> int | None:
     async with pool.acquire() as conn:
         v = await conn.fetchval(

@@ -30,7 +30,7 @@ from eth_utils.address import to_checksum_address
 from keeper import KeeperError, decide, store
 from keeper.abi import error_name
 from keeper.decide import FeePolicy, Fees
-from keeper.keys import Signer
+from keeper.keys import Signer, TxSignError
 from keeper.metrics import Metrics
 from keeper.rpc import Rpc, RpcError, hx, to_bytes, to_int
 from keeper.settings import Settings
@@ -38,6 +38,7 @@ from keeper.store import Fence, FencedError, NewTx, TxRow
 
 log = structlog.get_logger("keeper.tx")
 CRASH_ENV = "KEEPER_CRASH_AT"  # test hook: SIGKILL this process at a named point (tests/keeper)
+CRASH_ONCE_ENV = "KEEPER_CRASH_ONCE"  # test hook: a marker file; crash only if it does not exist yet
 
 
 class TxError(KeeperError):
@@ -45,8 +46,15 @@ class TxError(KeeperError):
 
 
 def crash_point(name: str) -> None:
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(CRASH_ENV) != name:
+        return
+    marker = os.environ.get(CRASH_ONCE_ENV)
+    if marker:  # a restarted process (under a supervisor) runs on
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,6 +75,7 @@ class Simulation:
     ok: bool
     gas_limit: int
     reason: str
+    refused: bool = False  # the contract reverted with data (a definite "no", not a node or funds problem)
 
 
 @dataclasses.dataclass(slots=True)
@@ -137,7 +146,10 @@ class TxManager:
         margin = 100 + self.settings.keeper.gas_margin_pct
         for res in await self.rpc.batch(calls):
             if isinstance(res, RpcError):
-                out.append(Simulation(False, 0, error_name(res.revert_data) if res.code != -1 else res.message))
+                refused = res.code != -1 and res.revert_data is not None and len(res.revert_data) >= 4
+                out.append(
+                    Simulation(False, 0, error_name(res.revert_data) if res.code != -1 else res.message, refused)
+                )
             else:
                 out.append(Simulation(True, to_int(res) * margin // 100, ""))
         return out
@@ -206,8 +218,13 @@ class TxManager:
                     queued = await store.lock_queued(conn, [r.queue_id for r in chunk if r.queue_id is not None])
                     todo = [r for r in chunk if r.job_key not in live and (r.queue_id is None or r.queue_id in queued)]
                     new: list[NewTx] = []
-                    for i, r in enumerate(todo):
-                        raw, h = self._sign(r, nonce + i, fees)
+                    for r in todo:
+                        try:  # one request the signer refuses is skipped (its nonce goes to the next)
+                            raw, h = self._sign(r, nonce + len(new), fees)
+                        except TxSignError as exc:
+                            self.metrics.item_failures.labels(job=r.job, stage="sign").inc()
+                            log.error("item_failed", job=r.job, stage="sign", job_key=r.job_key, error=str(exc))
+                            continue
                         new.append(
                             NewTx(
                                 job=r.job,
@@ -215,7 +232,7 @@ class TxManager:
                                 to=r.to,
                                 data=r.data,
                                 value=r.value,
-                                nonce=nonce + i,
+                                nonce=nonce + len(new),
                                 gas_limit=r.gas_limit,
                                 max_fee_per_gas=fees.max_fee_per_gas,
                                 max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
@@ -226,6 +243,8 @@ class TxManager:
                                 queue_id=r.queue_id,
                             )
                         )
+                    if todo and not new:  # not one item: the signer itself is unusable (systemic)
+                        raise TxSignError(f"the signer refused all {len(todo)} transactions of a batch")
                     ids = await store.insert_txs(conn, fence, self.signer.address_bytes, new)
                 self._next = nonce + len(new)
                 for t in new:
@@ -272,6 +291,8 @@ class TxManager:
                     err = res.message[:200]
                     if "insufficient funds" in msg:
                         self.metrics.low_balance.set(1)
+                    # recorded, so the tracker rebroadcasts or replaces it; the others in the batch went out
+                    self.metrics.item_failures.labels(job=job_key.split(":", 1)[0], stage="send").inc()
                     log.warning("tx_broadcast_refused", job_key=job_key, error=err)
             marks.append((attempt_id, head, err))
         await store.mark_broadcast(self.pool, fence, marks)

@@ -22,7 +22,7 @@ import requests
 import structlog
 
 from core.logs import configure_logging
-from keeper.__main__ import cmd_resolve, cmd_rule
+from keeper.cli import cmd_resolve, cmd_rule
 from keeper.settings import Settings, load_settings
 
 log = structlog.get_logger("operator")
@@ -67,6 +67,7 @@ async def tick(settings: Settings, feed: str | None, rng: random.Random) -> int:
                 threshold=THRESHOLD,
                 if_true="yes",
                 if_false="no",
+                reason="demo operator: above $3,000 at end time",
                 by="demo-operator",
             )
             await cmd_rule(settings, ns)

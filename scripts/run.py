@@ -3,8 +3,10 @@
 Starts PostgreSQL, Redis and anvil (1 s blocks, state kept in .data/ so a second run resumes),
 deploys the contracts when the chain does not have them, migrates the database (and resets it
 when the chain was replaced), then runs the wallet-traffic simulator, the indexer, the keeper and
-the API + feed as child processes with logs under .data/log/. Prints the URLs and, on a terminal,
-a one-screen live status. Ctrl-C (or `make stop`) stops everything cleanly.
+the API + feed as child processes with logs under .data/log/, supervised: a child that exits is
+restarted after a back-off (1 s, doubling to 60 s while it keeps failing quickly), shown on the
+status screen. Prints the URLs and, on a terminal, a one-screen live status. Ctrl-C (or
+`make stop`) stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -36,13 +38,109 @@ PY = sys.executable
 
 @dataclass
 class Child:
+    """A supervised daemon: restarted whenever it exits (unless the stack is stopping), after a
+    back-off that doubles with each quick exit (base_backoff_s … max_backoff_s) and resets once it
+    has run stable_s without exiting."""
+
     name: str
     argv: list[str]
     proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    last_exit: int | None = None
+    started_at: float = 0.0
+    next_start: float | None = None
+    backoff_s: float = 0.0
 
     @property
     def log_path(self) -> Path:
         return LOG_DIR / f"{self.name}.log"
+
+
+class Supervisor:
+    """Starts children, restarts the ones that exit with back-off, stops them in reverse order.
+    `poll()` is called by the status loop (make run) or a test; it never blocks."""
+
+    def __init__(
+        self,
+        children: list[Child],
+        env: dict[str, str],
+        log_dir: Path = LOG_DIR,
+        base_backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        stable_s: float = 60.0,
+    ) -> None:
+        self.children = children
+        self.env = env
+        self.log_dir = log_dir
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.stable_s = stable_s
+        self.stopping = False
+
+    def start(self, c: Child) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"{c.name}.log").open("ab")
+        c.proc = subprocess.Popen(c.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()  # the child holds its own descriptor
+        c.started_at = time.monotonic()
+        c.next_start = None
+
+    def start_all(self) -> None:
+        for c in self.children:
+            self.start(c)
+
+    def poll(self, now: float | None = None) -> list[str]:
+        """Notices exits, schedules and performs restarts; returns what happened (one line each)."""
+        now = time.monotonic() if now is None else now
+        events: list[str] = []
+        for c in self.children:
+            if c.proc is not None and c.proc.poll() is not None:
+                c.last_exit = c.proc.returncode
+                c.proc = None
+                if self.stopping:
+                    continue
+                ran = now - c.started_at
+                c.backoff_s = (
+                    self.base_backoff_s
+                    if ran >= self.stable_s or c.backoff_s == 0
+                    else min(self.max_backoff_s, c.backoff_s * 2)
+                )
+                c.next_start = now + c.backoff_s
+                events.append(
+                    f"!! {c.name} exited with code {c.last_exit} after {ran:.0f} s; restarting in {c.backoff_s:.0f} s"
+                    f" (see {self.log_dir / (c.name + '.log')})"
+                )
+            elif c.proc is None and c.next_start is not None and now >= c.next_start and not self.stopping:
+                self.start(c)
+                c.restarts += 1
+                events.append(f".. {c.name} restarted (restart {c.restarts})")
+        return events
+
+    def status(self, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        parts = []
+        for c in self.children:
+            if c.proc is not None:
+                state = f"up {now - c.started_at:.0f} s"
+            elif c.next_start is not None:
+                state = f"exited {c.last_exit}, restart in {max(0.0, c.next_start - now):.0f} s"
+            else:
+                state = "stopped"
+            parts.append(f"{c.name} ({state}{f', {c.restarts} restarts' if c.restarts else ''})")
+        return ", ".join(parts)
+
+    def stop_all(self, timeout_s: float = 20.0) -> None:
+        self.stopping = True
+        for c in reversed(self.children):  # traffic first, then readers and writers
+            if c.proc is not None and c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGTERM)
+        for c in reversed(self.children):
+            if c.proc is not None:
+                try:
+                    c.proc.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    c.proc.kill()
+                    c.proc.wait(5)
 
 
 def sh(*argv: str) -> None:
@@ -104,14 +202,15 @@ async def status_lines(pool: asyncpg.Pool, chain_id: int) -> list[str]:
     return lines
 
 
-async def supervise(children: list[Child], dsn: str, chain_id: int, urls: list[str], stop: asyncio.Event) -> None:
+async def supervise(sup: Supervisor, dsn: str, chain_id: int, urls: list[str], stop: asyncio.Event) -> None:
     tty = sys.stdout.isatty()
     pool = None
+    recent: list[str] = []
     while not stop.is_set():
-        for c in children:
-            if c.proc is not None and c.proc.poll() is not None:
-                print(f"!! {c.name} exited with code {c.proc.returncode}; see {c.log_path}", flush=True)
-                c.proc = None
+        for line in sup.poll():
+            recent = [*recent[-4:], line]
+            if not tty:
+                print(line, flush=True)
         if tty:
             try:
                 if pool is None:
@@ -119,10 +218,9 @@ async def supervise(children: list[Child], dsn: str, chain_id: int, urls: list[s
                 lines = await status_lines(pool, chain_id)
             except (OSError, asyncpg.PostgresError) as exc:
                 lines = [f"status unavailable: {exc}"]
-            running = ", ".join(f"{c.name}{'' if c.proc else ' (stopped)'}" for c in children)
             sys.stdout.write(
                 "\x1b[H\x1b[2J"
-                + "\n".join([*urls, "", *lines, "", f"processes: {running}", "Ctrl-C stops everything."])
+                + "\n".join([*urls, "", *lines, "", f"processes: {sup.status()}", *recent, "Ctrl-C stops everything."])
                 + "\n"
             )
             sys.stdout.flush()
@@ -164,9 +262,8 @@ def main() -> int:
         Child("operator", [PY, "-m", "scripts.operator", *cfg, "--seed", str(args.seed)]),
         Child("simulator", [PY, "-m", "scripts.simulate", *cfg, "--seed", str(args.seed), "--rate", str(args.rate)]),
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for c in children:
-        c.proc = subprocess.Popen(c.argv, cwd=ROOT, env=env, stdout=c.log_path.open("ab"), stderr=subprocess.STDOUT)
+    sup = Supervisor(children, {**os.environ, "PYTHONUNBUFFERED": "1"})
+    sup.start_all()
 
     dep_name = deployment.relative_to(ROOT)
     urls = [
@@ -186,21 +283,13 @@ def main() -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await supervise(children, db.dsn, chain.chain_id, urls, stop)
+        await supervise(sup, db.dsn, chain.chain_id, urls, stop)
 
     try:
         asyncio.run(run())
     finally:
         print("\nstopping…", flush=True)
-        for c in reversed(children):  # traffic first, then readers and writers
-            if c.proc is not None and c.proc.poll() is None:
-                c.proc.send_signal(signal.SIGTERM)
-        for c in reversed(children):
-            if c.proc is not None:
-                try:
-                    c.proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    c.proc.kill()
+        sup.stop_all()
         sh(str(ROOT / "scripts" / "services.sh"), "stop")
         (DATA / "run" / "stack.pid").unlink(missing_ok=True)
         print("stopped; `make run` resumes from here.", flush=True)

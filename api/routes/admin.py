@@ -9,9 +9,10 @@ import orjson
 
 from api.context import Ctx, Endpoint
 from api.encode import hexs, iso
-from api.errors import FieldError, ValidationFailed
+from api.errors import ApiError, FieldError, ValidationFailed
 from api.params import Param, page_params
 from api.routes.common import OUTCOMES, offset, page_meta
+from core import resolution as R
 
 INDEXER_SQL = """
 SELECT h.head_block, h.safe_block, h.finalized_block, h.updated_at AS head_updated_at,
@@ -150,6 +151,149 @@ async def keeper_txs(ctx: Ctx) -> dict[str, Any]:
     return {"data": data, "meta": page_meta(int(ctx.params["page"]), limit, int(total))}
 
 
+# ------------------------------------------------------------------ operator actions
+# The same requests as `python -m keeper resolve|cancel|rule`, validated by the same code
+# (core/resolution.py) and recorded with who (the token's address) and why. The API never talks to
+# the chain: market facts come from the index (idx.markets); the keeper re-checks the contract
+# before it sends anything.
+
+QUEUE_BODY = {
+    "type": "object",
+    "required": ["marketId", "outcome", "reason"],
+    "additionalProperties": False,
+    "properties": {
+        "marketId": {"type": "integer", "minimum": 0},
+        "outcome": {"type": "string", "enum": ["yes", "no", "invalid"]},
+        "reason": {"type": "string", "minLength": 1, "maxLength": R.MAX_REASON},
+    },
+}
+CANCEL_BODY = {
+    "type": "object",
+    "required": ["reason"],
+    "additionalProperties": False,
+    "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": R.MAX_REASON}},
+}
+RULE_BODY = {
+    "type": "object",
+    "required": ["feed", "op", "threshold", "reason"],
+    "additionalProperties": False,
+    "properties": {
+        "feed": {"type": "string", "description": "AggregatorV3 address"},
+        "op": {"type": "string", "enum": list(R.COMPARISONS)},
+        "threshold": {"type": "string", "description": "decimal integer in the feed's decimals (int256)"},
+        "ifTrue": {"type": "string", "enum": ["yes", "no", "invalid"], "default": "yes"},
+        "ifFalse": {"type": "string", "enum": ["yes", "no", "invalid"], "default": "no"},
+        "reason": {"type": "string", "minLength": 1, "maxLength": R.MAX_REASON},
+    },
+}
+_API_FIELD = {"market_id": "marketId", "queue_id": "id"}
+
+
+def _refuse(exc: R.RequestError) -> ApiError:
+    """A core.resolution refusal as the seed's error body; the status says whose move it is."""
+    field = FieldError(_API_FIELD.get(exc.field, exc.field), exc.message)
+    if exc.kind == "not_found":
+        return ApiError(404, "Not found", [field])
+    if exc.kind == "conflict":
+        return ApiError(409, "Conflict", [field])
+    return ValidationFailed([field])
+
+
+def _unknown(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    extra = sorted(set(body) - set(allowed))
+    if extra:
+        raise ValidationFailed([FieldError(k[:64], "unknown field") for k in extra])
+
+
+def _who(ctx: Ctx) -> str:
+    assert ctx.user is not None
+    return ctx.user.address
+
+
+def _queue_entry(r: Any) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "marketId": r["market_id"],
+        "outcome": OUTCOMES[r["outcome"]],
+        "reason": r["reason"],
+        "requestedBy": r["requested_by"],
+        "requestedAt": iso(r["requested_at"]),
+        "status": r["status"],
+        "statusReason": r["status_reason"],
+        "txId": r["tx_id"],
+        "cancelledBy": r["cancelled_by"],
+        "cancelledAt": iso(r["cancelled_at"]),
+        "updatedAt": iso(r["updated_at"]),
+    }
+
+
+ENTRY_SQL = """SELECT id, market_id, outcome, reason, requested_by, requested_at, status, status_reason, tx_id,
+                      cancelled_by, cancelled_at, updated_at FROM keeper.resolution_queue WHERE id = $1"""
+
+
+async def queue_resolution(ctx: Ctx) -> dict[str, Any]:
+    """Queues an operator outcome for a market past its end (as `python -m keeper resolve`)."""
+    body: dict[str, Any] = ctx.body
+    _unknown(body, ("marketId", "outcome", "reason"))
+    try:
+        market_id = R.parse_market_id(body.get("marketId"), "marketId")
+        outcome = R.parse_outcome(body.get("outcome"))
+        reason = R.parse_text(body.get("reason"), "reason")
+        facts, now = await R.read_indexed_market(ctx.conn, ctx.chain_id, market_id)
+        R.check_due(market_id, facts, now, "in the index", "marketId")
+        q = await R.queue_resolution(ctx.conn, ctx.chain_id, market_id, outcome, reason, _who(ctx))
+        row = await ctx.conn.fetchrow(ENTRY_SQL, q.id)
+    except R.RequestError as exc:
+        raise _refuse(exc) from None
+    return {"__status__": 201, "data": _queue_entry(row)}
+
+
+async def cancel_resolution(ctx: Ctx) -> dict[str, Any]:
+    """Cancels a queued resolution before the keeper records its transaction (as `keeper cancel`)."""
+    body: dict[str, Any] = ctx.body
+    _unknown(body, ("reason",))
+    try:
+        reason = R.parse_text(body.get("reason"), "reason")
+        await R.cancel_resolution(ctx.conn, ctx.chain_id, int(ctx.params["id"]), reason, _who(ctx))
+        row = await ctx.conn.fetchrow(ENTRY_SQL, int(ctx.params["id"]))
+    except R.RequestError as exc:
+        raise _refuse(exc) from None
+    return {"data": _queue_entry(row)}
+
+
+async def bind_rule(ctx: Ctx) -> dict[str, Any]:
+    """Binds a market to an AggregatorV3 price feed (as `python -m keeper rule`); replaces its rule."""
+    body: dict[str, Any] = ctx.body
+    _unknown(body, ("feed", "op", "threshold", "ifTrue", "ifFalse", "reason"))
+    try:
+        rule = R.FeedRule(
+            market_id=R.parse_market_id(ctx.params["marketId"], "marketId"),
+            feed=R.parse_address(body.get("feed"), "feed"),
+            comparison=R.parse_comparison(body.get("op"), "op"),
+            threshold=R.parse_threshold(body.get("threshold"), "threshold"),
+            outcome_if_true=R.parse_outcome(body.get("ifTrue", "yes"), "ifTrue"),
+            outcome_if_false=R.parse_outcome(body.get("ifFalse", "no"), "ifFalse"),
+        )
+        reason = R.parse_text(body.get("reason"), "reason")
+        facts, _now = await R.read_indexed_market(ctx.conn, ctx.chain_id, rule.market_id)
+        R.check_bindable(rule.market_id, facts, "in the index", "marketId")
+        await R.bind_feed(ctx.conn, ctx.chain_id, rule, reason, _who(ctx))
+    except R.RequestError as exc:
+        raise _refuse(exc) from None
+    return {
+        "data": {
+            "marketId": rule.market_id,
+            "feed": hexs(rule.feed),
+            "op": rule.comparison,
+            "threshold": str(rule.threshold),
+            "ifTrue": R.OUTCOME_NAMES[rule.outcome_if_true],
+            "ifFalse": R.OUTCOME_NAMES[rule.outcome_if_false],
+            "reason": reason,
+            "createdBy": _who(ctx),
+        }
+    }
+
+
 MAINTENANCE_BODY = {
     "type": "object",
     "required": ["message"],
@@ -213,6 +357,38 @@ ENDPOINTS = [
         (Param("status", "enum", choices=QUEUE_STATUSES), *page_params()),
         auth="admin",
         paged="page",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/admin/keeper/queue",
+        queue_resolution,
+        "Queue a market resolution (who and why recorded)",
+        "admin",
+        auth="admin",
+        body=QUEUE_BODY,
+        db="write",  # one connection from the write pool: the market check and the insert
+    ),
+    Endpoint(
+        "POST",
+        "/v1/admin/keeper/queue/{id}/cancel",
+        cancel_resolution,
+        "Cancel a queued resolution",
+        "admin",
+        (Param("id", "int", where="path", required=True, minimum=1, maximum=2**63 - 1, description="queue id"),),
+        auth="admin",
+        body=CANCEL_BODY,
+        db="write",  # one connection from the write pool: the market check and the insert
+    ),
+    Endpoint(
+        "PUT",
+        "/v1/admin/keeper/rules/{marketId}",
+        bind_rule,
+        "Bind a market to a price feed",
+        "admin",
+        (Param("marketId", "int", where="path", required=True, minimum=0, maximum=2**63 - 1, description="market id"),),
+        auth="admin",
+        body=RULE_BODY,
+        db="write",  # one connection from the write pool: the market check and the insert
     ),
     Endpoint(
         "GET",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from keeper import jobs
-from keeper.__main__ import cmd_cancel, cmd_queue, cmd_resolve, cmd_status, cmd_txs
+from keeper.cli import cmd_cancel, cmd_queue, cmd_resolve, cmd_status, cmd_txs
 from tests.keeper.kit import KEEPER, ChainOps, fetch, harness, insert_markets, make_settings
 
 pytestmark = [pytest.mark.pg, pytest.mark.anvil]
@@ -24,6 +24,7 @@ async def test_queue_resolve_cancel_and_status(
     end = ops.now() + 30
     m1, m2 = ops.create_markets(2, end)
     await insert_markets(db_dsn, [m1, m2], end)
+    ops.advance(60)
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path, grace_period_s=100_000)
     assert await cmd_resolve(settings, m1, "yes", "announced on stage", "carol") == 0
     assert await cmd_resolve(settings, m1, "no", "second thoughts", "carol") == 2
@@ -39,7 +40,6 @@ async def test_queue_resolve_cancel_and_status(
         (m2, "invalid", "queued", "dave"),
     ]
     assert rows[0]["cancelled_by"] == "erin"
-    ops.advance(60)
     async with harness(settings) as h:
         assert (await jobs.resolve(h.ctx))["sent"] == 1
         await h.tx.wait_idle(30, 0.1)
@@ -65,8 +65,8 @@ async def test_low_balance_reports_and_never_bumps_beyond_funds(
     end = ops.now() + 30
     (m,) = ops.create_markets(1, end)
     await insert_markets(db_dsn, [m], end)
-    await cmd_resolve(make_settings(ops.anvil.url, db_dsn, deployment_path), m, "no", "r", "x")
     ops.advance(60)
+    assert await cmd_resolve(make_settings(ops.anvil.url, db_dsn, deployment_path), m, "no", "r", "x") == 0
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path, replace_after_blocks=1)
     base = ops.anvil.call("eth_getBlockByNumber", "latest", False)["baseFeePerGas"]
     original = ops.anvil.call("eth_getBalance", KEEPER.address, "latest")

@@ -1,68 +1,80 @@
-"""Ending-soon notifications: once per holder and market, stored and published on Redis."""
+"""Ending-soon notifications: once per holder and market, stored and written to the feed's outbox in
+one transaction (the path every feed event takes)."""
 
 from __future__ import annotations
-
-import asyncio
-from typing import Any
 
 import asyncpg
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
-from keeper.notify import channel, emit_ending_soon
+from core.outbox import OUTBOX_LOCK
+from indexer.store import OUTBOX_LOCK as INDEXER_OUTBOX_LOCK
+from keeper.notify import emit_ending_soon
 
-pytestmark = [pytest.mark.pg, pytest.mark.redis]
+pytestmark = [pytest.mark.pg]
 NOW = 1_800_000_000
 A, B = b"\xaa" * 20, b"\xbb" * 20
 
 
-async def test_holders_are_told_once_when_their_market_ends_soon(db_dsn: str, redis_url: str) -> None:
-    """Holders with shares in a market ending within the window get one notification each; empty positions,
+async def _markets_and_positions(conn: asyncpg.Connection) -> None:
+    for mid, end in ((1, NOW + 1_800), (2, NOW + 7_200)):
+        await conn.execute(
+            "INSERT INTO idx.markets (chain_id, market_id, creator, question, category, end_time,"
+            " initial_liquidity, yes_reserve, no_reserve, created_block, created_time, created_tx)"
+            " VALUES (31337, $1, $2, 'Will it rain?', 'c', to_timestamp($3), 1, 1, 1, 1, now(), '\\x00')",
+            mid,
+            A,
+            end,
+        )
+    for mid, holder, yes in ((1, A, 5), (1, B, 0), (2, A, 5)):
+        await conn.execute(
+            "INSERT INTO idx.positions (chain_id, market_id, holder, yes_shares, updated_block)"
+            " VALUES (31337, $1, $2, $3, 1)",
+            mid,
+            holder,
+            yes,
+        )
+
+
+async def test_holders_are_told_once_through_the_outbox(db_dsn: str) -> None:
+    """Holders with shares in a market ending within the window get one notification each, stored and
+    as one outbox row (event `notification`, room user:{address}, camelCase payload); empty positions,
     later markets and a second run get none."""
     conn = await asyncpg.connect(db_dsn)
     try:
-        for mid, end in ((1, NOW + 1_800), (2, NOW + 7_200)):
-            await conn.execute(
-                "INSERT INTO idx.markets (chain_id, market_id, creator, question, category, end_time,"
-                " initial_liquidity, yes_reserve, no_reserve, created_block, created_time, created_tx)"
-                " VALUES (31337, $1, $2, 'Will it rain?', 'c', to_timestamp($3), 1, 1, 1, 1, now(), '\\x00')",
-                mid,
-                A,
-                end,
-            )
-        for mid, holder, yes in ((1, A, 5), (1, B, 0), (2, A, 5)):
-            await conn.execute(
-                "INSERT INTO idx.positions (chain_id, market_id, holder, yes_shares, updated_block)"
-                " VALUES (31337, $1, $2, $3, 1)",
-                mid,
-                holder,
-                yes,
-            )
-        sub = aioredis.Redis.from_url(redis_url)
-        pubsub = sub.pubsub()
-        await pubsub.subscribe(channel(31337))
-        async with asyncio.timeout(30):  # subscribed before anything is published
-            while (await pubsub.get_message(timeout=1)) is None:
-                pass
+        await _markets_and_positions(conn)
+        await conn.execute(
+            "INSERT INTO idx.outbox (chain_id, event, rooms, payload)"
+            " VALUES (31337, 'market:trade', '{global:all}', '{}')"
+        )
         pool = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
         async with pool:
-            first = await emit_ending_soon(pool, redis_url, 31337, NOW, 3_600)
-            second = await emit_ending_soon(pool, redis_url, 31337, NOW, 3_600)
-        assert first == {"stored": 1, "published": 1}
-        assert second == {"stored": 0, "published": 0}
-        # pub/sub ignores the Redis db: another test's keeper (chain 31337 too) may publish on this
-        # channel at the same time, so messages for other users are skipped
-        body: dict[str, Any] = {}
-        async with asyncio.timeout(30):
-            while body.get("rooms") != ["user:0x" + A.hex()]:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-                body = orjson.loads(msg["data"]) if msg is not None else {}
-        assert body["event"] == "notification"
-        assert body["payload"]["market_id"] == 1
-        await pubsub.aclose()
-        await sub.aclose()
+            first = await emit_ending_soon(pool, 31337, NOW, 3_600)
+            second = await emit_ending_soon(pool, 31337, NOW, 3_600)
+        assert first == {"stored": 1}
+        assert second == {"stored": 0}
         rows = await conn.fetch("SELECT recipient, kind, market_id FROM keeper.notifications")
         assert [(bytes(r["recipient"]), r["kind"], r["market_id"]) for r in rows] == [(A, "market_ending_soon", 1)]
+        out = await conn.fetch(
+            "SELECT seq, event, rooms, block_number, payload::text AS payload FROM idx.outbox ORDER BY seq"
+        )
+        assert [(o["event"], o["rooms"]) for o in out] == [
+            ("market:trade", ["global:all"]),
+            ("notification", ["user:0x" + A.hex()]),
+        ]
+        assert out[1]["seq"] > out[0]["seq"]
+        assert out[1]["block_number"] is None
+        payload = orjson.loads(out[1]["payload"])
+        assert payload["id"] == "0-1-market_ending_soon"  # the id GET /v1/users/{a}/notifications lists
+        assert payload["marketId"] == 1
+        assert payload["recipient"] == "0x" + A.hex()
+        assert payload["kind"] == "market_ending_soon"
+        assert payload["blockNumber"] is None
+        assert "market_id" not in payload
     finally:
         await conn.close()
+
+
+def test_every_outbox_writer_takes_the_same_lock() -> None:
+    """The keeper's and the indexer's outbox writers serialize on one advisory lock (seq = commit order)."""
+    assert OUTBOX_LOCK == INDEXER_OUTBOX_LOCK

@@ -1,4 +1,4 @@
-"""Cache warming goes through the API's own api.cache.warm (one definition of cached shapes)."""
+"""Cache warming goes through the API's own core.warm.warm (one definition of cached shapes)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from keeper.__main__ import Daemon
+from keeper.daemon import Daemon
 from tests.keeper.kit import make_settings
 from tests.local_http import serving
 

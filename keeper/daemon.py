@@ -1,0 +1,452 @@
+"""The keeper daemon: APScheduler 3.x AsyncIOScheduler (max_instances=1, coalesce=True); every job
+runs only on the leader (PostgreSQL advisory lock + fencing epoch); a standby polls for the lock.
+`--once` runs the chosen jobs once, follows the transactions to confirmation and returns; `--dry-run`
+decides and simulates, sends and records nothing. HTTP on keeper.http_port: /health (process
+alive), /ready (database + node reachable, not halted), /metrics (Prometheus).
+
+Failures: a job's items fail one by one (keeper/jobs.py marks the item failed, counts it in
+`keeper_item_failures_total{job,stage}` and goes on). A job that fails as a whole is retried on its
+next tick and never stops the process — unless the fault is systemic (`systemic_fault`: the
+database or every RPC URL unreachable, the signer unusable) for `max_consecutive_failures` runs in a
+row: then the daemon halts with exit 1 and its supervisor (scripts/run.py, ops/systemd) restarts it
+with back-off.
+
+One-off jobs asked while a daemon leads (`keeper run --once` finds the lock taken) arrive as rows in
+keeper.job_requests; the leader runs them under its lock within leader_poll_s and records the outcome.
+
+Shutdown (SIGINT/SIGTERM): stop the scheduler → wait for the running job → release the lock →
+close the pool and the RPC session. Pending transactions stay in the ledger and are followed
+by the next leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from core.config import ConfigError
+from core.contracts import load_deployment
+from core.warm import warm
+from keeper import jobs
+from keeper.aggregate import refresh_aggregates
+from keeper.keys import KeyLoadError, TxSignError, load_signer
+from keeper.leader import Leader
+from keeper.metrics import Metrics
+from keeper.notify import emit_ending_soon
+from keeper.rpc import Rpc, RpcError
+from keeper.settings import Settings
+from keeper.store import FencedError
+from keeper.tx import TxManager
+
+log = structlog.get_logger("keeper")
+# Consecutive systemic faults a job may see before the daemon halts, as a multiple of
+# keeper.max_consecutive_failures. The tracker runs every few seconds, so it gets a proportionally
+# larger budget (a node blip must not kill the keeper).
+FAULT_BUDGET = {"track": 30}
+JOB_NAMES = ("resolve", "distribute", "aggregate", "warm", "notify", "track")
+DEFAULT_ONCE_JOBS = ("resolve", "distribute", "aggregate")
+NOT_LEADER = 3  # main()'s return code when --once finds another keeper holding the lock
+
+
+def systemic_fault(exc: BaseException) -> str | None:
+    """The fault class of a job failure that no single item explains, or None for an ordinary failure.
+    Only these can halt the daemon."""
+    if isinstance(exc, RpcError) and exc.transient:
+        return "rpc_unreachable"  # Rpc tried every URL (with retries) before raising this
+    if isinstance(exc, KeyLoadError | TxSignError):
+        return "signer_unusable"
+    if isinstance(
+        exc, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError
+    ):
+        return "database_unreachable"  # TimeoutError (a pool acquire) is an OSError too
+    return None
+
+
+class Daemon:
+    def __init__(self, settings: Settings, dry_run: bool = False) -> None:
+        self.settings = settings
+        self.dry_run = dry_run or settings.keeper.dry_run
+        self.metrics = Metrics()
+        self.stop = asyncio.Event()
+        self.halted: str | None = None
+        self.failures: dict[str, int] = {}  # consecutive failed runs per job (any cause): /ready
+        self.faults: dict[str, int] = {}  # consecutive systemic faults per job: the halt budget
+        self.last_detail: dict[str, dict[str, Any]] = {}
+        self._requests: asyncio.Task[int] | None = None
+        self.leader = Leader(settings.database.dsn, settings.chain.chain_id)
+        self._ready_checks: dict[str, bool] = {"db": False, "rpc": False}
+        self._running: set[asyncio.Task[Any]] = set()
+        self._job_locks: dict[str, asyncio.Lock] = {}
+
+    # -------------------------------------------------------------- jobs
+
+    async def run_job(self, name: str, fn: Callable[[], Awaitable[Any]], wait: bool = False) -> str:
+        """One run of a job, never overlapping another run of the same job (the scheduler's
+        max_instances=1 covers its own runs; this lock also covers the runs started on failover and
+        on request). `wait`: wait for a running one to finish instead of skipping. Returns the outcome
+        (ok, failed, skipped)."""
+        if self.halted or (not self.dry_run and not self.leader.is_leader):
+            return "skipped"
+        lock = self._job_locks.setdefault(name, asyncio.Lock())
+        if lock.locked() and not wait:
+            log.info("job_skipped_overlap", job=name)
+            return "skipped"
+        epoch = self.leader.fence.epoch if self.leader.fence else None
+        async with lock:
+            with structlog.contextvars.bound_contextvars(job=name, epoch=epoch):
+                return await self._run_job(name, fn)
+
+    async def _run_job(self, name: str, fn: Callable[[], Awaitable[Any]]) -> str:
+        started = dt.datetime.now(dt.UTC)
+        detail: Any = {}
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            detail = await fn()
+            outcome = "ok"
+            self.failures[name] = 0
+            self.faults[name] = 0
+            self.metrics.last_success.labels(job=name).set(started.timestamp())
+        except FencedError as exc:
+            outcome = "failed"
+            detail = {"error": "fenced"}
+            log.error("leader_fenced", job=name, error=str(exc))
+            await self.leader.release()
+            self.metrics.is_leader.set(0)
+        except Exception as exc:
+            outcome = "failed"
+            detail = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            self.failures[name] = self.failures.get(name, 0) + 1
+            fault = systemic_fault(exc)
+            if fault is None:  # one job run failed: the next tick retries; never a reason to stop
+                self.faults[name] = 0
+                log.error("job_failed", job=name, error=detail["error"], consecutive=self.failures[name])
+            else:
+                self.faults[name] = self.faults.get(name, 0) + 1
+                self.metrics.systemic_faults.labels(fault=fault).inc()
+                detail["fault"] = fault
+                log.error("job_failed", job=name, error=detail["error"], fault=fault, consecutive=self.faults[name])
+                budget = FAULT_BUDGET.get(name, 1) * self.settings.keeper.max_consecutive_failures
+                if self.faults[name] >= budget:
+                    self.halted = f"{name}: {fault} {self.faults[name]} times in a row"
+                    log.critical("keeper_halted", reason=self.halted, fault=fault)
+                    self.stop.set()
+        finally:
+            if task is not None:
+                self._running.discard(task)
+        self.metrics.jobs_total.labels(job=name, outcome=outcome).inc()
+        if not self.dry_run and name != "track":
+            with contextlib.suppress(Exception):
+                async with self.pool.acquire() as conn:
+                    await conn.execute(
+                        "INSERT INTO keeper.job_runs (chain_id, job, epoch, started_at, outcome, detail)"
+                        " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+                        self.settings.chain.chain_id,
+                        name,
+                        self.leader.fence.epoch if self.leader.fence else None,
+                        started,
+                        outcome,
+                        orjson.dumps(detail if isinstance(detail, dict) else {}).decode(),
+                    )
+        self.last_detail[name] = detail if isinstance(detail, dict) else {}
+        return outcome
+
+    async def serve_requests(self) -> int:
+        """Runs the one-off jobs operators asked for (keeper.job_requests) under this leader's lock."""
+        table = self.job_table()
+        fence = self.leader.fence
+        if fence is None:
+            return 0
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """
+                UPDATE keeper.job_requests SET started_at = now(), epoch = $2
+                 WHERE id IN (SELECT id FROM keeper.job_requests WHERE chain_id = $1 AND started_at IS NULL
+                               ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED)
+                RETURNING id, job, requested_by
+                """,
+                self.settings.chain.chain_id,
+                fence.epoch,
+            )
+        for r in sorted(rows, key=lambda r: r["id"]):
+            log.info("job_requested", job=r["job"], request_id=r["id"], requested_by=r["requested_by"])
+            outcome = await self.run_job(r["job"], table[r["job"]], wait=True)
+            detail = self.last_detail.get(r["job"], {}) if outcome != "skipped" else {"error": "not the leader"}
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE keeper.job_requests SET finished_at = now(), outcome = $2, detail = $3::jsonb"
+                    " WHERE id = $1",
+                    r["id"],
+                    "ok" if outcome == "ok" else "failed",
+                    orjson.dumps(detail, default=str).decode(),
+                )
+        return len(rows)
+
+    async def warm(self) -> dict[str, int]:
+        """Warms the API's hot Redis keys through the API itself (core.warm), so what is cached and how
+        it is invalidated has one definition."""
+        statuses: dict[str, int] = await warm(self.settings.keeper.api_base_url)
+        bad = {p: s for p, s in statuses.items() if s >= 500}
+        if bad:
+            raise RuntimeError(f"warming got server errors: {bad}")
+        return {"paths": len(statuses)}
+
+    async def aggregate(self) -> dict[str, int]:
+        k = self.settings.keeper
+        if self.dry_run:
+            return {}
+        counts = await refresh_aggregates(self.pool, self.settings.chain.chain_id, k.leaderboard_size, k.trending_size)
+        async with self.pool.acquire() as conn:  # bookkeeping rows are kept for keeper.history_days
+            for table, column in (("job_runs", "started_at"), ("decisions", "created_at")):
+                await conn.execute(
+                    f"DELETE FROM keeper.{table} WHERE chain_id = $1 AND {column} < now() - make_interval(days => $2)",
+                    self.settings.chain.chain_id,
+                    k.history_days,
+                )
+        log.info("aggregates_refreshed", **counts)
+        return counts
+
+    async def track(self) -> dict[str, Any]:
+        if self.dry_run:
+            return {}
+        s = await self.tx.track()
+        return {"live": s.live, "mined": s.mined, "replaced": s.replaced, "reorged": s.reorged}
+
+    async def notify(self) -> dict[str, int]:
+        if self.dry_run:
+            return {}
+        now = await jobs.chain_time(self.rpc)
+        return await emit_ending_soon(self.pool, self.settings.chain.chain_id, now, self.settings.keeper.ending_soon_s)
+
+    def job_table(self) -> dict[str, Callable[[], Awaitable[Any]]]:
+        return {
+            "resolve": lambda: jobs.resolve(self.ctx),
+            "distribute": lambda: jobs.distribute(self.ctx),
+            "aggregate": self.aggregate,
+            "warm": self.warm,
+            "notify": self.notify,
+            "track": self.track,
+        }
+
+    # -------------------------------------------------------------- leadership
+
+    async def lead(self) -> None:
+        """Standby until the lock is free; on taking it, recover the ledger before any job runs."""
+        while not self.stop.is_set():
+            try:
+                if self.leader.is_leader:
+                    if not await self.leader.check():
+                        self.metrics.is_leader.set(0)
+                else:
+                    fence = await self.leader.try_acquire()
+                    if fence is not None:
+                        self.metrics.is_leader.set(1)
+                        self.tx._next = None  # resync nonces from chain + ledger under the new epoch
+                        await self.run_job("track", self.track)  # recovery: follow what the last leader left
+                        await self.catch_up()
+                        # due work does not wait a whole interval after a restart or failover
+                        await self.run_job("resolve", lambda: jobs.resolve(self.ctx))
+                    else:
+                        self.metrics.is_leader.set(0)
+                if self.leader.is_leader and (self._requests is None or self._requests.done()):
+                    # in a task: a long requested job must not delay the leader's own check
+                    self._requests = asyncio.create_task(self._serve_requests_logged())
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("leader_check_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.keeper.leader_poll_s):
+                    await self.stop.wait()
+
+    async def _serve_requests_logged(self) -> int:
+        try:
+            return await self.serve_requests()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("job_requests_unreadable", error=type(exc).__name__)
+            return 0
+
+    async def catch_up(self) -> None:
+        """A distribution whose scheduled time passed while no leader ran (downtime, failover) runs now;
+        the period key keeps it to once per day."""
+        trigger = CronTrigger.from_crontab(self.settings.keeper.distribute_cron, timezone=dt.UTC)
+        now = dt.datetime.now(dt.UTC)
+        fire = trigger.get_next_fire_time(None, now - dt.timedelta(days=2))
+        last_due = None
+        while fire is not None and fire <= now:
+            last_due = fire
+            fire = trigger.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+        if last_due is None:
+            return
+        async with self.pool.acquire() as conn:
+            done = await conn.fetchval(
+                "SELECT true FROM keeper.job_runs WHERE chain_id = $1 AND job = 'distribute' AND outcome = 'ok'"
+                " AND started_at >= $2 LIMIT 1",
+                self.settings.chain.chain_id,
+                last_due,
+            )
+        if not done:
+            log.info("distribution_catch_up", scheduled_at=last_due.isoformat())
+            await self.run_job("distribute", lambda: jobs.distribute(self.ctx))
+
+    # -------------------------------------------------------------- http
+
+    async def start_http(self) -> web.AppRunner | None:
+        port = self.settings.http_port
+        if port < 0:
+            return None
+
+        async def health(_: web.Request) -> web.Response:
+            return web.json_response({"status": "ok", "role": "leader" if self.leader.is_leader else "standby"})
+
+        async def ready(_: web.Request) -> web.Response:
+            ok = await self.check_ready()
+            body = {
+                "ready": ok,
+                "checks": self._ready_checks,
+                "halted": self.halted,
+                "role": "leader" if self.leader.is_leader else "standby",
+                "dry_run": self.dry_run,
+            }
+            return web.json_response(body, status=200 if ok else 503)
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+        app = web.Application()
+        app.router.add_get("/health", health)
+        app.router.add_get("/ready", ready)
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.settings.keeper.http_host, port).start()
+        log.info("http_listening", host=self.settings.keeper.http_host, port=port)
+        return runner
+
+    async def check_ready(self) -> bool:
+        try:
+            async with asyncio.timeout(3):
+                async with self.pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+            self._ready_checks["db"] = True
+        except Exception:
+            self._ready_checks["db"] = False
+        try:
+            async with asyncio.timeout(3):
+                await self.rpc.call("eth_blockNumber")
+            self._ready_checks["rpc"] = True
+        except Exception:
+            self._ready_checks["rpc"] = False
+        failing = [j for j, n in self.failures.items() if n >= self.settings.keeper.max_consecutive_failures]
+        self._ready_checks["jobs"] = not failing
+        return all(self._ready_checks.values()) and self.halted is None
+
+    # -------------------------------------------------------------- main
+
+    async def main(self, once: bool, once_jobs: Sequence[str], plan_out: Callable[[dict[str, Any]], None]) -> int:
+        s = self.settings
+        signer = load_signer(s)
+        deployment = load_deployment(s.chain.deployment)
+        if deployment.chain_id != s.chain.chain_id:
+            raise ConfigError(
+                f"deployment {s.chain.deployment} is for chain {deployment.chain_id}, "
+                f"chain.chain_id is {s.chain.chain_id}"
+            )
+        log.info("keeper_starting", chain_id=s.chain.chain_id, address=signer.address, dry_run=self.dry_run, once=once)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        async with (
+            Rpc(s.chain.rpc_urls, batch_size=s.keeper.rpc_batch_size) as rpc,
+            asyncpg.create_pool(s.database.dsn, min_size=1, max_size=max(2, s.database.pool_max)) as pool,
+        ):
+            self.rpc, self.pool = rpc, pool
+            self.tx = TxManager(rpc, pool, signer, s, lambda: self.leader.fence, self.metrics)
+            self.ctx = jobs.Context(
+                settings=s,
+                pool=pool,
+                rpc=rpc,
+                deployment=deployment,
+                metrics=self.metrics,
+                tx=self.tx,
+                signer_address=signer.address,
+                epoch=lambda: self.leader.fence.epoch if self.leader.fence else None,
+                dry_run=self.dry_run,
+                plan=plan_out,
+            )
+            runner = None if once else await self.start_http()
+            try:
+                if once:
+                    return await self._once(once_jobs)
+                await self._daemon()
+            finally:
+                if runner is not None:
+                    await runner.cleanup()
+                await self.leader.release()
+        return 1 if self.halted else 0
+
+    async def _once(self, names: Sequence[str]) -> int:
+        table = self.job_table()
+        if not self.dry_run:
+            if await self.leader.try_acquire() is None:
+                log.info("not_leader", detail="another keeper holds the lock; the caller may ask it")
+                return NOT_LEADER
+            await self.run_job("track", self.track)
+        for name in names:
+            await self.run_job(name, table[name])
+        if not self.dry_run and not self.halted:
+            await self.tx.wait_idle(timeout_s=120, poll_s=0.3)
+        return 1 if self.halted or any(self.failures.values()) else 0
+
+    async def _daemon(self) -> None:
+        k = self.settings.keeper
+        table = self.job_table()
+        sched = AsyncIOScheduler(timezone=dt.UTC)
+        common: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600}
+
+        def add(name: str, trigger: Any) -> None:
+            fn = table[name]
+
+            async def job() -> None:
+                await self.run_job(name, fn)
+
+            sched.add_job(job, trigger, id=name, name=name, **common)
+
+        add("resolve", IntervalTrigger(seconds=k.resolve_interval_s, timezone=dt.UTC))
+        add("distribute", CronTrigger.from_crontab(k.distribute_cron, timezone=dt.UTC))
+        add("aggregate", IntervalTrigger(seconds=k.aggregate_interval_s, timezone=dt.UTC))
+        add("notify", IntervalTrigger(seconds=k.notify_interval_s, timezone=dt.UTC))
+        if k.warm_interval_s > 0 and k.warm_enabled:
+            add("warm", IntervalTrigger(seconds=k.warm_interval_s, timezone=dt.UTC))
+        add("track", IntervalTrigger(seconds=k.track_interval_s, timezone=dt.UTC))
+        sched.start()
+        # a dry run never takes the lock: bumping the epoch would fence the real leader
+        lead = None if self.dry_run else asyncio.create_task(self.lead())
+        if self.dry_run:
+            for name in ("resolve", "distribute"):
+                await self.run_job(name, table[name])
+        await self.stop.wait()
+        log.info("keeper_stopping", halted=self.halted)
+        sched.shutdown(wait=False)
+        if lead is not None:
+            await lead
+        if self._requests is not None and not self._requests.done():
+            await asyncio.wait([self._requests], timeout=30)
+        running = [t for t in self._running if not t.done()]
+        if running:  # running jobs finish their step before the lock is released
+            await asyncio.wait(running, timeout=30)
