@@ -323,7 +323,7 @@ class _LogsElem(msgspec.Struct, gc=False):
     error: dict[str, Any] | None = None
 
 
-_LOGS_BATCH = msgspec.json.Decoder(list[_LogsElem] | dict[str, Any])
+_LOGS_BATCH = msgspec.json.Decoder(list[_LogsElem] | _LogsElem)
 
 
 class Rpc:
@@ -649,12 +649,16 @@ class Rpc:
             calls.append(
                 {"jsonrpc": "2.0", "id": first + 1, "method": "eth_getBlockByNumber", "params": [hex(to_block), False]}
             )
-        body = orjson.dumps(calls)
+        body = orjson.dumps(calls if check else calls[0])
 
         async def once(u: _Url) -> tuple[list[RawLog], BlockRef | None]:
             answer = await self._send(u, body, "eth_getLogs", self._max_logs_bytes, _LOGS_BATCH.decode)
-            if isinstance(answer, dict):  # an error for the whole request (or an HTTP 400 body)
-                raise self._error(answer.get("error") or {"message": f"unexpected answer {str(answer)[:200]}"})
+            if isinstance(answer, dict):  # an HTTP 400 body (parsed by orjson)
+                answer = _LogsElem(answer.get("id"), None, answer.get("error") or {"message": str(answer)[:200]})
+            if isinstance(answer, _LogsElem):  # the single call, or an error for the whole batch
+                if check and answer.error is None:
+                    raise TransientRpcError(f"eth_getLogs: a single answer to a batch {str(answer)[:200]}")
+                answer = [_LogsElem(first, answer.result, answer.error)]
             by_id = {a.id: a for a in answer}
             logs_elem, head_elem = by_id.get(first), by_id.get(first + 1)
             if logs_elem is None:
