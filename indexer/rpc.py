@@ -294,8 +294,9 @@ class _Url:
     down_until: float = 0.0  # monotonic: left alone until then (backoff or Retry-After)
 
     def score(self) -> float:
-        """Lower is better: latency, heavily penalised by recent errors."""
-        return self.latency * (1.0 + 20.0 * self.errors)
+        """Lower is better: latency (plus 50 ms, so that providers a few milliseconds apart share the
+        load instead of the fastest taking all), heavily penalised by recent errors."""
+        return (self.latency + 0.05) * (1.0 + 20.0 * self.errors)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -372,7 +373,7 @@ class Rpc:
             return min(self._urls, key=lambda u: u.down_until)
         if len(ready) == 1:
             return ready[0]
-        weights = [1.0 / max(1e-4, u.score()) for u in ready]
+        weights = [1.0 / u.score() for u in ready]
         return self._rng.choices(ready, weights)[0]
 
     def _succeeded(self, u: _Url, seconds: float) -> None:

@@ -762,20 +762,21 @@ class Indexer:
             self.m.outbox_pruned(rows)
             log.info("outbox_pruned", rows=rows, older_than_hours=hours)
 
-    async def rescan(self, conn: asyncpg.Connection) -> None:
+    async def rescan(self, conn: asyncpg.Connection) -> bool:
         """While idle: the next rescan_span finalized blocks read again and compared with what is
         stored (indexer/rescan.py). Logs the node has that we lack: logged, counted and, with
         rescan_repair, repaired by re-indexing from the deploy block (derived state folds every event
         since deployment, and finalized blocks have no undo data to roll back to). Logs we have that
-        the node does not report: logged and counted only (a node dropping them is the likelier cause)."""
+        the node does not report: logged and counted only (a node dropping them is the likelier cause).
+        True when it repaired."""
         interval = self.o.rescan_interval
         if interval <= 0 or time.monotonic() < self.next_rescan or self.cursor is None:
-            return
+            return False
         self.next_rescan = time.monotonic() + interval
         last_final = min(self.heads.finalized, self.cursor.number)
         a = self.rescan_next
         if a > last_final:
-            return
+            return False
         b = min(last_final, a + self.o.rescan_span - 1)
         node = await rescan.node_identities(self.rpc, a, b, self.addresses, self.o.rescan_span)
         stored = await rescan.stored_identities(conn, self.chain_id, a, b)
@@ -784,7 +785,7 @@ class Indexer:
         if not diff:
             self.rescan_next = b + 1
             log.debug("rescan_matched", from_block=a, to_block=b, events=len(stored))
-            return
+            return False
         log.error(
             "rescan_mismatch",
             from_block=a,
@@ -796,12 +797,13 @@ class Indexer:
         )
         if not diff.missing or not self.o.rescan_repair:
             self.rescan_next = b + 1
-            return
+            return False
         await store.reset_chain(conn, self.chain_id)
         log.warning("reindex_started", reason="rescan_mismatch", from_block=self.s.deployment.deploy_block)
         self.rescan_next = self.s.deployment.deploy_block
         self.last_finalized_announced = -1
         await self.start(conn)
+        return True
 
     # ------------------------------------------------------------ progress display
 
@@ -844,7 +846,8 @@ class Indexer:
         if target == self.cursor.number:
             await store.update_heads(conn, self.chain_id, heads)  # idle: keep indexer_status fresh
             await self.prune_outbox(conn)
-            await self.rescan(conn)
+            if await self.rescan(conn):
+                return True  # repaired: the chain is being indexed again
             if heads.head == target and self.head_hash and self.head_hash != self.cursor.hash:
                 # Same height, another hash: a reorg that did not (yet) make the chain longer.
                 return await self.check_reorg(conn, reason="head_hash_changed")
