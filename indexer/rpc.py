@@ -27,7 +27,6 @@ Error hierarchy:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import random
 import re
@@ -316,6 +315,10 @@ def backoff(failures: int, policy: RetryPolicy, rng: random.Random) -> float:
 _MISSING = object()
 
 
+class _Progressed(TransientRpcError):
+    """A batch attempt in which some elements failed and others succeeded."""
+
+
 class _LogsElem(msgspec.Struct, gc=False):
     """One element of the [eth_getLogs, eth_getBlockByNumber] batch (get_logs_checked)."""
 
@@ -396,8 +399,11 @@ class Rpc:
         policy = self._retry
         deadline = time.monotonic() + policy.seconds
         last: RpcError | None = None
-        attempt = 0
-        for attempt in range(1, policy.attempts + 1):
+        attempt = failed = 0
+        # Rate-limited attempts and batches that got some answers do not use up `attempts` (they are
+        # not the call failing); the time budget bounds them.
+        while failed < policy.attempts:
+            attempt += 1
             now = time.monotonic()
             u = self._pick(now) if only is None else self._urls[only]
             if u.down_until > now:
@@ -410,8 +416,12 @@ class Rpc:
                 raise
             except TransientRpcError as exc:
                 last = exc
+                if not isinstance(exc, RateLimited | _Progressed):
+                    failed += 1
                 wait = self._failed(u, exc)
                 self._report(method, u, attempt, exc, wait)
+            if time.monotonic() >= deadline:
+                break
         if last is None:
             raise RateLimited(f"{method}: every provider is backing off past the retry budget", None)
         last.args = (f"{method}: gave up after {attempt} attempt(s): {last}",)
@@ -569,6 +579,7 @@ class Rpc:
                 raise TransientRpcError(f"{name}: unexpected answer {str(answer)[:200]}")
             by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
             failed: RpcError | None = None
+            answered = 0
             for k, i in enumerate(pending):
                 a = by_id.get(first + k)
                 if a is None:
@@ -581,12 +592,17 @@ class Rpc:
                     out[i] = failed = TransientRpcError(f"{calls[i][0]} {calls[i][1]!r:.80}: null (the node lacks it)")
                 else:
                     out[i] = a.get("result")
+                    answered += 1
             if failed is not None:
-                raise failed
+                raise _Progressed(str(failed), failed.code) if answered else failed
 
         if n:
-            with contextlib.suppress(TransientRpcError):  # what still failed is in `out`
+            try:
                 await self._retrying(name, once)
+            except TransientRpcError as exc:  # what still failed is in `out`
+                for i, r in enumerate(out):
+                    if isinstance(r, TransientRpcError):
+                        r.args = (f"{calls[i][0]}: gave up ({exc}); this call: {r}",)
         return out
 
     async def batch(self, calls: Sequence[tuple[str, list[Any]]], require: Sequence[bool] | None = None) -> list[Any]:

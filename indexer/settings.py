@@ -51,7 +51,7 @@ class IndexerOptions:
     # An eth_getLogs answer larger than this (MB) is refused and its range split, as a provider's "too
     # many results" would be: a node without result caps could otherwise return gigabytes at once.
     max_response_mb: int = 32
-    # Seconds per JSON-RPC request before it counts as failed (and the next URL is tried).
+    # Seconds per JSON-RPC request before it counts as failed (and is retried, maybe on another URL).
     request_timeout: float = 10.0
     # Each JSON-RPC call is retried alone (backoff with jitter, Retry-After honoured) up to this many
     # attempts or this many seconds, whichever comes first, before the iteration counts as failed.
@@ -82,7 +82,9 @@ class IndexerOptions:
     # /ready: lag at most this many blocks and progress within this many seconds.
     ready_max_lag: int = 16
     ready_max_idle: float = 30.0
-    # Stall watchdog: the chain head moved but the checkpoint did not for this long -> exit 4.
+    # Stall watchdog: the chain head moved but the checkpoint did not for this long. While the providers
+    # still answer that is "degraded" (logged, indexer_degraded = 1) until four times this; no answers
+    # either, or degraded that long, is "stuck" -> exit 4.
     stall_seconds: float = 120.0
     # Consecutive failed iterations (RPC or database) before the process exits non-zero.
     max_failures: int = 30
