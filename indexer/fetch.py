@@ -160,12 +160,17 @@ class RangeFetcher:
             [(h.number, h.hash, h.parent_hash, h.time, h.bloom) for h in headers.values()],
             events,
             raw,
-            next_span(span, len(raw_logs), self.policy),
+            clamp(next_span(span, len(raw_logs), self.policy), self.rpc.span_limit()),
             spans,
         )
 
     async def fetch(self, blocks: range, span: int, finalized: int) -> Prepared:
         return unpack(await self.fetch_packed(blocks, span, finalized))
+
+
+def clamp(span: int, limit: int | None) -> int:
+    """The next span, within the widest range some provider accepts (when all stated caps)."""
+    return span if limit is None else max(1, min(span, limit))
 
 
 def dedupe(raw_logs: list[RawLog]) -> tuple[list[RawLog], int]:

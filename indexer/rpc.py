@@ -53,9 +53,15 @@ class RpcError(RuntimeError):
 
 
 class RangeTooLarge(RpcError):
-    def __init__(self, message: str, code: int | None = None, suggested_span: int | None = None) -> None:
+    """`per_provider`: the provider states a fixed block-range cap ("limited to a 10,000 range"), which
+    the client remembers for that provider; other refusals depend on how dense the range is."""
+
+    def __init__(
+        self, message: str, code: int | None = None, suggested_span: int | None = None, per_provider: bool = False
+    ) -> None:
         super().__init__(message, code)
         self.suggested_span = suggested_span
+        self.per_provider = per_provider
 
 
 class TransientRpcError(RpcError):
@@ -210,7 +216,7 @@ def classify(code: int | None, message: str) -> RpcError:
         m = rx.search(message) or rx.search(low)
         if m:
             try:
-                return RangeTooLarge(message, code, max(1, _num(m.group(1)) - 1))
+                return RangeTooLarge(message, code, max(1, _num(m.group(1)) - 1), per_provider=True)
             except ValueError:
                 break
     if any(s in low for s in _TOO_LARGE):
@@ -291,6 +297,7 @@ class _Url:
     errors: float = 0.0  # EWMA of the failure rate (0..1)
     failures: int = 0  # consecutive
     down_until: float = 0.0  # monotonic: left alone until then (backoff or Retry-After)
+    span_cap: int | None = None  # the eth_getLogs block-range cap it stated, once it did
 
     def score(self) -> float:
         """Lower is better: latency (plus 50 ms, so that providers a few milliseconds apart share the
@@ -368,12 +375,21 @@ class Rpc:
 
     # ------------------------------------------------------------ provider choice and retries
 
-    def _pick(self, now: float) -> _Url:
-        """A provider that is not backing off, drawn by weight 1/score (several share the load); when
-        all are backing off, the one free soonest."""
-        ready = [u for u in self._urls if u.down_until <= now]
+    def span_limit(self) -> int | None:
+        """The widest eth_getLogs range some provider accepts, once every provider stated a cap."""
+        caps = [u.span_cap for u in self._urls]
+        return None if any(c is None for c in caps) else max(c for c in caps if c is not None)
+
+    def _pick(self, now: float, span: int | None = None) -> _Url:
+        """A provider that is not backing off (and takes a range of `span` blocks), drawn by weight
+        1/score (several share the load); when all are backing off, the one free soonest."""
+        able = [u for u in self._urls if span is None or u.span_cap is None or u.span_cap >= span]
+        if not able:
+            widest = max(u.span_cap or 1 for u in self._urls)
+            raise RangeTooLarge(f"every provider caps eth_getLogs below {span} blocks", None, widest, True)
+        ready = [u for u in able if u.down_until <= now]
         if not ready:
-            return min(self._urls, key=lambda u: u.down_until)
+            return min(able, key=lambda u: u.down_until)
         if len(ready) == 1:
             return ready[0]
         weights = [1.0 / u.score() for u in ready]
@@ -394,7 +410,9 @@ class Rpc:
         u.down_until = max(u.down_until, time.monotonic() + wait)
         return wait
 
-    async def _retrying(self, method: str, once: Callable[[_Url], Awaitable[T]], only: int | None = None) -> T:
+    async def _retrying(
+        self, method: str, once: Callable[[_Url], Awaitable[T]], only: int | None = None, span: int | None = None
+    ) -> T:
         """`once` on a provider until it succeeds; RangeTooLarge and FatalRpcError are not retried."""
         policy = self._retry
         deadline = time.monotonic() + policy.seconds
@@ -405,14 +423,21 @@ class Rpc:
         while failed < policy.attempts:
             attempt += 1
             now = time.monotonic()
-            u = self._pick(now) if only is None else self._urls[only]
+            u = self._pick(now, span) if only is None else self._urls[only]
             if u.down_until > now:
                 if u.down_until > deadline:
                     break
                 await asyncio.sleep(u.down_until - now)
             try:
                 return await once(u)
-            except (RangeTooLarge, FatalRpcError):
+            except RangeTooLarge as exc:
+                if not (exc.per_provider and exc.suggested_span and span and span > 1 and only is None):
+                    raise
+                # a fixed cap of this provider: remembered; another provider may take the range
+                u.span_cap = min(exc.suggested_span, span - 1)
+                log.info("provider_range_cap", provider=u.index, span_cap=u.span_cap)
+                continue
+            except FatalRpcError:
                 raise
             except TransientRpcError as exc:
                 last = exc
@@ -696,7 +721,7 @@ class Rpc:
                 )
             return logs_elem.result, parse_header(head)
 
-        return await self._retrying("eth_getLogs", once)
+        return await self._retrying("eth_getLogs", once, span=to_block - from_block + 1)
 
     async def get_logs_by_hash(self, block_hash: bytes, addresses: Sequence[str]) -> list[Log]:
         return [parse_log(raw_log_dict(r)) for r in await self.get_logs_by_hash_raw(block_hash, addresses)]

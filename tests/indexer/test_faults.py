@@ -164,6 +164,44 @@ async def test_several_providers_share_the_load_and_a_failing_one_is_avoided() -
     assert hits["bad"] < 30
 
 
+async def test_a_providers_range_cap_is_remembered_and_wide_ranges_go_to_the_others() -> None:
+    """A provider stating "limited to a 5 range" gets no wider range again; the uncapped one takes them."""
+    asked: dict[str, list[int]] = {"capped": [], "open": []}
+
+    def app_of(name: str) -> web.Application:
+        async def handle(request: web.Request) -> web.Response:
+            calls = await request.json()
+            out = []
+            for c in calls:
+                if c["method"] == "eth_getLogs":
+                    p = c["params"][0]
+                    size = int(p["toBlock"], 16) - int(p["fromBlock"], 16) + 1
+                    asked[name].append(size)
+                    if name == "capped" and size > 6:
+                        error = {"code": -32614, "message": "eth_getLogs is limited to a 6 range"}
+                        out.append({"jsonrpc": "2.0", "id": c["id"], "error": error})
+                        continue
+                    out.append({"jsonrpc": "2.0", "id": c["id"], "result": []})
+                else:
+                    block = {"number": c["params"][0], "hash": "0x" + "00" * 32, "parentHash": "0x" + "00" * 32}
+                    out.append({"jsonrpc": "2.0", "id": c["id"], "result": {**block, "timestamp": "0x1"}})
+            return web.Response(body=orjson.dumps(out))
+
+        app = web.Application()
+        app.router.add_post("/", handle)
+        return app
+
+    async with serving(app_of("capped")) as a, serving(app_of("open")) as b:
+        async with Rpc([a, b], 5.0, seed=2) as rpc:
+            for _ in range(30):
+                await rpc.get_logs_checked(1, 20, ["0x" + "aa" * 20])
+                await rpc.get_logs_checked(1, 3, ["0x" + "aa" * 20])
+            assert rpc.span_limit() is None  # the open provider states no cap
+    assert [n for n in asked["capped"] if n > 5] == [20]  # refused once, then never asked again
+    assert asked["open"].count(20) == 30
+    assert asked["capped"].count(3) > 5  # narrow ranges still go to both
+
+
 # ---------------------------------------------------------------- seeded fault runs against anvil
 
 
