@@ -155,7 +155,9 @@ class Indexer:
         self.gap: outbox_gap.Gap | None = None  # a stretch indexed without outbox messages, still open
         self.gap_writes: dict[int, tuple[outbox_gap.Gap | None, outbox_gap.Gap | None]] = {}  # by batch end
         self.rescan_next = settings.deployment.deploy_block
-        self.next_rescan = 0.0
+        self.rescan_enabled = True  # run() turns it off for a one-shot backfill (--exit-at-head)
+        # the first pass one interval after start: a one-shot backfill (--exit-at-head) just read it all
+        self.next_rescan = time.monotonic() + self.o.rescan_interval
 
     # ------------------------------------------------------------ node view
 
@@ -768,24 +770,26 @@ class Indexer:
         rescan_repair, repaired by re-indexing from the deploy block (derived state folds every event
         since deployment, and finalized blocks have no undo data to roll back to). Logs we have that
         the node does not report: logged and counted only (a node dropping them is the likelier cause).
-        True when it repaired."""
+        True when it did a pass."""
         interval = self.o.rescan_interval
-        if interval <= 0 or time.monotonic() < self.next_rescan or self.cursor is None:
+        if not self.rescan_enabled or interval <= 0 or time.monotonic() < self.next_rescan or self.cursor is None:
             return False
         self.next_rescan = time.monotonic() + interval
         last_final = min(self.heads.finalized, self.cursor.number)
         a = self.rescan_next
         if a > last_final:
             return False
-        b = min(last_final, a + self.o.rescan_span - 1)
-        node = await rescan.node_identities(self.rpc, a, b, self.addresses, self.o.rescan_span)
+        # at most the backfill's current span (sized to target_events per answer) per pass
+        width = max(1, min(self.o.rescan_span, self.span))
+        b = min(last_final, a + width - 1)
+        node = await rescan.node_identities(self.rpc, a, b, self.addresses, width)
         stored = await rescan.stored_identities(conn, self.chain_id, a, b)
         diff = rescan.compare(stored, node)
         self.m.rescanned(b - a + 1, bool(diff))
         if not diff:
             self.rescan_next = b + 1
             log.debug("rescan_matched", from_block=a, to_block=b, events=len(stored))
-            return False
+            return True
         log.error(
             "rescan_mismatch",
             from_block=a,
@@ -797,7 +801,7 @@ class Indexer:
         )
         if not diff.missing or not self.o.rescan_repair:
             self.rescan_next = b + 1
-            return False
+            return True
         await store.reset_chain(conn, self.chain_id)
         log.warning("reindex_started", reason="rescan_mismatch", from_block=self.s.deployment.deploy_block)
         self.rescan_next = self.s.deployment.deploy_block
@@ -847,7 +851,7 @@ class Indexer:
             await store.update_heads(conn, self.chain_id, heads)  # idle: keep indexer_status fresh
             await self.prune_outbox(conn)
             if await self.rescan(conn):
-                return True  # repaired: the chain is being indexed again
+                return True  # a pass done (more may be due), or repaired: the chain is indexed again
             if heads.head == target and self.head_hash and self.head_hash != self.cursor.hash:
                 # Same height, another hash: a reorg that did not (yet) make the chain longer.
                 return await self.check_reorg(conn, reason="head_hash_changed")
@@ -952,12 +956,17 @@ async def run(
     publish: Callable[[int], None] | None = None,
     migrate_first: bool = False,
     child: Child | None = None,
+    rescan: bool | None = None,
 ) -> int:
     """Runs until `stop` is set (or, with until_head, until caught up with the head); returns an exit code.
 
     The fetch process starts first (or is `child`, started by `python -m indexer` before its
     imports): its interpreter and imports (~0.6 s) overlap the writer's own, the migrations and the
-    wait for the writer lock (a hot standby thus keeps a warm one, ready when it takes over)."""
+    wait for the writer lock (a hot standby thus keeps a warm one, ready when it takes over).
+
+    `rescan`: run the background re-scan of finalized blocks (default: not with until_head, whose
+    backfill has just read them; with until_head and rescan, the run ends once every finalized block
+    is re-scanned too)."""
     metrics = metrics or Metrics(settings.chain.chain_id)
     status = status or Status()
     failures = 0
@@ -967,6 +976,7 @@ async def run(
         settings.chain.rpc_urls, settings.options.request_timeout, observe, max_logs, retry_policy(settings)
     ) as rpc:
         indexer = Indexer(settings, rpc, metrics, status, publish, early_child=child)
+        indexer.rescan_enabled = (not until_head) if rescan is None else rescan
         watcher_task: asyncio.Task[None] | None = None
         if settings.options.use_websocket and settings.chain.ws_url and not until_head:
             indexer.watcher = HeadWatcher(settings.chain.ws_url)

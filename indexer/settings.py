@@ -58,8 +58,9 @@ class IndexerOptions:
     retries: int = 10
     retry_seconds: float = 120.0
     # Background re-scan of finalized blocks (while idle at the head): every rescan_interval seconds
-    # (0 = off) the next rescan_span finalized blocks are read again and their events compared with
-    # what is stored; a difference is logged and counted (indexer_rescan_mismatches_total) and, with
+    # (0 = off; the first pass one interval after start) the next finalized blocks, at most rescan_span
+    # and at most the backfill's adaptive span, are read again and their events compared with what is
+    # stored; a difference is logged and counted (indexer_rescan_mismatches_total) and, with
     # rescan_repair, repaired by re-indexing the chain from its deploy block.
     rescan_interval: float = 60.0
     rescan_span: int = 2_000

@@ -206,7 +206,8 @@ async def test_a_providers_range_cap_is_remembered_and_wide_ranges_go_to_the_oth
 
 
 def run_until_head(settings: Settings) -> int:
-    return asyncio.run(run(settings, asyncio.Event(), until_head=True))
+    """Until the head, and until every finalized block is re-scanned (rescan_interval permitting)."""
+    return asyncio.run(run(settings, asyncio.Event(), until_head=True, rescan=True))
 
 
 def checkpoint(dsn: str) -> int:
@@ -262,7 +263,7 @@ def test_seeded_provider_faults_end_equal_to_a_fresh_index(
             "concurrency": rng.randint(1, 3),
             "tip_blocks": rng.choice([0, 3, 8]),
             "max_failures": 200,
-            "rescan_interval": 0.01,
+            "rescan_interval": 1e-6,  # back to back
             "rescan_span": 100_000,
             "outbox_max_lag": rng.choice([0, 20]),
         }
@@ -315,8 +316,8 @@ def test_logs_a_lying_node_dropped_are_found_by_the_rescan_and_repaired(
         assert dump(db_dsn) != want, "the dropped logs went missing"
         proxy.faults.enabled = False
         node.anvil.mine(70)
-        honest = make_settings(proxy.url, node.deployment, db_dsn, tmp_path, rescan_interval=0.01)
-        assert index_to_head(honest) == 0
+        honest = make_settings(proxy.url, node.deployment, db_dsn, tmp_path, rescan_interval=1e-6)
+        assert run_until_head(honest) == 0
     finally:
         proxy.stop()
     assert proxy.counts.get("drop", 0) > 0
