@@ -411,10 +411,15 @@ class Rpc:
         return wait
 
     async def _retrying(
-        self, method: str, once: Callable[[_Url], Awaitable[T]], only: int | None = None, span: int | None = None
+        self,
+        method: str,
+        once: Callable[[_Url], Awaitable[T]],
+        only: int | None = None,
+        span: int | None = None,
+        policy: RetryPolicy | None = None,
     ) -> T:
         """`once` on a provider until it succeeds; RangeTooLarge and FatalRpcError are not retried."""
-        policy = self._retry
+        policy = policy or self._retry
         deadline = time.monotonic() + policy.seconds
         last: RpcError | None = None
         attempt = failed = 0
@@ -540,9 +545,11 @@ class Rpc:
         limit: int | None = None,
         require: bool = False,
         provider: int | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Any:
         """One call, retried alone. `require`: a null result (a node without the block asked for) is
-        retried too. `provider`: only that URL (start-up checks of each configured node)."""
+        retried too. `provider`: only that URL (start-up checks of each configured node). `retry`:
+        another policy than the client's."""
         body = self._body_of(method, params)
 
         async def once(u: _Url) -> Any:
@@ -554,7 +561,7 @@ class Rpc:
                 raise TransientRpcError(f"{method}{params!r:.120}: null result (the node lacks it)")
             return result
 
-        return await self._retrying(method, once, provider)
+        return await self._retrying(method, once, provider, policy=retry)
 
     def _result(self, method: str, err: Any, answer: dict[str, Any]) -> Any:
         """The answer's result, or its JSON-RPC error classified."""
@@ -642,8 +649,8 @@ class Rpc:
 
     # ------------------------------------------------------------ typed helpers
 
-    async def chain_id(self, provider: int | None = None) -> int:
-        return int(await self.call("eth_chainId", [], provider=provider), 16)
+    async def chain_id(self, provider: int | None = None, retry: RetryPolicy | None = None) -> int:
+        return int(await self.call("eth_chainId", [], provider=provider, retry=retry), 16)
 
     async def code(self, address: str, block: int | str = "latest", provider: int | None = None) -> bytes:
         tag = hex(block) if isinstance(block, int) else block

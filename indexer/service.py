@@ -155,6 +155,7 @@ class Indexer:
         self.gap: outbox_gap.Gap | None = None  # a stretch indexed without outbox messages, still open
         self.gap_writes: dict[int, tuple[outbox_gap.Gap | None, outbox_gap.Gap | None]] = {}  # by batch end
         self.rescan_next = settings.deployment.deploy_block
+        self.checked: set[int] = set()  # rpc_urls (by index) that reported our chain id
         self.rescan_enabled = True  # run() turns it off for a one-shot backfill (--exit-at-head)
         # the first pass one interval after start: a one-shot backfill (--exit-at-head) just read it all
         self.next_rescan = time.monotonic() + self.o.rescan_interval
@@ -219,8 +220,16 @@ class Indexer:
         """The start-up checks the docs promise; StartupCheckFailed names the key to fix."""
         dep = self.s.deployment
         for i in range(self.rpc.providers):
-            got = await self.rpc.chain_id(provider=i)
-            if got != self.chain_id:
+            if i in self.checked:
+                continue
+            try:
+                got = await self.rpc.chain_id(provider=i, retry=RetryPolicy(attempts=3, seconds=10.0))
+            except RpcError as exc:  # down now: the others carry the load; checked at the next start
+                log.warning("provider_not_checked", provider=i, error=str(exc)[:200])
+                continue
+            if got == self.chain_id:
+                self.checked.add(i)
+            else:
                 raise StartupCheckFailed(
                     f"chain.chain_id is {self.chain_id} but the node at chain.rpc_urls[{i}] reports chain id {got}:"
                     " point chain.rpc_urls at a node of that chain, or fix chain.chain_id"
