@@ -755,6 +755,10 @@ class Indexer:
             for lg in logs:
                 if lg.block_hash != header.hash:
                     raise ChainMismatch(f"log of block {n} carries another block hash")
+            unique = sorted({lg.log_index: lg for lg in logs}.values(), key=lambda lg: lg.log_index)
+            if len(unique) != len(logs):  # a provider repeated a log: its identity is (block, log index)
+                self._range_split("duplicates", from_block=n, to_block=n, duplicates=len(logs) - len(unique))
+                logs = unique
             await self.commit(conn, n, header, logs, {n: header})
             if self.watcher is not None:
                 t = self.watcher.arrived.pop(header.hash, None)

@@ -324,6 +324,30 @@ def test_logs_a_lying_node_dropped_are_found_by_the_rescan_and_repaired(
     assert_same_index(dump(db_dsn), want)
 
 
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_repeated_logs_are_indexed_once_on_the_tip_path_and_the_backfill(
+    node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path
+) -> None:
+    """A provider that repeats a log in every eth_getLogs answer: block by block (tip) and by ranges
+    (backfill) each event is stored once; the index equals a fresh one."""
+    sim(node.url, node.deployment, seed=41, max_events=15)
+    quiet = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0}
+    proxy = FaultProxy(node.url, 41, Faults(**quiet, range_cap=10**6, duplicate=1.0))
+    dsns = [db_dsn, fresh_db()]
+    try:
+        for dsn, tip_blocks in zip(dsns, (10**6, 0), strict=True):
+            assert index_to_head(make_settings(proxy.url, node.deployment, dsn, tmp_path, tip_blocks=tip_blocks)) == 0
+    finally:
+        proxy.stop()
+    assert proxy.counts.get("log_duplicate", 0) > 0
+    want_dsn = fresh_db()
+    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
+    want = dump(want_dsn)
+    for dsn in dsns:
+        assert_same_index(dump(dsn), want)
+
+
 def test_the_watchdog_tells_a_degraded_provider_from_a_stuck_indexer(tmp_path: Path) -> None:
     """No commit while the head moves: providers still answering is "degraded" (no exit, gauge set);
     no answers either is "stuck" (the watchdog stops the process)."""
