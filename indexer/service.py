@@ -859,7 +859,7 @@ class Indexer:
             if await self.check_reorg(conn, reason="head_below_checkpoint"):
                 return True
             self.status.last_progress = time.monotonic()
-            return False
+            return await self.rescan(conn)  # idle as well (a load balancer's lagging backend answered)
         if target == self.cursor.number:
             await store.update_heads(conn, self.chain_id, heads)  # idle: keep indexer_status fresh
             await self.prune_outbox(conn)
