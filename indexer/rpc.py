@@ -509,8 +509,8 @@ class Rpc:
             if status >= 400:
                 # Some providers answer range errors with HTTP 400 + a JSON-RPC body.
                 try:
-                    answer = orjson.loads(raw)
-                except orjson.JSONDecodeError:
+                    answer = decode(raw)
+                except (orjson.JSONDecodeError, msgspec.DecodeError):
                     raise TransientRpcError(f"HTTP {status} from node: {raw[:200]!r}", None) from None
             else:
                 answer = decode(raw)
@@ -702,8 +702,6 @@ class Rpc:
 
         async def once(u: _Url) -> tuple[list[RawLog], BlockRef | None]:
             answer = await self._send(u, body, "eth_getLogs", self._max_logs_bytes, _LOGS_BATCH.decode)
-            if isinstance(answer, dict):  # an HTTP 400 body (parsed by orjson)
-                answer = _LogsElem(answer.get("id"), None, answer.get("error") or {"message": str(answer)[:200]})
             if isinstance(answer, _LogsElem):  # the single call, or an error for the whole batch
                 if check and answer.error is None:
                     raise TransientRpcError(f"eth_getLogs: a single answer to a batch {str(answer)[:200]}")
