@@ -178,12 +178,17 @@ def dedupe(raw_logs: list[RawLog]) -> tuple[list[RawLog], int]:
     upstream, a load balancer merging answers) must not make the commit fail on a primary key. Two
     logs with one position but different block hashes come from two branches: ChainMismatch.
     Returns the logs and how many duplicates were dropped (pure)."""
-    keyed = [((int(r.blockNumber, 16), int(r.logIndex, 16)), r) for r in raw_logs]
-    ordered = all(keyed[i][0] < keyed[i + 1][0] for i in range(len(keyed) - 1))
-    if ordered:
+    last_b = last_i = -1
+    for r in raw_logs:  # the usual case, checked cheaply: strictly increasing (block, log index)
+        b = int(r.blockNumber, 16)
+        i = int(r.logIndex, 16)
+        if b < last_b or (b == last_b and i <= last_i):
+            break
+        last_b, last_i = b, i
+    else:
         return raw_logs, 0
     seen: dict[tuple[int, int], RawLog] = {}
-    for key, r in keyed:
+    for key, r in (((int(r.blockNumber, 16), int(r.logIndex, 16)), r) for r in raw_logs):
         had = seen.get(key)
         if had is None:
             seen[key] = r
