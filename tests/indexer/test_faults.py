@@ -420,6 +420,45 @@ def test_a_stretch_indexed_far_behind_is_announced_by_one_gap_message(node: Node
     assert fetch(db_dsn, "SELECT * FROM idx.outbox_gaps") == []
 
 
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_a_restart_in_the_middle_of_the_stretch_still_announces_all_of_it(
+    node: Node, db_dsn: str, tmp_path: Path
+) -> None:
+    """The open stretch is kept in idx.outbox_gaps with each batch: stopped half-way and restarted, the
+    indexer writes one chain:gap message from the stretch's first block, with every skipped event."""
+    sim(node.url, node.deployment, seed=23, max_events=12)
+    node.anvil.mine(2000)
+    sim(node.url, node.deployment, seed=24, max_events=3)
+    head = node.anvil.head()
+    settings = make_settings(node.url, node.deployment, db_dsn, tmp_path, outbox_max_lag=10, initial_span=3)
+    deploy = node.deployment["deploy_block"]
+
+    async def stopped_early() -> int:
+        stop, status = asyncio.Event(), Status()
+        task = asyncio.create_task(run(settings, stop, status=status))
+        for _ in range(30_000):  # at most a minute
+            if status.indexed >= deploy + 10:
+                break
+            await asyncio.sleep(0.002)
+        stop.set()
+        return await task
+
+    assert asyncio.run(stopped_early()) == 0
+    stopped_at = checkpoint(db_dsn)
+    assert stopped_at < head - 10, "stopped inside the stretch"
+    assert [r["from_block"] for r in fetch(db_dsn, "SELECT from_block FROM idx.outbox_gaps")] == [deploy]
+    assert fetch(db_dsn, "SELECT * FROM idx.outbox WHERE event = 'chain:gap'") == []
+    assert index_to_head(settings) == 0
+    gaps = fetch(db_dsn, "SELECT payload FROM idx.outbox WHERE event = 'chain:gap'")
+    assert len(gaps) == 1
+    payload = orjson.loads(gaps[0]["payload"])
+    skipped = fetch(
+        db_dsn, "SELECT coalesce(sum(event_count), 0) AS n FROM idx.blocks WHERE block_number < $1", head - 10
+    )[0]["n"]
+    assert payload == {"chainId": 31337, "fromBlock": deploy, "toBlock": head - 11, "events": skipped}
+
+
 # ---------------------------------------------------------------- start-up checks
 
 
