@@ -428,7 +428,7 @@ def test_a_restart_in_the_middle_of_the_stretch_still_announces_all_of_it(
     """The open stretch is kept in idx.outbox_gaps with each batch: stopped half-way and restarted, the
     indexer writes one chain:gap message from the stretch's first block, with every skipped event."""
     sim(node.url, node.deployment, seed=23, max_events=12)
-    node.anvil.mine(2000)
+    node.anvil.mine(600)
     sim(node.url, node.deployment, seed=24, max_events=3)
     head = node.anvil.head()
     settings = make_settings(node.url, node.deployment, db_dsn, tmp_path, outbox_max_lag=10, initial_span=3)
