@@ -47,9 +47,9 @@ bench: install ## benchmarks (figures go to docs/benchmarks.md)
 	@scripts/services.sh start pg redis
 	@$(PY) -m bench.all
 
-fuzz: install ## long property and fault runs (GL_FUZZ=1: 20,000 contract sequences, 20 crash/fault seeds)
+fuzz: install ## long property and fault runs (GL_FUZZ=1: 20,000 contract sequences, 20 crash/fault seeds, 30 provider-fault seeds)
 	@scripts/services.sh start pg redis
-	@GL_FUZZ=1 $(PY) -m pytest $(PYTEST_ARGS) tests/contracts/test_invariants.py tests/indexer/test_property.py tests/indexer/test_crash.py
+	@GL_FUZZ=1 $(PY) -m pytest $(PYTEST_ARGS) tests/contracts/test_invariants.py tests/indexer/test_property.py tests/indexer/test_crash.py tests/indexer/test_faults.py
 
 screenshots: install ## the reference page in Chromium against a live local stack → docs/screenshots/*.png
 	@scripts/services.sh start pg redis

@@ -151,8 +151,8 @@ class RedisSettings:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChainSettings:
-    chain_id: int  # checked against the node's eth_chainId at start
-    rpc_urls: tuple[str, ...]  # HTTP(S) JSON-RPC URLs, tried in order (failover); set via GL_CHAIN__RPC_URLS
+    chain_id: int  # the indexer checks every rpc_urls node reports it (eth_chainId) at start
+    rpc_urls: tuple[str, ...]  # JSON-RPC URLs (GL_CHAIN__RPC_URLS): the indexer uses all, the keeper fails over
     name: str = ""  # label for logs
     ws_url: str = ""  # websocket URL for newHeads; "" = poll over HTTP
     deployment: str = ""  # deployments/<chain_id>.json written by scripts/deploy; "" = that default path

@@ -11,8 +11,7 @@ Errors:
 from __future__ import annotations
 
 import dataclasses
-import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 from eth_utils import keccak  # type: ignore[attr-defined]
 
@@ -81,13 +80,6 @@ def split_span(span: int, suggested: int | None) -> int:
 # ---------------------------------------------------------------- consistency and reorgs
 
 
-def check_links(headers: Sequence[BlockRef]) -> None:
-    """Consecutive headers must link by parent hash."""
-    for prev, cur in itertools.pairwise(headers):
-        if cur.number == prev.number + 1 and cur.parent_hash != prev.hash:
-            raise ChainMismatch(f"block {cur.number} parent does not link to block {prev.number}")
-
-
 def find_ancestor(stored: Mapping[int, bytes], canonical: Mapping[int, bytes], floor: int) -> int | None:
     """The common ancestor: the highest stored block below the lowest disagreement whose hash the node
     confirms. None when nothing disagrees (blocks the node does not have yet — a lagging node — are
@@ -113,11 +105,6 @@ def find_ancestor(stored: Mapping[int, bytes], canonical: Mapping[int, bytes], f
         f"(python -m indexer reset --config FILE) or raise the finality depth",
         lowest_bad,
     )
-
-
-def diverged(stored: Mapping[int, bytes], canonical: Mapping[int, bytes]) -> bool:
-    """True when any block both sides know has a different hash."""
-    return any(canonical.get(n, h) != h for n, h in stored.items())
 
 
 def finalized_block(head: int, tag_finalized: int | None, depth: int) -> int:

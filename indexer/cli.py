@@ -113,7 +113,7 @@ async def serve(
         await site.start()
     client, publish = redis_publisher(settings)
     stalled: list[bool] = []
-    dog = asyncio.create_task(watchdog(settings, status, stop, stalled))
+    dog = asyncio.create_task(watchdog(settings, status, stop, stalled, metrics))
     try:
         code = await run(
             settings,

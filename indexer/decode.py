@@ -358,7 +358,8 @@ def _decode_market_created(abi: dict[str, Any]) -> Decoder:
     return decode
 
 
-def _json_value(v: Any) -> Any:
+def _json_value(v: Any, kind: str = "") -> Any:
+    """A JSON-ready value; addresses (eth_abi gives them checksummed) in lowercase like every table."""
     if isinstance(v, bool) or v is None:
         return v
     if isinstance(v, int):
@@ -366,9 +367,9 @@ def _json_value(v: Any) -> Any:
     if isinstance(v, bytes):
         return "0x" + v.hex()
     if isinstance(v, str):
-        return v.replace("\x00", "\ufffd")
+        return v.lower() if kind.startswith("address") else v.replace("\x00", "\ufffd")
     if isinstance(v, list | tuple):
-        return [_json_value(x) for x in v]
+        return [_json_value(x, kind) for x in v]
     return str(v)
 
 
@@ -384,14 +385,16 @@ def _generic_decoder(abi: dict[str, Any]) -> Decoder:
         args: dict[str, Any] = {}
         for i, topic in zip(indexed, log.topics[1:], strict=True):
             args[i["name"]] = (
-                _json_value(abi_decode([i["type"]], topic)[0]) if i["type"] != "bytes32" else ("0x" + topic.hex())
+                _json_value(abi_decode([i["type"]], topic)[0], i["type"])
+                if i["type"] != "bytes32"
+                else ("0x" + topic.hex())
             )
         try:
             values = abi_decode([i["type"] for i in plain], log.data)
         except Exception as exc:
             raise DecodeError(f"{name} at block {log.block_number} log {log.log_index}: {exc}") from None
         for i, v in zip(plain, values, strict=True):
-            args[i["name"]] = _json_value(v)
+            args[i["name"]] = _json_value(v, i["type"])
         return Other(log.block_number, log.log_index, log.block_hash, log.tx_hash, block_time, log.address, name, args)
 
     return decode

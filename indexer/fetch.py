@@ -27,10 +27,10 @@ from typing import Any
 
 import structlog
 
-from indexer.chain import BlockRef, ChainMismatch, SpanPolicy, next_span, split_span
+from indexer.chain import BlockRef, ChainMismatch, SpanPolicy, bloom_may_contain, next_span, split_span
 from indexer.decode import DecodeError, Event
 from indexer.rawlogs import CLASSES, RawDecoder
-from indexer.rpc import FatalRpcError, RangeTooLarge, RawLog, Rpc, TransientRpcError
+from indexer.rpc import FatalRpcError, RangeTooLarge, RateLimited, RawLog, RetryPolicy, Rpc, TransientRpcError
 from indexer.runtime import tune_gc
 from indexer.spawn import Child, discard, spawn_fetch_child
 
@@ -54,44 +54,81 @@ class RangeFetcher:
     link checks, decoding and the raw COPY payloads."""
 
     def __init__(
-        self, rpc: Rpc, chain_id: int, addresses: Sequence[str], policy: SpanPolicy, on_split: Callable[..., None]
+        self,
+        rpc: Rpc,
+        chain_id: int,
+        addresses: Sequence[str],
+        policy: SpanPolicy,
+        on_split: Callable[..., None],
     ) -> None:
+        """on_split(kind=..., **fields) hears of what the answers needed: "split" (a range refused),
+        "duplicates" (repeated logs dropped), "recovered" (logs a range answer missed, found by the
+        bloom check)."""
         self.rpc = rpc
         self.addresses = list(addresses)
+        self.address_bytes = [bytes.fromhex(x[2:]) for x in self.addresses]
         self.decoder = RawDecoder(chain_id, {self.addresses[0]: "OpinionMarket", self.addresses[1]: "CreatorShares"})
         self.policy = policy
         self.on_split = on_split
 
-    async def _logs(self, a: int, b: int, span: int, spans: list[int]) -> tuple[list[RawLog], int]:
-        """Raw logs of a..b and the span to continue with."""
+    async def _logs(
+        self, a: int, b: int, span: int, spans: list[int], ends: dict[int, BlockRef]
+    ) -> tuple[list[RawLog], int]:
+        """Raw logs of a..b and the span to continue with; `ends` gets the header of each answered
+        range's last block, as the answering node sent it (rpc.get_logs_checked)."""
         try:
-            logs = await self.rpc.get_logs_raw(a, b, self.addresses)
+            logs, end = await self.rpc.get_logs_checked(a, b, self.addresses)
             spans.append(b - a + 1)
+            if end is not None:
+                ends[b] = end
             return logs, span
-        except RangeTooLarge as exc:
+        except (RangeTooLarge, TransientRpcError) as exc:
             size = b - a + 1
-            if size <= 1:
+            suggested = exc.suggested_span if isinstance(exc, RangeTooLarge) else None
+            if not isinstance(exc, RangeTooLarge):
+                # A JSON-RPC error we could not classify, still failing after the retries: on a range
+                # it may be a range cap in a wording we do not know, so narrow; anything else (HTTP,
+                # timeouts, rate limits, a single block) goes back to the caller.
+                if exc.code is None or isinstance(exc, RateLimited) or size <= 1:
+                    raise
+            elif size <= 1:
                 raise FatalRpcError(f"provider refuses a single block range: {exc}") from exc
-            span = split_span(min(span, size), exc.suggested_span)
-            step = max(1, min(span, (size + 1) // 2 if exc.suggested_span is None else span))
-            self.on_split(from_block=a, to_block=b, new_span=step, error=str(exc)[:160])
+            span = split_span(min(span, size), suggested)
+            step = max(1, min(span, (size + 1) // 2 if suggested is None else span))
+            self.on_split(kind="split", from_block=a, to_block=b, new_span=step, error=str(exc)[:160])
             out: list[RawLog] = []
             for start in range(a, b + 1, step):
-                part, span = await self._logs(start, min(b, start + step - 1), span, spans)
+                part, span = await self._logs(start, min(b, start + step - 1), span, spans, ends)
                 out.extend(part)
             return out, span
+
+    async def _confirm_empty(self, header: BlockRef) -> list[RawLog]:
+        """Our logs of a block whose logsBloom says "maybe" but whose range answer had none: read
+        again by hash (EIP-234: a node without the block answers an error) and, when still empty,
+        from its receipts (null from a node without the block): a bloom false positive is accepted
+        only once the receipts say so."""
+        logs = await self.rpc.get_logs_by_hash_raw(header.hash, self.addresses)
+        if not logs:
+            logs = await self.rpc.receipts_logs_raw(header.hash, self.addresses)
+        if logs:
+            self.on_split(kind="recovered", block_number=header.number, logs=len(logs))
+        return logs
 
     async def fetch_packed(self, blocks: range, span: int, finalized: int) -> tuple[Any, ...]:
         """The range in the form that crosses the pipe (see unpack)."""
         a, b = blocks.start, blocks.stop - 1
         spans: list[int] = []
-        raw_logs, span = await self._logs(a, b, span, spans)
+        ends: dict[int, BlockRef] = {}
+        raw_logs, span = await self._logs(a, b, span, spans, ends)
         try:
-            numbers = {int(r.blockNumber, 16) for r in raw_logs}
+            raw_logs, dropped = dedupe(raw_logs)
         except ValueError as exc:  # not hex (msgspec already checked that every field is a string)
             raise _malformed(a, b, exc) from None
+        if dropped:
+            self.on_split(kind="duplicates", from_block=a, to_block=b, duplicates=dropped)
+        numbers = {int(r.blockNumber, 16) for r in raw_logs}
         want = {a, b} | numbers | set(range(max(a, finalized + 1), b + 1))
-        headers = await self.rpc.headers(sorted(want))
+        headers = await self.rpc.headers(sorted(want), require=True)
         missing = want - headers.keys()
         if missing:
             raise TransientRpcError(f"node has no header for {len(missing)} block(s) from {min(missing)}")
@@ -101,6 +138,17 @@ class RangeFetcher:
             if prev is not None and n == prev.number + 1 and h.parent_hash != prev.hash:
                 raise ChainMismatch(f"block {n} does not link to block {prev.number}")
             prev = h
+        for n, end in ends.items():
+            if n in headers and headers[n].hash != end.hash:
+                raise ChainMismatch(f"the node that answered eth_getLogs up to block {n} is on another branch")
+        # Unfinalized blocks (every header is at hand): a bloom that may hold our logs where the range
+        # answer had none is read again, never committed empty on trust.
+        extra: list[RawLog] = []
+        for n in range(max(a, finalized + 1), b + 1):
+            if n not in numbers and bloom_may_contain(headers[n].bloom, self.address_bytes):
+                extra += await self._confirm_empty(headers[n])
+        if extra:
+            raw_logs, _ = dedupe([*raw_logs, *extra])
         try:
             events, raw = self.decoder.decode(raw_logs, headers)
         except (DecodeError, ChainMismatch):
@@ -112,12 +160,42 @@ class RangeFetcher:
             [(h.number, h.hash, h.parent_hash, h.time, h.bloom) for h in headers.values()],
             events,
             raw,
-            next_span(span, len(raw_logs), self.policy),
+            clamp(next_span(span, len(raw_logs), self.policy), self.rpc.span_limit()),
             spans,
         )
 
     async def fetch(self, blocks: range, span: int, finalized: int) -> Prepared:
         return unpack(await self.fetch_packed(blocks, span, finalized))
+
+
+def clamp(span: int, limit: int | None) -> int:
+    """The next span, within the widest range some provider accepts (when all stated caps)."""
+    return span if limit is None else max(1, min(span, limit))
+
+
+def dedupe(raw_logs: list[RawLog]) -> tuple[list[RawLog], int]:
+    """Logs in (block, log index) order, each identity once: a provider that repeats a log (a retried
+    upstream, a load balancer merging answers) must not make the commit fail on a primary key. Two
+    logs with one position but different block hashes come from two branches: ChainMismatch.
+    Returns the logs and how many duplicates were dropped (pure)."""
+    last_b = last_i = -1
+    for r in raw_logs:  # the usual case, checked cheaply: strictly increasing (block, log index)
+        b = int(r.blockNumber, 16)
+        i = int(r.logIndex, 16)
+        if b < last_b or (b == last_b and i <= last_i):
+            break
+        last_b, last_i = b, i
+    else:
+        return raw_logs, 0
+    seen: dict[tuple[int, int], RawLog] = {}
+    for key, r in (((int(r.blockNumber, 16), int(r.logIndex, 16)), r) for r in raw_logs):
+        had = seen.get(key)
+        if had is None:
+            seen[key] = r
+        elif had.blockHash.lower() != r.blockHash.lower():
+            raise ChainMismatch(f"two logs at block {key[0]} index {key[1]} with different block hashes")
+    out = [seen[k] for k in sorted(seen)]
+    return out, len(raw_logs) - len(out)
 
 
 def _malformed(a: int, b: int, exc: Exception) -> TransientRpcError:
@@ -158,6 +236,7 @@ class ChildConfig:
     addresses: tuple[str, ...]
     policy: SpanPolicy
     max_logs_bytes: int = 32 << 20
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
 
 
 def _child_main(fd: int) -> None:
@@ -184,7 +263,7 @@ async def _child_loop(conn: Connection, cfg: ChildConfig) -> None:
             loop.remove_reader(conn.fileno())
 
     loop.add_reader(conn.fileno(), readable)
-    async with Rpc(cfg.urls, cfg.timeout, lambda *o: observed.append(o), cfg.max_logs_bytes) as rpc:
+    async with Rpc(cfg.urls, cfg.timeout, lambda *o: observed.append(o), cfg.max_logs_bytes, cfg.retry) as rpc:
         fetcher = RangeFetcher(rpc, cfg.chain_id, cfg.addresses, cfg.policy, lambda **kw: splits.append(kw))
 
         async def run(job_id: int, start: int, stop: int, span: int, finalized: int) -> None:

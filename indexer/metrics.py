@@ -69,6 +69,29 @@ class Metrics:
         self._outbox_pruned = per_chain(
             Counter, "indexer_outbox_pruned_total", "Outbox rows deleted after outbox_retention_hours"
         )
+        self._rate_limited = per_chain(
+            Counter, "indexer_rpc_rate_limited_total", "Requests a provider refused with HTTP 429 or a rate-limit error"
+        )
+        self._answers = Counter(
+            "indexer_rpc_answer_repairs_total",
+            "Provider answers corrected: duplicated logs dropped, missed logs recovered by the bloom check,"
+            " eth_getLogs ranges narrowed",
+            ["chain_id", "kind"],
+            registry=r,
+        ).labels
+        self._chain = c
+        self.degraded = per_chain(
+            Gauge, "indexer_degraded", "1 while the checkpoint is not moving but the providers still answer"
+        )
+        self._gaps = per_chain(
+            Counter, "indexer_outbox_gaps_total", "chain:gap outbox messages (stretches indexed without feed messages)"
+        )
+        self._rescan_blocks = per_chain(
+            Counter, "indexer_rescan_blocks_total", "Finalized blocks re-read and compared with what is stored"
+        )
+        self._rescan_mismatch = per_chain(
+            Counter, "indexer_rescan_mismatches_total", "Re-scanned ranges whose events differ from what is stored"
+        )
         self.indexed = -1
         self.head = 0
 
@@ -97,6 +120,20 @@ class Metrics:
             self._rpc.labels(method, outcome).observe(seconds)
         else:
             self._rpc_errors.labels(method).inc()
+            if outcome == "rate_limited":
+                self._rate_limited.inc()
+
+    def answer_repaired(self, kind: str, n: int = 1) -> None:
+        """kind: split | duplicates | recovered (a fixed vocabulary)."""
+        self._answers(self._chain, kind).inc(n)
+
+    def gap(self) -> None:
+        self._gaps.inc()
+
+    def rescanned(self, blocks: int, mismatch: bool) -> None:
+        self._rescan_blocks.inc(blocks)
+        if mismatch:
+            self._rescan_mismatch.inc()
 
     def span(self, blocks: int) -> None:
         self._span.observe(blocks)

@@ -11,8 +11,17 @@ transaction (store.rollback) before continuing.
 Exit codes: 0 clean stop · 1 unexpected error or too many consecutive failures ·
 2 configuration error · 3 ReorgTooDeep · 4 stall watchdog.
 
-Error handling: transient RPC errors and lost database connections are retried with backoff at the
+Error handling: each RPC call is retried alone inside indexer/rpc.py (backoff, jitter, Retry-After,
+several providers); what still fails, and lost database connections, are retried with backoff at the
 loop top; `max_failures` consecutive failures end the process (a supervisor restarts it).
+
+Start-up checks (StartupCheckFailed, exit 2): every configured node reports [chain].chain_id, the
+deployment's contracts have code, and its deploy_block is not above the head nor after the
+contracts already existed.
+
+The watchdog tells "degraded" (no commit for stall_seconds, but the providers still answer: retries
+are making their way through a bad provider) from "stuck" (no answer either, or degraded for four
+times stall_seconds): only stuck exits (code 4).
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ from typing import Any
 import asyncpg
 import structlog
 
+from core.config import ConfigError
 from indexer import fold as F
-from indexer import store
+from indexer import outbox_gap, rescan, store
 from indexer.chain import (
     BlockRef,
     ChainMismatch,
@@ -44,7 +54,7 @@ from indexer.fetch import ChildConfig, FetchProcess, Prepared, RangeFetcher
 from indexer.live import HeadWatcher, tip_logs
 from indexer.metrics import Metrics
 from indexer.migrate import apply_migrations
-from indexer.rpc import FatalRpcError, RangeTooLarge, Rpc, RpcError, TransientRpcError
+from indexer.rpc import FatalRpcError, RetryPolicy, Rpc, RpcError, TransientRpcError
 from indexer.settings import Settings
 from indexer.spawn import Child, discard
 
@@ -53,8 +63,8 @@ log = structlog.get_logger("indexer")
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_REORG_TOO_DEEP, EXIT_STALLED = 0, 1, 2, 3, 4
 
 
-class Stalled(RuntimeError):
-    pass
+class StartupCheckFailed(ConfigError):
+    """The node or the deployment does not match the configuration (the message names the key)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -67,6 +77,8 @@ class Status:
     indexed: int = -1
     last_progress: float = dataclasses.field(default_factory=time.monotonic)
     head_moved: float = dataclasses.field(default_factory=time.monotonic)
+    last_answer: float = dataclasses.field(default_factory=time.monotonic)  # a provider's last good answer
+    degraded: bool = False
     role: str = "starting"  # starting | standby | writer
     events: int = 0
 
@@ -119,9 +131,10 @@ class Indexer:
                 tuple(self.addresses),
                 self.policy,
                 self.o.max_response_mb << 20,
+                retry_policy(settings),
             )
             self.fetcher = FetchProcess(
-                cfg, metrics.rpc, self._range_split, metrics.fetch_process_started, early=early_child
+                cfg, answered(metrics, status), self._range_split, metrics.fetch_process_started, early=early_child
             )
         else:
             discard(early_child)
@@ -139,6 +152,13 @@ class Indexer:
         self.analyzed = dict.fromkeys(store.DERIVED, 0)
         self.deferred: list[str] = []  # secondary indexes dropped for the initial sync (store.defer_indexes)
         self.next_prune = 0.0  # monotonic time of the next outbox retention pass
+        self.gap: outbox_gap.Gap | None = None  # a stretch indexed without outbox messages, still open
+        self.gap_writes: dict[int, tuple[outbox_gap.Gap | None, outbox_gap.Gap | None]] = {}  # by batch end
+        self.rescan_next = settings.deployment.deploy_block
+        self.checked: set[int] = set()  # rpc_urls (by index) that reported our chain id
+        self.rescan_enabled = True  # run() turns it off for a one-shot backfill (--exit-at-head)
+        # the first pass one interval after start: a one-shot backfill (--exit-at-head) just read it all
+        self.next_rescan = time.monotonic() + self.o.rescan_interval
 
     # ------------------------------------------------------------ node view
 
@@ -162,22 +182,26 @@ class Indexer:
     async def refresh_heads(self) -> store.Heads:
         self.heads_read_at = time.monotonic()
         if self.o.finality == "tag":
-            try:
-                latest, safe, fin = await self.rpc.batch(
-                    [
-                        ("eth_getBlockByNumber", ["latest", False]),
-                        ("eth_getBlockByNumber", ["safe", False]),
-                        ("eth_getBlockByNumber", ["finalized", False]),
-                    ]
-                )
-            except (FatalRpcError, RangeTooLarge):
-                latest, safe, fin = await self.rpc.call("eth_getBlockByNumber", ["latest", False]), None, None
+            # The elements fail independently: a node without `safe`/`finalized` tags (or one that
+            # keeps failing them) falls back to head - finality_depth.
+            latest, safe, fin = await self.rpc.batch_settled(
+                [
+                    ("eth_getBlockByNumber", ["latest", False]),
+                    ("eth_getBlockByNumber", ["safe", False]),
+                    ("eth_getBlockByNumber", ["finalized", False]),
+                ],
+                [True, False, False],
+            )
+            if isinstance(latest, RpcError):
+                raise latest
+            safe = None if isinstance(safe, RpcError) else safe
+            fin = None if isinstance(fin, RpcError) else fin
             head = int(latest["number"], 16)
             self.head_hash = bytes.fromhex(latest["hash"][2:])
             safe_n = int(safe["number"], 16) if safe else None
             fin_n = int(fin["number"], 16) if fin else None
         else:
-            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True)
             head, safe_n, fin_n = int(latest["number"], 16), None, None
             self.head_hash = bytes.fromhex(latest["hash"][2:])
         finalized = finalized_block(head, fin_n, self.s.chain.finality_depth)
@@ -192,8 +216,53 @@ class Indexer:
 
     # ------------------------------------------------------------ startup
 
+    async def check_node(self) -> None:
+        """The start-up checks the docs promise; StartupCheckFailed names the key to fix."""
+        dep = self.s.deployment
+        for i in range(self.rpc.providers):
+            if i in self.checked:
+                continue
+            try:
+                got = await self.rpc.chain_id(provider=i, retry=RetryPolicy(attempts=3, seconds=10.0))
+            except RpcError as exc:  # down now: the others carry the load; checked at the next start
+                log.warning("provider_not_checked", provider=i, error=str(exc)[:200])
+                continue
+            if got == self.chain_id:
+                self.checked.add(i)
+            else:
+                raise StartupCheckFailed(
+                    f"chain.chain_id is {self.chain_id} but the node at chain.rpc_urls[{i}] reports chain id {got}:"
+                    " point chain.rpc_urls at a node of that chain, or fix chain.chain_id"
+                )
+        head = (await self.rpc.header("latest", require=True)).number  # type: ignore[union-attr]
+        where = f"chain.deployment ({self.s.chain.deployment or f'deployments/{self.chain_id}.json'})"
+        if dep.deploy_block > head:
+            raise StartupCheckFailed(
+                f"{where}: deploy_block {dep.deploy_block} is above the node's head {head}: wrong deployment file"
+                " for this node, or the node is still syncing"
+            )
+        for name, address in (("OpinionMarket", dep.opinion_market), ("CreatorShares", dep.creator_shares)):
+            if not await self.rpc.code(address):
+                raise StartupCheckFailed(
+                    f"{where}: contracts.{name} {address} has no code on chain {self.chain_id}: wrong address"
+                    " or deployment file (redeploy with scripts/deploy, or fix chain.deployment)"
+                )
+            if dep.deploy_block > 0:
+                try:
+                    before = await self.rpc.code(address, dep.deploy_block - 1)
+                except RpcError as exc:  # a pruned node cannot answer for old state: not checkable here
+                    log.info("deploy_block_not_checked", contract=name, error=str(exc)[:200])
+                    continue
+                if before:
+                    raise StartupCheckFailed(
+                        f"{where}: deploy_block {dep.deploy_block} is after contracts.{name} was deployed (it has"
+                        f" code at block {dep.deploy_block - 1}): events before it would be missed; set"
+                        " deploy_block to the deployment transaction's block"
+                    )
+
     async def start(self, conn: asyncpg.Connection) -> None:
         dep = self.s.deployment
+        await self.check_node()
         await store.ensure_contracts(
             conn,
             self.chain_id,
@@ -219,6 +288,8 @@ class Indexer:
         else:
             self.cursor, self.floor = stored.cursor, stored.final_floor
         self.status.indexed = self.cursor.number
+        self.gap = await outbox_gap.load(conn, self.chain_id)
+        self.gap_writes.clear()
         self.deferred = await store.deferred_indexes(conn)
         self.m.deferred_indexes.set(len(self.deferred))
         await self.refresh_heads()
@@ -285,6 +356,7 @@ class Indexer:
             snap = await store.load_snapshot(conn, self.chain_id, F.keys_of(events))
             batch = self._build(self.cursor, first, last, events, headers, None, snap, frozenset())
             seq = await store.write_batch(conn, self.chain_id, batch)
+            await self._write_gap(conn, batch)
         self._finish(batch, seq)
         return len(events)
 
@@ -307,6 +379,13 @@ class Indexer:
         counts: dict[int, int] = {}
         for e in events:
             counts[e.block_number] = counts.get(e.block_number, 0) + 1
+        if self.o.outbox_max_lag > 0:
+            before = self.gap
+            self.gap, closed = outbox_gap.advance(before, first, last.number, outbox_from, counts)
+            if closed is not None:  # one message for the whole stretch, before this batch's own
+                changes.messages.insert(0, outbox_gap.message(self.chain_id, closed))
+            if closed is not None or self.gap != before:
+                self.gap_writes[last.number] = (self.gap, closed)
         keep = [
             h
             for n, h in sorted(headers.items())
@@ -324,6 +403,22 @@ class Indexer:
         return store.Batch(
             start, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw, upserts, deltas
         )
+
+    async def _write_gap(self, conn: asyncpg.Connection, batch: store.Batch) -> None:
+        """The open gap as this batch leaves it, in the batch's transaction."""
+        change = self.gap_writes.pop(batch.end.number, None)
+        if change is None:
+            return
+        still_open, closed = change
+        await outbox_gap.save(conn, self.chain_id, still_open)
+        if closed is not None:
+            self.m.gap()
+            log.info(
+                "outbox_gap_announced",
+                from_block=closed.from_block,
+                to_block=closed.to_block,
+                events=closed.events,
+            )
 
     def _finish(self, batch: store.Batch, seq: int | None) -> None:
         """Bookkeeping once a batch has committed."""
@@ -348,6 +443,7 @@ class Indexer:
         started = time.perf_counter()
         async with conn.transaction():
             seq = await store.write_batch(conn, self.chain_id, batch)
+            await self._write_gap(conn, batch)
         self.m.batch_seconds(time.perf_counter() - started)
         self._finish(batch, seq)
         if not self.progress:
@@ -535,8 +631,15 @@ class Indexer:
 
     # ------------------------------------------------------------ backfill
 
-    def _range_split(self, **fields: Any) -> None:
-        log.info("getlogs_range_reduced", **fields)
+    def _range_split(self, kind: str = "split", **fields: Any) -> None:
+        """What a provider's answers needed (fetch.RangeFetcher's on_split): logged and counted."""
+        self.m.answer_repaired(kind, int(fields.get("duplicates", 1)))
+        if kind == "split":
+            log.info("getlogs_range_reduced", **fields)
+        elif kind == "duplicates":
+            log.warning("getlogs_duplicates_dropped", **fields)
+        else:
+            log.warning("getlogs_missed_logs_recovered", **fields)
 
     async def _ranges(self, start: int, target: int) -> AsyncIterator[Prepared]:
         """Fetches ranges start..target with up to `concurrency` in flight, yielding them in order."""
@@ -652,6 +755,10 @@ class Indexer:
             for lg in logs:
                 if lg.block_hash != header.hash:
                     raise ChainMismatch(f"log of block {n} carries another block hash")
+            unique = sorted({lg.log_index: lg for lg in logs}.values(), key=lambda lg: lg.log_index)
+            if len(unique) != len(logs):  # a provider repeated a log: its identity is (block, log index)
+                self._range_split("duplicates", from_block=n, to_block=n, duplicates=len(logs) - len(unique))
+                logs = unique
             await self.commit(conn, n, header, logs, {n: header})
             if self.watcher is not None:
                 t = self.watcher.arrived.pop(header.hash, None)
@@ -669,6 +776,51 @@ class Indexer:
         if rows:
             self.m.outbox_pruned(rows)
             log.info("outbox_pruned", rows=rows, older_than_hours=hours)
+
+    async def rescan(self, conn: asyncpg.Connection) -> bool:
+        """While idle: the next rescan_span finalized blocks read again and compared with what is
+        stored (indexer/rescan.py). Logs the node has that we lack: logged, counted and, with
+        rescan_repair, repaired by re-indexing from the deploy block (derived state folds every event
+        since deployment, and finalized blocks have no undo data to roll back to). Logs we have that
+        the node does not report: logged and counted only (a node dropping them is the likelier cause).
+        True when it did a pass."""
+        interval = self.o.rescan_interval
+        if not self.rescan_enabled or interval <= 0 or time.monotonic() < self.next_rescan or self.cursor is None:
+            return False
+        self.next_rescan = time.monotonic() + interval
+        last_final = min(self.heads.finalized, self.cursor.number)
+        a = self.rescan_next
+        if a > last_final:
+            return False
+        # at most the backfill's current span (sized to target_events per answer) per pass
+        width = max(1, min(self.o.rescan_span, self.span))
+        b = min(last_final, a + width - 1)
+        node = await rescan.node_identities(self.rpc, a, b, self.addresses, width)
+        stored = await rescan.stored_identities(conn, self.chain_id, a, b)
+        diff = rescan.compare(stored, node)
+        self.m.rescanned(b - a + 1, bool(diff))
+        if not diff:
+            self.rescan_next = b + 1
+            log.debug("rescan_matched", from_block=a, to_block=b, events=len(stored))
+            return True
+        log.error(
+            "rescan_mismatch",
+            from_block=a,
+            to_block=b,
+            first_block=diff.first_block(),
+            missing=len(diff.missing),
+            extra=len(diff.extra),
+            repair=bool(diff.missing and self.o.rescan_repair),
+        )
+        if not diff.missing or not self.o.rescan_repair:
+            self.rescan_next = b + 1
+            return True
+        await store.reset_chain(conn, self.chain_id)
+        log.warning("reindex_started", reason="rescan_mismatch", from_block=self.s.deployment.deploy_block)
+        self.rescan_next = self.s.deployment.deploy_block
+        self.last_finalized_announced = -1
+        await self.start(conn)
+        return True
 
     # ------------------------------------------------------------ progress display
 
@@ -707,10 +859,12 @@ class Indexer:
             if await self.check_reorg(conn, reason="head_below_checkpoint"):
                 return True
             self.status.last_progress = time.monotonic()
-            return False
+            return await self.rescan(conn)  # idle as well (a load balancer's lagging backend answered)
         if target == self.cursor.number:
             await store.update_heads(conn, self.chain_id, heads)  # idle: keep indexer_status fresh
             await self.prune_outbox(conn)
+            if await self.rescan(conn):
+                return True  # a pass done (more may be due), or repaired: the chain is indexed again
             if heads.head == target and self.head_hash and self.head_hash != self.cursor.hash:
                 # Same height, another hash: a reorg that did not (yet) make the chain longer.
                 return await self.check_reorg(conn, reason="head_hash_changed")
@@ -724,11 +878,28 @@ class Indexer:
                 await self.tip(conn, target)
         except ChainMismatch as exc:
             log.info("chain_changed_while_fetching", error=str(exc))
+            self.gap = await outbox_gap.load(conn, self.chain_id)  # batches built but not written
+            self.gap_writes.clear()
             await self.check_reorg(conn, reason="fetch_mismatch")
         return True
 
 
 # ---------------------------------------------------------------- process wiring
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(attempts=settings.options.retries, seconds=settings.options.retry_seconds)
+
+
+def answered(metrics: Metrics, status: Status) -> Callable[[str, float, str], None]:
+    """The RPC observer: metrics, and the time of the last good answer (the watchdog's "degraded")."""
+
+    def observe(method: str, seconds: float, outcome: str) -> None:
+        metrics.rpc(method, seconds, outcome)
+        if outcome == "ok":
+            status.last_answer = time.monotonic()
+
+    return observe
 
 
 async def _wait(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
@@ -798,18 +969,27 @@ async def run(
     publish: Callable[[int], None] | None = None,
     migrate_first: bool = False,
     child: Child | None = None,
+    rescan: bool | None = None,
 ) -> int:
     """Runs until `stop` is set (or, with until_head, until caught up with the head); returns an exit code.
 
     The fetch process starts first (or is `child`, started by `python -m indexer` before its
     imports): its interpreter and imports (~0.6 s) overlap the writer's own, the migrations and the
-    wait for the writer lock (a hot standby thus keeps a warm one, ready when it takes over)."""
+    wait for the writer lock (a hot standby thus keeps a warm one, ready when it takes over).
+
+    `rescan`: run the background re-scan of finalized blocks (default: not with until_head, whose
+    backfill has just read them; with until_head and rescan, the run ends once every finalized block
+    is re-scanned too)."""
     metrics = metrics or Metrics(settings.chain.chain_id)
     status = status or Status()
     failures = 0
     max_logs = settings.options.max_response_mb << 20
-    async with Rpc(settings.chain.rpc_urls, settings.options.request_timeout, metrics.rpc, max_logs) as rpc:
+    observe = answered(metrics, status)
+    async with Rpc(
+        settings.chain.rpc_urls, settings.options.request_timeout, observe, max_logs, retry_policy(settings)
+    ) as rpc:
         indexer = Indexer(settings, rpc, metrics, status, publish, early_child=child)
+        indexer.rescan_enabled = (not until_head) if rescan is None else rescan
         watcher_task: asyncio.Task[None] | None = None
         if settings.options.use_websocket and settings.chain.ws_url and not until_head:
             indexer.watcher = HeadWatcher(settings.chain.ws_url)
@@ -838,6 +1018,9 @@ async def run(
                 except ReorgTooDeep as exc:
                     log.error("reorg_too_deep", error=str(exc), block_number=exc.block_number)
                     return EXIT_REORG_TOO_DEEP
+                except StartupCheckFailed as exc:
+                    log.error("startup_check_failed", error=str(exc))
+                    return EXIT_CONFIG
                 except (DecodeError, FatalRpcError) as exc:
                     log.error("indexer_failed", error=f"{type(exc).__name__}: {exc}")
                     return EXIT_ERROR
@@ -864,8 +1047,12 @@ async def run(
     return EXIT_OK
 
 
-async def watchdog(settings: Settings, status: Status, stop: asyncio.Event, stalled: list[bool]) -> None:
-    """Chain head moving while the checkpoint does not, for stall_seconds → stop with EXIT_STALLED."""
+async def watchdog(
+    settings: Settings, status: Status, stop: asyncio.Event, stalled: list[bool], metrics: Metrics | None = None
+) -> None:
+    """Chain head moving while the checkpoint does not, for stall_seconds: "degraded" while the
+    providers still answer (retries are working through a bad provider: logged, indexer_degraded = 1),
+    "stuck" when they do not either, or after four times stall_seconds degraded → stop with EXIT_STALLED."""
     limit = settings.options.stall_seconds
     while not stop.is_set():
         await _wait(stop, min(5.0, limit / 4))
@@ -873,10 +1060,34 @@ async def watchdog(settings: Settings, status: Status, stop: asyncio.Event, stal
             continue
         now = time.monotonic()
         behind = status.head > status.indexed >= 0
-        if behind and now - status.last_progress > limit and status.head_moved > status.last_progress:
-            log.error(
-                "indexer_stalled", seconds=round(now - status.last_progress), head=status.head, indexed=status.indexed
-            )
-            stalled.append(True)
-            stop.set()
-            return
+        idle = now - status.last_progress
+        if not (behind and idle > limit and status.head_moved > status.last_progress):
+            if status.degraded:
+                status.degraded = False
+                if metrics is not None:
+                    metrics.degraded.set(0)
+                log.info("indexer_recovered", head=status.head, indexed=status.indexed)
+            continue
+        if now - status.last_answer <= limit and idle <= 4 * limit:
+            if not status.degraded:
+                status.degraded = True
+                if metrics is not None:
+                    metrics.degraded.set(1)
+                log.warning(
+                    "indexer_degraded",
+                    seconds=round(idle),
+                    head=status.head,
+                    indexed=status.indexed,
+                    last_answer_seconds_ago=round(now - status.last_answer, 1),
+                )
+            continue
+        log.error(
+            "indexer_stalled",
+            seconds=round(idle),
+            head=status.head,
+            indexed=status.indexed,
+            last_answer_seconds_ago=round(now - status.last_answer, 1),
+        )
+        stalled.append(True)
+        stop.set()
+        return

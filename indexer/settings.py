@@ -51,8 +51,20 @@ class IndexerOptions:
     # An eth_getLogs answer larger than this (MB) is refused and its range split, as a provider's "too
     # many results" would be: a node without result caps could otherwise return gigabytes at once.
     max_response_mb: int = 32
-    # Seconds per JSON-RPC request before it counts as failed (and the next URL is tried).
+    # Seconds per JSON-RPC request before it counts as failed (and is retried, maybe on another URL).
     request_timeout: float = 10.0
+    # Each JSON-RPC call is retried alone (backoff with jitter, Retry-After honoured) up to this many
+    # attempts or this many seconds, whichever comes first, before the iteration counts as failed.
+    retries: int = 10
+    retry_seconds: float = 120.0
+    # Background re-scan of finalized blocks (while idle at the head): every rescan_interval seconds
+    # (0 = off; the first pass one interval after start) the next finalized blocks, at most rescan_span
+    # and at most the backfill's adaptive span, are read again and their events compared with what is
+    # stored; a difference is logged and counted (indexer_rescan_mismatches_total) and, with
+    # rescan_repair, repaired by re-indexing the chain from its deploy block.
+    rescan_interval: float = 60.0
+    rescan_span: int = 2_000
+    rescan_repair: bool = True
     # Polling interval when no websocket is available (and the websocket's safety poll).
     poll_interval: float = 1.0
     # Subscribe to newHeads over [chain].ws_url when set.
@@ -71,7 +83,9 @@ class IndexerOptions:
     # /ready: lag at most this many blocks and progress within this many seconds.
     ready_max_lag: int = 16
     ready_max_idle: float = 30.0
-    # Stall watchdog: the chain head moved but the checkpoint did not for this long -> exit 4.
+    # Stall watchdog: the chain head moved but the checkpoint did not for this long. While the providers
+    # still answer that is "degraded" (logged, indexer_degraded = 1) until four times this; no answers
+    # either, or degraded that long, is "stuck" -> exit 4.
     stall_seconds: float = 120.0
     # Consecutive failed iterations (RPC or database) before the process exits non-zero.
     max_failures: int = 30
@@ -102,11 +116,24 @@ def build_settings(raw: Mapping[str, Any], base_dir: Path = ROOT) -> Settings:
         raise ConfigError(f"indexer.finality must be 'tag' or 'depth', got {options.finality!r}")
     if options.progress not in ("auto", "bar", "log"):
         raise ConfigError(f"indexer.progress must be 'auto', 'bar' or 'log', got {options.progress!r}")
-    for key in ("initial_span", "max_span", "target_events", "concurrency", "max_failures", "max_response_mb"):
+    for key in (
+        "initial_span",
+        "max_span",
+        "target_events",
+        "concurrency",
+        "max_failures",
+        "max_response_mb",
+        "retries",
+        "rescan_span",
+    ):
         if getattr(options, key) < 1:
             raise ConfigError(f"indexer.{key} must be at least 1")
     if options.request_timeout <= 0:
         raise ConfigError("indexer.request_timeout must be positive")
+    if options.retry_seconds <= 0:
+        raise ConfigError("indexer.retry_seconds must be positive")
+    if options.rescan_interval < 0:
+        raise ConfigError("indexer.rescan_interval must be 0 (off) or positive")
     if options.outbox_retention_hours < 0:
         raise ConfigError("indexer.outbox_retention_hours must be 0 (keep forever) or positive")
     chain = section(raw, "chain", ChainSettings)

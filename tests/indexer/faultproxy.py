@@ -1,9 +1,18 @@
-"""A small JSON-RPC fault proxy in front of anvil (its own thread and event loop), driven by a seed.
+"""A JSON-RPC fault proxy in front of anvil (its own thread and event loop), driven by a seed.
 
-Faults, each with its own probability: a JSON-RPC error, HTTP 429, HTTP 502, a request that hangs
-(longer than the indexer's request timeout), eth_getLogs range caps answered with real providers'
-error strings, a lagging node whose `latest` goes backwards, and duplicated answers (a batch answer
-with an element twice; a single answer replayed from an earlier identical request).
+Faults, each with its own probability (per HTTP request unless said otherwise):
+- transport: HTTP 429 with a Retry-After header, HTTP 502, a request that hangs past the client's
+  timeout;
+- errors: a JSON-RPC error per call (in a batch, per element: the others still answer), in several
+  wordings, one of them unknown to any classifier;
+- caps: eth_getLogs ranges wider than `range_cap` blocks and answers with more than `result_cap`
+  logs refused in real providers' wordings;
+- a load-balanced, lagging backend: a request is served by a node `lag` blocks behind (a batch by
+  one node, as load balancers route an HTTP request): its `latest` is older, blocks above its head
+  are null, and eth_getLogs answers nothing for blocks it lacks (ranges clipped to its head, by-hash
+  queries empty instead of the error EIP-234 asks for, receipts null);
+- lying answers: a log dropped from an eth_getLogs answer (`drop`), a log repeated (`duplicate`),
+  a batch answer with an element twice, an answer replayed from an earlier identical request.
 """
 
 from __future__ import annotations
@@ -26,22 +35,39 @@ RANGE_ERRORS = (
         "response. Based on your parameters, this block range should work: [{a}, {b}]",
     ),
     (-32005, "query returned more than 10000 results. Try with this block range [{a}, {b}]."),
+    (-32005, "query returned more than 10000 results. try with this block range [{a}, {b}]"),
     (-32614, "eth_getLogs is limited to a {n} range"),
     (-32600, "block range is too wide"),
     (-32000, "block range too large"),
     (-32602, "query exceeds max results 20000, retry with the range {da}-{db}"),
+    (-32000, "exceed maximum block range: {n}"),  # not in any table: narrowed as an unknown error
+)
+RESULT_ERRORS = (
+    (-32005, "query returned more than {n} results"),
+    (-32602, "Log response size exceeded. Based on your parameters, this block range should work: [{a}, {b}]"),
+    (-32000, "backend response too large"),
+)
+CALL_ERRORS = (
+    (-32603, "internal error"),
+    (-32000, "upstream request failed: context deadline exceeded"),
+    (-32000, "the gateway could not complete the request (ref 7f3a)"),  # a wording nobody classifies
+    (-32005, "rate limit exceeded, try again in 0.05s"),
 )
 
 
 @dataclasses.dataclass(slots=True)
 class Faults:
-    rpc_error: float = 0.03
+    rpc_error: float = 0.03  # per call (batch elements independently)
     http_429: float = 0.03
+    retry_after: str = "0"  # the 429's Retry-After header
     http_502: float = 0.03
     hang: float = 0.01
     range_cap: int = 7  # blocks; larger eth_getLogs ranges are refused (real wording, random provider)
-    lag: float = 0.05  # `latest` answered with an older block
-    duplicate: float = 0.05
+    result_cap: int = 0  # logs; larger answers are refused (0 = no cap)
+    lag: float = 0.05  # a request served by a node behind the head
+    max_lag: int = 5
+    drop: float = 0.0  # an eth_getLogs answer with one of its logs missing
+    duplicate: float = 0.05  # an eth_getLogs answer with a log twice; a batch answer with an element twice
     enabled: bool = True
 
 
@@ -75,7 +101,7 @@ class FaultProxy:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         session = aiohttp.ClientSession()
-        app = web.Application()
+        app = web.Application(client_max_size=64 << 20)
 
         async def handle(request: web.Request) -> web.StreamResponse:
             return await self._handle(request, session)
@@ -100,74 +126,146 @@ class FaultProxy:
         async with session.post(self.upstream, data=body, headers={"Content-Type": "application/json"}) as resp:
             return await resp.read()
 
+    async def _upstream(self, session: aiohttp.ClientSession, method: str, params: list[Any]) -> Any:
+        body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        return orjson.loads(await self._forward(session, body)).get("result")
+
     async def _handle(self, request: web.Request, session: aiohttp.ClientSession) -> web.StreamResponse:
         body = await request.read()
         f = self.faults
         rng = self.rng
-        if f.enabled:
-            roll = rng.random()
-            if roll < f.http_429:
-                self._count("429")
-                return web.Response(status=429, text="Too Many Requests")
-            roll -= f.http_429
-            if roll < f.http_502:
-                self._count("502")
-                return web.Response(status=502, text="Bad Gateway")
-            roll -= f.http_502
-            if roll < f.hang:
-                self._count("hang")
-                await asyncio.sleep(self.hang_seconds)
-                return web.Response(status=504, text="timeout")
+        if not f.enabled:
+            return web.Response(body=await self._forward(session, body), content_type="application/json")
+        roll = rng.random()
+        if roll < f.http_429:
+            self._count("429")
+            return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": f.retry_after})
+        roll -= f.http_429
+        if roll < f.http_502:
+            self._count("502")
+            return web.Response(status=502, text="Bad Gateway")
+        roll -= f.http_502
+        if roll < f.hang:
+            self._count("hang")
+            await asyncio.sleep(self.hang_seconds)
+            return web.Response(status=504, text="timeout")
         msg = orjson.loads(body)
-        if isinstance(msg, dict) and f.enabled:
-            method = msg.get("method")
-            if rng.random() < f.rpc_error:
-                self._count("rpc_error")
-                return self._error(msg, -32603, "internal error")
-            if method == "eth_getLogs" and "fromBlock" in msg["params"][0]:
-                a, b = int(msg["params"][0]["fromBlock"], 16), int(msg["params"][0]["toBlock"], 16)
-                if b - a + 1 > f.range_cap:
-                    code, text = rng.choice(RANGE_ERRORS)
-                    self._count("range_cap")
-                    return self._error(
-                        msg,
-                        code,
-                        text.format(a=hex(a), b=hex(a + f.range_cap - 1), n=f.range_cap, da=a, db=a + f.range_cap - 1),
-                    )
-            if method == "eth_getBlockByNumber" and msg["params"][0] == "latest" and rng.random() < f.lag:
-                head = int(
-                    orjson.loads(
-                        await self._forward(
-                            session,
-                            orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}),
-                        )
-                    )["result"],
-                    16,
-                )
-                lagged = max(0, head - rng.randint(1, 5))
-                self._count("lag")
-                msg = {**msg, "params": [hex(lagged), *msg["params"][1:]]}
-                body = orjson.dumps(msg)
-            if rng.random() < f.duplicate and body in self.cache and method == "eth_getLogs":
+        calls: list[dict[str, Any]] = msg if isinstance(msg, list) else [msg]
+        # One backend serves the whole request: maybe a lagging one.
+        head: int | None = None
+        if rng.random() < f.lag:
+            true_head = int(await self._upstream(session, "eth_blockNumber", []), 16)
+            head = max(0, true_head - rng.randint(1, f.max_lag))
+            self._count("lag")
+        answers: dict[Any, dict[str, Any]] = {}
+        forward: list[dict[str, Any]] = []
+        for c in calls:
+            early = self._before(c, head)
+            if early is not None:
+                answers[c.get("id")] = early
+            else:
+                forward.append(self._rewrite(c, head))
+        if forward:
+            raw = await self._forward(session, orjson.dumps(forward if isinstance(msg, list) else forward[0]))
+            got = orjson.loads(raw)
+            for a in got if isinstance(got, list) else [got]:
+                answers[a.get("id")] = a
+        out = []
+        for c in calls:
+            a = answers.get(c.get("id"))
+            if a is not None:
+                a = await self._after(c, a, head, session)
+                out.append(a)
+        if isinstance(msg, list):
+            if out and rng.random() < f.duplicate:
+                self._count("batch_duplicate")
+                out.append(out[rng.randrange(len(out))])
+                rng.shuffle(out)
+            return web.Response(body=orjson.dumps(out), content_type="application/json")
+        answer = orjson.dumps(out[0])
+        if calls[0].get("method") == "eth_getLogs":
+            if rng.random() < f.duplicate and body in self.cache:
                 self._count("replay")
                 return web.Response(body=self.cache[body], content_type="application/json")
-        answer = await self._forward(session, body)
-        if isinstance(msg, dict) and msg.get("method") == "eth_getLogs":
-            self.cache[body] = answer
-            if len(self.cache) > 2000:
-                self.cache.pop(next(iter(self.cache)))
-        if isinstance(msg, list) and f.enabled and rng.random() < f.duplicate:
-            parsed = orjson.loads(answer)
-            if isinstance(parsed, list) and parsed:
-                self._count("duplicate")
-                parsed.append(parsed[rng.randrange(len(parsed))])
-                rng.shuffle(parsed)
-                answer = orjson.dumps(parsed)
+            if "error" not in out[0]:
+                self.cache[body] = answer
+                if len(self.cache) > 2000:
+                    self.cache.pop(next(iter(self.cache)))
         return web.Response(body=answer, content_type="application/json")
 
+    def _before(self, c: dict[str, Any], head: int | None) -> dict[str, Any] | None:
+        """An answer made up without asking upstream (an error, a cap, a lagging node's empty range)."""
+        f, rng = self.faults, self.rng
+        if rng.random() < f.rpc_error:
+            code, text = rng.choice(CALL_ERRORS)
+            self._count("rpc_error")
+            return _error(c, code, text)
+        if c.get("method") == "eth_getLogs" and "fromBlock" in c["params"][0]:
+            a, b = int(c["params"][0]["fromBlock"], 16), int(c["params"][0]["toBlock"], 16)
+            if b - a + 1 > f.range_cap:
+                code, text = rng.choice(RANGE_ERRORS)
+                self._count("range_cap")
+                end = a + f.range_cap - 1
+                return _error(c, code, text.format(a=hex(a), b=hex(end), n=f.range_cap, da=a, db=end))
+            if head is not None and a > head:
+                self._count("lag_empty_range")
+                return {"jsonrpc": "2.0", "id": c.get("id"), "result": []}
+        return None
+
     @staticmethod
-    def _error(msg: dict[str, Any], code: int, text: str) -> web.Response:
-        return web.Response(
-            body=orjson.dumps({"jsonrpc": "2.0", "id": msg.get("id"), "error": {"code": code, "message": text}}),
-            content_type="application/json",
-        )
+    def _rewrite(c: dict[str, Any], head: int | None) -> dict[str, Any]:
+        """The call as a lagging node sees it: `latest` is its head, ranges end there."""
+        if head is None:
+            return c
+        m, p = c.get("method"), c.get("params") or []
+        if m == "eth_blockNumber":
+            return {**c, "method": "eth_getBlockByNumber", "params": [hex(head), False]}
+        if m == "eth_getBlockByNumber" and p and p[0] == "latest":
+            return {**c, "params": [hex(head), *p[1:]]}
+        if m == "eth_getLogs" and "toBlock" in p[0] and int(p[0]["toBlock"], 16) > head:
+            return {**c, "params": [{**p[0], "toBlock": hex(head)}]}
+        return c
+
+    async def _after(
+        self, c: dict[str, Any], a: dict[str, Any], head: int | None, session: aiohttp.ClientSession
+    ) -> dict[str, Any]:
+        f, rng = self.faults, self.rng
+        m, p = c.get("method"), c.get("params") or []
+        result = a.get("result")
+        if head is not None and result is not None:
+            if m == "eth_blockNumber" and isinstance(result, dict):
+                a = {**a, "result": result["number"]}
+            elif m in ("eth_getBlockByNumber", "eth_getBlockByHash") and int(result["number"], 16) > head:
+                self._count("lag_null_block")
+                a = {**a, "result": None}
+            elif m == "eth_getBlockReceipts" and result and int(result[0]["blockNumber"], 16) > head:
+                self._count("lag_null_receipts")
+                a = {**a, "result": None}
+            elif m == "eth_getLogs" and "blockHash" in p[0]:
+                block = await self._upstream(session, "eth_getBlockByHash", [p[0]["blockHash"], False])
+                if block and int(block["number"], 16) > head:
+                    self._count("lag_empty_by_hash")
+                    a = {**a, "result": []}
+        result = a.get("result")
+        if m == "eth_getLogs" and isinstance(result, list) and result:
+            if f.result_cap and len(result) > f.result_cap and "fromBlock" in p[0]:
+                code, text = rng.choice(RESULT_ERRORS)
+                self._count("result_cap")
+                start, end = int(p[0]["fromBlock"], 16), int(p[0]["toBlock"], 16)
+                return _error(c, code, text.format(n=f.result_cap, a=hex(start), b=hex((start + end) // 2)))
+            if rng.random() < f.drop:
+                self._count("drop")
+                result = list(result)
+                result.pop(rng.randrange(len(result)))
+                a = {**a, "result": result}
+            elif rng.random() < f.duplicate:
+                self._count("log_duplicate")
+                result = list(result)
+                i = rng.randrange(len(result))
+                result.insert(rng.randrange(len(result) + 1), result[i])
+                a = {**a, "result": result}
+        return a
+
+
+def _error(c: dict[str, Any], code: int, text: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": c.get("id"), "error": {"code": code, "message": text}}

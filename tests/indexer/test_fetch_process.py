@@ -11,7 +11,7 @@ import pytest
 
 from indexer.chain import SpanPolicy
 from indexer.fetch import ChildConfig, FetchProcess, Prepared, RangeFetcher
-from indexer.rpc import Rpc, TransientRpcError
+from indexer.rpc import RetryPolicy, Rpc, TransientRpcError
 from indexer.spawn import Child, discard, early_child, spawn_fetch_child
 from tests.chain import free_port
 from tests.indexer.helpers import Node, sim
@@ -26,8 +26,10 @@ def addresses(node: Node) -> tuple[str, str]:
     return c["OpinionMarket"], c["CreatorShares"]
 
 
-def config(node: Node, urls: tuple[str, ...] | None = None) -> ChildConfig:
-    return ChildConfig(urls or (node.url,), 5.0, node.deployment["chain_id"], addresses(node), POLICY)
+def config(node: Node, urls: tuple[str, ...] | None = None, retry: RetryPolicy | None = None) -> ChildConfig:
+    return ChildConfig(
+        urls or (node.url,), 5.0, node.deployment["chain_id"], addresses(node), POLICY, retry=retry or RetryPolicy()
+    )
 
 
 def head(node: Node) -> int:
@@ -66,7 +68,8 @@ def test_errors_keep_their_class_and_a_killed_child_is_replaced(node: Node) -> N
     dead_url = f"http://127.0.0.1:{free_port()}"  # nothing listens: every request fails
 
     async def scenario() -> None:
-        failing = FetchProcess(config(node, (dead_url,)), lambda *o: None, lambda **kw: None)
+        quick = RetryPolicy(attempts=2, base=0.01)  # every call is retried before it fails
+        failing = FetchProcess(config(node, (dead_url,), quick), lambda *o: None, lambda **kw: None)
         try:
             with pytest.raises(TransientRpcError):
                 await failing.fetch(range(1, 3), 100, 0)

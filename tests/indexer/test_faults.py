@@ -1,0 +1,536 @@
+"""The indexer against flaky, rate-limited, load-balanced, lagging and lying providers (the seeded
+fault proxy of tests/indexer/faultproxy.py), the chain:gap outbox message, and the start-up checks.
+
+A few seeds run in the normal suite; GL_FUZZ=1 (make fuzz) runs many more."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from aiohttp import web
+
+from indexer.fetch import dedupe
+from indexer.metrics import Metrics
+from indexer.migrate import SQL_DIR
+from indexer.outbox_gap import Gap, advance
+from indexer.rpc import RateLimited, RawLog, RetryPolicy, Rpc, TransientRpcError, classify, wait_hint
+from indexer.service import EXIT_CONFIG, Indexer, StartupCheckFailed, Status, run, watchdog
+from indexer.settings import Settings
+from tests.indexer.faultproxy import FaultProxy, Faults
+from tests.indexer.helpers import (
+    Node,
+    assert_same_index,
+    dump,
+    fetch,
+    index_to_head,
+    make_settings,
+    sim,
+)
+from tests.local_http import serving
+
+FUZZ = os.environ.get("GL_FUZZ") == "1"
+SEEDS = list(range(1, 31)) if FUZZ else [3, 4]
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+@pytest.mark.parametrize(
+    ("message", "span"),
+    [
+        ("query returned more than 10000 results. try with this block range [0x10, 0x1f]", 16),
+        ("Query returned more than 10000 results. TRY WITH THIS BLOCK RANGE [0X10,0X1F]", 16),
+        ("your range is too big; use [0xa, 0xb] instead", 2),
+    ],
+)
+def test_a_block_range_hint_in_any_wording_narrows(message: str, span: int) -> None:
+    """Any bracketed hex pair is the provider's suggested range, whatever the sentence around it."""
+    err = classify(-32005, message)
+    assert getattr(err, "suggested_span", None) == span
+
+
+def test_rate_limits_carry_the_wait_the_provider_names() -> None:
+    """Rate-limit errors are RateLimited with the wait their text names; unknown errors are transient."""
+    err = classify(-32005, "daily request count exceeded, request rate limited, try again in 1.5s")
+    assert isinstance(err, RateLimited)
+    assert err.retry_after == 1.5
+    assert wait_hint("retry after 250ms") == 0.25
+    assert wait_hint("no hint here") is None
+    unknown = classify(-32602, "the gateway could not complete the request (ref 7f3a)")
+    assert type(unknown) is TransientRpcError
+
+
+def raw(block: int, index: int, block_hash: str = "0x" + "0b" * 32) -> RawLog:
+    return RawLog("0x" + "aa" * 20, [], "0x", hex(block), block_hash, "0x" + "0c" * 32, hex(index))
+
+
+def test_duplicated_and_shuffled_logs_are_deduplicated_by_identity() -> None:
+    """A repeated log is dropped (counted), the rest come back in (block, log index) order."""
+    logs = [raw(2, 1), raw(1, 0), raw(2, 1), raw(1, 3)]
+    out, dropped = dedupe(logs)
+    assert dropped == 1
+    assert [(r.blockNumber, r.logIndex) for r in out] == [("0x1", "0x0"), ("0x1", "0x3"), ("0x2", "0x1")]
+    ordered = [raw(1, 0), raw(1, 1)]
+    assert dedupe(ordered) == (ordered, 0)
+
+
+def test_one_gap_message_spans_every_batch_of_the_stretch() -> None:
+    """Batches below the outbox window extend one open gap; the batch that reaches the window closes it."""
+    gap, closed = advance(None, 10, 19, 100, {12: 2, 19: 1})
+    assert (gap, closed) == (Gap(10, 19, 3), None)
+    gap, closed = advance(gap, 20, 89, 100, {50: 4})
+    assert (gap, closed) == (Gap(10, 89, 7), None)
+    gap, closed = advance(gap, 90, 120, 100, {95: 1, 100: 5})
+    assert (gap, closed) == (None, Gap(10, 99, 8))
+    assert advance(None, 121, 130, 100, {125: 1}) == (None, None)
+
+
+# ---------------------------------------------------------------- the client against a scripted node
+
+
+async def test_a_429_is_retried_after_the_time_retry_after_names() -> None:
+    """HTTP 429 + Retry-After: the call waits at least that long, then succeeds on the same provider."""
+    seen: list[float] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        call = await request.json()
+        seen.append(time.monotonic())
+        if len(seen) == 1:
+            return web.Response(status=429, text="slow down", headers={"Retry-After": "0.4"})
+        return web.Response(body=orjson.dumps({"jsonrpc": "2.0", "id": call["id"], "result": "0x7a69"}))
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    async with serving(app) as url, Rpc([url], 5.0) as rpc:
+        assert await rpc.chain_id() == 31337
+    assert len(seen) == 2
+    assert seen[1] - seen[0] >= 0.4
+
+
+async def test_batch_elements_that_succeeded_are_not_asked_again() -> None:
+    """A batch with one failing element: the retry carries only that element."""
+    asked: list[list[str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        calls = await request.json()
+        asked.append([c["params"][0] for c in calls])
+        out = []
+        for c in calls:
+            if c["params"][0] == "0x2" and len(asked) == 1:
+                out.append({"jsonrpc": "2.0", "id": c["id"], "error": {"code": -32000, "message": "busy"}})
+            else:
+                out.append({"jsonrpc": "2.0", "id": c["id"], "result": c["params"][0]})
+        return web.Response(body=orjson.dumps(out))
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    async with serving(app) as url, Rpc([url], 5.0, retry=RetryPolicy(base=0.01)) as rpc:
+        got = await rpc.batch([("eth_x", [hex(n)]) for n in range(1, 5)])
+    assert got == ["0x1", "0x2", "0x3", "0x4"]
+    assert asked == [["0x1", "0x2", "0x3", "0x4"], ["0x2"]]
+
+
+async def test_several_providers_share_the_load_and_a_failing_one_is_avoided() -> None:
+    """Two good providers both serve; one that answers 502 gets few requests once scored."""
+    hits = {"a": 0, "b": 0, "bad": 0}
+
+    def app_of(name: str) -> web.Application:
+        async def handle(request: web.Request) -> web.Response:
+            call = await request.json()
+            hits[name] += 1
+            if name == "bad":
+                return web.Response(status=502, text="Bad Gateway")
+            return web.Response(body=orjson.dumps({"jsonrpc": "2.0", "id": call["id"], "result": "0x1"}))
+
+        app = web.Application()
+        app.router.add_post("/", handle)
+        return app
+
+    async with serving(app_of("a")) as a, serving(app_of("b")) as b, serving(app_of("bad")) as bad:
+        async with Rpc([a, b, bad], 5.0, retry=RetryPolicy(base=0.2), seed=1) as rpc:
+            for _ in range(200):
+                assert await rpc.call("eth_blockNumber", []) == "0x1"
+    assert hits["a"] > 40
+    assert hits["b"] > 40
+    assert hits["bad"] < 30
+
+
+async def test_a_providers_range_cap_is_remembered_and_wide_ranges_go_to_the_others() -> None:
+    """A provider stating "limited to a 5 range" gets no wider range again; the uncapped one takes them."""
+    asked: dict[str, list[int]] = {"capped": [], "open": []}
+
+    def app_of(name: str) -> web.Application:
+        async def handle(request: web.Request) -> web.Response:
+            calls = await request.json()
+            out = []
+            for c in calls:
+                if c["method"] == "eth_getLogs":
+                    p = c["params"][0]
+                    size = int(p["toBlock"], 16) - int(p["fromBlock"], 16) + 1
+                    asked[name].append(size)
+                    if name == "capped" and size > 6:
+                        error = {"code": -32614, "message": "eth_getLogs is limited to a 6 range"}
+                        out.append({"jsonrpc": "2.0", "id": c["id"], "error": error})
+                        continue
+                    out.append({"jsonrpc": "2.0", "id": c["id"], "result": []})
+                else:
+                    block = {"number": c["params"][0], "hash": "0x" + "00" * 32, "parentHash": "0x" + "00" * 32}
+                    out.append({"jsonrpc": "2.0", "id": c["id"], "result": {**block, "timestamp": "0x1"}})
+            return web.Response(body=orjson.dumps(out))
+
+        app = web.Application()
+        app.router.add_post("/", handle)
+        return app
+
+    async with serving(app_of("capped")) as a, serving(app_of("open")) as b:
+        async with Rpc([a, b], 5.0, seed=2) as rpc:
+            for _ in range(30):
+                await rpc.get_logs_checked(1, 20, ["0x" + "aa" * 20])
+                await rpc.get_logs_checked(1, 3, ["0x" + "aa" * 20])
+            assert rpc.span_limit() is None  # the open provider states no cap
+    assert [n for n in asked["capped"] if n > 5] == [20]  # refused once, then never asked again
+    assert asked["open"].count(20) == 30
+    assert asked["capped"].count(3) > 5  # narrow ranges still go to both
+
+
+# ---------------------------------------------------------------- seeded fault runs against anvil
+
+
+def run_until_head(settings: Settings) -> int:
+    """Until the head, and until every finalized block is re-scanned (rescan_interval permitting)."""
+    return asyncio.run(run(settings, asyncio.Event(), until_head=True, rescan=True))
+
+
+def checkpoint(dsn: str) -> int:
+    return int(fetch(dsn, "SELECT block_number FROM idx.checkpoints")[0]["block_number"])
+
+
+def execute(dsn: str, sql: str) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+@pytest.mark.parametrize("seed", SEEDS)
+def test_seeded_provider_faults_end_equal_to_a_fresh_index(
+    seed: int, node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path
+) -> None:
+    """Through two faulty providers (30 % call errors, 429 + Retry-After, 502, hangs, lagging load-balanced
+    backends, range and result caps in several wordings, dropped and duplicated logs) the indexer
+    reaches the head while faulted; the re-scan of finalized blocks repairs what lying answers
+    dropped; the tables end equal to a fresh index of the same chain."""
+    rng = random.Random(seed)
+    sim(node.url, node.deployment, seed=seed, max_events=rng.randint(25, 45), resolve=True)
+    node.anvil.mine(rng.randint(5, 40))
+    sim(node.url, node.deployment, seed=seed + 50, max_events=rng.randint(5, 15))
+    flaky = Faults(
+        rpc_error=0.3,
+        http_429=0.05,
+        retry_after="1",
+        http_502=0.05,
+        hang=0.01,
+        range_cap=rng.choice([5, 9, 40]),
+        result_cap=rng.choice([0, 6]),
+        lag=0.3,
+        max_lag=4,
+        drop=0.05,
+        duplicate=0.1,
+    )
+    limited = Faults(
+        rpc_error=0.05, http_429=0.3, retry_after="0", http_502=0.1, range_cap=20, lag=0.5, drop=0.05, duplicate=0.1
+    )
+    proxies = [FaultProxy(node.url, seed, flaky, hang_seconds=1.0), FaultProxy(node.url, seed + 1000, limited)]
+    try:
+        options = {
+            "request_timeout": 0.6,
+            "initial_span": rng.choice([1, 4, 50]),
+            "concurrency": rng.randint(1, 3),
+            "tip_blocks": rng.choice([0, 3, 8]),
+            "max_failures": 200,
+            "rescan_interval": 1e-6,  # back to back
+            "rescan_span": 100_000,
+            "outbox_max_lag": rng.choice([0, 20]),
+        }
+        settings = make_settings([p.url for p in proxies], node.deployment, db_dsn, tmp_path, **options)
+        # faulted all the way: reaching the head proves progress under faults (a run ends when a lagging
+        # backend says it is at the head, so it may take more than one)
+        for _ in range(10):
+            assert run_until_head(settings) == 0
+            if checkpoint(db_dsn) == node.anvil.head():
+                break
+        assert checkpoint(db_dsn) == node.anvil.head()
+        # the lying stops (a bad backend leaves the pool); everything else goes on; once the blocks
+        # are final the re-scan finds what was dropped and repairs it
+        for p in proxies:
+            p.faults.drop = 0.0
+        node.anvil.mine(70)
+        for _ in range(10):
+            assert run_until_head(settings) == 0
+            if checkpoint(db_dsn) == node.anvil.head():
+                break
+        counts = [dict(p.counts) for p in proxies]
+    finally:
+        for p in proxies:
+            p.stop()
+    print(f"seed {seed}: faults {counts}")
+    for kind in ("rpc_error", "lag", "range_cap"):
+        assert sum(c.get(kind, 0) for c in counts) > 0, kind
+    want_dsn = fresh_db()
+    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
+    assert_same_index(dump(db_dsn), dump(want_dsn))
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_logs_a_lying_node_dropped_are_found_by_the_rescan_and_repaired(
+    node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path
+) -> None:
+    """A provider that drops a log from every eth_getLogs answer leaves events missing (the bloom check
+    only catches blocks left empty); once final, the re-scan sees the difference and re-indexes."""
+    sim(node.url, node.deployment, seed=31, max_events=40)
+    want_dsn = fresh_db()
+    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
+    want = dump(want_dsn)
+    proxy = FaultProxy(
+        node.url, 31, Faults(rpc_error=0, http_429=0, http_502=0, hang=0, range_cap=10**6, lag=0, drop=1.0, duplicate=0)
+    )
+    try:
+        lying = make_settings(proxy.url, node.deployment, db_dsn, tmp_path, rescan_interval=0, initial_span=20)
+        assert index_to_head(lying) == 0
+        assert dump(db_dsn) != want, "the dropped logs went missing"
+        proxy.faults.enabled = False
+        node.anvil.mine(70)
+        honest = make_settings(proxy.url, node.deployment, db_dsn, tmp_path, rescan_interval=1e-6)
+        assert run_until_head(honest) == 0
+    finally:
+        proxy.stop()
+    assert proxy.counts.get("drop", 0) > 0
+    assert_same_index(dump(db_dsn), want)
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_repeated_logs_are_indexed_once_on_the_tip_path_and_the_backfill(
+    node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path
+) -> None:
+    """A provider that repeats a log in every eth_getLogs answer: block by block (tip) and by ranges
+    (backfill) each event is stored once; the index equals a fresh one."""
+    sim(node.url, node.deployment, seed=41, max_events=15)
+    quiet = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0}
+    proxy = FaultProxy(node.url, 41, Faults(**quiet, range_cap=10**6, duplicate=1.0))
+    dsns = [db_dsn, fresh_db()]
+    try:
+        for dsn, tip_blocks in zip(dsns, (10**6, 0), strict=True):
+            assert index_to_head(make_settings(proxy.url, node.deployment, dsn, tmp_path, tip_blocks=tip_blocks)) == 0
+    finally:
+        proxy.stop()
+    assert proxy.counts.get("log_duplicate", 0) > 0
+    want_dsn = fresh_db()
+    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
+    want = dump(want_dsn)
+    for dsn in dsns:
+        assert_same_index(dump(dsn), want)
+
+
+def test_the_watchdog_tells_a_degraded_provider_from_a_stuck_indexer(tmp_path: Path) -> None:
+    """No commit while the head moves: providers still answering is "degraded" (no exit, gauge set);
+    no answers either is "stuck" (the watchdog stops the process)."""
+    fake = {
+        "chain_id": 31337,
+        "deploy_block": 1,
+        "contracts": {k: "0x" + "11" * 20 for k in ("OpinionMarket", "CreatorShares", "USDC")},
+    }
+    settings = make_settings("http://127.0.0.1:1", fake, "", tmp_path, stall_seconds=0.4)
+    metrics = Metrics(31337)
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        now = time.monotonic()
+        status = Status(head=100, indexed=50, role="writer", last_progress=now - 0.6, head_moved=now)
+        stop, stalled = asyncio.Event(), []
+        dog = asyncio.create_task(watchdog(settings, status, stop, stalled, metrics))
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:  # answers keep coming: degraded, never stalled
+            status.last_answer = time.monotonic()
+            status.head_moved = time.monotonic()
+            await asyncio.sleep(0.05)
+        degraded = status.degraded and not stop.is_set()
+        # no answers any more: stuck
+        status.last_progress = time.monotonic() - 0.6
+        status.last_answer = time.monotonic() - 1.0
+        status.head_moved = time.monotonic()
+        await asyncio.wait_for(dog, 5)
+        return degraded, bool(stalled), stop.is_set()
+
+    degraded, stalled, stopped = asyncio.run(scenario())
+    assert degraded
+    assert stalled
+    assert stopped
+
+
+# ---------------------------------------------------------------- far behind: one chain:gap message
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_a_stretch_indexed_far_behind_is_announced_by_one_gap_message(node: Node, db_dsn: str, tmp_path: Path) -> None:
+    """Events more than outbox_max_lag behind get no messages; ONE chain:gap message (before the first
+    per-event message) names the stretch and its event count, in the outbox that feeds the API."""
+    sim(node.url, node.deployment, seed=21, max_events=20)
+    node.anvil.mine(30)
+    sim(node.url, node.deployment, seed=22, max_events=6)
+    head = node.anvil.head()
+    lag = 10
+    settings = make_settings(node.url, node.deployment, db_dsn, tmp_path, outbox_max_lag=lag, initial_span=3)
+    assert index_to_head(settings) == 0
+    rows = fetch(db_dsn, "SELECT seq, event, rooms, block_number, payload FROM idx.outbox ORDER BY seq")
+    gaps = [r for r in rows if r["event"] == "chain:gap"]
+    assert len(gaps) == 1
+    payload = orjson.loads(gaps[0]["payload"]) if isinstance(gaps[0]["payload"], str) else gaps[0]["payload"]
+    outbox_from = head - lag
+    skipped = fetch(
+        db_dsn, "SELECT coalesce(sum(event_count), 0) AS n FROM idx.blocks WHERE block_number < $1", outbox_from
+    )[0]["n"]
+    assert payload == {
+        "chainId": 31337,
+        "fromBlock": node.deployment["deploy_block"],
+        "toBlock": outbox_from - 1,
+        "events": skipped,
+    }
+    assert list(gaps[0]["rooms"]) == ["global:all"]
+    per_event = [r for r in rows if r["block_number"] is not None]
+    assert per_event, "events near the head still get their own messages"
+    assert all(r["block_number"] >= outbox_from for r in per_event)
+    assert gaps[0]["seq"] < min(r["seq"] for r in per_event)
+    assert fetch(db_dsn, "SELECT * FROM idx.outbox_gaps") == []
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_a_restart_in_the_middle_of_the_stretch_still_announces_all_of_it(
+    node: Node, db_dsn: str, tmp_path: Path
+) -> None:
+    """The open stretch is kept in idx.outbox_gaps with each batch: stopped half-way and restarted, the
+    indexer writes one chain:gap message from the stretch's first block, with every skipped event."""
+    sim(node.url, node.deployment, seed=23, max_events=12)
+    node.anvil.mine(600)
+    sim(node.url, node.deployment, seed=24, max_events=3)
+    head = node.anvil.head()
+    settings = make_settings(node.url, node.deployment, db_dsn, tmp_path, outbox_max_lag=10, initial_span=3)
+    deploy = node.deployment["deploy_block"]
+
+    async def stopped_early() -> int:
+        stop, status = asyncio.Event(), Status()
+        task = asyncio.create_task(run(settings, stop, status=status))
+        for _ in range(30_000):  # at most a minute
+            if status.indexed >= deploy + 10:
+                break
+            await asyncio.sleep(0.002)
+        stop.set()
+        return await task
+
+    assert asyncio.run(stopped_early()) == 0
+    stopped_at = checkpoint(db_dsn)
+    assert stopped_at < head - 10, "stopped inside the stretch"
+    assert [r["from_block"] for r in fetch(db_dsn, "SELECT from_block FROM idx.outbox_gaps")] == [deploy]
+    assert fetch(db_dsn, "SELECT * FROM idx.outbox WHERE event = 'chain:gap'") == []
+    assert index_to_head(settings) == 0
+    gaps = fetch(db_dsn, "SELECT payload FROM idx.outbox WHERE event = 'chain:gap'")
+    assert len(gaps) == 1
+    payload = orjson.loads(gaps[0]["payload"])
+    skipped = fetch(
+        db_dsn, "SELECT coalesce(sum(event_count), 0) AS n FROM idx.blocks WHERE block_number < $1", head - 10
+    )[0]["n"]
+    assert payload == {"chainId": 31337, "fromBlock": deploy, "toBlock": head - 11, "events": skipped}
+
+
+# ---------------------------------------------------------------- start-up checks
+
+
+def indexer_for(settings: Settings, rpc: Rpc) -> Indexer:
+    return Indexer(settings, rpc, Metrics(settings.chain.chain_id), Status())
+
+
+@pytest.mark.anvil
+def test_startup_refuses_a_wrong_chain_id_an_address_without_code_and_a_deploy_block_above_the_head(
+    node: Node, tmp_path: Path
+) -> None:
+    """Each mismatch is refused with an error naming the key to fix; run() exits with code 2."""
+    dep = node.deployment
+    wrong_chain = {**dep, "chain_id": 1}
+    no_code = {**dep, "contracts": {**dep["contracts"], "OpinionMarket": "0x" + "12" * 20}}
+    future = {**dep, "deploy_block": 10**9}
+    dsn = "postgresql://nobody@127.0.0.1:1/none"
+    cases = [(wrong_chain, "chain.chain_id is 1 but the node at chain.rpc_urls\\[0\\] reports chain id 31337")]
+    cases.append((no_code, "contracts.OpinionMarket 0x1212.* has no code"))
+    cases.append((future, "deploy_block 1000000000 is above the node's head"))
+
+    async def check(settings: Settings) -> None:
+        async with Rpc(settings.chain.rpc_urls, 5.0) as rpc:
+            await indexer_for(settings, rpc).check_node()
+
+    for deployment, message in cases:
+        settings = make_settings(node.url, deployment, dsn, tmp_path, fetch_process=False)
+        with pytest.raises(StartupCheckFailed, match=message) as err:
+            asyncio.run(check(settings))
+        assert "chain." in str(err.value)
+    settings = make_settings(node.url, dep, dsn, tmp_path, fetch_process=False)
+    asyncio.run(check(settings))  # the real deployment passes
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_run_exits_with_the_config_code_on_a_node_of_another_chain(node: Node, db_dsn: str, tmp_path: Path) -> None:
+    """A node of another chain: exit code 2, nothing indexed."""
+    settings = make_settings(node.url, {**node.deployment, "chain_id": 5}, db_dsn, tmp_path)
+    assert run_until_head(settings) == EXIT_CONFIG
+    assert fetch(db_dsn, "SELECT * FROM idx.checkpoints") == []
+
+
+# ---------------------------------------------------------------- ev_other addresses
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_ev_other_addresses_are_lowercase_and_the_migration_converts_old_rows(
+    node: Node, db_dsn: str, tmp_path: Path
+) -> None:
+    """Audit events store addresses in lowercase like every other table; migration 040 converts rows
+    written before (checksummed text), leaving other strings alone."""
+    assert index_to_head(make_settings(node.url, node.deployment, db_dsn, tmp_path)) == 0
+    rows = fetch(db_dsn, "SELECT args::text AS a FROM idx.ev_other")
+    assert rows
+    addresses = [a for r in rows for a in re.findall(r'"(0x[0-9a-fA-F]{40})"', r["a"])]
+    assert addresses
+    assert all(a == a.lower() for a in addresses), addresses
+    checksummed = '{"account": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "role": "0xABCD", "n": "1",'
+    checksummed += ' "list": ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]}'
+    fetch(
+        db_dsn,
+        "INSERT INTO idx.ev_other SELECT chain_id, 10000000, 0, block_hash, tx_hash, block_time, address, event,"
+        " $1::jsonb FROM idx.ev_other LIMIT 1",
+        checksummed,
+    )
+    execute(db_dsn, (SQL_DIR / "040_ev_other_lowercase.sql").read_text())
+    args = fetch(db_dsn, "SELECT args FROM idx.ev_other WHERE block_number = 10000000")[0]["args"]
+    assert orjson.loads(args) == {
+        "account": "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+        "role": "0xABCD",
+        "n": "1",
+        "list": ["0x70997970c51812dc3a010c7d01b50e0d17dc79c8"],
+    }
