@@ -54,8 +54,9 @@ _BACKOFF_S = 1.0
 
 
 def keys_for(event: str, rooms: Sequence[str]) -> set[str] | None:
-    """Seed keys an outbox row makes stale; None means everything (a reorg)."""
-    if event == "chain:reorg":
+    """Seed keys an outbox row makes stale; None means everything: a reorg, or a stretch the indexer
+    wrote without per-event messages (`chain:gap`: what it touched is not listed)."""
+    if event in ("chain:reorg", "chain:gap"):
         return None
     if event == "chain:finalized":
         return set()

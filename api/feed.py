@@ -62,7 +62,7 @@ log = structlog.get_logger("api.feed")
 
 CLOSE_SLOW = 4008
 CLOSE_POLICY = 1008
-ALL_ROOMS_EVENTS = ("chain:reorg", "chain:finalized", "system:maintenance")
+ALL_ROOMS_EVENTS = ("chain:reorg", "chain:finalized", "chain:gap", "system:maintenance")
 PRIVATE_EVENTS = ("notification",)  # only to a connection signed in as the room's user
 PAGE_ACQUIRE_S = 2.0
 _ROOM = re.compile(r"^(global:all|market:(0|[1-9][0-9]{0,17})|(user|creator):0x[0-9a-fA-F]{40})$")

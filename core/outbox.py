@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-# Shared by every outbox writer: seq order = commit order. indexer/store.py's OUTBOX_LOCK holds the
-# same value (tests/keeper/test_keeper_notify.py checks they agree).
+# Shared by every outbox writer (the indexer's batches, the keeper's notifications): seq order =
+# commit order.
 OUTBOX_LOCK = 0x676C_6F75_7462
 
 

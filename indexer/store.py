@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from core.outbox import OUTBOX_LOCK
 from indexer import fold as F
 from indexer.chain import BlockRef, Cursor
 from indexer.decode import (
@@ -40,7 +41,6 @@ from indexer.decode import (
     WinningsClaimed,
 )
 
-OUTBOX_LOCK = 0x676C_6F75_7462  # shared by every outbox writer: seq order = commit order
 WRITER_LOCK_BASE = 0x676C_6978_0000  # + chain_id: one indexer writer per chain
 HEADER = ("chain_id", "block_number", "log_index", "block_hash", "tx_hash", "block_time")
 

@@ -7,8 +7,6 @@ import asyncpg
 import orjson
 import pytest
 
-from core.outbox import OUTBOX_LOCK
-from indexer.store import OUTBOX_LOCK as INDEXER_OUTBOX_LOCK
 from keeper.notify import emit_ending_soon
 
 pytestmark = [pytest.mark.pg]
@@ -73,8 +71,3 @@ async def test_holders_are_told_once_through_the_outbox(db_dsn: str) -> None:
         assert "market_id" not in payload
     finally:
         await conn.close()
-
-
-def test_every_outbox_writer_takes_the_same_lock() -> None:
-    """The keeper's and the indexer's outbox writers serialize on one advisory lock (seq = commit order)."""
-    assert OUTBOX_LOCK == INDEXER_OUTBOX_LOCK
