@@ -11,8 +11,8 @@
 --
 -- During an initial sync (the indexer has deferred its secondary indexes, idx.deferred_indexes is
 -- not empty) the triggers do nothing: maintaining the users' activity row by row would cost the
--- backfill's COPYs ~40 % (bench/agg_triggers). When the last deferred index is built, one pass
--- rebuilds both tables from the raw events (agg.rebuild_platform), in that same transaction.
+-- backfill's COPYs ~40 % (bench/agg_triggers). Afterwards one pass rebuilds both tables from the
+-- raw events (agg.rebuild_platform, see agg.rebuild_if_pending).
 
 CREATE TABLE agg.platform_minutes (
     chain_id              bigint NOT NULL,
@@ -41,10 +41,14 @@ CREATE INDEX user_last_active_at ON agg.user_last_active (chain_id, last_at);
 CREATE FUNCTION agg.deferred() RETURNS boolean LANGUAGE sql STABLE AS
   $$ SELECT EXISTS (SELECT 1 FROM idx.deferred_indexes) $$;
 
+-- One row while a rebuild is owed (set when indexes are deferred). Whoever deletes it rebuilds, so
+-- two transactions never rebuild at once (the second waits on that row, then finds it gone).
+CREATE TABLE agg.rebuild_pending (pending boolean PRIMARY KEY CHECK (pending));
+
 CREATE FUNCTION agg.count_trades() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE s int := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
 BEGIN
-  IF agg.deferred() THEN RETURN NULL; END IF;
+  IF agg.deferred() OR agg.rebuild_if_pending() THEN RETURN NULL; END IF;
   INSERT INTO agg.platform_minutes AS p (chain_id, minute, trades, volume, fees)
   SELECT chain_id, date_trunc('minute', block_time), s * count(*), s * sum(collateral), s * sum(fee)
     FROM changed GROUP BY 1, 2
@@ -56,7 +60,7 @@ END $$;
 CREATE FUNCTION agg.count_share_trades() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE s int := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
 BEGIN
-  IF agg.deferred() THEN RETURN NULL; END IF;
+  IF agg.deferred() OR agg.rebuild_if_pending() THEN RETURN NULL; END IF;
   INSERT INTO agg.platform_minutes AS p (chain_id, minute, share_trades, share_volume)
   SELECT chain_id, date_trunc('minute', block_time), s * count(*), s * sum(price) FROM changed GROUP BY 1, 2
   ON CONFLICT (chain_id, minute) DO UPDATE
@@ -67,7 +71,7 @@ END $$;
 CREATE FUNCTION agg.count_markets_created() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE s int := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
 BEGIN
-  IF agg.deferred() THEN RETURN NULL; END IF;
+  IF agg.deferred() OR agg.rebuild_if_pending() THEN RETURN NULL; END IF;
   INSERT INTO agg.platform_minutes AS p (chain_id, minute, markets_created)
   SELECT chain_id, date_trunc('minute', block_time), s * count(*) FROM changed GROUP BY 1, 2
   ON CONFLICT (chain_id, minute) DO UPDATE SET markets_created = p.markets_created + EXCLUDED.markets_created;
@@ -77,7 +81,7 @@ END $$;
 CREATE FUNCTION agg.count_markets_resolved() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE s int := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
 BEGIN
-  IF agg.deferred() THEN RETURN NULL; END IF;
+  IF agg.deferred() OR agg.rebuild_if_pending() THEN RETURN NULL; END IF;
   INSERT INTO agg.platform_minutes AS p (chain_id, minute, markets_resolved)
   SELECT chain_id, date_trunc('minute', block_time), s * count(*) FROM changed GROUP BY 1, 2
   ON CONFLICT (chain_id, minute) DO UPDATE SET markets_resolved = p.markets_resolved + EXCLUDED.markets_resolved;
@@ -87,7 +91,7 @@ END $$;
 CREATE FUNCTION agg.count_dividends() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE s int := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
 BEGIN
-  IF agg.deferred() THEN RETURN NULL; END IF;
+  IF agg.deferred() OR agg.rebuild_if_pending() THEN RETURN NULL; END IF;
   INSERT INTO agg.platform_minutes AS p (chain_id, minute, dividends_distributed)
   SELECT chain_id, date_trunc('minute', block_time), s * sum(amount) FROM changed GROUP BY 1, 2
   ON CONFLICT (chain_id, minute) DO UPDATE
@@ -99,7 +103,7 @@ END $$;
 
 CREATE FUNCTION agg.touch_users() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF agg.deferred() THEN RETURN NULL; END IF;
+  IF agg.deferred() OR agg.rebuild_if_pending() THEN RETURN NULL; END IF;
   INSERT INTO agg.user_last_active AS u (chain_id, address, last_at)
   SELECT chain_id, trader, max(block_time) FROM changed GROUP BY 1, 2
   ON CONFLICT (chain_id, address) DO UPDATE SET last_at = greatest(u.last_at, EXCLUDED.last_at);
@@ -110,7 +114,7 @@ END $$;
 -- decrease along the chain, so the latest block's time is the latest time), or no row.
 CREATE FUNCTION agg.untouch_users() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF agg.deferred() THEN RETURN NULL; END IF;
+  IF agg.deferred() OR agg.rebuild_if_pending() THEN RETURN NULL; END IF;
   WITH x AS MATERIALIZED (
     SELECT a.chain_id, a.trader, greatest(
              (SELECT t.block_time FROM idx.ev_trade t WHERE t.chain_id = a.chain_id AND t.trader = a.trader
@@ -183,20 +187,40 @@ BEGIN
    GROUP BY 1, 2;
 END $$;
 
--- The indexer builds deferred indexes on two connections at once: each deletes its row and, under
--- READ COMMITTED, would still see the other's row. The lock makes the later of the two wait for the
--- earlier to commit; its next statement then sees the table empty and rebuilds.
-CREATE FUNCTION agg.after_deferral() RETURNS trigger LANGUAGE plpgsql AS $$
+-- The rebuild owed after an initial sync runs in the transaction that builds the last deferred
+-- index, or — when the indexer's two index builders delete their rows at once and neither sees the
+-- table empty (READ COMMITTED) — in the next batch that writes an event. It takes no lock unless a
+-- rebuild is due, so a stalled transaction elsewhere can never hold up the writer.
+CREATE FUNCTION agg.rebuild_if_pending() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE owed boolean;
 BEGIN
-  PERFORM pg_advisory_xact_lock(7370411913474150401);
-  IF NOT agg.deferred() THEN
+  IF agg.deferred() THEN
+    RETURN false;
+  END IF;
+  DELETE FROM agg.rebuild_pending RETURNING pending INTO owed;
+  IF owed THEN
     PERFORM agg.rebuild_platform();
+    RETURN true;
+  END IF;
+  RETURN false;
+END $$;
+
+CREATE FUNCTION agg.on_deferral() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO agg.rebuild_pending VALUES (true) ON CONFLICT DO NOTHING;
+  ELSE
+    PERFORM agg.rebuild_if_pending();
   END IF;
   RETURN NULL;
 END $$;
-CREATE TRIGGER agg_rebuild_after_deferral AFTER DELETE ON idx.deferred_indexes
-  FOR EACH STATEMENT EXECUTE FUNCTION agg.after_deferral();
+CREATE TRIGGER agg_deferral_started AFTER INSERT ON idx.deferred_indexes
+  FOR EACH STATEMENT EXECUTE FUNCTION agg.on_deferral();
+CREATE TRIGGER agg_deferral_ended AFTER DELETE ON idx.deferred_indexes
+  FOR EACH STATEMENT EXECUTE FUNCTION agg.on_deferral();
 
-SELECT agg.rebuild_platform();  -- what was indexed before this migration
+-- what was indexed before this migration (now, or after the initial sync under way)
+INSERT INTO agg.rebuild_pending VALUES (true);
+SELECT agg.rebuild_if_pending();
 
 GRANT SELECT ON agg.platform_minutes, agg.user_last_active TO analyst, api;

@@ -168,3 +168,33 @@ async def test_an_initial_sync_skips_the_triggers_and_rebuilds_when_its_indexes_
         ]
     finally:
         await conn.close()
+
+
+async def test_a_rebuild_missed_by_concurrent_index_builds_happens_on_the_next_batch(db_dsn: str) -> None:
+    """Two builders delete the last two deferred rows at once and neither sees the table empty: the
+    next batch that writes events rebuilds (once), and its own rows are counted once."""
+    conn = await asyncpg.connect(db_dsn)
+    other = await asyncpg.connect(db_dsn)
+    try:
+        rows = [("a", "CREATE INDEX a ON idx.ev_trade (trader)"), ("b", "CREATE INDEX b ON idx.ev_trade (fee)")]
+        await conn.executemany("INSERT INTO idx.deferred_indexes (name, definition, chain_id) VALUES ($1, $2, 1)", rows)
+        await insert_batch(conn, random.Random(4), 1, 20)
+        one, two = conn.transaction(), other.transaction()
+        await one.start()
+        await two.start()
+        await conn.execute("DELETE FROM idx.deferred_indexes WHERE name = 'a'")  # sees b: no rebuild
+        await other.execute("DELETE FROM idx.deferred_indexes WHERE name = 'b'")  # sees a: no rebuild
+        await one.commit()
+        await two.commit()
+        assert await conn.fetchval("SELECT count(*) FROM agg.platform_minutes") == 0
+        assert await conn.fetchval("SELECT count(*) FROM agg.rebuild_pending") == 1
+        await insert_batch(conn, random.Random(5), 21, 5)
+        assert await conn.fetchval("SELECT count(*) FROM agg.rebuild_pending") == 0
+        assert [tuple(r) for r in await conn.fetch(STORED_MINUTES)] == [
+            tuple(r) for r in await conn.fetch(RECOMPUTED_MINUTES)
+        ]
+        users = [tuple(r) for r in await conn.fetch(RECOMPUTED_USERS)]
+        assert [tuple(r) for r in await conn.fetch(STORED_USERS)] == users
+    finally:
+        await conn.close()
+        await other.close()
