@@ -4,6 +4,7 @@ PY := .venv/bin/python
 CONFIG ?= config/local.toml
 export GL_CONFIG := $(CONFIG)
 PYTEST_ARGS ?= -n 2 --dist loadgroup
+CHAINS ?= 1
 
 .PHONY: help install services run test lint types contracts deploy simulate migrate bench fuzz screenshots stop clean
 
@@ -16,8 +17,8 @@ install: ## install what is missing (.venv, npm tools, redis); idempotent
 services: install ## start PostgreSQL, Redis and anvil (1 s blocks)
 	@scripts/services.sh start
 
-run: install ## the whole local system: chain, db, redis, deploy, traffic, indexer, keeper, API + feed
-	@$(PY) -m scripts.run --config $(CONFIG)
+run: install ## the whole local system: chain, db, redis, deploy, traffic, indexer, keeper, API + feed (CHAINS=2: two chains)
+	@$(PY) -m scripts.run --config $(CONFIG) --chains $(CHAINS)
 
 test: install ## the whole suite, as CI runs it
 	@scripts/services.sh start pg redis

@@ -110,7 +110,9 @@ def _from_env(key: str, text: str, hint: Any) -> Any:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
         origin = typing.get_origin(hint)
     if origin is tuple:
-        return [s.strip() for s in text.split(",") if s.strip()]
+        (item,) = typing.get_args(hint)[:1]
+        parts = [s.strip() for s in text.split(",") if s.strip()]
+        return [_from_env(f"{key}[{i}]", p, item) for i, p in enumerate(parts)]
     if hint is bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True

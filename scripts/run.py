@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class Child:
 
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # on top of the supervisor's (e.g. a second chain)
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     last_exit: int | None = None
@@ -80,7 +81,8 @@ class Supervisor:
     def start(self, c: Child) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{c.name}.log").open("ab")
-        c.proc = subprocess.Popen(c.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        env = {**self.env, **c.env}
+        c.proc = subprocess.Popen(c.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()  # the child holds its own descriptor
         c.started_at = time.monotonic()
         c.next_start = None
@@ -143,6 +145,24 @@ class Supervisor:
                     c.proc.wait(5)
 
 
+SECOND_CHAIN = 1337  # a local chain id: deploys MockUSDC like 31337
+
+
+def second_chain(services: ServicesSettings) -> dict[str, str]:
+    """Environment overrides that point a daemon at the second local chain (scripts/services.sh
+    anvil2: the next port); its deployment lives under .data, its metrics on ports +10."""
+    port = services.anvil_port + 1
+    return {
+        "GL_CHAIN__CHAIN_ID": str(SECOND_CHAIN),
+        "GL_CHAIN__NAME": "anvil-2",
+        "GL_CHAIN__RPC_URLS": f"http://127.0.0.1:{port}",
+        "GL_CHAIN__WS_URL": f"ws://127.0.0.1:{port}",
+        "GL_CHAIN__DEPLOYMENT": f".data/deployments/{SECOND_CHAIN}.json",
+        "GL_SERVICES__INDEXER_METRICS_PORT": str(services.indexer_metrics_port + 10),
+        "GL_SERVICES__KEEPER_METRICS_PORT": str(services.keeper_metrics_port + 10),
+    }
+
+
 def sh(*argv: str) -> None:
     subprocess.run(argv, check=True, cwd=ROOT)
 
@@ -202,7 +222,7 @@ async def status_lines(pool: asyncpg.Pool, chain_id: int) -> list[str]:
     return lines
 
 
-async def supervise(sup: Supervisor, dsn: str, chain_id: int, urls: list[str], stop: asyncio.Event) -> None:
+async def supervise(sup: Supervisor, dsn: str, chains: list[int], urls: list[str], stop: asyncio.Event) -> None:
     tty = sys.stdout.isatty()
     pool = None
     recent: list[str] = []
@@ -215,7 +235,11 @@ async def supervise(sup: Supervisor, dsn: str, chain_id: int, urls: list[str], s
             try:
                 if pool is None:
                     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
-                lines = await status_lines(pool, chain_id)
+                lines = []
+                for chain_id in chains:
+                    if len(chains) > 1:
+                        lines.append(f"— chain {chain_id}")
+                    lines += await status_lines(pool, chain_id)
             except (OSError, asyncpg.PostgresError) as exc:
                 lines = [f"status unavailable: {exc}"]
             sys.stdout.write(
@@ -235,6 +259,7 @@ def main() -> int:
     p.add_argument("--config", default="config/local.toml")
     p.add_argument("--rate", type=float, default=4.0, help="simulated transactions per second")
     p.add_argument("--seed", type=int, default=int(time.time()))
+    p.add_argument("--chains", type=int, choices=(1, 2), default=1, help="2 adds a second local chain (id 1337)")
     args = p.parse_args()
 
     config = load_config(args.config)
@@ -255,13 +280,28 @@ def main() -> int:
     sh(PY, "-m", "indexer", "migrate", "--config", args.config)
 
     cfg = ["--config", args.config]
+    second = second_chain(services) if args.chains == 2 else None
+    api_env = {}
+    if second is not None:
+        sh(str(ROOT / "scripts" / "services.sh"), "start", "anvil2")
+        if not deployment_live(second["GL_CHAIN__RPC_URLS"], ROOT / second["GL_CHAIN__DEPLOYMENT"]):
+            print("deploying contracts on the second chain (1337)…", flush=True)
+            deploy = [PY, "-m", "scripts.deploy", *cfg, "--out", str(DATA / "deployments")]
+            subprocess.run(deploy, check=True, cwd=ROOT, env={**os.environ, **second})
+        api_env = {"GL_API__CHAIN_IDS": f"{chain.chain_id},{SECOND_CHAIN}"}
     children = [
         Child("indexer", [PY, "-m", "indexer", *cfg]),
         Child("keeper", [PY, "-m", "keeper", "run", *cfg]),
-        Child("api", [PY, "-m", "api", *cfg]),
+        Child("api", [PY, "-m", "api", *cfg], api_env),
         Child("operator", [PY, "-m", "scripts.operator", *cfg, "--seed", str(args.seed)]),
         Child("simulator", [PY, "-m", "scripts.simulate", *cfg, "--seed", str(args.seed), "--rate", str(args.rate)]),
     ]
+    if second is not None:  # one indexer and one keeper per chain; one API and feed for both
+        children += [
+            Child("indexer-1337", [PY, "-m", "indexer", *cfg], second),
+            Child("keeper-1337", [PY, "-m", "keeper", "run", *cfg], second),
+            Child("simulator-1337", [PY, "-m", "scripts.simulate", *cfg, "--seed", str(args.seed + 1)], second),
+        ]
     sup = Supervisor(children, {**os.environ, "PYTHONUNBUFFERED": "1"})
     sup.start_all()
 
@@ -273,6 +313,11 @@ def main() -> int:
         f"metrics      http://127.0.0.1:{api.port}/metrics  http://127.0.0.1:{services.indexer_metrics_port}/metrics"
         f"  http://127.0.0.1:{services.keeper_metrics_port}/metrics",
         f"chain        {chain.rpc_urls[0]} (anvil, chain id {chain.chain_id}, contracts in {dep_name})",
+        *(
+            [f"chain 2      {second['GL_CHAIN__RPC_URLS']} (anvil, chain id {SECOND_CHAIN}): ?chainId={SECOND_CHAIN}"]
+            if second
+            else []
+        ),
         f"PostgreSQL   {db.dsn}   Redis redis://127.0.0.1:{services.redis_port}",
         f"logs         {LOG_DIR.relative_to(ROOT)}/",
     ]
@@ -283,7 +328,7 @@ def main() -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await supervise(sup, db.dsn, chain.chain_id, urls, stop)
+        await supervise(sup, db.dsn, [chain.chain_id, *([SECOND_CHAIN] if second else [])], urls, stop)
 
     try:
         asyncio.run(run())

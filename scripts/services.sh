@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts and stops the local services by pid: PostgreSQL (cluster under .data/pg), Redis and anvil.
-#   scripts/services.sh start [pg] [redis] [anvil]     (no names = all)
+#   scripts/services.sh start [pg] [redis] [anvil] [anvil2]   (no names = pg redis anvil; anvil2 = chain 1337)
 #   scripts/services.sh stop  [pg] [redis] [anvil]
 #   scripts/services.sh status
 # Ports come from config/local.toml ([services]); GL_CONFIG points at another file.
@@ -78,20 +78,25 @@ start_redis() {
 
 anvil_bin() { find "$ROOT/node_modules/@foundry-rs" -path '*/bin/anvil' -type f | head -1; }
 
-start_anvil() {
-  local p bt; p=$(port anvil_port); bt=$(port block_time)
-  if alive "$DATA/run/anvil.pid"; then log "anvil already running on $p"; return; fi
+# run_anvil NAME PORT CHAIN_ID: one local chain, its state kept in .data/NAME-state.json
+run_anvil() {
+  local name=$1 p=$2 chain=$3 bt; bt=$(port block_time)
+  if alive "$DATA/run/$name.pid"; then log "$name already running on $p"; return; fi
   # --state keeps the chain across restarts so `make run` resumes where it was; historical states stay
   # in memory (the last 500), not in ~/.foundry/anvil/tmp, which anvil leaves behind when killed.
-  nohup "$(anvil_bin)" --port "$p" --block-time "$bt" --chain-id 31337 --accounts 20 --balance 1000000 \
-    --max-persisted-states 0 --state "$DATA/anvil-state.json" --state-interval 10 >"$DATA/log/anvil.log" 2>&1 &
-  echo $! >"$DATA/run/anvil.pid"
+  nohup "$(anvil_bin)" --port "$p" --block-time "$bt" --chain-id "$chain" --accounts 20 --balance 1000000 \
+    --max-persisted-states 0 --state "$DATA/$name-state.json" --state-interval 10 >"$DATA/log/$name.log" 2>&1 &
+  echo $! >"$DATA/run/$name.pid"
   for _ in $(seq 100); do
     curl -s -H 'Content-Type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' "http://127.0.0.1:$p" >/dev/null && break
     sleep 0.1
   done
-  log "anvil running on 127.0.0.1:$p (block time ${bt}s)"
+  log "$name running on 127.0.0.1:$p (chain id $chain, block time ${bt}s)"
 }
+
+start_anvil() { run_anvil anvil "$(port anvil_port)" 31337; }
+# the second local chain of `make run CHAINS=2`: the next port, chain id 1337
+start_anvil2() { run_anvil anvil2 "$(( $(port anvil_port) + 1 ))" 1337; }
 
 stop_pidfile() {
   local f=$DATA/run/$1.pid
@@ -106,9 +111,9 @@ cmd=${1:-status}; shift || true
 names=${*:-pg redis anvil}
 case $cmd in
   start) for n in $names; do "start_$n"; done ;;
-  stop) for n in $names; do case $n in pg) stop_pg ;; *) stop_pidfile "$n" ;; esac; done ;;
+  stop) for n in ${*:-pg redis anvil anvil2}; do case $n in pg) stop_pg ;; *) stop_pidfile "$n" ;; esac; done ;;
   status)
-    for n in redis anvil; do alive "$DATA/run/$n.pid" && echo "$n: running (pid $(cat "$DATA/run/$n.pid"))" || echo "$n: stopped"; done
+    for n in redis anvil anvil2; do alive "$DATA/run/$n.pid" && echo "$n: running (pid $(cat "$DATA/run/$n.pid"))" || echo "$n: stopped"; done
     [ -e "$DATA/pg" ] && as_pg "$(pg_bin)/pg_ctl" -D "$(readlink -f "$DATA/pg")/data" status >/dev/null 2>&1 && echo "pg: running" || echo "pg: stopped" ;;
   *) echo "usage: $0 start|stop|status [pg] [redis] [anvil]" >&2; exit 2 ;;
 esac

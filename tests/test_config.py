@@ -58,6 +58,17 @@ def test_env_overrides_file(tmp_path: Path) -> None:
     assert section(cfg, "s", Sample) == Sample(port=7, urls=("http://a", "http://b"), enabled=True)
 
 
+def test_env_list_of_integers(tmp_path: Path) -> None:
+    """A comma-separated override of a list of integers gives integers (GL_API__CHAIN_IDS=31337,1337)."""
+    from api.settings import ApiSection
+
+    cfg = load_config(write(tmp_path, "[api]\n"), environ={"GL_API__CHAIN_IDS": "31337, 1337"})
+    assert section(cfg, "api", ApiSection).chain_ids == (31337, 1337)
+    bad = load_config(write(tmp_path, "[api]\n"), environ={"GL_API__CHAIN_IDS": "31337,base"})
+    with pytest.raises(ConfigError, match=r"api\.chain_ids\[1\] \(from environment\) must be an integer"):
+        section(bad, "api", ApiSection)
+
+
 def test_bad_env_value_is_named(tmp_path: Path) -> None:
     """An environment override that is not a number says which key came from the environment."""
     cfg = load_config(write(tmp_path, "[s]\nport = 5\n"), environ={"GL_S__PORT": "five"})
