@@ -291,4 +291,5 @@ if __name__ == "__main__":
     else:
         import json
 
-        sys.stdout.write(json.dumps(spec(_settings), indent=1))
+        # the same text as docs/schemas/api/openapi.json (tests/api/test_api_typescript.py)
+        sys.stdout.write(json.dumps(spec(_settings), indent=1, ensure_ascii=False) + "\n")
