@@ -247,6 +247,35 @@ def render_docs(doc: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _param_text(s: dict[str, Any]) -> str:
+    if "enum" in s:
+        return ", ".join(map(str, s["enum"]))
+    if s.get("type") == "integer":
+        lo, hi = s.get("minimum"), s.get("maximum")
+        return "integer" + (f" [{lo}..{hi}]" if hi != MAX_INT else (f" ≥ {lo}" if lo != -MAX_INT else ""))
+    if s.get("type") == "boolean":
+        return "true | false"
+    if s.get("pattern") == TEXT_PATTERN:
+        return f"text (≤ {s['maxLength']} characters, no control characters)"
+    if s.get("pattern") == ADDRESS_RE.pattern:
+        return "address"
+    if s.get("pattern") == TIME_RE.pattern:
+        return "RFC 3339 date-time or unix seconds"
+    if s.get("pattern") == CURSOR_RE.pattern:
+        return "cursor from meta.nextCursor"
+    return f"`{s['pattern']}`" if "pattern" in s else str(s.get("type", ""))
+
+
+def _schema_text(s: dict[str, Any]) -> str:
+    if "$ref" in s:
+        return str(s["$ref"]).rsplit("/", 1)[-1]
+    if s.get("type") == "array":
+        return _schema_text(s["items"]) + "[]"
+    if s.get("type") == "object":
+        return "{" + ", ".join(s.get("properties", {})) + "}"
+    return str(s.get("type", "any"))
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """The endpoint reference for docs/api.md, generated from the document."""
     out: list[str] = []
@@ -264,16 +293,27 @@ def markdown(doc: dict[str, Any]) -> str:
                 cells = []
                 for p in params:
                     s = p["schema"]
-                    kind = ", ".join(s["enum"]) if "enum" in s else s.get("pattern") or s.get("format") or s["type"]
-                    if "minimum" in s or "maximum" in s:
-                        kind += f" [{s.get('minimum', '')}..{s.get('maximum', '')}]"
                     default = f", default {s['default']}" if "default" in s else ""
                     req = " (required)" if p["required"] else ""
-                    cells.append(f"`{p['name']}`{req}: {kind}{default}")
+                    text = _param_text(s)
+                    if len(text) > 60 and p.get("description"):
+                        text = p["description"]
+                    cells.append(f"`{p['name']}`{req}: {text}{default}")
                 out.append("\n  Query: " + "; ".join(cells))
             if "requestBody" in op:
                 props = op["requestBody"]["content"]["application/json"]["schema"].get("properties", {})
                 out.append("\n  Body (JSON): " + (", ".join(f"`{k}`" for k in props) or "`{}`"))
+            ok = next(c for c in op["responses"] if c.startswith("2"))
+            body = op["responses"][ok].get("content", {}).get("application/json", {}).get("schema", {})
+            props = body.get("properties", {})
+            if "data" in props:
+                shape = f"`data`: {_schema_text(props['data'])}"
+                if "meta" in props:
+                    shape += f", `meta`: {_schema_text(props['meta'])}"
+            else:
+                shape = _schema_text(body)
+            errors = ", ".join(c for c in op["responses"] if not c.startswith("2"))
+            out.append(f"\n  {ok}: {shape}. Errors: {errors}.")
             out.append("")
     return "\n".join(out)
 
