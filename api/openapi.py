@@ -47,7 +47,7 @@ def param_schema(p: Param) -> dict[str, Any]:
     elif p.kind == "bool":
         s = {"type": "boolean"}
     elif p.kind == "address":
-        s = {"type": "string", "pattern": ADDRESS_RE.pattern, "description": ADDRESS_TEXT}
+        s = {"type": "string", "format": "eip55-address", "pattern": ADDRESS_RE.pattern, "description": ADDRESS_TEXT}
     elif p.kind == "enum":
         s = {"type": "string", "enum": list(p.choices)}
     elif p.kind == "time":

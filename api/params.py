@@ -36,7 +36,8 @@ MAX_INT = 2**63 - 1
 # RFC 3339 date-time (upper-case T and Z, at most microseconds) or unix seconds; the OpenAPI
 # document publishes these same patterns (api/openapi.py), so both accept exactly the same text.
 TIME_RE = re.compile(
-    r"^([0-9]{1,11}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2}))$"
+    r"^([0-9]{1,11}|(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
 )
 # Text refuses control characters (C0 and DEL) and nothing else.
 CONTROL = "\\u0000-\\u001f\\u007f"
@@ -116,7 +117,10 @@ def _parse_time(value: str) -> dt.datetime | None:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
-    return t
+    try:
+        return t.astimezone(dt.UTC)  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+    except OverflowError:
+        return None
 
 
 def _one(p: Param, raw: str, errors: list[FieldError], field: str) -> Any:

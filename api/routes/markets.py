@@ -434,7 +434,11 @@ def fill_candles(
 def candle_window(ctx: Ctx, step: int) -> tuple[dt.datetime, dt.datetime]:
     p = ctx.params
     end = p["to"] or dt.datetime.now(dt.UTC)
-    start = p["from"] or end - dt.timedelta(seconds=step * 99)
+    try:
+        start = p["from"] or end - dt.timedelta(seconds=step * 99)
+        end + dt.timedelta(seconds=step)  # the last bucket's end must exist too
+    except OverflowError:
+        raise ValidationFailed([FieldError("to", "too close to the start or end of the calendar")]) from None
     if start > end:
         raise ValidationFailed([FieldError("from", "must not be after `to`")])
     if (end - start).total_seconds() / step >= MAX_BUCKETS:

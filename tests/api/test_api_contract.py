@@ -147,6 +147,10 @@ def test_parameters_accepted_exactly_as_documented(filled: TestClient) -> None:
     assert [m["id"] for m in filled.get("/v1/markets", params=ok).json()["data"]] == [3]
     assert filled.get("/v1/markets", params={"q": "☂ ‍"}).json()["data"] == []  # any text but controls
     assert filled.get("/v1/markets", params={"filter": "category:eth,status:resolved"}).json()["meta"]["total"] == 1
+    # valid RFC 3339 that is no instant in UTC, or a window off the calendar: 400, not 500
+    assert_error(filled.get("/v1/markets", params={"endingBefore": "0001-01-01T00:00:00+01:00"}), 400, "endingBefore")
+    for to in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"):
+        assert_error(filled.get("/v1/markets/1/candles", params={"to": to, "interval": "1d"}), 400, "to")
     # the document states the same syntax: RFC 3339 or unix seconds
     pattern = param_schema(Param("t", "time"))["pattern"]
     assert re.fullmatch(pattern, "2099-01-01T00:00:00.5+02:00")
