@@ -82,7 +82,10 @@ class Endpoint:
     auth: Auth = None
     cache: CacheKey | None = None  # (seed key, variant) for cache-aside
     body: dict[str, Any] | None = None  # JSON schema of the request body
-    response: dict[str, Any] | None = None  # JSON schema of `data`
+    response: dict[str, Any] | None = None  # JSON schema of `data` (api/schemas.py)
+    meta: dict[str, Any] | None = None  # JSON schema of `meta`; None = the `paged` kind's meta, or no meta
+    status: int = 200  # the success status (the handler returns it as __status__ when not 200)
+    errors: tuple[int, ...] = ()  # error statuses beyond the ones every endpoint can answer (api/openapi.py)
     paged: Literal["page", "cursor"] | None = None
     aggregate: bool = False  # cached with api.aggregate_cache_ttl_s, not invalidated per event
     description: str = ""

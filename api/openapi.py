@@ -6,122 +6,127 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from api.params import Param
+from api.context import Endpoint
+from api.params import ADDRESS_RE, ADDRESS_TEXT, CURSOR_RE, MAX_INT, TEXT_PATTERN, TIME_RE, Param, filter_pattern
+from api.schemas import AS_OF, COMPONENTS, CURSOR_META, ERROR, PAGE_META
 from api.settings import Settings
 
-AMOUNT = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{6}$", "description": "USDC, 6 decimals, as a string"}
-ERROR = {
-    "type": "object",
-    "required": ["statusCode", "message", "errors", "timestamp", "path"],
-    "properties": {
-        "statusCode": {"type": "integer"},
-        "message": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
-        "timestamp": {"type": "string", "format": "date-time"},
-        "path": {"type": "string"},
-    },
+ERROR_TEXT = {
+    400: "Validation failed (errors name the field)",
+    401: "Authentication required or failed",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict with the current state (errors say which)",
+    413: "Body too large",
+    415: "Content-Type must be application/json",
+    429: "Rate limited (see RateLimit-* and Retry-After)",
+    500: "Internal error",
+    503: "Database busy, unavailable or query timed out (Retry-After when worth retrying)",
 }
-AS_OF = {
-    "type": "object",
-    "required": ["chain_id", "block_number", "block_hash", "safe_block", "finalized_block"],
-    "properties": {
-        "chain_id": {"type": "integer"},
-        "block_number": {"type": "integer", "nullable": True},
-        "block_hash": {"type": "string", "nullable": True},
-        "safe_block": {"type": "integer", "nullable": True},
-        "finalized_block": {"type": "integer", "nullable": True},
-    },
+# Every operation can answer these: validation (unknown parameters are errors), body size, rate
+# limit, internal error, database unavailable.
+COMMON_ERRORS = (400, 413, 429, 500, 503)
+INT_HEADER = {"schema": {"type": "integer", "minimum": 0}}
+RATE_HEADERS = {
+    "RateLimit-Limit": {"description": "requests allowed per window", **INT_HEADER},
+    "RateLimit-Remaining": {"description": "requests left in this window", **INT_HEADER},
+    "RateLimit-Reset": {"description": "seconds until the window resets", **INT_HEADER},
+    "RateLimit-Policy": {"description": "LIMIT;w=WINDOW_SECONDS", "schema": {"type": "string"}},
 }
-PAGE_META = {
-    "type": "object",
-    "required": ["page", "limit", "total", "totalPages", "hasNext", "hasPrevious"],
-    "properties": {
-        "page": {"type": "integer"},
-        "limit": {"type": "integer"},
-        "total": {"type": "integer"},
-        "totalPages": {"type": "integer"},
-        "hasNext": {"type": "boolean"},
-        "hasPrevious": {"type": "boolean"},
-    },
-}
-CURSOR_META = {
-    "type": "object",
-    "required": ["limit", "hasNext", "nextCursor"],
-    "properties": {
-        "limit": {"type": "integer"},
-        "hasNext": {"type": "boolean"},
-        "nextCursor": {"type": "string", "nullable": True},
-    },
-}
-MARKET = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "integer"},
-        "question": {"type": "string"},
-        "category": {"type": "string"},
-        "creator": {"type": "string"},
-        "status": {"type": "string", "enum": ["active", "closed", "resolved"]},
-        "outcome": {"type": "string", "nullable": True, "enum": ["yes", "no", "invalid", None]},
-        "endTime": {"type": "string", "format": "date-time"},
-        "yesPrice": {"type": "string"},
-        "noPrice": {"type": "string"},
-        "yesReserve": AMOUNT,
-        "noReserve": AMOUNT,
-        "liquidity": AMOUNT,
-        "volume": AMOUNT,
-        "volume24h": AMOUNT,
-        "trades24h": {"type": "integer"},
-    },
-}
-ERROR_CODES = {
-    "400": "Validation failed (errors name the field)",
-    "401": "Authentication required or failed",
-    "403": "Forbidden",
-    "404": "Not found",
-    "405": "Method not allowed",
-    "413": "Body too large",
-    "415": "Content-Type must be application/json",
-    "429": "Rate limited (see RateLimit-* headers)",
-    "500": "Internal error",
-    "503": "Database unavailable or query timed out",
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", **INT_HEADER}}
+X_CACHE = {
+    "X-Cache": {"description": "hit, miss or bypass", "schema": {"type": "string", "enum": ["hit", "miss", "bypass"]}}
 }
 
 
 def param_schema(p: Param) -> dict[str, Any]:
+    """The schema of one parameter: exactly the syntax api/params.py accepts."""
     if p.kind == "int":
-        s: dict[str, Any] = {"type": "integer"}
-        if p.minimum is not None:
-            s["minimum"] = p.minimum
-        if p.maximum is not None:
-            s["maximum"] = p.maximum
+        s: dict[str, Any] = {"type": "integer", "format": "int64"}
+        s["minimum"] = p.minimum if p.minimum is not None else -MAX_INT
+        s["maximum"] = p.maximum if p.maximum is not None else MAX_INT
     elif p.kind == "bool":
         s = {"type": "boolean"}
     elif p.kind == "address":
-        s = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
+        s = {"type": "string", "format": "eip55-address", "pattern": ADDRESS_RE.pattern, "description": ADDRESS_TEXT}
     elif p.kind == "enum":
         s = {"type": "string", "enum": list(p.choices)}
     elif p.kind == "time":
-        s = {"type": "string", "format": "date-time", "description": "ISO 8601 or unix seconds"}
+        s = {"type": "string", "pattern": TIME_RE.pattern, "description": "RFC 3339 date-time or unix seconds"}
     elif p.kind == "ids":
-        s = {"type": "string", "pattern": f"^[0-9]{{1,18}}(,[0-9]{{1,18}}){{0,{p.max_items - 1}}}$"}
+        s = {
+            "type": "string",
+            "pattern": f"^[0-9]{{1,18}}(,[0-9]{{1,18}}){{0,{p.max_items - 1}}}$",
+            "maxLength": p.max_length,
+        }
     elif p.kind == "sort":
         s = {"type": "string", "pattern": f"^({'|'.join(p.choices)})(:(asc|desc))?$"}
+    elif p.kind == "filter":
+        s = {"type": "string", "pattern": filter_pattern(p), "maxLength": p.max_length}
+    elif p.kind == "cursor":
+        s = {"type": "string", "pattern": CURSOR_RE.pattern, "maxLength": p.max_length}
     else:
-        s = {"type": "string", "maxLength": p.max_length}
+        s = {"type": "string", "pattern": TEXT_PATTERN, "maxLength": p.max_length}
     if p.default is not None and p.kind in ("int", "enum", "bool"):
         s["default"] = p.default
     return s
 
 
+def ok_headers(ep: Endpoint) -> dict[str, Any]:
+    return {**RATE_HEADERS, **(X_CACHE if ep.cache is not None else {})}
+
+
+def responses_for(ep: Endpoint) -> dict[str, Any]:
+    """The success envelope {data, meta?, as_of} and every error status the endpoint can answer."""
+    meta = ep.meta
+    if meta is None and ep.paged is not None:
+        meta = PAGE_META if ep.paged == "page" else CURSOR_META
+    props: dict[str, Any] = {"data": ep.response or {}}
+    required = ["data", "as_of"]
+    if meta is not None:
+        props["meta"] = meta
+        required.insert(1, "meta")
+    props["as_of"] = AS_OF
+    envelope = {"type": "object", "additionalProperties": False, "required": required, "properties": props}
+    out: dict[str, Any] = {
+        str(ep.status): {
+            "description": "OK" if ep.status == 200 else ("Created" if ep.status == 201 else "Accepted"),
+            "headers": ok_headers(ep),
+            "content": {"application/json": {"schema": envelope}},
+        }
+    }
+    codes = set(COMMON_ERRORS) | set(ep.errors)
+    if ep.auth is not None:
+        codes.add(401)
+    if ep.auth == "admin":
+        codes.add(403)
+    if ep.body is not None:
+        codes.add(415)
+    for code in sorted(codes):
+        headers: dict[str, Any] = {}
+        if code == 429:
+            headers = {**RATE_HEADERS, **RETRY_AFTER}
+        elif code == 503:
+            headers = RETRY_AFTER
+        out[str(code)] = {
+            "description": ERROR_TEXT[code],
+            "headers": headers,
+            "content": {"application/json": {"schema": ERROR}},
+        }
+    return out
+
+
+def operation_id(method: str, path: str) -> str:
+    return f"{method.lower()}_{path.strip('/').replace('/', '_')}".replace("{", "").replace("}", "")
+
+
+def _error_responses(*codes: int) -> dict[str, Any]:
+    return {str(c): {"description": ERROR_TEXT[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
+
+
 def spec(settings: Settings) -> dict[str, Any]:
     from api.routes import ENDPOINTS
+    from api.routes.system import HEALTH, READY
 
     paths: dict[str, Any] = {}
     for ep in ENDPOINTS:
@@ -135,53 +140,56 @@ def spec(settings: Settings) -> dict[str, Any]:
             }
             for p in ep.params
         ]
-        meta: dict[str, Any] = (
-            {"$ref": "#/components/schemas/PageMeta"}
-            if ep.paged == "page"
-            else ({"$ref": "#/components/schemas/CursorMeta"} if ep.paged == "cursor" else {"type": "object"})
-        )
-        envelope = {
-            "type": "object",
-            "required": ["data", "as_of"],
-            "properties": {"data": ep.response or {}, "meta": meta, "as_of": {"$ref": "#/components/schemas/AsOf"}},
-        }
-        ok = "201" if ep.path == "/v1/auth/nonce" else ("202" if ep.path == "/v1/admin/maintenance" else "200")
-        responses: dict[str, Any] = {ok: {"description": "OK", "content": {"application/json": {"schema": envelope}}}}
-        for code, text in ERROR_CODES.items():
-            responses[code] = {
-                "description": text,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        params.append(
+            {
+                "name": "chainId",
+                "in": "query",
+                "required": False,
+                "description": "the chain to answer for (api.chain_ids); default " + str(settings.chain_id),
+                "schema": {"type": "integer", "enum": list(settings.chains)},
             }
+        )
+        if ep.response is None:
+            raise ValueError(f"{ep.method} {ep.path} declares no response schema")
         op: dict[str, Any] = {
-            "operationId": f"{ep.method.lower()}_{ep.path.strip('/').replace('/', '_')}".replace("{", "").replace(
-                "}", ""
-            ),
+            "operationId": operation_id(ep.method, ep.path),
             "summary": ep.summary,
-            "description": " ".join((ep.handler.__doc__ or "").split()),
+            "description": " ".join(((ep.handler.__doc__ or "") + " " + ep.description).split()),
             "tags": [ep.tag],
             "parameters": params,
-            "responses": responses,
+            "responses": responses_for(ep),
         }
         if ep.auth is not None:
             op["security"] = [{"bearer": []}]
         if ep.body is not None:
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ep.body}}}
         paths.setdefault(ep.path, {})[ep.method.lower()] = op
-    for path, summary in (("/health", "Liveness"), ("/ready", "Readiness (indexer lag, database, Redis)")):
-        paths[path] = {
-            "get": {
-                "operationId": path.strip("/"),
-                "summary": summary,
-                "tags": ["system"],
-                "responses": {
-                    "200": {"description": "OK"},
-                    "503": {
-                        "description": "Not ready",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                    },
-                },
-            }
+    paths["/health"] = {
+        "get": {
+            "operationId": "health",
+            "summary": "Liveness",
+            "tags": ["system"],
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": HEALTH}}},
+                **_error_responses(400, 429, 500),
+            },
         }
+    }
+    paths["/ready"] = {
+        "get": {
+            "operationId": "ready",
+            "summary": "Readiness (indexer lag, database, Redis)",
+            "tags": ["system"],
+            "responses": {
+                "200": {"description": "Ready or degraded", "content": {"application/json": {"schema": READY}}},
+                **_error_responses(400, 429, 500),
+                "503": {
+                    "description": "Not ready (errors say why)",
+                    "content": {"application/json": {"schema": ERROR}},
+                },
+            },
+        }
+    }
     return {
         "openapi": "3.0.3",
         "info": {
@@ -194,14 +202,7 @@ def spec(settings: Settings) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": {
-                "Error": ERROR,
-                "AsOf": AS_OF,
-                "PageMeta": PAGE_META,
-                "CursorMeta": CURSOR_META,
-                "Market": MARKET,
-                "Amount": AMOUNT,
-            },
+            "schemas": dict(sorted(COMPONENTS.items())),
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
@@ -256,6 +257,35 @@ def render_docs(doc: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _param_text(s: dict[str, Any]) -> str:
+    if "enum" in s:
+        return ", ".join(map(str, s["enum"]))
+    if s.get("type") == "integer":
+        lo, hi = s.get("minimum"), s.get("maximum")
+        return "integer" + (f" [{lo}..{hi}]" if hi != MAX_INT else (f" ≥ {lo}" if lo != -MAX_INT else ""))
+    if s.get("type") == "boolean":
+        return "true | false"
+    if s.get("pattern") == TEXT_PATTERN:
+        return f"text (≤ {s['maxLength']} characters, no control characters)"
+    if s.get("pattern") == ADDRESS_RE.pattern:
+        return "address"
+    if s.get("pattern") == TIME_RE.pattern:
+        return "RFC 3339 date-time or unix seconds"
+    if s.get("pattern") == CURSOR_RE.pattern:
+        return "cursor from meta.nextCursor"
+    return f"`{s['pattern']}`" if "pattern" in s else str(s.get("type", ""))
+
+
+def _schema_text(s: dict[str, Any]) -> str:
+    if "$ref" in s:
+        return str(s["$ref"]).rsplit("/", 1)[-1]
+    if s.get("type") == "array":
+        return _schema_text(s["items"]) + "[]"
+    if s.get("type") == "object":
+        return "{" + ", ".join(s.get("properties", {})) + "}"
+    return str(s.get("type", "any"))
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """The endpoint reference for docs/api.md, generated from the document."""
     out: list[str] = []
@@ -273,16 +303,27 @@ def markdown(doc: dict[str, Any]) -> str:
                 cells = []
                 for p in params:
                     s = p["schema"]
-                    kind = ", ".join(s["enum"]) if "enum" in s else s.get("pattern") or s.get("format") or s["type"]
-                    if "minimum" in s or "maximum" in s:
-                        kind += f" [{s.get('minimum', '')}..{s.get('maximum', '')}]"
                     default = f", default {s['default']}" if "default" in s else ""
                     req = " (required)" if p["required"] else ""
-                    cells.append(f"`{p['name']}`{req}: {kind}{default}")
+                    text = _param_text(s)
+                    if len(text) > 60 and p.get("description"):
+                        text = p["description"]
+                    cells.append(f"`{p['name']}`{req}: {text}{default}")
                 out.append("\n  Query: " + "; ".join(cells))
             if "requestBody" in op:
                 props = op["requestBody"]["content"]["application/json"]["schema"].get("properties", {})
                 out.append("\n  Body (JSON): " + (", ".join(f"`{k}`" for k in props) or "`{}`"))
+            ok = next(c for c in op["responses"] if c.startswith("2"))
+            body = op["responses"][ok].get("content", {}).get("application/json", {}).get("schema", {})
+            props = body.get("properties", {})
+            if "data" in props:
+                shape = f"`data`: {_schema_text(props['data'])}"
+                if "meta" in props:
+                    shape += f", `meta`: {_schema_text(props['meta'])}"
+            else:
+                shape = _schema_text(body)
+            errors = ", ".join(c for c in op["responses"] if not c.startswith("2"))
+            out.append(f"\n  {ok}: {shape}. Errors: {errors}.")
             out.append("")
     return "\n".join(out)
 
@@ -300,4 +341,5 @@ if __name__ == "__main__":
     else:
         import json
 
-        sys.stdout.write(json.dumps(spec(_settings), indent=1))
+        # the same text as docs/schemas/api/openapi.json (tests/api/test_api_typescript.py)
+        sys.stdout.write(json.dumps(spec(_settings), indent=1, ensure_ascii=False) + "\n")

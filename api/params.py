@@ -29,9 +29,21 @@ from api.errors import FieldError, ValidationFailed
 Kind = Literal["int", "str", "address", "enum", "bool", "time", "ids", "sort", "filter", "cursor"]
 Where = Literal["query", "path"]
 
-_ADDR = re.compile(r"^0x[0-9a-fA-F]{40}$")
+ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+ADDRESS_TEXT = "0x + 40 hex digits; all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum"
 _INT = re.compile(r"^-?[0-9]{1,19}$")
-_MAX_INT = 2**63 - 1
+MAX_INT = 2**63 - 1
+# RFC 3339 date-time (upper-case T and Z, at most microseconds) or unix seconds; the OpenAPI
+# document publishes these same patterns (api/openapi.py), so both accept exactly the same text.
+TIME_RE = re.compile(
+    r"^([0-9]{1,11}|(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
+)
+# Text refuses control characters (C0 and DEL) and nothing else.
+CONTROL = "\\u0000-\\u001f\\u007f"
+TEXT_PATTERN = f"^[^{CONTROL}]+$"
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,7 +77,7 @@ def cursor_params(max_limit: int = 100, default_limit: int = 50) -> tuple[Param,
 
 
 def parse_address(value: str) -> bytes | None:
-    if not _ADDR.match(value):
+    if not ADDRESS_RE.fullmatch(value):
         return None
     body = value[2:]
     if body != body.lower() and body != body.upper() and not is_checksum_address(value):
@@ -73,7 +85,27 @@ def parse_address(value: str) -> bytes | None:
     return bytes.fromhex(body)
 
 
+def filter_pattern(p: Param) -> str:
+    """The regular expression of a `filter` parameter's syntax: KEY:VALUE[,KEY:VALUE] (a key given
+    twice or conflicting with its own parameter is refused too, which a pattern cannot say)."""
+    alts = []
+    for f in p.filters:
+        if f.kind == "enum":
+            value = "(" + "|".join(re.escape(c) for c in f.choices) + ")"
+        elif f.kind == "address":
+            value = "0x[0-9a-fA-F]{40}"
+        elif f.kind == "str":
+            value = f"[^,{CONTROL}]{{0,{f.max_length}}}"
+        else:
+            raise ValueError(f"filter key kind {f.kind} has no pattern")
+        alts.append(f"{f.name}:{value}")
+    one = "(" + "|".join(alts) + ")"
+    return f"^{one}(,{one})*$"
+
+
 def _parse_time(value: str) -> dt.datetime | None:
+    if not TIME_RE.fullmatch(value):
+        return None
     if _INT.match(value):
         n = int(value)
         if not 0 <= n <= 253402300799:
@@ -85,7 +117,10 @@ def _parse_time(value: str) -> dt.datetime | None:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
-    return t
+    try:
+        return t.astimezone(dt.UTC)  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+    except OverflowError:
+        return None
 
 
 def _one(p: Param, raw: str, errors: list[FieldError], field: str) -> Any:
@@ -101,8 +136,8 @@ def _one(p: Param, raw: str, errors: list[FieldError], field: str) -> Any:
             errors.append(FieldError(field, "must be an integer"))
             return None
         n = int(raw)
-        lo = p.minimum if p.minimum is not None else -_MAX_INT
-        hi = p.maximum if p.maximum is not None else _MAX_INT
+        lo = p.minimum if p.minimum is not None else -MAX_INT
+        hi = p.maximum if p.maximum is not None else MAX_INT
         if not lo <= n <= hi:
             errors.append(FieldError(field, f"must be between {lo} and {hi}"))
             return None
@@ -127,7 +162,7 @@ def _one(p: Param, raw: str, errors: list[FieldError], field: str) -> Any:
     if p.kind == "time":
         t = _parse_time(raw)
         if t is None:
-            errors.append(FieldError(field, "must be an ISO 8601 timestamp or unix seconds"))
+            errors.append(FieldError(field, "must be an RFC 3339 date-time (2024-12-31T23:59:59Z) or unix seconds"))
         return t
     if p.kind == "ids":
         parts = raw.split(",")
@@ -165,10 +200,13 @@ def _one(p: Param, raw: str, errors: list[FieldError], field: str) -> Any:
             result[key] = parsed
         return result
     if p.kind == "str":
-        if not raw.isprintable():
-            errors.append(FieldError(field, "must be printable text"))
+        if _CONTROL_RE.search(raw):
+            errors.append(FieldError(field, "must not contain control characters"))
             return None
         return raw
+    if not CURSOR_RE.fullmatch(raw):
+        errors.append(FieldError(field, "is not a valid cursor; pass meta.nextCursor unchanged"))
+        return None
     return raw  # cursor: decoded by the handler with decode_cursor (needs the filter hash)
 
 
@@ -188,7 +226,12 @@ def parse(params: Sequence[Param], query: Sequence[tuple[str, str]], path: Mappi
     out: dict[str, Any] = {}
     for p in params:
         raw = path.get(p.name) if p.where == "path" else seen.get(p.name)
-        if raw is None or raw == "":
+        if raw == "":
+            # the document's patterns refuse an empty value (a client leaves the parameter out)
+            errors.append(FieldError(p.name, "must not be empty; leave the parameter out instead"))
+            out[p.name] = None
+            continue
+        if raw is None:
             if p.required:
                 errors.append(FieldError(p.name, "is required"))
             out[p.name] = p.default

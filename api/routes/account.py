@@ -9,12 +9,18 @@ from api import auth
 from api.context import Ctx, Endpoint
 from api.encode import iso
 from api.errors import ApiError, FieldError, ValidationFailed
+from api.schemas import ADDRESS, INT, STR, TIME, arr, enum, model, obj
+
+ROLE = enum("user", "creator", "admin")
 
 VERIFY_BODY = {
     "type": "object",
     "required": ["message", "signature"],
     "additionalProperties": False,
-    "properties": {"message": {"type": "string", "maxLength": 4000}, "signature": {"type": "string", "maxLength": 200}},
+    "properties": {
+        "message": {"type": "string", "minLength": 1, "maxLength": 4000},
+        "signature": {"type": "string", "minLength": 1, "maxLength": 200},
+    },
 }
 NONCE_BODY: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
 
@@ -50,6 +56,8 @@ async def verify(ctx: Ctx) -> dict[str, Any]:
     message, signature = body["message"], body["signature"]
     if len(message) > 4000:
         raise ValidationFailed([FieldError("message", "at most 4000 characters")])
+    if len(signature) > 200:
+        raise ValidationFailed([FieldError("signature", "at most 200 characters")])
     settings = ctx.state.settings
     try:
         msg = auth.parse_siwe(message)
@@ -94,10 +102,46 @@ async def me(ctx: Ctx) -> dict[str, Any]:
     return {"data": {"address": ctx.user.address, "roles": sorted(ctx.user.roles)}}
 
 
+TOKEN = model(
+    "Token",
+    obj(
+        {
+            "token": STR,
+            "tokenType": enum("Bearer"),
+            "address": ADDRESS,
+            "roles": arr(ROLE),
+            "expiresAt": TIME,
+        }
+    ),
+)
+NONCE = model(
+    "SiweNonce",
+    obj({"nonce": STR, "expiresAt": TIME, "domain": STR, "uri": STR, "chainId": INT, "version": enum("1")}),
+)
+PRINCIPAL = model("Principal", obj({"address": ADDRESS, "roles": arr(ROLE)}))
+
 ENDPOINTS = [
-    Endpoint("POST", "/v1/auth/nonce", nonce, "Get a SIWE nonce", "auth", body=NONCE_BODY, db="write"),
     Endpoint(
-        "POST", "/v1/auth/verify", verify, "Sign in with Ethereum (EIP-4361)", "auth", body=VERIFY_BODY, db="write"
+        "POST",
+        "/v1/auth/nonce",
+        nonce,
+        "Get a SIWE nonce",
+        "auth",
+        body=NONCE_BODY,
+        db="write",
+        status=201,
+        response=NONCE,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/auth/verify",
+        verify,
+        "Sign in with Ethereum (EIP-4361)",
+        "auth",
+        body=VERIFY_BODY,
+        db="write",
+        response=TOKEN,
+        errors=(401,),
     ),
     Endpoint(
         "POST",
@@ -108,6 +152,7 @@ ENDPOINTS = [
         body=NONCE_BODY,
         auth="user",
         description="Send the current (unexpired) token; the answer is a new token with a fresh lifetime.",
+        response=TOKEN,
     ),
-    Endpoint("GET", "/v1/auth/me", me, "The signed-in principal", "auth", auth="user"),
+    Endpoint("GET", "/v1/auth/me", me, "The signed-in principal", "auth", auth="user", response=PRINCIPAL),
 ]

@@ -12,6 +12,7 @@ from api.encode import hexs, iso
 from api.errors import ApiError, FieldError, ValidationFailed
 from api.params import Param, page_params
 from api.routes.common import OUTCOMES, offset, page_meta
+from api.schemas import ADDRESS, BOOL, HASH, INT, OUTCOME, STR, TIME, UINT, arr, enum, model, null, obj
 from core import resolution as R
 
 INDEXER_SQL = """
@@ -346,8 +347,103 @@ async def maintenance(ctx: Ctx) -> dict[str, Any]:
     }
 
 
+# Response schemas (added by the typed-contract work, issue 14; keep them in step with the handlers).
+INDEXER_STATUS = model(
+    "IndexerStatus",
+    obj(
+        {
+            "headBlock": null(INT),
+            "safeBlock": null(INT),
+            "finalizedBlock": null(INT),
+            "indexedBlock": null(INT),
+            "indexedHash": null(HASH),
+            "lagBlocks": null(INT),
+            "headUpdatedAt": null(TIME),
+            "indexedAt": null(TIME),
+            "outboxSeq": null(INT),
+            "apiOutboxSeq": null(INT),
+            "reorgs": INT,
+            "recentReorgs": arr(
+                obj(
+                    {
+                        "commonAncestor": INT,
+                        "oldHead": INT,
+                        "depth": INT,
+                        "removedEvents": INT,
+                        "detectedAt": TIME,
+                    }
+                )
+            ),
+            "feedConnections": INT,
+        }
+    ),
+)
+QUEUE_ITEM = model(
+    "ResolutionRequest",
+    obj(
+        {
+            "id": INT,
+            "marketId": INT,
+            "outcome": OUTCOME,
+            "reason": null(STR),
+            "requestedBy": null(STR),
+            "requestedAt": null(TIME),
+            "status": enum(*QUEUE_STATUSES),
+            "statusReason": null(STR),
+            "txId": null(INT),
+            "cancelledBy": null(STR),
+            "cancelledAt": null(TIME),
+            "updatedAt": null(TIME),
+        }
+    ),
+)
+FEED_RULE = model(
+    "FeedRule",
+    obj(
+        {
+            "marketId": INT,
+            "feed": ADDRESS,
+            "op": STR,
+            "threshold": {"type": "string", "pattern": r"^-?[0-9]+$"},
+            "ifTrue": OUTCOME,
+            "ifFalse": OUTCOME,
+            "reason": STR,
+            "createdBy": STR,
+        }
+    ),
+)
+KEEPER_TX = model(
+    "KeeperTransaction",
+    obj(
+        {
+            "id": INT,
+            "job": STR,
+            "jobKey": null(STR),
+            "sender": null(ADDRESS),
+            "to": null(ADDRESS),
+            "nonce": null(INT),
+            "status": STR,
+            "marketId": null(INT),
+            "creator": null(ADDRESS),
+            "txHash": null(HASH),
+            "minedBlock": null(INT),
+            "gasUsed": null(INT),
+            "feePaidWei": null(UINT),
+            "finalized": null(BOOL),
+            "reorgs": null(INT),
+            "error": null(STR),
+            "createdAt": null(TIME),
+            "updatedAt": null(TIME),
+            "confirmedAt": null(TIME),
+        }
+    ),
+)
+BROADCAST = obj({"broadcast": BOOL, "allInstances": BOOL, "localConnections": INT})
+
 ENDPOINTS = [
-    Endpoint("GET", "/v1/admin/indexer", indexer_status, "Indexer status", "admin", auth="admin"),
+    Endpoint(
+        "GET", "/v1/admin/indexer", indexer_status, "Indexer status", "admin", auth="admin", response=INDEXER_STATUS
+    ),
     Endpoint(
         "GET",
         "/v1/admin/keeper/queue",
@@ -357,6 +453,7 @@ ENDPOINTS = [
         (Param("status", "enum", choices=QUEUE_STATUSES), *page_params()),
         auth="admin",
         paged="page",
+        response=arr(QUEUE_ITEM),
     ),
     Endpoint(
         "POST",
@@ -367,6 +464,9 @@ ENDPOINTS = [
         auth="admin",
         body=QUEUE_BODY,
         db="write",  # one connection from the write pool: the market check and the insert
+        response=QUEUE_ITEM,
+        status=201,
+        errors=(404, 409),
     ),
     Endpoint(
         "POST",
@@ -378,6 +478,8 @@ ENDPOINTS = [
         auth="admin",
         body=CANCEL_BODY,
         db="write",  # one connection from the write pool: the market check and the insert
+        response=QUEUE_ITEM,
+        errors=(404, 409),
     ),
     Endpoint(
         "PUT",
@@ -389,6 +491,8 @@ ENDPOINTS = [
         auth="admin",
         body=RULE_BODY,
         db="write",  # one connection from the write pool: the market check and the insert
+        response=FEED_RULE,
+        errors=(404, 409),
     ),
     Endpoint(
         "GET",
@@ -403,6 +507,7 @@ ENDPOINTS = [
         ),
         auth="admin",
         paged="page",
+        response=arr(KEEPER_TX),
     ),
     Endpoint(
         "POST",
@@ -412,5 +517,7 @@ ENDPOINTS = [
         "admin",
         auth="admin",
         body=MAINTENANCE_BODY,
+        status=202,
+        response=BROADCAST,
     ),
 ]

@@ -11,6 +11,23 @@ import asyncpg
 from api.context import Ctx, Record
 from api.encode import hexs, iso, ratio, units
 from api.params import decode_cursor, encode_cursor, filters_hash
+from api.schemas import (
+    ADDRESS,
+    AMOUNT,
+    HASH,
+    INT,
+    MARKET_STATUS,
+    OUTCOME,
+    RATIO,
+    SIDE,
+    STR,
+    TIME,
+    UINT,
+    enum,
+    model,
+    null,
+    obj,
+)
 
 AGG_FRESH_SQL = """
 SELECT refreshed_at FROM agg.refreshes
@@ -78,7 +95,7 @@ def market_json(r: Record) -> dict[str, Any]:
         "creator": hexs(r["creator"]),
         "status": "resolved" if r["resolved"] else ("active" if r["is_open"] else "closed"),
         "outcome": OUTCOMES.get(r["outcome"]) if r["outcome"] is not None else None,
-        "endTime": iso(r["end_time"]),
+        "endDate": iso(r["end_time"]),
         "createdAt": iso(r["created_time"]),
         "createdBlock": r["created_block"],
         "createdTx": hexs(r["created_tx"]),
@@ -97,6 +114,44 @@ def market_json(r: Record) -> dict[str, Any]:
         "lastTradeAt": iso(r["last_trade_time"]),
         "liquidityWithdrawn": units(r["liquidity_withdrawn"]),
     }
+
+
+MARKET_PROPS = {
+    "id": INT,
+    "question": STR,
+    "category": STR,
+    "creator": ADDRESS,
+    "status": MARKET_STATUS,
+    "outcome": null(OUTCOME),
+    "endDate": TIME,
+    "createdAt": TIME,
+    "createdBlock": INT,
+    "createdTx": HASH,
+    "resolvedAt": null(TIME),
+    "resolvedBlock": null(INT),
+    "yesPrice": null(RATIO),
+    "noPrice": null(RATIO),
+    "yesReserve": AMOUNT,
+    "noReserve": AMOUNT,
+    "liquidity": AMOUNT,
+    "initialLiquidity": AMOUNT,
+    "volume": AMOUNT,
+    "volumeBase": UINT,
+    "fees": AMOUNT,
+    "trades": INT,
+    "lastTradeAt": null(TIME),
+    "liquidityWithdrawn": null(AMOUNT),
+    "volume24h": AMOUNT,
+    "trades24h": INT,
+}
+MARKET = model("Market", obj(MARKET_PROPS))
+MARKET_DETAIL = model(
+    "MarketDetail",
+    obj(
+        {**MARKET_PROPS, "yesPrice24hAgo": null(RATIO)},
+        description="A market with the YES price 24 hours ago (null when it did not exist yet)",
+    ),
+)
 
 
 def trade_json(r: Record) -> dict[str, Any]:
@@ -118,6 +173,28 @@ def trade_json(r: Record) -> dict[str, Any]:
         "yesPriceAfter": ratio(n, y + n),
     }
 
+
+TRADE = model(
+    "Trade",
+    obj(
+        {
+            "blockNumber": INT,
+            "logIndex": INT,
+            "blockHash": HASH,
+            "txHash": HASH,
+            "time": TIME,
+            "marketId": INT,
+            "trader": ADDRESS,
+            "side": SIDE,
+            "outcome": enum("yes", "no"),
+            "collateral": AMOUNT,
+            "shares": AMOUNT,
+            "fee": AMOUNT,
+            "price": null(RATIO),
+            "yesPriceAfter": null(RATIO),
+        }
+    ),
+)
 
 MARKET_COLS = """m.market_id, m.creator, m.question, m.category, m.end_time, m.initial_liquidity, m.yes_reserve,
        m.no_reserve, m.resolved, m.outcome, m.volume, m.fees, m.trade_count, m.liquidity_withdrawn,

@@ -15,8 +15,10 @@ from api.encode import hexs, iso, units
 from api.errors import not_found
 from api.params import Param, cursor_params, filters_hash, page_params
 from api.routes.common import cursor_key, cursor_page, offset, page_meta
-from api.routes.markets import INTERVALS, bucket_range, candle_window
+from api.routes.markets import INTERVALS, WINDOW_META_PROPS, bucket_range, candle_window
 from api.routes.users import curve_unit
+from api.schemas import ADDRESS as ADDRESS_SCHEMA
+from api.schemas import AMOUNT, CURSOR_META_PROPS, HASH, INT, SIDE, TIME, UINT, arr, model, null, obj
 
 ADDRESS = Param("address", "address", where="path", required=True, description="creator address (any case)")
 SORTS = {
@@ -281,6 +283,71 @@ async def creator_dividends(ctx: Ctx) -> dict[str, Any]:
     return {"data": data, "meta": meta}
 
 
+CREATOR_PROPS = {
+    "address": ADDRESS_SCHEMA,
+    "supply": UINT,
+    "sharePrice": AMOUNT,
+    "holders": INT,
+    "volume": AMOUNT,
+    "trades": INT,
+    "pendingDividends": AMOUNT,
+    "distributedDividends": AMOUNT,
+    "distributions": INT,
+    "creatorFeesUnclaimed": AMOUNT,
+    "markets": INT,
+    "firstBlock": INT,
+    "updatedBlock": INT,
+}
+CREATOR = model("Creator", obj(CREATOR_PROPS))
+CREATOR_DETAIL = model("CreatorDetail", obj({**CREATOR_PROPS, "marketVolume": AMOUNT}))
+CREATOR_HOLDER = model(
+    "CreatorHolder",
+    obj({"holder": ADDRESS_SCHEMA, "shares": UINT, "claimableDividends": AMOUNT, "lockedUntil": null(TIME)}),
+)
+SHARE_TRADE = model(
+    "ShareTrade",
+    obj(
+        {
+            "blockNumber": INT,
+            "logIndex": INT,
+            "blockHash": HASH,
+            "txHash": HASH,
+            "time": TIME,
+            "trader": ADDRESS_SCHEMA,
+            "side": SIDE,
+            "shares": UINT,
+            "price": AMOUNT,
+            "protocolFee": AMOUNT,
+            "creatorFee": AMOUNT,
+            "dividendFee": AMOUNT,
+            "supplyAfter": UINT,
+        }
+    ),
+)
+SHARE_CANDLE = model(
+    "ShareCandle",
+    obj(
+        {"time": TIME, "open": AMOUNT, "high": AMOUNT, "low": AMOUNT, "close": AMOUNT, "volume": AMOUNT, "trades": INT},
+        description="next-share price candles (USDC)",
+    ),
+)
+DISTRIBUTION = model(
+    "DividendDistribution",
+    obj(
+        {
+            "blockNumber": INT,
+            "logIndex": INT,
+            "txHash": HASH,
+            "time": TIME,
+            "amount": AMOUNT,
+            "marketFees": AMOUNT,
+            "holdersSupply": UINT,
+            "perShare": null(AMOUNT),
+        }
+    ),
+)
+
+
 def _c(p: dict[str, Any]) -> str:
     return "0x" + bytes(p["address"]).hex()
 
@@ -299,6 +366,7 @@ ENDPOINTS = [
         LIST_PARAMS,
         cache=lambda p: ("creators:list", _v(p)),
         paged="page",
+        response=arr(CREATOR),
     ),
     Endpoint(
         "GET",
@@ -308,6 +376,8 @@ ENDPOINTS = [
         "creators",
         (ADDRESS,),
         cache=lambda p: (f"creator:{_c(p)}", "detail"),
+        response=CREATOR_DETAIL,
+        errors=(404,),
     ),
     Endpoint(
         "GET",
@@ -318,6 +388,8 @@ ENDPOINTS = [
         (ADDRESS, *page_params()),
         cache=lambda p: (f"creator:{_c(p)}", "holders:" + _v(p)),
         paged="page",
+        response=arr(CREATOR_HOLDER),
+        errors=(404,),
     ),
     Endpoint(
         "GET",
@@ -328,6 +400,8 @@ ENDPOINTS = [
         (ADDRESS, *cursor_params()),
         cache=lambda p: (f"creator:{_c(p)}", "trades:" + _v(p)),
         paged="cursor",
+        response=arr(SHARE_TRADE),
+        errors=(404,),
     ),
     Endpoint(
         "GET",
@@ -344,6 +418,9 @@ ENDPOINTS = [
                 "candles-now:" + _v(p) + ":" + str(int(dt.datetime.now(dt.UTC).timestamp()) // 60),
             )
         ),
+        response=arr(SHARE_CANDLE),
+        meta=obj(WINDOW_META_PROPS),
+        errors=(404,),
     ),
     Endpoint(
         "GET",
@@ -354,5 +431,8 @@ ENDPOINTS = [
         (ADDRESS, *cursor_params()),
         cache=lambda p: (f"creator:{_c(p)}", "dividends:" + _v(p)),
         paged="cursor",
+        response=arr(DISTRIBUTION),
+        meta=obj({**CURSOR_META_PROPS, "pending": AMOUNT, "distributedTotal": AMOUNT}),
+        errors=(404,),
     ),
 ]

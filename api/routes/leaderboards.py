@@ -14,6 +14,7 @@ from api.context import Ctx, Endpoint
 from api.encode import hexs, iso, units
 from api.params import Param, filters_hash, page_params
 from api.routes.common import WINDOWS, agg_fresh, offset, page_meta
+from api.schemas import ADDRESS, AMOUNT, INT, PAGE_META_PROPS, TIME, arr, enum, model, null, obj
 
 WINDOW = Param("window", "enum", choices=("24h", "7d", "30d", "all"), default="all")
 
@@ -192,6 +193,38 @@ async def stats(ctx: Ctx) -> dict[str, Any]:
     }
 
 
+BOARD_META = {
+    **PAGE_META_PROPS,
+    "window": enum("24h", "7d", "30d", "all"),
+    "source": enum("agg", "live"),
+    "refreshedAt": null(TIME),
+}
+TRADER_ROW = model("TraderRank", obj({"rank": INT, "trader": ADDRESS, "pnl": AMOUNT, "volume": AMOUNT, "trades": INT}))
+CREATOR_ROW = model(
+    "CreatorRank", obj({"rank": INT, "creator": ADDRESS, "holders": INT, "volume": AMOUNT, "trades": INT})
+)
+STATS = model(
+    "Stats",
+    obj(
+        {
+            "window": enum("24h", "7d", "30d", "all"),
+            "marketsCreated": INT,
+            "marketsResolved": INT,
+            "trades": INT,
+            "volume": AMOUNT,
+            "fees": AMOUNT,
+            "shareTrades": INT,
+            "shareVolume": AMOUNT,
+            "dividendsDistributed": AMOUNT,
+            "activeUsers": INT,
+            "marketsTotal": INT,
+            "marketsOpen": INT,
+            "creatorsTotal": INT,
+        }
+    ),
+)
+
+
 def _v(p: dict[str, Any]) -> str:
     return filters_hash(p, exclude=())
 
@@ -207,6 +240,8 @@ ENDPOINTS = [
         cache=lambda p: ("leaderboard:traders", _v(p)),
         aggregate=True,
         paged="page",
+        response=arr(TRADER_ROW),
+        meta=obj({**BOARD_META, "by": enum("pnl", "volume"), "pnl": enum("average-cost", "cash-flow")}),
     ),
     Endpoint(
         "GET",
@@ -218,6 +253,8 @@ ENDPOINTS = [
         cache=lambda p: ("leaderboard:creators", _v(p)),
         aggregate=True,
         paged="page",
+        response=arr(CREATOR_ROW),
+        meta=obj({**BOARD_META, "by": enum("holders", "volume")}),
     ),
     Endpoint(
         "GET",
@@ -228,5 +265,6 @@ ENDPOINTS = [
         (WINDOW,),
         cache=lambda p: ("stats", _v(p)),
         aggregate=True,
+        response=STATS,
     ),
 ]

@@ -16,7 +16,10 @@ from api.encode import iso, ratio, units
 from api.errors import FieldError, ValidationFailed, not_found
 from api.params import Param, cursor_params, filters_hash, page_params
 from api.routes.common import (
+    MARKET,
     MARKET_COLS,
+    MARKET_DETAIL,
+    TRADE,
     TRADE_COLS,
     agg_fresh,
     cursor_key,
@@ -25,6 +28,20 @@ from api.routes.common import (
     offset,
     page_meta,
     trade_json,
+)
+from api.schemas import (
+    ADDRESS,
+    AMOUNT,
+    INT,
+    MARKET_STATUS,
+    PAGE_META_PROPS,
+    RATIO,
+    TIME,
+    arr,
+    enum,
+    model,
+    null,
+    obj,
 )
 
 MARKET_ID = Param("id", "int", where="path", required=True, minimum=0, maximum=10**18, description="market id")
@@ -210,13 +227,25 @@ TRADES_PARAMS = (
 async def market_trades(ctx: Ctx) -> dict[str, Any]:
     """A market's trades, newest first, cursor-paginated."""
     await _market(ctx)
+    return await _trades(ctx, ctx.params["id"])
+
+
+async def recent_trades(ctx: Ctx) -> dict[str, Any]:
+    """Recent trades across every market (or one, with `market`), newest first, cursor-paginated."""
+    return await _trades(ctx, ctx.params["market"])
+
+
+async def _trades(ctx: Ctx, market_id: int | None) -> dict[str, Any]:
     p = ctx.params
-    args: list[Any] = [ctx.chain_id, p["id"]]
-    clauses = ["t.chain_id = $1", "t.market_id = $2"]
+    args: list[Any] = [ctx.chain_id]
+    clauses = ["t.chain_id = $1"]
     key = cursor_key(ctx)
     if key is not None:
         args += [int(key[0]), int(key[1])]
-        clauses.append("(t.block_number, t.log_index) < ($3, $4)")
+        clauses.append("(t.block_number, t.log_index) < ($2, $3)")
+    if market_id is not None:
+        args.append(market_id)
+        clauses.append(f"t.market_id = ${len(args)}")
     if p["trader"] is not None:
         args.append(p["trader"])
         clauses.append(f"t.trader = ${len(args)}")
@@ -236,6 +265,12 @@ async def market_trades(ctx: Ctx) -> dict[str, Any]:
     page, meta = cursor_page(ctx, rows, limit)
     return {"data": [trade_json(r) for r in page], "meta": meta}
 
+
+RECENT_TRADES_PARAMS = (
+    *cursor_params(),
+    Param("market", "int", minimum=0, maximum=10**18, description="only this market's trades"),
+    *TRADES_PARAMS[3:],
+)
 
 HISTORY_PARAMS = (
     MARKET_ID,
@@ -399,7 +434,11 @@ def fill_candles(
 def candle_window(ctx: Ctx, step: int) -> tuple[dt.datetime, dt.datetime]:
     p = ctx.params
     end = p["to"] or dt.datetime.now(dt.UTC)
-    start = p["from"] or end - dt.timedelta(seconds=step * 99)
+    try:
+        start = p["from"] or end - dt.timedelta(seconds=step * 99)
+        end + dt.timedelta(seconds=step)  # the last bucket's end must exist too
+    except OverflowError:
+        raise ValidationFailed([FieldError("to", "too close to the start or end of the calendar")]) from None
     if start > end:
         raise ValidationFailed([FieldError("from", "must not be after `to`")])
     if (end - start).total_seconds() / step >= MAX_BUCKETS:
@@ -544,6 +583,45 @@ async def trending(ctx: Ctx) -> dict[str, Any]:
     return {"data": data, "meta": {"source": "agg" if agg_at is not None else "live", "refreshedAt": iso(agg_at)}}
 
 
+SOURCE = enum("agg", "live")
+LIST_META = obj(
+    {**PAGE_META_PROPS, "sortSource": SOURCE, "sortRefreshedAt": null(TIME)},
+    optional=("sortSource", "sortRefreshedAt"),
+    description="sortSource/sortRefreshedAt only when sorted by volume24h or trades24h",
+)
+PRICE = model("MarketPrice", obj({"id": INT, "yesPrice": null(RATIO), "noPrice": null(RATIO), "status": MARKET_STATUS}))
+PRICE_POINT = model(
+    "PricePoint",
+    obj(
+        {
+            "blockNumber": INT,
+            "logIndex": null(INT),
+            "time": TIME,
+            "yesPrice": null(RATIO),
+            "noPrice": null(RATIO),
+            "kind": enum("created", "trade"),
+        }
+    ),
+)
+CANDLE = model(
+    "Candle",
+    obj({"time": TIME, "open": RATIO, "high": RATIO, "low": RATIO, "close": RATIO, "volume": AMOUNT, "trades": INT}),
+)
+HOLDER = model(
+    "MarketHolder",
+    obj(
+        {
+            "holder": ADDRESS,
+            "outcome": enum("yes", "no"),
+            "shares": AMOUNT,
+            "costBasis": AMOUNT,
+            "averagePrice": null(RATIO),
+        }
+    ),
+)
+WINDOW_META_PROPS = {"interval": enum(*INTERVALS), "from": TIME, "to": TIME}
+
+
 def _variant(p: dict[str, Any]) -> str:
     return filters_hash(p, exclude=())
 
@@ -558,6 +636,18 @@ ENDPOINTS = [
         LIST_PARAMS,
         cache=lambda p: ("markets:list", _variant(p)),
         paged="page",
+        response=arr(MARKET),
+        meta=LIST_META,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/trades",
+        recent_trades,
+        "Recent trades across markets",
+        "trades",
+        RECENT_TRADES_PARAMS,
+        paged="cursor",
+        response=arr(TRADE),
     ),
     Endpoint(
         "GET",
@@ -567,6 +657,8 @@ ENDPOINTS = [
         "markets",
         (Param("limit", "int", default=20, minimum=1, maximum=100),),
         cache=lambda p: ("markets:trending", _variant(p)),
+        response=arr(MARKET),
+        meta=obj({"source": SOURCE, "refreshedAt": null(TIME)}),
     ),
     Endpoint(
         "GET",
@@ -584,6 +676,8 @@ ENDPOINTS = [
                 description="comma-separated market ids (at most 100)",
             ),
         ),
+        response=arr(PRICE),
+        meta=obj({"missing": arr(INT)}, description="requested ids that are not markets"),
     ),
     Endpoint(
         "GET",
@@ -593,6 +687,8 @@ ENDPOINTS = [
         "markets",
         (MARKET_ID,),
         cache=lambda p: (f"market:{p['id']}", "detail"),
+        response=MARKET_DETAIL,
+        errors=(404,),
     ),
     Endpoint(
         "GET",
@@ -603,6 +699,8 @@ ENDPOINTS = [
         TRADES_PARAMS,
         cache=lambda p: (f"market:{p['id']}:trades", _variant(p)),
         paged="cursor",
+        response=arr(TRADE),
+        errors=(404,),
     ),
     Endpoint(
         "GET",
@@ -613,6 +711,8 @@ ENDPOINTS = [
         HISTORY_PARAMS,
         cache=lambda p: (f"market:{p['id']}", "history:" + _variant(p)),
         paged="cursor",
+        response=arr(PRICE_POINT),
+        errors=(404,),
     ),
     Endpoint(
         "GET",
@@ -629,6 +729,9 @@ ENDPOINTS = [
                 "candles-now:" + _variant(p) + ":" + str(int(dt.datetime.now(dt.UTC).timestamp()) // 60),
             )
         ),
+        response=arr(CANDLE),
+        meta=obj({**WINDOW_META_PROPS, "outcome": enum("yes", "no")}),
+        errors=(404,),
     ),
     Endpoint(
         "GET",
@@ -639,5 +742,7 @@ ENDPOINTS = [
         HOLDERS_PARAMS,
         cache=lambda p: (f"market:{p['id']}", "holders:" + _variant(p)),
         paged="page",
+        response=arr(HOLDER),
+        errors=(404,),
     ),
 ]

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from api.encode import JSONBody
 from api.errors import FieldError, error_response
 from api.openapi import render_docs, spec
+from api.schemas import AS_OF, BOOL, INT, STR, TIME, enum, model, null, obj
 
 if TYPE_CHECKING:
     from api.app import Runtime
@@ -26,6 +27,28 @@ SELECT h.head_block, h.updated_at, c.block_number AS indexed_block, c.block_hash
   LEFT JOIN idx.chain_heads h ON h.chain_id = $1
   LEFT JOIN idx.checkpoints c ON c.chain_id = $1
 """
+
+HEALTH = model("Health", obj({"status": enum("ok")}))
+READY = model(
+    "Ready",
+    obj(
+        {
+            "status": enum("ready", "degraded"),
+            "checks": obj(
+                {
+                    "database": enum("ok"),
+                    "indexer": obj({"lag_blocks": INT, "head_age_s": {"type": "number"}}),
+                    "redis": STR,
+                    "outbox": obj({"seq": null(INT), "listening": BOOL}),
+                },
+                optional=("indexer",),
+            ),
+            "as_of": AS_OF,
+            "time": TIME,
+        },
+        description="degraded: Redis is down (answers come from PostgreSQL, no cache, no rate limits)",
+    ),
+)
 
 
 def _indexer_check(r: Any, max_lag: int, max_age: int) -> tuple[dict[str, Any] | None, list[str]]:

@@ -11,13 +11,44 @@ PnL (base units, integers; see the comment above idx.positions):
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
-from api.context import Ctx, Endpoint, Record
+from api.context import Ctx, Endpoint, Handler, Record
 from api.encode import hexs, iso, ratio, units
 from api.errors import ApiError, FieldError, ValidationFailed
 from api.params import Param, cursor_params, filters_hash, page_params
-from api.routes.common import OUTCOMES, TRADE_COLS, cursor_key, cursor_page, offset, page_meta, trade_json
+from api.routes.common import (
+    OUTCOMES,
+    TRADE,
+    TRADE_COLS,
+    cursor_key,
+    cursor_page,
+    offset,
+    page_meta,
+    trade_json,
+)
+from api.schemas import (
+    ADDRESS as ADDRESS_SCHEMA,
+)
+from api.schemas import (
+    AMOUNT,
+    BOOL,
+    HASH,
+    INT,
+    MARKET_STATUS,
+    OUTCOME,
+    RATIO,
+    SIDE,
+    STR,
+    TIME,
+    UINT,
+    arr,
+    enum,
+    model,
+    null,
+    obj,
+)
 
 ADDRESS = Param("address", "address", where="path", required=True, description="0x address (any case)")
 POSITION_STATUSES = ("open", "redeemable", "closed", "all")
@@ -360,6 +391,10 @@ SELECT n.block_number, n.log_index, n.kind, n.title, n.message, n.market_id, n.c
 """
 
 
+NOTIFICATION_ID_PATTERN = "^[0-9]{1,18}-[0-9]{1,9}-[a-z0-9_]{1,40}$"
+_NOTIFICATION_ID = re.compile(r"([0-9]{1,18})-([0-9]{1,9})-([a-z0-9_]{1,40})")
+
+
 def notification_id(block_number: int, log_index: int, kind: str) -> str:
     return f"{block_number}-{log_index}-{kind}"
 
@@ -401,10 +436,20 @@ async def notifications(ctx: Ctx) -> dict[str, Any]:
 READ_BODY = {
     "type": "object",
     "additionalProperties": False,
+    "description": 'either {"ids": [...]} (1..500 ids from the list) or {"all": true}',
     "properties": {
-        "ids": {"type": "array", "maxItems": 500, "items": {"type": "string", "maxLength": 80}},
+        "ids": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 500,
+            "items": {"type": "string", "pattern": NOTIFICATION_ID_PATTERN},
+        },
         "all": {"type": "boolean"},
     },
+    "anyOf": [
+        {"required": ["ids"]},
+        {"required": ["all"], "properties": {"all": {"type": "boolean", "enum": [True]}}},
+    ],
 }
 
 
@@ -417,16 +462,16 @@ async def mark_read(ctx: Ctx) -> dict[str, Any]:
         raise ValidationFailed([FieldError(k[:64], "unknown field") for k in unknown])
     ids = body.get("ids")
     every = body.get("all") is True
-    if body.get("all") not in (None, True, False):
+    if "all" in body and not isinstance(body["all"], bool):
         raise ValidationFailed([FieldError("all", "must be a boolean")])
-    if not every and (not isinstance(ids, list) or not ids or len(ids) > 500):
+    if ("ids" in body or not every) and (not isinstance(ids, list) or not ids or len(ids) > 500):
         raise ValidationFailed([FieldError("ids", "a list of 1..500 notification ids, or all: true")])
     keys: list[tuple[int, int, str]] = []
     for i, x in enumerate(ids or []):
-        parts = x.split("-", 2) if isinstance(x, str) else []
-        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or len(parts[0]) > 18:
+        m = _NOTIFICATION_ID.fullmatch(x) if isinstance(x, str) else None
+        if m is None:
             raise ValidationFailed([FieldError(f"ids[{i}]", "must be BLOCK-LOGINDEX-KIND as in the list")])
-        keys.append((int(parts[0]), int(parts[1]), parts[2][:40]))
+        keys.append((int(m[1]), int(m[2]), m[3]))
     addr = ctx.params["address"]
     if every:
         status = await ctx.conn.execute(
@@ -453,6 +498,157 @@ async def mark_read(ctx: Ctx) -> dict[str, Any]:
     return {"data": {"marked": int(status.split()[-1])}}
 
 
+POSITION = model(
+    "Position",
+    obj(
+        {
+            "marketId": INT,
+            "question": STR,
+            "marketStatus": MARKET_STATUS,
+            "marketOutcome": null(OUTCOME),
+            "status": enum("open", "redeemable", "closed"),
+            "yesShares": AMOUNT,
+            "noShares": AMOUNT,
+            "yesAveragePrice": null(RATIO),
+            "noAveragePrice": null(RATIO),
+            "costBasis": AMOUNT,
+            "currentValue": AMOUNT,
+            "yesPrice": null(RATIO),
+            "realizedPnl": AMOUNT,
+            "unrealizedPnl": AMOUNT,
+            "totalPnl": AMOUNT,
+            "claimable": AMOUNT,
+            "claimed": AMOUNT,
+            "bought": AMOUNT,
+            "sold": AMOUNT,
+            "trades": INT,
+            "updatedBlock": INT,
+        }
+    ),
+)
+USER_SUMMARY = model(
+    "UserSummary",
+    obj(
+        {
+            "address": ADDRESS_SCHEMA,
+            "isCreator": BOOL,
+            "positions": obj({"open": INT, "redeemable": INT, "closed": INT}),
+            "costBasis": AMOUNT,
+            "positionsValue": AMOUNT,
+            "realizedPnl": AMOUNT,
+            "unrealizedPnl": AMOUNT,
+            "totalPnl": AMOUNT,
+            "claimableWinnings": AMOUNT,
+            "volume": AMOUNT,
+            "trades": INT,
+            "shareTrades": INT,
+            "marketsCreated": INT,
+            "shareHoldings": INT,
+            "claimableDividends": AMOUNT,
+            "claimedDividends": AMOUNT,
+            "firstTradeAt": null(TIME),
+            "lastTradeAt": null(TIME),
+        }
+    ),
+)
+ACTIVITY = model(
+    "Activity",
+    obj(
+        {
+            "kind": enum("trade", "share_trade", "winnings_claimed", "dividends_claimed"),
+            "blockNumber": INT,
+            "logIndex": INT,
+            "txHash": HASH,
+            "time": TIME,
+            "marketId": INT,
+            "creator": ADDRESS_SCHEMA,
+            "side": SIDE,
+            "outcome": OUTCOME,
+            "amount": AMOUNT,
+            "shares": {
+                "type": "string",
+                "pattern": r"^[0-9]+(\.[0-9]{6})?$",
+                "description": "outcome shares (6 decimals) or, for share_trade, whole creator shares",
+            },
+        },
+        optional=("marketId", "creator", "side", "outcome", "shares"),
+    ),
+)
+HOLDING = model(
+    "ShareHolding",
+    obj(
+        {
+            "creator": ADDRESS_SCHEMA,
+            "shares": UINT,
+            "supply": UINT,
+            "holders": INT,
+            "lockedUntil": null(TIME),
+            "sharePrice": AMOUNT,
+            "value": AMOUNT,
+            "claimableDividends": AMOUNT,
+            "claimedDividends": AMOUNT,
+        }
+    ),
+)
+DIVIDENDS = model(
+    "UserDividends",
+    obj(
+        {
+            "totalClaimable": AMOUNT,
+            "claimable": arr(obj({"creator": ADDRESS_SCHEMA, "amount": AMOUNT})),
+            "claimed": arr(
+                obj(
+                    {
+                        "blockNumber": INT,
+                        "logIndex": INT,
+                        "txHash": HASH,
+                        "time": TIME,
+                        "creator": ADDRESS_SCHEMA,
+                        "amount": AMOUNT,
+                    }
+                )
+            ),
+        }
+    ),
+)
+NOTIFICATION = model(
+    "Notification",
+    obj(
+        {
+            "id": {"type": "string", "pattern": NOTIFICATION_ID_PATTERN},
+            "kind": STR,
+            "title": STR,
+            "message": STR,
+            "marketId": null(INT),
+            "creator": null(ADDRESS_SCHEMA),
+            "amount": null(AMOUNT),
+            "time": TIME,
+            "blockNumber": null(INT),
+            "read": BOOL,
+            "readAt": null(TIME),
+        }
+    ),
+)
+MARKED = obj({"marked": INT})
+
+
+POSITION_PARAMS = (Param("status", "enum", choices=POSITION_STATUSES, default="all"), *page_params())
+NOTIFICATION_PARAMS = (ADDRESS, Param("unreadOnly", "bool", default=False), *page_params())
+
+
+def mine(handler: Handler) -> Handler:
+    """`handler` for the signed-in user: the address parameter comes from the token."""
+
+    async def call(ctx: Ctx) -> dict[str, Any]:
+        assert ctx.user is not None
+        ctx.params["address"] = bytes.fromhex(ctx.user.address[2:])
+        return await handler(ctx)
+
+    call.__doc__ = handler.__doc__
+    call.__name__ = "my_" + handler.__name__
+    return call
+
+
 def _v(p: dict[str, Any]) -> str:
     return filters_hash(p, exclude=())
 
@@ -470,6 +666,7 @@ ENDPOINTS = [
         "users",
         (ADDRESS,),
         cache=lambda p: (f"user:{_u(p)}", "summary"),
+        response=USER_SUMMARY,
     ),
     Endpoint(
         "GET",
@@ -477,9 +674,10 @@ ENDPOINTS = [
         positions,
         "User positions with PnL",
         "users",
-        (ADDRESS, Param("status", "enum", choices=POSITION_STATUSES, default="all"), *page_params()),
+        (ADDRESS, *POSITION_PARAMS),
         cache=lambda p: (f"user:{_u(p)}:positions", _v(p)),
         paged="page",
+        response=arr(POSITION),
     ),
     Endpoint(
         "GET",
@@ -490,6 +688,7 @@ ENDPOINTS = [
         (ADDRESS, *cursor_params(), Param("market", "int", minimum=0, maximum=10**18)),
         cache=lambda p: (f"user:{_u(p)}", "trades:" + _v(p)),
         paged="cursor",
+        response=arr(TRADE),
     ),
     Endpoint(
         "GET",
@@ -500,6 +699,7 @@ ENDPOINTS = [
         (ADDRESS, *cursor_params()),
         cache=lambda p: (f"user:{_u(p)}", "activity:" + _v(p)),
         paged="cursor",
+        response=arr(ACTIVITY),
     ),
     Endpoint(
         "GET",
@@ -510,6 +710,7 @@ ENDPOINTS = [
         (ADDRESS, *page_params()),
         cache=lambda p: (f"user:{_u(p)}", "holdings:" + _v(p)),
         paged="page",
+        response=arr(HOLDING),
     ),
     Endpoint(
         "GET",
@@ -520,6 +721,7 @@ ENDPOINTS = [
         (ADDRESS, *cursor_params()),
         cache=lambda p: (f"user:{_u(p)}", "dividends:" + _v(p)),
         paged="cursor",
+        response=DIVIDENDS,
     ),
     Endpoint(
         "GET",
@@ -527,9 +729,12 @@ ENDPOINTS = [
         notifications,
         "Notifications (signed-in user)",
         "users",
-        (ADDRESS, Param("unreadOnly", "bool", default=False), *page_params()),
+        NOTIFICATION_PARAMS,
         auth="user",
         paged="page",
+        response=arr(NOTIFICATION),
+        errors=(403,),
+        description="Only the recipient (or an admin) may read them.",
     ),
     Endpoint(
         "POST",
@@ -541,5 +746,57 @@ ENDPOINTS = [
         auth="user",
         body=READ_BODY,
         db="write",
+        response=MARKED,
+        errors=(403,),
+    ),
+    # The signed-in user's own families (the seed's /positions, /dividends, /notifications): the
+    # same handlers with the address taken from the token. Not cached: the answer depends on it.
+    Endpoint(
+        "GET",
+        "/v1/positions",
+        mine(positions),
+        "My positions with PnL",
+        "me",
+        POSITION_PARAMS,
+        auth="user",
+        paged="page",
+        response=arr(POSITION),
+        description="The signed-in user's positions (as /v1/users/{address}/positions).",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/dividends",
+        mine(dividends),
+        "My dividends claimable and claimed",
+        "me",
+        tuple(cursor_params()),
+        auth="user",
+        paged="cursor",
+        response=DIVIDENDS,
+        description="The signed-in user's dividends (as /v1/users/{address}/dividends).",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/notifications",
+        mine(notifications),
+        "My notifications",
+        "me",
+        NOTIFICATION_PARAMS[1:],
+        auth="user",
+        paged="page",
+        response=arr(NOTIFICATION),
+        description="The signed-in user's notifications, newest first, with read marks.",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/notifications/read",
+        mine(mark_read),
+        "Mark my notifications read",
+        "me",
+        auth="user",
+        body=READ_BODY,
+        db="write",
+        response=MARKED,
+        description='Body {"ids": [...]} with ids from /v1/notifications, or {"all": true}.',
     ),
 ]

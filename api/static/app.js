@@ -39,7 +39,7 @@ function when(t) {
 }
 function short(addr) { return addr ? `${addr.slice(0, 6)}…${addr.slice(-4)}` : ""; }
 function price(p) { return p == null ? "—" : p; }
-function end(m) { return m.endDate || m.endTime || ""; }
+function end(m) { return m.endDate || ""; }
 
 // ------------------------------------------------------------------ feed
 
