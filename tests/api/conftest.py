@@ -29,6 +29,8 @@ def make_settings(db_dsn: str, redis_url: str, **api: Any) -> Settings:
         "siwe_uri": "https://app.example",
         "pool_min": 1,
         "pool_max": 4,
+        # a loaded CI machine can take seconds to open a connection; the 503 path has its own test
+        "pool_acquire_timeout_s": 15.0,
         # per-test namespace: Redis pub/sub channels ignore the db number, parallel tests must not meet
         "cache_prefix": f"t{uuid.uuid4().hex[:8]}",
     }
