@@ -39,6 +39,12 @@ if ! command -v redis-server >/dev/null && [ ! -x .venv/bin/redis-server-fallbac
   fi
 fi
 
+# jq: the wallet guide's shell steps read deployments/*.json with it (tests/test_wallet_docs.py)
+if ! command -v jq >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  log "installing jq from apt"
+  apt-get install -y -q jq >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q jq >/dev/null; }
+fi
+
 # Debian's Chromium for the reference page's browser test (Playwright drives it; it downloads no browser).
 if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   log "installing chromium from apt (browser test of the reference page)"
