@@ -137,6 +137,15 @@ class Cache:
             for k in [k for k in self.l1 if k[0] in keys]:
                 del self.l1[k]
 
+    def get_local(self, key: str, field: str) -> bytes | None:
+        """The in-process level only (no await): the Edge's fast path for repeated URLs."""
+        if not self.enabled:
+            return None
+        local = self._l1_get(key, field)
+        if local is not None:
+            self.metrics.cache_hit_local.inc()
+        return local
+
     async def get(self, key: str, field: str) -> bytes | None:
         if not self.enabled:
             return None
