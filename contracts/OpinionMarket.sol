@@ -20,7 +20,6 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     bytes32 public constant RESOLVER_ROLE = keccak256("RESOLVER_ROLE");
-    bytes32 public constant FEE_COLLECTOR_ROLE = keccak256("FEE_COLLECTOR_ROLE");
 
     uint8 public constant OUTCOME_NO = 0;
     uint8 public constant OUTCOME_YES = 1;
@@ -49,6 +48,7 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     error NotMarketCreator(uint256 marketId);
     error LiquidityAlreadyWithdrawn(uint256 marketId);
     error InvalidFeeConfig();
+    error NotCreatorShares(address caller);
 
     /// @dev Two slots. Slot 0 is read and written by every trade; slot 1 is read by every trade.
     struct Market {
@@ -125,10 +125,13 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     mapping(uint256 => mapping(address => Position)) private positions;
     /// @notice Market fees owed to each creator's dividend pool, not yet collected by CreatorShares.
     mapping(address => uint256) public creatorFeesAccrued;
+    /// @notice The only destination of creators' market fees (their dividend pools), fixed at deployment.
+    address public immutable creatorShares;
 
-    constructor(IERC20 usdc_, uint256 feeBps_, uint256 creatorFeeShareBps_, address admin) {
+    constructor(IERC20 usdc_, uint256 feeBps_, uint256 creatorFeeShareBps_, address creatorShares_, address admin) {
         if (feeBps_ > 1_000 || creatorFeeShareBps_ > BPS) revert InvalidFeeConfig();
         usdc = usdc_;
+        creatorShares = creatorShares_;
         feeBps = feeBps_;
         creatorFeeShareBps = creatorFeeShareBps_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
@@ -284,14 +287,15 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         emit LiquidityWithdrawn(marketId, msg.sender, payout);
     }
 
-    /// @notice Moves `creator`'s accrued market fees to the caller (the CreatorShares contract) so they
-    ///         join that creator's dividend pool.
-    function collectCreatorFees(address creator) external onlyRole(FEE_COLLECTOR_ROLE) returns (uint256 amount) {
+    /// @notice Moves `creator`'s accrued market fees to the CreatorShares contract fixed at deployment (their
+    ///         dividend pool). Only that contract may call: it accounts for the fees it has already credited.
+    function collectCreatorFees(address creator) external returns (uint256 amount) {
+        if (msg.sender != creatorShares) revert NotCreatorShares(msg.sender);
         amount = creatorFeesAccrued[creator];
         if (amount == 0) return 0;
         creatorFeesAccrued[creator] = 0;
-        usdc.safeTransfer(msg.sender, amount);
-        emit CreatorFeesCollected(creator, msg.sender, amount);
+        usdc.safeTransfer(creatorShares, amount);
+        emit CreatorFeesCollected(creator, creatorShares, amount);
     }
 
     function withdrawProtocolFees(address to) external onlyRole(DEFAULT_ADMIN_ROLE) returns (uint256 amount) {

@@ -74,7 +74,10 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
 
     usdc = params.usdc or create("MockUSDC")
     feed = params.price_feed or (create("MockPriceFeed", 8, "ETH / USD (mock)", 3_000 * 10**8) if local else None)
-    om = create("OpinionMarket", usdc, params.fee_bps, params.creator_fee_share_bps, deployer)
+    # OpinionMarket pays creators' market fees only to CreatorShares, deployed right after it: its
+    # address is known from the next nonce.
+    shares_address = get_create_address(sender, Nonce(nonce + len(steps) + 1))
+    om = create("OpinionMarket", usdc, params.fee_bps, params.creator_fee_share_bps, shares_address, deployer)
     cs = create(
         "CreatorShares",
         usdc,
@@ -86,12 +89,12 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
         params.lock_period,
         deployer,
     )
+    if str(cs) != str(shares_address):
+        raise DeployError(f"CreatorShares would deploy at {cs}, OpinionMarket expects {shares_address}")
     # Role ids are keccak256 of their names, as the contracts define them.
     resolver = Web3.keccak(text="RESOLVER_ROLE")
-    collector = Web3.keccak(text="FEE_COLLECTOR_ROLE")
     keeper_role = Web3.keccak(text="KEEPER_ROLE")
     call("grant RESOLVER_ROLE to keeper", "OpinionMarket", om, "grantRole", resolver, keeper)
-    call("grant FEE_COLLECTOR_ROLE to CreatorShares", "OpinionMarket", om, "grantRole", collector, cs)
     call("grant KEEPER_ROLE to keeper", "CreatorShares", cs, "grantRole", keeper_role, keeper)
     for s in steps:
         s["addresses"] = {"USDC": usdc, "MockPriceFeed": feed, "OpinionMarket": om, "CreatorShares": cs}

@@ -121,6 +121,7 @@ class CreatorRow:
     trade_count: int = 0
     first_block: int = 0
     updated_block: int = 0
+    market_fees_folded: int = 0  # of market_fees_accrued, already credited to holders (CreatorShares.marketFeesFolded)
 
 
 @dataclasses.dataclass(slots=True)
@@ -779,6 +780,7 @@ class _Fold:
     def creator_fees_collected(self, e: CreatorFeesCollected) -> None:
         c = self.creator(e.creator, e.block_number)
         c.market_fees_accrued -= e.amount
+        c.market_fees_folded = 0  # CreatorShares collects all it folded
         c.updated_block = e.block_number
 
     def shares_traded(self, e: SharesTraded) -> None:
@@ -790,6 +792,9 @@ class _Fold:
         c.supply = e.supply
         c.pool = e.pool
         c.acc_per_share = e.acc_per_share
+        c.distributed_total += e.distributed  # what was pending, credited to the holders before the trade
+        if e.distributed:
+            c.market_fees_folded = c.market_fees_accrued  # a fold credits every market fee accrued so far
         c.creator_fees += e.creator_fee
         c.volume += e.price
         c.trade_count += 1
@@ -826,6 +831,7 @@ class _Fold:
                     "trader_shares": str(e.trader_shares),
                     "pool": str(e.pool),
                     "pool_usdc": usdc(e.pool),
+                    "distributed": str(e.distributed),
                 },
             ),
         )

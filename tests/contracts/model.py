@@ -9,7 +9,8 @@ from __future__ import annotations
 from math import isqrt
 
 BPS = 10_000
-ACC_PRECISION = 10**18
+ACC_PRECISION = 10**18  # scale of CreatorShares' accPerShare in events and views
+ACC_STORED = 10**12  # scale it is stored at (ACC_PRECISION / ACC_STORED is exact)
 OUTCOME_NO, OUTCOME_YES, OUTCOME_INVALID = 0, 1, 2
 
 
@@ -80,3 +81,10 @@ def reserve_at(supply: int, unit: int) -> int:
 
 def share_fees(price: int, protocol_bps: int, creator_bps: int, dividend_bps: int) -> tuple[int, int, int]:
     return price * protocol_bps // BPS, price * creator_bps // BPS, price * dividend_bps // BPS
+
+
+def fold(pending: int, supply: int) -> tuple[int, int]:
+    """A dividend fold at `supply`: (accPerShare increase shown at 1e18, amount reserved for holders).
+    The increase is floor(pending * 1e12 / supply) at the stored scale, times 1e6; the reserve rounds up."""
+    delta = pending * ACC_STORED // supply
+    return delta * (ACC_PRECISION // ACC_STORED), ceil_div(delta * supply, ACC_STORED)

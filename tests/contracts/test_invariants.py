@@ -9,12 +9,16 @@ other step is mined (evm_mine at an exact timestamp) and must succeed. After eve
 touched state is read back (one JSON-RPC batch) and must equal the model, and the invariants hold:
 
 * solvency: each contract's USDC balance >= everything it can owe (markets: worst case over the
-  outcomes still possible; shares: curve reserve + pools + claimable dividends + fees);
+  outcomes still possible; shares: curve reserve + pools + claimable dividends + fees, less the market
+  fees already credited that OpinionMarket still holds for it);
 * 0 < price < 1 and yes + no = 1 within one unit (1e18 scale);
 * k = yes * no never decreases on a trade; a buy sold straight back never returns more than it cost;
 * collateral = YES outstanding = NO outstanding while open; payouts + what is still owed = collateral
   after YES/NO (INVALID: short of it by rounding dust only);
-* dividends: sum of claimable <= distributed - claimed; a second claim pays nothing;
+* dividends: sum of claimable <= distributed - claimed; a second claim pays nothing; time-fair: every
+  holder's credited + claimed dividends equal, up to one unit per fold and per settlement, the sum over
+  every fee of fee x (shares held when it arrived / supply then) (an exact-fraction ledger in the model,
+  apart from the accumulator): entitlement is shares x time held, with time measured in fees;
 * locks: a sell before lockedUntil reverts SharesLocked.
 
 A sequence ends with a full read of both contracts compared with the model.
@@ -365,9 +369,9 @@ class Harness:
     def check_shares(self, creator: str, holders: list[str], values: list[list[int]]) -> None:
         s = self.state
         assert values[0] == [s.supply[creator]], "supply"
-        assert values[1] == [s.pool[creator], s.creator_fees_accrued[creator]], "pendingPool"
+        assert values[1] == [s.pool[creator], s.pending_market_fees(creator)], "pendingPool"
         assert values[2] == [s.creator_fees[creator]], "creator fees"
-        assert values[3] == [s.acc[creator]], "accPerShare"
+        assert values[3] == [s.acc_shown(creator)], "accPerShare"
         claimable = 0
         for i, h in enumerate(holders):
             shares, locked, owed = (v[0] for v in values[4 + 3 * i : 7 + 3 * i])
@@ -376,6 +380,10 @@ class Harness:
                 f"holding of {h} in {creator}"
             )
             claimable += owed
+            # time-fair: credited + claimed equals the holder's share of every fee, at the shares it held
+            # when the fee arrived, up to rounding
+            gap, allowance = s.fairness_gap(creator, h)
+            assert abs(gap) <= allowance, f"{h} credited {gap} off its time-fair share of {creator}'s fees"
         if holders == self.wallets:
             outstanding = s.distributed[creator] - s.dividends_claimed[creator]
             assert claimable <= outstanding, f"claimable {claimable} > distributed - claimed {outstanding}"

@@ -14,7 +14,6 @@ pytestmark = pytest.mark.anvil
 OM = "OpinionMarket"
 YES, NO, INVALID = model.OUTCOME_YES, model.OUTCOME_NO, model.OUTCOME_INVALID
 RESOLVER_ROLE = Web3.keccak(text="RESOLVER_ROLE")
-FEE_COLLECTOR_ROLE = Web3.keccak(text="FEE_COLLECTOR_ROLE")
 
 
 def fee_bps(env: Env) -> int:
@@ -494,35 +493,30 @@ def test_payouts_plus_pool_equal_collateral_after_resolution(env: Env) -> None:
 # ---------------------------------------------------------------- fees, roles, pause
 
 
-def test_collect_creator_fees_requires_fee_collector_role(env: Env) -> None:
-    """Only FEE_COLLECTOR_ROLE (granted to CreatorShares at deploy) may collect creator fees."""
-    fn = env.om.functions.collectCreatorFees(env.traders[0])
-    args = env.reverts(fn, env.admin, OM, "AccessControlUnauthorizedAccount")
-    assert args == (env.admin, bytes(FEE_COLLECTOR_ROLE))
-    assert env.om.functions.hasRole(FEE_COLLECTOR_ROLE, env.cs.address).call() is True
-
-
-def test_collect_creator_fees_moves_accrued_fees_to_collector(env: Env) -> None:
-    """A fee collector receives the creator's accrued fees once; a second call returns 0 with no event."""
-    creator, trader, collector = env.traders[0], env.traders[1], env.traders[3]
+def test_creator_fees_go_only_to_creator_shares_never_to_the_caller(env: Env) -> None:
+    """No key can take a creator's market fees: collectCreatorFees refuses every caller but the CreatorShares
+    contract fixed at deployment (the admin included, whatever roles it grants itself) and pays only it.
+    (Before: it paid msg.sender, and the admin could grant itself the collector role and take them.)"""
+    creator, trader = env.traders[0], env.traders[1]
     m, _ = env.create_market(creator)
-    env.buy(trader, m, YES, 10 * USDC)
+    env.buy(trader, m, YES, 100 * USDC)
     accrued = env.om.functions.creatorFeesAccrued(creator).call()
     assert accrued > 0
-    env.send(env.om.functions.grantRole(FEE_COLLECTOR_ROLE, collector), env.admin)
-    before = env.balance(collector)
-    amount, receipt = env.send_returning(env.om.functions.collectCreatorFees(creator), collector)
-    assert amount == accrued
-    assert env.balance(collector) == before + accrued
+    assert env.om.functions.creatorShares().call() == env.cs.address
+    for who in (env.admin, creator, trader):
+        args = env.reverts(env.om.functions.collectCreatorFees(creator), who, OM, "NotCreatorShares")
+        assert args == (who,)
+    assert env.om.functions.creatorFeesAccrued(creator).call() == accrued
+    env.buy_shares(creator, creator, 1)
+    cs_before = env.balance(env.cs.address)
+    receipt = env.send(env.cs.functions.distributeDividends(creator), env.keeper)
     assert env.event(receipt, env.om, "CreatorFeesCollected") == {
         "creator": creator,
-        "collector": collector,
+        "collector": env.cs.address,
         "amount": accrued,
     }
+    assert env.balance(env.cs.address) == cs_before + accrued
     assert env.om.functions.creatorFeesAccrued(creator).call() == 0
-    again, receipt = env.send_returning(env.om.functions.collectCreatorFees(creator), collector)
-    assert again == 0
-    assert env.events(receipt, env.om, "CreatorFeesCollected") == []
 
 
 def test_withdraw_protocol_fees_admin_only_and_pays_all(env: Env) -> None:
@@ -614,8 +608,9 @@ def test_constructor_rejects_fee_above_ten_percent(env: Env) -> None:
     art = load_artifact(OM)
     factory = env.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
     for fee, share in ((1_001, 0), (200, 10_001)):
-        env.reverts(factory.constructor(env.usdc.address, fee, share, env.admin), env.admin, OM, "InvalidFeeConfig")
-    receipt = env.send(factory.constructor(env.usdc.address, 1_000, 10_000, env.admin), env.admin)
+        fn = factory.constructor(env.usdc.address, fee, share, env.cs.address, env.admin)
+        env.reverts(fn, env.admin, OM, "InvalidFeeConfig")
+    receipt = env.send(factory.constructor(env.usdc.address, 1_000, 10_000, env.cs.address, env.admin), env.admin)
     assert env.event(receipt, factory, "FeesConfigured") == {
         "usdc": env.usdc.address,
         "feeBps": 1_000,

@@ -81,6 +81,7 @@ def random_events(rng: random.Random, number: int, bhash: bytes) -> list[Event]:
                     v(),
                     v(),
                     v() * 10**11,
+                    v(),
                 )
             )
         elif kind == 6:
