@@ -3,7 +3,7 @@ pragma solidity 0.8.28;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
@@ -38,7 +38,7 @@ interface ICreatorFeeSource {
 ///      ceil(delta * supply / 1e12) from what is pending and every holder's credit rounds down, so claims
 ///      never exceed what was folded. Market fees folded but still held by OpinionMarket are pulled
 ///      before any dividend claim of that creator is paid.
-contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
+contract CreatorShares is AccessControlDefaultAdminRules, Pausable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
 
@@ -148,8 +148,9 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         uint256 creatorFeeBps_,
         uint256 dividendFeeBps_,
         uint256 lockPeriod_,
-        address admin
-    ) {
+        address admin,
+        uint48 adminDelay
+    ) AccessControlDefaultAdminRules(adminDelay, admin) {
         if (curveUnit_ == 0 || protocolFeeBps_ + creatorFeeBps_ + dividendFeeBps_ > 2_000) revert InvalidFeeConfig();
         usdc = usdc_;
         marketFeeSource = marketFeeSource_;
@@ -158,7 +159,6 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         creatorFeeBps = creatorFeeBps_;
         dividendFeeBps = dividendFeeBps_;
         lockPeriod = lockPeriod_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
         emit CurveConfigured(curveUnit_, protocolFeeBps_, creatorFeeBps_, dividendFeeBps_, lockPeriod_);
     }
 

@@ -3,7 +3,7 @@ pragma solidity 0.8.28;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
@@ -16,7 +16,7 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 /// @dev Events are the indexer's whole input: each carries the post-state it changed.
 ///      Rounding always favours the pool, so the market stays solvent: the collateral held for a
 ///      market always equals the YES shares outstanding (pool + traders) = the NO shares outstanding.
-contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
+contract OpinionMarket is AccessControlDefaultAdminRules, Pausable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     bytes32 public constant RESOLVER_ROLE = keccak256("RESOLVER_ROLE");
@@ -128,13 +128,21 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     /// @notice The only destination of creators' market fees (their dividend pools), fixed at deployment.
     address public immutable creatorShares;
 
-    constructor(IERC20 usdc_, uint256 feeBps_, uint256 creatorFeeShareBps_, address creatorShares_, address admin) {
+    /// @param adminDelay seconds between scheduling a transfer of the default admin role and accepting it
+    ///        (AccessControlDefaultAdminRules: one admin, transferred in two steps).
+    constructor(
+        IERC20 usdc_,
+        uint256 feeBps_,
+        uint256 creatorFeeShareBps_,
+        address creatorShares_,
+        address admin,
+        uint48 adminDelay
+    ) AccessControlDefaultAdminRules(adminDelay, admin) {
         if (feeBps_ > 1_000 || creatorFeeShareBps_ > BPS) revert InvalidFeeConfig();
         usdc = usdc_;
         creatorShares = creatorShares_;
         feeBps = feeBps_;
         creatorFeeShareBps = creatorFeeShareBps_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
         emit FeesConfigured(address(usdc_), feeBps_, creatorFeeShareBps_);
     }
 

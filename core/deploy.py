@@ -38,6 +38,8 @@ class DeployParams:
     creator_fee_bps: int = 300
     dividend_fee_bps: int = 500
     lock_period: int = 3_600
+    # Seconds between scheduling a transfer of the (single) default admin and accepting it.
+    admin_delay: int = 2 * 86_400
     usdc: str | None = None  # an existing USDC; None deploys MockUSDC (local chains only)
     price_feed: str | None = None  # an existing AggregatorV3; None deploys MockPriceFeed on local chains
 
@@ -77,7 +79,15 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
     # OpinionMarket pays creators' market fees only to CreatorShares, deployed right after it: its
     # address is known from the next nonce.
     shares_address = get_create_address(sender, Nonce(nonce + len(steps) + 1))
-    om = create("OpinionMarket", usdc, params.fee_bps, params.creator_fee_share_bps, shares_address, deployer)
+    om = create(
+        "OpinionMarket",
+        usdc,
+        params.fee_bps,
+        params.creator_fee_share_bps,
+        shares_address,
+        deployer,
+        params.admin_delay,
+    )
     cs = create(
         "CreatorShares",
         usdc,
@@ -88,6 +98,7 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
         params.dividend_fee_bps,
         params.lock_period,
         deployer,
+        params.admin_delay,
     )
     if str(cs) != str(shares_address):
         raise DeployError(f"CreatorShares would deploy at {cs}, OpinionMarket expects {shares_address}")

@@ -484,8 +484,8 @@ def test_constructor_rejects_zero_unit_and_fees_above_twenty_percent(env: Env) -
     factory = env.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
     usdc, om, admin = env.usdc.address, env.om.address, env.admin
     for unit, fees in ((0, (0, 0, 0)), (1, (1_000, 1_000, 1))):
-        env.reverts(factory.constructor(usdc, om, unit, *fees, 60, admin), admin, CS, "InvalidFeeConfig")
-    receipt = env.send(factory.constructor(usdc, om, 7, 1_000, 500, 500, 60, admin), admin)
+        env.reverts(factory.constructor(usdc, om, unit, *fees, 60, admin, DAY), admin, CS, "InvalidFeeConfig")
+    receipt = env.send(factory.constructor(usdc, om, 7, 1_000, 500, 500, 60, admin, DAY), admin)
     assert env.event(receipt, factory, "CurveConfigured") == {
         "curveUnit": 7,
         "protocolFeeBps": 1_000,

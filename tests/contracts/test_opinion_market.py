@@ -608,9 +608,9 @@ def test_constructor_rejects_fee_above_ten_percent(env: Env) -> None:
     art = load_artifact(OM)
     factory = env.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
     for fee, share in ((1_001, 0), (200, 10_001)):
-        fn = factory.constructor(env.usdc.address, fee, share, env.cs.address, env.admin)
+        fn = factory.constructor(env.usdc.address, fee, share, env.cs.address, env.admin, DAY)
         env.reverts(fn, env.admin, OM, "InvalidFeeConfig")
-    receipt = env.send(factory.constructor(env.usdc.address, 1_000, 10_000, env.cs.address, env.admin), env.admin)
+    receipt = env.send(factory.constructor(env.usdc.address, 1_000, 10_000, env.cs.address, env.admin, DAY), env.admin)
     assert env.event(receipt, factory, "FeesConfigured") == {
         "usdc": env.usdc.address,
         "feeBps": 1_000,
@@ -640,3 +640,26 @@ def test_roles_can_be_revoked_and_renounced(env: Env) -> None:
     env.reverts(fn, env.keeper, "CreatorShares", "AccessControlBadConfirmation")
     env.send(env.cs.functions.renounceRole(keeper_role, env.keeper), env.keeper)
     assert env.cs.functions.hasRole(keeper_role, env.keeper).call() is False
+
+
+@pytest.mark.parametrize("name", ["OpinionMarket", "CreatorShares"])
+def test_admin_transfer_is_two_step_with_a_delay(env: Env, name: str) -> None:
+    """The default admin cannot be granted directly (AccessControlEnforcedDefaultAdminRules); a transfer is
+    scheduled, accepted by the new admin only after the deployment's delay, and then the old admin has no
+    power left. (Before: one grantRole made a second admin at once.)"""
+    c = env.om if name == "OpinionMarket" else env.cs
+    new = env.traders[3]
+    admin_role = bytes(32)
+    env.reverts(c.functions.grantRole(admin_role, new), env.admin, name, "AccessControlEnforcedDefaultAdminRules")
+    delay = c.functions.defaultAdminDelay().call()
+    assert delay == 2 * DAY  # DeployParams.admin_delay
+    receipt = env.send(c.functions.beginDefaultAdminTransfer(new), env.admin)
+    schedule = env.event(receipt, c, "DefaultAdminTransferScheduled")["acceptSchedule"]
+    assert schedule == env.now() + delay
+    env.reverts(c.functions.acceptDefaultAdminTransfer(), new, name, "AccessControlEnforcedDefaultAdminDelay")
+    env.reverts(c.functions.acceptDefaultAdminTransfer(), env.outsider, name, "AccessControlInvalidDefaultAdmin")
+    env.next_block_at(schedule + 1)
+    env.send(c.functions.acceptDefaultAdminTransfer(), new)
+    assert c.functions.defaultAdmin().call() == new
+    assert c.functions.hasRole(admin_role, env.admin).call() is False
+    env.reverts(c.functions.pause(), env.admin, name, "AccessControlUnauthorizedAccount")
