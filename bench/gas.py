@@ -37,6 +37,7 @@ TARGETS: dict[str, int | None] = {
     "createMarket": None,
     "buy": 125_000,
     "sell": 125_000,
+    "merge": None,
     "resolveMarket": None,
     "claimWinnings": 80_000,
     "withdrawLiquidity": None,
@@ -155,6 +156,10 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
     for t in traders[:3]:
         _yes, no = om.functions.positionOf(market, t).call()
         sell(t, 0, no, "sell whole side")
+    for t in traders[3:5]:  # hold NO again, then merge pairs back into collateral
+        rec.send(om.functions.buy(market, 0, 5 * USDC, 0, deadline), t)
+        yes, no = om.functions.positionOf(market, t).call()
+        rec.send(om.functions.merge(market, min(yes, no) // 2), t, "merge", "half of the YES+NO pairs held")
 
     # -------- creator shares (before the markets end, so market fees are waiting to be collected)
     bs = cs.functions.buyShares

@@ -4,7 +4,7 @@ pragma solidity 0.8.28;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
-import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {ExpiringPause} from "./ExpiringPause.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
@@ -38,7 +38,7 @@ interface ICreatorFeeSource {
 ///      ceil(delta * supply / 1e12) from what is pending and every holder's credit rounds down, so claims
 ///      never exceed what was folded. Market fees folded but still held by OpinionMarket are pulled
 ///      before any dividend claim of that creator is paid.
-contract CreatorShares is AccessControlDefaultAdminRules, Pausable, ReentrancyGuardTransient {
+contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
 
@@ -209,11 +209,10 @@ contract CreatorShares is AccessControlDefaultAdminRules, Pausable, ReentrancyGu
         _emitTrade(creator, true, amount, price, pFee, cFee, dFee, c, h, a.acc, distributed);
     }
 
-    /// @notice Sells `amount` shares of `creator` back to the curve.
+    /// @notice Sells `amount` shares of `creator` back to the curve. Works while paused: exits stay open.
     /// @param minProceeds slippage bound on the USDC received after fees.
     function sellShares(address creator, uint256 amount, uint256 minProceeds, uint256 deadline)
         external
-        whenNotPaused
         nonReentrant
         returns (uint256 proceeds)
     {

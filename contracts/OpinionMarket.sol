@@ -4,7 +4,7 @@ pragma solidity 0.8.28;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
-import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {ExpiringPause} from "./ExpiringPause.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
@@ -16,7 +16,7 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 /// @dev Events are the indexer's whole input: each carries the post-state it changed.
 ///      Rounding always favours the pool, so the market stays solvent: the collateral held for a
 ///      market always equals the YES shares outstanding (pool + traders) = the NO shares outstanding.
-contract OpinionMarket is AccessControlDefaultAdminRules, Pausable, ReentrancyGuardTransient {
+contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     bytes32 public constant RESOLVER_ROLE = keccak256("RESOLVER_ROLE");
@@ -102,6 +102,10 @@ contract OpinionMarket is AccessControlDefaultAdminRules, Pausable, ReentrancyGu
     event WinningsClaimed(
         uint256 indexed marketId, address indexed holder, uint256 payout, uint256 yesBurned, uint256 noBurned
     );
+
+    /// @notice `amount` YES and `amount` NO of `holder` burned for `amount` USDC (a complete set is always
+    ///         worth one unit); the holder's position after.
+    event Merged(uint256 indexed marketId, address indexed holder, uint256 amount, uint256 traderYes, uint256 traderNo);
 
     event LiquidityWithdrawn(uint256 indexed marketId, address indexed creator, uint256 payout);
 
@@ -217,11 +221,10 @@ contract OpinionMarket is AccessControlDefaultAdminRules, Pausable, ReentrancyGu
         );
     }
 
-    /// @notice Sells exactly `sharesIn` `outcome` shares back to the pool.
+    /// @notice Sells exactly `sharesIn` `outcome` shares back to the pool. Works while paused: exits stay open.
     /// @param minCollateralOut slippage bound on the USDC received after the fee.
     function sell(uint256 marketId, uint8 outcome, uint256 sharesIn, uint256 minCollateralOut, uint256 deadline)
         external
-        whenNotPaused
         nonReentrant
         returns (uint256 collateralOut)
     {
@@ -253,6 +256,26 @@ contract OpinionMarket is AccessControlDefaultAdminRules, Pausable, ReentrancyGu
         emit Trade(
             marketId, msg.sender, false, outcome, collateralOut, sharesIn, fee, creatorFee, yesR, noR, traderYes, traderNo
         );
+    }
+
+    /// @notice Burns `amount` YES and `amount` NO of the caller for `amount` USDC, before resolution (also
+    ///         after the end time, and while paused): an exit that needs no counterparty and pays no fee.
+    function merge(uint256 marketId, uint256 amount) external nonReentrant returns (uint256) {
+        if (amount == 0) revert ZeroAmount();
+        Market storage m = _market(marketId);
+        if (m.resolved) revert MarketAlreadyResolved(marketId);
+        Position storage p = positions[marketId][msg.sender];
+        uint256 yes = p.yes;
+        uint256 no = p.no;
+        uint256 pairs = yes < no ? yes : no;
+        if (amount > pairs) revert InsufficientShares(amount, pairs);
+        yes -= amount;
+        no -= amount;
+        p.yes = uint128(yes); // smaller than the uint128 read
+        p.no = uint128(no);
+        usdc.safeTransfer(msg.sender, amount);
+        emit Merged(marketId, msg.sender, amount, yes, no);
+        return amount;
     }
 
     // ---------------------------------------------------------------- resolution and claims

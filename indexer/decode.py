@@ -116,6 +116,20 @@ class WinningsClaimed:
 
 
 @dataclasses.dataclass(slots=True)
+class Merged:
+    block_number: int
+    log_index: int
+    block_hash: bytes
+    tx_hash: bytes
+    block_time: int
+    market_id: int
+    holder: bytes
+    amount: int  # YES and NO pairs burned = USDC paid
+    trader_yes: int
+    trader_no: int
+
+
+@dataclasses.dataclass(slots=True)
 class LiquidityWithdrawn:
     block_number: int
     log_index: int
@@ -226,6 +240,7 @@ Event = (
     | DividendsDistributed
     | DividendsClaimed
     | CreatorFeesClaimed
+    | Merged
     | Other
 )
 
@@ -241,6 +256,7 @@ TYPED: dict[tuple[str, str], type[Any]] = {
     ("CreatorShares", "DividendsDistributed"): DividendsDistributed,
     ("CreatorShares", "DividendsClaimed"): DividendsClaimed,
     ("CreatorShares", "CreatorFeesClaimed"): CreatorFeesClaimed,
+    ("OpinionMarket", "Merged"): Merged,
 }
 
 

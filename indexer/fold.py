@@ -49,6 +49,7 @@ from indexer.decode import (
     LiquidityWithdrawn,
     MarketCreated,
     MarketResolved,
+    Merged,
     Other,
     SharesTraded,
     Trade,
@@ -355,6 +356,9 @@ def keys_of(events: Iterable[Event], blind: bool = False) -> Keys:
             stateful.add((e.market_id, e.holder))  # type: ignore[union-attr]
         elif t is LiquidityWithdrawn:
             markets.add(e.market_id)  # type: ignore[union-attr]
+        elif t is Merged:
+            positions.add((e.market_id, e.holder))  # type: ignore[union-attr]
+            stateful.add((e.market_id, e.holder))  # type: ignore[union-attr]
         elif t is CreatorFeesCollected or t is CreatorFeesClaimed:
             creators.add(e.creator)  # type: ignore[union-attr]
         elif t is DividendsDistributed:
@@ -772,6 +776,21 @@ class _Fold:
         p.claimed += e.payout
         p.updated_block = b
 
+    def merged(self, e: Merged) -> None:
+        """A YES+NO pair burned for one unit each: like selling both sides for `amount` in total."""
+        b = e.block_number
+        p = self.position((e.market_id, e.holder), b)
+        yes_before, no_before = e.trader_yes + e.amount, e.trader_no + e.amount
+        removed_yes = p.yes_cost * e.amount // yes_before if yes_before else 0
+        removed_no = p.no_cost * e.amount // no_before if no_before else 0
+        p.yes_cost -= removed_yes
+        p.no_cost -= removed_no
+        p.realized_pnl += e.amount - removed_yes - removed_no
+        p.sold += e.amount
+        p.yes_shares = e.trader_yes
+        p.no_shares = e.trader_no
+        p.updated_block = b
+
     def liquidity_withdrawn(self, e: LiquidityWithdrawn) -> None:
         m = self.market(e.market_id, e.block_number)
         if m is not None:
@@ -928,6 +947,7 @@ _HANDLERS: dict[type[Any], Any] = {
     DividendsDistributed: _Fold.dividends_distributed,
     DividendsClaimed: _Fold.dividends_claimed,
     CreatorFeesClaimed: _Fold.creator_fees_claimed,
+    Merged: _Fold.merged,
     Other: _Fold.other,
 }
 

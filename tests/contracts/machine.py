@@ -22,6 +22,7 @@ MIN_INITIAL_LIQUIDITY = 10**6
 ACC_STORED = 10**12  # CreatorShares stores the accumulator at this scale (+1 once the creator has shares)
 ACC_SHOWN = m.ACC_PRECISION // ACC_STORED
 U80, U112 = 2**80 - 1, 2**112 - 1
+PAUSE_DURATION = 3 * 86_400  # ExpiringPause.PAUSE_DURATION
 
 
 class Revert(Exception):
@@ -82,7 +83,7 @@ class System:
     )
     creator_fees_accrued: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     om_protocol_fees: int = 0
-    om_paused: bool = False
+    om_paused_until: int = 0  # ExpiringPause: paused while now < this
     # CreatorShares
     supply: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     pool: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
@@ -91,7 +92,7 @@ class System:
     market_folded: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     holdings: defaultdict[tuple[str, str], Holding] = dataclasses.field(default_factory=lambda: defaultdict(Holding))
     cs_protocol_fees: int = 0
-    cs_paused: bool = False
+    cs_paused_until: int = 0
     distributed: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     dividends_claimed: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     # The time-fair entitlement, kept apart from the accumulator: each fee is split at once (as an exact
@@ -127,8 +128,8 @@ class System:
 
     # ------------------------------------------------------------ OpinionMarket
 
-    def _om_not_paused(self) -> None:
-        if self.om_paused:
+    def _om_not_paused(self, now: int) -> None:
+        if now < self.om_paused_until:
             raise Revert("OpinionMarket", "EnforcedPause")
 
     def _market(self, market_id: int) -> Market:
@@ -153,7 +154,7 @@ class System:
         return creator_fee
 
     def create_market(self, sender: str, end: int, liquidity: int, now: int) -> int:
-        self._om_not_paused()
+        self._om_not_paused(now)
         if end <= now or end > 2**32 - 1:
             raise Revert("OpinionMarket", "InvalidEndTime")
         if liquidity < MIN_INITIAL_LIQUIDITY:
@@ -167,7 +168,7 @@ class System:
         return market_id
 
     def buy(self, sender: str, market_id: int, outcome: int, amount: int, min_out: int, deadline: int, now: int) -> int:
-        self._om_not_paused()
+        self._om_not_paused(now)
         if now > deadline:
             raise Revert("OpinionMarket", "DeadlineExpired")
         if outcome > m.OUTCOME_YES:
@@ -194,7 +195,6 @@ class System:
     def sell(
         self, sender: str, market_id: int, outcome: int, shares: int, min_out: int, deadline: int, now: int
     ) -> int:
-        self._om_not_paused()
         if now > deadline:
             raise Revert("OpinionMarket", "DeadlineExpired")
         if outcome > m.OUTCOME_YES:
@@ -217,6 +217,21 @@ class System:
         self._accrue(market.creator, fee)
         self._move(self.om, sender, out)
         return out
+
+    def merge(self, sender: str, market_id: int, amount: int) -> int:
+        if amount == 0:
+            raise Revert("OpinionMarket", "ZeroAmount")
+        market = self._market(market_id)
+        if market.resolved:
+            raise Revert("OpinionMarket", "MarketAlreadyResolved")
+        position = self.positions[(market_id, sender)]
+        if amount > min(position):
+            raise Revert("OpinionMarket", "InsufficientShares")
+        position[0] -= amount
+        position[1] -= amount
+        market.collateral -= amount
+        self._move(self.om, sender, amount)
+        return amount
 
     def resolve(self, sender: str, market_id: int, outcome: int, now: int) -> None:
         if sender not in self.resolvers:
@@ -257,17 +272,17 @@ class System:
         self._move(self.om, sender, payout)
         return payout
 
-    def set_om_paused(self, sender: str, paused: bool) -> None:
+    def set_om_paused(self, sender: str, paused: bool, now: int) -> None:
         if sender != self.admin:
             raise Revert("OpinionMarket", "AccessControlUnauthorizedAccount")
-        if paused == self.om_paused:
+        if paused == (now < self.om_paused_until):
             raise Revert("OpinionMarket", "EnforcedPause" if paused else "ExpectedPause")
-        self.om_paused = paused
+        self.om_paused_until = now + PAUSE_DURATION if paused else 0
 
     # ------------------------------------------------------------ CreatorShares
 
-    def _cs_not_paused(self) -> None:
-        if self.cs_paused:
+    def _cs_not_paused(self, now: int) -> None:
+        if now < self.cs_paused_until:
             raise Revert("CreatorShares", "EnforcedPause")
 
     def _settled(self, creator: str, holder: str) -> Holding:
@@ -331,7 +346,7 @@ class System:
         return m.share_fees(price, p.protocol_bps, p.creator_bps, p.dividend_bps)
 
     def buy_shares(self, sender: str, creator: str, amount: int, max_cost: int, deadline: int, now: int) -> int:
-        self._cs_not_paused()
+        self._cs_not_paused(now)
         if now > deadline:
             raise Revert("CreatorShares", "DeadlineExpired")
         if amount == 0:
@@ -368,7 +383,6 @@ class System:
         return total
 
     def sell_shares(self, sender: str, creator: str, amount: int, min_out: int, deadline: int, now: int) -> int:
-        self._cs_not_paused()
         if now > deadline:
             raise Revert("CreatorShares", "DeadlineExpired")
         if amount == 0:
@@ -433,12 +447,12 @@ class System:
         self._move(self.cs, sender, amount)
         return amount
 
-    def set_cs_paused(self, sender: str, paused: bool) -> None:
+    def set_cs_paused(self, sender: str, paused: bool, now: int) -> None:
         if sender != self.admin:
             raise Revert("CreatorShares", "AccessControlUnauthorizedAccount")
-        if paused == self.cs_paused:
+        if paused == (now < self.cs_paused_until):
             raise Revert("CreatorShares", "EnforcedPause" if paused else "ExpectedPause")
-        self.cs_paused = paused
+        self.cs_paused_until = now + PAUSE_DURATION if paused else 0
 
     # ------------------------------------------------------------ derived quantities
 

@@ -447,22 +447,24 @@ def test_withdraw_protocol_fees_admin_only(env: Env) -> None:
 # ---------------------------------------------------------------- pause
 
 
-def test_pause_blocks_share_trades_but_not_claims(env: Env) -> None:
-    """While paused buyShares/sellShares revert EnforcedPause; distribute and all claims still work."""
+def test_pause_blocks_buying_shares_but_never_selling_or_claims(env: Env) -> None:
+    """While paused buyShares reverts EnforcedPause; sellShares, distribute and all claims still work,
+    and the pause ends by itself after PAUSE_DURATION. (Before: sellShares was blocked too.)"""
     creator, a = env.traders[:2]
     env.buy_shares(creator, creator, 1)
     env.buy_shares(a, creator, 3)
     unlock(env)
     env.send(env.cs.functions.pause(), env.admin)
     env.reverts(buy_fn(env, creator, 1), a, CS, "EnforcedPause")
-    env.reverts(sell_fn(env, creator, 1), a, CS, "EnforcedPause")
+    env.send(sell_fn(env, creator, 1), a)
     env.send(env.cs.functions.distributeDividends(creator), env.keeper)
     env.send(env.cs.functions.claimDividends(creator), a)
     env.send(env.cs.functions.claimCreatorFees(), creator)
     env.send(env.cs.functions.withdrawProtocolFees(env.admin), env.admin)
     env.reverts(env.cs.functions.pause(), a, CS, "AccessControlUnauthorizedAccount")
-    env.send(env.cs.functions.unpause(), env.admin)
-    env.send(sell_fn(env, creator, 1), a)
+    env.next_block_at(env.cs.functions.pausedUntil().call())
+    env.send(buy_fn(env, creator, 1), a)
+    assert env.cs.functions.paused().call() is False
 
 
 # ---------------------------------------------------------------- views and constructor

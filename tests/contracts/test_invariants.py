@@ -3,7 +3,8 @@ on a real anvil, each step mirrored by the Python model in `machine.py`.
 
 Per sequence: evm_revert to a funded base state, then 5-15 random steps (create, buy, sell, a buy
 immediately sold back, resolve, claim, withdrawLiquidity, buyShares, sellShares, distribute,
-claimDividends, claimCreatorFees, pause toggles, time warps) across four wallets. A step the model
+claimDividends, claimCreatorFees, merge, pause toggles, time warps, to a pause's end) across four
+wallets. A step the model
 says must revert is eth_call'ed at the step's timestamp and must revert with that custom error; any
 other step is mined (evm_mine at an exact timestamp) and must succeed. After every mined step the
 touched state is read back (one JSON-RPC batch) and must equal the model, and the invariants hold:
@@ -19,7 +20,10 @@ touched state is read back (one JSON-RPC batch) and must equal the model, and th
   holder's credited + claimed dividends equal, up to one unit per fold and per settlement, the sum over
   every fee of fee x (shares held when it arrived / supply then) (an exact-fraction ledger in the model,
   apart from the accumulator): entitlement is shares x time held, with time measured in fees;
-* locks: a sell before lockedUntil reverts SharesLocked.
+* locks: a sell before lockedUntil reverts SharesLocked;
+* exits stay open: while paused (and until the pause expires by itself) only createMarket, buy and
+  buyShares revert EnforcedPause; sell, merge, sellShares, claims and withdrawLiquidity are mined as the
+  model says, for everyone.
 
 A sequence ends with a full read of both contracts compared with the model.
 
@@ -193,6 +197,16 @@ class Harness:
             market=market,
         )
 
+    def op_merge(self, sender: str, market: int, amount: int) -> Op:
+        return Op(
+            f"merge(by={sender[:6]}, m={market}, amount={amount})",
+            sender,
+            self.om,
+            OM.data("merge", market, amount),
+            lambda s, now: s.merge(sender, market, amount),
+            market=market,
+        )
+
     def op_resolve(self, sender: str, market: int, outcome: int) -> Op:
         return Op(
             f"resolve(by={sender[:6]}, m={market}, o={outcome})",
@@ -283,7 +297,7 @@ class Harness:
             sender,
             to,
             codec.data("pause" if paused else "unpause"),
-            lambda s, now: setter(s, sender, paused),
+            lambda s, now: setter(s, sender, paused, now),
         )
 
     # ------------------------------------------------------------ execution
@@ -501,8 +515,9 @@ def random_step(h: Harness, rng: random.Random) -> None:
             "claim_creator_fees",
             "warp",
             "pause",
+            "merge",
         ],
-        [20, 13, 5, 3, 7, 9, 4, 13, 9, 6, 6, 2, 11, 2],
+        [20, 13, 5, 3, 7, 9, 4, 13, 9, 6, 6, 2, 11, 3, 4],
     )[0]
     if kind == "buy":
         outcome = rng.choice([0, 1]) if rng.random() > 0.03 else 2
@@ -576,10 +591,26 @@ def random_step(h: Harness, rng: random.Random) -> None:
             h.step(h.op_claim_dividends(sender, creator))  # the model says: NothingToClaim
     elif kind == "claim_creator_fees":
         h.step(h.op_claim_creator_fees(creator if rng.random() < 0.8 else sender))
+    elif kind == "merge":
+        both = [mid for mid in market_ids if min(s.positions[(mid, sender)]) > 0]
+        one_side = [mid for mid in market_ids if max(s.positions[(mid, sender)]) > 0 and mid not in both]
+        if not both and one_side and rng.random() < 0.7:  # buy the other side first (reverts when closed)
+            mid = rng.choice(one_side)
+            missing = 0 if s.positions[(mid, sender)][0] == 0 else 1
+            if h.step(h.op_buy(sender, mid, missing, rng.randint(USDC // 10, 20 * USDC), 0, False)):
+                both = [mid]
+        market = pick(rng, both, market)
+        pairs = min(s.positions[(market, sender)])
+        r = rng.random()
+        amount = 0 if r < 0.05 else pairs + 1 if r < 0.12 or pairs == 0 else rng.randint(1, pairs)
+        h.step(h.op_merge(sender, market, amount))
     elif kind == "warp":
         r = rng.random()
         ends = [mk.end for mk in s.markets.values() if not mk.resolved and mk.end >= h.now]
-        if r < 0.35:
+        pauses = [u for u in (s.om_paused_until, s.cs_paused_until) if u > h.now]
+        if pauses and r < 0.2:
+            h.now = rng.choice(pauses) + rng.choice([-1, 0])  # the pause's last second, or its end
+        elif r < 0.35:
             h.now += rng.randint(1, 120)
         elif r < 0.65:
             h.now += s.params.lock + rng.choice([-1, 0, 1])
@@ -588,9 +619,12 @@ def random_step(h: Harness, rng: random.Random) -> None:
         h.log.append(f"warp to t={h.now}")
     else:
         contract = pick(
-            rng, [c for c, on in (("om", s.om_paused), ("cs", s.cs_paused)) if on], rng.choice(["om", "cs"]), 0.7
+            rng,
+            [c for c, until in (("om", s.om_paused_until), ("cs", s.cs_paused_until)) if h.now < until],
+            rng.choice(["om", "cs"]),
+            0.7,
         )
-        paused = not (s.om_paused if contract == "om" else s.cs_paused)
+        paused = not (h.now < (s.om_paused_until if contract == "om" else s.cs_paused_until))
         h.step(h.op_pause(h.admin if rng.random() < 0.8 else sender, contract, paused))
 
 
@@ -648,4 +682,5 @@ def test_random_action_sequences_keep_invariants(harness: Harness) -> None:
         "claimCreatorFees",
         "pause",
         "unpause",
+        "merge",
     }, mined

@@ -535,23 +535,69 @@ def test_withdraw_protocol_fees_admin_only_and_pays_all(env: Env) -> None:
     assert env.event(receipt, env.om, "ProtocolFeesWithdrawn") == {"to": sink, "amount": 0}
 
 
-def test_pause_blocks_create_buy_sell_but_not_claims(env: Env) -> None:
-    """While paused: create, buy and sell revert EnforcedPause; resolve, claim and withdraw still work."""
+def test_pause_stops_new_money_only_and_every_exit_stays_open(env: Env) -> None:
+    """While paused: createMarket and buy revert EnforcedPause(until); sell, merge, resolution, claims and
+    liquidity withdrawal all work. (Before: sell was blocked too, and a pause never ended.)"""
     creator, trader = env.traders[:2]
     m, end = env.create_market(creator)
-    shares = env.buy(trader, m, YES, 5 * USDC)
-    env.send(env.om.functions.pause(), env.admin)
+    yes = env.buy(trader, m, YES, 5 * USDC)
+    env.buy(trader, m, NO, 5 * USDC)
+    receipt = env.send(env.om.functions.pause(), env.admin)
+    until = env.om.functions.pausedUntil().call()
+    assert until == env.now() + env.om.functions.PAUSE_DURATION().call()
+    assert env.event(receipt, env.om, "Paused") == {"account": env.admin, "until": until}
     assert env.om.functions.paused().call() is True
-    env.reverts(env.om.functions.createMarket("q", "c", end, USDC), creator, OM, "EnforcedPause")
+    args = env.reverts(env.om.functions.createMarket("q", "c", end, USDC), creator, OM, "EnforcedPause")
+    assert args == (until,)
     env.reverts(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), trader, OM, "EnforcedPause")
-    env.reverts(env.om.functions.sell(m, YES, shares, 0, env.deadline()), trader, OM, "EnforcedPause")
+    env.send(env.om.functions.sell(m, YES, yes // 2, 0, env.deadline()), trader)
+    env.send(env.om.functions.merge(m, yes // 4), trader)
     env.resolve(m, YES, end)
     paid, _ = env.send_returning(env.om.functions.claimWinnings(m), trader)
-    assert paid == shares
+    assert paid == yes - yes // 2 - yes // 4
     env.send(env.om.functions.withdrawLiquidity(m), creator)
-    env.send(env.om.functions.unpause(), env.admin)
-    m2, _ = env.create_market(creator)
-    assert m2 == m + 1
+
+
+def test_a_pause_expires_on_its_own(env: Env) -> None:
+    """At pausedUntil the pause is over without anyone calling unpause: buying works again."""
+    creator, trader = env.traders[:2]
+    m, _ = env.create_market(creator, duration=7 * DAY)
+    env.send(env.om.functions.pause(), env.admin)
+    until = env.om.functions.pausedUntil().call()
+    env.next_block_at(until - 1)
+    env.reverts(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), trader, OM, "EnforcedPause")
+    env.next_block_at(until)
+    env.send(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), trader)
+    assert env.om.functions.paused().call() is False
+
+
+def test_merge_burns_a_yes_no_pair_for_one_unit_of_collateral(env: Env) -> None:
+    """merge(id, n) burns n YES and n NO of the caller for exactly n USDC, without a fee, before
+    resolution (also after the end time); more than the pairs held reverts InsufficientShares(n, pairs);
+    after resolution it reverts MarketAlreadyResolved."""
+    creator, trader = env.traders[:2]
+    m, end = env.create_market(creator)
+    yes = env.buy(trader, m, YES, 10 * USDC)
+    no = env.buy(trader, m, NO, 3 * USDC)
+    pairs = min(yes, no)
+    args = env.reverts(env.om.functions.merge(m, pairs + 1), trader, OM, "InsufficientShares")
+    assert args == (pairs + 1, pairs)
+    env.reverts(env.om.functions.merge(m, 0), trader, OM, "ZeroAmount")
+    env.next_block_at(end + 10)  # trading has closed; merging still works
+    before = env.balance(trader)
+    paid, receipt = env.send_returning(env.om.functions.merge(m, pairs), trader)
+    assert paid == pairs
+    assert env.balance(trader) == before + pairs
+    assert env.event(receipt, env.om, "Merged") == {
+        "marketId": m,
+        "holder": trader,
+        "amount": pairs,
+        "traderYes": yes - pairs,
+        "traderNo": no - pairs,
+    }
+    assert env.om.functions.positionOf(m, trader).call() == [yes - pairs, no - pairs]
+    env.resolve(m, YES, end)
+    env.reverts(env.om.functions.merge(m, 1), trader, OM, "MarketAlreadyResolved")
 
 
 def test_pause_and_unpause_admin_only(env: Env) -> None:
