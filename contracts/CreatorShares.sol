@@ -235,7 +235,7 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         h = _settle(h, a.acc);
         h.shares -= uint32(amount); // amount <= h.shares, checked above
         holdings[creator][msg.sender] = h;
-        c.supply = uint32(newSupply);
+        c.supply = uint32(newSupply); // below the uint32 supply it came from
         c.pool = (c.pool + dFee).toUint112();
         c.creatorFees = (c.creatorFees + cFee).toUint112();
         creators[creator] = c;

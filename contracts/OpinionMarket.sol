@@ -7,6 +7,7 @@ import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/ext
 import {ExpiringPause} from "./ExpiringPause.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 /// @title OpinionMarket
 /// @notice Binary YES/NO opinion markets collateralised in USDC, priced by a fixed-product market
@@ -18,6 +19,7 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 ///      market always equals the YES shares outstanding (pool + traders) = the NO shares outstanding.
 contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
+    using SafeCast for uint256;
 
     bytes32 public constant RESOLVER_ROLE = keccak256("RESOLVER_ROLE");
 
@@ -169,9 +171,9 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
         marketId = ++marketCount;
         markets[marketId] = Market({
-            yesReserve: uint112(initialLiquidity),
-            noReserve: uint112(initialLiquidity),
-            endTime: uint32(endTime),
+            yesReserve: initialLiquidity.toUint112(),
+            noReserve: initialLiquidity.toUint112(),
+            endTime: endTime.toUint32(),
             creator: msg.sender,
             resolved: false,
             outcome: 0,
@@ -204,15 +206,15 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         (yesR, noR, sharesOut) = buyOutcome(yesR, noR, outcome, net);
         if (sharesOut < minSharesOut) revert SlippageExceeded(sharesOut, minSharesOut);
 
-        m.yesReserve = uint112(yesR);
-        m.noReserve = uint112(noR);
+        m.yesReserve = yesR.toUint112();
+        m.noReserve = noR.toUint112();
         Position storage p = positions[marketId][msg.sender];
         uint256 traderYes = p.yes;
         uint256 traderNo = p.no;
         if (outcome == OUTCOME_YES) traderYes += sharesOut;
         else traderNo += sharesOut;
-        p.yes = uint128(traderYes);
-        p.no = uint128(traderNo);
+        p.yes = traderYes.toUint128();
+        p.no = traderNo.toUint128();
         uint256 creatorFee = _accrueFee(m.creator, fee);
 
         usdc.safeTransferFrom(msg.sender, address(this), collateralIn);
@@ -244,12 +246,12 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         collateralOut = gross - fee;
         if (collateralOut < minCollateralOut) revert SlippageExceeded(collateralOut, minCollateralOut);
 
-        m.yesReserve = uint112(yesR);
-        m.noReserve = uint112(noR);
+        m.yesReserve = yesR.toUint112();
+        m.noReserve = noR.toUint112();
         if (outcome == OUTCOME_YES) traderYes -= sharesIn;
         else traderNo -= sharesIn;
-        p.yes = uint128(traderYes);
-        p.no = uint128(traderNo);
+        p.yes = traderYes.toUint128();
+        p.no = traderNo.toUint128();
         uint256 creatorFee = _accrueFee(m.creator, fee);
 
         if (collateralOut > 0) usdc.safeTransfer(msg.sender, collateralOut);
