@@ -51,6 +51,7 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     error LiquidityAlreadyWithdrawn(uint256 marketId);
     error InvalidFeeConfig();
     error NotCreatorShares(address caller);
+    error InvalidOdds(uint256 yesPriceBps);
 
     /// @dev Two slots. Slot 0 is read and written by every trade; slot 1 is read by every trade.
     struct Market {
@@ -117,13 +118,16 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     event ProtocolFeesWithdrawn(address indexed to, uint256 amount);
 
     /// @notice Emitted once, at deployment, so an indexer knows the fee schedule from logs alone.
-    event FeesConfigured(address indexed usdc, uint256 feeBps, uint256 creatorFeeShareBps);
+    event FeesConfigured(address indexed usdc, uint256 feeBps, uint256 creatorFeeShareBps, uint256 lpFeeShareBps);
 
     IERC20 public immutable usdc;
     /// @notice Trading fee on every buy and sell, in basis points of the collateral.
     uint256 public immutable feeBps;
     /// @notice Part of the trading fee (in basis points of the fee) credited to the market creator's dividend pool.
     uint256 public immutable creatorFeeShareBps;
+    /// @notice Part of the trading fee (in basis points of the fee) left in the pool as complete sets for its
+    ///         liquidity provider (the market creator), paid with the pool at `withdrawLiquidity`.
+    uint256 public immutable lpFeeShareBps;
 
     uint256 public marketCount;
     uint256 public protocolFees;
@@ -140,49 +144,49 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         IERC20 usdc_,
         uint256 feeBps_,
         uint256 creatorFeeShareBps_,
+        uint256 lpFeeShareBps_,
         address creatorShares_,
         address admin,
         uint48 adminDelay
     ) AccessControlDefaultAdminRules(adminDelay, admin) {
-        if (feeBps_ > 1_000 || creatorFeeShareBps_ > BPS) revert InvalidFeeConfig();
+        if (feeBps_ > 1_000 || creatorFeeShareBps_ + lpFeeShareBps_ > BPS) revert InvalidFeeConfig();
         usdc = usdc_;
         creatorShares = creatorShares_;
         feeBps = feeBps_;
         creatorFeeShareBps = creatorFeeShareBps_;
-        emit FeesConfigured(address(usdc_), feeBps_, creatorFeeShareBps_);
+        lpFeeShareBps = lpFeeShareBps_;
+        emit FeesConfigured(address(usdc_), feeBps_, creatorFeeShareBps_, lpFeeShareBps_);
     }
 
     // ---------------------------------------------------------------- trading
 
-    /// @notice Opens a market funded by the caller: `initialLiquidity` USDC mints equal YES and NO
-    ///         reserves (price 0.5). The creator owns the pool's shares and withdraws their payout
-    ///         after resolution with `withdrawLiquidity`.
+    /// @notice Opens a market funded by the caller at even odds: `initialLiquidity` USDC mints equal YES and
+    ///         NO reserves (price 0.5). The creator owns the pool's shares and withdraws their payout after
+    ///         resolution with `withdrawLiquidity`.
     function createMarket(string calldata question, string calldata category, uint256 endTime, uint256 initialLiquidity)
         external
         whenNotPaused
         nonReentrant
         returns (uint256 marketId)
     {
-        if (bytes(question).length > MAX_QUESTION_BYTES) revert StringTooLong(bytes(question).length, MAX_QUESTION_BYTES);
-        if (bytes(category).length > MAX_CATEGORY_BYTES) revert StringTooLong(bytes(category).length, MAX_CATEGORY_BYTES);
-        if (endTime <= block.timestamp || endTime > type(uint32).max) revert InvalidEndTime(endTime);
-        if (initialLiquidity < MIN_INITIAL_LIQUIDITY) revert LiquidityTooLow(initialLiquidity, MIN_INITIAL_LIQUIDITY);
-        if (initialLiquidity > MAX_RESERVE / 4) revert AmountTooLarge(initialLiquidity);
+        marketId = _create(question, category, endTime, initialLiquidity, BPS / 2);
+    }
 
-        marketId = ++marketCount;
-        markets[marketId] = Market({
-            yesReserve: initialLiquidity.toUint112(),
-            noReserve: initialLiquidity.toUint112(),
-            endTime: endTime.toUint32(),
-            creator: msg.sender,
-            resolved: false,
-            outcome: 0,
-            liquidityWithdrawn: false
-        });
-        usdc.safeTransferFrom(msg.sender, address(this), initialLiquidity);
-        emit MarketCreated(
-            marketId, msg.sender, question, category, endTime, initialLiquidity, initialLiquidity, initialLiquidity
-        );
+    /// @notice Opens a market at initial odds (Gnosis FPMM's distribution hint): `initialLiquidity` USDC
+    ///         mints that many YES and NO; the pool keeps all of the likelier side and just enough of the
+    ///         other for price_yes = yesPriceBps / 10^4 (rounded in the pool's favour), and the rest of
+    ///         the other side goes to the creator's position. An informed creator no longer hands the
+    ///         first trader the difference between 50 % and the real odds.
+    /// @param yesPriceBps initial YES price in basis points, 1 to 9,999.
+    function createMarketWithOdds(
+        string calldata question,
+        string calldata category,
+        uint256 endTime,
+        uint256 initialLiquidity,
+        uint256 yesPriceBps
+    ) external whenNotPaused nonReentrant returns (uint256 marketId) {
+        if (yesPriceBps == 0 || yesPriceBps >= BPS) revert InvalidOdds(yesPriceBps);
+        marketId = _create(question, category, endTime, initialLiquidity, yesPriceBps);
     }
 
     /// @notice Buys `outcome` shares with exactly `collateralIn` USDC (fee included).
@@ -200,11 +204,14 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
         uint256 fee = (collateralIn * feeBps) / BPS;
         uint256 net = collateralIn - fee;
+        uint256 lpFee = (fee * lpFeeShareBps) / BPS;
         uint256 yesR = m.yesReserve;
         uint256 noR = m.noReserve;
-        if (yesR + noR + 2 * net > MAX_RESERVE) revert AmountTooLarge(collateralIn);
+        if (yesR + noR + 2 * (net + lpFee) > MAX_RESERVE) revert AmountTooLarge(collateralIn);
         (yesR, noR, sharesOut) = buyOutcome(yesR, noR, outcome, net);
         if (sharesOut < minSharesOut) revert SlippageExceeded(sharesOut, minSharesOut);
+        yesR += lpFee; // the LP's part of the fee stays in the pool as complete sets
+        noR += lpFee;
 
         m.yesReserve = yesR.toUint112();
         m.noReserve = noR.toUint112();
@@ -215,7 +222,7 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         else traderNo += sharesOut;
         p.yes = traderYes.toUint128();
         p.no = traderNo.toUint128();
-        uint256 creatorFee = _accrueFee(m.creator, fee);
+        uint256 creatorFee = _accrueFee(m.creator, fee, lpFee);
 
         usdc.safeTransferFrom(msg.sender, address(this), collateralIn);
         emit Trade(
@@ -245,6 +252,9 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         uint256 fee = (gross * feeBps + BPS - 1) / BPS; // fee rounds up: the trader never receives a fraction too much
         collateralOut = gross - fee;
         if (collateralOut < minCollateralOut) revert SlippageExceeded(collateralOut, minCollateralOut);
+        uint256 lpFee = (fee * lpFeeShareBps) / BPS;
+        yesR += lpFee; // the LP's part of the fee stays in the pool as complete sets
+        noR += lpFee;
 
         m.yesReserve = yesR.toUint112();
         m.noReserve = noR.toUint112();
@@ -252,7 +262,7 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         else traderNo -= sharesIn;
         p.yes = traderYes.toUint128();
         p.no = traderNo.toUint128();
-        uint256 creatorFee = _accrueFee(m.creator, fee);
+        uint256 creatorFee = _accrueFee(m.creator, fee, lpFee);
 
         if (collateralOut > 0) usdc.safeTransfer(msg.sender, collateralOut);
         emit Trade(
@@ -444,6 +454,45 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
     // ---------------------------------------------------------------- internals
 
+    function _create(
+        string calldata question,
+        string calldata category,
+        uint256 endTime,
+        uint256 initialLiquidity,
+        uint256 yesPriceBps
+    ) private returns (uint256 marketId) {
+        if (bytes(question).length > MAX_QUESTION_BYTES) revert StringTooLong(bytes(question).length, MAX_QUESTION_BYTES);
+        if (bytes(category).length > MAX_CATEGORY_BYTES) revert StringTooLong(bytes(category).length, MAX_CATEGORY_BYTES);
+        if (endTime <= block.timestamp || endTime > type(uint32).max) revert InvalidEndTime(endTime);
+        if (initialLiquidity < MIN_INITIAL_LIQUIDITY) revert LiquidityTooLow(initialLiquidity, MIN_INITIAL_LIQUIDITY);
+        if (initialLiquidity > MAX_RESERVE / 4) revert AmountTooLarge(initialLiquidity);
+
+        // price_yes = no / (yes + no): the likelier side stays whole, the other is cut to the ratio
+        // (rounded up: the pool never holds less than the odds need, the creator never gets a unit too many).
+        uint256 yesR = initialLiquidity;
+        uint256 noR = initialLiquidity;
+        if (yesPriceBps > BPS / 2) yesR = Math.ceilDiv(initialLiquidity * (BPS - yesPriceBps), yesPriceBps);
+        else if (yesPriceBps < BPS / 2) noR = Math.ceilDiv(initialLiquidity * yesPriceBps, BPS - yesPriceBps);
+
+        marketId = ++marketCount;
+        markets[marketId] = Market({
+            yesReserve: yesR.toUint112(),
+            noReserve: noR.toUint112(),
+            endTime: endTime.toUint32(),
+            creator: msg.sender,
+            resolved: false,
+            outcome: 0,
+            liquidityWithdrawn: false
+        });
+        if (yesR != noR) {
+            // the creator's position: the outcome shares the pool does not keep
+            positions[marketId][msg.sender] =
+                Position({yes: (initialLiquidity - yesR).toUint128(), no: (initialLiquidity - noR).toUint128()});
+        }
+        usdc.safeTransferFrom(msg.sender, address(this), initialLiquidity);
+        emit MarketCreated(marketId, msg.sender, question, category, endTime, initialLiquidity, yesR, noR);
+    }
+
     function _market(uint256 marketId) private view returns (Market storage m) {
         m = markets[marketId];
         if (m.creator == address(0)) revert MarketNotFound(marketId);
@@ -455,10 +504,10 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         if (block.timestamp >= m.endTime) revert MarketClosed(marketId, m.endTime);
     }
 
-    function _accrueFee(address creator, uint256 fee) private returns (uint256 creatorFee) {
+    function _accrueFee(address creator, uint256 fee, uint256 lpFee) private returns (uint256 creatorFee) {
         if (fee == 0) return 0;
         creatorFee = (fee * creatorFeeShareBps) / BPS;
         if (creatorFee > 0) creatorFeesAccrued[creator] += creatorFee;
-        protocolFees += fee - creatorFee;
+        protocolFees += fee - creatorFee - lpFee;
     }
 }

@@ -33,6 +33,7 @@ class DeployError(RuntimeError):
 class DeployParams:
     fee_bps: int = 200  # 2 % trading fee on opinion markets
     creator_fee_share_bps: int = 5_000  # half of it to the market creator's dividend pool
+    lp_fee_share_bps: int = 2_500  # a quarter of it stays in the pool for the liquidity provider
     curve_unit: int = 62_500  # share i costs i^2 / 16 USDC
     protocol_fee_bps: int = 200
     creator_fee_bps: int = 300
@@ -84,6 +85,7 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
         usdc,
         params.fee_bps,
         params.creator_fee_share_bps,
+        params.lp_fee_share_bps,
         shares_address,
         deployer,
         params.admin_delay,

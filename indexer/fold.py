@@ -347,6 +347,9 @@ def keys_of(events: Iterable[Event], blind: bool = False) -> Keys:
         elif t is MarketCreated:
             markets.add(e.market_id)  # type: ignore[union-attr]
             creators.add(e.creator)  # type: ignore[union-attr]
+            if e.yes_reserve != e.initial_liquidity or e.no_reserve != e.initial_liquidity:  # type: ignore[union-attr]
+                positions.add((e.market_id, e.creator))  # type: ignore[union-attr]
+                stateful.add((e.market_id, e.creator))  # type: ignore[union-attr]
         elif t is MarketResolved:
             markets.add(e.market_id)  # type: ignore[union-attr]
             market_positions.add(e.market_id)  # type: ignore[union-attr]
@@ -622,6 +625,14 @@ class _Fold:
             e.category_bytes,
         )
         self.changes.markets[e.market_id] = row
+        extra_yes, extra_no = e.initial_liquidity - e.yes_reserve, e.initial_liquidity - e.no_reserve
+        if extra_yes or extra_no:
+            # opened at odds (createMarketWithOdds): the shares the pool does not keep are the creator's;
+            # they carry no cost basis of their own (their cost is the liquidity deposit)
+            p = self.position((e.market_id, e.creator), b)
+            p.yes_shares += extra_yes
+            p.no_shares += extra_no
+            p.updated_block = b
         total = e.yes_reserve + e.no_reserve
         self.emit(
             e,
@@ -799,7 +810,10 @@ class _Fold:
     def creator_fees_collected(self, e: CreatorFeesCollected) -> None:
         c = self.creator(e.creator, e.block_number)
         c.market_fees_accrued -= e.amount
-        c.market_fees_folded = 0  # CreatorShares collects all it folded
+        # CreatorShares collects all it folded; the part it had not folded joins its pool (a distribution's
+        # own event sets the pool after; a claim's does not carry it)
+        c.pool += e.amount - c.market_fees_folded
+        c.market_fees_folded = 0
         c.updated_block = e.block_number
 
     def shares_traded(self, e: SharesTraded) -> None:
@@ -925,6 +939,7 @@ class _Fold:
                 "usdc": str(e.args["usdc"]),
                 "fee_bps": e.args["feeBps"],
                 "creator_fee_share_bps": e.args["creatorFeeShareBps"],
+                "lp_fee_share_bps": e.args.get("lpFeeShareBps", "0"),
             }
         elif e.event == "CurveConfigured":
             self.changes.config["CreatorShares"] = {

@@ -62,6 +62,7 @@ class Params:
     creator_bps: int
     dividend_bps: int
     lock: int
+    lp_share_bps: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -147,14 +148,16 @@ class System:
         return market
 
     def _accrue(self, creator: str, fee: int) -> int:
-        creator_fee, protocol_fee = m.split_fee(fee, self.params.creator_share_bps)
+        creator_fee, protocol_fee = m.split_fee(fee, self.params.creator_share_bps, self.params.lp_share_bps)
         self.creator_fees_accrued[creator] += creator_fee
         self.om_protocol_fees += protocol_fee
         self._arrive(creator, creator_fee)
         return creator_fee
 
-    def create_market(self, sender: str, end: int, liquidity: int, now: int) -> int:
+    def create_market(self, sender: str, end: int, liquidity: int, now: int, yes_bps: int = m.BPS // 2) -> int:
         self._om_not_paused(now)
+        if not 0 < yes_bps < m.BPS:
+            raise Revert("OpinionMarket", "InvalidOdds")
         if end <= now or end > 2**32 - 1:
             raise Revert("OpinionMarket", "InvalidEndTime")
         if liquidity < MIN_INITIAL_LIQUIDITY:
@@ -163,7 +166,9 @@ class System:
             raise Revert("OpinionMarket", "AmountTooLarge")
         self._pull(sender, self.om, liquidity)
         market_id = len(self.markets) + 1
-        self.markets[market_id] = Market(sender, end, liquidity, liquidity, liquidity)
+        yes, no = m.initial_reserves(liquidity, yes_bps)
+        self.markets[market_id] = Market(sender, end, yes, no, liquidity)
+        self.positions[(market_id, sender)] = [liquidity - no, liquidity - yes]  # [NO, YES] not kept by the pool
         self._move(sender, self.om, liquidity)
         return market_id
 
@@ -178,15 +183,16 @@ class System:
         market = self._open_market(market_id, now)
         fee = m.buy_fee(amount, self.params.fee_bps)
         net = amount - fee
-        if market.yes + market.no + 2 * net > MAX_RESERVE:
+        lp = m.lp_fee(fee, self.params.lp_share_bps)
+        if market.yes + market.no + 2 * (net + lp) > MAX_RESERVE:
             raise Revert("OpinionMarket", "AmountTooLarge")
         yes, no, shares = m.buy_outcome(market.yes, market.no, outcome, net)
         if shares < min_out:
             raise Revert("OpinionMarket", "SlippageExceeded")
         self._pull(sender, self.om, amount)
         assert yes * no >= market.yes * market.no, "k decreased on buy"
-        market.yes, market.no = yes, no
-        market.collateral += net
+        market.yes, market.no = yes + lp, no + lp
+        market.collateral += net + lp
         self.positions[(market_id, sender)][outcome] += shares
         self._accrue(market.creator, fee)
         self._move(sender, self.om, amount)
@@ -211,8 +217,9 @@ class System:
         if out < min_out:
             raise Revert("OpinionMarket", "SlippageExceeded")
         assert yes * no >= market.yes * market.no, "k decreased on sell"
-        market.yes, market.no = yes, no
-        market.collateral -= gross
+        lp = m.lp_fee(fee, self.params.lp_share_bps)
+        market.yes, market.no = yes + lp, no + lp
+        market.collateral -= gross - lp
         position[outcome] -= shares
         self._accrue(market.creator, fee)
         self._move(self.om, sender, out)

@@ -53,10 +53,24 @@ def sell_fee(gross: int, fee_bps: int) -> int:
     return ceil_div(gross * fee_bps, BPS)  # rounds up: the trader never gets a fraction too much
 
 
-def split_fee(fee: int, creator_share_bps: int) -> tuple[int, int]:
-    """(creator part, protocol part) of a market trading fee."""
+def split_fee(fee: int, creator_share_bps: int, lp_share_bps: int = 0) -> tuple[int, int]:
+    """(creator part, protocol part) of a market trading fee; the LP part (`lp_fee`) is neither."""
     creator = fee * creator_share_bps // BPS
-    return creator, fee - creator
+    return creator, fee - creator - lp_fee(fee, lp_share_bps)
+
+
+def lp_fee(fee: int, lp_share_bps: int) -> int:
+    """The liquidity provider's part of a trading fee: minted into both reserves as complete sets."""
+    return fee * lp_share_bps // BPS
+
+
+def initial_reserves(liquidity: int, yes_price_bps: int) -> tuple[int, int]:
+    """createMarketWithOdds: (yes, no) kept by the pool; the likelier side whole, the other cut (ceil)."""
+    if yes_price_bps > BPS // 2:
+        return ceil_div(liquidity * (BPS - yes_price_bps), yes_price_bps), liquidity
+    if yes_price_bps < BPS // 2:
+        return liquidity, ceil_div(liquidity * yes_price_bps, BPS - yes_price_bps)
+    return liquidity, liquidity
 
 
 def payout(outcome: int, yes: int, no: int) -> int:

@@ -116,6 +116,7 @@ class Harness:
                 params.creator_fee_bps,
                 params.dividend_fee_bps,
                 params.lock_period,
+                params.lp_fee_share_bps,
             ),
             self.om,
             self.cs,
@@ -165,14 +166,23 @@ class Harness:
     def deadline(self, expired: bool) -> int:
         return self.now - 1 if expired else self.now + 600
 
-    def op_create(self, sender: str, liquidity: int, duration: int) -> Op:
+    def op_create(self, sender: str, liquidity: int, duration: int, yes_bps: int | None = None) -> Op:
         end = self.now + duration
+        if yes_bps is None:
+            data = OM.data("createMarket", "Will it happen?", "fuzz", end, liquidity)
+            return Op(
+                f"createMarket(by={sender[:6]}, liq={liquidity}, end=+{duration})",
+                sender,
+                self.om,
+                data,
+                lambda s, now: s.create_market(sender, end, liquidity, now),
+            )
         return Op(
-            f"createMarket(by={sender[:6]}, liq={liquidity}, end=+{duration})",
+            f"createMarketWithOdds(by={sender[:6]}, liq={liquidity}, end=+{duration}, yes={yes_bps})",
             sender,
             self.om,
-            OM.data("createMarket", "Will it happen?", "fuzz", end, liquidity),
-            lambda s, now: s.create_market(sender, end, liquidity, now),
+            OM.data("createMarketWithOdds", "Will it happen?", "fuzz", end, liquidity, yes_bps),
+            lambda s, now: s.create_market(sender, end, liquidity, now, yes_bps),
         )
 
     def op_buy(self, sender: str, market: int, outcome: int, amount: int, min_out: int, expired: bool) -> Op:
@@ -546,7 +556,10 @@ def random_step(h: Harness, rng: random.Random) -> None:
     elif kind == "create":
         liquidity = rng.randint(USDC, 200 * USDC) if rng.random() > 0.05 else rng.randint(1, USDC - 1)
         duration = rng.randint(60, 4 * 3_600) if rng.random() > 0.05 else 0
-        h.step(h.op_create(sender, liquidity, duration))
+        yes_bps = None
+        if rng.random() < 0.5:  # initial odds; 0 and 10,000 revert InvalidOdds
+            yes_bps = rng.choice([rng.randint(1, 9_999), rng.randint(1, 9_999), 5_000, 1, 9_999, 0, 10_000])
+        h.step(h.op_create(sender, liquidity, duration, yes_bps))
     elif kind == "resolve":
         ended = [mid for mid, mk in s.markets.items() if not mk.resolved and mk.end <= h.now]
         who = h.keeper if rng.random() < 0.85 else sender
@@ -670,6 +683,7 @@ def test_random_action_sequences_keep_invariants(harness: Harness) -> None:
     mined = {a for (a, outcome), n in harness.stats.items() if outcome == "ok" and n > 0}
     assert mined >= {
         "createMarket",
+        "createMarketWithOdds",
         "buy",
         "sell",
         "resolve",

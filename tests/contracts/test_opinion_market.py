@@ -20,6 +20,10 @@ def fee_bps(env: Env) -> int:
     return int(env.om.functions.feeBps().call())
 
 
+def lp_share_bps(env: Env) -> int:
+    return int(env.om.functions.lpFeeShareBps().call())
+
+
 def creator_share_bps(env: Env) -> int:
     return int(env.om.functions.creatorFeeShareBps().call())
 
@@ -119,8 +123,10 @@ def test_buy_charges_exactly_collateral_and_credits_quoted_shares(env: Env) -> N
     assert shares == quote
     assert env.balance(trader) == before - amount
     fee = model.buy_fee(amount, fee_bps(env))
-    creator_fee, protocol_fee = model.split_fee(fee, creator_share_bps(env))
+    creator_fee, protocol_fee = model.split_fee(fee, creator_share_bps(env), lp_share_bps(env))
+    lp = model.lp_fee(fee, lp_share_bps(env))
     yes, no, expected_shares = model.buy_outcome(100 * USDC, 100 * USDC, YES, amount - fee)
+    yes, no = yes + lp, no + lp  # the LP's part of the fee stays in the pool as complete sets
     assert shares == expected_shares
     assert env.om.functions.positionOf(m, trader).call() == [shares, 0]
     assert env.om.functions.creatorFeesAccrued(creator).call() == creator_fee
@@ -243,7 +249,9 @@ def test_sell_pays_quoted_collateral_with_fee_rounded_up(env: Env) -> None:
     out, receipt = env.send_returning(env.om.functions.sell(m, YES, sell_amount, quote, env.deadline()), trader)
     new_yes, new_no, gross = model.sell_outcome(yes_r, no_r, YES, sell_amount)
     fee = model.sell_fee(gross, fee_bps(env))
-    creator_fee, protocol_fee = model.split_fee(fee, creator_share_bps(env))
+    creator_fee, protocol_fee = model.split_fee(fee, creator_share_bps(env), lp_share_bps(env))
+    lp = model.lp_fee(fee, lp_share_bps(env))
+    new_yes, new_no = new_yes + lp, new_no + lp
     assert out == quote == gross - fee
     assert env.balance(trader) == before + out
     assert env.om.functions.positionOf(m, trader).call() == [shares - sell_amount, 0]
@@ -648,19 +656,21 @@ def test_pure_math_matches_reference_model(env: Env) -> None:
 
 
 def test_constructor_rejects_fee_above_ten_percent(env: Env) -> None:
-    """Deploying with feeBps > 1000 or creatorFeeShareBps > 10000 reverts InvalidFeeConfig."""
+    """Deploying with feeBps > 1000 or creator + LP shares of the fee > 10000 reverts InvalidFeeConfig."""
     from core.contracts import load_artifact
 
     art = load_artifact(OM)
     factory = env.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    for fee, share in ((1_001, 0), (200, 10_001)):
-        fn = factory.constructor(env.usdc.address, fee, share, env.cs.address, env.admin, DAY)
+    for fee, share, lp in ((1_001, 0, 0), (200, 10_001, 0), (200, 5_000, 5_001)):
+        fn = factory.constructor(env.usdc.address, fee, share, lp, env.cs.address, env.admin, DAY)
         env.reverts(fn, env.admin, OM, "InvalidFeeConfig")
-    receipt = env.send(factory.constructor(env.usdc.address, 1_000, 10_000, env.cs.address, env.admin, DAY), env.admin)
+    fn = factory.constructor(env.usdc.address, 1_000, 7_000, 3_000, env.cs.address, env.admin, DAY)
+    receipt = env.send(fn, env.admin)
     assert env.event(receipt, factory, "FeesConfigured") == {
         "usdc": env.usdc.address,
         "feeBps": 1_000,
-        "creatorFeeShareBps": 10_000,
+        "creatorFeeShareBps": 7_000,
+        "lpFeeShareBps": 3_000,
     }
 
 
@@ -709,3 +719,43 @@ def test_admin_transfer_is_two_step_with_a_delay(env: Env, name: str) -> None:
     assert c.functions.defaultAdmin().call() == new
     assert c.functions.hasRole(admin_role, env.admin).call() is False
     env.reverts(c.functions.pause(), env.admin, name, "AccessControlUnauthorizedAccount")
+
+
+def test_create_with_odds_keeps_the_likelier_side_and_gives_the_creator_the_rest(env: Env) -> None:
+    """createMarketWithOdds(.., 9000): the pool keeps L NO and ceil(L/9) YES (price 0.9), the creator holds the
+    other YES; odds of 0 or 10,000 revert InvalidOdds. (Before: every market opened at 50/50.)"""
+    creator = env.traders[0]
+    end = env.now() + DAY
+    liquidity = 1_000 * USDC
+    fn = env.om.functions.createMarketWithOdds("q", "c", end, liquidity, 9_000)
+    m, receipt = env.send_returning(fn, creator)
+    yes, no = model.initial_reserves(liquidity, 9_000)
+    assert (yes, no) == (model.ceil_div(liquidity, 9), liquidity)
+    ev = env.event(receipt, env.om, "MarketCreated")
+    assert (ev["yesReserve"], ev["noReserve"], ev["initialLiquidity"]) == (yes, no, liquidity)
+    assert env.om.functions.positionOf(m, creator).call() == [liquidity - yes, 0]
+    y_price, _ = env.om.functions.prices(m).call()
+    assert abs(y_price - 9 * 10**17) < 10**12
+    for bad in (0, 10_000):
+        fn = env.om.functions.createMarketWithOdds("q", "c", end, liquidity, bad)
+        assert env.reverts(fn, creator, OM, "InvalidOdds") == (bad,)
+
+
+def test_fair_start_and_lp_fee_keep_the_creators_deposit_on_a_likely_event(env: Env) -> None:
+    """The audit's case: 1,000 USDC of liquidity on a 90 % event, one informed trader buys YES with 2,000 USDC
+    (what takes a 50/50 pool to 0.9). Opened at 50/50 the deposit is worth about 650 in expectation
+    afterwards; opened at the real odds, with the LP's part of the fee left in the pool, it loses nothing."""
+    creator, trader = env.traders[:2]
+
+    def value_after(create: object) -> int:
+        m, _ = env.send_returning(create, creator)
+        env.buy(trader, m, YES, 2_000 * USDC)
+        _c, _e, yes_r, no_r, *_ = env.om.functions.getMarket(m).call()
+        own_yes, own_no = env.om.functions.positionOf(m, creator).call()
+        return (9 * (yes_r + own_yes) + (no_r + own_no)) // 10  # expected payout at 90 % YES
+
+    end = env.now() + DAY
+    even = value_after(env.om.functions.createMarket("q", "c", end, 1_000 * USDC))
+    fair = value_after(env.om.functions.createMarketWithOdds("q", "c", end, 1_000 * USDC, 9_000))
+    assert even < 700 * USDC
+    assert fair >= 1_000 * USDC
