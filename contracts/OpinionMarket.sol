@@ -32,6 +32,8 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     uint256 public constant MAX_QUESTION_BYTES = 1_000;
     uint256 public constant MAX_CATEGORY_BYTES = 64;
     uint256 private constant MAX_RESERVE = type(uint112).max;
+    /// @notice After endTime + RESOLUTION_WINDOW an unresolved market can be resolved INVALID by anyone.
+    uint256 public constant RESOLUTION_WINDOW = 30 days;
 
     error MarketNotFound(uint256 marketId);
     error MarketClosed(uint256 marketId, uint256 endTime);
@@ -52,6 +54,7 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     error InvalidFeeConfig();
     error NotCreatorShares(address caller);
     error InvalidOdds(uint256 yesPriceBps);
+    error ResolutionWindowOpen(uint256 marketId, uint256 expiresAt);
 
     /// @dev Two slots. Slot 0 is read and written by every trade; slot 1 is read by every trade.
     struct Market {
@@ -301,6 +304,18 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         m.resolved = true;
         m.outcome = outcome;
         emit MarketResolved(marketId, outcome, msg.sender);
+    }
+
+    /// @notice The way out of a market nobody resolves: from endTime + RESOLUTION_WINDOW on, anyone may resolve
+    ///         it INVALID (each side is paid half a unit per share; the creator withdraws the pool's half).
+    function resolveExpired(uint256 marketId) external {
+        Market storage m = _market(marketId);
+        if (m.resolved) revert MarketAlreadyResolved(marketId);
+        uint256 expiresAt = uint256(m.endTime) + RESOLUTION_WINDOW;
+        if (block.timestamp < expiresAt) revert ResolutionWindowOpen(marketId, expiresAt);
+        m.resolved = true;
+        m.outcome = OUTCOME_INVALID;
+        emit MarketResolved(marketId, OUTCOME_INVALID, msg.sender);
     }
 
     /// @notice Pays the caller's winning shares of a resolved market. Idempotent: a second call pays 0

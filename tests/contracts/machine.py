@@ -23,6 +23,7 @@ ACC_STORED = 10**12  # CreatorShares stores the accumulator at this scale (+1 on
 ACC_SHOWN = m.ACC_PRECISION // ACC_STORED
 U80, U112 = 2**80 - 1, 2**112 - 1
 PAUSE_DURATION = 3 * 86_400  # ExpiringPause.PAUSE_DURATION
+RESOLUTION_WINDOW = 30 * 86_400  # OpinionMarket.RESOLUTION_WINDOW
 
 
 class Revert(Exception):
@@ -251,6 +252,14 @@ class System:
         if now < market.end:
             raise Revert("OpinionMarket", "MarketNotEnded")
         market.resolved, market.outcome = True, outcome
+
+    def resolve_expired(self, market_id: int, now: int) -> None:
+        market = self._market(market_id)
+        if market.resolved:
+            raise Revert("OpinionMarket", "MarketAlreadyResolved")
+        if now < market.end + RESOLUTION_WINDOW:
+            raise Revert("OpinionMarket", "ResolutionWindowOpen")
+        market.resolved, market.outcome = True, m.OUTCOME_INVALID
 
     def claim_winnings(self, sender: str, market_id: int) -> int:
         market = self._market(market_id)

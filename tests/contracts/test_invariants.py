@@ -3,7 +3,8 @@ on a real anvil, each step mirrored by the Python model in `machine.py`.
 
 Per sequence: evm_revert to a funded base state, then 5-15 random steps (create, buy, sell, a buy
 immediately sold back, resolve, claim, withdrawLiquidity, buyShares, sellShares, distribute,
-claimDividends, claimCreatorFees, merge, pause toggles, time warps, to a pause's end) across four
+claimDividends, claimCreatorFees, merge, resolveExpired, pause toggles, time warps, to a pause's end
+or a market's resolution window's end) across four
 wallets. A step the model
 says must revert is eth_call'ed at the step's timestamp and must revert with that custom error; any
 other step is mined (evm_mine at an exact timestamp) and must succeed. After every mined step the
@@ -46,7 +47,7 @@ import pytest
 from core.deploy import DeployParams, anvil_account, deploy
 from tests.chain import Anvil
 from tests.contracts import model as m
-from tests.contracts.machine import Params, Revert, System
+from tests.contracts.machine import RESOLUTION_WINDOW, Params, Revert, System
 from tests.contracts.rpc import Codec, Rpc, words
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
@@ -224,6 +225,16 @@ class Harness:
             self.om,
             OM.data("resolveMarket", market, outcome),
             lambda s, now: s.resolve(sender, market, outcome, now),
+            market=market,
+        )
+
+    def op_resolve_expired(self, sender: str, market: int) -> Op:
+        return Op(
+            f"resolveExpired(by={sender[:6]}, m={market})",
+            sender,
+            self.om,
+            OM.data("resolveExpired", market),
+            lambda s, now: s.resolve_expired(market, now),
             market=market,
         )
 
@@ -526,8 +537,9 @@ def random_step(h: Harness, rng: random.Random) -> None:
             "warp",
             "pause",
             "merge",
+            "expire",
         ],
-        [20, 13, 5, 3, 7, 9, 4, 13, 9, 6, 6, 2, 11, 3, 4],
+        [20, 13, 5, 3, 7, 9, 4, 13, 9, 6, 6, 2, 11, 3, 4, 2],
     )[0]
     if kind == "buy":
         outcome = rng.choice([0, 1]) if rng.random() > 0.03 else 2
@@ -604,6 +616,14 @@ def random_step(h: Harness, rng: random.Random) -> None:
             h.step(h.op_claim_dividends(sender, creator))  # the model says: NothingToClaim
     elif kind == "claim_creator_fees":
         h.step(h.op_claim_creator_fees(creator if rng.random() < 0.8 else sender))
+    elif kind == "expire":
+        open_ = [mid for mid, mk in s.markets.items() if not mk.resolved]
+        market = pick(rng, open_, market)
+        mk = s.markets.get(market)
+        if mk is not None and rng.random() < 0.6:  # to the window's last second or its end
+            h.now = max(h.now, mk.end + RESOLUTION_WINDOW + rng.choice([-1, 0]))
+            h.log.append(f"warp to t={h.now}")
+        h.step(h.op_resolve_expired(sender, market))
     elif kind == "merge":
         both = [mid for mid in market_ids if min(s.positions[(mid, sender)]) > 0]
         one_side = [mid for mid in market_ids if max(s.positions[(mid, sender)]) > 0 and mid not in both]
@@ -697,4 +717,5 @@ def test_random_action_sequences_keep_invariants(harness: Harness) -> None:
         "pause",
         "unpause",
         "merge",
+        "resolveExpired",
     }, mined

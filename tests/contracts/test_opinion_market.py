@@ -759,3 +759,23 @@ def test_fair_start_and_lp_fee_keep_the_creators_deposit_on_a_likely_event(env: 
     fair = value_after(env.om.functions.createMarketWithOdds("q", "c", end, 1_000 * USDC, 9_000))
     assert even < 700 * USDC
     assert fair >= 1_000 * USDC
+
+
+def test_a_market_nobody_resolves_can_be_resolved_invalid_by_anyone_after_the_window(env: Env) -> None:
+    """Until endTime + RESOLUTION_WINDOW resolveExpired reverts ResolutionWindowOpen(id, expiresAt); from then on
+    anyone may resolve the market INVALID, after which traders claim half per share and the creator withdraws.
+    (Before: a market the resolver never settled locked everyone's money forever.)"""
+    creator, trader = env.traders[:2]
+    m, end = env.create_market(creator)
+    yes = env.buy(trader, m, YES, 10 * USDC)
+    expires = end + env.om.functions.RESOLUTION_WINDOW().call()
+    env.next_block_at(expires - 1)
+    args = env.reverts(env.om.functions.resolveExpired(m), env.outsider, OM, "ResolutionWindowOpen")
+    assert args == (m, expires)
+    env.next_block_at(expires)
+    receipt = env.send(env.om.functions.resolveExpired(m), env.outsider)
+    assert env.event(receipt, env.om, "MarketResolved") == {"marketId": m, "outcome": 2, "resolver": env.outsider}
+    env.reverts(env.om.functions.resolveExpired(m), env.outsider, OM, "MarketAlreadyResolved")
+    paid, _ = env.send_returning(env.om.functions.claimWinnings(m), trader)
+    assert paid == yes // 2
+    env.send(env.om.functions.withdrawLiquidity(m), creator)
