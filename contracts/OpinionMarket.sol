@@ -176,9 +176,9 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     }
 
     /// @notice Opens a market at initial odds (Gnosis FPMM's distribution hint): `initialLiquidity` USDC
-    ///         mints that many YES and NO; the pool keeps all of the likelier side and just enough of the
-    ///         other for price_yes = yesPriceBps / 10^4 (rounded in the pool's favour), and the rest of
-    ///         the other side goes to the creator's position. An informed creator no longer hands the
+    ///         mints that many YES and NO; the pool keeps all of the less likely side and just enough of the
+    ///         likelier one for price_yes = yesPriceBps / 10^4 (rounded in the pool's favour), and the rest
+    ///         of the likelier side goes to the creator's position. An informed creator no longer hands the
     ///         first trader the difference between 50 % and the real odds.
     /// @param yesPriceBps initial YES price in basis points, 1 to 9,999.
     function createMarketWithOdds(
@@ -482,7 +482,7 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         if (initialLiquidity < MIN_INITIAL_LIQUIDITY) revert LiquidityTooLow(initialLiquidity, MIN_INITIAL_LIQUIDITY);
         if (initialLiquidity > MAX_RESERVE / 4) revert AmountTooLarge(initialLiquidity);
 
-        // price_yes = no / (yes + no): the likelier side stays whole, the other is cut to the ratio
+        // price_yes = no / (yes + no): the less likely side stays whole, the likelier one is cut to the ratio
         // (rounded up: the pool never holds less than the odds need, the creator never gets a unit too many).
         uint256 yesR = initialLiquidity;
         uint256 noR = initialLiquidity;

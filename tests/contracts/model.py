@@ -65,7 +65,7 @@ def lp_fee(fee: int, lp_share_bps: int) -> int:
 
 
 def initial_reserves(liquidity: int, yes_price_bps: int) -> tuple[int, int]:
-    """createMarketWithOdds: (yes, no) kept by the pool; the likelier side whole, the other cut (ceil)."""
+    """createMarketWithOdds: (yes, no) kept by the pool; the less likely side whole, the other cut (ceil)."""
     if yes_price_bps > BPS // 2:
         return ceil_div(liquidity * (BPS - yes_price_bps), yes_price_bps), liquidity
     if yes_price_bps < BPS // 2:

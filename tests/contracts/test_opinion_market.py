@@ -721,7 +721,7 @@ def test_admin_transfer_is_two_step_with_a_delay(env: Env, name: str) -> None:
     env.reverts(c.functions.pause(), env.admin, name, "AccessControlUnauthorizedAccount")
 
 
-def test_create_with_odds_keeps_the_likelier_side_and_gives_the_creator_the_rest(env: Env) -> None:
+def test_create_with_odds_cuts_the_likelier_side_and_gives_the_creator_the_rest(env: Env) -> None:
     """createMarketWithOdds(.., 9000): the pool keeps L NO and ceil(L/9) YES (price 0.9), the creator holds the
     other YES; odds of 0 or 10,000 revert InvalidOdds. (Before: every market opened at 50/50.)"""
     creator = env.traders[0]

@@ -115,6 +115,10 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
         end_time = int(w3.eth.get_block("latest")["timestamp"]) + 3600
         receipt = creator.send(creator.om.functions.createMarket("Will e2e pass?", "tech", end_time, 100 * USDC))
         market_id = creator.om.events.MarketCreated().process_receipt(receipt, errors=DISCARD)[0].args.marketId
+        # a second market opened at 80 % YES that nobody will resolve: it ends INVALID after the window
+        fn = creator.om.functions.createMarketWithOdds("Will anyone resolve this?", "tech", end_time, 50 * USDC, 8_000)
+        receipt = creator.send(fn)
+        orphan_id = creator.om.events.MarketCreated().process_receipt(receipt, errors=DISCARD)[0].args.marketId
         creator.send(creator.cs.functions.buyShares(creator.address, 1, 0, deadline(w3)))
         trader.send(trader.cs.functions.buyShares(creator.address, 2, 10**12, deadline(w3)))
 
@@ -220,4 +224,21 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
         assert (m["yesReserve"], m["noReserve"]) == (usdc(yes_r), usdc(no_r))
         c = s.get(f"/v1/creators/{lower(creator.address)}")["data"]
         assert int(c["supply"]) == creator.cs.functions.supplyOf(creator.address).call()
+
+        # ---- the market nobody resolved: after its resolution window anyone settles it INVALID
+        yes, no = creator.om.functions.positionOf(orphan_id, creator.address).call()
+        assert (yes, no) == (50 * USDC - 50 * USDC // 4, 0)  # the YES the pool did not keep at 80 % YES
+        s.anvil.call("evm_increaseTime", creator.om.functions.RESOLUTION_WINDOW().call())
+        s.anvil.call("evm_mine")
+        other.send(other.om.functions.resolveExpired(orphan_id))
+        orphan = wait_until(
+            lambda: (m := s.get(f"/v1/markets/{orphan_id}")["data"])["status"] == "resolved" and m,
+            "the expired market resolved INVALID in the API",
+            60,
+            s,
+        )
+        assert orphan["outcome"] == "invalid"
+        rows = s.get(f"/v1/users/{lower(creator.address)}/positions", status="redeemable")["data"]
+        row = next(r for r in rows if int(r["marketId"]) == orphan_id)
+        assert (row["yesShares"], row["noShares"]) == (usdc(yes), usdc(no))
         s.alive()  # no daemon died along the way
