@@ -37,6 +37,7 @@ TARGETS: dict[str, int | None] = {
     "createMarket": None,
     "buy": 125_000,
     "sell": 125_000,
+    "merge": None,
     "resolveMarket": None,
     "claimWinnings": 80_000,
     "withdrawLiquidity": None,
@@ -60,8 +61,8 @@ Comparison figures for other protocols (supplied with issue 2, not re-measured h
 
 Read against ours: a market `buy`/`sell` (71k–123k, USDC transfer included) is below Gnosis FPMM
 (165k–196k), because positions are one packed storage slot instead of ERC-1155 conditional tokens;
-`claimWinnings` (27k–43k) is under half of `redeemPositions`; `buyShares` (71k–122k, paid in USDC)
-is at or below friend.tech's ETH figures plus a USDC pull (≈ 109k–126k).
+`claimWinnings` (27k–43k) is under half of `redeemPositions`; `buyShares` (76k–114k, paid in USDC,
+with the time-fair dividend fold) is below friend.tech's ETH figures plus a USDC pull (≈ 109k–126k).
 """
 
 
@@ -155,6 +156,10 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
     for t in traders[:3]:
         _yes, no = om.functions.positionOf(market, t).call()
         sell(t, 0, no, "sell whole side")
+    for t in traders[3:5]:  # hold NO again, then merge pairs back into collateral
+        rec.send(om.functions.buy(market, 0, 5 * USDC, 0, deadline), t)
+        yes, no = om.functions.positionOf(market, t).call()
+        rec.send(om.functions.merge(market, min(yes, no) // 2), t, "merge", "half of the YES+NO pairs held")
 
     # -------- creator shares (before the markets end, so market fees are waiting to be collected)
     bs = cs.functions.buyShares
@@ -190,7 +195,20 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
         rec.send(cs.functions.sellShares(creator_a, 1, 0, deadline), t, "sellShares", "repeat seller, settled")
     for t in traders[:4]:
         rec.send(cs.functions.claimDividends(creator_a), t, "claimDividends", "holder with credited dividends")
-    rec.send(cs.functions.claimDividends(creator_b), creator_b, "claimDividends", "creator (settles, then pays)")
+    # market fees for creator_b, credited to creator_b by the next share trade while still in OpinionMarket
+    rec.send(om.functions.buy(2, 1, 10 * USDC, 0, deadline), traders[1])
+    rec.send(
+        bs(creator_b, 1, MAX_UINT, deadline),
+        traders[4],
+        "buyShares",
+        "first-time holder; folds market fees accrued in OpinionMarket",
+    )
+    rec.send(
+        cs.functions.claimDividends(creator_b),
+        creator_b,
+        "claimDividends",
+        "creator; pulls the credited market fees from OpinionMarket first",
+    )
 
     # -------- resolution and claims
     warp(86_400)

@@ -163,6 +163,7 @@ class Model:
                 word(self.now + 3600),
                 word(self.pool[creator]),
                 word(acc),
+                word(0),  # distributed: the synthetic chain folds only at distributions
             )
         )
         return 1, record([T_SHARES, addr_word(creator), addr_word(trader)], data)

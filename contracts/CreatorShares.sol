@@ -3,31 +3,52 @@ pragma solidity 0.8.28;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
-import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
+import {ExpiringPause} from "./ExpiringPause.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
+/// @notice What CreatorShares needs from OpinionMarket: the creator's market fees accrued there, and a
+///         pull of them, paid to this contract only.
 interface ICreatorFeeSource {
+    function creatorFeesAccrued(address creator) external view returns (uint256);
     function collectCreatorFees(address creator) external returns (uint256);
 }
 
 /// @title CreatorShares
 /// @notice Per-creator shares on a friend.tech-style bonding curve priced in USDC, with a dividend
-///         pool per creator paid to holders pro rata.
+///         pool per creator paid to holders pro rata to shares held while the fees arrived.
 /// @dev Pricing comes from one reserve function, R(s) = unit * (s-1) s (2s-1) / 6 = unit * sum_{i<s} i^2,
 ///      so buying n shares at supply s costs R(s+n) - R(s) and selling returns R(s) - R(s-n): the
-///      curve reserve always equals R(supply). The creator buys the first share (price 0) and the last
-///      share can never be sold. Dividends use accumulated-per-share accounting scaled by 1e18:
-///      each distribution reserves ceil(delta * supply / 1e18) from the pool and every holder's credit
-///      rounds down, so claims never exceed what was distributed, however many distributions pass
-///      between a holder's settlements.
-contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
+///      curve reserve always equals R(supply). The creator buys the first share (price 0) and can never
+///      sell it, so every other holder can always sell. Dividends use accumulated-per-share accounting.
+///
+///      Time-fair dividends: everything not yet credited (the share-trade dividend fees in `pool` and the
+///      creator's market fees that arrived in OpinionMarket since the last fold) is folded into the
+///      accumulator before every change of supply, at the supply it arrived under. Between two supply
+///      changes no holding changes, so a fee is credited exactly to the holders of the interval in which
+///      it arrived, pro rata to their shares: a buyer never shares in fees that arrived before the buy,
+///      a seller keeps those that arrived while held. `distributeDividends` folds the same way (credits
+///      what arrived since the last trade) and moves the market fees' USDC from OpinionMarket.
+///
+///      The accumulator is stored scaled by 1e12 (it fits the holder's slot next to its balance) and is
+///      shown scaled by 1e18 (x 1e6, exact) in events and views; claimable = credited + floor(shares *
+///      (acc - accPaid) / 1e18) gives the same integer either way. Each fold reserves
+///      ceil(delta * supply / 1e12) from what is pending and every holder's credit rounds down, so claims
+///      never exceed what was folded. Market fees folded but still held by OpinionMarket are pulled
+///      before any dividend claim of that creator is paid.
+contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
+    using SafeCast for uint256;
 
     bytes32 public constant KEEPER_ROLE = keccak256("KEEPER_ROLE");
     uint256 public constant BPS = 10_000;
+    /// @notice Scale of `accPerShare` in events and views.
     uint256 public constant ACC_PRECISION = 1e18;
+    /// @dev Scale of the stored accumulator; ACC_PRECISION / ACC_STORED is exact.
+    uint256 private constant ACC_STORED = 1e12;
+    uint256 private constant ACC_SHOWN = ACC_PRECISION / ACC_STORED;
     uint256 public constant MAX_SUPPLY = type(uint32).max;
 
     error CreatorMustBuyFirstShare(address creator);
@@ -35,29 +56,40 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
     error DeadlineExpired(uint256 deadline);
     error SlippageExceeded(uint256 amount, uint256 bound);
     error InsufficientShares(uint256 requested, uint256 available);
-    error CannotSellLastShare(address creator);
+    error CannotSellFirstShare(address creator);
     error SharesLocked(address creator, address holder, uint256 lockedUntil);
     error NothingToDistribute(address creator);
     error NothingToClaim();
     error SupplyCapExceeded(uint256 supply);
     error InvalidFeeConfig();
 
-    /// @dev One slot, read and written by every trade.
+    /// @dev Slot 0 of a creator, read and written by every trade.
     struct Creator {
         uint32 supply;
-        uint112 pool; // dividend pool (share-trade fees + collected market fees), not yet distributed
+        uint112 pool; // arrived and not yet folded into the accumulator (share-trade dividend fees, rounding dust)
         uint112 creatorFees; // creator's own trading fees, claimable by the creator
     }
 
-    /// @dev One slot per holder per creator; `accPaid` is the accumulator value already credited.
+    /// @dev Slot 1 of a creator, read by every trade, written when something is folded.
+    struct Accrual {
+        uint112 acc; // 1 + dividends per share scaled by ACC_STORED (0 = creator has no shares yet)
+        uint112 marketFolded; // part of OpinionMarket's creatorFeesAccrued[creator] already folded into acc
+    }
+
+    /// @dev One slot per holder per creator; `accPaid` is the stored accumulator value already credited.
     struct Holding {
         uint32 shares;
-        uint40 lockedUntil;
-        uint128 credited; // dividends credited and not yet claimed
+        uint32 lockedUntil;
+        uint80 credited; // dividends credited and not yet claimed
+        uint112 accPaid;
     }
 
     /// @param price curve price of the shares (R difference), excluding fees.
     /// @param traderClaimable the trader's claimable dividends after settlement at `accPerShare`.
+    /// @param pool what is pending after the trade (this trade's dividend fee and rounding dust).
+    /// @param accPerShare the accumulator after the fold that preceded the trade, scaled by 1e18.
+    /// @param distributed folded into `accPerShare` before the trade (share fees and market fees that arrived
+    ///        since the previous fold), credited to the holders before the trade.
     event SharesTraded(
         address indexed creator,
         address indexed trader,
@@ -72,12 +104,13 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         uint256 traderClaimable,
         uint256 lockedUntil,
         uint256 pool,
-        uint256 accPerShare
+        uint256 accPerShare,
+        uint256 distributed
     );
 
     /// @param amount reserved for holders (rounded up; holders' credits round down, so what they can claim
-    ///        never exceeds the sum of these amounts); `marketFees` of the pool came from OpinionMarket in this call.
-    /// @param pool dust left undistributed (rounding), carried to the next distribution.
+    ///        never exceeds the sum of these amounts); `marketFees` came from OpinionMarket in this call.
+    /// @param pool dust left undistributed (rounding), carried to the next fold.
     event DividendsDistributed(
         address indexed creator, uint256 amount, uint256 marketFees, uint256 supply, uint256 accPerShare, uint256 pool
     );
@@ -100,11 +133,12 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
     uint256 public immutable dividendFeeBps;
     uint256 public immutable lockPeriod;
 
-    uint256 public protocolFees;
+    /// @dev Protocol fees + 1: the slot never returns to zero, so the first fee after a withdrawal
+    ///      costs no zero-to-nonzero write.
+    uint256 private protocolFeesPlusOne = 1;
     mapping(address => Creator) private creators;
-    mapping(address => uint256) public accPerShare;
+    mapping(address => Accrual) private accruals;
     mapping(address => mapping(address => Holding)) private holdings;
-    mapping(address => mapping(address => uint256)) private accPaid;
 
     constructor(
         IERC20 usdc_,
@@ -114,8 +148,9 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         uint256 creatorFeeBps_,
         uint256 dividendFeeBps_,
         uint256 lockPeriod_,
-        address admin
-    ) {
+        address admin,
+        uint48 adminDelay
+    ) AccessControlDefaultAdminRules(adminDelay, admin) {
         if (curveUnit_ == 0 || protocolFeeBps_ + creatorFeeBps_ + dividendFeeBps_ > 2_000) revert InvalidFeeConfig();
         usdc = usdc_;
         marketFeeSource = marketFeeSource_;
@@ -124,7 +159,6 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         creatorFeeBps = creatorFeeBps_;
         dividendFeeBps = dividendFeeBps_;
         lockPeriod = lockPeriod_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
         emit CurveConfigured(curveUnit_, protocolFeeBps_, creatorFeeBps_, dividendFeeBps_, lockPeriod_);
     }
 
@@ -150,39 +184,44 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         totalCost = price + pFee + cFee + dFee;
         if (totalCost > maxTotalCost) revert SlippageExceeded(totalCost, maxTotalCost);
 
-        uint256 acc = accPerShare[creator];
-        Holding memory h = _settle(creator, msg.sender, acc);
-        h.shares += uint32(amount);
-        h.lockedUntil = uint40(block.timestamp + lockPeriod);
+        Accrual memory a = accruals[creator];
+        uint256 distributed;
+        if (c.supply == 0) {
+            if (a.acc == 0) {
+                a.acc = 1; // written once per creator, so later folds never pay a zero-to-nonzero write
+                accruals[creator] = a;
+            }
+        } else {
+            distributed = _fold(creator, c, a);
+        }
+        Holding memory h = _settle(holdings[creator][msg.sender], a.acc);
+        h.shares = (h.shares + amount).toUint32();
+        h.lockedUntil = (block.timestamp + lockPeriod).toUint32();
         holdings[creator][msg.sender] = h;
 
-        c.supply = uint32(newSupply);
-        c.pool += uint112(dFee);
-        c.creatorFees += uint112(cFee);
+        c.supply = uint32(newSupply); // <= MAX_SUPPLY, checked above
+        c.pool = (c.pool + dFee).toUint112();
+        c.creatorFees = (c.creatorFees + cFee).toUint112();
         creators[creator] = c;
-        if (pFee > 0) protocolFees += pFee;
+        if (pFee > 0) protocolFeesPlusOne += pFee;
 
         usdc.safeTransferFrom(msg.sender, address(this), totalCost);
-        emit SharesTraded(
-            creator, msg.sender, true, amount, price, pFee, cFee, dFee, newSupply, h.shares, h.credited, h.lockedUntil, c.pool, acc
-        );
+        _emitTrade(creator, true, amount, price, pFee, cFee, dFee, c, h, a.acc, distributed);
     }
 
-    /// @notice Sells `amount` shares of `creator` back to the curve.
+    /// @notice Sells `amount` shares of `creator` back to the curve. Works while paused: exits stay open.
     /// @param minProceeds slippage bound on the USDC received after fees.
     function sellShares(address creator, uint256 amount, uint256 minProceeds, uint256 deadline)
         external
-        whenNotPaused
         nonReentrant
         returns (uint256 proceeds)
     {
         if (block.timestamp > deadline) revert DeadlineExpired(deadline);
         if (amount == 0) revert ZeroAmount();
         Creator memory c = creators[creator];
-        uint256 acc = accPerShare[creator];
-        Holding memory h = _settle(creator, msg.sender, acc);
+        Holding memory h = holdings[creator][msg.sender];
         if (amount > h.shares) revert InsufficientShares(amount, h.shares);
-        if (amount >= c.supply) revert CannotSellLastShare(creator);
+        if (msg.sender == creator && amount == h.shares) revert CannotSellFirstShare(creator);
         if (block.timestamp < h.lockedUntil) revert SharesLocked(creator, msg.sender, h.lockedUntil);
 
         uint256 newSupply = c.supply - amount;
@@ -191,54 +230,60 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         proceeds = price - pFee - cFee - dFee;
         if (proceeds < minProceeds) revert SlippageExceeded(proceeds, minProceeds);
 
-        h.shares -= uint32(amount);
+        Accrual memory a = accruals[creator];
+        uint256 distributed = _fold(creator, c, a);
+        h = _settle(h, a.acc);
+        h.shares -= uint32(amount); // amount <= h.shares, checked above
         holdings[creator][msg.sender] = h;
-        c.supply = uint32(newSupply);
-        c.pool += uint112(dFee);
-        c.creatorFees += uint112(cFee);
+        c.supply = uint32(newSupply); // below the uint32 supply it came from
+        c.pool = (c.pool + dFee).toUint112();
+        c.creatorFees = (c.creatorFees + cFee).toUint112();
         creators[creator] = c;
-        if (pFee > 0) protocolFees += pFee;
+        if (pFee > 0) protocolFeesPlusOne += pFee;
 
         if (proceeds > 0) usdc.safeTransfer(msg.sender, proceeds);
-        emit SharesTraded(
-            creator, msg.sender, false, amount, price, pFee, cFee, dFee, newSupply, h.shares, h.credited, h.lockedUntil, c.pool, acc
-        );
+        _emitTrade(creator, false, amount, price, pFee, cFee, dFee, c, h, a.acc, distributed);
     }
 
     // ---------------------------------------------------------------- dividends
 
-    /// @notice Collects the creator's market fees from OpinionMarket into the pool and credits the whole
-    ///         pool to current holders pro rata. Keeper role; reverts when there is nothing to credit.
+    /// @notice Moves the creator's market fees from OpinionMarket into this contract and credits everything
+    ///         pending (what arrived since the last trade) to current holders pro rata. Keeper role; reverts
+    ///         when there is nothing to credit. Fees are already credited at every trade: this call makes the
+    ///         fees of a quiet period claimable and settles the market fees' USDC.
     function distributeDividends(address creator) external onlyRole(KEEPER_ROLE) nonReentrant returns (uint256 amount) {
         Creator memory c = creators[creator];
         if (c.supply == 0) revert NothingToDistribute(creator);
-        uint256 marketFees = address(marketFeeSource) == address(0) ? 0 : marketFeeSource.collectCreatorFees(creator);
-        uint256 pool = c.pool + marketFees;
-        uint256 delta = (pool * ACC_PRECISION) / c.supply;
-        // Rounds up: holders' credits are floor(shares * accumulated delta / 1e18) over any number of
-        // distributions, which can exceed the sum of per-distribution floors by one unit each time.
-        // delta * supply <= pool * 1e18, so the rounded-up amount never exceeds the pool.
-        amount = Math.ceilDiv(delta * c.supply, ACC_PRECISION);
+        Accrual memory a = accruals[creator];
+        uint256 marketFees = _collect(creator, c, a);
+        amount = _fold(creator, c, a);
         if (amount == 0) revert NothingToDistribute(creator);
-        uint256 acc = accPerShare[creator] + delta;
-        accPerShare[creator] = acc;
-        c.pool = uint112(pool - amount);
         creators[creator] = c;
-        emit DividendsDistributed(creator, amount, marketFees, c.supply, acc, c.pool);
+        emit DividendsDistributed(creator, amount, marketFees, c.supply, _shown(a.acc), c.pool);
     }
 
-    /// @notice Pays the caller's credited dividends from `creator`'s pool.
+    /// @notice Pays the caller's credited dividends from `creator`. Works while paused.
     function claimDividends(address creator) external nonReentrant returns (uint256 amount) {
-        Holding memory h = _settle(creator, msg.sender, accPerShare[creator]);
+        Holding memory h = holdings[creator][msg.sender];
+        Accrual memory a = accruals[creator];
+        h = _settle(h, a.acc);
         amount = h.credited;
         if (amount == 0) revert NothingToClaim();
+        if (a.marketFolded > 0) {
+            // part of what was credited is still held by OpinionMarket: bring it here before paying
+            Creator memory c = creators[creator];
+            uint256 before = c.pool;
+            _collect(creator, c, a);
+            accruals[creator] = a;
+            if (c.pool != before) creators[creator] = c;
+        }
         h.credited = 0;
         holdings[creator][msg.sender] = h;
         usdc.safeTransfer(msg.sender, amount);
         emit DividendsClaimed(creator, msg.sender, amount);
     }
 
-    /// @notice Pays the creator their share-trading fees.
+    /// @notice Pays the creator their share-trading fees. Works while paused.
     function claimCreatorFees() external nonReentrant returns (uint256 amount) {
         Creator storage c = creators[msg.sender];
         amount = c.creatorFees;
@@ -249,8 +294,8 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
     }
 
     function withdrawProtocolFees(address to) external onlyRole(DEFAULT_ADMIN_ROLE) returns (uint256 amount) {
-        amount = protocolFees;
-        protocolFees = 0;
+        amount = protocolFeesPlusOne - 1;
+        protocolFeesPlusOne = 1;
         if (amount > 0) usdc.safeTransfer(to, amount);
         emit ProtocolFeesWithdrawn(to, amount);
     }
@@ -285,6 +330,10 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         proceeds = price - p - c - d;
     }
 
+    function protocolFees() external view returns (uint256) {
+        return protocolFeesPlusOne - 1;
+    }
+
     function supplyOf(address creator) external view returns (uint256) {
         return creators[creator].supply;
     }
@@ -297,34 +346,108 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         return holdings[creator][holder].lockedUntil;
     }
 
-    /// @notice Dividend pool not yet distributed, including market fees still held by OpinionMarket.
+    /// @notice Dividends per share credited so far, scaled by 1e18.
+    function accPerShare(address creator) external view returns (uint256) {
+        return _shown(accruals[creator].acc);
+    }
+
+    /// @notice Not yet credited to holders: `pool` held here, and `marketFees` that arrived in OpinionMarket
+    ///         since the last fold. The next trade or distribution credits both to the holders of now.
     function pendingPool(address creator) external view returns (uint256 pool, uint256 marketFees) {
         pool = creators[creator].pool;
         if (address(marketFeeSource) != address(0)) {
-            marketFees = OpinionMarketFees(address(marketFeeSource)).creatorFeesAccrued(creator);
+            marketFees = marketFeeSource.creatorFeesAccrued(creator) - accruals[creator].marketFolded;
         }
+    }
+
+    /// @notice Market fees credited to holders but still held by OpinionMarket (pulled before a claim).
+    function marketFeesFolded(address creator) external view returns (uint256) {
+        return accruals[creator].marketFolded;
     }
 
     function creatorFeesOf(address creator) external view returns (uint256) {
         return creators[creator].creatorFees;
     }
 
+    /// @notice Credited dividends `holder` can claim now (what is pending is credited at the next fold).
     function claimableDividends(address creator, address holder) external view returns (uint256) {
-        Holding memory h = holdings[creator][holder];
-        return h.credited + (h.shares * (accPerShare[creator] - accPaid[creator][holder])) / ACC_PRECISION;
+        return _settle(holdings[creator][holder], accruals[creator].acc).credited;
     }
 
     // ---------------------------------------------------------------- internals
 
-    /// @dev Credits dividends earned since the holder's last settlement; writes the accumulator mark
-    ///      only when it moved, so holders trading between distributions pay no extra SSTORE.
-    function _settle(address creator, address holder, uint256 acc) private returns (Holding memory h) {
-        h = holdings[creator][holder];
-        uint256 paid = accPaid[creator][holder];
-        if (paid != acc) {
-            h.credited += uint128((h.shares * (acc - paid)) / ACC_PRECISION);
-            accPaid[creator][holder] = acc;
+    /// @dev Folds everything pending into the accumulator at the current supply (> 0): `c.pool` and the
+    ///      market fees accrued in OpinionMarket since the last fold. Updates `c` and `a` in memory and
+    ///      writes `a` when it changed; the caller writes `c`. Returns the amount reserved for holders
+    ///      (0 when only dust is pending: then nothing changes).
+    function _fold(address creator, Creator memory c, Accrual memory a) private returns (uint256 amount) {
+        uint256 accrued = address(marketFeeSource) == address(0) ? 0 : marketFeeSource.creatorFeesAccrued(creator);
+        uint256 pending = c.pool + (accrued - a.marketFolded);
+        uint256 delta = (pending * ACC_STORED) / c.supply;
+        // Rounds up: holders' credits are floor(shares * accumulated delta / 1e12) over any number of folds,
+        // which can exceed the sum of per-fold floors by one unit each time. delta * supply <= pending * 1e12,
+        // so the rounded-up amount never exceeds what is pending.
+        amount = Math.ceilDiv(delta * c.supply, ACC_STORED);
+        if (amount == 0) return 0;
+        a.acc = (a.acc + delta).toUint112();
+        a.marketFolded = accrued.toUint112();
+        c.pool = (pending - amount).toUint112();
+        accruals[creator] = a;
+    }
+
+    /// @dev Pulls the creator's market fees from OpinionMarket (paid to this contract). The part not yet
+    ///      folded joins `c.pool`; `a.marketFolded` becomes 0. The caller writes `c` and `a`. Returns the
+    ///      amount collected.
+    function _collect(address creator, Creator memory c, Accrual memory a) private returns (uint256 collected) {
+        if (address(marketFeeSource) == address(0)) return 0;
+        collected = marketFeeSource.collectCreatorFees(creator);
+        c.pool = (c.pool + collected - a.marketFolded).toUint112();
+        a.marketFolded = 0;
+    }
+
+    /// @dev The holding with dividends earned since its last settlement credited at stored accumulator `acc`.
+    function _settle(Holding memory h, uint256 acc) private pure returns (Holding memory) {
+        if (h.accPaid != acc) {
+            h.credited = (h.credited + (h.shares * (acc - h.accPaid)) / ACC_STORED).toUint80();
+            h.accPaid = uint112(acc);
         }
+        return h;
+    }
+
+    function _shown(uint256 acc) private pure returns (uint256) {
+        return acc == 0 ? 0 : (acc - 1) * ACC_SHOWN;
+    }
+
+    function _emitTrade(
+        address creator,
+        bool isBuy,
+        uint256 amount,
+        uint256 price,
+        uint256 pFee,
+        uint256 cFee,
+        uint256 dFee,
+        Creator memory c,
+        Holding memory h,
+        uint256 acc,
+        uint256 distributed
+    ) private {
+        emit SharesTraded(
+            creator,
+            msg.sender,
+            isBuy,
+            amount,
+            price,
+            pFee,
+            cFee,
+            dFee,
+            c.supply,
+            h.shares,
+            h.credited,
+            h.lockedUntil,
+            c.pool,
+            _shown(acc),
+            distributed
+        );
     }
 
     function _fees(uint256 price) private view returns (uint256 p, uint256 c, uint256 d) {
@@ -332,8 +455,4 @@ contract CreatorShares is AccessControl, Pausable, ReentrancyGuardTransient {
         c = (price * creatorFeeBps) / BPS;
         d = (price * dividendFeeBps) / BPS;
     }
-}
-
-interface OpinionMarketFees {
-    function creatorFeesAccrued(address creator) external view returns (uint256);
 }

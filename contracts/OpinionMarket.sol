@@ -3,10 +3,11 @@ pragma solidity 0.8.28;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
-import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
+import {ExpiringPause} from "./ExpiringPause.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 /// @title OpinionMarket
 /// @notice Binary YES/NO opinion markets collateralised in USDC, priced by a fixed-product market
@@ -16,11 +17,11 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 /// @dev Events are the indexer's whole input: each carries the post-state it changed.
 ///      Rounding always favours the pool, so the market stays solvent: the collateral held for a
 ///      market always equals the YES shares outstanding (pool + traders) = the NO shares outstanding.
-contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
+contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
+    using SafeCast for uint256;
 
     bytes32 public constant RESOLVER_ROLE = keccak256("RESOLVER_ROLE");
-    bytes32 public constant FEE_COLLECTOR_ROLE = keccak256("FEE_COLLECTOR_ROLE");
 
     uint8 public constant OUTCOME_NO = 0;
     uint8 public constant OUTCOME_YES = 1;
@@ -31,6 +32,8 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     uint256 public constant MAX_QUESTION_BYTES = 1_000;
     uint256 public constant MAX_CATEGORY_BYTES = 64;
     uint256 private constant MAX_RESERVE = type(uint112).max;
+    /// @notice After endTime + RESOLUTION_WINDOW an unresolved market can be resolved INVALID by anyone.
+    uint256 public constant RESOLUTION_WINDOW = 30 days;
 
     error MarketNotFound(uint256 marketId);
     error MarketClosed(uint256 marketId, uint256 endTime);
@@ -49,6 +52,9 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     error NotMarketCreator(uint256 marketId);
     error LiquidityAlreadyWithdrawn(uint256 marketId);
     error InvalidFeeConfig();
+    error NotCreatorShares(address caller);
+    error InvalidOdds(uint256 yesPriceBps);
+    error ResolutionWindowOpen(uint256 marketId, uint256 expiresAt);
 
     /// @dev Two slots. Slot 0 is read and written by every trade; slot 1 is read by every trade.
     struct Market {
@@ -103,6 +109,10 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         uint256 indexed marketId, address indexed holder, uint256 payout, uint256 yesBurned, uint256 noBurned
     );
 
+    /// @notice `amount` YES and `amount` NO of `holder` burned for `amount` USDC (a complete set is always
+    ///         worth one unit); the holder's position after.
+    event Merged(uint256 indexed marketId, address indexed holder, uint256 amount, uint256 traderYes, uint256 traderNo);
+
     event LiquidityWithdrawn(uint256 indexed marketId, address indexed creator, uint256 payout);
 
     /// @notice Market fees credited to `creator`'s dividend pool moved to the CreatorShares contract.
@@ -111,13 +121,16 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     event ProtocolFeesWithdrawn(address indexed to, uint256 amount);
 
     /// @notice Emitted once, at deployment, so an indexer knows the fee schedule from logs alone.
-    event FeesConfigured(address indexed usdc, uint256 feeBps, uint256 creatorFeeShareBps);
+    event FeesConfigured(address indexed usdc, uint256 feeBps, uint256 creatorFeeShareBps, uint256 lpFeeShareBps);
 
     IERC20 public immutable usdc;
     /// @notice Trading fee on every buy and sell, in basis points of the collateral.
     uint256 public immutable feeBps;
     /// @notice Part of the trading fee (in basis points of the fee) credited to the market creator's dividend pool.
     uint256 public immutable creatorFeeShareBps;
+    /// @notice Part of the trading fee (in basis points of the fee) left in the pool as complete sets for its
+    ///         liquidity provider (the market creator), paid with the pool at `withdrawLiquidity`.
+    uint256 public immutable lpFeeShareBps;
 
     uint256 public marketCount;
     uint256 public protocolFees;
@@ -125,47 +138,58 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
     mapping(uint256 => mapping(address => Position)) private positions;
     /// @notice Market fees owed to each creator's dividend pool, not yet collected by CreatorShares.
     mapping(address => uint256) public creatorFeesAccrued;
+    /// @notice The only destination of creators' market fees (their dividend pools), fixed at deployment.
+    address public immutable creatorShares;
 
-    constructor(IERC20 usdc_, uint256 feeBps_, uint256 creatorFeeShareBps_, address admin) {
-        if (feeBps_ > 1_000 || creatorFeeShareBps_ > BPS) revert InvalidFeeConfig();
+    /// @param adminDelay seconds between scheduling a transfer of the default admin role and accepting it
+    ///        (AccessControlDefaultAdminRules: one admin, transferred in two steps).
+    constructor(
+        IERC20 usdc_,
+        uint256 feeBps_,
+        uint256 creatorFeeShareBps_,
+        uint256 lpFeeShareBps_,
+        address creatorShares_,
+        address admin,
+        uint48 adminDelay
+    ) AccessControlDefaultAdminRules(adminDelay, admin) {
+        if (feeBps_ > 1_000 || creatorFeeShareBps_ + lpFeeShareBps_ > BPS) revert InvalidFeeConfig();
         usdc = usdc_;
+        creatorShares = creatorShares_;
         feeBps = feeBps_;
         creatorFeeShareBps = creatorFeeShareBps_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        emit FeesConfigured(address(usdc_), feeBps_, creatorFeeShareBps_);
+        lpFeeShareBps = lpFeeShareBps_;
+        emit FeesConfigured(address(usdc_), feeBps_, creatorFeeShareBps_, lpFeeShareBps_);
     }
 
     // ---------------------------------------------------------------- trading
 
-    /// @notice Opens a market funded by the caller: `initialLiquidity` USDC mints equal YES and NO
-    ///         reserves (price 0.5). The creator owns the pool's shares and withdraws their payout
-    ///         after resolution with `withdrawLiquidity`.
+    /// @notice Opens a market funded by the caller at even odds: `initialLiquidity` USDC mints equal YES and
+    ///         NO reserves (price 0.5). The creator owns the pool's shares and withdraws their payout after
+    ///         resolution with `withdrawLiquidity`.
     function createMarket(string calldata question, string calldata category, uint256 endTime, uint256 initialLiquidity)
         external
         whenNotPaused
         nonReentrant
         returns (uint256 marketId)
     {
-        if (bytes(question).length > MAX_QUESTION_BYTES) revert StringTooLong(bytes(question).length, MAX_QUESTION_BYTES);
-        if (bytes(category).length > MAX_CATEGORY_BYTES) revert StringTooLong(bytes(category).length, MAX_CATEGORY_BYTES);
-        if (endTime <= block.timestamp || endTime > type(uint32).max) revert InvalidEndTime(endTime);
-        if (initialLiquidity < MIN_INITIAL_LIQUIDITY) revert LiquidityTooLow(initialLiquidity, MIN_INITIAL_LIQUIDITY);
-        if (initialLiquidity > MAX_RESERVE / 4) revert AmountTooLarge(initialLiquidity);
+        marketId = _create(question, category, endTime, initialLiquidity, BPS / 2);
+    }
 
-        marketId = ++marketCount;
-        markets[marketId] = Market({
-            yesReserve: uint112(initialLiquidity),
-            noReserve: uint112(initialLiquidity),
-            endTime: uint32(endTime),
-            creator: msg.sender,
-            resolved: false,
-            outcome: 0,
-            liquidityWithdrawn: false
-        });
-        usdc.safeTransferFrom(msg.sender, address(this), initialLiquidity);
-        emit MarketCreated(
-            marketId, msg.sender, question, category, endTime, initialLiquidity, initialLiquidity, initialLiquidity
-        );
+    /// @notice Opens a market at initial odds (Gnosis FPMM's distribution hint): `initialLiquidity` USDC
+    ///         mints that many YES and NO; the pool keeps all of the less likely side and just enough of the
+    ///         likelier one for price_yes = yesPriceBps / 10^4 (rounded in the pool's favour), and the rest
+    ///         of the likelier side goes to the creator's position. An informed creator no longer hands the
+    ///         first trader the difference between 50 % and the real odds.
+    /// @param yesPriceBps initial YES price in basis points, 1 to 9,999.
+    function createMarketWithOdds(
+        string calldata question,
+        string calldata category,
+        uint256 endTime,
+        uint256 initialLiquidity,
+        uint256 yesPriceBps
+    ) external whenNotPaused nonReentrant returns (uint256 marketId) {
+        if (yesPriceBps == 0 || yesPriceBps >= BPS) revert InvalidOdds(yesPriceBps);
+        marketId = _create(question, category, endTime, initialLiquidity, yesPriceBps);
     }
 
     /// @notice Buys `outcome` shares with exactly `collateralIn` USDC (fee included).
@@ -183,22 +207,25 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
 
         uint256 fee = (collateralIn * feeBps) / BPS;
         uint256 net = collateralIn - fee;
+        uint256 lpFee = (fee * lpFeeShareBps) / BPS;
         uint256 yesR = m.yesReserve;
         uint256 noR = m.noReserve;
-        if (yesR + noR + 2 * net > MAX_RESERVE) revert AmountTooLarge(collateralIn);
+        if (yesR + noR + 2 * (net + lpFee) > MAX_RESERVE) revert AmountTooLarge(collateralIn);
         (yesR, noR, sharesOut) = buyOutcome(yesR, noR, outcome, net);
         if (sharesOut < minSharesOut) revert SlippageExceeded(sharesOut, minSharesOut);
+        yesR += lpFee; // the LP's part of the fee stays in the pool as complete sets
+        noR += lpFee;
 
-        m.yesReserve = uint112(yesR);
-        m.noReserve = uint112(noR);
+        m.yesReserve = yesR.toUint112();
+        m.noReserve = noR.toUint112();
         Position storage p = positions[marketId][msg.sender];
         uint256 traderYes = p.yes;
         uint256 traderNo = p.no;
         if (outcome == OUTCOME_YES) traderYes += sharesOut;
         else traderNo += sharesOut;
-        p.yes = uint128(traderYes);
-        p.no = uint128(traderNo);
-        uint256 creatorFee = _accrueFee(m.creator, fee);
+        p.yes = traderYes.toUint128();
+        p.no = traderNo.toUint128();
+        uint256 creatorFee = _accrueFee(m.creator, fee, lpFee);
 
         usdc.safeTransferFrom(msg.sender, address(this), collateralIn);
         emit Trade(
@@ -206,11 +233,10 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         );
     }
 
-    /// @notice Sells exactly `sharesIn` `outcome` shares back to the pool.
+    /// @notice Sells exactly `sharesIn` `outcome` shares back to the pool. Works while paused: exits stay open.
     /// @param minCollateralOut slippage bound on the USDC received after the fee.
     function sell(uint256 marketId, uint8 outcome, uint256 sharesIn, uint256 minCollateralOut, uint256 deadline)
         external
-        whenNotPaused
         nonReentrant
         returns (uint256 collateralOut)
     {
@@ -229,19 +255,42 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         uint256 fee = (gross * feeBps + BPS - 1) / BPS; // fee rounds up: the trader never receives a fraction too much
         collateralOut = gross - fee;
         if (collateralOut < minCollateralOut) revert SlippageExceeded(collateralOut, minCollateralOut);
+        uint256 lpFee = (fee * lpFeeShareBps) / BPS;
+        yesR += lpFee; // the LP's part of the fee stays in the pool as complete sets
+        noR += lpFee;
 
-        m.yesReserve = uint112(yesR);
-        m.noReserve = uint112(noR);
+        m.yesReserve = yesR.toUint112();
+        m.noReserve = noR.toUint112();
         if (outcome == OUTCOME_YES) traderYes -= sharesIn;
         else traderNo -= sharesIn;
-        p.yes = uint128(traderYes);
-        p.no = uint128(traderNo);
-        uint256 creatorFee = _accrueFee(m.creator, fee);
+        p.yes = traderYes.toUint128();
+        p.no = traderNo.toUint128();
+        uint256 creatorFee = _accrueFee(m.creator, fee, lpFee);
 
         if (collateralOut > 0) usdc.safeTransfer(msg.sender, collateralOut);
         emit Trade(
             marketId, msg.sender, false, outcome, collateralOut, sharesIn, fee, creatorFee, yesR, noR, traderYes, traderNo
         );
+    }
+
+    /// @notice Burns `amount` YES and `amount` NO of the caller for `amount` USDC, before resolution (also
+    ///         after the end time, and while paused): an exit that needs no counterparty and pays no fee.
+    function merge(uint256 marketId, uint256 amount) external nonReentrant returns (uint256) {
+        if (amount == 0) revert ZeroAmount();
+        Market storage m = _market(marketId);
+        if (m.resolved) revert MarketAlreadyResolved(marketId);
+        Position storage p = positions[marketId][msg.sender];
+        uint256 yes = p.yes;
+        uint256 no = p.no;
+        uint256 pairs = yes < no ? yes : no;
+        if (amount > pairs) revert InsufficientShares(amount, pairs);
+        yes -= amount;
+        no -= amount;
+        p.yes = uint128(yes); // smaller than the uint128 read
+        p.no = uint128(no);
+        usdc.safeTransfer(msg.sender, amount);
+        emit Merged(marketId, msg.sender, amount, yes, no);
+        return amount;
     }
 
     // ---------------------------------------------------------------- resolution and claims
@@ -255,6 +304,18 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         m.resolved = true;
         m.outcome = outcome;
         emit MarketResolved(marketId, outcome, msg.sender);
+    }
+
+    /// @notice The way out of a market nobody resolves: from endTime + RESOLUTION_WINDOW on, anyone may resolve
+    ///         it INVALID (each side is paid half a unit per share; the creator withdraws the pool's half).
+    function resolveExpired(uint256 marketId) external {
+        Market storage m = _market(marketId);
+        if (m.resolved) revert MarketAlreadyResolved(marketId);
+        uint256 expiresAt = uint256(m.endTime) + RESOLUTION_WINDOW;
+        if (block.timestamp < expiresAt) revert ResolutionWindowOpen(marketId, expiresAt);
+        m.resolved = true;
+        m.outcome = OUTCOME_INVALID;
+        emit MarketResolved(marketId, OUTCOME_INVALID, msg.sender);
     }
 
     /// @notice Pays the caller's winning shares of a resolved market. Idempotent: a second call pays 0
@@ -284,14 +345,15 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         emit LiquidityWithdrawn(marketId, msg.sender, payout);
     }
 
-    /// @notice Moves `creator`'s accrued market fees to the caller (the CreatorShares contract) so they
-    ///         join that creator's dividend pool.
-    function collectCreatorFees(address creator) external onlyRole(FEE_COLLECTOR_ROLE) returns (uint256 amount) {
+    /// @notice Moves `creator`'s accrued market fees to the CreatorShares contract fixed at deployment (their
+    ///         dividend pool). Only that contract may call: it accounts for the fees it has already credited.
+    function collectCreatorFees(address creator) external returns (uint256 amount) {
+        if (msg.sender != creatorShares) revert NotCreatorShares(msg.sender);
         amount = creatorFeesAccrued[creator];
         if (amount == 0) return 0;
         creatorFeesAccrued[creator] = 0;
-        usdc.safeTransfer(msg.sender, amount);
-        emit CreatorFeesCollected(creator, msg.sender, amount);
+        usdc.safeTransfer(creatorShares, amount);
+        emit CreatorFeesCollected(creator, creatorShares, amount);
     }
 
     function withdrawProtocolFees(address to) external onlyRole(DEFAULT_ADMIN_ROLE) returns (uint256 amount) {
@@ -407,6 +469,45 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- internals
 
+    function _create(
+        string calldata question,
+        string calldata category,
+        uint256 endTime,
+        uint256 initialLiquidity,
+        uint256 yesPriceBps
+    ) private returns (uint256 marketId) {
+        if (bytes(question).length > MAX_QUESTION_BYTES) revert StringTooLong(bytes(question).length, MAX_QUESTION_BYTES);
+        if (bytes(category).length > MAX_CATEGORY_BYTES) revert StringTooLong(bytes(category).length, MAX_CATEGORY_BYTES);
+        if (endTime <= block.timestamp || endTime > type(uint32).max) revert InvalidEndTime(endTime);
+        if (initialLiquidity < MIN_INITIAL_LIQUIDITY) revert LiquidityTooLow(initialLiquidity, MIN_INITIAL_LIQUIDITY);
+        if (initialLiquidity > MAX_RESERVE / 4) revert AmountTooLarge(initialLiquidity);
+
+        // price_yes = no / (yes + no): the less likely side stays whole, the likelier one is cut to the ratio
+        // (rounded up: the pool never holds less than the odds need, the creator never gets a unit too many).
+        uint256 yesR = initialLiquidity;
+        uint256 noR = initialLiquidity;
+        if (yesPriceBps > BPS / 2) yesR = Math.ceilDiv(initialLiquidity * (BPS - yesPriceBps), yesPriceBps);
+        else if (yesPriceBps < BPS / 2) noR = Math.ceilDiv(initialLiquidity * yesPriceBps, BPS - yesPriceBps);
+
+        marketId = ++marketCount;
+        markets[marketId] = Market({
+            yesReserve: yesR.toUint112(),
+            noReserve: noR.toUint112(),
+            endTime: endTime.toUint32(),
+            creator: msg.sender,
+            resolved: false,
+            outcome: 0,
+            liquidityWithdrawn: false
+        });
+        if (yesR != noR) {
+            // the creator's position: the outcome shares the pool does not keep
+            positions[marketId][msg.sender] =
+                Position({yes: (initialLiquidity - yesR).toUint128(), no: (initialLiquidity - noR).toUint128()});
+        }
+        usdc.safeTransferFrom(msg.sender, address(this), initialLiquidity);
+        emit MarketCreated(marketId, msg.sender, question, category, endTime, initialLiquidity, yesR, noR);
+    }
+
     function _market(uint256 marketId) private view returns (Market storage m) {
         m = markets[marketId];
         if (m.creator == address(0)) revert MarketNotFound(marketId);
@@ -418,10 +519,10 @@ contract OpinionMarket is AccessControl, Pausable, ReentrancyGuardTransient {
         if (block.timestamp >= m.endTime) revert MarketClosed(marketId, m.endTime);
     }
 
-    function _accrueFee(address creator, uint256 fee) private returns (uint256 creatorFee) {
+    function _accrueFee(address creator, uint256 fee, uint256 lpFee) private returns (uint256 creatorFee) {
         if (fee == 0) return 0;
         creatorFee = (fee * creatorFeeShareBps) / BPS;
         if (creatorFee > 0) creatorFeesAccrued[creator] += creatorFee;
-        protocolFees += fee - creatorFee;
+        protocolFees += fee - creatorFee - lpFee;
     }
 }

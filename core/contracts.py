@@ -55,6 +55,14 @@ def _canonical_type(param: dict[str, Any]) -> str:
     return t
 
 
+# Access-control roles of OpinionMarket and CreatorShares (ids are keccak256 of the names, as the
+# contracts define them; DEFAULT_ADMIN_ROLE is zero).
+ROLE_NAMES: dict[str, str] = {
+    "0x" + "00" * 32: "DEFAULT_ADMIN_ROLE",
+    **{"0x" + keccak(text=n).hex(): n for n in ("RESOLVER_ROLE", "KEEPER_ROLE", "ARBITER_ROLE")},
+}
+
+
 def events(name: str) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in load_abi(name) if e["type"] == "event"}
 

@@ -33,11 +33,14 @@ class DeployError(RuntimeError):
 class DeployParams:
     fee_bps: int = 200  # 2 % trading fee on opinion markets
     creator_fee_share_bps: int = 5_000  # half of it to the market creator's dividend pool
+    lp_fee_share_bps: int = 2_500  # a quarter of it stays in the pool for the liquidity provider
     curve_unit: int = 62_500  # share i costs i^2 / 16 USDC
     protocol_fee_bps: int = 200
     creator_fee_bps: int = 300
     dividend_fee_bps: int = 500
     lock_period: int = 3_600
+    # Seconds between scheduling a transfer of the (single) default admin and accepting it.
+    admin_delay: int = 2 * 86_400
     usdc: str | None = None  # an existing USDC; None deploys MockUSDC (local chains only)
     price_feed: str | None = None  # an existing AggregatorV3; None deploys MockPriceFeed on local chains
 
@@ -74,7 +77,19 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
 
     usdc = params.usdc or create("MockUSDC")
     feed = params.price_feed or (create("MockPriceFeed", 8, "ETH / USD (mock)", 3_000 * 10**8) if local else None)
-    om = create("OpinionMarket", usdc, params.fee_bps, params.creator_fee_share_bps, deployer)
+    # OpinionMarket pays creators' market fees only to CreatorShares, deployed right after it: its
+    # address is known from the next nonce.
+    shares_address = get_create_address(sender, Nonce(nonce + len(steps) + 1))
+    om = create(
+        "OpinionMarket",
+        usdc,
+        params.fee_bps,
+        params.creator_fee_share_bps,
+        params.lp_fee_share_bps,
+        shares_address,
+        deployer,
+        params.admin_delay,
+    )
     cs = create(
         "CreatorShares",
         usdc,
@@ -85,13 +100,14 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
         params.dividend_fee_bps,
         params.lock_period,
         deployer,
+        params.admin_delay,
     )
+    if str(cs) != str(shares_address):
+        raise DeployError(f"CreatorShares would deploy at {cs}, OpinionMarket expects {shares_address}")
     # Role ids are keccak256 of their names, as the contracts define them.
     resolver = Web3.keccak(text="RESOLVER_ROLE")
-    collector = Web3.keccak(text="FEE_COLLECTOR_ROLE")
     keeper_role = Web3.keccak(text="KEEPER_ROLE")
     call("grant RESOLVER_ROLE to keeper", "OpinionMarket", om, "grantRole", resolver, keeper)
-    call("grant FEE_COLLECTOR_ROLE to CreatorShares", "OpinionMarket", om, "grantRole", collector, cs)
     call("grant KEEPER_ROLE to keeper", "CreatorShares", cs, "grantRole", keeper_role, keeper)
     for s in steps:
         s["addresses"] = {"USDC": usdc, "MockPriceFeed": feed, "OpinionMarket": om, "CreatorShares": cs}

@@ -116,6 +116,20 @@ class WinningsClaimed:
 
 
 @dataclasses.dataclass(slots=True)
+class Merged:
+    block_number: int
+    log_index: int
+    block_hash: bytes
+    tx_hash: bytes
+    block_time: int
+    market_id: int
+    holder: bytes
+    amount: int  # YES and NO pairs burned = USDC paid
+    trader_yes: int
+    trader_no: int
+
+
+@dataclasses.dataclass(slots=True)
 class LiquidityWithdrawn:
     block_number: int
     log_index: int
@@ -160,6 +174,7 @@ class SharesTraded:
     locked_until: int
     pool: int
     acc_per_share: int
+    distributed: int  # folded into acc_per_share before the trade (time-fair dividends, issue 15)
 
 
 @dataclasses.dataclass(slots=True)
@@ -225,6 +240,7 @@ Event = (
     | DividendsDistributed
     | DividendsClaimed
     | CreatorFeesClaimed
+    | Merged
     | Other
 )
 
@@ -240,6 +256,7 @@ TYPED: dict[tuple[str, str], type[Any]] = {
     ("CreatorShares", "DividendsDistributed"): DividendsDistributed,
     ("CreatorShares", "DividendsClaimed"): DividendsClaimed,
     ("CreatorShares", "CreatorFeesClaimed"): CreatorFeesClaimed,
+    ("OpinionMarket", "Merged"): Merged,
 }
 
 

@@ -49,6 +49,7 @@ from indexer.decode import (
     LiquidityWithdrawn,
     MarketCreated,
     MarketResolved,
+    Merged,
     Other,
     SharesTraded,
     Trade,
@@ -121,6 +122,7 @@ class CreatorRow:
     trade_count: int = 0
     first_block: int = 0
     updated_block: int = 0
+    market_fees_folded: int = 0  # of market_fees_accrued, already credited to holders (CreatorShares.marketFeesFolded)
 
 
 @dataclasses.dataclass(slots=True)
@@ -345,6 +347,9 @@ def keys_of(events: Iterable[Event], blind: bool = False) -> Keys:
         elif t is MarketCreated:
             markets.add(e.market_id)  # type: ignore[union-attr]
             creators.add(e.creator)  # type: ignore[union-attr]
+            if e.yes_reserve != e.initial_liquidity or e.no_reserve != e.initial_liquidity:  # type: ignore[union-attr]
+                positions.add((e.market_id, e.creator))  # type: ignore[union-attr]
+                stateful.add((e.market_id, e.creator))  # type: ignore[union-attr]
         elif t is MarketResolved:
             markets.add(e.market_id)  # type: ignore[union-attr]
             market_positions.add(e.market_id)  # type: ignore[union-attr]
@@ -354,6 +359,9 @@ def keys_of(events: Iterable[Event], blind: bool = False) -> Keys:
             stateful.add((e.market_id, e.holder))  # type: ignore[union-attr]
         elif t is LiquidityWithdrawn:
             markets.add(e.market_id)  # type: ignore[union-attr]
+        elif t is Merged:
+            positions.add((e.market_id, e.holder))  # type: ignore[union-attr]
+            stateful.add((e.market_id, e.holder))  # type: ignore[union-attr]
         elif t is CreatorFeesCollected or t is CreatorFeesClaimed:
             creators.add(e.creator)  # type: ignore[union-attr]
         elif t is DividendsDistributed:
@@ -617,6 +625,14 @@ class _Fold:
             e.category_bytes,
         )
         self.changes.markets[e.market_id] = row
+        extra_yes, extra_no = e.initial_liquidity - e.yes_reserve, e.initial_liquidity - e.no_reserve
+        if extra_yes or extra_no:
+            # opened at odds (createMarketWithOdds): the shares the pool does not keep are the creator's;
+            # they carry no cost basis of their own (their cost is the liquidity deposit)
+            p = self.position((e.market_id, e.creator), b)
+            p.yes_shares += extra_yes
+            p.no_shares += extra_no
+            p.updated_block = b
         total = e.yes_reserve + e.no_reserve
         self.emit(
             e,
@@ -771,6 +787,21 @@ class _Fold:
         p.claimed += e.payout
         p.updated_block = b
 
+    def merged(self, e: Merged) -> None:
+        """A YES+NO pair burned for one unit each: like selling both sides for `amount` in total."""
+        b = e.block_number
+        p = self.position((e.market_id, e.holder), b)
+        yes_before, no_before = e.trader_yes + e.amount, e.trader_no + e.amount
+        removed_yes = p.yes_cost * e.amount // yes_before if yes_before else 0
+        removed_no = p.no_cost * e.amount // no_before if no_before else 0
+        p.yes_cost -= removed_yes
+        p.no_cost -= removed_no
+        p.realized_pnl += e.amount - removed_yes - removed_no
+        p.sold += e.amount
+        p.yes_shares = e.trader_yes
+        p.no_shares = e.trader_no
+        p.updated_block = b
+
     def liquidity_withdrawn(self, e: LiquidityWithdrawn) -> None:
         m = self.market(e.market_id, e.block_number)
         if m is not None:
@@ -779,6 +810,10 @@ class _Fold:
     def creator_fees_collected(self, e: CreatorFeesCollected) -> None:
         c = self.creator(e.creator, e.block_number)
         c.market_fees_accrued -= e.amount
+        # CreatorShares collects all it folded; the part it had not folded joins its pool (a distribution's
+        # own event sets the pool after; a claim's does not carry it)
+        c.pool += e.amount - c.market_fees_folded
+        c.market_fees_folded = 0
         c.updated_block = e.block_number
 
     def shares_traded(self, e: SharesTraded) -> None:
@@ -790,6 +825,9 @@ class _Fold:
         c.supply = e.supply
         c.pool = e.pool
         c.acc_per_share = e.acc_per_share
+        c.distributed_total += e.distributed  # what was pending, credited to the holders before the trade
+        if e.distributed:
+            c.market_fees_folded = c.market_fees_accrued  # a fold credits every market fee accrued so far
         c.creator_fees += e.creator_fee
         c.volume += e.price
         c.trade_count += 1
@@ -826,6 +864,7 @@ class _Fold:
                     "trader_shares": str(e.trader_shares),
                     "pool": str(e.pool),
                     "pool_usdc": usdc(e.pool),
+                    "distributed": str(e.distributed),
                 },
             ),
         )
@@ -900,6 +939,7 @@ class _Fold:
                 "usdc": str(e.args["usdc"]),
                 "fee_bps": e.args["feeBps"],
                 "creator_fee_share_bps": e.args["creatorFeeShareBps"],
+                "lp_fee_share_bps": e.args.get("lpFeeShareBps", "0"),
             }
         elif e.event == "CurveConfigured":
             self.changes.config["CreatorShares"] = {
@@ -922,6 +962,7 @@ _HANDLERS: dict[type[Any], Any] = {
     DividendsDistributed: _Fold.dividends_distributed,
     DividendsClaimed: _Fold.dividends_claimed,
     CreatorFeesClaimed: _Fold.creator_fees_claimed,
+    Merged: _Fold.merged,
     Other: _Fold.other,
 }
 

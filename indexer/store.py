@@ -35,6 +35,7 @@ from indexer.decode import (
     LiquidityWithdrawn,
     MarketCreated,
     MarketResolved,
+    Merged,
     Other,
     SharesTraded,
     Trade,
@@ -198,6 +199,7 @@ EVENT_TABLES: dict[type[Any], EventTable] = {
     DividendsDistributed: _event_table(DividendsDistributed, "ev_dividends_distributed"),
     DividendsClaimed: _event_table(DividendsClaimed, "ev_dividends_claimed"),
     CreatorFeesClaimed: _event_table(CreatorFeesClaimed, "ev_creator_fees_claimed"),
+    Merged: _event_table(Merged, "ev_merged"),
 }
 OTHER_COLUMNS = (*HEADER, "address", "event", "args")
 EV_TABLES = (*(t.table for t in EVENT_TABLES.values()), "ev_other")

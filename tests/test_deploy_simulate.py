@@ -29,7 +29,7 @@ def test_deploy_grants_roles_and_records_everything(w3: Web3, deployment: dict[s
     cs = w3.eth.contract(address=record["contracts"]["CreatorShares"], abi=load_abi("CreatorShares"))
     keeper = anvil_account(1).address
     assert om.functions.hasRole(Web3.keccak(text="RESOLVER_ROLE"), keeper).call()
-    assert om.functions.hasRole(Web3.keccak(text="FEE_COLLECTOR_ROLE"), cs.address).call()
+    assert om.functions.creatorShares().call() == cs.address  # the only destination of creator fees
     assert cs.functions.hasRole(Web3.keccak(text="KEEPER_ROLE"), keeper).call()
     assert not om.functions.hasRole(Web3.keccak(text="RESOLVER_ROLE"), anvil_account(2).address).call()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.context import Endpoint
-from api.routes import account, admin, creators, leaderboards, markets, users
+from api.routes import account, admin, creators, leaderboards, markets, roles, users
 
 ENDPOINTS: list[Endpoint] = [
     *markets.ENDPOINTS,
@@ -12,4 +12,5 @@ ENDPOINTS: list[Endpoint] = [
     *leaderboards.ENDPOINTS,
     *account.ENDPOINTS,
     *admin.ENDPOINTS,
+    *roles.ENDPOINTS,
 ]

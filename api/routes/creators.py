@@ -29,9 +29,15 @@ SORTS = {
     "createdAt": "c.first_block {d}, c.creator {d}",
     "distributed": "c.distributed_total {d}, c.creator {d}",
 }
-CREATOR_COLS = """c.creator, c.supply, c.pool, c.market_fees_accrued, c.creator_fees, c.distributed_total,
+CREATOR_COLS = """c.creator, c.supply, c.pool, c.market_fees_accrued, c.market_fees_folded, c.creator_fees,
+       c.distributed_total,
        c.distribution_count, c.holder_count, c.volume, c.trade_count, c.first_block, c.updated_block,
        (SELECT count(*) FROM idx.markets m WHERE m.chain_id = c.chain_id AND m.creator = c.creator) AS markets"""
+
+
+def pending_dividends(r: Record) -> int:
+    """Not yet credited to holders: the pool and the market fees accrued since the last fold."""
+    return int(r["pool"]) + int(r["market_fees_accrued"]) - int(r["market_fees_folded"])
 
 
 def creator_json(r: Record, unit: int) -> dict[str, Any]:
@@ -43,7 +49,7 @@ def creator_json(r: Record, unit: int) -> dict[str, Any]:
         "holders": r["holder_count"],
         "volume": units(r["volume"]),
         "trades": r["trade_count"],
-        "pendingDividends": units(int(r["pool"]) + int(r["market_fees_accrued"])),
+        "pendingDividends": units(pending_dividends(r)),
         "distributedDividends": units(r["distributed_total"]),
         "distributions": r["distribution_count"],
         "creatorFeesUnclaimed": units(r["creator_fees"]),
@@ -265,7 +271,7 @@ async def creator_dividends(ctx: Ctx) -> dict[str, Any]:
         limit + 1,
     )
     page, meta = cursor_page(ctx, rows, limit)
-    meta["pending"] = units(int(r["pool"]) + int(r["market_fees_accrued"]))
+    meta["pending"] = units(pending_dividends(r))
     meta["distributedTotal"] = units(r["distributed_total"])
     data = [
         {

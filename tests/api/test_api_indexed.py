@@ -27,19 +27,21 @@ from tests.indexer.helpers import make_settings as indexer_settings
 pytestmark = [pytest.mark.anvil, pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
 U = 10**6
 FEE_BPS = 200  # DeployParams().fee_bps
+LP_BPS = 2_500  # DeployParams().lp_fee_share_bps: this part of the fee stays in the pool as complete sets
 
 
 def buy(y: int, n: int, outcome: int, collateral: int) -> tuple[int, int, int]:
     """OpinionMarket.buy: (new yes, new no, shares out)."""
-    net = collateral - collateral * FEE_BPS // 10_000
+    fee = collateral * FEE_BPS // 10_000
+    net, lp = collateral - fee, fee * LP_BPS // 10_000
     k = y * n
     if outcome == 1:
         nn = n + net
         ny = -(-k // nn)
-        return ny, nn, y + net - ny
+        return ny + lp, nn + lp, y + net - ny
     ny = y + net
     nn = -(-k // ny)
-    return ny, nn, n + net - nn
+    return ny + lp, nn + lp, n + net - nn
 
 
 def sell(y: int, n: int, outcome: int, shares: int) -> tuple[int, int, int]:
@@ -51,9 +53,10 @@ def sell(y: int, n: int, outcome: int, shares: int) -> tuple[int, int, int]:
     root += root * root < d
     gross = (b - root) // 2
     fee = (gross * FEE_BPS + 9_999) // 10_000
+    lp = fee * LP_BPS // 10_000
     if outcome == 1:
-        return y + shares - gross, n - gross, gross - fee
-    return y - gross, n + shares - gross, gross - fee
+        return y + shares - gross + lp, n - gross + lp, gross - fee
+    return y - gross + lp, n + shares - gross + lp, gross - fee
 
 
 def units(x: int) -> str:

@@ -57,7 +57,7 @@ class Env:
 
     def send(self, fn: Any, sender: str) -> Any:
         """Sends `fn` from `sender` (fixed gas, no estimate); asserts it succeeded; returns the receipt."""
-        tx_hash = fn.transact({"from": sender, "gas": 3_000_000})
+        tx_hash = fn.transact({"from": sender, "gas": 6_000_000})
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
         assert receipt["status"] == 1, f"{getattr(fn, 'fn_name', fn)} reverted"
         return receipt
@@ -82,7 +82,7 @@ class Env:
 
         The transaction is mined for real (fixed gas, no estimate, so the block's timestamp is the
         one that counts) and the revert data is read back from the node's call trace."""
-        tx = fn.build_transaction({"from": sender, "gas": 3_000_000})
+        tx = fn.build_transaction({"from": sender, "gas": 6_000_000})
         tx_hash = self.w3.eth.send_transaction(tx)
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
         assert receipt["status"] == 0, f"{getattr(fn, 'fn_name', fn)} succeeded, expected {error}"

@@ -12,12 +12,18 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections import defaultdict
+from fractions import Fraction
 
 from tests.contracts import model as m
 
 MAX_RESERVE = 2**112 - 1
 MAX_SUPPLY = 2**32 - 1
 MIN_INITIAL_LIQUIDITY = 10**6
+ACC_STORED = 10**12  # CreatorShares stores the accumulator at this scale (+1 once the creator has shares)
+ACC_SHOWN = m.ACC_PRECISION // ACC_STORED
+U80, U112 = 2**80 - 1, 2**112 - 1
+PAUSE_DURATION = 3 * 86_400  # ExpiringPause.PAUSE_DURATION
+RESOLUTION_WINDOW = 30 * 86_400  # OpinionMarket.RESOLUTION_WINDOW
 
 
 class Revert(Exception):
@@ -45,6 +51,7 @@ class Holding:
     shares: int = 0
     locked_until: int = 0
     credited: int = 0
+    acc_paid: int = 0  # stored scale (ACC_STORED)
 
 
 @dataclasses.dataclass(slots=True)
@@ -56,6 +63,7 @@ class Params:
     creator_bps: int
     dividend_bps: int
     lock: int
+    lp_share_bps: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -77,18 +85,29 @@ class System:
     )
     creator_fees_accrued: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     om_protocol_fees: int = 0
-    om_paused: bool = False
+    om_paused_until: int = 0  # ExpiringPause: paused while now < this
     # CreatorShares
     supply: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     pool: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     creator_fees: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
-    acc: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    acc: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))  # stored scale
+    market_folded: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     holdings: defaultdict[tuple[str, str], Holding] = dataclasses.field(default_factory=lambda: defaultdict(Holding))
-    acc_paid: defaultdict[tuple[str, str], int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     cs_protocol_fees: int = 0
-    cs_paused: bool = False
+    cs_paused_until: int = 0
     distributed: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     dividends_claimed: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    # The time-fair entitlement, kept apart from the accumulator: each fee is split at once (as an exact
+    # fraction) among the holders of the moment it arrives; `ideal_pending` moves to `ideal` when the
+    # contract folds, `orphan` holds market fees that arrived while the creator had no shares.
+    ideal: defaultdict[tuple[str, str], Fraction] = dataclasses.field(default_factory=lambda: defaultdict(Fraction))
+    ideal_pending: defaultdict[tuple[str, str], Fraction] = dataclasses.field(
+        default_factory=lambda: defaultdict(Fraction)
+    )
+    orphan: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    folds: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    settles: defaultdict[tuple[str, str], int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    claimed_by: defaultdict[tuple[str, str], int] = dataclasses.field(default_factory=lambda: defaultdict(int))
 
     def yes_no(self, market_id: int, holder: str) -> tuple[int, int]:
         """(yes, no) shares of `holder`, in positionOf's order."""
@@ -111,8 +130,8 @@ class System:
 
     # ------------------------------------------------------------ OpinionMarket
 
-    def _om_not_paused(self) -> None:
-        if self.om_paused:
+    def _om_not_paused(self, now: int) -> None:
+        if now < self.om_paused_until:
             raise Revert("OpinionMarket", "EnforcedPause")
 
     def _market(self, market_id: int) -> Market:
@@ -130,13 +149,16 @@ class System:
         return market
 
     def _accrue(self, creator: str, fee: int) -> int:
-        creator_fee, protocol_fee = m.split_fee(fee, self.params.creator_share_bps)
+        creator_fee, protocol_fee = m.split_fee(fee, self.params.creator_share_bps, self.params.lp_share_bps)
         self.creator_fees_accrued[creator] += creator_fee
         self.om_protocol_fees += protocol_fee
+        self._arrive(creator, creator_fee)
         return creator_fee
 
-    def create_market(self, sender: str, end: int, liquidity: int, now: int) -> int:
-        self._om_not_paused()
+    def create_market(self, sender: str, end: int, liquidity: int, now: int, yes_bps: int = m.BPS // 2) -> int:
+        self._om_not_paused(now)
+        if not 0 < yes_bps < m.BPS:
+            raise Revert("OpinionMarket", "InvalidOdds")
         if end <= now or end > 2**32 - 1:
             raise Revert("OpinionMarket", "InvalidEndTime")
         if liquidity < MIN_INITIAL_LIQUIDITY:
@@ -145,12 +167,14 @@ class System:
             raise Revert("OpinionMarket", "AmountTooLarge")
         self._pull(sender, self.om, liquidity)
         market_id = len(self.markets) + 1
-        self.markets[market_id] = Market(sender, end, liquidity, liquidity, liquidity)
+        yes, no = m.initial_reserves(liquidity, yes_bps)
+        self.markets[market_id] = Market(sender, end, yes, no, liquidity)
+        self.positions[(market_id, sender)] = [liquidity - no, liquidity - yes]  # [NO, YES] not kept by the pool
         self._move(sender, self.om, liquidity)
         return market_id
 
     def buy(self, sender: str, market_id: int, outcome: int, amount: int, min_out: int, deadline: int, now: int) -> int:
-        self._om_not_paused()
+        self._om_not_paused(now)
         if now > deadline:
             raise Revert("OpinionMarket", "DeadlineExpired")
         if outcome > m.OUTCOME_YES:
@@ -160,15 +184,16 @@ class System:
         market = self._open_market(market_id, now)
         fee = m.buy_fee(amount, self.params.fee_bps)
         net = amount - fee
-        if market.yes + market.no + 2 * net > MAX_RESERVE:
+        lp = m.lp_fee(fee, self.params.lp_share_bps)
+        if market.yes + market.no + 2 * (net + lp) > MAX_RESERVE:
             raise Revert("OpinionMarket", "AmountTooLarge")
         yes, no, shares = m.buy_outcome(market.yes, market.no, outcome, net)
         if shares < min_out:
             raise Revert("OpinionMarket", "SlippageExceeded")
         self._pull(sender, self.om, amount)
         assert yes * no >= market.yes * market.no, "k decreased on buy"
-        market.yes, market.no = yes, no
-        market.collateral += net
+        market.yes, market.no = yes + lp, no + lp
+        market.collateral += net + lp
         self.positions[(market_id, sender)][outcome] += shares
         self._accrue(market.creator, fee)
         self._move(sender, self.om, amount)
@@ -177,7 +202,6 @@ class System:
     def sell(
         self, sender: str, market_id: int, outcome: int, shares: int, min_out: int, deadline: int, now: int
     ) -> int:
-        self._om_not_paused()
         if now > deadline:
             raise Revert("OpinionMarket", "DeadlineExpired")
         if outcome > m.OUTCOME_YES:
@@ -194,12 +218,28 @@ class System:
         if out < min_out:
             raise Revert("OpinionMarket", "SlippageExceeded")
         assert yes * no >= market.yes * market.no, "k decreased on sell"
-        market.yes, market.no = yes, no
-        market.collateral -= gross
+        lp = m.lp_fee(fee, self.params.lp_share_bps)
+        market.yes, market.no = yes + lp, no + lp
+        market.collateral -= gross - lp
         position[outcome] -= shares
         self._accrue(market.creator, fee)
         self._move(self.om, sender, out)
         return out
+
+    def merge(self, sender: str, market_id: int, amount: int) -> int:
+        if amount == 0:
+            raise Revert("OpinionMarket", "ZeroAmount")
+        market = self._market(market_id)
+        if market.resolved:
+            raise Revert("OpinionMarket", "MarketAlreadyResolved")
+        position = self.positions[(market_id, sender)]
+        if amount > min(position):
+            raise Revert("OpinionMarket", "InsufficientShares")
+        position[0] -= amount
+        position[1] -= amount
+        market.collateral -= amount
+        self._move(self.om, sender, amount)
+        return amount
 
     def resolve(self, sender: str, market_id: int, outcome: int, now: int) -> None:
         if sender not in self.resolvers:
@@ -212,6 +252,14 @@ class System:
         if now < market.end:
             raise Revert("OpinionMarket", "MarketNotEnded")
         market.resolved, market.outcome = True, outcome
+
+    def resolve_expired(self, market_id: int, now: int) -> None:
+        market = self._market(market_id)
+        if market.resolved:
+            raise Revert("OpinionMarket", "MarketAlreadyResolved")
+        if now < market.end + RESOLUTION_WINDOW:
+            raise Revert("OpinionMarket", "ResolutionWindowOpen")
+        market.resolved, market.outcome = True, m.OUTCOME_INVALID
 
     def claim_winnings(self, sender: str, market_id: int) -> int:
         market = self._market(market_id)
@@ -240,34 +288,81 @@ class System:
         self._move(self.om, sender, payout)
         return payout
 
-    def set_om_paused(self, sender: str, paused: bool) -> None:
+    def set_om_paused(self, sender: str, paused: bool, now: int) -> None:
         if sender != self.admin:
             raise Revert("OpinionMarket", "AccessControlUnauthorizedAccount")
-        if paused == self.om_paused:
+        if paused == (now < self.om_paused_until):
             raise Revert("OpinionMarket", "EnforcedPause" if paused else "ExpectedPause")
-        self.om_paused = paused
+        self.om_paused_until = now + PAUSE_DURATION if paused else 0
 
     # ------------------------------------------------------------ CreatorShares
 
-    def _cs_not_paused(self) -> None:
-        if self.cs_paused:
+    def _cs_not_paused(self, now: int) -> None:
+        if now < self.cs_paused_until:
             raise Revert("CreatorShares", "EnforcedPause")
 
-    def _settled(self, creator: str, holder: str) -> tuple[Holding, int]:
-        """The holding as `_settle` returns it (a copy) and the accumulator mark to store."""
+    def _settled(self, creator: str, holder: str) -> Holding:
+        """The holding as `_settle` returns it (a copy), at the creator's stored accumulator."""
         h = dataclasses.replace(self.holdings[(creator, holder)])
         acc = self.acc[creator]
-        paid = self.acc_paid[(creator, holder)]
-        if paid != acc:
-            h.credited += h.shares * (acc - paid) // m.ACC_PRECISION
-        return h, acc
+        if h.acc_paid != acc:
+            h.credited += h.shares * (acc - h.acc_paid) // ACC_STORED
+            assert h.credited <= U80, "credited beyond uint80"
+            h.acc_paid = acc
+        return h
+
+    def _settle(self, creator: str, holder: str) -> Holding:
+        h = self._settled(creator, holder)
+        if h.acc_paid != self.holdings[(creator, holder)].acc_paid:
+            self.settles[(creator, holder)] += 1
+        return h
+
+    def _arrive(self, creator: str, amount: int) -> None:
+        """Time-fair ledger: `amount` of dividends arrives now for `creator`'s current holders."""
+        supply = self.supply[creator]
+        if amount == 0:
+            return
+        if supply == 0:
+            self.orphan[creator] += amount
+            return
+        for (c, holder), h in self.holdings.items():
+            if c == creator and h.shares:
+                self.ideal_pending[(creator, holder)] += Fraction(amount * h.shares, supply)
+
+    def _fold(self, creator: str) -> int:
+        """CreatorShares._fold: everything pending goes into the accumulator at the current supply (> 0)."""
+        supply = self.supply[creator]
+        accrued = self.creator_fees_accrued[creator]
+        pending = self.pool[creator] + accrued - self.market_folded[creator]
+        delta = pending * ACC_STORED // supply
+        amount = m.ceil_div(delta * supply, ACC_STORED)
+        if amount == 0:
+            return 0
+        self.acc[creator] += delta
+        assert self.acc[creator] <= U112, "accumulator beyond uint112"
+        self.market_folded[creator] = accrued
+        self.pool[creator] = pending - amount
+        self.distributed[creator] += amount
+        self.folds[creator] += 1
+        for key in [k for k in self.ideal_pending if k[0] == creator]:
+            self.ideal[key] += self.ideal_pending.pop(key)
+        return amount
+
+    def _collect(self, creator: str) -> int:
+        """OpinionMarket.collectCreatorFees to CreatorShares; the part not folded joins the pool."""
+        collected = self.creator_fees_accrued[creator]
+        self.creator_fees_accrued[creator] = 0
+        self._move(self.om, self.cs, collected)
+        self.pool[creator] += collected - self.market_folded[creator]
+        self.market_folded[creator] = 0
+        return collected
 
     def _fees(self, price: int) -> tuple[int, int, int]:
         p = self.params
         return m.share_fees(price, p.protocol_bps, p.creator_bps, p.dividend_bps)
 
     def buy_shares(self, sender: str, creator: str, amount: int, max_cost: int, deadline: int, now: int) -> int:
-        self._cs_not_paused()
+        self._cs_not_paused(now)
         if now > deadline:
             raise Revert("CreatorShares", "DeadlineExpired")
         if amount == 0:
@@ -284,31 +379,37 @@ class System:
         if total > max_cost:
             raise Revert("CreatorShares", "SlippageExceeded")
         self._pull(sender, self.cs, total)
-        h, acc = self._settled(creator, sender)
+        if supply == 0:
+            self.acc[creator] = self.acc[creator] or 1
+        else:
+            self._fold(creator)
+        h = self._settle(creator, sender)
         h.shares += amount
         h.locked_until = now + self.params.lock
         self.holdings[(creator, sender)] = h
-        self.acc_paid[(creator, sender)] = acc
         self.supply[creator] = new_supply
+        if supply == 0:
+            orphan, self.orphan[creator] = self.orphan[creator], 0
+            self._arrive(creator, orphan)
         self.pool[creator] += df
+        self._arrive(creator, df)
         self.creator_fees[creator] += cf
         self.cs_protocol_fees += pf
         self._move(sender, self.cs, total)
         return total
 
     def sell_shares(self, sender: str, creator: str, amount: int, min_out: int, deadline: int, now: int) -> int:
-        self._cs_not_paused()
         if now > deadline:
             raise Revert("CreatorShares", "DeadlineExpired")
         if amount == 0:
             raise Revert("CreatorShares", "ZeroAmount")
         supply = self.supply[creator]
-        h, acc = self._settled(creator, sender)
-        if amount > h.shares:
+        held = self.holdings[(creator, sender)]
+        if amount > held.shares:
             raise Revert("CreatorShares", "InsufficientShares")
-        if amount >= supply:
-            raise Revert("CreatorShares", "CannotSellLastShare")
-        if now < h.locked_until:
+        if sender == creator and amount == held.shares:
+            raise Revert("CreatorShares", "CannotSellFirstShare")
+        if now < held.locked_until:
             raise Revert("CreatorShares", "SharesLocked")
         new_supply = supply - amount
         price = m.reserve_at(supply, self.params.unit) - m.reserve_at(new_supply, self.params.unit)
@@ -316,11 +417,13 @@ class System:
         proceeds = price - pf - cf - df
         if proceeds < min_out:
             raise Revert("CreatorShares", "SlippageExceeded")
+        self._fold(creator)
+        h = self._settle(creator, sender)
         h.shares -= amount
         self.holdings[(creator, sender)] = h
-        self.acc_paid[(creator, sender)] = acc
         self.supply[creator] = new_supply
         self.pool[creator] += df
+        self._arrive(creator, df)
         self.creator_fees[creator] += cf
         self.cs_protocol_fees += pf
         self._move(self.cs, sender, proceeds)
@@ -332,28 +435,23 @@ class System:
         supply = self.supply[creator]
         if supply == 0:
             raise Revert("CreatorShares", "NothingToDistribute")
-        market_fees = self.creator_fees_accrued[creator]
-        pool = self.pool[creator] + market_fees
-        delta = pool * m.ACC_PRECISION // supply
-        amount = m.ceil_div(delta * supply, m.ACC_PRECISION)  # rounded up: reserves what holders can claim
-        if amount == 0:
+        pending = self.pool[creator] + self.creator_fees_accrued[creator] - self.market_folded[creator]
+        if pending * ACC_STORED // supply == 0:
             raise Revert("CreatorShares", "NothingToDistribute")
-        self.creator_fees_accrued[creator] = 0
-        self._move(self.om, self.cs, market_fees)
-        self.acc[creator] += delta
-        self.pool[creator] = pool - amount
-        self.distributed[creator] += amount
-        return amount
+        self._collect(creator)
+        return self._fold(creator)
 
     def claim_dividends(self, sender: str, creator: str) -> int:
-        h, acc = self._settled(creator, sender)
+        h = self._settle(creator, sender)
         amount = h.credited
         if amount == 0:
             raise Revert("CreatorShares", "NothingToClaim")
+        if self.market_folded[creator] > 0:
+            self._collect(creator)
         h.credited = 0
         self.holdings[(creator, sender)] = h
-        self.acc_paid[(creator, sender)] = acc
         self.dividends_claimed[creator] += amount
+        self.claimed_by[(creator, sender)] += amount
         self._move(self.cs, sender, amount)
         return amount
 
@@ -365,18 +463,32 @@ class System:
         self._move(self.cs, sender, amount)
         return amount
 
-    def set_cs_paused(self, sender: str, paused: bool) -> None:
+    def set_cs_paused(self, sender: str, paused: bool, now: int) -> None:
         if sender != self.admin:
             raise Revert("CreatorShares", "AccessControlUnauthorizedAccount")
-        if paused == self.cs_paused:
+        if paused == (now < self.cs_paused_until):
             raise Revert("CreatorShares", "EnforcedPause" if paused else "ExpectedPause")
-        self.cs_paused = paused
+        self.cs_paused_until = now + PAUSE_DURATION if paused else 0
 
     # ------------------------------------------------------------ derived quantities
 
     def claimable(self, creator: str, holder: str) -> int:
-        h = self.holdings[(creator, holder)]
-        return h.credited + h.shares * (self.acc[creator] - self.acc_paid[(creator, holder)]) // m.ACC_PRECISION
+        return self._settled(creator, holder).credited
+
+    def acc_shown(self, creator: str) -> int:
+        """accPerShare as the contract shows it (scaled by 1e18, without the stored +1)."""
+        acc = self.acc[creator]
+        return 0 if acc == 0 else (acc - 1) * ACC_SHOWN
+
+    def pending_market_fees(self, creator: str) -> int:
+        return self.creator_fees_accrued[creator] - self.market_folded[creator]
+
+    def fairness_gap(self, creator: str, holder: str) -> tuple[Fraction, int]:
+        """(what `holder` was credited - its time-fair entitlement of what was folded, the rounding allowance):
+        one unit per fold of the creator (dust carried to later holders) and per settlement (credits round down)."""
+        real = self.claimable(creator, holder) + self.claimed_by[(creator, holder)]
+        allowance = self.folds[creator] + self.settles[(creator, holder)] + 1
+        return real - self.ideal[(creator, holder)], allowance
 
     def om_obligations(self, holders: list[str]) -> int:
         """What OpinionMarket owes in the worst case: per market the largest total payout over the
@@ -394,9 +506,11 @@ class System:
         return total
 
     def cs_obligations(self, creators: list[str], holders: list[str]) -> int:
-        """Curve reserves + undistributed pools + every holder's claimable dividends + creator and protocol fees."""
+        """Curve reserves + undistributed pools + every holder's claimable dividends + creator and protocol fees,
+        less the market fees already credited that OpinionMarket still holds for CreatorShares."""
         total = self.cs_protocol_fees
         for c in creators:
+            total -= self.market_folded[c]
             total += m.reserve_at(self.supply[c], self.params.unit) + self.pool[c] + self.creator_fees[c]
             total += sum(self.claimable(c, h) for h in holders)
         return total

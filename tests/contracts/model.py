@@ -9,7 +9,8 @@ from __future__ import annotations
 from math import isqrt
 
 BPS = 10_000
-ACC_PRECISION = 10**18
+ACC_PRECISION = 10**18  # scale of CreatorShares' accPerShare in events and views
+ACC_STORED = 10**12  # scale it is stored at (ACC_PRECISION / ACC_STORED is exact)
 OUTCOME_NO, OUTCOME_YES, OUTCOME_INVALID = 0, 1, 2
 
 
@@ -52,10 +53,24 @@ def sell_fee(gross: int, fee_bps: int) -> int:
     return ceil_div(gross * fee_bps, BPS)  # rounds up: the trader never gets a fraction too much
 
 
-def split_fee(fee: int, creator_share_bps: int) -> tuple[int, int]:
-    """(creator part, protocol part) of a market trading fee."""
+def split_fee(fee: int, creator_share_bps: int, lp_share_bps: int = 0) -> tuple[int, int]:
+    """(creator part, protocol part) of a market trading fee; the LP part (`lp_fee`) is neither."""
     creator = fee * creator_share_bps // BPS
-    return creator, fee - creator
+    return creator, fee - creator - lp_fee(fee, lp_share_bps)
+
+
+def lp_fee(fee: int, lp_share_bps: int) -> int:
+    """The liquidity provider's part of a trading fee: minted into both reserves as complete sets."""
+    return fee * lp_share_bps // BPS
+
+
+def initial_reserves(liquidity: int, yes_price_bps: int) -> tuple[int, int]:
+    """createMarketWithOdds: (yes, no) kept by the pool; the less likely side whole, the other cut (ceil)."""
+    if yes_price_bps > BPS // 2:
+        return ceil_div(liquidity * (BPS - yes_price_bps), yes_price_bps), liquidity
+    if yes_price_bps < BPS // 2:
+        return liquidity, ceil_div(liquidity * yes_price_bps, BPS - yes_price_bps)
+    return liquidity, liquidity
 
 
 def payout(outcome: int, yes: int, no: int) -> int:
@@ -80,3 +95,10 @@ def reserve_at(supply: int, unit: int) -> int:
 
 def share_fees(price: int, protocol_bps: int, creator_bps: int, dividend_bps: int) -> tuple[int, int, int]:
     return price * protocol_bps // BPS, price * creator_bps // BPS, price * dividend_bps // BPS
+
+
+def fold(pending: int, supply: int) -> tuple[int, int]:
+    """A dividend fold at `supply`: (accPerShare increase shown at 1e18, amount reserved for holders).
+    The increase is floor(pending * 1e12 / supply) at the stored scale, times 1e6; the reserve rounds up."""
+    delta = pending * ACC_STORED // supply
+    return delta * (ACC_PRECISION // ACC_STORED), ceil_div(delta * supply, ACC_STORED)

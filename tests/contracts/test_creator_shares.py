@@ -105,6 +105,7 @@ def test_buy_shares_charges_exactly_returned_total_cost(env: Env) -> None:
         "lockedUntil": env.now() + p.lock,
         "pool": df,
         "accPerShare": 0,
+        "distributed": 0,  # the creator's free first share left nothing pending
     }
 
 
@@ -182,15 +183,20 @@ def test_buying_more_restarts_the_lock(env: Env) -> None:
     env.reverts(sell_fn(env, creator, 1), holder, CS, "SharesLocked")
 
 
-def test_last_share_cannot_be_sold(env: Env) -> None:
-    """Selling the whole supply reverts CannotSellLastShare, even by the creator after the lock."""
-    creator = env.traders[0]
+def test_creator_first_share_is_pinned_and_the_last_holder_can_always_sell(env: Env) -> None:
+    """The creator can never sell their last share (CannotSellFirstShare), so another holder can sell all of
+    theirs even when they hold everything else (the old rule pinned the last unit of supply instead: after
+    the creator sold, the last holder could never sell)."""
+    creator, holder = env.traders[:2]
     env.buy_shares(creator, creator, 3)
+    env.buy_shares(holder, creator, 2)
     unlock(env)
-    assert env.reverts(sell_fn(env, creator, 3), creator, CS, "CannotSellLastShare") == (creator,)
+    assert env.reverts(sell_fn(env, creator, 3), creator, CS, "CannotSellFirstShare") == (creator,)
     env.send(sell_fn(env, creator, 2), creator)
-    assert env.reverts(sell_fn(env, creator, 1), creator, CS, "CannotSellLastShare") == (creator,)
+    assert env.reverts(sell_fn(env, creator, 1), creator, CS, "CannotSellFirstShare") == (creator,)
+    env.send(sell_fn(env, creator, 2), holder)  # everything but the creator's share
     assert env.cs.functions.supplyOf(creator).call() == 1
+    assert env.cs.functions.sharesOf(creator, holder).call() == 0
 
 
 def test_sell_shares_rejects_more_than_held(env: Env) -> None:
@@ -254,28 +260,39 @@ def test_distribute_with_empty_pool_reverts_nothing_to_distribute(env: Env) -> N
 
 
 def test_distribute_credits_holders_pro_rata_and_claim_pays_once(env: Env) -> None:
-    """The pool is credited per share (rounded down); each holder claims it once, then NothingToClaim."""
+    """a's dividend fee is credited to the holders after a's buy (creator 1, a 2) when b's buy changes the
+    supply; b's fee, pending after that, goes to all three at the distribution. Each credit rounds down; each
+    holder claims once, then NothingToClaim."""
     creator, a, b = env.traders[:3]
     env.buy_shares(creator, creator, 1)
     env.buy_shares(a, creator, 2)
-    env.buy_shares(b, creator, 3)
+    pool_a, _ = env.cs.functions.pendingPool(creator).call()
+    receipt = env.send(buy_fn(env, creator, 3), b)
+    acc1, folded = model.fold(pool_a, 3)
+    trade = env.event(receipt, env.cs, "SharesTraded")
+    assert (trade["accPerShare"], trade["distributed"]) == (acc1, folded)
     pool, market_fees = env.cs.functions.pendingPool(creator).call()
     assert market_fees == 0
+    assert pool == pool_a - folded + trade["dividendFee"]
     amount, receipt = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
     supply = 6
-    delta = pool * model.ACC_PRECISION // supply
-    assert amount == model.ceil_div(delta * supply, model.ACC_PRECISION)
+    acc2, reserved = model.fold(pool, supply)
+    assert amount == reserved
     assert env.event(receipt, env.cs, "DividendsDistributed") == {
         "creator": creator,
         "amount": amount,
         "marketFees": 0,
         "supply": supply,
-        "accPerShare": delta,
+        "accPerShare": acc1 + acc2,
         "pool": pool - amount,
     }
     claimable = {h: env.cs.functions.claimableDividends(creator, h).call() for h in (creator, a, b)}
-    assert claimable == {h: n * delta // model.ACC_PRECISION for h, n in ((creator, 1), (a, 2), (b, 3))}
-    assert sum(claimable.values()) <= amount
+    assert claimable == {
+        creator: (acc1 + acc2) // model.ACC_PRECISION,
+        a: 2 * (acc1 + acc2) // model.ACC_PRECISION,
+        b: 3 * acc2 // model.ACC_PRECISION,
+    }
+    assert sum(claimable.values()) <= amount + folded
     before = env.balance(b)
     paid, receipt = env.send_returning(env.cs.functions.claimDividends(creator), b)
     assert paid == claimable[b]
@@ -311,6 +328,58 @@ def test_market_creator_fees_flow_into_dividend_pool(env: Env) -> None:
     assert env.cs.functions.claimableDividends(creator, creator).call() == accrued
     paid, _ = env.send_returning(env.cs.functions.claimDividends(creator), creator)
     assert paid == accrued
+
+
+def test_dividend_sniping_earns_only_what_arrived_while_held(env: Env) -> None:
+    """The audit's sequence: a creator (1 share) and a holder (9) hold all day while the creator's markets
+    earn fees; a sniper buys 10 shares (supply 10 -> 20) a minute before the daily distribution, claims, and
+    sells after the lock. The sniper's dividends are its half of its own buy's dividend fee (the only fee
+    that arrived while it held) and it loses money; the holder keeps 9/10 of the day. (Before: the whole
+    day's pool was split at the distribution, the sniper took half of it and netted +476 USDC.)"""
+    creator, holder, sniper, trader = env.traders[:4]
+    env.buy_shares(creator, creator, 1)
+    env.buy_shares(holder, creator, 9)
+    market, _ = env.create_market(creator, 1_000 * USDC, 2 * DAY)
+    for i in range(10):  # the day's trading in the creator's market: 100,000 USDC of volume
+        env.buy(trader, market, i % 2, 10_000 * USDC)
+    env.warp(DAY - 120)
+    pool, market_fees = env.cs.functions.pendingPool(creator).call()
+    day = pool + market_fees
+    assert day > 900 * USDC
+    sniper_before = env.balance(sniper)
+    receipt = env.send(buy_fn(env, creator, 10), sniper)
+    own_fee = env.event(receipt, env.cs, "SharesTraded")["dividendFee"]
+    env.warp(60)
+    env.send(env.cs.functions.distributeDividends(creator), env.keeper)
+    sniped, _ = env.send_returning(env.cs.functions.claimDividends(creator), sniper)
+    assert sniped <= own_fee * 10 // 20 + 1
+    unlock(env)
+    env.send(sell_fn(env, creator, 10), sniper)
+    assert env.balance(sniper) < sniper_before  # fees and the curve: sniping loses money
+    held, _ = env.send_returning(env.cs.functions.claimDividends(creator), holder)
+    assert held >= day * 9 // 10 - 2
+    assert held + sniped <= day + own_fee
+
+
+def test_claim_pulls_credited_market_fees_still_held_by_opinion_market(env: Env) -> None:
+    """Market fees are credited at the next share trade while their USDC stays in OpinionMarket; a claim
+    of that creator's dividends first moves them to CreatorShares (CreatorFeesCollected), then pays."""
+    creator, holder, trader = env.traders[:3]
+    env.buy_shares(creator, creator, 1)
+    market, _ = env.create_market(creator)
+    env.buy(trader, market, 1, 50 * USDC)
+    accrued = env.om.functions.creatorFeesAccrued(creator).call()
+    env.buy_shares(holder, creator, 1)  # the fold credits the creator (the only holder until now)
+    assert env.cs.functions.marketFeesFolded(creator).call() == accrued
+    assert env.cs.functions.pendingPool(creator).call()[1] == 0
+    assert env.cs.functions.claimableDividends(creator, creator).call() == accrued
+    om_before = env.balance(env.om.address)
+    paid, receipt = env.send_returning(env.cs.functions.claimDividends(creator), creator)
+    assert paid == accrued
+    assert env.event(receipt, env.om, "CreatorFeesCollected")["amount"] == accrued
+    assert env.balance(env.om.address) == om_before - accrued
+    assert env.cs.functions.marketFeesFolded(creator).call() == 0
+    assert env.om.functions.creatorFeesAccrued(creator).call() == 0
 
 
 def test_new_holder_gets_no_dividends_distributed_before_buying(env: Env) -> None:
@@ -378,22 +447,24 @@ def test_withdraw_protocol_fees_admin_only(env: Env) -> None:
 # ---------------------------------------------------------------- pause
 
 
-def test_pause_blocks_share_trades_but_not_claims(env: Env) -> None:
-    """While paused buyShares/sellShares revert EnforcedPause; distribute and all claims still work."""
+def test_pause_blocks_buying_shares_but_never_selling_or_claims(env: Env) -> None:
+    """While paused buyShares reverts EnforcedPause; sellShares, distribute and all claims still work,
+    and the pause ends by itself after PAUSE_DURATION. (Before: sellShares was blocked too.)"""
     creator, a = env.traders[:2]
     env.buy_shares(creator, creator, 1)
     env.buy_shares(a, creator, 3)
     unlock(env)
     env.send(env.cs.functions.pause(), env.admin)
     env.reverts(buy_fn(env, creator, 1), a, CS, "EnforcedPause")
-    env.reverts(sell_fn(env, creator, 1), a, CS, "EnforcedPause")
+    env.send(sell_fn(env, creator, 1), a)
     env.send(env.cs.functions.distributeDividends(creator), env.keeper)
     env.send(env.cs.functions.claimDividends(creator), a)
     env.send(env.cs.functions.claimCreatorFees(), creator)
     env.send(env.cs.functions.withdrawProtocolFees(env.admin), env.admin)
     env.reverts(env.cs.functions.pause(), a, CS, "AccessControlUnauthorizedAccount")
-    env.send(env.cs.functions.unpause(), env.admin)
-    env.send(sell_fn(env, creator, 1), a)
+    env.next_block_at(env.cs.functions.pausedUntil().call())
+    env.send(buy_fn(env, creator, 1), a)
+    assert env.cs.functions.paused().call() is False
 
 
 # ---------------------------------------------------------------- views and constructor
@@ -415,8 +486,8 @@ def test_constructor_rejects_zero_unit_and_fees_above_twenty_percent(env: Env) -
     factory = env.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
     usdc, om, admin = env.usdc.address, env.om.address, env.admin
     for unit, fees in ((0, (0, 0, 0)), (1, (1_000, 1_000, 1))):
-        env.reverts(factory.constructor(usdc, om, unit, *fees, 60, admin), admin, CS, "InvalidFeeConfig")
-    receipt = env.send(factory.constructor(usdc, om, 7, 1_000, 500, 500, 60, admin), admin)
+        env.reverts(factory.constructor(usdc, om, unit, *fees, 60, admin, DAY), admin, CS, "InvalidFeeConfig")
+    receipt = env.send(factory.constructor(usdc, om, 7, 1_000, 500, 500, 60, admin, DAY), admin)
     assert env.event(receipt, factory, "CurveConfigured") == {
         "curveUnit": 7,
         "protocolFeeBps": 1_000,

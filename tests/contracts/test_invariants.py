@@ -3,19 +3,28 @@ on a real anvil, each step mirrored by the Python model in `machine.py`.
 
 Per sequence: evm_revert to a funded base state, then 5-15 random steps (create, buy, sell, a buy
 immediately sold back, resolve, claim, withdrawLiquidity, buyShares, sellShares, distribute,
-claimDividends, claimCreatorFees, pause toggles, time warps) across four wallets. A step the model
+claimDividends, claimCreatorFees, merge, resolveExpired, pause toggles, time warps, to a pause's end
+or a market's resolution window's end) across four
+wallets. A step the model
 says must revert is eth_call'ed at the step's timestamp and must revert with that custom error; any
 other step is mined (evm_mine at an exact timestamp) and must succeed. After every mined step the
 touched state is read back (one JSON-RPC batch) and must equal the model, and the invariants hold:
 
 * solvency: each contract's USDC balance >= everything it can owe (markets: worst case over the
-  outcomes still possible; shares: curve reserve + pools + claimable dividends + fees);
+  outcomes still possible; shares: curve reserve + pools + claimable dividends + fees, less the market
+  fees already credited that OpinionMarket still holds for it);
 * 0 < price < 1 and yes + no = 1 within one unit (1e18 scale);
 * k = yes * no never decreases on a trade; a buy sold straight back never returns more than it cost;
 * collateral = YES outstanding = NO outstanding while open; payouts + what is still owed = collateral
   after YES/NO (INVALID: short of it by rounding dust only);
-* dividends: sum of claimable <= distributed - claimed; a second claim pays nothing;
-* locks: a sell before lockedUntil reverts SharesLocked.
+* dividends: sum of claimable <= distributed - claimed; a second claim pays nothing; time-fair: every
+  holder's credited + claimed dividends equal, up to one unit per fold and per settlement, the sum over
+  every fee of fee x (shares held when it arrived / supply then) (an exact-fraction ledger in the model,
+  apart from the accumulator): entitlement is shares x time held, with time measured in fees;
+* locks: a sell before lockedUntil reverts SharesLocked;
+* exits stay open: while paused (and until the pause expires by itself) only createMarket, buy and
+  buyShares revert EnforcedPause; sell, merge, sellShares, claims and withdrawLiquidity are mined as the
+  model says, for everyone.
 
 A sequence ends with a full read of both contracts compared with the model.
 
@@ -38,7 +47,7 @@ import pytest
 from core.deploy import DeployParams, anvil_account, deploy
 from tests.chain import Anvil
 from tests.contracts import model as m
-from tests.contracts.machine import Params, Revert, System
+from tests.contracts.machine import RESOLUTION_WINDOW, Params, Revert, System
 from tests.contracts.rpc import Codec, Rpc, words
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
@@ -108,6 +117,7 @@ class Harness:
                 params.creator_fee_bps,
                 params.dividend_fee_bps,
                 params.lock_period,
+                params.lp_fee_share_bps,
             ),
             self.om,
             self.cs,
@@ -157,14 +167,23 @@ class Harness:
     def deadline(self, expired: bool) -> int:
         return self.now - 1 if expired else self.now + 600
 
-    def op_create(self, sender: str, liquidity: int, duration: int) -> Op:
+    def op_create(self, sender: str, liquidity: int, duration: int, yes_bps: int | None = None) -> Op:
         end = self.now + duration
+        if yes_bps is None:
+            data = OM.data("createMarket", "Will it happen?", "fuzz", end, liquidity)
+            return Op(
+                f"createMarket(by={sender[:6]}, liq={liquidity}, end=+{duration})",
+                sender,
+                self.om,
+                data,
+                lambda s, now: s.create_market(sender, end, liquidity, now),
+            )
         return Op(
-            f"createMarket(by={sender[:6]}, liq={liquidity}, end=+{duration})",
+            f"createMarketWithOdds(by={sender[:6]}, liq={liquidity}, end=+{duration}, yes={yes_bps})",
             sender,
             self.om,
-            OM.data("createMarket", "Will it happen?", "fuzz", end, liquidity),
-            lambda s, now: s.create_market(sender, end, liquidity, now),
+            OM.data("createMarketWithOdds", "Will it happen?", "fuzz", end, liquidity, yes_bps),
+            lambda s, now: s.create_market(sender, end, liquidity, now, yes_bps),
         )
 
     def op_buy(self, sender: str, market: int, outcome: int, amount: int, min_out: int, expired: bool) -> Op:
@@ -189,6 +208,16 @@ class Harness:
             market=market,
         )
 
+    def op_merge(self, sender: str, market: int, amount: int) -> Op:
+        return Op(
+            f"merge(by={sender[:6]}, m={market}, amount={amount})",
+            sender,
+            self.om,
+            OM.data("merge", market, amount),
+            lambda s, now: s.merge(sender, market, amount),
+            market=market,
+        )
+
     def op_resolve(self, sender: str, market: int, outcome: int) -> Op:
         return Op(
             f"resolve(by={sender[:6]}, m={market}, o={outcome})",
@@ -196,6 +225,16 @@ class Harness:
             self.om,
             OM.data("resolveMarket", market, outcome),
             lambda s, now: s.resolve(sender, market, outcome, now),
+            market=market,
+        )
+
+    def op_resolve_expired(self, sender: str, market: int) -> Op:
+        return Op(
+            f"resolveExpired(by={sender[:6]}, m={market})",
+            sender,
+            self.om,
+            OM.data("resolveExpired", market),
+            lambda s, now: s.resolve_expired(market, now),
             market=market,
         )
 
@@ -279,7 +318,7 @@ class Harness:
             sender,
             to,
             codec.data("pause" if paused else "unpause"),
-            lambda s, now: setter(s, sender, paused),
+            lambda s, now: setter(s, sender, paused, now),
         )
 
     # ------------------------------------------------------------ execution
@@ -365,9 +404,9 @@ class Harness:
     def check_shares(self, creator: str, holders: list[str], values: list[list[int]]) -> None:
         s = self.state
         assert values[0] == [s.supply[creator]], "supply"
-        assert values[1] == [s.pool[creator], s.creator_fees_accrued[creator]], "pendingPool"
+        assert values[1] == [s.pool[creator], s.pending_market_fees(creator)], "pendingPool"
         assert values[2] == [s.creator_fees[creator]], "creator fees"
-        assert values[3] == [s.acc[creator]], "accPerShare"
+        assert values[3] == [s.acc_shown(creator)], "accPerShare"
         claimable = 0
         for i, h in enumerate(holders):
             shares, locked, owed = (v[0] for v in values[4 + 3 * i : 7 + 3 * i])
@@ -376,6 +415,10 @@ class Harness:
                 f"holding of {h} in {creator}"
             )
             claimable += owed
+            # time-fair: credited + claimed equals the holder's share of every fee, at the shares it held
+            # when the fee arrived, up to rounding
+            gap, allowance = s.fairness_gap(creator, h)
+            assert abs(gap) <= allowance, f"{h} credited {gap} off its time-fair share of {creator}'s fees"
         if holders == self.wallets:
             outstanding = s.distributed[creator] - s.dividends_claimed[creator]
             assert claimable <= outstanding, f"claimable {claimable} > distributed - claimed {outstanding}"
@@ -493,8 +536,10 @@ def random_step(h: Harness, rng: random.Random) -> None:
             "claim_creator_fees",
             "warp",
             "pause",
+            "merge",
+            "expire",
         ],
-        [20, 13, 5, 3, 7, 9, 4, 13, 9, 6, 6, 2, 11, 2],
+        [20, 13, 5, 3, 7, 9, 4, 13, 9, 6, 6, 2, 11, 3, 4, 2],
     )[0]
     if kind == "buy":
         outcome = rng.choice([0, 1]) if rng.random() > 0.03 else 2
@@ -523,7 +568,10 @@ def random_step(h: Harness, rng: random.Random) -> None:
     elif kind == "create":
         liquidity = rng.randint(USDC, 200 * USDC) if rng.random() > 0.05 else rng.randint(1, USDC - 1)
         duration = rng.randint(60, 4 * 3_600) if rng.random() > 0.05 else 0
-        h.step(h.op_create(sender, liquidity, duration))
+        yes_bps = None
+        if rng.random() < 0.5:  # initial odds; 0 and 10,000 revert InvalidOdds
+            yes_bps = rng.choice([rng.randint(1, 9_999), rng.randint(1, 9_999), 5_000, 1, 9_999, 0, 10_000])
+        h.step(h.op_create(sender, liquidity, duration, yes_bps))
     elif kind == "resolve":
         ended = [mid for mid, mk in s.markets.items() if not mk.resolved and mk.end <= h.now]
         who = h.keeper if rng.random() < 0.85 else sender
@@ -568,10 +616,34 @@ def random_step(h: Harness, rng: random.Random) -> None:
             h.step(h.op_claim_dividends(sender, creator))  # the model says: NothingToClaim
     elif kind == "claim_creator_fees":
         h.step(h.op_claim_creator_fees(creator if rng.random() < 0.8 else sender))
+    elif kind == "expire":
+        open_ = [mid for mid, mk in s.markets.items() if not mk.resolved]
+        market = pick(rng, open_, market)
+        mk = s.markets.get(market)
+        if mk is not None and rng.random() < 0.6:  # to the window's last second or its end
+            h.now = max(h.now, mk.end + RESOLUTION_WINDOW + rng.choice([-1, 0]))
+            h.log.append(f"warp to t={h.now}")
+        h.step(h.op_resolve_expired(sender, market))
+    elif kind == "merge":
+        both = [mid for mid in market_ids if min(s.positions[(mid, sender)]) > 0]
+        one_side = [mid for mid in market_ids if max(s.positions[(mid, sender)]) > 0 and mid not in both]
+        if not both and one_side and rng.random() < 0.7:  # buy the other side first (reverts when closed)
+            mid = rng.choice(one_side)
+            missing = 0 if s.positions[(mid, sender)][0] == 0 else 1
+            if h.step(h.op_buy(sender, mid, missing, rng.randint(USDC // 10, 20 * USDC), 0, False)):
+                both = [mid]
+        market = pick(rng, both, market)
+        pairs = min(s.positions[(market, sender)])
+        r = rng.random()
+        amount = 0 if r < 0.05 else pairs + 1 if r < 0.12 or pairs == 0 else rng.randint(1, pairs)
+        h.step(h.op_merge(sender, market, amount))
     elif kind == "warp":
         r = rng.random()
         ends = [mk.end for mk in s.markets.values() if not mk.resolved and mk.end >= h.now]
-        if r < 0.35:
+        pauses = [u for u in (s.om_paused_until, s.cs_paused_until) if u > h.now]
+        if pauses and r < 0.2:
+            h.now = rng.choice(pauses) + rng.choice([-1, 0])  # the pause's last second, or its end
+        elif r < 0.35:
             h.now += rng.randint(1, 120)
         elif r < 0.65:
             h.now += s.params.lock + rng.choice([-1, 0, 1])
@@ -580,9 +652,12 @@ def random_step(h: Harness, rng: random.Random) -> None:
         h.log.append(f"warp to t={h.now}")
     else:
         contract = pick(
-            rng, [c for c, on in (("om", s.om_paused), ("cs", s.cs_paused)) if on], rng.choice(["om", "cs"]), 0.7
+            rng,
+            [c for c, until in (("om", s.om_paused_until), ("cs", s.cs_paused_until)) if h.now < until],
+            rng.choice(["om", "cs"]),
+            0.7,
         )
-        paused = not (s.om_paused if contract == "om" else s.cs_paused)
+        paused = not (h.now < (s.om_paused_until if contract == "om" else s.cs_paused_until))
         h.step(h.op_pause(h.admin if rng.random() < 0.8 else sender, contract, paused))
 
 
@@ -628,6 +703,7 @@ def test_random_action_sequences_keep_invariants(harness: Harness) -> None:
     mined = {a for (a, outcome), n in harness.stats.items() if outcome == "ok" and n > 0}
     assert mined >= {
         "createMarket",
+        "createMarketWithOdds",
         "buy",
         "sell",
         "resolve",
@@ -640,4 +716,6 @@ def test_random_action_sequences_keep_invariants(harness: Harness) -> None:
         "claimCreatorFees",
         "pause",
         "unpause",
+        "merge",
+        "resolveExpired",
     }, mined

@@ -14,11 +14,14 @@ pytestmark = pytest.mark.anvil
 OM = "OpinionMarket"
 YES, NO, INVALID = model.OUTCOME_YES, model.OUTCOME_NO, model.OUTCOME_INVALID
 RESOLVER_ROLE = Web3.keccak(text="RESOLVER_ROLE")
-FEE_COLLECTOR_ROLE = Web3.keccak(text="FEE_COLLECTOR_ROLE")
 
 
 def fee_bps(env: Env) -> int:
     return int(env.om.functions.feeBps().call())
+
+
+def lp_share_bps(env: Env) -> int:
+    return int(env.om.functions.lpFeeShareBps().call())
 
 
 def creator_share_bps(env: Env) -> int:
@@ -120,8 +123,10 @@ def test_buy_charges_exactly_collateral_and_credits_quoted_shares(env: Env) -> N
     assert shares == quote
     assert env.balance(trader) == before - amount
     fee = model.buy_fee(amount, fee_bps(env))
-    creator_fee, protocol_fee = model.split_fee(fee, creator_share_bps(env))
+    creator_fee, protocol_fee = model.split_fee(fee, creator_share_bps(env), lp_share_bps(env))
+    lp = model.lp_fee(fee, lp_share_bps(env))
     yes, no, expected_shares = model.buy_outcome(100 * USDC, 100 * USDC, YES, amount - fee)
+    yes, no = yes + lp, no + lp  # the LP's part of the fee stays in the pool as complete sets
     assert shares == expected_shares
     assert env.om.functions.positionOf(m, trader).call() == [shares, 0]
     assert env.om.functions.creatorFeesAccrued(creator).call() == creator_fee
@@ -244,7 +249,9 @@ def test_sell_pays_quoted_collateral_with_fee_rounded_up(env: Env) -> None:
     out, receipt = env.send_returning(env.om.functions.sell(m, YES, sell_amount, quote, env.deadline()), trader)
     new_yes, new_no, gross = model.sell_outcome(yes_r, no_r, YES, sell_amount)
     fee = model.sell_fee(gross, fee_bps(env))
-    creator_fee, protocol_fee = model.split_fee(fee, creator_share_bps(env))
+    creator_fee, protocol_fee = model.split_fee(fee, creator_share_bps(env), lp_share_bps(env))
+    lp = model.lp_fee(fee, lp_share_bps(env))
+    new_yes, new_no = new_yes + lp, new_no + lp
     assert out == quote == gross - fee
     assert env.balance(trader) == before + out
     assert env.om.functions.positionOf(m, trader).call() == [shares - sell_amount, 0]
@@ -494,35 +501,30 @@ def test_payouts_plus_pool_equal_collateral_after_resolution(env: Env) -> None:
 # ---------------------------------------------------------------- fees, roles, pause
 
 
-def test_collect_creator_fees_requires_fee_collector_role(env: Env) -> None:
-    """Only FEE_COLLECTOR_ROLE (granted to CreatorShares at deploy) may collect creator fees."""
-    fn = env.om.functions.collectCreatorFees(env.traders[0])
-    args = env.reverts(fn, env.admin, OM, "AccessControlUnauthorizedAccount")
-    assert args == (env.admin, bytes(FEE_COLLECTOR_ROLE))
-    assert env.om.functions.hasRole(FEE_COLLECTOR_ROLE, env.cs.address).call() is True
-
-
-def test_collect_creator_fees_moves_accrued_fees_to_collector(env: Env) -> None:
-    """A fee collector receives the creator's accrued fees once; a second call returns 0 with no event."""
-    creator, trader, collector = env.traders[0], env.traders[1], env.traders[3]
+def test_creator_fees_go_only_to_creator_shares_never_to_the_caller(env: Env) -> None:
+    """No key can take a creator's market fees: collectCreatorFees refuses every caller but the CreatorShares
+    contract fixed at deployment (the admin included, whatever roles it grants itself) and pays only it.
+    (Before: it paid msg.sender, and the admin could grant itself the collector role and take them.)"""
+    creator, trader = env.traders[0], env.traders[1]
     m, _ = env.create_market(creator)
-    env.buy(trader, m, YES, 10 * USDC)
+    env.buy(trader, m, YES, 100 * USDC)
     accrued = env.om.functions.creatorFeesAccrued(creator).call()
     assert accrued > 0
-    env.send(env.om.functions.grantRole(FEE_COLLECTOR_ROLE, collector), env.admin)
-    before = env.balance(collector)
-    amount, receipt = env.send_returning(env.om.functions.collectCreatorFees(creator), collector)
-    assert amount == accrued
-    assert env.balance(collector) == before + accrued
+    assert env.om.functions.creatorShares().call() == env.cs.address
+    for who in (env.admin, creator, trader):
+        args = env.reverts(env.om.functions.collectCreatorFees(creator), who, OM, "NotCreatorShares")
+        assert args == (who,)
+    assert env.om.functions.creatorFeesAccrued(creator).call() == accrued
+    env.buy_shares(creator, creator, 1)
+    cs_before = env.balance(env.cs.address)
+    receipt = env.send(env.cs.functions.distributeDividends(creator), env.keeper)
     assert env.event(receipt, env.om, "CreatorFeesCollected") == {
         "creator": creator,
-        "collector": collector,
+        "collector": env.cs.address,
         "amount": accrued,
     }
+    assert env.balance(env.cs.address) == cs_before + accrued
     assert env.om.functions.creatorFeesAccrued(creator).call() == 0
-    again, receipt = env.send_returning(env.om.functions.collectCreatorFees(creator), collector)
-    assert again == 0
-    assert env.events(receipt, env.om, "CreatorFeesCollected") == []
 
 
 def test_withdraw_protocol_fees_admin_only_and_pays_all(env: Env) -> None:
@@ -541,23 +543,69 @@ def test_withdraw_protocol_fees_admin_only_and_pays_all(env: Env) -> None:
     assert env.event(receipt, env.om, "ProtocolFeesWithdrawn") == {"to": sink, "amount": 0}
 
 
-def test_pause_blocks_create_buy_sell_but_not_claims(env: Env) -> None:
-    """While paused: create, buy and sell revert EnforcedPause; resolve, claim and withdraw still work."""
+def test_pause_stops_new_money_only_and_every_exit_stays_open(env: Env) -> None:
+    """While paused: createMarket and buy revert EnforcedPause(until); sell, merge, resolution, claims and
+    liquidity withdrawal all work. (Before: sell was blocked too, and a pause never ended.)"""
     creator, trader = env.traders[:2]
     m, end = env.create_market(creator)
-    shares = env.buy(trader, m, YES, 5 * USDC)
-    env.send(env.om.functions.pause(), env.admin)
+    yes = env.buy(trader, m, YES, 5 * USDC)
+    env.buy(trader, m, NO, 5 * USDC)
+    receipt = env.send(env.om.functions.pause(), env.admin)
+    until = env.om.functions.pausedUntil().call()
+    assert until == env.now() + env.om.functions.PAUSE_DURATION().call()
+    assert env.event(receipt, env.om, "Paused") == {"account": env.admin, "until": until}
     assert env.om.functions.paused().call() is True
-    env.reverts(env.om.functions.createMarket("q", "c", end, USDC), creator, OM, "EnforcedPause")
+    args = env.reverts(env.om.functions.createMarket("q", "c", end, USDC), creator, OM, "EnforcedPause")
+    assert args == (until,)
     env.reverts(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), trader, OM, "EnforcedPause")
-    env.reverts(env.om.functions.sell(m, YES, shares, 0, env.deadline()), trader, OM, "EnforcedPause")
+    env.send(env.om.functions.sell(m, YES, yes // 2, 0, env.deadline()), trader)
+    env.send(env.om.functions.merge(m, yes // 4), trader)
     env.resolve(m, YES, end)
     paid, _ = env.send_returning(env.om.functions.claimWinnings(m), trader)
-    assert paid == shares
+    assert paid == yes - yes // 2 - yes // 4
     env.send(env.om.functions.withdrawLiquidity(m), creator)
-    env.send(env.om.functions.unpause(), env.admin)
-    m2, _ = env.create_market(creator)
-    assert m2 == m + 1
+
+
+def test_a_pause_expires_on_its_own(env: Env) -> None:
+    """At pausedUntil the pause is over without anyone calling unpause: buying works again."""
+    creator, trader = env.traders[:2]
+    m, _ = env.create_market(creator, duration=7 * DAY)
+    env.send(env.om.functions.pause(), env.admin)
+    until = env.om.functions.pausedUntil().call()
+    env.next_block_at(until - 1)
+    env.reverts(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), trader, OM, "EnforcedPause")
+    env.next_block_at(until)
+    env.send(env.om.functions.buy(m, YES, USDC, 0, env.deadline()), trader)
+    assert env.om.functions.paused().call() is False
+
+
+def test_merge_burns_a_yes_no_pair_for_one_unit_of_collateral(env: Env) -> None:
+    """merge(id, n) burns n YES and n NO of the caller for exactly n USDC, without a fee, before
+    resolution (also after the end time); more than the pairs held reverts InsufficientShares(n, pairs);
+    after resolution it reverts MarketAlreadyResolved."""
+    creator, trader = env.traders[:2]
+    m, end = env.create_market(creator)
+    yes = env.buy(trader, m, YES, 10 * USDC)
+    no = env.buy(trader, m, NO, 3 * USDC)
+    pairs = min(yes, no)
+    args = env.reverts(env.om.functions.merge(m, pairs + 1), trader, OM, "InsufficientShares")
+    assert args == (pairs + 1, pairs)
+    env.reverts(env.om.functions.merge(m, 0), trader, OM, "ZeroAmount")
+    env.next_block_at(end + 10)  # trading has closed; merging still works
+    before = env.balance(trader)
+    paid, receipt = env.send_returning(env.om.functions.merge(m, pairs), trader)
+    assert paid == pairs
+    assert env.balance(trader) == before + pairs
+    assert env.event(receipt, env.om, "Merged") == {
+        "marketId": m,
+        "holder": trader,
+        "amount": pairs,
+        "traderYes": yes - pairs,
+        "traderNo": no - pairs,
+    }
+    assert env.om.functions.positionOf(m, trader).call() == [yes - pairs, no - pairs]
+    env.resolve(m, YES, end)
+    env.reverts(env.om.functions.merge(m, 1), trader, OM, "MarketAlreadyResolved")
 
 
 def test_pause_and_unpause_admin_only(env: Env) -> None:
@@ -608,18 +656,21 @@ def test_pure_math_matches_reference_model(env: Env) -> None:
 
 
 def test_constructor_rejects_fee_above_ten_percent(env: Env) -> None:
-    """Deploying with feeBps > 1000 or creatorFeeShareBps > 10000 reverts InvalidFeeConfig."""
+    """Deploying with feeBps > 1000 or creator + LP shares of the fee > 10000 reverts InvalidFeeConfig."""
     from core.contracts import load_artifact
 
     art = load_artifact(OM)
     factory = env.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    for fee, share in ((1_001, 0), (200, 10_001)):
-        env.reverts(factory.constructor(env.usdc.address, fee, share, env.admin), env.admin, OM, "InvalidFeeConfig")
-    receipt = env.send(factory.constructor(env.usdc.address, 1_000, 10_000, env.admin), env.admin)
+    for fee, share, lp in ((1_001, 0, 0), (200, 10_001, 0), (200, 5_000, 5_001)):
+        fn = factory.constructor(env.usdc.address, fee, share, lp, env.cs.address, env.admin, DAY)
+        env.reverts(fn, env.admin, OM, "InvalidFeeConfig")
+    fn = factory.constructor(env.usdc.address, 1_000, 7_000, 3_000, env.cs.address, env.admin, DAY)
+    receipt = env.send(fn, env.admin)
     assert env.event(receipt, factory, "FeesConfigured") == {
         "usdc": env.usdc.address,
         "feeBps": 1_000,
-        "creatorFeeShareBps": 10_000,
+        "creatorFeeShareBps": 7_000,
+        "lpFeeShareBps": 3_000,
     }
 
 
@@ -645,3 +696,86 @@ def test_roles_can_be_revoked_and_renounced(env: Env) -> None:
     env.reverts(fn, env.keeper, "CreatorShares", "AccessControlBadConfirmation")
     env.send(env.cs.functions.renounceRole(keeper_role, env.keeper), env.keeper)
     assert env.cs.functions.hasRole(keeper_role, env.keeper).call() is False
+
+
+@pytest.mark.parametrize("name", ["OpinionMarket", "CreatorShares"])
+def test_admin_transfer_is_two_step_with_a_delay(env: Env, name: str) -> None:
+    """The default admin cannot be granted directly (AccessControlEnforcedDefaultAdminRules); a transfer is
+    scheduled, accepted by the new admin only after the deployment's delay, and then the old admin has no
+    power left. (Before: one grantRole made a second admin at once.)"""
+    c = env.om if name == "OpinionMarket" else env.cs
+    new = env.traders[3]
+    admin_role = bytes(32)
+    env.reverts(c.functions.grantRole(admin_role, new), env.admin, name, "AccessControlEnforcedDefaultAdminRules")
+    delay = c.functions.defaultAdminDelay().call()
+    assert delay == 2 * DAY  # DeployParams.admin_delay
+    receipt = env.send(c.functions.beginDefaultAdminTransfer(new), env.admin)
+    schedule = env.event(receipt, c, "DefaultAdminTransferScheduled")["acceptSchedule"]
+    assert schedule == env.now() + delay
+    env.reverts(c.functions.acceptDefaultAdminTransfer(), new, name, "AccessControlEnforcedDefaultAdminDelay")
+    env.reverts(c.functions.acceptDefaultAdminTransfer(), env.outsider, name, "AccessControlInvalidDefaultAdmin")
+    env.next_block_at(schedule + 1)
+    env.send(c.functions.acceptDefaultAdminTransfer(), new)
+    assert c.functions.defaultAdmin().call() == new
+    assert c.functions.hasRole(admin_role, env.admin).call() is False
+    env.reverts(c.functions.pause(), env.admin, name, "AccessControlUnauthorizedAccount")
+
+
+def test_create_with_odds_cuts_the_likelier_side_and_gives_the_creator_the_rest(env: Env) -> None:
+    """createMarketWithOdds(.., 9000): the pool keeps L NO and ceil(L/9) YES (price 0.9), the creator holds the
+    other YES; odds of 0 or 10,000 revert InvalidOdds. (Before: every market opened at 50/50.)"""
+    creator = env.traders[0]
+    end = env.now() + DAY
+    liquidity = 1_000 * USDC
+    fn = env.om.functions.createMarketWithOdds("q", "c", end, liquidity, 9_000)
+    m, receipt = env.send_returning(fn, creator)
+    yes, no = model.initial_reserves(liquidity, 9_000)
+    assert (yes, no) == (model.ceil_div(liquidity, 9), liquidity)
+    ev = env.event(receipt, env.om, "MarketCreated")
+    assert (ev["yesReserve"], ev["noReserve"], ev["initialLiquidity"]) == (yes, no, liquidity)
+    assert env.om.functions.positionOf(m, creator).call() == [liquidity - yes, 0]
+    y_price, _ = env.om.functions.prices(m).call()
+    assert abs(y_price - 9 * 10**17) < 10**12
+    for bad in (0, 10_000):
+        fn = env.om.functions.createMarketWithOdds("q", "c", end, liquidity, bad)
+        assert env.reverts(fn, creator, OM, "InvalidOdds") == (bad,)
+
+
+def test_fair_start_and_lp_fee_keep_the_creators_deposit_on_a_likely_event(env: Env) -> None:
+    """The audit's case: 1,000 USDC of liquidity on a 90 % event, one informed trader buys YES with 2,000 USDC
+    (what takes a 50/50 pool to 0.9). Opened at 50/50 the deposit is worth about 650 in expectation
+    afterwards; opened at the real odds, with the LP's part of the fee left in the pool, it loses nothing."""
+    creator, trader = env.traders[:2]
+
+    def value_after(create: object) -> int:
+        m, _ = env.send_returning(create, creator)
+        env.buy(trader, m, YES, 2_000 * USDC)
+        _c, _e, yes_r, no_r, *_ = env.om.functions.getMarket(m).call()
+        own_yes, own_no = env.om.functions.positionOf(m, creator).call()
+        return (9 * (yes_r + own_yes) + (no_r + own_no)) // 10  # expected payout at 90 % YES
+
+    end = env.now() + DAY
+    even = value_after(env.om.functions.createMarket("q", "c", end, 1_000 * USDC))
+    fair = value_after(env.om.functions.createMarketWithOdds("q", "c", end, 1_000 * USDC, 9_000))
+    assert even < 700 * USDC
+    assert fair >= 1_000 * USDC
+
+
+def test_a_market_nobody_resolves_can_be_resolved_invalid_by_anyone_after_the_window(env: Env) -> None:
+    """Until endTime + RESOLUTION_WINDOW resolveExpired reverts ResolutionWindowOpen(id, expiresAt); from then on
+    anyone may resolve the market INVALID, after which traders claim half per share and the creator withdraws.
+    (Before: a market the resolver never settled locked everyone's money forever.)"""
+    creator, trader = env.traders[:2]
+    m, end = env.create_market(creator)
+    yes = env.buy(trader, m, YES, 10 * USDC)
+    expires = end + env.om.functions.RESOLUTION_WINDOW().call()
+    env.next_block_at(expires - 1)
+    args = env.reverts(env.om.functions.resolveExpired(m), env.outsider, OM, "ResolutionWindowOpen")
+    assert args == (m, expires)
+    env.next_block_at(expires)
+    receipt = env.send(env.om.functions.resolveExpired(m), env.outsider)
+    assert env.event(receipt, env.om, "MarketResolved") == {"marketId": m, "outcome": 2, "resolver": env.outsider}
+    env.reverts(env.om.functions.resolveExpired(m), env.outsider, OM, "MarketAlreadyResolved")
+    paid, _ = env.send_returning(env.om.functions.claimWinnings(m), trader)
+    assert paid == yes // 2
+    env.send(env.om.functions.withdrawLiquidity(m), creator)

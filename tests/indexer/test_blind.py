@@ -78,7 +78,7 @@ def test_only_buy_only_positions_are_blind() -> None:
 
 def shares(block: int, creator: bytes, trader: bytes, is_buy: bool) -> SharesTraded:
     h = (block, 1, b"\x01" * 32, b"\x02" * 32, 1_000 + block)
-    return SharesTraded(*h, creator, trader, is_buy, 1, 10, 1, 1, 1, 5, 2 if is_buy else 0, 3, 4, 7, 8)
+    return SharesTraded(*h, creator, trader, is_buy, 1, 10, 1, 1, 1, 5, 2 if is_buy else 0, 3, 4, 7, 8, 0)
 
 
 def test_only_traded_holdings_are_blind() -> None:

@@ -45,7 +45,7 @@ def test_extreme_values_and_strings_round_trip_exactly(node: Chain, db_dsn: str,
     cs = [
         record(
             [T_SHARES, addr_word(creator), addr_word(creator)],
-            b"".join([w(1), w(MAX), w(MAX), w(0), w(0), w(0), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX)]),
+            b"".join([w(1), w(MAX), w(MAX), w(0), w(0), w(0), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX), w(0)]),
         )
     ]
     send_records(rpc, node.deployment, [om, cs], sender, mine=False)

@@ -26,6 +26,7 @@ from indexer.decode import (
     LiquidityWithdrawn,
     MarketCreated,
     MarketResolved,
+    Merged,
     SharesTraded,
     Trade,
     WinningsClaimed,
@@ -49,7 +50,7 @@ def random_events(rng: random.Random, number: int, bhash: bytes) -> list[Event]:
     out: list[Event] = []
     for li in range(rng.randint(0, 4)):
         h = (number, li, bhash, rng.randbytes(32), 1_000 + number)
-        kind = rng.randrange(10)
+        kind = rng.randrange(11)
         m = rng.randint(1, 3)
         t, c = rng.choice(TRADERS), rng.choice(CREATORS)
         v = lambda: rng.randint(0, 10**7)  # noqa: E731
@@ -81,6 +82,7 @@ def random_events(rng: random.Random, number: int, bhash: bytes) -> list[Event]:
                     v(),
                     v(),
                     v() * 10**11,
+                    v(),
                 )
             )
         elif kind == 6:
@@ -89,8 +91,10 @@ def random_events(rng: random.Random, number: int, bhash: bytes) -> list[Event]:
             out.append(DividendsClaimed(*h, c, t, v()))
         elif kind == 8:
             out.append(CreatorFeesCollected(*h, c, t, v()) if rng.random() < 0.5 else CreatorFeesClaimed(*h, c, v()))
-        else:
+        elif kind == 9:
             out.append(LiquidityWithdrawn(*h, m, c, v()))
+        else:
+            out.append(Merged(*h, m, t, v(), v(), v()))
     return out
 
 

@@ -52,7 +52,9 @@ def reconcile(w3: Web3, deployment: dict[str, Any], dsn: str) -> dict[str, int]:
         assert cs.functions.supplyOf(creator).call() == int(c["supply"])
         assert cs.functions.accPerShare(creator).call() == int(c["acc_per_share"])
         pool, market_fees = cs.functions.pendingPool(creator).call()
-        assert (pool, market_fees) == (int(c["pool"]), int(c["market_fees_accrued"])), c
+        pending_market = int(c["market_fees_accrued"]) - int(c["market_fees_folded"])
+        assert (pool, market_fees) == (int(c["pool"]), pending_market), c
+        assert cs.functions.marketFeesFolded(creator).call() == int(c["market_fees_folded"])
         assert cs.functions.creatorFeesOf(creator).call() == int(c["creator_fees"])
         holders = fetch(
             dsn, "SELECT count(*) AS n FROM idx.share_holdings WHERE creator = $1 AND shares > 0", c["creator"]

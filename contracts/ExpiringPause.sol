@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+/// @title ExpiringPause
+/// @notice A pause that ends on its own: `_pause` stops what `whenNotPaused` guards for PAUSE_DURATION
+///         at most; `_unpause` ends it sooner. Used only on functions that take new money in, so a pause
+///         never blocks an exit (sells, claims, refunds, liquidity withdrawal).
+abstract contract ExpiringPause {
+    uint256 public constant PAUSE_DURATION = 3 days;
+
+    /// @dev 0 = never paused; the pause is in force while block.timestamp < pausedUntil.
+    uint256 private _pausedUntil;
+
+    event Paused(address account, uint256 until);
+    event Unpaused(address account);
+
+    error EnforcedPause(uint256 until);
+    error ExpectedPause();
+
+    modifier whenNotPaused() {
+        uint256 until = _pausedUntil;
+        if (block.timestamp < until) revert EnforcedPause(until);
+        _;
+    }
+
+    function paused() public view returns (bool) {
+        return block.timestamp < _pausedUntil;
+    }
+
+    /// @notice When the current pause ends by itself (0 or a past time: not paused).
+    function pausedUntil() external view returns (uint256) {
+        return _pausedUntil;
+    }
+
+    function _pause() internal {
+        uint256 until = _pausedUntil;
+        if (block.timestamp < until) revert EnforcedPause(until);
+        until = block.timestamp + PAUSE_DURATION;
+        _pausedUntil = until;
+        emit Paused(msg.sender, until);
+    }
+
+    function _unpause() internal {
+        if (!paused()) revert ExpectedPause();
+        _pausedUntil = 0;
+        emit Unpaused(msg.sender);
+    }
+}
