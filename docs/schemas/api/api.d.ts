@@ -808,6 +808,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/roles": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Contract roles: current members and the latest role, admin-transfer and pause events
+         * @description Current role members of both contracts and the latest role, admin and pause events.
+         */
+        get: operations["get_v1_admin_roles"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -865,6 +885,20 @@ export interface components {
             amount: string;
             /** @description outcome shares (6 decimals) or, for share_trade, whole creator shares */
             shares?: string;
+        };
+        AdminEvent: {
+            blockNumber: number;
+            logIndex: number;
+            txHash: string | null;
+            /** Format: date-time */
+            time: string | null;
+            contract: string | null;
+            event: string;
+            role: string | null;
+            account: string | null;
+            sender: string | null;
+            /** @description the event's arguments as the indexer decoded them */
+            args: Record<string, never>;
         };
         /** @description How fresh the answer is: the last indexed block and the node's safe/finalized blocks */
         AsOf: {
@@ -1293,6 +1327,16 @@ export interface components {
             cancelledAt: string | null;
             /** Format: date-time */
             updatedAt: string | null;
+        };
+        RoleMember: {
+            contract: string | null;
+            role: string | null;
+            roleId: string | null;
+            account: string | null;
+            grantedBlock: number;
+            /** Format: date-time */
+            grantedAt: string | null;
+            grantedBy: string | null;
         };
         /** @description next-share price candles (USDC) */
         ShareCandle: {
@@ -6060,6 +6104,120 @@ export interface operations {
             };
             /** @description Content-Type must be application/json */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limited (see RateLimit-* and Retry-After) */
+            429: {
+                headers: {
+                    /** @description requests allowed per window */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left in this window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    /** @description LIMIT;w=WINDOW_SECONDS */
+                    "RateLimit-Policy"?: string;
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Database busy, unavailable or query timed out (Retry-After when worth retrying) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_v1_admin_roles: {
+        parameters: {
+            query?: {
+                /** @description events returned, newest first */
+                limit?: number;
+                /** @description the chain to answer for (api.chain_ids); default 31337 */
+                chainId?: 31337;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description requests allowed per window */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left in this window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    /** @description LIMIT;w=WINDOW_SECONDS */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            members: components["schemas"]["RoleMember"][];
+                            events: components["schemas"]["AdminEvent"][];
+                        };
+                        as_of: components["schemas"]["AsOf"];
+                    };
+                };
+            };
+            /** @description Validation failed (errors name the field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Authentication required or failed */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body too large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
