@@ -1,0 +1,134 @@
+"""The analysts' views are a contract: for the same rows, every column of public.markets, trades and
+positions equals what the API serves, in the documented unit (USDC as numeric with 6 decimals,
+prices in [0, 1] with 6 decimals, lowercase 0x text, timestamptz, counts as integers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+from starlette.testclient import TestClient
+
+from api.app import create_app
+from tests.api.conftest import make_settings
+from tests.api.rows import CHAIN, scenario
+
+pytestmark = [pytest.mark.pg, pytest.mark.redis]
+
+
+def iso(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def six(v: Decimal | None) -> str | None:
+    """A view's numeric as the API's decimal string (exactly 6 decimals)."""
+    return None if v is None else f"{v.quantize(Decimal('0.000001')):f}"
+
+
+# view column -> (API field, conversion of the view's value)
+MARKET = {
+    "market_id": ("id", int),
+    "creator": ("creator", str),
+    "question": ("question", str),
+    "category": ("category", str),
+    "end_time": ("endDate", iso),
+    "status": ("status", str),
+    "outcome": ("outcome", lambda v: v),
+    "yes_reserve": ("yesReserve", six),
+    "no_reserve": ("noReserve", six),
+    "yes_price": ("yesPrice", six),
+    "no_price": ("noPrice", six),
+    "volume": ("volume", six),
+    "fees": ("fees", six),
+    "trade_count": ("trades", int),
+    "initial_liquidity": ("initialLiquidity", six),
+    "created_block": ("createdBlock", int),
+    "created_time": ("createdAt", iso),
+    "resolved_block": ("resolvedBlock", lambda v: v),
+    "resolved_time": ("resolvedAt", iso),
+}
+TRADE = {
+    "block_number": ("blockNumber", int),
+    "log_index": ("logIndex", int),
+    "tx_hash": ("txHash", str),
+    "block_time": ("time", iso),
+    "market_id": ("marketId", int),
+    "trader": ("trader", str),
+    "outcome": ("outcome", str),
+    "side": ("side", str),
+    "collateral": ("collateral", six),
+    "shares": ("shares", six),
+    "fee": ("fee", six),
+    "price": ("price", six),
+    "yes_price_after": ("yesPriceAfter", six),
+}
+POSITION = {
+    "market_id": ("marketId", int),
+    "yes_shares": ("yesShares", six),
+    "no_shares": ("noShares", six),
+    "cost_basis": ("costBasis", six),
+    "realized_pnl": ("realizedPnl", six),
+    "claimed": ("claimed", six),
+    "bought": ("bought", six),
+    "sold": ("sold", six),
+    "trade_count": ("trades", int),
+}
+
+
+def compare(view: str, row: Any, served: dict[str, Any], mapping: dict[str, Any]) -> list[str]:
+    wrong = []
+    for column, (field, convert) in mapping.items():
+        want = convert(row[column]) if row[column] is not None else None
+        if served[field] != want:
+            wrong.append(f"{view}.{column}={row[column]!r} -> {want!r}, API {field}={served[field]!r}")
+    return wrong
+
+
+async def test_views_equal_the_api_column_by_column(db_dsn: str, redis_url: str) -> None:
+    """Every documented column of markets, trades and positions, for every scenario row."""
+    await scenario(db_dsn)
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        columns = {
+            v: [
+                r["column_name"]
+                for r in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public'"
+                    " AND table_name = $1 ORDER BY ordinal_position",
+                    v,
+                )
+            ]
+            for v in ("markets", "trades", "positions")
+        }
+        markets = await conn.fetch("SELECT * FROM public.markets WHERE chain_id = $1 ORDER BY market_id", CHAIN)
+        trades = await conn.fetch("SELECT * FROM public.trades WHERE chain_id = $1", CHAIN)
+        positions = await conn.fetch("SELECT * FROM public.positions WHERE chain_id = $1", CHAIN)
+    finally:
+        await conn.close()
+    # every column of each view is covered (chain_id is the request's chainId; holder is the path)
+    assert set(columns["markets"]) == {"chain_id", *MARKET}
+    assert set(columns["trades"]) == {"chain_id", *TRADE}
+    assert set(columns["positions"]) == {"chain_id", "holder", *POSITION}
+    assert markets
+    assert trades
+    assert positions
+    wrong: list[str] = []
+    with TestClient(create_app(make_settings(db_dsn, redis_url, cache_enabled=False), serve_feed=False)) as c:
+        for m in markets:
+            wrong += compare("markets", m, c.get(f"/v1/markets/{m['market_id']}").json()["data"], MARKET)
+            served = {
+                (t["blockNumber"], t["logIndex"]): t
+                for t in c.get(f"/v1/markets/{m['market_id']}/trades", params={"limit": 100}).json()["data"]
+            }
+            for t in (t for t in trades if t["market_id"] == m["market_id"]):
+                wrong += compare("trades", t, served[(t["block_number"], t["log_index"])], TRADE)
+        for holder in {p["holder"] for p in positions}:
+            served = {
+                p["marketId"]: p for p in c.get(f"/v1/users/{holder}/positions", params={"limit": 100}).json()["data"]
+            }
+            for p in (p for p in positions if p["holder"] == holder):
+                wrong += compare("positions", p, served[p["market_id"]], POSITION)
+    assert not wrong, "\n".join(wrong)
