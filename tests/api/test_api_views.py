@@ -1,6 +1,7 @@
-"""The analysts' views are a contract: for the same rows, every column of public.markets, trades and
-positions equals what the API serves, in the documented unit (USDC as numeric with 6 decimals,
-prices in [0, 1] with 6 decimals, lowercase 0x text, timestamptz, counts as integers)."""
+"""The analysts' views are a contract: for the same rows, every column of public.markets, trades,
+positions, creators and share_holdings equals what the API serves, in the documented unit (USDC as
+numeric with 6 decimals, prices in [0, 1] with 6 decimals, lowercase 0x text, timestamptz, counts
+as integers)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from tests.api.conftest import make_settings
 from tests.api.rows import CHAIN, scenario
+from tests.api.test_api_creators import fill
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
 
@@ -78,6 +80,27 @@ POSITION = {
 }
 
 
+CREATOR = {
+    "creator": ("address", str),
+    "supply": ("supply", lambda v: str(int(v))),
+    "price": ("sharePrice", six),
+    "holder_count": ("holders", int),
+    "pending_pool": ("pendingDividends", six),
+    "distributed_total": ("distributedDividends", six),
+    "distribution_count": ("distributions", int),
+    "volume": ("volume", six),
+    "trade_count": ("trades", int),
+    "first_block": ("firstBlock", int),
+}
+HOLDING = {
+    "creator": ("creator", str),
+    "shares": ("shares", lambda v: str(int(v))),
+    "locked_until": ("lockedUntil", iso),
+    "claimable_dividends": ("claimableDividends", six),
+    "claimed_dividends": ("claimedDividends", six),
+}
+
+
 def compare(view: str, row: Any, served: dict[str, Any], mapping: dict[str, Any]) -> list[str]:
     wrong = []
     for column, (field, convert) in mapping.items():
@@ -88,8 +111,10 @@ def compare(view: str, row: Any, served: dict[str, Any], mapping: dict[str, Any]
 
 
 async def test_views_equal_the_api_column_by_column(db_dsn: str, redis_url: str) -> None:
-    """Every documented column of markets, trades and positions, for every scenario row."""
+    """Every documented column of markets, trades, positions, creators and share holdings, for every
+    row of the API tests' scenarios."""
     await scenario(db_dsn)
+    await fill(db_dsn)
     conn = await asyncpg.connect(db_dsn)
     try:
         columns = {
@@ -101,20 +126,26 @@ async def test_views_equal_the_api_column_by_column(db_dsn: str, redis_url: str)
                     v,
                 )
             ]
-            for v in ("markets", "trades", "positions")
+            for v in ("markets", "trades", "positions", "creators", "share_holdings")
         }
         markets = await conn.fetch("SELECT * FROM public.markets WHERE chain_id = $1 ORDER BY market_id", CHAIN)
         trades = await conn.fetch("SELECT * FROM public.trades WHERE chain_id = $1", CHAIN)
         positions = await conn.fetch("SELECT * FROM public.positions WHERE chain_id = $1", CHAIN)
+        creators = await conn.fetch("SELECT * FROM public.creators WHERE chain_id = $1", CHAIN)
+        holdings = await conn.fetch("SELECT * FROM public.share_holdings WHERE chain_id = $1", CHAIN)
     finally:
         await conn.close()
     # every column of each view is covered (chain_id is the request's chainId; holder is the path)
     assert set(columns["markets"]) == {"chain_id", *MARKET}
     assert set(columns["trades"]) == {"chain_id", *TRADE}
     assert set(columns["positions"]) == {"chain_id", "holder", *POSITION}
+    assert set(columns["creators"]) == {"chain_id", *CREATOR}
+    assert set(columns["share_holdings"]) == {"chain_id", "holder", *HOLDING}
     assert markets
     assert trades
     assert positions
+    assert creators
+    assert holdings
     wrong: list[str] = []
     with TestClient(create_app(make_settings(db_dsn, redis_url, cache_enabled=False), serve_feed=False)) as c:
         for m in markets:
@@ -131,4 +162,12 @@ async def test_views_equal_the_api_column_by_column(db_dsn: str, redis_url: str)
             }
             for p in (p for p in positions if p["holder"] == holder):
                 wrong += compare("positions", p, served[p["market_id"]], POSITION)
+        for r in creators:
+            wrong += compare("creators", r, c.get(f"/v1/creators/{r['creator']}").json()["data"], CREATOR)
+        for holder in {h["holder"] for h in holdings}:
+            served = {
+                h["creator"]: h for h in c.get(f"/v1/users/{holder}/holdings", params={"limit": 100}).json()["data"]
+            }
+            for h in (h for h in holdings if h["holder"] == holder):
+                wrong += compare("share_holdings", h, served[h["creator"]], HOLDING)
     assert not wrong, "\n".join(wrong)
