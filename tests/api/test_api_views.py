@@ -1,7 +1,7 @@
 """The analysts' views are a contract: for the same rows, every column of public.markets, trades,
-positions, creators and share_holdings equals what the API serves, in the documented unit (USDC as
-numeric with 6 decimals, prices in [0, 1] with 6 decimals, lowercase 0x text, timestamptz, counts
-as integers)."""
+positions, creators, share_holdings, share_trades and dividend_distributions equals what the API
+serves, in the documented unit (USDC as numeric with 6 decimals, prices in [0, 1] with 6 decimals,
+lowercase 0x text, timestamptz, counts as integers). Columns the API does not serve are named."""
 
 from __future__ import annotations
 
@@ -101,6 +101,33 @@ HOLDING = {
 }
 
 
+SHARE_TRADE = {
+    "block_number": ("blockNumber", int),
+    "log_index": ("logIndex", int),
+    "tx_hash": ("txHash", str),
+    "block_time": ("time", iso),
+    "trader": ("trader", str),
+    "side": ("side", str),
+    "shares": ("shares", lambda v: str(int(v))),
+    "price": ("price", six),
+    "protocol_fee": ("protocolFee", six),
+    "creator_fee": ("creatorFee", six),
+    "dividend_fee": ("dividendFee", six),
+    "supply_after": ("supplyAfter", lambda v: str(int(v))),
+}
+DISTRIBUTION = {
+    "block_number": ("blockNumber", int),
+    "log_index": ("logIndex", int),
+    "tx_hash": ("txHash", str),
+    "block_time": ("time", iso),
+    "amount": ("amount", six),
+    "market_fees": ("marketFees", six),
+    "holders_supply": ("holdersSupply", lambda v: str(int(v))),
+}
+# View columns the API does not serve (analysts only): the pool left after a distribution.
+ANALYST_ONLY = {"dividend_distributions": {"pool_after"}}
+
+
 def compare(view: str, row: Any, served: dict[str, Any], mapping: dict[str, Any]) -> list[str]:
     wrong = []
     for column, (field, convert) in mapping.items():
@@ -126,13 +153,23 @@ async def test_views_equal_the_api_column_by_column(db_dsn: str, redis_url: str)
                     v,
                 )
             ]
-            for v in ("markets", "trades", "positions", "creators", "share_holdings")
+            for v in (
+                "markets",
+                "trades",
+                "positions",
+                "creators",
+                "share_holdings",
+                "share_trades",
+                "dividend_distributions",
+            )
         }
         markets = await conn.fetch("SELECT * FROM public.markets WHERE chain_id = $1 ORDER BY market_id", CHAIN)
         trades = await conn.fetch("SELECT * FROM public.trades WHERE chain_id = $1", CHAIN)
         positions = await conn.fetch("SELECT * FROM public.positions WHERE chain_id = $1", CHAIN)
         creators = await conn.fetch("SELECT * FROM public.creators WHERE chain_id = $1", CHAIN)
         holdings = await conn.fetch("SELECT * FROM public.share_holdings WHERE chain_id = $1", CHAIN)
+        share_trades = await conn.fetch("SELECT * FROM public.share_trades WHERE chain_id = $1", CHAIN)
+        distributions = await conn.fetch("SELECT * FROM public.dividend_distributions WHERE chain_id = $1", CHAIN)
     finally:
         await conn.close()
     # every column of each view is covered (chain_id is the request's chainId; holder is the path)
@@ -141,11 +178,20 @@ async def test_views_equal_the_api_column_by_column(db_dsn: str, redis_url: str)
     assert set(columns["positions"]) == {"chain_id", "holder", *POSITION}
     assert set(columns["creators"]) == {"chain_id", *CREATOR}
     assert set(columns["share_holdings"]) == {"chain_id", "holder", *HOLDING}
+    assert set(columns["share_trades"]) == {"chain_id", "creator", *SHARE_TRADE}
+    assert set(columns["dividend_distributions"]) == {
+        "chain_id",
+        "creator",
+        *DISTRIBUTION,
+        *ANALYST_ONLY["dividend_distributions"],
+    }
     assert markets
     assert trades
     assert positions
     assert creators
     assert holdings
+    assert share_trades
+    assert distributions
     wrong: list[str] = []
     with TestClient(create_app(make_settings(db_dsn, redis_url, cache_enabled=False), serve_feed=False)) as c:
         for m in markets:
@@ -164,6 +210,14 @@ async def test_views_equal_the_api_column_by_column(db_dsn: str, redis_url: str)
                 wrong += compare("positions", p, served[p["market_id"]], POSITION)
         for r in creators:
             wrong += compare("creators", r, c.get(f"/v1/creators/{r['creator']}").json()["data"], CREATOR)
+        for creator in {r["creator"] for r in creators}:
+            path = f"/v1/creators/{creator}"
+            got = {(t["blockNumber"], t["logIndex"]): t for t in c.get(f"{path}/trades").json()["data"]}
+            for t in (t for t in share_trades if t["creator"] == creator):
+                wrong += compare("share_trades", t, got[(t["block_number"], t["log_index"])], SHARE_TRADE)
+            got = {(d["blockNumber"], d["logIndex"]): d for d in c.get(f"{path}/dividends").json()["data"]}
+            for d in (d for d in distributions if d["creator"] == creator):
+                wrong += compare("dividend_distributions", d, got[(d["block_number"], d["log_index"])], DISTRIBUTION)
         for holder in {h["holder"] for h in holdings}:
             served = {
                 h["creator"]: h for h in c.get(f"/v1/users/{holder}/holdings", params={"limit": 100}).json()["data"]
