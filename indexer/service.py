@@ -612,6 +612,10 @@ class Indexer:
                     log.info("index_build_interrupted", indexes=sorted(self.deferred))
                     return
             everything.result()
+            # the platform statistics paused during the initial sync (sql/025): rebuilt now, whichever
+            # of the two builders deleted the last deferred row (neither may have seen it empty)
+            rebuilt = await conn.fetchval("SELECT agg.rebuild_if_pending()")
+            log.info("statistics_rebuilt" if rebuilt else "statistics_current")
             for table in store.DERIVED:  # statistics for the readers' plans over the new indexes
                 await self._analyze(conn, table)
         finally:

@@ -189,7 +189,8 @@ END $$;
 
 -- The rebuild owed after an initial sync runs in the transaction that builds the last deferred
 -- index, or — when the indexer's two index builders delete their rows at once and neither sees the
--- table empty (READ COMMITTED) — in the next batch that writes an event. It takes no lock unless a
+-- table empty (READ COMMITTED) — when the indexer calls agg.rebuild_if_pending() after its index
+-- builds (indexer/service.py), or in the next batch that writes an event, whichever comes first. It takes no lock unless a
 -- rebuild is due, so a stalled transaction elsewhere can never hold up the writer.
 CREATE FUNCTION agg.rebuild_if_pending() RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE owed boolean;
