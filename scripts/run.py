@@ -29,6 +29,7 @@ import requests
 
 from api.settings import ApiSection
 from core.config import ChainSettings, DatabaseSettings, ServicesSettings, load_config, section
+from core.contracts import CONTRACT_NAMES, abi_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data"
@@ -174,10 +175,15 @@ def rpc(url: str, method: str, params: list[Any] | None = None) -> Any:
 
 
 def deployment_live(rpc_url: str, path: Path) -> bool:
-    """True when the deployment file exists and its OpinionMarket has code on the running chain."""
+    """True when the deployment file exists, was made from the ABIs checked in now (contracts that
+    changed since are redeployed on a fresh database), and its OpinionMarket has code on the chain."""
     if not path.exists():
         return False
-    addr = json.loads(path.read_text())["contracts"]["OpinionMarket"]
+    record = json.loads(path.read_text())
+    if any(record.get("abi_hashes", {}).get(n) != abi_hash(n) for n in CONTRACT_NAMES):
+        print(f"{path.name} was deployed from other ABIs: redeploying", flush=True)
+        return False
+    addr = record["contracts"]["OpinionMarket"]
     return rpc(rpc_url, "eth_getCode", [addr, "latest"]) not in (None, "0x")
 
 
