@@ -149,9 +149,8 @@ class Cache:
     async def get(self, key: str, field: str) -> bytes | None:
         if not self.enabled:
             return None
-        local = self._l1_get(key, field)
+        local = self.get_local(key, field)
         if local is not None:
-            self.metrics.cache_hit_local.inc()
             return local
         if not self._available():
             self.metrics.cache.labels("error").inc()

@@ -108,10 +108,17 @@ async def fetch_as_of(conn: Conn, chain_id: int) -> dict[str, Any]:
     """How fresh an answer is: the last indexed block and the node's safe/finalized tags."""
     r = await conn.fetchrow(AS_OF_SQL, chain_id)
     assert r is not None
+    return as_of_json(chain_id, r["block_number"], r["block_hash"], r["safe_block"], r["finalized_block"])
+
+
+def as_of_json(
+    chain_id: int, block_number: int | None, block_hash: bytes | None, safe: int | None, finalized: int | None
+) -> dict[str, Any]:
+    """The `as_of` block of every answer (and of /ready), one shape."""
     return {
         "chain_id": chain_id,
-        "block_number": r["block_number"],
-        "block_hash": None if r["block_hash"] is None else "0x" + bytes(r["block_hash"]).hex(),
-        "safe_block": r["safe_block"],
-        "finalized_block": r["finalized_block"],
+        "block_number": block_number,
+        "block_hash": None if block_hash is None else "0x" + bytes(block_hash).hex(),
+        "safe_block": safe,
+        "finalized_block": finalized,
     }

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from api.context import as_of_json
 from api.encode import JSONBody
 from api.errors import FieldError, error_response
 from api.openapi import render_docs, spec
@@ -65,16 +66,6 @@ def _indexer_check(r: Any, max_lag: int, max_age: int) -> tuple[dict[str, Any] |
     return {"lag_blocks": lag, "head_age_s": round(age, 3)}, problems
 
 
-def _as_of(chain: int, r: Any) -> dict[str, Any]:
-    return {
-        "chain_id": chain,
-        "block_number": r["indexed_block"],
-        "block_hash": None if r["block_hash"] is None else "0x" + bytes(r["block_hash"]).hex(),
-        "safe_block": r["safe_block"],
-        "finalized_block": r["finalized_block"],
-    }
-
-
 def routes(rt: Runtime) -> list[Route]:
     document: dict[str, Any] = spec(rt.settings)
     docs_html = render_docs(document)
@@ -111,7 +102,10 @@ def routes(rt: Runtime) -> list[Route]:
             problems += [FieldError(field, p) for p in found]
             if chain == rt.settings.chain_id and indexer is not None:
                 rt.metrics.indexer_lag.set(indexer["lag_blocks"])
-            per_chain[chain] = {"indexer": indexer, "as_of": _as_of(chain, r)}
+            per_chain[chain] = {
+                "indexer": indexer,
+                "as_of": as_of_json(chain, r["indexed_block"], r["block_hash"], r["safe_block"], r["finalized_block"]),
+            }
         redis_ok = await state.cache.ping()
         checks["redis"] = "ok" if redis_ok else "down (answering from PostgreSQL; no cache, no rate limits)"
         checks["outbox"] = {"seq": state.pump.last_seq, "listening": state.pump.listening}
