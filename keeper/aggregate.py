@@ -45,58 +45,75 @@ SELECT $1, row_number() OVER (ORDER BY score DESC, market_id), market_id, score,
   ) ranked
 """
 
+# One scan of the last 30 days' trades and claims serves the three windows (a trade 2 h old counts
+# in all three); `all` ranks average-cost PnL from idx.positions. Each window is ranked both ways
+# the API sorts, with the API's tie-breaks (sql/027).
 TRADERS_SQL = """
 WITH w(name, since) AS (
     VALUES ('24h', $2::timestamptz - interval '24 hours'), ('7d', $2::timestamptz - interval '7 days'),
-           ('all', '-infinity'::timestamptz)
+           ('30d', $2::timestamptz - interval '30 days')
 ),
-flows AS (
-    SELECT w.name, t.trader,
-           sum(CASE WHEN t.is_buy THEN -t.collateral ELSE t.collateral END) AS pnl,
-           sum(t.collateral) AS volume, count(*) AS trades, count(DISTINCT t.market_id) AS markets
-      FROM w JOIN idx.ev_trade t ON t.chain_id = $1 AND t.block_time > w.since AND t.block_time <= $2::timestamptz
-     GROUP BY w.name, t.trader
+e AS (
+    SELECT trader, block_time, market_id, CASE WHEN is_buy THEN -collateral ELSE collateral END AS cash,
+           collateral AS volume, 1 AS trades
+      FROM idx.ev_trade
+     WHERE chain_id = $1 AND block_time > $2::timestamptz - interval '30 days' AND block_time <= $2::timestamptz
+    UNION ALL
+    SELECT holder, block_time, NULL, payout, 0, 0
+      FROM idx.ev_winnings_claimed
+     WHERE chain_id = $1 AND block_time > $2::timestamptz - interval '30 days' AND block_time <= $2::timestamptz
 ),
-claims AS (
-    SELECT w.name, c.holder AS trader, sum(c.payout) AS payout
-      FROM w JOIN idx.ev_winnings_claimed c
-        ON c.chain_id = $1 AND c.block_time > w.since AND c.block_time <= $2::timestamptz
-     GROUP BY w.name, c.holder
+windows AS (
+    SELECT w.name, e.trader, sum(e.cash) AS pnl, sum(e.volume) AS volume, sum(e.trades) AS trades,
+           count(DISTINCT e.market_id) AS markets
+      FROM e JOIN w ON e.block_time > w.since
+     GROUP BY w.name, e.trader HAVING sum(e.trades) > 0
 ),
-combined AS (
-    SELECT coalesce(f.name, c.name) AS name, coalesce(f.trader, c.trader) AS trader,
-           coalesce(f.pnl, 0) + coalesce(c.payout, 0) AS pnl, coalesce(f.volume, 0) AS volume,
-           coalesce(f.trades, 0) AS trades, coalesce(f.markets, 0) AS markets
-      FROM flows f FULL JOIN claims c ON c.name = f.name AND c.trader = f.trader
+all_time AS (
+    SELECT 'all' AS name, p.holder AS trader, sum(agg.position_pnl(p, m)) AS pnl, sum(p.bought + p.sold) AS volume,
+           sum(p.trade_count) AS trades, count(*) AS markets
+      FROM idx.positions p JOIN idx.markets m ON m.chain_id = p.chain_id AND m.market_id = p.market_id
+     WHERE p.chain_id = $1
+     GROUP BY p.holder
 ),
 ranked AS (
-    SELECT *, row_number() OVER (PARTITION BY name ORDER BY pnl DESC, volume DESC, trader) AS rank FROM combined
+    SELECT *, row_number() OVER (PARTITION BY name ORDER BY pnl DESC, trader) AS by_pnl,
+              row_number() OVER (PARTITION BY name ORDER BY volume DESC, trader) AS by_volume
+      FROM (SELECT * FROM windows UNION ALL SELECT * FROM all_time) c
 )
-INSERT INTO agg.leaderboard_traders (chain_id, "window", rank, trader, pnl, volume, trades, markets, updated_at)
-SELECT $1, name, rank, trader, pnl, volume, trades, markets, $2 FROM ranked WHERE rank <= $3
+INSERT INTO agg.leaderboard_traders (chain_id, "window", "by", rank, trader, pnl, volume, trades, markets, updated_at)
+SELECT $1, name, 'pnl', by_pnl, trader, pnl, volume, trades, markets, $2 FROM ranked WHERE by_pnl <= $3
+UNION ALL
+SELECT $1, name, 'volume', by_volume, trader, pnl, volume, trades, markets, $2 FROM ranked WHERE by_volume <= $3
 """
 
 CREATORS_SQL = """
 WITH w(name, since) AS (
     VALUES ('24h', $2::timestamptz - interval '24 hours'), ('7d', $2::timestamptz - interval '7 days'),
-           ('all', '-infinity'::timestamptz)
+           ('30d', $2::timestamptz - interval '30 days')
 ),
-vol AS (
+windows AS (
     SELECT w.name, s.creator, sum(s.price) AS volume, count(*) AS trades
-      FROM w JOIN idx.ev_shares_traded s
-        ON s.chain_id = $1 AND s.block_time > w.since AND s.block_time <= $2::timestamptz
+      FROM idx.ev_shares_traded s JOIN w ON s.block_time > w.since
+     WHERE s.chain_id = $1 AND s.block_time > $2::timestamptz - interval '30 days' AND s.block_time <= $2::timestamptz
      GROUP BY w.name, s.creator
 ),
+all_time AS (SELECT 'all' AS name, creator, volume, trade_count AS trades FROM idx.creators WHERE chain_id = $1),
 ranked AS (
-    SELECT v.*, row_number() OVER (PARTITION BY v.name ORDER BY v.volume DESC, v.trades DESC, v.creator) AS rank
-      FROM vol v
+    SELECT v.*, coalesce(c.holder_count, 0) AS holders, coalesce(c.supply, 0) AS supply,
+           coalesce(c.distributed_total, 0) AS distributed_total,
+           row_number() OVER (PARTITION BY v.name ORDER BY v.volume DESC, v.creator) AS by_volume,
+           row_number() OVER (PARTITION BY v.name ORDER BY coalesce(c.holder_count, 0) DESC, v.creator) AS by_holders
+      FROM (SELECT * FROM windows UNION ALL SELECT * FROM all_time) v
+      LEFT JOIN idx.creators c ON c.chain_id = $1 AND c.creator = v.creator
 )
-INSERT INTO agg.leaderboard_creators (chain_id, "window", rank, creator, volume, trades, holder_count, supply,
+INSERT INTO agg.leaderboard_creators (chain_id, "window", "by", rank, creator, volume, trades, holder_count, supply,
                                       distributed_total, updated_at)
-SELECT $1, r.name, r.rank, r.creator, r.volume, r.trades, coalesce(c.holder_count, 0), coalesce(c.supply, 0),
-       coalesce(c.distributed_total, 0), $2
-  FROM ranked r LEFT JOIN idx.creators c ON c.chain_id = $1 AND c.creator = r.creator
- WHERE r.rank <= $3
+SELECT $1, name, 'volume', by_volume, creator, volume, trades, holders, supply, distributed_total, $2
+  FROM ranked WHERE by_volume <= $3
+UNION ALL
+SELECT $1, name, 'holders', by_holders, creator, volume, trades, holders, supply, distributed_total, $2
+  FROM ranked WHERE by_holders <= $3
 """
 
 TABLES = ("market_stats_24h", "trending_markets", "leaderboard_traders", "leaderboard_creators")

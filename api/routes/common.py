@@ -46,6 +46,18 @@ async def agg_fresh(ctx: Ctx, name: str) -> dt.datetime | None:
     return t
 
 
+async def agg_ranked(ctx: Ctx, name: str) -> dt.datetime | None:
+    """When the keeper last refreshed agg.<name>, whatever its age (a ranking is served stale rather
+    than recomputed per request); None when it never has → rank live."""
+    try:
+        t: dt.datetime | None = await ctx.conn.fetchval(
+            "SELECT refreshed_at FROM agg.refreshes WHERE chain_id = $1 AND name = $2", ctx.chain_id, name
+        )
+    except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError):
+        return None
+    return t
+
+
 WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 
 

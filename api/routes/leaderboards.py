@@ -3,6 +3,10 @@
 Trader PnL by window: `all` is realized + unrealized PnL from idx.positions at spot prices (the
 same rules as /users/{address}/positions); a time window uses the cash flow inside the window
 (sell proceeds + winnings claimed − buy cost), since average-cost PnL is not defined per window.
+
+Leaderboards are the keeper's rankings (agg.leaderboard_*, sql/027: the top `leaderboard_size` of
+every window and order, refreshed every aggregate run), served whatever their age with
+`meta.refreshedAt`; a chain the keeper has never ranked is ranked live by the same rules.
 """
 
 from __future__ import annotations
@@ -13,22 +17,14 @@ from typing import Any
 from api.context import Ctx, Endpoint
 from api.encode import hexs, iso, units
 from api.params import Param, filters_hash, page_params
-from api.routes.common import WINDOWS, agg_fresh, offset, page_meta
+from api.routes.common import WINDOWS, agg_ranked, offset, page_meta
 from api.schemas import ADDRESS, AMOUNT, INT, PAGE_META_PROPS, TIME, arr, enum, model, null, obj
 
 WINDOW = Param("window", "enum", choices=("24h", "7d", "30d", "all"), default="all")
 
 PNL_ALL_SQL = """
 WITH p AS (
-  SELECT p.holder,
-         p.realized_pnl + CASE
-           WHEN p.yes_shares = 0 AND p.no_shares = 0 THEN 0
-           WHEN m.resolved THEN (CASE m.outcome WHEN 1 THEN p.yes_shares WHEN 0 THEN p.no_shares
-                                  ELSE floor((p.yes_shares + p.no_shares) / 2) END) - p.yes_cost - p.no_cost
-           ELSE floor((p.yes_shares * m.no_reserve + p.no_shares * m.yes_reserve) / (m.yes_reserve + m.no_reserve))
-                - p.yes_cost - p.no_cost
-         END AS pnl,
-         p.bought + p.sold AS volume, p.trade_count
+  SELECT p.holder, agg.position_pnl(p, m) AS pnl, p.bought + p.sold AS volume, p.trade_count
     FROM idx.positions p JOIN idx.markets m ON m.chain_id = p.chain_id AND m.market_id = p.market_id
    WHERE p.chain_id = $1
 )
@@ -47,7 +43,7 @@ SELECT trader, sum(cash) AS pnl, sum(volume) AS volume, sum(trades) AS trades, c
 """
 AGG_TRADERS_SQL = """
 SELECT trader, pnl, volume, trades, count(*) OVER () AS total
-  FROM agg.leaderboard_traders WHERE chain_id = $1 AND "window" = $4
+  FROM agg.leaderboard_traders WHERE chain_id = $1 AND "window" = $4 AND "by" = $5
  ORDER BY rank LIMIT $2 OFFSET $3
 """
 TRADER_ORDER = {"pnl": "pnl DESC, trader", "volume": "volume DESC, trader"}
@@ -58,11 +54,9 @@ async def traders(ctx: Ctx) -> dict[str, Any]:
     limit, off = offset(ctx)
     order = TRADER_ORDER[ctx.params["by"]]
     w = ctx.params["window"]
-    agg_at = None
-    if w in ("24h", "7d") and ctx.params["by"] == "pnl":
-        agg_at = await agg_fresh(ctx, "leaderboard_traders")
-    if agg_at is not None:  # the keeper's ranking (same cash-flow definition), top N only
-        rows = await ctx.conn.fetch(AGG_TRADERS_SQL, ctx.chain_id, limit, off, w)
+    agg_at = await agg_ranked(ctx, "leaderboard_traders")
+    if agg_at is not None:  # the keeper's ranking (same definitions), top N only
+        rows = await ctx.conn.fetch(AGG_TRADERS_SQL, ctx.chain_id, limit, off, w, ctx.params["by"])
     elif w == "all":
         rows = await ctx.conn.fetch(PNL_ALL_SQL.format(order=order), ctx.chain_id, limit, off)
     else:
@@ -103,7 +97,7 @@ SELECT s.creator, c.holder_count AS holders, sum(s.price) AS volume, count(*) AS
 """
 AGG_CREATORS_SQL = """
 SELECT creator, holder_count AS holders, volume, trades, count(*) OVER () AS total
-  FROM agg.leaderboard_creators WHERE chain_id = $1 AND "window" = $4
+  FROM agg.leaderboard_creators WHERE chain_id = $1 AND "window" = $4 AND "by" = $5
  ORDER BY rank LIMIT $2 OFFSET $3
 """
 CREATOR_ORDER = {"holders": "holders DESC, creator", "volume": "volume DESC, creator"}
@@ -114,11 +108,9 @@ async def creators(ctx: Ctx) -> dict[str, Any]:
     limit, off = offset(ctx)
     order = CREATOR_ORDER[ctx.params["by"]]
     w = ctx.params["window"]
-    agg_at = None
-    if w in ("24h", "7d", "all") and ctx.params["by"] == "volume":
-        agg_at = await agg_fresh(ctx, "leaderboard_creators")
+    agg_at = await agg_ranked(ctx, "leaderboard_creators")
     if agg_at is not None:
-        rows = await ctx.conn.fetch(AGG_CREATORS_SQL, ctx.chain_id, limit, off, w)
+        rows = await ctx.conn.fetch(AGG_CREATORS_SQL, ctx.chain_id, limit, off, w, ctx.params["by"])
     elif w == "all":
         rows = await ctx.conn.fetch(CREATORS_ALL_SQL.format(order=order), ctx.chain_id, limit, off)
     else:
@@ -146,22 +138,30 @@ async def creators(ctx: Ctx) -> dict[str, Any]:
     }
 
 
-# Both read the per-minute totals and users' latest activity that triggers keep in step with the
-# raw events (sql/025): a window sums at most 43,200 minute rows; `all` sums every minute.
+# Everything comes from tables that triggers keep in step with the raw events (sql/025, sql/026):
+# a window starting at minute $2 sums the whole hours from $3 (the first hour boundary at or after
+# $2) and the minutes in [$2, $3) — at most ~800 rows for 30 days; `all` sums the hours only.
 STATS_SQL = """
-WITH t AS (
-  SELECT coalesce(sum(trades), 0)::bigint AS trades, coalesce(sum(volume), 0) AS volume,
-         coalesce(sum(fees), 0) AS fees, coalesce(sum(share_trades), 0)::bigint AS share_trades,
-         coalesce(sum(share_volume), 0) AS share_volume, coalesce(sum(markets_created), 0)::bigint AS markets_created,
-         coalesce(sum(markets_resolved), 0)::bigint AS markets_resolved,
-         coalesce(sum(dividends_distributed), 0) AS dividends_distributed
-    FROM agg.platform_minutes WHERE chain_id = $1 AND minute >= $2)
-SELECT t.*,
-  (SELECT count(*) FROM agg.user_last_active WHERE chain_id = $1 AND last_at >= $2) AS active_users,
-  (SELECT count(*) FROM idx.markets WHERE chain_id = $1) AS markets_total,
+WITH p AS (
+  SELECT trades, volume, fees, share_trades, share_volume, markets_created, markets_resolved, dividends_distributed
+    FROM agg.platform_hours WHERE chain_id = $1 AND hour >= $3
+  UNION ALL
+  SELECT trades, volume, fees, share_trades, share_volume, markets_created, markets_resolved, dividends_distributed
+    FROM agg.platform_minutes WHERE chain_id = $1 AND minute >= $2 AND minute < $3),
+a AS (
+  SELECT users FROM agg.active_hours WHERE chain_id = $1 AND hour >= $3
+  UNION ALL
+  SELECT users FROM agg.active_minutes WHERE chain_id = $1 AND minute >= $2 AND minute < $3)
+SELECT coalesce(sum(trades), 0)::bigint AS trades, coalesce(sum(volume), 0) AS volume,
+       coalesce(sum(fees), 0) AS fees, coalesce(sum(share_trades), 0)::bigint AS share_trades,
+       coalesce(sum(share_volume), 0) AS share_volume, coalesce(sum(markets_created), 0)::bigint AS markets_created,
+       coalesce(sum(markets_resolved), 0)::bigint AS markets_resolved,
+       coalesce(sum(dividends_distributed), 0) AS dividends_distributed,
+  (SELECT coalesce(sum(users), 0)::bigint FROM a) AS active_users,
+  (SELECT coalesce(sum(markets_created), 0)::bigint FROM agg.platform_hours WHERE chain_id = $1) AS markets_total,
   (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND NOT resolved AND end_time > now()) AS markets_open,
   (SELECT count(*) FROM idx.creators WHERE chain_id = $1) AS creators_total
-  FROM t
+  FROM p
 """
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -172,7 +172,9 @@ async def stats(ctx: Ctx) -> dict[str, Any]:
     since = EPOCH
     if w != "all":  # aligned to the minute: the window starts at the minute now - window falls in
         since = await ctx.conn.fetchval("SELECT date_trunc('minute', now() - $1::interval)", WINDOWS[w])
-    r = await ctx.conn.fetchrow(STATS_SQL, ctx.chain_id, since)
+    since = since.astimezone(dt.UTC)  # hours are UTC hours (sql/026)
+    hours_from = since.replace(minute=0) + (dt.timedelta(hours=1) if since.minute else dt.timedelta())
+    r = await ctx.conn.fetchrow(STATS_SQL, ctx.chain_id, since, hours_from)
     assert r is not None
     return {
         "data": {

@@ -273,23 +273,26 @@ def test_holders_prices_trending_history(filled: TestClient) -> None:
 
 
 def test_keeper_aggregates_used_when_fresh(filled: TestClient, db_dsn: str) -> None:
-    """Trending, the 24 h sort and the 24 h PnL leaderboard read agg.* when the keeper refreshed it
-    recently; stale aggregates are ignored in favour of live SQL."""
+    """Trending and the 24 h sort read agg.* when the keeper refreshed it recently, and live SQL when
+    it is stale; a leaderboard is the keeper's ranking whatever its age (never ranked live per
+    request once one exists), live only for a chain never ranked."""
     import asyncpg
 
-    async def agg(age: str) -> None:
+    async def agg(age: str | None) -> None:
         conn = await asyncpg.connect(db_dsn)
         await conn.execute("DELETE FROM agg.refreshes")
+        await conn.execute("DELETE FROM agg.leaderboard_traders")
+        if age is None:
+            return await conn.close()
         await conn.execute("DELETE FROM agg.trending_markets")
         await conn.execute("DELETE FROM agg.market_stats_24h")
-        await conn.execute("DELETE FROM agg.leaderboard_traders")
         for name in ("trending_markets", "market_stats_24h", "leaderboard_traders"):
             await conn.execute("INSERT INTO agg.refreshes VALUES (31337, $1, now() - $2::text::interval, 1)", name, age)
         await conn.execute("INSERT INTO agg.trending_markets VALUES (31337, 1, 1, 99, 5, 1, 1, now())")
         for m, v in ((1, 1), (2, 500), (3, 7)):
             await conn.execute("INSERT INTO agg.market_stats_24h VALUES (31337, $1, $2, 1, 1, 0, now())", m, v)
         await conn.execute(
-            "INSERT INTO agg.leaderboard_traders VALUES (31337, '24h', 1, $1, -5, 9, 2, 1, now())",
+            "INSERT INTO agg.leaderboard_traders VALUES (31337, '24h', 1, $1, -5, 9, 2, 1, now(), 'pnl')",
             bytes.fromhex("ee" * 20),
         )
         await conn.close()
@@ -309,3 +312,13 @@ def test_keeper_aggregates_used_when_fresh(filled: TestClient, db_dsn: str) -> N
     asyncio.run(agg("1 day"))
     r = filled.get("/v1/markets", params={"sort": "volume24h:asc", "limit": 3}).json()
     assert r["meta"]["sortSource"] == "live"
+    stale = filled.get("/v1/leaderboards/traders", params={"window": "24h", "limit": 5}).json()
+    assert (stale["meta"]["source"], stale["data"][0]["trader"]) == ("agg", "0x" + "ee" * 20)
+    refreshed = dt.datetime.fromisoformat(stale["meta"]["refreshedAt"].replace("Z", "+00:00"))
+    assert dt.datetime.now(dt.UTC) - refreshed > dt.timedelta(hours=23)
+    assert filled.get("/v1/leaderboards/traders", params={"window": "24h", "by": "volume"}).json()["data"] == []
+    asyncio.run(agg(None))
+    live = filled.get("/v1/leaderboards/traders", params={"window": "24h", "limit": 6}).json()
+    assert live["meta"]["source"] == "live"
+    assert live["data"]
+    assert all(row["trader"] != "0x" + "ee" * 20 for row in live["data"])

@@ -1,4 +1,4 @@
-"""The incrementally maintained statistics (sql/025) equal a recomputation from the raw events
+"""The incrementally maintained statistics (sql/025, sql/026) equal a recomputation from the raw events
 after any sequence of batches and reorg deletions, and /v1/stats serves them."""
 
 from __future__ import annotations
@@ -62,12 +62,36 @@ SELECT chain_id, trader AS address, max(block_time) AS last_at
  GROUP BY 1, 2 ORDER BY 1, 2
 """
 STORED_USERS = "SELECT chain_id, address, last_at FROM agg.user_last_active ORDER BY 1, 2"
+RECOMPUTED_HOURS = f"""
+SELECT chain_id, date_trunc('hour', minute, 'UTC') AS hour, sum(trades), sum(volume), sum(fees), sum(share_trades),
+       sum(share_volume), sum(markets_created), sum(dividends_distributed)
+  FROM ({RECOMPUTED_MINUTES.replace("ORDER BY 1, 2", "")}) m GROUP BY 1, 2 ORDER BY 1, 2
+"""
+STORED_HOURS = STORED_MINUTES.replace("minute", "hour")  # agg.platform_minutes too
+RECOMPUTED_ACTIVE = f"""
+SELECT chain_id, date_trunc('{{unit}}', last_at, 'UTC') AS at, count(*)
+  FROM ({RECOMPUTED_USERS.replace("ORDER BY 1, 2", "")}) u GROUP BY 1, 2 ORDER BY 1, 2
+"""
+STORED_ACTIVE = "SELECT chain_id, {unit}, users FROM agg.active_{unit}s WHERE users <> 0 ORDER BY 1, 2"
+
+
+async def assert_aggregates_match(conn: asyncpg.Connection, label: str = "") -> None:
+    """Every trigger-maintained table equals its GROUP BY over the raw events."""
+    for stored, recomputed in (
+        (STORED_MINUTES, RECOMPUTED_MINUTES),
+        (STORED_HOURS, RECOMPUTED_HOURS),
+        (STORED_USERS, RECOMPUTED_USERS),
+        (STORED_ACTIVE.format(unit="minute"), RECOMPUTED_ACTIVE.format(unit="minute")),
+        (STORED_ACTIVE.format(unit="hour"), RECOMPUTED_ACTIVE.format(unit="hour")),
+    ):
+        got = [tuple(r) for r in await conn.fetch(stored)]
+        assert got == [tuple(r) for r in await conn.fetch(recomputed)], f"{label}: {stored.split()[-5]}"
 
 
 async def insert_batch(conn: asyncpg.Connection, rng: random.Random, first_block: int, blocks: int) -> None:
     """One indexer-like batch: several event kinds per block, one statement per table."""
     trades, shares, created, dividends = [], [], [], []
-    traders = [bytes([i]) * 20 for i in range(1, 7)]
+    traders = [bytes([i]) * 20 for i in range(1, 41)]  # enough that latest activity spreads over hours
     for b in range(first_block, first_block + blocks):
         t = NOW - dt.timedelta(minutes=3 * (10_000 - b))  # block times never decrease
         for i in range(rng.randrange(0, 4)):
@@ -116,13 +140,9 @@ async def test_aggregates_equal_a_recomputation_after_batches_and_reorgs(db_dsn:
                 n = rng.randrange(1, 8)
                 await insert_batch(conn, rng, tip + 1, n)
                 tip += n
-            assert [tuple(r) for r in await conn.fetch(STORED_MINUTES)] == [
-                tuple(r) for r in await conn.fetch(RECOMPUTED_MINUTES)
-            ], f"step {step}"
-            assert [tuple(r) for r in await conn.fetch(STORED_USERS)] == [
-                tuple(r) for r in await conn.fetch(RECOMPUTED_USERS)
-            ], f"step {step}"
+            await assert_aggregates_match(conn, f"step {step}")
         assert await conn.fetchval("SELECT sum(trades) FROM agg.platform_minutes") > 0
+        assert await conn.fetchval("SELECT count(*) FROM agg.active_hours WHERE users > 0") > 1
     finally:
         await conn.close()
 
@@ -131,10 +151,17 @@ async def test_aggregates_equal_a_recomputation_after_batches_and_reorgs(db_dsn:
 async def test_stats_window_counts_the_minutes_since_its_start(db_dsn: str, redis_url: str) -> None:
     """/v1/stats?window=24h counts what happened from the minute 24 h ago; older events only in `all`."""
     conn = await asyncpg.connect(db_dsn)
+    now = dt.datetime.now(dt.UTC)
     try:
         rows = [
             (CHAIN, b, 0, h(b), h(b), when, 1, bytes([b]) * 20, True, 1, 10 * U, 10 * U, U // 5, 0, U, U, 0, 0)
-            for b, when in ((1, NOW - dt.timedelta(days=3)), (2, NOW - dt.timedelta(hours=2)), (3, NOW))
+            for b, when in (
+                (1, now - dt.timedelta(days=3)),
+                (2, now - dt.timedelta(hours=24, minutes=2)),  # just before the window's first minute
+                (3, now - dt.timedelta(hours=23, minutes=58)),  # its first minutes: read from agg.*_minutes
+                (4, now - dt.timedelta(hours=2)),
+                (5, now),
+            )
         ]
         await conn.copy_records_to_table("ev_trade", schema_name="idx", records=rows, columns=TRADE_COLUMNS)
     finally:
@@ -142,8 +169,8 @@ async def test_stats_window_counts_the_minutes_since_its_start(db_dsn: str, redi
     with TestClient(create_app(make_settings(db_dsn, redis_url, cache_enabled=False), serve_feed=False)) as c:
         day = c.get("/v1/stats", params={"window": "24h"}).json()["data"]
         every = c.get("/v1/stats", params={"window": "all"}).json()["data"]
-    assert (day["trades"], day["volume"], day["fees"], day["activeUsers"]) == (2, "20.000000", "0.400000", 2)
-    assert (every["trades"], every["volume"], every["activeUsers"]) == (3, "30.000000", 3)
+    assert (day["trades"], day["volume"], day["fees"], day["activeUsers"]) == (3, "30.000000", "0.600000", 3)
+    assert (every["trades"], every["volume"], every["activeUsers"]) == (5, "50.000000", 5)
 
 
 async def test_an_initial_sync_skips_the_triggers_and_rebuilds_when_its_indexes_are_built(db_dsn: str) -> None:
@@ -160,12 +187,7 @@ async def test_an_initial_sync_skips_the_triggers_and_rebuilds_when_its_indexes_
         await conn.execute("DELETE FROM idx.deferred_indexes WHERE name = 'a'")
         assert await conn.fetchval("SELECT count(*) FROM agg.platform_minutes") == 0  # one still deferred
         await conn.execute("DELETE FROM idx.deferred_indexes WHERE name = 'b'")
-        assert [tuple(r) for r in await conn.fetch(STORED_MINUTES)] == [
-            tuple(r) for r in await conn.fetch(RECOMPUTED_MINUTES)
-        ]
-        assert [tuple(r) for r in await conn.fetch(STORED_USERS)] == [
-            tuple(r) for r in await conn.fetch(RECOMPUTED_USERS)
-        ]
+        await assert_aggregates_match(conn)
     finally:
         await conn.close()
 
@@ -190,11 +212,7 @@ async def test_a_rebuild_missed_by_concurrent_index_builds_happens_on_the_next_b
         assert await conn.fetchval("SELECT count(*) FROM agg.rebuild_pending") == 1
         await insert_batch(conn, random.Random(5), 21, 5)
         assert await conn.fetchval("SELECT count(*) FROM agg.rebuild_pending") == 0
-        assert [tuple(r) for r in await conn.fetch(STORED_MINUTES)] == [
-            tuple(r) for r in await conn.fetch(RECOMPUTED_MINUTES)
-        ]
-        users = [tuple(r) for r in await conn.fetch(RECOMPUTED_USERS)]
-        assert [tuple(r) for r in await conn.fetch(STORED_USERS)] == users
+        await assert_aggregates_match(conn)
     finally:
         await conn.close()
         await other.close()

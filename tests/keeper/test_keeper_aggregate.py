@@ -72,6 +72,17 @@ async def seed(conn: asyncpg.Connection) -> None:
         A,
         7 * USDC,
     )
+    positions = [
+        # (market, holder, yes_shares, yes_cost, realized_pnl, bought, sold, trades): market 2 is at 50/50
+        (1, A, 0, 0, 50, 100, 150, 2),  # closed out: +50 realized
+        (2, B, 10, 10, 0, 10, 0, 1),  # 10 YES at 0.50 bought for 10: -5
+        (2, C, 0, 0, 395, 505, 900, 2),
+    ]
+    await conn.executemany(
+        "INSERT INTO idx.positions (chain_id, market_id, holder, yes_shares, yes_cost, realized_pnl, bought, sold,"
+        " trade_count, updated_block) VALUES (31337, $1, $2, $3, $4, $5, $6, $7, $8, 1)",
+        [(m, who, y * USDC, c * USDC, r * USDC, b * USDC, s * USDC, n) for m, who, y, c, r, b, s, n in positions],
+    )
     await conn.execute(
         "INSERT INTO idx.creators (chain_id, creator, supply, holder_count, distributed_total, first_block,"
         " updated_block) VALUES (31337, $1, 2, 2, 123, 1, 17)",
@@ -90,14 +101,31 @@ async def test_refresh_builds_leaderboards_stats_and_trending(db_dsn: str) -> No
             again = await refresh_aggregates(pool, 31337, 100, 50, now=NOW)  # idempotent, replaces rows
         assert counts == again
         lb = await conn.fetch(
-            'SELECT "window", rank, trader, pnl, volume, trades FROM agg.leaderboard_traders ORDER BY "window", rank'
+            'SELECT "window", "by", rank, trader, pnl, volume FROM agg.leaderboard_traders ORDER BY 1, 2, rank'
         )
-        by_window: dict[str, list[tuple[bytes, int]]] = {}
+        board: dict[tuple[str, str], list[tuple[bytes, int, int]]] = {}
         for r in lb:
-            by_window.setdefault(r["window"], []).append((bytes(r["trader"]), int(r["pnl"])))
-        # all time: C = 900 - 505 = 395, A = 150 - 100 = 50, B = -40
-        assert by_window["all"] == [(C, 395 * USDC), (A, 50 * USDC), (B, -40 * USDC)]
-        assert by_window["24h"] == [(C, 395 * USDC), (A, 150 * USDC), (B, -40 * USDC)]
+            board.setdefault((r["window"], r["by"]), []).append((bytes(r["trader"]), int(r["pnl"]), int(r["volume"])))
+        # all time: average-cost PnL from positions (C +395 realized, A +50, B's 10 YES worth 5 for 10)
+        assert board["all", "pnl"] == [
+            (C, 395 * USDC, 1405 * USDC),
+            (A, 50 * USDC, 250 * USDC),
+            (B, -5 * USDC, 10 * USDC),
+        ]
+        assert [t for t, _, _ in board["all", "volume"]] == [C, A, B]
+        # windows: cash flow (C: 900 claimed - 505 paid; A's buy 3 days ago is outside 24 h)
+        assert board["24h", "pnl"] == [
+            (C, 395 * USDC, 505 * USDC),
+            (A, 150 * USDC, 150 * USDC),
+            (B, -40 * USDC, 40 * USDC),
+        ]
+        assert board["24h", "volume"] == [board["24h", "pnl"][i] for i in (0, 1, 2)]
+        assert (
+            board["7d", "pnl"]
+            == board["30d", "pnl"]
+            == [(C, 395 * USDC, 505 * USDC), (A, 50 * USDC, 250 * USDC), (B, -40 * USDC, 40 * USDC)]
+        )
+        assert [t for t, _, _ in board["7d", "volume"]] == [C, A, B]
         stats = {r["market_id"]: r for r in await conn.fetch("SELECT * FROM agg.market_stats_24h")}
         assert set(stats) == {1, 2, 3}
         assert (int(stats[1]["volume_24h"]), stats[1]["trades_24h"], stats[1]["traders_24h"]) == (180 * USDC, 2, 2)
@@ -105,7 +133,8 @@ async def test_refresh_builds_leaderboards_stats_and_trending(db_dsn: str) -> No
         trending = await conn.fetch("SELECT rank, market_id FROM agg.trending_markets ORDER BY rank")
         assert [r["market_id"] for r in trending] == [1, 2]
         creators = await conn.fetch(
-            'SELECT "window", creator, volume, holder_count FROM agg.leaderboard_creators WHERE "window" = \'24h\''
+            'SELECT "window", creator, volume, holder_count FROM agg.leaderboard_creators'
+            " WHERE \"window\" = '24h' AND \"by\" = 'volume'"
         )
         assert [(bytes(r["creator"]), int(r["volume"]), r["holder_count"]) for r in creators] == [(C, 7 * USDC, 2)]
         refreshed = await conn.fetch("SELECT name, rows FROM agg.refreshes ORDER BY name")
