@@ -45,29 +45,29 @@ SELECT $1, row_number() OVER (ORDER BY score DESC, market_id), market_id, score,
   ) ranked
 """
 
-# One scan of the last 30 days' trades and claims serves the three windows (a trade 2 h old counts
-# in all three); `all` ranks average-cost PnL from idx.positions. Each window is ranked both ways
-# the API sorts, with the API's tie-breaks (sql/027).
+# The windows come from each trader's day buckets (agg.trader_days, kept by triggers: sql/028) for
+# the window's whole UTC days and from the raw trades and claims of its first, partial day; `all`
+# ranks average-cost PnL from idx.positions. Each window is ranked both ways the API sorts, with the
+# API's tie-breaks (sql/027).
 TRADERS_SQL = """
 WITH w(name, since) AS (
     VALUES ('24h', $2::timestamptz - interval '24 hours'), ('7d', $2::timestamptz - interval '7 days'),
            ('30d', $2::timestamptz - interval '30 days')
 ),
+b AS (SELECT name, since, date_trunc('day', since, 'UTC') + interval '1 day' AS whole FROM w),
 e AS (
-    SELECT trader, block_time, market_id, CASE WHEN is_buy THEN -collateral ELSE collateral END AS cash,
-           collateral AS volume, 1 AS trades
-      FROM idx.ev_trade
-     WHERE chain_id = $1 AND block_time > $2::timestamptz - interval '30 days' AND block_time <= $2::timestamptz
+    SELECT b.name, d.trader, d.cash, d.volume, d.trades
+      FROM b JOIN agg.trader_days d ON d.chain_id = $1 AND d.day >= b.whole
     UNION ALL
-    SELECT holder, block_time, NULL, payout, 0, 0
-      FROM idx.ev_winnings_claimed
-     WHERE chain_id = $1 AND block_time > $2::timestamptz - interval '30 days' AND block_time <= $2::timestamptz
+    SELECT b.name, t.trader, CASE WHEN t.is_buy THEN -t.collateral ELSE t.collateral END, t.collateral, 1
+      FROM b JOIN idx.ev_trade t ON t.chain_id = $1 AND t.block_time > b.since AND t.block_time < b.whole
+    UNION ALL
+    SELECT b.name, c.holder, c.payout, 0, 0
+      FROM b JOIN idx.ev_winnings_claimed c ON c.chain_id = $1 AND c.block_time > b.since AND c.block_time < b.whole
 ),
 windows AS (
-    SELECT w.name, e.trader, sum(e.cash) AS pnl, sum(e.volume) AS volume, sum(e.trades) AS trades,
-           count(DISTINCT e.market_id) AS markets
-      FROM e JOIN w ON e.block_time > w.since
-     GROUP BY w.name, e.trader HAVING sum(e.trades) > 0
+    SELECT name, trader, sum(cash) AS pnl, sum(volume) AS volume, sum(trades) AS trades, NULL::bigint AS markets
+      FROM e GROUP BY name, trader HAVING sum(trades) > 0
 ),
 all_time AS (
     SELECT 'all' AS name, p.holder AS trader, sum(agg.position_pnl(p, m)) AS pnl, sum(p.bought + p.sold) AS volume,

@@ -73,6 +73,17 @@ SELECT chain_id, date_trunc('{{unit}}', last_at, 'UTC') AS at, count(*)
   FROM ({RECOMPUTED_USERS.replace("ORDER BY 1, 2", "")}) u GROUP BY 1, 2 ORDER BY 1, 2
 """
 STORED_ACTIVE = "SELECT chain_id, {unit}, users FROM agg.active_{unit}s WHERE users <> 0 ORDER BY 1, 2"
+RECOMPUTED_TRADER_DAYS = """
+SELECT chain_id, trader, date_trunc('day', block_time, 'UTC') AS day, sum(cash), sum(volume), sum(trades)
+  FROM (SELECT chain_id, trader, block_time, CASE WHEN is_buy THEN -collateral ELSE collateral END AS cash,
+               collateral AS volume, 1 AS trades FROM idx.ev_trade
+        UNION ALL SELECT chain_id, holder, block_time, payout, 0, 0 FROM idx.ev_winnings_claimed) e
+ GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+"""
+STORED_TRADER_DAYS = """
+SELECT chain_id, trader, day, cash, volume, trades FROM agg.trader_days
+ WHERE (cash, volume, trades) <> (0, 0, 0) ORDER BY 1, 2, 3
+"""
 
 
 async def assert_aggregates_match(conn: asyncpg.Connection, label: str = "") -> None:
@@ -83,6 +94,7 @@ async def assert_aggregates_match(conn: asyncpg.Connection, label: str = "") -> 
         (STORED_USERS, RECOMPUTED_USERS),
         (STORED_ACTIVE.format(unit="minute"), RECOMPUTED_ACTIVE.format(unit="minute")),
         (STORED_ACTIVE.format(unit="hour"), RECOMPUTED_ACTIVE.format(unit="hour")),
+        (STORED_TRADER_DAYS, RECOMPUTED_TRADER_DAYS),
     ):
         got = [tuple(r) for r in await conn.fetch(stored)]
         assert got == [tuple(r) for r in await conn.fetch(recomputed)], f"{label}: {stored.split()[-5]}"
@@ -90,7 +102,7 @@ async def assert_aggregates_match(conn: asyncpg.Connection, label: str = "") -> 
 
 async def insert_batch(conn: asyncpg.Connection, rng: random.Random, first_block: int, blocks: int) -> None:
     """One indexer-like batch: several event kinds per block, one statement per table."""
-    trades, shares, created, dividends = [], [], [], []
+    trades, shares, created, dividends, claims = [], [], [], [], []
     traders = [bytes([i]) * 20 for i in range(1, 41)]  # enough that latest activity spreads over hours
     for b in range(first_block, first_block + blocks):
         t = NOW - dt.timedelta(minutes=3 * (10_000 - b))  # block times never decrease
@@ -101,6 +113,8 @@ async def insert_batch(conn: asyncpg.Connection, rng: random.Random, first_block
             shares.append((CHAIN, b, i, h(b), t, rng.choice(traders), rng.randrange(1, 100) * U))
         if rng.random() < 0.2:
             created.append((CHAIN, b, 20, h(b), h(b), t, b, traders[0], "q", "c", 0, U, U, U))
+        if rng.random() < 0.3:
+            claims.append((CHAIN, b, 40, h(b), h(b), t, 1, rng.choice(traders), rng.randrange(1, 90) * U, 0, 0))
         if rng.random() < 0.2:
             dividends.append((CHAIN, b, 30, h(b), h(b), t, traders[0], rng.randrange(1, 50) * U, 0, 1, 0, 0))
     async with conn.transaction():  # COPY for trades, markets and dividends, INSERT for share trades
@@ -118,6 +132,7 @@ async def insert_batch(conn: asyncpg.Connection, rng: random.Random, first_block
         await conn.copy_records_to_table(
             "ev_dividends_distributed", schema_name="idx", records=dividends, columns=DIVIDEND_COLUMNS
         )
+        await conn.copy_records_to_table("ev_winnings_claimed", schema_name="idx", records=claims)
 
 
 async def test_aggregates_equal_a_recomputation_after_batches_and_reorgs(db_dsn: str) -> None:
@@ -131,7 +146,7 @@ async def test_aggregates_equal_a_recomputation_after_batches_and_reorgs(db_dsn:
             if step % 4 == 3 and tip > 110:  # a reorg: everything above an ancestor goes, in one transaction
                 ancestor = tip - rng.randrange(1, 10)
                 async with conn.transaction():
-                    for table in ("ev_trade", "ev_shares_traded", "ev_market_created", "ev_dividends_distributed"):
+                    for table in (*REORG_TABLES, "ev_winnings_claimed"):
                         await conn.execute(
                             f"DELETE FROM idx.{table} WHERE chain_id = $1 AND block_number > $2", CHAIN, ancestor
                         )
