@@ -24,14 +24,14 @@ CREATE TABLE idx.ev_outcome_disputed (
 CREATE INDEX ev_outcome_disputed_market ON idx.ev_outcome_disputed (chain_id, market_id);
 GRANT SELECT ON idx.ev_outcome_disputed TO api;
 
--- The market's resolution status; `resolved` stays (= status 'resolved') for the readers that use it.
+-- The market's resolution status; `resolved` stays (the indexer keeps it = (status = 'resolved')) for the
+-- readers that use it.
 ALTER TABLE idx.markets
     ADD COLUMN status text NOT NULL DEFAULT 'open'
         CHECK (status IN ('open', 'proposed', 'disputed', 'resolved')),
     ADD COLUMN proposed_outcome smallint,      -- while proposed or disputed (kept after resolution)
     ADD COLUMN challenge_ends timestamptz;     -- when the proposal can be finalized; null before one
 UPDATE idx.markets SET status = 'resolved' WHERE resolved;
-ALTER TABLE idx.markets ADD CONSTRAINT markets_status_resolved CHECK (resolved = (status = 'resolved'));
 CREATE INDEX markets_proposed ON idx.markets (chain_id, challenge_ends) WHERE status IN ('proposed', 'disputed');
 
 -- Analysts: status gains 'proposed' and 'disputed' (before: 'active' | 'closed' | 'resolved'), and the
