@@ -77,7 +77,9 @@ ADDRESS: Schema = {"type": "string", "pattern": r"^0x[0-9a-f]{40}$", "descriptio
 HASH: Schema = {"type": "string", "pattern": r"^0x[0-9a-f]{64}$"}
 OUTCOME: Schema = enum("yes", "no", "invalid")
 SIDE: Schema = enum("buy", "sell")
-MARKET_STATUS: Schema = enum("active", "closed", "resolved")
+# active: trading; closed: ended, no outcome proposed; proposed: final after its challenge window unless
+# disputed; disputed: an arbiter decides; resolved: final (claims open).
+MARKET_STATUS: Schema = enum("active", "closed", "proposed", "disputed", "resolved")
 
 PAGE_META_PROPS: dict[str, Schema] = {
     "page": INT,

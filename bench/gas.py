@@ -38,7 +38,10 @@ TARGETS: dict[str, int | None] = {
     "buy": 125_000,
     "sell": 125_000,
     "merge": None,
-    "resolveMarket": None,
+    "proposeOutcome": None,
+    "disputeOutcome": None,
+    "arbitrate": None,
+    "finalizeOutcome": None,
     "claimWinnings": 80_000,
     "withdrawLiquidity": None,
     "buyShares": 126_000,
@@ -212,9 +215,15 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
 
     # -------- resolution and claims
     warp(86_400)
-    rec.send(om.functions.resolveMarket(market, 1), keeper, "resolveMarket", "YES")
-    rec.send(om.functions.resolveMarket(2, 0), keeper, "resolveMarket", "NO")
-    rec.send(om.functions.resolveMarket(3, 2), keeper, "resolveMarket", "INVALID")
+    arbiter = anvil_account(0).address  # the deployment grants ARBITER_ROLE to the deployer
+    rec.send(om.functions.proposeOutcome(market, 1), keeper, "proposeOutcome", "YES")
+    rec.send(om.functions.proposeOutcome(2, 1), keeper, "proposeOutcome", "YES (then disputed)")
+    rec.send(om.functions.proposeOutcome(3, 2), keeper, "proposeOutcome", "INVALID")
+    rec.send(om.functions.disputeOutcome(2), arbiter, "disputeOutcome", "inside the challenge window")
+    rec.send(om.functions.arbitrate(2, 0), arbiter, "arbitrate", "NO")
+    warp(DeployParams().challenge_window)
+    rec.send(om.functions.finalizeOutcome(market), keeper, "finalizeOutcome", "YES")
+    rec.send(om.functions.finalizeOutcome(3), keeper, "finalizeOutcome", "INVALID")
     for t in traders[:5]:
         rec.send(om.functions.claimWinnings(market), t, "claimWinnings", "winner (holds YES and/or NO)")
     rec.send(

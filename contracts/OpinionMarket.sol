@@ -21,19 +21,31 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
 
+    /// @notice Proposes outcomes (the keeper).
     bytes32 public constant RESOLVER_ROLE = keccak256("RESOLVER_ROLE");
+    /// @notice Disputes a proposed outcome inside its challenge window and settles disputed markets.
+    bytes32 public constant ARBITER_ROLE = keccak256("ARBITER_ROLE");
 
     uint8 public constant OUTCOME_NO = 0;
     uint8 public constant OUTCOME_YES = 1;
     uint8 public constant OUTCOME_INVALID = 2;
+
+    /// @notice Market status: trading until endTime, then waiting for a proposal.
+    uint8 public constant STATUS_OPEN = 0;
+    /// @notice An outcome is proposed; final at `challengeEnds` unless an arbiter disputes it.
+    uint8 public constant STATUS_PROPOSED = 1;
+    /// @notice The proposal was disputed; an arbiter settles it (or resolveExpired after the resolution window).
+    uint8 public constant STATUS_DISPUTED = 2;
+    /// @notice Final: claims and the liquidity withdrawal are open.
+    uint8 public constant STATUS_RESOLVED = 3;
 
     uint256 public constant BPS = 10_000;
     uint256 public constant MIN_INITIAL_LIQUIDITY = 1e6; // 1 USDC
     uint256 public constant MAX_QUESTION_BYTES = 1_000;
     uint256 public constant MAX_CATEGORY_BYTES = 64;
     uint256 private constant MAX_RESERVE = type(uint112).max;
-    /// @notice After endTime + RESOLUTION_WINDOW an unresolved market can be resolved INVALID by anyone.
-    uint256 public constant RESOLUTION_WINDOW = 30 days;
+    /// @dev Upper bound of both windows (about 136 years): keeps `challengeEnds` inside its uint40.
+    uint256 private constant MAX_WINDOW = type(uint32).max;
 
     error MarketNotFound(uint256 marketId);
     error MarketClosed(uint256 marketId, uint256 endTime);
@@ -55,16 +67,31 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     error NotCreatorShares(address caller);
     error InvalidOdds(uint256 yesPriceBps);
     error ResolutionWindowOpen(uint256 marketId, uint256 expiresAt);
+    error InvalidWindows(uint256 challengeWindow, uint256 resolutionWindow);
+    /// @notice proposeOutcome on a market that already has a proposal (status 1 Proposed or 2 Disputed).
+    error MarketNotOpen(uint256 marketId, uint8 status);
+    /// @notice disputeOutcome / finalizeOutcome on a market with no pending proposal (status 0 Open or 2 Disputed).
+    error OutcomeNotProposed(uint256 marketId, uint8 status);
+    /// @notice arbitrate on a market that is not disputed (status 0 Open or 1 Proposed).
+    error OutcomeNotDisputed(uint256 marketId, uint8 status);
+    /// @notice disputeOutcome from `challengeEnds` on: the proposal can only be finalized now.
+    error ChallengeWindowClosed(uint256 marketId, uint256 challengeEnds);
+    /// @notice finalizeOutcome before `challengeEnds`: the proposal can still be disputed.
+    error ChallengeWindowOpen(uint256 marketId, uint256 challengeEnds);
+    /// @notice resolveExpired on a proposed market: finalizeOutcome it from `challengeEnds` on instead.
+    error ProposalPending(uint256 marketId, uint256 challengeEnds);
 
-    /// @dev Two slots. Slot 0 is read and written by every trade; slot 1 is read by every trade.
+    /// @dev Two slots. Slot 0 is read and written by every trade; slot 1 (232 bits) is read by every trade.
     struct Market {
         uint112 yesReserve;
         uint112 noReserve;
         uint32 endTime;
         address creator;
-        bool resolved;
-        uint8 outcome;
+        uint8 status; // STATUS_*
+        uint8 outcome; // the final outcome, once status is STATUS_RESOLVED
         bool liquidityWithdrawn;
+        uint8 proposedOutcome; // while status is STATUS_PROPOSED or STATUS_DISPUTED
+        uint40 challengeEnds; // unix time the proposal becomes final; 0 before any proposal
     }
 
     /// @dev One slot per trader per market.
@@ -103,6 +130,14 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         uint256 traderNo
     );
 
+    /// @notice A resolver proposed `outcome`; it becomes final from `challengeEnds` unless disputed.
+    event OutcomeProposed(uint256 indexed marketId, uint8 outcome, address indexed proposer, uint256 challengeEnds);
+
+    /// @notice An arbiter disputed the proposal inside its challenge window; only `arbitrate` (or
+    ///         `resolveExpired` after the resolution window) settles the market now.
+    event OutcomeDisputed(uint256 indexed marketId, uint8 proposedOutcome, address indexed arbiter);
+
+    /// @notice The market's final outcome; `resolver` is the caller of finalizeOutcome, arbitrate or resolveExpired.
     event MarketResolved(uint256 indexed marketId, uint8 outcome, address indexed resolver);
 
     event WinningsClaimed(
@@ -140,9 +175,15 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     mapping(address => uint256) public creatorFeesAccrued;
     /// @notice The only destination of creators' market fees (their dividend pools), fixed at deployment.
     address public immutable creatorShares;
+    /// @notice Seconds after a proposal during which an arbiter may dispute it.
+    uint256 public immutable challengeWindow;
+    /// @notice Seconds after endTime from which anyone may resolve an open or disputed market INVALID.
+    uint256 public immutable resolutionWindow;
 
     /// @param adminDelay seconds between scheduling a transfer of the default admin role and accepting it
     ///        (AccessControlDefaultAdminRules: one admin, transferred in two steps).
+    /// @param challengeWindow_ seconds a proposed outcome can be disputed (> 0).
+    /// @param resolutionWindow_ seconds after a market's end from which it can be resolved INVALID by anyone (> 0).
     constructor(
         IERC20 usdc_,
         uint256 feeBps_,
@@ -150,9 +191,16 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         uint256 lpFeeShareBps_,
         address creatorShares_,
         address admin,
-        uint48 adminDelay
+        uint48 adminDelay,
+        uint256 challengeWindow_,
+        uint256 resolutionWindow_
     ) AccessControlDefaultAdminRules(adminDelay, admin) {
         if (feeBps_ > 1_000 || creatorFeeShareBps_ + lpFeeShareBps_ > BPS) revert InvalidFeeConfig();
+        if (challengeWindow_ == 0 || resolutionWindow_ == 0 || challengeWindow_ > MAX_WINDOW || resolutionWindow_ > MAX_WINDOW) {
+            revert InvalidWindows(challengeWindow_, resolutionWindow_);
+        }
+        challengeWindow = challengeWindow_;
+        resolutionWindow = resolutionWindow_;
         usdc = usdc_;
         creatorShares = creatorShares_;
         feeBps = feeBps_;
@@ -278,7 +326,7 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     function merge(uint256 marketId, uint256 amount) external nonReentrant returns (uint256) {
         if (amount == 0) revert ZeroAmount();
         Market storage m = _market(marketId);
-        if (m.resolved) revert MarketAlreadyResolved(marketId);
+        if (m.status == STATUS_RESOLVED) revert MarketAlreadyResolved(marketId);
         Position storage p = positions[marketId][msg.sender];
         uint256 yes = p.yes;
         uint256 no = p.no;
@@ -295,25 +343,69 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
     // ---------------------------------------------------------------- resolution and claims
 
-    /// @notice Settles a market after its end time, once. INVALID pays half a unit per share on both sides.
-    function resolveMarket(uint256 marketId, uint8 outcome) external onlyRole(RESOLVER_ROLE) {
+    /// @notice Proposes the outcome of an ended market. It becomes final at block.timestamp + challengeWindow
+    ///         (anyone calls finalizeOutcome then) unless an arbiter disputes it first.
+    function proposeOutcome(uint256 marketId, uint8 outcome) external onlyRole(RESOLVER_ROLE) {
         if (outcome > OUTCOME_INVALID) revert InvalidOutcome(outcome);
         Market storage m = _market(marketId);
-        if (m.resolved) revert MarketAlreadyResolved(marketId);
+        uint8 status = m.status;
+        if (status == STATUS_RESOLVED) revert MarketAlreadyResolved(marketId);
+        if (status != STATUS_OPEN) revert MarketNotOpen(marketId, status);
         if (block.timestamp < m.endTime) revert MarketNotEnded(marketId, m.endTime);
-        m.resolved = true;
+        uint256 ends = block.timestamp + challengeWindow;
+        m.status = STATUS_PROPOSED;
+        m.proposedOutcome = outcome;
+        m.challengeEnds = ends.toUint40();
+        emit OutcomeProposed(marketId, outcome, msg.sender, ends);
+    }
+
+    /// @notice Disputes a proposed outcome before its challenge window ends; the market then waits for arbitrate.
+    function disputeOutcome(uint256 marketId) external onlyRole(ARBITER_ROLE) {
+        Market storage m = _market(marketId);
+        uint8 status = m.status;
+        if (status == STATUS_RESOLVED) revert MarketAlreadyResolved(marketId);
+        if (status != STATUS_PROPOSED) revert OutcomeNotProposed(marketId, status);
+        if (block.timestamp >= m.challengeEnds) revert ChallengeWindowClosed(marketId, m.challengeEnds);
+        m.status = STATUS_DISPUTED;
+        emit OutcomeDisputed(marketId, m.proposedOutcome, msg.sender);
+    }
+
+    /// @notice Settles a disputed market with the arbiter's `outcome` (final).
+    function arbitrate(uint256 marketId, uint8 outcome) external onlyRole(ARBITER_ROLE) {
+        if (outcome > OUTCOME_INVALID) revert InvalidOutcome(outcome);
+        Market storage m = _market(marketId);
+        uint8 status = m.status;
+        if (status == STATUS_RESOLVED) revert MarketAlreadyResolved(marketId);
+        if (status != STATUS_DISPUTED) revert OutcomeNotDisputed(marketId, status);
+        m.status = STATUS_RESOLVED;
         m.outcome = outcome;
         emit MarketResolved(marketId, outcome, msg.sender);
     }
 
-    /// @notice The way out of a market nobody resolves: from endTime + RESOLUTION_WINDOW on, anyone may resolve
-    ///         it INVALID (each side is paid half a unit per share; the creator withdraws the pool's half).
+    /// @notice Makes an undisputed proposal final once its challenge window has ended. Anyone may call.
+    function finalizeOutcome(uint256 marketId) external {
+        Market storage m = _market(marketId);
+        uint8 status = m.status;
+        if (status == STATUS_RESOLVED) revert MarketAlreadyResolved(marketId);
+        if (status != STATUS_PROPOSED) revert OutcomeNotProposed(marketId, status);
+        if (block.timestamp < m.challengeEnds) revert ChallengeWindowOpen(marketId, m.challengeEnds);
+        uint8 outcome = m.proposedOutcome;
+        m.status = STATUS_RESOLVED;
+        m.outcome = outcome;
+        emit MarketResolved(marketId, outcome, msg.sender);
+    }
+
+    /// @notice The way out of a market nobody settles: from endTime + resolutionWindow on, anyone may resolve an
+    ///         open or disputed market INVALID (each side is paid half a unit per share; the creator withdraws
+    ///         the pool's half). A proposed market is finalized instead (ProposalPending).
     function resolveExpired(uint256 marketId) external {
         Market storage m = _market(marketId);
-        if (m.resolved) revert MarketAlreadyResolved(marketId);
-        uint256 expiresAt = uint256(m.endTime) + RESOLUTION_WINDOW;
+        uint8 status = m.status;
+        if (status == STATUS_RESOLVED) revert MarketAlreadyResolved(marketId);
+        if (status == STATUS_PROPOSED) revert ProposalPending(marketId, m.challengeEnds);
+        uint256 expiresAt = uint256(m.endTime) + resolutionWindow;
         if (block.timestamp < expiresAt) revert ResolutionWindowOpen(marketId, expiresAt);
-        m.resolved = true;
+        m.status = STATUS_RESOLVED;
         m.outcome = OUTCOME_INVALID;
         emit MarketResolved(marketId, OUTCOME_INVALID, msg.sender);
     }
@@ -322,7 +414,7 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     ///         and emits nothing. Works while paused.
     function claimWinnings(uint256 marketId) external nonReentrant returns (uint256 payout) {
         Market storage m = _market(marketId);
-        if (!m.resolved) revert MarketNotResolved(marketId);
+        if (m.status != STATUS_RESOLVED) revert MarketNotResolved(marketId);
         Position storage p = positions[marketId][msg.sender];
         uint256 yes = p.yes;
         uint256 no = p.no;
@@ -337,7 +429,7 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     function withdrawLiquidity(uint256 marketId) external nonReentrant returns (uint256 payout) {
         Market storage m = _market(marketId);
         if (msg.sender != m.creator) revert NotMarketCreator(marketId);
-        if (!m.resolved) revert MarketNotResolved(marketId);
+        if (m.status != STATUS_RESOLVED) revert MarketNotResolved(marketId);
         if (m.liquidityWithdrawn) revert LiquidityAlreadyWithdrawn(marketId);
         m.liquidityWithdrawn = true;
         payout = payoutFor(m.outcome, m.yesReserve, m.noReserve);
@@ -381,13 +473,25 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
             uint256 endTime,
             uint256 yesReserve,
             uint256 noReserve,
-            bool resolved,
+            uint8 status,
             uint8 outcome,
-            bool liquidityWithdrawn
+            bool liquidityWithdrawn,
+            uint8 proposedOutcome,
+            uint256 challengeEnds
         )
     {
         Market storage m = _market(marketId);
-        return (m.creator, m.endTime, m.yesReserve, m.noReserve, m.resolved, m.outcome, m.liquidityWithdrawn);
+        return (
+            m.creator,
+            m.endTime,
+            m.yesReserve,
+            m.noReserve,
+            m.status,
+            m.outcome,
+            m.liquidityWithdrawn,
+            m.proposedOutcome,
+            m.challengeEnds
+        );
     }
 
     function positionOf(uint256 marketId, address holder) external view returns (uint256 yes, uint256 no) {
@@ -495,9 +599,11 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
             noReserve: noR.toUint112(),
             endTime: endTime.toUint32(),
             creator: msg.sender,
-            resolved: false,
+            status: STATUS_OPEN,
             outcome: 0,
-            liquidityWithdrawn: false
+            liquidityWithdrawn: false,
+            proposedOutcome: 0,
+            challengeEnds: 0
         });
         if (yesR != noR) {
             // the creator's position: the outcome shares the pool does not keep
@@ -515,7 +621,7 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
     function _openMarket(uint256 marketId) private view returns (Market storage m) {
         m = _market(marketId);
-        if (m.resolved) revert MarketAlreadyResolved(marketId);
+        if (m.status == STATUS_RESOLVED) revert MarketAlreadyResolved(marketId);
         if (block.timestamp >= m.endTime) revert MarketClosed(marketId, m.endTime);
     }
 

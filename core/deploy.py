@@ -41,8 +41,28 @@ class DeployParams:
     lock_period: int = 3_600
     # Seconds between scheduling a transfer of the (single) default admin and accepting it.
     admin_delay: int = 2 * 86_400
+    # Seconds a proposed outcome can be disputed by an arbiter before anyone may finalize it (local stack: a minute).
+    challenge_window: int = 60
+    # Seconds after a market's end from which anyone may resolve an unsettled market INVALID.
+    resolution_window: int = 30 * 86_400
     usdc: str | None = None  # an existing USDC; None deploys MockUSDC (local chains only)
     price_feed: str | None = None  # an existing AggregatorV3; None deploys MockPriceFeed on local chains
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeploySettings:
+    """The [deploy] config section: what `python -m scripts.deploy` fixes in the contracts for good."""
+
+    # Seconds an arbiter may dispute a proposed outcome (OpinionMarket.challengeWindow; immutable once deployed).
+    challenge_window_s: int = 86_400
+    # Seconds after a market's end from which anyone may resolve it INVALID (OpinionMarket.resolutionWindow).
+    resolution_window_s: int = 30 * 86_400
+
+    def __post_init__(self) -> None:
+        for key in ("challenge_window_s", "resolution_window_s"):
+            value = getattr(self, key)
+            if not 0 < value <= 2**32 - 1:
+                raise ValueError(f"deploy.{key} must be between 1 and 4294967295 seconds, got {value}")
 
 
 def anvil_account(index: int) -> LocalAccount:
@@ -89,6 +109,8 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
         shares_address,
         deployer,
         params.admin_delay,
+        params.challenge_window,
+        params.resolution_window,
     )
     cs = create(
         "CreatorShares",
@@ -108,6 +130,8 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
     resolver = Web3.keccak(text="RESOLVER_ROLE")
     keeper_role = Web3.keccak(text="KEEPER_ROLE")
     call("grant RESOLVER_ROLE to keeper", "OpinionMarket", om, "grantRole", resolver, keeper)
+    # The arbiter (disputes a proposal, settles a disputed market) is the operator: the deployer.
+    call("grant ARBITER_ROLE to deployer", "OpinionMarket", om, "grantRole", Web3.keccak(text="ARBITER_ROLE"), deployer)
     call("grant KEEPER_ROLE to keeper", "CreatorShares", cs, "grantRole", keeper_role, keeper)
     for s in steps:
         s["addresses"] = {"USDC": usdc, "MockPriceFeed": feed, "OpinionMarket": om, "CreatorShares": cs}

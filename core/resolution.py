@@ -150,6 +150,10 @@ class MarketFacts:
     market_id: int
     end_time: int  # unix seconds
     resolved: bool
+    status: str = "open"  # open | proposed | disputed | resolved (OpinionMarket's resolution status)
+
+
+STATUS_NAMES = ("open", "proposed", "disputed", "resolved")  # OpinionMarket.STATUS_* 0..3
 
 
 def check_due(market_id: int, facts: MarketFacts | None, now: int, source: str, field: str = "market_id") -> None:
@@ -162,6 +166,13 @@ def check_due(market_id: int, facts: MarketFacts | None, now: int, source: str, 
         )
     if facts.resolved:
         raise RequestError(field, f"market {market_id} is already resolved ({source}); nothing to queue", "conflict")
+    if facts.status in ("proposed", "disputed"):
+        raise RequestError(
+            field,
+            f"market {market_id} already has a proposed outcome (status {facts.status}, {source}): it becomes final"
+            " after its challenge window, or the arbiter decides a disputed one; nothing to queue",
+            "conflict",
+        )
     if now < facts.end_time:
         raise RequestError(
             field,
@@ -247,7 +258,8 @@ async def read_market(
             if len(raw) < 32 * len(out_types):
                 return None, now
             fields = dict(zip(out_names, decode(out_types, raw), strict=True))
-            return MarketFacts(market_id, int(fields["endTime"]), bool(fields["resolved"])), now
+            status = STATUS_NAMES[int(fields["status"])]
+            return MarketFacts(market_id, int(fields["endTime"]), status == "resolved", status), now
     raise ChainUnavailable(last)
 
 
@@ -276,7 +288,7 @@ async def has_code(rpc_urls: tuple[str, ...] | list[str], address: bytes, timeou
 # ------------------------------------------------------------------ facts from the index (the API)
 
 INDEXED_MARKET_SQL = """
-SELECT extract(epoch FROM m.end_time)::bigint AS end_time, m.resolved,
+SELECT extract(epoch FROM m.end_time)::bigint AS end_time, m.resolved, m.status,
        extract(epoch FROM coalesce((SELECT b.block_time FROM idx.blocks b WHERE b.chain_id = $1
                                      ORDER BY b.block_number DESC LIMIT 1), now()))::bigint AS now
   FROM (SELECT 1) one LEFT JOIN idx.markets m ON m.chain_id = $1 AND m.market_id = $2
@@ -287,7 +299,11 @@ async def read_indexed_market(conn: Any, chain_id: int, market_id: int) -> tuple
     """(facts from idx.markets or None, the latest indexed block's time — the chain's clock as the
     index last saw it, or the database clock before anything is indexed)."""
     row = await conn.fetchrow(INDEXED_MARKET_SQL, chain_id, market_id)
-    facts = None if row["end_time"] is None else MarketFacts(market_id, int(row["end_time"]), bool(row["resolved"]))
+    facts = (
+        None
+        if row["end_time"] is None
+        else MarketFacts(market_id, int(row["end_time"]), bool(row["resolved"]), str(row["status"]))
+    )
     return facts, int(row["now"])
 
 

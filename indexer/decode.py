@@ -102,6 +102,31 @@ class MarketResolved:
 
 
 @dataclasses.dataclass(slots=True)
+class OutcomeProposed:
+    block_number: int
+    log_index: int
+    block_hash: bytes
+    tx_hash: bytes
+    block_time: int
+    market_id: int
+    outcome: int
+    proposer: bytes
+    challenge_ends: int  # unix time from which anyone may finalize the proposal
+
+
+@dataclasses.dataclass(slots=True)
+class OutcomeDisputed:
+    block_number: int
+    log_index: int
+    block_hash: bytes
+    tx_hash: bytes
+    block_time: int
+    market_id: int
+    proposed_outcome: int
+    arbiter: bytes
+
+
+@dataclasses.dataclass(slots=True)
 class WinningsClaimed:
     block_number: int
     log_index: int
@@ -241,6 +266,8 @@ Event = (
     | DividendsClaimed
     | CreatorFeesClaimed
     | Merged
+    | OutcomeProposed
+    | OutcomeDisputed
     | Other
 )
 
@@ -257,6 +284,8 @@ TYPED: dict[tuple[str, str], type[Any]] = {
     ("CreatorShares", "DividendsClaimed"): DividendsClaimed,
     ("CreatorShares", "CreatorFeesClaimed"): CreatorFeesClaimed,
     ("OpinionMarket", "Merged"): Merged,
+    ("OpinionMarket", "OutcomeProposed"): OutcomeProposed,
+    ("OpinionMarket", "OutcomeDisputed"): OutcomeDisputed,
 }
 
 

@@ -51,6 +51,8 @@ from indexer.decode import (
     MarketResolved,
     Merged,
     Other,
+    OutcomeDisputed,
+    OutcomeProposed,
     SharesTraded,
     Trade,
     WinningsClaimed,
@@ -89,6 +91,10 @@ class MarketRow:
     last_trade_time: int | None
     question_bytes: bytes | None
     category_bytes: bytes | None
+    # sql/033: the resolution flow (defaults: journal pre-images written before it still restore)
+    status: str = "open"  # open | proposed | disputed | resolved
+    proposed_outcome: int | None = None
+    challenge_ends: int | None = None  # unix seconds; a timestamptz column
 
 
 @dataclasses.dataclass(slots=True)
@@ -152,7 +158,7 @@ for _name, (_cls, _) in TABLES.items():
     _kinds = []
     for _f in dataclasses.fields(_cls):
         _t = str(_f.type)
-        if _f.name.endswith("_time"):
+        if _f.name.endswith("_time") or _f.name == "challenge_ends":
             _kinds.append("time")
         elif "bytes" in _t:
             _kinds.append("bytes")
@@ -353,6 +359,8 @@ def keys_of(events: Iterable[Event], blind: bool = False) -> Keys:
         elif t is MarketResolved:
             markets.add(e.market_id)  # type: ignore[union-attr]
             market_positions.add(e.market_id)  # type: ignore[union-attr]
+        elif t is OutcomeProposed or t is OutcomeDisputed:
+            markets.add(e.market_id)  # type: ignore[union-attr]
         elif t is WinningsClaimed:
             markets.add(e.market_id)  # type: ignore[union-attr]
             positions.add((e.market_id, e.holder))  # type: ignore[union-attr]
@@ -726,6 +734,7 @@ class _Fold:
         m = self.market(e.market_id, b)
         if m is not None:
             m.resolved = True
+            m.status = "resolved"
             m.outcome = e.outcome
             m.resolved_block = b
             m.resolved_time = e.block_time
@@ -777,6 +786,44 @@ class _Fold:
                     None,
                     0,
                 )
+
+    def outcome_proposed(self, e: OutcomeProposed) -> None:
+        m = self.market(e.market_id, e.block_number)
+        if m is not None:
+            m.status = "proposed"
+            m.proposed_outcome = e.outcome
+            m.challenge_ends = e.challenge_ends
+        self.emit(
+            e,
+            "market:proposed",
+            lambda: (
+                ("global:all", f"market:{e.market_id}"),
+                {
+                    "market_id": e.market_id,
+                    "outcome": OUTCOMES.get(e.outcome, str(e.outcome)),
+                    "proposer": hexaddr(e.proposer),
+                    "challenge_ends": e.challenge_ends,
+                    "challenge_ends_iso": iso(e.challenge_ends),
+                },
+            ),
+        )
+
+    def outcome_disputed(self, e: OutcomeDisputed) -> None:
+        m = self.market(e.market_id, e.block_number)
+        if m is not None:
+            m.status = "disputed"
+        self.emit(
+            e,
+            "market:disputed",
+            lambda: (
+                ("global:all", f"market:{e.market_id}"),
+                {
+                    "market_id": e.market_id,
+                    "proposed_outcome": OUTCOMES.get(e.proposed_outcome, str(e.proposed_outcome)),
+                    "arbiter": hexaddr(e.arbiter),
+                },
+            ),
+        )
 
     def winnings_claimed(self, e: WinningsClaimed) -> None:
         b = e.block_number
@@ -963,6 +1010,8 @@ _HANDLERS: dict[type[Any], Any] = {
     DividendsClaimed: _Fold.dividends_claimed,
     CreatorFeesClaimed: _Fold.creator_fees_claimed,
     Merged: _Fold.merged,
+    OutcomeProposed: _Fold.outcome_proposed,
+    OutcomeDisputed: _Fold.outcome_disputed,
     Other: _Fold.other,
 }
 

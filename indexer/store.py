@@ -37,6 +37,8 @@ from indexer.decode import (
     MarketResolved,
     Merged,
     Other,
+    OutcomeDisputed,
+    OutcomeProposed,
     SharesTraded,
     Trade,
     WinningsClaimed,
@@ -200,6 +202,8 @@ EVENT_TABLES: dict[type[Any], EventTable] = {
     DividendsClaimed: _event_table(DividendsClaimed, "ev_dividends_claimed"),
     CreatorFeesClaimed: _event_table(CreatorFeesClaimed, "ev_creator_fees_claimed"),
     Merged: _event_table(Merged, "ev_merged"),
+    OutcomeProposed: _event_table(OutcomeProposed, "ev_outcome_proposed"),
+    OutcomeDisputed: _event_table(OutcomeDisputed, "ev_outcome_disputed"),
 }
 OTHER_COLUMNS = (*HEADER, "address", "event", "args")
 EV_TABLES = (*(t.table for t in EVENT_TABLES.values()), "ev_other")

@@ -31,7 +31,7 @@ from core import resolution as R
 from core.config import ConfigError
 from core.contracts import load_deployment
 from core.logs import configure_logging
-from keeper.daemon import DEFAULT_ONCE_JOBS, JOB_NAMES, NOT_LEADER, Daemon
+from keeper.daemon import DEFAULT_ONCE_JOBS, JOB_NAMES, NOT_LEADER, RESOLUTION_JOBS, Daemon
 from keeper.keys import KeyLoadError
 from keeper.settings import Settings, load_settings
 
@@ -196,6 +196,20 @@ async def cmd_status(settings: Settings) -> int:
         queue = await conn.fetch(
             "SELECT status, count(*) AS n FROM keeper.resolution_queue WHERE chain_id = $1 GROUP BY 1", cid
         )
+        markets = await conn.fetchrow(
+            """
+            SELECT count(*) FILTER (WHERE status = 'proposed') AS proposed,
+                   count(*) FILTER (WHERE status = 'disputed') AS disputed,
+                   count(*) FILTER (WHERE status = 'proposed' AND challenge_ends <= now()) AS awaiting_finalize
+              FROM idx.markets WHERE chain_id = $1
+            """,
+            cid,
+        )
+        disputed = await conn.fetch(
+            "SELECT market_id, proposed_outcome, first_seen_at FROM keeper.disputed_markets WHERE chain_id = $1"
+            " ORDER BY market_id",
+            cid,
+        )
         overdue = await conn.fetch(
             "SELECT market_id, end_time, reason, first_reported_at FROM keeper.overdue_markets WHERE chain_id = $1"
             " ORDER BY end_time",
@@ -218,6 +232,8 @@ async def cmd_status(settings: Settings) -> int:
         "leader": dict(leader) if leader else None,
         "txs": {r["status"]: r["n"] for r in counts},
         "queue": {r["status"]: r["n"] for r in queue},
+        "resolution": dict(markets) if markets else {},
+        "disputed_markets": [dict(r) for r in disputed],
         "overdue_markets": [dict(r) for r in overdue],
         "last_runs": {r["job"]: {"outcome": r["outcome"], "started_at": r["started_at"]} for r in runs},
         "open_job_requests": [dict(r) for r in requests],
@@ -229,6 +245,8 @@ async def cmd_status(settings: Settings) -> int:
 async def cmd_request_jobs(settings: Settings, names: Sequence[str], by: str | None, wait_s: float) -> int:
     """Asks the running leader to run `names` (keeper.job_requests) and waits for the outcomes."""
     cid = settings.chain.chain_id
+    # the leader runs every resolution step for a requested 'resolve' (keeper.job_requests lists no other)
+    names = list(dict.fromkeys("resolve" if n in RESOLUTION_JOBS else n for n in names))
     conn = await _connect(settings)
     try:
         leader = await conn.fetchrow("SELECT epoch, holder FROM keeper.leaders WHERE chain_id = $1", cid)

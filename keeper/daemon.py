@@ -57,8 +57,10 @@ log = structlog.get_logger("keeper")
 # keeper.max_consecutive_failures. The tracker runs every few seconds, so it gets a proportionally
 # larger budget (a node blip must not kill the keeper).
 FAULT_BUDGET = {"track": 30}
-JOB_NAMES = ("resolve", "distribute", "aggregate", "warm", "notify", "track")
-DEFAULT_ONCE_JOBS = ("resolve", "distribute", "aggregate")
+JOB_NAMES = ("resolve", "finalize", "expire", "distribute", "aggregate", "warm", "notify", "track")
+DEFAULT_ONCE_JOBS = ("resolve", "finalize", "expire", "distribute", "aggregate")
+# The resolution steps, in the order a pass runs them (each on keeper.resolve_interval_s).
+RESOLUTION_JOBS = ("resolve", "finalize", "expire")
 NOT_LEADER = 3  # main()'s return code when --once finds another keeper holding the lock
 
 
@@ -185,8 +187,16 @@ class Daemon:
             )
         for r in sorted(rows, key=lambda r: r["id"]):
             log.info("job_requested", job=r["job"], request_id=r["id"], requested_by=r["requested_by"])
-            outcome = await self.run_job(r["job"], table[r["job"]], wait=True)
-            detail = self.last_detail.get(r["job"], {}) if outcome != "skipped" else {"error": "not the leader"}
+            # a requested resolve runs every resolution step (keeper.job_requests lists only 'resolve')
+            names = RESOLUTION_JOBS if r["job"] == "resolve" else (r["job"],)
+            outcomes = [await self.run_job(name, table[name], wait=True) for name in names]
+            outcome = next((o for o in outcomes if o != "ok"), "ok")
+            if outcome == "skipped":
+                detail: dict[str, Any] = {"error": "not the leader"}
+            elif len(names) == 1:
+                detail = self.last_detail.get(r["job"], {})
+            else:
+                detail = {name: self.last_detail.get(name, {}) for name in names}
             async with self.pool.acquire() as conn:
                 await conn.execute(
                     "UPDATE keeper.job_requests SET finished_at = now(), outcome = $2, detail = $3::jsonb"
@@ -236,6 +246,8 @@ class Daemon:
     def job_table(self) -> dict[str, Callable[[], Awaitable[Any]]]:
         return {
             "resolve": lambda: jobs.resolve(self.ctx),
+            "finalize": lambda: jobs.finalize(self.ctx),
+            "expire": lambda: jobs.expire(self.ctx),
             "distribute": lambda: jobs.distribute(self.ctx),
             "aggregate": self.aggregate,
             "warm": self.warm,
@@ -260,7 +272,9 @@ class Daemon:
                         await self.run_job("track", self.track)  # recovery: follow what the last leader left
                         await self.catch_up()
                         # due work does not wait a whole interval after a restart or failover
-                        await self.run_job("resolve", lambda: jobs.resolve(self.ctx))
+                        table = self.job_table()
+                        for name in RESOLUTION_JOBS:
+                            await self.run_job(name, table[name])
                     else:
                         self.metrics.is_leader.set(0)
                 if self.leader.is_leader and (self._requests is None or self._requests.done()):
@@ -427,7 +441,8 @@ class Daemon:
 
             sched.add_job(job, trigger, id=name, name=name, **common)
 
-        add("resolve", IntervalTrigger(seconds=k.resolve_interval_s, timezone=dt.UTC))
+        for name in RESOLUTION_JOBS:
+            add(name, IntervalTrigger(seconds=k.resolve_interval_s, timezone=dt.UTC))
         add("distribute", CronTrigger.from_crontab(k.distribute_cron, timezone=dt.UTC))
         add("aggregate", IntervalTrigger(seconds=k.aggregate_interval_s, timezone=dt.UTC))
         add("notify", IntervalTrigger(seconds=k.notify_interval_s, timezone=dt.UTC))
@@ -438,7 +453,7 @@ class Daemon:
         # a dry run never takes the lock: bumping the epoch would fence the real leader
         lead = None if self.dry_run else asyncio.create_task(self.lead())
         if self.dry_run:
-            for name in ("resolve", "distribute"):
+            for name in (*RESOLUTION_JOBS, "distribute"):
                 await self.run_job(name, table[name])
         await self.stop.wait()
         log.info("keeper_stopping", halted=self.halted)

@@ -14,6 +14,8 @@ from typing import Literal
 OUTCOME_NO, OUTCOME_YES, OUTCOME_INVALID = 0, 1, 2
 OUTCOMES = {"no": OUTCOME_NO, "yes": OUTCOME_YES, "invalid": OUTCOME_INVALID}
 OUTCOME_NAMES = {v: k for k, v in OUTCOMES.items()}
+# OpinionMarket.STATUS_*: a resolver proposes, an arbiter may dispute, anyone finalizes after the window.
+STATUS_OPEN, STATUS_PROPOSED, STATUS_DISPUTED, STATUS_RESOLVED = 0, 1, 2, 3
 Comparison = Literal["gt", "gte", "lt", "lte"]
 
 
@@ -97,10 +99,13 @@ class MarketView:
     rule: FeedRule | None = None
     feed_round: FeedRound | None = None  # the last round at or before end_time, if fetched
     in_ledger: bool = False  # a live (not dropped) transaction exists for this market's job key
+    status: int = STATUS_OPEN  # from the contract (getMarket)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Resolve:
+    """Propose `outcome` (OpinionMarket.proposeOutcome); it becomes final after the challenge window."""
+
     market_id: int
     outcome: int
     source: Literal["queue", "feed"]
@@ -142,13 +147,16 @@ def feed_outcome(rule: FeedRule, rnd: FeedRound | None, end_time: int, max_stale
 
 
 def decide_resolution(m: MarketView, now: int, grace_s: int, max_staleness_s: int) -> ResolutionAction | None:
-    """Resolve from the operator queue first, then from a feed rule; report overdue markets past end +
-    grace that have no usable source; skip markets the contract already resolved."""
+    """Propose from the operator queue first, then from a feed rule; report overdue markets past end +
+    grace that have no usable source; skip markets the contract already resolved or that already
+    have a proposal (someone else's)."""
     key = f"resolve:{m.market_id}"
     if m.in_ledger or now < m.end_time:
         return None
-    if m.resolved:
+    if m.resolved or m.status == STATUS_RESOLVED:
         return Skip(key, "already_resolved")
+    if m.status in (STATUS_PROPOSED, STATUS_DISPUTED):
+        return Skip(key, "already_proposed")
     if m.queued is not None:
         return Resolve(m.market_id, m.queued.outcome, "queue", m.queued.id)
     reason = "no_outcome_source"
@@ -160,6 +168,71 @@ def decide_resolution(m: MarketView, now: int, grace_s: int, max_staleness_s: in
     if now >= m.end_time + grace_s:
         return Overdue(m.market_id, now - m.end_time, reason)
     return None
+
+
+# ------------------------------------------------------------------- finalize, dispute, expiry
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProposalView:
+    """A market's resolution state from the contract (getMarket), never from the database alone."""
+
+    market_id: int
+    end_time: int  # unix seconds
+    status: int  # STATUS_*
+    proposed_outcome: int
+    challenge_ends: int  # unix seconds; 0 before any proposal
+    in_ledger: bool = False  # a live transaction exists for the step's job key (finalize:/expire:)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finalize:
+    market_id: int
+    outcome: int  # the proposed outcome that becomes final
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Disputed:
+    """An arbiter disputed the proposal: alert, never finalize (the arbiter settles it)."""
+
+    market_id: int
+    proposed_outcome: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Expire:
+    """resolveExpired: an open or disputed market past end + resolution window becomes INVALID."""
+
+    market_id: int
+    status: int
+
+
+def decide_finalize(p: ProposalView, now: int) -> Finalize | Disputed | Skip | None:
+    """Finalize an undisputed proposal once its challenge window has ended; report a disputed one."""
+    if p.status == STATUS_DISPUTED:
+        return Disputed(p.market_id, p.proposed_outcome)
+    if p.in_ledger:
+        return None
+    key = f"finalize:{p.market_id}"
+    if p.status == STATUS_RESOLVED:
+        return Skip(key, "already_resolved")
+    if p.status != STATUS_PROPOSED:
+        return Skip(key, "not_proposed")
+    if now < p.challenge_ends:
+        return None  # the window is open: an arbiter may still dispute
+    return Finalize(p.market_id, p.proposed_outcome)
+
+
+def decide_expiry(p: ProposalView, now: int, resolution_window_s: int) -> Expire | Skip | None:
+    """From end + resolution window an open or disputed market is resolved INVALID (anyone may); a
+    proposed one is the finalize job's (the contract refuses resolveExpired on it)."""
+    if p.in_ledger:
+        return None
+    if p.status == STATUS_RESOLVED:
+        return Skip(f"expire:{p.market_id}", "already_resolved")
+    if p.status == STATUS_PROPOSED or now < p.end_time + resolution_window_s:
+        return None
+    return Expire(p.market_id, p.status)
 
 
 # ----------------------------------------------------------------------------- distribution

@@ -3,7 +3,9 @@ contract state by eth_call — decision 7: the database finds work, the chain co
 the pure deciders in keeper.decide, simulates every transaction (eth_estimateGas) and hands the
 survivors to the transaction manager, which records them before broadcasting.
 
-Jobs: resolve (due markets), distribute (daily dividends), aggregate (agg.* tables), warm (Redis,
+Jobs: resolve (proposes outcomes of due markets), finalize (undisputed proposals whose challenge window
+ended; disputes are alerted, never finalized), expire (resolveExpired past end + resolution window),
+distribute (daily dividends), aggregate (agg.* tables), warm (Redis,
 through the API itself, core.warm), notify (ending-soon notifications, via the outbox), track (the tx
 manager). One item that cannot be encoded, checked or simulated is marked failed and skipped (ItemFailure).
 """
@@ -97,7 +99,8 @@ async def _record_failures(ctx: Context, job: str, failed: list[ItemFailure]) ->
 
 
 async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
-    """Resolves due markets from the operator queue or a price-feed rule; reports overdue ones."""
+    """Proposes outcomes of due markets from the operator queue or a price-feed rule (proposeOutcome: final
+    after the challenge window, through the finalize job); reports overdue ones."""
     now = await chain_time(ctx.rpc) if now is None else now
     om = ctx.deployment.opinion_market
     async with ctx.pool.acquire() as conn:
@@ -105,7 +108,7 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
             """
             WITH due AS (
                 SELECT market_id FROM idx.markets
-                 WHERE chain_id = $1 AND NOT resolved AND end_time <= to_timestamp($2)
+                 WHERE chain_id = $1 AND status = 'open' AND end_time <= to_timestamp($2)
                 UNION
                 SELECT market_id FROM keeper.resolution_queue WHERE chain_id = $1 AND status = 'queued'
             )
@@ -153,7 +156,7 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
                 skipped_queue.append((r["queue_id"], reason))
             continue
         try:
-            _creator, end_time, _y, _n, resolved, _outcome, _lw = decode_result("OpinionMarket", "getMarket", res)
+            _c, end_time, _y, _n, status, _o, _lw, _po, _ce = decode_result("OpinionMarket", "getMarket", res)
         except Exception as exc:
             failed.append(ItemFailure("check", f"resolve:{r['market_id']}", r["queue_id"], _describe(exc)))
             continue
@@ -163,9 +166,16 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
                 bytes(r["feed"]), r["comparison"], int(r["threshold"]), r["outcome_if_true"], r["outcome_if_false"]
             )
         queued = None if r["queue_id"] is None else decide.QueueEntry(r["queue_id"], r["queue_outcome"])
-        views.append(decide.MarketView(r["market_id"], int(end_time), bool(resolved), queued, rule))
+        st = int(status)
+        views.append(
+            decide.MarketView(r["market_id"], int(end_time), st == decide.STATUS_RESOLVED, queued, rule, status=st)
+        )
     # feed rounds only where a rule will be evaluated
-    need_feed = [v for v in views if v.rule is not None and v.queued is None and not v.resolved and now >= v.end_time]
+    need_feed = [
+        v
+        for v in views
+        if v.rule is not None and v.queued is None and v.status == decide.STATUS_OPEN and now >= v.end_time
+    ]
     rounds = await _feed_rounds(ctx, need_feed)
     views = [dataclasses.replace(v, feed_round=rounds.get(v.market_id)) for v in views]
 
@@ -193,7 +203,7 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
     encoded: list[tuple[decide.Resolve, bytes]] = []
     for a in resolves:
         try:
-            encoded.append((a, encode_call("OpinionMarket", "resolveMarket", a.market_id, a.outcome)))
+            encoded.append((a, encode_call("OpinionMarket", "proposeOutcome", a.market_id, a.outcome)))
         except Exception as exc:
             failed.append(ItemFailure("encode", f"resolve:{a.market_id}", a.queue_id, _describe(exc)))
     if encoded:
@@ -210,6 +220,8 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
                 )
                 if a.queue_id is not None and sim.reason == "MarketAlreadyResolved":
                     skipped_queue.append((a.queue_id, "already_resolved"))
+                elif a.queue_id is not None and sim.reason == "MarketNotOpen":
+                    skipped_queue.append((a.queue_id, "already_proposed"))
                 elif a.queue_id is not None and sim.refused:  # the contract says no: report, never retry forever
                     failed.append(ItemFailure("simulate", key, a.queue_id, f"simulation reverted: {sim.reason}"))
                 log.warning("resolve_simulation_failed", market_id=a.market_id, reason=sim.reason)
@@ -303,6 +315,218 @@ async def _refresh_overdue(ctx: Context, overdue: list[decide.Overdue]) -> None:
                 """,
                 [(ctx.chain_id, o.market_id, float(o.overdue_s), o.reason) for o in overdue],
             )
+
+
+# ------------------------------------------------------------------- finalize, dispute, expire
+
+
+async def _proposal_views(
+    ctx: Context, job: str, rows: list[asyncpg.Record], failed: list[ItemFailure]
+) -> list[decide.ProposalView]:
+    """getMarket (eth_call, batched) of each candidate row (market_id, in_ledger): the chain confirms what
+    the index found (decision 7). An unreadable answer fails that item only."""
+    checks: list[tuple[asyncpg.Record, bytes]] = []
+    for r in rows:
+        try:
+            checks.append((r, encode_call("OpinionMarket", "getMarket", r["market_id"])))
+        except Exception as exc:
+            failed.append(ItemFailure("encode", f"{job}:{r['market_id']}", None, _describe(exc)))
+    results = await _eth_calls(ctx.rpc, [(ctx.deployment.opinion_market, data) for _, data in checks])
+    views = []
+    for (r, _), res in zip(checks, results, strict=True):
+        if isinstance(res, RpcError):
+            log.warning("market_unreadable", job=job, market_id=r["market_id"], reason=error_name(res.revert_data))
+            continue
+        try:
+            _c, end, _y, _n, status, _o, _lw, proposed, ends = decode_result("OpinionMarket", "getMarket", res)
+        except Exception as exc:
+            failed.append(ItemFailure("check", f"{job}:{r['market_id']}", None, _describe(exc)))
+            continue
+        views.append(
+            decide.ProposalView(r["market_id"], int(end), int(status), int(proposed), int(ends), bool(r["in_ledger"]))
+        )
+    return views
+
+
+async def _send_steps(
+    ctx: Context,
+    job: str,
+    steps: list[tuple[int, str, tuple[Any, ...], dict[str, Any]]],
+    counts: dict[str, int],
+    decisions: list[tuple[str, str, str, str, dict[str, Any]]],
+    failed: list[ItemFailure],
+) -> None:
+    """(market_id, OpinionMarket function, args, plan fields) each: encode, simulate, then record → send
+    through the ledger (job key `{job}:{market_id}`: one live transaction per key, exactly once)."""
+    om = bytes.fromhex(ctx.deployment.opinion_market[2:])
+    encoded: list[tuple[int, bytes, dict[str, Any]]] = []
+    for market_id, fn, args, plan in steps:
+        try:
+            encoded.append((market_id, encode_call("OpinionMarket", fn, *args), plan))
+        except Exception as exc:
+            failed.append(ItemFailure("encode", f"{job}:{market_id}", None, _describe(exc)))
+    sims = await ctx.tx.simulate_many([(om, data, 0) for _, data, _ in encoded]) if encoded else []
+    reqs: list[TxRequest] = []
+    for (market_id, data, plan), sim in zip(encoded, sims, strict=True):
+        key = f"{job}:{market_id}"
+        if not sim.ok:
+            counts["skipped"] += 1
+            ctx.metrics.skipped_total.labels(job=job, reason="simulation_reverted").inc()
+            decisions.append((job, key, "skipped", f"simulation: {sim.reason}", {}))
+            log.warning(f"{job}_simulation_failed", market_id=market_id, reason=sim.reason)
+            continue
+        reqs.append(TxRequest(job=job, job_key=key, to=om, data=data, gas_limit=sim.gas_limit, market_id=market_id))
+        if ctx.dry_run:
+            row = {"job": job, "job_key": key, "market_id": market_id, "gas_limit": sim.gas_limit, **plan}
+            ctx.plan(row)
+            log.info("tx_planned", **row)
+    counts["failed"] = len(failed)
+    await _record_failures(ctx, job, failed)
+    if ctx.dry_run:
+        for d in decisions:
+            ctx.plan({"job": d[0], "job_key": d[1], "action": d[2], "reason": d[3]})
+        return
+    await store.insert_decisions(ctx.pool, ctx.chain_id, ctx.epoch(), decisions)
+    counts["sent"] = len(await ctx.tx.submit(reqs))
+
+
+FINALIZE_CANDIDATES_SQL = """
+WITH c AS (
+    SELECT market_id FROM idx.markets
+     WHERE chain_id = $1 AND status IN ('proposed', 'disputed') AND NOT resolved
+    UNION
+    SELECT market_id FROM keeper.disputed_markets WHERE chain_id = $1
+)
+SELECT c.market_id,
+       EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1 AND t.job_key = 'finalize:' || c.market_id
+                AND t.status <> 'dropped') AS in_ledger
+  FROM c ORDER BY c.market_id
+"""
+
+
+async def finalize(ctx: Context, now: int | None = None) -> dict[str, int]:
+    """finalizeOutcome for every proposal whose challenge window has ended (anyone may call it; the keeper
+    does so the market resolves without waiting for a trader). A disputed proposal is never finalized:
+    it is alerted (structlog error, keeper_disputes_total, keeper.disputed_markets) until the arbiter
+    settles it."""
+    now = await chain_time(ctx.rpc) if now is None else now
+    async with ctx.pool.acquire() as conn:
+        rows = list(await conn.fetch(FINALIZE_CANDIDATES_SQL, ctx.chain_id))
+    counts = {"candidates": len(rows), "sent": 0, "skipped": 0, "failed": 0, "waiting": 0, "disputed": 0}
+    failed: list[ItemFailure] = []
+    views = await _proposal_views(ctx, "finalize", rows, failed) if rows else []
+    steps: list[tuple[int, str, tuple[Any, ...], dict[str, Any]]] = []
+    disputed: list[decide.Disputed] = []
+    decisions: list[tuple[str, str, str, str, dict[str, Any]]] = []
+    for v in views:
+        action = decide.decide_finalize(v, now)
+        if isinstance(action, decide.Finalize):
+            steps.append(
+                (action.market_id, "finalizeOutcome", (action.market_id,), {"outcome": OUTCOME_NAMES[action.outcome]})
+            )
+        elif isinstance(action, decide.Disputed):
+            disputed.append(action)
+        elif isinstance(action, decide.Skip):
+            counts["skipped"] += 1
+            ctx.metrics.skipped_total.labels(job="finalize", reason=action.reason).inc()
+        else:
+            counts["waiting"] += 1
+    counts["disputed"] = len(disputed)
+    await _refresh_disputed(ctx, disputed)
+    await _send_steps(ctx, "finalize", steps, counts, decisions, failed)
+    log.info("finalize_finished", **counts)
+    return counts
+
+
+async def _refresh_disputed(ctx: Context, disputed: list[decide.Disputed]) -> None:
+    """keeper.disputed_markets = the markets disputed now; each newly seen one is alerted once (an error log
+    and keeper_disputes_total); keeper_disputed_markets is the current count (KeeperMarketDisputed)."""
+    ctx.metrics.disputed.set(len(disputed))
+    if ctx.dry_run:
+        for d in disputed:
+            ctx.plan({"job": "finalize", "job_key": f"finalize:{d.market_id}", "action": "alert", "reason": "disputed"})
+        return
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        ids = [d.market_id for d in disputed]
+        await conn.execute(
+            "DELETE FROM keeper.disputed_markets WHERE chain_id = $1 AND NOT (market_id = ANY($2::bigint[]))",
+            ctx.chain_id,
+            ids,
+        )
+        new: set[int] = set()
+        for d in disputed:
+            fresh = await conn.fetchval(
+                """
+                INSERT INTO keeper.disputed_markets (chain_id, market_id, proposed_outcome) VALUES ($1, $2, $3)
+                ON CONFLICT (chain_id, market_id) DO UPDATE SET last_seen_at = now()
+                RETURNING (xmax = 0)
+                """,
+                ctx.chain_id,
+                d.market_id,
+                d.proposed_outcome,
+            )
+            if fresh:
+                new.add(d.market_id)
+        if new:
+            await conn.executemany(
+                "INSERT INTO keeper.decisions (chain_id, job, job_key, action, reason, epoch)"
+                " VALUES ($1, 'finalize', $2, 'alerted', 'disputed', $3)",
+                [(ctx.chain_id, f"finalize:{m}", ctx.epoch()) for m in sorted(new)],
+            )
+    for d in disputed:
+        if d.market_id in new:
+            ctx.metrics.disputes.inc()
+            log.error(
+                "market_disputed",
+                market_id=d.market_id,
+                proposed_outcome=OUTCOME_NAMES.get(d.proposed_outcome, str(d.proposed_outcome)),
+                action="the arbiter settles it (arbitrate); the keeper never finalizes a disputed market",
+            )
+
+
+async def expire(ctx: Context, now: int | None = None) -> dict[str, int]:
+    """resolveExpired (INVALID) for open or disputed markets past end + the contract's resolution window:
+    no market stays locked forever, whatever the operator does."""
+    now = await chain_time(ctx.rpc) if now is None else now
+    raw = await ctx.rpc.call(
+        "eth_call",
+        {"to": ctx.deployment.opinion_market, "data": hx(encode_call("OpinionMarket", "resolutionWindow"))},
+        "latest",
+    )
+    (window,) = decode_result("OpinionMarket", "resolutionWindow", to_bytes(raw))
+    async with ctx.pool.acquire() as conn:
+        rows = list(
+            await conn.fetch(
+                """
+                SELECT m.market_id,
+                       EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1
+                                AND t.job_key = 'expire:' || m.market_id AND t.status <> 'dropped') AS in_ledger
+                  FROM idx.markets m
+                 WHERE m.chain_id = $1 AND NOT m.resolved AND m.status IN ('open', 'disputed')
+                   AND m.end_time <= to_timestamp($2::bigint - $3::bigint)
+                 ORDER BY m.market_id
+                """,
+                ctx.chain_id,
+                now,
+                int(window),
+            )
+        )
+    counts = {"candidates": len(rows), "sent": 0, "skipped": 0, "failed": 0, "waiting": 0}
+    failed: list[ItemFailure] = []
+    views = await _proposal_views(ctx, "expire", rows, failed) if rows else []
+    steps: list[tuple[int, str, tuple[Any, ...], dict[str, Any]]] = []
+    for v in views:
+        action = decide.decide_expiry(v, now, int(window))
+        if isinstance(action, decide.Expire):
+            steps.append((action.market_id, "resolveExpired", (action.market_id,), {"outcome": "invalid"}))
+        elif isinstance(action, decide.Skip):
+            counts["skipped"] += 1
+            ctx.metrics.skipped_total.labels(job="expire", reason=action.reason).inc()
+        else:
+            counts["waiting"] += 1
+    await _send_steps(ctx, "expire", steps, counts, [], failed)
+    log.info("expire_finished", **counts)
+    return counts
 
 
 # ---------------------------------------------------------------------------- distribute

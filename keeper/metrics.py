@@ -41,6 +41,14 @@ class Metrics:
         self.replaced = Counter("keeper_tx_replaced_total", "Fee-bump replacements sent", registry=r)
         self.reorged = Counter("keeper_tx_reorged_total", "Mined transactions removed by a reorg", registry=r)
         self.overdue = Gauge("keeper_overdue_markets", "Markets past end + grace with no outcome source", registry=r)
+        self.disputed = Gauge(
+            "keeper_disputed_markets",
+            "Markets whose proposed outcome an arbiter disputed (never finalized)",
+            registry=r,
+        )
+        self.disputes = Counter(
+            "keeper_disputes_total", "Disputed proposals seen (each market counted once)", registry=r
+        )
         self.is_leader = Gauge("keeper_is_leader", "1 on the leader, 0 on a standby", registry=r)
         self.head = Gauge("keeper_head_block", "Chain head seen by the tracker", registry=r)
         self.last_success = Gauge(

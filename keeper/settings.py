@@ -40,7 +40,7 @@ class KeeperSettings:
     http_host: str = "127.0.0.1"
     http_port: int = 0  # 0 = [services].keeper_metrics_port; -1 = no HTTP server
     # ---- schedules (seconds, or a 5-field cron in UTC)
-    resolve_interval_s: int = 300
+    resolve_interval_s: int = 300  # the resolve (propose), finalize and expire jobs
     distribute_cron: str = "0 0 * * *"
     warm_interval_s: int = 900
     aggregate_interval_s: int = 300

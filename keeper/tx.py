@@ -59,7 +59,7 @@ def crash_point(name: str) -> None:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TxRequest:
-    job: str  # resolve | distribute | fill
+    job: str  # resolve (proposes) | finalize | expire | distribute | fill
     job_key: str
     to: bytes
     data: bytes

@@ -19,6 +19,7 @@ from typing import Any
 
 from api.settings import ApiSection
 from core.config import ChainSettings, DatabaseSettings, RedisSettings, ServicesSettings
+from core.deploy import DeploySettings
 from indexer.settings import IndexerOptions
 from keeper.settings import KeeperSettings
 
@@ -31,6 +32,7 @@ SECTIONS: list[tuple[str, type[Any], str]] = [
     ("database", DatabaseSettings, "PostgreSQL. `GL_DATABASE__DSN` overrides; never commit a password."),
     ("redis", RedisSettings, "Redis: API cache, rate limits, feed fan-out, outbox notices."),
     ("chain", ChainSettings, "The chain one indexer/keeper process serves (one process per chain)."),
+    ("deploy", DeploySettings, "What `python -m scripts.deploy` fixes in the contracts (immutable once deployed)."),
     ("indexer", IndexerOptions, "The indexer daemon (`python -m indexer`)."),
     ("keeper", KeeperSettings, "The keeper daemon (`python -m keeper run`)."),
     ("api", ApiSection, "The read API and the websocket feed (`python -m api`)."),

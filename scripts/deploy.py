@@ -21,11 +21,12 @@ from pathlib import Path
 from eth_account import Account
 from web3 import Web3
 
-from core.config import ChainSettings, load_config, section
+from core.config import ChainSettings, ConfigError, load_config, section
 from core.deploy import (
     LOCAL_CHAIN_IDS,
     DeployError,
     DeployParams,
+    DeploySettings,
     anvil_account,
     deploy,
     plan,
@@ -46,7 +47,13 @@ def main() -> int:
     p.add_argument("--out", default="deployments", help="directory for <chain_id>.json")
     args = p.parse_args()
 
-    chain = section(load_config(args.config), "chain", ChainSettings)
+    config = load_config(args.config)
+    chain = section(config, "chain", ChainSettings)
+    try:
+        windows = section(config, "deploy", DeploySettings)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc} (fix [deploy] in {args.config})", file=sys.stderr)
+        return 2
     w3 = Web3(Web3.HTTPProvider(args.rpc_url or chain.rpc_urls[0], request_kwargs={"timeout": 60}))
     chain_id = w3.eth.chain_id
     if chain_id != chain.chain_id:
@@ -71,7 +78,12 @@ def main() -> int:
     if keeper is None:
         print("error: pass --keeper ADDRESS (the keeper daemon's account)", file=sys.stderr)
         return 2
-    params = DeployParams(usdc=args.usdc, price_feed=args.price_feed)
+    params = DeployParams(
+        usdc=args.usdc,
+        price_feed=args.price_feed,
+        challenge_window=windows.challenge_window_s,
+        resolution_window=windows.resolution_window_s,
+    )
 
     try:
         if args.dry_run:

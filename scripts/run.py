@@ -199,6 +199,8 @@ async def status_lines(pool: asyncpg.Pool, chain_id: int) -> list[str]:
         counts = await conn.fetchrow(
             """SELECT (SELECT count(*) FROM idx.markets WHERE chain_id = $1) AS markets,
                       (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND resolved) AS resolved,
+                      (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND status = 'proposed') AS proposed,
+                      (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND status = 'disputed') AS disputed,
                       (SELECT count(*) FROM idx.ev_trade WHERE chain_id = $1) AS trades,
                       (SELECT count(*) FROM idx.ev_shares_traded WHERE chain_id = $1) AS share_trades,
                       (SELECT count(*) FROM idx.reorgs WHERE chain_id = $1) AS reorgs,
@@ -220,7 +222,8 @@ async def status_lines(pool: asyncpg.Pool, chain_id: int) -> list[str]:
             f"  safe {st['safe_block']}  finalized {st['finalized_block']}"
         )
     lines.append(
-        f"markets {counts['markets']} ({counts['resolved']} resolved)  trades {counts['trades']}"
+        f"markets {counts['markets']} ({counts['proposed']} proposed, {counts['disputed']} disputed,"
+        f" {counts['resolved']} resolved)  trades {counts['trades']}"
         f"  share trades {counts['share_trades']}  reorgs {counts['reorgs']}  feed seq {counts['outbox']}"
     )
     if keeper is not None:

@@ -103,7 +103,8 @@ class Simulator:
         self.resolver = Web3.to_checksum_address(accounts[KEEPER])
         self.wallets = [Web3.to_checksum_address(a) for a in accounts[2 : 2 + wallets]]
         self.markets: dict[int, int] = {}  # market id -> end time
-        self.resolved: set[int] = set()  # resolved by this simulator (stand-in operator)
+        self.resolved: set[int] = set()  # finalized by this simulator (stand-in operator)
+        self.proposed: dict[int, int] = {}  # proposed by this simulator -> earliest finalize time
         self.creators: list[str] = []  # wallets that bought their own first share
         self.stats = Stats()
 
@@ -278,15 +279,25 @@ class Simulator:
         )
 
     def resolve_ended(self, now: int) -> None:
-        """Stand-in operator for runs without a keeper: resolves ended markets with a seeded outcome."""
+        """Stand-in operator for runs without a keeper: proposes a seeded outcome for ended markets and
+        finalizes each proposal once its challenge window has passed."""
+        (raw,) = self._eth_call([(self.om, self._enc(self.c_om, "challengeWindow"))])
+        window = int.from_bytes(raw, "big") if raw else 0
         txs = []
         for m, end in sorted(self.markets.items()):
-            if end <= now and m not in self.resolved:
-                self.resolved.add(m)
+            if m in self.resolved:
+                continue
+            if m in self.proposed:
+                if now >= self.proposed[m]:
+                    self.resolved.add(m)
+                    txs.append(
+                        ("finalize", self._tx(self.resolver, self.om, self._enc(self.c_om, "finalizeOutcome", m)))
+                    )
+            elif end <= now:
+                self.proposed[m] = now + window + 1
                 outcome = self.rng.choice((0, 1, 1, 2)) if self.rng.random() < 0.2 else self.rng.randint(0, 1)
-                txs.append(
-                    ("resolve", self._tx(self.resolver, self.om, self._enc(self.c_om, "resolveMarket", m, outcome)))
-                )
+                data = self._enc(self.c_om, "proposeOutcome", m, outcome)
+                txs.append(("propose", self._tx(self.resolver, self.om, data)))
         self._send_and_wait(txs)
 
     def round(self) -> None:
@@ -339,7 +350,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=None, help="stop after N successful transactions")
     parser.add_argument("--rate", type=float, default=None, help="target transactions per second")
     parser.add_argument("--wallets", type=int, default=12)
-    parser.add_argument("--resolve", action="store_true", help="resolve ended markets (no keeper running)")
+    parser.add_argument(
+        "--resolve", action="store_true", help="propose and finalize outcomes of ended markets (no keeper running)"
+    )
     args = parser.parse_args()
     configure_logging()
     config = load_config(args.config)

@@ -98,6 +98,16 @@ def cursor_page(
 OUTCOMES = {0: "no", 1: "yes", 2: "invalid"}
 
 
+def market_status(r: Record) -> str:
+    """active | closed (ended, no proposal) | proposed | disputed | resolved, from a row with resolved,
+    status and is_open."""
+    if r["resolved"]:
+        return "resolved"
+    if r["status"] in ("proposed", "disputed"):
+        return str(r["status"])
+    return "active" if r["is_open"] else "closed"
+
+
 def market_json(r: Record) -> dict[str, Any]:
     y, n = int(r["yes_reserve"]), int(r["no_reserve"])
     return {
@@ -105,8 +115,10 @@ def market_json(r: Record) -> dict[str, Any]:
         "question": r["question"],
         "category": r["category"],
         "creator": hexs(r["creator"]),
-        "status": "resolved" if r["resolved"] else ("active" if r["is_open"] else "closed"),
+        "status": market_status(r),
         "outcome": OUTCOMES.get(r["outcome"]) if r["outcome"] is not None else None,
+        "proposedOutcome": OUTCOMES.get(r["proposed_outcome"]) if r["proposed_outcome"] is not None else None,
+        "challengeEndsAt": iso(r["challenge_ends"]),
         "endDate": iso(r["end_time"]),
         "createdAt": iso(r["created_time"]),
         "createdBlock": r["created_block"],
@@ -135,6 +147,8 @@ MARKET_PROPS = {
     "creator": ADDRESS,
     "status": MARKET_STATUS,
     "outcome": null(OUTCOME),
+    "proposedOutcome": null(OUTCOME),
+    "challengeEndsAt": null(TIME),
     "endDate": TIME,
     "createdAt": TIME,
     "createdBlock": INT,
@@ -211,7 +225,7 @@ TRADE = model(
 MARKET_COLS = """m.market_id, m.creator, m.question, m.category, m.end_time, m.initial_liquidity, m.yes_reserve,
        m.no_reserve, m.resolved, m.outcome, m.volume, m.fees, m.trade_count, m.liquidity_withdrawn,
        m.created_block, m.created_time, m.created_tx, m.resolved_block, m.resolved_time, m.last_trade_time,
-       (m.end_time > now()) AS is_open"""
+       m.status, m.proposed_outcome, m.challenge_ends, (m.end_time > now()) AS is_open"""
 
 TRADE_COLS = """t.block_number, t.log_index, t.block_hash, t.tx_hash, t.block_time, t.market_id, t.trader, t.is_buy,
        t.outcome, t.collateral, t.shares, t.fee, t.yes_reserve, t.no_reserve"""

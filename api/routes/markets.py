@@ -25,6 +25,7 @@ from api.routes.common import (
     cursor_key,
     cursor_page,
     market_json,
+    market_status,
     offset,
     page_meta,
     trade_json,
@@ -45,7 +46,7 @@ from api.schemas import (
 )
 
 MARKET_ID = Param("id", "int", where="path", required=True, minimum=0, maximum=10**18, description="market id")
-STATUSES = ("active", "closed", "resolved")
+STATUSES = ("active", "closed", "proposed", "disputed", "resolved")
 SORTS = {
     "createdAt": "m.created_block {d}, m.market_id {d}",
     "endDate": "m.end_time {d}, m.market_id {d}",
@@ -122,7 +123,9 @@ def _where(ctx: Ctx, args: list[Any]) -> str:
     if f.get("status") == "active":
         clauses.append("NOT m.resolved AND m.end_time > now()")
     elif f.get("status") == "closed":
-        clauses.append("NOT m.resolved AND m.end_time <= now()")
+        clauses.append("NOT m.resolved AND m.status = 'open' AND m.end_time <= now()")
+    elif f.get("status") in ("proposed", "disputed"):
+        clauses.append(f"m.status = {bind(f['status'])}")
     elif f.get("status") == "resolved":
         clauses.append("m.resolved")
     if p["q"]:
@@ -524,7 +527,7 @@ async def market_holders(ctx: Ctx) -> dict[str, Any]:
 
 
 PRICES_SQL = """
-SELECT market_id, yes_reserve, no_reserve, resolved, outcome, end_time > now() AS is_open
+SELECT market_id, yes_reserve, no_reserve, resolved, status, outcome, end_time > now() AS is_open
   FROM idx.markets WHERE chain_id = $1 AND market_id = ANY($2::bigint[])
 """
 
@@ -545,7 +548,7 @@ async def batch_prices(ctx: Ctx) -> dict[str, Any]:
                 "id": i,
                 "yesPrice": ratio(n, y + n),
                 "noPrice": ratio(y, y + n),
-                "status": "resolved" if r["resolved"] else ("active" if r["is_open"] else "closed"),
+                "status": market_status(r),
             }
         )
     return {"data": data, "meta": {"missing": [i for i in ids if i not in found]}}

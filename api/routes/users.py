@@ -24,6 +24,7 @@ from api.routes.common import (
     TRADE_COLS,
     cursor_key,
     cursor_page,
+    market_status,
     offset,
     page_meta,
     trade_json,
@@ -82,7 +83,7 @@ def position_json(r: Record) -> dict[str, Any]:
     return {
         "marketId": r["market_id"],
         "question": r["question"],
-        "marketStatus": "resolved" if r["resolved"] else ("active" if r["is_open"] else "closed"),
+        "marketStatus": market_status(r),
         "marketOutcome": OUTCOMES.get(r["outcome"]) if r["outcome"] is not None else None,
         "status": status,
         "yesShares": units(ys),
@@ -107,7 +108,7 @@ def position_json(r: Record) -> dict[str, Any]:
 
 POSITION_COLS = """p.market_id, p.yes_shares, p.no_shares, p.yes_cost, p.no_cost, p.bought, p.sold, p.realized_pnl,
        p.claimed, p.trade_count, p.updated_block, m.question, m.yes_reserve, m.no_reserve, m.resolved, m.outcome,
-       (m.end_time > now()) AS is_open"""
+       m.status, (m.end_time > now()) AS is_open"""
 STATUS_SQL = {
     "open": "NOT m.resolved AND (p.yes_shares > 0 OR p.no_shares > 0)",
     "redeemable": "m.resolved AND (p.yes_shares > 0 OR p.no_shares > 0)",

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 from web3 import Web3
@@ -167,13 +168,32 @@ def test_positions_and_pnl_from_indexed_scenario(node: Node, db_dsn: str, redis_
         assert [t["side"] for t in trades] == ["sell", "buy", "buy", "buy"]
         assert trades[0]["collateral"] == units(proceeds)
 
-    # resolve YES after the end time, then A claims its remaining YES shares (1 USDC each)
+    # after the end time (on chain): YES proposed (status proposed, window end shown, nothing claimable yet);
+    # finalized once the challenge window has passed; then A claims its remaining YES shares (1 USDC each)
     node.anvil.call("evm_increaseTime", 3700)
     node.anvil.mine()
-    s.tx(s.om.functions.resolveMarket(m, 1), s.keeper)
     with TestClient(create_app(app_settings, serve_feed=False), raise_server_exceptions=False) as c:
+        md = c.get(f"/v1/markets/{m}").json()["data"]
+        assert (md["proposedOutcome"], md["challengeEndsAt"]) == (None, None)  # status: by the wall clock
+        receipt = s.tx(s.om.functions.proposeOutcome(m, 1), s.keeper)
+        (proposal,) = s.om.events.OutcomeProposed().process_receipt(receipt)
+        ends = int(proposal["args"]["challengeEnds"])
         assert index_to_head(settings_ix) == 0
         caught_up(c, db_dsn)
+        md = c.get(f"/v1/markets/{m}").json()["data"]
+        ends_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ends))
+        assert (md["status"], md["proposedOutcome"], md["outcome"]) == ("proposed", "yes", None)
+        assert md["challengeEndsAt"] == ends_iso
+        assert [x["id"] for x in c.get("/v1/markets", params={"status": "proposed"}).json()["data"]] == [m]
+        assert c.get(f"/v1/users/{s.a}/positions").json()["data"][0]["status"] == "open"
+        node.anvil.call("evm_setNextBlockTimestamp", ends)
+        node.anvil.mine()  # transact() estimates gas at the latest block: it must be past the window
+        s.tx(s.om.functions.finalizeOutcome(m), s.b)
+        assert index_to_head(settings_ix) == 0
+        caught_up(c, db_dsn)
+        md = c.get(f"/v1/markets/{m}").json()["data"]
+        assert (md["status"], md["outcome"], md["proposedOutcome"]) == ("resolved", "yes", "yes")
+        assert md["challengeEndsAt"] == ends_iso
         p = c.get(f"/v1/users/{s.a}/positions").json()["data"][0]
         assert (p["status"], p["claimable"]) == ("redeemable", units(a_shares))
         assert p["unrealizedPnl"] == units(a_shares - a_cost)
@@ -220,6 +240,67 @@ async def test_trade_reaches_feed_subscriber_in_the_block_it_was_mined(
     finally:
         stop.set()
         await asyncio.wait_for(indexer, 15)
+
+
+async def test_feed_delivers_proposed_and_disputed_and_the_api_shows_each_step(
+    node: Node, db_dsn: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Live: a proposal reaches a market room subscriber as market:proposed (outcome, window end), a dispute as
+    market:disputed, the arbiter's decision as market:resolved; the market endpoint shows each status."""
+    s = Script(node)
+    m = s.create("Disputed market?")
+    arbiter = node.w3.eth.accounts[0]  # the deployment grants ARBITER_ROLE to the deployer
+    node.anvil.call("evm_increaseTime", 3700)
+    node.anvil.mine()
+    settings_ix = indexer_settings(node.url, node.deployment, db_dsn, tmp_path, poll_interval=0.1)
+    stop = asyncio.Event()
+    indexer = asyncio.create_task(run(settings_ix, stop))
+
+    async def next_market_event(ws: Any) -> dict[str, Any]:
+        msg = await recv_type(ws, "event", wait_s=30)
+        while msg["event"] == "market:created":  # the indexer may announce the market first
+            msg = await recv_type(ws, "event", wait_s=30)
+        return msg
+
+    try:
+        async with (
+            running(make_settings(db_dsn, redis_url)) as (app, _rt, url),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http,
+        ):
+
+            async def market() -> dict[str, Any]:
+                data: dict[str, Any] = (await http.get(f"/v1/markets/{m}")).json()["data"]
+                return data
+
+            async with connect(url) as ws:
+                await subscribe(ws, [f"market:{m}"])
+                receipt = await asyncio.to_thread(s.tx, s.om.functions.proposeOutcome(m, 0), s.keeper)
+                ends = int(s.om.events.OutcomeProposed().process_receipt(receipt)[0]["args"]["challengeEnds"])
+                msg = await next_market_event(ws)
+                assert msg["event"] == "market:proposed"
+                assert msg["id"]["blockNumber"] == receipt.blockNumber
+                assert (msg["data"]["marketId"], msg["data"]["outcome"]) == (m, "no")
+                assert msg["data"]["proposer"] == s.keeper.lower()
+                assert msg["data"]["challengeEnds"] == ends
+                md = await market()
+                assert (md["status"], md["proposedOutcome"], md["outcome"]) == ("proposed", "no", None)
+                assert md["challengeEndsAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ends))
+                await asyncio.to_thread(s.tx, s.om.functions.disputeOutcome(m), arbiter)
+                msg = await next_market_event(ws)
+                assert msg["event"] == "market:disputed"
+                assert (msg["data"]["proposedOutcome"], msg["data"]["arbiter"]) == ("no", arbiter.lower())
+                md = await market()
+                assert (md["status"], md["proposedOutcome"], md["outcome"]) == ("disputed", "no", None)
+                await asyncio.to_thread(s.tx, s.om.functions.arbitrate(m, 1), arbiter)
+                msg = await next_market_event(ws)
+                assert msg["event"] == "market:resolved"
+                assert (msg["data"]["outcome"], msg["data"]["resolver"]) == ("yes", arbiter.lower())
+    finally:
+        stop.set()
+        await asyncio.wait_for(indexer, 15)
+    with TestClient(create_app(make_settings(db_dsn, redis_url), serve_feed=False), raise_server_exceptions=False) as c:
+        md = c.get(f"/v1/markets/{m}").json()["data"]
+        assert (md["status"], md["outcome"], md["proposedOutcome"]) == ("resolved", "yes", "no")
 
 
 def test_endpoints_over_simulated_traffic_match_the_contracts(

@@ -51,6 +51,7 @@ def test_roles_endpoint_shows_members_and_every_role_change(
     members = {(m["contract"], m["role"], m["account"]) for m in data["members"]}
     assert members == {
         ("OpinionMarket", "DEFAULT_ADMIN_ROLE", admin.lower()),
+        ("OpinionMarket", "ARBITER_ROLE", admin.lower()),
         ("CreatorShares", "DEFAULT_ADMIN_ROLE", admin.lower()),
         ("CreatorShares", "KEEPER_ROLE", keeper.lower()),
     }

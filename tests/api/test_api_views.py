@@ -51,6 +51,8 @@ MARKET = {
     "created_time": ("createdAt", iso),
     "resolved_block": ("resolvedBlock", lambda v: v),
     "resolved_time": ("resolvedAt", iso),
+    "proposed_outcome": ("proposedOutcome", lambda v: v),
+    "challenge_ends": ("challengeEndsAt", iso),
 }
 TRADE = {
     "block_number": ("blockNumber", int),

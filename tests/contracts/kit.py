@@ -131,9 +131,13 @@ class Env:
         return int(shares)
 
     def resolve(self, market_id: int, outcome: int, end: int) -> None:
+        """Proposes `outcome` as the keeper (from `end`), then finalizes it when the challenge window ends."""
         if self.now() < end:
             self.next_block_at(end)
-        self.send(self.om.functions.resolveMarket(market_id, outcome), self.keeper)
+        receipt = self.send(self.om.functions.proposeOutcome(market_id, outcome), self.keeper)
+        (proposal,) = self.events(receipt, self.om, "OutcomeProposed")
+        self.next_block_at(int(proposal["challengeEnds"]))
+        self.send(self.om.functions.finalizeOutcome(market_id), self.outsider)
 
     def buy_shares(self, trader: str, creator: str, amount: int) -> int:
         fn = self.cs.functions.buyShares(creator, amount, MAX_UINT, self.deadline())

@@ -23,7 +23,9 @@ ACC_STORED = 10**12  # CreatorShares stores the accumulator at this scale (+1 on
 ACC_SHOWN = m.ACC_PRECISION // ACC_STORED
 U80, U112 = 2**80 - 1, 2**112 - 1
 PAUSE_DURATION = 3 * 86_400  # ExpiringPause.PAUSE_DURATION
-RESOLUTION_WINDOW = 30 * 86_400  # OpinionMarket.RESOLUTION_WINDOW
+RESOLUTION_WINDOW = 30 * 86_400  # OpinionMarket.resolutionWindow (DeployParams.resolution_window)
+CHALLENGE_WINDOW = 60  # OpinionMarket.challengeWindow (DeployParams.challenge_window)
+OPEN, PROPOSED, DISPUTED, RESOLVED = 0, 1, 2, 3  # OpinionMarket.STATUS_*
 
 
 class Revert(Exception):
@@ -40,10 +42,16 @@ class Market:
     yes: int
     no: int
     collateral: int  # complete sets minted and not burned by sells (= YES outstanding = NO outstanding)
-    resolved: bool = False
+    status: int = OPEN
     outcome: int = 0
     withdrawn: bool = False
     paid: int = 0  # claims and liquidity withdrawal paid after resolution
+    proposed: int = 0
+    challenge_ends: int = 0
+
+    @property
+    def resolved(self) -> bool:
+        return self.status == RESOLVED
 
 
 @dataclasses.dataclass(slots=True)
@@ -76,6 +84,7 @@ class System:
     admin: str
     resolvers: frozenset[str]
     keepers: frozenset[str]
+    arbiters: frozenset[str]
     balances: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     # OpinionMarket
     markets: dict[int, Market] = dataclasses.field(default_factory=dict)
@@ -241,7 +250,7 @@ class System:
         self._move(self.om, sender, amount)
         return amount
 
-    def resolve(self, sender: str, market_id: int, outcome: int, now: int) -> None:
+    def propose(self, sender: str, market_id: int, outcome: int, now: int) -> None:
         if sender not in self.resolvers:
             raise Revert("OpinionMarket", "AccessControlUnauthorizedAccount")
         if outcome > m.OUTCOME_INVALID:
@@ -249,17 +258,55 @@ class System:
         market = self._market(market_id)
         if market.resolved:
             raise Revert("OpinionMarket", "MarketAlreadyResolved")
+        if market.status != OPEN:
+            raise Revert("OpinionMarket", "MarketNotOpen")
         if now < market.end:
             raise Revert("OpinionMarket", "MarketNotEnded")
-        market.resolved, market.outcome = True, outcome
+        market.status, market.proposed, market.challenge_ends = PROPOSED, outcome, now + CHALLENGE_WINDOW
+
+    def dispute(self, sender: str, market_id: int, now: int) -> None:
+        if sender not in self.arbiters:
+            raise Revert("OpinionMarket", "AccessControlUnauthorizedAccount")
+        market = self._market(market_id)
+        if market.resolved:
+            raise Revert("OpinionMarket", "MarketAlreadyResolved")
+        if market.status != PROPOSED:
+            raise Revert("OpinionMarket", "OutcomeNotProposed")
+        if now >= market.challenge_ends:
+            raise Revert("OpinionMarket", "ChallengeWindowClosed")
+        market.status = DISPUTED
+
+    def arbitrate(self, sender: str, market_id: int, outcome: int) -> None:
+        if sender not in self.arbiters:
+            raise Revert("OpinionMarket", "AccessControlUnauthorizedAccount")
+        if outcome > m.OUTCOME_INVALID:
+            raise Revert("OpinionMarket", "InvalidOutcome")
+        market = self._market(market_id)
+        if market.resolved:
+            raise Revert("OpinionMarket", "MarketAlreadyResolved")
+        if market.status != DISPUTED:
+            raise Revert("OpinionMarket", "OutcomeNotDisputed")
+        market.status, market.outcome = RESOLVED, outcome
+
+    def finalize(self, market_id: int, now: int) -> None:
+        market = self._market(market_id)
+        if market.resolved:
+            raise Revert("OpinionMarket", "MarketAlreadyResolved")
+        if market.status != PROPOSED:
+            raise Revert("OpinionMarket", "OutcomeNotProposed")
+        if now < market.challenge_ends:
+            raise Revert("OpinionMarket", "ChallengeWindowOpen")
+        market.status, market.outcome = RESOLVED, market.proposed
 
     def resolve_expired(self, market_id: int, now: int) -> None:
         market = self._market(market_id)
         if market.resolved:
             raise Revert("OpinionMarket", "MarketAlreadyResolved")
+        if market.status == PROPOSED:
+            raise Revert("OpinionMarket", "ProposalPending")
         if now < market.end + RESOLUTION_WINDOW:
             raise Revert("OpinionMarket", "ResolutionWindowOpen")
-        market.resolved, market.outcome = True, m.OUTCOME_INVALID
+        market.status, market.outcome = RESOLVED, m.OUTCOME_INVALID
 
     def claim_winnings(self, sender: str, market_id: int) -> int:
         market = self._market(market_id)

@@ -2,7 +2,7 @@
 on a real anvil, each step mirrored by the Python model in `machine.py`.
 
 Per sequence: evm_revert to a funded base state, then 5-15 random steps (create, buy, sell, a buy
-immediately sold back, resolve, claim, withdrawLiquidity, buyShares, sellShares, distribute,
+immediately sold back, propose/dispute/arbitrate/finalize, claim, withdrawLiquidity, buyShares, sellShares, distribute,
 claimDividends, claimCreatorFees, merge, resolveExpired, pause toggles, time warps, to a pause's end
 or a market's resolution window's end) across four
 wallets. A step the model
@@ -47,7 +47,7 @@ import pytest
 from core.deploy import DeployParams, anvil_account, deploy
 from tests.chain import Anvil
 from tests.contracts import model as m
-from tests.contracts.machine import RESOLUTION_WINDOW, Params, Revert, System
+from tests.contracts.machine import DISPUTED, PROPOSED, RESOLUTION_WINDOW, Params, Revert, System
 from tests.contracts.rpc import Codec, Rpc, words
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
@@ -124,6 +124,7 @@ class Harness:
             self.admin,
             frozenset({self.keeper}),
             frozenset({self.keeper}),
+            frozenset({self.admin}),
         )
         for w in self.wallets:
             self.state.balances[w] = FUND
@@ -218,13 +219,43 @@ class Harness:
             market=market,
         )
 
-    def op_resolve(self, sender: str, market: int, outcome: int) -> Op:
+    def op_propose(self, sender: str, market: int, outcome: int) -> Op:
         return Op(
-            f"resolve(by={sender[:6]}, m={market}, o={outcome})",
+            f"proposeOutcome(by={sender[:6]}, m={market}, o={outcome})",
             sender,
             self.om,
-            OM.data("resolveMarket", market, outcome),
-            lambda s, now: s.resolve(sender, market, outcome, now),
+            OM.data("proposeOutcome", market, outcome),
+            lambda s, now: s.propose(sender, market, outcome, now),
+            market=market,
+        )
+
+    def op_dispute(self, sender: str, market: int) -> Op:
+        return Op(
+            f"disputeOutcome(by={sender[:6]}, m={market})",
+            sender,
+            self.om,
+            OM.data("disputeOutcome", market),
+            lambda s, now: s.dispute(sender, market, now),
+            market=market,
+        )
+
+    def op_arbitrate(self, sender: str, market: int, outcome: int) -> Op:
+        return Op(
+            f"arbitrate(by={sender[:6]}, m={market}, o={outcome})",
+            sender,
+            self.om,
+            OM.data("arbitrate", market, outcome),
+            lambda s, now: s.arbitrate(sender, market, outcome),
+            market=market,
+        )
+
+    def op_finalize(self, sender: str, market: int) -> Op:
+        return Op(
+            f"finalizeOutcome(by={sender[:6]}, m={market})",
+            sender,
+            self.om,
+            OM.data("finalizeOutcome", market),
+            lambda s, now: s.finalize(market, now),
             market=market,
         )
 
@@ -375,9 +406,18 @@ class Harness:
     def check_market(self, market: int, holders: list[str], values: list[list[int]]) -> None:
         s = self.state
         mk = s.markets[market]
-        creator, end, yes, no, resolved, outcome, withdrawn = values[0]
-        expected = [int(mk.creator, 16), mk.end, mk.yes, mk.no, int(mk.resolved), mk.outcome, int(mk.withdrawn)]
-        assert [creator, end, yes, no, resolved, outcome, withdrawn] == expected, f"market {market} state"
+        expected = [
+            int(mk.creator, 16),
+            mk.end,
+            mk.yes,
+            mk.no,
+            mk.status,
+            mk.outcome,
+            int(mk.withdrawn),
+            mk.proposed,
+            mk.challenge_ends,
+        ]
+        assert values[0] == expected, f"market {market} state"
         y_price, n_price = values[1]
         assert 0 < y_price < ONE, f"YES price out of (0, 1): {y_price}"
         assert 0 < n_price < ONE, f"NO price out of (0, 1): {n_price}"
@@ -572,11 +612,25 @@ def random_step(h: Harness, rng: random.Random) -> None:
         if rng.random() < 0.5:  # initial odds; 0 and 10,000 revert InvalidOdds
             yes_bps = rng.choice([rng.randint(1, 9_999), rng.randint(1, 9_999), 5_000, 1, 9_999, 0, 10_000])
         h.step(h.op_create(sender, liquidity, duration, yes_bps))
-    elif kind == "resolve":
-        ended = [mid for mid, mk in s.markets.items() if not mk.resolved and mk.end <= h.now]
-        who = h.keeper if rng.random() < 0.85 else sender
+    elif kind == "resolve":  # one step of propose -> (dispute -> arbitrate | finalize)
         outcome = rng.choices([0, 1, 2, 3], [40, 40, 17, 3])[0]
-        h.step(h.op_resolve(who, pick(rng, ended, market), outcome))
+        proposed = [mid for mid, mk in s.markets.items() if mk.status == PROPOSED]
+        disputed = [mid for mid, mk in s.markets.items() if mk.status == DISPUTED]
+        r = rng.random()
+        if proposed and r < 0.45:
+            market = rng.choice(proposed)
+            if rng.random() < 0.5:  # to the window's last second or its end
+                h.now = max(h.now, s.markets[market].challenge_ends + rng.choice([-1, 0]))
+                h.log.append(f"warp to t={h.now}")
+            h.step(h.op_finalize(sender, market))
+        elif proposed and r < 0.6:
+            h.step(h.op_dispute(h.admin if rng.random() < 0.85 else h.keeper, rng.choice(proposed)))
+        elif disputed and r < 0.75:
+            h.step(h.op_arbitrate(h.admin if rng.random() < 0.85 else sender, rng.choice(disputed), outcome))
+        else:
+            ended = [mid for mid, mk in s.markets.items() if mk.status == 0 and mk.end <= h.now]
+            who = h.keeper if rng.random() < 0.85 else sender
+            h.step(h.op_propose(who, pick(rng, ended, market), outcome))
     elif kind == "claim":
         owed = [mid for mid, mk in s.markets.items() if mk.resolved and any(s.positions[(mid, sender)])]
         market = pick(rng, owed, market)
@@ -706,7 +760,10 @@ def test_random_action_sequences_keep_invariants(harness: Harness) -> None:
         "createMarketWithOdds",
         "buy",
         "sell",
-        "resolve",
+        "proposeOutcome",
+        "disputeOutcome",
+        "arbitrate",
+        "finalizeOutcome",
         "claimWinnings",
         "withdrawLiquidity",
         "buyShares",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from web3 import Web3
 
+from core.contracts import load_artifact
 from tests.contracts import model
 from tests.contracts.kit import DAY, MAX_UINT, USDC, Env
 
@@ -14,6 +15,8 @@ pytestmark = pytest.mark.anvil
 OM = "OpinionMarket"
 YES, NO, INVALID = model.OUTCOME_YES, model.OUTCOME_NO, model.OUTCOME_INVALID
 RESOLVER_ROLE = Web3.keccak(text="RESOLVER_ROLE")
+ARBITER_ROLE = Web3.keccak(text="ARBITER_ROLE")
+OPEN, PROPOSED, DISPUTED, RESOLVED = 0, 1, 2, 3
 
 
 def fee_bps(env: Env) -> int:
@@ -52,7 +55,7 @@ def test_create_market_pulls_liquidity_and_emits_event(env: Env) -> None:
         "yesReserve": 50 * USDC,
         "noReserve": 50 * USDC,
     }
-    assert env.om.functions.getMarket(1).call() == [creator, end, 50 * USDC, 50 * USDC, False, 0, False]
+    assert env.om.functions.getMarket(1).call() == [creator, end, 50 * USDC, 50 * USDC, OPEN, 0, False, 0, 0]
     assert env.om.functions.prices(1).call() == [5 * 10**17, 5 * 10**17]
     assert env.om.functions.marketCount().call() == 1
 
@@ -334,49 +337,158 @@ def test_sell_on_unknown_market_reverts_not_found(env: Env) -> None:
     assert env.reverts(fn, env.traders[1], OM, "MarketNotFound") == (3,)
 
 
-# ---------------------------------------------------------------- resolveMarket
+# ---------------------------------------------------------------- propose, dispute, arbitrate, finalize
 
 
-def test_resolve_only_from_end_time_and_only_once(env: Env) -> None:
-    """At endTime - 1 resolve reverts MarketNotEnded; at endTime it succeeds; again: MarketAlreadyResolved."""
+def propose(env: Env, m: int, outcome: int) -> int:
+    """Proposes `outcome` as the keeper; returns the proposal's challengeEnds."""
+    receipt = env.send(env.om.functions.proposeOutcome(m, outcome), env.keeper)
+    return int(env.event(receipt, env.om, "OutcomeProposed")["challengeEnds"])
+
+
+def test_windows_are_fixed_at_deployment(env: Env) -> None:
+    """challengeWindow and resolutionWindow are the deployment's (DeployParams: 60 s and 30 days)."""
+    assert env.om.functions.challengeWindow().call() == 60
+    assert env.om.functions.resolutionWindow().call() == 30 * DAY
+
+
+def test_constructor_rejects_zero_windows(env: Env) -> None:
+    """A deployment with a zero (or over uint32) challenge or resolution window reverts InvalidWindows."""
+    art = load_artifact(OM)
+    factory = env.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    for challenge, resolution in ((0, DAY), (60, 0), (2**32, DAY)):
+        args = (env.usdc.address, 200, 5_000, 2_500, env.cs.address, env.admin, 0, challenge, resolution)
+        fn = factory.constructor(*args)
+        assert env.reverts(fn, env.admin, OM, "InvalidWindows") == (challenge, resolution)
+
+
+def test_propose_only_from_end_time_then_final_after_the_challenge_window(env: Env) -> None:
+    """At endTime - 1 propose reverts MarketNotEnded; at endTime it records the proposal (status Proposed,
+    challengeEnds = now + challengeWindow); finalize reverts ChallengeWindowOpen until challengeEnds, then
+    anyone finalizes it with the proposed outcome; afterwards every step reverts MarketAlreadyResolved."""
     m, end = env.create_market(env.traders[0])
     env.next_block_at(end - 1)
-    assert env.reverts(env.om.functions.resolveMarket(m, YES), env.keeper, OM, "MarketNotEnded") == (m, end)
+    assert env.reverts(env.om.functions.proposeOutcome(m, YES), env.keeper, OM, "MarketNotEnded") == (m, end)
     env.next_block_at(end)
-    receipt = env.send(env.om.functions.resolveMarket(m, NO), env.keeper)
-    assert env.event(receipt, env.om, "MarketResolved") == {"marketId": m, "outcome": NO, "resolver": env.keeper}
-    assert env.om.functions.getMarket(m).call()[4:6] == [True, NO]
-    assert env.reverts(env.om.functions.resolveMarket(m, YES), env.keeper, OM, "MarketAlreadyResolved") == (m,)
+    receipt = env.send(env.om.functions.proposeOutcome(m, NO), env.keeper)
+    ends = end + 60
+    assert env.event(receipt, env.om, "OutcomeProposed") == {
+        "marketId": m,
+        "outcome": NO,
+        "proposer": env.keeper,
+        "challengeEnds": ends,
+    }
+    assert env.events(receipt, env.om, "MarketResolved") == []
+    assert env.om.functions.getMarket(m).call()[4:] == [PROPOSED, 0, False, NO, ends]
+    args = env.reverts(env.om.functions.proposeOutcome(m, YES), env.keeper, OM, "MarketNotOpen")
+    assert args == (m, PROPOSED)
+    env.next_block_at(ends - 1)
+    assert env.reverts(env.om.functions.finalizeOutcome(m), env.outsider, OM, "ChallengeWindowOpen") == (m, ends)
+    env.reverts(env.om.functions.claimWinnings(m), env.traders[0], OM, "MarketNotResolved")
+    env.next_block_at(ends)
+    receipt = env.send(env.om.functions.finalizeOutcome(m), env.outsider)
+    assert env.event(receipt, env.om, "MarketResolved") == {"marketId": m, "outcome": NO, "resolver": env.outsider}
+    assert env.om.functions.getMarket(m).call()[4:] == [RESOLVED, NO, False, NO, ends]
+    for fn, who in (
+        (env.om.functions.proposeOutcome(m, YES), env.keeper),
+        (env.om.functions.finalizeOutcome(m), env.outsider),
+        (env.om.functions.disputeOutcome(m), env.admin),
+        (env.om.functions.arbitrate(m, YES), env.admin),
+        (env.om.functions.resolveExpired(m), env.outsider),
+    ):
+        assert env.reverts(fn, who, OM, "MarketAlreadyResolved") == (m,)
 
 
-def test_resolve_requires_resolver_role(env: Env) -> None:
-    """An account without RESOLVER_ROLE (even the admin) gets AccessControlUnauthorizedAccount."""
+def test_a_disputed_proposal_is_never_finalized_and_the_arbiter_settles_it(env: Env) -> None:
+    """The arbiter disputes inside the window (OutcomeDisputed); finalize then reverts OutcomeNotProposed even
+    after challengeEnds, a second dispute too, and arbitrate settles the market with the arbiter's outcome.
+    (Before: the resolver key settled at once, with no challenge.)"""
+    trader = env.traders[1]
+    m, end = env.create_market(env.traders[0])
+    yes = env.buy(trader, m, YES, 10 * USDC)
+    env.next_block_at(end)
+    ends = propose(env, m, NO)  # the resolver key proposes the outcome that pays it
+    args = env.reverts(env.om.functions.arbitrate(m, YES), env.admin, OM, "OutcomeNotDisputed")
+    assert args == (m, PROPOSED)
+    receipt = env.send(env.om.functions.disputeOutcome(m), env.admin)
+    assert env.event(receipt, env.om, "OutcomeDisputed") == {"marketId": m, "proposedOutcome": NO, "arbiter": env.admin}
+    assert env.om.functions.getMarket(m).call()[4] == DISPUTED
+    env.next_block_at(ends + 1)
+    assert env.reverts(env.om.functions.finalizeOutcome(m), env.outsider, OM, "OutcomeNotProposed") == (m, DISPUTED)
+    assert env.reverts(env.om.functions.disputeOutcome(m), env.admin, OM, "OutcomeNotProposed") == (m, DISPUTED)
+    args = env.reverts(env.om.functions.proposeOutcome(m, YES), env.keeper, OM, "MarketNotOpen")
+    assert args == (m, DISPUTED)
+    assert env.reverts(env.om.functions.arbitrate(m, 3), env.admin, OM, "InvalidOutcome") == (3,)
+    receipt = env.send(env.om.functions.arbitrate(m, YES), env.admin)
+    assert env.event(receipt, env.om, "MarketResolved") == {"marketId": m, "outcome": YES, "resolver": env.admin}
+    assert env.om.functions.getMarket(m).call()[4:6] == [RESOLVED, YES]
+    paid, _ = env.send_returning(env.om.functions.claimWinnings(m), trader)
+    assert paid == yes
+
+
+def test_dispute_after_the_challenge_window_reverts_window_closed(env: Env) -> None:
+    """From challengeEnds on a dispute reverts ChallengeWindowClosed(id, challengeEnds)."""
+    m, end = env.create_market(env.traders[0])
+    env.next_block_at(end)
+    ends = propose(env, m, YES)
+    env.next_block_at(ends)
+    assert env.reverts(env.om.functions.disputeOutcome(m), env.admin, OM, "ChallengeWindowClosed") == (m, ends)
+
+
+def test_dispute_and_finalize_without_a_proposal_revert_not_proposed(env: Env) -> None:
+    """On an open market dispute and finalize revert OutcomeNotProposed(id, 0) and arbitrate OutcomeNotDisputed."""
+    m, end = env.create_market(env.traders[0])
+    env.next_block_at(end)
+    assert env.reverts(env.om.functions.disputeOutcome(m), env.admin, OM, "OutcomeNotProposed") == (m, OPEN)
+    assert env.reverts(env.om.functions.finalizeOutcome(m), env.outsider, OM, "OutcomeNotProposed") == (m, OPEN)
+    assert env.reverts(env.om.functions.arbitrate(m, YES), env.admin, OM, "OutcomeNotDisputed") == (m, OPEN)
+
+
+def test_propose_requires_resolver_role_and_dispute_arbitrate_the_arbiter_role(env: Env) -> None:
+    """Without RESOLVER_ROLE (even the admin) propose reverts AccessControlUnauthorizedAccount; without
+    ARBITER_ROLE (even the resolver) dispute and arbitrate do too. The deployment grants ARBITER_ROLE to the
+    deployer only."""
     m, end = env.create_market(env.traders[0])
     env.next_block_at(end)
     for who in (env.traders[0], env.admin):
-        args = env.reverts(env.om.functions.resolveMarket(m, YES), who, OM, "AccessControlUnauthorizedAccount")
+        args = env.reverts(env.om.functions.proposeOutcome(m, YES), who, OM, "AccessControlUnauthorizedAccount")
         assert args == (who, bytes(RESOLVER_ROLE))
+    propose(env, m, YES)
+    for who in (env.traders[0], env.keeper):
+        args = env.reverts(env.om.functions.disputeOutcome(m), who, OM, "AccessControlUnauthorizedAccount")
+        assert args == (who, bytes(ARBITER_ROLE))
+        args = env.reverts(env.om.functions.arbitrate(m, YES), who, OM, "AccessControlUnauthorizedAccount")
+        assert args == (who, bytes(ARBITER_ROLE))
+    assert env.om.functions.hasRole(ARBITER_ROLE, env.admin).call() is True
+    assert env.om.functions.hasRole(ARBITER_ROLE, env.keeper).call() is False
 
 
 def test_admin_can_grant_resolver_role(env: Env) -> None:
-    """The admin grants RESOLVER_ROLE and the grantee can then resolve."""
+    """The admin grants RESOLVER_ROLE and the grantee can then propose."""
     m, end = env.create_market(env.traders[0])
     env.send(env.om.functions.grantRole(RESOLVER_ROLE, env.traders[3]), env.admin)
     env.next_block_at(end)
-    env.send(env.om.functions.resolveMarket(m, YES), env.traders[3])
-    assert env.om.functions.getMarket(m).call()[4] is True
+    env.send(env.om.functions.proposeOutcome(m, YES), env.traders[3])
+    assert env.om.functions.getMarket(m).call()[4] == PROPOSED
 
 
-def test_resolve_rejects_outcome_above_invalid(env: Env) -> None:
+def test_propose_rejects_outcome_above_invalid(env: Env) -> None:
     """Outcome 3 reverts InvalidOutcome."""
     m, end = env.create_market(env.traders[0])
     env.next_block_at(end)
-    assert env.reverts(env.om.functions.resolveMarket(m, 3), env.keeper, OM, "InvalidOutcome") == (3,)
+    assert env.reverts(env.om.functions.proposeOutcome(m, 3), env.keeper, OM, "InvalidOutcome") == (3,)
 
 
-def test_resolve_unknown_market_reverts_not_found(env: Env) -> None:
-    """Resolving a market id never created reverts MarketNotFound."""
-    assert env.reverts(env.om.functions.resolveMarket(9, YES), env.keeper, OM, "MarketNotFound") == (9,)
+def test_resolution_steps_on_unknown_market_revert_not_found(env: Env) -> None:
+    """Every resolution step on a market id never created reverts MarketNotFound."""
+    for fn, who in (
+        (env.om.functions.proposeOutcome(9, YES), env.keeper),
+        (env.om.functions.disputeOutcome(9), env.admin),
+        (env.om.functions.arbitrate(9, YES), env.admin),
+        (env.om.functions.finalizeOutcome(9), env.outsider),
+        (env.om.functions.resolveExpired(9), env.outsider),
+    ):
+        assert env.reverts(fn, who, OM, "MarketNotFound") == (9,)
 
 
 # ---------------------------------------------------------------- claimWinnings and withdrawLiquidity
@@ -657,14 +769,12 @@ def test_pure_math_matches_reference_model(env: Env) -> None:
 
 def test_constructor_rejects_fee_above_ten_percent(env: Env) -> None:
     """Deploying with feeBps > 1000 or creator + LP shares of the fee > 10000 reverts InvalidFeeConfig."""
-    from core.contracts import load_artifact
-
     art = load_artifact(OM)
     factory = env.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
     for fee, share, lp in ((1_001, 0, 0), (200, 10_001, 0), (200, 5_000, 5_001)):
-        fn = factory.constructor(env.usdc.address, fee, share, lp, env.cs.address, env.admin, DAY)
+        fn = factory.constructor(env.usdc.address, fee, share, lp, env.cs.address, env.admin, DAY, 60, 30 * DAY)
         env.reverts(fn, env.admin, OM, "InvalidFeeConfig")
-    fn = factory.constructor(env.usdc.address, 1_000, 7_000, 3_000, env.cs.address, env.admin, DAY)
+    fn = factory.constructor(env.usdc.address, 1_000, 7_000, 3_000, env.cs.address, env.admin, DAY, 60, 30 * DAY)
     receipt = env.send(fn, env.admin)
     assert env.event(receipt, factory, "FeesConfigured") == {
         "usdc": env.usdc.address,
@@ -688,7 +798,7 @@ def test_roles_can_be_revoked_and_renounced(env: Env) -> None:
     m, end = env.create_market(env.traders[0])
     env.send(env.om.functions.revokeRole(RESOLVER_ROLE, env.keeper), env.admin)
     env.next_block_at(end)
-    env.reverts(env.om.functions.resolveMarket(m, YES), env.keeper, OM, "AccessControlUnauthorizedAccount")
+    env.reverts(env.om.functions.proposeOutcome(m, YES), env.keeper, OM, "AccessControlUnauthorizedAccount")
     env.send(env.cs.functions.revokeRole(keeper_role, env.keeper), env.admin)
     assert env.cs.functions.hasRole(keeper_role, env.keeper).call() is False
     env.send(env.cs.functions.grantRole(keeper_role, env.keeper), env.admin)
@@ -762,13 +872,13 @@ def test_fair_start_and_lp_fee_keep_the_creators_deposit_on_a_likely_event(env: 
 
 
 def test_a_market_nobody_resolves_can_be_resolved_invalid_by_anyone_after_the_window(env: Env) -> None:
-    """Until endTime + RESOLUTION_WINDOW resolveExpired reverts ResolutionWindowOpen(id, expiresAt); from then on
+    """Until endTime + resolutionWindow resolveExpired reverts ResolutionWindowOpen(id, expiresAt); from then on
     anyone may resolve the market INVALID, after which traders claim half per share and the creator withdraws.
     (Before: a market the resolver never settled locked everyone's money forever.)"""
     creator, trader = env.traders[:2]
     m, end = env.create_market(creator)
     yes = env.buy(trader, m, YES, 10 * USDC)
-    expires = end + env.om.functions.RESOLUTION_WINDOW().call()
+    expires = end + env.om.functions.resolutionWindow().call()
     env.next_block_at(expires - 1)
     args = env.reverts(env.om.functions.resolveExpired(m), env.outsider, OM, "ResolutionWindowOpen")
     assert args == (m, expires)
@@ -779,3 +889,30 @@ def test_a_market_nobody_resolves_can_be_resolved_invalid_by_anyone_after_the_wi
     paid, _ = env.send_returning(env.om.functions.claimWinnings(m), trader)
     assert paid == yes // 2
     env.send(env.om.functions.withdrawLiquidity(m), creator)
+
+
+def test_a_disputed_market_nobody_arbitrates_expires_invalid(env: Env) -> None:
+    """A disputed market the arbiter never settles resolves INVALID by anyone from endTime + resolutionWindow."""
+    m, end = env.create_market(env.traders[0])
+    env.next_block_at(end)
+    propose(env, m, YES)
+    env.send(env.om.functions.disputeOutcome(m), env.admin)
+    expires = end + env.om.functions.resolutionWindow().call()
+    env.next_block_at(expires - 1)
+    assert env.reverts(env.om.functions.resolveExpired(m), env.outsider, OM, "ResolutionWindowOpen") == (m, expires)
+    env.next_block_at(expires)
+    receipt = env.send(env.om.functions.resolveExpired(m), env.outsider)
+    assert env.event(receipt, env.om, "MarketResolved") == {"marketId": m, "outcome": 2, "resolver": env.outsider}
+
+
+def test_a_proposed_market_past_the_resolution_window_must_be_finalized(env: Env) -> None:
+    """resolveExpired on a proposed market reverts ProposalPending(id, challengeEnds) even past the resolution
+    window: the undisputed proposal is finalized instead (its outcome, not INVALID)."""
+    m, end = env.create_market(env.traders[0])
+    expires = end + env.om.functions.resolutionWindow().call()
+    env.next_block_at(expires - 10)
+    ends = propose(env, m, YES)
+    env.next_block_at(expires + 100)
+    assert env.reverts(env.om.functions.resolveExpired(m), env.outsider, OM, "ProposalPending") == (m, ends)
+    receipt = env.send(env.om.functions.finalizeOutcome(m), env.outsider)
+    assert env.event(receipt, env.om, "MarketResolved")["outcome"] == YES

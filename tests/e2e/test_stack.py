@@ -165,18 +165,36 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
 
         wait_until(other_position_matches_chain, "API position equal to the chain after the reorg", 30, s)
 
-        # ---- the market ends; an operator queues the outcome; the keeper resolves it once
+        # ---- the market ends; an operator queues the outcome; the keeper proposes it (feed: market:proposed,
+        # API: status proposed with the window's end); after the deployment's 60 s challenge window the
+        # keeper finalizes it, once
         s.anvil.call("evm_increaseTime", 3700)
         s.anvil.call("evm_mine")
-        s.cli("-m", "keeper", "resolve", str(market_id), "yes", "--reason", "e2e: the test passed")
+        with connect(s.feed, open_timeout=10) as ws:
+            ws.send(f'{{"op":"subscribe","rooms":["market:{market_id}"]}}')
+            feed_messages(ws, lambda m: m.get("type") == "subscribed", 10)
+            s.cli("-m", "keeper", "resolve", str(market_id), "yes", "--reason", "e2e: the test passed")
+            seen = feed_messages(ws, lambda m: m.get("event") == "market:proposed", 60)
+        assert (seen[-1]["data"]["marketId"], seen[-1]["data"]["outcome"]) == (market_id, "yes")
+        market = wait_until(
+            lambda: (m := s.get(f"/v1/markets/{market_id}")["data"])["status"] == "proposed" and m,
+            "the keeper's proposal in the API",
+            30,
+            s,
+        )
+        assert (market["proposedOutcome"], market["outcome"]) == ("yes", None)
+        ends = int(creator.om.functions.getMarket(market_id).call()[8])
+        assert market["challengeEndsAt"] == dt.datetime.fromtimestamp(ends, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        s.anvil.call("evm_increaseTime", 61)
+        s.anvil.call("evm_mine")
         market = wait_until(
             lambda: (m := s.get(f"/v1/markets/{market_id}")["data"])["status"] == "resolved" and m,
-            "the keeper's resolution in the API",
+            "the keeper's finalization in the API",
             60,
             s,
         )
         assert market["outcome"] == "yes"
-        assert creator.om.functions.getMarket(market_id).call()[4] is True
+        assert creator.om.functions.getMarket(market_id).call()[4:6] == [3, 1]
 
         # ---- holders are notified, claim, and see the payout in their positions
         auth = sign_in(s, trader)
@@ -222,4 +240,48 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
         assert (m["yesReserve"], m["noReserve"]) == (usdc(yes_r), usdc(no_r))
         c = s.get(f"/v1/creators/{lower(creator.address)}")["data"]
         assert int(c["supply"]) == creator.cs.functions.supplyOf(creator.address).call()
+
+        # ---- a disputed proposal: the keeper alerts and never finalizes it; the arbiter settles it
+        arbiter = Wallet(s, anvil_account(0))  # the deployment grants ARBITER_ROLE to the deployer
+        end_time = int(w3.eth.get_block("latest")["timestamp"]) + 3600
+        ids = []
+        for q in ("Disputed?", "Nobody settles?"):
+            receipt = creator.send(creator.om.functions.createMarket(q, "tech", end_time, 10 * USDC))
+            ids.append(creator.om.events.MarketCreated().process_receipt(receipt, errors=DISCARD)[0].args.marketId)
+        disputed, expired = ids
+        s.anvil.call("evm_increaseTime", 3700)
+        s.anvil.call("evm_mine")
+        s.cli("-m", "keeper", "resolve", str(disputed), "no", "--reason", "e2e: to be disputed")
+        wait_until(lambda: s.get(f"/v1/markets/{disputed}")["data"]["status"] == "proposed", "the proposal", 30, s)
+        arbiter.send(arbiter.om.functions.disputeOutcome(disputed))
+        wait_until(lambda: s.get(f"/v1/markets/{disputed}")["data"]["status"] == "disputed", "the dispute", 30, s)
+        s.anvil.call("evm_increaseTime", 120)  # past the challenge window: a proposal would be finalized now
+        s.anvil.call("evm_mine")
+
+        def alerted() -> bool:
+            listed = s.cli("-m", "keeper", "status").split('"disputed_markets"', 1)[1].split("]", 1)[0]
+            return f'"market_id": {disputed},' in listed
+
+        wait_until(alerted, "the keeper's dispute alert (keeper status)", 30, s)
+        assert any("market_disputed" in p.read_text(errors="replace") for p in s.logs.glob("*.log"))
+        assert creator.om.functions.getMarket(disputed).call()[4] == 2  # never finalized
+        arbiter.send(arbiter.om.functions.arbitrate(disputed, 1))
+        market = wait_until(
+            lambda: (m := s.get(f"/v1/markets/{disputed}")["data"])["status"] == "resolved" and m,
+            "the arbiter's outcome in the API",
+            30,
+            s,
+        )
+        assert (market["outcome"], market["proposedOutcome"]) == ("yes", "no")
+
+        # ---- a market nobody settles: past end + the 30-day resolution window the keeper resolves it INVALID
+        s.anvil.call("evm_increaseTime", 30 * 86_400)
+        s.anvil.call("evm_mine")
+        market = wait_until(
+            lambda: (m := s.get(f"/v1/markets/{expired}")["data"])["status"] == "resolved" and m,
+            "the keeper's expiry (resolveExpired) in the API",
+            60,
+            s,
+        )
+        assert market["outcome"] == "invalid"
         s.alive()  # no daemon died along the way

@@ -35,6 +35,8 @@ COMPARED = (
     "ev_dividends_distributed",
     "ev_dividends_claimed",
     "ev_creator_fees_claimed",
+    "ev_outcome_proposed",
+    "ev_outcome_disputed",
     "ev_other",
     "markets",
     "positions",

@@ -27,6 +27,8 @@ from indexer.decode import (
     MarketCreated,
     MarketResolved,
     Merged,
+    OutcomeDisputed,
+    OutcomeProposed,
     SharesTraded,
     Trade,
     WinningsClaimed,
@@ -50,7 +52,7 @@ def random_events(rng: random.Random, number: int, bhash: bytes) -> list[Event]:
     out: list[Event] = []
     for li in range(rng.randint(0, 4)):
         h = (number, li, bhash, rng.randbytes(32), 1_000 + number)
-        kind = rng.randrange(11)
+        kind = rng.randrange(12)
         m = rng.randint(1, 3)
         t, c = rng.choice(TRADERS), rng.choice(CREATORS)
         v = lambda: rng.randint(0, 10**7)  # noqa: E731
@@ -93,8 +95,12 @@ def random_events(rng: random.Random, number: int, bhash: bytes) -> list[Event]:
             out.append(CreatorFeesCollected(*h, c, t, v()) if rng.random() < 0.5 else CreatorFeesClaimed(*h, c, v()))
         elif kind == 9:
             out.append(LiquidityWithdrawn(*h, m, c, v()))
-        else:
+        elif kind == 10:
             out.append(Merged(*h, m, t, v(), v(), v()))
+        elif rng.random() < 0.6:
+            out.append(OutcomeProposed(*h, m, rng.randint(0, 2), c, v()))
+        else:
+            out.append(OutcomeDisputed(*h, m, rng.randint(0, 2), t))
     return out
 
 

@@ -33,13 +33,20 @@ def reconcile(w3: Web3, deployment: dict[str, Any], dsn: str) -> dict[str, int]:
     counts = {"markets": 0, "positions": 0, "creators": 0, "holdings": 0}
     assert om.functions.marketCount().call() == len(fetch(dsn, "SELECT 1 FROM idx.markets"))
     for m in fetch(dsn, "SELECT * FROM idx.markets"):
-        creator, end_time, yes_r, no_r, resolved, outcome, withdrawn = om.functions.getMarket(m["market_id"]).call()
+        creator, end_time, yes_r, no_r, status, outcome, withdrawn, proposed, challenge_ends = om.functions.getMarket(
+            m["market_id"]
+        ).call()
         assert (yes_r, no_r) == (int(m["yes_reserve"]), int(m["no_reserve"]))
         assert creator.lower() == "0x" + m["creator"].hex()
         assert end_time == int(m["end_time"].timestamp())
-        assert resolved == m["resolved"]
-        if resolved:
+        assert ("open", "proposed", "disputed", "resolved")[status] == m["status"]
+        assert (status == 3) == m["resolved"]
+        if status == 3:
             assert outcome == m["outcome"]
+        indexed_ends = None if m["challenge_ends"] is None else int(m["challenge_ends"].timestamp())
+        assert (challenge_ends or None) == indexed_ends  # 0 on chain: never proposed
+        if challenge_ends:
+            assert proposed == m["proposed_outcome"]
         assert withdrawn == (m["liquidity_withdrawn"] is not None)
         counts["markets"] += 1
     for p in fetch(dsn, "SELECT * FROM idx.positions"):

@@ -208,3 +208,34 @@ def test_usdc_strings_are_exact_with_six_decimals(amount: int) -> None:
     whole, fraction = usdc(amount).split(".")
     assert len(fraction) == 6
     assert whole.lstrip("-") == str(abs(amount) // 10**6)
+
+
+def test_fold_follows_propose_dispute_resolve_and_emits_feed_messages() -> None:
+    """OutcomeProposed sets status 'proposed' with the outcome and window end, OutcomeDisputed 'disputed',
+    MarketResolved 'resolved'; each emits its feed message (market:proposed, market:disputed, market:resolved)."""
+    from indexer import fold as F
+    from indexer.decode import MarketResolved, OutcomeDisputed, OutcomeProposed
+
+    creator, arbiter = b"\x01" * 20, b"\x02" * 20
+
+    def header(n: int) -> tuple[int, int, bytes, bytes, int]:
+        return (n, 0, bytes([n]) * 32, bytes([n + 100]) * 32, 1_000 + n)
+
+    created = MarketCreated(*header(1), 7, creator, "q", "c", 1_001, 10, 10, 10, None, None)
+    ctx = F.Context(1, journal_above=10**9, outbox_from=0)
+    state = F.fold(F.Snapshot(), [created], ctx).markets
+    assert state[7].status == "open"
+    proposed = F.fold(F.Snapshot(markets=state), [OutcomeProposed(*header(2), 7, 1, creator, 1_062)], ctx)
+    m = proposed.markets[7]
+    assert (m.status, m.proposed_outcome, m.challenge_ends, m.resolved) == ("proposed", 1, 1_062, False)
+    (msg,) = proposed.messages
+    assert msg.event == "market:proposed"
+    assert msg.payload["outcome"] == "yes"
+    assert msg.payload["challenge_ends_iso"] == "1970-01-01T00:17:42Z"
+    disputed = F.fold(F.Snapshot(markets=proposed.markets), [OutcomeDisputed(*header(3), 7, 1, arbiter)], ctx)
+    assert disputed.markets[7].status == "disputed"
+    assert [x.event for x in disputed.messages] == ["market:disputed"]
+    done = F.fold(F.Snapshot(markets=disputed.markets), [MarketResolved(*header(4), 7, 0, arbiter)], ctx)
+    m = done.markets[7]
+    assert (m.status, m.resolved, m.outcome, m.proposed_outcome) == ("resolved", True, 0, 1)
+    assert [x.event for x in done.messages] == ["market:resolved"]

@@ -181,9 +181,8 @@ class ChainOps:
         )
         return decode_result("OpinionMarket", "getMarket", bytes(raw))
 
-    def resolved_events(self, market_id: int | None = None) -> list[Any]:
-        topic = Web3.keccak(text="MarketResolved(uint256,uint8,address)")
-        topics: list[Any] = [topic]
+    def _logs(self, signature: str, market_id: int | None) -> list[Any]:
+        topics: list[Any] = [Web3.keccak(text=signature)]
         if market_id is not None:
             topics.append("0x" + market_id.to_bytes(32, "big").hex())
         return list(
@@ -196,6 +195,25 @@ class ChainOps:
                 }
             )
         )
+
+    def resolved_events(self, market_id: int | None = None) -> list[Any]:
+        return self._logs("MarketResolved(uint256,uint8,address)", market_id)
+
+    def proposed_events(self, market_id: int | None = None) -> list[Any]:
+        return self._logs("OutcomeProposed(uint256,uint8,address,uint256)", market_id)
+
+    def status(self, market_id: int) -> tuple[int, int, int]:
+        """(status 0 open | 1 proposed | 2 disputed | 3 resolved, proposed outcome, final outcome) on chain."""
+        m = self.market(market_id)
+        return int(m[4]), int(m[7]), int(m[5])
+
+    def past_challenge_window(self, market_id: int) -> None:
+        """Mines a block at the market's challengeEnds: from the next block on it can be finalized."""
+        ends = int(self.market(market_id)[8])
+        assert ends > 0, f"market {market_id} has no proposal"
+        if int(self.w3.eth.get_block("latest")["timestamp"]) < ends:
+            self.anvil.call("evm_setNextBlockTimestamp", hex(ends))
+            self.anvil.mine(1)
 
     def keeper_nonce(self) -> int:
         return int(self.w3.eth.get_transaction_count(KEEPER.address, "latest"))
@@ -334,3 +352,21 @@ def wait_until(predicate: Any, timeout: float = 60, poll: float = 0.3) -> None:
 
 
 __all__ = ["ADMIN", "KEEPER", "USDC", "Account"]
+
+
+async def set_market_status(
+    dsn: str, market_id: int, status: str, proposed_outcome: int | None = None, challenge_ends: int | None = None
+) -> None:
+    """What the indexer writes for OutcomeProposed / OutcomeDisputed (idx.markets status columns)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "UPDATE idx.markets SET status = $2, resolved = ($2 = 'resolved'), proposed_outcome = $3,"
+            " challenge_ends = to_timestamp($4) WHERE chain_id = 31337 AND market_id = $1",
+            market_id,
+            status,
+            proposed_outcome,
+            challenge_ends,
+        )
+    finally:
+        await conn.close()

@@ -43,8 +43,8 @@ async def test_queue_resolve_cancel_and_status(
     async with harness(settings) as h:
         assert (await jobs.resolve(h.ctx))["sent"] == 1
         await h.tx.wait_idle(30, 0.1)
-    assert not ops.market(m1)[4]
-    assert ops.market(m2)[4:6] == (True, 2)
+    assert ops.status(m1)[0] == 0
+    assert ops.status(m2)[:2] == (1, 2)  # INVALID proposed
     (second,) = await fetch(db_dsn, "SELECT id, status FROM keeper.resolution_queue WHERE market_id = $1", m2)
     assert second["status"] == "resolved"
     assert await cmd_cancel(settings, second["id"], "too late", "erin") == 2

@@ -12,8 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from keeper.abi import encode_call
 from tests.chain import free_port
-from tests.keeper.kit import KEEPER, ChainOps, fetch, insert_markets, keeper_process, queue, run_keeper, write_config
+from tests.keeper.kit import (
+    KEEPER,
+    ChainOps,
+    fetch,
+    insert_markets,
+    keeper_process,
+    queue,
+    run_keeper,
+    set_market_status,
+    write_config,
+)
 
 pytestmark = [pytest.mark.pg, pytest.mark.anvil, pytest.mark.slow]
 KEY_HEX = KEEPER.key.hex().removeprefix("0x")
@@ -63,7 +74,7 @@ async def test_sigkill_mid_pipeline_then_restart_resolves_each_market_once(
     nonces = [t["nonce"] for t in txs]
     assert nonces == list(range(nonces[0], nonces[0] + len(ids)))
     for m in ids:
-        assert len(ops.resolved_events(m)) == 1
+        assert len(ops.proposed_events(m)) == 1
 
 
 @pytest.mark.parametrize("crash_at", ["after_record", "after_broadcast"])
@@ -71,7 +82,7 @@ async def test_sigkill_then_restart_resolves_exactly_once(
     ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path, crash_at: str
 ) -> None:
     """SIGKILL between record and broadcast, or between broadcast and receipt: the restarted keeper
-    finishes from the ledger; one transaction, one MarketResolved, a consistent ledger."""
+    finishes from the ledger; one transaction, one OutcomeProposed, a consistent ledger."""
     (m,) = await due_queued(ops, db_dsn, 1)
     cfg = write_config(tmp_path / "keeper.toml", ops.anvil.url, db_dsn, deployment_path)
     first = run_keeper(cfg, "run", "--once", "--jobs", "resolve", env={"KEEPER_CRASH_AT": crash_at})
@@ -82,11 +93,11 @@ async def test_sigkill_then_restart_resolves_exactly_once(
     if broadcast:  # anvil answers eth_sendRawTransaction before its automine has mined the block
         (a,) = await fetch(db_dsn, "SELECT tx_hash FROM keeper.tx_attempts")
         ops.w3.eth.wait_for_transaction_receipt(bytes(a["tx_hash"]), timeout=30)
-    assert ops.market(m)[4] is broadcast
+    assert (ops.status(m)[0] == 1) is broadcast
     second = run_keeper(cfg, "run", "--once", "--jobs", "resolve")
     assert second.returncode == 0, second.stderr[-2000:]
-    assert ops.market(m)[4]
-    assert len(ops.resolved_events(m)) == 1
+    assert ops.status(m)[0] == 1
+    assert len(ops.proposed_events(m)) == 1
     txs = await fetch(db_dsn, "SELECT job_key, status, nonce FROM keeper.txs")
     assert [(r["job_key"], r["status"]) for r in txs] == [(f"resolve:{m}", "confirmed")]
     attempts = await fetch(db_dsn, "SELECT count(*) AS n FROM keeper.tx_attempts")
@@ -131,7 +142,7 @@ async def test_two_instances_one_signer(ops: ChainOps, db_dsn: str, deployment_p
     assert len({t["job_key"] for t in txs}) == len(ids)
     assert len({t["epoch"] for t in txs}) == 1
     for m in ids:
-        assert len(ops.resolved_events(m)) == 1
+        assert len(ops.proposed_events(m)) == 1
     assert "leader_acquired" in (err_a + err_b)
     assert (err_a + err_b).count("leader_acquired") == 1
     assert_no_key(out_a, err_a, out_b, err_b)
@@ -141,7 +152,7 @@ async def test_standby_takes_over_a_killed_leader_and_finishes_its_transaction(
     ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path
 ) -> None:
     """The leader is SIGKILLed right after recording a resolution; the hot standby takes the lock with a
-    new epoch, rebroadcasts the recorded transaction and confirms it: one tx, one MarketResolved."""
+    new epoch, rebroadcasts the recorded transaction and confirms it: one tx, one OutcomeProposed."""
     end = ops.now() + 30
     (m,) = ops.create_markets(1, end)
     await insert_markets(db_dsn, [m], end)
@@ -174,7 +185,7 @@ async def test_standby_takes_over_a_killed_leader_and_finishes_its_transaction(
     assert t["epoch"] == 1  # recorded by the killed leader, finished by the new one
     (leader,) = await fetch(db_dsn, "SELECT epoch FROM keeper.leaders")
     assert leader["epoch"] == 2
-    assert len(ops.resolved_events(m)) == 1
+    assert len(ops.proposed_events(m)) == 1
     (n,) = await fetch(db_dsn, "SELECT count(*) AS n FROM keeper.tx_attempts")
     assert n["n"] == 1
 
@@ -206,3 +217,38 @@ async def test_dry_run_cli_prints_the_plan_and_touches_nothing(
     assert await fetch(db_dsn, "SELECT 1 FROM keeper.txs") == []
     assert await fetch(db_dsn, "SELECT 1 FROM keeper.leaders") == []
     assert_no_key(out.stdout, out.stderr)
+
+
+@pytest.mark.parametrize("step", ["finalize", "expire"])
+async def test_sigkill_between_record_and_send_then_restart_finishes_each_step_once(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path, step: str
+) -> None:
+    """finalize (a proposal past its challenge window) and expire (a market past end + resolution window):
+    SIGKILL after the ledger row is recorded, before anything is broadcast; the restarted keeper sends the
+    recorded transaction: one ledger row, one attempt, one MarketResolved."""
+    end = ops.now() + 30
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    ops.advance(60)
+    if step == "finalize":
+        ops.send(KEEPER, ops.dep.opinion_market, encode_call("OpinionMarket", "proposeOutcome", m, 1))
+        await set_market_status(db_dsn, m, "proposed", 1, int(ops.market(m)[8]))
+        ops.past_challenge_window(m)
+    else:
+        ops.advance(30 * 86_400)
+    cfg = write_config(tmp_path / "keeper.toml", ops.anvil.url, db_dsn, deployment_path)
+    first = run_keeper(cfg, "run", "--once", "--jobs", step, env={"KEEPER_CRASH_AT": "after_record"})
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    (t,) = await fetch(db_dsn, "SELECT job_key, status FROM keeper.txs")
+    assert (t["job_key"], t["status"]) == (f"{step}:{m}", "pending")
+    assert ops.status(m)[0] != 3  # recorded, never sent
+    second = run_keeper(cfg, "run", "--once", "--jobs", step)
+    assert second.returncode == 0, second.stderr[-2000:]
+    txs = await fetch(db_dsn, "SELECT job, job_key, status FROM keeper.txs")
+    assert [(r["job"], r["job_key"], r["status"]) for r in txs] == [(step, f"{step}:{m}", "confirmed")]
+    (n,) = await fetch(db_dsn, "SELECT count(*) AS n FROM keeper.tx_attempts")
+    assert n["n"] == 1  # finished by broadcasting the recorded raw tx, not a new one
+    assert len(ops.resolved_events(m)) == 1
+    assert ops.status(m)[0] == 3
+    assert ops.status(m)[2] == (1 if step == "finalize" else 2)
+    assert_no_key(first.stdout, first.stderr, second.stdout, second.stderr)

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.pg, pytest.mark.anvil]
 
 
 async def test_queued_resolution_is_sent_exactly_once(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:
-    """An operator-queued outcome is resolved once; later runs find it in the ledger and send nothing."""
+    """An operator-queued outcome is proposed once; later runs find it in the ledger and send nothing."""
     end = ops.now() + 100
     (m,) = ops.create_markets(1, end)
     await insert_markets(db_dsn, [m], end)
@@ -25,10 +25,9 @@ async def test_queued_resolution_is_sent_exactly_once(ops: ChainOps, db_dsn: str
         assert (await jobs.resolve(h.ctx))["sent"] == 1
         await h.tx.wait_idle(30, 0.1)
         assert (await jobs.resolve(h.ctx))["sent"] == 0
-    _c, _e, _y, _n, resolved, outcome, _w = ops.market(m)
-    assert resolved
-    assert outcome == 1
-    assert len(ops.resolved_events(m)) == 1
+    assert ops.status(m)[:2] == (1, 1)  # proposed YES: final after the challenge window (the finalize job)
+    assert len(ops.proposed_events(m)) == 1
+    assert ops.resolved_events(m) == []
     txs = await fetch(db_dsn, "SELECT job_key, status, epoch, queue_id FROM keeper.txs")
     assert [(t["job_key"], t["status"], t["queue_id"]) for t in txs] == [(f"resolve:{m}", "confirmed", qid)]
     (q,) = await fetch(db_dsn, "SELECT status, requested_by, reason FROM keeper.resolution_queue")
@@ -38,7 +37,7 @@ async def test_queued_resolution_is_sent_exactly_once(ops: ChainOps, db_dsn: str
 async def test_price_feed_rule_resolves_from_the_round_at_end_time(
     ops: ChainOps, db_dsn: str, deployment_path: Path
 ) -> None:
-    """The answer in force at end time decides, not a later one; the market resolves once."""
+    """The answer in force at end time decides, not a later one; the outcome is proposed once."""
     feed = ops.dep.price_feed
     assert feed is not None
     from keeper.abi import encode_call
@@ -64,10 +63,8 @@ async def test_price_feed_rule_resolves_from_the_round_at_end_time(
         assert (await jobs.resolve(h.ctx))["sent"] == 1
         await h.tx.wait_idle(30, 0.1)
         assert (await jobs.resolve(h.ctx))["sent"] == 0
-    _c, _e, _y, _n, resolved, outcome, _w = ops.market(m)
-    assert resolved
-    assert outcome == 1
-    assert len(ops.resolved_events(m)) == 1
+    assert ops.status(m)[:2] == (1, 1)
+    assert len(ops.proposed_events(m)) == 1
 
 
 async def test_market_without_source_is_reported_overdue_never_guessed(
@@ -94,14 +91,14 @@ async def test_market_without_source_is_reported_overdue_never_guessed(
 async def test_market_resolved_elsewhere_is_skipped_after_the_chain_check(
     ops: ChainOps, db_dsn: str, deployment_path: Path
 ) -> None:
-    """The database says open, the contract says resolved: skip, record why, send nothing."""
+    """The database says open, the contract says proposed (by another resolver): skip, record why, send nothing."""
     end = ops.now() + 50
     (m,) = ops.create_markets(1, end)
     await insert_markets(db_dsn, [m], end)
     ops.advance(100)
     from keeper.abi import encode_call
 
-    ops.send(KEEPER, ops.dep.opinion_market, encode_call("OpinionMarket", "resolveMarket", m, 0))
+    ops.send(KEEPER, ops.dep.opinion_market, encode_call("OpinionMarket", "proposeOutcome", m, 0))
     qid = await queue(db_dsn, m, 1)
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
     nonce = ops.keeper_nonce()
@@ -111,9 +108,9 @@ async def test_market_resolved_elsewhere_is_skipped_after_the_chain_check(
     assert counts["skipped"] == 1
     assert ops.keeper_nonce() == nonce
     (q,) = await fetch(db_dsn, "SELECT id, status, status_reason FROM keeper.resolution_queue")
-    assert (q["id"], q["status"], q["status_reason"]) == (qid, "skipped", "already_resolved")
+    assert (q["id"], q["status"], q["status_reason"]) == (qid, "skipped", "already_proposed")
     (d,) = await fetch(db_dsn, "SELECT job_key, action, reason FROM keeper.decisions")
-    assert (d["job_key"], d["action"], d["reason"]) == (f"resolve:{m}", "skipped", "already_resolved")
+    assert (d["job_key"], d["action"], d["reason"]) == (f"resolve:{m}", "skipped", "already_proposed")
 
 
 async def test_dry_run_plans_and_sends_nothing(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:
@@ -132,7 +129,7 @@ async def test_dry_run_plans_and_sends_nothing(ops: ChainOps, db_dsn: str, deplo
     assert ops.keeper_nonce() == nonce
     assert await fetch(db_dsn, "SELECT 1 FROM keeper.txs") == []
     assert [r["status"] for r in await fetch(db_dsn, "SELECT status FROM keeper.resolution_queue")] == ["queued"]
-    assert not ops.market(m)[4]
+    assert ops.status(m)[0] == 0
 
 
 async def test_queue_entry_for_a_market_already_in_flight_is_skipped_not_sent(
@@ -153,4 +150,4 @@ async def test_queue_entry_for_a_market_already_in_flight_is_skipped_not_sent(
     rows = await fetch(db_dsn, "SELECT id, status, status_reason FROM keeper.resolution_queue ORDER BY id")
     assert [(r["status"], r["status_reason"]) for r in rows] == [("resolved", None), ("skipped", "already_in_ledger")]
     assert rows[1]["id"] == late
-    assert ops.market(m)[5] == 1
+    assert ops.status(m)[:2] == (1, 1)

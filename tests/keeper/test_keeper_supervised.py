@@ -68,7 +68,7 @@ def test_supervisor_restarts_a_killed_keeper_which_finishes_exactly_once(
     assert sup.children[0].restarts == 1
     assert "1 restarts" in status
     for m in ids:
-        assert len(ops.resolved_events(m)) == 1
+        assert len(ops.proposed_events(m)) == 1
     attempts = asyncio.run(fetch(db_dsn, "SELECT tx_id, count(*) AS n FROM keeper.tx_attempts GROUP BY tx_id"))
     assert sorted(a["n"] for a in attempts) == [1] * len(ids)
 

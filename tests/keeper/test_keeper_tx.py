@@ -76,7 +76,7 @@ async def test_fee_spike_leaves_tx_stuck_then_replacements_follow_within_cap(
     (t,) = await fetch(db_dsn, "SELECT status, mined_tx_hash FROM keeper.txs")
     assert t["status"] == "confirmed"
     assert ops.market(m)[4]
-    assert len(ops.resolved_events(m)) == 1
+    assert len(ops.proposed_events(m)) == 1
 
 
 async def test_fee_cap_below_base_fee_waits_without_bumping_past_the_cap(
@@ -130,7 +130,7 @@ async def test_mined_resolution_reorged_out_is_rebroadcast_and_lands(
         assert t["status"] == status_before
         depth = ops.anvil.head() - t["mined_block"] + 1
         ops.anvil.call("anvil_reorg", depth, [])
-        assert not ops.market(m)[4] or len(ops.resolved_events(m)) == 1
+        assert not ops.market(m)[4] or len(ops.proposed_events(m)) == 1
         summary = await h.tx.track()
         assert summary.reorged == 1
         ops.anvil.mine(3)
@@ -138,7 +138,7 @@ async def test_mined_resolution_reorged_out_is_rebroadcast_and_lands(
     (t,) = await fetch(db_dsn, "SELECT status, reorg_count FROM keeper.txs")
     assert (t["status"], t["reorg_count"]) == ("confirmed", 1)
     assert ops.market(m)[4]
-    assert len(ops.resolved_events(m)) == 1
+    assert len(ops.proposed_events(m)) == 1
 
 
 async def test_nonce_gap_is_filled_with_a_self_transfer(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:
@@ -218,14 +218,14 @@ async def test_transaction_dropped_from_the_mempool_is_rebroadcast_and_mined(
             await h.tx.wait_idle(30, 0.1)
     (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
     assert t["status"] == "confirmed"
-    assert len(ops.resolved_events(m)) == 1
+    assert len(ops.proposed_events(m)) == 1
 
 
 async def test_stuck_resolution_resolved_elsewhere_is_cancelled_not_bumped(
     ops: ChainOps, db_dsn: str, deployment_path: Path
 ) -> None:
-    """While our resolution is stuck another resolver settles the market: the replacement re-simulates,
-    sees MarketAlreadyResolved, and frees the nonce with a self-transfer instead of a doomed call; the
+    """While our proposal is stuck another resolver proposes first: the replacement re-simulates,
+    sees MarketNotOpen, and frees the nonce with a self-transfer instead of a doomed call; the
     queue entry ends skipped after the next run's chain check."""
     from web3 import Web3
 
@@ -247,12 +247,12 @@ async def test_stuck_resolution_resolved_elsewhere_is_cancelled_not_bumped(
             ops.send(
                 ADMIN,
                 ops.dep.opinion_market,
-                encode_call("OpinionMarket", "resolveMarket", m, 0),
+                encode_call("OpinionMarket", "proposeOutcome", m, 0),
                 wait=False,
                 max_fee=200 * GWEI,
             )
             ops.anvil.mine(1)
-            assert ops.market(m)[4:6] == (True, 0)
+            assert ops.status(m)[:2] == (1, 0)
             for _ in range(6):
                 ops.anvil.mine(1)
                 await h.tx.track()
@@ -266,6 +266,6 @@ async def test_stuck_resolution_resolved_elsewhere_is_cancelled_not_bumped(
     cancels = await fetch(db_dsn, "SELECT is_cancel FROM keeper.tx_attempts ORDER BY attempt")
     assert cancels[-1]["is_cancel"]
     assert ops.keeper_nonce() == nonce + 1  # the nonce was used by the self-transfer
-    assert len(ops.resolved_events(m)) == 1  # only the other resolver's
+    assert len(ops.proposed_events(m)) == 1  # only the other resolver's
     (q,) = await fetch(db_dsn, "SELECT status, status_reason FROM keeper.resolution_queue")
-    assert (q["status"], q["status_reason"]) == ("skipped", "already_resolved")
+    assert (q["status"], q["status_reason"]) == ("skipped", "already_proposed")

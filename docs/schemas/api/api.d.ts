@@ -1097,9 +1097,13 @@ export interface components {
             /** @description lowercase 0x address */
             creator: string;
             /** @enum {string} */
-            status: "active" | "closed" | "resolved";
+            status: "active" | "closed" | "proposed" | "disputed" | "resolved";
             /** @enum {string|null} */
             outcome: "yes" | "no" | "invalid" | null;
+            /** @enum {string|null} */
+            proposedOutcome: "yes" | "no" | "invalid" | null;
+            /** Format: date-time */
+            challengeEndsAt: string | null;
             /** Format: date-time */
             endDate: string;
             /** Format: date-time */
@@ -1144,9 +1148,13 @@ export interface components {
             /** @description lowercase 0x address */
             creator: string;
             /** @enum {string} */
-            status: "active" | "closed" | "resolved";
+            status: "active" | "closed" | "proposed" | "disputed" | "resolved";
             /** @enum {string|null} */
             outcome: "yes" | "no" | "invalid" | null;
+            /** @enum {string|null} */
+            proposedOutcome: "yes" | "no" | "invalid" | null;
+            /** Format: date-time */
+            challengeEndsAt: string | null;
             /** Format: date-time */
             endDate: string;
             /** Format: date-time */
@@ -1204,7 +1212,7 @@ export interface components {
             /** @description a price/ratio, 6 decimals */
             noPrice: string | null;
             /** @enum {string} */
-            status: "active" | "closed" | "resolved";
+            status: "active" | "closed" | "proposed" | "disputed" | "resolved";
         };
         Notification: {
             id: string;
@@ -1235,7 +1243,7 @@ export interface components {
             marketId: number;
             question: string;
             /** @enum {string} */
-            marketStatus: "active" | "closed" | "resolved";
+            marketStatus: "active" | "closed" | "proposed" | "disputed" | "resolved";
             /** @enum {string|null} */
             marketOutcome: "yes" | "no" | "invalid" | null;
             /** @enum {string} */
@@ -1550,7 +1558,7 @@ export interface operations {
                 /** @description the seed's KEY:VALUE[,KEY:VALUE] with KEY in category, status, creator */
                 filter?: string;
                 category?: string;
-                status?: "active" | "closed" | "resolved";
+                status?: "active" | "closed" | "proposed" | "disputed" | "resolved";
                 creator?: string;
                 /** @description case-insensitive text search in the question */
                 q?: string;
