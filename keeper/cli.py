@@ -31,7 +31,7 @@ from core import resolution as R
 from core.config import ConfigError
 from core.contracts import load_deployment
 from core.logs import configure_logging
-from keeper.daemon import DEFAULT_ONCE_JOBS, JOB_NAMES, NOT_LEADER, RESOLUTION_JOBS, Daemon
+from keeper.daemon import DEFAULT_ONCE_JOBS, JOB_NAMES, NOT_LEADER, Daemon
 from keeper.keys import KeyLoadError
 from keeper.settings import Settings, load_settings
 
@@ -245,8 +245,7 @@ async def cmd_status(settings: Settings) -> int:
 async def cmd_request_jobs(settings: Settings, names: Sequence[str], by: str | None, wait_s: float) -> int:
     """Asks the running leader to run `names` (keeper.job_requests) and waits for the outcomes."""
     cid = settings.chain.chain_id
-    # the leader runs every resolution step for a requested 'resolve' (keeper.job_requests lists no other)
-    names = list(dict.fromkeys("resolve" if n in RESOLUTION_JOBS else n for n in names))
+    names = list(dict.fromkeys(names))
     conn = await _connect(settings)
     try:
         leader = await conn.fetchrow("SELECT epoch, holder FROM keeper.leaders WHERE chain_id = $1", cid)

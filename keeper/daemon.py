@@ -187,16 +187,11 @@ class Daemon:
             )
         for r in sorted(rows, key=lambda r: r["id"]):
             log.info("job_requested", job=r["job"], request_id=r["id"], requested_by=r["requested_by"])
-            # a requested resolve runs every resolution step (keeper.job_requests lists only 'resolve')
-            names = RESOLUTION_JOBS if r["job"] == "resolve" else (r["job"],)
-            outcomes = [await self.run_job(name, table[name], wait=True) for name in names]
-            outcome = next((o for o in outcomes if o != "ok"), "ok")
+            outcome = await self.run_job(r["job"], table[r["job"]], wait=True)
             if outcome == "skipped":
                 detail: dict[str, Any] = {"error": "not the leader"}
-            elif len(names) == 1:
-                detail = self.last_detail.get(r["job"], {})
             else:
-                detail = {name: self.last_detail.get(name, {}) for name in names}
+                detail = self.last_detail.get(r["job"], {})
             async with self.pool.acquire() as conn:
                 await conn.execute(
                     "UPDATE keeper.job_requests SET finished_at = now(), outcome = $2, detail = $3::jsonb"

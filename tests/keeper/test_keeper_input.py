@@ -120,7 +120,8 @@ def test_cli_refuses_bad_resolutions_and_records_the_good_one(
 
 
 async def test_database_refuses_rows_the_cli_would_refuse(db_dsn: str) -> None:
-    """A negative market id, a blank reason or requester, a malformed feed address: CHECK violations."""
+    """A negative market id, a blank reason or requester, a malformed feed address, an unknown job:
+    CHECK violations."""
     conn = await asyncpg.connect(db_dsn)
     try:
         bad = [
@@ -148,10 +149,15 @@ async def test_database_refuses_rows_the_cli_would_refuse(db_dsn: str) -> None:
                 "INSERT INTO keeper.price_feed_rules (chain_id, market_id, feed, comparison, threshold, created_by)"
                 " VALUES (31337, -1, decode(repeat('ab', 20), 'hex'), 'gt', 1, 'me')"
             ),
+            "INSERT INTO keeper.job_requests (chain_id, job, requested_by) VALUES (31337, 'resolv', 'me')",
         ]
         for sql in bad:
             with pytest.raises(asyncpg.CheckViolationError):
                 await conn.execute(sql)
+        for job in ("resolve", "finalize", "expire"):  # each resolution step can be asked for on its own
+            await conn.execute(
+                "INSERT INTO keeper.job_requests (chain_id, job, requested_by) VALUES (31337, $1, 'me')", job
+            )
     finally:
         await conn.close()
 
