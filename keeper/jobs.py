@@ -115,7 +115,9 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
             SELECT d.market_id, q.id AS queue_id, q.outcome AS queue_outcome,
                    r.feed, r.comparison, r.threshold, r.outcome_if_true, r.outcome_if_false,
                    EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1 AND t.job_key = 'resolve:' || d.market_id
-                            AND t.status <> 'dropped') AS in_ledger
+                            AND t.status <> 'dropped') AS in_ledger,
+                   EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1 AND t.job_key = 'expire:' || d.market_id
+                            AND t.status = 'pending') AS expiring
               FROM due d
               LEFT JOIN keeper.resolution_queue q
                      ON q.chain_id = $1 AND q.market_id = d.market_id AND q.status = 'queued'
@@ -130,8 +132,17 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
     late = [(r["queue_id"], "already_in_ledger") for r in rows if r["in_ledger"] and r["queue_id"] is not None]
     if late and not ctx.dry_run:
         await store.skip_queue_entries(ctx.pool, late)
-    rows = [r for r in rows if not r["in_ledger"]]
-    counts = {"candidates": len(rows), "sent": 0, "skipped": len(late), "failed": 0, "overdue": 0, "waiting": 0}
+    # an expiry not mined yet would make a proposal revert (and the reverse, in expire): wait a pass
+    expiring = sum(1 for r in rows if r["expiring"] and not r["in_ledger"])
+    rows = [r for r in rows if not r["in_ledger"] and not r["expiring"]]
+    counts = {
+        "candidates": len(rows),
+        "sent": 0,
+        "skipped": len(late),
+        "failed": 0,
+        "overdue": 0,
+        "waiting": expiring,
+    }
     if not rows:
         await _refresh_overdue(ctx, [])
         return counts
@@ -499,8 +510,9 @@ async def expire(ctx: Context, now: int | None = None) -> dict[str, int]:
             await conn.fetch(
                 """
                 SELECT m.market_id,
-                       EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1
-                                AND t.job_key = 'expire:' || m.market_id AND t.status <> 'dropped') AS in_ledger
+                       EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1 AND t.status <> 'dropped'
+                                AND (t.job_key = 'expire:' || m.market_id
+                                     OR t.job_key = 'resolve:' || m.market_id AND t.status = 'pending')) AS in_ledger
                   FROM idx.markets m
                  WHERE m.chain_id = $1 AND NOT m.resolved AND m.status IN ('open', 'disputed')
                    AND m.end_time <= to_timestamp($2::bigint - $3::bigint)

@@ -162,3 +162,36 @@ async def test_market_nobody_settles_is_expired_invalid_once(ops: ChainOps, db_d
     assert len(ops.resolved_events(m)) == 1
     txs = await fetch(db_dsn, "SELECT job, job_key, status FROM keeper.txs")
     assert [(t["job"], t["job_key"], t["status"]) for t in txs] == [("expire", f"expire:{m}", "confirmed")]
+
+
+@pytest.mark.pg
+@pytest.mark.anvil
+async def test_a_pending_proposal_holds_the_expiry_back(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:
+    """Past end + resolution window with a queued outcome, the resolve job proposes; while that proposal
+    is not mined (mining paused) the expire job waits for it — rather than race it (one would revert)
+    or count a failed item when its simulation sees the pending proposal — and once it is mined the
+    chain says 'proposed', which the expire job leaves to finalize."""
+    end = ops.now() + 30
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    ops.advance(WINDOW_30D + 3_600)
+    await fetch(
+        db_dsn,
+        "INSERT INTO keeper.resolution_queue (chain_id, market_id, outcome, reason, requested_by)"
+        f" VALUES (31337, {m}, 1, 'settled off-chain', 'test') RETURNING id",
+    )
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    async with harness(settings) as h:
+        ops.anvil.call("evm_setAutomine", False)
+        try:
+            assert (await jobs.resolve(h.ctx))["sent"] == 1
+            held = await jobs.expire(h.ctx)
+            assert (held["candidates"], held["sent"], held["waiting"]) == (1, 0, 1)
+        finally:
+            ops.anvil.call("evm_setAutomine", True)
+            ops.anvil.mine(1)
+        await h.tx.wait_idle(30, 0.1)
+        assert (await jobs.expire(h.ctx))["sent"] == 0
+    assert ops.status(m)[:2] == (PROPOSED, 1)
+    txs = await fetch(db_dsn, "SELECT job_key, status FROM keeper.txs")
+    assert [(t["job_key"], t["status"]) for t in txs] == [(f"resolve:{m}", "confirmed")]
