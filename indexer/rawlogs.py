@@ -28,8 +28,8 @@ from typing import Any
 from core.contracts import event_topic, load_abi
 from indexer.chain import BlockRef, ChainMismatch
 from indexer.decode import TYPED, DecodeError, EventDecoder, MarketCreated, Other, snake
+from indexer.rows import EVENT_TABLES, raw_payloads, ts
 from indexer.rpc import RawLog, parse_log, raw_log_dict
-from indexer.store import EVENT_TABLES, raw_payloads, ts
 
 CLASSES: tuple[type[Any], ...] = (*TYPED.values(), Other)
 INDEX = {cls: i for i, cls in enumerate(CLASSES)}

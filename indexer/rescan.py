@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from indexer.chain import split_span
+from indexer.rows import EV_TABLES
 from indexer.rpc import RangeTooLarge, Rpc
-from indexer.store import EV_TABLES
 
 Identity = tuple[int, int, bytes]  # (block_number, log_index, block_hash)
 

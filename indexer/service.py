@@ -6,7 +6,7 @@ Order of work per iteration: refresh the node's head/safe/finalized → if far b
 ranges (several eth_getLogs in flight, committed strictly in order, one transaction each) → near
 the tip, block by block by hash, each header checked against the stored parent hash. Any
 disagreement walks back to the common ancestor (chain.find_ancestor) and rolls back in one
-transaction (store.rollback) before continuing.
+transaction (reorg.rollback) before continuing.
 
 Exit codes: 0 clean stop · 1 unexpected error or too many consecutive failures ·
 2 configuration error · 3 ReorgTooDeep · 4 stall watchdog.
@@ -38,8 +38,8 @@ import asyncpg
 import structlog
 
 from core.config import ConfigError
+from indexer import checkpoint, maintenance, outbox_gap, read, reorg, rescan, write
 from indexer import fold as F
-from indexer import outbox_gap, rescan, store
 from indexer.chain import (
     BlockRef,
     ChainMismatch,
@@ -54,6 +54,7 @@ from indexer.fetch import ChildConfig, FetchProcess, Prepared, RangeFetcher
 from indexer.live import HeadWatcher, tip_logs
 from indexer.metrics import Metrics
 from indexer.migrate import apply_migrations
+from indexer.rows import DERIVED
 from indexer.rpc import FatalRpcError, RetryPolicy, Rpc, RpcError, TransientRpcError
 from indexer.settings import Settings
 from indexer.spawn import Child, discard
@@ -139,7 +140,7 @@ class Indexer:
         else:
             discard(early_child)
             self.fetcher = RangeFetcher(rpc, self.chain_id, self.addresses, self.policy, self._range_split)
-        self.heads = store.Heads(0, None, 0)
+        self.heads = checkpoint.Heads(0, None, 0)
         self.cursor: Cursor | None = None
         self.floor = 0
         self.watcher: HeadWatcher | None = None
@@ -148,9 +149,9 @@ class Indexer:
         self.head_hash = b""
         self.heads_read_at = 0.0
         # Rows inserted into each derived table since we last ran ANALYZE on it, and its size then.
-        self.inserted = dict.fromkeys(store.DERIVED, 0)
-        self.analyzed = dict.fromkeys(store.DERIVED, 0)
-        self.deferred: list[str] = []  # secondary indexes dropped for the initial sync (store.defer_indexes)
+        self.inserted = dict.fromkeys(DERIVED, 0)
+        self.analyzed = dict.fromkeys(DERIVED, 0)
+        self.deferred: list[str] = []  # secondary indexes dropped for the initial sync (maintenance.defer_indexes)
         self.next_prune = 0.0  # monotonic time of the next outbox retention pass
         self.gap: outbox_gap.Gap | None = None  # a stretch indexed without outbox messages, still open
         self.gap_writes: dict[int, tuple[outbox_gap.Gap | None, outbox_gap.Gap | None]] = {}  # by batch end
@@ -162,7 +163,7 @@ class Indexer:
 
     # ------------------------------------------------------------ node view
 
-    def heads_from_watcher(self) -> store.Heads | None:
+    def heads_from_watcher(self) -> checkpoint.Heads | None:
         """The head announced over newHeads, when it is ahead of us and finality was read recently:
         the tip then starts on the announcement without a round trip to the node."""
         w = self.watcher
@@ -174,12 +175,12 @@ class Indexer:
         if h.number > self.status.head:
             self.status.head_moved = time.monotonic()
         self.head_hash = h.hash
-        self.heads = store.Heads(h.number, self.heads.safe, self.heads.finalized)
+        self.heads = checkpoint.Heads(h.number, self.heads.safe, self.heads.finalized)
         self.status.head = h.number
         self.m.set_heads(h.number, self.heads.safe, self.heads.finalized, self.status.indexed)
         return self.heads
 
-    async def refresh_heads(self) -> store.Heads:
+    async def refresh_heads(self) -> checkpoint.Heads:
         self.heads_read_at = time.monotonic()
         if self.o.finality == "tag":
             # The elements fail independently: a node without `safe`/`finalized` tags (or one that
@@ -209,7 +210,7 @@ class Indexer:
             self.status.head_moved = time.monotonic()
         # A lagging node (head going backwards) is not a reorg: keep the highest finality seen.
         finalized = max(finalized, self.heads.finalized)
-        self.heads = store.Heads(head, safe_n, finalized)
+        self.heads = checkpoint.Heads(head, safe_n, finalized)
         self.status.head, self.status.safe, self.status.finalized = head, safe_n, finalized
         self.m.set_heads(head, safe_n, finalized, self.status.indexed)
         return self.heads
@@ -263,7 +264,7 @@ class Indexer:
     async def start(self, conn: asyncpg.Connection) -> None:
         dep = self.s.deployment
         await self.check_node()
-        await store.ensure_contracts(
+        await checkpoint.ensure_contracts(
             conn,
             self.chain_id,
             [
@@ -274,23 +275,23 @@ class Indexer:
         for r in await conn.fetch(
             "SELECT relname, greatest(reltuples, 0)::bigint AS n FROM pg_class"
             " WHERE relnamespace = 'idx'::regnamespace AND relname = ANY($1::text[])",
-            list(store.DERIVED),
+            list(DERIVED),
         ):
             self.analyzed[r["relname"]] = r["n"]
-        stored = await store.load_cursor(conn, self.chain_id)
+        stored = await checkpoint.load_cursor(conn, self.chain_id)
         if stored.cursor is None:
             base_n = max(0, dep.deploy_block - 1)
             base = await self.rpc.header(base_n)
             if base is None:
                 raise TransientRpcError(f"node has no block {base_n} yet")
-            self.cursor = await store.init_cursor(conn, self.chain_id, base)
+            self.cursor = await checkpoint.init_cursor(conn, self.chain_id, base)
             self.floor = 0
         else:
             self.cursor, self.floor = stored.cursor, stored.final_floor
         self.status.indexed = self.cursor.number
         self.gap = await outbox_gap.load(conn, self.chain_id)
         self.gap_writes.clear()
-        self.deferred = await store.deferred_indexes(conn)
+        self.deferred = await maintenance.deferred_indexes(conn)
         self.m.deferred_indexes.set(len(self.deferred))
         await self.refresh_heads()
         # A reorg that happened while we were down: compare every stored unfinalized hash.
@@ -308,7 +309,7 @@ class Indexer:
     async def check_reorg(self, conn: asyncpg.Connection, reason: str) -> bool:
         """Compares stored hashes above the final floor with the node; rolls back if they differ."""
         assert self.cursor is not None
-        stored = await store.stored_hashes(conn, self.chain_id, self.floor)
+        stored = await read.stored_hashes(conn, self.chain_id, self.floor)
         numbers = sorted(n for n in stored if n <= self.cursor.number)
         canonical = {n: h.hash for n, h in (await self.rpc.headers(numbers)).items()}
         ancestor = find_ancestor({n: stored[n] for n in numbers}, canonical, self.floor)
@@ -316,7 +317,7 @@ class Indexer:
             return False
         started = time.perf_counter()
         old = self.cursor
-        result = await store.rollback(conn, self.chain_id, old, ancestor, self.heads)
+        result = await reorg.rollback(conn, self.chain_id, old, ancestor, self.heads)
         self.cursor = Cursor(ancestor, stored[ancestor])
         self.status.indexed = ancestor
         elapsed = time.perf_counter() - started
@@ -353,9 +354,9 @@ class Indexer:
         events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
         # Snapshot read, fold and write in one transaction: the rows' locators (ctid) stay valid.
         async with conn.transaction():
-            snap = await store.load_snapshot(conn, self.chain_id, F.keys_of(events))
+            snap = await read.load_snapshot(conn, self.chain_id, F.keys_of(events))
             batch = self._build(self.cursor, first, last, events, headers, None, snap, frozenset())
-            seq = await store.write_batch(conn, self.chain_id, batch)
+            seq = await write.write_batch(conn, self.chain_id, batch)
             await self._write_gap(conn, batch)
         self._finish(batch, seq)
         return len(events)
@@ -370,7 +371,7 @@ class Indexer:
         raw: dict[str, bytes] | None,
         snap: F.Snapshot,
         upserts: frozenset[tuple[str, Any]],
-    ) -> store.Batch:
+    ) -> write.Batch:
         """Folds the events over the snapshot into the batch that continues `start` (pure but for reads of self)."""
         fin = min(self.heads.finalized, last.number)
         outbox_from = 0 if self.o.outbox_max_lag == 0 else self.heads.head - self.o.outbox_max_lag
@@ -400,11 +401,11 @@ class Indexer:
         deltas = frozenset(
             [*(("positions", k) for k in snap.blind), *(("share_holdings", k) for k in snap.blind_holdings)]
         )
-        return store.Batch(
+        return write.Batch(
             start, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw, upserts, deltas
         )
 
-    async def _write_gap(self, conn: asyncpg.Connection, batch: store.Batch) -> None:
+    async def _write_gap(self, conn: asyncpg.Connection, batch: write.Batch) -> None:
         """The open gap as this batch leaves it, in the batch's transaction."""
         change = self.gap_writes.pop(batch.end.number, None)
         if change is None:
@@ -420,7 +421,7 @@ class Indexer:
                 events=closed.events,
             )
 
-    def _finish(self, batch: store.Batch, seq: int | None) -> None:
+    def _finish(self, batch: write.Batch, seq: int | None) -> None:
         """Bookkeeping once a batch has committed."""
         # Rows neither read nor overlaid were inserted; a delta row (batch.deltas) may have been either,
         # and counts as inserted: at worst a table is analyzed a little early.
@@ -439,10 +440,10 @@ class Indexer:
         self.m.committed(batch.end.number, len(batch.events))
         self._committed(seq)
 
-    async def _write(self, conn: asyncpg.Connection, batch: store.Batch) -> None:
+    async def _write(self, conn: asyncpg.Connection, batch: write.Batch) -> None:
         started = time.perf_counter()
         async with conn.transaction():
-            seq = await store.write_batch(conn, self.chain_id, batch)
+            seq = await write.write_batch(conn, self.chain_id, batch)
             await self._write_gap(conn, batch)
         self.m.batch_seconds(time.perf_counter() - started)
         self._finish(batch, seq)
@@ -457,7 +458,7 @@ class Indexer:
             )
 
     async def _prefetch(
-        self, reader: asyncpg.Connection, keys: F.Keys, written: store.Batch | None
+        self, reader: asyncpg.Connection, keys: F.Keys, written: write.Batch | None
     ) -> tuple[F.Snapshot, frozenset[tuple[str, Any]]]:
         """The snapshot of the next batch while the previous one (`written`) is still being written.
 
@@ -469,7 +470,7 @@ class Indexer:
         REPEATABLE READ snapshot with the checkpoint, which says whether that batch had committed
         (the row already includes the delta) or not (fold.apply_delta adds it)."""
         if written is None:
-            return await store.load_snapshot(reader, self.chain_id, keys), frozenset()
+            return await read.load_snapshot(reader, self.chain_id, keys), frozenset()
         overlay = written.changes
         deltas = {k for t, k in written.deltas if t == "positions"}
         holding_deltas = {k for t, k in written.deltas if t == "share_holdings"}
@@ -488,13 +489,13 @@ class Indexer:
         composed_holdings = [k for k in holding_deltas if k in keys.holdings or k[0] in keys.creator_holdings]
         if composed or composed_holdings:
             async with reader.transaction(isolation="repeatable_read", readonly=True):
-                snap = await store.load_snapshot(reader, self.chain_id, db_keys)
-                seen = (await store.load_cursor(reader, self.chain_id)).cursor
+                snap = await read.load_snapshot(reader, self.chain_id, db_keys)
+                seen = (await checkpoint.load_cursor(reader, self.chain_id)).cursor
             committed = seen == written.end
             if not committed and seen != written.start:
-                raise store.StaleCursor(f"checkpoint is {seen}, expected {written.start} or {written.end}")
+                raise checkpoint.StaleCursor(f"checkpoint is {seen}, expected {written.start} or {written.end}")
         else:
-            snap = await store.load_snapshot(reader, self.chain_id, db_keys)
+            snap = await read.load_snapshot(reader, self.chain_id, db_keys)
         upserts: set[tuple[str, Any]] = set()
         blind_rows: tuple[tuple[str, dict[Any, Any], dict[Any, Any], list[Any]], ...] = (
             ("positions", snap.positions, overlay.positions, composed),
@@ -572,11 +573,11 @@ class Indexer:
         assert self.cursor is not None
         if self.deferred or not self.o.defer_indexes or self.cursor.number >= self.s.deployment.deploy_block:
             return
-        others = await store.other_chains(conn, self.chain_id)
+        others = await maintenance.other_chains(conn, self.chain_id)
         if others:
             log.info("indexes_kept", reason="other chains share this database", chains=others)
             return
-        self.deferred = await store.defer_indexes(conn, self.chain_id)
+        self.deferred = await maintenance.defer_indexes(conn, self.chain_id)
         self.m.deferred_indexes.set(len(self.deferred))
         log.info("indexes_deferred", indexes=self.deferred)
 
@@ -595,7 +596,7 @@ class Indexer:
             while todo and not stop.is_set():
                 name = todo.popleft()
                 started = time.perf_counter()
-                await store.restore_index(c, name)
+                await maintenance.restore_index(c, name)
                 self.deferred.remove(name)
                 self.m.deferred_indexes.set(len(self.deferred))
                 seconds = round(time.perf_counter() - started, 3)
@@ -616,7 +617,7 @@ class Indexer:
             # of the two builders deleted the last deferred row (neither may have seen it empty)
             rebuilt = await conn.fetchval("SELECT agg.rebuild_if_pending()")
             log.info("statistics_rebuilt" if rebuilt else "statistics_current")
-            for table in store.DERIVED:  # statistics for the readers' plans over the new indexes
+            for table in DERIVED:  # statistics for the readers' plans over the new indexes
                 await self._analyze(conn, table)
         finally:
             stopping.cancel()
@@ -684,7 +685,7 @@ class Indexer:
         t_wait = started
         reader = await connect(self.s, "reader")
         writing: asyncio.Task[None] | None = None
-        written: store.Batch | None = None  # the batch `writing` commits
+        written: write.Batch | None = None  # the batch `writing` commits
         self._progress_open(first, target)
         try:
             async for got in self._ranges(self.cursor.number + 1, target):
@@ -775,8 +776,8 @@ class Indexer:
         hours = self.o.outbox_retention_hours
         if hours <= 0 or time.monotonic() < self.next_prune:
             return
-        rows = await store.prune_outbox(conn, self.chain_id, hours)
-        self.next_prune = 0.0 if rows == store.PRUNE_ROWS else time.monotonic() + PRUNE_EVERY_S
+        rows = await maintenance.prune_outbox(conn, self.chain_id, hours)
+        self.next_prune = 0.0 if rows == maintenance.PRUNE_ROWS else time.monotonic() + PRUNE_EVERY_S
         if rows:
             self.m.outbox_pruned(rows)
             log.info("outbox_pruned", rows=rows, older_than_hours=hours)
@@ -819,7 +820,7 @@ class Indexer:
         if not diff.missing or not self.o.rescan_repair:
             self.rescan_next = b + 1
             return True
-        await store.reset_chain(conn, self.chain_id)
+        await maintenance.reset_chain(conn, self.chain_id)
         log.warning("reindex_started", reason="rescan_mismatch", from_block=self.s.deployment.deploy_block)
         self.rescan_next = self.s.deployment.deploy_block
         self.last_finalized_announced = -1
@@ -865,7 +866,7 @@ class Indexer:
             self.status.last_progress = time.monotonic()
             return await self.rescan(conn)  # idle as well (a load balancer's lagging backend answered)
         if target == self.cursor.number:
-            await store.update_heads(conn, self.chain_id, heads)  # idle: keep indexer_status fresh
+            await checkpoint.set_heads(conn, self.chain_id, heads)  # idle: keep indexer_status fresh
             await self.prune_outbox(conn)
             if await self.rescan(conn):
                 return True  # a pass done (more may be due), or repaired: the chain is indexed again
@@ -943,7 +944,7 @@ async def migrate(settings: Settings) -> list[str]:
 
 async def acquire_writer(settings: Settings, stop: asyncio.Event, status: Status) -> asyncpg.Connection | None:
     """Connects and takes the chain's writer lock, standing by until it is free (None if stopped)."""
-    key = store.WRITER_LOCK_BASE + settings.chain.chain_id
+    key = checkpoint.WRITER_LOCK_BASE + settings.chain.chain_id
     announced = False
     while not stop.is_set():
         conn = await connect(settings)
@@ -1028,7 +1029,7 @@ async def run(
                 except (DecodeError, FatalRpcError) as exc:
                     log.error("indexer_failed", error=f"{type(exc).__name__}: {exc}")
                     return EXIT_ERROR
-                except (RpcError, store.StaleCursor, ChainMismatch, *DB_ERRORS) as exc:
+                except (RpcError, checkpoint.StaleCursor, ChainMismatch, *DB_ERRORS) as exc:
                     failures += 1
                     metrics.failure()
                     log.warning("iteration_failed", error=f"{type(exc).__name__}: {exc}"[:300], failures=failures)
