@@ -1,4 +1,4 @@
-"""Derived rows' converters (rows.derived_line, derived_record, row_from_record, fold.row_key) equal the generic ones."""
+"""Derived rows' converters (rows.derived_line, derived_record, row_from_record) equal the generic ones."""
 
 from __future__ import annotations
 
