@@ -2,10 +2,10 @@
 
     RawDecoder(chain_id, {address: contract}).decode(raw_logs, headers) -> (events, payloads)
 
-raw_logs: rpc.RawLog objects (typed by msgspec as the JSON is parsed).
+raw_logs: wire.RawLog objects (typed by msgspec as the JSON is parsed).
 events: [(class index in CLASSES, field values)] in log order, the form that crosses the pipe from
-the fetch process; payloads: COPY text per raw event table. Same results as rpc.parse_log →
-EventDecoder.decode → store.raw_payloads (property-tested), without the intermediate objects: each
+the fetch process; payloads: COPY text per raw event table. Same results as wire.parse_log →
+EventDecoder.decode → rows.raw_payloads (property-tested), without the intermediate objects: each
 fixed-layout event gets a generated function that reads its words from the hex strings (int(s, 16)),
 and the COPY line reuses the node's hex for hashes and addresses instead of re-encoding bytes. The
 block's hash and time come from its header (checked against every log's blockHash), the tx hash is
@@ -29,7 +29,7 @@ from core.contracts import event_topic, load_abi
 from indexer.chain import BlockRef, ChainMismatch
 from indexer.decode import TYPED, DecodeError, EventDecoder, MarketCreated, Other, snake
 from indexer.rows import EVENT_TABLES, raw_payloads, ts
-from indexer.rpc import RawLog, parse_log, raw_log_dict
+from indexer.wire import RawLog, parse_log, raw_log_dict
 
 CLASSES: tuple[type[Any], ...] = (*TYPED.values(), Other)
 INDEX = {cls: i for i, cls in enumerate(CLASSES)}
