@@ -164,6 +164,12 @@ def _record_writer(table: str) -> Callable[[int, Any], tuple[Any, ...]]:
     """Row -> the tuple asyncpg writes (chain_id first; times as datetimes)."""
     get = operator.attrgetter(*COLUMNS[table])
     times = _positions(table, "time")
+    if not times:
+
+        def record_plain(chain_id: int, row: Any) -> tuple[Any, ...]:
+            return (chain_id, *get(row))
+
+        return record_plain
 
     def record(chain_id: int, row: Any) -> tuple[Any, ...]:
         values = list(get(row))
@@ -178,18 +184,18 @@ def _record_writer(table: str) -> Callable[[int, Any], tuple[Any, ...]]:
 def _record_reader(table: str, skip: int) -> Callable[[Any], F.Row]:
     """A database record (integers as text, times as datetimes; `skip` leading columns) -> the row."""
     cls = F.TABLES[table][0]
-    width = len(F.KINDS[table])
-    ints = _positions(table, "int")
-    times = _positions(table, "time")
+    ints = tuple(i + skip for i in _positions(table, "int"))
+    times = tuple(i + skip for i in _positions(table, "time"))
 
     def read(r: Any) -> F.Row:
-        values = [r[i] for i in range(skip, skip + width)]
+        values = list(r)
         for i in ints:
-            if values[i] is not None:
-                values[i] = int(values[i])
+            v = values[i]
+            if v is not None:
+                values[i] = int(v)
         for i in times:
             values[i] = seconds(values[i])
-        row: F.Row = cls(*values)
+        row: F.Row = cls(*values[skip:])
         return row
 
     return read
@@ -211,6 +217,7 @@ def _timestamp_text(v: int) -> str:
     return _time_text(ts(v))
 
 
+NULL = "\\N"
 _KIND_TEXT: dict[str, Callable[[Any], str]] = {
     "int": str,
     "bool": _bool_text,
@@ -227,10 +234,8 @@ def _line_writer(table: str) -> Callable[[str, Any], str]:
     encoders = tuple(_KIND_TEXT[k] for k in F.KINDS[table])
 
     def line(chain: str, row: Any) -> str:
-        texts = [chain]
-        for enc, v in zip(encoders, get(row), strict=True):
-            texts.append("\\N" if v is None else enc(v))
-        return "\t".join(texts) + "\n"
+        texts = [NULL if v is None else enc(v) for enc, v in zip(encoders, get(row), strict=True)]
+        return chain + "\t" + "\t".join(texts) + "\n"
 
     return line
 
