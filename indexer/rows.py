@@ -3,7 +3,7 @@ converters between fold's row dataclasses and database records.
 
     EVENT_TABLES       event class -> raw table and its columns (one line per event type)
     raw_payloads(chain_id, events) -> {table: COPY text}
-    derived_line / derived_record / row_from_record   fold rows <-> COPY lines / records
+    derived_line, WRITERS, row_from_record   fold rows <-> COPY lines / records
 
 COPY in text format: binary COPY makes asyncpg encode every numeric(78,0) in Python (~30k rows/s for
 ev_trade's eight numerics); in text format str(int) is one C call and PostgreSQL parses the digits on
@@ -249,10 +249,6 @@ def derived_line(chain_id: int, table: str, row: F.Row) -> str:
 
 
 _READERS: dict[tuple[str, int], Callable[[Any], F.Row]] = {}
-
-
-def derived_record(chain_id: int, table: str, row: F.Row) -> tuple[Any, ...]:
-    return WRITERS[table](chain_id, row)
 
 
 def row_from_record(table: str, rec: Any, skip: int = 0) -> F.Row:
