@@ -3,7 +3,7 @@ events stored for it.
 
 A provider that silently dropped logs (a lying or pruned node behind a load balancer) leaves a
 finalized range incomplete for good: nothing else reads it again. The indexer, while idle at the
-head, reads the next `rescan_span` finalized blocks again (indexer/service.py: Indexer.rescan) and
+head, reads the next `rescan_span` finalized blocks again (indexer/upkeep.py: Upkeep.rescan) and
 compares event identities (block number, log index, block hash) with what it stored.
 
     compare(stored, node) -> Diff                                     (pure)

@@ -11,7 +11,7 @@ transaction (reorg.rollback) before continuing.
 Exit codes: 0 clean stop · 1 unexpected error or too many consecutive failures ·
 2 configuration error · 3 ReorgTooDeep · 4 stall watchdog.
 
-Error handling: each RPC call is retried alone inside indexer/rpc.py (backoff, jitter, Retry-After,
+Error handling: each RPC call is retried alone inside core/rpc.py (backoff, jitter, Retry-After,
 several providers); what still fails, and lost database connections, are retried with backoff at the
 loop top; `max_failures` consecutive failures end the process (a supervisor restarts it).
 
