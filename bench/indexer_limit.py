@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from web3 import Web3
@@ -47,47 +49,74 @@ from core.deploy import DeployParams, anvil_account, deploy
 from tests.chain import ROOT, Anvil
 
 
-def backfill_seconds(into: list[float]) -> object:
-    """A log callback keeping the `backfill_done` seconds (the backfill loop, without start-up and the
-    index builds after it)."""
+@dataclasses.dataclass
+class Measured:
+    seconds: float  # the pipeline's own loop (backfill_done; raw_only's timing)
+    process: float  # the whole process, start-up and (full) the index builds included
+    events: int
+    cpu: dict[str, float]  # CPU seconds: the writer, its fetch process, the bench cluster
+    rss: str = ""
+    fetch_wait: float = 0.0  # seconds the writer waited for the next fetched range
+
+    def cpu_text(self) -> str:
+        return ", ".join(f"{k} {v:.1f}" for k, v in self.cpu.items())
+
+
+def backfill_done(into: list[dict[str, object]]) -> Callable[[dict[str, object]], None]:
+    """A log callback keeping the `backfill_done` lines (the backfill loop, without start-up and the
+    index builds after it); errors are printed."""
 
     def take(line: dict[str, object]) -> None:
         if line.get("event") == "backfill_done":
-            into.append(float(str(line["seconds"])))
+            into.append(line)
         elif line.get("level") in ("error", "critical"):
             print(f"  indexer: {str(line.get('exception') or line)[-1500:]}", file=sys.stderr, flush=True)
 
     return take
 
 
-def full(pg: Cluster, node_url: str, deployment: dict[str, object], tmp: Path, db: str) -> tuple[float, float, str]:
-    """(process seconds, backfill-loop seconds, RSS text) of `python -m indexer --exit-at-head`."""
+def full(pg: Cluster, node_url: str, deployment: dict[str, object], tmp: Path, db: str) -> Measured:
+    """`python -m indexer --exit-at-head` into a fresh database."""
     dsn = pg.create_database(db)
     cfg = write_config(tmp, node_url, deployment, dsn, log_level="info", progress="log")
-    loops: list[float] = []
-    run = run_indexer(cfg, "--exit-at-head", on_log=backfill_seconds(loops))  # type: ignore[arg-type]
-    if run.code != 0:
+    done: list[dict[str, object]] = []
+    pg0 = pg.cpu_seconds()
+    run = run_indexer(cfg, "--exit-at-head", on_log=backfill_done(done))
+    if run.code != 0 or not done:
         raise SystemExit(f"indexer exited {run.code}")
-    return run.seconds, sum(loops), rss_text(run)
+    cpu = {k: v for k, v in run.cpu.items() if k in ("writer", "fetch") and v is not None}
+    cpu["postgres"] = pg.cpu_seconds() - pg0
+    return Measured(
+        sum(float(str(d["seconds"])) for d in done),
+        run.seconds,
+        sum(int(str(d["events"])) for d in done),
+        cpu,
+        rss_text(run),
+        sum(float(str(d["fetch_wait_seconds"])) for d in done),
+    )
 
 
-def raw_only(pg: Cluster, node_url: str, deployment: dict[str, object], tmp: Path, db: str) -> tuple[float, int]:
-    """(seconds, events) of the raw-only pipeline into a migrated, empty database."""
+def raw_only(pg: Cluster, node_url: str, deployment: dict[str, object], tmp: Path, db: str) -> Measured:
+    """The raw-only pipeline (bench/raw_only.py) into a migrated, empty database."""
     dsn = pg.create_database(db)
     cfg = write_config(tmp, node_url, deployment, dsn)
     if run_indexer(cfg, "migrate").code != 0:
         raise SystemExit("migrate failed")
-    out = subprocess.run(
+    pg0 = pg.cpu_seconds()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bench.raw_only", "--config", str(cfg)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
-        check=True,
-        timeout=3600,
     )
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    return float(got["seconds"]), int(got["events"])
+    out, _ = proc.communicate(timeout=3600)
+    if proc.returncode:
+        raise SystemExit(f"raw_only exited {proc.returncode}")
+    got = json.loads(out.strip().splitlines()[-1])
+    cpu = {"writer+fetch": got["cpu"], "postgres": pg.cpu_seconds() - pg0}
+    return Measured(float(got["seconds"]), time.perf_counter() - started, int(got["events"]), cpu)
 
 
 def blocks_with_events(url: str, first: int, last: int) -> int:
@@ -104,6 +133,7 @@ def main() -> None:
     parser.add_argument("--rtt", type=float, default=0.05)
     parser.add_argument("--range-cap", type=int, default=2000)
     parser.add_argument("--latency-blocks", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=2, help="raw-only and full runs per setting, alternating")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throttled", action="store_true")
     args = parser.parse_args()
@@ -118,18 +148,27 @@ def main() -> None:
             chain = build_chain(node.url, deployment, args.events, per_block=args.per_block)
             total = chain.events + 4  # + the deployment's own events (roles, configuration)
             print(f"chain: {chain.events:,} events in {chain.blocks:,} blocks, built in {chain.seconds:.0f} s")
-            print("| settings | pipeline | seconds (process / backfill loop) | events/s (loop) | full / raw | RSS |")
-            print("|---|---|---|---|---|---|")
+            print("| settings | pipeline | loop s (process s) | events/s (loop) | CPU s | fetch wait s | peak RSS |")
+            print("|---|---|---|---|---|---|---|")
+            warm = raw_only(pg, node.url, deployment, tmp, "gl_warm")  # caches (anvil, page cache) warmed
+            print(f"| (warm-up, discarded) | raw-only | {warm.seconds:.1f} | | | | |", flush=True)
             for name, settings in (("durable", DURABLE), ("local stack", LOCAL_STACK)):
                 shown = pg.settings(settings)
                 label = f"{name} ({', '.join(f'{k}={v}' for k, v in shown.items())})"
-                raw_s, raw_n = raw_only(pg, node.url, deployment, tmp, "gl_raw")
-                print(f"| {label} | raw-only | {raw_s:.1f} | {raw_n / raw_s:,.0f} | | |", flush=True)
-                proc_s, loop_s, rss = full(pg, node.url, deployment, tmp, "gl_full")
+                runs: dict[str, list[Measured]] = {"raw-only": [], "full backfill": []}
+                for _ in range(args.repeat):  # alternating, so a busy moment of the shared machine hits both
+                    for kind, fn in (("raw-only", raw_only), ("full backfill", full)):
+                        m = fn(pg, node.url, deployment, tmp, "gl_run")
+                        runs[kind].append(m)
+                        print(
+                            f"| {label} | {kind} | {m.seconds:.1f} ({m.process:.1f}) | {total / m.seconds:,.0f} | "
+                            f"{m.cpu_text()} | {m.fetch_wait:.1f} | {m.rss} |",
+                            flush=True,
+                        )
+                raw_s = statistics.median(m.seconds for m in runs["raw-only"])
+                full_s = statistics.median(m.seconds for m in runs["full backfill"])
                 print(
-                    f"| {label} | full backfill | {proc_s:.1f} / {loop_s:.1f} | {total / loop_s:,.0f} | "
-                    f"{loop_s / raw_s:.2f}x | {rss} |",
-                    flush=True,
+                    f"| {label} | full / raw-only (median loop seconds) | {full_s / raw_s:.2f}x | | | | |", flush=True
                 )
             if not args.skip_throttled:
                 pg.settings(DURABLE)
@@ -139,17 +178,17 @@ def main() -> None:
                 ceiling = args.rate * total / minimum
                 with Throttle(node.url, args.rate, args.rtt, args.range_cap) as proxy:
                     started = time.monotonic()
-                    proc_s, loop_s, rss = full(pg, proxy.url, deployment, tmp, "gl_throttled")
+                    m = full(pg, proxy.url, deployment, tmp, "gl_throttled")
                     wall = time.monotonic() - started
                 print(
                     f"throttled provider ({args.rate:g} calls/s, {args.rtt * 1000:.0f} ms round trips, "
-                    f"{args.range_cap:,}-block cap), durable: backfill loop {loop_s:.1f} s, "
-                    f"{total / loop_s:,.0f} events/s = {total / loop_s / ceiling:.0%} of the ceiling "
+                    f"{args.range_cap:,}-block cap), durable: backfill loop {m.seconds:.1f} s, "
+                    f"{total / m.seconds:,.0f} events/s = {total / m.seconds / ceiling:.0%} of the ceiling "
                     f"{ceiling:,.0f} events/s ({args.rate:g} x {total:,} events / ({ranges} eth_getLogs"
-                    f" + {with_events:,} headers)); process {proc_s:.1f} s; "
+                    f" + {with_events:,} headers)); process {m.process:.1f} s; "
                     f"calls answered {proxy.calls:,} (minimum {minimum:,}), refused for the budget {proxy.refused:,}, "
                     f"ranges refused for the cap {proxy.capped}, HTTP requests {proxy.requests:,}; "
-                    f"budget used {proxy.calls / (wall * args.rate):.0%} of {wall:.1f} s; {rss}",
+                    f"budget used {proxy.calls / (wall * args.rate):.0%} of {wall:.1f} s; {m.rss}",
                     flush=True,
                 )
         finally:

@@ -7,7 +7,7 @@ checks, headers, the raw decoder and its COPY payloads), the same span policy an
 ranges in flight; each range's raw payloads COPYed into the idx.ev_* tables in one transaction,
 strictly in order, while the next ranges are fetched. No derived rows, notifications, blocks, undo,
 outbox or checkpoint, and the readers' secondary indexes dropped first (as the indexer does for an
-initial sync) and not rebuilt. Prints one JSON line: {"events", "seconds", "first_block", "last_block"}.
+initial sync) and not rebuilt. Prints one JSON line: {"events", "seconds", "cpu", "first_block", "last_block"}.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import resource
 import sys
 import time
 from collections import deque
@@ -79,7 +80,10 @@ async def run(config: str) -> dict[str, float]:
                 await t
         await fetcher.close()
         await conn.close()
-    return {"events": events, "seconds": time.perf_counter() - started, "first_block": first + 1, "last_block": head}
+    seconds = time.perf_counter() - started
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)  # this process and its fetch process (reaped)
+    return {"events": events, "seconds": seconds, "cpu": cpu, "first_block": first + 1, "last_block": head}
 
 
 def main() -> None:

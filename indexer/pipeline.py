@@ -82,6 +82,7 @@ class Pipeline:
                 self.policy,
                 self.o.max_response_mb << 20,
                 retry_policy(settings),
+                self.o.log_level,
             )
             self.fetcher = FetchProcess(
                 cfg, answered(metrics, status), self._range_split, metrics.fetch_process_started, early=early_child
