@@ -160,9 +160,10 @@ def main() -> None:
                     for kind, fn in (("raw-only", raw_only), ("full backfill", full)):
                         m = fn(pg, node.url, deployment, tmp, "gl_run")
                         runs[kind].append(m)
+                        wait = f"{m.fetch_wait:.1f}" if kind == "full backfill" else "—"  # not measured for raw-only
                         print(
                             f"| {label} | {kind} | {m.seconds:.1f} ({m.process:.1f}) | {total / m.seconds:,.0f} | "
-                            f"{m.cpu_text()} | {m.fetch_wait:.1f} | {m.rss} |",
+                            f"{m.cpu_text()} | {wait} | {m.rss} |",
                             flush=True,
                         )
                 raw_s = statistics.median(m.seconds for m in runs["raw-only"])
