@@ -18,6 +18,8 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("gas", ["-m", "bench.gas"]),
     ("indexer_backfill", ["-m", "bench.indexer_backfill"]),
     ("indexer_latency", ["-m", "bench.indexer_latency"]),
+    ("indexer_limit", ["-m", "bench.indexer_limit", "--events", "200000"]),
+    ("codegen", ["-m", "bench.codegen"]),
     ("keeper_resolve", ["-m", "bench.keeper_resolve"]),
     ("api_http", ["-m", "bench.api_http"]),
     ("api_wrk", ["-m", "bench.api_wrk"]),

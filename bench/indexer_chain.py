@@ -24,7 +24,7 @@ from typing import Any
 import requests
 from eth_abi import encode as abi_encode  # type: ignore[attr-defined]
 
-from core.contracts import event_topic, events
+from core.contracts import event_topic, load_abi
 
 HERE = Path(__file__).resolve().parent
 USDC = 10**6
@@ -32,7 +32,7 @@ ACC = 10**18
 
 
 def _t(contract: str, name: str) -> bytes:
-    return event_topic(events(contract)[name])
+    return event_topic(next(e for e in load_abi(contract) if e["type"] == "event" and e["name"] == name))
 
 
 T_CREATED = _t("OpinionMarket", "MarketCreated")

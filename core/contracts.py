@@ -63,10 +63,6 @@ ROLE_NAMES: dict[str, str] = {
 }
 
 
-def events(name: str) -> dict[str, dict[str, Any]]:
-    return {e["name"]: e for e in load_abi(name) if e["type"] == "event"}
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Deployment:
     chain_id: int
@@ -76,10 +72,6 @@ class Deployment:
     price_feed: str | None
     deploy_block: int
     abi_hashes: dict[str, str]
-
-    @property
-    def indexed_addresses(self) -> tuple[str, str]:
-        return (self.opinion_market, self.creator_shares)
 
 
 def load_deployment(path: str | Path) -> Deployment:

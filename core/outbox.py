@@ -1,6 +1,6 @@
 """Writing the feed's outbox (idx.outbox) from a second writer — every feed event takes this path.
 
-The indexer writes most rows (indexer/store.py); the keeper writes the notifications no contract
+The indexer writes most rows (indexer/write.py); the keeper writes the notifications no contract
 event announces. Both take the same transaction-scoped advisory lock before inserting, so `seq` is
 assigned in commit order across writers and a reader following `seq > last` never skips a row that
 commits late; both NOTIFY gl_outbox in the same transaction so the API's pump wakes at once.

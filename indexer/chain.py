@@ -46,9 +46,9 @@ class Cursor:
 # ---------------------------------------------------------------- ranges
 
 
-def plan_range(cursor: Cursor, target: int, span: int) -> range | None:
-    """The next block range to fetch after `cursor`, at most `span` blocks, ending at or before `target`."""
-    start = cursor.number + 1
+def plan_range(after: int, target: int, span: int) -> range | None:
+    """The next block range to fetch after block `after`, at most `span` blocks, ending at or before `target`."""
+    start = after + 1
     if start > target or span < 1:
         return None
     return range(start, min(target, start + span - 1) + 1)

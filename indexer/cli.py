@@ -25,13 +25,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.config import ConfigError
 from core.logs import configure_logging
+from indexer.maintenance import reset_chain
 from indexer.metrics import Metrics
 from indexer.runtime import tune_gc
 from indexer.service import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_STALLED, Status, run, watchdog
 from indexer.service import migrate as apply_pending_migrations
 from indexer.settings import Settings, load_settings
 from indexer.spawn import Child, discard
-from indexer.store import reset_chain
 
 log = structlog.get_logger("indexer")
 

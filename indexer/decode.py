@@ -20,7 +20,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode  # type: ignore[attr-defined]
 
-from core.contracts import event_signature, event_topic, load_abi
+from core.contracts import event_topic, load_abi
 
 
 class DecodeError(ValueError):
@@ -465,12 +465,6 @@ def build_decoders(contracts: Sequence[str] = ("OpinionMarket", "CreatorShares")
 
 
 DECODERS = build_decoders()
-TOPICS: dict[str, bytes] = {
-    event_signature(e): event_topic(e)
-    for c in ("OpinionMarket", "CreatorShares")
-    for e in load_abi(c)
-    if e["type"] == "event"
-}
 
 
 class EventDecoder:

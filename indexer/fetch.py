@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from core.logs import configure_logging
 from indexer.chain import BlockRef, ChainMismatch, SpanPolicy, bloom_may_contain, next_span, split_span
 from indexer.decode import DecodeError, Event
 from indexer.rawlogs import CLASSES, RawDecoder
@@ -237,6 +238,7 @@ class ChildConfig:
     policy: SpanPolicy
     max_logs_bytes: int = 32 << 20
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    log_level: str = "info"  # the parent's [indexer].log_level: the child logs to stderr like it
 
 
 def _child_main(fd: int) -> None:
@@ -245,6 +247,7 @@ def _child_main(fd: int) -> None:
     conn = Connection(fd)
     with contextlib.suppress(EOFError, BrokenPipeError, KeyboardInterrupt):
         cfg = conn.recv()
+        configure_logging(cfg.log_level)
         tune_gc()
         asyncio.run(_child_loop(conn, cfg))
 

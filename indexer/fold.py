@@ -2,7 +2,7 @@
 
     fold(snapshot, events, ctx) -> Changes
 
-`snapshot` holds the current rows of every key the events touch (store.load_snapshot reads them;
+`snapshot` holds the current rows of every key the events touch (read.load_snapshot reads them;
 for a MarketResolved it holds all positions of the market, for a DividendsDistributed all holdings
 of the creator, so notifications can be addressed). The fold never mutates the snapshot: a row is
 copied the first time the batch touches it.
@@ -29,7 +29,7 @@ rows written were deltas) and holdings a long backfill touches.
 Undo data: with `ctx.journal_above = F`, every row first changed in a block b > F within this
 batch records its pre-image (the row before block b, or None when it did not exist) once per
 (table, key, block). A rollback to ancestor A restores, per key, the pre-image of the lowest
-journal block above A (store.rollback); journal rows at or below finality are pruned.
+journal block above A (reorg.rollback); journal rows at or below finality are pruned.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ import websockets
 
 from indexer.chain import BlockRef, bloom_may_contain
 from indexer.decode import Log
-from indexer.rpc import Rpc, parse_header
+from indexer.rpc import Rpc
+from indexer.wire import parse_header
 
 log = structlog.get_logger("indexer.live")
 

@@ -2,12 +2,12 @@
 
     RawDecoder(chain_id, {address: contract}).decode(raw_logs, headers) -> (events, payloads)
 
-raw_logs: rpc.RawLog objects (typed by msgspec as the JSON is parsed).
+raw_logs: wire.RawLog objects (typed by msgspec as the JSON is parsed).
 events: [(class index in CLASSES, field values)] in log order, the form that crosses the pipe from
-the fetch process; payloads: COPY text per raw event table. Same results as rpc.parse_log →
-EventDecoder.decode → store.raw_payloads (property-tested), without the intermediate objects: each
-fixed-layout event gets a generated function that reads its words from the hex strings (int(s, 16)),
-and the COPY line reuses the node's hex for hashes and addresses instead of re-encoding bytes. The
+the fetch process; payloads: COPY text per raw event table. Same results as wire.parse_log →
+EventDecoder.decode → rows.raw_payloads (property-tested), without the intermediate objects: each
+fixed-layout event gets a reader built from its ABI layout that takes its words from the hex strings
+(int(s, 16)), and the COPY line reuses the node's hex for hashes and addresses instead of re-encoding bytes. The
 block's hash and time come from its header (checked against every log's blockHash), the tx hash is
 converted once per transaction. 6.8 µs per event against 16.2 µs for the three steps (1M-event backfill:
 see docs/benchmarks.md). MarketCreated (dynamic strings) and the audit-only events take the generic
@@ -28,8 +28,8 @@ from typing import Any
 from core.contracts import event_topic, load_abi
 from indexer.chain import BlockRef, ChainMismatch
 from indexer.decode import TYPED, DecodeError, EventDecoder, MarketCreated, Other, snake
-from indexer.rpc import RawLog, parse_log, raw_log_dict
-from indexer.store import EVENT_TABLES, raw_payloads, ts
+from indexer.rows import EVENT_TABLES, raw_payloads, ts
+from indexer.wire import RawLog, parse_log, raw_log_dict
 
 CLASSES: tuple[type[Any], ...] = (*TYPED.values(), Other)
 INDEX = {cls: i for i, cls in enumerate(CLASSES)}
@@ -39,60 +39,77 @@ VALUES = {cls: operator.attrgetter(*(f.name for f in dataclasses.fields(cls))) f
 Body = Callable[[Sequence[str], str], tuple[tuple[Any, ...], str]]
 
 
+# How each ABI input is read from its 64 hex digits and written as COPY text.
+ADDRESS, BOOL, UINT, INT, BYTES32 = range(5)
+_KINDS = {"address": ADDRESS, "bool": BOOL, "bytes32": BYTES32}
+_BYTEA = "\\\\x"
+
+
+def _kind(abi_type: str) -> int:
+    kind = _KINDS.get(abi_type)
+    if kind is not None:
+        return kind
+    if abi_type.startswith("uint"):
+        return UINT
+    if abi_type.startswith("int"):
+        return INT
+    raise DecodeError(f"unsupported static type {abi_type}")
+
+
 def _body(cls: type[Any], abi: dict[str, Any]) -> Body:
-    """Generates the reader of one fixed-layout event (checked against the dataclass like decode's)."""
+    """The reader of one fixed-layout event (checked against the dataclass like decode's): for each
+    input, where its word is (a topic, or an offset into the data hex) and its kind."""
     inputs = abi["inputs"]
     if [snake(i["name"]) for i in inputs] != [f.name for f in dataclasses.fields(cls)][5:]:
         raise DecodeError(f"{cls.__name__} fields do not match abi/ inputs")
     n_topics = 1 + sum(1 for i in inputs if i["indexed"])
-    n_words = sum(1 for i in inputs if not i["indexed"])
-    size = 2 + 64 * n_words
-    lines = [
-        "def body(t, d):",
-        f"    if len(t) != {n_topics} or len(d) != {size}:",
-        f"        raise DecodeError(f'{cls.__name__}: {{len(t)}} topics, {{(len(d) - 2) // 2}} data bytes;"
-        f" abi/ expects {n_topics} and {size // 2 - 1}')",
-    ]
-    values, texts = [], []
+    size = 2 + 64 * sum(1 for i in inputs if not i["indexed"])
+    words: list[tuple[int, int, int]] = []  # (kind, topic index or 0, data offset)
     topic = word = 0
-    for k, i in enumerate(inputs):
-        v = f"v{k}"
+    for i in inputs:
         if i["indexed"]:
             topic += 1
-            src = f"t[{topic}]"
-            hexpart = f"t[{topic}][2:]"
+            words.append((_kind(i["type"]), topic, 0))
         else:
-            src = f"d[{2 + 64 * word}:{66 + 64 * word}]"
-            hexpart = src
+            words.append((_kind(i["type"]), 0, 2 + 64 * word))
             word += 1
-        kind = i["type"]
-        if kind == "address":
-            lines += [
-                f"    a{k} = {hexpart}[24:]",
-                f"    {v} = fromhex(a{k})",
-                f"    if len({v}) != 20: raise ValueError",
-            ]
-            texts.append(f"'\\\\\\\\x' + a{k}")
-        elif kind == "bool":
-            lines.append(f"    {v} = {hexpart}[62:64] != '00'")  # the last byte, as decode reads it
-            texts.append(f"('t' if {v} else 'f')")
-        elif kind.startswith("uint"):
-            lines.append(f"    {v} = int({src}, 16)")
-            texts.append(f"str({v})")
-        elif kind.startswith("int"):
-            lines += [f"    {v} = int({src}, 16)", f"    if {v} >= {2**255}: {v} -= {2**256}"]
-            texts.append(f"str({v})")
-        elif kind == "bytes32":
-            lines += [f"    h{k} = {hexpart}", f"    {v} = fromhex(h{k})"]
-            lines.append(f"    if len({v}) != 32: raise ValueError('bytes32: 32 bytes of hex expected')")
-            texts.append(f"'\\\\\\\\x' + h{k}")
-        else:
-            raise DecodeError(f"unsupported static type {kind}")
-        values.append(v)
-    lines.append(f"    return ({', '.join(values)},), '\\t'.join(({', '.join(texts)},))")
-    scope: dict[str, Any] = {"DecodeError": DecodeError, "fromhex": bytes.fromhex}
-    exec("\n".join(lines), scope)
-    body: Body = scope["body"]
+    name = cls.__name__
+    layout = tuple(words)
+
+    def body(t: Sequence[str], d: str) -> tuple[tuple[Any, ...], str]:
+        if len(t) != n_topics or len(d) != size:
+            raise DecodeError(
+                f"{name}: {len(t)} topics, {(len(d) - 2) // 2} data bytes; abi/ expects {n_topics} and {size // 2 - 1}"
+            )
+        values: list[Any] = []
+        texts: list[str] = []
+        for kind, ti, at in layout:
+            h = t[ti][2:] if ti else d[at : at + 64]
+            if kind == UINT:
+                v: Any = int(h, 16)
+                texts.append(str(v))
+            elif kind == ADDRESS:
+                a = h[24:]
+                v = bytes.fromhex(a)
+                if len(v) != 20:
+                    raise ValueError("address: 20 bytes of hex expected")
+                texts.append(_BYTEA + a)
+            elif kind == BOOL:
+                v = h[62:64] != "00"  # the last byte, as decode reads it
+                texts.append("t" if v else "f")
+            elif kind == INT:
+                v = int(h, 16)
+                if v >= 1 << 255:
+                    v -= 1 << 256
+                texts.append(str(v))
+            else:
+                v = bytes.fromhex(h)
+                if len(v) != 32:
+                    raise ValueError("bytes32: 32 bytes of hex expected")
+                texts.append(_BYTEA + h)
+            values.append(v)
+        return tuple(values), "\t".join(texts)
+
     return body
 
 
@@ -111,7 +128,7 @@ BODIES = _bodies()
 
 
 class RawDecoder:
-    """Binds the generated readers to one deployment's addresses."""
+    """Binds the event readers to one deployment's addresses."""
 
     def __init__(self, chain_id: int, addresses: dict[str, str]) -> None:
         self.chain = str(chain_id)

@@ -3,7 +3,7 @@ events stored for it.
 
 A provider that silently dropped logs (a lying or pruned node behind a load balancer) leaves a
 finalized range incomplete for good: nothing else reads it again. The indexer, while idle at the
-head, reads the next `rescan_span` finalized blocks again (indexer/service.py: Indexer.rescan) and
+head, reads the next `rescan_span` finalized blocks again (indexer/upkeep.py: Upkeep.rescan) and
 compares event identities (block number, log index, block hash) with what it stored.
 
     compare(stored, node) -> Diff                                     (pure)
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from indexer.chain import split_span
+from indexer.rows import EV_TABLES
 from indexer.rpc import RangeTooLarge, Rpc
-from indexer.store import EV_TABLES
 
 Identity = tuple[int, int, bytes]  # (block_number, log_index, block_hash)
 

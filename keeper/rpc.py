@@ -1,121 +1,83 @@
-"""A small async JSON-RPC client over aiohttp (the fastest client measured here), with batches.
-Hex is turned into ints/bytes by the callers' helpers below, once, at this boundary.
+"""The keeper's calls over the one JSON-RPC client (core/rpc.py), with the keeper's signatures:
+`call(method, *params)`, `batch(calls)` whose failed elements are RpcError values. Hex is turned into
+ints/bytes by the helpers below, once, at this boundary.
 
-Errors: RpcError(code, message, data) — `transient` when the node was unreachable or timed out.
+The client is made with node_errors="final": a JSON-RPC error (a revert, "nonce too low") comes back
+at once for the keeper to read, never retried; transport failures (timeouts, refused connections,
+HTTP 429/5xx) are retried by core with backoff over every URL, `retries` attempts per call.
+
+Errors: RpcError(method, code, message, data) — core's RpcError (same `revert_data`, `transient`),
+also a KeeperError; `transient` and code -1 when the node was unreachable or timed out.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 from typing import Any
 
-import aiohttp
-import orjson
-
+from core import rpc as core_rpc
+from core.rpc_errors import RpcError as CoreRpcError
 from keeper import KeeperError
 
 
-class RpcError(KeeperError):
+class RpcError(CoreRpcError, KeeperError):
     def __init__(self, method: str, code: int, message: str, data: Any = None, transient: bool = False) -> None:
-        super().__init__(f"{method}: {message} (code {code})")
+        super().__init__(message, code, data)
+        self.args = (f"{method}: {message} (code {code})",)
         self.method = method
-        self.code = code
-        self.message = message
-        self.data = data
         self.transient = transient
 
-    @property
-    def revert_data(self) -> bytes | None:
-        d = self.data
-        if isinstance(d, dict):
-            d = d.get("data")
-        if isinstance(d, str) and d.startswith("0x"):
-            try:
-                return bytes.fromhex(d[2:])
-            except ValueError:
-                return None
-        return None
+    @classmethod
+    def of(cls, method: str, exc: CoreRpcError) -> RpcError:
+        """core's error as the keeper's: code -1 for a node that could not be reached."""
+        if exc.transient:
+            return cls(method, -1, f"node unreachable: {exc}", exc.data, transient=True)
+        return cls(method, exc.code if exc.code is not None else 0, exc.message, exc.data)
 
 
 class Rpc:
-    """One node; `urls[0]` is used, the others are failovers tried on transient errors."""
+    """`urls` used together (core scores them by errors and latency); use as an async context manager."""
 
     def __init__(
         self, urls: tuple[str, ...] | list[str], timeout_s: float = 30.0, retries: int = 3, batch_size: int = 500
     ) -> None:
         if not urls:
             raise ValueError("at least one RPC URL is needed")
-        self._urls = list(urls)
         self.batch_size = max(1, batch_size)
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._retries = retries
-        self._ids = itertools.count(1)
-        self._session: aiohttp.ClientSession | None = None
+        policy = core_rpc.RetryPolicy(attempts=max(1, retries), seconds=timeout_s * max(1, retries), base=0.2)
+        self._rpc = core_rpc.Rpc(list(urls), timeout_s, retry=policy, node_errors="final")
 
     async def __aenter__(self) -> Rpc:
-        self._session = aiohttp.ClientSession(timeout=self._timeout, headers={"Content-Type": "application/json"})
+        await self._rpc.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._rpc.__aexit__(None, None, None)
 
     def __repr__(self) -> str:  # URLs may embed API keys
-        return f"Rpc(<{len(self._urls)} urls>)"
-
-    async def _post(self, body: bytes, label: str) -> Any:
-        if self._session is None:
-            raise RuntimeError("Rpc used outside `async with`")
-        last: Exception | None = None
-        for attempt in range(self._retries):
-            url = self._urls[attempt % len(self._urls)]
-            try:
-                async with self._session.post(url, data=body) as resp:
-                    raw = await resp.read()
-                return orjson.loads(raw)
-            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
-                last = exc
-                await asyncio.sleep(0.2 * (attempt + 1))
-        raise RpcError(label, -1, f"node unreachable: {type(last).__name__}", transient=True)
+        return f"Rpc(<{self._rpc.providers} urls>)"
 
     async def call(self, method: str, *params: Any) -> Any:
-        body = orjson.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)})
-        answer = await self._post(body, method)
-        if "error" in answer:
-            e = answer["error"]
-            raise RpcError(method, int(e.get("code", 0)), str(e.get("message", "")), e.get("data"))
-        return answer["result"]
+        try:
+            return await self._rpc.call(method, list(params))
+        except CoreRpcError as exc:
+            raise RpcError.of(method, exc) from None
 
     async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         """Results in order; an element is an RpcError where that call failed. Sent in chunks of
-        `batch_size` (hosted providers cap JSON-RPC batch sizes)."""
-        chunk = self.batch_size
+        `batch_size` (hosted providers cap JSON-RPC batch sizes); a node refusing a whole batch raises."""
         out: list[Any] = []
-        for start in range(0, len(calls), chunk):
-            part = calls[start : start + chunk]
-            first = next(self._ids)
-            body = orjson.dumps(
-                [{"jsonrpc": "2.0", "id": first + i, "method": m, "params": p} for i, (m, p) in enumerate(part)]
-            )
-            for _ in range(len(part)):
-                next(self._ids)
-            answers = await self._post(body, "batch")
-            if isinstance(answers, dict):  # the node refused the whole batch
-                e = answers.get("error", {})
-                raise RpcError("batch", int(e.get("code", 0)), str(e.get("message", "")))
-            by_id = {a.get("id"): a for a in answers}
-            for i, (m, _) in enumerate(part):
-                a = by_id.get(first + i, {"error": {"code": -1, "message": "missing in batch answer"}})
-                if "error" in a:
-                    e = a["error"]
-                    out.append(RpcError(m, int(e.get("code", 0)), str(e.get("message", "")), e.get("data")))
-                else:
-                    out.append(a["result"])
+        for start in range(0, len(calls), self.batch_size):
+            part = calls[start : start + self.batch_size]
+            try:
+                results = await self._rpc.batch_settled(part)
+            except CoreRpcError as exc:
+                raise RpcError.of("batch", exc) from None
+            out += [
+                RpcError.of(m, r) if isinstance(r, CoreRpcError) else r for (m, _), r in zip(part, results, strict=True)
+            ]
         return out
 
 

@@ -1,4 +1,4 @@
-"""An initial sync drops the readers' secondary indexes and builds them at the head (store.defer_indexes):
+"""An initial sync drops the readers' secondary indexes and builds them at the head (maintenance.defer_indexes):
 every index comes back with its definition, a sync interrupted while they are deferred finishes the job,
 and a database shared with other chains keeps them."""
 
@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from indexer import store
+from indexer import maintenance, rows
 from indexer.metrics import Metrics
 from indexer.service import Indexer, Status
 from tests.indexer.helpers import Node, fetch, index_definitions, index_to_head, indexes, make_settings, sim
@@ -29,10 +29,10 @@ def test_initial_sync_rebuilds_every_deferred_index(node: Node, db_dsn: str, tmp
     rebuilt = {n for n in before if after[n][1] != before[n][1]}  # a new oid: dropped and built again
     assert "ev_trade_trader" in rebuilt
     assert "markets_question_trgm" in rebuilt
-    assert not rebuilt & {*store.KEPT_INDEXES, "ev_trade_pkey", "positions_pkey"}
+    assert not rebuilt & {*maintenance.KEPT_INDEXES, "ev_trade_pkey", "positions_pkey"}
     # analyzed once the indexes are back (not while deferred): the readers' plans have statistics
     analyzed = fetch(db_dsn, "SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = 'idx'")
-    assert {r["tablename"] for r in analyzed} >= set(store.DERIVED)
+    assert {r["tablename"] for r in analyzed} >= set(rows.DERIVED)
 
 
 def test_sync_interrupted_while_deferred_builds_them_at_the_head(node: Node, db_dsn: str, tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_sync_interrupted_while_deferred_builds_them_at_the_head(node: Node, db_
     async def defer() -> list[str]:
         conn = await asyncpg.connect(db_dsn)
         try:
-            return await store.defer_indexes(conn, node.deployment["chain_id"])
+            return await maintenance.defer_indexes(conn, node.deployment["chain_id"])
         finally:
             await conn.close()
 
@@ -73,7 +73,7 @@ def test_stop_while_building_leaves_the_rest_deferred(
     defs = index_definitions(db_dsn)
     settings = make_settings(node.url, node.deployment, db_dsn, tmp_path)
     stop = asyncio.Event()
-    real_restore = store.restore_index
+    real_restore = maintenance.restore_index
     built: list[str] = []
 
     async def restore_then_stop(conn: asyncpg.Connection, name: str, sort_memory: str = "256MB") -> bool:
@@ -83,14 +83,14 @@ def test_stop_while_building_leaves_the_rest_deferred(
         return done
 
     async def scenario() -> tuple[list[str], list[str]]:
-        monkeypatch.setattr(store, "restore_index", restore_then_stop)
+        monkeypatch.setattr(maintenance, "restore_index", restore_then_stop)
         conn = await asyncpg.connect(db_dsn)
         try:
             indexer = Indexer(settings, None, Metrics(31337, CollectorRegistry()), Status())  # type: ignore[arg-type]
-            indexer.deferred = await store.defer_indexes(conn, node.deployment["chain_id"])
+            indexer.deferred = await maintenance.defer_indexes(conn, node.deployment["chain_id"])
             await indexer.restore_indexes(conn, stop)
             left = list(indexer.deferred)
-            monkeypatch.setattr(store, "restore_index", real_restore)
+            monkeypatch.setattr(maintenance, "restore_index", real_restore)
             await indexer.restore_indexes(conn, asyncio.Event())
             return left, indexer.deferred
         finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from indexer import store
+from indexer import maintenance
 from tests.indexer.helpers import Node, fetch, index_to_head, make_settings, sim
 
 pytestmark = [pytest.mark.anvil, pytest.mark.pg]
@@ -58,14 +58,14 @@ def test_old_rows_of_the_chain_are_deleted_at_the_head(node: Node, db_dsn: str, 
 
 
 def test_a_pass_deletes_at_most_prune_rows(db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store, "PRUNE_ROWS", 2)
+    monkeypatch.setattr(maintenance, "PRUNE_ROWS", 2)
     add_rows(db_dsn, 31337, 10, 5)
     add_rows(db_dsn, 31337, 0, 1)
 
     async def passes() -> list[int]:
         conn = await asyncpg.connect(db_dsn)
         try:
-            return [await store.prune_outbox(conn, 31337, 5.0) for _ in range(4)]
+            return [await maintenance.prune_outbox(conn, 31337, 5.0) for _ in range(4)]
         finally:
             await conn.close()
 

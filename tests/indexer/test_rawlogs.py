@@ -15,8 +15,8 @@ from core.contracts import event_topic, load_abi
 from indexer.chain import BlockRef, ChainMismatch
 from indexer.decode import TYPED, DecodeError, EventDecoder
 from indexer.rawlogs import INDEX, VALUES, RawDecoder
+from indexer.rows import raw_payloads
 from indexer.rpc import RawLog, parse_log
-from indexer.store import raw_payloads
 
 OM, CS = "0x" + "a1" * 20, "0x" + "b2" * 20
 CONTRACTS = {OM: "OpinionMarket", CS: "CreatorShares"}

@@ -10,7 +10,7 @@ import pytest
 from web3 import Web3
 
 from core.contracts import load_abi
-from indexer import store
+from indexer import bulk, write
 from tests.indexer.helpers import (
     FAR,
     REORG_WALLETS,
@@ -118,7 +118,7 @@ def test_simulated_traffic_reconciles_with_contract_views(node: Node, db_dsn: st
     assert cp == head
 
 
-@pytest.mark.parametrize("small_rows", [store.SMALL_ROWS, 0], ids=["as_configured", "bulk_paths_only"])
+@pytest.mark.parametrize("small_rows", [bulk.SMALL_ROWS, 0], ids=["as_configured", "bulk_paths_only"])
 def test_index_twice_in_pieces_equals_one_pass(
     node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_rows: int
 ) -> None:
@@ -126,7 +126,7 @@ def test_index_twice_in_pieces_equals_one_pass(
     With small_rows 0 every write takes the backfill's bulk paths (COPY, staged updates at a ctid,
     staged upserts of the rows the previous pipelined batch changed), which these small chains
     would otherwise never reach."""
-    monkeypatch.setattr(store, "SMALL_ROWS", small_rows)
+    monkeypatch.setattr(bulk, "SMALL_ROWS", small_rows)
     settings = make_settings(node.url, node.deployment, db_dsn, tmp_path, initial_span=3, max_span=5)
     for seed in (1, 2, 3):
         sim(node.url, node.deployment, seed=seed, max_events=40, resolve=True)
@@ -141,7 +141,7 @@ def test_index_twice_in_pieces_equals_one_pass(
 
 @pytest.mark.parametrize(
     ("small_rows", "first"),
-    [(store.SMALL_ROWS, "reader"), (0, "writer")],
+    [(bulk.SMALL_ROWS, "reader"), (0, "writer")],
     ids=["array_writes-read_before_commit", "bulk_writes-read_after_commit"],
 )
 def test_blind_positions_equal_positions_read_first(
@@ -166,7 +166,7 @@ def test_blind_positions_equal_positions_read_first(
     from indexer import fold as F
     from indexer.service import Indexer
 
-    monkeypatch.setattr(store, "SMALL_ROWS", small_rows)
+    monkeypatch.setattr(bulk, "SMALL_ROWS", small_rows)
     sim(node.url, node.deployment, seed=11, max_events=120, resolve=True)
     market = open_market(node)
     om = node.w3.eth.contract(address=node.deployment["contracts"]["OpinionMarket"], abi=load_abi("OpinionMarket"))
@@ -224,7 +224,7 @@ def test_blind_positions_equal_positions_read_first(
     # Events by batch end block: "committed" is set once a batch has committed, "read" once the
     # snapshot of the batch after it has been read. A wait that never ends fails after 60 s.
     real_write, real_prefetch, real_finish, real_backfill = (
-        store.write_batch,
+        write.write_batch,
         Indexer._prefetch,
         Indexer._finish,
         Indexer.backfill,
@@ -258,7 +258,7 @@ def test_blind_positions_equal_positions_read_first(
 
     monkeypatch.setattr(F, "keys_of", keys_of)
     monkeypatch.setattr(F, "with_deltas", with_deltas)
-    monkeypatch.setattr(store, "write_batch", write_batch)
+    monkeypatch.setattr(write, "write_batch", write_batch)
     monkeypatch.setattr(Indexer, "_prefetch", prefetch)
     monkeypatch.setattr(Indexer, "_finish", finish)
     monkeypatch.setattr(Indexer, "backfill", backfill)
@@ -272,7 +272,7 @@ def test_blind_positions_equal_positions_read_first(
     monkeypatch.setattr(F, "keys_of", lambda events, blind=False: real_keys_of(events, False))
     for name, real in (("_prefetch", real_prefetch), ("_finish", real_finish), ("backfill", real_backfill)):
         monkeypatch.setattr(Indexer, name, real)
-    monkeypatch.setattr(store, "write_batch", real_write)
+    monkeypatch.setattr(write, "write_batch", real_write)
     other = fresh_db()
     assert index_to_head(make_settings(node.url, node.deployment, other, tmp_path, **spans)) == 0
     got, want = dump(db_dsn), dump(other)

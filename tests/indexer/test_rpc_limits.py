@@ -45,10 +45,10 @@ def node_app(logs: int) -> web.Application:
 async def test_a_streamed_answer_over_the_cap_is_range_too_large() -> None:
     async with serving(node_app(logs=200)) as url:  # ~40 KB
         async with Rpc([url], 5.0, max_logs_bytes=100_000) as rpc:
-            assert len(await rpc.get_logs_raw(1, 2, ["0x" + "aa" * 20])) == 200
+            assert len((await rpc.get_logs_checked(1, 2, ["0x" + "aa" * 20], check=False))[0]) == 200
         async with Rpc([url], 5.0, max_logs_bytes=10_000) as rpc:
             with pytest.raises(RangeTooLarge, match="exceeds 10000 bytes"):
-                await rpc.get_logs_raw(1, 2, ["0x" + "aa" * 20])
+                (await rpc.get_logs_checked(1, 2, ["0x" + "aa" * 20], check=False))[0]
             # only the backfill's getLogs is capped; other calls read the whole answer
             assert len(await rpc.call("eth_getLogs", [{}])) == 200
 
@@ -68,7 +68,7 @@ def answering(answer: object) -> web.Application:
 async def test_logs_are_typed_and_extra_fields_skipped() -> None:
     async with serving(answering({"result": [LOG, {**LOG, "logIndex": "0x1", "blockTimestamp": "0x5"}]})) as url:
         async with Rpc([url], 5.0) as rpc:
-            logs = await rpc.get_logs_raw(1, 2, ["0x" + "aa" * 20])
+            logs = (await rpc.get_logs_checked(1, 2, ["0x" + "aa" * 20], check=False))[0]
     assert [type(r) for r in logs] == [RawLog, RawLog]
     assert (logs[1].blockNumber, logs[1].logIndex, logs[1].blockHash) == ("0x1", "0x1", LOG["blockHash"])
 
@@ -88,7 +88,7 @@ async def test_a_malformed_log_names_its_field(result: object, path: str) -> Non
     async with serving(answering({"result": result})) as url:
         async with Rpc([url], 5.0, retry=RetryPolicy(attempts=2, base=0.01)) as rpc:
             with pytest.raises(TransientRpcError, match="eth_getLogs: gave up after") as err:
-                await rpc.get_logs_raw(1, 2, ["0x" + "aa" * 20])
+                (await rpc.get_logs_checked(1, 2, ["0x" + "aa" * 20], check=False))[0]
     assert path in str(err.value)
 
 
@@ -97,4 +97,4 @@ async def test_a_getlogs_error_is_classified() -> None:
     async with serving(answering(answer)) as url:
         async with Rpc([url], 5.0) as rpc:
             with pytest.raises(RangeTooLarge):
-                await rpc.get_logs_raw(1, 2, ["0x" + "aa" * 20])
+                (await rpc.get_logs_checked(1, 2, ["0x" + "aa" * 20], check=False))[0]

@@ -7,7 +7,7 @@ import gc
 
 import asyncpg
 
-from indexer import runtime, store
+from indexer import bulk, runtime
 
 
 async def test_copy_leaves_no_cyclic_garbage(db_dsn: str) -> None:
@@ -19,7 +19,7 @@ async def test_copy_leaves_no_cyclic_garbage(db_dsn: str) -> None:
         gc.disable()
         try:
             for _ in range(20):
-                await store.copy_payload(conn, "t", ["a", "b"], payload, schema=None)
+                await bulk.copy_payload(conn, "t", ["a", "b"], payload, schema=None)
             found = gc.collect()
         finally:
             gc.enable()

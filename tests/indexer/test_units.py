@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.config import ConfigError
-from indexer.chain import Cursor, SpanPolicy, bloom_bits, bloom_may_contain, next_span, plan_range, split_span
+from indexer.chain import SpanPolicy, bloom_bits, bloom_may_contain, next_span, plan_range, split_span
 from indexer.decode import EventDecoder, MarketCreated, Trade, text_of
 from indexer.fold import usdc
 from indexer.rpc import FatalRpcError, RangeTooLarge, TransientRpcError, classify, parse_log
@@ -60,8 +60,9 @@ def test_other_errors_are_transient_unless_clearly_permanent() -> None:
 def test_range_planning_adapts_to_density() -> None:
     """Ranges never pass the target; spans shrink toward target events, grow when sparse, split on refusal."""
     policy = SpanPolicy(initial=100, maximum=1000, target_events=1000)
-    assert plan_range(Cursor(10, b""), 50, 100) == range(11, 51)
-    assert plan_range(Cursor(50, b""), 50, 100) is None
+    assert plan_range(10, 50, 100) == range(11, 51)
+    assert plan_range(50, 50, 100) is None
+    assert plan_range(10, 50, 15) == range(11, 26)
     assert next_span(100, 4000, policy) == 25
     assert next_span(100, 10, policy) == 200
     assert next_span(800, 0, policy) == 1000
@@ -125,10 +126,15 @@ def recorded_logs() -> list[dict[str, Any]]:
     ]
 
 
-from core.contracts import event_topic, events  # noqa: E402
+from core.contracts import event_topic, load_abi  # noqa: E402
 
-MARKET_CREATED = event_topic(events("OpinionMarket")["MarketCreated"])
-TRADE = event_topic(events("OpinionMarket")["Trade"])
+
+def event_abi(contract: str, name: str) -> dict[str, Any]:
+    return next(e for e in load_abi(contract) if e["type"] == "event" and e["name"] == name)
+
+
+MARKET_CREATED = event_topic(event_abi("OpinionMarket", "MarketCreated"))
+TRADE = event_topic(event_abi("OpinionMarket", "Trade"))
 
 
 def test_recorded_getlogs_answer_decodes_to_golden_events() -> None:

@@ -1,0 +1,440 @@
+"""The one JSON-RPC client (aiohttp + orjson), used by the indexer (indexer/rpc.py adds its typed eth_
+methods) and the keeper (keeper/rpc.py keeps its call signatures over it).
+
+No web3 formatters on the hot path (TOOLCHAIN.md: they cost ~12x). Hex becomes bytes/int here,
+once. Every answer is suspect; every call is retried alone:
+
+- A call that fails transiently (timeout, connection error, HTTP 429/5xx, a JSON-RPC error that is
+  not a range refusal or a missing method, an answer without the block asked for) is retried on
+  its own, never by redoing work that succeeded, with exponential backoff and jitter; a
+  `Retry-After` (HTTP header, or the wait a rate-limit message names) is honoured. A call gives up
+  after `retries` attempts or `retry_seconds`, whichever comes first.
+- In a JSON-RPC batch, elements fail independently: the ones that succeeded are kept and only the
+  failed ones are sent again.
+- Several URLs are used together: each request goes to a provider drawn by weight 1/score, where the
+  score is its recent latency (EWMA) times a penalty for its recent errors (EWMA); a provider that
+  failed is left alone for its backoff (or its Retry-After) while the others carry the load.
+
+Errors: core/rpc_errors.py (RpcError and its subclasses, classify).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Self, TypeVar
+
+import aiohttp
+import msgspec
+import orjson
+import structlog
+
+from core.rpc_errors import (
+    _TRANSIENT,
+    FatalRpcError,
+    NodeError,
+    RangeTooLarge,
+    RateLimited,
+    RpcError,
+    TransientRpcError,
+    classify,
+    retry_after_header,
+)
+
+__all__ = [
+    "FatalRpcError",
+    "NodeError",
+    "RangeTooLarge",
+    "RateLimited",
+    "RetryPolicy",
+    "Rpc",
+    "RpcError",
+    "TransientRpcError",
+]
+
+log = structlog.get_logger("rpc")
+T = TypeVar("T")
+
+
+Observer = Callable[[str, float, str], None]  # (method, seconds, outcome: ok | error | rate_limited)
+
+
+@dataclasses.dataclass(slots=True)
+class Provider:
+    url: str
+    index: int
+    latency: float = 0.05  # EWMA of successful round trips (seconds)
+    errors: float = 0.0  # EWMA of the failure rate (0..1)
+    failures: int = 0  # consecutive
+    down_until: float = 0.0  # monotonic: left alone until then (backoff or Retry-After)
+    span_cap: int | None = None  # the eth_getLogs block-range cap it stated, once it did
+
+    def score(self) -> float:
+        """Lower is better: latency (plus 50 ms, so that providers a few milliseconds apart share the
+        load instead of the fastest taking all), heavily penalised by recent errors."""
+        return (self.latency + 0.05) * (1.0 + 20.0 * self.errors)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 10  # per call (each attempt may go to another provider)
+    seconds: float = 120.0  # per call, waits included
+    base: float = 0.05  # first backoff; doubles per consecutive failure of a provider
+    cap: float = 10.0  # longest backoff (a Retry-After may ask for more, up to `seconds`)
+
+
+def backoff(failures: int, policy: RetryPolicy, rng: random.Random) -> float:
+    """Exponential backoff with full jitter in [half, whole] (pure but for the rng)."""
+    whole: float = min(policy.cap, policy.base * float(1 << max(0, min(failures - 1, 16))))
+    return whole * rng.uniform(0.5, 1.0)
+
+
+_MISSING = object()
+
+
+class _Progressed(TransientRpcError):
+    """A batch attempt in which some elements failed and others succeeded."""
+
+
+class Rpc:
+    """JSON-RPC client over several URLs. Use as an async context manager (owns the session).
+
+    node_errors="classify" (the indexer): a JSON-RPC error is mapped by classify() and retried when
+    transient. "final" (the keeper): every JSON-RPC error is a NodeError for the caller to read (a
+    revert, "nonce too low"); only transport failures (timeouts, HTTP 429/5xx) are retried."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        timeout: float = 10.0,
+        observe: Observer | None = None,
+        max_logs_bytes: int = 32 << 20,
+        retry: RetryPolicy | None = None,
+        seed: int | None = None,
+        node_errors: str = "classify",
+    ) -> None:
+        if not urls:
+            raise ValueError("at least one RPC URL")
+        self._max_logs_bytes = max_logs_bytes
+        self._urls = [Provider(u, i) for i, u in enumerate(urls)]
+        self._timeout = timeout
+        self._observe = observe
+        self._retry = retry or RetryPolicy()
+        self._rng = random.Random(seed)
+        self._session: aiohttp.ClientSession | None = None
+        self._id = 0
+        self._reported: set[str] = set()  # unrecognised error texts already logged (bounded)
+        if node_errors not in ("classify", "final"):
+            raise ValueError(f"node_errors must be 'classify' or 'final', not {node_errors!r}")
+        self._node_errors_final = node_errors == "final"
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30),
+            json_serialize=lambda o: orjson.dumps(o).decode(),
+        )
+        return self
+
+    def __repr__(self) -> str:  # URLs may embed API keys
+        return f"Rpc(<{len(self._urls)} urls>)"
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------ provider choice and retries
+
+    def span_limit(self) -> int | None:
+        """The widest eth_getLogs range some provider accepts, once every provider stated a cap."""
+        caps = [u.span_cap for u in self._urls]
+        return None if any(c is None for c in caps) else max(c for c in caps if c is not None)
+
+    def _pick(self, now: float, span: int | None = None) -> Provider:
+        """A provider that is not backing off (and takes a range of `span` blocks), drawn by weight
+        1/score (several share the load); when all are backing off, the one free soonest."""
+        able = [u for u in self._urls if span is None or u.span_cap is None or u.span_cap >= span]
+        if not able:
+            widest = max(u.span_cap or 1 for u in self._urls)
+            raise RangeTooLarge(f"every provider caps eth_getLogs below {span} blocks", None, widest, True)
+        ready = [u for u in able if u.down_until <= now]
+        if not ready:
+            return min(able, key=lambda u: u.down_until)
+        if len(ready) == 1:
+            return ready[0]
+        weights = [1.0 / u.score() for u in ready]
+        return self._rng.choices(ready, weights)[0]
+
+    def _succeeded(self, u: Provider, seconds: float) -> None:
+        u.failures = 0
+        u.errors *= 0.9
+        u.latency = 0.8 * u.latency + 0.2 * seconds
+
+    def _failed(self, u: Provider, exc: RpcError) -> float:
+        """Records a failure; returns how long the provider is left alone."""
+        u.failures += 1
+        u.errors = 0.9 * u.errors + 0.1
+        wait = backoff(u.failures, self._retry, self._rng)
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            wait = max(wait, min(exc.retry_after, self._retry.seconds))
+        u.down_until = max(u.down_until, time.monotonic() + wait)
+        return wait
+
+    async def _retrying(
+        self,
+        method: str,
+        once: Callable[[Provider], Awaitable[T]],
+        only: int | None = None,
+        span: int | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> T:
+        """`once` on a provider until it succeeds; RangeTooLarge and FatalRpcError are not retried."""
+        policy = policy or self._retry
+        deadline = time.monotonic() + policy.seconds
+        last: RpcError | None = None
+        attempt = failed = 0
+        # Rate-limited attempts and batches that got some answers do not use up `attempts` (they are
+        # not the call failing); the time budget bounds them.
+        while failed < policy.attempts:
+            attempt += 1
+            now = time.monotonic()
+            u = self._pick(now, span) if only is None else self._urls[only]
+            if u.down_until > now:
+                if u.down_until > deadline:
+                    break
+                await asyncio.sleep(u.down_until - now)
+            try:
+                return await once(u)
+            except RangeTooLarge as exc:
+                if not (exc.per_provider and exc.suggested_span and span and span > 1 and only is None):
+                    raise
+                # a fixed cap of this provider: remembered; another provider may take the range
+                u.span_cap = min(exc.suggested_span, span - 1)
+                log.info("provider_range_cap", provider=u.index, span_cap=u.span_cap)
+                continue
+            except FatalRpcError:
+                raise
+            except TransientRpcError as exc:
+                last = exc
+                if not isinstance(exc, RateLimited | _Progressed):
+                    failed += 1
+                wait = self._failed(u, exc)
+                self._report(method, u, attempt, exc, wait)
+            if time.monotonic() >= deadline:
+                break
+        if last is None:
+            raise RateLimited(f"{method}: every provider is backing off past the retry budget", None)
+        last.args = (f"{method}: gave up after {attempt} attempt(s): {last}",)
+        raise last
+
+    def _report(self, method: str, u: Provider, attempt: int, exc: RpcError, wait: float) -> None:
+        text = str(exc)[:300]
+        if self._observe:
+            self._observe(method, 0.0, "rate_limited" if isinstance(exc, RateLimited) else "error")
+        known = isinstance(exc, RateLimited) or exc.code is None or any(s in text.lower() for s in _TRANSIENT)
+        if not known and text not in self._reported and len(self._reported) < 200:
+            self._reported.add(text)  # the provider's own words, once per wording
+            log.warning("rpc_error_unrecognised", method=method, provider=u.index, code=exc.code, error=text)
+        log.debug("rpc_retry", method=method, provider=u.index, attempt=attempt, wait=round(wait, 3), error=text[:200])
+
+    # ------------------------------------------------------------ one HTTP attempt
+
+    async def _body(self, resp: aiohttp.ClientResponse, method: str, limit: int | None) -> bytes:
+        """The response body; above `limit` bytes a RangeTooLarge (a node with no result cap, a sparse
+        stretch that turned dense): the range is split instead of parsed into gigabytes."""
+        size = resp.content_length
+        if limit is None or (size is not None and size <= limit):
+            return await resp.read()
+        if size is not None:
+            raise RangeTooLarge(f"{method} response of {size} bytes exceeds {limit} ([indexer].max_response_mb)")
+        buf = bytearray()  # chunked transfer: count as it arrives
+        async for chunk in resp.content.iter_chunked(1 << 20):
+            buf += chunk
+            if len(buf) > limit:
+                raise RangeTooLarge(f"{method} response exceeds {limit} bytes ([indexer].max_response_mb)")
+        return bytes(buf)
+
+    async def _send(
+        self,
+        u: Provider,
+        body: bytes,
+        method: str,
+        limit: int | None = None,
+        decode: Callable[[bytes], Any] = orjson.loads,
+    ) -> Any:
+        """One HTTP request to provider `u`; the answer as `decode` parses it. HTTP-level failures raise
+        TransientRpcError (RateLimited for 429 and for 503 with Retry-After)."""
+        assert self._session is not None, "use Rpc as an async context manager"
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._session.post(u.url, data=body, headers={"Content-Type": "application/json"}) as resp:
+                    status = resp.status
+                    retry_after = retry_after_header(resp.headers.get("Retry-After"))
+                    raw = await self._body(resp, method, limit if status < 400 else None)
+            if status == 429 or (status == 503 and retry_after is not None):
+                raise RateLimited(f"HTTP {status} from node: {raw[:200]!r}", status, retry_after)
+            if status >= 500:
+                raise TransientRpcError(f"HTTP {status} from node: {raw[:200]!r}", None)
+            if status >= 400:
+                # Some providers answer range errors with HTTP 400 + a JSON-RPC body.
+                try:
+                    answer = decode(raw)
+                except (orjson.JSONDecodeError, msgspec.DecodeError):
+                    raise TransientRpcError(f"HTTP {status} from node: {raw[:200]!r}", None) from None
+            else:
+                answer = decode(raw)
+        except TimeoutError:
+            raise TransientRpcError(f"{method} timed out after {self._timeout}s", None) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransientRpcError(f"{method}: {type(exc).__name__}: {exc}", None) from None
+        except (orjson.JSONDecodeError, msgspec.DecodeError) as exc:
+            # msgspec.ValidationError (a DecodeError) names the path: "Expected `str`, got `int` -
+            # at `$.result[3].blockNumber`"
+            raise TransientRpcError(f"{method}: invalid JSON from node: {exc}", None) from None
+        seconds = time.perf_counter() - started
+        self._succeeded(u, seconds)
+        if self._observe:
+            self._observe(method, seconds, "ok")
+        return answer
+
+    def _next_ids(self, n: int) -> int:
+        first = self._id + 1
+        self._id += n
+        return first
+
+    def _body_of(self, method: str, params: list[Any]) -> bytes:
+        return orjson.dumps({"jsonrpc": "2.0", "id": self._next_ids(1), "method": method, "params": params})
+
+    # ------------------------------------------------------------ calls
+
+    async def call(
+        self,
+        method: str,
+        params: list[Any],
+        limit: int | None = None,
+        require: bool = False,
+        provider: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        """One call, retried alone. `require`: a null result (a node without the block asked for) is
+        retried too. `provider`: only that URL (start-up checks of each configured node). `retry`:
+        another policy than the client's."""
+        body = self._body_of(method, params)
+
+        async def once(u: Provider) -> Any:
+            answer = await self._send(u, body, method, limit)
+            if not isinstance(answer, dict):
+                raise TransientRpcError(f"{method}: unexpected answer {str(answer)[:200]}")
+            result = self._result(method, answer.get("error"), answer)
+            if require and result is None:
+                raise TransientRpcError(f"{method}{params!r:.120}: null result (the node lacks it)")
+            return result
+
+        return await self._retrying(method, once, provider, policy=retry)
+
+    def _result(self, method: str, err: Any, answer: dict[str, Any]) -> Any:
+        """The answer's result, or its JSON-RPC error classified."""
+        if err is not None:
+            if not isinstance(err, dict):
+                raise TransientRpcError(f"{method}: malformed error object {str(err)[:200]}")
+            raise self._error(err)
+        if "result" not in answer:
+            raise TransientRpcError(f"{method}: answer without result")
+        return answer["result"]
+
+    def _error(self, err: Any) -> RpcError:
+        if not isinstance(err, dict):
+            return TransientRpcError(f"malformed error object {str(err)[:200]}")
+        data = err.get("data")
+        code = err.get("code")
+        code = code if isinstance(code, int) else None
+        message = str(err.get("message", ""))
+        if self._node_errors_final:
+            return NodeError(message, code, data)
+        error = classify(code, message + (f" {data}" if data else ""))
+        error.data = data
+        return error
+
+    async def batch_settled(
+        self, calls: Sequence[tuple[str, list[Any]]], require: Sequence[bool] | None = None
+    ) -> list[Any]:
+        """Several calls in one HTTP request; results in order. Elements fail independently: the
+        ones that succeeded are kept and only the failed ones are sent again (retried like a call).
+        An element that still fails is returned as its RpcError (RangeTooLarge and FatalRpcError at
+        once); `require[i]`: a null result of call i is retried too."""
+        n = len(calls)
+        out: list[Any] = [_MISSING] * n
+        need = list(require) if require is not None else [False] * n
+        name = (calls[0][0] + "[batch]") if calls else "batch"
+
+        async def once(u: Provider) -> None:
+            pending = [i for i in range(n) if out[i] is _MISSING or isinstance(out[i], TransientRpcError)]
+            first = self._next_ids(len(pending))
+            body = orjson.dumps(
+                [
+                    {"jsonrpc": "2.0", "id": first + k, "method": calls[i][0], "params": calls[i][1]}
+                    for k, i in enumerate(pending)
+                ]
+            )
+            answer = await self._send(u, body, name)
+            if isinstance(answer, dict):  # one error for the whole batch
+                raise self._error(answer.get("error") or {"message": str(answer)[:200]})
+            if not isinstance(answer, list):
+                raise TransientRpcError(f"{name}: unexpected answer {str(answer)[:200]}")
+            by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
+            failed: RpcError | None = None
+            answered = 0
+            for k, i in enumerate(pending):
+                a = by_id.get(first + k)
+                if a is None:
+                    out[i] = failed = TransientRpcError(f"batch answer misses call {i} ({calls[i][0]})")
+                elif a.get("error") is not None:
+                    out[i] = exc = self._error(a["error"])
+                    if isinstance(exc, TransientRpcError):
+                        failed = exc
+                elif a.get("result") is None and need[i]:
+                    out[i] = failed = TransientRpcError(f"{calls[i][0]} {calls[i][1]!r:.80}: null (the node lacks it)")
+                else:
+                    out[i] = a.get("result")
+                    answered += 1
+            if failed is not None:
+                raise _Progressed(str(failed), failed.code) if answered else failed
+
+        if n:
+            try:
+                await self._retrying(name, once)
+            except TransientRpcError as exc:  # what still failed is in `out`
+                for i, r in enumerate(out):
+                    if isinstance(r, TransientRpcError):
+                        r.args = (f"{calls[i][0]}: gave up ({exc}); this call: {r}",)
+                    elif r is _MISSING:  # never answered (every attempt failed as a whole)
+                        out[i] = TransientRpcError(f"{calls[i][0]}: gave up: {exc}", exc.code)
+        return out
+
+    async def batch(self, calls: Sequence[tuple[str, list[Any]]], require: Sequence[bool] | None = None) -> list[Any]:
+        """batch_settled, raising the first element that failed for good."""
+        out = await self.batch_settled(calls, require)
+        for r in out:
+            if isinstance(r, RpcError):
+                raise r
+            if r is _MISSING:
+                raise TransientRpcError("batch element never answered")
+        return out
+
+    # ------------------------------------------------------------ typed helpers
+
+    async def chain_id(self, provider: int | None = None, retry: RetryPolicy | None = None) -> int:
+        return int(await self.call("eth_chainId", [], provider=provider, retry=retry), 16)
+
+    async def code(self, address: str, block: int | str = "latest", provider: int | None = None) -> bytes:
+        tag = hex(block) if isinstance(block, int) else block
+        answer = await self.call("eth_getCode", [address, tag], provider=provider) or "0x"
+        return bytes.fromhex(answer[2:])
+
+    @property
+    def providers(self) -> int:
+        return len(self._urls)

@@ -1,0 +1,331 @@
+"""The indexer's state and the steps every stage shares: the node's heads, a batch built (fold) and
+written (write) in one transaction, and the bookkeeping once it commits.
+
+    Pipeline ← Tip (tip.py: block by block, reorgs) ← Backfill (backfill.py: ranges, pipelined)
+             ← Upkeep (upkeep.py: indexes, outbox retention, re-scan) ← Indexer (service.py: start, step)
+
+Each stage is a class adding its methods to the one before; the state lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+
+from indexer import checkpoint, outbox_gap, read, write
+from indexer import fold as F
+from indexer.chain import BlockRef, Cursor, SpanPolicy, finalized_block
+from indexer.decode import EventDecoder, Log
+from indexer.fetch import ChildConfig, FetchProcess, RangeFetcher
+from indexer.live import HeadWatcher
+from indexer.metrics import Metrics
+from indexer.rows import DERIVED
+from indexer.rpc import RetryPolicy, Rpc, RpcError
+from indexer.settings import Settings
+from indexer.spawn import Child, discard
+
+log = structlog.get_logger("indexer")
+
+
+@dataclasses.dataclass(slots=True)
+class Status:
+    """What /ready, the watchdog and the progress display read (updated by the loop only)."""
+
+    head: int = 0
+    safe: int | None = None
+    finalized: int = 0
+    indexed: int = -1
+    last_progress: float = dataclasses.field(default_factory=time.monotonic)
+    head_moved: float = dataclasses.field(default_factory=time.monotonic)
+    last_answer: float = dataclasses.field(default_factory=time.monotonic)  # a provider's last good answer
+    degraded: bool = False
+    role: str = "starting"  # starting | standby | writer
+    events: int = 0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        rpc: Rpc,
+        metrics: Metrics,
+        status: Status,
+        on_commit: Callable[[int], None] | None = None,
+        early_child: Child | None = None,
+    ) -> None:
+        self.s = settings
+        self.o = settings.options
+        self.chain_id = settings.chain.chain_id
+        self.rpc = rpc
+        self.m = metrics
+        self.status = status
+        self.on_commit = on_commit
+        dep = settings.deployment
+        self.addresses = [dep.opinion_market, dep.creator_shares]
+        self.address_bytes = [bytes.fromhex(a[2:]) for a in self.addresses]
+        self.decoder = EventDecoder({self.address_bytes[0]: "OpinionMarket", self.address_bytes[1]: "CreatorShares"})
+        self.policy = SpanPolicy(self.o.initial_span, self.o.max_span, self.o.target_events)
+        self.span = self.o.initial_span
+        self.fetcher: RangeFetcher | FetchProcess
+        if self.o.fetch_process:
+            urls = tuple(settings.chain.rpc_urls)
+            cfg = ChildConfig(
+                urls,
+                self.o.request_timeout,
+                self.chain_id,
+                tuple(self.addresses),
+                self.policy,
+                self.o.max_response_mb << 20,
+                retry_policy(settings),
+                self.o.log_level,
+            )
+            self.fetcher = FetchProcess(
+                cfg, answered(metrics, status), self._range_split, metrics.fetch_process_started, early=early_child
+            )
+        else:
+            discard(early_child)
+            self.fetcher = RangeFetcher(rpc, self.chain_id, self.addresses, self.policy, self._range_split)
+        self.heads = checkpoint.Heads(0, None, 0)
+        self.cursor: Cursor | None = None
+        self.floor = 0
+        self.watcher: HeadWatcher | None = None
+        self.progress: Any = None
+        self.last_finalized_announced = -1
+        self.head_hash = b""
+        self.heads_read_at = 0.0
+        # Rows inserted into each derived table since we last ran ANALYZE on it, and its size then.
+        self.inserted = dict.fromkeys(DERIVED, 0)
+        self.analyzed = dict.fromkeys(DERIVED, 0)
+        self.deferred: list[str] = []  # secondary indexes dropped for the initial sync (maintenance.defer_indexes)
+        self.next_prune = 0.0  # monotonic time of the next outbox retention pass
+        self.gap: outbox_gap.Gap | None = None  # a stretch indexed without outbox messages, still open
+        self.gap_writes: dict[int, tuple[outbox_gap.Gap | None, outbox_gap.Gap | None]] = {}  # by batch end
+        self.rescan_next = settings.deployment.deploy_block
+        self.checked: set[int] = set()  # rpc_urls (by index) that reported our chain id
+        self.rescan_enabled = True  # run() turns it off for a one-shot backfill (--exit-at-head)
+        # the first pass one interval after start: a one-shot backfill (--exit-at-head) just read it all
+        self.next_rescan = time.monotonic() + self.o.rescan_interval
+
+    # ------------------------------------------------------------ node view
+
+    def heads_from_watcher(self) -> checkpoint.Heads | None:
+        """The head announced over newHeads, when it is ahead of us and finality was read recently:
+        the tip then starts on the announcement without a round trip to the node."""
+        w = self.watcher
+        if w is None or w.latest is None or time.monotonic() - self.heads_read_at > 2.0:
+            return None
+        h = w.latest
+        if self.cursor is None or h.number != self.cursor.number + 1 or h.parent_hash != self.cursor.hash:
+            return None
+        if h.number > self.status.head:
+            self.status.head_moved = time.monotonic()
+        self.head_hash = h.hash
+        self.heads = checkpoint.Heads(h.number, self.heads.safe, self.heads.finalized)
+        self.status.head = h.number
+        self.m.set_heads(h.number, self.heads.safe, self.heads.finalized, self.status.indexed)
+        return self.heads
+
+    async def refresh_heads(self) -> checkpoint.Heads:
+        self.heads_read_at = time.monotonic()
+        if self.o.finality == "tag":
+            # The elements fail independently: a node without `safe`/`finalized` tags (or one that
+            # keeps failing them) falls back to head - finality_depth.
+            latest, safe, fin = await self.rpc.batch_settled(
+                [
+                    ("eth_getBlockByNumber", ["latest", False]),
+                    ("eth_getBlockByNumber", ["safe", False]),
+                    ("eth_getBlockByNumber", ["finalized", False]),
+                ],
+                [True, False, False],
+            )
+            if isinstance(latest, RpcError):
+                raise latest
+            safe = None if isinstance(safe, RpcError) else safe
+            fin = None if isinstance(fin, RpcError) else fin
+            head = int(latest["number"], 16)
+            self.head_hash = bytes.fromhex(latest["hash"][2:])
+            safe_n = int(safe["number"], 16) if safe else None
+            fin_n = int(fin["number"], 16) if fin else None
+        else:
+            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True)
+            head, safe_n, fin_n = int(latest["number"], 16), None, None
+            self.head_hash = bytes.fromhex(latest["hash"][2:])
+        finalized = finalized_block(head, fin_n, self.s.chain.finality_depth)
+        if head > self.status.head:
+            self.status.head_moved = time.monotonic()
+        # A lagging node (head going backwards) is not a reorg: keep the highest finality seen.
+        finalized = max(finalized, self.heads.finalized)
+        self.heads = checkpoint.Heads(head, safe_n, finalized)
+        self.status.head, self.status.safe, self.status.finalized = head, safe_n, finalized
+        self.m.set_heads(head, safe_n, finalized, self.status.indexed)
+        return self.heads
+
+    # ------------------------------------------------------------ commit
+
+    def _committed(self, seq: int | None) -> None:
+        if seq is not None and self.on_commit is not None:
+            self.on_commit(seq)
+
+    async def commit(
+        self,
+        conn: asyncpg.Connection,
+        first: int,
+        last: BlockRef,
+        logs: Sequence[Log],
+        headers: dict[int, BlockRef],
+    ) -> int:
+        """Decodes, folds and writes blocks first..last.number in one transaction (the tip; the backfill
+        pipelines the same _build/_write steps); returns events written."""
+        assert self.cursor is not None
+        events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
+        # Snapshot read, fold and write in one transaction: the rows' locators (ctid) stay valid.
+        async with conn.transaction():
+            snap = await read.load_snapshot(conn, self.chain_id, F.keys_of(events))
+            batch = self._build(self.cursor, first, last, events, headers, None, snap, frozenset())
+            seq = await write.write_batch(conn, self.chain_id, batch)
+            await self._write_gap(conn, batch)
+        self._finish(batch, seq)
+        return len(events)
+
+    def _build(
+        self,
+        start: Cursor,
+        first: int,
+        last: BlockRef,
+        events: list[Any],
+        headers: dict[int, BlockRef],
+        raw: dict[str, bytes] | None,
+        snap: F.Snapshot,
+        upserts: frozenset[tuple[str, Any]],
+    ) -> write.Batch:
+        """Folds the events over the snapshot into the batch that continues `start` (pure but for reads of self)."""
+        fin = min(self.heads.finalized, last.number)
+        outbox_from = 0 if self.o.outbox_max_lag == 0 else self.heads.head - self.o.outbox_max_lag
+        ctx = F.Context(self.chain_id, journal_above=fin, outbox_from=outbox_from)
+        changes = F.fold(snap, events, ctx)
+        counts: dict[int, int] = {}
+        for e in events:
+            counts[e.block_number] = counts.get(e.block_number, 0) + 1
+        if self.o.outbox_max_lag > 0:
+            before = self.gap
+            self.gap, closed = outbox_gap.advance(before, first, last.number, outbox_from, counts)
+            if closed is not None:  # one message for the whole stretch, before this batch's own
+                changes.messages.insert(0, outbox_gap.message(self.chain_id, closed))
+            if closed is not None or self.gap != before:
+                self.gap_writes[last.number] = (self.gap, closed)
+        keep = [
+            h
+            for n, h in sorted(headers.items())
+            if first <= n <= last.number and (n > self.heads.finalized or n in counts or n == last.number)
+        ]
+        extra: list[F.Message] = []
+        near_tip = self.heads.head - last.number <= self.o.tip_blocks
+        if near_tip and fin > self.last_finalized_announced >= 0:
+            payload = {"chain_id": self.chain_id, "block_number": fin}
+            extra.append(F.Message("chain:finalized", ("global:all",), None, None, None, payload))
+        end = Cursor(last.number, last.hash)
+        deltas = frozenset(
+            [*(("positions", k) for k in snap.blind), *(("share_holdings", k) for k in snap.blind_holdings)]
+        )
+        return write.Batch(
+            start, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw, upserts, deltas
+        )
+
+    async def _write_gap(self, conn: asyncpg.Connection, batch: write.Batch) -> None:
+        """The open gap as this batch leaves it, in the batch's transaction."""
+        change = self.gap_writes.pop(batch.end.number, None)
+        if change is None:
+            return
+        still_open, closed = change
+        await outbox_gap.save(conn, self.chain_id, still_open)
+        if closed is not None:
+            self.m.gap()
+            log.info(
+                "outbox_gap_announced",
+                from_block=closed.from_block,
+                to_block=closed.to_block,
+                events=closed.events,
+            )
+
+    def _finish(self, batch: write.Batch, seq: int | None) -> None:
+        """Bookkeeping once a batch has committed."""
+        # Rows neither read nor overlaid were inserted; a delta row (batch.deltas) may have been either,
+        # and counts as inserted: at worst a table is analyzed a little early.
+        for table, rows in batch.changes.derived():
+            for r in rows.values():
+                key = (table, F.row_key(table, r))
+                if key not in batch.locators and key not in batch.upserts:
+                    self.inserted[table] += 1
+        fin = min(batch.heads.finalized, batch.end.number)
+        self.last_finalized_announced = max(self.last_finalized_announced, fin)
+        self.cursor = batch.end
+        self.floor = max(self.floor, fin)
+        self.status.indexed = batch.end.number
+        self.status.last_progress = time.monotonic()
+        self.status.events += len(batch.events)
+        self.m.committed(batch.end.number, len(batch.events))
+        self._committed(seq)
+
+    async def _write(self, conn: asyncpg.Connection, batch: write.Batch) -> None:
+        started = time.perf_counter()
+        async with conn.transaction():
+            seq = await write.write_batch(conn, self.chain_id, batch)
+            await self._write_gap(conn, batch)
+        self.m.batch_seconds(time.perf_counter() - started)
+        self._finish(batch, seq)
+        if not self.progress:
+            log.info(
+                "batch_committed",
+                from_block=batch.start.number + 1,
+                to_block=batch.end.number,
+                events=len(batch.events),
+                head=self.heads.head,
+                span=self.span,
+            )
+
+    def _range_split(self, kind: str = "split", **fields: Any) -> None:
+        """What a provider's answers needed (fetch.RangeFetcher's on_split): logged and counted."""
+        self.m.answer_repaired(kind, int(fields.get("duplicates", 1)))
+        if kind == "split":
+            log.info("getlogs_range_reduced", **fields)
+        elif kind == "duplicates":
+            log.warning("getlogs_duplicates_dropped", **fields)
+        else:
+            log.warning("getlogs_missed_logs_recovered", **fields)
+
+    async def check_reorg(self, conn: asyncpg.Connection, reason: str) -> bool:
+        raise NotImplementedError  # tip.py
+
+    async def start(self, conn: asyncpg.Connection) -> None:
+        raise NotImplementedError  # service.py
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(attempts=settings.options.retries, seconds=settings.options.retry_seconds)
+
+
+def answered(metrics: Metrics, status: Status) -> Callable[[str, float, str], None]:
+    """The RPC observer: metrics, and the time of the last good answer (the watchdog's "degraded")."""
+
+    def observe(method: str, seconds: float, outcome: str) -> None:
+        metrics.rpc(method, seconds, outcome)
+        if outcome == "ok":
+            status.last_answer = time.monotonic()
+
+    return observe
+
+
+async def connect(settings: Settings, role: str = "") -> asyncpg.Connection:
+    """A connection of this chain's indexer (the writer's, or another `role` beside it)."""
+    name = f"gl-indexer-{settings.chain.chain_id}" + (f"-{role}" if role else "")
+    return await asyncpg.connect(
+        settings.database.dsn,
+        timeout=10,
+        # short key lookups and COPYs: compiling costs more than it saves
+        server_settings={"application_name": name, "jit": "off"},
+    )

@@ -1,0 +1,74 @@
+"""The node's JSON as typed values (pure: no I/O): log objects and block headers, hex turned into
+bytes/int once, at this boundary.
+
+    RawLog        one eth_getLogs log object, fields still hex (typed by msgspec as the JSON is parsed)
+    parse_log     a log object -> decode.Log;  parse_header  a block object -> chain.BlockRef
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from indexer.chain import BlockRef
+from indexer.decode import Log
+
+
+def _b(h: str) -> bytes:
+    return bytes.fromhex(h[2:])
+
+
+def parse_log(raw: dict[str, Any]) -> Log:
+    bt = raw.get("blockTimestamp")
+    return Log(
+        int(raw["blockNumber"], 16),
+        bytes.fromhex(raw["blockHash"][2:]),
+        int(bt, 16) if bt else None,
+        bytes.fromhex(raw["transactionHash"][2:]),
+        int(raw["logIndex"], 16),
+        bytes.fromhex(raw["address"][2:]),
+        tuple([bytes.fromhex(t[2:]) for t in raw["topics"]]),
+        bytes.fromhex(raw["data"][2:]),
+    )
+
+
+class RawLog(msgspec.Struct, gc=False):
+    """One eth_getLogs log object as the node sent it (hex strings), typed at parse time: msgspec
+    builds these from the JSON in 2.4 us against 5.1 us for orjson's dicts, and a field missing or of
+    the wrong type fails the parse with its path instead of a KeyError later. Other fields
+    (transactionIndex, removed, blockTimestamp, ...) are skipped."""
+
+    address: str
+    topics: list[str]
+    data: str
+    blockNumber: str  # the node's field names
+    blockHash: str
+    transactionHash: str
+    logIndex: str
+
+
+def raw_log_dict(r: RawLog) -> dict[str, Any]:
+    """A RawLog as the dict parse_log reads (the generic decoding path)."""
+    return msgspec.structs.asdict(r)
+
+
+def parse_header(raw: dict[str, Any]) -> BlockRef:
+    return BlockRef(
+        int(raw["number"], 16),
+        _b(raw["hash"]),
+        _b(raw["parentHash"]),
+        int(raw["timestamp"], 16),
+        _b(raw.get("logsBloom") or "0x"),
+    )
+
+
+class LogsElem(msgspec.Struct, gc=False):
+    """One element of the [eth_getLogs, eth_getBlockByNumber] batch (get_logs_checked)."""
+
+    id: int | None = None
+    result: list[RawLog] | dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+LOGS_BATCH = msgspec.json.Decoder(list[LogsElem] | LogsElem)

@@ -1,0 +1,69 @@
+"""The one JSON-RPC client (core/rpc.py) as the keeper uses it (keeper/rpc.py, node_errors="final"):
+a JSON-RPC error comes back at once with its code and revert data, never retried; a transport failure
+is retried and then reported as transient (code -1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from keeper.rpc import Rpc, RpcError
+from tests.local_http import serving
+
+REVERT = "0x08c379a0" + "00" * 4
+
+
+def node(answers: list[Any], seen: list[Any]) -> web.Application:
+    """Answers POSTs in turn from `answers` (an int is an HTTP status with an empty body)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        call = await request.json()
+        seen.append(call)
+        a = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(a, int):
+            return web.Response(status=a)
+        if isinstance(call, list):
+            return web.json_response([{"jsonrpc": "2.0", "id": c["id"], **a[i]} for i, c in enumerate(call)])
+        return web.Response(body=orjson.dumps({"jsonrpc": "2.0", "id": call["id"], **a}))
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    return app
+
+
+async def test_a_revert_is_returned_at_once_with_its_data() -> None:
+    seen: list[Any] = []
+    error = {"error": {"code": 3, "message": "execution reverted", "data": REVERT}}
+    async with serving(node([error], seen)) as url, Rpc([url], 5.0, retries=3) as rpc:
+        with pytest.raises(RpcError) as err:
+            await rpc.call("eth_call", {"to": "0x" + "aa" * 20}, "latest")
+    assert len(seen) == 1
+    assert (err.value.code, err.value.transient, err.value.revert_data) == (3, False, bytes.fromhex(REVERT[2:]))
+    assert str(err.value) == "eth_call: execution reverted (code 3)"
+
+
+async def test_a_batch_keeps_its_answers_and_returns_errors_as_values() -> None:
+    seen: list[Any] = []
+    answers = [[{"result": "0x1"}, {"error": {"code": -32000, "message": "nonce too low"}}]]
+    async with serving(node(answers, seen)) as url, Rpc([url], 5.0) as rpc:
+        ok, refused = await rpc.batch([("eth_blockNumber", []), ("eth_sendRawTransaction", ["0x00"])])
+    assert ok == "0x1"
+    assert isinstance(refused, RpcError)
+    assert (refused.code, refused.message, refused.transient) == (-32000, "nonce too low", False)
+    assert len(seen) == 1  # a refused transaction is the keeper's to read, not resent
+
+
+async def test_an_unreachable_node_is_retried_then_transient() -> None:
+    seen: list[Any] = []
+    async with serving(node([502, 502, {"result": "0x5"}], seen)) as url, Rpc([url], 5.0, retries=3) as rpc:
+        assert await rpc.call("eth_blockNumber") == "0x5"
+    assert len(seen) == 3
+    seen.clear()
+    async with serving(node([503], seen)) as url, Rpc([url], 5.0, retries=2) as rpc:
+        with pytest.raises(RpcError) as err:
+            await rpc.call("eth_blockNumber")
+    assert (err.value.code, err.value.transient) == (-1, True)
+    assert len(seen) == 2
