@@ -3,7 +3,7 @@ the optional replica as the read-only `api` role; a small primary pool for the A
 and the outbox), the Redis client, the outbox pump and — unless told otherwise — the feed server.
 
 Request path (outermost first): Edge (security headers, size limit, rate limit, metrics, the
-seed's 500 body) → CORS → router → endpoint wrapper (validate → auth → cache → as_of + SQL).
+seed's 500 body) → CORS → router → endpoint wrapper (validate → auth → cache → asOf + SQL).
 """
 
 from __future__ import annotations
@@ -350,7 +350,7 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
         except (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError, OSError):
             raise ApiError(503, "database unavailable", headers=retry) from None
         status = int(out.pop("__status__", 200))
-        out["as_of"] = as_of
+        out["asOf"] = as_of
         data = dumps(out)
         if key is not None and field is not None and status == 200:
             ttl = state.settings.api.aggregate_cache_ttl_s if ep.aggregate else None

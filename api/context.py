@@ -114,11 +114,11 @@ async def fetch_as_of(conn: Conn, chain_id: int) -> dict[str, Any]:
 def as_of_json(
     chain_id: int, block_number: int | None, block_hash: bytes | None, safe: int | None, finalized: int | None
 ) -> dict[str, Any]:
-    """The `as_of` block of every answer (and of /ready), one shape."""
+    """The `asOf` block of every answer (and of /ready), one shape."""
     return {
-        "chain_id": chain_id,
-        "block_number": block_number,
-        "block_hash": None if block_hash is None else "0x" + bytes(block_hash).hex(),
-        "safe_block": safe,
-        "finalized_block": finalized,
+        "chainId": chain_id,
+        "blockNumber": block_number,
+        "blockHash": None if block_hash is None else "0x" + bytes(block_hash).hex(),
+        "safeBlock": safe,
+        "finalizedBlock": finalized,
     }

@@ -77,16 +77,16 @@ def ok_headers(ep: Endpoint) -> dict[str, Any]:
 
 
 def responses_for(ep: Endpoint) -> dict[str, Any]:
-    """The success envelope {data, meta?, as_of} and every error status the endpoint can answer."""
+    """The success envelope {data, meta?, asOf} and every error status the endpoint can answer."""
     meta = ep.meta
     if meta is None and ep.paged is not None:
         meta = PAGE_META if ep.paged == "page" else CURSOR_META
     props: dict[str, Any] = {"data": ep.response or {}}
-    required = ["data", "as_of"]
+    required = ["data", "asOf"]
     if meta is not None:
         props["meta"] = meta
         required.insert(1, "meta")
-    props["as_of"] = AS_OF
+    props["asOf"] = AS_OF
     envelope = {"type": "object", "additionalProperties": False, "required": required, "properties": props}
     out: dict[str, Any] = {
         str(ep.status): {
@@ -196,7 +196,7 @@ def spec(settings: Settings) -> dict[str, Any]:
             "title": "GuessLyfe read API",
             "version": "1.0.0",
             "description": "Indexed on-chain state of GuessLyfe opinion markets and creator shares. Amounts are "
-            "decimal strings (USDC has 6 decimals); every response carries `as_of`; errors use "
+            "decimal strings (USDC has 6 decimals); every response carries `asOf`; errors use "
             "one body {statusCode, message, errors[{field, message}], timestamp, path}. "
             f"Chain id {settings.chain_id}. Live events: the websocket feed (docs/feed.md).",
         },

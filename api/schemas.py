@@ -97,11 +97,11 @@ AS_OF = model(
     "AsOf",
     obj(
         {
-            "chain_id": INT,
-            "block_number": null(INT),
-            "block_hash": null(HASH),
-            "safe_block": null(INT),
-            "finalized_block": null(INT),
+            "chainId": INT,
+            "blockNumber": null(INT),
+            "blockHash": null(HASH),
+            "safeBlock": null(INT),
+            "finalizedBlock": null(INT),
         },
         description="How fresh the answer is: the last indexed block and the node's safe/finalized blocks",
     ),

@@ -44,7 +44,7 @@ READY = model(
                 },
                 optional=("indexer",),
             ),
-            "as_of": AS_OF,
+            "asOf": AS_OF,
             "time": TIME,
         },
         description="degraded: Redis is down (answers come from PostgreSQL, no cache, no rate limits)",
@@ -104,7 +104,7 @@ def routes(rt: Runtime) -> list[Route]:
                 rt.metrics.indexer_lag.set(indexer["lag_blocks"])
             per_chain[chain] = {
                 "indexer": indexer,
-                "as_of": as_of_json(chain, r["indexed_block"], r["block_hash"], r["safe_block"], r["finalized_block"]),
+                "asOf": as_of_json(chain, r["indexed_block"], r["block_hash"], r["safe_block"], r["finalized_block"]),
             }
         redis_ok = await state.cache.ping()
         checks["redis"] = "ok" if redis_ok else "down (answering from PostgreSQL; no cache, no rate limits)"
@@ -116,7 +116,7 @@ def routes(rt: Runtime) -> list[Route]:
         body: dict[str, Any] = {
             "status": "ready" if redis_ok else "degraded",
             "checks": checks,
-            "as_of": default["as_of"],
+            "asOf": default["asOf"],
             "time": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
         }
         if per_chain:  # the other served chains, by chain id

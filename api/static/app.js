@@ -93,7 +93,7 @@ async function marketsPage() {
   view.append(el("table", { id: "markets" },
     el("thead", {}, el("tr", {}, el("th", {}, "id"), el("th", {}, "question"), el("th", { class: "num" }, "yes price"),
       el("th", { class: "num" }, "volume"), el("th", { class: "num" }, "trades"), el("th", {}, "status"))),
-    tbody), el("p", { class: "muted" }, `as of block ${body.as_of.block_number ?? "—"}`));
+    tbody), el("p", { class: "muted" }, `as of block ${body.asOf.blockNumber ?? "—"}`));
   listeners.add((msg) => {
     if (msg.type !== "event" || msg.event !== "market:trade") return;
     const tr = rows.get(String(msg.data.marketId));
@@ -196,10 +196,10 @@ async function operatorPage() {
     const r = await fetch("/ready");
     const b = await r.json();
     const ix = (b.checks && b.checks.indexer) || {};
-    const as = b.as_of || {};
-    cards.replaceChildren(...[["status", b.status || b.message], ["indexed block", as.block_number],
-      ["lag (blocks)", ix.lag_blocks], ["head age (s)", ix.head_age_s], ["safe block", as.safe_block],
-      ["finalized block", as.finalized_block], ["reorgs seen", String(reorgs.length)]]
+    const as = b.asOf || {};
+    cards.replaceChildren(...[["status", b.status || b.message], ["indexed block", as.blockNumber],
+      ["lag (blocks)", ix.lag_blocks], ["head age (s)", ix.head_age_s], ["safe block", as.safeBlock],
+      ["finalized block", as.finalizedBlock], ["reorgs seen", String(reorgs.length)]]
       .map(([k, v]) => el("div", { class: "card" }, el("div", { class: "k" }, k), el("div", { class: "v" }, String(v ?? "—")))));
     reorgList.replaceChildren(...reorgs.slice(-10).map((x) => el("li", {}, `${x.at}: back to block ${x.data.commonAncestor ?? "?"}`)));
     const t = token.value.trim();

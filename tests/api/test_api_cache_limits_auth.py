@@ -57,7 +57,7 @@ def test_cache_hit_then_invalidated_by_a_new_trade(client: TestClient, db_dsn: s
         time.sleep(0.05)
     assert body["data"]["volume"] == "57.000000"
     assert body["data"]["yesPrice"] == "0.666666"
-    assert body["as_of"]["block_number"] == 101
+    assert body["asOf"]["blockNumber"] == 101
     listed = {m["id"]: m for m in client.get("/v1/markets").json()["data"]}
     assert listed[1]["volume"] == "57.000000"
     assert client.get("/v1/markets/2").headers["x-cache"] == "hit"  # another market's key survives

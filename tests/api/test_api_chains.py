@@ -51,9 +51,9 @@ async def test_http_rows_cache_and_as_of_follow_chain_id(db_dsn: str, redis_url:
             assert not any(m["question"].startswith("on base: ") for m in home.json()["data"])
             assert base.json()["data"]
             assert all(m["question"].startswith("on base: ") for m in base.json()["data"])
-            assert home.json()["as_of"]["chain_id"] == CHAIN
-            assert base.json()["as_of"]["chain_id"] == BASE
-            assert base.json()["as_of"]["block_number"] == home.json()["as_of"]["block_number"] + 1000
+            assert home.json()["asOf"]["chainId"] == CHAIN
+            assert base.json()["asOf"]["chainId"] == BASE
+            assert base.json()["asOf"]["blockNumber"] == home.json()["asOf"]["blockNumber"] + 1000
         assert base.headers["x-cache"] == "hit"
         one = c.get("/v1/markets/1", params={"chainId": BASE}).json()["data"]
         assert one["question"].startswith("on base: ")
@@ -61,8 +61,8 @@ async def test_http_rows_cache_and_as_of_follow_chain_id(db_dsn: str, redis_url:
         assert bad.status_code == 400
         assert bad.json()["errors"][0]["field"] == "chainId"
         ready = c.get("/ready").json()
-        assert ready["as_of"]["chain_id"] == CHAIN
-        assert ready["chains"][str(BASE)]["as_of"]["chain_id"] == BASE
+        assert ready["asOf"]["chainId"] == CHAIN
+        assert ready["chains"][str(BASE)]["asOf"]["chainId"] == BASE
 
 
 async def test_feed_clients_get_only_their_chains_events(db_dsn: str, redis_url: str) -> None:

@@ -163,7 +163,7 @@ def test_positions_and_pnl_from_indexed_scenario(node: Node, db_dsn: str, redis_
         assert md["data"]["noReserve"] == units(n)
         assert md["data"]["volume"] == units(10 * U + 20 * U + 15 * U + proceeds)
         assert md["data"]["trades"] == 4
-        assert md["as_of"]["block_number"] == node.anvil.head()
+        assert md["asOf"]["blockNumber"] == node.anvil.head()
         trades = c.get(f"/v1/markets/{m}/trades").json()["data"]
         assert [t["side"] for t in trades] == ["sell", "buy", "buy", "buy"]
         assert trades[0]["collateral"] == units(proceeds)

@@ -34,17 +34,18 @@ def filled(client: TestClient, db_dsn: str) -> TestClient:
 
 
 def test_market_list_has_seed_meta_and_as_of(filled: TestClient) -> None:
-    """The list answers with data, the seed's meta block and as_of; amounts are decimal strings."""
+    """The list answers with data, the seed's meta block and asOf (camelCase like every field); amounts are
+    decimal strings."""
     r = filled.get("/v1/markets", params={"limit": 2})
     assert r.status_code == 200
     body = r.json()
     assert body["meta"] == {"page": 1, "limit": 2, "total": 3, "totalPages": 2, "hasNext": True, "hasPrevious": False}
-    assert body["as_of"] == {
-        "chain_id": 31337,
-        "block_number": 100,
-        "block_hash": "0x" + f"{100:064x}",
-        "safe_block": 90,
-        "finalized_block": 80,
+    assert body["asOf"] == {
+        "chainId": 31337,
+        "blockNumber": 100,
+        "blockHash": "0x" + f"{100:064x}",
+        "safeBlock": 90,
+        "finalizedBlock": 80,
     }
     assert [m["id"] for m in body["data"]] == [3, 2]
     m1 = filled.get("/v1/markets/1").json()["data"]

@@ -91,7 +91,7 @@ def test_two_chains_through_one_api_and_feed_without_crossing(tmp_path: Path, db
 
                 wait_until(served, f"chain {c}'s market in the API", 60, stacks[c])
                 body = requests.get(api + "/v1/markets", params={"chainId": c}, timeout=10).json()
-                assert body["as_of"]["chain_id"] == c
+                assert body["asOf"]["chainId"] == c
                 assert all(m["question"] != f"Only on chain {other}?" for m in body["data"])
         finally:
             for ws in feeds.values():

@@ -902,11 +902,11 @@ export interface components {
         };
         /** @description How fresh the answer is: the last indexed block and the node's safe/finalized blocks */
         AsOf: {
-            chain_id: number;
-            block_number: number | null;
-            block_hash: string | null;
-            safe_block: number | null;
-            finalized_block: number | null;
+            chainId: number;
+            blockNumber: number | null;
+            blockHash: string | null;
+            safeBlock: number | null;
+            finalizedBlock: number | null;
         };
         Candle: {
             /** Format: date-time */
@@ -1313,7 +1313,7 @@ export interface components {
                     listening: boolean;
                 };
             };
-            as_of: components["schemas"]["AsOf"];
+            asOf: components["schemas"]["AsOf"];
             /** Format: date-time */
             time: string;
         };
@@ -1604,7 +1604,7 @@ export interface operations {
                             /** Format: date-time */
                             sortRefreshedAt?: string | null;
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -1705,7 +1705,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["Trade"][];
                         meta: components["schemas"]["CursorMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -1805,7 +1805,7 @@ export interface operations {
                             /** Format: date-time */
                             refreshedAt: string | null;
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -1902,7 +1902,7 @@ export interface operations {
                         meta: {
                             missing: number[];
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -1998,7 +1998,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["MarketDetail"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -2111,7 +2111,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["Trade"][];
                         meta: components["schemas"]["CursorMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -2223,7 +2223,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["PricePoint"][];
                         meta: components["schemas"]["CursorMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -2344,7 +2344,7 @@ export interface operations {
                             /** @enum {string} */
                             outcome: "yes" | "no";
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -2455,7 +2455,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["MarketHolder"][];
                         meta: components["schemas"]["PageMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -2560,7 +2560,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["UserSummary"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -2662,7 +2662,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["Position"][];
                         meta: components["schemas"]["PageMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -2764,7 +2764,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["Trade"][];
                         meta: components["schemas"]["CursorMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -2865,7 +2865,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["Activity"][];
                         meta: components["schemas"]["CursorMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -2966,7 +2966,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["ShareHolding"][];
                         meta: components["schemas"]["PageMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -3067,7 +3067,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["UserDividends"];
                         meta: components["schemas"]["CursorMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -3167,7 +3167,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["Notification"][];
                         meta: components["schemas"]["PageMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -3291,7 +3291,7 @@ export interface operations {
                         data: {
                             marked: number;
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -3415,7 +3415,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["Position"][];
                         meta: components["schemas"]["PageMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -3520,7 +3520,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["UserDividends"];
                         meta: components["schemas"]["CursorMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -3626,7 +3626,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["Notification"][];
                         meta: components["schemas"]["PageMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -3738,7 +3738,7 @@ export interface operations {
                         data: {
                             marked: number;
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -3856,7 +3856,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["Creator"][];
                         meta: components["schemas"]["PageMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -3952,7 +3952,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["CreatorDetail"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -4062,7 +4062,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["CreatorHolder"][];
                         meta: components["schemas"]["PageMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -4172,7 +4172,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["ShareTrade"][];
                         meta: components["schemas"]["CursorMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -4288,7 +4288,7 @@ export interface operations {
                             /** Format: date-time */
                             to: string;
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -4406,7 +4406,7 @@ export interface operations {
                             /** @description USDC amount: a decimal string with exactly 6 decimals */
                             distributedTotal: string;
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -4532,7 +4532,7 @@ export interface operations {
                             /** @enum {string} */
                             pnl: "average-cost" | "cash-flow";
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -4647,7 +4647,7 @@ export interface operations {
                             /** @enum {string} */
                             by: "holders" | "volume";
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -4741,7 +4741,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["Stats"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -4836,7 +4836,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["SiweNonce"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -4943,7 +4943,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["Token"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -5056,7 +5056,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["Token"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -5165,7 +5165,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["Principal"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -5265,7 +5265,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["IndexerStatus"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -5380,7 +5380,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["ResolutionRequest"][];
                         meta: components["schemas"]["PageMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -5498,7 +5498,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["ResolutionRequest"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -5643,7 +5643,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["ResolutionRequest"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -5804,7 +5804,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         data: components["schemas"]["FeedRule"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -5947,7 +5947,7 @@ export interface operations {
                     "application/json": {
                         data: components["schemas"]["KeeperTransaction"][];
                         meta: components["schemas"]["PageMeta"];
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -6070,7 +6070,7 @@ export interface operations {
                             allInstances: boolean;
                             localConnections: number;
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };
@@ -6193,7 +6193,7 @@ export interface operations {
                             members: components["schemas"]["RoleMember"][];
                             events: components["schemas"]["AdminEvent"][];
                         };
-                        as_of: components["schemas"]["AsOf"];
+                        asOf: components["schemas"]["AsOf"];
                     };
                 };
             };

@@ -41,7 +41,7 @@ export function unread(n: MyNotifications): string[] {
 }
 
 export function freshness(a: Schemas["AsOf"]): number | null {
-  return a.block_number;
+  return a.blockNumber;
 }
 
 export function errorText(e: Schemas["Error"]): string {
