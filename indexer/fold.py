@@ -652,8 +652,7 @@ class _Fold:
                     "creator": hexaddr(e.creator),
                     "question": e.question,
                     "category": e.category,
-                    "end_time": e.end_time,
-                    "end_time_iso": iso(e.end_time),
+                    "end_date": iso(e.end_time),  # the HTTP market's name and format (endDate)
                     "initial_liquidity": str(e.initial_liquidity),
                     "initial_liquidity_usdc": usdc(e.initial_liquidity),
                     "yes_reserve": str(e.yes_reserve),
@@ -800,10 +799,9 @@ class _Fold:
                 ("global:all", f"market:{e.market_id}"),
                 {
                     "market_id": e.market_id,
-                    "outcome": OUTCOMES.get(e.outcome, str(e.outcome)),
+                    "proposed_outcome": OUTCOMES.get(e.outcome, str(e.outcome)),  # the HTTP market's names
                     "proposer": hexaddr(e.proposer),
-                    "challenge_ends": e.challenge_ends,
-                    "challenge_ends_iso": iso(e.challenge_ends),
+                    "challenge_ends_at": iso(e.challenge_ends),
                 },
             ),
         )

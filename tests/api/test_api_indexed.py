@@ -279,12 +279,12 @@ async def test_feed_delivers_proposed_and_disputed_and_the_api_shows_each_step(
                 msg = await next_market_event(ws)
                 assert msg["event"] == "market:proposed"
                 assert msg["id"]["blockNumber"] == receipt.blockNumber
-                assert (msg["data"]["marketId"], msg["data"]["outcome"]) == (m, "no")
+                assert (msg["data"]["marketId"], msg["data"]["proposedOutcome"]) == (m, "no")
                 assert msg["data"]["proposer"] == s.keeper.lower()
-                assert msg["data"]["challengeEnds"] == ends
                 md = await market()
                 assert (md["status"], md["proposedOutcome"], md["outcome"]) == ("proposed", "no", None)
                 assert md["challengeEndsAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ends))
+                assert msg["data"]["challengeEndsAt"] == md["challengeEndsAt"]  # the feed's names are HTTP's
                 await asyncio.to_thread(s.tx, s.om.functions.disputeOutcome(m), arbiter)
                 msg = await next_market_event(ws)
                 assert msg["event"] == "market:disputed"

@@ -175,7 +175,7 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
             feed_messages(ws, lambda m: m.get("type") == "subscribed", 10)
             s.cli("-m", "keeper", "resolve", str(market_id), "yes", "--reason", "e2e: the test passed")
             seen = feed_messages(ws, lambda m: m.get("event") == "market:proposed", 60)
-        assert (seen[-1]["data"]["marketId"], seen[-1]["data"]["outcome"]) == (market_id, "yes")
+        assert (seen[-1]["data"]["marketId"], seen[-1]["data"]["proposedOutcome"]) == (market_id, "yes")
         market = wait_until(
             lambda: (m := s.get(f"/v1/markets/{market_id}")["data"])["status"] == "proposed" and m,
             "the keeper's proposal in the API",
@@ -185,6 +185,7 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
         assert (market["proposedOutcome"], market["outcome"]) == ("yes", None)
         ends = int(creator.om.functions.getMarket(market_id).call()[8])
         assert market["challengeEndsAt"] == dt.datetime.fromtimestamp(ends, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert seen[-1]["data"]["challengeEndsAt"] == market["challengeEndsAt"]
         s.anvil.call("evm_increaseTime", 61)
         s.anvil.call("evm_mine")
         market = wait_until(

@@ -229,15 +229,20 @@ def test_fold_follows_propose_dispute_resolve_and_emits_feed_messages() -> None:
 
     created = MarketCreated(*header(1), 7, creator, "q", "c", 1_001, 10, 10, 10, None, None)
     ctx = F.Context(1, journal_above=10**9, outbox_from=0)
-    state = F.fold(F.Snapshot(), [created], ctx).markets
+    opened = F.fold(F.Snapshot(), [created], ctx)
+    state = opened.markets
     assert state[7].status == "open"
+    (announced,) = opened.messages
+    assert announced.payload["end_date"] == "1970-01-01T00:16:41Z"  # endDate, as over HTTP
+    assert not {"end_time", "end_time_iso"} & set(announced.payload)
     proposed = F.fold(F.Snapshot(markets=state), [OutcomeProposed(*header(2), 7, 1, creator, 1_062)], ctx)
     m = proposed.markets[7]
     assert (m.status, m.proposed_outcome, m.challenge_ends, m.resolved) == ("proposed", 1, 1_062, False)
     (msg,) = proposed.messages
     assert msg.event == "market:proposed"
-    assert msg.payload["outcome"] == "yes"
-    assert msg.payload["challenge_ends_iso"] == "1970-01-01T00:17:42Z"
+    # one name and format per field, as over HTTP (proposedOutcome, challengeEndsAt once camelCased)
+    assert (msg.payload["proposed_outcome"], msg.payload["challenge_ends_at"]) == ("yes", "1970-01-01T00:17:42Z")
+    assert not {"outcome", "challenge_ends", "challenge_ends_iso"} & set(msg.payload)
     disputed = F.fold(F.Snapshot(markets=proposed.markets), [OutcomeDisputed(*header(3), 7, 1, arbiter)], ctx)
     assert disputed.markets[7].status == "disputed"
     assert [x.event for x in disputed.messages] == ["market:disputed"]
