@@ -70,6 +70,23 @@ def test_published_document_is_current() -> None:
     )
 
 
+def test_endpoint_reference_in_docs_is_the_generators_output() -> None:
+    """docs/api.md's "Endpoint reference" is exactly what the command it names prints
+    (`.venv/bin/python -m api.openapi --markdown`), run as a user would."""
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "api.openapi", "--markdown"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("### ")
+    assert done.stdout.strip() in (ROOT / "docs" / "api.md").read_text(), (
+        "docs/api.md's endpoint reference is stale: paste the output of .venv/bin/python -m api.openapi --markdown"
+    )
+
+
 def test_generated_types_are_current_and_type_check(tmp_path: pathlib.Path) -> None:
     """Regenerating api.d.ts from the document gives the committed file; tsc --noEmit passes."""
     document = tmp_path / "openapi.json"
