@@ -551,7 +551,7 @@ class _Fold:
             payload = {
                 "id": event_id(self.ctx.chain_id, e),
                 "tx_hash": "0x" + e.tx_hash.hex(),
-                "block_time": e.block_time,
+                "time": iso(e.block_time),  # every payload speaks the HTTP API's names and formats
                 **payload,
             }
             self.changes.messages.append(Message(event, rooms, e.block_number, e.log_index, e.block_hash, payload))
@@ -594,8 +594,7 @@ class _Fold:
                     "message": message,
                     "market_id": market_id,
                     "creator": hexaddr(creator) if creator else None,
-                    "amount": str(amount) if amount is not None else None,
-                    "amount_usdc": usdc(amount) if amount is not None else None,
+                    "amount": usdc(amount) if amount is not None else None,
                 },
             ),
         )
@@ -653,10 +652,9 @@ class _Fold:
                     "question": e.question,
                     "category": e.category,
                     "end_date": iso(e.end_time),  # the HTTP market's name and format (endDate)
-                    "initial_liquidity": str(e.initial_liquidity),
-                    "initial_liquidity_usdc": usdc(e.initial_liquidity),
-                    "yes_reserve": str(e.yes_reserve),
-                    "no_reserve": str(e.no_reserve),
+                    "initial_liquidity": usdc(e.initial_liquidity),
+                    "yes_reserve": usdc(e.yes_reserve),
+                    "no_reserve": usdc(e.no_reserve),
                     "yes_price": ratio6(e.no_reserve, total),
                     "no_price": ratio6(e.yes_reserve, total),
                 },
@@ -711,19 +709,17 @@ class _Fold:
                     "trader": hexaddr(e.trader),
                     "side": "buy" if e.is_buy else "sell",
                     "outcome": "yes" if yes else "no",
-                    "collateral": str(e.collateral),
-                    "collateral_usdc": usdc(e.collateral),
-                    "shares": str(e.shares),
-                    "shares_usdc": usdc(e.shares),
-                    "fee": str(e.fee),
-                    "fee_usdc": usdc(e.fee),
+                    "collateral": usdc(e.collateral),
+                    "shares": usdc(e.shares),
+                    "fee": usdc(e.fee),
                     "price": ratio6(e.collateral, e.shares),
-                    "yes_reserve": str(e.yes_reserve),
-                    "no_reserve": str(e.no_reserve),
+                    "yes_price_after": ratio6(e.no_reserve, total),
+                    "yes_reserve": usdc(e.yes_reserve),
+                    "no_reserve": usdc(e.no_reserve),
                     "yes_price": ratio6(e.no_reserve, total),
                     "no_price": ratio6(e.yes_reserve, total),
-                    "trader_yes": str(e.trader_yes),
-                    "trader_no": str(e.trader_no),
+                    "trader_yes": usdc(e.trader_yes),
+                    "trader_no": usdc(e.trader_no),
                 },
             ),
         )
@@ -895,21 +891,19 @@ class _Fold:
                     "trader": hexaddr(e.trader),
                     "side": "buy" if e.is_buy else "sell",
                     "shares": str(e.amount),
-                    "price": str(e.price),
-                    "price_usdc": usdc(e.price),
-                    "protocol_fee": str(e.protocol_fee),
-                    "creator_fee": str(e.creator_fee),
-                    "dividend_fee": str(e.dividend_fee),
-                    "total_usdc": usdc(
+                    "price": usdc(e.price),
+                    "protocol_fee": usdc(e.protocol_fee),
+                    "creator_fee": usdc(e.creator_fee),
+                    "dividend_fee": usdc(e.dividend_fee),
+                    "total": usdc(
                         e.price + e.protocol_fee + e.creator_fee + e.dividend_fee
                         if e.is_buy
                         else e.price - e.protocol_fee - e.creator_fee - e.dividend_fee
                     ),
-                    "supply": str(e.supply),
+                    "supply_after": str(e.supply),
                     "trader_shares": str(e.trader_shares),
-                    "pool": str(e.pool),
-                    "pool_usdc": usdc(e.pool),
-                    "distributed": str(e.distributed),
+                    "pool": usdc(e.pool),
+                    "distributed": usdc(e.distributed),
                 },
             ),
         )
@@ -931,12 +925,11 @@ class _Fold:
                 (f"creator:{hexaddr(e.creator)}",),
                 {
                     "creator": hexaddr(e.creator),
-                    "amount": str(e.amount),
-                    "amount_usdc": usdc(e.amount),
-                    "market_fees": str(e.market_fees),
-                    "supply": str(e.supply),
+                    "amount": usdc(e.amount),
+                    "market_fees": usdc(e.market_fees),
+                    "holders_supply": str(e.supply),
                     "per_share": usdc((e.acc_per_share - acc_before) // 10**12),
-                    "per_share_scaled": str(e.acc_per_share - acc_before),
+                    "per_share_scaled": str(e.acc_per_share - acc_before),  # 1e18-scaled, exact
                 },
             ),
         )

@@ -156,9 +156,9 @@ async function marketPage(id) {
   listeners.add((msg) => {
     if (msg.type !== "event" || msg.event !== "market:trade" || String(msg.data.marketId) !== String(id)) return;
     const t = msg.data;
-    const after = t.yesPrice ?? t.yesPriceAfter;
-    tbody.prepend(tradeRow({ time: t.blockTime, trader: t.trader, side: t.side, outcome: t.outcome,
-      collateral: t.collateralUsdc ?? t.collateral, yesPriceAfter: after, txHash: t.txHash }));
+    const after = t.yesPriceAfter;  // the feed's trade speaks the HTTP trade's names and formats
+    tbody.prepend(tradeRow({ time: t.time, trader: t.trader, side: t.side, outcome: t.outcome,
+      collateral: t.collateral, yesPriceAfter: after, txHash: t.txHash }));
     tbody.firstChild.classList.add("flash");
     if (after != null) { yes.textContent = after; c.add(after); }
   });

@@ -215,14 +215,18 @@ def test_positions_and_pnl_from_indexed_scenario(node: Node, db_dsn: str, redis_
 async def test_trade_reaches_feed_subscriber_in_the_block_it_was_mined(
     node: Node, db_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:
-    """Live: indexer + feed running; a trade's message carries the block it was mined in."""
+    """Live: indexer + feed running; a trade's message carries the block it was mined in, and its data
+    speaks the HTTP trade's names and formats (every key both have, the same value)."""
     s = Script(node)
     m = s.create("Live market?")
     settings_ix = indexer_settings(node.url, node.deployment, db_dsn, tmp_path, poll_interval=0.1)
     stop = asyncio.Event()
     indexer = asyncio.create_task(run(settings_ix, stop))
     try:
-        async with running(make_settings(db_dsn, redis_url)) as (_, _rt, url):
+        async with (
+            running(make_settings(db_dsn, redis_url, cache_enabled=False)) as (app, _rt, url),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http,
+        ):
             async with connect(url) as ws:
                 await subscribe(ws, [f"market:{m}"])
                 t0 = time.monotonic()
@@ -237,6 +241,11 @@ async def test_trade_reaches_feed_subscriber_in_the_block_it_was_mined(
                 assert msg["data"]["trader"] == s.a.lower()
                 assert msg["finality"] in ("unsafe", "safe", "finalized")
                 print(json.dumps({"feed_latency_s": time.monotonic() - t0}))
+            (trade,) = (await http.get(f"/v1/markets/{m}/trades")).json()["data"]
+            shared = set(trade) & set(msg["data"])
+            assert shared >= {"txHash", "time", "marketId", "trader", "side", "outcome", "collateral", "shares"}
+            assert shared >= {"fee", "price", "yesPriceAfter"}
+            assert {k: msg["data"][k] for k in shared} == {k: trade[k] for k in shared}
     finally:
         stop.set()
         await asyncio.wait_for(indexer, 15)
