@@ -192,7 +192,7 @@ class Backfill(Tip):
                 self.m.fetch_wait(t0 - t_wait)
                 last = got.headers[got.blocks.stop - 1]
                 # wholly at or below finality: nothing is journaled, so positions can be folded blind
-                keys = F.keys_of(got.events, blind=last.number <= self.heads.finalized)
+                keys = self.stored_keys(F.keys_of(got.events, blind=last.number <= self.heads.finalized))
                 snap, upserts = await self._prefetch(reader, keys, written)
                 batch = self._build(end, a, last, got.events, got.headers, got.raw, snap, upserts)
                 if writing is not None:
