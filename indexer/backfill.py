@@ -195,6 +195,11 @@ class Backfill(Tip):
                 keys = self.stored_keys(F.keys_of(got.events, blind=last.number <= self.heads.finalized))
                 snap, upserts = await self._prefetch(reader, keys, written)
                 batch = self._build(end, a, last, got.events, got.headers, got.raw, snap, upserts)
+                # Encoded now, while PostgreSQL writes the batch before, not between this one's
+                # statements; first a turn for the write task, so its next statement is not held
+                # behind both the fold and the encoding.
+                await asyncio.sleep(0)
+                batch = write.encode(self.chain_id, batch)
                 if writing is not None:
                     await writing
                     await self.analyze_grown(conn)

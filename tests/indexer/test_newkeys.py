@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.anvil, pytest.mark.pg]
 def test_a_key_is_absent_until_marked_and_untracked_tables_never_say_absent() -> None:
     nk = N.NewKeys(["positions"])
     key = (7, b"\xaa" * 20)
-    assert nk.tracks("positions") and not nk.tracks("share_holdings")
+    assert nk.tracks("positions")
+    assert not nk.tracks("share_holdings")
     assert nk.absent("positions", key)
     assert not nk.absent("share_holdings", (b"\x01" * 20, b"\x02" * 20))  # not tracked: may exist
     nk.mark("positions", [key])
@@ -84,6 +85,7 @@ def test_initial_sync_copying_new_blind_rows_equals_adding_every_delta_by_key(
     assert index_to_head(make_settings(node.url, node.deployment, other, tmp_path, **spans)) == 0
     assert sum(copied) == 0
     got, want = dump(db_dsn), dump(other)
-    assert want["positions"] and want["share_holdings"]
+    assert want["positions"]
+    assert want["share_holdings"]
     for table in want:
         assert got[table] == want[table], table
