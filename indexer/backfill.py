@@ -194,13 +194,12 @@ class Backfill(Tip):
                 # wholly at or below finality: nothing is journaled, so positions can be folded blind
                 keys = self.stored_keys(F.keys_of(got.events, blind=last.number <= self.heads.finalized))
                 snap, upserts = await self._prefetch(reader, keys, written)
-                # The fold and the encoding (pure) run on a thread while the batch before is written:
-                # on this thread they held the write task's next statement (and a COPY's next chunk)
-                # back for the whole fold; with the GIL's switch interval that wait is ~5 ms at most.
-                ctx = self.fold_context(last.number)
-                changes = await asyncio.to_thread(F.fold, snap, got.events, ctx)
-                batch = self._build(end, a, last, got.events, got.headers, got.raw, snap, upserts, (ctx, changes))
-                batch = await asyncio.to_thread(write.encode, self.chain_id, batch)
+                batch = self._build(end, a, last, got.events, got.headers, got.raw, snap, upserts)
+                # Encoded now, while PostgreSQL writes the batch before, not between this one's
+                # statements; first a turn for the write task, so its next statement is not held
+                # behind both the fold and the encoding.
+                await asyncio.sleep(0)
+                batch = write.encode(self.chain_id, batch)
                 if writing is not None:
                     await writing
                     await self.analyze_grown(conn)

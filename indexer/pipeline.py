@@ -205,12 +205,6 @@ class Pipeline:
             holdings=frozenset(k for k in keys.holdings if not nk.absent("share_holdings", k)),
         )
 
-    def fold_context(self, last: int) -> F.Context:
-        """The fold's context for a batch ending at block `last`."""
-        fin = min(self.heads.finalized, last)
-        outbox_from = 0 if self.o.outbox_max_lag == 0 else self.heads.head - self.o.outbox_max_lag
-        return F.Context(self.chain_id, journal_above=fin, outbox_from=outbox_from)
-
     def _build(
         self,
         start: Cursor,
@@ -221,15 +215,12 @@ class Pipeline:
         raw: dict[str, bytes] | None,
         snap: F.Snapshot,
         upserts: frozenset[tuple[str, Any]],
-        folded: tuple[F.Context, F.Changes] | None = None,
     ) -> write.Batch:
-        """Folds the events over the snapshot into the batch that continues `start` (pure but for reads
-        of self). `folded`: that fold and its context (fold_context), when done ahead."""
-        if folded is None:
-            ctx = self.fold_context(last.number)
-            folded = ctx, F.fold(snap, events, ctx)
-        ctx, changes = folded
-        fin, outbox_from = ctx.journal_above, ctx.outbox_from
+        """Folds the events over the snapshot into the batch that continues `start` (pure but for reads of self)."""
+        fin = min(self.heads.finalized, last.number)
+        outbox_from = 0 if self.o.outbox_max_lag == 0 else self.heads.head - self.o.outbox_max_lag
+        ctx = F.Context(self.chain_id, journal_above=fin, outbox_from=outbox_from)
+        changes = F.fold(snap, events, ctx)
         counts: dict[int, int] = {}
         for e in events:
             counts[e.block_number] = counts.get(e.block_number, 0) + 1
