@@ -1,6 +1,7 @@
 """Durable numbers and the limit (issue 16): one chain, one bench-owned PostgreSQL cluster, one run.
 
     .venv/bin/python -m bench.indexer_limit [--events 200000] [--per-block 200] [--skip-latency]
+                                            [--against DIR]   # DIR's full backfill alternates with this one's
 
 1. anvil + the real deployment + `--events` replayed events (bench/indexer_chain.py).
 2. A PostgreSQL cluster of this run only (bench/pgcluster.py), first with PostgreSQL's default
@@ -75,13 +76,13 @@ def backfill_done(into: list[dict[str, object]]) -> Callable[[dict[str, object]]
     return take
 
 
-def full(pg: Cluster, node_url: str, deployment: dict[str, object], tmp: Path, db: str) -> Measured:
-    """`python -m indexer --exit-at-head` into a fresh database."""
+def full(pg: Cluster, node_url: str, deployment: dict[str, object], tmp: Path, db: str, root: Path = ROOT) -> Measured:
+    """`python -m indexer --exit-at-head` into a fresh database, with the checkout at `root`."""
     dsn = pg.create_database(db)
     cfg = write_config(tmp, node_url, deployment, dsn, log_level="info", progress="log")
     done: list[dict[str, object]] = []
     pg0 = pg.cpu_seconds()
-    run = run_indexer(cfg, "--exit-at-head", on_log=backfill_done(done))
+    run = run_indexer(cfg, "--exit-at-head", on_log=backfill_done(done), root=root)
     if run.code != 0 or not done:
         raise SystemExit(f"indexer exited {run.code}")
     cpu = {k: v for k, v in run.cpu.items() if k in ("writer", "fetch") and v is not None}
@@ -136,6 +137,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="raw-only and full runs per setting, alternating")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throttled", action="store_true")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout (git worktree add DIR REV): its full backfill alternates with this one's",
+    )
     args = parser.parse_args()
     print(f"python -m bench.indexer_limit --events {args.events} --per-block {args.per_block}", flush=True)
 
@@ -155,22 +161,28 @@ def main() -> None:
             for name, settings in (("durable", DURABLE), ("local stack", LOCAL_STACK)):
                 shown = pg.settings(settings)
                 label = f"{name} ({', '.join(f'{k}={v}' for k, v in shown.items())})"
-                runs: dict[str, list[Measured]] = {"raw-only": [], "full backfill": []}
+                kinds: list[tuple[str, Callable[..., Measured], Path]] = [("raw-only", raw_only, ROOT)]
+                if args.against:
+                    kinds.append((f"full backfill, {args.against.name}", full, args.against.resolve()))
+                kinds.append(("full backfill", full, ROOT))
+                runs: dict[str, list[Measured]] = {kind: [] for kind, _, _ in kinds}
                 for _ in range(args.repeat):  # alternating, so a busy moment of the shared machine hits both
-                    for kind, fn in (("raw-only", raw_only), ("full backfill", full)):
-                        m = fn(pg, node.url, deployment, tmp, "gl_run")
+                    for kind, fn, root in kinds:
+                        m = fn(pg, node.url, deployment, tmp, "gl_run", **({"root": root} if fn is full else {}))
                         runs[kind].append(m)
-                        wait = f"{m.fetch_wait:.1f}" if kind == "full backfill" else "—"  # not measured for raw-only
+                        wait = f"{m.fetch_wait:.1f}" if fn is full else "—"  # not measured for raw-only
                         print(
                             f"| {label} | {kind} | {m.seconds:.1f} ({m.process:.1f}) | {total / m.seconds:,.0f} | "
                             f"{m.cpu_text()} | {wait} | {m.rss} |",
                             flush=True,
                         )
                 raw_s = statistics.median(m.seconds for m in runs["raw-only"])
-                full_s = statistics.median(m.seconds for m in runs["full backfill"])
-                print(
-                    f"| {label} | full / raw-only (median loop seconds) | {full_s / raw_s:.2f}x | | | | |", flush=True
-                )
+                for kind, _, _ in kinds[1:]:
+                    full_s = statistics.median(m.seconds for m in runs[kind])
+                    print(
+                        f"| {label} | {kind} / raw-only (median loop seconds) | {full_s / raw_s:.2f}x | | | | |",
+                        flush=True,
+                    )
             if not args.skip_throttled:
                 pg.settings(DURABLE)
                 with_events = blocks_with_events(node.url, 0, chain.last_block)

@@ -174,6 +174,8 @@ class Backfill(Tip):
         first = self.cursor.number
         events = 0
         waited = 0.0  # time spent waiting for the next fetched range (when the fetch side is the bottleneck)
+        # where the rest of the loop went: snapshot reads, fold + encode, waiting for the batch before to commit
+        reading = folding = write_wait = 0.0
         t_wait = started
         reader = await connect(self.s, "reader")
         writing: asyncio.Task[None] | None = None
@@ -192,11 +194,20 @@ class Backfill(Tip):
                 self.m.fetch_wait(t0 - t_wait)
                 last = got.headers[got.blocks.stop - 1]
                 # wholly at or below finality: nothing is journaled, so positions can be folded blind
-                keys = F.keys_of(got.events, blind=last.number <= self.heads.finalized)
+                keys = self.stored_keys(F.keys_of(got.events, blind=last.number <= self.heads.finalized))
                 snap, upserts = await self._prefetch(reader, keys, written)
+                t1 = time.perf_counter()
                 batch = self._build(end, a, last, got.events, got.headers, got.raw, snap, upserts)
+                # Encoded now, while PostgreSQL writes the batch before, not between this one's
+                # statements; first a turn for the write task, so its next statement is not held
+                # behind both the fold and the encoding.
+                await asyncio.sleep(0)
+                batch = write.encode(self.chain_id, batch)
+                t2 = time.perf_counter()
+                reading, folding = reading + t1 - t0, folding + t2 - t1
                 if writing is not None:
                     await writing
+                    write_wait += time.perf_counter() - t2
                     await self.analyze_grown(conn)
                 writing = asyncio.create_task(self._write(conn, batch))
                 written = batch
@@ -227,6 +238,9 @@ class Backfill(Tip):
             seconds=round(elapsed, 3),
             events_per_second=round(events / elapsed) if elapsed else None,
             fetch_wait_seconds=round(waited, 3),
+            read_seconds=round(reading, 3),
+            fold_seconds=round(folding, 3),
+            write_wait_seconds=round(write_wait, 3),
         )
 
     # ------------------------------------------------------------ progress display

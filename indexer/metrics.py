@@ -92,6 +92,11 @@ class Metrics:
         self._rescan_mismatch = per_chain(
             Counter, "indexer_rescan_mismatches_total", "Re-scanned ranges whose events differ from what is stored"
         )
+        self._blind_copied = per_chain(
+            Counter,
+            "indexer_blind_rows_copied_total",
+            "Blind position/holding rows COPYed as new (key certainly not stored) instead of added to by key",
+        )
         self.indexed = -1
         self.head = 0
 
@@ -152,6 +157,10 @@ class Metrics:
 
     def fetch_process_started(self) -> None:
         self._fetch_restarts.inc()
+
+    def blind_copied(self, rows: int) -> None:
+        if rows:
+            self._blind_copied.inc(rows)
 
     def outbox_pruned(self, rows: int) -> None:
         self._outbox_pruned.inc(rows)

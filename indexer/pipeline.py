@@ -24,6 +24,7 @@ from indexer.decode import EventDecoder, Log
 from indexer.fetch import ChildConfig, FetchProcess, RangeFetcher
 from indexer.live import HeadWatcher
 from indexer.metrics import Metrics
+from indexer.newkeys import NewKeys
 from indexer.rows import DERIVED
 from indexer.rpc import RetryPolicy, Rpc, RpcError
 from indexer.settings import Settings
@@ -102,6 +103,7 @@ class Pipeline:
         self.inserted = dict.fromkeys(DERIVED, 0)
         self.analyzed = dict.fromkeys(DERIVED, 0)
         self.deferred: list[str] = []  # secondary indexes dropped for the initial sync (maintenance.defer_indexes)
+        self.new_keys = NewKeys()  # keys certainly not stored (service.start tracks tables empty at start)
         self.next_prune = 0.0  # monotonic time of the next outbox retention pass
         self.gap: outbox_gap.Gap | None = None  # a stretch indexed without outbox messages, still open
         self.gap_writes: dict[int, tuple[outbox_gap.Gap | None, outbox_gap.Gap | None]] = {}  # by batch end
@@ -185,12 +187,23 @@ class Pipeline:
         events = self.decoder.decode(logs, {n: h.time for n, h in headers.items()})
         # Snapshot read, fold and write in one transaction: the rows' locators (ctid) stay valid.
         async with conn.transaction():
-            snap = await read.load_snapshot(conn, self.chain_id, F.keys_of(events))
+            snap = await read.load_snapshot(conn, self.chain_id, self.stored_keys(F.keys_of(events)))
             batch = self._build(self.cursor, first, last, events, headers, None, snap, frozenset())
             seq = await write.write_batch(conn, self.chain_id, batch)
             await self._write_gap(conn, batch)
         self._finish(batch, seq)
         return len(events)
+
+    def stored_keys(self, keys: F.Keys) -> F.Keys:
+        """`keys` without the positions and holdings certainly not stored: nothing to read for them."""
+        nk = self.new_keys
+        if not (nk.tracks("positions") or nk.tracks("share_holdings")):
+            return keys
+        return dataclasses.replace(
+            keys,
+            positions=frozenset(k for k in keys.positions if not nk.absent("positions", k)),
+            holdings=frozenset(k for k in keys.holdings if not nk.absent("share_holdings", k)),
+        )
 
     def _build(
         self,
@@ -229,9 +242,18 @@ class Pipeline:
             payload = {"chain_id": self.chain_id, "block_number": fin}
             extra.append(F.Message("chain:finalized", ("global:all",), None, None, None, payload))
         end = Cursor(last.number, last.hash)
+        # Blind rows whose key is certainly not stored are whole rows (a delta from zero): COPYed like
+        # any new row instead of added to by key. Then every key of this batch counts as stored.
+        nk = self.new_keys
         deltas = frozenset(
-            [*(("positions", k) for k in snap.blind), *(("share_holdings", k) for k in snap.blind_holdings)]
+            [
+                *(("positions", k) for k in snap.blind if not nk.absent("positions", k)),
+                *(("share_holdings", k) for k in snap.blind_holdings if not nk.absent("share_holdings", k)),
+            ]
         )
+        nk.mark("positions", changes.positions)
+        nk.mark("share_holdings", changes.holdings)
+        self.m.blind_copied(len(snap.blind) + len(snap.blind_holdings) - len(deltas))
         return write.Batch(
             start, end, events, changes, keep, counts, self.heads, extra, snap.locators, raw, upserts, deltas
         )

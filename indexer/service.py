@@ -42,6 +42,7 @@ from indexer.fetch import FetchProcess
 from indexer.live import HeadWatcher
 from indexer.metrics import Metrics
 from indexer.migrate import apply_migrations
+from indexer.newkeys import NewKeys
 from indexer.pipeline import Status as Status
 from indexer.pipeline import answered, connect, retry_policy
 from indexer.rows import DERIVED
@@ -151,6 +152,7 @@ class Indexer(Upkeep):
         self.gap_writes.clear()
         self.deferred = await maintenance.deferred_indexes(conn)
         self.m.deferred_indexes.set(len(self.deferred))
+        self.new_keys = await NewKeys.for_empty_tables(conn, self.chain_id)  # under the writer lock
         await self.refresh_heads()
         # A reorg that happened while we were down: compare every stored unfinalized hash.
         await self.check_reorg(conn, reason="startup")

@@ -38,7 +38,8 @@ class IndexerOptions:
     target_events: int = 6_000
     # getLogs ranges in flight while backfilling. With target_events it bounds memory: on a 1M-event
     # backfill 2 x 6,000 events peaked at 212-220 MB for the writer and its fetch process together
-    # (224-250 MB when the first range was 100 blocks of 200 events), 2 x 8,000 at 260-274 MB.
+    # (226 MB with the initial sync's 8 MB bitmap of keys written and the next batch encoded while one
+    # commits; 224-250 MB when the first range was 100 blocks of 200 events), 2 x 8,000 at 260-274 MB.
     concurrency: int = 2
     # Fetch, parse and decode backfill ranges in a second process, so the writer's event loop only
     # folds and writes (1M-event backfill: 7.9k -> 12.8k events/s before pipelined commits). false = in

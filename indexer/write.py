@@ -61,6 +61,75 @@ class Batch:
     upserts: frozenset[tuple[str, Any]] = frozenset()
     # (table, key) of rows folded blind (fold.Keys.blind, blind_holdings): deltas, added by key
     deltas: frozenset[tuple[str, Any]] = frozenset()
+    encoded: Encoded | None = None  # encode(): the rows as written, prepared while the batch before commits
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Derived:
+    """One derived table's rows split by how they are written (write_derived): records for small
+    batches, COPY payloads (bytes) for large ones."""
+
+    table: str
+    small: bool
+    fresh: Any  # new rows: COPY
+    known: Any  # rows read in the transaction: UPDATE at their ctid
+    by_key: Any  # rows of the batch written just before: upserted by key
+    added: Any  # blind deltas of keys that may be stored: added to by key
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Encoded:
+    """A batch's rows in the form the writes take, so that the backfill can encode batch N+1 while
+    PostgreSQL works on batch N instead of between N+1's statements."""
+
+    derived: tuple[Derived, ...]
+    notifications: list[tuple[Any, ...]]
+    undo: list[tuple[Any, ...]]
+    messages: list[F.Message]
+    outbox: list[tuple[Any, ...]]
+
+
+def encode(chain_id: int, batch: Batch) -> Batch:
+    """`batch` with its rows encoded (Batch.encoded); write_batch writes them unchanged."""
+    return dataclasses.replace(batch, encoded=encoded(chain_id, batch))
+
+
+def encoded(chain_id: int, batch: Batch) -> Encoded:
+    ch = batch.changes
+    derived = tuple(
+        split_derived(chain_id, table, list(rows.values()), batch.locators, batch.upserts, batch.deltas)
+        for table, rows in ch.derived()
+        if rows
+    )
+    notifications = [
+        (
+            chain_id,
+            n.block_number,
+            n.log_index,
+            n.recipient,
+            n.kind,
+            n.title,
+            n.message,
+            n.market_id,
+            n.creator,
+            n.amount,
+            ts(n.block_time),
+        )
+        for n in ch.notifications
+    ]
+    undo = [
+        (
+            chain_id,
+            u.block_number,
+            u.table,
+            orjson.dumps(F.encode_values(u.key)).decode(),
+            None if u.pre is None else orjson.dumps(F.encode_values(F.row_values(u.pre))).decode(),
+        )
+        for u in dedupe_undo(ch.undo)
+    ]
+    messages = [*ch.messages, *batch.extra_messages]
+    outbox = [message_record(chain_id, m) for m in messages] if len(messages) > bulk.SMALL_ROWS else []
+    return Encoded(derived, notifications, undo, messages, outbox)
 
 
 def message_record(chain_id: int, m: F.Message) -> tuple[Any, ...]:
@@ -75,7 +144,10 @@ def message_record(chain_id: int, m: F.Message) -> tuple[Any, ...]:
     )
 
 
-async def write_outbox(conn: asyncpg.Connection, chain_id: int, messages: Sequence[F.Message]) -> int | None:
+async def write_outbox(
+    conn: asyncpg.Connection, chain_id: int, messages: Sequence[F.Message], records: Sequence[tuple[Any, ...]] = ()
+) -> int | None:
+    """`records`: message_record of each message, when encoded ahead (large batches)."""
     if not messages:
         return None
     await conn.execute("SELECT pg_advisory_xact_lock($1)", OUTBOX_LOCK)
@@ -105,7 +177,7 @@ async def write_outbox(conn: asyncpg.Connection, chain_id: int, messages: Sequen
         "outbox",
         schema_name="idx",
         columns=("chain_id", "event", "rooms", "block_number", "log_index", "block_hash", "payload"),
-        records=[message_record(chain_id, m) for m in messages],
+        records=records or [message_record(chain_id, m) for m in messages],
     )
     seq = await conn.fetchval(  # the last seq and the NOTIFY in one round trip
         "SELECT s FROM (SELECT currval(pg_get_serial_sequence('idx.outbox', 'seq')) AS s) q,"
@@ -118,6 +190,7 @@ async def write_outbox(conn: asyncpg.Connection, chain_id: int, messages: Sequen
 async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> int | None:
     """Commits one batch atomically; returns the highest outbox seq written (None if none)."""
     ch = batch.changes
+    enc = batch.encoded if batch.encoded is not None else encoded(chain_id, batch)
     async with transaction(conn):
         floor = await check_cursor(conn, chain_id, batch.start)
         if batch.raw is None and len(batch.events) <= bulk.SMALL_ROWS:
@@ -129,49 +202,12 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
             for table, data in payloads.items():
                 cols = OTHER_COLUMNS if table == "ev_other" else EVENT_TABLES_BY_NAME[table].columns
                 await copy_payload(conn, table, cols, data)
-        for table, rows in ch.derived():
-            if rows:
-                await write_derived(
-                    conn, chain_id, table, list(rows.values()), batch.locators, batch.upserts, batch.deltas
-                )
-        if ch.notifications:
-            await write_records(
-                conn,
-                "notifications",
-                NOTIFICATION_COLUMNS,
-                [
-                    (
-                        chain_id,
-                        n.block_number,
-                        n.log_index,
-                        n.recipient,
-                        n.kind,
-                        n.title,
-                        n.message,
-                        n.market_id,
-                        n.creator,
-                        n.amount,
-                        ts(n.block_time),
-                    )
-                    for n in ch.notifications
-                ],
-            )
-        if ch.undo:
-            await write_records(
-                conn,
-                "undo",
-                ("chain_id", "block_number", "tbl", "key", "pre"),
-                [
-                    (
-                        chain_id,
-                        u.block_number,
-                        u.table,
-                        orjson.dumps(F.encode_values(u.key)).decode(),
-                        None if u.pre is None else orjson.dumps(F.encode_values(F.row_values(u.pre))).decode(),
-                    )
-                    for u in dedupe_undo(ch.undo)
-                ],
-            )
+        for d in enc.derived:
+            await write_derived(conn, d)
+        if enc.notifications:
+            await write_records(conn, "notifications", NOTIFICATION_COLUMNS, enc.notifications)
+        if enc.undo:
+            await write_records(conn, "undo", ("chain_id", "block_number", "tbl", "key", "pre"), enc.undo)
         for name, cfg in ch.config.items():
             await conn.execute(
                 "UPDATE idx.contracts SET config = config || $3::jsonb WHERE chain_id = $1 AND name = $2",
@@ -195,7 +231,7 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
                 [batch.event_counts.get(b.number, 0) for b in bs],
             )
         new_floor = max(floor, min(batch.heads.finalized, batch.end.number))
-        seq = await write_outbox(conn, chain_id, [*ch.messages, *batch.extra_messages])
+        seq = await write_outbox(conn, chain_id, enc.messages, enc.outbox)
         h = batch.heads
         # One round trip: chain head, checkpoint and, when finality moved ($4 > $8), pruning the undo
         # journal at and below it and the final blocks without events (the blocks above were written
@@ -221,19 +257,17 @@ async def write_batch(conn: asyncpg.Connection, chain_id: int, batch: Batch) -> 
     return seq
 
 
-async def write_derived(
-    conn: asyncpg.Connection,
+def split_derived(
     chain_id: int,
     table: str,
     rows: Sequence[F.Row],
     locators: dict[tuple[str, Any], Any],
     upserts: frozenset[tuple[str, Any]] = frozenset(),
     deltas: frozenset[tuple[str, Any]] = frozenset(),
-) -> None:
-    """New rows by COPY; rows read in this transaction by an UPDATE at their ctid. Their keys never
-    change, so with the tables' fillfactor the updates are HOT: no index maintenance at all. Rows
-    read in the batch before (`upserts`) are upserted by key, delta rows (`deltas`) added by key."""
-    cols = ("chain_id", *COLUMNS[table])
+) -> Derived:
+    """Splits a table's rows by how write_derived writes them: new rows by COPY; rows read in this
+    transaction by an UPDATE at their ctid; rows read in the batch before (`upserts`) upserted by
+    key; delta rows (`deltas`) added to by key."""
     small = len(rows) <= bulk.SMALL_ROWS
     record = WRITERS[table]
     line = LINES[table]
@@ -242,7 +276,6 @@ async def write_derived(
     known: list[Any] = []  # (tid, *record) or "(block,offset)\t" + COPY line
     by_key: list[Any] = []  # records (small) or COPY lines, upserted by primary key
     added: list[Any] = []  # delta records (small) or COPY lines, added to by primary key
-    upsert_key = ("chain_id", *COLUMNS[table][: F.TABLES[table][1]])
     for r in rows:
         key = (table, F.row_key(table, r))
         if key in deltas:
@@ -259,7 +292,19 @@ async def write_derived(
             fresh.append(line(chain, r))
         else:
             known.append(f"({tid[0]},{tid[1]})\t" + line(chain, r))
-    for staged, delta_sets in ((by_key, None), (added, F.DELTA_SETS.get(table))):
+    if small:
+        return Derived(table, True, fresh, known, by_key, added)
+    return Derived(table, False, *("".join(part).encode() for part in (fresh, known, by_key, added)))
+
+
+async def write_derived(conn: asyncpg.Connection, d: Derived) -> None:
+    """New rows by COPY; rows read in this transaction by an UPDATE at their ctid. Their keys never
+    change, so with the tables' fillfactor the updates are HOT: no index maintenance at all. Rows
+    read in the batch before are upserted by key, delta rows added to by key."""
+    table, small = d.table, d.small
+    cols = ("chain_id", *COLUMNS[table])
+    upsert_key = ("chain_id", *COLUMNS[table][: F.TABLES[table][1]])
+    for staged, delta_sets in ((d.by_key, None), (d.added, F.DELTA_SETS.get(table))):
         if not staged:
             continue
         if small:
@@ -267,24 +312,24 @@ async def write_derived(
         else:
             # COPY lines, not arrays: asyncpg encodes a numeric array element from an int in ~2 us.
             staged_table = await bulk.stage(conn, table, "by_key" if delta_sets is None else "delta")
-            await copy_payload(conn, staged_table, cols, "".join(staged).encode(), schema=None)
+            await copy_payload(conn, staged_table, cols, staged, schema=None)
             await conn.execute(
                 f"INSERT INTO idx.{table} AS t ({', '.join(cols)}) SELECT {', '.join(cols)} FROM pg_temp.{staged_table}"
                 + on_conflict_update(cols, upsert_key, delta_sets)
             )
     if small:
-        if known:
-            await update_arrays(conn, table, cols, known)
-        if fresh:
-            await insert_arrays(conn, table, cols, fresh)
+        if d.known:
+            await update_arrays(conn, table, cols, d.known)
+        if d.fresh:
+            await insert_arrays(conn, table, cols, d.fresh)
         return
-    if known:
+    if d.known:
         staged_table = await bulk.stage(conn, table, "located")
-        await copy_payload(conn, staged_table, ["tid", *cols], "".join(known).encode(), schema=None)
+        await copy_payload(conn, staged_table, ["tid", *cols], d.known, schema=None)
         sets = ", ".join(f"{c} = s.{c}" for c in COLUMNS[table])
         await conn.execute(
             f"UPDATE idx.{table} p SET {sets} FROM pg_temp.{staged_table} s"
             f" WHERE p.ctid = ANY(ARRAY(SELECT tid FROM pg_temp.{staged_table})) AND p.ctid = s.tid"
         )
-    if fresh:
-        await copy_payload(conn, table, cols, "".join(fresh).encode())
+    if d.fresh:
+        await copy_payload(conn, table, cols, d.fresh)
