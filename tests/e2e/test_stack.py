@@ -129,7 +129,7 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
             seen = feed_messages(ws, lambda m: m.get("event") == "market:trade" and m["data"]["txHash"] == tx_hash, 30)
             msg = seen[-1]
             assert msg["id"]["blockNumber"] == receipt["blockNumber"]
-            assert msg["data"]["shares"] == str(trade.shares)
+            assert msg["data"]["shares"] == f"{trade.shares // 10**6}.{trade.shares % 10**6:06d}"  # as over HTTP
             trades = wait_until(
                 lambda: [t for t in s.get(f"/v1/markets/{market_id}/trades")["data"] if t["txHash"] == tx_hash],
                 "the trade in the API",
