@@ -151,8 +151,8 @@ def test_standby_takes_over_when_the_writer_dies_and_sigterm_exits_cleanly(
         wait_caught_up(db_dsn, node.url)
         b = start_indexer(cfg_b, tmp_path / "b.log")
         wait_for(lambda: http_get(f"http://127.0.0.1:{port_b}/health")[1].find(b'"standby"') >= 0)
-        status, body = http_get(f"http://127.0.0.1:{port_a}/ready")
-        assert status == 200, body
+        # the writer is ready (polled: one probe on a loaded machine can time out), the standby is not
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port_a}/ready")[0] == 200)
         status, _ = http_get(f"http://127.0.0.1:{port_b}/ready")
         assert status == 503
         metrics = http_get(f"http://127.0.0.1:{port_a}/metrics")[1].decode()
@@ -163,10 +163,8 @@ def test_standby_takes_over_when_the_writer_dies_and_sigterm_exits_cleanly(
         sim(node.url, node.deployment, seed=6, max_events=10)
         wait_caught_up(db_dsn, node.url)
         wait_for(lambda: json.loads(http_get(f"http://127.0.0.1:{port_b}/health")[1] or b"{}").get("role") == "writer")
-        started = time.monotonic()
         b.send_signal(signal.SIGTERM)
-        assert b.wait(15) == 0
-        assert time.monotonic() - started < 15
+        assert b.wait(15) == 0  # exits cleanly within the documented bound (TimeoutExpired otherwise)
     finally:
         for p in (a, b):
             if p is not None and p.poll() is None:
