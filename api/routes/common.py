@@ -29,29 +29,18 @@ from api.schemas import (
     obj,
 )
 
-AGG_FRESH_SQL = """
-SELECT refreshed_at FROM agg.refreshes
- WHERE chain_id = $1 AND name = $2 AND refreshed_at > now() - make_interval(secs => $3)
-"""
 
-
-async def agg_fresh(ctx: Ctx, name: str) -> dt.datetime | None:
-    """When the keeper last refreshed agg.<name>, if recent enough to use; None → compute live."""
+async def agg_fresh(ctx: Ctx, name: str, *, any_age: bool = False) -> dt.datetime | None:
+    """When the keeper last refreshed agg.<name>: if within `agg_max_age_s`, or whatever its age with
+    `any_age` (a ranking is served stale rather than recomputed per request); None → compute live."""
+    max_age = None if any_age else ctx.state.settings.api.agg_max_age_s
     try:
         t: dt.datetime | None = await ctx.conn.fetchval(
-            AGG_FRESH_SQL, ctx.chain_id, name, ctx.state.settings.api.agg_max_age_s
-        )
-    except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError):
-        return None
-    return t
-
-
-async def agg_ranked(ctx: Ctx, name: str) -> dt.datetime | None:
-    """When the keeper last refreshed agg.<name>, whatever its age (a ranking is served stale rather
-    than recomputed per request); None when it never has → rank live."""
-    try:
-        t: dt.datetime | None = await ctx.conn.fetchval(
-            "SELECT refreshed_at FROM agg.refreshes WHERE chain_id = $1 AND name = $2", ctx.chain_id, name
+            "SELECT refreshed_at FROM agg.refreshes WHERE chain_id = $1 AND name = $2"
+            " AND ($3::int IS NULL OR refreshed_at > now() - make_interval(secs => $3::int))",
+            ctx.chain_id,
+            name,
+            max_age,
         )
     except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError):
         return None

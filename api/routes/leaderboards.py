@@ -17,7 +17,7 @@ from typing import Any
 from api.context import Ctx, Endpoint
 from api.encode import hexs, iso, units
 from api.params import Param, filters_hash, page_params
-from api.routes.common import WINDOWS, agg_ranked, offset, page_meta
+from api.routes.common import WINDOWS, agg_fresh, offset, page_meta
 from api.schemas import ADDRESS, AMOUNT, INT, PAGE_META_PROPS, TIME, arr, enum, model, null, obj
 
 WINDOW = Param("window", "enum", choices=("24h", "7d", "30d", "all"), default="all")
@@ -54,7 +54,7 @@ async def traders(ctx: Ctx) -> dict[str, Any]:
     limit, off = offset(ctx)
     order = TRADER_ORDER[ctx.params["by"]]
     w = ctx.params["window"]
-    agg_at = await agg_ranked(ctx, "leaderboard_traders")
+    agg_at = await agg_fresh(ctx, "leaderboard_traders", any_age=True)
     if agg_at is not None:  # the keeper's ranking (same definitions), top N only
         rows = await ctx.conn.fetch(AGG_TRADERS_SQL, ctx.chain_id, limit, off, w, ctx.params["by"])
     elif w == "all":
@@ -108,7 +108,7 @@ async def creators(ctx: Ctx) -> dict[str, Any]:
     limit, off = offset(ctx)
     order = CREATOR_ORDER[ctx.params["by"]]
     w = ctx.params["window"]
-    agg_at = await agg_ranked(ctx, "leaderboard_creators")
+    agg_at = await agg_fresh(ctx, "leaderboard_creators", any_age=True)
     if agg_at is not None:
         rows = await ctx.conn.fetch(AGG_CREATORS_SQL, ctx.chain_id, limit, off, w, ctx.params["by"])
     elif w == "all":
