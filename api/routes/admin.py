@@ -107,6 +107,7 @@ async def keeper_queue(ctx: Ctx) -> dict[str, Any]:
 
 
 TX_STATUSES = ("pending", "mined", "confirmed", "reverted", "dropped")
+KEEPER_JOBS = ("resolve", "finalize", "expire", "distribute", "fill")  # keeper.txs.job (sql/034)
 
 
 async def keeper_txs(ctx: Ctx) -> dict[str, Any]:
@@ -502,7 +503,7 @@ ENDPOINTS = [
         "admin",
         (
             Param("status", "enum", choices=TX_STATUSES),
-            Param("job", "enum", choices=("resolve", "distribute", "fill")),
+            Param("job", "enum", choices=KEEPER_JOBS),
             *page_params(),
         ),
         auth="admin",

@@ -148,3 +148,12 @@ def test_admin_keeper_writes_need_the_admin_role(client: TestClient, settings: S
             await conn.close()
 
     assert asyncio.run(count()) == 0
+
+
+def test_keeper_transactions_filter_by_every_job_the_ledger_holds(client: TestClient, settings: Settings) -> None:
+    """Each job keeper.txs can hold (sql/034: the resolution steps too) is a valid filter; others are a 400."""
+    admin = _auth(settings, ADMIN, "admin")
+    for job in ("resolve", "finalize", "expire", "distribute", "fill"):
+        r = client.get("/v1/admin/keeper/transactions", params={"job": job}, headers=admin)
+        assert r.status_code == 200, (job, r.text)
+    assert client.get("/v1/admin/keeper/transactions", params={"job": "resolv"}, headers=admin).status_code == 400

@@ -5916,7 +5916,7 @@ export interface operations {
         parameters: {
             query?: {
                 status?: "pending" | "mined" | "confirmed" | "reverted" | "dropped";
-                job?: "resolve" | "distribute" | "fill";
+                job?: "resolve" | "finalize" | "expire" | "distribute" | "fill";
                 /** @description 1-based page number */
                 page?: number;
                 /** @description items per page */
