@@ -104,6 +104,14 @@ def cpu_seconds(pid: int, reaped: bool = False) -> float:
     return ticks / TICKS
 
 
+def machine_busy_seconds() -> float:
+    """Core-seconds the whole machine has been busy since boot (/proc/stat: every state but idle and
+    iowait), all processes together: anvil, PostgreSQL, the indexer and whatever else runs."""
+    with open("/proc/stat") as fh:
+        ticks = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / TICKS
+
+
 def postgres_cpu() -> float | None:
     """CPU seconds of the local PostgreSQL cluster so far (postmaster, exited backends, live ones);
     None when it is not the cluster under .data/pg that `scripts/services.sh` starts."""

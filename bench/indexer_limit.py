@@ -11,7 +11,10 @@
      checkpoint; the deferred indexes built at the end), and
    - the raw-only pipeline: `python -m bench.raw_only` (fetch + decode + COPY of the raw event rows,
      nothing derived), the indexer's own fetch side;
-   events/s of each, the ratio full / raw-only in seconds, and peak RSS.
+   events/s of each, the ratio full / raw-only in seconds, and peak RSS. Beside each loop, the
+   core-seconds the whole machine was busy during it (/proc/stat: anvil, PostgreSQL, the indexer
+   and its fetch process together): spread over every core, that is the shortest the loop could be
+   on this machine (the "CPU floor"), however well its stages overlap.
 3. Durable settings again, the full backfill through bench/throttle.py: 25 calls/s (a batch of n
    calls costs n), 50 ms round trips, eth_getLogs capped at 2,000 blocks. The ceiling that budget
    allows is computed from the chain: a correct index of it needs at least one eth_getLogs per 2,000
@@ -41,13 +44,16 @@ from pathlib import Path
 
 from web3 import Web3
 
-from bench.indexer_backfill import rss_text, run_indexer, write_config
+from bench.indexer_backfill import machine_busy_seconds, rss_text, run_indexer, write_config
 from bench.indexer_chain import Node, build_chain, install_replayer
 from bench.indexer_latency import measure
 from bench.pgcluster import DURABLE, LOCAL_STACK, Cluster
 from bench.throttle import Throttle
 from core.deploy import DeployParams, anvil_account, deploy
 from tests.chain import ROOT, Anvil
+
+
+CORES = os.cpu_count() or 1
 
 
 @dataclasses.dataclass
@@ -58,6 +64,7 @@ class Measured:
     cpu: dict[str, float]  # CPU seconds: the writer, its fetch process, the bench cluster
     rss: str = ""
     fetch_wait: float = 0.0  # seconds the writer waited for the next fetched range
+    machine: float = 0.0  # core-seconds the whole machine was busy during the loop (all processes)
 
     def cpu_text(self) -> str:
         return ", ".join(f"{k} {v:.1f}" for k, v in self.cpu.items())
@@ -65,11 +72,15 @@ class Measured:
 
 def backfill_done(into: list[dict[str, object]]) -> Callable[[dict[str, object]], None]:
     """A log callback keeping the `backfill_done` lines (the backfill loop, without start-up and the
-    index builds after it); errors are printed."""
+    index builds after it), each with `machine_cpu`: the core-seconds the whole machine was busy
+    from its `backfill_started` line to it (read as the lines arrive); errors are printed."""
+    busy_at_start = [0.0]
 
     def take(line: dict[str, object]) -> None:
-        if line.get("event") == "backfill_done":
-            into.append(line)
+        if line.get("event") == "backfill_started":
+            busy_at_start[0] = machine_busy_seconds()
+        elif line.get("event") == "backfill_done":
+            into.append({**line, "machine_cpu": machine_busy_seconds() - busy_at_start[0]})
         elif line.get("level") in ("error", "critical"):
             print(f"  indexer: {str(line.get('exception') or line)[-1500:]}", file=sys.stderr, flush=True)
 
@@ -94,6 +105,7 @@ def full(pg: Cluster, node_url: str, deployment: dict[str, object], tmp: Path, d
         cpu,
         rss_text(run),
         sum(float(str(d["fetch_wait_seconds"])) for d in done),
+        sum(float(str(d["machine_cpu"])) for d in done),
     )
 
 
@@ -117,7 +129,9 @@ def raw_only(pg: Cluster, node_url: str, deployment: dict[str, object], tmp: Pat
         raise SystemExit(f"raw_only exited {proc.returncode}")
     got = json.loads(out.strip().splitlines()[-1])
     cpu = {"writer+fetch": got["cpu"], "postgres": pg.cpu_seconds() - pg0}
-    return Measured(float(got["seconds"]), time.perf_counter() - started, int(got["events"]), cpu)
+    return Measured(
+        float(got["seconds"]), time.perf_counter() - started, int(got["events"]), cpu, machine=float(got["machine_cpu"])
+    )
 
 
 def blocks_with_events(url: str, first: int, last: int) -> int:
@@ -154,10 +168,13 @@ def main() -> None:
             chain = build_chain(node.url, deployment, args.events, per_block=args.per_block)
             total = chain.events + 4  # + the deployment's own events (roles, configuration)
             print(f"chain: {chain.events:,} events in {chain.blocks:,} blocks, built in {chain.seconds:.0f} s")
-            print("| settings | pipeline | loop s (process s) | events/s (loop) | CPU s | fetch wait s | peak RSS |")
-            print("|---|---|---|---|---|---|---|")
+            print(
+                "| settings | pipeline | loop s (process s) | events/s (loop) | CPU s | machine core-s in the loop"
+                " (busy) | fetch wait s | peak RSS |"
+            )
+            print("|---|---|---|---|---|---|---|---|")
             warm = raw_only(pg, node.url, deployment, tmp, "gl_warm")  # caches (anvil, page cache) warmed
-            print(f"| (warm-up, discarded) | raw-only | {warm.seconds:.1f} | | | | |", flush=True)
+            print(f"| (warm-up, discarded) | raw-only | {warm.seconds:.1f} | | | | | |", flush=True)
             for name, settings in (("durable", DURABLE), ("local stack", LOCAL_STACK)):
                 shown = pg.settings(settings)
                 label = f"{name} ({', '.join(f'{k}={v}' for k, v in shown.items())})"
@@ -173,14 +190,17 @@ def main() -> None:
                         wait = f"{m.fetch_wait:.1f}" if fn is full else "—"  # not measured for raw-only
                         print(
                             f"| {label} | {kind} | {m.seconds:.1f} ({m.process:.1f}) | {total / m.seconds:,.0f} | "
-                            f"{m.cpu_text()} | {wait} | {m.rss} |",
+                            f"{m.cpu_text()} | {m.machine:.1f} ({m.machine / m.seconds / CORES:.0%}) | {wait} | {m.rss} |",
                             flush=True,
                         )
                 raw_s = statistics.median(m.seconds for m in runs["raw-only"])
                 for kind, _, _ in kinds[1:]:
                     full_s = statistics.median(m.seconds for m in runs[kind])
+                    # The floor: the loop cannot be shorter than its machine-wide CPU spread over every core.
+                    floor = statistics.median(m.machine for m in runs[kind]) / CORES
                     print(
-                        f"| {label} | {kind} / raw-only (median loop seconds) | {full_s / raw_s:.2f}x | | | | |",
+                        f"| {label} | {kind} / raw-only (median loop seconds) | {full_s / raw_s:.2f}x | | | "
+                        f"CPU floor {floor:.1f} s = {floor / raw_s:.2f}x ({CORES} cores) | | |",
                         flush=True,
                     )
             if not args.skip_throttled:

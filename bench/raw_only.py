@@ -7,7 +7,8 @@ checks, headers, the raw decoder and its COPY payloads), the same span policy an
 ranges in flight; each range's raw payloads COPYed into the idx.ev_* tables in one transaction,
 strictly in order, while the next ranges are fetched. No derived rows, notifications, blocks, undo,
 outbox or checkpoint, and the readers' secondary indexes dropped first (as the indexer does for an
-initial sync) and not rebuilt. Prints one JSON line: {"events", "seconds", "cpu", "first_block", "last_block"}.
+initial sync) and not rebuilt. Prints one JSON line: {"events", "seconds", "cpu", "machine_cpu", "first_block",
+"last_block"} (machine_cpu: core-seconds the whole machine was busy during the loop).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import deque
 import asyncpg
 import orjson
 
+from bench.indexer_backfill import machine_busy_seconds
 from indexer import maintenance
 from indexer.bulk import copy_payload
 from indexer.chain import SpanPolicy, plan_range
@@ -52,6 +54,7 @@ async def run(config: str) -> dict[str, float]:
     # loop starts with a warm child: a first fetch of the block before the deployment (no events)
     await fetcher.fetch(range(first, first + 1), 1, head)
     started = time.perf_counter()
+    busy = machine_busy_seconds()
     span, nxt, events = o.initial_span, first + 1, 0
     pending: deque[asyncio.Task[Prepared]] = deque()
     width = 1  # one range until an answer has sized the span, as the indexer does
@@ -81,9 +84,17 @@ async def run(config: str) -> dict[str, float]:
         await fetcher.close()
         await conn.close()
     seconds = time.perf_counter() - started
+    machine = machine_busy_seconds() - busy
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     cpu = sum(u.ru_utime + u.ru_stime for u in usage)  # this process and its fetch process (reaped)
-    return {"events": events, "seconds": seconds, "cpu": cpu, "first_block": first + 1, "last_block": head}
+    return {
+        "events": events,
+        "seconds": seconds,
+        "cpu": cpu,
+        "machine_cpu": machine,
+        "first_block": first + 1,
+        "last_block": head,
+    }
 
 
 def main() -> None:

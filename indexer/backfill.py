@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -16,12 +17,29 @@ import structlog
 
 from indexer import checkpoint, read, write
 from indexer import fold as F
+from indexer.batch_writer import BatchWriter
 from indexer.chain import ChainMismatch, plan_range
 from indexer.fetch import Prepared
 from indexer.pipeline import connect
 from indexer.tip import Tip
 
 log = structlog.get_logger("indexer")
+
+
+@dataclasses.dataclass(slots=True)
+class LoopStats:
+    """Where a backfill's loop went (logged with backfill_done), in seconds."""
+
+    events: int = 0
+    fetch_wait: float = 0.0  # waiting for the next fetched range (the fetch side the bottleneck)
+    reading: float = 0.0  # snapshot keys and reads
+    folding: float = 0.0  # fold, build and encoding
+    write_wait: float = 0.0  # waiting for the batch before to commit
+
+
+async def _close(conn: asyncpg.Connection) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(conn.close(), 5)
 
 
 class Backfill(Tip):
@@ -167,20 +185,46 @@ class Backfill(Tip):
                     await t
 
     async def backfill(self, conn: asyncpg.Connection, target: int, stop: asyncio.Event) -> None:
-        """Ranges committed in order, pipelined: while batch N is written on `conn`, batch N+1's
-        snapshot is read on a second connection and folded (see _prefetch)."""
+        """Ranges committed in order, pipelined: while batch N is written (on the BatchWriter's thread
+        and connection), batch N+1's snapshot is read on a second connection and folded (_prefetch)."""
         assert self.cursor is not None
         started = time.perf_counter()
         first = self.cursor.number
-        events = 0
-        waited = 0.0  # time spent waiting for the next fetched range (when the fetch side is the bottleneck)
-        # where the rest of the loop went: snapshot reads, fold + encode, waiting for the batch before to commit
-        reading = folding = write_wait = 0.0
-        t_wait = started
-        reader = await connect(self.s, "reader")
+        log.info("backfill_started", from_block=first + 1, to_block=target, head=self.heads.head)
+        async with contextlib.AsyncExitStack() as stack:
+            reader = await connect(self.s, "reader")
+            stack.push_async_callback(_close, reader)
+            batches = await stack.enter_async_context(BatchWriter(self.s))
+            self._progress_open(first, target)
+            stack.callback(self._progress_close)
+            stats = await self._backfill(conn, target, stop, reader, batches)
+        elapsed = time.perf_counter() - started
+        log.info(
+            "backfill_done",
+            from_block=first + 1,
+            to_block=self.cursor.number,
+            events=stats.events,
+            seconds=round(elapsed, 3),
+            events_per_second=round(stats.events / elapsed) if elapsed else None,
+            fetch_wait_seconds=round(stats.fetch_wait, 3),
+            read_seconds=round(stats.reading, 3),
+            fold_seconds=round(stats.folding, 3),
+            write_wait_seconds=round(stats.write_wait, 3),
+        )
+
+    async def _backfill(
+        self,
+        conn: asyncpg.Connection,
+        target: int,
+        stop: asyncio.Event,
+        reader: asyncpg.Connection,
+        batches: BatchWriter,
+    ) -> LoopStats:
+        assert self.cursor is not None
+        stats = LoopStats()
+        t_wait = time.perf_counter()
         writing: asyncio.Task[None] | None = None
         written: write.Batch | None = None  # the batch `writing` commits
-        self._progress_open(first, target)
         try:
             async for got in self._ranges(self.cursor.number + 1, target):
                 end = written.end if written is not None else self.cursor
@@ -190,7 +234,7 @@ class Backfill(Tip):
                 if got.headers[a].parent_hash != end.hash:
                     raise ChainMismatch(f"block {a} does not link to the checkpoint block {end.number}")
                 t0 = time.perf_counter()
-                waited += t0 - t_wait
+                stats.fetch_wait += t0 - t_wait
                 self.m.fetch_wait(t0 - t_wait)
                 last = got.headers[got.blocks.stop - 1]
                 # wholly at or below finality: nothing is journaled, so positions can be folded blind
@@ -198,21 +242,18 @@ class Backfill(Tip):
                 snap, upserts = await self._prefetch(reader, keys, written)
                 t1 = time.perf_counter()
                 batch = self._build(end, a, last, got.events, got.headers, got.raw, snap, upserts)
-                # Encoded now, while PostgreSQL writes the batch before, not between this one's
-                # statements; first a turn for the write task, so its next statement is not held
-                # behind both the fold and the encoding.
-                await asyncio.sleep(0)
-                batch = write.encode(self.chain_id, batch)
+                batch = write.encode(self.chain_id, batch)  # while the batch before is written
                 t2 = time.perf_counter()
-                reading, folding = reading + t1 - t0, folding + t2 - t1
+                stats.reading += t1 - t0
+                stats.folding += t2 - t1
                 if writing is not None:
                     await writing
-                    write_wait += time.perf_counter() - t2
+                    stats.write_wait += time.perf_counter() - t2
                     await self.analyze_grown(conn)
-                writing = asyncio.create_task(self._write(conn, batch))
+                writing = asyncio.create_task(self._write(conn, batch, batches))
                 written = batch
                 n = len(got.events)
-                events += n
+                stats.events += n
                 self._progress_update(got.blocks.stop - got.blocks.start, n)
                 if stop.is_set():
                     break
@@ -225,23 +266,7 @@ class Backfill(Tip):
                 # work, and the checkpoint then says where to resume); its own error is the caller's.
                 with contextlib.suppress(Exception):
                     await writing
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(reader.close(), 5)
-            self._progress_close()
-        elapsed = time.perf_counter() - started
-        assert self.cursor is not None
-        log.info(
-            "backfill_done",
-            from_block=first + 1,
-            to_block=self.cursor.number,
-            events=events,
-            seconds=round(elapsed, 3),
-            events_per_second=round(events / elapsed) if elapsed else None,
-            fetch_wait_seconds=round(waited, 3),
-            read_seconds=round(reading, 3),
-            fold_seconds=round(folding, 3),
-            write_wait_seconds=round(write_wait, 3),
-        )
+        return stats
 
     # ------------------------------------------------------------ progress display
 

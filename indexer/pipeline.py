@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
@@ -30,7 +30,12 @@ from indexer.rpc import RetryPolicy, Rpc, RpcError
 from indexer.settings import Settings
 from indexer.spawn import Child, discard
 
+if TYPE_CHECKING:
+    from indexer.batch_writer import BatchWriter
+
 log = structlog.get_logger("indexer")
+
+GapChange = tuple[outbox_gap.Gap | None, outbox_gap.Gap | None]  # (still open, closed) as a batch leaves it
 
 
 @dataclasses.dataclass(slots=True)
@@ -106,7 +111,7 @@ class Pipeline:
         self.new_keys = NewKeys()  # keys certainly not stored (service.start tracks tables empty at start)
         self.next_prune = 0.0  # monotonic time of the next outbox retention pass
         self.gap: outbox_gap.Gap | None = None  # a stretch indexed without outbox messages, still open
-        self.gap_writes: dict[int, tuple[outbox_gap.Gap | None, outbox_gap.Gap | None]] = {}  # by batch end
+        self.gap_writes: dict[int, GapChange] = {}  # by batch end
         self.rescan_next = settings.deployment.deploy_block
         self.checked: set[int] = set()  # rpc_urls (by index) that reported our chain id
         self.rescan_enabled = True  # run() turns it off for a one-shot backfill (--exit-at-head)
@@ -259,12 +264,17 @@ class Pipeline:
         )
 
     async def _write_gap(self, conn: asyncpg.Connection, batch: write.Batch) -> None:
-        """The open gap as this batch leaves it, in the batch's transaction."""
+        """The open gap as this batch leaves it, in the batch's transaction (announced: _gap_written)."""
         change = self.gap_writes.pop(batch.end.number, None)
-        if change is None:
-            return
-        still_open, closed = change
-        await outbox_gap.save(conn, self.chain_id, still_open)
+        await self._save_gap(conn, change)
+        self._gap_written(change)
+
+    async def _save_gap(self, conn: asyncpg.Connection, change: GapChange | None) -> None:
+        if change is not None:
+            await outbox_gap.save(conn, self.chain_id, change[0])
+
+    def _gap_written(self, change: GapChange | None) -> None:
+        closed = None if change is None else change[1]
         if closed is not None:
             self.m.gap()
             log.info(
@@ -293,11 +303,20 @@ class Pipeline:
         self.m.committed(batch.end.number, len(batch.events))
         self._committed(seq)
 
-    async def _write(self, conn: asyncpg.Connection, batch: write.Batch) -> None:
+    async def _write(self, conn: asyncpg.Connection, batch: write.Batch, via: BatchWriter | None = None) -> None:
+        """Writes and commits `batch` on `conn`, or on `via`'s thread and connection (the backfill);
+        the bookkeeping (_finish) runs here, on this loop, once it has committed."""
         started = time.perf_counter()
-        async with conn.transaction():
-            seq = await write.write_batch(conn, self.chain_id, batch)
-            await self._write_gap(conn, batch)
+        gap = self.gap_writes.pop(batch.end.number, None)
+
+        async def transaction(c: asyncpg.Connection) -> int | None:
+            async with c.transaction():
+                seq = await write.write_batch(c, self.chain_id, batch)
+                await self._save_gap(c, gap)
+            return seq
+
+        seq = await (transaction(conn) if via is None else via.run(transaction))
+        self._gap_written(gap)
         self.m.batch_seconds(time.perf_counter() - started)
         self._finish(batch, seq)
         if not self.progress:

@@ -162,6 +162,7 @@ def test_blind_positions_equal_positions_read_first(
     batch's snapshot has been read, "writer" holds each snapshot read until the batch before it has
     committed."""
     import asyncio
+    import threading
 
     from indexer import fold as F
     from indexer.service import Indexer
@@ -229,11 +230,16 @@ def test_blind_positions_equal_positions_read_first(
         Indexer._finish,
         Indexer.backfill,
     )
-    marks: dict[tuple[str, int], asyncio.Event] = {}
+    # threading.Event: a batch is written on the BatchWriter's thread and event loop
+    marks: dict[tuple[str, int], threading.Event] = {}
     target = [0]
 
-    def mark(what: str, block: int) -> asyncio.Event:
-        return marks.setdefault((what, block), asyncio.Event())
+    def mark(what: str, block: int) -> threading.Event:
+        return marks.setdefault((what, block), threading.Event())
+
+    async def wait(what: str, block: int) -> None:
+        if not await asyncio.to_thread(mark(what, block).wait, 60):
+            raise TimeoutError(f"no {what!r} mark for block {block} in 60 s")
 
     async def backfill(self: Indexer, conn: Any, to: int, stop: Any) -> None:
         target[0] = to
@@ -241,7 +247,7 @@ def test_blind_positions_equal_positions_read_first(
 
     async def prefetch(self: Indexer, reader: Any, keys: F.Keys, written: Any) -> Any:
         if first == "writer" and written is not None:
-            await asyncio.wait_for(mark("committed", written.end.number).wait(), 60)
+            await wait("committed", written.end.number)
         got = await real_prefetch(self, reader, keys, written)
         if written is not None:
             mark("read", written.end.number).set()
@@ -249,7 +255,7 @@ def test_blind_positions_equal_positions_read_first(
 
     async def write_batch(conn: Any, chain_id: int, batch: Any) -> Any:
         if first == "reader" and batch.end.number < target[0]:  # a backfill batch with a successor
-            await asyncio.wait_for(mark("read", batch.end.number).wait(), 60)
+            await wait("read", batch.end.number)
         return await real_write(conn, chain_id, batch)
 
     def finish(self: Indexer, batch: Any, seq: Any) -> None:
