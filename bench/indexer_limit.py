@@ -52,7 +52,6 @@ from bench.throttle import Throttle
 from core.deploy import DeployParams, anvil_account, deploy
 from tests.chain import ROOT, Anvil
 
-
 CORES = os.cpu_count() or 1
 
 
@@ -66,6 +65,11 @@ class Measured:
     fetch_wait: float = 0.0  # seconds the writer waited for the next fetched range
     machine: float = 0.0  # core-seconds the whole machine was busy during the loop (all processes)
 
+    def machine_text(self) -> str:
+        if math.isnan(self.machine):
+            return "—"
+        return f"{self.machine:.1f} ({self.machine / self.seconds / CORES:.0%})"
+
     def cpu_text(self) -> str:
         return ", ".join(f"{k} {v:.1f}" for k, v in self.cpu.items())
 
@@ -74,13 +78,14 @@ def backfill_done(into: list[dict[str, object]]) -> Callable[[dict[str, object]]
     """A log callback keeping the `backfill_done` lines (the backfill loop, without start-up and the
     index builds after it), each with `machine_cpu`: the core-seconds the whole machine was busy
     from its `backfill_started` line to it (read as the lines arrive); errors are printed."""
-    busy_at_start = [0.0]
+    busy_at_start: list[float] = []  # none from an indexer that does not log backfill_started
 
     def take(line: dict[str, object]) -> None:
         if line.get("event") == "backfill_started":
-            busy_at_start[0] = machine_busy_seconds()
+            busy_at_start[:] = [machine_busy_seconds()]
         elif line.get("event") == "backfill_done":
-            into.append({**line, "machine_cpu": machine_busy_seconds() - busy_at_start[0]})
+            busy = machine_busy_seconds() - busy_at_start.pop() if busy_at_start else math.nan
+            into.append({**line, "machine_cpu": busy})
         elif line.get("level") in ("error", "critical"):
             print(f"  indexer: {str(line.get('exception') or line)[-1500:]}", file=sys.stderr, flush=True)
 
@@ -190,7 +195,7 @@ def main() -> None:
                         wait = f"{m.fetch_wait:.1f}" if fn is full else "—"  # not measured for raw-only
                         print(
                             f"| {label} | {kind} | {m.seconds:.1f} ({m.process:.1f}) | {total / m.seconds:,.0f} | "
-                            f"{m.cpu_text()} | {m.machine:.1f} ({m.machine / m.seconds / CORES:.0%}) | {wait} | {m.rss} |",
+                            f"{m.cpu_text()} | {m.machine_text()} | {wait} | {m.rss} |",
                             flush=True,
                         )
                 raw_s = statistics.median(m.seconds for m in runs["raw-only"])
@@ -198,9 +203,12 @@ def main() -> None:
                     full_s = statistics.median(m.seconds for m in runs[kind])
                     # The floor: the loop cannot be shorter than its machine-wide CPU spread over every core.
                     floor = statistics.median(m.machine for m in runs[kind]) / CORES
+                    floor_text = (
+                        "" if math.isnan(floor) else f"CPU floor {floor:.1f} s = {floor / raw_s:.2f}x ({CORES} cores)"
+                    )
                     print(
                         f"| {label} | {kind} / raw-only (median loop seconds) | {full_s / raw_s:.2f}x | | | "
-                        f"CPU floor {floor:.1f} s = {floor / raw_s:.2f}x ({CORES} cores) | | |",
+                        f"{floor_text} | | |",
                         flush=True,
                     )
             if not args.skip_throttled:

@@ -29,3 +29,22 @@ def test_commit_log_keeps_only_batch_commits_with_their_time() -> None:
     take({"event": "batch_committed", "events": 6000, "timestamp": "2026-11-30T10:00:01.500000Z"})
     take({"event": "backfill_done", "events": 1, "timestamp": "2026-11-30T10:00:02Z"})
     assert got == [(datetime(2026, 11, 30, 10, 0, 1, 500_000, tzinfo=UTC).timestamp(), 6000)]
+
+
+def test_backfill_done_lines_carry_the_machines_busy_seconds_since_backfill_started() -> None:
+    """bench.indexer_limit's CPU floor: the core-seconds between the two lines; none (NaN) when the
+    indexer measured does not log backfill_started (an older checkout under --against)."""
+    import math
+
+    from bench.indexer_limit import backfill_done
+
+    got: list[dict[str, object]] = []
+    take = backfill_done(got)
+    take({"event": "backfill_done", "seconds": 1.0})
+    take({"event": "backfill_started"})
+    take({"event": "batch_committed"})
+    take({"event": "backfill_done", "seconds": 2.0})
+    assert [d["seconds"] for d in got] == [1.0, 2.0]
+    assert math.isnan(float(str(got[0]["machine_cpu"])))
+    busy = float(str(got[1]["machine_cpu"]))
+    assert math.isfinite(busy) and busy >= 0.0
