@@ -47,4 +47,5 @@ def test_backfill_done_lines_carry_the_machines_busy_seconds_since_backfill_star
     assert [d["seconds"] for d in got] == [1.0, 2.0]
     assert math.isnan(float(str(got[0]["machine_cpu"])))
     busy = float(str(got[1]["machine_cpu"]))
-    assert math.isfinite(busy) and busy >= 0.0
+    assert math.isfinite(busy)
+    assert busy >= 0.0
