@@ -218,7 +218,12 @@ class Rpc:
             except FatalRpcError:
                 raise
             except TransientRpcError as exc:
-                last = exc
+                # Kept without its traceback: the traceback holds this frame (so a cycle through
+                # `last`) and the failed attempt's frames with their answers (a batch's headers),
+                # which only a full garbage collection frees, and the daemons run the collector
+                # rarely (runtime.tune_gc). Under a rate-limited provider that grew the fetch process
+                # ~10 MB per 100 blocks. The final `raise last` gives it a traceback from here.
+                last = exc.with_traceback(None)
                 if not isinstance(exc, RateLimited | _Progressed):
                     failed += 1
                 wait = self._failed(u, exc)

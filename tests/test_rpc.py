@@ -67,3 +67,38 @@ async def test_an_unreachable_node_is_retried_then_transient() -> None:
             await rpc.call("eth_blockNumber")
     assert (err.value.code, err.value.transient) == (-1, True)
     assert len(seen) == 2
+
+
+async def test_failed_attempts_leave_nothing_for_the_garbage_collector() -> None:
+    """Retried failures are freed by reference counting: no exception of a failed attempt (with the
+    frames and answers its traceback holds) waits in a reference cycle for a full collection, which
+    the daemons run rarely (runtime.tune_gc). Before, a rate-limited provider grew the indexer's fetch
+    process from 89 to 191 MB over a 200k-event backfill."""
+    import gc
+
+    from core.rpc import RetryPolicy
+    from core.rpc import Rpc as CoreRpc
+    from core.rpc_errors import TransientRpcError
+
+    seen: list[Any] = []
+    internal = {"error": {"code": -32000, "message": "internal error"}}
+    answers: list[Any] = [502, internal, internal, {"result": "0x1"}]  # a call: three failures, then an answer
+    # a batch: one element fails twice, the other is kept from the first answer
+    answers += [[{"result": "0x2"}, internal], [internal], [{"result": "0x3"}]]
+    fast = RetryPolicy(attempts=10, seconds=30.0, base=0.001, cap=0.01)
+
+    def alive() -> int:
+        return sum(1 for o in gc.get_objects() if isinstance(o, TransientRpcError))
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = alive()
+        async with serving(node(answers, seen)) as url, CoreRpc([url], 5.0, retry=fast) as rpc:
+            assert await rpc.call("eth_blockNumber", []) == "0x1"
+            got = await rpc.batch_settled([("eth_chainId", []), ("eth_gasPrice", [])])
+            assert got == ["0x2", "0x3"]
+            assert alive() == before
+    finally:
+        gc.enable()
+    assert len(seen) == 7  # every failure was retried alone
