@@ -20,7 +20,7 @@ from indexer import fold as F
 from indexer.batch_writer import BatchWriter
 from indexer.chain import ChainMismatch, plan_range
 from indexer.fetch import Prepared
-from indexer.pipeline import connect
+from indexer.pipeline import close_quietly, connect
 from indexer.tip import Tip
 
 log = structlog.get_logger("indexer")
@@ -35,11 +35,6 @@ class LoopStats:
     reading: float = 0.0  # snapshot keys and reads
     folding: float = 0.0  # fold, build and encoding
     write_wait: float = 0.0  # waiting for the batch before to commit
-
-
-async def _close(conn: asyncpg.Connection) -> None:
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(conn.close(), 5)
 
 
 class Backfill(Tip):
@@ -193,7 +188,7 @@ class Backfill(Tip):
         log.info("backfill_started", from_block=first + 1, to_block=target, head=self.heads.head)
         async with contextlib.AsyncExitStack() as stack:
             reader = await connect(self.s, "reader")
-            stack.push_async_callback(_close, reader)
+            stack.push_async_callback(close_quietly, reader)
             batches = await stack.enter_async_context(BatchWriter(self.s))
             self._progress_open(first, target)
             stack.callback(self._progress_close)

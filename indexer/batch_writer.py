@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from indexer.pipeline import connect
+from indexer.pipeline import close_quietly, connect
 from indexer.settings import Settings
 
 T = TypeVar("T")
@@ -58,8 +58,8 @@ class BatchWriter:
         sys.setswitchinterval(self._switch)
         try:
             if self.conn is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._on_loop(self.conn.close()), CLOSE_SECONDS)
+                with contextlib.suppress(TimeoutError):  # bounded here too: the writer loop may be stuck
+                    await asyncio.wait_for(self._on_loop(close_quietly(self.conn, CLOSE_SECONDS)), CLOSE_SECONDS + 1)
         finally:
             self._stop()
 

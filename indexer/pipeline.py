@@ -9,6 +9,8 @@ Each stage is a class adding its methods to the one before; the state lives here
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -370,3 +372,9 @@ async def connect(settings: Settings, role: str = "") -> asyncpg.Connection:
         # short key lookups and COPYs: compiling costs more than it saves
         server_settings={"application_name": name, "jit": "off"},
     )
+
+
+async def close_quietly(conn: asyncpg.Connection, seconds: float = 5.0) -> None:
+    """Closes a connection on the way out: bounded, and its error (a dead server) is not the caller's."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(conn.close(), seconds)

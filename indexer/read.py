@@ -6,6 +6,9 @@ the stored block hashes the reorg check compares with the node.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import asyncpg
 
 from indexer import fold as F
@@ -47,54 +50,43 @@ def _lateral(table: str, first_is_int: bool, first: str, second: str) -> str:
 
 async def load_snapshot(conn: asyncpg.Connection, chain_id: int, keys: F.Keys) -> F.Snapshot:
     snap = F.Snapshot(blind=keys.blind, blind_holdings=keys.blind_holdings)  # folded as deltas, not read
+
+    async def read(table: str, sql: str, *args: Any) -> None:
+        """Rows of `table` into the snapshot, by primary key, with their ctid as locator."""
+        rows = _SNAPSHOT_ROWS[table](snap)
+        for r in await conn.fetch(sql, chain_id, *args):
+            row = row_from_record(table, r, 1)
+            key = F.row_key(table, row)
+            rows[key[0] if len(key) == 1 else key] = row
+            snap.locators[(table, key)] = r[0]
+
+    by_id = " WHERE chain_id = $1 AND {} = ANY($2::{}[])"
     if keys.markets:
-        for r in await conn.fetch(
-            _select("markets") + " WHERE chain_id = $1 AND market_id = ANY($2::bigint[])", chain_id, list(keys.markets)
-        ):
-            mrow: F.MarketRow = row_from_record("markets", r, 1)  # type: ignore[assignment]
-            snap.markets[mrow.market_id] = mrow
-            snap.locators[("markets", (mrow.market_id,))] = r[0]
+        await read("markets", _select("markets") + by_id.format("market_id", "bigint"), list(keys.markets))
     creators = set(keys.creators) | {m.creator for m in snap.markets.values()}
     if keys.positions:
-        for r in await conn.fetch(
-            _lateral("positions", True, "market_id", "holder"), chain_id, *packed_keys(keys.positions)
-        ):
-            pos: F.PositionRow = row_from_record("positions", r, 1)  # type: ignore[assignment]
-            snap.positions[(pos.market_id, pos.holder)] = pos
-            snap.locators[("positions", (pos.market_id, pos.holder))] = r[0]
+        await read("positions", _lateral("positions", True, "market_id", "holder"), *packed_keys(keys.positions))
     if keys.market_positions:
-        for r in await conn.fetch(
-            _select("positions") + " WHERE chain_id = $1 AND market_id = ANY($2::bigint[])",
-            chain_id,
-            list(keys.market_positions),
-        ):
-            pos = row_from_record("positions", r, 1)  # type: ignore[assignment]
-            snap.positions[(pos.market_id, pos.holder)] = pos
-            snap.locators[("positions", (pos.market_id, pos.holder))] = r[0]
+        sql = _select("positions") + by_id.format("market_id", "bigint")
+        await read("positions", sql, list(keys.market_positions))
     if creators:
-        for r in await conn.fetch(
-            _select("creators") + " WHERE chain_id = $1 AND creator = ANY($2::bytea[])", chain_id, list(creators)
-        ):
-            c: F.CreatorRow = row_from_record("creators", r, 1)  # type: ignore[assignment]
-            snap.creators[c.creator] = c
-            snap.locators[("creators", (c.creator,))] = r[0]
+        await read("creators", _select("creators") + by_id.format("creator", "bytea"), list(creators))
     if keys.holdings:
-        for r in await conn.fetch(
-            _lateral("share_holdings", False, "creator", "holder"), chain_id, *packed_keys(keys.holdings)
-        ):
-            h: F.HoldingRow = row_from_record("share_holdings", r, 1)  # type: ignore[assignment]
-            snap.holdings[(h.creator, h.holder)] = h
-            snap.locators[("share_holdings", (h.creator, h.holder))] = r[0]
+        sql = _lateral("share_holdings", False, "creator", "holder")
+        await read("share_holdings", sql, *packed_keys(keys.holdings))
     if keys.creator_holdings:
-        for r in await conn.fetch(
-            _select("share_holdings") + " WHERE chain_id = $1 AND creator = ANY($2::bytea[])",
-            chain_id,
-            list(keys.creator_holdings),
-        ):
-            h = row_from_record("share_holdings", r, 1)  # type: ignore[assignment]
-            snap.holdings[(h.creator, h.holder)] = h
-            snap.locators[("share_holdings", (h.creator, h.holder))] = r[0]
+        sql = _select("share_holdings") + by_id.format("creator", "bytea")
+        await read("share_holdings", sql, list(keys.creator_holdings))
     return snap
+
+
+# table -> the snapshot's dict of its rows
+_SNAPSHOT_ROWS: dict[str, Callable[[F.Snapshot], dict[Any, Any]]] = {
+    "markets": lambda s: s.markets,
+    "positions": lambda s: s.positions,
+    "creators": lambda s: s.creators,
+    "share_holdings": lambda s: s.holdings,
+}
 
 
 async def stored_hashes(conn: asyncpg.Connection, chain_id: int, above: int) -> dict[int, bytes]:

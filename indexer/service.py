@@ -44,7 +44,7 @@ from indexer.metrics import Metrics
 from indexer.migrate import apply_migrations
 from indexer.newkeys import NewKeys
 from indexer.pipeline import Status as Status
-from indexer.pipeline import answered, connect, retry_policy
+from indexer.pipeline import answered, close_quietly, connect, retry_policy
 from indexer.rows import DERIVED
 from indexer.rpc import FatalRpcError, RetryPolicy, Rpc, RpcError, TransientRpcError
 from indexer.settings import Settings
@@ -327,8 +327,7 @@ async def run(
                     await _wait(stop, min(10.0, 0.2 * 2 ** min(failures, 6)))
                 finally:
                     if conn is not None:
-                        with contextlib.suppress(Exception):
-                            await asyncio.wait_for(conn.close(), 5)
+                        await close_quietly(conn)
                     status.role = "starting"
         finally:
             if watcher_task is not None:

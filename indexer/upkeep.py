@@ -13,7 +13,7 @@ import structlog
 
 from indexer import maintenance, rescan
 from indexer.backfill import Backfill
-from indexer.pipeline import connect
+from indexer.pipeline import close_quietly, connect
 from indexer.rows import DERIVED
 
 log = structlog.get_logger("indexer")
@@ -87,8 +87,7 @@ class Upkeep(Backfill):
             with contextlib.suppress(BaseException):
                 await everything
             if second is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(second.close(), 5)
+                await close_quietly(second)
 
     async def prune_outbox(self, conn: asyncpg.Connection) -> None:
         """Outbox retention, while idle at the head: one bounded DELETE per pass, a pass a minute, or
