@@ -172,6 +172,80 @@ def test_standby_takes_over_when_the_writer_dies_and_sigterm_exits_cleanly(
                 p.wait()
 
 
+@pytest.mark.slow
+def test_sessions_lost_mid_backfill_end_equal_to_a_fresh_index(
+    node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path
+) -> None:
+    """pg_terminate_backend, again and again while a backfill runs, on its batch writer's and its
+    reader's sessions, and on the writer's own with a hot standby waiting (the writer lock changes
+    hands while a batch may be in flight on the old writer's batch session): each loss fails one
+    iteration, which is retried on new connections; nothing is written twice or lost, and the index
+    ends equal to a fresh one."""
+    sim(node.url, node.deployment, seed=12, max_events=40)
+    node.anvil.mine(300)
+    # one block per range: a long run of small batches, each a commit the kills can land in
+    cfg = write_toml(
+        tmp_path,
+        [node.url],
+        node.deployment,
+        db_dsn,
+        initial_span=1,
+        max_span=1,
+        tip_blocks=0,
+        poll_interval=0.1,
+        standby_poll=0.1,
+    )
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = [start_indexer(cfg, log) for log in logs]
+    rng = random.Random(12)
+    killed: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and (
+            killed.get("batches", 0) < 3 or not killed.get("reader") or not killed.get("writer")
+        ):
+            sessions = [
+                r["application_name"]
+                for r in fetch(
+                    db_dsn,
+                    "SELECT application_name FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'gl-indexer-31337%' AND datname = current_database()",
+                )
+            ]
+            beside = [n for n in sessions if n.endswith(("-batches", "-reader"))]
+            if not beside:  # between backfill attempts: wait for the next one
+                time.sleep(0.02)
+                continue
+            name = rng.choice(beside) if rng.random() < 0.75 else "gl-indexer-31337"
+            rows = fetch(
+                db_dsn,
+                "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity"
+                " WHERE application_name = $1 AND datname = current_database()",
+                name,
+            )
+            if rows and rows[0]["ok"]:
+                role = name.removeprefix("gl-indexer-31337").lstrip("-") or "writer"
+                killed[role] = killed.get(role, 0) + 1
+            time.sleep(rng.uniform(0.02, 0.15))
+        # the backfill was caught mid-way: each kind of session was lost at least once
+        assert killed.get("batches"), killed
+        assert killed.get("reader"), killed
+        assert killed.get("writer"), killed
+        wait_caught_up(db_dsn, node.url)
+        for proc, log in zip(procs, logs, strict=True):
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0, log.read_text()[-3000:]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = "".join(log.read_text() for log in logs)
+    assert "iteration_failed" in text  # the losses were seen, as failures that were retried
+    assert text.count("writer_lock_acquired") >= 2  # and the lock changed hands at least once
+    assert_same_index(dump(db_dsn), fresh_index(node, fresh_db, tmp_path))
+
+
 def test_lost_database_connection_reconnects_and_continues(node: Node, db_dsn: str, tmp_path: Path) -> None:
     """pg_terminate_backend on the writer's session (as a server restart would): it reconnects and resumes."""
     cfg = write_toml(tmp_path, [node.url], node.deployment, db_dsn, poll_interval=0.1)

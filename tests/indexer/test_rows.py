@@ -40,6 +40,13 @@ def test_copy_line_equals_generic_encoding(case: tuple[str, Any]) -> None:
     assert R.derived_line(8453, table, row) == want
 
 
+@pytest.mark.parametrize("bad", ["12", None])
+def test_a_number_line_refuses_a_value_that_is_not_an_integer(bad: Any) -> None:
+    row = F.PositionRow(1, b"\x01" * 20, yes_shares=bad)
+    with pytest.raises(TypeError):
+        R.derived_line(8453, "positions", row)
+
+
 @given(st.sampled_from(R.DERIVED).flatmap(lambda t: st.tuples(st.just(t), rows(t))))
 def test_row_key_is_the_leading_fields(case: tuple[str, Any]) -> None:
     table, row = case
