@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import msgspec
 import orjson
+import structlog
 
 from core import rpc as core_rpc
 from core.rpc import Provider, RetryPolicy
@@ -26,6 +27,9 @@ from core.rpc_errors import (
 from indexer.chain import BlockRef
 from indexer.decode import Log
 from indexer.wire import LOGS_BATCH, LogsElem, RawLog, parse_header, parse_log, raw_log_dict
+
+log = structlog.get_logger("rpc")
+_warned: set[tuple[int, str]] = set()  # (provider, what was wrong): warned once each
 
 __all__ = [
     "FatalRpcError",
@@ -73,6 +77,7 @@ class Rpc(core_rpc.Rpc):
         Returns the logs (fields still hex, typed by msgspec) and that header (for the caller's hash
         check). Retried alone like any call."""
         params = [{"fromBlock": hex(from_block), "toBlock": hex(to_block), "address": list(addresses)}]
+        wanted = _wanted(addresses)
         first = self._next_ids(2)
         calls = [{"jsonrpc": "2.0", "id": first, "method": "eth_getLogs", "params": params}]
         if check:
@@ -97,6 +102,13 @@ class Rpc(core_rpc.Rpc):
                 raise self._error(logs_elem.error)
             if not isinstance(logs_elem.result, list):
                 raise TransientRpcError(f"eth_getLogs: answer without a list result ({str(logs_elem.result)[:100]})")
+            refused = stray(logs_elem.result, wanted, from_block, to_block)
+            if refused:
+                text = f"eth_getLogs {from_block}..{to_block}: {refused[1]}: not trusted, retrying"
+                if (u.index, refused[0]) not in _warned:  # once per provider and kind of lie
+                    _warned.add((u.index, refused[0]))
+                    log.warning("rpc_answer_refused", method="eth_getLogs", provider=u.index, error=text)
+                raise TransientRpcError(text)
             if not check:
                 return logs_elem.result, None
             head = head_elem.result if head_elem is not None else None
@@ -118,9 +130,13 @@ class Rpc(core_rpc.Rpc):
         if not isinstance(raw, list):
             raise TransientRpcError(f"eth_getLogs returned {type(raw).__name__}")
         try:
-            return msgspec.convert(raw, list[RawLog])
+            logs = msgspec.convert(raw, list[RawLog])
         except msgspec.ValidationError as exc:
             raise TransientRpcError(f"eth_getLogs: malformed log object from the node: {exc}") from None
+        refused = stray(logs, _wanted(addresses), block_hash="0x" + block_hash.hex())
+        if refused:
+            raise TransientRpcError(f"eth_getLogs of block 0x{block_hash.hex()}: {refused[1]}: not trusted")
+        return logs
 
     async def receipts_logs(self, block_hash: bytes, addresses: Sequence[str]) -> list[Log]:
         return [parse_log(raw_log_dict(r)) for r in await self.receipts_logs_raw(block_hash, addresses)]
@@ -139,3 +155,34 @@ class Rpc(core_rpc.Rpc):
         except (AttributeError, KeyError, TypeError, msgspec.ValidationError) as exc:
             raise TransientRpcError(f"eth_getBlockReceipts: malformed answer ({exc})") from None
         return out
+
+
+def _wanted(addresses: Sequence[str]) -> frozenset[str]:
+    return frozenset([*addresses, *(a.lower() for a in addresses)])
+
+
+def stray(
+    logs: Sequence[RawLog],
+    wanted: frozenset[str],
+    from_block: int = 0,
+    to_block: int | None = None,
+    block_hash: str | None = None,
+) -> tuple[str, str] | None:
+    """(kind, why) an eth_getLogs answer cannot be committed, or None: a log of an address not asked for, of a
+    block outside the range asked, or of another block than the hash asked (a caching layer or a
+    load balancer mixing answers up). Committed, such a log would sit in a batch that is not its
+    own: the range that does hold it would then fail on its primary key forever (pure)."""
+    for r in logs:
+        if r.address not in wanted and r.address.lower() not in wanted:
+            return "address", f"a log of address {r.address[:42]}, not one asked for"
+        if block_hash is not None:
+            if r.blockHash.lower() != block_hash:
+                return "block", f"a log of block {r.blockHash[:66]}, not the block asked"
+            continue
+        try:
+            n = int(r.blockNumber, 16)
+        except ValueError:
+            return "block", f"a log with block number {r.blockNumber[:40]!r}, not hex"
+        if n < from_block or (to_block is not None and n > to_block):
+            return "block", f"a log of block {n}, outside the range asked"
+    return None

@@ -12,12 +12,15 @@ Faults, each with its own probability (per HTTP request unless said otherwise):
   are null, and eth_getLogs answers nothing for blocks it lacks (ranges clipped to its head, by-hash
   queries empty instead of the error EIP-234 asks for, receipts null);
 - lying answers: a log dropped from an eth_getLogs answer (`drop`), a log repeated (`duplicate`),
-  a batch answer with an element twice, an answer replayed from an earlier identical request.
+  a batch answer with an element twice, an answer replayed from an earlier identical request, a log
+  the answer should not hold (`stray`: a real log of a block outside the range asked, or a copy of
+  one of its logs from an address not asked for).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import random
 import threading
@@ -68,6 +71,7 @@ class Faults:
     max_lag: int = 5
     drop: float = 0.0  # an eth_getLogs answer with one of its logs missing
     duplicate: float = 0.05  # an eth_getLogs answer with a log twice; a batch answer with an element twice
+    stray: float = 0.0  # an eth_getLogs answer with a log of another range or of an address not asked for
     enabled: bool = True
 
 
@@ -78,6 +82,7 @@ class FaultProxy:
         self.faults = faults or Faults()
         self.hang_seconds = hang_seconds
         self.cache: dict[bytes, bytes] = {}
+        self.seen_logs: collections.deque[dict[str, Any]] = collections.deque(maxlen=500)  # for `stray`
         self.counts: dict[str, int] = {}
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -253,7 +258,11 @@ class FaultProxy:
                 self._count("result_cap")
                 start, end = int(p[0]["fromBlock"], 16), int(p[0]["toBlock"], 16)
                 return _error(c, code, text.format(n=f.result_cap, a=hex(start), b=hex((start + end) // 2)))
-            if rng.random() < f.drop:
+            if "fromBlock" in p[0]:
+                self.seen_logs.extend(result)
+            if rng.random() < f.stray and "fromBlock" in p[0]:
+                a = {**a, "result": self._stray(result, int(p[0]["fromBlock"], 16), int(p[0]["toBlock"], 16))}
+            elif rng.random() < f.drop:
                 self._count("drop")
                 result = list(result)
                 result.pop(rng.randrange(len(result)))
@@ -265,6 +274,21 @@ class FaultProxy:
                 result.insert(rng.randrange(len(result) + 1), result[i])
                 a = {**a, "result": result}
         return a
+
+    def _stray(self, result: list[dict[str, Any]], a: int, b: int) -> list[dict[str, Any]]:
+        """`result` with one log it should not hold: a real one of a block outside a..b (as a caching
+        layer mixing up answers would), or a copy of one of its logs from an address not asked for."""
+        rng, counts = self.rng, self.counts
+        outside = [x for x in self.seen_logs if not a <= int(x["blockNumber"], 16) <= b]
+        if outside and counts.get("stray_range", 0) <= counts.get("stray_address", 0):  # the kinds alternate
+            self._count("stray_range")
+            log = rng.choice(outside)
+        else:
+            self._count("stray_address")
+            log = {**rng.choice(result), "address": "0x" + "5e" * 20}
+        out = list(result)
+        out.insert(rng.randrange(len(out) + 1), log)
+        return out
 
 
 def _error(c: dict[str, Any], code: int, text: str) -> dict[str, Any]:

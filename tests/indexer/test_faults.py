@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import orjson
 import pytest
 from aiohttp import web
@@ -22,7 +23,7 @@ from indexer.fetch import dedupe
 from indexer.metrics import Metrics
 from indexer.migrate import SQL_DIR
 from indexer.outbox_gap import Gap, advance
-from indexer.rpc import RateLimited, RawLog, RetryPolicy, Rpc, TransientRpcError, classify, wait_hint
+from indexer.rpc import RateLimited, RawLog, RetryPolicy, Rpc, TransientRpcError, classify, stray, wait_hint
 from indexer.service import EXIT_CONFIG, Indexer, StartupCheckFailed, Status, run, watchdog
 from indexer.settings import Settings
 from tests.indexer.faultproxy import FaultProxy, Faults
@@ -81,6 +82,26 @@ def test_duplicated_and_shuffled_logs_are_deduplicated_by_identity() -> None:
     assert [(r.blockNumber, r.logIndex) for r in out] == [("0x1", "0x0"), ("0x1", "0x3"), ("0x2", "0x1")]
     ordered = [raw(1, 0), raw(1, 1)]
     assert dedupe(ordered) == (ordered, 0)
+
+
+def test_an_answer_with_a_log_it_should_not_hold_says_which_and_why() -> None:
+    """rpc.stray names the first log of an address not asked for, of a block outside the range, of
+    another block than the hash asked, or with a block number that is not hex; an answer holding
+    only its own logs (addresses in any case) passes."""
+    wanted = frozenset(["0x" + "aa" * 20])
+    mine = msgspec.structs.replace(raw(5, 0), address="0x" + "AA" * 20)
+    assert stray([raw(1, 0), mine, raw(9, 2)], wanted, 1, 9) is None
+    assert stray([mine], wanted, block_hash="0x" + "0b" * 32) is None
+    other = msgspec.structs.replace(raw(5, 1), address="0x" + "5e" * 20)
+    assert stray([mine, other], wanted, 1, 9) == ("address", f"a log of address 0x{'5e' * 20}, not one asked for")
+    assert stray([raw(10, 0)], wanted, 1, 9) == ("block", "a log of block 10, outside the range asked")
+    assert stray([raw(0, 0)], wanted, 1, 9) == ("block", "a log of block 0, outside the range asked")
+    assert stray([raw(5, 0)], wanted, block_hash="0x" + "0d" * 32) == (
+        "block",
+        f"a log of block 0x{'0b' * 32}, not the block asked",
+    )
+    bad = msgspec.structs.replace(raw(5, 0), blockNumber="five")
+    assert stray([bad], wanted, 1, 9) == ("block", "a log with block number 'five', not hex")
 
 
 def test_one_gap_message_spans_every_batch_of_the_stretch() -> None:
@@ -232,7 +253,7 @@ def test_seeded_provider_faults_end_equal_to_a_fresh_index(
     seed: int, node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path
 ) -> None:
     """Through two faulty providers (30 % call errors, 429 + Retry-After, 502, hangs, lagging load-balanced
-    backends, range and result caps in several wordings, dropped and duplicated logs) the indexer
+    backends, range and result caps in several wordings, dropped, duplicated and stray logs) the indexer
     reaches the head while faulted; the re-scan of finalized blocks repairs what lying answers
     dropped; the tables end equal to a fresh index of the same chain."""
     rng = random.Random(seed)
@@ -251,9 +272,18 @@ def test_seeded_provider_faults_end_equal_to_a_fresh_index(
         max_lag=4,
         drop=0.05,
         duplicate=0.1,
+        stray=0.05,
     )
     limited = Faults(
-        rpc_error=0.05, http_429=0.3, retry_after="0", http_502=0.1, range_cap=20, lag=0.5, drop=0.05, duplicate=0.1
+        rpc_error=0.05,
+        http_429=0.3,
+        retry_after="0",
+        http_502=0.1,
+        range_cap=20,
+        lag=0.5,
+        drop=0.05,
+        duplicate=0.1,
+        stray=0.05,
     )
     proxies = [FaultProxy(node.url, seed, flaky, hang_seconds=1.0), FaultProxy(node.url, seed + 1000, limited)]
     try:
@@ -341,6 +371,33 @@ def test_repeated_logs_are_indexed_once_on_the_tip_path_and_the_backfill(
     finally:
         proxy.stop()
     assert proxy.counts.get("log_duplicate", 0) > 0
+    want_dsn = fresh_db()
+    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
+    want = dump(want_dsn)
+    for dsn in dsns:
+        assert_same_index(dump(dsn), want)
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_logs_an_answer_should_not_hold_are_refused_and_asked_again(
+    node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path
+) -> None:
+    """A provider that slips into eth_getLogs answers a log of a block outside the range asked, or a
+    log of an address not asked for: the answer is refused and asked again (never committed, never
+    fatal), on the tip path and on the backfill; the index equals a fresh one."""
+    sim(node.url, node.deployment, seed=43, max_events=30)
+    quiet = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0, "duplicate": 0}
+    proxy = FaultProxy(node.url, 43, Faults(**quiet, range_cap=6, stray=0.3))
+    dsns = [db_dsn, fresh_db()]
+    try:
+        for dsn, tip_blocks in zip(dsns, (10**6, 0), strict=True):
+            settings = make_settings(proxy.url, node.deployment, dsn, tmp_path, tip_blocks=tip_blocks, initial_span=3)
+            assert index_to_head(settings) == 0
+    finally:
+        proxy.stop()
+    assert proxy.counts.get("stray_range", 0) > 0, proxy.counts
+    assert proxy.counts.get("stray_address", 0) > 0, proxy.counts
     want_dsn = fresh_db()
     assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
     want = dump(want_dsn)
