@@ -154,6 +154,9 @@ class Rpc(core_rpc.Rpc):
                         out.append(msgspec.convert(raw, RawLog))
         except (AttributeError, KeyError, TypeError, msgspec.ValidationError) as exc:
             raise TransientRpcError(f"eth_getBlockReceipts: malformed answer ({exc})") from None
+        refused = stray(out, _wanted(addresses), block_hash="0x" + block_hash.hex())
+        if refused:
+            raise TransientRpcError(f"eth_getBlockReceipts of block 0x{block_hash.hex()}: {refused[1]}: not trusted")
         return out
 
 
@@ -168,11 +171,14 @@ def stray(
     to_block: int | None = None,
     block_hash: str | None = None,
 ) -> tuple[str, str] | None:
-    """(kind, why) an eth_getLogs answer cannot be committed, or None: a log of an address not asked for, of a
-    block outside the range asked, or of another block than the hash asked (a caching layer or a
-    load balancer mixing answers up). Committed, such a log would sit in a batch that is not its
-    own: the range that does hold it would then fail on its primary key forever (pure)."""
+    """(kind, why) an eth_getLogs answer cannot be committed, or None: a log marked removed, of an
+    address not asked for, of a block outside the range asked, or of another block than the hash
+    asked (a caching layer or a load balancer mixing answers up). Committed, such a log would sit in
+    a batch that is not its own: the range that does hold it would then fail on its primary key for
+    ever (pure)."""
     for r in logs:
+        if r.removed:
+            return "block", f"a log marked removed (of a block reorged out) at block {r.blockNumber[:40]}"
         if r.address not in wanted and r.address.lower() not in wanted:
             return "address", f"a log of address {r.address[:42]}, not one asked for"
         if block_hash is not None:

@@ -85,7 +85,7 @@ def test_duplicated_and_shuffled_logs_are_deduplicated_by_identity() -> None:
 
 
 def test_an_answer_with_a_log_it_should_not_hold_says_which_and_why() -> None:
-    """rpc.stray names the first log of an address not asked for, of a block outside the range, of
+    """rpc.stray names the first log marked removed, of an address not asked for, of a block outside the range, of
     another block than the hash asked, or with a block number that is not hex; an answer holding
     only its own logs (addresses in any case) passes."""
     wanted = frozenset(["0x" + "aa" * 20])
@@ -100,6 +100,8 @@ def test_an_answer_with_a_log_it_should_not_hold_says_which_and_why() -> None:
         "block",
         f"a log of block 0x{'0b' * 32}, not the block asked",
     )
+    gone = msgspec.structs.replace(raw(5, 0), removed=True)
+    assert stray([gone], wanted, 1, 9) == ("block", "a log marked removed (of a block reorged out) at block 0x5")
     bad = msgspec.structs.replace(raw(5, 0), blockNumber="five")
     assert stray([bad], wanted, 1, 9) == ("block", "a log with block number 'five', not hex")
 
