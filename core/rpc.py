@@ -39,6 +39,7 @@ from core.rpc_errors import (
     RangeTooLarge,
     RateLimited,
     RpcError,
+    TimedOut,
     TransientRpcError,
     classify,
     retry_after_header,
@@ -52,6 +53,7 @@ __all__ = [
     "RetryPolicy",
     "Rpc",
     "RpcError",
+    "TimedOut",
     "TransientRpcError",
 ]
 
@@ -191,11 +193,13 @@ class Rpc:
         span: int | None = None,
         policy: RetryPolicy | None = None,
     ) -> T:
-        """`once` on a provider until it succeeds; RangeTooLarge and FatalRpcError are not retried."""
+        """`once` on a provider until it succeeds; RangeTooLarge and FatalRpcError are not retried, nor
+        a range (`span` > 1) that timed out twice: the caller narrows it (a range too heavy for the
+        provider times out every time, and retrying it would stall the indexer for good)."""
         policy = policy or self._retry
         deadline = time.monotonic() + policy.seconds
         last: RpcError | None = None
-        attempt = failed = 0
+        attempt = failed = timeouts = 0
         # Rate-limited attempts and batches that got some answers do not use up `attempts` (they are
         # not the call failing); the time budget bounds them.
         while failed < policy.attempts:
@@ -228,6 +232,10 @@ class Rpc:
                     failed += 1
                 wait = self._failed(u, exc)
                 self._report(method, u, attempt, exc, wait)
+                if isinstance(exc, TimedOut) and span is not None and span > 1:
+                    timeouts += 1
+                    if timeouts >= 2:
+                        raise last from None
             if time.monotonic() >= deadline:
                 break
         if last is None:
@@ -282,6 +290,8 @@ class Rpc:
                     raw = await self._body(resp, method, limit if status < 400 else None)
             if status == 429 or (status == 503 and retry_after is not None):
                 raise RateLimited(f"HTTP {status} from node: {raw[:200]!r}", status, retry_after)
+            if status in (504, 524):  # a gateway's timeout (524: Cloudflare's)
+                raise TimedOut(f"HTTP {status} from node: {raw[:200]!r}", None)
             if status >= 500:
                 raise TransientRpcError(f"HTTP {status} from node: {raw[:200]!r}", None)
             if status >= 400:
@@ -293,7 +303,7 @@ class Rpc:
             else:
                 answer = decode(raw)
         except TimeoutError:
-            raise TransientRpcError(f"{method} timed out after {self._timeout}s", None) from None
+            raise TimedOut(f"{method} timed out after {self._timeout}s", None) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransientRpcError(f"{method}: {type(exc).__name__}: {exc}", None) from None
         except (orjson.JSONDecodeError, msgspec.DecodeError) as exc:

@@ -65,6 +65,11 @@ class TransientRpcError(RpcError):
     transient = True
 
 
+class TimedOut(TransientRpcError):
+    """No answer within the request timeout (or a gateway's HTTP 504): on an eth_getLogs range, a range
+    too heavy for the provider as often as a blip, so the caller narrows it after a second one."""
+
+
 class RateLimited(TransientRpcError):
     def __init__(self, message: str, code: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message, code)

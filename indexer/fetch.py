@@ -31,7 +31,16 @@ from core.logs import configure_logging
 from indexer.chain import BlockRef, ChainMismatch, SpanPolicy, bloom_may_contain, next_span, split_span
 from indexer.decode import DecodeError, Event
 from indexer.rawlogs import CLASSES, RawDecoder
-from indexer.rpc import FatalRpcError, RangeTooLarge, RateLimited, RawLog, RetryPolicy, Rpc, TransientRpcError
+from indexer.rpc import (
+    FatalRpcError,
+    RangeTooLarge,
+    RateLimited,
+    RawLog,
+    RetryPolicy,
+    Rpc,
+    TimedOut,
+    TransientRpcError,
+)
 from indexer.runtime import tune_gc
 from indexer.spawn import Child, discard, spawn_fetch_child
 
@@ -88,9 +97,10 @@ class RangeFetcher:
             suggested = exc.suggested_span if isinstance(exc, RangeTooLarge) else None
             if not isinstance(exc, RangeTooLarge):
                 # A JSON-RPC error we could not classify, still failing after the retries: on a range
-                # it may be a range cap in a wording we do not know, so narrow; anything else (HTTP,
-                # timeouts, rate limits, a single block) goes back to the caller.
-                if exc.code is None or isinstance(exc, RateLimited) or size <= 1:
+                # it may be a range cap in a wording we do not know, so narrow; so is a range that
+                # timed out twice (too heavy for this provider). Anything else (HTTP errors, rate
+                # limits, a single block) goes back to the caller.
+                if (exc.code is None and not isinstance(exc, TimedOut)) or isinstance(exc, RateLimited) or size <= 1:
                     raise
             elif size <= 1:
                 raise FatalRpcError(f"provider refuses a single block range: {exc}") from exc
@@ -209,6 +219,7 @@ _ERRORS: dict[str, type[Exception]] = {
     "ChainMismatch": ChainMismatch,
     "DecodeError": DecodeError,
     "FatalRpcError": FatalRpcError,
+    "TimedOut": TimedOut,
     "TransientRpcError": TransientRpcError,
     "RpcError": TransientRpcError,
 }

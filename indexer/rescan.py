@@ -20,7 +20,7 @@ import asyncpg
 
 from indexer.chain import split_span
 from indexer.rows import EV_TABLES
-from indexer.rpc import RangeTooLarge, Rpc
+from indexer.rpc import RangeTooLarge, Rpc, TimedOut
 
 Identity = tuple[int, int, bytes]  # (block_number, log_index, block_hash)
 
@@ -59,10 +59,11 @@ async def node_identities(rpc: Rpc, a: int, b: int, addresses: Sequence[str], sp
         end = min(b, start + span - 1)
         try:
             logs, _ = await rpc.get_logs_checked(start, end, addresses)
-        except RangeTooLarge as exc:
+        except (RangeTooLarge, TimedOut) as exc:  # a cap, or a range too heavy for the provider
             if end == start:
                 raise
-            span = split_span(min(span, end - start + 1), exc.suggested_span)
+            suggested = exc.suggested_span if isinstance(exc, RangeTooLarge) else None
+            span = split_span(min(span, end - start + 1), suggested)
             continue
         out.update((int(r.blockNumber, 16), int(r.logIndex, 16), bytes.fromhex(r.blockHash[2:])) for r in logs)
         start = end + 1

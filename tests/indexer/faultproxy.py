@@ -2,7 +2,8 @@
 
 Faults, each with its own probability (per HTTP request unless said otherwise):
 - transport: HTTP 429 with a Retry-After header, HTTP 502, a request that hangs past the client's
-  timeout;
+  timeout, every eth_getLogs range wider than `slow_span` blocks hanging (a heavy range that times
+  out on this provider);
 - errors: a JSON-RPC error per call (in a batch, per element: the others still answer), in several
   wordings, one of them unknown to any classifier;
 - caps: eth_getLogs ranges wider than `range_cap` blocks and answers with more than `result_cap`
@@ -72,6 +73,7 @@ class Faults:
     drop: float = 0.0  # an eth_getLogs answer with one of its logs missing
     duplicate: float = 0.05  # an eth_getLogs answer with a log twice; a batch answer with an element twice
     stray: float = 0.0  # an eth_getLogs answer with a log of another range or of an address not asked for
+    slow_span: int = 0  # eth_getLogs ranges wider than this hang, every time (0 = none): heavy ranges time out
     enabled: bool = True
 
 
@@ -156,6 +158,10 @@ class FaultProxy:
             return web.Response(status=504, text="timeout")
         msg = orjson.loads(body)
         calls: list[dict[str, Any]] = msg if isinstance(msg, list) else [msg]
+        if f.slow_span and any(_getlogs_span(c) > f.slow_span for c in calls):
+            self._count("slow_range")
+            await asyncio.sleep(self.hang_seconds)
+            return web.Response(status=504, text="timeout")
         # One backend serves the whole request: maybe a lagging one.
         head: int | None = None
         if rng.random() < f.lag:
@@ -289,6 +295,13 @@ class FaultProxy:
         out = list(result)
         out.insert(rng.randrange(len(out) + 1), log)
         return out
+
+
+def _getlogs_span(c: dict[str, Any]) -> int:
+    p = c.get("params") or [{}]
+    if c.get("method") != "eth_getLogs" or not isinstance(p[0], dict) or "fromBlock" not in p[0]:
+        return 0
+    return int(p[0]["toBlock"], 16) - int(p[0]["fromBlock"], 16) + 1
 
 
 def _error(c: dict[str, Any], code: int, text: str) -> dict[str, Any]:

@@ -407,6 +407,30 @@ def test_logs_an_answer_should_not_hold_are_refused_and_asked_again(
         assert_same_index(dump(dsn), want)
 
 
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_ranges_that_time_out_are_narrowed_until_they_answer(
+    node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path
+) -> None:
+    """A provider on which every eth_getLogs range wider than 4 blocks times out (a heavy range, a
+    slow archive node): the range is narrowed as for a cap it did not state, and the indexer reaches
+    the head; the index equals a fresh one."""
+    sim(node.url, node.deployment, seed=44, max_events=20)
+    quiet = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0, "duplicate": 0}
+    proxy = FaultProxy(node.url, 44, Faults(**quiet, range_cap=10**6, slow_span=4), hang_seconds=1.0)
+    try:
+        settings = make_settings(
+            proxy.url, node.deployment, db_dsn, tmp_path, initial_span=16, request_timeout=0.3, tip_blocks=0
+        )
+        assert index_to_head(settings) == 0
+    finally:
+        proxy.stop()
+    assert proxy.counts.get("slow_range", 0) > 0, proxy.counts
+    want_dsn = fresh_db()
+    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
+    assert_same_index(dump(db_dsn), dump(want_dsn))
+
+
 def test_the_watchdog_tells_a_degraded_provider_from_a_stuck_indexer(tmp_path: Path) -> None:
     """No commit while the head moves: providers still answering is "degraded" (no exit, gauge set);
     no answers either is "stuck" (the watchdog stops the process)."""
