@@ -41,6 +41,7 @@ from core.rpc_errors import (
     RpcError,
     TimedOut,
     TransientRpcError,
+    batch_refused,
     classify,
     retry_after_header,
 )
@@ -73,6 +74,7 @@ class Provider:
     failures: int = 0  # consecutive
     down_until: float = 0.0  # monotonic: left alone until then (backoff or Retry-After)
     span_cap: int | None = None  # the eth_getLogs block-range cap it stated, once it did
+    batch_cap: int | None = None  # the most calls per JSON-RPC batch it takes, once it refused more
 
     def score(self) -> float:
         """Lower is better: latency (plus 50 ms, so that providers a few milliseconds apart share the
@@ -158,7 +160,11 @@ class Rpc:
     def _pick(self, now: float, span: int | None = None) -> Provider:
         """A provider that is not backing off (and takes a range of `span` blocks), drawn by weight
         1/score (several share the load); when all are backing off, the one free soonest."""
-        able = [u for u in self._urls if span is None or u.span_cap is None or u.span_cap >= span]
+        # an eth_getLogs range (`span`) goes with its header check in one batch of 2 (indexer.rpc):
+        # not to a provider that takes no batches
+        able = [
+            u for u in self._urls if span is None or ((u.span_cap is None or u.span_cap >= span) and u.batch_cap != 1)
+        ]
         if not able:
             widest = max(u.span_cap or 1 for u in self._urls)
             raise RangeTooLarge(f"every provider caps eth_getLogs below {span} blocks", None, widest, True)
@@ -387,15 +393,40 @@ class Rpc:
         name = (calls[0][0] + "[batch]") if calls else "batch"
 
         async def once(u: Provider) -> None:
+            """The calls still unanswered, in batches of at most the provider's batch cap. A batch
+            refused for its size halves the cap (remembered) and goes again at once: a provider that
+            takes 10 calls per batch would otherwise refuse the same 500 for ever."""
             pending = [i for i in range(n) if out[i] is _MISSING or isinstance(out[i], TransientRpcError)]
+            failed: RpcError | None = None
+            answered = done = 0
+            while done < len(pending):
+                part = pending[done : done + (u.batch_cap or len(pending))]
+                try:
+                    part_failed, part_answered = await send(u, part)
+                except RpcError as exc:
+                    if len(part) > 1 and batch_refused(str(exc)):
+                        u.batch_cap = len(part) // 2
+                        log.info("provider_batch_cap", provider=u.index, batch_cap=u.batch_cap, error=str(exc)[:160])
+                        continue
+                    if answered and isinstance(exc, TransientRpcError):
+                        raise _Progressed(str(exc), exc.code) from None
+                    raise
+                failed = part_failed or failed
+                answered += part_answered
+                done += len(part)
+            if failed is not None:
+                raise _Progressed(str(failed), failed.code) if answered else failed
+
+        async def send(u: Provider, pending: list[int]) -> tuple[RpcError | None, int]:
             first = self._next_ids(len(pending))
-            body = orjson.dumps(
-                [
-                    {"jsonrpc": "2.0", "id": first + k, "method": calls[i][0], "params": calls[i][1]}
-                    for k, i in enumerate(pending)
-                ]
-            )
-            answer = await self._send(u, body, name)
+            items = [
+                {"jsonrpc": "2.0", "id": first + k, "method": calls[i][0], "params": calls[i][1]}
+                for k, i in enumerate(pending)
+            ]
+            single = u.batch_cap == 1  # a provider that takes no batches: one call per request
+            answer = await self._send(u, orjson.dumps(items[0] if single else items), name)
+            if single and isinstance(answer, dict) and answer.get("id") == first:
+                answer = [answer]
             if isinstance(answer, dict):  # one error for the whole batch
                 raise self._error(answer.get("error") or {"message": str(answer)[:200]})
             if not isinstance(answer, list):
@@ -416,8 +447,7 @@ class Rpc:
                 else:
                     out[i] = a.get("result")
                     answered += 1
-            if failed is not None:
-                raise _Progressed(str(failed), failed.code) if answered else failed
+            return failed, answered
 
         if n:
             try:

@@ -10,6 +10,7 @@ RpcError                 base: message, code, data (revert_data), transient
 └── NodeError            (node_errors="final" clients) any JSON-RPC error, for the caller to read
 
 classify(code, message) -> RpcError
+batch_refused(message) -> bool   a whole JSON-RPC batch refused for its size
 """
 
 from __future__ import annotations
@@ -232,3 +233,16 @@ def classify(code: int | None, message: str) -> RpcError:
     # with the provider's text; retries and max_failures bound it. eth_getLogs ranges that keep
     # failing with an unknown error are split (fetch.py): an unknown range-cap wording still narrows.
     return TransientRpcError(message, code)
+
+
+# A whole batch refused for its size, as providers word it: geth's "batch too large"
+# (--rpc.batch-request-limit), "Batch size too large. Max batch size is 100", "exceeded max batch size
+# of 50", "batch limit exceeded", "too many requests in batch", "Batch requests are limited to 10".
+_BATCH_REFUSED = re.compile(
+    r"batch.{0,40}(too large|too big|too many|limit|exceed|max)|(too many|max).{0,30}batch|payload too large",
+    re.IGNORECASE,
+)
+
+
+def batch_refused(message: str) -> bool:
+    return _BATCH_REFUSED.search(message) is not None

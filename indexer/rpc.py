@@ -22,6 +22,7 @@ from core.rpc_errors import (
     RpcError,
     TimedOut,
     TransientRpcError,
+    batch_refused,
     classify,
     wait_hint,
 )
@@ -91,6 +92,8 @@ class Rpc(core_rpc.Rpc):
         async def once(u: Provider) -> tuple[list[RawLog], BlockRef | None]:
             answer = await self._send(u, body, "eth_getLogs", self._max_logs_bytes, LOGS_BATCH.decode)
             if isinstance(answer, LogsElem):  # the single call, or an error for the whole batch
+                if check and answer.error is not None and batch_refused(str(answer.error.get("message", ""))):
+                    raise self._no_batches(u, str(answer.error.get("message", "")))
                 if check and answer.error is None:
                     raise TransientRpcError(f"eth_getLogs: a single answer to a batch {str(answer)[:200]}")
                 answer = [LogsElem(first, answer.result, answer.error)]
@@ -122,6 +125,20 @@ class Rpc(core_rpc.Rpc):
             return logs_elem.result, parse_header(head)
 
         return await self._retrying("eth_getLogs", once, span=to_block - from_block + 1)
+
+    def _no_batches(self, u: Provider, message: str) -> RpcError:
+        """Provider `u` refused the [eth_getLogs, eth_getBlockByNumber] pair as a batch: its answers
+        cannot be proven to come from a node that has the range (docs/indexer.md, Completeness), so
+        it gets no eth_getLogs range; when no provider is left, a configuration error."""
+        u.batch_cap = 1
+        text = (
+            f"provider {u.index} refuses JSON-RPC batches ({message[:120]}): eth_getLogs ranges are sent"
+            " with eth_getBlockByNumber in one batch of 2, to prove the answering node has the range"
+        )
+        if all(p.batch_cap == 1 for p in self._urls):
+            return FatalRpcError(text + "; add to [chain].rpc_urls a provider that takes batches")
+        log.warning("provider_refuses_batches", provider=u.index, error=message[:160])
+        return TransientRpcError(text + "; the other providers take the ranges")
 
     async def get_logs_by_hash(self, block_hash: bytes, addresses: Sequence[str]) -> list[Log]:
         return [parse_log(raw_log_dict(r)) for r in await self.get_logs_by_hash_raw(block_hash, addresses)]

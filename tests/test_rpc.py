@@ -102,3 +102,47 @@ async def test_failed_attempts_leave_nothing_for_the_garbage_collector() -> None
     finally:
         gc.enable()
     assert len(seen) == 7  # every failure was retried alone
+
+
+def capped(cap: int, seen: list[Any], wording: str) -> web.Application:
+    """A node that refuses whole any batch of more than `cap` calls (cap 0: every batch) and answers
+    each call with its own id as the result."""
+
+    async def handle(request: web.Request) -> web.Response:
+        call = await request.json()
+        seen.append(len(call) if isinstance(call, list) else "single")
+        if isinstance(call, list) and len(call) > cap:
+            return web.json_response({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": wording}})
+        if isinstance(call, list):
+            return web.json_response([{"jsonrpc": "2.0", "id": c["id"], "result": c["params"][0]} for c in call])
+        return web.json_response({"jsonrpc": "2.0", "id": call["id"], "result": call["params"][0]})
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("cap", "wording"),
+    [(3, "batch too large"), (10, "exceeded max batch size of 10"), (0, "Batch requests are limited to 0")],
+)
+async def test_a_provider_that_caps_batches_gets_batches_that_fit(cap: int, wording: str) -> None:
+    """A batch refused for its size halves the provider's batch cap (remembered) and is sent again
+    at once, in parts that fit; a provider that takes no batch at all gets one call per request.
+    Every answer comes back in order."""
+    from core.rpc import RetryPolicy
+    from core.rpc import Rpc as CoreRpc
+
+    seen: list[Any] = []
+    fast = RetryPolicy(attempts=3, seconds=30.0, base=0.001, cap=0.01)
+    calls = [("eth_echo", [i]) for i in range(40)]
+    async with serving(capped(cap, seen, wording)) as url, CoreRpc([url], 5.0, retry=fast) as rpc:
+        assert await rpc.batch(calls) == list(range(40))
+        refused = len(seen)
+        assert await rpc.batch(calls) == list(range(40))  # the cap is remembered: nothing refused
+    sent = seen[refused:]
+    if cap == 0:
+        assert sent == ["single"] * 40
+    else:
+        assert all(isinstance(n, int) and n <= cap for n in sent)
+        assert sum(sent) == 40

@@ -7,7 +7,8 @@ Faults, each with its own probability (per HTTP request unless said otherwise):
 - errors: a JSON-RPC error per call (in a batch, per element: the others still answer), in several
   wordings, one of them unknown to any classifier;
 - caps: eth_getLogs ranges wider than `range_cap` blocks and answers with more than `result_cap`
-  logs refused in real providers' wordings;
+  logs refused in real providers' wordings; JSON-RPC batches of more than `batch_cap` calls refused
+  whole;
 - a load-balanced, lagging backend: a request is served by a node `lag` blocks behind (a batch by
   one node, as load balancers route an HTTP request): its `latest` is older, blocks above its head
   are null, and eth_getLogs answers nothing for blocks it lacks (ranges clipped to its head, by-hash
@@ -30,6 +31,14 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+
+# A batch with more calls than a provider takes, refused whole (HTTP status, message).
+BATCH_ERRORS = (
+    (200, "batch too large"),  # geth (--rpc.batch-request-limit)
+    (200, "Batch size too large. Max batch size is {n}"),
+    (400, "exceeded max batch size of {n}"),
+    (200, "batch limit exceeded"),
+)
 
 RANGE_ERRORS = (
     (
@@ -74,6 +83,7 @@ class Faults:
     duplicate: float = 0.05  # an eth_getLogs answer with a log twice; a batch answer with an element twice
     stray: float = 0.0  # an eth_getLogs answer with a log of another range or of an address not asked for
     slow_span: int = 0  # eth_getLogs ranges wider than this hang, every time (0 = none): heavy ranges time out
+    batch_cap: int = 0  # JSON-RPC batches with more calls are refused whole, in real wordings (0 = no cap)
     enabled: bool = True
 
 
@@ -158,6 +168,11 @@ class FaultProxy:
             return web.Response(status=504, text="timeout")
         msg = orjson.loads(body)
         calls: list[dict[str, Any]] = msg if isinstance(msg, list) else [msg]
+        if f.batch_cap and isinstance(msg, list) and len(msg) > f.batch_cap:
+            self._count("batch_cap")
+            status, text = rng.choice(BATCH_ERRORS)
+            error = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": text.format(n=f.batch_cap)}}
+            return web.Response(status=status, body=orjson.dumps(error), content_type="application/json")
         if f.slow_span and any(_getlogs_span(c) > f.slow_span for c in calls):
             self._count("slow_range")
             await asyncio.sleep(self.hang_seconds)

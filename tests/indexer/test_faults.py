@@ -23,7 +23,17 @@ from indexer.fetch import dedupe
 from indexer.metrics import Metrics
 from indexer.migrate import SQL_DIR
 from indexer.outbox_gap import Gap, advance
-from indexer.rpc import RateLimited, RawLog, RetryPolicy, Rpc, TransientRpcError, classify, stray, wait_hint
+from indexer.rpc import (
+    FatalRpcError,
+    RateLimited,
+    RawLog,
+    RetryPolicy,
+    Rpc,
+    TransientRpcError,
+    classify,
+    stray,
+    wait_hint,
+)
 from indexer.service import EXIT_CONFIG, Indexer, StartupCheckFailed, Status, run, watchdog
 from indexer.settings import Settings
 from tests.indexer.faultproxy import FaultProxy, Faults
@@ -185,6 +195,45 @@ async def test_several_providers_share_the_load_and_a_failing_one_is_avoided() -
     assert hits["a"] > 40
     assert hits["b"] > 40
     assert hits["bad"] < 30
+
+
+async def test_a_provider_that_takes_no_batches_gets_no_log_ranges() -> None:
+    """eth_getLogs ranges go with their header check in one batch of 2: a provider that refuses
+    batches gets no range (the other provider takes them all); when none is left, a configuration
+    error naming the key to change, not a retry for ever."""
+    hits = {"batches": 0, "none": 0}
+    header = {"number": "0x9", "hash": "0x" + "11" * 32, "parentHash": "0x" + "22" * 32, "timestamp": "0x1"}
+
+    def app_of(name: str) -> web.Application:
+        async def handle(request: web.Request) -> web.Response:
+            calls = await request.json()
+            hits[name] += 1
+            if name == "none" and isinstance(calls, list):
+                error = {"code": -32600, "message": "Batch requests are not supported on this plan (max batch size 0)"}
+                return web.Response(body=orjson.dumps({"jsonrpc": "2.0", "id": None, "error": error}))
+            answers = [[], header]
+            return web.Response(
+                body=orjson.dumps(
+                    [{"jsonrpc": "2.0", "id": c["id"], "result": a} for c, a in zip(calls, answers, strict=True)]
+                )
+            )
+
+        app = web.Application()
+        app.router.add_post("/", handle)
+        return app
+
+    fast = RetryPolicy(attempts=5, base=0.001, cap=0.01)
+    async with serving(app_of("batches")) as good, serving(app_of("none")) as none:
+        async with Rpc([none, good], 5.0, retry=fast, seed=3) as rpc:
+            for _ in range(20):
+                logs, end = await rpc.get_logs_checked(1, 9, ["0x" + "aa" * 20])
+                assert logs == []
+                assert end is not None
+                assert end.number == 9
+        assert hits["none"] == 1  # refused once, then never asked for a range again
+        async with Rpc([none], 5.0, retry=fast) as rpc:
+            with pytest.raises(FatalRpcError, match=r"refuses JSON-RPC batches.*\[chain\]\.rpc_urls"):
+                await rpc.get_logs_checked(1, 9, ["0x" + "aa" * 20])
 
 
 async def test_a_providers_range_cap_is_remembered_and_wide_ranges_go_to_the_others() -> None:
@@ -429,6 +478,31 @@ def test_ranges_that_time_out_are_narrowed_until_they_answer(
     want_dsn = fresh_db()
     assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
     assert_same_index(dump(db_dsn), dump(want_dsn))
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_a_provider_that_caps_batches_gets_smaller_ones(node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path) -> None:
+    """A provider that refuses whole any JSON-RPC batch of more than 3 calls (in several wordings,
+    HTTP 200 or 400): its cap is learnt and the batches are split to fit; the indexer reaches the
+    head on the backfill and the tip path; the index equals a fresh one."""
+    sim(node.url, node.deployment, seed=45, max_events=25)
+    node.anvil.mine(20)
+    quiet = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0, "duplicate": 0}
+    proxy = FaultProxy(node.url, 45, Faults(**quiet, range_cap=10**6, batch_cap=3))
+    dsns = [db_dsn, fresh_db()]
+    try:
+        for dsn, tip_blocks in zip(dsns, (0, 10**6), strict=True):
+            settings = make_settings(proxy.url, node.deployment, dsn, tmp_path, tip_blocks=tip_blocks)
+            assert index_to_head(settings) == 0
+    finally:
+        proxy.stop()
+    assert proxy.counts.get("batch_cap", 0) > 0, proxy.counts
+    want_dsn = fresh_db()
+    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
+    want = dump(want_dsn)
+    for dsn in dsns:
+        assert_same_index(dump(dsn), want)
 
 
 def test_the_watchdog_tells_a_degraded_provider_from_a_stuck_indexer(tmp_path: Path) -> None:
