@@ -99,6 +99,13 @@ def backoff(failures: int, policy: RetryPolicy, rng: random.Random) -> float:
 _MISSING = object()
 
 
+NO_BATCHES = (
+    "no provider takes JSON-RPC batches, and eth_getLogs ranges are sent with eth_getBlockByNumber in one"
+    " batch of 2 (to prove the answering node has the range): add to [chain].rpc_urls a provider that takes"
+    " batches"
+)
+
+
 class _Progressed(TransientRpcError):
     """A batch attempt in which some elements failed and others succeeded."""
 
@@ -166,6 +173,8 @@ class Rpc:
             u for u in self._urls if span is None or ((u.span_cap is None or u.span_cap >= span) and u.batch_cap != 1)
         ]
         if not able:
+            if all(u.batch_cap == 1 for u in self._urls):
+                raise FatalRpcError(NO_BATCHES)
             widest = max(u.span_cap or 1 for u in self._urls)
             raise RangeTooLarge(f"every provider caps eth_getLogs below {span} blocks", None, widest, True)
         ready = [u for u in able if u.down_until <= now]

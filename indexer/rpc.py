@@ -136,7 +136,7 @@ class Rpc(core_rpc.Rpc):
             " with eth_getBlockByNumber in one batch of 2, to prove the answering node has the range"
         )
         if all(p.batch_cap == 1 for p in self._urls):
-            return FatalRpcError(text + "; add to [chain].rpc_urls a provider that takes batches")
+            return FatalRpcError(f"{core_rpc.NO_BATCHES} (provider {u.index}: {message[:120]})")
         log.warning("provider_refuses_batches", provider=u.index, error=message[:160])
         return TransientRpcError(text + "; the other providers take the ranges")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from core.rpc_errors import TransientRpcError
 from indexer.chain import BlockRef
 from indexer.decode import Log
 
@@ -56,13 +57,21 @@ def raw_log_dict(r: RawLog) -> dict[str, Any]:
 
 
 def parse_header(raw: dict[str, Any]) -> BlockRef:
-    return BlockRef(
-        int(raw["number"], 16),
-        _b(raw["hash"]),
-        _b(raw["parentHash"]),
-        int(raw["timestamp"], 16),
-        _b(raw.get("logsBloom") or "0x"),
-    )
+    """A block object -> BlockRef; a malformed one (a field missing, not hex, a hash not 32 bytes) is
+    the node's fault: TransientRpcError, asked again, never a crash."""
+    try:
+        h = BlockRef(
+            int(raw["number"], 16),
+            _b(raw["hash"]),
+            _b(raw["parentHash"]),
+            int(raw["timestamp"], 16),
+            _b(raw.get("logsBloom") or "0x"),
+        )
+        if len(h.hash) != 32 or len(h.parent_hash) != 32 or h.number < 0:
+            raise ValueError("a hash that is not 32 bytes, or a negative number")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise TransientRpcError(f"malformed block object from the node ({exc}): {str(raw)[:200]}") from None
+    return h
 
 
 class LogsElem(msgspec.Struct, gc=False):

@@ -9,6 +9,7 @@ Faults, each with its own probability (per HTTP request unless said otherwise):
 - caps: eth_getLogs ranges wider than `range_cap` blocks and answers with more than `result_cap`
   logs refused in real providers' wordings; JSON-RPC batches of more than `batch_cap` calls refused
   whole;
+- malformed answers: a block or log object with a field missing, of the wrong type or cut short;
 - a load-balanced, lagging backend: a request is served by a node `lag` blocks behind (a batch by
   one node, as load balancers route an HTTP request): its `latest` is older, blocks above its head
   are null, and eth_getLogs answers nothing for blocks it lacks (ranges clipped to its head, by-hash
@@ -84,6 +85,7 @@ class Faults:
     stray: float = 0.0  # an eth_getLogs answer with a log of another range or of an address not asked for
     slow_span: int = 0  # eth_getLogs ranges wider than this hang, every time (0 = none): heavy ranges time out
     batch_cap: int = 0  # JSON-RPC batches with more calls are refused whole, in real wordings (0 = no cap)
+    malformed: float = 0.0  # a block or log object with a field missing, of the wrong type, or cut short
     enabled: bool = True
 
 
@@ -273,6 +275,9 @@ class FaultProxy:
                     self._count("lag_empty_by_hash")
                     a = {**a, "result": []}
         result = a.get("result")
+        if rng.random() < f.malformed and (isinstance(result, dict) or (isinstance(result, list) and result)):
+            self._count("malformed")
+            return {**a, "result": _mangled(result, rng)}
         if m == "eth_getLogs" and isinstance(result, list) and result:
             if f.result_cap and len(result) > f.result_cap and "fromBlock" in p[0]:
                 code, text = rng.choice(RESULT_ERRORS)
@@ -310,6 +315,22 @@ class FaultProxy:
         out = list(result)
         out.insert(rng.randrange(len(out) + 1), log)
         return out
+
+
+def _mangled(result: Any, rng: random.Random) -> Any:
+    """A block object, or a list of log objects with one of them, with one field broken."""
+    out = list(result) if isinstance(result, list) else result
+    i = rng.randrange(len(out)) if isinstance(out, list) else None
+    obj = dict(out[i] if i is not None else out)
+    key = rng.choice([k for k in ("number", "hash", "timestamp", "blockNumber", "topics", "logIndex") if k in obj])
+    if rng.random() < 0.2:
+        del obj[key]
+    else:
+        obj[key] = rng.choice([None, 5, "0x", "zz"])
+    if i is None:
+        return obj
+    out[i] = obj
+    return out
 
 
 def _getlogs_span(c: dict[str, Any]) -> int:

@@ -31,6 +31,7 @@ from indexer.rpc import (
     Rpc,
     TransientRpcError,
     classify,
+    parse_header,
     stray,
     wait_hint,
 )
@@ -114,6 +115,19 @@ def test_an_answer_with_a_log_it_should_not_hold_says_which_and_why() -> None:
     assert stray([gone], wanted, 1, 9) == ("block", "a log marked removed (of a block reorged out) at block 0x5")
     bad = msgspec.structs.replace(raw(5, 0), blockNumber="five")
     assert stray([bad], wanted, 1, 9) == ("block", "a log with block number 'five', not hex")
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [{"number": 5}, {"hash": "0x"}, {"timestamp": None}, {"parentHash": "zz"}, {"number": "-0x1"}],
+)
+def test_a_malformed_block_object_is_the_nodes_fault_not_a_crash(broken: dict[str, Any]) -> None:
+    """parse_header: a field of the wrong type, not hex, cut short or negative is a TransientRpcError
+    (asked again) naming what was wrong, never a TypeError that would stop the indexer."""
+    good = {"number": "0x5", "hash": "0x" + "11" * 32, "parentHash": "0x" + "22" * 32, "timestamp": "0x1"}
+    assert parse_header(good).number == 5
+    with pytest.raises(TransientRpcError, match="malformed block object from the node"):
+        parse_header({**good, **broken})
 
 
 def test_one_gap_message_spans_every_batch_of_the_stretch() -> None:
@@ -232,7 +246,7 @@ async def test_a_provider_that_takes_no_batches_gets_no_log_ranges() -> None:
                 assert end.number == 9
         assert hits["none"] == 1  # refused once, then never asked for a range again
         async with Rpc([none], 5.0, retry=fast) as rpc:
-            with pytest.raises(FatalRpcError, match=r"refuses JSON-RPC batches.*\[chain\]\.rpc_urls"):
+            with pytest.raises(FatalRpcError, match=r"no provider takes JSON-RPC batches.*\[chain\]\.rpc_urls"):
                 await rpc.get_logs_checked(1, 9, ["0x" + "aa" * 20])
 
 
@@ -303,10 +317,11 @@ def execute(dsn: str, sql: str) -> None:
 def test_seeded_provider_faults_end_equal_to_a_fresh_index(
     seed: int, node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path
 ) -> None:
-    """Through two faulty providers (30 % call errors, 429 + Retry-After, 502, hangs, lagging load-balanced
-    backends, range and result caps in several wordings, dropped, duplicated and stray logs) the indexer
-    reaches the head while faulted; the re-scan of finalized blocks repairs what lying answers
-    dropped; the tables end equal to a fresh index of the same chain."""
+    """Through two faulty providers (30 % call errors, 429 + Retry-After, 502, hangs, lagging
+    load-balanced backends, range, result and batch caps in several wordings, dropped, duplicated,
+    stray and malformed answers) the indexer reaches the head while faulted; the re-scan of
+    finalized blocks repairs what lying answers dropped; the tables end equal to a fresh index of
+    the same chain."""
     rng = random.Random(seed)
     sim(node.url, node.deployment, seed=seed, max_events=rng.randint(25, 45), resolve=True)
     node.anvil.mine(rng.randint(5, 40))
@@ -324,6 +339,7 @@ def test_seeded_provider_faults_end_equal_to_a_fresh_index(
         drop=0.05,
         duplicate=0.1,
         stray=0.05,
+        malformed=0.02,
     )
     limited = Faults(
         rpc_error=0.05,
@@ -335,6 +351,7 @@ def test_seeded_provider_faults_end_equal_to_a_fresh_index(
         drop=0.05,
         duplicate=0.1,
         stray=0.05,
+        batch_cap=rng.choice([0, 4, 50]),
     )
     proxies = [FaultProxy(node.url, seed, flaky, hang_seconds=1.0), FaultProxy(node.url, seed + 1000, limited)]
     try:
