@@ -349,10 +349,12 @@ class Rpc:
         require: bool = False,
         provider: int | None = None,
         retry: RetryPolicy | None = None,
+        parse: Callable[[Any], Any] | None = None,
     ) -> Any:
         """One call, retried alone. `require`: a null result (a node without the block asked for) is
         retried too. `provider`: only that URL (start-up checks of each configured node). `retry`:
-        another policy than the client's."""
+        another policy than the client's. `parse`: what is returned for a non-null result; its
+        TransientRpcError (a malformed answer) is retried like any failure of the call."""
         body = self._body_of(method, params)
 
         async def once(u: Provider) -> Any:
@@ -362,7 +364,7 @@ class Rpc:
             result = self._result(method, answer.get("error"), answer)
             if require and result is None:
                 raise TransientRpcError(f"{method}{params!r:.120}: null result (the node lacks it)")
-            return result
+            return result if parse is None or result is None else parse(result)
 
         return await self._retrying(method, once, provider, policy=retry)
 
@@ -390,12 +392,16 @@ class Rpc:
         return error
 
     async def batch_settled(
-        self, calls: Sequence[tuple[str, list[Any]]], require: Sequence[bool] | None = None
+        self,
+        calls: Sequence[tuple[str, list[Any]]],
+        require: Sequence[bool] | None = None,
+        parse: Callable[[Any], Any] | None = None,
     ) -> list[Any]:
         """Several calls in one HTTP request; results in order. Elements fail independently: the
         ones that succeeded are kept and only the failed ones are sent again (retried like a call).
         An element that still fails is returned as its RpcError (RangeTooLarge and FatalRpcError at
-        once); `require[i]`: a null result of call i is retried too."""
+        once); `require[i]`: a null result of call i is retried too; `parse`: applied to each non-null
+        result, its TransientRpcError (a malformed answer) fails that element alone."""
         n = len(calls)
         out: list[Any] = [_MISSING] * n
         need = list(require) if require is not None else [False] * n
@@ -453,9 +459,15 @@ class Rpc:
                         failed = exc
                 elif a.get("result") is None and need[i]:
                     out[i] = failed = TransientRpcError(f"{calls[i][0]} {calls[i][1]!r:.80}: null (the node lacks it)")
-                else:
+                elif parse is None or a.get("result") is None:
                     out[i] = a.get("result")
                     answered += 1
+                else:
+                    try:
+                        out[i] = parse(a["result"])
+                        answered += 1
+                    except TransientRpcError as exc:
+                        out[i] = failed = exc
             return failed, answered
 
         if n:
@@ -469,9 +481,14 @@ class Rpc:
                         out[i] = TransientRpcError(f"{calls[i][0]}: gave up: {exc}", exc.code)
         return out
 
-    async def batch(self, calls: Sequence[tuple[str, list[Any]]], require: Sequence[bool] | None = None) -> list[Any]:
+    async def batch(
+        self,
+        calls: Sequence[tuple[str, list[Any]]],
+        require: Sequence[bool] | None = None,
+        parse: Callable[[Any], Any] | None = None,
+    ) -> list[Any]:
         """batch_settled, raising the first element that failed for good."""
-        out = await self.batch_settled(calls, require)
+        out = await self.batch_settled(calls, require, parse)
         for r in out:
             if isinstance(r, RpcError):
                 raise r

@@ -28,7 +28,7 @@ from indexer.live import HeadWatcher
 from indexer.metrics import Metrics
 from indexer.newkeys import NewKeys
 from indexer.rows import DERIVED
-from indexer.rpc import RetryPolicy, Rpc, RpcError
+from indexer.rpc import RetryPolicy, Rpc, RpcError, parse_header
 from indexer.settings import Settings
 from indexer.spawn import Child, discard
 
@@ -151,19 +151,19 @@ class Pipeline:
                     ("eth_getBlockByNumber", ["finalized", False]),
                 ],
                 [True, False, False],
+                parse=parse_header,  # a malformed block object fails its element alone, asked again
             )
             if isinstance(latest, RpcError):
                 raise latest
             safe = None if isinstance(safe, RpcError) else safe
             fin = None if isinstance(fin, RpcError) else fin
-            head = int(latest["number"], 16)
-            self.head_hash = bytes.fromhex(latest["hash"][2:])
-            safe_n = int(safe["number"], 16) if safe else None
-            fin_n = int(fin["number"], 16) if fin else None
+            head, self.head_hash = latest.number, latest.hash
+            safe_n = safe.number if safe else None
+            fin_n = fin.number if fin else None
         else:
-            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True)
-            head, safe_n, fin_n = int(latest["number"], 16), None, None
-            self.head_hash = bytes.fromhex(latest["hash"][2:])
+            h = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True, parse=parse_header)
+            head, safe_n, fin_n = h.number, None, None
+            self.head_hash = h.hash
         finalized = finalized_block(head, fin_n, self.s.chain.finality_depth)
         if head > self.status.head:
             self.status.head_moved = time.monotonic()

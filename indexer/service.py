@@ -314,13 +314,20 @@ async def run(
                 except StartupCheckFailed as exc:
                     log.error("startup_check_failed", error=str(exc))
                     return EXIT_CONFIG
-                except (DecodeError, FatalRpcError) as exc:
+                except FatalRpcError as exc:
                     log.error("indexer_failed", error=f"{type(exc).__name__}: {exc}")
                     return EXIT_ERROR
-                except (RpcError, checkpoint.StaleCursor, ChainMismatch, *DB_ERRORS) as exc:
+                except (RpcError, checkpoint.StaleCursor, ChainMismatch, DecodeError, *DB_ERRORS) as exc:
+                    # A log abi/ cannot decode is a corrupt answer as often as contracts that differ
+                    # from abi/: asked again, never fatal by itself; if it persists, max_failures ends
+                    # the run with it in the log (decode_failed, at error level).
                     failures += 1
                     metrics.failure()
-                    log.warning("iteration_failed", error=f"{type(exc).__name__}: {exc}"[:300], failures=failures)
+                    text = f"{type(exc).__name__}: {exc}"[:300]
+                    if isinstance(exc, DecodeError):
+                        log.error("decode_failed", error=text, failures=failures)
+                    else:
+                        log.warning("iteration_failed", error=text, failures=failures)
                     if failures >= settings.options.max_failures:
                         log.error("too_many_failures", failures=failures)
                         return EXIT_ERROR

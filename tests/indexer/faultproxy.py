@@ -322,7 +322,8 @@ def _mangled(result: Any, rng: random.Random) -> Any:
     out = list(result) if isinstance(result, list) else result
     i = rng.randrange(len(out)) if isinstance(out, list) else None
     obj = dict(out[i] if i is not None else out)
-    key = rng.choice([k for k in ("number", "hash", "timestamp", "blockNumber", "topics", "logIndex") if k in obj])
+    keys = ("number", "hash", "timestamp", "blockNumber", "topics", "logIndex", "data")
+    key = rng.choice([k for k in keys if k in obj])
     if rng.random() < 0.2:
         del obj[key]
     else:

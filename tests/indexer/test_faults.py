@@ -32,7 +32,7 @@ from indexer.rpc import (
     TransientRpcError,
     classify,
     parse_header,
-    stray,
+    suspect,
     wait_hint,
 )
 from indexer.service import EXIT_CONFIG, Indexer, StartupCheckFailed, Status, run, watchdog
@@ -96,25 +96,33 @@ def test_duplicated_and_shuffled_logs_are_deduplicated_by_identity() -> None:
 
 
 def test_an_answer_with_a_log_it_should_not_hold_says_which_and_why() -> None:
-    """rpc.stray names the first log marked removed, of an address not asked for, of a block outside the range, of
-    another block than the hash asked, or with a block number that is not hex; an answer holding
+    """rpc.suspect names the first log that is malformed, marked removed, of an address not asked
+    for, of a block outside the range or of another block than the hash asked; an answer holding
     only its own logs (addresses in any case) passes."""
     wanted = frozenset(["0x" + "aa" * 20])
-    mine = msgspec.structs.replace(raw(5, 0), address="0x" + "AA" * 20)
-    assert stray([raw(1, 0), mine, raw(9, 2)], wanted, 1, 9) is None
-    assert stray([mine], wanted, block_hash="0x" + "0b" * 32) is None
-    other = msgspec.structs.replace(raw(5, 1), address="0x" + "5e" * 20)
-    assert stray([mine, other], wanted, 1, 9) == ("address", f"a log of address 0x{'5e' * 20}, not one asked for")
-    assert stray([raw(10, 0)], wanted, 1, 9) == ("block", "a log of block 10, outside the range asked")
-    assert stray([raw(0, 0)], wanted, 1, 9) == ("block", "a log of block 0, outside the range asked")
-    assert stray([raw(5, 0)], wanted, block_hash="0x" + "0d" * 32) == (
+    topic = ["0x" + "01" * 32]
+    mine = msgspec.structs.replace(raw(5, 0), address="0x" + "AA" * 20, topics=topic)
+
+    def log(block: int, **changes: Any) -> RawLog:
+        return msgspec.structs.replace(raw(block, 0), **{"topics": topic, **changes})
+
+    assert suspect([log(1), mine, log(9)], wanted, 1, 9) is None
+    assert suspect([mine], wanted, block_hash="0x" + "0b" * 32) is None
+    other = log(5, address="0x" + "5e" * 20)
+    assert suspect([mine, other], wanted, 1, 9) == ("address", f"a log of address 0x{'5e' * 20}, not one asked for")
+    assert suspect([log(10)], wanted, 1, 9) == ("block", "a log of block 10, outside the range asked")
+    assert suspect([log(0)], wanted, 1, 9) == ("block", "a log of block 0, outside the range asked")
+    assert suspect([log(5)], wanted, block_hash="0x" + "0d" * 32) == (
         "block",
         f"a log of block 0x{'0b' * 32}, not the block asked",
     )
-    gone = msgspec.structs.replace(raw(5, 0), removed=True)
-    assert stray([gone], wanted, 1, 9) == ("block", "a log marked removed (of a block reorged out) at block 0x5")
-    bad = msgspec.structs.replace(raw(5, 0), blockNumber="five")
-    assert stray([bad], wanted, 1, 9) == ("block", "a log with block number 'five', not hex")
+    assert suspect([log(5, removed=True)], wanted, 1, 9) == (
+        "block",
+        "a log marked removed (of a block reorged out) at block 5",
+    )
+    for broken in ({"blockNumber": "five"}, {"logIndex": "-0x1"}, {"transactionHash": "0x12"}, {"topics": []}):
+        kind, why = suspect([log(5, **broken)], wanted, 1, 9) or ("", "")
+        assert kind == "malformed", (broken, why)
 
 
 @pytest.mark.parametrize(
@@ -515,6 +523,30 @@ def test_a_provider_that_caps_batches_gets_smaller_ones(node: Node, db_dsn: str,
     finally:
         proxy.stop()
     assert proxy.counts.get("batch_cap", 0) > 0, proxy.counts
+    want_dsn = fresh_db()
+    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
+    want = dump(want_dsn)
+    for dsn in dsns:
+        assert_same_index(dump(dsn), want)
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_malformed_answers_are_asked_again(node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path) -> None:
+    """A provider whose block and log objects often come with a field missing, of the wrong type or
+    cut short: each is refused and asked again, on the backfill (in the fetch process) and on the tip
+    path; the indexer reaches the head and the index equals a fresh one."""
+    sim(node.url, node.deployment, seed=46, max_events=20)
+    quiet = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0, "duplicate": 0}
+    proxy = FaultProxy(node.url, 46, Faults(**quiet, range_cap=10**6, malformed=0.3))
+    dsns = [db_dsn, fresh_db()]
+    try:
+        for dsn, tip_blocks in zip(dsns, (0, 10**6), strict=True):
+            settings = make_settings(proxy.url, node.deployment, dsn, tmp_path, tip_blocks=tip_blocks, initial_span=5)
+            assert index_to_head(settings) == 0
+    finally:
+        proxy.stop()
+    assert proxy.counts.get("malformed", 0) > 0, proxy.counts
     want_dsn = fresh_db()
     assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
     want = dump(want_dsn)
