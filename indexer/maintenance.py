@@ -60,9 +60,16 @@ async def other_chains(conn: asyncpg.Connection, chain_id: int) -> list[int]:
     ]
 
 
+DROP_LOCK_WAIT = "2s"  # the longest the index drop may wait for readers (readers queue behind it)
+
+
 async def defer_indexes(conn: asyncpg.Connection, chain_id: int) -> list[str]:
-    """Drops the readers' secondary indexes of schema idx, keeping their definitions, in one transaction."""
+    """Drops the readers' secondary indexes of schema idx, keeping their definitions, in one transaction.
+    A DROP INDEX waits for every reader of its table, and every reader arriving later waits behind
+    it: past DROP_LOCK_WAIT (a long analyst query, say) asyncpg.LockNotAvailableError, nothing
+    dropped, and the caller indexes with the indexes in place."""
     async with conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{DROP_LOCK_WAIT}'")
         rows = await conn.fetch(
             "SELECT i.relname AS name, pg_get_indexdef(x.indexrelid) AS definition"
             " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"

@@ -110,6 +110,7 @@ class Pipeline:
         self.inserted = dict.fromkeys(DERIVED, 0)
         self.analyzed = dict.fromkeys(DERIVED, 0)
         self.deferred: list[str] = []  # secondary indexes dropped for the initial sync (maintenance.defer_indexes)
+        self.indexes_kept = False  # readers held a table when they were to be dropped: indexed with them
         self.new_keys = NewKeys()  # keys certainly not stored (service.start tracks tables empty at start)
         self.next_prune = 0.0  # monotonic time of the next outbox retention pass
         self.gap: outbox_gap.Gap | None = None  # a stretch indexed without outbox messages, still open

@@ -27,13 +27,20 @@ class Upkeep(Backfill):
     async def defer_indexes(self, conn: asyncpg.Connection) -> None:
         """Before an initial sync (nothing indexed yet): drop the readers' secondary indexes."""
         assert self.cursor is not None
-        if self.deferred or not self.o.defer_indexes or self.cursor.number >= self.s.deployment.deploy_block:
+        nothing_indexed = self.cursor.number < self.s.deployment.deploy_block
+        if self.deferred or self.indexes_kept or not self.o.defer_indexes or not nothing_indexed:
             return
         others = await maintenance.other_chains(conn, self.chain_id)
         if others:
             log.info("indexes_kept", reason="other chains share this database", chains=others)
             return
-        self.deferred = await maintenance.defer_indexes(conn, self.chain_id)
+        try:
+            self.deferred = await maintenance.defer_indexes(conn, self.chain_id)
+        except asyncpg.LockNotAvailableError:
+            # readers hold a table (readers queue behind a waiting DROP INDEX): keep the indexes
+            self.indexes_kept = True
+            log.warning("indexes_kept", reason=f"readers held a table for {maintenance.DROP_LOCK_WAIT}")
+            return
         self.m.deferred_indexes.set(len(self.deferred))
         log.info("indexes_deferred", indexes=self.deferred)
 

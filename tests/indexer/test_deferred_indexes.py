@@ -56,6 +56,29 @@ def test_sync_interrupted_while_deferred_builds_them_at_the_head(node: Node, db_
     assert fetch(db_dsn, "SELECT * FROM idx.deferred_indexes") == []
 
 
+def test_a_reader_holding_a_table_keeps_the_indexes(node: Node, db_dsn: str, tmp_path: Path) -> None:
+    """A DROP INDEX waits for every reader of its table, and readers arriving later queue behind it:
+    with an analyst's transaction open on idx.ev_trade the initial sync gives up deferring after
+    maintenance.DROP_LOCK_WAIT, drops nothing (every index keeps its oid) and indexes to the head."""
+    sim(node.url, node.deployment, seed=6, max_events=20)
+    before = indexes(db_dsn)
+
+    async def main() -> int:
+        analyst = await asyncpg.connect(db_dsn)
+        try:
+            async with analyst.transaction():
+                await analyst.fetch("SELECT count(*) FROM idx.ev_trade")  # ACCESS SHARE until commit
+                settings = make_settings(node.url, node.deployment, db_dsn, tmp_path, initial_span=5)
+                return await asyncio.to_thread(index_to_head, settings)
+        finally:
+            await analyst.close()
+
+    assert asyncio.run(main()) == 0
+    assert indexes(db_dsn) == before  # nothing dropped, nothing rebuilt
+    assert fetch(db_dsn, "SELECT * FROM idx.deferred_indexes") == []
+    assert fetch(db_dsn, "SELECT count(*) AS n FROM idx.ev_trade")[0]["n"] > 0
+
+
 def test_other_chains_in_the_database_keep_the_indexes(node: Node, db_dsn: str, tmp_path: Path) -> None:
     sim(node.url, node.deployment, seed=5, max_events=20)
     fetch(db_dsn, "INSERT INTO idx.checkpoints (chain_id, block_number, block_hash) VALUES (8453, 0, '\\x00')")
