@@ -1,6 +1,11 @@
 """Numbered SQL migrations (sql/NNN_name.sql) applied in order, each once, under an advisory
 lock so concurrent starters (indexer, tests, a second instance) never race.
 
+A migration that alters a table waits for every reader of it, and every reader arriving later
+queues behind it (the API's and analysts' queries): each file takes its locks within LOCK_WAIT or
+rolls back and tries again, LOCK_TRIES times, so a long query on a live database delays the
+migration instead of the readers.
+
 Errors: MigrationError — a file failed; its transaction rolled back and later files did not run.
 """
 
@@ -12,11 +17,16 @@ import re
 from pathlib import Path
 
 import asyncpg
+import structlog
+
+log = structlog.get_logger("migrate")
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MIGRATION_LOCK = 0x6C79_6665_6D69  # arbitrary constant shared by every process that migrates
 ANALYST_PASSWORD_ENV = "GL_ANALYST_PASSWORD"
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+LOCK_WAIT = "5s"  # PostgreSQL lock_timeout of each migration's statements
+LOCK_TRIES = 12
 
 
 class MigrationError(RuntimeError):
@@ -36,7 +46,9 @@ def migration_files(directory: Path = SQL_DIR) -> list[tuple[int, Path]]:
     return files
 
 
-async def apply_migrations(conn: asyncpg.Connection, directory: Path = SQL_DIR) -> list[str]:
+async def apply_migrations(
+    conn: asyncpg.Connection, directory: Path = SQL_DIR, lock_wait: str = LOCK_WAIT, tries: int = LOCK_TRIES
+) -> list[str]:
     """Applies pending migrations; returns the names applied."""
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
@@ -49,14 +61,8 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = SQL_DIR) 
         for version, path in migration_files(directory):
             if version in done:
                 continue
-            try:
-                async with conn.transaction():
-                    await conn.execute(path.read_text())
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name
-                    )
-            except asyncpg.PostgresError as exc:
-                raise MigrationError(f"{path.name} failed: {exc}") from exc
+            sql = path.read_text()
+            await _apply(conn, version, path.name, sql, lock_wait, tries)
             applied.append(path.name)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
@@ -64,6 +70,26 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = SQL_DIR) 
     if password:
         await set_analyst_password(conn, password)
     return applied
+
+
+async def _apply(conn: asyncpg.Connection, version: int, name: str, sql: str, lock_wait: str, tries: int) -> None:
+    for attempt in range(1, tries + 1):
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{lock_wait}'")
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            return
+        except asyncpg.LockNotAvailableError as exc:
+            if attempt == tries:
+                raise MigrationError(
+                    f"{name}: its tables stayed in use ({tries} tries of {lock_wait}: a long query or an open"
+                    " transaction on them, see pg_stat_activity); nothing was applied: run it again"
+                ) from exc
+            log.warning("migration_waiting_for_readers", migration=name, attempt=attempt, error=str(exc)[:200])
+            await asyncio.sleep(1.0)
+        except asyncpg.PostgresError as exc:
+            raise MigrationError(f"{name} failed: {exc}") from exc
 
 
 async def set_analyst_password(conn: asyncpg.Connection, password: str) -> None:
