@@ -12,7 +12,7 @@ from tests.local_http import serving
 
 LOG = {
     "address": "0x" + "aa" * 20,
-    "topics": [],
+    "topics": ["0x" + "01" * 32],
     "data": "0x" + "00" * 64,
     "blockNumber": "0x1",
     "blockHash": "0x" + "0b" * 32,
@@ -43,8 +43,8 @@ def node_app(logs: int) -> web.Application:
 
 
 async def test_a_streamed_answer_over_the_cap_is_range_too_large() -> None:
-    async with serving(node_app(logs=200)) as url:  # ~40 KB
-        async with Rpc([url], 5.0, max_logs_bytes=100_000) as rpc:
+    async with serving(node_app(logs=200)) as url:  # ~105 KB
+        async with Rpc([url], 5.0, max_logs_bytes=200_000) as rpc:
             assert len((await rpc.get_logs_checked(1, 2, ["0x" + "aa" * 20], check=False))[0]) == 200
         async with Rpc([url], 5.0, max_logs_bytes=10_000) as rpc:
             with pytest.raises(RangeTooLarge, match="exceeds 10000 bytes"):
