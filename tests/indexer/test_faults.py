@@ -430,6 +430,32 @@ def test_logs_a_lying_node_dropped_are_found_by_the_rescan_and_repaired(
     assert_same_index(dump(db_dsn), want)
 
 
+QUIET = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0, "duplicate": 0}
+
+
+def index_through(
+    node: Node, proxy: FaultProxy, dsns: list[str], tmp_path: Path, tip_blocks: tuple[int, ...], **options: Any
+) -> dict[str, int]:
+    """Indexes the chain into each database through `proxy`, the n-th with tip_blocks[n] (10**6: block
+    by block on the tip path; 0: the backfill); each run must reach the head. Returns the faults made."""
+    try:
+        for dsn, tip in zip(dsns, tip_blocks, strict=True):
+            settings = make_settings(proxy.url, node.deployment, dsn, tmp_path, tip_blocks=tip, **options)
+            assert index_to_head(settings) == 0
+    finally:
+        proxy.stop()
+    return dict(proxy.counts)
+
+
+def assert_like_fresh(node: Node, fresh_db: Any, tmp_path: Path, dsns: list[str]) -> None:
+    """Each database equals a fresh index of the same chain, straight from the node."""
+    want_dsn = fresh_db()
+    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
+    want = dump(want_dsn)
+    for dsn in dsns:
+        assert_same_index(dump(dsn), want)
+
+
 @pytest.mark.anvil
 @pytest.mark.pg
 def test_repeated_logs_are_indexed_once_on_the_tip_path_and_the_backfill(
@@ -438,20 +464,11 @@ def test_repeated_logs_are_indexed_once_on_the_tip_path_and_the_backfill(
     """A provider that repeats a log in every eth_getLogs answer: block by block (tip) and by ranges
     (backfill) each event is stored once; the index equals a fresh one."""
     sim(node.url, node.deployment, seed=41, max_events=15)
-    quiet = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0}
-    proxy = FaultProxy(node.url, 41, Faults(**quiet, range_cap=10**6, duplicate=1.0))
+    proxy = FaultProxy(node.url, 41, Faults(**{**QUIET, "duplicate": 1.0}, range_cap=10**6))
     dsns = [db_dsn, fresh_db()]
-    try:
-        for dsn, tip_blocks in zip(dsns, (10**6, 0), strict=True):
-            assert index_to_head(make_settings(proxy.url, node.deployment, dsn, tmp_path, tip_blocks=tip_blocks)) == 0
-    finally:
-        proxy.stop()
-    assert proxy.counts.get("log_duplicate", 0) > 0
-    want_dsn = fresh_db()
-    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
-    want = dump(want_dsn)
-    for dsn in dsns:
-        assert_same_index(dump(dsn), want)
+    counts = index_through(node, proxy, dsns, tmp_path, (10**6, 0))
+    assert counts.get("log_duplicate", 0) > 0
+    assert_like_fresh(node, fresh_db, tmp_path, dsns)
 
 
 @pytest.mark.anvil
@@ -463,22 +480,12 @@ def test_logs_an_answer_should_not_hold_are_refused_and_asked_again(
     log of an address not asked for: the answer is refused and asked again (never committed, never
     fatal), on the tip path and on the backfill; the index equals a fresh one."""
     sim(node.url, node.deployment, seed=43, max_events=30)
-    quiet = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0, "duplicate": 0}
-    proxy = FaultProxy(node.url, 43, Faults(**quiet, range_cap=6, stray=0.3))
+    proxy = FaultProxy(node.url, 43, Faults(**QUIET, range_cap=6, stray=0.3))
     dsns = [db_dsn, fresh_db()]
-    try:
-        for dsn, tip_blocks in zip(dsns, (10**6, 0), strict=True):
-            settings = make_settings(proxy.url, node.deployment, dsn, tmp_path, tip_blocks=tip_blocks, initial_span=3)
-            assert index_to_head(settings) == 0
-    finally:
-        proxy.stop()
-    assert proxy.counts.get("stray_range", 0) > 0, proxy.counts
-    assert proxy.counts.get("stray_address", 0) > 0, proxy.counts
-    want_dsn = fresh_db()
-    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
-    want = dump(want_dsn)
-    for dsn in dsns:
-        assert_same_index(dump(dsn), want)
+    counts = index_through(node, proxy, dsns, tmp_path, (10**6, 0), initial_span=3)
+    assert counts.get("stray_range", 0) > 0, counts
+    assert counts.get("stray_address", 0) > 0, counts
+    assert_like_fresh(node, fresh_db, tmp_path, dsns)
 
 
 @pytest.mark.anvil
@@ -490,19 +497,10 @@ def test_ranges_that_time_out_are_narrowed_until_they_answer(
     slow archive node): the range is narrowed as for a cap it did not state, and the indexer reaches
     the head; the index equals a fresh one."""
     sim(node.url, node.deployment, seed=44, max_events=20)
-    quiet = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0, "duplicate": 0}
-    proxy = FaultProxy(node.url, 44, Faults(**quiet, range_cap=10**6, slow_span=4), hang_seconds=1.0)
-    try:
-        settings = make_settings(
-            proxy.url, node.deployment, db_dsn, tmp_path, initial_span=16, request_timeout=0.3, tip_blocks=0
-        )
-        assert index_to_head(settings) == 0
-    finally:
-        proxy.stop()
-    assert proxy.counts.get("slow_range", 0) > 0, proxy.counts
-    want_dsn = fresh_db()
-    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
-    assert_same_index(dump(db_dsn), dump(want_dsn))
+    proxy = FaultProxy(node.url, 44, Faults(**QUIET, range_cap=10**6, slow_span=4), hang_seconds=1.0)
+    counts = index_through(node, proxy, [db_dsn], tmp_path, (0,), initial_span=16, request_timeout=0.3)
+    assert counts.get("slow_range", 0) > 0, counts
+    assert_like_fresh(node, fresh_db, tmp_path, [db_dsn])
 
 
 @pytest.mark.anvil
@@ -513,21 +511,11 @@ def test_a_provider_that_caps_batches_gets_smaller_ones(node: Node, db_dsn: str,
     head on the backfill and the tip path; the index equals a fresh one."""
     sim(node.url, node.deployment, seed=45, max_events=25)
     node.anvil.mine(20)
-    quiet = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0, "duplicate": 0}
-    proxy = FaultProxy(node.url, 45, Faults(**quiet, range_cap=10**6, batch_cap=3))
+    proxy = FaultProxy(node.url, 45, Faults(**QUIET, range_cap=10**6, batch_cap=3))
     dsns = [db_dsn, fresh_db()]
-    try:
-        for dsn, tip_blocks in zip(dsns, (0, 10**6), strict=True):
-            settings = make_settings(proxy.url, node.deployment, dsn, tmp_path, tip_blocks=tip_blocks)
-            assert index_to_head(settings) == 0
-    finally:
-        proxy.stop()
-    assert proxy.counts.get("batch_cap", 0) > 0, proxy.counts
-    want_dsn = fresh_db()
-    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
-    want = dump(want_dsn)
-    for dsn in dsns:
-        assert_same_index(dump(dsn), want)
+    counts = index_through(node, proxy, dsns, tmp_path, (0, 10**6))
+    assert counts.get("batch_cap", 0) > 0, counts
+    assert_like_fresh(node, fresh_db, tmp_path, dsns)
 
 
 @pytest.mark.anvil
@@ -537,21 +525,11 @@ def test_malformed_answers_are_asked_again(node: Node, db_dsn: str, fresh_db: An
     cut short: each is refused and asked again, on the backfill (in the fetch process) and on the tip
     path; the indexer reaches the head and the index equals a fresh one."""
     sim(node.url, node.deployment, seed=46, max_events=20)
-    quiet = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0, "duplicate": 0}
-    proxy = FaultProxy(node.url, 46, Faults(**quiet, range_cap=10**6, malformed=0.3))
+    proxy = FaultProxy(node.url, 46, Faults(**QUIET, range_cap=10**6, malformed=0.3))
     dsns = [db_dsn, fresh_db()]
-    try:
-        for dsn, tip_blocks in zip(dsns, (0, 10**6), strict=True):
-            settings = make_settings(proxy.url, node.deployment, dsn, tmp_path, tip_blocks=tip_blocks, initial_span=5)
-            assert index_to_head(settings) == 0
-    finally:
-        proxy.stop()
-    assert proxy.counts.get("malformed", 0) > 0, proxy.counts
-    want_dsn = fresh_db()
-    assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
-    want = dump(want_dsn)
-    for dsn in dsns:
-        assert_same_index(dump(dsn), want)
+    counts = index_through(node, proxy, dsns, tmp_path, (0, 10**6), initial_span=5)
+    assert counts.get("malformed", 0) > 0, counts
+    assert_like_fresh(node, fresh_db, tmp_path, dsns)
 
 
 def test_the_watchdog_tells_a_degraded_provider_from_a_stuck_indexer(tmp_path: Path) -> None:
