@@ -284,10 +284,9 @@ class FaultProxy:
                 self._count("result_cap")
                 start, end = int(p[0]["fromBlock"], 16), int(p[0]["toBlock"], 16)
                 return _error(c, code, text.format(n=f.result_cap, a=hex(start), b=hex((start + end) // 2)))
-            if "fromBlock" in p[0]:
-                self.seen_logs.extend(result)
-            if rng.random() < f.stray and "fromBlock" in p[0]:
-                a = {**a, "result": self._stray(result, int(p[0]["fromBlock"], 16), int(p[0]["toBlock"], 16))}
+            self.seen_logs.extend(result)
+            if rng.random() < f.stray:
+                a = {**a, "result": self._stray(result, p[0])}
             elif rng.random() < f.drop:
                 self._count("drop")
                 result = list(result)
@@ -301,11 +300,16 @@ class FaultProxy:
                 a = {**a, "result": result}
         return a
 
-    def _stray(self, result: list[dict[str, Any]], a: int, b: int) -> list[dict[str, Any]]:
-        """`result` with one log it should not hold: a real one of a block outside a..b (as a caching
-        layer mixing up answers would), or a copy of one of its logs from an address not asked for."""
+    def _stray(self, result: list[dict[str, Any]], query: dict[str, Any]) -> list[dict[str, Any]]:
+        """`result` with one log it should not hold: a real one of a block outside the range (or
+        another block than the hash) asked, as a caching layer mixing up answers would, or a copy of
+        one of its logs from an address not asked for."""
         rng, counts = self.rng, self.counts
-        outside = [x for x in self.seen_logs if not a <= int(x["blockNumber"], 16) <= b]
+        if "blockHash" in query:
+            outside = [x for x in self.seen_logs if x["blockHash"] != query["blockHash"]]
+        else:
+            a, b = int(query["fromBlock"], 16), int(query["toBlock"], 16)
+            outside = [x for x in self.seen_logs if not a <= int(x["blockNumber"], 16) <= b]
         if outside and counts.get("stray_range", 0) <= counts.get("stray_address", 0):  # the kinds alternate
             self._count("stray_range")
             log = rng.choice(outside)

@@ -480,7 +480,7 @@ def test_logs_an_answer_should_not_hold_are_refused_and_asked_again(
     log of an address not asked for: the answer is refused and asked again (never committed, never
     fatal), on the tip path and on the backfill; the index equals a fresh one."""
     sim(node.url, node.deployment, seed=43, max_events=30)
-    proxy = FaultProxy(node.url, 43, Faults(**QUIET, range_cap=6, stray=0.3))
+    proxy = FaultProxy(node.url, 43, Faults(**QUIET, range_cap=6, stray=0.5))
     dsns = [db_dsn, fresh_db()]
     counts = index_through(node, proxy, dsns, tmp_path, (10**6, 0), initial_span=3)
     assert counts.get("stray_range", 0) > 0, counts
