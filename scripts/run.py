@@ -133,17 +133,29 @@ class Supervisor:
         return ", ".join(parts)
 
     def stop_all(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM to each child (traffic first, then readers and writers), each given `timeout_s` to
+        finish its work; a second Ctrl-C while they do (KeyboardInterrupt) kills the rest at once."""
         self.stopping = True
-        for c in reversed(self.children):  # traffic first, then readers and writers
+        for c in reversed(self.children):
             if c.proc is not None and c.proc.poll() is None:
                 c.proc.send_signal(signal.SIGTERM)
-        for c in reversed(self.children):
-            if c.proc is not None:
-                try:
-                    c.proc.wait(timeout_s)
-                except subprocess.TimeoutExpired:
+        try:
+            for c in reversed(self.children):
+                if c.proc is not None:
+                    try:
+                        c.proc.wait(timeout_s)
+                    except subprocess.TimeoutExpired:
+                        c.proc.kill()
+                        c.proc.wait(5)
+        except KeyboardInterrupt:
+            print("stopping now (SIGKILL)…", flush=True)
+            for c in self.children:
+                if c.proc is not None and c.proc.poll() is None:
                     c.proc.kill()
-                    c.proc.wait(5)
+            for c in self.children:
+                if c.proc is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        c.proc.wait(5)
 
 
 SECOND_CHAIN = 1337  # a local chain id: deploys MockUSDC like 31337
@@ -342,8 +354,9 @@ def main() -> int:
     try:
         asyncio.run(run())
     finally:
-        print("\nstopping…", flush=True)
+        print("\nstopping…  (Ctrl-C again: stop now)", flush=True)
         sup.stop_all()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the services stop in bounded time: never half-way
         sh(str(ROOT / "scripts" / "services.sh"), "stop")
         (DATA / "run" / "stack.pid").unlink(missing_ok=True)
         print("stopped; `make run` resumes from here.", flush=True)

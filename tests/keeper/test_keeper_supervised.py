@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import configparser
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,35 @@ def test_supervisor_restarts_a_killed_keeper_which_finishes_exactly_once(
         assert len(ops.proposed_events(m)) == 1
     attempts = asyncio.run(fetch(db_dsn, "SELECT tx_id, count(*) AS n FROM keeper.tx_attempts GROUP BY tx_id"))
     assert sorted(a["n"] for a in attempts) == [1] * len(ids)
+
+
+def test_a_second_ctrl_c_while_stopping_kills_the_children_at_once(tmp_path: Path) -> None:
+    """stop_all gives each child time to finish after SIGTERM; a second Ctrl-C meanwhile
+    (KeyboardInterrupt) kills the rest at once instead of ending in a traceback with children and
+    services left running."""
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    )
+    sup = Supervisor(
+        [Child(f"stubborn{i}", [sys.executable, "-c", stubborn]) for i in range(2)], dict(os.environ), log_dir=tmp_path
+    )
+    sup.start_all()
+    deadline = time.monotonic() + 30
+    while not all((tmp_path / f"stubborn{i}.log").read_text().strip() == "up" for i in range(2)):
+        assert time.monotonic() < deadline, "the children did not start"
+        time.sleep(0.05)
+
+    def second_ctrl_c(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, second_ctrl_c)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        sup.stop_all(timeout_s=30.0)  # returns (no KeyboardInterrupt) well before 30 s
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert all(c.proc is not None and c.proc.poll() == -signal.SIGKILL for c in sup.children)
 
 
 def test_supervisor_backs_off_a_child_that_keeps_failing(tmp_path: Path) -> None:
