@@ -20,7 +20,7 @@ import websockets
 from indexer.chain import BlockRef, bloom_may_contain
 from indexer.decode import Log
 from indexer.rpc import Rpc
-from indexer.wire import parse_header
+from indexer.wire import parse_header, parse_log, raw_log_dict
 
 log = structlog.get_logger("indexer.live")
 
@@ -91,4 +91,4 @@ async def tip_logs(rpc: Rpc, header: BlockRef, addresses: Sequence[str], address
     if logs:
         return logs
     # False positives are possible (other contracts' topics), so read the receipts to be sure.
-    return await rpc.receipts_logs(header.hash, addresses)
+    return [parse_log(raw_log_dict(r)) for r in await rpc.confirmed_logs_raw(header, addresses)]

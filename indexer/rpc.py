@@ -54,6 +54,8 @@ __all__ = [
 class Rpc(core_rpc.Rpc):
     """core.rpc.Rpc with the typed calls the indexer makes."""
 
+    no_receipts = False  # set once a provider said eth_getBlockReceipts does not exist
+
     async def header(self, block: int | str, require: bool = False) -> BlockRef | None:
         tag = hex(block) if isinstance(block, int) else block
         h: BlockRef | None = await self.call("eth_getBlockByNumber", [tag, False], require=require, parse=parse_header)
@@ -72,21 +74,33 @@ class Rpc(core_rpc.Rpc):
         return out
 
     async def get_logs_checked(
-        self, from_block: int, to_block: int, addresses: Sequence[str], check: bool = True
+        self,
+        from_block: int,
+        to_block: int,
+        addresses: Sequence[str],
+        check: bool = True,
+        block_hash: bytes | None = None,
     ) -> tuple[list[RawLog], BlockRef | None]:
         """eth_getLogs of a range, sent in ONE HTTP request with eth_getBlockByNumber(to_block): the
         answer counts only when the node that gave it also has to_block (its header is not null), so
         a lagging node behind a load balancer cannot answer "no logs" for blocks it does not have.
         Returns the logs (fields still hex, typed by msgspec) and that header (for the caller's hash
-        check). Retried alone like any call."""
-        params = [{"fromBlock": hex(from_block), "toBlock": hex(to_block), "address": list(addresses)}]
+        check). Retried alone like any call. With `block_hash` (from_block = to_block = its number):
+        eth_getLogs of that block by hash, with eth_getBlockByHash."""
+        hx = None if block_hash is None else "0x" + block_hash.hex()
+        query: dict[str, Any] = (
+            {"fromBlock": hex(from_block), "toBlock": hex(to_block)} if hx is None else {"blockHash": hx}
+        )
+        params = [{**query, "address": list(addresses)}]
+        header_call = (
+            ["eth_getBlockByNumber", [hex(to_block), False]] if hx is None else ["eth_getBlockByHash", [hx, False]]
+        )
+        what = f"eth_getLogs {from_block}..{to_block}" if hx is None else f"eth_getLogs of block {hx}"
         wanted = _wanted(addresses)
         first = self._next_ids(2)
         calls = [{"jsonrpc": "2.0", "id": first, "method": "eth_getLogs", "params": params}]
         if check:
-            calls.append(
-                {"jsonrpc": "2.0", "id": first + 1, "method": "eth_getBlockByNumber", "params": [hex(to_block), False]}
-            )
+            calls.append({"jsonrpc": "2.0", "id": first + 1, "method": header_call[0], "params": header_call[1]})
         body = orjson.dumps(calls if check else calls[0])
 
         async def once(u: Provider) -> tuple[list[RawLog], BlockRef | None]:
@@ -107,9 +121,9 @@ class Rpc(core_rpc.Rpc):
                 raise self._error(logs_elem.error)
             if not isinstance(logs_elem.result, list):
                 raise TransientRpcError(f"eth_getLogs: answer without a list result ({str(logs_elem.result)[:100]})")
-            refused = suspect(logs_elem.result, wanted, from_block, to_block)
+            refused = suspect(logs_elem.result, wanted, from_block, to_block, hx)
             if refused:
-                text = f"eth_getLogs {from_block}..{to_block}: {refused[1]}: not trusted, retrying"
+                text = f"{what}: {refused[1]}: not trusted, retrying"
                 if (u.index, refused[0]) not in _warned:  # once per provider and kind of lie
                     _warned.add((u.index, refused[0]))
                     log.warning("rpc_answer_refused", method="eth_getLogs", provider=u.index, error=text)
@@ -119,7 +133,7 @@ class Rpc(core_rpc.Rpc):
             head = head_elem.result if head_elem is not None else None
             if not isinstance(head, dict):
                 raise TransientRpcError(
-                    f"eth_getLogs {from_block}..{to_block}: the answering node does not have block {to_block}"
+                    f"{what}: the answering node does not have the block"
                     " (lagging behind the load balancer's head): not trusted, retrying"
                 )
             return logs_elem.result, parse_header(head)
@@ -169,6 +183,20 @@ class Rpc(core_rpc.Rpc):
 
     async def receipts_logs(self, block_hash: bytes, addresses: Sequence[str]) -> list[Log]:
         return [parse_log(raw_log_dict(r)) for r in await self.receipts_logs_raw(block_hash, addresses)]
+
+    async def confirmed_logs_raw(self, block: BlockRef, addresses: Sequence[str]) -> list[RawLog]:
+        """Our logs of a block whose bloom says "maybe" but whose eth_getLogs by hash had none, from a
+        node proven to have the block: its receipts (eth_getBlockReceipts), or, from a provider
+        without that method, eth_getLogs by hash sent in one batch with eth_getBlockByHash (null from
+        a node without the block)."""
+        if not self.no_receipts:
+            try:
+                return await self.receipts_logs_raw(block.hash, addresses)
+            except FatalRpcError as exc:  # the method does not exist on this provider
+                self.no_receipts = True
+                log.warning("receipts_unsupported", error=str(exc)[:200], fallback="eth_getLogs + eth_getBlockByHash")
+        logs, _ = await self.get_logs_checked(block.number, block.number, addresses, block_hash=block.hash)
+        return logs
 
     async def receipts_logs_raw(self, block_hash: bytes, addresses: Sequence[str]) -> list[RawLog]:
         """Logs of our addresses read from the block's receipts (the bloom cross-check). A node that

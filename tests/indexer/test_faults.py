@@ -19,6 +19,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from indexer.chain import BlockRef
 from indexer.fetch import dedupe
 from indexer.metrics import Metrics
 from indexer.migrate import SQL_DIR
@@ -256,6 +257,44 @@ async def test_a_provider_that_takes_no_batches_gets_no_log_ranges() -> None:
         async with Rpc([none], 5.0, retry=fast) as rpc:
             with pytest.raises(FatalRpcError, match=r"no provider takes JSON-RPC batches.*\[chain\]\.rpc_urls"):
                 await rpc.get_logs_checked(1, 9, ["0x" + "aa" * 20])
+
+
+async def test_a_provider_without_block_receipts_confirms_by_hash_with_the_block() -> None:
+    """The bloom cross-check reads a block's receipts; a provider without eth_getBlockReceipts
+    (method not found) is asked for eth_getLogs by hash with eth_getBlockByHash in one batch instead,
+    which counts only when the answering node has the block (not fatal, warned once)."""
+    block = BlockRef(9, b"\x11" * 32, b"\x22" * 32, 1, b"")
+    header = {"number": "0x9", "hash": "0x" + "11" * 32, "parentHash": "0x" + "22" * 32, "timestamp": "0x1"}
+    mine = {
+        "address": "0x" + "aa" * 20,
+        "topics": ["0x" + "01" * 32],
+        "data": "0x",
+        "blockNumber": "0x9",
+        "blockHash": "0x" + "11" * 32,
+        "transactionHash": "0x" + "0c" * 32,
+        "logIndex": "0x0",
+    }
+    asked: list[str] = []
+    has_block = [False, True]  # a node without the block answers first, then one with it
+
+    async def handle(request: web.Request) -> web.Response:
+        calls = await request.json()
+        if isinstance(calls, dict):
+            asked.append(calls["method"])
+            error = {"code": -32601, "message": "the method eth_getBlockReceipts does not exist/is not available"}
+            return web.Response(body=orjson.dumps({"jsonrpc": "2.0", "id": calls["id"], "error": error}))
+        asked.append("+".join(c["method"] for c in calls))
+        answers = [[mine], header if has_block.pop(0) else None]
+        body = [{"jsonrpc": "2.0", "id": c["id"], "result": a} for c, a in zip(calls, answers, strict=True)]
+        return web.Response(body=orjson.dumps(body))
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    async with serving(app) as url, Rpc([url], 5.0, retry=RetryPolicy(attempts=5, base=0.001, cap=0.01)) as rpc:
+        logs = await rpc.confirmed_logs_raw(block, ["0x" + "aa" * 20])
+        assert [(r.blockNumber, r.logIndex) for r in logs] == [("0x9", "0x0")]
+        assert rpc.no_receipts
+    assert asked == ["eth_getBlockReceipts", "eth_getLogs+eth_getBlockByHash", "eth_getLogs+eth_getBlockByHash"]
 
 
 async def test_a_providers_range_cap_is_remembered_and_wide_ranges_go_to_the_others() -> None:
