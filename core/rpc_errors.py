@@ -244,5 +244,10 @@ _BATCH_REFUSED = re.compile(
 )
 
 
+_RATE = re.compile(r"rate|per second|throughput|credit|compute units", re.IGNORECASE)
+
+
 def batch_refused(message: str) -> bool:
-    return _BATCH_REFUSED.search(message) is not None
+    """A refusal of the batch's size; not a rate limit that mentions batches ("batch rate limit
+    exceeded"), which is waited out, not answered with more and smaller requests."""
+    return _BATCH_REFUSED.search(message) is not None and _RATE.search(message) is None

@@ -146,3 +146,21 @@ async def test_a_provider_that_caps_batches_gets_batches_that_fit(cap: int, word
     else:
         assert all(isinstance(n, int) and n <= cap for n in sent)
         assert sum(sent) == 40
+
+
+@pytest.mark.parametrize(
+    ("message", "refused"),
+    [
+        ("batch too large", True),
+        ("Batch size too large. Max batch size is 100", True),
+        ("exceeded max batch size of 50", True),
+        ("too many requests in batch", True),
+        ("batch rate limit exceeded", False),
+        ("your app has exceeded its compute units per second capacity (batch)", False),
+        ("execution reverted", False),
+    ],
+)
+def test_a_batch_size_refusal_is_told_from_a_rate_limit(message: str, refused: bool) -> None:
+    from core.rpc_errors import batch_refused
+
+    assert batch_refused(message) is refused
