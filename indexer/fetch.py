@@ -118,9 +118,7 @@ class RangeFetcher:
         again by hash (EIP-234: a node without the block answers an error) and, when still empty,
         from a node proven to have the block (rpc.confirmed_logs_raw: its receipts, or by hash with
         eth_getBlockByHash in one batch): a bloom false positive is accepted only then."""
-        logs = await self.rpc.get_logs_by_hash_raw(header.hash, self.addresses)
-        if not logs:
-            logs = await self.rpc.confirmed_logs_raw(header, self.addresses)
+        logs = await self.rpc.maybe_block_logs_raw(header, self.addresses)
         if logs:
             self.on_split(kind="recovered", block_number=header.number, logs=len(logs))
         return logs

@@ -87,8 +87,5 @@ async def tip_logs(rpc: Rpc, header: BlockRef, addresses: Sequence[str], address
     "maybe" with no logs returned is checked against the receipts, never accepted silently."""
     if not bloom_may_contain(header.bloom, address_bytes):
         return []
-    logs = await rpc.get_logs_by_hash(header.hash, addresses)
-    if logs:
-        return logs
-    # False positives are possible (other contracts' topics), so read the receipts to be sure.
-    return [parse_log(raw_log_dict(r)) for r in await rpc.confirmed_logs_raw(header, addresses)]
+    # False positives are possible (other contracts' topics): none found is confirmed with the node
+    return [parse_log(raw_log_dict(r)) for r in await rpc.maybe_block_logs_raw(header, addresses)]

@@ -28,8 +28,7 @@ from core.rpc_errors import (
     wait_hint,
 )
 from indexer.chain import BlockRef
-from indexer.decode import Log
-from indexer.wire import LOGS_BATCH, LogsElem, RawLog, parse_header, parse_log, raw_log_dict
+from indexer.wire import LOGS_BATCH, LogsElem, RawLog, parse_header, parse_log
 
 log = structlog.get_logger("rpc")
 _warned: set[tuple[int, str]] = set()  # (provider, what was wrong): warned once each
@@ -143,19 +142,24 @@ class Rpc(core_rpc.Rpc):
     def _no_batches(self, u: Provider, message: str) -> RpcError:
         """Provider `u` refused the [eth_getLogs, eth_getBlockByNumber] pair as a batch: its answers
         cannot be proven to come from a node that has the range (docs/indexer.md, Completeness), so
-        it gets no eth_getLogs range; when no provider is left, a configuration error."""
+        it gets no eth_getLogs range (core's provider pick; with none left, a configuration error)."""
         u.batch_cap = 1
-        text = (
+        log.warning("provider_refuses_batches", provider=u.index, error=message[:160])
+        return TransientRpcError(
             f"provider {u.index} refuses JSON-RPC batches ({message[:120]}): eth_getLogs ranges are sent"
             " with eth_getBlockByNumber in one batch of 2, to prove the answering node has the range"
         )
-        if all(p.batch_cap == 1 for p in self._urls):
-            return FatalRpcError(f"{core_rpc.NO_BATCHES} (provider {u.index}: {message[:120]})")
-        log.warning("provider_refuses_batches", provider=u.index, error=message[:160])
-        return TransientRpcError(text + "; the other providers take the ranges")
 
-    async def get_logs_by_hash(self, block_hash: bytes, addresses: Sequence[str]) -> list[Log]:
-        return [parse_log(raw_log_dict(r)) for r in await self.get_logs_by_hash_raw(block_hash, addresses)]
+    async def maybe_block_logs_raw(self, block: BlockRef, addresses: Sequence[str]) -> list[RawLog]:
+        """Our logs of a block whose bloom says they may be there: by hash (EIP-234), and when that
+        finds none, from a node proven to have the block (confirmed_logs_raw), since a node without
+        the block may answer an empty list. Once a provider lacks receipts, the proven read is the
+        only one (the same eth_getLogs by hash, with its block)."""
+        if not self.no_receipts:
+            logs = await self.get_logs_by_hash_raw(block.hash, addresses)
+            if logs:
+                return logs
+        return await self.confirmed_logs_raw(block, addresses)
 
     async def get_logs_by_hash_raw(self, block_hash: bytes, addresses: Sequence[str]) -> list[RawLog]:
         """EIP-234: a node that does not have the block answers an error, which is retried; so is a
@@ -171,18 +175,12 @@ class Rpc(core_rpc.Rpc):
                 raise TransientRpcError(
                     f"eth_getLogs of block {hx}: malformed log object from the node: {exc}"
                 ) from None
-            refused = suspect(logs, wanted, block_hash=hx)
-            if refused:
-                raise TransientRpcError(f"eth_getLogs of block {hx}: {refused[1]}: not trusted")
-            return logs
+            return _of_block(logs, wanted, hx, "eth_getLogs")
 
         logs: list[RawLog] = await self.call(
             "eth_getLogs", [{"blockHash": hx, "address": list(addresses)}], require=True, parse=checked
         )
         return logs
-
-    async def receipts_logs(self, block_hash: bytes, addresses: Sequence[str]) -> list[Log]:
-        return [parse_log(raw_log_dict(r)) for r in await self.receipts_logs_raw(block_hash, addresses)]
 
     async def confirmed_logs_raw(self, block: BlockRef, addresses: Sequence[str]) -> list[RawLog]:
         """Our logs of a block whose bloom says "maybe" but whose eth_getLogs by hash had none, from a
@@ -213,13 +211,18 @@ class Rpc(core_rpc.Rpc):
                             out.append(msgspec.convert(raw, RawLog))
             except (AttributeError, KeyError, TypeError, msgspec.ValidationError) as exc:
                 raise TransientRpcError(f"eth_getBlockReceipts of block {hx}: malformed answer ({exc})") from None
-            refused = suspect(out, wanted, block_hash=hx)
-            if refused:
-                raise TransientRpcError(f"eth_getBlockReceipts of block {hx}: {refused[1]}: not trusted")
-            return out
+            return _of_block(out, wanted, hx, "eth_getBlockReceipts")
 
         logs: list[RawLog] = await self.call("eth_getBlockReceipts", [hx], require=True, parse=checked)
         return logs
+
+
+def _of_block(logs: list[RawLog], wanted: frozenset[str], hx: str, method: str) -> list[RawLog]:
+    """`logs`, read by block hash `hx`, when none is suspect; else a TransientRpcError (asked again)."""
+    refused = suspect(logs, wanted, block_hash=hx)
+    if refused:
+        raise TransientRpcError(f"{method} of block {hx}: {refused[1]}: not trusted")
+    return logs
 
 
 def _wanted(addresses: Sequence[str]) -> frozenset[str]:
