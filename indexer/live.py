@@ -19,7 +19,7 @@ import websockets
 
 from indexer.chain import BlockRef, bloom_may_contain
 from indexer.decode import Log
-from indexer.rpc import Rpc
+from indexer.rpc import Rpc, TransientRpcError
 from indexer.wire import parse_header, parse_log, raw_log_dict
 
 log = structlog.get_logger("indexer.live")
@@ -34,9 +34,39 @@ class HeadWatcher:
         self.latest: BlockRef | None = None
         self.event = asyncio.Event()
         self.connected = False
+        self.malformed = 0  # messages skipped (neither JSON nor a block object)
 
     def take(self, number: int) -> BlockRef | None:
         return self.headers.get(number)
+
+    def announced(self, raw: str | bytes) -> None:
+        """One websocket message. A malformed one is skipped (warned once): the node's fault, and the
+        indexer's poll reads the head anyway. Kept bounded whatever the node sends: the headers of the
+        `window` numbers up to the latest announced, and `2 * window` arrival times."""
+        try:
+            msg = orjson.loads(raw)
+            if not isinstance(msg, dict):
+                raise TypeError(f"a JSON {type(msg).__name__}, not an object")
+            params = msg.get("params")
+            if not params:
+                return  # a message that is not a notification (an answer, a keep-alive)
+            h = parse_header(params["result"])
+        except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError, TransientRpcError) as exc:
+            self.malformed += 1
+            if self.malformed == 1:
+                log.warning("newheads_malformed", error=f"{type(exc).__name__}: {exc}"[:200], message=str(raw)[:200])
+            return
+        if h.hash in self.arrived:
+            return  # announced already: no new wake-up
+        self.arrived[h.hash] = time.perf_counter()
+        self.headers[h.number] = h
+        self.latest = h  # the node's head now, lower than before on a reorg to a shorter chain
+        for n in [n for n in self.headers if n > h.number or n <= h.number - self.window]:
+            del self.headers[n]  # above the head: a fork the node left; below the window: done with
+        if len(self.arrived) > self.window * 2:
+            for k in list(self.arrived)[: self.window]:
+                del self.arrived[k]
+        self.event.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.5
@@ -56,21 +86,7 @@ class HeadWatcher:
                     delay = 0.5
                     log.info("newheads_subscribed")
                     async for raw in ws:
-                        msg = orjson.loads(raw)
-                        params = msg.get("params")
-                        if not params:
-                            continue
-                        h = parse_header(params["result"])
-                        self.arrived[h.hash] = time.perf_counter()
-                        self.headers[h.number] = h
-                        if self.latest is None or h.number >= self.latest.number or h.number < self.latest.number:
-                            self.latest = h
-                        for n in [n for n in self.headers if n < h.number - self.window]:
-                            del self.headers[n]
-                        if len(self.arrived) > self.window * 2:
-                            for k in list(self.arrived)[: self.window]:
-                                del self.arrived[k]
-                        self.event.set()
+                        self.announced(raw)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # network errors of any kind: reconnect
