@@ -17,6 +17,7 @@ import structlog
 import uvicorn
 from starlette.applications import Starlette
 
+from api import connections
 from api.app import create_app
 from api.settings import Settings, load_settings
 from core.config import ConfigError, load_config
@@ -99,6 +100,12 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "proxy_headers": False,
         "timeout_graceful_shutdown": max(1, round(a.shutdown_timeout_s)),
         "timeout_keep_alive": 5,
+        "http": connections.protocol(
+            connections.Limits(
+                a.head_timeout_s, a.max_head_bytes, a.max_connections_per_ip, a.max_connections, a.forwarded_allow_ips
+            )
+        ),
+        "ws": "none",  # the feed has its own port; no upgrade path around the limits above
     }
 
 

@@ -48,8 +48,20 @@ from api.params import parse
 from api.ratelimit import SIGNIN, RateLimiter, exempt
 from api.routes import ENDPOINTS, system
 from api.settings import Settings
+from core.numbers import whole_number
 
 log = structlog.get_logger("api")
+
+# A database restarting, failing over, out of connections or conflicting with a replica's
+# replay: 503 + Retry-After (the request may be retried), never a 500.
+DB_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,  # the connection is gone
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full, out of memory
+    asyncpg.exceptions.TransactionRollbackError,  # serialization failure on a hot standby, deadlock
+    OSError,
+)
 
 SECURITY_HEADERS = [
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
@@ -139,7 +151,8 @@ class Edge:
             )
             scope["gl_client_ip"] = ip
             limit = self.rt.settings.api.max_body_bytes
-            if length is not None and (not length.isdigit() or int(length) > limit):
+            size = None if length is None else whole_number(length.decode("latin-1"))
+            if length is not None and (size is None or size > limit):
                 await self._error(
                     scope,
                     send_wrapped,
@@ -273,9 +286,10 @@ def _chain(state: State, query: list[tuple[str, str]]) -> int | None:
     if not values:
         return None
     served = state.settings.chains
-    if len(values) > 1 or not values[0].isdigit() or int(values[0]) not in served:
+    chain = whole_number(values[0]) if len(values) == 1 else None
+    if chain is None or chain not in served:
         raise ValidationFailed([FieldError("chainId", f"one of {', '.join(map(str, served))}, given once")])
-    return int(values[0])
+    return chain
 
 
 def _route(ep: Endpoint, rt: Runtime) -> Route:
@@ -299,7 +313,14 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
                 raise ApiError(403, "Admin role required", [FieldError("Authorization", "token lacks the admin role")])
         body: Any = None
         if ep.body is not None:
-            raw = await request.body()
+            body_s = state.settings.api.body_timeout_s
+            try:
+                async with asyncio.timeout(body_s):  # a body trickled byte by byte holds a task and a socket
+                    raw = await request.body()
+            except TimeoutError:
+                raise ApiError(
+                    408, "Request body too slow", [FieldError("body", f"must arrive within {body_s} s")]
+                ) from None
             ctype = request.headers.get("content-type", "").split(";")[0].strip()
             if raw and ctype != "application/json":
                 raise ApiError(
@@ -330,14 +351,23 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
         pool = state.write_pool if ep.db == "write" else state.read_pool
         a = state.settings.api
         retry = {"Retry-After": str(a.retry_after_s)}
+        acquired = False
         try:
             # One connection per request, waited for at most pool_acquire_timeout_s; the context
-            # manager returns it on every exit, cancellation included.
-            async with pool.acquire(timeout=a.pool_acquire_timeout_s) as conn:
-                ctx = Ctx(request, state, conn, params, user, body, chain)
-                as_of = await fetch_as_of(conn, ctx.chain_id)
-                out = await ep.handler(ctx)
+            # manager returns it on every exit, cancellation included. Its queries are bounded by
+            # the pool's command_timeout (statement_timeout + a margin): a database that stops
+            # answering (black-holed, paused) gets a 503, not a request hanging for TCP's minutes.
+            # The whole exchange is bounded too: returning a connection after a timeout resets it,
+            # which waits on the same silent database (asyncpg terminates it when cancelled).
+            async with asyncio.timeout(a.pool_acquire_timeout_s + 2 * a.db_answer_s):
+                async with pool.acquire(timeout=a.pool_acquire_timeout_s) as conn:
+                    acquired = True
+                    ctx = Ctx(request, state, conn, params, user, body, chain)
+                    as_of = await fetch_as_of(conn, ctx.chain_id)
+                    out = await ep.handler(ctx)
         except TimeoutError:
+            if acquired:
+                raise ApiError(503, "database did not answer in time", headers=retry) from None
             state.metrics.pool_timeouts.labels(ep.db).inc()
             raise ApiError(
                 503,
@@ -347,7 +377,8 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
             ) from None
         except asyncpg.QueryCanceledError:
             raise ApiError(503, "query timed out; narrow the filters", headers=retry) from None
-        except (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError, OSError):
+        except DB_UNAVAILABLE as exc:
+            log.warning("database_unavailable", path=ep.path, error=f"{type(exc).__name__}: {exc}"[:200])
             raise ApiError(503, "database unavailable", headers=retry) from None
         status = int(out.pop("__status__", 200))
         out["asOf"] = as_of
@@ -393,10 +424,18 @@ async def _pool(
     max_size: int,
     server_settings: dict[str, str],
     close_timeout_s: float,
+    command_timeout_s: float,
 ) -> asyncpg.Pool:
-    """A pool whose close is bounded: connections still checked out after close_timeout_s are
-    terminated rather than waited for."""
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, server_settings=server_settings)
+    """A pool whose queries give up after command_timeout_s on the client side (a database that
+    stopped answering never cancels anything itself), and whose close is bounded: connections still
+    checked out after close_timeout_s are terminated rather than waited for."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings=server_settings,
+        command_timeout=command_timeout_s,
+    )
 
     async def close() -> None:
         try:
@@ -425,14 +464,21 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
         if a.db_role:
             server_settings["role"] = a.db_role
         read_only = {**server_settings, "default_transaction_read_only": "on"}
+        answer_s = a.db_answer_s
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
-            read_pool = await _pool(stack, settings.read_dsn, a.pool_min, a.pool_max, read_only, a.shutdown_timeout_s)
-            write_pool = await _pool(stack, settings.dsn, 1, a.write_pool_max, server_settings, a.shutdown_timeout_s)
+            read_pool = await _pool(
+                stack, settings.read_dsn, a.pool_min, a.pool_max, read_only, a.shutdown_timeout_s, answer_s
+            )
+            write_pool = await _pool(
+                stack, settings.dsn, 1, a.write_pool_max, server_settings, a.shutdown_timeout_s, answer_s
+            )
             # the feed's replays read pages on their own pool: a crowd of resuming feed clients
             # never takes a connection from an HTTP request
-            feed_pool = await _pool(stack, settings.read_dsn, 0, a.feed_pool_max, read_only, a.shutdown_timeout_s)
+            feed_pool = await _pool(
+                stack, settings.read_dsn, 0, a.feed_pool_max, read_only, a.shutdown_timeout_s, answer_s
+            )
         except BaseException:
             await stack.aclose()
             raise

@@ -30,6 +30,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from api.settings import Settings
+from core.numbers import whole_number
 
 if TYPE_CHECKING:
     from api.context import Conn
@@ -136,8 +137,9 @@ def parse_siwe(text: str) -> SiweMessage:
             raise SiweError(f"missing field {need}")
     if values["version"] != "1":
         raise SiweError("Version must be 1")
-    if not values["chain_id"].isdigit():
-        raise SiweError("Chain ID must be an integer")
+    chain_id = whole_number(values["chain_id"])
+    if chain_id is None:
+        raise SiweError("Chain ID must be a whole number (ASCII digits)")
     if not re.fullmatch(r"[A-Za-z0-9]{8,64}", values["nonce"]):
         raise SiweError("Nonce must be 8+ alphanumeric characters")
     return SiweMessage(
@@ -146,7 +148,7 @@ def parse_siwe(text: str) -> SiweMessage:
         statement=statement,
         uri=values["uri"],
         version="1",
-        chain_id=int(values["chain_id"]),
+        chain_id=chain_id,
         nonce=values["nonce"],
         issued_at=_time(values["issued_at"], "Issued At"),
         expiration_time=_time(values["expiration_time"], "Expiration Time") if "expiration_time" in values else None,

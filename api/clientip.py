@@ -19,7 +19,7 @@ def networks(specs: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(s.strip(), strict=False) for s in specs)
 
 
-def _trusted(host: str, trusted: tuple[Network, ...]) -> bool:
+def is_trusted(host: str, trusted: tuple[Network, ...]) -> bool:
     try:
         addr = ipaddress.ip_address(host.strip().strip("[]"))
     except ValueError:
@@ -30,13 +30,27 @@ def _trusted(host: str, trusted: tuple[Network, ...]) -> bool:
 def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
     """The client's address: the peer, unless the peer is a trusted proxy and says otherwise."""
     ip = peer or "unknown"
-    if not trusted or forwarded_for is None or not _trusted(ip, trusted):
+    if not trusted or forwarded_for is None or not is_trusted(ip, trusted):
         return ip
     for hop in reversed(forwarded_for.split(",")):
         hop = hop.strip()
         if not hop:
             continue
-        if not _trusted(hop, trusted):
+        if not is_trusted(hop, trusted):
             return hop[:64]
         ip = hop
     return ip  # every hop was a trusted proxy: the left-most of them
+
+
+def address_key(ip: str) -> str:
+    """The key that caps and limits count a client by: its address, or for IPv6 its /64 (the least
+    a host is given: a per-address key would let one host rotate through 2^64 of them)."""
+    try:
+        addr = ipaddress.ip_address(ip.strip().strip("[]"))
+    except ValueError:
+        return ip[:64]
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)

@@ -53,10 +53,11 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from api import auth
-from api.clientip import Network, client_ip
+from api.clientip import Network, address_key, client_ip
 from api.metrics import Metrics
 from api.outbox import encode_row
 from api.settings import Settings
+from core.numbers import whole_number
 
 log = structlog.get_logger("api.feed")
 
@@ -300,10 +301,12 @@ class Hub:
     # ---------------------------------------------------------------- connections
 
     def _peer(self, ws: ServerConnection, request: Request | None) -> str:
+        """The client's address key (api.clientip.address_key: an IPv6 host counts per /64)."""
         remote = ws.remote_address
         peer = str(remote[0]) if remote else None
-        forwarded = request.headers.get("X-Forwarded-For") if request is not None else None
-        return client_ip(peer, forwarded, self.trusted)
+        # Several X-Forwarded-For headers are one list (RFC 9110 5.3); .get() would raise on them.
+        hops = request.headers.get_all("X-Forwarded-For") if request is not None else []
+        return address_key(client_ip(peer, ", ".join(hops) if hops else None, self.trusted))
 
     def share(self, others: Sequence[Hub]) -> None:
         """Serves `others` (other chains) from this hub's server: ws://…/?chainId=N picks one; the
@@ -318,7 +321,8 @@ class Hub:
         values = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("chainId")
         if not values:
             return self
-        return self.hubs.get(int(values[0])) if values[0].isdigit() else None
+        chain = whole_number(values[0])
+        return None if chain is None else self.hubs.get(chain)
 
     def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         """Handshake: refuses an unknown chain (400) and an address over its connection cap (429)
@@ -326,6 +330,8 @@ class Hub:
         if self.route(request.path) is None:
             served = ", ".join(str(c) for c in self.hubs)
             return ws.respond(HTTPStatus.BAD_REQUEST, f"chainId must be one of {served}\n")
+        if len(request.headers.get_all("Authorization")) > 1:
+            return ws.respond(HTTPStatus.BAD_REQUEST, "send at most one Authorization header\n")
         ip = self._peer(ws, request)
         if self.per_ip.get(ip, 0) >= self.max_per_ip:
             self.metrics.feed_refused.labels("per_ip").inc()
@@ -344,7 +350,7 @@ class Hub:
         ip = self._peer(ws, ws.request)
         c = Client(ws, self.queue_max, ip, Bucket(self.frames_per_s, self.frame_burst, time.monotonic()))
         if ws.request is not None:
-            token = auth.bearer(ws.request.headers.get("Authorization"))
+            token = auth.bearer(next(iter(ws.request.headers.get_all("Authorization")), None))
             principal = auth.decode_token(self.settings, token) if token else None
             c.address = principal.address if principal else None
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1

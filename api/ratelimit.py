@@ -21,6 +21,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from api.clientip import address_key
 from api.metrics import Metrics
 
 EXEMPT = ("/health", "/ready", "/metrics", "/")
@@ -82,14 +83,16 @@ class RateLimiter:
         self.enabled = enabled and client is not None
 
     async def check(self, ip: str, user: str | None) -> Verdict | None:
-        """None = unlimited (disabled, or Redis unreachable)."""
+        """None = unlimited (disabled, or Redis unreachable). `ip` counts by its address_key (an IPv6
+        host by its /64, which it can rotate through)."""
+        ip = address_key(ip)
         if user:
             return await self._count((f"u:{user}", self.per_user), (f"ipu:{ip}", self.per_user))
         return await self._count((f"ip:{ip}", self.per_ip))
 
     async def check_signin(self, ip: str) -> Verdict | None:
         """The sign-in budget of an IP (nonce, verify, refresh), on top of check()."""
-        return await self._count((f"signin:{ip}", self.per_ip_signin))
+        return await self._count((f"signin:{address_key(ip)}", self.per_ip_signin))
 
     async def _count(self, *buckets: tuple[str, int]) -> Verdict | None:
         """Counts one request in every bucket (one round trip); the verdict of the tightest."""

@@ -53,6 +53,11 @@ class ApiSection:
     forwarded_allow_ips: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 65536
+    body_timeout_s: float = 10.0  # a request body must arrive within this (408 otherwise)
+    head_timeout_s: float = 10.0  # a request's line and headers must arrive within this, or the connection is cut
+    max_head_bytes: int = 16384  # request line + headers larger than this: 431, connection closed
+    max_connections_per_ip: int = 64  # open HTTP connections per client (IPv6: per /64; forwarded_allow_ips exempt)
+    max_connections: int = 4096  # open HTTP connections in all (per worker); beyond, new ones are closed
     jwt_secret_file: str = ""
     jwt_ttl_s: int = 900  # access tokens are short-lived; renew with POST /v1/auth/refresh
     signin_rate_limit: int = 10  # nonce + verify + refresh requests per IP per rate-limit window
@@ -78,6 +83,12 @@ class ApiSection:
     web_enabled: bool = True  # the reference page at / (api/static)
     public_feed_url: str = ""  # the feed's address as browsers reach it; "" = ws://<page's host>:feed_port
     agg_max_age_s: int = 900  # keeper aggregates (agg.*) older than this are ignored (live SQL instead)
+
+    @property
+    def db_answer_s(self) -> float:
+        """How long a query may wait for the database's answer on the client side: the server's
+        statement_timeout answers first when the server is there to answer."""
+        return self.statement_timeout_ms / 1000 + 2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -142,7 +153,17 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
             raise ConfigError(
                 f"api.forwarded_allow_ips[{i}] must be an IP address or CIDR (e.g. 10.0.0.0/8), got {net!r}"
             ) from None
-    for key in ("pool_acquire_timeout_s", "shutdown_timeout_s", "feed_replay_stall_s", "feed_frames_per_s"):
+    for key in (
+        "pool_acquire_timeout_s",
+        "shutdown_timeout_s",
+        "feed_replay_stall_s",
+        "feed_frames_per_s",
+        "body_timeout_s",
+        "head_timeout_s",
+        "max_head_bytes",
+        "max_connections_per_ip",
+        "max_connections",
+    ):
         if getattr(api, key) <= 0:
             raise ConfigError(f"api.{key} must be positive")
     if api.jwt_ttl_s < 60 or api.jwt_ttl_s > 86400:

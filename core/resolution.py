@@ -30,6 +30,7 @@ from eth_abi.abi import decode, encode
 from eth_utils.crypto import keccak
 
 from core.contracts import load_abi
+from core.numbers import whole_number
 
 OUTCOMES = {"no": 0, "yes": 1, "invalid": 2}  # the contract's enum (OpinionMarket.Outcome)
 OUTCOME_NAMES = {v: k for k, v in OUTCOMES.items()}
@@ -84,10 +85,10 @@ def parse_market_id(value: Any, field: str = "market_id") -> int:
     if isinstance(value, bool):
         raise RequestError(field, f"must be a whole number, got {value!r}")
     if isinstance(value, str):
-        text = value.strip()
-        if not text.lstrip("-").isdigit():
+        number = whole_number(value, negative=True)
+        if number is None:
             raise RequestError(field, f"must be a whole number, got {value!r}")
-        value = int(text)
+        value = number
     if not isinstance(value, int):
         raise RequestError(field, f"must be a whole number, got {value!r}")
     if value < 0:
@@ -133,8 +134,8 @@ def parse_comparison(value: Any, field: str = "op") -> str:
 
 def parse_threshold(value: Any, field: str = "threshold") -> int:
     """An int256 in the feed's own decimals (AggregatorV3 answers are signed)."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
+    if isinstance(value, str) and (number := whole_number(value, negative=True)) is not None:
+        value = number
     if isinstance(value, bool) or not isinstance(value, int):
         raise RequestError(field, f"must be a whole number in the feed's decimals, got {value!r}")
     if not -INT256 <= value < INT256:

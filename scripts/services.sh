@@ -44,6 +44,9 @@ start_pg() {
     as_pg "$bin/initdb" -D "$dir/data" -A trust -U guesslyfe --no-sync -E UTF8 --locale=C.UTF-8 >"$DATA/log/initdb.log"
   fi
   if as_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then log "pg already running on $p"; return; fi
+  if "$bin/pg_isready" -q -h 127.0.0.1 -p "$p"; then
+    log "pg: another cluster (another checkout's) already serves 127.0.0.1:$p; using it"; return
+  fi
   as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $p -k $dir/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=512MB" start >/dev/null
   for _ in $(seq 50); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$p" && break; sleep 0.2; done
@@ -65,10 +68,12 @@ redis_bin() {
 }
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+listening() { python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 0.5)" 2>/dev/null; }
 
 start_redis() {
   local p; p=$(port redis_port)
   if alive "$DATA/run/redis.pid"; then log "redis already running on $p"; return; fi
+  if listening "$p"; then log "redis: another server (another checkout's) already serves 127.0.0.1:$p; using it"; return; fi
   mkdir -p "$DATA/redis"
   "$(redis_bin)" --bind 127.0.0.1 --port "$p" --daemonize yes --dir "$DATA/redis" \
     --pidfile "$DATA/run/redis.pid" --logfile "$DATA/log/redis.log" --save "" --appendonly no

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from api import connections
 from api.context import as_of_json
 from api.encode import JSONBody
 from api.errors import FieldError, error_response
@@ -125,7 +126,8 @@ def routes(rt: Runtime) -> list[Route]:
 
     async def metrics(request: Request) -> Response:
         request.scope["gl_route"] = "/metrics"
-        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(rt.metrics.registry) + generate_latest(connections.REGISTRY)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request) -> Response:
         request.scope["gl_route"] = "/openapi.json"

@@ -1,0 +1,160 @@
+"""The HTTP port against slow and greedy clients, below the app: uvicorn's httptools protocol with
+the limits it lacks (uvicorn 0.54 arms no timer until a first response, and keeps every header).
+
+- A request's line and headers must arrive within `head_timeout_s` of the connection opening, of its
+  first byte, or of the previous response (a slowloris client, a socket that sends nothing, CRLFs
+  trickled to dodge the keep-alive timer): then the connection is closed (`api_connections_cut`).
+- They may take at most `max_head_bytes`: beyond, 431 and the connection is closed.
+- At most `max_per_ip` open connections per client address (an IPv6 client counts per /64, the
+  least any host owns) and `max_total` in all; beyond, the new connection is closed at once. The
+  proxies in `api.forwarded_allow_ips` carry everyone's connections and are not capped per address.
+
+The app's own limits (body size, rate limits, pool timeouts) start once the head is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import weakref
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from api.clientip import Network, address_key, is_trusted, networks
+
+log = structlog.get_logger("api.connections")
+
+# Per server (uvicorn's ServerState): open connections per address key.
+_OPEN: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+# Below the app, so per process rather than per app registry; /metrics serves both.
+REGISTRY = CollectorRegistry()
+CUT = Counter(
+    "api_connections_cut_total",
+    "HTTP connections closed below the app",
+    ["reason"],  # head_timeout | head_too_large | connections_per_ip | connections_total
+    registry=REGISTRY,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    head_timeout_s: float
+    max_head_bytes: int
+    max_per_ip: int
+    max_total: int
+    trusted: tuple[str, ...] = ()  # the proxies (api.forwarded_allow_ips): not capped per address
+
+    @functools.cached_property
+    def proxies(self) -> tuple[Network, ...]:
+        return networks(self.trusted)
+
+
+def protocol(limits: Limits) -> Any:
+    """What uvicorn.Config(http=...) takes: a picklable factory (workers > 1 start by spawn)."""
+    return functools.partial(GuardedHttp, limits=limits)
+
+
+class GuardedHttp(HttpToolsProtocol):
+    def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.head_bytes = 0
+        self.in_head = False  # a request's line or headers begun and not complete
+        self.too_large = False
+        self.key: str | None = None  # the address key counted in _OPEN
+
+    # ---------------------------------------------------------------- connection caps
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        open_ = _OPEN.setdefault(self.server_state, {})
+        peer = self.client[0] if self.client else "unknown"
+        if len(self.connections) > self.limits.max_total:
+            self._refuse("connections_total", peer)
+            return
+        if not is_trusted(peer, self.limits.proxies):
+            key = address_key(peer)
+            if open_.get(key, 0) >= self.limits.max_per_ip:
+                self._refuse("connections_per_ip", peer)
+                return
+            open_[key] = open_.get(key, 0) + 1
+            self.key = key
+        self._arm()
+
+    def _refuse(self, reason: str, peer: str) -> None:
+        CUT.labels(reason).inc()
+        log.warning("connection_refused", reason=reason, client=peer, open=len(self.connections))
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+        if self.key is not None:
+            open_ = _OPEN.get(self.server_state, {})
+            left = open_.get(self.key, 1) - 1
+            if left > 0:
+                open_[self.key] = left
+            else:
+                open_.pop(self.key, None)
+            self.key = None
+        super().connection_lost(exc)
+
+    # ---------------------------------------------------------------- the head's deadline
+
+    def _arm(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+        self.head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_deadline)
+
+    def _head_deadline(self) -> None:
+        self.head_timer = None
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if self.in_head or not busy:  # a head still arriving, or nothing asked since the last answer
+            CUT.labels("head_timeout").inc()
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.in_head, self.head_bytes = True, 0
+        self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count(self, n: int) -> None:
+        self.head_bytes += n
+        if self.head_bytes > self.limits.max_head_bytes:
+            self.too_large = True
+            raise ValueError("request head too large")  # the parser stops; uvicorn answers send_400_response
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()  # the next request's head, if any, within the deadline
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.too_large:
+            super().send_400_response(msg)
+            return
+        CUT.labels("head_too_large").inc()
+        body = f"request line and headers larger than {self.limits.max_head_bytes} bytes".encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        )
+        self.transport.close()

@@ -1,0 +1,156 @@
+"""The HTTP port below the app (api/connections.py), against a real uvicorn server started with the
+production options (api.__main__.server_options): slow heads are cut, oversized ones refused with
+431, open connections capped per address, slow bodies answered 408 — while a slow answer to a
+complete request is never cut."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+import uvicorn
+
+from api.__main__ import server_options
+from api.app import Runtime, create_app
+from api.clientip import address_key
+from api.settings import Settings
+from tests.api.conftest import make_settings
+from tests.chain import free_port
+
+pytestmark = [pytest.mark.pg, pytest.mark.redis]
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[Runtime, int]]:
+    app = create_app(settings, serve_feed=False)
+    server = uvicorn.Server(uvicorn.Config(app, **server_options(settings)))
+    task = asyncio.create_task(server.serve())
+    rt: Runtime = app.state.runtime
+    try:
+        for _ in range(1500):  # 30 s
+            if (server.started and rt.state is not None) or task.done():
+                break
+            await asyncio.sleep(0.02)
+        assert server.started, "uvicorn did not start"
+        yield rt, settings.api.port
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(30):
+            await task
+
+
+def guarded(db_dsn: str, redis_url: str, **api: object) -> Settings:
+    return make_settings(db_dsn, redis_url, **{"port": free_port(), "head_timeout_s": 1.0, **api})
+
+
+async def closed_by_server(reader: asyncio.StreamReader, within: float = 15.0) -> bytes:
+    """Everything the server sent until it closed the connection (fails if it never does)."""
+    out = b""
+    async with asyncio.timeout(within):
+        while chunk := await reader.read(65536):
+            out += chunk
+    return out
+
+
+async def get(port: int, path: str = "/v1/stats") -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    answer = await closed_by_server(reader)
+    writer.close()
+    return int(answer.split(b" ", 2)[1])
+
+
+async def cuts(port: int) -> dict[str, float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    text = (await closed_by_server(reader)).decode()
+    writer.close()
+    return {m[0]: float(m[1]) for m in re.findall(r'api_connections_cut_total\{reason="(\w+)"\} (\S+)', text)}
+
+
+async def test_heads_that_never_complete_are_cut_and_complete_ones_are_not(db_dsn: str, redis_url: str) -> None:
+    async with serving(guarded(db_dsn, redis_url, pool_max=1, pool_acquire_timeout_s=3.0)) as (rt, port):
+        before = (await cuts(port)).get("head_timeout", 0)
+        silent = await asyncio.open_connection("127.0.0.1", port)  # connects, sends nothing
+        loris = await asyncio.open_connection("127.0.0.1", port)
+        loris[1].write(b"GET /v1/stats HTTP/1.1\r\nHost: t\r\n")
+        kept = await asyncio.open_connection("127.0.0.1", port)  # a response, then CRLFs trickled
+        kept[1].write(b"GET /v1/stats HTTP/1.1\r\nHost: t\r\n\r\n")
+
+        async def trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
+            with contextlib.suppress(ConnectionError):
+                for _ in range(100):
+                    await asyncio.sleep(0.2)
+                    writer.write(data)
+                    await writer.drain()
+
+        tasks = [
+            asyncio.create_task(trickle(loris[1], b"X-Slow: 1\r\n")),
+            asyncio.create_task(trickle(kept[1], b"\r\n")),
+        ]
+        assert await closed_by_server(silent[0]) == b""
+        assert await closed_by_server(loris[0]) == b""
+        assert b"HTTP/1.1 200" in await closed_by_server(kept[0])  # answered, then cut while idle
+        for t in tasks:
+            t.cancel()
+        assert (await cuts(port))["head_timeout"] >= before + 3
+
+        # A complete request whose answer takes longer than the head deadline is not cut: the only
+        # read connection is held here, so it waits the 3 s acquire timeout and answers 503.
+        assert rt.state is not None
+        async with rt.state.read_pool.acquire():
+            assert await get(port, "/v1/markets?limit=13") == 503  # not cached: needs a connection
+        assert await get(port) == 200
+
+
+async def test_a_head_larger_than_the_cap_is_refused_with_431(db_dsn: str, redis_url: str) -> None:
+    async with serving(guarded(db_dsn, redis_url, max_head_bytes=4096)) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /v1/stats HTTP/1.1\r\nHost: t\r\n" + b"X-Pad: " + b"a" * 5000 + b"\r\n\r\n")
+        answer = await closed_by_server(reader)
+        assert answer.startswith(b"HTTP/1.1 431 ")
+        assert b"larger than 4096 bytes" in answer
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # a long URL counts too
+        writer.write(b"GET /v1/stats?x=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert (await closed_by_server(reader)).startswith(b"HTTP/1.1 431 ")
+        assert await get(port) == 200
+        assert (await cuts(port))["head_too_large"] >= 2
+
+
+async def test_open_connections_are_capped_per_address(db_dsn: str, redis_url: str) -> None:
+    async with serving(guarded(db_dsn, redis_url, max_connections_per_ip=4, head_timeout_s=30.0)) as (_, port):
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+        await asyncio.sleep(0.2)  # the server has counted them
+        extra = await asyncio.open_connection("127.0.0.1", port)
+        assert await closed_by_server(extra[0], within=5) == b""  # closed at once, nothing sent
+        held.pop()[1].close()
+        await asyncio.sleep(0.2)
+        assert await get(port) == 200  # a slot freed is a slot usable
+        for _, w in held:
+            w.close()
+        await asyncio.sleep(0.2)
+        assert [await get(port) for _ in range(6)] == [200] * 6  # sequential ones never hit the cap
+
+
+async def test_a_body_that_trickles_is_answered_408(db_dsn: str, redis_url: str) -> None:
+    async with serving(guarded(db_dsn, redis_url, body_timeout_s=1.0, head_timeout_s=30.0)) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /v1/auth/nonce HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\nConnection: close\r\n\r\n{"
+        )
+        answer = await closed_by_server(reader)
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert b"must arrive within 1.0 s" in answer
+
+
+def test_clients_are_counted_by_address_and_ipv6_hosts_by_their_64() -> None:
+    assert address_key("203.0.113.9") == "203.0.113.9"
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:ffff:1:2:3") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("::ffff:203.0.113.9") == "203.0.113.9"
+    assert address_key("[2001:db8::1]") == "2001:db8::/64"
+    assert address_key("unknown") == "unknown"
