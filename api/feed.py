@@ -77,6 +77,13 @@ SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS 
  LIMIT 500
 """
 MIN_SEQ_SQL = "SELECT min(seq) FROM idx.outbox WHERE chain_id = $1"
+BACKLOG_SQL = """
+SELECT count(*) FROM (SELECT 1 FROM idx.outbox
+                       WHERE chain_id = $1 AND seq > $2 AND seq <= $3
+                         AND (rooms && $4::text[] OR event = ANY($5::text[]))
+                       LIMIT $6) AS b
+"""
+RELOAD = "you are not subscribed: reload state over HTTP (asOf says the block), then subscribe without since"
 HEADS_SQL = "SELECT safe_block, finalized_block FROM idx.chain_heads WHERE chain_id = $1"
 
 Item = tuple[int | None, bytes]
@@ -443,13 +450,7 @@ class Hub:
             rooms.append(n)
         rooms = list(dict.fromkeys(rooms))
         if op == "unsubscribe":
-            for r in rooms:
-                c.rooms.discard(r)
-                members = self.rooms.get(r)
-                if members is not None:
-                    members.discard(c)
-                    if not members:
-                        del self.rooms[r]
+            self._leave(c, rooms)
             return self._reply(c, _msg(type="unsubscribed", rooms=rooms, seq=self.head_seq))
         since = msg.get("since")
         if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
@@ -473,6 +474,15 @@ class Hub:
         await self._replay(c, since, target, sorted(c.rooms))
         return None
 
+    def _leave(self, c: Client, rooms: list[str]) -> None:
+        for r in rooms:
+            c.rooms.discard(r)
+            members = self.rooms.get(r)
+            if members is not None:
+                members.discard(c)
+                if not members:
+                    del self.rooms[r]
+
     def _on_auth(self, c: Client, msg: dict[str, Any]) -> None:
         token = msg.get("token")
         unknown = sorted(set(msg) - {"op", "token"})
@@ -492,12 +502,20 @@ class Hub:
         return self._reply(c, _msg(type="authenticated", address=principal.address))
 
     async def _replay(self, c: Client, since: int, target: int, rooms: list[str]) -> None:
+        """Events (since, target] of `rooms` in order, then `replayed`, then the live ones held
+        meanwhile. A replay that cannot be complete (pruned, too long, the database unavailable)
+        sends its error and leaves the connection unsubscribed: going live after a partial replay
+        would look complete and silently miss events."""
         cursor = since
         sent = 0
+        failed: bytes | None = None
         try:
-            oldest, heads = await self._replay_start()
+            oldest, heads, backlog = await self._replay_start(since, target, rooms)
             if oldest is not None and since + 1 < oldest:
-                self._reply(c, _error("since_too_old", f"the outbox starts at seq {oldest}; reload state over HTTP"))
+                failed = _error("since_too_old", f"the outbox starts at seq {oldest}; {RELOAD}")
+                return
+            if backlog > self.replay_max:  # counted first: refused before sending any of it
+                failed = _error("since_too_old", f"more than {self.replay_max} events to replay; {RELOAD}")
                 return
             safe = heads["safe_block"] if heads else None
             fin = heads["finalized_block"] if heads else None
@@ -508,12 +526,6 @@ class Hub:
                 if not rows:
                     break
                 for row in rows:
-                    if sent >= self.replay_max:
-                        self._reply(
-                            c,
-                            _error("since_too_old", f"more than {self.replay_max} events to replay; reload over HTTP"),
-                        )
-                        return
                     if not may_receive(row["event"], row["rooms"], c.address):
                         continue
                     try:
@@ -525,21 +537,40 @@ class Hub:
                     sent += 1
                 cursor = int(rows[-1]["seq"])
         except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            log.warning("feed_replay_failed", error=type(exc).__name__)
-            self._reply(c, _error("replay_unavailable", "the replay could not be read; reconnect and retry"))
+            log.warning("feed_replay_failed", error=type(exc).__name__, sent=sent)
+            failed = _error(
+                "replay_unavailable",
+                f"the replay could not be read after {sent} events; you are not subscribed: reconnect and "
+                "subscribe with since = the last seq you processed (or reload over HTTP)",
+            )
         finally:
             pending, c.pending = c.pending, []
             c.replaying = False
-            if not c.closed:
+            if c.closed:
+                pass
+            elif failed is not None:
+                self.metrics.feed_errors.inc()
+                self._leave(c, list(c.rooms))
+                self._reply(c, failed)
+            else:
                 self._reply(c, _msg(type="replayed", seqFrom=since, seqTo=target, events=sent))
                 for item in pending:
                     self._offer(c, item)
 
-    async def _replay_start(self) -> tuple[int | None, asyncpg.Record | None]:
+    async def _replay_start(
+        self, since: int, target: int, rooms: list[str]
+    ) -> tuple[int | None, asyncpg.Record | None, int]:
+        """The outbox's oldest seq, the chain's heads, and the events to replay (counted up to
+        replay_max + 1, and only when the seq span is larger than replay_max)."""
         async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
             oldest = await conn.fetchval(MIN_SEQ_SQL, self.chain_id)
             heads = await conn.fetchrow(HEADS_SQL, self.chain_id)
-        return oldest, heads
+            backlog = target - since
+            if backlog > self.replay_max:
+                backlog = await conn.fetchval(
+                    BACKLOG_SQL, self.chain_id, since, target, rooms, list(ALL_ROOMS_EVENTS), self.replay_max + 1
+                )
+        return oldest, heads, backlog
 
     # ---------------------------------------------------------------- server
 

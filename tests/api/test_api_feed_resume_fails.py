@@ -1,0 +1,88 @@
+"""A resume (`since`) that cannot be complete never looks complete: the outbox pruned past `since`,
+more than feed_replay_max events missing, or the replay unreadable (the feed's pool busy) each
+answer an error and leave the connection unsubscribed — no `replayed`, no live events after a
+gap — until the client subscribes again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.api.conftest import make_settings
+from tests.api.test_api_feed import recv, running, subscribe, trade_row
+
+pytestmark = [pytest.mark.pg, pytest.mark.redis]
+
+
+async def frames_until_quiet(ws: ClientConnection, quiet_s: float = 1.0) -> list[dict[str, Any]]:
+    """Every frame the server sends until it says nothing for quiet_s (heartbeats dropped)."""
+    out = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            m = await recv(ws, quiet_s)
+            if m["type"] != "heartbeat":
+                out.append(m)
+    return out
+
+
+async def assert_unsubscribed_until_asked(ws: ClientConnection, conn: asyncpg.Connection) -> None:
+    await trade_row(conn, 1, 900)  # live, in the room asked for: not delivered
+    assert [m["type"] for m in await frames_until_quiet(ws)] == []
+    await subscribe(ws, ["market:1"])  # a fresh subscribe (no since) goes live
+    seq = await trade_row(conn, 1, 901)
+    assert [(m["type"], m.get("seq")) for m in await frames_until_quiet(ws)] == [("event", seq)]
+
+
+async def test_a_resume_from_before_the_outbox_is_refused_and_stays_unsubscribed(db_dsn: str, redis_url: str) -> None:
+    conn = await asyncpg.connect(db_dsn)
+    seqs = [await trade_row(conn, 1, b) for b in range(1, 6)]
+    await conn.execute("DELETE FROM idx.outbox WHERE seq <= $1", seqs[2])  # retention pruned them
+    async with running(make_settings(db_dsn, redis_url)) as (_, _rt, url), connect(url) as ws:
+        await subscribe(ws, ["market:1"], since=seqs[0])
+        frames = await frames_until_quiet(ws)
+        assert [(m["type"], m.get("code")) for m in frames] == [("error", "since_too_old")]
+        assert "not subscribed" in frames[0]["message"]
+        await assert_unsubscribed_until_asked(ws, conn)
+    await conn.close()
+
+
+async def test_more_missing_than_replay_max_is_refused_before_any_is_sent(db_dsn: str, redis_url: str) -> None:
+    conn = await asyncpg.connect(db_dsn)
+    seqs = [await trade_row(conn, 1, b) for b in range(1, 12)]
+    async with running(make_settings(db_dsn, redis_url, feed_replay_max=5)) as (_, _rt, url):
+        async with connect(url) as ws:
+            await subscribe(ws, ["market:1"], since=seqs[0])  # 10 missing
+            frames = await frames_until_quiet(ws)
+            assert [(m["type"], m.get("code")) for m in frames] == [("error", "since_too_old")]
+            assert "more than 5 events" in frames[0]["message"]
+            await assert_unsubscribed_until_asked(ws, conn)
+        every = [r["seq"] for r in await conn.fetch("SELECT seq FROM idx.outbox ORDER BY seq")]
+        async with connect(url) as ws:  # 5 missing: replayed in full
+            await subscribe(ws, ["market:1"], since=every[-6])
+            frames = await frames_until_quiet(ws)
+            assert [m.get("seq") for m in frames if m["type"] == "event"] == every[-5:]
+            assert frames[-1]["type"] == "replayed"
+    await conn.close()
+
+
+async def test_a_replay_the_database_cannot_serve_is_not_followed_by_live_events(db_dsn: str, redis_url: str) -> None:
+    conn = await asyncpg.connect(db_dsn)
+    seqs = [await trade_row(conn, 1, b) for b in range(1, 4)]
+    async with running(make_settings(db_dsn, redis_url, feed_pool_max=1)) as (_, rt, url):
+        assert rt.state is not None
+        async with rt.state.hub.pool.acquire(), connect(url) as ws:  # the feed's only connection, held
+            await ws.send(json.dumps({"op": "subscribe", "rooms": ["market:1"], "since": seqs[0]}))
+            await asyncio.sleep(0)
+            frames = await frames_until_quiet(ws, quiet_s=4.0)  # the page waits 2 s for a connection
+            assert [(m["type"], m.get("code")) for m in frames] == [
+                ("subscribed", None),
+                ("error", "replay_unavailable"),
+            ]
+            await assert_unsubscribed_until_asked(ws, conn)
+    await conn.close()
