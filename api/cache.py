@@ -26,7 +26,10 @@ Race: a request that read PostgreSQL before an invalidation must not write its s
 after it — `set` is skipped when the process's invalidation generation moved meanwhile.
 
 Redis down: every call fails fast, counts as `error`, and the API answers from PostgreSQL;
-`api_redis_up` and /ready report it. Calls are retried after a short back-off.
+`api_redis_up` and /ready report it. Calls are retried after a short back-off. An invalidation
+that fails (Redis down or stalled as an outbox row arrives) is owed: until those keys (or the
+whole namespace) are deleted, nothing is read from or written to Redis — otherwise the answers
+cached before the change would be served again for up to `cache_ttl_s`.
 """
 
 from __future__ import annotations
@@ -95,9 +98,38 @@ class Cache:
         self.l1: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
         self.l1_max = l1_max
         self.l1_ttl_s = l1_ttl_s
+        # Deletions Redis did not take: keys, or everything (a reorg, a gap, keys unknown).
+        self.owed: set[str] = set()
+        self.owed_all = False
 
     def _available(self) -> bool:
         return self.enabled and (self.redis_ok or time.monotonic() >= self._retry_at)
+
+    def _owe(self, keys: set[str] | None) -> None:
+        if keys is None:
+            self.owed_all, self.owed = True, set()
+        elif not self.owed_all:
+            self.owed |= keys
+
+    async def _settled(self) -> bool:
+        """True when Redis owes no deletion (paying what is owed first, when Redis may be back)."""
+        if not (self.owed_all or self.owed):
+            return True
+        if not self._available():
+            return False
+        assert self.client is not None
+        everything, keys = self.owed_all, self.owed
+        self.owed_all, self.owed = False, set()
+        try:
+            n = await self._clear_redis() if everything else int(await self.client.delete(*(self.ns + k for k in keys)))
+        except (RedisError, OSError) as exc:
+            self._owe(None if everything else keys)
+            self._failed("invalidate", exc)
+            return False
+        self._ok()
+        log.info("cache_invalidation_caught_up", keys=n, everything=everything)
+        self.metrics.cache_invalidations.inc(n)
+        return True
 
     def _failed(self, op: str, exc: Exception) -> None:
         if self.redis_ok:
@@ -152,7 +184,7 @@ class Cache:
         local = self.get_local(key, field)
         if local is not None:
             return local
-        if not self._available():
+        if not self._available() or not await self._settled():
             self.metrics.cache.labels("error").inc()
             return None
         assert self.client is not None
@@ -174,7 +206,7 @@ class Cache:
         if generation != self.generation:
             return
         self._l1_put(key, field, value)
-        if not self._available():
+        if not self._available() or not await self._settled():
             return
         assert self.client is not None
         full = self.ns + key
@@ -193,8 +225,9 @@ class Cache:
             return
         self._ok()
 
-    async def invalidate(self, rows: Iterable[tuple[str, Sequence[str]]]) -> int:
-        """Deletes the keys made stale by outbox rows (event, rooms); returns how many keys."""
+    async def invalidate(self, rows: Iterable[tuple[str, Sequence[str]]]) -> bool:
+        """Deletes the keys made stale by outbox rows (event, rooms); False when Redis did not take
+        it (owed: paid before Redis is read or written again)."""
         self.generation += 1
         keys: set[str] = set()
         everything = False
@@ -206,27 +239,21 @@ class Cache:
             keys |= k
         self._l1_drop(None if everything else keys)
         if not self.enabled or self.client is None:
-            return 0
-        try:
-            if everything:
-                n = await self.clear()
-            elif keys:
-                n = int(await self.client.delete(*(self.ns + k for k in sorted(keys))))
-            else:
-                n = 0
-        except (RedisError, OSError) as exc:
-            self._failed("invalidate", exc)
-            return 0
-        self._ok()
-        self.metrics.cache_invalidations.inc(n)
-        return n
+            return True
+        self._owe(None if everything else keys)  # paid below, or by the next call once Redis is back
+        return await self._settled()
 
-    async def clear(self) -> int:
-        """Drops every key of this namespace (after a reorg)."""
+    async def clear(self) -> bool:
+        """Drops every key of this namespace (after a reorg); owed if Redis does not take it."""
         self.generation += 1
         self.l1.clear()
         if self.client is None:
-            return 0
+            return True
+        self._owe(None)
+        return await self._settled()
+
+    async def _clear_redis(self) -> int:
+        assert self.client is not None
         n = 0
         async for batch in _scan_batches(self.client, self.ns + "*"):
             n += int(await self.client.delete(*batch))

@@ -113,7 +113,7 @@ def encode_row(chain_id: int, row: asyncpg.Record | dict[str, Any], safe: int | 
 
 
 Sink = Callable[[Sequence[asyncpg.Record], int | None, int | None], Awaitable[None]]
-Invalidator = Callable[[list[tuple[str, Sequence[str]]]], Awaitable[int]]
+Invalidator = Callable[[list[tuple[str, Sequence[str]]]], Awaitable[bool]]
 BroadcastSink = Callable[[bytes], None]
 
 

@@ -1,0 +1,66 @@
+"""An invalidation Redis does not take (down or stalled as an outbox row arrives) is owed, not lost:
+until it is paid nothing stale is read back from Redis — before, the answer cached before the
+trade was served again for up to cache_ttl_s. Real Redis behind a TCP proxy that black-holes."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+
+import pytest
+import redis.asyncio as aioredis
+
+from api.cache import Cache
+from api.metrics import Metrics
+from tests.tcp import BlackHole
+
+pytestmark = [pytest.mark.redis]
+
+
+async def cached(redis_url: str, hole: BlackHole) -> tuple[Cache, aioredis.Redis]:
+    u = urllib.parse.urlsplit(redis_url)
+    client = aioredis.Redis.from_url(
+        u._replace(netloc=f"127.0.0.1:{hole.port}").geturl(),
+        socket_connect_timeout=0.25,
+        socket_timeout=0.5,
+        retry_on_timeout=False,
+    )
+    cache = Cache(client, "debt", 31337, 300, Metrics())
+    for key in ("market:1", "market:2"):
+        await cache.set(key, "v", b"before the trade", cache.generation)
+    cache.l1.clear()  # what other API workers see: Redis only
+    assert await cache.get("market:1", "v") == b"before the trade"
+    cache.l1.clear()
+    return cache, client
+
+
+async def pay_and_read(cache: Cache, key: str) -> bytes | None:
+    await asyncio.sleep(1.2)  # past the back-off: Redis is tried again
+    return await cache.get(key, "v")
+
+
+@pytest.mark.parametrize("reorg", [False, True])
+async def test_a_failed_invalidation_is_paid_before_redis_is_read_again(redis_url: str, reorg: bool) -> None:
+    port = urllib.parse.urlsplit(redis_url).port
+    assert port is not None
+    direct = aioredis.Redis.from_url(redis_url)
+    async with BlackHole(port).running() as hole:
+        cache, client = await cached(redis_url, hole)
+        hole.frozen = True  # Redis stalls as the outbox row arrives
+        rows = [("chain:reorg", [])] if reorg else [("market:trade", ["market:1", "global:all"])]
+        assert await cache.invalidate(rows) is False
+        assert cache.owed_all if reorg else "market:1" in cache.owed
+        assert await cache.get("market:1", "v") is None  # down: answered from PostgreSQL meanwhile
+        hole.frozen = False
+        assert await pay_and_read(cache, "market:1") is None  # not the pre-trade answer
+        assert not cache.owed
+        assert not cache.owed_all
+        assert await direct.exists("debt:31337:market:1") == 0
+        # a key the row did not touch is kept, and one a reorg touched everything is gone
+        assert await direct.exists("debt:31337:market:2") == (0 if reorg else 1)
+        await cache.set("market:1", "v", b"after the trade", cache.generation)
+        cache.l1.clear()
+        assert await cache.get("market:1", "v") == b"after the trade"  # caching again once paid
+        await client.aclose()
+    await direct.flushdb()
+    await direct.aclose()
