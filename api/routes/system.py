@@ -3,6 +3,7 @@ reported), /metrics (Prometheus), /openapi.json and /docs."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
@@ -75,11 +76,21 @@ def routes(rt: Runtime) -> list[Route]:
         request.scope["gl_route"] = "/health"
         return JSONBody({"status": "ok"})
 
+    # /ready is exempt from rate limits (probes must get through) and costs a pooled connection and a
+    # Redis round trip: concurrent requests share the check in flight, so however many arrive at
+    # once (a loop of anonymous probes) they hold one read connection, never the pool.
+    in_flight: list[asyncio.Task[Response]] = []
+
     async def ready(request: Request) -> Response:
         request.scope["gl_route"] = "/ready"
+        if not in_flight or in_flight[0].done():
+            in_flight[:] = [asyncio.create_task(check_ready(request.url.path))]
+        return await asyncio.shield(in_flight[0])  # a client going away does not cancel the others' check
+
+    async def check_ready(path: str) -> Response:
         state = rt.state
         if state is None:
-            return error_response(503, "Not ready", request.url.path, [FieldError("app", "starting")])
+            return error_response(503, "Not ready", path, [FieldError("app", "starting")])
         a = rt.settings.api
         problems: list[FieldError] = []
         checks: dict[str, Any] = {}
@@ -93,7 +104,7 @@ def routes(rt: Runtime) -> list[Route]:
         except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
             rt.metrics.db_up.set(0)
             return error_response(
-                503, "Not ready", request.url.path, [FieldError("database", f"unreachable: {type(exc).__name__}")]
+                503, "Not ready", path, [FieldError("database", f"unreachable: {type(exc).__name__}")]
             )
         per_chain = {}
         for chain, r in rows.items():
@@ -111,7 +122,7 @@ def routes(rt: Runtime) -> list[Route]:
         checks["redis"] = "ok" if redis_ok else "down (answering from PostgreSQL; no cache, no rate limits)"
         checks["outbox"] = {"seq": state.pump.last_seq, "listening": state.pump.listening}
         if problems:
-            return error_response(503, "Not ready", request.url.path, problems)
+            return error_response(503, "Not ready", path, problems)
         default = per_chain.pop(rt.settings.chain_id)
         checks["indexer"] = default["indexer"]
         body: dict[str, Any] = {

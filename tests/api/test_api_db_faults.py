@@ -79,3 +79,28 @@ async def test_a_backend_terminated_mid_query_gets_503(db_dsn: str, redis_url: s
         assert code == 503, body
         assert headers.get("Retry-After") == "1"
         assert (await status(base, "/v1/markets?limit=14"))[0] == 200
+
+
+async def test_concurrent_ready_probes_share_one_check_and_one_connection(db_dsn: str, redis_url: str) -> None:
+    """/ready skips the rate limits; a crowd of probes while the check is slow (its table locked
+    here) holds one read connection, not the pool, and every probe gets the same answer."""
+    async with serving(make_settings(db_dsn, redis_url, port=free_port(), pool_max=4)) as (_, port):
+        base = f"http://127.0.0.1:{port}"
+        admin = await asyncpg.connect(db_dsn)
+        try:
+            lock = admin.transaction()
+            await lock.start()
+            await admin.execute("LOCK TABLE idx.chain_heads IN ACCESS EXCLUSIVE MODE")
+            probes = [asyncio.create_task(status(base, "/ready")) for _ in range(20)]
+            await asyncio.sleep(1.0)  # every probe has arrived and waits
+            waiting = await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gl-api' AND wait_event_type = 'Lock'"
+            )
+            await lock.rollback()
+            answers = await asyncio.gather(*probes)
+        finally:
+            await admin.close()
+        assert waiting == 1  # one check in flight, on one connection (the other 3 free for requests)
+        assert len({(a[0], a[2]) for a in answers}) == 1  # one check's answer (503 here: nothing indexed yet)
+        assert answers[0][0] == (await status(base, "/ready"))[0]
+        assert (await status(base, "/v1/markets?limit=11"))[0] == 200
