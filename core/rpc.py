@@ -185,6 +185,11 @@ class Rpc:
         weights = [1.0 / u.score() for u in ready]
         return self._rng.choices(ready, weights)[0]
 
+    def pick(self) -> int:
+        """The index of a provider drawn as for any request: pass it as `provider` to ask several calls
+        of one node (a consistent view: its head, a nonce and receipts from the same chain state)."""
+        return self._pick(time.monotonic()).index
+
     def _succeeded(self, u: Provider, seconds: float) -> None:
         u.failures = 0
         u.errors *= 0.9
@@ -396,12 +401,14 @@ class Rpc:
         calls: Sequence[tuple[str, list[Any]]],
         require: Sequence[bool] | None = None,
         parse: Callable[[Any], Any] | None = None,
+        provider: int | None = None,
     ) -> list[Any]:
         """Several calls in one HTTP request; results in order. Elements fail independently: the
         ones that succeeded are kept and only the failed ones are sent again (retried like a call).
         An element that still fails is returned as its RpcError (RangeTooLarge and FatalRpcError at
         once); `require[i]`: a null result of call i is retried too; `parse`: applied to each non-null
-        result, its TransientRpcError (a malformed answer) fails that element alone."""
+        result, its TransientRpcError (a malformed answer) fails that element alone. `provider`: only
+        that URL, retries included (every answer from one node)."""
         n = len(calls)
         out: list[Any] = [_MISSING] * n
         need = list(require) if require is not None else [False] * n
@@ -472,7 +479,7 @@ class Rpc:
 
         if n:
             try:
-                await self._retrying(name, once)
+                await self._retrying(name, once, provider)
             except TransientRpcError as exc:  # what still failed is in `out`
                 for i, r in enumerate(out):
                     if isinstance(r, TransientRpcError):

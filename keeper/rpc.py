@@ -65,14 +65,17 @@ class Rpc:
         except CoreRpcError as exc:
             raise RpcError.of(method, exc) from None
 
-    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+    async def batch(self, calls: list[tuple[str, list[Any]]], same_node: bool = False) -> list[Any]:
         """Results in order; an element is an RpcError where that call failed. Sent in chunks of
-        `batch_size` (hosted providers cap JSON-RPC batch sizes); a node refusing a whole batch raises."""
+        `batch_size` (hosted providers cap JSON-RPC batch sizes); a node refusing a whole batch raises.
+        `same_node`: every chunk and retry goes to one URL, so the answers describe one chain state
+        (a null receipt next to a nonce from another, fresher node proves nothing)."""
         out: list[Any] = []
+        provider = self._rpc.pick() if same_node else None
         for start in range(0, len(calls), self.batch_size):
             part = calls[start : start + self.batch_size]
             try:
-                results = await self._rpc.batch_settled(part)
+                results = await self._rpc.batch_settled(part, provider=provider)
             except CoreRpcError as exc:
                 raise RpcError.of("batch", exc) from None
             out += [

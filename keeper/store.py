@@ -46,8 +46,9 @@ class AttemptRow:
     raw_tx: bytes
     max_fee_per_gas: int
     max_priority_fee_per_gas: int
-    sent_block: int | None
+    sent_block: int | None  # head at the first broadcast
     is_cancel: bool = False
+    last_sent_block: int | None = None  # head at the latest (re)broadcast
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -211,8 +212,10 @@ async def insert_attempt(
         )
 
 
-async def mark_broadcast(pool: asyncpg.Pool, fence: Fence, results: Sequence[tuple[int, int, str | None]]) -> None:
-    """(attempt id, head block, error or None) for each broadcast."""
+async def mark_broadcast(
+    pool: asyncpg.Pool, fence: Fence, results: Sequence[tuple[int, int | None, str | None]]
+) -> None:
+    """(attempt id, head block or None when it could not be read, error or None) for each broadcast."""
     if not results:
         return
     async with pool.acquire() as conn, conn.transaction():
@@ -220,7 +223,8 @@ async def mark_broadcast(pool: asyncpg.Pool, fence: Fence, results: Sequence[tup
         await conn.execute(
             """
             UPDATE keeper.tx_attempts a
-               SET broadcast_at = now(), sent_block = coalesce(a.sent_block, u.block), broadcast_error = u.error
+               SET broadcast_at = now(), sent_block = coalesce(a.sent_block, u.block),
+                   last_sent_block = coalesce(u.block, a.last_sent_block), broadcast_error = u.error
               FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, block, error) WHERE a.id = u.id
             """,
             [r[0] for r in results],
@@ -246,7 +250,7 @@ async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[Tx
         attempts = await conn.fetch(
             """
             SELECT a.id, a.tx_id, a.attempt, a.tx_hash, a.raw_tx, a.max_fee_per_gas, a.max_priority_fee_per_gas,
-                   a.sent_block, a.is_cancel
+                   a.sent_block, a.is_cancel, a.last_sent_block
               FROM keeper.tx_attempts a
              WHERE a.tx_id = ANY($1::bigint[]) ORDER BY a.tx_id, a.attempt
             """,
@@ -264,6 +268,7 @@ async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[Tx
                 int(a["max_priority_fee_per_gas"]),
                 a["sent_block"],
                 a["is_cancel"],
+                a["last_sent_block"],
             )
         )
     return [

@@ -278,9 +278,11 @@ class TxManager:
         calls = [("eth_sendRawTransaction", [hx(raw)]) for _, raw, _ in items] + [("eth_blockNumber", [])]
         results = await self.rpc.batch(calls)
         head_r = results[-1]
-        head = 0 if isinstance(head_r, RpcError) else to_int(head_r)
+        # An unread head is recorded as unknown, never as block 0 (which would make the transaction look
+        # many blocks old: a fee bump at once, or "dropped" without the grace); the tracker sends it again.
+        head = None if isinstance(head_r, RpcError) else to_int(head_r)
         crash_point("after_broadcast")
-        marks: list[tuple[int, int, str | None]] = []
+        marks: list[tuple[int, int | None, str | None]] = []
         for (attempt_id, _, job_key), res in zip(items, results[:-1], strict=True):
             err = None
             if isinstance(res, RpcError):
@@ -305,16 +307,27 @@ class TxManager:
         summary = TrackSummary()
         live = await store.load_live(self.pool, self.chain_id, self.signer.address_bytes)
         summary.live = len(live)
-        # nonces first, receipts after: a tx mined in between is seen as mined, never as dropped
-        pre = await self.rpc.batch(
-            [
-                ("eth_blockNumber", []),
-                ("eth_getBlockByNumber", ["finalized", False]),
-                ("eth_getTransactionCount", [self.signer.address, "latest"]),
-                ("eth_getTransactionCount", [self.signer.address, "pending"]),
-                ("eth_getBalance", [self.signer.address, "latest"]),
-            ]
-        )
+        # One batch, one node: the head and nonces first, receipts after (a tx mined in between is seen
+        # as mined, never as dropped), and for each mined tx the block at its recorded height (a reorg
+        # needs that block to have another hash). A failed lookup is no answer, never "no receipt".
+        hashes: list[tuple[TxRow, int, bytes]] = [(t, a.attempt, a.tx_hash) for t in live for a in t.attempts]
+        pending_latest = [t for t in live if t.status == "pending" and t.attempts]
+        was_mined = [t for t in live if t.status != "pending" and t.mined_block is not None]
+        calls: list[tuple[str, list[Any]]] = [
+            ("eth_blockNumber", []),
+            ("eth_getBlockByNumber", ["finalized", False]),
+            ("eth_getTransactionCount", [self.signer.address, "latest"]),
+            ("eth_getTransactionCount", [self.signer.address, "pending"]),
+            ("eth_getBalance", [self.signer.address, "latest"]),
+            *(("eth_getTransactionReceipt", [hx(h)]) for _, _, h in hashes),
+            *(("eth_getTransactionByHash", [hx(t.attempts[-1].tx_hash)]) for t in pending_latest),
+            *(("eth_getBlockByNumber", [hex(t.mined_block or 0), False]) for t in was_mined),
+        ]
+        results = await self.rpc.batch(calls, same_node=True)
+        pre, rest = results[:5], results[5:]
+        receipt_results = rest[: len(hashes)]
+        known_results = rest[len(hashes) : len(hashes) + len(pending_latest)]
+        block_results = rest[len(hashes) + len(pending_latest) :]
         for r in (pre[0], pre[2], pre[3], pre[4]):
             if isinstance(r, RpcError):
                 raise r
@@ -333,15 +346,13 @@ class TxManager:
             self.metrics.pending.set(0)
             return summary
 
-        hashes: list[tuple[TxRow, int, bytes]] = [(t, a.attempt, a.tx_hash) for t in live for a in t.attempts]
-        receipt_results = await self.rpc.batch([("eth_getTransactionReceipt", [hx(h)]) for _, _, h in hashes])
-        pending_latest = [t for t in live if t.status == "pending" and t.attempts]
-        known_results = await self.rpc.batch(
-            [("eth_getTransactionByHash", [hx(t.attempts[-1].tx_hash)]) for t in pending_latest]
-        )
         receipts: dict[int, decide.Receipt] = {}
+        lookup_failed: set[int] = set()
         for (t, attempt, _), res in zip(hashes, receipt_results, strict=True):
-            if isinstance(res, RpcError) or not res:
+            if isinstance(res, RpcError):
+                lookup_failed.add(t.id)
+                continue
+            if not res:
                 continue
             receipts[t.id] = decide.Receipt(
                 attempt=attempt,
@@ -351,6 +362,15 @@ class TxManager:
                 gas_used=to_int(res["gasUsed"]),
                 effective_gas_price=to_int(res.get("effectiveGasPrice", "0x0")),
             )
+        lookup_failed -= receipts.keys()  # one attempt's receipt is enough
+        if lookup_failed:
+            self.metrics.receipt_lookups_failed.inc(len(lookup_failed))
+            log.warning("receipt_lookup_failed", transactions=len(lookup_failed), decision="none_this_pass")
+        block_at_mined = {
+            t.id: to_bytes(b["hash"])
+            for t, b in zip(was_mined, block_results, strict=True)
+            if not isinstance(b, RpcError) and b
+        }
         known = {
             t.id: not isinstance(r, RpcError) and r is not None
             for t, r in zip(pending_latest, known_results, strict=True)
@@ -381,6 +401,7 @@ class TxManager:
                         a.sent_block,
                         known.get(t.id, True) if a is t.attempts[-1] else True,
                         a.is_cancel,
+                        a.last_sent_block,
                     )
                     for a in t.attempts
                 ),
@@ -388,6 +409,8 @@ class TxManager:
                 mined_block_hash=t.mined_block_hash,
                 mined_attempt=mined_attempt,
                 finalized=t.finalized,
+                lookup_failed=t.id in lookup_failed,
+                block_hash_at_mined=block_at_mined.get(t.id),
             )
             action = decide.decide_tx(
                 view, chain, confirmations, replace_after, self.policy, self.settings.keeper.confirm_at_finalized
