@@ -147,9 +147,9 @@ class TxManager:
         for res in await self.rpc.batch(calls):
             if isinstance(res, RpcError):
                 refused = res.code != -1 and res.revert_data is not None and len(res.revert_data) >= 4
-                out.append(
-                    Simulation(False, 0, error_name(res.revert_data) if res.code != -1 else res.message, refused)
-                )
+                # a refusal is named by its custom error; anything else (a revert without data, a rate
+                # limit, a timeout) by the node's own words
+                out.append(Simulation(False, 0, error_name(res.revert_data) if refused else res.message[:200], refused))
             else:
                 out.append(Simulation(True, to_int(res) * margin // 100, ""))
         return out
@@ -511,17 +511,22 @@ class TxManager:
             log.info("tx_rebroadcast", job_key=t.job_key, nonce=t.nonce, tx_hash=hx(att.tx_hash))
         elif isinstance(action, decide.Replace):
             still_pending.append(t.nonce)
-            await self._replace(t, action.fees, fence)
-            summary.replaced += 1
+            if await self._replace(t, action.fees, fence):
+                summary.replaced += 1
+            else:
+                summary.waiting["simulation_unavailable"] = summary.waiting.get("simulation_unavailable", 0) + 1
         elif isinstance(action, decide.Wait):
             still_pending.append(t.nonce)
             summary.waiting[action.reason] = summary.waiting.get(action.reason, 0) + 1
             log.warning("tx_stuck", job_key=t.job_key, nonce=t.nonce, reason=action.reason)
 
-    async def _replace(self, t: TxRow, fees: Fees, fence: Fence) -> None:
+    async def _replace(self, t: TxRow, fees: Fees, fence: Fence) -> bool:
         """A fee-bumped replacement, after re-checking the call (decision 7: every send is simulated).
-        If the call would now revert (someone else resolved the market meanwhile), the nonce is freed
-        with a zero-value self-transfer at the bumped fees instead of paying for a doomed call."""
+        If the contract now refuses the call (a revert with data: someone else resolved the market
+        meanwhile), the nonce is freed with a zero-value self-transfer at the bumped fees instead of
+        paying for a doomed call. If the re-check itself fails (timeout, rate limit, a node error) the
+        transaction is only sent again as it is and the bump waits for a pass that can check: a busy
+        node must never cancel a valid transaction. Returns whether a replacement was sent."""
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow("SELECT to_address, data FROM keeper.txs WHERE id = $1", t.id)
         if row is None:
@@ -537,6 +542,12 @@ class TxManager:
         cancel = False
         if t.job != "fill" and not t.attempts[-1].is_cancel:
             (sim,) = await self.simulate_many([(req.to, req.data, req.value)])
+            if not sim.ok and not sim.refused:
+                last = t.attempts[-1]
+                self.metrics.replacements_deferred.inc()
+                log.warning("tx_replace_deferred", job_key=t.job_key, nonce=t.nonce, reason=sim.reason[:200])
+                await self._broadcast([(last.id, last.raw_tx, t.job_key)], fence)
+                return False
             if not sim.ok:
                 cancel = True
                 log.warning("tx_cancelling", job_key=t.job_key, nonce=t.nonce, reason=sim.reason)
@@ -573,6 +584,7 @@ class TxManager:
         )
         self.metrics.replaced.inc()
         await self._broadcast([(attempt_id, raw, t.job_key)], fence)
+        return True
 
     async def _fill_gaps(self, gaps: Sequence[int], fence: Fence) -> int:
         """Zero-value self-transfers at the missing nonces so the transactions above them can mine."""

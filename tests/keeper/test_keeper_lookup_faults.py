@@ -1,5 +1,6 @@
 """The tracker against a node that fails or lags on lookups (real anvil behind tests/keeper/rpcproxy.py):
-a failed or empty receipt lookup is no evidence of a reorg or a drop."""
+a failed or empty receipt lookup is no evidence of a reorg or a drop, and a failed re-simulation is no
+reason to cancel a fee bump."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from keeper import jobs
 from tests.chain import Anvil
 from tests.keeper.kit import ChainOps, Harness, fetch, harness, make_settings
 from tests.keeper.rpcproxy import RpcProxy
-from tests.keeper.test_keeper_tx import due_markets
+from tests.keeper.test_keeper_tx import GWEI, due_markets, manual_mining
 
 pytestmark = [pytest.mark.pg, pytest.mark.anvil]
 
@@ -89,3 +90,37 @@ async def test_broadcast_with_an_unread_head_records_no_send_block(
             assert a["sent_block"] >= ops.anvil.head()
     finally:
         ops.anvil.call("evm_setAutomine", True)
+
+
+async def test_a_fee_bump_whose_re_simulation_hits_a_busy_node_never_cancels(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: RpcProxy
+) -> None:
+    """A stuck proposal comes due for a bump while eth_estimateGas answers a rate-limit error: the bump
+    waits (the tx is sent again as it is) instead of being swapped for a self-transfer; once the node
+    answers, the real call is bumped and lands."""
+    (m,) = await due_markets(ops, db_dsn, 1)
+    settings = make_settings(proxy.url, db_dsn, deployment_path, replace_after_blocks=1)
+    with manual_mining(ops.anvil):
+        async with harness(settings) as h:
+            assert (await jobs.resolve(h.ctx))["sent"] == 1
+            ops.anvil.call("anvil_setNextBlockBaseFeePerGas", hex(60 * GWEI))
+            proxy.faults["eth_estimateGas"] = "error"
+            deferred = 0
+            for _ in range(3):
+                ops.anvil.mine(1)
+                deferred += (await h.tx.track()).waiting.get("simulation_unavailable", 0)
+            assert await fetch(db_dsn, "SELECT 1 FROM keeper.tx_attempts WHERE is_cancel") == []
+            assert deferred >= 1
+            proxy.faults.clear()
+            for _ in range(12):
+                ops.anvil.mine(1)
+                await h.tx.track()
+                (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+                if t["status"] != "pending":
+                    break
+            ops.anvil.mine(1)
+            await h.tx.wait_idle(30, 0.1)
+    (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+    assert t["status"] == "confirmed"
+    assert await fetch(db_dsn, "SELECT 1 FROM keeper.tx_attempts WHERE is_cancel") == []
+    assert ops.status(m)[:2] == (1, 1)  # our proposal (yes), not a cancelled nonce
