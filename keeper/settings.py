@@ -20,6 +20,7 @@ from core.config import (
     section,
 )
 from core.warm import api_base_url
+from keeper.store import DbTimeouts
 
 LOCAL_CHAIN_IDS = (31337, 1337)
 MIN_BUMP_BPS = 1_250  # nodes refuse a replacement with less than +12.5 % on both fee fields
@@ -49,6 +50,10 @@ class KeeperSettings:
     track_interval_s: float = 2.0
     leader_poll_s: float = 5.0
     max_consecutive_failures: int = 5  # a job failing this many times in a row halts the daemon
+    job_timeout_s: float = 900.0  # one job run is cancelled after this (it fails; the next tick runs it again)
+    # ---- database waits (every keeper connection)
+    db_statement_timeout_s: float = 300.0  # PostgreSQL statement_timeout; the client gives up 10 s later
+    db_lock_timeout_s: float = 5.0  # PostgreSQL lock_timeout: a row held elsewhere fails the step, never hangs it
     # ---- resolution
     grace_period_s: int = 3_600  # past end + grace with no outcome source → reported as overdue
     feed_max_staleness_s: int = 3_600  # the feed round used must be at most this old at end time
@@ -95,6 +100,14 @@ class KeeperSettings:
         for name in ("resolve_interval_s", "warm_interval_s", "aggregate_interval_s", "notify_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"keeper.{name} must be > 0")
+        for name in ("job_timeout_s", "db_statement_timeout_s", "db_lock_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"keeper.{name} must be > 0 seconds, got {getattr(self, name)!r}")
+        if self.db_lock_timeout_s > self.db_statement_timeout_s:
+            raise ConfigError(
+                f"keeper.db_lock_timeout_s ({self.db_lock_timeout_s}) must be <= keeper.db_statement_timeout_s"
+                f" ({self.db_statement_timeout_s})"
+            )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -113,6 +126,10 @@ class Settings:
     @property
     def http_port(self) -> int:
         return self.services.keeper_metrics_port if self.keeper.http_port == 0 else self.keeper.http_port
+
+    @property
+    def db_timeouts(self) -> DbTimeouts:
+        return DbTimeouts(self.keeper.db_statement_timeout_s, self.keeper.db_lock_timeout_s)
 
     @property
     def is_local_chain(self) -> bool:
