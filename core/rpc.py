@@ -32,6 +32,7 @@ import msgspec
 import orjson
 import structlog
 
+from core.config import ConfigError
 from core.rpc_errors import (
     _TRANSIENT,
     FatalRpcError,
@@ -56,6 +57,7 @@ __all__ = [
     "RpcError",
     "TimedOut",
     "TransientRpcError",
+    "WrongChain",
 ]
 
 log = structlog.get_logger("rpc")
@@ -516,3 +518,28 @@ class Rpc:
     @property
     def providers(self) -> int:
         return len(self._urls)
+
+    async def check_chain_ids(self, expected: int, indexes: Sequence[int]) -> tuple[set[int], set[int]]:
+        """Asks each provider in `indexes` for eth_chainId (3 tries in 10 s each): returns (those on
+        `expected`, those that did not answer). A provider on another chain raises WrongChain naming
+        its chain.rpc_urls index (never its URL: it may hold an API key)."""
+        matched: set[int] = set()
+        unreachable: set[int] = set()
+        for i in indexes:
+            try:
+                got = await self.chain_id(provider=i, retry=RetryPolicy(attempts=3, seconds=10.0))
+            except RpcError as exc:
+                log.warning("provider_not_checked", provider=i, error=str(exc)[:200])
+                unreachable.add(i)
+                continue
+            if got != expected:
+                raise WrongChain(
+                    f"chain.chain_id is {expected} but the node at chain.rpc_urls[{i}] reports chain id {got}:"
+                    " point chain.rpc_urls at a node of that chain, or fix chain.chain_id"
+                )
+            matched.add(i)
+        return matched, unreachable
+
+
+class WrongChain(ConfigError):
+    """A configured node serves another chain than [chain].chain_id (the message names the URL's index)."""

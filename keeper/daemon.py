@@ -40,6 +40,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from core.config import ConfigError
 from core.contracts import load_deployment
+from core.rpc import WrongChain
 from core.warm import warm
 from keeper import KeeperError, jobs, store
 from keeper.aggregate import refresh_aggregates
@@ -61,6 +62,7 @@ JOB_NAMES = ("resolve", "finalize", "expire", "distribute", "aggregate", "warm",
 DEFAULT_ONCE_JOBS = ("resolve", "finalize", "expire", "distribute", "aggregate")
 # The resolution steps, in the order a pass runs them (each on keeper.resolve_interval_s).
 RESOLUTION_JOBS = ("resolve", "finalize", "expire")
+NODE_RECHECK_S = 60.0  # a node that was down at start is asked its chain id again this often
 NOT_LEADER = 3  # main()'s return code when --once finds another keeper holding the lock
 
 
@@ -100,6 +102,8 @@ class Daemon:
         self._running: set[asyncio.Task[Any]] = set()
         self._job_locks: dict[str, asyncio.Lock] = {}
         self._started: dict[str, float] = {}  # job → loop time its running run started
+        self._unchecked: set[int] = set()  # chain.rpc_urls indexes whose chain id is not confirmed yet
+        self._next_node_check = 0.0
 
     # -------------------------------------------------------------- jobs
 
@@ -298,6 +302,17 @@ class Daemon:
     async def lead(self) -> None:
         """Standby until the lock is free; on taking it, recover the ledger before any job runs."""
         while not self.stop.is_set():
+            if self._unchecked and asyncio.get_running_loop().time() >= self._next_node_check:
+                self._next_node_check = asyncio.get_running_loop().time() + NODE_RECHECK_S
+                try:
+                    self._unchecked = await self.rpc.check_chain_ids(
+                        self.settings.chain.chain_id, sorted(self._unchecked)
+                    )
+                except WrongChain as exc:
+                    self.halted = str(exc)
+                    log.critical("keeper_halted", reason=self.halted, fault="wrong_chain")
+                    self.stop.set()
+                    break
             try:
                 if self.leader.is_leader:
                     if not await self.leader.check():
@@ -430,6 +445,9 @@ class Daemon:
             store.create_pool(s.database.dsn, s.db_timeouts, min_size=1, max_size=max(2, s.database.pool_max)) as pool,
         ):
             self.rpc, self.pool = rpc, pool
+            # every node must serve [chain].chain_id (a wrong one would fail queue entries, hide receipts,
+            # and feed foreign nonces into the gap filler); one down now is checked again each leader poll
+            self._unchecked = await rpc.check_chain_ids(s.chain.chain_id, range(rpc.providers))
             self.tx = TxManager(rpc, pool, signer, s, lambda: self.leader.fence, self.metrics)
             self.ctx = jobs.Context(
                 settings=s,

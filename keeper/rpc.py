@@ -12,6 +12,7 @@ also a KeeperError; `transient` and code -1 when the node was unreachable or tim
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from core import rpc as core_rpc
@@ -58,6 +59,16 @@ class Rpc:
 
     def __repr__(self) -> str:  # URLs may embed API keys
         return f"Rpc(<{self._rpc.providers} urls>)"
+
+    @property
+    def providers(self) -> int:
+        return self._rpc.providers
+
+    async def check_chain_ids(self, expected: int, indexes: Sequence[int]) -> set[int]:
+        """The indexes (of `indexes`) whose node did not answer eth_chainId; core.rpc.WrongChain (a
+        ConfigError naming chain.rpc_urls[i]) when one serves another chain."""
+        _matched, unreachable = await self._rpc.check_chain_ids(expected, indexes)
+        return unreachable
 
     async def call(self, method: str, *params: Any) -> Any:
         try:

@@ -38,6 +38,7 @@ from keeper.store import Fence, FencedError, NewTx, TxRow
 
 log = structlog.get_logger("keeper.tx")
 CRASH_ENV = "KEEPER_CRASH_AT"  # test hook: SIGKILL this process at a named point (tests/keeper)
+MAX_FILLS_PER_PASS = 8  # nonce-gap self-transfers signed per tracker pass
 CRASH_ONCE_ENV = "KEEPER_CRASH_ONCE"  # test hook: a marker file; crash only if it does not exist yet
 
 
@@ -428,6 +429,11 @@ class TxManager:
             await self.resync_nonce()
         gaps = decide.nonce_gaps(nonce_latest, still_pending, [t.nonce for t in live])
         self.metrics.nonce_gap.set(len(gaps))
+        if len(gaps) > MAX_FILLS_PER_PASS:
+            # many gaps at once is more likely a bad nonce reading (a node of another chain, a reset
+            # dev chain) than lost transactions: fill the lowest few per pass, never hundreds at once
+            log.warning("nonce_gaps_capped", gaps=len(gaps), filled=MAX_FILLS_PER_PASS, lowest=gaps[0])
+            gaps = gaps[:MAX_FILLS_PER_PASS]
         if gaps:
             summary.gaps_filled = await self._fill_gaps(gaps, fence)
         return summary
