@@ -51,7 +51,8 @@ async def watch(messages: list[str], window: int) -> tuple[HeadWatcher, int]:
         try:
             async with asyncio.timeout(10):
                 while w.latest is None or w.latest.number != int(last["number"], 16):
-                    await asyncio.sleep(0.01)
+                    await w.event.wait()  # set by every new header
+                    w.event.clear()
         finally:
             done.set()
             stop.set()
@@ -74,7 +75,8 @@ async def test_malformed_messages_are_skipped_without_dropping_the_socket() -> N
     assert connections == 1, "a malformed message must not cost the connection"
     assert w.malformed == len(bad)
     assert sorted(w.headers) == [4, 5]
-    assert w.latest is not None and w.latest.number == 5
+    assert w.latest is not None
+    assert w.latest.number == 5
     assert len(w.arrived) == 2  # header 4 twice: one arrival
 
 
@@ -85,8 +87,14 @@ def test_what_the_watcher_keeps_is_bounded_whatever_order_headers_come_in() -> N
     flood = [(10_000_000 - k, 1) for k in range(300)] + [(n, 1) for n in range(40, 52)]
     for n, tag in [*flood, (50, 2), (51, 2)]:  # the last two: a reorg of blocks 50 and 51
         w.announced(note(header(n, tag)))
-        assert len(w.headers) <= 16 and len(w.arrived) <= 2 * 16
-        assert w.latest is not None and w.latest.number == n and max(w.headers) == n
+        assert len(w.headers) <= 16
+        assert len(w.arrived) <= 2 * 16
+        assert w.latest is not None
+        assert w.latest.number == n
+        assert max(w.headers) == n
     assert sorted(w.headers) == list(range(40, 52))
-    assert w.take(51) == w.latest and w.take(50) is not None and w.take(50).hash[0] == 2
+    assert w.take(51) == w.latest
+    taken = w.take(50)
+    assert taken is not None
+    assert taken.hash[0] == 2
     assert w.malformed == 0
