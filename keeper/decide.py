@@ -53,16 +53,18 @@ def bump(value: int, bump_bps: int) -> int:
 
 
 def replacement_fees(old: Fees, market: Fees, policy: FeePolicy) -> Fees | None:
-    """Fees for a replacement: ≥ bump on BOTH fields and at least the market; None when the cap
-    does not allow a valid replacement (nodes refuse a smaller bump)."""
-    tip = max(bump(old.max_priority_fee_per_gas, policy.bump_bps), market.max_priority_fee_per_gas)
+    """Fees for a replacement: ≥ bump on BOTH fields and at least the market; None only when the max
+    fee cap does not allow a valid replacement (nodes refuse a smaller bump). The tip follows the
+    market up to the priority cap, and past it by exactly the bump the node requires: a tip already
+    at the cap must not block every replacement while the max fee still has room (the tip is bounded
+    by the max fee, hence by max_fee_cap)."""
+    tip = max(
+        bump(old.max_priority_fee_per_gas, policy.bump_bps), min(market.max_priority_fee_per_gas, policy.priority_cap)
+    )
     max_fee = max(bump(old.max_fee_per_gas, policy.bump_bps), market.max_fee_per_gas)
     if max_fee > policy.max_fee_cap:
         return None
-    tip = min(tip, policy.priority_cap, max_fee)
-    if tip < bump(old.max_priority_fee_per_gas, policy.bump_bps):
-        return None
-    return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip)
+    return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=min(tip, max_fee))
 
 
 # ------------------------------------------------------------------------------- resolution

@@ -68,6 +68,26 @@ def test_replacement_bumps_both_fields_by_12_5_percent_within_the_cap(old: Fees,
     assert new.max_fee_per_gas >= market.max_fee_per_gas
 
 
+@given(fees, fees, policies)
+def test_a_replacement_exists_whenever_the_max_fee_cap_allows_one(old: Fees, market: Fees, p: FeePolicy) -> None:
+    """Only max_fee_per_gas_cap can forbid a replacement: a tip at the priority cap goes past it by the
+    bump the node requires (the tip cap blocked every bump, and the log blamed the max fee cap)."""
+    needed = max(decide.bump(old.max_fee_per_gas, p.bump_bps), market.max_fee_per_gas)
+    new = decide.replacement_fees(old, market, p)
+    assert (new is None) == (needed > p.max_fee_cap)
+    if new is not None and old.max_priority_fee_per_gas < p.priority_cap <= market.max_priority_fee_per_gas:
+        assert new.max_priority_fee_per_gas >= p.priority_cap
+
+
+def test_a_tip_at_the_priority_cap_still_gets_bumped_when_the_base_fee_rises() -> None:
+    """The review's case: sent at (65, 5) gwei with a 5 gwei tip cap, base fee rises to 80 gwei: the
+    replacement is (165, 5.625) gwei, well under the 500 gwei cap (it was None: stuck until fees fell)."""
+    p = FeePolicy(max_fee_cap=500 * GWEI, priority_cap=5 * GWEI, min_priority=GWEI)
+    market = decide.market_fees(80 * GWEI, [6 * GWEI], p)
+    new = decide.replacement_fees(Fees(65 * GWEI, 5 * GWEI), market, p)
+    assert new == Fees(165 * GWEI, 5_625_000_000)
+
+
 @given(
     st.one_of(st.none(), st.integers(0, 1000)),
     st.integers(0, 1000),
