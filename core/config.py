@@ -153,7 +153,7 @@ class RedisSettings:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChainSettings:
-    chain_id: int  # the indexer checks every rpc_urls node reports it (eth_chainId) at start
+    chain_id: int  # the indexer and the keeper check every rpc_urls node reports it (eth_chainId) at start
     rpc_urls: tuple[str, ...]  # JSON-RPC URLs (GL_CHAIN__RPC_URLS): the indexer uses all, the keeper fails over
     name: str = ""  # label for logs
     ws_url: str = ""  # websocket URL for newHeads; "" = poll over HTTP

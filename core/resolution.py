@@ -264,10 +264,20 @@ async def read_market(
     raise ChainUnavailable(last)
 
 
-async def has_code(rpc_urls: tuple[str, ...] | list[str], address: bytes, timeout_s: float = 10.0) -> bool:
-    """True when a contract is deployed at `address` (a price feed must be one)."""
+ROUND_TYPES = ["uint80", "int256", "uint256", "uint256", "uint80"]  # AggregatorV3 latestRoundData()
+
+
+async def feed_problem(rpc_urls: tuple[str, ...] | list[str], address: bytes, timeout_s: float = 10.0) -> str | None:
+    """Why `address` cannot serve as a price feed — no contract there, latestRoundData() reverts, or its
+    answer is not an AggregatorV3 round (another contract's fallback, another shape) — or None when it
+    answers a round. The keeper decodes exactly this at resolution time."""
+    where = "0x" + address.hex()
+    call = {"to": where, "data": "0x" + bytes(keccak(text="latestRoundData()"))[:4].hex()}
     body = orjson.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": "eth_getCode", "params": ["0x" + address.hex(), "latest"]}
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_getCode", "params": [where, "latest"]},
+            {"jsonrpc": "2.0", "id": 2, "method": "eth_call", "params": [call, "latest"]},
+        ]
     )
     last = "no rpc_urls"
     timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -275,14 +285,32 @@ async def has_code(rpc_urls: tuple[str, ...] | list[str], address: bytes, timeou
         for url in rpc_urls:
             try:
                 async with http.post(url, data=body) as resp:
-                    answer = orjson.loads(await resp.read())
+                    answers = orjson.loads(await resp.read())
             except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
                 last = type(exc).__name__
                 continue
-            code = answer.get("result") if isinstance(answer, dict) else None
-            if isinstance(code, str):
-                return code not in ("0x", "0x0", "")
-            last = "no result"
+            if not isinstance(answers, list):
+                last = "the node refused a batch"
+                continue
+            by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+            code = by_id.get(1, {}).get("result")
+            if not isinstance(code, str):
+                last = "no result"
+                continue
+            if code in ("0x", "0x0", ""):
+                return f"no contract at {where} on chain"
+            answer = by_id.get(2, {})
+            if "error" in answer:
+                return f"{where}.latestRoundData() reverts: it is not an AggregatorV3 price feed"
+            raw = bytes.fromhex(str(answer.get("result", "0x"))[2:])
+            try:
+                decode(ROUND_TYPES, raw)
+            except Exception as exc:
+                return (
+                    f"{where}.latestRoundData() answered {len(raw)} bytes that are not an AggregatorV3 round"
+                    f" ({type(exc).__name__}): it is not a price feed"
+                )
+            return None
     raise ChainUnavailable(last)
 
 

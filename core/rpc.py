@@ -32,6 +32,7 @@ import msgspec
 import orjson
 import structlog
 
+from core.config import ConfigError
 from core.rpc_errors import (
     _TRANSIENT,
     FatalRpcError,
@@ -56,6 +57,7 @@ __all__ = [
     "RpcError",
     "TimedOut",
     "TransientRpcError",
+    "WrongChain",
 ]
 
 log = structlog.get_logger("rpc")
@@ -184,6 +186,11 @@ class Rpc:
             return ready[0]
         weights = [1.0 / u.score() for u in ready]
         return self._rng.choices(ready, weights)[0]
+
+    def pick(self) -> int:
+        """The index of a provider drawn as for any request: pass it as `provider` to ask several calls
+        of one node (a consistent view: its head, a nonce and receipts from the same chain state)."""
+        return self._pick(time.monotonic()).index
 
     def _succeeded(self, u: Provider, seconds: float) -> None:
         u.failures = 0
@@ -396,12 +403,14 @@ class Rpc:
         calls: Sequence[tuple[str, list[Any]]],
         require: Sequence[bool] | None = None,
         parse: Callable[[Any], Any] | None = None,
+        provider: int | None = None,
     ) -> list[Any]:
         """Several calls in one HTTP request; results in order. Elements fail independently: the
         ones that succeeded are kept and only the failed ones are sent again (retried like a call).
         An element that still fails is returned as its RpcError (RangeTooLarge and FatalRpcError at
         once); `require[i]`: a null result of call i is retried too; `parse`: applied to each non-null
-        result, its TransientRpcError (a malformed answer) fails that element alone."""
+        result, its TransientRpcError (a malformed answer) fails that element alone. `provider`: only
+        that URL, retries included (every answer from one node)."""
         n = len(calls)
         out: list[Any] = [_MISSING] * n
         need = list(require) if require is not None else [False] * n
@@ -472,7 +481,7 @@ class Rpc:
 
         if n:
             try:
-                await self._retrying(name, once)
+                await self._retrying(name, once, provider)
             except TransientRpcError as exc:  # what still failed is in `out`
                 for i, r in enumerate(out):
                     if isinstance(r, TransientRpcError):
@@ -509,3 +518,28 @@ class Rpc:
     @property
     def providers(self) -> int:
         return len(self._urls)
+
+    async def check_chain_ids(self, expected: int, indexes: Sequence[int]) -> tuple[set[int], set[int]]:
+        """Asks each provider in `indexes` for eth_chainId (3 tries in 10 s each): returns (those on
+        `expected`, those that did not answer). A provider on another chain raises WrongChain naming
+        its chain.rpc_urls index (never its URL: it may hold an API key)."""
+        matched: set[int] = set()
+        unreachable: set[int] = set()
+        for i in indexes:
+            try:
+                got = await self.chain_id(provider=i, retry=RetryPolicy(attempts=3, seconds=10.0))
+            except RpcError as exc:
+                log.warning("provider_not_checked", provider=i, error=str(exc)[:200])
+                unreachable.add(i)
+                continue
+            if got != expected:
+                raise WrongChain(
+                    f"chain.chain_id is {expected} but the node at chain.rpc_urls[{i}] reports chain id {got}:"
+                    " point chain.rpc_urls at a node of that chain, or fix chain.chain_id"
+                )
+            matched.add(i)
+        return matched, unreachable
+
+
+class WrongChain(ConfigError):
+    """A configured node serves another chain than [chain].chain_id (the message names the URL's index)."""

@@ -35,6 +35,7 @@ import asyncpg
 import structlog
 
 from core.config import ConfigError
+from core.rpc import WrongChain
 from indexer import checkpoint, maintenance, outbox_gap
 from indexer.chain import ChainMismatch, ReorgTooDeep
 from indexer.decode import DecodeError
@@ -46,7 +47,7 @@ from indexer.newkeys import NewKeys
 from indexer.pipeline import Status as Status
 from indexer.pipeline import answered, close_quietly, connect, retry_policy
 from indexer.rows import DERIVED
-from indexer.rpc import FatalRpcError, RetryPolicy, Rpc, RpcError, TransientRpcError
+from indexer.rpc import FatalRpcError, Rpc, RpcError, TransientRpcError
 from indexer.settings import Settings
 from indexer.spawn import Child
 from indexer.upkeep import Upkeep
@@ -79,21 +80,12 @@ class Indexer(Upkeep):
     async def check_node(self) -> None:
         """The start-up checks the docs promise; StartupCheckFailed names the key to fix."""
         dep = self.s.deployment
-        for i in range(self.rpc.providers):
-            if i in self.checked:
-                continue
-            try:
-                got = await self.rpc.chain_id(provider=i, retry=RetryPolicy(attempts=3, seconds=10.0))
-            except RpcError as exc:  # down now: the others carry the load; checked at the next start
-                log.warning("provider_not_checked", provider=i, error=str(exc)[:200])
-                continue
-            if got == self.chain_id:
-                self.checked.add(i)
-            else:
-                raise StartupCheckFailed(
-                    f"chain.chain_id is {self.chain_id} but the node at chain.rpc_urls[{i}] reports chain id {got}:"
-                    " point chain.rpc_urls at a node of that chain, or fix chain.chain_id"
-                )
+        todo = [i for i in range(self.rpc.providers) if i not in self.checked]
+        try:  # a node down now is skipped: the others carry the load; checked at the next start
+            matched, _down = await self.rpc.check_chain_ids(self.chain_id, todo)
+        except WrongChain as exc:
+            raise StartupCheckFailed(str(exc)) from None
+        self.checked |= matched
         head = (await self.rpc.header("latest", require=True)).number  # type: ignore[union-attr]
         where = f"chain.deployment ({self.s.chain.deployment or f'deployments/{self.chain_id}.json'})"
         if dep.deploy_block > head:

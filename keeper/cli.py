@@ -132,8 +132,9 @@ async def cmd_rule(settings: Settings, a: argparse.Namespace) -> int:
         who = R.parse_text(_who(a.by), "--by", R.MAX_WHO)
         facts, _now = await _chain_facts(settings, rule.market_id)
         R.check_bindable(rule.market_id, facts, "on chain", "MARKET_ID")
-        if not await R.has_code(settings.chain.rpc_urls, rule.feed):
-            raise R.RequestError("--feed", f"no contract at {a.feed} on chain; pass the AggregatorV3 feed's address")
+        problem = await R.feed_problem(settings.chain.rpc_urls, rule.feed)
+        if problem is not None:
+            raise R.RequestError("--feed", f"{problem}; pass the AggregatorV3 feed's address")
     except R.ChainUnavailable as exc:
         say(f"refused: {exc.message}", err=True)
         return UNREACHABLE

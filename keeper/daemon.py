@@ -40,8 +40,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from core.config import ConfigError
 from core.contracts import load_deployment
+from core.rpc import WrongChain
 from core.warm import warm
-from keeper import jobs
+from keeper import KeeperError, jobs, store
 from keeper.aggregate import refresh_aggregates
 from keeper.keys import KeyLoadError, TxSignError, load_signer
 from keeper.leader import Leader
@@ -61,12 +62,19 @@ JOB_NAMES = ("resolve", "finalize", "expire", "distribute", "aggregate", "warm",
 DEFAULT_ONCE_JOBS = ("resolve", "finalize", "expire", "distribute", "aggregate")
 # The resolution steps, in the order a pass runs them (each on keeper.resolve_interval_s).
 RESOLUTION_JOBS = ("resolve", "finalize", "expire")
+NODE_RECHECK_S = 60.0  # a node that was down at start is asked its chain id again this often
 NOT_LEADER = 3  # main()'s return code when --once finds another keeper holding the lock
+
+
+class JobTimeout(KeeperError):
+    """A job run outlived keeper.job_timeout_s and was cancelled (a lock or a socket that never answers)."""
 
 
 def systemic_fault(exc: BaseException) -> str | None:
     """The fault class of a job failure that no single item explains, or None for an ordinary failure.
     Only these can halt the daemon."""
+    if isinstance(exc, JobTimeout):
+        return "job_timeout"
     if isinstance(exc, RpcError) and exc.transient:
         return "rpc_unreachable"  # Rpc tried every URL (with retries) before raising this
     if isinstance(exc, KeyLoadError | TxSignError):
@@ -89,10 +97,13 @@ class Daemon:
         self.faults: dict[str, int] = {}  # consecutive systemic faults per job: the halt budget
         self.last_detail: dict[str, dict[str, Any]] = {}
         self._requests: asyncio.Task[int] | None = None
-        self.leader = Leader(settings.database.dsn, settings.chain.chain_id)
+        self.leader = Leader(settings.database.dsn, settings.chain.chain_id, timeouts=settings.db_timeouts)
         self._ready_checks: dict[str, bool] = {"db": False, "rpc": False}
         self._running: set[asyncio.Task[Any]] = set()
         self._job_locks: dict[str, asyncio.Lock] = {}
+        self._started: dict[str, float] = {}  # job → loop time its running run started
+        self._unchecked: set[int] = set()  # chain.rpc_urls indexes whose chain id is not confirmed yet
+        self._next_node_check = 0.0
 
     # -------------------------------------------------------------- jobs
 
@@ -112,14 +123,49 @@ class Daemon:
             with structlog.contextvars.bound_contextvars(job=name, epoch=epoch):
                 return await self._run_job(name, fn)
 
+    def stuck_after(self, name: str) -> float:
+        """Seconds a run of `name` may take before it counts as stuck (/ready fails,
+        keeper_jobs_stuck): ten of its intervals, at least a minute, at most keeper.job_timeout_s."""
+        k = self.settings.keeper
+        interval = {
+            "resolve": k.resolve_interval_s,
+            "finalize": k.resolve_interval_s,
+            "expire": k.resolve_interval_s,
+            "aggregate": k.aggregate_interval_s,
+            "notify": k.notify_interval_s,
+            "warm": k.warm_interval_s,
+            "track": k.track_interval_s,
+        }.get(name)
+        if interval is None:
+            return k.job_timeout_s
+        return min(k.job_timeout_s, max(60.0, 10.0 * interval))
+
+    def stuck_jobs(self, now: float | None = None) -> list[str]:
+        """Jobs whose current run has lasted longer than stuck_after (loop time)."""
+        now = asyncio.get_running_loop().time() if now is None else now
+        stuck = sorted(j for j, t in self._started.items() if now - t >= self.stuck_after(j))
+        self.metrics.jobs_stuck.set(len(stuck))
+        return stuck
+
     async def _run_job(self, name: str, fn: Callable[[], Awaitable[Any]]) -> str:
         started = dt.datetime.now(dt.UTC)
         detail: Any = {}
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
+        self._started[name] = asyncio.get_running_loop().time()
+        limit = self.settings.keeper.job_timeout_s
         try:
-            detail = await fn()
+            run = asyncio.timeout(limit)
+            try:
+                async with run:
+                    detail = await fn()
+            except TimeoutError as exc:
+                if not run.expired():
+                    raise  # a timeout inside the job (a pool acquire, a database command), not the run's own
+                raise JobTimeout(
+                    f"{name} ran longer than {limit:g} s (keeper.job_timeout_s) and was cancelled"
+                ) from exc
             outcome = "ok"
             self.failures[name] = 0
             self.faults[name] = 0
@@ -151,6 +197,7 @@ class Daemon:
         finally:
             if task is not None:
                 self._running.discard(task)
+            self._started.pop(name, None)
         self.metrics.jobs_total.labels(job=name, outcome=outcome).inc()
         if not self.dry_run and name != "track":
             with contextlib.suppress(Exception):
@@ -255,6 +302,17 @@ class Daemon:
     async def lead(self) -> None:
         """Standby until the lock is free; on taking it, recover the ledger before any job runs."""
         while not self.stop.is_set():
+            if self._unchecked and asyncio.get_running_loop().time() >= self._next_node_check:
+                self._next_node_check = asyncio.get_running_loop().time() + NODE_RECHECK_S
+                try:
+                    self._unchecked = await self.rpc.check_chain_ids(
+                        self.settings.chain.chain_id, sorted(self._unchecked)
+                    )
+                except WrongChain as exc:
+                    self.halted = str(exc)
+                    log.critical("keeper_halted", reason=self.halted, fault="wrong_chain")
+                    self.stop.set()
+                    break
             try:
                 if self.leader.is_leader:
                     if not await self.leader.check():
@@ -333,6 +391,7 @@ class Daemon:
             return web.json_response(body, status=200 if ok else 503)
 
         async def metrics(_: web.Request) -> web.Response:
+            self.stuck_jobs()  # keeper_jobs_stuck is current whenever it is scraped
             return web.Response(
                 body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
             )
@@ -363,6 +422,7 @@ class Daemon:
             self._ready_checks["rpc"] = False
         failing = [j for j, n in self.failures.items() if n >= self.settings.keeper.max_consecutive_failures]
         self._ready_checks["jobs"] = not failing
+        self._ready_checks["jobs_not_stuck"] = not self.stuck_jobs()
         return all(self._ready_checks.values()) and self.halted is None
 
     # -------------------------------------------------------------- main
@@ -382,9 +442,12 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop.set)
         async with (
             Rpc(s.chain.rpc_urls, batch_size=s.keeper.rpc_batch_size) as rpc,
-            asyncpg.create_pool(s.database.dsn, min_size=1, max_size=max(2, s.database.pool_max)) as pool,
+            store.create_pool(s.database.dsn, s.db_timeouts, min_size=1, max_size=max(2, s.database.pool_max)) as pool,
         ):
             self.rpc, self.pool = rpc, pool
+            # every node must serve [chain].chain_id (a wrong one would fail queue entries, hide receipts,
+            # and feed foreign nonces into the gap filler); one down now is checked again each leader poll
+            self._unchecked = await rpc.check_chain_ids(s.chain.chain_id, range(rpc.providers))
             self.tx = TxManager(rpc, pool, signer, s, lambda: self.leader.fence, self.metrics)
             self.ctx = jobs.Context(
                 settings=s,

@@ -53,16 +53,18 @@ def bump(value: int, bump_bps: int) -> int:
 
 
 def replacement_fees(old: Fees, market: Fees, policy: FeePolicy) -> Fees | None:
-    """Fees for a replacement: ≥ bump on BOTH fields and at least the market; None when the cap
-    does not allow a valid replacement (nodes refuse a smaller bump)."""
-    tip = max(bump(old.max_priority_fee_per_gas, policy.bump_bps), market.max_priority_fee_per_gas)
+    """Fees for a replacement: ≥ bump on BOTH fields and at least the market; None only when the max
+    fee cap does not allow a valid replacement (nodes refuse a smaller bump). The tip follows the
+    market up to the priority cap, and past it by exactly the bump the node requires: a tip already
+    at the cap must not block every replacement while the max fee still has room (the tip is bounded
+    by the max fee, hence by max_fee_cap)."""
+    tip = max(
+        bump(old.max_priority_fee_per_gas, policy.bump_bps), min(market.max_priority_fee_per_gas, policy.priority_cap)
+    )
     max_fee = max(bump(old.max_fee_per_gas, policy.bump_bps), market.max_fee_per_gas)
     if max_fee > policy.max_fee_cap:
         return None
-    tip = min(tip, policy.priority_cap, max_fee)
-    if tip < bump(old.max_priority_fee_per_gas, policy.bump_bps):
-        return None
-    return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip)
+    return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=min(tip, max_fee))
 
 
 # ------------------------------------------------------------------------------- resolution
@@ -283,6 +285,7 @@ class Attempt:
     sent_block: int | None  # None: recorded but never broadcast (crash before broadcast)
     known: bool  # the node knows the hash (mempool or chain)
     cancel: bool = False  # a zero-value self-transfer freeing the nonce (the call would now revert)
+    last_sent_block: int | None = None  # head at our latest (re)broadcast of it; None: as sent_block
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -306,6 +309,11 @@ class TxView:
     mined_block_hash: bytes | None  # what the ledger recorded when it saw it mined
     mined_attempt: int | None
     finalized: bool
+    # A receipt lookup failed (an error, not a null): without a receipt, nothing can be concluded.
+    lookup_failed: bool = False
+    # The hash of the block the node has at the recorded mined block number (same node and pass as the
+    # receipts); None when it has no block there (it is behind) or was not asked.
+    block_hash_at_mined: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -361,6 +369,12 @@ TxAction = MarkMined | MarkFinalized | Reorged | Dropped | Rebroadcast | Replace
 DROP_GRACE_BLOCKS = 2  # blocks after our last send before "nonce used, no receipt" means dropped
 
 
+def last_send(attempts: Sequence[Attempt]) -> int | None:
+    """The head at our latest broadcast of any attempt (a reorg rebroadcast counts), None if never sent."""
+    blocks = [b for a in attempts for b in (a.sent_block, a.last_sent_block) if b is not None]
+    return max(blocks) if blocks else None
+
+
 def decide_tx(
     tx: TxView,
     chain: ChainView,
@@ -385,16 +399,26 @@ def decide_tx(
         if tx.status in ("confirmed", "reverted") and final and not tx.finalized:
             return MarkFinalized()
         return None
+    if tx.lookup_failed:
+        return None  # the node did not answer: no decision this pass (never "no receipt")
     if tx.status in ("mined", "confirmed", "reverted"):
-        # it was mined and its receipt is gone: a reorg removed it
+        # No receipt. A reorg only when the node has another block at the height we recorded: a node
+        # behind that height, or one with our block but without its receipt yet, proves nothing.
+        if tx.block_hash_at_mined is None or tx.block_hash_at_mined == tx.mined_block_hash:
+            return None
         return Reorged(rebroadcast_attempt=latest.index if tx.mined_attempt is None else tx.mined_attempt)
     if tx.status != "pending":
         return None
     if chain.nonce_latest > tx.nonce:
         # Our nonce was used and none of our attempts has a receipt. Nodes can show the new nonce
         # before the receipt (seen on anvil under load; behind a load balancer, two nodes may
-        # disagree), so wait until the head is DROP_GRACE_BLOCKS past our last send.
-        if latest.sent_block is not None and chain.head - latest.sent_block < DROP_GRACE_BLOCKS:
+        # disagree), so wait until the head is DROP_GRACE_BLOCKS past our last send — of any attempt,
+        # a reorg rebroadcast included. Never sent as far as the ledger knows: send it first (the
+        # node refuses it or it lands), which starts the grace.
+        sent = last_send(tx.attempts)
+        if sent is None:
+            return Rebroadcast(latest.index)
+        if chain.head - sent < DROP_GRACE_BLOCKS:
             return None
         return Dropped("nonce_consumed_by_unrecorded_tx")
     if latest.sent_block is None:

@@ -187,7 +187,8 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
         for v in views
         if v.rule is not None and v.queued is None and v.status == decide.STATUS_OPEN and now >= v.end_time
     ]
-    rounds = await _feed_rounds(ctx, need_feed)
+    rounds, feed_failed = await _feed_rounds(ctx, need_feed)
+    failed += feed_failed
     views = [dataclasses.replace(v, feed_round=rounds.get(v.market_id)) for v in views]
 
     k = ctx.settings.keeper
@@ -273,35 +274,53 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
     return counts
 
 
-async def _feed_rounds(ctx: Context, views: list[decide.MarketView]) -> dict[int, decide.FeedRound]:
-    """The last round of each rule's feed at or before the market's end time (walks back round ids)."""
+async def _feed_rounds(
+    ctx: Context, views: list[decide.MarketView]
+) -> tuple[dict[int, decide.FeedRound], list[ItemFailure]]:
+    """The last round of each rule's feed at or before the market's end time (walks back round ids).
+    A feed whose answer is not an AggregatorV3 round (a rule bound to another kind of contract) fails
+    that market alone, naming the market and the feed; the other rules are read on."""
     out: dict[int, decide.FeedRound] = {}
+    failed: list[ItemFailure] = []
     k = ctx.settings.keeper
     for v in views:
         assert v.rule is not None
         feed = hx(v.rule.feed)
+        step = "latestRoundData"
         try:
             data = hx(encode_call("MockPriceFeed", "latestRoundData"))
             raw = await ctx.rpc.call("eth_call", {"to": feed, "data": data}, "latest")
         except RpcError as exc:
             log.warning("feed_unreadable", market_id=v.market_id, reason=error_name(exc.revert_data))
             continue
-        round_id, answer, _started, updated, _ans = decode_result("MockPriceFeed", "latestRoundData", to_bytes(raw))
-        steps = 0
-        while updated > v.end_time and round_id > 1 and steps < k.feed_max_rounds_back:
-            steps += 1
-            try:
-                raw = await ctx.rpc.call(
-                    "eth_call",
-                    {"to": feed, "data": hx(encode_call("MockPriceFeed", "getRoundData", round_id - 1))},
-                    "latest",
+        try:
+            round_id, answer, _started, updated, _ans = decode_result("MockPriceFeed", step, to_bytes(raw))
+            steps = 0
+            while updated > v.end_time and round_id > 1 and steps < k.feed_max_rounds_back:
+                steps += 1
+                step = f"getRoundData({round_id - 1})"
+                try:
+                    raw = await ctx.rpc.call(
+                        "eth_call",
+                        {"to": feed, "data": hx(encode_call("MockPriceFeed", "getRoundData", round_id - 1))},
+                        "latest",
+                    )
+                except RpcError:
+                    break
+                round_id, answer, _started, updated, _ans = decode_result(
+                    "MockPriceFeed", "getRoundData", to_bytes(raw)
                 )
-            except RpcError:
-                break
-            round_id, answer, _started, updated, _ans = decode_result("MockPriceFeed", "getRoundData", to_bytes(raw))
+        except Exception as exc:
+            error = (
+                f"market {v.market_id}: feed {feed} answered {step} with {len(to_bytes(raw))} bytes that are not an"
+                f" AggregatorV3 round ({_describe(exc)}); bind the market to a price feed with `keeper rule"
+                f" {v.market_id} --feed 0x…` or queue its outcome with `keeper resolve {v.market_id}`"
+            )
+            failed.append(ItemFailure("check", f"resolve:{v.market_id}", None, error))
+            continue
         if updated <= v.end_time:
             out[v.market_id] = decide.FeedRound(int(round_id), int(answer), int(updated))
-    return out
+    return out, failed
 
 
 async def _refresh_overdue(ctx: Context, overdue: list[decide.Overdue]) -> None:

@@ -16,7 +16,7 @@ import socket
 import asyncpg
 import structlog
 
-from keeper.store import Fence
+from keeper.store import DbTimeouts, Fence
 
 log = structlog.get_logger("keeper.leader")
 LOCK_BASE = 0x6B65_6570_0000_0000  # "keep" << 32; the chain id goes in the low bits
@@ -27,8 +27,9 @@ def lock_key(chain_id: int) -> int:
 
 
 class Leader:
-    def __init__(self, dsn: str, chain_id: int, holder: str | None = None) -> None:
+    def __init__(self, dsn: str, chain_id: int, holder: str | None = None, timeouts: DbTimeouts | None = None) -> None:
         self._dsn = dsn
+        self._timeouts = timeouts or DbTimeouts()
         self.chain_id = chain_id
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self._conn: asyncpg.Connection | None = None
@@ -43,7 +44,12 @@ class Leader:
         if self.is_leader:
             return self.fence
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self._dsn)
+            self._conn = await asyncpg.connect(
+                self._dsn,
+                timeout=30,
+                command_timeout=self._timeouts.command_timeout,
+                server_settings=self._timeouts.server_settings,
+            )
         got = await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(self.chain_id))
         if not got:
             return None

@@ -40,6 +40,19 @@ class Metrics:
         self.fees_paid = Counter("keeper_fees_paid_wei_total", "Gas fees paid by mined transactions, wei", registry=r)
         self.replaced = Counter("keeper_tx_replaced_total", "Fee-bump replacements sent", registry=r)
         self.reorged = Counter("keeper_tx_reorged_total", "Mined transactions removed by a reorg", registry=r)
+        self.jobs_stuck = Gauge(
+            "keeper_jobs_stuck", "Jobs whose current run has lasted longer than ten of its intervals", registry=r
+        )
+        self.replacements_deferred = Counter(
+            "keeper_tx_replacements_deferred_total",
+            "Fee bumps put off because the re-simulation failed without a contract refusal (node trouble)",
+            registry=r,
+        )
+        self.receipt_lookups_failed = Counter(
+            "keeper_receipt_lookups_failed_total",
+            "Transactions left undecided for a tracker pass because their receipt lookup failed",
+            registry=r,
+        )
         self.overdue = Gauge("keeper_overdue_markets", "Markets past end + grace with no outcome source", registry=r)
         self.disputed = Gauge(
             "keeper_disputed_markets",

@@ -12,6 +12,7 @@ also a KeeperError; `transient` and code -1 when the node was unreachable or tim
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from core import rpc as core_rpc
@@ -59,20 +60,33 @@ class Rpc:
     def __repr__(self) -> str:  # URLs may embed API keys
         return f"Rpc(<{self._rpc.providers} urls>)"
 
+    @property
+    def providers(self) -> int:
+        return self._rpc.providers
+
+    async def check_chain_ids(self, expected: int, indexes: Sequence[int]) -> set[int]:
+        """The indexes (of `indexes`) whose node did not answer eth_chainId; core.rpc.WrongChain (a
+        ConfigError naming chain.rpc_urls[i]) when one serves another chain."""
+        _matched, unreachable = await self._rpc.check_chain_ids(expected, indexes)
+        return unreachable
+
     async def call(self, method: str, *params: Any) -> Any:
         try:
             return await self._rpc.call(method, list(params))
         except CoreRpcError as exc:
             raise RpcError.of(method, exc) from None
 
-    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+    async def batch(self, calls: list[tuple[str, list[Any]]], same_node: bool = False) -> list[Any]:
         """Results in order; an element is an RpcError where that call failed. Sent in chunks of
-        `batch_size` (hosted providers cap JSON-RPC batch sizes); a node refusing a whole batch raises."""
+        `batch_size` (hosted providers cap JSON-RPC batch sizes); a node refusing a whole batch raises.
+        `same_node`: every chunk and retry goes to one URL, so the answers describe one chain state
+        (a null receipt next to a nonce from another, fresher node proves nothing)."""
         out: list[Any] = []
+        provider = self._rpc.pick() if same_node else None
         for start in range(0, len(calls), self.batch_size):
             part = calls[start : start + self.batch_size]
             try:
-                results = await self._rpc.batch_settled(part)
+                results = await self._rpc.batch_settled(part, provider=provider)
             except CoreRpcError as exc:
                 raise RpcError.of("batch", exc) from None
             out += [

@@ -7,8 +7,11 @@ Errors: core.config.ConfigError naming the key.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
 
 from core.config import (
     ChainSettings,
@@ -20,9 +23,52 @@ from core.config import (
     section,
 )
 from core.warm import api_base_url
+from keeper.store import DbTimeouts
 
 LOCAL_CHAIN_IDS = (31337, 1337)
 MIN_BUMP_BPS = 1_250  # nodes refuse a replacement with less than +12.5 % on both fee fields
+
+
+# (key, lowest, highest): values outside these pass the type check but break the daemon (a zero poll
+# is a busy loop, negative confirmations confirm at first sight, a negative margin under-gasses).
+BOUNDS: tuple[tuple[str, float, float], ...] = (
+    ("track_interval_s", 0.1, 3_600),
+    ("leader_poll_s", 0.1, 300),
+    ("max_consecutive_failures", 1, 10_000),
+    ("confirmations", 0, 10_000),
+    ("gas_margin_pct", 0, 1_000),
+    ("base_fee_multiplier_pct", 100, 10_000),
+    ("fee_history_blocks", 1, 1_024),
+    ("min_priority_fee", 0, 10**30),
+    ("low_balance_wei", 0, 10**30),
+    ("grace_period_s", 0, 10**9),
+    ("ending_soon_s", 0, 10**9),
+    ("feed_max_staleness_s", 1, 10**9),
+    ("feed_max_rounds_back", 0, 100_000),
+    ("record_batch", 1, 100_000),
+    ("rpc_batch_size", 1, 100_000),
+    ("leaderboard_size", 1, 100_000),
+    ("trending_size", 1, 100_000),
+    ("history_days", 1, 36_500),
+)
+CRON_FORM = "5 fields 'minute hour day-of-month month day-of-week' in UTC, e.g. '0 0 * * *' (daily at 00:00)"
+
+
+def check_cron(expr: str, key: str, now: dt.datetime | None = None) -> None:
+    """ConfigError naming `key` unless `expr` is a crontab APScheduler accepts that fires within a year
+    ('0 0 31 2 *' parses and never fires)."""
+    if len(expr.split()) != 5:
+        raise ConfigError(f"{key} must have {CRON_FORM}; got {expr!r}")
+    try:
+        trigger = CronTrigger.from_crontab(expr, timezone=dt.UTC)
+    except ValueError as exc:
+        raise ConfigError(f"{key} = {expr!r} is not a valid cron ({exc}); use {CRON_FORM}") from None
+    now = now or dt.datetime.now(dt.UTC)
+    fire = trigger.get_next_fire_time(None, now)
+    if fire is None or fire - now > dt.timedelta(days=366):
+        raise ConfigError(
+            f"{key} = {expr!r} does not fire within a year (a date that does not exist?); use {CRON_FORM}"
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,6 +95,10 @@ class KeeperSettings:
     track_interval_s: float = 2.0
     leader_poll_s: float = 5.0
     max_consecutive_failures: int = 5  # a job failing this many times in a row halts the daemon
+    job_timeout_s: float = 900.0  # one job run is cancelled after this (it fails; the next tick runs it again)
+    # ---- database waits (every keeper connection)
+    db_statement_timeout_s: float = 300.0  # PostgreSQL statement_timeout; the client gives up 10 s later
+    db_lock_timeout_s: float = 5.0  # PostgreSQL lock_timeout: a row held elsewhere fails the step, never hangs it
     # ---- resolution
     grace_period_s: int = 3_600  # past end + grace with no outcome source → reported as overdue
     feed_max_staleness_s: int = 3_600  # the feed round used must be at most this old at end time
@@ -66,10 +116,8 @@ class KeeperSettings:
     fee_percentile: int = 50
     gas_margin_pct: int = 25  # gas limit = estimate * (100 + this) / 100
     low_balance_wei: int = 100_000_000_000_000_000  # 0.1 ETH
-    max_in_flight: int = 5_000
     record_batch: int = 250  # transactions recorded per PostgreSQL transaction
     rpc_batch_size: int = 200  # calls per JSON-RPC batch (hosted providers cap it; anvil takes 1000s)
-    check_concurrency: int = 16  # eth_call checks/simulations in flight
     # ---- aggregates and cache
     warm_enabled: bool = True
     api_base_url: str = ""  # "" = http://127.0.0.1:[api].port (the API in the same config file)
@@ -90,11 +138,22 @@ class KeeperSettings:
             raise ConfigError("keeper.min_priority_fee must be <= keeper.max_priority_fee_cap")
         if not 0 <= self.fee_percentile <= 100:
             raise ConfigError("keeper.fee_percentile must be within 0..100")
-        if len(self.distribute_cron.split()) != 5:
-            raise ConfigError(f"keeper.distribute_cron must have 5 fields, got {self.distribute_cron!r}")
+        check_cron(self.distribute_cron, "keeper.distribute_cron")
         for name in ("resolve_interval_s", "warm_interval_s", "aggregate_interval_s", "notify_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"keeper.{name} must be > 0")
+        for name, low, high in BOUNDS:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"keeper.{name} must be within {low:g}..{high:g}, got {value!r}")
+        for name in ("job_timeout_s", "db_statement_timeout_s", "db_lock_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"keeper.{name} must be > 0 seconds, got {getattr(self, name)!r}")
+        if self.db_lock_timeout_s > self.db_statement_timeout_s:
+            raise ConfigError(
+                f"keeper.db_lock_timeout_s ({self.db_lock_timeout_s}) must be <= keeper.db_statement_timeout_s"
+                f" ({self.db_statement_timeout_s})"
+            )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -113,6 +172,10 @@ class Settings:
     @property
     def http_port(self) -> int:
         return self.services.keeper_metrics_port if self.keeper.http_port == 0 else self.keeper.http_port
+
+    @property
+    def db_timeouts(self) -> DbTimeouts:
+        return DbTimeouts(self.keeper.db_statement_timeout_s, self.keeper.db_lock_timeout_s)
 
     @property
     def is_local_chain(self) -> bool:

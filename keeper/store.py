@@ -32,6 +32,42 @@ class Fence:
     epoch: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class DbTimeouts:
+    """Every keeper connection waits bounded: a row lock held elsewhere (an operator's open psql
+    transaction) fails the statement after `lock_s`, any statement after `statement_s`, and the client
+    gives up on a silent socket (a half-open TCP connection) `CLIENT_GRACE_S` later."""
+
+    statement_s: float = 300.0
+    lock_s: float = 5.0
+
+    @property
+    def server_settings(self) -> dict[str, str]:
+        return {
+            "statement_timeout": str(int(self.statement_s * 1000)),
+            "lock_timeout": str(int(self.lock_s * 1000)),
+        }
+
+    @property
+    def command_timeout(self) -> float:
+        return self.statement_s + CLIENT_GRACE_S
+
+
+CLIENT_GRACE_S = 10.0
+
+
+def create_pool(dsn: str, timeouts: DbTimeouts, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """The keeper's pool (use as `async with`): every connection with the timeouts above."""
+    return asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=30,
+        command_timeout=timeouts.command_timeout,
+        server_settings=timeouts.server_settings,
+    )
+
+
 async def check_fence(conn: Conn, fence: Fence) -> None:
     epoch = await conn.fetchval("SELECT epoch FROM keeper.leaders WHERE chain_id = $1 FOR SHARE", fence.chain_id)
     if epoch != fence.epoch:
@@ -46,8 +82,9 @@ class AttemptRow:
     raw_tx: bytes
     max_fee_per_gas: int
     max_priority_fee_per_gas: int
-    sent_block: int | None
+    sent_block: int | None  # head at the first broadcast
     is_cancel: bool = False
+    last_sent_block: int | None = None  # head at the latest (re)broadcast
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,11 +135,13 @@ async def live_job_keys(conn: Conn, chain_id: int, keys: Sequence[str]) -> set[s
 
 
 async def lock_queued(conn: Conn, ids: Sequence[int]) -> set[int]:
-    """Locks the still-queued entries among `ids` for this transaction (a cancel waits or loses)."""
+    """Locks the still-queued entries among `ids` for this transaction. An entry locked elsewhere (a
+    cancel in progress, an operator's open transaction) is skipped this run, never waited for."""
     if not ids:
         return set()
     rows = await conn.fetch(
-        "SELECT id FROM keeper.resolution_queue WHERE id = ANY($1::bigint[]) AND status = 'queued' FOR UPDATE",
+        "SELECT id FROM keeper.resolution_queue WHERE id = ANY($1::bigint[]) AND status = 'queued'"
+        " FOR UPDATE SKIP LOCKED",
         list(ids),
     )
     return {r["id"] for r in rows}
@@ -211,8 +250,10 @@ async def insert_attempt(
         )
 
 
-async def mark_broadcast(pool: asyncpg.Pool, fence: Fence, results: Sequence[tuple[int, int, str | None]]) -> None:
-    """(attempt id, head block, error or None) for each broadcast."""
+async def mark_broadcast(
+    pool: asyncpg.Pool, fence: Fence, results: Sequence[tuple[int, int | None, str | None]]
+) -> None:
+    """(attempt id, head block or None when it could not be read, error or None) for each broadcast."""
     if not results:
         return
     async with pool.acquire() as conn, conn.transaction():
@@ -220,7 +261,8 @@ async def mark_broadcast(pool: asyncpg.Pool, fence: Fence, results: Sequence[tup
         await conn.execute(
             """
             UPDATE keeper.tx_attempts a
-               SET broadcast_at = now(), sent_block = coalesce(a.sent_block, u.block), broadcast_error = u.error
+               SET broadcast_at = now(), sent_block = coalesce(a.sent_block, u.block),
+                   last_sent_block = coalesce(u.block, a.last_sent_block), broadcast_error = u.error
               FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, block, error) WHERE a.id = u.id
             """,
             [r[0] for r in results],
@@ -246,7 +288,7 @@ async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[Tx
         attempts = await conn.fetch(
             """
             SELECT a.id, a.tx_id, a.attempt, a.tx_hash, a.raw_tx, a.max_fee_per_gas, a.max_priority_fee_per_gas,
-                   a.sent_block, a.is_cancel
+                   a.sent_block, a.is_cancel, a.last_sent_block
               FROM keeper.tx_attempts a
              WHERE a.tx_id = ANY($1::bigint[]) ORDER BY a.tx_id, a.attempt
             """,
@@ -264,6 +306,7 @@ async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[Tx
                 int(a["max_priority_fee_per_gas"]),
                 a["sent_block"],
                 a["is_cancel"],
+                a["last_sent_block"],
             )
         )
     return [

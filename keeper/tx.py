@@ -38,6 +38,7 @@ from keeper.store import Fence, FencedError, NewTx, TxRow
 
 log = structlog.get_logger("keeper.tx")
 CRASH_ENV = "KEEPER_CRASH_AT"  # test hook: SIGKILL this process at a named point (tests/keeper)
+MAX_FILLS_PER_PASS = 8  # nonce-gap self-transfers signed per tracker pass
 CRASH_ONCE_ENV = "KEEPER_CRASH_ONCE"  # test hook: a marker file; crash only if it does not exist yet
 
 
@@ -147,9 +148,9 @@ class TxManager:
         for res in await self.rpc.batch(calls):
             if isinstance(res, RpcError):
                 refused = res.code != -1 and res.revert_data is not None and len(res.revert_data) >= 4
-                out.append(
-                    Simulation(False, 0, error_name(res.revert_data) if res.code != -1 else res.message, refused)
-                )
+                # a refusal is named by its custom error; anything else (a revert without data, a rate
+                # limit, a timeout) by the node's own words
+                out.append(Simulation(False, 0, error_name(res.revert_data) if refused else res.message[:200], refused))
             else:
                 out.append(Simulation(True, to_int(res) * margin // 100, ""))
         return out
@@ -278,9 +279,11 @@ class TxManager:
         calls = [("eth_sendRawTransaction", [hx(raw)]) for _, raw, _ in items] + [("eth_blockNumber", [])]
         results = await self.rpc.batch(calls)
         head_r = results[-1]
-        head = 0 if isinstance(head_r, RpcError) else to_int(head_r)
+        # An unread head is recorded as unknown, never as block 0 (which would make the transaction look
+        # many blocks old: a fee bump at once, or "dropped" without the grace); the tracker sends it again.
+        head = None if isinstance(head_r, RpcError) else to_int(head_r)
         crash_point("after_broadcast")
-        marks: list[tuple[int, int, str | None]] = []
+        marks: list[tuple[int, int | None, str | None]] = []
         for (attempt_id, _, job_key), res in zip(items, results[:-1], strict=True):
             err = None
             if isinstance(res, RpcError):
@@ -305,16 +308,27 @@ class TxManager:
         summary = TrackSummary()
         live = await store.load_live(self.pool, self.chain_id, self.signer.address_bytes)
         summary.live = len(live)
-        # nonces first, receipts after: a tx mined in between is seen as mined, never as dropped
-        pre = await self.rpc.batch(
-            [
-                ("eth_blockNumber", []),
-                ("eth_getBlockByNumber", ["finalized", False]),
-                ("eth_getTransactionCount", [self.signer.address, "latest"]),
-                ("eth_getTransactionCount", [self.signer.address, "pending"]),
-                ("eth_getBalance", [self.signer.address, "latest"]),
-            ]
-        )
+        # One batch, one node: the head and nonces first, receipts after (a tx mined in between is seen
+        # as mined, never as dropped), and for each mined tx the block at its recorded height (a reorg
+        # needs that block to have another hash). A failed lookup is no answer, never "no receipt".
+        hashes: list[tuple[TxRow, int, bytes]] = [(t, a.attempt, a.tx_hash) for t in live for a in t.attempts]
+        pending_latest = [t for t in live if t.status == "pending" and t.attempts]
+        was_mined = [t for t in live if t.status != "pending" and t.mined_block is not None]
+        calls: list[tuple[str, list[Any]]] = [
+            ("eth_blockNumber", []),
+            ("eth_getBlockByNumber", ["finalized", False]),
+            ("eth_getTransactionCount", [self.signer.address, "latest"]),
+            ("eth_getTransactionCount", [self.signer.address, "pending"]),
+            ("eth_getBalance", [self.signer.address, "latest"]),
+            *(("eth_getTransactionReceipt", [hx(h)]) for _, _, h in hashes),
+            *(("eth_getTransactionByHash", [hx(t.attempts[-1].tx_hash)]) for t in pending_latest),
+            *(("eth_getBlockByNumber", [hex(t.mined_block or 0), False]) for t in was_mined),
+        ]
+        results = await self.rpc.batch(calls, same_node=True)
+        pre, rest = results[:5], results[5:]
+        receipt_results = rest[: len(hashes)]
+        known_results = rest[len(hashes) : len(hashes) + len(pending_latest)]
+        block_results = rest[len(hashes) + len(pending_latest) :]
         for r in (pre[0], pre[2], pre[3], pre[4]):
             if isinstance(r, RpcError):
                 raise r
@@ -333,15 +347,13 @@ class TxManager:
             self.metrics.pending.set(0)
             return summary
 
-        hashes: list[tuple[TxRow, int, bytes]] = [(t, a.attempt, a.tx_hash) for t in live for a in t.attempts]
-        receipt_results = await self.rpc.batch([("eth_getTransactionReceipt", [hx(h)]) for _, _, h in hashes])
-        pending_latest = [t for t in live if t.status == "pending" and t.attempts]
-        known_results = await self.rpc.batch(
-            [("eth_getTransactionByHash", [hx(t.attempts[-1].tx_hash)]) for t in pending_latest]
-        )
         receipts: dict[int, decide.Receipt] = {}
+        lookup_failed: set[int] = set()
         for (t, attempt, _), res in zip(hashes, receipt_results, strict=True):
-            if isinstance(res, RpcError) or not res:
+            if isinstance(res, RpcError):
+                lookup_failed.add(t.id)
+                continue
+            if not res:
                 continue
             receipts[t.id] = decide.Receipt(
                 attempt=attempt,
@@ -351,6 +363,15 @@ class TxManager:
                 gas_used=to_int(res["gasUsed"]),
                 effective_gas_price=to_int(res.get("effectiveGasPrice", "0x0")),
             )
+        lookup_failed -= receipts.keys()  # one attempt's receipt is enough
+        if lookup_failed:
+            self.metrics.receipt_lookups_failed.inc(len(lookup_failed))
+            log.warning("receipt_lookup_failed", transactions=len(lookup_failed), decision="none_this_pass")
+        block_at_mined = {
+            t.id: to_bytes(b["hash"])
+            for t, b in zip(was_mined, block_results, strict=True)
+            if not isinstance(b, RpcError) and b
+        }
         known = {
             t.id: not isinstance(r, RpcError) and r is not None
             for t, r in zip(pending_latest, known_results, strict=True)
@@ -381,6 +402,7 @@ class TxManager:
                         a.sent_block,
                         known.get(t.id, True) if a is t.attempts[-1] else True,
                         a.is_cancel,
+                        a.last_sent_block,
                     )
                     for a in t.attempts
                 ),
@@ -388,6 +410,8 @@ class TxManager:
                 mined_block_hash=t.mined_block_hash,
                 mined_attempt=mined_attempt,
                 finalized=t.finalized,
+                lookup_failed=t.id in lookup_failed,
+                block_hash_at_mined=block_at_mined.get(t.id),
             )
             action = decide.decide_tx(
                 view, chain, confirmations, replace_after, self.policy, self.settings.keeper.confirm_at_finalized
@@ -405,6 +429,11 @@ class TxManager:
             await self.resync_nonce()
         gaps = decide.nonce_gaps(nonce_latest, still_pending, [t.nonce for t in live])
         self.metrics.nonce_gap.set(len(gaps))
+        if len(gaps) > MAX_FILLS_PER_PASS:
+            # many gaps at once is more likely a bad nonce reading (a node of another chain, a reset
+            # dev chain) than lost transactions: fill the lowest few per pass, never hundreds at once
+            log.warning("nonce_gaps_capped", gaps=len(gaps), filled=MAX_FILLS_PER_PASS, lowest=gaps[0])
+            gaps = gaps[:MAX_FILLS_PER_PASS]
         if gaps:
             summary.gaps_filled = await self._fill_gaps(gaps, fence)
         return summary
@@ -488,17 +517,22 @@ class TxManager:
             log.info("tx_rebroadcast", job_key=t.job_key, nonce=t.nonce, tx_hash=hx(att.tx_hash))
         elif isinstance(action, decide.Replace):
             still_pending.append(t.nonce)
-            await self._replace(t, action.fees, fence)
-            summary.replaced += 1
+            if await self._replace(t, action.fees, fence):
+                summary.replaced += 1
+            else:
+                summary.waiting["simulation_unavailable"] = summary.waiting.get("simulation_unavailable", 0) + 1
         elif isinstance(action, decide.Wait):
             still_pending.append(t.nonce)
             summary.waiting[action.reason] = summary.waiting.get(action.reason, 0) + 1
             log.warning("tx_stuck", job_key=t.job_key, nonce=t.nonce, reason=action.reason)
 
-    async def _replace(self, t: TxRow, fees: Fees, fence: Fence) -> None:
+    async def _replace(self, t: TxRow, fees: Fees, fence: Fence) -> bool:
         """A fee-bumped replacement, after re-checking the call (decision 7: every send is simulated).
-        If the call would now revert (someone else resolved the market meanwhile), the nonce is freed
-        with a zero-value self-transfer at the bumped fees instead of paying for a doomed call."""
+        If the contract now refuses the call (a revert with data: someone else resolved the market
+        meanwhile), the nonce is freed with a zero-value self-transfer at the bumped fees instead of
+        paying for a doomed call. If the re-check itself fails (timeout, rate limit, a node error) the
+        transaction is only sent again as it is and the bump waits for a pass that can check: a busy
+        node must never cancel a valid transaction. Returns whether a replacement was sent."""
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow("SELECT to_address, data FROM keeper.txs WHERE id = $1", t.id)
         if row is None:
@@ -514,6 +548,12 @@ class TxManager:
         cancel = False
         if t.job != "fill" and not t.attempts[-1].is_cancel:
             (sim,) = await self.simulate_many([(req.to, req.data, req.value)])
+            if not sim.ok and not sim.refused:
+                last = t.attempts[-1]
+                self.metrics.replacements_deferred.inc()
+                log.warning("tx_replace_deferred", job_key=t.job_key, nonce=t.nonce, reason=sim.reason[:200])
+                await self._broadcast([(last.id, last.raw_tx, t.job_key)], fence)
+                return False
             if not sim.ok:
                 cancel = True
                 log.warning("tx_cancelling", job_key=t.job_key, nonce=t.nonce, reason=sim.reason)
@@ -550,6 +590,7 @@ class TxManager:
         )
         self.metrics.replaced.inc()
         await self._broadcast([(attempt_id, raw, t.job_key)], fence)
+        return True
 
     async def _fill_gaps(self, gaps: Sequence[int], fence: Fence) -> int:
         """Zero-value self-transfers at the missing nonces so the transactions above them can mine."""

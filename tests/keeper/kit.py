@@ -25,7 +25,7 @@ from web3 import Web3
 from core.config import ChainSettings, DatabaseSettings, RedisSettings, ServicesSettings
 from core.contracts import Deployment, load_deployment
 from core.deploy import anvil_account
-from keeper import jobs
+from keeper import jobs, store
 from keeper.abi import decode_result, encode_call
 from keeper.keys import Signer
 from keeper.leader import Leader
@@ -283,10 +283,10 @@ class Harness:
 async def harness(settings: Settings, lead: bool = True, dry_run: bool = False) -> AsyncIterator[Harness]:
     metrics = Metrics()
     plans: list[dict[str, Any]] = []
-    leader = Leader(settings.database.dsn, settings.chain.chain_id)
+    leader = Leader(settings.database.dsn, settings.chain.chain_id, timeouts=settings.db_timeouts)
     async with (
         Rpc(settings.chain.rpc_urls) as rpc,
-        asyncpg.create_pool(settings.database.dsn, min_size=1, max_size=4) as pool,
+        store.create_pool(settings.database.dsn, settings.db_timeouts, min_size=1, max_size=4) as pool,
     ):
         if lead:
             assert await leader.try_acquire() is not None

@@ -68,6 +68,26 @@ def test_replacement_bumps_both_fields_by_12_5_percent_within_the_cap(old: Fees,
     assert new.max_fee_per_gas >= market.max_fee_per_gas
 
 
+@given(fees, fees, policies)
+def test_a_replacement_exists_whenever_the_max_fee_cap_allows_one(old: Fees, market: Fees, p: FeePolicy) -> None:
+    """Only max_fee_per_gas_cap can forbid a replacement: a tip at the priority cap goes past it by the
+    bump the node requires (the tip cap blocked every bump, and the log blamed the max fee cap)."""
+    needed = max(decide.bump(old.max_fee_per_gas, p.bump_bps), market.max_fee_per_gas)
+    new = decide.replacement_fees(old, market, p)
+    assert (new is None) == (needed > p.max_fee_cap)
+    if new is not None and old.max_priority_fee_per_gas < p.priority_cap <= market.max_priority_fee_per_gas:
+        assert new.max_priority_fee_per_gas >= p.priority_cap
+
+
+def test_a_tip_at_the_priority_cap_still_gets_bumped_when_the_base_fee_rises() -> None:
+    """The review's case: sent at (65, 5) gwei with a 5 gwei tip cap, base fee rises to 80 gwei: the
+    replacement is (165, 5.625) gwei, well under the 500 gwei cap (it was None: stuck until fees fell)."""
+    p = FeePolicy(max_fee_cap=500 * GWEI, priority_cap=5 * GWEI, min_priority=GWEI)
+    market = decide.market_fees(80 * GWEI, [6 * GWEI], p)
+    new = decide.replacement_fees(Fees(65 * GWEI, 5 * GWEI), market, p)
+    assert new == Fees(165 * GWEI, 5_625_000_000)
+
+
 @given(
     st.one_of(st.none(), st.integers(0, 1000)),
     st.integers(0, 1000),
@@ -170,9 +190,12 @@ def test_distribution_only_with_holders_and_a_non_empty_pool(
 chains = st.builds(ChainView, st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 100), wei, fees)
 
 
+blocks = st.one_of(st.none(), st.integers(0, 1000))
+
+
 @given(
     st.integers(0, 100),
-    st.lists(st.tuples(fees, st.one_of(st.none(), st.integers(0, 1000)), st.booleans()), min_size=1, max_size=4),
+    st.lists(st.tuples(fees, blocks, st.booleans(), blocks), min_size=1, max_size=4),
     st.sampled_from(["pending", "mined", "confirmed", "reverted"]),
     st.booleans(),
     chains,
@@ -180,10 +203,12 @@ chains = st.builds(ChainView, st.integers(0, 1000), st.integers(0, 1000), st.int
     st.integers(1, 10),
     st.integers(1, 10),
     st.booleans(),
+    st.booleans(),
+    st.sampled_from([None, b"\x02" * 32, b"\x03" * 32]),
 )
 def test_tx_decisions_are_safe(
     nonce: int,
-    atts: list[tuple[Fees, int | None, bool]],
+    atts: list[tuple[Fees, int | None, bool, int | None]],
     status: str,
     has_receipt: bool,
     chain: ChainView,
@@ -191,15 +216,33 @@ def test_tx_decisions_are_safe(
     confirmations: int,
     replace_after: int,
     at_finalized: bool,
+    lookup_failed: bool,
+    block_hash_at_mined: bytes | None,
 ) -> None:
-    """A tx is only called dropped when its nonce is consumed and no receipt exists; a replacement is
-    affordable, within the cap and a real bump; a lost receipt of a mined tx is a reorg."""
-    attempts = tuple(Attempt(i, f, sent, known) for i, (f, sent, known) in enumerate(atts))
+    """A tx is only called dropped when its nonce is consumed, no receipt exists and the grace after our
+    LAST send (any attempt, rebroadcasts included) has passed; a reorg only when the node has another
+    block at the mined height; a failed lookup decides nothing; a replacement is affordable, within
+    the cap and a real bump."""
+    attempts = tuple(Attempt(i, f, sent, known, False, last) for i, (f, sent, known, last) in enumerate(atts))
     receipt = Receipt(0, max(0, chain.head - 1), b"\x02" * 32, True, 21_000, GWEI) if has_receipt else None
     mined_hash = None if status == "pending" else b"\x02" * 32
     mined_attempt = None if status == "pending" else 0
-    tx = TxView(status, nonce, 100_000, 0, attempts, receipt, mined_hash, mined_attempt, False)  # type: ignore[arg-type]
+    tx = TxView(
+        status,  # type: ignore[arg-type]
+        nonce,
+        100_000,
+        0,
+        attempts,
+        receipt,
+        mined_hash,
+        mined_attempt,
+        False,
+        lookup_failed,
+        block_hash_at_mined,
+    )
     a = decide.decide_tx(tx, chain, confirmations, replace_after, p, at_finalized)
+    if receipt is None and lookup_failed:
+        assert a is None
     if isinstance(a, decide.MarkMined) and a.confirmed:
         assert receipt is not None
         if at_finalized:
@@ -209,18 +252,66 @@ def test_tx_decisions_are_safe(
     if isinstance(a, decide.Dropped):
         assert receipt is None
         assert chain.nonce_latest > nonce
-        sent = attempts[-1].sent_block
-        assert sent is None or chain.head - sent >= decide.DROP_GRACE_BLOCKS
+        sends = [b for at in attempts for b in (at.sent_block, at.last_sent_block) if b is not None]
+        assert sends
+        assert chain.head - max(sends) >= decide.DROP_GRACE_BLOCKS
     if isinstance(a, decide.Reorged):
         assert receipt is None
         assert status != "pending"
+        assert block_hash_at_mined is not None
+        assert block_hash_at_mined != mined_hash
     if isinstance(a, decide.Replace):
         last = attempts[-1].fees
         assert a.fees.max_fee_per_gas <= p.max_fee_cap
         assert a.fees.max_fee_per_gas * 10_000 >= last.max_fee_per_gas * 11_250
         assert chain.balance >= tx.gas_limit * a.fees.max_fee_per_gas
-    if receipt is None and status != "pending":
+    if receipt is None and status != "pending" and not lookup_failed and block_hash_at_mined == b"\x03" * 32:
         assert isinstance(a, decide.Reorged)
+
+
+P = FeePolicy(max_fee_cap=100 * GWEI, priority_cap=2 * GWEI, min_priority=GWEI)
+F = Fees(10 * GWEI, GWEI)
+
+
+def test_a_failed_receipt_lookup_of_a_mined_tx_is_neither_a_reorg_nor_a_drop() -> None:
+    """The review's sequence: a mined tx whose receipt lookups fail on two passes, blocks later, with
+    its nonce used: nothing is decided (it was Reorged, then Dropped)."""
+    attempts = (Attempt(0, F, 5, True),)
+    mined = TxView("mined", 3, 100_000, 0, attempts, None, b"\x02" * 32, 0, False, lookup_failed=True)
+    for head in (7, 12):
+        assert decide.decide_tx(mined, ChainView(head, 0, 4, 10**18, F), 4, 3, P) is None
+    pending = TxView("pending", 3, 100_000, 0, attempts, None, None, None, False, lookup_failed=True)
+    assert decide.decide_tx(pending, ChainView(12, 0, 4, 10**18, F), 4, 3, P) is None
+
+
+def test_a_missing_receipt_is_a_reorg_only_when_the_mined_block_changed() -> None:
+    """No receipt: a node behind the mined height, or with our block still there, proves no reorg; a
+    different block at that height does."""
+    attempts = (Attempt(0, F, 5, True),)
+    chain = ChainView(12, 0, 4, 10**18, F)
+
+    def view(at_mined: bytes | None) -> TxView:
+        return TxView("confirmed", 3, 100_000, 0, attempts, None, b"\x02" * 32, 0, False, False, at_mined)
+
+    assert decide.decide_tx(view(None), chain, 1, 3, P) is None
+    assert decide.decide_tx(view(b"\x02" * 32), chain, 1, 3, P) is None
+    assert decide.decide_tx(view(b"\x03" * 32), chain, 1, 3, P) == decide.Reorged(0)
+
+
+def test_a_reorg_rebroadcast_restarts_the_drop_grace() -> None:
+    """Back to pending after a reorg: its first send was long ago, but the rebroadcast at block 20 is our
+    last send, so a used nonce without a receipt at 21 waits; at 22 it is dropped."""
+    attempts = (Attempt(0, F, 5, True, False, 20),)
+    tx = TxView("pending", 3, 100_000, 0, attempts, None, None, None, False)
+    assert decide.decide_tx(tx, ChainView(21, 0, 4, 10**18, F), 1, 3, P) is None
+    assert isinstance(decide.decide_tx(tx, ChainView(22, 0, 4, 10**18, F), 1, 3, P), decide.Dropped)
+
+
+def test_a_used_nonce_with_no_recorded_send_is_sent_before_any_drop() -> None:
+    """A send block never recorded (crash before the broadcast, or the head unreadable then): sending it
+    again starts the grace instead of dropping at once."""
+    tx = TxView("pending", 3, 100_000, 0, (Attempt(0, F, None, True),), None, None, None, False)
+    assert decide.decide_tx(tx, ChainView(50, 0, 4, 10**18, F), 1, 3, P) == decide.Rebroadcast(0)
 
 
 def test_a_mined_cancellation_frees_the_job_key() -> None:

@@ -237,8 +237,8 @@ async def test_entry_the_contract_refuses_in_simulation_is_failed_not_retried(
 def test_cli_rule_checks_the_market_and_the_feed_on_chain(
     ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path
 ) -> None:
-    """`keeper rule` refuses a feed address with no contract and an unknown market; a good rule is
-    recorded with who and why."""
+    """`keeper rule` refuses a feed address with no contract, a contract whose latestRoundData is no
+    AggregatorV3 round, and an unknown market; a good rule is recorded with who and why."""
     feed = ops.dep.price_feed
     assert feed is not None
     (m,) = ops.create_markets(1, ops.now() + 10_000)
@@ -247,6 +247,15 @@ def test_cli_rule_checks_the_market_and_the_feed_on_chain(
     nowhere = run_keeper(cfg, "rule", str(m), "--feed", "0x" + "12" * 20, *common)
     assert nowhere.returncode == 2
     assert "--feed: no contract at 0x1212" in nowhere.stderr
+    # a contract that is no feed: one whose fallback answers nothing, one that reverts latestRoundData
+    ops.anvil.call("anvil_setCode", "0x" + "fe" * 20, "0x00")
+    silent = run_keeper(cfg, "rule", str(m), "--feed", "0x" + "fe" * 20, *common)
+    assert silent.returncode == 2
+    assert "--feed: 0xfefe" in silent.stderr
+    assert "answered 0 bytes that are not an AggregatorV3 round" in silent.stderr
+    token = run_keeper(cfg, "rule", str(m), "--feed", ops.dep.usdc, *common)
+    assert token.returncode == 2
+    assert "latestRoundData() reverts" in token.stderr
     unknown = run_keeper(cfg, "rule", "999999", "--feed", feed, *common)
     assert unknown.returncode == 2
     assert "market 999999 does not exist" in unknown.stderr

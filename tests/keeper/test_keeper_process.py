@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from keeper.abi import encode_call
-from tests.chain import free_port
+from tests.chain import Anvil, free_port
 from tests.keeper.kit import (
     KEEPER,
     ChainOps,
@@ -252,3 +252,23 @@ async def test_sigkill_between_record_and_send_then_restart_finishes_each_step_o
     assert ops.status(m)[0] == 3
     assert ops.status(m)[2] == (1 if step == "finalize" else 2)
     assert_no_key(first.stdout, first.stderr, second.stdout, second.stderr)
+
+
+def test_a_node_of_another_chain_in_rpc_urls_refuses_the_start(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path
+) -> None:
+    """One of [chain].rpc_urls serves chain 1 while chain_id is 31337: the keeper refuses to start
+    (exit 2) naming chain.rpc_urls[1], never its URL, and records nothing."""
+    other = Anvil(chain_id=1)
+    try:
+        cfg = write_config(tmp_path / "k.toml", ops.anvil.url, db_dsn, deployment_path)
+        text = cfg.read_text().replace(json.dumps([ops.anvil.url]), json.dumps([ops.anvil.url, other.url]))
+        cfg.write_text(text)
+        r = run_keeper(cfg, "run", "--once")
+    finally:
+        other.stop()
+    assert r.returncode == 2, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert "chain.rpc_urls[1] reports chain id 1" in out
+    assert other.url not in out
+    assert asyncio.run(fetch(db_dsn, "SELECT 1 FROM keeper.txs")) == []

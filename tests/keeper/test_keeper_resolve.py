@@ -151,3 +151,44 @@ async def test_queue_entry_for_a_market_already_in_flight_is_skipped_not_sent(
     assert [(r["status"], r["status_reason"]) for r in rows] == [("resolved", None), ("skipped", "already_in_ledger")]
     assert rows[1]["id"] == late
     assert ops.status(m)[:2] == (1, 1)
+
+
+NOT_A_FEED = "0x" + "fe" * 20  # given code that returns nothing (as a contract with a non-reverting fallback)
+
+
+async def test_a_rule_bound_to_a_non_feed_contract_fails_its_market_alone(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """A rule whose 'feed' answers latestRoundData with bytes that are no round fails that market (an
+    item failure naming the market and the feed); the other market's rule still proposes."""
+    from keeper.abi import encode_call
+
+    feed = ops.dep.price_feed
+    assert feed is not None
+    ops.anvil.call("anvil_setCode", NOT_A_FEED, "0x00")
+    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_500 * 10**8))
+    end = ops.now() + 100
+    bad, good = ops.create_markets(2, end)
+    await insert_markets(db_dsn, [bad, good], end)
+    for m, f in ((bad, NOT_A_FEED), (good, feed)):
+        await fetch(
+            db_dsn,
+            "INSERT INTO keeper.price_feed_rules (chain_id, market_id, feed, comparison, threshold, created_by)"
+            " VALUES (31337, $1, $2, 'gte', $3, 'test')",
+            m,
+            bytes.fromhex(f[2:]),
+            3_400 * 10**8,
+        )
+    ops.advance(200)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    async with harness(settings) as h:
+        counts = await jobs.resolve(h.ctx)
+        assert (counts["sent"], counts["failed"]) == (1, 1)
+        assert h.metrics.item_failures.labels(job="resolve", stage="check")._value.get() == 1
+        await h.tx.wait_idle(30, 0.1)
+    assert ops.status(good)[:2] == (1, 1)
+    assert ops.status(bad)[0] == 0
+    (d,) = await fetch(db_dsn, "SELECT job_key, reason FROM keeper.decisions WHERE action = 'failed'")
+    assert d["job_key"] == f"resolve:{bad}"
+    assert f"market {bad}: feed {NOT_A_FEED}" in d["reason"]
+    assert "not an AggregatorV3 round" in d["reason"]

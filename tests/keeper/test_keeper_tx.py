@@ -269,3 +269,27 @@ async def test_stuck_resolution_resolved_elsewhere_is_cancelled_not_bumped(
     assert len(ops.proposed_events(m)) == 1  # only the other resolver's
     (q,) = await fetch(db_dsn, "SELECT status, status_reason FROM keeper.resolution_queue")
     assert (q["status"], q["status_reason"]) == ("skipped", "already_proposed")
+
+
+async def test_many_nonce_gaps_are_filled_a_few_per_pass(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:
+    """Twelve missing nonces (a bad nonce reading looks like this) are filled at most
+    MAX_FILLS_PER_PASS per tracker pass, lowest first; the rest follow and everything mines."""
+    (m,) = await due_markets(ops, db_dsn, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    base = ops.keeper_nonce()
+    async with harness(settings) as h:
+        await h.tx.resync_nonce()
+        h.tx._next = base + 12
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        s = await h.tx.track()
+        assert 0 < s.gaps_filled < 12
+        from keeper.tx import MAX_FILLS_PER_PASS
+
+        assert s.gaps_filled == MAX_FILLS_PER_PASS
+        fills = await fetch(db_dsn, "SELECT nonce FROM keeper.txs WHERE job = 'fill' ORDER BY nonce")
+        assert [r["nonce"] for r in fills] == list(range(base, base + MAX_FILLS_PER_PASS))
+        await h.tx.wait_idle(60, 0.1)
+    rows = await fetch(db_dsn, "SELECT job, status FROM keeper.txs ORDER BY nonce")
+    assert [r["job"] for r in rows] == ["fill"] * 12 + ["resolve"]
+    assert {r["status"] for r in rows} == {"confirmed"}
+    assert ops.market(m)[4]

@@ -1,0 +1,91 @@
+"""A JSON-RPC proxy in front of anvil that answers chosen methods wrongly, on demand (its own thread
+and event loop). Unlike tests/indexer/faultproxy.py (random faults from a seed), a test sets exactly
+which method fails and how, and clears it:
+
+    proxy.faults["eth_getTransactionReceipt"] = "error"   # a rate-limit error per batch element
+    proxy.faults["eth_getTransactionReceipt"] = "null"    # a node that lacks the receipt
+    proxy.faults.clear()
+
+Every other call, and every other element of a batch, goes to anvil unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+Fault = Literal["error", "null"]
+RATE_LIMITED = {"code": -32005, "message": "rate limit exceeded, try again later"}
+
+
+class RpcProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.faults: dict[str, Fault] = {}
+        self.counts: dict[str, int] = {}  # method → faulted answers given
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("rpc proxy did not start within 10 s")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            app = web.Application(client_max_size=64 << 20)
+
+            async def handle(request: web.Request) -> web.Response:
+                return await self._handle(await request.read(), session)
+
+            app.router.add_post("/", handle)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._started.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+    async def _handle(self, body: bytes, session: aiohttp.ClientSession) -> web.Response:
+        msg = orjson.loads(body)
+        calls: list[dict[str, Any]] = msg if isinstance(msg, list) else [msg]
+        answers: dict[Any, dict[str, Any]] = {}
+        forward = []
+        for c in calls:
+            fault = self.faults.get(c.get("method", ""))
+            if fault is None:
+                forward.append(c)
+                continue
+            self.counts[c["method"]] = self.counts.get(c["method"], 0) + 1
+            answers[c.get("id")] = (
+                {"jsonrpc": "2.0", "id": c.get("id"), "error": RATE_LIMITED}
+                if fault == "error"
+                else {"jsonrpc": "2.0", "id": c.get("id"), "result": None}
+            )
+        if forward:
+            payload = orjson.dumps(forward if isinstance(msg, list) else forward[0])
+            async with session.post(self.upstream, data=payload, headers={"Content-Type": "application/json"}) as r:
+                got = orjson.loads(await r.read())
+            for a in got if isinstance(got, list) else [got]:
+                answers[a.get("id")] = a
+        out = [answers[c.get("id")] for c in calls]
+        return web.json_response(out if isinstance(msg, list) else out[0], dumps=lambda o: orjson.dumps(o).decode())

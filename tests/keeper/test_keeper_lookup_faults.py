@@ -1,0 +1,126 @@
+"""The tracker against a node that fails or lags on lookups (real anvil behind tests/keeper/rpcproxy.py):
+a failed or empty receipt lookup is no evidence of a reorg or a drop, and a failed re-simulation is no
+reason to cancel a fee bump."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keeper import jobs
+from tests.chain import Anvil
+from tests.keeper.kit import ChainOps, Harness, fetch, harness, make_settings
+from tests.keeper.rpcproxy import RpcProxy
+from tests.keeper.test_keeper_tx import GWEI, due_markets, manual_mining
+
+pytestmark = [pytest.mark.pg, pytest.mark.anvil]
+
+
+@pytest.fixture
+def proxy(chain: Anvil) -> Iterator[RpcProxy]:
+    p = RpcProxy(chain.url)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+async def _mined(h: Harness, db_dsn: str) -> None:
+    for _ in range(100):
+        await h.tx.track()
+        (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+        if t["status"] != "pending":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the transaction was never seen mined")
+
+
+@pytest.mark.parametrize("fault", ["error", "null"])
+async def test_a_mined_tx_whose_receipt_lookups_fail_stays_mined_then_confirms(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: RpcProxy, fault: str
+) -> None:
+    """While every receipt lookup errors (a rate limit inside the batch) or comes back null (a node that
+    has the block but not yet the receipt), a mined resolution is neither reorged nor dropped: the
+    pass decides nothing; once lookups answer it confirms with reorg_count 0 and its key held."""
+    (m,) = await due_markets(ops, db_dsn, 1)
+    settings = make_settings(proxy.url, db_dsn, deployment_path, confirmations=4)
+    async with harness(settings) as h:
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        await _mined(h, db_dsn)
+        proxy.faults["eth_getTransactionReceipt"] = fault  # type: ignore[assignment]
+        for _ in range(4):
+            ops.anvil.mine(1)
+            s = await h.tx.track()
+            assert (s.reorged, s.dropped) == (0, 0)
+        assert proxy.counts["eth_getTransactionReceipt"] >= 4
+        (t,) = await fetch(db_dsn, "SELECT status, reorg_count FROM keeper.txs")
+        assert (t["status"], t["reorg_count"]) == ("mined", 0)
+        proxy.faults.clear()
+        await h.tx.wait_idle(30, 0.1)
+    (t,) = await fetch(db_dsn, "SELECT status, reorg_count FROM keeper.txs")
+    assert (t["status"], t["reorg_count"]) == ("confirmed", 0)
+    (q,) = await fetch(db_dsn, "SELECT status FROM keeper.resolution_queue")
+    assert q["status"] == "resolved"
+    assert len(ops.proposed_events(m)) == 1
+
+
+async def test_broadcast_with_an_unread_head_records_no_send_block(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: RpcProxy
+) -> None:
+    """When eth_blockNumber fails in the broadcast batch, the attempt's send block stays unknown (never 0,
+    which made a fresh transaction look ancient: a fee bump at once); the next pass sends it again and
+    records the real head, and no replacement is made."""
+    await due_markets(ops, db_dsn, 1)
+    settings = make_settings(proxy.url, db_dsn, deployment_path, replace_after_blocks=3)
+    ops.anvil.call("evm_setAutomine", False)
+    try:
+        async with harness(settings) as h:
+            proxy.faults["eth_blockNumber"] = "error"
+            assert (await jobs.resolve(h.ctx))["sent"] == 1
+            proxy.faults.clear()
+            (a,) = await fetch(db_dsn, "SELECT sent_block FROM keeper.tx_attempts")
+            assert a["sent_block"] is None
+            s = await h.tx.track()
+            assert s.replaced == 0
+            (a,) = await fetch(db_dsn, "SELECT sent_block, last_sent_block FROM keeper.tx_attempts")
+            assert a["sent_block"] is not None
+            assert a["sent_block"] >= ops.anvil.head()
+    finally:
+        ops.anvil.call("evm_setAutomine", True)
+
+
+async def test_a_fee_bump_whose_re_simulation_hits_a_busy_node_never_cancels(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: RpcProxy
+) -> None:
+    """A stuck proposal comes due for a bump while eth_estimateGas answers a rate-limit error: the bump
+    waits (the tx is sent again as it is) instead of being swapped for a self-transfer; once the node
+    answers, the real call is bumped and lands."""
+    (m,) = await due_markets(ops, db_dsn, 1)
+    settings = make_settings(proxy.url, db_dsn, deployment_path, replace_after_blocks=1)
+    with manual_mining(ops.anvil):
+        async with harness(settings) as h:
+            assert (await jobs.resolve(h.ctx))["sent"] == 1
+            ops.anvil.call("anvil_setNextBlockBaseFeePerGas", hex(60 * GWEI))
+            proxy.faults["eth_estimateGas"] = "error"
+            deferred = 0
+            for _ in range(3):
+                ops.anvil.mine(1)
+                deferred += (await h.tx.track()).waiting.get("simulation_unavailable", 0)
+            assert await fetch(db_dsn, "SELECT 1 FROM keeper.tx_attempts WHERE is_cancel") == []
+            assert deferred >= 1
+            proxy.faults.clear()
+            for _ in range(12):
+                ops.anvil.mine(1)
+                await h.tx.track()
+                (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+                if t["status"] != "pending":
+                    break
+            ops.anvil.mine(1)
+            await h.tx.wait_idle(30, 0.1)
+    (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+    assert t["status"] == "confirmed"
+    assert await fetch(db_dsn, "SELECT 1 FROM keeper.tx_attempts WHERE is_cancel") == []
+    assert ops.status(m)[:2] == (1, 1)  # our proposal (yes), not a cancelled nonce
