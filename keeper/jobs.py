@@ -115,7 +115,9 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
             SELECT d.market_id, q.id AS queue_id, q.outcome AS queue_outcome,
                    r.feed, r.comparison, r.threshold, r.outcome_if_true, r.outcome_if_false,
                    EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1 AND t.job_key = 'resolve:' || d.market_id
-                            AND t.status <> 'dropped') AS in_ledger,
+                            AND t.status <> 'dropped'
+                            -- after a revert, only an operator's new entry sends again (no automatic retry)
+                            AND (t.status <> 'reverted' OR q.id IS NULL)) AS in_ledger,
                    EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1 AND t.job_key = 'expire:' || d.market_id
                             AND t.status = 'pending') AS expiring
               FROM due d

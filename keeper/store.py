@@ -125,11 +125,17 @@ class NewTx:
     queue_id: int | None = None
 
 
-async def live_job_keys(conn: Conn, chain_id: int, keys: Sequence[str]) -> set[str]:
+async def live_job_keys(conn: Conn, chain_id: int, keys: Sequence[str], reverted: bool = True) -> set[str]:
+    """The keys among `keys` a transaction holds (dropped ones never do). `reverted`: count a
+    transaction that reverted on chain too — the automatic jobs do (no retry burns gas on a revert);
+    an operator's queue entry does not (it asks again on purpose, after a revert)."""
+    excluded = ["dropped"] if reverted else ["dropped", "reverted"]
     rows = await conn.fetch(
-        "SELECT job_key FROM keeper.txs WHERE chain_id = $1 AND job_key = ANY($2::text[]) AND status <> 'dropped'",
+        "SELECT job_key FROM keeper.txs WHERE chain_id = $1 AND job_key = ANY($2::text[])"
+        " AND NOT (status = ANY($3::text[]))",
         chain_id,
         list(keys),
+        excluded,
     )
     return {r["job_key"] for r in rows}
 

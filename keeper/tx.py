@@ -215,9 +215,17 @@ class TxManager:
                 nonce = self._next
                 async with self.pool.acquire() as conn, conn.transaction():
                     await store.check_fence(conn, fence)
-                    live = await store.live_job_keys(conn, self.chain_id, [r.job_key for r in chunk])
+                    keys = [r.job_key for r in chunk]
+                    live = await store.live_job_keys(conn, self.chain_id, keys)
+                    unreverted = await store.live_job_keys(conn, self.chain_id, keys, reverted=False)
                     queued = await store.lock_queued(conn, [r.queue_id for r in chunk if r.queue_id is not None])
-                    todo = [r for r in chunk if r.job_key not in live and (r.queue_id is None or r.queue_id in queued)]
+                    # an operator's queue entry may follow a transaction that reverted; nothing else may
+                    todo = [
+                        r
+                        for r in chunk
+                        if (r.queue_id is None and r.job_key not in live)
+                        or (r.queue_id in queued and r.job_key not in unreverted)
+                    ]
                     new: list[NewTx] = []
                     for r in todo:
                         try:  # one request the signer refuses is skipped (its nonce goes to the next)

@@ -266,3 +266,43 @@ def test_cli_rule_checks_the_market_and_the_feed_on_chain(
         fetch(db_dsn, "SELECT market_id, comparison, threshold, created_by, reason FROM keeper.price_feed_rules")
     )
     assert tuple(row) == (m, "gte", 300_000_000_000, "dana", "ETH above $3,000")
+
+
+async def test_after_a_resolution_reverts_on_chain_an_operators_new_entry_is_sent(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """The keeper's proposal passes simulation, then reverts on chain (its resolver role is revoked in
+    the same block, ahead of it). The reverted transaction did nothing: the automatic job does not
+    retry it, but the operator's new queue entry is sent — it used to be accepted, then skipped as
+    already_in_ledger for good, and the market would have expired INVALID instead."""
+    end = ops.now() + 30
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    ops.advance(60)
+    await queue(db_dsn, m, 1)
+    role = Web3.keccak(text="RESOLVER_ROLE")
+    om = ops.dep.opinion_market
+    async with harness(make_settings(ops.anvil.url, db_dsn, deployment_path)) as h:
+        ops.anvil.call("evm_setAutomine", False)
+        try:
+            assert (await jobs.resolve(h.ctx))["sent"] == 1  # simulated fine, now in the mempool
+            ops.send(
+                ADMIN, om, encode_call("OpinionMarket", "revokeRole", role, KEEPER.address), wait=False, max_fee=10**12
+            )
+            ops.anvil.mine(1)
+        finally:
+            ops.anvil.call("evm_setAutomine", True)
+        ops.send(ADMIN, om, encode_call("OpinionMarket", "grantRole", role, KEEPER.address))
+        await h.tx.wait_idle(30, 0.1)
+        (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs WHERE job_key = $1", f"resolve:{m}")
+        assert t["status"] == "reverted"
+        assert ops.status(m)[0] == 0  # still open on chain
+        assert (await jobs.resolve(h.ctx))["sent"] == 0  # no automatic retry of a revert
+        qid = await queue(db_dsn, m, 2, reason="after the revert", by="alice")
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        await h.tx.wait_idle(30, 0.1)
+    assert ops.status(m)[:2] == (1, 2)  # proposed NO, the operator's outcome
+    txs = await fetch(db_dsn, "SELECT status, queue_id FROM keeper.txs WHERE job_key = $1 ORDER BY id", f"resolve:{m}")
+    assert [(t["status"], t["queue_id"]) for t in txs][-1] == ("confirmed", qid)
+    (q,) = await fetch(db_dsn, "SELECT status FROM keeper.resolution_queue WHERE id = $1", qid)
+    assert q["status"] == "resolved"
