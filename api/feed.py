@@ -233,6 +233,10 @@ class Hub:
     def _offer(self, c: Client, item: Item) -> None:
         if c.closed:
             return
+        transport = c.ws.transport
+        if transport is not None and transport.get_write_buffer_size() > self.buffer_max:
+            self._cut(c)  # not reading, whichever path last wrote to it
+            return
         if c.replaying:
             if len(c.pending) >= self.queue_max:
                 self._cut(c)
@@ -245,7 +249,10 @@ class Hub:
             self._cut(c)
 
     def _cut(self, c: Client) -> None:
-        """Drops a slow client from every room now and closes it with 4008."""
+        """Drops a slow client from every room now and closes it with 4008 (once, whichever check
+        saw it first: the replay's stall, the writer's, the queue's or the buffer's)."""
+        if c.closed:
+            return
         self._forget(c)
         c.closed = True
         self.metrics.feed_slow_disconnects.inc()
@@ -396,6 +403,10 @@ class Hub:
                 await writer
 
     async def _writer(self, c: Client) -> None:
+        """Sends the queued frames in order. A send that cannot finish within feed_replay_stall_s (the
+        client stopped reading: the transport is paused) cuts the client — without it the writer
+        waited for ever, heartbeats piled up behind it and, in quiet rooms, the connection and its
+        buffers stayed for hours (feed_queue_max heartbeats)."""
         with contextlib.suppress(ConnectionClosed):
             while True:
                 seq, data = await c.queue.get()
@@ -403,7 +414,12 @@ class Hub:
                     if seq <= c.last_seq:
                         continue
                     c.last_seq = seq
-                await c.ws.send(data, text=True)
+                try:
+                    async with asyncio.timeout(self.replay_stall_s):
+                        await c.ws.send(data, text=True)
+                except TimeoutError:
+                    self._cut(c)
+                    return
 
     def _reply(self, c: Client, data: bytes) -> None:
         self._offer(c, (None, data))
