@@ -66,6 +66,7 @@ CLOSE_POLICY = 1008
 ALL_ROOMS_EVENTS = ("chain:reorg", "chain:finalized", "chain:gap", "system:maintenance")
 PRIVATE_EVENTS = ("notification",)  # only to a connection signed in as the room's user
 PAGE_ACQUIRE_S = 2.0
+RESUME_KEYS_MAX = 10_000  # client addresses whose resume budget is tracked
 _ROOM = re.compile(r"^(global:all|market:(0|[1-9][0-9]{0,17})|(user|creator):0x[0-9a-fA-F]{40})$")
 
 REPLAY_SQL = """
@@ -210,6 +211,10 @@ class Hub:
         self.rooms: dict[str, set[Client]] = {}
         self.per_ip: dict[str, int] = {}
         self.server: Server | None = None
+        # Resumes read the outbox in pages on the feed's pool: budgeted per client address, whatever
+        # the number of connections it opens and closes (reconnect loops).
+        self.resumes_per_min = a.feed_resumes_per_minute
+        self.resumes: dict[str, Bucket] = {}
 
     # ---------------------------------------------------------------- fan-out (no await inside)
 
@@ -478,6 +483,16 @@ class Hub:
         if len(c.rooms | set(rooms)) > self.max_rooms:
             self.metrics.feed_errors.inc()
             return self._reply(c, _error("too_many_rooms", f"at most {self.max_rooms} rooms per connection"))
+        if since is not None and not self._may_resume(c.ip):
+            self.metrics.feed_errors.inc()
+            return self._reply(
+                c,
+                _error(
+                    "rate_limited",
+                    f"at most {self.resumes_per_min} resumes (subscribe with since) per minute per client address;"
+                    " subscribe without since, or retry in a minute",
+                ),
+            )
         c.started = True
         for r in rooms:
             c.rooms.add(r)
@@ -489,6 +504,17 @@ class Hub:
         c.replaying = True  # live rows from now on (all > target) wait in c.pending
         await self._replay(c, since, target, sorted(c.rooms))
         return None
+
+    def _may_resume(self, ip: str) -> bool:
+        now = time.monotonic()
+        if len(self.resumes) > RESUME_KEYS_MAX:  # bounded: forget the addresses whose budget is full again
+            rate = self.resumes_per_min / 60
+            for k in [k for k, b in self.resumes.items() if b.tokens + (now - b.updated) * rate >= b.burst]:
+                del self.resumes[k]
+        bucket = self.resumes.get(ip)
+        if bucket is None:
+            bucket = self.resumes[ip] = Bucket(self.resumes_per_min / 60, self.resumes_per_min, now)
+        return bucket.take(now) >= 0
 
     def _leave(self, c: Client, rooms: list[str]) -> None:
         for r in rooms:
@@ -535,7 +561,7 @@ class Hub:
                 return
             safe = heads["safe_block"] if heads else None
             fin = heads["finalized_block"] if heads else None
-            while cursor < target and not c.closed:
+            while cursor < target and not c.closed and c.ws.protocol.state is State.OPEN:  # gone: stop reading
                 # one page per connection checkout: no pool connection is held while the client reads
                 async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
                     rows = await conn.fetch(REPLAY_SQL, self.chain_id, cursor, target, rooms, list(ALL_ROOMS_EVENTS))

@@ -86,3 +86,22 @@ async def test_a_replay_the_database_cannot_serve_is_not_followed_by_live_events
             ]
             await assert_unsubscribed_until_asked(ws, conn)
     await conn.close()
+
+
+async def test_resumes_are_budgeted_per_client_address_across_connections(db_dsn: str, redis_url: str) -> None:
+    """A reconnect loop of resumes (each reads the outbox) is refused past feed_resumes_per_minute per
+    address, however many connections it uses; a subscribe without since still goes live."""
+    conn = await asyncpg.connect(db_dsn)
+    seqs = [await trade_row(conn, 1, b) for b in range(1, 4)]
+    async with running(make_settings(db_dsn, redis_url, feed_resumes_per_minute=3)) as (_, _rt, url):
+        for _ in range(3):
+            async with connect(url) as ws:
+                await subscribe(ws, ["market:1"], since=seqs[0])
+                assert (await frames_until_quiet(ws))[-1]["type"] == "replayed"
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "rooms": ["market:1"], "since": seqs[0]}))
+            frames = await frames_until_quiet(ws)
+            assert [(m["type"], m.get("code")) for m in frames] == [("error", "rate_limited")]
+            assert "resumes" in frames[0]["message"]
+            await assert_unsubscribed_until_asked(ws, conn)
+    await conn.close()
