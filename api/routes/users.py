@@ -297,8 +297,21 @@ HOLDINGS_SQL = """
 SELECT h.creator, h.shares, h.locked_until, h.claimed_total, c.supply, c.holder_count,
        h.credited + div(h.shares * (c.acc_per_share - h.acc_paid), 1000000000000000000) AS claimable
   FROM idx.share_holdings h JOIN idx.creators c ON c.chain_id = h.chain_id AND c.creator = h.creator
- WHERE h.chain_id = $1 AND h.holder = $2 AND (h.shares > 0 OR $5)
+ WHERE h.chain_id = $1 AND h.holder = $2 AND h.shares > 0
  ORDER BY h.shares DESC, h.creator LIMIT $3 OFFSET $4
+"""
+
+
+# Claimable dividends, largest first: the list stops at CLAIMABLE_MAX creators, the total does not
+# (the window sum runs before the LIMIT).
+CLAIMABLE_MAX = 1000
+CLAIMABLE_SQL = """
+SELECT creator, claimable, sum(claimable) OVER () AS total
+  FROM (SELECT h.creator, h.credited + div(h.shares * (c.acc_per_share - h.acc_paid), 1000000000000000000) AS claimable
+          FROM idx.share_holdings h JOIN idx.creators c ON c.chain_id = h.chain_id AND c.creator = h.creator
+         WHERE h.chain_id = $1 AND h.holder = $2) x
+ WHERE claimable > 0
+ ORDER BY claimable DESC, creator LIMIT $3
 """
 
 
@@ -306,7 +319,7 @@ async def holdings(ctx: Ctx) -> dict[str, Any]:
     """Creator shares a user holds, with their sell value on the curve and claimable dividends."""
     unit = await curve_unit(ctx)
     limit, off = offset(ctx)
-    rows = await ctx.conn.fetch(HOLDINGS_SQL, ctx.chain_id, ctx.params["address"], limit, off, False)
+    rows = await ctx.conn.fetch(HOLDINGS_SQL, ctx.chain_id, ctx.params["address"], limit, off)
     total = await ctx.conn.fetchval(
         "SELECT count(*) FROM idx.share_holdings WHERE chain_id = $1 AND holder = $2 AND shares > 0",
         ctx.chain_id,
@@ -334,9 +347,10 @@ async def holdings(ctx: Ctx) -> dict[str, Any]:
 
 
 async def dividends(ctx: Ctx) -> dict[str, Any]:
-    """Claimable dividends per creator and the history of claims (cursor-paginated)."""
-    rows = await ctx.conn.fetch(HOLDINGS_SQL, ctx.chain_id, ctx.params["address"], 1000, 0, True)
-    claimable = [{"creator": hexs(r["creator"]), "amount": units(r["claimable"])} for r in rows if r["claimable"] > 0]
+    """Claimable dividends per creator (largest first, at most 1,000; totalClaimable covers every
+    holding) and the history of claims (cursor-paginated)."""
+    rows = await ctx.conn.fetch(CLAIMABLE_SQL, ctx.chain_id, ctx.params["address"], CLAIMABLE_MAX)
+    claimable = [{"creator": hexs(r["creator"]), "amount": units(r["claimable"])} for r in rows]
     key = cursor_key(ctx) or [2**62, 0]
     limit = int(ctx.params["limit"])
     claims = await ctx.conn.fetch(
@@ -352,7 +366,7 @@ async def dividends(ctx: Ctx) -> dict[str, Any]:
     page, meta = cursor_page(ctx, claims, limit)
     return {
         "data": {
-            "totalClaimable": units(sum(int(r["claimable"]) for r in rows)),
+            "totalClaimable": units(int(rows[0]["total"]) if rows else 0),  # over every holding, not the list
             "claimable": claimable,
             "claimed": [
                 {

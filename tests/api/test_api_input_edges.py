@@ -76,3 +76,33 @@ async def test_feed_handshakes_with_repeated_headers(settings: object) -> None:
             await connect(url, additional_headers=[("Authorization", "Bearer a"), ("Authorization", "Bearer b")])
         assert twice.value.response.status_code == 400
         assert b"one Authorization header" in twice.value.response.body
+
+
+@pytest.mark.pg
+@pytest.mark.redis
+async def test_total_claimable_covers_every_holding_beyond_the_listed_1000(client: TestClient, db_dsn: str) -> None:
+    """1,001 creators with dividends for one holder: the list stops at 1,000 (largest first), the
+    total does not (it summed the first 1,000 by shares, silently short)."""
+    import asyncpg
+
+    holder = bytes.fromhex("b2" * 20)
+    conn = await asyncpg.connect(db_dsn)
+    creators = [i.to_bytes(20, "big") for i in range(1, 1002)]
+    await conn.executemany(
+        """INSERT INTO idx.creators (chain_id, creator, supply, acc_per_share, pool, market_fees_accrued,
+               distributed_total, distribution_count, holder_count, volume, trade_count, first_block, updated_block)
+           VALUES (31337, $1, 2, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1)""",
+        [(c,) for c in creators],
+    )
+    # credited dividends of k micro-USDC on creator k; the smallest (1) is the one left off the list
+    await conn.executemany(
+        """INSERT INTO idx.share_holdings (chain_id, creator, holder, shares, locked_until, credited, acc_paid,
+               claimed_total, updated_block) VALUES (31337, $1, $2, $3, 0, $4, 0, 0, 1)""",
+        [(c, holder, 1 + (k % 3), k) for k, c in enumerate(creators, start=1)],
+    )
+    await conn.close()
+    d = client.get(f"/v1/users/0x{'b2' * 20}/dividends").json()["data"]
+    assert d["totalClaimable"] == "0.501501"  # 1 + 2 + … + 1001 micro-USDC = 501,501
+    assert len(d["claimable"]) == 1000
+    assert d["claimable"][0] == {"creator": "0x" + creators[-1].hex(), "amount": "0.001001"}
+    assert d["claimable"][-1]["amount"] == "0.000002"

@@ -293,7 +293,7 @@ export interface paths {
         };
         /**
          * Dividends claimable and claimed
-         * @description Claimable dividends per creator and the history of claims (cursor-paginated).
+         * @description Claimable dividends per creator (largest first, at most 1,000; totalClaimable covers every holding) and the history of claims (cursor-paginated).
          */
         get: operations["get_v1_users_address_dividends"];
         put?: never;
@@ -373,7 +373,7 @@ export interface paths {
         };
         /**
          * My dividends claimable and claimed
-         * @description Claimable dividends per creator and the history of claims (cursor-paginated). The signed-in user's dividends (as /v1/users/{address}/dividends).
+         * @description Claimable dividends per creator (largest first, at most 1,000; totalClaimable covers every holding) and the history of claims (cursor-paginated). The signed-in user's dividends (as /v1/users/{address}/dividends).
          */
         get: operations["get_v1_dividends"];
         put?: never;
