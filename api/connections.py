@@ -1,9 +1,11 @@
 """The HTTP port against slow and greedy clients, below the app: uvicorn's httptools protocol with
 the limits it lacks (uvicorn 0.54 arms no timer until a first response, and keeps every header).
 
-- A request's line and headers must arrive within `head_timeout_s` of the connection opening, of its
-  first byte, or of the previous response (a slowloris client, a socket that sends nothing, CRLFs
-  trickled to dodge the keep-alive timer): then the connection is closed (`api_connections_cut`).
+- A request's line and headers must arrive within `head_timeout_s` of the connection opening or of
+  the request's first byte, and a connection that asks nothing within `head_timeout_s` of its last
+  request's start is closed too (a slowloris client, a socket that sends nothing, CRLFs trickled to
+  dodge uvicorn's keep-alive timer): `api_connections_cut_total{reason="head_timeout"}`. One sweep
+  per server per second looks (a timer per request cost more than the rest of the guard).
 - They may take at most `max_head_bytes`: beyond, 431 and the connection is closed.
 - At most `max_per_ip` open connections per client address (an IPv6 client counts per /64, the
   least any host owns) and `max_total` in all; beyond, the new connection is closed at once. The
@@ -58,13 +60,36 @@ def protocol(limits: Limits) -> Any:
     return functools.partial(GuardedHttp, limits=limits)
 
 
+SWEEP_S = 1.0  # how often a server looks for heads past their deadline (one timer per server)
+_SWEEPING: weakref.WeakSet[Any] = weakref.WeakSet()  # the servers (ServerState) with a sweep scheduled
+
+
+def _sweep(server_state: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Closes the connections whose request head is overdue, then runs again while any is open.
+    One timer per server rather than one per request: arming and cancelling a timer on every
+    request cost more than the rest of the guard (bench/http_guard.py)."""
+    now = loop.time()
+    for p in list(server_state.connections):
+        if isinstance(p, GuardedHttp) and p.deadline < now and not p.transport.is_closing():
+            # Answering a request whose head is complete (its cycle holds the current scope): not
+            # ours to cut. Otherwise a head still arriving, or nothing asked since the last answer.
+            cycle = p.cycle
+            if cycle is None or cycle.response_complete or cycle.scope is not p.scope:
+                CUT.labels("head_timeout").inc()
+                p.transport.close()
+    if server_state.connections:
+        loop.call_later(SWEEP_S, _sweep, server_state, loop)
+    else:
+        _SWEEPING.discard(server_state)
+
+
 class GuardedHttp(HttpToolsProtocol):
     def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
-        self.head_timer: asyncio.TimerHandle | None = None
+        self.max_head = limits.max_head_bytes  # read per header: one attribute, not two
+        self.deadline = 0.0  # loop time by which the current request head must be complete
         self.head_bytes = 0
-        self.in_head = False  # a request's line or headers begun and not complete
         self.too_large = False
         self.key: str | None = None  # the address key counted in _OPEN
 
@@ -84,7 +109,10 @@ class GuardedHttp(HttpToolsProtocol):
                 return
             open_[key] = open_.get(key, 0) + 1
             self.key = key
-        self._arm()
+        self.deadline = self.loop.time() + self.limits.head_timeout_s
+        if self.server_state not in _SWEEPING:
+            _SWEEPING.add(self.server_state)
+            self.loop.call_later(SWEEP_S, _sweep, self.server_state, self.loop)
 
     def _refuse(self, reason: str, peer: str) -> None:
         CUT.labels(reason).inc()
@@ -92,9 +120,6 @@ class GuardedHttp(HttpToolsProtocol):
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.head_timer is not None:
-            self.head_timer.cancel()
-            self.head_timer = None
         if self.key is not None:
             open_ = _OPEN.get(self.server_state, {})
             left = open_.get(self.key, 1) - 1
@@ -105,47 +130,33 @@ class GuardedHttp(HttpToolsProtocol):
             self.key = None
         super().connection_lost(exc)
 
-    # ---------------------------------------------------------------- the head's deadline
-
-    def _arm(self) -> None:
-        if self.head_timer is not None:
-            self.head_timer.cancel()
-        self.head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_deadline)
-
-    def _head_deadline(self) -> None:
-        self.head_timer = None
-        busy = self.cycle is not None and not self.cycle.response_complete
-        if self.in_head or not busy:  # a head still arriving, or nothing asked since the last answer
-            CUT.labels("head_timeout").inc()
-            self.transport.close()
+    # ---------------------------------------------------------------- the head's deadline and size
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.in_head, self.head_bytes = True, 0
-        self._arm()
+        self.head_bytes = 0
+        self.deadline = self.loop.time() + self.limits.head_timeout_s
 
+    # on_url and on_header are uvicorn's (0.54) with the count added, not wrappers around them: a
+    # second Python frame per header was most of the guard's cost per request.
     def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
+        self.head_bytes += len(url)
+        if self.head_bytes > self.max_head:
+            self._too_large()
+        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
+        n = self.head_bytes = self.head_bytes + len(name) + len(value) + 4
+        if n > self.max_head:
+            self._too_large()
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
-    def _count(self, n: int) -> None:
-        self.head_bytes += n
-        if self.head_bytes > self.limits.max_head_bytes:
-            self.too_large = True
-            raise ValueError("request head too large")  # the parser stops; uvicorn answers send_400_response
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()  # the next request's head, if any, within the deadline
+    def _too_large(self) -> None:
+        self.too_large = True
+        raise ValueError("request head too large")  # the parser stops; uvicorn answers send_400_response
 
     def send_400_response(self, msg: str) -> None:
         if not self.too_large:

@@ -23,6 +23,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("keeper_resolve", ["-m", "bench.keeper_resolve"]),
     ("api_http", ["-m", "bench.api_http"]),
     ("api_wrk", ["-m", "bench.api_wrk"]),
+    ("http_guard", ["-m", "bench.http_guard"]),
     ("agg_triggers", ["-m", "bench.agg_triggers"]),
     ("api_queries", ["-m", "bench.api_queries"]),
     ("api_feed_latency", ["-m", "bench.api_feed_latency", "--seconds", "60"]),
