@@ -60,6 +60,7 @@ def protocol(limits: Limits) -> Any:
     return functools.partial(GuardedHttp, limits=limits)
 
 
+_REFUSAL_LOGGED = [float("-inf")]  # loop time of the last connection_refused line
 SWEEP_S = 1.0  # how often a server looks for heads past their deadline (one timer per server)
 _SWEEPING: weakref.WeakSet[Any] = weakref.WeakSet()  # the servers (ServerState) with a sweep scheduled
 
@@ -116,7 +117,10 @@ class GuardedHttp(HttpToolsProtocol):
 
     def _refuse(self, reason: str, peer: str) -> None:
         CUT.labels(reason).inc()
-        log.warning("connection_refused", reason=reason, client=peer, open=len(self.connections))
+        now = self.loop.time()
+        if now >= _REFUSAL_LOGGED[0] + 1.0:  # a flood of connections is one line a second, not a log flood
+            _REFUSAL_LOGGED[0] = now
+            log.warning("connection_refused", reason=reason, client=peer, open=len(self.connections))
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
