@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import math
 import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -37,6 +38,43 @@ from keeper.settings import Settings, load_settings
 
 log = structlog.get_logger("keeper")
 REFUSED, UNREACHABLE = 2, 3
+MAX_TXS_LIMIT = 10_000  # rows `keeper txs` prints at most
+MAX_WAIT_S = 86_400.0  # `run --once --wait`: a day; every wait has an end
+
+
+def whole_number(low: int, high: int, example: str) -> Callable[[str], int]:
+    """An argparse type: a whole number within [low, high]; the refusal says what was expected and gives
+    an example (argparse names the option, prints the usage and exits 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value: int | None = int(text, 10)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {low} to {high}, got {text!r} (e.g. {example})"
+            )
+        return value
+
+    return parse
+
+
+def seconds(low: float, high: float, example: str) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds within [low, high] (nan and inf are refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:  # false for nan
+            raise argparse.ArgumentTypeError(
+                f"must be a number of seconds from {low:g} to {high:g}, got {text!r} (e.g. {example})"
+            )
+        return value
+
+    return parse
 
 
 async def _connect(settings: Settings) -> asyncpg.Connection:
@@ -307,12 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", default=",".join(DEFAULT_ONCE_JOBS), help=f"jobs for --once: {','.join(JOB_NAMES)}")
     run.add_argument("--dry-run", action="store_true", help="decide and simulate; send and record nothing")
     run.add_argument(
-        "--wait", type=float, default=300.0, help="--once while another keeper leads: seconds to wait for it"
+        "--wait",
+        type=seconds(0, MAX_WAIT_S, "--wait 300"),
+        default=300.0,
+        help=f"--once while another keeper leads: seconds to wait for it (0..{MAX_WAIT_S:g})",
     )
     run.add_argument("--by", help="who asks (default user@host), recorded with a request to the leader")
     sub.add_parser("status", parents=[common], help="leader, ledger counts, overdue markets, last runs")
     txs = sub.add_parser("txs", parents=[common], help="recent ledger transactions (JSON lines)")
-    txs.add_argument("--limit", type=int, default=50)
+    txs.add_argument(
+        "--limit",
+        type=whole_number(1, MAX_TXS_LIMIT, "--limit 50"),
+        default=50,
+        help=f"rows to print, newest first (1..{MAX_TXS_LIMIT})",
+    )
     txs.add_argument("--status", choices=("pending", "mined", "confirmed", "reverted", "dropped"))
     q = sub.add_parser("queue", parents=[common], help="the operator resolution queue")
     q.add_argument("--all", action="store_true", help="include resolved, skipped, failed and cancelled entries")
@@ -350,8 +396,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "run":
             names = [n.strip() for n in args.jobs.split(",") if n.strip()]
             unknown = [n for n in names if n not in JOB_NAMES]
-            if unknown:
-                say(f"unknown job(s): {', '.join(unknown)}; choose from {', '.join(JOB_NAMES)}", err=True)
+            if unknown or not names:
+                got = ", ".join(unknown) if unknown else repr(args.jobs)
+                say(f"refused: --jobs: unknown or no job ({got}); choose from {','.join(JOB_NAMES)}", err=True)
+                return REFUSED
+            try:  # recorded with a request to the leader (keeper.job_requests.requested_by)
+                args.by = R.parse_text(_who(args.by), "--by", R.MAX_WHO)
+            except R.RequestError as exc:
+                say(f"refused: {exc}; pass a name such as --by alice", err=True)
                 return REFUSED
 
             def plan(row: dict[str, Any]) -> None:
