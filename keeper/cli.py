@@ -32,6 +32,7 @@ from core import resolution as R
 from core.config import ConfigError
 from core.contracts import load_deployment
 from core.logs import configure_logging
+from keeper import Unreachable
 from keeper.daemon import DEFAULT_ONCE_JOBS, JOB_NAMES, NOT_LEADER, Daemon
 from keeper.keys import KeyLoadError
 from keeper.settings import Settings, load_settings
@@ -82,10 +83,6 @@ async def _connect(settings: Settings) -> asyncpg.Connection:
         return await asyncio.wait_for(asyncpg.connect(settings.database.dsn), 15)
     except (OSError, asyncpg.PostgresError) as exc:
         raise Unreachable(f"cannot reach the database ({type(exc).__name__}); check [database].dsn") from None
-
-
-class Unreachable(Exception):
-    """The database or the chain did not answer: nothing was recorded."""
 
 
 def say(text: str, err: bool = False) -> None:

@@ -42,7 +42,7 @@ from core.config import ConfigError
 from core.contracts import load_deployment
 from core.rpc import WrongChain
 from core.warm import warm
-from keeper import KeeperError, jobs, store
+from keeper import KeeperError, Unreachable, jobs, store
 from keeper.aggregate import refresh_aggregates
 from keeper.keys import KeyLoadError, TxSignError, load_signer
 from keeper.leader import Leader
@@ -63,6 +63,8 @@ DEFAULT_ONCE_JOBS = ("resolve", "finalize", "expire", "distribute", "aggregate")
 # The resolution steps, in the order a pass runs them (each on keeper.resolve_interval_s).
 RESOLUTION_JOBS = ("resolve", "finalize", "expire")
 NODE_RECHECK_S = 60.0  # a node that was down at start is asked its chain id again this often
+# what asyncpg raises when PostgreSQL cannot be reached (TimeoutError, refused: OSError)
+DB_UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
 NOT_LEADER = 3  # main()'s return code when --once finds another keeper holding the lock
 
 
@@ -442,12 +444,23 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop.set)
         async with (
             Rpc(s.chain.rpc_urls, batch_size=s.keeper.rpc_batch_size) as rpc,
-            store.create_pool(s.database.dsn, s.db_timeouts, min_size=1, max_size=max(2, s.database.pool_max)) as pool,
+            contextlib.AsyncExitStack() as stack,
         ):
+            pool_cm = store.create_pool(s.database.dsn, s.db_timeouts, min_size=1, max_size=max(2, s.database.pool_max))
+            try:  # a database down at start is exit 3 with one line, never a traceback (docs/keeper.md)
+                pool = await stack.enter_async_context(pool_cm)
+            except DB_UNREACHABLE as exc:
+                raise Unreachable(
+                    f"cannot reach the database ({type(exc).__name__}); check [database].dsn and that PostgreSQL runs"
+                ) from None
             self.rpc, self.pool = rpc, pool
             # every node must serve [chain].chain_id (a wrong one would fail queue entries, hide receipts,
             # and feed foreign nonces into the gap filler); one down now is checked again each leader poll
             self._unchecked = await rpc.check_chain_ids(s.chain.chain_id, range(rpc.providers))
+            if once and len(self._unchecked) == rpc.providers:  # a one-off cannot wait for a node to come back
+                raise Unreachable(
+                    f"no node of chain.rpc_urls ({rpc.providers}) answered eth_chainId; check [chain].rpc_urls"
+                )
             self.tx = TxManager(rpc, pool, signer, s, lambda: self.leader.fence, self.metrics)
             self.ctx = jobs.Context(
                 settings=s,
@@ -475,7 +488,11 @@ class Daemon:
     async def _once(self, names: Sequence[str]) -> int:
         table = self.job_table()
         if not self.dry_run:
-            if await self.leader.try_acquire() is None:
+            try:
+                fence = await self.leader.try_acquire()
+            except DB_UNREACHABLE as exc:
+                raise Unreachable(f"cannot reach the database ({type(exc).__name__}); check [database].dsn") from None
+            if fence is None:
                 log.info("not_leader", detail="another keeper holds the lock; the caller may ask it")
                 return NOT_LEADER
             await self.run_job("track", self.track)
