@@ -321,7 +321,8 @@ async def cmd_request_jobs(settings: Settings, names: Sequence[str], by: str | N
     if len(rows) < len(ids):
         say(
             f"{len(ids) - len(rows)} request(s) not finished yet: the leader runs them at its next poll"
-            " (keeper.leader_poll_s); `python -m keeper status` lists open requests"
+            " (keeper.leader_poll_s), or the next leader if this one stops first;"
+            " `python -m keeper status` lists open requests"
         )
         return 0
     return 0 if all(r["outcome"] == "ok" for r in rows) else 1

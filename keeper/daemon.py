@@ -224,23 +224,36 @@ class Daemon:
         if fence is None:
             return 0
         async with self.pool.acquire() as conn:
+            # A request an earlier epoch claimed but never finished was lost with that leader (it stopped,
+            # crashed or was fenced mid-way): epochs only grow, so this leader takes it over.
             rows = await conn.fetch(
                 """
-                UPDATE keeper.job_requests SET started_at = now(), epoch = $2
-                 WHERE id IN (SELECT id FROM keeper.job_requests WHERE chain_id = $1 AND started_at IS NULL
-                               ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED)
-                RETURNING id, job, requested_by
+                WITH claim AS (
+                    SELECT id, epoch AS prior_epoch FROM keeper.job_requests
+                     WHERE chain_id = $1 AND finished_at IS NULL AND (started_at IS NULL OR epoch < $2)
+                     ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED)
+                UPDATE keeper.job_requests r SET started_at = now(), epoch = $2 FROM claim WHERE r.id = claim.id
+                RETURNING r.id, r.job, r.requested_by, claim.prior_epoch
                 """,
                 self.settings.chain.chain_id,
                 fence.epoch,
             )
         for r in sorted(rows, key=lambda r: r["id"]):
+            if r["prior_epoch"] is not None:
+                self.metrics.job_requests_reclaimed.inc()
+                log.warning("job_request_reclaimed", job=r["job"], request_id=r["id"], prior_epoch=r["prior_epoch"])
             log.info("job_requested", job=r["job"], request_id=r["id"], requested_by=r["requested_by"])
             outcome = await self.run_job(r["job"], table[r["job"]], wait=True)
-            if outcome == "skipped":
-                detail: dict[str, Any] = {"error": "not the leader"}
-            else:
-                detail = self.last_detail.get(r["job"], {})
+            if outcome == "skipped":  # not the leader any more (or halted): back to the queue for the next one
+                async with self.pool.acquire() as conn:
+                    await conn.execute(
+                        "UPDATE keeper.job_requests SET started_at = NULL, epoch = NULL"
+                        " WHERE id = $1 AND finished_at IS NULL",
+                        r["id"],
+                    )
+                log.warning("job_request_returned", job=r["job"], request_id=r["id"], reason="not_leader")
+                continue
+            detail: dict[str, Any] = self.last_detail.get(r["job"], {})
             async with self.pool.acquire() as conn:
                 await conn.execute(
                     "UPDATE keeper.job_requests SET finished_at = now(), outcome = $2, detail = $3::jsonb"

@@ -53,6 +53,11 @@ class Metrics:
             "Transactions left undecided for a tracker pass because their receipt lookup failed",
             registry=r,
         )
+        self.job_requests_reclaimed = Counter(
+            "keeper_job_requests_reclaimed_total",
+            "One-off job requests an earlier leader claimed and never finished, run again by this leader",
+            registry=r,
+        )
         self.overdue = Gauge("keeper_overdue_markets", "Markets past end + grace with no outcome source", registry=r)
         self.disputed = Gauge(
             "keeper_disputed_markets",
