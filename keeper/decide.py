@@ -67,6 +67,16 @@ def replacement_fees(old: Fees, market: Fees, policy: FeePolicy) -> Fees | None:
     return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=min(tip, max_fee))
 
 
+def bounded_gas_limit(estimate: int, margin_pct: int, block_gas_limit: int | None, cap: int) -> int | None:
+    """The gas limit to sign: the estimate plus the margin, never above the latest block's gas limit or
+    the configured cap (a node refuses a transaction above the block's, and a lying estimate must not
+    reserve the whole balance). None when the estimate itself is above that bound: it cannot be sent."""
+    bound = cap if block_gas_limit is None else min(cap, block_gas_limit)
+    if estimate > bound:
+        return None
+    return min(estimate * (100 + margin_pct) // 100, bound)
+
+
 # ------------------------------------------------------------------------------- resolution
 
 

@@ -58,6 +58,11 @@ class Metrics:
             "One-off job requests an earlier leader claimed and never finished, run again by this leader",
             registry=r,
         )
+        self.gas_above_bound = Counter(
+            "keeper_gas_above_bound_total",
+            "Simulations whose gas estimate was above the latest block's gasLimit or keeper.max_gas_limit (not sent)",
+            registry=r,
+        )
         self.overdue = Gauge("keeper_overdue_markets", "Markets past end + grace with no outcome source", registry=r)
         self.disputed = Gauge(
             "keeper_disputed_markets",

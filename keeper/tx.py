@@ -143,16 +143,32 @@ class TxManager:
             ("eth_estimateGas", [{"from": self.signer.address, "to": hx(to), "data": hx(data), "value": hex(value)}])
             for to, data, value in reqs
         ]
+        k = self.settings.keeper
+        results = await self.rpc.batch([*calls, ("eth_getBlockByNumber", ["latest", False])])
+        block = results[-1]
+        # the latest block's gasLimit bounds what a node accepts; unread, keeper.max_gas_limit alone does
+        block_gas = None if isinstance(block, RpcError) or not block else to_int(block["gasLimit"])
         out = []
-        margin = 100 + self.settings.keeper.gas_margin_pct
-        for res in await self.rpc.batch(calls):
+        for res in results[:-1]:
             if isinstance(res, RpcError):
                 refused = res.code != -1 and res.revert_data is not None and len(res.revert_data) >= 4
                 # a refusal is named by its custom error; anything else (a revert without data, a rate
                 # limit, a timeout) by the node's own words
                 out.append(Simulation(False, 0, error_name(res.revert_data) if refused else res.message[:200], refused))
             else:
-                out.append(Simulation(True, to_int(res) * margin // 100, ""))
+                estimate = to_int(res)
+                gas = decide.bounded_gas_limit(estimate, k.gas_margin_pct, block_gas, k.max_gas_limit)
+                if gas is None:  # a definite no: no node would take it (or it would spend a fortune)
+                    bound = k.max_gas_limit if block_gas is None else min(k.max_gas_limit, block_gas)
+                    reason = (
+                        f"gas estimate {estimate} is above the bound {bound} (latest block gasLimit {block_gas},"
+                        f" keeper.max_gas_limit {k.max_gas_limit})"
+                    )
+                    self.metrics.gas_above_bound.inc()
+                    log.error("gas_estimate_above_bound", estimate=estimate, bound=bound, block_gas_limit=block_gas)
+                    out.append(Simulation(False, 0, reason, refused=True))
+                else:
+                    out.append(Simulation(True, gas, ""))
         return out
 
     async def _chain_nonces(self) -> tuple[int, int]:

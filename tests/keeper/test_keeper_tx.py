@@ -293,3 +293,27 @@ async def test_many_nonce_gaps_are_filled_a_few_per_pass(ops: ChainOps, db_dsn: 
     assert [r["job"] for r in rows] == ["fill"] * 12 + ["resolve"]
     assert {r["status"] for r in rows} == {"confirmed"}
     assert ops.market(m)[4]
+
+
+async def test_gas_limit_is_bounded_by_the_cap_and_an_estimate_above_it_is_never_sent(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """estimate × (1 + margin) above keeper.max_gas_limit is signed at the cap; an estimate above the cap
+    is a refused simulation: nothing recorded, the queue entry failed naming the estimate and the bound."""
+    await due_markets(ops, db_dsn, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, gas_margin_pct=1_000, max_gas_limit=100_000)
+    async with harness(settings) as h:
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        await h.tx.wait_idle(30, 0.1)
+    rows = await fetch(db_dsn, "SELECT gas_limit, status FROM keeper.txs")
+    assert [(r["gas_limit"], r["status"]) for r in rows] == [(100_000, "confirmed")]
+    (m2,) = await due_markets(ops, db_dsn, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, max_gas_limit=21_000)
+    async with harness(settings) as h:
+        assert (await jobs.resolve(h.ctx))["sent"] == 0
+        assert h.metrics.registry.get_sample_value("keeper_gas_above_bound_total") == 1
+    assert len(await fetch(db_dsn, "SELECT 1 FROM keeper.txs")) == 1
+    (q,) = await fetch(db_dsn, "SELECT status, status_reason FROM keeper.resolution_queue WHERE market_id = $1", m2)
+    assert q["status"] == "failed"
+    assert "is above the bound 21000" in q["status_reason"]
+    assert "keeper.max_gas_limit 21000" in q["status_reason"]
