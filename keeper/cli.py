@@ -208,10 +208,14 @@ async def cmd_txs(settings: Settings, limit: int, status: str | None) -> int:
             """
             SELECT t.id, t.job_key, t.nonce, t.status, t.epoch, '0x' || encode(t.mined_tx_hash, 'hex') AS tx_hash,
                    t.mined_block, t.fee_paid::text AS fee_paid_wei, t.reorg_count, t.error, t.created_at,
-                   count(a.id) AS attempts, max(a.max_fee_per_gas)::text AS max_fee_per_gas
+                   count(a.id) AS attempts, max(a.max_fee_per_gas)::text AS max_fee_per_gas,
+                   l.broadcast_error AS last_broadcast_error, l.refusals AS broadcast_refusals,
+                   l.is_cancel AS cancelling
               FROM keeper.txs t LEFT JOIN keeper.tx_attempts a ON a.tx_id = t.id
+              LEFT JOIN LATERAL (SELECT broadcast_error, refusals, is_cancel FROM keeper.tx_attempts
+                                  WHERE tx_id = t.id ORDER BY attempt DESC LIMIT 1) l ON true
              WHERE t.chain_id = $1 AND ($2::text IS NULL OR t.status = $2)
-             GROUP BY t.id ORDER BY t.id DESC LIMIT $3
+             GROUP BY t.id, l.broadcast_error, l.refusals, l.is_cancel ORDER BY t.id DESC LIMIT $3
             """,
             settings.chain.chain_id,
             status,

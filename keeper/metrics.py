@@ -58,6 +58,12 @@ class Metrics:
             "One-off job requests an earlier leader claimed and never finished, run again by this leader",
             registry=r,
         )
+        self.tx_abandoned = Counter(
+            "keeper_tx_abandoned_total",
+            "Transactions every broadcast of which was refused for good, replaced by a cancel at their nonce",
+            ["job"],
+            registry=r,
+        )
         self.gas_above_bound = Counter(
             "keeper_gas_above_bound_total",
             "Simulations whose gas estimate was above the latest block's gasLimit or keeper.max_gas_limit (not sent)",
