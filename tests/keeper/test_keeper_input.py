@@ -327,11 +327,18 @@ async def test_after_a_resolution_reverts_on_chain_an_operators_new_entry_is_sen
     ],
 )
 def test_cli_arguments_are_refused_with_exit_2_before_anything_runs(
-    args: tuple[str, ...], message: str, db_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    args: tuple[str, ...],
+    message: str,
+    db_dsn: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every CLI argument is checked where it enters: a refusal names the argument, what was expected
     and an example, exits 2 and reaches neither the database nor the chain (`txs --limit -1` was a
     raw PostgreSQL traceback)."""
+    # structlog would keep writing to this test's captured stream after it closes (the later tests' logs)
+    monkeypatch.setattr("keeper.cli.configure_logging", lambda: None)
     cfg = write_config(tmp_path / "keeper.toml", "http://127.0.0.1:9", db_dsn, tmp_path / "none.json")
     try:
         code = main([*args, "--config", str(cfg)])
