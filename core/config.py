@@ -34,6 +34,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> d
             raw = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found: pass --config FILE or create it") from None
+    except OSError as exc:  # a directory, no permission: name the file, never a traceback
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}): pass --config FILE") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     for name, value in env.items():

@@ -13,7 +13,8 @@ Errors (each module defines its own; core.config.ConfigError, a ValueError, name
     ├── keys.TxSignError      a transaction dict eth_account refused to sign
     ├── rpc.RpcError          the node answered with an error or is unreachable (`transient`)
     ├── store.FencedError     this process is no longer the leader: stop writing (and so sending)
-    └── tx.TxError            the ledger lost a row it was following
+    ├── tx.TxError            the ledger lost a row it was following
+    └── Unreachable           the database or every node did not answer at start (CLI exit 3)
 A job failing `max_consecutive_failures` times in a row with a systemic fault (database or every RPC
 URL unreachable, signer unusable) halts the daemon (exit 1) for its supervisor to restart; one bad
 item is marked failed and skipped, and other failures are retried on the next tick.
@@ -22,3 +23,7 @@ item is marked failed and skipped, and other failures are retried on the next ti
 
 class KeeperError(Exception):
     """Base of the keeper's errors."""
+
+
+class Unreachable(KeeperError):
+    """The database or the chain did not answer when a command started: nothing was recorded."""

@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import math
 import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -31,12 +32,50 @@ from core import resolution as R
 from core.config import ConfigError
 from core.contracts import load_deployment
 from core.logs import configure_logging
+from keeper import Unreachable
 from keeper.daemon import DEFAULT_ONCE_JOBS, JOB_NAMES, NOT_LEADER, Daemon
 from keeper.keys import KeyLoadError
 from keeper.settings import Settings, load_settings
 
 log = structlog.get_logger("keeper")
 REFUSED, UNREACHABLE = 2, 3
+MAX_TXS_LIMIT = 10_000  # rows `keeper txs` prints at most
+MAX_WAIT_S = 86_400.0  # `run --once --wait`: a day; every wait has an end
+
+
+def whole_number(low: int, high: int, example: str) -> Callable[[str], int]:
+    """An argparse type: a whole number within [low, high]; the refusal says what was expected and gives
+    an example (argparse names the option, prints the usage and exits 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value: int | None = int(text, 10)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {low} to {high}, got {text!r} (e.g. {example})"
+            )
+        return value
+
+    return parse
+
+
+def seconds(low: float, high: float, example: str) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds within [low, high] (nan and inf are refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:  # false for nan
+            raise argparse.ArgumentTypeError(
+                f"must be a number of seconds from {low:g} to {high:g}, got {text!r} (e.g. {example})"
+            )
+        return value
+
+    return parse
 
 
 async def _connect(settings: Settings) -> asyncpg.Connection:
@@ -44,10 +83,6 @@ async def _connect(settings: Settings) -> asyncpg.Connection:
         return await asyncio.wait_for(asyncpg.connect(settings.database.dsn), 15)
     except (OSError, asyncpg.PostgresError) as exc:
         raise Unreachable(f"cannot reach the database ({type(exc).__name__}); check [database].dsn") from None
-
-
-class Unreachable(Exception):
-    """The database or the chain did not answer: nothing was recorded."""
 
 
 def say(text: str, err: bool = False) -> None:
@@ -173,10 +208,14 @@ async def cmd_txs(settings: Settings, limit: int, status: str | None) -> int:
             """
             SELECT t.id, t.job_key, t.nonce, t.status, t.epoch, '0x' || encode(t.mined_tx_hash, 'hex') AS tx_hash,
                    t.mined_block, t.fee_paid::text AS fee_paid_wei, t.reorg_count, t.error, t.created_at,
-                   count(a.id) AS attempts, max(a.max_fee_per_gas)::text AS max_fee_per_gas
+                   count(a.id) AS attempts, max(a.max_fee_per_gas)::text AS max_fee_per_gas,
+                   l.broadcast_error AS last_broadcast_error, l.refusals AS broadcast_refusals,
+                   l.is_cancel AS cancelling
               FROM keeper.txs t LEFT JOIN keeper.tx_attempts a ON a.tx_id = t.id
+              LEFT JOIN LATERAL (SELECT broadcast_error, refusals, is_cancel FROM keeper.tx_attempts
+                                  WHERE tx_id = t.id ORDER BY attempt DESC LIMIT 1) l ON true
              WHERE t.chain_id = $1 AND ($2::text IS NULL OR t.status = $2)
-             GROUP BY t.id ORDER BY t.id DESC LIMIT $3
+             GROUP BY t.id, l.broadcast_error, l.refusals, l.is_cancel ORDER BY t.id DESC LIMIT $3
             """,
             settings.chain.chain_id,
             status,
@@ -286,7 +325,8 @@ async def cmd_request_jobs(settings: Settings, names: Sequence[str], by: str | N
     if len(rows) < len(ids):
         say(
             f"{len(ids) - len(rows)} request(s) not finished yet: the leader runs them at its next poll"
-            " (keeper.leader_poll_s); `python -m keeper status` lists open requests"
+            " (keeper.leader_poll_s), or the next leader if this one stops first;"
+            " `python -m keeper status` lists open requests"
         )
         return 0
     return 0 if all(r["outcome"] == "ok" for r in rows) else 1
@@ -307,12 +347,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", default=",".join(DEFAULT_ONCE_JOBS), help=f"jobs for --once: {','.join(JOB_NAMES)}")
     run.add_argument("--dry-run", action="store_true", help="decide and simulate; send and record nothing")
     run.add_argument(
-        "--wait", type=float, default=300.0, help="--once while another keeper leads: seconds to wait for it"
+        "--wait",
+        type=seconds(0, MAX_WAIT_S, "--wait 300"),
+        default=300.0,
+        help=f"--once while another keeper leads: seconds to wait for it (0..{MAX_WAIT_S:g})",
     )
     run.add_argument("--by", help="who asks (default user@host), recorded with a request to the leader")
     sub.add_parser("status", parents=[common], help="leader, ledger counts, overdue markets, last runs")
     txs = sub.add_parser("txs", parents=[common], help="recent ledger transactions (JSON lines)")
-    txs.add_argument("--limit", type=int, default=50)
+    txs.add_argument(
+        "--limit",
+        type=whole_number(1, MAX_TXS_LIMIT, "--limit 50"),
+        default=50,
+        help=f"rows to print, newest first (1..{MAX_TXS_LIMIT})",
+    )
     txs.add_argument("--status", choices=("pending", "mined", "confirmed", "reverted", "dropped"))
     q = sub.add_parser("queue", parents=[common], help="the operator resolution queue")
     q.add_argument("--all", action="store_true", help="include resolved, skipped, failed and cancelled entries")
@@ -350,8 +398,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "run":
             names = [n.strip() for n in args.jobs.split(",") if n.strip()]
             unknown = [n for n in names if n not in JOB_NAMES]
-            if unknown:
-                say(f"unknown job(s): {', '.join(unknown)}; choose from {', '.join(JOB_NAMES)}", err=True)
+            if unknown or not names:
+                got = ", ".join(unknown) if unknown else repr(args.jobs)
+                say(f"refused: --jobs: unknown or no job ({got}); choose from {','.join(JOB_NAMES)}", err=True)
+                return REFUSED
+            try:  # recorded with a request to the leader (keeper.job_requests.requested_by)
+                args.by = R.parse_text(_who(args.by), "--by", R.MAX_WHO)
+            except R.RequestError as exc:
+                say(f"refused: {exc}; pass a name such as --by alice", err=True)
                 return REFUSED
 
             def plan(row: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ from core.config import ConfigError
 from core.contracts import load_deployment
 from core.rpc import WrongChain
 from core.warm import warm
-from keeper import KeeperError, jobs, store
+from keeper import KeeperError, Unreachable, jobs, store
 from keeper.aggregate import refresh_aggregates
 from keeper.keys import KeyLoadError, TxSignError, load_signer
 from keeper.leader import Leader
@@ -63,6 +63,8 @@ DEFAULT_ONCE_JOBS = ("resolve", "finalize", "expire", "distribute", "aggregate")
 # The resolution steps, in the order a pass runs them (each on keeper.resolve_interval_s).
 RESOLUTION_JOBS = ("resolve", "finalize", "expire")
 NODE_RECHECK_S = 60.0  # a node that was down at start is asked its chain id again this often
+# what asyncpg raises when PostgreSQL cannot be reached (TimeoutError, refused: OSError)
+DB_UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
 NOT_LEADER = 3  # main()'s return code when --once finds another keeper holding the lock
 
 
@@ -222,23 +224,36 @@ class Daemon:
         if fence is None:
             return 0
         async with self.pool.acquire() as conn:
+            # A request an earlier epoch claimed but never finished was lost with that leader (it stopped,
+            # crashed or was fenced mid-way): epochs only grow, so this leader takes it over.
             rows = await conn.fetch(
                 """
-                UPDATE keeper.job_requests SET started_at = now(), epoch = $2
-                 WHERE id IN (SELECT id FROM keeper.job_requests WHERE chain_id = $1 AND started_at IS NULL
-                               ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED)
-                RETURNING id, job, requested_by
+                WITH claim AS (
+                    SELECT id, epoch AS prior_epoch FROM keeper.job_requests
+                     WHERE chain_id = $1 AND finished_at IS NULL AND (started_at IS NULL OR epoch < $2)
+                     ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED)
+                UPDATE keeper.job_requests r SET started_at = now(), epoch = $2 FROM claim WHERE r.id = claim.id
+                RETURNING r.id, r.job, r.requested_by, claim.prior_epoch
                 """,
                 self.settings.chain.chain_id,
                 fence.epoch,
             )
         for r in sorted(rows, key=lambda r: r["id"]):
+            if r["prior_epoch"] is not None:
+                self.metrics.job_requests_reclaimed.inc()
+                log.warning("job_request_reclaimed", job=r["job"], request_id=r["id"], prior_epoch=r["prior_epoch"])
             log.info("job_requested", job=r["job"], request_id=r["id"], requested_by=r["requested_by"])
             outcome = await self.run_job(r["job"], table[r["job"]], wait=True)
-            if outcome == "skipped":
-                detail: dict[str, Any] = {"error": "not the leader"}
-            else:
-                detail = self.last_detail.get(r["job"], {})
+            if outcome == "skipped":  # not the leader any more (or halted): back to the queue for the next one
+                async with self.pool.acquire() as conn:
+                    await conn.execute(
+                        "UPDATE keeper.job_requests SET started_at = NULL, epoch = NULL"
+                        " WHERE id = $1 AND finished_at IS NULL",
+                        r["id"],
+                    )
+                log.warning("job_request_returned", job=r["job"], request_id=r["id"], reason="not_leader")
+                continue
+            detail: dict[str, Any] = self.last_detail.get(r["job"], {})
             async with self.pool.acquire() as conn:
                 await conn.execute(
                     "UPDATE keeper.job_requests SET finished_at = now(), outcome = $2, detail = $3::jsonb"
@@ -442,12 +457,23 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop.set)
         async with (
             Rpc(s.chain.rpc_urls, batch_size=s.keeper.rpc_batch_size) as rpc,
-            store.create_pool(s.database.dsn, s.db_timeouts, min_size=1, max_size=max(2, s.database.pool_max)) as pool,
+            contextlib.AsyncExitStack() as stack,
         ):
+            pool_cm = store.create_pool(s.database.dsn, s.db_timeouts, min_size=1, max_size=max(2, s.database.pool_max))
+            try:  # a database down at start is exit 3 with one line, never a traceback (docs/keeper.md)
+                pool = await stack.enter_async_context(pool_cm)
+            except DB_UNREACHABLE as exc:
+                raise Unreachable(
+                    f"cannot reach the database ({type(exc).__name__}); check [database].dsn and that PostgreSQL runs"
+                ) from None
             self.rpc, self.pool = rpc, pool
             # every node must serve [chain].chain_id (a wrong one would fail queue entries, hide receipts,
             # and feed foreign nonces into the gap filler); one down now is checked again each leader poll
             self._unchecked = await rpc.check_chain_ids(s.chain.chain_id, range(rpc.providers))
+            if once and len(self._unchecked) == rpc.providers:  # a one-off cannot wait for a node to come back
+                raise Unreachable(
+                    f"no node of chain.rpc_urls ({rpc.providers}) answered eth_chainId; check [chain].rpc_urls"
+                )
             self.tx = TxManager(rpc, pool, signer, s, lambda: self.leader.fence, self.metrics)
             self.ctx = jobs.Context(
                 settings=s,
@@ -475,7 +501,11 @@ class Daemon:
     async def _once(self, names: Sequence[str]) -> int:
         table = self.job_table()
         if not self.dry_run:
-            if await self.leader.try_acquire() is None:
+            try:
+                fence = await self.leader.try_acquire()
+            except DB_UNREACHABLE as exc:
+                raise Unreachable(f"cannot reach the database ({type(exc).__name__}); check [database].dsn") from None
+            if fence is None:
                 log.info("not_leader", detail="another keeper holds the lock; the caller may ask it")
                 return NOT_LEADER
             await self.run_job("track", self.track)

@@ -67,6 +67,16 @@ def replacement_fees(old: Fees, market: Fees, policy: FeePolicy) -> Fees | None:
     return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=min(tip, max_fee))
 
 
+def bounded_gas_limit(estimate: int, margin_pct: int, block_gas_limit: int | None, cap: int) -> int | None:
+    """The gas limit to sign: the estimate plus the margin, never above the latest block's gas limit or
+    the configured cap (a node refuses a transaction above the block's, and a lying estimate must not
+    reserve the whole balance). None when the estimate itself is above that bound: it cannot be sent."""
+    bound = cap if block_gas_limit is None else min(cap, block_gas_limit)
+    if estimate > bound:
+        return None
+    return min(estimate * (100 + margin_pct) // 100, bound)
+
+
 # ------------------------------------------------------------------------------- resolution
 
 
@@ -286,6 +296,7 @@ class Attempt:
     known: bool  # the node knows the hash (mempool or chain)
     cancel: bool = False  # a zero-value self-transfer freeing the nonce (the call would now revert)
     last_sent_block: int | None = None  # head at our latest (re)broadcast of it; None: as sent_block
+    refusals: int = 0  # consecutive broadcasts of it the node refused for good (broadcast_refused_for_good)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -363,7 +374,49 @@ class Wait:
     reason: str
 
 
-TxAction = MarkMined | MarkFinalized | Reorged | Dropped | Rebroadcast | Replace | Wait
+@dataclasses.dataclass(frozen=True, slots=True)
+class Abandon:
+    """The node refused every broadcast of this attempt for good: replace it with a zero-value
+    self-transfer at the same nonce, so the nonces above it can mine."""
+
+    fees: Fees
+
+
+TxAction = MarkMined | MarkFinalized | Reorged | Dropped | Rebroadcast | Replace | Wait | Abandon
+
+# What nodes answer eth_sendRawTransaction with when the transaction may yet go in as it is, or is in
+# already (geth, erigon, nethermind, reth, anvil wording): a fee below the pool's or the base fee, a
+# nonce taken meanwhile, a full or busy pool, a rate limit, funds (KeeperLowBalance: top up). Any
+# other refusal is about the transaction itself (gas above the block's limit, a fee above the node's
+# cap, a bad signature or chain id, oversized data) and sending the same bytes again cannot help.
+TRANSIENT_REFUSALS = (
+    "already known",
+    "known transaction",
+    "already imported",
+    "underpriced",
+    "fee too low",
+    "less than block base fee",
+    "nonce too low",
+    "nonce too high",
+    "insufficient funds",
+    "txpool is full",
+    "pool is full",
+    "too many",
+    "rate limit",
+    "limit exceeded",
+    "timeout",
+    "timed out",
+    "try again",
+    "temporarily",
+    "busy",
+    "unavailable",
+)
+
+
+def broadcast_refused_for_good(message: str) -> bool:
+    """Whether a node's eth_sendRawTransaction error is about the transaction itself (permanent)."""
+    text = message.lower()
+    return not any(m in text for m in TRANSIENT_REFUSALS)
 
 
 DROP_GRACE_BLOCKS = 2  # blocks after our last send before "nonce used, no receipt" means dropped
@@ -382,13 +435,17 @@ def decide_tx(
     replace_after: int,
     policy: FeePolicy,
     confirm_at_finalized: bool = False,
+    max_refusals: int = 5,
 ) -> TxAction | None:
     """What to do with one ledger transaction now. `confirmations` counts the mined block itself; with
-    `confirm_at_finalized` a transaction is confirmed only once its block is finalized."""
+    `confirm_at_finalized` a transaction is confirmed only once its block is finalized; an attempt the
+    node refused for good `max_refusals` times in a row is abandoned (a cancel at its nonce)."""
     latest = tx.attempts[-1]
     r = tx.receipt
     if r is not None:
         if any(a.cancel and a.index == r.attempt for a in tx.attempts):
+            if abandoned(tx.attempts, r.attempt, max_refusals):
+                return Dropped(ABANDONED)
             return Dropped("cancelled: the call would revert")  # the job key is free; the job re-checks
         final = r.block_number <= chain.finalized
         confirmed = final if confirm_at_finalized else chain.head - r.block_number + 1 >= confirmations
@@ -421,6 +478,11 @@ def decide_tx(
         if chain.head - sent < DROP_GRACE_BLOCKS:
             return None
         return Dropped("nonce_consumed_by_unrecorded_tx")
+    if latest.refusals >= max_refusals and not latest.cancel:
+        # every broadcast of these bytes was refused for good: free the nonce for the ones above it
+        return Abandon(replacement_fees(latest.fees, chain.fees, policy) or chain.fees)
+    if latest.refusals > 0:  # refused for good last time: a fee bump of the same call cannot help
+        return Rebroadcast(latest.index, "cancel_refused" if latest.cancel else "broadcast_refused")
     if latest.sent_block is None:
         return Rebroadcast(latest.index)  # recorded, never sent (crash between record and broadcast)
     if chain.head - latest.sent_block < replace_after:
@@ -432,6 +494,15 @@ def decide_tx(
         reason = "insufficient_funds_for_bump"
         return Wait(reason) if latest.known else Rebroadcast(latest.index, reason)
     return Replace(fees)
+
+
+ABANDONED = "cancelled: every broadcast was refused"
+
+
+def abandoned(attempts: Sequence[Attempt], cancel_index: int, max_refusals: int) -> bool:
+    """Whether the cancel at `cancel_index` replaced an attempt the node refused for good."""
+    before = [a for a in attempts if a.index < cancel_index and not a.cancel]
+    return bool(before) and before[-1].refusals >= max_refusals
 
 
 # ------------------------------------------------------------------------------- nonces

@@ -53,6 +53,22 @@ class Metrics:
             "Transactions left undecided for a tracker pass because their receipt lookup failed",
             registry=r,
         )
+        self.job_requests_reclaimed = Counter(
+            "keeper_job_requests_reclaimed_total",
+            "One-off job requests an earlier leader claimed and never finished, run again by this leader",
+            registry=r,
+        )
+        self.tx_abandoned = Counter(
+            "keeper_tx_abandoned_total",
+            "Transactions every broadcast of which was refused for good, replaced by a cancel at their nonce",
+            ["job"],
+            registry=r,
+        )
+        self.gas_above_bound = Counter(
+            "keeper_gas_above_bound_total",
+            "Simulations whose gas estimate was above the latest block's gasLimit or keeper.max_gas_limit (not sent)",
+            registry=r,
+        )
         self.overdue = Gauge("keeper_overdue_markets", "Markets past end + grace with no outcome source", registry=r)
         self.disputed = Gauge(
             "keeper_disputed_markets",

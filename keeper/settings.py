@@ -37,6 +37,8 @@ BOUNDS: tuple[tuple[str, float, float], ...] = (
     ("max_consecutive_failures", 1, 10_000),
     ("confirmations", 0, 10_000),
     ("gas_margin_pct", 0, 1_000),
+    ("max_gas_limit", 21_000, 10**9),
+    ("max_broadcast_refusals", 1, 1_000),
     ("base_fee_multiplier_pct", 100, 10_000),
     ("fee_history_blocks", 1, 1_024),
     ("min_priority_fee", 0, 10**30),
@@ -115,6 +117,8 @@ class KeeperSettings:
     fee_history_blocks: int = 10
     fee_percentile: int = 50
     gas_margin_pct: int = 25  # gas limit = estimate * (100 + this) / 100
+    max_gas_limit: int = 5_000_000  # and never above this or the latest block's gasLimit
+    max_broadcast_refusals: int = 5  # an attempt refused for good this many times in a row is cancelled
     low_balance_wei: int = 100_000_000_000_000_000  # 0.1 ETH
     record_batch: int = 250  # transactions recorded per PostgreSQL transaction
     rpc_batch_size: int = 200  # calls per JSON-RPC batch (hosted providers cap it; anvil takes 1000s)

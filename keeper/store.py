@@ -85,6 +85,8 @@ class AttemptRow:
     sent_block: int | None  # head at the first broadcast
     is_cancel: bool = False
     last_sent_block: int | None = None  # head at the latest (re)broadcast
+    refusals: int = 0  # consecutive broadcasts refused for good (sql/072)
+    broadcast_error: str | None = None  # the node's answer to the latest broadcast
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -257,9 +259,10 @@ async def insert_attempt(
 
 
 async def mark_broadcast(
-    pool: asyncpg.Pool, fence: Fence, results: Sequence[tuple[int, int | None, str | None]]
+    pool: asyncpg.Pool, fence: Fence, results: Sequence[tuple[int, int | None, str | None, bool]]
 ) -> None:
-    """(attempt id, head block or None when it could not be read, error or None) for each broadcast."""
+    """(attempt id, head block or None when it could not be read, error or None, refused for good) for
+    each broadcast; an accepted one resets the attempt's refusal count, a refusal for good adds one."""
     if not results:
         return
     async with pool.acquire() as conn, conn.transaction():
@@ -268,12 +271,15 @@ async def mark_broadcast(
             """
             UPDATE keeper.tx_attempts a
                SET broadcast_at = now(), sent_block = coalesce(a.sent_block, u.block),
-                   last_sent_block = coalesce(u.block, a.last_sent_block), broadcast_error = u.error
-              FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, block, error) WHERE a.id = u.id
+                   last_sent_block = coalesce(u.block, a.last_sent_block), broadcast_error = u.error,
+                   refusals = CASE WHEN u.error IS NULL THEN 0 WHEN u.for_good THEN a.refusals + 1 ELSE a.refusals END
+              FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::boolean[]) AS u(id, block, error, for_good)
+             WHERE a.id = u.id
             """,
             [r[0] for r in results],
             [r[1] for r in results],
             [r[2] for r in results],
+            [r[3] for r in results],
         )
 
 
@@ -294,7 +300,7 @@ async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[Tx
         attempts = await conn.fetch(
             """
             SELECT a.id, a.tx_id, a.attempt, a.tx_hash, a.raw_tx, a.max_fee_per_gas, a.max_priority_fee_per_gas,
-                   a.sent_block, a.is_cancel, a.last_sent_block
+                   a.sent_block, a.is_cancel, a.last_sent_block, a.refusals, a.broadcast_error
               FROM keeper.tx_attempts a
              WHERE a.tx_id = ANY($1::bigint[]) ORDER BY a.tx_id, a.attempt
             """,
@@ -313,6 +319,8 @@ async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[Tx
                 a["sent_block"],
                 a["is_cancel"],
                 a["last_sent_block"],
+                a["refusals"],
+                a["broadcast_error"],
             )
         )
     return [
@@ -420,14 +428,23 @@ async def mark_reorged(pool: asyncpg.Pool, fence: Fence, tx: TxRow) -> None:
             )
 
 
-async def mark_dropped(pool: asyncpg.Pool, fence: Fence, tx: TxRow, reason: str) -> None:
-    """The nonce went to a transaction we never recorded: the job key is free to be planned again."""
+async def mark_dropped(pool: asyncpg.Pool, fence: Fence, tx: TxRow, reason: str, fail_queue: bool = False) -> None:
+    """The nonce went to a transaction we never recorded: the job key is free to be planned again.
+    `fail_queue`: the operator's queue entry is `failed` with the reason instead of queued again (a
+    transaction every node refused would be refused again)."""
     async with pool.acquire() as conn, conn.transaction():
         await check_fence(conn, fence)
         await conn.execute(
             "UPDATE keeper.txs SET status = 'dropped', error = $2, updated_at = now() WHERE id = $1", tx.id, reason
         )
-        if tx.queue_id is not None:
+        if tx.queue_id is not None and fail_queue:
+            await conn.execute(
+                "UPDATE keeper.resolution_queue SET status = 'failed', status_reason = $2, updated_at = now()"
+                " WHERE id = $1 AND status = 'sent'",
+                tx.queue_id,
+                reason[:500],
+            )
+        elif tx.queue_id is not None:
             await conn.execute(
                 "UPDATE keeper.resolution_queue SET status = 'queued', tx_id = NULL, updated_at = now()"
                 " WHERE id = $1 AND status = 'sent'",

@@ -143,16 +143,32 @@ class TxManager:
             ("eth_estimateGas", [{"from": self.signer.address, "to": hx(to), "data": hx(data), "value": hex(value)}])
             for to, data, value in reqs
         ]
+        k = self.settings.keeper
+        results = await self.rpc.batch([*calls, ("eth_getBlockByNumber", ["latest", False])])
+        block = results[-1]
+        # the latest block's gasLimit bounds what a node accepts; unread, keeper.max_gas_limit alone does
+        block_gas = None if isinstance(block, RpcError) or not block else to_int(block["gasLimit"])
         out = []
-        margin = 100 + self.settings.keeper.gas_margin_pct
-        for res in await self.rpc.batch(calls):
+        for res in results[:-1]:
             if isinstance(res, RpcError):
                 refused = res.code != -1 and res.revert_data is not None and len(res.revert_data) >= 4
                 # a refusal is named by its custom error; anything else (a revert without data, a rate
                 # limit, a timeout) by the node's own words
                 out.append(Simulation(False, 0, error_name(res.revert_data) if refused else res.message[:200], refused))
             else:
-                out.append(Simulation(True, to_int(res) * margin // 100, ""))
+                estimate = to_int(res)
+                gas = decide.bounded_gas_limit(estimate, k.gas_margin_pct, block_gas, k.max_gas_limit)
+                if gas is None:  # a definite no: no node would take it (or it would spend a fortune)
+                    bound = k.max_gas_limit if block_gas is None else min(k.max_gas_limit, block_gas)
+                    reason = (
+                        f"gas estimate {estimate} is above the bound {bound} (latest block gasLimit {block_gas},"
+                        f" keeper.max_gas_limit {k.max_gas_limit})"
+                    )
+                    self.metrics.gas_above_bound.inc()
+                    log.error("gas_estimate_above_bound", estimate=estimate, bound=bound, block_gas_limit=block_gas)
+                    out.append(Simulation(False, 0, reason, refused=True))
+                else:
+                    out.append(Simulation(True, gas, ""))
         return out
 
     async def _chain_nonces(self) -> tuple[int, int]:
@@ -291,21 +307,23 @@ class TxManager:
         # many blocks old: a fee bump at once, or "dropped" without the grace); the tracker sends it again.
         head = None if isinstance(head_r, RpcError) else to_int(head_r)
         crash_point("after_broadcast")
-        marks: list[tuple[int, int | None, str | None]] = []
+        marks: list[tuple[int, int | None, str | None, bool]] = []
         for (attempt_id, _, job_key), res in zip(items, results[:-1], strict=True):
-            err = None
+            err, for_good = None, False
             if isinstance(res, RpcError):
                 msg = res.message.lower()
                 if "already known" in msg or "known transaction" in msg or "already imported" in msg:
                     err = None
                 else:
                     err = res.message[:200]
+                    # a transport failure (code -1) says nothing about the transaction
+                    for_good = res.code != -1 and not res.transient and decide.broadcast_refused_for_good(msg)
                     if "insufficient funds" in msg:
                         self.metrics.low_balance.set(1)
                     # recorded, so the tracker rebroadcasts or replaces it; the others in the batch went out
                     self.metrics.item_failures.labels(job=job_key.split(":", 1)[0], stage="send").inc()
-                    log.warning("tx_broadcast_refused", job_key=job_key, error=err)
-            marks.append((attempt_id, head, err))
+                    log.warning("tx_broadcast_refused", job_key=job_key, error=err, for_good=for_good)
+            marks.append((attempt_id, head, err, for_good))
         await store.mark_broadcast(self.pool, fence, marks)
 
     # ------------------------------------------------------------------ track
@@ -411,6 +429,7 @@ class TxManager:
                         known.get(t.id, True) if a is t.attempts[-1] else True,
                         a.is_cancel,
                         a.last_sent_block,
+                        a.refusals,
                     )
                     for a in t.attempts
                 ),
@@ -422,7 +441,13 @@ class TxManager:
                 block_hash_at_mined=block_at_mined.get(t.id),
             )
             action = decide.decide_tx(
-                view, chain, confirmations, replace_after, self.policy, self.settings.keeper.confirm_at_finalized
+                view,
+                chain,
+                confirmations,
+                replace_after,
+                self.policy,
+                self.settings.keeper.confirm_at_finalized,
+                self.settings.keeper.max_broadcast_refusals,
             )
             if action is None:
                 if t.status == "pending":
@@ -510,10 +535,27 @@ class TxManager:
                 "tx_reorged_out", job_key=t.job_key, nonce=t.nonce, tx_hash=hx(att.tx_hash), old_block=t.mined_block
             )
         elif isinstance(action, decide.Dropped):
-            await store.mark_dropped(self.pool, fence, t, action.reason)
+            abandoned = action.reason == decide.ABANDONED
+            refused = next((a for a in reversed(t.attempts) if not a.is_cancel), t.attempts[-1])
+            reason = f"{action.reason}: {refused.broadcast_error}" if abandoned else action.reason
+            await store.mark_dropped(self.pool, fence, t, reason, fail_queue=abandoned)
             summary.dropped += 1
-            self.metrics.tx_total.labels(job=t.job, outcome="dropped").inc()
-            log.error("tx_dropped", job_key=t.job_key, nonce=t.nonce, reason=action.reason)
+            self.metrics.tx_total.labels(job=t.job, outcome="abandoned" if abandoned else "dropped").inc()
+            log.error("tx_dropped", job_key=t.job_key, nonce=t.nonce, reason=reason)
+        elif isinstance(action, decide.Abandon):
+            still_pending.append(t.nonce)
+            last = t.attempts[-1]
+            self.metrics.tx_abandoned.labels(job=t.job).inc()
+            log.error(
+                "tx_broadcast_abandoned",
+                job_key=t.job_key,
+                nonce=t.nonce,
+                attempt=last.attempt,
+                refusals=last.refusals,
+                error=last.broadcast_error,
+                action="cancel_at_same_nonce",
+            )
+            await self._replace(t, action.fees, fence, abandon=True)
         elif isinstance(action, decide.Rebroadcast):
             att = next(a for a in t.attempts if a.attempt == action.attempt)
             rebroadcasts.append((att.id, att.raw_tx, t.job_key))
@@ -534,13 +576,14 @@ class TxManager:
             summary.waiting[action.reason] = summary.waiting.get(action.reason, 0) + 1
             log.warning("tx_stuck", job_key=t.job_key, nonce=t.nonce, reason=action.reason)
 
-    async def _replace(self, t: TxRow, fees: Fees, fence: Fence) -> bool:
+    async def _replace(self, t: TxRow, fees: Fees, fence: Fence, abandon: bool = False) -> bool:
         """A fee-bumped replacement, after re-checking the call (decision 7: every send is simulated).
         If the contract now refuses the call (a revert with data: someone else resolved the market
         meanwhile), the nonce is freed with a zero-value self-transfer at the bumped fees instead of
         paying for a doomed call. If the re-check itself fails (timeout, rate limit, a node error) the
         transaction is only sent again as it is and the bump waits for a pass that can check: a busy
-        node must never cancel a valid transaction. Returns whether a replacement was sent."""
+        node must never cancel a valid transaction. `abandon`: every node refused the transaction for
+        good, so it is cancelled without a re-check. Returns whether a replacement was sent."""
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow("SELECT to_address, data FROM keeper.txs WHERE id = $1", t.id)
         if row is None:
@@ -553,8 +596,8 @@ class TxManager:
             gas_limit=t.gas_limit,
             value=t.value,
         )
-        cancel = False
-        if t.job != "fill" and not t.attempts[-1].is_cancel:
+        cancel = abandon or t.attempts[-1].is_cancel
+        if not cancel and t.job != "fill":
             (sim,) = await self.simulate_many([(req.to, req.data, req.value)])
             if not sim.ok and not sim.refused:
                 last = t.attempts[-1]
@@ -565,8 +608,6 @@ class TxManager:
             if not sim.ok:
                 cancel = True
                 log.warning("tx_cancelling", job_key=t.job_key, nonce=t.nonce, reason=sim.reason)
-        elif t.attempts[-1].is_cancel:
-            cancel = True
         if cancel:
             me = self.signer.address_bytes
             req = TxRequest(job=t.job, job_key=t.job_key, to=me, data=b"", gas_limit=21_000)

@@ -333,3 +333,23 @@ def test_a_used_nonce_without_a_receipt_waits_before_dropping() -> None:
     assert just_sent is None  # nothing to do yet
     later = decide.decide_tx(tx, ChainView(9 + decide.DROP_GRACE_BLOCKS, 0, 4, 10**18, fees), 1, 3, p)
     assert isinstance(later, decide.Dropped)
+
+
+@given(
+    estimate=st.integers(0, 10**9),
+    margin=st.integers(0, 1_000),
+    block=st.one_of(st.none(), st.integers(21_000, 10**9)),
+    cap=st.integers(21_000, 10**9),
+)
+def test_gas_limit_covers_the_estimate_and_never_passes_the_block_or_the_cap(
+    estimate: int, margin: int, block: int | None, cap: int
+) -> None:
+    """The signed gas limit is at least the estimate, at most estimate + margin, the block's gasLimit and
+    the cap; an estimate above the block's limit or the cap is refused (None), never signed."""
+    bound = cap if block is None else min(cap, block)
+    gas = decide.bounded_gas_limit(estimate, margin, block, cap)
+    if estimate > bound:
+        assert gas is None
+    else:
+        assert gas is not None
+        assert estimate <= gas <= min(bound, estimate * (100 + margin) // 100)

@@ -14,6 +14,7 @@ from web3 import Web3
 from core import resolution as R
 from keeper import jobs
 from keeper.abi import encode_call
+from keeper.cli import main
 from tests.keeper.kit import (
     ADMIN,
     KEEPER,
@@ -306,3 +307,52 @@ async def test_after_a_resolution_reverts_on_chain_an_operators_new_entry_is_sen
     assert [(t["status"], t["queue_id"]) for t in txs][-1] == ("confirmed", qid)
     (q,) = await fetch(db_dsn, "SELECT status FROM keeper.resolution_queue WHERE id = $1", qid)
     assert q["status"] == "resolved"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("txs", "--limit", "-1"),
+            "argument --limit: must be a whole number from 1 to 10000, got '-1' (e.g. --limit 50)",
+        ),
+        (("txs", "--limit", "0"), "argument --limit: must be a whole number from 1 to 10000, got '0'"),
+        (("txs", "--limit", "lots"), "argument --limit: must be a whole number from 1 to 10000, got 'lots'"),
+        (("run", "--once", "--wait", "-5"), "argument --wait: must be a number of seconds from 0 to 86400, got '-5'"),
+        (("run", "--once", "--wait", "nan"), "argument --wait: must be a number of seconds from 0 to 86400"),
+        (("run", "--once", "--wait", "inf"), "argument --wait: must be a number of seconds from 0 to 86400"),
+        (("run", "--once", "--by", "   "), "refused: --by: is required: a non-blank text"),
+        (("run", "--once", "--by", "x" * 201), "refused: --by: must be at most 200 characters"),
+        (("run", "--once", "--jobs", ","), "refused: --jobs: unknown or no job"),
+    ],
+)
+def test_cli_arguments_are_refused_with_exit_2_before_anything_runs(
+    args: tuple[str, ...],
+    message: str,
+    db_dsn: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every CLI argument is checked where it enters: a refusal names the argument, what was expected
+    and an example, exits 2 and reaches neither the database nor the chain (`txs --limit -1` was a
+    raw PostgreSQL traceback)."""
+    # structlog would keep writing to this test's captured stream after it closes (the later tests' logs)
+    monkeypatch.setattr("keeper.cli.configure_logging", lambda: None)
+    cfg = write_config(tmp_path / "keeper.toml", "http://127.0.0.1:9", db_dsn, tmp_path / "none.json")
+    try:
+        code = main([*args, "--config", str(cfg)])
+    except SystemExit as exc:  # argparse's own refusal (usage + message)
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_cli_config_that_cannot_be_read_is_refused_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --config that is a directory names the file and exits 2 (it was an IsADirectoryError traceback)."""
+    assert main(["status", "--config", str(tmp_path)]) == 2
+    assert f"config file {tmp_path} cannot be read (Is a directory)" in capsys.readouterr().err

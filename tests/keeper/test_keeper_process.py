@@ -272,3 +272,28 @@ def test_a_node_of_another_chain_in_rpc_urls_refuses_the_start(
     assert "chain.rpc_urls[1] reports chain id 1" in out
     assert other.url not in out
     assert asyncio.run(fetch(db_dsn, "SELECT 1 FROM keeper.txs")) == []
+
+
+def test_run_once_with_the_database_down_exits_3_without_a_traceback(
+    ops: ChainOps, deployment_path: Path, tmp_path: Path
+) -> None:
+    """`run --once` with PostgreSQL unreachable exits 3 (the documented code: nothing was recorded) with
+    one line naming the database and the key to check; it was a ConnectionRefusedError traceback, exit 1."""
+    port = free_port()  # nothing listens there
+    cfg = write_config(
+        tmp_path / "k.toml", ops.anvil.url, f"postgresql://keeper@127.0.0.1:{port}/none", deployment_path
+    )
+    out = run_keeper(cfg, "run", "--once", timeout=120)
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert "error: cannot reach the database (ConnectionRefusedError); check [database].dsn" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_run_once_with_every_node_down_exits_3(db_dsn: str, deployment_path: Path, tmp_path: Path) -> None:
+    """`run --once` with no node of chain.rpc_urls answering exits 3 naming the key; nothing is recorded."""
+    cfg = write_config(tmp_path / "k.toml", f"http://127.0.0.1:{free_port()}", db_dsn, deployment_path)
+    out = run_keeper(cfg, "run", "--once", timeout=180)
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert "error: no node of chain.rpc_urls (1) answered eth_chainId; check [chain].rpc_urls" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert asyncio.run(fetch(db_dsn, "SELECT 1 FROM keeper.txs")) == []

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from keeper import store
+from keeper.daemon import Daemon
 from scripts.run import Child, Supervisor
 from tests.chain import ROOT
 from tests.keeper.kit import (
@@ -22,6 +24,7 @@ from tests.keeper.kit import (
     insert_markets,
     keeper_cmd,
     keeper_process,
+    make_settings,
     queue,
     run_keeper,
     write_config,
@@ -165,3 +168,46 @@ def test_systemd_units_restart_the_daemons_on_failure(unit: str, module: str) ->
     assert service["KillSignal"] == "SIGTERM"
     assert f"-m {module} --config " in service["ExecStart"]
     assert int(parser["Unit"]["StartLimitBurst"]) > 1
+
+
+async def test_a_request_claimed_by_a_leader_that_stopped_is_run_by_the_next_leader(
+    db_dsn: str, tmp_path: Path
+) -> None:
+    """A one-off request the leader claimed (started_at, its epoch) and never finished — it stopped
+    mid-way — is claimed again by the next leader's epoch and run, counted and logged as reclaimed;
+    it stayed open for good before, while the CLI said the leader would run it."""
+    settings = make_settings("http://127.0.0.1:1", db_dsn, tmp_path / "d.json")
+    (req,) = await fetch(
+        db_dsn,
+        "INSERT INTO keeper.job_requests (chain_id, job, requested_by) VALUES (31337, 'aggregate', 'ops') RETURNING id",
+    )
+    first = Daemon(settings)
+    async with store.create_pool(db_dsn, settings.db_timeouts) as pool:
+        first.pool = pool
+        assert (await first.leader.try_acquire()) is not None
+        busy = first._job_locks.setdefault("aggregate", asyncio.Lock())
+        await busy.acquire()  # its own aggregate run is in progress: the request waits behind it
+        serving = asyncio.create_task(first.serve_requests())
+        for _ in range(600):  # claimed within 30 s
+            if await fetch(db_dsn, "SELECT 1 FROM keeper.job_requests WHERE started_at IS NOT NULL"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the first leader never claimed the request")
+        serving.cancel()  # the leader stops here (SIGTERM mid-way, a crash)
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+        await first.leader.release()
+    second = Daemon(settings)
+    async with store.create_pool(db_dsn, settings.db_timeouts) as pool:
+        second.pool = pool
+        fence = await second.leader.try_acquire()
+        assert fence is not None
+        assert fence.epoch == 2
+        try:
+            assert await second.serve_requests() == 1
+        finally:
+            await second.leader.release()
+    (row,) = await fetch(db_dsn, "SELECT outcome, epoch, finished_at FROM keeper.job_requests WHERE id = $1", req["id"])
+    assert (row["outcome"], row["epoch"]) == ("ok", 2)
+    assert second.metrics.registry.get_sample_value("keeper_job_requests_reclaimed_total") == 1

@@ -238,7 +238,7 @@ async def test_stuck_resolution_resolved_elsewhere_is_cancelled_not_bumped(
         ops.dep.opinion_market,
         encode_call("OpinionMarket", "grantRole", Web3.keccak(text="RESOLVER_ROLE"), ADMIN.address),
     )
-    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, replace_after_blocks=1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, max_broadcast_refusals=3, replace_after_blocks=1)
     nonce = ops.keeper_nonce()
     with manual_mining(ops.anvil):
         async with harness(settings) as h:
@@ -293,3 +293,68 @@ async def test_many_nonce_gaps_are_filled_a_few_per_pass(ops: ChainOps, db_dsn: 
     assert [r["job"] for r in rows] == ["fill"] * 12 + ["resolve"]
     assert {r["status"] for r in rows} == {"confirmed"}
     assert ops.market(m)[4]
+
+
+async def test_gas_limit_is_bounded_by_the_cap_and_an_estimate_above_it_is_never_sent(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """estimate × (1 + margin) above keeper.max_gas_limit is signed at the cap; an estimate above the cap
+    is a refused simulation: nothing recorded, the queue entry failed naming the estimate and the bound."""
+    await due_markets(ops, db_dsn, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, gas_margin_pct=1_000, max_gas_limit=100_000)
+    async with harness(settings) as h:
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        await h.tx.wait_idle(30, 0.1)
+    rows = await fetch(db_dsn, "SELECT gas_limit, status FROM keeper.txs")
+    assert [(r["gas_limit"], r["status"]) for r in rows] == [(100_000, "confirmed")]
+    (m2,) = await due_markets(ops, db_dsn, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, max_gas_limit=21_000)
+    async with harness(settings) as h:
+        assert (await jobs.resolve(h.ctx))["sent"] == 0
+        assert h.metrics.registry.get_sample_value("keeper_gas_above_bound_total") == 1
+    assert len(await fetch(db_dsn, "SELECT 1 FROM keeper.txs")) == 1
+    (q,) = await fetch(db_dsn, "SELECT status, status_reason FROM keeper.resolution_queue WHERE market_id = $1", m2)
+    assert q["status"] == "failed"
+    assert "is above the bound 21000" in q["status_reason"]
+    assert "keeper.max_gas_limit 21000" in q["status_reason"]
+
+
+async def test_a_tx_every_node_refuses_is_cancelled_at_its_nonce_and_later_nonces_mine(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """A recorded transaction the node refuses for good (gas above the block's limit) is sent again as is
+    (never fee-bumped) until keeper.max_broadcast_refusals refusals in a row, then replaced by a zero-value
+    self-transfer at its nonce: the resolution recorded after it mines, the refused row ends `dropped`
+    naming the node's answer, alerted (keeper_tx_abandoned_total, keeper_tx_total{outcome=abandoned}) and
+    shown by `keeper txs`. Before, it was re-sent and re-bumped forever and every later nonce waited."""
+    (m,) = await due_markets(ops, db_dsn, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, max_broadcast_refusals=3, replace_after_blocks=1)
+    block_gas = int(ops.anvil.call("eth_getBlockByNumber", "latest", False)["gasLimit"], 16)
+    async with harness(settings) as h:
+        me = bytes.fromhex(h.tx.signer.address[2:])
+        bad = TxRequest(
+            job="distribute", job_key="distribute:0xbad:2026-01-01", to=me, data=b"", gas_limit=block_gas + 1
+        )
+        assert await h.tx.submit([bad]) == [bad.job_key]
+        assert (await jobs.resolve(h.ctx))["sent"] == 1  # the nonce above it
+        for _ in range(40):
+            await h.tx.track()
+            rows = await fetch(db_dsn, "SELECT job_key, status FROM keeper.txs ORDER BY nonce")
+            if {r["status"] for r in rows} <= {"dropped", "confirmed"}:
+                break
+            ops.anvil.call("evm_mine")
+        abandoned = h.metrics.registry.get_sample_value("keeper_tx_abandoned_total", {"job": "distribute"})
+        outcome = h.metrics.registry.get_sample_value("keeper_tx_total", {"job": "distribute", "outcome": "abandoned"})
+    rows = await fetch(db_dsn, "SELECT job_key, status, error FROM keeper.txs ORDER BY nonce")
+    assert [(r["job_key"], r["status"]) for r in rows] == [(bad.job_key, "dropped"), (f"resolve:{m}", "confirmed")]
+    assert rows[0]["error"].startswith("cancelled: every broadcast was refused: ")
+    atts = await fetch(
+        db_dsn,
+        "SELECT attempt, is_cancel, refusals FROM keeper.tx_attempts a JOIN keeper.txs t"
+        " ON t.id = a.tx_id WHERE t.job_key = $1 ORDER BY attempt",
+        bad.job_key,
+    )
+    assert [(a["attempt"], a["is_cancel"]) for a in atts] == [(0, False), (1, True)]  # never fee-bumped
+    assert atts[0]["refusals"] == 3
+    assert (abandoned, outcome) == (1, 1)
+    assert ops.status(m)[0] == 1  # proposed
