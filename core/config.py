@@ -153,6 +153,9 @@ class RedisSettings:
         return "RedisSettings(url=<redacted>)"
 
 
+FINALITY_DEPTH_MAX = 100_000  # blocks (a week of 6 s blocks): beyond, nothing would ever be final
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChainSettings:
     chain_id: int  # the indexer and the keeper check every rpc_urls node reports it (eth_chainId) at start
@@ -171,6 +174,18 @@ class ChainSettings:
                 raise ConfigError(
                     f"chain.rpc_urls: {url.split('://')[0]}://… is not http(s); websocket goes in chain.ws_url"
                 )
+        for i, url in enumerate(self.rpc_urls):
+            if url in self.rpc_urls[:i]:  # one node counted twice skews the scores and the failover
+                first = self.rpc_urls.index(url)
+                raise ConfigError(f"chain.rpc_urls[{i}] repeats chain.rpc_urls[{first}]: list each URL once")
+        if not 1 <= self.finality_depth <= FINALITY_DEPTH_MAX:
+            # 0 or less treats the head as final (no undo data, a one-block reorg becomes "too deep");
+            # a huge depth means nothing is ever final (undo data and the outbox never pruned)
+            raise ConfigError(
+                f"chain.finality_depth must be between 1 and {FINALITY_DEPTH_MAX} blocks, got {self.finality_depth}"
+            )
+        if self.confirmations < 1:
+            raise ConfigError(f"chain.confirmations must be at least 1, got {self.confirmations}")
 
     def __repr__(self) -> str:  # RPC URLs often embed API keys
         return f"ChainSettings(name={self.name!r}, chain_id={self.chain_id}, rpc_urls=<{len(self.rpc_urls)} redacted>)"

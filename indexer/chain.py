@@ -114,6 +114,13 @@ def finalized_block(head: int, tag_finalized: int | None, depth: int) -> int:
     return max(0, head - depth)
 
 
+def next_finality(kept: int, before: int | None, read: int) -> int:
+    """Finality after a head read that implies `read`, the one before implied `before`: never lower
+    than `kept` (a lagging node is not a reorg) and never above what two reads in a row agree on —
+    finality is kept for good, so one answer far ahead must not move it."""
+    return kept if before is None else max(min(read, before), kept)
+
+
 # ---------------------------------------------------------------- logsBloom
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.config import ConfigError
 from core.logs import configure_logging
-from indexer.maintenance import reset_chain
+from indexer.maintenance import WriterRunning, reset_chain
 from indexer.metrics import Metrics
 from indexer.runtime import tune_gc
 from indexer.service import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_STALLED, Status, run, watchdog
@@ -114,8 +115,8 @@ async def serve(
     client, publish = redis_publisher(settings)
     stalled: list[bool] = []
     dog = asyncio.create_task(watchdog(settings, status, stop, stalled, metrics))
-    try:
-        code = await run(
+    main = asyncio.create_task(
+        run(
             settings,
             stop,
             metrics,
@@ -125,6 +126,9 @@ async def serve(
             migrate_first=migrate_first,
             child=child,
         )
+    )
+    try:
+        code = await _until_done_or_stuck(main, stop, status)
     finally:
         stop.set()
         dog.cancel()
@@ -142,6 +146,34 @@ async def serve(
     return code
 
 
+STOP_GRACE_S = 30.0  # after SIGTERM or the watchdog: the time to finish the call in flight
+
+
+async def _until_done_or_stuck(main: asyncio.Task[int], stop: asyncio.Event, status: Status) -> int:
+    """The run's exit code. A stop (SIGTERM, the watchdog) is checked only between steps: a call that
+    never returns (a database host gone without a reset, a lock held by a session whose network
+    died) would keep the process alive for ever with /health green. STOP_GRACE_S after a stop the
+    run is cancelled; if even that does not end it, the process exits at once."""
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not main.done():
+            done, _ = await asyncio.wait({main}, timeout=STOP_GRACE_S)
+            if not done:
+                log.error("indexer_stuck_in_a_call", waited_s=STOP_GRACE_S, indexed=status.indexed)
+                main.cancel()
+                done, _ = await asyncio.wait({main}, timeout=STOP_GRACE_S / 3)
+                if not done:
+                    log.error("indexer_exiting_without_cleanup")
+                    os._exit(EXIT_STALLED)
+    finally:
+        stopping.cancel()
+    try:
+        return main.result()
+    except asyncio.CancelledError:
+        return EXIT_STALLED
+
+
 async def migrate(settings: Settings) -> int:
     await apply_pending_migrations(settings)
     return EXIT_OK
@@ -151,6 +183,9 @@ async def reset(settings: Settings) -> int:
     conn = await asyncpg.connect(settings.database.dsn)
     try:
         await reset_chain(conn, settings.chain.chain_id)
+    except WriterRunning as exc:
+        log.error("reset_refused", error=str(exc))
+        return EXIT_CONFIG
     finally:
         await conn.close()
     log.info("chain_reset", chain_id=settings.chain.chain_id)

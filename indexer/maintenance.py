@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from indexer.checkpoint import WRITER_LOCK_BASE
 from indexer.rows import DERIVED, EV_TABLES
 
 PRUNE_ROWS = 10_000
@@ -25,9 +26,21 @@ async def prune_outbox(conn: asyncpg.Connection, chain_id: int, older_than_hours
     return int(status.split()[-1])
 
 
+class WriterRunning(Exception):
+    """A reset refused: the chain's writer lock is held elsewhere (an indexer is running)."""
+
+
 async def reset_chain(conn: asyncpg.Connection, chain_id: int) -> None:
-    """Deletes everything the indexer wrote for a chain (re-index from scratch). The outbox is kept."""
+    """Deletes everything the indexer wrote for a chain (re-index from scratch). The outbox is kept.
+    Under the chain's writer lock (the writer's own session already holds it: the rescan's repair):
+    beside a running writer, its batch in flight would commit after the deletes, leaving raw rows
+    without a checkpoint and a re-index failing on their primary keys at every start."""
     async with conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", WRITER_LOCK_BASE + chain_id):
+            raise WriterRunning(
+                f"an indexer for chain {chain_id} is running (it holds the writer lock): stop it (and any standby),"
+                " then reset"
+            )
         for table in (
             *EV_TABLES,
             *DERIVED,

@@ -21,7 +21,7 @@ import structlog
 
 from indexer import checkpoint, outbox_gap, read, write
 from indexer import fold as F
-from indexer.chain import BlockRef, Cursor, SpanPolicy, finalized_block
+from indexer.chain import BlockRef, Cursor, SpanPolicy, finalized_block, next_finality
 from indexer.decode import EventDecoder, Log
 from indexer.fetch import ChildConfig, FetchProcess, RangeFetcher
 from indexer.live import HeadWatcher
@@ -99,6 +99,7 @@ class Pipeline:
             discard(early_child)
             self.fetcher = RangeFetcher(rpc, self.chain_id, self.addresses, self.policy, self._range_split)
         self.heads = checkpoint.Heads(0, None, 0)
+        self.finality_read: int | None = None  # finality the previous head read implied (start reads twice)
         self.cursor: Cursor | None = None
         self.floor = 0
         self.watcher: HeadWatcher | None = None
@@ -165,11 +166,16 @@ class Pipeline:
             h = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True, parse=parse_header)
             head, safe_n, fin_n = h.number, None, None
             self.head_hash = h.hash
-        finalized = finalized_block(head, fin_n, self.s.chain.finality_depth)
+        read = finalized_block(head, fin_n, self.s.chain.finality_depth)
         if head > self.status.head:
             self.status.head_moved = time.monotonic()
+        # One answer never moves finality: the lower of this read and the one before. Finality is kept
+        # for good (undo data below it is never written, the floor is stored), so a single `latest`
+        # or `finalized` far ahead (a backend of another network, a proxy's glitch) would otherwise
+        # turn the next ordinary reorg into ReorgTooDeep at every start.
         # A lagging node (head going backwards) is not a reorg: keep the highest finality seen.
-        finalized = max(finalized, self.heads.finalized)
+        before, self.finality_read = self.finality_read, read
+        finalized = next_finality(self.heads.finalized, before, read)
         self.heads = checkpoint.Heads(head, safe_n, finalized)
         self.status.head, self.status.safe, self.status.finalized = head, safe_n, finalized
         self.m.set_heads(head, safe_n, finalized, self.status.indexed)

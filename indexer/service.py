@@ -69,8 +69,12 @@ DB_ERRORS = (
     asyncpg.InternalClientError,
     ConnectionError,
     OSError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,
+    # admin/crash shutdown, cannot connect now, a statement cancelled (statement_timeout set for the role)
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TransactionRollbackError,  # deadlock, serialization failure
+    asyncpg.exceptions.InsufficientResourcesError,  # disk full, out of memory, too many connections
+    asyncpg.exceptions.LockNotAvailableError,  # a lock_timeout set for the role
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a failover left the DSN on a standby for a while
 )
 
 
@@ -146,6 +150,7 @@ class Indexer(Upkeep):
         self.m.deferred_indexes.set(len(self.deferred))
         self.new_keys = await NewKeys.for_empty_tables(conn, self.chain_id)  # under the writer lock
         await self.refresh_heads()
+        await self.refresh_heads()  # the second read confirms the first's finality (refresh_heads)
         # A reorg that happened while we were down: compare every stored unfinalized hash.
         await self.check_reorg(conn, reason="startup")
         log.info(

@@ -129,10 +129,11 @@ def build_settings(raw: Mapping[str, Any], base_dir: Path = ROOT) -> Settings:
     ):
         if getattr(options, key) < 1:
             raise ConfigError(f"indexer.{key} must be at least 1")
-    if options.request_timeout <= 0:
-        raise ConfigError("indexer.request_timeout must be positive")
-    if options.retry_seconds <= 0:
-        raise ConfigError("indexer.retry_seconds must be positive")
+    for key in ("request_timeout", "retry_seconds", "poll_interval", "stall_seconds", "standby_poll"):
+        if not getattr(options, key) > 0:  # 0 or less: a busy loop (or a watchdog that fires at once)
+            raise ConfigError(f"indexer.{key} must be a positive number of seconds, got {getattr(options, key)!r}")
+    if options.outbox_max_lag < 0:
+        raise ConfigError(f"indexer.outbox_max_lag must be 0 or more blocks, got {options.outbox_max_lag}")
     if options.rescan_interval < 0:
         raise ConfigError("indexer.rescan_interval must be 0 (off) or positive")
     if options.outbox_retention_hours < 0:

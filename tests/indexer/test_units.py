@@ -4,6 +4,7 @@ decoding a recorded eth_getLogs answer, settings validation."""
 from __future__ import annotations
 
 import decimal
+import itertools
 from typing import Any
 
 import pytest
@@ -203,6 +204,26 @@ def test_settings_reject_unknown_keys_and_name_the_key(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match=r"indexer\.outbox_retention_hours must be 0 \(keep forever\) or positive"):
         build_settings({**base, "indexer": {"outbox_retention_hours": -1}})
     assert "redacted" in repr(build_settings(base).chain)
+    # accepted before, fatal later: busy loops, a watchdog firing at once, no feed, finality poisoned
+    for section_, key, value, named in (
+        ("indexer", "poll_interval", 0, r"indexer\.poll_interval must be a positive"),
+        ("indexer", "stall_seconds", -1, r"indexer\.stall_seconds must be a positive"),
+        ("indexer", "standby_poll", 0.0, r"indexer\.standby_poll must be a positive"),
+        ("indexer", "outbox_max_lag", -1, r"indexer\.outbox_max_lag must be 0 or more"),
+        ("chain", "finality_depth", 0, r"chain\.finality_depth must be between 1 and"),
+        ("chain", "finality_depth", 10**6, r"chain\.finality_depth must be between 1 and"),
+        (
+            "chain",
+            "rpc_urls",
+            ["http://a", "http://b", "http://a"],
+            r"chain\.rpc_urls\[2\] repeats chain\.rpc_urls\[0\]",
+        ),
+        ("chain", "confirmations", 0, r"chain\.confirmations must be at least 1"),
+    ):
+        raw = {**base, "indexer": {}, "chain": dict(base["chain"])}
+        raw[section_] = {**raw[section_], key: value}
+        with pytest.raises(ConfigError, match=named):
+            build_settings(raw)
 
 
 @given(st.integers(min_value=-(2**256), max_value=2**256))
@@ -250,3 +271,24 @@ def test_fold_follows_propose_dispute_resolve_and_emits_feed_messages() -> None:
     m = done.markets[7]
     assert (m.status, m.resolved, m.outcome, m.proposed_outcome) == ("resolved", True, 0, 1)
     assert [x.event for x in done.messages] == ["market:resolved"]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**9), min_size=1, max_size=30), st.integers(0, 10**9))
+def test_one_head_answer_never_moves_finality(reads: list[int], spike: int) -> None:
+    """Finality follows what two reads in a row agree on, never drops, and a single read far ahead
+    (inserted anywhere) leaves it where the honest reads put it."""
+    from indexer.chain import next_finality
+
+    def follow(seq: list[int]) -> list[int]:
+        kept, before, out = 0, None, []
+        for r in seq:
+            kept, before = next_finality(kept, before, r), r
+            out.append(kept)
+        return out
+
+    honest = follow(reads)
+    assert honest == sorted(honest)  # never goes back
+    assert all(f <= max([0, *(min(a, b) for a, b in itertools.pairwise(reads))]) for f in honest)
+    for at in range(len(reads) + 1):
+        spiked = follow([*reads[:at], max(spike, max(reads) + 1), *reads[at:]])
+        assert max(spiked) <= max(reads)  # the spike alone never became final
