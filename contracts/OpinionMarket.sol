@@ -81,6 +81,9 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     error ChallengeWindowOpen(uint256 marketId, uint256 challengeEnds);
     /// @notice resolveExpired on a proposed market: finalizeOutcome it from `challengeEnds` on instead.
     error ProposalPending(uint256 marketId, uint256 challengeEnds);
+    /// @notice grantRole of `role` to an `account` that holds `heldRole`: no account may be both resolver and
+    ///         arbiter (it could propose, dispute its own proposal and arbitrate alone).
+    error RoleConflict(bytes32 role, address account, bytes32 heldRole);
 
     /// @dev Two slots. Slot 0 is read and written by every trade; slot 1 (232 bits) is read by every trade.
     struct Market {
@@ -585,6 +588,15 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
     // ---------------------------------------------------------------- internals
 
+    /// @dev Every grant (grantRole, and the constructor's admin grant) comes here: no account may hold both
+    ///      RESOLVER_ROLE and ARBITER_ROLE, so a single resolver or arbiter key cannot propose, dispute its own
+    ///      proposal and arbitrate. It does not stop the admin from granting the two roles to two accounts it
+    ///      controls (docs/contracts.md, Roles).
+    function _grantRole(bytes32 role, address account) internal override returns (bool) {
+        if (role == ARBITER_ROLE && hasRole(RESOLVER_ROLE, account)) revert RoleConflict(role, account, RESOLVER_ROLE);
+        if (role == RESOLVER_ROLE && hasRole(ARBITER_ROLE, account)) revert RoleConflict(role, account, ARBITER_ROLE);
+        return super._grantRole(role, account);
+    }
 
     function _create(
         string calldata question,

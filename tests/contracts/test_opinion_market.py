@@ -472,6 +472,25 @@ def test_admin_can_grant_resolver_role(env: Env) -> None:
     assert env.om.functions.getMarket(m).call()[4] == PROPOSED
 
 
+def test_no_account_holds_both_resolver_and_arbiter_roles(env: Env) -> None:
+    """grantRole of ARBITER_ROLE to a resolver (the keeper) reverts RoleConflict(role, account, RESOLVER_ROLE),
+    and of RESOLVER_ROLE to an arbiter (the deployer) RoleConflict(role, account, ARBITER_ROLE): one key can no
+    longer propose, dispute and arbitrate alone. After revoking one role the account may take the other.
+    (Before: the admin-arbiter granted itself RESOLVER_ROLE and settled any market in one block, audit F1.)"""
+    args = env.reverts(env.om.functions.grantRole(ARBITER_ROLE, env.keeper), env.admin, OM, "RoleConflict")
+    assert args == (bytes(ARBITER_ROLE), env.keeper, bytes(RESOLVER_ROLE))
+    args = env.reverts(env.om.functions.grantRole(RESOLVER_ROLE, env.admin), env.admin, OM, "RoleConflict")
+    assert args == (bytes(RESOLVER_ROLE), env.admin, bytes(ARBITER_ROLE))
+    assert env.om.functions.hasRole(ARBITER_ROLE, env.keeper).call() is False
+    assert env.om.functions.hasRole(RESOLVER_ROLE, env.admin).call() is False
+    other = env.traders[3]
+    env.send(env.om.functions.grantRole(ARBITER_ROLE, other), env.admin)
+    env.reverts(env.om.functions.grantRole(RESOLVER_ROLE, other), env.admin, OM, "RoleConflict")
+    env.send(env.om.functions.revokeRole(ARBITER_ROLE, other), env.admin)
+    env.send(env.om.functions.grantRole(RESOLVER_ROLE, other), env.admin)
+    assert env.om.functions.hasRole(RESOLVER_ROLE, other).call() is True
+
+
 def test_propose_rejects_outcome_above_invalid(env: Env) -> None:
     """Outcome 3 reverts InvalidOutcome."""
     m, end = env.create_market(env.traders[0])
