@@ -34,7 +34,8 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     uint8 public constant STATUS_OPEN = 0;
     /// @notice An outcome is proposed; final at `challengeEnds` unless an arbiter disputes it.
     uint8 public constant STATUS_PROPOSED = 1;
-    /// @notice The proposal was disputed; an arbiter settles it (or resolveExpired after the resolution window).
+    /// @notice The proposal was disputed; an arbiter settles it (or resolveExpired once both the resolution window
+    ///         and the arbitration deadline in `challengeEnds` have passed).
     uint8 public constant STATUS_DISPUTED = 2;
     /// @notice Final: claims and the liquidity withdrawal are open.
     uint8 public constant STATUS_RESOLVED = 3;
@@ -80,6 +81,9 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     error ChallengeWindowOpen(uint256 marketId, uint256 challengeEnds);
     /// @notice resolveExpired on a proposed market: finalizeOutcome it from `challengeEnds` on instead.
     error ProposalPending(uint256 marketId, uint256 challengeEnds);
+    /// @notice grantRole of `role` to an `account` that holds `heldRole`: no account may be both resolver and
+    ///         arbiter (it could propose, dispute its own proposal and arbitrate alone).
+    error RoleConflict(bytes32 role, address account, bytes32 heldRole);
 
     /// @dev Two slots. Slot 0 is read and written by every trade; slot 1 (232 bits) is read by every trade.
     struct Market {
@@ -91,7 +95,9 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         uint8 outcome; // the final outcome, once status is STATUS_RESOLVED
         bool liquidityWithdrawn;
         uint8 proposedOutcome; // while status is STATUS_PROPOSED or STATUS_DISPUTED
-        uint40 challengeEnds; // unix time the proposal becomes final; 0 before any proposal
+        // Proposed: unix time the proposal becomes final. Disputed: the arbitration deadline (dispute time +
+        // challengeWindow), before which resolveExpired waits for the arbiter. 0 before any proposal.
+        uint40 challengeEnds;
     }
 
     /// @dev One slot per trader per market.
@@ -134,7 +140,8 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     event OutcomeProposed(uint256 indexed marketId, uint8 outcome, address indexed proposer, uint256 challengeEnds);
 
     /// @notice An arbiter disputed the proposal inside its challenge window; only `arbitrate` (or
-    ///         `resolveExpired` after the resolution window) settles the market now.
+    ///         `resolveExpired` from max(endTime + resolutionWindow, this block's time + challengeWindow))
+    ///         settles the market now.
     event OutcomeDisputed(uint256 indexed marketId, uint8 proposedOutcome, address indexed arbiter);
 
     /// @notice The market's final outcome; `resolver` is the caller of finalizeOutcome, arbitrate or resolveExpired.
@@ -175,9 +182,11 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     mapping(address => uint256) public creatorFeesAccrued;
     /// @notice The only destination of creators' market fees (their dividend pools), fixed at deployment.
     address public immutable creatorShares;
-    /// @notice Seconds after a proposal during which an arbiter may dispute it.
+    /// @notice Seconds after a proposal during which an arbiter may dispute it; also the arbiter's time to rule
+    ///         after a dispute before resolveExpired may take over.
     uint256 public immutable challengeWindow;
-    /// @notice Seconds after endTime from which anyone may resolve an open or disputed market INVALID.
+    /// @notice Seconds after endTime from which anyone may resolve an open market INVALID (a disputed one also
+    ///         waits for its arbitration deadline).
     uint256 public immutable resolutionWindow;
 
     /// @param adminDelay seconds between scheduling a transfer of the default admin role and accepting it
@@ -360,6 +369,8 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     }
 
     /// @notice Disputes a proposed outcome before its challenge window ends; the market then waits for arbitrate.
+    ///         `challengeEnds` becomes the arbitration deadline, now + challengeWindow: resolveExpired cannot
+    ///         void the dispute before it, even when the dispute comes after endTime + resolutionWindow.
     function disputeOutcome(uint256 marketId) external onlyRole(ARBITER_ROLE) {
         Market storage m = _market(marketId);
         uint8 status = m.status;
@@ -367,6 +378,7 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         if (status != STATUS_PROPOSED) revert OutcomeNotProposed(marketId, status);
         if (block.timestamp >= m.challengeEnds) revert ChallengeWindowClosed(marketId, m.challengeEnds);
         m.status = STATUS_DISPUTED;
+        m.challengeEnds = (block.timestamp + challengeWindow).toUint40();
         emit OutcomeDisputed(marketId, m.proposedOutcome, msg.sender);
     }
 
@@ -396,14 +408,17 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     }
 
     /// @notice The way out of a market nobody settles: from endTime + resolutionWindow on, anyone may resolve an
-    ///         open or disputed market INVALID (each side is paid half a unit per share; the creator withdraws
-    ///         the pool's half). A proposed market is finalized instead (ProposalPending).
+    ///         open market INVALID (each side is paid half a unit per share; the creator withdraws the pool's
+    ///         half); a disputed one from max(endTime + resolutionWindow, its arbitration deadline
+    ///         `challengeEnds`), so the arbiter always has challengeWindow to rule after a dispute. A proposed
+    ///         market is finalized instead (ProposalPending).
     function resolveExpired(uint256 marketId) external {
         Market storage m = _market(marketId);
         uint8 status = m.status;
         if (status == STATUS_RESOLVED) revert MarketAlreadyResolved(marketId);
         if (status == STATUS_PROPOSED) revert ProposalPending(marketId, m.challengeEnds);
         uint256 expiresAt = uint256(m.endTime) + resolutionWindow;
+        if (status == STATUS_DISPUTED) expiresAt = Math.max(expiresAt, m.challengeEnds);
         if (block.timestamp < expiresAt) revert ResolutionWindowOpen(marketId, expiresAt);
         m.status = STATUS_RESOLVED;
         m.outcome = OUTCOME_INVALID;
@@ -572,6 +587,16 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     }
 
     // ---------------------------------------------------------------- internals
+
+    /// @dev Every grant (grantRole, and the constructor's admin grant) comes here: no account may hold both
+    ///      RESOLVER_ROLE and ARBITER_ROLE, so a single resolver or arbiter key cannot propose, dispute its own
+    ///      proposal and arbitrate. It does not stop the admin from granting the two roles to two accounts it
+    ///      controls (docs/contracts.md, Roles).
+    function _grantRole(bytes32 role, address account) internal override returns (bool) {
+        if (role == ARBITER_ROLE && hasRole(RESOLVER_ROLE, account)) revert RoleConflict(role, account, RESOLVER_ROLE);
+        if (role == RESOLVER_ROLE && hasRole(ARBITER_ROLE, account)) revert RoleConflict(role, account, ARBITER_ROLE);
+        return super._grantRole(role, account);
+    }
 
     function _create(
         string calldata question,

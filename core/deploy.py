@@ -74,6 +74,11 @@ def anvil_account(index: int) -> LocalAccount:
 
 def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dict[str, Any]]:
     """The ordered list of transactions (pure given chain id and nonce); each names its purpose."""
+    if Web3.to_checksum_address(keeper) == Web3.to_checksum_address(deployer):
+        # OpinionMarket reverts RoleConflict: the deployer is granted ARBITER_ROLE, the keeper RESOLVER_ROLE
+        raise DeployError(
+            "the keeper must not be the deployer: no account may hold both RESOLVER_ROLE and ARBITER_ROLE"
+        )
     chain_id = w3.eth.chain_id
     local = chain_id in LOCAL_CHAIN_IDS
     if params.usdc is None and not local:
@@ -130,7 +135,8 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
     resolver = Web3.keccak(text="RESOLVER_ROLE")
     keeper_role = Web3.keccak(text="KEEPER_ROLE")
     call("grant RESOLVER_ROLE to keeper", "OpinionMarket", om, "grantRole", resolver, keeper)
-    # The arbiter (disputes a proposal, settles a disputed market) is the operator: the deployer.
+    # The arbiter (disputes a proposal, settles a disputed market) is the operator: the deployer. On a public
+    # chain grant it to a separate multisig afterwards and revoke it from the deployer (docs/contracts.md, Roles).
     call("grant ARBITER_ROLE to deployer", "OpinionMarket", om, "grantRole", Web3.keccak(text="ARBITER_ROLE"), deployer)
     call("grant KEEPER_ROLE to keeper", "CreatorShares", cs, "grantRole", keeper_role, keeper)
     for s in steps:

@@ -94,7 +94,13 @@ class MarketRow:
     # sql/033: the resolution flow (defaults: journal pre-images written before it still restore)
     status: str = "open"  # open | proposed | disputed | resolved
     proposed_outcome: int | None = None
-    challenge_ends: int | None = None  # unix seconds; a timestamptz column
+    # unix seconds; a timestamptz column. Proposed: when the proposal can be finalized. Disputed: the
+    # arbitration deadline (dispute time + challenge window), as getMarket's challengeEnds.
+    challenge_ends: int | None = None
+    # sql/072: block times of the proposal and of the dispute (the challenge window is their challenge_ends
+    # minus proposed_time: no event carries it)
+    proposed_time: int | None = None
+    disputed_time: int | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -818,6 +824,7 @@ class _Fold:
             m.status = "proposed"
             m.proposed_outcome = e.outcome
             m.challenge_ends = e.challenge_ends
+            m.proposed_time = e.block_time
         self.emit(
             e,
             "market:proposed",
@@ -836,6 +843,11 @@ class _Fold:
         m = self.market(e.market_id, e.block_number)
         if m is not None:
             m.status = "disputed"
+            m.disputed_time = e.block_time
+            if m.challenge_ends is not None and m.proposed_time is not None:
+                # OpinionMarket.disputeOutcome: challengeEnds = dispute time + challengeWindow, the arbiter's
+                # deadline before resolveExpired may void the dispute
+                m.challenge_ends = e.block_time + (m.challenge_ends - m.proposed_time)
         self.emit(
             e,
             "market:disputed",

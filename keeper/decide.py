@@ -193,7 +193,7 @@ class ProposalView:
     end_time: int  # unix seconds
     status: int  # STATUS_*
     proposed_outcome: int
-    challenge_ends: int  # unix seconds; 0 before any proposal
+    challenge_ends: int  # unix seconds; 0 before any proposal; when disputed, the arbitration deadline
     in_ledger: bool = False  # a live transaction exists for the step's job key (finalize:/expire:)
 
 
@@ -213,7 +213,8 @@ class Disputed:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Expire:
-    """resolveExpired: an open or disputed market past end + resolution window becomes INVALID."""
+    """resolveExpired: an open market past end + resolution window becomes INVALID; a disputed one also past
+    its arbitration deadline."""
 
     market_id: int
     status: int
@@ -235,14 +236,24 @@ def decide_finalize(p: ProposalView, now: int) -> Finalize | Disputed | Skip | N
     return Finalize(p.market_id, p.proposed_outcome)
 
 
+def expires_at(p: ProposalView, resolution_window_s: int) -> int:
+    """When resolveExpired accepts the market (OpinionMarket.resolveExpired): end + resolution window, and for a
+    disputed market not before its arbitration deadline (getMarket's challengeEnds once disputed), so the
+    arbiter keeps its time to rule after a dispute that came late."""
+    expires = p.end_time + resolution_window_s
+    if p.status == STATUS_DISPUTED:
+        expires = max(expires, p.challenge_ends)
+    return expires
+
+
 def decide_expiry(p: ProposalView, now: int, resolution_window_s: int) -> Expire | Skip | None:
-    """From end + resolution window an open or disputed market is resolved INVALID (anyone may); a
-    proposed one is the finalize job's (the contract refuses resolveExpired on it)."""
+    """From `expires_at` an open or disputed market is resolved INVALID (anyone may); a proposed one is
+    the finalize job's (the contract refuses resolveExpired on it)."""
     if p.in_ledger:
         return None
     if p.status == STATUS_RESOLVED:
         return Skip(f"expire:{p.market_id}", "already_resolved")
-    if p.status == STATUS_PROPOSED or now < p.end_time + resolution_window_s:
+    if p.status == STATUS_PROPOSED or now < expires_at(p, resolution_window_s):
         return None
     return Expire(p.market_id, p.status)
 

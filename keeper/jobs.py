@@ -4,9 +4,9 @@ the pure deciders in keeper.decide, simulates every transaction (eth_estimateGas
 survivors to the transaction manager, which records them before broadcasting.
 
 Jobs: resolve (proposes outcomes of due markets), finalize (undisputed proposals whose challenge window
-ended; disputes are alerted, never finalized), expire (resolveExpired past end + resolution window),
-distribute (daily dividends), aggregate (agg.* tables), warm (Redis,
-through the API itself, core.warm), notify (ending-soon notifications, via the outbox), track (the tx
+ended; disputes are alerted, never finalized), expire (resolveExpired past end + resolution window; a
+disputed market also past its arbitration deadline), distribute (daily dividends), aggregate (agg.* tables),
+warm (Redis, through the API itself, core.warm), notify (ending-soon notifications, via the outbox), track (the tx
 manager). One item that cannot be encoded, checked or simulated is marked failed and skipped (ItemFailure).
 """
 
@@ -517,8 +517,9 @@ async def _refresh_disputed(ctx: Context, disputed: list[decide.Disputed]) -> No
 
 
 async def expire(ctx: Context, now: int | None = None) -> dict[str, int]:
-    """resolveExpired (INVALID) for open or disputed markets past end + the contract's resolution window:
-    no market stays locked forever, whatever the operator does."""
+    """resolveExpired (INVALID) for open or disputed markets past end + the contract's resolution window (a
+    disputed one also past its arbitration deadline, read from the chain: decide.expires_at): no market stays
+    locked forever, whatever the operator does, and a late dispute is never voided before the arbiter's time."""
     now = await chain_time(ctx.rpc) if now is None else now
     raw = await ctx.rpc.call(
         "eth_call",

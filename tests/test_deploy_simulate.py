@@ -10,7 +10,7 @@ import pytest
 from web3 import Web3
 
 from core.contracts import abi_hash, load_abi
-from core.deploy import DeployParams, anvil_account, deploy, plan, write_deployment
+from core.deploy import DeployError, DeployParams, anvil_account, deploy, plan, write_deployment
 from scripts.simulate import simulate
 from tests.chain import Anvil
 
@@ -43,6 +43,14 @@ def test_plan_refuses_mock_usdc_off_local_chains() -> None:
             plan(w3, anvil_account(0).address, anvil_account(1).address, DeployParams())
     finally:
         node.stop()
+
+
+def test_plan_refuses_a_keeper_that_is_the_deployer(w3: Web3) -> None:
+    """The deployer is granted ARBITER_ROLE and the keeper RESOLVER_ROLE; OpinionMarket lets no account hold
+    both, so the plan refuses one address for both before anything is sent."""
+    deployer = anvil_account(0).address
+    with pytest.raises(DeployError, match="RESOLVER_ROLE and ARBITER_ROLE"):
+        plan(w3, deployer, deployer.lower(), DeployParams())
 
 
 def test_simulator_trades_directly_and_emits_events(chain: Anvil, w3: Web3, deployment: dict[str, Any]) -> None:

@@ -255,7 +255,8 @@ async def test_feed_delivers_proposed_and_disputed_and_the_api_shows_each_step(
     node: Node, db_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:
     """Live: a proposal reaches a market room subscriber as market:proposed (outcome, window end), a dispute as
-    market:disputed, the arbiter's decision as market:resolved; the market endpoint shows each status."""
+    market:disputed, the arbiter's decision as market:resolved; the market endpoint shows each status, and after
+    the dispute challengeEndsAt is the arbitration deadline getMarket says."""
     s = Script(node)
     m = s.create("Disputed market?")
     arbiter = node.w3.eth.accounts[0]  # the deployment grants ARBITER_ROLE to the deployer
@@ -294,12 +295,17 @@ async def test_feed_delivers_proposed_and_disputed_and_the_api_shows_each_step(
                 assert (md["status"], md["proposedOutcome"], md["outcome"]) == ("proposed", "no", None)
                 assert md["challengeEndsAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ends))
                 assert msg["data"]["challengeEndsAt"] == md["challengeEndsAt"]  # the feed's names are HTTP's
-                await asyncio.to_thread(s.tx, s.om.functions.disputeOutcome(m), arbiter)
+                receipt = await asyncio.to_thread(s.tx, s.om.functions.disputeOutcome(m), arbiter)
                 msg = await next_market_event(ws)
                 assert msg["event"] == "market:disputed"
                 assert (msg["data"]["proposedOutcome"], msg["data"]["arbiter"]) == ("no", arbiter.lower())
                 md = await market()
                 assert (md["status"], md["proposedOutcome"], md["outcome"]) == ("disputed", "no", None)
+                # challengeEndsAt is now the arbitration deadline, as on chain: the dispute's time + the window
+                deadline = s.om.functions.getMarket(m).call()[8]
+                disputed_at = node.w3.eth.get_block(receipt.blockNumber)["timestamp"]
+                assert deadline == disputed_at + s.om.functions.challengeWindow().call()
+                assert md["challengeEndsAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deadline))
                 await asyncio.to_thread(s.tx, s.om.functions.arbitrate(m, 1), arbiter)
                 msg = await next_market_event(ws)
                 assert msg["event"] == "market:resolved"

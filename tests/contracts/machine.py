@@ -274,7 +274,7 @@ class System:
             raise Revert("OpinionMarket", "OutcomeNotProposed")
         if now >= market.challenge_ends:
             raise Revert("OpinionMarket", "ChallengeWindowClosed")
-        market.status = DISPUTED
+        market.status, market.challenge_ends = DISPUTED, now + CHALLENGE_WINDOW  # the arbitration deadline
 
     def arbitrate(self, sender: str, market_id: int, outcome: int) -> None:
         if sender not in self.arbiters:
@@ -304,7 +304,10 @@ class System:
             raise Revert("OpinionMarket", "MarketAlreadyResolved")
         if market.status == PROPOSED:
             raise Revert("OpinionMarket", "ProposalPending")
-        if now < market.end + RESOLUTION_WINDOW:
+        expires = market.end + RESOLUTION_WINDOW
+        if market.status == DISPUTED:  # the arbiter keeps its window to rule after a late dispute
+            expires = max(expires, market.challenge_ends)
+        if now < expires:
             raise Revert("OpinionMarket", "ResolutionWindowOpen")
         market.status, market.outcome = RESOLVED, m.OUTCOME_INVALID
 

@@ -630,7 +630,12 @@ def random_step(h: Harness, rng: random.Random) -> None:
         else:
             ended = [mid for mid, mk in s.markets.items() if mk.status == 0 and mk.end <= h.now]
             who = h.keeper if rng.random() < 0.85 else sender
-            h.step(h.op_propose(who, pick(rng, ended, market), outcome))
+            market = pick(rng, ended, market)
+            mk = s.markets.get(market)
+            if mk is not None and mk.status == 0 and rng.random() < 0.1:  # late: a dispute may follow the expiry
+                h.now = max(h.now, mk.end + RESOLUTION_WINDOW - rng.randint(1, 30))
+                h.log.append(f"warp to t={h.now}")
+            h.step(h.op_propose(who, market, outcome))
     elif kind == "claim":
         owed = [mid for mid, mk in s.markets.items() if mk.resolved and any(s.positions[(mid, sender)])]
         market = pick(rng, owed, market)
@@ -675,7 +680,10 @@ def random_step(h: Harness, rng: random.Random) -> None:
         market = pick(rng, open_, market)
         mk = s.markets.get(market)
         if mk is not None and rng.random() < 0.6:  # to the window's last second or its end
-            h.now = max(h.now, mk.end + RESOLUTION_WINDOW + rng.choice([-1, 0]))
+            expires = mk.end + RESOLUTION_WINDOW
+            if mk.status == DISPUTED and rng.random() < 0.7:  # or to a late dispute's arbitration deadline
+                expires = max(expires, mk.challenge_ends)
+            h.now = max(h.now, expires + rng.choice([-1, 0]))
             h.log.append(f"warp to t={h.now}")
         h.step(h.op_resolve_expired(sender, market))
     elif kind == "merge":

@@ -472,6 +472,25 @@ def test_admin_can_grant_resolver_role(env: Env) -> None:
     assert env.om.functions.getMarket(m).call()[4] == PROPOSED
 
 
+def test_no_account_holds_both_resolver_and_arbiter_roles(env: Env) -> None:
+    """grantRole of ARBITER_ROLE to a resolver (the keeper) reverts RoleConflict(role, account, RESOLVER_ROLE),
+    and of RESOLVER_ROLE to an arbiter (the deployer) RoleConflict(role, account, ARBITER_ROLE): one key can no
+    longer propose, dispute and arbitrate alone. After revoking one role the account may take the other.
+    (Before: the admin-arbiter granted itself RESOLVER_ROLE and settled any market in one block, audit F1.)"""
+    args = env.reverts(env.om.functions.grantRole(ARBITER_ROLE, env.keeper), env.admin, OM, "RoleConflict")
+    assert args == (bytes(ARBITER_ROLE), env.keeper, bytes(RESOLVER_ROLE))
+    args = env.reverts(env.om.functions.grantRole(RESOLVER_ROLE, env.admin), env.admin, OM, "RoleConflict")
+    assert args == (bytes(RESOLVER_ROLE), env.admin, bytes(ARBITER_ROLE))
+    assert env.om.functions.hasRole(ARBITER_ROLE, env.keeper).call() is False
+    assert env.om.functions.hasRole(RESOLVER_ROLE, env.admin).call() is False
+    other = env.traders[3]
+    env.send(env.om.functions.grantRole(ARBITER_ROLE, other), env.admin)
+    env.reverts(env.om.functions.grantRole(RESOLVER_ROLE, other), env.admin, OM, "RoleConflict")
+    env.send(env.om.functions.revokeRole(ARBITER_ROLE, other), env.admin)
+    env.send(env.om.functions.grantRole(RESOLVER_ROLE, other), env.admin)
+    assert env.om.functions.hasRole(RESOLVER_ROLE, other).call() is True
+
+
 def test_propose_rejects_outcome_above_invalid(env: Env) -> None:
     """Outcome 3 reverts InvalidOutcome."""
     m, end = env.create_market(env.traders[0])
@@ -916,3 +935,44 @@ def test_a_proposed_market_past_the_resolution_window_must_be_finalized(env: Env
     assert env.reverts(env.om.functions.resolveExpired(m), env.outsider, OM, "ProposalPending") == (m, ends)
     receipt = env.send(env.om.functions.finalizeOutcome(m), env.outsider)
     assert env.event(receipt, env.om, "MarketResolved")["outcome"] == YES
+
+
+def test_a_dispute_after_the_resolution_window_gives_the_arbiter_its_window_to_rule(env: Env) -> None:
+    """A proposal just before endTime + resolutionWindow, disputed after it: the dispute sets challengeEnds to
+    the arbitration deadline (dispute time + challengeWindow) and resolveExpired reverts ResolutionWindowOpen(id,
+    deadline) until then, so the arbiter's ruling stands. (Before: anyone resolved it INVALID in the next block.)"""
+    trader = env.traders[1]
+    m, end = env.create_market(env.traders[0])
+    yes = env.buy(trader, m, YES, 10 * USDC)
+    expires = end + env.om.functions.resolutionWindow().call()
+    window = env.om.functions.challengeWindow().call()
+    env.next_block_at(expires - 10)
+    ends = propose(env, m, NO)
+    assert ends > expires
+    env.next_block_at(expires + 5)
+    env.send(env.om.functions.disputeOutcome(m), env.admin)
+    deadline = expires + 5 + window
+    assert env.om.functions.getMarket(m).call()[4:] == [DISPUTED, 0, False, NO, deadline]
+    env.next_block_at(expires + 6)
+    assert env.reverts(env.om.functions.resolveExpired(m), env.outsider, OM, "ResolutionWindowOpen") == (m, deadline)
+    env.next_block_at(deadline - 1)
+    assert env.reverts(env.om.functions.resolveExpired(m), env.outsider, OM, "ResolutionWindowOpen") == (m, deadline)
+    receipt = env.send(env.om.functions.arbitrate(m, YES), env.admin)
+    assert env.event(receipt, env.om, "MarketResolved") == {"marketId": m, "outcome": YES, "resolver": env.admin}
+    paid, _ = env.send_returning(env.om.functions.claimWinnings(m), trader)
+    assert paid == yes
+
+
+def test_a_late_disputed_market_nobody_arbitrates_expires_at_the_arbitration_deadline(env: Env) -> None:
+    """resolveExpired stays the way out: a dispute after the resolution window that the arbiter never settles
+    resolves INVALID by anyone from the arbitration deadline on."""
+    m, end = env.create_market(env.traders[0])
+    expires = end + env.om.functions.resolutionWindow().call()
+    env.next_block_at(expires - 10)
+    propose(env, m, NO)
+    env.next_block_at(expires + 5)
+    env.send(env.om.functions.disputeOutcome(m), env.admin)
+    deadline = expires + 5 + env.om.functions.challengeWindow().call()
+    env.next_block_at(deadline)
+    receipt = env.send(env.om.functions.resolveExpired(m), env.outsider)
+    assert env.event(receipt, env.om, "MarketResolved") == {"marketId": m, "outcome": 2, "resolver": env.outsider}

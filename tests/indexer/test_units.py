@@ -238,8 +238,9 @@ def test_usdc_strings_are_exact_with_six_decimals(amount: int) -> None:
 
 
 def test_fold_follows_propose_dispute_resolve_and_emits_feed_messages() -> None:
-    """OutcomeProposed sets status 'proposed' with the outcome and window end, OutcomeDisputed 'disputed',
-    MarketResolved 'resolved'; each emits its feed message (market:proposed, market:disputed, market:resolved)."""
+    """OutcomeProposed sets status 'proposed' with the outcome and window end, OutcomeDisputed 'disputed' with
+    challenge_ends moved to the arbitration deadline (dispute time + window), MarketResolved 'resolved'; each
+    emits its feed message (market:proposed, market:disputed, market:resolved)."""
     from indexer import fold as F
     from indexer.decode import MarketResolved, OutcomeDisputed, OutcomeProposed
 
@@ -264,8 +265,11 @@ def test_fold_follows_propose_dispute_resolve_and_emits_feed_messages() -> None:
     # one name and format per field, as over HTTP (proposedOutcome, challengeEndsAt once camelCased)
     assert (msg.payload["proposed_outcome"], msg.payload["challenge_ends_at"]) == ("yes", "1970-01-01T00:17:42Z")
     assert not {"outcome", "challenge_ends", "challenge_ends_iso"} & set(msg.payload)
+    assert m.proposed_time == 1_002
     disputed = F.fold(F.Snapshot(markets=proposed.markets), [OutcomeDisputed(*header(3), 7, 1, arbiter)], ctx)
-    assert disputed.markets[7].status == "disputed"
+    m = disputed.markets[7]
+    # the arbitration deadline, as getMarket says after disputeOutcome: dispute time + the 60 s window
+    assert (m.status, m.disputed_time, m.challenge_ends) == ("disputed", 1_003, 1_063)
     assert [x.event for x in disputed.messages] == ["market:disputed"]
     done = F.fold(F.Snapshot(markets=disputed.markets), [MarketResolved(*header(4), 7, 0, arbiter)], ctx)
     m = done.markets[7]

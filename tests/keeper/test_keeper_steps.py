@@ -57,6 +57,17 @@ def test_expiry_from_end_plus_window_for_open_and_disputed_markets_only() -> Non
     )
 
 
+def test_a_late_dispute_expires_only_from_its_arbitration_deadline() -> None:
+    """Disputed after end + window: getMarket's challengeEnds is then the arbitration deadline, and nothing is
+    expired before it, Expire from it; a disputed market whose deadline came first expires at end + window."""
+    late = ProposalView(7, 100, DISPUTED, 0, 100 + WINDOW_30D + 65)
+    assert decide.decide_expiry(late, 100 + WINDOW_30D, WINDOW_30D) is None
+    assert decide.decide_expiry(late, 100 + WINDOW_30D + 64, WINDOW_30D) is None
+    assert decide.decide_expiry(late, 100 + WINDOW_30D + 65, WINDOW_30D) == decide.Expire(7, DISPUTED)
+    early = ProposalView(7, 100, DISPUTED, 0, 170)
+    assert decide.decide_expiry(early, 100 + WINDOW_30D, WINDOW_30D) == decide.Expire(7, DISPUTED)
+
+
 def test_resolution_skips_a_market_that_already_has_a_proposal() -> None:
     """The resolve job proposes only on an open market; someone else's proposal is a skip, not a send."""
     for status in (PROPOSED, DISPUTED):
@@ -195,3 +206,38 @@ async def test_a_pending_proposal_holds_the_expiry_back(ops: ChainOps, db_dsn: s
     assert ops.status(m)[:2] == (PROPOSED, 1)
     txs = await fetch(db_dsn, "SELECT job_key, status FROM keeper.txs")
     assert [(t["job_key"], t["status"]) for t in txs] == [(f"resolve:{m}", "confirmed")]
+
+
+@pytest.mark.pg
+@pytest.mark.anvil
+async def test_a_dispute_after_the_resolution_window_holds_the_expiry_until_the_arbiter_deadline(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """Proposed 10 s before end + resolution window, disputed 5 s after it: the expire job sends nothing (waiting)
+    until the arbitration deadline the dispute set (dispute + challenge window, getMarket's challengeEnds), then
+    one resolveExpired (INVALID) for a market the arbiter never settled. (Before: the first run after the dispute
+    expired it INVALID, before the arbiter could rule.)"""
+    om = ops.dep.opinion_market
+    end = ops.now() + 30
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    ops.anvil.call("evm_setNextBlockTimestamp", hex(end + WINDOW_30D - 10))
+    ops.send(KEEPER, om, encode_call("OpinionMarket", "proposeOutcome", m, 0))
+    ops.anvil.call("evm_setNextBlockTimestamp", hex(end + WINDOW_30D + 5))
+    ops.send(ADMIN, om, encode_call("OpinionMarket", "disputeOutcome", m))
+    deadline = int(ops.market(m)[8])
+    assert deadline == end + WINDOW_30D + 5 + 60  # DeployParams.challenge_window
+    await set_market_status(db_dsn, m, "disputed", 0, deadline)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    async with harness(settings) as h:
+        held = await jobs.expire(h.ctx)
+        assert (held["candidates"], held["sent"], held["waiting"]) == (1, 0, 1)
+        ops.anvil.call("evm_setNextBlockTimestamp", hex(deadline - 1))
+        ops.anvil.mine(1)
+        assert (await jobs.expire(h.ctx))["sent"] == 0
+        assert ops.status(m)[0] == DISPUTED
+        ops.anvil.call("evm_setNextBlockTimestamp", hex(deadline))
+        ops.anvil.mine(1)
+        assert (await jobs.expire(h.ctx))["sent"] == 1
+        await h.tx.wait_idle(30, 0.1)
+    assert ops.status(m) == (RESOLVED, 0, 2)

@@ -229,14 +229,17 @@ async def test_stuck_resolution_resolved_elsewhere_is_cancelled_not_bumped(
     queue entry ends skipped after the next run's chain check."""
     from web3 import Web3
 
+    from core.deploy import anvil_account
     from keeper.abi import encode_call
     from tests.keeper.kit import ADMIN
 
+    # another resolver: not the admin, which is the arbiter (no account may hold both roles)
+    rival = anvil_account(7)
     (m,) = await due_markets(ops, db_dsn, 1)
     ops.send(
         ADMIN,
         ops.dep.opinion_market,
-        encode_call("OpinionMarket", "grantRole", Web3.keccak(text="RESOLVER_ROLE"), ADMIN.address),
+        encode_call("OpinionMarket", "grantRole", Web3.keccak(text="RESOLVER_ROLE"), rival.address),
     )
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path, max_broadcast_refusals=3, replace_after_blocks=1)
     nonce = ops.keeper_nonce()
@@ -245,7 +248,7 @@ async def test_stuck_resolution_resolved_elsewhere_is_cancelled_not_bumped(
             assert (await jobs.resolve(h.ctx))["sent"] == 1
             ops.anvil.call("anvil_setNextBlockBaseFeePerGas", hex(40 * GWEI))
             ops.send(
-                ADMIN,
+                rival,
                 ops.dep.opinion_market,
                 encode_call("OpinionMarket", "proposeOutcome", m, 0),
                 wait=False,
