@@ -146,6 +146,27 @@ class Upkeep(Backfill):
         if not diff.missing or not self.o.rescan_repair:
             self.rescan_next = b + 1
             return True
+        # Never wipe the index on what may be the node's fault. Logs of a block we hold under another
+        # hash: the node (or we) are on another fork below finality — an operator's call, as for
+        # ReorgTooDeep, not an automatic re-index. Other missing logs: re-indexed only if a second
+        # read (any provider) still reports them.
+        ours = {bn: h for bn, _, h in stored}
+        forked = sorted({bn for bn, _, h in diff.missing if bn in ours and ours[bn] != h})
+        if forked:
+            log.error(
+                "rescan_fork_disagreement",
+                blocks=forked[:10],
+                from_block=a,
+                to_block=b,
+                hint="a node in chain.rpc_urls serves another fork of finalized blocks (or this index does):"
+                " check each node; python -m indexer reset re-indexes from the deploy block",
+            )
+            self.rescan_next = b + 1
+            return True
+        again = rescan.compare(stored, await rescan.node_identities(self.rpc, a, b, self.addresses, width))
+        if not diff.missing <= again.missing:
+            log.warning("rescan_unconfirmed", from_block=a, to_block=b, first_read=len(diff.missing))
+            return True  # the same range on the next pass
         await maintenance.reset_chain(conn, self.chain_id)
         log.warning("reindex_started", reason="rescan_mismatch", from_block=self.s.deployment.deploy_block)
         self.rescan_next = self.s.deployment.deploy_block

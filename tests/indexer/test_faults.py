@@ -24,6 +24,7 @@ from indexer.fetch import dedupe
 from indexer.metrics import Metrics
 from indexer.migrate import SQL_DIR
 from indexer.outbox_gap import Gap, advance
+from indexer.rows import EV_TABLES
 from indexer.rpc import (
     FatalRpcError,
     RateLimited,
@@ -467,6 +468,38 @@ def test_logs_a_lying_node_dropped_are_found_by_the_rescan_and_repaired(
         proxy.stop()
     assert proxy.counts.get("drop", 0) > 0
     assert_same_index(dump(db_dsn), want)
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_a_rescan_that_disagrees_on_a_finalized_blocks_hash_alerts_and_never_wipes_the_index(
+    node: Node, db_dsn: str, tmp_path: Path
+) -> None:
+    """The node reports a finalized block's logs under another hash than the index holds (a node of
+    another fork in rpc_urls, or this index's own damage): an operator's call, logged as
+    rescan_fork_disagreement; the index is not reset (it was re-indexed from the deploy block on the
+    word of that one answer)."""
+    sim(node.url, node.deployment, seed=33, max_events=30)
+    assert index_to_head(make_settings(node.url, node.deployment, db_dsn, tmp_path, rescan_interval=0)) == 0
+    union = " UNION ALL ".join(f"SELECT '{t}' AS t, block_number, log_index FROM idx.{t}" for t in EV_TABLES)
+    rows = fetch(db_dsn, f"SELECT t, block_number, log_index FROM ({union}) u ORDER BY block_number, log_index")
+    per_block: dict[int, list[Any]] = {}
+    for r in rows:
+        per_block.setdefault(int(r["block_number"]), []).append(r)
+    block, events = next((b, ev) for b, ev in per_block.items() if len(ev) >= 2)
+    fake = b"\xfe" * 32
+    for table in EV_TABLES:
+        execute(db_dsn, f"UPDATE idx.{table} SET block_hash = '\\x{fake.hex()}' WHERE block_number = {block}")
+    gone = events[0]  # and one of that block's events missing: the node's log is "missing" under its hash
+    execute(db_dsn, f"DELETE FROM idx.{gone['t']} WHERE block_number = {block} AND log_index = {gone['log_index']}")
+    before = checkpoint(db_dsn)
+    node.anvil.mine(70)
+    assert run_until_head(make_settings(node.url, node.deployment, db_dsn, tmp_path, rescan_interval=1e-6)) == 0
+    kept = fetch(
+        db_dsn, f"SELECT count(*) AS n FROM ({union.replace('log_index', 'block_hash')}) u WHERE block_hash = $1", fake
+    )
+    assert kept[0]["n"] == len(events) - 1  # the index was not wiped and rebuilt from the node
+    assert checkpoint(db_dsn) >= before  # not reset: indexed on from where it was
 
 
 QUIET = {"rpc_error": 0, "http_429": 0, "http_502": 0, "hang": 0, "lag": 0, "drop": 0, "duplicate": 0}
