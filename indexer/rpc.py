@@ -7,6 +7,7 @@ RateLimited, FatalRpcError.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +51,15 @@ __all__ = [
 ]
 
 
+def _numbered(asked: int, raw: Any) -> BlockRef:
+    """A block object asked for by number: parsed, and refused (asked again) when it is another block
+    — the start block, a range's end or a tip block taken on a node's word for the wrong number."""
+    h = raw if isinstance(raw, BlockRef) else parse_header(raw)
+    if h.number != asked:
+        raise TransientRpcError(f"eth_getBlockByNumber({asked}) answered block {h.number}: not trusted, retrying")
+    return h
+
+
 class Rpc(core_rpc.Rpc):
     """core.rpc.Rpc with the typed calls the indexer makes."""
 
@@ -57,7 +67,8 @@ class Rpc(core_rpc.Rpc):
 
     async def header(self, block: int | str, require: bool = False) -> BlockRef | None:
         tag = hex(block) if isinstance(block, int) else block
-        h: BlockRef | None = await self.call("eth_getBlockByNumber", [tag, False], require=require, parse=parse_header)
+        parse = parse_header if isinstance(block, str) else functools.partial(_numbered, block)
+        h: BlockRef | None = await self.call("eth_getBlockByNumber", [tag, False], require=require, parse=parse)
         return h
 
     async def headers(self, numbers: Sequence[int], chunk: int = 500, require: bool = False) -> dict[int, BlockRef]:
@@ -67,9 +78,15 @@ class Rpc(core_rpc.Rpc):
         for i in range(0, len(numbers), chunk):
             part = numbers[i : i + chunk]
             calls = [("eth_getBlockByNumber", [hex(n), False]) for n in part]
-            for h in await self.batch(calls, [require] * len(part), parse=parse_header):
-                if h is not None:
-                    out[h.number] = h
+            for n, h in zip(part, await self.batch(calls, [require] * len(part), parse=parse_header), strict=True):
+                if h is None:
+                    continue
+                if h.number == n:
+                    out[n] = h
+                    continue
+                again = await self.header(n, require)  # another block than asked: that one again, alone
+                if again is not None:
+                    out[n] = again
         return out
 
     async def get_logs_checked(
@@ -135,7 +152,7 @@ class Rpc(core_rpc.Rpc):
                     f"{what}: the answering node does not have the block"
                     " (lagging behind the load balancer's head): not trusted, retrying"
                 )
-            return logs_elem.result, parse_header(head)
+            return logs_elem.result, _numbered(to_block, head)
 
         return await self._retrying("eth_getLogs", once, span=to_block - from_block + 1)
 

@@ -10,6 +10,7 @@ Faults, each with its own probability (per HTTP request unless said otherwise):
   logs refused in real providers' wordings; JSON-RPC batches of more than `batch_cap` calls refused
   whole;
 - malformed answers: a block or log object with a field missing, of the wrong type or cut short;
+  well-formed ones of another block than asked (`renumber`: block n - 1 for block n);
 - a load-balanced, lagging backend: a request is served by a node `lag` blocks behind (a batch by
   one node, as load balancers route an HTTP request): its `latest` is older, blocks above its head
   are null, and eth_getLogs answers nothing for blocks it lacks (ranges clipped to its head, by-hash
@@ -86,6 +87,7 @@ class Faults:
     slow_span: int = 0  # eth_getLogs ranges wider than this hang, every time (0 = none): heavy ranges time out
     batch_cap: int = 0  # JSON-RPC batches with more calls are refused whole, in real wordings (0 = no cap)
     malformed: float = 0.0  # a block or log object with a field missing, of the wrong type, or cut short
+    renumber: float = 0.0  # eth_getBlockByNumber(n) answered with block n - 1 (well-formed, another block)
     enabled: bool = True
 
 
@@ -275,6 +277,18 @@ class FaultProxy:
                     self._count("lag_empty_by_hash")
                     a = {**a, "result": []}
         result = a.get("result")
+        if (
+            m == "eth_getBlockByNumber"
+            and isinstance(result, dict)
+            and p
+            and str(p[0]).startswith("0x")
+            and int(p[0], 16) > 0
+            and rng.random() < f.renumber
+        ):
+            other = await self._upstream(session, "eth_getBlockByNumber", [hex(int(p[0], 16) - 1), False])
+            if other:  # a well-formed block: another one than asked (a cache keyed wrongly)
+                self._count("renumber")
+                return {**a, "result": other}
         if rng.random() < f.malformed and (isinstance(result, dict) or (isinstance(result, list) and result)):
             self._count("malformed")
             return {**a, "result": _mangled(result, rng)}

@@ -790,3 +790,19 @@ def test_ev_other_addresses_are_lowercase_and_the_migration_converts_old_rows(
         "n": "1",
         "list": ["0x70997970c51812dc3a010c7d01b50e0d17dc79c8"],
     }
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_a_block_answered_for_another_number_is_asked_again(
+    node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path
+) -> None:
+    """eth_getBlockByNumber(n) answered with block n - 1, well-formed (a cache keyed wrongly): the
+    start block, a range's end and a tip block are checked against the number asked, refused and
+    asked again; by ranges and block by block the index equals a fresh one."""
+    sim(node.url, node.deployment, seed=43, max_events=20)
+    proxy = FaultProxy(node.url, 43, Faults(**{**QUIET, "renumber": 0.3}, range_cap=10**6))
+    dsns = [db_dsn, fresh_db()]
+    counts = index_through(node, proxy, dsns, tmp_path, (10**6, 0))
+    assert counts.get("renumber", 0) > 0
+    assert_like_fresh(node, fresh_db, tmp_path, dsns)
