@@ -99,6 +99,7 @@ class Pipeline:
             discard(early_child)
             self.fetcher = RangeFetcher(rpc, self.chain_id, self.addresses, self.policy, self._range_split)
         self.heads = checkpoint.Heads(0, None, 0)
+        self.mismatches = 0  # ChainMismatch in a row with no reorg found (backed off)
         self.finality_read: int | None = None  # finality the previous head read implied (start reads twice)
         self.cursor: Cursor | None = None
         self.floor = 0

@@ -192,11 +192,16 @@ class Indexer(Upkeep):
                 await self.backfill(conn, target, stop)
             else:
                 await self.tip(conn, target)
+            self.mismatches = 0
         except ChainMismatch as exc:
             log.info("chain_changed_while_fetching", error=str(exc))
             self.gap = await outbox_gap.load(conn, self.chain_id)  # batches built but not written
             self.gap_writes.clear()
-            await self.check_reorg(conn, reason="fetch_mismatch")
+            if await self.check_reorg(conn, reason="fetch_mismatch"):
+                self.mismatches = 0
+            else:  # no reorg behind it: nodes disagreeing, again and again — back off like any failure
+                self.mismatches += 1
+                await _wait(stop, min(10.0, 0.2 * 2 ** min(self.mismatches, 6)))
         return True
 
 
