@@ -309,7 +309,8 @@ class Rpc:
                 async with self._session.post(u.url, data=body, headers={"Content-Type": "application/json"}) as resp:
                     status = resp.status
                     retry_after = retry_after_header(resp.headers.get("Retry-After"))
-                    raw = await self._body(resp, method, limit if status < 400 else None)
+                    # every answer is bounded: a block's receipts, a header or an error page as much as logs
+                    raw = await self._body(resp, method, self._max_logs_bytes if limit is None else limit)
             if status == 429 or (status == 503 and retry_after is not None):
                 raise RateLimited(f"HTTP {status} from node: {raw[:200]!r}", status, retry_after)
             if status in (504, 524):  # a gateway's timeout (524: Cloudflare's)

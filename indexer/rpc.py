@@ -207,6 +207,8 @@ class Rpc(core_rpc.Rpc):
         if not self.no_receipts:
             try:
                 return await self.receipts_logs_raw(block.hash, addresses)
+            except RangeTooLarge as exc:  # a block's receipts above max_response_mb: by hash instead
+                log.warning("receipts_too_large", block=block.number, error=str(exc)[:160])
             except FatalRpcError as exc:  # the method does not exist on this provider
                 self.no_receipts = True
                 log.warning("receipts_unsupported", error=str(exc)[:200], fallback="eth_getLogs + eth_getBlockByHash")

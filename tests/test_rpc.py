@@ -164,3 +164,19 @@ def test_a_batch_size_refusal_is_told_from_a_rate_limit(message: str, refused: b
     from core.rpc_errors import batch_refused
 
     assert batch_refused(message) is refused
+
+
+async def test_every_answer_is_bounded_not_only_log_ranges() -> None:
+    """A header, a block's receipts or an error page larger than max_response_mb is refused as it
+    arrives (RangeTooLarge), whatever the method: it used to be read whole into memory."""
+    from core.rpc import RangeTooLarge
+    from core.rpc import Rpc as CoreRpc
+
+    big = {"result": {"number": "0x1", "padding": "x" * (2 << 20)}}
+    seen: list[Any] = []
+    async with serving(node([big], seen)) as url, CoreRpc([url], 5.0, max_logs_bytes=1 << 20) as rpc:
+        with pytest.raises(RangeTooLarge, match="exceeds"):
+            await rpc.call("eth_getBlockReceipts", ["0x" + "11" * 32])
+        small = {"result": "0x1"}
+    async with serving(node([small], seen)) as url, CoreRpc([url], 5.0, max_logs_bytes=1 << 20) as rpc:
+        assert await rpc.call("eth_blockNumber", []) == "0x1"
