@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import signal
 import subprocess
 import sys
@@ -289,13 +290,22 @@ async def _child_loop(conn: Connection, cfg: ChildConfig) -> None:
             splits.clear()
             conn.send(reply)
 
-        tasks: set[asyncio.Task[None]] = set()
+        tasks: dict[int, asyncio.Task[None]] = {}
         while (job := await jobs.get()) is not None:
-            t = asyncio.create_task(run(*job))
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
-        for t in tasks:
+            if job[0] == "cancel":  # the parent gave up on it (a failed iteration): stop asking the node
+                gone = tasks.pop(job[1], None)
+                if gone is not None:
+                    gone.cancel()
+                continue
+            t = tasks[job[0]] = asyncio.create_task(run(*job))
+            t.add_done_callback(functools.partial(_forget, tasks, job[0]))
+        for t in tasks.values():
             t.cancel()
+
+
+def _forget(tasks: dict[int, asyncio.Task[None]], job_id: int, done: asyncio.Task[None]) -> None:
+    if tasks.get(job_id) is done:
+        del tasks[job_id]
 
 
 class FetchProcess:
@@ -394,6 +404,13 @@ class FetchProcess:
             raise TransientRpcError("the fetch process is gone") from None
         try:
             return await fut
+        except asyncio.CancelledError:
+            # Otherwise the child goes on fetching (and retrying against a provider that may be the
+            # reason for the cancel) for a result nobody waits for; a failing provider piled them up.
+            if (fut.cancelled() or not fut.done()) and self.conn is not None:  # cancelling us cancels fut
+                with contextlib.suppress(OSError):
+                    self.conn.send(("cancel", job_id))
+            raise
         finally:
             self.pending.pop(job_id, None)
 

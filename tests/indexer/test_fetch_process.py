@@ -154,3 +154,44 @@ def test_an_early_child_is_adopted_and_an_unused_one_exits(node: Node) -> None:
     pid, events = asyncio.run(adopt(dead))
     assert pid != dead[0].pid
     assert events >= 10
+
+
+def test_a_cancelled_fetch_stops_in_the_child_too() -> None:
+    """The backfill cancels the fetches of a failed iteration: the child stops asking the node for
+    them. Before, it went on (retrying for up to retry_seconds) for results nobody waited for, and a
+    failing provider piled them up. The node here never answers; the open connections show who asks."""
+    open_now: list[int] = [0]
+
+    async def never_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        open_now[0] += 1
+        try:
+            while await reader.read(65536):  # until the client closes its side
+                pass
+        finally:
+            open_now[0] -= 1
+            writer.close()
+
+    async def go() -> None:
+        server = await asyncio.start_server(never_answers, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        two = ("0x" + "11" * 20, "0x" + "22" * 20)
+        cfg = ChildConfig((url,), 60.0, 31337, two, POLICY, retry=RetryPolicy())
+        child = FetchProcess(cfg, lambda *o: None, lambda **kw: None)
+        try:
+            task = asyncio.create_task(child.fetch(range(1, 100), 100, 0))
+            for _ in range(300):
+                if open_now[0]:
+                    break
+                await asyncio.sleep(0.05)
+            assert open_now[0] >= 1, "the child never asked the node"
+            task.cancel()
+            for _ in range(200):  # the child drops its requests: their connections close
+                if not open_now[0]:
+                    break
+                await asyncio.sleep(0.05)
+            assert open_now[0] == 0
+        finally:
+            await child.close()
+            server.close()
+
+    asyncio.run(go())
