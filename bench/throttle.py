@@ -24,6 +24,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from tests.local_http import posting
+
 
 class Throttle:
     def __init__(self, upstream: str, rate: float = 25.0, rtt: float = 0.05, range_cap: int = 2000) -> None:
@@ -128,14 +130,7 @@ class Throttle:
                 body=orjson.dumps(out if isinstance(body, list) else out[0]), content_type="application/json"
             )
 
-        app = web.Application(client_max_size=64 << 20)
-        app.router.add_post("/", handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._started.set()
-        await self._stop.wait()
-        await runner.cleanup()
+        async with posting(handle) as self.port:
+            self._started.set()
+            await self._stop.wait()
         await session.close()

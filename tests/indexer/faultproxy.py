@@ -34,6 +34,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from tests.local_http import posting
+
 # A batch with more calls than a provider takes, refused whole (HTTP status, message).
 BATCH_ERRORS = (
     (200, "batch too large"),  # geth (--rpc.batch-request-limit)
@@ -122,20 +124,13 @@ class FaultProxy:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         session = aiohttp.ClientSession()
-        app = web.Application(client_max_size=64 << 20)
 
         async def handle(request: web.Request) -> web.StreamResponse:
             return await self._handle(request, session)
 
-        app.router.add_post("/", handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._started.set()
-        await self._stop.wait()
-        await runner.cleanup()
+        async with posting(handle) as self.port:
+            self._started.set()
+            await self._stop.wait()
         await session.close()
 
     def stop(self) -> None:

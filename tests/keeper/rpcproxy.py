@@ -19,6 +19,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from tests.local_http import posting
+
 Fault = Literal["error", "null"]
 RATE_LIMITED = {"code": -32005, "message": "rate limit exceeded, try again later"}
 
@@ -50,20 +52,13 @@ class RpcProxy:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            app = web.Application(client_max_size=64 << 20)
 
             async def handle(request: web.Request) -> web.Response:
                 return await self._handle(await request.read(), session)
 
-            app.router.add_post("/", handle)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self._started.set()
-            await self._stop.wait()
-            await runner.cleanup()
+            async with posting(handle) as self.port:
+                self._started.set()
+                await self._stop.wait()
 
     async def _handle(self, body: bytes, session: aiohttp.ClientSession) -> web.Response:
         msg = orjson.loads(body)
