@@ -370,3 +370,16 @@ async def set_market_status(
         )
     finally:
         await conn.close()
+
+
+async def mine_until_settled(ops: ChainOps, h: Any, dsn: str, blocks: int = 12) -> None:
+    """Mines and tracks one block at a time until the keeper's one transaction is no longer pending
+    (at most `blocks`), then one more block and until nothing is open (manual mining)."""
+    for _ in range(blocks):
+        ops.anvil.mine(1)
+        await h.tx.track()
+        (t,) = await fetch(dsn, "SELECT status FROM keeper.txs")
+        if t["status"] != "pending":
+            break
+    ops.anvil.mine(1)
+    await h.tx.wait_idle(30, 0.1)

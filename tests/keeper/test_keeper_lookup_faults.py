@@ -12,7 +12,7 @@ import pytest
 
 from keeper import jobs
 from tests.chain import Anvil
-from tests.keeper.kit import ChainOps, Harness, fetch, harness, make_settings
+from tests.keeper.kit import ChainOps, Harness, fetch, harness, make_settings, mine_until_settled
 from tests.keeper.rpcproxy import RpcProxy
 from tests.keeper.test_keeper_tx import GWEI, due_markets, manual_mining
 
@@ -112,14 +112,7 @@ async def test_a_fee_bump_whose_re_simulation_hits_a_busy_node_never_cancels(
             assert await fetch(db_dsn, "SELECT 1 FROM keeper.tx_attempts WHERE is_cancel") == []
             assert deferred >= 1
             proxy.faults.clear()
-            for _ in range(12):
-                ops.anvil.mine(1)
-                await h.tx.track()
-                (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
-                if t["status"] != "pending":
-                    break
-            ops.anvil.mine(1)
-            await h.tx.wait_idle(30, 0.1)
+            await mine_until_settled(ops, h, db_dsn)
     (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
     assert t["status"] == "confirmed"
     assert await fetch(db_dsn, "SELECT 1 FROM keeper.tx_attempts WHERE is_cancel") == []

@@ -16,7 +16,7 @@ from keeper.leader import Leader
 from keeper.store import FencedError
 from keeper.tx import TxRequest
 from tests.chain import Anvil
-from tests.keeper.kit import ChainOps, fetch, harness, insert_markets, make_settings, queue
+from tests.keeper.kit import ChainOps, fetch, harness, insert_markets, make_settings, mine_until_settled, queue
 
 pytestmark = [pytest.mark.pg, pytest.mark.anvil]
 GWEI = 10**9
@@ -57,14 +57,7 @@ async def test_fee_spike_leaves_tx_stuck_then_replacements_follow_within_cap(
         async with harness(settings) as h:
             assert (await jobs.resolve(h.ctx))["sent"] == 1
             ops.anvil.call("anvil_setNextBlockBaseFeePerGas", hex(60 * GWEI))
-            for _ in range(12):
-                ops.anvil.mine(1)
-                await h.tx.track()
-                (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
-                if t["status"] != "pending":
-                    break
-            ops.anvil.mine(1)
-            await h.tx.wait_idle(30, 0.1)
+            await mine_until_settled(ops, h, db_dsn)
     attempts = await fetch(
         db_dsn, "SELECT attempt, max_fee_per_gas, max_priority_fee_per_gas FROM keeper.tx_attempts ORDER BY attempt"
     )
