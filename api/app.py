@@ -49,19 +49,9 @@ from api.ratelimit import SIGNIN, RateLimiter, exempt
 from api.routes import ENDPOINTS, system
 from api.settings import Settings
 from core.numbers import whole_number
+from core.pgerrors import PG_UNAVAILABLE
 
 log = structlog.get_logger("api")
-
-# A database restarting, failing over, out of connections or conflicting with a replica's
-# replay: 503 + Retry-After (the request may be retried), never a 500.
-DB_UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,  # the connection is gone
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
-    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full, out of memory
-    asyncpg.exceptions.TransactionRollbackError,  # serialization failure on a hot standby, deadlock
-    OSError,
-)
 
 SECURITY_HEADERS = [
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
@@ -377,7 +367,7 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
             ) from None
         except asyncpg.QueryCanceledError:
             raise ApiError(503, "query timed out; narrow the filters", headers=retry) from None
-        except DB_UNAVAILABLE as exc:
+        except PG_UNAVAILABLE as exc:  # a restart, failover, no connections: 503 + Retry-After, never 500
             log.warning("database_unavailable", path=ep.path, error=f"{type(exc).__name__}: {exc}"[:200])
             raise ApiError(503, "database unavailable", headers=retry) from None
         status = int(out.pop("__status__", 200))

@@ -184,7 +184,7 @@ class Cache:
         local = self.get_local(key, field)
         if local is not None:
             return local
-        if not self._available() or not await self._settled():
+        if not self._available() or ((self.owed_all or self.owed) and not await self._settled()):
             self.metrics.cache.labels("error").inc()
             return None
         assert self.client is not None
@@ -206,7 +206,7 @@ class Cache:
         if generation != self.generation:
             return
         self._l1_put(key, field, value)
-        if not self._available() or not await self._settled():
+        if not self._available() or ((self.owed_all or self.owed) and not await self._settled()):
             return
         assert self.client is not None
         full = self.ns + key

@@ -35,6 +35,7 @@ import asyncpg
 import structlog
 
 from core.config import ConfigError
+from core.pgerrors import PG_UNAVAILABLE
 from core.rpc import WrongChain
 from indexer import checkpoint, maintenance, outbox_gap
 from indexer.chain import ChainMismatch, ReorgTooDeep
@@ -61,20 +62,21 @@ class StartupCheckFailed(ConfigError):
     """The node or the deployment does not match the configuration (the message names the key)."""
 
 
-DB_ERRORS = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
+DB_ERRORS: tuple[type[Exception], ...] = (
+    *PG_UNAVAILABLE,  # core/pgerrors.py: the connection gone, a restart, a deadlock, disk full, …
     # A backend terminated mid-protocol can surface as "cannot switch to state N; another operation
     # is in progress" (MagicStack/asyncpg#1069): the connection is gone, so reconnect like the others.
     asyncpg.InternalClientError,
-    ConnectionError,
-    OSError,
-    # admin/crash shutdown, cannot connect now, a statement cancelled (statement_timeout set for the role)
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.TransactionRollbackError,  # deadlock, serialization failure
-    asyncpg.exceptions.InsufficientResourcesError,  # disk full, out of memory, too many connections
     asyncpg.exceptions.LockNotAvailableError,  # a lock_timeout set for the role
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # a failover left the DSN on a standby for a while
+)
+# What fails one iteration (retried with back-off, max_failures in a row end the run).
+ITERATION_ERRORS: tuple[type[Exception], ...] = (
+    RpcError,
+    checkpoint.StaleCursor,
+    ChainMismatch,
+    DecodeError,
+    *DB_ERRORS,
 )
 
 
@@ -319,7 +321,7 @@ async def run(
                 except FatalRpcError as exc:
                     log.error("indexer_failed", error=f"{type(exc).__name__}: {exc}")
                     return EXIT_ERROR
-                except (RpcError, checkpoint.StaleCursor, ChainMismatch, DecodeError, *DB_ERRORS) as exc:
+                except ITERATION_ERRORS as exc:
                     # A log abi/ cannot decode is a corrupt answer as often as contracts that differ
                     # from abi/: asked again, never fatal by itself; if it persists, max_failures ends
                     # the run with it in the log (decode_failed, at error level).

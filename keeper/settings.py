@@ -171,7 +171,7 @@ class Settings:
 
     @property
     def confirmations(self) -> int:
-        return self.keeper.confirmations or max(1, self.chain.confirmations)
+        return self.keeper.confirmations or self.chain.confirmations  # chain.confirmations >= 1 (core.config)
 
     @property
     def http_port(self) -> int:
