@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -374,8 +375,11 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
         out["asOf"] = as_of
         data = dumps(out)
         if key is not None and field is not None and status == 200:
-            ttl = state.settings.api.aggregate_cache_ttl_s if ep.aggregate else None
-            await cache.set(key, field, data, generation, ttl)
+            ttl = a.aggregate_cache_ttl_s if ep.aggregate else a.cache_ttl_s
+            if ctx.fresh_until is not None:  # e.g. a market shown "active" closes at its end time
+                ttl = min(ttl, math.floor(ctx.fresh_until - time.time()))
+            if ttl > 0:
+                await cache.set(key, field, data, generation, ttl)
         return JSONBody(data, status_code=status, headers={"x-cache": cache_header})
 
     return Route(ep.path, call, methods=[ep.method], name=f"{ep.method} {ep.path}")

@@ -154,10 +154,10 @@ class Cache:
         self.l1.move_to_end((key, field))
         return entry[1]
 
-    def _l1_put(self, key: str, field: str, value: bytes) -> None:
+    def _l1_put(self, key: str, field: str, value: bytes, ttl_s: float | None = None) -> None:
         if self.l1_max <= 0:
             return
-        self.l1[(key, field)] = (time.monotonic() + self.l1_ttl_s, value)
+        self.l1[(key, field)] = (time.monotonic() + min(self.l1_ttl_s, ttl_s or self.l1_ttl_s), value)
         self.l1.move_to_end((key, field))
         while len(self.l1) > self.l1_max:
             self.l1.popitem(last=False)
@@ -202,10 +202,12 @@ class Cache:
         return value
 
     async def set(self, key: str, field: str, value: bytes, generation: int, ttl_s: int | None = None) -> None:
-        """Stores a variant unless an invalidation ran since `generation` was read."""
+        """Stores a variant unless an invalidation ran since `generation` was read. The key (all its
+        variants) lives at most `ttl_s`: a shorter TTL than the key's shortens it (EXPIRE LT), a
+        longer one never prolongs it."""
         if generation != self.generation:
             return
-        self._l1_put(key, field, value)
+        self._l1_put(key, field, value, ttl_s)
         if not self._available() or ((self.owed_all or self.owed) and not await self._settled()):
             return
         assert self.client is not None
@@ -213,7 +215,7 @@ class Cache:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hset(full, field, cast(Any, value))
-                pipe.expire(full, ttl_s or self.ttl_s, nx=True)
+                pipe.expire(full, ttl_s or self.ttl_s, lt=True)
                 pipe.hlen(full)
                 _, _, count = await pipe.execute()
             if generation != self.generation:  # invalidated while we were writing

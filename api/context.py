@@ -61,10 +61,18 @@ class Ctx:
     user: Principal | None
     body: Any = None
     chain: int | None = None  # the request's ?chainId=, validated; None = the default chain
+    # Epoch seconds after which the answer is wrong without any chain event: a market shown "active"
+    # closes at its end time. The cache keeps the answer no longer than this (see api/app.py).
+    fresh_until: float | None = None
 
     @property
     def chain_id(self) -> int:
         return self.state.settings.chain_id if self.chain is None else self.chain
+
+    def stale_at(self, when: float) -> None:
+        """The answer being built stops being true at `when` (epoch seconds)."""
+        if self.fresh_until is None or when < self.fresh_until:
+            self.fresh_until = when
 
 
 Handler = Callable[[Ctx], Awaitable[dict[str, Any]]]

@@ -87,24 +87,28 @@ def cursor_page(
 OUTCOMES = {0: "no", 1: "yes", 2: "invalid"}
 
 
-def market_status(r: Record) -> str:
+def market_status(ctx: Ctx, r: Record) -> str:
     """active | closed (ended, no proposal) | proposed | disputed | resolved, from a row with resolved,
-    status and is_open."""
+    status, end_time and is_open. "active" turns "closed" at the end time with no chain event to
+    invalidate the cache, so the answer is marked stale from then (Ctx.stale_at)."""
     if r["resolved"]:
         return "resolved"
     if r["status"] in ("proposed", "disputed"):
         return str(r["status"])
-    return "active" if r["is_open"] else "closed"
+    if r["is_open"]:
+        ctx.stale_at(r["end_time"].timestamp())
+        return "active"
+    return "closed"
 
 
-def market_json(r: Record) -> dict[str, Any]:
+def market_json(ctx: Ctx, r: Record) -> dict[str, Any]:
     y, n = int(r["yes_reserve"]), int(r["no_reserve"])
     return {
         "id": r["market_id"],
         "question": r["question"],
         "category": r["category"],
         "creator": hexs(r["creator"]),
-        "status": market_status(r),
+        "status": market_status(ctx, r),
         "outcome": OUTCOMES.get(r["outcome"]) if r["outcome"] is not None else None,
         "proposedOutcome": OUTCOMES.get(r["proposed_outcome"]) if r["proposed_outcome"] is not None else None,
         "challengeEndsAt": iso(r["challenge_ends"]),

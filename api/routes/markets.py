@@ -181,7 +181,7 @@ async def list_markets(ctx: Ctx) -> dict[str, Any]:
     rows = await ctx.conn.fetch(sql, *args, limit, off)
     total = await ctx.conn.fetchval(f"SELECT count(*) FROM idx.markets m WHERE {where}", *args)  # the seed's meta.total
     stats = await _stats24(ctx, [r["market_id"] for r in rows])
-    data = [_with24(market_json(r), stats.get(r["market_id"])) for r in rows]
+    data = [_with24(market_json(ctx, r), stats.get(r["market_id"])) for r in rows]
     meta = page_meta(int(ctx.params["page"]), limit, int(total))
     if field in ("volume24h", "trades24h"):
         meta["sortSource"] = sort_source  # agg: ranked by the keeper's 24 h table (values shown are live)
@@ -211,7 +211,7 @@ async def get_market(ctx: Ctx) -> dict[str, Any]:
     """One market with 24-hour volume, trade count and price change."""
     r = await _market(ctx)
     stats = await _stats24(ctx, [r["market_id"]])
-    m = _with24(market_json(r), stats.get(r["market_id"]))
+    m = _with24(market_json(ctx, r), stats.get(r["market_id"]))
     ago = await ctx.conn.fetchval(PRICE_24H_AGO_SQL, ctx.chain_id, r["market_id"])
     m["yesPrice24hAgo"] = None if ago is None else f"{Decimal(ago).quantize(Decimal('0.000001'), ROUND_DOWN):f}"
     return {"data": m}
@@ -527,7 +527,7 @@ async def market_holders(ctx: Ctx) -> dict[str, Any]:
 
 
 PRICES_SQL = """
-SELECT market_id, yes_reserve, no_reserve, resolved, status, outcome, end_time > now() AS is_open
+SELECT market_id, yes_reserve, no_reserve, resolved, status, outcome, end_time, end_time > now() AS is_open
   FROM idx.markets WHERE chain_id = $1 AND market_id = ANY($2::bigint[])
 """
 
@@ -548,7 +548,7 @@ async def batch_prices(ctx: Ctx) -> dict[str, Any]:
                 "id": i,
                 "yesPrice": ratio(n, y + n),
                 "noPrice": ratio(y, y + n),
-                "status": market_status(r),
+                "status": market_status(ctx, r),
             }
         )
     return {"data": data, "meta": {"missing": [i for i in ids if i not in found]}}
@@ -582,7 +582,7 @@ async def trending(ctx: Ctx) -> dict[str, Any]:
     agg_at = await agg_fresh(ctx, "trending_markets")
     sql = AGG_TRENDING_SQL if agg_at is not None else TRENDING_SQL
     rows = await ctx.conn.fetch(sql, ctx.chain_id, int(ctx.params["limit"]))
-    data = [_with24(market_json(r), (int(r["volume24h"]), int(r["trades24h"]))) for r in rows]
+    data = [_with24(market_json(ctx, r), (int(r["volume24h"]), int(r["trades24h"]))) for r in rows]
     return {"data": data, "meta": {"source": "agg" if agg_at is not None else "live", "refreshedAt": iso(agg_at)}}
 
 

@@ -63,7 +63,7 @@ def payout_for(outcome: int, yes: int, no: int) -> int:
     return (yes + no) // 2
 
 
-def position_json(r: Record) -> dict[str, Any]:
+def position_json(ctx: Ctx, r: Record) -> dict[str, Any]:
     ys, ns = int(r["yes_shares"]), int(r["no_shares"])
     yc, nc = int(r["yes_cost"]), int(r["no_cost"])
     yr, nr = int(r["yes_reserve"]), int(r["no_reserve"])
@@ -83,7 +83,7 @@ def position_json(r: Record) -> dict[str, Any]:
     return {
         "marketId": r["market_id"],
         "question": r["question"],
-        "marketStatus": market_status(r),
+        "marketStatus": market_status(ctx, r),
         "marketOutcome": OUTCOMES.get(r["outcome"]) if r["outcome"] is not None else None,
         "status": status,
         "yesShares": units(ys),
@@ -108,7 +108,7 @@ def position_json(r: Record) -> dict[str, Any]:
 
 POSITION_COLS = """p.market_id, p.yes_shares, p.no_shares, p.yes_cost, p.no_cost, p.bought, p.sold, p.realized_pnl,
        p.claimed, p.trade_count, p.updated_block, m.question, m.yes_reserve, m.no_reserve, m.resolved, m.outcome,
-       m.status, (m.end_time > now()) AS is_open"""
+       m.status, m.end_time, (m.end_time > now()) AS is_open"""
 STATUS_SQL = {
     "open": "NOT m.resolved AND (p.yes_shares > 0 OR p.no_shares > 0)",
     "redeemable": "m.resolved AND (p.yes_shares > 0 OR p.no_shares > 0)",
@@ -131,7 +131,7 @@ async def positions(ctx: Ctx) -> dict[str, Any]:
         off,
     )
     total = await ctx.conn.fetchval(f"SELECT count(*) {base}", ctx.chain_id, ctx.params["address"])
-    data = [position_json(r) for r in rows]
+    data = [position_json(ctx, r) for r in rows]
     for d in data:
         d.pop("_raw")
     return {"data": data, "meta": page_meta(int(ctx.params["page"]), limit, int(total))}
@@ -170,7 +170,7 @@ async def summary(ctx: Ctx) -> dict[str, Any]:
     cost = value = realized = unrealized = claimable = volume = trades = 0
     counts = {"open": 0, "redeemable": 0, "closed": 0}
     for r in rows:
-        d = position_json(r)
+        d = position_json(ctx, r)
         c, v, rz, u, cl, vol = d["_raw"]
         cost, value, realized, unrealized = cost + c, value + v, realized + rz, unrealized + u
         claimable, volume, trades = claimable + cl, volume + vol, trades + int(r["trade_count"])
