@@ -19,6 +19,7 @@ import dataclasses
 import json
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -368,17 +369,29 @@ def main() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stats = simulate(
-        chain.rpc_urls[0],
-        deployment,
-        args.seed,
-        args.events,
-        args.rate,
-        args.wallets,
-        args.resolve,
-        stop=stop,
-        on_round=report,
-    )
+    try:
+        stats = simulate(
+            chain.rpc_urls[0],
+            deployment,
+            args.seed,
+            args.events,
+            args.rate,
+            args.wallets,
+            args.resolve,
+            stop=stop,
+            on_round=report,
+        )
+    except requests.RequestException as exc:
+        if stop.is_set():  # Ctrl-C reaches the local chain too: it may be gone before our last round ends
+            log.info("simulation_stopped", note="the node went away while stopping", error=str(exc)[:200])
+            return
+        log.error(
+            "node_unreachable",
+            url=chain.rpc_urls[0],
+            error=str(exc)[:200],
+            hint="is the chain running? `make run` starts it (or scripts/services.sh start anvil)",
+        )
+        sys.exit(1)
     log.info("simulation_finished", **dataclasses.asdict(stats))
 
 
