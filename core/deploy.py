@@ -22,6 +22,10 @@ from web3.utils.address import get_create_address
 from core.contracts import CONTRACT_NAMES, abi_hash, load_artifact
 
 LOCAL_CHAIN_IDS = (31337, 1337)
+# Off local chains: the least challenge window the deployer accepts. The contract takes any window
+# from 1 s; a window of a minute leaves the arbiter no practical chance to dispute a wrong proposal,
+# which makes the resolver's hot key the sole resolver.
+MIN_PUBLIC_CHALLENGE_S = 3_600
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
 
@@ -83,6 +87,12 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
     local = chain_id in LOCAL_CHAIN_IDS
     if params.usdc is None and not local:
         raise DeployError(f"chain {chain_id} is not local: pass the real USDC address (--usdc)")
+    if params.challenge_window < MIN_PUBLIC_CHALLENGE_S and not local:
+        raise DeployError(
+            f"chain {chain_id} is not local: deploy.challenge_window_s is {params.challenge_window} s, at least"
+            f" {MIN_PUBLIC_CHALLENGE_S} s is required (86400 recommended) so an arbiter can dispute a wrong"
+            " proposal before it is final"
+        )
     sender = Web3.to_checksum_address(deployer)
     nonce = int(w3.eth.get_transaction_count(sender, "pending"))
     steps: list[dict[str, Any]] = []

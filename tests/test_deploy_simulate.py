@@ -45,6 +45,23 @@ def test_plan_refuses_mock_usdc_off_local_chains() -> None:
         node.stop()
 
 
+def test_plan_refuses_a_short_challenge_window_off_local_chains() -> None:
+    """A one-minute challenge window (the local stack's) on a public chain would leave the arbiter no
+    time to dispute: the deployer refuses it, naming the key; an hour is accepted."""
+    node = Anvil(chain_id=8453)
+    usdc = "0x" + "11" * 20
+    try:
+        w3 = Web3(Web3.HTTPProvider(node.url))
+        with pytest.raises(DeployError, match=r"deploy\.challenge_window_s is 60 s, at least 3600 s"):
+            plan(w3, anvil_account(0).address, anvil_account(1).address, DeployParams(usdc=usdc))
+        steps = plan(
+            w3, anvil_account(0).address, anvil_account(1).address, DeployParams(usdc=usdc, challenge_window=3_600)
+        )
+        assert "deploy OpinionMarket" in [s["purpose"] for s in steps]
+    finally:
+        node.stop()
+
+
 def test_plan_refuses_a_keeper_that_is_the_deployer(w3: Web3) -> None:
     """The deployer is granted ARBITER_ROLE and the keeper RESOLVER_ROLE; OpinionMarket lets no account hold
     both, so the plan refuses one address for both before anything is sent."""
