@@ -23,6 +23,7 @@ ACC_STORED = 10**12  # CreatorShares stores the accumulator at this scale (+1 on
 ACC_SHOWN = m.ACC_PRECISION // ACC_STORED
 U80, U112 = 2**80 - 1, 2**112 - 1
 PAUSE_DURATION = 3 * 86_400  # ExpiringPause.PAUSE_DURATION
+PAUSE_COOLDOWN = 86_400  # ExpiringPause.PAUSE_COOLDOWN
 RESOLUTION_WINDOW = 30 * 86_400  # OpinionMarket.resolutionWindow (DeployParams.resolution_window)
 CHALLENGE_WINDOW = 60  # OpinionMarket.challengeWindow (DeployParams.challenge_window)
 OPEN, PROPOSED, DISPUTED, RESOLVED = 0, 1, 2, 3  # OpinionMarket.STATUS_*
@@ -33,6 +34,19 @@ class Revert(Exception):
         super().__init__(f"{contract}.{error}")
         self.contract = contract
         self.error = error
+
+
+def pause_step(contract: str, until: int, paused: bool, now: int) -> int:
+    """ExpiringPause._pause (paused=True) / _unpause: the new pausedUntil, or the contract's revert."""
+    if paused:
+        if now < until:
+            raise Revert(contract, "EnforcedPause")
+        if until and now < until + PAUSE_COOLDOWN:
+            raise Revert(contract, "PauseCooldown")
+        return now + PAUSE_DURATION
+    if not now < until:
+        raise Revert(contract, "ExpectedPause")
+    return now
 
 
 @dataclasses.dataclass(slots=True)
@@ -94,7 +108,7 @@ class System:
     )
     creator_fees_accrued: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     om_protocol_fees: int = 0
-    om_paused_until: int = 0  # ExpiringPause: paused while now < this
+    om_paused_until: int = 0  # ExpiringPause: paused while now < this; once over, when it ended
     # CreatorShares
     supply: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     pool: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
@@ -341,9 +355,7 @@ class System:
     def set_om_paused(self, sender: str, paused: bool, now: int) -> None:
         if sender != self.admin:
             raise Revert("OpinionMarket", "AccessControlUnauthorizedAccount")
-        if paused == (now < self.om_paused_until):
-            raise Revert("OpinionMarket", "EnforcedPause" if paused else "ExpectedPause")
-        self.om_paused_until = now + PAUSE_DURATION if paused else 0
+        self.om_paused_until = pause_step("OpinionMarket", self.om_paused_until, paused, now)
 
     # ------------------------------------------------------------ CreatorShares
 
@@ -516,9 +528,7 @@ class System:
     def set_cs_paused(self, sender: str, paused: bool, now: int) -> None:
         if sender != self.admin:
             raise Revert("CreatorShares", "AccessControlUnauthorizedAccount")
-        if paused == (now < self.cs_paused_until):
-            raise Revert("CreatorShares", "EnforcedPause" if paused else "ExpectedPause")
-        self.cs_paused_until = now + PAUSE_DURATION if paused else 0
+        self.cs_paused_until = pause_step("CreatorShares", self.cs_paused_until, paused, now)
 
     # ------------------------------------------------------------ derived quantities
 

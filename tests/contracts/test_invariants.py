@@ -24,7 +24,7 @@ touched state is read back (one JSON-RPC batch) and must equal the model, and th
 * locks: a sell before lockedUntil reverts SharesLocked;
 * exits stay open: while paused (and until the pause expires by itself) only createMarket, buy and
   buyShares revert EnforcedPause; sell, merge, sellShares, claims and withdrawLiquidity are mined as the
-  model says, for everyone.
+  model says, for everyone; a new pause within PAUSE_COOLDOWN of the last one's end reverts PauseCooldown.
 
 A sequence ends with a full read of both contracts compared with the model.
 
@@ -47,7 +47,7 @@ import pytest
 from core.deploy import DeployParams, anvil_account, deploy
 from tests.chain import Anvil
 from tests.contracts import model as m
-from tests.contracts.machine import DISPUTED, PROPOSED, RESOLUTION_WINDOW, Params, Revert, System
+from tests.contracts.machine import DISPUTED, PAUSE_COOLDOWN, PROPOSED, RESOLUTION_WINDOW, Params, Revert, System
 from tests.contracts.rpc import Codec, Rpc, words
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
@@ -703,8 +703,11 @@ def random_step(h: Harness, rng: random.Random) -> None:
         r = rng.random()
         ends = [mk.end for mk in s.markets.values() if not mk.resolved and mk.end >= h.now]
         pauses = [u for u in (s.om_paused_until, s.cs_paused_until) if u > h.now]
+        cooldowns = [u + PAUSE_COOLDOWN for u in (s.om_paused_until, s.cs_paused_until) if u + PAUSE_COOLDOWN > h.now]
         if pauses and r < 0.2:
             h.now = rng.choice(pauses) + rng.choice([-1, 0])  # the pause's last second, or its end
+        elif cooldowns and r < 0.3:
+            h.now = rng.choice(cooldowns) + rng.choice([-1, 0])  # the cooldown's last second, or its end
         elif r < 0.35:
             h.now += rng.randint(1, 120)
         elif r < 0.65:

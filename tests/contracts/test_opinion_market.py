@@ -739,6 +739,31 @@ def test_merge_burns_a_yes_no_pair_for_one_unit_of_collateral(env: Env) -> None:
     env.reverts(env.om.functions.merge(m, 1), trader, OM, "MarketAlreadyResolved")
 
 
+def test_a_pause_cannot_be_renewed_back_to_back(env: Env) -> None:
+    """Audit F4: unpause-then-pause in one block, or a pause at the moment the last one expired, used to
+    start three more days at once, so one key could hold new money out for good. Now a new pause waits
+    PAUSE_COOLDOWN (1 day) after the last one ended, however it ended: at most 3 days in every 4."""
+    cooldown = env.om.functions.PAUSE_COOLDOWN().call()
+    assert cooldown == DAY
+    env.send(env.om.functions.pause(), env.admin)
+    ended = env.send(env.om.functions.unpause(), env.admin)
+    ended_at = env.w3.eth.get_block(ended["blockNumber"])["timestamp"]
+    assert env.om.functions.paused().call() is False
+    args = env.reverts(env.om.functions.pause(), env.admin, OM, "PauseCooldown")
+    assert args == (ended_at + cooldown,)
+    env.next_block_at(ended_at + cooldown - 1)
+    env.reverts(env.om.functions.pause(), env.admin, OM, "PauseCooldown")
+    env.next_block_at(ended_at + cooldown)
+    env.send(env.om.functions.pause(), env.admin)  # the cooldown is over
+    until = env.om.functions.pausedUntil().call()
+    env.next_block_at(until)  # expired by itself: the cooldown counts from its end
+    args = env.reverts(env.om.functions.pause(), env.admin, OM, "PauseCooldown")
+    assert args == (until + cooldown,)
+    env.next_block_at(until + cooldown)
+    env.send(env.om.functions.pause(), env.admin)
+    assert env.om.functions.paused().call() is True
+
+
 def test_pause_and_unpause_admin_only(env: Env) -> None:
     """pause/unpause from a non-admin revert AccessControlUnauthorizedAccount; unpause when not paused
     reverts ExpectedPause."""
