@@ -3,7 +3,7 @@ the limits it lacks (uvicorn 0.54 arms no timer until a first response, and keep
 
 - A request's line and headers must arrive within `head_timeout_s` of the connection opening or of
   the request's first byte, and a connection that asks nothing within `head_timeout_s` of its last
-  request's start is closed too (a slowloris client, a socket that sends nothing, CRLFs trickled to
+  answer is closed too (a slowloris client, a socket that sends nothing, CRLFs trickled to
   dodge uvicorn's keep-alive timer): `api_connections_cut_total{reason="head_timeout"}`. One sweep
   per server per second looks (a timer per request cost more than the rest of the guard).
 - They may take at most `max_head_bytes`: beyond, 431 and the connection is closed.
@@ -140,6 +140,12 @@ class GuardedHttp(HttpToolsProtocol):
         super().on_message_begin()
         self.head_bytes = 0
         self.deadline = self.loop.time() + self.limits.head_timeout_s
+
+    def on_response_complete(self) -> None:
+        # The idle budget runs from the answer, not from the request's start: a keep-alive connection
+        # whose answer took longer than head_timeout_s was otherwise cut at the next sweep.
+        self.deadline = self.loop.time() + self.limits.head_timeout_s
+        super().on_response_complete()
 
     # on_url and on_header are uvicorn's (0.54) with the count added, not wrappers around them: a
     # second Python frame per header was most of the guard's cost per request.

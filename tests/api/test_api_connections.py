@@ -106,6 +106,30 @@ async def test_heads_that_never_complete_are_cut_and_complete_ones_are_not(db_ds
         assert await get(port) == 200
 
 
+async def test_a_keep_alive_connection_after_a_slow_answer_gets_its_idle_time_from_the_answer(
+    db_dsn: str, redis_url: str
+) -> None:
+    """Before: the idle deadline ran from the request's start, so after an answer slower than
+    head_timeout_s the next sweep cut the connection while the client was about to reuse it."""
+    settings = guarded(db_dsn, redis_url, head_timeout_s=2.0, pool_max=1, pool_acquire_timeout_s=4.0)
+    async with serving(settings) as (rt, port):
+        assert rt.state is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            async with rt.state.read_pool.acquire():  # the answer waits the 4 s acquire timeout: 503
+                writer.write(b"GET /v1/markets?limit=17 HTTP/1.1\r\nHost: t\r\n\r\n")
+                async with asyncio.timeout(15):
+                    head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503"), head
+            length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE)[1])  # type: ignore[index]
+            await reader.readexactly(length)
+            await asyncio.sleep(1.2)  # a sweep (1/s) has run; 1.2 s idle is within the 2 s budget
+            writer.write(b"GET /v1/stats HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            assert b"HTTP/1.1 200" in await closed_by_server(reader)
+        finally:
+            writer.close()
+
+
 async def test_a_head_larger_than_the_cap_is_refused_with_431(db_dsn: str, redis_url: str) -> None:
     async with serving(guarded(db_dsn, redis_url, max_head_bytes=4096)) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
