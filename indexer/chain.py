@@ -33,6 +33,9 @@ class BlockRef:
     parent_hash: bytes
     time: int = 0
     bloom: bytes = b""
+    # The block object hashes to `hash` (wire.sealed): its logsBloom is the block's own, so a bloom
+    # that rules our logs out may be trusted. False: the bloom is a hint only (always asked).
+    sealed: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -152,11 +152,13 @@ class RangeFetcher:
             if n in headers and headers[n].hash != end.hash:
                 raise ChainMismatch(f"the node that answered eth_getLogs up to block {n} is on another branch")
         # Unfinalized blocks (every header is at hand): a bloom that may hold our logs where the range
-        # answer had none is read again, never committed empty on trust.
+        # answer had none is read again, never committed empty on trust; so is a block whose header
+        # does not hash to its hash (its bloom may not be its own).
         extra: list[RawLog] = []
         for n in range(max(a, finalized + 1), b + 1):
-            if n not in numbers and bloom_may_contain(headers[n].bloom, self.address_bytes):
-                extra += await self._confirm_empty(headers[n])
+            h = headers[n]
+            if n not in numbers and (not h.sealed or bloom_may_contain(h.bloom, self.address_bytes)):
+                extra += await self._confirm_empty(h)
         if extra:
             raw_logs, _ = dedupe([*raw_logs, *extra])
         try:

@@ -99,9 +99,10 @@ class HeadWatcher:
 
 
 async def tip_logs(rpc: Rpc, header: BlockRef, addresses: Sequence[str], address_bytes: Sequence[bytes]) -> list[Log]:
-    """Our logs of one block, by hash. The bloom decides whether to ask at all; a bloom that says
-    "maybe" with no logs returned is checked against the receipts, never accepted silently."""
-    if not bloom_may_contain(header.bloom, address_bytes):
+    """Our logs of one block, by hash. The bloom decides whether to ask at all when the header is
+    sealed (it hashes to its block hash, so the bloom is the block's own); a bloom that says "maybe"
+    with no logs returned is checked against the receipts, never accepted silently."""
+    if header.sealed and not bloom_may_contain(header.bloom, address_bytes):
         return []
     # False positives are possible (other contracts' topics): none found is confirmed with the node
     return [parse_log(raw_log_dict(r)) for r in await rpc.maybe_block_logs_raw(header, addresses)]

@@ -19,6 +19,8 @@ log = structlog.get_logger("indexer")
 
 
 class Tip(Pipeline):
+    unsealed_seen = False  # header_unsealed logged (once per process)
+
     # ------------------------------------------------------------ reorgs
 
     async def check_reorg(self, conn: asyncpg.Connection, reason: str) -> bool:
@@ -68,6 +70,15 @@ class Tip(Pipeline):
                         "with our stored hashes: inconsistent node, retrying"
                     )
                 continue
+            if not header.sealed and not self.unsealed_seen:
+                self.unsealed_seen = True
+                log.warning(
+                    "header_unsealed",
+                    block=n,
+                    note="a block object that does not hash to its block hash (another chain's header layout, "
+                    "or a node altering it): its logsBloom is not trusted, so blocks like it cost an eth_getLogs"
+                    " by hash (and a receipts read when empty) each; logged once",
+                )
             logs = await tip_logs(self.rpc, header, self.addresses, self.address_bytes)
             for lg in logs:
                 if lg.block_hash != header.hash:

@@ -10,7 +10,8 @@ Faults, each with its own probability (per HTTP request unless said otherwise):
   logs refused in real providers' wordings; JSON-RPC batches of more than `batch_cap` calls refused
   whole;
 - malformed answers: a block or log object with a field missing, of the wrong type or cut short;
-  well-formed ones of another block than asked (`renumber`: block n - 1 for block n);
+  well-formed ones of another block than asked (`renumber`: block n - 1 for block n); a block object
+  whose logsBloom is all zero (`zero_bloom`: a node that does not keep blooms, or alters them);
 - a load-balanced, lagging backend: a request is served by a node `lag` blocks behind (a batch by
   one node, as load balancers route an HTTP request): its `latest` is older, blocks above its head
   are null, and eth_getLogs answers nothing for blocks it lacks (ranges clipped to its head, by-hash
@@ -90,6 +91,7 @@ class Faults:
     batch_cap: int = 0  # JSON-RPC batches with more calls are refused whole, in real wordings (0 = no cap)
     malformed: float = 0.0  # a block or log object with a field missing, of the wrong type, or cut short
     renumber: float = 0.0  # eth_getBlockByNumber(n) answered with block n - 1 (well-formed, another block)
+    zero_bloom: float = 0.0  # a block object with its logsBloom all zero (its hash then no longer matches)
     enabled: bool = True
 
 
@@ -284,6 +286,14 @@ class FaultProxy:
             if other:  # a well-formed block: another one than asked (a cache keyed wrongly)
                 self._count("renumber")
                 return {**a, "result": other}
+        if (
+            m in ("eth_getBlockByNumber", "eth_getBlockByHash")
+            and isinstance(result, dict)
+            and int(result.get("logsBloom", "0x0"), 16)
+            and rng.random() < f.zero_bloom
+        ):
+            self._count("zero_bloom")
+            return {**a, "result": {**result, "logsBloom": "0x" + "00" * 256}}
         if rng.random() < f.malformed and (isinstance(result, dict) or (isinstance(result, list) and result)):
             self._count("malformed")
             return {**a, "result": _mangled(result, rng)}

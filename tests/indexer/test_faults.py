@@ -388,6 +388,7 @@ def test_seeded_provider_faults_end_equal_to_a_fresh_index(
         duplicate=0.1,
         stray=0.05,
         malformed=0.02,
+        zero_bloom=0.1,
     )
     limited = Faults(
         rpc_error=0.05,
@@ -805,4 +806,19 @@ def test_a_block_answered_for_another_number_is_asked_again(
     dsns = [db_dsn, fresh_db()]
     counts = index_through(node, proxy, dsns, tmp_path, (10**6, 0))
     assert counts.get("renumber", 0) > 0
+    assert_like_fresh(node, fresh_db, tmp_path, dsns)
+
+
+@pytest.mark.anvil
+@pytest.mark.pg
+def test_a_zeroed_logs_bloom_is_not_trusted(node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path) -> None:
+    """Block objects whose logsBloom is all zero (a node without blooms, or one altering them): the
+    header no longer hashes to its block hash, so its bloom is not trusted to rule our logs out; block
+    by block (the tip path) and by ranges every event is indexed. Before, the tip skipped each such
+    block's logs (committed empty until the finalized re-scan found them)."""
+    sim(node.url, node.deployment, seed=47, max_events=20)
+    proxy = FaultProxy(node.url, 47, Faults(**{**QUIET, "zero_bloom": 0.5}, range_cap=10**6))
+    dsns = [db_dsn, fresh_db()]
+    counts = index_through(node, proxy, dsns, tmp_path, (10**6, 0))
+    assert counts.get("zero_bloom", 0) > 0, counts
     assert_like_fresh(node, fresh_db, tmp_path, dsns)
