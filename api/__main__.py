@@ -68,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
         log.error("config_invalid", error=str(exc))
         return 2
     a = settings.api
+    needed = connections.open_files_needed(a)
+    soft, hard = connections.ensure_open_files(needed)
+    if soft < needed:
+        log.error(
+            "config_invalid",
+            error=f"api.max_connections ({a.max_connections}) + api.feed_max_connections ({a.feed_max_connections})"
+            f" + the pools need up to {needed} open files, and this process may open {soft} (hard limit {hard}):"
+            " lower those keys, or raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",
+        )
+        return 2
     log.info(
         "api_starting",
         host=a.host,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import resource
 import weakref
 from typing import Any
 
@@ -53,6 +54,28 @@ class Limits:
     @functools.cached_property
     def proxies(self) -> tuple[Network, ...]:
         return networks(self.trusted)
+
+
+OTHER_FILES = 64  # listening sockets, Redis, logs, the interpreter's own files: a margin
+
+
+def open_files_needed(a: Any) -> int:
+    """What the API's caps can hold open at once (settings.api): both ports' connections and the pools."""
+    pools = a.pool_max + a.write_pool_max + a.feed_pool_max
+    return int(a.max_connections + a.feed_max_connections + pools + OTHER_FILES)
+
+
+def ensure_open_files(needed: int) -> tuple[int, int]:
+    """Raises this process's soft limit on open files towards `needed` (up to the hard limit) and
+    returns (soft, hard) after. The caps are worth nothing past the limit: accept() fails with EMFILE
+    for every port, the database pools and Redis included."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft, hard
 
 
 def protocol(limits: Limits) -> Any:

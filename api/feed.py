@@ -29,7 +29,8 @@ A replay reads bounded pages on the feed's own pool and holds no connection whil
 the client; a replaying client that takes no page for `feed_replay_stall_s` is closed with 4008.
 
 Abuse: at most `feed_max_connections_per_ip` connections per client address (HTTP 429 at the
-handshake), client frames limited per connection (token bucket; far beyond it, close 1008).
+handshake), client frames limited per connection (token bucket; far beyond it, close 1008); sockets
+capped per address and in all from the TCP connection on, handshakes timed (api/feed_guard.py).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from websockets.protocol import State
 
 from api import auth
 from api.clientip import Network, address_key, client_ip
+from api.feed_guard import HANDSHAKE_SLACK, SocketCaps, capped, quiet_logger
 from api.metrics import Metrics
 from api.outbox import encode_row
 from api.settings import Settings
@@ -204,6 +206,9 @@ class Hub:
         self.buffer_max = a.feed_buffer_max_bytes
         self.replay_stall_s = a.feed_replay_stall_s
         self.max_per_ip = a.feed_max_connections_per_ip
+        # sockets from the TCP connection on, before any handshake (api/feed_guard.py)
+        self.caps = SocketCaps(self.max_per_ip + HANDSHAKE_SLACK, a.feed_max_connections, trusted)
+        self.handshake_timeout_s = a.feed_handshake_timeout_s
         self.frames_per_s = a.feed_frames_per_s
         self.frame_burst = a.feed_frame_burst
         self.head_seq = 0
@@ -622,6 +627,9 @@ class Hub:
             host,
             port,
             process_request=self.process_request,
+            create_connection=capped(self.caps),
+            open_timeout=self.handshake_timeout_s,
+            logger=quiet_logger(),
             max_size=self.max_frame,
             max_queue=16,
             ping_interval=self.heartbeat_s,

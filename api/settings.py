@@ -77,6 +77,8 @@ class ApiSection:
     feed_replay_max: int = 10000
     feed_replay_stall_s: float = 10.0  # a replaying client that takes no page for this long is cut (4008)
     feed_max_connections_per_ip: int = 20
+    feed_max_connections: int = 10000  # feed sockets in all, handshakes included; beyond, closed at once
+    feed_handshake_timeout_s: float = 3.0  # a socket that has not finished its websocket handshake by then is closed
     feed_resumes_per_minute: int = 30  # subscribes with since per client address (a replay reads the outbox)
     feed_frames_per_s: float = 5.0  # client frames per connection (token bucket) ...
     feed_frame_burst: int = 20  # ... with this burst; beyond it frames are refused, 4x beyond it closes (1008)
@@ -165,6 +167,9 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
         "max_connections_per_ip",
         "max_connections",
         "feed_resumes_per_minute",
+        "feed_max_connections",
+        "feed_max_connections_per_ip",
+        "feed_handshake_timeout_s",
     ):
         if getattr(api, key) <= 0:
             raise ConfigError(f"api.{key} must be positive")

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from api import connections
+from api import connections, feed_guard
 from api.context import as_of_json
 from api.encode import JSONBody
 from api.errors import FieldError, error_response
@@ -137,7 +137,7 @@ def routes(rt: Runtime) -> list[Route]:
 
     async def metrics(request: Request) -> Response:
         request.scope["gl_route"] = "/metrics"
-        body = generate_latest(rt.metrics.registry) + generate_latest(connections.REGISTRY)
+        body = b"".join(generate_latest(r) for r in (rt.metrics.registry, connections.REGISTRY, feed_guard.REGISTRY))
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request) -> Response:

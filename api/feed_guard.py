@@ -1,0 +1,130 @@
+"""The feed port against connection floods, below the websocket handshake.
+
+The feed's per-address cap (`feed_max_connections_per_ip`, a 429 at the handshake) counts only
+connections that finished it. A client that opens sockets and never completes a handshake was
+counted nowhere: each held a file descriptor for the handshake timeout, and the process's
+descriptors (shared with the HTTP port, the database pools and Redis) ran out. So, from the TCP
+connection on:
+
+- at most `feed_max_connections_per_ip + HANDSHAKE_SLACK` sockets per client address (an IPv6 host
+  per /64; the proxies in `api.forwarded_allow_ips` are exempt, their clients are capped at the
+  handshake), and `feed_max_connections` in all: beyond, the socket is closed at once;
+- a handshake must finish within `feed_handshake_timeout_s`;
+- websockets' own log lines (a failed handshake logs a traceback per socket) are at most one a
+  second, without the traceback: `feed_log_lines_dropped_total` counts the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from websockets.asyncio.connection import Connection
+from websockets.asyncio.server import ServerConnection
+
+from api.clientip import Network, address_key, is_trusted
+
+HANDSHAKE_SLACK = 8  # sockets per address beyond the established cap: handshakes in progress, a 429 to answer
+
+REGISTRY = CollectorRegistry()  # below the app, per process; /metrics serves it with the others
+REFUSED = Counter(
+    "feed_sockets_refused_total",
+    "feed sockets closed before the handshake",
+    ["reason"],  # per_ip | total
+    registry=REGISTRY,
+)
+DROPPED = Counter("feed_log_lines_dropped_total", "websockets log lines over one a second", registry=REGISTRY)
+
+
+class SocketCaps:
+    """Open feed sockets per address key and in all."""
+
+    def __init__(self, per_ip: int, total: int, proxies: tuple[Network, ...]) -> None:
+        self.per_ip = per_ip
+        self.total = total
+        self.proxies = proxies
+        self.open: dict[str, int] = {}
+        self.count = 0
+
+    def admit(self, peer: str) -> tuple[bool, str | None]:
+        """(admitted, the key counted for it: None for a proxy or a refusal)."""
+        if self.count >= self.total:
+            REFUSED.labels("total").inc()
+            return False, None
+        key = None
+        if not is_trusted(peer, self.proxies):
+            key = address_key(peer)
+            if self.open.get(key, 0) >= self.per_ip:
+                REFUSED.labels("per_ip").inc()
+                return False, None
+            self.open[key] = self.open.get(key, 0) + 1
+        self.count += 1
+        return True, key
+
+    def release(self, key: str | None) -> None:
+        self.count -= 1
+        if key is not None:
+            left = self.open.get(key, 1) - 1
+            if left > 0:
+                self.open[key] = left
+            else:
+                self.open.pop(key, None)
+
+
+def capped(caps: SocketCaps) -> type[ServerConnection]:
+    """A ServerConnection class (websockets' `create_connection`) counted in `caps` from the TCP
+    connection on. A refused socket is closed before websockets starts its handshake (no task, no
+    log line)."""
+
+    class Capped(ServerConnection):
+        _counted = False
+        _key: str | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            peer = transport.get_extra_info("peername")
+            admitted, self._key = caps.admit(str(peer[0]) if peer else "unknown")
+            if not admitted:
+                Connection.connection_made(self, transport)  # the transport only: no handshake task
+                transport.abort()
+                return
+            self._counted = True
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._counted:
+                self._counted = False
+                caps.release(self._key)
+            super().connection_lost(exc)
+
+    return Capped
+
+
+class _OncePerSecond(logging.Filter):
+    """At most one record a second, its traceback folded into one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now < self.next:
+            DROPPED.inc()
+            return False
+        self.next = now + 1.0
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {record.exc_info[1]!r}"[:300]
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_logger() -> logging.Logger:
+    """The logger websockets' server writes to (its `logger=` argument)."""
+    logger = logging.getLogger("api.feed.websockets")
+    if not any(isinstance(f, _OncePerSecond) for f in logger.filters):
+        logger.addFilter(_OncePerSecond())
+    return logger
