@@ -337,52 +337,80 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
             hit = await cache.get(key, field)
             if hit is not None:
                 return JSONBody(hit, headers={"x-cache": "hit"})
+            # a request computing the same variant is in flight: its answer, not a query of our own
+            a = state.settings.api
+            shared = await cache.join(key, field, a.pool_acquire_timeout_s + 2 * a.db_answer_s)
+            if shared is not None:
+                return JSONBody(shared, headers={"x-cache": "shared"})
             cache_header = "miss"
-        generation = cache.generation
-        pool = state.write_pool if ep.db == "write" else state.read_pool
-        a = state.settings.api
-        retry = {"Retry-After": str(a.retry_after_s)}
-        acquired = False
+        lead = cache.lead(key, field) if key is not None and field is not None else None
+        answer: tuple[bytes, int] | None = None
         try:
-            # One connection per request, waited for at most pool_acquire_timeout_s; the context
-            # manager returns it on every exit, cancellation included. Its queries are bounded by
-            # the pool's command_timeout (statement_timeout + a margin): a database that stops
-            # answering (black-holed, paused) gets a 503, not a request hanging for TCP's minutes.
-            # The whole exchange is bounded too: returning a connection after a timeout resets it,
-            # which waits on the same silent database (asyncpg terminates it when cancelled).
-            async with asyncio.timeout(a.pool_acquire_timeout_s + 2 * a.db_answer_s):
-                async with pool.acquire(timeout=a.pool_acquire_timeout_s) as conn:
-                    acquired = True
-                    ctx = Ctx(request, state, conn, params, user, body, chain)
-                    as_of = await fetch_as_of(conn, ctx.chain_id)
-                    out = await ep.handler(ctx)
-        except TimeoutError:
-            if acquired:
-                raise ApiError(503, "database did not answer in time", headers=retry) from None
-            state.metrics.pool_timeouts.labels(ep.db).inc()
-            raise ApiError(
-                503,
-                "Service busy",
-                [FieldError("", f"no database connection free within {a.pool_acquire_timeout_s} s; retry shortly")],
-                retry,
-            ) from None
-        except asyncpg.QueryCanceledError:
-            raise ApiError(503, "query timed out; narrow the filters", headers=retry) from None
-        except PG_UNAVAILABLE as exc:  # a restart, failover, no connections: 503 + Retry-After, never 500
-            log.warning("database_unavailable", path=ep.path, error=f"{type(exc).__name__}: {exc}"[:200])
-            raise ApiError(503, "database unavailable", headers=retry) from None
-        status = int(out.pop("__status__", 200))
-        out["asOf"] = as_of
-        data = dumps(out)
-        if key is not None and field is not None and status == 200:
-            ttl = a.aggregate_cache_ttl_s if ep.aggregate else a.cache_ttl_s
-            if ctx.fresh_until is not None:  # e.g. a market shown "active" closes at its end time
-                ttl = min(ttl, math.floor(ctx.fresh_until - time.time()))
-            if ttl > 0:
-                await cache.set(key, field, data, generation, ttl)
-        return JSONBody(data, status_code=status, headers={"x-cache": cache_header})
+            answer = await _answer(ep, request, state, cache, params, user, body, chain, key, field)
+        finally:
+            if lead is not None:  # the requests that joined get the answer (None: they ask themselves)
+                cache.release(lead, answer[0] if answer is not None and answer[1] == 200 else None)
+        return JSONBody(answer[0], status_code=answer[1], headers={"x-cache": cache_header})
 
     return Route(ep.path, call, methods=[ep.method], name=f"{ep.method} {ep.path}")
+
+
+async def _answer(
+    ep: Endpoint,
+    request: Request,
+    state: State,
+    cache: Cache,
+    params: dict[str, Any],
+    user: Any,
+    body: Any,
+    chain: int | None,
+    key: str | None,
+    field: str | None,
+) -> tuple[bytes, int]:
+    """The endpoint's answer from the database (and into the cache): (JSON bytes, status)."""
+    generation = cache.generation
+    pool = state.write_pool if ep.db == "write" else state.read_pool
+    a = state.settings.api
+    retry = {"Retry-After": str(a.retry_after_s)}
+    acquired = False
+    try:
+        # One connection per request, waited for at most pool_acquire_timeout_s; the context
+        # manager returns it on every exit, cancellation included. Its queries are bounded by
+        # the pool's command_timeout (statement_timeout + a margin): a database that stops
+        # answering (black-holed, paused) gets a 503, not a request hanging for TCP's minutes.
+        # The whole exchange is bounded too: returning a connection after a timeout resets it,
+        # which waits on the same silent database (asyncpg terminates it when cancelled).
+        async with asyncio.timeout(a.pool_acquire_timeout_s + 2 * a.db_answer_s):
+            async with pool.acquire(timeout=a.pool_acquire_timeout_s) as conn:
+                acquired = True
+                ctx = Ctx(request, state, conn, params, user, body, chain)
+                as_of = await fetch_as_of(conn, ctx.chain_id)
+                out = await ep.handler(ctx)
+    except TimeoutError:
+        if acquired:
+            raise ApiError(503, "database did not answer in time", headers=retry) from None
+        state.metrics.pool_timeouts.labels(ep.db).inc()
+        raise ApiError(
+            503,
+            "Service busy",
+            [FieldError("", f"no database connection free within {a.pool_acquire_timeout_s} s; retry shortly")],
+            retry,
+        ) from None
+    except asyncpg.QueryCanceledError:
+        raise ApiError(503, "query timed out; narrow the filters", headers=retry) from None
+    except PG_UNAVAILABLE as exc:  # a restart, failover, no connections: 503 + Retry-After, never 500
+        log.warning("database_unavailable", path=ep.path, error=f"{type(exc).__name__}: {exc}"[:200])
+        raise ApiError(503, "database unavailable", headers=retry) from None
+    status = int(out.pop("__status__", 200))
+    out["asOf"] = as_of
+    data = dumps(out)
+    if key is not None and field is not None and status == 200:
+        ttl = a.aggregate_cache_ttl_s if ep.aggregate else a.cache_ttl_s
+        if ctx.fresh_until is not None:  # e.g. a market shown "active" closes at its end time
+            ttl = min(ttl, math.floor(ctx.fresh_until - time.time()))
+        if ttl > 0:
+            await cache.set(key, field, data, generation, ttl)
+    return data, status
 
 
 async def _chain_parts(

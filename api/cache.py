@@ -23,7 +23,9 @@ pump, so each invalidates its own L1 at the same moment it deletes the Redis key
 also expires after `l1_ttl_s` in case the pump stalls. A hit in L1 costs no network round trip.
 
 Race: a request that read PostgreSQL before an invalidation must not write its stale answer
-after it — `set` is skipped when the process's invalidation generation moved meanwhile.
+after it — `set` is skipped when its key was invalidated since the request read the generation
+(per key: a trade in one market does not stop a slow answer about another from being cached, and
+an outbox row that invalidates nothing, `chain:finalized`, moves nothing).
 
 Redis down: every call fails fast, counts as `error`, and the API answers from PostgreSQL;
 `api_redis_up` and /ready report it. Calls are retried after a short back-off. An invalidation
@@ -34,6 +36,8 @@ cached before the change would be served again for up to `cache_ttl_s`.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Iterable, Sequence
@@ -53,6 +57,7 @@ GLOBAL_KEYS = ("markets:list", "markets:trending", "creators:list")
 # so they are not invalidated per event but live `aggregate_cache_ttl_s` (60 s) — documented.
 AGGREGATE_KEYS = ("leaderboard:traders", "leaderboard:creators", "stats")
 MAX_VARIANTS = 1000
+KEY_GENERATIONS_MAX = 10_000  # keys whose last invalidation is remembered; beyond, all count as invalidated
 _BACKOFF_S = 1.0
 
 
@@ -73,6 +78,16 @@ def keys_for(event: str, rooms: Sequence[str]) -> set[str] | None:
         elif kind == "creator":
             keys.add(f"creator:{ident}")
     return keys
+
+
+@dataclasses.dataclass(slots=True)
+class Lead:
+    """A request computing a variant that others may join (Cache.lead / join / release)."""
+
+    key: str
+    field: str
+    generation: int
+    answer: asyncio.Future[bytes | None]
 
 
 class Cache:
@@ -98,9 +113,58 @@ class Cache:
         self.l1: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
         self.l1_max = l1_max
         self.l1_ttl_s = l1_ttl_s
+        self.inflight: dict[tuple[str, str], Lead] = {}
+        # The generation at which each key, or everything, was last invalidated (stale()).
+        self.key_generation: dict[str, int] = {}
+        self.all_generation = 0
         # Deletions Redis did not take: keys, or everything (a reorg, a gap, keys unknown).
         self.owed: set[str] = set()
         self.owed_all = False
+
+    # Concurrent misses of one variant share one query: the first leads, the others join it (at
+    # most as long as the leader's own bound). Without it N requests for an uncached variant ran N
+    # queries at once, the expensive ones included.
+    def lead(self, key: str, field: str) -> Lead | None:
+        if (key, field) in self.inflight:  # a leader the caller did not join (timed out): alone
+            return None
+        lead = Lead(key, field, self.generation, asyncio.get_running_loop().create_future())
+        self.inflight[(key, field)] = lead
+        return lead
+
+    def release(self, lead: Lead, answer: bytes | None) -> None:
+        if self.inflight.get((lead.key, lead.field)) is lead:
+            del self.inflight[(lead.key, lead.field)]
+        if not lead.answer.done():
+            lead.answer.set_result(answer)
+
+    async def join(self, key: str, field: str, wait_s: float) -> bytes | None:
+        """The answer of a request computing this variant now, unless the key was invalidated since
+        it began; None when there is none (or it failed, or took longer than `wait_s`)."""
+        lead = self.inflight.get((key, field))
+        if lead is None or self.stale(key, lead.generation):
+            return None
+        try:
+            async with asyncio.timeout(wait_s):
+                answer = await asyncio.shield(lead.answer)
+        except TimeoutError:
+            return None
+        if answer is not None:
+            self.metrics.cache.labels("shared").inc()
+        return answer
+
+    def stale(self, key: str, generation: int) -> bool:
+        """Was `key` invalidated after `generation` (read before the answer was computed)?"""
+        return self.all_generation > generation or self.key_generation.get(key, 0) > generation
+
+    def _invalidated(self, keys: set[str] | None) -> None:
+        self.generation += 1
+        if keys is None or len(self.key_generation) + len(keys) > KEY_GENERATIONS_MAX:
+            self.all_generation = self.generation
+            self.key_generation.clear()
+            if keys is None:
+                return
+        for k in keys:
+            self.key_generation[k] = self.generation
 
     def _available(self) -> bool:
         return self.enabled and (self.redis_ok or time.monotonic() >= self._retry_at)
@@ -197,7 +261,7 @@ class Cache:
             return None
         self._ok()
         self.metrics.cache.labels("hit" if value is not None else "miss").inc()
-        if value is not None and before == self.generation:  # not invalidated while we waited
+        if value is not None and not self.stale(key, before):  # not invalidated while we waited
             self._l1_put(key, field, value)
         return value
 
@@ -205,7 +269,7 @@ class Cache:
         """Stores a variant unless an invalidation ran since `generation` was read. The key (all its
         variants) lives at most `ttl_s`: a shorter TTL than the key's shortens it (EXPIRE LT), a
         longer one never prolongs it."""
-        if generation != self.generation:
+        if self.stale(key, generation):
             return
         self._l1_put(key, field, value, ttl_s)
         if not self._available() or ((self.owed_all or self.owed) and not await self._settled()):
@@ -218,7 +282,7 @@ class Cache:
                 pipe.expire(full, ttl_s or self.ttl_s, lt=True)
                 pipe.hlen(full)
                 _, _, count = await pipe.execute()
-            if generation != self.generation:  # invalidated while we were writing
+            if self.stale(key, generation):  # invalidated while we were writing
                 await self.client.delete(full)
             elif int(count) > MAX_VARIANTS:
                 await self.client.delete(full)
@@ -230,7 +294,6 @@ class Cache:
     async def invalidate(self, rows: Iterable[tuple[str, Sequence[str]]]) -> bool:
         """Deletes the keys made stale by outbox rows (event, rooms); False when Redis did not take
         it (owed: paid before Redis is read or written again)."""
-        self.generation += 1
         keys: set[str] = set()
         everything = False
         for event, rooms in rows:
@@ -239,6 +302,9 @@ class Cache:
                 everything = True
                 break
             keys |= k
+        if not everything and not keys:  # chain:finalized: nothing cached changed
+            return not self.enabled or self.client is None or await self._settled()
+        self._invalidated(None if everything else keys)
         self._l1_drop(None if everything else keys)
         if not self.enabled or self.client is None:
             return True
@@ -247,7 +313,7 @@ class Cache:
 
     async def clear(self) -> bool:
         """Drops every key of this namespace (after a reorg); owed if Redis does not take it."""
-        self.generation += 1
+        self._invalidated(None)
         self.l1.clear()
         if self.client is None:
             return True

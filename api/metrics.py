@@ -19,7 +19,8 @@ class Metrics:
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
-        self.cache = Counter("api_cache_requests_total", "cache lookups", ["result"], registry=r)  # hit|miss|error
+        # result: hit_local | hit | shared | miss | error
+        self.cache = Counter("api_cache_requests_total", "cache lookups", ["result"], registry=r)
         self.cache_invalidations = Counter("api_cache_invalidations_total", "keys deleted from outbox rows", registry=r)
         self.redis_up = Gauge("api_redis_up", "1 when the last Redis call succeeded", registry=r)
         self.db_up = Gauge("api_db_up", "1 when the last readiness check reached PostgreSQL", registry=r)

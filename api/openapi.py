@@ -35,7 +35,10 @@ RATE_HEADERS = {
 }
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", **INT_HEADER}}
 X_CACHE = {
-    "X-Cache": {"description": "hit, miss or bypass", "schema": {"type": "string", "enum": ["hit", "miss", "bypass"]}}
+    "X-Cache": {
+        "description": "hit, shared (a concurrent request's answer), miss or bypass",
+        "schema": {"type": "string", "enum": ["hit", "shared", "miss", "bypass"]},
+    }
 }
 
 

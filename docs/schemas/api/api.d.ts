@@ -1584,8 +1584,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1792,8 +1792,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1991,8 +1991,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2103,8 +2103,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2215,8 +2215,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2327,8 +2327,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2447,8 +2447,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2553,8 +2553,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2654,8 +2654,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2756,8 +2756,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2857,8 +2857,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2958,8 +2958,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3059,8 +3059,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3848,8 +3848,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3945,8 +3945,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4054,8 +4054,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4164,8 +4164,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4273,8 +4273,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4390,8 +4390,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4507,8 +4507,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4624,8 +4624,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4734,8 +4734,8 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description LIMIT;w=WINDOW_SECONDS */
                     "RateLimit-Policy"?: string;
-                    /** @description hit, miss or bypass */
-                    "X-Cache"?: "hit" | "miss" | "bypass";
+                    /** @description hit, shared (a concurrent request's answer), miss or bypass */
+                    "X-Cache"?: "hit" | "shared" | "miss" | "bypass";
                     [name: string]: unknown;
                 };
                 content: {
