@@ -4,6 +4,9 @@ Each daemon declares a frozen dataclass per section it reads; `section()` builds
 file plus environment overrides and rejects unknown keys and wrong types with an error that
 names the key. Environment overrides: ``GL_<SECTION>__<KEY>=value`` (lists comma-separated).
 
+Every top-level table must be one of SECTIONS, in the file and in GL_<SECTION>__<KEY> variables: a
+misspelled section ([keepr], GL_KEEPR__DRY_RUN) would otherwise drop each of its keys without a word.
+
 Errors:  ConfigError (ValueError) — the message says which key, what was expected, what to do.
 """
 
@@ -14,20 +17,26 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 ENV_PREFIX = "GL_"
+# Every [section] a config file may hold (scripts/config_reference.py documents each, in this order).
+SECTIONS = ("services", "database", "redis", "chain", "deploy", "indexer", "keeper", "api")
+PORT_MAX = 65_535
 
 
 class ConfigError(ValueError):
     """A config file or key is missing or malformed."""
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    """Reads the TOML file and applies GL_SECTION__KEY overrides from the environment."""
+def load_config(
+    path: str | Path, environ: Mapping[str, str] | None = None, sections: Collection[str] = SECTIONS
+) -> dict[str, dict[str, Any]]:
+    """Reads the TOML file and applies GL_SECTION__KEY overrides from the environment; a section
+    not in `sections` (file or environment) is a ConfigError listing the known ones."""
     env = os.environ if environ is None else environ
     try:
         with open(path, "rb") as f:
@@ -38,12 +47,48 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> d
         raise ConfigError(f"config file {path} cannot be read ({exc.strerror}): pass --config FILE") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    for name, value in env.items():
+    known = ", ".join(f"[{s}]" for s in sections)
+    unknown = [name for name in raw if name not in sections]
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown section(s) {', '.join(f'[{n}]' for n in unknown)}; known sections:"
+            f" {known} (a misspelled section would drop every key in it: fix the name)"
+        )
+    for name, value in sorted(env.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         sec, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
-        raw.setdefault(sec, {})[key] = _EnvValue(value)
+        if sec not in sections:
+            raise ConfigError(
+                f"environment variable {name}: unknown section [{sec}]; known sections: {known}"
+                f" (GL_<SECTION>__<KEY>: fix the name or unset it)"
+            )
+        table = raw.setdefault(sec, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{sec}] must be a table in {path} (environment variable {name} sets a key in it)")
+        table[key] = _EnvValue(value)
     return raw
+
+
+def check_port(key: str, value: int, special: Mapping[int, str] | None = None) -> None:
+    """ConfigError naming `key` unless `value` is a TCP port (1..65535) or one of `special`'s values
+    (e.g. {0: "[services].keeper_metrics_port", -1: "no HTTP server"}). Checked at load: a port out of
+    range would otherwise fail only at bind, or be wrapped modulo 65536 by the event loop."""
+    special = special or {}
+    if value in special or 1 <= value <= PORT_MAX:
+        return
+    also = "".join(f", or {k} = {meaning}" for k, meaning in special.items())
+    raise ConfigError(f"{key} must be a TCP port from 1 to {PORT_MAX}{also}; got {value}")
+
+
+def listen_failed(key: str, host: str, port: int, exc: OSError, hint: str = "") -> ConfigError:
+    """The ConfigError for a server that cannot listen on (host, port): it names `key` (the port's
+    config key) and what to do, instead of an OSError traceback. `hint`: another way out, appended."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    return ConfigError(
+        f"{key} = {port}: cannot listen on {host}:{port} ({why}); stop what holds the port or set {key} to a"
+        f" free one{hint}"
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -162,7 +207,8 @@ class ChainSettings:
     rpc_urls: tuple[str, ...]  # JSON-RPC URLs (GL_CHAIN__RPC_URLS): the indexer uses all, the keeper fails over
     name: str = ""  # label for logs
     ws_url: str = ""  # websocket URL for newHeads; "" = poll over HTTP
-    deployment: str = ""  # deployments/<chain_id>.json written by scripts/deploy; "" = that default path
+    # the file scripts.deploy wrote; "" = deployments/<chain_id>.json; a relative path is from the repository root
+    deployment: str = ""
     finality_depth: int = 64  # blocks behind the head treated as final where the node has no `finalized` tag
     confirmations: int = 1  # blocks on top before the keeper counts its transaction confirmed
 
@@ -199,3 +245,8 @@ class ServicesSettings:
     indexer_metrics_port: int = 59101  # indexer /health /ready /metrics when indexer.metrics_port = 0
     keeper_metrics_port: int = 59102  # keeper /health /ready /metrics when keeper.http_port = 0
     block_time: int = 1  # anvil block time in seconds
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name.endswith("_port"):
+                check_port(f"services.{f.name}", getattr(self, f.name))

@@ -14,6 +14,8 @@ from typing import Any
 
 from eth_utils.crypto import keccak
 
+from core.config import ChainSettings, ConfigError
+
 ROOT = Path(__file__).resolve().parent.parent
 ABI_DIR = ROOT / "abi"
 ARTIFACT_DIR = ROOT / "artifacts"
@@ -74,19 +76,65 @@ class Deployment:
     abi_hashes: dict[str, str]
 
 
-def load_deployment(path: str | Path) -> Deployment:
+DEPLOY_HINT = "deploy with `python -m scripts.deploy --config FILE` (`make deploy` for config/local.toml)"
+
+
+def deployment_path(chain: ChainSettings) -> Path:
+    """[chain].deployment as a path: "" = deployments/<chain_id>.json; a relative path is from the
+    repository root (whatever the current directory), as for every process that reads it."""
+    path = Path(chain.deployment or f"deployments/{chain.chain_id}.json")
+    return path if path.is_absolute() else ROOT / path
+
+
+def load_chain_deployment(chain: ChainSettings) -> Deployment:
+    """The deployment file of [chain] (deployment_path), checked: it exists, is a deployment record
+    and is for chain.chain_id. ConfigError naming chain.deployment otherwise."""
+    path = deployment_path(chain)
+    key = "chain.deployment" + ("" if chain.deployment else f" (empty: the default deployments/{chain.chain_id}.json)")
+    dep = load_deployment(path, key)
+    if dep.chain_id != chain.chain_id:
+        raise ConfigError(
+            f"{key}: {path} is for chain {dep.chain_id}, chain.chain_id is {chain.chain_id}: point chain.deployment"
+            " at this chain's file"
+        )
+    return dep
+
+
+def load_deployment(path: str | Path, key: str = "deployment file") -> Deployment:
+    """Reads a deployment record (scripts/deploy writes it). ConfigError, starting with `key`, when the
+    file is missing, unreadable, not JSON or lacks a field."""
     try:
         with open(path) as f:
             raw = json.load(f)
     except FileNotFoundError:
-        raise FileNotFoundError(f"deployment file {path} not found: run `make deploy` (scripts/deploy)") from None
-    c = raw["contracts"]
-    return Deployment(
-        chain_id=int(raw["chain_id"]),
-        opinion_market=c["OpinionMarket"].lower(),
-        creator_shares=c["CreatorShares"].lower(),
-        usdc=c["USDC"].lower(),
-        price_feed=(c.get("MockPriceFeed") or None) and c["MockPriceFeed"].lower(),
-        deploy_block=int(raw["deploy_block"]),
-        abi_hashes=dict(raw.get("abi_hashes", {})),
-    )
+        raise ConfigError(f"{key}: {path} not found: {DEPLOY_HINT}, or set chain.deployment to its file") from None
+    except OSError as exc:
+        raise ConfigError(f"{key}: {path} cannot be read ({exc.strerror}): set chain.deployment to a file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{key}: {path} is not a JSON deployment record ({exc}): restore the file scripts.deploy wrote"
+        ) from None
+    try:
+        c = raw["contracts"]
+        return Deployment(
+            chain_id=int(raw["chain_id"]),
+            opinion_market=_address(c["OpinionMarket"]),
+            creator_shares=_address(c["CreatorShares"]),
+            usdc=_address(c["USDC"]),
+            price_feed=_address(c["MockPriceFeed"]) if c.get("MockPriceFeed") else None,
+            deploy_block=int(raw["deploy_block"]),
+            abi_hashes=dict(raw.get("abi_hashes", {})),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"no field {exc}" if isinstance(exc, KeyError) else f"a malformed field ({exc})"
+        raise ConfigError(
+            f"{key}: {path} has {what}; a deployment record holds chain_id, deploy_block and contracts"
+            " {OpinionMarket, CreatorShares, USDC} with 0x addresses: restore the file scripts.deploy wrote"
+        ) from None
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+        raise ValueError(f"{value!r} is not a 0x address")
+    int(value, 16)
+    return value.lower()

@@ -7,8 +7,21 @@ import sys
 
 import structlog
 
+from core.config import ConfigError
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def check_log_level(key: str, level: str) -> str:
+    """The level, lower-cased; ConfigError naming `key` unless it is one of LOG_LEVELS."""
+    if level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"{key} must be one of {', '.join(LOG_LEVELS)}; got {level!r}")
+    return level.lower()
+
 
 def configure_logging(level: str = "info", json: bool | None = None) -> None:
+    """ConfigError for a level not in LOG_LEVELS (callers check their key at load with check_log_level)."""
+    level = check_log_level("log level", level)
     if json is None:
         json = not sys.stderr.isatty()
     processors: list[structlog.typing.Processor] = [

@@ -15,3 +15,16 @@ PG_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.exceptions.TransactionRollbackError,
     OSError,
 )
+
+# What connecting raises when PostgreSQL cannot be reached at all (refused, no route, a timeout: OSError).
+DB_UNREACHABLE: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+)
+
+
+def db_unreachable(exc: BaseException) -> str:
+    """The one line a process prints when it cannot reach PostgreSQL at start (keeper, indexer)."""
+    return f"cannot reach the database ({type(exc).__name__}); check [database].dsn and that PostgreSQL runs"

@@ -1,4 +1,4 @@
-"""python -m indexer [run|migrate|reset] --config FILE
+"""python -m indexer [run|migrate|reset] [--config FILE]
 
     run      (default) index the configured chain: backfill, then follow the tip
     migrate  apply sql/ migrations and exit
@@ -7,6 +7,8 @@
 Shutdown order on SIGTERM/SIGINT: the stop event is set → the loop finishes (or abandons) the
 current fetch and commits nothing half-done → the websocket and RPC session close → the HTTP
 server stops → exit 0. Everything happens within a few seconds (the budget is 15 s).
+
+--config defaults to $GL_CONFIG, then config/local.toml (as for the keeper and the API).
 """
 
 from __future__ import annotations
@@ -14,22 +16,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import difflib
 import os
 import signal
 import time
 from collections.abc import Callable
 
-import asyncpg
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from core.config import ConfigError
+from core.config import ConfigError, listen_failed
 from core.logs import configure_logging
 from indexer.maintenance import WriterRunning, reset_chain
 from indexer.metrics import Metrics
 from indexer.runtime import tune_gc
-from indexer.service import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_STALLED, Status, run, watchdog
+from indexer.service import (
+    EXIT_CONFIG,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_STALLED,
+    DatabaseUnreachable,
+    Status,
+    connect_at_start,
+    run,
+    watchdog,
+)
 from indexer.service import migrate as apply_pending_migrations
 from indexer.settings import Settings, load_settings
 from indexer.spawn import Child, discard
@@ -111,7 +123,14 @@ async def serve(
         runner = web.AppRunner(health_app(settings, status, metrics), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.options.metrics_host, settings.metrics_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # a port in use: one line naming the key, exit 2 (never a traceback)
+            await runner.cleanup()
+            key = "indexer.metrics_port" if settings.options.metrics_port else "services.indexer_metrics_port"
+            raise listen_failed(
+                key, settings.options.metrics_host, settings.metrics_port, exc, " (indexer.metrics_port = -1: off)"
+            ) from None
     client, publish = redis_publisher(settings)
     stalled: list[bool] = []
     dog = asyncio.create_task(watchdog(settings, status, stop, stalled, metrics))
@@ -180,7 +199,7 @@ async def migrate(settings: Settings) -> int:
 
 
 async def reset(settings: Settings) -> int:
-    conn = await asyncpg.connect(settings.database.dsn)
+    conn = await connect_at_start(settings, "reset")
     try:
         await reset_chain(conn, settings.chain.chain_id)
     except WriterRunning as exc:
@@ -190,6 +209,9 @@ async def reset(settings: Settings) -> int:
         await conn.close()
     log.info("chain_reset", chain_id=settings.chain.chain_id)
     return EXIT_OK
+
+
+COMMANDS = ("run", "migrate", "reset")
 
 
 def main(argv: list[str] | None = None, child: Child | None = None) -> int:
@@ -205,15 +227,29 @@ def _main(argv: list[str] | None, child: Child | None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m indexer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "reset"))
-    parser.add_argument("--config", required=True, help="TOML config file (GL_<SECTION>__<KEY> env overrides)")
+    # no `choices`: with them, a misspelled option (`--confg FILE`) is reported as FILE being a bad command
+    parser.add_argument("command", nargs="?", default="run", help="run (default), migrate or reset")
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("GL_CONFIG", "config/local.toml"),
+        help="TOML config file (GL_<SECTION>__<KEY> env overrides); default $GL_CONFIG, then config/local.toml",
+    )
     parser.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
     parser.add_argument(
         "--exit-at-head",
         action="store_true",
         help="stop once caught up with the head (a rebuild or a one-shot backfill)",
     )
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        options = [o for a in parser._actions for o in a.option_strings]
+        near = difflib.get_close_matches(extra[0].split("=")[0], options, n=1)
+        parser.error(
+            f"unrecognized argument(s): {' '.join(extra)}"
+            + (f" (did you mean {near[0]}?)" if near else f"; options: {', '.join(options)}")
+        )
+    if args.command not in COMMANDS:
+        parser.error(f"unknown command {args.command!r}: choose from {', '.join(COMMANDS)}")
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -232,6 +268,12 @@ def _main(argv: list[str] | None, child: Child | None) -> int:
         )
     except KeyboardInterrupt:
         return EXIT_OK
+    except ConfigError as exc:  # found once running: a port in use (names the key)
+        log.error("config_invalid", error=str(exc))
+        return EXIT_CONFIG
+    except DatabaseUnreachable as exc:  # exit 1, not 3: 3 is ReorgTooDeep, which supervisors do not restart
+        log.error("database_unreachable", error=str(exc))
+        return EXIT_ERROR
     except Exception as exc:
         log.exception("indexer_crashed", error=f"{type(exc).__name__}: {exc}")
         return EXIT_ERROR

@@ -35,7 +35,7 @@ import asyncpg
 import structlog
 
 from core.config import ConfigError
-from core.pgerrors import PG_UNAVAILABLE
+from core.pgerrors import DB_UNREACHABLE, PG_UNAVAILABLE, db_unreachable
 from core.rpc import WrongChain
 from indexer import checkpoint, maintenance, outbox_gap
 from indexer.chain import ChainMismatch, ReorgTooDeep
@@ -56,6 +56,18 @@ from indexer.upkeep import Upkeep
 log = structlog.get_logger("indexer")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_REORG_TOO_DEEP, EXIT_STALLED = 0, 1, 2, 3, 4
+
+
+class DatabaseUnreachable(Exception):
+    """PostgreSQL could not be reached at start (migrate, reset, the run's first migration)."""
+
+
+async def connect_at_start(settings: Settings, role: str) -> asyncpg.Connection:
+    """connect(), with a database that cannot be reached as DatabaseUnreachable (one line, no traceback)."""
+    try:
+        return await connect(settings, role)
+    except DB_UNREACHABLE as exc:
+        raise DatabaseUnreachable(db_unreachable(exc)) from None
 
 
 class StartupCheckFailed(ConfigError):
@@ -225,7 +237,7 @@ async def _wait(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None 
 
 async def migrate(settings: Settings) -> list[str]:
     """Applies pending sql/ migrations (under their advisory lock); returns the names applied."""
-    conn = await connect(settings, "migrate")
+    conn = await connect_at_start(settings, "migrate")
     try:
         applied = await apply_migrations(conn)
     finally:

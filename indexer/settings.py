@@ -18,10 +18,12 @@ from core.config import (
     DatabaseSettings,
     RedisSettings,
     ServicesSettings,
+    check_port,
     load_config,
     section,
 )
-from core.contracts import ROOT, Deployment, load_deployment
+from core.contracts import Deployment, load_chain_deployment
+from core.logs import check_log_level
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,7 +112,7 @@ class Settings:
         return f"Settings(chain={self.chain!r}, options={self.options!r})"
 
 
-def build_settings(raw: Mapping[str, Any], base_dir: Path = ROOT) -> Settings:
+def build_settings(raw: Mapping[str, Any]) -> Settings:
     """Validates the config mapping (from core.config.load_config) into Settings."""
     options = section(raw, "indexer", IndexerOptions)
     if options.finality not in ("tag", "depth"):
@@ -136,6 +138,8 @@ def build_settings(raw: Mapping[str, Any], base_dir: Path = ROOT) -> Settings:
         raise ConfigError(f"indexer.outbox_max_lag must be 0 or more blocks, got {options.outbox_max_lag}")
     if options.rescan_interval < 0:
         raise ConfigError("indexer.rescan_interval must be 0 (off) or positive")
+    check_port("indexer.metrics_port", options.metrics_port, {0: "[services].indexer_metrics_port", -1: "off"})
+    options = dataclasses.replace(options, log_level=check_log_level("indexer.log_level", options.log_level))
     if options.outbox_retention_hours < 0:
         raise ConfigError("indexer.outbox_retention_hours must be 0 (keep forever) or positive")
     chain = section(raw, "chain", ChainSettings)
@@ -146,17 +150,7 @@ def build_settings(raw: Mapping[str, Any], base_dir: Path = ROOT) -> Settings:
     if redis is not None and not redis.url:
         redis = None
     services = section(raw, "services", ServicesSettings)
-    dep_path = Path(chain.deployment or f"deployments/{chain.chain_id}.json")
-    if not dep_path.is_absolute():
-        dep_path = base_dir / dep_path
-    try:
-        deployment = load_deployment(dep_path)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"chain.deployment: {exc}") from None
-    if deployment.chain_id != chain.chain_id:
-        raise ConfigError(
-            f"chain.deployment {dep_path} is for chain {deployment.chain_id}, chain.chain_id is {chain.chain_id}"
-        )
+    deployment = load_chain_deployment(chain)
     port = options.metrics_port if options.metrics_port != 0 else services.indexer_metrics_port
     return Settings(database, redis, chain, options, deployment, port)
 

@@ -30,8 +30,9 @@ import structlog
 
 from core import resolution as R
 from core.config import ConfigError
-from core.contracts import load_deployment
+from core.contracts import load_chain_deployment
 from core.logs import configure_logging
+from core.pgerrors import db_unreachable
 from keeper import Unreachable
 from keeper.daemon import DEFAULT_ONCE_JOBS, JOB_NAMES, NOT_LEADER, Daemon
 from keeper.keys import KeyLoadError
@@ -82,7 +83,7 @@ async def _connect(settings: Settings) -> asyncpg.Connection:
     try:
         return await asyncio.wait_for(asyncpg.connect(settings.database.dsn), 15)
     except (OSError, asyncpg.PostgresError) as exc:
-        raise Unreachable(f"cannot reach the database ({type(exc).__name__}); check [database].dsn") from None
+        raise Unreachable(db_unreachable(exc)) from None
 
 
 def say(text: str, err: bool = False) -> None:
@@ -102,7 +103,7 @@ def _print_rows(rows: Sequence[dict[str, Any]]) -> None:
 
 
 async def _chain_facts(settings: Settings, market_id: int) -> tuple[R.MarketFacts | None, int]:
-    deployment = load_deployment(settings.chain.deployment)
+    deployment = load_chain_deployment(settings.chain)
     return await R.read_market(settings.chain.rpc_urls, deployment.opinion_market, market_id)
 
 

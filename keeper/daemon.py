@@ -38,8 +38,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from core.config import ConfigError
-from core.contracts import load_deployment
+from core.config import listen_failed
+from core.contracts import load_chain_deployment
+from core.pgerrors import DB_UNREACHABLE, db_unreachable
 from core.rpc import WrongChain
 from core.warm import warm
 from keeper import KeeperError, Unreachable, jobs, store
@@ -63,8 +64,6 @@ DEFAULT_ONCE_JOBS = ("resolve", "finalize", "expire", "distribute", "aggregate")
 # The resolution steps, in the order a pass runs them (each on keeper.resolve_interval_s).
 RESOLUTION_JOBS = ("resolve", "finalize", "expire")
 NODE_RECHECK_S = 60.0  # a node that was down at start is asked its chain id again this often
-# what asyncpg raises when PostgreSQL cannot be reached (TimeoutError, refused: OSError)
-DB_UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
 NOT_LEADER = 3  # main()'s return code when --once finds another keeper holding the lock
 
 
@@ -417,7 +416,13 @@ class Daemon:
         app.router.add_get("/metrics", metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, self.settings.keeper.http_host, port).start()
+        try:
+            await web.TCPSite(runner, self.settings.keeper.http_host, port).start()
+        except OSError as exc:  # a port in use: one line naming the key, exit 2 (never a traceback)
+            await runner.cleanup()
+            raise listen_failed(
+                self.settings.http_port_key, self.settings.keeper.http_host, port, exc, " (-1: no HTTP server)"
+            ) from None
         log.info("http_listening", host=self.settings.keeper.http_host, port=port)
         return runner
 
@@ -445,12 +450,7 @@ class Daemon:
     async def main(self, once: bool, once_jobs: Sequence[str], plan_out: Callable[[dict[str, Any]], None]) -> int:
         s = self.settings
         signer = load_signer(s)
-        deployment = load_deployment(s.chain.deployment)
-        if deployment.chain_id != s.chain.chain_id:
-            raise ConfigError(
-                f"deployment {s.chain.deployment} is for chain {deployment.chain_id}, "
-                f"chain.chain_id is {s.chain.chain_id}"
-            )
+        deployment = load_chain_deployment(s.chain)  # ConfigError naming chain.deployment: exit 2
         log.info("keeper_starting", chain_id=s.chain.chain_id, address=signer.address, dry_run=self.dry_run, once=once)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -463,9 +463,7 @@ class Daemon:
             try:  # a database down at start is exit 3 with one line, never a traceback (docs/keeper.md)
                 pool = await stack.enter_async_context(pool_cm)
             except DB_UNREACHABLE as exc:
-                raise Unreachable(
-                    f"cannot reach the database ({type(exc).__name__}); check [database].dsn and that PostgreSQL runs"
-                ) from None
+                raise Unreachable(db_unreachable(exc)) from None
             self.rpc, self.pool = rpc, pool
             # every node must serve [chain].chain_id (a wrong one would fail queue entries, hide receipts,
             # and feed foreign nonces into the gap filler); one down now is checked again each leader poll
@@ -504,7 +502,7 @@ class Daemon:
             try:
                 fence = await self.leader.try_acquire()
             except DB_UNREACHABLE as exc:
-                raise Unreachable(f"cannot reach the database ({type(exc).__name__}); check [database].dsn") from None
+                raise Unreachable(db_unreachable(exc)) from None
             if fence is None:
                 log.info("not_leader", detail="another keeper holds the lock; the caller may ask it")
                 return NOT_LEADER

@@ -19,6 +19,7 @@ from core.config import (
     DatabaseSettings,
     RedisSettings,
     ServicesSettings,
+    check_port,
     load_config,
     section,
 )
@@ -143,6 +144,7 @@ class KeeperSettings:
         if not 0 <= self.fee_percentile <= 100:
             raise ConfigError("keeper.fee_percentile must be within 0..100")
         check_cron(self.distribute_cron, "keeper.distribute_cron")
+        check_port("keeper.http_port", self.http_port, {0: "[services].keeper_metrics_port", -1: "no HTTP server"})
         for name in ("resolve_interval_s", "warm_interval_s", "aggregate_interval_s", "notify_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"keeper.{name} must be > 0")
@@ -176,6 +178,11 @@ class Settings:
     @property
     def http_port(self) -> int:
         return self.services.keeper_metrics_port if self.keeper.http_port == 0 else self.keeper.http_port
+
+    @property
+    def http_port_key(self) -> str:
+        """The config key that chose http_port (named when the port cannot be bound)."""
+        return "services.keeper_metrics_port" if self.keeper.http_port == 0 else "keeper.http_port"
 
     @property
     def db_timeouts(self) -> DbTimeouts:

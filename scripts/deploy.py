@@ -17,7 +17,9 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+import requests
 from eth_account import Account
 from web3 import Web3
 
@@ -33,6 +35,53 @@ from core.deploy import (
     write_deployment,
 )
 
+EXIT_REFUSED, EXIT_UNREACHABLE = 2, 3  # as the keeper's: bad input or config; the node cannot be reached
+
+
+class Refused(Exception):
+    """Bad input (an option, the config, the keystore): one line, exit 2, nothing sent."""
+
+
+def address_arg(option: str, value: str | None) -> str | None:
+    """--keeper/--usdc/--price-feed as a checksum address; Refused naming the option otherwise."""
+    if value is None:
+        return None
+    if not Web3.is_address(value):
+        raise Refused(
+            f"{option}: {value!r} is not an address (0x and 40 hex digits; mixed case must be a valid checksum)"
+        )
+    return str(Web3.to_checksum_address(value))
+
+
+def read_keystore(path: str) -> dict[str, Any]:
+    """The V3 keystore at `path`, checked before any password is asked for."""
+    try:
+        keystore = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise Refused(f"--keystore: {path} not found: pass the deployer's V3 keystore file") from None
+    except OSError as exc:
+        raise Refused(f"--keystore: {path} cannot be read ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise Refused(f"--keystore: {path} is not JSON: pass a V3 keystore (geth / `cast wallet new` format)") from None
+    if not isinstance(keystore, dict) or ("crypto" not in keystore and "Crypto" not in keystore):
+        raise Refused(f"--keystore: {path} is not a V3 keystore (no crypto section)")
+    return keystore
+
+
+def keystore_password(password_file: str | None) -> str:
+    if password_file:
+        try:
+            return Path(password_file).read_text().strip()
+        except OSError as exc:
+            raise Refused(f"--password-file: {password_file} cannot be read ({exc.strerror})") from None
+    password = os.environ.get("GL_DEPLOYER_PASSWORD")
+    if password:
+        return password
+    try:
+        return getpass.getpass("keystore password: ")
+    except EOFError:  # no terminal to ask on
+        raise Refused("--keystore needs a password: pass --password-file FILE or set GL_DEPLOYER_PASSWORD") from None
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,41 +95,58 @@ def main() -> int:
     p.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
     p.add_argument("--out", default="deployments", help="directory for <chain_id>.json")
     args = p.parse_args()
+    try:
+        return deploy_cli(args)
+    except Refused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except requests.RequestException as exc:  # the node is down or unreachable (the URL may hold a key: not shown)
+        where = "--rpc-url" if args.rpc_url else f"chain.rpc_urls[0] of {args.config}"
+        print(
+            f"error: cannot reach the node at {where} ({type(exc).__name__}): start it (local chain:"
+            " scripts/services.sh start anvil) or fix the URL",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
 
-    config = load_config(args.config)
-    chain = section(config, "chain", ChainSettings)
+
+def deploy_cli(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        chain = section(config, "chain", ChainSettings)
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
     try:
         windows = section(config, "deploy", DeploySettings)
     except (ConfigError, ValueError) as exc:
-        print(f"error: {exc} (fix [deploy] in {args.config})", file=sys.stderr)
-        return 2
+        raise Refused(f"{exc} (fix [deploy] in {args.config})") from None
+    keeper = address_arg("--keeper", args.keeper)
+    usdc = address_arg("--usdc", args.usdc)
+    price_feed = address_arg("--price-feed", args.price_feed)
+    keystore = read_keystore(args.keystore) if args.keystore else None  # before asking for its password
     w3 = Web3(Web3.HTTPProvider(args.rpc_url or chain.rpc_urls[0], request_kwargs={"timeout": 60}))
     chain_id = w3.eth.chain_id
     if chain_id != chain.chain_id:
-        print(
-            f"error: the node reports chain id {chain_id}, config chain.chain_id is {chain.chain_id}", file=sys.stderr
-        )
-        return 2
+        raise Refused(f"the node reports chain id {chain_id}, config chain.chain_id is {chain.chain_id}")
     local = chain_id in LOCAL_CHAIN_IDS
-    if args.keystore:
-        password = (
-            Path(args.password_file).read_text().strip()
-            if args.password_file
-            else os.environ.get("GL_DEPLOYER_PASSWORD") or getpass.getpass("keystore password: ")
-        )
-        deployer = Account.from_key(Account.decrypt(json.loads(Path(args.keystore).read_text()), password))
+    if keystore is not None:
+        try:
+            deployer = Account.from_key(Account.decrypt(keystore, keystore_password(args.password_file)))
+        except (ValueError, KeyError, TypeError) as exc:  # "MAC mismatch" (wrong password), a field missing
+            why = f"no field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise Refused(
+                f"--keystore: {args.keystore} cannot be decrypted ({why}): wrong password, or not a V3 keystore"
+            ) from None
     elif local:
         deployer = anvil_account(0)
     else:
-        print("error: off local chains pass --keystore (the deployer's V3 keystore)", file=sys.stderr)
-        return 2
-    keeper = args.keeper or (anvil_account(1).address if local else None)
+        raise Refused("off local chains pass --keystore (the deployer's V3 keystore)")
+    keeper = keeper or (anvil_account(1).address if local else None)
     if keeper is None:
-        print("error: pass --keeper ADDRESS (the keeper daemon's account)", file=sys.stderr)
-        return 2
+        raise Refused("pass --keeper ADDRESS (the keeper daemon's account)")
     params = DeployParams(
-        usdc=args.usdc,
-        price_feed=args.price_feed,
+        usdc=usdc,
+        price_feed=price_feed,
         challenge_window=windows.challenge_window_s,
         resolution_window=windows.resolution_window_s,
     )

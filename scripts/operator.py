@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import signal
-from pathlib import Path
+import sys
 
 import asyncpg
 import requests
 import structlog
 
+from core.config import ConfigError
+from core.contracts import load_chain_deployment
 from core.logs import configure_logging
 from keeper.cli import cmd_resolve, cmd_rule
 from keeper.settings import Settings, load_settings
@@ -98,18 +99,22 @@ async def main_async(settings: Settings, feed: str | None, seed: int, interval: 
             pass
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="config/local.toml")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--interval", type=float, default=5.0)
     a = p.parse_args()
     configure_logging()
-    settings = load_settings(a.config)
-    dep_path = Path(settings.chain.deployment or f"deployments/{settings.chain.chain_id}.json")
-    feed = json.loads(dep_path.read_text())["contracts"].get("MockPriceFeed")
+    try:  # a bad config or deployment file: one line naming the key, exit 2 (never a traceback)
+        settings = load_settings(a.config)
+        feed = load_chain_deployment(settings.chain).price_feed
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     asyncio.run(main_async(settings, feed, a.seed, a.interval))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

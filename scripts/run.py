@@ -28,8 +28,8 @@ import asyncpg
 import requests
 
 from api.settings import ApiSection
-from core.config import ChainSettings, DatabaseSettings, ServicesSettings, load_config, section
-from core.contracts import CONTRACT_NAMES, abi_hash
+from core.config import ChainSettings, ConfigError, DatabaseSettings, ServicesSettings, load_config, section
+from core.contracts import CONTRACT_NAMES, abi_hash, deployment_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data"
@@ -283,17 +283,21 @@ def main() -> int:
     p.add_argument("--chains", type=int, choices=(1, 2), default=1, help="2 adds a second local chain (id 1337)")
     args = p.parse_args()
 
-    config = load_config(args.config)
-    services = section(config, "services", ServicesSettings)
-    chain = section(config, "chain", ChainSettings)
-    db = section(config, "database", DatabaseSettings)
-    api = section(config, "api", ApiSection)
+    try:  # a bad config: one line naming the key, exit 2, before anything starts (never a traceback)
+        config = load_config(args.config)
+        services = section(config, "services", ServicesSettings)
+        chain = section(config, "chain", ChainSettings)
+        db = section(config, "database", DatabaseSettings)
+        api = section(config, "api", ApiSection)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     (DATA / "run").mkdir(parents=True, exist_ok=True)
     (DATA / "run" / "stack.pid").write_text(str(os.getpid()))
 
     sh(str(ROOT / "scripts" / "services.sh"), "start", "pg", "redis", "anvil")
-    deployment = ROOT / (chain.deployment or f"deployments/{chain.chain_id}.json")
+    deployment = deployment_path(chain)
     if not deployment_live(chain.rpc_urls[0], deployment):
         print("deploying contracts (new chain) and resetting the database…", flush=True)
         sh(PY, "-m", "scripts.deploy", "--config", args.config)

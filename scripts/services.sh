@@ -112,13 +112,17 @@ stop_pidfile() {
   rm -f "$f"
 }
 
+USAGE="usage: $0 start|stop|status [pg] [redis] [anvil] [anvil2]"
 cmd=${1:-status}; shift || true
 names=${*:-pg redis anvil}
+for n in "$@"; do  # every name checked before anything starts or stops
+  case $n in pg|redis|anvil|anvil2) ;; *) echo "$0: unknown service '$n': choose from pg, redis, anvil, anvil2" >&2; echo "$USAGE" >&2; exit 2 ;; esac
+done
 case $cmd in
   start) for n in $names; do "start_$n"; done ;;
   stop) for n in ${*:-pg redis anvil anvil2}; do case $n in pg) stop_pg ;; *) stop_pidfile "$n" ;; esac; done ;;
   status)
     for n in redis anvil anvil2; do alive "$DATA/run/$n.pid" && echo "$n: running (pid $(cat "$DATA/run/$n.pid"))" || echo "$n: stopped"; done
     [ -e "$DATA/pg" ] && as_pg "$(pg_bin)/pg_ctl" -D "$(readlink -f "$DATA/pg")/data" status >/dev/null 2>&1 && echo "pg: running" || echo "pg: stopped" ;;
-  *) echo "usage: $0 start|stop|status [pg] [redis] [anvil]" >&2; exit 2 ;;
+  *) echo "$USAGE" >&2; exit 2 ;;
 esac

@@ -29,8 +29,8 @@ import requests
 import structlog
 from web3 import Web3
 
-from core.config import ChainSettings, load_config, section
-from core.contracts import load_abi
+from core.config import ChainSettings, ConfigError, load_config, section
+from core.contracts import deployment_path, load_abi, load_chain_deployment
 from core.logs import configure_logging
 
 log = structlog.get_logger("simulate")
@@ -344,7 +344,7 @@ def simulate(
     return sim.stats
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/local.toml")
     parser.add_argument("--seed", type=int, default=1)
@@ -356,10 +356,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     configure_logging()
-    config = load_config(args.config)
-    chain = section(config, "chain", ChainSettings)
-    with open(chain.deployment or f"deployments/{chain.chain_id}.json") as f:
-        deployment = json.load(f)
+    try:  # a bad config or deployment file: one line naming the key, exit 2 (never a traceback)
+        config = load_config(args.config)
+        chain = section(config, "chain", ChainSettings)
+        load_chain_deployment(chain)  # checked: exists, is a deployment record of chain.chain_id
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    deployment = json.loads(deployment_path(chain).read_text())
 
     def report(stats: Stats) -> None:
         if stats.rounds % 10 == 0:
@@ -384,16 +388,17 @@ def main() -> None:
     except requests.RequestException as exc:
         if stop.is_set():  # Ctrl-C reaches the local chain too: it may be gone before our last round ends
             log.info("simulation_stopped", note="the node went away while stopping", error=str(exc)[:200])
-            return
+            return 0
         log.error(
             "node_unreachable",
             url=chain.rpc_urls[0],
             error=str(exc)[:200],
             hint="is the chain running? `make run` starts it (or scripts/services.sh start anvil)",
         )
-        sys.exit(1)
+        return 1
     log.info("simulation_finished", **dataclasses.asdict(stats))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

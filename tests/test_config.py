@@ -18,6 +18,9 @@ class Sample:
     name: str = "x"
 
 
+S = ("s",)  # the sections these tests' files may hold (load_config refuses any other)
+
+
 def write(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "c.toml"
     p.write_text(text)
@@ -26,27 +29,27 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_section_builds_dataclass_from_toml(tmp_path: Path) -> None:
     """Values of the right types land in the frozen dataclass; lists become tuples."""
-    cfg = load_config(write(tmp_path, '[s]\nport = 5\nurls = ["a", "b"]\nenabled = true\n'), environ={})
+    cfg = load_config(write(tmp_path, '[s]\nport = 5\nurls = ["a", "b"]\nenabled = true\n'), environ={}, sections=S)
     assert section(cfg, "s", Sample) == Sample(port=5, urls=("a", "b"), enabled=True)
 
 
 def test_unknown_key_is_named_with_valid_keys(tmp_path: Path) -> None:
     """A typo in a key fails at start and the message names the key and lists the valid ones."""
-    cfg = load_config(write(tmp_path, "[s]\nport = 5\nprot = 6\n"), environ={})
+    cfg = load_config(write(tmp_path, "[s]\nport = 5\nprot = 6\n"), environ={}, sections=S)
     with pytest.raises(ConfigError, match=r"s\.prot.*valid keys in \[s\]: enabled, name, port, urls"):
         section(cfg, "s", Sample)
 
 
 def test_wrong_type_is_named(tmp_path: Path) -> None:
     """A string where an integer belongs names the key and the value."""
-    cfg = load_config(write(tmp_path, '[s]\nport = "5"\n'), environ={})
+    cfg = load_config(write(tmp_path, '[s]\nport = "5"\n'), environ={}, sections=S)
     with pytest.raises(ConfigError, match=r"s\.port must be an integer, got '5'"):
         section(cfg, "s", Sample)
 
 
 def test_missing_required_key(tmp_path: Path) -> None:
     """A required key without a default is reported by name."""
-    cfg = load_config(write(tmp_path, "[s]\n"), environ={})
+    cfg = load_config(write(tmp_path, "[s]\n"), environ={}, sections=S)
     with pytest.raises(ConfigError, match=r"missing required key s\.port"):
         section(cfg, "s", Sample)
 
@@ -54,7 +57,7 @@ def test_missing_required_key(tmp_path: Path) -> None:
 def test_env_overrides_file(tmp_path: Path) -> None:
     """GL_SECTION__KEY overrides the file, with lists comma-separated and booleans spelled out."""
     env = {"GL_S__PORT": "7", "GL_S__URLS": "http://a, http://b", "GL_S__ENABLED": "yes"}
-    cfg = load_config(write(tmp_path, "[s]\nport = 5\n"), environ=env)
+    cfg = load_config(write(tmp_path, "[s]\nport = 5\n"), environ=env, sections=S)
     assert section(cfg, "s", Sample) == Sample(port=7, urls=("http://a", "http://b"), enabled=True)
 
 
@@ -71,7 +74,7 @@ def test_env_list_of_integers(tmp_path: Path) -> None:
 
 def test_bad_env_value_is_named(tmp_path: Path) -> None:
     """An environment override that is not a number says which key came from the environment."""
-    cfg = load_config(write(tmp_path, "[s]\nport = 5\n"), environ={"GL_S__PORT": "five"})
+    cfg = load_config(write(tmp_path, "[s]\nport = 5\n"), environ={"GL_S__PORT": "five"}, sections=S)
     with pytest.raises(ConfigError, match=r"s\.port \(from environment\) must be an integer"):
         section(cfg, "s", Sample)
 

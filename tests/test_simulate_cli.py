@@ -18,7 +18,7 @@ ADDRESSES = {n: "0x" + f"{i:040x}" for i, n in enumerate(NAMES, 1)}
 
 def _config(tmp_path: Path, port: int) -> Path:
     dep = tmp_path / "31337.json"
-    dep.write_text(json.dumps({"contracts": ADDRESSES, "deploy_block": 1}))
+    dep.write_text(json.dumps({"chain_id": 31337, "contracts": ADDRESSES, "deploy_block": 1}))
     cfg = tmp_path / "sim.toml"
     cfg.write_text(f'[chain]\nchain_id = 31337\nrpc_urls = ["http://127.0.0.1:{port}"]\ndeployment = "{dep}"\n')
     return cfg

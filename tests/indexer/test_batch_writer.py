@@ -5,6 +5,7 @@ rolls back."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 from pathlib import Path
@@ -19,10 +20,8 @@ from indexer.settings import Settings, build_settings
 
 def settings(dsn: str, tmp_path: Path) -> Settings:
     dep = tmp_path / "d.json"
-    dep.write_text(
-        '{"chain_id": 31337, "deploy_block": 1, "contracts": {"OpinionMarket": "0x01", '
-        '"CreatorShares": "0x02", "USDC": "0x03"}}'
-    )
+    contracts = {"OpinionMarket": "0x" + "01" * 20, "CreatorShares": "0x" + "02" * 20, "USDC": "0x" + "03" * 20}
+    dep.write_text(json.dumps({"chain_id": 31337, "deploy_block": 1, "contracts": contracts}))
     return build_settings(
         {"database": {"dsn": dsn}, "chain": {"chain_id": 31337, "rpc_urls": ["http://a"], "deployment": str(dep)}}
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import decimal
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -186,10 +187,8 @@ def test_recorded_getlogs_answer_decodes_to_golden_events() -> None:
 def test_settings_reject_unknown_keys_and_name_the_key(tmp_path: Any) -> None:
     """Config errors name the key; an unknown [indexer] key is refused."""
     dep = tmp_path / "d.json"
-    dep.write_text(
-        '{"chain_id": 31337, "deploy_block": 1, "contracts": {"OpinionMarket": "0x01", '
-        '"CreatorShares": "0x02", "USDC": "0x03"}}'
-    )
+    contracts = {"OpinionMarket": "0x" + "01" * 20, "CreatorShares": "0x" + "02" * 20, "USDC": "0x" + "03" * 20}
+    dep.write_text(json.dumps({"chain_id": 31337, "deploy_block": 1, "contracts": contracts}))
     base = {
         "database": {"dsn": "postgresql://x"},
         "chain": {"chain_id": 31337, "rpc_urls": ["http://a"], "deployment": str(dep)},
