@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ from starlette.applications import Starlette
 from api import connections
 from api.app import create_app
 from api.settings import Settings, load_settings
-from core.config import ConfigError, load_config
-from core.logs import configure_logging
+from core.config import ConfigError, listen_failed, load_config
+from core.logs import LOG_LEVELS, configure_logging
 
 log = structlog.get_logger("api")
 CONFIG_ENV = "GL_API_CONFIG_FILE"
@@ -59,11 +60,12 @@ def factory() -> Starlette:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api", description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--config", default=os.environ.get("GL_CONFIG", "config/local.toml"))
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVELS)
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
         settings = settings_from(args.config)
+        _check_listen(settings)
     except ConfigError as exc:
         log.error("config_invalid", error=str(exc))
         return 2
@@ -92,6 +94,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     uvicorn.Server(uvicorn.Config(create_app(settings), **server_options(settings))).run()
     return 0
+
+
+def _check_listen(settings: Settings) -> None:
+    """A port another process holds is one line naming its key (exit 2), not uvicorn's bind error
+    or a traceback from the feed (both ports are tried before anything starts)."""
+    a = settings.api
+    ports = (("api.port", a.host, a.port, False), ("api.feed_port", a.feed_host, a.feed_port, True))
+    for key, host, port, reuse in ports:
+        if port == 0:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse:  # the feed binds with SO_REUSEPORT (workers share it)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                raise listen_failed(key, host, port, exc) from None
 
 
 def server_options(settings: Settings) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core.config import ChainSettings, ConfigError, DatabaseSettings, RedisSettings, section
+from core.config import ChainSettings, ConfigError, DatabaseSettings, RedisSettings, check_port, section
 from core.warm import DEFAULT_API_PORT
 
 JWT_SECRET_ENV = "GL_API_JWT_SECRET"
@@ -173,6 +173,14 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
     ):
         if getattr(api, key) <= 0:
             raise ConfigError(f"api.{key} must be positive")
+    free = {0: "a free port the system picks (tests)"}
+    check_port("api.port", api.port, free)
+    check_port("api.feed_port", api.feed_port, free)
+    if not 1 <= api.workers <= 64:
+        raise ConfigError(f"api.workers must be from 1 to 64 processes, got {api.workers}")
+    for key in ("pool_max", "write_pool_max", "feed_pool_max"):
+        if not 1 <= getattr(api, key) <= 1000:
+            raise ConfigError(f"api.{key} must be from 1 to 1000 connections, got {getattr(api, key)}")
     if api.jwt_ttl_s < 60 or api.jwt_ttl_s > 86400:
         raise ConfigError(f"api.jwt_ttl_s must be between 60 and 86400 seconds, got {api.jwt_ttl_s}")
     if api.rate_limit_window_s <= 0:
