@@ -69,6 +69,9 @@ ALL_ROOMS_EVENTS = ("chain:reorg", "chain:finalized", "chain:gap", "system:maint
 PRIVATE_EVENTS = ("notification",)  # only to a connection signed in as the room's user
 PAGE_ACQUIRE_S = 2.0
 RESUME_KEYS_MAX = 10_000  # client addresses whose resume budget is tracked
+# A resume reads the outbox rows between `since` and the head, ours or not: more than this many
+# times feed_replay_max rows behind is refused before any read (each read is then bounded).
+SPAN_PER_REPLAY_MAX = 10
 _ROOM = re.compile(r"^(global:all|market:(0|[1-9][0-9]{0,17})|(user|creator):0x[0-9a-fA-F]{40})$")
 
 REPLAY_SQL = """
@@ -219,6 +222,7 @@ class Hub:
         # Resumes read the outbox in pages on the feed's pool: budgeted per client address, whatever
         # the number of connections it opens and closes (reconnect loops).
         self.resumes_per_min = a.feed_resumes_per_minute
+        self.resume_burst = min(a.feed_resume_burst, a.feed_resumes_per_minute)
         self.resumes: dict[str, Bucket] = {}
 
     # ---------------------------------------------------------------- fan-out (no await inside)
@@ -518,7 +522,7 @@ class Hub:
                 del self.resumes[k]
         bucket = self.resumes.get(ip)
         if bucket is None:
-            bucket = self.resumes[ip] = Bucket(self.resumes_per_min / 60, self.resumes_per_min, now)
+            bucket = self.resumes[ip] = Bucket(self.resumes_per_min / 60, self.resume_burst, now)
         return bucket.take(now) >= 0
 
     def _leave(self, c: Client, rooms: list[str]) -> None:
@@ -560,6 +564,9 @@ class Hub:
             oldest, heads, backlog = await self._replay_start(since, target, rooms)
             if oldest is not None and since + 1 < oldest:
                 failed = _error("since_too_old", f"the outbox starts at seq {oldest}; {RELOAD}")
+                return
+            if backlog < 0:  # the span was refused before reading it (_replay_start)
+                failed = _error("since_too_old", f"more than {self.replay_max} events to replay; {RELOAD}")
                 return
             if backlog > self.replay_max:  # counted first: refused before sending any of it
                 failed = _error("since_too_old", f"more than {self.replay_max} events to replay; {RELOAD}")
@@ -608,12 +615,15 @@ class Hub:
         self, since: int, target: int, rooms: list[str]
     ) -> tuple[int | None, asyncpg.Record | None, int]:
         """The outbox's oldest seq, the chain's heads, and the events to replay (counted up to
-        replay_max + 1, and only when the seq span is larger than replay_max)."""
+        replay_max + 1, and only when the seq span is larger than replay_max; -1 when the span is
+        more than SPAN_PER_REPLAY_MAX times replay_max: refused without reading it)."""
         async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
             oldest = await conn.fetchval(MIN_SEQ_SQL, self.chain_id)
             heads = await conn.fetchrow(HEADS_SQL, self.chain_id)
             backlog = target - since
-            if backlog > self.replay_max:
+            if backlog > SPAN_PER_REPLAY_MAX * self.replay_max:
+                backlog = -1
+            elif backlog > self.replay_max:
                 backlog = await conn.fetchval(
                     BACKLOG_SQL, self.chain_id, since, target, rooms, list(ALL_ROOMS_EVENTS), self.replay_max + 1
                 )

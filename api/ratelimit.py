@@ -61,6 +61,9 @@ def window(now: float, window_s: int) -> tuple[int, int]:
     return idx, max(1, int((idx + 1) * window_s - now))
 
 
+DENIED_MAX = 10_000  # clients remembered as over their limit in this window
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -81,6 +84,9 @@ class RateLimiter:
         self.per_ip_signin = per_ip_signin
         self.metrics = metrics
         self.enabled = enabled and client is not None
+        # Buckets already over their limit in the current window -> that verdict: a client that keeps
+        # sending after its 429 costs no Redis round trip until the window turns (bounded).
+        self.denied: dict[str, tuple[int, Verdict]] = {}
 
     async def check(self, ip: str, user: str | None) -> Verdict | None:
         """None = unlimited (disabled, or Redis unreachable). `ip` counts by its address_key (an IPv6
@@ -99,6 +105,14 @@ class RateLimiter:
         if not self.enabled or self.client is None:
             return None
         idx, reset = window(time.time(), self.window_s)
+        who = "|".join(ident for ident, _ in buckets)
+        denied = self.denied.get(who)
+        if denied is not None:
+            if denied[0] == idx:
+                self.metrics.rate_limited.inc()
+                v = denied[1]
+                return Verdict(False, v.limit, 0, reset, v.window_s)
+            del self.denied[who]
         try:
             pipe = self.client.pipeline(transaction=False)
             for ident, _ in buckets:
@@ -116,4 +130,7 @@ class RateLimiter:
         worst = min(verdicts, key=lambda v: (v.allowed, v.remaining))
         if not worst.allowed:
             self.metrics.rate_limited.inc()
+            if len(self.denied) >= DENIED_MAX:
+                self.denied.clear()
+            self.denied[who] = (idx, worst)
         return worst

@@ -80,6 +80,7 @@ class ApiSection:
     feed_max_connections: int = 10000  # feed sockets in all, handshakes included; beyond, closed at once
     feed_handshake_timeout_s: float = 3.0  # a socket that has not finished its websocket handshake by then is closed
     feed_resumes_per_minute: int = 30  # subscribes with since per client address (a replay reads the outbox)
+    feed_resume_burst: int = 5  # ... of which at most this many at once (never more than the per-minute budget)
     feed_frames_per_s: float = 5.0  # client frames per connection (token bucket) ...
     feed_frame_burst: int = 20  # ... with this burst; beyond it frames are refused, 4x beyond it closes (1008)
     docs_enabled: bool = True
@@ -170,6 +171,7 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
         "feed_max_connections",
         "feed_max_connections_per_ip",
         "feed_handshake_timeout_s",
+        "feed_resume_burst",
     ):
         if getattr(api, key) <= 0:
             raise ConfigError(f"api.{key} must be positive")

@@ -105,3 +105,24 @@ async def test_resumes_are_budgeted_per_client_address_across_connections(db_dsn
             assert "resumes" in frames[0]["message"]
             await assert_unsubscribed_until_asked(ws, conn)
     await conn.close()
+
+
+async def test_a_resume_too_far_behind_is_refused_before_the_outbox_is_read(db_dsn: str, redis_url: str) -> None:
+    """Review s13 F4: a resume into a room with no events counted over the whole seq span (a parallel
+    sequential scan of a 72 h outbox). Now a span of more than SPAN_PER_REPLAY_MAX x feed_replay_max
+    rows is refused as since_too_old without reading it, however few of them are the client's."""
+    conn = await asyncpg.connect(db_dsn)
+    seqs = [await trade_row(conn, 2, b) for b in range(1, 25)]  # 24 rows of another room
+    async with running(make_settings(db_dsn, redis_url, feed_replay_max=2)) as (_, rt, url):
+        assert rt.state is not None
+        async with connect(url) as ws:  # 23 rows behind > 10 x 2: refused (before: counted, then replayed)
+            await subscribe(ws, ["market:1"], since=seqs[0])
+            frames = await frames_until_quiet(ws)
+            assert [(m["type"], m.get("code")) for m in frames] == [("error", "since_too_old")]
+            assert "more than 2 events" in frames[0]["message"]
+        async with connect(url) as ws:  # 19 rows behind <= 20, none in the room: read, nothing to send
+            await subscribe(ws, ["market:1"], since=seqs[4])
+            frames = await frames_until_quiet(ws)
+            assert [m["type"] for m in frames] == ["replayed"]
+            assert frames[0]["events"] == 0
+    await conn.close()

@@ -186,6 +186,7 @@ async def test_feed_clients_replaying_from_far_back_that_never_read_free_everyth
         feed_queue_max=100,
         feed_replay_stall_s=1.0,
         feed_max_connections_per_ip=50,
+        feed_resume_burst=12,
     )
     async with serving(settings) as (rt, base):
         assert rt.state is not None

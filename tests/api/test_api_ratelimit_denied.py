@@ -1,0 +1,33 @@
+"""A client over its rate limit costs no Redis round trip until the window turns (review s13 F6:
+every request after the 429 still ran INCR + EXPIRE)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+
+from api.metrics import Metrics
+from api.ratelimit import RateLimiter, window
+
+pytestmark = [pytest.mark.redis]
+
+
+async def test_requests_after_the_429_are_refused_in_process(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    ns = f"t{uuid.uuid4().hex[:8]}:"
+    limiter = RateLimiter(client, ns, 3600, per_ip=3, per_user=3, metrics=Metrics())
+    try:
+        verdicts = [await limiter.check("192.0.2.7", None) for _ in range(10)]
+        assert [v.allowed for v in verdicts if v is not None] == [True, True, True] + [False] * 7
+        assert all(v is not None and v.remaining == 0 and v.limit == 3 for v in verdicts[3:])
+        idx, _ = window(time.time(), 3600)
+        counted = await client.get(f"{ns}rl:ip:192.0.2.7:{idx}")
+        assert int(counted) == 4  # the fourth request found the limit; the six after it never reached Redis
+        other = await limiter.check("192.0.2.8", None)  # another client is counted as before
+        assert other is not None
+        assert other.allowed
+    finally:
+        await client.aclose()
