@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("config_invalid", error=str(exc))
         return 2
     a = settings.api
-    needed = connections.open_files_needed(a)
+    needed = connections.open_files_needed(settings)
     soft, hard = connections.ensure_open_files(needed)
     if soft < needed:
         log.error(

@@ -418,14 +418,14 @@ async def _chain_parts(
     settings: Settings,
     metrics: Metrics,
     rt: Runtime,
-    write_pool: asyncpg.Pool,
+    pump_pool: asyncpg.Pool,
     feed_pool: asyncpg.Pool,
     client: aioredis.Redis,
 ) -> ChainParts:
     """One served chain: its cache namespace, its outbox pump (cache invalidation, then its feed hub)."""
     a = settings.api
     cache = Cache(client, a.cache_prefix, chain, a.cache_ttl_s, metrics, a.cache_enabled)
-    pump = Pump(write_pool, settings.dsn, client, chain, a.outbox_poll_s, metrics, cache.ns)
+    pump = Pump(pump_pool, settings.dsn, client, chain, a.outbox_poll_s, metrics, cache.ns)
     hub = Hub(feed_pool, settings, metrics, rt.trusted_proxies, chain)
     await pump.start()
     hub.head_seq = pump.last_seq
@@ -501,6 +501,11 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             feed_pool = await _pool(
                 stack, settings.read_dsn, 0, a.feed_pool_max, read_only, a.shutdown_timeout_s, answer_s
             )
+            # the outbox pumps read on connections of their own (the primary, as the write pool): a
+            # crowd of sign-ins on the write pool never delays cache invalidation or the feed
+            pump_pool = await _pool(
+                stack, settings.dsn, 1, len(settings.chains), server_settings, a.shutdown_timeout_s, answer_s
+            )
         except BaseException:
             await stack.aclose()
             raise
@@ -512,7 +517,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
         )
         stack.push_async_callback(client.aclose)
         chains = {
-            c: await _chain_parts(c, settings, metrics, rt, write_pool, feed_pool, client) for c in settings.chains
+            c: await _chain_parts(c, settings, metrics, rt, pump_pool, feed_pool, client) for c in settings.chains
         }
         default = chains[settings.chain_id]
         await default.cache.ping()

@@ -59,9 +59,11 @@ class Limits:
 OTHER_FILES = 64  # listening sockets, Redis, logs, the interpreter's own files: a margin
 
 
-def open_files_needed(a: Any) -> int:
-    """What the API's caps can hold open at once (settings.api): both ports' connections and the pools."""
-    pools = a.pool_max + a.write_pool_max + a.feed_pool_max
+def open_files_needed(settings: Any) -> int:
+    """What the API's caps can hold open at once: both ports' connections and the pools (the outbox
+    pumps' has a connection per chain)."""
+    a = settings.api
+    pools = a.pool_max + a.write_pool_max + a.feed_pool_max + len(settings.chains)
     return int(a.max_connections + a.feed_max_connections + pools + OTHER_FILES)
 
 

@@ -36,7 +36,7 @@ class ApiSection:
     pool_min: int = 2
     pool_max: int = 10
     pool_acquire_timeout_s: float = 2.0  # a request waits this long for a connection, then 503 + Retry-After
-    write_pool_max: int = 3  # the primary: nonces, notification reads, the outbox pump
+    write_pool_max: int = 3  # the primary: nonces, notification marks (the outbox pumps have their own)
     feed_pool_max: int = 3  # the feed's replays: never the HTTP pool
     retry_after_s: int = 1  # Retry-After on a 503 for a busy pool or database
     shutdown_timeout_s: float = 10.0  # SIGTERM: in-flight requests get this long, then are cancelled

@@ -60,3 +60,23 @@ async def test_concurrent_misses_of_one_variant_share_one_query(db_dsn: str, red
         assert kinds.count("miss") == 1, kinds  # one query; before: six, one after another on the pool
         assert set(kinds) <= {"miss", "shared", "hit"}, kinds
         assert rt.state.cache.inflight == {}
+
+
+async def test_the_outbox_pump_does_not_wait_for_the_write_pool(db_dsn: str, redis_url: str) -> None:
+    """Review s13 F7: the pump read the outbox on the 3-connection write pool that anonymous sign-ins
+    use; with it exhausted, cache invalidation and the feed stopped. The pump has its own connection."""
+    await scenario(db_dsn)
+    settings = make_settings(db_dsn, redis_url, write_pool_max=1)
+    conn = await asyncpg.connect(db_dsn)
+    async with serving(settings) as (rt, _base):
+        assert rt.state is not None
+        cache = rt.state.cache
+        async with rt.state.write_pool.acquire():  # every write-pool connection is busy (sign-ins)
+            before = cache.generation
+            await outbox(conn, "market:trade", ["market:1"], {"market_id": 1}, 100, 0)
+            for _ in range(750):  # 15 s, three times the pump's acquire timeout
+                if cache.generation != before:
+                    break
+                await asyncio.sleep(0.02)
+            assert cache.generation != before, "the pump never applied the row while the write pool was busy"
+    await conn.close()
