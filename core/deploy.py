@@ -76,8 +76,10 @@ def anvil_account(index: int) -> LocalAccount:
     return acct
 
 
-def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dict[str, Any]]:
-    """The ordered list of transactions (pure given chain id and nonce); each names its purpose."""
+def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams, nonce: int | None = None) -> list[dict[str, Any]]:
+    """The ordered list of transactions (pure given chain id and nonce); each names its purpose.
+    `nonce`: the deployer's first nonce (read from the node when None); the plan's addresses follow
+    from it, so the transactions must be sent with exactly these nonces (deploy() does)."""
     if Web3.to_checksum_address(keeper) == Web3.to_checksum_address(deployer):
         # OpinionMarket reverts RoleConflict: the deployer is granted ARBITER_ROLE, the keeper RESOLVER_ROLE
         raise DeployError(
@@ -93,8 +95,11 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
             f" {MIN_PUBLIC_CHALLENGE_S} s is required (86400 recommended) so an arbiter can dispute a wrong"
             " proposal before it is final"
         )
+    if params.usdc is not None:
+        _check_collateral(w3, params.usdc)
     sender = Web3.to_checksum_address(deployer)
-    nonce = int(w3.eth.get_transaction_count(sender, "pending"))
+    if nonce is None:
+        nonce = int(w3.eth.get_transaction_count(sender, "pending"))
     steps: list[dict[str, Any]] = []
 
     def create(name: str, *args: Any) -> str:
@@ -154,13 +159,78 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams) -> list[dic
     return steps
 
 
+def _check_collateral(w3: Web3, usdc: str) -> None:
+    """The collateral must be a contract answering decimals() = 6: the contracts' fee, curve and
+    dividend arithmetic (uint80/uint112 accumulators) is sized for USDC's 6 decimals; an 18-decimal
+    token overflows a creator's dividend accumulator within realistic volume."""
+    address = Web3.to_checksum_address(usdc)
+    if not w3.eth.get_code(address):
+        raise DeployError(f"--usdc {address}: no contract at this address on chain {w3.eth.chain_id}")
+    decimals_abi = [
+        {
+            "type": "function",
+            "name": "decimals",
+            "inputs": [],
+            "outputs": [{"type": "uint8"}],
+            "stateMutability": "view",
+        }
+    ]
+    try:
+        decimals = int(w3.eth.contract(address=address, abi=decimals_abi).functions.decimals().call())
+    except Exception as exc:  # any failure (a revert, no such function): not a token we can use
+        raise DeployError(f"--usdc {address}: decimals() failed ({type(exc).__name__}); USDC is required") from None
+    if decimals != 6:
+        raise DeployError(f"--usdc {address}: decimals() = {decimals}, the contracts need USDC's 6")
+
+
+def _holds(check: Any) -> bool:
+    try:
+        return bool(check())
+    except Exception:  # a call that reverts (no such function at that address) does not hold either
+        return False
+
+
+def verify(w3: Web3, record: dict[str, Any]) -> None:
+    """Reads back what the deployment must have made (code at every address, the two contracts wired
+    to each other and to one collateral, the roles granted) and raises DeployError naming each part
+    that is not so: the record is written only after this passes."""
+    c, keeper, deployer = record["contracts"], record["keeper"], record["deployer"]
+    problems = [f"{name}: no code at {addr}" for name, addr in c.items() if addr and not w3.eth.get_code(addr)]
+    if not problems:
+        om = w3.eth.contract(address=c["OpinionMarket"], abi=load_artifact("OpinionMarket")["abi"])
+        cs = w3.eth.contract(address=c["CreatorShares"], abi=load_artifact("CreatorShares")["abi"])
+        f, g = om.functions, cs.functions
+        resolver, arbiter, keeper_role = (Web3.keccak(text=r) for r in ("RESOLVER_ROLE", "ARBITER_ROLE", "KEEPER_ROLE"))
+        checks = (
+            (
+                lambda: f.creatorShares().call() == c["CreatorShares"],
+                "OpinionMarket.creatorShares() is not CreatorShares",
+            ),
+            (
+                lambda: g.marketFeeSource().call() == c["OpinionMarket"],
+                "CreatorShares.marketFeeSource() is not OpinionMarket",
+            ),
+            (lambda: f.usdc().call() == c["USDC"] == g.usdc().call(), "the two contracts do not use the recorded USDC"),
+            (lambda: f.hasRole(resolver, keeper).call(), "the keeper lacks RESOLVER_ROLE"),
+            (lambda: f.hasRole(arbiter, deployer).call(), "the deployer lacks ARBITER_ROLE"),
+            (lambda: g.hasRole(keeper_role, keeper).call(), "the keeper lacks KEEPER_ROLE"),
+        )
+        problems = [why for check, why in checks if not _holds(check)]
+    if problems:
+        raise DeployError(
+            "the deployment is not wired as planned (" + "; ".join(problems) + "): no record written. Another"
+            " transaction from the deployer may have taken a nonce meanwhile; deploy again from an idle account"
+        )
+
+
 def deploy(
     w3: Web3, deployer: LocalAccount, keeper: str, params: DeployParams = DeployParams(), timeout: float = 60
 ) -> dict[str, Any]:
-    """Sends the plan with pipelined nonces, waits for every receipt, returns the deployment record."""
-    steps = plan(w3, deployer.address, keeper, params)
+    """Sends the plan with pipelined nonces, waits for every receipt, checks what it made (verify),
+    returns the deployment record."""
     chain_id = w3.eth.chain_id
-    nonce = w3.eth.get_transaction_count(deployer.address, "pending")
+    nonce = int(w3.eth.get_transaction_count(deployer.address, "pending"))  # read once: the plan's addresses
+    steps = plan(w3, deployer.address, keeper, params, nonce)
     block = w3.eth.get_block("latest")
     base_fee = int(block.get("baseFeePerGas", 0) or 0)
     tip = 10**9 if chain_id in LOCAL_CHAIN_IDS else int(w3.eth.max_priority_fee)
@@ -186,9 +256,12 @@ def deploy(
         receipt = w3.eth.wait_for_transaction_receipt(h, timeout=max(1.0, deadline - time.monotonic()))
         if receipt["status"] != 1:
             raise DeployError(f"{step['purpose']} reverted in tx {h.hex()}")
+        made = receipt.get("contractAddress")
+        if step["to"] is None and made != step["address"]:
+            raise DeployError(f"{step['purpose']} created {made}, the plan expected {step['address']}")
         first_block = receipt["blockNumber"] if first_block is None else min(first_block, receipt["blockNumber"])
     addresses = steps[0]["addresses"]
-    return {
+    record = {
         "chain_id": chain_id,
         "deploy_block": first_block,
         "deployer": deployer.address,
@@ -197,6 +270,8 @@ def deploy(
         "params": dataclasses.asdict(params),
         "abi_hashes": {n: abi_hash(n) for n in CONTRACT_NAMES},
     }
+    verify(w3, record)
+    return record
 
 
 def write_deployment(record: dict[str, Any], directory: str | Path = "deployments") -> Path:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from web3 import Web3
 
-from core.contracts import abi_hash, load_abi
-from core.deploy import DeployError, DeployParams, anvil_account, deploy, plan, write_deployment
+from core.contracts import abi_hash, load_abi, load_artifact
+from core.deploy import DeployError, DeployParams, anvil_account, deploy, plan, verify, write_deployment
 from scripts.simulate import simulate
 from tests.chain import Anvil
 
@@ -45,13 +45,20 @@ def test_plan_refuses_mock_usdc_off_local_chains() -> None:
         node.stop()
 
 
+def _mock_usdc(w3: Web3) -> str:
+    """A MockUSDC (6 decimals) deployed from anvil's first account: a collateral the plan accepts."""
+    art = load_artifact("MockUSDC")
+    tx = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"]).constructor().transact({"from": w3.eth.accounts[0]})
+    return str(w3.eth.wait_for_transaction_receipt(tx)["contractAddress"])
+
+
 def test_plan_refuses_a_short_challenge_window_off_local_chains() -> None:
     """A one-minute challenge window (the local stack's) on a public chain would leave the arbiter no
     time to dispute: the deployer refuses it, naming the key; an hour is accepted."""
     node = Anvil(chain_id=8453)
-    usdc = "0x" + "11" * 20
     try:
         w3 = Web3(Web3.HTTPProvider(node.url))
+        usdc = _mock_usdc(w3)
         with pytest.raises(DeployError, match=r"deploy\.challenge_window_s is 60 s, at least 3600 s"):
             plan(w3, anvil_account(0).address, anvil_account(1).address, DeployParams(usdc=usdc))
         steps = plan(
@@ -60,6 +67,40 @@ def test_plan_refuses_a_short_challenge_window_off_local_chains() -> None:
         assert "deploy OpinionMarket" in [s["purpose"] for s in steps]
     finally:
         node.stop()
+
+
+def test_plan_refuses_a_collateral_that_is_not_a_6_decimal_token(w3: Web3, deployment: dict[str, Any]) -> None:
+    """Review s13 S13-2: the contracts' accumulators are sized for USDC's 6 decimals (an 18-decimal
+    token overflows a creator's dividend accumulator at realistic volume); nothing checked it."""
+    deployer, keeper = anvil_account(0).address, anvil_account(1).address
+    feed = deployment["contracts"]["MockPriceFeed"]  # answers decimals() = 8
+    with pytest.raises(DeployError, match=r"decimals\(\) = 8, the contracts need USDC's 6"):
+        plan(w3, deployer, keeper, DeployParams(usdc=feed))
+    with pytest.raises(DeployError, match="no contract at this address"):
+        plan(w3, deployer, keeper, DeployParams(usdc="0x" + "11" * 20))
+    om = deployment["contracts"]["OpinionMarket"]  # code, but no decimals()
+    with pytest.raises(DeployError, match=r"decimals\(\) failed"):
+        plan(w3, deployer, keeper, DeployParams(usdc=om))
+    assert plan(w3, deployer, keeper, DeployParams(usdc=deployment["contracts"]["USDC"]))
+
+
+def test_a_deployment_not_wired_as_planned_is_refused(w3: Web3, deployment: dict[str, Any]) -> None:
+    """Review s13 S13-1: deploy() read the deployer's nonce twice and its only wiring check compared
+    two values built the same way, so a transaction of the deployer's in between wrote a record naming
+    an address without code. Now what was made is read back before the record is written."""
+    record = {**deployment, "contracts": dict(deployment["contracts"])}
+    verify(w3, record)  # the real deployment passes
+    record["contracts"]["CreatorShares"] = "0x" + "22" * 20
+    with pytest.raises(DeployError, match="CreatorShares: no code at"):
+        verify(w3, record)
+    c = deployment["contracts"]
+    swapped = {**deployment, "contracts": {**c, "CreatorShares": c["USDC"], "USDC": c["CreatorShares"]}}
+    with pytest.raises(DeployError) as refused:
+        verify(w3, swapped)
+    assert "OpinionMarket.creatorShares() is not CreatorShares" in str(refused.value)
+    other_keeper = {**deployment, "keeper": anvil_account(5).address}
+    with pytest.raises(DeployError, match="the keeper lacks RESOLVER_ROLE; the keeper lacks KEEPER_ROLE"):
+        verify(w3, other_keeper)
 
 
 def test_plan_refuses_a_keeper_that_is_the_deployer(w3: Web3) -> None:
