@@ -498,6 +498,11 @@ def decide_tx(
         return Rebroadcast(latest.index)  # recorded, never sent (crash between record and broadcast)
     if chain.head - latest.sent_block < replace_after:
         return None if latest.known else Rebroadcast(latest.index)
+    if tx.nonce > chain.nonce_latest:
+        # queued behind a lower nonce of ours that has not mined: no fee makes it mine first, so a bump
+        # only raises what it will pay (the lowest one is bumped; this one follows it). A node that
+        # lost it gets the same bytes again.
+        return Wait("queued_behind_lower_nonce") if latest.known else Rebroadcast(latest.index)
     fees = replacement_fees(latest.fees, chain.fees, policy)
     if fees is None:
         return Wait("fee_cap_reached") if latest.known else Rebroadcast(latest.index, "fee_cap_reached")

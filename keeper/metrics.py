@@ -48,6 +48,16 @@ class Metrics:
             "Fee bumps put off because the re-simulation failed without a contract refusal (node trouble)",
             registry=r,
         )
+        self.receipts_off_chain = Counter(
+            "keeper_receipts_off_chain_total",
+            "receipts whose block is not the node's block at that height (no decision that pass)",
+            registry=r,
+        )
+        self.track_failures = Counter(
+            "keeper_track_failures_total",
+            "ledger transactions a tracker pass could not decide or record (the others went on)",
+            registry=r,
+        )
         self.receipt_lookups_failed = Counter(
             "keeper_receipt_lookups_failed_total",
             "Transactions left undecided for a tracker pass because their receipt lookup failed",

@@ -185,6 +185,18 @@ async def insert_txs(conn: Conn, fence: Fence, sender: bytes, txs: Sequence[NewT
         [t.queue_id for t in txs],
     )
     ids = {r["job_key"]: r["id"] for r in rows}
+    # an older transaction of a key that a reverted or dropped one left free is superseded for good
+    await conn.execute(
+        """
+        UPDATE keeper.txs o SET superseded_by = n.id, updated_at = now()
+          FROM unnest($2::text[], $3::bigint[]) AS n(job_key, id)
+         WHERE o.chain_id = $1 AND o.job_key = n.job_key AND o.id <> n.id
+           AND o.status IN ('dropped', 'reverted') AND o.superseded_by IS NULL
+        """,
+        fence.chain_id,
+        list(ids),
+        list(ids.values()),
+    )
     await conn.execute(
         """
         INSERT INTO keeper.tx_attempts (tx_id, chain_id, attempt, tx_hash, raw_tx, max_fee_per_gas,
@@ -392,13 +404,17 @@ async def mark_mined(pool: asyncpg.Pool, fence: Fence, items: Sequence[Mined]) -
                 m.tx.queue_id,
                 {"confirmed": "resolved", "reverted": "failed"}.get(m.status, "sent"),
                 None if m.success else "transaction reverted",
+                m.tx.id,
             )
             for m in items
             if m.tx.queue_id is not None
         ]
-        if queue:
+        if queue:  # a superseded transaction's entry stays as it is: a newer entry took the market
             await conn.executemany(
-                "UPDATE keeper.resolution_queue SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1",
+                """
+                UPDATE keeper.resolution_queue SET status = $2, status_reason = $3, updated_at = now()
+                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM keeper.txs WHERE id = $4 AND superseded_by IS NOT NULL)
+                """,
                 queue,
             )
 
@@ -424,7 +440,12 @@ async def mark_reorged(pool: asyncpg.Pool, fence: Fence, tx: TxRow) -> None:
         )
         if tx.queue_id is not None:
             await conn.execute(
-                "UPDATE keeper.resolution_queue SET status = 'sent', updated_at = now() WHERE id = $1", tx.queue_id
+                """
+                UPDATE keeper.resolution_queue SET status = 'sent', updated_at = now()
+                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM keeper.txs WHERE id = $2 AND superseded_by IS NOT NULL)
+                """,
+                tx.queue_id,
+                tx.id,
             )
 
 

@@ -17,6 +17,7 @@ Errors: TxError (not signable), store.FencedError (not leader), rpc.RpcError (no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -381,23 +382,30 @@ class TxManager:
                 continue
             if not res:
                 continue
-            receipts[t.id] = decide.Receipt(
-                attempt=attempt,
-                block_number=to_int(res["blockNumber"]),
-                block_hash=to_bytes(res["blockHash"]),
-                success=to_int(res["status"]) == 1,
-                gas_used=to_int(res["gasUsed"]),
-                effective_gas_price=to_int(res.get("effectiveGasPrice", "0x0")),
-            )
+            try:
+                receipts[t.id] = decide.Receipt(
+                    attempt=attempt,
+                    block_number=to_int(res["blockNumber"]),
+                    block_hash=to_bytes(res["blockHash"]),
+                    success=to_int(res["status"]) == 1,
+                    gas_used=to_int(res["gasUsed"]),
+                    effective_gas_price=to_int(res.get("effectiveGasPrice") or "0x0"),
+                )
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # the node's fault: this tx waits
+                lookup_failed.add(t.id)
+                log.warning("receipt_malformed", job_key=t.job_key, error=f"{type(exc).__name__}: {exc}"[:200])
+        # receipts that would change the ledger (first seen, or in another block than recorded)
+        fresh = {t.id for t in live if t.id in receipts and t.mined_block_hash != receipts[t.id].block_hash}
+        await self._drop_off_chain(receipts, fresh, lookup_failed)
         lookup_failed -= receipts.keys()  # one attempt's receipt is enough
         if lookup_failed:
             self.metrics.receipt_lookups_failed.inc(len(lookup_failed))
             log.warning("receipt_lookup_failed", transactions=len(lookup_failed), decision="none_this_pass")
-        block_at_mined = {
-            t.id: to_bytes(b["hash"])
-            for t, b in zip(was_mined, block_results, strict=True)
-            if not isinstance(b, RpcError) and b
-        }
+        block_at_mined: dict[int, bytes] = {}
+        for t, b in zip(was_mined, block_results, strict=True):
+            if not isinstance(b, RpcError) and b:
+                with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+                    block_at_mined[t.id] = to_bytes(b["hash"])
         known = {
             t.id: not isinstance(r, RpcError) and r is not None
             for t, r in zip(pending_latest, known_results, strict=True)
@@ -440,21 +448,29 @@ class TxManager:
                 lookup_failed=t.id in lookup_failed,
                 block_hash_at_mined=block_at_mined.get(t.id),
             )
-            action = decide.decide_tx(
-                view,
-                chain,
-                confirmations,
-                replace_after,
-                self.policy,
-                self.settings.keeper.confirm_at_finalized,
-                self.settings.keeper.max_broadcast_refusals,
-            )
-            if action is None:
+            try:
+                action = decide.decide_tx(
+                    view,
+                    chain,
+                    confirmations,
+                    replace_after,
+                    self.policy,
+                    self.settings.keeper.confirm_at_finalized,
+                    self.settings.keeper.max_broadcast_refusals,
+                )
+                if action is None:
+                    if t.status == "pending":
+                        still_pending.append(t.nonce)
+                    continue
+                await self._apply(t, action, head, fence, summary, rebroadcasts, still_pending, mined)
+            except FencedError:
+                raise
+            except (asyncpg.PostgresError, KeeperError, LookupError, TypeError, ValueError, StopIteration) as exc:
+                # one transaction that cannot be decided or recorded never stops the others' tracking
+                self._track_failed(t, exc)
                 if t.status == "pending":
                     still_pending.append(t.nonce)
-                continue
-            await self._apply(t, action, head, fence, summary, rebroadcasts, still_pending, mined)
-        await store.mark_mined(self.pool, fence, mined)
+        await self._record_mined(mined, fence)
         if rebroadcasts:
             await self._broadcast(rebroadcasts, fence)
         self.metrics.pending.set(len(still_pending))
@@ -470,6 +486,60 @@ class TxManager:
         if gaps:
             summary.gaps_filled = await self._fill_gaps(gaps, fence)
         return summary
+
+    async def _drop_off_chain(
+        self, receipts: dict[int, decide.Receipt], fresh: set[int], lookup_failed: set[int]
+    ) -> None:
+        """Keeps the `fresh` receipts only when their block is the node's block at that height (one
+        from a block off the canonical chain — a stale or lying provider — would be recorded as done,
+        then never looked at again); the others are no answer this pass."""
+        heights = sorted({receipts[i].block_number for i in fresh})
+        if not heights:
+            return
+        answers = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in heights], same_node=True)
+        canonical: dict[int, bytes] = {}
+        for n, b in zip(heights, answers, strict=True):
+            if not isinstance(b, RpcError) and b:
+                with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+                    canonical[n] = to_bytes(b["hash"])
+        for tx_id in fresh:
+            r = receipts[tx_id]
+            if canonical.get(r.block_number) != r.block_hash:
+                del receipts[tx_id]
+                lookup_failed.add(tx_id)
+                self.metrics.receipts_off_chain.inc()
+                log.warning(
+                    "receipt_not_canonical",
+                    tx_id=tx_id,
+                    block_number=r.block_number,
+                    receipt_block_hash=hx(r.block_hash),
+                    canonical_hash=hx(canonical[r.block_number]) if r.block_number in canonical else None,
+                    decision="none_this_pass",
+                )
+
+    def _track_failed(self, t: TxRow, exc: BaseException) -> None:
+        self.metrics.track_failures.inc()
+        log.error("tx_track_failed", job_key=t.job_key, nonce=t.nonce, error=f"{type(exc).__name__}: {exc}"[:300])
+
+    async def _record_mined(self, mined: list[store.Mined], fence: Fence) -> None:
+        """Receipts recorded in one transaction; when that fails (one row conflicting with the ledger),
+        each alone, so the others are recorded and only the conflicting one is reported."""
+        try:
+            await store.mark_mined(self.pool, fence, mined)
+            return
+        except FencedError:
+            raise
+        except asyncpg.PostgresError as exc:
+            if len(mined) == 1:
+                self._track_failed(mined[0].tx, exc)
+                return
+        for m in mined:
+            try:
+                await store.mark_mined(self.pool, fence, [m])
+            except FencedError:
+                raise
+            except asyncpg.PostgresError as exc:
+                self._track_failed(m.tx, exc)
 
     async def _apply(
         self,
@@ -574,7 +644,8 @@ class TxManager:
         elif isinstance(action, decide.Wait):
             still_pending.append(t.nonce)
             summary.waiting[action.reason] = summary.waiting.get(action.reason, 0) + 1
-            log.warning("tx_stuck", job_key=t.job_key, nonce=t.nonce, reason=action.reason)
+            if action.reason != "queued_behind_lower_nonce":  # that one is normal while the lower one mines
+                log.warning("tx_stuck", job_key=t.job_key, nonce=t.nonce, reason=action.reason)
 
     async def _replace(self, t: TxRow, fees: Fees, fence: Fence, abandon: bool = False) -> bool:
         """A fee-bumped replacement, after re-checking the call (decision 7: every send is simulated).

@@ -4,6 +4,8 @@ which method fails and how, and clears it:
 
     proxy.faults["eth_getTransactionReceipt"] = "error"   # a rate-limit error per batch element
     proxy.faults["eth_getTransactionReceipt"] = "null"    # a node that lacks the receipt
+    proxy.faults["eth_getTransactionReceipt"] = "malformed"  # the real answer with blockNumber null
+    proxy.faults["eth_getTransactionReceipt"] = "foreign"  # the real answer in a block off the chain
     proxy.faults.clear()
 
 Every other call, and every other element of a batch, goes to anvil unchanged.
@@ -21,7 +23,11 @@ from aiohttp import web
 
 from tests.local_http import posting
 
-Fault = Literal["error", "null"]
+Fault = Literal["error", "null", "malformed", "foreign"]
+REWRITES = {  # faults that forward the call and alter a non-null answer
+    "malformed": lambda r: {**r, "blockNumber": None},
+    "foreign": lambda r: {**r, "blockHash": "0x" + "ee" * 32},
+}
 RATE_LIMITED = {"code": -32005, "message": "rate limit exceeded, try again later"}
 
 
@@ -65,10 +71,13 @@ class RpcProxy:
         calls: list[dict[str, Any]] = msg if isinstance(msg, list) else [msg]
         answers: dict[Any, dict[str, Any]] = {}
         forward = []
+        rewrite: dict[Any, Any] = {}
         for c in calls:
             fault = self.faults.get(c.get("method", ""))
-            if fault is None:
+            if fault is None or fault in REWRITES:
                 forward.append(c)
+                if fault is not None:
+                    rewrite[c.get("id")] = REWRITES[fault]
                 continue
             self.counts[c["method"]] = self.counts.get(c["method"], 0) + 1
             answers[c.get("id")] = (
@@ -81,6 +90,11 @@ class RpcProxy:
             async with session.post(self.upstream, data=payload, headers={"Content-Type": "application/json"}) as r:
                 got = orjson.loads(await r.read())
             for a in got if isinstance(got, list) else [got]:
+                change = rewrite.get(a.get("id"))
+                if change is not None and a.get("result"):
+                    method = next(c["method"] for c in calls if c.get("id") == a.get("id"))
+                    self.counts[method] = self.counts.get(method, 0) + 1
+                    a = {**a, "result": change(a["result"])}
                 answers[a.get("id")] = a
         out = [answers[c.get("id")] for c in calls]
         return web.json_response(out if isinstance(msg, list) else out[0], dumps=lambda o: orjson.dumps(o).decode())

@@ -353,3 +353,18 @@ def test_gas_limit_covers_the_estimate_and_never_passes_the_block_or_the_cap(
     else:
         assert gas is not None
         assert estimate <= gas <= min(bound, estimate * (100 + margin) // 100)
+
+
+def test_a_transaction_queued_behind_a_lower_nonce_is_not_fee_bumped() -> None:
+    """Review s13 keeper item 6: a pending transaction above a lower nonce of ours that has not mined
+    was bumped every replace_after blocks (1 -> 158 gwei tip in 129 blocks) though no fee can make it
+    mine first. Only the lowest pending nonce is bumped; the ones above it wait."""
+    chain = ChainView(50, 0, 4, 10**18, F)  # the sender's mined count: nonce 4 is the next to mine
+
+    def pending(nonce: int, known: bool = True) -> TxView:
+        at = (Attempt(0, F, 5, known),)
+        return TxView("pending", nonce, 100_000, 0, at, None, None, None, False)
+
+    assert isinstance(decide.decide_tx(pending(4), chain, 1, 3, P), decide.Replace)
+    assert decide.decide_tx(pending(5), chain, 1, 3, P) == decide.Wait("queued_behind_lower_nonce")
+    assert decide.decide_tx(pending(5, known=False), chain, 1, 3, P) == decide.Rebroadcast(0)  # not in its pool

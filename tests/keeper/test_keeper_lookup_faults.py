@@ -117,3 +117,29 @@ async def test_a_fee_bump_whose_re_simulation_hits_a_busy_node_never_cancels(
     assert t["status"] == "confirmed"
     assert await fetch(db_dsn, "SELECT 1 FROM keeper.tx_attempts WHERE is_cancel") == []
     assert ops.status(m)[:2] == (1, 1)  # our proposal (yes), not a cancelled nonce
+
+
+@pytest.mark.parametrize("fault", ["malformed", "foreign"])
+async def test_a_malformed_or_off_chain_receipt_is_no_answer_and_the_tx_confirms_later(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: RpcProxy, fault: str
+) -> None:
+    """Review s13 keeper items 3 and 5: a receipt with blockNumber null failed every tracker pass (a
+    TypeError out of track()), and a receipt naming a block off the canonical chain was recorded as
+    mined, then confirmed and finalized, and never looked at again. Now both are no answer that pass:
+    the transaction stays pending, and confirms once the node answers truly."""
+    await due_markets(ops, db_dsn, 1)
+    settings = make_settings(proxy.url, db_dsn, deployment_path, confirmations=1)
+    async with harness(settings) as h:
+        proxy.faults["eth_getTransactionReceipt"] = fault  # type: ignore[assignment]
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        for _ in range(4):
+            ops.anvil.mine(1)
+            s = await h.tx.track()  # raised TypeError ("malformed") before
+            assert (s.mined, s.reorged, s.dropped) == (0, 0, 0)
+        assert proxy.counts["eth_getTransactionReceipt"] >= 4
+        (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+        assert t["status"] == "pending"  # was "confirmed" on the off-chain block ("foreign")
+        proxy.faults.clear()
+        await h.tx.wait_idle(30, 0.1)
+    (t,) = await fetch(db_dsn, "SELECT status, reorg_count FROM keeper.txs")
+    assert (t["status"], t["reorg_count"]) == ("confirmed", 0)
