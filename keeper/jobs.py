@@ -12,8 +12,10 @@ manager). One item that cannot be encoded, checked or simulated is marked failed
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -285,7 +287,17 @@ async def _feed_rounds(
     out: dict[int, decide.FeedRound] = {}
     failed: list[ItemFailure] = []
     k = ctx.settings.keeper
-    for v in views:
+    # Read one by one (up to feed_max_rounds_back + 1 calls a market), before anything is sent: bounded
+    # to half the job's timeout, so a slow node delays some rules to the next run instead of timing
+    # the whole run out (no proposal sent at all; five in a row halt the keeper). A random order: the
+    # same markets are not the ones left over every run.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + k.job_timeout_s / 2
+    views = random.sample(views, len(views))
+    for i, v in enumerate(views):
+        if loop.time() > deadline:
+            log.warning("feed_reads_deferred", read=i, deferred=len(views) - i, budget_s=k.job_timeout_s / 2)
+            break
         assert v.rule is not None
         feed = hx(v.rule.feed)
         step = "latestRoundData"

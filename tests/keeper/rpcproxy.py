@@ -6,6 +6,7 @@ which method fails and how, and clears it:
     proxy.faults["eth_getTransactionReceipt"] = "null"    # a node that lacks the receipt
     proxy.faults["eth_getTransactionReceipt"] = "malformed"  # the real answer with blockNumber null
     proxy.faults["eth_getTransactionReceipt"] = "foreign"  # the real answer in a block off the chain
+    proxy.faults["eth_call"] = "slow"                      # the real answer, proxy.delay_s late
     proxy.faults.clear()
 
 Every other call, and every other element of a batch, goes to anvil unchanged.
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from tests.local_http import posting
 
-Fault = Literal["error", "null", "malformed", "foreign"]
+Fault = Literal["error", "null", "malformed", "foreign", "slow"]
 REWRITES = {  # faults that forward the call and alter a non-null answer
     "malformed": lambda r: {**r, "blockNumber": None},
     "foreign": lambda r: {**r, "blockHash": "0x" + "ee" * 32},
@@ -36,6 +37,7 @@ class RpcProxy:
         self.upstream = upstream
         self.faults: dict[str, Fault] = {}
         self.counts: dict[str, int] = {}  # method → faulted answers given
+        self.delay_s = 1.0  # how late a "slow" answer comes
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -74,9 +76,9 @@ class RpcProxy:
         rewrite: dict[Any, Any] = {}
         for c in calls:
             fault = self.faults.get(c.get("method", ""))
-            if fault is None or fault in REWRITES:
+            if fault is None or fault in REWRITES or fault == "slow":
                 forward.append(c)
-                if fault is not None:
+                if fault in REWRITES:
                     rewrite[c.get("id")] = REWRITES[fault]
                 continue
             self.counts[c["method"]] = self.counts.get(c["method"], 0) + 1
@@ -86,6 +88,11 @@ class RpcProxy:
                 else {"jsonrpc": "2.0", "id": c.get("id"), "result": None}
             )
         if forward:
+            slow = [c for c in forward if self.faults.get(c.get("method", "")) == "slow"]
+            if slow:
+                for c in slow:
+                    self.counts[c["method"]] = self.counts.get(c["method"], 0) + 1
+                await asyncio.sleep(self.delay_s)
             payload = orjson.dumps(forward if isinstance(msg, list) else forward[0])
             async with session.post(self.upstream, data=payload, headers={"Content-Type": "application/json"}) as r:
                 got = orjson.loads(await r.read())

@@ -143,3 +143,41 @@ async def test_a_malformed_or_off_chain_receipt_is_no_answer_and_the_tx_confirms
         await h.tx.wait_idle(30, 0.1)
     (t,) = await fetch(db_dsn, "SELECT status, reorg_count FROM keeper.txs")
     assert (t["status"], t["reorg_count"]) == ("confirmed", 0)
+
+
+async def test_slow_feed_reads_defer_some_rules_instead_of_timing_the_run_out(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: RpcProxy
+) -> None:
+    """Review s13 keeper item 4: every rule's feed was read, one call at a time, before anything was
+    sent, with no bound: on a slow node the run outlived job_timeout_s (no proposal at all; five in a
+    row halt the keeper). Now reads stop at half the timeout; the rest wait for the next run."""
+    from keeper.abi import encode_call
+    from tests.keeper.kit import ADMIN, insert_markets
+
+    feed = ops.dep.price_feed
+    assert feed is not None
+    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_500 * 10**8))
+    end = ops.now() + 100
+    markets = ops.create_markets(4, end)
+    await insert_markets(db_dsn, markets, end)
+    for m in markets:
+        await fetch(
+            db_dsn,
+            "INSERT INTO keeper.price_feed_rules (chain_id, market_id, feed, comparison, threshold, created_by)"
+            " VALUES (31337, $1, $2, 'gte', $3, 'test')",
+            m,
+            bytes.fromhex(feed[2:]),
+            3_400 * 10**8,
+        )
+    ops.advance(200)
+    settings = make_settings(proxy.url, db_dsn, deployment_path, job_timeout_s=4.0)
+    async with harness(settings) as h:
+        proxy.delay_s = 1.0  # every eth_call a second late: four markets' reads alone take the whole timeout
+        proxy.faults["eth_call"] = "slow"  # type: ignore[assignment]
+        first = await jobs.resolve(h.ctx)
+        assert 1 <= first["sent"] < 4, first  # before: all 4, after 4+ s of reads
+        proxy.faults.clear()
+        second = await jobs.resolve(h.ctx)
+        assert first["sent"] + second["sent"] == 4
+        await h.tx.wait_idle(30, 0.1)
+    assert all(ops.status(m)[:2] == (1, 1) for m in markets)
