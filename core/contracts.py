@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,12 @@ def load_deployment(path: str | Path, key: str = "deployment file") -> Deploymen
         ) from None
 
 
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
 def _address(value: Any) -> str:
-    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
-        raise ValueError(f"{value!r} is not a 0x address")
-    int(value, 16)
+    """A 0x address (40 hex digits, nothing else: int(value, 16) also took '_' and spaces, which then
+    failed every job at bytes.fromhex)."""
+    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
+        raise ValueError(f"{value!r} is not a 0x address (0x and 40 hex digits)")
     return value.lower()

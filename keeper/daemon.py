@@ -65,6 +65,7 @@ DEFAULT_ONCE_JOBS = ("resolve", "finalize", "expire", "distribute", "aggregate")
 RESOLUTION_JOBS = ("resolve", "finalize", "expire")
 NODE_RECHECK_S = 60.0  # a node that was down at start is asked its chain id again this often
 NOT_LEADER = 3  # main()'s return code when --once finds another keeper holding the lock
+ONCE_WAIT_S = 120.0  # `run --once` follows its transactions this long, then exits 1 (they stay in the ledger)
 
 
 class JobTimeout(KeeperError):
@@ -510,7 +511,16 @@ class Daemon:
         for name in names:
             await self.run_job(name, table[name])
         if not self.dry_run and not self.halted:
-            await self.tx.wait_idle(timeout_s=120, poll_s=0.3)
+            try:
+                await self.tx.wait_idle(timeout_s=ONCE_WAIT_S, poll_s=0.3)
+            except TimeoutError as exc:  # recorded and sent: the next keeper run follows them
+                log.error(
+                    "transactions_still_open",
+                    detail=str(exc),
+                    action="they are in the ledger; a running keeper or the next `keeper run --once` follows them"
+                    " (`keeper txs --status pending`)",
+                )
+                return 1
         return 1 if self.halted or any(self.failures.values()) else 0
 
     async def _daemon(self) -> None:

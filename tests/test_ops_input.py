@@ -212,7 +212,11 @@ def test_deployment_path_is_one_rule(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ('{"chain_id": 31337}', "has no field 'contracts'"),
         (
             json.dumps({**FAKE_DEPLOYMENT, "contracts": {**FAKE_DEPLOYMENT["contracts"], "USDC": "0x12"}}),  # type: ignore[dict-item]
-            "a malformed field ('0x12' is not a 0x address)",
+            "a malformed field ('0x12' is not a 0x address",
+        ),
+        (  # int(x, 16) takes underscores: the address passed the load and failed every job later
+            json.dumps({**FAKE_DEPLOYMENT, "contracts": {**FAKE_DEPLOYMENT["contracts"], "USDC": "0x" + "1_" * 20}}),  # type: ignore[dict-item]
+            "is not a 0x address (0x and 40 hex digits)",
         ),
         (json.dumps({**FAKE_DEPLOYMENT, "chain_id": 8453}), "is for chain 8453, chain.chain_id is 31337"),
     ],

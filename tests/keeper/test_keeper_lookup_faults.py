@@ -181,3 +181,26 @@ async def test_slow_feed_reads_defer_some_rules_instead_of_timing_the_run_out(
         assert first["sent"] + second["sent"] == 4
         await h.tx.wait_idle(30, 0.1)
     assert all(ops.status(m)[:2] == (1, 1) for m in markets)
+
+
+async def test_run_once_with_transactions_still_open_exits_1_without_a_traceback(
+    ops: ChainOps,
+    db_dsn: str,
+    deployment_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Review s13 keeper item 12: `run --once` ended in a TimeoutError traceback when its transactions
+    were still open after its wait. Now one line, exit 1; the transaction stays in the ledger."""
+    from keeper import daemon
+    from tests.keeper.test_keeper_tx import manual_mining
+
+    await due_markets(ops, db_dsn, 1)
+    monkeypatch.setattr(daemon, "ONCE_WAIT_S", 1.0)
+    with manual_mining(ops.anvil):  # nothing mines: the proposal stays pending
+        code = await daemon.Daemon(make_settings(ops.anvil.url, db_dsn, deployment_path)).main(True, ["resolve"], print)
+    out = capsys.readouterr()
+    assert code == 1
+    assert "transactions_still_open" in out.out + out.err
+    (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+    assert t["status"] == "pending"
