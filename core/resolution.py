@@ -253,8 +253,13 @@ async def read_market(
                 continue
             now = int(block["timestamp"], 16)
             call = by_id.get(1, {})
-            if "error" in call:  # getMarket reverts MarketNotFound for an unknown id
-                return None, now
+            if "error" in call:
+                err = call["error"]
+                revert = err.get("data") if isinstance(err, dict) else None
+                if isinstance(revert, str) and revert.startswith(MARKET_NOT_FOUND):  # getMarket: an unknown id
+                    return None, now
+                last = f"eth_call failed ({str(err)[:160]})"  # a rate limit, a node error: not an answer
+                continue
             raw = bytes.fromhex(str(call.get("result", "0x"))[2:])
             if len(raw) < 32 * len(out_types):
                 return None, now
@@ -265,6 +270,7 @@ async def read_market(
 
 
 ROUND_TYPES = ["uint80", "int256", "uint256", "uint256", "uint80"]  # AggregatorV3 latestRoundData()
+MARKET_NOT_FOUND = "0x" + bytes(keccak(text="MarketNotFound(uint256)"))[:4].hex()
 
 
 async def feed_problem(rpc_urls: tuple[str, ...] | list[str], address: bytes, timeout_s: float = 10.0) -> str | None:

@@ -204,3 +204,16 @@ async def test_run_once_with_transactions_still_open_exits_1_without_a_traceback
     assert "transactions_still_open" in out.out + out.err
     (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
     assert t["status"] == "pending"
+
+
+async def test_a_rate_limited_market_read_is_no_answer_not_a_missing_market(ops: ChainOps, proxy: RpcProxy) -> None:
+    """Review s13 keeper item 12: `keeper resolve` (core.resolution.read_market) read any eth_call error
+    as "market does not exist" (exit 2, refused input); a rate limit is the chain not answering."""
+    from core.resolution import ChainUnavailable, read_market
+
+    om = ops.dep.opinion_market
+    facts, _ = await read_market([ops.anvil.url], om, 999_999)
+    assert facts is None  # a real MarketNotFound revert
+    proxy.faults["eth_call"] = "error"
+    with pytest.raises(ChainUnavailable, match="eth_call failed"):
+        await read_market([proxy.url], om, 999_999)
