@@ -442,10 +442,16 @@ WITH c AS (
     SELECT market_id FROM keeper.disputed_markets WHERE chain_id = $1
 )
 SELECT c.market_id,
-       EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1 AND t.job_key = 'finalize:' || c.market_id
-                AND t.status <> 'dropped') AS in_ledger
+       (EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1 AND t.job_key = 'finalize:' || c.market_id
+                 AND t.status NOT IN ('dropped', 'reverted'))
+        OR (SELECT count(*) FROM keeper.txs t WHERE t.chain_id = $1 AND t.job_key = 'finalize:' || c.market_id
+             AND t.status = 'reverted') >= $2) AS in_ledger
   FROM c ORDER BY c.market_id
 """
+# finalizeOutcome and resolveExpired are anyone's to call and are simulated right before each send: a
+# revert means the market changed between the simulation and the block (a race), so the step is sent
+# again while the simulation passes, at most this many reverts a market (then it is left to an operator).
+STEP_REVERTS_MAX = 3
 
 
 async def finalize(ctx: Context, now: int | None = None) -> dict[str, int]:
@@ -455,7 +461,7 @@ async def finalize(ctx: Context, now: int | None = None) -> dict[str, int]:
     settles it."""
     now = await chain_time(ctx.rpc) if now is None else now
     async with ctx.pool.acquire() as conn:
-        rows = list(await conn.fetch(FINALIZE_CANDIDATES_SQL, ctx.chain_id))
+        rows = list(await conn.fetch(FINALIZE_CANDIDATES_SQL, ctx.chain_id, STEP_REVERTS_MAX))
     counts = {"candidates": len(rows), "sent": 0, "skipped": 0, "failed": 0, "waiting": 0, "disputed": 0}
     failed: list[ItemFailure] = []
     views = await _proposal_views(ctx, "finalize", rows, failed) if rows else []
@@ -544,9 +550,13 @@ async def expire(ctx: Context, now: int | None = None) -> dict[str, int]:
             await conn.fetch(
                 """
                 SELECT m.market_id,
-                       EXISTS (SELECT 1 FROM keeper.txs t WHERE t.chain_id = $1 AND t.status <> 'dropped'
-                                AND (t.job_key = 'expire:' || m.market_id
-                                     OR t.job_key = 'resolve:' || m.market_id AND t.status = 'pending')) AS in_ledger
+                       (EXISTS (SELECT 1 FROM keeper.txs t
+                                 WHERE t.chain_id = $1 AND t.status NOT IN ('dropped', 'reverted')
+                                   AND (t.job_key = 'expire:' || m.market_id
+                                        OR t.job_key = 'resolve:' || m.market_id AND t.status = 'pending'))
+                        OR (SELECT count(*) FROM keeper.txs t
+                             WHERE t.chain_id = $1 AND t.job_key = 'expire:' || m.market_id
+                               AND t.status = 'reverted') >= $4) AS in_ledger
                   FROM idx.markets m
                  WHERE m.chain_id = $1 AND NOT m.resolved AND m.status IN ('open', 'disputed')
                    AND m.end_time <= to_timestamp($2::bigint - $3::bigint)
@@ -555,6 +565,7 @@ async def expire(ctx: Context, now: int | None = None) -> dict[str, int]:
                 ctx.chain_id,
                 now,
                 int(window),
+                STEP_REVERTS_MAX,
             )
         )
     counts = {"candidates": len(rows), "sent": 0, "skipped": 0, "failed": 0, "waiting": 0}

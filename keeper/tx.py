@@ -59,6 +59,11 @@ def crash_point(name: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+# finalizeOutcome and resolveExpired: anyone's to call, simulated before each send, so a revert was a
+# race and the job may send the step again (it bounds how often)
+RETRIED_AFTER_REVERT = frozenset({"finalize", "expire"})
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class TxRequest:
     job: str  # resolve (proposes) | finalize | expire | distribute | fill
@@ -236,11 +241,13 @@ class TxManager:
                     live = await store.live_job_keys(conn, self.chain_id, keys)
                     unreverted = await store.live_job_keys(conn, self.chain_id, keys, reverted=False)
                     queued = await store.lock_queued(conn, [r.queue_id for r in chunk if r.queue_id is not None])
-                    # an operator's queue entry may follow a transaction that reverted; nothing else may
+                    # an operator's queue entry may follow a transaction that reverted, and so may the
+                    # permissionless steps (their job counts the reverts, jobs.STEP_REVERTS_MAX); nothing else
                     todo = [
                         r
                         for r in chunk
-                        if (r.queue_id is None and r.job_key not in live)
+                        if (r.queue_id is None and r.job not in RETRIED_AFTER_REVERT and r.job_key not in live)
+                        or (r.queue_id is None and r.job in RETRIED_AFTER_REVERT and r.job_key not in unreverted)
                         or (r.queue_id in queued and r.job_key not in unreverted)
                     ]
                     new: list[NewTx] = []

@@ -241,3 +241,41 @@ async def test_a_dispute_after_the_resolution_window_holds_the_expiry_until_the_
         assert (await jobs.expire(h.ctx))["sent"] == 1
         await h.tx.wait_idle(30, 0.1)
     assert ops.status(m) == (RESOLVED, 0, 2)
+
+
+@pytest.mark.pg
+@pytest.mark.anvil
+async def test_a_reverted_finalize_is_sent_again_while_it_simulates_at_most_three_times(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """Review s13 keeper item 7: a finalizeOutcome that reverted on chain (the market changed between
+    its simulation and its block) held finalize:{id} for good: the market stayed proposed until
+    someone finalized it by hand, and `keeper resolve` refuses a proposed market. The step is anyone's
+    and is simulated before each send, so it goes again while the simulation passes, up to
+    jobs.STEP_REVERTS_MAX reverts a market."""
+    m, _ends = await proposed_market(ops, db_dsn, outcome=1)
+    ops.past_challenge_window(m)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    async with harness(settings) as h:
+        assert h.leader.fence is not None
+
+        async def reverted(n: int) -> None:
+            await fetch(
+                db_dsn,
+                "INSERT INTO keeper.txs (chain_id, job, job_key, sender, to_address, data, nonce, gas_limit, status,"
+                " epoch, market_id) VALUES (31337, 'finalize', $1, $2, $2, '', $3, 100000, 'reverted', $4, $5)",
+                f"finalize:{m}",
+                bytes.fromhex(KEEPER.address[2:]),
+                10_000 + n,
+                h.leader.fence.epoch,
+                m,
+            )
+
+        for n in range(jobs.STEP_REVERTS_MAX):
+            await reverted(n)
+        assert (await jobs.finalize(h.ctx))["sent"] == 0  # three reverts: left to an operator
+        await fetch(db_dsn, "DELETE FROM keeper.txs WHERE nonce = 10000")
+        again = await jobs.finalize(h.ctx)
+        assert again["sent"] == 1, again  # two: sent again (was 0 after one revert)
+        await h.tx.wait_idle(30, 0.1)
+    assert ops.status(m) == (RESOLVED, 1, 1)
