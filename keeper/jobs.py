@@ -29,6 +29,7 @@ from keeper.decide import OUTCOME_NAMES
 from keeper.metrics import Metrics
 from keeper.rpc import Rpc, RpcError, hx, to_bytes, to_int
 from keeper.settings import Settings
+from keeper.store import Fence, FencedError
 from keeper.tx import TxManager, TxRequest
 
 log = structlog.get_logger("keeper.jobs")
@@ -50,6 +51,14 @@ class Context:
     @property
     def chain_id(self) -> int:
         return self.settings.chain.chain_id
+
+    def fence(self) -> Fence:
+        """The fence of this process's leadership, for writes that must not outlive it (FencedError
+        when there is none: the writes then fail as a stale leader's do)."""
+        epoch = self.epoch()
+        if epoch is None:
+            raise FencedError("not the leader: no fencing epoch")
+        return Fence(self.chain_id, epoch)
 
 
 async def chain_time(rpc: Rpc) -> int:
@@ -94,7 +103,9 @@ async def _record_failures(ctx: Context, job: str, failed: list[ItemFailure]) ->
         ctx.epoch(),
         [(job, f.job_key, "failed", f"{f.stage}: {f.error}", {"queue_id": f.queue_id}) for f in failed],
     )
-    await store.fail_queue_entries(ctx.pool, [(f.queue_id, f"{f.stage}: {f.error}") for f in failed if f.queue_id])
+    await store.fail_queue_entries(
+        ctx.pool, ctx.fence(), [(f.queue_id, f"{f.stage}: {f.error}") for f in failed if f.queue_id]
+    )
 
 
 # ------------------------------------------------------------------------------- resolve
@@ -135,7 +146,7 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
     # earlier entry) can never be sent: say so instead of leaving it queued forever
     late = [(r["queue_id"], "already_in_ledger") for r in rows if r["in_ledger"] and r["queue_id"] is not None]
     if late and not ctx.dry_run:
-        await store.skip_queue_entries(ctx.pool, late)
+        await store.skip_queue_entries(ctx.pool, ctx.fence(), late)
     # an expiry not mined yet would make a proposal revert (and the reverse, in expire): wait a pass
     expiring = sum(1 for r in rows if r["expiring"] and not r["in_ledger"])
     rows = [r for r in rows if not r["in_ledger"] and not r["expiring"]]
@@ -268,7 +279,7 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
     await _record_failures(ctx, "resolve", failed)
     if not ctx.dry_run:
         await store.insert_decisions(ctx.pool, ctx.chain_id, ctx.epoch(), decisions)
-        await store.skip_queue_entries(ctx.pool, skipped_queue)
+        await store.skip_queue_entries(ctx.pool, ctx.fence(), skipped_queue)
         sent = await ctx.tx.submit(reqs)
         counts["sent"] = len(sent)
     else:

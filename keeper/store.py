@@ -487,10 +487,13 @@ async def insert_decisions(
         )
 
 
-async def skip_queue_entries(pool: asyncpg.Pool, ids_reasons: Sequence[tuple[int, str]]) -> None:
+async def skip_queue_entries(pool: asyncpg.Pool, fence: Fence, ids_reasons: Sequence[tuple[int, str]]) -> None:
+    """Queue entries that will never be sent (already settled, already in the ledger): `skipped`. Fenced:
+    a leader that lost its lock while it decided must not close an operator's entry."""
     if not ids_reasons:
         return
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        await check_fence(conn, fence)
         await conn.executemany(
             "UPDATE keeper.resolution_queue SET status = 'skipped', status_reason = $2, updated_at = now()"
             " WHERE id = $1 AND status = 'queued'",
@@ -498,11 +501,13 @@ async def skip_queue_entries(pool: asyncpg.Pool, ids_reasons: Sequence[tuple[int
         )
 
 
-async def fail_queue_entries(pool: asyncpg.Pool, ids_reasons: Sequence[tuple[int, str]]) -> None:
-    """Queue entries the keeper cannot act on (bad input, a refusing contract): `failed` with the error."""
+async def fail_queue_entries(pool: asyncpg.Pool, fence: Fence, ids_reasons: Sequence[tuple[int, str]]) -> None:
+    """Queue entries the keeper cannot act on (bad input, a refusing contract): `failed` with the error
+    (fenced, as skip_queue_entries)."""
     if not ids_reasons:
         return
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        await check_fence(conn, fence)
         await conn.executemany(
             "UPDATE keeper.resolution_queue SET status = 'failed', status_reason = $2, updated_at = now()"
             " WHERE id = $1 AND status = 'queued'",
