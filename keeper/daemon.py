@@ -99,7 +99,14 @@ class Daemon:
         self.faults: dict[str, int] = {}  # consecutive systemic faults per job: the halt budget
         self.last_detail: dict[str, dict[str, Any]] = {}
         self._requests: asyncio.Task[int] | None = None
-        self.leader = Leader(settings.database.dsn, settings.chain.chain_id, timeouts=settings.db_timeouts)
+        # the lease: PostgreSQL ends a silent leader's lock session after leader_lease_s; the Leader's own
+        # heartbeat task keeps it alive meanwhile, including during the inline recovery in lead()
+        self.leader = Leader(
+            settings.database.dsn,
+            settings.chain.chain_id,
+            timeouts=settings.db_timeouts,
+            lease_s=settings.keeper.leader_lease_s,
+        )
         self._ready_checks: dict[str, bool] = {"db": False, "rpc": False}
         self._running: set[asyncio.Task[Any]] = set()
         self._job_locks: dict[str, asyncio.Lock] = {}
@@ -330,26 +337,26 @@ class Daemon:
                     break
             try:
                 if self.leader.is_leader:
-                    if not await self.leader.check():
-                        self.metrics.is_leader.set(0)
+                    await self.leader.check()
                 else:
                     fence = await self.leader.try_acquire()
                     if fence is not None:
                         self.metrics.is_leader.set(1)
                         self.tx._next = None  # resync nonces from chain + ledger under the new epoch
-                        await self.run_job("track", self.track)  # recovery: follow what the last leader left
+                        # recovery runs inline: the Leader's heartbeat task keeps the lease meanwhile, and a
+                        # lease lost mid-way makes the remaining runs skip (run_job checks is_leader)
+                        await self.run_job("track", self.track)  # follow what the last leader left
                         await self.catch_up()
                         # due work does not wait a whole interval after a restart or failover
                         table = self.job_table()
                         for name in RESOLUTION_JOBS:
                             await self.run_job(name, table[name])
-                    else:
-                        self.metrics.is_leader.set(0)
                 if self.leader.is_leader and (self._requests is None or self._requests.done()):
                     # in a task: a long requested job must not delay the leader's own check
                     self._requests = asyncio.create_task(self._serve_requests_logged())
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 log.warning("leader_check_failed", error=type(exc).__name__)
+            self.metrics.is_leader.set(1 if self.leader.is_leader else 0)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.keeper.leader_poll_s):
                     await self.stop.wait()

@@ -35,6 +35,7 @@ MIN_BUMP_BPS = 1_250  # nodes refuse a replacement with less than +12.5 % on bot
 BOUNDS: tuple[tuple[str, float, float], ...] = (
     ("track_interval_s", 0.1, 3_600),
     ("leader_poll_s", 0.1, 300),
+    ("leader_lease_s", 2, 3_600),
     ("max_consecutive_failures", 1, 10_000),
     ("confirmations", 0, 10_000),
     ("gas_margin_pct", 0, 1_000),
@@ -54,6 +55,7 @@ BOUNDS: tuple[tuple[str, float, float], ...] = (
     ("trending_size", 1, 100_000),
     ("history_days", 1, 36_500),
 )
+LEASE_POLLS = 3  # leader_lease_s >= this x leader_poll_s
 CRON_FORM = "5 fields 'minute hour day-of-month month day-of-week' in UTC, e.g. '0 0 * * *' (daily at 00:00)"
 
 
@@ -97,6 +99,9 @@ class KeeperSettings:
     ending_soon_s: int = 3_600  # holders are told once when their market ends within this
     track_interval_s: float = 2.0
     leader_poll_s: float = 5.0
+    # PostgreSQL ends a leader's lock session this long after its last query (pause, dead host,
+    # partition), which frees the lock for a standby; the leader pings every lease / 4
+    leader_lease_s: float = 30.0
     max_consecutive_failures: int = 5  # a job failing this many times in a row halts the daemon
     job_timeout_s: float = 900.0  # one job run is cancelled after this (it fails; the next tick runs it again)
     # ---- database waits (every keeper connection)
@@ -152,6 +157,12 @@ class KeeperSettings:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigError(f"keeper.{name} must be within {low:g}..{high:g}, got {value!r}")
+        if self.leader_lease_s < LEASE_POLLS * self.leader_poll_s:
+            raise ConfigError(
+                f"keeper.leader_lease_s ({self.leader_lease_s:g}) must be >= {LEASE_POLLS} x keeper.leader_poll_s"
+                f" ({self.leader_poll_s:g}): the leader checks its lock every leader_poll_s and must do so"
+                " several times within the lease"
+            )
         for name in ("job_timeout_s", "db_statement_timeout_s", "db_lock_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"keeper.{name} must be > 0 seconds, got {getattr(self, name)!r}")
