@@ -312,7 +312,7 @@ class Daemon:
             "resolve": lambda: jobs.resolve(self.ctx),
             "finalize": lambda: jobs.finalize(self.ctx),
             "expire": lambda: jobs.expire(self.ctx),
-            "distribute": lambda: jobs.distribute(self.ctx),
+            "distribute": lambda: jobs.distribute(self.ctx, self.distribution_period()),
             "aggregate": self.aggregate,
             "warm": self.warm,
             "notify": self.notify,
@@ -368,16 +368,28 @@ class Daemon:
             log.warning("job_requests_unreadable", error=type(exc).__name__)
             return 0
 
-    async def catch_up(self) -> None:
-        """A distribution whose scheduled time passed while no leader ran (downtime, failover) runs now;
-        the period key keeps it to once per day."""
+    def last_distribution_due(self, now: dt.datetime | None = None) -> dt.datetime | None:
+        """The latest time distribute_cron fired at or before `now` (within two days)."""
         trigger = CronTrigger.from_crontab(self.settings.keeper.distribute_cron, timezone=dt.UTC)
-        now = dt.datetime.now(dt.UTC)
+        now = now or dt.datetime.now(dt.UTC)
         fire = trigger.get_next_fire_time(None, now - dt.timedelta(days=2))
         last_due = None
         while fire is not None and fire <= now:
             last_due = fire
             fire = trigger.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+        return last_due
+
+    def distribution_period(self, now: dt.datetime | None = None) -> str:
+        """The period a distribution run belongs to: the UTC day of the schedule's last firing, not of
+        the run's own clock — a run late past midnight (misfire grace, a catch-up after downtime) is
+        the day it was due, and does not use up the next day's."""
+        now = now or dt.datetime.now(dt.UTC)
+        return jobs.period_of(self.last_distribution_due(now) or now)
+
+    async def catch_up(self) -> None:
+        """A distribution whose scheduled time passed while no leader ran (downtime, failover) runs now;
+        the period key keeps it to once per day."""
+        last_due = self.last_distribution_due()
         if last_due is None:
             return
         async with self.pool.acquire() as conn:
@@ -389,7 +401,7 @@ class Daemon:
             )
         if not done:
             log.info("distribution_catch_up", scheduled_at=last_due.isoformat())
-            await self.run_job("distribute", lambda: jobs.distribute(self.ctx))
+            await self.run_job("distribute", lambda: jobs.distribute(self.ctx, jobs.period_of(last_due)))
 
     # -------------------------------------------------------------- http
 

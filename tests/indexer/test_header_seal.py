@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -17,9 +18,14 @@ def block() -> dict[str, Any]:
     try:
         # a contract creation whose init code emits LOG1 (anvil mines it at once)
         tx = node.call("eth_sendTransaction", {"from": node.call("eth_accounts")[0], "data": "0x6000600060006000a1"})
-        receipt = node.call("eth_getTransactionReceipt", tx)
-        raw: dict[str, Any] = node.call("eth_getBlockByNumber", receipt["blockNumber"], False)
-        return raw
+        for _ in range(100):  # its receipt can lag the send by a moment under load
+            receipt = node.call("eth_getTransactionReceipt", tx)
+            if receipt is not None:
+                raw: dict[str, Any] = node.call("eth_getBlockByNumber", receipt["blockNumber"], False)
+                return raw
+            node.mine()
+            time.sleep(0.05)
+        raise AssertionError("anvil never mined the transaction")
     finally:
         node.stop()
 

@@ -75,3 +75,21 @@ async def test_systemic_faults_halt_after_the_budget_and_a_success_resets_it(tmp
     assert "rpc_unreachable" in d.halted
     assert d.stop.is_set()
     assert d.metrics.systemic_faults.labels(fault="rpc_unreachable")._value.get() == 5
+
+
+def test_a_distribution_run_belongs_to_the_day_its_schedule_fired(tmp_path: Path) -> None:
+    """Review s13 keeper item 10: the period was the run's own UTC day, so a run due at 23:59 that
+    started after midnight (misfire grace, a catch-up after downtime) used up the next day's period
+    and that day's scheduled run did nothing."""
+    import datetime as dt
+
+    d = Daemon(
+        make_settings(
+            "http://127.0.0.1:1", "postgresql://x@127.0.0.1:1/x", tmp_path / "d.json", distribute_cron="59 23 * * *"
+        ),
+        dry_run=True,
+    )
+    at = lambda s: dt.datetime.fromisoformat(s).replace(tzinfo=dt.UTC)  # noqa: E731
+    assert d.distribution_period(at("2026-12-07T23:59:30")) == "2026-12-07"
+    assert d.distribution_period(at("2026-12-08T00:01:00")) == "2026-12-07"  # late: still the 7th's (was the 8th)
+    assert d.distribution_period(at("2026-12-08T23:59:00")) == "2026-12-08"
