@@ -37,6 +37,24 @@ KEEPALIVE_COUNT = 3
 CONN_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
+# The heartbeat's write (sql/075): the lease of this epoch renewed now, by this session.
+RENEW_SQL = """
+INSERT INTO keeper.leader_leases (chain_id, epoch, backend_pid, renewed_at)
+VALUES ($1, $2, pg_backend_pid(), now())
+ON CONFLICT (chain_id) DO UPDATE SET epoch = EXCLUDED.epoch, backend_pid = EXCLUDED.backend_pid, renewed_at = now()
+ WHERE keeper.leader_leases.epoch <= EXCLUDED.epoch  -- a stale leader never renews over a newer one
+"""
+# A holder whose lease is older than $2 seconds and whose session still holds the lock ($3).
+STALE_HOLDER_SQL = """
+SELECT l.backend_pid, l.epoch, extract(epoch FROM now() - l.renewed_at) AS age_s
+  FROM keeper.leader_leases l
+ WHERE l.chain_id = $1 AND l.renewed_at < now() - make_interval(secs => $2)
+   AND EXISTS (SELECT 1 FROM pg_locks k
+                WHERE k.pid = l.backend_pid AND k.locktype = 'advisory' AND k.granted
+                  AND k.classid::bigint = ($3::bigint >> 32) AND k.objid::bigint = ($3::bigint & 4294967295))
+"""
+
+
 def lock_key(chain_id: int) -> int:
     return LOCK_BASE | (chain_id & 0xFFFF_FFFF)
 
@@ -108,6 +126,7 @@ class Leader:
         async with self._io:
             got = await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(self.chain_id))
             if not got:
+                await self._end_stale_holder(conn)
                 return None
             sent = time.monotonic()
             try:
@@ -121,6 +140,7 @@ class Leader:
                     self.chain_id,
                     self.holder,
                 )
+                await conn.execute(RENEW_SQL, self.chain_id, epoch)
             except BaseException:  # the lock without an epoch would block every standby: end the session
                 self._conn = None
                 conn.terminate()
@@ -189,12 +209,31 @@ class Leader:
             if not self.is_leader:
                 self._lose("connection_closed" if conn.is_closed() else "lease_expired")
                 return
+            fence = self.fence
             try:
-                await self._ping(conn, "SELECT 1")
+                await self._ping(conn, RENEW_SQL, self.chain_id, fence.epoch)
             except CONN_ERRORS as exc:
                 if conn is self._conn and self.fence is not None:
                     self._lose(f"heartbeat_failed: {type(exc).__name__}")
                 return
+
+    async def _end_stale_holder(self, conn: asyncpg.Connection) -> None:
+        """The lock is held elsewhere. If its holder's lease was last renewed more than twice the lease
+        ago (by the database's clock) and that session still holds the lock, end the session: a
+        leader paused in the middle of a query keeps its session "active", which idle_session_timeout
+        never ends. Its writes are fenced by the epoch the next leader bumps."""
+        row = await conn.fetchrow(STALE_HOLDER_SQL, self.chain_id, 2 * self.lease_s, lock_key(self.chain_id))
+        if row is None:
+            return
+        ended = await conn.fetchval("SELECT pg_terminate_backend($1)", row["backend_pid"])
+        log.warning(
+            "leader_session_terminated",
+            chain_id=self.chain_id,
+            epoch=row["epoch"],
+            backend_pid=row["backend_pid"],
+            lease_age_s=round(float(row["age_s"]), 1),
+            ended=bool(ended),
+        )
 
     def _beat_done(self, task: asyncio.Task[None], conn: asyncpg.Connection) -> None:
         """A heartbeat that crashed (a bug, not a connection error) no longer keeps the lease: step down."""

@@ -96,6 +96,37 @@ async def test_a_silent_leader_loses_the_lock_to_a_standby_and_then_knows_it(db_
 
 
 @pytest.mark.pg
+async def test_a_leader_paused_in_the_middle_of_a_query_is_ended_by_a_standby(db_dsn: str, events: Events) -> None:
+    """A leader paused while a query of its lock session runs keeps that session "active", which
+    idle_session_timeout never ends (the gap the lease alone left). Its lease row (sql/075) then ages;
+    a standby that finds it older than twice the lease ends that session, and takes the lock."""
+    import asyncpg
+
+    a = Leader(db_dsn, CHAIN, holder="A", lease_s=LEASE)
+    b = Leader(db_dsn, CHAIN, holder="B", lease_s=LEASE)
+    try:
+        fa = await a.try_acquire()
+        assert fa is not None
+        assert a._heartbeat is not None
+        a._heartbeat.cancel()  # A stops renewing ...
+        conn = a._conn
+        assert conn is not None
+        busy = asyncio.create_task(conn.execute("SELECT pg_sleep(600)"))  # ... in the middle of a query
+        fb, _took = await wait_for_acquire(b, within=15 * LEASE)  # before: never (the session stays active)
+        assert fb.epoch == fa.epoch + 1
+        ended = events.named("leader_session_terminated")
+        assert ended
+        assert ended[0]["epoch"] == fa.epoch
+        assert ended[0]["lease_age_s"] >= 2 * LEASE
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+            await busy  # A's session was ended under its query
+        assert await b.check() is True
+    finally:
+        await a.release()
+        await b.release()
+
+
+@pytest.mark.pg
 async def test_a_leader_whose_heartbeat_runs_keeps_the_lock_for_several_leases(db_dsn: str, events: Events) -> None:
     """A takes the lock and does nothing else for four leases (its session would have been ended
     after one without the heartbeat): B never gets the lock, A's epoch stays, A's lock session is the
