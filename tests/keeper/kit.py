@@ -222,6 +222,18 @@ class ChainOps:
 # ------------------------------------------------------------------------- db helpers
 
 
+async def bind_rule(dsn: str, market_id: int, feed: str, threshold: int) -> None:
+    """A price-feed rule on market_id: outcome YES when the feed's answer at end time is >= threshold."""
+    await fetch(
+        dsn,
+        "INSERT INTO keeper.price_feed_rules (chain_id, market_id, feed, comparison, threshold, created_by)"
+        " VALUES (31337, $1, $2, 'gte', $3, 'test')",
+        market_id,
+        bytes.fromhex(feed[2:]),
+        threshold,
+    )
+
+
 async def insert_markets(dsn: str, market_ids: list[int], end_time: int, creator: bytes = b"\x01" * 20) -> None:
     """What the indexer would have written for these markets (only the columns the keeper reads matter)."""
     conn = await asyncpg.connect(dsn)

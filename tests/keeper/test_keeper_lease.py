@@ -9,11 +9,13 @@ Timings: the lease here is 2 s; every wait is a generous bound, never an exact f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
 import types
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,27 @@ def events(monkeypatch: pytest.MonkeyPatch) -> Events:
     return ev
 
 
+@contextlib.asynccontextmanager
+async def leaders(db_dsn: str) -> AsyncIterator[tuple[Leader, Leader]]:
+    """Leaders A and B of one chain with the test's lease, both released afterwards."""
+    a = Leader(db_dsn, CHAIN, holder="A", lease_s=LEASE)
+    b = Leader(db_dsn, CHAIN, holder="B", lease_s=LEASE)
+    try:
+        yield a, b
+    finally:
+        await a.release()
+        await b.release()
+
+
+async def fence_cleared(leader: Leader) -> None:
+    """Waits (at most five leases) for `leader` to notice by itself that it lost leadership."""
+    async with asyncio.timeout(5 * LEASE):
+        while True:
+            if leader.fence is None:
+                return
+            await asyncio.sleep(0.05)
+
+
 async def wait_for_acquire(standby: Leader, within: float) -> tuple[Any, float]:
     """Polls like a standby (every 0.25 s) until it takes the lock; fails after `within` seconds."""
     t0 = time.monotonic()
@@ -70,9 +93,7 @@ async def test_a_silent_leader_loses_the_lock_to_a_standby_and_then_knows_it(db_
     in-process stand-in for SIGSTOP). PostgreSQL ends A's session after the lease, so B takes the lock
     with A's epoch + 1 — before the lease, B got nothing. A's check() then reports the loss, its fence
     is cleared and `leader_lost` is logged. Before the lease, B polled for 15 s and never got it."""
-    a = Leader(db_dsn, CHAIN, holder="A", lease_s=LEASE)
-    b = Leader(db_dsn, CHAIN, holder="B", lease_s=LEASE)
-    try:
+    async with leaders(db_dsn) as (a, b):
         fa = await a.try_acquire()
         assert fa is not None
         assert await b.try_acquire() is None
@@ -90,9 +111,6 @@ async def test_a_silent_leader_loses_the_lock_to_a_standby_and_then_knows_it(db_
         assert lost
         assert lost[0]["epoch"] == fa.epoch
         assert await b.check() is True
-    finally:
-        await a.release()
-        await b.release()
 
 
 @pytest.mark.pg
@@ -102,9 +120,7 @@ async def test_a_leader_paused_in_the_middle_of_a_query_is_ended_by_a_standby(db
     a standby that finds it older than twice the lease ends that session, and takes the lock."""
     import asyncpg
 
-    a = Leader(db_dsn, CHAIN, holder="A", lease_s=LEASE)
-    b = Leader(db_dsn, CHAIN, holder="B", lease_s=LEASE)
-    try:
+    async with leaders(db_dsn) as (a, b):
         fa = await a.try_acquire()
         assert fa is not None
         assert a._heartbeat is not None
@@ -121,9 +137,6 @@ async def test_a_leader_paused_in_the_middle_of_a_query_is_ended_by_a_standby(db
         with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
             await busy  # A's session was ended under its query
         assert await b.check() is True
-    finally:
-        await a.release()
-        await b.release()
 
 
 @pytest.mark.pg
@@ -131,9 +144,7 @@ async def test_a_leader_whose_heartbeat_runs_keeps_the_lock_for_several_leases(d
     """A takes the lock and does nothing else for four leases (its session would have been ended
     after one without the heartbeat): B never gets the lock, A's epoch stays, A's lock session is the
     same backend throughout, and no leadership was lost. The lock connection carries the lease."""
-    a = Leader(db_dsn, CHAIN, holder="A", lease_s=LEASE)
-    b = Leader(db_dsn, CHAIN, holder="B", lease_s=LEASE)
-    try:
+    async with leaders(db_dsn) as (a, b):
         fa = await a.try_acquire()
         assert fa is not None
         assert a._conn is not None
@@ -157,9 +168,6 @@ async def test_a_leader_whose_heartbeat_runs_keeps_the_lock_for_several_leases(d
         assert await a.check() is True
         assert await fetch(db_dsn, "SELECT epoch FROM keeper.leaders WHERE chain_id = $1", CHAIN) == [(fa.epoch,)]
         assert events.named("leader_lost") == []
-    finally:
-        await a.release()
-        await b.release()
 
 
 @pytest.mark.pg
@@ -187,11 +195,7 @@ async def test_a_lock_session_that_dies_ends_leadership_without_a_check(db_dsn: 
         assert await a.try_acquire() is not None
         assert a._conn is not None
         await fetch(db_dsn, "SELECT pg_terminate_backend($1)", a._conn.get_server_pid())
-        async with asyncio.timeout(5 * LEASE):
-            while True:
-                if a.fence is None:
-                    break
-                await asyncio.sleep(0.05)
+        await fence_cleared(a)
         assert not a.is_leader
         assert len(events.named("leader_lost")) == 1
         # the same object takes the lock again on a new session, with the next epoch
@@ -216,11 +220,7 @@ async def test_a_heartbeat_that_crashes_ends_leadership(
     try:
         assert await a.try_acquire() is not None
         monkeypatch.setattr(a, "_ping", broken)
-        async with asyncio.timeout(5 * LEASE):
-            while True:
-                if a.fence is None:
-                    break
-                await asyncio.sleep(0.05)
+        await fence_cleared(a)
         assert not a.is_leader
         assert events.named("leader_heartbeat_crashed")[0]["error"] == "RuntimeError: bug"
         assert events.named("leader_lost")[0]["reason"] == "heartbeat_crashed: RuntimeError"

@@ -152,7 +152,7 @@ async def test_slow_feed_reads_defer_some_rules_instead_of_timing_the_run_out(
     sent, with no bound: on a slow node the run outlived job_timeout_s (no proposal at all; five in a
     row halt the keeper). Now reads stop at half the timeout; the rest wait for the next run."""
     from keeper.abi import encode_call
-    from tests.keeper.kit import ADMIN, insert_markets
+    from tests.keeper.kit import ADMIN, bind_rule, insert_markets
 
     feed = ops.dep.price_feed
     assert feed is not None
@@ -161,14 +161,7 @@ async def test_slow_feed_reads_defer_some_rules_instead_of_timing_the_run_out(
     markets = ops.create_markets(4, end)
     await insert_markets(db_dsn, markets, end)
     for m in markets:
-        await fetch(
-            db_dsn,
-            "INSERT INTO keeper.price_feed_rules (chain_id, market_id, feed, comparison, threshold, created_by)"
-            " VALUES (31337, $1, $2, 'gte', $3, 'test')",
-            m,
-            bytes.fromhex(feed[2:]),
-            3_400 * 10**8,
-        )
+        await bind_rule(db_dsn, m, feed, 3_400 * 10**8)
     ops.advance(200)
     settings = make_settings(proxy.url, db_dsn, deployment_path, job_timeout_s=4.0)
     async with harness(settings) as h:

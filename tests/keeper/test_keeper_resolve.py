@@ -7,7 +7,17 @@ from pathlib import Path
 import pytest
 
 from keeper import jobs
-from tests.keeper.kit import ADMIN, KEEPER, ChainOps, fetch, harness, insert_markets, make_settings, queue
+from tests.keeper.kit import (
+    ADMIN,
+    KEEPER,
+    ChainOps,
+    bind_rule,
+    fetch,
+    harness,
+    insert_markets,
+    make_settings,
+    queue,
+)
 
 pytestmark = [pytest.mark.pg, pytest.mark.anvil]
 
@@ -171,14 +181,7 @@ async def test_a_rule_bound_to_a_non_feed_contract_fails_its_market_alone(
     bad, good = ops.create_markets(2, end)
     await insert_markets(db_dsn, [bad, good], end)
     for m, f in ((bad, NOT_A_FEED), (good, feed)):
-        await fetch(
-            db_dsn,
-            "INSERT INTO keeper.price_feed_rules (chain_id, market_id, feed, comparison, threshold, created_by)"
-            " VALUES (31337, $1, $2, 'gte', $3, 'test')",
-            m,
-            bytes.fromhex(f[2:]),
-            3_400 * 10**8,
-        )
+        await bind_rule(db_dsn, m, f, 3_400 * 10**8)
     ops.advance(200)
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
     async with harness(settings) as h:
