@@ -42,6 +42,18 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[Networ
     return ip  # every hop was a trusted proxy: the left-most of them
 
 
+def network_key(ip: str) -> str | None:
+    """For an IPv6 client, its /48 (what a site or an ISP's customer is usually given: 65,536 /64s,
+    so per-/64 budgets alone multiply by that much); None for IPv4."""
+    try:
+        addr = ipaddress.ip_address(ip.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((addr, 48), strict=False))
+    return None
+
+
 def address_key(ip: str) -> str:
     """The key that caps and limits count a client by: its address, or for IPv6 its /64 (the least
     a host is given: a per-address key would let one host rotate through 2^64 of them)."""

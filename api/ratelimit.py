@@ -21,7 +21,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from api.clientip import address_key
+from api.clientip import address_key, network_key
 from api.metrics import Metrics
 
 EXEMPT = ("/health", "/ready", "/metrics", "/")
@@ -62,6 +62,9 @@ def window(now: float, window_s: int) -> tuple[int, int]:
 
 
 DENIED_MAX = 10_000  # clients remembered as over their limit in this window
+# An IPv6 client counts per /64 and, on top, its /48 gets this many times the per-client budget:
+# one holder of a /48 (65,536 /64s) cannot multiply its budget by rotating through its /64s.
+NETWORK_FACTOR = 16
 
 
 class RateLimiter:
@@ -90,15 +93,27 @@ class RateLimiter:
 
     async def check(self, ip: str, user: str | None) -> Verdict | None:
         """None = unlimited (disabled, or Redis unreachable). `ip` counts by its address_key (an IPv6
-        host by its /64, which it can rotate through)."""
-        ip = address_key(ip)
+        host by its /64, which it can rotate through) and an IPv6 client's /48 by NETWORK_FACTOR times
+        that budget."""
+        key = address_key(ip)
+        net = network_key(ip)
         if user:
-            return await self._count((f"u:{user}", self.per_user), (f"ipu:{ip}", self.per_user))
-        return await self._count((f"ip:{ip}", self.per_ip))
+            buckets = [(f"u:{user}", self.per_user), (f"ipu:{key}", self.per_user)]
+            if net:
+                buckets.append((f"ipunet:{net}", self.per_user * NETWORK_FACTOR))
+            return await self._count(*buckets)
+        buckets = [(f"ip:{key}", self.per_ip)]
+        if net:
+            buckets.append((f"net:{net}", self.per_ip * NETWORK_FACTOR))
+        return await self._count(*buckets)
 
     async def check_signin(self, ip: str) -> Verdict | None:
         """The sign-in budget of an IP (nonce, verify, refresh), on top of check()."""
-        return await self._count((f"signin:{address_key(ip)}", self.per_ip_signin))
+        buckets = [(f"signin:{address_key(ip)}", self.per_ip_signin)]
+        net = network_key(ip)
+        if net:
+            buckets.append((f"signinnet:{net}", self.per_ip_signin * NETWORK_FACTOR))
+        return await self._count(*buckets)
 
     async def _count(self, *buckets: tuple[str, int]) -> Verdict | None:
         """Counts one request in every bucket (one round trip); the verdict of the tightest."""

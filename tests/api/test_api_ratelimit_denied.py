@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.metrics import Metrics
-from api.ratelimit import RateLimiter, window
+from api.ratelimit import NETWORK_FACTOR, RateLimiter, window
 
 pytestmark = [pytest.mark.redis]
 
@@ -29,5 +29,23 @@ async def test_requests_after_the_429_are_refused_in_process(redis_url: str) -> 
         other = await limiter.check("192.0.2.8", None)  # another client is counted as before
         assert other is not None
         assert other.allowed
+    finally:
+        await client.aclose()
+
+
+async def test_an_ipv6_48_shares_a_budget_of_16_clients(redis_url: str) -> None:
+    """Review s13 F5: every per-client limit counted an IPv6 client per /64, so the holder of a /48
+    (65,536 /64s) had 65,536 budgets. Now the /48 has NETWORK_FACTOR (16) times the per-client one."""
+    client = aioredis.Redis.from_url(redis_url)
+    ns = f"t{uuid.uuid4().hex[:8]}:"
+    limiter = RateLimiter(client, ns, 3600, per_ip=1, per_user=1, metrics=Metrics())
+    try:
+        rotating = [await limiter.check(f"2001:db8:7:{i:x}::1", None) for i in range(20)]  # 20 /64s of one /48
+        assert [v.allowed for v in rotating if v is not None] == [True] * NETWORK_FACTOR + [False] * 4
+        elsewhere = await limiter.check("2001:db8:8::1", None)  # another /48
+        assert elsewhere is not None
+        assert elsewhere.allowed
+        v4 = [await limiter.check("192.0.2.9", None) for _ in range(2)]  # IPv4: per address, as before
+        assert [v.allowed for v in v4 if v is not None] == [True, False]
     finally:
         await client.aclose()
