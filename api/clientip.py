@@ -42,6 +42,34 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[Networ
     return ip  # every hop was a trusted proxy: the left-most of them
 
 
+# An IPv6 client counts per /64 and, on top, its /48 gets this many times the per-client budget
+# (rate limits, open connections): one holder of a /48 (65,536 /64s) cannot multiply its budget by
+# rotating through its /64s.
+NETWORK_FACTOR = 16
+
+
+def count_in(open_: dict[str, int], peer: str, per_ip: int) -> tuple[str, ...] | None:
+    """Counts one more open connection of `peer` in `open_` (its address key and, for IPv6, its /48
+    with NETWORK_FACTOR x per_ip); None, counting nothing, when either is full. Returns the keys to
+    give back to count_out when the connection closes."""
+    key, net = address_key(peer), network_key(peer)
+    if open_.get(key, 0) >= per_ip or (net is not None and open_.get(net, 0) >= per_ip * NETWORK_FACTOR):
+        return None
+    keys = (key,) if net is None else (key, net)
+    for k in keys:
+        open_[k] = open_.get(k, 0) + 1
+    return keys
+
+
+def count_out(open_: dict[str, int], keys: tuple[str, ...]) -> None:
+    for k in keys:
+        left = open_.get(k, 1) - 1
+        if left > 0:
+            open_[k] = left
+        else:
+            open_.pop(k, None)
+
+
 def network_key(ip: str) -> str | None:
     """For an IPv6 client, its /48 (what a site or an ISP's customer is usually given: 65,536 /64s,
     so per-/64 budgets alone multiply by that much); None for IPv4."""

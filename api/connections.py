@@ -8,8 +8,9 @@ the limits it lacks (uvicorn 0.54 arms no timer until a first response, and keep
   per server per second looks (a timer per request cost more than the rest of the guard).
 - They may take at most `max_head_bytes`: beyond, 431 and the connection is closed.
 - At most `max_per_ip` open connections per client address (an IPv6 client counts per /64, the
-  least any host owns) and `max_total` in all; beyond, the new connection is closed at once. The
-  proxies in `api.forwarded_allow_ips` carry everyone's connections and are not capped per address.
+  least any host owns, and its /48 NETWORK_FACTOR times that) and `max_total` in all; beyond, the
+  new connection is closed at once. The proxies in `api.forwarded_allow_ips` carry everyone's
+  connections and are not capped per address.
 
 The app's own limits (body size, rate limits, pool timeouts) start once the head is complete.
 """
@@ -27,7 +28,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from api.clientip import Network, address_key, is_trusted, networks
+from api.clientip import Network, count_in, count_out, is_trusted, networks
 
 log = structlog.get_logger("api.connections")
 
@@ -117,7 +118,7 @@ class GuardedHttp(HttpToolsProtocol):
         self.deadline = 0.0  # loop time by which the current request head must be complete
         self.head_bytes = 0
         self.too_large = False
-        self.key: str | None = None  # the address key counted in _OPEN
+        self.keys: tuple[str, ...] = ()  # what this connection counts in _OPEN (clientip.count_in)
 
     # ---------------------------------------------------------------- connection caps
 
@@ -129,12 +130,11 @@ class GuardedHttp(HttpToolsProtocol):
             self._refuse("connections_total", peer)
             return
         if not is_trusted(peer, self.limits.proxies):
-            key = address_key(peer)
-            if open_.get(key, 0) >= self.limits.max_per_ip:
+            keys = count_in(open_, peer, self.limits.max_per_ip)
+            if keys is None:
                 self._refuse("connections_per_ip", peer)
                 return
-            open_[key] = open_.get(key, 0) + 1
-            self.key = key
+            self.keys = keys
         self.deadline = self.loop.time() + self.limits.head_timeout_s
         if self.server_state not in _SWEEPING:
             _SWEEPING.add(self.server_state)
@@ -149,14 +149,9 @@ class GuardedHttp(HttpToolsProtocol):
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.key is not None:
-            open_ = _OPEN.get(self.server_state, {})
-            left = open_.get(self.key, 1) - 1
-            if left > 0:
-                open_[self.key] = left
-            else:
-                open_.pop(self.key, None)
-            self.key = None
+        if self.keys:
+            count_out(_OPEN.get(self.server_state, {}), self.keys)
+            self.keys = ()
         super().connection_lost(exc)
 
     # ---------------------------------------------------------------- the head's deadline and size

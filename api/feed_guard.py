@@ -7,8 +7,9 @@ descriptors (shared with the HTTP port, the database pools and Redis) ran out. S
 connection on:
 
 - at most `feed_max_connections_per_ip + HANDSHAKE_SLACK` sockets per client address (an IPv6 host
-  per /64; the proxies in `api.forwarded_allow_ips` are exempt, their clients are capped at the
-  handshake), and `feed_max_connections` in all: beyond, the socket is closed at once;
+  per /64, and its /48 NETWORK_FACTOR times that; the proxies in `api.forwarded_allow_ips` are
+  exempt, their clients are capped at the handshake), and `feed_max_connections` in all: beyond,
+  the socket is closed at once;
 - a handshake must finish within `feed_handshake_timeout_s`;
 - websockets' own log lines (a failed handshake logs a traceback per socket) are at most one a
   second, without the traceback: `feed_log_lines_dropped_total` counts the rest.
@@ -24,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
 
-from api.clientip import Network, address_key, is_trusted
+from api.clientip import Network, count_in, count_out, is_trusted
 
 HANDSHAKE_SLACK = 8  # sockets per address beyond the established cap: handshakes in progress, a 429 to answer
 
@@ -48,29 +49,25 @@ class SocketCaps:
         self.open: dict[str, int] = {}
         self.count = 0
 
-    def admit(self, peer: str) -> tuple[bool, str | None]:
-        """(admitted, the key counted for it: None for a proxy or a refusal)."""
+    def admit(self, peer: str) -> tuple[bool, tuple[str, ...]]:
+        """(admitted, the keys counted for it: none for a proxy or a refusal). An IPv6 client counts
+        per /64 and its /48 NETWORK_FACTOR times that (clientip.count_in)."""
         if self.count >= self.total:
             REFUSED.labels("total").inc()
-            return False, None
-        key = None
+            return False, ()
+        keys: tuple[str, ...] = ()
         if not is_trusted(peer, self.proxies):
-            key = address_key(peer)
-            if self.open.get(key, 0) >= self.per_ip:
+            counted = count_in(self.open, peer, self.per_ip)
+            if counted is None:
                 REFUSED.labels("per_ip").inc()
-                return False, None
-            self.open[key] = self.open.get(key, 0) + 1
+                return False, ()
+            keys = counted
         self.count += 1
-        return True, key
+        return True, keys
 
-    def release(self, key: str | None) -> None:
+    def release(self, keys: tuple[str, ...]) -> None:
         self.count -= 1
-        if key is not None:
-            left = self.open.get(key, 1) - 1
-            if left > 0:
-                self.open[key] = left
-            else:
-                self.open.pop(key, None)
+        count_out(self.open, keys)
 
 
 def capped(caps: SocketCaps) -> type[ServerConnection]:
@@ -80,11 +77,11 @@ def capped(caps: SocketCaps) -> type[ServerConnection]:
 
     class Capped(ServerConnection):
         _counted = False
-        _key: str | None = None
+        _keys: tuple[str, ...] = ()
 
         def connection_made(self, transport: Any) -> None:
             peer = transport.get_extra_info("peername")
-            admitted, self._key = caps.admit(str(peer[0]) if peer else "unknown")
+            admitted, self._keys = caps.admit(str(peer[0]) if peer else "unknown")
             if not admitted:
                 Connection.connection_made(self, transport)  # the transport only: no handshake task
                 transport.abort()
@@ -95,7 +92,7 @@ def capped(caps: SocketCaps) -> type[ServerConnection]:
         def connection_lost(self, exc: Exception | None) -> None:
             if self._counted:
                 self._counted = False
-                caps.release(self._key)
+                caps.release(self._keys)
             super().connection_lost(exc)
 
     return Capped

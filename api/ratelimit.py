@@ -21,7 +21,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from api.clientip import address_key, network_key
+from api.clientip import NETWORK_FACTOR, address_key, network_key
 from api.metrics import Metrics
 
 EXEMPT = ("/health", "/ready", "/metrics", "/")
@@ -62,9 +62,6 @@ def window(now: float, window_s: int) -> tuple[int, int]:
 
 
 DENIED_MAX = 10_000  # clients remembered as over their limit in this window
-# An IPv6 client counts per /64 and, on top, its /48 gets this many times the per-client budget:
-# one holder of a /48 (65,536 /64s) cannot multiply its budget by rotating through its /64s.
-NETWORK_FACTOR = 16
 
 
 class RateLimiter:

@@ -32,13 +32,16 @@ async def test_the_documented_python_client_prints_the_events_it_receives(db_dsn
     assert 'connect("ws://127.0.0.1:58081")' in code
     assert code.rstrip().endswith("asyncio.run(main())")
     conn = await asyncpg.connect(db_dsn)
-    async with running(make_settings(db_dsn, redis_url)) as (_, _rt, url):
+    async with running(make_settings(db_dsn, redis_url)) as (_, rt, url):
         namespace: dict[str, Any] = {}
         exec(code.replace("ws://127.0.0.1:58081", url).replace("asyncio.run(main())", ""), namespace)
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             client = asyncio.create_task(namespace["main"]())
-            await asyncio.sleep(0.5)  # connected and subscribed
+            for _ in range(300):  # connected and subscribed (no fixed sleep: a loaded machine is slower)
+                if rt.state is not None and rt.state.hub.rooms.get("market:1"):
+                    break
+                await asyncio.sleep(0.05)
             await trade_row(conn, 1, 321)
             for _ in range(200):
                 if out.getvalue() or client.done():

@@ -17,7 +17,7 @@ from tests.api.rows import NOW, TRADER, U, head, market, position
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
 
-ENDS_IN_S = 3
+ENDS_IN_S = 5  # margin for a loaded machine between the setup and the first reads
 
 
 async def ending_market(dsn: str) -> float:
