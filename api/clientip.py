@@ -52,7 +52,7 @@ def count_in(open_: dict[str, int], peer: str, per_ip: int) -> tuple[str, ...] |
     """Counts one more open connection of `peer` in `open_` (its address key and, for IPv6, its /48
     with NETWORK_FACTOR x per_ip); None, counting nothing, when either is full. Returns the keys to
     give back to count_out when the connection closes."""
-    key, net = address_key(peer), network_key(peer)
+    key, net = client_keys(peer)
     if open_.get(key, 0) >= per_ip or (net is not None and open_.get(net, 0) >= per_ip * NETWORK_FACTOR):
         return None
     keys = (key,) if net is None else (key, net)
@@ -70,27 +70,23 @@ def count_out(open_: dict[str, int], keys: tuple[str, ...]) -> None:
             open_.pop(k, None)
 
 
-def network_key(ip: str) -> str | None:
-    """For an IPv6 client, its /48 (what a site or an ISP's customer is usually given: 65,536 /64s,
-    so per-/64 budgets alone multiply by that much); None for IPv4."""
+def client_keys(ip: str) -> tuple[str, str | None]:
+    """(the key caps and limits count a client by, its network key), from one parse of `ip`: its
+    address, or for IPv6 its /64 (the least a host is given: a per-address key would let one host
+    rotate through 2^64 of them) and its /48 (what a site or an ISP's customer is usually given:
+    65,536 /64s, so per-/64 budgets alone multiply by that much); no network key for IPv4."""
     try:
         addr = ipaddress.ip_address(ip.strip().strip("[]"))
     except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is None:
-        return str(ipaddress.IPv6Network((addr, 48), strict=False))
-    return None
+        return ip[:64], None
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped), None
+        host, site = ipaddress.IPv6Network((addr, 64), strict=False), ipaddress.IPv6Network((addr, 48), strict=False)
+        return str(host), str(site)
+    return str(addr), None
 
 
 def address_key(ip: str) -> str:
-    """The key that caps and limits count a client by: its address, or for IPv6 its /64 (the least
-    a host is given: a per-address key would let one host rotate through 2^64 of them)."""
-    try:
-        addr = ipaddress.ip_address(ip.strip().strip("[]"))
-    except ValueError:
-        return ip[:64]
-    if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
-        return str(ipaddress.IPv6Network((addr, 64), strict=False))
-    return str(addr)
+    """client_keys' first: the address, or an IPv6 client's /64."""
+    return client_keys(ip)[0]

@@ -21,7 +21,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from api.clientip import NETWORK_FACTOR, address_key, network_key
+from api.clientip import NETWORK_FACTOR, client_keys
 from api.metrics import Metrics
 
 EXEMPT = ("/health", "/ready", "/metrics", "/")
@@ -92,8 +92,7 @@ class RateLimiter:
         """None = unlimited (disabled, or Redis unreachable). `ip` counts by its address_key (an IPv6
         host by its /64, which it can rotate through) and an IPv6 client's /48 by NETWORK_FACTOR times
         that budget."""
-        key = address_key(ip)
-        net = network_key(ip)
+        key, net = client_keys(ip)
         if user:
             buckets = [(f"u:{user}", self.per_user), (f"ipu:{key}", self.per_user)]
             if net:
@@ -106,8 +105,8 @@ class RateLimiter:
 
     async def check_signin(self, ip: str) -> Verdict | None:
         """The sign-in budget of an IP (nonce, verify, refresh), on top of check()."""
-        buckets = [(f"signin:{address_key(ip)}", self.per_ip_signin)]
-        net = network_key(ip)
+        key, net = client_keys(ip)
+        buckets = [(f"signin:{key}", self.per_ip_signin)]
         if net:
             buckets.append((f"signinnet:{net}", self.per_ip_signin * NETWORK_FACTOR))
         return await self._count(*buckets)

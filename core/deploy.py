@@ -19,7 +19,7 @@ from web3 import Web3
 from web3.types import Nonce
 from web3.utils.address import get_create_address
 
-from core.contracts import CONTRACT_NAMES, abi_hash, load_artifact
+from core.contracts import CONTRACT_NAMES, abi_hash, load_abi, load_artifact
 
 LOCAL_CHAIN_IDS = (31337, 1337)
 # Off local chains: the least challenge window the deployer accepts. The contract takes any window
@@ -166,17 +166,8 @@ def _check_collateral(w3: Web3, usdc: str) -> None:
     address = Web3.to_checksum_address(usdc)
     if not w3.eth.get_code(address):
         raise DeployError(f"--usdc {address}: no contract at this address on chain {w3.eth.chain_id}")
-    decimals_abi = [
-        {
-            "type": "function",
-            "name": "decimals",
-            "inputs": [],
-            "outputs": [{"type": "uint8"}],
-            "stateMutability": "view",
-        }
-    ]
     try:
-        decimals = int(w3.eth.contract(address=address, abi=decimals_abi).functions.decimals().call())
+        decimals = int(w3.eth.contract(address=address, abi=load_abi("MockUSDC")).functions.decimals().call())
     except Exception as exc:  # any failure (a revert, no such function): not a token we can use
         raise DeployError(f"--usdc {address}: decimals() failed ({type(exc).__name__}); USDC is required") from None
     if decimals != 6:

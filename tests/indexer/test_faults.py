@@ -529,6 +529,20 @@ def assert_like_fresh(node: Node, fresh_db: Any, tmp_path: Path, dsns: list[str]
         assert_same_index(dump(dsn), want)
 
 
+def faulted_both_ways(
+    node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path, seed: int, events: int, fault: dict[str, Any]
+) -> dict[str, int]:
+    """A chain of `events` simulated events, indexed through a proxy with only `fault` on, block by
+    block (the tip path) into db_dsn and by ranges into a fresh database; both must equal a fresh
+    index of the chain. Returns the faults the proxy made."""
+    sim(node.url, node.deployment, seed=seed, max_events=events)
+    proxy = FaultProxy(node.url, seed, Faults(**{**QUIET, **fault}, range_cap=10**6))
+    dsns = [db_dsn, fresh_db()]
+    counts = index_through(node, proxy, dsns, tmp_path, (10**6, 0))
+    assert_like_fresh(node, fresh_db, tmp_path, dsns)
+    return counts
+
+
 @pytest.mark.anvil
 @pytest.mark.pg
 def test_repeated_logs_are_indexed_once_on_the_tip_path_and_the_backfill(
@@ -536,12 +550,8 @@ def test_repeated_logs_are_indexed_once_on_the_tip_path_and_the_backfill(
 ) -> None:
     """A provider that repeats a log in every eth_getLogs answer: block by block (tip) and by ranges
     (backfill) each event is stored once; the index equals a fresh one."""
-    sim(node.url, node.deployment, seed=41, max_events=15)
-    proxy = FaultProxy(node.url, 41, Faults(**{**QUIET, "duplicate": 1.0}, range_cap=10**6))
-    dsns = [db_dsn, fresh_db()]
-    counts = index_through(node, proxy, dsns, tmp_path, (10**6, 0))
+    counts = faulted_both_ways(node, db_dsn, fresh_db, tmp_path, 41, 15, {"duplicate": 1.0})
     assert counts.get("log_duplicate", 0) > 0
-    assert_like_fresh(node, fresh_db, tmp_path, dsns)
 
 
 @pytest.mark.anvil
@@ -801,12 +811,8 @@ def test_a_block_answered_for_another_number_is_asked_again(
     """eth_getBlockByNumber(n) answered with block n - 1, well-formed (a cache keyed wrongly): the
     start block, a range's end and a tip block are checked against the number asked, refused and
     asked again; by ranges and block by block the index equals a fresh one."""
-    sim(node.url, node.deployment, seed=43, max_events=20)
-    proxy = FaultProxy(node.url, 43, Faults(**{**QUIET, "renumber": 0.3}, range_cap=10**6))
-    dsns = [db_dsn, fresh_db()]
-    counts = index_through(node, proxy, dsns, tmp_path, (10**6, 0))
+    counts = faulted_both_ways(node, db_dsn, fresh_db, tmp_path, 43, 20, {"renumber": 0.3})
     assert counts.get("renumber", 0) > 0
-    assert_like_fresh(node, fresh_db, tmp_path, dsns)
 
 
 @pytest.mark.anvil
@@ -816,9 +822,5 @@ def test_a_zeroed_logs_bloom_is_not_trusted(node: Node, db_dsn: str, fresh_db: A
     header no longer hashes to its block hash, so its bloom is not trusted to rule our logs out; block
     by block (the tip path) and by ranges every event is indexed. Before, the tip skipped each such
     block's logs (committed empty until the finalized re-scan found them)."""
-    sim(node.url, node.deployment, seed=47, max_events=20)
-    proxy = FaultProxy(node.url, 47, Faults(**{**QUIET, "zero_bloom": 0.5}, range_cap=10**6))
-    dsns = [db_dsn, fresh_db()]
-    counts = index_through(node, proxy, dsns, tmp_path, (10**6, 0))
+    counts = faulted_both_ways(node, db_dsn, fresh_db, tmp_path, 47, 20, {"zero_bloom": 0.5})
     assert counts.get("zero_bloom", 0) > 0, counts
-    assert_like_fresh(node, fresh_db, tmp_path, dsns)
