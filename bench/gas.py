@@ -180,11 +180,13 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
         rec.send(bs(creator_a, 2, MAX_UINT, deadline), t, "buyShares", "repeat holder, 2 shares")
 
     dist = cs.functions.distributeDividends
-    rec.send(dist(creator_a), keeper, "distributeDividends", "share fees + market fees collected")
-    rec.send(dist(creator_b), keeper, "distributeDividends", "market fees only (creator holds all shares)")
+    warp(3_600)  # an hour of the share fees' stream vests
+    rec.send(dist(creator_a), keeper, "distributeDividends", "vested share fees; market fees start vesting")
+    rec.send(dist(creator_b), keeper, "distributeDividends", "market fees start vesting (nothing vested yet)")
     for t in traders[:4]:
         rec.send(bs(creator_a, 1, MAX_UINT, deadline), t, "buyShares", "holder after a distribution (settles)")
-    rec.send(dist(creator_a), keeper, "distributeDividends", "share fees only (market fees already collected)")
+    warp(3_600)
+    rec.send(dist(creator_a), keeper, "distributeDividends", "vested fees only (market fees already collected)")
 
     warp(DeployParams().lock_period + 1)
     for t in traders[:2]:
@@ -198,7 +200,8 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
         rec.send(cs.functions.sellShares(creator_a, 1, 0, deadline), t, "sellShares", "repeat seller, settled")
     for t in traders[:4]:
         rec.send(cs.functions.claimDividends(creator_a), t, "claimDividends", "holder with credited dividends")
-    # market fees for creator_b, credited to creator_b by the next share trade while still in OpinionMarket
+    # market fees for creator_b join its pool at the next share trade while still in OpinionMarket; that trade
+    # credits creator_b what vested of the pool the first distribution started
     rec.send(om.functions.buy(2, 1, 10 * USDC, 0, deadline), traders[1])
     rec.send(
         bs(creator_b, 1, MAX_UINT, deadline),

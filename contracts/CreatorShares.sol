@@ -18,19 +18,22 @@ interface ICreatorFeeSource {
 
 /// @title CreatorShares
 /// @notice Per-creator shares on a friend.tech-style bonding curve priced in USDC, with a dividend
-///         pool per creator paid to holders pro rata to shares held while the fees arrived.
+///         pool per creator that vests over a day to holders pro rata to shares held while it vests.
 /// @dev Pricing comes from one reserve function, R(s) = unit * (s-1) s (2s-1) / 6 = unit * sum_{i<s} i^2,
 ///      so buying n shares at supply s costs R(s+n) - R(s) and selling returns R(s) - R(s-n): the
 ///      curve reserve always equals R(supply). The creator buys the first share (price 0) and can never
 ///      sell it, so every other holder can always sell. Dividends use accumulated-per-share accounting.
 ///
-///      Time-fair dividends: everything not yet credited (the share-trade dividend fees in `pool` and the
-///      creator's market fees that arrived in OpinionMarket since the last fold) is folded into the
-///      accumulator before every change of supply, at the supply it arrived under. Between two supply
-///      changes no holding changes, so a fee is credited exactly to the holders of the interval in which
-///      it arrived, pro rata to their shares: a buyer never shares in fees that arrived before the buy,
-///      a seller keeps those that arrived while held. `distributeDividends` folds the same way (credits
-///      what arrived since the last trade) and moves the market fees' USDC from OpinionMarket.
+///      Streamed dividends: a fee is not credited when it arrives but joins the creator's `pool`, which
+///      vests linearly from the last fold until `streamEnd` (`DIVIDEND_STREAM`, one day, after the last
+///      fee joined it). Every change of supply first folds what vested since the last fold into the
+///      accumulator at the supply it vested under, so between two supply changes the vested part goes
+///      exactly to the holders of that interval, pro rata to their shares and to the time they held:
+///      holding a creator's shares for an hour earns about an hour's worth of that creator's fee stream,
+///      and buying just before a large fee arrives (a whale's own trade, or one seen in a mempool) earns
+///      about hold time / one day of it, not all of it. Market fees that arrived in OpinionMarket join
+///      the pool at the next fold. `distributeDividends` folds the same way (credits what vested since
+///      the last fold) and moves the market fees' USDC from OpinionMarket.
 ///
 ///      The accumulator is stored scaled by 1e12 (it fits the holder's slot next to its balance) and is
 ///      shown scaled by 1e18 (x 1e6, exact) in events and views; claimable = credited + floor(shares *
@@ -50,6 +53,8 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     uint256 private constant ACC_STORED = 1e12;
     uint256 private constant ACC_SHOWN = ACC_PRECISION / ACC_STORED;
     uint256 public constant MAX_SUPPLY = type(uint32).max;
+    /// @notice How long the dividend pool takes to vest after a fee last joined it.
+    uint256 public constant DIVIDEND_STREAM = 1 days;
 
     error CreatorMustBuyFirstShare(address creator);
     error ZeroAmount();
@@ -66,14 +71,16 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     /// @dev Slot 0 of a creator, read and written by every trade.
     struct Creator {
         uint32 supply;
-        uint112 pool; // arrived and not yet folded into the accumulator (share-trade dividend fees, rounding dust)
-        uint112 creatorFees; // creator's own trading fees, claimable by the creator
+        uint96 pool; // arrived and not yet credited: vests linearly from `lastFold` until `streamEnd`
+        uint96 creatorFees; // creator's own trading fees, claimable by the creator
+        uint32 streamEnd; // when the pool is fully vested: DIVIDEND_STREAM after a fee last joined it
     }
 
     /// @dev Slot 1 of a creator, read by every trade, written when something is folded.
     struct Accrual {
         uint112 acc; // 1 + dividends per share scaled by ACC_STORED (0 = creator has no shares yet)
-        uint112 marketFolded; // part of OpinionMarket's creatorFeesAccrued[creator] already folded into acc
+        uint112 marketFolded; // part of OpinionMarket's creatorFeesAccrued[creator] that already joined the pool
+        uint32 lastFold; // when the pool last vested into acc
     }
 
     /// @dev One slot per holder per creator; `accPaid` is the stored accumulator value already credited.
@@ -86,10 +93,11 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
     /// @param price curve price of the shares (R difference), excluding fees.
     /// @param traderClaimable the trader's claimable dividends after settlement at `accPerShare`.
-    /// @param pool what is pending after the trade (this trade's dividend fee and rounding dust).
+    /// @param pool not yet credited after the trade (this trade's dividend fee included), vesting over
+    ///        `DIVIDEND_STREAM` from now (see `dividendStream`).
     /// @param accPerShare the accumulator after the fold that preceded the trade, scaled by 1e18.
-    /// @param distributed folded into `accPerShare` before the trade (share fees and market fees that arrived
-    ///        since the previous fold), credited to the holders before the trade.
+    /// @param distributed vested since the previous fold and folded into `accPerShare` before the trade,
+    ///        credited to the holders before the trade.
     event SharesTraded(
         address indexed creator,
         address indexed trader,
@@ -108,9 +116,10 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         uint256 distributed
     );
 
-    /// @param amount reserved for holders (rounded up; holders' credits round down, so what they can claim
-    ///        never exceeds the sum of these amounts); `marketFees` came from OpinionMarket in this call.
-    /// @param pool dust left undistributed (rounding), carried to the next fold.
+    /// @param amount vested since the last fold, reserved for holders (rounded up; holders' credits round down,
+    ///        so what they can claim never exceeds the sum of these amounts); `marketFees` came from
+    ///        OpinionMarket in this call.
+    /// @param pool not yet credited: still vesting, and rounding dust.
     event DividendsDistributed(
         address indexed creator, uint256 amount, uint256 marketFees, uint256 supply, uint256 accPerShare, uint256 pool
     );
@@ -187,12 +196,14 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         Accrual memory a = accruals[creator];
         uint256 distributed;
         if (c.supply == 0) {
-            if (a.acc == 0) {
-                a.acc = 1; // written once per creator, so later folds never pay a zero-to-nonzero write
-                accruals[creator] = a;
-            }
+            // the creator's first buy, once per creator (the first share is never sold): acc starts at 1 so
+            // later folds never pay a zero-to-nonzero write, and the pool's first fee vests from now
+            a.acc = 1;
+            a.lastFold = uint32(block.timestamp); // < 2**32 until 2106, as every timestamp this contract keeps
+            accruals[creator] = a;
         } else {
-            distributed = _fold(creator, c, a);
+            (distributed,) = _fold(creator, c, a);
+            accruals[creator] = a;
         }
         Holding memory h = _settle(holdings[creator][msg.sender], a.acc);
         h.shares = (h.shares + amount).toUint32();
@@ -200,8 +211,8 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         holdings[creator][msg.sender] = h;
 
         c.supply = uint32(newSupply); // <= MAX_SUPPLY, checked above
-        c.pool = (c.pool + dFee).toUint112();
-        c.creatorFees = (c.creatorFees + cFee).toUint112();
+        _stream(c, dFee);
+        c.creatorFees = (c.creatorFees + cFee).toUint96();
         creators[creator] = c;
         if (pFee > 0) protocolFeesPlusOne += pFee;
 
@@ -231,13 +242,14 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         if (proceeds < minProceeds) revert SlippageExceeded(proceeds, minProceeds);
 
         Accrual memory a = accruals[creator];
-        uint256 distributed = _fold(creator, c, a);
+        (uint256 distributed,) = _fold(creator, c, a);
+        accruals[creator] = a;
         h = _settle(h, a.acc);
         h.shares -= uint32(amount); // amount <= h.shares, checked above
         holdings[creator][msg.sender] = h;
         c.supply = uint32(newSupply); // below the uint32 supply it came from
-        c.pool = (c.pool + dFee).toUint112();
-        c.creatorFees = (c.creatorFees + cFee).toUint112();
+        _stream(c, dFee);
+        c.creatorFees = (c.creatorFees + cFee).toUint96();
         creators[creator] = c;
         if (pFee > 0) protocolFeesPlusOne += pFee;
 
@@ -247,17 +259,19 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
     // ---------------------------------------------------------------- dividends
 
-    /// @notice Moves the creator's market fees from OpinionMarket into this contract and credits everything
-    ///         pending (what arrived since the last trade) to current holders pro rata. Keeper role; reverts
-    ///         when there is nothing to credit. Fees are already credited at every trade: this call makes the
-    ///         fees of a quiet period claimable and settles the market fees' USDC.
+    /// @notice Credits what vested since the last fold to current holders pro rata, starts the market fees
+    ///         that arrived in OpinionMarket vesting, and moves their USDC into this contract. Keeper role;
+    ///         reverts when nothing vested and nothing arrived. Trades fold too: this call makes a quiet
+    ///         period's vested fees claimable and settles the market fees' USDC.
     function distributeDividends(address creator) external onlyRole(KEEPER_ROLE) nonReentrant returns (uint256 amount) {
         Creator memory c = creators[creator];
         if (c.supply == 0) revert NothingToDistribute(creator);
         Accrual memory a = accruals[creator];
-        uint256 marketFees = _collect(creator, c, a);
-        amount = _fold(creator, c, a);
-        if (amount == 0) revert NothingToDistribute(creator);
+        uint256 arrived;
+        (amount, arrived) = _fold(creator, c, a);
+        if (amount == 0 && arrived == 0) revert NothingToDistribute(creator);
+        uint256 marketFees = _collect(creator, c, a); // all of it joined the pool in the fold
+        accruals[creator] = a;
         creators[creator] = c;
         emit DividendsDistributed(creator, amount, marketFees, c.supply, _shown(a.acc), c.pool);
     }
@@ -351,8 +365,8 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         return _shown(accruals[creator].acc);
     }
 
-    /// @notice Not yet credited to holders: `pool` held here, and `marketFees` that arrived in OpinionMarket
-    ///         since the last fold. The next trade or distribution credits both to the holders of now.
+    /// @notice Not yet credited to holders: `pool` (vesting, see `dividendStream`), and `marketFees` that
+    ///         arrived in OpinionMarket since the last fold, which join the pool at the next fold.
     function pendingPool(address creator) external view returns (uint256 pool, uint256 marketFees) {
         pool = creators[creator].pool;
         if (address(marketFeeSource) != address(0)) {
@@ -360,7 +374,19 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         }
     }
 
-    /// @notice Market fees credited to holders but still held by OpinionMarket (pulled before a claim).
+    /// @notice The dividend stream: `pool` vests linearly from `lastFold` until `streamEnd`; `vested` is what a
+    ///         fold now would credit to the holders of now (before rounding).
+    function dividendStream(address creator)
+        external
+        view
+        returns (uint256 pool, uint256 lastFold, uint256 streamEnd, uint256 vested)
+    {
+        Creator memory c = creators[creator];
+        Accrual memory a = accruals[creator];
+        return (c.pool, a.lastFold, c.streamEnd, _vested(c, a));
+    }
+
+    /// @notice Market fees in the pool but still held by OpinionMarket (pulled before a claim).
     function marketFeesFolded(address creator) external view returns (uint256) {
         return accruals[creator].marketFolded;
     }
@@ -369,39 +395,66 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         return creators[creator].creatorFees;
     }
 
-    /// @notice Credited dividends `holder` can claim now (what is pending is credited at the next fold).
+    /// @notice Credited dividends `holder` can claim now (what vested since the last fold is credited at the
+    ///         next fold: a trade of this creator's shares or a distribution).
     function claimableDividends(address creator, address holder) external view returns (uint256) {
         return _settle(holdings[creator][holder], accruals[creator].acc).credited;
     }
 
     // ---------------------------------------------------------------- internals
 
-    /// @dev Folds everything pending into the accumulator at the current supply (> 0): `c.pool` and the
-    ///      market fees accrued in OpinionMarket since the last fold. Updates `c` and `a` in memory and
-    ///      writes `a` when it changed; the caller writes `c`. Returns the amount reserved for holders
-    ///      (0 when only dust is pending: then nothing changes).
-    function _fold(address creator, Creator memory c, Accrual memory a) private returns (uint256 amount) {
-        uint256 accrued = address(marketFeeSource) == address(0) ? 0 : marketFeeSource.creatorFeesAccrued(creator);
-        uint256 pending = c.pool + (accrued - a.marketFolded);
-        uint256 delta = (pending * ACC_STORED) / c.supply;
+    /// @dev Folds what vested since the last fold into the accumulator at the current supply (> 0), then
+    ///      starts the market fees accrued in OpinionMarket since the last fold vesting. Updates `c` and `a`
+    ///      in memory; the caller writes both. Returns the amount reserved for holders (0 when only dust
+    ///      vested) and the market fees that joined the pool.
+    function _fold(address creator, Creator memory c, Accrual memory a)
+        private
+        view
+        returns (uint256 amount, uint256 arrived)
+    {
+        uint256 delta = (_vested(c, a) * ACC_STORED) / c.supply;
         // Rounds up: holders' credits are floor(shares * accumulated delta / 1e12) over any number of folds,
-        // which can exceed the sum of per-fold floors by one unit each time. delta * supply <= pending * 1e12,
-        // so the rounded-up amount never exceeds what is pending.
+        // which can exceed the sum of per-fold floors by one unit each time. delta * supply <= vested * 1e12,
+        // so the rounded-up amount never exceeds what vested.
         amount = Math.ceilDiv(delta * c.supply, ACC_STORED);
-        if (amount == 0) return 0;
-        a.acc = (a.acc + delta).toUint112();
-        a.marketFolded = accrued.toUint112();
-        c.pool = (pending - amount).toUint112();
-        accruals[creator] = a;
+        if (amount > 0) {
+            a.acc = (a.acc + delta).toUint112();
+            c.pool -= uint96(amount); // amount <= vested <= pool
+        }
+        a.lastFold = uint32(block.timestamp);
+        if (address(marketFeeSource) != address(0)) {
+            uint256 accrued = marketFeeSource.creatorFeesAccrued(creator);
+            arrived = accrued - a.marketFolded;
+            if (arrived > 0) {
+                a.marketFolded = accrued.toUint112();
+                _stream(c, arrived);
+            }
+        }
     }
 
-    /// @dev Pulls the creator's market fees from OpinionMarket (paid to this contract). The part not yet
-    ///      folded joins `c.pool`; `a.marketFolded` becomes 0. The caller writes `c` and `a`. Returns the
-    ///      amount collected.
+    /// @dev The part of `c.pool` that vested between the last fold and now: linear until `c.streamEnd`.
+    function _vested(Creator memory c, Accrual memory a) private view returns (uint256) {
+        uint256 last = a.lastFold;
+        uint256 end = c.streamEnd;
+        if (last >= end) return 0; // fully vested: what is left is dust
+        uint256 upTo = block.timestamp < end ? block.timestamp : end;
+        return (uint256(c.pool) * (upTo - last)) / (end - last);
+    }
+
+    /// @dev `amount` joins the pool: the whole pool then vests until DIVIDEND_STREAM from now.
+    function _stream(Creator memory c, uint256 amount) private view {
+        if (amount == 0) return;
+        c.pool = (c.pool + amount).toUint96();
+        c.streamEnd = (block.timestamp + DIVIDEND_STREAM).toUint32();
+    }
+
+    /// @dev Pulls the creator's market fees from OpinionMarket (paid to this contract). The part that has not
+    ///      joined the pool yet joins it now; `a.marketFolded` becomes 0. The caller writes `c` and `a`.
+    ///      Returns the amount collected.
     function _collect(address creator, Creator memory c, Accrual memory a) private returns (uint256 collected) {
         if (address(marketFeeSource) == address(0)) return 0;
         collected = marketFeeSource.collectCreatorFees(creator);
-        c.pool = (c.pool + collected - a.marketFolded).toUint112();
+        _stream(c, collected - a.marketFolded);
         a.marketFolded = 0;
     }
 

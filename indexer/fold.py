@@ -908,9 +908,9 @@ class _Fold:
         c.supply = e.supply
         c.pool = e.pool
         c.acc_per_share = e.acc_per_share
-        c.distributed_total += e.distributed  # what was pending, credited to the holders before the trade
-        if e.distributed:
-            c.market_fees_folded = c.market_fees_accrued  # a fold credits every market fee accrued so far
+        c.distributed_total += e.distributed  # what vested, credited to the holders before the trade
+        if not (e.is_buy and e.supply == e.amount):  # the creator's first buy does not fold
+            c.market_fees_folded = c.market_fees_accrued  # a fold starts every market fee accrued so far vesting
         c.creator_fees += e.creator_fee
         c.volume += e.price
         c.trade_count += 1
@@ -964,6 +964,8 @@ class _Fold:
             if row.shares <= 0:
                 continue
             credit = row.shares * delta // ACC_PRECISION
+            if credit == 0:  # nothing new for this holder (e.g. market fees only started vesting)
+                continue
             self.notify(
                 e,
                 holder,

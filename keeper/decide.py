@@ -16,6 +16,7 @@ OUTCOMES = {"no": OUTCOME_NO, "yes": OUTCOME_YES, "invalid": OUTCOME_INVALID}
 OUTCOME_NAMES = {v: k for k, v in OUTCOMES.items()}
 # OpinionMarket.STATUS_*: a resolver proposes, an arbiter may dispute, anyone finalizes after the window.
 STATUS_OPEN, STATUS_PROPOSED, STATUS_DISPUTED, STATUS_RESOLVED = 0, 1, 2, 3
+ACC_STORED = 10**12  # CreatorShares' accumulator scale: a fold credits floor(vested * 1e12 / supply) per share
 Comparison = Literal["gt", "gte", "lt", "lte"]
 
 
@@ -264,9 +265,10 @@ def decide_expiry(p: ProposalView, now: int, resolution_window_s: int) -> Expire
 @dataclasses.dataclass(frozen=True, slots=True)
 class CreatorView:
     creator: bytes
-    pool: int  # undistributed pool held by CreatorShares (pendingPool)
+    pool: int  # not yet credited, vesting in CreatorShares (pendingPool)
     market_fees: int  # accrued in OpinionMarket, collected by the distribution (pendingPool)
     supply: int  # shares outstanding (supplyOf)
+    vested: int  # of the pool, what a distribution now credits (dividendStream)
     in_ledger: bool = False  # a live transaction exists for this creator and period
 
 
@@ -274,7 +276,7 @@ class CreatorView:
 class Distribute:
     creator: bytes
     period: str
-    amount: int  # pool + market fees at decision time (the contract credits holders all of it but rounding dust)
+    amount: int  # vested + market fees at decision time: credited to holders, and started vesting
 
 
 def distribution_key(creator: bytes, period: str) -> str:
@@ -282,7 +284,8 @@ def distribution_key(creator: bytes, period: str) -> str:
 
 
 def decide_distribution(c: CreatorView, period: str) -> Distribute | Skip | None:
-    """Once per period, only where holders exist and the pool is not empty."""
+    """Once per period, only where holders exist and the call does something: credits at least one unit per
+    1e12 shares of what vested (as `CreatorShares._fold` rounds) or starts market fees vesting."""
     if c.in_ledger:
         return None
     key = distribution_key(c.creator, period)
@@ -290,7 +293,9 @@ def decide_distribution(c: CreatorView, period: str) -> Distribute | Skip | None
         return Skip(key, "no_holders")
     if c.pool + c.market_fees == 0:
         return Skip(key, "empty_pool")
-    return Distribute(c.creator, period, c.pool + c.market_fees)
+    if c.market_fees == 0 and c.vested * ACC_STORED // c.supply == 0:
+        return Skip(key, "nothing_vested")  # only dust, or a pool that began vesting moments ago
+    return Distribute(c.creator, period, c.vested + c.market_fees)
 
 
 # ------------------------------------------------------------------------- tx tracking

@@ -626,22 +626,25 @@ async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
         addr = "0x" + c.hex()
         calls.append((cs, encode_call("CreatorShares", "pendingPool", addr)))
         calls.append((cs, encode_call("CreatorShares", "supplyOf", addr)))
+        calls.append((cs, encode_call("CreatorShares", "dividendStream", addr)))
     results = await _eth_calls(ctx.rpc, calls)
     actions: list[decide.Distribute] = []
     decisions: list[tuple[str, str, str, str, dict[str, Any]]] = []
     failed: list[ItemFailure] = []
     for i, c in enumerate(creators):
-        pool_res, supply_res = results[2 * i], results[2 * i + 1]
-        if isinstance(pool_res, RpcError) or isinstance(supply_res, RpcError):
+        pool_res, supply_res, stream_res = results[3 * i : 3 * i + 3]
+        if isinstance(pool_res, RpcError) or isinstance(supply_res, RpcError) or isinstance(stream_res, RpcError):
             log.warning("creator_unreadable", creator="0x" + c.hex())
             continue
         try:
             pool, fees = decode_result("CreatorShares", "pendingPool", pool_res)
             (supply,) = decode_result("CreatorShares", "supplyOf", supply_res)
+            vested = decode_result("CreatorShares", "dividendStream", stream_res)[3]
         except Exception as exc:  # one unreadable creator is failed and skipped; the others go on
             failed.append(ItemFailure("check", decide.distribution_key(c, period), None, _describe(exc)))
             continue
-        action = decide.decide_distribution(decide.CreatorView(c, int(pool), int(fees), int(supply)), period)
+        view = decide.CreatorView(c, int(pool), int(fees), int(supply), int(vested))
+        action = decide.decide_distribution(view, period)
         if isinstance(action, decide.Distribute):
             actions.append(action)
         elif isinstance(action, decide.Skip):

@@ -36,7 +36,7 @@ CREATOR_COLS = """c.creator, c.supply, c.pool, c.market_fees_accrued, c.market_f
 
 
 def pending_dividends(r: Record) -> int:
-    """Not yet credited to holders: the pool and the market fees accrued since the last fold."""
+    """Not yet credited to holders: the pool (vesting) and the market fees accrued since the last fold."""
     return int(r["pool"]) + int(r["market_fees_accrued"]) - int(r["market_fees_folded"])
 
 

@@ -21,7 +21,7 @@ MAX_SUPPLY = 2**32 - 1
 MIN_INITIAL_LIQUIDITY = 10**6
 ACC_STORED = 10**12  # CreatorShares stores the accumulator at this scale (+1 once the creator has shares)
 ACC_SHOWN = m.ACC_PRECISION // ACC_STORED
-U80, U112 = 2**80 - 1, 2**112 - 1
+U80, U96, U112 = 2**80 - 1, 2**96 - 1, 2**112 - 1
 PAUSE_DURATION = 3 * 86_400  # ExpiringPause.PAUSE_DURATION
 PAUSE_COOLDOWN = 86_400  # ExpiringPause.PAUSE_COOLDOWN
 RESOLUTION_WINDOW = 30 * 86_400  # OpinionMarket.resolutionWindow (DeployParams.resolution_window)
@@ -112,6 +112,8 @@ class System:
     # CreatorShares
     supply: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     pool: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    stream_end: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    last_fold: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     creator_fees: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     acc: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))  # stored scale
     market_folded: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
@@ -120,14 +122,11 @@ class System:
     cs_paused_until: int = 0
     distributed: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     dividends_claimed: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
-    # The time-fair entitlement, kept apart from the accumulator: each fee is split at once (as an exact
-    # fraction) among the holders of the moment it arrives; `ideal_pending` moves to `ideal` when the
-    # contract folds, `orphan` holds market fees that arrived while the creator had no shares.
+    # The time-fair entitlement, kept apart from the accumulator: the same stream in exact fractions and
+    # continuous time, each second's vesting shared among the holders of that second pro rata to their
+    # shares (holdings only change at folds, so it is exact per interval between folds); no rounding, no dust.
     ideal: defaultdict[tuple[str, str], Fraction] = dataclasses.field(default_factory=lambda: defaultdict(Fraction))
-    ideal_pending: defaultdict[tuple[str, str], Fraction] = dataclasses.field(
-        default_factory=lambda: defaultdict(Fraction)
-    )
-    orphan: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    ideal_pool: defaultdict[str, Fraction] = dataclasses.field(default_factory=lambda: defaultdict(Fraction))
     folds: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     settles: defaultdict[tuple[str, str], int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     claimed_by: defaultdict[tuple[str, str], int] = dataclasses.field(default_factory=lambda: defaultdict(int))
@@ -175,7 +174,6 @@ class System:
         creator_fee, protocol_fee = m.split_fee(fee, self.params.creator_share_bps, self.params.lp_share_bps)
         self.creator_fees_accrued[creator] += creator_fee
         self.om_protocol_fees += protocol_fee
-        self._arrive(creator, creator_fee)
         return creator_fee
 
     def create_market(self, sender: str, end: int, liquidity: int, now: int, yes_bps: int = m.BPS // 2) -> int:
@@ -379,43 +377,50 @@ class System:
             self.settles[(creator, holder)] += 1
         return h
 
-    def _arrive(self, creator: str, amount: int) -> None:
-        """Time-fair ledger: `amount` of dividends arrives now for `creator`'s current holders."""
-        supply = self.supply[creator]
+    def _stream(self, creator: str, amount: int, now: int) -> None:
+        """CreatorShares._stream: `amount` joins the pool, which then vests until DIVIDEND_STREAM from now."""
         if amount == 0:
             return
-        if supply == 0:
-            self.orphan[creator] += amount
-            return
-        for (c, holder), h in self.holdings.items():
-            if c == creator and h.shares:
-                self.ideal_pending[(creator, holder)] += Fraction(amount * h.shares, supply)
+        self.pool[creator] += amount
+        assert self.pool[creator] <= U96, "pool beyond uint96"
+        self.ideal_pool[creator] += amount
+        self.stream_end[creator] = now + m.DIVIDEND_STREAM
 
-    def _fold(self, creator: str) -> int:
-        """CreatorShares._fold: everything pending goes into the accumulator at the current supply (> 0)."""
+    def _fold(self, creator: str, now: int) -> tuple[int, int]:
+        """CreatorShares._fold: what vested since the last fold goes into the accumulator at the current
+        supply (> 0), then the market fees accrued since join the pool. (amount credited, fees joined)."""
         supply = self.supply[creator]
-        accrued = self.creator_fees_accrued[creator]
-        pending = self.pool[creator] + accrued - self.market_folded[creator]
-        delta = pending * ACC_STORED // supply
+        last, end = self.last_fold[creator], self.stream_end[creator]
+        if last < end:
+            # the time-fair ledger: the exact vested fraction, shared by the holders of (last, now]
+            share = Fraction(min(now, end) - last, end - last)
+            vested_exact = self.ideal_pool[creator] * share
+            self.ideal_pool[creator] -= vested_exact
+            for (c, holder), h in self.holdings.items():
+                if c == creator and h.shares:
+                    self.ideal[(creator, holder)] += vested_exact * h.shares / supply
+        delta = m.vested(self.pool[creator], last, end, now) * ACC_STORED // supply
         amount = m.ceil_div(delta * supply, ACC_STORED)
-        if amount == 0:
-            return 0
-        self.acc[creator] += delta
-        assert self.acc[creator] <= U112, "accumulator beyond uint112"
-        self.market_folded[creator] = accrued
-        self.pool[creator] = pending - amount
-        self.distributed[creator] += amount
-        self.folds[creator] += 1
-        for key in [k for k in self.ideal_pending if k[0] == creator]:
-            self.ideal[key] += self.ideal_pending.pop(key)
-        return amount
+        if amount:
+            self.acc[creator] += delta
+            assert self.acc[creator] <= U112, "accumulator beyond uint112"
+            self.pool[creator] -= amount
+            self.distributed[creator] += amount
+            self.folds[creator] += 1
+        self.last_fold[creator] = now
+        accrued = self.creator_fees_accrued[creator]
+        arrived = accrued - self.market_folded[creator]
+        if arrived:
+            self.market_folded[creator] = accrued
+            self._stream(creator, arrived, now)
+        return amount, arrived
 
-    def _collect(self, creator: str) -> int:
-        """OpinionMarket.collectCreatorFees to CreatorShares; the part not folded joins the pool."""
+    def _collect(self, creator: str, now: int) -> int:
+        """OpinionMarket.collectCreatorFees to CreatorShares; the part not in the pool yet joins it."""
         collected = self.creator_fees_accrued[creator]
         self.creator_fees_accrued[creator] = 0
         self._move(self.om, self.cs, collected)
-        self.pool[creator] += collected - self.market_folded[creator]
+        self._stream(creator, collected - self.market_folded[creator], now)
         self.market_folded[creator] = 0
         return collected
 
@@ -442,19 +447,16 @@ class System:
             raise Revert("CreatorShares", "SlippageExceeded")
         self._pull(sender, self.cs, total)
         if supply == 0:
-            self.acc[creator] = self.acc[creator] or 1
+            self.acc[creator] = 1
+            self.last_fold[creator] = now
         else:
-            self._fold(creator)
+            self._fold(creator, now)
         h = self._settle(creator, sender)
         h.shares += amount
         h.locked_until = now + self.params.lock
         self.holdings[(creator, sender)] = h
         self.supply[creator] = new_supply
-        if supply == 0:
-            orphan, self.orphan[creator] = self.orphan[creator], 0
-            self._arrive(creator, orphan)
-        self.pool[creator] += df
-        self._arrive(creator, df)
+        self._stream(creator, df, now)
         self.creator_fees[creator] += cf
         self.cs_protocol_fees += pf
         self._move(sender, self.cs, total)
@@ -479,37 +481,38 @@ class System:
         proceeds = price - pf - cf - df
         if proceeds < min_out:
             raise Revert("CreatorShares", "SlippageExceeded")
-        self._fold(creator)
+        self._fold(creator, now)
         h = self._settle(creator, sender)
         h.shares -= amount
         self.holdings[(creator, sender)] = h
         self.supply[creator] = new_supply
-        self.pool[creator] += df
-        self._arrive(creator, df)
+        self._stream(creator, df, now)
         self.creator_fees[creator] += cf
         self.cs_protocol_fees += pf
         self._move(self.cs, sender, proceeds)
         return proceeds
 
-    def distribute(self, sender: str, creator: str) -> int:
+    def distribute(self, sender: str, creator: str, now: int) -> int:
         if sender not in self.keepers:
             raise Revert("CreatorShares", "AccessControlUnauthorizedAccount")
         supply = self.supply[creator]
         if supply == 0:
             raise Revert("CreatorShares", "NothingToDistribute")
-        pending = self.pool[creator] + self.creator_fees_accrued[creator] - self.market_folded[creator]
-        if pending * ACC_STORED // supply == 0:
+        vested = m.vested(self.pool[creator], self.last_fold[creator], self.stream_end[creator], now)
+        arriving = self.creator_fees_accrued[creator] - self.market_folded[creator]
+        if vested * ACC_STORED // supply == 0 and arriving == 0:
             raise Revert("CreatorShares", "NothingToDistribute")
-        self._collect(creator)
-        return self._fold(creator)
+        amount, _ = self._fold(creator, now)
+        self._collect(creator, now)
+        return amount
 
-    def claim_dividends(self, sender: str, creator: str) -> int:
+    def claim_dividends(self, sender: str, creator: str, now: int) -> int:
         h = self._settle(creator, sender)
         amount = h.credited
         if amount == 0:
             raise Revert("CreatorShares", "NothingToClaim")
         if self.market_folded[creator] > 0:
-            self._collect(creator)
+            self._collect(creator, now)
         h.credited = 0
         self.holdings[(creator, sender)] = h
         self.dividends_claimed[creator] += amount
@@ -544,10 +547,11 @@ class System:
         return self.creator_fees_accrued[creator] - self.market_folded[creator]
 
     def fairness_gap(self, creator: str, holder: str) -> tuple[Fraction, int]:
-        """(what `holder` was credited - its time-fair entitlement of what was folded, the rounding allowance):
-        one unit per fold of the creator (dust carried to later holders) and per settlement (credits round down)."""
+        """(what `holder` was credited - its time-fair entitlement of what vested, the rounding allowance): two
+        units per fold of the creator (the vested amount and the reserve round down; that dust vests again
+        later, to later holders) and one per settlement (credits round down)."""
         real = self.claimable(creator, holder) + self.claimed_by[(creator, holder)]
-        allowance = self.folds[creator] + self.settles[(creator, holder)] + 1
+        allowance = 2 * self.folds[creator] + self.settles[(creator, holder)] + 1
         return real - self.ideal[(creator, holder)], allowance
 
     def om_obligations(self, holders: list[str]) -> int:

@@ -11,6 +11,7 @@ from math import isqrt
 BPS = 10_000
 ACC_PRECISION = 10**18  # scale of CreatorShares' accPerShare in events and views
 ACC_STORED = 10**12  # scale it is stored at (ACC_PRECISION / ACC_STORED is exact)
+DIVIDEND_STREAM = 86_400  # CreatorShares: the dividend pool vests over a day after a fee last joined it
 OUTCOME_NO, OUTCOME_YES, OUTCOME_INVALID = 0, 1, 2
 
 
@@ -95,6 +96,13 @@ def reserve_at(supply: int, unit: int) -> int:
 
 def share_fees(price: int, protocol_bps: int, creator_bps: int, dividend_bps: int) -> tuple[int, int, int]:
     return price * protocol_bps // BPS, price * creator_bps // BPS, price * dividend_bps // BPS
+
+
+def vested(pool: int, last_fold: int, stream_end: int, now: int) -> int:
+    """CreatorShares._vested: the part of `pool` that vested since the last fold, linearly until the stream's end."""
+    if last_fold >= stream_end:
+        return 0
+    return pool * (min(now, stream_end) - last_fold) // (stream_end - last_fold)
 
 
 def fold(pending: int, supply: int) -> tuple[int, int]:

@@ -259,21 +259,35 @@ def test_distribute_with_empty_pool_reverts_nothing_to_distribute(env: Env) -> N
     assert args == (creator,)
 
 
-def test_distribute_credits_holders_pro_rata_and_claim_pays_once(env: Env) -> None:
-    """a's dividend fee is credited to the holders after a's buy (creator 1, a 2) when b's buy changes the
-    supply; b's fee, pending after that, goes to all three at the distribution. Each credit rounds down; each
-    holder claims once, then NothingToClaim."""
+def stream(env: Env, creator: str) -> tuple[int, int, int]:
+    """(pool, lastFold, streamEnd) of `creator`'s dividend stream."""
+    pool, last, end, _ = env.cs.functions.dividendStream(creator).call()
+    return pool, last, end
+
+
+def test_distribute_credits_what_vested_pro_rata_and_claim_pays_once(env: Env) -> None:
+    """a's dividend fee vests over DIVIDEND_STREAM from a's buy; b's buy a quarter of the way in credits the
+    vested quarter to the holders of that quarter (creator 1, a 2). b's fee joins the pool and the whole
+    pool vests until a day after b's buy, when the distribution credits all of it to the three. Each credit
+    rounds down; each holder claims once, then NothingToClaim."""
     creator, a, b = env.traders[:3]
     env.buy_shares(creator, creator, 1)
     env.buy_shares(a, creator, 2)
-    pool_a, _ = env.cs.functions.pendingPool(creator).call()
+    pool_a, last, end = stream(env, creator)
+    assert end - last == model.DIVIDEND_STREAM
+    t_b = last + model.DIVIDEND_STREAM // 4
+    env.next_block_at(t_b)
     receipt = env.send(buy_fn(env, creator, 3), b)
-    acc1, folded = model.fold(pool_a, 3)
+    vested = model.vested(pool_a, last, end, t_b)
+    assert vested == pool_a // 4
+    acc1, folded = model.fold(vested, 3)
     trade = env.event(receipt, env.cs, "SharesTraded")
     assert (trade["accPerShare"], trade["distributed"]) == (acc1, folded)
     pool, market_fees = env.cs.functions.pendingPool(creator).call()
     assert market_fees == 0
-    assert pool == pool_a - folded + trade["dividendFee"]
+    assert pool == pool_a - folded + trade["dividendFee"] == trade["pool"]
+    assert stream(env, creator) == (pool, t_b, t_b + model.DIVIDEND_STREAM)
+    env.next_block_at(t_b + model.DIVIDEND_STREAM)
     amount, receipt = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
     supply = 6
     acc2, reserved = model.fold(pool, supply)
@@ -303,7 +317,8 @@ def test_distribute_credits_holders_pro_rata_and_claim_pays_once(env: Env) -> No
 
 
 def test_market_creator_fees_flow_into_dividend_pool(env: Env) -> None:
-    """distributeDividends collects the creator's accrued market fees from OpinionMarket into the pool."""
+    """distributeDividends collects the creator's accrued market fees from OpinionMarket into the pool,
+    where they vest: a distribution a day later credits them."""
     creator, trader = env.traders[:2]
     env.buy_shares(creator, creator, 1)
     end = env.now() + DAY
@@ -314,28 +329,35 @@ def test_market_creator_fees_flow_into_dividend_pool(env: Env) -> None:
     assert env.cs.functions.pendingPool(creator).call() == [0, accrued]
     om_before, cs_before = env.balance(env.om.address), env.balance(env.cs.address)
     amount, receipt = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
-    assert amount == accrued  # one share: everything is distributable
+    assert amount == 0  # nothing had vested: the fees start vesting now
     assert env.event(receipt, env.om, "CreatorFeesCollected") == {
         "creator": creator,
         "collector": env.cs.address,
         "amount": accrued,
     }
     ev = env.event(receipt, env.cs, "DividendsDistributed")
-    assert (ev["marketFees"], ev["amount"], ev["pool"]) == (accrued, accrued, 0)
+    assert (ev["marketFees"], ev["amount"], ev["pool"]) == (accrued, 0, accrued)
     assert env.om.functions.creatorFeesAccrued(creator).call() == 0
     assert env.balance(env.om.address) == om_before - accrued
     assert env.balance(env.cs.address) == cs_before + accrued
+    assert env.cs.functions.claimableDividends(creator, creator).call() == 0
+    _, last, stream_end = stream(env, creator)
+    assert stream_end == last + model.DIVIDEND_STREAM
+    env.next_block_at(stream_end)
+    amount, receipt = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
+    assert amount == accrued  # one share: everything vested is distributable
+    assert env.events(receipt, env.om, "CreatorFeesCollected") == []
     assert env.cs.functions.claimableDividends(creator, creator).call() == accrued
     paid, _ = env.send_returning(env.cs.functions.claimDividends(creator), creator)
     assert paid == accrued
 
 
-def test_dividend_sniping_earns_only_what_arrived_while_held(env: Env) -> None:
+def test_dividend_sniping_earns_only_its_time_share(env: Env) -> None:
     """The audit's sequence: a creator (1 share) and a holder (9) hold all day while the creator's markets
     earn fees; a sniper buys 10 shares (supply 10 -> 20) a minute before the daily distribution, claims, and
-    sells after the lock. The sniper's dividends are its half of its own buy's dividend fee (the only fee
-    that arrived while it held) and it loses money; the holder keeps 9/10 of the day. (Before: the whole
-    day's pool was split at the distribution, the sniper took half of it and netted +476 USDC.)"""
+    sells after the lock. The day's fees start vesting at the sniper's buy, so the sniper earns half of what
+    vests while it holds (61 minutes of a day) and loses money; the holder, holding on, gets the rest.
+    (Before any fix: the whole day's pool was split at the distribution and the sniper netted +476 USDC.)"""
     creator, holder, sniper, trader = env.traders[:4]
     env.buy_shares(creator, creator, 1)
     env.buy_shares(holder, creator, 9)
@@ -349,48 +371,104 @@ def test_dividend_sniping_earns_only_what_arrived_while_held(env: Env) -> None:
     sniper_before = env.balance(sniper)
     receipt = env.send(buy_fn(env, creator, 10), sniper)
     own_fee = env.event(receipt, env.cs, "SharesTraded")["dividendFee"]
+    t_buy = env.now()
     env.warp(60)
     env.send(env.cs.functions.distributeDividends(creator), env.keeper)
-    sniped, _ = env.send_returning(env.cs.functions.claimDividends(creator), sniper)
-    assert sniped <= own_fee * 10 // 20 + 1
     unlock(env)
     env.send(sell_fn(env, creator, 10), sniper)
+    held_for = env.now() - t_buy
+    sniped, _ = env.send_returning(env.cs.functions.claimDividends(creator), sniper)
+    streamed = day + own_fee
+    assert held_for < 2 * 3_600
+    assert sniped <= streamed * held_for // model.DIVIDEND_STREAM // 2 + 2
     assert env.balance(sniper) < sniper_before  # fees and the curve: sniping loses money
+    env.warp(2 * DAY)
+    env.send(env.cs.functions.distributeDividends(creator), env.keeper)
     held, _ = env.send_returning(env.cs.functions.claimDividends(creator), holder)
-    assert held >= day * 9 // 10 - 2
-    assert held + sniped <= day + own_fee
+    assert held >= (day - day * held_for // model.DIVIDEND_STREAM // 2) * 9 // 10 - 4
+    assert held + sniped <= streamed
+
+
+def test_buying_just_before_a_large_fee_earns_only_its_time_share(env: Env) -> None:
+    """Just-in-time capture (audit F3), the attacker's best line: a whale buys 31 shares of a creator with one
+    share, a 1,000,000 USDC trade lands in the creator's market (10,000 USDC of creator fees), the whale
+    buys one more share at once (its fold starts the fee vesting, and restarts the whale's lock) and sells
+    all 32 when the lock ends. The fee vests over a day, so the whale takes 32/33 of about one hour's
+    worth (before: 31/32 of all of it, netting about 9,589 USDC); the creator, holding on, gets the rest."""
+    creator, whale, trader = env.traders[:3]
+    env.buy_shares(creator, creator, 1)
+    market, _ = env.create_market(creator, 1_000 * USDC, 2 * DAY)
+    whale_before = env.balance(whale)
+    first = env.event(env.send(buy_fn(env, creator, 31), whale), env.cs, "SharesTraded")
+    t_in = env.now()
+    env.buy(trader, market, 1, 1_000_000 * USDC)
+    fee = env.om.functions.creatorFeesAccrued(creator).call()
+    assert fee >= 10_000 * USDC
+    second = env.event(env.send(buy_fn(env, creator, 1), whale), env.cs, "SharesTraded")
+    assert second["pool"] >= fee  # the fee joined the stream
+    unlock(env)
+    env.send(sell_fn(env, creator, 32), whale)
+    taken, _ = env.send_returning(env.cs.functions.claimDividends(creator), whale)
+    streamed = first["dividendFee"] + fee + second["dividendFee"]
+    assert taken <= streamed * (env.now() - t_in) // model.DIVIDEND_STREAM + 2  # at most its time's worth
+    assert taken < fee * 5 // 100
+    assert env.balance(whale) - whale_before < fee * 5 // 100  # net of the curve and its fees
+    env.warp(DAY)
+    env.send(env.cs.functions.distributeDividends(creator), env.keeper)
+    kept, _ = env.send_returning(env.cs.functions.claimDividends(creator), creator)
+    assert kept >= fee * 95 // 100
 
 
 def test_claim_pulls_credited_market_fees_still_held_by_opinion_market(env: Env) -> None:
-    """Market fees are credited at the next share trade while their USDC stays in OpinionMarket; a claim
-    of that creator's dividends first moves them to CreatorShares (CreatorFeesCollected), then pays."""
+    """Market fees join the pool at the next share trade while their USDC stays in OpinionMarket; once they
+    vested and a trade credited them, a claim of that creator's dividends first moves them to CreatorShares
+    (CreatorFeesCollected), then pays."""
     creator, holder, trader = env.traders[:3]
     env.buy_shares(creator, creator, 1)
     market, _ = env.create_market(creator)
     env.buy(trader, market, 1, 50 * USDC)
     accrued = env.om.functions.creatorFeesAccrued(creator).call()
-    env.buy_shares(holder, creator, 1)  # the fold credits the creator (the only holder until now)
+    env.buy_shares(holder, creator, 1)  # the fold starts them vesting
     assert env.cs.functions.marketFeesFolded(creator).call() == accrued
     assert env.cs.functions.pendingPool(creator).call()[1] == 0
-    assert env.cs.functions.claimableDividends(creator, creator).call() == accrued
+    assert env.cs.functions.claimableDividends(creator, creator).call() == 0
+    pool, _, stream_end = stream(env, creator)
+    env.next_block_at(stream_end)
+    env.buy_shares(trader, creator, 1)  # the fold credits the pool to the creator and the holder, 1 share each
+    owed = env.cs.functions.claimableDividends(creator, creator).call()
+    assert owed == pool // 2
     om_before = env.balance(env.om.address)
     paid, receipt = env.send_returning(env.cs.functions.claimDividends(creator), creator)
-    assert paid == accrued
+    assert paid == owed
     assert env.event(receipt, env.om, "CreatorFeesCollected")["amount"] == accrued
     assert env.balance(env.om.address) == om_before - accrued
     assert env.cs.functions.marketFeesFolded(creator).call() == 0
     assert env.om.functions.creatorFeesAccrued(creator).call() == 0
 
 
-def test_new_holder_gets_no_dividends_distributed_before_buying(env: Env) -> None:
+def test_new_holder_gets_no_dividends_vested_before_buying(env: Env) -> None:
     """A holder who buys after a distribution is settled at the current accumulator: claimable 0."""
     creator, a, late = env.traders[:3]
     env.buy_shares(creator, creator, 1)
     env.buy_shares(a, creator, 2)
+    env.warp(DAY // 2)
     env.send(env.cs.functions.distributeDividends(creator), env.keeper)
     env.buy_shares(late, creator, 2)
     assert env.cs.functions.claimableDividends(creator, late).call() == 0
     env.reverts(env.cs.functions.claimDividends(creator), late, CS, "NothingToClaim")
+
+
+def test_nothing_vested_and_nothing_arrived_reverts_nothing_to_distribute(env: Env) -> None:
+    """A distribution in the block after a fee joined the pool has less than one unit per share to credit
+    and no market fees to start vesting: NothingToDistribute, so the keeper skips it."""
+    creator, a = env.traders[:2]
+    env.buy_shares(creator, creator, 1)
+    env.buy_shares(a, creator, 2)
+    pool, last, _ = stream(env, creator)
+    assert 0 < pool < model.DIVIDEND_STREAM
+    env.next_block_at(last + 1)
+    args = env.reverts(env.cs.functions.distributeDividends(creator), env.keeper, CS, "NothingToDistribute")
+    assert args == (creator,)
 
 
 def test_dividends_survive_selling_the_shares(env: Env) -> None:
@@ -398,14 +476,15 @@ def test_dividends_survive_selling_the_shares(env: Env) -> None:
     creator, a = env.traders[:2]
     env.buy_shares(creator, creator, 1)
     env.buy_shares(a, creator, 3)
+    env.warp(DAY // 2)
     env.send(env.cs.functions.distributeDividends(creator), env.keeper)
     owed = env.cs.functions.claimableDividends(creator, a).call()
     assert owed > 0
     unlock(env)
     env.send(sell_fn(env, creator, 3), a)
-    assert env.cs.functions.claimableDividends(creator, a).call() == owed
+    assert env.cs.functions.claimableDividends(creator, a).call() >= owed  # the sell's fold credited more
     paid, _ = env.send_returning(env.cs.functions.claimDividends(creator), a)
-    assert paid == owed
+    assert paid >= owed
 
 
 def test_claim_dividends_with_nothing_credited_reverts(env: Env) -> None:
@@ -453,11 +532,11 @@ def test_pause_blocks_buying_shares_but_never_selling_or_claims(env: Env) -> Non
     creator, a = env.traders[:2]
     env.buy_shares(creator, creator, 1)
     env.buy_shares(a, creator, 3)
-    unlock(env)
+    env.warp(DAY // 2)
     env.send(env.cs.functions.pause(), env.admin)
     env.reverts(buy_fn(env, creator, 1), a, CS, "EnforcedPause")
-    env.send(sell_fn(env, creator, 1), a)
     env.send(env.cs.functions.distributeDividends(creator), env.keeper)
+    env.send(sell_fn(env, creator, 1), a)
     env.send(env.cs.functions.claimDividends(creator), a)
     env.send(env.cs.functions.claimCreatorFees(), creator)
     env.send(env.cs.functions.withdrawProtocolFees(env.admin), env.admin)
@@ -507,9 +586,10 @@ def test_claims_never_exceed_distributions_across_rounding(env: Env) -> None:
     end = env.now() + DAY
     env.send(env.om.functions.createMarket("q", "c", end, USDC), creator)
     distributed = 0
-    for _ in range(2):
+    for _ in range(3):
         env.send(env.om.functions.buy(1, 1, 100, 0, env.deadline()), trader)  # creator fee: exactly 1 unit
         assert env.om.functions.creatorFeesAccrued(creator).call() == 1
+        env.warp(DAY // 3)  # a third of the stream vests: rounding in the vested part and in the credit
         amount, _ = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
         distributed += amount
     claimable = [env.cs.functions.claimableDividends(creator, h).call() for h in (creator, a)]

@@ -18,9 +18,9 @@ touched state is read back (one JSON-RPC batch) and must equal the model, and th
 * collateral = YES outstanding = NO outstanding while open; payouts + what is still owed = collateral
   after YES/NO (INVALID: short of it by rounding dust only);
 * dividends: sum of claimable <= distributed - claimed; a second claim pays nothing; time-fair: every
-  holder's credited + claimed dividends equal, up to one unit per fold and per settlement, the sum over
-  every fee of fee x (shares held when it arrived / supply then) (an exact-fraction ledger in the model,
-  apart from the accumulator): entitlement is shares x time held, with time measured in fees;
+  holder's credited + claimed dividends equal, up to two units per fold and one per settlement, the sum
+  over every interval between folds of what the stream vested in it x (shares held / supply) (an
+  exact-fraction ledger in the model, apart from the accumulator): entitlement is shares x time held;
 * locks: a sell before lockedUntil reverts SharesLocked;
 * exits stay open: while paused (and until the pause expires by itself) only createMarket, buy and
   buyShares revert EnforcedPause; sell, merge, sellShares, claims and withdrawLiquidity are mined as the
@@ -129,7 +129,8 @@ class Harness:
         for w in self.wallets:
             self.state.balances[w] = FUND
         latest = self.rpc.call("eth_getBlockByNumber", "latest", False)
-        self.now = int(latest["timestamp"], 16) + 1
+        self.mined_at = int(latest["timestamp"], 16)  # the last block's time: views run at it
+        self.now = self.mined_at + 1
         self.log: list[str] = []
         self.stats: Counter[tuple[str, str]] = Counter()  # (action, "ok" or the expected error)
         # Base state: three markets (ending in 2 days, in 2 hours, and already ended but unresolved) with
@@ -151,13 +152,13 @@ class Harness:
         assert self.now > self.state.markets[3].end
         self.full_check()
         self.stats.clear()
-        self.base_state, self.base_now = self.state.clone(), self.now
+        self.base_state, self.base_now, self.base_mined_at = self.state.clone(), self.now, self.mined_at
         self.snapshot = self.rpc.call("evm_snapshot")
 
     def reset(self) -> None:
         assert self.rpc.call("evm_revert", self.snapshot) is True
         self.snapshot = self.rpc.call("evm_snapshot")  # ids are single use
-        self.state, self.now = self.base_state.clone(), self.base_now
+        self.state, self.now, self.mined_at = self.base_state.clone(), self.base_now, self.base_mined_at
         self.log = []
 
     def close(self) -> None:
@@ -317,7 +318,7 @@ class Harness:
             sender,
             self.cs,
             CS.data("distributeDividends", creator),
-            lambda s, now: s.distribute(sender, creator),
+            lambda s, now: s.distribute(sender, creator, now),
             creator=creator,
         )
 
@@ -327,7 +328,7 @@ class Harness:
             sender,
             self.cs,
             CS.data("claimDividends", creator),
-            lambda s, now: s.claim_dividends(sender, creator),
+            lambda s, now: s.claim_dividends(sender, creator, now),
             creator=creator,
         )
 
@@ -366,6 +367,7 @@ class Harness:
             return None
         tx_hash = self.rpc.call("eth_sendTransaction", tx)
         self.rpc.call("evm_mine", self.now)
+        self.mined_at = self.now
         receipt = self.rpc.call("eth_getTransactionReceipt", tx_hash)
         if receipt is None or receipt["status"] != "0x1":
             raise AssertionError(f"model expected success ({result}), chain reverted: {self.diagnose(tx)}")
@@ -432,6 +434,7 @@ class Harness:
             (self.cs, CS.data("pendingPool", creator)),
             (self.cs, CS.data("creatorFeesOf", creator)),
             (self.cs, CS.data("accPerShare", creator)),
+            (self.cs, CS.data("dividendStream", creator)),
         ]
         for h in holders:
             calls += [
@@ -447,16 +450,18 @@ class Harness:
         assert values[1] == [s.pool[creator], s.pending_market_fees(creator)], "pendingPool"
         assert values[2] == [s.creator_fees[creator]], "creator fees"
         assert values[3] == [s.acc_shown(creator)], "accPerShare"
+        pool, last, end = s.pool[creator], s.last_fold[creator], s.stream_end[creator]
+        assert values[4] == [pool, last, end, m.vested(pool, last, end, self.mined_at)], "dividendStream"
         claimable = 0
         for i, h in enumerate(holders):
-            shares, locked, owed = (v[0] for v in values[4 + 3 * i : 7 + 3 * i])
+            shares, locked, owed = (v[0] for v in values[5 + 3 * i : 8 + 3 * i])
             hold = s.holdings[(creator, h)]
             assert (shares, locked, owed) == (hold.shares, hold.locked_until, s.claimable(creator, h)), (
                 f"holding of {h} in {creator}"
             )
             claimable += owed
-            # time-fair: credited + claimed equals the holder's share of every fee, at the shares it held
-            # when the fee arrived, up to rounding
+            # time-fair: credited + claimed equals the holder's share of what vested while it held, at the
+            # shares it held, up to rounding
             gap, allowance = s.fairness_gap(creator, h)
             assert abs(gap) <= allowance, f"{h} credited {gap} off its time-fair share of {creator}'s fees"
         if holders == self.wallets:
@@ -527,7 +532,7 @@ class Harness:
             self.check_market(market_id, self.wallets, values[n : n + k])
             n += k
         for c in self.creators:
-            k = 4 + 3 * len(self.wallets)
+            k = 5 + 3 * len(self.wallets)
             self.check_shares(c, self.wallets, values[n : n + k])
             assert values[n + k] == [self.state.creator_fees_accrued[c]]
             n += k + 1
@@ -702,6 +707,7 @@ def random_step(h: Harness, rng: random.Random) -> None:
     elif kind == "warp":
         r = rng.random()
         ends = [mk.end for mk in s.markets.values() if not mk.resolved and mk.end >= h.now]
+        ends += [e for e in s.stream_end.values() if e >= h.now]  # a dividend stream's last second, its end
         pauses = [u for u in (s.om_paused_until, s.cs_paused_until) if u > h.now]
         cooldowns = [u + PAUSE_COOLDOWN for u in (s.om_paused_until, s.cs_paused_until) if u + PAUSE_COOLDOWN > h.now]
         if pauses and r < 0.2:

@@ -89,6 +89,7 @@ def distribute_all(node: Node) -> None:
     """The keeper's job, done here: distribute dividends for every creator with supply."""
     cs = node.w3.eth.contract(address=node.deployment["contracts"]["CreatorShares"], abi=load_abi("CreatorShares"))
     keeper = node.w3.eth.accounts[1]
+    node.anvil.call("evm_increaseTime", 86_400)  # a day: every pool vested
     for i in range(2, 14):
         creator = node.w3.eth.accounts[i]
         if cs.functions.supplyOf(creator).call() > 0:
@@ -204,8 +205,9 @@ def test_blind_positions_equal_positions_read_first(
                     {"from": node.w3.eth.accounts[w], "gas": 600_000}
                 )
                 node.w3.eth.wait_for_transaction_receipt(tx)
+        node.anvil.call("evm_increaseTime", 3_600)  # an hour of the buys' dividend fees vests
         tx = cs.functions.distributeDividends(creator).transact({"from": node.w3.eth.accounts[1], "gas": 600_000})
-        node.w3.eth.wait_for_transaction_receipt(tx)
+        assert node.w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
     node.anvil.mine(70)  # all of it below anvil's finalized block (head - 64)
     real_keys_of, real_with_deltas = F.keys_of, F.with_deltas
     folded_blind: list[int] = []

@@ -174,17 +174,24 @@ def test_resolution_decisions_never_guess(m: MarketView, now: int, grace: int, s
         assert m.queued is None
 
 
-@given(st.binary(min_size=20, max_size=20), wei, wei, st.integers(0, 10**6), st.booleans())
-def test_distribution_only_with_holders_and_a_non_empty_pool(
-    creator: bytes, pool: int, fees_: int, supply: int, in_ledger: bool
+@given(st.binary(min_size=20, max_size=20), wei, wei, st.integers(0, 10**6), st.integers(0, 10**8), st.booleans())
+def test_distribution_only_with_holders_and_something_to_credit_or_start(
+    creator: bytes, pool: int, fees_: int, supply: int, vested: int, in_ledger: bool
 ) -> None:
-    a = decide.decide_distribution(CreatorView(creator, pool, fees_, supply, in_ledger), "2026-11-29")
+    """A distribution is sent only when it would not revert NothingToDistribute: holders, and either a
+    vested part that credits at least one stored unit per share or market fees to start vesting."""
+    vested = min(vested, pool)
+    a = decide.decide_distribution(CreatorView(creator, pool, fees_, supply, vested, in_ledger), "2026-11-29")
     if isinstance(a, decide.Distribute):
         assert not in_ledger
         assert supply > 0
-        assert pool + fees_ > 0
+        assert fees_ > 0 or vested * 10**12 // supply > 0
+        assert a.amount == vested + fees_
     elif in_ledger:
         assert a is None
+    else:
+        assert isinstance(a, decide.Skip)
+        assert supply == 0 or (fees_ == 0 and vested * 10**12 // supply == 0)
 
 
 chains = st.builds(ChainView, st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 100), wei, fees)

@@ -53,8 +53,9 @@ async def insert_creators(dsn: str, creators: list[str]) -> None:
 async def test_distribution_once_per_period_and_only_non_empty_pools(
     ops: ChainOps, db_dsn: str, deployment_path: Path
 ) -> None:
-    """Period 1: creators with holders and a pool get one distribution each, a ghost creator none; a second
-    run in the same period sends nothing; period 2: an emptied pool is skipped after the chain check."""
+    """Period 0: the pools only began vesting, nothing is sent; period 1 (a day later): creators with holders
+    and a vested pool get one distribution each, a ghost creator none; a second run in the same period sends
+    nothing; period 2: an emptied pool is skipped after the chain check."""
     a, holder, b, ghost = (anvil_account(i) for i in (3, 4, 5, 6))
     for acct in (a, holder, b):
         ops.fund_usdc(acct, 1_000 * USDC)
@@ -62,6 +63,11 @@ async def test_distribution_once_per_period_and_only_non_empty_pools(
     buy_shares(ops, holder, a.address, 2)
     buy_shares(ops, b, b.address, 2)  # pool 3125 over supply 2 divides evenly → empty after distribution
     await insert_creators(db_dsn, [a.address.lower(), b.address.lower(), ghost.address.lower()])
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    async with harness(settings) as h:  # the pools began vesting at the buys: nothing to credit yet
+        early = await jobs.distribute(h.ctx, period="2026-11-28")
+    assert (early["sent"], early["skipped"]) == (0, 3)
+    ops.advance(86_400)  # a day later all of it vested
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
     async with harness(settings) as h:
         first = await jobs.distribute(h.ctx, period="2026-11-29")
@@ -81,6 +87,7 @@ async def test_distribution_once_per_period_and_only_non_empty_pools(
     assert not any(ghost.address.lower() in k for k in keys)
     decisions = await fetch(db_dsn, "SELECT job_key, reason FROM keeper.decisions ORDER BY id")
     reasons = {(d["job_key"].split(":")[1], d["job_key"].rsplit(":", 1)[1]): d["reason"] for d in decisions}
+    assert reasons[(a.address.lower(), "2026-11-28")] == "nothing_vested"
     assert reasons[(ghost.address.lower(), "2026-11-29")] == "no_holders"
     assert reasons[(b.address.lower(), "2026-11-30")] == "empty_pool"
     assert second["sent"] + second["skipped"] == 3
