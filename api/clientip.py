@@ -27,6 +27,16 @@ def is_trusted(host: str, trusted: tuple[Network, ...]) -> bool:
     return any(addr in net for net in trusted)
 
 
+def is_local_or_in(host: str, nets: tuple[Network, ...]) -> bool:
+    """True for an address in `nets`, and for a peer that is not an IP address at all: a Unix socket
+    (uvicorn --uds) or an in-process test client, both local to this machine."""
+    try:
+        addr = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return True
+    return any(addr in net for net in nets)
+
+
 def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
     """The client's address: the peer, unless the peer is a trusted proxy and says otherwise."""
     ip = peer or "unknown"

@@ -51,6 +51,16 @@ class ApiSection:
     rate_limit_user: int = 1000
     # Proxies whose X-Forwarded-For is believed (IPs or CIDRs); empty = the peer is the client.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # Clients (after forwarded_allow_ips) that may read /metrics; others get 404. Loopback and private ranges:
+    # where a Prometheus server scrapes from. ["0.0.0.0/0", "::/0"] makes it public.
+    metrics_allow_ips: tuple[str, ...] = (
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+    )
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 65536
     body_timeout_s: float = 10.0  # a request body must arrive within this (408 otherwise)
@@ -150,13 +160,14 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
             f"api.chain_ids must include chain.chain_id ({chain.chain_id}), the default chain; "
             f"got {list(api.chain_ids)}"
         )
-    for i, net in enumerate(api.forwarded_allow_ips):
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"api.forwarded_allow_ips[{i}] must be an IP address or CIDR (e.g. 10.0.0.0/8), got {net!r}"
-            ) from None
+    for key in ("forwarded_allow_ips", "metrics_allow_ips"):
+        for i, net in enumerate(getattr(api, key)):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except (ValueError, TypeError):
+                raise ConfigError(
+                    f"api.{key}[{i}] must be an IP address or CIDR (e.g. 10.0.0.0/8), got {net!r}"
+                ) from None
     for key in (
         "pool_acquire_timeout_s",
         "shutdown_timeout_s",

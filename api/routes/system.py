@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from api import connections, feed_guard
+from api.clientip import is_local_or_in, networks
 from api.context import as_of_json
 from api.encode import JSONBody
 from api.errors import FieldError, error_response
@@ -135,8 +136,14 @@ def routes(rt: Runtime) -> list[Route]:
             body["chains"] = {str(c): v for c, v in per_chain.items()}
         return JSONBody(body)
 
+    # /metrics is for the operator's Prometheus, not the public: it names every route, pool and error count,
+    # and is not rate-limited. Clients outside api.metrics_allow_ips get the 404 of an unknown path.
+    scrapers = networks(rt.settings.api.metrics_allow_ips)
+
     async def metrics(request: Request) -> Response:
         request.scope["gl_route"] = "/metrics"
+        if not is_local_or_in(str(request.scope.get("gl_client_ip") or ""), scrapers):
+            return error_response(404, f"no route for {request.url.path}", request.url.path)
         body = b"".join(generate_latest(r) for r in (rt.metrics.registry, connections.REGISTRY, feed_guard.REGISTRY))
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 

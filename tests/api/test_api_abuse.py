@@ -85,6 +85,39 @@ def test_spoofed_forwarded_for_does_not_reset_the_ip_limit(
 
 @pytest.mark.pg
 @pytest.mark.redis
+def test_metrics_answer_only_the_operators_networks(db_dsn: str, redis_url: str) -> None:
+    """/metrics (every route, pool and error count; not rate-limited) answers the scrapers' networks
+    (api.metrics_allow_ips: loopback and private ranges by default) and Unix-socket or in-process peers;
+    a public client, direct or through a named proxy, gets the 404 of an unknown path."""
+    settings = make_settings(db_dsn, redis_url, forwarded_allow_ips=["10.0.0.0/8"])
+    app = create_app(settings, serve_feed=False)
+    for peer, forwarded, status in (
+        ("203.0.113.9", None, 404),
+        ("2001:db8::1", None, 404),
+        ("10.0.0.5", "198.51.100.7", 404),  # the proxy is private, the client it names is not
+        ("10.0.0.5", None, 200),
+        ("192.168.3.4", None, 200),
+        ("127.0.0.1", None, 200),
+        ("::1", None, 200),
+        ("testclient", None, 200),
+    ):
+        with TestClient(app, client=(peer, 5000)) as c:
+            r = c.get("/metrics", headers={"X-Forwarded-For": forwarded} if forwarded else {})
+            assert r.status_code == status, (peer, forwarded)
+            if status == 404:
+                assert r.json()["message"] == c.get("/no-such-path").json()["message"].replace(
+                    "no-such-path", "metrics"
+                )
+                assert "api_requests_total" not in r.text
+            else:
+                assert "api_requests_total" in r.text
+    public = make_settings(db_dsn, redis_url, metrics_allow_ips=["0.0.0.0/0", "::/0"])
+    with TestClient(create_app(public, serve_feed=False), client=("203.0.113.9", 5000)) as c:
+        assert c.get("/metrics").status_code == 200
+
+
+@pytest.mark.pg
+@pytest.mark.redis
 def test_many_wallets_from_one_ip_share_one_budget(
     db_dsn: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
