@@ -13,7 +13,7 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 ///         pull of them, paid to this contract only.
 interface ICreatorFeeSource {
     function creatorFeesAccrued(address creator) external view returns (uint256);
-    function collectCreatorFees(address creator) external returns (uint256);
+    function collectCreatorFees(address creator, uint256 amount) external returns (uint256);
 }
 
 /// @title CreatorShares
@@ -270,7 +270,7 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         uint256 arrived;
         (amount, arrived) = _fold(creator, c, a);
         if (amount == 0 && arrived == 0) revert NothingToDistribute(creator);
-        uint256 marketFees = _collect(creator, c, a); // all of it joined the pool in the fold
+        uint256 marketFees = _collect(creator, a); // all of it joined the pool in the fold
         accruals[creator] = a;
         creators[creator] = c;
         emit DividendsDistributed(creator, amount, marketFees, c.supply, _shown(a.acc), c.pool);
@@ -284,12 +284,10 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         amount = h.credited;
         if (amount == 0) revert NothingToClaim();
         if (a.marketFolded > 0) {
-            // part of what was credited is still held by OpinionMarket: bring it here before paying
-            Creator memory c = creators[creator];
-            uint256 before = c.pool;
-            _collect(creator, c, a);
+            // part of the pool is still held by OpinionMarket: bring it here before paying (fees that arrived
+            // there since the last fold stay there until the next fold starts them vesting)
+            _collect(creator, a);
             accruals[creator] = a;
-            if (c.pool != before) creators[creator] = c;
         }
         h.credited = 0;
         holdings[creator][msg.sender] = h;
@@ -448,14 +446,14 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         c.streamEnd = (block.timestamp + DIVIDEND_STREAM).toUint32();
     }
 
-    /// @dev Pulls the creator's market fees from OpinionMarket (paid to this contract). The part that has not
-    ///      joined the pool yet joins it now; `a.marketFolded` becomes 0. The caller writes `c` and `a`.
+    /// @dev Pulls the market fees that joined the pool from OpinionMarket (paid to this contract); fees that
+    ///      arrived there since the last fold stay there. `a.marketFolded` becomes 0; the caller writes `a`.
     ///      Returns the amount collected.
-    function _collect(address creator, Creator memory c, Accrual memory a) private returns (uint256 collected) {
-        if (address(marketFeeSource) == address(0)) return 0;
-        collected = marketFeeSource.collectCreatorFees(creator);
-        _stream(c, collected - a.marketFolded);
+    function _collect(address creator, Accrual memory a) private returns (uint256 collected) {
+        collected = a.marketFolded;
+        if (collected == 0) return 0; // also without a market fee source: nothing ever joined from it
         a.marketFolded = 0;
+        marketFeeSource.collectCreatorFees(creator, collected);
     }
 
     /// @dev The holding with dividends earned since its last settlement credited at stored accumulator `acc`.

@@ -66,6 +66,7 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     error LiquidityAlreadyWithdrawn(uint256 marketId);
     error InvalidFeeConfig();
     error NotCreatorShares(address caller);
+    error CreatorFeesExceeded(address creator, uint256 amount, uint256 accrued);
     error InvalidOdds(uint256 yesPriceBps);
     error ResolutionWindowOpen(uint256 marketId, uint256 expiresAt);
     error InvalidWindows(uint256 challengeWindow, uint256 resolutionWindow);
@@ -452,15 +453,18 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         emit LiquidityWithdrawn(marketId, msg.sender, payout);
     }
 
-    /// @notice Moves `creator`'s accrued market fees to the CreatorShares contract fixed at deployment (their
-    ///         dividend pool). Only that contract may call: it accounts for the fees it has already credited.
-    function collectCreatorFees(address creator) external returns (uint256 amount) {
+    /// @notice Moves `amount` of `creator`'s accrued market fees to the CreatorShares contract fixed at
+    ///         deployment (their dividend pool). Only that contract may call: it asks for exactly the fees that
+    ///         already joined its pool, so fees that arrive later join at its next fold, never in between.
+    function collectCreatorFees(address creator, uint256 amount) external returns (uint256) {
         if (msg.sender != creatorShares) revert NotCreatorShares(msg.sender);
-        amount = creatorFeesAccrued[creator];
+        uint256 accrued = creatorFeesAccrued[creator];
+        if (amount > accrued) revert CreatorFeesExceeded(creator, amount, accrued);
         if (amount == 0) return 0;
-        creatorFeesAccrued[creator] = 0;
+        creatorFeesAccrued[creator] = accrued - amount;
         usdc.safeTransfer(creatorShares, amount);
         emit CreatorFeesCollected(creator, creatorShares, amount);
+        return amount;
     }
 
     function withdrawProtocolFees(address to) external onlyRole(DEFAULT_ADMIN_ROLE) returns (uint256 amount) {

@@ -893,8 +893,7 @@ class _Fold:
     def creator_fees_collected(self, e: CreatorFeesCollected) -> None:
         c = self.creator(e.creator, e.block_number)
         c.market_fees_accrued -= e.amount
-        # CreatorShares collects all it folded; the part it had not folded joins its pool (a distribution's
-        # own event sets the pool after; a claim's does not carry it)
+        # CreatorShares collects exactly the fees that joined its pool (marketFeesFolded); the pool is unchanged
         c.pool += e.amount - c.market_fees_folded
         c.market_fees_folded = 0
         c.updated_block = e.block_number

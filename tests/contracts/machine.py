@@ -415,12 +415,13 @@ class System:
             self._stream(creator, arrived, now)
         return amount, arrived
 
-    def _collect(self, creator: str, now: int) -> int:
-        """OpinionMarket.collectCreatorFees to CreatorShares; the part not in the pool yet joins it."""
-        collected = self.creator_fees_accrued[creator]
-        self.creator_fees_accrued[creator] = 0
+    def _collect(self, creator: str) -> int:
+        """OpinionMarket.collectCreatorFees(creator, marketFolded) to CreatorShares: exactly the fees that joined
+        the pool; those that arrived since the last fold stay in OpinionMarket."""
+        collected = self.market_folded[creator]
+        assert collected <= self.creator_fees_accrued[creator], "model: collecting more than accrued"
+        self.creator_fees_accrued[creator] -= collected
         self._move(self.om, self.cs, collected)
-        self._stream(creator, collected - self.market_folded[creator], now)
         self.market_folded[creator] = 0
         return collected
 
@@ -503,7 +504,7 @@ class System:
         if vested * ACC_STORED // supply == 0 and arriving == 0:
             raise Revert("CreatorShares", "NothingToDistribute")
         amount, _ = self._fold(creator, now)
-        self._collect(creator, now)
+        self._collect(creator)
         return amount
 
     def claim_dividends(self, sender: str, creator: str, now: int) -> int:
@@ -512,7 +513,7 @@ class System:
         if amount == 0:
             raise Revert("CreatorShares", "NothingToClaim")
         if self.market_folded[creator] > 0:
-            self._collect(creator, now)
+            self._collect(creator)
         h.credited = 0
         self.holdings[(creator, sender)] = h
         self.dividends_claimed[creator] += amount

@@ -446,6 +446,36 @@ def test_claim_pulls_credited_market_fees_still_held_by_opinion_market(env: Env)
     assert env.om.functions.creatorFeesAccrued(creator).call() == 0
 
 
+def test_a_claim_leaves_new_market_fees_for_the_next_fold_and_vested_dividends_vested(env: Env) -> None:
+    """Review s14b F1: a claim pulled all of OpinionMarket's fees for the creator, and those that had not
+    joined the pool restarted its stream without a fold: a 1 USDC market trade and a claim five minutes
+    before a 9,000 USDC fee finished vesting un-vested half of it for the next buyer to share. Now a claim
+    pulls only what joined the pool: what vested stays vested, the new fee waits in OpinionMarket for the
+    next fold, and the stream is not restarted."""
+    creator, holder, trader = env.traders[:3]
+    env.buy_shares(creator, creator, 1)
+    env.buy_shares(holder, creator, 9)
+    env.warp(3_600)  # an hour of the holder's own buy's fee vests: the holder will have something to claim
+    market, _ = env.create_market(creator, 1_000 * USDC, 5 * DAY)
+    env.buy(trader, market, 1, 900_000 * USDC)
+    fee = env.om.functions.creatorFeesAccrued(creator).call()
+    env.buy_shares(holder, creator, 1)  # a fold: the fee joins the pool, still held by OpinionMarket
+    _, last, _ = stream(env, creator)
+    env.next_block_at(last + DAY - 300)
+    env.buy(trader, market, 0, USDC)  # a new market fee, not in the pool yet
+    new_fee = env.om.functions.creatorFeesAccrued(creator).call() - fee
+    assert new_fee > 0
+    before = env.cs.functions.dividendStream(creator).call()
+    receipt = env.send(env.cs.functions.claimDividends(creator), holder)
+    assert env.event(receipt, env.om, "CreatorFeesCollected")["amount"] == fee
+    after = env.cs.functions.dividendStream(creator).call()
+    assert after[:3] == before[:3]  # pool, lastFold, streamEnd untouched
+    assert after[3] >= before[3] > fee * 99 // 100  # vested stays vested (and grows with time)
+    assert env.cs.functions.pendingPool(creator).call()[1] == new_fee
+    assert env.om.functions.creatorFeesAccrued(creator).call() == new_fee
+    assert env.cs.functions.marketFeesFolded(creator).call() == 0
+
+
 def test_new_holder_gets_no_dividends_vested_before_buying(env: Env) -> None:
     """A holder who buys after a distribution is settled at the current accumulator: claimable 0."""
     creator, a, late = env.traders[:3]

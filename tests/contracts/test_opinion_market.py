@@ -643,7 +643,7 @@ def test_creator_fees_go_only_to_creator_shares_never_to_the_caller(env: Env) ->
     assert accrued > 0
     assert env.om.functions.creatorShares().call() == env.cs.address
     for who in (env.admin, creator, trader):
-        args = env.reverts(env.om.functions.collectCreatorFees(creator), who, OM, "NotCreatorShares")
+        args = env.reverts(env.om.functions.collectCreatorFees(creator, accrued), who, OM, "NotCreatorShares")
         assert args == (who,)
     assert env.om.functions.creatorFeesAccrued(creator).call() == accrued
     env.buy_shares(creator, creator, 1)
@@ -656,6 +656,28 @@ def test_creator_fees_go_only_to_creator_shares_never_to_the_caller(env: Env) ->
     }
     assert env.balance(env.cs.address) == cs_before + accrued
     assert env.om.functions.creatorFeesAccrued(creator).call() == 0
+
+
+def test_creator_shares_cannot_collect_more_than_accrued(env: Env) -> None:
+    """Even the CreatorShares contract gets only what accrued: asking for more reverts
+    CreatorFeesExceeded(creator, amount, accrued) and moves nothing."""
+    creator, trader = env.traders[0], env.traders[1]
+    m, _ = env.create_market(creator)
+    env.buy(trader, m, YES, 100 * USDC)
+    accrued = env.om.functions.creatorFeesAccrued(creator).call()
+    env.node.call("anvil_impersonateAccount", env.cs.address)
+    env.node.call("anvil_setBalance", env.cs.address, hex(10**18))
+    try:
+        args = env.reverts(
+            env.om.functions.collectCreatorFees(creator, accrued + 1), env.cs.address, OM, "CreatorFeesExceeded"
+        )
+        assert args == (creator, accrued + 1, accrued)
+        assert env.om.functions.creatorFeesAccrued(creator).call() == accrued
+        receipt = env.send(env.om.functions.collectCreatorFees(creator, accrued - 1), env.cs.address)
+        assert env.event(receipt, env.om, "CreatorFeesCollected")["amount"] == accrued - 1
+        assert env.om.functions.creatorFeesAccrued(creator).call() == 1
+    finally:
+        env.node.call("anvil_stopImpersonatingAccount", env.cs.address)
 
 
 def test_withdraw_protocol_fees_admin_only_and_pays_all(env: Env) -> None:
