@@ -39,6 +39,16 @@ class HeadWatcher:
     def take(self, number: int) -> BlockRef | None:
         return self.headers.get(number)
 
+    def evict(self, number: int) -> None:
+        """Forgets the header announced for `number`: the block that follows it (or our stored parent)
+        does not link to it, so it is of a branch the node left; the tip reads that block by number."""
+        self.headers.pop(number, None)
+
+    def forget_above(self, number: int) -> None:
+        """After a rollback to `number`: the headers announced above it are of the branch rolled back."""
+        for n in [n for n in self.headers if n > number]:
+            del self.headers[n]
+
     def announced(self, raw: str | bytes) -> None:
         """One websocket message. A malformed one is skipped (warned once): the node's fault, and the
         indexer's poll reads the head anyway. Kept bounded whatever the node sends: the headers of the
@@ -59,6 +69,9 @@ class HeadWatcher:
         if h.hash in self.arrived:
             return  # announced already: no new wake-up
         self.arrived[h.hash] = time.perf_counter()
+        below = self.headers.get(h.number - 1)
+        if below is not None and below.hash != h.parent_hash:
+            del self.headers[h.number - 1]  # a branch the node left (a reorg whose new n-1 we missed)
         self.headers[h.number] = h
         self.latest = h  # the node's head now, lower than before on a reorg to a shorter chain
         for n in [n for n in self.headers if n > h.number or n <= h.number - self.window]:
