@@ -19,7 +19,7 @@ import websockets
 
 from indexer.chain import BlockRef, bloom_may_contain
 from indexer.decode import Log
-from indexer.rpc import Rpc, TransientRpcError
+from indexer.rpc import BadAnswer, Rpc, TransientRpcError
 from indexer.wire import parse_header, parse_log, raw_log_dict
 
 log = structlog.get_logger("indexer.live")
@@ -118,4 +118,8 @@ async def tip_logs(rpc: Rpc, header: BlockRef, addresses: Sequence[str], address
     if header.sealed and not bloom_may_contain(header.bloom, address_bytes):
         return []
     # False positives are possible (other contracts' topics): none found is confirmed with the node
-    return [parse_log(raw_log_dict(r)) for r in await rpc.maybe_block_logs_raw(header, addresses)]
+    raw = await rpc.maybe_block_logs_raw(header, addresses)
+    try:
+        return [parse_log(raw_log_dict(r)) for r in raw]
+    except (ValueError, TypeError) as exc:  # a field suspect() does not read (transactionHash not hex)
+        raise BadAnswer(f"logs of block {header.number}: malformed log object ({exc})") from None
