@@ -302,7 +302,7 @@ def suspect(
     - "topic": with `topics` ((lowercase address, topic0) pairs), a log of an event that is not ours.
     Committed, a stray log would sit in a batch that is not its own: the range that does hold it
     would then fail on its primary key for ever. Checked inside the call, so that a suspect answer
-    is asked again alone (pure; ~0.8 us per log, 0.5 of it the strict hex check of data and topics)."""
+    is asked again alone (pure; ~1.1 us per a Trade-sized log, 0.2 without the strict hex check)."""
     unhex = binascii.unhexlify
     for r in logs:
         try:
