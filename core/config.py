@@ -13,6 +13,7 @@ Errors:  ConfigError (ValueError) — the message says which key, what was expec
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -68,6 +69,15 @@ def load_config(
             raise ConfigError(f"[{sec}] must be a table in {path} (environment variable {name} sets a key in it)")
         table[key] = _EnvValue(value)
     return raw
+
+
+def check_range(key: str, value: float, low: float, high: float, unit: str = "", above_low: bool = False) -> None:
+    """ConfigError naming `key`, its value and the range unless low <= value <= high (low < value with
+    `above_low`) and finite. Every numeric key of every section is checked so, at load."""
+    ok = math.isfinite(value) and (value > low if above_low else value >= low) and value <= high
+    if not ok:
+        span = f"more than {low:,} and at most {high:,}" if above_low else f"from {low:,} to {high:,}"
+        raise ConfigError(f"{key} must be {span}{' ' + unit if unit else ''}, got {value!r}")
 
 
 def check_port(key: str, value: int, special: Mapping[int, str] | None = None) -> None:
@@ -143,6 +153,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(value):  # TOML and float() take inf and nan: a timeout that never fires
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -183,8 +195,12 @@ def _from_env(key: str, text: str, hint: Any) -> Any:
 class DatabaseSettings:
     dsn: str  # postgresql://user:password@host:port/db (the indexer needs a writer role; the API reads)
     read_dsn: str = ""  # optional read replica for the API's queries; "" = dsn
-    pool_min: int = 1  # connections kept open per process
-    pool_max: int = 10  # connections at most per process
+    pool_min: int = 1  # connections kept open per process (0 to pool_max)
+    pool_max: int = 10  # connections at most per process (1 to 1,000)
+
+    def __post_init__(self) -> None:
+        check_range("database.pool_max", self.pool_max, 1, 1_000, "connections")
+        check_range("database.pool_min", self.pool_min, 0, self.pool_max, "connections (at most database.pool_max)")
 
     def __repr__(self) -> str:  # DSNs may hold passwords
         return "DatabaseSettings(dsn=<redacted>)"
@@ -203,14 +219,15 @@ FINALITY_DEPTH_MAX = 100_000  # blocks (a week of 6 s blocks): beyond, nothing w
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChainSettings:
-    chain_id: int  # the indexer and the keeper check every rpc_urls node reports it (eth_chainId) at start
+    # the indexer and the keeper check every rpc_urls node reports it (eth_chainId) at start (1 to 2^63 - 1)
+    chain_id: int
     rpc_urls: tuple[str, ...]  # JSON-RPC URLs (GL_CHAIN__RPC_URLS): the indexer uses all, the keeper fails over
     name: str = ""  # label for logs
     ws_url: str = ""  # websocket URL for newHeads; "" = poll over HTTP
     # the file scripts.deploy wrote; "" = deployments/<chain_id>.json; a relative path is from the repository root
     deployment: str = ""
     finality_depth: int = 64  # blocks behind the head treated as final where the node has no `finalized` tag
-    confirmations: int = 1  # blocks on top before the keeper counts its transaction confirmed
+    confirmations: int = 1  # blocks on top before the keeper counts its transaction confirmed (1 to 100,000)
 
     def __post_init__(self) -> None:
         if not self.rpc_urls:
@@ -230,8 +247,8 @@ class ChainSettings:
             raise ConfigError(
                 f"chain.finality_depth must be between 1 and {FINALITY_DEPTH_MAX} blocks, got {self.finality_depth}"
             )
-        if self.confirmations < 1:
-            raise ConfigError(f"chain.confirmations must be at least 1, got {self.confirmations}")
+        check_range("chain.chain_id", self.chain_id, 1, 2**63 - 1)
+        check_range("chain.confirmations", self.confirmations, 1, FINALITY_DEPTH_MAX, "blocks")
 
     def __repr__(self) -> str:  # RPC URLs often embed API keys
         return f"ChainSettings(name={self.name!r}, chain_id={self.chain_id}, rpc_urls=<{len(self.rpc_urls)} redacted>)"
@@ -244,9 +261,10 @@ class ServicesSettings:
     anvil_port: int = 58545  # local anvil node
     indexer_metrics_port: int = 59101  # indexer /health /ready /metrics when indexer.metrics_port = 0
     keeper_metrics_port: int = 59102  # keeper /health /ready /metrics when keeper.http_port = 0
-    block_time: int = 1  # anvil block time in seconds
+    block_time: int = 1  # anvil block time in seconds (1 to 3,600)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             if f.name.endswith("_port"):
                 check_port(f"services.{f.name}", getattr(self, f.name))
+        check_range("services.block_time", self.block_time, 1, 3_600, "seconds")

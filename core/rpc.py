@@ -14,6 +14,12 @@ once. Every answer is suspect; every call is retried alone:
 - Several URLs are used together: each request goes to a provider drawn by weight 1/score, where the
   score is its recent latency (EWMA) times a penalty for its recent errors (EWMA); a provider that
   failed is left alone for its backoff (or its Retry-After) while the others carry the load.
+- A provider's answer counts as a success (its failures reset, its latency scored, the observer told
+  "ok") only once it parsed into a usable result: a JSON-RPC error inside an HTTP 200 is a failure
+  (backoff grows, the score drops), except the deterministic ones a "final" client reads (a revert).
+- An answer too large (max_response_mb, or a refusal that is not a fixed cap of that provider) counts
+  as that provider failing and the call goes to another provider; only when every provider refused
+  it does the caller get the RangeTooLarge (and split its range).
 
 Errors: core/rpc_errors.py (RpcError and its subclasses, classify).
 """
@@ -32,9 +38,11 @@ import msgspec
 import orjson
 import structlog
 
+from core import answers
 from core.config import ConfigError
 from core.rpc_errors import (
     _TRANSIENT,
+    BadAnswer,
     FatalRpcError,
     NodeError,
     RangeTooLarge,
@@ -48,6 +56,7 @@ from core.rpc_errors import (
 )
 
 __all__ = [
+    "BadAnswer",
     "FatalRpcError",
     "NodeError",
     "RangeTooLarge",
@@ -166,14 +175,14 @@ class Rpc:
         caps = [u.span_cap for u in self._urls]
         return None if any(c is None for c in caps) else max(c for c in caps if c is not None)
 
-    def _pick(self, now: float, span: int | None = None) -> Provider:
+    def _pick(self, now: float, span: int | None = None, avoid: frozenset[int] = frozenset()) -> Provider:
         """A provider that is not backing off (and takes a range of `span` blocks), drawn by weight
-        1/score (several share the load); when all are backing off, the one free soonest."""
+        1/score (several share the load); when all are backing off, the one free soonest. Providers in
+        `avoid` are not drawn unless they are all there are."""
+        urls = [u for u in self._urls if u.index not in avoid] or self._urls
         # an eth_getLogs range (`span`) goes with its header check in one batch of 2 (indexer.rpc):
         # not to a provider that takes no batches
-        able = [
-            u for u in self._urls if span is None or ((u.span_cap is None or u.span_cap >= span) and u.batch_cap != 1)
-        ]
+        able = [u for u in urls if span is None or ((u.span_cap is None or u.span_cap >= span) and u.batch_cap != 1)]
         if not able:
             if all(u.batch_cap == 1 for u in self._urls):
                 raise FatalRpcError(NO_BATCHES)
@@ -192,10 +201,13 @@ class Rpc:
         of one node (a consistent view: its head, a nonce and receipts from the same chain state)."""
         return self._pick(time.monotonic()).index
 
-    def _succeeded(self, u: Provider, seconds: float) -> None:
+    def _succeeded(self, u: Provider, method: str, seconds: float) -> None:
+        """Provider `u` gave a usable answer (parsed, or a deterministic error a "final" client reads)."""
         u.failures = 0
         u.errors *= 0.9
         u.latency = 0.8 * u.latency + 0.2 * seconds
+        if self._observe:
+            self._observe(method, seconds, "ok")
 
     def _failed(self, u: Provider, exc: RpcError) -> float:
         """Records a failure; returns how long the provider is left alone."""
@@ -214,32 +226,46 @@ class Rpc:
         only: int | None = None,
         span: int | None = None,
         policy: RetryPolicy | None = None,
+        avoid: frozenset[int] = frozenset(),
     ) -> T:
-        """`once` on a provider until it succeeds; RangeTooLarge and FatalRpcError are not retried, nor
-        a range (`span` > 1) that timed out twice: the caller narrows it (a range too heavy for the
-        provider times out every time, and retrying it would stall the indexer for good)."""
+        """`once` on a provider until it succeeds; FatalRpcError is not retried, nor a range (`span` >
+        1) that timed out twice: the caller narrows it (a range too heavy for the provider times out
+        every time, and retrying it would stall the indexer for good). A RangeTooLarge goes to each
+        other provider once (counted as that provider's failure), then to the caller. `avoid`:
+        providers not asked while another one is configured (a confirming read)."""
         policy = policy or self._retry
         deadline = time.monotonic() + policy.seconds
         last: RpcError | None = None
+        refused: set[int] = set()  # providers that answered RangeTooLarge (not a fixed cap of theirs)
+        beyond = ""  # why the call ended before its budget did
         attempt = failed = timeouts = 0
         # Rate-limited attempts and batches that got some answers do not use up `attempts` (they are
         # not the call failing); the time budget bounds them.
         while failed < policy.attempts:
             attempt += 1
             now = time.monotonic()
-            u = self._pick(now, span) if only is None else self._urls[only]
+            u = self._pick(now, span, avoid | refused) if only is None else self._urls[only]
             if u.down_until > now:
                 if u.down_until > deadline:
+                    attempt -= 1  # not sent
+                    beyond = self._beyond_budget(method, u, last, deadline - now)
                     break
                 await asyncio.sleep(u.down_until - now)
             try:
                 return await once(u)
             except RangeTooLarge as exc:
-                if not (exc.per_provider and exc.suggested_span and span and span > 1 and only is None):
+                if exc.per_provider and exc.suggested_span and span and span > 1 and only is None:
+                    # a fixed cap of this provider: remembered; another provider may take the range
+                    u.span_cap = min(exc.suggested_span, span - 1)
+                    log.info("provider_range_cap", provider=u.index, span_cap=u.span_cap)
+                    continue
+                # Too large from this provider (its result cap, or an answer above max_response_mb — a
+                # dense range, or a provider padding its answers): its failure; the others are asked
+                # before the caller splits the range.
+                self._report(method, u, attempt, exc, self._failed(u, exc))
+                refused.add(u.index)
+                if only is not None or all(p.index in refused or p.index in avoid for p in self._urls):
                     raise
-                # a fixed cap of this provider: remembered; another provider may take the range
-                u.span_cap = min(exc.suggested_span, span - 1)
-                log.info("provider_range_cap", provider=u.index, span_cap=u.span_cap)
                 continue
             except FatalRpcError:
                 raise
@@ -262,8 +288,23 @@ class Rpc:
                 break
         if last is None:
             raise RateLimited(f"{method}: every provider is backing off past the retry budget", None)
-        last.args = (f"{method}: gave up after {attempt} attempt(s): {last}",)
+        last.args = (f"{method}: gave up after {attempt} attempt(s): {last}{beyond}",)
         raise last
+
+    def _beyond_budget(self, method: str, u: Provider, last: RpcError | None, left: float) -> str:
+        """The provider asked to be left alone past this call's budget: the call ends (a retryable
+        failure of the iteration, which asks again later), logged with the provider's own value."""
+        asked = last.retry_after if isinstance(last, RateLimited) else None
+        log.warning(
+            "rpc_retry_after_beyond_budget",
+            method=method,
+            provider=u.index,
+            retry_after=asked,
+            budget_left=round(max(0.0, left), 3),
+        )
+        if asked is None:
+            return f" (provider {u.index} backing off past the retry budget)"
+        return f" (provider {u.index} asked to wait {asked:g} s, beyond the {max(0.0, left):.1f} s left)"
 
     def _report(self, method: str, u: Provider, attempt: int, exc: RpcError, wait: float) -> None:
         text = str(exc)[:300]
@@ -299,9 +340,11 @@ class Rpc:
         method: str,
         limit: int | None = None,
         decode: Callable[[bytes], Any] = orjson.loads,
-    ) -> Any:
-        """One HTTP request to provider `u`; the answer as `decode` parses it. HTTP-level failures raise
-        TransientRpcError (RateLimited for 429 and for 503 with Retry-After)."""
+    ) -> tuple[Any, float]:
+        """One HTTP request to provider `u`: (the answer as `decode` parses it, seconds). HTTP-level
+        failures raise TransientRpcError (RateLimited for 429 and for 503 with Retry-After), JSON that
+        does not parse BadAnswer. The caller counts the provider's success (_succeeded) once the answer
+        is usable."""
         assert self._session is not None, "use Rpc as an async context manager"
         started = time.perf_counter()
         try:
@@ -332,12 +375,11 @@ class Rpc:
         except (orjson.JSONDecodeError, msgspec.DecodeError) as exc:
             # msgspec.ValidationError (a DecodeError) names the path: "Expected `str`, got `int` -
             # at `$.result[3].blockNumber`"
-            raise TransientRpcError(f"{method}: invalid JSON from node: {exc}", None) from None
-        seconds = time.perf_counter() - started
-        self._succeeded(u, seconds)
-        if self._observe:
-            self._observe(method, seconds, "ok")
-        return answer
+            raise BadAnswer(f"provider {u.index}, {method}: invalid JSON: {exc}", None) from None
+        except RecursionError:  # msgspec on JSON nested thousands deep
+            raise BadAnswer(f"provider {u.index}, {method}: JSON nested too deep", None) from None
+        # Not a success yet: the caller counts it (_succeeded) once the answer parsed into a result.
+        return answer, time.perf_counter() - started
 
     def _next_ids(self, n: int) -> int:
         first = self._id + 1
@@ -366,13 +408,23 @@ class Rpc:
         body = self._body_of(method, params)
 
         async def once(u: Provider) -> Any:
-            answer = await self._send(u, body, method, limit)
+            answer, seconds = await self._send(u, body, method, limit)
             if not isinstance(answer, dict):
-                raise TransientRpcError(f"{method}: unexpected answer {str(answer)[:200]}")
-            result = self._result(method, answer.get("error"), answer)
+                raise BadAnswer(f"provider {u.index}, {method}: expected a JSON object, got {str(answer)[:200]}")
+            try:
+                result = self._result(method, answer.get("error"), answer)
+            except NodeError:  # a deterministic answer ("final" clients): the node did its job
+                self._succeeded(u, method, seconds)
+                raise
             if require and result is None:
                 raise TransientRpcError(f"{method}{params!r:.120}: null result (the node lacks it)")
-            return result if parse is None or result is None else parse(result)
+            if parse is not None and result is not None:
+                try:
+                    result = parse(result)
+                except TransientRpcError as exc:
+                    raise BadAnswer(f"provider {u.index}, {method}: {exc}") from None
+            self._succeeded(u, method, seconds)
+            return result
 
         return await self._retrying(method, once, provider, policy=retry)
 
@@ -383,7 +435,7 @@ class Rpc:
                 raise TransientRpcError(f"{method}: malformed error object {str(err)[:200]}")
             raise self._error(err)
         if "result" not in answer:
-            raise TransientRpcError(f"{method}: answer without result")
+            raise BadAnswer(f"{method}: answer without result")
         return answer["result"]
 
     def _error(self, err: Any) -> RpcError:
@@ -449,14 +501,15 @@ class Rpc:
                 for k, i in enumerate(pending)
             ]
             single = u.batch_cap == 1  # a provider that takes no batches: one call per request
-            answer = await self._send(u, orjson.dumps(items[0] if single else items), name)
+            answer, seconds = await self._send(u, orjson.dumps(items[0] if single else items), name)
             if single and isinstance(answer, dict) and answer.get("id") == first:
                 answer = [answer]
             if isinstance(answer, dict):  # one error for the whole batch
                 raise self._error(answer.get("error") or {"message": str(answer)[:200]})
             if not isinstance(answer, list):
-                raise TransientRpcError(f"{name}: unexpected answer {str(answer)[:200]}")
-            by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
+                raise BadAnswer(f"provider {u.index}, {name}: expected a JSON array, got {str(answer)[:200]}")
+            # our ids are ints: any other (a list, an object) is not an answer to one of our calls
+            by_id = {a["id"]: a for a in answer if isinstance(a, dict) and type(a.get("id")) is int}
             failed: RpcError | None = None
             answered = 0
             for k, i in enumerate(pending):
@@ -477,7 +530,9 @@ class Rpc:
                         out[i] = parse(a["result"])
                         answered += 1
                     except TransientRpcError as exc:
-                        out[i] = failed = exc
+                        out[i] = failed = BadAnswer(f"provider {u.index}, {calls[i][0]}: {exc}")
+            if failed is None:  # every element usable (a deterministic error is an answer too)
+                self._succeeded(u, name, seconds)
             return failed, answered
 
         if n:
@@ -509,12 +564,20 @@ class Rpc:
     # ------------------------------------------------------------ typed helpers
 
     async def chain_id(self, provider: int | None = None, retry: RetryPolicy | None = None) -> int:
-        return int(await self.call("eth_chainId", [], provider=provider, retry=retry), 16)
+        def parse(v: Any) -> int:
+            return answers.quantity(v, "eth_chainId")
+
+        chain: int = await self.call("eth_chainId", [], require=True, provider=provider, retry=retry, parse=parse)
+        return chain
 
     async def code(self, address: str, block: int | str = "latest", provider: int | None = None) -> bytes:
         tag = hex(block) if isinstance(block, int) else block
-        answer = await self.call("eth_getCode", [address, tag], provider=provider) or "0x"
-        return bytes.fromhex(answer[2:])
+
+        def parse(v: Any) -> bytes:
+            return answers.data(v, f"eth_getCode({address}, {tag})")
+
+        code: bytes | None = await self.call("eth_getCode", [address, tag], provider=provider, parse=parse)
+        return code or b""
 
     @property
     def providers(self) -> int:

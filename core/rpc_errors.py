@@ -5,7 +5,11 @@ RpcError                 base: message, code, data (revert_data), transient
 │                        the span it suggests (parsed from its message) when it gives one
 ├── TransientRpcError    timeouts, connection errors, 5xx, "header not found", and any wording we
 │   │                    do not recognise: retried by the client (logged with the provider's text)
-│   └── RateLimited      HTTP 429 or a rate-limit message; carries Retry-After when given
+│   ├── RateLimited      HTTP 429 or a rate-limit message; carries Retry-After when given
+│   ├── TimedOut         no answer within the request timeout (or a gateway's 504)
+│   └── BadAnswer        an answer of the wrong shape or type (a field missing, not hex, nested too
+│                        deep, an id that is not ours): names the provider, the method and what was
+│                        expected; retried like any transient failure
 ├── FatalRpcError        the method does not exist on this node: a bad config
 └── NodeError            (node_errors="final" clients) any JSON-RPC error, for the caller to read
 
@@ -75,6 +79,10 @@ class RateLimited(TransientRpcError):
     def __init__(self, message: str, code: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message, code)
         self.retry_after = retry_after
+
+
+class BadAnswer(TransientRpcError):
+    """A well-formed JSON answer that is not what the method returns (answers.py reads every field)."""
 
 
 class FatalRpcError(RpcError):

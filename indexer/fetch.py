@@ -10,7 +10,9 @@ parsing runs on the other core.
 
 Errors: ChainMismatch (a log or header that does not link — the caller looks for a reorg),
 DecodeError (an ABI out of date: stop), RpcError subclasses (retried by the caller). The child
-returns them by kind and message and the parent raises the same classes.
+returns each as the first class of its MRO that the parent knows (`_ERRORS`), its message and code;
+anything else (a bug, an answer that broke a parser) comes back as TransientRpcError naming its class,
+so a failed fetch is always a failed iteration (retried), never an unexpected error ending the run.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from indexer.chain import BlockRef, ChainMismatch, SpanPolicy, bloom_may_contain
 from indexer.decode import DecodeError, Event
 from indexer.rawlogs import CLASSES, RawDecoder
 from indexer.rpc import (
+    BadAnswer,
     FatalRpcError,
     RangeTooLarge,
     RateLimited,
@@ -104,7 +107,11 @@ class RangeFetcher:
                 if (exc.code is None and not isinstance(exc, TimedOut)) or isinstance(exc, RateLimited) or size <= 1:
                     raise
             elif size <= 1:
-                raise FatalRpcError(f"provider refuses a single block range: {exc}") from exc
+                # every provider refused one block (its result cap, or an answer above max_response_mb):
+                # a provider's fault as often as the block's; retried, never fatal
+                raise TransientRpcError(
+                    f"eth_getLogs of block {a}: refused by every provider: {exc}", exc.code
+                ) from None
             span = split_span(min(span, size), suggested)
             step = max(1, min(span, (size + 1) // 2 if suggested is None else span))
             self.on_split(kind="split", from_block=a, to_block=b, new_span=step, error=str(exc)[:160])
@@ -220,10 +227,36 @@ _ERRORS: dict[str, type[Exception]] = {
     "ChainMismatch": ChainMismatch,
     "DecodeError": DecodeError,
     "FatalRpcError": FatalRpcError,
+    "RangeTooLarge": RangeTooLarge,
+    "RateLimited": RateLimited,
     "TimedOut": TimedOut,
+    "BadAnswer": BadAnswer,
     "TransientRpcError": TransientRpcError,
     "RpcError": TransientRpcError,
 }
+
+
+def error_reply(exc: BaseException) -> tuple[str, str, int | None]:
+    """How the child sends a failure: the first class of its MRO the parent knows (a subclass such as
+    ReorgTooDeep arrives as ChainMismatch), its message and code. An unknown one (RecursionError,
+    ValueError: a bug, or an answer a parser did not expect) is sent as TransientRpcError naming its
+    class, with its text kept."""
+    code = getattr(exc, "code", None)
+    code = code if isinstance(code, int) else None
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _ERRORS:
+            return cls.__name__, str(exc), code
+    return "TransientRpcError", f"{type(exc).__name__} in the fetch process: {exc}", code
+
+
+def error_of(name: str, message: str, code: int | None) -> Exception:
+    """The parent's exception for the child's error_reply (an unknown name: TransientRpcError)."""
+    cls = _ERRORS.get(name)
+    if cls is None:
+        return TransientRpcError(f"{name}: {message}", code)
+    if issubclass(cls, RangeTooLarge | RateLimited | TransientRpcError | FatalRpcError):
+        return cls(message, code)
+    return cls(message)
 
 
 def unpack(data: tuple[Any, ...]) -> Prepared:
@@ -286,7 +319,7 @@ async def _child_loop(conn: Connection, cfg: ChildConfig) -> None:
                 packed = await fetcher.fetch_packed(range(start, stop), span, finalized)
                 reply: tuple[Any, ...] = ("ok", job_id, packed)
             except Exception as exc:  # every failure goes back to the parent, which decides
-                reply = ("error", job_id, type(exc).__name__, str(exc))
+                reply = ("error", job_id, *error_reply(exc))
             reply = (*reply, observed[:], splits[:])
             observed.clear()
             splits.clear()
@@ -371,7 +404,7 @@ class FetchProcess:
         if status == "ok":
             fut.set_result(unpack(reply[2]))
         else:
-            fut.set_exception(_ERRORS.get(reply[2], RuntimeError)(reply[3]))
+            fut.set_exception(error_of(reply[2], reply[3], reply[4]))
 
     def _lost(self, why: str, expected: bool = False) -> None:
         conn, self.conn = self.conn, None

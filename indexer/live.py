@@ -19,7 +19,7 @@ import websockets
 
 from indexer.chain import BlockRef, bloom_may_contain
 from indexer.decode import Log
-from indexer.rpc import Rpc, TransientRpcError
+from indexer.rpc import BadAnswer, Rpc, TransientRpcError
 from indexer.wire import parse_header, parse_log, raw_log_dict
 
 log = structlog.get_logger("indexer.live")
@@ -38,6 +38,16 @@ class HeadWatcher:
 
     def take(self, number: int) -> BlockRef | None:
         return self.headers.get(number)
+
+    def evict(self, number: int) -> None:
+        """Forgets the header announced for `number`: the block that follows it (or our stored parent)
+        does not link to it, so it is of a branch the node left; the tip reads that block by number."""
+        self.headers.pop(number, None)
+
+    def forget_above(self, number: int) -> None:
+        """After a rollback to `number`: the headers announced above it are of the branch rolled back."""
+        for n in [n for n in self.headers if n > number]:
+            del self.headers[n]
 
     def announced(self, raw: str | bytes) -> None:
         """One websocket message. A malformed one is skipped (warned once): the node's fault, and the
@@ -59,6 +69,9 @@ class HeadWatcher:
         if h.hash in self.arrived:
             return  # announced already: no new wake-up
         self.arrived[h.hash] = time.perf_counter()
+        below = self.headers.get(h.number - 1)
+        if below is not None and below.hash != h.parent_hash:
+            del self.headers[h.number - 1]  # a branch the node left (a reorg whose new n-1 we missed)
         self.headers[h.number] = h
         self.latest = h  # the node's head now, lower than before on a reorg to a shorter chain
         for n in [n for n in self.headers if n > h.number or n <= h.number - self.window]:
@@ -105,4 +118,8 @@ async def tip_logs(rpc: Rpc, header: BlockRef, addresses: Sequence[str], address
     if header.sealed and not bloom_may_contain(header.bloom, address_bytes):
         return []
     # False positives are possible (other contracts' topics): none found is confirmed with the node
-    return [parse_log(raw_log_dict(r)) for r in await rpc.maybe_block_logs_raw(header, addresses)]
+    raw = await rpc.maybe_block_logs_raw(header, addresses)
+    try:
+        return [parse_log(raw_log_dict(r)) for r in raw]
+    except (ValueError, TypeError) as exc:  # a field suspect() does not read (transactionHash not hex)
+        raise BadAnswer(f"logs of block {header.number}: malformed log object ({exc})") from None

@@ -54,6 +54,16 @@ class Status:
     degraded: bool = False
     role: str = "starting"  # starting | standby | writer
     events: int = 0
+    best: int = -1  # the highest checkpoint committed: progress is passing it
+
+    def committed(self, number: int) -> None:
+        """The checkpoint is now `number`. Progress (the watchdog's, /ready's) only when it passes the
+        highest it reached: blocks committed again after a rollback are not, so a commit/rollback
+        cycle cannot keep the stall watchdog quiet for ever."""
+        self.indexed = number
+        if number > self.best:
+            self.best = number
+            self.last_progress = time.monotonic()
 
 
 class Pipeline:
@@ -307,8 +317,7 @@ class Pipeline:
         self.last_finalized_announced = max(self.last_finalized_announced, fin)
         self.cursor = batch.end
         self.floor = max(self.floor, fin)
-        self.status.indexed = batch.end.number
-        self.status.last_progress = time.monotonic()
+        self.status.committed(batch.end.number)
         self.status.events += len(batch.events)
         self.m.committed(batch.end.number, len(batch.events))
         self._committed(seq)

@@ -8,7 +8,13 @@ compares event identities (block number, log index, block hash) with what it sto
 
     compare(stored, node) -> Diff                                     (pure)
     stored_identities(conn, chain_id, a, b) -> set[Identity]          (SQL)
-    node_identities(rpc, a, b, addresses, span) -> set[Identity]      (RPC; ranges split when refused)
+    node_identities(rpc, a, b, addresses, span, avoid) -> (set[Identity], providers that answered)
+                                                                      (RPC; ranges split when refused)
+
+A log the node reports whose topic0 is not an event of abi/ for its address is a bad answer (asked
+again, of another provider when there is one), never a "missing" event: a lying provider could
+otherwise make the repair wipe the index with a log it made up. The repair needs a second read that
+confirms the missing logs, from another provider than the first read's when several are configured.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from collections.abc import Sequence
 import asyncpg
 
 from indexer.chain import split_span
+from indexer.decode import DECODERS
 from indexer.rows import EV_TABLES
-from indexer.rpc import RangeTooLarge, Rpc, TimedOut
+from indexer.rpc import RangeTooLarge, Rpc, TimedOut, TransientRpcError
 
 Identity = tuple[int, int, bytes]  # (block_number, log_index, block_hash)
 
@@ -51,20 +58,36 @@ async def stored_identities(conn: asyncpg.Connection, chain_id: int, a: int, b: 
     return {(r[0], r[1], bytes(r[2])) for r in await conn.fetch(sql, chain_id, a, b)}
 
 
-async def node_identities(rpc: Rpc, a: int, b: int, addresses: Sequence[str], span: int) -> set[Identity]:
-    """Identities of our logs in a..b as the node reports them (each answer from a node that has b)."""
+def our_topics(addresses: Sequence[str]) -> frozenset[tuple[str, str]]:
+    """(lowercase address, topic0) of every event of abi/ our two contracts (in that order) emit."""
+    names = dict(zip(("OpinionMarket", "CreatorShares"), (a.lower() for a in addresses), strict=False))
+    return frozenset(
+        (names[contract], "0x" + topic.hex())
+        for topic, per in DECODERS.items()
+        for contract in per
+        if contract in names
+    )
+
+
+async def node_identities(
+    rpc: Rpc, a: int, b: int, addresses: Sequence[str], span: int, avoid: frozenset[int] = frozenset()
+) -> tuple[set[Identity], frozenset[int]]:
+    """Identities of our logs in a..b as the node reports them (each answer from a node that has b),
+    and the providers that answered. `avoid`: providers not asked while another is configured."""
     out: set[Identity] = set()
+    by: set[int] = set()
+    topics = our_topics(addresses)
     start = a
     while start <= b:
         end = min(b, start + span - 1)
         try:
-            logs, _ = await rpc.get_logs_checked(start, end, addresses)
+            logs, _ = await rpc.get_logs_checked(start, end, addresses, avoid=avoid, answered_by=by, topics=topics)
         except (RangeTooLarge, TimedOut) as exc:  # a cap, or a range too heavy for the provider
             if end == start:
-                raise
+                raise TransientRpcError(f"re-scan of block {start}: {exc}", exc.code) from None
             suggested = exc.suggested_span if isinstance(exc, RangeTooLarge) else None
             span = split_span(min(span, end - start + 1), suggested)
             continue
         out.update((int(r.blockNumber, 16), int(r.logIndex, 16), bytes.fromhex(r.blockHash[2:])) for r in logs)
         start = end + 1
-    return out
+    return out, frozenset(by)

@@ -7,8 +7,9 @@ RateLimited, FatalRpcError.
 
 from __future__ import annotations
 
+import binascii
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgspec
@@ -18,6 +19,7 @@ import structlog
 from core import rpc as core_rpc
 from core.rpc import Provider, RetryPolicy
 from core.rpc_errors import (
+    BadAnswer,
     FatalRpcError,
     RangeTooLarge,
     RateLimited,
@@ -35,6 +37,7 @@ log = structlog.get_logger("rpc")
 _warned: set[tuple[int, str]] = set()  # (provider, what was wrong): warned once each
 
 __all__ = [
+    "BadAnswer",
     "FatalRpcError",
     "RangeTooLarge",
     "RateLimited",
@@ -51,12 +54,15 @@ __all__ = [
 ]
 
 
-def _numbered(asked: int, raw: Any) -> BlockRef:
-    """A block object asked for by number: parsed, and refused (asked again) when it is another block
-    — the start block, a range's end or a tip block taken on a node's word for the wrong number."""
+def _numbered(asked: int, raw: Any, block_hash: bytes | None = None) -> BlockRef:
+    """A block object asked for by number (or by `block_hash`): parsed, and refused (asked again) when
+    it is another block — the start block, a range's end or a tip block taken on a node's word for the
+    wrong number or hash."""
     h = raw if isinstance(raw, BlockRef) else parse_header(raw)
     if h.number != asked:
-        raise TransientRpcError(f"eth_getBlockByNumber({asked}) answered block {h.number}: not trusted, retrying")
+        raise BadAnswer(f"eth_getBlockByNumber({asked}) answered block {h.number}: not trusted, retrying")
+    if block_hash is not None and h.hash != block_hash:
+        raise BadAnswer(f"eth_getBlockByHash(0x{block_hash.hex()}) answered block 0x{h.hash.hex()}: not trusted")
     return h
 
 
@@ -96,13 +102,18 @@ class Rpc(core_rpc.Rpc):
         addresses: Sequence[str],
         check: bool = True,
         block_hash: bytes | None = None,
+        avoid: Collection[int] = (),
+        answered_by: set[int] | None = None,
+        topics: frozenset[tuple[str, str]] | None = None,
     ) -> tuple[list[RawLog], BlockRef | None]:
         """eth_getLogs of a range, sent in ONE HTTP request with eth_getBlockByNumber(to_block): the
         answer counts only when the node that gave it also has to_block (its header is not null), so
         a lagging node behind a load balancer cannot answer "no logs" for blocks it does not have.
         Returns the logs (fields still hex, typed by msgspec) and that header (for the caller's hash
         check). Retried alone like any call. With `block_hash` (from_block = to_block = its number):
-        eth_getLogs of that block by hash, with eth_getBlockByHash."""
+        eth_getLogs of that block by hash, with eth_getBlockByHash. `avoid`: providers not asked while
+        another is configured (a confirming read); `answered_by` gets the provider that answered;
+        `topics`: the (address, topic0) pairs of our events, a log of another is refused."""
         hx = None if block_hash is None else "0x" + block_hash.hex()
         query: dict[str, Any] = (
             {"fromBlock": hex(from_block), "toBlock": hex(to_block)} if hx is None else {"blockHash": hx}
@@ -120,41 +131,48 @@ class Rpc(core_rpc.Rpc):
         body = orjson.dumps(calls if check else calls[0])
 
         async def once(u: Provider) -> tuple[list[RawLog], BlockRef | None]:
-            answer = await self._send(u, body, "eth_getLogs", self._max_logs_bytes, LOGS_BATCH.decode)
+            answer, seconds = await self._send(u, body, "eth_getLogs", self._max_logs_bytes, LOGS_BATCH.decode)
             if isinstance(answer, LogsElem):  # the single call, or an error for the whole batch
                 if check and answer.error is not None and batch_refused(str(answer.error.get("message", ""))):
                     raise self._no_batches(u, str(answer.error.get("message", "")))
                 if check and answer.error is None:
-                    raise TransientRpcError(f"eth_getLogs: a single answer to a batch {str(answer)[:200]}")
+                    raise BadAnswer(f"provider {u.index}, eth_getLogs: a single answer to a batch {str(answer)[:200]}")
                 answer = [LogsElem(first, answer.result, answer.error)]
             by_id = {a.id: a for a in answer}
             logs_elem, head_elem = by_id.get(first), by_id.get(first + 1)
             if logs_elem is None:
-                raise TransientRpcError("eth_getLogs: the batch answer misses the call")
+                raise BadAnswer(f"provider {u.index}, eth_getLogs: the batch answer misses the call")
             if logs_elem.error is not None:
-                if self._observe:
-                    self._observe("eth_getLogs", 0.0, "rpc_error")
-                raise self._error(logs_elem.error)
+                raise self._error(logs_elem.error)  # counted as the provider's failure by _retrying
             if not isinstance(logs_elem.result, list):
-                raise TransientRpcError(f"eth_getLogs: answer without a list result ({str(logs_elem.result)[:100]})")
-            refused = suspect(logs_elem.result, wanted, from_block, to_block, hx)
+                raise BadAnswer(
+                    f"provider {u.index}, eth_getLogs: answer without a list result ({str(logs_elem.result)[:100]})"
+                )
+            refused = suspect(logs_elem.result, wanted, from_block, to_block, hx, topics)
             if refused:
                 text = f"{what}: {refused[1]}: not trusted, retrying"
                 if (u.index, refused[0]) not in _warned:  # once per provider and kind of lie
                     _warned.add((u.index, refused[0]))
                     log.warning("rpc_answer_refused", method="eth_getLogs", provider=u.index, error=text)
-                raise TransientRpcError(text)
-            if not check:
-                return logs_elem.result, None
-            head = head_elem.result if head_elem is not None else None
-            if not isinstance(head, dict):
-                raise TransientRpcError(
-                    f"{what}: the answering node does not have the block"
-                    " (lagging behind the load balancer's head): not trusted, retrying"
-                )
-            return logs_elem.result, _numbered(to_block, head)
+                raise BadAnswer(f"provider {u.index}, {text}")
+            end: BlockRef | None = None
+            if check:
+                head = head_elem.result if head_elem is not None else None
+                if not isinstance(head, dict):
+                    raise TransientRpcError(
+                        f"{what}: the answering node does not have the block"
+                        " (lagging behind the load balancer's head): not trusted, retrying"
+                    )
+                try:
+                    end = _numbered(to_block, head, block_hash)
+                except TransientRpcError as exc:
+                    raise BadAnswer(f"provider {u.index}, {what}: {exc}") from None
+            self._succeeded(u, "eth_getLogs", seconds)
+            if answered_by is not None:
+                answered_by.add(u.index)
+            return logs_elem.result, end
 
-        return await self._retrying("eth_getLogs", once, span=to_block - from_block + 1)
+        return await self._retrying("eth_getLogs", once, span=to_block - from_block + 1, avoid=frozenset(avoid))
 
     def _no_batches(self, u: Provider, message: str) -> RpcError:
         """Provider `u` refused the [eth_getLogs, eth_getBlockByNumber] pair as a batch: its answers
@@ -173,15 +191,15 @@ class Rpc(core_rpc.Rpc):
         the block may answer an empty list. Once a provider lacks receipts, the proven read is the
         only one (the same eth_getLogs by hash, with its block)."""
         if not self.no_receipts:
-            logs = await self.get_logs_by_hash_raw(block.hash, addresses)
+            logs = await self.get_logs_by_hash_raw(block, addresses)
             if logs:
                 return logs
         return await self.confirmed_logs_raw(block, addresses)
 
-    async def get_logs_by_hash_raw(self, block_hash: bytes, addresses: Sequence[str]) -> list[RawLog]:
+    async def get_logs_by_hash_raw(self, block: BlockRef, addresses: Sequence[str]) -> list[RawLog]:
         """EIP-234: a node that does not have the block answers an error, which is retried; so is a
         malformed or suspect answer (checked inside the call, which is asked again alone)."""
-        wanted, hx = _wanted(addresses), "0x" + block_hash.hex()
+        wanted, hx = _wanted(addresses), "0x" + block.hash.hex()
 
         def checked(raw: Any) -> list[RawLog]:
             if not isinstance(raw, list):
@@ -192,7 +210,7 @@ class Rpc(core_rpc.Rpc):
                 raise TransientRpcError(
                     f"eth_getLogs of block {hx}: malformed log object from the node: {exc}"
                 ) from None
-            return _of_block(logs, wanted, hx, "eth_getLogs")
+            return _of_block(logs, wanted, hx, block.number, "eth_getLogs")
 
         logs: list[RawLog] = await self.call(
             "eth_getLogs", [{"blockHash": hx, "address": list(addresses)}], require=True, parse=checked
@@ -206,7 +224,7 @@ class Rpc(core_rpc.Rpc):
         a node without the block)."""
         if not self.no_receipts:
             try:
-                return await self.receipts_logs_raw(block.hash, addresses)
+                return await self.receipts_logs_raw(block, addresses)
             except RangeTooLarge as exc:  # a block's receipts above max_response_mb: by hash instead
                 log.warning("receipts_too_large", block=block.number, error=str(exc)[:160])
             except FatalRpcError as exc:  # the method does not exist on this provider
@@ -215,32 +233,50 @@ class Rpc(core_rpc.Rpc):
         logs, _ = await self.get_logs_checked(block.number, block.number, addresses, block_hash=block.hash)
         return logs
 
-    async def receipts_logs_raw(self, block_hash: bytes, addresses: Sequence[str]) -> list[RawLog]:
+    async def receipts_logs_raw(self, block: BlockRef, addresses: Sequence[str]) -> list[RawLog]:
         """Logs of our addresses read from the block's receipts (the bloom cross-check). A node that
         does not have the block answers null: retried, never read as "no logs"; so is a malformed
-        or suspect answer (checked inside the call)."""
-        wanted, hx = _wanted(addresses), "0x" + block_hash.hex()
+        or suspect answer (checked inside the call), a receipt of another block, and receipts
+        without a single log for a sealed header whose bloom is not empty (every log sets bits of
+        its block's bloom: a node without the block answering [] is not "no logs")."""
+        wanted, hx = _wanted(addresses), "0x" + block.hash.hex()
+        bloom_set = block.sealed and any(block.bloom)
 
         def checked(receipts: Any) -> list[RawLog]:
             out = []
+            logs_seen = 0
             try:
+                if not isinstance(receipts, list):
+                    raise TypeError(f"a JSON {type(receipts).__name__}, not a list")
                 for r in receipts:
-                    for raw in r.get("logs", []):
+                    if str(r["blockHash"]).lower() != hx:
+                        raise BadAnswer(
+                            f"eth_getBlockReceipts of block {hx}: a receipt of block {r['blockHash']!s:.66}"
+                        )
+                    logs = r.get("logs", [])
+                    logs_seen += len(logs)
+                    for raw in logs:
                         if raw["address"].lower() in wanted:
                             out.append(msgspec.convert(raw, RawLog))
             except (AttributeError, KeyError, TypeError, msgspec.ValidationError) as exc:
-                raise TransientRpcError(f"eth_getBlockReceipts of block {hx}: malformed answer ({exc})") from None
-            return _of_block(out, wanted, hx, "eth_getBlockReceipts")
+                raise BadAnswer(f"eth_getBlockReceipts of block {hx}: malformed answer ({exc})") from None
+            if bloom_set and not logs_seen:
+                raise BadAnswer(
+                    f"eth_getBlockReceipts of block {hx}: no log at all, but the block's sealed logsBloom is not"
+                    " empty: not trusted"
+                )
+            return _of_block(out, wanted, hx, block.number, "eth_getBlockReceipts")
 
         logs: list[RawLog] = await self.call("eth_getBlockReceipts", [hx], require=True, parse=checked)
         return logs
 
 
-def _of_block(logs: list[RawLog], wanted: frozenset[str], hx: str, method: str) -> list[RawLog]:
-    """`logs`, read by block hash `hx`, when none is suspect; else a TransientRpcError (asked again)."""
-    refused = suspect(logs, wanted, block_hash=hx)
+def _of_block(logs: list[RawLog], wanted: frozenset[str], hx: str, number: int, method: str) -> list[RawLog]:
+    """`logs`, read by block hash `hx` (of block `number`), when none is suspect; else a BadAnswer
+    (asked again)."""
+    refused = suspect(logs, wanted, number, number, hx)
     if refused:
-        raise TransientRpcError(f"{method} of block {hx}: {refused[1]}: not trusted")
+        raise BadAnswer(f"{method} of block {hx}: {refused[1]}: not trusted")
     return logs
 
 
@@ -254,16 +290,20 @@ def suspect(
     from_block: int = 0,
     to_block: int | None = None,
     block_hash: str | None = None,
+    topics: frozenset[tuple[str, str]] | None = None,
 ) -> tuple[str, str] | None:
     """(kind, why) an eth_getLogs answer cannot be committed, or None. Kinds:
-    - "malformed": a log whose block number or index is not hex, whose hashes are not 32 bytes, or
-      with no topic (our contracts have no anonymous events);
+    - "malformed": a log whose block number or index is not hex, whose hashes are not 32 bytes, with
+      no topic (our contracts have no anonymous events), or whose data or topics are not strictly
+      hex ("0x" and hex digits: the readers' int(word, 16) would take "-5", " 7" or "1_0");
     - "address": a log of an address not asked for;
     - "block": a log marked removed, of a block outside the range asked, or of another block than
-      the hash asked (a caching layer or a load balancer mixing answers up).
+      the hash asked (a caching layer or a load balancer mixing answers up);
+    - "topic": with `topics` ((lowercase address, topic0) pairs), a log of an event that is not ours.
     Committed, a stray log would sit in a batch that is not its own: the range that does hold it
     would then fail on its primary key for ever. Checked inside the call, so that a suspect answer
-    is asked again alone (pure; ~0.15 us per log)."""
+    is asked again alone (pure; ~1.1 us per a Trade-sized log, 0.2 without the strict hex check)."""
+    unhex = binascii.unhexlify
     for r in logs:
         try:
             n = int(r.blockNumber, 16)
@@ -273,13 +313,24 @@ def suspect(
             return "malformed", f"a log with block number {r.blockNumber[:40]!r} and index {r.logIndex[:40]!r}"
         if len(r.blockHash) != 66 or len(r.transactionHash) != 66 or not r.topics:
             return "malformed", f"a log of block {n} with a hash not 32 bytes or no topic"
+        try:  # unhexlify: hex digits only (no sign, space or "_"), an even number of them
+            if r.data[:2] != "0x":
+                raise ValueError("no 0x")
+            unhex(r.data[2:])
+            for t in r.topics:
+                if len(t) != 66 or t[:2] != "0x":
+                    raise ValueError("not 32 bytes")
+                unhex(t[2:])
+        except ValueError:
+            return "malformed", f"a log of block {n} whose data or topics are not 0x-prefixed hex"
         if r.removed:
             return "block", f"a log marked removed (of a block reorged out) at block {n}"
         if r.address not in wanted and r.address.lower() not in wanted:
             return "address", f"a log of address {r.address[:42]}, not one asked for"
-        if block_hash is not None:
-            if r.blockHash.lower() != block_hash:
-                return "block", f"a log of block {r.blockHash[:66]}, not the block asked"
-        elif n < from_block or (to_block is not None and n > to_block):
+        if block_hash is not None and r.blockHash.lower() != block_hash:
+            return "block", f"a log of block {r.blockHash[:66]}, not the block asked"
+        if n < from_block or (to_block is not None and n > to_block):
             return "block", f"a log of block {n}, outside the range asked"
+        if topics is not None and (r.address.lower(), r.topics[0].lower()) not in topics:
+            return "topic", f"a log of topic0 {r.topics[0][:66]}, not an event of abi/ for {r.address[:42]}"
     return None

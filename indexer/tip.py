@@ -37,6 +37,8 @@ class Tip(Pipeline):
         result = await reorg.rollback(conn, self.chain_id, old, ancestor, self.heads)
         self.cursor = Cursor(ancestor, stored[ancestor])
         self.status.indexed = ancestor
+        if self.watcher is not None:
+            self.watcher.forget_above(ancestor)
         elapsed = time.perf_counter() - started
         self.m.reorg(result.depth, elapsed)
         log.warning(
@@ -54,21 +56,32 @@ class Tip(Pipeline):
     # ------------------------------------------------------------ tip
 
     async def tip(self, conn: asyncpg.Connection, target: int) -> None:
-        """Block by block up to target: parent check, bloom, logs by hash."""
+        """Block by block up to target: parent check, bloom, logs by hash. A header announced over
+        newHeads is used only while it links to our cursor; one that does not is evicted (a branch the
+        node left: the block is read by number), and a rollback drops those above the ancestor, so a
+        stale announcement cannot be committed again after the rollback it caused."""
         assert self.cursor is not None
         while self.cursor.number < target:
             n = self.cursor.number + 1
             header = self.watcher.take(n) if self.watcher else None
-            if header is None or header.parent_hash != self.cursor.hash:
+            if header is not None and header.parent_hash != self.cursor.hash:
+                assert self.watcher is not None
+                self.watcher.evict(n)
+                header = None
+            if header is None:
                 header = await self.rpc.header(n)
             if header is None:
                 return  # the node (or the one we failed over to) does not have it yet: not a reorg
             if header.parent_hash != self.cursor.hash:
+                if self.watcher is not None:  # our block n - 1 is not this header's parent: not the node's
+                    self.watcher.evict(n - 1)
                 if not await self.check_reorg(conn, reason="parent_mismatch"):
                     raise TransientRpcError(
                         f"block {n} parent differs from our block {n - 1} but the node agrees "
                         "with our stored hashes: inconsistent node, retrying"
                     )
+                if self.watcher is not None:
+                    self.watcher.forget_above(self.cursor.number)
                 continue
             if not header.sealed and not self.unsealed_seen:
                 self.unsealed_seen = True

@@ -126,7 +126,7 @@ class Upkeep(Backfill):
         # at most the backfill's current span (sized to target_events per answer) per pass
         width = max(1, min(self.o.rescan_span, self.span))
         b = min(last_final, a + width - 1)
-        node = await rescan.node_identities(self.rpc, a, b, self.addresses, width)
+        node, first_read_by = await rescan.node_identities(self.rpc, a, b, self.addresses, width)
         stored = await rescan.stored_identities(conn, self.chain_id, a, b)
         diff = rescan.compare(stored, node)
         self.m.rescanned(b - a + 1, bool(diff))
@@ -149,7 +149,10 @@ class Upkeep(Backfill):
         # Never wipe the index on what may be the node's fault. Logs of a block we hold under another
         # hash: the node (or we) are on another fork below finality — an operator's call, as for
         # ReorgTooDeep, not an automatic re-index. Other missing logs: re-indexed only if a second
-        # read (any provider) still reports them.
+        # read still reports them, from another provider than the first read's when several are
+        # configured (one lying provider cannot confirm itself). Repaired by a whole re-index, not
+        # the range: derived rows fold every event since deployment, and finalized blocks keep no
+        # undo data to roll back to.
         ours = {bn: h for bn, _, h in stored}
         forked = sorted({bn for bn, _, h in diff.missing if bn in ours and ours[bn] != h})
         if forked:
@@ -163,11 +166,13 @@ class Upkeep(Backfill):
             )
             self.rescan_next = b + 1
             return True
-        again = rescan.compare(stored, await rescan.node_identities(self.rpc, a, b, self.addresses, width))
+        second, _ = await rescan.node_identities(self.rpc, a, b, self.addresses, width, avoid=first_read_by)
+        again = rescan.compare(stored, second)
         if not diff.missing <= again.missing:
             log.warning("rescan_unconfirmed", from_block=a, to_block=b, first_read=len(diff.missing))
             return True  # the same range on the next pass
         await maintenance.reset_chain(conn, self.chain_id)
+        self.status.best = -1  # indexed again from the deploy block: each block is progress again
         log.warning("reindex_started", reason="rescan_mismatch", from_block=self.s.deployment.deploy_block)
         self.rescan_next = self.s.deployment.deploy_block
         self.last_finalized_announced = -1

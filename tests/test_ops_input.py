@@ -166,6 +166,45 @@ def test_log_level_is_checked_at_load(fake_deployment: str) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("var", "value", "fragment"),
+    [
+        ("GL_INDEXER__TIP_BLOCKS", "-1", "indexer.tip_blocks must be from 0 to 10,000,000 blocks, got -1"),
+        ("GL_INDEXER__REQUEST_TIMEOUT", "inf", "indexer.request_timeout must be a finite number, got inf"),
+        ("GL_INDEXER__STALL_SECONDS", "inf", "indexer.stall_seconds must be a finite number, got inf"),
+        ("GL_INDEXER__RETRY_SECONDS", "nan", "indexer.retry_seconds must be a finite number, got nan"),
+        ("GL_INDEXER__REQUEST_TIMEOUT", "0", "indexer.request_timeout must be more than 0 and at most 600 seconds"),
+        ("GL_INDEXER__READY_MAX_LAG", "-1", "indexer.ready_max_lag must be from 0 to 10,000,000 blocks, got -1"),
+        ("GL_INDEXER__CONCURRENCY", "100000", "indexer.concurrency must be from 1 to 64 ranges, got 100000"),
+        ("GL_INDEXER__MAX_RESPONSE_MB", "0", "indexer.max_response_mb must be from 1 to 4,096 MB, got 0"),
+        ("GL_INDEXER__READY_MAX_IDLE", "0", "indexer.ready_max_idle must be more than 0"),
+        ("GL_CHAIN__CONFIRMATIONS", "1000000", "chain.confirmations must be from 1 to 100,000 blocks"),
+        ("GL_DATABASE__POOL_MAX", "0", "database.pool_max must be from 1 to 1,000 connections, got 0"),
+    ],
+)
+def test_numeric_keys_are_finite_and_in_their_documented_range(
+    var: str, value: str, fragment: str, fake_deployment: str
+) -> None:
+    """Every numeric key is finite and in the range its comment documents (docs/operations.md): one
+    ConfigError naming the key, the value and the range. Before, tip_blocks = -1 (deferred indexes
+    never rebuilt), request_timeout = inf and stall_seconds = inf (no timeout, no watchdog), a negative
+    ready_max_lag and any concurrency were accepted."""
+    config = load_config(LOCAL, environ={var: value, "GL_CHAIN__DEPLOYMENT": fake_deployment})
+    with pytest.raises(ConfigError) as err:
+        build_settings(config)
+    assert fragment in str(err.value)
+
+
+def test_a_numeric_key_out_of_range_stops_the_indexer_with_exit_2(fake_deployment: str) -> None:
+    refused(
+        cli(["-m", "indexer", "migrate"], {"GL_INDEXER__TIP_BLOCKS": "-1", "GL_CHAIN__DEPLOYMENT": fake_deployment}),
+        2,
+        "indexer.tip_blocks",
+        "-1",
+        "from 0 to 10,000,000",
+    )
+
+
 @pytest.fixture
 def held_port() -> Iterator[int]:
     """A port some other process listens on."""

@@ -180,3 +180,152 @@ async def test_every_answer_is_bounded_not_only_log_ranges() -> None:
         small = {"result": "0x1"}
     async with serving(node([small], seen)) as url, CoreRpc([url], 5.0, max_logs_bytes=1 << 20) as rpc:
         assert await rpc.call("eth_blockNumber", []) == "0x1"
+
+
+# ---------------------------------------------------------------- what counts as a provider's answer
+
+
+def scripted(answer: Any, seen: list[Any] | None = None, status: int = 200) -> web.Application:
+    """A node whose every answer is `answer` (bytes as they are; else JSON with each call's id)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        call = await request.json()
+        if seen is not None:
+            seen.append(call)
+        if isinstance(answer, bytes):
+            body = answer
+        elif isinstance(call, list):
+            body = orjson.dumps([{"jsonrpc": "2.0", "id": c["id"], **answer} for c in call])
+        else:
+            body = orjson.dumps({"jsonrpc": "2.0", "id": call["id"], **answer})
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    return app
+
+
+@pytest.mark.parametrize(
+    "error", [{"code": -32000, "message": "header not found"}, {"code": -32005, "message": "rate limit exceeded"}]
+)
+async def test_a_jsonrpc_error_in_an_http_200_is_a_failure_not_an_answer(error: dict[str, Any]) -> None:
+    """An HTTP 200 carrying a JSON-RPC error counts as the provider failing: its failures add up (so
+    the backoff grows past its first step) and the observer never hears "ok" (the watchdog's
+    "degraded" needs a good answer). Before, every such attempt first counted as a success."""
+    from core.rpc import RetryPolicy
+    from core.rpc import Rpc as CoreRpc
+    from core.rpc_errors import TransientRpcError
+
+    seen: list[Any] = []
+    outcomes: list[str] = []
+    fast = RetryPolicy(attempts=5, seconds=1.0, base=0.001, cap=0.01)  # a rate limit: the time bounds it
+    observe = lambda m, s, o: outcomes.append(o)  # noqa: E731
+    async with serving(scripted({"error": error}, seen)) as url, CoreRpc([url], 5.0, observe, retry=fast) as rpc:
+        with pytest.raises(TransientRpcError):
+            await rpc.call("eth_blockNumber", [])
+        provider = rpc._urls[0]
+    assert provider.failures == len(seen) >= 5
+    assert "ok" not in outcomes
+
+
+async def test_a_revert_is_still_returned_at_once_and_counts_as_an_answer() -> None:
+    """The keeper's deterministic errors (node_errors="final"): returned at once, and the node that
+    gave one answered (its score is not hurt)."""
+    from core.rpc import Rpc as CoreRpc
+    from core.rpc_errors import NodeError
+
+    seen: list[Any] = []
+    outcomes: list[str] = []
+    error = {"error": {"code": 3, "message": "execution reverted", "data": REVERT}}
+    observe = lambda m, s, o: outcomes.append(o)  # noqa: E731
+    async with serving(scripted(error, seen)) as url, CoreRpc([url], 5.0, observe, node_errors="final") as rpc:
+        with pytest.raises(NodeError):
+            await rpc.call("eth_call", [{}, "latest"])
+        assert rpc._urls[0].failures == 0
+    assert (len(seen), outcomes) == (1, ["ok"])
+
+
+async def test_a_retry_after_beyond_the_budget_ends_the_call_and_logs_the_providers_value() -> None:
+    """A Retry-After longer than the call's budget: the call ends at once as a retryable RateLimited
+    (the iteration fails and is tried again later), and the log says what the provider asked for."""
+    from structlog.testing import capture_logs
+
+    from core.rpc import RateLimited, RetryPolicy
+    from core.rpc import Rpc as CoreRpc
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(status=429, headers={"Retry-After": "300"}, text="slow down")
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    async with serving(app) as url, CoreRpc([url], 5.0, retry=RetryPolicy(seconds=5.0)) as rpc:
+        with capture_logs() as logs, pytest.raises(RateLimited, match=r"asked to wait 300 s"):
+            await rpc.call("eth_blockNumber", [])
+    beyond = [e for e in logs if e["event"] == "rpc_retry_after_beyond_budget"]
+    assert [(e["retry_after"], e["provider"]) for e in beyond] == [(300.0, 0)]
+
+
+HEADER = {"number": "0x10", "hash": "0x" + "ab" * 32, "parentHash": "0x" + "cd" * 32, "timestamp": "0x1"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "ask"),
+    [
+        ({"result": 31337}, "chain_id"),  # a JSON number
+        ({"result": "31337"}, "chain_id"),  # decimal text
+        ({"result": "0x-7a69"}, "chain_id"),  # int(x, 16) takes a sign
+        ({"result": 12}, "code"),
+        ({"result": "0xzz"}, "code"),
+        ({"result": [1]}, "code"),
+        (b'{"jsonrpc":"2.0","id":1,"result":' + b"[" * 5000 + b"]" * 5000 + b"}", "code"),  # nested too deep
+        (b'[{"jsonrpc":"2.0","id":[1],"result":{}}]', "batch"),  # ids that are not ours
+        (b'[{"jsonrpc":"2.0","id":{"a":1},"result":{}}]', "batch"),
+    ],
+    ids=["number", "decimal", "signed", "code-number", "code-not-hex", "code-list", "too-deep", "id-list", "id-object"],
+)
+async def test_a_wrong_typed_answer_is_a_bad_answer_naming_the_provider(answer: Any, ask: str) -> None:
+    """Well-formed JSON of the wrong type (a number for a hex quantity, a list as a batch id, JSON
+    nested thousands deep) is a BadAnswer (transient: asked again, then a failed iteration) naming
+    the provider and the method — never a TypeError, ValueError or RecursionError ending the run."""
+    from core.rpc import BadAnswer, RetryPolicy, TransientRpcError
+    from core.rpc import Rpc as CoreRpc
+
+    fast = RetryPolicy(attempts=2, seconds=30.0, base=0.001, cap=0.01)
+    async with serving(scripted(answer)) as url, CoreRpc([url], 5.0, retry=fast) as rpc:
+        if ask == "batch":
+            got = await rpc.batch_settled([("eth_getBlockByNumber", ["latest", False])])
+            assert isinstance(got[0], TransientRpcError), got  # "misses call 0": no answer is ours
+            return
+        with pytest.raises(BadAnswer, match=r"provider 0, eth_(chainId|getCode)"):
+            await (rpc.chain_id() if ask == "chain_id" else rpc.code("0x" + "11" * 20))
+
+
+async def test_a_provider_with_a_malformed_chain_id_is_skipped_at_start_like_an_unreachable_one() -> None:
+    """check_chain_ids: one provider answering eth_chainId as a JSON number is not checked (warned),
+    the others are; before, its TypeError stopped the start-up."""
+    from core.rpc import Rpc as CoreRpc
+
+    async with serving(scripted({"result": 31337})) as bad, serving(scripted({"result": "0x7a69"})) as good:
+        async with CoreRpc([bad, good], 5.0) as rpc:
+            matched, unreachable = await rpc.check_chain_ids(31337, [0, 1])
+    assert (matched, unreachable) == ({1}, {0})
+
+
+async def test_an_answer_too_large_from_one_provider_goes_to_another() -> None:
+    """A provider whose answers exceed max_response_mb (padding, or no result cap) is that provider's
+    failure: the call is asked of another provider, whichever is drawn first; only when every
+    provider refused does the caller get RangeTooLarge."""
+    from core.rpc import RangeTooLarge, RetryPolicy
+    from core.rpc import Rpc as CoreRpc
+
+    padded = {"result": "0x10", "pad": "x" * 5000}
+    fast = RetryPolicy(attempts=5, seconds=30.0, base=0.001, cap=0.01)
+    async with serving(scripted({"result": "0x10"})) as good, serving(scripted(padded)) as bad:
+        for seed in range(12):
+            async with CoreRpc([good, bad], 5.0, max_logs_bytes=4000, retry=fast, seed=seed) as rpc:
+                for _ in range(3):
+                    assert await rpc.call("eth_blockNumber", []) == "0x10"
+        async with CoreRpc([bad], 5.0, max_logs_bytes=4000, retry=fast) as rpc:
+            with pytest.raises(RangeTooLarge):
+                await rpc.call("eth_blockNumber", [])
+            assert rpc._urls[0].failures == 1  # counted against it

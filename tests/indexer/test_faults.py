@@ -18,6 +18,8 @@ import msgspec
 import orjson
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from indexer.chain import BlockRef
 from indexer.fetch import dedupe
@@ -125,6 +127,69 @@ def test_an_answer_with_a_log_it_should_not_hold_says_which_and_why() -> None:
     for broken in ({"blockNumber": "five"}, {"logIndex": "-0x1"}, {"transactionHash": "0x12"}, {"topics": []}):
         kind, why = suspect([log(5, **broken)], wanted, 1, 9) or ("", "")
         assert kind == "malformed", (broken, why)
+
+
+def test_a_log_read_by_hash_must_also_be_of_the_block_number_asked() -> None:
+    """By hash (the tip path, receipts): a log with the right blockHash but another blockNumber is
+    refused like any stray log. Before, the range check was skipped by hash and the commit's decode
+    failed on a KeyError (a crash, exit 1)."""
+    wanted = frozenset(["0x" + "aa" * 20])
+    log = msgspec.structs.replace(raw(21, 0), topics=["0x" + "01" * 32])
+    assert suspect([log], wanted, 16, 16, "0x" + "0b" * 32) == ("block", "a log of block 21, outside the range asked")
+
+
+WORD = "0" * 64
+
+
+@given(
+    word=st.integers(0, 9),
+    at=st.integers(0, 63),
+    bad=st.sampled_from(["-", "+", " ", "_", "\t", "g", "\u0663"]),
+    where=st.sampled_from(["data", "topic"]),
+)
+def test_data_and_topics_must_be_strictly_hex(word: int, at: int, bad: str, where: str) -> None:
+    """One character that int(word, 16) or bytes.fromhex would take ("-5", " 7", "1_0") in a log's
+    data or topics makes the answer malformed (refused, asked again): the backfill's readers used to
+    decode "-0…05" as collateral -5."""
+    wanted = frozenset(["0x" + "aa" * 20])
+    words = [WORD] * 10
+    words[word] = WORD[:at] + bad + WORD[at + 1 :]
+    topic = "0x" + (words[word] if where == "topic" else "01" * 32)
+    data = "0x" + "".join(words) if where == "data" else "0x" + WORD * 10
+    log = msgspec.structs.replace(raw(5, 0), topics=["0x" + "02" * 32, topic], data=data)
+    good = msgspec.structs.replace(raw(5, 0), topics=["0x" + "02" * 32, "0x" + "01" * 32], data="0x" + WORD * 10)
+    assert suspect([good], wanted, 1, 9) is None
+    kind, why = suspect([log], wanted, 1, 9) or ("", "")
+    assert kind == "malformed", why
+
+
+def test_a_rescan_refuses_logs_of_events_that_are_not_ours() -> None:
+    """With `topics` (the re-scan's): a log of our address whose topic0 is no event of abi/ is a bad
+    answer, never a "missing" event that would trigger a re-index."""
+    from indexer.rescan import our_topics
+
+    ours = ["0x" + "aa" * 20, "0x" + "bb" * 20]
+    topics = our_topics(ours)
+    wanted = frozenset(ours)
+    known = next(t for a, t in topics if a == ours[0])
+    mine = msgspec.structs.replace(raw(5, 0), topics=[known])
+    made_up = msgspec.structs.replace(raw(5, 1), topics=["0x" + "ee" * 32])
+    assert suspect([mine], wanted, 1, 9, topics=topics) is None
+    assert (suspect([mine, made_up], wanted, 1, 9, topics=topics) or ("",))[0] == "topic"
+
+
+def test_progress_is_the_checkpoint_passing_its_highest_not_any_commit() -> None:
+    """The stall watchdog's progress: a block committed again after a rollback is not progress, so a
+    commit/rollback cycle cannot keep the watchdog quiet for ever; passing the highest block is."""
+    status = Status()
+    status.committed(10)
+    first = status.last_progress
+    status.indexed = 9  # rolled back
+    time.sleep(0.01)
+    status.committed(10)
+    assert (status.indexed, status.last_progress) == (10, first)
+    status.committed(11)
+    assert status.last_progress > first
 
 
 @pytest.mark.parametrize(
@@ -296,6 +361,109 @@ async def test_a_provider_without_block_receipts_confirms_by_hash_with_the_block
         assert [(r.blockNumber, r.logIndex) for r in logs] == [("0x9", "0x0")]
         assert rpc.no_receipts
     assert asked == ["eth_getBlockReceipts", "eth_getLogs+eth_getBlockByHash", "eth_getLogs+eth_getBlockByHash"]
+
+
+def block_node(receipts: Any = None, by_hash: Any = None, header: Any = None) -> web.Application:
+    """A node answering eth_getBlockReceipts with `receipts`, the [eth_getLogs, eth_getBlockByHash] pair
+    with ([], `header`), and a lone eth_getLogs by hash with `by_hash`."""
+
+    async def handle(request: web.Request) -> web.Response:
+        calls = await request.json()
+        if isinstance(calls, list):
+            answers = [[], header]
+            body: Any = [{"jsonrpc": "2.0", "id": c["id"], "result": a} for c, a in zip(calls, answers, strict=True)]
+        elif calls["method"] == "eth_getBlockReceipts":
+            body = {"jsonrpc": "2.0", "id": calls["id"], "result": receipts}
+        else:
+            body = {"jsonrpc": "2.0", "id": calls["id"], "result": by_hash}
+        return web.Response(body=orjson.dumps(body))
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    return app
+
+
+def maybe_block() -> BlockRef:
+    """Block 9, sealed, whose bloom says "maybe" for address 0xaa…"""
+    from indexer.chain import bloom_bits
+
+    bloom = bytearray(256)
+    for bit in bloom_bits(b"\xaa" * 20):
+        bloom[255 - bit // 8] |= 1 << (bit % 8)
+    return BlockRef(9, b"\x11" * 32, b"\x22" * 32, 1, bytes(bloom), True)
+
+
+async def test_empty_receipts_of_a_block_whose_sealed_bloom_is_set_are_not_no_logs() -> None:
+    """Receipts answering [] (a node without the block) for a sealed header whose bloom is not empty
+    are refused (every log sets bloom bits), as is a receipt of another block; before, [] was "no
+    logs" and the block was committed empty."""
+    block = maybe_block()
+    fast = RetryPolicy(attempts=2, base=0.001, cap=0.01)
+    receipt = {"blockHash": "0x" + "11" * 32, "logs": [{"address": "0x" + "cc" * 20}]}
+    async with serving(block_node(receipts=[])) as url, Rpc([url], 5.0, retry=fast) as rpc:
+        with pytest.raises(TransientRpcError, match="sealed logsBloom is not empty"):
+            await rpc.receipts_logs_raw(block, ["0x" + "aa" * 20])
+    other = {**receipt, "blockHash": "0x" + "33" * 32}
+    async with serving(block_node(receipts=[other])) as url, Rpc([url], 5.0, retry=fast) as rpc:
+        with pytest.raises(TransientRpcError, match="a receipt of block 0x3333"):
+            await rpc.receipts_logs_raw(block, ["0x" + "aa" * 20])
+    async with serving(block_node(receipts=[receipt])) as url, Rpc([url], 5.0, retry=fast) as rpc:
+        assert await rpc.receipts_logs_raw(block, ["0x" + "aa" * 20]) == []  # a bloom false positive
+
+
+async def test_a_block_by_hash_answered_with_another_block_is_refused() -> None:
+    """The [eth_getLogs, eth_getBlockByHash] pair counts only when the header is the block asked: by
+    its number and by its hash (before, by its number only)."""
+    block = maybe_block()
+    other = {"number": "0x9", "hash": "0x" + "44" * 32, "parentHash": "0x" + "22" * 32, "timestamp": "0x1"}
+    fast = RetryPolicy(attempts=2, base=0.001, cap=0.01)
+    async with serving(block_node(header=other)) as url, Rpc([url], 5.0, retry=fast) as rpc:
+        with pytest.raises(TransientRpcError, match=r"eth_getBlockByHash.*answered block 0x4444"):
+            await rpc.get_logs_checked(9, 9, ["0x" + "aa" * 20], block_hash=block.hash)
+
+
+async def test_the_rescans_confirming_read_comes_from_another_provider() -> None:
+    """A lying provider fabricates a log (our address, a topic0 of ours, the stored block hash, a new
+    log index): the re-scan's confirming read goes to another provider when several are configured,
+    so the lie is not confirmed; a made-up topic0 is refused outright (asked of the other one)."""
+    from indexer.rescan import node_identities, our_topics
+
+    ours = ["0x" + "aa" * 20, "0x" + "bb" * 20]
+    topic = next(t for a, t in our_topics(ours) if a == ours[0])
+    header = {"number": "0x10", "hash": "0x" + "0b" * 32, "parentHash": "0x" + "0d" * 32, "timestamp": "0x1"}
+    made_up = {
+        "address": ours[0],
+        "topics": [topic],
+        "data": "0x",
+        "blockNumber": "0x10",
+        "blockHash": "0x" + "0b" * 32,
+        "transactionHash": "0x" + "0c" * 32,
+        "logIndex": "0x3e8",
+    }
+
+    def node(logs: list[Any]) -> web.Application:
+        async def handle(request: web.Request) -> web.Response:
+            calls = await request.json()
+            answers = [logs, header]
+            body = [{"jsonrpc": "2.0", "id": c["id"], "result": a} for c, a in zip(calls, answers, strict=True)]
+            return web.Response(body=orjson.dumps(body))
+
+        app = web.Application()
+        app.router.add_post("/", handle)
+        return app
+
+    fast = RetryPolicy(attempts=5, base=0.001, cap=0.01)
+    async with serving(node([made_up])) as liar, serving(node([])) as honest:
+        for seed in range(6):
+            async with Rpc([liar, honest], 5.0, retry=fast, seed=seed) as rpc:
+                first, by = await node_identities(rpc, 16, 16, ours, 1)
+                second, _ = await node_identities(rpc, 16, 16, ours, 1, avoid=by)
+                assert not (first & second), "a fabricated log confirmed by the provider that made it up"
+        unknown = {**made_up, "topics": ["0x" + "ee" * 32]}
+        async with serving(node([unknown])) as liar2:
+            for seed in range(4):
+                async with Rpc([liar2, honest], 5.0, retry=fast, seed=seed) as rpc:
+                    assert (await node_identities(rpc, 16, 16, ours, 1))[0] == set()
 
 
 async def test_a_providers_range_cap_is_remembered_and_wide_ranges_go_to_the_others() -> None:

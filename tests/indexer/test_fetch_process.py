@@ -7,7 +7,9 @@ import asyncio
 import signal
 from typing import Any
 
+import orjson
 import pytest
+from aiohttp import web
 
 from indexer.chain import SpanPolicy
 from indexer.fetch import ChildConfig, FetchProcess, Prepared, RangeFetcher
@@ -15,6 +17,7 @@ from indexer.rpc import RetryPolicy, Rpc, TransientRpcError
 from indexer.spawn import Child, discard, early_child, spawn_fetch_child
 from tests.chain import free_port
 from tests.indexer.helpers import Node, sim
+from tests.local_http import serving
 
 pytestmark = [pytest.mark.anvil]
 
@@ -193,5 +196,118 @@ def test_a_cancelled_fetch_stops_in_the_child_too() -> None:
         finally:
             await child.close()
             server.close()
+
+    asyncio.run(go())
+
+
+TWO = ("0x" + "11" * 20, "0x" + "22" * 20)
+HEADER = {"number": "0x10", "hash": "0x" + "ab" * 32, "parentHash": "0x" + "cd" * 32, "timestamp": "0x1"}
+
+
+def rate_limited(request: Any) -> tuple[int, bytes]:
+    return 429, b'{"error":"too many requests"}'
+
+
+def headers_too_large(calls: Any) -> tuple[int, bytes]:
+    """The range's [eth_getLogs, eth_getBlockByNumber] pair answered; every header batch too large."""
+    if calls[0]["method"] == "eth_getLogs":
+        return 200, orjson.dumps([{"id": calls[0]["id"], "result": []}, {"id": calls[1]["id"], "result": HEADER}])
+    return 200, orjson.dumps([{"id": c["id"], "result": {**HEADER, "pad": "x" * 3000}} for c in calls])
+
+
+@pytest.mark.parametrize(
+    ("script", "error"), [(rate_limited, "RateLimited"), (headers_too_large, "RangeTooLarge")], ids=["429", "large"]
+)
+def test_a_childs_rpc_error_reaches_the_parent_as_a_retried_iteration_error(script: Any, error: str) -> None:
+    """A 429 storm longer than retry_seconds, or a header batch above max_response_mb, in the fetch
+    process: the parent gets the same RpcError class (a failed iteration, retried), not the
+    RuntimeError that ended the run with exit 1 (indexer_crashed)."""
+    from indexer.service import ITERATION_ERRORS
+
+    async def handle(request: web.Request) -> web.Response:
+        status, body = script(await request.json())
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    async def go() -> BaseException:
+        app = web.Application()
+        app.router.add_post("/", handle)
+        async with serving(app) as url:
+            cfg = ChildConfig(
+                (url,), 2.0, 1, TWO, POLICY, max_logs_bytes=2000, retry=RetryPolicy(attempts=3, seconds=1.0)
+            )
+            child = FetchProcess(cfg, lambda *o: None, lambda **kw: None)
+            try:
+                await asyncio.wait_for(child.fetch(range(16, 17), 1, 100), 30)
+            except Exception as exc:  # what the parent gets is the point: checked by the caller
+                return exc
+            finally:
+                await child.close()
+        raise AssertionError("the fetch succeeded")
+
+    exc = asyncio.run(go())
+    assert type(exc).__name__ == error
+    assert isinstance(exc, ITERATION_ERRORS)
+
+
+def test_an_error_the_parent_does_not_know_comes_back_transient_with_its_text() -> None:
+    """What crosses the pipe is the first class of the error's MRO the parent knows; an unknown one
+    (RecursionError from a parser, a bug's ValueError) is a TransientRpcError naming it, never a
+    RuntimeError (which is not an iteration error)."""
+    from indexer.chain import ChainMismatch
+    from indexer.fetch import error_of, error_reply
+    from indexer.rpc import BadAnswer, RangeTooLarge
+
+    class Subclassed(RangeTooLarge):
+        pass
+
+    def round_trip(exc: Exception) -> Exception:
+        return error_of(*error_reply(exc))
+
+    back = round_trip(RecursionError("maximum recursion depth exceeded"))
+    assert type(back) is TransientRpcError
+    assert "RecursionError" in str(back)
+    assert "maximum recursion depth exceeded" in str(back)
+    assert type(round_trip(ValueError("x"))) is TransientRpcError
+    assert type(round_trip(Subclassed("too big", -32005))) is RangeTooLarge
+    assert round_trip(Subclassed("too big", -32005)).code == -32005  # type: ignore[attr-defined]
+    assert type(round_trip(BadAnswer("provider 1: not hex"))) is BadAnswer
+    assert type(round_trip(ChainMismatch("block 5 does not link"))) is ChainMismatch
+
+
+def test_a_single_block_every_provider_refuses_is_transient_not_fatal() -> None:
+    """One provider pads every answer past max_response_mb: a one-block range goes to the other one
+    (counted against the padding one); when every provider refuses one block, a TransientRpcError
+    with the provider's text (retried), never the FatalRpcError that ended the run."""
+    from indexer.rpc import FatalRpcError
+
+    def good(calls: Any) -> bytes:
+        return orjson.dumps([{"id": calls[0]["id"], "result": []}, {"id": calls[1]["id"], "result": HEADER}])
+
+    def padded(calls: Any) -> bytes:
+        return orjson.dumps([{"id": calls[0]["id"], "result": [], "pad": "x" * 5000}])
+
+    def app_of(script: Any) -> web.Application:
+        async def handle(request: web.Request) -> web.Response:
+            return web.Response(body=script(await request.json()), content_type="application/json")
+
+        app = web.Application()
+        app.router.add_post("/", handle)
+        return app
+
+    async def go() -> None:
+        fast = RetryPolicy(attempts=5, seconds=5.0, base=0.001, cap=0.01)
+        async with serving(app_of(good)) as ok_url, serving(app_of(padded)) as bad_url:
+            for seed in range(8):
+                async with Rpc([ok_url, bad_url], 2.0, max_logs_bytes=4000, retry=fast, seed=seed) as rpc:
+                    fetcher = RangeFetcher(rpc, 1, TWO, POLICY, lambda **kw: None)
+                    logs, _span = await fetcher._logs(16, 16, 1, [], {})
+                    assert logs == []
+            async with Rpc([bad_url], 2.0, max_logs_bytes=4000, retry=fast) as rpc:
+                fetcher = RangeFetcher(rpc, 1, TWO, POLICY, lambda **kw: None)
+                with pytest.raises(
+                    TransientRpcError, match=r"block 16: refused by every provider.*exceeds 4000"
+                ) as err:
+                    await fetcher._logs(16, 16, 1, [], {})
+                assert not isinstance(err.value, FatalRpcError)
 
     asyncio.run(go())

@@ -8,9 +8,12 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 import websockets
 
+from indexer.chain import BlockRef, Cursor, find_ancestor
 from indexer.live import HeadWatcher
+from indexer.tip import Tip
 
 
 def header(number: int, tag: int = 0) -> dict[str, Any]:
@@ -92,8 +95,88 @@ def test_what_the_watcher_keeps_is_bounded_whatever_order_headers_come_in() -> N
         assert w.latest is not None
         assert w.latest.number == n
         assert max(w.headers) == n
-    assert sorted(w.headers) == list(range(40, 52))
+    # header(50, 2)'s parent is not the 49 announced (tag 1): that 49 is of a branch the node left
+    assert sorted(w.headers) == [*range(40, 49), 50, 51]
     assert w.take(51) == w.latest
     assert w.take(50) is not None
     assert w.take(50).hash[0] == 2
     assert w.malformed == 0
+
+
+def ref(number: int, tag: int, parent_tag: int) -> BlockRef:
+    """A sealed header whose bloom says "no logs" (the tip asks nothing for its logs)."""
+    h = header(number, tag)
+    parent = bytes.fromhex(f"{parent_tag:02x}{number - 1:062x}")
+    return BlockRef(number, bytes.fromhex(h["hash"][2:]), parent, number, bytes(256), True)
+
+
+class StubbedTip(Tip):
+    """The real Tip.tip loop over an in-memory chain: commit and rollback (check_reorg, with the real
+    find_ancestor) keep the stored hashes in a dict; the node answers from `canonical`."""
+
+    def __init__(self, canonical: dict[int, BlockRef], watcher: HeadWatcher) -> None:
+        genesis = canonical[9]
+        self.cursor = Cursor(9, genesis.hash)
+        self.stored = {9: genesis.hash}
+        self.floor = 0
+        self.canonical = canonical
+        self.watcher = watcher
+        self.addresses = ["0x" + "11" * 20]
+        self.address_bytes = [b"\x11" * 20]
+        self.commits = self.rollbacks = 0
+
+    @property
+    def rpc(self) -> Any:
+        return self
+
+    async def header(self, n: int, require: bool = False) -> BlockRef | None:  # the node, by number
+        return self.canonical.get(n)
+
+    async def commit(self, conn: Any, first: int, last: BlockRef, logs: Any, headers: Any) -> int:
+        self.commits += 1
+        assert self.commits <= 20, f"commit/rollback cycle: {self.commits} commits, {self.rollbacks} rollbacks"
+        self.stored[last.number] = last.hash
+        self.cursor = Cursor(last.number, last.hash)
+        return 0
+
+    async def check_reorg(self, conn: Any, reason: str) -> bool:
+        numbers = sorted(n for n in self.stored if n <= self.cursor.number)  # type: ignore[union-attr]
+        canonical = {n: self.canonical[n].hash for n in numbers if n in self.canonical}
+        ancestor = find_ancestor({n: self.stored[n] for n in numbers}, canonical, self.floor)
+        if ancestor is None:
+            return False
+        for n in [n for n in self.stored if n > ancestor]:
+            del self.stored[n]
+        self.cursor = Cursor(ancestor, self.stored[ancestor])
+        self.rollbacks += 1
+        return True
+
+
+@pytest.mark.parametrize("order", ["old_first", "old_last"])
+async def test_a_stale_announced_header_is_not_committed_again_after_the_rollback_it_caused(order: str) -> None:
+    """newHeads announced block 10 of the old branch and 11 of the new one (its 10 missed), in either
+    order: the tip commits at most the stale 10 once, rolls it back, and ends on the new branch. Before,
+    take(10) returned the stale header again after each rollback: commit and rollback alternated for
+    ever inside one tip() call (1,000 of each in the review's run), and the watchdog never fired."""
+    old10, new10, new11 = ref(10, 0xA, 0), ref(10, 0xB, 0), ref(11, 0xB, 0xB)
+    canonical = {9: ref(9, 0, 0), 10: new10, 11: new11}
+    w = HeadWatcher("ws://unused")
+    # what the watcher holds (set directly: the tip must cope even without announced()'s eviction):
+    # the old 10 then the new 11 -> both; the new 11 then a late old 10 -> 10 only (11 is above it)
+    w.headers = {10: old10, 11: new11} if order == "old_first" else {10: old10}
+    tip = StubbedTip(canonical, w)
+    await tip.tip(None, 11)
+    assert tip.stored == {9: canonical[9].hash, 10: new10.hash, 11: new11.hash}
+    assert tip.rollbacks <= 1
+    assert 10 not in w.headers or w.headers[10].hash == new10.hash
+
+
+def test_an_announced_header_evicts_the_one_below_it_does_not_link_to() -> None:
+    """newHeads: block n+1 whose parent is not the n announced before means that n is of a branch
+    the node left (the new n was missed): it is evicted, and the tip reads n by number."""
+    w = HeadWatcher("ws://unused")
+    w.announced(note(header(10, 0xA)))
+    w.announced(note(header(11, 0xB)))  # parent: 0x0b…10, not the 0x0a…10 announced
+    assert sorted(w.headers) == [11]
+    w.forget_above(10)
+    assert w.headers == {}

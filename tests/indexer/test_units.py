@@ -200,15 +200,18 @@ def test_settings_reject_unknown_keys_and_name_the_key(tmp_path: Any) -> None:
         build_settings({**base, "indexer": {"finality": "vibes"}})
     with pytest.raises(ConfigError, match=r"indexer\.concurrency"):
         build_settings({**base, "indexer": {"concurrency": "two"}})
-    with pytest.raises(ConfigError, match=r"indexer\.outbox_retention_hours must be 0 \(keep forever\) or positive"):
+    with pytest.raises(
+        ConfigError,
+        match=r"indexer\.outbox_retention_hours must be from 0 to 87,600 hours \(0 = keep forever\), got -1",
+    ):
         build_settings({**base, "indexer": {"outbox_retention_hours": -1}})
     assert "redacted" in repr(build_settings(base).chain)
     # accepted before, fatal later: busy loops, a watchdog firing at once, no feed, finality poisoned
     for section_, key, value, named in (
-        ("indexer", "poll_interval", 0, r"indexer\.poll_interval must be a positive"),
-        ("indexer", "stall_seconds", -1, r"indexer\.stall_seconds must be a positive"),
-        ("indexer", "standby_poll", 0.0, r"indexer\.standby_poll must be a positive"),
-        ("indexer", "outbox_max_lag", -1, r"indexer\.outbox_max_lag must be 0 or more"),
+        ("indexer", "poll_interval", 0, r"indexer\.poll_interval must be more than 0 and at most 3,600 seconds"),
+        ("indexer", "stall_seconds", -1, r"indexer\.stall_seconds must be more than 0"),
+        ("indexer", "standby_poll", 0.0, r"indexer\.standby_poll must be more than 0"),
+        ("indexer", "outbox_max_lag", -1, r"indexer\.outbox_max_lag must be from 0 to 10,000,000 blocks"),
         ("chain", "finality_depth", 0, r"chain\.finality_depth must be between 1 and"),
         ("chain", "finality_depth", 10**6, r"chain\.finality_depth must be between 1 and"),
         (
@@ -217,7 +220,7 @@ def test_settings_reject_unknown_keys_and_name_the_key(tmp_path: Any) -> None:
             ["http://a", "http://b", "http://a"],
             r"chain\.rpc_urls\[2\] repeats chain\.rpc_urls\[0\]",
         ),
-        ("chain", "confirmations", 0, r"chain\.confirmations must be at least 1"),
+        ("chain", "confirmations", 0, r"chain\.confirmations must be from 1 to 100,000 blocks, got 0"),
     ):
         raw = {**base, "indexer": {}, "chain": dict(base["chain"])}
         raw[section_] = {**raw[section_], key: value}
