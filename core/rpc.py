@@ -101,6 +101,9 @@ class RetryPolicy:
     cap: float = 10.0  # longest backoff (a Retry-After may ask for more, up to `seconds`)
 
 
+ANSWERED_CAP = 1.0  # longest backoff after an error a provider answered at once (see Rpc._failed)
+
+
 def backoff(failures: int, policy: RetryPolicy, rng: random.Random) -> float:
     """Exponential backoff with full jitter in [half, whole] (pure but for the rng)."""
     whole: float = min(policy.cap, policy.base * float(1 << max(0, min(failures - 1, 16))))
@@ -210,10 +213,16 @@ class Rpc:
             self._observe(method, seconds, "ok")
 
     def _failed(self, u: Provider, exc: RpcError) -> float:
-        """Records a failure; returns how long the provider is left alone."""
+        """Records a failure; returns how long the provider is left alone. A provider that answered at once
+        with an error (a JSON-RPC error, a malformed answer) backs off up to ANSWERED_CAP, not the policy's
+        cap: it is up and a random error is likely gone on the next try (with 10 s a provider failing a
+        third of its calls cost a faulted run minutes of waiting); rate limits, 5xx and timeouts use it all."""
         u.failures += 1
         u.errors = 0.9 * u.errors + 0.1
-        wait = backoff(u.failures, self._retry, self._rng)
+        policy = self._retry
+        if not isinstance(exc, RateLimited) and (exc.code is not None or isinstance(exc, BadAnswer)):
+            policy = dataclasses.replace(policy, cap=min(policy.cap, ANSWERED_CAP))
+        wait = backoff(u.failures, policy, self._rng)
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             wait = max(wait, min(exc.retry_after, self._retry.seconds))
         u.down_until = max(u.down_until, time.monotonic() + wait)
@@ -231,7 +240,7 @@ class Rpc:
         """`once` on a provider until it succeeds; FatalRpcError is not retried, nor a range (`span` >
         1) that timed out twice: the caller narrows it (a range too heavy for the provider times out
         every time, and retrying it would stall the indexer for good). A RangeTooLarge goes to each
-        other provider once (counted as that provider's failure), then to the caller. `avoid`:
+        other provider once (in that provider's error score, without a backoff), then to the caller. `avoid`:
         providers not asked while another one is configured (a confirming read)."""
         policy = policy or self._retry
         deadline = time.monotonic() + policy.seconds
@@ -260,9 +269,12 @@ class Rpc:
                     log.info("provider_range_cap", provider=u.index, span_cap=u.span_cap)
                     continue
                 # Too large from this provider (its result cap, or an answer above max_response_mb — a
-                # dense range, or a provider padding its answers): its failure; the others are asked
-                # before the caller splits the range.
-                self._report(method, u, attempt, exc, self._failed(u, exc))
+                # dense range, or a provider padding its answers): the others are asked before the
+                # caller splits the range. It counts in the provider's error score, which picks it less
+                # often, but puts it in no backoff: refusing a range is an answer, and the split range
+                # goes straight back (a backoff per refusal cost a faulted run 65 s of waiting).
+                u.errors = 0.9 * u.errors + 0.1
+                self._report(method, u, attempt, exc, 0.0)
                 refused.add(u.index)
                 if only is not None or all(p.index in refused or p.index in avoid for p in self._urls):
                     raise
@@ -570,13 +582,15 @@ class Rpc:
         chain: int = await self.call("eth_chainId", [], require=True, provider=provider, retry=retry, parse=parse)
         return chain
 
-    async def code(self, address: str, block: int | str = "latest", provider: int | None = None) -> bytes:
+    async def code(
+        self, address: str, block: int | str = "latest", provider: int | None = None, retry: RetryPolicy | None = None
+    ) -> bytes:
         tag = hex(block) if isinstance(block, int) else block
 
         def parse(v: Any) -> bytes:
             return answers.data(v, f"eth_getCode({address}, {tag})")
 
-        code: bytes | None = await self.call("eth_getCode", [address, tag], provider=provider, parse=parse)
+        code: bytes | None = await self.call("eth_getCode", [address, tag], provider=provider, retry=retry, parse=parse)
         return code or b""
 
     @property

@@ -159,8 +159,8 @@ class Rpc(core_rpc.Rpc):
             if check:
                 head = head_elem.result if head_elem is not None else None
                 if not isinstance(head, dict):
-                    raise TransientRpcError(
-                        f"{what}: the answering node does not have the block"
+                    raise BadAnswer(  # answered at once: asked again soon, likely of another backend
+                        f"provider {u.index}, {what}: the answering node does not have the block"
                         " (lagging behind the load balancer's head): not trusted, retrying"
                     )
                 try:

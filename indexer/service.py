@@ -36,7 +36,7 @@ import structlog
 
 from core.config import ConfigError
 from core.pgerrors import DB_UNREACHABLE, PG_UNAVAILABLE, db_unreachable
-from core.rpc import WrongChain
+from core.rpc import RetryPolicy, WrongChain
 from indexer import checkpoint, maintenance, outbox_gap
 from indexer.chain import ChainMismatch, ReorgTooDeep
 from indexer.decode import DecodeError
@@ -56,6 +56,7 @@ from indexer.upkeep import Upkeep
 log = structlog.get_logger("indexer")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_REORG_TOO_DEEP, EXIT_STALLED = 0, 1, 2, 3, 4
+OLD_STATE_RETRY = RetryPolicy(attempts=3, seconds=10.0)  # the start-up's read of code before deploy_block
 
 
 class DatabaseUnreachable(Exception):
@@ -119,7 +120,9 @@ class Indexer(Upkeep):
                 )
             if dep.deploy_block > 0:
                 try:
-                    before = await self.rpc.code(address, dep.deploy_block - 1)
+                    # old state: a pruned node refuses it the same way every time, so a few tries, not the
+                    # client's whole budget (with backoff growing on each refusal, 10 took ~25 s per contract)
+                    before = await self.rpc.code(address, dep.deploy_block - 1, retry=OLD_STATE_RETRY)
                 except RpcError as exc:  # a pruned node cannot answer for old state: not checkable here
                     log.info("deploy_block_not_checked", contract=name, error=str(exc)[:200])
                     continue
