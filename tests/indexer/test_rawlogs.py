@@ -143,6 +143,20 @@ def test_bad_logs_are_rejected(change: dict[str, Any], error: type[Exception]) -
         RawDecoder(CHAIN, CONTRACTS).decode(typed([{**log, **change}]), headers)
 
 
+@pytest.mark.parametrize(
+    "word", [" " * 63 + "5", "-" + "0" * 62 + "5", "0" * 30 + "_" + "0" * 32 + "5", "0x" + "0" * 61 + "5"]
+)
+def test_a_data_word_int_would_take_but_hex_does_not_is_refused(word: str) -> None:
+    """The reader takes data words strictly as hex digits: `int(word, 16)` alone would read a padded,
+    signed, underscored or 0x-prefixed word (a provider's corrupt answer committed as -5 or 5)."""
+    log, headers = trade_log()
+    data = log["data"]
+    bad = {**log, "data": data[:2] + word + data[66:]}  # the first word (isBuy): all the data is read as hex
+    assert len(bad["data"]) == len(data)
+    with pytest.raises(ValueError, match="Non-hexadecimal digit"):
+        RawDecoder(CHAIN, CONTRACTS).decode(typed([bad]), headers)
+
+
 def test_upper_case_hex_is_accepted() -> None:
     log, headers = trade_log()
     upper = {
