@@ -747,7 +747,11 @@ def run_sequence(h: Harness, seed: int) -> int:
 def harness() -> Iterator[Harness]:
     """A dedicated anvil (automine off: each step is mined at an exact timestamp) with the base state."""
     node = Anvil()
-    h = Harness(node)
+    try:  # a base state that fails its own check must not leave the node running
+        h = Harness(node)
+    except BaseException:
+        node.stop()
+        raise
     yield h
     h.close()
     node.stop()
