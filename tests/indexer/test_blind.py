@@ -117,3 +117,23 @@ def test_apply_delta_to_a_holding_sets_all_but_claimed_total() -> None:
     assert dataclasses.astuple(F.apply_delta(base, delta)) == (b"\xc0" * 20, b"\xaa" * 20, 50, 60, 70, 80, 9, 20)
     columns: Any = {f.name for f in dataclasses.fields(F.HoldingRow)}
     assert F.DELTA_SETS["share_holdings"] <= columns
+
+
+def test_a_distribution_notifies_only_the_holders_it_credited() -> None:
+    """A DividendsDistributed notifies each holder credited at least one unit; one that only started
+    market fees vesting (amount 0) notifies nobody, and a holder whose credit rounds to 0 is skipped
+    (before: every holder got "0.000000 USDC to you")."""
+    c, big, small = b"\xc0" * 20, b"\xaa" * 20, b"\xbb" * 20
+    events: list[Event] = [shares(1, c, big, True), shares(1, c, small, True)]
+    stored = F.fold(F.Snapshot(), events, NO_JOURNAL)
+    stored.holdings[(c, big)].shares = 10**6
+    stored.holdings[(c, small)].shares = 1
+    h = (2, 0, b"\x01" * 32, b"\x02" * 32, 1_002)
+    acc = stored.creators[c].acc_per_share
+    snapshot = F.Snapshot({}, {}, dict(stored.creators), dict(stored.holdings))
+    started = F.fold(snapshot, [DividendsDistributed(*h, c, 0, 5, 10**6 + 1, acc, 5)], NO_JOURNAL)
+    assert started.notifications == []
+    snapshot = F.Snapshot({}, {}, dict(stored.creators), dict(stored.holdings))
+    tiny = F.fold(snapshot, [DividendsDistributed(*h, c, 1, 0, 10**6 + 1, acc + 10**12, 0)], NO_JOURNAL)
+    assert [n.recipient for n in tiny.notifications] == [big]  # 10**6 x 1e-6 = 1 unit; 1 x 1e-6 rounds to 0
+    assert tiny.notifications[0].amount == 1
