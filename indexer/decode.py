@@ -199,7 +199,7 @@ class SharesTraded:
     locked_until: int
     pool: int
     acc_per_share: int
-    distributed: int  # folded into acc_per_share before the trade (time-fair dividends, issue 15)
+    distributed: int  # vested and folded into acc_per_share before the trade (streamed dividends)
 
 
 @dataclasses.dataclass(slots=True)
