@@ -27,14 +27,12 @@ def is_trusted(host: str, trusted: tuple[Network, ...]) -> bool:
     return any(addr in net for net in trusted)
 
 
-def is_local_or_in(host: str, nets: tuple[Network, ...]) -> bool:
-    """True for an address in `nets`, and for a peer that is not an IP address at all: a Unix socket
-    (uvicorn --uds) or an in-process test client, both local to this machine."""
+def is_ip(host: str) -> bool:
     try:
-        addr = ipaddress.ip_address(host.strip().strip("[]"))
+        ipaddress.ip_address(host.strip().strip("[]"))
     except ValueError:
-        return True
-    return any(addr in net for net in nets)
+        return False
+    return True
 
 
 def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:

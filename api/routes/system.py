@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from api import connections, feed_guard
-from api.clientip import is_local_or_in, networks
+from api.clientip import Network, is_ip, is_trusted, networks
 from api.context import as_of_json
 from api.encode import JSONBody
 from api.errors import FieldError, error_response
@@ -67,6 +67,14 @@ def _indexer_check(r: Any, max_lag: int, max_age: int) -> tuple[dict[str, Any] |
     if age > max_age:
         problems.append(f"chain head not refreshed for {int(age)} s (bound {max_age} s)")
     return {"lag_blocks": lag, "head_age_s": round(age, 3)}, problems
+
+
+def _may_scrape(scope: Any, scrapers: tuple[Network, ...]) -> bool:
+    """The client is in `scrapers`, or is the peer itself and no IP address: a Unix socket (uvicorn --uds)
+    or an in-process test client, both on this machine. A non-IP address a proxy forwarded is not."""
+    ip = str(scope.get("gl_client_ip") or "")
+    peer = scope.get("client")
+    return is_trusted(ip, scrapers) or ((peer is None or ip == peer[0]) and not is_ip(ip))
 
 
 def routes(rt: Runtime) -> list[Route]:
@@ -142,7 +150,7 @@ def routes(rt: Runtime) -> list[Route]:
 
     async def metrics(request: Request) -> Response:
         request.scope["gl_route"] = "/metrics"
-        if not is_local_or_in(str(request.scope.get("gl_client_ip") or ""), scrapers):
+        if not _may_scrape(request.scope, scrapers):
             return error_response(404, f"no route for {request.url.path}", request.url.path)
         body = b"".join(generate_latest(r) for r in (rt.metrics.registry, connections.REGISTRY, feed_guard.REGISTRY))
         return Response(body, media_type=CONTENT_TYPE_LATEST)

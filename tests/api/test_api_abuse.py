@@ -95,6 +95,7 @@ def test_metrics_answer_only_the_operators_networks(db_dsn: str, redis_url: str)
         ("203.0.113.9", None, 404),
         ("2001:db8::1", None, 404),
         ("10.0.0.5", "198.51.100.7", 404),  # the proxy is private, the client it names is not
+        ("10.0.0.5", "unknown", 404),  # nor is a client a proxy names by something that is no address
         ("10.0.0.5", None, 200),
         ("192.168.3.4", None, 200),
         ("127.0.0.1", None, 200),
