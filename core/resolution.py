@@ -31,6 +31,7 @@ from eth_utils.crypto import keccak
 
 from core.contracts import load_abi
 from core.numbers import whole_number
+from core.rpc_errors import revert_bytes
 
 OUTCOMES = {"no": 0, "yes": 1, "invalid": 2}  # the contract's enum (OpinionMarket.Outcome)
 OUTCOME_NAMES = {v: k for k, v in OUTCOMES.items()}
@@ -255,8 +256,8 @@ async def read_market(
             call = by_id.get(1, {})
             if "error" in call:
                 err = call["error"]
-                revert = err.get("data") if isinstance(err, dict) else None
-                if isinstance(revert, str) and revert.startswith(MARKET_NOT_FOUND):  # getMarket: an unknown id
+                revert = revert_bytes(err.get("data")) if isinstance(err, dict) else None
+                if revert is not None and revert.startswith(MARKET_NOT_FOUND):  # getMarket: an unknown id
                     return None, now
                 last = f"eth_call failed ({str(err)[:160]})"  # a rate limit, a node error: not an answer
                 continue
@@ -270,7 +271,7 @@ async def read_market(
 
 
 ROUND_TYPES = ["uint80", "int256", "uint256", "uint256", "uint80"]  # AggregatorV3 latestRoundData()
-MARKET_NOT_FOUND = "0x" + bytes(keccak(text="MarketNotFound(uint256)"))[:4].hex()
+MARKET_NOT_FOUND = bytes(keccak(text="MarketNotFound(uint256)"))[:4]
 
 
 async def feed_problem(rpc_urls: tuple[str, ...] | list[str], address: bytes, timeout_s: float = 10.0) -> str | None:

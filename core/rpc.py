@@ -17,9 +17,9 @@ once. Every answer is suspect; every call is retried alone:
 - A provider's answer counts as a success (its failures reset, its latency scored, the observer told
   "ok") only once it parsed into a usable result: a JSON-RPC error inside an HTTP 200 is a failure
   (backoff grows, the score drops), except the deterministic ones a "final" client reads (a revert).
-- An answer too large (max_response_mb, or a refusal that is not a fixed cap of that provider) counts
-  as that provider failing and the call goes to another provider; only when every provider refused
-  it does the caller get the RangeTooLarge (and split its range).
+- An answer too large (max_response_mb, or a refusal that is not a fixed cap of that provider) lowers
+  that provider's score (no backoff) and the call goes to another provider; only when every provider
+  refused it does the caller get the RangeTooLarge (and split its range).
 
 Errors: core/rpc_errors.py (RpcError and its subclasses, classify).
 """
@@ -212,13 +212,18 @@ class Rpc:
         if self._observe:
             self._observe(method, seconds, "ok")
 
+    @staticmethod
+    def _scored_down(u: Provider) -> None:
+        """One more error in provider `u`'s recent-error EWMA (it is drawn less often)."""
+        u.errors = 0.9 * u.errors + 0.1
+
     def _failed(self, u: Provider, exc: RpcError) -> float:
         """Records a failure; returns how long the provider is left alone. A provider that answered at once
         with an error (a JSON-RPC error, a malformed answer) backs off up to ANSWERED_CAP, not the policy's
         cap: it is up and a random error is likely gone on the next try (with 10 s a provider failing a
         third of its calls cost a faulted run minutes of waiting); rate limits, 5xx and timeouts use it all."""
         u.failures += 1
-        u.errors = 0.9 * u.errors + 0.1
+        self._scored_down(u)
         policy = self._retry
         if not isinstance(exc, RateLimited) and (exc.code is not None or isinstance(exc, BadAnswer)):
             policy = dataclasses.replace(policy, cap=min(policy.cap, ANSWERED_CAP))
@@ -273,7 +278,7 @@ class Rpc:
                 # caller splits the range. It counts in the provider's error score, which picks it less
                 # often, but puts it in no backoff: refusing a range is an answer, and the split range
                 # goes straight back (a backoff per refusal cost a faulted run 65 s of waiting).
-                u.errors = 0.9 * u.errors + 0.1
+                self._scored_down(u)
                 self._report(method, u, attempt, exc, 0.0)
                 refused.add(u.index)
                 if only is not None or all(p.index in refused or p.index in avoid for p in self._urls):

@@ -23,6 +23,19 @@ import re
 from typing import Any
 
 
+def revert_bytes(data: Any) -> bytes | None:
+    """The revert reason bytes in a JSON-RPC error's `data`: "0x…", or nested as {"data": "0x…"} (some
+    providers); None when there are none or they are not hex."""
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None
+
+
 class RpcError(RuntimeError):
     """`code`: the JSON-RPC (or HTTP) error code, None for transport failures; `data`: the error's
     data member (a revert's encoded reason); `transient`: worth retrying later."""
@@ -38,15 +51,7 @@ class RpcError(RuntimeError):
     @property
     def revert_data(self) -> bytes | None:
         """The revert reason bytes a node put in `data` (eth_call, eth_estimateGas), if any."""
-        d = self.data
-        if isinstance(d, dict):
-            d = d.get("data")
-        if isinstance(d, str) and d.startswith("0x"):
-            try:
-                return bytes.fromhex(d[2:])
-            except ValueError:
-                return None
-        return None
+        return revert_bytes(self.data)
 
 
 class NodeError(RpcError):

@@ -75,13 +75,11 @@ class Tip(Pipeline):
             if header.parent_hash != self.cursor.hash:
                 if self.watcher is not None:  # our block n - 1 is not this header's parent: not the node's
                     self.watcher.evict(n - 1)
-                if not await self.check_reorg(conn, reason="parent_mismatch"):
+                if not await self.check_reorg(conn, reason="parent_mismatch"):  # its rollback forgets those above
                     raise TransientRpcError(
                         f"block {n} parent differs from our block {n - 1} but the node agrees "
                         "with our stored hashes: inconsistent node, retrying"
                     )
-                if self.watcher is not None:
-                    self.watcher.forget_above(self.cursor.number)
                 continue
             if not header.sealed and not self.unsealed_seen:
                 self.unsealed_seen = True
