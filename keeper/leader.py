@@ -39,19 +39,20 @@ CONN_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutEr
 
 # The heartbeat's write (sql/075): the lease of this epoch renewed now, by this session.
 RENEW_SQL = """
-INSERT INTO keeper.leader_leases (chain_id, epoch, backend_pid, renewed_at)
-VALUES ($1, $2, pg_backend_pid(), now())
-ON CONFLICT (chain_id) DO UPDATE SET epoch = EXCLUDED.epoch, backend_pid = EXCLUDED.backend_pid, renewed_at = now()
+INSERT INTO keeper.leader_leases (chain_id, epoch, backend_pid, renewed_at, lease_s)
+VALUES ($1, $2, pg_backend_pid(), now(), $3)
+ON CONFLICT (chain_id) DO UPDATE SET epoch = EXCLUDED.epoch, backend_pid = EXCLUDED.backend_pid, renewed_at = now(),
+       lease_s = EXCLUDED.lease_s
  WHERE keeper.leader_leases.epoch <= EXCLUDED.epoch  -- a stale leader never renews over a newer one
 """
-# A holder whose lease is older than $2 seconds and whose session still holds the lock ($3).
+# A holder whose lease is older than twice its own lease_s and whose session still holds the lock ($2).
 STALE_HOLDER_SQL = """
 SELECT l.backend_pid, l.epoch, extract(epoch FROM now() - l.renewed_at) AS age_s
   FROM keeper.leader_leases l
- WHERE l.chain_id = $1 AND l.renewed_at < now() - make_interval(secs => $2)
+ WHERE l.chain_id = $1 AND l.renewed_at < now() - make_interval(secs => 2 * l.lease_s)
    AND EXISTS (SELECT 1 FROM pg_locks k
                 WHERE k.pid = l.backend_pid AND k.locktype = 'advisory' AND k.granted
-                  AND k.classid::bigint = ($3::bigint >> 32) AND k.objid::bigint = ($3::bigint & 4294967295))
+                  AND k.classid::bigint = ($2::bigint >> 32) AND k.objid::bigint = ($2::bigint & 4294967295))
 """
 
 
@@ -140,7 +141,7 @@ class Leader:
                     self.chain_id,
                     self.holder,
                 )
-                await conn.execute(RENEW_SQL, self.chain_id, epoch)
+                await conn.execute(RENEW_SQL, self.chain_id, epoch, self.lease_s)
             except BaseException:  # the lock without an epoch would block every standby: end the session
                 self._conn = None
                 conn.terminate()
@@ -211,18 +212,18 @@ class Leader:
                 return
             fence = self.fence
             try:
-                await self._ping(conn, RENEW_SQL, self.chain_id, fence.epoch)
+                await self._ping(conn, RENEW_SQL, self.chain_id, fence.epoch, self.lease_s)
             except CONN_ERRORS as exc:
                 if conn is self._conn and self.fence is not None:
                     self._lose(f"heartbeat_failed: {type(exc).__name__}")
                 return
 
     async def _end_stale_holder(self, conn: asyncpg.Connection) -> None:
-        """The lock is held elsewhere. If its holder's lease was last renewed more than twice the lease
-        ago (by the database's clock) and that session still holds the lock, end the session: a
+        """The lock is held elsewhere. If its holder's lease was last renewed more than twice that holder's
+        lease ago (by the database's clock) and that session still holds the lock, end the session: a
         leader paused in the middle of a query keeps its session "active", which idle_session_timeout
         never ends. Its writes are fenced by the epoch the next leader bumps."""
-        row = await conn.fetchrow(STALE_HOLDER_SQL, self.chain_id, 2 * self.lease_s, lock_key(self.chain_id))
+        row = await conn.fetchrow(STALE_HOLDER_SQL, self.chain_id, lock_key(self.chain_id))
         if row is None:
             return
         ended = await conn.fetchval("SELECT pg_terminate_backend($1)", row["backend_pid"])

@@ -171,6 +171,31 @@ async def test_a_leader_whose_heartbeat_runs_keeps_the_lock_for_several_leases(d
 
 
 @pytest.mark.pg
+async def test_a_standby_judges_the_holder_by_the_holders_own_lease(db_dsn: str, events: Events) -> None:
+    """A leader configured with a lease four times longer (heartbeat every 2 s) is not ended by a standby
+    whose own lease (0.5 s) would call it stale after 1 s: the standby reads the holder's lease_s with its
+    renewal (instances configured differently, as during a rollout, flapped leadership before)."""
+    a = Leader(db_dsn, CHAIN, holder="A", lease_s=4 * LEASE)
+    b = Leader(db_dsn, CHAIN, holder="B", lease_s=LEASE / 4)
+    try:
+        fa = await a.try_acquire()
+        assert fa is not None
+        end = time.monotonic() + 2 * LEASE
+        while time.monotonic() < end:
+            assert await b.try_acquire() is None
+            await asyncio.sleep(LEASE / 8)
+        assert events.named("leader_session_terminated") == []
+        assert a.is_leader
+        assert await a.check() is True
+        assert await fetch(db_dsn, "SELECT lease_s FROM keeper.leader_leases WHERE chain_id = $1", CHAIN) == [
+            (4 * LEASE,)
+        ]
+    finally:
+        await a.release()
+        await b.release()
+
+
+@pytest.mark.pg
 async def test_checks_while_the_heartbeat_pings_share_the_lock_connection(db_dsn: str) -> None:
     """check() and the heartbeat use one connection, which runs one query at a time: many checks at
     once across a few heartbeats all answer True (no 'another operation is in progress')."""
