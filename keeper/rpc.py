@@ -76,13 +76,17 @@ class Rpc:
         except CoreRpcError as exc:
             raise RpcError.of(method, exc) from None
 
-    async def batch(self, calls: list[tuple[str, list[Any]]], same_node: bool = False) -> list[Any]:
+    def pick_node(self) -> int:
+        """One provider, drawn as for any request, to pass as `node` to several batches."""
+        return self._rpc.pick()
+
+    async def batch(self, calls: list[tuple[str, list[Any]]], node: int | None = None) -> list[Any]:
         """Results in order; an element is an RpcError where that call failed. Sent in chunks of
         `batch_size` (hosted providers cap JSON-RPC batch sizes); a node refusing a whole batch raises.
-        `same_node`: every chunk and retry goes to one URL, so the answers describe one chain state
+        `node` (pick_node): every chunk and retry goes to that URL, so the answers describe one chain state
         (a null receipt next to a nonce from another, fresher node proves nothing)."""
         out: list[Any] = []
-        provider = self._rpc.pick() if same_node else None
+        provider = node
         for start in range(0, len(calls), self.batch_size):
             part = calls[start : start + self.batch_size]
             try:

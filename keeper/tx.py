@@ -358,7 +358,8 @@ class TxManager:
             *(("eth_getTransactionByHash", [hx(t.attempts[-1].tx_hash)]) for t in pending_latest),
             *(("eth_getBlockByNumber", [hex(t.mined_block or 0), False]) for t in was_mined),
         ]
-        results = await self.rpc.batch(calls, same_node=True)
+        node = self.rpc.pick_node()  # the receipts and the canonical-block check below ask the same node
+        results = await self.rpc.batch(calls, node=node)
         pre, rest = results[:5], results[5:]
         receipt_results = rest[: len(hashes)]
         known_results = rest[len(hashes) : len(hashes) + len(pending_latest)]
@@ -403,7 +404,7 @@ class TxManager:
                 log.warning("receipt_malformed", job_key=t.job_key, error=f"{type(exc).__name__}: {exc}"[:200])
         # receipts that would change the ledger (first seen, or in another block than recorded)
         fresh = {t.id for t in live if t.id in receipts and t.mined_block_hash != receipts[t.id].block_hash}
-        await self._drop_off_chain(receipts, fresh, lookup_failed)
+        await self._drop_off_chain(receipts, fresh, lookup_failed, node)
         lookup_failed -= receipts.keys()  # one attempt's receipt is enough
         if lookup_failed:
             self.metrics.receipt_lookups_failed.inc(len(lookup_failed))
@@ -495,15 +496,16 @@ class TxManager:
         return summary
 
     async def _drop_off_chain(
-        self, receipts: dict[int, decide.Receipt], fresh: set[int], lookup_failed: set[int]
+        self, receipts: dict[int, decide.Receipt], fresh: set[int], lookup_failed: set[int], node: int
     ) -> None:
-        """Keeps the `fresh` receipts only when their block is the node's block at that height (one
-        from a block off the canonical chain — a stale or lying provider — would be recorded as done,
-        then never looked at again); the others are no answer this pass."""
+        """Keeps the `fresh` receipts only when their block is the block at that height of `node`, the
+        node that gave them (one from a block off the canonical chain — a stale or lying provider —
+        would be recorded as done, then never looked at again; asking another, lagging node would drop
+        good receipts pass after pass); the others are no answer this pass."""
         heights = sorted({receipts[i].block_number for i in fresh})
         if not heights:
             return
-        answers = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in heights], same_node=True)
+        answers = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in heights], node=node)
         canonical: dict[int, bytes] = {}
         for n, b in zip(heights, answers, strict=True):
             if not isinstance(b, RpcError) and b:

@@ -145,6 +145,33 @@ async def test_a_malformed_or_off_chain_receipt_is_no_answer_and_the_tx_confirms
     assert (t["status"], t["reorg_count"]) == ("confirmed", 0)
 
 
+async def test_the_canonical_block_check_asks_the_node_that_gave_the_receipts(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review s14c: the check that a fresh receipt's block is canonical drew its node again, so with
+    several providers a receipt from a node ahead was checked against a lagging one (null: no answer)
+    and dropped pass after pass. Both batches of a pass now name one node."""
+    await due_markets(ops, db_dsn, 1)
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, confirmations=1)
+    async with harness(settings) as h:
+        nodes: list[tuple[int, int | None]] = []
+        real = h.tx.rpc.batch
+
+        async def batch(calls: list[tuple[str, list[object]]], node: int | None = None) -> list[object]:
+            nodes.append((len(calls), node))
+            return await real(calls, node=node)
+
+        monkeypatch.setattr(h.tx.rpc, "batch", batch)
+        assert (await jobs.resolve(h.ctx))["sent"] == 1
+        ops.anvil.mine(1)
+        await h.tx.track()
+        (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
+        assert t["status"] in ("mined", "confirmed")
+    asked = [n for _, n in nodes if n is not None]
+    assert len(asked) >= 2  # the pass's receipts batch and its canonical-block check
+    assert len(set(asked[-2:])) == 1
+
+
 async def test_slow_feed_reads_defer_some_rules_instead_of_timing_the_run_out(
     ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: RpcProxy
 ) -> None:
