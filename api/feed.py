@@ -565,10 +565,7 @@ class Hub:
             if oldest is not None and since + 1 < oldest:
                 failed = _error("since_too_old", f"the outbox starts at seq {oldest}; {RELOAD}")
                 return
-            if backlog < 0:  # the span was refused before reading it (_replay_start)
-                failed = _error("since_too_old", f"more than {self.replay_max} events to replay; {RELOAD}")
-                return
-            if backlog > self.replay_max:  # counted first: refused before sending any of it
+            if backlog > self.replay_max:  # counted first (or the span alone): refused before sending any of it
                 failed = _error("since_too_old", f"more than {self.replay_max} events to replay; {RELOAD}")
                 return
             safe = heads["safe_block"] if heads else None
@@ -615,14 +612,14 @@ class Hub:
         self, since: int, target: int, rooms: list[str]
     ) -> tuple[int | None, asyncpg.Record | None, int]:
         """The outbox's oldest seq, the chain's heads, and the events to replay (counted up to
-        replay_max + 1, and only when the seq span is larger than replay_max; -1 when the span is
-        more than SPAN_PER_REPLAY_MAX times replay_max: refused without reading it)."""
+        replay_max + 1, and only when the seq span is larger than replay_max; replay_max + 1 without
+        counting when the span is more than SPAN_PER_REPLAY_MAX times replay_max: refused unread)."""
         async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
             oldest = await conn.fetchval(MIN_SEQ_SQL, self.chain_id)
             heads = await conn.fetchrow(HEADS_SQL, self.chain_id)
             backlog = target - since
             if backlog > SPAN_PER_REPLAY_MAX * self.replay_max:
-                backlog = -1
+                backlog = self.replay_max + 1
             elif backlog > self.replay_max:
                 backlog = await conn.fetchval(
                     BACKLOG_SQL, self.chain_id, since, target, rooms, list(ALL_ROOMS_EVENTS), self.replay_max + 1

@@ -73,7 +73,8 @@ def load_config(
 
 def check_range(key: str, value: float, low: float, high: float, unit: str = "", above_low: bool = False) -> None:
     """ConfigError naming `key`, its value and the range unless low <= value <= high (low < value with
-    `above_low`) and finite. Every numeric key of every section is checked so, at load."""
+    `above_low`) and finite: the range checks of the indexer's and the chain's keys (the keeper's and
+    the API's have their own loops, with messages operators and tests rely on)."""
     ok = math.isfinite(value) and (value > low if above_low else value >= low) and value <= high
     if not ok:
         span = f"more than {low:,} and at most {high:,}" if above_low else f"from {low:,} to {high:,}"

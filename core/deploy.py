@@ -77,7 +77,7 @@ def anvil_account(index: int) -> LocalAccount:
 
 
 def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams, nonce: int | None = None) -> list[dict[str, Any]]:
-    """The ordered list of transactions (pure given chain id and nonce); each names its purpose.
+    """The ordered list of transactions (the collateral token is checked on the node first); each names its purpose.
     `nonce`: the deployer's first nonce (read from the node when None); the plan's addresses follow
     from it, so the transactions must be sent with exactly these nonces (deploy() does)."""
     if Web3.to_checksum_address(keeper) == Web3.to_checksum_address(deployer):
@@ -111,7 +111,7 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams, nonce: int 
         return str(address)
 
     def call(purpose: str, name: str, address: str, fn: str, *args: Any) -> None:
-        contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(name)["abi"])
+        contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_abi(name))
         data = contract.encode_abi(fn, args=list(args))
         steps.append({"purpose": purpose, "name": name, "to": address, "data": data, "address": address})
 
@@ -188,8 +188,8 @@ def verify(w3: Web3, record: dict[str, Any]) -> None:
     c, keeper, deployer = record["contracts"], record["keeper"], record["deployer"]
     problems = [f"{name}: no code at {addr}" for name, addr in c.items() if addr and not w3.eth.get_code(addr)]
     if not problems:
-        om = w3.eth.contract(address=c["OpinionMarket"], abi=load_artifact("OpinionMarket")["abi"])
-        cs = w3.eth.contract(address=c["CreatorShares"], abi=load_artifact("CreatorShares")["abi"])
+        om = w3.eth.contract(address=c["OpinionMarket"], abi=load_abi("OpinionMarket"))
+        cs = w3.eth.contract(address=c["CreatorShares"], abi=load_abi("CreatorShares"))
         f, g = om.functions, cs.functions
         resolver, arbiter, keeper_role = (Web3.keccak(text=r) for r in ("RESOLVER_ROLE", "ARBITER_ROLE", "KEEPER_ROLE"))
         checks = (
