@@ -25,8 +25,8 @@ interface ICreatorFeeSource {
 ///      sell it, so every other holder can always sell. Dividends use accumulated-per-share accounting.
 ///
 ///      Streamed dividends: a fee is not credited when it arrives but joins the creator's `pool`, which
-///      vests linearly from the last fold until `streamEnd` (`DIVIDEND_STREAM`, one day, after the last
-///      fee joined it). Every change of supply first folds what vested since the last fold into the
+///      vests linearly from the last fold until `streamEnd`: each fee gets `DIVIDEND_STREAM` (one day) from
+///      its arrival, and the pool's end is the amount-weighted mean of its parts' ends. Every change of supply first folds what vested since the last fold into the
 ///      accumulator at the supply it vested under, so between two supply changes the vested part goes
 ///      exactly to the holders of that interval, pro rata to their shares and to the time they held:
 ///      holding a creator's shares for an hour earns about an hour's worth of that creator's fee stream,
@@ -53,7 +53,7 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     uint256 private constant ACC_STORED = 1e12;
     uint256 private constant ACC_SHOWN = ACC_PRECISION / ACC_STORED;
     uint256 public constant MAX_SUPPLY = type(uint32).max;
-    /// @notice How long the dividend pool takes to vest after a fee last joined it.
+    /// @notice How long each fee takes to vest from its arrival (the pool: until its fees' weighted mean end).
     uint256 public constant DIVIDEND_STREAM = 1 days;
 
     error CreatorMustBuyFirstShare(address creator);
@@ -73,7 +73,7 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         uint32 supply;
         uint96 pool; // arrived and not yet credited: vests linearly from `lastFold` until `streamEnd`
         uint96 creatorFees; // creator's own trading fees, claimable by the creator
-        uint32 streamEnd; // when the pool is fully vested: DIVIDEND_STREAM after a fee last joined it
+        uint32 streamEnd; // when the pool is fully vested: amount-weighted mean of its fees' ends (see _stream)
     }
 
     /// @dev Slot 1 of a creator, read by every trade, written when something is folded.
@@ -93,8 +93,8 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
     /// @param price curve price of the shares (R difference), excluding fees.
     /// @param traderClaimable the trader's claimable dividends after settlement at `accPerShare`.
-    /// @param pool not yet credited after the trade (this trade's dividend fee included), vesting over
-    ///        `DIVIDEND_STREAM` from now (see `dividendStream`).
+    /// @param pool not yet credited after the trade (this trade's dividend fee included), vesting until the
+    ///        stream's end (see `dividendStream`).
     /// @param accPerShare the accumulator after the fold that preceded the trade, scaled by 1e18.
     /// @param distributed vested since the previous fold and folded into `accPerShare` before the trade,
     ///        credited to the holders before the trade.
@@ -439,11 +439,20 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         return (uint256(c.pool) * (upTo - last)) / (end - last);
     }
 
-    /// @dev `amount` joins the pool: the whole pool then vests until DIVIDEND_STREAM from now.
+    /// @dev `amount` joins the pool (called right after a fold: `c.pool` is what has not vested yet). The pool
+    ///      then vests until the amount-weighted mean of the two ends: what was vesting keeps its end (now, if
+    ///      it had passed), `amount` gets DIVIDEND_STREAM from now. A fee therefore moves the end in proportion
+    ///      to its size: dust cannot hold back a vesting pool (a restart to a full day could, pass after pass:
+    ///      review s14b F2), and the vesting rate after a join is at most the rate before plus
+    ///      amount / DIVIDEND_STREAM (Cauchy-Schwarz), as with a schedule per fee. Rounded up: never sooner.
     function _stream(Creator memory c, uint256 amount) private view {
         if (amount == 0) return;
-        c.pool = (c.pool + amount).toUint96();
-        c.streamEnd = (block.timestamp + DIVIDEND_STREAM).toUint32();
+        uint256 left = c.pool;
+        uint256 end = c.streamEnd > block.timestamp ? c.streamEnd : block.timestamp;
+        uint256 total = left + amount;
+        c.pool = total.toUint96();
+        // left < 2**96 and end < 2**32: no product reaches 2**129
+        c.streamEnd = Math.ceilDiv(left * end + amount * (block.timestamp + DIVIDEND_STREAM), total).toUint32();
     }
 
     /// @dev Pulls the market fees that joined the pool from OpinionMarket (paid to this contract); fees that

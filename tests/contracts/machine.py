@@ -378,13 +378,14 @@ class System:
         return h
 
     def _stream(self, creator: str, amount: int, now: int) -> None:
-        """CreatorShares._stream: `amount` joins the pool, which then vests until DIVIDEND_STREAM from now."""
+        """CreatorShares._stream (right after a fold): `amount` joins the pool, whose end becomes the
+        amount-weighted mean of what was vesting's end and DIVIDEND_STREAM from now."""
         if amount == 0:
             return
+        self.stream_end[creator] = m.stream_end(self.pool[creator], self.stream_end[creator], amount, now)
         self.pool[creator] += amount
         assert self.pool[creator] <= U96, "pool beyond uint96"
         self.ideal_pool[creator] += amount
-        self.stream_end[creator] = now + m.DIVIDEND_STREAM
 
     def _fold(self, creator: str, now: int) -> tuple[int, int]:
         """CreatorShares._fold: what vested since the last fold goes into the accumulator at the current

@@ -11,7 +11,7 @@ from math import isqrt
 BPS = 10_000
 ACC_PRECISION = 10**18  # scale of CreatorShares' accPerShare in events and views
 ACC_STORED = 10**12  # scale it is stored at (ACC_PRECISION / ACC_STORED is exact)
-DIVIDEND_STREAM = 86_400  # CreatorShares: the dividend pool vests over a day after a fee last joined it
+DIVIDEND_STREAM = 86_400  # CreatorShares: each fee vests over a day; the pool until its fees' weighted mean end
 OUTCOME_NO, OUTCOME_YES, OUTCOME_INVALID = 0, 1, 2
 
 
@@ -96,6 +96,14 @@ def reserve_at(supply: int, unit: int) -> int:
 
 def share_fees(price: int, protocol_bps: int, creator_bps: int, dividend_bps: int) -> tuple[int, int, int]:
     return price * protocol_bps // BPS, price * creator_bps // BPS, price * dividend_bps // BPS
+
+
+def stream_end(left: int, end: int, amount: int, now: int) -> int:
+    """CreatorShares._stream: the end of a pool of `left` (vesting until `end`, or done) joined by `amount`
+    (vesting over DIVIDEND_STREAM from `now`): the amount-weighted mean of the two ends, rounded up."""
+    end = max(end, now)
+    total = left + amount
+    return -(-(left * end + amount * (now + DIVIDEND_STREAM)) // total)
 
 
 def vested(pool: int, last_fold: int, stream_end: int, now: int) -> int:

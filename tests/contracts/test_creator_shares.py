@@ -267,8 +267,9 @@ def stream(env: Env, creator: str) -> tuple[int, int, int]:
 
 def test_distribute_credits_what_vested_pro_rata_and_claim_pays_once(env: Env) -> None:
     """a's dividend fee vests over DIVIDEND_STREAM from a's buy; b's buy a quarter of the way in credits the
-    vested quarter to the holders of that quarter (creator 1, a 2). b's fee joins the pool and the whole
-    pool vests until a day after b's buy, when the distribution credits all of it to the three. Each credit
+    vested quarter to the holders of that quarter (creator 1, a 2). b's fee joins the pool, which then vests
+    until the amount-weighted mean of the two fees' ends; at b's fee's own end (a day after b's buy, past the
+    mean) the distribution credits all of it to the three. Each credit
     rounds down; each holder claims once, then NothingToClaim."""
     creator, a, b = env.traders[:3]
     env.buy_shares(creator, creator, 1)
@@ -286,7 +287,10 @@ def test_distribute_credits_what_vested_pro_rata_and_claim_pays_once(env: Env) -
     pool, market_fees = env.cs.functions.pendingPool(creator).call()
     assert market_fees == 0
     assert pool == pool_a - folded + trade["dividendFee"] == trade["pool"]
-    assert stream(env, creator) == (pool, t_b, t_b + model.DIVIDEND_STREAM)
+    left = pool_a - folded
+    mean = model.stream_end(left, end, trade["dividendFee"], t_b)
+    assert end < mean < t_b + model.DIVIDEND_STREAM
+    assert stream(env, creator) == (pool, t_b, mean)
     env.next_block_at(t_b + model.DIVIDEND_STREAM)
     amount, receipt = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
     supply = 6
@@ -474,6 +478,35 @@ def test_a_claim_leaves_new_market_fees_for_the_next_fold_and_vested_dividends_v
     assert env.cs.functions.pendingPool(creator).call()[1] == new_fee
     assert env.om.functions.creatorFeesAccrued(creator).call() == new_fee
     assert env.cs.functions.marketFeesFolded(creator).call() == 0
+
+
+def test_dust_fees_cannot_hold_back_a_vesting_pool(env: Env) -> None:
+    """Review s14b F2: every fee restarted the whole pool's day, so a griefer bringing a dust fee every hour
+    (a 1 USDC market trade, then a 1-share buy that folds it in) kept most of a large pool unvested: about
+    (23/24)^24 = 36 % of it was still vesting when its day ended. Now a fee moves the end by its weight in
+    the pool: when the large fee's day ends, all but the griefer's own dust has vested."""
+    creator, holder, trader, griefer = env.traders[:4]
+    env.buy_shares(creator, creator, 1)
+    env.buy_shares(holder, creator, 9)
+    market, _ = env.create_market(creator, 1_000 * USDC, 5 * DAY)
+    env.buy(trader, market, 1, 1_000_000 * USDC)
+    env.buy_shares(holder, creator, 1)  # the fold starts the market fee vesting: a day from now
+    pool, last, end = stream(env, creator)
+    assert pool > 9_000 * USDC and end == last + DAY
+    added = 0
+    for hour in range(1, 24):
+        env.next_block_at(last + hour * 3_600)
+        env.buy(griefer, market, hour % 2, USDC)
+        receipt = env.send(buy_fn(env, creator, 1), griefer)
+        trade = env.event(receipt, env.cs, "SharesTraded")
+        added += trade["dividendFee"]
+    _, _, grieved_end = stream(env, creator)
+    assert grieved_end < end + 3_600  # the griefer's fees moved the end by their weight: minutes
+    env.next_block_at(end + 3_600)
+    env.send(env.cs.functions.distributeDividends(creator), env.keeper)
+    left, _, _, _ = env.cs.functions.dividendStream(creator).call()
+    assert left <= added + 23 * USDC // 10  # only the griefer's own dust (its buys' fees, 1 USDC trades') vests
+    assert left < pool // 200  # restarting the day at each fee left about 36 % of it
 
 
 def test_new_holder_gets_no_dividends_vested_before_buying(env: Env) -> None:
