@@ -13,6 +13,7 @@ manager). One item that cannot be encoded, checked or simulated is marked failed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import random
@@ -294,14 +295,39 @@ async def _feed_rounds(
 ) -> tuple[dict[int, decide.FeedRound], list[ItemFailure]]:
     """The last round of each rule's feed at or before the market's end time (walks back round ids).
     A feed whose answer is not an AggregatorV3 round (a rule bound to another kind of contract) fails
-    that market alone, naming the market and the feed; the other rules are read on."""
+    that market alone, naming the market and the feed; the other rules are read on.
+
+    Each distinct feed's latest round is read once, all in one batch; a walk back reads each (feed,
+    round) once a run, so many markets on one feed cost one walk, not one each."""
     out: dict[int, decide.FeedRound] = {}
     failed: list[ItemFailure] = []
     k = ctx.settings.keeper
-    # Read one by one (up to feed_max_rounds_back + 1 calls a market), before anything is sent: bounded
-    # to half the job's timeout, so a slow node delays some rules to the next run instead of timing
-    # the whole run out (no proposal sent at all; five in a row halt the keeper). A random order: the
-    # same markets are not the ones left over every run.
+    answers: dict[tuple[str, int | None], Any] = {}  # (feed, round id; None = latest) -> bytes | RpcError
+    feeds = sorted({hx(v.rule.feed) for v in views if v.rule is not None})
+    latest = hx(encode_call("MockPriceFeed", "latestRoundData"))
+    if feeds:
+        with contextlib.suppress(RpcError):  # then each is read alone below
+            got = await ctx.rpc.batch([("eth_call", [{"to": f, "data": latest}, "latest"]) for f in feeds])
+            answers.update(((f, None), r) for f, r in zip(feeds, got, strict=True) if isinstance(r, str | RpcError))
+
+    async def read(feed: str, round_id: int | None) -> Any:
+        """The eth_call answer (hex) for `round_id` of `feed`, read once a run; its RpcError raised."""
+        if (feed, round_id) not in answers:  # not read yet, or left unanswered by the batch
+            data = latest if round_id is None else hx(encode_call("MockPriceFeed", "getRoundData", round_id))
+            try:
+                r = await ctx.rpc.call("eth_call", {"to": feed, "data": data}, "latest")
+            except RpcError as exc:
+                r = exc
+            answers[(feed, round_id)] = r
+        r = answers[(feed, round_id)]
+        if isinstance(r, RpcError):
+            raise r
+        return r
+
+    # Walks one by one (up to feed_max_rounds_back calls a market), before anything is sent: bounded to
+    # half the job's timeout, so a slow node delays some rules to the next run instead of timing the
+    # whole run out (no proposal sent at all; five in a row halt the keeper). A random order: the same
+    # markets are not the ones left over every run.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + k.job_timeout_s / 2
     views = random.sample(views, len(views))
@@ -313,8 +339,7 @@ async def _feed_rounds(
         feed = hx(v.rule.feed)
         step = "latestRoundData"
         try:
-            data = hx(encode_call("MockPriceFeed", "latestRoundData"))
-            raw = await ctx.rpc.call("eth_call", {"to": feed, "data": data}, "latest")
+            raw = await read(feed, None)
         except RpcError as exc:
             log.warning("feed_unreadable", market_id=v.market_id, reason=error_name(exc.revert_data))
             continue
@@ -325,19 +350,16 @@ async def _feed_rounds(
                 steps += 1
                 step = f"getRoundData({round_id - 1})"
                 try:
-                    raw = await ctx.rpc.call(
-                        "eth_call",
-                        {"to": feed, "data": hx(encode_call("MockPriceFeed", "getRoundData", round_id - 1))},
-                        "latest",
-                    )
+                    raw = await read(feed, round_id - 1)
                 except RpcError:
                     break
                 round_id, answer, _started, updated, _ans = decode_result(
                     "MockPriceFeed", "getRoundData", to_bytes(raw)
                 )
         except Exception as exc:
+            size = f"{len(raw) // 2 - 1} bytes" if isinstance(raw, str) else f"{raw!r:.80}"
             error = (
-                f"market {v.market_id}: feed {feed} answered {step} with {len(to_bytes(raw))} bytes that are not an"
+                f"market {v.market_id}: feed {feed} answered {step} with {size} that are not an"
                 f" AggregatorV3 round ({_describe(exc)}); bind the market to a price feed with `keeper rule"
                 f" {v.market_id} --feed 0x…` or queue its outcome with `keeper resolve {v.market_id}`"
             )

@@ -144,6 +144,15 @@ class ChainOps:
         self.send(acct, self.dep.usdc, encode_call("MockUSDC", "approve", self.dep.opinion_market, 2**255))
         self.send(acct, self.dep.usdc, encode_call("MockUSDC", "approve", self.dep.creator_shares, 2**255))
 
+    def price_feeds(self, n: int, answer: int) -> list[str]:
+        """n more price feeds: the deployment's mock feed's code at fresh addresses, `answer` their first round."""
+        code = self.anvil.call("eth_getCode", self.dep.price_feed, "latest")
+        feeds = ["0x" + (0xFEED0000 + i).to_bytes(20, "big").hex() for i in range(n)]
+        for feed in feeds:
+            self.anvil.call("anvil_setCode", feed, code)
+            self.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", answer))
+        return feeds
+
     def create_markets(self, n: int, end_time: int, liquidity: int = 10 * USDC) -> list[int]:
         """n markets by the admin, sent with consecutive nonces, then awaited."""
         self.fund_usdc(ADMIN, n * liquidity)

@@ -177,19 +177,20 @@ async def test_slow_feed_reads_defer_some_rules_instead_of_timing_the_run_out(
 ) -> None:
     """Review s13 keeper item 4: every rule's feed was read, one call at a time, before anything was
     sent, with no bound: on a slow node the run outlived job_timeout_s (no proposal at all; five in a
-    row halt the keeper). Now reads stop at half the timeout; the rest wait for the next run."""
+    row halt the keeper). Now reads stop at half the timeout; the rest wait for the next run. (Each
+    market has its own feed: markets on one feed share its reads.)"""
     from keeper.abi import encode_call
     from tests.keeper.kit import ADMIN, bind_rule, insert_markets
 
-    feed = ops.dep.price_feed
-    assert feed is not None
-    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_500 * 10**8))
+    feeds = ops.price_feeds(4, 3_500 * 10**8)
     end = ops.now() + 100
     markets = ops.create_markets(4, end)
     await insert_markets(db_dsn, markets, end)
-    for m in markets:
-        await bind_rule(db_dsn, m, feed, 3_400 * 10**8)
+    for m, f in zip(markets, feeds, strict=True):
+        await bind_rule(db_dsn, m, f, 3_400 * 10**8)
     ops.advance(200)
+    for f in feeds:  # a round after the end: each market walks back one round, a call of its own
+        ops.send(ADMIN, f, encode_call("MockPriceFeed", "updateAnswer", 3_000 * 10**8))
     settings = make_settings(proxy.url, db_dsn, deployment_path, job_timeout_s=4.0)
     async with harness(settings) as h:
         proxy.delay_s = 1.0  # every eth_call a second late: four markets' reads alone take the whole timeout

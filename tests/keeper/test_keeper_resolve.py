@@ -77,6 +77,51 @@ async def test_price_feed_rule_resolves_from_the_round_at_end_time(
     assert len(ops.proposed_events(m)) == 1
 
 
+async def test_markets_on_one_feed_read_each_round_once_a_run(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five markets bound to one feed, updated twice after their end: the run reads the feed's latest
+    round once (in one batch with any other feed's) and walks back two rounds once, not five times each
+    (15 calls before); every market still resolves from the round in force at its end."""
+    feed = ops.dep.price_feed
+    assert feed is not None
+    from keeper.abi import encode_call
+
+    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_500 * 10**8))
+    end = ops.now() + 100
+    markets = ops.create_markets(5, end)
+    await insert_markets(db_dsn, markets, end)
+    for m in markets:
+        await bind_rule(db_dsn, m, feed, 3_400 * 10**8)
+    ops.advance(200)
+    for answer in (3_000, 2_900):  # later rounds say NO: they must not decide
+        ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", answer * 10**8))
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
+    async with harness(settings) as h:
+        asked: list[str] = []
+        call, batch = h.ctx.rpc.call, h.ctx.rpc.batch
+
+        async def counting_call(method: str, *params: object) -> object:
+            if method == "eth_call" and params[0]["to"].lower() == feed.lower():  # type: ignore[index]
+                asked.append(params[0]["data"][:10])  # type: ignore[index]
+            return await call(method, *params)
+
+        async def counting_batch(calls: list[tuple[str, list[object]]], node: int | None = None) -> list[object]:
+            for method, params in calls:
+                if method == "eth_call" and params[0]["to"].lower() == feed.lower():  # type: ignore[index]
+                    asked.append(params[0]["data"][:10])  # type: ignore[index]
+            return await batch(calls, node=node)
+
+        monkeypatch.setattr(h.ctx.rpc, "call", counting_call)
+        monkeypatch.setattr(h.ctx.rpc, "batch", counting_batch)
+        assert (await jobs.resolve(h.ctx))["sent"] == 5
+        latest = "0x" + encode_call("MockPriceFeed", "latestRoundData")[:4].hex()
+        by_round = "0x" + encode_call("MockPriceFeed", "getRoundData", 1)[:4].hex()
+        assert sorted(asked) == sorted([latest, by_round, by_round])
+        await h.tx.wait_idle(30, 0.1)
+    assert all(ops.status(m)[:2] == (1, 1) for m in markets)  # YES: 3,500 was in force at end time
+
+
 async def test_market_without_source_is_reported_overdue_never_guessed(
     ops: ChainOps, db_dsn: str, deployment_path: Path
 ) -> None:
