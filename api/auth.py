@@ -30,6 +30,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from api.settings import Settings
+from core.contracts import is_address
 from core.numbers import whole_number
 
 if TYPE_CHECKING:
@@ -69,7 +70,6 @@ class SiweMessage:
 
 
 _HEADER = re.compile(r"^(?P<domain>[^\s]+) wants you to sign in with your Ethereum account:$")
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _FIELDS = {
     "URI": "uri",
     "Version": "version",
@@ -102,7 +102,7 @@ def parse_siwe(text: str) -> SiweMessage:
     if header is None:
         raise SiweError("first line must be '<domain> wants you to sign in with your Ethereum account:'")
     address = lines[1]
-    if not _ADDRESS.match(address):
+    if not is_address(address):
         raise SiweError("second line must be the 0x address")
     if lines[2] != "":
         raise SiweError("a blank line must follow the address")
@@ -259,7 +259,7 @@ def decode_token(settings: Settings, token: str) -> Principal | None:
         return None
     sub = claims.get("sub")
     roles = claims.get("roles")
-    if not isinstance(sub, str) or not _ADDRESS.match(sub) or not isinstance(roles, list):
+    if not isinstance(sub, str) or not is_address(sub) or not isinstance(roles, list):
         return None
     if claims.get("chain_id") not in settings.chains:
         return None

@@ -7,9 +7,10 @@ import html
 from typing import Any
 
 from api.context import Endpoint
-from api.params import ADDRESS_RE, ADDRESS_TEXT, CURSOR_RE, MAX_INT, TEXT_PATTERN, TIME_RE, Param, filter_pattern
+from api.params import ADDRESS_TEXT, CURSOR_RE, MAX_INT, TEXT_PATTERN, TIME_RE, Param, filter_pattern
 from api.schemas import AS_OF, COMPONENTS, CURSOR_META, ERROR, PAGE_META
 from api.settings import Settings
+from core.contracts import ADDRESS_RE
 
 ERROR_TEXT = {
     400: "Validation failed (errors name the field)",

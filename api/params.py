@@ -25,11 +25,11 @@ import orjson
 from eth_utils.address import is_checksum_address
 
 from api.errors import FieldError, ValidationFailed
+from core.contracts import ADDRESS_RE
 
 Kind = Literal["int", "str", "address", "enum", "bool", "time", "ids", "sort", "filter", "cursor"]
 Where = Literal["query", "path"]
 
-ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 ADDRESS_TEXT = "0x + 40 hex digits; all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum"
 _INT = re.compile(r"^-?[0-9]{1,19}$")
 MAX_INT = 2**63 - 1

@@ -11,7 +11,7 @@ import json
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from eth_utils.crypto import keccak
 
@@ -134,12 +134,17 @@ def load_deployment(path: str | Path, key: str = "deployment file") -> Deploymen
         ) from None
 
 
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")  # any case: checksums are the caller's to check
+
+
+def is_address(value: object) -> TypeGuard[str]:
+    """0x and 40 hex digits, nothing else (fullmatch: `$` alone would also let a trailing newline in)."""
+    return isinstance(value, str) and ADDRESS_RE.fullmatch(value) is not None
 
 
 def _address(value: Any) -> str:
     """A 0x address (40 hex digits, nothing else: int(value, 16) also took '_' and spaces, which then
     failed every job at bytes.fromhex)."""
-    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
+    if not is_address(value):
         raise ValueError(f"{value!r} is not a 0x address (0x and 40 hex digits)")
     return value.lower()

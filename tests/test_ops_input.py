@@ -271,6 +271,16 @@ def test_deployment_problems_name_chain_deployment(tmp_path: Path, content: str 
     assert fragment in str(err.value)
 
 
+def test_one_address_check_for_every_wing() -> None:
+    """core.contracts.is_address, used by the deployment loader and the API's SIWE and token checks (whose
+    `^…$` with match() also took a trailing newline): 0x and exactly 40 hex digits, any case."""
+    from core.contracts import is_address
+
+    good = "0x" + "aB" * 20
+    assert is_address(good)
+    assert not any(is_address(v) for v in (good + "\n", good[:-1], good + "0", "0X" + good[2:], " " + good, None, 1))
+
+
 DEPLOYMENT_READERS = [
     ["-m", "keeper", "run", "--once", "--dry-run"],
     ["-m", "keeper", "resolve", "1", "yes", "--reason", "x"],
