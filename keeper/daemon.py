@@ -92,6 +92,8 @@ class Daemon:
     def __init__(self, settings: Settings, dry_run: bool = False) -> None:
         self.settings = settings
         self.dry_run = dry_run or settings.keeper.dry_run
+        # parsed once (settings checked it): the scheduler's trigger and the period of a run are one schedule
+        self.distribute_trigger = CronTrigger.from_crontab(settings.keeper.distribute_cron, timezone=dt.UTC)
         self.metrics = Metrics()
         self.stop = asyncio.Event()
         self.halted: str | None = None
@@ -370,7 +372,7 @@ class Daemon:
 
     def last_distribution_due(self, now: dt.datetime | None = None) -> dt.datetime | None:
         """The latest time distribute_cron fired at or before `now` (within two days)."""
-        trigger = CronTrigger.from_crontab(self.settings.keeper.distribute_cron, timezone=dt.UTC)
+        trigger = self.distribute_trigger
         now = now or dt.datetime.now(dt.UTC)
         fire = trigger.get_next_fire_time(None, now - dt.timedelta(days=2))
         last_due = None
@@ -558,7 +560,7 @@ class Daemon:
 
         for name in RESOLUTION_JOBS:
             add(name, IntervalTrigger(seconds=k.resolve_interval_s, timezone=dt.UTC))
-        add("distribute", CronTrigger.from_crontab(k.distribute_cron, timezone=dt.UTC))
+        add("distribute", self.distribute_trigger)
         add("aggregate", IntervalTrigger(seconds=k.aggregate_interval_s, timezone=dt.UTC))
         add("notify", IntervalTrigger(seconds=k.notify_interval_s, timezone=dt.UTC))
         if k.warm_interval_s > 0 and k.warm_enabled:
