@@ -382,7 +382,10 @@ class System:
         amount-weighted mean of what was vesting's end and DIVIDEND_STREAM from now."""
         if amount == 0:
             return
-        self.stream_end[creator] = m.stream_end(self.pool[creator], self.stream_end[creator], amount, now)
+        end = m.stream_end(self.pool[creator], self.stream_end[creator], amount, now)
+        # never sooner than what was vesting (a fee cannot speed up older fees), never past the new fee's day
+        assert max(self.stream_end[creator], now) <= end <= now + m.DIVIDEND_STREAM, "stream end out of bounds"
+        self.stream_end[creator] = end
         self.pool[creator] += amount
         assert self.pool[creator] <= U96, "pool beyond uint96"
         self.ideal_pool[creator] += amount
