@@ -132,7 +132,12 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": 5,
         "http": connections.protocol(
             connections.Limits(
-                a.head_timeout_s, a.max_head_bytes, a.max_connections_per_ip, a.max_connections, a.forwarded_allow_ips
+                a.head_timeout_s,
+                a.max_head_bytes,
+                a.max_connections_per_ip,
+                a.max_connections,
+                a.forwarded_allow_ips,
+                a.write_timeout_s,
             )
         ),
         "ws": "none",  # the feed has its own port; no upgrade path around the limits above

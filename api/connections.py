@@ -7,6 +7,13 @@ the limits it lacks (uvicorn 0.54 arms no timer until a first response, and keep
   dodge uvicorn's keep-alive timer): `api_connections_cut_total{reason="head_timeout"}`. One sweep
   per server per second looks (a timer per request cost more than the rest of the guard).
 - They may take at most `max_head_bytes`: beyond, 431 and the connection is closed.
+- At most MAX_PIPELINED requests may wait behind the one being answered (HTTP/1.1 pipelining:
+  uvicorn parses a whole read of back-to-back requests before it pauses reading, ~2.4 KB each): a
+  client that sends more without reading the answers is cut, `reason="pipelined"` (review s15 F1:
+  1 MB of pipelined requests, never read, held 68 MB a connection).
+- An answer the client stops reading (the transport's buffer full, writing paused) for
+  `write_timeout_s` is cut: the connection is aborted (close() would wait for the buffer to drain),
+  `reason="write_timeout"`.
 - At most `max_per_ip` open connections per client address (an IPv6 client counts per /64, the
   least any host owns, and its /48 NETWORK_FACTOR times that) and `max_total` in all; beyond, the
   new connection is closed at once. The proxies in `api.forwarded_allow_ips` carry everyone's
@@ -39,7 +46,7 @@ REGISTRY = CollectorRegistry()
 CUT = Counter(
     "api_connections_cut_total",
     "HTTP connections closed below the app",
-    ["reason"],  # head_timeout | head_too_large | connections_per_ip | connections_total
+    ["reason"],  # head_timeout | head_too_large | pipelined | write_timeout | connections_per_ip | connections_total
     registry=REGISTRY,
 )
 
@@ -51,6 +58,7 @@ class Limits:
     max_per_ip: int
     max_total: int
     trusted: tuple[str, ...] = ()  # the proxies (api.forwarded_allow_ips): not capped per address
+    write_timeout_s: float = 30.0  # an answer not read for this long: the connection is aborted
 
     @functools.cached_property
     def proxies(self) -> tuple[Network, ...]:
@@ -87,6 +95,7 @@ def protocol(limits: Limits) -> Any:
 
 
 _REFUSAL_LOGGED = [float("-inf")]  # loop time of the last connection_refused line
+MAX_PIPELINED = 16  # requests parsed and waiting behind the one being answered, per connection
 SWEEP_S = 1.0  # how often a server looks for heads past their deadline (one timer per server)
 _SWEEPING: weakref.WeakSet[Any] = weakref.WeakSet()  # the servers (ServerState) with a sweep scheduled
 
@@ -97,7 +106,13 @@ def _sweep(server_state: Any, loop: asyncio.AbstractEventLoop) -> None:
     request cost more than the rest of the guard (bench/http_guard.py)."""
     now = loop.time()
     for p in list(server_state.connections):
-        if isinstance(p, GuardedHttp) and p.deadline < now and not p.transport.is_closing():
+        if not isinstance(p, GuardedHttp):
+            continue
+        if p.write_paused_at is not None and now - p.write_paused_at > p.limits.write_timeout_s:
+            CUT.labels("write_timeout").inc()
+            p.transport.abort()  # a close() would wait for the client to read the buffered answer
+            continue
+        if p.deadline < now and not p.transport.is_closing():
             # Answering a request whose head is complete (its cycle holds the current scope): not
             # ours to cut. Otherwise a head still arriving, or nothing asked since the last answer.
             cycle = p.cycle
@@ -118,6 +133,8 @@ class GuardedHttp(HttpToolsProtocol):
         self.deadline = 0.0  # loop time by which the current request head must be complete
         self.head_bytes = 0
         self.too_large = False
+        self.pipelined = False  # more than MAX_PIPELINED requests queued: cut
+        self.write_paused_at: float | None = None  # loop time writing paused (the client not reading)
         self.keys: tuple[str, ...] = ()  # what this connection counts in _OPEN (clientip.count_in)
 
     # ---------------------------------------------------------------- connection caps
@@ -161,6 +178,21 @@ class GuardedHttp(HttpToolsProtocol):
         self.head_bytes = 0
         self.deadline = self.loop.time() + self.limits.head_timeout_s
 
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if len(self.pipeline) > MAX_PIPELINED:
+            self.pipelined = True
+            raise ValueError("too many pipelined requests")  # the parser stops; send_400_response cuts
+
+    def pause_writing(self) -> None:
+        if self.write_paused_at is None:
+            self.write_paused_at = self.loop.time()
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        self.write_paused_at = None
+        super().resume_writing()
+
     def on_response_complete(self) -> None:
         # The idle budget runs from the answer, not from the request's start: a keep-alive connection
         # whose answer took longer than head_timeout_s was otherwise cut at the next sweep.
@@ -189,6 +221,10 @@ class GuardedHttp(HttpToolsProtocol):
         raise ValueError("request head too large")  # the parser stops; uvicorn answers send_400_response
 
     def send_400_response(self, msg: str) -> None:
+        if self.pipelined:
+            CUT.labels("pipelined").inc()
+            self.transport.abort()  # answers already written may never be read: do not wait for them
+            return
         if not self.too_large:
             super().send_400_response(msg)
             return

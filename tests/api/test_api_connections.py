@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 import uvicorn
 
+from api import connections
 from api.__main__ import server_options
 from api.app import Runtime, create_app
 from api.clientip import address_key
@@ -24,10 +26,18 @@ pytestmark = [pytest.mark.pg, pytest.mark.redis]
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[Runtime, int]]:
+async def serving(settings: Settings, sndbuf: int | None = None) -> AsyncIterator[tuple[Runtime, int]]:
+    """`sndbuf`: the kernel's send buffer of each accepted connection (inherited from the listening
+    socket), small so that an answer nobody reads stays in the server's own buffer."""
     app = create_app(settings, serve_feed=False)
     server = uvicorn.Server(uvicorn.Config(app, **server_options(settings)))
-    task = asyncio.create_task(server.serve())
+    sockets = None
+    if sndbuf is not None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        listener.bind(("127.0.0.1", settings.api.port))
+        sockets = [listener]
+    task = asyncio.create_task(server.serve(sockets))
     rt: Runtime = app.state.runtime
     try:
         for _ in range(1500):  # 30 s
@@ -169,6 +179,66 @@ async def test_a_body_that_trickles_is_answered_408(db_dsn: str, redis_url: str)
         answer = await closed_by_server(reader)
         assert answer.startswith(b"HTTP/1.1 408 ")
         assert b"must arrive within 1.0 s" in answer
+
+
+def never_reading(port: int, payload: bytes) -> socket.socket:
+    """A client with a 4 KB receive buffer that sends `payload` (what the kernel takes) and never reads."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        s.send(payload)
+    return s
+
+
+async def test_pipelined_requests_beyond_the_cap_are_cut_and_a_few_are_answered(db_dsn: str, redis_url: str) -> None:
+    """Review s15 F1: 1 MB of back-to-back requests, never read, became ~31,000 queued requests held for
+    good (68 MB a connection, 4.4 GB from one address at the default cap). Now more than MAX_PIPELINED
+    waiting behind the one being answered cut the connection; a client pipelining a few gets every answer."""
+    async with serving(guarded(db_dsn, redis_url, head_timeout_s=30.0)) as (_, port):
+        req = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
+        socks = [never_reading(port, req * (1024 * 1024 // len(req))) for _ in range(4)]
+        try:
+            for _ in range(50):
+                if (await cuts(port)).get("pipelined", 0) >= 4:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await cuts(port)).get("pipelined", 0) >= 4
+        finally:
+            for s in socks:
+                s.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        n = connections.MAX_PIPELINED
+        writer.write(req * (n - 1) + b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        answers = await closed_by_server(reader)
+        writer.close()
+        assert answers.count(b"HTTP/1.1 200 ") == n
+
+
+async def test_an_answer_the_client_stops_reading_is_cut_after_write_timeout_s(db_dsn: str, redis_url: str) -> None:
+    """Review s15 F1: an answer waits in the transport for a client that never reads, with no deadline
+    (the head timeout does not apply while a request is being answered). Now writing paused for
+    write_timeout_s aborts the connection; a client that reads slowly but steadily is never paused
+    that long."""
+    settings = guarded(db_dsn, redis_url, head_timeout_s=30.0, write_timeout_s=1.0)
+    async with serving(settings, sndbuf=8192) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /openapi.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        size = len(await closed_by_server(reader))
+        writer.close()
+        assert size > 10_000
+        req = b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n\r\n"
+        s = never_reading(port, req * min(connections.MAX_PIPELINED, 4 * 1024 * 1024 // size + 1))
+        try:
+            for _ in range(60):
+                if (await cuts(port)).get("write_timeout", 0) >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await cuts(port)).get("write_timeout", 0) >= 1
+        finally:
+            s.close()
+        assert await get(port) == 200
 
 
 def test_clients_are_counted_by_address_and_ipv6_hosts_by_their_64() -> None:
