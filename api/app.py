@@ -506,6 +506,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             pump_pool = await _pool(
                 stack, settings.dsn, 1, len(settings.chains), server_settings, a.shutdown_timeout_s, answer_s
             )
+            probe_pool = await _pool(stack, settings.read_dsn, 0, 1, read_only, a.shutdown_timeout_s, answer_s)
         except BaseException:
             await stack.aclose()
             raise
@@ -536,7 +537,16 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             if p is not default:
                 default.pump.broadcast_sinks.append(p.hub.broadcast)
         rt.state = State(
-            settings, metrics, read_pool, write_pool, default.cache, limiter, default.pump, default.hub, chains
+            settings,
+            metrics,
+            read_pool,
+            write_pool,
+            default.cache,
+            limiter,
+            default.pump,
+            default.hub,
+            probe_pool,
+            chains,
         )
         stop = asyncio.Event()
         tasks = [asyncio.create_task(p.pump.run(stop), name=f"outbox-pump-{c}") for c, p in chains.items()]

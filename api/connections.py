@@ -70,9 +70,9 @@ OTHER_FILES = 64  # listening sockets, Redis, logs, the interpreter's own files:
 
 def open_files_needed(settings: Any) -> int:
     """What the API's caps can hold open at once: both ports' connections and the pools (the outbox
-    pumps' has a connection per chain)."""
+    pumps' has a connection per chain, /ready has one)."""
     a = settings.api
-    pools = a.pool_max + a.write_pool_max + a.feed_pool_max + len(settings.chains)
+    pools = a.pool_max + a.write_pool_max + a.feed_pool_max + len(settings.chains) + 1  # + /ready's
     return int(a.max_connections + a.feed_max_connections + pools + OTHER_FILES)
 
 

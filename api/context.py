@@ -49,6 +49,9 @@ class State:
     limiter: RateLimiter
     pump: Pump
     hub: Hub
+    # /ready's own connection (a pool of at most one): requests holding every read connection made a
+    # probe wait and report the database down, though a busy pool is load (review s15 F2)
+    probe_pool: asyncpg.Pool
     chains: dict[int, ChainParts] = dataclasses.field(default_factory=dict)
 
 

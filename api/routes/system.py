@@ -85,9 +85,10 @@ def routes(rt: Runtime) -> list[Route]:
         request.scope["gl_route"] = "/health"
         return JSONBody({"status": "ok"})
 
-    # /ready is exempt from rate limits (probes must get through) and costs a pooled connection and a
-    # Redis round trip: concurrent requests share the check in flight, so however many arrive at
-    # once (a loop of anonymous probes) they hold one read connection, never the pool.
+    # /ready is exempt from rate limits (probes must get through) and costs a query and a Redis round
+    # trip: concurrent requests share the check in flight, so however many arrive at once (a loop of
+    # anonymous probes) they run one check, on /ready's own connection (state.probe_pool), never the
+    # requests' pool: every read connection busy with slow requests is load, not a database that is down.
     in_flight: list[asyncio.Task[Response]] = []
 
     async def ready(request: Request) -> Response:
@@ -105,7 +106,7 @@ def routes(rt: Runtime) -> list[Route]:
         checks: dict[str, Any] = {}
         rows = {}
         try:
-            async with state.read_pool.acquire(timeout=2) as conn:
+            async with state.probe_pool.acquire(timeout=2) as conn:
                 for chain in rt.settings.chains:
                     rows[chain] = await conn.fetchrow(READY_SQL, chain, timeout=2)
             rt.metrics.db_up.set(1)

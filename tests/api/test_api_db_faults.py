@@ -100,7 +100,27 @@ async def test_concurrent_ready_probes_share_one_check_and_one_connection(db_dsn
             answers = await asyncio.gather(*probes)
         finally:
             await admin.close()
-        assert waiting == 1  # one check in flight, on one connection (the other 3 free for requests)
+        assert waiting == 1  # one check in flight, on /ready's own connection (the pool's 4 free for requests)
         assert len({(a[0], a[2]) for a in answers}) == 1  # one check's answer (503 here: nothing indexed yet)
         assert answers[0][0] == (await status(base, "/ready"))[0]
         assert (await status(base, "/v1/markets?limit=11"))[0] == 200
+
+
+async def test_ready_does_not_call_a_busy_pool_a_database_that_is_down(db_dsn: str, redis_url: str) -> None:
+    """Review s15 F2: /ready borrowed from the requests' pool; with every read connection held by a slow but
+    healthy request it answered 503 "database: unreachable" and set api_db_up 0, so a load balancer would
+    pull every instance under load at once. Now it checks on a connection of its own."""
+    async with serving(make_settings(db_dsn, redis_url, port=free_port(), pool_min=1, pool_max=2)) as (rt, port):
+        assert rt.state is not None
+        base = f"http://127.0.0.1:{port}"
+        pool = rt.state.read_pool
+        held = [await pool.acquire(), await pool.acquire()]
+        try:
+            code, _, body = await status(base, "/ready")
+            _, _, metrics = await status(base, "/metrics")
+        finally:
+            for c in held:
+                await pool.release(c)
+        assert "unreachable" not in body
+        assert "api_db_up 1.0" in metrics
+        assert code == (await status(base, "/ready"))[0]  # the answer of an idle pool (503 here: nothing indexed)
