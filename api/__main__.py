@@ -7,6 +7,7 @@ With `api.workers > 1`, uvicorn forks workers; each runs its own outbox pump and
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
 import socket
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 import uvicorn
 from starlette.applications import Starlette
@@ -80,6 +82,17 @@ def main(argv: list[str] | None = None) -> int:
             " lower those keys, or raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",
         )
         return 2
+    try:
+        asyncio.run(_check_database(settings))
+    except ConfigError as exc:
+        log.error("config_invalid", error=str(exc))
+        return 2
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.error(
+            "database_unreachable",
+            error=f"database.dsn: {type(exc).__name__}: {exc}; start PostgreSQL or fix the DSN, then start again",
+        )
+        return 1
     log.info(
         "api_starting",
         host=a.host,
@@ -94,6 +107,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     uvicorn.Server(uvicorn.Config(create_app(settings), **server_options(settings))).run()
     return 0
+
+
+async def _check_database(settings: Settings) -> None:
+    """One connection as the pools make them, before anything starts: a role that does not exist or may
+    not be taken, a database or user that does not exist, is one line naming its key (exit 2), not a
+    lifespan traceback and exit 3 (review s15 F3)."""
+    a = settings.api
+    for key, dsn in (("database.dsn", settings.dsn), ("database.read_dsn", settings.read_dsn)):
+        try:
+            conn = await asyncpg.connect(
+                dsn, timeout=10, server_settings={"role": a.db_role} if a.db_role else None, command_timeout=10
+            )
+        except (asyncpg.InvalidParameterValueError, asyncpg.InsufficientPrivilegeError) as exc:
+            raise ConfigError(
+                f"api.db_role = {a.db_role!r}: {exc}; use the API's read-only role (sql/002_views.sql: api),"
+                " granted to the DSN's user"
+            ) from None
+        except (
+            asyncpg.InvalidAuthorizationSpecificationError,
+            asyncpg.InvalidPasswordError,
+            asyncpg.InvalidCatalogNameError,
+        ) as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        await conn.close(timeout=5)
+        if settings.read_dsn == settings.dsn:
+            return
 
 
 def _check_listen(settings: Settings) -> None:

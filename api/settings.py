@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core.config import ChainSettings, ConfigError, DatabaseSettings, RedisSettings, check_port, section
+from core.config import (
+    ChainSettings,
+    ConfigError,
+    DatabaseSettings,
+    RedisSettings,
+    check_port,
+    check_range,
+    section,
+)
 from core.warm import DEFAULT_API_PORT
 
 JWT_SECRET_ENV = "GL_API_JWT_SECRET"
@@ -129,6 +137,61 @@ class Settings:
         return frozenset(a.lower() for a in self.api.admin_addresses)
 
 
+# Every numeric [api] key: (low, high, unit, above_low); checked at load with the key named (review s15
+# F3: 0 made the feed's heartbeat spin a core and its queues unbounded, a negative statement timeout
+# failed at start with a traceback).
+RANGES: dict[str, tuple[float, float, str, bool]] = {
+    "workers": (1, 64, "processes", False),
+    "pool_min": (0, 1_000, "connections", False),
+    "pool_max": (1, 1_000, "connections", False),
+    "write_pool_max": (1, 1_000, "connections", False),
+    "feed_pool_max": (1, 1_000, "connections", False),
+    "pool_acquire_timeout_s": (0, 600, "seconds", True),
+    "retry_after_s": (1, 3_600, "seconds", False),
+    "shutdown_timeout_s": (0, 3_600, "seconds", True),
+    "statement_timeout_ms": (1, 600_000, "ms", False),
+    "cache_ttl_s": (1, 604_800, "seconds", False),
+    "aggregate_cache_ttl_s": (1, 604_800, "seconds", False),
+    "rate_limit_window_s": (1, 604_800, "seconds", False),
+    "rate_limit_ip": (1, 10**12, "requests a window", False),
+    "rate_limit_user": (1, 10**12, "requests a window", False),
+    "signin_rate_limit": (1, 10**12, "requests a window", False),
+    "max_body_bytes": (1, 1 << 30, "bytes", False),
+    "body_timeout_s": (0, 3_600, "seconds", True),
+    "head_timeout_s": (0, 3_600, "seconds", True),
+    "write_timeout_s": (0, 3_600, "seconds", True),
+    "max_head_bytes": (1_024, 1 << 20, "bytes", False),
+    "max_connections_per_ip": (1, 1_000_000, "connections", False),
+    "max_connections": (1, 1_000_000, "connections", False),
+    "jwt_ttl_s": (60, 86_400, "seconds", False),
+    "siwe_nonce_ttl_s": (10, 86_400, "seconds", False),
+    "ready_max_lag_blocks": (0, 10_000_000, "blocks", False),
+    "ready_max_head_age_s": (1, 604_800, "seconds", False),
+    "outbox_poll_s": (0.01, 3_600, "seconds", False),
+    "feed_queue_max": (1, 10_000_000, "messages", False),
+    "feed_buffer_max_bytes": (1, 1 << 30, "bytes", False),
+    "feed_max_rooms": (1, 100_000, "rooms", False),
+    "feed_max_frame_bytes": (64, 1 << 20, "bytes", False),
+    "feed_heartbeat_s": (0.05, 3_600, "seconds", False),
+    "feed_replay_max": (1, 10_000_000, "events", False),
+    "feed_replay_stall_s": (0, 3_600, "seconds", True),
+    "feed_max_connections_per_ip": (1, 1_000_000, "connections", False),
+    "feed_max_connections": (1, 1_000_000, "connections", False),
+    "feed_handshake_timeout_s": (0, 600, "seconds", True),
+    "feed_resumes_per_minute": (1, 1_000_000, "subscribes", False),
+    "feed_resume_burst": (1, 1_000_000, "subscribes", False),
+    "feed_frames_per_s": (0, 100_000, "frames", True),
+    "feed_frame_burst": (1, 1_000_000, "frames", False),
+    "agg_max_age_s": (1, 604_800, "seconds", False),
+}
+
+
+def _same_host(a: str, b: str) -> bool:
+    """Could two listeners on these hosts collide on one port (a wildcard address takes every one)?"""
+    wild = {"0.0.0.0", "::", ""}
+    return a == b or a in wild or b in wild
+
+
 def _secret(path: str, env: Mapping[str, str], env_name: str, key: str) -> str:
     if env.get(env_name):
         return env[env_name]
@@ -169,37 +232,20 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
                 raise ConfigError(
                     f"api.{key}[{i}] must be an IP address or CIDR (e.g. 10.0.0.0/8), got {net!r}"
                 ) from None
-    for key in (
-        "pool_acquire_timeout_s",
-        "shutdown_timeout_s",
-        "feed_replay_stall_s",
-        "feed_frames_per_s",
-        "body_timeout_s",
-        "head_timeout_s",
-        "write_timeout_s",
-        "max_head_bytes",
-        "max_connections_per_ip",
-        "max_connections",
-        "feed_resumes_per_minute",
-        "feed_max_connections",
-        "feed_max_connections_per_ip",
-        "feed_handshake_timeout_s",
-        "feed_resume_burst",
-    ):
-        if getattr(api, key) <= 0:
-            raise ConfigError(f"api.{key} must be positive")
+    for key, (low, high, unit, above_low) in RANGES.items():
+        check_range(f"api.{key}", getattr(api, key), low, high, unit, above_low)
+    if api.pool_min > api.pool_max:
+        raise ConfigError(f"api.pool_min ({api.pool_min}) must be at most api.pool_max ({api.pool_max})")
+    for i, c in enumerate(api.chain_ids):
+        check_range(f"api.chain_ids[{i}]", c, 1, 2**63 - 1, "(a chain id)")
     free = {0: "a free port the system picks (tests)"}
     check_port("api.port", api.port, free)
     check_port("api.feed_port", api.feed_port, free)
-    if not 1 <= api.workers <= 64:
-        raise ConfigError(f"api.workers must be from 1 to 64 processes, got {api.workers}")
-    for key in ("pool_max", "write_pool_max", "feed_pool_max"):
-        if not 1 <= getattr(api, key) <= 1000:
-            raise ConfigError(f"api.{key} must be from 1 to 1000 connections, got {getattr(api, key)}")
-    if api.jwt_ttl_s < 60 or api.jwt_ttl_s > 86400:
-        raise ConfigError(f"api.jwt_ttl_s must be between 60 and 86400 seconds, got {api.jwt_ttl_s}")
-    if api.rate_limit_window_s <= 0:
-        raise ConfigError("api.rate_limit_window_s must be positive")
+    if api.port and api.port == api.feed_port and _same_host(api.host, api.feed_host):
+        raise ConfigError(
+            f"api.feed_port ({api.feed_port}) is api.port: the HTTP API and the feed need a port each; "
+            "set api.feed_port to another port"
+        )
     jwt_secret = _secret(api.jwt_secret_file, env, JWT_SECRET_ENV, "api.jwt_secret_file")
     if len(jwt_secret) < 32:
         raise ConfigError(f"the JWT secret must be at least 32 characters: set {JWT_SECRET_ENV} or api.jwt_secret_file")

@@ -4,12 +4,19 @@ caps never apply), a port out of range or held by another process, a log level i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.settings import RANGES, ApiSection, load_settings
+from core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
@@ -99,3 +106,76 @@ def test_an_unknown_log_level_is_a_usage_error(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "--log-level: invalid choice: 'verbose'" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+BASE: dict[str, Any] = {
+    "database": {"dsn": "postgresql://nobody@127.0.0.1:1/none"},
+    "redis": {"url": "redis://127.0.0.1:1/0"},
+    "chain": {"chain_id": 31337, "rpc_urls": ["http://127.0.0.1:1"]},
+}
+
+
+def test_every_numeric_api_key_has_a_range() -> None:
+    """Review s15 F3: about 25 [api] numbers were taken as given (0 made the feed's heartbeat spin a core
+    and its queues unbounded). Every one is checked now; ports and chain ids have checks of their own."""
+    numeric = {f.name for f in dataclasses.fields(ApiSection) if f.type in ("int", "float")}
+    assert numeric - {"port", "feed_port"} == set(RANGES)
+
+
+@pytest.mark.parametrize(
+    ("api", "fragment"),
+    [
+        ({"feed_heartbeat_s": 0}, "api.feed_heartbeat_s must be from 0.05 to 3,600 seconds, got 0"),
+        ({"feed_queue_max": 0}, "api.feed_queue_max must be from 1 to"),
+        ({"statement_timeout_ms": -1}, "api.statement_timeout_ms must be from 1 to 600,000 ms, got -1"),
+        ({"outbox_poll_s": 0}, "api.outbox_poll_s must be from 0.01"),
+        ({"cache_ttl_s": -1}, "api.cache_ttl_s must be"),
+        ({"head_timeout_s": float("nan")}, "api.head_timeout_s must be a finite number, got nan"),
+        ({"pool_min": 20, "pool_max": 10}, "api.pool_min (20) must be at most api.pool_max (10)"),
+        ({"chain_ids": [31337, -4]}, "api.chain_ids[1] must be from 1 to"),
+        ({"port": 58090, "feed_port": 58090}, "api.feed_port (58090) is api.port"),
+        ({"port": 58090, "feed_port": 58090, "feed_host": "0.0.0.0"}, "api.feed_port (58090) is api.port"),
+    ],
+)
+def test_api_values_out_of_range_are_refused_naming_the_key(api: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({**BASE, "api": api}, {"GL_API_JWT_SECRET": "x" * 48})
+    assert fragment in str(err.value)
+
+
+def test_the_same_port_on_two_addresses_is_allowed() -> None:
+    api = {"port": 58090, "feed_port": 58090, "host": "127.0.0.1", "feed_host": "127.0.0.2"}
+    assert load_settings({**BASE, "api": api}, {"GL_API_JWT_SECRET": "x" * 48}).api.feed_port == 58090
+
+
+def test_a_database_that_does_not_answer_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    proc = _api(tmp_path, "[api]\nport = 0\nfeed_port = 0\n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "database_unreachable" in out, out
+    assert "database.dsn: " in out, out
+    assert "Traceback" not in out, out
+
+
+@pytest.mark.pg
+def test_a_role_the_database_does_not_have_is_named(tmp_path: Path, db_dsn: str) -> None:
+    """Review s15 F3: api.db_role = "apii" failed in the lifespan: a traceback, 'Application startup
+    failed', exit 3. Now one line naming the key, exit 2."""
+    cfg = tmp_path / "api.toml"
+    cfg.write_text(
+        CONFIG.replace("postgresql://nobody@127.0.0.1:1/none", db_dsn)
+        + '[api]\nport = 0\nfeed_port = 0\ndb_role = "apii"\n'
+    )
+    env = {**os.environ, "GL_API_JWT_SECRET": "x" * 48}
+    proc = subprocess.run(
+        [sys.executable, "-m", "api", "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "api.db_role = 'apii'" in out, out
+    assert "Traceback" not in out, out
