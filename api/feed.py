@@ -83,6 +83,7 @@ SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS 
  LIMIT 500
 """
 MIN_SEQ_SQL = "SELECT min(seq) FROM idx.outbox WHERE chain_id = $1"
+MAX_SEQ_SQL = "SELECT max(seq) FROM idx.outbox"  # every chain's: admin broadcasts reach every chain's clients
 BACKLOG_SQL = """
 SELECT count(*) FROM (SELECT 1 FROM idx.outbox
                        WHERE chain_id = $1 AND seq > $2 AND seq <= $3
@@ -561,7 +562,14 @@ class Hub:
         sent = 0
         failed: bytes | None = None
         try:
-            oldest, heads, backlog = await self._replay_start(since, target, rooms)
+            oldest, newest, heads, backlog = await self._replay_start(since, target, rooms)
+            if newest is not None and since > newest:  # not a seq of this database: rebuilt or restored
+                failed = _error(
+                    "since_too_old",
+                    f"since {since} is beyond the newest event (seq {newest}): the outbox was"
+                    f" rebuilt or restored since; {RELOAD}",
+                )
+                return
             if oldest is not None and since + 1 < oldest:
                 failed = _error("since_too_old", f"the outbox starts at seq {oldest}; {RELOAD}")
                 return
@@ -610,12 +618,14 @@ class Hub:
 
     async def _replay_start(
         self, since: int, target: int, rooms: list[str]
-    ) -> tuple[int | None, asyncpg.Record | None, int]:
-        """The outbox's oldest seq, the chain's heads, and the events to replay (counted up to
+    ) -> tuple[int | None, int | None, asyncpg.Record | None, int]:
+        """The outbox's oldest seq (this chain's) and newest (any chain's: a `since` beyond it was not
+        issued by this database, review s15 F4), the chain's heads, and the events to replay (counted up to
         replay_max + 1, and only when the seq span is larger than replay_max; replay_max + 1 without
         counting when the span is more than SPAN_PER_REPLAY_MAX times replay_max: refused unread)."""
         async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
             oldest = await conn.fetchval(MIN_SEQ_SQL, self.chain_id)
+            newest = await conn.fetchval(MAX_SEQ_SQL) if since > target else None  # a worker may lag the table
             heads = await conn.fetchrow(HEADS_SQL, self.chain_id)
             backlog = target - since
             if backlog > SPAN_PER_REPLAY_MAX * self.replay_max:
@@ -624,7 +634,7 @@ class Hub:
                 backlog = await conn.fetchval(
                     BACKLOG_SQL, self.chain_id, since, target, rooms, list(ALL_ROOMS_EVENTS), self.replay_max + 1
                 )
-        return oldest, heads, backlog
+        return oldest, newest, heads, backlog
 
     # ---------------------------------------------------------------- server
 

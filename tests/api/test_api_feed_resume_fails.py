@@ -1,7 +1,7 @@
-"""A resume (`since`) that cannot be complete never looks complete: the outbox pruned past `since`,
-more than feed_replay_max events missing, or the replay unreadable (the feed's pool busy) each
-answer an error and leave the connection unsubscribed — no `replayed`, no live events after a
-gap — until the client subscribes again."""
+"""A resume (`since`) that cannot be complete never looks complete: the outbox pruned past `since`, a
+`since` this database never issued, more than feed_replay_max events missing, or the replay unreadable
+(the feed's pool busy) each answer an error and leave the connection unsubscribed — no `replayed`, no
+live events after a gap — until the client subscribes again."""
 
 from __future__ import annotations
 
@@ -49,6 +49,25 @@ async def test_a_resume_from_before_the_outbox_is_refused_and_stays_unsubscribed
         assert [(m["type"], m.get("code")) for m in frames] == [("error", "since_too_old")]
         assert "not subscribed" in frames[0]["message"]
         await assert_unsubscribed_until_asked(ws, conn)
+    await conn.close()
+
+
+async def test_a_resume_beyond_the_newest_event_is_refused(db_dsn: str, redis_url: str) -> None:
+    """Review s15 F4: a `since` beyond the outbox's newest seq (a client of a database since rebuilt into
+    another, or restored) was answered `replayed` with 0 events, as if complete: the client then missed
+    everything up to its old seq."""
+    conn = await asyncpg.connect(db_dsn)
+    seqs = [await trade_row(conn, 1, b) for b in range(1, 4)]
+    async with running(make_settings(db_dsn, redis_url)) as (_, _rt, url):
+        async with connect(url) as ws:
+            await subscribe(ws, ["market:1"], since=seqs[-1] + 5_000)
+            frames = await frames_until_quiet(ws)
+            assert [(m["type"], m.get("code")) for m in frames] == [("error", "since_too_old")]
+            assert f"beyond the newest event (seq {seqs[-1]})" in frames[0]["message"]
+            await assert_unsubscribed_until_asked(ws, conn)
+        async with connect(url) as ws:  # the newest seq itself: nothing to replay, and live from there
+            await subscribe(ws, ["market:1"], since=seqs[-1] + 2)
+            assert [m["type"] for m in await frames_until_quiet(ws)] == ["replayed"]
     await conn.close()
 
 
