@@ -47,6 +47,7 @@ class SiweError(ValueError):
 class Principal:
     address: str  # lowercase 0x hex
     roles: frozenset[str]
+    expires_at: int = 0  # the token's exp (unix seconds) when decoded from one; 0 when made to issue one
 
     @property
     def is_admin(self) -> bool:
@@ -269,7 +270,7 @@ def decode_token(settings: Settings, token: str) -> Principal | None:
     kept = {str(r) for r in roles if r in ("user", "creator")}
     if address in settings.admins:
         kept.add("admin")
-    return Principal(address, frozenset(kept))
+    return Principal(address, frozenset(kept), int(claims["exp"]))
 
 
 def bearer(header: str | None) -> str | None:

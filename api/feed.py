@@ -20,7 +20,9 @@ seq > since, then continues live — the writer drops anything at or below the l
 live rows arriving during the replay wait in a bounded list, so there is no gap and no duplicate.
 
 Privacy: on-chain events are public and reach anyone in their rooms; `notification` events (which
-the HTTP API guards with a token) reach only a connection signed in as the room's user.
+the HTTP API guards with a token) reach only a connection signed in as the room's user, until its
+token expires (the next heartbeat signs it out with `auth_expired`; an auth frame with a fresh token
+of the same address resumes them).
 
 Memory: every connection has a bounded queue; when the fan-out finds it full the connection is
 closed with 4008 (slow consumer) and dropped from the rooms at once — one slow client never holds
@@ -103,6 +105,10 @@ def owner_rooms(event: str, rooms: Sequence[str]) -> list[str]:
     return list(rooms)
 
 
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def may_receive(event: str, rooms: Sequence[str], address: str | None) -> bool:
     """A private event reaches a connection only when it is signed in as one of the event's users."""
     if event not in PRIVATE_EVENTS:
@@ -160,6 +166,7 @@ def _error(code: str, message: str) -> bytes:
 class Client:
     __slots__ = (
         "address",
+        "auth_until",
         "bucket",
         "closed",
         "ip",
@@ -168,6 +175,7 @@ class Client:
         "queue",
         "replaying",
         "rooms",
+        "signed_as",
         "started",
         "ws",
     )
@@ -176,7 +184,9 @@ class Client:
         self.ws = ws
         self.ip = ip
         self.bucket = bucket
-        self.address: str | None = None  # set by a valid token (header at connect or an auth frame)
+        self.address: str | None = None  # set by a valid token (header at connect or an auth frame) until it expires
+        self.auth_until = 0.0  # the token's exp (unix seconds): the heartbeat signs the connection out after it
+        self.signed_as: str | None = None  # the address it signed in as, kept after expiry: one address a connection
         self.queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=queue_max)
         self.rooms: set[str] = set()
         self.last_seq = 0
@@ -323,8 +333,19 @@ class Hub:
         self.metrics.feed_messages.labels("broadcast").inc(len(self.clients))
 
     def heartbeat(self) -> None:
+        """A heartbeat to every connection; a connection whose token expired is signed out first (it
+        gets no private event after its token's exp, give or take a heartbeat: review s15)."""
+        now = time.time()
         data = _msg(type="heartbeat", seq=self.head_seq, ts=dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"))
         for c in list(self.clients):
+            if c.address is not None and c.auth_until <= now:
+                c.address = None
+                expired = _error(
+                    "auth_expired",
+                    f"your token expired at {_iso(c.auth_until)}: private events stopped; send"
+                    ' {"op":"auth","token":"<JWT>"} with a fresh one (POST /v1/auth/refresh) to resume them',
+                )
+                self._offer(c, (None, expired))
             self._offer(c, (None, data))
 
     # ---------------------------------------------------------------- connections
@@ -381,7 +402,9 @@ class Hub:
         if ws.request is not None:
             token = auth.bearer(next(iter(ws.request.headers.get_all("Authorization")), None))
             principal = auth.decode_token(self.settings, token) if token else None
-            c.address = principal.address if principal else None
+            if principal is not None:
+                c.address = c.signed_as = principal.address
+                c.auth_until = principal.expires_at
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         self.clients.add(c)
         self.metrics.feed_connections.set(len(self.clients))
@@ -547,11 +570,14 @@ class Hub:
             return self._reply(
                 c, _error("auth_failed", "token invalid or expired: sign in again over HTTP (POST /v1/auth/verify)")
             )
-        if c.address is not None and c.address != principal.address:
+        if c.signed_as is not None and c.signed_as != principal.address:
             self.metrics.feed_errors.inc()
             return self._reply(c, _error("auth_failed", "this connection is signed in as another address"))
-        c.address = principal.address
-        return self._reply(c, _msg(type="authenticated", address=principal.address))
+        c.address = c.signed_as = principal.address
+        c.auth_until = principal.expires_at
+        return self._reply(
+            c, _msg(type="authenticated", address=principal.address, expiresAt=_iso(principal.expires_at))
+        )
 
     async def _replay(self, c: Client, since: int, target: int, rooms: list[str]) -> None:
         """Events (since, target] of `rooms` in order, then `replayed`, then the live ones held

@@ -6,6 +6,7 @@ SIGTERM that ends the process within its documented bound."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ipaddress
 import json
 import os
@@ -206,6 +207,41 @@ async def test_notification_events_reach_only_their_signed_in_owner(db_dsn: str,
                 assert [(await recv_type(owner, "event"))["seq"] for _ in range(2)] == [note, trade]
                 assert (await recv_type(anon, "event"))["seq"] == trade
                 assert (await recv_type(anon, "replayed"))["events"] == 1
+    finally:
+        await conn.close()
+
+
+async def test_a_feed_connection_is_signed_out_when_its_token_expires(db_dsn: str, redis_url: str) -> None:
+    """Review s15: a connection signed in with a token kept receiving that user's private notifications
+    for as long as it stayed open, hours after the token (15 minutes) expired. Now the heartbeat after
+    the token's exp signs it out (auth_expired) and a fresh token of the same address signs it in again;
+    another address still may not."""
+    import asyncpg
+
+    settings = make_settings(db_dsn, redis_url, feed_heartbeat_s=0.3)
+    now = time.time()
+    short, exp = issue_token(settings, Principal(USER, frozenset({"user"})), now=now - settings.api.jwt_ttl_s + 2)
+    fresh, _ = issue_token(settings, Principal(USER, frozenset({"user"})))
+    other, _ = issue_token(settings, Principal("0x" + "b2" * 20, frozenset({"user"})))
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        async with running(settings) as (_, _rt, url), connect(url) as ws:
+            await ws.send(json.dumps({"op": "auth", "token": short}))
+            signed = await recv_type(ws, "authenticated")
+            assert signed["expiresAt"] == dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            await subscribe(ws, [f"user:{USER}"])
+            expired = await recv_type(ws, "error", wait_s=10)
+            assert expired["code"] == "auth_expired"
+            assert time.time() >= exp
+            await outbox(conn, "notification", [f"user:{USER}"], {"kind": "won", "recipient": USER})
+            trade = await outbox(conn, "market:trade", [f"user:{USER}", "market:1"], {"market_id": 1})
+            assert (await recv_type(ws, "event"))["seq"] == trade  # the notification was not sent
+            await ws.send(json.dumps({"op": "auth", "token": other}))
+            assert (await recv_type(ws, "error"))["code"] == "auth_failed"  # one address a connection
+            await ws.send(json.dumps({"op": "auth", "token": fresh}))
+            await recv_type(ws, "authenticated")
+            note = await outbox(conn, "notification", [f"user:{USER}"], {"kind": "won", "recipient": USER})
+            assert (await recv_type(ws, "event"))["seq"] == note
     finally:
         await conn.close()
 
