@@ -101,6 +101,7 @@ class Cache:
         enabled: bool = True,
         l1_max: int = 2048,
         l1_ttl_s: float = 10.0,
+        l1_max_bytes: int = 64 << 20,
     ) -> None:
         self.client = client
         self.ns = f"{prefix}:{chain_id}:"
@@ -112,6 +113,8 @@ class Cache:
         self._retry_at = 0.0
         self.l1: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
         self.l1_max = l1_max
+        self.l1_max_bytes = l1_max_bytes  # the bodies held: 2,048 list pages of ~100 KB were 200 MB (review s15)
+        self.l1_bytes = 0
         self.l1_ttl_s = l1_ttl_s
         self.inflight: dict[tuple[str, str], Lead] = {}
         # The generation at which each key, or everything, was last invalidated (stale()).
@@ -213,25 +216,37 @@ class Cache:
         if entry is None:
             return None
         if entry[0] < time.monotonic():
-            del self.l1[(key, field)]
+            self._l1_del((key, field))
             return None
         self.l1.move_to_end((key, field))
         return entry[1]
 
     def _l1_put(self, key: str, field: str, value: bytes, ttl_s: float | None = None) -> None:
-        if self.l1_max <= 0:
+        if self.l1_max <= 0 or len(value) > self.l1_max_bytes // 16:  # a huge body would evict a crowd
             return
+        self._l1_del((key, field))
         self.l1[(key, field)] = (time.monotonic() + min(self.l1_ttl_s, ttl_s or self.l1_ttl_s), value)
-        self.l1.move_to_end((key, field))
-        while len(self.l1) > self.l1_max:
-            self.l1.popitem(last=False)
+        self.l1_bytes += len(value)
+        while len(self.l1) > self.l1_max or self.l1_bytes > self.l1_max_bytes:
+            _, (_, old) = self.l1.popitem(last=False)
+            self.l1_bytes -= len(old)
+
+    def _l1_del(self, k: tuple[str, str]) -> None:
+        entry = self.l1.pop(k, None)
+        if entry is not None:
+            self.l1_bytes -= len(entry[1])
+
+    def clear_local(self) -> None:
+        """Drops this process's level (what another API worker sees: Redis only)."""
+        self.l1.clear()
+        self.l1_bytes = 0
 
     def _l1_drop(self, keys: set[str] | None) -> None:
         if keys is None:
-            self.l1.clear()
+            self.clear_local()
         else:
             for k in [k for k in self.l1 if k[0] in keys]:
-                del self.l1[k]
+                self._l1_del(k)
 
     def get_local(self, key: str, field: str) -> bytes | None:
         """The in-process level only (no await): the Edge's fast path for repeated URLs."""
@@ -314,7 +329,7 @@ class Cache:
     async def clear(self) -> bool:
         """Drops every key of this namespace (after a reorg); owed if Redis does not take it."""
         self._invalidated(None)
-        self.l1.clear()
+        self.clear_local()
         if self.client is None:
             return True
         self._owe(None)

@@ -28,9 +28,9 @@ async def cached(redis_url: str, hole: BlackHole) -> tuple[Cache, aioredis.Redis
     cache = Cache(client, "debt", 31337, 300, Metrics())
     for key in ("market:1", "market:2"):
         await cache.set(key, "v", b"before the trade", cache.generation)
-    cache.l1.clear()  # what other API workers see: Redis only
+    cache.clear_local()  # what other API workers see: Redis only
     assert await cache.get("market:1", "v") == b"before the trade"
-    cache.l1.clear()
+    cache.clear_local()
     return cache, client
 
 
@@ -59,8 +59,31 @@ async def test_a_failed_invalidation_is_paid_before_redis_is_read_again(redis_ur
         # a key the row did not touch is kept, and one a reorg touched everything is gone
         assert await direct.exists("debt:31337:market:2") == (0 if reorg else 1)
         await cache.set("market:1", "v", b"after the trade", cache.generation)
-        cache.l1.clear()
+        cache.clear_local()
         assert await cache.get("market:1", "v") == b"after the trade"  # caching again once paid
         await client.aclose()
     await direct.flushdb()
     await direct.aclose()
+
+
+def test_the_local_level_is_bounded_in_bytes_as_well_as_entries() -> None:
+    """Review s15: the in-process level held up to 2,048 bodies whatever their size (list pages of
+    ~100 KB: 200 MB a chain). It now also keeps their bytes under l1_max_bytes, oldest out first, and
+    does not hold a body above a sixteenth of it (one would evict a crowd of small ones)."""
+    cache = Cache(None, "bytes", 31337, 300, Metrics(), l1_max_bytes=16_000)
+    for i in range(10):
+        cache._l1_put(f"k{i}", "v", bytes([i]) * 900)
+    assert cache.l1_bytes == sum(len(v) for _, v in cache.l1.values()) <= 16_000
+    assert list(cache.l1) == [(f"k{i}", "v") for i in range(10)]  # 9,000 bytes: all held
+    for i in range(10, 20):
+        cache._l1_put(f"k{i}", "v", bytes([i]) * 900)
+    assert cache.l1_bytes == sum(len(v) for _, v in cache.l1.values()) <= 16_000
+    assert cache._l1_get("k0", "v") is None
+    assert cache._l1_get("k19", "v") == bytes([19]) * 900
+    cache._l1_put("big", "v", b"x" * 1_001)
+    assert cache._l1_get("big", "v") is None
+    cache._l1_put("k19", "v", b"y")  # a replaced body is counted once
+    assert cache.l1_bytes == sum(len(v) for _, v in cache.l1.values())
+    cache._l1_drop({"k19"})
+    cache.clear_local()
+    assert (cache.l1_bytes, len(cache.l1)) == (0, 0)

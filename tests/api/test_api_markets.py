@@ -299,7 +299,7 @@ def test_keeper_aggregates_used_when_fresh(filled: TestClient, db_dsn: str) -> N
         await conn.close()
 
     asyncio.run(agg("1 minute"))
-    filled.app.state.runtime.state.cache.l1.clear()  # type: ignore[attr-defined]
+    filled.app.state.runtime.state.cache.clear_local()  # type: ignore[attr-defined]
     r = filled.get("/v1/markets", params={"sort": "volume24h:desc"}).json()
     assert [m["id"] for m in r["data"]] == [2, 3, 1]
     assert r["meta"]["sortSource"] == "agg"

@@ -492,7 +492,8 @@ def test_dust_fees_cannot_hold_back_a_vesting_pool(env: Env) -> None:
     env.buy(trader, market, 1, 1_000_000 * USDC)
     env.buy_shares(holder, creator, 1)  # the fold starts the market fee vesting: a day from now
     pool, last, end = stream(env, creator)
-    assert pool > 9_000 * USDC and end == last + DAY
+    assert pool > 9_000 * USDC
+    assert end == last + DAY
     added = 0
     for hour in range(1, 24):
         env.next_block_at(last + hour * 3_600)
