@@ -350,6 +350,7 @@ class ChainView:
     nonce_latest: int  # the sender's mined transaction count
     balance: int
     fees: Fees  # market fees for the next block
+    nonce_finalized: int | None = None  # the count at the finalized block; None: the node did not say
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -400,15 +401,21 @@ class Abandon:
 
 TxAction = MarkMined | MarkFinalized | Reorged | Dropped | Rebroadcast | Replace | Wait | Abandon
 
+# How nodes say they hold the transaction already (geth/anvil, parity, nethermind, erigon's DuplicateHash).
+ALREADY_KNOWN = (
+    "already known",
+    "known transaction",
+    "already imported",
+    "existing tx with same hash",
+    "already exists",
+)
 # What nodes answer eth_sendRawTransaction with when the transaction may yet go in as it is, or is in
 # already (geth, erigon, nethermind, reth, anvil wording): a fee below the pool's or the base fee, a
 # nonce taken meanwhile, a full or busy pool, a rate limit, funds (KeeperLowBalance: top up). Any
 # other refusal is about the transaction itself (gas above the block's limit, a fee above the node's
 # cap, a bad signature or chain id, oversized data) and sending the same bytes again cannot help.
 TRANSIENT_REFUSALS = (
-    "already known",
-    "known transaction",
-    "already imported",
+    *ALREADY_KNOWN,
     "underpriced",
     "fee too low",
     "less than block base fee",
@@ -435,7 +442,8 @@ def broadcast_refused_for_good(message: str) -> bool:
     return not any(m in text for m in TRANSIENT_REFUSALS)
 
 
-DROP_GRACE_BLOCKS = 2  # blocks after our last send before "nonce used, no receipt" means dropped
+DROP_GRACE_BLOCKS = 2  # blocks after our last send before "nonce used, no receipt" is looked into
+NONCE_USED_NOT_FINAL = "nonce_used_receipt_pending"  # waits for finality before "dropped"
 
 
 def last_send(attempts: Sequence[Attempt]) -> int | None:
@@ -493,11 +501,24 @@ def decide_tx(
             return Rebroadcast(latest.index)
         if chain.head - sent < DROP_GRACE_BLOCKS:
             return None
+        # Dropped only once the nonce is used in finalized state: a node whose receipts lag its nonce (an
+        # index catching up, a load balancer) showed a mined tx as "nonce used, no receipt" for blocks, and
+        # calling it dropped freed the job key: a creator was distributed twice in a day (review s15).
+        # Without the count at finalized, our last send at or below the finalized block stands in for it.
+        if chain.nonce_finalized is not None:
+            final = chain.nonce_finalized > tx.nonce
+        else:
+            final = sent <= chain.finalized
+        if not final:
+            return Wait(NONCE_USED_NOT_FINAL)
         return Dropped("nonce_consumed_by_unrecorded_tx")
-    if latest.refusals >= max_refusals and not latest.cancel:
+    # While the node holds the attempt (eth_getTransactionByHash), an error answered to its broadcast is
+    # not a refusal: a provider that broadcast it and answered an error anyway, or erigon's answer to a
+    # repeat, made the keeper cancel its own valid transaction after max_refusals passes (review s15).
+    if latest.refusals >= max_refusals and not latest.cancel and not latest.known:
         # every broadcast of these bytes was refused for good: free the nonce for the ones above it
         return Abandon(replacement_fees(latest.fees, chain.fees, policy) or chain.fees)
-    if latest.refusals > 0:  # refused for good last time: a fee bump of the same call cannot help
+    if latest.refusals > 0 and not latest.known:  # refused for good last time: a fee bump cannot help
         return Rebroadcast(latest.index, "cancel_refused" if latest.cancel else "broadcast_refused")
     if latest.sent_block is None:
         return Rebroadcast(latest.index)  # recorded, never sent (crash between record and broadcast)
@@ -529,13 +550,17 @@ def abandoned(attempts: Sequence[Attempt], cancel_index: int, max_refusals: int)
 # ------------------------------------------------------------------------------- nonces
 
 
-def next_nonce(local_next: int | None, chain_pending: int, chain_latest: int, live_nonces: Sequence[int]) -> int:
+def next_nonce(
+    local_next: int | None, chain_pending: int, chain_latest: int, live_nonces: Sequence[int], mined_floor: int = 0
+) -> int:
     """The next nonce to allocate. Never below a live (recorded, unmined) nonce + 1 or the local
-    counter while anything is live; with nothing live, the chain's count is the truth."""
+    counter while anything is live; with nothing live, the chain's count is the truth — but never below
+    `mined_floor` (the highest nonce the ledger saw mined, + 1): a lagging node's older count made the
+    keeper sign at a nonce its own mined transaction holds (review s15)."""
     live = [n for n in live_nonces if n >= chain_latest]
     if not live:
-        return max(chain_pending, chain_latest)
-    floor = max(max(live) + 1, chain_pending, chain_latest)
+        return max(chain_pending, chain_latest, mined_floor)
+    floor = max(max(live) + 1, chain_pending, chain_latest, mined_floor)
     return floor if local_next is None else max(local_next, floor)
 
 

@@ -246,11 +246,14 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
                 decisions.append(
                     ("resolve", key, "skipped", f"simulation: {sim.reason}", {"outcome": a.outcome, "source": a.source})
                 )
-                if a.queue_id is not None and sim.reason == "MarketAlreadyResolved":
-                    skipped_queue.append((a.queue_id, "already_resolved"))
-                elif a.queue_id is not None and sim.reason == "MarketNotOpen":
-                    skipped_queue.append((a.queue_id, "already_proposed"))
-                elif a.queue_id is not None and sim.refused:  # the contract says no: report, never retry forever
+                if sim.reason in ("MarketAlreadyResolved", "MarketNotOpen"):  # another resolver was first
+                    if a.queue_id is not None:
+                        reason = "already_resolved" if sim.reason == "MarketAlreadyResolved" else "already_proposed"
+                        skipped_queue.append((a.queue_id, reason))
+                elif sim.refused:
+                    # The contract says no (a revoked role, a paused contract): report it, a queue entry and a
+                    # price-feed rule alike; a rule's refusal was only a skip, so nothing alerted until the
+                    # expire job voided the market INVALID (review s15)
                     failed.append(ItemFailure("simulate", key, a.queue_id, f"simulation reverted: {sim.reason}"))
                 log.warning("resolve_simulation_failed", market_id=a.market_id, reason=sim.reason)
                 continue

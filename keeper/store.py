@@ -515,6 +515,19 @@ async def fail_queue_entries(pool: asyncpg.Pool, fence: Fence, ids_reasons: Sequ
         )
 
 
+async def mined_nonce_floor(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> int:
+    """The highest nonce the ledger saw mined for `sender`, + 1 (0 if none): used for certain, whatever
+    count a lagging node reports (a reorged one is pending again, not counted)."""
+    async with pool.acquire() as conn:
+        floor = await conn.fetchval(
+            "SELECT max(nonce) + 1 FROM keeper.txs WHERE chain_id = $1 AND sender = $2"
+            " AND status IN ('mined', 'confirmed', 'reverted')",
+            chain_id,
+            sender,
+        )
+    return int(floor or 0)
+
+
 async def stored_next_nonce(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> int | None:
     async with pool.acquire() as conn:
         v = await conn.fetchval(

@@ -198,8 +198,9 @@ class TxManager:
         if local is None:
             local = await store.stored_next_nonce(self.pool, self.chain_id, self.signer.address_bytes)
             if local is not None and not live_nonces:
-                local = None  # nothing live: the chain is the truth
-        self._next = decide.next_nonce(local, pending, latest, live_nonces)
+                local = None  # nothing live: the chain is the truth (but never below what the ledger saw mined)
+        floor = await store.mined_nonce_floor(self.pool, self.chain_id, self.signer.address_bytes)
+        self._next = decide.next_nonce(local, pending, latest, live_nonces, floor)
         self.metrics.nonce_gap.set(len(decide.nonce_gaps(latest, live_nonces)))
         return self._next
 
@@ -320,7 +321,7 @@ class TxManager:
             err, for_good = None, False
             if isinstance(res, RpcError):
                 msg = res.message.lower()
-                if "already known" in msg or "known transaction" in msg or "already imported" in msg:
+                if any(m in msg for m in decide.ALREADY_KNOWN):
                     err = None
                 else:
                     err = res.message[:200]
@@ -354,13 +355,14 @@ class TxManager:
             ("eth_getTransactionCount", [self.signer.address, "latest"]),
             ("eth_getTransactionCount", [self.signer.address, "pending"]),
             ("eth_getBalance", [self.signer.address, "latest"]),
+            ("eth_getTransactionCount", [self.signer.address, "finalized"]),
             *(("eth_getTransactionReceipt", [hx(h)]) for _, _, h in hashes),
             *(("eth_getTransactionByHash", [hx(t.attempts[-1].tx_hash)]) for t in pending_latest),
             *(("eth_getBlockByNumber", [hex(t.mined_block or 0), False]) for t in was_mined),
         ]
         node = self.rpc.pick_node()  # the receipts and the canonical-block check below ask the same node
         results = await self.rpc.batch(calls, node=node)
-        pre, rest = results[:5], results[5:]
+        pre, rest = results[:6], results[6:]
         receipt_results = rest[: len(hashes)]
         known_results = rest[len(hashes) : len(hashes) + len(pending_latest)]
         block_results = rest[len(hashes) + len(pending_latest) :]
@@ -368,6 +370,7 @@ class TxManager:
             if isinstance(r, RpcError):
                 raise r
         head, nonce_latest, balance = to_int(pre[0]), to_int(pre[2]), to_int(pre[4])
+        nonce_finalized = None if isinstance(pre[5], RpcError) or pre[5] is None else to_int(pre[5])
         fin_block = pre[1]
         finalized = (
             max(0, head - self.settings.chain.finality_depth)
@@ -424,7 +427,7 @@ class TxManager:
         fees: Fees | None = None
         if any(t.status == "pending" for t in live):
             fees = await self.market_fees()
-        chain = decide.ChainView(head, finalized, nonce_latest, balance, fees or Fees(0, 0))
+        chain = decide.ChainView(head, finalized, nonce_latest, balance, fees or Fees(0, 0), nonce_finalized)
         confirmations = self.settings.confirmations
         replace_after = self.settings.keeper.replace_after_blocks
         rebroadcasts: list[tuple[int, bytes, str]] = []
@@ -653,7 +656,7 @@ class TxManager:
         elif isinstance(action, decide.Wait):
             still_pending.append(t.nonce)
             summary.waiting[action.reason] = summary.waiting.get(action.reason, 0) + 1
-            if action.reason != "queued_behind_lower_nonce":  # that one is normal while the lower one mines
+            if action.reason not in ("queued_behind_lower_nonce", decide.NONCE_USED_NOT_FINAL):  # normal for a while
                 log.warning("tx_stuck", job_key=t.job_key, nonce=t.nonce, reason=action.reason)
 
     async def _replace(self, t: TxRow, fees: Fees, fence: Fence, abandon: bool = False) -> bool:

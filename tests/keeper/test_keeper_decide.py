@@ -194,7 +194,15 @@ def test_distribution_only_with_holders_and_something_to_credit_or_start(
         assert supply == 0 or (fees_ == 0 and vested * 10**12 // supply == 0)
 
 
-chains = st.builds(ChainView, st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 100), wei, fees)
+chains = st.builds(
+    ChainView,
+    st.integers(0, 1000),
+    st.integers(0, 1000),
+    st.integers(0, 100),
+    wei,
+    fees,
+    st.none() | st.integers(0, 100),
+)
 
 
 blocks = st.one_of(st.none(), st.integers(0, 1000))
@@ -262,6 +270,10 @@ def test_tx_decisions_are_safe(
         sends = [b for at in attempts for b in (at.sent_block, at.last_sent_block) if b is not None]
         assert sends
         assert chain.head - max(sends) >= decide.DROP_GRACE_BLOCKS
+        if chain.nonce_finalized is None:
+            assert max(sends) <= chain.finalized
+        else:
+            assert chain.nonce_finalized > nonce
     if isinstance(a, decide.Reorged):
         assert receipt is None
         assert status != "pending"
@@ -310,8 +322,8 @@ def test_a_reorg_rebroadcast_restarts_the_drop_grace() -> None:
     last send, so a used nonce without a receipt at 21 waits; at 22 it is dropped."""
     attempts = (Attempt(0, F, 5, True, False, 20),)
     tx = TxView("pending", 3, 100_000, 0, attempts, None, None, None, False)
-    assert decide.decide_tx(tx, ChainView(21, 0, 4, 10**18, F), 1, 3, P) is None
-    assert isinstance(decide.decide_tx(tx, ChainView(22, 0, 4, 10**18, F), 1, 3, P), decide.Dropped)
+    assert decide.decide_tx(tx, ChainView(21, 0, 4, 10**18, F, 4), 1, 3, P) is None
+    assert isinstance(decide.decide_tx(tx, ChainView(22, 0, 4, 10**18, F, 4), 1, 3, P), decide.Dropped)
 
 
 def test_a_used_nonce_with_no_recorded_send_is_sent_before_any_drop() -> None:
@@ -336,10 +348,43 @@ def test_a_used_nonce_without_a_receipt_waits_before_dropping() -> None:
     attempts = (Attempt(0, Fees(10 * GWEI, GWEI), 9, True),)
     tx = TxView("pending", 3, 100_000, 0, attempts, None, None, None, False)
     fees = Fees(10 * GWEI, GWEI)
-    just_sent = decide.decide_tx(tx, ChainView(10, 0, 4, 10**18, fees), 1, 3, p)
+    just_sent = decide.decide_tx(tx, ChainView(10, 0, 4, 10**18, fees, 4), 1, 3, p)
     assert just_sent is None  # nothing to do yet
-    later = decide.decide_tx(tx, ChainView(9 + decide.DROP_GRACE_BLOCKS, 0, 4, 10**18, fees), 1, 3, p)
+    later = decide.decide_tx(tx, ChainView(9 + decide.DROP_GRACE_BLOCKS, 0, 4, 10**18, fees, 4), 1, 3, p)
     assert isinstance(later, decide.Dropped)
+
+
+def test_a_used_nonce_is_dropped_only_once_used_in_finalized_state() -> None:
+    """Review s15: a node whose receipts lag its nonce showed a mined distribution as "nonce used, no
+    receipt" for a few blocks; calling it dropped freed the job key and the creator was distributed twice
+    that day. Now it waits until the finalized count has used the nonce (or, without that count, until
+    our last send is finalized)."""
+    tx = TxView("pending", 3, 100_000, 0, (Attempt(0, F, 9, True),), None, None, None, False)
+    waiting = decide.decide_tx(tx, ChainView(30, 20, 4, 10**18, F, 3), 1, 3, P)
+    assert waiting == decide.Wait(decide.NONCE_USED_NOT_FINAL)
+    assert isinstance(decide.decide_tx(tx, ChainView(30, 20, 4, 10**18, F, 4), 1, 3, P), decide.Dropped)
+    assert decide.decide_tx(tx, ChainView(30, 8, 4, 10**18, F), 1, 3, P) == decide.Wait(decide.NONCE_USED_NOT_FINAL)
+    assert isinstance(decide.decide_tx(tx, ChainView(30, 9, 4, 10**18, F), 1, 3, P), decide.Dropped)
+
+
+def test_an_attempt_the_node_holds_is_never_abandoned_for_the_errors_its_broadcasts_got() -> None:
+    """Review s15: a provider that broadcast the transaction and answered an error anyway (or erigon
+    answering a repeat "existing tx with same hash") counted a refusal every pass, and after
+    max_refusals the keeper cancelled its own transaction that the node held. While the node holds it
+    (eth_getTransactionByHash), refusals decide nothing; when it does not, they still do."""
+    held = TxView("pending", 3, 100_000, 0, (Attempt(0, F, 9, True, False, None, 7),), None, None, None, False)
+    assert decide.decide_tx(held, ChainView(10, 0, 3, 10**18, F), 1, 3, P) is None
+    lost = TxView("pending", 3, 100_000, 0, (Attempt(0, F, 9, False, False, None, 7),), None, None, None, False)
+    assert isinstance(decide.decide_tx(lost, ChainView(10, 0, 3, 10**18, F), 1, 3, P, max_refusals=5), decide.Abandon)
+    assert decide.broadcast_refused_for_good("INTERNAL_ERROR: existing tx with same hash") is False
+
+
+def test_the_next_nonce_is_never_below_what_the_ledger_saw_mined() -> None:
+    """Review s15: with nothing live, a lagging node's older count was taken as the truth and the keeper
+    signed at a nonce its own mined transaction holds (every insert of the batch then failed)."""
+    assert decide.next_nonce(None, 0, 0, [], mined_floor=1) == 1
+    assert decide.next_nonce(None, 5, 5, [], mined_floor=1) == 5
+    assert decide.next_nonce(7, 2, 2, [3, 4], mined_floor=6) == 7
 
 
 @given(

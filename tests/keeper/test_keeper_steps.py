@@ -260,12 +260,14 @@ async def test_a_reverted_finalize_is_sent_again_while_it_simulates_at_most_thre
         assert h.leader.fence is not None
 
         async def reverted(n: int) -> None:
+            # another sender's rows: the keeper's own nonces above its real ones would be mined nonces it
+            # never allocates below (store.mined_nonce_floor); the revert count is per market, any sender
             await fetch(
                 db_dsn,
                 "INSERT INTO keeper.txs (chain_id, job, job_key, sender, to_address, data, nonce, gas_limit, status,"
                 " epoch, market_id) VALUES (31337, 'finalize', $1, $2, $2, '', $3, 100000, 'reverted', $4, $5)",
                 f"finalize:{m}",
-                bytes.fromhex(KEEPER.address[2:]),
+                b"\x99" * 20,
                 10_000 + n,
                 h.leader.fence.epoch,
                 m,
