@@ -166,8 +166,9 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
 
     # -------- creator shares (before the markets end, so market fees are waiting to be collected)
     bs = cs.functions.buyShares
-    rec.send(bs(creator_a, 1, MAX_UINT, deadline), creator_a, "buyShares", "creator's first share (price 0)")
-    rec.send(bs(creator_b, 1, MAX_UINT, deadline), creator_b, "buyShares", "creator's first share (price 0)")
+    first = "creator's first share (price 0; credits it the market fees its markets earned before)"
+    rec.send(bs(creator_a, 1, MAX_UINT, deadline), creator_a, "buyShares", first)
+    rec.send(bs(creator_b, 1, MAX_UINT, deadline), creator_b, "buyShares", first)
     rec.send(
         bs(creator_a, 1, MAX_UINT, deadline),
         traders[0],
@@ -182,6 +183,7 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
     dist = cs.functions.distributeDividends
     warp(3_600)  # an hour of the share fees' stream vests
     rec.send(dist(creator_a), keeper, "distributeDividends", "vested share fees; market fees start vesting")
+    rec.send(om.functions.buy(2, 0, 10 * USDC, 0, deadline), traders[1])  # a market fee after creator_b's first share
     rec.send(dist(creator_b), keeper, "distributeDividends", "market fees start vesting (nothing vested yet)")
     for t in traders[:4]:
         rec.send(bs(creator_a, 1, MAX_UINT, deadline), t, "buyShares", "holder after a distribution (settles)")

@@ -97,7 +97,8 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     ///        stream's end (see `dividendStream`).
     /// @param accPerShare the accumulator after the fold that preceded the trade, scaled by 1e18.
     /// @param distributed vested since the previous fold and folded into `accPerShare` before the trade,
-    ///        credited to the holders before the trade.
+    ///        credited to the holders before the trade; on the creator's first buy, the market fees its markets
+    ///        earned before it, credited to the creator.
     event SharesTraded(
         address indexed creator,
         address indexed trader,
@@ -195,17 +196,25 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
         Accrual memory a = accruals[creator];
         uint256 distributed;
-        if (c.supply == 0) {
+        bool first = c.supply == 0;
+        if (first) {
             // the creator's first buy, once per creator (the first share is never sold): acc starts at 1 so
             // later folds never pay a zero-to-nonzero write, and the pool's first fee vests from now
             a.acc = 1;
             a.lastFold = uint32(block.timestamp); // < 2**32 until 2106, as every timestamp this contract keeps
+            // Market fees the creator's markets earned before this share are the creator's, credited whole now:
+            // streamed, they went to whoever bought next at a near-free price and held a day (review s15 F2)
+            if (address(marketFeeSource) != address(0)) {
+                distributed = marketFeeSource.creatorFeesAccrued(creator);
+                a.marketFolded = distributed.toUint112(); // still in OpinionMarket: a claim collects them first
+            }
             accruals[creator] = a;
         } else {
             (distributed,) = _fold(creator, c, a);
             accruals[creator] = a;
         }
         Holding memory h = _settle(holdings[creator][msg.sender], a.acc);
+        if (first) h.credited = (h.credited + distributed).toUint80(); // msg.sender is the creator
         h.shares = (h.shares + amount).toUint32();
         h.lockedUntil = (block.timestamp + lockPeriod).toUint32();
         holdings[creator][msg.sender] = h;

@@ -907,9 +907,12 @@ class _Fold:
         c.supply = e.supply
         c.pool = e.pool
         c.acc_per_share = e.acc_per_share
-        c.distributed_total += e.distributed  # what vested, credited to the holders before the trade
-        if not (e.is_buy and e.supply == e.amount):  # the creator's first buy does not fold
-            c.market_fees_folded = c.market_fees_accrued  # a fold starts every market fee accrued so far vesting
+        # what vested, credited to the holders before the trade (the creator's first buy: the market fees
+        # earned before it, credited to the creator whole)
+        c.distributed_total += e.distributed
+        # a fold starts every market fee accrued so far vesting; the creator's first buy credits them: either
+        # way they are CreatorShares' from now (marketFeesFolded), still held by OpinionMarket
+        c.market_fees_folded = c.market_fees_accrued
         c.creator_fees += e.creator_fee
         c.volume += e.price
         c.trade_count += 1

@@ -451,12 +451,20 @@ class System:
         if total > max_cost:
             raise Revert("CreatorShares", "SlippageExceeded")
         self._pull(sender, self.cs, total)
+        backlog = 0
         if supply == 0:
             self.acc[creator] = 1
             self.last_fold[creator] = now
+            # the market fees earned before the creator's first share: the creator's, credited whole
+            backlog = self.market_folded[creator] = self.creator_fees_accrued[creator]
         else:
             self._fold(creator, now)
         h = self._settle(creator, sender)
+        if backlog:
+            h.credited += backlog
+            assert h.credited < 2**80, "credit beyond uint80"
+            self.ideal[(creator, sender)] += backlog
+            self.distributed[creator] += backlog
         h.shares += amount
         h.locked_until = now + self.params.lock
         self.holdings[(creator, sender)] = h

@@ -510,6 +510,33 @@ def test_dust_fees_cannot_hold_back_a_vesting_pool(env: Env) -> None:
     assert left < pool // 200  # restarting the day at each fee left about 36 % of it
 
 
+def test_market_fees_earned_before_the_creators_first_share_are_the_creators(env: Env) -> None:
+    """Review s15 F2: fees the creator's markets earned before its first share only started vesting at the
+    next fold, to whoever held during the next day: a backrunner buying 30 shares right after the creator's
+    free first share (supply 1 -> 31, ~650 USDC) took 30/31 of a 5,000 USDC backlog and netted +4,749.
+    Now the first buy credits the backlog to the creator whole; the backrunner gets none of it."""
+    creator, sniper, trader = env.traders[:3]
+    market, _ = env.create_market(creator, 1_000 * USDC, 2 * DAY)
+    for i in range(5):  # 500,000 USDC of volume before the creator ever touched CreatorShares
+        env.buy(trader, market, i % 2, 100_000 * USDC)
+    backlog = env.om.functions.creatorFeesAccrued(creator).call()
+    assert backlog >= 4_000 * USDC
+    first = env.event(env.send(buy_fn(env, creator, 1), creator), env.cs, "SharesTraded")
+    assert first["distributed"] == first["traderClaimable"] == backlog
+    assert env.cs.functions.pendingPool(creator).call() == [0, 0]  # credited, not streamed
+    sniper_before = env.balance(sniper)
+    own_fee = env.event(env.send(buy_fn(env, creator, 30), sniper), env.cs, "SharesTraded")["dividendFee"]
+    _, _, end, _ = env.cs.functions.dividendStream(creator).call()
+    env.next_block_at(end)
+    env.send(sell_fn(env, creator, 30), sniper)
+    taken = env.cs.functions.claimableDividends(creator, sniper).call()
+    assert taken <= own_fee  # 30/31 of its own buy's dividend fee back, nothing of the backlog
+    assert env.balance(sniper) < sniper_before  # the curve's fees: backrunning loses money
+    paid, receipt = env.send_returning(env.cs.functions.claimDividends(creator), creator)
+    assert paid >= backlog
+    assert env.event(receipt, env.om, "CreatorFeesCollected")["amount"] == backlog
+
+
 def test_new_holder_gets_no_dividends_vested_before_buying(env: Env) -> None:
     """A holder who buys after a distribution is settled at the current accumulator: claimable 0."""
     creator, a, late = env.traders[:3]

@@ -646,15 +646,17 @@ def test_creator_fees_go_only_to_creator_shares_never_to_the_caller(env: Env) ->
         args = env.reverts(env.om.functions.collectCreatorFees(creator, accrued), who, OM, "NotCreatorShares")
         assert args == (who,)
     assert env.om.functions.creatorFeesAccrued(creator).call() == accrued
-    env.buy_shares(creator, creator, 1)
-    cs_before = env.balance(env.cs.address)
-    receipt = env.send(env.cs.functions.distributeDividends(creator), env.keeper)
+    env.buy_shares(creator, creator, 1)  # fees earned before the creator's first share: credited to it
+    assert env.cs.functions.claimableDividends(creator, creator).call() == accrued
+    creator_before = env.balance(creator)
+    paid, receipt = env.send_returning(env.cs.functions.claimDividends(creator), creator)
     assert env.event(receipt, env.om, "CreatorFeesCollected") == {
         "creator": creator,
         "collector": env.cs.address,
         "amount": accrued,
     }
-    assert env.balance(env.cs.address) == cs_before + accrued
+    assert paid == accrued
+    assert env.balance(creator) == creator_before + accrued
     assert env.om.functions.creatorFeesAccrued(creator).call() == 0
 
 

@@ -15,6 +15,7 @@ from tests.indexer.helpers import (
     FAR,
     REORG_WALLETS,
     Node,
+    buy_request,
     dump,
     fetch,
     index_to_head,
@@ -286,4 +287,34 @@ def test_blind_positions_equal_positions_read_first(
     got, want = dump(db_dsn), dump(other)
     for table in want:
         assert got[table] == want[table], table
+    reconcile(node.w3, node.deployment, db_dsn)
+
+
+def test_market_fees_before_the_creators_first_share_reconcile(node: Node, db_dsn: str, tmp_path: Path) -> None:
+    """Review s15 F2: the creator's first buy credits the market fees its markets earned before it to the
+    creator (SharesTraded.distributed, traderClaimable) and they become CreatorShares' (marketFeesFolded)
+    while OpinionMarket still holds them; the claim that collects them leaves the pool as it was."""
+    market = open_market(node)  # created by account 14, who holds no share of itself
+    for i in range(3):
+        tx = node.w3.eth.send_transaction(buy_request(node, market, i, 50_000 * 10**6))  # type: ignore[arg-type]
+        node.w3.eth.wait_for_transaction_receipt(tx)
+    creator = node.w3.eth.accounts[14]
+    om = node.w3.eth.contract(address=node.deployment["contracts"]["OpinionMarket"], abi=load_abi("OpinionMarket"))
+    cs = node.w3.eth.contract(address=node.deployment["contracts"]["CreatorShares"], abi=load_abi("CreatorShares"))
+    backlog = om.functions.creatorFeesAccrued(creator).call()
+    assert backlog > 0
+    tx = cs.functions.buyShares(creator, 1, 0, FAR).transact({"from": creator, "gas": 600_000})
+    node.w3.eth.wait_for_transaction_receipt(tx)
+    settings = make_settings(node.url, node.deployment, db_dsn, tmp_path)
+    assert index_to_head(settings) == 0
+    reconcile(node.w3, node.deployment, db_dsn)
+    (c,) = fetch(
+        db_dsn,
+        "SELECT market_fees_folded, distributed_total FROM idx.creators WHERE creator = $1",
+        bytes.fromhex(creator[2:]),
+    )
+    assert int(c["market_fees_folded"]) == int(c["distributed_total"]) == backlog
+    tx = cs.functions.claimDividends(creator).transact({"from": creator, "gas": 600_000})
+    node.w3.eth.wait_for_transaction_receipt(tx)
+    assert index_to_head(settings) == 0
     reconcile(node.w3, node.deployment, db_dsn)
