@@ -67,9 +67,9 @@ def test_caps_above_the_hard_limit_refuse_to_start_naming_the_keys(tmp_path: Pat
     assert "Traceback" not in out, out
 
 
-def _api(tmp_path: Path, extra: str = "", *args: str) -> subprocess.CompletedProcess[str]:
+def _api(tmp_path: Path, extra: str = "", *args: str, config: str = CONFIG) -> subprocess.CompletedProcess[str]:
     cfg = tmp_path / "api.toml"
-    cfg.write_text(CONFIG + extra)
+    cfg.write_text(config + extra)
     env = {**os.environ, "GL_API_JWT_SECRET": "x" * 48}
     return subprocess.run(
         [sys.executable, "-m", "api", "--config", str(cfg), *args],
@@ -161,20 +161,8 @@ def test_a_database_that_does_not_answer_is_one_line_and_exit_1(tmp_path: Path) 
 def test_a_role_the_database_does_not_have_is_named(tmp_path: Path, db_dsn: str) -> None:
     """Review s15 F3: api.db_role = "apii" failed in the lifespan: a traceback, 'Application startup
     failed', exit 3. Now one line naming the key, exit 2."""
-    cfg = tmp_path / "api.toml"
-    cfg.write_text(
-        CONFIG.replace("postgresql://nobody@127.0.0.1:1/none", db_dsn)
-        + '[api]\nport = 0\nfeed_port = 0\ndb_role = "apii"\n'
-    )
-    env = {**os.environ, "GL_API_JWT_SECRET": "x" * 48}
-    proc = subprocess.run(
-        [sys.executable, "-m", "api", "--config", str(cfg)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    config = CONFIG.replace("postgresql://nobody@127.0.0.1:1/none", db_dsn)
+    proc = _api(tmp_path, '[api]\nport = 0\nfeed_port = 0\ndb_role = "apii"\n', config=config)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
     assert "api.db_role = 'apii'" in out, out
