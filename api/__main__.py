@@ -87,11 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("config_invalid", error=str(exc))
         return 2
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.error(
-            "database_unreachable",
-            error=f"database.dsn: {type(exc).__name__}: {exc}; start PostgreSQL or fix the DSN, then start again",
-        )
+    except DatabaseUnreachable as exc:
+        log.error("database_unreachable", error=f"{exc}; start PostgreSQL or fix the DSN, then start again")
         return 1
     log.info(
         "api_starting",
@@ -107,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     uvicorn.Server(uvicorn.Config(create_app(settings), **server_options(settings))).run()
     return 0
+
+
+class DatabaseUnreachable(Exception):
+    """The database did not answer a first connection (names the DSN's key)."""
 
 
 async def _check_database(settings: Settings) -> None:
@@ -130,6 +131,8 @@ async def _check_database(settings: Settings) -> None:
             asyncpg.InvalidCatalogNameError,
         ) as exc:
             raise ConfigError(f"{key}: {exc}") from None
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseUnreachable(f"{key}: {type(exc).__name__}: {exc}") from None
         await conn.close(timeout=5)
         if settings.read_dsn == settings.dsn:
             return

@@ -370,7 +370,10 @@ class TxManager:
             if isinstance(r, RpcError):
                 raise r
         head, nonce_latest, balance = to_int(pre[0]), to_int(pre[2]), to_int(pre[4])
-        nonce_finalized = None if isinstance(pre[5], RpcError) or pre[5] is None else to_int(pre[5])
+        nonce_finalized = None  # a node without the count (or a malformed one): decide_tx's fallback
+        if not isinstance(pre[5], RpcError) and pre[5] is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                nonce_finalized = to_int(pre[5])
         fin_block = pre[1]
         finalized = (
             max(0, head - self.settings.chain.finality_depth)
