@@ -11,9 +11,9 @@ the limits it lacks (uvicorn 0.54 arms no timer until a first response, and keep
   uvicorn parses a whole read of back-to-back requests before it pauses reading, ~2.4 KB each): a
   client that sends more without reading the answers is cut, `reason="pipelined"` (review s15 F1:
   1 MB of pipelined requests, never read, held 68 MB a connection).
-- An answer the client stops reading (the transport's buffer full, writing paused) for
-  `write_timeout_s` is cut: the connection is aborted (close() would wait for the buffer to drain),
-  `reason="write_timeout"`.
+- An answer the client stops reading (the transport's buffer full, writing paused, and not one byte
+  of it read) for `write_timeout_s` is cut: the connection is aborted (close() would wait for the
+  buffer to drain), `reason="write_timeout"`. A slow reader that drains some is never cut.
 - At most `max_per_ip` open connections per client address (an IPv6 client counts per /64, the
   least any host owns, and its /48 NETWORK_FACTOR times that) and `max_total` in all; beyond, the
   new connection is closed at once. The proxies in `api.forwarded_allow_ips` carry everyone's
@@ -108,10 +108,14 @@ def _sweep(server_state: Any, loop: asyncio.AbstractEventLoop) -> None:
     for p in list(server_state.connections):
         if not isinstance(p, GuardedHttp):
             continue
-        if p.write_paused_at is not None and now - p.write_paused_at > p.limits.write_timeout_s:
-            CUT.labels("write_timeout").inc()
-            p.transport.abort()  # a close() would wait for the client to read the buffered answer
-            continue
+        if p.write_paused_at is not None:
+            left = p.transport.get_write_buffer_size()
+            if left < p.write_paused_left:  # the client read some: a slow reader, not a stalled one
+                p.write_paused_at, p.write_paused_left = now, left
+            elif now - p.write_paused_at > p.limits.write_timeout_s:
+                CUT.labels("write_timeout").inc()
+                p.transport.abort()  # a close() would wait for the client to read the buffered answer
+                continue
         if p.deadline < now and not p.transport.is_closing():
             # Answering a request whose head is complete (its cycle holds the current scope): not
             # ours to cut. Otherwise a head still arriving, or nothing asked since the last answer.
@@ -134,7 +138,8 @@ class GuardedHttp(HttpToolsProtocol):
         self.head_bytes = 0
         self.too_large = False
         self.pipelined = False  # more than MAX_PIPELINED requests queued: cut
-        self.write_paused_at: float | None = None  # loop time writing paused (the client not reading)
+        self.write_paused_at: float | None = None  # loop time writing paused, or the client last read since
+        self.write_paused_left = 0  # bytes buffered then
         self.keys: tuple[str, ...] = ()  # what this connection counts in _OPEN (clientip.count_in)
 
     # ---------------------------------------------------------------- connection caps
@@ -187,6 +192,7 @@ class GuardedHttp(HttpToolsProtocol):
     def pause_writing(self) -> None:
         if self.write_paused_at is None:
             self.write_paused_at = self.loop.time()
+            self.write_paused_left = self.transport.get_write_buffer_size()
         super().pause_writing()
 
     def resume_writing(self) -> None:

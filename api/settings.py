@@ -74,7 +74,7 @@ class ApiSection:
     body_timeout_s: float = 10.0  # a request body must arrive within this (408 otherwise)
     head_timeout_s: float = 10.0  # a request's line and headers must arrive within this, or the connection is cut
     max_head_bytes: int = 16384  # request line + headers larger than this: 431, connection closed
-    write_timeout_s: float = 30.0  # an answer the client stops reading for this long: the connection is cut
+    write_timeout_s: float = 30.0  # an answer of which the client reads nothing for this long: the connection is cut
     max_connections_per_ip: int = 64  # open HTTP connections per client (IPv6: per /64; forwarded_allow_ips exempt)
     max_connections: int = 4096  # open HTTP connections in all (per worker); beyond, new ones are closed
     jwt_secret_file: str = ""

@@ -241,6 +241,32 @@ async def test_an_answer_the_client_stops_reading_is_cut_after_write_timeout_s(d
         assert await get(port) == 200
 
 
+async def test_a_slow_reader_that_drains_some_is_never_cut(db_dsn: str, redis_url: str) -> None:
+    """The write deadline counts time without a byte read, not time paused: a client reading 2 KB every
+    0.25 s keeps writing paused for 10 s, far longer than write_timeout_s (3 s here; the kernel's buffers
+    move a slow reader's progress in steps of a second or more), and gets every answer."""
+    settings = guarded(db_dsn, redis_url, head_timeout_s=30.0, write_timeout_s=3.0)
+    async with serving(settings, sndbuf=8192) as (_, port):
+        before = (await cuts(port)).get("write_timeout", 0)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        sock.connect(("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+        n = 4
+        writer.write(b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n\r\n" * (n - 1))
+        writer.write(b"GET /openapi.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        got = b""
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(120):
+            while chunk := await reader.read(2048):
+                got += chunk
+                if asyncio.get_running_loop().time() - started < 10.0:
+                    await asyncio.sleep(0.25)
+        writer.close()
+        assert got.count(b"HTTP/1.1 200 ") == n
+        assert (await cuts(port)).get("write_timeout", 0) == before
+
+
 def test_clients_are_counted_by_address_and_ipv6_hosts_by_their_64() -> None:
     assert address_key("203.0.113.9") == "203.0.113.9"
     assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:ffff:1:2:3") == "2001:db8:1:2::/64"
