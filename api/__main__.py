@@ -121,9 +121,11 @@ async def _check_database(settings: Settings) -> None:
                 dsn, timeout=10, server_settings={"role": a.db_role} if a.db_role else None, command_timeout=10
             )
         except (asyncpg.InvalidParameterValueError, asyncpg.InsufficientPrivilegeError) as exc:
+            if not a.db_role:  # the DSN's own options or the user's rights on the database
+                raise ConfigError(f"{key}: {exc}") from None
             raise ConfigError(
-                f"api.db_role = {a.db_role!r}: {exc}; use the API's read-only role (sql/002_views.sql: api),"
-                " granted to the DSN's user"
+                f"api.db_role = {a.db_role!r} (or {key}): {exc}; use the API's read-only role"
+                " (sql/002_views.sql: api), granted to the DSN's user"
             ) from None
         except (
             asyncpg.InvalidAuthorizationSpecificationError,

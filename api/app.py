@@ -426,7 +426,7 @@ async def _chain_parts(
     a = settings.api
     cache = Cache(client, a.cache_prefix, chain, a.cache_ttl_s, metrics, a.cache_enabled)
     pump = Pump(pump_pool, settings.dsn, client, chain, a.outbox_poll_s, metrics, cache.ns)
-    hub = Hub(feed_pool, settings, metrics, rt.trusted_proxies, chain)
+    hub = Hub(feed_pool, settings, metrics, rt.trusted_proxies, chain, pump_pool)
     await pump.start()
     hub.head_seq = pump.last_seq
 
@@ -506,7 +506,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             pump_pool = await _pool(
                 stack, settings.dsn, 1, len(settings.chains), server_settings, a.shutdown_timeout_s, answer_s
             )
-            probe_pool = await _pool(stack, settings.read_dsn, 0, 1, read_only, a.shutdown_timeout_s, answer_s)
+            probe_pool = await _pool(stack, settings.read_dsn, 1, 1, read_only, a.shutdown_timeout_s, answer_s)
         except BaseException:
             await stack.aclose()
             raise

@@ -222,9 +222,9 @@ class Cache:
         return entry[1]
 
     def _l1_put(self, key: str, field: str, value: bytes, ttl_s: float | None = None) -> None:
+        self._l1_del((key, field))  # an older body for the key goes, whether or not this one is kept
         if self.l1_max <= 0 or len(value) > self.l1_max_bytes // 16:  # a huge body would evict a crowd
             return
-        self._l1_del((key, field))
         self.l1[(key, field)] = (time.monotonic() + min(self.l1_ttl_s, ttl_s or self.l1_ttl_s), value)
         self.l1_bytes += len(value)
         while len(self.l1) > self.l1_max or self.l1_bytes > self.l1_max_bytes:

@@ -13,7 +13,8 @@ the limits it lacks (uvicorn 0.54 arms no timer until a first response, and keep
   1 MB of pipelined requests, never read, held 68 MB a connection).
 - An answer the client stops reading (the transport's buffer full, writing paused, and not one byte
   of it read) for `write_timeout_s` is cut: the connection is aborted (close() would wait for the
-  buffer to drain), `reason="write_timeout"`. A slow reader that drains some is never cut.
+  buffer to drain), `reason="write_timeout"`. A slow reader that drains WRITE_PROGRESS bytes within
+  each `write_timeout_s` is never cut; one that trickles less is.
 - At most `max_per_ip` open connections per client address (an IPv6 client counts per /64, the
   least any host owns, and its /48 NETWORK_FACTOR times that) and `max_total` in all; beyond, the
   new connection is closed at once. The proxies in `api.forwarded_allow_ips` carry everyone's
@@ -96,6 +97,7 @@ def protocol(limits: Limits) -> Any:
 
 _REFUSAL_LOGGED = [float("-inf")]  # loop time of the last connection_refused line
 MAX_PIPELINED = 16  # requests parsed and waiting behind the one being answered, per connection
+WRITE_PROGRESS = 4096  # bytes a paused answer must drain to restart write_timeout_s (a trickle does not)
 SWEEP_S = 1.0  # how often a server looks for heads past their deadline (one timer per server)
 _SWEEPING: weakref.WeakSet[Any] = weakref.WeakSet()  # the servers (ServerState) with a sweep scheduled
 
@@ -110,7 +112,7 @@ def _sweep(server_state: Any, loop: asyncio.AbstractEventLoop) -> None:
             continue
         if p.write_paused_at is not None:
             left = p.transport.get_write_buffer_size()
-            if left < p.write_paused_left:  # the client read some: a slow reader, not a stalled one
+            if left <= p.write_paused_left - WRITE_PROGRESS:  # the client read some: slow, not stalled
                 p.write_paused_at, p.write_paused_left = now, left
             elif now - p.write_paused_at > p.limits.write_timeout_s:
                 CUT.labels("write_timeout").inc()

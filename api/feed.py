@@ -137,7 +137,7 @@ class Bucket:
 
 def normalize_room(room: Any) -> str | None:
     """Canonical room name (addresses lowercased) or None when not a valid room (pure)."""
-    if not isinstance(room, str) or not _ROOM.match(room):
+    if not isinstance(room, str) or not _ROOM.fullmatch(room):
         return None
     kind, _, ident = room.partition(":")
     return f"{kind}:{ident.lower()}" if kind in ("user", "creator") else room
@@ -204,9 +204,13 @@ class Hub:
         metrics: Metrics,
         trusted: tuple[Network, ...] = (),
         chain_id: int | None = None,
+        primary: asyncpg.Pool | None = None,
     ) -> None:
         a = settings.api
         self.pool = pool
+        # the primary's pool (the pumps'), for the outbox's newest seq: the feed's pool may read a replica
+        # behind the seq a client got from another worker's pump
+        self.primary = primary or pool
         self.settings = settings
         self.chain_id = settings.chain_id if chain_id is None else chain_id
         self.hubs: dict[int, Hub] = {self.chain_id: self}  # the chains one server routes to (share())
@@ -602,6 +606,9 @@ class Hub:
             if backlog > self.replay_max:  # counted first (or the span alone): refused before sending any of it
                 failed = _error("since_too_old", f"more than {self.replay_max} events to replay; {RELOAD}")
                 return
+            # the client has everything up to since: a worker whose head lags it (since > target) must not
+            # send (target, since] again, live or held (review s15); only once the resume is accepted
+            c.last_seq = max(c.last_seq, since)
             safe = heads["safe_block"] if heads else None
             fin = heads["finalized_block"] if heads else None
             while cursor < target and not c.closed and c.ws.protocol.state is State.OPEN:  # gone: stop reading
@@ -651,7 +658,6 @@ class Hub:
         counting when the span is more than SPAN_PER_REPLAY_MAX times replay_max: refused unread)."""
         async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
             oldest = await conn.fetchval(MIN_SEQ_SQL, self.chain_id)
-            newest = await conn.fetchval(MAX_SEQ_SQL) if since > target else None  # a worker may lag the table
             heads = await conn.fetchrow(HEADS_SQL, self.chain_id)
             backlog = target - since
             if backlog > SPAN_PER_REPLAY_MAX * self.replay_max:
@@ -660,6 +666,10 @@ class Hub:
                 backlog = await conn.fetchval(
                     BACKLOG_SQL, self.chain_id, since, target, rooms, list(ALL_ROOMS_EVENTS), self.replay_max + 1
                 )
+        newest = None
+        if since > target:  # this worker's head may lag the table: ask the primary
+            async with self.primary.acquire(timeout=PAGE_ACQUIRE_S) as conn:
+                newest = await conn.fetchval(MAX_SEQ_SQL)
         return oldest, newest, heads, backlog
 
     # ---------------------------------------------------------------- server

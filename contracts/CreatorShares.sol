@@ -25,8 +25,8 @@ interface ICreatorFeeSource {
 ///      sell it, so every other holder can always sell. Dividends use accumulated-per-share accounting.
 ///
 ///      Streamed dividends: a fee is not credited when it arrives but joins the creator's `pool`, which
-///      vests linearly from the last fold until `streamEnd`: each fee gets `DIVIDEND_STREAM` (one day) from
-///      its arrival, and the pool's end is the amount-weighted mean of its parts' ends. Every change of supply first folds what vested since the last fold into the
+///      vests linearly from the last fold until `streamEnd`, the amount-weighted mean of its parts' ends: a new
+///      fee's is `DIVIDEND_STREAM` (one day) from its arrival, what was vesting keeps its own. Every change of supply first folds what vested since the last fold into the
 ///      accumulator at the supply it vested under, so between two supply changes the vested part goes
 ///      exactly to the holders of that interval, pro rata to their shares and to the time they held:
 ///      holding a creator's shares for an hour earns about an hour's worth of that creator's fee stream,
@@ -53,7 +53,8 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     uint256 private constant ACC_STORED = 1e12;
     uint256 private constant ACC_SHOWN = ACC_PRECISION / ACC_STORED;
     uint256 public constant MAX_SUPPLY = type(uint32).max;
-    /// @notice How long each fee takes to vest from its arrival (the pool: until its fees' weighted mean end).
+    /// @notice Each fee's vesting period from its arrival; the pool vests until its fees' weighted mean end, so a
+    ///         fee joining a pool near its end vests sooner than this, and what was vesting later.
     uint256 public constant DIVIDEND_STREAM = 1 days;
 
     error CreatorMustBuyFirstShare(address creator);

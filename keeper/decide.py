@@ -504,12 +504,8 @@ def decide_tx(
         # Dropped only once the nonce is used in finalized state: a node whose receipts lag its nonce (an
         # index catching up, a load balancer) showed a mined tx as "nonce used, no receipt" for blocks, and
         # calling it dropped freed the job key: a creator was distributed twice in a day (review s15).
-        # Without the count at finalized, our last send at or below the finalized block stands in for it.
-        if chain.nonce_finalized is not None:
-            final = chain.nonce_finalized > tx.nonce
-        else:
-            final = sent <= chain.finalized
-        if not final:
+        # Without that count (the node answers it neither by tag nor by number) nothing proves it: wait.
+        if chain.nonce_finalized is None or chain.nonce_finalized <= tx.nonce:
             return Wait(NONCE_USED_NOT_FINAL)
         return Dropped("nonce_consumed_by_unrecorded_tx")
     # While the node holds the attempt (eth_getTransactionByHash), an error answered to its broadcast is

@@ -126,6 +126,7 @@ class TxManager:
         )
         self._lock = asyncio.Lock()
         self._next: int | None = None
+        self._ahead_logged = 0  # the ledger floor last reported ahead of the chain (one warning per value)
         self._low_balance_logged = False
 
     def fence(self) -> Fence:
@@ -200,6 +201,11 @@ class TxManager:
             if local is not None and not live_nonces:
                 local = None  # nothing live: the chain is the truth (but never below what the ledger saw mined)
         floor = await store.mined_nonce_floor(self.pool, self.chain_id, self.signer.address_bytes)
+        if floor > max(pending, latest) and floor != self._ahead_logged:
+            # a node behind our own mined transactions (the floor holds), or a chain reset under an old ledger
+            # (nothing this keeper signs will mine: point it at a fresh database)
+            self._ahead_logged = floor
+            log.warning("nonce_ledger_ahead_of_chain", ledger_next=floor, chain_pending=pending, chain_latest=latest)
         self._next = decide.next_nonce(local, pending, latest, live_nonces, floor)
         self.metrics.nonce_gap.set(len(decide.nonce_gaps(latest, live_nonces)))
         return self._next
@@ -380,6 +386,13 @@ class TxManager:
             if isinstance(fin_block, RpcError) or not fin_block
             else to_int(fin_block["number"])
         )
+        if nonce_finalized is None and any(t.status == "pending" and t.nonce < nonce_latest for t in live):
+            # no "finalized" tag for the count on this node: the count at the finalized block's number (recent
+            # state every full node keeps); without either, "dropped" is never decided (decide_tx waits)
+            with contextlib.suppress(RpcError, TypeError, ValueError):
+                nonce_finalized = to_int(
+                    await self.rpc.call("eth_getTransactionCount", self.signer.address, hex(finalized))
+                )
         self._observe_balance(balance)
         self.metrics.head.set(head)
         if not live:
@@ -420,9 +433,10 @@ class TxManager:
             if not isinstance(b, RpcError) and b:
                 with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
                     block_at_mined[t.id] = to_bytes(b["hash"])
+        # A failed lookup counts as held: it must not make refusals abandon (cancel) an attempt the node
+        # may hold; it only skips this pass's rebroadcast
         known = {
-            t.id: not isinstance(r, RpcError) and r is not None
-            for t, r in zip(pending_latest, known_results, strict=True)
+            t.id: isinstance(r, RpcError) or r is not None for t, r in zip(pending_latest, known_results, strict=True)
         }
         # The head was read before the receipts: a receipt in block N proves the head is at least N
         # (otherwise a block mined between the two reads would count as unconfirmed for one pass).

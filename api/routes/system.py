@@ -111,7 +111,7 @@ def routes(rt: Runtime) -> list[Route]:
                     rows[chain] = await conn.fetchrow(READY_SQL, chain, timeout=2)
             rt.metrics.db_up.set(1)
             checks["database"] = "ok"
-        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             rt.metrics.db_up.set(0)
             return error_response(
                 503, "Not ready", path, [FieldError("database", f"unreachable: {type(exc).__name__}")]

@@ -145,3 +145,31 @@ async def test_a_resume_too_far_behind_is_refused_before_the_outbox_is_read(db_d
             assert [m["type"] for m in frames] == ["replayed"]
             assert frames[0]["events"] == 0
     await conn.close()
+
+
+async def test_a_resume_ahead_of_a_lagging_workers_head_gets_nothing_twice(db_dsn: str, redis_url: str) -> None:
+    """Review s15: with several workers, a client resumes on one whose pump is behind the seq it already
+    has (since > the worker's head). The replay has nothing to send, and the rows (head, since] the
+    worker's pump then delivers were sent a second time; the connection now starts from `since`."""
+    conn = await asyncpg.connect(db_dsn)
+    seqs = [await trade_row(conn, 1, b) for b in range(1, 4)]
+    async with running(make_settings(db_dsn, redis_url)) as (_, rt, url):
+        assert rt.state is not None
+        hub = rt.state.hub
+        for _ in range(100):
+            if hub.head_seq >= seqs[-1]:
+                break
+            await asyncio.sleep(0.05)
+        rows = await conn.fetch(
+            "SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS payload, created_at"
+            " FROM idx.outbox WHERE seq > $1 ORDER BY seq",
+            seqs[0],
+        )
+        hub.head_seq = seqs[0]  # this worker's pump is behind: the client saw seqs[-1] on another one
+        async with connect(url) as ws:
+            await subscribe(ws, ["market:1"], since=seqs[-1])
+            await hub.publish(rows, None, None)  # the lagging pump catches up: rows the client has
+            live = await trade_row(conn, 1, 9)
+            frames = await frames_until_quiet(ws)
+            assert [(m["type"], m.get("seq")) for m in frames] == [("replayed", None), ("event", live)]
+    await conn.close()
