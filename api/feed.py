@@ -70,6 +70,7 @@ CLOSE_POLICY = 1008
 ALL_ROOMS_EVENTS = ("chain:reorg", "chain:finalized", "chain:gap", "system:maintenance")
 PRIVATE_EVENTS = ("notification",)  # only to a connection signed in as the room's user
 PAGE_ACQUIRE_S = 2.0
+REPLICA_WAIT_S = 2.0  # how long a resume waits for a read replica to reach the head before replay_unavailable
 RESUME_KEYS_MAX = 10_000  # client addresses whose resume budget is tracked
 # A resume reads the outbox rows between `since` and the head, ours or not: more than this many
 # times feed_replay_max rows behind is refused before any read (each read is then bounded).
@@ -211,6 +212,7 @@ class Hub:
         # the primary's pool (the pumps'), for the outbox's newest seq: the feed's pool may read a replica
         # behind the seq a client got from another worker's pump
         self.primary = primary or pool
+        self.replica = settings.read_dsn != settings.dsn  # the feed's pool reads a replica
         self.settings = settings
         self.chain_id = settings.chain_id if chain_id is None else chain_id
         self.hubs: dict[int, Hub] = {self.chain_id: self}  # the chains one server routes to (share())
@@ -656,6 +658,8 @@ class Hub:
         issued by this database, review s15 F4), the chain's heads, and the events to replay (counted up to
         replay_max + 1, and only when the seq span is larger than replay_max; replay_max + 1 without
         counting when the span is more than SPAN_PER_REPLAY_MAX times replay_max: refused unread)."""
+        if self.replica and target > since:
+            await self._replica_at(target)
         async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
             oldest = await conn.fetchval(MIN_SEQ_SQL, self.chain_id)
             heads = await conn.fetchrow(HEADS_SQL, self.chain_id)
@@ -671,6 +675,20 @@ class Hub:
             async with self.primary.acquire(timeout=PAGE_ACQUIRE_S) as conn:
                 newest = await conn.fetchval(MAX_SEQ_SQL)
         return oldest, newest, heads, backlog
+
+    async def _replica_at(self, target: int) -> None:
+        """Waits (up to REPLICA_WAIT_S) until the replica the replay reads holds seq `target`, which the
+        pump read on the primary: pages read from a replica behind it skipped the rows it lacked and
+        still answered `replayed ... seqTo=target` (review s15). TimeoutError: replay_unavailable."""
+        deadline = asyncio.get_running_loop().time() + REPLICA_WAIT_S
+        while True:
+            async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
+                held = await conn.fetchval(MAX_SEQ_SQL)
+            if held is not None and held >= target:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"the read replica holds outbox seq {held}, the head is {target}")
+            await asyncio.sleep(0.1)
 
     # ---------------------------------------------------------------- server
 

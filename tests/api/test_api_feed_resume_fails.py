@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from typing import Any
 
@@ -172,4 +173,34 @@ async def test_a_resume_ahead_of_a_lagging_workers_head_gets_nothing_twice(db_ds
             live = await trade_row(conn, 1, 9)
             frames = await frames_until_quiet(ws)
             assert [(m["type"], m.get("seq")) for m in frames] == [("replayed", None), ("event", live)]
+    await conn.close()
+
+
+async def test_a_replica_behind_the_head_makes_a_resume_unavailable_not_a_silent_gap(
+    db_dsn: str, redis_url: str
+) -> None:
+    """Review s15: the replay reads its pages on [database].read_dsn up to the head the pump read on the
+    primary; a replica behind it skipped the rows it lacked and still answered `replayed`. Now a resume
+    waits (2 s at most) for the replica to hold the head, else replay_unavailable."""
+    conn = await asyncpg.connect(db_dsn)
+    seqs = [await trade_row(conn, 1, b) for b in range(1, 4)]
+    settings = dataclasses.replace(make_settings(db_dsn, redis_url), read_dsn=db_dsn + "?application_name=replica")
+    async with running(settings) as (_, rt, url):
+        assert rt.state is not None
+        hub = rt.state.hub
+        assert hub.replica
+        for _ in range(100):
+            if hub.head_seq >= seqs[-1]:
+                break
+            await asyncio.sleep(0.05)
+        hub.head_seq = seqs[-1] + 10  # the primary is ten rows ahead of what this "replica" holds
+        async with connect(url) as ws:
+            await subscribe(ws, ["market:1"], since=seqs[0])
+            frames = await frames_until_quiet(ws, quiet_s=4.0)
+            assert [(m["type"], m.get("code")) for m in frames] == [("error", "replay_unavailable")]
+        hub.head_seq = seqs[-1]
+        async with connect(url) as ws:
+            await subscribe(ws, ["market:1"], since=seqs[0])
+            frames = await frames_until_quiet(ws)
+            assert [m.get("seq") for m in frames if m["type"] == "event"] == seqs[1:]
     await conn.close()
