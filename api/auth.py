@@ -99,7 +99,7 @@ def parse_siwe(text: str) -> SiweMessage:
     lines = text.split("\n")
     if len(lines) < 8:
         raise SiweError("not an EIP-4361 message")
-    header = _HEADER.match(lines[0])
+    header = _HEADER.fullmatch(lines[0])
     if header is None:
         raise SiweError("first line must be '<domain> wants you to sign in with your Ethereum account:'")
     address = lines[1]

@@ -106,7 +106,7 @@ def filter_pattern(p: Param) -> str:
 def _parse_time(value: str) -> dt.datetime | None:
     if not TIME_RE.fullmatch(value):
         return None
-    if _INT.match(value):
+    if _INT.fullmatch(value):
         n = int(value)
         if not 0 <= n <= 253402300799:
             return None
@@ -132,7 +132,7 @@ def _one(p: Param, raw: str, errors: list[FieldError], field: str) -> Any:
         errors.append(FieldError(field, "must not contain NUL characters"))
         return None
     if p.kind == "int":
-        if not _INT.match(raw):
+        if not _INT.fullmatch(raw):
             errors.append(FieldError(field, "must be an integer"))
             return None
         n = int(raw)

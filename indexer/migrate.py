@@ -36,7 +36,7 @@ class MigrationError(RuntimeError):
 def migration_files(directory: Path = SQL_DIR) -> list[tuple[int, Path]]:
     files = []
     for p in sorted(directory.glob("*.sql")):
-        m = _NAME.match(p.name)
+        m = _NAME.fullmatch(p.name)
         if m is None:
             raise MigrationError(f"{p.name}: migration files must be named NNN_lowercase_name.sql")
         files.append((int(m.group(1)), p))

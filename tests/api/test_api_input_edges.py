@@ -59,6 +59,17 @@ def test_odd_chain_ids_are_a_400_naming_the_parameter(client: TestClient) -> Non
     assert "Chain ID must be a whole number" in r.text
 
 
+def test_a_trailing_newline_is_not_part_of_a_number(client: TestClient) -> None:
+    """The parameter patterns /openapi.json publishes end at `$`, which in JSON Schema (ECMA-262) matches
+    only at the end; Python's re.match with `$` also takes a trailing newline, so `limit=10%0A` and a
+    unix time `from=1700000000%0A` were accepted though the document refuses them. fullmatch now."""
+    for path, params in (("/v1/markets", {"limit": "10\n"}), ("/v1/stats", {"from": "1700000000\n"})):
+        r = client.get(path, params=params)
+        assert r.status_code == 400, r.text
+        assert r.json()["errors"][0]["field"] == next(iter(params))
+    assert client.get("/v1/markets", params={"limit": "10"}).status_code == 200
+
+
 @pytest.mark.pg
 @pytest.mark.redis
 async def test_feed_handshakes_with_repeated_headers(settings: object) -> None:
