@@ -444,6 +444,7 @@ def broadcast_refused_for_good(message: str) -> bool:
 
 DROP_GRACE_BLOCKS = 2  # blocks after our last send before "nonce used, no receipt" is looked into
 NONCE_USED_NOT_FINAL = "nonce_used_receipt_pending"  # waits for finality before "dropped"
+NONCE_USED_UNPROVEN = "nonce_used_finality_unknown"  # our send is final; the node gives no count to prove it
 
 
 def last_send(attempts: Sequence[Attempt]) -> int | None:
@@ -504,8 +505,11 @@ def decide_tx(
         # Dropped only once the nonce is used in finalized state: a node whose receipts lag its nonce (an
         # index catching up, a load balancer) showed a mined tx as "nonce used, no receipt" for blocks, and
         # calling it dropped freed the job key: a creator was distributed twice in a day (review s15).
-        # Without that count (the node answers it neither by tag nor by number) nothing proves it: wait.
-        if chain.nonce_finalized is None or chain.nonce_finalized <= tx.nonce:
+        # Without that count (the node answers it neither by tag nor by number) nothing proves it: wait,
+        # and once our send is final say so (tx_stuck): an operator, or a node that answers, decides.
+        if chain.nonce_finalized is None:
+            return Wait(NONCE_USED_UNPROVEN if sent <= chain.finalized else NONCE_USED_NOT_FINAL)
+        if chain.nonce_finalized <= tx.nonce:
             return Wait(NONCE_USED_NOT_FINAL)
         return Dropped("nonce_consumed_by_unrecorded_tx")
     # While the node holds the attempt (eth_getTransactionByHash), an error answered to its broadcast is

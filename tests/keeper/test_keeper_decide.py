@@ -361,7 +361,9 @@ def test_a_used_nonce_is_dropped_only_once_used_in_finalized_state() -> None:
     waiting = decide.decide_tx(tx, ChainView(30, 20, 4, 10**18, F, 3), 1, 3, P)
     assert waiting == decide.Wait(decide.NONCE_USED_NOT_FINAL)
     assert isinstance(decide.decide_tx(tx, ChainView(30, 20, 4, 10**18, F, 4), 1, 3, P), decide.Dropped)
-    assert decide.decide_tx(tx, ChainView(30, 29, 4, 10**18, F), 1, 3, P) == decide.Wait(decide.NONCE_USED_NOT_FINAL)
+    assert decide.decide_tx(tx, ChainView(30, 8, 4, 10**18, F), 1, 3, P) == decide.Wait(decide.NONCE_USED_NOT_FINAL)
+    # our send final, no count to prove the nonce used there: still never dropped, but said (tx_stuck)
+    assert decide.decide_tx(tx, ChainView(30, 29, 4, 10**18, F), 1, 3, P) == decide.Wait(decide.NONCE_USED_UNPROVEN)
 
 
 def test_an_attempt_the_node_holds_is_never_abandoned_for_the_errors_its_broadcasts_got() -> None:
