@@ -86,7 +86,10 @@ SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS 
  LIMIT 500
 """
 MIN_SEQ_SQL = "SELECT min(seq) FROM idx.outbox WHERE chain_id = $1"
-MAX_SEQ_SQL = "SELECT max(seq) FROM idx.outbox"  # every chain's: admin broadcasts reach every chain's clients
+# The highest seq this database ever issued (every chain's: admin broadcasts reach every chain's clients), 0
+# before the first; it survives retention pruning and an empty outbox (sql/077 grants it to the api role)
+ISSUED_SEQ_SQL = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM idx.outbox_seq_seq"
+MAX_SEQ_SQL = "SELECT max(seq) FROM idx.outbox"  # what a replica holds (_replica_at)
 BACKLOG_SQL = """
 SELECT count(*) FROM (SELECT 1 FROM idx.outbox
                        WHERE chain_id = $1 AND seq > $2 AND seq <= $3
@@ -598,7 +601,7 @@ class Hub:
             if newest is not None and since > newest:  # not a seq of this database: rebuilt or restored
                 failed = _error(
                     "since_too_old",
-                    f"since {since} is beyond the newest event (seq {newest}): the outbox was"
+                    f"since {since} is beyond the newest seq this database issued ({newest}): it was"
                     f" rebuilt or restored since; {RELOAD}",
                 )
                 return
@@ -673,7 +676,7 @@ class Hub:
         newest = None
         if since > target:  # this worker's head may lag the table: ask the primary
             async with self.primary.acquire(timeout=PAGE_ACQUIRE_S) as conn:
-                newest = await conn.fetchval(MAX_SEQ_SQL)
+                newest = await conn.fetchval(ISSUED_SEQ_SQL)
         return oldest, newest, heads, backlog
 
     async def _replica_at(self, target: int) -> None:

@@ -64,11 +64,28 @@ async def test_a_resume_beyond_the_newest_event_is_refused(db_dsn: str, redis_ur
             await subscribe(ws, ["market:1"], since=seqs[-1] + 5_000)
             frames = await frames_until_quiet(ws)
             assert [(m["type"], m.get("code")) for m in frames] == [("error", "since_too_old")]
-            assert f"beyond the newest event (seq {seqs[-1]})" in frames[0]["message"]
+            assert f"beyond the newest seq this database issued ({seqs[-1]})" in frames[0]["message"]
             await assert_unsubscribed_until_asked(ws, conn)
         async with connect(url) as ws:  # the newest seq itself: nothing to replay, and live from there
             await subscribe(ws, ["market:1"], since=seqs[-1] + 2)
             assert [m["type"] for m in await frames_until_quiet(ws)] == ["replayed"]
+    await conn.close()
+
+
+async def test_a_resume_into_an_empty_outbox_of_another_database_is_refused(db_dsn: str, redis_url: str) -> None:
+    """Review s15: the check above read max(seq), which an empty (new, or pruned) outbox does not have, and
+    then took any since. It reads the highest seq the database ever issued now."""
+    conn = await asyncpg.connect(db_dsn)
+    await trade_row(conn, 1, 1)
+    await conn.execute("DELETE FROM idx.outbox")  # pruned, or a database whose outbox is still empty
+    issued = await conn.fetchval("SELECT last_value FROM idx.outbox_seq_seq")
+    async with running(make_settings(db_dsn, redis_url)) as (_, _rt, url), connect(url) as ws:
+        await subscribe(ws, ["market:1"], since=issued + 1_000)
+        frames = await frames_until_quiet(ws)
+        assert [(m["type"], m.get("code")) for m in frames] == [("error", "since_too_old")]
+    async with running(make_settings(db_dsn, redis_url)) as (_, _rt, url), connect(url) as ws:
+        await subscribe(ws, ["market:1"], since=issued)  # the last seq it issued: nothing missed
+        assert [m["type"] for m in await frames_until_quiet(ws)] == ["replayed"]
     await conn.close()
 
 
