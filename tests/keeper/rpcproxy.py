@@ -7,7 +7,12 @@ which method fails and how, and clears it:
     proxy.faults["eth_getTransactionReceipt"] = "malformed"  # the real answer with blockNumber null
     proxy.faults["eth_getTransactionReceipt"] = "foreign"  # the real answer in a block off the chain
     proxy.faults["eth_call"] = "slow"                      # the real answer, proxy.delay_s late
+    proxy.faults["eth_sendRawTransaction"] = "lie"         # forwarded (it goes in), then answered an error
+    proxy.faults["eth_sendRawTransaction"] = "erigon_dup"  # a repeat of a pooled tx: "existing tx with same hash"
     proxy.faults.clear()
+    proxy.stale_count = 5                                  # eth_getTransactionCount answers this (a lagging node)
+
+`proxy.counts[method]`: the faulted answers given.
 
 Every other call, and every other element of a batch, goes to anvil unchanged.
 """
@@ -24,12 +29,15 @@ from aiohttp import web
 
 from tests.local_http import posting
 
-Fault = Literal["error", "null", "malformed", "foreign", "slow"]
+Fault = Literal["error", "null", "malformed", "foreign", "slow", "lie", "erigon_dup"]
 REWRITES = {  # faults that forward the call and alter a non-null answer
     "malformed": lambda r: {**r, "blockNumber": None},
     "foreign": lambda r: {**r, "blockHash": "0x" + "ee" * 32},
 }
+FORWARDED = ("slow", "lie", "erigon_dup", *REWRITES)  # faults that send the call to anvil first
 RATE_LIMITED = {"code": -32005, "message": "rate limit exceeded, try again later"}
+LIE = {"code": -32603, "message": "internal error"}
+ERIGON_DUP = {"code": -32000, "message": "INTERNAL_ERROR: existing tx with same hash"}  # txpool DuplicateHash
 
 
 class RpcProxy:
@@ -38,6 +46,8 @@ class RpcProxy:
         self.faults: dict[str, Fault] = {}
         self.counts: dict[str, int] = {}  # method → faulted answers given
         self.delay_s = 1.0  # how late a "slow" answer comes
+        self.stale_count: int | None = None  # eth_getTransactionCount's answer, when set
+        self._pooled: set[str] = set()  # raw transactions sent through ("erigon_dup")
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -76,7 +86,7 @@ class RpcProxy:
         rewrite: dict[Any, Any] = {}
         for c in calls:
             fault = self.faults.get(c.get("method", ""))
-            if fault is None or fault in REWRITES or fault == "slow":
+            if fault is None or fault in FORWARDED:
                 forward.append(c)
                 if fault in REWRITES:
                     rewrite[c.get("id")] = REWRITES[fault]
@@ -97,11 +107,31 @@ class RpcProxy:
             async with session.post(self.upstream, data=payload, headers={"Content-Type": "application/json"}) as r:
                 got = orjson.loads(await r.read())
             for a in got if isinstance(got, list) else [got]:
+                call = next(c for c in calls if c.get("id") == a.get("id"))
+                method = call["method"]
                 change = rewrite.get(a.get("id"))
-                if change is not None and a.get("result"):
-                    method = next(c["method"] for c in calls if c.get("id") == a.get("id"))
+                lie = self._lie(method, call, a)
+                if lie is not None:
+                    self.counts[method] = self.counts.get(method, 0) + 1
+                    a = {"jsonrpc": "2.0", "id": a.get("id"), "error": lie}
+                elif change is not None and a.get("result"):
                     self.counts[method] = self.counts.get(method, 0) + 1
                     a = {**a, "result": change(a["result"])}
+                elif method == "eth_getTransactionCount" and self.stale_count is not None:
+                    a = {**a, "result": hex(self.stale_count)}
                 answers[a.get("id")] = a
         out = [answers[c.get("id")] for c in calls]
         return web.json_response(out if isinstance(msg, list) else out[0], dumps=lambda o: orjson.dumps(o).decode())
+
+    def _lie(self, method: str, call: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any] | None:
+        """The error a lying node answers a forwarded call with, or None for the real answer."""
+        fault = self.faults.get(method)
+        if fault == "lie":
+            return LIE
+        if fault == "erigon_dup":
+            raw = call["params"][0]
+            if raw in self._pooled:
+                return ERIGON_DUP
+            if "result" in answer:
+                self._pooled.add(raw)
+        return None

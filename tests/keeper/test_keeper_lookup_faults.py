@@ -5,27 +5,16 @@ reason to cancel a fee bump."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from keeper import jobs
-from tests.chain import Anvil
 from tests.keeper.kit import ChainOps, Harness, fetch, harness, make_settings, mine_until_settled
 from tests.keeper.rpcproxy import RpcProxy
 from tests.keeper.test_keeper_tx import GWEI, due_markets, manual_mining
 
 pytestmark = [pytest.mark.pg, pytest.mark.anvil]
-
-
-@pytest.fixture
-def proxy(chain: Anvil) -> Iterator[RpcProxy]:
-    p = RpcProxy(chain.url)
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 async def _mined(h: Harness, db_dsn: str) -> None:

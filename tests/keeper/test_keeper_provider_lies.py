@@ -5,7 +5,6 @@ Each ends with the ledger truthful and every step sent exactly once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,26 +13,16 @@ from web3 import Web3
 from core.deploy import anvil_account
 from keeper import jobs
 from keeper.abi import decode_result, encode_call
-from tests.chain import Anvil
 from tests.keeper.kit import ADMIN, KEEPER, ChainOps, bind_rule, fetch, harness, insert_markets, make_settings
-from tests.keeper.lyingproxy import LyingProxy
+from tests.keeper.rpcproxy import RpcProxy
 from tests.keeper.test_keeper_distribute import buy_shares, insert_creators
 from tests.keeper.test_keeper_tx import due_markets, manual_mining
 
 pytestmark = [pytest.mark.pg, pytest.mark.anvil]
 
 
-@pytest.fixture
-def proxy(chain: Anvil) -> Iterator[LyingProxy]:
-    p = LyingProxy(chain.url)
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
 async def test_a_broadcast_answered_with_an_error_that_the_node_holds_is_never_cancelled(
-    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: LyingProxy
+    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: RpcProxy
 ) -> None:
     """The provider broadcast the proposal and answered "internal error". Each pass counted a refusal and
     after max_broadcast_refusals (5, ~10 s: less than a mainnet block) the keeper cancelled its own
@@ -41,7 +30,7 @@ async def test_a_broadcast_answered_with_an_error_that_the_node_holds_is_never_c
     broadcast errors moot: the proposal mines and the entry is resolved."""
     (m,) = await due_markets(ops, db_dsn, 1)
     settings = make_settings(proxy.url, db_dsn, deployment_path)
-    proxy.lie.add("eth_sendRawTransaction")
+    proxy.faults["eth_sendRawTransaction"] = "lie"
     with manual_mining(ops.anvil):
         async with harness(settings) as h:
             assert (await jobs.resolve(h.ctx))["sent"] == 1
@@ -51,7 +40,7 @@ async def test_a_broadcast_answered_with_an_error_that_the_node_holds_is_never_c
             for _ in range(5):
                 await h.tx.track()
                 ops.anvil.mine(1)
-    assert proxy.lies >= 1
+    assert proxy.counts["eth_sendRawTransaction"] >= 1
     atts = await fetch(db_dsn, "SELECT is_cancel FROM keeper.tx_attempts")
     assert [a["is_cancel"] for a in atts] == [False]
     (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
@@ -60,7 +49,7 @@ async def test_a_broadcast_answered_with_an_error_that_the_node_holds_is_never_c
 
 
 async def test_erigons_answer_to_a_repeat_after_a_crash_is_the_node_holding_it(
-    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: LyingProxy
+    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: RpcProxy
 ) -> None:
     """A SIGKILL between the broadcast and its mark (KEEPER_CRASH_AT=after_broadcast leaves sent_block NULL)
     makes the restarted keeper send again; erigon answers a repeat of a pooled tx "INTERNAL_ERROR: existing
@@ -68,7 +57,7 @@ async def test_erigons_answer_to_a_repeat_after_a_crash_is_the_node_holding_it(
     It is an "already known" answer now."""
     (m,) = await due_markets(ops, db_dsn, 1)
     settings = make_settings(proxy.url, db_dsn, deployment_path)
-    proxy.erigon_dups = True
+    proxy.faults["eth_sendRawTransaction"] = "erigon_dup"
     with manual_mining(ops.anvil):
         async with harness(settings) as h:
             assert (await jobs.resolve(h.ctx))["sent"] == 1
@@ -81,7 +70,7 @@ async def test_erigons_answer_to_a_repeat_after_a_crash_is_the_node_holding_it(
             for _ in range(4):
                 ops.anvil.mine(1)
                 await h.tx.track()
-    assert proxy.lies >= 1  # the repeat was answered erigon's way
+    assert proxy.counts["eth_sendRawTransaction"] >= 1  # the repeat was answered erigon's way
     atts = await fetch(db_dsn, "SELECT is_cancel, refusals FROM keeper.tx_attempts")
     assert [(a["is_cancel"], a["refusals"]) for a in atts] == [(False, 0)]
     assert ops.status(m)[0] == 1
@@ -101,7 +90,7 @@ def distributed_events(ops: ChainOps, creator: str) -> int:
 
 
 async def test_receipts_that_lag_the_nonce_never_make_a_mined_distribution_dropped(
-    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: LyingProxy
+    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: RpcProxy
 ) -> None:
     """A node showed the keeper's nonce used and no receipt for a few blocks (an index catching up, a load
     balancer): the mined distribution was recorded dropped ("something else signed with the keeper key"),
@@ -136,7 +125,7 @@ async def test_receipts_that_lag_the_nonce_never_make_a_mined_distribution_dropp
 
 
 async def test_a_transaction_count_behind_the_ledger_never_reuses_a_mined_nonce(
-    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: LyingProxy
+    ops: ChainOps, db_dsn: str, deployment_path: Path, proxy: RpcProxy
 ) -> None:
     """With nothing pending the chain's count was taken as the truth: a node one block behind made the next
     run sign at the nonce the keeper's own confirmed proposal holds, and the ledger's unique nonce index
