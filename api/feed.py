@@ -57,6 +57,7 @@ from websockets.protocol import State
 
 from api import auth
 from api.clientip import Network, address_key, client_ip
+from api.encode import iso
 from api.feed_guard import HANDSHAKE_SLACK, SocketCaps, capped, quiet_logger
 from api.metrics import Metrics
 from api.outbox import encode_row
@@ -107,10 +108,6 @@ def owner_rooms(event: str, rooms: Sequence[str]) -> list[str]:
     if event in PRIVATE_EVENTS:
         return [r for r in rooms if r.startswith("user:")]
     return list(rooms)
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def may_receive(event: str, rooms: Sequence[str], address: str | None) -> bool:
@@ -349,9 +346,10 @@ class Hub:
         for c in list(self.clients):
             if c.address is not None and c.auth_until <= now:
                 c.address = None
+                at = iso(dt.datetime.fromtimestamp(c.auth_until, dt.UTC))
                 expired = _error(
                     "auth_expired",
-                    f"your token expired at {_iso(c.auth_until)}: private events stopped; send"
+                    f"your token expired at {at}: private events stopped; send"
                     ' {"op":"auth","token":"<JWT>"} with a fresh one (POST /v1/auth/refresh) to resume them',
                 )
                 self._offer(c, (None, expired))
@@ -585,7 +583,12 @@ class Hub:
         c.address = c.signed_as = principal.address
         c.auth_until = principal.expires_at
         return self._reply(
-            c, _msg(type="authenticated", address=principal.address, expiresAt=_iso(principal.expires_at))
+            c,
+            _msg(
+                type="authenticated",
+                address=principal.address,
+                expiresAt=iso(dt.datetime.fromtimestamp(principal.expires_at, dt.UTC)),
+            ),
         )
 
     async def _replay(self, c: Client, since: int, target: int, rooms: list[str]) -> None:

@@ -18,9 +18,11 @@ from core.config import (
     ChainSettings,
     ConfigError,
     DatabaseSettings,
+    Ranges,
     RedisSettings,
     check_port,
     check_range,
+    check_ranges,
     section,
 )
 from core.warm import DEFAULT_API_PORT
@@ -140,7 +142,7 @@ class Settings:
 # Every numeric [api] key: (low, high, unit, above_low); checked at load with the key named (review s15
 # F3: 0 made the feed's heartbeat spin a core and its queues unbounded, a negative statement timeout
 # failed at start with a traceback).
-RANGES: dict[str, tuple[float, float, str, bool]] = {
+RANGES: Ranges = {
     "workers": (1, 64, "processes", False),
     "pool_min": (0, 1_000, "connections", False),
     "pool_max": (1, 1_000, "connections", False),
@@ -232,8 +234,7 @@ def load_settings(config: Mapping[str, Any], environ: Mapping[str, str] | None =
                 raise ConfigError(
                     f"api.{key}[{i}] must be an IP address or CIDR (e.g. 10.0.0.0/8), got {net!r}"
                 ) from None
-    for key, (low, high, unit, above_low) in RANGES.items():
-        check_range(f"api.{key}", getattr(api, key), low, high, unit, above_low)
+    check_ranges("api", api, RANGES)
     if api.pool_min > api.pool_max:
         raise ConfigError(f"api.pool_min ({api.pool_min}) must be at most api.pool_max ({api.pool_max})")
     for i, c in enumerate(api.chain_ids):

@@ -71,14 +71,23 @@ def load_config(
     return raw
 
 
+Ranges = Mapping[str, tuple[float, float, str, bool]]  # key -> (low, high, unit, low excluded)
+
+
 def check_range(key: str, value: float, low: float, high: float, unit: str = "", above_low: bool = False) -> None:
     """ConfigError naming `key`, its value and the range unless low <= value <= high (low < value with
-    `above_low`) and finite: the range checks of the indexer's and the chain's keys (the keeper's and
-    the API's have their own loops, with messages operators and tests rely on)."""
+    `above_low`) and finite: the range checks of the indexer's, the API's and the chain's keys (the
+    keeper's have their own loop, with messages operators and tests rely on)."""
     ok = math.isfinite(value) and (value > low if above_low else value >= low) and value <= high
     if not ok:
         span = f"more than {low:,} and at most {high:,}" if above_low else f"from {low:,} to {high:,}"
         raise ConfigError(f"{key} must be {span}{' ' + unit if unit else ''}, got {value!r}")
+
+
+def check_ranges(section_name: str, values: object, ranges: Ranges) -> None:
+    """check_range for every key of `ranges` on a settings section, named `section_name.key`."""
+    for key, (low, high, unit, above_low) in ranges.items():
+        check_range(f"{section_name}.{key}", getattr(values, key), low, high, unit, above_low)
 
 
 def check_port(key: str, value: int, special: Mapping[int, str] | None = None) -> None:

@@ -16,10 +16,11 @@ from core.config import (
     ChainSettings,
     ConfigError,
     DatabaseSettings,
+    Ranges,
     RedisSettings,
     ServicesSettings,
     check_port,
-    check_range,
+    check_ranges,
     load_config,
     section,
 )
@@ -127,7 +128,7 @@ class Settings:
 # load (one ConfigError naming the key, the value and the range, exit 2) and documented beside each
 # field above: out of range, a key was accepted and failed later (tip_blocks = -1 never rebuilt the
 # deferred indexes, request_timeout = inf never timed out).
-RANGES: dict[str, tuple[float, float, str, bool]] = {
+RANGES: Ranges = {
     "initial_span": (1, 10_000_000, "blocks", False),
     "max_span": (1, 10_000_000, "blocks", False),
     "target_events": (1, 10_000_000, "events", False),
@@ -157,8 +158,7 @@ def build_settings(raw: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"indexer.finality must be 'tag' or 'depth', got {options.finality!r}")
     if options.progress not in ("auto", "bar", "log"):
         raise ConfigError(f"indexer.progress must be 'auto', 'bar' or 'log', got {options.progress!r}")
-    for key, (low, high, unit, above_low) in RANGES.items():
-        check_range(f"indexer.{key}", getattr(options, key), low, high, unit, above_low)
+    check_ranges("indexer", options, RANGES)
     check_port("indexer.metrics_port", options.metrics_port, {0: "[services].indexer_metrics_port", -1: "off"})
     options = dataclasses.replace(options, log_level=check_log_level("indexer.log_level", options.log_level))
     chain = section(raw, "chain", ChainSettings)
