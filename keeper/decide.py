@@ -92,6 +92,11 @@ class FeedRule:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FeedRound:
+    """The round that decides a feed rule: the first one published at or after the market's end time.
+    Trading closes at end time, so no trader can know it while trading is open (audit h1 F2: with the
+    last round before end time, a round published in the market's last minute was public while the
+    pool still traded at the old price, a risk-free buy of the side it made certain)."""
+
     round_id: int
     answer: int
     updated_at: int  # unix seconds
@@ -110,7 +115,7 @@ class MarketView:
     resolved: bool  # from the contract (getMarket), never from the database alone
     queued: QueueEntry | None = None
     rule: FeedRule | None = None
-    feed_round: FeedRound | None = None  # the last round at or before end_time, if fetched
+    feed_round: FeedRound | None = None  # the first round at or after end_time, if fetched and published
     in_ledger: bool = False  # a live (not dropped) transaction exists for this market's job key
     status: int = STATUS_OPEN  # from the contract (getMarket)
 
@@ -152,9 +157,10 @@ def compare(answer: int, comparison: Comparison, threshold: int) -> bool:
 
 
 def feed_outcome(rule: FeedRule, rnd: FeedRound | None, end_time: int, max_staleness_s: int) -> int | None:
-    """The outcome a feed rule gives at end_time, or None when the feed cannot say (no round at or
-    before end time, or the round is older than the staleness bound): never a guess."""
-    if rnd is None or rnd.updated_at > end_time or end_time - rnd.updated_at > max_staleness_s:
+    """The outcome a feed rule gives, or None when the feed cannot say (no round at or after end time
+    yet, one before end time, or one published more than `max_staleness_s` after end time): never a
+    guess."""
+    if rnd is None or rnd.updated_at < end_time or rnd.updated_at - end_time > max_staleness_s:
         return None
     return rule.outcome_if_true if compare(rnd.answer, rule.comparison, rule.threshold) else rule.outcome_if_false
 

@@ -296,9 +296,13 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
 async def _feed_rounds(
     ctx: Context, views: list[decide.MarketView]
 ) -> tuple[dict[int, decide.FeedRound], list[ItemFailure]]:
-    """The last round of each rule's feed at or before the market's end time (walks back round ids).
-    A feed whose answer is not an AggregatorV3 round (a rule bound to another kind of contract) fails
-    that market alone, naming the market and the feed; the other rules are read on.
+    """The first round of each rule's feed published at or after the market's end time: walks back
+    round ids from the latest until the round before it is older than end time (so the round found is
+    known to be the first; a market whose feed has no round since its end time gets none yet). A walk
+    that cannot show that (the previous round unreadable, as at a Chainlink phase change, or
+    `feed_max_rounds_back` reached) gives none: never a guess. A feed whose answer is not an
+    AggregatorV3 round (a rule bound to another kind of contract) fails that market alone, naming the
+    market and the feed; the other rules are read on.
 
     Each distinct feed's latest round is read once, all in one batch; a walk back reads each (feed,
     round) once a run, so many markets on one feed cost one walk, not one each."""
@@ -346,19 +350,27 @@ async def _feed_rounds(
         except RpcError as exc:
             log.warning("feed_unreadable", market_id=v.market_id, reason=error_name(exc.revert_data))
             continue
+        first: decide.FeedRound | None = None  # the first round at or after end time, once shown to be
         try:
             round_id, answer, _started, updated, _ans = decode_result("MockPriceFeed", step, to_bytes(raw))
             steps = 0
-            while updated > v.end_time and round_id > 1 and steps < k.feed_max_rounds_back:
+            while updated >= v.end_time:
+                if round_id <= 1:  # the feed's first round: nothing before it
+                    first = decide.FeedRound(int(round_id), int(answer), int(updated))
+                    break
+                if steps >= k.feed_max_rounds_back:
+                    break
                 steps += 1
                 step = f"getRoundData({round_id - 1})"
                 try:
                     raw = await read(feed, round_id - 1)
                 except RpcError:
                     break
-                round_id, answer, _started, updated, _ans = decode_result(
-                    "MockPriceFeed", "getRoundData", to_bytes(raw)
-                )
+                prev = decode_result("MockPriceFeed", "getRoundData", to_bytes(raw))
+                if prev[3] < v.end_time:  # the round before is older than end time: this one is the first
+                    first = decide.FeedRound(int(round_id), int(answer), int(updated))
+                    break
+                round_id, answer, _started, updated, _ans = prev
         except Exception as exc:
             size = f"{len(raw) // 2 - 1} bytes" if isinstance(raw, str) else f"{raw!r:.80}"
             error = (
@@ -368,8 +380,8 @@ async def _feed_rounds(
             )
             failed.append(ItemFailure("check", f"resolve:{v.market_id}", None, error))
             continue
-        if updated <= v.end_time:
-            out[v.market_id] = decide.FeedRound(int(round_id), int(answer), int(updated))
+        if first is not None:
+            out[v.market_id] = first
     return out, failed
 
 

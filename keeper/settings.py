@@ -109,7 +109,7 @@ class KeeperSettings:
     db_lock_timeout_s: float = 5.0  # PostgreSQL lock_timeout: a row held elsewhere fails the step, never hangs it
     # ---- resolution
     grace_period_s: int = 3_600  # past end + grace with no outcome source → reported as overdue
-    feed_max_staleness_s: int = 3_600  # the feed round used must be at most this old at end time
+    feed_max_staleness_s: int = 3_600  # the deciding round (the first at or after end time) must come within this
     feed_max_rounds_back: int = 64
     # ---- transactions (all fee amounts in wei, integers)
     confirmations: int = 0  # 0 = [chain].confirmations

@@ -1,8 +1,8 @@
 """A stand-in human operator for the local demo (`make run`): gives every market an outcome source
 through the keeper's own commands, so the keeper — not this script — resolves them on chain.
 
-- even market ids are bound to the mock ETH/USD price feed (YES if the answer is above $3,000 at
-  end time), as `python -m keeper rule` does;
+- even market ids are bound to the mock ETH/USD price feed (YES if the first answer published at
+  or after end time is above $3,000), as `python -m keeper rule` does;
 - odd ids, once ended, get a seeded outcome queued, as `python -m keeper resolve` does.
 
     python -m scripts.operator --config config/local.toml [--seed 1] [--interval 5]

@@ -179,7 +179,7 @@ async def test_slow_feed_reads_defer_some_rules_instead_of_timing_the_run_out(
         await bind_rule(db_dsn, m, f, 3_400 * 10**8)
     ops.advance(200)
     for f in feeds:  # a round after the end: each market walks back one round, a call of its own
-        ops.send(ADMIN, f, encode_call("MockPriceFeed", "updateAnswer", 3_000 * 10**8))
+        ops.send(ADMIN, f, encode_call("MockPriceFeed", "updateAnswer", 3_600 * 10**8))
     settings = make_settings(proxy.url, db_dsn, deployment_path, job_timeout_s=4.0)
     async with harness(settings) as h:
         proxy.delay_s = 1.0  # every eth_call a second late: four markets' reads alone take the whole timeout

@@ -168,6 +168,7 @@ async def test_a_rule_market_the_contract_refuses_is_an_item_failure_each_run(
     )[0]
     ops.send(ADMIN, ops.dep.opinion_market, encode_call("OpinionMarket", "revokeRole", role, KEEPER.address))
     ops.advance(200)
+    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_500 * 10**8))  # the deciding round
     async with harness(make_settings(ops.anvil.url, db_dsn, deployment_path)) as h:
         for _ in range(2):
             counts = await jobs.resolve(h.ctx)

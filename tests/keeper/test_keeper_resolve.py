@@ -44,10 +44,13 @@ async def test_queued_resolution_is_sent_exactly_once(ops: ChainOps, db_dsn: str
     assert (q["status"], q["requested_by"], q["reason"]) == ("resolved", "alice", "obvious")
 
 
-async def test_price_feed_rule_resolves_from_the_round_at_end_time(
+async def test_a_price_feed_rule_resolves_from_the_first_round_at_or_after_end_time(
     ops: ChainOps, db_dsn: str, deployment_path: Path
 ) -> None:
-    """The answer in force at end time decides, not a later one; the outcome is proposed once."""
+    """A round published in the market's last minute was public while the pool still traded at the old
+    price (audit h1 F2: a risk-free buy of the side it made certain, +73 USDC on a 100 USDC pool). The
+    first round at or after end time decides, one no trader could know; none is proposed before it,
+    a later one never changes it, and the outcome is proposed once."""
     feed = ops.dep.price_feed
     assert feed is not None
     from keeper.abi import encode_call
@@ -65,11 +68,16 @@ async def test_price_feed_rule_resolves_from_the_round_at_end_time(
         3_400 * 10**8,
     )
     assert conn_rows
+    ops.advance(end - 30 - ops.now())
+    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_000 * 10**8))  # trading still open
+    assert ops.now() < end
     ops.advance(200)
-    # after end time the price falls below the threshold: must not change the outcome
-    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_000 * 10**8))
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
     async with harness(settings) as h:
+        assert (await jobs.resolve(h.ctx))["sent"] == 0  # no round since end time yet: nothing to decide
+        assert ops.proposed_events(m) == []
+        ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_500 * 10**8))  # the first after end
+        ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_000 * 10**8))  # later: never decides
         assert (await jobs.resolve(h.ctx))["sent"] == 1
         await h.tx.wait_idle(30, 0.1)
         assert (await jobs.resolve(h.ctx))["sent"] == 0
@@ -77,24 +85,50 @@ async def test_price_feed_rule_resolves_from_the_round_at_end_time(
     assert len(ops.proposed_events(m)) == 1
 
 
+async def test_a_first_round_the_walk_cannot_show_is_never_used(
+    ops: ChainOps, db_dsn: str, deployment_path: Path
+) -> None:
+    """More rounds since end time than `feed_max_rounds_back`: the walk cannot reach the round before
+    end time, so it cannot know which round was the first after it. Nothing is proposed; past grace
+    the market is reported overdue (queue its outcome)."""
+    feed = ops.dep.price_feed
+    assert feed is not None
+    from keeper.abi import encode_call
+
+    end = ops.now() + 100
+    (m,) = ops.create_markets(1, end)
+    await insert_markets(db_dsn, [m], end)
+    await bind_rule(db_dsn, m, feed, 3_400 * 10**8)
+    ops.advance(200)
+    for answer in (3_500, 3_000, 3_000, 3_000):
+        ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", answer * 10**8))
+    settings = make_settings(ops.anvil.url, db_dsn, deployment_path, feed_max_rounds_back=2, grace_period_s=10)
+    async with harness(settings) as h:
+        counts = await jobs.resolve(h.ctx)
+    assert (counts["sent"], counts["overdue"]) == (0, 1)
+    assert ops.proposed_events(m) == []
+    (o,) = await fetch(db_dsn, "SELECT market_id, reason FROM keeper.overdue_markets")
+    assert (o["market_id"], o["reason"]) == (m, "feed_unusable")
+
+
 async def test_markets_on_one_feed_read_each_round_once_a_run(
     ops: ChainOps, db_dsn: str, deployment_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Five markets bound to one feed, updated twice after their end: the run reads the feed's latest
     round once (in one batch with any other feed's) and walks back two rounds once, not five times each
-    (15 calls before); every market still resolves from the round in force at its end."""
+    (15 calls before); every market resolves from the first round after its end."""
     feed = ops.dep.price_feed
     assert feed is not None
     from keeper.abi import encode_call
 
-    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_500 * 10**8))
+    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_000 * 10**8))  # before end: never decides
     end = ops.now() + 100
     markets = ops.create_markets(5, end)
     await insert_markets(db_dsn, markets, end)
     for m in markets:
         await bind_rule(db_dsn, m, feed, 3_400 * 10**8)
     ops.advance(200)
-    for answer in (3_000, 2_900):  # later rounds say NO: they must not decide
+    for answer in (3_500, 2_900):  # the first round after end says YES; the later NO must not decide
         ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", answer * 10**8))
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
     async with harness(settings) as h:
@@ -119,7 +153,7 @@ async def test_markets_on_one_feed_read_each_round_once_a_run(
         by_round = "0x" + encode_call("MockPriceFeed", "getRoundData", 1)[:4].hex()
         assert sorted(asked) == sorted([latest, by_round, by_round])
         await h.tx.wait_idle(30, 0.1)
-    assert all(ops.status(m)[:2] == (1, 1) for m in markets)  # YES: 3,500 was in force at end time
+    assert all(ops.status(m)[:2] == (1, 1) for m in markets)  # YES: 3,500 was the first round after end
 
 
 async def test_market_without_source_is_reported_overdue_never_guessed(
@@ -228,6 +262,7 @@ async def test_a_rule_bound_to_a_non_feed_contract_fails_its_market_alone(
     for m, f in ((bad, NOT_A_FEED), (good, feed)):
         await bind_rule(db_dsn, m, f, 3_400 * 10**8)
     ops.advance(200)
+    ops.send(ADMIN, feed, encode_call("MockPriceFeed", "updateAnswer", 3_500 * 10**8))  # the round after end
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
     async with harness(settings) as h:
         counts = await jobs.resolve(h.ctx)
