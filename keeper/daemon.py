@@ -85,7 +85,19 @@ def systemic_fault(exc: BaseException) -> str | None:
         exc, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError
     ):
         return "database_unreachable"  # TimeoutError (a pool acquire) is an OSError too
+    if isinstance(exc, asyncpg.exceptions.ReadOnlySQLTransactionError):
+        return "database_read_only"  # a failover left [database].dsn on a standby: no item can be recorded
     return None
+
+
+def leader_check_hint(exc: BaseException) -> str:
+    """What an operator does about a failed leadership check (logged with it)."""
+    if isinstance(exc, asyncpg.exceptions.ReadOnlySQLTransactionError):
+        return (
+            "the database refuses writes (a hot standby, or default_transaction_read_only): point"
+            " [database].dsn at the primary; no keeper can lead until it accepts writes"
+        )
+    return "check that PostgreSQL runs and [database].dsn reaches it; the keeper retries every leader_poll_s"
 
 
 class Daemon:
@@ -109,7 +121,8 @@ class Daemon:
             timeouts=settings.db_timeouts,
             lease_s=settings.keeper.leader_lease_s,
         )
-        self._ready_checks: dict[str, bool] = {"db": False, "rpc": False}
+        self._ready_checks: dict[str, bool] = {"db": False, "rpc": False, "leadership": True}
+        self.leader_check_failures = 0  # leadership checks or takeovers failed in a row (not "held elsewhere")
         self._running: set[asyncio.Task[Any]] = set()
         self._job_locks: dict[str, asyncio.Lock] = {}
         self._started: dict[str, float] = {}  # job → loop time its running run started
@@ -198,6 +211,8 @@ class Daemon:
             else:
                 self.faults[name] = self.faults.get(name, 0) + 1
                 self.metrics.systemic_faults.labels(fault=fault).inc()
+                if fault == "database_read_only":  # sessions opened during a failover stay read-only
+                    await self.pool.expire_connections()
                 detail["fault"] = fault
                 log.error("job_failed", job=name, error=detail["error"], fault=fault, consecutive=self.faults[name])
                 budget = FAULT_BUDGET.get(name, 1) * self.settings.keeper.max_consecutive_failures
@@ -357,7 +372,18 @@ class Daemon:
                     # in a task: a long requested job must not delay the leader's own check
                     self._requests = asyncio.create_task(self._serve_requests_logged())
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.warning("leader_check_failed", error=type(exc).__name__)
+                # a standby that cannot even try for the lock is not a healthy standby: /ready says so
+                # (a database turned read-only by a failover left every keeper idle behind a 200: review h2)
+                self.leader_check_failures += 1
+                self.metrics.leader_check_failures.inc()
+                log.warning(
+                    "leader_check_failed",
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                    failures_in_a_row=self.leader_check_failures,
+                    hint=leader_check_hint(exc),
+                )
+            else:
+                self.leader_check_failures = 0
             self.metrics.is_leader.set(1 if self.leader.is_leader else 0)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.keeper.leader_poll_s):
@@ -452,8 +478,13 @@ class Daemon:
         try:
             async with asyncio.timeout(3):
                 async with self.pool.acquire() as conn:
-                    await conn.fetchval("SELECT 1")
-            self._ready_checks["db"] = True
+                    # reachable and writable: a standby answers SELECT 1 but records nothing
+                    writable = await conn.fetchval(
+                        "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
+                    )
+            self._ready_checks["db"] = bool(writable)
+            if not writable:  # a session keeps the read-only default it started with: open fresh ones
+                await self.pool.expire_connections()
         except Exception:
             self._ready_checks["db"] = False
         try:
@@ -465,6 +496,7 @@ class Daemon:
         failing = [j for j, n in self.failures.items() if n >= self.settings.keeper.max_consecutive_failures]
         self._ready_checks["jobs"] = not failing
         self._ready_checks["jobs_not_stuck"] = not self.stuck_jobs()
+        self._ready_checks["leadership"] = self.leader_check_failures == 0
         return all(self._ready_checks.values()) and self.halted is None
 
     # -------------------------------------------------------------- main

@@ -89,6 +89,11 @@ class Metrics:
             "keeper_disputes_total", "Disputed proposals seen (each market counted once)", registry=r
         )
         self.is_leader = Gauge("keeper_is_leader", "1 on the leader, 0 on a standby", registry=r)
+        self.leader_check_failures = Counter(
+            "keeper_leader_check_failures_total",
+            "Leadership checks or takeover attempts that failed on a database error (not: held elsewhere)",
+            registry=r,
+        )
         self.head = Gauge("keeper_head_block", "Chain head seen by the tracker", registry=r)
         self.last_success = Gauge(
             "keeper_job_last_success_timestamp", "Unix time of a job's last success", ["job"], registry=r
