@@ -47,6 +47,7 @@ from api.metrics import Metrics
 from api.outbox import Pump
 from api.params import parse
 from api.ratelimit import SIGNIN, RateLimiter, exempt
+from api.redis_health import RedisHealth
 from api.routes import ENDPOINTS, system
 from api.settings import Settings
 from core.numbers import whole_number
@@ -400,6 +401,10 @@ async def _answer(
         raise ApiError(503, "query timed out; narrow the filters", headers=retry) from None
     except PG_UNAVAILABLE as exc:  # a restart, failover, no connections: 503 + Retry-After, never 500
         log.warning("database_unavailable", path=ep.path, error=f"{type(exc).__name__}: {exc}"[:200])
+        if isinstance(exc, asyncpg.exceptions.ReadOnlySQLTransactionError):
+            # a session keeps the read-only default it started with: once the primary takes writes
+            # again, only new sessions see it (review h2: sign-in answered 500 during a failover)
+            await pool.expire_connections()
         raise ApiError(503, "database unavailable", headers=retry) from None
     status = int(out.pop("__status__", 200))
     out["asOf"] = as_of
@@ -421,10 +426,11 @@ async def _chain_parts(
     pump_pool: asyncpg.Pool,
     feed_pool: asyncpg.Pool,
     client: aioredis.Redis,
+    health: RedisHealth,
 ) -> ChainParts:
     """One served chain: its cache namespace, its outbox pump (cache invalidation, then its feed hub)."""
     a = settings.api
-    cache = Cache(client, a.cache_prefix, chain, a.cache_ttl_s, metrics, a.cache_enabled)
+    cache = Cache(client, a.cache_prefix, chain, a.cache_ttl_s, metrics, a.cache_enabled, health=health)
     pump = Pump(pump_pool, settings.dsn, client, chain, a.outbox_poll_s, metrics, cache.ns)
     hub = Hub(feed_pool, settings, metrics, rt.trusted_proxies, chain, pump_pool)
     await pump.start()
@@ -507,6 +513,8 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
                 stack, settings.dsn, 1, len(settings.chains), server_settings, a.shutdown_timeout_s, answer_s
             )
             probe_pool = await _pool(stack, settings.read_dsn, 1, 1, read_only, a.shutdown_timeout_s, answer_s)
+            # and one on the primary, in a writable session: is it taking writes (sign-in, read marks)?
+            write_probe_pool = await _pool(stack, settings.dsn, 0, 1, server_settings, a.shutdown_timeout_s, answer_s)
         except BaseException:
             await stack.aclose()
             raise
@@ -517,8 +525,10 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             retry_on_timeout=False,
         )
         stack.push_async_callback(client.aclose)
+        health = RedisHealth(metrics)  # one client: the caches and the limiter share its back-off
         chains = {
-            c: await _chain_parts(c, settings, metrics, rt, pump_pool, feed_pool, client) for c in settings.chains
+            c: await _chain_parts(c, settings, metrics, rt, pump_pool, feed_pool, client, health)
+            for c in settings.chains
         }
         default = chains[settings.chain_id]
         await default.cache.ping()
@@ -531,6 +541,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             metrics,
             a.rate_limit_enabled,
             a.signin_rate_limit,
+            health,
         )
         default.hub.share([p.hub for c, p in chains.items() if c != settings.chain_id])
         for p in chains.values():  # admin broadcasts arrive on the default chain's channel, for every feed
@@ -546,6 +557,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             default.pump,
             default.hub,
             probe_pool,
+            write_probe_pool,
             chains,
         )
         stop = asyncio.Event()

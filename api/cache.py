@@ -28,7 +28,8 @@ after it — `set` is skipped when its key was invalidated since the request rea
 an outbox row that invalidates nothing, `chain:finalized`, moves nothing).
 
 Redis down: every call fails fast, counts as `error`, and the API answers from PostgreSQL;
-`api_redis_up` and /ready report it. Calls are retried after a short back-off. An invalidation
+`api_redis_up` and /ready report it. Calls are retried after a back-off shared with the rate
+limiter (api/redis_health.py: 1 s doubling to 30 s while Redis keeps failing). An invalidation
 that fails (Redis down or stalled as an outbox row arrives) is owed: until those keys (or the
 whole namespace) are deleted, nothing is read from or written to Redis — otherwise the answers
 cached before the change would be served again for up to `cache_ttl_s`.
@@ -48,6 +49,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from api.metrics import Metrics
+from api.redis_health import RedisHealth
 from core import warm as _warm
 
 log = structlog.get_logger("api.cache")
@@ -58,7 +60,6 @@ GLOBAL_KEYS = ("markets:list", "markets:trending", "creators:list")
 AGGREGATE_KEYS = ("leaderboard:traders", "leaderboard:creators", "stats")
 MAX_VARIANTS = 1000
 KEY_GENERATIONS_MAX = 10_000  # keys whose last invalidation is remembered; beyond, all count as invalidated
-_BACKOFF_S = 1.0
 
 
 def keys_for(event: str, rooms: Sequence[str]) -> set[str] | None:
@@ -102,6 +103,7 @@ class Cache:
         l1_max: int = 2048,
         l1_ttl_s: float = 10.0,
         l1_max_bytes: int = 64 << 20,
+        health: RedisHealth | None = None,
     ) -> None:
         self.client = client
         self.ns = f"{prefix}:{chain_id}:"
@@ -109,8 +111,8 @@ class Cache:
         self.metrics = metrics
         self.enabled = enabled and client is not None
         self.generation = 0
-        self.redis_ok = client is not None
-        self._retry_at = 0.0
+        # shared with the rate limiter and the other chains' caches (one client): api/redis_health.py
+        self.health = health if health is not None else RedisHealth(metrics, up=client is not None)
         self.l1: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
         self.l1_max = l1_max
         self.l1_max_bytes = l1_max_bytes  # the bodies held: 2,048 list pages of ~100 KB were 200 MB (review s15)
@@ -170,7 +172,7 @@ class Cache:
             self.key_generation[k] = self.generation
 
     def _available(self) -> bool:
-        return self.enabled and (self.redis_ok or time.monotonic() >= self._retry_at)
+        return self.enabled and self.health.available()
 
     def _owe(self, keys: set[str] | None) -> None:
         if keys is None:
@@ -199,17 +201,10 @@ class Cache:
         return True
 
     def _failed(self, op: str, exc: Exception) -> None:
-        if self.redis_ok:
-            log.warning("redis_unavailable", op=op, error=type(exc).__name__)
-        self.redis_ok = False
-        self._retry_at = time.monotonic() + _BACKOFF_S
-        self.metrics.redis_up.set(0)
+        self.health.failed(op, exc)
 
     def _ok(self) -> None:
-        if not self.redis_ok:
-            log.info("redis_recovered")
-        self.redis_ok = True
-        self.metrics.redis_up.set(1)
+        self.health.succeeded()
 
     def _l1_get(self, key: str, field: str) -> bytes | None:
         entry = self.l1.get((key, field))

@@ -52,6 +52,9 @@ class State:
     # /ready's own connection (a pool of at most one): requests holding every read connection made a
     # probe wait and report the database down, though a busy pool is load (review s15 F2)
     probe_pool: asyncpg.Pool
+    # and one on the primary (dsn) in a writable session: a failover that leaves it read-only answers
+    # reads but refuses sign-in, and /ready says "degraded" (review h2)
+    write_probe_pool: asyncpg.Pool
     chains: dict[int, ChainParts] = dataclasses.field(default_factory=dict)
 
 

@@ -9,8 +9,9 @@ sign-ins — whatever number of wallets it holds.
 
 Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 (seconds) and `RateLimit-Policy`; a 429 adds `Retry-After` and the seed's error body.
-Redis down → requests pass (fail open) and `api_redis_up` says so; /health, /ready, /metrics are
-never limited.
+Redis down → requests pass (fail open) and `api_redis_up` says so, and Redis is skipped for the
+back-off it shares with the cache (api/redis_health.py), so a stalled Redis does not add its timeout
+to every request; /health, /ready, /metrics are never limited.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from redis.exceptions import RedisError
 
 from api.clientip import NETWORK_FACTOR, client_keys
 from api.metrics import Metrics
+from api.redis_health import RedisHealth
 
 EXEMPT = ("/health", "/ready", "/metrics", "/")
 
@@ -75,6 +77,7 @@ class RateLimiter:
         metrics: Metrics,
         enabled: bool = True,
         per_ip_signin: int = 10,
+        health: RedisHealth | None = None,
     ) -> None:
         self.client = client
         self.ns = namespace
@@ -84,6 +87,7 @@ class RateLimiter:
         self.per_ip_signin = per_ip_signin
         self.metrics = metrics
         self.enabled = enabled and client is not None
+        self.health = health if health is not None else RedisHealth(metrics, up=client is not None)
         # Buckets already over their limit in the current window -> that verdict: a client that keeps
         # sending after its 429 costs no Redis round trip until the window turns (bounded).
         self.denied: dict[str, tuple[int, Verdict]] = {}
@@ -113,8 +117,8 @@ class RateLimiter:
 
     async def _count(self, *buckets: tuple[str, int]) -> Verdict | None:
         """Counts one request in every bucket (one round trip); the verdict of the tightest."""
-        if not self.enabled or self.client is None:
-            return None
+        if not self.enabled or self.client is None or not self.health.available():
+            return None  # fail open: no Redis, or Redis failed and its back-off has not passed
         idx, reset = window(time.time(), self.window_s)
         who = "|".join(ident for ident, _ in buckets)
         denied = self.denied.get(who)
@@ -131,9 +135,10 @@ class RateLimiter:
                 pipe.incr(key)
                 pipe.expire(key, self.window_s + 1)
             replies = await pipe.execute()
-        except (RedisError, OSError):
-            self.metrics.redis_up.set(0)
+        except (RedisError, OSError) as exc:
+            self.health.failed("rate_limit", exc)
             return None
+        self.health.succeeded()
         verdicts = [
             Verdict(int(count) <= limit, limit, max(0, limit - int(count)), reset, self.window_s)
             for (_, limit), count in zip(buckets, replies[::2], strict=True)

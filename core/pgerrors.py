@@ -1,6 +1,7 @@
 """PostgreSQL errors that mean "the database is unavailable for now", not "this query is wrong": the
 connection gone, a restart or failover (admin/crash shutdown, cannot connect now, a statement
-cancelled), out of resources (too many connections, disk full), a transaction rolled back by a
+cancelled, a write refused by a server that is read-only for now: a hot standby, or a demoted
+primary), out of resources (too many connections, disk full), a transaction rolled back by a
 deadlock or a hot standby's conflict. The API answers them 503, the indexer fails one iteration."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ PG_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
     OSError,
 )
 

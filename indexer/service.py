@@ -81,7 +81,6 @@ DB_ERRORS: tuple[type[Exception], ...] = (
     # is in progress" (MagicStack/asyncpg#1069): the connection is gone, so reconnect like the others.
     asyncpg.InternalClientError,
     asyncpg.exceptions.LockNotAvailableError,  # a lock_timeout set for the role
-    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a failover left the DSN on a standby for a while
 )
 # What fails one iteration (retried with back-off, max_failures in a row end the run).
 ITERATION_ERRORS: tuple[type[Exception], ...] = (

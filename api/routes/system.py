@@ -41,6 +41,7 @@ READY = model(
             "checks": obj(
                 {
                     "database": enum("ok"),
+                    "writes": STR,
                     "indexer": obj({"lag_blocks": INT, "head_age_s": {"type": "number"}}),
                     "redis": STR,
                     "outbox": obj({"seq": null(INT), "listening": BOOL}),
@@ -50,7 +51,10 @@ READY = model(
             "asOf": AS_OF,
             "time": TIME,
         },
-        description="degraded: Redis is down (answers come from PostgreSQL, no cache, no rate limits)",
+        description=(
+            "degraded: Redis is down (answers come from PostgreSQL, no cache, no rate limits), or the primary"
+            " does not take writes (checks.writes: sign-in and read marks answer 503; reads answer)"
+        ),
     ),
 )
 
@@ -67,6 +71,21 @@ def _indexer_check(r: Any, max_lag: int, max_age: int) -> tuple[dict[str, Any] |
     if age > max_age:
         problems.append(f"chain head not refreshed for {int(age)} s (bound {max_age} s)")
     return {"lag_blocks": lag, "head_age_s": round(age, 3)}, problems
+
+
+WRITABLE_SQL = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
+
+
+async def _writes_check(pool: asyncpg.Pool) -> str:
+    """Whether the primary (dsn) takes writes: "ok", or why sign-in and read marks answer 503."""
+    try:
+        async with pool.acquire(timeout=2) as conn:
+            if await conn.fetchval(WRITABLE_SQL, timeout=2):
+                return "ok"
+        await pool.expire_connections()  # the session's read-only default is fixed at its start
+        return "read-only (a hot standby or a failover): sign-in and read marks answer 503"
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        return f"primary unreachable ({type(exc).__name__}): sign-in and read marks answer 503"
 
 
 def _may_scrape(scope: Any, scrapers: tuple[Network, ...]) -> bool:
@@ -128,6 +147,8 @@ def routes(rt: Runtime) -> list[Route]:
                 "indexer": indexer,
                 "asOf": as_of_json(chain, r["indexed_block"], r["block_hash"], r["safe_block"], r["finalized_block"]),
             }
+        writes = await _writes_check(state.write_probe_pool)
+        checks["writes"] = writes
         redis_ok = await state.cache.ping()
         checks["redis"] = "ok" if redis_ok else "down (answering from PostgreSQL; no cache, no rate limits)"
         checks["outbox"] = {"seq": state.pump.last_seq, "listening": state.pump.listening}
@@ -136,7 +157,7 @@ def routes(rt: Runtime) -> list[Route]:
         default = per_chain.pop(rt.settings.chain_id)
         checks["indexer"] = default["indexer"]
         body: dict[str, Any] = {
-            "status": "ready" if redis_ok else "degraded",
+            "status": "ready" if redis_ok and writes == "ok" else "degraded",
             "checks": checks,
             "asOf": default["asOf"],
             "time": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),

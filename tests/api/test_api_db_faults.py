@@ -6,6 +6,7 @@ failover) each get a 503 with Retry-After — never a request hanging for TCP's 
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.parse
 
 import aiohttp
@@ -124,3 +125,52 @@ async def test_ready_does_not_call_a_busy_pool_a_database_that_is_down(db_dsn: s
         assert "unreachable" not in body
         assert "api_db_up 1.0" in metrics
         assert code == (await status(base, "/ready"))[0]  # the answer of an idle pool (503 here: nothing indexed)
+
+
+async def post(base: str, path: str) -> tuple[int, dict[str, str], str]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+        async with s.post(base + path, data=b"{}", headers={"Content-Type": "application/json"}) as r:
+            return r.status, dict(r.headers), await r.text()
+
+
+async def test_a_primary_turned_read_only_is_503_on_writes_and_degraded_on_ready(db_dsn: str, redis_url: str) -> None:
+    """Review h2: after a failover left the primary read-only (a demoted primary, a hot standby), sign-in
+    (POST /v1/auth/nonce writes a nonce) answered 500 "internal error" with a traceback, and /ready said
+    "ready". Now writes answer 503 + Retry-After, /ready says "degraded" naming the write side (reads
+    still work, so the instance stays in rotation), and both recover once the primary takes writes."""
+    from tests.api import rows
+
+    db = urllib.parse.urlsplit(db_dsn).path.lstrip("/")
+    await rows.scenario(db_dsn)
+    async with serving(make_settings(db_dsn, redis_url, port=free_port(), ready_max_head_age_s=604800)) as (_, port):
+        base = f"http://127.0.0.1:{port}"
+        assert (await post(base, "/v1/auth/nonce"))[0] == 201
+        code, _, body = await status(base, "/ready")
+        assert (code, json.loads(body)["status"]) == (200, "ready"), body
+        admin = await asyncpg.connect(db_dsn)
+        try:
+            await admin.execute(f"ALTER DATABASE {db} SET default_transaction_read_only = on")
+            await admin.execute(  # as a failover ends every session
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                db,
+            )
+            answers = [await post(base, "/v1/auth/nonce") for _ in range(3)]
+            ready = await status(base, "/ready")
+        finally:
+            await admin.execute(f"ALTER DATABASE {db} RESET default_transaction_read_only")
+            await admin.close()
+        assert [a[0] for a in answers] == [503, 503, 503], answers
+        assert all(a[1].get("Retry-After") == "1" for a in answers)
+        code, _, body = ready
+        got = json.loads(body)
+        assert (code, got["status"]) == (200, "degraded"), body
+        assert got["checks"]["writes"].startswith("read-only"), body
+        assert (await status(base, "/v1/markets?limit=11"))[0] == 200  # reads still answer
+        for _ in range(50):  # writable again: fresh sessions see it
+            if (await post(base, "/v1/auth/nonce"))[0] == 201:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            pytest.fail("sign-in did not recover once the primary took writes again")
+        code, _, body = await status(base, "/ready")
+        assert (code, json.loads(body)["status"], json.loads(body)["checks"]["writes"]) == (200, "ready", "ok"), body

@@ -1296,13 +1296,14 @@ export interface components {
             address: string;
             roles: ("user" | "creator" | "admin")[];
         };
-        /** @description degraded: Redis is down (answers come from PostgreSQL, no cache, no rate limits) */
+        /** @description degraded: Redis is down (answers come from PostgreSQL, no cache, no rate limits), or the primary does not take writes (checks.writes: sign-in and read marks answer 503; reads answer) */
         Ready: {
             /** @enum {string} */
             status: "ready" | "degraded";
             checks: {
                 /** @enum {string} */
                 database: "ok";
+                writes: string;
                 indexer?: {
                     lag_blocks: number;
                     head_age_s: number;
