@@ -169,6 +169,8 @@ class Pump:
                 await self.drain()
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
                 log.warning("outbox_read_failed", error=type(exc).__name__)
+            except Exception:  # a bug in a sink: logged, and the pump goes on (it is the feed and the cache)
+                log.exception("outbox_drain_failed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_s):
                     waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -210,8 +212,16 @@ class Pump:
                 return total
             safe = heads["safe_block"] if heads else None
             fin = heads["finalized_block"] if heads else None
-            for sink in self.sinks:
-                await sink(rows, safe, fin)
+            for sink in self.sinks:  # each on its own: a sink's bug never starves the others (feed, cache)
+                try:
+                    await sink(rows, safe, fin)
+                except Exception:
+                    log.exception(
+                        "outbox_sink_failed",
+                        sink=getattr(sink, "__qualname__", repr(sink)),
+                        seq_from=rows[0]["seq"],
+                        seq_to=rows[-1]["seq"],
+                    )
             self.last_seq = rows[-1]["seq"]
             self.metrics.outbox_seq.labels(str(self.chain_id)).set(self.last_seq)
             total += len(rows)
@@ -222,7 +232,9 @@ class Pump:
         while not stop.is_set():
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self.dsn, server_settings={"application_name": "gl-api-listen"})
+                conn = await asyncpg.connect(
+                    self.dsn, timeout=10, server_settings={"application_name": "gl-api-listen"}
+                )
                 await conn.add_listener("gl_outbox", lambda *_: self._wake.set())
                 self.listening = True
                 self._wake.set()  # catch up on whatever committed while we were not listening
@@ -230,8 +242,9 @@ class Pump:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(5):
                             await stop.wait()
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.warning("outbox_listen_failed", error=type(exc).__name__)
+            except Exception as exc:  # any: the connection died while LISTEN was set up (InterfaceError), …
+                # ending here would end the pump's task group, silently, until shutdown (review h2)
+                log.warning("outbox_listen_failed", error=f"{type(exc).__name__}: {exc}"[:200])
             finally:
                 self.listening = False
                 if conn is not None:
@@ -260,8 +273,8 @@ class Pump:
                             bsink(data)
                     else:
                         self._wake.set()
-            except (RedisError, OSError) as exc:
-                log.warning("outbox_redis_failed", error=type(exc).__name__)
+            except Exception as exc:  # any (as _listen_pg): the pump must outlive each of its listeners' faults
+                log.warning("outbox_redis_failed", error=f"{type(exc).__name__}: {exc}"[:200])
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1):
                         await stop.wait()
