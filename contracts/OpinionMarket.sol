@@ -239,13 +239,19 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     ///         of the likelier side goes to the creator's position. An informed creator no longer hands the
     ///         first trader the difference between 50 % and the real odds.
     /// @param yesPriceBps initial YES price in basis points, 1 to 9,999.
+    /// @param deadline the creation reverts after it: a creation left waiting in the mempool would open at
+    ///        odds that went stale meanwhile, and the first trader would take the gap from the deposit
+    ///        (audit h1 F3: 1,000 USDC opened at 90 % YES after the event turned 50/50 gave a 200 USDC NO
+    ///        buyer +217 USDC).
     function createMarketWithOdds(
         string calldata question,
         string calldata category,
         uint256 endTime,
         uint256 initialLiquidity,
-        uint256 yesPriceBps
+        uint256 yesPriceBps,
+        uint256 deadline
     ) external whenNotPaused nonReentrant returns (uint256 marketId) {
+        if (block.timestamp > deadline) revert DeadlineExpired(deadline);
         if (yesPriceBps == 0 || yesPriceBps >= BPS) revert InvalidOdds(yesPriceBps);
         marketId = _create(question, category, endTime, initialLiquidity, yesPriceBps);
     }

@@ -219,7 +219,9 @@ class Simulator:
             liq = rng.choice((10, 50, 100, 500)) * USDC
             if rng.random() < 0.3:  # opened at odds: part of one side goes to the creator's position
                 odds = rng.choice((1_000, 2_500, 7_500, 9_000))
-                data = self._enc(self.c_om, "createMarketWithOdds", q, rng.choice(CATEGORIES), end, liq, odds)
+                data = self._enc(
+                    self.c_om, "createMarketWithOdds", q, rng.choice(CATEGORIES), end, liq, odds, now + 3600
+                )
                 return "create_market", self._tx(wallet, self.om, data)
             return "create_market", self._tx(
                 wallet, self.om, self._enc(self.c_om, "createMarket", q, rng.choice(CATEGORIES), end, liq)

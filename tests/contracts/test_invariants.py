@@ -184,7 +184,7 @@ class Harness:
             f"createMarketWithOdds(by={sender[:6]}, liq={liquidity}, end=+{duration}, yes={yes_bps})",
             sender,
             self.om,
-            OM.data("createMarketWithOdds", "Will it happen?", "fuzz", end, liquidity, yes_bps),
+            OM.data("createMarketWithOdds", "Will it happen?", "fuzz", end, liquidity, yes_bps, end),
             lambda s, now: s.create_market(sender, end, liquidity, now, yes_bps),
         )
 

@@ -905,7 +905,7 @@ def test_create_with_odds_cuts_the_likelier_side_and_gives_the_creator_the_rest(
     creator = env.traders[0]
     end = env.now() + DAY
     liquidity = 1_000 * USDC
-    fn = env.om.functions.createMarketWithOdds("q", "c", end, liquidity, 9_000)
+    fn = env.om.functions.createMarketWithOdds("q", "c", end, liquidity, 9_000, end)
     m, receipt = env.send_returning(fn, creator)
     yes, no = model.initial_reserves(liquidity, 9_000)
     assert (yes, no) == (model.ceil_div(liquidity, 9), liquidity)
@@ -915,8 +915,18 @@ def test_create_with_odds_cuts_the_likelier_side_and_gives_the_creator_the_rest(
     y_price, _ = env.om.functions.prices(m).call()
     assert abs(y_price - 9 * 10**17) < 10**12
     for bad in (0, 10_000):
-        fn = env.om.functions.createMarketWithOdds("q", "c", end, liquidity, bad)
+        fn = env.om.functions.createMarketWithOdds("q", "c", end, liquidity, bad, end)
         assert env.reverts(fn, creator, OM, "InvalidOdds") == (bad,)
+
+
+def test_a_creation_at_odds_waiting_past_its_deadline_reverts(env: Env) -> None:
+    """Audit h1 F3: createMarketWithOdds had no deadline, so a creation left waiting in the mempool opened at
+    odds that had gone stale, and the first trader took the gap from the deposit (1,000 USDC at 90 % YES
+    after the event turned 50/50: a 200 USDC NO buy worth +217 USDC). Past its deadline it reverts."""
+    creator = env.traders[0]
+    now = env.now()
+    fn = env.om.functions.createMarketWithOdds("q", "c", now + DAY, 1_000 * USDC, 9_000, now - 1)
+    assert env.reverts(fn, creator, OM, "DeadlineExpired") == (now - 1,)
 
 
 def test_fair_start_and_lp_fee_keep_the_creators_deposit_on_a_likely_event(env: Env) -> None:
@@ -934,7 +944,7 @@ def test_fair_start_and_lp_fee_keep_the_creators_deposit_on_a_likely_event(env: 
 
     end = env.now() + DAY
     even = value_after(env.om.functions.createMarket("q", "c", end, 1_000 * USDC))
-    fair = value_after(env.om.functions.createMarketWithOdds("q", "c", end, 1_000 * USDC, 9_000))
+    fair = value_after(env.om.functions.createMarketWithOdds("q", "c", end, 1_000 * USDC, 9_000, end))
     assert even < 700 * USDC
     assert fair >= 1_000 * USDC
 
