@@ -18,29 +18,37 @@ interface ICreatorFeeSource {
 
 /// @title CreatorShares
 /// @notice Per-creator shares on a friend.tech-style bonding curve priced in USDC, with a dividend
-///         pool per creator that vests over a day to holders pro rata to shares held while it vests.
+///         pool per creator that vests until the end of its UTC day to the holders of earning shares; a share
+///         bought on day e earns from 00:00 UTC of day e+2 (warm-up), so no fee that arrives less than a day
+///         after a buy ever reaches the shares it bought.
 /// @dev Pricing comes from one reserve function, R(s) = unit * (s-1) s (2s-1) / 6 = unit * sum_{i<s} i^2,
 ///      so buying n shares at supply s costs R(s+n) - R(s) and selling returns R(s) - R(s-n): the
 ///      curve reserve always equals R(supply). The creator buys the first share (price 0) and can never
 ///      sell it, so every other holder can always sell. Dividends use accumulated-per-share accounting.
 ///
-///      Streamed dividends: a fee is not credited when it arrives but joins the creator's `pool`, which
-///      vests linearly from the last fold until `streamEnd`, the amount-weighted mean of its parts' ends: a new
-///      fee's is `DIVIDEND_STREAM` (one day) from its arrival, what was vesting keeps its own. Every change of supply first folds what vested since the last fold into the
-///      accumulator at the supply it vested under, so between two supply changes the vested part goes
-///      exactly to the holders of that interval, pro rata to their shares and to the time they held:
-///      holding a creator's shares for an hour earns about an hour's worth of that creator's fee stream,
-///      and buying just before a large fee arrives (a whale's own trade, or one seen in a mempool) earns
-///      about hold time / one day of it, not all of it. Market fees that arrived in OpinionMarket join
-///      the pool at the next fold. `distributeDividends` folds the same way (credits what vested since
-///      the last fold) and moves the market fees' USDC from OpinionMarket.
+///      Dividends on UTC days (`EPOCH`). A fee is not credited when it arrives but joins the creator's `pool`,
+///      which vests linearly from the last fold (`lastFold`) until the end of that fold's day; market fees that
+///      arrived in OpinionMarket since the last fold join the pool before it vests, as if they had arrived at
+///      the last fold (never earlier than they did). Every trade and distribution first folds what vested into
+///      the accumulator over the earning supply, `supply - pendingNext - pendingLater`.
+///
+///      Warm-up: shares bought on day e are pending until 00:00 of day e+2 (the creator's first buy excepted:
+///      nobody else holds then, and it keeps the earning supply >= 1, as the first share is never sold). Since a
+///      pool never vests across 00:00 and maturity happens only at 00:00, a fold's vesting has one earning supply;
+///      the first fold past a 00:00 writes the accumulator at that boundary once per creator and day
+///      (`maturedAcc`), and a matured lot is credited `lot * (acc - acc at its boundary)` when its holder is next
+///      settled. A holder keeps at most two pending lots: `pendingOld` (bought the day before its last buy) and
+///      `pendingNew` (bought on the day of its last buy, `lockedUntil - lockPeriod`). Sells take pending shares
+///      first, newest first. So a fee that arrives before 00:00 of the second day after a buy has vested before
+///      the bought shares earn, whoever brings it (a whale's own trade, a pending trade in the mempool, fees
+///      waiting in OpinionMarket).
 ///
 ///      The accumulator is stored scaled by 1e12 (it fits the holder's slot next to its balance) and is
-///      shown scaled by 1e18 (x 1e6, exact) in events and views; claimable = credited + floor(shares *
-///      (acc - accPaid) / 1e18) gives the same integer either way. Each fold reserves
-///      ceil(delta * supply / 1e12) from what is pending and every holder's credit rounds down, so claims
-///      never exceed what was folded. Market fees folded but still held by OpinionMarket are pulled
-///      before any dividend claim of that creator is paid.
+///      shown scaled by 1e18 (x 1e6, exact) in events and views; claimable = credited + floor(earning *
+///      (acc - accPaid) / 1e18) + per matured lot floor(lot * (acc - acc at its boundary) / 1e18) gives the same
+///      integer either way. Each fold reserves ceil(delta * earning / 1e12) from the pool and every credit term
+///      rounds down, so claims never exceed what was folded. Market fees folded but still held by OpinionMarket
+///      are pulled before any dividend claim of that creator is paid.
 contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
@@ -52,10 +60,10 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     /// @dev Scale of the stored accumulator; ACC_PRECISION / ACC_STORED is exact.
     uint256 private constant ACC_STORED = 1e12;
     uint256 private constant ACC_SHOWN = ACC_PRECISION / ACC_STORED;
-    uint256 public constant MAX_SUPPLY = type(uint32).max;
-    /// @notice Each fee's vesting period from its arrival; the pool vests until its fees' weighted mean end, so a
-    ///         fee joining a pool near its end vests sooner than this, and what was vesting later.
-    uint256 public constant DIVIDEND_STREAM = 1 days;
+    uint256 public constant MAX_SUPPLY = type(uint24).max;
+    /// @notice The dividend day (UTC): a pool vests until the end of its last fold's day, and shares bought on
+    ///         day e earn from the start of day e+2.
+    uint256 public constant EPOCH = 1 days;
 
     error CreatorMustBuyFirstShare(address creator);
     error ZeroAmount();
@@ -71,25 +79,28 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
     /// @dev Slot 0 of a creator, read and written by every trade.
     struct Creator {
-        uint32 supply;
-        uint96 pool; // arrived and not yet credited: vests linearly from `lastFold` until `streamEnd`
-        uint96 creatorFees; // creator's own trading fees, claimable by the creator
-        uint32 streamEnd; // when the pool is fully vested: amount-weighted mean of its fees' ends (see _stream)
+        uint24 supply;
+        uint24 pendingNext; // pending shares that earn from 00:00 of the day after `lastFold`'s
+        uint24 pendingLater; // pending shares that earn from 00:00 two days after `lastFold`'s
+        uint96 pool; // arrived and not yet credited: vests linearly from `lastFold` until the end of its day
+        uint88 creatorFees; // creator's own trading fees, claimable by the creator
     }
 
     /// @dev Slot 1 of a creator, read by every trade, written when something is folded.
     struct Accrual {
-        uint112 acc; // 1 + dividends per share scaled by ACC_STORED (0 = creator has no shares yet)
+        uint96 acc; // 1 + dividends per earning share scaled by ACC_STORED (0 = creator has no shares yet)
         uint112 marketFolded; // part of OpinionMarket's creatorFeesAccrued[creator] that already joined the pool
         uint32 lastFold; // when the pool last vested into acc
     }
 
     /// @dev One slot per holder per creator; `accPaid` is the stored accumulator value already credited.
     struct Holding {
-        uint32 shares;
+        uint24 shares; // all shares; earning = shares - pendingOld - pendingNew
+        uint24 pendingOld; // bought the day before the last buy's: earn from 00:00 of the day after the last buy's
+        uint24 pendingNew; // bought on the last buy's day (lockedUntil - lockPeriod): earn from 00:00 two days after
         uint32 lockedUntil;
-        uint80 credited; // dividends credited and not yet claimed
-        uint112 accPaid;
+        uint56 credited; // dividends credited and not yet claimed
+        uint96 accPaid; // the accumulator the earning shares were last settled at
     }
 
     /// @param price curve price of the shares (R difference), excluding fees.
@@ -98,8 +109,12 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     ///        stream's end (see `dividendStream`).
     /// @param accPerShare the accumulator after the fold that preceded the trade, scaled by 1e18.
     /// @param distributed vested since the previous fold and folded into `accPerShare` before the trade,
-    ///        credited to the holders before the trade; on the creator's first buy, the market fees its markets
-    ///        earned before it, credited to the creator.
+    ///        credited to the earning holders before the trade; on the creator's first buy, the market fees its
+    ///        markets earned before it, credited to the creator.
+    /// @param traderPendingOld, traderPendingNew the trader's pending shares after the trade (traderShares less
+    ///        these earn); `traderPendingNew` earns from `traderEarnsFrom`, `traderPendingOld` one day earlier.
+    /// @param traderEarnsFrom 00:00 UTC at which `traderPendingNew` starts earning; 0 when nothing is pending.
+    /// @param pendingSupply the creator's pending shares after the trade (supply less these earn).
     event SharesTraded(
         address indexed creator,
         address indexed trader,
@@ -115,16 +130,36 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         uint256 lockedUntil,
         uint256 pool,
         uint256 accPerShare,
-        uint256 distributed
+        uint256 distributed,
+        uint256 traderPendingOld,
+        uint256 traderPendingNew,
+        uint256 traderEarnsFrom,
+        uint256 pendingSupply
     );
 
     /// @param amount vested since the last fold, reserved for holders (rounded up; holders' credits round down,
     ///        so what they can claim never exceeds the sum of these amounts); `marketFees` came from
     ///        OpinionMarket in this call.
     /// @param pool not yet credited: still vesting, and rounding dust.
+    /// @param earningSupply the supply `amount` was credited over (supply less the pending shares before the fold).
+    /// @param pendingSupply the creator's pending shares after the fold.
     event DividendsDistributed(
-        address indexed creator, uint256 amount, uint256 marketFees, uint256 supply, uint256 accPerShare, uint256 pool
+        address indexed creator,
+        uint256 amount,
+        uint256 marketFees,
+        uint256 supply,
+        uint256 accPerShare,
+        uint256 pool,
+        uint256 earningSupply,
+        uint256 pendingSupply
     );
+
+    /// @notice A fold passed 00:00 and `shares` pending shares of `creator` (every lot whose 00:00 is at or before
+    ///         this block's time and after the previous fold) earn from now on.
+    /// @param fromDay, toDay the UTC days (timestamp / EPOCH) whose 00:00 the fold passed: the lots that earn from
+    ///        00:00 of a day in [fromDay, toDay] matured (at most two days; the accumulator is the same at both).
+    /// @param accPerShare the accumulator at those boundaries, scaled by 1e18.
+    event PendingMatured(address indexed creator, uint256 shares, uint256 fromDay, uint256 toDay, uint256 accPerShare);
 
     /// @notice Emitted once, at deployment, so an indexer prices shares from logs alone.
     event CurveConfigured(
@@ -150,6 +185,10 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     mapping(address => Creator) private creators;
     mapping(address => Accrual) private accruals;
     mapping(address => mapping(address => Holding)) private holdings;
+    /// @dev creator => day >> 1 => two uint128 lanes (low: even day, high: odd day): the stored accumulator at
+    ///      00:00 of `day`, written once by the fold that passed it with lots maturing there. A boundary passed
+    ///      together with the day before's (one fold) has an empty lane: its accumulator is the day before's.
+    mapping(address => mapping(uint256 => uint256)) private maturedAcc;
 
     constructor(
         IERC20 usdc_,
@@ -211,18 +250,30 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
             }
             accruals[creator] = a;
         } else {
-            (distributed,) = _fold(creator, c, a);
+            (distributed,,) = _fold(creator, c, a);
             accruals[creator] = a;
         }
-        Holding memory h = _settle(holdings[creator][msg.sender], a.acc);
-        if (first) h.credited = (h.credited + distributed).toUint80(); // msg.sender is the creator
-        h.shares = (h.shares + amount).toUint32();
+        Holding memory h = _settle(creator, holdings[creator][msg.sender], a.acc, a.lastFold);
+        if (first) {
+            // msg.sender is the creator; its first shares earn at once (nobody else holds, no pool yet)
+            h.credited = (h.credited + distributed).toUint56();
+        } else {
+            // after the settle, a lot bought before yesterday has matured; yesterday's keeps its 00:00 (tomorrow's)
+            // as the older lot, and today's (merged with this buy) earns from 00:00 of the day after tomorrow
+            if (h.pendingNew != 0 && _lastBuyDay(h) + 1 == block.timestamp / EPOCH) {
+                h.pendingOld = h.pendingNew;
+                h.pendingNew = 0;
+            }
+            h.pendingNew += uint24(amount); // <= MAX_SUPPLY - supply, checked above, as every sum below
+            c.pendingLater += uint24(amount);
+        }
+        h.shares += uint24(amount);
         h.lockedUntil = (block.timestamp + lockPeriod).toUint32();
         holdings[creator][msg.sender] = h;
 
-        c.supply = uint32(newSupply); // <= MAX_SUPPLY, checked above
-        _stream(c, dFee);
-        c.creatorFees = (c.creatorFees + cFee).toUint96();
+        c.supply = uint24(newSupply); // <= MAX_SUPPLY, checked above
+        c.pool = (c.pool + dFee).toUint96(); // joins today's pool
+        c.creatorFees = (c.creatorFees + cFee).toUint88();
         creators[creator] = c;
         if (pFee > 0) protocolFeesPlusOne += pFee;
 
@@ -252,14 +303,30 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         if (proceeds < minProceeds) revert SlippageExceeded(proceeds, minProceeds);
 
         Accrual memory a = accruals[creator];
-        (uint256 distributed,) = _fold(creator, c, a);
+        (uint256 distributed,,) = _fold(creator, c, a);
         accruals[creator] = a;
-        h = _settle(h, a.acc);
-        h.shares -= uint32(amount); // amount <= h.shares, checked above
+        h = _settle(creator, h, a.acc, a.lastFold);
+        // pending shares go first, newest first, then earning ones. After the settle (lastFold = now) the newest
+        // lot was bought today (earns two 00:00s ahead: pendingLater) or yesterday (the next: pendingNext); an
+        // older lot is left only when the last buy was today (yesterday's lot: pendingNext).
+        uint256 x = amount;
+        if (h.pendingNew != 0) {
+            uint24 t = uint24(Math.min(x, h.pendingNew));
+            h.pendingNew -= t;
+            x -= t;
+            if (_lastBuyDay(h) == block.timestamp / EPOCH) c.pendingLater -= t;
+            else c.pendingNext -= t;
+        }
+        if (x != 0 && h.pendingOld != 0) {
+            uint24 t = uint24(Math.min(x, h.pendingOld));
+            h.pendingOld -= t;
+            c.pendingNext -= t;
+        }
+        h.shares -= uint24(amount); // amount <= h.shares, checked above
         holdings[creator][msg.sender] = h;
-        c.supply = uint32(newSupply); // below the uint32 supply it came from
-        _stream(c, dFee);
-        c.creatorFees = (c.creatorFees + cFee).toUint96();
+        c.supply = uint24(newSupply); // below the supply it came from
+        c.pool = (c.pool + dFee).toUint96(); // joins today's pool
+        c.creatorFees = (c.creatorFees + cFee).toUint88();
         creators[creator] = c;
         if (pFee > 0) protocolFeesPlusOne += pFee;
 
@@ -269,28 +336,39 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
     // ---------------------------------------------------------------- dividends
 
-    /// @notice Credits what vested since the last fold to current holders pro rata, starts the market fees
-    ///         that arrived in OpinionMarket vesting, and moves their USDC into this contract. Keeper role;
-    ///         reverts when nothing vested and nothing arrived. Trades fold too: this call makes a quiet
-    ///         period's vested fees claimable and settles the market fees' USDC.
+    /// @notice Folds: the market fees that arrived in OpinionMarket join the pool, what vested since the last fold
+    ///         is credited to the earning holders pro rata, pending shares whose 00:00 passed start earning, and the
+    ///         market fees' USDC moves into this contract. Keeper role; reverts when nothing vested, arrived or
+    ///         matured. Trades fold too: this call makes a quiet period's vested fees claimable, starts quiet
+    ///         creators' pending shares earning and settles the market fees' USDC.
     function distributeDividends(address creator) external onlyRole(KEEPER_ROLE) nonReentrant returns (uint256 amount) {
         Creator memory c = creators[creator];
         if (c.supply == 0) revert NothingToDistribute(creator);
         Accrual memory a = accruals[creator];
-        uint256 arrived;
-        (amount, arrived) = _fold(creator, c, a);
-        if (amount == 0 && arrived == 0) revert NothingToDistribute(creator);
+        uint256 earning = uint256(c.supply) - c.pendingNext - c.pendingLater;
+        (uint256 folded, uint256 arrived, uint256 matured) = _fold(creator, c, a);
+        if (folded == 0 && arrived == 0 && matured == 0) revert NothingToDistribute(creator);
+        amount = folded;
         uint256 marketFees = _collect(creator, a); // all of it joined the pool in the fold
         accruals[creator] = a;
         creators[creator] = c;
-        emit DividendsDistributed(creator, amount, marketFees, c.supply, _shown(a.acc), c.pool);
+        emit DividendsDistributed(
+            creator,
+            amount,
+            marketFees,
+            c.supply,
+            _shown(a.acc),
+            c.pool,
+            earning,
+            uint256(c.pendingNext) + c.pendingLater
+        );
     }
 
     /// @notice Pays the caller's credited dividends from `creator`. Works while paused.
     function claimDividends(address creator) external nonReentrant returns (uint256 amount) {
         Holding memory h = holdings[creator][msg.sender];
         Accrual memory a = accruals[creator];
-        h = _settle(h, a.acc);
+        h = _settle(creator, h, a.acc, a.lastFold); // no fold: a lot whose 00:00 passed since waits for the next
         amount = h.credited;
         if (amount == 0) revert NothingToClaim();
         if (a.marketFolded > 0) {
@@ -382,16 +460,57 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         }
     }
 
-    /// @notice The dividend stream: `pool` vests linearly from `lastFold` until `streamEnd`; `vested` is what a
-    ///         fold now would credit to the holders of now (before rounding).
+    /// @notice The dividend stream: `pool` vests linearly from `lastFold` until `streamEnd`, the end of
+    ///         `lastFold`'s UTC day. What a fold now would do: the market fees waiting in OpinionMarket join the
+    ///         pool, `vested` (before rounding) is credited over `earningSupply`, and `maturing` pending shares
+    ///         start earning.
     function dividendStream(address creator)
         external
         view
-        returns (uint256 pool, uint256 lastFold, uint256 streamEnd, uint256 vested)
+        returns (
+            uint256 pool,
+            uint256 lastFold,
+            uint256 streamEnd,
+            uint256 vested,
+            uint256 earningSupply,
+            uint256 maturing
+        )
     {
         Creator memory c = creators[creator];
         Accrual memory a = accruals[creator];
-        return (c.pool, a.lastFold, c.streamEnd, _vested(c, a));
+        pool = c.pool;
+        lastFold = a.lastFold;
+        streamEnd = (lastFold / EPOCH + 1) * EPOCH;
+        if (c.supply == 0) return (pool, lastFold, streamEnd, 0, 0, 0);
+        uint256 backlog;
+        if (address(marketFeeSource) != address(0)) {
+            backlog = marketFeeSource.creatorFeesAccrued(creator) - a.marketFolded;
+        }
+        vested = _vested(pool + backlog, lastFold, streamEnd);
+        earningSupply = uint256(c.supply) - c.pendingNext - c.pendingLater;
+        uint256 d = block.timestamp / EPOCH;
+        uint256 d0 = lastFold / EPOCH;
+        if (d > d0) maturing = d == d0 + 1 ? c.pendingNext : uint256(c.pendingNext) + c.pendingLater;
+    }
+
+    /// @notice `holder`'s shares of `creator` as of now: `earning` (lots whose 00:00 has passed count, even before
+    ///         the fold that credits them), and the pending ones: `pendingNew` earns from `earnsFrom` (00:00 UTC),
+    ///         `pendingOld` one day earlier; `earnsFrom` is 0 when nothing is pending.
+    function warmupOf(address creator, address holder)
+        external
+        view
+        returns (uint256 earning, uint256 pendingOld, uint256 pendingNew, uint256 earnsFrom)
+    {
+        Holding memory h = holdings[creator][holder];
+        pendingOld = h.pendingOld;
+        pendingNew = h.pendingNew;
+        if ((pendingOld | pendingNew) != 0) {
+            uint256 later = (_lastBuyDay(h) + 2) * EPOCH;
+            if (later - EPOCH <= block.timestamp) pendingOld = 0;
+            if (later <= block.timestamp) pendingNew = 0;
+            if ((pendingOld | pendingNew) != 0) earnsFrom = later;
+        }
+        earning = h.shares - pendingOld - pendingNew;
     }
 
     /// @notice Market fees in the pool but still held by OpinionMarket (pulled before a claim).
@@ -406,63 +525,75 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     /// @notice Credited dividends `holder` can claim now (what vested since the last fold is credited at the
     ///         next fold: a trade of this creator's shares or a distribution).
     function claimableDividends(address creator, address holder) external view returns (uint256) {
-        return _settle(holdings[creator][holder], accruals[creator].acc).credited;
+        Accrual memory a = accruals[creator];
+        return _settle(creator, holdings[creator][holder], a.acc, a.lastFold).credited;
     }
 
     // ---------------------------------------------------------------- internals
 
-    /// @dev Folds what vested since the last fold into the accumulator at the current supply (> 0), then
-    ///      starts the market fees accrued in OpinionMarket since the last fold vesting. Updates `c` and `a`
-    ///      in memory; the caller writes both. Returns the amount reserved for holders (0 when only dust
-    ///      vested) and the market fees that joined the pool.
+    /// @dev Folds: the market fees accrued in OpinionMarket since the last fold join the pool first (as of the last
+    ///      fold's day), then what vested since the last fold goes into the accumulator over the earning supply
+    ///      (>= 1: the creator's first shares earn and are sold last), then the pending lots whose 00:00 passed
+    ///      start earning, the accumulator at that 00:00 kept for their holders' settlement. A pool vests until
+    ///      the end of its day and lots mature only at 00:00, so the vesting had one earning supply throughout.
+    ///      Updates `c` and `a` in memory; the caller writes both. Returns the amount reserved for holders (0 when
+    ///      only dust vested), the market fees that joined the pool and the shares that started earning.
     function _fold(address creator, Creator memory c, Accrual memory a)
         private
-        view
-        returns (uint256 amount, uint256 arrived)
+        returns (uint256 amount, uint256 arrived, uint256 matured)
     {
-        uint256 delta = (_vested(c, a) * ACC_STORED) / c.supply;
-        // Rounds up: holders' credits are floor(shares * accumulated delta / 1e12) over any number of folds,
-        // which can exceed the sum of per-fold floors by one unit each time. delta * supply <= vested * 1e12,
-        // so the rounded-up amount never exceeds what vested.
-        amount = Math.ceilDiv(delta * c.supply, ACC_STORED);
-        if (amount > 0) {
-            a.acc = (a.acc + delta).toUint112();
-            c.pool -= uint96(amount); // amount <= vested <= pool
-        }
-        a.lastFold = uint32(block.timestamp);
+        uint256 last = a.lastFold;
         if (address(marketFeeSource) != address(0)) {
             uint256 accrued = marketFeeSource.creatorFeesAccrued(creator);
             arrived = accrued - a.marketFolded;
             if (arrived > 0) {
                 a.marketFolded = accrued.toUint112();
-                _stream(c, arrived);
+                c.pool = (c.pool + arrived).toUint96();
             }
         }
+        uint256 d0 = last / EPOCH;
+        uint256 earning = uint256(c.supply) - c.pendingNext - c.pendingLater;
+        uint256 delta = (_vested(c.pool, last, (d0 + 1) * EPOCH) * ACC_STORED) / earning;
+        // Rounds up: credits are floor(shares * accumulated delta / 1e12) over any number of folds, which can
+        // exceed the sum of per-fold floors by one unit each time. delta * earning <= vested * 1e12, so the
+        // rounded-up amount never exceeds what vested.
+        amount = Math.ceilDiv(delta * earning, ACC_STORED);
+        if (amount > 0) {
+            a.acc = (a.acc + delta).toUint96();
+            c.pool -= uint96(amount); // amount <= vested <= pool
+        }
+        uint256 d = block.timestamp / EPOCH;
+        if (d > d0) {
+            // passed 00:00 of day d0 + 1, and of d0 + 2 when d >= d0 + 2: nothing vested across either (the pool
+            // ended at the first), so both boundaries have the accumulator of now
+            matured = d == d0 + 1 ? c.pendingNext : uint256(c.pendingNext) + c.pendingLater;
+            if (matured > 0) {
+                // one lane per fold: the first boundary with lots; a later one reads it through _accAt's fallback
+                uint256 day = c.pendingNext > 0 ? d0 + 1 : d0 + 2;
+                maturedAcc[creator][day >> 1] |= uint256(a.acc) << ((day & 1) << 7); // each boundary passes once
+                emit PendingMatured(creator, matured, d0 + 1, Math.min(d, d0 + 2), _shown(a.acc));
+            }
+            (c.pendingNext, c.pendingLater) = d == d0 + 1 ? (c.pendingLater, uint24(0)) : (uint24(0), uint24(0));
+        }
+        a.lastFold = uint32(block.timestamp); // < 2**32 until 2106, as every timestamp this contract keeps
     }
 
-    /// @dev The part of `c.pool` that vested between the last fold and now: linear until `c.streamEnd`.
-    function _vested(Creator memory c, Accrual memory a) private view returns (uint256) {
-        uint256 last = a.lastFold;
-        uint256 end = c.streamEnd;
-        if (last >= end) return 0; // fully vested: what is left is dust
-        uint256 upTo = block.timestamp < end ? block.timestamp : end;
-        return (uint256(c.pool) * (upTo - last)) / (end - last);
+    /// @dev The part of `pool` that vested between `last` and now, linearly until `end`.
+    function _vested(uint256 pool, uint256 last, uint256 end) private view returns (uint256) {
+        if (block.timestamp >= end) return pool;
+        return (pool * (block.timestamp - last)) / (end - last);
     }
 
-    /// @dev `amount` joins the pool (called right after a fold: `c.pool` is what has not vested yet). The pool
-    ///      then vests until the amount-weighted mean of the two ends: what was vesting keeps its end (now, if
-    ///      it had passed), `amount` gets DIVIDEND_STREAM from now. A fee therefore moves the end in proportion
-    ///      to its size: dust cannot hold back a vesting pool (a restart to a full day could, pass after pass:
-    ///      review s14b F2), and the vesting rate after a join is at most the rate before plus
-    ///      amount / DIVIDEND_STREAM (Cauchy-Schwarz), as with a schedule per fee. Rounded up: never sooner.
-    function _stream(Creator memory c, uint256 amount) private view {
-        if (amount == 0) return;
-        uint256 left = c.pool;
-        uint256 end = c.streamEnd > block.timestamp ? c.streamEnd : block.timestamp;
-        uint256 total = left + amount;
-        c.pool = total.toUint96();
-        // left < 2**96 and end < 2**32: no product reaches 2**129
-        c.streamEnd = Math.ceilDiv(left * end + amount * (block.timestamp + DIVIDEND_STREAM), total).toUint32();
+    /// @dev The stored accumulator at 00:00 of `day`, which a fold passed with lots of `creator` maturing there.
+    function _accAt(address creator, uint256 day) private view returns (uint256 acc) {
+        acc = uint128(maturedAcc[creator][day >> 1] >> ((day & 1) << 7));
+        // an empty lane: that fold passed the day before's 00:00 too and wrote the (equal) accumulator there
+        if (acc == 0) acc = uint128(maturedAcc[creator][(day - 1) >> 1] >> (((day - 1) & 1) << 7));
+    }
+
+    /// @dev UTC day of the holder's last buy (0 for a holding that never bought; only read with lots pending).
+    function _lastBuyDay(Holding memory h) private view returns (uint256) {
+        return (h.lockedUntil - lockPeriod) / EPOCH;
     }
 
     /// @dev Pulls the market fees that joined the pool from OpinionMarket (paid to this contract); fees that
@@ -475,12 +606,28 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         marketFeeSource.collectCreatorFees(creator, collected);
     }
 
-    /// @dev The holding with dividends earned since its last settlement credited at stored accumulator `acc`.
-    function _settle(Holding memory h, uint256 acc) private pure returns (Holding memory) {
-        if (h.accPaid != acc) {
-            h.credited = (h.credited + (h.shares * (acc - h.accPaid)) / ACC_STORED).toUint80();
-            h.accPaid = uint112(acc);
+    /// @dev The holding with dividends earned since its last settlement credited at stored accumulator `acc`:
+    ///      its earning shares since `accPaid`, and each lot that matured at a fold up to `lastFold` since the
+    ///      accumulator at its 00:00 (the lot then earns with the rest). Each term rounds down on its own.
+    function _settle(address creator, Holding memory h, uint256 acc, uint256 lastFold)
+        private
+        view
+        returns (Holding memory)
+    {
+        uint256 credit = ((uint256(h.shares) - h.pendingOld - h.pendingNew) * (acc - h.accPaid)) / ACC_STORED;
+        if ((uint256(h.pendingOld) | h.pendingNew) != 0) {
+            uint256 b = _lastBuyDay(h);
+            if (h.pendingOld != 0 && (b + 1) * EPOCH <= lastFold) {
+                credit += (uint256(h.pendingOld) * (acc - _accAt(creator, b + 1))) / ACC_STORED;
+                h.pendingOld = 0;
+            }
+            if (h.pendingNew != 0 && (b + 2) * EPOCH <= lastFold) {
+                credit += (uint256(h.pendingNew) * (acc - _accAt(creator, b + 2))) / ACC_STORED;
+                h.pendingNew = 0;
+            }
         }
+        if (credit != 0) h.credited = (h.credited + credit).toUint56();
+        h.accPaid = uint96(acc);
         return h;
     }
 
@@ -501,23 +648,26 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         uint256 acc,
         uint256 distributed
     ) private {
-        emit SharesTraded(
-            creator,
-            msg.sender,
-            isBuy,
-            amount,
-            price,
-            pFee,
-            cFee,
-            dFee,
-            c.supply,
-            h.shares,
-            h.credited,
-            h.lockedUntil,
-            c.pool,
-            _shown(acc),
-            distributed
+        // SharesTraded's 17 data words in two halves (all static: the concatenation is the tuple's encoding), logged
+        // by hand: one `emit` with every word on the stack at once is too deep for the compiler
+        bytes memory data = bytes.concat(
+            abi.encode(isBuy, amount, price, pFee, cFee, dFee, c.supply, h.shares, h.credited),
+            abi.encode(
+                h.lockedUntil,
+                c.pool,
+                _shown(acc),
+                distributed,
+                h.pendingOld,
+                h.pendingNew,
+                (h.pendingOld | h.pendingNew) == 0 ? 0 : (_lastBuyDay(h) + 2) * EPOCH,
+                uint256(c.pendingNext) + c.pendingLater
+            )
         );
+        bytes32 topic0 = SharesTraded.selector;
+        address trader = msg.sender;
+        assembly ("memory-safe") {
+            log3(add(data, 0x20), mload(data), topic0, creator, trader)
+        }
     }
 
     function _fees(uint256 price) private view returns (uint256 p, uint256 c, uint256 d) {

@@ -113,6 +113,10 @@ class Env:
         self.node.call("evm_increaseTime", seconds)
         self.node.mine()
 
+    def next_day(self, at: int = 0) -> int:
+        """The timestamp `at` seconds after the next 00:00 UTC (dividend days start at 00:00)."""
+        return (self.now() // DAY + 1) * DAY + at
+
     def deadline(self) -> int:
         return self.now() + 30 * DAY
 

@@ -17,11 +17,12 @@ from fractions import Fraction
 from tests.contracts import model as m
 
 MAX_RESERVE = 2**112 - 1
-MAX_SUPPLY = 2**32 - 1
+MAX_SUPPLY = 2**24 - 1
 MIN_INITIAL_LIQUIDITY = 10**6
 ACC_STORED = 10**12  # CreatorShares stores the accumulator at this scale (+1 once the creator has shares)
 ACC_SHOWN = m.ACC_PRECISION // ACC_STORED
-U80, U96, U112 = 2**80 - 1, 2**96 - 1, 2**112 - 1
+U56, U88, U96, U112 = 2**56 - 1, 2**88 - 1, 2**96 - 1, 2**112 - 1
+EPOCH = m.EPOCH
 PAUSE_DURATION = 3 * 86_400  # ExpiringPause.PAUSE_DURATION
 PAUSE_COOLDOWN = 86_400  # ExpiringPause.PAUSE_COOLDOWN
 RESOLUTION_WINDOW = 30 * 86_400  # OpinionMarket.resolutionWindow (DeployParams.resolution_window)
@@ -74,6 +75,17 @@ class Holding:
     locked_until: int = 0
     credited: int = 0
     acc_paid: int = 0  # stored scale (ACC_STORED)
+    pending_old: int = 0  # bought the day before the last buy's: earns from 00:00 of the day after the last buy's
+    pending_new: int = 0  # bought on the last buy's day: earns from 00:00 two days after it
+
+
+@dataclasses.dataclass(slots=True)
+class Fee:
+    """A fee in the time-fair ledger: when it arrived (in OpinionMarket, or with a share trade) and how much
+    of it has not vested yet, in exact fractions."""
+
+    arrived: int
+    left: Fraction
 
 
 @dataclasses.dataclass(slots=True)
@@ -112,7 +124,9 @@ class System:
     # CreatorShares
     supply: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     pool: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
-    stream_end: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    pending_next: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    pending_later: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    matured_acc: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)  # (creator, day): lane
     last_fold: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     creator_fees: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     acc: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))  # stored scale
@@ -124,9 +138,15 @@ class System:
     dividends_claimed: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     # The time-fair entitlement, kept apart from the accumulator: the same stream in exact fractions and
     # continuous time, each second's vesting shared among the holders of that second pro rata to their
-    # shares (holdings only change at folds, so it is exact per interval between folds); no rounding, no dust.
+    # earning shares, a share earning from 00:00 of the second day after its buy (computed from the time, not
+    # from the contract's counters; holdings only change at folds and a pool never vests across 00:00, so it is
+    # exact per interval between folds); no rounding, no dust. Per fee, so the warm-up is checked per fee.
     ideal: defaultdict[tuple[str, str], Fraction] = dataclasses.field(default_factory=lambda: defaultdict(Fraction))
-    ideal_pool: defaultdict[str, Fraction] = dataclasses.field(default_factory=lambda: defaultdict(Fraction))
+    ideal_pool: defaultdict[str, list[Fee]] = dataclasses.field(default_factory=lambda: defaultdict(list))
+    # market fees accrued in OpinionMarket and not folded yet, oldest first: [arrival time, amount]
+    fee_arrivals: defaultdict[str, list[list[int]]] = dataclasses.field(default_factory=lambda: defaultdict(list))
+    # the latest 00:00 from which a share the holder holds earns (0: the creator's first shares); never lowered
+    earning_since: defaultdict[tuple[str, str], int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     folds: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     settles: defaultdict[tuple[str, str], int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     claimed_by: defaultdict[tuple[str, str], int] = dataclasses.field(default_factory=lambda: defaultdict(int))
@@ -170,9 +190,11 @@ class System:
             raise Revert("OpinionMarket", "MarketClosed")
         return market
 
-    def _accrue(self, creator: str, fee: int) -> int:
+    def _accrue(self, creator: str, fee: int, now: int) -> int:
         creator_fee, protocol_fee = m.split_fee(fee, self.params.creator_share_bps, self.params.lp_share_bps)
         self.creator_fees_accrued[creator] += creator_fee
+        if creator_fee:
+            self.fee_arrivals[creator].append([now, creator_fee])
         self.om_protocol_fees += protocol_fee
         return creator_fee
 
@@ -216,7 +238,7 @@ class System:
         market.yes, market.no = yes + lp, no + lp
         market.collateral += net + lp
         self.positions[(market_id, sender)][outcome] += shares
-        self._accrue(market.creator, fee)
+        self._accrue(market.creator, fee, now)
         self._move(sender, self.om, amount)
         return shares
 
@@ -243,7 +265,7 @@ class System:
         market.yes, market.no = yes + lp, no + lp
         market.collateral -= gross - lp
         position[outcome] -= shares
-        self._accrue(market.creator, fee)
+        self._accrue(market.creator, fee, now)
         self._move(self.om, sender, out)
         return out
 
@@ -361,63 +383,142 @@ class System:
         if now < self.cs_paused_until:
             raise Revert("CreatorShares", "EnforcedPause")
 
-    def _settled(self, creator: str, holder: str) -> Holding:
-        """The holding as `_settle` returns it (a copy), at the creator's stored accumulator."""
+    def _last_buy_day(self, h: Holding) -> int:
+        return (h.locked_until - self.params.lock) // EPOCH
+
+    def _acc_at(self, creator: str, day: int) -> int:
+        """CreatorShares._accAt: the lane of `day`, or (empty: passed in one fold with the day before) the day
+        before's."""
+        acc = self.matured_acc.get((creator, day), 0)
+        if acc == 0:
+            acc = self.matured_acc[(creator, day - 1)]
+        return acc
+
+    def _settle_terms(self, creator: str, holder: str) -> tuple[Holding, int]:
+        """The holding as `_settle` returns it (a copy), at the creator's stored accumulator and last fold, and
+        the number of credit terms that moved (each rounds down)."""
         h = dataclasses.replace(self.holdings[(creator, holder)])
-        acc = self.acc[creator]
-        if h.acc_paid != acc:
-            h.credited += h.shares * (acc - h.acc_paid) // ACC_STORED
-            assert h.credited <= U80, "credited beyond uint80"
-            h.acc_paid = acc
-        return h
+        acc, last = self.acc[creator], self.last_fold[creator]
+        terms = int(h.acc_paid != acc and h.shares - h.pending_old - h.pending_new > 0)
+        credit = (h.shares - h.pending_old - h.pending_new) * (acc - h.acc_paid) // ACC_STORED
+        if h.pending_old or h.pending_new:
+            b = self._last_buy_day(h)
+            for field, day in (("pending_old", b + 1), ("pending_new", b + 2)):
+                lot = getattr(h, field)
+                if lot and day * EPOCH <= last:
+                    at = self._acc_at(creator, day)
+                    credit += lot * (acc - at) // ACC_STORED
+                    terms += int(acc != at)
+                    setattr(h, field, 0)
+        h.credited += credit
+        assert h.credited <= U56, "credited beyond uint56"
+        h.acc_paid = acc
+        return h, terms
+
+    def _settled(self, creator: str, holder: str) -> Holding:
+        return self._settle_terms(creator, holder)[0]
 
     def _settle(self, creator: str, holder: str) -> Holding:
-        h = self._settled(creator, holder)
-        if h.acc_paid != self.holdings[(creator, holder)].acc_paid:
-            self.settles[(creator, holder)] += 1
+        h, terms = self._settle_terms(creator, holder)
+        self.settles[(creator, holder)] += terms
         return h
 
-    def _stream(self, creator: str, amount: int, now: int) -> None:
-        """CreatorShares._stream (right after a fold): `amount` joins the pool, whose end becomes the
-        amount-weighted mean of what was vesting's end and DIVIDEND_STREAM from now."""
+    def _earning_at(self, creator: str, holder: str, t: int) -> tuple[int, int]:
+        """(shares of `holder` earning at time t by the warm-up rule, the latest 00:00 one of them earns from):
+        lots whose 00:00 is at or before t earn, whatever the contract's counters say."""
+        h = self.holdings[(creator, holder)]
+        earning, since = h.shares, self.earning_since[(creator, holder)]
+        if h.pending_old or h.pending_new:
+            b = self._last_buy_day(h)
+            for lot, day in ((h.pending_old, b + 1), (h.pending_new, b + 2)):
+                if lot and day * EPOCH > t:
+                    earning -= lot
+                elif lot:
+                    since = max(since, day * EPOCH)
+        return earning, since
+
+    def _join(self, creator: str, amount: int, now: int) -> None:
+        """A share trade's dividend fee joins today's pool."""
         if amount == 0:
             return
-        end = m.stream_end(self.pool[creator], self.stream_end[creator], amount, now)
-        # never sooner than what was vesting (a fee cannot speed up older fees), never past the new fee's day
-        assert max(self.stream_end[creator], now) <= end <= now + m.DIVIDEND_STREAM, "stream end out of bounds"
-        self.stream_end[creator] = end
         self.pool[creator] += amount
         assert self.pool[creator] <= U96, "pool beyond uint96"
-        self.ideal_pool[creator] += amount
+        self.ideal_pool[creator].append(Fee(now, Fraction(amount)))
 
-    def _fold(self, creator: str, now: int) -> tuple[int, int]:
-        """CreatorShares._fold: what vested since the last fold goes into the accumulator at the current
-        supply (> 0), then the market fees accrued since join the pool. (amount credited, fees joined)."""
-        supply = self.supply[creator]
-        last, end = self.last_fold[creator], self.stream_end[creator]
-        if last < end:
-            # the time-fair ledger: the exact vested fraction, shared by the holders of (last, now]
-            share = Fraction(min(now, end) - last, end - last)
-            vested_exact = self.ideal_pool[creator] * share
-            self.ideal_pool[creator] -= vested_exact
-            for (c, holder), h in self.holdings.items():
-                if c == creator and h.shares:
-                    self.ideal[(creator, holder)] += vested_exact * h.shares / supply
-        delta = m.vested(self.pool[creator], last, end, now) * ACC_STORED // supply
-        amount = m.ceil_div(delta * supply, ACC_STORED)
-        if amount:
-            self.acc[creator] += delta
-            assert self.acc[creator] <= U112, "accumulator beyond uint112"
-            self.pool[creator] -= amount
-            self.distributed[creator] += amount
-            self.folds[creator] += 1
-        self.last_fold[creator] = now
+    def _vest_ideal(self, creator: str, now: int) -> None:
+        """The time-fair ledger from the last fold to now: each fee's exact vested part goes to the holders
+        earning then, pro rata; a fee reaching a holder must have arrived at or after the latest 00:00 from which
+        any of that holder's earning shares earns (the warm-up goal, per fee)."""
+        last = self.last_fold[creator]
+        end = m.day_end(last)
+        share = Fraction(min(now, end) - last, end - last)
+        earning: dict[str, tuple[int, int]] = {}
+        for (c, holder), h in self.holdings.items():
+            if c == creator and h.shares:
+                n, since = self._earning_at(creator, holder, last)
+                if n:
+                    earning[holder] = (n, since)
+        total = sum(n for n, _ in earning.values())
+        assert total == self.supply[creator] - self.pending_next[creator] - self.pending_later[creator], (
+            "pending counters differ from the lots"
+        )
+        for fee in self.ideal_pool[creator]:
+            part = fee.left * share
+            if not part:
+                continue
+            fee.left -= part
+            for holder, (n, since) in earning.items():
+                assert fee.arrived >= since, (
+                    f"a fee that arrived at {fee.arrived} reaches {holder}, whose shares earn from {since}"
+                )
+                self.ideal[(creator, holder)] += part * n / total
+        self.ideal_pool[creator] = [f for f in self.ideal_pool[creator] if f.left]
+
+    def _fold(self, creator: str, now: int) -> tuple[int, int, int]:
+        """CreatorShares._fold: the market fees accrued since the last fold join the pool, what vested goes into
+        the accumulator over the earning supply (> 0), lots whose 00:00 passed start earning.
+        (amount credited, fees joined, shares matured)."""
+        last = self.last_fold[creator]
+        d0 = last // EPOCH
         accrued = self.creator_fees_accrued[creator]
         arrived = accrued - self.market_folded[creator]
         if arrived:
             self.market_folded[creator] = accrued
-            self._stream(creator, arrived, now)
-        return amount, arrived
+            self.pool[creator] += arrived
+            assert self.pool[creator] <= U96, "pool beyond uint96"
+            left, queue = arrived, self.fee_arrivals[creator]
+            while left:
+                at, amount = queue[0]
+                took = min(left, amount)
+                self.ideal_pool[creator].append(Fee(at, Fraction(took)))
+                left -= took
+                if took == amount:
+                    queue.pop(0)
+                else:
+                    queue[0][1] -= took
+        self._vest_ideal(creator, now)
+        earning = self.supply[creator] - self.pending_next[creator] - self.pending_later[creator]
+        assert earning >= 1, "earning supply 0"
+        delta = m.vested(self.pool[creator], last, now) * ACC_STORED // earning
+        amount = m.ceil_div(delta * earning, ACC_STORED)
+        if amount:
+            self.acc[creator] += delta
+            assert self.acc[creator] <= U96, "accumulator beyond uint96"
+            self.pool[creator] -= amount
+            self.distributed[creator] += amount
+            self.folds[creator] += 1
+        matured = 0
+        d = now // EPOCH
+        if d > d0:
+            nxt, later = self.pending_next[creator], self.pending_later[creator]
+            matured = nxt if d == d0 + 1 else nxt + later
+            if matured:
+                day = d0 + 1 if nxt else d0 + 2
+                assert (creator, day) not in self.matured_acc, "a lane written twice"
+                self.matured_acc[(creator, day)] = self.acc[creator]
+            self.pending_next[creator], self.pending_later[creator] = (later, 0) if d == d0 + 1 else (0, 0)
+        self.last_fold[creator] = now
+        return amount, arrived, matured
 
     def _collect(self, creator: str) -> int:
         """OpinionMarket.collectCreatorFees(creator, marketFolded) to CreatorShares: exactly the fees that joined
@@ -457,19 +558,26 @@ class System:
             self.last_fold[creator] = now
             # the market fees earned before the creator's first share: the creator's, credited whole
             backlog = self.market_folded[creator] = self.creator_fees_accrued[creator]
+            self.fee_arrivals[creator] = []
         else:
             self._fold(creator, now)
+        self._mark_earning(creator, sender)
         h = self._settle(creator, sender)
         if backlog:
             h.credited += backlog
-            assert h.credited < 2**80, "credit beyond uint80"
+            assert h.credited <= U56, "credit beyond uint56"
             self.ideal[(creator, sender)] += backlog
             self.distributed[creator] += backlog
+        if supply:  # warm-up: every buy but the creator's first
+            if h.pending_new and self._last_buy_day(h) + 1 == now // EPOCH:
+                h.pending_old, h.pending_new = h.pending_new, 0
+            h.pending_new += amount
+            self.pending_later[creator] += amount
         h.shares += amount
         h.locked_until = now + self.params.lock
         self.holdings[(creator, sender)] = h
         self.supply[creator] = new_supply
-        self._stream(creator, df, now)
+        self._join(creator, df, now)
         self.creator_fees[creator] += cf
         self.cs_protocol_fees += pf
         self._move(sender, self.cs, total)
@@ -495,11 +603,27 @@ class System:
         if proceeds < min_out:
             raise Revert("CreatorShares", "SlippageExceeded")
         self._fold(creator, now)
+        self._mark_earning(creator, sender)
         h = self._settle(creator, sender)
+        x = amount  # pending first, newest first, then earning
+        if h.pending_new:
+            t = min(x, h.pending_new)
+            h.pending_new -= t
+            x -= t
+            if self._last_buy_day(h) == now // EPOCH:
+                self.pending_later[creator] -= t
+            else:
+                self.pending_next[creator] -= t
+        if x and h.pending_old:
+            t = min(x, h.pending_old)
+            h.pending_old -= t
+            self.pending_next[creator] -= t
+        assert min(self.pending_next[creator], self.pending_later[creator]) >= 0, "pending counter below 0"
         h.shares -= amount
         self.holdings[(creator, sender)] = h
         self.supply[creator] = new_supply
-        self._stream(creator, df, now)
+        assert new_supply == 0 or new_supply - self.pending_next[creator] - self.pending_later[creator] >= 1
+        self._join(creator, df, now)
         self.creator_fees[creator] += cf
         self.cs_protocol_fees += pf
         self._move(self.cs, sender, proceeds)
@@ -511,15 +635,20 @@ class System:
         supply = self.supply[creator]
         if supply == 0:
             raise Revert("CreatorShares", "NothingToDistribute")
-        vested = m.vested(self.pool[creator], self.last_fold[creator], self.stream_end[creator], now)
         arriving = self.creator_fees_accrued[creator] - self.market_folded[creator]
-        if vested * ACC_STORED // supply == 0 and arriving == 0:
+        last = self.last_fold[creator]
+        earning = supply - self.pending_next[creator] - self.pending_later[creator]
+        vested = m.vested(self.pool[creator] + arriving, last, now)
+        d, d0 = now // EPOCH, last // EPOCH
+        maturing = 0 if d == d0 else self.pending_next[creator] + (self.pending_later[creator] if d > d0 + 1 else 0)
+        if vested * ACC_STORED // earning == 0 and arriving == 0 and maturing == 0:
             raise Revert("CreatorShares", "NothingToDistribute")
-        amount, _ = self._fold(creator, now)
+        amount, _, _ = self._fold(creator, now)
         self._collect(creator)
         return amount
 
     def claim_dividends(self, sender: str, creator: str, now: int) -> int:
+        self._mark_earning(creator, sender)
         h = self._settle(creator, sender)
         amount = h.credited
         if amount == 0:
@@ -548,8 +677,36 @@ class System:
 
     # ------------------------------------------------------------ derived quantities
 
+    def _mark_earning(self, creator: str, holder: str) -> None:
+        """Right after a fold (lastFold = now): the latest 00:00 from which the holder's earning shares earn."""
+        _, since = self._earning_at(creator, holder, self.last_fold[creator])
+        self.earning_since[(creator, holder)] = since
+
     def claimable(self, creator: str, holder: str) -> int:
         return self._settled(creator, holder).credited
+
+    def warmup(self, creator: str, holder: str, now: int) -> tuple[int, int, int, int]:
+        """CreatorShares.warmupOf at time `now`: (earning, pendingOld, pendingNew, earnsFrom)."""
+        h = self.holdings[(creator, holder)]
+        old, new, since = h.pending_old, h.pending_new, 0
+        if old or new:
+            later = (self._last_buy_day(h) + 2) * EPOCH
+            old = 0 if later - EPOCH <= now else old
+            new = 0 if later <= now else new
+            since = later if old or new else 0
+        return h.shares - old - new, old, new, since
+
+    def stream(self, creator: str, now: int) -> list[int]:
+        """CreatorShares.dividendStream at time `now`."""
+        pool, last = self.pool[creator], self.last_fold[creator]
+        end = m.day_end(last)
+        if self.supply[creator] == 0:
+            return [pool, last, end, 0, 0, 0]
+        vested = m.vested(pool + self.pending_market_fees(creator), last, now)
+        nxt, later = self.pending_next[creator], self.pending_later[creator]
+        d, d0 = now // EPOCH, last // EPOCH
+        maturing = 0 if d == d0 else nxt if d == d0 + 1 else nxt + later
+        return [pool, last, end, vested, self.supply[creator] - nxt - later, maturing]
 
     def acc_shown(self, creator: str) -> int:
         """accPerShare as the contract shows it (scaled by 1e18, without the stored +1)."""
@@ -562,7 +719,8 @@ class System:
     def fairness_gap(self, creator: str, holder: str) -> tuple[Fraction, int]:
         """(what `holder` was credited - its time-fair entitlement of what vested, the rounding allowance): two
         units per fold of the creator (the vested amount and the reserve round down; that dust vests again
-        later, to later holders) and one per settlement (credits round down)."""
+        later, to later holders) and one per credit term of a settlement (earning shares, each matured lot:
+        each rounds down)."""
         real = self.claimable(creator, holder) + self.claimed_by[(creator, holder)]
         allowance = 2 * self.folds[creator] + self.settles[(creator, holder)] + 1
         return real - self.ideal[(creator, holder)], allowance

@@ -11,7 +11,7 @@ from math import isqrt
 BPS = 10_000
 ACC_PRECISION = 10**18  # scale of CreatorShares' accPerShare in events and views
 ACC_STORED = 10**12  # scale it is stored at (ACC_PRECISION / ACC_STORED is exact)
-DIVIDEND_STREAM = 86_400  # CreatorShares: each fee vests over a day; the pool until its fees' weighted mean end
+EPOCH = 86_400  # CreatorShares: the dividend day (UTC); a pool vests until its last fold's day ends
 OUTCOME_NO, OUTCOME_YES, OUTCOME_INVALID = 0, 1, 2
 
 
@@ -98,23 +98,26 @@ def share_fees(price: int, protocol_bps: int, creator_bps: int, dividend_bps: in
     return price * protocol_bps // BPS, price * creator_bps // BPS, price * dividend_bps // BPS
 
 
-def stream_end(left: int, end: int, amount: int, now: int) -> int:
-    """CreatorShares._stream: the end of a pool of `left` (vesting until `end`, or done) joined by `amount`
-    (vesting over DIVIDEND_STREAM from `now`): the amount-weighted mean of the two ends, rounded up."""
-    end = max(end, now)
-    total = left + amount
-    return -(-(left * end + amount * (now + DIVIDEND_STREAM)) // total)
+def day_end(last_fold: int) -> int:
+    """CreatorShares' stream end: the end of the last fold's UTC day."""
+    return (last_fold // EPOCH + 1) * EPOCH
 
 
-def vested(pool: int, last_fold: int, stream_end: int, now: int) -> int:
-    """CreatorShares._vested: the part of `pool` that vested since the last fold, linearly until the stream's end."""
-    if last_fold >= stream_end:
-        return 0
-    return pool * (min(now, stream_end) - last_fold) // (stream_end - last_fold)
+def vested(pool: int, last_fold: int, now: int) -> int:
+    """CreatorShares._vested: the part of `pool` that vested since the last fold, linearly until its day's end."""
+    end = day_end(last_fold)
+    if now >= end:
+        return pool
+    return pool * (now - last_fold) // (end - last_fold)
+
+
+def earns_from(bought_at: int) -> int:
+    """Warm-up: shares bought at `bought_at` earn from 00:00 UTC of the second day after."""
+    return (bought_at // EPOCH + 2) * EPOCH
 
 
 def fold(pending: int, supply: int) -> tuple[int, int]:
-    """A dividend fold at `supply`: (accPerShare increase shown at 1e18, amount reserved for holders).
-    The increase is floor(pending * 1e12 / supply) at the stored scale, times 1e6; the reserve rounds up."""
+    """A dividend fold over the earning `supply`: (accPerShare increase shown at 1e18, amount reserved for
+    holders). The increase is floor(pending * 1e12 / supply) at the stored scale, times 1e6; the reserve rounds up."""
     delta = pending * ACC_STORED // supply
     return delta * (ACC_PRECISION // ACC_STORED), ceil_div(delta * supply, ACC_STORED)

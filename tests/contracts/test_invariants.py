@@ -18,9 +18,13 @@ touched state is read back (one JSON-RPC batch) and must equal the model, and th
 * collateral = YES outstanding = NO outstanding while open; payouts + what is still owed = collateral
   after YES/NO (INVALID: short of it by rounding dust only);
 * dividends: sum of claimable <= distributed - claimed; a second claim pays nothing; time-fair: every
-  holder's credited + claimed dividends equal, up to two units per fold and one per settlement, the sum
-  over every interval between folds of what the stream vested in it x (shares held / supply) (an
-  exact-fraction ledger in the model, apart from the accumulator): entitlement is shares x time held;
+  holder's credited + claimed dividends equal, up to two units per fold and one per credit term of a
+  settlement, the sum over every interval between folds of what the stream vested in it x (earning shares
+  held / earning supply) (an exact-fraction ledger in the model, apart from the accumulator, in which a share
+  earns from 00:00 of the second day after its buy, whatever the contract's counters say): entitlement is
+  earning shares x time held; warm-up, per fee: no fee reaches a holder's shares unless it arrived at or
+  after the 00:00 they earn from; the pending counters equal the sum of the lots; the earning supply stays
+  >= 1; `warmupOf` and `dividendStream` equal the model's;
 * locks: a sell before lockedUntil reverts SharesLocked;
 * exits stay open: while paused (and until the pause expires by itself) only createMarket, buy and
   buyShares revert EnforcedPause; sell, merge, sellShares, claims and withdrawLiquidity are mined as the
@@ -441,6 +445,7 @@ class Harness:
                 (self.cs, CS.data("sharesOf", creator, h)),
                 (self.cs, CS.data("lockedUntil", creator, h)),
                 (self.cs, CS.data("claimableDividends", creator, h)),
+                (self.cs, CS.data("warmupOf", creator, h)),
             ]
         return calls
 
@@ -450,15 +455,17 @@ class Harness:
         assert values[1] == [s.pool[creator], s.pending_market_fees(creator)], "pendingPool"
         assert values[2] == [s.creator_fees[creator]], "creator fees"
         assert values[3] == [s.acc_shown(creator)], "accPerShare"
-        pool, last, end = s.pool[creator], s.last_fold[creator], s.stream_end[creator]
-        assert values[4] == [pool, last, end, m.vested(pool, last, end, self.mined_at)], "dividendStream"
+        assert values[4] == s.stream(creator, self.mined_at), "dividendStream"
+        if s.supply[creator]:
+            assert s.supply[creator] - s.pending_next[creator] - s.pending_later[creator] >= 1, "earning supply 0"
         claimable = 0
         for i, h in enumerate(holders):
-            shares, locked, owed = (v[0] for v in values[5 + 3 * i : 8 + 3 * i])
+            (shares,), (locked,), (owed,), warmup = values[5 + 4 * i : 9 + 4 * i]
             hold = s.holdings[(creator, h)]
             assert (shares, locked, owed) == (hold.shares, hold.locked_until, s.claimable(creator, h)), (
                 f"holding of {h} in {creator}"
             )
+            assert tuple(warmup) == s.warmup(creator, h, self.mined_at), f"warmupOf {h} in {creator}"
             claimable += owed
             # time-fair: credited + claimed equals the holder's share of what vested while it held, at the
             # shares it held, up to rounding
@@ -532,7 +539,7 @@ class Harness:
             self.check_market(market_id, self.wallets, values[n : n + k])
             n += k
         for c in self.creators:
-            k = 5 + 3 * len(self.wallets)
+            k = 5 + 4 * len(self.wallets)
             self.check_shares(c, self.wallets, values[n : n + k])
             assert values[n + k] == [self.state.creator_fees_accrued[c]]
             n += k + 1
@@ -707,7 +714,8 @@ def random_step(h: Harness, rng: random.Random) -> None:
     elif kind == "warp":
         r = rng.random()
         ends = [mk.end for mk in s.markets.values() if not mk.resolved and mk.end >= h.now]
-        ends += [e for e in s.stream_end.values() if e >= h.now]  # a dividend stream's last second, its end
+        midnight = m.day_end(h.now)  # a pool's last second, its end, and the second after (lots mature at 00:00)
+        ends += [midnight, midnight + m.EPOCH, midnight + 2 * m.EPOCH] if rng.random() < 0.5 else []
         pauses = [u for u in (s.om_paused_until, s.cs_paused_until) if u > h.now]
         cooldowns = [u + PAUSE_COOLDOWN for u in (s.om_paused_until, s.cs_paused_until) if u + PAUSE_COOLDOWN > h.now]
         if pauses and r < 0.2:
@@ -740,6 +748,8 @@ def run_sequence(h: Harness, seed: int) -> int:
     for _ in range(steps):
         random_step(h, rng)
     h.full_check()
+    lanes = len(h.state.matured_acc) - len(h.base_state.matured_acc)
+    h.stats[("maturedAcc", "ok")] += lanes  # the warm-up's boundaries are reached
     return steps
 
 
@@ -796,4 +806,5 @@ def test_random_action_sequences_keep_invariants(harness: Harness) -> None:
         "unpause",
         "merge",
         "resolveExpired",
+        "maturedAcc",
     }, mined
