@@ -200,6 +200,12 @@ class SharesTraded:
     pool: int
     acc_per_share: int
     distributed: int  # vested and folded into acc_per_share before the trade (streamed dividends)
+    # warm-up (sql/078): the trader's pending lots after the trade, pend_new earning from trader_earns_from (00:00
+    # UTC, unix seconds; 0: nothing pending), pend_old a day earlier; the creator's pending shares after
+    trader_pending_old: int = 0
+    trader_pending_new: int = 0
+    trader_earns_from: int = 0
+    pending_supply: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -215,6 +221,25 @@ class DividendsDistributed:
     supply: int
     acc_per_share: int
     pool: int
+    earning_supply: int = 0  # the supply `amount` was credited over (sql/078)
+    pending_supply: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class PendingMatured:
+    """A fold passed 00:00: the pending lots of `creator` whose 00:00 is in days from_day..to_day earn from now,
+    from the accumulator acc_per_share (1e18-scaled)."""
+
+    block_number: int
+    log_index: int
+    block_hash: bytes
+    tx_hash: bytes
+    block_time: int
+    creator: bytes
+    shares: int
+    from_day: int
+    to_day: int
+    acc_per_share: int
 
 
 @dataclasses.dataclass(slots=True)
@@ -268,6 +293,7 @@ Event = (
     | Merged
     | OutcomeProposed
     | OutcomeDisputed
+    | PendingMatured
     | Other
 )
 
@@ -286,6 +312,7 @@ TYPED: dict[tuple[str, str], type[Any]] = {
     ("OpinionMarket", "Merged"): Merged,
     ("OpinionMarket", "OutcomeProposed"): OutcomeProposed,
     ("OpinionMarket", "OutcomeDisputed"): OutcomeDisputed,
+    ("CreatorShares", "PendingMatured"): PendingMatured,  # last: rawlogs indexes the classes by position
 }
 
 

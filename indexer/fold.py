@@ -53,12 +53,14 @@ from indexer.decode import (
     Other,
     OutcomeDisputed,
     OutcomeProposed,
+    PendingMatured,
     SharesTraded,
     Trade,
     WinningsClaimed,
 )
 
 ACC_PRECISION = 10**18
+EPOCH = 86_400  # CreatorShares.EPOCH: dividend days are UTC days
 USDC_UNIT = 10**6
 OUTCOMES = {0: "no", 1: "yes", 2: "invalid"}
 
@@ -135,6 +137,7 @@ class CreatorRow:
     first_block: int = 0
     updated_block: int = 0
     market_fees_folded: int = 0  # of market_fees_accrued, already credited to holders (CreatorShares.marketFeesFolded)
+    pending_supply: int = 0  # sql/078: shares in warm-up (supply - pending_supply earn)
 
 
 @dataclasses.dataclass(slots=True)
@@ -147,6 +150,24 @@ class HoldingRow:
     acc_paid: int = 0
     claimed_total: int = 0
     updated_block: int = 0
+    # sql/078, the warm-up: pending lots (pend_new earns from earns_from, pend_old a day earlier; 0: none) and the
+    # accumulator at each lot's 00:00 once a fold passed it (PendingMatured), None until then
+    pend_old: int = 0
+    pend_new: int = 0
+    earns_from: int = 0
+    pend_old_acc: int | None = None
+    pend_new_acc: int | None = None
+
+
+def claimable(h: HoldingRow, acc: int) -> int:
+    """CreatorShares.claimableDividends of a holding at its creator's accumulator (1e18-scaled), to the unit:
+    earning shares since acc_paid, and each lot a fold marked since the accumulator at its 00:00."""
+    out = h.credited + (h.shares - h.pend_old - h.pend_new) * (acc - h.acc_paid) // ACC_PRECISION
+    if h.pend_old_acc is not None:
+        out += h.pend_old * (acc - h.pend_old_acc) // ACC_PRECISION
+    if h.pend_new_acc is not None:
+        out += h.pend_new * (acc - h.pend_new_acc) // ACC_PRECISION
+    return out
 
 
 Row = MarketRow | PositionRow | CreatorRow | HoldingRow
@@ -213,7 +234,20 @@ def row_key(table: str, row: Row) -> tuple[Any, ...]:
 # Columns of a delta row that hold the new value, not an amount to add (see apply_delta).
 DELTA_SETS: dict[str, frozenset[str]] = {
     "positions": frozenset({"yes_shares", "no_shares", "updated_block"}),
-    "share_holdings": frozenset({"shares", "locked_until", "credited", "acc_paid", "updated_block"}),
+    "share_holdings": frozenset(
+        {
+            "shares",
+            "locked_until",
+            "credited",
+            "acc_paid",
+            "updated_block",
+            "pend_old",
+            "pend_new",
+            "earns_from",
+            "pend_old_acc",
+            "pend_new_acc",
+        }
+    ),
 }
 # row class -> (key fields, [(field, set instead of add)]) for the tables with deltas
 _DELTA_FIELDS = {
@@ -379,7 +413,7 @@ def keys_of(events: Iterable[Event], blind: bool = False) -> Keys:
             stateful.add((e.market_id, e.holder))  # type: ignore[union-attr]
         elif t is CreatorFeesCollected or t is CreatorFeesClaimed:
             creators.add(e.creator)  # type: ignore[union-attr]
-        elif t is DividendsDistributed:
+        elif t is DividendsDistributed or t is PendingMatured:
             creators.add(e.creator)  # type: ignore[union-attr]
             creator_holdings.add(e.creator)  # type: ignore[union-attr]
         elif t is DividendsClaimed:
@@ -480,6 +514,8 @@ def _shares_message(e: SharesTraded) -> tuple[tuple[str, ...], dict[str, Any]]:
             "trader_shares": str(e.trader_shares),
             "pool": usdc(e.pool),
             "distributed": usdc(e.distributed),
+            "trader_pending": str(e.trader_pending_old + e.trader_pending_new),
+            "trader_earns_from": iso(e.trader_earns_from) if e.trader_earns_from else None,
         },
     )
 
@@ -905,6 +941,7 @@ class _Fold:
         # the balance before, from the event (a blind holding's row does not have it)
         was = (e.trader_shares - e.amount if e.is_buy else e.trader_shares + e.amount) > 0
         c.supply = e.supply
+        c.pending_supply = e.pending_supply
         c.pool = e.pool
         c.acc_per_share = e.acc_per_share
         # what vested, credited to the holders before the trade (the creator's first buy: the market fees
@@ -921,6 +958,11 @@ class _Fold:
         h.locked_until = e.locked_until
         h.credited = e.trader_claimable
         h.acc_paid = e.acc_per_share
+        # the settlement before the trade turned every marked lot into earning shares: the lots left are pending
+        h.pend_old = e.trader_pending_old
+        h.pend_new = e.trader_pending_new
+        h.earns_from = e.trader_earns_from
+        h.pend_old_acc = h.pend_new_acc = None
         h.updated_block = b
         now = h.shares > 0
         if was != now:
@@ -935,6 +977,7 @@ class _Fold:
         c.acc_per_share = e.acc_per_share
         c.pool = e.pool
         c.supply = e.supply
+        c.pending_supply = e.pending_supply
         c.distributed_total += e.amount
         c.distribution_count += 1
         c.updated_block = b
@@ -947,7 +990,7 @@ class _Fold:
                     "creator": hexaddr(e.creator),
                     "amount": usdc(e.amount),
                     "market_fees": usdc(e.market_fees),
-                    "holders_supply": str(e.supply),
+                    "holders_supply": str(e.earning_supply),
                     "per_share": usdc((e.acc_per_share - acc_before) // 10**12),
                     "per_share_scaled": str(e.acc_per_share - acc_before),  # 1e18-scaled, exact
                 },
@@ -965,7 +1008,12 @@ class _Fold:
             row = holders[holder]
             if row.shares <= 0:
                 continue
-            credit = row.shares * delta // ACC_PRECISION
+            # the shares that earned in this fold: earning ones and lots marked by an earlier fold (a lot this
+            # fold marked has the accumulator after the vest: it earned nothing of it)
+            units = row.shares - row.pend_old - row.pend_new
+            units += row.pend_old if row.pend_old_acc is not None and row.pend_old_acc <= acc_before else 0
+            units += row.pend_new if row.pend_new_acc is not None and row.pend_new_acc <= acc_before else 0
+            credit = units * delta // ACC_PRECISION
             if credit == 0:  # nothing new for this holder (e.g. market fees only started vesting)
                 continue
             self.notify(
@@ -985,8 +1033,43 @@ class _Fold:
         h = self.holding((e.creator, e.holder), b)
         h.credited = 0
         h.acc_paid = c.acc_per_share
+        # the claim's settlement turns the lots a fold marked into earning shares
+        if h.pend_old_acc is not None:
+            h.pend_old, h.pend_old_acc = 0, None
+        if h.pend_new_acc is not None:
+            h.pend_new, h.pend_new_acc = 0, None
+        if h.pend_old == h.pend_new == 0:
+            h.earns_from = 0
         h.claimed_total += e.amount
         h.updated_block = b
+
+    def pending_matured(self, e: PendingMatured) -> None:
+        """Marks every pending lot of the creator whose 00:00 is in from_day..to_day with the accumulator there;
+        the holding keeps the lot (the contract settles it at the holder's next trade or claim)."""
+        b = e.block_number
+        c = self.creator(e.creator, b)
+        c.pending_supply -= e.shares
+        c.updated_block = b
+        first, last = e.from_day * EPOCH, e.to_day * EPOCH
+        holders: set[bytes] = set()
+        for (cr, holder), row in self.snap.holdings.items():
+            if cr == e.creator and (row.pend_old or row.pend_new):
+                holders.add(holder)
+        for (cr, holder), row in self.changes.holdings.items():
+            if cr == e.creator and (row.pend_old or row.pend_new):
+                holders.add(holder)
+        for holder in sorted(holders):
+            row = self.changes.holdings.get((e.creator, holder)) or self.snap.holdings[(e.creator, holder)]
+            old = row.pend_old and row.pend_old_acc is None and first <= row.earns_from - EPOCH <= last
+            new = row.pend_new and row.pend_new_acc is None and first <= row.earns_from <= last
+            if not (old or new):
+                continue
+            h = self.holding((e.creator, holder), b)
+            if old:
+                h.pend_old_acc = e.acc_per_share
+            if new:
+                h.pend_new_acc = e.acc_per_share
+            h.updated_block = b
 
     def creator_fees_claimed(self, e: CreatorFeesClaimed) -> None:
         c = self.creator(e.creator, e.block_number)
@@ -1025,6 +1108,7 @@ _HANDLERS: dict[type[Any], Any] = {
     Merged: _Fold.merged,
     OutcomeProposed: _Fold.outcome_proposed,
     OutcomeDisputed: _Fold.outcome_disputed,
+    PendingMatured: _Fold.pending_matured,
     Other: _Fold.other,
 }
 

@@ -35,6 +35,7 @@ from indexer.decode import (
     Other,
     OutcomeDisputed,
     OutcomeProposed,
+    PendingMatured,
     SharesTraded,
     Trade,
     WinningsClaimed,
@@ -108,6 +109,7 @@ EVENT_TABLES: dict[type[Any], EventTable] = {
     Merged: _event_table(Merged, "ev_merged"),
     OutcomeProposed: _event_table(OutcomeProposed, "ev_outcome_proposed"),
     OutcomeDisputed: _event_table(OutcomeDisputed, "ev_outcome_disputed"),
+    PendingMatured: _event_table(PendingMatured, "ev_pending_matured"),
 }
 OTHER_COLUMNS = (*HEADER, "address", "event", "args")
 EV_TABLES = (*(t.table for t in EVENT_TABLES.values()), "ev_other")

@@ -43,6 +43,7 @@ COMPARED = (
     "creators",
     "share_holdings",
     "notifications",
+    "ev_pending_matured",
 )
 # Per-row bookkeeping columns that legitimately depend on when a row was last rewritten.
 ORDER = {

@@ -112,9 +112,15 @@ def test_apply_delta_adds_amounts_and_takes_balances() -> None:
 
 
 def test_apply_delta_to_a_holding_sets_all_but_claimed_total() -> None:
-    base = F.HoldingRow(b"\xc0" * 20, b"\xaa" * 20, 5, 6, 7, 8, 9, 10)
-    delta = F.HoldingRow(b"\xc0" * 20, b"\xaa" * 20, 50, 60, 70, 80, 0, 20)
-    assert dataclasses.astuple(F.apply_delta(base, delta)) == (b"\xc0" * 20, b"\xaa" * 20, 50, 60, 70, 80, 9, 20)
+    """Every holding column a share trade sets from the event's post-state (the warm-up's lots and their marks
+    included: a pending lot is never added to a stored one) takes the delta's value; claimed_total adds."""
+    base = F.HoldingRow(b"\xc0" * 20, b"\xaa" * 20, 5, 6, 7, 8, 9, 10, 3, 4, 86_400, 11, 12)
+    delta = F.HoldingRow(b"\xc0" * 20, b"\xaa" * 20, 50, 60, 70, 80, 0, 20, 1, 2, 172_800, None, None)
+    assert dataclasses.astuple(F.apply_delta(base, delta)) == (
+        b"\xc0" * 20,
+        b"\xaa" * 20,
+        *(50, 60, 70, 80, 9, 20, 1, 2, 172_800, None, None),
+    )
     columns: Any = {f.name for f in dataclasses.fields(F.HoldingRow)}
     assert F.DELTA_SETS["share_holdings"] <= columns
 

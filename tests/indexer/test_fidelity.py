@@ -45,7 +45,10 @@ def test_extreme_values_and_strings_round_trip_exactly(node: Chain, db_dsn: str,
     cs = [
         record(
             [T_SHARES, addr_word(creator), addr_word(creator)],
-            b"".join([w(1), w(MAX), w(MAX), w(0), w(0), w(0), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX), w(0)]),
+            b"".join(
+                [w(1), w(MAX), w(MAX), w(0), w(0), w(0), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX), w(0)]
+                + [w(0), w(MAX), w(MAX), w(MAX)]  # the warm-up's lots, their 00:00, the creator's pending supply
+            ),
         )
     ]
     send_records(rpc, node.deployment, [om, cs], sender, mine=False)
@@ -72,8 +75,12 @@ def test_extreme_values_and_strings_round_trip_exactly(node: Chain, db_dsn: str,
     assert [int(v) for v in pos.values()] == [MAX, MAX, MAX]
     (market,) = fetch(db_dsn, "SELECT volume, fees FROM idx.markets WHERE market_id = 1")
     assert [int(v) for v in market.values()] == [MAX, MAX]
-    (holding,) = fetch(db_dsn, "SELECT shares, credited, acc_paid, locked_until FROM idx.share_holdings")
+    (holding,) = fetch(
+        db_dsn, "SELECT shares, credited, acc_paid, locked_until, pend_new, earns_from FROM idx.share_holdings"
+    )
     assert {int(v) for v in holding.values()} == {MAX}
+    (creator_row,) = fetch(db_dsn, "SELECT pending_supply FROM idx.creators")
+    assert int(creator_row["pending_supply"]) == MAX
     (view,) = fetch(db_dsn, "SELECT collateral FROM public.trades")
     assert str(view["collateral"]) == f"{MAX // 10**6}.{MAX % 10**6:06d}"
 

@@ -3,6 +3,7 @@ view functions."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from web3 import Web3
 
 from core.contracts import load_abi
 from indexer import bulk, write
+from indexer import fold as F
 from tests.indexer.helpers import (
     FAR,
     REORG_WALLETS,
@@ -64,6 +66,8 @@ def reconcile(w3: Web3, deployment: dict[str, Any], dsn: str) -> dict[str, int]:
         assert (pool, market_fees) == (int(c["pool"]), pending_market), c
         assert cs.functions.marketFeesFolded(creator).call() == int(c["market_fees_folded"])
         assert cs.functions.creatorFeesOf(creator).call() == int(c["creator_fees"])
+        # the warm-up's counters: dividendStream's earning supply is supply less the pending shares
+        assert cs.functions.dividendStream(creator).call()[4] == int(c["supply"]) - int(c["pending_supply"]), c
         holders = fetch(
             dsn, "SELECT count(*) AS n FROM idx.share_holdings WHERE creator = $1 AND shares > 0", c["creator"]
         )[0]["n"]
@@ -76,14 +80,24 @@ def reconcile(w3: Web3, deployment: dict[str, Any], dsn: str) -> dict[str, int]:
         creator, holder = Web3.to_checksum_address(h["creator"]), Web3.to_checksum_address(h["holder"])
         assert cs.functions.sharesOf(creator, holder).call() == int(h["shares"])
         assert cs.functions.lockedUntil(creator, holder).call() == int(h["locked_until"])
-        claimable = int(h["credited"]) + int(h["shares"]) * (int(h["acc"]) - int(h["acc_paid"])) // 10**18
-        assert cs.functions.claimableDividends(creator, holder).call() == claimable, h
+        row = F.HoldingRow(*(h[f] if f in ("creator", "holder") or h[f] is None else int(h[f]) for f in FIELDS))
+        assert cs.functions.claimableDividends(creator, holder).call() == F.claimable(row, int(h["acc"])), h
+        # lots the indexer still holds: marked ones (a fold passed their 00:00) earn, unmarked ones are pending
+        earning, old, new, since = cs.functions.warmupOf(creator, holder).call()
+        unmarked = [n for n, a in ((row.pend_old, row.pend_old_acc), (row.pend_new, row.pend_new_acc)) if a is None]
+        assert earning + old + new == row.shares
+        assert old + new <= sum(unmarked)  # warmupOf also counts lots whose 00:00 passed before any fold
+        if old or new:
+            assert since == row.earns_from
         counts["holdings"] += 1
     # The analyst view computes the same claimable amount.
     for v in fetch(dsn, "SELECT creator, holder, claimable_dividends FROM public.share_holdings"):
         c, h = Web3.to_checksum_address(v["creator"]), Web3.to_checksum_address(v["holder"])
         assert int(v["claimable_dividends"] * 10**6) == cs.functions.claimableDividends(c, h).call()
     return counts
+
+
+FIELDS = [f.name for f in dataclasses.fields(F.HoldingRow)]
 
 
 def distribute_all(node: Node) -> None:
@@ -318,3 +332,65 @@ def test_market_fees_before_the_creators_first_share_reconcile(node: Node, db_ds
     node.w3.eth.wait_for_transaction_receipt(tx)
     assert index_to_head(settings) == 0
     reconcile(node.w3, node.deployment, db_dsn)
+
+
+def test_warm_up_lots_reconcile_through_midnights_sells_and_claims(node: Node, db_dsn: str, tmp_path: Path) -> None:
+    """The warm-up (docs/design/dividend-warmup.md): pending lots bought on two days, a sell of pending shares,
+    a 00:00 passed with no fold (lots still unmarked), a fold passing one and then two 00:00s (PendingMatured
+    marks lots whose holders do not settle), a claim that settles marked lots: after each stage the index
+    (holdings' lots, creators' pending supply, the SQL claimable) equals the contract's views to the unit."""
+    w3, dep = node.w3, node.deployment
+    cs = w3.eth.contract(address=dep["contracts"]["CreatorShares"], abi=load_abi("CreatorShares"))
+    usdc = w3.eth.contract(address=dep["contracts"]["USDC"], abi=load_abi("MockUSDC"))
+    om = w3.eth.contract(address=dep["contracts"]["OpinionMarket"], abi=load_abi("OpinionMarket"))
+    creator, a, b, trader = (w3.eth.accounts[i] for i in (2, 3, 4, 5))
+    keeper = w3.eth.accounts[1]
+    settings = make_settings(node.url, dep, db_dsn, tmp_path, initial_span=3, max_span=5)
+
+    def send(fn: Any, sender: str) -> None:
+        receipt = w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender, "gas": 3_000_000}))
+        assert receipt["status"] == 1, node.anvil.call(
+            "debug_traceTransaction", receipt["transactionHash"].hex(), {"tracer": "callTracer"}
+        ).get("output")
+
+    def at(t: int) -> None:
+        node.anvil.call("evm_setNextBlockTimestamp", t)
+
+    def check() -> None:
+        assert index_to_head(settings) == 0
+        reconcile(w3, dep, db_dsn)
+
+    for w in (creator, a, b, trader):
+        send(usdc.functions.mint(w, 10_000_000 * 10**6), w)
+        send(usdc.functions.approve(cs.address, 2**256 - 1), w)
+        send(usdc.functions.approve(om.address, 2**256 - 1), w)
+    day = w3.eth.get_block("latest")["timestamp"] // 86_400 + 1
+    at(day * 86_400 + 3_600)
+    send(cs.functions.buyShares(creator, 1, 2**256 - 1, FAR), creator)
+    send(om.functions.createMarket("q", "c", (day + 20) * 86_400, 1_000 * 10**6), creator)
+    send(cs.functions.buyShares(creator, 3, 2**256 - 1, FAR), a)
+    send(cs.functions.buyShares(creator, 2, 2**256 - 1, FAR), b)
+    send(om.functions.buy(1, 1, 50_000 * 10**6, 0, FAR), trader)
+    check()  # lots pending
+    at((day + 1) * 86_400 + 3_600)
+    send(cs.functions.buyShares(creator, 4, 2**256 - 1, FAR), a)  # a second lot, a day later
+    at((day + 1) * 86_400 + 3 * 3_600)
+    send(cs.functions.sellShares(creator, 5, 0, FAR), a)  # 4 new + 1 old: pending shares first
+    check()
+    at((day + 2) * 86_400 + 60)
+    node.anvil.mine()  # b's and a's old lot's 00:00 passed, no fold yet: unmarked
+    check()
+    send(om.functions.buy(1, 0, 20_000 * 10**6, 0, FAR), trader)
+    send(cs.functions.distributeDividends(creator), keeper)  # marks them; neither a nor b settles
+    send(om.functions.buy(1, 1, 30_000 * 10**6, 0, FAR), trader)  # fees for the lots that now earn
+    check()
+    at((day + 5) * 86_400 + 60)
+    send(cs.functions.buyShares(creator, 2, 2**256 - 1, FAR), trader)  # a fold passing several 00:00s
+    send(cs.functions.claimDividends(creator), b)  # b's marked lot becomes earning shares
+    check()
+    at((day + 8) * 86_400)
+    send(cs.functions.distributeDividends(creator), keeper)
+    send(cs.functions.claimDividends(creator), a)
+    check()
+    matured = fetch(db_dsn, "SELECT sum(shares) AS n FROM idx.ev_pending_matured")[0]["n"]
+    assert int(matured) == 2 + 2 + 2
