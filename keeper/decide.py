@@ -274,15 +274,19 @@ class CreatorView:
     pool: int  # not yet credited, vesting in CreatorShares (pendingPool)
     market_fees: int  # accrued in OpinionMarket, collected by the distribution (pendingPool)
     supply: int  # shares outstanding (supplyOf)
-    vested: int  # of the pool, what a distribution now credits (dividendStream)
+    vested: int  # of the pool and the market fees, what a distribution now credits (dividendStream)
     in_ledger: bool = False  # a live transaction exists for this creator and period
+    # the warm-up (dividendStream): the supply a distribution credits over, and the pending shares it would
+    # start earning (a lot's 00:00 passed since the last fold); a distribution that only matures lots succeeds
+    earning: int = 0
+    maturing: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Distribute:
     creator: bytes
     period: str
-    amount: int  # vested + market fees at decision time: credited to holders, and started vesting
+    amount: int  # what vested at decision time (the market fees joining the pool included): credited to holders
 
 
 def distribution_key(creator: bytes, period: str) -> str:
@@ -291,17 +295,19 @@ def distribution_key(creator: bytes, period: str) -> str:
 
 def decide_distribution(c: CreatorView, period: str) -> Distribute | Skip | None:
     """Once per period, only where holders exist and the call does something: credits at least one unit per
-    1e12 shares of what vested (as `CreatorShares._fold` rounds) or starts market fees vesting."""
+    1e12 earning shares of what vested (as `CreatorShares._fold` rounds), brings market fees into the pool, or
+    starts pending shares earning (lots whose 00:00 passed)."""
     if c.in_ledger:
         return None
     key = distribution_key(c.creator, period)
     if c.supply == 0:
         return Skip(key, "no_holders")
-    if c.pool + c.market_fees == 0:
+    if c.pool + c.market_fees == 0 and c.maturing == 0:
         return Skip(key, "empty_pool")
-    if c.market_fees == 0 and c.vested * ACC_STORED // c.supply == 0:
+    earning = c.earning or c.supply  # >= 1 whenever supply > 0
+    if c.market_fees == 0 and c.maturing == 0 and c.vested * ACC_STORED // earning == 0:
         return Skip(key, "nothing_vested")  # only dust, or a pool that began vesting moments ago
-    return Distribute(c.creator, period, c.vested + c.market_fees)
+    return Distribute(c.creator, period, c.vested)
 
 
 # ------------------------------------------------------------------------- tx tracking

@@ -643,13 +643,14 @@ def period_of(now: dt.datetime) -> str:
 
 
 async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
-    """distributeDividends(creator) once per period for every creator with holders and a non-empty pool."""
+    """distributeDividends(creator) once per period for every creator with holders and a non-empty pool or pending
+    shares (a run after 00:00 starts the lots whose 00:00 passed earning)."""
     period = period or period_of(dt.datetime.now(dt.UTC))
     cs = ctx.deployment.creator_shares
     async with ctx.pool.acquire() as conn:
         rows = await conn.fetch(
-            "SELECT creator FROM idx.creators WHERE chain_id = $1 AND supply > 0 AND pool + market_fees_accrued > 0"
-            " ORDER BY creator",
+            "SELECT creator FROM idx.creators WHERE chain_id = $1 AND supply > 0"
+            " AND (pool + market_fees_accrued > 0 OR pending_supply > 0) ORDER BY creator",
             ctx.chain_id,
         )
         creators = [bytes(r["creator"]) for r in rows]
@@ -676,11 +677,13 @@ async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
         try:
             pool, fees = decode_result("CreatorShares", "pendingPool", pool_res)
             (supply,) = decode_result("CreatorShares", "supplyOf", supply_res)
-            vested = decode_result("CreatorShares", "dividendStream", stream_res)[3]
+            _, _, _, vested, earning, maturing = decode_result("CreatorShares", "dividendStream", stream_res)
         except Exception as exc:  # one unreadable creator is failed and skipped; the others go on
             failed.append(ItemFailure("check", decide.distribution_key(c, period), None, _describe(exc)))
             continue
-        view = decide.CreatorView(c, int(pool), int(fees), int(supply), int(vested))
+        view = decide.CreatorView(
+            c, int(pool), int(fees), int(supply), int(vested), earning=int(earning), maturing=int(maturing)
+        )
         action = decide.decide_distribution(view, period)
         if isinstance(action, decide.Distribute):
             actions.append(action)

@@ -222,3 +222,42 @@ MARKET_COLS = """m.market_id, m.creator, m.question, m.category, m.end_time, m.i
 
 TRADE_COLS = """t.block_number, t.log_index, t.block_hash, t.tx_hash, t.block_time, t.market_id, t.trader, t.is_buy,
        t.outcome, t.collateral, t.shares, t.fee, t.yes_reserve, t.no_reserve"""
+
+
+# ---------------------------------------------------------------- creator shares: dividends and warm-up
+
+# CreatorShares.claimableDividends of a holding `h` joined to its creator `c`, to the unit (sql/078).
+CLAIMABLE_SQL = (
+    "share_claimable(h.shares, h.pend_old, h.pend_new, h.pend_old_acc, h.pend_new_acc, h.credited, h.acc_paid,"
+    " c.acc_per_share)"
+)
+# The warm-up's lots of `h`: a lot earns once a fold has passed its 00:00 (marked); pend_old a day before pend_new.
+WARMUP_COLS = "h.pend_old, h.pend_new, h.earns_from, h.pend_old_acc, h.pend_new_acc"
+DAY_S = 86_400
+
+
+def warmup_json(r: Record) -> dict[str, Any]:
+    """A holding's earning and pending shares, and its pending lots with the 00:00 (UTC) each starts earning at
+    (credited from the first fold at or after it: a trade of the creator's shares or the keeper's 00:00 run)."""
+    lots: list[dict[str, str | None]] = []
+    pending = 0
+    for shares, acc, earns_from in (
+        (int(r["pend_old"]), r["pend_old_acc"], int(r["earns_from"]) - DAY_S),
+        (int(r["pend_new"]), r["pend_new_acc"], int(r["earns_from"])),
+    ):
+        if shares and acc is None:
+            pending += shares
+            lots.append({"shares": str(shares), "earnsFrom": iso(dt.datetime.fromtimestamp(earns_from, dt.UTC))})
+    return {"earningShares": str(int(r["shares"]) - pending), "pendingShares": str(pending), "pendingLots": lots}
+
+
+WARMUP_PROPS = {
+    "earningShares": UINT,
+    "pendingShares": UINT,
+    "pendingLots": {
+        "type": "array",
+        "maxItems": 2,
+        "items": obj({"shares": UINT, "earnsFrom": TIME}),
+        "description": "shares in warm-up, each lot earning from 00:00 UTC of the second day after its buy",
+    },
+}

@@ -14,7 +14,16 @@ from api.context import Ctx, Endpoint, Record
 from api.encode import hexs, iso, units
 from api.errors import not_found
 from api.params import Param, cursor_params, filters_hash, page_params
-from api.routes.common import cursor_key, cursor_page, offset, page_meta
+from api.routes.common import (
+    CLAIMABLE_SQL,
+    WARMUP_COLS,
+    WARMUP_PROPS,
+    cursor_key,
+    cursor_page,
+    offset,
+    page_meta,
+    warmup_json,
+)
 from api.routes.markets import INTERVALS, WINDOW_META_PROPS, bucket_range, candle_window
 from api.routes.users import curve_unit
 from api.schemas import ADDRESS as ADDRESS_SCHEMA
@@ -29,8 +38,8 @@ SORTS = {
     "createdAt": "c.first_block {d}, c.creator {d}",
     "distributed": "c.distributed_total {d}, c.creator {d}",
 }
-CREATOR_COLS = """c.creator, c.supply, c.pool, c.market_fees_accrued, c.market_fees_folded, c.creator_fees,
-       c.distributed_total,
+CREATOR_COLS = """c.creator, c.supply, c.pending_supply, c.pool, c.market_fees_accrued, c.market_fees_folded,
+       c.creator_fees, c.distributed_total,
        c.distribution_count, c.holder_count, c.volume, c.trade_count, c.first_block, c.updated_block,
        (SELECT count(*) FROM idx.markets m WHERE m.chain_id = c.chain_id AND m.creator = c.creator) AS markets"""
 
@@ -45,6 +54,9 @@ def creator_json(r: Record, unit: int) -> dict[str, Any]:
     return {
         "address": hexs(r["creator"]),
         "supply": str(s),
+        # the warm-up: shares bought on day e earn from 00:00 UTC of day e+2 (as of the last fold)
+        "earningSupply": str(s - int(r["pending_supply"])),
+        "pendingSupply": str(int(r["pending_supply"])),
         "sharePrice": units(unit * s * s),
         "holders": r["holder_count"],
         "volume": units(r["volume"]),
@@ -120,8 +132,8 @@ async def creator_holders(ctx: Ctx) -> dict[str, Any]:
     await _creator(ctx)
     limit, off = offset(ctx)
     rows = await ctx.conn.fetch(
-        """SELECT h.holder, h.shares, h.locked_until,
-                  h.credited + div(h.shares * (c.acc_per_share - h.acc_paid), 1000000000000000000) AS claimable
+        f"""SELECT h.holder, h.shares, h.locked_until, {WARMUP_COLS},
+                  {CLAIMABLE_SQL} AS claimable
              FROM idx.share_holdings h JOIN idx.creators c ON c.chain_id = h.chain_id AND c.creator = h.creator
             WHERE h.chain_id = $1 AND h.creator = $2 AND h.shares > 0
             ORDER BY h.shares DESC, h.holder LIMIT $3 OFFSET $4""",
@@ -143,6 +155,7 @@ async def creator_holders(ctx: Ctx) -> dict[str, Any]:
             "lockedUntil": iso(dt.datetime.fromtimestamp(int(r["locked_until"]), dt.UTC))
             if r["locked_until"]
             else None,
+            **warmup_json(r),
         }
         for r in rows
     ]
@@ -292,6 +305,8 @@ async def creator_dividends(ctx: Ctx) -> dict[str, Any]:
 CREATOR_PROPS = {
     "address": ADDRESS_SCHEMA,
     "supply": UINT,
+    "earningSupply": UINT,
+    "pendingSupply": UINT,
     "sharePrice": AMOUNT,
     "holders": INT,
     "volume": AMOUNT,
@@ -308,7 +323,15 @@ CREATOR = model("Creator", obj(CREATOR_PROPS))
 CREATOR_DETAIL = model("CreatorDetail", obj({**CREATOR_PROPS, "marketVolume": AMOUNT}))
 CREATOR_HOLDER = model(
     "CreatorHolder",
-    obj({"holder": ADDRESS_SCHEMA, "shares": UINT, "claimableDividends": AMOUNT, "lockedUntil": null(TIME)}),
+    obj(
+        {
+            "holder": ADDRESS_SCHEMA,
+            "shares": UINT,
+            "claimableDividends": AMOUNT,
+            "lockedUntil": null(TIME),
+            **WARMUP_PROPS,
+        }
+    ),
 )
 SHARE_TRADE = model(
     "ShareTrade",

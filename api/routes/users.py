@@ -19,15 +19,19 @@ from api.encode import hexs, iso, ratio, units
 from api.errors import ApiError, FieldError, ValidationFailed
 from api.params import Param, cursor_params, filters_hash, page_params
 from api.routes.common import (
+    CLAIMABLE_SQL,
     OUTCOMES,
     TRADE,
     TRADE_COLS,
+    WARMUP_COLS,
+    WARMUP_PROPS,
     cursor_key,
     cursor_page,
     market_status,
     offset,
     page_meta,
     trade_json,
+    warmup_json,
 )
 from api.schemas import (
     ADDRESS as ADDRESS_SCHEMA,
@@ -137,11 +141,11 @@ async def positions(ctx: Ctx) -> dict[str, Any]:
     return {"data": data, "meta": page_meta(int(ctx.params["page"]), limit, int(total))}
 
 
-SUMMARY_EXTRA_SQL = """
+SUMMARY_EXTRA_SQL = f"""
 SELECT
   (SELECT count(*) FROM idx.markets WHERE chain_id = $1 AND creator = $2) AS markets_created,
   (SELECT count(*) FROM idx.share_holdings WHERE chain_id = $1 AND holder = $2 AND shares > 0) AS holdings,
-  (SELECT coalesce(sum(h.credited + div(h.shares * (c.acc_per_share - h.acc_paid), 1000000000000000000)), 0)
+  (SELECT coalesce(sum({CLAIMABLE_SQL}), 0)
      FROM idx.share_holdings h JOIN idx.creators c ON c.chain_id = h.chain_id AND c.creator = h.creator
     WHERE h.chain_id = $1 AND h.holder = $2) AS dividends_claimable,
   (SELECT coalesce(sum(claimed_total), 0) FROM idx.share_holdings
@@ -293,9 +297,9 @@ async def curve_unit(ctx: Ctx) -> int:
     return int(v or 0)
 
 
-HOLDINGS_SQL = """
-SELECT h.creator, h.shares, h.locked_until, h.claimed_total, c.supply, c.holder_count,
-       h.credited + div(h.shares * (c.acc_per_share - h.acc_paid), 1000000000000000000) AS claimable
+HOLDINGS_SQL = f"""
+SELECT h.creator, h.shares, h.locked_until, h.claimed_total, c.supply, c.holder_count, {WARMUP_COLS},
+       {CLAIMABLE_SQL} AS claimable
   FROM idx.share_holdings h JOIN idx.creators c ON c.chain_id = h.chain_id AND c.creator = h.creator
  WHERE h.chain_id = $1 AND h.holder = $2 AND h.shares > 0
  ORDER BY h.shares DESC, h.creator LIMIT $3 OFFSET $4
@@ -305,9 +309,9 @@ SELECT h.creator, h.shares, h.locked_until, h.claimed_total, c.supply, c.holder_
 # Claimable dividends, largest first: the list stops at CLAIMABLE_MAX creators, the total does not
 # (the window sum runs before the LIMIT).
 CLAIMABLE_MAX = 1000
-CLAIMABLE_SQL = """
+DIVIDENDS_SQL = f"""
 SELECT creator, claimable, sum(claimable) OVER () AS total
-  FROM (SELECT h.creator, h.credited + div(h.shares * (c.acc_per_share - h.acc_paid), 1000000000000000000) AS claimable
+  FROM (SELECT h.creator, {CLAIMABLE_SQL} AS claimable
           FROM idx.share_holdings h JOIN idx.creators c ON c.chain_id = h.chain_id AND c.creator = h.creator
          WHERE h.chain_id = $1 AND h.holder = $2) x
  WHERE claimable > 0
@@ -341,6 +345,7 @@ async def holdings(ctx: Ctx) -> dict[str, Any]:
                 "value": units(reserve_at(unit, s) - reserve_at(unit, s - sh)),
                 "claimableDividends": units(r["claimable"]),
                 "claimedDividends": units(r["claimed_total"]),
+                **warmup_json(r),
             }
         )
     return {"data": data, "meta": page_meta(int(ctx.params["page"]), limit, int(total))}
@@ -349,7 +354,7 @@ async def holdings(ctx: Ctx) -> dict[str, Any]:
 async def dividends(ctx: Ctx) -> dict[str, Any]:
     """Claimable dividends per creator (largest first, at most 1,000; totalClaimable covers every
     holding) and the history of claims (cursor-paginated)."""
-    rows = await ctx.conn.fetch(CLAIMABLE_SQL, ctx.chain_id, ctx.params["address"], CLAIMABLE_MAX)
+    rows = await ctx.conn.fetch(DIVIDENDS_SQL, ctx.chain_id, ctx.params["address"], CLAIMABLE_MAX)
     claimable = [{"creator": hexs(r["creator"]), "amount": units(r["claimable"])} for r in rows]
     key = cursor_key(ctx) or [2**62, 0]
     limit = int(ctx.params["limit"])
@@ -602,6 +607,7 @@ HOLDING = model(
             "value": AMOUNT,
             "claimableDividends": AMOUNT,
             "claimedDividends": AMOUNT,
+            **WARMUP_PROPS,
         }
     ),
 )

@@ -47,6 +47,14 @@ async def fill(dsn: str) -> None:
             credited,
             paid,
         )
+    # the warm-up: OTHER's share (bought last) is pending until 00:00 two days after NOW's day
+    await conn.execute(
+        "UPDATE idx.share_holdings SET pend_new = 1, earns_from = $3 WHERE chain_id = $1 AND holder = $2",
+        CHAIN,
+        OTHER,
+        (int(NOW.timestamp()) // 86_400 + 2) * 86_400,
+    )
+    await conn.execute("UPDATE idx.creators SET pending_supply = 1 WHERE chain_id = $1", CHAIN)
     for b, trader, supply, price in ((30, CREATOR, 1, 0), (31, TRADER, 3, 312_500), (40, OTHER, 4, 562_500)):
         await conn.execute(
             """INSERT INTO idx.ev_shares_traded VALUES ($1, $2, 0, $3, $3, $4, $5, $6, true, $7, $8, 0, 0, 0, $9,

@@ -93,6 +93,8 @@ CREATOR = {
     "volume": ("volume", six),
     "trade_count": ("trades", int),
     "first_block": ("firstBlock", int),
+    "earning_supply": ("earningSupply", lambda v: str(int(v))),
+    "pending_supply": ("pendingSupply", lambda v: str(int(v))),
 }
 HOLDING = {
     "creator": ("creator", str),
@@ -100,6 +102,8 @@ HOLDING = {
     "locked_until": ("lockedUntil", iso),
     "claimable_dividends": ("claimableDividends", six),
     "claimed_dividends": ("claimedDividends", six),
+    "earning_shares": ("earningShares", lambda v: str(int(v))),
+    "pending_shares": ("pendingShares", lambda v: str(int(v))),
 }
 
 
@@ -179,7 +183,7 @@ async def test_views_equal_the_api_column_by_column(db_dsn: str, redis_url: str)
     assert set(columns["trades"]) == {"chain_id", *TRADE}
     assert set(columns["positions"]) == {"chain_id", "holder", *POSITION}
     assert set(columns["creators"]) == {"chain_id", *CREATOR}
-    assert set(columns["share_holdings"]) == {"chain_id", "holder", *HOLDING}
+    assert set(columns["share_holdings"]) == {"chain_id", "holder", "pending_earns_from", *HOLDING}
     assert set(columns["share_trades"]) == {"chain_id", "creator", *SHARE_TRADE}
     assert set(columns["dividend_distributions"]) == {
         "chain_id",
@@ -226,4 +230,8 @@ async def test_views_equal_the_api_column_by_column(db_dsn: str, redis_url: str)
             }
             for h in (h for h in holdings if h["holder"] == holder):
                 wrong += compare("share_holdings", h, served[h["creator"]], HOLDING)
+                lots = served[h["creator"]]["pendingLots"]  # the view's next 00:00 is the first lot's
+                want = iso(h["pending_earns_from"]) if h["pending_earns_from"] is not None else None
+                if (lots[0]["earnsFrom"] if lots else None) != want:
+                    wrong.append(f"share_holdings.pending_earns_from={want!r}, API pendingLots={lots!r}")
     assert not wrong, "\n".join(wrong)

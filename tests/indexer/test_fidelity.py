@@ -46,8 +46,10 @@ def test_extreme_values_and_strings_round_trip_exactly(node: Chain, db_dsn: str,
         record(
             [T_SHARES, addr_word(creator), addr_word(creator)],
             b"".join(
-                [w(1), w(MAX), w(MAX), w(0), w(0), w(0), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX), w(0)]
-                + [w(0), w(MAX), w(MAX), w(MAX)]  # the warm-up's lots, their 00:00, the creator's pending supply
+                [
+                    *(w(1), w(MAX), w(MAX), w(0), w(0), w(0), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX), w(MAX), w(0)),
+                    *(w(0), w(MAX), w(MAX), w(MAX)),  # the warm-up's lots, their 00:00, the creator's pending supply
+                ]
             ),
         )
     ]

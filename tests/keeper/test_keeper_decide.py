@@ -174,24 +174,48 @@ def test_resolution_decisions_never_guess(m: MarketView, now: int, grace: int, s
         assert m.queued is None
 
 
-@given(st.binary(min_size=20, max_size=20), wei, wei, st.integers(0, 10**6), st.integers(0, 10**8), st.booleans())
+@given(
+    st.binary(min_size=20, max_size=20),
+    wei,
+    wei,
+    st.integers(0, 10**6),
+    st.integers(0, 10**8),
+    st.booleans(),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+)
 def test_distribution_only_with_holders_and_something_to_credit_or_start(
-    creator: bytes, pool: int, fees_: int, supply: int, vested: int, in_ledger: bool
+    creator: bytes, pool: int, fees_: int, supply: int, vested: int, in_ledger: bool, pending: int, maturing: int
 ) -> None:
     """A distribution is sent only when it would not revert NothingToDistribute: holders, and either a
-    vested part that credits at least one stored unit per share or market fees to start vesting."""
-    vested = min(vested, pool)
-    a = decide.decide_distribution(CreatorView(creator, pool, fees_, supply, vested, in_ledger), "2026-11-29")
+    vested part that credits at least one stored unit per earning share, market fees joining the pool, or
+    pending shares whose 00:00 passed (the warm-up: a distribution that only matures lots succeeds)."""
+    vested = min(vested, pool + fees_)
+    earning = max(1, supply - pending) if supply else 0
+    maturing = min(maturing, supply - earning) if supply else 0
+    view = CreatorView(creator, pool, fees_, supply, vested, in_ledger, earning=earning, maturing=maturing)
+    a = decide.decide_distribution(view, "2026-11-29")
     if isinstance(a, decide.Distribute):
         assert not in_ledger
         assert supply > 0
-        assert fees_ > 0 or vested * 10**12 // supply > 0
-        assert a.amount == vested + fees_
+        assert fees_ > 0 or maturing > 0 or vested * 10**12 // earning > 0
+        assert a.amount == vested
     elif in_ledger:
         assert a is None
     else:
         assert isinstance(a, decide.Skip)
-        assert supply == 0 or (fees_ == 0 and vested * 10**12 // supply == 0)
+        assert supply == 0 or (fees_ == 0 and maturing == 0 and vested * 10**12 // earning == 0)
+
+
+def test_a_quiet_creator_with_lots_maturing_is_distributed() -> None:
+    """The 00:00 run folds a creator whose pool is empty when lots would mature (design §2.5): the call
+    starts them earning; without maturing lots the same creator is skipped."""
+    c = CreatorView(b"\x01" * 20, 0, 0, 10, 0, earning=4, maturing=6)
+    assert isinstance(decide.decide_distribution(c, "2026-11-29"), decide.Distribute)
+    quiet = CreatorView(b"\x01" * 20, 0, 0, 10, 0, earning=4, maturing=0)
+    assert decide.decide_distribution(quiet, "2026-11-29") == decide.Skip(
+        decide.distribution_key(b"\x01" * 20, "2026-11-29"), "empty_pool"
+    )
 
 
 chains = st.builds(

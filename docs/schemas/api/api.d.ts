@@ -928,6 +928,10 @@ export interface components {
             address: string;
             /** @description a non-negative integer as a string */
             supply: string;
+            /** @description a non-negative integer as a string */
+            earningSupply: string;
+            /** @description a non-negative integer as a string */
+            pendingSupply: string;
             /** @description USDC amount: a decimal string with exactly 6 decimals */
             sharePrice: string;
             holders: number;
@@ -950,6 +954,10 @@ export interface components {
             address: string;
             /** @description a non-negative integer as a string */
             supply: string;
+            /** @description a non-negative integer as a string */
+            earningSupply: string;
+            /** @description a non-negative integer as a string */
+            pendingSupply: string;
             /** @description USDC amount: a decimal string with exactly 6 decimals */
             sharePrice: string;
             holders: number;
@@ -978,6 +986,17 @@ export interface components {
             claimableDividends: string;
             /** Format: date-time */
             lockedUntil: string | null;
+            /** @description a non-negative integer as a string */
+            earningShares: string;
+            /** @description a non-negative integer as a string */
+            pendingShares: string;
+            /** @description shares in warm-up, each lot earning from 00:00 UTC of the second day after its buy */
+            pendingLots: {
+                /** @description a non-negative integer as a string */
+                shares: string;
+                /** Format: date-time */
+                earnsFrom: string;
+            }[];
         };
         CreatorRank: {
             rank: number;
@@ -1381,6 +1400,17 @@ export interface components {
             claimableDividends: string;
             /** @description USDC amount: a decimal string with exactly 6 decimals */
             claimedDividends: string;
+            /** @description a non-negative integer as a string */
+            earningShares: string;
+            /** @description a non-negative integer as a string */
+            pendingShares: string;
+            /** @description shares in warm-up, each lot earning from 00:00 UTC of the second day after its buy */
+            pendingLots: {
+                /** @description a non-negative integer as a string */
+                shares: string;
+                /** Format: date-time */
+                earnsFrom: string;
+            }[];
         };
         ShareTrade: {
             blockNumber: number;
