@@ -32,7 +32,8 @@ from core import resolution as R
 from core.config import ConfigError
 from core.contracts import load_chain_deployment
 from core.logs import configure_logging
-from core.pgerrors import db_unreachable
+from core.pgerrors import DB_CONFIG, db_config_error, db_unreachable
+from core.schema import schema_problem
 from keeper import Unreachable
 from keeper.daemon import DEFAULT_ONCE_JOBS, JOB_NAMES, NOT_LEADER, Daemon
 from keeper.keys import KeyLoadError
@@ -80,10 +81,23 @@ def seconds(low: float, high: float, example: str) -> Callable[[str], float]:
 
 
 async def _connect(settings: Settings) -> asyncpg.Connection:
+    """A connection to a database at this build's schema: a wrong DSN or a schema behind or ahead of the
+    build is one line and exit 2 (review h4: a traceback), a database that does not answer exit 3."""
     try:
-        return await asyncio.wait_for(asyncpg.connect(settings.database.dsn), 15)
-    except (OSError, asyncpg.PostgresError) as exc:
+        conn = await asyncio.wait_for(asyncpg.connect(settings.database.dsn), 15)
+    except DB_CONFIG as exc:
+        raise ConfigError(db_config_error(exc)) from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise Unreachable(db_unreachable(exc)) from None
+    try:
+        problem = await schema_problem(conn)
+    except BaseException:
+        await conn.close()
+        raise
+    if problem:
+        await conn.close()
+        raise ConfigError(problem)
+    return conn
 
 
 def say(text: str, err: bool = False) -> None:
