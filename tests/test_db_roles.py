@@ -72,3 +72,25 @@ async def test_the_superusers_statement_in_the_docs_closes_the_locks(db_dsn: str
             await conn.fetchval("SELECT pg_try_advisory_lock($1)", OUTBOX_LOCK)
     finally:
         await conn.close()
+
+
+async def test_view_prices_are_the_apis_exact_truncation(db_dsn: str) -> None:
+    """Review h4: trunc(a / b, 6) rounds the numeric quotient first (~20 digits): 0.390243 where the API
+    (indexer.fold.ratio6, integer division) says 0.390242. The views use public.ratio6 now."""
+    from decimal import Decimal
+
+    from indexer.fold import ratio6
+
+    cases = [(390243000042188, 609757000065919 + 390243000042188), (1, 3), (2, 3), (10**30 - 1, 10**30), (0, 7)]
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        for num, den in cases:
+            assert await conn.fetchval("SELECT public.ratio6($1, $2)", Decimal(num), Decimal(den)) == Decimal(
+                ratio6(num, den)
+            )
+        for view, uses in (("markets", 2), ("trades", 2)):
+            text = await conn.fetchval("SELECT pg_get_viewdef($1::regclass)", f"public.{view}")
+            assert text.count("ratio6(") == uses, text
+            assert "trunc((" not in text
+    finally:
+        await conn.close()
