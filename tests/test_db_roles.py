@@ -94,3 +94,29 @@ async def test_view_prices_are_the_apis_exact_truncation(db_dsn: str) -> None:
             assert "trunc((" not in text
     finally:
         await conn.close()
+
+
+async def test_an_api_login_in_role_api_can_do_no_more_than_api(db_dsn: str) -> None:
+    """docs/operations.md: the API's production login is `CREATE ROLE gl_api LOGIN PASSWORD '…' IN ROLE
+    api`; leaving the role it was SET to (SET ROLE NONE) then gains nothing."""
+    from tests.conftest import WORKER
+
+    login = f"gl_api_{WORKER}"
+    admin = await asyncpg.connect(db_dsn)
+    try:
+        await admin.execute(f"DROP ROLE IF EXISTS {login}")
+        await admin.execute(f"CREATE ROLE {login} LOGIN PASSWORD 'x' IN ROLE api")
+        conn = await asyncpg.connect(db_dsn.replace("guesslyfe@", f"{login}:x@"), server_settings={"role": "api"})
+        try:
+            await conn.fetchval("SELECT count(*) FROM idx.markets")  # what api reads: no error
+            await conn.execute("SET ROLE NONE")
+            assert await conn.fetchval("SELECT current_user") == login
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.fetchval("SELECT count(*) FROM keeper.tx_attempts")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("INSERT INTO idx.checkpoints (chain_id) VALUES (1)")
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f"DROP ROLE IF EXISTS {login}")
+        await admin.close()
