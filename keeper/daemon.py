@@ -516,7 +516,8 @@ class Daemon:
         ):
             pool_cm = store.create_pool(s.database.dsn, s.db_timeouts, min_size=1, max_size=max(2, s.database.pool_max))
             try:  # a database down at start is exit 3 with one line, never a traceback (docs/keeper.md)
-                pool = await stack.enter_async_context(pool_cm)
+                pool = await pool_cm
+                stack.push_async_callback(store.close_pool, pool)
             except DB_CONFIG as exc:  # a wrong DSN: exit 2
                 raise ConfigError(db_config_error(exc)) from None
             except DB_UNREACHABLE as exc:
