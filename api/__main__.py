@@ -25,6 +25,7 @@ from api.app import create_app
 from api.settings import Settings, load_settings
 from core.config import ConfigError, listen_failed, load_config
 from core.logs import LOG_LEVELS, configure_logging
+from core.schema import schema_problem
 
 log = structlog.get_logger("api")
 CONFIG_ENV = "GL_API_CONFIG_FILE"
@@ -135,7 +136,14 @@ async def _check_database(settings: Settings) -> None:
             raise ConfigError(f"{key}: {exc}") from None
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnreachable(f"{key}: {type(exc).__name__}: {exc}") from None
-        await conn.close(timeout=5)
+        try:  # this build's schema, not one behind (a traceback and exit 3 before: review h4) or ahead
+            problem = await schema_problem(conn)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseUnreachable(f"{key}: {type(exc).__name__}: {exc}") from None
+        finally:
+            await conn.close(timeout=5)
+        if problem:
+            raise ConfigError(f"{key}: {problem}")
         if settings.read_dsn == settings.dsn:
             return
 

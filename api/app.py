@@ -351,8 +351,12 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
         finally:
             if lead is not None:  # the requests that joined get the answer (None: they ask themselves)
                 cache.release(lead, answer[0] if answer is not None and answer[1] == 200 else None)
-        return JSONBody(answer[0], status_code=answer[1], headers={"x-cache": cache_header})
+        headers = {"x-cache": cache_header}
+        if private:  # a token, or a user's own data: never kept by a cache on the way (review h3)
+            headers["cache-control"] = "no-store"
+        return JSONBody(answer[0], status_code=answer[1], headers=headers)
 
+    private = ep.auth is not None or ep.path.startswith("/v1/auth/")
     return Route(ep.path, call, methods=[ep.method], name=f"{ep.method} {ep.path}")
 
 

@@ -48,6 +48,8 @@ class Principal:
     address: str  # lowercase 0x hex
     roles: frozenset[str]
     expires_at: int = 0  # the token's exp (unix seconds) when decoded from one; 0 when made to issue one
+    jti: str = ""  # the token's id, when decoded from one (a refresh retires it)
+    auth_time: int = 0  # when the signer signed in (SIWE verify): a refresh keeps it, a session ends by it
 
     @property
     def is_admin(self) -> bool:
@@ -94,8 +96,14 @@ def _time(value: str, name: str) -> dt.datetime:
     return t
 
 
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def parse_siwe(text: str) -> SiweMessage:
-    """Parses an EIP-4361 message (pure)."""
+    """Parses an EIP-4361 message (pure). Printable text only, lines split by "\n": a CR or a Unicode
+    line separator in the statement could show the signer a fake `URI:` or `Chain ID:` line (review h3)."""
+    if _CONTROL.search(text):
+        raise SiweError("the message must be printable text: no control characters or Unicode line separators")
     lines = text.split("\n")
     if len(lines) < 8:
         raise SiweError("not an EIP-4361 message")
@@ -163,6 +171,8 @@ def check_siwe(msg: SiweMessage, signature: str, settings: Settings, now: dt.dat
     """Checks everything but the nonce; returns the signer's lowercase address (pure but for ecrecover)."""
     if msg.domain != settings.api.siwe_domain:
         raise SiweError(f"domain must be {settings.api.siwe_domain}")
+    if msg.uri != settings.api.siwe_uri:  # the relying party the nonce answer names (review h3)
+        raise SiweError(f"URI must be {settings.api.siwe_uri}")
     if msg.chain_id not in settings.chains:
         raise SiweError(f"Chain ID must be one of {', '.join(map(str, settings.chains))}")
     if msg.address != msg.address.lower() and msg.address != _checksum(msg.address):
@@ -232,8 +242,11 @@ async def roles_for(conn: Conn, settings: Settings, address: str, chain_id: int 
 
 
 def issue_token(settings: Settings, principal: Principal, now: float | None = None) -> tuple[str, int]:
+    """A token for `principal`; `auth_time` is its sign-in time (0: now, a fresh sign-in). The token
+    never outlives the session (`session_max_s` after sign-in)."""
     iat = int(time.time() if now is None else now)
-    exp = iat + settings.api.jwt_ttl_s
+    auth_time = principal.auth_time or iat
+    exp = min(iat + settings.api.jwt_ttl_s, auth_time + settings.api.session_max_s)
     claims: dict[str, Any] = {
         "sub": principal.address,
         "roles": sorted(principal.roles),
@@ -241,7 +254,8 @@ def issue_token(settings: Settings, principal: Principal, now: float | None = No
         "exp": exp,
         "iss": ISSUER,
         "chain_id": settings.chain_id,
-        "jti": secrets.token_hex(8),
+        "jti": secrets.token_hex(16),
+        "auth_time": auth_time,
     }
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256"), exp
 
@@ -270,7 +284,23 @@ def decode_token(settings: Settings, token: str) -> Principal | None:
     kept = {str(r) for r in roles if r in ("user", "creator")}
     if address in settings.admins:
         kept.add("admin")
-    return Principal(address, frozenset(kept), int(claims["exp"]))
+    jti, auth_time = claims.get("jti"), claims.get("auth_time", claims["iat"])
+    if not isinstance(jti, str) or not isinstance(auth_time, int):
+        return None
+    return Principal(address, frozenset(kept), int(claims["exp"]), jti, auth_time)
+
+
+RETIRE_SQL = """
+WITH gone AS (DELETE FROM api.refreshed_tokens WHERE expires_at < now())
+INSERT INTO api.refreshed_tokens (jti, expires_at) VALUES ($1, to_timestamp($2))
+ON CONFLICT (jti) DO NOTHING RETURNING 1
+"""
+
+
+async def retire_token(conn: Conn, principal: Principal) -> bool:
+    """Marks the token `principal` came from as refreshed; False if it already was (a reuse: the token
+    leaked, or the client sent it twice). Kept until the token's own exp."""
+    return await conn.fetchval(RETIRE_SQL, principal.jti, principal.expires_at) is not None
 
 
 def bearer(header: str | None) -> str | None:

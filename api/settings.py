@@ -81,6 +81,7 @@ class ApiSection:
     max_connections: int = 4096  # open HTTP connections in all (per worker); beyond, new ones are closed
     jwt_secret_file: str = ""
     jwt_ttl_s: int = 900  # access tokens are short-lived; renew with POST /v1/auth/refresh
+    session_max_s: int = 86_400  # no token outlives this after sign-in (refresh included): sign in again
     signin_rate_limit: int = 10  # nonce + verify + refresh requests per IP per rate-limit window
     siwe_domain: str = "localhost"
     siwe_uri: str = "http://localhost"
@@ -166,6 +167,7 @@ RANGES: Ranges = {
     "max_connections_per_ip": (1, 1_000_000, "connections", False),
     "max_connections": (1, 1_000_000, "connections", False),
     "jwt_ttl_s": (60, 86_400, "seconds", False),
+    "session_max_s": (60, 30 * 86_400, "seconds", False),
     "siwe_nonce_ttl_s": (10, 86_400, "seconds", False),
     "ready_max_lag_blocks": (0, 10_000_000, "blocks", False),
     "ready_max_head_age_s": (1, 604_800, "seconds", False),

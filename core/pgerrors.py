@@ -27,6 +27,20 @@ DB_UNREACHABLE: tuple[type[Exception], ...] = (
 )
 
 
+# What connecting raises when the DSN itself is wrong (a database, user or password that does not exist,
+# a malformed DSN): a configuration error (exit 2), not a database that is down (review h4: a traceback).
+DB_CONFIG: tuple[type[Exception], ...] = (
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,  # an unknown role, a wrong password
+    asyncpg.ClientConfigurationError,  # a malformed DSN
+)
+
+
+def db_config_error(exc: BaseException, key: str = "database.dsn") -> str:
+    """The one line for a DSN PostgreSQL refuses (DB_CONFIG), naming the key."""
+    return f"{key}: {type(exc).__name__}: {exc}; fix the DSN (database, user, password) and start again"
+
+
 def db_unreachable(exc: BaseException) -> str:
     """The one line a process prints when it cannot reach PostgreSQL at start (keeper, indexer)."""
     return f"cannot reach the database ({type(exc).__name__}); check [database].dsn and that PostgreSQL runs"

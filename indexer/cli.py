@@ -30,6 +30,7 @@ from core.config import ConfigError, listen_failed
 from core.logs import configure_logging
 from indexer.maintenance import WriterRunning, reset_chain
 from indexer.metrics import Metrics
+from indexer.migrate import MigrationError
 from indexer.runtime import tune_gc
 from indexer.service import (
     EXIT_CONFIG,
@@ -273,6 +274,9 @@ def _main(argv: list[str] | None, child: Child | None) -> int:
         return EXIT_CONFIG
     except DatabaseUnreachable as exc:  # exit 1, not 3: 3 is ReorgTooDeep, which supervisors do not restart
         log.error("database_unreachable", error=str(exc))
+        return EXIT_ERROR
+    except MigrationError as exc:  # a file failed (rolled back, named) or the lock stayed held: one line
+        log.error("migration_failed", error=str(exc))
         return EXIT_ERROR
     except Exception as exc:
         log.exception("indexer_crashed", error=f"{type(exc).__name__}: {exc}")

@@ -13,45 +13,62 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
+import time
 from pathlib import Path
 
 import asyncpg
 import structlog
 
+from core.schema import SQL_DIR, MigrationError, migration_files
+
 log = structlog.get_logger("migrate")
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+__all__ = ["SQL_DIR", "MigrationError", "apply_migrations", "migration_files"]
+
 MIGRATION_LOCK = 0x6C79_6665_6D69  # arbitrary constant shared by every process that migrates
 ANALYST_PASSWORD_ENV = "GL_ANALYST_PASSWORD"
-_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 LOCK_WAIT = "5s"  # PostgreSQL lock_timeout of each migration's statements
 LOCK_TRIES = 12
+LOCK_HOLD_MAX_S = 600.0  # how long another session may hold the migration lock before we give up
+
+HOLDER_SQL = """
+SELECT pid FROM pg_locks
+ WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 AND objsubid = 1
+   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
 
 
-class MigrationError(RuntimeError):
-    pass
-
-
-def migration_files(directory: Path = SQL_DIR) -> list[tuple[int, Path]]:
-    files = []
-    for p in sorted(directory.glob("*.sql")):
-        m = _NAME.fullmatch(p.name)
-        if m is None:
-            raise MigrationError(f"{p.name}: migration files must be named NNN_lowercase_name.sql")
-        files.append((int(m.group(1)), p))
-    versions = [v for v, _ in files]
-    if len(set(versions)) != len(versions):
-        raise MigrationError(f"duplicate migration numbers in {directory}")
-    return files
+async def _take_lock(conn: asyncpg.Connection, hold_max_s: float) -> None:
+    """The migration lock, waited for visibly: a migrator killed mid-file leaves its server process
+    running the statement, holding the lock, and a second migrate used to wait for it in silence
+    (review h4). Logs the holder every 5 s; gives up after `hold_max_s`."""
+    started = time.monotonic()
+    said = -5.0
+    while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK):
+        waited = time.monotonic() - started
+        holder = await conn.fetchval(HOLDER_SQL, MIGRATION_LOCK >> 32, MIGRATION_LOCK & 0xFFFFFFFF)
+        if waited >= hold_max_s:
+            raise MigrationError(
+                f"another session (pid {holder}) has held the migration lock for {waited:.0f} s: another"
+                " migrate still running, or one killed whose statement still runs (pg_stat_activity); run"
+                " again once it has ended"
+            )
+        if waited - said >= 5:
+            log.warning("migration_waiting_for_lock", holder_pid=holder, waited_s=round(waited))
+            said = waited
+        await asyncio.sleep(0.5)
 
 
 async def apply_migrations(
-    conn: asyncpg.Connection, directory: Path = SQL_DIR, lock_wait: str = LOCK_WAIT, tries: int = LOCK_TRIES
+    conn: asyncpg.Connection,
+    directory: Path = SQL_DIR,
+    lock_wait: str = LOCK_WAIT,
+    tries: int = LOCK_TRIES,
+    hold_max_s: float = LOCK_HOLD_MAX_S,
 ) -> list[str]:
     """Applies pending migrations; returns the names applied."""
     applied: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    await _take_lock(conn, hold_max_s)
     try:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("

@@ -35,8 +35,9 @@ import asyncpg
 import structlog
 
 from core.config import ConfigError
-from core.pgerrors import DB_UNREACHABLE, PG_UNAVAILABLE, db_unreachable
+from core.pgerrors import DB_CONFIG, DB_UNREACHABLE, PG_UNAVAILABLE, db_config_error, db_unreachable
 from core.rpc import RetryPolicy, WrongChain
+from core.schema import schema_problem
 from indexer import checkpoint, maintenance, outbox_gap
 from indexer.chain import ChainMismatch, ReorgTooDeep
 from indexer.decode import DecodeError
@@ -67,6 +68,8 @@ async def connect_at_start(settings: Settings, role: str) -> asyncpg.Connection:
     """connect(), with a database that cannot be reached as DatabaseUnreachable (one line, no traceback)."""
     try:
         return await connect(settings, role)
+    except DB_CONFIG as exc:
+        raise ConfigError(db_config_error(exc)) from None
     except DB_UNREACHABLE as exc:
         raise DatabaseUnreachable(db_unreachable(exc)) from None
 
@@ -242,10 +245,24 @@ async def migrate(settings: Settings) -> list[str]:
     conn = await connect_at_start(settings, "migrate")
     try:
         applied = await apply_migrations(conn)
+        problem = await schema_problem(conn)  # a database a newer build migrated: nothing to apply, refused
     finally:
         await conn.close()
     log.info("migrations_applied", applied=applied)
+    if problem:
+        raise StartupCheckFailed(problem)
     return applied
+
+
+async def check_schema(settings: Settings) -> None:
+    """The database holds exactly this build's migrations (`--no-migrate`), else StartupCheckFailed."""
+    conn = await connect_at_start(settings, "schema")
+    try:
+        problem = await schema_problem(conn)
+    finally:
+        await conn.close()
+    if problem:
+        raise StartupCheckFailed(problem)
 
 
 async def acquire_writer(settings: Settings, stop: asyncio.Event, status: Status) -> asyncpg.Connection | None:
@@ -310,6 +327,8 @@ async def run(
                 indexer.fetcher.warm()
             if migrate_first:
                 await migrate(settings)
+            else:
+                await check_schema(settings)
             while not stop.is_set():
                 conn: asyncpg.Connection | None = None
                 try:

@@ -8,7 +8,7 @@ resolve, cancel and rule validate their input where it enters (core/resolution.p
 as the admin HTTP API; the market facts come from the chain) and record who and why. Output:
 results on stdout (JSON lines for listings), errors on stderr naming the input and what to do.
 Exit codes: 0 done, 1 a job failed, 2 refused input or configuration, 3 the chain or database is
-unreachable.
+unreachable, 4 a request to the leader not finished within --wait.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import math
 import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -29,61 +28,41 @@ import orjson
 import structlog
 
 from core import resolution as R
+from core.args import seconds, whole_number
 from core.config import ConfigError
 from core.contracts import load_chain_deployment
 from core.logs import configure_logging
-from core.pgerrors import db_unreachable
+from core.pgerrors import DB_CONFIG, db_config_error, db_unreachable
+from core.schema import schema_problem
 from keeper import Unreachable
 from keeper.daemon import DEFAULT_ONCE_JOBS, JOB_NAMES, NOT_LEADER, Daemon
 from keeper.keys import KeyLoadError
 from keeper.settings import Settings, load_settings
 
 log = structlog.get_logger("keeper")
-REFUSED, UNREACHABLE = 2, 3
+REFUSED, UNREACHABLE, PENDING = 2, 3, 4
 MAX_TXS_LIMIT = 10_000  # rows `keeper txs` prints at most
 MAX_WAIT_S = 86_400.0  # `run --once --wait`: a day; every wait has an end
 
 
-def whole_number(low: int, high: int, example: str) -> Callable[[str], int]:
-    """An argparse type: a whole number within [low, high]; the refusal says what was expected and gives
-    an example (argparse names the option, prints the usage and exits 2)."""
-
-    def parse(text: str) -> int:
-        try:
-            value: int | None = int(text, 10)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"must be a whole number from {low} to {high}, got {text!r} (e.g. {example})"
-            )
-        return value
-
-    return parse
-
-
-def seconds(low: float, high: float, example: str) -> Callable[[str], float]:
-    """An argparse type: a finite number of seconds within [low, high] (nan and inf are refused)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not low <= value <= high:  # false for nan
-            raise argparse.ArgumentTypeError(
-                f"must be a number of seconds from {low:g} to {high:g}, got {text!r} (e.g. {example})"
-            )
-        return value
-
-    return parse
-
-
 async def _connect(settings: Settings) -> asyncpg.Connection:
+    """A connection to a database at this build's schema: a wrong DSN or a schema behind or ahead of the
+    build is one line and exit 2 (review h4: a traceback), a database that does not answer exit 3."""
     try:
-        return await asyncio.wait_for(asyncpg.connect(settings.database.dsn), 15)
-    except (OSError, asyncpg.PostgresError) as exc:
+        conn = await asyncio.wait_for(asyncpg.connect(settings.database.dsn), 15)
+    except DB_CONFIG as exc:
+        raise ConfigError(db_config_error(exc)) from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise Unreachable(db_unreachable(exc)) from None
+    try:
+        problem = await schema_problem(conn)
+    except BaseException:
+        await conn.close()
+        raise
+    if problem:
+        await conn.close()
+        raise ConfigError(problem)
+    return conn
 
 
 def say(text: str, err: bool = False) -> None:
@@ -329,7 +308,7 @@ async def cmd_request_jobs(settings: Settings, names: Sequence[str], by: str | N
             " (keeper.leader_poll_s), or the next leader if this one stops first;"
             " `python -m keeper status` lists open requests"
         )
-        return 0
+        return PENDING  # not a success: a cron `run --once … || alert` must see it (review h4)
     return 0 if all(r["outcome"] == "ok" for r in rows) else 1
 
 

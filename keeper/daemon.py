@@ -38,10 +38,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from core.config import listen_failed
+from core.config import ConfigError, listen_failed
 from core.contracts import load_chain_deployment
-from core.pgerrors import DB_UNREACHABLE, db_unreachable
+from core.pgerrors import DB_CONFIG, DB_UNREACHABLE, db_config_error, db_unreachable
 from core.rpc import WrongChain
+from core.schema import schema_problem
 from core.warm import warm
 from keeper import KeeperError, Unreachable, jobs, store
 from keeper.aggregate import refresh_aggregates
@@ -515,9 +516,16 @@ class Daemon:
         ):
             pool_cm = store.create_pool(s.database.dsn, s.db_timeouts, min_size=1, max_size=max(2, s.database.pool_max))
             try:  # a database down at start is exit 3 with one line, never a traceback (docs/keeper.md)
-                pool = await stack.enter_async_context(pool_cm)
+                pool = await pool_cm
+                stack.push_async_callback(store.close_pool, pool)
+            except DB_CONFIG as exc:  # a wrong DSN: exit 2
+                raise ConfigError(db_config_error(exc)) from None
             except DB_UNREACHABLE as exc:
                 raise Unreachable(db_unreachable(exc)) from None
+            async with pool.acquire() as conn:  # a schema behind or ahead of this build: exit 2, never a loop
+                problem = await schema_problem(conn)
+            if problem:
+                raise ConfigError(problem)
             self.rpc, self.pool = rpc, pool
             # every node must serve [chain].chain_id (a wrong one would fail queue entries, hide receipts,
             # and feed foreign nonces into the gap filler); one down now is checked again each leader poll

@@ -9,15 +9,19 @@ Errors: FencedError.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from keeper import KeeperError
+
+log = structlog.get_logger("keeper")
 
 Conn = asyncpg.Connection | PoolConnectionProxy  # a plain connection or one acquired from a pool
 
@@ -56,8 +60,21 @@ class DbTimeouts:
 CLIENT_GRACE_S = 10.0
 
 
+async def close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
+    """Closes the pool within `timeout_s`: a connection still checked out then (a step that outlived
+    its wait at shutdown, or one asyncpg lost to a cancelled acquire) is terminated, not waited for —
+    a keeper that had lived through a read-only database could wait in Pool.close() for ever after
+    SIGTERM (review h2 repro, intermittent)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await pool.close()
+    except TimeoutError:
+        log.warning("pool_close_timed_out", checked_out=pool.get_size() - pool.get_idle_size(), timeout_s=timeout_s)
+        pool.terminate()
+
+
 def create_pool(dsn: str, timeouts: DbTimeouts, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """The keeper's pool (use as `async with`): every connection with the timeouts above."""
+    """The keeper's pool (await it; close it with close_pool): every connection with the timeouts above."""
     return asyncpg.create_pool(
         dsn,
         min_size=min_size,

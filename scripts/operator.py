@@ -20,6 +20,7 @@ import asyncpg
 import requests
 import structlog
 
+from core.args import seconds
 from core.config import ConfigError
 from core.contracts import load_chain_deployment
 from core.logs import configure_logging
@@ -103,7 +104,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="config/local.toml")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--interval", type=float, default=5.0)
+    p.add_argument("--interval", type=seconds(0.1, 3_600, "--interval 5"), default=5.0)
     a = p.parse_args()
     configure_logging()
     try:  # a bad config or deployment file: one line naming the key, exit 2 (never a traceback)

@@ -29,6 +29,7 @@ import requests
 import structlog
 from web3 import Web3
 
+from core.args import number, whole_number
 from core.config import ChainSettings, ConfigError, load_config, section
 from core.contracts import deployment_path, load_abi, load_chain_deployment
 from core.logs import configure_logging
@@ -350,9 +351,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/local.toml")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--events", type=int, default=None, help="stop after N successful transactions")
-    parser.add_argument("--rate", type=float, default=None, help="target transactions per second")
-    parser.add_argument("--wallets", type=int, default=12)
+    parser.add_argument(
+        "--events",
+        type=whole_number(1, 10**9, "--events 500"),
+        default=None,
+        help="stop after N successful transactions",
+    )
+    parser.add_argument(
+        "--rate", type=number(0.01, 10_000, "transactions a second", "--rate 5"), default=None, help="target rate"
+    )
+    parser.add_argument("--wallets", type=whole_number(1, 1_000, "--wallets 12"), default=12)
     parser.add_argument(
         "--resolve", action="store_true", help="propose and finalize outcomes of ended markets (no keeper running)"
     )

@@ -11,6 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("USDC", "MockPriceFeed", "OpinionMarket", "CreatorShares")
 ADDRESSES = {n: "0x" + f"{i:040x}" for i, n in enumerate(NAMES, 1)}
@@ -77,3 +79,22 @@ def test_the_node_going_away_while_stopping_ends_quietly(tmp_path: Path) -> None
     assert proc.returncode == 0, out
     assert "simulation_stopped" in out, out
     assert "Traceback" not in out, out
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["-m", "scripts.simulate", "--wallets", "0"], "--wallets"),  # looped for ever doing nothing (review h4)
+        (["-m", "scripts.simulate", "--wallets", "-3"], "--wallets"),
+        (["-m", "scripts.simulate", "--rate", "-5"], "--rate"),
+        (["-m", "scripts.simulate", "--rate", "nan"], "--rate"),
+        (["-m", "scripts.simulate", "--events", "0"], "--events"),
+        (["-m", "scripts.operator", "--interval", "-1"], "--interval"),
+        (["-m", "scripts.operator", "--interval", "nan"], "--interval"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_naming_the_option(args: list[str], named: str) -> None:
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"argument {named}: must be" in out.stderr
+    assert "Traceback" not in out.stderr

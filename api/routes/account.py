@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from api import auth
@@ -89,11 +90,35 @@ async def _token_for(ctx: Ctx, address: str, chain_id: int) -> dict[str, Any]:
 
 
 async def refresh(ctx: Ctx) -> dict[str, Any]:
-    """A new token for the signed-in principal (roles looked up again), before the old one expires."""
+    """A new token for the signed-in principal (roles looked up again), before the old one expires.
+    The old token cannot be refreshed again, and no token outlives `session_max_s` after sign-in
+    (review h3 F1: a leaked token, an admin's too, could be renewed for ever)."""
     if ctx.body:
         raise ValidationFailed([FieldError(k[:64], "unknown field") for k in ctx.body])
-    assert ctx.user is not None
-    return await _token_for(ctx, ctx.user.address, ctx.chain_id)
+    user = ctx.user
+    assert user is not None
+    settings = ctx.state.settings
+    if time.time() >= user.auth_time + settings.api.session_max_s:
+        raise ApiError(
+            401,
+            "Session ended",
+            [FieldError("token", f"signed in more than {settings.api.session_max_s} s ago; sign in again")],
+        )
+    if not await auth.retire_token(ctx.conn, user):
+        raise ApiError(
+            401, "Token already refreshed", [FieldError("token", "refresh with the newest token, or sign in again")]
+        )
+    roles = await auth.roles_for(ctx.conn, settings, user.address, ctx.chain_id)
+    token, exp = auth.issue_token(settings, auth.Principal(user.address, roles, auth_time=user.auth_time))
+    return {
+        "data": {
+            "token": token,
+            "tokenType": "Bearer",
+            "address": user.address,
+            "roles": sorted(roles),
+            "expiresAt": iso(dt.datetime.fromtimestamp(exp, dt.UTC)),
+        }
+    }
 
 
 async def me(ctx: Ctx) -> dict[str, Any]:
@@ -151,8 +176,14 @@ ENDPOINTS = [
         "auth",
         body=NONCE_BODY,
         auth="user",
-        description="Send the current (unexpired) token; the answer is a new token with a fresh lifetime.",
+        db="write",
+        description=(
+            "Send the current (unexpired) token; the answer is a new token with a fresh lifetime. A token"
+            " is refreshed once (its successor is the one to refresh next), and no token outlives"
+            " session_max_s after sign-in."
+        ),
         response=TOKEN,
+        errors=(401,),
     ),
     Endpoint("GET", "/v1/auth/me", me, "The signed-in principal", "auth", auth="user", response=PRINCIPAL),
 ]

@@ -88,11 +88,17 @@ async def _writes_check(pool: asyncpg.Pool) -> str:
         return f"primary unreachable ({type(exc).__name__}): sign-in and read marks answer 503"
 
 
-def _may_scrape(scope: Any, scrapers: tuple[Network, ...]) -> bool:
+def _may_scrape(scope: Any, scrapers: tuple[Network, ...], proxies: tuple[Network, ...]) -> bool:
     """The client is in `scrapers`, or is the peer itself and no IP address: a Unix socket (uvicorn --uds)
-    or an in-process test client, both on this machine. A non-IP address a proxy forwarded is not."""
+    or an in-process test client, both on this machine. A non-IP address a proxy forwarded is not.
+    A request forwarded by a peer that is not a named proxy (`forwarded_allow_ips`) came from a client
+    nobody vouches for: behind an unlisted proxy on a private address, every Internet client looked
+    like that private address, which the default scrapers' networks trust (review h3)."""
     ip = str(scope.get("gl_client_ip") or "")
     peer = scope.get("client")
+    forwarded = any(k in (b"x-forwarded-for", b"forwarded") for k, _ in scope.get("headers", ()))
+    if forwarded and not (peer is not None and is_trusted(str(peer[0]), proxies)):
+        return False
     return is_trusted(ip, scrapers) or ((peer is None or ip == peer[0]) and not is_ip(ip))
 
 
@@ -172,7 +178,7 @@ def routes(rt: Runtime) -> list[Route]:
 
     async def metrics(request: Request) -> Response:
         request.scope["gl_route"] = "/metrics"
-        if not _may_scrape(request.scope, scrapers):
+        if not _may_scrape(request.scope, scrapers, rt.trusted_proxies):
             return error_response(404, f"no route for {request.url.path}", request.url.path)
         body = b"".join(generate_latest(r) for r in (rt.metrics.registry, connections.REGISTRY, feed_guard.REGISTRY))
         return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -72,8 +73,13 @@ async def test_a_database_turned_read_only_fails_ready_until_it_takes_writes_aga
         await wait_role(port, "leader")
         await wait_ready(port, 200, 30)
         assert proc.poll() is None
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        proc.terminate()  # it stops after its current job's step (each waited for 30 s at most)
+        try:
+            _, err = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            tail = (exc.stderr or b"")[-3000:]
+            raise AssertionError(f"the keeper did not stop within 90 s of SIGTERM: {tail!r}") from None
     lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
     failed = [x for x in lines if x.get("event") == "leader_check_failed"]
     assert failed, err[-2000:]

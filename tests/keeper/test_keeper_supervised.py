@@ -147,10 +147,14 @@ async def test_run_once_while_the_daemon_leads_is_run_by_the_daemon(
             assert time.monotonic() < deadline
             await asyncio.sleep(0.3)
         out = await asyncio.to_thread(run_keeper, cfg, "run", "--once", "--jobs", "distribute", "--by", "ops-runbook")
+        # not waited for (--wait 0): exit 4, not 0, so `run --once … || alert` sees it (review h4)
+        pending = await asyncio.to_thread(run_keeper, cfg, "run", "--once", "--jobs", "aggregate", "--wait", "0")
+    assert pending.returncode == 4, pending.stdout[-2000:] + pending.stderr[-2000:]
+    assert "request(s) not finished yet" in pending.stdout
     assert out.returncode == 0, out.stderr[-2000:]
     assert "another keeper is the leader" in out.stdout
     assert "the leader ran distribute (request #1): ok" in out.stdout
-    (req,) = await fetch(db_dsn, "SELECT job, requested_by, outcome, epoch FROM keeper.job_requests")
+    (req,) = await fetch(db_dsn, "SELECT job, requested_by, outcome, epoch FROM keeper.job_requests WHERE id = 1")
     assert (req["job"], req["requested_by"], req["outcome"], req["epoch"]) == ("distribute", "ops-runbook", "ok", 1)
     (leader,) = await fetch(db_dsn, "SELECT epoch FROM keeper.leaders")
     assert leader["epoch"] == 1  # the one-off never took the lock from the daemon

@@ -655,7 +655,7 @@ export interface paths {
         put?: never;
         /**
          * Renew a token before it expires
-         * @description A new token for the signed-in principal (roles looked up again), before the old one expires. Send the current (unexpired) token; the answer is a new token with a fresh lifetime.
+         * @description A new token for the signed-in principal (roles looked up again), before the old one expires. The old token cannot be refreshed again, and no token outlives `session_max_s` after sign-in (review h3 F1: a leaked token, an admin's too, could be renewed for ever). Send the current (unexpired) token; the answer is a new token with a fresh lifetime. A token is refreshed once (its successor is the one to refresh next), and no token outlives session_max_s after sign-in.
          */
         post: operations["post_v1_auth_refresh"];
         delete?: never;
