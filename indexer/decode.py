@@ -200,7 +200,7 @@ class SharesTraded:
     pool: int
     acc_per_share: int
     distributed: int  # vested and folded into acc_per_share before the trade (streamed dividends)
-    # warm-up (sql/078): the trader's pending lots after the trade, pend_new earning from trader_earns_from (00:00
+    # warm-up (sql/081): the trader's pending lots after the trade, pend_new earning from trader_earns_from (00:00
     # UTC, unix seconds; 0: nothing pending), pend_old a day earlier; the creator's pending shares after
     trader_pending_old: int = 0
     trader_pending_new: int = 0
@@ -221,7 +221,7 @@ class DividendsDistributed:
     supply: int
     acc_per_share: int
     pool: int
-    earning_supply: int = 0  # the supply `amount` was credited over (sql/078)
+    earning_supply: int = 0  # the supply `amount` was credited over (sql/081)
     pending_supply: int = 0
 
 

@@ -137,7 +137,7 @@ class CreatorRow:
     first_block: int = 0
     updated_block: int = 0
     market_fees_folded: int = 0  # of market_fees_accrued, already credited to holders (CreatorShares.marketFeesFolded)
-    pending_supply: int = 0  # sql/078: shares in warm-up (supply - pending_supply earn)
+    pending_supply: int = 0  # sql/081: shares in warm-up (supply - pending_supply earn)
 
 
 @dataclasses.dataclass(slots=True)
@@ -150,7 +150,7 @@ class HoldingRow:
     acc_paid: int = 0
     claimed_total: int = 0
     updated_block: int = 0
-    # sql/078, the warm-up: pending lots (pend_new earns from earns_from, pend_old a day earlier; 0: none) and the
+    # sql/081, the warm-up: pending lots (pend_new earns from earns_from, pend_old a day earlier; 0: none) and the
     # accumulator at each lot's 00:00 once a fold passed it (PendingMatured), None until then
     pend_old: int = 0
     pend_new: int = 0

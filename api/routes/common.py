@@ -226,7 +226,7 @@ TRADE_COLS = """t.block_number, t.log_index, t.block_hash, t.tx_hash, t.block_ti
 
 # ---------------------------------------------------------------- creator shares: dividends and warm-up
 
-# CreatorShares.claimableDividends of a holding `h` joined to its creator `c`, to the unit (sql/078).
+# CreatorShares.claimableDividends of a holding `h` joined to its creator `c`, to the unit (sql/081).
 CLAIMABLE_SQL = (
     "share_claimable(h.shares, h.pend_old, h.pend_new, h.pend_old_acc, h.pend_new_acc, h.credited, h.acc_paid,"
     " c.acc_per_share)"
