@@ -31,6 +31,8 @@ COMMAND = ".venv/bin/python -m bench.gas --write"
 USDC = 10**6
 MAX_UINT = 2**256 - 1
 T0 = 2_000_000_000  # the chain's clock is set here first, so every timestamp in calldata is fixed
+DAY = 86_400
+END = T0 + 4 * DAY  # the markets' end: after the share trades, which wait two midnights for the warm-up
 
 # Targets from issue 2; `None` means no target.
 TARGETS: dict[str, int | None] = {
@@ -105,6 +107,10 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
         w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
+    def at(timestamp: int) -> None:
+        w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
     deadline = T0 + 10 * 86_400  # fixed calldata: gas depends on its zero bytes
     creator_a, creator_b = wallets[0], wallets[1]
     traders = wallets[2:]
@@ -112,7 +118,7 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
     # -------- opinion markets
     create = om.functions.createMarket
     rec.send(
-        create("Will it rain in Lisbon tomorrow?", "weather", T0 + 86_400, 100 * USDC),
+        create("Will it rain in Lisbon tomorrow?", "weather", END, 100 * USDC),
         creator_a,
         "createMarket",
         "first market ever (marketCount 0 → 1)",
@@ -122,7 +128,7 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
             create(
                 f"Question number {i} about something that matters to people?",
                 "misc",
-                T0 + 86_400,
+                END,
                 100 * USDC,
             ),
             creator_a if i % 2 else creator_b,
@@ -181,12 +187,16 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
         rec.send(bs(creator_a, 2, MAX_UINT, deadline), t, "buyShares", "repeat holder, 2 shares")
 
     dist = cs.functions.distributeDividends
-    warp(3_600)  # an hour of the share fees' stream vests
-    rec.send(dist(creator_a), keeper, "distributeDividends", "vested share fees; market fees start vesting")
+    warp(3_600)  # an hour of the share fees' pool vests (to the creator: the holders' lots are warming up)
+    rec.send(dist(creator_a), keeper, "distributeDividends", "vested share fees; market fees join the pool")
     rec.send(om.functions.buy(2, 0, 10 * USDC, 0, deadline), traders[1])  # a market fee after creator_b's first share
-    rec.send(dist(creator_b), keeper, "distributeDividends", "market fees start vesting (nothing vested yet)")
+    rec.send(dist(creator_b), keeper, "distributeDividends", "market fees join the pool (nothing vested yet)")
+    at((T0 // DAY + 2) * DAY + 60)  # the holders' lots earn from this 00:00
+    rec.send(
+        dist(creator_a), keeper, "distributeDividends", "first fold after 00:00: lots start earning (day's acc written)"
+    )
     for t in traders[:4]:
-        rec.send(bs(creator_a, 1, MAX_UINT, deadline), t, "buyShares", "holder after a distribution (settles)")
+        rec.send(bs(creator_a, 1, MAX_UINT, deadline), t, "buyShares", "holder whose lot matured (settles it)")
     warp(3_600)
     rec.send(dist(creator_a), keeper, "distributeDividends", "vested fees only (market fees already collected)")
 
@@ -219,7 +229,7 @@ def measure(w3: Web3, record: dict[str, Any]) -> Recorder:
     )
 
     # -------- resolution and claims
-    warp(86_400)
+    at(END + 60)
     arbiter = anvil_account(0).address  # the deployment grants ARBITER_ROLE to the deployer
     rec.send(om.functions.proposeOutcome(market, 1), keeper, "proposeOutcome", "YES")
     rec.send(om.functions.proposeOutcome(2, 1), keeper, "proposeOutcome", "YES (then disputed)")

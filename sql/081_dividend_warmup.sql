@@ -88,3 +88,18 @@ SELECT c.chain_id,
        c.pending_supply
   FROM idx.creators c
   LEFT JOIN idx.contracts k ON k.chain_id = c.chain_id AND k.name = 'CreatorShares';
+
+-- a distribution is credited over the earning shares: holders_supply is that supply (a row of a deployment
+-- before the warm-up has earning_supply 0: every share earned then)
+CREATE OR REPLACE VIEW public.dividend_distributions AS
+SELECT d.chain_id,
+       d.block_number,
+       d.log_index,
+       hex(d.tx_hash) AS tx_hash,
+       d.block_time,
+       hex(d.creator) AS creator,
+       usdc(d.amount) AS amount,
+       usdc(d.market_fees) AS market_fees,
+       CASE WHEN d.earning_supply > 0 THEN d.earning_supply ELSE d.supply END AS holders_supply,
+       usdc(d.pool) AS pool_after
+  FROM idx.ev_dividends_distributed d;

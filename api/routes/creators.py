@@ -273,7 +273,10 @@ async def creator_dividends(ctx: Ctx) -> dict[str, Any]:
     key = cursor_key(ctx) or [2**62, 0]
     limit = int(ctx.params["limit"])
     rows = await ctx.conn.fetch(
-        """SELECT block_number, log_index, tx_hash, block_time, amount, market_fees, supply, pool
+        """SELECT block_number, log_index, tx_hash, block_time, amount, market_fees, pool,
+                  -- the supply `amount` was credited over: the earning shares (a row of a deployment
+                  -- before the warm-up has 0 there: every share earned)
+                  CASE WHEN earning_supply > 0 THEN earning_supply ELSE supply END AS supply
              FROM idx.ev_dividends_distributed
             WHERE chain_id = $1 AND creator = $2 AND (block_number, log_index) < ($3, $4)
             ORDER BY block_number DESC, log_index DESC LIMIT $5""",

@@ -221,7 +221,12 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
 
         wait_until(claimed_in_positions, "the claim in the trader's positions", 30, s)
 
-        # ---- the daily distribution runs (schedule shortened); holders' claimable dividends appear
+        # ---- the daily distribution runs (schedule shortened); holders' claimable dividends appear. The
+        # trader's shares warm up first (they earn from 00:00 of the second day after their buy); a fee after
+        # that (its next buy's dividend fee) vests to the earning shares by the end of its day
+        s.anvil.call("evm_increaseTime", 2 * 86_400)
+        s.anvil.call("evm_mine")
+        trader.send(trader.cs.functions.buyShares(creator.address, 1, 10**12, deadline(w3)))
         s.anvil.call("evm_increaseTime", 86_400)
         s.anvil.call("evm_mine")
 

@@ -77,7 +77,11 @@ async def test_erigons_answer_to_a_repeat_after_a_crash_is_the_node_holding_it(
 
 
 def distributed_events(ops: ChainOps, creator: str) -> int:
-    topic = Web3.keccak(text="DividendsDistributed(address,uint256,uint256,uint256,uint256,uint256)")
+    from core.contracts import load_abi
+
+    abi = load_abi("CreatorShares")
+    event = next(e for e in abi if e.get("type") == "event" and e["name"] == "DividendsDistributed")
+    topic = Web3.keccak(text=f"DividendsDistributed({','.join(i['type'] for i in event['inputs'])})")
     logs = ops.w3.eth.get_logs(
         {
             "fromBlock": 0,
