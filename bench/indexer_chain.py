@@ -164,6 +164,12 @@ class Model:
                 word(self.pool[creator]),
                 word(acc),
                 word(0),  # distributed: the synthetic chain folds only at distributions
+                # the warm-up's lots: none pending here (every share earns, as once its lots matured), so the
+                # post-state stays consistent without a clock of midnights
+                word(0),  # traderPendingOld
+                word(0),  # traderPendingNew
+                word(0),  # traderEarnsFrom
+                word(0),  # pendingSupply
             )
         )
         return 1, record([T_SHARES, addr_word(creator), addr_word(trader)], data)
@@ -178,7 +184,9 @@ class Model:
         amount = delta * supply // ACC
         self.acc[creator] = self.acc.get(creator, 0) + delta
         self.pool[creator] = pool - amount
-        data = b"".join((word(amount), word(0), word(supply), word(self.acc[creator]), word(self.pool[creator])))
+        # amount, marketFees, supply, accPerShare, pool, earningSupply (= supply: nothing pending), pendingSupply
+        fields = (amount, 0, supply, self.acc[creator], self.pool[creator], supply, 0)
+        data = b"".join(word(v) for v in fields)
         return 1, record([T_DISTRIBUTED, addr_word(creator)], data)
 
     def resolve(self, mid: int) -> tuple[int, bytes]:
