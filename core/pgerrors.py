@@ -15,6 +15,9 @@ PG_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TransactionRollbackError,
     asyncpg.exceptions.ReadOnlySQLTransactionError,
+    # a backend ended mid-protocol can surface as "cannot switch to state N; another operation is in
+    # progress" (MagicStack/asyncpg#1069): the connection is gone, as for the others
+    asyncpg.InternalClientError,
     OSError,
 )
 

@@ -79,10 +79,7 @@ class StartupCheckFailed(ConfigError):
 
 
 DB_ERRORS: tuple[type[Exception], ...] = (
-    *PG_UNAVAILABLE,  # core/pgerrors.py: the connection gone, a restart, a deadlock, disk full, …
-    # A backend terminated mid-protocol can surface as "cannot switch to state N; another operation
-    # is in progress" (MagicStack/asyncpg#1069): the connection is gone, so reconnect like the others.
-    asyncpg.InternalClientError,
+    *PG_UNAVAILABLE,  # core/pgerrors.py: the connection gone (mid-protocol too), a restart, a deadlock, …
     asyncpg.exceptions.LockNotAvailableError,  # a lock_timeout set for the role
 )
 # What fails one iteration (retried with back-off, max_failures in a row end the run).

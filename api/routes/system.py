@@ -76,12 +76,37 @@ def _indexer_check(r: Any, max_lag: int, max_age: int) -> tuple[dict[str, Any] |
 WRITABLE_SQL = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
 
 
+# A probe's pooled connection the server ended (a restart, a failover) is not a database that is down: the
+# probe asks again once, on a fresh connection, before it says so.
+DEAD_CONNECTION = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InternalClientError,
+    ConnectionError,
+)
+
+
+async def _probe(pool: asyncpg.Pool, sql: str, *args: Any, many: bool = False) -> Any:
+    """`sql` on the probe pool (fetchval, or fetchrow of each args tuple with `many`), once more on a
+    fresh connection if the pooled one was ended by the server."""
+    for attempt in (1, 2):
+        try:
+            async with pool.acquire(timeout=2) as conn:
+                if many:
+                    return [await conn.fetchrow(sql, *a, timeout=2) for a in args]
+                return await conn.fetchval(sql, *args, timeout=2)
+        except DEAD_CONNECTION:
+            if attempt == 2:
+                raise
+            await pool.expire_connections()
+    raise AssertionError("unreachable")
+
+
 async def _writes_check(pool: asyncpg.Pool) -> str:
     """Whether the primary (dsn) takes writes: "ok", or why sign-in and read marks answer 503."""
     try:
-        async with pool.acquire(timeout=2) as conn:
-            if await conn.fetchval(WRITABLE_SQL, timeout=2):
-                return "ok"
+        if await _probe(pool, WRITABLE_SQL):
+            return "ok"
         await pool.expire_connections()  # the session's read-only default is fixed at its start
         return "read-only (a hot standby or a failover): sign-in and read marks answer 503"
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
@@ -129,11 +154,10 @@ def routes(rt: Runtime) -> list[Route]:
         a = rt.settings.api
         problems: list[FieldError] = []
         checks: dict[str, Any] = {}
-        rows = {}
         try:
-            async with state.probe_pool.acquire(timeout=2) as conn:
-                for chain in rt.settings.chains:
-                    rows[chain] = await conn.fetchrow(READY_SQL, chain, timeout=2)
+            chains = list(rt.settings.chains)
+            got = await _probe(state.probe_pool, READY_SQL, *[(c,) for c in chains], many=True)
+            rows = dict(zip(chains, got, strict=True))
             rt.metrics.db_up.set(1)
             checks["database"] = "ok"
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:

@@ -16,6 +16,7 @@ import pytest
 from tests.api.conftest import make_settings
 from tests.api.test_api_connections import serving
 from tests.chain import free_port
+from tests.pgfaults import read_only_database
 from tests.tcp import BlackHole
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
@@ -140,25 +141,15 @@ async def test_a_primary_turned_read_only_is_503_on_writes_and_degraded_on_ready
     still work, so the instance stays in rotation), and both recover once the primary takes writes."""
     from tests.api import rows
 
-    db = urllib.parse.urlsplit(db_dsn).path.lstrip("/")
     await rows.scenario(db_dsn)
     async with serving(make_settings(db_dsn, redis_url, port=free_port(), ready_max_head_age_s=604800)) as (_, port):
         base = f"http://127.0.0.1:{port}"
         assert (await post(base, "/v1/auth/nonce"))[0] == 201
         code, _, body = await status(base, "/ready")
         assert (code, json.loads(body)["status"]) == (200, "ready"), body
-        admin = await asyncpg.connect(db_dsn)
-        try:
-            await admin.execute(f"ALTER DATABASE {db} SET default_transaction_read_only = on")
-            await admin.execute(  # as a failover ends every session
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                db,
-            )
+        async with read_only_database(db_dsn):
             answers = [await post(base, "/v1/auth/nonce") for _ in range(3)]
             ready = await status(base, "/ready")
-        finally:
-            await admin.execute(f"ALTER DATABASE {db} RESET default_transaction_read_only")
-            await admin.close()
         assert [a[0] for a in answers] == [503, 503, 503], answers
         assert all(a[1].get("Retry-After") == "1" for a in answers)
         code, _, body = ready
@@ -174,3 +165,26 @@ async def test_a_primary_turned_read_only_is_503_on_writes_and_degraded_on_ready
             pytest.fail("sign-in did not recover once the primary took writes again")
         code, _, body = await status(base, "/ready")
         assert (code, json.loads(body)["status"], json.loads(body)["checks"]["writes"]) == (200, "ready", "ok"), body
+
+
+async def test_ready_after_every_session_was_ended_is_not_a_database_down(db_dsn: str, redis_url: str) -> None:
+    """A restart or failover ends every session: /ready's own pooled connections are then dead, which is
+    not a database that is down. It asks again on a fresh connection before it says so."""
+    from tests.api import rows
+
+    db = urllib.parse.urlsplit(db_dsn).path.lstrip("/")
+    await rows.scenario(db_dsn)
+    async with serving(make_settings(db_dsn, redis_url, port=free_port(), ready_max_head_age_s=604800)) as (_, port):
+        base = f"http://127.0.0.1:{port}"
+        assert (await status(base, "/ready"))[0] == 200
+        admin = await asyncpg.connect(db_dsn)
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                db,
+            )
+        finally:
+            await admin.close()
+        code, _, body = await status(base, "/ready")
+        assert code == 200, body
+        assert json.loads(body)["checks"]["writes"] == "ok", body

@@ -12,12 +12,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from tests.chain import free_port
 from tests.keeper.kit import ChainOps, keeper_process, write_config
 from tests.keeper.test_keeper_process import wait_role
+from tests.pgfaults import read_only_database
 
 pytestmark = [pytest.mark.pg, pytest.mark.anvil]
 
@@ -48,7 +48,6 @@ async def test_a_database_turned_read_only_fails_ready_until_it_takes_writes_aga
     as an idle standby doing nothing, and /ready answered 200 for as long as it lasted. Now /ready is
     503 while the database refuses writes, the log names the error and the fix, and once the database
     takes writes again the keeper leads again by itself."""
-    db = urllib.parse.urlsplit(db_dsn).path.lstrip("/")
     port = free_port()
     cfg = write_config(
         tmp_path / "k.toml", ops.anvil.url, db_dsn, deployment_path, resolve_interval_s=1, http_port=port
@@ -56,20 +55,11 @@ async def test_a_database_turned_read_only_fails_ready_until_it_takes_writes_aga
     with keeper_process(cfg, "run") as proc:
         await wait_role(port, "leader")
         assert ready_code(port) == 200
-        admin = await asyncpg.connect(db_dsn)
-        try:
-            await admin.execute(f"ALTER DATABASE {db} SET default_transaction_read_only = on")
-            await admin.execute(  # as a failover ends every session
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                db,
-            )
+        async with read_only_database(db_dsn):
             await wait_ready(port, 503, 30)
             for _ in range(3):  # and it stays so: not one 200 while no keeper can record anything
                 await asyncio.sleep(1)
                 assert await asyncio.to_thread(ready_code, port) == 503
-        finally:
-            await admin.execute(f"ALTER DATABASE {db} RESET default_transaction_read_only")
-            await admin.close()
         await wait_role(port, "leader")
         await wait_ready(port, 200, 30)
         assert proc.poll() is None
