@@ -180,10 +180,13 @@ async function walletPage(address) {
       el("td", { class: "num" }, p.costBasis ?? ""), el("td", { class: "num" }, p.currentValue ?? ""),
       el("td", { class: "num" }, p.totalPnl ?? ""))))));
   view.append(el("h2", {}, "Creator share holdings"), el("table", { id: "holdings" },
-    el("thead", {}, el("tr", {}, ...["creator", "shares", "value", "claimable dividends"].map((h) => el("th", {}, h)))),
+    el("thead", {}, el("tr", {}, ...["creator", "shares", "value", "claimable dividends", "warming up"]
+      .map((h) => el("th", {}, h)))),
     el("tbody", {}, holdings.data.map((h) => el("tr", {}, el("td", {}, short(h.creator)),
       el("td", { class: "num" }, h.shares), el("td", { class: "num" }, h.value),
-      el("td", { class: "num" }, h.claimableDividends))))));
+      el("td", { class: "num" }, h.claimableDividends),
+      // shares bought on UTC day e earn dividends from 00:00 of day e+2 (docs/contracts.md)
+      el("td", {}, (h.pendingLots ?? []).map((l) => `${l.shares} from ${l.earnsFrom}`).join(", ")))))));
 }
 
 async function operatorPage() {

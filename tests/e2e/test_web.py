@@ -53,6 +53,12 @@ def test_reference_page_follows_the_chain_in_a_real_browser(tmp_path: Path, db_d
         receipt = creator.send(creator.om.functions.createMarket("Will the page update?", "tech", end_time, 100 * USDC))
         market_id = creator.om.events.MarketCreated().process_receipt(receipt, errors=DISCARD)[0].args.marketId
         wait_until(lambda: s.get(f"/v1/markets/{market_id}")["data"], "the market indexed", 30, s)
+        # creator shares: the trader's 2 are warming up (they earn from 00:00 UTC of the second day)
+        soon = end_time  # a deadline in the future
+        creator.send(creator.cs.functions.buyShares(creator.address, 1, 0, soon))
+        trader.send(trader.cs.functions.buyShares(creator.address, 2, 10**12, soon))
+        holdings = f"/v1/users/{trader.address.lower()}/holdings"
+        wait_until(lambda: s.get(holdings)["data"], "the trader's holding indexed", 30, s)
 
         errors: list[str] = []
         with sync_playwright() as pw:
@@ -89,6 +95,8 @@ def test_reference_page_follows_the_chain_in_a_real_browser(tmp_path: Path, db_d
             page.goto(f"{s.api}/#/wallet/{trader.address.lower()}")
             page.wait_for_selector("body[data-ready=wallet] #positions", timeout=30_000)
             assert page.locator(f'#positions a[href="#/market/{market_id}"]').count() == 1
+            warming = page.locator("#holdings tbody tr td").last.inner_text()
+            assert warming.startswith("2 from "), warming  # the lot and the 00:00 it earns from
             shoot(page, "wallet")
 
             page.goto(f"{s.api}/#/operator")
