@@ -252,7 +252,9 @@ def _main(argv: list[str] | None, child: Child | None) -> int:
     if args.command not in COMMANDS:
         parser.error(f"unknown command {args.command!r}: choose from {', '.join(COMMANDS)}")
     try:
-        settings = load_settings(args.config)
+        # migrations are the same for every chain: `migrate` works before the first deploy, or on a host
+        # without deployments/ (review h4)
+        settings = load_settings(args.config, need_deployment=args.command != "migrate")
     except ConfigError as exc:
         configure_logging()
         log.error("config_invalid", error=str(exc))

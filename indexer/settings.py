@@ -151,8 +151,10 @@ RANGES: Ranges = {
 }
 
 
-def build_settings(raw: Mapping[str, Any]) -> Settings:
-    """Validates the config mapping (from core.config.load_config) into Settings."""
+def build_settings(raw: Mapping[str, Any], need_deployment: bool = True) -> Settings:
+    """Validates the config mapping (from core.config.load_config) into Settings. Without
+    `need_deployment` (`indexer migrate`: migrations do not depend on a chain) a missing deployment
+    file is no error, and the deployment is a placeholder nothing reads."""
     options = section(raw, "indexer", IndexerOptions)
     if options.finality not in ("tag", "depth"):
         raise ConfigError(f"indexer.finality must be 'tag' or 'depth', got {options.finality!r}")
@@ -169,10 +171,13 @@ def build_settings(raw: Mapping[str, Any]) -> Settings:
     if redis is not None and not redis.url:
         redis = None
     services = section(raw, "services", ServicesSettings)
-    deployment = load_chain_deployment(chain)
+    if need_deployment:
+        deployment = load_chain_deployment(chain)
+    else:  # never read by migrate: no address, no deploy block
+        deployment = Deployment(chain.chain_id, "", "", "", None, 0, {})
     port = options.metrics_port if options.metrics_port != 0 else services.indexer_metrics_port
     return Settings(database, redis, chain, options, deployment, port)
 
 
-def load_settings(path: str | Path) -> Settings:
-    return build_settings(load_config(path))
+def load_settings(path: str | Path, need_deployment: bool = True) -> Settings:
+    return build_settings(load_config(path), need_deployment)

@@ -147,3 +147,15 @@ def test_a_failed_migration_is_one_line_naming_its_file(empty_db: str, deploymen
     assert "migration_failed" in text
     assert "001_init.sql" in text
     assert "Traceback" not in text, text[-2000:]
+
+
+def test_migrate_needs_no_deployment_file(db_dsn: str, tmp_path: Path) -> None:
+    """Migrations do not depend on a chain: `python -m indexer migrate` (and the analysts' password
+    rotation docs/sql.md gives) works before the first deploy or where deployments/ is absent. Before:
+    exit 2, "chain.deployment … not found" (review h4). The other commands still need it."""
+    env = {"GL_DATABASE__DSN": db_dsn, "GL_CHAIN__DEPLOYMENT": str(tmp_path / "absent.json")}
+    out = run(["-m", "indexer", "migrate"], {**env, "GL_INDEXER__METRICS_PORT": "-1"})
+    assert out.returncode == 0, (out.stdout + out.stderr)[-1500:]
+    out = run(["-m", "indexer", "reset"], {**env, "GL_INDEXER__METRICS_PORT": "-1"})
+    assert out.returncode == 2
+    assert "chain.deployment" in out.stdout + out.stderr
