@@ -642,10 +642,29 @@ def period_of(now: dt.datetime) -> str:
     return now.astimezone(dt.UTC).strftime("%Y-%m-%d")
 
 
+CHAIN_WAIT_POLL_S = 2.0
+
+
+async def _wait_for_chain_day(ctx: Context, period: str) -> None:
+    """Until the chain's latest block is of the period's day (at or after its 00:00), for at most a quarter
+    of the job's timeout (two minutes at most). The run fires at 00:00, when the latest block is still the
+    day before's: read there, a quiet creator's lots maturing at that 00:00 showed nothing to do, the
+    creator was skipped for the whole day, and its holders lost that day's market fees (review r5)."""
+    start = int(dt.datetime.strptime(period, "%Y-%m-%d").replace(tzinfo=dt.UTC).timestamp())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(ctx.settings.keeper.job_timeout_s / 4, 120.0)
+    while (head := await chain_time(ctx.rpc)) < start:
+        if loop.time() >= deadline:
+            log.warning("chain_behind_period", period=period, head_time=head, behind_s=start - head)
+            return
+        await asyncio.sleep(CHAIN_WAIT_POLL_S)
+
+
 async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
     """distributeDividends(creator) once per period for every creator with holders and a non-empty pool or pending
     shares (a run after 00:00 starts the lots whose 00:00 passed earning)."""
     period = period or period_of(dt.datetime.now(dt.UTC))
+    await _wait_for_chain_day(ctx, period)
     cs = ctx.deployment.creator_shares
     async with ctx.pool.acquire() as conn:
         rows = await conn.fetch(
