@@ -51,7 +51,7 @@ from api.redis_health import RedisHealth
 from api.routes import ENDPOINTS, system
 from api.settings import Settings
 from core.numbers import whole_number
-from core.pgerrors import PG_UNAVAILABLE
+from core.pgerrors import PG_UNAVAILABLE, reset_or_drop
 
 log = structlog.get_logger("api")
 
@@ -467,6 +467,7 @@ async def _pool(
         max_size=max_size,
         server_settings=server_settings,
         command_timeout=command_timeout_s,
+        reset=reset_or_drop,  # type: ignore[arg-type]  # awaited by asyncpg; its stubs say a plain function
     )
 
     async def close() -> None:

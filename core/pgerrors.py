@@ -47,3 +47,17 @@ def db_config_error(exc: BaseException, key: str = "database.dsn") -> str:
 def db_unreachable(exc: BaseException) -> str:
     """The one line a process prints when it cannot reach PostgreSQL at start (keeper, indexer)."""
     return f"cannot reach the database ({type(exc).__name__}); check [database].dsn and that PostgreSQL runs"
+
+
+async def reset_or_drop(conn: asyncpg.Connection) -> None:
+    """A pool's reset (asyncpg.create_pool(reset=…)): what asyncpg's own runs when a connection is
+    released, except that a connection that cannot be reset — the server ended it mid-protocol,
+    "cannot switch to state N; another operation is in progress" (MagicStack/asyncpg#1069) — is
+    terminated instead of raising. asyncpg 0.30 re-raises from the release and never returns that slot
+    to the pool: the API's outbox pump (a pool of one) then waited for a connection for ever, and a
+    keeper could hang in Pool.close() (review r5 and h2 repros). Terminated, the slot reconnects on
+    its next acquire."""
+    try:
+        await conn.execute(conn.get_reset_query())
+    except Exception:
+        conn.terminate()

@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
+from core.pgerrors import reset_or_drop
 from keeper import KeeperError
 
 log = structlog.get_logger("keeper")
@@ -82,6 +83,7 @@ def create_pool(dsn: str, timeouts: DbTimeouts, min_size: int = 1, max_size: int
         timeout=30,
         command_timeout=timeouts.command_timeout,
         server_settings=timeouts.server_settings,
+        reset=reset_or_drop,  # type: ignore[arg-type]  # awaited by asyncpg; its stubs say a plain function
     )
 
 
