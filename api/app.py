@@ -51,7 +51,7 @@ from api.redis_health import RedisHealth
 from api.routes import ENDPOINTS, system
 from api.settings import Settings
 from core.numbers import whole_number
-from core.pgerrors import PG_UNAVAILABLE, reset_or_drop
+from core.pgerrors import PG_UNAVAILABLE, pooled, reset_or_drop
 
 log = structlog.get_logger("api")
 
@@ -386,7 +386,7 @@ async def _answer(
         # The whole exchange is bounded too: returning a connection after a timeout resets it,
         # which waits on the same silent database (asyncpg terminates it when cancelled).
         async with asyncio.timeout(a.pool_acquire_timeout_s + 2 * a.db_answer_s):
-            async with pool.acquire(timeout=a.pool_acquire_timeout_s) as conn:
+            async with pooled(pool, a.pool_acquire_timeout_s) as conn:
                 acquired = True
                 ctx = Ctx(request, state, conn, params, user, body, chain)
                 as_of = await fetch_as_of(conn, ctx.chain_id)

@@ -63,6 +63,7 @@ from api.metrics import Metrics
 from api.outbox import encode_row
 from api.settings import Settings
 from core.numbers import whole_number
+from core.pgerrors import pooled
 
 log = structlog.get_logger("api.feed")
 
@@ -621,7 +622,7 @@ class Hub:
             fin = heads["finalized_block"] if heads else None
             while cursor < target and not c.closed and c.ws.protocol.state is State.OPEN:  # gone: stop reading
                 # one page per connection checkout: no pool connection is held while the client reads
-                async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
+                async with pooled(self.pool, PAGE_ACQUIRE_S) as conn:
                     rows = await conn.fetch(REPLAY_SQL, self.chain_id, cursor, target, rooms, list(ALL_ROOMS_EVENTS))
                 if not rows:
                     break
@@ -666,7 +667,7 @@ class Hub:
         counting when the span is more than SPAN_PER_REPLAY_MAX times replay_max: refused unread)."""
         if self.replica and target > since:
             await self._replica_at(target)
-        async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
+        async with pooled(self.pool, PAGE_ACQUIRE_S) as conn:
             oldest = await conn.fetchval(MIN_SEQ_SQL, self.chain_id)
             heads = await conn.fetchrow(HEADS_SQL, self.chain_id)
             backlog = target - since
@@ -678,7 +679,7 @@ class Hub:
                 )
         newest = None
         if since > target:  # this worker's head may lag the table: ask the primary
-            async with self.primary.acquire(timeout=PAGE_ACQUIRE_S) as conn:
+            async with pooled(self.primary, PAGE_ACQUIRE_S) as conn:
                 newest = await conn.fetchval(ISSUED_SEQ_SQL)
         return oldest, newest, heads, backlog
 
@@ -688,7 +689,7 @@ class Hub:
         still answered `replayed ... seqTo=target` (review s15). TimeoutError: replay_unavailable."""
         deadline = asyncio.get_running_loop().time() + REPLICA_WAIT_S
         while True:
-            async with self.pool.acquire(timeout=PAGE_ACQUIRE_S) as conn:
+            async with pooled(self.pool, PAGE_ACQUIRE_S) as conn:
                 held = await conn.fetchval(MAX_SEQ_SQL)
             if held is not None and held >= target:
                 return

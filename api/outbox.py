@@ -26,6 +26,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from api.metrics import Metrics
+from core.pgerrors import pooled
 
 log = structlog.get_logger("api.outbox")
 
@@ -148,7 +149,7 @@ class Pump:
         return f"{self.namespace}feed:broadcast"
 
     async def start(self) -> None:
-        async with self.pool.acquire(timeout=ACQUIRE_S) as conn:
+        async with pooled(self.pool, ACQUIRE_S) as conn:
             self.last_seq = int(await conn.fetchval(MAX_SEQ_SQL, self.chain_id))
             self.checkpoint = await conn.fetchval(CHECKPOINT_SQL, self.chain_id)
         self.metrics.outbox_seq.labels(str(self.chain_id)).set(self.last_seq)
@@ -191,7 +192,7 @@ class Pump:
         """Invalidates keys of claims/withdrawals indexed since the last look (no outbox rows)."""
         if not self.invalidators:
             return
-        async with self.pool.acquire(timeout=ACQUIRE_S) as conn:
+        async with pooled(self.pool, ACQUIRE_S) as conn:
             cp = await conn.fetchval(CHECKPOINT_SQL, self.chain_id)
             if cp is None or cp == self.checkpoint:
                 return
@@ -205,7 +206,7 @@ class Pump:
     async def _drain_outbox(self) -> int:
         total = 0
         while True:
-            async with self.pool.acquire(timeout=ACQUIRE_S) as conn:
+            async with pooled(self.pool, ACQUIRE_S) as conn:
                 rows = await conn.fetch(OUTBOX_SQL, self.chain_id, self.last_seq, BATCH)
                 heads = await conn.fetchrow(HEADS_SQL, self.chain_id) if rows else None
             if not rows:

@@ -6,6 +6,10 @@ deadlock or a hot standby's conflict. The API answers them 503, the indexer fail
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 import asyncpg
 
 PG_UNAVAILABLE: tuple[type[Exception], ...] = (
@@ -61,3 +65,25 @@ async def reset_or_drop(conn: asyncpg.Connection) -> None:
         await conn.execute(conn.get_reset_query())
     except Exception:
         conn.terminate()
+
+
+# What a pooled connection raises when the server ended it (a restart, a failover, pg_terminate_backend).
+CONNECTION_GONE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    ConnectionError,
+)
+
+
+@contextlib.asynccontextmanager
+async def pooled(pool: asyncpg.Pool, acquire_s: float) -> AsyncIterator[Any]:
+    """`pool.acquire(timeout=…)`, but a connection the server ended while in use is terminated before it
+    goes back: asyncpg 0.30's release otherwise waited for ever on a protocol left mid-operation ("cannot
+    switch to state N"), and that slot was gone for good (the API's outbox pump, a pool of one, stopped)."""
+    async with pool.acquire(timeout=acquire_s) as conn:
+        try:
+            yield conn
+        except CONNECTION_GONE:
+            conn.terminate()
+            raise

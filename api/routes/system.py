@@ -20,6 +20,7 @@ from api.encode import JSONBody
 from api.errors import FieldError, error_response
 from api.openapi import render_docs, spec
 from api.schemas import AS_OF, BOOL, INT, STR, TIME, enum, model, null, obj
+from core.pgerrors import CONNECTION_GONE, pooled
 
 if TYPE_CHECKING:
     from api.app import Runtime
@@ -77,13 +78,7 @@ WRITABLE_SQL = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_
 
 
 # A probe's pooled connection the server ended (a restart, a failover) is not a database that is down: the
-# probe asks again once, on a fresh connection, before it says so.
-DEAD_CONNECTION = (
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InternalClientError,
-    ConnectionError,
-)
+# probe asks again once, on a fresh connection, before it says so (core.pgerrors.CONNECTION_GONE).
 
 
 async def _probe(pool: asyncpg.Pool, sql: str, *args: Any, many: bool = False) -> Any:
@@ -91,11 +86,11 @@ async def _probe(pool: asyncpg.Pool, sql: str, *args: Any, many: bool = False) -
     fresh connection if the pooled one was ended by the server."""
     for attempt in (1, 2):
         try:
-            async with pool.acquire(timeout=2) as conn:
+            async with pooled(pool, 2) as conn:
                 if many:
                     return [await conn.fetchrow(sql, *a, timeout=2) for a in args]
                 return await conn.fetchval(sql, *args, timeout=2)
-        except DEAD_CONNECTION:
+        except CONNECTION_GONE:
             if attempt == 2:
                 raise
             await pool.expire_connections()
