@@ -81,13 +81,23 @@ def template_db(services: None) -> Iterator[str]:
     _psql(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
 
 
+def _database(template: str | None) -> Iterator[str]:
+    name = f"gl_t_{WORKER}_{uuid.uuid4().hex[:10]}"
+    _psql(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    yield f"postgresql://guesslyfe@127.0.0.1:{SERVICES.pg_port}/{name}"
+    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def db_dsn(template_db: str) -> Iterator[str]:
     """A fresh migrated database for one test, dropped afterwards."""
-    name = f"gl_t_{WORKER}_{uuid.uuid4().hex[:10]}"
-    _psql(f"CREATE DATABASE {name} TEMPLATE {template_db}")
-    yield f"postgresql://guesslyfe@127.0.0.1:{SERVICES.pg_port}/{name}"
-    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from _database(template_db)
+
+
+@pytest.fixture
+def empty_db(services: None) -> Iterator[str]:
+    """A database no migration has touched (what an operator has before `indexer migrate`), dropped after."""
+    yield from _database(None)
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -49,17 +47,6 @@ def deployment(tmp_path: Path) -> str:
     p = tmp_path / "deployment.json"
     p.write_text(json.dumps(DEPLOYMENT))
     return str(p)
-
-
-@pytest.fixture
-def empty_db(template_db: str) -> Iterator[str]:
-    """A database no migration has touched (what an operator has before `indexer migrate`)."""
-    from tests.conftest import SERVICES, WORKER, _psql
-
-    name = f"gl_t_{WORKER}_empty_{uuid.uuid4().hex[:8]}"
-    _psql(f"CREATE DATABASE {name}")
-    yield f"postgresql://guesslyfe@127.0.0.1:{SERVICES.pg_port}/{name}"
-    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def test_the_schema_check_names_what_to_run(db_dsn: str, empty_db: str, tmp_path: Path) -> None:

@@ -73,11 +73,12 @@ async def verify(ctx: Ctx) -> dict[str, Any]:
     return await _token_for(ctx, address, msg.chain_id)
 
 
-async def _token_for(ctx: Ctx, address: str, chain_id: int) -> dict[str, Any]:
-    """A token for `address`; `creator` is decided on the chain it signed in for."""
+async def _token_for(ctx: Ctx, address: str, chain_id: int, auth_time: int = 0) -> dict[str, Any]:
+    """A token for `address`; `creator` is decided on the chain it signed in for. `auth_time`: the sign-in
+    a refresh continues (0: a sign-in now)."""
     settings = ctx.state.settings
     roles = await auth.roles_for(ctx.conn, settings, address, chain_id)
-    token, exp = auth.issue_token(settings, auth.Principal(address, roles))
+    token, exp = auth.issue_token(settings, auth.Principal(address, roles, auth_time=auth_time))
     return {
         "data": {
             "token": token,
@@ -108,17 +109,7 @@ async def refresh(ctx: Ctx) -> dict[str, Any]:
         raise ApiError(
             401, "Token already refreshed", [FieldError("token", "refresh with the newest token, or sign in again")]
         )
-    roles = await auth.roles_for(ctx.conn, settings, user.address, ctx.chain_id)
-    token, exp = auth.issue_token(settings, auth.Principal(user.address, roles, auth_time=user.auth_time))
-    return {
-        "data": {
-            "token": token,
-            "tokenType": "Bearer",
-            "address": user.address,
-            "roles": sorted(roles),
-            "expiresAt": iso(dt.datetime.fromtimestamp(exp, dt.UTC)),
-        }
-    }
+    return await _token_for(ctx, user.address, ctx.chain_id, user.auth_time)
 
 
 async def me(ctx: Ctx) -> dict[str, Any]:
