@@ -81,7 +81,7 @@ _ROOM = re.compile(r"^(global:all|market:(0|[1-9][0-9]{0,17})|(user|creator):0x[
 
 REPLAY_SQL = """
 SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS payload, created_at
-  FROM idx.outbox
+  FROM idx.outbox_messages  -- trades' payloads built from their event rows (sql/082)
  WHERE chain_id = $1 AND seq > $2 AND seq <= $3
    AND (rooms && $4::text[] OR event = ANY($5::text[]))
  ORDER BY seq

@@ -32,7 +32,7 @@ log = structlog.get_logger("api.outbox")
 
 OUTBOX_SQL = """
 SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS payload, created_at
-  FROM idx.outbox
+  FROM idx.outbox_messages  -- trades' payloads built from their event rows (sql/082)
  WHERE chain_id = $1 AND seq > $2
  ORDER BY seq
  LIMIT $3

@@ -301,7 +301,7 @@ class Message:
     block_number: int | None
     log_index: int | None
     block_hash: bytes | None
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None  # None: built from the event's row when read (sql/082: trades)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -469,57 +469,6 @@ def iso(ts: int) -> str:
         return ""
 
 
-def _trade_message(e: Trade, yes: bool) -> tuple[tuple[str, ...], dict[str, Any]]:
-    total = e.yes_reserve + e.no_reserve
-    trader = hexaddr(e.trader)
-    yes_price = ratio6(e.no_reserve, total)
-    return (
-        ("global:all", f"market:{e.market_id}", f"user:{trader}"),
-        {
-            "market_id": e.market_id,
-            "trader": trader,
-            "side": "buy" if e.is_buy else "sell",
-            "outcome": "yes" if yes else "no",
-            "collateral": usdc(e.collateral),
-            "shares": usdc(e.shares),
-            "fee": usdc(e.fee),
-            "price": ratio6(e.collateral, e.shares),
-            "yes_price_after": yes_price,
-            "yes_reserve": usdc(e.yes_reserve),
-            "no_reserve": usdc(e.no_reserve),
-            "yes_price": yes_price,
-            "no_price": ratio6(e.yes_reserve, total),
-            "trader_yes": usdc(e.trader_yes),
-            "trader_no": usdc(e.trader_no),
-        },
-    )
-
-
-def _shares_message(e: SharesTraded) -> tuple[tuple[str, ...], dict[str, Any]]:
-    creator, trader = hexaddr(e.creator), hexaddr(e.trader)
-    fees = e.protocol_fee + e.creator_fee + e.dividend_fee
-    return (
-        ("global:all", f"creator:{creator}", f"user:{trader}"),
-        {
-            "creator": creator,
-            "trader": trader,
-            "side": "buy" if e.is_buy else "sell",
-            "shares": str(e.amount),
-            "price": usdc(e.price),
-            "protocol_fee": usdc(e.protocol_fee),
-            "creator_fee": usdc(e.creator_fee),
-            "dividend_fee": usdc(e.dividend_fee),
-            "total": usdc(e.price + fees if e.is_buy else e.price - fees),
-            "supply_after": str(e.supply),
-            "trader_shares": str(e.trader_shares),
-            "pool": usdc(e.pool),
-            "distributed": usdc(e.distributed),
-            "trader_pending": str(e.trader_pending_old + e.trader_pending_new),
-            "trader_earns_from": iso(e.trader_earns_from) if e.trader_earns_from else None,
-        },
-    )
-
-
 def payout_for(outcome: int, yes: int, no: int) -> int:
     if outcome == 1:
         return yes
@@ -650,6 +599,12 @@ class _Fold:
                 **payload,
             }
             self.changes.messages.append(Message(event, rooms, e.block_number, e.log_index, e.block_hash, payload))
+
+    def emit_row(self, e: Any, event: str, rooms: tuple[str, ...]) -> None:
+        """An outbox message whose payload the readers build from `e`'s event row (idx.outbox_messages,
+        sql/082): a trade's every field is in its row, and in a backfill's tail every trade has one."""
+        if e.block_number >= self.ctx.outbox_from:
+            self.changes.messages.append(Message(event, rooms, e.block_number, e.log_index, e.block_hash, None))
 
     def notify(
         self,
@@ -794,7 +749,7 @@ class _Fold:
         p.trade_count += 1
         p.updated_block = b
         if e.block_number >= self.ctx.outbox_from:
-            self.emit(e, "market:trade", lambda: _trade_message(e, yes))
+            self.emit_row(e, "market:trade", ("global:all", f"market:{e.market_id}", "user:0x" + e.trader.hex()))
 
     def market_resolved(self, e: MarketResolved) -> None:
         b = e.block_number
@@ -968,7 +923,7 @@ class _Fold:
         if was != now:
             c.holder_count += 1 if now else -1
         if e.block_number >= self.ctx.outbox_from:
-            self.emit(e, "shares:trade", lambda: _shares_message(e))
+            self.emit_row(e, "shares:trade", ("global:all", "creator:0x" + e.creator.hex(), "user:0x" + e.trader.hex()))
 
     def dividends_distributed(self, e: DividendsDistributed) -> None:
         b = e.block_number

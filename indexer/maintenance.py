@@ -8,6 +8,7 @@ import asyncpg
 
 from indexer.checkpoint import WRITER_LOCK_BASE
 from indexer.rows import DERIVED, EV_TABLES
+from indexer.write import keep_payloads
 
 PRUNE_ROWS = 10_000
 
@@ -41,6 +42,7 @@ async def reset_chain(conn: asyncpg.Connection, chain_id: int) -> None:
                 f"an indexer for chain {chain_id} is running (it holds the writer lock): stop it (and any standby),"
                 " then reset"
             )
+        await keep_payloads(conn, chain_id, -1)  # the outbox is kept: its trades' messages stay readable
         for table in (
             *EV_TABLES,
             *DERIVED,

@@ -19,7 +19,7 @@ from indexer.bulk import copy_payload
 from indexer.chain import Cursor
 from indexer.checkpoint import Heads, StaleCursor, check_cursor, set_heads
 from indexer.rows import COLUMNS, DERIVED, EV_TABLES, derived_line
-from indexer.write import write_outbox
+from indexer.write import keep_payloads, write_outbox
 
 
 async def delete_keys(conn: asyncpg.Connection, chain_id: int, table: str, keys: Sequence[tuple[Any, ...]]) -> None:
@@ -104,6 +104,7 @@ async def rollback(
             rows = [r for (t, _), r in plan.items() if t == table and r is not None]
             await replace_rows(conn, chain_id, table, keys, rows)
         await conn.execute("DELETE FROM idx.undo WHERE chain_id = $1 AND block_number > $2", chain_id, ancestor)
+        await keep_payloads(conn, chain_id, ancestor)  # the removed trades' messages stay readable
         removed: list[tuple[int, int, bytes]] = []
         for table in EV_TABLES:
             for r in await conn.fetch(

@@ -140,8 +140,22 @@ def message_record(chain_id: int, m: F.Message) -> tuple[Any, ...]:
         m.block_number,
         m.log_index,
         m.block_hash,
-        orjson.dumps(m.payload).decode(),
+        None if m.payload is None else orjson.dumps(m.payload).decode(),
     )
+
+
+async def keep_payloads(conn: asyncpg.Connection, chain_id: int, after_block: int) -> int:
+    """Writes the payload of every outbox row above `after_block` that idx.outbox_messages builds from its
+    event row (sql/082: trades), before those event rows are deleted (a rollback, a reset): the outbox
+    keeps its messages, and a resume replays them. Returns how many."""
+    status = await conn.execute(
+        "UPDATE idx.outbox o SET payload = m.payload FROM idx.outbox_messages m"
+        " WHERE o.chain_id = $1 AND o.block_number > $2 AND o.payload IS NULL"
+        " AND m.seq = o.seq AND m.payload IS NOT NULL",
+        chain_id,
+        after_block,
+    )
+    return int(status.split()[-1])
 
 
 async def write_outbox(

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from indexer.service import EXIT_REORG_TOO_DEEP, run
@@ -53,6 +54,19 @@ def test_shallow_reorg_replacing_events(node: Node, db_dsn: str, fresh_db: Any, 
     rows = fetch(db_dsn, "SELECT payload FROM idx.outbox WHERE event = 'chain:reorg'")
     assert len(rows) == 1
     assert len(fetch(db_dsn, "SELECT * FROM idx.reorgs WHERE depth >= 1")) == 1
+    # the messages of the retracted trades stay readable (a resume replays them before chain:reorg), with
+    # their own event's data, not the replacement's at the same position (sql/082)
+    trades = fetch(
+        db_dsn,
+        "SELECT m.block_hash, m.payload::text AS p, b.block_hash IS NULL AS retracted FROM idx.outbox_messages m"
+        " LEFT JOIN idx.blocks b ON b.chain_id = m.chain_id AND b.block_hash = m.block_hash"
+        " WHERE m.event = 'market:trade'",
+    )
+    retracted = [r for r in trades if r["retracted"]]
+    assert retracted
+    assert len(retracted) < len(trades)
+    for r in trades:
+        assert orjson.loads(r["p"])["id"]["block_hash"] == "0x" + bytes(r["block_hash"]).hex()
 
 
 def test_deep_reorg_up_to_finality_removing_all_events(node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path) -> None:
