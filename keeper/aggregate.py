@@ -7,6 +7,8 @@ import datetime as dt
 
 import asyncpg
 
+from keeper.store import connection
+
 MARKET_STATS_SQL = """
 INSERT INTO agg.market_stats_24h (chain_id, market_id, volume_24h, trades_24h, traders_24h, yes_price_change_24h,
                                   updated_at)
@@ -125,7 +127,7 @@ async def refresh_aggregates(
     """Replaces the chain's rows of every agg table in one transaction; returns rows per table."""
     now = now or dt.datetime.now(dt.UTC)
     counts: dict[str, int] = {}
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         for table in TABLES:
             await conn.execute(f"DELETE FROM agg.{table} WHERE chain_id = $1", chain_id)
         counts["market_stats_24h"] = _n(await conn.execute(MARKET_STATS_SQL, chain_id, now))

@@ -228,7 +228,7 @@ class Daemon:
         self.metrics.jobs_total.labels(job=name, outcome=outcome).inc()
         if not self.dry_run and name != "track":
             with contextlib.suppress(Exception):
-                async with self.pool.acquire() as conn:
+                async with store.connection(self.pool) as conn:
                     await conn.execute(
                         "INSERT INTO keeper.job_runs (chain_id, job, epoch, started_at, outcome, detail)"
                         " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
@@ -248,7 +248,7 @@ class Daemon:
         fence = self.leader.fence
         if fence is None:
             return 0
-        async with self.pool.acquire() as conn:
+        async with store.connection(self.pool) as conn:
             # A request an earlier epoch claimed but never finished was lost with that leader (it stopped,
             # crashed or was fenced mid-way): epochs only grow, so this leader takes it over.
             rows = await conn.fetch(
@@ -270,7 +270,7 @@ class Daemon:
             log.info("job_requested", job=r["job"], request_id=r["id"], requested_by=r["requested_by"])
             outcome = await self.run_job(r["job"], table[r["job"]], wait=True)
             if outcome == "skipped":  # not the leader any more (or halted): back to the queue for the next one
-                async with self.pool.acquire() as conn:
+                async with store.connection(self.pool) as conn:
                     await conn.execute(
                         "UPDATE keeper.job_requests SET started_at = NULL, epoch = NULL"
                         " WHERE id = $1 AND finished_at IS NULL",
@@ -279,7 +279,7 @@ class Daemon:
                 log.warning("job_request_returned", job=r["job"], request_id=r["id"], reason="not_leader")
                 continue
             detail: dict[str, Any] = self.last_detail.get(r["job"], {})
-            async with self.pool.acquire() as conn:
+            async with store.connection(self.pool) as conn:
                 await conn.execute(
                     "UPDATE keeper.job_requests SET finished_at = now(), outcome = $2, detail = $3::jsonb"
                     " WHERE id = $1",
@@ -303,7 +303,7 @@ class Daemon:
         if self.dry_run:
             return {}
         counts = await refresh_aggregates(self.pool, self.settings.chain.chain_id, k.leaderboard_size, k.trending_size)
-        async with self.pool.acquire() as conn:  # bookkeeping rows are kept for keeper.history_days
+        async with store.connection(self.pool) as conn:  # bookkeeping rows are kept for keeper.history_days
             for table, column in (("job_runs", "started_at"), ("decisions", "created_at")):
                 await conn.execute(
                     f"DELETE FROM keeper.{table} WHERE chain_id = $1 AND {column} < now() - make_interval(days => $2)",
@@ -421,7 +421,7 @@ class Daemon:
         last_due = self.last_distribution_due()
         if last_due is None:
             return
-        async with self.pool.acquire() as conn:
+        async with store.connection(self.pool) as conn:
             done = await conn.fetchval(
                 "SELECT true FROM keeper.job_runs WHERE chain_id = $1 AND job = 'distribute' AND outcome = 'ok'"
                 " AND started_at >= $2 LIMIT 1",
@@ -478,7 +478,7 @@ class Daemon:
     async def check_ready(self) -> bool:
         try:
             async with asyncio.timeout(3):
-                async with self.pool.acquire() as conn:
+                async with store.connection(self.pool) as conn:
                     # reachable and writable: a standby answers SELECT 1 but records nothing
                     writable = await conn.fetchval(
                         "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
@@ -522,7 +522,7 @@ class Daemon:
                 raise ConfigError(db_config_error(exc)) from None
             except DB_UNREACHABLE as exc:
                 raise Unreachable(db_unreachable(exc)) from None
-            async with pool.acquire() as conn:  # a schema behind or ahead of this build: exit 2, never a loop
+            async with store.connection(pool) as conn:  # a schema behind or ahead of this build: exit 2, never a loop
                 problem = await schema_problem(conn)
             if problem:
                 raise ConfigError(problem)

@@ -117,7 +117,7 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
     after the challenge window, through the finalize job); reports overdue ones."""
     now = await chain_time(ctx.rpc) if now is None else now
     om = ctx.deployment.opinion_market
-    async with ctx.pool.acquire() as conn:
+    async with store.connection(ctx.pool) as conn:
         rows = await conn.fetch(
             """
             WITH due AS (
@@ -391,7 +391,7 @@ async def _refresh_overdue(ctx: Context, overdue: list[decide.Overdue]) -> None:
         log.warning("market_overdue", market_id=o.market_id, overdue_s=o.overdue_s, reason=o.reason)
     if ctx.dry_run:
         return
-    async with ctx.pool.acquire() as conn, conn.transaction():
+    async with store.connection(ctx.pool) as conn, conn.transaction():
         ids = [o.market_id for o in overdue]
         await conn.execute(
             "DELETE FROM keeper.overdue_markets WHERE chain_id = $1 AND NOT (market_id = ANY($2::bigint[]))",
@@ -508,7 +508,7 @@ async def finalize(ctx: Context, now: int | None = None) -> dict[str, int]:
     it is alerted (structlog error, keeper_disputes_total, keeper.disputed_markets) until the arbiter
     settles it."""
     now = await chain_time(ctx.rpc) if now is None else now
-    async with ctx.pool.acquire() as conn:
+    async with store.connection(ctx.pool) as conn:
         rows = list(await conn.fetch(FINALIZE_CANDIDATES_SQL, ctx.chain_id, STEP_REVERTS_MAX))
     counts = {"candidates": len(rows), "sent": 0, "skipped": 0, "failed": 0, "waiting": 0, "disputed": 0}
     failed: list[ItemFailure] = []
@@ -544,7 +544,7 @@ async def _refresh_disputed(ctx: Context, disputed: list[decide.Disputed]) -> No
         for d in disputed:
             ctx.plan({"job": "finalize", "job_key": f"finalize:{d.market_id}", "action": "alert", "reason": "disputed"})
         return
-    async with ctx.pool.acquire() as conn, conn.transaction():
+    async with store.connection(ctx.pool) as conn, conn.transaction():
         ids = [d.market_id for d in disputed]
         await conn.execute(
             "DELETE FROM keeper.disputed_markets WHERE chain_id = $1 AND NOT (market_id = ANY($2::bigint[]))",
@@ -593,7 +593,7 @@ async def expire(ctx: Context, now: int | None = None) -> dict[str, int]:
         "latest",
     )
     (window,) = decode_result("OpinionMarket", "resolutionWindow", to_bytes(raw))
-    async with ctx.pool.acquire() as conn:
+    async with store.connection(ctx.pool) as conn:
         rows = list(
             await conn.fetch(
                 """
@@ -666,7 +666,7 @@ async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
     period = period or period_of(dt.datetime.now(dt.UTC))
     await _wait_for_chain_day(ctx, period)
     cs = ctx.deployment.creator_shares
-    async with ctx.pool.acquire() as conn:
+    async with store.connection(ctx.pool) as conn:
         rows = await conn.fetch(
             "SELECT creator FROM idx.creators WHERE chain_id = $1 AND supply > 0"
             " AND (pool + market_fees_accrued > 0 OR pending_supply > 0) ORDER BY creator",

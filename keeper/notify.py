@@ -14,6 +14,7 @@ import structlog
 
 from core.notifications import keeper_notification
 from core.outbox import write_outbox
+from keeper.store import connection
 
 log = structlog.get_logger("keeper.notify")
 
@@ -34,7 +35,7 @@ RETURNING id, recipient, kind, market_id, title, message, created_at
 
 async def emit_ending_soon(pool: asyncpg.Pool, chain_id: int, now: int, ending_soon_s: int) -> dict[str, int]:
     """Stores new ending-soon notifications and their feed messages together (exactly once each)."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         rows = await conn.fetch(ENDING_SOON_SQL, chain_id, now, ending_soon_s)
         seq = await write_outbox(
             conn,

@@ -10,6 +10,7 @@ Errors: FencedError.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from core.pgerrors import reset_or_drop
+from core.pgerrors import pooled, reset_or_drop
 from keeper import KeeperError
 
 log = structlog.get_logger("keeper")
@@ -59,6 +60,16 @@ class DbTimeouts:
 
 
 CLIENT_GRACE_S = 10.0
+
+
+ACQUIRE_S = 30.0  # the longest a keeper step waits for a pooled connection (pool of 10; TimeoutError after)
+
+
+def connection(pool: asyncpg.Pool) -> contextlib.AbstractAsyncContextManager[PoolConnectionProxy]:
+    """Every keeper use of the pool: a connection within ACQUIRE_S, and one the server ended while in use is
+    terminated before it goes back (core.pgerrors.pooled: asyncpg 0.30's release otherwise waits for ever on
+    it, and the slot is gone for good)."""
+    return pooled(pool, ACQUIRE_S)
 
 
 async def close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
@@ -267,7 +278,7 @@ async def insert_attempt(
     tip: int,
     is_cancel: bool = False,
 ) -> int:
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await check_fence(conn, fence)
         return int(
             await conn.fetchval(
@@ -296,7 +307,7 @@ async def mark_broadcast(
     each broadcast; an accepted one resets the attempt's refusal count, a refusal for good adds one."""
     if not results:
         return
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await check_fence(conn, fence)
         await conn.execute(
             """
@@ -316,7 +327,7 @@ async def mark_broadcast(
 
 async def load_live(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> list[TxRow]:
     """Every transaction still to follow: not dropped and not finalized."""
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         txs = await conn.fetch(
             """
             SELECT id, job, job_key, nonce, gas_limit, value, status, queue_id, market_id, mined_tx_hash,
@@ -409,7 +420,7 @@ async def mark_mined(pool: asyncpg.Pool, fence: Fence, items: Sequence[Mined]) -
     """Records receipts (and the queue entries they settle) in one fenced transaction."""
     if not items:
         return
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await check_fence(conn, fence)
         await conn.executemany(
             MARK_MINED_SQL,
@@ -439,13 +450,13 @@ async def mark_mined(pool: asyncpg.Pool, fence: Fence, items: Sequence[Mined]) -
 
 
 async def mark_finalized(pool: asyncpg.Pool, fence: Fence, tx_id: int) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await check_fence(conn, fence)
         await conn.execute("UPDATE keeper.txs SET finalized = true, updated_at = now() WHERE id = $1", tx_id)
 
 
 async def mark_reorged(pool: asyncpg.Pool, fence: Fence, tx: TxRow) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await check_fence(conn, fence)
         await conn.execute(
             """
@@ -472,7 +483,7 @@ async def mark_dropped(pool: asyncpg.Pool, fence: Fence, tx: TxRow, reason: str,
     """The nonce went to a transaction we never recorded: the job key is free to be planned again.
     `fail_queue`: the operator's queue entry is `failed` with the reason instead of queued again (a
     transaction every node refused would be refused again)."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await check_fence(conn, fence)
         await conn.execute(
             "UPDATE keeper.txs SET status = 'dropped', error = $2, updated_at = now() WHERE id = $1", tx.id, reason
@@ -498,7 +509,7 @@ async def insert_decisions(
     """(job, job_key, action, reason, detail) rows: why nothing was sent."""
     if not rows:
         return
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         await conn.executemany(
             "INSERT INTO keeper.decisions (chain_id, job, job_key, action, reason, detail, epoch)"
             " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)",
@@ -511,7 +522,7 @@ async def skip_queue_entries(pool: asyncpg.Pool, fence: Fence, ids_reasons: Sequ
     a leader that lost its lock while it decided must not close an operator's entry."""
     if not ids_reasons:
         return
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await check_fence(conn, fence)
         await conn.executemany(
             "UPDATE keeper.resolution_queue SET status = 'skipped', status_reason = $2, updated_at = now()"
@@ -525,7 +536,7 @@ async def fail_queue_entries(pool: asyncpg.Pool, fence: Fence, ids_reasons: Sequ
     (fenced, as skip_queue_entries)."""
     if not ids_reasons:
         return
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await check_fence(conn, fence)
         await conn.executemany(
             "UPDATE keeper.resolution_queue SET status = 'failed', status_reason = $2, updated_at = now()"
@@ -537,7 +548,7 @@ async def fail_queue_entries(pool: asyncpg.Pool, fence: Fence, ids_reasons: Sequ
 async def mined_nonce_floor(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> int:
     """The highest nonce the ledger saw mined for `sender`, + 1 (0 if none): used for certain, whatever
     count a lagging node reports (a reorged one is pending again, not counted)."""
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         floor = await conn.fetchval(
             "SELECT max(nonce) + 1 FROM keeper.txs WHERE chain_id = $1 AND sender = $2"
             " AND status IN ('mined', 'confirmed', 'reverted')",
@@ -548,7 +559,7 @@ async def mined_nonce_floor(pool: asyncpg.Pool, chain_id: int, sender: bytes) ->
 
 
 async def stored_next_nonce(pool: asyncpg.Pool, chain_id: int, sender: bytes) -> int | None:
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         v = await conn.fetchval(
             "SELECT next_nonce FROM keeper.nonces WHERE chain_id = $1 AND sender = $2", chain_id, sender
         )

@@ -242,7 +242,7 @@ class TxManager:
                 fence = self.fence()
                 assert self._next is not None
                 nonce = self._next
-                async with self.pool.acquire() as conn, conn.transaction():
+                async with store.connection(self.pool) as conn, conn.transaction():
                     await store.check_fence(conn, fence)
                     keys = [r.job_key for r in chunk]
                     live = await store.live_job_keys(conn, self.chain_id, keys)
@@ -305,7 +305,7 @@ class TxManager:
         return recorded
 
     async def _attempt_ids(self, tx_ids: list[int]) -> dict[int, int]:
-        async with self.pool.acquire() as conn:
+        async with store.connection(self.pool) as conn:
             rows = await conn.fetch(
                 "SELECT tx_id, id FROM keeper.tx_attempts WHERE tx_id = ANY($1::bigint[]) AND attempt = 0", tx_ids
             )
@@ -684,7 +684,7 @@ class TxManager:
         transaction is only sent again as it is and the bump waits for a pass that can check: a busy
         node must never cancel a valid transaction. `abandon`: every node refused the transaction for
         good, so it is cancelled without a re-check. Returns whether a replacement was sent."""
-        async with self.pool.acquire() as conn:
+        async with store.connection(self.pool) as conn:
             row = await conn.fetchrow("SELECT to_address, data FROM keeper.txs WHERE id = $1", t.id)
         if row is None:
             raise TxError(f"transaction {t.id} vanished from the ledger")
@@ -764,7 +764,7 @@ class TxManager:
                     raw_tx=raw,
                 )
             )
-        async with self._lock, self.pool.acquire() as conn:
+        async with self._lock, store.connection(self.pool) as conn:
             async with conn.transaction():
                 await store.check_fence(conn, fence)
                 live = await store.live_job_keys(conn, self.chain_id, [t.job_key for t in new])
@@ -794,7 +794,7 @@ class TxManager:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             summary = await self.track()
-            async with self.pool.acquire() as conn:
+            async with store.connection(self.pool) as conn:
                 open_count = await conn.fetchval(
                     "SELECT count(*) FROM keeper.txs WHERE chain_id = $1 AND sender = $2"
                     " AND status IN ('pending', 'mined')",
