@@ -34,17 +34,22 @@ async def test_a_connection_ended_in_use_gives_its_slot_back(db_dsn: str) -> Non
     pool = await store.create_pool(db_dsn, store.DbTimeouts(), min_size=1, max_size=1)
     killer = await asyncpg.connect(db_dsn)
     try:
-        with pytest.raises(CONNECTION_GONE):
+        pids: list[int] = []
+
+        async def ended_in_use() -> None:
             async with store.connection(pool) as conn:
-                pid = conn.get_server_pid()
+                pids.append(conn.get_server_pid())
                 sleeping = asyncio.ensure_future(conn.fetchval("SELECT pg_sleep(30)"))
                 await asyncio.sleep(0.3)
-                assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+                assert await killer.fetchval("SELECT pg_terminate_backend($1)", pids[0])
                 await sleeping
+
+        with pytest.raises(CONNECTION_GONE):
+            await ended_in_use()
         async with asyncio.timeout(10):  # the pool's one slot, usable again
             async with store.connection(pool) as conn:
                 assert await conn.fetchval("SELECT 1") == 1
-                assert conn.get_server_pid() != pid
+                assert conn.get_server_pid() != pids[0]
     finally:
         await killer.close()
         await store.close_pool(pool)
