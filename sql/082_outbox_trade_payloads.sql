@@ -16,9 +16,11 @@ CREATE FUNCTION idx.usdc_text(x numeric) RETURNS text
     AS $$ SELECT (x * 0.000001)::text $$;
 
 -- num/den rounded down to 6 decimals, as decimal text ('0.000000' for den <= 0); exact for every
--- numeric(78,0) (div, then the exact scaling of public.usdc).
+-- numeric(78,0) (div, then the exact scaling of public.usdc). Not STRICT, nor event_id_json: PostgreSQL
+-- inlines a STRICT SQL function only when its body is strict too (a CASE, json_build_object are not),
+-- and the call made each message 1.6x as long to build (docs/benchmarks.md, item 7 session 17).
 CREATE FUNCTION idx.ratio6_text(num numeric, den numeric) RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT CASE WHEN den <= 0 THEN '0.000000' ELSE (div(num * 1000000, den) * 0.000001)::text END $$;
 
 -- A time as the API's JSON: ISO 8601 in UTC with a Z, whole seconds.
@@ -28,7 +30,7 @@ CREATE FUNCTION idx.iso_text(t timestamptz) RETURNS text
 
 -- What every event's message starts with: id, tx_hash, time.
 CREATE FUNCTION idx.event_id_json(chain_id bigint, block_number bigint, log_index int, block_hash bytea) RETURNS json
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT json_build_object('chain_id', chain_id, 'block_number', block_number, 'log_index', log_index,
                                    'block_hash', '0x' || encode(block_hash, 'hex')) $$;
 
