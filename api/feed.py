@@ -307,9 +307,27 @@ class Hub:
                 if not members:
                     del self.rooms[room]
 
+    def _relayable(self, row: asyncpg.Record) -> bool:
+        """False for an outbox row without a payload: a trade whose event row is gone (deleted by hand;
+        rollbacks and resets keep the payload first, sql/082). Relayed, clients would get `data: null`."""
+        if row["payload"] is not None:
+            return True
+        self.metrics.feed_unbuilt.inc()
+        log.error(
+            "outbox_payload_missing",
+            seq=row["seq"],
+            outbox_event=row["event"],
+            block_number=row["block_number"],
+            log_index=row["log_index"],
+            hint="its event row is not in the database: check idx.ev_trade / idx.ev_shares_traded at that position",
+        )
+        return False
+
     async def publish(self, rows: Sequence[asyncpg.Record], safe: int | None, finalized: int | None) -> None:
         """Pump sink: fans each outbox row out to the clients of its rooms (chain:* to everyone)."""
         for row in rows:
+            if not self._relayable(row):
+                continue
             data = encode_row(self.chain_id, row, safe, finalized)
             seq = int(row["seq"])
             event = row["event"]
@@ -627,7 +645,7 @@ class Hub:
                 if not rows:
                     break
                 for row in rows:
-                    if not may_receive(row["event"], row["rooms"], c.address):
+                    if not may_receive(row["event"], row["rooms"], c.address) or not self._relayable(row):
                         continue
                     try:
                         async with asyncio.timeout(self.replay_stall_s):

@@ -35,6 +35,9 @@ class Metrics:
             "feed_slow_consumer_disconnects_total", "connections closed because their queue was full", registry=r
         )
         self.feed_errors = Counter("feed_client_errors_total", "malformed or refused client frames", registry=r)
+        self.feed_unbuilt = Counter(
+            "feed_messages_unbuilt_total", "outbox rows not relayed: no payload (a trade's event row gone)", registry=r
+        )
         self.feed_refused = Counter(
             "feed_connections_refused_total", "feed handshakes refused", ["reason"], registry=r
         )  # per_ip

@@ -144,18 +144,27 @@ def message_record(chain_id: int, m: F.Message) -> tuple[Any, ...]:
     )
 
 
+KEEP_PAYLOADS_SQL = (
+    "UPDATE idx.outbox o SET payload = idx.{builder}(e) FROM idx.{table} e"
+    " WHERE o.chain_id = $1 AND o.block_number > $2 AND o.payload IS NULL AND o.event = '{event}'"
+    " AND e.chain_id = o.chain_id AND e.block_number = o.block_number AND e.log_index = o.log_index"
+    " AND e.block_hash = o.block_hash"
+)
+ROW_PAYLOADS = (("market:trade", "ev_trade", "trade_payload"), ("shares:trade", "ev_shares_traded", "shares_payload"))
+
+
 async def keep_payloads(conn: asyncpg.Connection, chain_id: int, after_block: int) -> int:
     """Writes the payload of every outbox row above `after_block` that idx.outbox_messages builds from its
     event row (sql/082: trades), before those event rows are deleted (a rollback, a reset): the outbox
-    keeps its messages, and a resume replays them. Returns how many."""
-    status = await conn.execute(
-        "UPDATE idx.outbox o SET payload = m.payload FROM idx.outbox_messages m"
-        " WHERE o.chain_id = $1 AND o.block_number > $2 AND o.payload IS NULL"
-        " AND m.seq = o.seq AND m.payload IS NOT NULL",
-        chain_id,
-        after_block,
-    )
-    return int(status.split()[-1])
+    keeps its messages, and a resume replays them. One join per event table, each payload built once.
+    Returns how many."""
+    kept = 0
+    for event, table, builder in ROW_PAYLOADS:
+        status = await conn.execute(
+            KEEP_PAYLOADS_SQL.format(builder=builder, table=table, event=event), chain_id, after_block
+        )
+        kept += int(status.split()[-1])
+    return kept
 
 
 async def write_outbox(

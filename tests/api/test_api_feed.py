@@ -295,3 +295,36 @@ async def test_two_instances_deliver_the_same_stream_and_share_broadcasts(db_dsn
                 m = await recv_type(ws, "event")
                 assert (m["event"], m["data"]["message"]) == ("system:maintenance", "failover drill")
     await conn.close()
+
+
+async def test_a_trade_without_its_event_row_is_not_relayed_as_null_data(db_dsn: str, redis_url: str) -> None:
+    """A trade's outbox row carries no payload (sql/082): the view builds it from its event row. Without
+    that row (deleted by hand) the feed skips the message, live and on resume, and counts it, instead of
+    sending `data: null` (review h1); any other event must keep its payload (the table refuses NULL)."""
+    conn = await asyncpg.connect(db_dsn)
+    await head(conn, 100, safe=90, finalized=80)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await conn.execute(
+            "INSERT INTO idx.outbox (chain_id, event, rooms, payload)"
+            " VALUES ($1, 'market:created', '{global:all}', NULL)",
+            CHAIN,
+        )
+    async with running(make_settings(db_dsn, redis_url)) as (_, rt, url):
+        assert rt.state is not None
+        async with connect(url) as ws:
+            await subscribe(ws, ["market:1"])
+            orphan = await conn.fetchval(
+                "INSERT INTO idx.outbox (chain_id, event, rooms, block_number, log_index, block_hash)"
+                " VALUES ($1, 'market:trade', '{global:all,market:1}', 95, 0, $2) RETURNING seq",
+                CHAIN,
+                b"\x95" * 32,
+            )
+            kept = await trade_row(conn, 1, 96)
+            m = await recv_type(ws, "event")
+            assert (m["seq"], m["data"]["marketId"]) == (kept, 1)
+        async with connect(url) as late:
+            await subscribe(late, ["market:1"], since=orphan - 1)
+            replayed = [await recv_type(late, "event")]
+            assert [r["seq"] for r in replayed] == [kept]
+        assert rt.metrics.feed_unbuilt._value.get() == 2  # once live, once on the resume
+    await conn.close()
