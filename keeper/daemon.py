@@ -123,6 +123,7 @@ class Daemon:
             lease_s=settings.keeper.leader_lease_s,
         )
         self._ready_checks: dict[str, bool] = {"db": False, "rpc": False, "leadership": True}
+        self._schema_logged: str | None = None  # the schema problem last logged (once, not per probe)
         self.leader_check_failures = 0  # leadership checks or takeovers failed in a row (not "held elsewhere")
         self._running: set[asyncio.Task[Any]] = set()
         self._job_locks: dict[str, asyncio.Lock] = {}
@@ -483,7 +484,13 @@ class Daemon:
                     writable = await conn.fetchval(
                         "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
                     )
+                    # checked while running, not only at start: a newer build may have migrated it since
+                    schema = await schema_problem(conn)
             self._ready_checks["db"] = bool(writable)
+            self._ready_checks["schema"] = schema is None
+            if schema is not None and schema != self._schema_logged:
+                log.error("schema_mismatch", problem=schema, hint="restart the keeper on the build that matches it")
+            self._schema_logged = schema
             if not writable:  # a session keeps the read-only default it started with: open fresh ones
                 await self.pool.expire_connections()
         except Exception:

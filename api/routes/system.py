@@ -8,6 +8,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -21,6 +22,9 @@ from api.errors import FieldError, error_response
 from api.openapi import render_docs, spec
 from api.schemas import AS_OF, BOOL, INT, STR, TIME, enum, model, null, obj
 from core.pgerrors import CONNECTION_GONE, pooled
+from core.schema import schema_problem
+
+log = structlog.get_logger("api.system")
 
 if TYPE_CHECKING:
     from api.app import Runtime
@@ -97,6 +101,18 @@ async def _probe(pool: asyncpg.Pool, sql: str, *args: Any, many: bool = False) -
     raise AssertionError("unreachable")
 
 
+async def _schema_check(pool: asyncpg.Pool) -> str | None:
+    """What is wrong with the database's schema for this build, checked while running, not only at start
+    (review h1: an API of an earlier build, still running after the indexer migrated, relayed the new
+    indexer's trades as `data: null`); None when it matches or when the database does not answer (the
+    database check says so)."""
+    try:
+        async with pooled(pool, 2) as conn:
+            return await schema_problem(conn)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+        return None
+
+
 async def _writes_check(pool: asyncpg.Pool) -> str:
     """Whether the primary (dsn) takes writes: "ok", or why sign-in and read marks answer 503."""
     try:
@@ -135,6 +151,7 @@ def routes(rt: Runtime) -> list[Route]:
     # anonymous probes) they run one check, on /ready's own connection (state.probe_pool), never the
     # requests' pool: every read connection busy with slow requests is load, not a database that is down.
     in_flight: list[asyncio.Task[Response]] = []
+    seen_schema: list[str | None] = [None]  # the schema problem last logged (logged once, not per probe)
 
     async def ready(request: Request) -> Response:
         request.scope["gl_route"] = "/ready"
@@ -172,6 +189,12 @@ def routes(rt: Runtime) -> list[Route]:
                 "indexer": indexer,
                 "asOf": as_of_json(chain, r["indexed_block"], r["block_hash"], r["safe_block"], r["finalized_block"]),
             }
+        schema = await _schema_check(state.probe_pool)
+        if schema is not None:  # a load balancer takes this process out until it runs the matching build
+            problems.append(FieldError("schema", f"{schema}; restart this API on the build that matches it"))
+            if schema != seen_schema[0]:
+                log.error("schema_mismatch", problem=schema, hint="restart this API on the build that matches it")
+        seen_schema[0] = schema
         writes = await _writes_check(state.write_probe_pool)
         checks["writes"] = writes
         redis_ok = await state.cache.ping()

@@ -253,3 +253,21 @@ def test_cors_allow_list_and_docs_page(db_dsn: str, redis_url: str) -> None:
         doc = c.get("/openapi.json").json()
         assert doc["openapi"] == "3.0.3"
         assert "/v1/users/{address}/positions" in doc["paths"]
+
+
+def test_ready_fails_when_a_newer_build_migrates_the_database_under_it(client: TestClient, db_dsn: str) -> None:
+    """The schema is checked on every /ready, not only at start: an API left running after a newer build
+    migrated is taken out of rotation (review h1: it relayed the newer indexer's trades as `data: null`)."""
+    asyncio.run(scenario(db_dsn))
+    assert client.get("/ready").status_code == 200
+
+    async def migrate(sql: str) -> None:
+        conn = await asyncpg.connect(db_dsn)
+        await conn.execute(sql)
+        await conn.close()
+
+    asyncio.run(migrate("INSERT INTO public.schema_migrations (version, name) VALUES (999, '999_newer.sql')"))
+    body = assert_error(client.get("/ready"), 503, "schema")
+    assert "migration 999, newer than this build" in body["errors"][0]["message"]
+    asyncio.run(migrate("DELETE FROM public.schema_migrations WHERE version = 999"))
+    assert client.get("/ready").status_code == 200

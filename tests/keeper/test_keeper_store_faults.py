@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tests.chain import free_port
@@ -75,3 +76,31 @@ async def test_a_database_turned_read_only_fails_ready_until_it_takes_writes_aga
     assert failed, err[-2000:]
     assert "ReadOnlySQLTransactionError" in failed[0]["error"]
     assert "[database].dsn at the primary" in failed[0]["hint"]
+
+
+async def test_ready_fails_while_a_newer_build_has_migrated_the_database(
+    ops: ChainOps, db_dsn: str, deployment_path: Path, tmp_path: Path
+) -> None:
+    """The keeper checks the schema at start and on every /ready: a keeper left running after a newer
+    build migrated is 503 (`checks.schema`), logged once, until the schema is its build's again."""
+    port = free_port()
+    cfg = write_config(tmp_path / "k.toml", ops.anvil.url, db_dsn, deployment_path, http_port=port)
+    with keeper_process(cfg, "run") as proc:
+        await wait_role(port, "leader")
+        await wait_ready(port, 200, 30)
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            await conn.execute("INSERT INTO public.schema_migrations (version, name) VALUES (999, '999_newer.sql')")
+            await wait_ready(port, 503, 30)
+            await asyncio.to_thread(ready_code, port)  # a second probe: logged once, not per probe
+            await conn.execute("DELETE FROM public.schema_migrations WHERE version = 999")
+            await wait_ready(port, 200, 30)
+        finally:
+            await conn.close()
+        proc.terminate()
+        _, err = proc.communicate(timeout=90)
+    mismatches = [
+        x for x in (json.loads(x) for x in err.splitlines() if x.startswith("{")) if x.get("event") == "schema_mismatch"
+    ]
+    assert len(mismatches) == 1, err[-2000:]
+    assert "migration 999, newer than this build" in mismatches[0]["problem"]
