@@ -58,7 +58,7 @@ from websockets.protocol import State
 from api import auth
 from api.clientip import Network, address_key, client_ip
 from api.encode import iso
-from api.feed_guard import HANDSHAKE_SLACK, SocketCaps, capped, quiet_logger
+from api.feed_guard import HANDSHAKE_SLACK, Inbound, SocketCaps, capped, quiet_logger
 from api.metrics import Metrics
 from api.outbox import encode_row
 from api.settings import Settings
@@ -723,7 +723,9 @@ class Hub:
             host,
             port,
             process_request=self.process_request,
-            create_connection=capped(self.caps),
+            create_connection=capped(
+                self.caps, Inbound.for_feed(self.frames_per_s, self.frame_burst, self.max_frame, self.buffer_max)
+            ),
             open_timeout=self.handshake_timeout_s,
             logger=quiet_logger(),
             max_size=self.max_frame,

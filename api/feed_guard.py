@@ -12,11 +12,18 @@ connection on:
   the socket is closed at once;
 - a handshake must finish within `feed_handshake_timeout_s`;
 - websockets' own log lines (a failed handshake logs a traceback per socket) are at most one a
-  second, without the traceback: `feed_log_lines_dropped_total` counts the rest.
+  second, without the traceback: `feed_log_lines_dropped_total` counts the rest;
+- what a client sends is metered below the app, control frames included (`Inbound`): websockets
+  answers every ping with a pong before the app sees a frame, so a ping flood took the event loop
+  (shared with the HTTP port) and, unread, the pongs' memory without bound (review h3: 72 → 779 MB,
+  `/health` p50 1.8 s). Over its byte or frame budget, or with more unread output than
+  `feed_buffer_max_bytes` after a read, the socket is closed (1008 when the close frame can still be
+  sent), counted in `feed_sockets_cut_total{reason}`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -24,6 +31,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import CloseCode
+from websockets.protocol import State
 
 from api.clientip import Network, count_in, count_out, is_trusted
 
@@ -37,6 +46,37 @@ REFUSED = Counter(
     registry=REGISTRY,
 )
 DROPPED = Counter("feed_log_lines_dropped_total", "websockets log lines over one a second", registry=REGISTRY)
+CUT = Counter(
+    "feed_sockets_cut_total",
+    "feed sockets closed for what they sent",
+    ["reason"],  # bytes | frames | unread
+    registry=REGISTRY,
+)
+CLOSE_GRACE_S = 1.0  # a cut socket gets this long to take its close frame, then it is aborted
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inbound:
+    """What one feed socket may send (token buckets: a rate and a burst), and the unread output it may
+    leave. Bytes include the handshake and control frames; frames are every frame, pings included."""
+
+    bytes_per_s: float
+    bytes_burst: float
+    frames_per_s: float
+    frames_burst: float
+    unread_max: int
+
+    @classmethod
+    def for_feed(cls, frames_per_s: float, frame_burst: int, max_frame: int, unread_max: int) -> Inbound:
+        """From the app's data-frame budget (`feed_frames_per_s`, `feed_frame_burst`, which closes a
+        client 4x beyond its burst): every frame may be as large as `feed_max_frame_bytes`, and twice
+        as many frames are allowed here, pings and pongs included."""
+        frame = max_frame + 14  # the largest header
+        rate = max(frames_per_s, 1.0)
+        return cls(rate * frame, frame_burst * frame, 2 * rate, 4 * frame_burst, unread_max)
+
+
+UNLIMITED = Inbound(float("inf"), float("inf"), float("inf"), float("inf"), 1 << 62)
 
 
 class SocketCaps:
@@ -70,14 +110,57 @@ class SocketCaps:
         count_out(self.open, keys)
 
 
-def capped(caps: SocketCaps) -> type[ServerConnection]:
+def capped(caps: SocketCaps, inbound: Inbound = UNLIMITED) -> type[ServerConnection]:
     """A ServerConnection class (websockets' `create_connection`) counted in `caps` from the TCP
-    connection on. A refused socket is closed before websockets starts its handshake (no task, no
-    log line)."""
+    connection on, and held to `inbound`. A refused socket is closed before websockets starts its
+    handshake (no task, no log line)."""
 
     class Capped(ServerConnection):
         _counted = False
         _keys: tuple[str, ...] = ()
+        _cut = False
+        _bytes = inbound.bytes_burst
+        _frames = inbound.frames_burst
+        _at = 0.0
+
+        def data_received(self, data: bytes) -> None:
+            if self._cut:
+                return
+            now = time.monotonic()
+            elapsed, self._at = now - self._at, now
+            self._bytes = min(inbound.bytes_burst, self._bytes + elapsed * inbound.bytes_per_s) - len(data)
+            self._frames = min(inbound.frames_burst, self._frames + elapsed * inbound.frames_per_s)
+            if self._bytes < 0:  # checked before websockets parses it (and answers its pings)
+                self.cut("bytes")
+                return
+            super().data_received(data)
+            if not self._cut and self.transport.get_write_buffer_size() > inbound.unread_max:
+                self.cut("unread")
+
+        def process_event(self, event: Any) -> None:
+            if self._cut:
+                return
+            self._frames -= 1
+            if self._frames < 0:
+                self.cut("frames")
+                return
+            super().process_event(event)
+
+        def cut(self, reason: str) -> None:
+            """Closes the socket for what it sent: a close frame 1008 naming the reason when the client
+            still reads, then the socket, aborted CLOSE_GRACE_S later at the latest."""
+            self._cut = True
+            CUT.labels(reason).inc()
+            transport = self.transport
+            if reason != "unread" and self.protocol.state is State.OPEN:
+                try:
+                    self.protocol.fail(CloseCode.POLICY_VIOLATION, f"too much sent ({reason}): slow down")
+                    self.send_data()
+                except Exception:  # best effort: the socket goes either way
+                    pass
+            transport.pause_reading()
+            transport.close()
+            self.loop.call_later(CLOSE_GRACE_S, transport.abort)
 
         def connection_made(self, transport: Any) -> None:
             peer = transport.get_extra_info("peername")
@@ -87,6 +170,7 @@ def capped(caps: SocketCaps) -> type[ServerConnection]:
                 transport.abort()
                 return
             self._counted = True
+            self._at = time.monotonic()
             super().connection_made(transport)
 
         def connection_lost(self, exc: Exception | None) -> None:

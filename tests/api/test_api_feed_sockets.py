@@ -6,16 +6,19 @@ handshake logged a traceback."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
+import os
 import socket
 import time
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from api.feed_guard import DROPPED, HANDSHAKE_SLACK, REFUSED
+from api.feed_guard import CUT, DROPPED, HANDSHAKE_SLACK, REFUSED
 from tests.api.conftest import make_settings
 from tests.api.test_api_feed import running
 
@@ -137,3 +140,63 @@ def test_an_ipv6_48_holds_at_most_16_clients_worth_of_sockets() -> None:
         caps.release(held)
     assert caps.open == {}
     assert caps.count == 0
+
+
+def _websocket(port: int) -> socket.socket:
+    """A raw client socket past the websocket handshake (nothing reads what the server sends)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 101"), answer[:200]
+    return s
+
+
+def cuts() -> float:
+    return sum(CUT.labels(reason)._value.get() for reason in ("bytes", "frames", "unread"))
+
+
+PING = bytes([0x89, 0x80]) + b"\x00" * 4  # an empty ping, masked (with a zero mask)
+
+
+def _flood_until_cut(s: socket.socket, within_s: float) -> bool:
+    """Sends pings without reading anything until the server closes the socket (True) or `within_s`."""
+    deadline = time.monotonic() + within_s
+    try:
+        while time.monotonic() < deadline:
+            s.sendall(PING * 1000)
+    except OSError:  # reset or broken pipe: the server closed it
+        return True
+    return False
+
+
+async def test_a_ping_flood_is_cut_and_the_api_keeps_answering(db_dsn: str, redis_url: str) -> None:
+    """Review h3: websockets answers pings below the app's frame budget, so a client sending pings and
+    never reading the pongs took the event loop (HTTP too) and grew memory without bound (72 -> 779 MB).
+    Every frame now counts: the flood is cut (feed_sockets_cut_total), HTTP answers meanwhile, and a
+    client that pings as clients do is kept."""
+    async with running(make_settings(db_dsn, redis_url)) as (app, rt, url):
+        assert rt.state is not None
+        port = int(url.rsplit(":", 1)[1])
+        before = cuts()
+        floods = [await asyncio.to_thread(_websocket, port) for _ in range(2)]
+        try:
+            cut = await asyncio.gather(*(asyncio.to_thread(_flood_until_cut, s, 10.0) for s in floods))
+        finally:
+            for s in floods:
+                s.close()
+        assert cut == [True, True]
+        assert cuts() == before + 2  # over the frame budget, or the byte budget when reads coalesce
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            assert (await http.get("/health")).status_code == 200
+        async with connect(url) as ws:  # a client's keepalive pings and a few requests: never cut
+            for _ in range(5):
+                await asyncio.wait_for(await ws.ping(), 5)
+            await ws.send(json.dumps({"op": "subscribe", "rooms": ["global:all"]}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "subscribed"
+        assert cuts() == before + 2
