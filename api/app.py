@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import auth, pages
 from api.cache import Cache
-from api.clientip import Network, client_ip, networks
+from api.clientip import Network, client_ip, count_in, count_out, networks
 from api.context import ChainParts, Ctx, Endpoint, State, fetch_as_of
 from api.encode import JSONBody, dumps, loads
 from api.errors import (
@@ -378,6 +378,24 @@ async def _answer(
     a = state.settings.api
     retry = {"Retry-After": str(a.retry_after_s)}
     acquired = False
+    # one address's requests on the database at once (review h3: 40 concurrent uncached pages from one
+    # address, within its rate limit, held the whole read pool and other clients got 503)
+    # one address's (a signed-in user's) requests on the database at once, as the rate limiter counts them,
+    # admins exempt (review h3: 40 concurrent uncached pages from one address, within its rate limit, held
+    # the whole read pool and other clients got 503)
+    principal = request.scope.get("gl_principal")
+    who = f"user:{principal.address}" if principal is not None else str(request.scope.get("gl_client_ip") or "")
+    counted: tuple[str, ...] | None = ()
+    if principal is None or not principal.is_admin:
+        counted = count_in(state.db_requests, who, a.db_requests_per_ip)
+    if counted is None:
+        state.metrics.rate_limited.inc()
+        raise ApiError(
+            429,
+            "Too many requests",
+            [FieldError("", f"at most {a.db_requests_per_ip} requests of one address on the database at once")],
+            retry,
+        )
     try:
         # One connection per request, waited for at most pool_acquire_timeout_s; the context
         # manager returns it on every exit, cancellation included. Its queries are bounded by
@@ -410,6 +428,8 @@ async def _answer(
             # again, only new sessions see it (review h2: sign-in answered 500 during a failover)
             await pool.expire_connections()
         raise ApiError(503, "database unavailable", headers=retry) from None
+    finally:
+        count_out(state.db_requests, counted)
     status = int(out.pop("__status__", 200))
     out["asOf"] = as_of
     data = dumps(out)

@@ -56,6 +56,7 @@ class State:
     # reads but refuses sign-in, and /ready says "degraded" (review h2)
     write_probe_pool: asyncpg.Pool
     chains: dict[int, ChainParts] = dataclasses.field(default_factory=dict)
+    db_requests: dict[str, int] = dataclasses.field(default_factory=dict)  # per address key: app._answer
 
 
 @dataclasses.dataclass(slots=True)

@@ -90,7 +90,8 @@ async def test_256_concurrent_uncached_requests_over_every_endpoint_all_answer(d
     """256 concurrent uncached requests over every DB-backed endpoint against a pool of 10: each is
     answered (2xx/4xx, or 503 with Retry-After), none hangs; then /ready is 200 and the pool whole."""
     await scenario(db_dsn)
-    settings = make_settings(db_dsn, redis_url, cache_enabled=False, pool_max=10)
+    # many clients' load, from one test address: its own cap (db_requests_per_ip) has the next test
+    settings = make_settings(db_dsn, redis_url, cache_enabled=False, pool_max=10, db_requests_per_ip=1000)
     user, _ = issue_token(settings, Principal(TRADER, frozenset({"user"})))
     admin, _ = issue_token(settings, Principal(ADMIN, frozenset({"user", "admin"})))
     targets = urls()
@@ -115,6 +116,37 @@ async def test_256_concurrent_uncached_requests_over_every_endpoint_all_answer(d
                 assert r.status == 200, await r.text()
             async with http.get(base + "/v1/markets?limit=20") as r:
                 assert r.status == 200
+
+
+async def test_one_address_cannot_hold_the_pool_others_are_served(db_dsn: str, redis_url: str) -> None:
+    """Review h3: one address's concurrent uncached requests, within its rate limit, held every read
+    connection and other clients got 503. Now at most db_requests_per_ip of them are on the database at
+    once (429 + Retry-After beyond), and another address is served meanwhile."""
+    await scenario(db_dsn)
+    settings = make_settings(
+        db_dsn, redis_url, cache_enabled=False, pool_max=4, db_requests_per_ip=2, forwarded_allow_ips=["127.0.0.1"]
+    )
+    async with serving(settings) as (_rt, base), aiohttp.ClientSession() as http:
+        locker = await asyncpg.connect(db_dsn)
+        try:
+            tx = locker.transaction()
+            await tx.start()
+            await locker.execute("LOCK TABLE idx.positions IN ACCESS EXCLUSIVE MODE")  # positions pages now wait
+
+            async def get(path: str, client: str) -> tuple[int, str | None]:
+                async with http.get(base + path, headers={"X-Forwarded-For": client}) as r:
+                    await r.read()
+                    return r.status, r.headers.get("Retry-After")
+
+            pages = [f"/v1/users/{TRADER}/positions?page={i}" for i in range(1, 7)]
+            hog = [asyncio.ensure_future(get(p, "10.0.0.2")) for p in pages]
+            done, _ = await asyncio.wait(hog, timeout=3)  # the refused ones answer at once
+            assert sorted(t.result() for t in done) == [(429, "1")] * 4
+            assert (await get("/v1/markets/1", "10.0.0.3"))[0] == 200  # another address, meanwhile
+            await tx.rollback()
+            assert [s for s, _ in await asyncio.gather(*(t for t in hog if t not in done))] == [200, 200]
+        finally:
+            await locker.close()
 
 
 async def test_a_request_that_cannot_get_a_connection_gets_503_with_retry_after(db_dsn: str, redis_url: str) -> None:
