@@ -42,6 +42,7 @@ from core import answers
 from core.config import ConfigError
 from core.rpc_errors import (
     _TRANSIENT,
+    AnswerTooLarge,
     BadAnswer,
     FatalRpcError,
     NodeError,
@@ -341,13 +342,17 @@ class Rpc:
         size = resp.content_length
         if limit is None or (size is not None and size <= limit):
             return await resp.read()
+        # Only a range of logs can be split: any other answer that large (a header, a batch of them, a
+        # block's receipts) is a provider padding or garbling it, asked again with backoff like any bad
+        # answer; as RangeTooLarge it ended every iteration without a retry (review h2: stuck at a block).
+        too_large = RangeTooLarge if method.startswith("eth_getLogs") else AnswerTooLarge
         if size is not None:
-            raise RangeTooLarge(f"{method} response of {size} bytes exceeds {limit} ([indexer].max_response_mb)")
+            raise too_large(f"{method} response of {size} bytes exceeds {limit} ([indexer].max_response_mb)")
         buf = bytearray()  # chunked transfer: count as it arrives
         async for chunk in resp.content.iter_chunked(1 << 20):
             buf += chunk
             if len(buf) > limit:
-                raise RangeTooLarge(f"{method} response exceeds {limit} bytes ([indexer].max_response_mb)")
+                raise too_large(f"{method} response exceeds {limit} bytes ([indexer].max_response_mb)")
         return bytes(buf)
 
     async def _send(
@@ -493,12 +498,18 @@ class Rpc:
             pending = [i for i in range(n) if out[i] is _MISSING or isinstance(out[i], TransientRpcError)]
             failed: RpcError | None = None
             answered = done = 0
+            size = u.batch_cap or len(pending)  # this call's: halved for an answer above max_response_mb
             while done < len(pending):
-                part = pending[done : done + (u.batch_cap or len(pending))]
+                part = pending[done : done + min(size, u.batch_cap or size)]
                 try:
                     part_failed, part_answered = await send(u, part)
                 except RpcError as exc:
-                    if len(part) > 1 and batch_refused(str(exc)):
+                    if len(part) > 1 and isinstance(exc, AnswerTooLarge):  # not remembered: padding is no cap
+                        size = len(part) // 2
+                        continue
+                    # the provider's refusal of the batch's size, in its words; not our own bound on an
+                    # answer (BadAnswer: a padded or garbled answer is asked again, review h2)
+                    if len(part) > 1 and not isinstance(exc, BadAnswer) and batch_refused(str(exc)):
                         u.batch_cap = len(part) // 2
                         log.info("provider_batch_cap", provider=u.index, batch_cap=u.batch_cap, error=str(exc)[:160])
                         continue

@@ -90,6 +90,11 @@ class BadAnswer(TransientRpcError):
     """A well-formed JSON answer that is not what the method returns (answers.py reads every field)."""
 
 
+class AnswerTooLarge(BadAnswer):
+    """An answer other than a range of logs above max_response_mb: a provider padding or garbling it,
+    asked again; a batch of calls that large is sent again in halves (for that call only)."""
+
+
 class FatalRpcError(RpcError):
     pass
 

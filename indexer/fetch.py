@@ -95,6 +95,7 @@ class RangeFetcher:
             spans.append(b - a + 1)
             if end is not None:
                 ends[b] = end
+            self.on_split(kind="fetched", to_block=b)  # progress within a long job (the watchdog's)
             return logs, span
         except (RangeTooLarge, TransientRpcError) as exc:
             size = b - a + 1
@@ -195,7 +196,9 @@ def clamp(span: int, limit: int | None) -> int:
 def dedupe(raw_logs: list[RawLog]) -> tuple[list[RawLog], int]:
     """Logs in (block, log index) order, each identity once: a provider that repeats a log (a retried
     upstream, a load balancer merging answers) must not make the commit fail on a primary key. Two
-    logs with one position but different block hashes come from two branches: ChainMismatch.
+    logs with one position but different block hashes come from two branches: ChainMismatch; with one
+    block hash but another address, topics, data or transaction, the answer contradicts itself:
+    TransientRpcError (asked again; keeping either copy committed a forged one for good, review h2).
     Returns the logs and how many duplicates were dropped (pure)."""
     last_b = last_i = -1
     for r in raw_logs:  # the usual case, checked cheaply: strictly increasing (block, log index)
@@ -213,8 +216,17 @@ def dedupe(raw_logs: list[RawLog]) -> tuple[list[RawLog], int]:
             seen[key] = r
         elif had.blockHash.lower() != r.blockHash.lower():
             raise ChainMismatch(f"two logs at block {key[0]} index {key[1]} with different block hashes")
+        elif _content(had) != _content(r):  # one answer contradicts itself: neither copy is trusted (review h2)
+            raise TransientRpcError(
+                f"eth_getLogs answer holds two different logs at block {key[0]} index {key[1]}"
+                " (address, topics, data or transaction differ): asked again"
+            )
     out = [seen[k] for k in sorted(seen)]
     return out, len(raw_logs) - len(out)
+
+
+def _content(r: RawLog) -> tuple[str, tuple[str, ...], str, str]:
+    return r.address.lower(), tuple(t.lower() for t in r.topics), r.data.lower(), r.transactionHash.lower()
 
 
 def _malformed(a: int, b: int, exc: Exception) -> TransientRpcError:
@@ -286,6 +298,9 @@ class ChildConfig:
     log_level: str = "info"  # the parent's [indexer].log_level: the child logs to stderr like it
 
 
+PROGRESS_S = 1.0  # how often the child reports its providers' answers while jobs run
+
+
 def _child_main(fd: int) -> None:
     """`python -m indexer.fetch FD`: the first message on the socket is the ChildConfig."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop (it closes the pipe)
@@ -325,6 +340,19 @@ async def _child_loop(conn: Connection, cfg: ChildConfig) -> None:
             splits.clear()
             conn.send(reply)
 
+        async def progress() -> None:
+            """What the providers answered so far, every PROGRESS_S while a job runs: the parent's stall
+            watchdog counts answers, and a long job through a slow provider (hundreds of capped ranges)
+            sent them only with its reply, so a degraded but moving backfill was called stuck, exit 4
+            (review h2)."""
+            while True:
+                await asyncio.sleep(PROGRESS_S)
+                if observed or splits:
+                    conn.send(("progress", None, observed[:], splits[:]))
+                    observed.clear()
+                    splits.clear()
+
+        reporter = asyncio.create_task(progress())
         tasks: dict[int, asyncio.Task[None]] = {}
         while (job := await jobs.get()) is not None:
             if job[0] == "cancel":  # the parent gave up on it (a failed iteration): stop asking the node
@@ -336,6 +364,7 @@ async def _child_loop(conn: Connection, cfg: ChildConfig) -> None:
             t.add_done_callback(functools.partial(_forget, tasks, job[0]))
         for t in tasks.values():
             t.cancel()
+        reporter.cancel()
 
 
 def _forget(tasks: dict[int, asyncio.Task[None]], job_id: int, done: asyncio.Task[None]) -> None:
@@ -398,6 +427,8 @@ class FetchProcess:
             self.observe(*o)
         for s in reply[-1]:
             self.on_split(**s)
+        if status == "progress":  # answers so far of jobs still running
+            return
         fut = self.pending.pop(job_id, None)
         if fut is None or fut.done():
             return

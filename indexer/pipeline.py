@@ -55,6 +55,7 @@ class Status:
     role: str = "starting"  # starting | standby | writer
     events: int = 0
     best: int = -1  # the highest checkpoint committed: progress is passing it
+    fetched_best: int = -1  # the highest block of a range the providers answered (fetch.RangeFetcher)
 
     def committed(self, number: int) -> None:
         """The checkpoint is now `number`. Progress (the watchdog's, /ready's) only when it passes the
@@ -63,6 +64,14 @@ class Status:
         self.indexed = number
         if number > self.best:
             self.best = number
+            self.last_progress = time.monotonic()
+
+    def fetched(self, number: int) -> None:
+        """A range up to `number` answered. Progress when it passes the highest answered before: a long
+        job through a slow, capped provider (hundreds of ranges before one commit) is moving, not stuck
+        (review h2: exit 4 with answers arriving); a job failing and fetching its ranges again is not."""
+        if number > self.fetched_best:
+            self.fetched_best = number
             self.last_progress = time.monotonic()
 
 
@@ -187,6 +196,19 @@ class Pipeline:
         # A lagging node (head going backwards) is not a reorg: keep the highest finality seen.
         before, self.finality_read = self.finality_read, read
         finalized = next_finality(self.heads.finalized, before, read)
+        if finalized > max(self.heads.finalized, self.status.indexed):
+            # Above every block we hold: the node must serve that block by number first. Two reads of a
+            # `latest` no node had (a backend 1000 blocks ahead, twice at start) finalized the whole
+            # index, and the next ordinary reorg was ReorgTooDeep, exit 3 (review h2). At the tip the
+            # cursor is above finality and this costs nothing; in a backfill one header per head read.
+            if await self.rpc.header(finalized) is None:
+                log.warning(
+                    "finality_unconfirmed",
+                    claimed=finalized,
+                    kept=self.heads.finalized,
+                    note="the node does not have the block its head read implies is final: not taken",
+                )
+                finalized = self.heads.finalized
         self.heads = checkpoint.Heads(head, safe_n, finalized)
         self.status.head, self.status.safe, self.status.finalized = head, safe_n, finalized
         self.m.set_heads(head, safe_n, finalized, self.status.indexed)
@@ -349,7 +371,11 @@ class Pipeline:
             )
 
     def _range_split(self, kind: str = "split", **fields: Any) -> None:
-        """What a provider's answers needed (fetch.RangeFetcher's on_split): logged and counted."""
+        """What a provider's answers needed (fetch.RangeFetcher's on_split): logged and counted; and each
+        range answered (kind "fetched"), the watchdog's progress."""
+        if kind == "fetched":  # not a repair: a range answered
+            self.status.fetched(int(fields["to_block"]))
+            return
         self.m.answer_repaired(kind, int(fields.get("duplicates", 1)))
         if kind == "split":
             log.info("getlogs_range_reduced", **fields)

@@ -71,10 +71,14 @@ class Rpc(core_rpc.Rpc):
 
     no_receipts = False  # set once a provider said eth_getBlockReceipts does not exist
 
-    async def header(self, block: int | str, require: bool = False) -> BlockRef | None:
+    async def header(
+        self, block: int | str, require: bool = False, provider: int | None = None, retry: RetryPolicy | None = None
+    ) -> BlockRef | None:
         tag = hex(block) if isinstance(block, int) else block
         parse = parse_header if isinstance(block, str) else functools.partial(_numbered, block)
-        h: BlockRef | None = await self.call("eth_getBlockByNumber", [tag, False], require=require, parse=parse)
+        h: BlockRef | None = await self.call(
+            "eth_getBlockByNumber", [tag, False], require=require, provider=provider, retry=retry, parse=parse
+        )
         return h
 
     async def headers(self, numbers: Sequence[int], chunk: int = 500, require: bool = False) -> dict[int, BlockRef]:

@@ -10,16 +10,25 @@ import asyncpg
 import structlog
 
 from indexer import read, reorg
-from indexer.chain import ChainMismatch, Cursor, find_ancestor
+from indexer.chain import ChainMismatch, Cursor, ReorgTooDeep, find_ancestor
+from indexer.decode import Log
 from indexer.live import tip_logs
 from indexer.pipeline import Pipeline
-from indexer.rpc import TransientRpcError
+from indexer.rpc import RetryPolicy, RpcError, TransientRpcError
 
 log = structlog.get_logger("indexer")
 
 
+# A reorg below finality stops the indexer (exit 3, re-index from scratch): only once this many checks in a
+# row, each on a provider that answers for our chain id, saw it. One provider answering from another network
+# (same contracts at the same addresses) was taken for one, at once (review h2).
+DEEP_REORG_CONFIRMATIONS = 3
+CONFIRM_RETRY = RetryPolicy(attempts=2, seconds=10.0)  # per provider, per check
+
+
 class Tip(Pipeline):
     unsealed_seen = False  # header_unsealed logged (once per process)
+    deep_reorg_seen = 0  # checks in a row that found a reorg below finality
 
     # ------------------------------------------------------------ reorgs
 
@@ -29,7 +38,12 @@ class Tip(Pipeline):
         stored = await read.stored_hashes(conn, self.chain_id, self.floor)
         numbers = sorted(n for n in stored if n <= self.cursor.number)
         canonical = {n: h.hash for n, h in (await self.rpc.headers(numbers)).items()}
-        ancestor = find_ancestor({n: stored[n] for n in numbers}, canonical, self.floor)
+        try:
+            ancestor = find_ancestor({n: stored[n] for n in numbers}, canonical, self.floor)
+        except ReorgTooDeep as exc:
+            await self._confirm_deep_reorg(exc, stored[exc.block_number])
+            raise
+        self.deep_reorg_seen = 0
         if ancestor is None:
             return False
         started = time.perf_counter()
@@ -52,6 +66,46 @@ class Tip(Pipeline):
         )
         self._committed(result.seq)
         return True
+
+    async def _confirm_deep_reorg(self, exc: ReorgTooDeep, ours: bytes) -> None:
+        """Raises TransientRpcError (the iteration fails and is tried again) unless every provider that
+        answers our chain id and has the block disagrees with our hash of it, DEEP_REORG_CONFIRMATIONS
+        checks in a row: the headers that disagreed may be one provider's, from another network."""
+        n, on_chain = exc.block_number, 0
+        for i in range(self.rpc.providers):
+            try:
+                if await self.rpc.chain_id(provider=i, retry=CONFIRM_RETRY) != self.chain_id:
+                    continue  # a provider of another network is no evidence (check_chain_ids names it at start)
+                h = await self.rpc.header(n, provider=i, retry=CONFIRM_RETRY)
+            except RpcError:
+                continue  # unreachable now: no evidence either way
+            if h is None:
+                continue
+            on_chain += 1
+            if h.hash == ours:
+                self.deep_reorg_seen = 0
+                raise TransientRpcError(
+                    f"provider {i} agrees with our block {n}, which another answer disagreed with below finality:"
+                    " not a reorg, asked again"
+                )
+        if on_chain == 0:
+            raise TransientRpcError(
+                f"no provider on chain {self.chain_id} answered block {n}: a reorg below"
+                " finality is not taken from other answers"
+            )
+        self.deep_reorg_seen += 1
+        log.warning(
+            "reorg_below_finality_seen",
+            block_number=n,
+            checks=self.deep_reorg_seen,
+            needed=DEEP_REORG_CONFIRMATIONS,
+            providers=on_chain,
+        )
+        if self.deep_reorg_seen < DEEP_REORG_CONFIRMATIONS:
+            raise TransientRpcError(
+                f"every provider on chain {self.chain_id} disagrees with our block {n}, below finality: checked"
+                f" again before stopping ({self.deep_reorg_seen} of {DEEP_REORG_CONFIRMATIONS})"
+            )
 
     # ------------------------------------------------------------ tip
 
@@ -94,7 +148,19 @@ class Tip(Pipeline):
             for lg in logs:
                 if lg.block_hash != header.hash:
                     raise ChainMismatch(f"log of block {n} carries another block hash")
-            unique = sorted({lg.log_index: lg for lg in logs}.values(), key=lambda lg: lg.log_index)
+            by_index: dict[int, Log] = {}
+            for lg in logs:
+                had = by_index.setdefault(lg.log_index, lg)
+                if had is not lg and (had.tx_hash, had.address, had.topics, had.data) != (
+                    lg.tx_hash,
+                    lg.address,
+                    lg.topics,
+                    lg.data,
+                ):  # one answer contradicts itself: neither copy is trusted (review h2)
+                    raise TransientRpcError(
+                        f"logs of block {n} hold two different logs at index {lg.log_index}: asked again"
+                    )
+            unique = sorted(by_index.values(), key=lambda lg: lg.log_index)
             if len(unique) != len(logs):  # a provider repeated a log: its identity is (block, log index)
                 self._range_split("duplicates", from_block=n, to_block=n, duplicates=len(logs) - len(unique))
                 logs = unique

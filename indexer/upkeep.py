@@ -113,7 +113,8 @@ class Upkeep(Backfill):
         stored (indexer/rescan.py). Logs the node has that we lack: logged, counted and, with
         rescan_repair, repaired by re-indexing from the deploy block (derived state folds every event
         since deployment, and finalized blocks have no undo data to roll back to). Logs we have that
-        the node does not report: logged and counted only (a node dropping them is the likelier cause).
+        the node does not report: repaired the same way only when a second provider confirms it, else
+        logged and counted (with one provider, a node dropping logs is as likely as a phantom stored).
         True when it did a pass."""
         interval = self.o.rescan_interval
         if not self.rescan_enabled or interval <= 0 or time.monotonic() < self.next_rescan or self.cursor is None:
@@ -141,9 +142,9 @@ class Upkeep(Backfill):
             first_block=diff.first_block(),
             missing=len(diff.missing),
             extra=len(diff.extra),
-            repair=bool(diff.missing and self.o.rescan_repair),
+            repair=self.o.rescan_repair,
         )
-        if not diff.missing or not self.o.rescan_repair:
+        if not self.o.rescan_repair:
             self.rescan_next = b + 1
             return True
         # Never wipe the index on what may be the node's fault. Logs of a block we hold under another
@@ -166,11 +167,28 @@ class Upkeep(Backfill):
             )
             self.rescan_next = b + 1
             return True
-        second, _ = await rescan.node_identities(self.rpc, a, b, self.addresses, width, avoid=first_read_by)
+        second, second_read_by = await rescan.node_identities(
+            self.rpc, a, b, self.addresses, width, avoid=first_read_by
+        )
         again = rescan.compare(stored, second)
         if not diff.missing <= again.missing:
             log.warning("rescan_unconfirmed", from_block=a, to_block=b, first_read=len(diff.missing))
             return True  # the same range on the next pass
+        # Logs we hold that the node does not report (a phantom a lying provider once added, review h2)
+        # are repaired only when another provider confirms they are not there: with one provider, a node
+        # that drops logs would otherwise make us wipe true events and index the chain without them.
+        other = not (second_read_by & first_read_by)
+        if not diff.missing and not (other and diff.extra <= again.extra):
+            log.warning(
+                "rescan_extra_unconfirmed",
+                from_block=a,
+                to_block=b,
+                extra=len(diff.extra),
+                hint="events stored that the node does not report; with a second provider in chain.rpc_urls"
+                " the re-scan confirms and repairs them, else check the node and run python -m indexer reset",
+            )
+            self.rescan_next = b + 1
+            return True
         await maintenance.reset_chain(conn, self.chain_id)
         self.status.best = -1  # indexed again from the deploy block: each block is progress again
         log.warning("reindex_started", reason="rescan_mismatch", from_block=self.s.deployment.deploy_block)
