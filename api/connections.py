@@ -32,6 +32,7 @@ import resource
 import weakref
 from typing import Any
 
+import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -96,6 +97,28 @@ def protocol(limits: Limits) -> Any:
 
 
 _REFUSAL_LOGGED = [float("-inf")]  # loop time of the last connection_refused line
+
+
+@functools.cache
+def refusal(reason: str) -> bytes:
+    """The 429 written to a connection refused before anything is read (the seed's error body; no path:
+    no request was read). Shared by the feed's socket caps (api/feed_guard.py)."""
+    what = "open connections of this address" if reason.endswith("per_ip") else "open connections"
+    body = orjson.dumps(
+        {
+            "statusCode": 429,
+            "message": "Too many connections",
+            "errors": [{"field": "", "message": f"too many {what} ({reason}); close some and retry"}],
+            "path": "",
+        }
+    )
+    head = (
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
+        f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 MAX_PIPELINED = 16  # requests parsed and waiting behind the one being answered, per connection
 WRITE_PROGRESS = 4096  # bytes a paused answer must drain to restart write_timeout_s (a trickle does not)
 SWEEP_S = 1.0  # how often a server looks for heads past their deadline (one timer per server)
@@ -170,6 +193,8 @@ class GuardedHttp(HttpToolsProtocol):
         if now >= _REFUSAL_LOGGED[0] + 1.0:  # a flood of connections is one line a second, not a log flood
             _REFUSAL_LOGGED[0] = now
             log.warning("connection_refused", reason=reason, client=peer, open=len(self.connections))
+        # a fixed answer, nothing parsed: a client behind a NAT sees why (review h3: a reset without a status)
+        self.transport.write(refusal(reason))
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -9,7 +9,7 @@ connection on:
 - at most `feed_max_connections_per_ip + HANDSHAKE_SLACK` sockets per client address (an IPv6 host
   per /64, and its /48 NETWORK_FACTOR times that; the proxies in `api.forwarded_allow_ips` are
   exempt, their clients are capped at the handshake), and `feed_max_connections` in all: beyond,
-  the socket is closed at once;
+  the socket is closed at once, after a fixed 429 naming the cap;
 - a handshake must finish within `feed_handshake_timeout_s`;
 - websockets' own log lines (a failed handshake logs a traceback per socket) are at most one a
   second, without the traceback: `feed_log_lines_dropped_total` counts the rest;
@@ -35,6 +35,7 @@ from websockets.frames import CloseCode
 from websockets.protocol import State
 
 from api.clientip import Network, count_in, count_out, is_trusted
+from api.connections import refusal
 
 HANDSHAKE_SLACK = 8  # sockets per address beyond the established cap: handshakes in progress, a 429 to answer
 
@@ -167,7 +168,10 @@ def capped(caps: SocketCaps, inbound: Inbound = UNLIMITED) -> type[ServerConnect
             admitted, self._keys = caps.admit(str(peer[0]) if peer else "unknown")
             if not admitted:
                 Connection.connection_made(self, transport)  # the transport only: no handshake task
-                transport.abort()
+                # a fixed 429, nothing read (review h3: a client behind a NAT saw a reset, no reason)
+                transport.write(refusal("feed_connections_per_ip" if caps.count < caps.total else "feed_connections"))
+                transport.close()
+                self.loop.call_later(CLOSE_GRACE_S, transport.abort)  # a client that never reads it
                 return
             self._counted = True
             self._at = time.monotonic()

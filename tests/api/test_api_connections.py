@@ -159,7 +159,10 @@ async def test_open_connections_are_capped_per_address(db_dsn: str, redis_url: s
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
         await asyncio.sleep(0.2)  # the server has counted them
         extra = await asyncio.open_connection("127.0.0.1", port)
-        assert await closed_by_server(extra[0], within=5) == b""  # closed at once, nothing sent
+        refused = await closed_by_server(extra[0], within=5)  # closed at once, with the reason (review h3)
+        assert refused.startswith(b"HTTP/1.1 429 "), refused
+        assert b"retry-after: 1" in refused
+        assert b"connections_per_ip" in refused
         held.pop()[1].close()
         await asyncio.sleep(0.2)
         assert await get(port) == 200  # a slot freed is a slot usable

@@ -32,13 +32,19 @@ def _half_open(port: int) -> socket.socket:
 
 
 def _closed_by_server(s: socket.socket, within: float) -> bool:
+    """Closed within `within`: at once with nothing sent (a handshake overdue), or after a fixed 429 (a
+    socket over a cap, review h3: it was a reset without a reason)."""
     s.settimeout(within)
+    got = b""
     try:
-        return s.recv(1024) == b""
+        while chunk := s.recv(1024):
+            got += chunk
     except ConnectionResetError:
         return True
     except TimeoutError:
         return False
+    assert got == b"" or got.startswith(b"HTTP/1.1 429 "), got[:200]
+    return True
 
 
 async def test_sockets_are_capped_per_address_from_the_tcp_connection_on(db_dsn: str, redis_url: str) -> None:
@@ -53,6 +59,14 @@ async def test_sockets_are_capped_per_address_from_the_tcp_connection_on(db_dsn:
         try:
             for s in extra:  # over the cap: closed at once, not after a handshake timeout
                 assert await asyncio.to_thread(_closed_by_server, s, 5.0)
+            probe = await asyncio.to_thread(socket.create_connection, ("127.0.0.1", port), 5)
+            try:  # and told why: a fixed 429 naming the cap, nothing read
+                probe.settimeout(5)
+                answer = await asyncio.to_thread(probe.recv, 4096)
+            finally:
+                probe.close()
+            assert answer.startswith(b"HTTP/1.1 429 "), answer
+            assert b"feed_connections_per_ip" in answer
             assert not await asyncio.to_thread(_closed_by_server, held[0], 0.3)  # within the cap: kept
             assert REFUSED.labels("per_ip")._value.get() >= before + 5
             assert rt.state.hub.caps.count == cap
