@@ -57,6 +57,7 @@ class State:
     write_probe_pool: asyncpg.Pool
     chains: dict[int, ChainParts] = dataclasses.field(default_factory=dict)
     db_requests: dict[str, int] = dataclasses.field(default_factory=dict)  # per address key: app._answer
+    db_in_flight: int = 0  # requests on the database (read or write pool), every address: app._answer
 
 
 @dataclasses.dataclass(slots=True)

@@ -46,9 +46,10 @@ class ApiSection:
     pool_min: int = 2
     pool_max: int = 10
     pool_acquire_timeout_s: float = 2.0  # a request waits this long for a connection, then 503 + Retry-After
-    # requests of one client address (IPv6: its /64) waiting on or holding a database connection at once;
-    # beyond, 429 + Retry-After: one address within its rate limit used up the read pool (review h3)
-    db_requests_per_ip: int = 4
+    # requests of one client address (IPv6: its /64) waiting on or holding a database connection at once
+    # while half the pool (pool_max) is busy; beyond, 429 + Retry-After: one address within its rate limit
+    # used up the read pool (review h3)
+    db_requests_per_ip: int = 6
     write_pool_max: int = 3  # the primary: nonces, notification marks (the outbox pumps have their own)
     feed_pool_max: int = 3  # the feed's replays: never the HTTP pool
     retry_after_s: int = 1  # Retry-After on a 503 for a busy pool or database

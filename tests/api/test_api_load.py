@@ -149,6 +149,31 @@ async def test_one_address_cannot_hold_the_pool_others_are_served(db_dsn: str, r
             await locker.close()
 
 
+async def test_one_address_over_its_cap_is_served_while_the_pool_is_half_idle(db_dsn: str, redis_url: str) -> None:
+    """Review h4: two tabs of one user, each opening a market page (3 requests at once), were refused
+    with the pool idle. Over its cap an address still gets in while half the pool is free."""
+    await scenario(db_dsn)
+    settings = make_settings(db_dsn, redis_url, cache_enabled=False, pool_max=10, db_requests_per_ip=2)
+    async with serving(settings) as (_rt, base), aiohttp.ClientSession() as http:
+        locker = await asyncpg.connect(db_dsn)
+        try:
+            tx = locker.transaction()
+            await tx.start()
+            await locker.execute("LOCK TABLE idx.positions IN ACCESS EXCLUSIVE MODE")
+
+            async def get(path: str) -> int:
+                async with http.get(base + path) as r:
+                    await r.read()
+                    return r.status
+
+            tabs = [asyncio.ensure_future(get(f"/v1/users/{TRADER}/positions?page={i}")) for i in range(1, 5)]
+            await asyncio.sleep(1)
+            await tx.rollback()
+            assert await asyncio.gather(*tabs) == [200] * 4
+        finally:
+            await locker.close()
+
+
 async def test_a_request_that_cannot_get_a_connection_gets_503_with_retry_after(db_dsn: str, redis_url: str) -> None:
     """Every read connection held elsewhere: the request waits pool_acquire_timeout_s, then 503 in the
     seed's body with Retry-After — never an unbounded wait."""
