@@ -48,7 +48,8 @@ class Status:
     safe: int | None = None
     finalized: int = 0
     indexed: int = -1
-    last_progress: float = dataclasses.field(default_factory=time.monotonic)
+    last_progress: float = dataclasses.field(default_factory=time.monotonic)  # a commit, or a range fetched
+    last_commit: float = dataclasses.field(default_factory=time.monotonic)  # the checkpoint passing its best
     head_moved: float = dataclasses.field(default_factory=time.monotonic)
     last_answer: float = dataclasses.field(default_factory=time.monotonic)  # a provider's last good answer
     degraded: bool = False
@@ -64,12 +65,14 @@ class Status:
         self.indexed = number
         if number > self.best:
             self.best = number
-            self.last_progress = time.monotonic()
+            self.last_progress = self.last_commit = time.monotonic()
 
     def fetched(self, number: int) -> None:
         """A range up to `number` answered. Progress when it passes the highest answered before: a long
         job through a slow, capped provider (hundreds of ranges before one commit) is moving, not stuck
-        (review h2: exit 4 with answers arriving); a job failing and fetching its ranges again is not."""
+        (review h2: exit 4 with answers arriving). Only commits count for the watchdog's hard bound
+        (last_commit): a job that fails at its end and fetches up to a rising head again is not moving
+        (review h4)."""
         if number > self.fetched_best:
             self.fetched_best = number
             self.last_progress = time.monotonic()

@@ -190,7 +190,7 @@ class Indexer(Upkeep):
             # Our checkpoint is above the node's head: a lagging node, or a reorg to a shorter chain.
             if await self.check_reorg(conn, reason="head_below_checkpoint"):
                 return True
-            self.status.last_progress = time.monotonic()
+            self.status.last_progress = self.status.last_commit = time.monotonic()
             return await self.rescan(conn)  # idle as well (a load balancer's lagging backend answered)
         if target == self.cursor.number:
             await checkpoint.set_heads(conn, self.chain_id, heads)  # idle: keep indexer_status fresh
@@ -200,7 +200,7 @@ class Indexer(Upkeep):
             if heads.head == target and self.head_hash and self.head_hash != self.cursor.hash:
                 # Same height, another hash: a reorg that did not (yet) make the chain longer.
                 return await self.check_reorg(conn, reason="head_hash_changed")
-            self.status.last_progress = time.monotonic()
+            self.status.last_progress = self.status.last_commit = time.monotonic()
             return False
         try:
             if target - self.cursor.number > self.o.tip_blocks:
@@ -384,8 +384,9 @@ async def watchdog(
     settings: Settings, status: Status, stop: asyncio.Event, stalled: list[bool], metrics: Metrics | None = None
 ) -> None:
     """Chain head moving while the checkpoint does not, for stall_seconds: "degraded" while the
-    providers still answer (retries are working through a bad provider: logged, indexer_degraded = 1),
-    "stuck" when they do not either, or after four times stall_seconds degraded → stop with EXIT_STALLED."""
+    providers still answer or ranges are still being fetched (retries are working through a bad or
+    slow provider: logged, indexer_degraded = 1), "stuck" when neither, or when the checkpoint has not
+    moved for four times stall_seconds whatever was fetched → stop with EXIT_STALLED."""
     limit = settings.options.stall_seconds
     while not stop.is_set():
         await _wait(stop, min(5.0, limit / 4))
@@ -393,15 +394,16 @@ async def watchdog(
             continue
         now = time.monotonic()
         behind = status.head > status.indexed >= 0
-        idle = now - status.last_progress
-        if not (behind and idle > limit and status.head_moved > status.last_progress):
+        idle = now - status.last_commit
+        if not (behind and idle > limit and status.head_moved > status.last_commit):
             if status.degraded:
                 status.degraded = False
                 if metrics is not None:
                     metrics.degraded.set(0)
                 log.info("indexer_recovered", head=status.head, indexed=status.indexed)
             continue
-        if now - status.last_answer <= limit and idle <= 4 * limit:
+        moving = now - status.last_answer <= limit or now - status.last_progress <= limit
+        if moving and idle <= 4 * limit:
             if not status.degraded:
                 status.degraded = True
                 if metrics is not None:

@@ -24,11 +24,12 @@ log = structlog.get_logger("indexer")
 # (same contracts at the same addresses) was taken for one, at once (review h2).
 DEEP_REORG_CONFIRMATIONS = 3
 CONFIRM_RETRY = RetryPolicy(attempts=2, seconds=10.0)  # per provider, per check
+STALE_BLOCKS = 4  # a provider whose head is further behind the disagreeing ones' is stale: its agreement is no veto
 
 
 class Tip(Pipeline):
     unsealed_seen = False  # header_unsealed logged (once per process)
-    deep_reorg_seen = 0  # checks in a row that found a reorg below finality
+    deep_reorg_seen = 0  # checks that confirmed a reorg below finality since a current provider last denied it
 
     # ------------------------------------------------------------ reorgs
 
@@ -43,7 +44,8 @@ class Tip(Pipeline):
         except ReorgTooDeep as exc:
             await self._confirm_deep_reorg(exc, stored[exc.block_number])
             raise
-        self.deep_reorg_seen = 0
+        # not reset here: a check answered by a stale node finds nothing (review h4); a provider that is
+        # current and agrees with us resets it (_confirm_deep_reorg)
         if ancestor is None:
             return False
         started = time.perf_counter()
@@ -68,30 +70,40 @@ class Tip(Pipeline):
         return True
 
     async def _confirm_deep_reorg(self, exc: ReorgTooDeep, ours: bytes) -> None:
-        """Raises TransientRpcError (the iteration fails and is tried again) unless every provider that
-        answers our chain id and has the block disagrees with our hash of it, DEEP_REORG_CONFIRMATIONS
-        checks in a row: the headers that disagreed may be one provider's, from another network."""
-        n, on_chain = exc.block_number, 0
+        """Raises TransientRpcError (the iteration fails and is tried again) unless, DEEP_REORG_CONFIRMATIONS
+        checks in a row, the providers on our chain id that have the block disagree with our hash of it:
+        the headers that disagreed may be one provider's, from another network (review h2). A provider
+        that agrees counts only if it is not behind the ones that disagree (a node that stopped syncing
+        before the reorg agrees by definition, and kept a real deep reorg from ever stopping, review h4)."""
+        n = exc.block_number
+        agree: list[tuple[int, int]] = []  # (provider, its head)
+        disagree: list[int] = []  # heads of the providers that disagree
         for i in range(self.rpc.providers):
             try:
                 if await self.rpc.chain_id(provider=i, retry=CONFIRM_RETRY) != self.chain_id:
                     continue  # a provider of another network is no evidence (check_chain_ids names it at start)
                 h = await self.rpc.header(n, provider=i, retry=CONFIRM_RETRY)
+                latest = await self.rpc.header("latest", provider=i, retry=CONFIRM_RETRY)
             except RpcError:
                 continue  # unreachable now: no evidence either way
-            if h is None:
+            if h is None or latest is None:
                 continue
-            on_chain += 1
             if h.hash == ours:
-                self.deep_reorg_seen = 0
-                raise TransientRpcError(
-                    f"provider {i} agrees with our block {n}, which another answer disagreed with below finality:"
-                    " not a reorg, asked again"
-                )
-        if on_chain == 0:
+                agree.append((i, latest.number))
+            else:
+                disagree.append(latest.number)
+        if not disagree:
+            self.deep_reorg_seen = 0
             raise TransientRpcError(
-                f"no provider on chain {self.chain_id} answered block {n}: a reorg below"
-                " finality is not taken from other answers"
+                f"no provider on chain {self.chain_id} now disagrees with our block {n} (below finality):"
+                " not a reorg, asked again"
+            )
+        current = [i for i, head in agree if head >= max(disagree) - STALE_BLOCKS]
+        if current:
+            self.deep_reorg_seen = 0
+            raise TransientRpcError(
+                f"provider {current[0]} agrees with our block {n}, which others disagree with below finality:"
+                " providers on two branches, asked again"
             )
         self.deep_reorg_seen += 1
         log.warning(
@@ -99,11 +111,12 @@ class Tip(Pipeline):
             block_number=n,
             checks=self.deep_reorg_seen,
             needed=DEEP_REORG_CONFIRMATIONS,
-            providers=on_chain,
+            disagree=len(disagree),
+            stale_agree=len(agree),
         )
         if self.deep_reorg_seen < DEEP_REORG_CONFIRMATIONS:
             raise TransientRpcError(
-                f"every provider on chain {self.chain_id} disagrees with our block {n}, below finality: checked"
+                f"the providers on chain {self.chain_id} disagree with our block {n}, below finality: checked"
                 f" again before stopping ({self.deep_reorg_seen} of {DEEP_REORG_CONFIRMATIONS})"
             )
 

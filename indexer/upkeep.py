@@ -71,7 +71,7 @@ class Upkeep(Backfill):
         try:
             while not everything.done():
                 await asyncio.wait((everything, stopping), timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
-                self.status.last_progress = time.monotonic()
+                self.status.last_progress = self.status.last_commit = time.monotonic()
                 if stop.is_set() and not everything.done():
                     log.info("index_build_interrupted", indexes=sorted(self.deferred))
                     return

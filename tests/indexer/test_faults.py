@@ -796,7 +796,9 @@ def test_the_watchdog_tells_a_degraded_provider_from_a_stuck_indexer(tmp_path: P
 
     async def scenario() -> tuple[bool, bool, bool]:
         now = time.monotonic()
-        status = Status(head=100, indexed=50, role="writer", last_progress=now - 0.6, head_moved=now)
+        status = Status(
+            head=100, indexed=50, role="writer", last_progress=now - 0.6, last_commit=now - 0.6, head_moved=now
+        )
         stop, stalled = asyncio.Event(), []
         dog = asyncio.create_task(watchdog(settings, status, stop, stalled, metrics))
         deadline = time.monotonic() + 0.6
@@ -806,7 +808,7 @@ def test_the_watchdog_tells_a_degraded_provider_from_a_stuck_indexer(tmp_path: P
             await asyncio.sleep(0.05)
         degraded = status.degraded and not stop.is_set()
         # no answers any more: stuck
-        status.last_progress = time.monotonic() - 0.6
+        status.last_progress = status.last_commit = time.monotonic() - 0.6
         status.last_answer = time.monotonic() - 1.0
         status.head_moved = time.monotonic()
         await asyncio.wait_for(dog, 5)

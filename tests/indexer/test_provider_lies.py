@@ -9,6 +9,9 @@ result with a fresh index of the same chain (helpers.assert_same_index)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +20,11 @@ import msgspec
 import pytest
 
 from core.rpc_errors import TransientRpcError
+from indexer.chain import ReorgTooDeep
 from indexer.fetch import dedupe
-from indexer.service import run
+from indexer.pipeline import Status
+from indexer.service import run, watchdog
+from indexer.tip import DEEP_REORG_CONFIRMATIONS, Tip
 from tests.indexer.faultproxy import FaultProxy, Faults
 from tests.indexer.helpers import Node, assert_same_index, dump, fetch, index_to_head, make_settings, sim
 from tests.indexer.test_faults import FUZZ, QUIET, raw, run_until_head
@@ -367,7 +373,8 @@ def test_a_slow_but_answering_provider_during_a_long_backfill_job_is_not_stuck(
     one backfill job of ~150 blocks takes ~75 answered requests (~19 s) in the fetch process. The
     child reported its answers only with the job's reply, so the watchdog saw none and called it stuck
     after stall_seconds (exit 4). Now it reports every second, and each range answered beyond the
-    highest before is progress: the job is moving, and the indexer catches up."""
+    highest before is progress: the job is moving, and the indexer catches up (within the hard bound,
+    four times stall_seconds without a commit)."""
     import signal
     import time
 
@@ -384,7 +391,7 @@ def test_a_slow_but_answering_provider_during_a_long_backfill_job_is_not_stuck(
         db_dsn,
         request_timeout=5.0,
         poll_interval=0.1,
-        stall_seconds=6.0,
+        stall_seconds=12.0,
         log_level="info",
         initial_span=1000,
         concurrency=1,
@@ -522,3 +529,73 @@ def test_answers_cut_mid_json_or_oversized_are_asked_again(
     assert proxy.counts.get("truncate" if truncate else "pad", 0) > 0, proxy.counts
     for dsn in dsns:
         assert_same_index(dump(dsn), want)
+
+
+# ---------------------------------------------------------------- the fixes' own limits (review h4)
+
+
+async def _stuck_backfill(status: Status, stop: asyncio.Event, report_fetched: bool) -> None:
+    """A backfill whose commit fails every iteration (the checkpoint never moves) while each retry fetches
+    ranges up to the current target, which rises with the head."""
+    status.role, status.indexed = "writer", 1000
+    head = 1100
+    while not stop.is_set():
+        head += 1
+        now = time.monotonic()
+        status.head, status.head_moved, status.last_answer = head, now, now
+        if report_fetched:
+            status.fetched(head)
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("report_fetched", [False, True])
+async def test_a_backfill_whose_commits_always_fail_still_exits_4(report_fetched: bool) -> None:
+    """Ranges fetched up to a rising head are progress for 'degraded', never for the hard bound: a job
+    failing at its end every time still stops after four times stall_seconds without a commit."""
+    limit = 0.3
+    settings = types.SimpleNamespace(options=types.SimpleNamespace(stall_seconds=limit))
+    status, stop, stalled = Status(), asyncio.Event(), []
+    loop = asyncio.create_task(_stuck_backfill(status, stop, report_fetched))
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watchdog(settings, status, stop, stalled), 4 * limit + 3.0)  # type: ignore[arg-type]
+    finally:
+        stop.set()
+        await loop
+    assert stalled == [True], f"checkpoint stuck at {status.indexed}, head {status.head}: the watchdog never fired"
+
+
+class _Providers:
+    """Providers on our chain: those in `moved` followed a reorg below finality (another hash for the block,
+    head 700); the others stopped syncing before it (our hash, head `stale_head`)."""
+
+    def __init__(self, ours: bytes, moved: set[int], n: int, stale_head: int) -> None:
+        self.ours, self.moved, self.providers, self.stale_head = ours, moved, n, stale_head
+
+    async def chain_id(self, provider: int, retry: object) -> int:
+        return 8453
+
+    async def header(self, n: int | str, provider: int, retry: object) -> object:
+        moved = provider in self.moved
+        if n == "latest":
+            return types.SimpleNamespace(number=700 if moved else self.stale_head)
+        return types.SimpleNamespace(number=n, hash=b"\x02" * 32 if moved else self.ours)
+
+
+@pytest.mark.parametrize(("stale_head", "confirmed"), [(600, True), (699, False)])
+async def test_a_stale_provider_does_not_veto_a_real_deep_reorg(stale_head: int, confirmed: bool) -> None:
+    """A node that stopped syncing before a real reorg below finality agrees with our hash by definition:
+    its agreement kept the indexer from ever exiting 3 (review h4). It counts only when it is current."""
+    tip = object.__new__(Tip)
+    tip.chain_id = 8453
+    ours = b"\x01" * 32
+    tip.rpc = _Providers(ours, {0}, 2, stale_head)  # type: ignore[assignment]
+    exc = ReorgTooDeep("deep", 500)
+    seen = 0
+    for _ in range(DEEP_REORG_CONFIRMATIONS):
+        try:
+            await tip._confirm_deep_reorg(exc, ours)
+            seen += 1
+        except TransientRpcError:
+            pass
+    assert (seen > 0) is confirmed
