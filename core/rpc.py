@@ -342,10 +342,11 @@ class Rpc:
         size = resp.content_length
         if limit is None or (size is not None and size <= limit):
             return await resp.read()
-        # Only a range of logs can be split: any other answer that large (a header, a batch of them, a
-        # block's receipts) is a provider padding or garbling it, asked again with backoff like any bad
-        # answer; as RangeTooLarge it ended every iteration without a retry (review h2: stuck at a block).
-        too_large = RangeTooLarge if method.startswith("eth_getLogs") else AnswerTooLarge
+        # Only a range of logs can be split, and a block's receipts read another way (its logs by hash,
+        # indexer.rpc): any other answer that large (a header, a batch of them) is a provider padding or
+        # garbling it, asked again with backoff like any bad answer; as RangeTooLarge it ended every
+        # iteration without a retry (review h2: stuck at a block).
+        too_large = RangeTooLarge if method.startswith(("eth_getLogs", "eth_getBlockReceipts")) else AnswerTooLarge
         if size is not None:
             raise too_large(f"{method} response of {size} bytes exceeds {limit} ([indexer].max_response_mb)")
         buf = bytearray()  # chunked transfer: count as it arrives

@@ -169,9 +169,10 @@ def test_a_batch_size_refusal_is_told_from_a_rate_limit(message: str, refused: b
 async def test_every_answer_is_bounded_not_only_log_ranges() -> None:
     """A header, a block's receipts or an error page larger than max_response_mb is refused as it
     arrives, whatever the method: it used to be read whole into memory. Only a range of logs can be
-    split (RangeTooLarge); any other answer that large is a bad answer, asked again (review h2: as
-    RangeTooLarge it ended every iteration without a retry, and the indexer stood at one block)."""
-    from core.rpc import BadAnswer, RetryPolicy
+    split and a block's receipts read another way (RangeTooLarge); any other answer that large is a bad
+    answer, asked again (review h2: as RangeTooLarge it ended every iteration without a retry, and the
+    indexer stood at one block)."""
+    from core.rpc import BadAnswer, RangeTooLarge, RetryPolicy
     from core.rpc import Rpc as CoreRpc
 
     big = {"result": {"number": "0x1", "padding": "x" * (2 << 20)}}
@@ -179,8 +180,10 @@ async def test_every_answer_is_bounded_not_only_log_ranges() -> None:
     fast = RetryPolicy(attempts=3, seconds=30.0, base=0.001, cap=0.01)
     async with serving(node([big], seen)) as url, CoreRpc([url], 5.0, max_logs_bytes=1 << 20, retry=fast) as rpc:
         with pytest.raises(BadAnswer, match="exceeds"):
+            await rpc.call("eth_getBlockByNumber", ["0x1", False])
+        assert len(seen) == 3  # asked again, each answer cut off at the bound
+        with pytest.raises(RangeTooLarge, match="exceeds"):  # its logs are read by hash instead (indexer.rpc)
             await rpc.call("eth_getBlockReceipts", ["0x" + "11" * 32])
-    assert len(seen) == 3  # asked again, each answer cut off at the bound
     small = {"result": "0x1"}
     async with serving(node([small], seen)) as url, CoreRpc([url], 5.0, max_logs_bytes=1 << 20) as rpc:
         assert await rpc.call("eth_blockNumber", []) == "0x1"
