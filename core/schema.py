@@ -5,6 +5,7 @@ a traceback in a restart loop, and an indexer of an older build ran on a newer s
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -33,11 +34,17 @@ def migration_files(directory: Path = SQL_DIR) -> list[tuple[int, Path]]:
     return files
 
 
+@functools.cache
+def _build_versions() -> frozenset[int]:
+    return frozenset(v for v, _ in migration_files(SQL_DIR))
+
+
 async def schema_problem(
     conn: asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record], directory: Path = SQL_DIR
 ) -> str | None:
-    """Why the database's schema is not this build's (one line saying what to run), or None."""
-    expected = {v for v, _ in migration_files(directory)}
+    """Why the database's schema is not this build's (one line saying what to run), or None. Run on
+    every /ready probe of the API and the keeper: the build's own sql/ is listed once per process."""
+    expected = _build_versions() if directory == SQL_DIR else {v for v, _ in migration_files(directory)}
     if await conn.fetchval("SELECT to_regclass('public.schema_migrations')") is None:
         applied: set[int] = set()
     else:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import subprocess
+import threading
 import time
 import types
 from pathlib import Path
@@ -18,15 +21,29 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+from web3 import Web3
 
+from core.deploy import DeployParams, anvil_account, deploy
 from core.rpc_errors import TransientRpcError
 from indexer.chain import ReorgTooDeep
 from indexer.fetch import dedupe
 from indexer.pipeline import Status
 from indexer.service import run, watchdog
 from indexer.tip import DEEP_REORG_CONFIRMATIONS, Tip
+from tests.chain import Anvil
 from tests.indexer.faultproxy import FaultProxy, Faults
-from tests.indexer.helpers import Node, assert_same_index, dump, fetch, index_to_head, make_settings, sim
+from tests.indexer.helpers import (
+    Node,
+    assert_same_index,
+    dump,
+    fetch,
+    index_to_head,
+    make_settings,
+    sim,
+    start_indexer,
+    wait_caught_up,
+    write_toml,
+)
 from tests.indexer.test_faults import FUZZ, QUIET, raw, run_until_head
 
 CLEAN = {**QUIET, "range_cap": 10**6}
@@ -282,17 +299,20 @@ def test_upper_case_hex_and_removed_logs_end_equal(node: Node, db_dsn: str, fres
 # ---------------------------------------------------------------- outages, against the real process
 
 
+def _stop(proc: subprocess.Popen[bytes], proxy: FaultProxy) -> None:
+    """Ends a test's indexer process (killed if it still runs) and its proxy."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    proxy.stop()
+
+
 def _outage_run(
     node: Node, db_dsn: str, fresh_db: Any, tmp_path: Path, faults: Faults, seconds: float, stall: float, kill: bool
 ) -> tuple[int | None, float, str]:
     """The indexer process through a proxy that turns `faults` on for `seconds` while blocks and events
     keep coming; returns (exit code if it exited during or after the outage, seconds to catch up once
     the faults stop, log tail)."""
-    import signal
-    import time
-
-    from tests.indexer.helpers import start_indexer, wait_caught_up, write_toml
-
     sim(node.url, node.deployment, seed=66, max_events=15)
     proxy = ForgingProxy(node.url, 66, Faults(**CLEAN))
     cfg = write_toml(
@@ -340,10 +360,7 @@ def _outage_run(
             proc.send_signal(signal.SIGTERM)
             proc.wait(20)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proxy.stop()
+        _stop(proc, proxy)
     assert_same_index(dump(db_dsn), fresh_index(node, fresh_db, tmp_path))
     return code, caught, log.read_text()[-4000:]
 
@@ -375,11 +392,6 @@ def test_a_slow_but_answering_provider_during_a_long_backfill_job_is_not_stuck(
     after stall_seconds (exit 4). Now it reports every second, and each range answered beyond the
     highest before is progress: the job is moving, and the indexer catches up (within the hard bound,
     four times stall_seconds without a commit)."""
-    import signal
-    import time
-
-    from tests.indexer.helpers import start_indexer, wait_caught_up, write_toml
-
     sim(node.url, node.deployment, seed=67, max_events=15)
     node.anvil.mine(80)
     proxy = ForgingProxy(node.url, 67, Faults(**{**QUIET, "range_cap": 2}))
@@ -412,10 +424,7 @@ def test_a_slow_but_answering_provider_during_a_long_backfill_job_is_not_stuck(
             proc.send_signal(signal.SIGTERM)
             proc.wait(20)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proxy.stop()
+        _stop(proc, proxy)
     text = log.read_text()
     print([ln[:220] for ln in text.splitlines() if "stalled" in ln or "degraded" in ln])
     assert code is None, f"exit {code}: " + "\n".join(ln[:300] for ln in text.splitlines() if "stall" in ln)
@@ -432,11 +441,6 @@ def test_a_provider_switched_to_another_chain_mid_run_is_not_a_deep_reorg(
     1337, the same contracts deployed at the same addresses) for a while, then comes back. Expected:
     its answers are refused as another chain's (the chain id re-checked when hashes disagree), no
     exit 3 asking to wipe and re-index; the index ends equal to a fresh one."""
-    from web3 import Web3
-
-    from core.deploy import DeployParams, anvil_account, deploy
-    from tests.chain import Anvil
-
     sim(node.url, node.deployment, seed=68, max_events=15)
     other = Anvil(chain_id=1337)
     try:
@@ -470,8 +474,6 @@ def test_a_provider_switched_to_another_chain_mid_run_is_not_a_deep_reorg(
 
 def switch(proxy: FaultProxy, url: str, node: Node) -> None:
     """Once the indexer is at the head: the proxy's upstream becomes `url` for 10 s (node keeps mining)."""
-    import time
-
     time.sleep(3)
     proxy.upstream = url
     for _ in range(20):
@@ -482,8 +484,6 @@ def switch(proxy: FaultProxy, url: str, node: Node) -> None:
 def background_run(settings: Any, during: Any) -> int | None:
     """run() (not until_head) in a thread while `during()` runs here; then stopped. Its exit code if
     it ended by itself, else None."""
-    import threading
-
     box: dict[str, Any] = {}
 
     def main() -> None:
