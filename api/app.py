@@ -46,6 +46,7 @@ from api.feed import Hub
 from api.metrics import Metrics
 from api.outbox import Pump
 from api.params import parse
+from api.rankings import Rankings
 from api.ratelimit import SIGNIN, RateLimiter, exempt
 from api.redis_health import RedisHealth
 from api.routes import ENDPOINTS, system
@@ -589,6 +590,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             default.hub,
             probe_pool,
             write_probe_pool,
+            Rankings(a.aggregate_cache_ttl_s),
             chains,
         )
         stop = asyncio.Event()

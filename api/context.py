@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from api.feed import Hub
     from api.metrics import Metrics
     from api.outbox import Pump
+    from api.rankings import Rankings
     from api.ratelimit import RateLimiter
 
 Record = asyncpg.Record
@@ -55,6 +56,7 @@ class State:
     # and one on the primary (dsn) in a writable session: a failover that leaves it read-only answers
     # reads but refuses sign-in, and /ready says "degraded" (review h2)
     write_probe_pool: asyncpg.Pool
+    rankings: Rankings
     chains: dict[int, ChainParts] = dataclasses.field(default_factory=dict)
     db_requests: dict[str, int] = dataclasses.field(default_factory=dict)  # per address key: app._answer
     db_in_flight: int = 0  # requests on the database (read or write pool), every address: app._answer

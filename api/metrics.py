@@ -45,6 +45,9 @@ class Metrics:
             "api_pool_acquire_timeouts_total", "requests answered 503: no pool connection in time", ["pool"], registry=r
         )
         self.pool_in_use = Gauge("api_pool_connections_in_use", "pool connections checked out", ["pool"], registry=r)
+        self.live_rankings = Counter(
+            "api_live_rankings_total", "leaderboards ranked live (no keeper ranking yet)", ["board"], registry=r
+        )  # traders | creators
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.cache_hit_local = self.cache.labels("hit_local")
 

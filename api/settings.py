@@ -113,6 +113,9 @@ class ApiSection:
     web_enabled: bool = True  # the reference page at / (api/static)
     public_feed_url: str = ""  # the feed's address as browsers reach it; "" = ws://<page's host>:feed_port
     agg_max_age_s: int = 900  # keeper aggregates (agg.*) older than this are ignored (live SQL instead)
+    # rows of a leaderboard ranked live (a chain the keeper has never ranked: api/rankings.py); the keeper's
+    # rankings hold its own leaderboard_size (the same default)
+    leaderboard_size: int = 100
 
     @property
     def db_answer_s(self) -> float:
@@ -192,6 +195,7 @@ RANGES: Ranges = {
     "feed_frames_per_s": (0, 100_000, "frames", True),
     "feed_frame_burst": (1, 1_000_000, "frames", False),
     "agg_max_age_s": (1, 604_800, "seconds", False),
+    "leaderboard_size": (1, 100_000, "rows", False),
 }
 
 

@@ -6,12 +6,15 @@ same rules as /users/{address}/positions); a time window uses the cash flow insi
 
 Leaderboards are the keeper's rankings (agg.leaderboard_*, sql/027: the top `leaderboard_size` of
 every window and order, refreshed every aggregate run), served whatever their age with
-`meta.refreshedAt`; a chain the keeper has never ranked is ranked live by the same rules.
+`meta.refreshedAt`; a chain the keeper has never ranked is ranked live by the same rules: its top
+`api.leaderboard_size`, computed once per (board, order, window) and kept (api/rankings.py), every
+page a slice of it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from api.context import Ctx, Endpoint
@@ -28,18 +31,18 @@ WITH p AS (
     FROM idx.positions p JOIN idx.markets m ON m.chain_id = p.chain_id AND m.market_id = p.market_id
    WHERE p.chain_id = $1
 )
-SELECT holder AS trader, sum(pnl) AS pnl, sum(volume) AS volume, sum(trade_count) AS trades, count(*) OVER () AS total
-  FROM p GROUP BY holder ORDER BY {order} LIMIT $2 OFFSET $3
+SELECT holder AS trader, sum(pnl) AS pnl, sum(volume) AS volume, sum(trade_count) AS trades
+  FROM p GROUP BY holder ORDER BY {order} LIMIT $2
 """
 WINDOW_SQL = """
 WITH f AS (
   SELECT trader, CASE WHEN is_buy THEN -collateral ELSE collateral END AS cash, collateral AS volume, 1 AS trades
-    FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= now() - $4::interval
+    FROM idx.ev_trade WHERE chain_id = $1 AND block_time >= now() - $3::interval
   UNION ALL
-  SELECT holder, payout, 0, 0 FROM idx.ev_winnings_claimed WHERE chain_id = $1 AND block_time >= now() - $4::interval
+  SELECT holder, payout, 0, 0 FROM idx.ev_winnings_claimed WHERE chain_id = $1 AND block_time >= now() - $3::interval
 )
-SELECT trader, sum(cash) AS pnl, sum(volume) AS volume, sum(trades) AS trades, count(*) OVER () AS total
-  FROM f GROUP BY trader HAVING sum(trades) > 0 ORDER BY {order} LIMIT $2 OFFSET $3
+SELECT trader, sum(cash) AS pnl, sum(volume) AS volume, sum(trades) AS trades
+  FROM f GROUP BY trader HAVING sum(trades) > 0 ORDER BY {order} LIMIT $2
 """
 AGG_TRADERS_SQL = """
 SELECT trader, pnl, volume, trades, count(*) OVER () AS total
@@ -49,6 +52,31 @@ SELECT trader, pnl, volume, trades, count(*) OVER () AS total
 TRADER_ORDER = {"pnl": "pnl DESC, trader", "volume": "volume DESC, trader"}
 
 
+async def _agg_page(ctx: Ctx, sql: str, table: str, limit: int, off: int) -> tuple[Sequence[Any], int]:
+    """A page of the keeper's ranking and the ranking's size (a page past its end too)."""
+    w, by = ctx.params["window"], ctx.params["by"]
+    rows = await ctx.conn.fetch(sql, ctx.chain_id, limit, off, w, by)
+    if rows:
+        return rows, int(rows[0]["total"])
+    total = await ctx.conn.fetchval(
+        f'SELECT count(*) FROM agg.{table} WHERE chain_id = $1 AND "window" = $2 AND "by" = $3', ctx.chain_id, w, by
+    )
+    return rows, int(total)
+
+
+async def _live_page(ctx: Ctx, board: str, limit: int, off: int, sql: str, *args: Any) -> tuple[Sequence[Any], int]:
+    """A page of the live ranking (the top `api.leaderboard_size`, api/rankings.py) and its size."""
+    a = ctx.state.settings.api
+
+    async def compute() -> Sequence[Any]:
+        ctx.state.metrics.live_rankings.labels(board).inc()
+        return await ctx.conn.fetch(sql, ctx.chain_id, a.leaderboard_size, *args)
+
+    key = (board, ctx.chain_id, ctx.params["by"], ctx.params["window"])
+    ranking = await ctx.state.rankings.get(key, compute, a.db_answer_s)
+    return ranking[off : off + limit], len(ranking)
+
+
 async def traders(ctx: Ctx) -> dict[str, Any]:
     """Traders ranked by PnL or volume over a window."""
     limit, off = offset(ctx)
@@ -56,12 +84,11 @@ async def traders(ctx: Ctx) -> dict[str, Any]:
     w = ctx.params["window"]
     agg_at = await agg_fresh(ctx, "leaderboard_traders", any_age=True)
     if agg_at is not None:  # the keeper's ranking (same definitions), top N only
-        rows = await ctx.conn.fetch(AGG_TRADERS_SQL, ctx.chain_id, limit, off, w, ctx.params["by"])
+        rows, total = await _agg_page(ctx, AGG_TRADERS_SQL, "leaderboard_traders", limit, off)
     elif w == "all":
-        rows = await ctx.conn.fetch(PNL_ALL_SQL.format(order=order), ctx.chain_id, limit, off)
+        rows, total = await _live_page(ctx, "traders", limit, off, PNL_ALL_SQL.format(order=order))
     else:
-        rows = await ctx.conn.fetch(WINDOW_SQL.format(order=order), ctx.chain_id, limit, off, WINDOWS[w])
-    total = int(rows[0]["total"]) if rows else 0
+        rows, total = await _live_page(ctx, "traders", limit, off, WINDOW_SQL.format(order=order), WINDOWS[w])
     data = [
         {
             "rank": off + i + 1,
@@ -86,14 +113,14 @@ async def traders(ctx: Ctx) -> dict[str, Any]:
 
 
 CREATORS_ALL_SQL = """
-SELECT creator, holder_count AS holders, volume, trade_count AS trades, count(*) OVER () AS total
-  FROM idx.creators WHERE chain_id = $1 ORDER BY {order} LIMIT $2 OFFSET $3
+SELECT creator, holder_count AS holders, volume, trade_count AS trades
+  FROM idx.creators WHERE chain_id = $1 ORDER BY {order} LIMIT $2
 """
 CREATORS_WINDOW_SQL = """
-SELECT s.creator, c.holder_count AS holders, sum(s.price) AS volume, count(*) AS trades, count(*) OVER () AS total
+SELECT s.creator, c.holder_count AS holders, sum(s.price) AS volume, count(*) AS trades
   FROM idx.ev_shares_traded s JOIN idx.creators c ON c.chain_id = s.chain_id AND c.creator = s.creator
- WHERE s.chain_id = $1 AND s.block_time >= now() - $4::interval
- GROUP BY s.creator, c.holder_count ORDER BY {order} LIMIT $2 OFFSET $3
+ WHERE s.chain_id = $1 AND s.block_time >= now() - $3::interval
+ GROUP BY s.creator, c.holder_count ORDER BY {order} LIMIT $2
 """
 AGG_CREATORS_SQL = """
 SELECT creator, holder_count AS holders, volume, trades, count(*) OVER () AS total
@@ -110,12 +137,11 @@ async def creators(ctx: Ctx) -> dict[str, Any]:
     w = ctx.params["window"]
     agg_at = await agg_fresh(ctx, "leaderboard_creators", any_age=True)
     if agg_at is not None:
-        rows = await ctx.conn.fetch(AGG_CREATORS_SQL, ctx.chain_id, limit, off, w, ctx.params["by"])
+        rows, total = await _agg_page(ctx, AGG_CREATORS_SQL, "leaderboard_creators", limit, off)
     elif w == "all":
-        rows = await ctx.conn.fetch(CREATORS_ALL_SQL.format(order=order), ctx.chain_id, limit, off)
+        rows, total = await _live_page(ctx, "creators", limit, off, CREATORS_ALL_SQL.format(order=order))
     else:
-        rows = await ctx.conn.fetch(CREATORS_WINDOW_SQL.format(order=order), ctx.chain_id, limit, off, WINDOWS[w])
-    total = int(rows[0]["total"]) if rows else 0
+        rows, total = await _live_page(ctx, "creators", limit, off, CREATORS_WINDOW_SQL.format(order=order), WINDOWS[w])
     data = [
         {
             "rank": off + i + 1,

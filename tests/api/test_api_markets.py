@@ -318,6 +318,8 @@ def test_keeper_aggregates_used_when_fresh(filled: TestClient, db_dsn: str) -> N
     refreshed = dt.datetime.fromisoformat(stale["meta"]["refreshedAt"].replace("Z", "+00:00"))
     assert dt.datetime.now(dt.UTC) - refreshed > dt.timedelta(hours=23)
     assert filled.get("/v1/leaderboards/traders", params={"window": "24h", "by": "volume"}).json()["data"] == []
+    past = filled.get("/v1/leaderboards/traders", params={"window": "24h", "limit": 1, "page": 2}).json()
+    assert (past["data"], past["meta"]["total"], past["meta"]["hasPrevious"]) == ([], 1, True)  # the ranking's size
     asyncio.run(agg(None))
     live = filled.get("/v1/leaderboards/traders", params={"window": "24h", "limit": 6}).json()
     assert live["meta"]["source"] == "live"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from starlette.testclient import TestClient
 
+from api.app import create_app
+from api.settings import Settings
 from tests.api.rows import scenario
 from tests.api.test_api_markets import assert_error
 
@@ -95,3 +98,27 @@ def test_leaderboards_and_stats(filled: TestClient) -> None:
     assert filled.get("/v1/stats").json()["data"]["trades"] == 2
     assert filled.get("/v1/leaderboards/creators").json()["data"] == []
     assert_error(filled.get("/v1/leaderboards/traders", params={"window": "1y"}), 400, "window")
+
+
+def test_live_leaderboard_is_ranked_once_and_every_page_is_a_slice(filled: TestClient, settings: Settings) -> None:
+    """No keeper ranking yet: the first page ranks the top leaderboard_size once (review h3: every
+    uncached page ranked every position again); other pages, limits and requests slice it."""
+    runs = filled.app.state.runtime.state.metrics.live_rankings.labels("traders")  # type: ignore[attr-defined]
+    before = runs._value.get()
+    whole = filled.get("/v1/leaderboards/traders", params={"limit": 2}).json()
+    assert whole["meta"]["source"] == "live"
+    assert (whole["meta"]["total"], len(whole["data"])) == (2, 2)
+    one = filled.get("/v1/leaderboards/traders", params={"limit": 1}).json()
+    two = filled.get("/v1/leaderboards/traders", params={"limit": 1, "page": 2}).json()
+    past = filled.get("/v1/leaderboards/traders", params={"limit": 1, "page": 3}).json()
+    assert one["data"] + two["data"] == whole["data"]
+    assert [r["rank"] for r in one["data"] + two["data"]] == [1, 2]
+    assert (one["meta"]["totalPages"], two["meta"]["hasNext"], past["data"], past["meta"]["total"]) == (2, False, [], 2)
+    assert runs._value.get() - before == 1
+    filled.get("/v1/leaderboards/traders", params={"by": "volume"})
+    assert runs._value.get() - before == 2  # another order is another ranking
+
+    small = dataclasses.replace(settings, api=dataclasses.replace(settings.api, leaderboard_size=1))
+    with TestClient(create_app(small, serve_feed=False)) as c:
+        top = c.get("/v1/leaderboards/traders", params={"limit": 5}).json()
+    assert (top["data"], top["meta"]["total"]) == (whole["data"][:1], 1)
