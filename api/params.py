@@ -103,7 +103,7 @@ def filter_pattern(p: Param) -> str:
     return f"^{one}(,{one})*$"
 
 
-def _parse_time(value: str) -> dt.datetime | None:
+def parse_time(value: str) -> dt.datetime | None:
     if not TIME_RE.fullmatch(value):
         return None
     if _INT.fullmatch(value):
@@ -160,7 +160,7 @@ def _one(p: Param, raw: str, errors: list[FieldError], field: str) -> Any:
             return None
         return raw
     if p.kind == "time":
-        t = _parse_time(raw)
+        t = parse_time(raw)
         if t is None:
             errors.append(FieldError(field, "must be an RFC 3339 date-time (2024-12-31T23:59:59Z) or unix seconds"))
         return t

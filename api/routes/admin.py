@@ -10,7 +10,7 @@ import orjson
 from api.context import Ctx, Endpoint
 from api.encode import hexs, iso
 from api.errors import ApiError, FieldError, ValidationFailed
-from api.params import Param, page_params
+from api.params import Param, page_params, parse_time
 from api.routes.common import OUTCOMES, offset, page_meta
 from api.schemas import ADDRESS, BOOL, HASH, INT, OUTCOME, STR, TIME, UINT, arr, enum, model, null, obj
 from core import resolution as R
@@ -308,18 +308,16 @@ MAINTENANCE_BODY = {
 }
 
 
-def _time(body: dict[str, Any], key: str, errors: list[FieldError]) -> str | None:
+def _time(body: dict[str, Any], key: str, errors: list[FieldError]) -> dt.datetime | None:
+    """The query parameters' parser (review h5: an offset taking the time past year 9999 or before
+    year 1 in UTC answered 500)."""
     v = body.get(key)
     if v is None:
         return None
-    try:
-        t = dt.datetime.fromisoformat(str(v).replace("Z", "+00:00"))
-    except ValueError:
-        errors.append(FieldError(key, "must be an ISO 8601 timestamp"))
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return iso(t)
+    t = parse_time(v) if isinstance(v, str) else None
+    if t is None:
+        errors.append(FieldError(key, "must be an RFC 3339 date-time (2024-12-31T23:59:59Z) in years 1..9999 UTC"))
+    return t
 
 
 async def maintenance(ctx: Ctx) -> dict[str, Any]:
@@ -330,6 +328,8 @@ async def maintenance(ctx: Ctx) -> dict[str, Any]:
     if not isinstance(msg, str) or not msg.strip() or len(msg) > 500:
         errors.append(FieldError("message", "is required: 1..500 characters"))
     starts, ends = _time(body, "startsAt", errors), _time(body, "endsAt", errors)
+    if starts is not None and ends is not None and ends < starts:
+        errors.append(FieldError("endsAt", "must not be before startsAt"))
     if errors:
         raise ValidationFailed(errors)
     assert ctx.user is not None
@@ -338,7 +338,7 @@ async def maintenance(ctx: Ctx) -> dict[str, Any]:
         "event": "system:maintenance",
         "seq": None,
         "rooms": ["global:all"],
-        "data": {"message": msg, "startsAt": starts, "endsAt": ends, "by": ctx.user.address},
+        "data": {"message": msg, "startsAt": iso(starts), "endsAt": iso(ends), "by": ctx.user.address},
         "ts": iso(dt.datetime.now(dt.UTC)),
     }
     everywhere = await ctx.state.pump.publish_broadcast(orjson.dumps(payload))
