@@ -438,7 +438,7 @@ async def _answer(
         state.db_in_flight -= 1
         count_out(state.db_requests, counted)
     status = int(out.pop("__status__", 200))
-    out["asOf"] = as_of
+    out["asOf"] = ctx.as_of or as_of
     data = dumps(out)
     if key is not None and field is not None and status == 200:
         ttl = a.aggregate_cache_ttl_s if ep.aggregate else a.cache_ttl_s

@@ -74,6 +74,8 @@ class Ctx:
     # Epoch seconds after which the answer is wrong without any chain event: a market shown "active"
     # closes at its end time. The cache keeps the answer no longer than this (see api/app.py).
     fresh_until: float | None = None
+    # The answer's `asOf` when it is older than the request (a kept live ranking); None = read now.
+    as_of: dict[str, Any] | None = None
 
     @property
     def chain_id(self) -> int:

@@ -14,10 +14,11 @@ page a slice of it.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from api.context import Ctx, Endpoint
+from api.context import Ctx, Endpoint, fetch_as_of
 from api.encode import hexs, iso, units
 from api.params import Param, filters_hash, page_params
 from api.routes.common import WINDOWS, agg_fresh, offset, page_meta
@@ -65,15 +66,21 @@ async def _agg_page(ctx: Ctx, sql: str, table: str, limit: int, off: int) -> tup
 
 
 async def _live_page(ctx: Ctx, board: str, limit: int, off: int, sql: str, *args: Any) -> tuple[Sequence[Any], int]:
-    """A page of the live ranking (the top `api.leaderboard_size`, api/rankings.py) and its size."""
+    """A page of the live ranking (the top `api.leaderboard_size`, api/rankings.py) and its size.
+    The answer says the block the ranking was computed at, and is cached no longer than it is kept."""
     a = ctx.state.settings.api
+    st = ctx.state
+    cache = st.chains[ctx.chain].cache if ctx.chain is not None else st.cache
 
-    async def compute() -> Sequence[Any]:
-        ctx.state.metrics.live_rankings.labels(board).inc()
-        return await ctx.conn.fetch(sql, ctx.chain_id, a.leaderboard_size, *args)
+    async def compute() -> tuple[dict[str, Any], Sequence[Any]]:
+        st.metrics.live_rankings.labels(board).inc()
+        as_of = await fetch_as_of(ctx.conn, ctx.chain_id)  # the data is at least this new
+        return as_of, await ctx.conn.fetch(sql, ctx.chain_id, a.leaderboard_size, *args)
 
     key = (board, ctx.chain_id, ctx.params["by"], ctx.params["window"])
-    ranking = await ctx.state.rankings.get(key, compute, a.db_answer_s)
+    kept = await st.rankings.get(key, compute, a.db_answer_s, cache.all_generation)
+    ctx.as_of, ranking = kept.value
+    ctx.stale_at(time.time() + kept.remaining_s())
     return ranking[off : off + limit], len(ranking)
 
 
