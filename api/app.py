@@ -361,6 +361,18 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
     return Route(ep.path, call, methods=[ep.method], name=f"{ep.method} {ep.path}")
 
 
+def _count_all(open_: dict[str, int], keys: list[str], cap: int) -> tuple[str, ...] | None:
+    """count_in for each key; None, counting nothing, when any of them is full."""
+    taken: tuple[str, ...] = ()
+    for k in keys:
+        got = count_in(open_, k, cap)
+        if got is None:
+            count_out(open_, taken)
+            return None
+        taken += got
+    return taken
+
+
 async def _answer(
     ep: Endpoint,
     request: Request,
@@ -379,16 +391,17 @@ async def _answer(
     a = state.settings.api
     retry = {"Retry-After": str(a.retry_after_s)}
     acquired = False
-    # one address's requests on the database at once (review h3: 40 concurrent uncached pages from one
-    # address, within its rate limit, held the whole read pool and other clients got 503)
-    # one address's (a signed-in user's) requests on the database at once, as the rate limiter counts them,
-    # admins exempt (review h3: 40 concurrent uncached pages from one address, within its rate limit, held
-    # the whole read pool and other clients got 503)
+    # one client address's requests on the database at once, and a signed-in user's as well, admins exempt
+    # (review h3: 40 concurrent uncached pages from one address, within its rate limit, held the whole read
+    # pool and other clients got 503; review h5: counted by the user alone, one address with a throwaway
+    # wallet signed in got twice its share)
     principal = request.scope.get("gl_principal")
-    who = f"user:{principal.address}" if principal is not None else str(request.scope.get("gl_client_ip") or "")
     counted: tuple[str, ...] | None = ()
     if principal is None or not principal.is_admin:
-        counted = count_in(state.db_requests, who, a.db_requests_per_ip)
+        who = [str(request.scope.get("gl_client_ip") or "")]
+        if principal is not None:
+            who.append(f"user:{principal.address}")
+        counted = _count_all(state.db_requests, who, a.db_requests_per_ip)
         # over its cap, an address still gets in while half the pool is idle: one user's tabs on a quiet
         # API are not refused (review h4), a crowd from one address is once it holds the pool
         if counted is None and state.db_in_flight < a.pool_max // 2:

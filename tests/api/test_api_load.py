@@ -149,6 +149,45 @@ async def test_one_address_cannot_hold_the_pool_others_are_served(db_dsn: str, r
             await locker.close()
 
 
+async def test_a_signed_in_wallet_does_not_add_to_its_address_share(db_dsn: str, redis_url: str) -> None:
+    """Review h5: a signed-in request was counted by its user alone, so one address with a throwaway
+    wallet (any key signs in) got twice its cap and held the whole pool: another address got 503.
+    Now a signed-in request counts for its address and for its user."""
+    await scenario(db_dsn)
+    settings = make_settings(
+        db_dsn,
+        redis_url,
+        cache_enabled=False,
+        pool_max=4,
+        db_requests_per_ip=2,
+        pool_acquire_timeout_s=1.0,
+        forwarded_allow_ips=["127.0.0.1"],
+    )
+    token, _ = issue_token(settings, Principal("0x" + "e7" * 20, frozenset({"user"})))
+    async with serving(settings) as (_rt, base), aiohttp.ClientSession() as http:
+        locker = await asyncpg.connect(db_dsn)
+        try:
+            tx = locker.transaction()
+            await tx.start()
+            await locker.execute("LOCK TABLE idx.positions IN ACCESS EXCLUSIVE MODE")
+
+            async def get(path: str, client: str, signed_in: bool = False) -> int:
+                headers = {"X-Forwarded-For": client, **({"Authorization": f"Bearer {token}"} if signed_in else {})}
+                async with http.get(base + path, headers=headers) as r:
+                    await r.read()
+                    return r.status
+
+            pages = [f"/v1/users/{TRADER}/positions?page={i}" for i in range(1, 5)]
+            hog = [asyncio.ensure_future(get(p, "10.0.0.2", signed_in=i % 2 == 1)) for i, p in enumerate(pages)]
+            done, _ = await asyncio.wait(hog, timeout=3)
+            assert sorted(t.result() for t in done) == [429, 429]
+            assert await get("/v1/markets/1", "10.0.0.3") == 200  # another address, meanwhile
+            await tx.rollback()
+            assert await asyncio.gather(*(t for t in hog if t not in done)) == [200, 200]
+        finally:
+            await locker.close()
+
+
 async def test_one_address_over_its_cap_is_served_while_the_pool_is_half_idle(db_dsn: str, redis_url: str) -> None:
     """Review h4: two tabs of one user, each opening a market page (3 requests at once), were refused
     with the pool idle. Over its cap an address still gets in while half the pool is free."""
