@@ -220,7 +220,7 @@ class Cache:
         self._l1_del((key, field))  # an older body for the key goes, whether or not this one is kept
         if self.l1_max <= 0 or len(value) > self.l1_max_bytes // 16:  # a huge body would evict a crowd
             return
-        self.l1[(key, field)] = (time.monotonic() + min(self.l1_ttl_s, ttl_s or self.l1_ttl_s), value)
+        self.l1[(key, field)] = (time.monotonic() + min(self.l1_ttl_s, self.l1_ttl_s if ttl_s is None else ttl_s), value)
         self.l1_bytes += len(value)
         while len(self.l1) > self.l1_max or self.l1_bytes > self.l1_max_bytes:
             _, (_, old) = self.l1.popitem(last=False)
@@ -264,7 +264,12 @@ class Cache:
         assert self.client is not None
         before = self.generation
         try:
-            value = await cast("Awaitable[bytes | None]", self.client.hget(self.ns + key, field))
+            # with the key's remaining life: L1 keeps the answer no longer than Redis does (review h5:
+            # a market page cached to its end time stayed "active" in another worker's L1 past it)
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hget(self.ns + key, field)
+                pipe.pttl(self.ns + key)
+                value, pttl = await pipe.execute()
         except (RedisError, OSError) as exc:
             self._failed("get", exc)
             self.metrics.cache.labels("error").inc()
@@ -272,7 +277,7 @@ class Cache:
         self._ok()
         self.metrics.cache.labels("hit" if value is not None else "miss").inc()
         if value is not None and not self.stale(key, before):  # not invalidated while we waited
-            self._l1_put(key, field, value)
+            self._l1_put(key, field, value, pttl / 1000 if pttl > 0 else None)
         return value
 
     async def set(self, key: str, field: str, value: bytes, generation: int, ttl_s: int | None = None) -> None:
