@@ -41,7 +41,7 @@ import asyncio
 import dataclasses
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -220,7 +220,8 @@ class Cache:
         self._l1_del((key, field))  # an older body for the key goes, whether or not this one is kept
         if self.l1_max <= 0 or len(value) > self.l1_max_bytes // 16:  # a huge body would evict a crowd
             return
-        self.l1[(key, field)] = (time.monotonic() + min(self.l1_ttl_s, self.l1_ttl_s if ttl_s is None else ttl_s), value)
+        life = self.l1_ttl_s if ttl_s is None else min(self.l1_ttl_s, ttl_s)
+        self.l1[(key, field)] = (time.monotonic() + life, value)
         self.l1_bytes += len(value)
         while len(self.l1) > self.l1_max or self.l1_bytes > self.l1_max_bytes:
             _, (_, old) = self.l1.popitem(last=False)
