@@ -270,12 +270,13 @@ class Cache:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hget(self.ns + key, field)
                 pipe.pttl(self.ns + key)
-                value, pttl = await pipe.execute()
+                got, pttl = await pipe.execute()
         except (RedisError, OSError) as exc:
             self._failed("get", exc)
             self.metrics.cache.labels("error").inc()
             return None
         self._ok()
+        value: bytes | None = got
         self.metrics.cache.labels("hit" if value is not None else "miss").inc()
         if value is not None and not self.stale(key, before):  # not invalidated while we waited
             self._l1_put(key, field, value, pttl / 1000 if pttl > 0 else None)
