@@ -458,7 +458,7 @@ async def _answer(
         if ctx.fresh_until is not None:  # e.g. a market shown "active" closes at its end time
             ttl = min(ttl, math.floor(ctx.fresh_until - time.time()))
         if ttl > 0:
-            await cache.set(key, field, data, generation, ttl)
+            await cache.set(key, field, data, generation, ttl, ctx.deps)
     return data, status
 
 

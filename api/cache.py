@@ -27,6 +27,13 @@ after it — `set` is skipped when its key was invalidated since the request rea
 (per key: a trade in one market does not stop a slow answer about another from being cached, and
 an outbox row that invalidates nothing, `chain:finalized`, moves nothing).
 
+Answers that depend on other keys' data (review h5: a user's positions are valued at each market's
+price and status, which other traders' trades and a proposal change; holdings and dividends at each
+creator's): `set(..., deps=["market:7", ...])` stores with the answer each dependency's epoch, a
+random token in that key's hash (field `__epoch`, made when missing). Invalidating the dependency
+deletes its hash and so the token: a read whose tokens no longer match is a miss. In L1 the same
+answer is dropped once a dependency's generation moves. More than MAX_DEPS dependencies: not cached.
+
 Redis down: every call fails fast, counts as `error`, and the API answers from PostgreSQL;
 `api_redis_up` and /ready report it. Calls are retried after a back-off shared with the rate
 limiter (api/redis_health.py: 1 s doubling to 30 s while Redis keeps failing). An invalidation
@@ -39,11 +46,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
+import orjson
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
@@ -59,6 +68,8 @@ GLOBAL_KEYS = ("markets:list", "markets:trending", "creators:list")
 # so they are not invalidated per event but live `aggregate_cache_ttl_s` (60 s) — documented.
 AGGREGATE_KEYS = ("leaderboard:traders", "leaderboard:creators", "stats")
 MAX_VARIANTS = 1000
+MAX_DEPS = 256  # an answer depending on more keys (a user in more markets) is not cached
+EPOCH = "__epoch"  # the field of a key's hash holding its epoch token (never a variant's hash)
 KEY_GENERATIONS_MAX = 10_000  # keys whose last invalidation is remembered; beyond, all count as invalidated
 
 
@@ -113,7 +124,8 @@ class Cache:
         self.generation = 0
         # shared with the rate limiter and the other chains' caches (one client): api/redis_health.py
         self.health = health if health is not None else RedisHealth(metrics, up=client is not None)
-        self.l1: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
+        # (key, field) -> (expires, body, dependencies, generation when stored)
+        self.l1: OrderedDict[tuple[str, str], tuple[float, bytes, tuple[str, ...], int]] = OrderedDict()
         self.l1_max = l1_max
         self.l1_max_bytes = l1_max_bytes  # the bodies held: 2,048 list pages of ~100 KB were 200 MB (review s15)
         self.l1_bytes = 0
@@ -157,9 +169,11 @@ class Cache:
             self.metrics.cache.labels("shared").inc()
         return answer
 
-    def stale(self, key: str, generation: int) -> bool:
-        """Was `key` invalidated after `generation` (read before the answer was computed)?"""
-        return self.all_generation > generation or self.key_generation.get(key, 0) > generation
+    def stale(self, key: str, generation: int, deps: Sequence[str] = ()) -> bool:
+        """Was `key`, or one of `deps`, invalidated after `generation` (read before the answer was computed)?"""
+        if self.all_generation > generation or self.key_generation.get(key, 0) > generation:
+            return True
+        return any(self.key_generation.get(d, 0) > generation for d in deps)
 
     def _invalidated(self, keys: set[str] | None) -> None:
         self.generation += 1
@@ -210,22 +224,30 @@ class Cache:
         entry = self.l1.get((key, field))
         if entry is None:
             return None
-        if entry[0] < time.monotonic():
+        if entry[0] < time.monotonic() or (entry[2] and self.stale(key, entry[3], entry[2])):
             self._l1_del((key, field))
             return None
         self.l1.move_to_end((key, field))
         return entry[1]
 
-    def _l1_put(self, key: str, field: str, value: bytes, ttl_s: float | None = None) -> None:
+    def _l1_put(
+        self,
+        key: str,
+        field: str,
+        value: bytes,
+        ttl_s: float | None = None,
+        deps: tuple[str, ...] = (),
+        generation: int = 0,
+    ) -> None:
         self._l1_del((key, field))  # an older body for the key goes, whether or not this one is kept
         if self.l1_max <= 0 or len(value) > self.l1_max_bytes // 16:  # a huge body would evict a crowd
             return
         life = self.l1_ttl_s if ttl_s is None else min(self.l1_ttl_s, ttl_s)
-        self.l1[(key, field)] = (time.monotonic() + life, value)
+        self.l1[(key, field)] = (time.monotonic() + life, value, deps, generation)
         self.l1_bytes += len(value)
         while len(self.l1) > self.l1_max or self.l1_bytes > self.l1_max_bytes:
-            _, (_, old) = self.l1.popitem(last=False)
-            self.l1_bytes -= len(old)
+            _, evicted = self.l1.popitem(last=False)
+            self.l1_bytes -= len(evicted[1])
 
     def _l1_del(self, k: tuple[str, str]) -> None:
         entry = self.l1.pop(k, None)
@@ -264,13 +286,24 @@ class Cache:
             return None
         assert self.client is not None
         before = self.generation
+        deps: tuple[str, ...] = ()
         try:
             # with the key's remaining life: L1 keeps the answer no longer than Redis does (review h5:
             # a market page cached to its end time stayed "active" in another worker's L1 past it)
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hget(self.ns + key, field)
+                pipe.hget(self.ns + key, field + "#deps")
                 pipe.pttl(self.ns + key)
-                got, pttl = await pipe.execute()
+                got, stamped, pttl = await pipe.execute()
+            if got is not None and stamped is not None:
+                try:
+                    epochs = orjson.loads(stamped)
+                except orjson.JSONDecodeError:
+                    epochs = None
+                if not isinstance(epochs, dict) or not await self._epochs_hold(epochs):
+                    got = None
+                else:
+                    deps = tuple(epochs)
         except (RedisError, OSError) as exc:
             self._failed("get", exc)
             self.metrics.cache.labels("error").inc()
@@ -278,28 +311,56 @@ class Cache:
         self._ok()
         value: bytes | None = got
         self.metrics.cache.labels("hit" if value is not None else "miss").inc()
-        if value is not None and not self.stale(key, before):  # not invalidated while we waited
-            self._l1_put(key, field, value, pttl / 1000 if pttl > 0 else None)
+        if value is not None and not self.stale(key, before, deps):  # not invalidated while we waited
+            self._l1_put(key, field, value, pttl / 1000 if pttl > 0 else None, deps, before)
         return value
 
-    async def set(self, key: str, field: str, value: bytes, generation: int, ttl_s: int | None = None) -> None:
-        """Stores a variant unless an invalidation ran since `generation` was read. The key (all its
-        variants) lives at most `ttl_s`: a shorter TTL than the key's shortens it (EXPIRE LT), a
-        longer one never prolongs it."""
-        if self.stale(key, generation):
+    async def _epochs_hold(self, epochs: dict[str, str]) -> bool:
+        """Do the dependencies still carry the epochs an answer was stored with (none invalidated since)?"""
+        assert self.client is not None
+        async with self.client.pipeline(transaction=False) as pipe:
+            for dep in epochs:
+                pipe.hget(self.ns + dep, EPOCH)
+            now = await pipe.execute()
+        return all(n is not None and n.decode() == e for n, e in zip(now, epochs.values(), strict=True))
+
+    async def _epochs(self, deps: Sequence[str], ttl_s: int) -> dict[str, str]:
+        """Each dependency's epoch token, made where missing (its hash then lives `ttl_s` at most)."""
+        assert self.client is not None
+        async with self.client.pipeline(transaction=False) as pipe:
+            for dep in deps:
+                pipe.hsetnx(self.ns + dep, EPOCH, secrets.token_hex(8))
+                pipe.expire(self.ns + dep, ttl_s, nx=True)
+                pipe.hget(self.ns + dep, EPOCH)
+            out = await pipe.execute()
+        return {dep: out[3 * i + 2].decode() for i, dep in enumerate(deps)}
+
+    async def set(
+        self, key: str, field: str, value: bytes, generation: int, ttl_s: int | None = None, deps: Sequence[str] = ()
+    ) -> None:
+        """Stores a variant unless an invalidation of it or of one of `deps` ran since `generation` was
+        read. The key (all its variants) lives at most `ttl_s`: a shorter TTL than the key's shortens
+        it (EXPIRE LT), a longer one never prolongs it."""
+        deps = tuple(sorted(set(deps)))
+        if len(deps) > MAX_DEPS or self.stale(key, generation, deps):
             return
-        self._l1_put(key, field, value, ttl_s)
+        self._l1_put(key, field, value, ttl_s, deps, generation)
         if not self._available() or ((self.owed_all or self.owed) and not await self._settled()):
             return
         assert self.client is not None
         full = self.ns + key
         try:
+            epochs = await self._epochs(deps, ttl_s or self.ttl_s) if deps else None
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hset(full, field, cast(Any, value))
+                if epochs is not None:
+                    pipe.hset(full, field + "#deps", orjson.dumps(epochs).decode())
+                else:
+                    pipe.hdel(full, field + "#deps")
                 pipe.expire(full, ttl_s or self.ttl_s, lt=True)
                 pipe.hlen(full)
-                _, _, count = await pipe.execute()
-            if self.stale(key, generation):  # invalidated while we were writing
+                count = (await pipe.execute())[-1]
+            if self.stale(key, generation, deps):  # invalidated while we were writing
                 await self.client.delete(full)
             elif int(count) > MAX_VARIANTS:
                 await self.client.delete(full)

@@ -5,7 +5,7 @@ builds its routes and api/openapi.py the OpenAPI document."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
@@ -76,10 +76,17 @@ class Ctx:
     fresh_until: float | None = None
     # The answer's `asOf` when it is older than the request (a kept live ranking); None = read now.
     as_of: dict[str, Any] | None = None
+    # Cache keys whose invalidation makes this answer wrong besides its own (api/cache.py, deps).
+    deps: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def chain_id(self) -> int:
         return self.state.settings.chain_id if self.chain is None else self.chain
+
+    def depends_on(self, keys: Iterable[str]) -> None:
+        """The answer being built is valued with these keys' data (a user's positions at their markets'
+        prices): the cache drops it when one of them is invalidated."""
+        self.deps.extend(keys)
 
     def stale_at(self, when: float) -> None:
         """The answer being built stops being true at `when` (epoch seconds)."""

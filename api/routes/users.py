@@ -14,6 +14,7 @@ import datetime as dt
 import re
 from typing import Any
 
+from api.cache import MAX_DEPS
 from api.context import Ctx, Endpoint, Handler, Record
 from api.encode import hexs, iso, ratio, units
 from api.errors import ApiError, FieldError, ValidationFailed
@@ -121,8 +122,27 @@ STATUS_SQL = {
 }
 
 
+DEP_MARKETS_SQL = "SELECT market_id FROM idx.positions WHERE chain_id = $1 AND holder = $2 LIMIT $3"
+DEP_CREATORS_SQL = "SELECT creator FROM idx.share_holdings WHERE chain_id = $1 AND holder = $2 LIMIT $3"
+
+
+async def depend_on_markets(ctx: Ctx) -> None:
+    """The answer values the user's positions at their markets' prices and statuses, which other
+    traders' trades and a proposal or resolution change (review h5: cached until the user's own next
+    trade): every market the user holds is a dependency of the cached answer."""
+    rows = await ctx.conn.fetch(DEP_MARKETS_SQL, ctx.chain_id, ctx.params["address"], MAX_DEPS + 1)
+    ctx.depends_on(f"market:{r['market_id']}" for r in rows)
+
+
+async def depend_on_creators(ctx: Ctx) -> None:
+    """The same for creator shares: their price and the dividends they earn move with the creator."""
+    rows = await ctx.conn.fetch(DEP_CREATORS_SQL, ctx.chain_id, ctx.params["address"], MAX_DEPS + 1)
+    ctx.depends_on(f"creator:0x{bytes(r['creator']).hex()}" for r in rows)
+
+
 async def positions(ctx: Ctx) -> dict[str, Any]:
     """A user's positions with average price, cost basis, realized/unrealized PnL and claimable payout."""
+    await depend_on_markets(ctx)  # the page's and the total's (a status filter counts every position)
     limit, off = offset(ctx)
     cond = STATUS_SQL[ctx.params["status"]]
     base = f"""FROM idx.positions p JOIN idx.markets m ON m.chain_id = p.chain_id AND m.market_id = p.market_id
@@ -171,6 +191,8 @@ async def summary(ctx: Ctx) -> dict[str, Any]:
     )
     extra = await ctx.conn.fetchrow(SUMMARY_EXTRA_SQL, ctx.chain_id, addr)
     assert extra is not None
+    ctx.depends_on(f"market:{r['market_id']}" for r in rows)
+    await depend_on_creators(ctx)
     cost = value = realized = unrealized = claimable = volume = trades = 0
     counts = {"open": 0, "redeemable": 0, "closed": 0}
     for r in rows:
@@ -324,6 +346,7 @@ async def holdings(ctx: Ctx) -> dict[str, Any]:
     unit = await curve_unit(ctx)
     limit, off = offset(ctx)
     rows = await ctx.conn.fetch(HOLDINGS_SQL, ctx.chain_id, ctx.params["address"], limit, off)
+    ctx.depends_on(f"creator:{hexs(r['creator'])}" for r in rows)
     total = await ctx.conn.fetchval(
         "SELECT count(*) FROM idx.share_holdings WHERE chain_id = $1 AND holder = $2 AND shares > 0",
         ctx.chain_id,
@@ -354,6 +377,7 @@ async def holdings(ctx: Ctx) -> dict[str, Any]:
 async def dividends(ctx: Ctx) -> dict[str, Any]:
     """Claimable dividends per creator (largest first, at most 1,000; totalClaimable covers every
     holding) and the history of claims (cursor-paginated)."""
+    await depend_on_creators(ctx)  # totalClaimable covers every holding
     rows = await ctx.conn.fetch(DIVIDENDS_SQL, ctx.chain_id, ctx.params["address"], CLAIMABLE_MAX)
     claimable = [{"creator": hexs(r["creator"]), "amount": units(r["claimable"])} for r in rows]
     key = cursor_key(ctx) or [2**62, 0]

@@ -73,17 +73,17 @@ def test_the_local_level_is_bounded_in_bytes_as_well_as_entries() -> None:
     cache = Cache(None, "bytes", 31337, 300, Metrics(), l1_max_bytes=16_000)
     for i in range(10):
         cache._l1_put(f"k{i}", "v", bytes([i]) * 900)
-    assert cache.l1_bytes == sum(len(v) for _, v in cache.l1.values()) <= 16_000
+    assert cache.l1_bytes == sum(len(e[1]) for e in cache.l1.values()) <= 16_000
     assert list(cache.l1) == [(f"k{i}", "v") for i in range(10)]  # 9,000 bytes: all held
     for i in range(10, 20):
         cache._l1_put(f"k{i}", "v", bytes([i]) * 900)
-    assert cache.l1_bytes == sum(len(v) for _, v in cache.l1.values()) <= 16_000
+    assert cache.l1_bytes == sum(len(e[1]) for e in cache.l1.values()) <= 16_000
     assert cache._l1_get("k0", "v") is None
     assert cache._l1_get("k19", "v") == bytes([19]) * 900
     cache._l1_put("big", "v", b"x" * 1_001)
     assert cache._l1_get("big", "v") is None
     cache._l1_put("k19", "v", b"y")  # a replaced body is counted once
-    assert cache.l1_bytes == sum(len(v) for _, v in cache.l1.values())
+    assert cache.l1_bytes == sum(len(e[1]) for e in cache.l1.values())
     cache._l1_drop({"k19"})
     cache.clear_local()
     assert (cache.l1_bytes, len(cache.l1)) == (0, 0)
