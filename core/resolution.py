@@ -112,6 +112,14 @@ def parse_text(value: Any, field: str, limit: int = MAX_REASON) -> str:
         raise RequestError(field, f"must be at most {limit} characters, got {len(value)}")
     if "\x00" in value:  # PostgreSQL text cannot hold NUL
         raise RequestError(field, "must not contain NUL (\\u0000) characters")
+    try:  # argv bytes that are not UTF-8 arrive as lone surrogates (surrogateescape): no database can store them
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(
+            field,
+            f"must be valid UTF-8 text; character {exc.start + 1} is not (a byte from a non-UTF-8 terminal or"
+            " paste?): type it again in a UTF-8 locale",
+        ) from None
     return value.strip()
 
 

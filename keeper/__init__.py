@@ -13,11 +13,14 @@ Errors (each module defines its own; core.config.ConfigError, a ValueError, name
     ├── keys.TxSignError      a transaction dict eth_account refused to sign
     ├── rpc.RpcError          the node answered with an error or is unreachable (`transient`)
     ├── store.FencedError     this process is no longer the leader: stop writing (and so sending)
+    ├── daemon.DistributionDeferred  due creators the node did not answer for: the run fails, the day is retried
     ├── tx.TxError            the ledger lost a row it was following
     └── Unreachable           the database or every node did not answer at start (CLI exit 3)
+    store.DatabaseUnreachable (an OSError; store.PoolTimeout also a TimeoutError): no pooled connection could be had
 A job failing `max_consecutive_failures` times in a row with a systemic fault (database or every RPC
 URL unreachable, signer unusable) halts the daemon (exit 1) for its supervisor to restart; one bad
-item is marked failed and skipped, and other failures are retried on the next tick.
+item is marked failed and skipped, and other failures are retried on the next tick. `database_unreachable`
+is only the database's own connection errors; an OSError from elsewhere (the API the warm job asks) is not.
 """
 
 

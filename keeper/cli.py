@@ -68,7 +68,9 @@ async def _connect(settings: Settings) -> asyncpg.Connection:
 def say(text: str, err: bool = False) -> None:
     """CLI output (stdout for results, stderr for errors); the daemon itself only logs."""
     stream = sys.stderr if err else sys.stdout
-    stream.write(text + "\n")
+    # an echoed argument may hold bytes argv decoding kept as lone surrogates (a non-UTF-8 terminal): shown
+    # escaped, never a UnicodeEncodeError traceback
+    stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
     stream.flush()
 
 

@@ -12,7 +12,12 @@ row: then the daemon halts with exit 1 and its supervisor (scripts/run.py, ops/s
 with back-off.
 
 One-off jobs asked while a daemon leads (`keeper run --once` finds the lock taken) arrive as rows in
-keeper.job_requests; the leader runs them under its lock within leader_poll_s and records the outcome.
+keeper.job_requests; the leader runs them under its lock within leader_poll_s and records the outcome
+(a database error mid-way is healed by its next poll).
+
+A distribution missed while no leader ran, or whose run failed, is caught up by the leader (catch_up):
+pending from taking the lock until a catch-up finds the period done, tried again each poll after a
+database error and with back-off after a failed run.
 
 Shutdown (SIGINT/SIGTERM): stop the scheduler → wait for the running job → release the lock →
 close the pool and the RPC session. Pending transactions stay in the ledger and are followed
@@ -69,6 +74,36 @@ NOT_LEADER = 3  # main()'s return code when --once finds another keeper holding 
 ONCE_WAIT_S = 120.0  # `run --once` follows its transactions this long, then exits 1 (they stay in the ledger)
 
 
+# The database could not be reached or dropped the connection: asyncpg's connection errors, and the ones
+# keeper.store.connection raises when no pooled connection can be had (a socket error, the acquire timeout).
+DATABASE_GONE: tuple[type[BaseException], ...] = (
+    store.DatabaseUnreachable,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+)
+# Jobs whose failures say nothing about the keeper's own database, node or signer: never a systemic fault,
+# never a reason for /ready to fail (warm only asks the API; its failures are logged and counted).
+NEVER_SYSTEMIC = frozenset({"warm"})
+
+
+DISTRIBUTE_RETRY_S = 60.0  # a failed distribution is tried again after this, doubling per failure ...
+DISTRIBUTE_RETRY_MAX_S = 900.0  # ... up to this (the period's next firing takes over from there)
+
+
+class DistributionDeferred(KeeperError):
+    """A distribute run left due creators unsent because the node did not answer their reads or simulations
+    (rate limit, timeout): the run fails — not a systemic fault — and the period is retried (Daemon.catch_up)."""
+
+    def __init__(self, period: str, counts: dict[str, int]) -> None:
+        super().__init__(
+            f"distribution {period}: {counts.get('deferred', 0)} due creators not sent, the node did not answer"
+            " (rate limit, timeout); the period is retried"
+        )
+        self.counts = counts
+
+
 class JobTimeout(KeeperError):
     """A job run outlived keeper.job_timeout_s and was cancelled (a lock or a socket that never answers)."""
 
@@ -82,10 +117,11 @@ def systemic_fault(exc: BaseException) -> str | None:
         return "rpc_unreachable"  # Rpc tried every URL (with retries) before raising this
     if isinstance(exc, KeyLoadError | TxSignError):
         return "signer_unusable"
-    if isinstance(
-        exc, OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError
-    ):
-        return "database_unreachable"  # TimeoutError (a pool acquire) is an OSError too
+    if isinstance(exc, DATABASE_GONE):
+        # only the database's own connection errors: an OSError or TimeoutError from anywhere else (the API
+        # the warm job asks, a file) is an ordinary failure — every OSError was this before review h6, and an
+        # API that was down halted the keeper as a database fault
+        return "database_unreachable"
     if isinstance(exc, asyncpg.exceptions.ReadOnlySQLTransactionError):
         return "database_read_only"  # a failover left [database].dsn on a standby: no item can be recorded
     return None
@@ -114,6 +150,12 @@ class Daemon:
         self.faults: dict[str, int] = {}  # consecutive systemic faults per job: the halt budget
         self.last_detail: dict[str, dict[str, Any]] = {}
         self._requests: asyncio.Task[int] | None = None
+        self._serving = asyncio.Lock()  # one serve_requests pass at a time
+        self._unrecorded: dict[int, tuple[str, dict[str, Any]]] = {}  # request id → outcome not written yet
+        # loop time the next catch-up (Daemon.catch_up) is due; None = nothing to catch up. Set on taking the
+        # lock and after a failed distribute run; cleared only by a catch-up that found the period done
+        self._catch_up_at: float | None = None
+        self._distribute_failures = 0  # distribute runs failed in a row: the retry's back-off
         # the lease: PostgreSQL ends a silent leader's lock session after leader_lease_s; the Leader's own
         # heartbeat task keeps it alive meanwhile, including during the inline recovery in lead()
         self.leader = Leader(
@@ -205,8 +247,10 @@ class Daemon:
         except Exception as exc:
             outcome = "failed"
             detail = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            if isinstance(exc, DistributionDeferred):
+                detail.update(exc.counts)
             self.failures[name] = self.failures.get(name, 0) + 1
-            fault = systemic_fault(exc)
+            fault = None if name in NEVER_SYSTEMIC else systemic_fault(exc)
             if fault is None:  # one job run failed: the next tick retries; never a reason to stop
                 self.faults[name] = 0
                 log.error("job_failed", job=name, error=detail["error"], consecutive=self.failures[name])
@@ -241,28 +285,67 @@ class Daemon:
                         orjson.dumps(detail if isinstance(detail, dict) else {}).decode(),
                     )
         self.last_detail[name] = detail if isinstance(detail, dict) else {}
+        if name == "distribute" and not self.dry_run:
+            self._distribution_ran(outcome)
         return outcome
 
+    def _distribution_ran(self, outcome: str) -> None:
+        """A distribute run that failed (the node or the database down at 00:00, creators the node did not
+        answer for) is retried within its period, with back-off: the schedule fires once a day, and a failed
+        run used to leave the day's distribution to the next day (review h6)."""
+        if outcome == "ok":
+            self._distribute_failures = 0
+            self._catch_up_at = None
+        elif outcome == "failed":
+            self._distribute_failures += 1
+            delay = min(DISTRIBUTE_RETRY_MAX_S, DISTRIBUTE_RETRY_S * 2 ** min(self._distribute_failures - 1, 10))
+            self._catch_up_at = asyncio.get_running_loop().time() + delay
+            self.metrics.distribution_retries.inc()
+            log.warning("distribution_retry_scheduled", in_s=delay, failures_in_a_row=self._distribute_failures)
+
     async def serve_requests(self) -> int:
-        """Runs the one-off jobs operators asked for (keeper.job_requests) under this leader's lock."""
+        """Runs the one-off jobs operators asked for (keeper.job_requests) under this leader's lock, one pass at
+        a time. A pass starts with no request of this process in progress, so every unfinished request is
+        claimable: one an earlier epoch claimed (that leader stopped, crashed or was fenced mid-way) and one an
+        earlier pass of this leader claimed and never ran (a database error, a cancelled task, review h6: it
+        was stranded until a failover). A request whose job ran but whose outcome could not be written keeps
+        its outcome here and is written first by the next pass (the job is not run twice)."""
+        async with self._serving:
+            fence = self.leader.fence
+            if fence is None:
+                return 0
+            await self._write_unrecorded()
+            return await self._serve_claimed(fence.epoch)
+
+    async def _write_unrecorded(self) -> None:
+        for request_id, (outcome, detail) in sorted(self._unrecorded.items()):
+            async with store.connection(self.pool) as conn:
+                await conn.execute(
+                    "UPDATE keeper.job_requests SET finished_at = now(), outcome = $2, detail = $3::jsonb"
+                    " WHERE id = $1 AND finished_at IS NULL",
+                    request_id,
+                    outcome,
+                    orjson.dumps(detail, default=str).decode(),
+                )
+            del self._unrecorded[request_id]
+            log.info("job_request_recorded", request_id=request_id, outcome=outcome, late=True)
+
+    async def _serve_claimed(self, epoch: int) -> int:
         table = self.job_table()
-        fence = self.leader.fence
-        if fence is None:
-            return 0
         async with store.connection(self.pool) as conn:
-            # A request an earlier epoch claimed but never finished was lost with that leader (it stopped,
-            # crashed or was fenced mid-way): epochs only grow, so this leader takes it over.
             rows = await conn.fetch(
                 """
                 WITH claim AS (
                     SELECT id, epoch AS prior_epoch FROM keeper.job_requests
-                     WHERE chain_id = $1 AND finished_at IS NULL AND (started_at IS NULL OR epoch < $2)
+                     WHERE chain_id = $1 AND finished_at IS NULL AND (epoch IS NULL OR epoch <= $2)
+                       AND NOT (id = ANY($3::bigint[]))
                      ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED)
                 UPDATE keeper.job_requests r SET started_at = now(), epoch = $2 FROM claim WHERE r.id = claim.id
                 RETURNING r.id, r.job, r.requested_by, claim.prior_epoch
                 """,
                 self.settings.chain.chain_id,
-                fence.epoch,
+                epoch,
+                list(self._unrecorded),
             )
         for r in sorted(rows, key=lambda r: r["id"]):
             if r["prior_epoch"] is not None:
@@ -280,24 +363,30 @@ class Daemon:
                 log.warning("job_request_returned", job=r["job"], request_id=r["id"], reason="not_leader")
                 continue
             detail: dict[str, Any] = self.last_detail.get(r["job"], {})
-            async with store.connection(self.pool) as conn:
-                await conn.execute(
-                    "UPDATE keeper.job_requests SET finished_at = now(), outcome = $2, detail = $3::jsonb"
-                    " WHERE id = $1",
-                    r["id"],
-                    "ok" if outcome == "ok" else "failed",
-                    orjson.dumps(detail, default=str).decode(),
-                )
+            # kept until written: a failed write (the error ends this pass) is retried by the next pass, and the
+            # requests this pass claimed but did not reach are claimed again by it
+            self._unrecorded[r["id"]] = ("ok" if outcome == "ok" else "failed", detail)
+            await self._write_unrecorded()
         return len(rows)
 
     async def warm(self) -> dict[str, int]:
         """Warms the API's hot Redis keys through the API itself (core.warm), so what is cached and how
         it is invalidated has one definition."""
-        statuses: dict[str, int] = await warm(self.settings.keeper.api_base_url)
+        # bounded well inside job_timeout_s: a hung API fails this run (WarmError), never the job timeout
+        deadline = min(120.0, self.settings.keeper.job_timeout_s / 2)
+        statuses: dict[str, int] = await warm(self.settings.keeper.api_base_url, deadline_s=deadline)
         bad = {p: s for p, s in statuses.items() if s >= 500}
         if bad:
             raise RuntimeError(f"warming got server errors: {bad}")
         return {"paths": len(statuses)}
+
+    async def distribute(self, period: str) -> dict[str, int]:
+        """jobs.distribute; a run that left due creators unsent for want of an answer from the node fails
+        (DistributionDeferred), so it is not the period's `ok` run and is retried."""
+        counts = await jobs.distribute(self.ctx, period)
+        if counts.get("deferred"):
+            raise DistributionDeferred(period, counts)
+        return counts
 
     async def aggregate(self) -> dict[str, int]:
         k = self.settings.keeper
@@ -331,7 +420,7 @@ class Daemon:
             "resolve": lambda: jobs.resolve(self.ctx),
             "finalize": lambda: jobs.finalize(self.ctx),
             "expire": lambda: jobs.expire(self.ctx),
-            "distribute": lambda: jobs.distribute(self.ctx, self.distribution_period()),
+            "distribute": lambda: self.distribute(self.distribution_period()),
             "aggregate": self.aggregate,
             "warm": self.warm,
             "notify": self.notify,
@@ -357,6 +446,7 @@ class Daemon:
             try:
                 if self.leader.is_leader:
                     await self.leader.check()
+                    await self._catch_up_if_due()
                 else:
                     fence = await self.leader.try_acquire()
                     if fence is not None:
@@ -365,7 +455,8 @@ class Daemon:
                         # recovery runs inline: the Leader's heartbeat task keeps the lease meanwhile, and a
                         # lease lost mid-way makes the remaining runs skip (run_job checks is_leader)
                         await self.run_job("track", self.track)  # follow what the last leader left
-                        await self.catch_up()
+                        self._catch_up_at = asyncio.get_running_loop().time()
+                        await self._catch_up_if_due()
                         # due work does not wait a whole interval after a restart or failover
                         table = self.job_table()
                         for name in RESOLUTION_JOBS:
@@ -395,7 +486,14 @@ class Daemon:
         try:
             return await self.serve_requests()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("job_requests_unreadable", error=type(exc).__name__)
+            # the next poll serves them: unfinished requests are claimed again, unwritten outcomes written
+            self.metrics.job_request_errors.inc()
+            log.warning(
+                "job_requests_failed",
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                unrecorded=len(self._unrecorded),
+                action="retried at the next leader poll",
+            )
             return 0
 
     def last_distribution_due(self, now: dt.datetime | None = None) -> dt.datetime | None:
@@ -416,11 +514,30 @@ class Daemon:
         now = now or dt.datetime.now(dt.UTC)
         return jobs.period_of(self.last_distribution_due(now) or now)
 
+    async def _catch_up_if_due(self) -> None:
+        """catch_up when one is pending and due. Its own database error (PostgreSQL restarting, a pool acquire
+        timing out) leaves it pending for the next leader poll: it ran once, inline on taking the lock, and an
+        error there lost the day's distribution (review h6)."""
+        loop = asyncio.get_running_loop()
+        if self._catch_up_at is None or not self.leader.is_leader or loop.time() < self._catch_up_at:
+            return
+        try:
+            await self.catch_up()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self.metrics.catch_up_failures.inc()
+            log.warning(
+                "catch_up_failed",
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                action="tried again at the next leader poll",
+            )
+
     async def catch_up(self) -> None:
-        """A distribution whose scheduled time passed while no leader ran (downtime, failover) runs now;
-        the period key keeps it to once per day."""
+        """A distribution whose scheduled time passed while no leader ran (downtime, failover), or whose run
+        failed, runs now; the period key keeps it to once per day. Clears the pending catch-up once the period
+        has its `ok` run (a failed run schedules the next try, _distribution_ran)."""
         last_due = self.last_distribution_due()
         if last_due is None:
+            self._catch_up_at = None
             return
         async with store.connection(self.pool) as conn:
             done = await conn.fetchval(
@@ -429,9 +546,14 @@ class Daemon:
                 self.settings.chain.chain_id,
                 last_due,
             )
-        if not done:
-            log.info("distribution_catch_up", scheduled_at=last_due.isoformat())
-            await self.run_job("distribute", lambda: jobs.distribute(self.ctx, jobs.period_of(last_due)))
+        if done:
+            self._catch_up_at = None
+            self._distribute_failures = 0
+            return
+        log.info("distribution_catch_up", scheduled_at=last_due.isoformat())
+        outcome = await self.run_job("distribute", lambda: self.distribute(jobs.period_of(last_due)))
+        if outcome == "skipped":  # a run in progress decides (or this process stopped leading): look again later
+            self._catch_up_at = asyncio.get_running_loop().time() + DISTRIBUTE_RETRY_S
 
     # -------------------------------------------------------------- http
 
@@ -501,7 +623,11 @@ class Daemon:
             self._ready_checks["rpc"] = True
         except Exception:
             self._ready_checks["rpc"] = False
-        failing = [j for j, n in self.failures.items() if n >= self.settings.keeper.max_consecutive_failures]
+        failing = [
+            j
+            for j, n in self.failures.items()
+            if n >= self.settings.keeper.max_consecutive_failures and j not in NEVER_SYSTEMIC
+        ]
         self._ready_checks["jobs"] = not failing
         self._ready_checks["jobs_not_stuck"] = not self.stuck_jobs()
         self._ready_checks["leadership"] = self.leader_check_failures == 0

@@ -8,6 +8,10 @@ ended; disputes are alerted, never finalized), expire (resolveExpired past end +
 disputed market also past its arbitration deadline), distribute (daily dividends), aggregate (agg.* tables),
 warm (Redis, through the API itself, core.warm), notify (ending-soon notifications, via the outbox), track (the tx
 manager). One item that cannot be encoded, checked or simulated is marked failed and skipped (ItemFailure).
+An item the node did not answer for (a rate limit, a timeout: RpcError.node_trouble) is an ItemFailure too,
+`transient`: counted and recorded like any, but its queue entry stays queued and the next run asks again —
+for distribute, whose period is a day, the run counts it `deferred` and the daemon retries the period
+(review h6: such a creator was skipped silently, or recorded as a revert, for the whole day).
 """
 
 from __future__ import annotations
@@ -80,6 +84,12 @@ class ItemFailure:
     job_key: str
     queue_id: int | None
     error: str
+    transient: bool = False  # the node did not answer (RpcError.node_trouble): asked again by the next run
+
+
+def _unanswered(stage: str, job_key: str, queue_id: int | None, exc: RpcError | str) -> ItemFailure:
+    """The item whose read or simulation the node did not answer (rate limit, timeout, overload)."""
+    return ItemFailure(stage, job_key, queue_id, f"node did not answer: {str(exc)[:200]}", transient=True)
 
 
 def _describe(exc: BaseException) -> str:
@@ -91,7 +101,16 @@ async def _record_failures(ctx: Context, job: str, failed: list[ItemFailure]) ->
     if any, becomes `failed` with the error so the operator sees it in `keeper queue --all`)."""
     for f in failed:
         ctx.metrics.item_failures.labels(job=job, stage=f.stage).inc()
-        log.error("item_failed", job=job, stage=f.stage, job_key=f.job_key, queue_id=f.queue_id, error=f.error)
+        log.error(
+            "item_failed",
+            job=job,
+            stage=f.stage,
+            job_key=f.job_key,
+            queue_id=f.queue_id,
+            error=f.error,
+            transient=f.transient,
+            **({"action": "asked again by the next run"} if f.transient else {}),
+        )
     if ctx.dry_run:
         for f in failed:
             ctx.plan({"job": job, "job_key": f.job_key, "action": "failed", "reason": f"{f.stage}: {f.error}"})
@@ -104,8 +123,8 @@ async def _record_failures(ctx: Context, job: str, failed: list[ItemFailure]) ->
         ctx.epoch(),
         [(job, f.job_key, "failed", f"{f.stage}: {f.error}", {"queue_id": f.queue_id}) for f in failed],
     )
-    await store.fail_queue_entries(
-        ctx.pool, ctx.fence(), [(f.queue_id, f"{f.stage}: {f.error}") for f in failed if f.queue_id]
+    await store.fail_queue_entries(  # a transient failure leaves its entry queued: the next run tries again
+        ctx.pool, ctx.fence(), [(f.queue_id, f"{f.stage}: {f.error}") for f in failed if f.queue_id and not f.transient]
     )
 
 
@@ -176,6 +195,9 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
     decisions: list[tuple[str, str, str, str, dict[str, Any]]] = []
     skipped_queue: list[tuple[int, str]] = []
     for r, res in zip(rows, results, strict=True):
+        if isinstance(res, RpcError) and res.node_trouble:
+            failed.append(_unanswered("check", f"resolve:{r['market_id']}", r["queue_id"], res))
+            continue
         if isinstance(res, RpcError):
             reason = error_name(res.revert_data)
             decisions.append(("resolve", f"resolve:{r['market_id']}", "skipped", reason, {}))
@@ -240,6 +262,9 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
         sims = await ctx.tx.simulate_many([(bytes.fromhex(om[2:]), d, 0) for d in datas])
         for a, data, sim in zip(resolves, datas, sims, strict=True):
             key = f"resolve:{a.market_id}"
+            if sim.node_trouble:
+                failed.append(_unanswered("simulate", key, a.queue_id, sim.reason))
+                continue
             if not sim.ok:
                 counts["skipped"] += 1
                 ctx.metrics.skipped_total.labels(job="resolve", reason="simulation_reverted").inc()
@@ -348,7 +373,10 @@ async def _feed_rounds(
         try:
             raw = await read(feed, None)
         except RpcError as exc:
-            log.warning("feed_unreadable", market_id=v.market_id, reason=error_name(exc.revert_data))
+            if exc.node_trouble:
+                failed.append(_unanswered("check", f"resolve:{v.market_id}", None, exc))
+            else:
+                log.warning("feed_unreadable", market_id=v.market_id, reason=error_name(exc.revert_data))
             continue
         first: decide.FeedRound | None = None  # the first round at or after end time, once shown to be
         try:
@@ -426,6 +454,9 @@ async def _proposal_views(
     results = await _eth_calls(ctx.rpc, [(ctx.deployment.opinion_market, data) for _, data in checks])
     views = []
     for (r, _), res in zip(checks, results, strict=True):
+        if isinstance(res, RpcError) and res.node_trouble:
+            failed.append(_unanswered("check", f"{job}:{r['market_id']}", None, res))
+            continue
         if isinstance(res, RpcError):
             log.warning("market_unreadable", job=job, market_id=r["market_id"], reason=error_name(res.revert_data))
             continue
@@ -461,6 +492,9 @@ async def _send_steps(
     reqs: list[TxRequest] = []
     for (market_id, data, plan), sim in zip(encoded, sims, strict=True):
         key = f"{job}:{market_id}"
+        if sim.node_trouble:
+            failed.append(_unanswered("simulate", key, None, sim.reason))
+            continue
         if not sim.ok:
             counts["skipped"] += 1
             ctx.metrics.skipped_total.labels(job=job, reason="simulation_reverted").inc()
@@ -660,9 +694,15 @@ async def _wait_for_chain_day(ctx: Context, period: str) -> None:
         await asyncio.sleep(CHAIN_WAIT_POLL_S)
 
 
+CREATOR_READS = ("pendingPool", "supplyOf", "dividendStream")  # per creator, in this order
+
+
 async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
     """distributeDividends(creator) once per period for every creator with holders and a non-empty pool or pending
-    shares (a run after 00:00 starts the lots whose 00:00 passed earning)."""
+    shares (a run after 00:00 starts the lots whose 00:00 passed earning). Each creator is its own item: one that
+    cannot be encoded, read or simulated is failed and the others go on. `deferred` counts the due creators not
+    sent because the node did not answer (a rate limit, a timeout): the daemon fails such a run, so the period is
+    retried (Daemon.catch_up) instead of being done for the day."""
     period = period or period_of(dt.datetime.now(dt.UTC))
     await _wait_for_chain_day(ctx, period)
     cs = ctx.deployment.creator_shares
@@ -675,30 +715,38 @@ async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
         creators = [bytes(r["creator"]) for r in rows]
         live = await store.live_job_keys(conn, ctx.chain_id, [decide.distribution_key(c, period) for c in creators])
     creators = [c for c in creators if decide.distribution_key(c, period) not in live]
-    counts = {"candidates": len(creators), "sent": 0, "skipped": 0}
+    counts = {"candidates": len(creators), "sent": 0, "skipped": 0, "failed": 0, "deferred": 0}
     if not creators:
         return counts
-    calls: list[tuple[str, bytes]] = []
-    for c in creators:
-        addr = "0x" + c.hex()
-        calls.append((cs, encode_call("CreatorShares", "pendingPool", addr)))
-        calls.append((cs, encode_call("CreatorShares", "supplyOf", addr)))
-        calls.append((cs, encode_call("CreatorShares", "dividendStream", addr)))
-    results = await _eth_calls(ctx.rpc, calls)
+    failed: list[ItemFailure] = []
+    readable: list[tuple[bytes, list[tuple[str, bytes]]]] = []
+    for c in creators:  # one malformed row (not a 20-byte address) fails alone (review h6: it stopped them all)
+        try:
+            addr = "0x" + c.hex()
+            reads = [(cs, encode_call("CreatorShares", fn, addr)) for fn in CREATOR_READS]
+        except Exception as exc:
+            failed.append(ItemFailure("encode", decide.distribution_key(c, period), None, _describe(exc)))
+            continue
+        readable.append((c, reads))
+    results = await _eth_calls(ctx.rpc, [call for _, reads in readable for call in reads])
     actions: list[decide.Distribute] = []
     decisions: list[tuple[str, str, str, str, dict[str, Any]]] = []
-    failed: list[ItemFailure] = []
-    for i, c in enumerate(creators):
-        pool_res, supply_res, stream_res = results[3 * i : 3 * i + 3]
-        if isinstance(pool_res, RpcError) or isinstance(supply_res, RpcError) or isinstance(stream_res, RpcError):
-            log.warning("creator_unreadable", creator="0x" + c.hex())
+    for i, (c, _) in enumerate(readable):
+        key = decide.distribution_key(c, period)
+        answers = results[3 * i : 3 * i + 3]
+        errors = [r for r in answers if isinstance(r, RpcError)]
+        if any(e.node_trouble for e in errors):
+            failed.append(_unanswered("check", key, None, next(e for e in errors if e.node_trouble)))
             continue
         try:
+            if errors:  # the contract refused a read: nothing to decide from
+                raise errors[0]
+            pool_res, supply_res, stream_res = (r for r in answers if isinstance(r, bytes))
             pool, fees = decode_result("CreatorShares", "pendingPool", pool_res)
             (supply,) = decode_result("CreatorShares", "supplyOf", supply_res)
             _, _, _, vested, earning, maturing = decode_result("CreatorShares", "dividendStream", stream_res)
         except Exception as exc:  # one unreadable creator is failed and skipped; the others go on
-            failed.append(ItemFailure("check", decide.distribution_key(c, period), None, _describe(exc)))
+            failed.append(ItemFailure("check", key, None, _describe(exc)))
             continue
         view = decide.CreatorView(
             c, int(pool), int(fees), int(supply), int(vested), earning=int(earning), maturing=int(maturing)
@@ -711,13 +759,19 @@ async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
             ctx.metrics.skipped_total.labels(job="distribute", reason=action.reason).inc()
             decisions.append(("distribute", action.key, "skipped", action.reason, {}))
     to = bytes.fromhex(cs[2:])
-    datas = [encode_call("CreatorShares", "distributeDividends", "0x" + a.creator.hex()) for a in actions]
-    counts["failed"] = len(failed)
-    await _record_failures(ctx, "distribute", failed)
-    sims = await ctx.tx.simulate_many([(to, d, 0) for d in datas]) if datas else []
+    encoded: list[tuple[decide.Distribute, bytes]] = []
+    for a in actions:
+        try:
+            encoded.append((a, encode_call("CreatorShares", "distributeDividends", "0x" + a.creator.hex())))
+        except Exception as exc:
+            failed.append(ItemFailure("encode", decide.distribution_key(a.creator, period), None, _describe(exc)))
+    sims = await ctx.tx.simulate_many([(to, d, 0) for _, d in encoded]) if encoded else []
     reqs = []
-    for a, data, sim in zip(actions, datas, sims, strict=True):
+    for (a, data), sim in zip(encoded, sims, strict=True):
         key = decide.distribution_key(a.creator, period)
+        if sim.node_trouble:  # no answer is not a revert: the creator is still due
+            failed.append(_unanswered("simulate", key, None, sim.reason))
+            continue
         if not sim.ok:
             counts["skipped"] += 1
             ctx.metrics.skipped_total.labels(job="distribute", reason="simulation_reverted").inc()
@@ -736,6 +790,9 @@ async def distribute(ctx: Context, period: str | None = None) -> dict[str, int]:
             }
             ctx.plan(plan)
             log.info("tx_planned", **plan)
+    counts["failed"] = len(failed)
+    counts["deferred"] = sum(1 for f in failed if f.transient)
+    await _record_failures(ctx, "distribute", failed)
     if ctx.dry_run:
         for d in decisions:
             ctx.plan({"job": d[0], "job_key": d[1], "action": d[2], "reason": d[3]})

@@ -65,7 +65,22 @@ class Metrics:
         )
         self.job_requests_reclaimed = Counter(
             "keeper_job_requests_reclaimed_total",
-            "One-off job requests an earlier leader claimed and never finished, run again by this leader",
+            "One-off job requests claimed and never finished (by an earlier leader or an earlier pass), claimed again",
+            registry=r,
+        )
+        self.job_request_errors = Counter(
+            "keeper_job_request_errors_total",
+            "Passes serving one-off job requests that a database error ended (the next leader poll retries them)",
+            registry=r,
+        )
+        self.catch_up_failures = Counter(
+            "keeper_catch_up_failures_total",
+            "Leader catch-ups (is the due distribution done?) a database error stopped; tried again next poll",
+            registry=r,
+        )
+        self.distribution_retries = Counter(
+            "keeper_distribution_retries_total",
+            "Failed distribute runs whose period was scheduled to be tried again (with back-off)",
             registry=r,
         )
         self.tx_abandoned = Counter(

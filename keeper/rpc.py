@@ -3,21 +3,51 @@
 ints/bytes by the helpers below, once, at this boundary.
 
 The client is made with node_errors="final": a JSON-RPC error (a revert, "nonce too low") comes back
-at once for the keeper to read, never retried; transport failures (timeouts, refused connections,
-HTTP 429/5xx) are retried by core with backoff over every URL, `retries` attempts per call.
+for the keeper to read; transport failures (timeouts, refused connections, HTTP 429/5xx) are retried
+by core with backoff over every URL, `retries` attempts per call. A JSON-RPC error that is node
+trouble rather than the chain's answer (`node_trouble`: a rate limit such as -32005 per batch element,
+a node timeout, "header not found") is asked again here, `retries` attempts in all with a short backoff
+(review h6: one rate-limited batch element skipped a creator's distribution for the day); broadcasts
+(eth_sendRawTransaction) never are — the transaction manager reads those answers itself.
 
 Errors: RpcError(method, code, message, data) — core's RpcError (same `revert_data`, `transient`),
-also a KeeperError; `transient` and code -1 when the node was unreachable or timed out.
+also a KeeperError; `transient` and code -1 when the node was unreachable or timed out; `node_trouble`
+when the node did not answer the question (transient, or a rate limit/overload in its JSON-RPC error).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 from core import rpc as core_rpc
+from core.rpc_errors import RateLimited, classify, wait_hint
 from core.rpc_errors import RpcError as CoreRpcError
 from keeper import KeeperError
+
+# A node's JSON-RPC error in these words is trouble of the node (it did not evaluate the call), never the
+# chain's answer; a message naming a revert, or carrying revert data, is always the chain's answer.
+NODE_TROUBLE = (
+    "rate limit",
+    "too many requests",
+    "timeout",
+    "timed out",
+    "try again",
+    "temporarily",
+    "capacity",
+    "busy",
+    "unavailable",
+    "overloaded",
+    "internal error",
+    "header not found",
+    "missing trie node",
+    "unknown block",
+    "no backend",
+)
+NEVER_ASKED_AGAIN = frozenset({"eth_sendRawTransaction"})  # tx.py reads every broadcast answer itself
+RETRY_BASE_S = 0.5  # first wait before asking node trouble again; doubles, at most RETRY_CAP_S
+RETRY_CAP_S = 5.0
 
 
 class RpcError(CoreRpcError, KeeperError):
@@ -26,6 +56,19 @@ class RpcError(CoreRpcError, KeeperError):
         self.args = (f"{method}: {message} (code {code})",)
         self.method = method
         self.transient = transient
+
+    @property
+    def node_trouble(self) -> bool:
+        """The node did not answer the question (unreachable, rate-limited, overloaded, behind): worth asking
+        again later, and never a decision about the work — unlike a revert or a refused transaction."""
+        if self.transient:
+            return True
+        low = self.message.lower()
+        if self.revert_data is not None or "revert" in low:
+            return False
+        if self.code in (429, -32005) or isinstance(classify(self.code, self.message), RateLimited):
+            return True
+        return any(w in low for w in NODE_TROUBLE)
 
     @classmethod
     def of(cls, method: str, exc: CoreRpcError) -> RpcError:
@@ -44,6 +87,7 @@ class Rpc:
         if not urls:
             raise ValueError("at least one RPC URL is needed")
         self.batch_size = max(1, batch_size)
+        self.retries = max(1, retries)
         policy = core_rpc.RetryPolicy(attempts=max(1, retries), seconds=timeout_s * max(1, retries), base=0.2)
         self._rpc = core_rpc.Rpc(list(urls), timeout_s, retry=policy, node_errors="final")
 
@@ -71,10 +115,24 @@ class Rpc:
         return unreachable
 
     async def call(self, method: str, *params: Any) -> Any:
-        try:
-            return await self._rpc.call(method, list(params))
-        except CoreRpcError as exc:
-            raise RpcError.of(method, exc) from None
+        for attempt in range(1, self.retries + 1):
+            try:
+                return await self._rpc.call(method, list(params))
+            except CoreRpcError as exc:
+                err = RpcError.of(method, exc)
+                if not self._ask_again(method, err, attempt):
+                    raise err from None
+                await asyncio.sleep(self._wait(err, attempt))
+        raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
+
+    def _ask_again(self, method: str, err: RpcError, attempt: int) -> bool:
+        """A JSON-RPC error of node trouble, not retried by core (transient ones were, `retries` times)."""
+        return attempt < self.retries and not err.transient and err.node_trouble and method not in NEVER_ASKED_AGAIN
+
+    @staticmethod
+    def _wait(err: RpcError, attempt: int) -> float:
+        hint = wait_hint(err.message)
+        return min(RETRY_CAP_S, hint if hint is not None else RETRY_BASE_S * 2 ** (attempt - 1))
 
     def pick_node(self) -> int:
         """One provider, drawn as for any request, to pass as `node` to several batches."""
@@ -86,16 +144,31 @@ class Rpc:
         `node` (pick_node): every chunk and retry goes to that URL, so the answers describe one chain state
         (a null receipt next to a nonce from another, fresher node proves nothing)."""
         out: list[Any] = []
-        provider = node
         for start in range(0, len(calls), self.batch_size):
-            part = calls[start : start + self.batch_size]
+            out += await self._batch_part(calls[start : start + self.batch_size], node)
+        return out
+
+    async def _batch_part(self, part: list[tuple[str, list[Any]]], node: int | None) -> list[Any]:
+        """One chunk; the elements that failed with node trouble are asked again (alone, in one batch),
+        `retries` attempts in all; the others' answers are kept."""
+        out: list[Any] = [None] * len(part)
+        todo = list(range(len(part)))
+        for attempt in range(1, self.retries + 1):
             try:
-                results = await self._rpc.batch_settled(part, provider=provider)
+                results = await self._rpc.batch_settled([part[i] for i in todo], provider=node)
             except CoreRpcError as exc:
                 raise RpcError.of("batch", exc) from None
-            out += [
-                RpcError.of(m, r) if isinstance(r, CoreRpcError) else r for (m, _), r in zip(part, results, strict=True)
-            ]
+            again: list[int] = []
+            wait = 0.0
+            for i, r in zip(todo, results, strict=True):
+                out[i] = RpcError.of(part[i][0], r) if isinstance(r, CoreRpcError) else r
+                if isinstance(out[i], RpcError) and self._ask_again(part[i][0], out[i], attempt):
+                    again.append(i)
+                    wait = max(wait, self._wait(out[i], attempt))
+            if not again:
+                break
+            todo = again
+            await asyncio.sleep(wait)
         return out
 
 

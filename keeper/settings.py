@@ -30,9 +30,25 @@ LOCAL_CHAIN_IDS = (31337, 1337)
 MIN_BUMP_BPS = 1_250  # nodes refuse a replacement with less than +12.5 % on both fee fields
 
 
-# (key, lowest, highest): values outside these pass the type check but break the daemon (a zero poll
-# is a busy loop, negative confirmations confirm at first sight, a negative margin under-gasses).
+WEEK_S = 7 * 86_400
+# (key, lowest, highest) for every numeric [keeper] key: values outside these pass the type check but break
+# the daemon (a zero poll is a busy loop, negative confirmations confirm at first sight, a negative margin
+# under-gasses, an interval of 10**15 s overflows APScheduler after the daemon connected — review h6).
+# tests/keeper/test_keeper_settings.py checks that no numeric key is missing here.
 BOUNDS: tuple[tuple[str, float, float], ...] = (
+    ("resolve_interval_s", 1, WEEK_S),
+    ("warm_interval_s", 1, WEEK_S),
+    ("aggregate_interval_s", 1, WEEK_S),
+    ("notify_interval_s", 1, WEEK_S),
+    ("job_timeout_s", 0.1, 86_400),
+    ("db_statement_timeout_s", 0.1, 86_400),
+    ("db_lock_timeout_s", 0.1, 3_600),
+    ("replace_after_blocks", 1, 10_000),
+    ("bump_bps", MIN_BUMP_BPS, 100_000),
+    ("max_fee_per_gas_cap", 0, 10**30),
+    ("max_priority_fee_cap", 0, 10**30),
+    ("fee_percentile", 0, 100),
+    ("dev_anvil_account", -1, 1_000),
     ("track_interval_s", 0.1, 3_600),
     ("leader_poll_s", 0.1, 300),
     ("leader_lease_s", 2, 3_600),
@@ -140,32 +156,25 @@ class KeeperSettings:
             raise ConfigError(f"keeper.signer must be 'keystore' or 'raw', got {self.signer!r}")
         if self.bump_bps < MIN_BUMP_BPS:
             raise ConfigError(f"keeper.bump_bps must be >= {MIN_BUMP_BPS} (12.5 %), got {self.bump_bps}")
-        if self.replace_after_blocks < 1:
-            raise ConfigError("keeper.replace_after_blocks must be >= 1")
         if self.max_priority_fee_cap > self.max_fee_per_gas_cap:
             raise ConfigError("keeper.max_priority_fee_cap must be <= keeper.max_fee_per_gas_cap")
         if self.min_priority_fee > self.max_priority_fee_cap:
             raise ConfigError("keeper.min_priority_fee must be <= keeper.max_priority_fee_cap")
-        if not 0 <= self.fee_percentile <= 100:
-            raise ConfigError("keeper.fee_percentile must be within 0..100")
         check_cron(self.distribute_cron, "keeper.distribute_cron")
         check_port("keeper.http_port", self.http_port, {0: "[services].keeper_metrics_port", -1: "no HTTP server"})
-        for name in ("resolve_interval_s", "warm_interval_s", "aggregate_interval_s", "notify_interval_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"keeper.{name} must be > 0")
         for name, low, high in BOUNDS:
             value = getattr(self, name)
             if not low <= value <= high:
-                raise ConfigError(f"keeper.{name} must be within {low:g}..{high:g}, got {value!r}")
+                raise ConfigError(
+                    f"keeper.{name} must be within {low:g}..{high:g}, got {value!r}: set it in [keeper] (or"
+                    f" GL_KEEPER__{name.upper()}) within that range"
+                )
         if self.leader_lease_s < LEASE_POLLS * self.leader_poll_s:
             raise ConfigError(
                 f"keeper.leader_lease_s ({self.leader_lease_s:g}) must be >= {LEASE_POLLS} x keeper.leader_poll_s"
                 f" ({self.leader_poll_s:g}): the leader checks its lock every leader_poll_s and must do so"
                 " several times within the lease"
             )
-        for name in ("job_timeout_s", "db_statement_timeout_s", "db_lock_timeout_s"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"keeper.{name} must be > 0 seconds, got {getattr(self, name)!r}")
         if self.db_lock_timeout_s > self.db_statement_timeout_s:
             raise ConfigError(
                 f"keeper.db_lock_timeout_s ({self.db_lock_timeout_s}) must be <= keeper.db_statement_timeout_s"

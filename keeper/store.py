@@ -4,7 +4,7 @@ Every ledger write runs in a transaction that first checks the writer's fencing 
 keeper.leaders (`FOR SHARE`, so a new leader's epoch bump waits for in-flight writes and every
 later write of the old leader fails with FencedError).
 
-Errors: FencedError.
+Errors: FencedError; DatabaseUnreachable and PoolTimeout (no connection could be had, store.connection).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -65,11 +65,36 @@ CLIENT_GRACE_S = 10.0
 ACQUIRE_S = 30.0  # the longest a keeper step waits for a pooled connection (pool of 10; TimeoutError after)
 
 
-def connection(pool: asyncpg.Pool) -> contextlib.AbstractAsyncContextManager[PoolConnectionProxy]:
-    """Every keeper use of the pool: a connection within ACQUIRE_S, and one the server ended while in use is
-    terminated before it goes back (core.pgerrors.pooled: asyncpg 0.30's release otherwise waits for ever on
-    it, and the slot is gone for good)."""
-    return pooled(pool, ACQUIRE_S)
+class DatabaseUnreachable(OSError):
+    """No pooled connection could be had: opening one failed at the socket (refused, no route). An OSError
+    still (callers that catch connection errors catch it), but named, so that the daemon tells it from the
+    OSErrors of its other wings (an API that is down, a hung HTTP request): only this one, asyncpg's
+    connection errors and PoolTimeout are the systemic fault `database_unreachable` (review h6)."""
+
+
+class PoolTimeout(DatabaseUnreachable, TimeoutError):
+    """No pooled connection within ACQUIRE_S (every connection held, or a database that does not answer)."""
+
+
+@contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[PoolConnectionProxy]:
+    """Every keeper use of the pool: a connection within ACQUIRE_S (else PoolTimeout; a socket error while
+    connecting is DatabaseUnreachable), and one the server ended while in use is terminated before it goes
+    back (core.pgerrors.pooled: asyncpg 0.30's release otherwise waits for ever on it, and the slot is gone
+    for good). Errors raised while the connection is in use pass through as they are."""
+    acquired = False
+    try:
+        async with pooled(pool, ACQUIRE_S) as conn:
+            acquired = True
+            yield conn
+    except TimeoutError as exc:
+        if acquired:
+            raise
+        raise PoolTimeout(f"no database connection within {ACQUIRE_S:g} s (pool of {pool.get_max_size()})") from exc
+    except OSError as exc:
+        if acquired or isinstance(exc, DatabaseUnreachable):
+            raise
+        raise DatabaseUnreachable(f"cannot connect to the database: {type(exc).__name__}: {exc}") from exc
 
 
 async def close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:

@@ -83,6 +83,7 @@ class Simulation:
     gas_limit: int
     reason: str
     refused: bool = False  # the contract reverted with data (a definite "no", not a node or funds problem)
+    node_trouble: bool = False  # the node did not evaluate it (rate limit, timeout): no answer, ask again later
 
 
 @dataclasses.dataclass(slots=True)
@@ -126,6 +127,7 @@ class TxManager:
         )
         self._lock = asyncio.Lock()
         self._next: int | None = None
+        self._mined_floor = 0  # store.mined_nonce_floor as of the last resync_nonce
         self._ahead_logged = 0  # the ledger floor last reported ahead of the chain (one warning per value)
         self._low_balance_logged = False
 
@@ -161,7 +163,15 @@ class TxManager:
                 refused = res.code != -1 and res.revert_data is not None and len(res.revert_data) >= 4
                 # a refusal is named by its custom error; anything else (a revert without data, a rate
                 # limit, a timeout) by the node's own words
-                out.append(Simulation(False, 0, error_name(res.revert_data) if refused else res.message[:200], refused))
+                out.append(
+                    Simulation(
+                        False,
+                        0,
+                        error_name(res.revert_data) if refused else res.message[:200],
+                        refused,
+                        node_trouble=not refused and res.node_trouble,
+                    )
+                )
             else:
                 estimate = to_int(res)
                 gas = decide.bounded_gas_limit(estimate, k.gas_margin_pct, block_gas, k.max_gas_limit)
@@ -207,7 +217,8 @@ class TxManager:
             self._ahead_logged = floor
             log.warning("nonce_ledger_ahead_of_chain", ledger_next=floor, chain_pending=pending, chain_latest=latest)
         self._next = decide.next_nonce(local, pending, latest, live_nonces, floor)
-        self.metrics.nonce_gap.set(len(decide.nonce_gaps(latest, live_nonces)))
+        self._mined_floor = floor
+        self.metrics.nonce_gap.set(len(decide.nonce_gaps(max(latest, floor), live_nonces)))
         return self._next
 
     # ------------------------------------------------------------------ submit
@@ -504,7 +515,10 @@ class TxManager:
         self.metrics.pending.set(len(still_pending))
         async with self._lock:
             await self.resync_nonce()
-        gaps = decide.nonce_gaps(nonce_latest, still_pending, [t.nonce for t in live])
+        # below the ledger's mined floor every nonce is used on chain, whatever a lagging node counts: no gap
+        # there (a node behind our own finalized transactions made a filler at a used nonce, and every pass
+        # failed on txs_nonce, review h6)
+        gaps = decide.nonce_gaps(max(nonce_latest, self._mined_floor), still_pending, [t.nonce for t in live])
         self.metrics.nonce_gap.set(len(gaps))
         if len(gaps) > MAX_FILLS_PER_PASS:
             # many gaps at once is more likely a bad nonce reading (a node of another chain, a reset

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from core import resolution as R
 from keeper import jobs
 from keeper.cli import cmd_cancel, cmd_queue, cmd_resolve, cmd_status, cmd_txs
-from tests.keeper.kit import KEEPER, ChainOps, fetch, harness, insert_markets, make_settings
+from tests.keeper.kit import KEEPER, ChainOps, fetch, harness, insert_markets, make_settings, run_keeper, write_config
 
 pytestmark = [pytest.mark.pg, pytest.mark.anvil]
 GWEI = 10**9
@@ -92,3 +93,31 @@ async def test_low_balance_reports_and_never_bumps_beyond_funds(
     assert waited >= 1
     attempts = await fetch(db_dsn, "SELECT attempt FROM keeper.tx_attempts")
     assert len(attempts) == 1
+
+
+async def test_a_non_utf8_reason_is_refused_naming_the_input(tmp_path: Path, db_dsn: str) -> None:
+    """Review h6 (low): `--reason $'caf\\xe9'` arrives as a lone surrogate (argv's surrogateescape); parse_text
+    did not check encodability and asyncpg failed with a traceback (exit 1). Now exit 2 naming --reason, and
+    the entry stays queued."""
+    (q,) = await fetch(
+        db_dsn,
+        "INSERT INTO keeper.resolution_queue (chain_id, market_id, outcome, reason, requested_by)"
+        " VALUES (31337, 1, 1, 'x', 'ops') RETURNING id",
+    )
+    cfg = write_config(tmp_path / "k.toml", "http://127.0.0.1:1", db_dsn, tmp_path / "d.json")
+    r = run_keeper(cfg, "cancel", str(q["id"]), "--reason", "caf\udce9 mistake", timeout=60)
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out
+    assert r.returncode == 2
+    assert "--reason: must be valid UTF-8" in out
+    (row,) = await fetch(db_dsn, "SELECT status FROM keeper.resolution_queue WHERE id = $1", q["id"])
+    assert row["status"] == "queued"
+
+
+@pytest.mark.parametrize("field", ["--reason", "--by"])
+def test_parse_text_refuses_text_that_is_not_utf8(field: str) -> None:
+    """Every operator text (reason, who) goes through parse_text: a lone surrogate is refused naming the field."""
+    with pytest.raises(R.RequestError, match=rf"^{field}: must be valid UTF-8") as err:
+        R.parse_text("caf\udce9", field)
+    assert "\udce9" not in str(err.value)
+    assert R.parse_text(" café ", field) == "café"

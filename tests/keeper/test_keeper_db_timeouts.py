@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from keeper import jobs
+from keeper import jobs, store
 from keeper.daemon import Daemon, systemic_fault
 from tests.keeper.kit import ChainOps, fetch, harness, make_settings
 from tests.keeper.test_keeper_tx import due_markets
@@ -91,7 +91,10 @@ async def test_a_job_run_that_never_ends_is_cancelled_and_counted(tmp_path: Path
     assert "keeper.job_timeout_s" in d.last_detail["resolve"]["error"]
     assert d.last_detail["resolve"]["fault"] == "job_timeout"
     assert d.metrics.systemic_faults.labels(fault="job_timeout")._value.get() == 1
-    assert systemic_fault(TimeoutError()) == "database_unreachable"  # an inner timeout keeps its class
+    # an inner timeout keeps its class: a pool acquire's is the database's; any other is an ordinary failure
+    # (review h6: a hung API's TimeoutError was read as the database's and halted the keeper)
+    assert systemic_fault(store.PoolTimeout("no connection")) == "database_unreachable"
+    assert systemic_fault(TimeoutError()) is None
 
 
 async def test_a_stuck_run_fails_readiness_while_it_lasts(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
+from keeper import store
 from keeper.daemon import Daemon, systemic_fault
 from keeper.keys import KeyLoadError, TxSignError
 from keeper.rpc import RpcError
@@ -28,8 +29,12 @@ def test_fault_classes() -> None:
     """Unreachable node/database and an unusable signer are systemic; a revert or a bug is not."""
     assert systemic_fault(RpcError("eth_call", -1, "node unreachable", transient=True)) == "rpc_unreachable"
     assert systemic_fault(RpcError("eth_call", 3, "execution reverted")) is None
-    assert systemic_fault(ConnectionRefusedError()) == "database_unreachable"
-    assert systemic_fault(TimeoutError()) == "database_unreachable"
+    # the database's own connection errors only (store.connection names them); a bare OSError or TimeoutError
+    # (the API the warm job asks, a file) is not one (review h6)
+    assert systemic_fault(store.DatabaseUnreachable("refused")) == "database_unreachable"
+    assert systemic_fault(store.PoolTimeout("no connection within 30 s")) == "database_unreachable"
+    assert systemic_fault(ConnectionRefusedError()) is None
+    assert systemic_fault(TimeoutError()) is None
     assert systemic_fault(asyncpg.CannotConnectNowError("starting up")) == "database_unreachable"
     assert systemic_fault(TxSignError("x")) == "signer_unusable"
     assert systemic_fault(KeyLoadError("x")) == "signer_unusable"
@@ -93,3 +98,23 @@ def test_a_distribution_run_belongs_to_the_day_its_schedule_fired(tmp_path: Path
     assert d.distribution_period(at("2026-12-07T23:59:30")) == "2026-12-07"
     assert d.distribution_period(at("2026-12-08T00:01:00")) == "2026-12-07"  # late: still the 7th's (was the 8th)
     assert d.distribution_period(at("2026-12-08T23:59:00")) == "2026-12-08"
+
+
+def test_node_trouble_is_told_from_the_chains_answer() -> None:
+    """Review h6: a rate limit or a node timeout inside a JSON-RPC answer is node trouble (asked again, then a
+    transient item failure); a revert, with or without data, and a refused transaction are the chain's answer."""
+    trouble = [
+        RpcError("eth_call", -32005, "rate limit exceeded, try again later"),
+        RpcError("eth_estimateGas", 429, "Too Many Requests"),
+        RpcError("eth_call", -32000, "request timed out"),
+        RpcError("eth_call", -32000, "header not found"),
+        RpcError("eth_call", -1, "node unreachable", transient=True),
+    ]
+    answers = [
+        RpcError("eth_estimateGas", 3, "execution reverted", "0x08c379a0" + "00" * 32),
+        RpcError("eth_estimateGas", -32000, "execution reverted"),
+        RpcError("eth_estimateGas", -32000, "insufficient funds for gas * price + value"),
+        RpcError("eth_sendRawTransaction", -32000, "nonce too low"),
+    ]
+    assert [e.node_trouble for e in trouble] == [True] * len(trouble)
+    assert [e.node_trouble for e in answers] == [False] * len(answers)

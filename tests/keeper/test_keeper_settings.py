@@ -3,6 +3,7 @@ key, what was expected and what was given (no services needed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -82,3 +83,62 @@ def test_run_once_with_a_bad_cron_exits_2_naming_the_key(tmp_path: Path) -> None
     r = run_keeper(cfg, "run", "--once", timeout=60)
     assert r.returncode == 2
     assert "keeper.distribute_cron" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("resolve_interval_s", 10**15),
+        ("aggregate_interval_s", 10**14),
+        ("warm_interval_s", 10**15),
+        ("notify_interval_s", 10**14),
+        ("resolve_interval_s", 0),
+        ("job_timeout_s", 1e12),
+        ("db_statement_timeout_s", 1e12),
+        ("db_lock_timeout_s", 1e9),
+        ("replace_after_blocks", 0),
+        ("fee_percentile", 101),
+    ],
+)
+def test_huge_intervals_and_timeouts_are_refused_at_load(key: str, value: float) -> None:
+    """Review h6 (low): 10**15 s intervals passed the `> 0` check and then crashed the daemon with OverflowError
+    in APScheduler's IntervalTrigger after it had connected; every numeric key now has an upper bound."""
+    with pytest.raises(ConfigError, match=rf"^keeper\.{key} must be within .*GL_KEEPER__{key.upper()}"):
+        KeeperSettings(**{key: value})  # type: ignore[arg-type]
+
+
+def test_every_numeric_keeper_key_has_bounds() -> None:
+    """The class of review h6's finding: a numeric [keeper] key added later gets a row in BOUNDS (http_port is
+    checked by check_port)."""
+    from keeper.settings import BOUNDS
+
+    numeric = {
+        f.name
+        for f in dataclasses.fields(KeeperSettings)
+        if f.type in ("int", "float", int, float) and f.name != "http_port"
+    }
+    assert numeric == {name for name, _low, _high in BOUNDS}
+    defaults = KeeperSettings()
+    for name, low, high in BOUNDS:
+        assert low <= getattr(defaults, name) <= high, name
+
+
+@pytest.mark.pg
+@pytest.mark.anvil
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"GL_KEEPER__RESOLVE_INTERVAL_S": str(10**15)}, "keeper.resolve_interval_s"),
+        ({"GL_KEEPER__NOTIFY_INTERVAL_S": str(10**14)}, "keeper.notify_interval_s"),
+    ],
+)
+def test_the_daemon_exits_2_naming_a_huge_interval(
+    tmp_path: Path, db_dsn: str, deployment_path: Path, chain: object, env: dict[str, str], key: str
+) -> None:
+    """From the environment too: exit 2 with the key, never a traceback after connecting."""
+    cfg = write_config(tmp_path / "k.toml", chain.url, db_dsn, deployment_path)  # type: ignore[attr-defined]
+    r = run_keeper(cfg, "run", env=env, timeout=90)
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out
+    assert r.returncode == 2
+    assert key in out

@@ -1,0 +1,138 @@
+"""Review h6 (medium): one database error during a new leader's catch-up lost the day's distribution.
+
+Daemon.lead ran track → catch_up → the resolution jobs inline on taking the lock; catch_up's own query is
+not inside run_job, so a database error there (PostgreSQL restarting) went to lead's `except` and was never
+tried again by that leader: the distribution whose 00:00 passed while no leader ran waited for the next day,
+and the resolution jobs for their next tick. Now a pending catch-up is cleared only by one that found the
+period done; its error is logged (catch_up_failed), counted (keeper_catch_up_failures_total) and it is tried
+again at the next leader poll. A failed distribute run is retried within its period the same way, with
+back-off (DISTRIBUTE_RETRY_S doubling up to DISTRIBUTE_RETRY_MAX_S).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import types
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+import keeper.daemon as daemon_mod
+from keeper import store
+from keeper.daemon import DISTRIBUTE_RETRY_S, Daemon
+from tests.keeper.kit import make_settings
+
+pytestmark = [pytest.mark.pg]
+
+
+async def test_a_failed_catch_up_query_is_tried_again_at_the_next_poll(
+    db_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database answers CannotConnectNowError to exactly the catch-up's statement after the recovery pass:
+    the resolution jobs still run on taking the lock, and the missed distribution runs at a later poll."""
+    settings = make_settings("http://127.0.0.1:1", db_dsn, tmp_path / "d.json", leader_poll_s=0.2, leader_lease_s=2)
+    d = Daemon(settings)
+    distributed = asyncio.Event()
+    periods: list[str] = []
+    resolved: list[str] = []
+    armed = {"fail_next": False}
+
+    async def fake_distribute(_ctx: Any, period: str) -> dict[str, int]:
+        periods.append(period)
+        distributed.set()
+        return {}
+
+    def job(name: str) -> Any:
+        async def run(_ctx: Any) -> dict[str, int]:
+            resolved.append(name)
+            return {}
+
+        return run
+
+    async def track() -> dict[str, Any]:
+        armed["fail_next"] = True  # PostgreSQL restarts right after the recovery pass
+        return {}
+
+    real_connection = store.connection
+
+    def flaky_connection(pool: asyncpg.Pool) -> Any:
+        if armed["fail_next"]:
+            armed["fail_next"] = False
+
+            @contextlib.asynccontextmanager
+            async def failing() -> Any:
+                raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+                yield  # pragma: no cover
+
+            return failing()
+        return real_connection(pool)
+
+    monkeypatch.setattr(daemon_mod.store, "connection", flaky_connection)
+    monkeypatch.setattr(daemon_mod.jobs, "distribute", fake_distribute)
+    for name in ("resolve", "finalize", "expire"):
+        monkeypatch.setattr(daemon_mod.jobs, name, job(name))
+    d.track = track  # type: ignore[method-assign]
+    d.tx = types.SimpleNamespace(_next=None)  # type: ignore[assignment]
+    d.ctx = None  # type: ignore[assignment]
+    assert d.last_distribution_due() is not None  # today's 00:00 firing passed with no leader running
+    async with store.create_pool(db_dsn, settings.db_timeouts) as pool:
+        d.pool = pool
+        lead = asyncio.create_task(d.lead())
+        try:
+            await asyncio.wait_for(distributed.wait(), timeout=30)
+        finally:
+            d.stop.set()
+            await lead
+            if d._requests is not None:
+                await asyncio.wait([d._requests], timeout=5)
+            was_leader = d.leader.is_leader
+            await d.leader.release()
+    assert was_leader
+    assert periods == [daemon_mod.jobs.period_of(d.last_distribution_due())]  # type: ignore[arg-type]
+    assert resolved[:3] == ["resolve", "finalize", "expire"]  # not held back by the failed catch-up
+    assert d.metrics.catch_up_failures._value.get() == 1
+    assert d._catch_up_at is None  # done: nothing pending any more
+
+
+async def test_a_failed_distribution_is_retried_within_its_period(
+    db_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A distribute run that fails (the node down at 00:00, creators deferred) schedules a catch-up with
+    back-off; the catch-up runs the period again and clears once it is done."""
+    settings = make_settings("http://127.0.0.1:1", db_dsn, tmp_path / "d.json")
+    d = Daemon(settings)
+    answers = [{"deferred": 1}, {"deferred": 1}, {"sent": 1}]
+
+    async def distribute(_ctx: Any, _period: str) -> dict[str, int]:
+        return answers.pop(0)
+
+    monkeypatch.setattr(daemon_mod.jobs, "distribute", distribute)
+    d.ctx = None  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    async with store.create_pool(db_dsn, settings.db_timeouts) as pool:
+        d.pool = pool
+        assert (await d.leader.try_acquire()) is not None
+        try:
+            assert await d.run_job("distribute", d.job_table()["distribute"]) == "failed"  # the scheduled run
+            first = d._catch_up_at
+            assert first is not None
+            assert first - loop.time() <= DISTRIBUTE_RETRY_S
+            await d._catch_up_if_due()  # not due yet: nothing runs
+            assert answers == [{"deferred": 1}, {"sent": 1}]
+            d._catch_up_at = loop.time()  # the back-off has passed
+            await d._catch_up_if_due()
+            second = d._catch_up_at
+            assert second is not None
+            assert second - loop.time() > DISTRIBUTE_RETRY_S
+            d._catch_up_at = loop.time()
+            await d._catch_up_if_due()
+            assert d._catch_up_at is None
+            assert not answers
+            await d.catch_up()  # the period has its ok run: nothing more to do (a run would find `answers` empty)
+            assert d._catch_up_at is None
+        finally:
+            await d.leader.release()
+    assert d.metrics.distribution_retries._value.get() == 2
