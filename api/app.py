@@ -346,12 +346,15 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
                 return JSONBody(shared, headers={"x-cache": "shared"})
             cache_header = "miss"
         lead = cache.lead(key, field) if key is not None and field is not None else None
-        answer: tuple[bytes, int] | None = None
+        answer: tuple[bytes, int, list[str]] | None = None
         try:
             answer = await _answer(ep, request, state, cache, params, user, body, chain, key, field)
         finally:
             if lead is not None:  # the requests that joined get the answer (None: they ask themselves)
-                cache.release(lead, answer[0] if answer is not None and answer[1] == 200 else None)
+                if answer is not None and answer[1] == 200:
+                    cache.release(lead, answer[0], answer[2])
+                else:
+                    cache.release(lead, None)
         headers = {"x-cache": cache_header}
         if private:  # a token, or a user's own data: never kept by a cache on the way (review h3)
             headers["cache-control"] = "no-store"
@@ -384,8 +387,9 @@ async def _answer(
     chain: int | None,
     key: str | None,
     field: str | None,
-) -> tuple[bytes, int]:
-    """The endpoint's answer from the database (and into the cache): (JSON bytes, status)."""
+) -> tuple[bytes, int, list[str]]:
+    """The endpoint's answer from the database (and into the cache): (JSON bytes, status, the cache
+    keys it depends on besides its own)."""
     generation = cache.generation
     pool = state.write_pool if ep.db == "write" else state.read_pool
     a = state.settings.api
@@ -459,7 +463,7 @@ async def _answer(
             ttl = min(ttl, math.floor(ctx.fresh_until - time.time()))
         if ttl > 0:
             await cache.set(key, field, data, generation, ttl, ctx.deps)
-    return data, status
+    return data, status, ctx.deps
 
 
 async def _chain_parts(

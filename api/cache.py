@@ -32,7 +32,8 @@ price and status, which other traders' trades and a proposal change; holdings an
 creator's): `set(..., deps=["market:7", ...])` stores with the answer each dependency's epoch, a
 random token in that key's hash (field `__epoch`, made when missing). Invalidating the dependency
 deletes its hash and so the token: a read whose tokens no longer match is a miss. In L1 the same
-answer is dropped once a dependency's generation moves. More than MAX_DEPS dependencies: not cached.
+answer is dropped once a dependency's generation moves. Beyond MAX_DEPS dependencies, the answer
+depends on ANY_EVENT instead (cached until the next event).
 
 Redis down: every call fails fast, counts as `error`, and the API answers from PostgreSQL;
 `api_redis_up` and /ready report it. Calls are retried after a back-off shared with the rate
@@ -68,9 +69,18 @@ GLOBAL_KEYS = ("markets:list", "markets:trending", "creators:list")
 # so they are not invalidated per event but live `aggregate_cache_ttl_s` (60 s) — documented.
 AGGREGATE_KEYS = ("leaderboard:traders", "leaderboard:creators", "stats")
 MAX_VARIANTS = 1000
-MAX_DEPS = 256  # an answer depending on more keys (a user in more markets) is not cached
+MAX_DEPS = 256  # an answer depending on more keys (a user in more markets) depends on ANY_EVENT instead
+ANY_EVENT = "markets:list"  # a key every outbox row invalidates (GLOBAL_KEYS)
 EPOCH = "__epoch"  # the field of a key's hash holding its epoch token (never a variant's hash)
 KEY_GENERATIONS_MAX = 10_000  # keys whose last invalidation is remembered; beyond, all count as invalidated
+
+
+def coarse(deps: Sequence[str]) -> tuple[str, ...]:
+    """An answer's dependencies as stored: each once, or, beyond MAX_DEPS, the one key every event
+    invalidates (a user in thousands of markets is cached until the next event, not recomputed on
+    every view: review h7)."""
+    unique = tuple(sorted(set(deps)))
+    return unique if len(unique) <= MAX_DEPS else (ANY_EVENT,)
 
 
 def keys_for(event: str, rooms: Sequence[str]) -> set[str] | None:
@@ -148,9 +158,14 @@ class Cache:
         self.inflight[(key, field)] = lead
         return lead
 
-    def release(self, lead: Lead, answer: bytes | None) -> None:
+    def release(self, lead: Lead, answer: bytes | None, deps: Sequence[str] = ()) -> None:
+        """Hands the leader's answer to the requests that joined it, or None (they ask themselves) when
+        the key or one of the answer's dependencies was invalidated while it was computed (review h7:
+        joiners got a summary valued before another trader's trade)."""
         if self.inflight.get((lead.key, lead.field)) is lead:
             del self.inflight[(lead.key, lead.field)]
+        if answer is not None and self.stale(lead.key, lead.generation, deps):
+            answer = None
         if not lead.answer.done():
             lead.answer.set_result(answer)
 
@@ -324,8 +339,9 @@ class Cache:
             now = await pipe.execute()
         return all(n is not None and n.decode() == e for n, e in zip(now, epochs.values(), strict=True))
 
-    async def _epochs(self, deps: Sequence[str], ttl_s: int) -> dict[str, str]:
-        """Each dependency's epoch token, made where missing (its hash then lives `ttl_s` at most)."""
+    async def _epochs(self, deps: Sequence[str], ttl_s: int) -> dict[str, str] | None:
+        """Each dependency's epoch token, made where missing (its hash then lives `ttl_s` at most);
+        None when one vanished meanwhile (invalidated, expired): the answer is then not stored."""
         assert self.client is not None
         async with self.client.pipeline(transaction=False) as pipe:
             for dep in deps:
@@ -333,7 +349,10 @@ class Cache:
                 pipe.expire(self.ns + dep, ttl_s, nx=True)
                 pipe.hget(self.ns + dep, EPOCH)
             out = await pipe.execute()
-        return {dep: out[3 * i + 2].decode() for i, dep in enumerate(deps)}
+        tokens = [out[3 * i + 2] for i in range(len(deps))]
+        if any(t is None for t in tokens):
+            return None
+        return {dep: t.decode() for dep, t in zip(deps, tokens, strict=True)}
 
     async def set(
         self, key: str, field: str, value: bytes, generation: int, ttl_s: int | None = None, deps: Sequence[str] = ()
@@ -341,8 +360,8 @@ class Cache:
         """Stores a variant unless an invalidation of it or of one of `deps` ran since `generation` was
         read. The key (all its variants) lives at most `ttl_s`: a shorter TTL than the key's shortens
         it (EXPIRE LT), a longer one never prolongs it."""
-        deps = tuple(sorted(set(deps)))
-        if len(deps) > MAX_DEPS or self.stale(key, generation, deps):
+        deps = coarse(deps)
+        if self.stale(key, generation, deps):
             return
         self._l1_put(key, field, value, ttl_s, deps, generation)
         if not self._available() or ((self.owed_all or self.owed) and not await self._settled()):
@@ -351,6 +370,8 @@ class Cache:
         full = self.ns + key
         try:
             epochs = await self._epochs(deps, ttl_s or self.ttl_s) if deps else None
+            if deps and epochs is None:
+                return
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hset(full, field, cast(Any, value))
                 if epochs is not None:

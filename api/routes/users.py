@@ -143,6 +143,7 @@ async def depend_on_creators(ctx: Ctx) -> None:
 async def positions(ctx: Ctx) -> dict[str, Any]:
     """A user's positions with average price, cost basis, realized/unrealized PnL and claimable payout."""
     await depend_on_markets(ctx)  # the page's and the total's (a status filter counts every position)
+    ctx.depends_on([f"creator:0x{ctx.params['address'].hex()}"])  # a market the user creates opens a position
     limit, off = offset(ctx)
     cond = STATUS_SQL[ctx.params["status"]]
     base = f"""FROM idx.positions p JOIN idx.markets m ON m.chain_id = p.chain_id AND m.market_id = p.market_id
@@ -192,6 +193,9 @@ async def summary(ctx: Ctx) -> dict[str, Any]:
     extra = await ctx.conn.fetchrow(SUMMARY_EXTRA_SQL, ctx.chain_id, addr)
     assert extra is not None
     ctx.depends_on(f"market:{r['market_id']}" for r in rows)
+    # market:created names the market's and the creator's rooms, not user:{creator} (review h7:
+    # marketsCreated and the opening position stayed cached)
+    ctx.depends_on([f"creator:0x{addr.hex()}"])
     await depend_on_creators(ctx)
     cost = value = realized = unrealized = claimable = volume = trades = 0
     counts = {"open": 0, "redeemable": 0, "closed": 0}
