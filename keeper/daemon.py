@@ -185,6 +185,8 @@ class Daemon:
         lock = self._job_locks.setdefault(name, asyncio.Lock())
         if lock.locked() and not wait:
             log.info("job_skipped_overlap", job=name)
+            if name == "distribute" and not self.dry_run:  # the run in progress may serve another period
+                self._catch_up_at = asyncio.get_running_loop().time() + DISTRIBUTE_RETRY_S
             return "skipped"
         epoch = self.leader.fence.epoch if self.leader.fence else None
         async with lock:
@@ -295,7 +297,10 @@ class Daemon:
         run used to leave the day's distribution to the next day (review h6)."""
         if outcome == "ok":
             self._distribute_failures = 0
-            self._catch_up_at = None
+            # looked at again at the next poll against the period due THEN: a retry of day D still running
+            # when the schedule fired for D+1 made that firing `skipped` (the lock), and clearing here lost
+            # D+1 with no alert (review h8); catch_up clears it once the current period has its `ok` run
+            self._catch_up_at = asyncio.get_running_loop().time()
         elif outcome == "failed":
             self._distribute_failures += 1
             delay = min(DISTRIBUTE_RETRY_MAX_S, DISTRIBUTE_RETRY_S * 2 ** min(self._distribute_failures - 1, 10))

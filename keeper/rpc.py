@@ -141,34 +141,30 @@ class Rpc:
     async def batch(self, calls: list[tuple[str, list[Any]]], node: int | None = None) -> list[Any]:
         """Results in order; an element is an RpcError where that call failed. Sent in chunks of
         `batch_size` (hosted providers cap JSON-RPC batch sizes); a node refusing a whole batch raises.
+        The elements that failed with node trouble, in every chunk, are asked again together after one
+        wait, `retries` attempts in all; the others' answers are kept.
         `node` (pick_node): every chunk and retry goes to that URL, so the answers describe one chain state
         (a null receipt next to a nonce from another, fresher node proves nothing)."""
-        out: list[Any] = []
-        for start in range(0, len(calls), self.batch_size):
-            out += await self._batch_part(calls[start : start + self.batch_size], node)
-        return out
-
-    async def _batch_part(self, part: list[tuple[str, list[Any]]], node: int | None) -> list[Any]:
-        """One chunk; the elements that failed with node trouble are asked again (alone, in one batch),
-        `retries` attempts in all; the others' answers are kept."""
-        out: list[Any] = [None] * len(part)
-        todo = list(range(len(part)))
+        out: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
         for attempt in range(1, self.retries + 1):
-            try:
-                results = await self._rpc.batch_settled([part[i] for i in todo], provider=node)
-            except CoreRpcError as exc:
-                raise RpcError.of("batch", exc) from None
             again: list[int] = []
             wait = 0.0
-            for i, r in zip(todo, results, strict=True):
-                out[i] = RpcError.of(part[i][0], r) if isinstance(r, CoreRpcError) else r
-                if isinstance(out[i], RpcError) and self._ask_again(part[i][0], out[i], attempt):
-                    again.append(i)
-                    wait = max(wait, self._wait(out[i], attempt))
+            for start in range(0, len(todo), self.batch_size):
+                chunk = todo[start : start + self.batch_size]
+                try:
+                    results = await self._rpc.batch_settled([calls[i] for i in chunk], provider=node)
+                except CoreRpcError as exc:
+                    raise RpcError.of("batch", exc) from None
+                for i, r in zip(chunk, results, strict=True):
+                    out[i] = RpcError.of(calls[i][0], r) if isinstance(r, CoreRpcError) else r
+                    if isinstance(out[i], RpcError) and self._ask_again(calls[i][0], out[i], attempt):
+                        again.append(i)
+                        wait = max(wait, self._wait(out[i], attempt))
             if not again:
                 break
-            todo = again
-            await asyncio.sleep(wait)
+            todo = again  # asked again together, after one wait for the whole call (review h8: a wait per
+            await asyncio.sleep(wait)  # chunk made a rate-limited run of many chunks reach job_timeout_s)
         return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import types
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ async def test_a_failed_catch_up_query_is_tried_again_at_the_next_poll(
             if d._requests is not None:
                 await asyncio.wait([d._requests], timeout=5)
             was_leader = d.leader.is_leader
+            await d.catch_up()  # the check an `ok` run leaves pending: it finds the period done
             await d.leader.release()
     assert was_leader
     assert periods == [daemon_mod.jobs.period_of(d.last_distribution_due())]  # type: ignore[arg-type]
@@ -128,11 +130,66 @@ async def test_a_failed_distribution_is_retried_within_its_period(
             assert second is not None
             assert second - loop.time() > DISTRIBUTE_RETRY_S
             d._catch_up_at = loop.time()
-            await d._catch_up_if_due()
-            assert d._catch_up_at is None
+            await d._catch_up_if_due()  # the `ok` run: a check against the period due then is left pending
             assert not answers
+            await d._catch_up_if_due()  # that check: the period has its `ok` run
+            assert d._catch_up_at is None
             await d.catch_up()  # the period has its ok run: nothing more to do (a run would find `answers` empty)
             assert d._catch_up_at is None
         finally:
             await d.leader.release()
     assert d.metrics.distribution_retries._value.get() == 2
+
+
+async def test_a_retry_running_across_the_next_firing_does_not_swallow_that_period(
+    db_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review h8 (medium): a retry of day D still running when the schedule fired for D+1 made that firing
+    `skipped` (the job lock); the retry's `ok` then cleared the pending catch-up and D+1 was never
+    distributed, with no alert. Now an `ok` run leaves a catch-up check against the period due then."""
+    settings = make_settings("http://127.0.0.1:1", db_dsn, tmp_path / "d.json")
+    d = Daemon(settings)
+    now = dt.datetime.now(dt.UTC)
+    day_d = now - dt.timedelta(days=1)  # yesterday's firing: the period being retried
+    due = [day_d]
+    monkeypatch.setattr(d, "last_distribution_due", lambda now=None: due[0])
+    periods: list[str] = []
+    in_retry = asyncio.Event()
+    midnight_passed = asyncio.Event()
+
+    async def distribute(_ctx: Any, period: str) -> dict[str, int]:
+        periods.append(period)
+        if len(periods) == 1:
+            return {"deferred": 1}  # the scheduled run of day D: a creator the node did not answer for
+        if len(periods) == 2:  # the retry of day D, still running when the schedule fires for D+1
+            in_retry.set()
+            await midnight_passed.wait()
+            return {"sent": 1}
+        return {"sent": 1}
+
+    monkeypatch.setattr(daemon_mod.jobs, "distribute", distribute)
+    d.ctx = None  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    async with store.create_pool(db_dsn, settings.db_timeouts) as pool:
+        d.pool = pool
+        assert (await d.leader.try_acquire()) is not None
+        try:
+            assert await d.run_job("distribute", d.job_table()["distribute"]) == "failed"
+            d._catch_up_at = loop.time()  # the back-off passed late in day D
+            retry = asyncio.create_task(d._catch_up_if_due())
+            await asyncio.wait_for(in_retry.wait(), 10)
+            due[0] = dt.datetime.now(dt.UTC)  # 00:00 of day D+1: distribute_cron fires
+            scheduled = await d.run_job("distribute", d.job_table()["distribute"])
+            midnight_passed.set()
+            await retry
+            # the leader's next polls, as lead() makes them (a pending catch-up made due at once)
+            for _ in range(3):
+                if d._catch_up_at is not None:
+                    d._catch_up_at = loop.time()
+                await d._catch_up_if_due()
+        finally:
+            await d.leader.release()
+    period_d, period_d1 = daemon_mod.jobs.period_of(day_d), daemon_mod.jobs.period_of(due[0])
+    assert scheduled == "skipped"  # the schedule's run of D+1 met the retry's lock
+    assert periods[:2] == [period_d, period_d]
+    assert period_d1 in periods, f"day {period_d1} was never distributed: runs {periods}, _catch_up_at None"
