@@ -18,6 +18,7 @@ import os
 import tomllib
 import types
 import typing
+import urllib.parse
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -227,6 +228,18 @@ class RedisSettings:
 FINALITY_DEPTH_MAX = 100_000  # blocks (a week of 6 s blocks): beyond, nothing would ever be final
 
 
+def node_identity(url: str) -> str:
+    """What makes two RPC URLs the same node: scheme and host in lower case, the port (the scheme's
+    default when none), the path without a trailing "/", the query; not the fragment."""
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = None  # not a number: compared as written
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}{parts.path.rstrip('/')}?{parts.query}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChainSettings:
     # the indexer and the keeper check every rpc_urls node reports it (eth_chainId) at start (1 to 2^63 - 1)
@@ -242,15 +255,20 @@ class ChainSettings:
     def __post_init__(self) -> None:
         if not self.rpc_urls:
             raise ConfigError("chain.rpc_urls is empty: list at least one URL or set GL_CHAIN__RPC_URLS=url1,url2")
-        for url in self.rpc_urls:
-            if not url.startswith(("http://", "https://")):
+        seen: dict[str, int] = {}
+        for i, url in enumerate(self.rpc_urls):
+            if not url.lower().startswith(("http://", "https://")):
                 raise ConfigError(
                     f"chain.rpc_urls: {url.split('://')[0]}://… is not http(s); websocket goes in chain.ws_url"
                 )
-        for i, url in enumerate(self.rpc_urls):
-            if url in self.rpc_urls[:i]:  # one node counted twice skews the scores and the failover
-                first = self.rpc_urls.index(url)
-                raise ConfigError(f"chain.rpc_urls[{i}] repeats chain.rpc_urls[{first}]: list each URL once")
+            # one node counted twice skews the scores and the failover, and a second provider's
+            # confirmation (re-scan, deep reorg) would ask the same node (review h9: spellings differed)
+            same = node_identity(url)
+            if same in seen:
+                raise ConfigError(
+                    f"chain.rpc_urls[{i}] ({url}) is the same node as chain.rpc_urls[{seen[same]}]: list each node once"
+                )
+            seen[same] = i
         if not 1 <= self.finality_depth <= FINALITY_DEPTH_MAX:
             # 0 or less treats the head as final (no undo data, a one-block reorg becomes "too deep");
             # a huge depth means nothing is ever final (undo data and the outbox never pruned)

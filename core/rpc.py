@@ -480,13 +480,15 @@ class Rpc:
         require: Sequence[bool] | None = None,
         parse: Callable[[Any], Any] | None = None,
         provider: int | None = None,
+        retry: RetryPolicy | None = None,
     ) -> list[Any]:
         """Several calls in one HTTP request; results in order. Elements fail independently: the
         ones that succeeded are kept and only the failed ones are sent again (retried like a call).
         An element that still fails is returned as its RpcError (RangeTooLarge and FatalRpcError at
         once); `require[i]`: a null result of call i is retried too; `parse`: applied to each non-null
         result, its TransientRpcError (a malformed answer) fails that element alone. `provider`: only
-        that URL, retries included (every answer from one node)."""
+        that URL, retries included (every answer from one node). `retry`: another policy than the
+        client's."""
         n = len(calls)
         out: list[Any] = [_MISSING] * n
         need = list(require) if require is not None else [False] * n
@@ -566,7 +568,7 @@ class Rpc:
 
         if n:
             try:
-                await self._retrying(name, once, provider)
+                await self._retrying(name, once, provider, policy=retry)
             except TransientRpcError as exc:  # what still failed is in `out`
                 for i, r in enumerate(out):
                     if isinstance(r, TransientRpcError):

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger("indexer")
 
 GapChange = tuple[outbox_gap.Gap | None, outbox_gap.Gap | None]  # (still open, closed) as a batch leaves it
+# The safe/finalized tags of a head read: asked once (a node without them answers at once; a failed tag
+# falls back to head - finality_depth for that read, and finality never moves down)
+TAGS_RETRY = RetryPolicy(attempts=1, seconds=2.0)
+TAGS_GIVE_UP = 3  # head reads in a row where both tags failed: not asked for TAGS_REPROBE_S
+TAGS_REPROBE_S = 300.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -130,6 +135,11 @@ class Pipeline:
         self.last_finalized_announced = -1
         self.head_hash = b""
         self.heads_read_at = 0.0
+        # The head the feed's window (outbox_max_lag) is measured from: a head read only once the node
+        # serves that block, when it would leave blocks we have not indexed without messages (review h9)
+        self.outbox_head = 0
+        self.tags_failed = 0  # head reads in a row whose safe and finalized tags both failed
+        self.tags_off_until = 0.0  # monotonic time before which the tags are not asked (the node lacks them)
         # Rows inserted into each derived table since we last ran ANALYZE on it, and its size then.
         self.inserted = dict.fromkeys(DERIVED, 0)
         self.analyzed = dict.fromkeys(DERIVED, 0)
@@ -159,36 +169,57 @@ class Pipeline:
         if h.number > self.status.head:
             self.status.head_moved = time.monotonic()
         self.head_hash = h.hash
+        self.outbox_head = max(self.outbox_head, h.number)  # announced and linked to our cursor: it exists
         self.heads = checkpoint.Heads(h.number, self.heads.safe, self.heads.finalized)
         self.status.head = h.number
         self.m.set_heads(h.number, self.heads.safe, self.heads.finalized, self.status.indexed)
         return self.heads
 
+    async def _read_tags(self) -> tuple[BlockRef, int | None, int | None]:
+        """`latest`, `safe` and `finalized` in one request. The tags are asked once (TAGS_RETRY):
+        a node without them (geth before the merge, several L2 and sidechain nodes: "finalized block
+        not found") falls back to head - finality_depth at once; with the client's policy every head
+        read spent 5-9 s retrying them (review h9). After TAGS_GIVE_UP reads in a row that answered
+        `latest` but neither tag, they are not asked for TAGS_REPROBE_S. `latest`, if it failed, is read
+        again with the client's policy."""
+        latest, safe, fin = await self.rpc.batch_settled(
+            [
+                ("eth_getBlockByNumber", ["latest", False]),
+                ("eth_getBlockByNumber", ["safe", False]),
+                ("eth_getBlockByNumber", ["finalized", False]),
+            ],
+            [True, False, False],
+            parse=parse_header,  # a malformed block object fails its element alone, asked again
+            retry=TAGS_RETRY,
+        )
+        if isinstance(latest, RpcError):  # the request failed: it says nothing about the tags
+            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True, parse=parse_header)
+        elif isinstance(safe, RpcError) and isinstance(fin, RpcError):  # answered, without the tags
+            self.tags_failed += 1
+            if self.tags_failed >= TAGS_GIVE_UP:
+                self.tags_off_until = time.monotonic() + TAGS_REPROBE_S
+                log.warning(
+                    "finality_tags_unanswered",
+                    reads=self.tags_failed,
+                    error=str(fin)[:200],
+                    note=f"finality is head - finality_depth; the tags are asked again in {TAGS_REPROBE_S:.0f} s",
+                )
+                self.tags_failed = 0
+        else:
+            self.tags_failed = 0
+        safe_n = None if isinstance(safe, RpcError) or safe is None else safe.number
+        fin_n = None if isinstance(fin, RpcError) or fin is None else fin.number
+        return latest, safe_n, fin_n
+
     async def refresh_heads(self) -> checkpoint.Heads:
-        self.heads_read_at = time.monotonic()
-        if self.o.finality == "tag":
-            # The elements fail independently: a node without `safe`/`finalized` tags (or one that
-            # keeps failing them) falls back to head - finality_depth.
-            latest, safe, fin = await self.rpc.batch_settled(
-                [
-                    ("eth_getBlockByNumber", ["latest", False]),
-                    ("eth_getBlockByNumber", ["safe", False]),
-                    ("eth_getBlockByNumber", ["finalized", False]),
-                ],
-                [True, False, False],
-                parse=parse_header,  # a malformed block object fails its element alone, asked again
-            )
-            if isinstance(latest, RpcError):
-                raise latest
-            safe = None if isinstance(safe, RpcError) else safe
-            fin = None if isinstance(fin, RpcError) else fin
+        if self.o.finality == "tag" and time.monotonic() >= self.tags_off_until:
+            latest, safe_n, fin_n = await self._read_tags()
             head, self.head_hash = latest.number, latest.hash
-            safe_n = safe.number if safe else None
-            fin_n = fin.number if fin else None
         else:
             h = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True, parse=parse_header)
             head, safe_n, fin_n = h.number, None, None
             self.head_hash = h.hash
+        self.heads_read_at = time.monotonic()  # after the read: a slow read does not age announcements
         read = finalized_block(head, fin_n, self.s.chain.finality_depth)
         if head > self.status.head:
             self.status.head_moved = time.monotonic()
@@ -212,10 +243,30 @@ class Pipeline:
                     note="the node does not have the block its head read implies is final: not taken",
                 )
                 finalized = self.heads.finalized
+        await self._outbox_head(head)
         self.heads = checkpoint.Heads(head, safe_n, finalized)
         self.status.head, self.status.safe, self.status.finalized = head, safe_n, finalized
         self.m.set_heads(head, safe_n, finalized, self.status.indexed)
         return self.heads
+
+    async def _outbox_head(self, head: int) -> None:
+        """Moves the feed window's head. A head within outbox_max_lag of what we hold leaves every block
+        still to index inside the window, so it is taken as read; one further up only once the node
+        serves that block by number. One `latest` 1000 blocks ahead (a backend of another network, a
+        proxy's glitch) otherwise wrote a chain:gap for live events and no message of their own (review
+        h9; finality had the same guard since review h2). In a catch-up: one header per head read."""
+        lag = self.o.outbox_max_lag
+        if lag == 0 or head <= self.outbox_head:
+            return
+        if head - lag <= self.status.indexed or await self.rpc.header(head) is not None:
+            self.outbox_head = head
+            return
+        log.warning(
+            "outbox_head_unconfirmed",
+            claimed=head,
+            kept=self.outbox_head,
+            note="the node does not serve the block its head read claims: the feed window stays where it was",
+        )
 
     # ------------------------------------------------------------ commit
 
@@ -268,7 +319,8 @@ class Pipeline:
     ) -> write.Batch:
         """Folds the events over the snapshot into the batch that continues `start` (pure but for reads of self)."""
         fin = min(self.heads.finalized, last.number)
-        outbox_from = 0 if self.o.outbox_max_lag == 0 else self.heads.head - self.o.outbox_max_lag
+        lag = self.o.outbox_max_lag
+        outbox_from = 0 if lag == 0 else min(self.heads.head, self.outbox_head) - lag
         ctx = F.Context(self.chain_id, journal_above=fin, outbox_from=outbox_from)
         changes = F.fold(snap, events, ctx)
         counts: dict[int, int] = {}

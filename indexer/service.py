@@ -206,8 +206,9 @@ class Indexer(Upkeep):
             if target - self.cursor.number > self.o.tip_blocks:
                 await self.defer_indexes(conn)
                 await self.backfill(conn, target, stop)
-            else:
-                await self.tip(conn, target)
+            elif not await self.tip(conn, target):
+                self.mismatches = 0
+                return False  # the block the head read announced is not served yet: wait, then ask again
             self.mismatches = 0
         except ChainMismatch as exc:
             log.info("chain_changed_while_fetching", error=str(exc))

@@ -122,11 +122,15 @@ class Tip(Pipeline):
 
     # ------------------------------------------------------------ tip
 
-    async def tip(self, conn: asyncpg.Connection, target: int) -> None:
+    async def tip(self, conn: asyncpg.Connection, target: int) -> bool:
         """Block by block up to target: parent check, bloom, logs by hash. A header announced over
         newHeads is used only while it links to our cursor; one that does not is evicted (a branch the
         node left: the block is read by number), and a rollback drops those above the ancestor, so a
-        stale announcement cannot be committed again after the rollback it caused."""
+        stale announcement cannot be committed again after the rollback it caused.
+
+        False when it stopped at a block the node does not serve yet (its head read came from a node
+        ahead of the one answering by number): the caller waits before asking again (review h9: it
+        asked again at once, 4,332 steps in 2 s)."""
         assert self.cursor is not None
         while self.cursor.number < target:
             n = self.cursor.number + 1
@@ -138,7 +142,7 @@ class Tip(Pipeline):
             if header is None:
                 header = await self.rpc.header(n)
             if header is None:
-                return  # the node (or the one we failed over to) does not have it yet: not a reorg
+                return False  # the node (or the one we failed over to) does not have it yet: not a reorg
             if header.parent_hash != self.cursor.hash:
                 if self.watcher is not None:  # our block n - 1 is not this header's parent: not the node's
                     self.watcher.evict(n - 1)
@@ -182,3 +186,4 @@ class Tip(Pipeline):
                 t = self.watcher.arrived.pop(header.hash, None)
                 if t is not None:
                     self.m.head_latency(time.perf_counter() - t)
+        return True

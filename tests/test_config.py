@@ -98,3 +98,24 @@ def test_shipped_local_config_is_valid() -> None:
     cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "local.toml", environ={})
     assert section(cfg, "chain", ChainSettings).chain_id == 31337
     assert section(cfg, "database", DatabaseSettings).dsn.startswith("postgresql://")
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        ("http://127.0.0.1:8545", "http://127.0.0.1:8545/"),
+        ("https://base-mainnet.example.com/v2/KEY", "https://BASE-MAINNET.example.com/v2/KEY"),
+        ("http://localhost:8545", "http://localhost:8545/#second"),
+        ("http://localhost", "http://localhost:80"),
+    ],
+)
+def test_one_node_spelled_twice_in_rpc_urls_is_refused(urls: tuple[str, str]) -> None:
+    """Review h9: only equal strings were refused; a trailing slash, an upper-case host or a fragment
+    made one node two providers (the re-scan's second-provider confirmation then asked it twice)."""
+    with pytest.raises(ConfigError, match=r"rpc_urls\[1\] \(.*\) is the same node as chain.rpc_urls\[0\]"):
+        ChainSettings(chain_id=31337, rpc_urls=urls)
+
+
+def test_rpc_urls_of_other_nodes_and_an_upper_case_scheme_are_accepted() -> None:
+    chain = ChainSettings(chain_id=31337, rpc_urls=("HTTP://127.0.0.1:8545", "http://127.0.0.1:8546", "http://h/a?k=2"))
+    assert len(chain.rpc_urls) == 3
