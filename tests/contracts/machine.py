@@ -445,10 +445,10 @@ class System:
         assert self.pool[creator] <= U96, "pool beyond uint96"
         self.ideal_pool[creator].append(Fee(now, Fraction(amount)))
 
-    def _vest_ideal(self, creator: str, now: int) -> None:
+    def _vest_ideal(self, creator: str, now: int) -> bool:
         """The time-fair ledger from the last fold to now: each fee's exact vested part goes to the holders
         earning then, pro rata; a fee reaching a holder must have arrived at or after the latest 00:00 from which
-        any of that holder's earning shares earns (the warm-up goal, per fee)."""
+        any of that holder's earning shares earns (the warm-up goal, per fee). True when anything vested."""
         last = self.last_fold[creator]
         end = m.day_end(last)
         share = Fraction(min(now, end) - last, end - last)
@@ -462,10 +462,12 @@ class System:
         assert total == self.supply[creator] - self.pending_next[creator] - self.pending_later[creator], (
             "pending counters differ from the lots"
         )
+        vested = False
         for fee in self.ideal_pool[creator]:
             part = fee.left * share
             if not part:
                 continue
+            vested = True
             fee.left -= part
             for holder, (n, since) in earning.items():
                 assert fee.arrived >= since, (
@@ -473,6 +475,7 @@ class System:
                 )
                 self.ideal[(creator, holder)] += part * n / total
         self.ideal_pool[creator] = [f for f in self.ideal_pool[creator] if f.left]
+        return vested
 
     def _fold(self, creator: str, now: int) -> tuple[int, int, int]:
         """CreatorShares._fold: the market fees accrued since the last fold join the pool, what vested goes into
@@ -496,7 +499,11 @@ class System:
                     queue.pop(0)
                 else:
                     queue[0][1] -= took
-        self._vest_ideal(creator, now)
+        # A fold rounds whenever something vests, credited or not: a vested amount that rounds to no credit
+        # at all leaves its exact share in the ideal ledger and the dust in the pool (seed 20261262 on
+        # 2026-12-07: 1.16 units apart with no fold counted)
+        if self._vest_ideal(creator, now):
+            self.folds[creator] += 1
         earning = self.supply[creator] - self.pending_next[creator] - self.pending_later[creator]
         assert earning >= 1, "earning supply 0"
         delta = m.vested(self.pool[creator], last, now) * ACC_STORED // earning
@@ -506,7 +513,6 @@ class System:
             assert self.acc[creator] <= U96, "accumulator beyond uint96"
             self.pool[creator] -= amount
             self.distributed[creator] += amount
-            self.folds[creator] += 1
         matured = 0
         d = now // EPOCH
         if d > d0:
