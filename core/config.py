@@ -229,15 +229,14 @@ FINALITY_DEPTH_MAX = 100_000  # blocks (a week of 6 s blocks): beyond, nothing w
 
 
 def node_identity(url: str) -> str:
-    """What makes two RPC URLs the same node: scheme and host in lower case, the port (the scheme's
-    default when none), the path without a trailing "/", the query; not the fragment."""
+    """What makes two RPC URLs the same node: scheme and host in lower case, the credentials, the port
+    (the scheme's default when none), the path without a trailing "/", the query; not the fragment.
+    ValueError for a port that is not one."""
     parts = urllib.parse.urlsplit(url.strip())
     scheme = parts.scheme.lower()
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    except ValueError:
-        port = None  # not a number: compared as written
-    return f"{scheme}://{(parts.hostname or '').lower()}:{port}{parts.path.rstrip('/')}?{parts.query}"
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)  # ValueError: not a port
+    who = f"{parts.username}:{parts.password}@" if parts.username or parts.password else ""
+    return f"{scheme}://{who}{(parts.hostname or '').lower()}:{port}{parts.path.rstrip('/')}?{parts.query}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -263,10 +262,13 @@ class ChainSettings:
                 )
             # one node counted twice skews the scores and the failover, and a second provider's
             # confirmation (re-scan, deep reorg) would ask the same node (review h9: spellings differed)
-            same = node_identity(url)
-            if same in seen:
+            try:
+                same = node_identity(url)
+            except ValueError:
+                raise ConfigError(f"chain.rpc_urls[{i}] has a port that is not 1..65535") from None
+            if same in seen:  # indexes, not the URLs: a provider's key is often in its path or query
                 raise ConfigError(
-                    f"chain.rpc_urls[{i}] ({url}) is the same node as chain.rpc_urls[{seen[same]}]: list each node once"
+                    f"chain.rpc_urls[{i}] is the same node as chain.rpc_urls[{seen[same]}]: list each node once"
                 )
             seen[same] = i
         if not 1 <= self.finality_depth <= FINALITY_DEPTH_MAX:

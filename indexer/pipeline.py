@@ -43,6 +43,7 @@ GapChange = tuple[outbox_gap.Gap | None, outbox_gap.Gap | None]  # (still open, 
 TAGS_RETRY = RetryPolicy(attempts=1, seconds=2.0)
 TAGS_GIVE_UP = 3  # head reads in a row where both tags failed: not asked for TAGS_REPROBE_S
 TAGS_REPROBE_S = 300.0
+OUTBOX_HEAD_SLACK = 16  # blocks: how far behind the head a load-balanced node's backend may lag
 
 
 @dataclasses.dataclass(slots=True)
@@ -138,6 +139,7 @@ class Pipeline:
         # The head the feed's window (outbox_max_lag) is measured from: a head read only once the node
         # serves that block, when it would leave blocks we have not indexed without messages (review h9)
         self.outbox_head = 0
+        self.waiting_for_block = False  # the last step stopped at a block the node does not serve yet
         self.tags_failed = 0  # head reads in a row whose safe and finalized tags both failed
         self.tags_off_until = 0.0  # monotonic time before which the tags are not asked (the node lacks them)
         # Rows inserted into each derived table since we last ran ANALYZE on it, and its size then.
@@ -192,8 +194,21 @@ class Pipeline:
             parse=parse_header,  # a malformed block object fails its element alone, asked again
             retry=TAGS_RETRY,
         )
-        if isinstance(latest, RpcError):  # the request failed: it says nothing about the tags
-            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True, parse=parse_header)
+        if isinstance(latest, RpcError):
+            # The request failed as a whole (a 502, a 429): it says nothing about the tags, so all three
+            # are asked again with the client's policy. Re-reading `latest` alone fell back to head -
+            # finality_depth, and two such reads finalized blocks above the node's tag (review h10).
+            latest, safe, fin = await self.rpc.batch_settled(
+                [
+                    ("eth_getBlockByNumber", ["latest", False]),
+                    ("eth_getBlockByNumber", ["safe", False]),
+                    ("eth_getBlockByNumber", ["finalized", False]),
+                ],
+                [True, False, False],
+                parse=parse_header,
+            )
+            if isinstance(latest, RpcError):
+                raise latest
         elif isinstance(safe, RpcError) and isinstance(fin, RpcError):  # answered, without the tags
             self.tags_failed += 1
             if self.tags_failed >= TAGS_GIVE_UP:
@@ -261,11 +276,19 @@ class Pipeline:
         if head - lag <= self.status.indexed or await self.rpc.header(head) is not None:
             self.outbox_head = head
             return
+        # A load balancer's backend a few blocks behind the one that answered the head never serves
+        # that block by number: a block OUTBOX_HEAD_SLACK lower stands in for it. Kept at 0 by such a
+        # node, the window covered a whole catch-up with per-event messages (review h10).
+        lower = head - OUTBOX_HEAD_SLACK
+        if lower > self.outbox_head and await self.rpc.header(lower) is not None:
+            self.outbox_head = lower
+            return
         log.warning(
             "outbox_head_unconfirmed",
             claimed=head,
             kept=self.outbox_head,
-            note="the node does not serve the block its head read claims: the feed window stays where it was",
+            note="the node serves neither the block its head read claims nor one a little lower: the feed"
+            " window stays where it was",
         )
 
     # ------------------------------------------------------------ commit

@@ -208,6 +208,7 @@ class Indexer(Upkeep):
                 await self.backfill(conn, target, stop)
             elif not await self.tip(conn, target):
                 self.mismatches = 0
+                self.waiting_for_block = True
                 return False  # the block the head read announced is not served yet: wait, then ask again
             self.mismatches = 0
         except ChainMismatch as exc:
@@ -335,10 +336,13 @@ async def run(
                         break
                     await indexer.start(conn)
                     while not stop.is_set():
+                        indexer.waiting_for_block = False
                         busy = await indexer.step(conn, stop)
                         failures = 0
                         if not busy:
-                            if until_head:
+                            # idle at the head; waiting for a block the node announced is not (review h10:
+                            # --exit-at-head exited 0 below the head)
+                            if until_head and not indexer.waiting_for_block:
                                 return EXIT_OK
                             await _wait(
                                 stop, settings.options.poll_interval, indexer.watcher.event if indexer.watcher else None

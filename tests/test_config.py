@@ -112,10 +112,22 @@ def test_shipped_local_config_is_valid() -> None:
 def test_one_node_spelled_twice_in_rpc_urls_is_refused(urls: tuple[str, str]) -> None:
     """Review h9: only equal strings were refused; a trailing slash, an upper-case host or a fragment
     made one node two providers (the re-scan's second-provider confirmation then asked it twice)."""
-    with pytest.raises(ConfigError, match=r"rpc_urls\[1\] \(.*\) is the same node as chain.rpc_urls\[0\]"):
+    with pytest.raises(ConfigError, match=r"rpc_urls\[1\] is the same node as chain.rpc_urls\[0\]: list"):
         ChainSettings(chain_id=31337, rpc_urls=urls)
 
 
 def test_rpc_urls_of_other_nodes_and_an_upper_case_scheme_are_accepted() -> None:
     chain = ChainSettings(chain_id=31337, rpc_urls=("HTTP://127.0.0.1:8545", "http://127.0.0.1:8546", "http://h/a?k=2"))
     assert len(chain.rpc_urls) == 3
+
+
+def test_rpc_urls_two_accounts_on_one_gateway_are_two_nodes_and_a_bad_port_is_named() -> None:
+    """Review h10: credentials were left out of a node's identity (two accounts refused as one), two
+    unparsable ports compared equal, and the duplicate error printed the URL (a key in its path)."""
+    chain = ChainSettings(chain_id=1, rpc_urls=("https://alice:k1@gw/rpc", "https://bob:k2@gw/rpc"))
+    assert len(chain.rpc_urls) == 2
+    with pytest.raises(ConfigError, match=r"rpc_urls\[0\] has a port that is not 1\.\.65535"):
+        ChainSettings(chain_id=1, rpc_urls=("http://h:99999", "http://h:70000"))
+    with pytest.raises(ConfigError) as err:
+        ChainSettings(chain_id=1, rpc_urls=("https://eth.example/v2/SECRETKEY", "https://eth.example/v2/SECRETKEY/"))
+    assert "SECRETKEY" not in str(err.value)

@@ -218,7 +218,7 @@ def test_settings_reject_unknown_keys_and_name_the_key(tmp_path: Any) -> None:
             "chain",
             "rpc_urls",
             ["http://a", "http://b", "http://a"],
-            r"chain\.rpc_urls\[2\] \(http://a\) is the same node as chain\.rpc_urls\[0\]",
+            r"chain\.rpc_urls\[2\] is the same node as chain\.rpc_urls\[0\]",
         ),
         ("chain", "confirmations", 0, r"chain\.confirmations must be from 1 to 100,000 blocks, got 0"),
     ):

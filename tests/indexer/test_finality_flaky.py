@@ -1,0 +1,78 @@
+"""Review h10 (medium-high, a regression of review h9's fix): the safe/finalized elements are asked once
+(TAGS_RETRY), and when the whole batch failed only `latest` was read again, without the tags. That read
+fell back to head - finality_depth; on a chain whose finalized tag trails the head by more than the
+depth (an L2: finalized ~ head - 500, depth 64), two such reads in a row declared final blocks the node
+says are not (kept for good: no undo data, a reorg there is ReorgTooDeep). Now a head read whose request
+failed as a whole is read again whole, tags included, with the client's policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp import web
+
+from indexer.chain import Cursor
+from indexer.metrics import Metrics
+from indexer.pipeline import Status
+from indexer.rpc import Rpc
+from indexer.service import Indexer
+from tests.indexer.helpers import make_settings
+from tests.indexer.test_tip_waits import DEPLOYMENT, _block, _hash
+from tests.local_http import posting
+
+HEAD = 10_000
+TAG_LAG = 500  # the node's finalized tag: head - 500 (finality_depth is 64)
+
+
+@pytest.mark.parametrize("fault", ["element", "batch502"])  # element: the control (passes, _Progressed re-asks)
+async def test_a_transient_tag_failure_does_not_finalize_above_the_nodes_finalized_tag(
+    fault: str, tmp_path: Path
+) -> None:
+    head = HEAD
+    batches = 0
+
+    def answer(call: dict, first_try: bool) -> dict:
+        tag = call["params"][0]
+        if tag == "latest":
+            result: object = _block(head)
+        elif tag in ("safe", "finalized"):
+            if fault == "element" and first_try and tag == "finalized":
+                return {"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32000, "message": "header not found"}}
+            result = _block(head - TAG_LAG)
+        else:
+            n = int(tag, 16)
+            result = _block(n) if n <= head else None
+        return {"jsonrpc": "2.0", "id": call["id"], "result": result}
+
+    async def handle(request: web.Request) -> web.Response:
+        nonlocal batches
+        body = orjson.loads(await request.read())
+        if isinstance(body, list):
+            tags = any(c["params"][0] == "finalized" for c in body)
+            first_try = tags and len(body) == 3  # the head read's batch (a re-ask sends the failed element alone)
+            if first_try:
+                batches += 1
+                if fault == "batch502" and batches in (2, 3):  # two 502s in a row (9 % of read pairs at a 30 % rate)
+                    return web.Response(status=502, text="Bad Gateway")
+            out = [answer(c, first_try) for c in body]
+        else:
+            out = answer(body, False)
+        return web.Response(body=orjson.dumps(out), content_type="application/json")
+
+    async with posting(handle) as port:
+        url = f"http://127.0.0.1:{port}"
+        settings = make_settings(url, DEPLOYMENT, "postgresql://unused/x", tmp_path, fetch_process=False)
+        async with Rpc([url], 5.0) as rpc:
+            ix = Indexer(settings, rpc, Metrics(31337), Status())
+            ix.cursor = Cursor(HEAD - 1, bytes.fromhex(_hash(HEAD - 1)[2:]))
+            ix.status.indexed = HEAD - 1
+            for _ in range(4):  # four head reads, one block apart
+                await ix.refresh_heads()
+                head += 1
+            node_final = head - 1 - TAG_LAG
+            assert ix.heads.finalized <= node_final, (
+                f"finality {ix.heads.finalized} is {ix.heads.finalized - node_final} blocks above the node's"
+                f" finalized tag {node_final} ({fault}): a transient tag failure fell back to head - 64"
+            )
