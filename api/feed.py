@@ -87,7 +87,8 @@ SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS 
  ORDER BY seq
  LIMIT 500
 """
-MIN_SEQ_SQL = "SELECT min(seq) FROM idx.outbox WHERE chain_id = $1"
+# The highest seq of this chain retention deleted (sql/083): a resume from below it may miss rows.
+PRUNED_SQL = "SELECT coalesce(max(pruned_through), 0) FROM idx.outbox_pruned WHERE chain_id = $1"
 # The highest seq this database ever issued (every chain's: admin broadcasts reach every chain's clients), 0
 # before the first; it survives retention pruning and an empty outbox (sql/077 grants it to the api role)
 ISSUED_SEQ_SQL = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM idx.outbox_seq_seq"
@@ -619,7 +620,7 @@ class Hub:
         sent = 0
         failed: bytes | None = None
         try:
-            oldest, newest, heads, backlog = await self._replay_start(since, target, rooms)
+            pruned, newest, heads, backlog = await self._replay_start(since, target, rooms)
             if newest is not None and since > newest:  # not a seq of this database: rebuilt or restored
                 failed = _error(
                     "since_too_old",
@@ -627,8 +628,11 @@ class Hub:
                     f" rebuilt or restored since; {RELOAD}",
                 )
                 return
-            if oldest is not None and since + 1 < oldest:
-                failed = _error("since_too_old", f"the outbox starts at seq {oldest}; {RELOAD}")
+            if since < pruned:  # review h11: compared with this chain's oldest row, a chain pruned empty
+                # looked complete, and with several chains seqs of the others were taken for pruned rows
+                failed = _error(
+                    "since_too_old", f"the outbox no longer holds this chain's seqs up to {pruned}; {RELOAD}"
+                )
                 return
             if backlog > self.replay_max:  # counted first (or the span alone): refused before sending any of it
                 failed = _error("since_too_old", f"more than {self.replay_max} events to replay; {RELOAD}")
@@ -663,30 +667,47 @@ class Hub:
                 "subscribe with since = the last seq you processed (or reload over HTTP)",
             )
         finally:
-            pending, c.pending = c.pending, []
-            c.replaying = False
             if c.closed:
-                pass
+                c.pending, c.replaying = [], False
             elif failed is not None:
+                c.pending, c.replaying = [], False
                 self.metrics.feed_errors.inc()
                 self._leave(c, list(c.rooms))
                 self._reply(c, failed)
             else:
-                self._reply(c, _msg(type="replayed", seqFrom=since, seqTo=target, events=sent))
-                for item in pending:
-                    self._offer(c, item)
+                await self._end_replay(c, _msg(type="replayed", seqFrom=since, seqTo=target, events=sent))
+
+    async def _end_replay(self, c: Client, replayed: bytes) -> None:
+        """`replayed`, then the live items held during the replay, into the client's queue with the
+        replay's own bounded wait (a client that reads keeps up; one that takes nothing for
+        replay_stall_s is cut). Live items arriving meanwhile are still held, behind these: the replay
+        stays on until the held list is empty. Offered without waiting, a full queue at the end of a
+        replay cut a client that was reading steadily (review h11: 4008 after ~294 of 300 events)."""
+        items: list[Item] = [(None, replayed)]
+        try:
+            while items and not c.closed:
+                for item in items:
+                    async with asyncio.timeout(self.replay_stall_s):
+                        await c.queue.put(item)
+                items, c.pending = c.pending, []
+        except TimeoutError:
+            self._cut(c)
+        finally:
+            c.pending = []
+            c.replaying = False
 
     async def _replay_start(
         self, since: int, target: int, rooms: list[str]
-    ) -> tuple[int | None, int | None, asyncpg.Record | None, int]:
-        """The outbox's oldest seq (this chain's) and newest (any chain's: a `since` beyond it was not
-        issued by this database, review s15 F4), the chain's heads, and the events to replay (counted up to
-        replay_max + 1, and only when the seq span is larger than replay_max; replay_max + 1 without
-        counting when the span is more than SPAN_PER_REPLAY_MAX times replay_max: refused unread)."""
+    ) -> tuple[int, int | None, asyncpg.Record | None, int]:
+        """The highest seq of this chain the outbox's retention deleted, the newest seq (any chain's: a
+        `since` beyond it was not issued by this database, review s15 F4), the chain's heads, and the
+        events to replay (counted up to replay_max + 1, and only when the seq span is larger than
+        replay_max; replay_max + 1 without counting when the span is more than SPAN_PER_REPLAY_MAX times
+        replay_max: refused unread)."""
         if self.replica and target > since:
             await self._replica_at(target)
         async with pooled(self.pool, PAGE_ACQUIRE_S) as conn:
-            oldest = await conn.fetchval(MIN_SEQ_SQL, self.chain_id)
+            pruned = int(await conn.fetchval(PRUNED_SQL, self.chain_id))
             heads = await conn.fetchrow(HEADS_SQL, self.chain_id)
             backlog = target - since
             if backlog > SPAN_PER_REPLAY_MAX * self.replay_max:
@@ -699,7 +720,7 @@ class Hub:
         if since > target:  # this worker's head may lag the table: ask the primary
             async with pooled(self.primary, PAGE_ACQUIRE_S) as conn:
                 newest = await conn.fetchval(ISSUED_SEQ_SQL)
-        return oldest, newest, heads, backlog
+        return pruned, newest, heads, backlog
 
     async def _replica_at(self, target: int) -> None:
         """Waits (up to REPLICA_WAIT_S) until the replica the replay reads holds seq `target`, which the
