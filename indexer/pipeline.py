@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("indexer")
 
 GapChange = tuple[outbox_gap.Gap | None, outbox_gap.Gap | None]  # (still open, closed) as a batch leaves it
-# The safe/finalized tags of a head read: asked once (a node without them answers at once; a failed tag
-# falls back to head - finality_depth for that read, and finality never moves down)
+# The safe/finalized tags of a head read: asked once (a node without them answers at once). A failed tag
+# falls back to head - finality_depth only on a node that has never answered it; otherwise that read
+# leaves finality where it is.
 TAGS_RETRY = RetryPolicy(attempts=1, seconds=2.0)
 TAGS_GIVE_UP = 3  # head reads in a row where both tags failed: not asked for TAGS_REPROBE_S
 TAGS_REPROBE_S = 300.0
@@ -142,6 +143,7 @@ class Pipeline:
         self.waiting_for_block = False  # the last step stopped at a block the node does not serve yet
         self.tags_failed = 0  # head reads in a row whose safe and finalized tags both failed
         self.tags_off_until = 0.0  # monotonic time before which the tags are not asked (the node lacks them)
+        self.tags_seen = False  # the node has answered the `finalized` tag
         # Rows inserted into each derived table since we last ran ANALYZE on it, and its size then.
         self.inserted = dict.fromkeys(DERIVED, 0)
         self.analyzed = dict.fromkeys(DERIVED, 0)
@@ -177,13 +179,13 @@ class Pipeline:
         self.m.set_heads(h.number, self.heads.safe, self.heads.finalized, self.status.indexed)
         return self.heads
 
-    async def _read_tags(self) -> tuple[BlockRef, int | None, int | None]:
+    async def _read_tags(self) -> tuple[BlockRef, int | None, int | None, bool]:
         """`latest`, `safe` and `finalized` in one request. The tags are asked once (TAGS_RETRY):
         a node without them (geth before the merge, several L2 and sidechain nodes: "finalized block
         not found") falls back to head - finality_depth at once; with the client's policy every head
         read spent 5-9 s retrying them (review h9). After TAGS_GIVE_UP reads in a row that answered
         `latest` but neither tag, they are not asked for TAGS_REPROBE_S. `latest`, if it failed, is read
-        again with the client's policy."""
+        again with the client's policy. The last value: `finalized` failed in this read."""
         latest, safe, fin = await self.rpc.batch_settled(
             [
                 ("eth_getBlockByNumber", ["latest", False]),
@@ -224,18 +226,26 @@ class Pipeline:
             self.tags_failed = 0
         safe_n = None if isinstance(safe, RpcError) or safe is None else safe.number
         fin_n = None if isinstance(fin, RpcError) or fin is None else fin.number
-        return latest, safe_n, fin_n
+        if fin_n is not None:
+            self.tags_seen = True
+        return latest, safe_n, fin_n, isinstance(fin, RpcError)
 
     async def refresh_heads(self) -> checkpoint.Heads:
+        fin_failed = False
         if self.o.finality == "tag" and time.monotonic() >= self.tags_off_until:
-            latest, safe_n, fin_n = await self._read_tags()
+            latest, safe_n, fin_n, fin_failed = await self._read_tags()
             head, self.head_hash = latest.number, latest.hash
         else:
             h = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True, parse=parse_header)
             head, safe_n, fin_n = h.number, None, None
             self.head_hash = h.hash
         self.heads_read_at = time.monotonic()  # after the read: a slow read does not age announcements
-        read = finalized_block(head, fin_n, self.s.chain.finality_depth)
+        if fin_failed and self.tags_seen:
+            # The tag of a node that has answered it before failed in this read: this read says nothing
+            # about finality (head - finality_depth may be above the node's tag: an L2's is ~500 behind)
+            read = self.heads.finalized
+        else:
+            read = finalized_block(head, fin_n, self.s.chain.finality_depth)
         if head > self.status.head:
             self.status.head_moved = time.monotonic()
         # One answer never moves finality: the lower of this read and the one before. Finality is kept

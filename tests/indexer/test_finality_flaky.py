@@ -8,6 +8,7 @@ failed as a whole is read again whole, tags included, with the client's policy."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -76,3 +77,41 @@ async def test_a_transient_tag_failure_does_not_finalize_above_the_nodes_finaliz
                 f"finality {ix.heads.finalized} is {ix.heads.finalized - node_final} blocks above the node's"
                 f" finalized tag {node_final} ({fault}): a transient tag failure fell back to head - 64"
             )
+
+
+async def test_a_finalized_tag_that_keeps_failing_for_two_reads_does_not_fall_back_to_depth(tmp_path: Path) -> None:
+    """The same with the `finalized` element failing every time it is asked, in reads 2 and 3, on a node
+    that answered it before: those reads leave finality where it is instead of head - finality_depth."""
+    head = HEAD
+    reads = 0
+
+    def answer(call: dict[str, Any]) -> dict[str, Any]:
+        tag = call["params"][0]
+        if tag == "finalized" and reads in (2, 3):
+            return {"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32000, "message": "header not found"}}
+        if tag == "latest":
+            result: object = _block(head)
+        elif tag in ("safe", "finalized"):
+            result = _block(head - TAG_LAG)
+        else:
+            n = int(tag, 16)
+            result = _block(n) if n <= head else None
+        return {"jsonrpc": "2.0", "id": call["id"], "result": result}
+
+    async def handle(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        out = [answer(c) for c in body] if isinstance(body, list) else answer(body)
+        return web.Response(body=orjson.dumps(out), content_type="application/json")
+
+    async with posting(handle) as port:
+        url = f"http://127.0.0.1:{port}"
+        settings = make_settings(url, DEPLOYMENT, "postgresql://unused/x", tmp_path, fetch_process=False)
+        async with Rpc([url], 5.0) as rpc:
+            ix = Indexer(settings, rpc, Metrics(31337), Status())
+            ix.cursor = Cursor(HEAD - 1, bytes.fromhex(_hash(HEAD - 1)[2:]))
+            ix.status.indexed = HEAD - 1
+            for n in range(1, 5):
+                reads = n
+                await ix.refresh_heads()
+                head += 1
+    assert ix.heads.finalized <= head - 1 - TAG_LAG

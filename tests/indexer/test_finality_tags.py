@@ -66,6 +66,7 @@ async def test_a_provider_without_finality_tags_is_asked_for_them_once_per_read_
                 head_hash=b"",
                 tags_failed=0,
                 tags_off_until=0.0,
+                tags_seen=False,
                 outbox_head=0,
             )
             me._read_tags = types.MethodType(Pipeline._read_tags, me)
