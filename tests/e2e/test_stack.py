@@ -222,9 +222,9 @@ def test_whole_system_end_to_end(tmp_path: Path, db_dsn: str, redis_url: str) ->
         wait_until(claimed_in_positions, "the claim in the trader's positions", 30, s)
 
         # ---- the daily distribution (schedule shortened) or a share trade folds the pool; holders' claimable
-        # dividends appear. The
-        # trader's shares warm up first (they earn from 00:00 of the second day after their buy); a fee after
-        # that (its next buy's dividend fee) vests to the earning shares by the end of its day
+        # dividends appear. The trader's shares warm up first (they earn from 00:00 of the second day after
+        # their buy); a fee after that (its next buy's dividend fee) vests to the earning shares by the end
+        # of its day
         s.anvil.call("evm_increaseTime", 2 * 86_400)
         s.anvil.call("evm_mine")
         trader.send(trader.cs.functions.buyShares(creator.address, 1, 10**12, deadline(w3)))
