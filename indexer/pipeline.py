@@ -45,6 +45,13 @@ TAGS_RETRY = RetryPolicy(attempts=1, seconds=2.0)
 TAGS_GIVE_UP = 3  # head reads in a row where both tags failed: not asked for TAGS_REPROBE_S
 TAGS_REPROBE_S = 300.0
 OUTBOX_HEAD_SLACK = 16  # blocks: how far behind the head a load-balanced node's backend may lag
+# A head read: `latest` (required) and the two tags, in one request
+HEAD_READ = (
+    ("eth_getBlockByNumber", ["latest", False]),
+    ("eth_getBlockByNumber", ["safe", False]),
+    ("eth_getBlockByNumber", ["finalized", False]),
+)
+HEAD_READ_REQUIRED = (True, False, False)
 
 
 @dataclasses.dataclass(slots=True)
@@ -187,12 +194,8 @@ class Pipeline:
         `latest` but neither tag, they are not asked for TAGS_REPROBE_S. `latest`, if it failed, is read
         again with the client's policy. The last value: `finalized` failed in this read."""
         latest, safe, fin = await self.rpc.batch_settled(
-            [
-                ("eth_getBlockByNumber", ["latest", False]),
-                ("eth_getBlockByNumber", ["safe", False]),
-                ("eth_getBlockByNumber", ["finalized", False]),
-            ],
-            [True, False, False],
+            HEAD_READ,
+            HEAD_READ_REQUIRED,
             parse=parse_header,  # a malformed block object fails its element alone, asked again
             retry=TAGS_RETRY,
         )
@@ -200,15 +203,7 @@ class Pipeline:
             # The request failed as a whole (a 502, a 429): it says nothing about the tags, so all three
             # are asked again with the client's policy. Re-reading `latest` alone fell back to head -
             # finality_depth, and two such reads finalized blocks above the node's tag (review h10).
-            latest, safe, fin = await self.rpc.batch_settled(
-                [
-                    ("eth_getBlockByNumber", ["latest", False]),
-                    ("eth_getBlockByNumber", ["safe", False]),
-                    ("eth_getBlockByNumber", ["finalized", False]),
-                ],
-                [True, False, False],
-                parse=parse_header,
-            )
+            latest, safe, fin = await self.rpc.batch_settled(HEAD_READ, HEAD_READ_REQUIRED, parse=parse_header)
             if isinstance(latest, RpcError):
                 raise latest
         elif isinstance(safe, RpcError) and isinstance(fin, RpcError):  # answered, without the tags

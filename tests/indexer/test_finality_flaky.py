@@ -14,14 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from indexer.chain import Cursor
-from indexer.metrics import Metrics
-from indexer.pipeline import Status
-from indexer.rpc import Rpc
-from indexer.service import Indexer
-from tests.indexer.helpers import make_settings
-from tests.indexer.test_tip_waits import DEPLOYMENT, _block, _hash
-from tests.local_http import posting
+from tests.indexer.mocknode import block, handler, indexer_on, reply
 
 HEAD = 10_000
 TAG_LAG = 500  # the node's finalized tag: head - 500 (finality_depth is 64)
@@ -37,15 +30,15 @@ async def test_a_transient_tag_failure_does_not_finalize_above_the_nodes_finaliz
     def answer(call: dict, first_try: bool) -> dict:
         tag = call["params"][0]
         if tag == "latest":
-            result: object = _block(head)
+            result: object = block(head)
         elif tag in ("safe", "finalized"):
             if fault == "element" and first_try and tag == "finalized":
                 return {"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32000, "message": "header not found"}}
-            result = _block(head - TAG_LAG)
+            result = block(head - TAG_LAG)
         else:
             n = int(tag, 16)
-            result = _block(n) if n <= head else None
-        return {"jsonrpc": "2.0", "id": call["id"], "result": result}
+            result = block(n) if n <= head else None
+        return reply(call, result)
 
     async def handle(request: web.Request) -> web.Response:
         nonlocal batches
@@ -62,21 +55,15 @@ async def test_a_transient_tag_failure_does_not_finalize_above_the_nodes_finaliz
             out = answer(body, False)
         return web.Response(body=orjson.dumps(out), content_type="application/json")
 
-    async with posting(handle) as port:
-        url = f"http://127.0.0.1:{port}"
-        settings = make_settings(url, DEPLOYMENT, "postgresql://unused/x", tmp_path, fetch_process=False)
-        async with Rpc([url], 5.0) as rpc:
-            ix = Indexer(settings, rpc, Metrics(31337), Status())
-            ix.cursor = Cursor(HEAD - 1, bytes.fromhex(_hash(HEAD - 1)[2:]))
-            ix.status.indexed = HEAD - 1
-            for _ in range(4):  # four head reads, one block apart
-                await ix.refresh_heads()
-                head += 1
-            node_final = head - 1 - TAG_LAG
-            assert ix.heads.finalized <= node_final, (
-                f"finality {ix.heads.finalized} is {ix.heads.finalized - node_final} blocks above the node's"
-                f" finalized tag {node_final} ({fault}): a transient tag failure fell back to head - 64"
-            )
+    async with indexer_on(handle, tmp_path, HEAD - 1) as ix:
+        for _ in range(4):  # four head reads, one block apart
+            await ix.refresh_heads()
+            head += 1
+        node_final = head - 1 - TAG_LAG
+        assert ix.heads.finalized <= node_final, (
+            f"finality {ix.heads.finalized} is {ix.heads.finalized - node_final} blocks above the node's"
+            f" finalized tag {node_final} ({fault}): a transient tag failure fell back to head - 64"
+        )
 
 
 async def test_a_finalized_tag_that_keeps_failing_for_two_reads_does_not_fall_back_to_depth(tmp_path: Path) -> None:
@@ -90,28 +77,19 @@ async def test_a_finalized_tag_that_keeps_failing_for_two_reads_does_not_fall_ba
         if tag == "finalized" and reads in (2, 3):
             return {"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32000, "message": "header not found"}}
         if tag == "latest":
-            result: object = _block(head)
+            result: object = block(head)
         elif tag in ("safe", "finalized"):
-            result = _block(head - TAG_LAG)
+            result = block(head - TAG_LAG)
         else:
             n = int(tag, 16)
-            result = _block(n) if n <= head else None
-        return {"jsonrpc": "2.0", "id": call["id"], "result": result}
+            result = block(n) if n <= head else None
+        return reply(call, result)
 
-    async def handle(request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read())
-        out = [answer(c) for c in body] if isinstance(body, list) else answer(body)
-        return web.Response(body=orjson.dumps(out), content_type="application/json")
+    handle = handler(answer)
 
-    async with posting(handle) as port:
-        url = f"http://127.0.0.1:{port}"
-        settings = make_settings(url, DEPLOYMENT, "postgresql://unused/x", tmp_path, fetch_process=False)
-        async with Rpc([url], 5.0) as rpc:
-            ix = Indexer(settings, rpc, Metrics(31337), Status())
-            ix.cursor = Cursor(HEAD - 1, bytes.fromhex(_hash(HEAD - 1)[2:]))
-            ix.status.indexed = HEAD - 1
-            for n in range(1, 5):
-                reads = n
-                await ix.refresh_heads()
-                head += 1
+    async with indexer_on(handle, tmp_path, HEAD - 1) as ix:
+        for n in range(1, 5):
+            reads = n
+            await ix.refresh_heads()
+            head += 1
     assert ix.heads.finalized <= head - 1 - TAG_LAG

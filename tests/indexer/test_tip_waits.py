@@ -10,41 +10,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import orjson
 from aiohttp import web
 
-from indexer.chain import Cursor
-from indexer.metrics import Metrics
-from indexer.pipeline import Status
-from indexer.rpc import Rpc
-from indexer.service import Indexer
-from tests.indexer.helpers import make_settings
-from tests.local_http import posting
+from tests.indexer.mocknode import block, handler, indexer_on, reply
 
 HEAD = 1000
-DEPLOYMENT = {
-    "chain_id": 31337,
-    "deploy_block": 1,
-    "contracts": {
-        "OpinionMarket": "0x" + "11" * 20,
-        "CreatorShares": "0x" + "22" * 20,
-        "USDC": "0x" + "33" * 20,
-    },
-}
-
-
-def _hash(n: int) -> str:
-    return "0x" + n.to_bytes(32, "big").hex()
-
-
-def _block(n: int) -> dict[str, str]:
-    return {
-        "number": hex(n),
-        "hash": _hash(n),
-        "parentHash": _hash(n - 1),
-        "timestamp": hex(1_700_000_000 + n),
-        "logsBloom": "0x" + "00" * 256,
-    }
 
 
 async def test_the_tip_waits_while_the_node_lacks_the_block_its_head_announced(tmp_path: Path) -> None:
@@ -53,31 +23,25 @@ async def test_the_tip_waits_while_the_node_lacks_the_block_its_head_announced(t
     def answer(call: dict) -> dict:
         tag = call["params"][0]
         if tag == "latest":  # the head: from the backend that has block HEAD
-            result: object = _block(HEAD)
+            result: object = block(HEAD)
         elif tag in ("safe", "finalized"):
-            result = _block(HEAD - 64)
+            result = block(HEAD - 64)
         else:  # by number: from the backend one block behind
             n = int(tag, 16)
-            result = _block(n) if n < HEAD else None
-        return {"jsonrpc": "2.0", "id": call["id"], "result": result}
+            result = block(n) if n < HEAD else None
+        return reply(call, result)
+
+    serve = handler(answer)
 
     async def handle(request: web.Request) -> web.Response:
         nonlocal requests
         requests += 1
-        body = orjson.loads(await request.read())
-        out = [answer(c) for c in body] if isinstance(body, list) else answer(body)
-        return web.Response(body=orjson.dumps(out), content_type="application/json")
+        return await serve(request)  # type: ignore[no-any-return]
 
-    async with posting(handle) as port:
-        url = f"http://127.0.0.1:{port}"
-        settings = make_settings(url, DEPLOYMENT, "postgresql://unused/x", tmp_path, fetch_process=False)
-        async with Rpc([url], 5.0) as rpc:
-            ix = Indexer(settings, rpc, Metrics(31337), Status())
-            ix.cursor = Cursor(HEAD - 1, bytes.fromhex(_hash(HEAD - 1)[2:]))
-            ix.status.indexed = HEAD - 1
-            stop = asyncio.Event()
-            before = requests
-            busy = await ix.step(None, stop)  # type: ignore[arg-type]
-            assert busy is False  # so service.run waits poll_interval (or an announcement) before the next
-            assert ix.cursor.number == HEAD - 1  # nothing could be done: block HEAD is not served yet
-            assert requests - before <= 3  # one head read, one block read (and finality's header)
+    async with indexer_on(handle, tmp_path, HEAD - 1) as ix:
+        stop = asyncio.Event()
+        before = requests
+        busy = await ix.step(None, stop)  # type: ignore[arg-type]
+        assert busy is False  # so service.run waits poll_interval (or an announcement) before the next
+        assert ix.cursor.number == HEAD - 1  # nothing could be done: block HEAD is not served yet
+        assert requests - before <= 3  # one head read, one block read (and finality's header)
