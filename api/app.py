@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import auth, pages
 from api.cache import Cache
 from api.clientip import Network, client_ip, count_in, count_out, networks
-from api.context import ChainParts, Ctx, Endpoint, State, fetch_as_of
+from api.context import ChainParts, Ctx, Endpoint, Lease, State, fetch_as_of
 from api.encode import JSONBody, dumps, loads
 from api.errors import (
     ApiError,
@@ -52,7 +52,7 @@ from api.redis_health import RedisHealth
 from api.routes import ENDPOINTS, system
 from api.settings import Settings
 from core.numbers import whole_number
-from core.pgerrors import PG_UNAVAILABLE, pooled, reset_or_drop
+from core.pgerrors import PG_UNAVAILABLE, reset_or_drop
 
 log = structlog.get_logger("api")
 
@@ -394,7 +394,7 @@ async def _answer(
     pool = state.write_pool if ep.db == "write" else state.read_pool
     a = state.settings.api
     retry = {"Retry-After": str(a.retry_after_s)}
-    acquired = False
+    lease = Lease(pool, a.pool_acquire_timeout_s)
     # one client address's requests on the database at once, and a signed-in user's as well, admins exempt
     # (review h3: 40 concurrent uncached pages from one address, within its rate limit, held the whole read
     # pool and other clients got 503; review h5: counted by the user alone, one address with a throwaway
@@ -427,13 +427,12 @@ async def _answer(
         # The whole exchange is bounded too: returning a connection after a timeout resets it,
         # which waits on the same silent database (asyncpg terminates it when cancelled).
         async with asyncio.timeout(a.pool_acquire_timeout_s + 2 * a.db_answer_s):
-            async with pooled(pool, a.pool_acquire_timeout_s) as conn:
-                acquired = True
-                ctx = Ctx(request, state, conn, params, user, body, chain)
-                as_of = await fetch_as_of(conn, ctx.chain_id)
+            async with lease:
+                ctx = Ctx(request, state, lease, params, user, body, chain)
+                as_of = await fetch_as_of(ctx.conn, ctx.chain_id)
                 out = await ep.handler(ctx)
     except TimeoutError:
-        if acquired:
+        if not lease.acquiring:
             raise ApiError(503, "database did not answer in time", headers=retry) from None
         state.metrics.pool_timeouts.labels(ep.db).inc()
         raise ApiError(

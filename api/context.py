@@ -4,15 +4,17 @@ builds its routes and api/openapi.py the OpenAPI document."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import asyncpg
 from starlette.requests import Request
 
 from api.params import Param
 from api.settings import Settings
+from core.pgerrors import pooled
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -29,6 +31,52 @@ Record = asyncpg.Record
 if TYPE_CHECKING:
     Conn = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 Auth = Literal["user", "admin"] | None
+T = TypeVar("T")
+
+
+class Lease:
+    """A request's one pool connection (Ctx.conn), taken for the request's whole exchange, which a handler
+    can hand back while it waits on work another request does: `await ctx.lease.away(aw)` returns the
+    connection to the pool, awaits `aw`, and takes one again (waiting at most `acquire_s`). A crowd of
+    requests waiting on one live ranking (api/rankings.py) held a connection each, doing nothing, until the
+    pool was theirs (session 18's open item).
+
+        async with Lease(pool, acquire_s) as lease:
+            lease.conn ...                      # the connection; None while away
+            lease.acquiring                     # True while waiting for the pool (a timeout is "busy")
+    """
+
+    def __init__(self, pool: asyncpg.Pool, acquire_s: float) -> None:
+        self._pool = pool
+        self._acquire_s = acquire_s
+        self._held: contextlib.AbstractAsyncContextManager[Any] | None = None
+        self.conn: Any = None
+        self.acquiring = False
+
+    async def _take(self) -> None:
+        held = pooled(self._pool, self._acquire_s)
+        self.acquiring = True
+        self.conn = await held.__aenter__()
+        self.acquiring = False
+        self._held = held
+
+    async def __aenter__(self) -> Lease:
+        await self._take()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        held, self._held, self.conn = self._held, None, None
+        return None if held is None else await held.__aexit__(*exc)
+
+    async def away(self, aw: Awaitable[T]) -> T:
+        """`aw`'s result, awaited without the connection; the lease holds one again after. When `aw`
+        raises (the request is cancelled) the exception goes on and no connection is taken."""
+        held, self._held, self.conn = self._held, None, None
+        if held is not None:
+            await held.__aexit__(None, None, None)
+        result = await aw
+        await self._take()
+        return result
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,7 +114,7 @@ class State:
 class Ctx:
     request: Request
     state: State
-    conn: Conn
+    lease: Lease
     params: dict[str, Any]
     user: Principal | None
     body: Any = None
@@ -78,6 +126,12 @@ class Ctx:
     as_of: dict[str, Any] | None = None
     # Cache keys whose invalidation makes this answer wrong besides its own (api/cache.py, deps).
     deps: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def conn(self) -> Conn:
+        """The request's connection (Lease); a handler never acquires a second one (Endpoint.db)."""
+        conn: Conn = self.lease.conn
+        return conn
 
     @property
     def chain_id(self) -> int:

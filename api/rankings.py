@@ -14,6 +14,9 @@ request at a time in this process, and the result is kept `aggregate_cache_ttl_s
 - A kept ranking carries the generation it was computed at (the chain cache's whole-namespace
   generation: a reorg or a gap moves it); asked with a newer one it is computed again, so a reorg
   never leaves removed trades ranked (review h5).
+- A waiter gives its pool connection back while it waits (`away`, api/context.py Lease) and takes
+  one again after: a crowd of requests for one uncached ranking held a connection each, idle, until
+  they were the whole pool.
 - Keys are validated enum values, so the table is bounded.
 
     rankings = Rankings(ttl_s=60)
@@ -49,11 +52,17 @@ class Rankings:
         self._flights: dict[Hashable, asyncio.Future[Kept]] = {}
 
     async def get(
-        self, key: Hashable, compute: Callable[[], Awaitable[Any]], wait_s: float, generation: int = 0
+        self,
+        key: Hashable,
+        compute: Callable[[], Awaitable[Any]],
+        wait_s: float,
+        generation: int = 0,
+        away: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None,
     ) -> Kept:
         """The ranking kept for `key` (computed at `generation` or later, not expired), else the
         outcome of the computation under way (waited for at most `wait_s`: TimeoutError beyond),
-        else `compute()`'s, kept. A failed computation is not kept."""
+        else `compute()`'s, kept. A failed computation is not kept. `away` wraps a wait for another
+        request's computation (api/context.py Lease.away: the waiter holds no pool connection)."""
         while True:
             kept = self._kept.get(key)
             if kept is not None and kept.generation >= generation and kept.expires > self._clock():
@@ -61,7 +70,8 @@ class Rankings:
             flight = self._flights.get(key)
             if flight is None:
                 return await self._lead(key, compute, generation)
-            done, _ = await asyncio.wait({flight}, timeout=wait_s)
+            waiting = asyncio.wait({flight}, timeout=wait_s)
+            done, _ = await (waiting if away is None else away(waiting))
             if not done:
                 raise TimeoutError(f"ranking {key!r} not computed within {wait_s} s")
             if flight.cancelled():
