@@ -12,7 +12,6 @@ from core.deploy import anvil_account
 from tests.chain import Anvil
 from tests.contracts.kit import FUND, MAX_UINT, Env, contracts_for
 
-
 # Every test starts at the same time of day: the contracts' dividend days begin at 00:00 UTC, so a test that
 # began at the wall clock's time would meet a day boundary on some runs and not others (CI, 2026-12-07: a
 # test that assumed one day failed when 00:00 fell between its trades). Tests that need a boundary place it.
