@@ -72,6 +72,7 @@ CLOSE_POLICY = 1008
 ALL_ROOMS_EVENTS = ("chain:reorg", "chain:finalized", "chain:gap", "system:maintenance")
 PRIVATE_EVENTS = ("notification",)  # only to a connection signed in as the room's user
 PAGE_ACQUIRE_S = 2.0
+DRAIN_POLL_S = 0.02  # how often the end of a replay looks whether the client's queue has room for live events
 REPLICA_WAIT_S = 2.0  # how long a resume waits for a read replica to reach the head before replay_unavailable
 RESUME_KEYS_MAX = 10_000  # client addresses whose resume budget is tracked
 # A resume reads the outbox rows between `since` and the head, ours or not: more than this many
@@ -79,16 +80,23 @@ RESUME_KEYS_MAX = 10_000  # client addresses whose resume budget is tracked
 SPAN_PER_REPLAY_MAX = 10
 _ROOM = re.compile(r"^(global:all|market:(0|[1-9][0-9]{0,17})|(user|creator):0x[0-9a-fA-F]{40})$")
 
-REPLAY_SQL = """
-SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS payload, created_at
-  FROM idx.outbox_messages  -- trades' payloads built from their event rows (sql/082)
- WHERE chain_id = $1 AND seq > $2 AND seq <= $3
-   AND (rooms && $4::text[] OR event = ANY($5::text[]))
- ORDER BY seq
- LIMIT 500
-"""
 # The highest seq of this chain retention deleted (sql/083): a resume from below it may miss rows.
 PRUNED_SQL = "SELECT coalesce(max(pruned_through), 0) FROM idx.outbox_pruned WHERE chain_id = $1"
+# A page of the replay and, in the same statement (one snapshot), the chain's watermark: retention
+# running while a replay reads its pages must not make a page start past rows it deleted (review s19 h2).
+# No row of the page: one row with seq NULL, still carrying the watermark.
+REPLAY_SQL = """
+SELECT w.pruned, m.*
+  FROM (SELECT coalesce(max(pruned_through), 0) AS pruned FROM idx.outbox_pruned WHERE chain_id = $1) w
+  LEFT JOIN LATERAL (
+    SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS payload, created_at
+      FROM idx.outbox_messages  -- trades' payloads built from their event rows (sql/082)
+     WHERE chain_id = $1 AND seq > $2 AND seq <= $3
+       AND (rooms && $4::text[] OR event = ANY($5::text[]))
+     ORDER BY seq
+     LIMIT 500) m ON true
+ ORDER BY m.seq
+"""
 # The highest seq this database ever issued (every chain's: admin broadcasts reach every chain's clients), 0
 # before the first; it survives retention pruning and an empty outbox (sql/077 grants it to the api role)
 ISSUED_SEQ_SQL = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM idx.outbox_seq_seq"
@@ -387,10 +395,11 @@ class Hub:
 
     def share(self, others: Sequence[Hub]) -> None:
         """Serves `others` (other chains) from this hub's server: ws://…/?chainId=N picks one; the
-        per-address connection count is one count across them."""
+        per-address connection count and resume budget are one across them."""
         for h in others:
             self.hubs[h.chain_id] = h
             h.per_ip = self.per_ip
+            h.resumes = self.resumes  # the resume budget is the address's, whichever chain (review s19 h2)
             h.hubs = self.hubs
 
     def route(self, path: str) -> Hub | None:
@@ -646,7 +655,15 @@ class Hub:
                 # one page per connection checkout: no pool connection is held while the client reads
                 async with pooled(self.pool, PAGE_ACQUIRE_S) as conn:
                     rows = await conn.fetch(REPLAY_SQL, self.chain_id, cursor, target, rooms, list(ALL_ROOMS_EVENTS))
-                if not rows:
+                pruned = int(rows[0]["pruned"])
+                if pruned > cursor:  # retention deleted rows this replay had not read yet (review s19 h2)
+                    failed = _error(
+                        "since_too_old",
+                        f"the outbox lost this chain's seqs up to {pruned} while the replay read them, after"
+                        f" {sent} events (the last seq {cursor}); {RELOAD}",
+                    )
+                    return
+                if rows[0]["seq"] is None:
                     break
                 for row in rows:
                     if not may_receive(row["event"], row["rooms"], c.address) or not self._relayable(row):
@@ -669,32 +686,49 @@ class Hub:
         finally:
             if c.closed:
                 c.pending, c.replaying = [], False
-            elif failed is not None:
-                c.pending, c.replaying = [], False
+            elif failed is not None:  # not subscribed: nothing held goes out, the error waits for room like
+                c.pending = []  # the replay (offered to the queue the replay filled, it was a 4008 instead)
                 self.metrics.feed_errors.inc()
                 self._leave(c, list(c.rooms))
-                self._reply(c, failed)
+                await self._end_replay(c, failed)
             else:
                 await self._end_replay(c, _msg(type="replayed", seqFrom=since, seqTo=target, events=sent))
 
-    async def _end_replay(self, c: Client, replayed: bytes) -> None:
-        """`replayed`, then the live items held during the replay, into the client's queue with the
-        replay's own bounded wait (a client that reads keeps up; one that takes nothing for
-        replay_stall_s is cut). Live items arriving meanwhile are still held, behind these: the replay
-        stays on until the held list is empty. Offered without waiting, a full queue at the end of a
-        replay cut a client that was reading steadily (review h11: 4008 after ~294 of 300 events)."""
-        items: list[Item] = [(None, replayed)]
+    async def _end_replay(self, c: Client, last: bytes) -> None:
+        """`last` (`replayed`, or the error that ends a partial replay), then the live items held during the
+        replay, into the client's queue with the replay's own bounded wait (a client that reads keeps up;
+        one that takes nothing for replay_stall_s is cut). Live items arriving meanwhile are still held,
+        behind these, and the replay stays on until the held list is empty and at most half the queue is
+        used: live items are offered without waiting, and a full queue cuts. Offered to the queue the
+        replay had filled, a full queue at its end cut a client that was reading steadily (review h11:
+        4008 after ~294 of 300 events), and so did a burst of live events just after it (review s19 h2)."""
+        items: list[Item] = [(None, last)]
         try:
-            while items and not c.closed:
+            while not c.closed:
                 for item in items:
                     async with asyncio.timeout(self.replay_stall_s):
                         await c.queue.put(item)
                 items, c.pending = c.pending, []
+                if not items and await self._drained(c):
+                    break
         except TimeoutError:
             self._cut(c)
         finally:
             c.pending = []
             c.replaying = False
+
+    async def _drained(self, c: Client) -> bool:
+        """True once at most half of the client's queue is used (it may go live); False while live items
+        wait in c.pending. TimeoutError when the client took nothing for replay_stall_s."""
+        loop = asyncio.get_running_loop()
+        size, moved = c.queue.qsize(), loop.time()
+        while size > self.queue_max // 2 and not c.pending and not c.closed:
+            if loop.time() - moved > self.replay_stall_s:
+                raise TimeoutError("the client took nothing from its queue")
+            await asyncio.sleep(DRAIN_POLL_S)
+            if c.queue.qsize() < size:
+                size, moved = c.queue.qsize(), loop.time()
+        return not c.pending
 
     async def _replay_start(
         self, since: int, target: int, rooms: list[str]
