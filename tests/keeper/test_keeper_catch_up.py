@@ -29,11 +29,28 @@ from tests.keeper.kit import make_settings
 pytestmark = [pytest.mark.pg]
 
 
+def pin_daemon_clock(monkeypatch: pytest.MonkeyPatch) -> dt.datetime:
+    """Stops the daemon's wall clock at 06:00 UTC of the wall clock's day. A run takes its period from the clock
+    when it runs, and these tests look at the period due later (the assertion, the check an `ok` run leaves): a
+    00:00 between the two made them differ (started at 23:59:59.758 UTC, the catch-up ran 2026-12-07 and the
+    assertion expected 2026-12-08; a 00:00 between the `ok` run and its check ran the next day's distribution)."""
+    pinned = dt.datetime.now(dt.UTC).replace(hour=6, minute=0, second=0, microsecond=0)
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+            return pinned.astimezone(tz) if tz is not None else pinned.replace(tzinfo=None)
+
+    monkeypatch.setattr(daemon_mod, "dt", types.SimpleNamespace(datetime=Clock, timedelta=dt.timedelta, UTC=dt.UTC))
+    return pinned
+
+
 async def test_a_failed_catch_up_query_is_tried_again_at_the_next_poll(
     db_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The database answers CannotConnectNowError to exactly the catch-up's statement after the recovery pass:
     the resolution jobs still run on taking the lock, and the missed distribution runs at a later poll."""
+    pin_daemon_clock(monkeypatch)
     settings = make_settings("http://127.0.0.1:1", db_dsn, tmp_path / "d.json", leader_poll_s=0.2, leader_lease_s=2)
     d = Daemon(settings)
     distributed = asyncio.Event()
@@ -104,6 +121,7 @@ async def test_a_failed_distribution_is_retried_within_its_period(
 ) -> None:
     """A distribute run that fails (the node down at 00:00, creators deferred) schedules a catch-up with
     back-off; the catch-up runs the period again and clears once it is done."""
+    pin_daemon_clock(monkeypatch)
     settings = make_settings("http://127.0.0.1:1", db_dsn, tmp_path / "d.json")
     d = Daemon(settings)
     answers = [{"deferred": 1}, {"deferred": 1}, {"sent": 1}]
