@@ -9,13 +9,23 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
+from api import ratelimit
 from api.metrics import Metrics
 from api.ratelimit import NETWORK_FACTOR, RateLimiter, window
 
 pytestmark = [pytest.mark.redis]
 
 
-async def test_requests_after_the_429_are_refused_in_process(redis_url: str) -> None:
+@pytest.fixture(autouse=True)
+def pinned(monkeypatch: pytest.MonkeyPatch) -> float:
+    """The limiter's clock pinned mid-window (as in test_api_abuse): the windows turn at the wall clock's hours,
+    and checks that straddled one (a start at 20:59:59.996 UTC) began a new count halfway through."""
+    at = (time.time() // 3600 + 0.5) * 3600
+    monkeypatch.setattr(ratelimit, "window", lambda now, window_s: window(at, window_s))
+    return at
+
+
+async def test_requests_after_the_429_are_refused_in_process(redis_url: str, pinned: float) -> None:
     client = aioredis.Redis.from_url(redis_url)
     ns = f"t{uuid.uuid4().hex[:8]}:"
     limiter = RateLimiter(client, ns, 3600, per_ip=3, per_user=3, metrics=Metrics())
@@ -23,7 +33,7 @@ async def test_requests_after_the_429_are_refused_in_process(redis_url: str) -> 
         verdicts = [await limiter.check("192.0.2.7", None) for _ in range(10)]
         assert [v.allowed for v in verdicts if v is not None] == [True, True, True] + [False] * 7
         assert all(v is not None and v.remaining == 0 and v.limit == 3 for v in verdicts[3:])
-        idx, _ = window(time.time(), 3600)
+        idx, _ = window(pinned, 3600)
         counted = await client.get(f"{ns}rl:ip:192.0.2.7:{idx}")
         assert int(counted) == 4  # the fourth request found the limit; the six after it never reached Redis
         other = await limiter.check("192.0.2.8", None)  # another client is counted as before
