@@ -394,7 +394,7 @@ async def _answer(
     pool = state.write_pool if ep.db == "write" else state.read_pool
     a = state.settings.api
     retry = {"Retry-After": str(a.retry_after_s)}
-    lease = Lease(pool, a.pool_acquire_timeout_s)
+    lease = Lease(pool, a.pool_acquire_timeout_s, state)
     # one client address's requests on the database at once, and a signed-in user's as well, admins exempt
     # (review h3: 40 concurrent uncached pages from one address, within its rate limit, held the whole read
     # pool and other clients got 503; review h5: counted by the user alone, one address with a throwaway
@@ -407,7 +407,8 @@ async def _answer(
             who.append(f"user:{principal.address}")
         counted = _count_all(state.db_requests, who, a.db_requests_per_ip)
         # over its cap, an address still gets in while half the pool is idle: one user's tabs on a quiet
-        # API are not refused (review h4), a crowd from one address is once it holds the pool
+        # API are not refused (review h4), a crowd from one address is once it holds the pool (requests
+        # waiting on another's live ranking hold no connection and are not counted, review s19 h3)
         if counted is None and state.db_in_flight < a.pool_max // 2:
             counted = ()
     if counted is None:
@@ -418,7 +419,6 @@ async def _answer(
             [FieldError("", f"at most {a.db_requests_per_ip} requests of one address on the database at once")],
             retry,
         )
-    state.db_in_flight += 1
     try:
         # One connection per request, waited for at most pool_acquire_timeout_s; the context
         # manager returns it on every exit, cancellation included. Its queries are bounded by
@@ -451,7 +451,6 @@ async def _answer(
             await pool.expire_connections()
         raise ApiError(503, "database unavailable", headers=retry) from None
     finally:
-        state.db_in_flight -= 1
         count_out(state.db_requests, counted)
     status = int(out.pop("__status__", 200))
     out["asOf"] = ctx.as_of or as_of

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 from starlette.requests import Request
@@ -31,52 +31,62 @@ Record = asyncpg.Record
 if TYPE_CHECKING:
     Conn = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 Auth = Literal["user", "admin"] | None
-T = TypeVar("T")
 
 
 class Lease:
-    """A request's one pool connection (Ctx.conn), taken for the request's whole exchange, which a handler
-    can hand back while it waits on work another request does: `await ctx.lease.away(aw)` returns the
-    connection to the pool, awaits `aw`, and takes one again (waiting at most `acquire_s`). A crowd of
-    requests waiting on one live ranking (api/rankings.py) held a connection each, doing nothing, until the
-    pool was theirs (session 18's open item).
+    """A request's one pool connection (Ctx.conn), taken for the request's exchange, which a handler can hand
+    back while it waits on work another request does (a live ranking, api/rankings.py): a crowd of requests
+    waiting on one ranking held a connection each, doing nothing, until the pool was theirs (session 18's
+    open item). A handed-back lease takes a connection again only when asked (`retake`): a waiter whose
+    answer arrived needs none, and asking for one made it wait on a busy pool for nothing (review s19 h3).
 
         async with Lease(pool, acquire_s) as lease:
-            lease.conn ...                      # the connection; None while away
+            lease.conn                          # the connection; None while handed back
+            await lease.release(); await lease.retake()
             lease.acquiring                     # True while waiting for the pool (a timeout is "busy")
     """
 
-    def __init__(self, pool: asyncpg.Pool, acquire_s: float) -> None:
-        self._pool = pool
+    def __init__(self, pool: asyncpg.Pool, acquire_s: float, state: State | None = None) -> None:
+        self.pool = pool
         self._acquire_s = acquire_s
+        self._state = state  # its db_in_flight counts the lease while it holds or waits for a connection
+        self._counted = False
         self._held: contextlib.AbstractAsyncContextManager[Any] | None = None
         self.conn: Any = None
         self.acquiring = False
 
-    async def _take(self) -> None:
-        held = pooled(self._pool, self._acquire_s)
+    def _count(self, on: bool) -> None:
+        if self._state is not None and on != self._counted:
+            self._state.db_in_flight += 1 if on else -1
+            self._counted = on
+
+    async def retake(self) -> None:
+        """Takes a connection (waiting at most acquire_s) unless the lease holds one. Counted in flight at
+        once, before any wait: a burst of requests is counted as it arrives (app._answer's exemption)."""
+        if self._held is not None:
+            return
+        self._count(True)
+        held = pooled(self.pool, self._acquire_s)
         self.acquiring = True
         self.conn = await held.__aenter__()
         self.acquiring = False
         self._held = held
 
+    async def release(self) -> None:
+        """Hands the connection back to the pool (ctx.conn is then unusable until `retake`)."""
+        held, self._held, self.conn = self._held, None, None
+        self._count(False)
+        if held is not None:
+            await held.__aexit__(None, None, None)
+
     async def __aenter__(self) -> Lease:
-        await self._take()
+        await self.retake()
         return self
 
     async def __aexit__(self, *exc: Any) -> bool | None:
         held, self._held, self.conn = self._held, None, None
+        self._count(False)
         return None if held is None else await held.__aexit__(*exc)
-
-    async def away(self, aw: Awaitable[T]) -> T:
-        """`aw`'s result, awaited without the connection; the lease holds one again after. When `aw`
-        raises (the request is cancelled) the exception goes on and no connection is taken."""
-        held, self._held, self.conn = self._held, None, None
-        if held is not None:
-            await held.__aexit__(None, None, None)
-        result = await aw
-        await self._take()
-        return result
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,7 +117,9 @@ class State:
     rankings: Rankings
     chains: dict[int, ChainParts] = dataclasses.field(default_factory=dict)
     db_requests: dict[str, int] = dataclasses.field(default_factory=dict)  # per address key: app._answer
-    db_in_flight: int = 0  # requests on the database (read or write pool), every address: app._answer
+    # requests holding or waiting for a connection, every address (Lease); one waiting on another's live
+    # ranking holds none and is not counted (review s19 h3)
+    db_in_flight: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -130,7 +142,9 @@ class Ctx:
     @property
     def conn(self) -> Conn:
         """The request's connection (Lease); a handler never acquires a second one (Endpoint.db)."""
-        conn: Conn = self.lease.conn
+        conn: Conn | None = self.lease.conn
+        if conn is None:
+            raise RuntimeError("the request's connection was handed back: await ctx.lease.retake() first")
         return conn
 
     @property
@@ -175,6 +189,11 @@ class Endpoint:
     # acquires a second connection: a request holding one while waiting for another deadlocks the
     # pool under concurrency.
     db: Literal["read", "write"] = "read"
+
+
+def in_use(pool: asyncpg.Pool) -> int:
+    """The pool's connections checked out now."""
+    return pool.get_size() - pool.get_idle_size()
 
 
 AS_OF_SQL = """

@@ -85,7 +85,8 @@ PRUNED_SQL = "SELECT coalesce(max(pruned_through), 0) FROM idx.outbox_pruned WHE
 # A page of the replay and, in the same statement (one snapshot), the chain's watermark: retention
 # running while a replay reads its pages must not make a page start past rows it deleted (review s19 h2).
 # No row of the page: one row with seq NULL, still carrying the watermark.
-REPLAY_SQL = """
+REPLAY_PAGE = 500  # rows a replay reads at once; a page with fewer is the replay's last
+REPLAY_SQL = f"""
 SELECT w.pruned, m.*
   FROM (SELECT coalesce(max(pruned_through), 0) AS pruned FROM idx.outbox_pruned WHERE chain_id = $1) w
   LEFT JOIN LATERAL (
@@ -94,7 +95,7 @@ SELECT w.pruned, m.*
      WHERE chain_id = $1 AND seq > $2 AND seq <= $3
        AND (rooms && $4::text[] OR event = ANY($5::text[]))
      ORDER BY seq
-     LIMIT 500) m ON true
+     LIMIT {REPLAY_PAGE}) m ON true
  ORDER BY m.seq
 """
 # The highest seq this database ever issued (every chain's: admin broadcasts reach every chain's clients), 0
@@ -180,6 +181,7 @@ class Client:
         "auth_until",
         "bucket",
         "closed",
+        "gone",
         "ip",
         "last_seq",
         "pending",
@@ -204,7 +206,8 @@ class Client:
         self.replaying = False
         self.pending: list[Item] = []
         self.started = False  # a subscribe has been processed (since only allowed before)
-        self.closed = False
+        self.closed = False  # cut by us, or the connection ended (its writer saw it close)
+        self.gone = asyncio.Event()  # set with `closed`: wakes a replay waiting for room in the queue
 
 
 class Hub:
@@ -296,6 +299,7 @@ class Hub:
             return
         self._forget(c)
         c.closed = True
+        c.gone.set()
         self.metrics.feed_slow_disconnects.inc()
         log.info("feed_slow_consumer_closed", queued=c.queue.qsize())
         asyncio.get_running_loop().create_task(self._close(c, CLOSE_SLOW, "slow consumer"))
@@ -304,8 +308,7 @@ class Hub:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
                 await c.ws.close(code, reason)
-        if c.ws.transport is not None and not c.ws.transport.is_closing():
-            c.ws.transport.abort()
+        self._abort(c)
 
     def _forget(self, c: Client) -> None:
         self.clients.discard(c)
@@ -481,7 +484,7 @@ class Hub:
         client stopped reading: the transport is paused) cuts the client — without it the writer
         waited for ever, heartbeats piled up behind it and, in quiet rooms, the connection and its
         buffers stayed for hours (feed_queue_max heartbeats)."""
-        with contextlib.suppress(ConnectionClosed):
+        try:
             while True:
                 seq, data = await c.queue.get()
                 if seq is not None:
@@ -492,8 +495,16 @@ class Hub:
                     async with asyncio.timeout(self.replay_stall_s):
                         await c.ws.send(data, text=True)
                 except TimeoutError:
-                    self._cut(c)
+                    if self._leaving(c):  # it sent its close: leaving, not slow
+                        c.closed = True
+                        self._abort(c)
+                    else:
+                        self._cut(c)
                     return
+        except ConnectionClosed:
+            c.closed = True  # the client left: nothing more can reach it (a replay stops, never a slow consumer)
+        finally:
+            c.gone.set()
 
     def _reply(self, c: Client, data: bytes) -> None:
         self._offer(c, (None, data))
@@ -669,13 +680,15 @@ class Hub:
                     if not may_receive(row["event"], row["rooms"], c.address) or not self._relayable(row):
                         continue
                     try:
-                        async with asyncio.timeout(self.replay_stall_s):
-                            await c.queue.put((int(row["seq"]), encode_row(self.chain_id, row, safe, fin)))
+                        if not await self._put(c, (int(row["seq"]), encode_row(self.chain_id, row, safe, fin))):
+                            return  # the client went away
                     except TimeoutError:
                         self._cut(c)
                         return
                     sent += 1
                 cursor = int(rows[-1]["seq"])
+                if len(rows) < REPLAY_PAGE:  # every row up to target read: another page would only meet
+                    break  # retention of other rooms' rows (review s19 h3: a complete replay was refused)
         except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("feed_replay_failed", error=type(exc).__name__, sent=sent)
             failed = _error(
@@ -706,8 +719,8 @@ class Hub:
         try:
             while not c.closed:
                 for item in items:
-                    async with asyncio.timeout(self.replay_stall_s):
-                        await c.queue.put(item)
+                    if not await self._put(c, item):
+                        return
                 items, c.pending = c.pending, []
                 if not items and await self._drained(c):
                     break
@@ -717,6 +730,39 @@ class Hub:
             c.pending = []
             c.replaying = False
 
+    async def _put(self, c: Client, item: Item) -> bool:
+        """`item` into the client's queue, waiting for room at most replay_stall_s (TimeoutError beyond:
+        the client took nothing); False, not put, once the client is gone (closed by us or by itself: one
+        that left during its replay was held replay_stall_s and then counted a slow consumer, review s19 h3)."""
+        if c.closed:
+            return False
+        if not c.queue.full():
+            c.queue.put_nowait(item)
+            return True
+        put = asyncio.ensure_future(c.queue.put(item))
+        gone = asyncio.ensure_future(c.gone.wait())
+        try:
+            done, _ = await asyncio.wait({put, gone}, timeout=self.replay_stall_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not put.done():
+                put.cancel()
+        if put in done:
+            return True
+        if gone in done or self._leaving(c):
+            return False
+        raise TimeoutError("the client took nothing from its queue")
+
+    @staticmethod
+    def _leaving(c: Client) -> bool:
+        """Gone, or closing (it sent its close frame): whatever is still queued for it is not slowness."""
+        return c.closed or c.ws.protocol.state is not State.OPEN
+
+    @staticmethod
+    def _abort(c: Client) -> None:
+        if c.ws.transport is not None and not c.ws.transport.is_closing():
+            c.ws.transport.abort()
+
     async def _drained(self, c: Client) -> bool:
         """True once at most half of the client's queue is used (it may go live); False while live items
         wait in c.pending. TimeoutError when the client took nothing for replay_stall_s."""
@@ -724,6 +770,8 @@ class Hub:
         size, moved = c.queue.qsize(), loop.time()
         while size > self.queue_max // 2 and not c.pending and not c.closed:
             if loop.time() - moved > self.replay_stall_s:
+                if self._leaving(c):
+                    return True  # it sent its close: nothing to wait for
                 raise TimeoutError("the client took nothing from its queue")
             await asyncio.sleep(DRAIN_POLL_S)
             if c.queue.qsize() < size:

@@ -38,7 +38,14 @@ SELECT seq, event, rooms, block_number, log_index, block_hash, payload::text AS 
  LIMIT $3
 """
 HEADS_SQL = "SELECT safe_block, finalized_block FROM idx.chain_heads WHERE chain_id = $1"
-MAX_SEQ_SQL = "SELECT coalesce(max(seq), 0) FROM idx.outbox WHERE chain_id = $1"
+# Where the pump starts: the chain's newest row, or its retention watermark (sql/083) when that is higher (every
+# row deleted): the feed's head (`subscribed`, heartbeats) then never names a seq a resume would be refused
+# from (review s19 h3: a quiet chain given a watermark by sql/084 refused every resume from seq 0).
+START_SEQ_SQL = """
+SELECT greatest(coalesce(max(seq), 0),
+                (SELECT coalesce(max(pruned_through), 0) FROM idx.outbox_pruned WHERE chain_id = $1))
+  FROM idx.outbox WHERE chain_id = $1
+"""
 CHECKPOINT_SQL = "SELECT block_number FROM idx.checkpoints WHERE chain_id = $1"
 # State changes the outbox does not announce (it carries the seed's events only): claims and
 # withdrawals still change positions, holdings and creators, so their keys are invalidated too.
@@ -150,7 +157,7 @@ class Pump:
 
     async def start(self) -> None:
         async with pooled(self.pool, ACQUIRE_S) as conn:
-            self.last_seq = int(await conn.fetchval(MAX_SEQ_SQL, self.chain_id))
+            self.last_seq = int(await conn.fetchval(START_SEQ_SQL, self.chain_id))
             self.checkpoint = await conn.fetchval(CHECKPOINT_SQL, self.chain_id)
         self.metrics.outbox_seq.labels(str(self.chain_id)).set(self.last_seq)
 

@@ -14,9 +14,9 @@ request at a time in this process, and the result is kept `aggregate_cache_ttl_s
 - A kept ranking carries the generation it was computed at (the chain cache's whole-namespace
   generation: a reorg or a gap moves it); asked with a newer one it is computed again, so a reorg
   never leaves removed trades ranked (review h5).
-- A waiter gives its pool connection back while it waits (`away`, api/context.py Lease) and takes
-  one again after: a crowd of requests for one uncached ranking held a connection each, idle, until
-  they were the whole pool.
+- A waiter gives its pool connection back while it waits (`lease`, api/context.py) and takes one
+  again only to compute the ranking itself: a crowd of requests for one uncached ranking held a
+  connection each, idle, until they were the whole pool.
 - Keys are validated enum values, so the table is bounded.
 
     rankings = Rankings(ttl_s=60)
@@ -30,7 +30,15 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Any, Protocol
+
+
+class Lease(Protocol):
+    """The request's pool connection (api/context.py Lease)."""
+
+    async def release(self) -> None: ...
+
+    async def retake(self) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,21 +65,25 @@ class Rankings:
         compute: Callable[[], Awaitable[Any]],
         wait_s: float,
         generation: int = 0,
-        away: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None,
+        lease: Lease | None = None,
     ) -> Kept:
         """The ranking kept for `key` (computed at `generation` or later, not expired), else the
         outcome of the computation under way (waited for at most `wait_s`: TimeoutError beyond),
-        else `compute()`'s, kept. A failed computation is not kept. `away` wraps a wait for another
-        request's computation (api/context.py Lease.away: the waiter holds no pool connection)."""
+        else `compute()`'s, kept. A failed computation is not kept. `lease` (api/context.py) is the
+        request's connection: handed back before waiting for another request's computation, taken
+        again only to compute here."""
         while True:
             kept = self._kept.get(key)
             if kept is not None and kept.generation >= generation and kept.expires > self._clock():
                 return kept
             flight = self._flights.get(key)
             if flight is None:
+                if lease is not None:
+                    await lease.retake()
                 return await self._lead(key, compute, generation)
-            waiting = asyncio.wait({flight}, timeout=wait_s)
-            done, _ = await (waiting if away is None else away(waiting))
+            if lease is not None:
+                await lease.release()
+            done, _ = await asyncio.wait({flight}, timeout=wait_s)
             if not done:
                 raise TimeoutError(f"ranking {key!r} not computed within {wait_s} s")
             if flight.cancelled():

@@ -85,5 +85,6 @@ async def pooled(pool: asyncpg.Pool, acquire_s: float) -> AsyncIterator[Any]:
         try:
             yield conn
         except CONNECTION_GONE:
-            conn.terminate()
+            with contextlib.suppress(asyncpg.InterfaceError):  # released already: the original error goes on
+                conn.terminate()
             raise

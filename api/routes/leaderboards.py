@@ -78,7 +78,7 @@ async def _live_page(ctx: Ctx, board: str, limit: int, off: int, sql: str, *args
         return as_of, await ctx.conn.fetch(sql, ctx.chain_id, a.leaderboard_size, *args)
 
     key = (board, ctx.chain_id, ctx.params["by"], ctx.params["window"])
-    kept = await st.rankings.get(key, compute, a.db_answer_s, cache.all_generation, ctx.lease.away)
+    kept = await st.rankings.get(key, compute, a.db_answer_s, cache.all_generation, ctx.lease)
     ctx.as_of, ranking = kept.value
     ctx.stale_at(time.time() + kept.remaining_s())
     return ranking[off : off + limit], len(ranking)

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from api import connections, feed_guard
 from api.clientip import Network, is_ip, is_trusted, networks
-from api.context import as_of_json
+from api.context import as_of_json, in_use
 from api.encode import JSONBody
 from api.errors import FieldError, error_response
 from api.openapi import render_docs, spec
@@ -222,6 +222,9 @@ def routes(rt: Runtime) -> list[Route]:
         request.scope["gl_route"] = "/metrics"
         if not _may_scrape(request.scope, scrapers, rt.trusted_proxies):
             return error_response(404, f"no route for {request.url.path}", request.url.path)
+        if rt.state is not None:  # read when scraped (review s19 h3: the gauge was never set)
+            for name, pool in (("read", rt.state.read_pool), ("write", rt.state.write_pool)):
+                rt.metrics.pool_in_use.labels(name).set(in_use(pool))
         body = b"".join(generate_latest(r) for r in (rt.metrics.registry, connections.REGISTRY, feed_guard.REGISTRY))
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 

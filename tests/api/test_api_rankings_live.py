@@ -138,11 +138,11 @@ async def test_waiters_on_a_live_ranking_hold_no_pool_connection(db_dsn: str, re
             ]
             for _ in range(200):  # until the ranking is under way and its waiters are waiting
                 flights = len(rt.state.rankings._flights)
-                if flights and rt.state.db_in_flight == 6:
+                if flights and sum(rt.state.db_requests.values()) == 6:
                     break
                 await asyncio.sleep(0.02)
             else:
-                raise AssertionError(f"6 requests on the ranking never in flight: {rt.state.db_in_flight}")
+                raise AssertionError(f"6 requests on the ranking never in flight: {rt.state.db_requests}")
             await asyncio.sleep(1.5)  # longer than pool_acquire_timeout_s: a queued request would have failed
             other = await get("/v1/markets/1", "10.0.1.99")
             await tx.rollback()  # the ranking finishes
