@@ -460,12 +460,14 @@ class Daemon:
                         # recovery runs inline: the Leader's heartbeat task keeps the lease meanwhile, and a
                         # lease lost mid-way makes the remaining runs skip (run_job checks is_leader)
                         await self.run_job("track", self.track)  # follow what the last leader left
-                        self._catch_up_at = asyncio.get_running_loop().time()
-                        await self._catch_up_if_due()
-                        # due work does not wait a whole interval after a restart or failover
+                        # due work does not wait a whole interval after a restart or failover; the resolution
+                        # jobs first: a missed distribution first waits (up to 2 min) for a block of its day,
+                        # which a quiet chain may not have yet (review s19 h1)
                         table = self.job_table()
                         for name in RESOLUTION_JOBS:
                             await self.run_job(name, table[name])
+                        self._catch_up_at = asyncio.get_running_loop().time()
+                        await self._catch_up_if_due()
                 if self.leader.is_leader and (self._requests is None or self._requests.done()):
                     # in a task: a long requested job must not delay the leader's own check
                     self._requests = asyncio.create_task(self._serve_requests_logged())

@@ -49,7 +49,8 @@ async def test_a_failed_catch_up_query_is_tried_again_at_the_next_poll(
     db_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The database answers CannotConnectNowError to exactly the catch-up's statement after the recovery pass:
-    the resolution jobs still run on taking the lock, and the missed distribution runs at a later poll."""
+    the resolution jobs run on taking the lock (before the catch-up, which may wait for a block of its day),
+    and the missed distribution runs at a later poll."""
     pin_daemon_clock(monkeypatch)
     settings = make_settings("http://127.0.0.1:1", db_dsn, tmp_path / "d.json", leader_poll_s=0.2, leader_lease_s=2)
     d = Daemon(settings)
@@ -60,6 +61,7 @@ async def test_a_failed_catch_up_query_is_tried_again_at_the_next_poll(
 
     async def fake_distribute(_ctx: Any, period: str) -> dict[str, int]:
         periods.append(period)
+        resolved.append("distribute")
         distributed.set()
         return {}
 
@@ -71,7 +73,6 @@ async def test_a_failed_catch_up_query_is_tried_again_at_the_next_poll(
         return run
 
     async def track() -> dict[str, Any]:
-        armed["fail_next"] = True  # PostgreSQL restarts right after the recovery pass
         return {}
 
     real_connection = store.connection
@@ -93,6 +94,16 @@ async def test_a_failed_catch_up_query_is_tried_again_at_the_next_poll(
     for name in ("resolve", "finalize", "expire"):
         monkeypatch.setattr(daemon_mod.jobs, name, job(name))
     d.track = track  # type: ignore[method-assign]
+    real_catch_up = d.catch_up
+    calls = {"catch_up": 0}
+
+    async def catch_up() -> None:
+        calls["catch_up"] += 1
+        if calls["catch_up"] == 1:  # PostgreSQL restarts right before the recovery pass's catch-up
+            armed["fail_next"] = True
+        await real_catch_up()
+
+    d.catch_up = catch_up  # type: ignore[method-assign]
     d.tx = types.SimpleNamespace(_next=None)  # type: ignore[assignment]
     d.ctx = None  # type: ignore[assignment]
     assert d.last_distribution_due() is not None  # today's 00:00 firing passed with no leader running
@@ -111,7 +122,7 @@ async def test_a_failed_catch_up_query_is_tried_again_at_the_next_poll(
             await d.leader.release()
     assert was_leader
     assert periods == [daemon_mod.jobs.period_of(d.last_distribution_due())]  # type: ignore[arg-type]
-    assert resolved[:3] == ["resolve", "finalize", "expire"]  # not held back by the failed catch-up
+    assert resolved[:3] == ["resolve", "finalize", "expire"]  # not held back by the catch-up
     assert d.metrics.catch_up_failures._value.get() == 1
     assert d._catch_up_at is None  # done: nothing pending any more
 
