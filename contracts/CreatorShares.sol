@@ -53,7 +53,6 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
 
-    bytes32 public constant KEEPER_ROLE = keccak256("KEEPER_ROLE");
     uint256 public constant BPS = 10_000;
     /// @notice Scale of `accPerShare` in events and views.
     uint256 public constant ACC_PRECISION = 1e18;
@@ -338,10 +337,12 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
 
     /// @notice Folds: the market fees that arrived in OpinionMarket join the pool, what vested since the last fold
     ///         is credited to the earning holders pro rata, pending shares whose 00:00 passed start earning, and the
-    ///         market fees' USDC moves into this contract. Keeper role; reverts when nothing vested, arrived or
-    ///         matured. Trades fold too: this call makes a quiet period's vested fees claimable, starts quiet
-    ///         creators' pending shares earning and settles the market fees' USDC.
-    function distributeDividends(address creator) external onlyRole(KEEPER_ROLE) nonReentrant returns (uint256 amount) {
+    ///         market fees' USDC moves into this contract. Anyone may call it (the keeper does, daily at 00:00): a
+    ///         fold only credits what vested to whoever earned it, so no caller gains by its timing, and holders
+    ///         whose shares matured do not depend on one key to start earning (review s19 h5: a keeper that
+    ///         skipped a quiet creator gave days of market fees to the earners of the last fold). Reverts when
+    ///         nothing vested, arrived or matured. Trades fold too.
+    function distributeDividends(address creator) external nonReentrant returns (uint256 amount) {
         Creator memory c = creators[creator];
         if (c.supply == 0) revert NothingToDistribute(creator);
         Accrual memory a = accruals[creator];

@@ -148,12 +148,10 @@ def plan(w3: Web3, deployer: str, keeper: str, params: DeployParams, nonce: int 
         raise DeployError(f"CreatorShares would deploy at {cs}, OpinionMarket expects {shares_address}")
     # Role ids are keccak256 of their names, as the contracts define them.
     resolver = Web3.keccak(text="RESOLVER_ROLE")
-    keeper_role = Web3.keccak(text="KEEPER_ROLE")
     call("grant RESOLVER_ROLE to keeper", "OpinionMarket", om, "grantRole", resolver, keeper)
     # The arbiter (disputes a proposal, settles a disputed market) is the operator: the deployer. On a public
     # chain grant it to a separate multisig afterwards and revoke it from the deployer (docs/contracts.md, Roles).
     call("grant ARBITER_ROLE to deployer", "OpinionMarket", om, "grantRole", Web3.keccak(text="ARBITER_ROLE"), deployer)
-    call("grant KEEPER_ROLE to keeper", "CreatorShares", cs, "grantRole", keeper_role, keeper)
     for s in steps:
         s["addresses"] = {"USDC": usdc, "MockPriceFeed": feed, "OpinionMarket": om, "CreatorShares": cs}
     return steps
@@ -191,7 +189,7 @@ def verify(w3: Web3, record: dict[str, Any]) -> None:
         om = w3.eth.contract(address=c["OpinionMarket"], abi=load_abi("OpinionMarket"))
         cs = w3.eth.contract(address=c["CreatorShares"], abi=load_abi("CreatorShares"))
         f, g = om.functions, cs.functions
-        resolver, arbiter, keeper_role = (Web3.keccak(text=r) for r in ("RESOLVER_ROLE", "ARBITER_ROLE", "KEEPER_ROLE"))
+        resolver, arbiter = (Web3.keccak(text=r) for r in ("RESOLVER_ROLE", "ARBITER_ROLE"))
         checks = (
             (
                 lambda: f.creatorShares().call() == c["CreatorShares"],
@@ -204,7 +202,6 @@ def verify(w3: Web3, record: dict[str, Any]) -> None:
             (lambda: f.usdc().call() == c["USDC"] == g.usdc().call(), "the two contracts do not use the recorded USDC"),
             (lambda: f.hasRole(resolver, keeper).call(), "the keeper lacks RESOLVER_ROLE"),
             (lambda: f.hasRole(arbiter, deployer).call(), "the deployer lacks ARBITER_ROLE"),
-            (lambda: g.hasRole(keeper_role, keeper).call(), "the keeper lacks KEEPER_ROLE"),
         )
         problems = [why for check, why in checks if not _holds(check)]
     if problems:

@@ -87,7 +87,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="config/local.toml")
     p.add_argument("--rpc-url", help="override chain.rpc_urls[0]")
-    p.add_argument("--keeper", help="address granted RESOLVER_ROLE and KEEPER_ROLE")
+    p.add_argument("--keeper", help="address granted RESOLVER_ROLE (OpinionMarket)")
     p.add_argument("--usdc", help="existing USDC token (required off local chains)")
     p.add_argument("--price-feed", help="existing AggregatorV3 feed")
     p.add_argument("--keystore", help="deployer V3 keystore (required off local chains)")

@@ -109,7 +109,6 @@ class System:
     cs: str
     admin: str
     resolvers: frozenset[str]
-    keepers: frozenset[str]
     arbiters: frozenset[str]
     balances: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     # OpinionMarket
@@ -636,9 +635,7 @@ class System:
         return proceeds
 
     def distribute(self, sender: str, creator: str, now: int) -> int:
-        if sender not in self.keepers:
-            raise Revert("CreatorShares", "AccessControlUnauthorizedAccount")
-        supply = self.supply[creator]
+        supply = self.supply[creator]  # anyone may fold (review s19 h5)
         if supply == 0:
             raise Revert("CreatorShares", "NothingToDistribute")
         arriving = self.creator_fees_accrued[creator] - self.market_folded[creator]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from web3 import Web3
 
 from tests.contracts import model
 from tests.contracts.kit import DAY, MAX_UINT, USDC, Env
@@ -14,7 +13,6 @@ from tests.contracts.kit import DAY, MAX_UINT, USDC, Env
 pytestmark = pytest.mark.anvil
 
 CS = "CreatorShares"
-KEEPER_ROLE = Web3.keccak(text="KEEPER_ROLE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,14 +236,39 @@ def test_sell_shares_rejects_proceeds_below_bound(env: Env) -> None:
 # ---------------------------------------------------------------- dividends
 
 
-def test_distribute_requires_keeper_role(env: Env) -> None:
-    """distributeDividends from anyone without KEEPER_ROLE (the admin included) is refused."""
-    creator = env.traders[0]
+def test_a_holder_starts_its_matured_shares_earning_without_the_keeper(env: Env) -> None:
+    """Review s19 h5 F1: a lot earns from the first fold after its 00:00, and only the keeper (or a share trade)
+    folded. A keeper that skipped a quiet creator (down, late, or on purpose: it or the creator held the old
+    earning shares) gave every market fee of those days to the earners of the last fold: the fan below, 99 % of
+    the supply for two days, got 0 of 2,000 USDC. Anyone may fold now: the fan starts its own shares earning.
+
+    The creator holds 1 share, a fan buys 99 on day 0 (earning from day 2, 00:00); the keeper folds on day 1 and
+    then skips the creator; on days 2 and 3, 2,000 USDC of creator fees arrive from the creator's market."""
+    creator, fan, trader = env.traders[:3]
     env.buy_shares(creator, creator, 1)
-    env.buy_shares(env.traders[1], creator, 2)
-    for who in (creator, env.admin):
-        args = env.reverts(env.cs.functions.distributeDividends(creator), who, CS, "AccessControlUnauthorizedAccount")
-        assert args == (who, bytes(KEEPER_ROLE))
+    market, _ = env.create_market(creator, 1_000 * USDC, 10 * DAY)
+    env.buy_shares(fan, creator, 99)
+    env.next_block_at(env.next_day(60))  # day 1: the keeper's run
+    env.send(env.cs.functions.distributeDividends(creator), env.keeper)
+    day2 = env.next_day()
+    env.next_block_at(day2 + 60)
+    receipt = env.send(env.cs.functions.distributeDividends(creator), fan)  # the keeper is silent: the fan folds
+    assert env.event(receipt, env.cs, "DividendsDistributed")["creator"] == creator
+    assert warmup(env, creator, fan)[:3] == (99, 0, 0)
+    before = claimable(env, creator, fan), claimable(env, creator, creator)  # the share buys' dividend fees
+    fees_before = env.om.functions.creatorFeesAccrued(creator).call()
+    env.next_block_at(day2 + 12 * 3_600)
+    env.buy(trader, market, 1, 100_000 * USDC)  # day 2, 12:00: 1,000 USDC of creator fees
+    env.next_block_at(day2 + DAY + 12 * 3_600)
+    env.buy(trader, market, 0, 100_000 * USDC)  # day 3, 12:00: another 1,000
+    fees = env.om.functions.creatorFeesAccrued(creator).call() - fees_before
+    assert fees == 2_000 * USDC
+    env.next_block_at(day2 + 2 * DAY + 60)  # day 4: the keeper comes back
+    env.send(env.cs.functions.distributeDividends(creator), env.keeper)
+    fan_got = claimable(env, creator, fan) - before[0]
+    creator_got = claimable(env, creator, creator) - before[1]
+    assert fan_got + creator_got <= fees
+    assert fan_got >= fees * 99 // 100 - 1, (fan_got, creator_got)  # its 99 % of both days
 
 
 def test_distribute_with_no_supply_reverts_nothing_to_distribute(env: Env) -> None:

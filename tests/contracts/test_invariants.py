@@ -132,7 +132,6 @@ class Harness:
             self.cs,
             self.admin,
             frozenset({self.keeper}),
-            frozenset({self.keeper}),
             frozenset({self.admin}),
         )
         for w in self.wallets:

@@ -860,20 +860,17 @@ def test_max_allowance_is_not_spent(env: Env) -> None:
 
 
 def test_roles_can_be_revoked_and_renounced(env: Env) -> None:
-    """Revoking RESOLVER_ROLE (OpinionMarket) or KEEPER_ROLE (CreatorShares) stops the keeper; renouncing
-    needs the caller's own address as confirmation (AccessControlBadConfirmation otherwise)."""
-    keeper_role = Web3.keccak(text="KEEPER_ROLE")
+    """Revoking RESOLVER_ROLE stops the keeper's proposals; renouncing needs the caller's own address as
+    confirmation (AccessControlBadConfirmation otherwise)."""
     m, end = env.create_market(env.traders[0])
     env.send(env.om.functions.revokeRole(RESOLVER_ROLE, env.keeper), env.admin)
     env.next_block_at(end)
     env.reverts(env.om.functions.proposeOutcome(m, YES), env.keeper, OM, "AccessControlUnauthorizedAccount")
-    env.send(env.cs.functions.revokeRole(keeper_role, env.keeper), env.admin)
-    assert env.cs.functions.hasRole(keeper_role, env.keeper).call() is False
-    env.send(env.cs.functions.grantRole(keeper_role, env.keeper), env.admin)
-    fn = env.cs.functions.renounceRole(keeper_role, env.admin)
-    env.reverts(fn, env.keeper, "CreatorShares", "AccessControlBadConfirmation")
-    env.send(env.cs.functions.renounceRole(keeper_role, env.keeper), env.keeper)
-    assert env.cs.functions.hasRole(keeper_role, env.keeper).call() is False
+    env.send(env.om.functions.grantRole(RESOLVER_ROLE, env.keeper), env.admin)
+    assert env.om.functions.hasRole(RESOLVER_ROLE, env.keeper).call() is True
+    env.reverts(env.om.functions.renounceRole(RESOLVER_ROLE, env.admin), env.keeper, OM, "AccessControlBadConfirmation")
+    env.send(env.om.functions.renounceRole(RESOLVER_ROLE, env.keeper), env.keeper)
+    assert env.om.functions.hasRole(RESOLVER_ROLE, env.keeper).call() is False
 
 
 @pytest.mark.parametrize("name", ["OpinionMarket", "CreatorShares"])
