@@ -214,7 +214,8 @@ class Pipeline:
                     "finality_tags_unanswered",
                     reads=self.tags_failed,
                     error=str(fin)[:200],
-                    note=f"finality is head - finality_depth; the tags are asked again in {TAGS_REPROBE_S:.0f} s",
+                    note=("finality stays where it is" if self.tags_seen else "finality is head - finality_depth")
+                    + f"; the tags are asked again in {TAGS_REPROBE_S:.0f} s",
                 )
                 self.tags_failed = 0
         else:
@@ -223,7 +224,7 @@ class Pipeline:
         fin_n = None if isinstance(fin, RpcError) or fin is None else fin.number
         if fin_n is not None:
             self.tags_seen = True
-        return latest, safe_n, fin_n, isinstance(fin, RpcError)
+        return latest, safe_n, fin_n, fin_n is None  # an error or null: no `finalized` in this read
 
     async def refresh_heads(self) -> checkpoint.Heads:
         fin_failed = False
@@ -234,10 +235,13 @@ class Pipeline:
             h = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True, parse=parse_header)
             head, safe_n, fin_n = h.number, None, None
             self.head_hash = h.hash
+            fin_failed = self.o.finality == "tag"  # the tags switched off (TAGS_GIVE_UP): not asked
         self.heads_read_at = time.monotonic()  # after the read: a slow read does not age announcements
         if fin_failed and self.tags_seen:
-            # The tag of a node that has answered it before failed in this read: this read says nothing
-            # about finality (head - finality_depth may be above the node's tag: an L2's is ~500 behind)
+            # A node that has answered `finalized` before did not in this read (an error, null, or the tags
+            # switched off after TAGS_GIVE_UP such reads): this read says nothing about finality, which
+            # stays where it is (head - finality_depth may be above the node's tag: an L2's is ~500 behind;
+            # review h10, and review s19 h4 for null and switched-off tags)
             read = self.heads.finalized
         else:
             read = finalized_block(head, fin_n, self.s.chain.finality_depth)

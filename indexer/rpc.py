@@ -142,7 +142,12 @@ class Rpc(core_rpc.Rpc):
                 if check and answer.error is None:
                     raise BadAnswer(f"provider {u.index}, eth_getLogs: a single answer to a batch {str(answer)[:200]}")
                 answer = [LogsElem(first, answer.result, answer.error)]
-            by_id = {a.id: a for a in answer}
+            by_id: dict[Any, LogsElem] = {}
+            for a in answer:
+                if by_id.setdefault(a.id, a) != a:  # two answers to one call (a load balancer merging two
+                    # backends' answers): the empty one was kept, with the other's header as its proof,
+                    # and the range's logs were dropped (review s19 h4)
+                    raise BadAnswer(f"provider {u.index}, eth_getLogs: the batch answer holds id {a.id!r} twice")
             logs_elem, head_elem = by_id.get(first), by_id.get(first + 1)
             if logs_elem is None:
                 raise BadAnswer(f"provider {u.index}, eth_getLogs: the batch answer misses the call")
