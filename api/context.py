@@ -68,7 +68,11 @@ class Lease:
         self._count(True)
         held = pooled(self.pool, self._acquire_s)
         self.acquiring = True
-        self.conn = await held.__aenter__()
+        try:
+            self.conn = await held.__aenter__()
+        except BaseException:  # no connection (a timeout: `acquiring` stays True for the caller's message)
+            self._count(False)  # and no __aexit__ follows a failed __aenter__
+            raise
         self.acquiring = False
         self._held = held
 

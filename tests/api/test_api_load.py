@@ -233,6 +233,9 @@ async def test_a_request_that_cannot_get_a_connection_gets_503_with_retry_after(
             for c in held:
                 await rt.state.read_pool.release(c)
         assert "api_pool_acquire_timeouts_total" in (await _metrics(base))
+        # the refused request is no longer counted in flight (a count left behind by every pool timeout
+        # would end the per-address exemption "while half the pool is idle" for good)
+        assert rt.state.db_in_flight == 0
 
 
 async def _metrics(base: str) -> str:
