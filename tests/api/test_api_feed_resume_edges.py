@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import pathlib
-from typing import Any
 
 import asyncpg
 import pytest
@@ -27,7 +26,7 @@ from tests.api.conftest import make_settings
 from tests.api.rows import CHAIN
 from tests.api.test_api_feed import recv, running, subscribe, trade_row
 from tests.api.test_api_feed_resume_fails import frames_until_quiet
-from tests.api.test_api_feed_resume_races import small_buffer_socket, wait_head
+from tests.api.test_api_feed_resume_races import frames_until_end, small_buffer_socket, wait_head
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
 
@@ -69,12 +68,7 @@ async def test_retention_of_other_rooms_after_the_last_page_does_not_refuse_a_co
                 "UPDATE idx.outbox SET created_at = now() - interval '96 hours' WHERE seq <= $1", others[4]
             )
             assert await prune_outbox(conn, CHAIN, 72) == 1 + n + 5
-            frames: list[dict[str, Any]] = [first]
-            with contextlib.suppress(ConnectionClosed, TimeoutError):
-                while frames[-1]["type"] not in ("replayed", "error"):
-                    m = await recv(ws, 20)
-                    if m["type"] != "heartbeat":
-                        frames.append(m)
+            frames = await frames_until_end(ws, first)
         got = [m["seq"] for m in frames if m["type"] == "event"]
         assert got == mine  # every event of market:1 was sent ...
         # ... so the replay is complete and must say so; since_too_old makes the client reload for nothing

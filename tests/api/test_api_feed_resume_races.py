@@ -54,6 +54,17 @@ def small_buffer_socket(port: int | None) -> socket.socket:
     return sock
 
 
+async def frames_until_end(ws: Any, first: dict[str, Any]) -> list[dict[str, Any]]:
+    """`first` and the frames after it (heartbeats left out) until `replayed` or an error, or the socket's end."""
+    frames = [first]
+    with contextlib.suppress(ConnectionClosed, TimeoutError):
+        while frames[-1]["type"] not in ("replayed", "error"):
+            m = await recv(ws, 20)
+            if m["type"] != "heartbeat":
+                frames.append(m)
+    return frames
+
+
 async def test_retention_during_a_replay_never_answers_replayed_with_a_gap(db_dsn: str, redis_url: str) -> None:
     conn = await asyncpg.connect(db_dsn)
     # a small queue: the replay waits for this client with its first page (500 rows) in hand
@@ -84,12 +95,7 @@ async def test_retention_during_a_replay_never_answers_replayed_with_a_gap(db_ds
                 "UPDATE idx.outbox SET created_at = now() - interval '96 hours' WHERE seq <= $1", seqs[509]
             )
             assert await prune_outbox(conn, CHAIN, 72) == 511
-            frames: list[dict[str, Any]] = [first]
-            with contextlib.suppress(ConnectionClosed, TimeoutError):
-                while frames[-1]["type"] not in ("replayed", "error"):
-                    m = await recv(ws, 20)
-                    if m["type"] != "heartbeat":
-                        frames.append(m)
+            frames = await frames_until_end(ws, first)
         got = [m["seq"] for m in frames if m["type"] == "event"]
         end = frames[-1]
         # a replay that lost rows must say so (an error: reload / resume again); `replayed` means complete

@@ -22,6 +22,8 @@ import asyncpg
 import pytest
 
 from api.app import Runtime
+from api.context import in_use as pool_in_use
+from api.settings import Settings
 from tests.api.conftest import make_settings
 from tests.api.rows import scenario
 from tests.api.test_api_load import serving
@@ -31,7 +33,21 @@ pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
 
 def in_use(rt: Runtime) -> int:
     assert rt.state is not None
-    return rt.state.read_pool.get_size() - rt.state.read_pool.get_idle_size()
+    return pool_in_use(rt.state.read_pool)
+
+
+def pool_settings(db_dsn: str, redis_url: str, pool: int, acquire_s: float = 2.0, statement_ms: int = 6000) -> Settings:
+    """A read pool of `pool` connections, all open; one request of an address on the database at once."""
+    return make_settings(
+        db_dsn,
+        redis_url,
+        pool_max=pool,
+        pool_min=pool,
+        statement_timeout_ms=statement_ms,
+        pool_acquire_timeout_s=acquire_s,
+        db_requests_per_ip=1,
+        forwarded_allow_ips=["127.0.0.1"],
+    )
 
 
 async def get(http: aiohttp.ClientSession, url: str, client: str) -> tuple[int, str]:
@@ -75,16 +91,7 @@ async def test_waiters_whose_ranking_is_computed_are_not_refused_for_a_connectio
     db_dsn: str, redis_url: str
 ) -> None:
     await scenario(db_dsn)
-    settings = make_settings(
-        db_dsn,
-        redis_url,
-        pool_max=3,
-        pool_min=3,
-        statement_timeout_ms=6000,  # db_answer_s = 8
-        pool_acquire_timeout_s=1.0,
-        db_requests_per_ip=1,
-        forwarded_allow_ips=["127.0.0.1"],
-    )
+    settings = pool_settings(db_dsn, redis_url, 3, acquire_s=1.0)
     async with serving(settings) as (rt, base), aiohttp.ClientSession() as http:
         assert rt.state is not None
         registry = rt.state.metrics.registry
@@ -118,16 +125,7 @@ async def test_a_lost_leader_connection_does_not_terminate_every_waiters_connect
     db_dsn: str, redis_url: str
 ) -> None:
     await scenario(db_dsn)
-    settings = make_settings(
-        db_dsn,
-        redis_url,
-        pool_max=5,
-        pool_min=5,
-        statement_timeout_ms=6000,
-        pool_acquire_timeout_s=2.0,
-        db_requests_per_ip=1,
-        forwarded_allow_ips=["127.0.0.1"],
-    )
+    settings = pool_settings(db_dsn, redis_url, 5)
     async with serving(settings) as (rt, base), aiohttp.ClientSession() as http:
         assert rt.state is not None
         pool = rt.state.read_pool
@@ -156,16 +154,7 @@ async def test_an_address_waiting_on_a_ranking_is_not_refused_while_most_of_the_
     db_dsn: str, redis_url: str
 ) -> None:
     await scenario(db_dsn)
-    settings = make_settings(
-        db_dsn,
-        redis_url,
-        pool_max=8,
-        pool_min=8,
-        statement_timeout_ms=6000,
-        pool_acquire_timeout_s=2.0,
-        db_requests_per_ip=1,
-        forwarded_allow_ips=["127.0.0.1"],
-    )
+    settings = pool_settings(db_dsn, redis_url, 8)
     async with serving(settings) as (rt, base), aiohttp.ClientSession() as http:
         assert rt.state is not None
         async with held_ranking(db_dsn, rt, http, base, 4) as (_locker, _pages):
@@ -178,16 +167,7 @@ async def test_an_address_waiting_on_a_ranking_is_not_refused_while_most_of_the_
 
 async def test_the_pool_in_use_gauge_counts_the_connections_checked_out(db_dsn: str, redis_url: str) -> None:
     await scenario(db_dsn)
-    settings = make_settings(
-        db_dsn,
-        redis_url,
-        pool_max=4,
-        pool_min=4,
-        statement_timeout_ms=6000,
-        pool_acquire_timeout_s=2.0,
-        db_requests_per_ip=1,
-        forwarded_allow_ips=["127.0.0.1"],
-    )
+    settings = pool_settings(db_dsn, redis_url, 4)
     async with serving(settings) as (rt, base), aiohttp.ClientSession() as http:
         assert rt.state is not None
         registry = rt.state.metrics.registry

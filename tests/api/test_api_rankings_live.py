@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from tests.api.conftest import make_settings
 from tests.api.rows import CHAIN, OTHER, h, outbox, scenario
+from tests.api.test_api_lease import get, held_ranking, pool_settings
 from tests.api.test_api_load import serving
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
@@ -107,48 +108,17 @@ async def test_waiters_on_a_live_ranking_hold_no_pool_connection(db_dsn: str, re
     """Six page variants of one ranking from six addresses, a pool of three: the first computes it (held up
     by a lock), the other five wait for it. Before, each waiter held a connection while it waited: the pool
     was theirs, and an innocent request (and two of the waiters) got 503 "Service busy". Waiters now give
-    their connection back (api/context.py Lease.away) and the innocent request is answered."""
+    their connection back (api/context.py Lease.release) and the innocent request is answered."""
     await scenario(db_dsn)
-    settings = make_settings(
-        db_dsn,
-        redis_url,
-        pool_max=3,
-        pool_min=3,
-        statement_timeout_ms=3000,  # db_answer_s = 5
-        pool_acquire_timeout_s=1.0,
-        db_requests_per_ip=1,
-        forwarded_allow_ips=["127.0.0.1"],
-    )
+    settings = pool_settings(db_dsn, redis_url, 3, acquire_s=1.0, statement_ms=3000)  # db_answer_s = 5
     async with serving(settings) as (rt, base), aiohttp.ClientSession() as http:
         assert rt.state is not None
         registry = rt.state.metrics.registry
-        locker = await asyncpg.connect(db_dsn)
-        try:
-            tx = locker.transaction()
-            await tx.start()
-            await locker.execute("LOCK TABLE idx.positions IN ACCESS EXCLUSIVE MODE")
-
-            async def get(path: str, client: str) -> int:
-                async with http.get(base + path, headers={"X-Forwarded-For": client}) as r:
-                    await r.read()
-                    return r.status
-
-            pages = [
-                asyncio.ensure_future(get(f"/v1/leaderboards/traders?page={i}", f"10.0.1.{i}")) for i in range(1, 7)
-            ]
-            for _ in range(200):  # until the ranking is under way and its waiters are waiting
-                flights = len(rt.state.rankings._flights)
-                if flights and sum(rt.state.db_requests.values()) == 6:
-                    break
-                await asyncio.sleep(0.02)
-            else:
-                raise AssertionError(f"6 requests on the ranking never in flight: {rt.state.db_requests}")
+        async with held_ranking(db_dsn, rt, http, base, 6) as (locker, pages):
             await asyncio.sleep(1.5)  # longer than pool_acquire_timeout_s: a queued request would have failed
-            other = await get("/v1/markets/1", "10.0.1.99")
-            await tx.rollback()  # the ranking finishes
-            statuses = await asyncio.gather(*pages)
-        finally:
-            await locker.close()
+            other, _ = await get(http, base + "/v1/markets/1", "10.0.1.99")
+            await locker.execute("ROLLBACK")  # the ranking finishes
+            statuses = [s for s, _ in await asyncio.gather(*pages)]
         busy = registry.get_sample_value("api_pool_acquire_timeouts_total", {"pool": "read"})
         ran = registry.get_sample_value("api_live_rankings_total", {"board": "traders"})
     assert other == 200, f"an innocent request got {other} while five requests waited on one ranking"

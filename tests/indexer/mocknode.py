@@ -54,6 +54,18 @@ def reply(call: dict[str, Any], result: object) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": call["id"], "result": result}
 
 
+def head_answer(call: dict[str, Any], head: int, tag_lag: int) -> dict[str, Any]:
+    """A node at `head` whose safe and finalized tags trail it by `tag_lag`: eth_getBlockByNumber of a tag or
+    a number (null above the head)."""
+    tag = call["params"][0]
+    if tag == "latest":
+        return reply(call, block(head))
+    if tag in ("safe", "finalized"):
+        return reply(call, block(head - tag_lag))
+    n = int(tag, 16)
+    return reply(call, block(n) if n <= head else None)
+
+
 def handler(answer: Answer) -> Callable[[web.Request], Any]:
     """An aiohttp handler answering each call of a request (a batch too) with `answer`."""
 

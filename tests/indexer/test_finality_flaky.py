@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.indexer.mocknode import block, handler, indexer_on, reply
+from tests.indexer.mocknode import handler, head_answer, indexer_on
 
 HEAD = 10_000
 TAG_LAG = 500  # the node's finalized tag: head - 500 (finality_depth is 64)
@@ -28,17 +28,9 @@ async def test_a_transient_tag_failure_does_not_finalize_above_the_nodes_finaliz
     batches = 0
 
     def answer(call: dict, first_try: bool) -> dict:
-        tag = call["params"][0]
-        if tag == "latest":
-            result: object = block(head)
-        elif tag in ("safe", "finalized"):
-            if fault == "element" and first_try and tag == "finalized":
-                return {"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32000, "message": "header not found"}}
-            result = block(head - TAG_LAG)
-        else:
-            n = int(tag, 16)
-            result = block(n) if n <= head else None
-        return reply(call, result)
+        if fault == "element" and first_try and call["params"][0] == "finalized":
+            return {"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32000, "message": "header not found"}}
+        return head_answer(call, head, TAG_LAG)
 
     async def handle(request: web.Request) -> web.Response:
         nonlocal batches
@@ -73,17 +65,9 @@ async def test_a_finalized_tag_that_keeps_failing_for_two_reads_does_not_fall_ba
     reads = 0
 
     def answer(call: dict[str, Any]) -> dict[str, Any]:
-        tag = call["params"][0]
-        if tag == "finalized" and reads in (2, 3):
+        if call["params"][0] == "finalized" and reads in (2, 3):
             return {"jsonrpc": "2.0", "id": call["id"], "error": {"code": -32000, "message": "header not found"}}
-        if tag == "latest":
-            result: object = block(head)
-        elif tag in ("safe", "finalized"):
-            result = block(head - TAG_LAG)
-        else:
-            n = int(tag, 16)
-            result = block(n) if n <= head else None
-        return reply(call, result)
+        return head_answer(call, head, TAG_LAG)
 
     handle = handler(answer)
 

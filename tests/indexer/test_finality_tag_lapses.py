@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from indexer.pipeline import TAGS_GIVE_UP
-from tests.indexer.mocknode import block, handler, indexer_on, reply
+from tests.indexer.mocknode import handler, head_answer, indexer_on, reply
 
 HEAD = 10_000
 TAG_LAG = 500  # the node's finalized tag trails its head by 500; finality_depth is 64
@@ -45,14 +45,7 @@ async def test_a_node_that_answered_the_finalized_tag_never_falls_back_to_depth(
                 "id": call["id"],
                 "error": {"code": -32000, "message": f"{tag} block not found"},
             }
-        if tag == "latest":
-            result: object = block(head)
-        elif tag in ("safe", "finalized"):
-            result = block(head - TAG_LAG)
-        else:
-            n = int(tag, 16)
-            result = block(n) if n <= head else None
-        return reply(call, result)
+        return head_answer(call, head, TAG_LAG)
 
     finalities = []
     async with indexer_on(handler(answer), tmp_path, HEAD - 1) as ix:
