@@ -186,13 +186,13 @@ class Pipeline:
         self.m.set_heads(h.number, self.heads.safe, self.heads.finalized, self.status.indexed)
         return self.heads
 
-    async def _read_tags(self) -> tuple[BlockRef, int | None, int | None, bool]:
+    async def _read_tags(self) -> tuple[BlockRef, int | None, int | None]:
         """`latest`, `safe` and `finalized` in one request. The tags are asked once (TAGS_RETRY):
         a node without them (geth before the merge, several L2 and sidechain nodes: "finalized block
         not found") falls back to head - finality_depth at once; with the client's policy every head
         read spent 5-9 s retrying them (review h9). After TAGS_GIVE_UP reads in a row that answered
         `latest` but neither tag, they are not asked for TAGS_REPROBE_S. `latest`, if it failed, is read
-        again with the client's policy. The last value: `finalized` failed in this read."""
+        again with the client's policy. A tag that failed or answered null is None."""
         latest, safe, fin = await self.rpc.batch_settled(
             HEAD_READ,
             HEAD_READ_REQUIRED,
@@ -224,20 +224,18 @@ class Pipeline:
         fin_n = None if isinstance(fin, RpcError) or fin is None else fin.number
         if fin_n is not None:
             self.tags_seen = True
-        return latest, safe_n, fin_n, fin_n is None  # an error or null: no `finalized` in this read
+        return latest, safe_n, fin_n
 
     async def refresh_heads(self) -> checkpoint.Heads:
-        fin_failed = False
         if self.o.finality == "tag" and time.monotonic() >= self.tags_off_until:
-            latest, safe_n, fin_n, fin_failed = await self._read_tags()
+            latest, safe_n, fin_n = await self._read_tags()
             head, self.head_hash = latest.number, latest.hash
         else:
             h = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True, parse=parse_header)
             head, safe_n, fin_n = h.number, None, None
             self.head_hash = h.hash
-            fin_failed = self.o.finality == "tag"  # the tags switched off (TAGS_GIVE_UP): not asked
         self.heads_read_at = time.monotonic()  # after the read: a slow read does not age announcements
-        if fin_failed and self.tags_seen:
+        if fin_n is None and self.tags_seen:
             # A node that has answered `finalized` before did not in this read (an error, null, or the tags
             # switched off after TAGS_GIVE_UP such reads): this read says nothing about finality, which
             # stays where it is (head - finality_depth may be above the node's tag: an L2's is ~500 behind;
