@@ -122,7 +122,12 @@ NO_BATCHES = (
 
 
 class _Progressed(TransientRpcError):
-    """A batch attempt in which some elements failed and others succeeded."""
+    """A batch attempt in which some elements failed and others succeeded. It keeps the wait a
+    rate-limited element asked for (`retry_after`), so the elements left are not sent before it."""
+
+    def __init__(self, failed: RpcError) -> None:
+        super().__init__(str(failed), failed.code)
+        self.retry_after = failed.retry_after if isinstance(failed, RateLimited) else None
 
 
 class Rpc:
@@ -229,8 +234,9 @@ class Rpc:
         if not isinstance(exc, RateLimited) and (exc.code is not None or isinstance(exc, BadAnswer)):
             policy = dataclasses.replace(policy, cap=min(policy.cap, ANSWERED_CAP))
         wait = backoff(u.failures, policy, self._rng)
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            wait = max(wait, min(exc.retry_after, self._retry.seconds))
+        asked = exc.retry_after if isinstance(exc, RateLimited | _Progressed) else None
+        if asked is not None:
+            wait = max(wait, min(asked, self._retry.seconds))
         u.down_until = max(u.down_until, time.monotonic() + wait)
         return wait
 
@@ -312,7 +318,7 @@ class Rpc:
     def _beyond_budget(self, method: str, u: Provider, last: RpcError | None, left: float) -> str:
         """The provider asked to be left alone past this call's budget: the call ends (a retryable
         failure of the iteration, which asks again later), logged with the provider's own value."""
-        asked = last.retry_after if isinstance(last, RateLimited) else None
+        asked = last.retry_after if isinstance(last, RateLimited | _Progressed) else None
         log.warning(
             "rpc_retry_after_beyond_budget",
             method=method,
@@ -517,13 +523,13 @@ class Rpc:
                         log.info("provider_batch_cap", provider=u.index, batch_cap=u.batch_cap, error=str(exc)[:160])
                         continue
                     if answered and isinstance(exc, TransientRpcError):
-                        raise _Progressed(str(exc), exc.code) from None
+                        raise _Progressed(exc) from None
                     raise
                 failed = part_failed or failed
                 answered += part_answered
                 done += len(part)
             if failed is not None:
-                raise _Progressed(str(failed), failed.code) if answered else failed
+                raise _Progressed(failed) if answered else failed
 
         async def send(u: Provider, pending: list[int]) -> tuple[RpcError | None, int]:
             first = self._next_ids(len(pending))

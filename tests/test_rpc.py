@@ -356,3 +356,26 @@ async def test_an_answer_too_large_from_one_provider_goes_to_another() -> None:
                 await rpc.call("eth_getLogs", [{"fromBlock": "0x1", "toBlock": "0x10"}])
             assert rpc._urls[0].errors > 0  # counted in its error score ...
             assert rpc._urls[0].down_until == 0.0  # ... without a backoff: the split range goes straight back
+
+
+async def test_a_batch_element_rate_limited_with_a_wait_is_not_sent_before_it() -> None:
+    """Review s19 h4: a batch whose one element is rate-limited (with the provider's wait) and whose
+    other is answered keeps the answer and sends the element again alone, after the wait it asked
+    for: the wait is not lost when the failure is wrapped as a batch that made progress."""
+    from structlog.testing import capture_logs
+
+    from core.rpc import RetryPolicy
+    from core.rpc import Rpc as CoreRpc
+
+    seen: list[Any] = []
+    limited = {"error": {"code": -32005, "message": "rate limited, try again in 0.3s"}}
+    answers: list[Any] = [[{"result": "0x2"}, limited], [{"result": "0x3"}]]
+    fast = RetryPolicy(attempts=10, seconds=30.0, base=0.001, cap=0.01)
+    async with serving(node(answers, seen)) as url, CoreRpc([url], 5.0, retry=fast) as rpc:
+        with capture_logs() as logs:
+            got = await rpc.batch_settled([("eth_chainId", []), ("eth_gasPrice", [])])
+    assert got == ["0x2", "0x3"]
+    assert [len(s) if isinstance(s, list) else 1 for s in seen] == [2, 1]  # the answered element not asked again
+    waits = [e["wait"] for e in logs if e["event"] == "rpc_retry"]
+    assert len(waits) == 1
+    assert waits[0] >= 0.3  # the policy alone would wait at most 0.01 s
