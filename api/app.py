@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import auth, pages
 from api.cache import Cache
 from api.clientip import Network, client_ip, count_in, count_out, networks
-from api.context import ChainParts, Ctx, Endpoint, Lease, State, fetch_as_of
+from api.context import ChainParts, Ctx, Endpoint, Lease, State, fetch_freshness
 from api.encode import JSONBody, dumps, loads
 from api.errors import (
     ApiError,
@@ -347,14 +347,18 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
             cache_header = "miss"
         lead = cache.lead(key, field) if key is not None and field is not None else None
         answer: tuple[bytes, int, list[str]] | None = None
+        failed: ApiError | None = None
         try:
             answer = await _answer(ep, request, state, cache, params, user, body, chain, key, field)
+        except ApiError as exc:
+            failed = exc
+            raise
         finally:
             if lead is not None:  # the requests that joined get the answer (None: they ask themselves)
                 if answer is not None and answer[1] == 200:
                     cache.release(lead, answer[0], answer[2])
                 else:
-                    cache.release(lead, None)
+                    cache.release(lead, failed)
         headers = {"x-cache": cache_header}
         if private:  # a token, or a user's own data: never kept by a cache on the way (review h3)
             headers["cache-control"] = "no-store"
@@ -391,6 +395,10 @@ async def _answer(
     """The endpoint's answer from the database (and into the cache): (JSON bytes, status, the cache
     keys it depends on besides its own)."""
     generation = cache.generation
+    # The outbox rows whose invalidations this worker has made: an answer read from a database that does
+    # not hold them all yet (a replica behind the primary the pump reads) may predate one of them, and is
+    # not cached (review s20 ha: it would be kept past the only invalidation of that write, for cache_ttl_s)
+    invalidated_through = state.chains[chain if chain is not None else state.settings.chain_id].pump.last_seq
     pool = state.write_pool if ep.db == "write" else state.read_pool
     a = state.settings.api
     retry = {"Retry-After": str(a.retry_after_s)}
@@ -428,8 +436,8 @@ async def _answer(
         # which waits on the same silent database (asyncpg terminates it when cancelled).
         async with asyncio.timeout(a.pool_acquire_timeout_s + 2 * a.db_answer_s):
             async with lease:
-                ctx = Ctx(request, state, lease, params, user, body, chain)
-                as_of = await fetch_as_of(ctx.conn, ctx.chain_id)
+                ctx = Ctx(request, state, lease, params, user, body, chain, ep.path)
+                as_of, held_seq = await fetch_freshness(ctx.conn, ctx.chain_id)
                 out = await ep.handler(ctx)
     except TimeoutError:
         if not lease.acquiring:
@@ -455,7 +463,9 @@ async def _answer(
     status = int(out.pop("__status__", 200))
     out["asOf"] = ctx.as_of or as_of
     data = dumps(out)
-    if key is not None and field is not None and status == 200:
+    if key is not None and field is not None and status == 200 and held_seq < invalidated_through:
+        state.metrics.cache.labels("replica_behind").inc()  # answered, not stored
+    elif key is not None and field is not None and status == 200:
         ttl = a.aggregate_cache_ttl_s if ep.aggregate else a.cache_ttl_s
         if ctx.fresh_until is not None:  # e.g. a market shown "active" closes at its end time
             ttl = min(ttl, math.floor(ctx.fresh_until - time.time()))
@@ -581,7 +591,8 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
         await default.cache.ping()
         limiter = RateLimiter(
             client,
-            default.cache.ns,
+            # not under a chain's cache namespace: a reorg or a gap clears that whole namespace (review s20 ha)
+            f"{a.cache_prefix}:",
             a.rate_limit_window_s,
             a.rate_limit_ip,
             a.rate_limit_user,

@@ -46,6 +46,7 @@ cached before the change would be served again for up to `cache_ttl_s`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import secrets
 import time
@@ -58,6 +59,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from api.errors import ApiError
 from api.metrics import Metrics
 from api.redis_health import RedisHealth
 from core import warm as _warm
@@ -102,6 +104,11 @@ def keys_for(event: str, rooms: Sequence[str]) -> set[str] | None:
     return keys
 
 
+# Failures of a leader that any request for the same variant would get now: not found, and the database
+# timing out or unavailable (503). Not 429 (the leader's own address) nor 400 (checked before the lead).
+SHARED_FAILURES = frozenset({404, 503})
+
+
 @dataclasses.dataclass(slots=True)
 class Lead:
     """A request computing a variant that others may join (Cache.lead / join / release)."""
@@ -109,7 +116,7 @@ class Lead:
     key: str
     field: str
     generation: int
-    answer: asyncio.Future[bytes | None]
+    answer: asyncio.Future[bytes | ApiError | None]
 
 
 class Cache:
@@ -158,12 +165,16 @@ class Cache:
         self.inflight[(key, field)] = lead
         return lead
 
-    def release(self, lead: Lead, answer: bytes | None, deps: Sequence[str] = ()) -> None:
+    def release(self, lead: Lead, answer: bytes | ApiError | None, deps: Sequence[str] = ()) -> None:
         """Hands the leader's answer to the requests that joined it, or None (they ask themselves) when
         the key or one of the answer's dependencies was invalidated while it was computed (review h7:
-        joiners got a summary valued before another trader's trade)."""
+        joiners got a summary valued before another trader's trade). An ApiError is the leader's
+        failure that is the variant's, not the leader's own (SHARED_FAILURES): the joiners answer it too
+        instead of all running the query that just failed at once (review s20 ha)."""
         if self.inflight.get((lead.key, lead.field)) is lead:
             del self.inflight[(lead.key, lead.field)]
+        if isinstance(answer, ApiError) and answer.status not in SHARED_FAILURES:
+            answer = None
         if answer is not None and self.stale(lead.key, lead.generation, deps):
             answer = None
         if not lead.answer.done():
@@ -182,6 +193,8 @@ class Cache:
             return None
         if answer is not None:
             self.metrics.cache.labels("shared").inc()
+        if isinstance(answer, ApiError):  # a copy: one exception object is not raised in several tasks
+            raise ApiError(answer.status, answer.message, list(answer.errors), dict(answer.headers))
         return answer
 
     def stale(self, key: str, generation: int, deps: Sequence[str] = ()) -> bool:
@@ -325,10 +338,27 @@ class Cache:
             return None
         self._ok()
         value: bytes | None = got
+        if value is not None and not await self._readable(key, field, value):
+            value = None
         self.metrics.cache.labels("hit" if value is not None else "miss").inc()
         if value is not None and not self.stale(key, before, deps):  # not invalidated while we waited
             self._l1_put(key, field, value, pttl / 1000 if pttl > 0 else None, deps, before)
         return value
+
+    async def _readable(self, key: str, field: str, value: bytes) -> bool:
+        """Is a body read from Redis a JSON object, as this code stores them? Anything else (a corrupted
+        value, another deployment's entry under the same prefix) is a miss: answered from PostgreSQL and
+        replaced, never served (review s20 ha). Checked once per Redis read; L1 keeps checked bodies."""
+        try:
+            if isinstance(orjson.loads(value), dict):
+                return True
+        except orjson.JSONDecodeError:
+            pass
+        log.warning("cache_unreadable", key=key, field=field, length=len(value), start=value[:32].hex())
+        assert self.client is not None
+        with contextlib.suppress(RedisError, OSError):
+            await cast(Any, self.client).hdel(self.ns + key, field, field + "#deps")
+        return False
 
     async def _epochs_hold(self, epochs: dict[str, str]) -> bool:
         """Do the dependencies still carry the epochs an answer was stored with (none invalidated since)?"""

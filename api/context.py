@@ -135,6 +135,7 @@ class Ctx:
     user: Principal | None
     body: Any = None
     chain: int | None = None  # the request's ?chainId=, validated; None = the default chain
+    path: str = ""  # the endpoint's OpenAPI template (Endpoint.path): what a cursor is issued for
     # Epoch seconds after which the answer is wrong without any chain event: a market shown "active"
     # closes at its end time. The cache keeps the answer no longer than this (see api/app.py).
     fresh_until: float | None = None
@@ -200,19 +201,29 @@ def in_use(pool: asyncpg.Pool) -> int:
     return pool.get_size() - pool.get_idle_size()
 
 
+# held_seq: the outbox rows this database holds, every one up to it (the highest seq, or the highest
+# pruned when retention emptied the outbox): on a replica, what it has replayed of the primary.
 AS_OF_SQL = """
-SELECT c.block_number, c.block_hash, h.head_block, h.safe_block, h.finalized_block
+SELECT c.block_number, c.block_hash, h.head_block, h.safe_block, h.finalized_block,
+       greatest((SELECT coalesce(max(seq), 0) FROM idx.outbox),
+                (SELECT coalesce(max(pruned_through), 0) FROM idx.outbox_pruned)) AS held_seq
   FROM (SELECT 1) one
   LEFT JOIN idx.checkpoints c ON c.chain_id = $1
   LEFT JOIN idx.chain_heads h ON h.chain_id = $1
 """
 
 
-async def fetch_as_of(conn: Conn, chain_id: int) -> dict[str, Any]:
-    """How fresh an answer is: the last indexed block and the node's safe/finalized tags."""
+async def fetch_freshness(conn: Conn, chain_id: int) -> tuple[dict[str, Any], int]:
+    """How fresh an answer is: the last indexed block and the node's safe/finalized tags (`asOf`), and
+    the outbox seq the database holds every row up to (held_seq)."""
     r = await conn.fetchrow(AS_OF_SQL, chain_id)
     assert r is not None
-    return as_of_json(chain_id, r["block_number"], r["block_hash"], r["safe_block"], r["finalized_block"])
+    as_of = as_of_json(chain_id, r["block_number"], r["block_hash"], r["safe_block"], r["finalized_block"])
+    return as_of, int(r["held_seq"])
+
+
+async def fetch_as_of(conn: Conn, chain_id: int) -> dict[str, Any]:
+    return (await fetch_freshness(conn, chain_id))[0]
 
 
 def as_of_json(

@@ -67,8 +67,14 @@ def offset(ctx: Ctx) -> tuple[int, int]:
     return int(p["limit"]), (int(p["page"]) - 1) * int(p["limit"])
 
 
+def cursor_scope(ctx: Ctx) -> str:
+    """What a cursor is issued for and checked against: the filters, the chain and the endpoint. A
+    cursor of another chain or endpoint is refused instead of answering a wrong page (review s20 ha)."""
+    return filters_hash({**ctx.params, "@chain": ctx.chain_id, "@path": ctx.path})
+
+
 def cursor_key(ctx: Ctx, arity: int = 2) -> list[Any] | None:
-    return decode_cursor(ctx.state.settings.cursor_secret, filters_hash(ctx.params), ctx.params["cursor"], arity)
+    return decode_cursor(ctx.state.settings.cursor_secret, cursor_scope(ctx), ctx.params["cursor"], arity)
 
 
 def cursor_page(
@@ -80,7 +86,7 @@ def cursor_page(
     nxt = None
     if has_next and rows:
         last = rows[-1]
-        nxt = encode_cursor(ctx.state.settings.cursor_secret, filters_hash(ctx.params), [last[k] for k in key])
+        nxt = encode_cursor(ctx.state.settings.cursor_secret, cursor_scope(ctx), [last[k] for k in key])
     return rows, {"limit": limit, "hasNext": has_next, "nextCursor": nxt}
 
 

@@ -101,7 +101,8 @@ SELECT ids.market_id, s.volume24h, s.trades24h
 """
 
 
-def _where(ctx: Ctx, args: list[Any]) -> str:
+def _where(ctx: Ctx, args: list[Any], status: bool = True) -> str:
+    """The list's WHERE clause, its values appended to `args`; without the status filter if not `status`."""
     p = ctx.params
     f = dict(p["filter"] or {})
     for key in ("category", "status", "creator"):
@@ -120,13 +121,14 @@ def _where(ctx: Ctx, args: list[Any]) -> str:
         clauses.append(f"m.category = {bind(f['category'])}")
     if "creator" in f:
         clauses.append(f"m.creator = {bind(f['creator'])}")
-    if f.get("status") == "active":
+    kind = f.get("status") if status else None
+    if kind == "active":
         clauses.append("NOT m.resolved AND m.end_time > now()")
-    elif f.get("status") == "closed":
+    elif kind == "closed":
         clauses.append("NOT m.resolved AND m.status = 'open' AND m.end_time <= now()")
-    elif f.get("status") in ("proposed", "disputed"):
-        clauses.append(f"m.status = {bind(f['status'])}")
-    elif f.get("status") == "resolved":
+    elif kind in ("proposed", "disputed"):
+        clauses.append(f"m.status = {bind(kind)}")
+    elif kind == "resolved":
         clauses.append("m.resolved")
     if p["q"]:
         pattern = "%" + p["q"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -136,6 +138,25 @@ def _where(ctx: Ctx, args: list[Any]) -> str:
     if p["endingAfter"] is not None:
         clauses.append(f"m.end_time > {bind(p['endingAfter'])}")
     return " AND ".join(clauses)
+
+
+def _status(ctx: Ctx) -> str | None:
+    status: str | None = ctx.params["status"] or (ctx.params["filter"] or {}).get("status")
+    return status
+
+
+async def _stale_at_next_end(ctx: Ctx) -> None:
+    """A list filtered on active or closed changes when any market it could hold ends, with no chain
+    event: the answer is stale from the next such end, whether or not this page shows that market
+    (review s20 ha: `status=closed`, or `status=active` page 1 with the ending market on page 2, stayed
+    cached for cache_ttl_s)."""
+    args: list[Any] = []
+    where = _where(ctx, args, status=False)
+    nxt = await ctx.conn.fetchval(
+        f"SELECT min(m.end_time) FROM idx.markets m WHERE {where} AND NOT m.resolved AND m.end_time > now()", *args
+    )
+    if nxt is not None:
+        ctx.stale_at(nxt.timestamp())
 
 
 async def _stats24(ctx: Ctx, ids: list[int]) -> dict[int, tuple[int, int]]:
@@ -180,6 +201,8 @@ async def list_markets(ctx: Ctx) -> dict[str, Any]:
 
     rows = await ctx.conn.fetch(sql, *args, limit, off)
     total = await ctx.conn.fetchval(f"SELECT count(*) FROM idx.markets m WHERE {where}", *args)  # the seed's meta.total
+    if _status(ctx) in ("active", "closed"):
+        await _stale_at_next_end(ctx)
     stats = await _stats24(ctx, [r["market_id"] for r in rows])
     data = [_with24(market_json(ctx, r), stats.get(r["market_id"])) for r in rows]
     meta = page_meta(int(ctx.params["page"]), limit, int(total))

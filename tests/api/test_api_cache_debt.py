@@ -27,9 +27,9 @@ async def cached(redis_url: str, hole: BlackHole) -> tuple[Cache, aioredis.Redis
     )
     cache = Cache(client, "debt", 31337, 300, Metrics())
     for key in ("market:1", "market:2"):
-        await cache.set(key, "v", b"before the trade", cache.generation)
+        await cache.set(key, "v", b'{"v": "before the trade"}', cache.generation)
     cache.clear_local()  # what other API workers see: Redis only
-    assert await cache.get("market:1", "v") == b"before the trade"
+    assert await cache.get("market:1", "v") == b'{"v": "before the trade"}'
     cache.clear_local()
     return cache, client
 
@@ -58,9 +58,9 @@ async def test_a_failed_invalidation_is_paid_before_redis_is_read_again(redis_ur
         assert await direct.exists("debt:31337:market:1") == 0
         # a key the row did not touch is kept, and one a reorg touched everything is gone
         assert await direct.exists("debt:31337:market:2") == (0 if reorg else 1)
-        await cache.set("market:1", "v", b"after the trade", cache.generation)
+        await cache.set("market:1", "v", b'{"v": "after the trade"}', cache.generation)
         cache.clear_local()
-        assert await cache.get("market:1", "v") == b"after the trade"  # caching again once paid
+        assert await cache.get("market:1", "v") == b'{"v": "after the trade"}'  # caching again once paid
         await client.aclose()
     await direct.flushdb()
     await direct.aclose()

@@ -125,20 +125,20 @@ async def test_cache_dependencies_directly(redis_url: str) -> None:
     try:
         a, b = (Cache(client, prefix, CHAIN, 60, Metrics()) for _ in range(2))  # two workers
         g = a.generation
-        await a.set("user:0xab", "holdings", b"v1", g, deps=["creator:0xcd"])
-        assert await a.get("user:0xab", "holdings") == b"v1"  # L1
-        assert await b.get("user:0xab", "holdings") == b"v1"  # Redis, epochs match
+        await a.set("user:0xab", "holdings", b'{"v": 1}', g, deps=["creator:0xcd"])
+        assert await a.get("user:0xab", "holdings") == b'{"v": 1}'  # L1
+        assert await b.get("user:0xab", "holdings") == b'{"v": 1}'  # Redis, epochs match
         await a.invalidate([("shares:trade", ["creator:0xcd"])])
         assert await a.get("user:0xab", "holdings") is None
         b.clear_local()
         assert await b.get("user:0xab", "holdings") is None
         g = a.generation
         await a.invalidate([("shares:trade", ["creator:0xcd"])])  # while the answer was computed
-        await a.set("user:0xab", "holdings", b"v2", g, deps=["creator:0xcd"])
+        await a.set("user:0xab", "holdings", b'{"v": 2}', g, deps=["creator:0xcd"])
         assert await a.get("user:0xab", "holdings") is None
         many = [f"market:{i}" for i in range(MAX_DEPS + 1)]  # beyond MAX_DEPS: until any event
-        await a.set("user:0xab", "summary", b"big", a.generation, deps=many)
-        assert await b.get("user:0xab", "summary") == b"big"
+        await a.set("user:0xab", "summary", b'{"big": true}', a.generation, deps=many)
+        assert await b.get("user:0xab", "summary") == b'{"big": true}'
         await a.invalidate([("market:trade", ["market:99999"])])  # a market it does not hold
         b.clear_local()
         assert await a.get("user:0xab", "summary") is None
