@@ -49,7 +49,11 @@ async def _connect(settings: Settings) -> asyncpg.Connection:
     """A connection to a database at this build's schema: a wrong DSN or a schema behind or ahead of the
     build is one line and exit 2 (review h4: a traceback), a database that does not answer exit 3."""
     try:
-        conn = await asyncio.wait_for(asyncpg.connect(settings.database.dsn), 15)
+        t = settings.db_timeouts  # bounded as the daemon's: a row locked elsewhere fails after lock_s (review s20 hk)
+        connecting = asyncpg.connect(
+            settings.database.dsn, server_settings=t.server_settings, command_timeout=t.command_timeout
+        )
+        conn = await asyncio.wait_for(connecting, 15)
     except DB_CONFIG as exc:
         raise ConfigError(db_config_error(exc)) from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -75,7 +79,15 @@ def say(text: str, err: bool = False) -> None:
 
 
 def _who(by: str | None) -> str:
-    return by or f"{getpass.getuser()}@{socket.gethostname()}"
+    """--by, else user@host; a uid with no user name (a container's arbitrary uid, no $USER) is uid<N>@host
+    instead of a KeyError that stopped `keeper run`, the daemon included (review s20 hk)."""
+    if by:
+        return by
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
 
 
 def _print_rows(rows: Sequence[dict[str, Any]]) -> None:
@@ -411,6 +423,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_rule(settings, args))
     except Unreachable as exc:
         say(f"error: {exc}", err=True)
+        return UNREACHABLE
+    except asyncpg.LockNotAvailableError:
+        say(
+            f"error: a row this command changes is locked by another session for more than"
+            f" {settings.db_timeouts.lock_s:g} s (keeper.db_lock_timeout_s); end that session"
+            " (pg_stat_activity) or retry",
+            err=True,
+        )
+        return UNREACHABLE
+    except asyncpg.QueryCanceledError as exc:
+        say(f"error: the database cancelled the command ({exc}); retry", err=True)
         return UNREACHABLE
     except (KeyLoadError, ConfigError) as exc:
         log.error("startup_failed", error=str(exc))

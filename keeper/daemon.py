@@ -38,7 +38,6 @@ import orjson
 import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -56,7 +55,7 @@ from keeper.leader import Leader
 from keeper.metrics import Metrics
 from keeper.notify import emit_ending_soon
 from keeper.rpc import Rpc, RpcError
-from keeper.settings import Settings
+from keeper.settings import Settings, crontab_trigger
 from keeper.store import FencedError
 from keeper.tx import TxManager
 
@@ -69,6 +68,7 @@ JOB_NAMES = ("resolve", "finalize", "expire", "distribute", "aggregate", "warm",
 DEFAULT_ONCE_JOBS = ("resolve", "finalize", "expire", "distribute", "aggregate")
 # The resolution steps, in the order a pass runs them (each on keeper.resolve_interval_s).
 RESOLUTION_JOBS = ("resolve", "finalize", "expire")
+LOOKBACK_DAYS = (2, 8, 32, 367)  # last_distribution_due: windows looked back, the nearest first
 NODE_RECHECK_S = 60.0  # a node that was down at start is asked its chain id again this often
 NOT_LEADER = 3  # main()'s return code when --once finds another keeper holding the lock
 ONCE_WAIT_S = 120.0  # `run --once` follows its transactions this long, then exits 1 (they stay in the ledger)
@@ -142,7 +142,7 @@ class Daemon:
         self.settings = settings
         self.dry_run = dry_run or settings.keeper.dry_run
         # parsed once (settings checked it): the scheduler's trigger and the period of a run are one schedule
-        self.distribute_trigger = CronTrigger.from_crontab(settings.keeper.distribute_cron, timezone=dt.UTC)
+        self.distribute_trigger = crontab_trigger(settings.keeper.distribute_cron)
         self.metrics = Metrics()
         self.stop = asyncio.Event()
         self.halted: str | None = None
@@ -169,6 +169,7 @@ class Daemon:
         self.leader_check_failures = 0  # leadership checks or takeovers failed in a row (not "held elsewhere")
         self._running: set[asyncio.Task[Any]] = set()
         self._job_locks: dict[str, asyncio.Lock] = {}
+        self._resolution_lock = asyncio.Lock()  # RESOLUTION_JOBS run one at a time (run_job)
         self._started: dict[str, float] = {}  # job → loop time its running run started
         self._unchecked: set[int] = set()  # chain.rpc_urls indexes whose chain id is not confirmed yet
         self._next_node_check = 0.0
@@ -190,8 +191,13 @@ class Daemon:
             return "skipped"
         epoch = self.leader.fence.epoch if self.leader.fence else None
         async with lock:
-            with structlog.contextvars.bound_contextvars(job=name, epoch=epoch):
-                return await self._run_job(name, fn)
+            # resolve, finalize and expire each read the ledger for the others' pending transactions ("an
+            # expiry not mined yet would make a proposal revert: wait a pass"); run at once (their triggers
+            # share resolve_interval_s) both read it before either recorded, and both sent for one market
+            # (review s20 hk). One waits for the other instead: each still runs every interval.
+            async with self._resolution_lock if name in RESOLUTION_JOBS else contextlib.nullcontext():
+                with structlog.contextvars.bound_contextvars(job=name, epoch=epoch):
+                    return await self._run_job(name, fn)
 
     def stuck_after(self, name: str) -> float:
         """Seconds a run of `name` may take before it counts as stuck (/ready fails,
@@ -504,15 +510,20 @@ class Daemon:
             return 0
 
     def last_distribution_due(self, now: dt.datetime | None = None) -> dt.datetime | None:
-        """The latest time distribute_cron fired at or before `now` (within two days)."""
+        """The latest time distribute_cron fired at or before `now`, looked for two days back, then further
+        up to a year (the load check's bound): a weekly schedule looked at on a Thursday lost its catch-up
+        and ran under the day's own period (review s20 hk)."""
         trigger = self.distribute_trigger
         now = now or dt.datetime.now(dt.UTC)
-        fire = trigger.get_next_fire_time(None, now - dt.timedelta(days=2))
-        last_due = None
-        while fire is not None and fire <= now:
-            last_due = fire
-            fire = trigger.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
-        return last_due
+        for days in LOOKBACK_DAYS:
+            fire = trigger.get_next_fire_time(None, now - dt.timedelta(days=days))
+            last_due: dt.datetime | None = None
+            while fire is not None and fire <= now:
+                last_due = fire
+                fire = trigger.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+            if last_due is not None:
+                return last_due
+        return None
 
     def distribution_period(self, now: dt.datetime | None = None) -> str:
         """The period a distribution run belongs to: the UTC day of the schedule's last firing, not of

@@ -104,6 +104,10 @@ def _password(settings: Settings, env: dict[str, str]) -> str:
             return Path(k.password_file).read_text().rstrip("\r\n")
         except OSError:
             raise KeyLoadError(f"password file {k.password_file} is not readable (keeper.password_file)") from None
+        except UnicodeDecodeError:  # the error carries the file's bytes: not chained (review s20 hk)
+            raise KeyLoadError(
+                f"password file {k.password_file} is not UTF-8 text (keeper.password_file): save the password as UTF-8"
+            ) from None
     if k.password_env in env:
         return env[k.password_env]
     raise KeyLoadError(f"no keystore password: set keeper.password_file or the {k.password_env} variable")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ BOUNDS: tuple[tuple[str, float, float], ...] = (
     ("db_lock_timeout_s", 0.1, 3_600),
     ("replace_after_blocks", 1, 10_000),
     ("bump_bps", MIN_BUMP_BPS, 100_000),
-    ("max_fee_per_gas_cap", 0, 10**30),
+    ("max_fee_per_gas_cap", 1, 10**30),  # 0: no transaction could ever be priced (review s20 hk)
     ("max_priority_fee_cap", 0, 10**30),
     ("fee_percentile", 0, 100),
     ("dev_anvil_account", -1, 1_000),
@@ -75,13 +76,48 @@ LEASE_POLLS = 3  # leader_lease_s >= this x leader_poll_s
 CRON_FORM = "5 fields 'minute hour day-of-month month day-of-week' in UTC, e.g. '0 0 * * *' (daily at 00:00)"
 
 
+CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab(5): 0 or 7 is Sunday
+
+
+def crontab_days(field: str) -> str:
+    """A crontab day-of-week field with its numbers as names. APScheduler 3 counts day numbers from Monday
+    (0 = mon), crontab(5) from Sunday (0 or 7 = sun): passed through, '0 0 * * 1-5' ran Tuesday to
+    Saturday (review s20 hk). Names mean the same to both and are left as they are. ValueError for a
+    number or range crontab does not have."""
+    if not any(c.isdigit() for c in field):
+        return field
+    days: list[str] = []
+    for part in field.split(","):
+        base, slash, step_text = part.partition("/")
+        step = int(step_text) if step_text.isdigit() else 0 if slash else 1
+        first, dash, last = base.partition("-")
+        if base == "*":
+            lo, hi = 0, 6
+        elif first.isdigit() and (last.isdigit() or not dash):
+            lo, hi = int(first), int(last) if dash else (7 if slash else int(first))
+        else:
+            raise ValueError(f"day of week {part!r}: use numbers 0-7 (0 or 7 = Sunday) or names sun-sat, not both")
+        if step < 1 or not 0 <= lo <= hi <= 7:
+            raise ValueError(f"day of week {part!r}: numbers are 0-7 (0 or 7 = Sunday), a range low-high, a step >= 1")
+        days.extend(CRON_DAYS[d % 7] for d in range(lo, hi + 1, step))
+    return ",".join(dict.fromkeys(days))
+
+
+def crontab_trigger(expr: str) -> CronTrigger:
+    """APScheduler's trigger for a 5-field crontab in UTC, its day of week read as crontab(5) reads it."""
+    fields = expr.split()
+    if len(fields) == 5:
+        fields[4] = crontab_days(fields[4])
+    return CronTrigger.from_crontab(" ".join(fields), timezone=dt.UTC)
+
+
 def check_cron(expr: str, key: str, now: dt.datetime | None = None) -> None:
     """ConfigError naming `key` unless `expr` is a crontab APScheduler accepts that fires within a year
     ('0 0 31 2 *' parses and never fires)."""
     if len(expr.split()) != 5:
         raise ConfigError(f"{key} must have {CRON_FORM}; got {expr!r}")
     try:
-        trigger = CronTrigger.from_crontab(expr, timezone=dt.UTC)
+        trigger = crontab_trigger(expr)
     except ValueError as exc:
         raise ConfigError(f"{key} = {expr!r} is not a valid cron ({exc}); use {CRON_FORM}") from None
     now = now or dt.datetime.now(dt.UTC)
@@ -161,6 +197,13 @@ class KeeperSettings:
         if self.min_priority_fee > self.max_priority_fee_cap:
             raise ConfigError("keeper.min_priority_fee must be <= keeper.max_priority_fee_cap")
         check_cron(self.distribute_cron, "keeper.distribute_cron")
+        if self.api_base_url:  # "" = the API of the same config file (load_settings)
+            url = urllib.parse.urlsplit(self.api_base_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ConfigError(
+                    f"keeper.api_base_url must be an absolute http(s) URL such as 'http://127.0.0.1:8000',"
+                    f" got {self.api_base_url!r}"
+                )
         check_port("keeper.http_port", self.http_port, {0: "[services].keeper_metrics_port", -1: "no HTTP server"})
         for name, low, high in BOUNDS:
             value = getattr(self, name)

@@ -804,19 +804,28 @@ class TxManager:
         self._low_balance_logged = low
 
     async def wait_idle(self, timeout_s: float, poll_s: float = 0.5) -> TrackSummary:
-        """Tracks until nothing is pending or mined-unconfirmed (used by `run --once`, tests, bench)."""
+        """Tracks until nothing is pending or mined-unconfirmed (used by `run --once`, tests, bench). A pass
+        that fails (the node or the database, review s20 hk: a rate-limited node made `run --once` end in a
+        traceback) is tried again until `timeout_s`; the TimeoutError then names the last failure."""
         deadline = asyncio.get_running_loop().time() + timeout_s
+        open_count: int | str = "some"
+        failure = ""
         while True:
-            summary = await self.track()
-            async with store.connection(self.pool) as conn:
-                open_count = await conn.fetchval(
-                    "SELECT count(*) FROM keeper.txs WHERE chain_id = $1 AND sender = $2"
-                    " AND status IN ('pending', 'mined')",
-                    self.chain_id,
-                    self.signer.address_bytes,
-                )
-            if open_count == 0:
-                return summary
+            try:
+                summary = await self.track()
+                async with store.connection(self.pool) as conn:
+                    open_count = await conn.fetchval(
+                        "SELECT count(*) FROM keeper.txs WHERE chain_id = $1 AND sender = $2"
+                        " AND status IN ('pending', 'mined')",
+                        self.chain_id,
+                        self.signer.address_bytes,
+                    )
+                if open_count == 0:
+                    return summary
+                failure = ""
+            except (RpcError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                failure = f"; the last pass failed: {type(exc).__name__}: {exc}"[:300]
+                log.debug("track_pass_failed", error=failure)
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{open_count} transactions still open after {timeout_s}s")
+                raise TimeoutError(f"{open_count} transactions still open after {timeout_s}s{failure}")
             await asyncio.sleep(poll_s)
