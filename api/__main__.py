@@ -152,8 +152,11 @@ def _check_listen(settings: Settings) -> None:
     """A port another process holds is one line naming its key (exit 2), not uvicorn's bind error
     or a traceback from the feed (both ports are tried before anything starts)."""
     a = settings.api
-    ports = (("api.port", a.host, a.port, False), ("api.feed_port", a.feed_host, a.feed_port, True))
-    for key, host, port, reuse in ports:
+    ports = (
+        ("api.port", "api.host", a.host, a.port, False),
+        ("api.feed_port", "api.feed_host", a.feed_host, a.feed_port, True),
+    )
+    for key, host_key, host, port, reuse in ports:
         if port == 0:
             continue
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -163,7 +166,7 @@ def _check_listen(settings: Settings) -> None:
             try:
                 s.bind((host, port))
             except OSError as exc:
-                raise listen_failed(key, host, port, exc) from None
+                raise listen_failed(key, host, port, exc, host_key=host_key) from None
 
 
 def server_options(settings: Settings) -> dict[str, Any]:

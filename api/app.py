@@ -44,7 +44,7 @@ from api.errors import (
 )
 from api.feed import Hub
 from api.metrics import Metrics
-from api.outbox import Pump
+from api.outbox import Pump, covers
 from api.params import parse
 from api.rankings import Rankings
 from api.ratelimit import SIGNIN, RateLimiter, exempt
@@ -395,10 +395,10 @@ async def _answer(
     """The endpoint's answer from the database (and into the cache): (JSON bytes, status, the cache
     keys it depends on besides its own)."""
     generation = cache.generation
-    # The outbox rows whose invalidations this worker has made: an answer read from a database that does
-    # not hold them all yet (a replica behind the primary the pump reads) may predate one of them, and is
-    # not cached (review s20 ha: it would be kept past the only invalidation of that write, for cache_ttl_s)
-    invalidated_through = state.chains[chain if chain is not None else state.settings.chain_id].pump.last_seq
+    # What this worker has invalidated for so far: an answer read from a database that does not hold it all
+    # (a replica behind the primary the pump reads) may predate one of those writes and is not cached
+    # (review s20 ha, hf: it would be kept past the only invalidation of that write, for cache_ttl_s)
+    mark = state.chains[chain if chain is not None else state.settings.chain_id].pump.mark()
     pool = state.write_pool if ep.db == "write" else state.read_pool
     a = state.settings.api
     retry = {"Retry-After": str(a.retry_after_s)}
@@ -463,7 +463,7 @@ async def _answer(
     status = int(out.pop("__status__", 200))
     out["asOf"] = ctx.as_of or as_of
     data = dumps(out)
-    if key is not None and field is not None and status == 200 and held_seq < invalidated_through:
+    if key is not None and field is not None and status == 200 and not covers(mark, held_seq, as_of["blockNumber"]):
         state.metrics.cache.labels("replica_behind").inc()  # answered, not stored
     elif key is not None and field is not None and status == 200:
         ttl = a.aggregate_cache_ttl_s if ep.aggregate else a.cache_ttl_s

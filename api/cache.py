@@ -119,6 +119,14 @@ class Lead:
     answer: asyncio.Future[bytes | ApiError | None]
 
 
+def _ms(raw: bytes | str) -> int:
+    """A variant's end (epoch milliseconds) as stored by Cache.set; an unreadable one is already past."""
+    try:
+        return int(raw)
+    except ValueError:
+        return 0
+
+
 class Cache:
     def __init__(
         self,
@@ -322,7 +330,14 @@ class Cache:
                 pipe.hget(self.ns + key, field)
                 pipe.hget(self.ns + key, field + "#deps")
                 pipe.pttl(self.ns + key)
-                got, stamped, pttl = await pipe.execute()
+                pipe.hget(self.ns + key, field + "#exp")
+                got, stamped, pttl, ends = await pipe.execute()
+            if got is not None and ends is not None:  # a variant that lives shorter than its key (set)
+                left_ms = _ms(ends) - int(time.time() * 1000)
+                if left_ms <= 0:
+                    got = None
+                elif pttl < 0 or left_ms < pttl:
+                    pttl = left_ms
             if got is not None and stamped is not None:
                 try:
                     epochs = orjson.loads(stamped)
@@ -388,8 +403,11 @@ class Cache:
         self, key: str, field: str, value: bytes, generation: int, ttl_s: int | None = None, deps: Sequence[str] = ()
     ) -> None:
         """Stores a variant unless an invalidation of it or of one of `deps` ran since `generation` was
-        read. The key (all its variants) lives at most `ttl_s`: a shorter TTL than the key's shortens
-        it (EXPIRE LT), a longer one never prolongs it."""
+        read, for `ttl_s` (the cache's TTL when None). A variant that lives shorter than the cache's TTL
+        (an answer that goes stale at a market's end) keeps its own end (`field#exp`), read by get: it no
+        longer shortens its key, every variant with it (review s20 hf: one `status=closed` request cut the
+        life of every /v1/markets variant to the next market end). The key lives as long as its
+        longest-lived variant, at most the cache's TTL."""
         deps = coarse(deps)
         if self.stale(key, generation, deps):
             return
@@ -402,13 +420,19 @@ class Cache:
             epochs = await self._epochs(deps, ttl_s or self.ttl_s) if deps else None
             if deps and epochs is None:
                 return
+            life = ttl_s or self.ttl_s
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hset(full, field, cast(Any, value))
                 if epochs is not None:
                     pipe.hset(full, field + "#deps", orjson.dumps(epochs).decode())
                 else:
                     pipe.hdel(full, field + "#deps")
-                pipe.expire(full, ttl_s or self.ttl_s, lt=True)
+                if life < self.ttl_s:
+                    pipe.hset(full, field + "#exp", str(int(time.time() * 1000) + life * 1000))
+                else:
+                    pipe.hdel(full, field + "#exp")
+                pipe.expire(full, life, nx=True)  # a new key: this variant's life
+                pipe.expire(full, life, gt=True)  # a key kept shorter so far: as long as this variant
                 pipe.hlen(full)
                 count = (await pipe.execute())[-1]
             if self.stale(key, generation, deps):  # invalidated while we were writing

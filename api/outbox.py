@@ -189,6 +189,12 @@ class Pump:
                             w.cancel()
             self._wake.clear()
 
+    def mark(self) -> tuple[int, int | None]:
+        """What this worker has invalidated the cache for so far: outbox rows up to last_seq, and claims and
+        withdrawals (no outbox rows, _unannounced) up to the checkpoint block. Taken before an answer is read
+        and compared with what the database read holds (covers)."""
+        return self.last_seq, self.checkpoint
+
     async def drain(self) -> int:
         """Reads every row past last_seq and hands them to the sinks; returns how many."""
         total = await self._drain_outbox()
@@ -301,3 +307,12 @@ class Pump:
         for bsink in self.broadcast_sinks:
             bsink(data)
         return False
+
+
+def covers(mark: tuple[int, int | None], held_seq: int, block: int | None) -> bool:
+    """Does a database that holds every outbox row up to `held_seq` and is indexed to `block` hold all the
+    writes the invalidations up to `mark` (Pump.mark) were for? A replica behind the primary the pump reads
+    may not: an answer read from it may predate one of them, and kept (cache, live ranking) it would outlive
+    the only invalidation that write gets (review s20 ha, hf)."""
+    seq, checkpoint = mark
+    return held_seq >= seq and (checkpoint is None or (block is not None and block >= checkpoint))

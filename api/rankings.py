@@ -94,6 +94,11 @@ class Rankings:
             if flight.result().generation < generation:
                 continue  # started before the reorg this request was told about
 
+    def forget(self, key: Hashable, kept: Kept) -> None:
+        """Drops `kept` if it is still the ranking kept for `key` (one its caller found it must not keep)."""
+        if self._kept.get(key) is kept:
+            del self._kept[key]
+
     async def _lead(self, key: Hashable, compute: Callable[[], Awaitable[Any]], generation: int) -> Kept:
         flight: asyncio.Future[Kept] = asyncio.get_running_loop().create_future()
         self._flights[key] = flight

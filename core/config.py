@@ -13,8 +13,10 @@ Errors:  ConfigError (ValueError) — the message says which key, what was expec
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
+import socket
 import tomllib
 import types
 import typing
@@ -102,10 +104,16 @@ def check_port(key: str, value: int, special: Mapping[int, str] | None = None) -
     raise ConfigError(f"{key} must be a TCP port from 1 to {PORT_MAX}{also}; got {value}")
 
 
-def listen_failed(key: str, host: str, port: int, exc: OSError, hint: str = "") -> ConfigError:
+def listen_failed(key: str, host: str, port: int, exc: OSError, hint: str = "", host_key: str = "") -> ConfigError:
     """The ConfigError for a server that cannot listen on (host, port): it names `key` (the port's
-    config key) and what to do, instead of an OSError traceback. `hint`: another way out, appended."""
+    config key) and what to do, instead of an OSError traceback. `hint`: another way out, appended.
+    A host that does not resolve or is not this machine's names `host_key` instead (review s20 hi)."""
     why = exc.strerror or str(exc) or type(exc).__name__
+    if host_key and (isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL):
+        return ConfigError(
+            f"{host_key} = {host!r}: cannot listen on it ({why}); set it to an address of this machine"
+            " (127.0.0.1 for this host only, 0.0.0.0 for every interface)"
+        )
     return ConfigError(
         f"{key} = {port}: cannot listen on {host}:{port} ({why}); stop what holds the port or set {key} to a"
         f" free one{hint}"
@@ -210,6 +218,10 @@ class DatabaseSettings:
     pool_max: int = 10  # connections at most per process (1 to 1,000)
 
     def __post_init__(self) -> None:
+        if not self.dsn.strip():  # libpq would fill it from PG* variables: a database no config names
+            raise ConfigError(
+                "database.dsn is empty: set it to postgresql://user:password@host:port/db (or GL_DATABASE__DSN)"
+            )
         check_range("database.pool_max", self.pool_max, 1, 1_000, "connections")
         check_range("database.pool_min", self.pool_min, 0, self.pool_max, "connections (at most database.pool_max)")
 
@@ -256,10 +268,13 @@ class ChainSettings:
             raise ConfigError("chain.rpc_urls is empty: list at least one URL or set GL_CHAIN__RPC_URLS=url1,url2")
         seen: dict[str, int] = {}
         for i, url in enumerate(self.rpc_urls):
+            # never the URL itself in the message: a provider's key is often in its path (review s20 hi)
             if not url.lower().startswith(("http://", "https://")):
                 raise ConfigError(
-                    f"chain.rpc_urls: {url.split('://')[0]}://… is not http(s); websocket goes in chain.ws_url"
+                    f"chain.rpc_urls[{i}] must start with http:// or https://; a websocket URL goes in chain.ws_url"
                 )
+            if not urllib.parse.urlsplit(url).hostname:
+                raise ConfigError(f"chain.rpc_urls[{i}] has no host: write it as http(s)://host[:port][/path]")
             # one node counted twice skews the scores and the failover, and a second provider's
             # confirmation (re-scan, deep reorg) would ask the same node (review h9: spellings differed)
             try:
@@ -271,6 +286,11 @@ class ChainSettings:
                     f"chain.rpc_urls[{i}] is the same node as chain.rpc_urls[{seen[same]}]: list each node once"
                 )
             seen[same] = i
+        if self.ws_url:
+            ws = urllib.parse.urlsplit(self.ws_url)
+            if ws.scheme.lower() not in ("ws", "wss") or not ws.hostname:
+                # a wrong one was retried for ever without a word, the indexer polling instead (review s20 hi)
+                raise ConfigError('chain.ws_url must be ws:// or wss:// with a host, or "" to poll over HTTP')
         if not 1 <= self.finality_depth <= FINALITY_DEPTH_MAX:
             # 0 or less treats the head as final (no undo data, a one-block reorg becomes "too deep");
             # a huge depth means nothing is ever final (undo data and the outbox never pruned)

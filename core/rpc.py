@@ -121,6 +121,16 @@ NO_BATCHES = (
 )
 
 
+def _keep(kept: RpcError | None, new: RpcError) -> RpcError:
+    """Of the failures of one batch attempt, the one that asks the longest wait: a rate-limited element's,
+    whichever element failed after it (review s20 hf: the last failure won, and the wait was lost)."""
+
+    def asked(e: RpcError) -> float:
+        return (e.retry_after or 0.0) if isinstance(e, RateLimited) else -1.0
+
+    return new if kept is None or asked(new) >= asked(kept) else kept
+
+
 class _Progressed(TransientRpcError):
     """A batch attempt in which some elements failed and others succeeded. It keeps the wait a
     rate-limited element asked for (`retry_after`), so the elements left are not sent before it."""
@@ -525,7 +535,7 @@ class Rpc:
                     if answered and isinstance(exc, TransientRpcError):
                         raise _Progressed(exc) from None
                     raise
-                failed = part_failed or failed
+                failed = _keep(failed, part_failed) if part_failed is not None else failed
                 answered += part_answered
                 done += len(part)
             if failed is not None:
@@ -552,13 +562,15 @@ class Rpc:
             for k, i in enumerate(pending):
                 a = by_id.get(first + k)
                 if a is None:
-                    out[i] = failed = TransientRpcError(f"batch answer misses call {i} ({calls[i][0]})")
+                    out[i] = missed = TransientRpcError(f"batch answer misses call {i} ({calls[i][0]})")
+                    failed = _keep(failed, missed)
                 elif a.get("error") is not None:
                     out[i] = exc = self._error(a["error"])
                     if isinstance(exc, TransientRpcError):
-                        failed = exc
+                        failed = _keep(failed, exc)
                 elif a.get("result") is None and need[i]:
-                    out[i] = failed = TransientRpcError(f"{calls[i][0]} {calls[i][1]!r:.80}: null (the node lacks it)")
+                    out[i] = null = TransientRpcError(f"{calls[i][0]} {calls[i][1]!r:.80}: null (the node lacks it)")
+                    failed = _keep(failed, null)
                 elif parse is None or a.get("result") is None:
                     out[i] = a.get("result")
                     answered += 1
@@ -567,7 +579,8 @@ class Rpc:
                         out[i] = parse(a["result"])
                         answered += 1
                     except TransientRpcError as exc:
-                        out[i] = failed = BadAnswer(f"provider {u.index}, {calls[i][0]}: {exc}")
+                        out[i] = bad = BadAnswer(f"provider {u.index}, {calls[i][0]}: {exc}")
+                        failed = _keep(failed, bad)
             if failed is None:  # every element usable (a deterministic error is an answer too)
                 self._succeeded(u, name, seconds)
             return failed, answered

@@ -80,16 +80,28 @@ async def init_cursor(conn: asyncpg.Connection, chain_id: int, base: BlockRef) -
 
 async def ensure_contracts(
     conn: asyncpg.Connection, chain_id: int, contracts: Sequence[tuple[str, bytes, int]]
-) -> None:
+) -> list[str]:
+    """Records the deployment's contracts for a chain indexed for the first time; returns how the
+    contracts the chain was indexed for differ from `contracts` ([] when they match): a redeploy or a
+    corrected deploy_block must not silently continue the old index (review s20 hi)."""
+    differences: list[str] = []
     for name, address, deploy_block in contracts:
-        await conn.execute(
-            "INSERT INTO idx.contracts (chain_id, name, address, deploy_block) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (chain_id, name) DO NOTHING",
+        stored = await conn.fetchrow(
+            "WITH ins AS (INSERT INTO idx.contracts (chain_id, name, address, deploy_block) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (chain_id, name) DO NOTHING RETURNING address)"
+            " SELECT address, deploy_block FROM idx.contracts WHERE chain_id = $1 AND name = $2"
+            " AND NOT EXISTS (SELECT 1 FROM ins)",
             chain_id,
             name,
             address,
             deploy_block,
         )
+        if stored is not None and (bytes(stored["address"]), stored["deploy_block"]) != (address, deploy_block):
+            differences.append(
+                f"{name} 0x{bytes(stored['address']).hex()} from block {stored['deploy_block']} (the deployment:"
+                f" 0x{address.hex()} from block {deploy_block})"
+            )
+    return differences
 
 
 async def set_heads(conn: asyncpg.Connection, chain_id: int, heads: Heads) -> None:

@@ -22,12 +22,14 @@ import signal
 import time
 from collections.abc import Callable
 
+import asyncpg
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.config import ConfigError, listen_failed
 from core.logs import configure_logging
+from core.schema import schema_problem
 from indexer.maintenance import WriterRunning, reset_chain
 from indexer.metrics import Metrics
 from indexer.migrate import MigrationError
@@ -46,6 +48,8 @@ from indexer.service import (
 from indexer.service import migrate as apply_pending_migrations
 from indexer.settings import Settings, load_settings
 from indexer.spawn import Child, discard
+
+EXIT_INTERRUPTED = 130  # migrate or reset cut short by Ctrl-C (the shell's 128 + SIGINT)
 
 log = structlog.get_logger("indexer")
 
@@ -130,7 +134,12 @@ async def serve(
             await runner.cleanup()
             key = "indexer.metrics_port" if settings.options.metrics_port else "services.indexer_metrics_port"
             raise listen_failed(
-                key, settings.options.metrics_host, settings.metrics_port, exc, " (indexer.metrics_port = -1: off)"
+                key,
+                settings.options.metrics_host,
+                settings.metrics_port,
+                exc,
+                " (indexer.metrics_port = -1: off)",
+                "indexer.metrics_host",
             ) from None
     client, publish = redis_publisher(settings)
     stalled: list[bool] = []
@@ -202,6 +211,10 @@ async def migrate(settings: Settings) -> int:
 async def reset(settings: Settings) -> int:
     conn = await connect_at_start(settings, "reset")
     try:
+        problem = await schema_problem(conn)  # review s20 hi: a traceback on an unmigrated database
+        if problem:
+            log.error("config_invalid", error=f"database.dsn: {problem}")
+            return EXIT_CONFIG
         await reset_chain(conn, settings.chain.chain_id)
     except WriterRunning as exc:
         log.error("reset_refused", error=str(exc))
@@ -270,7 +283,16 @@ def _main(argv: list[str] | None, child: Child | None) -> int:
             serve(settings, until_head=args.exit_at_head, migrate_first=not args.no_migrate, child=child)
         )
     except KeyboardInterrupt:
-        return EXIT_OK
+        # `run` stops cleanly on Ctrl-C (serve handles SIGINT); a migrate or reset cut short did not finish:
+        # not success, or `migrate && restart` would go on with nothing applied (review s20 hi)
+        return EXIT_OK if args.command == "run" else EXIT_INTERRUPTED
+    except (asyncpg.InsufficientPrivilegeError, asyncpg.ReadOnlySQLTransactionError) as exc:
+        log.error(
+            "config_invalid",
+            error=f"database.dsn: {type(exc).__name__}: {exc}; the indexer writes: it needs the writers' role"
+            " (the one that ran the migrations, docs/operations.md) on the primary, not a read-only login or a replica",
+        )
+        return EXIT_CONFIG
     except ConfigError as exc:  # found once running: a port in use (names the key)
         log.error("config_invalid", error=str(exc))
         return EXIT_CONFIG

@@ -53,6 +53,7 @@ async def reset_chain(conn: asyncpg.Connection, chain_id: int) -> None:
             "chain_heads",
             "reorgs",
             "contracts",
+            "outbox_gaps",  # an open gap of the deleted index would count the re-index again (review s20 hi)
         ):
             await conn.execute(f"DELETE FROM idx.{table} WHERE chain_id = $1", chain_id)
 

@@ -12,6 +12,7 @@ Errors: MigrationError — a file failed; its transaction rolled back and later 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -38,10 +39,15 @@ SELECT pid FROM pg_locks
 """
 
 
-async def _take_lock(conn: asyncpg.Connection, hold_max_s: float) -> None:
+class LockWaitStopped(Exception):
+    """`stop` was set while the migration lock was waited for: nothing was applied."""
+
+
+async def _take_lock(conn: asyncpg.Connection, hold_max_s: float, stop: asyncio.Event | None = None) -> None:
     """The migration lock, waited for visibly: a migrator killed mid-file leaves its server process
     running the statement, holding the lock, and a second migrate used to wait for it in silence
-    (review h4). Logs the holder every 5 s; gives up after `hold_max_s`."""
+    (review h4). Logs the holder every 5 s; gives up after `hold_max_s`, or at once when `stop` is set
+    (SIGTERM: review s20 hi, the wait outlived the stop's grace and the indexer exited 4, "stalled")."""
     started = time.monotonic()
     said = -5.0
     while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK):
@@ -56,7 +62,14 @@ async def _take_lock(conn: asyncpg.Connection, hold_max_s: float) -> None:
         if waited - said >= 5:
             log.warning("migration_waiting_for_lock", holder_pid=holder, waited_s=round(waited))
             said = waited
-        await asyncio.sleep(0.5)
+        if stop is None:
+            await asyncio.sleep(0.5)
+            continue
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await stop.wait()
+        if stop.is_set():
+            raise LockWaitStopped("stopped while waiting for the migration lock: nothing applied")
 
 
 async def apply_migrations(
@@ -65,10 +78,12 @@ async def apply_migrations(
     lock_wait: str = LOCK_WAIT,
     tries: int = LOCK_TRIES,
     hold_max_s: float = LOCK_HOLD_MAX_S,
+    stop: asyncio.Event | None = None,
 ) -> list[str]:
-    """Applies pending migrations; returns the names applied."""
+    """Applies pending migrations; returns the names applied. LockWaitStopped: `stop` was set while the
+    lock was waited for."""
     applied: list[str] = []
-    await _take_lock(conn, hold_max_s)
+    await _take_lock(conn, hold_max_s, stop)
     try:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("

@@ -44,7 +44,7 @@ from indexer.decode import DecodeError
 from indexer.fetch import FetchProcess
 from indexer.live import HeadWatcher
 from indexer.metrics import Metrics
-from indexer.migrate import apply_migrations
+from indexer.migrate import LockWaitStopped, apply_migrations
 from indexer.newkeys import NewKeys
 from indexer.pipeline import Status as Status
 from indexer.pipeline import answered, close_quietly, connect, retry_policy
@@ -135,7 +135,7 @@ class Indexer(Upkeep):
     async def start(self, conn: asyncpg.Connection) -> None:
         dep = self.s.deployment
         await self.check_node()
-        await checkpoint.ensure_contracts(
+        differences = await checkpoint.ensure_contracts(
             conn,
             self.chain_id,
             [
@@ -143,6 +143,13 @@ class Indexer(Upkeep):
                 ("CreatorShares", self.address_bytes[1], dep.deploy_block),
             ],
         )
+        if differences:
+            raise StartupCheckFailed(
+                f"chain.deployment ({self.s.chain.deployment or f'deployments/{self.chain_id}.json'}): this database"
+                f" indexes chain {self.chain_id} for"
+                f" other contracts: {'; '.join(differences)}. Run `python -m indexer reset --config FILE` to index"
+                " this deployment from scratch, or point [database].dsn at another database"
+            )
         for r in await conn.fetch(
             "SELECT relname, greatest(reltuples, 0)::bigint AS n FROM pg_class"
             " WHERE relnamespace = 'idx'::regnamespace AND relname = ANY($1::text[])",
@@ -239,11 +246,12 @@ async def _wait(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None 
         wake.clear()
 
 
-async def migrate(settings: Settings) -> list[str]:
-    """Applies pending sql/ migrations (under their advisory lock); returns the names applied."""
+async def migrate(settings: Settings, stop: asyncio.Event | None = None) -> list[str]:
+    """Applies pending sql/ migrations (under their advisory lock); returns the names applied.
+    LockWaitStopped: `stop` was set while the lock was waited for."""
     conn = await connect_at_start(settings, "migrate")
     try:
-        applied = await apply_migrations(conn)
+        applied = await apply_migrations(conn, stop=stop)
         problem = await schema_problem(conn)  # a database a newer build migrated: nothing to apply, refused
     finally:
         await conn.close()
@@ -325,7 +333,11 @@ async def run(
             if isinstance(indexer.fetcher, FetchProcess):
                 indexer.fetcher.warm()
             if migrate_first:
-                await migrate(settings)
+                try:
+                    await migrate(settings, stop)
+                except LockWaitStopped:
+                    log.info("stopped_before_migrating", note="the migration lock was held elsewhere; nothing applied")
+                    return EXIT_OK
             else:
                 await check_schema(settings)
             while not stop.is_set():

@@ -161,9 +161,14 @@ def build_settings(raw: Mapping[str, Any], need_deployment: bool = True) -> Sett
     if options.progress not in ("auto", "bar", "log"):
         raise ConfigError(f"indexer.progress must be 'auto', 'bar' or 'log', got {options.progress!r}")
     check_ranges("indexer", options, RANGES)
+    # the first ranges are never wider than the operator's maximum (review s20 hi: 25 blocks against 10)
+    options = dataclasses.replace(options, initial_span=min(options.initial_span, options.max_span))
     check_port("indexer.metrics_port", options.metrics_port, {0: "[services].indexer_metrics_port", -1: "off"})
     options = dataclasses.replace(options, log_level=check_log_level("indexer.log_level", options.log_level))
-    chain = section(raw, "chain", ChainSettings)
+    if not need_deployment and "chain" not in raw:  # migrate: [database] alone (docs/operations.md)
+        chain = ChainSettings(chain_id=1, rpc_urls=("http://unused.invalid",), name="(no [chain]: migrate only)")
+    else:
+        chain = section(raw, "chain", ChainSettings)
     if not chain.rpc_urls:
         raise ConfigError("chain.rpc_urls must list at least one URL")
     database = section(raw, "database", DatabaseSettings)

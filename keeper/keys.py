@@ -101,7 +101,7 @@ def _password(settings: Settings, env: dict[str, str]) -> str:
     k = settings.keeper
     if k.password_file:
         try:
-            return Path(k.password_file).read_text().rstrip("\r\n")
+            return Path(k.password_file).read_text(encoding="utf-8").rstrip("\r\n")
         except OSError:
             raise KeyLoadError(f"password file {k.password_file} is not readable (keeper.password_file)") from None
         except UnicodeDecodeError:  # the error carries the file's bytes: not chained (review s20 hk)

@@ -12,6 +12,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from core.config import (
@@ -79,12 +81,20 @@ CRON_FORM = "5 fields 'minute hour day-of-month month day-of-week' in UTC, e.g. 
 CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab(5): 0 or 7 is Sunday
 
 
+def _day_number(text: str, part: str) -> int:
+    if text.isdigit():
+        return int(text)
+    if text.lower() in CRON_DAYS:
+        return CRON_DAYS.index(text.lower())
+    raise ValueError(f"day of week {part!r}: use numbers 0-7 (0 or 7 = Sunday) or names sun-sat")
+
+
 def crontab_days(field: str) -> str:
-    """A crontab day-of-week field with its numbers as names. APScheduler 3 counts day numbers from Monday
-    (0 = mon), crontab(5) from Sunday (0 or 7 = sun): passed through, '0 0 * * 1-5' ran Tuesday to
-    Saturday (review s20 hk). Names mean the same to both and are left as they are. ValueError for a
-    number or range crontab does not have."""
-    if not any(c.isdigit() for c in field):
+    """A crontab day-of-week field as the list of day names it means in crontab(5), which APScheduler reads
+    the same way. Its own numbers count from Monday (0 = mon) and its ranges of names from Monday too, so a
+    crontab field passed through ran '1-5' Tuesday to Saturday and refused 'sun-wed' (review s20 hk, hf).
+    ValueError for a day or range crontab does not have."""
+    if field == "*":
         return field
     days: list[str] = []
     for part in field.split(","):
@@ -93,22 +103,34 @@ def crontab_days(field: str) -> str:
         first, dash, last = base.partition("-")
         if base == "*":
             lo, hi = 0, 6
-        elif first.isdigit() and (last.isdigit() or not dash):
-            lo, hi = int(first), int(last) if dash else (7 if slash else int(first))
         else:
-            raise ValueError(f"day of week {part!r}: use numbers 0-7 (0 or 7 = Sunday) or names sun-sat, not both")
+            lo = _day_number(first, part)
+            hi = _day_number(last, part) if dash else (7 if slash else lo)
+            if dash and hi == 0 and not last.isdigit():  # 'fri-sun': Sunday ends a range as 7
+                hi = 7
         if step < 1 or not 0 <= lo <= hi <= 7:
-            raise ValueError(f"day of week {part!r}: numbers are 0-7 (0 or 7 = Sunday), a range low-high, a step >= 1")
+            raise ValueError(f"day of week {part!r}: days are 0-7 (0 or 7 = Sunday), a range low-high, a step >= 1")
         days.extend(CRON_DAYS[d % 7] for d in range(lo, hi + 1, step))
     return ",".join(dict.fromkeys(days))
 
 
-def crontab_trigger(expr: str) -> CronTrigger:
-    """APScheduler's trigger for a 5-field crontab in UTC, its day of week read as crontab(5) reads it."""
+def crontab_trigger(expr: str) -> BaseTrigger:
+    """APScheduler's trigger for a 5-field crontab in UTC, read as crontab(5) reads it: its day-of-week
+    numbers and names (crontab_days), and, when both day fields are restricted, a firing on either
+    (crontab(5): "the command will be run when either field matches"; APScheduler alone needs both)."""
     fields = expr.split()
-    if len(fields) == 5:
-        fields[4] = crontab_days(fields[4])
-    return CronTrigger.from_crontab(" ".join(fields), timezone=dt.UTC)
+    if len(fields) != 5:
+        return CronTrigger.from_crontab(expr, timezone=dt.UTC)  # its own error
+    minute, hour, dom, month = fields[:4]
+    dow = crontab_days(fields[4])
+    if dom != "*" and dow != "*":
+        return OrTrigger(
+            [
+                CronTrigger.from_crontab(f"{minute} {hour} {dom} {month} *", timezone=dt.UTC),
+                CronTrigger.from_crontab(f"{minute} {hour} * {month} {dow}", timezone=dt.UTC),
+            ]
+        )
+    return CronTrigger.from_crontab(f"{minute} {hour} {dom} {month} {dow}", timezone=dt.UTC)
 
 
 def check_cron(expr: str, key: str, now: dt.datetime | None = None) -> None:
@@ -199,7 +221,12 @@ class KeeperSettings:
         check_cron(self.distribute_cron, "keeper.distribute_cron")
         if self.api_base_url:  # "" = the API of the same config file (load_settings)
             url = urllib.parse.urlsplit(self.api_base_url)
-            if url.scheme not in ("http", "https") or not url.hostname:
+            try:
+                _ = url.port  # ValueError: not a number, or out of range
+                usable = url.scheme in ("http", "https") and bool(url.hostname)
+            except ValueError:
+                usable = False
+            if not usable:
                 raise ConfigError(
                     f"keeper.api_base_url must be an absolute http(s) URL such as 'http://127.0.0.1:8000',"
                     f" got {self.api_base_url!r}"

@@ -18,8 +18,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from api.context import Ctx, Endpoint, fetch_as_of
+from api.context import Ctx, Endpoint, fetch_freshness
 from api.encode import hexs, iso, units
+from api.outbox import covers
 from api.params import Param, filters_hash, page_params
 from api.routes.common import WINDOWS, agg_fresh, offset, page_meta
 from api.schemas import ADDRESS, AMOUNT, INT, PAGE_META_PROPS, TIME, arr, enum, model, null, obj
@@ -72,15 +73,25 @@ async def _live_page(ctx: Ctx, board: str, limit: int, off: int, sql: str, *args
     st = ctx.state
     cache = st.chains[ctx.chain].cache if ctx.chain is not None else st.cache
 
-    async def compute() -> tuple[dict[str, Any], Sequence[Any]]:
+    pump = st.chains[ctx.chain_id].pump if ctx.chain_id in st.chains else st.pump
+
+    async def compute() -> tuple[dict[str, Any], Sequence[Any], bool]:
         st.metrics.live_rankings.labels(board).inc()
-        as_of = await fetch_as_of(ctx.conn, ctx.chain_id)  # the data is at least this new
-        return as_of, await ctx.conn.fetch(sql, ctx.chain_id, a.leaderboard_size, *args)
+        mark = pump.mark()
+        as_of, held_seq = await fetch_freshness(ctx.conn, ctx.chain_id)  # the data is at least this new
+        rows = await ctx.conn.fetch(sql, ctx.chain_id, a.leaderboard_size, *args)
+        return as_of, rows, covers(mark, held_seq, as_of["blockNumber"])
 
     key = (board, ctx.chain_id, ctx.params["by"], ctx.params["window"])
     kept = await st.rankings.get(key, compute, a.db_answer_s, cache.all_generation, ctx.lease)
-    ctx.as_of, ranking = kept.value
-    ctx.stale_at(time.time() + kept.remaining_s())
+    ctx.as_of, ranking, covered = kept.value
+    if not covered:
+        # read on a replica that lacks writes this worker has invalidated for (a reorg): answered, not kept,
+        # and not cached (review s20 hf: a removed trader stayed ranked for aggregate_cache_ttl_s)
+        st.rankings.forget(key, kept)
+        ctx.stale_at(time.time())
+    else:
+        ctx.stale_at(time.time() + kept.remaining_s())
     return ranking[off : off + limit], len(ranking)
 
 

@@ -67,10 +67,31 @@ def test_a_weekly_distribute_cron_keeps_its_period_and_its_catch_up_after_two_da
         ("1-5/2", "mon,wed,fri"),
         ("6", "sat"),
         ("*", "*"),
-        ("mon-fri", "mon-fri"),
+        ("mon-fri", "mon,tue,wed,thu,fri"),
+        ("sun-wed", "sun,mon,tue,wed"),
+        ("fri-sun", "fri,sat,sun"),
+        ("mon,3", "mon,wed"),
     ],
 )
 def test_crontab_day_numbers_become_the_names_apscheduler_reads_as_crontab_does(field: str, names: str) -> None:
     from keeper.settings import crontab_days
 
     assert crontab_days(field) == names
+
+
+@pytest.mark.parametrize(
+    "cron", ["0 0 * * *", "*/5 * * * *", "30 12 * * 1-5", "0 0 1,15 * *", "0 0 1 * 1", "0 6 * * sun"]
+)
+@pytest.mark.parametrize(
+    "at", ["2026-12-06T12:00:00", "2026-12-07T00:00:00", "2026-12-07T00:00:30", "2027-01-01T06:00:00"]
+)
+def test_the_last_firing_is_the_one_a_walk_over_every_firing_finds(tmp_path: Path, cron: str, at: str) -> None:
+    """last_distribution_due (a bisection) against walking every firing of the last 40 days."""
+    d = _daemon(tmp_path, cron)
+    now = _at(at)
+    fire = d.distribute_trigger.get_next_fire_time(None, now - dt.timedelta(days=40))
+    walked = None
+    while fire is not None and fire <= now:
+        walked = fire
+        fire = d.distribute_trigger.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+    assert d.last_distribution_due(now) == walked
