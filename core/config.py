@@ -16,7 +16,6 @@ import dataclasses
 import errno
 import math
 import os
-import socket
 import tomllib
 import types
 import typing
@@ -109,7 +108,10 @@ def listen_failed(key: str, host: str, port: int, exc: OSError, hint: str = "", 
     config key) and what to do, instead of an OSError traceback. `hint`: another way out, appended.
     A host that does not resolve or is not this machine's names `host_key` instead (review s20 hi)."""
     why = exc.strerror or str(exc) or type(exc).__name__
-    if host_key and (isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL):
+    # socket.gaierror (the host does not resolve) carries a negative EAI_* code; not imported here: the pure
+    # stages import this module and no I/O module (tests/indexer/test_structure.py)
+    unresolved = exc.errno is not None and exc.errno < 0
+    if host_key and (unresolved or exc.errno == errno.EADDRNOTAVAIL):
         return ConfigError(
             f"{host_key} = {host!r}: cannot listen on it ({why}); set it to an address of this machine"
             " (127.0.0.1 for this host only, 0.0.0.0 for every interface)"

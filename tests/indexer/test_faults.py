@@ -791,7 +791,9 @@ def test_the_watchdog_tells_a_degraded_provider_from_a_stuck_indexer(tmp_path: P
         "deploy_block": 1,
         "contracts": {k: "0x" + "11" * 20 for k in ("OpinionMarket", "CreatorShares", "USDC")},
     }
-    settings = make_settings("http://127.0.0.1:1", fake, "", tmp_path, stall_seconds=0.4)
+    settings = make_settings(
+        "http://127.0.0.1:1", fake, "postgresql://unused@127.0.0.1:1/x", tmp_path, stall_seconds=0.4
+    )
     metrics = Metrics(31337)
 
     async def scenario() -> tuple[bool, bool, bool]:
