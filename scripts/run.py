@@ -313,6 +313,10 @@ def main() -> int:
             print("deploying contracts on the second chain (1337)…", flush=True)
             deploy = [PY, "-m", "scripts.deploy", *cfg, "--out", str(DATA / "deployments")]
             subprocess.run(deploy, check=True, cwd=ROOT, env={**os.environ, **second})
+            # the database is shared with the first chain: only this chain's index of the old contracts goes
+            # (the indexer refuses to continue an index of other contracts)
+            reset = [PY, "-m", "indexer", "reset", *cfg]
+            subprocess.run(reset, check=True, cwd=ROOT, env={**os.environ, **second}, stdout=subprocess.DEVNULL)
         api_env = {"GL_API__CHAIN_IDS": f"{chain.chain_id},{SECOND_CHAIN}"}
     children = [
         Child("indexer", [PY, "-m", "indexer", *cfg]),
