@@ -123,7 +123,7 @@ def crontab_trigger(expr: str) -> BaseTrigger:
         return CronTrigger.from_crontab(expr, timezone=dt.UTC)  # its own error
     minute, hour, dom, month = fields[:4]
     dow = crontab_days(fields[4])
-    if dom != "*" and dow != "*":
+    if not dom.startswith("*") and not fields[4].startswith("*"):  # crontab(5): a field from * is unrestricted
         return OrTrigger(
             [
                 CronTrigger.from_crontab(f"{minute} {hour} {dom} {month} *", timezone=dt.UTC),
