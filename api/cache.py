@@ -71,6 +71,7 @@ GLOBAL_KEYS = ("markets:list", "markets:trending", "creators:list")
 # so they are not invalidated per event but live `aggregate_cache_ttl_s` (60 s) — documented.
 AGGREGATE_KEYS = ("leaderboard:traders", "leaderboard:creators", "stats")
 MAX_VARIANTS = 1000
+FIELDS_PER_VARIANT = 3  # its body, its end (#exp) and, for some, its dependencies (#deps)
 MAX_DEPS = 256  # an answer depending on more keys (a user in more markets) depends on ANY_EVENT instead
 ANY_EVENT = "markets:list"  # a key every outbox row invalidates (GLOBAL_KEYS)
 EPOCH = "__epoch"  # the field of a key's hash holding its epoch token (never a variant's hash)
@@ -429,7 +430,7 @@ class Cache:
                 count = (await pipe.execute())[-1]
             if self.stale(key, generation, deps):  # invalidated while we were writing
                 await self.client.delete(full)
-            elif int(count) > MAX_VARIANTS:
+            elif int(count) > FIELDS_PER_VARIANT * MAX_VARIANTS:
                 await self.client.delete(full)
         except (RedisError, OSError) as exc:
             self._failed("set", exc)
