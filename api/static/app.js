@@ -33,7 +33,7 @@ async function api(path, token) {
 }
 
 function when(t) {
-  // the API sends ISO times; the feed's trade payload sends block time in epoch seconds
+  // the API and the feed send ISO times; a bare number is read as epoch seconds
   if (t == null || t === "") return "";
   return /^\d+$/.test(String(t)) ? new Date(Number(t) * 1000).toISOString().replace(".000Z", "Z") : String(t);
 }
