@@ -368,7 +368,7 @@ class Cache:
         log.warning("cache_unreadable", key=key, field=field, length=len(value), start=value[:32].hex())
         assert self.client is not None
         with contextlib.suppress(RedisError, OSError):
-            await cast(Any, self.client).hdel(self.ns + key, field, field + "#deps")
+            await cast(Any, self.client).hdel(self.ns + key, field, field + "#deps", field + "#exp")
         return False
 
     async def _epochs_hold(self, epochs: dict[str, str]) -> bool:
