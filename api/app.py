@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -507,8 +507,16 @@ async def _chain_parts(
     return ChainParts(cache, pump, hub)
 
 
+class _Closers(list[Callable[[], Awaitable[None]]]):
+    """The pools' bounded closes, run together at shutdown (one after another, six pools could take six
+    times shutdown_timeout_s/2: review s20 hl)."""
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(close() for close in self))
+
+
 async def _pool(
-    stack: contextlib.AsyncExitStack,
+    closers: _Closers,
     dsn: str,
     min_size: int,
     max_size: int,
@@ -536,7 +544,7 @@ async def _pool(
             log.warning("pool_close_timed_out", terminated=pool.get_size() - pool.get_idle_size())
             pool.terminate()
 
-    stack.push_async_callback(close)
+    closers.append(close)
     return pool
 
 
@@ -558,26 +566,28 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
         answer_s = a.db_answer_s
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
+        closers = _Closers()
+        stack.push_async_callback(closers.close_all)
         try:
             read_pool = await _pool(
-                stack, settings.read_dsn, a.pool_min, a.pool_max, read_only, a.shutdown_timeout_s, answer_s
+                closers, settings.read_dsn, a.pool_min, a.pool_max, read_only, a.shutdown_timeout_s, answer_s
             )
             write_pool = await _pool(
-                stack, settings.dsn, 1, a.write_pool_max, server_settings, a.shutdown_timeout_s, answer_s
+                closers, settings.dsn, 1, a.write_pool_max, server_settings, a.shutdown_timeout_s, answer_s
             )
             # the feed's replays read pages on their own pool: a crowd of resuming feed clients
             # never takes a connection from an HTTP request
             feed_pool = await _pool(
-                stack, settings.read_dsn, 0, a.feed_pool_max, read_only, a.shutdown_timeout_s, answer_s
+                closers, settings.read_dsn, 0, a.feed_pool_max, read_only, a.shutdown_timeout_s, answer_s
             )
             # the outbox pumps read on connections of their own (the primary, as the write pool): a
             # crowd of sign-ins on the write pool never delays cache invalidation or the feed
             pump_pool = await _pool(
-                stack, settings.dsn, 1, len(settings.chains), server_settings, a.shutdown_timeout_s, answer_s
+                closers, settings.dsn, 1, len(settings.chains), server_settings, a.shutdown_timeout_s, answer_s
             )
-            probe_pool = await _pool(stack, settings.read_dsn, 1, 1, read_only, a.shutdown_timeout_s, answer_s)
+            probe_pool = await _pool(closers, settings.read_dsn, 1, 1, read_only, a.shutdown_timeout_s, answer_s)
             # and one on the primary, in a writable session: is it taking writes (sign-in, read marks)?
-            write_probe_pool = await _pool(stack, settings.dsn, 0, 1, server_settings, a.shutdown_timeout_s, answer_s)
+            write_probe_pool = await _pool(closers, settings.dsn, 0, 1, server_settings, a.shutdown_timeout_s, answer_s)
         except BaseException:
             await stack.aclose()
             raise
