@@ -487,6 +487,7 @@ async def _chain_parts(
     rt: Runtime,
     pump_pool: asyncpg.Pool,
     feed_pool: asyncpg.Pool,
+    feed_primary_pool: asyncpg.Pool,
     client: aioredis.Redis,
     health: RedisHealth,
 ) -> ChainParts:
@@ -494,7 +495,7 @@ async def _chain_parts(
     a = settings.api
     cache = Cache(client, a.cache_prefix, chain, a.cache_ttl_s, metrics, a.cache_enabled, health=health)
     pump = Pump(pump_pool, settings.dsn, client, chain, a.outbox_poll_s, metrics, cache.ns)
-    hub = Hub(feed_pool, settings, metrics, rt.trusted_proxies, chain, pump_pool)
+    hub = Hub(feed_pool, settings, metrics, rt.trusted_proxies, chain, feed_primary_pool)
     await pump.start()
     hub.head_seq = pump.last_seq
 
@@ -588,6 +589,9 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             probe_pool = await _pool(closers, settings.read_dsn, 1, 1, read_only, a.shutdown_timeout_s, answer_s)
             # and one on the primary, in a writable session: is it taking writes (sign-in, read marks)?
             write_probe_pool = await _pool(closers, settings.dsn, 0, 1, server_settings, a.shutdown_timeout_s, answer_s)
+            # the feed's reads of the primary (a resume beyond this worker's head asks the newest seq issued):
+            # never the pumps' connections, which a waiting resume held from cache invalidation (review s20 hb)
+            feed_primary_pool = await _pool(closers, settings.dsn, 0, 2, read_only, a.shutdown_timeout_s, answer_s)
         except BaseException:
             await stack.aclose()
             raise
@@ -600,7 +604,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
         stack.push_async_callback(client.aclose)
         health = RedisHealth(metrics)  # one client: the caches and the limiter share its back-off
         chains = {
-            c: await _chain_parts(c, settings, metrics, rt, pump_pool, feed_pool, client, health)
+            c: await _chain_parts(c, settings, metrics, rt, pump_pool, feed_pool, feed_primary_pool, client, health)
             for c in settings.chains
         }
         default = chains[settings.chain_id]

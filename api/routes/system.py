@@ -223,7 +223,15 @@ def routes(rt: Runtime) -> list[Route]:
         if not _may_scrape(request.scope, scrapers, rt.trusted_proxies):
             return error_response(404, f"no route for {request.url.path}", request.url.path)
         if rt.state is not None:  # read when scraped (review s19 h3: the gauge was never set)
-            for name, pool in (("read", rt.state.read_pool), ("write", rt.state.write_pool)):
+            st = rt.state
+            pools = {
+                "read": st.read_pool,
+                "write": st.write_pool,
+                "feed": st.hub.pool,  # the feed's replays
+                "feed_primary": st.hub.primary,  # the feed's reads of the primary
+                "pump": st.pump.pool,  # the outbox pumps (cache invalidation, live events)
+            }
+            for name, pool in pools.items():
                 rt.metrics.pool_in_use.labels(name).set(in_use(pool))
         body = b"".join(generate_latest(r) for r in (rt.metrics.registry, connections.REGISTRY, feed_guard.REGISTRY))
         return Response(body, media_type=CONTENT_TYPE_LATEST)
