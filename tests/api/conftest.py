@@ -3,6 +3,7 @@ lifespan running, and rows written straight into idx.* (the schema is the contra
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,8 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings, load_settings
+from tests.api.rows import scenario
+from tests.conftest import _psql
 
 JWT_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 ADMIN = "0x" + "ad" * 20
@@ -53,3 +56,15 @@ def settings(db_dsn: str, redis_url: str) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings, serve_feed=False), raise_server_exceptions=False) as c:
         yield c
+
+
+@pytest.fixture
+def replica_dsn(db_dsn: str) -> Iterator[str]:
+    """A copy of the test database (with tests.api.rows.scenario) taken now: a replica that lags the
+    primary, db_dsn, until the test writes to it as well."""
+    asyncio.run(scenario(db_dsn))
+    primary = db_dsn.rsplit("/", 1)[1]
+    name = f"{primary}_r{uuid.uuid4().hex[:4]}"
+    _psql(f"CREATE DATABASE {name} TEMPLATE {primary}")
+    yield db_dsn.rsplit("/", 1)[0] + "/" + name
+    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -9,10 +9,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,11 +25,11 @@ from api import ratelimit
 from api.app import create_app
 from api.auth import Principal, issue_token
 from api.clientip import client_ip, networks
-from tests.api.conftest import ADMIN, JWT_SECRET, make_settings
-from tests.api.rows import CHAIN, outbox, scenario
+from tests.api.conftest import ADMIN, make_settings
+from tests.api.process import healthy, start_api
+from tests.api.rows import outbox, scenario
 from tests.api.test_api_cache_limits_auth import sign, siwe_message
 from tests.api.test_api_feed import recv_type, running, subscribe
-from tests.chain import ROOT, free_port
 
 USER = "0x" + "a1" * 20
 TRUSTED = networks(["10.0.0.0/8", "192.168.1.1"])
@@ -291,29 +288,12 @@ async def test_sigterm_with_requests_in_flight_exits_within_the_bound(
     import asyncpg
 
     await scenario(db_dsn)
-    port, feed = free_port(), free_port()
-    config = tmp_path / "api.toml"
-    config.write_text(
-        f"""[database]\ndsn = "{db_dsn}"\n[redis]\nurl = "{redis_url}"\n
-[chain]\nchain_id = {CHAIN}\nrpc_urls = ["http://127.0.0.1:1"]\n
-[api]\nport = {port}\nfeed_port = {feed}\nshutdown_timeout_s = 2.0\ncache_enabled = false\n"""
-    )
-    env = {**os.environ, "GL_API_JWT_SECRET": JWT_SECRET, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(  # noqa: ASYNC220 - started once; its exit is awaited in a thread
-        [sys.executable, "-m", "api", "--config", str(config)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
-    )
+    api = start_api(db_dsn, redis_url, tmp_path, "shutdown_timeout_s = 2.0\ncache_enabled = false")
+    proc, base = api.proc, api.base
     locker = await asyncpg.connect(db_dsn)
     try:
-        base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):  # 30 s to start
-                try:
-                    async with http.get(base + "/health") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
+            await healthy(http, base)
             tx = locker.transaction()
             await tx.start()
             await locker.execute("LOCK TABLE idx.markets IN ACCESS EXCLUSIVE MODE")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -20,24 +18,12 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from tests.api.conftest import make_settings
-from tests.api.rows import CHAIN, outbox, scenario
-from tests.conftest import _psql
+from tests.api.rows import CHAIN, outbox
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
 
 NEW_VOLUME = "77.000000"
 UPDATE = f"UPDATE idx.markets SET volume = 77000000 WHERE chain_id = {CHAIN} AND market_id = 1"
-
-
-@pytest.fixture
-def replica_dsn(db_dsn: str) -> Iterator[str]:
-    """A copy of the test database taken now: the replica, which will lag the primary."""
-    asyncio.run(scenario(db_dsn))
-    primary = db_dsn.rsplit("/", 1)[1]
-    name = f"{primary}_r{uuid.uuid4().hex[:4]}"
-    _psql(f"CREATE DATABASE {name} TEMPLATE {primary}")
-    yield db_dsn.rsplit("/", 1)[0] + "/" + name
-    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def _write_on_primary(dsn: str) -> None:

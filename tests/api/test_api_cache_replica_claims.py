@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -18,22 +16,11 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from tests.api.conftest import make_settings
-from tests.api.rows import CHAIN, NOW, TRADER, h, head, scenario
-from tests.conftest import _psql
+from tests.api.rows import CHAIN, NOW, TRADER, h, head
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
 
 ADDR = "0x" + TRADER.hex()
-
-
-@pytest.fixture
-def replica_dsn(db_dsn: str) -> Iterator[str]:
-    asyncio.run(scenario(db_dsn))
-    primary = db_dsn.rsplit("/", 1)[1]
-    name = f"{primary}_r{uuid.uuid4().hex[:4]}"
-    _psql(f"CREATE DATABASE {name} TEMPLATE {primary}")
-    yield db_dsn.rsplit("/", 1)[0] + "/" + name
-    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def _claim(dsn: str) -> None:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,9 +16,8 @@ import asyncpg
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.api.conftest import JWT_SECRET
-from tests.api.rows import CHAIN, scenario
-from tests.chain import ROOT, free_port
+from tests.api.process import healthy, start_api
+from tests.api.rows import scenario
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
 
@@ -29,32 +26,13 @@ pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
 async def api_process(db_dsn: str, redis_url: str, tmp: Path, extra: str = "") -> AsyncIterator[tuple[str, str]]:
     """`python -m api --config` as production starts it: (http base, feed url)."""
     await scenario(db_dsn)
-    port, feed = free_port(), free_port()
-    config = tmp / "api.toml"
-    config.write_text(
-        f"""[database]\ndsn = "{db_dsn}"\n[redis]\nurl = "{redis_url}"\n
-[chain]\nchain_id = {CHAIN}\nrpc_urls = ["http://127.0.0.1:1"]\n
-[api]\nport = {port}\nfeed_port = {feed}\noutbox_poll_s = 0.2\nrate_limit_ip = 100000\n{extra}\n"""
-    )
-    env = {**os.environ, "GL_API_JWT_SECRET": JWT_SECRET, "PYTHONPATH": str(ROOT)}
     with (tmp / "out.log").open("wb") as sink:
-        proc = subprocess.Popen(  # noqa: ASYNC220 - started once; stopped below
-            [sys.executable, "-m", "api", "--config", str(config)],
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+        api = start_api(db_dsn, redis_url, tmp, f"outbox_poll_s = 0.2\nrate_limit_ip = 100000\n{extra}", sink)
+    proc = api.proc
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(base + "/health") as r:
-                        if r.status == 200:
-                            break
-                await asyncio.sleep(0.1)
-        yield base, f"ws://127.0.0.1:{feed}/"
+            await healthy(http, api.base)
+        yield api.base, api.feed_url
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

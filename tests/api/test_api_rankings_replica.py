@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -19,23 +17,12 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from tests.api.conftest import make_settings
-from tests.api.rows import CHAIN, OTHER, outbox, scenario
-from tests.conftest import _psql
+from tests.api.rows import CHAIN, OTHER, outbox
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis]
 
 GONE = "0x" + OTHER.hex()
 REORG = f"DELETE FROM idx.positions WHERE chain_id = {CHAIN} AND holder = '\\x{OTHER.hex()}'::bytea"
-
-
-@pytest.fixture
-def replica_dsn(db_dsn: str) -> Iterator[str]:
-    asyncio.run(scenario(db_dsn))
-    primary = db_dsn.rsplit("/", 1)[1]
-    name = f"{primary}_r{uuid.uuid4().hex[:4]}"
-    _psql(f"CREATE DATABASE {name} TEMPLATE {primary}")
-    yield db_dsn.rsplit("/", 1)[0] + "/" + name
-    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def _reorg_on_primary(dsn: str) -> None:

@@ -4,34 +4,18 @@ must end within the documented budget with no traceback on the process's output.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 
-from tests.api.conftest import JWT_SECRET
-from tests.api.rows import CHAIN, scenario
-from tests.chain import ROOT, free_port
+from tests.api.process import healthy, start_api
+from tests.api.rows import scenario
 
 pytestmark = [pytest.mark.pg, pytest.mark.redis, pytest.mark.slow]
-
-
-async def _started(http: aiohttp.ClientSession, base: str) -> bool:
-    for _ in range(300):  # 30 s to start
-        try:
-            async with http.get(base + "/health") as r:
-                if r.status == 200:
-                    return True
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    return False
 
 
 async def test_sigterm_cancelling_in_flight_requests_logs_no_traceback(
@@ -42,29 +26,15 @@ async def test_sigterm_cancelling_in_flight_requests_logs_no_traceback(
     "Exception in ASGI application" and a CancelledError traceback per request (an operator's alert on
     tracebacks fires on every deploy)."""
     await scenario(db_dsn)
-    port, feed = free_port(), free_port()
-    config = tmp_path / "api.toml"
-    config.write_text(
-        f"""[database]\ndsn = "{db_dsn}"\n[redis]\nurl = "{redis_url}"\n
-[chain]\nchain_id = {CHAIN}\nrpc_urls = ["http://127.0.0.1:1"]\n
-[api]\nport = {port}\nfeed_port = {feed}\nshutdown_timeout_s = 1.0\ncache_enabled = false\n"""
-    )
-    env = {**os.environ, "GL_API_JWT_SECRET": JWT_SECRET, "PYTHONPATH": str(ROOT)}
     err = tmp_path / "stderr.log"
     with err.open("wb") as sink:
-        proc = subprocess.Popen(  # noqa: ASYNC220 - started once; its exit is awaited in a thread
-            [sys.executable, "-m", "api", "--config", str(config)],
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+        api = start_api(db_dsn, redis_url, tmp_path, "shutdown_timeout_s = 1.0\ncache_enabled = false", sink)
+    proc, base, port, feed = api.proc, api.base, api.port, api.feed_port
     locker = await asyncpg.connect(db_dsn)
     slow: list[socket.socket] = []
     try:
-        base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
-            assert await _started(http, base)
+            assert await healthy(http, base)
             tx = locker.transaction()
             await tx.start()
             await locker.execute("LOCK TABLE idx.markets IN ACCESS EXCLUSIVE MODE")

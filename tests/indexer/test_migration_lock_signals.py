@@ -71,38 +71,34 @@ def wait_for(log: Path, text: str, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"no {text} in:\n{log.read_text()[-2000:]}")
 
 
-async def test_sigterm_while_run_waits_for_the_migration_lock_is_a_clean_stop(
-    migration_lock_held: str, tmp_path: Path
-) -> None:
-    proc, log = start([], migration_lock_held, tmp_path)
+def signalled_while_waiting(args: list[str], sig: int, dsn: str, tmp_path: Path) -> tuple[int, str]:
+    """`python -m indexer ARGS`, sent `sig` once it waits for the migration lock: its exit code and log."""
+    proc, log = start(args, dsn, tmp_path)
     try:
         wait_for(log, "migration_waiting_for_lock", proc)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         code = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    text = log.read_text()
+    return code, log.read_text()
+
+
+async def test_sigterm_while_run_waits_for_the_migration_lock_is_a_clean_stop(
+    migration_lock_held: str, tmp_path: Path
+) -> None:
+    code, text = signalled_while_waiting([], signal.SIGTERM, migration_lock_held, tmp_path)
     assert code == 0, f"SIGTERM while migrating at start: exit {code} (4 = stalled), not 0:\n{text[-1500:]}"
 
 
 async def test_ctrl_c_during_migrate_is_not_exit_0(migration_lock_held: str, tmp_path: Path) -> None:
-    proc, log = start(["migrate"], migration_lock_held, tmp_path)
-    try:
-        wait_for(log, "migration_waiting_for_lock", proc)
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    code, text = signalled_while_waiting(["migrate"], signal.SIGINT, migration_lock_held, tmp_path)
     conn = await asyncpg.connect(migration_lock_held)
     try:
         migrated = await conn.fetchval("SELECT to_regclass('public.schema_migrations') IS NOT NULL")
     finally:
         await conn.close()
     assert migrated or code != 0, (
-        f"`python -m indexer migrate` interrupted before it applied anything exited {code} (success):\n"
-        f"{log.read_text()[-1000:]}"
+        f"`python -m indexer migrate` interrupted before it applied anything exited {code} (success):\n{text[-1000:]}"
     )

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from keeper.daemon import Daemon
-from tests.keeper.kit import ChainOps, fetch, harness, insert_markets, make_settings
-from tests.keeper.test_keeper_steps import PROPOSED, WINDOW_30D
+from tests.keeper.kit import ChainOps, fetch, harness, make_settings
+from tests.keeper.test_keeper_steps import PROPOSED, expired_with_queued_yes
 
 pytestmark = [pytest.mark.pg, pytest.mark.anvil]
 
@@ -24,15 +24,7 @@ async def test_resolve_and_expire_fired_together_send_one_resolution_not_both(
     market — test_a_pending_proposal_holds_the_expiry_back shows the intended behaviour when they run one
     after the other. Run together, both are recorded at consecutive nonces; the chain then settles the market
     by nonce order (here INVALID or a reverted expiry), i.e. by which job reached the nonce lock first."""
-    end = ops.now() + 30
-    (m,) = ops.create_markets(1, end)
-    await insert_markets(db_dsn, [m], end)
-    ops.advance(WINDOW_30D + 3_600)
-    await fetch(
-        db_dsn,
-        "INSERT INTO keeper.resolution_queue (chain_id, market_id, outcome, reason, requested_by)"
-        f" VALUES (31337, {m}, 1, 'settled off-chain', 'test') RETURNING id",
-    )
+    m = await expired_with_queued_yes(ops, db_dsn)
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
     async with harness(settings) as h:
         d = Daemon(settings)  # the daemon's own run_job (job locks, job_runs), wired to the harness

@@ -175,13 +175,9 @@ async def test_market_nobody_settles_is_expired_invalid_once(ops: ChainOps, db_d
     assert [(t["job"], t["job_key"], t["status"]) for t in txs] == [("expire", f"expire:{m}", "confirmed")]
 
 
-@pytest.mark.pg
-@pytest.mark.anvil
-async def test_a_pending_proposal_holds_the_expiry_back(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:
-    """Past end + resolution window with a queued outcome, the resolve job proposes; while that proposal
-    is not mined (mining paused) the expire job waits for it — rather than race it (one would revert)
-    or count a failed item when its simulation sees the pending proposal — and once it is mined the
-    chain says 'proposed', which the expire job leaves to finalize."""
+async def expired_with_queued_yes(ops: ChainOps, db_dsn: str) -> int:
+    """A market past its end and the resolution window, with the operator's outcome YES queued: both the
+    resolve and the expire jobs have work for it. Returns its id."""
     end = ops.now() + 30
     (m,) = ops.create_markets(1, end)
     await insert_markets(db_dsn, [m], end)
@@ -191,6 +187,17 @@ async def test_a_pending_proposal_holds_the_expiry_back(ops: ChainOps, db_dsn: s
         "INSERT INTO keeper.resolution_queue (chain_id, market_id, outcome, reason, requested_by)"
         f" VALUES (31337, {m}, 1, 'settled off-chain', 'test') RETURNING id",
     )
+    return m
+
+
+@pytest.mark.pg
+@pytest.mark.anvil
+async def test_a_pending_proposal_holds_the_expiry_back(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:
+    """Past end + resolution window with a queued outcome, the resolve job proposes; while that proposal
+    is not mined (mining paused) the expire job waits for it — rather than race it (one would revert)
+    or count a failed item when its simulation sees the pending proposal — and once it is mined the
+    chain says 'proposed', which the expire job leaves to finalize."""
+    m = await expired_with_queued_yes(ops, db_dsn)
     settings = make_settings(ops.anvil.url, db_dsn, deployment_path)
     async with harness(settings) as h:
         ops.anvil.call("evm_setAutomine", False)
