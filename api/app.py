@@ -404,7 +404,7 @@ async def _answer(
     # What this worker has invalidated for so far: an answer read from a database that does not hold it all
     # (a replica behind the primary the pump reads) may predate one of those writes and is not cached
     # (review s20 ha, hf: it would be kept past the only invalidation of that write, for cache_ttl_s)
-    mark = state.chains[chain if chain is not None else state.settings.chain_id].pump.mark()
+    mark = state.pump_of(chain if chain is not None else state.settings.chain_id).mark()
     pool = state.write_pool if ep.db == "write" else state.read_pool
     a = state.settings.api
     retry = {"Retry-After": str(a.retry_after_s)}
@@ -443,7 +443,7 @@ async def _answer(
         async with asyncio.timeout(a.pool_acquire_timeout_s + 2 * a.db_answer_s):
             async with lease:
                 ctx = Ctx(request, state, lease, params, user, body, chain, ep.path)
-                as_of, held_seq = await fetch_freshness(ctx.conn, ctx.chain_id)
+                as_of, held_seq = await fetch_freshness(ctx.conn, ctx.chain_id, state.replica and ep.db == "read")
                 out = await ep.handler(ctx)
     except TimeoutError:
         if not lease.acquiring:
@@ -638,6 +638,7 @@ def create_app(settings: Settings, serve_feed: bool = True) -> Starlette:
             write_probe_pool,
             Rankings(a.aggregate_cache_ttl_s),
             chains,
+            replica=settings.read_dsn != settings.dsn,
         )
         stop = asyncio.Event()
         tasks = [asyncio.create_task(p.pump.run(stop), name=f"outbox-pump-{c}") for c, p in chains.items()]

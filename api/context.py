@@ -120,10 +120,16 @@ class State:
     write_probe_pool: asyncpg.Pool
     rankings: Rankings
     chains: dict[int, ChainParts] = dataclasses.field(default_factory=dict)
+    replica: bool = False  # the read pool reads another database than the primary (api read_dsn)
     db_requests: dict[str, int] = dataclasses.field(default_factory=dict)  # per address key: app._answer
     # requests holding or waiting for a connection, every address (Lease); one waiting on another's live
     # ranking holds none and is not counted (review s19 h3)
     db_in_flight: int = 0
+
+    def pump_of(self, chain_id: int) -> Pump:
+        """The outbox pump of a served chain (the default chain's when not served: a test's State)."""
+        parts = self.chains.get(chain_id)
+        return parts.pump if parts is not None else self.pump
 
 
 @dataclasses.dataclass(slots=True)
@@ -201,29 +207,29 @@ def in_use(pool: asyncpg.Pool) -> int:
     return pool.get_size() - pool.get_idle_size()
 
 
-# held_seq: the outbox rows this database holds, every one up to it (the highest seq, or the highest
-# pruned when retention emptied the outbox): on a replica, what it has replayed of the primary.
 AS_OF_SQL = """
-SELECT c.block_number, c.block_hash, h.head_block, h.safe_block, h.finalized_block,
-       greatest((SELECT coalesce(max(seq), 0) FROM idx.outbox),
-                (SELECT coalesce(max(pruned_through), 0) FROM idx.outbox_pruned)) AS held_seq
+SELECT c.block_number, c.block_hash, h.head_block, h.safe_block, h.finalized_block{held}
   FROM (SELECT 1) one
   LEFT JOIN idx.checkpoints c ON c.chain_id = $1
   LEFT JOIN idx.chain_heads h ON h.chain_id = $1
 """
+# The outbox rows a database holds, every one up to it (the highest seq, or the highest pruned when
+# retention emptied the outbox): on a replica, what it has replayed of the primary.
+HELD_SEQ = """,
+       greatest((SELECT coalesce(max(seq), 0) FROM idx.outbox),
+                (SELECT coalesce(max(pruned_through), 0) FROM idx.outbox_pruned)) AS held_seq"""
+AS_OF_ONLY_SQL = AS_OF_SQL.format(held="")
+AS_OF_HELD_SQL = AS_OF_SQL.format(held=HELD_SEQ)
 
 
-async def fetch_freshness(conn: Conn, chain_id: int) -> tuple[dict[str, Any], int]:
-    """How fresh an answer is: the last indexed block and the node's safe/finalized tags (`asOf`), and
-    the outbox seq the database holds every row up to (held_seq)."""
-    r = await conn.fetchrow(AS_OF_SQL, chain_id)
+async def fetch_freshness(conn: Conn, chain_id: int, replica: bool) -> tuple[dict[str, Any], int | None]:
+    """How fresh an answer is: the last indexed block and the node's safe/finalized tags (`asOf`), and,
+    read from a `replica`, the outbox seq it holds every row up to (None from the primary, which holds
+    every row the pumps read: nothing to compare, no cost on every request)."""
+    r = await conn.fetchrow(AS_OF_HELD_SQL if replica else AS_OF_ONLY_SQL, chain_id)
     assert r is not None
     as_of = as_of_json(chain_id, r["block_number"], r["block_hash"], r["safe_block"], r["finalized_block"])
-    return as_of, int(r["held_seq"])
-
-
-async def fetch_as_of(conn: Conn, chain_id: int) -> dict[str, Any]:
-    return (await fetch_freshness(conn, chain_id))[0]
+    return as_of, int(r["held_seq"]) if replica else None
 
 
 def as_of_json(

@@ -309,10 +309,12 @@ class Pump:
         return False
 
 
-def covers(mark: tuple[int, int | None], held_seq: int, block: int | None) -> bool:
+def covers(mark: tuple[int, int | None], held_seq: int | None, block: int | None) -> bool:
     """Does a database that holds every outbox row up to `held_seq` and is indexed to `block` hold all the
     writes the invalidations up to `mark` (Pump.mark) were for? A replica behind the primary the pump reads
     may not: an answer read from it may predate one of them, and kept (cache, live ranking) it would outlive
-    the only invalidation that write gets (review s20 ha, hf)."""
+    the only invalidation that write gets (review s20 ha, hf). `held_seq` None: read from the primary."""
+    if held_seq is None:
+        return True
     seq, checkpoint = mark
     return held_seq >= seq and (checkpoint is None or (block is not None and block >= checkpoint))

@@ -73,12 +73,12 @@ async def _live_page(ctx: Ctx, board: str, limit: int, off: int, sql: str, *args
     st = ctx.state
     cache = st.chains[ctx.chain].cache if ctx.chain is not None else st.cache
 
-    pump = st.chains[ctx.chain_id].pump if ctx.chain_id in st.chains else st.pump
+    pump = st.pump_of(ctx.chain_id)
 
     async def compute() -> tuple[dict[str, Any], Sequence[Any], bool]:
         st.metrics.live_rankings.labels(board).inc()
         mark = pump.mark()
-        as_of, held_seq = await fetch_freshness(ctx.conn, ctx.chain_id)  # the data is at least this new
+        as_of, held_seq = await fetch_freshness(ctx.conn, ctx.chain_id, st.replica)  # the data is at least this new
         rows = await ctx.conn.fetch(sql, ctx.chain_id, a.leaderboard_size, *args)
         return as_of, rows, covers(mark, held_seq, as_of["blockNumber"])
 

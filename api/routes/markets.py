@@ -101,8 +101,8 @@ SELECT ids.market_id, s.volume24h, s.trades24h
 """
 
 
-def _where(ctx: Ctx, args: list[Any], status: bool = True) -> str:
-    """The list's WHERE clause, its values appended to `args`; without the status filter if not `status`."""
+def _filters(ctx: Ctx) -> dict[str, Any]:
+    """category, status and creator, from their own parameters and `filter` (ValidationFailed on a conflict)."""
     p = ctx.params
     f = dict(p["filter"] or {})
     for key in ("category", "status", "creator"):
@@ -110,6 +110,13 @@ def _where(ctx: Ctx, args: list[Any], status: bool = True) -> str:
             if key in f and f[key] != p[key]:
                 raise ValidationFailed([FieldError(key, f"conflicts with filter={key}:...")])
             f[key] = p[key]
+    return f
+
+
+def _where(ctx: Ctx, args: list[Any], status: bool = True) -> str:
+    """The list's WHERE clause, its values appended to `args`; without the status filter if not `status`."""
+    p = ctx.params
+    f = _filters(ctx)
     args.append(ctx.chain_id)
     clauses = ["m.chain_id = $1"]
 
@@ -138,11 +145,6 @@ def _where(ctx: Ctx, args: list[Any], status: bool = True) -> str:
     if p["endingAfter"] is not None:
         clauses.append(f"m.end_time > {bind(p['endingAfter'])}")
     return " AND ".join(clauses)
-
-
-def _status(ctx: Ctx) -> str | None:
-    status: str | None = ctx.params["status"] or (ctx.params["filter"] or {}).get("status")
-    return status
 
 
 async def _stale_at_next_end(ctx: Ctx) -> None:
@@ -201,7 +203,7 @@ async def list_markets(ctx: Ctx) -> dict[str, Any]:
 
     rows = await ctx.conn.fetch(sql, *args, limit, off)
     total = await ctx.conn.fetchval(f"SELECT count(*) FROM idx.markets m WHERE {where}", *args)  # the seed's meta.total
-    if _status(ctx) in ("active", "closed"):
+    if _filters(ctx).get("status") in ("active", "closed"):
         await _stale_at_next_end(ctx)
     stats = await _stats24(ctx, [r["market_id"] for r in rows])
     data = [_with24(market_json(ctx, r), stats.get(r["market_id"])) for r in rows]
