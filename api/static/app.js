@@ -66,17 +66,29 @@ function connectFeed() {
   };
 }
 
-function join(room) {
-  if (rooms.has(room)) return;
-  rooms.add(room);
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ op: "subscribe", rooms: [room] }));
+// The feed allows a connection 50 rooms: a page keeps only its own (and global:all), so leaving a
+// market's page leaves its room.
+function useRooms(wanted) {
+  const want = new Set(["global:all", ...wanted]);
+  const leave = [...rooms].filter((r) => !want.has(r));
+  const add = [...want].filter((r) => !rooms.has(r));
+  rooms.clear();
+  for (const r of want) rooms.add(r);
+  if (!socket || socket.readyState !== WebSocket.OPEN) return;  // onopen subscribes to `rooms`
+  if (leave.length) socket.send(JSON.stringify({ op: "unsubscribe", rooms: leave }));
+  if (add.length) socket.send(JSON.stringify({ op: "subscribe", rooms: add }));
 }
+
+// A page whose data arrives after the user has moved on draws nothing and listens to nothing.
+let shown = 0;
+function stale(visit) { return visit !== shown; }
 
 // ------------------------------------------------------------------ pages
 
-async function marketsPage() {
+async function marketsPage(visit) {
   view.replaceChildren(el("h1", {}, "Markets"), el("p", { class: "muted" }, "Prices move as trades arrive over the feed."));
   const body = await api("/v1/markets?limit=50&sort=createdAt:desc");
+  if (stale(visit)) return;
   const rows = new Map();
   const tbody = el("tbody", {});
   for (const m of body.data) {
@@ -134,9 +146,10 @@ function tradeRow(t) {
     el("td", {}, el("code", {}, short(t.txHash))));
 }
 
-async function marketPage(id) {
+async function marketPage(id, visit) {
   const [m, history, trades] = await Promise.all([
     api(`/v1/markets/${id}`), api(`/v1/markets/${id}/history?limit=500`), api(`/v1/markets/${id}/trades?limit=20`)]);
+  if (stale(visit)) return;
   const d = m.data;
   const c = chart(history.data.map((p) => p.yesPrice));
   const tbody = el("tbody", {}, trades.data.map(tradeRow));
@@ -152,7 +165,7 @@ async function marketPage(id) {
     el("h2", {}, "Latest trades"),
     el("table", { id: "trades" }, el("thead", {}, el("tr", {}, ...["time", "trader", "side", "outcome", "collateral",
       "yes after", "tx"].map((h) => el("th", {}, h)))), tbody));
-  join(`market:${id}`);
+  useRooms([`market:${id}`]);
   listeners.add((msg) => {
     if (msg.type !== "event" || msg.event !== "market:trade" || String(msg.data.marketId) !== String(id)) return;
     const t = msg.data;
@@ -164,7 +177,7 @@ async function marketPage(id) {
   });
 }
 
-async function walletPage(address) {
+async function walletPage(address, visit) {
   const input = el("input", { name: "address", placeholder: "0x… wallet address", value: address || "" });
   const form = el("form", { onsubmit: (e) => { e.preventDefault(); location.hash = `#/wallet/${input.value.trim()}`; } },
     input, el("button", { type: "submit" }, "Show"));
@@ -172,6 +185,7 @@ async function walletPage(address) {
   if (!address) return;
   const [positions, holdings] = await Promise.all([
     api(`/v1/users/${address}/positions?limit=50`), api(`/v1/users/${address}/holdings?limit=50`)]);
+  if (stale(visit)) return;
   view.append(el("h2", {}, "Market positions"), el("table", { id: "positions" },
     el("thead", {}, el("tr", {}, ...["market", "yes shares", "no shares", "cost", "value", "PnL"].map((h) => el("th", {}, h)))),
     el("tbody", {}, positions.data.map((p) => el("tr", {},
@@ -189,7 +203,7 @@ async function walletPage(address) {
       el("td", {}, (h.pendingLots ?? []).map((l) => `${l.shares} from ${l.earnsFrom}`).join(", ")))))));
 }
 
-async function operatorPage() {
+async function operatorPage(visit) {
   const cards = el("div", { class: "cards", id: "indexer" });
   const token = el("input", { name: "token", placeholder: "admin token (POST /v1/auth/verify) to see the keeper's queue",
     value: sessionStorage.getItem("gl-admin-token") || "" });
@@ -220,22 +234,24 @@ async function operatorPage() {
     reorgList, el("h2", {}, "Keeper queue"), el("form", { onsubmit: (e) => { e.preventDefault(); refresh(); } }, token,
       el("button", { type: "submit" }, "Load")), queue);
   await refresh();
-  const timer = setInterval(() => { if (location.hash.startsWith("#/operator")) refresh(); else clearInterval(timer); }, 3000);
+  const timer = setInterval(() => { if (!stale(visit)) refresh(); else clearInterval(timer); }, 3000);
 }
 
 async function route() {
+  const visit = ++shown;
   listeners.clear();
+  useRooms([]);
   const [, page, arg] = (location.hash || "#/").split("/");
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === (page || "markets"));
   try {
-    if (page === "market") await marketPage(arg);
-    else if (page === "wallet") await walletPage(arg);
-    else if (page === "operator") await operatorPage();
-    else await marketsPage();
+    if (page === "market") await marketPage(arg, visit);
+    else if (page === "wallet") await walletPage(arg, visit);
+    else if (page === "operator") await operatorPage(visit);
+    else await marketsPage(visit);
   } catch (e) {
-    view.replaceChildren(el("p", { class: "err" }, `Could not load: ${e.message}`));
+    if (!stale(visit)) view.replaceChildren(el("p", { class: "err" }, `Could not load: ${e.message}`));
   }
-  document.body.dataset.ready = page || "markets";
+  if (!stale(visit)) document.body.dataset.ready = page || "markets";
 }
 
 window.addEventListener("hashchange", route);

@@ -32,6 +32,19 @@ FLAGS = [
 ]
 
 
+# Records the frames the page's feed connection receives (window.feedFrames).
+RECORD_FEED = """
+window.feedFrames = [];
+const PageSocket = window.WebSocket;
+window.WebSocket = class extends PageSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", (e) => window.feedFrames.push(JSON.parse(e.data)));
+  }
+};
+"""
+
+
 def shoot(page: Any, name: str) -> None:
     target = os.environ.get("GL_SCREENSHOT_DIR")
     if target:
@@ -64,6 +77,7 @@ def test_reference_page_follows_the_chain_in_a_real_browser(tmp_path: Path, db_d
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.add_init_script(RECORD_FEED)
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(s.api + "/")
@@ -94,6 +108,13 @@ def test_reference_page_follows_the_chain_in_a_real_browser(tmp_path: Path, db_d
 
             page.goto(f"{s.api}/#/wallet/{trader.address.lower()}")
             page.wait_for_selector("body[data-ready=wallet] #positions", timeout=30_000)
+            # the market's room was left with its page (a connection may hold 50 rooms)
+            page.wait_for_function(
+                "room => window.feedFrames.some(f => f.type === 'unsubscribed' && f.rooms.includes(room))",
+                arg=f"market:{market_id}",
+                timeout=30_000,
+            )
+            assert page.evaluate("[...rooms]") == ["global:all"]
             assert page.locator(f'#positions a[href="#/market/{market_id}"]').count() == 1
             warming = page.locator("#holdings tbody tr td").last.inner_text()
             assert warming.startswith("2 from "), warming  # the lot and the 00:00 it earns from
