@@ -36,7 +36,7 @@ MAX_INT = 2**63 - 1
 # RFC 3339 date-time (upper-case T and Z, at most microseconds) or unix seconds; the OpenAPI
 # document publishes these same patterns (api/openapi.py), so both accept exactly the same text.
 TIME_RE = re.compile(
-    r"^([0-9]{1,11}|(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"^([0-9]{1,12}|(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
 )
 # Text refuses control characters (C0 and DEL) and nothing else.
