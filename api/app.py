@@ -65,7 +65,7 @@ SECURITY_HEADERS = [
 ]
 
 
-SLOTS_MAX = 4096
+SLOTS_MAX = 4096  # URLs the fast path knows; the least recently answered goes first
 
 
 @dataclasses.dataclass(slots=True)
@@ -196,7 +196,8 @@ class Edge:
     async def _fast(self, scope: Scope, state: State, send: Send) -> bool:
         """A GET whose URL the wrapper has seen answers from the in-process cache when it holds the
         answer; cross-origin requests (Origin) take the full path for their CORS headers."""
-        slot = self.rt.slots.get((scope["path"], scope["query_string"]))
+        url = (scope["path"], scope["query_string"])
+        slot = self.rt.slots.get(url)
         if slot is None:
             return False
         for name, _ in scope["headers"]:
@@ -207,6 +208,9 @@ class Edge:
         body = (parts.cache if parts is not None else state.cache).get_local(key, field)
         if body is None:
             return False
+        # least recently used first out: a client's stream of distinct URLs evicts its own one-off
+        # URLs, not the ones every client keeps asking for
+        self.rt.slots[url] = self.rt.slots.pop(url)
         scope["gl_route"] = route
         await send(
             {
@@ -339,9 +343,10 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
         if ep.cache is not None:
             key, field = ep.cache(params)
             if ep.auth is None and ep.method == "GET":
-                if len(rt.slots) >= SLOTS_MAX:
-                    rt.slots.clear()
-                rt.slots[(request.scope["path"], request.scope["query_string"])] = (ep.path, chain, key, field)
+                url = (request.scope["path"], request.scope["query_string"])
+                if url not in rt.slots and len(rt.slots) >= SLOTS_MAX:
+                    del rt.slots[next(iter(rt.slots))]
+                rt.slots[url] = (ep.path, chain, key, field)
             hit = await cache.get(key, field)
             if hit is not None:
                 return JSONBody(hit, headers={"x-cache": "hit"})

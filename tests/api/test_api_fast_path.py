@@ -52,3 +52,23 @@ async def test_repeated_get_is_answered_by_the_edge_until_invalidated(db_dsn: st
             await asyncio.sleep(0.05)
         assert fresh.headers["x-cache"] == "miss"
         assert fresh.json()["data"]["trades"] == trades + 1
+
+
+async def test_distinct_urls_do_not_push_out_the_ones_in_use(
+    db_dsn: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path's table is bounded; a stream of one-off URLs (any client can make them) evicts
+    the least recently answered, not a URL that keeps being asked for (the table was cleared whole)."""
+    monkeypatch.setattr("api.app.SLOTS_MAX", 8)
+    await scenario(db_dsn)
+    app = create_app(make_settings(db_dsn, redis_url), serve_feed=False)
+    popular = ("/v1/markets/1", b"chainId=31337")
+    with TestClient(app) as c:
+        c.get("/v1/markets/1?chainId=31337")
+        for i in range(40):
+            assert c.get("/v1/markets/1?chainId=31337").headers["x-cache"] == "hit"
+            c.get(f"/v1/markets?chainId=31337&q=one-off-{i}")
+            slots = app.state.runtime.slots
+            assert len(slots) <= 8
+            assert popular in slots, i
+        assert ("/v1/markets", b"chainId=31337&q=one-off-0") not in app.state.runtime.slots
