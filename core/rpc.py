@@ -52,6 +52,7 @@ from core.rpc_errors import (
     TimedOut,
     TransientRpcError,
     batch_refused,
+    batch_unsupported,
     classify,
     retry_after_header,
 )
@@ -87,6 +88,7 @@ class Provider:
     down_until: float = 0.0  # monotonic: left alone until then (backoff or Retry-After)
     span_cap: int | None = None  # the eth_getLogs block-range cap it stated, once it did
     batch_cap: int | None = None  # the most calls per JSON-RPC batch it takes, once it refused more
+    lacks: set[str] = dataclasses.field(default_factory=set)  # methods it said it does not have
 
     def score(self) -> float:
         """Lower is better: latency (plus 50 ms, so that providers a few milliseconds apart share the
@@ -268,6 +270,7 @@ class Rpc:
         deadline = time.monotonic() + policy.seconds
         last: RpcError | None = None
         refused: set[int] = set()  # providers that answered RangeTooLarge (not a fixed cap of theirs)
+        lacked: FatalRpcError | None = None
         beyond = ""  # why the call ended before its budget did
         attempt = failed = timeouts = 0
         # Rate-limited attempts and batches that got some answers do not use up `attempts` (they are
@@ -275,7 +278,10 @@ class Rpc:
         while failed < policy.attempts:
             attempt += 1
             now = time.monotonic()
-            u = self._pick(now, span, avoid | refused) if only is None else self._urls[only]
+            lacking = frozenset(p.index for p in self._urls if method in p.lacks)
+            u = self._pick(now, span, avoid | refused | lacking) if only is None else self._urls[only]
+            if lacked is not None and u.index in lacking:  # only those that lack it are left
+                raise lacked
             if u.down_until > now:
                 if u.down_until > deadline:
                     attempt -= 1  # not sent
@@ -301,8 +307,17 @@ class Rpc:
                 if only is not None or all(p.index in refused or p.index in avoid for p in self._urls):
                     raise
                 continue
-            except FatalRpcError:
-                raise
+            except FatalRpcError as exc:
+                # This node lacks the method (or a node of a provider that lacks it answered): the
+                # others are asked; the run ends only when none has it (review s21 hp: one of two
+                # providers without batches ended it with exit 1).
+                if only is not None or all(p.index == u.index or method in p.lacks for p in self._urls):
+                    raise
+                u.lacks.add(method)
+                lacked = exc
+                self._scored_down(u)
+                log.warning("provider_lacks_method", provider=u.index, method=method, error=str(exc)[:160])
+                continue
             except TransientRpcError as exc:
                 # Kept without its traceback: the traceback holds this frame (so a cycle through
                 # `last`) and the failed attempt's frames with their answers (a batch's headers),
@@ -528,6 +543,10 @@ class Rpc:
                         continue
                     # the provider's refusal of the batch's size, in its words; not our own bound on an
                     # answer (BadAnswer: a padded or garbled answer is asked again, review h2)
+                    if len(part) > 1 and not isinstance(exc, BadAnswer) and batch_unsupported(str(exc)):
+                        u.batch_cap = 1  # no batch at all: one call per request (review s21 hp)
+                        log.info("provider_batch_cap", provider=u.index, batch_cap=1, error=str(exc)[:160])
+                        continue
                     if len(part) > 1 and not isinstance(exc, BadAnswer) and batch_refused(str(exc)):
                         u.batch_cap = len(part) // 2
                         log.info("provider_batch_cap", provider=u.index, batch_cap=u.batch_cap, error=str(exc)[:160])

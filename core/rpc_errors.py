@@ -10,11 +10,13 @@ RpcError                 base: message, code, data (revert_data), transient
 │   └── BadAnswer        an answer of the wrong shape or type (a field missing, not hex, nested too
 │                        deep, an id that is not ours): names the provider, the method and what was
 │                        expected; retried like any transient failure
-├── FatalRpcError        the method does not exist on this node: a bad config
+├── FatalRpcError        the method does not exist on this node: another provider is asked; with
+│                        none left, a bad config
 └── NodeError            (node_errors="final" clients) any JSON-RPC error, for the caller to read
 
 classify(code, message) -> RpcError
 batch_refused(message) -> bool   a whole JSON-RPC batch refused for its size
+batch_unsupported(message) -> bool   no JSON-RPC batch taken at all
 """
 
 from __future__ import annotations
@@ -243,7 +245,9 @@ def classify(code: int | None, message: str) -> RpcError:
                 break
     if any(s in low for s in _TOO_LARGE):
         return RangeTooLarge(message, code, None)
-    if code == -32601 or any(w in low for w in ("method not found", "does not exist", "not supported")):
+    if code == -32601 or "method not found" in low or (_NO_METHOD.search(low) and "method" in low):
+        # the method itself is missing on this node ("the method eth_getBlockReceipts does not exist/is
+        # not available"); "block 0x… does not exist" from a node that is behind is not (review s21 hp)
         return FatalRpcError(message, code)
     if code == 429 or any(s in low for s in _RATE_LIMITED):
         return RateLimited(message, code, wait_hint(message))
@@ -271,9 +275,21 @@ _BATCH_REFUSED = re.compile(
 
 
 _RATE = re.compile(r"rate|per second|throughput|credit|compute units", re.IGNORECASE)
+_NO_METHOD = re.compile(r"does not exist|not supported|unsupported|not available|not enabled|disabled")
+# A node that takes no batch at all: "Batch requests are not supported", "batching is disabled",
+# "this server does not support batch requests".
+_NO_BATCHES = re.compile(
+    r"batch.{0,40}(not supported|unsupported|not allowed|disabled|not enabled)|(not|n't) support.{0,20}batch",
+    re.IGNORECASE,
+)
 
 
 def batch_refused(message: str) -> bool:
     """A refusal of the batch's size; not a rate limit that mentions batches ("batch rate limit
     exceeded"), which is waited out, not answered with more and smaller requests."""
     return _BATCH_REFUSED.search(message) is not None and _RATE.search(message) is None
+
+
+def batch_unsupported(message: str) -> bool:
+    """A refusal of any batch at all, in a provider's words: it gets one call per request."""
+    return _NO_BATCHES.search(message) is not None

@@ -145,7 +145,9 @@ class RangeFetcher:
         if dropped:
             self.on_split(kind="duplicates", from_block=a, to_block=b, duplicates=dropped)
         numbers = {int(r.blockNumber, 16) for r in raw_logs}
-        want = {a, b} | numbers | set(range(max(a, finalized + 1), b + 1))
+        # every answered (sub-)range's end too: a split range's parts may come from different nodes; the
+        # finalized block itself: the floor a reorg above it is rolled back to (review s21 hr)
+        want = {a, b} | numbers | ends.keys() | set(range(max(a, finalized), b + 1))
         headers = await self.rpc.headers(sorted(want), require=True)
         missing = want - headers.keys()
         if missing:
@@ -328,6 +330,7 @@ async def _child_loop(conn: Connection, cfg: ChildConfig) -> None:
     loop.add_reader(conn.fileno(), readable)
     async with Rpc(cfg.urls, cfg.timeout, lambda *o: observed.append(o), cfg.max_logs_bytes, cfg.retry) as rpc:
         fetcher = RangeFetcher(rpc, cfg.chain_id, cfg.addresses, cfg.policy, lambda **kw: splits.append(kw))
+        await rpc.learn_seals()
 
         async def run(job_id: int, start: int, stop: int, span: int, finalized: int) -> None:
             try:

@@ -28,7 +28,7 @@ from indexer.live import HeadWatcher
 from indexer.metrics import Metrics
 from indexer.newkeys import NewKeys
 from indexer.rows import DERIVED
-from indexer.rpc import RetryPolicy, Rpc, RpcError, parse_header
+from indexer.rpc import RetryPolicy, Rpc, RpcError
 from indexer.settings import Settings
 from indexer.spawn import Child, discard
 
@@ -196,14 +196,14 @@ class Pipeline:
         latest, safe, fin = await self.rpc.batch_settled(
             HEAD_READ,
             HEAD_READ_REQUIRED,
-            parse=parse_header,  # a malformed block object fails its element alone, asked again
+            parse=self.rpc.parse_header,  # a malformed block object fails its element alone, asked again
             retry=TAGS_RETRY,
         )
         if isinstance(latest, RpcError):
             # The request failed as a whole (a 502, a 429): it says nothing about the tags, so all three
             # are asked again with the client's policy. Re-reading `latest` alone fell back to head -
             # finality_depth, and two such reads finalized blocks above the node's tag (review h10).
-            latest, safe, fin = await self.rpc.batch_settled(HEAD_READ, HEAD_READ_REQUIRED, parse=parse_header)
+            latest, safe, fin = await self.rpc.batch_settled(HEAD_READ, HEAD_READ_REQUIRED, parse=self.rpc.parse_header)
             if isinstance(latest, RpcError):
                 raise latest
         elif isinstance(safe, RpcError) and isinstance(fin, RpcError):  # answered, without the tags
@@ -220,7 +220,8 @@ class Pipeline:
                 self.tags_failed = 0
         else:
             self.tags_failed = 0
-        safe_n = None if isinstance(safe, RpcError) or safe is None else safe.number
+        # a `safe` above the head read with it is not the node's (review s21 hp): clamped like `finalized`
+        safe_n = None if isinstance(safe, RpcError) or safe is None else min(safe.number, latest.number)
         fin_n = None if isinstance(fin, RpcError) or fin is None else fin.number
         if fin_n is not None:
             self.tags_seen = True
@@ -231,7 +232,9 @@ class Pipeline:
             latest, safe_n, fin_n = await self._read_tags()
             head, self.head_hash = latest.number, latest.hash
         else:
-            h = await self.rpc.call("eth_getBlockByNumber", ["latest", False], require=True, parse=parse_header)
+            h = await self.rpc.call(
+                "eth_getBlockByNumber", ["latest", False], require=True, parse=self.rpc.parse_header
+            )
             head, safe_n, fin_n = h.number, None, None
             self.head_hash = h.hash
         self.heads_read_at = time.monotonic()  # after the read: a slow read does not age announcements
@@ -366,7 +369,9 @@ class Pipeline:
         keep = [
             h
             for n, h in sorted(headers.items())
-            if first <= n <= last.number and (n > self.heads.finalized or n in counts or n == last.number)
+            # the finalized block too: a reorg just above it rolls back to it (review s21 hr: not stored
+            # when empty mid-batch, such a reorg was ReorgTooDeep, exit 3)
+            if first <= n <= last.number and (n >= self.heads.finalized or n in counts or n == last.number)
         ]
         extra: list[F.Message] = []
         near_tip = self.heads.head - last.number <= self.o.tip_blocks

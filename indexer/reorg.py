@@ -15,6 +15,7 @@ import asyncpg
 import orjson
 
 from indexer import fold as F
+from indexer import outbox_gap
 from indexer.bulk import copy_payload
 from indexer.chain import Cursor
 from indexer.checkpoint import Heads, StaleCursor, check_cursor, set_heads
@@ -71,6 +72,21 @@ class RollbackResult:
     seq: int | None
 
 
+async def _trim_gap(
+    conn: asyncpg.Connection, chain_id: int, ancestor: int, removed: Sequence[tuple[int, int, bytes]]
+) -> None:
+    """The open stretch without feed messages loses the blocks rolled back and their events (review s21
+    hr: the removed branch's events stayed counted, and the re-indexed blocks were counted again)."""
+    gap = await outbox_gap.load(conn, chain_id)
+    if gap is None or gap.to_block <= ancestor:
+        return
+    if gap.from_block > ancestor:
+        await outbox_gap.save(conn, chain_id, None)
+        return
+    gone = sum(1 for b, _, _ in removed if b <= gap.to_block)
+    await outbox_gap.save(conn, chain_id, outbox_gap.Gap(gap.from_block, ancestor, max(0, gap.events - gone)))
+
+
 async def rollback(
     conn: asyncpg.Connection, chain_id: int, start: Cursor, ancestor: int, heads: Heads
 ) -> RollbackResult:
@@ -115,6 +131,7 @@ async def rollback(
             ):
                 removed.append((r["block_number"], r["log_index"], bytes(r["block_hash"])))
         removed.sort()
+        await _trim_gap(conn, chain_id, ancestor, removed)
         await conn.execute(
             "DELETE FROM idx.notifications WHERE chain_id = $1 AND block_number > $2", chain_id, ancestor
         )

@@ -7,7 +7,9 @@ RateLimited, FatalRpcError.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
+import contextlib
 import functools
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -27,11 +29,12 @@ from core.rpc_errors import (
     TimedOut,
     TransientRpcError,
     batch_refused,
+    batch_unsupported,
     classify,
     wait_hint,
 )
 from indexer.chain import BlockRef
-from indexer.wire import LOGS_BATCH, LogsElem, RawLog, parse_header, parse_log
+from indexer.wire import BLOCK_END, LOG_INDEX_END, LOGS_BATCH, LogsElem, RawLog, parse_header, parse_log
 
 log = structlog.get_logger("rpc")
 _warned: set[tuple[int, str]] = set()  # (provider, what was wrong): warned once each
@@ -54,11 +57,40 @@ __all__ = [
 ]
 
 
-def _numbered(asked: int, raw: Any, block_hash: bytes | None = None) -> BlockRef:
+# Unsealed headers in a row refused before the chain is taken not to seal them (a new header layout).
+UNSEALED_REFUSED = 50
+
+
+class Seals:
+    """Whether this chain's headers hash to their own hash (wire.sealed), learnt from the answers: once
+    one did, a header that does not was altered on its way (a provider's proxy, a cache) — its time would
+    be stored with the events (review s21 hp: a proxy shifting timestamps a day) — and is asked again,
+    of another provider when there is one. UNSEALED_REFUSED such headers in a row with no sealed one
+    between (every provider, a fork that added a header field) and they are taken, with a warning."""
+
+    def __init__(self) -> None:
+        self.chain_seals = False
+        self.unsealed = 0
+
+    def check(self, h: BlockRef) -> BlockRef:
+        if h.sealed:
+            self.chain_seals, self.unsealed = True, 0
+        elif self.chain_seals:
+            self.unsealed += 1
+            if self.unsealed < UNSEALED_REFUSED:
+                raise BadAnswer(f"block {h.number}: its header does not hash to its hash (altered): not trusted")
+            self.chain_seals = False
+            log.warning("headers_unsealed", block=h.number, refused=self.unsealed, note="taken from now on")
+        return h
+
+
+def _numbered(asked: int, raw: Any, block_hash: bytes | None = None, seals: Seals | None = None) -> BlockRef:
     """A block object asked for by number (or by `block_hash`): parsed, and refused (asked again) when
     it is another block — the start block, a range's end or a tip block taken on a node's word for the
-    wrong number or hash."""
+    wrong number or hash — or, with `seals`, when it was altered."""
     h = raw if isinstance(raw, BlockRef) else parse_header(raw)
+    if seals is not None:
+        seals.check(h)
     if h.number != asked:
         raise BadAnswer(f"eth_getBlockByNumber({asked}) answered block {h.number}: not trusted, retrying")
     if block_hash is not None and h.hash != block_hash:
@@ -71,11 +103,31 @@ class Rpc(core_rpc.Rpc):
 
     no_receipts = False  # set once a provider said eth_getBlockReceipts does not exist
 
+    @functools.cached_property
+    def seals(self) -> Seals:
+        return Seals()
+
+    async def learn_seals(self, within: float = 5.0) -> None:
+        """Every provider's head header, at once (one try each, `within` seconds in all): one sealed
+        header tells that this chain's headers seal before a liar's first header is taken as the
+        chain's way (Seals). A provider down now is learnt nothing from."""
+        once = RetryPolicy(attempts=1, seconds=within)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await asyncio.gather(
+                    *(self.header("latest", provider=i, retry=once) for i in range(self.providers)),
+                    return_exceptions=True,
+                )
+
+    def parse_header(self, raw: Any) -> BlockRef:
+        """parse_header, refusing an altered header (Seals)."""
+        return self.seals.check(parse_header(raw))
+
     async def header(
         self, block: int | str, require: bool = False, provider: int | None = None, retry: RetryPolicy | None = None
     ) -> BlockRef | None:
         tag = hex(block) if isinstance(block, int) else block
-        parse = parse_header if isinstance(block, str) else functools.partial(_numbered, block)
+        parse = self.parse_header if isinstance(block, str) else functools.partial(_numbered, block, seals=self.seals)
         h: BlockRef | None = await self.call(
             "eth_getBlockByNumber", [tag, False], require=require, provider=provider, retry=retry, parse=parse
         )
@@ -88,7 +140,7 @@ class Rpc(core_rpc.Rpc):
         for i in range(0, len(numbers), chunk):
             part = numbers[i : i + chunk]
             calls = [("eth_getBlockByNumber", [hex(n), False]) for n in part]
-            for n, h in zip(part, await self.batch(calls, [require] * len(part), parse=parse_header), strict=True):
+            for n, h in zip(part, await self.batch(calls, [require] * len(part), parse=self.parse_header), strict=True):
                 if h is None:
                     continue
                 if h.number == n:
@@ -137,7 +189,8 @@ class Rpc(core_rpc.Rpc):
         async def once(u: Provider) -> tuple[list[RawLog], BlockRef | None]:
             answer, seconds = await self._send(u, body, "eth_getLogs", self._max_logs_bytes, LOGS_BATCH.decode)
             if isinstance(answer, LogsElem):  # the single call, or an error for the whole batch
-                if check and answer.error is not None and batch_refused(str(answer.error.get("message", ""))):
+                said = str(answer.error.get("message", "")) if answer.error is not None else ""
+                if check and (batch_refused(said) or batch_unsupported(said)):
                     raise self._no_batches(u, str(answer.error.get("message", "")))
                 if check and answer.error is None:
                     raise BadAnswer(f"provider {u.index}, eth_getLogs: a single answer to a batch {str(answer)[:200]}")
@@ -175,7 +228,7 @@ class Rpc(core_rpc.Rpc):
                         " (lagging behind the load balancer's head): not trusted, retrying"
                     )
                 try:
-                    end = _numbered(to_block, head, block_hash)
+                    end = _numbered(to_block, head, block_hash, self.seals)
                 except TransientRpcError as exc:
                     raise BadAnswer(f"provider {u.index}, {what}: {exc}") from None
             self._succeeded(u, "eth_getLogs", seconds)
@@ -304,7 +357,8 @@ def suspect(
     topics: frozenset[tuple[str, str]] | None = None,
 ) -> tuple[str, str] | None:
     """(kind, why) an eth_getLogs answer cannot be committed, or None. Kinds:
-    - "malformed": a log whose block number or index is not hex, whose hashes are not 32 bytes, with
+    - "malformed": a log whose block number or index is not hex or beyond what the tables hold
+      (int8, int4: review s21 hp, a log index of 2**31 ended the run), whose hashes are not 32 bytes, with
       no topic (our contracts have no anonymous events), or whose data or topics are not strictly
       hex ("0x" and hex digits: the readers' int(word, 16) would take "-5", " 7" or "1_0");
     - "address": a log of an address not asked for;
@@ -318,8 +372,8 @@ def suspect(
     for r in logs:
         try:
             n = int(r.blockNumber, 16)
-            if int(r.logIndex, 16) < 0 or n < 0:
-                raise ValueError("negative")
+            if not 0 <= int(r.logIndex, 16) < LOG_INDEX_END or not 0 <= n < BLOCK_END:
+                raise ValueError("out of range")
         except ValueError:
             return "malformed", f"a log with block number {r.blockNumber[:40]!r} and index {r.logIndex[:40]!r}"
         if len(r.blockHash) != 66 or len(r.transactionHash) != 66 or not r.topics:

@@ -104,6 +104,7 @@ class Indexer(Upkeep):
         except WrongChain as exc:
             raise StartupCheckFailed(str(exc)) from None
         self.checked |= matched
+        await self.rpc.learn_seals()
         head = (await self.rpc.header("latest", require=True)).number  # type: ignore[union-attr]
         where = f"chain.deployment ({self.s.chain.deployment or f'deployments/{self.chain_id}.json'})"
         if dep.deploy_block > head:
@@ -166,6 +167,9 @@ class Indexer(Upkeep):
             self.floor = 0
         else:
             self.cursor, self.floor = stored.cursor, stored.final_floor
+        # finality is never lowered, across a restart too: a node lagging on its tag now must not make
+        # idx.chain_heads say blocks announced final are not (review s21 hr)
+        self.heads = checkpoint.Heads(self.heads.head, self.heads.safe, max(self.heads.finalized, self.floor))
         self.status.indexed = self.cursor.number
         self.gap = await outbox_gap.load(conn, self.chain_id)
         self.gap_writes.clear()

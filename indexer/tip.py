@@ -9,7 +9,7 @@ import time
 import asyncpg
 import structlog
 
-from indexer import read, reorg
+from indexer import outbox_gap, read, reorg
 from indexer.chain import ChainMismatch, Cursor, ReorgTooDeep, find_ancestor
 from indexer.decode import Log
 from indexer.live import tip_logs
@@ -51,6 +51,8 @@ class Tip(Pipeline):
         started = time.perf_counter()
         old = self.cursor
         result = await reorg.rollback(conn, self.chain_id, old, ancestor, self.heads)
+        self.gap = await outbox_gap.load(conn, self.chain_id)  # as the rollback trimmed it
+        self.gap_writes.clear()
         self.cursor = Cursor(ancestor, stored[ancestor])
         self.status.indexed = ancestor
         if self.watcher is not None:

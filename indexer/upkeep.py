@@ -177,13 +177,15 @@ class Upkeep(Backfill):
         # Logs we hold that the node does not report (a phantom a lying provider once added, review h2)
         # are repaired only when another provider confirms they are not there: with one provider, a node
         # that drops logs would otherwise make us wipe true events and index the chain without them.
+        # With logs missing too (review s21 hr): the re-index would go through the node that drops them.
         other = not (second_read_by & first_read_by)
-        if not diff.missing and not (other and diff.extra <= again.extra):
+        if diff.extra and not (other and diff.extra <= again.extra):
             log.warning(
                 "rescan_extra_unconfirmed",
                 from_block=a,
                 to_block=b,
                 extra=len(diff.extra),
+                missing=len(diff.missing),
                 hint="events stored that the node does not report; with a second provider in chain.rpc_urls"
                 " the re-scan confirms and repairs them, else check the node and run python -m indexer reset",
             )

@@ -95,6 +95,12 @@ def _rlp_item(value: str, number: bool) -> bytes:
     return bytes.fromhex(value[2:])
 
 
+# What the tables hold: block numbers are bigint, log indexes int, times timestamptz (to year 9999).
+BLOCK_END = 2**63
+LOG_INDEX_END = 2**31
+TIME_END = 253402300799
+
+
 def sealed(raw: dict[str, Any]) -> bool:
     """Does the block object hash to its own `hash`? Then its fields, logsBloom included, are the
     block's: a node (or a proxy) cannot zero or alter the bloom of a block it names by hash. False for
@@ -124,8 +130,10 @@ def parse_header(raw: dict[str, Any]) -> BlockRef:
             _b(raw.get("logsBloom") or "0x"),
             sealed(raw),
         )
-        if len(h.hash) != 32 or len(h.parent_hash) != 32 or h.number < 0:
-            raise ValueError("a hash that is not 32 bytes, or a negative number")
+        if len(h.hash) != 32 or len(h.parent_hash) != 32 or not 0 <= h.number < BLOCK_END:
+            raise ValueError("a hash that is not 32 bytes, or a number beyond 0..2**63-1")
+        if not 0 <= h.time <= TIME_END:  # stored as timestamptz (review s21 hp: 2**64-1 ended the run)
+            raise ValueError("a timestamp beyond 9999-12-31")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise TransientRpcError(f"malformed block object from the node ({exc}): {str(raw)[:200]}") from None
     return h
