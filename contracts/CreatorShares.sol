@@ -9,10 +9,11 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
-/// @notice What CreatorShares needs from OpinionMarket: the creator's market fees accrued there, and a
-///         pull of them, paid to this contract only.
+/// @notice What CreatorShares needs from OpinionMarket: the creator's market fees accrued there (and the part of
+///         them that accrued before today, UTC), and a pull of them, paid to this contract only.
 interface ICreatorFeeSource {
     function creatorFeesAccrued(address creator) external view returns (uint256);
+    function creatorFeesByDay(address creator) external view returns (uint256 accrued, uint256 beforeToday);
     function collectCreatorFees(address creator, uint256 amount) external returns (uint256);
 }
 
@@ -462,9 +463,9 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     }
 
     /// @notice The dividend stream: `pool` vests linearly from `lastFold` until `streamEnd`, the end of
-    ///         `lastFold`'s UTC day. What a fold now would do: the market fees waiting in OpinionMarket join the
-    ///         pool, `vested` (before rounding) is credited over `earningSupply`, and `maturing` pending shares
-    ///         start earning.
+    ///         `lastFold`'s UTC day. What a fold now would do: the market fees that waited in OpinionMarket since
+    ///         before today (UTC) join the pool, `vested` (before rounding) is credited over `earningSupply`,
+    ///         `maturing` pending shares start earning, and today's market fees join the pool, vesting from now.
     function dividendStream(address creator)
         external
         view
@@ -483,11 +484,9 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         lastFold = a.lastFold;
         streamEnd = (lastFold / EPOCH + 1) * EPOCH;
         if (c.supply == 0) return (pool, lastFold, streamEnd, 0, 0, 0);
-        uint256 backlog;
-        if (address(marketFeeSource) != address(0)) {
-            backlog = marketFeeSource.creatorFeesAccrued(creator) - a.marketFolded;
-        }
-        vested = _vested(pool + backlog, lastFold, streamEnd);
+        uint256 earlier; // today's market fees join after the vest
+        if (address(marketFeeSource) != address(0)) (, earlier) = _marketBacklog(creator, a.marketFolded);
+        vested = _vested(pool + earlier, lastFold, streamEnd);
         earningSupply = uint256(c.supply) - c.pendingNext - c.pendingLater;
         uint256 d = block.timestamp / EPOCH;
         uint256 d0 = lastFold / EPOCH;
@@ -544,12 +543,18 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         returns (uint256 amount, uint256 arrived, uint256 matured)
     {
         uint256 last = a.lastFold;
+        uint256 today; // market fees that arrived today: they join after the vest and the maturities
         if (address(marketFeeSource) != address(0)) {
-            uint256 accrued = marketFeeSource.creatorFeesAccrued(creator);
-            arrived = accrued - a.marketFolded;
+            uint256 before;
+            (arrived, before) = _marketBacklog(creator, a.marketFolded);
             if (arrived > 0) {
-                a.marketFolded = accrued.toUint112();
-                c.pool = (c.pool + arrived).toUint96();
+                // Fees of earlier UTC days join as of the last fold's day: joined when they arrived, they had
+                // vested by their day's end, before any lot maturing since earns. Today's vest from now on: joined
+                // as of the last fold too, the part "vested" before they existed went at once to whoever sold
+                // right after them (review s21 hc: 2,421.88 of a 5,000 USDC fee, a second after it).
+                today = arrived - before;
+                a.marketFolded = (a.marketFolded + arrived).toUint112();
+                c.pool = (c.pool + before).toUint96();
             }
         }
         uint256 d0 = last / EPOCH;
@@ -576,7 +581,16 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
             }
             (c.pendingNext, c.pendingLater) = d == d0 + 1 ? (c.pendingLater, uint24(0)) : (uint24(0), uint24(0));
         }
+        if (today > 0) c.pool = (c.pool + today).toUint96();
         a.lastFold = uint32(block.timestamp); // < 2**32 until 2106, as every timestamp this contract keeps
+    }
+
+    /// @dev Market fees waiting in OpinionMarket beyond `folded` (those already joined): all of them, and the part
+    ///      that arrived before 00:00 UTC today.
+    function _marketBacklog(address creator, uint256 folded) private view returns (uint256 all, uint256 earlier) {
+        (uint256 accrued, uint256 beforeToday) = marketFeeSource.creatorFeesByDay(creator);
+        all = accrued - folded;
+        earlier = beforeToday > folded ? beforeToday - folded : 0;
     }
 
     /// @dev The part of `pool` that vested between `last` and now, linearly until `end`.

@@ -179,8 +179,15 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     uint256 public protocolFees;
     mapping(uint256 => Market) private markets;
     mapping(uint256 => mapping(address => Position)) private positions;
-    /// @notice Market fees owed to each creator's dividend pool, not yet collected by CreatorShares.
-    mapping(address => uint256) public creatorFeesAccrued;
+    /// @dev Market fees owed to a creator's dividend pool, not yet collected by CreatorShares (`accrued`), and
+    ///      what of them had accrued before the first fee of `day` (UTC), the day of the last fee: one slot.
+    struct CreatorFees {
+        uint112 accrued;
+        uint112 atDayStart;
+        uint32 day;
+    }
+
+    mapping(address => CreatorFees) private creatorFees;
     /// @notice The only destination of creators' market fees (their dividend pools), fixed at deployment.
     address public immutable creatorShares;
     /// @notice Seconds after a proposal during which an arbiter may dispute it; also the arbiter's time to rule
@@ -459,15 +466,30 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         emit LiquidityWithdrawn(marketId, msg.sender, payout);
     }
 
+    /// @notice Market fees owed to `creator`'s dividend pool, not yet collected by CreatorShares.
+    function creatorFeesAccrued(address creator) external view returns (uint256) {
+        return creatorFees[creator].accrued;
+    }
+
+    /// @notice `creatorFeesAccrued`, and the part of it that accrued before 00:00 UTC today: CreatorShares joins
+    ///         the fees of earlier days to its pool as of its last fold and today's from its fold on.
+    function creatorFeesByDay(address creator) external view returns (uint256 accrued, uint256 beforeToday) {
+        CreatorFees memory f = creatorFees[creator];
+        accrued = f.accrued;
+        beforeToday = f.day == block.timestamp / 1 days ? f.atDayStart : f.accrued;
+    }
+
     /// @notice Moves `amount` of `creator`'s accrued market fees to the CreatorShares contract fixed at
     ///         deployment (their dividend pool). Only that contract may call: it asks for exactly the fees that
     ///         already joined its pool, so fees that arrive later join at its next fold, never in between.
     function collectCreatorFees(address creator, uint256 amount) external returns (uint256) {
         if (msg.sender != creatorShares) revert NotCreatorShares(msg.sender);
-        uint256 accrued = creatorFeesAccrued[creator];
-        if (amount > accrued) revert CreatorFeesExceeded(creator, amount, accrued);
+        CreatorFees memory f = creatorFees[creator];
+        if (amount > f.accrued) revert CreatorFeesExceeded(creator, amount, f.accrued);
         if (amount == 0) return 0;
-        creatorFeesAccrued[creator] = accrued - amount;
+        f.accrued -= uint112(amount);
+        f.atDayStart = f.atDayStart > amount ? f.atDayStart - uint112(amount) : 0;
+        creatorFees[creator] = f;
         usdc.safeTransfer(creatorShares, amount);
         emit CreatorFeesCollected(creator, creatorShares, amount);
         return amount;
@@ -663,7 +685,13 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
     function _accrueFee(address creator, uint256 fee, uint256 lpFee) private returns (uint256 creatorFee) {
         if (fee == 0) return 0;
         creatorFee = (fee * creatorFeeShareBps) / BPS;
-        if (creatorFee > 0) creatorFeesAccrued[creator] += creatorFee;
+        if (creatorFee > 0) {
+            CreatorFees memory f = creatorFees[creator];
+            uint256 today = block.timestamp / 1 days;
+            if (f.day != today) (f.atDayStart, f.day) = (f.accrued, uint32(today)); // < 2**32 days
+            f.accrued = (f.accrued + creatorFee).toUint112();
+            creatorFees[creator] = f;
+        }
         protocolFees += fee - creatorFee - lpFee;
     }
 }

@@ -118,6 +118,9 @@ class System:
         default_factory=lambda: defaultdict(lambda: [0, 0])
     )
     creator_fees_accrued: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    # the UTC day of a creator's last market fee, and what had accrued before that day's first one
+    fee_day: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
+    fees_at_day_start: defaultdict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))
     om_protocol_fees: int = 0
     om_paused_until: int = 0  # ExpiringPause: paused while now < this; once over, when it ended
     # CreatorShares
@@ -191,9 +194,12 @@ class System:
 
     def _accrue(self, creator: str, fee: int, now: int) -> int:
         creator_fee, protocol_fee = m.split_fee(fee, self.params.creator_share_bps, self.params.lp_share_bps)
-        self.creator_fees_accrued[creator] += creator_fee
         if creator_fee:
+            if self.fee_day[creator] != now // EPOCH:
+                self.fee_day[creator] = now // EPOCH
+                self.fees_at_day_start[creator] = self.creator_fees_accrued[creator]
             self.fee_arrivals[creator].append([now, creator_fee])
+        self.creator_fees_accrued[creator] += creator_fee
         self.om_protocol_fees += protocol_fee
         return creator_fee
 
@@ -482,22 +488,11 @@ class System:
         (amount credited, fees joined, shares matured)."""
         last = self.last_fold[creator]
         d0 = last // EPOCH
-        accrued = self.creator_fees_accrued[creator]
-        arrived = accrued - self.market_folded[creator]
+        arrived, earlier = self.market_backlog(creator, now)
         if arrived:
-            self.market_folded[creator] = accrued
-            self.pool[creator] += arrived
-            assert self.pool[creator] <= U96, "pool beyond uint96"
-            left, queue = arrived, self.fee_arrivals[creator]
-            while left:
-                at, amount = queue[0]
-                took = min(left, amount)
-                self.ideal_pool[creator].append(Fee(at, Fraction(took)))
-                left -= took
-                if took == amount:
-                    queue.pop(0)
-                else:
-                    queue[0][1] -= took
+            # fees of earlier UTC days join as of the last fold's day; today's after the vest and the maturities
+            self.market_folded[creator] += arrived
+            self._join_market_fees(creator, earlier)
         # A fold rounds whenever something vests, credited or not: a vested amount that rounds to no credit
         # at all leaves its exact share in the ideal ledger and the dust in the pool (seed 20261262 on
         # 2026-12-07: 1.16 units apart with no fold counted)
@@ -522,8 +517,33 @@ class System:
                 assert (creator, day) not in self.matured_acc, "a lane written twice"
                 self.matured_acc[(creator, day)] = self.acc[creator]
             self.pending_next[creator], self.pending_later[creator] = (later, 0) if d == d0 + 1 else (0, 0)
+        self._join_market_fees(creator, arrived - earlier)
         self.last_fold[creator] = now
         return amount, arrived, matured
+
+    def market_backlog(self, creator: str, now: int) -> tuple[int, int]:
+        """CreatorShares._marketBacklog: market fees waiting in OpinionMarket, and those of them that arrived before
+        00:00 UTC of `now`'s day (OpinionMarket.creatorFeesByDay)."""
+        accrued, folded = self.creator_fees_accrued[creator], self.market_folded[creator]
+        before = self.fees_at_day_start[creator] if self.fee_day[creator] == now // EPOCH else accrued
+        return accrued - folded, max(0, before - folded)
+
+    def _join_market_fees(self, creator: str, amount: int) -> None:
+        """`amount` of the market fees waiting, oldest first, joins the pool (and the time-fair ledger)."""
+        if not amount:
+            return
+        self.pool[creator] += amount
+        assert self.pool[creator] <= U96, "pool beyond uint96"
+        left, queue = amount, self.fee_arrivals[creator]
+        while left:
+            at, part = queue[0]
+            took = min(left, part)
+            self.ideal_pool[creator].append(Fee(at, Fraction(took)))
+            left -= took
+            if took == part:
+                queue.pop(0)
+            else:
+                queue[0][1] -= took
 
     def _collect(self, creator: str) -> int:
         """OpinionMarket.collectCreatorFees(creator, marketFolded) to CreatorShares: exactly the fees that joined
@@ -531,6 +551,7 @@ class System:
         collected = self.market_folded[creator]
         assert collected <= self.creator_fees_accrued[creator], "model: collecting more than accrued"
         self.creator_fees_accrued[creator] -= collected
+        self.fees_at_day_start[creator] = max(0, self.fees_at_day_start[creator] - collected)
         self._move(self.om, self.cs, collected)
         self.market_folded[creator] = 0
         return collected
@@ -638,10 +659,10 @@ class System:
         supply = self.supply[creator]  # anyone may fold (review s19 h5)
         if supply == 0:
             raise Revert("CreatorShares", "NothingToDistribute")
-        arriving = self.creator_fees_accrued[creator] - self.market_folded[creator]
+        arriving, earlier = self.market_backlog(creator, now)
         last = self.last_fold[creator]
         earning = supply - self.pending_next[creator] - self.pending_later[creator]
-        vested = m.vested(self.pool[creator] + arriving, last, now)
+        vested = m.vested(self.pool[creator] + earlier, last, now)
         d, d0 = now // EPOCH, last // EPOCH
         maturing = 0 if d == d0 else self.pending_next[creator] + (self.pending_later[creator] if d > d0 + 1 else 0)
         if vested * ACC_STORED // earning == 0 and arriving == 0 and maturing == 0:
@@ -705,7 +726,7 @@ class System:
         end = m.day_end(last)
         if self.supply[creator] == 0:
             return [pool, last, end, 0, 0, 0]
-        vested = m.vested(pool + self.pending_market_fees(creator), last, now)
+        vested = m.vested(pool + self.market_backlog(creator, now)[1], last, now)
         nxt, later = self.pending_next[creator], self.pending_later[creator]
         d, d0 = now // EPOCH, last // EPOCH
         maturing = 0 if d == d0 else nxt if d == d0 + 1 else nxt + later

@@ -378,9 +378,9 @@ def test_distribute_credits_what_vested_over_the_earning_supply_and_claim_pays_o
 
 
 def test_market_creator_fees_flow_into_dividend_pool(env: Env) -> None:
-    """Market fees waiting in OpinionMarket join the pool at the next fold as if they had arrived at the last
-    fold, and vest until the end of that fold's day: a distribution half-way through the day credits half of
-    them and collects their USDC; the 00:00 one credits the rest."""
+    """Market fees of today waiting in OpinionMarket join the pool at the next fold and vest from it until the
+    end of the day: the fold that joins them credits none and collects their USDC; one half-way from it to
+    midnight credits half; the 00:00 one credits the rest."""
     creator, trader = env.traders[:2]
     t0 = env.next_day(6 * 3_600)
     env.next_block_at(t0)
@@ -395,19 +395,23 @@ def test_market_creator_fees_flow_into_dividend_pool(env: Env) -> None:
     half = t0 + (end - t0) // 2
     env.next_block_at(half)
     amount, receipt = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
-    assert amount == accrued // 2  # vesting from the creator's first share (the last fold) to midnight
+    assert amount == 0  # today's fee vests from this fold on, not from the last one (06:00)
     assert env.event(receipt, env.om, "CreatorFeesCollected") == {
         "creator": creator,
         "collector": env.cs.address,
         "amount": accrued,
     }
     ev = env.event(receipt, env.cs, "DividendsDistributed")
-    assert (ev["marketFees"], ev["amount"], ev["pool"]) == (accrued, amount, accrued - amount)
+    assert (ev["marketFees"], ev["amount"], ev["pool"]) == (accrued, 0, accrued)
     assert env.om.functions.creatorFeesAccrued(creator).call() == 0
     assert env.balance(env.om.address) == om_before - accrued
     assert env.balance(env.cs.address) == cs_before + accrued
+    assert claimable(env, creator, creator) == 0
+    assert list(stream(env, creator)[1:3]) == [half, end]
+    env.next_block_at(half + (end - half) // 2)
+    amount, _ = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
+    assert amount == accrued // 2
     assert claimable(env, creator, creator) == amount
-    assert stream(env, creator)[2] == end
     env.next_block_at(end)
     amount, receipt = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
     assert amount == accrued - accrued // 2  # one earning share: everything vested is distributable
@@ -1022,10 +1026,11 @@ def test_the_creators_first_buy_earns_at_once_and_its_later_buys_warm_up(env: En
     env.send(env.cs.functions.distributeDividends(creator), env.keeper)
 
 
-def test_market_fees_after_midnight_folded_by_the_first_fold_go_to_the_previous_days_earners(env: Env) -> None:
-    """Design R3's documented deviation: market fees that arrive after 00:00 and are folded by the first fold
-    after it join the previous day's pool (the last fold's), vested at once to that day's earners; a lot that
-    matured at that 00:00 gets none of them."""
+def test_market_fees_after_midnight_vest_from_the_first_fold_to_that_days_earners(env: Env) -> None:
+    """Market fees that arrive after 00:00 join the pool at the first fold after it, after the lots of that
+    00:00 matured, and vest from that fold to the end of the day: the lot that matured at that 00:00 earns its
+    part of them (they joined the previous day's pool, vested at once to the creator's one share, before
+    review s21 hc)."""
     creator, h, trader = env.traders[:3]
     env.buy_shares(creator, creator, 1)
     market, _ = env.create_market(creator, 1_000 * USDC, 5 * DAY)
@@ -1036,5 +1041,8 @@ def test_market_fees_after_midnight_folded_by_the_first_fold_go_to_the_previous_
     fee = env.om.functions.creatorFeesAccrued(creator).call()
     amount, receipt = env.send_returning(env.cs.functions.distributeDividends(creator), env.keeper)
     assert env.event(receipt, env.cs, "PendingMatured")["shares"] == 4
-    assert amount >= fee  # vested at once, to the creator's one earning share
+    assert amount < fee  # the fee vests from this fold on
     assert claimable(env, creator, h) == 0
+    env.next_block_at(boundary + DAY)
+    env.send(env.cs.functions.distributeDividends(creator), env.keeper)
+    assert fee * 4 // 5 - 2 <= claimable(env, creator, h) <= fee * 4 // 5 + amount  # 4 of 5 earning shares
