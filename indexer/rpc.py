@@ -191,7 +191,7 @@ class Rpc(core_rpc.Rpc):
             if isinstance(answer, LogsElem):  # the single call, or an error for the whole batch
                 said = str(answer.error.get("message", "")) if answer.error is not None else ""
                 if check and (batch_refused(said) or batch_unsupported(said)):
-                    raise self._no_batches(u, str(answer.error.get("message", "")))
+                    raise self._no_batches(u, said)
                 if check and answer.error is None:
                     raise BadAnswer(f"provider {u.index}, eth_getLogs: a single answer to a batch {str(answer)[:200]}")
                 answer = [LogsElem(first, answer.result, answer.error)]
