@@ -156,6 +156,7 @@ class Daemon:
         # lock and after a failed distribute run; cleared only by a catch-up that found the period done
         self._catch_up_at: float | None = None
         self._distribute_failures = 0  # distribute runs failed in a row: the retry's back-off
+        self._replanned: set[int] = set()  # dropped distributions of the period already run again (catch_up)
         # the lease: PostgreSQL ends a silent leader's lock session after leader_lease_s; the Leader's own
         # heartbeat task keeps it alive meanwhile, including during the inline recovery in lead()
         self.leader = Leader(
@@ -432,6 +433,8 @@ class Daemon:
         if self.dry_run:
             return {}
         s = await self.tx.track()
+        if s.dropped:  # a distribution of this period may have been dropped after its `ok` run: catch_up looks
+            self._catch_up_at = asyncio.get_running_loop().time()
         return {"live": s.live, "mined": s.mined, "replaced": s.replaced, "reorged": s.reorged}
 
     async def notify(self) -> dict[str, int]:
@@ -585,6 +588,7 @@ class Daemon:
         if last_due is None:
             self._catch_up_at = None
             return
+        period = jobs.period_of(last_due)
         async with store.connection(self.pool) as conn:
             done = await conn.fetchval(
                 "SELECT true FROM keeper.job_runs WHERE chain_id = $1 AND job = 'distribute' AND outcome = 'ok'"
@@ -592,6 +596,25 @@ class Daemon:
                 self.settings.chain.chain_id,
                 last_due,
             )
+            # A distribution of the period dropped (its nonce used by another signer of the keeper key) frees its
+            # job key, and the schedule fires once a day: the period is run once more for it (review s21 hk: the
+            # creator was not distributed that day). Once per dropped row, so a creator the run then skips does
+            # not make every poll run the job.
+            dropped = {
+                r["id"]
+                for r in await conn.fetch(
+                    "SELECT t.id FROM keeper.txs t WHERE t.chain_id = $1 AND t.job = 'distribute'"
+                    " AND t.status = 'dropped' AND t.job_key LIKE '%:' || $2 AND NOT EXISTS (SELECT 1 FROM"
+                    " keeper.txs l WHERE l.chain_id = $1 AND l.job_key = t.job_key AND l.status <> 'dropped')",
+                    self.settings.chain.chain_id,
+                    period,
+                )
+            }
+        replan = dropped - self._replanned
+        self._replanned = dropped  # this period's only: bounded by its creators
+        if done and replan:
+            log.info("distribution_replanned", period=period, dropped=len(replan))
+            done = False
         if done:
             self._catch_up_at = None
             self._distribute_failures = 0
@@ -599,6 +622,7 @@ class Daemon:
         log.info("distribution_catch_up", scheduled_at=last_due.isoformat())
         outcome = await self.run_job("distribute", lambda: self.distribute(jobs.period_of(last_due)))
         if outcome == "skipped":  # a run in progress decides (or this process stopped leading): look again later
+            self._replanned -= replan
             self._catch_up_at = asyncio.get_running_loop().time() + DISTRIBUTE_RETRY_S
 
     # -------------------------------------------------------------- http

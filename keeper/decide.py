@@ -481,6 +481,13 @@ def decide_tx(
     r = tx.receipt
     if r is not None:
         if any(a.cancel and a.index == r.attempt for a in tx.attempts):
+            if r.block_number > chain.finalized:
+                # Not final: a reorg may yet mine the call it replaced, at the same nonce, and a dropped row is
+                # never looked at again (review s21 hk: the ledger said "cancelled" for the keeper's own mined
+                # proposal). Held as mined, the job key stays taken until the cancel is final.
+                if tx.status == "pending" or tx.mined_block_hash != r.block_hash:
+                    return MarkMined(r, False, False)
+                return None
             if abandoned(tx.attempts, r.attempt, max_refusals):
                 return Dropped(ABANDONED)
             return Dropped("cancelled: the call would revert")  # the job key is free; the job re-checks

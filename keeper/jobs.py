@@ -71,9 +71,31 @@ async def chain_time(rpc: Rpc) -> int:
     return to_int(block["timestamp"])
 
 
-async def _eth_calls(rpc: Rpc, calls: list[tuple[str, bytes]]) -> list[bytes | RpcError]:
-    results = await rpc.batch([("eth_call", [{"to": to, "data": hx(data)}, "latest"]) for to, data in calls])
+async def _eth_calls(rpc: Rpc, calls: list[tuple[str, bytes]], block: str = "latest") -> list[bytes | RpcError]:
+    results = await rpc.batch([("eth_call", [{"to": to, "data": hx(data)}, block]) for to, data in calls])
     return [r if isinstance(r, RpcError) else to_bytes(r) for r in results]
+
+
+async def _final_rivals(ctx: Context, entries: list[tuple[int, str, int]]) -> list[tuple[int, str]]:
+    """Of the queue entries a rival's proposal or resolution would close ((queue id, reason, market id)),
+    those whose market is proposed or resolved in the finalized block: closing an entry is for good, and a
+    rival's transaction in the latest block may be reorged away (review s21 hk: the operator's outcome was
+    then never proposed, and the market ended INVALID). The others stay queued for a later run."""
+    if not entries:
+        return []
+    om = ctx.deployment.opinion_market
+    calls = [(om, encode_call("OpinionMarket", "getMarket", market_id)) for _, _, market_id in entries]
+    final: list[tuple[int, str]] = []
+    for (queue_id, reason, market_id), res in zip(entries, await _eth_calls(ctx.rpc, calls, "finalized"), strict=True):
+        try:
+            status = int(decode_result("OpinionMarket", "getMarket", res)[4]) if isinstance(res, bytes) else None
+        except Exception:  # undecodable: not proven final, asked again next run
+            status = None
+        if status is not None and status != decide.STATUS_OPEN:
+            final.append((queue_id, reason))
+        else:
+            log.info("queue_entry_kept", queue_id=queue_id, market_id=market_id, reason=f"{reason}, not final yet")
+    return final
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -194,6 +216,7 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
     views: list[decide.MarketView] = []
     decisions: list[tuple[str, str, str, str, dict[str, Any]]] = []
     skipped_queue: list[tuple[int, str]] = []
+    rivals: list[tuple[int, str, int]] = []  # entries a rival's proposal or resolution closes, once final
     for r, res in zip(rows, results, strict=True):
         if isinstance(res, RpcError) and res.node_trouble:
             failed.append(_unanswered("check", f"resolve:{r['market_id']}", r["queue_id"], res))
@@ -240,7 +263,7 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
             counts["skipped"] += 1
             ctx.metrics.skipped_total.labels(job="resolve", reason=action.reason).inc()
             if v.queued is not None:
-                skipped_queue.append((v.queued.id, action.reason))
+                rivals.append((v.queued.id, action.reason, v.market_id))
                 decisions.append(("resolve", action.key, "skipped", action.reason, {"queue_id": v.queued.id}))
         elif isinstance(action, decide.Overdue):
             overdue.append(action)
@@ -274,7 +297,7 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
                 if sim.reason in ("MarketAlreadyResolved", "MarketNotOpen"):  # another resolver was first
                     if a.queue_id is not None:
                         reason = "already_resolved" if sim.reason == "MarketAlreadyResolved" else "already_proposed"
-                        skipped_queue.append((a.queue_id, reason))
+                        rivals.append((a.queue_id, reason, a.market_id))
                 elif sim.refused:
                     # The contract says no (a revoked role, a paused contract): report it, a queue entry and a
                     # price-feed rule alike; a rule's refusal was only a skip, so nothing alerted until the
@@ -308,6 +331,7 @@ async def resolve(ctx: Context, now: int | None = None) -> dict[str, int]:
     await _record_failures(ctx, "resolve", failed)
     if not ctx.dry_run:
         await store.insert_decisions(ctx.pool, ctx.chain_id, ctx.epoch(), decisions)
+        skipped_queue += await _final_rivals(ctx, rivals)
         await store.skip_queue_entries(ctx.pool, ctx.fence(), skipped_queue)
         sent = await ctx.tx.submit(reqs)
         counts["sent"] = len(sent)

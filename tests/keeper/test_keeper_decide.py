@@ -356,12 +356,18 @@ def test_a_used_nonce_with_no_recorded_send_is_sent_before_any_drop() -> None:
 
 
 def test_a_mined_cancellation_frees_the_job_key() -> None:
-    """A receipt for a cancel attempt (self-transfer) is reported as dropped, never as the job done."""
+    """A receipt for a cancel attempt (self-transfer) is reported as dropped, never as the job done, once its
+    block is final; before, the row is held as mined (a reorg may yet mine the call it replaced)."""
     p = FeePolicy(max_fee_cap=100 * GWEI, priority_cap=2 * GWEI, min_priority=GWEI)
     attempts = (Attempt(0, Fees(10 * GWEI, GWEI), 5, True), Attempt(1, Fees(12 * GWEI, 2 * GWEI), 8, True, True))
-    tx = TxView("pending", 3, 100_000, 0, attempts, Receipt(1, 9, b"\x01" * 32, True, 21_000, GWEI), None, None, False)
-    chain = ChainView(10, 0, 4, 10**18, Fees(10 * GWEI, GWEI))
-    assert isinstance(decide.decide_tx(tx, chain, 1, 3, p), decide.Dropped)
+    receipt = Receipt(1, 9, b"\x01" * 32, True, 21_000, GWEI)
+    tx = TxView("pending", 3, 100_000, 0, attempts, receipt, None, None, False)
+    fees = Fees(10 * GWEI, GWEI)
+    held = decide.decide_tx(tx, ChainView(10, 8, 4, 10**18, fees), 1, 3, p)
+    assert held == decide.MarkMined(receipt, False, False)
+    mined = TxView("mined", 3, 100_000, 0, attempts, receipt, b"\x01" * 32, 1, False)
+    assert decide.decide_tx(mined, ChainView(11, 8, 4, 10**18, fees), 1, 3, p) is None  # still not final
+    assert isinstance(decide.decide_tx(mined, ChainView(80, 9, 4, 10**18, fees), 1, 3, p), decide.Dropped)
 
 
 def test_a_used_nonce_without_a_receipt_waits_before_dropping() -> None:

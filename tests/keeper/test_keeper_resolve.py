@@ -180,7 +180,8 @@ async def test_market_without_source_is_reported_overdue_never_guessed(
 async def test_market_resolved_elsewhere_is_skipped_after_the_chain_check(
     ops: ChainOps, db_dsn: str, deployment_path: Path
 ) -> None:
-    """The database says open, the contract says proposed (by another resolver): skip, record why, send nothing."""
+    """The database says open, the contract says proposed (by another resolver): skip, record why, send nothing;
+    the operator's entry is closed once that proposal is final (before, a reorg may remove it)."""
     end = ops.now() + 50
     (m,) = ops.create_markets(1, end)
     await insert_markets(db_dsn, [m], end)
@@ -193,13 +194,18 @@ async def test_market_resolved_elsewhere_is_skipped_after_the_chain_check(
     nonce = ops.keeper_nonce()
     async with harness(settings) as h:
         counts = await jobs.resolve(h.ctx)
-    assert counts["sent"] == 0
-    assert counts["skipped"] == 1
+        assert counts["sent"] == 0
+        assert counts["skipped"] == 1
+        (q,) = await fetch(db_dsn, "SELECT id, status FROM keeper.resolution_queue")
+        assert (q["id"], q["status"]) == (qid, "queued")  # the proposal is one block deep
+        ops.anvil.mine(80)  # now final (anvil: finalized = head - 64)
+        await jobs.resolve(h.ctx)
     assert ops.keeper_nonce() == nonce
     (q,) = await fetch(db_dsn, "SELECT id, status, status_reason FROM keeper.resolution_queue")
     assert (q["id"], q["status"], q["status_reason"]) == (qid, "skipped", "already_proposed")
-    (d,) = await fetch(db_dsn, "SELECT job_key, action, reason FROM keeper.decisions")
-    assert (d["job_key"], d["action"], d["reason"]) == (f"resolve:{m}", "skipped", "already_proposed")
+    decisions = await fetch(db_dsn, "SELECT job_key, action, reason FROM keeper.decisions")
+    seen = {(d["job_key"], d["action"], d["reason"]) for d in decisions}
+    assert seen == {(f"resolve:{m}", "skipped", "already_proposed")}
 
 
 async def test_dry_run_plans_and_sends_nothing(ops: ChainOps, db_dsn: str, deployment_path: Path) -> None:

@@ -254,8 +254,8 @@ async def test_stuck_resolution_resolved_elsewhere_is_cancelled_not_bumped(
             )
             ops.anvil.mine(1)
             assert ops.status(m)[:2] == (1, 0)
-            for _ in range(6):
-                ops.anvil.mine(1)
+            for _ in range(40):  # the cancel mines, then is final (anvil: head - 64): dropped
+                ops.anvil.mine(4)
                 await h.tx.track()
                 (t,) = await fetch(db_dsn, "SELECT status FROM keeper.txs")
                 if t["status"] == "dropped":
@@ -338,12 +338,12 @@ async def test_a_tx_every_node_refuses_is_cancelled_at_its_nonce_and_later_nonce
         )
         assert await h.tx.submit([bad]) == [bad.job_key]
         assert (await jobs.resolve(h.ctx))["sent"] == 1  # the nonce above it
-        for _ in range(40):
+        for _ in range(60):  # the cancel is dropped once final (anvil: head - 64)
             await h.tx.track()
             rows = await fetch(db_dsn, "SELECT job_key, status FROM keeper.txs ORDER BY nonce")
             if {r["status"] for r in rows} <= {"dropped", "confirmed"}:
                 break
-            ops.anvil.call("evm_mine")
+            ops.anvil.mine(4)
         abandoned = h.metrics.registry.get_sample_value("keeper_tx_abandoned_total", {"job": "distribute"})
         outcome = h.metrics.registry.get_sample_value("keeper_tx_total", {"job": "distribute", "outcome": "abandoned"})
     rows = await fetch(db_dsn, "SELECT job_key, status, error FROM keeper.txs ORDER BY nonce")
