@@ -344,9 +344,9 @@ def _route(ep: Endpoint, rt: Runtime) -> Route:
             key, field = ep.cache(params)
             if ep.auth is None and ep.method == "GET":
                 url = (request.scope["path"], request.scope["query_string"])
-                if url not in rt.slots and len(rt.slots) >= SLOTS_MAX:
+                if rt.slots.pop(url, None) is None and len(rt.slots) >= SLOTS_MAX:
                     del rt.slots[next(iter(rt.slots))]
-                rt.slots[url] = (ep.path, chain, key, field)
+                rt.slots[url] = (ep.path, chain, key, field)  # at the end: the most recently answered
             hit = await cache.get(key, field)
             if hit is not None:
                 return JSONBody(hit, headers={"x-cache": "hit"})

@@ -11,7 +11,8 @@ import asyncio
 import binascii
 import contextlib
 import functools
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import msgspec
@@ -57,27 +58,33 @@ __all__ = [
 ]
 
 
-# Unsealed headers in a row refused before the chain is taken not to seal them (a new header layout).
+# Unsealed headers refused, and seconds with no sealed one from any provider, before the chain is taken not to
+# seal them any more (a fork that added a header field).
 UNSEALED_REFUSED = 50
+UNSEALED_QUIET_S = 300.0
 
 
 class Seals:
     """Whether this chain's headers hash to their own hash (wire.sealed), learnt from the answers: once
     one did, a header that does not was altered on its way (a provider's proxy, a cache) — its time would
     be stored with the events (review s21 hp: a proxy shifting timestamps a day) — and is asked again,
-    of another provider when there is one. UNSEALED_REFUSED such headers in a row with no sealed one
-    between (every provider, a fork that added a header field) and they are taken, with a warning."""
+    of another provider when there is one. Only when no provider has answered a sealed header for
+    UNSEALED_QUIET_S, with UNSEALED_REFUSED refused meanwhile (a fork that added a header field: every
+    provider), are they taken, with a warning. A count alone was met by one batch of 50 headers from one
+    lying provider (review s21 hf); the honest one answers a sealed header within the quiet time."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.chain_seals = False
         self.unsealed = 0
+        self.clock = clock
+        self.sealed_at = clock()
 
     def check(self, h: BlockRef) -> BlockRef:
         if h.sealed:
-            self.chain_seals, self.unsealed = True, 0
+            self.chain_seals, self.unsealed, self.sealed_at = True, 0, self.clock()
         elif self.chain_seals:
             self.unsealed += 1
-            if self.unsealed < UNSEALED_REFUSED:
+            if self.unsealed < UNSEALED_REFUSED or self.clock() - self.sealed_at < UNSEALED_QUIET_S:
                 raise BadAnswer(f"block {h.number}: its header does not hash to its hash (altered): not trusted")
             self.chain_seals = False
             log.warning("headers_unsealed", block=h.number, refused=self.unsealed, note="taken from now on")

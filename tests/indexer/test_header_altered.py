@@ -110,3 +110,32 @@ def test_one_header_with_a_timestamp_out_of_range_on_the_tip_is_asked_again(
         proxy.stop()
     assert proxy.counts.get("huge_time", 0) == 1, "the scenario did not happen"
     assert code == 0, f"the run ended with {code!r} after one header with timestamp 2**64 - 1"
+
+
+def test_unsealed_headers_are_taken_only_after_a_quiet_time_without_a_sealed_one() -> None:
+    """Seals' way out for a header layout it does not know (a fork that added a field, every provider): the
+    count of refusals alone is not enough (one batch of 50 from one liar, review s21 hf); no sealed header
+    from any provider for UNSEALED_QUIET_S is needed too, and a sealed one starts the wait again."""
+    from indexer.chain import BlockRef
+    from indexer.rpc import UNSEALED_QUIET_S, UNSEALED_REFUSED, BadAnswer, Seals
+
+    now = [0.0]
+    seals = Seals(lambda: now[0])
+    good, altered = (
+        BlockRef(1, b"\1" * 32, b"\0" * 32, 1, b"", True),
+        BlockRef(2, b"\2" * 32, b"\1" * 32, 2, b"", False),
+    )
+    seals.check(good)
+    for _ in range(UNSEALED_REFUSED * 3):  # a batch of 150 from one liar, at once
+        with pytest.raises(BadAnswer):
+            seals.check(altered)
+    now[0] += UNSEALED_QUIET_S - 1
+    with pytest.raises(BadAnswer):
+        seals.check(altered)
+    seals.check(good)  # an honest provider answers: the wait starts again
+    now[0] += UNSEALED_QUIET_S
+    for _ in range(UNSEALED_REFUSED - 1):
+        with pytest.raises(BadAnswer):
+            seals.check(altered)
+    assert seals.check(altered) is altered  # quiet for the whole wait, and refused enough: taken
+    assert not seals.chain_seals

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.config import ConfigError
+from core.rpc_errors import batch_refused, batch_unsupported
 from indexer.chain import SpanPolicy, bloom_bits, bloom_may_contain, next_span, plan_range, split_span
 from indexer.decode import EventDecoder, MarketCreated, Trade, text_of
 from indexer.fold import usdc
@@ -57,6 +58,16 @@ def test_other_errors_are_transient_unless_clearly_permanent() -> None:
         classify(-32602, "BlockOutOfRangeError: block height is 125 but requested was 130"), TransientRpcError
     )
     assert isinstance(classify(-32601, "the method eth_getBlockReceipts does not exist"), FatalRpcError)
+    assert isinstance(classify(-32000, "the method eth_getBlockReceipts is not available"), FatalRpcError)
+    # not the method, or not for good (review s21 hp, hf): retried
+    assert isinstance(classify(-32000, "block 0x1f does not exist"), TransientRpcError)
+    assert not isinstance(
+        classify(-32000, "method eth_getLogs is not available at the moment, try again"), FatalRpcError
+    )
+    assert not isinstance(classify(-32600, "Batch requests are not supported"), FatalRpcError)
+    assert batch_unsupported("Batch requests are not supported")
+    assert not batch_unsupported("Batch of more than 3 requests are not allowed on free tier")
+    assert batch_refused("Batch of more than 3 requests are not allowed on free tier")
 
 
 def test_range_planning_adapts_to_density() -> None:
