@@ -35,13 +35,26 @@ def is_ip(host: str) -> bool:
     return True
 
 
+def without_port(hop: str) -> str:
+    """An X-Forwarded-For hop without the source port some proxies write ("203.0.113.7:54321",
+    "[2001:db8::1]:54321"): the client chooses its port, and with it kept every connection was a new
+    client with a budget of its own (review s21 hx). A bare IPv6 address keeps its colons."""
+    if hop.startswith("["):
+        end = hop.find("]")
+        return hop[1:end] if end > 0 else hop
+    host, sep, port = hop.rpartition(":")
+    if sep and port.isdigit() and host.count(":") == 0:
+        return host
+    return hop
+
+
 def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
     """The client's address: the peer, unless the peer is a trusted proxy and says otherwise."""
     ip = peer or "unknown"
     if not trusted or forwarded_for is None or not is_trusted(ip, trusted):
         return ip
     for hop in reversed(forwarded_for.split(",")):
-        hop = hop.strip()
+        hop = without_port(hop.strip())
         if not hop:
             continue
         if not is_trusted(hop, trusted):

@@ -56,7 +56,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from api import auth
-from api.clientip import Network, address_key, client_ip
+from api.clientip import NETWORK_FACTOR, Network, client_ip, client_keys, count_in, count_out
 from api.encode import iso
 from api.feed_guard import HANDSHAKE_SLACK, Inbound, SocketCaps, capped, quiet_logger
 from api.metrics import Metrics
@@ -389,12 +389,12 @@ class Hub:
     # ---------------------------------------------------------------- connections
 
     def _peer(self, ws: ServerConnection, request: Request | None) -> str:
-        """The client's address key (api.clientip.address_key: an IPv6 host counts per /64)."""
+        """The client's address (api.clientip: an IPv6 host counts per /64, and its /48 in all)."""
         remote = ws.remote_address
         peer = str(remote[0]) if remote else None
         # Several X-Forwarded-For headers are one list (RFC 9110 5.3); .get() would raise on them.
         hops = request.headers.get_all("X-Forwarded-For") if request is not None else []
-        return address_key(client_ip(peer, ", ".join(hops) if hops else None, self.trusted))
+        return client_ip(peer, ", ".join(hops) if hops else None, self.trusted)
 
     def share(self, others: Sequence[Hub]) -> None:
         """Serves `others` (other chains) from this hub's server: ws://…/?chainId=N picks one; the
@@ -421,8 +421,12 @@ class Hub:
             return ws.respond(HTTPStatus.BAD_REQUEST, f"chainId must be one of {served}\n")
         if len(request.headers.get_all("Authorization")) > 1:
             return ws.respond(HTTPStatus.BAD_REQUEST, "send at most one Authorization header\n")
-        ip = self._peer(ws, request)
-        if self.per_ip.get(ip, 0) >= self.max_per_ip:
+        key, net = client_keys(self._peer(ws, request))
+        # an IPv6 /48 gets NETWORK_FACTOR x the cap in all, behind a trusted proxy too (review s21 hx: 24 /64s
+        # of one /48 held 24 connections with a cap of 1, where the socket cap skips the proxy's address)
+        if self.per_ip.get(key, 0) >= self.max_per_ip or (
+            net is not None and self.per_ip.get(net, 0) >= self.max_per_ip * NETWORK_FACTOR
+        ):
             self.metrics.feed_refused.labels("per_ip").inc()
             response = ws.respond(
                 HTTPStatus.TOO_MANY_REQUESTS, f"at most {self.max_per_ip} feed connections per client address\n"
@@ -444,7 +448,7 @@ class Hub:
             if principal is not None:
                 c.address = c.signed_as = principal.address
                 c.auth_until = principal.expires_at
-        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        counted = count_in(self.per_ip, ip, 2**62)  # checked at the handshake: counted whatever
         self.clients.add(c)
         self.metrics.feed_connections.set(len(self.clients))
         writer = asyncio.get_running_loop().create_task(self._writer(c))
@@ -469,11 +473,7 @@ class Hub:
         finally:
             c.closed = True
             self._forget(c)
-            left = self.per_ip.get(ip, 1) - 1
-            if left > 0:
-                self.per_ip[ip] = left
-            else:
-                self.per_ip.pop(ip, None)
+            count_out(self.per_ip, counted or ())
             self.metrics.feed_connections.set(len(self.clients))
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -586,15 +586,22 @@ class Hub:
         return None
 
     def _may_resume(self, ip: str) -> bool:
+        """The client's resume budget, and its IPv6 /48's (NETWORK_FACTOR x, review s21 hx): both must allow."""
         now = time.monotonic()
         if len(self.resumes) > RESUME_KEYS_MAX:  # bounded: forget the addresses whose budget is full again
-            rate = self.resumes_per_min / 60
-            for k in [k for k, b in self.resumes.items() if b.tokens + (now - b.updated) * rate >= b.burst]:
+            for k in [k for k, b in self.resumes.items() if b.tokens + (now - b.updated) * b.rate >= b.burst]:
                 del self.resumes[k]
-        bucket = self.resumes.get(ip)
-        if bucket is None:
-            bucket = self.resumes[ip] = Bucket(self.resumes_per_min / 60, self.resume_burst, now)
-        return bucket.take(now) >= 0
+        key, net = client_keys(ip)
+        allowed = True
+        for k, factor in ((key, 1), (net, NETWORK_FACTOR)):
+            if k is None:
+                continue
+            bucket = self.resumes.get(k)
+            if bucket is None:
+                rate, burst = factor * self.resumes_per_min / 60, factor * self.resume_burst
+                bucket = self.resumes[k] = Bucket(rate, burst, now)
+            allowed = bucket.take(now) >= 0 and allowed
+        return allowed
 
     def _leave(self, c: Client, rooms: list[str]) -> None:
         for r in rooms:

@@ -749,7 +749,12 @@ class _Fold:
         p.trade_count += 1
         p.updated_block = b
         if e.block_number >= self.ctx.outbox_from:
-            self.emit_row(e, "market:trade", ("global:all", f"market:{e.market_id}", "user:0x" + e.trader.hex()))
+            # the market's creator too: the trade moves its market volume and pending dividends (its creator
+            # page was left cached stale for cache_ttl_s after the trade was announced, review s21 hy)
+            rooms = ("global:all", f"market:{e.market_id}", "user:0x" + e.trader.hex())
+            if m is not None:
+                rooms = (*rooms, "creator:0x" + m.creator.hex())
+            self.emit_row(e, "market:trade", rooms)
 
     def market_resolved(self, e: MarketResolved) -> None:
         b = e.block_number
