@@ -506,10 +506,15 @@ async def _chain_parts(
 
     async def invalidate(rows: Any, safe: int | None, fin: int | None) -> None:
         await cache.invalidate([(r["event"], r["rooms"]) for r in rows])
+        if rows:
+            seq = max(r["seq"] for r in rows)
+            cache.processed(seq)
+            await pump.tell_invalidated(seq)  # the other workers hold their L1 until their pumps get here
 
     pump.sinks += [invalidate, hub.publish]
     pump.invalidators.append(cache.invalidate)
     pump.broadcast_sinks.append(hub.broadcast)
+    pump.announced_sinks.append(cache.announced)
     return ChainParts(cache, pump, hub)
 
 

@@ -156,6 +156,8 @@ class Cache:
         self.l1_max_bytes = l1_max_bytes  # the bodies held: 2,048 list pages of ~100 KB were 200 MB (review s15)
         self.l1_bytes = 0
         self.l1_ttl_s = l1_ttl_s
+        self.seen_seq = 0  # the outbox seq this worker's invalidation has reached (processed)
+        self.hold_seq = 0  # a seq committed or invalidated elsewhere: no L1 until seen_seq reaches it (announced)
         self.inflight: dict[tuple[str, str], Lead] = {}
         # The generation at which each key, or everything, was last invalidated (stale()).
         self.key_generation: dict[str, int] = {}
@@ -257,7 +259,22 @@ class Cache:
     def _ok(self) -> None:
         self.health.succeeded()
 
+    def announced(self, seq: int) -> None:
+        """Outbox rows up to `seq` are committed (the indexer said so) or invalidated by another worker, and
+        this worker's pump has not invalidated them yet: this process's level is dropped and not used again
+        until it has. A client that hears of a change from another worker's feed and asks this one got this
+        one's old answer for up to l1_ttl_s (review s21 hy)."""
+        if seq > self.seen_seq and seq > self.hold_seq:
+            self.hold_seq = seq
+            self.clear_local()
+
+    def processed(self, seq: int) -> None:
+        """This worker's invalidation has reached outbox seq `seq`."""
+        self.seen_seq = max(self.seen_seq, seq)
+
     def _l1_get(self, key: str, field: str) -> bytes | None:
+        if self.hold_seq > self.seen_seq:
+            return None
         entry = self.l1.get((key, field))
         if entry is None:
             return None
@@ -277,7 +294,7 @@ class Cache:
         generation: int = 0,
     ) -> None:
         self._l1_del((key, field))  # an older body for the key goes, whether or not this one is kept
-        if self.l1_max <= 0 or len(value) > self.l1_max_bytes // 16:  # a huge body would evict a crowd
+        if self.l1_max <= 0 or len(value) > self.l1_max_bytes // 16 or self.hold_seq > self.seen_seq:
             return
         life = self.l1_ttl_s if ttl_s is None else min(self.l1_ttl_s, ttl_s)
         self.l1[(key, field)] = (time.monotonic() + life, value, deps, generation)

@@ -148,12 +148,27 @@ class Pump:
         self.invalidators: list[Invalidator] = []
         self.checkpoint: int | None = None
         self.broadcast_sinks: list[BroadcastSink] = []
+        # told a seq was committed (the indexer) or invalidated by another worker, before this pump has it
+        self.announced_sinks: list[Callable[[int], None]] = []
         self._wake = asyncio.Event()
         self.listening = False
 
     @property
     def broadcast_channel(self) -> str:
         return f"{self.namespace}feed:broadcast"
+
+    @property
+    def invalidated_channel(self) -> str:
+        """Where each worker says which seq its cache invalidation has reached (api/app.py)."""
+        return f"{self.namespace}invalidated"
+
+    def _announced(self, data: Any) -> None:
+        try:
+            seq = int(data)
+        except (TypeError, ValueError):
+            return
+        for sink in self.announced_sinks:  # each compares with what it has processed itself
+            sink(seq)
 
     async def start(self) -> None:
         async with pooled(self.pool, ACQUIRE_S) as conn:
@@ -275,7 +290,7 @@ class Pump:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.psubscribe(f"gl:outbox:{self.chain_id}")
-                await pubsub.subscribe(self.broadcast_channel)
+                await pubsub.subscribe(self.broadcast_channel, self.invalidated_channel)
                 while not stop.is_set():
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if msg is None:
@@ -285,7 +300,10 @@ class Pump:
                         data = msg["data"] if isinstance(msg["data"], bytes) else str(msg["data"]).encode()
                         for bsink in self.broadcast_sinks:
                             bsink(data)
+                    elif channel == self.invalidated_channel:
+                        self._announced(msg["data"])
                     else:
+                        self._announced(msg["data"])  # the indexer's max seq: committed, not read here yet
                         self._wake.set()
             except Exception as exc:  # any (as _listen_pg): the pump must outlive each of its listeners' faults
                 log.warning("outbox_redis_failed", error=f"{type(exc).__name__}: {exc}"[:200])
@@ -295,6 +313,16 @@ class Pump:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def tell_invalidated(self, seq: int) -> None:
+        """Best effort, bounded: the other workers' L1 waits for their own pumps (Cache.announced)."""
+        if self.redis is None:
+            return
+        try:
+            async with asyncio.timeout(1.0):
+                await self.redis.publish(self.invalidated_channel, str(seq))
+        except Exception as exc:
+            log.debug("outbox_tell_invalidated_failed", error=f"{type(exc).__name__}: {exc}"[:200])
 
     async def publish_broadcast(self, data: bytes) -> bool:
         """Sends an admin broadcast to every instance (Redis); False means only this one got it."""
