@@ -13,7 +13,10 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 ///         them that accrued before today, UTC), and a pull of them, paid to this contract only.
 interface ICreatorFeeSource {
     function creatorFeesAccrued(address creator) external view returns (uint256);
-    function creatorFeesByDay(address creator) external view returns (uint256 accrued, uint256 beforeToday);
+    function creatorFeesByDay(address creator)
+        external
+        view
+        returns (uint256 accrued, uint256 atDayStart, uint256 day);
     function collectCreatorFees(address creator, uint256 amount) external returns (uint256);
 }
 
@@ -84,6 +87,14 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         uint24 pendingLater; // pending shares that earn from 00:00 two days after `lastFold`'s
         uint96 pool; // arrived and not yet credited: vests linearly from `lastFold` until the end of its day
         uint88 creatorFees; // creator's own trading fees, claimable by the creator
+    }
+
+    /// @dev The market fees waiting in OpinionMarket at a fold, by when they arrived (_marketBacklog); memory only.
+    struct Backlog {
+        uint256 earlier; // join the pool as of the last fold
+        uint256 ofDay; // of `day`, after the last fold's day and before today: credited at once to that day's shares
+        uint256 day;
+        uint256 today; // join after the vest and the maturities
     }
 
     /// @dev Slot 1 of a creator, read by every trade, written when something is folded.
@@ -484,9 +495,9 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         lastFold = a.lastFold;
         streamEnd = (lastFold / EPOCH + 1) * EPOCH;
         if (c.supply == 0) return (pool, lastFold, streamEnd, 0, 0, 0);
-        uint256 earlier; // today's market fees join after the vest
-        if (address(marketFeeSource) != address(0)) (, earlier) = _marketBacklog(creator, a.marketFolded);
-        vested = _vested(pool + earlier, lastFold, streamEnd);
+        Backlog memory b; // today's market fees join after the vest; a day's since the last fold, at once
+        if (address(marketFeeSource) != address(0)) (, b) = _marketBacklog(creator, a.marketFolded, lastFold / EPOCH);
+        vested = _vested(pool + b.earlier, lastFold, streamEnd) + b.ofDay;
         earningSupply = uint256(c.supply) - c.pendingNext - c.pendingLater;
         uint256 d = block.timestamp / EPOCH;
         uint256 d0 = lastFold / EPOCH;
@@ -543,21 +554,15 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         returns (uint256 amount, uint256 arrived, uint256 matured)
     {
         uint256 last = a.lastFold;
-        uint256 today; // market fees that arrived today: they join after the vest and the maturities
+        uint256 d0 = last / EPOCH;
+        Backlog memory b;
         if (address(marketFeeSource) != address(0)) {
-            uint256 before;
-            (arrived, before) = _marketBacklog(creator, a.marketFolded);
+            (arrived, b) = _marketBacklog(creator, a.marketFolded, d0);
             if (arrived > 0) {
-                // Fees of earlier UTC days join as of the last fold's day: joined when they arrived, they had
-                // vested by their day's end, before any lot maturing since earns. Today's vest from now on: joined
-                // as of the last fold too, the part "vested" before they existed went at once to whoever sold
-                // right after them (review s21 hc: 2,421.88 of a 5,000 USDC fee, a second after it).
-                today = arrived - before;
                 a.marketFolded = (a.marketFolded + arrived).toUint112();
-                c.pool = (c.pool + before).toUint96();
+                c.pool = (c.pool + b.earlier).toUint96();
             }
         }
-        uint256 d0 = last / EPOCH;
         uint256 earning = uint256(c.supply) - c.pendingNext - c.pendingLater;
         uint256 delta = (_vested(c.pool, last, (d0 + 1) * EPOCH) * ACC_STORED) / earning;
         // Rounds up: credits are floor(shares * accumulated delta / 1e12) over any number of folds, which can
@@ -571,26 +576,74 @@ contract CreatorShares is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         uint256 d = block.timestamp / EPOCH;
         if (d > d0) {
             // passed 00:00 of day d0 + 1, and of d0 + 2 when d >= d0 + 2: nothing vested across either (the pool
-            // ended at the first), so both boundaries have the accumulator of now
-            matured = d == d0 + 1 ? c.pendingNext : uint256(c.pendingNext) + c.pendingLater;
-            if (matured > 0) {
-                // one lane per fold: the first boundary with lots; a later one reads it through _accAt's fallback
-                uint256 day = c.pendingNext > 0 ? d0 + 1 : d0 + 2;
-                maturedAcc[creator][day >> 1] |= uint256(a.acc) << ((day & 1) << 7); // each boundary passes once
-                emit PendingMatured(creator, matured, d0 + 1, Math.min(d, d0 + 2), _shown(a.acc));
+            // ended at the first), so both boundaries have the accumulator of now, unless market fees of day
+            // d0 + 1 go to the shares earning that day between them
+            uint256 next = c.pendingNext;
+            uint256 later = d == d0 + 1 ? 0 : c.pendingLater;
+            matured = next + later;
+            if (b.ofDay > 0 && b.day == d0 + 1 && later > 0) {
+                _mature(creator, a, next, d0 + 1, d0 + 1, d0 + 1);
+                amount += _creditFees(c, a, b.ofDay, earning + next);
+                b.ofDay = 0;
+                _mature(creator, a, later, d0 + 2, d0 + 2, d0 + 2);
+            } else {
+                // one lane: the first boundary with lots; a later one reads it through _accAt's fallback
+                _mature(creator, a, matured, next > 0 ? d0 + 1 : d0 + 2, d0 + 1, Math.min(d, d0 + 2));
             }
+            earning += matured;
             (c.pendingNext, c.pendingLater) = d == d0 + 1 ? (c.pendingLater, uint24(0)) : (uint24(0), uint24(0));
         }
-        if (today > 0) c.pool = (c.pool + today).toUint96();
+        if (b.ofDay > 0) amount += _creditFees(c, a, b.ofDay, earning);
+        if (b.today > 0) c.pool = (c.pool + b.today).toUint96();
         a.lastFold = uint32(block.timestamp); // < 2**32 until 2106, as every timestamp this contract keeps
     }
 
-    /// @dev Market fees waiting in OpinionMarket beyond `folded` (those already joined): all of them, and the part
-    ///      that arrived before 00:00 UTC today.
-    function _marketBacklog(address creator, uint256 folded) private view returns (uint256 all, uint256 earlier) {
-        (uint256 accrued, uint256 beforeToday) = marketFeeSource.creatorFeesByDay(creator);
+    /// @dev Lots of `shares` start earning at the accumulator of now, written in the lane of `laneDay` (each
+    ///      boundary passes once).
+    function _mature(address creator, Accrual memory a, uint256 shares, uint256 laneDay, uint256 fromDay, uint256 toDay)
+        private
+    {
+        if (shares == 0) return;
+        maturedAcc[creator][laneDay >> 1] |= uint256(a.acc) << ((laneDay & 1) << 7);
+        emit PendingMatured(creator, shares, fromDay, toDay, _shown(a.acc));
+    }
+
+    /// @dev Credits `fees` at once over `earning` shares (the market fees of a day that ended with no fold after
+    ///      its 00:00: they had vested by its end); the rounding dust joins the pool. Returns the amount reserved.
+    function _creditFees(Creator memory c, Accrual memory a, uint256 fees, uint256 earning)
+        private
+        pure
+        returns (uint256 credited)
+    {
+        uint256 delta = (fees * ACC_STORED) / earning;
+        credited = Math.ceilDiv(delta * earning, ACC_STORED); // <= fees
+        a.acc = (a.acc + delta).toUint96();
+        c.pool = (c.pool + (fees - credited)).toUint96();
+    }
+
+    /// @dev The market fees waiting in OpinionMarket beyond `folded` (those already joined): all of them, split by
+    ///      when they arrived, from OpinionMarket's start of the day of the creator's last market fee (review s21
+    ///      hc, hf). Fees of the last fold's day, or of days before that last fee's day, join as of the last fold:
+    ///      joined when they arrived they had vested by their day's end (a lump of several days goes to the
+    ///      earliest's earners: nobody earns a fee from before its shares earn). The last fee's day, when it is
+    ///      after the last fold's and before today, is credited at once to the shares earning that day. Today's
+    ///      join after the vest and the maturities and vest from now (joined as of the last fold, the part
+    ///      "vested" before they existed went to whoever sold right after them: 2,421.88 of a 5,000 USDC fee).
+    function _marketBacklog(address creator, uint256 folded, uint256 d0)
+        private
+        view
+        returns (uint256 all, Backlog memory b)
+    {
+        (uint256 accrued, uint256 atDayStart, uint256 day) = marketFeeSource.creatorFeesByDay(creator);
         all = accrued - folded;
-        earlier = beforeToday > folded ? beforeToday - folded : 0;
+        uint256 before = atDayStart > folded ? atDayStart - folded : 0; // arrived before `day`'s 00:00
+        if (day >= block.timestamp / EPOCH) {
+            (b.earlier, b.today) = (before, all - before);
+        } else if (day <= d0) {
+            b.earlier = all; // all of them on the last fold's day, after it
+        } else {
+            (b.earlier, b.ofDay, b.day) = (before, all - before, day);
+        }
     }
 
     /// @dev The part of `pool` that vested between `last` and now, linearly until `end`.

@@ -471,12 +471,11 @@ contract OpinionMarket is AccessControlDefaultAdminRules, ExpiringPause, Reentra
         return creatorFees[creator].accrued;
     }
 
-    /// @notice `creatorFeesAccrued`, and the part of it that accrued before 00:00 UTC today: CreatorShares joins
-    ///         the fees of earlier days to its pool as of its last fold and today's from its fold on.
-    function creatorFeesByDay(address creator) external view returns (uint256 accrued, uint256 beforeToday) {
+    /// @notice `creatorFeesAccrued`, the part of it that had accrued before the first fee of `day`, and `day`: the
+    ///         UTC day of the creator's last market fee. CreatorShares splits what waits by when it arrived.
+    function creatorFeesByDay(address creator) external view returns (uint256 accrued, uint256 atDayStart, uint256 day) {
         CreatorFees memory f = creatorFees[creator];
-        accrued = f.accrued;
-        beforeToday = f.day == block.timestamp / 1 days ? f.atDayStart : f.accrued;
+        return (f.accrued, f.atDayStart, f.day);
     }
 
     /// @notice Moves `amount` of `creator`'s accrued market fees to the CreatorShares contract fixed at

@@ -488,9 +488,10 @@ class System:
         (amount credited, fees joined, shares matured)."""
         last = self.last_fold[creator]
         d0 = last // EPOCH
-        arrived, earlier = self.market_backlog(creator, now)
+        arrived, earlier, of_day, fee_day, today = self.market_backlog(creator, now)
         if arrived:
-            # fees of earlier UTC days join as of the last fold's day; today's after the vest and the maturities
+            # fees of the last fold's day (or a lump of days before the last fee's) join as of the last fold; the
+            # last fee's day, between the last fold's and today, at once to its earners; today's after it all
             self.market_folded[creator] += arrived
             self._join_market_fees(creator, earlier)
         # A fold rounds whenever something vests, credited or not: a vested amount that rounds to no credit
@@ -510,23 +511,74 @@ class System:
         matured = 0
         d = now // EPOCH
         if d > d0:
-            nxt, later = self.pending_next[creator], self.pending_later[creator]
-            matured = nxt if d == d0 + 1 else nxt + later
-            if matured:
-                day = d0 + 1 if nxt else d0 + 2
-                assert (creator, day) not in self.matured_acc, "a lane written twice"
-                self.matured_acc[(creator, day)] = self.acc[creator]
-            self.pending_next[creator], self.pending_later[creator] = (later, 0) if d == d0 + 1 else (0, 0)
-        self._join_market_fees(creator, arrived - earlier)
+            nxt, pending_later = self.pending_next[creator], self.pending_later[creator]
+            later = 0 if d == d0 + 1 else pending_later
+            matured = nxt + later
+            if of_day and fee_day == d0 + 1 and later:  # day d0 + 1's fees: between its lots and the next's
+                if nxt:
+                    self._lane(creator, d0 + 1)
+                amount += self._credit_fees(creator, of_day, earning + nxt, fee_day)
+                of_day = 0
+                self._lane(creator, d0 + 2)
+            elif matured:
+                self._lane(creator, d0 + 1 if nxt else d0 + 2)
+            earning += matured
+            self.pending_next[creator], self.pending_later[creator] = (pending_later, 0) if d == d0 + 1 else (0, 0)
+        if of_day:
+            amount += self._credit_fees(creator, of_day, earning, fee_day)
+        self._join_market_fees(creator, today)
         self.last_fold[creator] = now
         return amount, arrived, matured
 
-    def market_backlog(self, creator: str, now: int) -> tuple[int, int]:
-        """CreatorShares._marketBacklog: market fees waiting in OpinionMarket, and those of them that arrived before
-        00:00 UTC of `now`'s day (OpinionMarket.creatorFeesByDay)."""
+    def _lane(self, creator: str, day: int) -> None:
+        assert (creator, day) not in self.matured_acc, "a lane written twice"
+        self.matured_acc[(creator, day)] = self.acc[creator]
+
+    def _credit_fees(self, creator: str, fees: int, earning: int, day: int) -> int:
+        """CreatorShares._creditFees: market fees of `day` (ended, no fold after its 00:00) credited at once over
+        the shares earning that day; the dust joins the pool. In the time-fair ledger: to each holder earning at
+        that day's 00:00, pro rata (they arrived that day, after it)."""
+        delta = fees * ACC_STORED // earning
+        credited = m.ceil_div(delta * earning, ACC_STORED)
+        self.acc[creator] += delta
+        assert self.acc[creator] <= U96, "accumulator beyond uint96"
+        self.pool[creator] += fees - credited
+        self.distributed[creator] += credited
+        self.folds[creator] += 1  # one more rounding
+        shares: dict[str, tuple[int, int]] = {}
+        for (c, holder), h in self.holdings.items():
+            if c == creator and h.shares:
+                n, since = self._earning_at(creator, holder, day * EPOCH)
+                if n:
+                    shares[holder] = (n, since)
+        total = sum(n for n, _ in shares.values())
+        assert total == earning, f"{total} shares earn on day {day}, the contract credits {earning}"
+        left, queue = fees, self.fee_arrivals[creator]
+        while left:
+            at, part = queue[0]
+            took = min(left, part)
+            for holder, (n, since) in shares.items():
+                assert at >= since, f"a fee that arrived at {at} reaches {holder}, whose shares earn from {since}"
+                self.ideal[(creator, holder)] += Fraction(took) * n / total
+            left -= took
+            if took == part:
+                queue.pop(0)
+            else:
+                queue[0][1] -= took
+        return credited
+
+    def market_backlog(self, creator: str, now: int) -> tuple[int, int, int, int, int]:
+        """CreatorShares._marketBacklog: the market fees waiting in OpinionMarket (all, earlier, of the day, that
+        day, today), split at the start of the day of the creator's last fee (OpinionMarket.creatorFeesByDay)."""
         accrued, folded = self.creator_fees_accrued[creator], self.market_folded[creator]
-        before = self.fees_at_day_start[creator] if self.fee_day[creator] == now // EPOCH else accrued
-        return accrued - folded, max(0, before - folded)
+        waiting = accrued - folded
+        before = max(0, self.fees_at_day_start[creator] - folded)
+        day = self.fee_day[creator]
+        if day >= now // EPOCH:
+            return waiting, before, 0, 0, waiting - before
+        if day <= self.last_fold[creator] // EPOCH:
+            return waiting, waiting, 0, 0, 0
+        return waiting, before, waiting - before, day, 0
 
     def _join_market_fees(self, creator: str, amount: int) -> None:
         """`amount` of the market fees waiting, oldest first, joins the pool (and the time-fair ledger)."""
@@ -659,10 +711,10 @@ class System:
         supply = self.supply[creator]  # anyone may fold (review s19 h5)
         if supply == 0:
             raise Revert("CreatorShares", "NothingToDistribute")
-        arriving, earlier = self.market_backlog(creator, now)
+        arriving, earlier, of_day, _, _ = self.market_backlog(creator, now)
         last = self.last_fold[creator]
         earning = supply - self.pending_next[creator] - self.pending_later[creator]
-        vested = m.vested(self.pool[creator] + earlier, last, now)
+        vested = m.vested(self.pool[creator] + earlier, last, now) + of_day
         d, d0 = now // EPOCH, last // EPOCH
         maturing = 0 if d == d0 else self.pending_next[creator] + (self.pending_later[creator] if d > d0 + 1 else 0)
         if vested * ACC_STORED // earning == 0 and arriving == 0 and maturing == 0:
@@ -726,7 +778,8 @@ class System:
         end = m.day_end(last)
         if self.supply[creator] == 0:
             return [pool, last, end, 0, 0, 0]
-        vested = m.vested(pool + self.market_backlog(creator, now)[1], last, now)
+        _, earlier, of_day, _, _ = self.market_backlog(creator, now)
+        vested = m.vested(pool + earlier, last, now) + of_day
         nxt, later = self.pending_next[creator], self.pending_later[creator]
         d, d0 = now // EPOCH, last // EPOCH
         maturing = 0 if d == d0 else nxt if d == d0 + 1 else nxt + later

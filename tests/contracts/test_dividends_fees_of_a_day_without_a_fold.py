@@ -1,5 +1,8 @@
-"""Review hf (of 46ff3f1): market fees "of earlier UTC days" join the pool as of the *last fold's* day, so after
-a day without a fold they are credited to the earning supply of the last fold's day, not to the shares that
+"""Market fees of a day that ended with no fold after its 00:00 go to the shares that earned that day: a lot that
+matured at that 00:00 included, a lot maturing at the next one not (review s21 hf).
+
+What the review found: market fees "of earlier UTC days" joined the pool as of the *last fold's* day, so after
+a day without a fold they were credited to the earning supply of the last fold's day, not to the shares that
 were earning when they arrived.
 
 The fix's stated rule (CreatorShares._fold comment, docs/contracts.md): "Fees of earlier UTC days join as of
@@ -36,11 +39,6 @@ pytestmark = pytest.mark.anvil
 FEE_TRADE = 500_000 * USDC  # 2 % fee = 10,000 USDC, 5,000 of it to the creator's dividend pool
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit (docs/contracts.md, 'Market fees of a day without a fold'): OpinionMarket keeps one day's"
-    " start per creator, so fees of a day with no fold after its 00:00 go to the earners before that 00:00",
-)
 def test_fee_arriving_after_a_lot_matured_reaches_that_lot_when_folded_next_day(env: Env) -> None:
     creator, a, b, trader = env.traders[:4]
     env.buy_shares(creator, creator, 1)
@@ -72,3 +70,32 @@ def test_fee_arriving_after_a_lot_matured_reaches_that_lot_when_folded_next_day(
         f"B, earning since 00:00 of day 4, got {b_got / USDC:,.6f} USDC of a {fee / USDC:,.0f} USDC fee that arrived"
         f" at 12:00 of day 4 (owed {owed / USDC:,.6f}); A got {a_got / USDC:,.6f}"
     )
+
+
+def test_fees_of_a_day_between_two_maturities_reach_the_first_lot_only(env: Env) -> None:
+    """Lots maturing at two 00:00s, a fee on the day between them, and the first fold after both: the first lot
+    earns its part of the fee, the second none of it, and each lot is reported with its own accumulator (two
+    PendingMatured events, two snapshot lanes)."""
+    creator, h1, h2, trader = env.traders[:4]
+    env.buy_shares(creator, creator, 1)
+    market, _ = env.create_market(creator, 1_000 * USDC, 20 * DAY)
+    x = env.next_day() // DAY
+    env.next_block_at(x * DAY + 10 * 3_600)
+    env.buy_shares(h1, creator, 2)  # earns from x + 2
+    env.next_block_at((x + 1) * DAY + 10 * 3_600)
+    env.buy_shares(h2, creator, 3)  # earns from x + 3; the last fold (day x + 1)
+    accrued = env.om.functions.creatorFeesAccrued(creator).call()
+    env.next_block_at((x + 2) * DAY + 12 * 3_600)
+    env.buy(trader, market, 1, FEE_TRADE)  # day x + 2: h1's lot earns, h2's does not
+    fee = env.om.functions.creatorFeesAccrued(creator).call() - accrued
+    before = {w: env.cs.functions.claimableDividends(creator, w).call() for w in (h1, h2)}
+    env.next_block_at((x + 3) * DAY + 30)  # the first fold after both 00:00s
+    receipt = env.send(env.cs.functions.distributeDividends(creator), env.keeper)
+    events = env.events(receipt, env.cs, "PendingMatured")
+    assert [(e["shares"], e["fromDay"], e["toDay"]) for e in events] == [(2, x + 2, x + 2), (3, x + 3, x + 3)]
+    assert events[0]["accPerShare"] < events[1]["accPerShare"]
+    got = {w: env.cs.functions.claimableDividends(creator, w).call() - before[w] for w in (h1, h2)}
+    assert fee * 2 // 3 - 1 <= got[h1] <= fee * 2 // 3 + 1  # 2 of the 3 shares earning on day x + 2
+    assert got[h2] == 0
+    paid, _ = env.send_returning(env.cs.functions.claimDividends(creator), h1)
+    assert paid == before[h1] + got[h1]

@@ -394,3 +394,40 @@ def test_warm_up_lots_reconcile_through_midnights_sells_and_claims(node: Node, d
     check()
     matured = fetch(db_dsn, "SELECT sum(shares) AS n FROM idx.ev_pending_matured")[0]["n"]
     assert int(matured) == 2 + 2 + 2
+
+
+def test_fees_of_a_day_between_two_maturities_reconcile(node: Node, db_dsn: str, tmp_path: Path) -> None:
+    """Lots maturing at two 00:00s, a market fee on the day between them and no fold until after both
+    (CreatorShares credits that day's fees between the two lots: two PendingMatured, two accumulators): the
+    index (lots, pending supply, the SQL claimable) equals the contract's views to the unit."""
+    w3, dep = node.w3, node.deployment
+    cs = w3.eth.contract(address=dep["contracts"]["CreatorShares"], abi=load_abi("CreatorShares"))
+    usdc = w3.eth.contract(address=dep["contracts"]["USDC"], abi=load_abi("MockUSDC"))
+    om = w3.eth.contract(address=dep["contracts"]["OpinionMarket"], abi=load_abi("OpinionMarket"))
+    creator, a, b, trader = (w3.eth.accounts[i] for i in (2, 3, 4, 5))
+    settings = make_settings(node.url, dep, db_dsn, tmp_path, initial_span=3, max_span=5)
+
+    def send(fn: Any, sender: str) -> None:
+        receipt = w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender, "gas": 3_000_000}))
+        assert receipt["status"] == 1
+
+    for w in (creator, a, b, trader):
+        send(usdc.functions.mint(w, 10_000_000 * 10**6), w)
+        send(usdc.functions.approve(cs.address, 2**256 - 1), w)
+        send(usdc.functions.approve(om.address, 2**256 - 1), w)
+    day = w3.eth.get_block("latest")["timestamp"] // 86_400 + 1
+    node.anvil.call("evm_setNextBlockTimestamp", day * 86_400 + 3_600)
+    send(cs.functions.buyShares(creator, 1, 2**256 - 1, FAR), creator)
+    send(om.functions.createMarket("q", "c", (day + 20) * 86_400, 1_000 * 10**6), creator)
+    send(cs.functions.buyShares(creator, 2, 2**256 - 1, FAR), a)  # earns from day + 2
+    node.anvil.call("evm_setNextBlockTimestamp", (day + 1) * 86_400 + 3_600)
+    send(cs.functions.buyShares(creator, 3, 2**256 - 1, FAR), b)  # earns from day + 3
+    node.anvil.call("evm_setNextBlockTimestamp", (day + 2) * 86_400 + 12 * 3_600)
+    send(om.functions.buy(1, 1, 100_000 * 10**6, 0, FAR), trader)  # a's lot earns this day, b's not
+    node.anvil.call("evm_setNextBlockTimestamp", (day + 3) * 86_400 + 60)
+    send(cs.functions.distributeDividends(creator), w3.eth.accounts[1])
+    assert index_to_head(settings) == 0
+    reconcile(w3, dep, db_dsn)
+    accs = fetch(db_dsn, "SELECT shares, acc_per_share FROM idx.ev_pending_matured ORDER BY log_index")
+    assert [int(r["shares"]) for r in accs] == [2, 3]
+    assert accs[0]["acc_per_share"] < accs[1]["acc_per_share"]
