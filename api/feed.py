@@ -139,6 +139,10 @@ class Bucket:
         self.tokens = float(burst)
         self.updated = now
 
+    def has(self, now: float) -> bool:
+        """Whether a token is there now (nothing taken)."""
+        return min(float(self.burst), self.tokens + (now - self.updated) * self.rate) >= 1
+
     def take(self, now: float) -> float:
         """Takes one token; returns the balance (negative = over the limit by that much)."""
         self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
@@ -429,7 +433,9 @@ class Hub:
         ):
             self.metrics.feed_refused.labels("per_ip").inc()
             response = ws.respond(
-                HTTPStatus.TOO_MANY_REQUESTS, f"at most {self.max_per_ip} feed connections per client address\n"
+                HTTPStatus.TOO_MANY_REQUESTS,
+                f"at most {self.max_per_ip} feed connections per client address"
+                f" ({self.max_per_ip * NETWORK_FACTOR} per IPv6 /48)\n",
             )
             response.headers["Retry-After"] = "10"
             return response
@@ -592,7 +598,7 @@ class Hub:
             for k in [k for k, b in self.resumes.items() if b.tokens + (now - b.updated) * b.rate >= b.burst]:
                 del self.resumes[k]
         key, net = client_keys(ip)
-        allowed = True
+        buckets = []
         for k, factor in ((key, 1), (net, NETWORK_FACTOR)):
             if k is None:
                 continue
@@ -600,8 +606,14 @@ class Hub:
             if bucket is None:
                 rate, burst = factor * self.resumes_per_min / 60, factor * self.resume_burst
                 bucket = self.resumes[k] = Bucket(rate, burst, now)
-            allowed = bucket.take(now) >= 0 and allowed
-        return allowed
+            buckets.append(bucket)
+        # taken from both only when both have one: a /64's refused tries must not spend its /48's budget,
+        # nor a client retrying faster than the budget keep its own ever below zero (review s21 hu)
+        if not all(b.has(now) for b in buckets):
+            return False
+        for b in buckets:
+            b.take(now)
+        return True
 
     def _leave(self, c: Client, rooms: list[str]) -> None:
         for r in rooms:

@@ -210,9 +210,11 @@ def _secret(path: str, env: Mapping[str, str], env_name: str, key: str) -> str:
         return env[env_name]
     if path:
         try:
-            return Path(path).read_text().strip()
+            return Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{key}: {path} is not UTF-8 text: write the secret as UTF-8") from None
     return ""
 
 

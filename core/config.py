@@ -50,6 +50,8 @@ def load_config(
         raise ConfigError(f"config file {path} cannot be read ({exc.strerror}): pass --config FILE") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:  # a UTF-16 file, as some editors save it (review s21 hu)
+        raise ConfigError(f"config file {path} is not UTF-8 text: save it as UTF-8") from None
     known = ", ".join(f"[{s}]" for s in sections)
     unknown = [name for name in raw if name not in sections]
     if unknown:

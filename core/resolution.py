@@ -99,6 +99,15 @@ def parse_market_id(value: Any, field: str = "market_id") -> int:
     return value
 
 
+def parse_queue_id(value: Any, field: str = "QUEUE_ID") -> int:
+    """A resolution queue entry's id: the `#N` that `python -m keeper queue` shows, from 1 up."""
+    if isinstance(value, str) and (number := whole_number(value, negative=True)) is not None:
+        value = number
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MARKET_ID:
+        raise RequestError(field, f"must be a queue entry's id (the #N of `python -m keeper queue`), got {value!r}")
+    return value
+
+
 def parse_outcome(value: Any, field: str = "outcome") -> int:
     if not isinstance(value, str) or value.strip().lower() not in OUTCOMES:
         raise RequestError(field, f"must be one of yes, no, invalid; got {value!r}")

@@ -245,8 +245,10 @@ def classify(code: int | None, message: str) -> RpcError:
                 break
     if any(s in low for s in _TOO_LARGE):
         return RangeTooLarge(message, code, None)
-    if code == -32601 or "method not found" in low or (
-        _NO_METHOD.search(low) and "method" in low and not _FOR_NOW.search(low)
+    if (
+        code == -32601
+        or "method not found" in low
+        or (_NO_METHOD.search(low) and "method" in low and not _FOR_NOW.search(low))
     ):
         # the method itself is missing on this node ("the method eth_getBlockReceipts does not exist/is
         # not available"); "block 0x… does not exist" from a node that is behind is not (review s21 hp)

@@ -129,7 +129,7 @@ async def cmd_resolve(settings: Settings, market_id: Any, outcome: Any, reason: 
 
 async def cmd_cancel(settings: Settings, queue_id: Any, reason: Any, by: str | None) -> int:
     try:
-        qid = R.parse_market_id(queue_id, "QUEUE_ID")
+        qid = R.parse_queue_id(queue_id)
         why = R.parse_text(reason, "--reason")
         who = R.parse_text(_who(by), "--by", R.MAX_WHO)
     except R.RequestError as exc:

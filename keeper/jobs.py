@@ -85,8 +85,18 @@ async def _final_rivals(ctx: Context, entries: list[tuple[int, str, int]]) -> li
         return []
     om = ctx.deployment.opinion_market
     calls = [(om, encode_call("OpinionMarket", "getMarket", market_id)) for _, _, market_id in entries]
+    results = await _eth_calls(ctx.rpc, calls, "finalized")
+    if all(isinstance(r, RpcError) for r in results):
+        # a node without the tag: head - chain.finality_depth, as the tracker does (review s21 hu: the entries
+        # stayed queued for ever)
+        try:
+            head = int(await ctx.rpc.call("eth_blockNumber"), 16)
+        except (RpcError, TypeError, ValueError):
+            head = None
+        if head is not None:
+            results = await _eth_calls(ctx.rpc, calls, hex(max(0, head - ctx.settings.chain.finality_depth)))
     final: list[tuple[int, str]] = []
-    for (queue_id, reason, market_id), res in zip(entries, await _eth_calls(ctx.rpc, calls, "finalized"), strict=True):
+    for (queue_id, reason, market_id), res in zip(entries, results, strict=True):
         try:
             status = int(decode_result("OpinionMarket", "getMarket", res)[4]) if isinstance(res, bytes) else None
         except Exception:  # undecodable: not proven final, asked again next run
