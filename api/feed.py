@@ -599,13 +599,14 @@ class Hub:
                 del self.resumes[k]
         key, net = client_keys(ip)
         buckets = []
-        for k, factor in ((key, 1), (net, NETWORK_FACTOR)):
-            if k is None:
+        scopes: list[tuple[str | None, int]] = [(key, 1), (net, NETWORK_FACTOR)]
+        for scope, factor in scopes:
+            if scope is None:
                 continue
-            bucket = self.resumes.get(k)
+            bucket = self.resumes.get(scope)
             if bucket is None:
                 rate, burst = factor * self.resumes_per_min / 60, factor * self.resume_burst
-                bucket = self.resumes[k] = Bucket(rate, burst, now)
+                bucket = self.resumes[scope] = Bucket(rate, burst, now)
             buckets.append(bucket)
         # taken from both only when both have one: a /64's refused tries must not spend its /48's budget,
         # nor a client retrying faster than the budget keep its own ever below zero (review s21 hu)

@@ -105,7 +105,7 @@ def parse_queue_id(value: Any, field: str = "QUEUE_ID") -> int:
         value = number
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_MARKET_ID:
         raise RequestError(field, f"must be a queue entry's id (the #N of `python -m keeper queue`), got {value!r}")
-    return value
+    return int(value)
 
 
 def parse_outcome(value: Any, field: str = "outcome") -> int:

@@ -751,7 +751,7 @@ class _Fold:
         if e.block_number >= self.ctx.outbox_from:
             # the market's creator too: the trade moves its market volume and pending dividends (its creator
             # page was left cached stale for cache_ttl_s after the trade was announced, review s21 hy)
-            rooms = ("global:all", f"market:{e.market_id}", "user:0x" + e.trader.hex())
+            rooms: tuple[str, ...] = ("global:all", f"market:{e.market_id}", "user:0x" + e.trader.hex())
             if m is not None:
                 rooms = (*rooms, "creator:0x" + m.creator.hex())
             self.emit_row(e, "market:trade", rooms)

@@ -48,7 +48,7 @@ from core.pgerrors import DB_CONFIG, DB_UNREACHABLE, db_config_error, db_unreach
 from core.rpc import WrongChain
 from core.schema import schema_problem
 from core.warm import warm
-from keeper import KeeperError, Unreachable, jobs, store
+from keeper import KeeperError, Unreachable, decide, jobs, store
 from keeper.aggregate import refresh_aggregates
 from keeper.keys import KeyLoadError, TxSignError, load_signer
 from keeper.leader import Leader
@@ -604,10 +604,12 @@ class Daemon:
                 r["id"]
                 for r in await conn.fetch(
                     "SELECT t.id FROM keeper.txs t WHERE t.chain_id = $1 AND t.job = 'distribute'"
-                    " AND t.status = 'dropped' AND t.job_key LIKE '%:' || $2 AND NOT EXISTS (SELECT 1 FROM"
+                    " AND t.status = 'dropped' AND t.job_key LIKE '%:' || $2 AND t.error NOT LIKE $3"
+                    " AND NOT EXISTS (SELECT 1 FROM"
                     " keeper.txs l WHERE l.chain_id = $1 AND l.job_key = t.job_key AND l.status <> 'dropped')",
                     self.settings.chain.chain_id,
                     period,
+                    decide.ABANDONED + "%",  # every broadcast refused: the operator's call, not re-sent all day
                 )
             }
         replan = dropped - self._replanned
@@ -621,8 +623,9 @@ class Daemon:
             return
         log.info("distribution_catch_up", scheduled_at=last_due.isoformat())
         outcome = await self.run_job("distribute", lambda: self.distribute(jobs.period_of(last_due)))
-        if outcome == "skipped":  # a run in progress decides (or this process stopped leading): look again later
+        if outcome != "ok":  # re-planned only by a run that went through (review s21 hf2: a failed one was not retried)
             self._replanned -= replan
+        if outcome == "skipped":  # a run in progress decides (or this process stopped leading): look again later
             self._catch_up_at = asyncio.get_running_loop().time() + DISTRIBUTE_RETRY_S
 
     # -------------------------------------------------------------- http

@@ -85,7 +85,11 @@ async def _final_rivals(ctx: Context, entries: list[tuple[int, str, int]]) -> li
         return []
     om = ctx.deployment.opinion_market
     calls = [(om, encode_call("OpinionMarket", "getMarket", market_id)) for _, _, market_id in entries]
-    results = await _eth_calls(ctx.rpc, calls, "finalized")
+    try:
+        results = await _eth_calls(ctx.rpc, calls, "finalized")
+    except RpcError as exc:  # the node did not answer: kept queued this run, the run's proposals go on (hf2)
+        log.warning("queue_entries_kept", entries=len(entries), error=str(exc)[:200])
+        return []
     if all(isinstance(r, RpcError) for r in results):
         # a node without the tag: head - chain.finality_depth, as the tracker does (review s21 hu: the entries
         # stayed queued for ever)
@@ -94,7 +98,8 @@ async def _final_rivals(ctx: Context, entries: list[tuple[int, str, int]]) -> li
         except (RpcError, TypeError, ValueError):
             head = None
         if head is not None:
-            results = await _eth_calls(ctx.rpc, calls, hex(max(0, head - ctx.settings.chain.finality_depth)))
+            with contextlib.suppress(RpcError):
+                results = await _eth_calls(ctx.rpc, calls, hex(max(0, head - ctx.settings.chain.finality_depth)))
     final: list[tuple[int, str]] = []
     for (queue_id, reason, market_id), res in zip(entries, results, strict=True):
         try:
