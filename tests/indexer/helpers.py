@@ -132,6 +132,17 @@ def index_to_head(settings: Settings) -> int:
     return asyncio.run(run(settings, asyncio.Event(), until_head=True))
 
 
+def run_through(proxy: Any, settings: Settings) -> object:
+    """index_to_head behind a fault proxy, stopped after: the exit code, or for an exception (what
+    `python -m indexer` turns into indexer_crashed, exit 1) its type and text."""
+    try:
+        return index_to_head(settings)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        proxy.stop()
+
+
 async def _dump(dsn: str, chain_id: int) -> dict[str, list[tuple[Any, ...]]]:
     conn = await asyncpg.connect(dsn)
     try:

@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from tests.indexer.faultproxy import FaultProxy, Faults
-from tests.indexer.helpers import Node, assert_same_index, dump, index_to_head, make_settings, sim
+from tests.indexer.helpers import Node, assert_same_index, dump, index_to_head, make_settings, run_through, sim
 from tests.indexer.test_faults import QUIET
 
 CAP = 3
@@ -56,14 +56,7 @@ def test_a_provider_capping_batch_size_in_words_not_allowed_is_not_taken_for_one
     want_dsn = fresh_db()
     assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
     proxy = SmallBatchProxy(node.url, 72, Faults(**{**QUIET, "range_cap": 10**6}))
-    try:
-        s = make_settings(proxy.url, node.deployment, db_dsn, tmp_path, initial_span=8, max_span=8)
-        try:
-            code: object = index_to_head(s)
-        except Exception as exc:  # what `python -m indexer` turns into indexer_crashed, exit 1
-            code = f"{type(exc).__name__}: {exc}"
-    finally:
-        proxy.stop()
+    code = run_through(proxy, make_settings(proxy.url, node.deployment, db_dsn, tmp_path, initial_span=8, max_span=8))
     assert proxy.counts.get("batch_refused", 0) > 0, "the scenario did not happen: no batch above the cap"
     assert code == 0, f"{code!r}: a provider taking batches of {CAP} was taken for one that takes none"
     assert_same_index(dump(db_dsn), dump(want_dsn))

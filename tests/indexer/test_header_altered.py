@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 
 from tests.indexer.faultproxy import FaultProxy, Faults
-from tests.indexer.helpers import Node, assert_same_index, dump, index_to_head, make_settings, sim
+from tests.indexer.helpers import Node, assert_same_index, dump, index_to_head, make_settings, run_through, sim
 from tests.indexer.test_faults import QUIET
 
 
@@ -100,14 +100,7 @@ def test_one_header_with_a_timestamp_out_of_range_on_the_tip_is_asked_again(
     TransientRpcError. Expected: a failed iteration (or the header refused in the call), the head reached."""
     sim(node.url, node.deployment, seed=83, max_events=10)
     proxy = HugeTimeProxy(node.url, 83, Faults(**{**QUIET, "range_cap": 10**6}))
-    try:
-        s = make_settings(proxy.url, node.deployment, db_dsn, tmp_path, tip_blocks=10**6)
-        try:
-            code: object = index_to_head(s)
-        except Exception as exc:  # what `python -m indexer` turns into indexer_crashed, exit 1
-            code = f"{type(exc).__name__}: {exc}"
-    finally:
-        proxy.stop()
+    code = run_through(proxy, make_settings(proxy.url, node.deployment, db_dsn, tmp_path, tip_blocks=10**6))
     assert proxy.counts.get("huge_time", 0) == 1, "the scenario did not happen"
     assert code == 0, f"the run ended with {code!r} after one header with timestamp 2**64 - 1"
 

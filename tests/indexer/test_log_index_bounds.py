@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from tests.indexer.faultproxy import FaultProxy, Faults
-from tests.indexer.helpers import Node, assert_same_index, dump, index_to_head, make_settings, sim
+from tests.indexer.helpers import Node, assert_same_index, dump, index_to_head, make_settings, run_through, sim
 from tests.indexer.test_faults import QUIET
 
 
@@ -51,14 +51,7 @@ def test_a_log_index_beyond_int4_is_asked_again_not_the_end_of_the_run(
     want_dsn = fresh_db()
     assert index_to_head(make_settings(node.url, node.deployment, want_dsn, tmp_path)) == 0
     proxy = BigIndexProxy(node.url, 79, Faults(**{**QUIET, "range_cap": 10**6}))
-    try:
-        s = make_settings(proxy.url, node.deployment, db_dsn, tmp_path, tip_blocks=tip_blocks)
-        try:
-            code: object = index_to_head(s)
-        except Exception as exc:  # what `python -m indexer` turns into indexer_crashed, exit 1
-            code = f"{type(exc).__name__}: {exc}"
-    finally:
-        proxy.stop()
+    code = run_through(proxy, make_settings(proxy.url, node.deployment, db_dsn, tmp_path, tip_blocks=tip_blocks))
     assert proxy.counts.get("big_log_index", 0) == 1, "the scenario did not happen"
     assert code == 0, f"the run ended with {code!r} after one log with logIndex 2**31"
     assert_same_index(dump(db_dsn), dump(want_dsn))

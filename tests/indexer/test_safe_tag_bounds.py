@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 
 from tests.indexer.faultproxy import FaultProxy, Faults
-from tests.indexer.helpers import Node, fetch, index_to_head, make_settings, sim
+from tests.indexer.helpers import Node, fetch, make_settings, run_through, sim
 from tests.indexer.test_faults import QUIET
 
 
@@ -70,14 +70,7 @@ def test_a_safe_tag_above_the_head_is_not_taken(
     node.anvil.mine(30)
     faults = Faults(**{**QUIET, "range_cap": 10**6})
     proxy = SafeTagProxy(node.url, 73, faults, first=first, times=times, number=number, tag=tag)
-    try:
-        s = make_settings(proxy.url, node.deployment, db_dsn, tmp_path, initial_span=8, max_span=8)
-        try:
-            code: object = index_to_head(s)
-        except Exception as exc:  # what `python -m indexer` turns into indexer_crashed, exit 1
-            code = f"{type(exc).__name__}: {exc}"
-    finally:
-        proxy.stop()
+    code = run_through(proxy, make_settings(proxy.url, node.deployment, db_dsn, tmp_path, initial_span=8, max_span=8))
     assert proxy.counts.get("safe_lie", 0) > 0, "the scenario did not happen"
     assert code == 0, f"the run ended with {code!r} after a `safe` tag answer above the head"
     row = fetch(db_dsn, "SELECT head_block, safe_block, finalized_block FROM idx.chain_heads")[0]
